@@ -1,0 +1,202 @@
+//! [`MinMonitor`]: the registry of monitored services.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::error::MonitorError;
+use crate::registered::Registered;
+use crate::service::MonitoredService;
+
+/// A registry of named services and their cached statuses.
+///
+/// An up status is cached for the service's grace period; a down status is never cached, so a
+/// reported down always means that a probe has just run and failed. Concurrent requests for the
+/// status of a service that is not cached up share one probe.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_monitor::{BoxError, MinMonitor, MonitoredService, Url, probe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let monitor = MinMonitor::new();
+/// let service = MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30))
+///     .probe(probe::from_fn(|_url| async { Ok::<bool, BoxError>(true) }));
+/// monitor.add("app", service)?;
+/// assert!(monitor.status("app").await?);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Default)]
+pub struct MinMonitor {
+    services: RwLock<HashMap<String, Arc<Registered>>>,
+}
+
+impl MinMonitor {
+    /// An empty monitor.
+    ///
+    /// ```
+    /// let monitor = tower_monitor::MinMonitor::new();
+    /// # let _ = monitor;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a service under `name` (case-sensitive).
+    ///
+    /// Fails with [`MonitorError::DuplicateServiceRegistration`] if the name is taken, and with
+    /// [`MonitorError::InvalidUrl`] if the service's probe cannot probe its URL; in both cases
+    /// nothing is added or started.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_monitor::{MinMonitor, MonitorError, MonitoredService, Url};
+    ///
+    /// let monitor = MinMonitor::new();
+    /// let service = MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::from_secs(1));
+    /// monitor.add("app", service.clone()).unwrap();
+    /// assert!(matches!(monitor.add("app", service), Err(MonitorError::DuplicateServiceRegistration(_))));
+    /// ```
+    pub fn add(&self, name: impl Into<String>, service: MonitoredService) -> Result<(), MonitorError> {
+        let name = name.into();
+        service
+            .probe
+            .validate_url(&service.url)
+            .map_err(|reason| MonitorError::InvalidUrl {
+                url: service.url.to_string(),
+                reason,
+            })?;
+        let mut services = self.services.write().unwrap_or_else(PoisonError::into_inner);
+        let slot = match services.entry(name) {
+            Entry::Occupied(taken) => {
+                return Err(MonitorError::DuplicateServiceRegistration(taken.key().clone()));
+            }
+            Entry::Vacant(slot) => slot,
+        };
+        let probe_now = service.probe_on_add;
+        let name = slot.key().clone();
+        let registered = slot.insert(Arc::new(Registered::new(name, service)));
+        if probe_now && !registered.start_probe() {
+            tracing::warn!(
+                service = %registered.name,
+                "probe_on_add needs a Tokio runtime; the first probe waits for the first status request"
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the service is up: the cached up if a probe (or [`set_status_up`](Self::set_status_up))
+    /// succeeded within the grace period, otherwise the result of a probe run now.
+    ///
+    /// Probing needs a Tokio runtime. An unreachable service is `Ok(false)`; a probe that fails
+    /// for another reason is [`MonitorError::Probe`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{BoxError, MinMonitor, MonitoredService, Url, probe};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:8081/")?;
+    /// let service = MonitoredService::new(url, Duration::from_secs(30))
+    ///     .probe(probe::from_fn(|_url| async { Ok::<bool, BoxError>(false) }));
+    /// monitor.add("app", service)?;
+    /// assert!(!monitor.status("app").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn status(&self, name: &str) -> Result<bool, MonitorError> {
+        let pending = {
+            let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
+            let registered = lookup(&services, name)?;
+            if registered.cache.is_up() {
+                return Ok(true);
+            }
+            registered.status()
+        };
+        pending.await
+    }
+
+    /// Probes the service now, whatever the cache says, and caches the result as
+    /// [`status`](Self::status) does. If a probe is already in flight, its result is shared.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{BoxError, MinMonitor, MonitoredService, Url, probe};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:8081/")?;
+    /// # let service = MonitoredService::new(url, Duration::from_secs(30))
+    /// #     .probe(probe::from_fn(|_url| async { Ok::<bool, BoxError>(true) }));
+    /// monitor.add("app", service)?;
+    /// assert!(monitor.reprobe("app").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reprobe(&self, name: &str) -> Result<bool, MonitorError> {
+        let pending = self.lookup(name)?.reprobe();
+        pending.await
+    }
+
+    /// Marks the service up as of now, cached for its grace period like a successful probe.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/")?;
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30)))?;
+    /// monitor.set_status_up("app")?;
+    /// assert!(monitor.status("app").await?); // cached: no probe ran
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_status_up(&self, name: &str) -> Result<(), MonitorError> {
+        self.lookup(name)?.set_status_up();
+        Ok(())
+    }
+
+    /// The names of the registered services, in no particular order.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+    /// assert_eq!(monitor.names(), vec!["app".to_string()]);
+    /// ```
+    pub fn names(&self) -> Vec<String> {
+        let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        services.keys().cloned().collect()
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Result<Arc<Registered>, MonitorError> {
+        let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        lookup(&services, name).cloned()
+    }
+}
+
+fn lookup<'a>(
+    services: &'a HashMap<String, Arc<Registered>>,
+    name: &str,
+) -> Result<&'a Arc<Registered>, MonitorError> {
+    services
+        .get(name)
+        .ok_or_else(|| MonitorError::UnknownService(name.to_string()))
+}
+
+impl fmt::Debug for MinMonitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("MinMonitor")
+            .field("services", &services.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}

@@ -1,0 +1,65 @@
+//! Probes: how a service's status is determined.
+//!
+//! A probe answers `Ok(true)` when the service is up, `Ok(false)` when it cannot be reached
+//! (refused, reset, unreachable, a name that does not resolve), and `Err(..)` only when it
+//! failed for another reason. The monitor bounds every probe by the service's
+//! [probe timeout](crate::MonitoredService::probe_timeout); a probe that runs out of time
+//! counts as down.
+
+mod from_fn;
+mod tcp;
+
+pub use from_fn::{FromFn, from_fn};
+pub use tcp::Tcp;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use url::Url;
+
+use crate::BoxError;
+
+/// Determines whether a service is up.
+///
+/// ```
+/// use futures::future::{BoxFuture, FutureExt};
+/// use tower_monitor::{BoxError, Probe, Url};
+///
+/// /// Up when the URL's path says so; a stand-in for a real check.
+/// struct PathSaysUp;
+///
+/// impl Probe for PathSaysUp {
+///     fn probe(&self, url: &Url) -> BoxFuture<'static, Result<bool, BoxError>> {
+///         let up = url.path() == "/up";
+///         async move { Ok(up) }.boxed()
+///     }
+/// }
+/// ```
+pub trait Probe: Send + Sync + 'static {
+    /// Probes the service at `url`.
+    fn probe(&self, url: &Url) -> BoxFuture<'static, Result<bool, BoxError>>;
+
+    /// Checks, when the service is added, that `url` is something this probe can probe.
+    /// The error says what is missing; the default accepts every URL.
+    ///
+    /// ```
+    /// use tower_monitor::{Probe, Url, probe::Tcp};
+    ///
+    /// let no_port = Url::parse("myproto://host/").unwrap();
+    /// assert!(Tcp.validate_url(&no_port).is_err());
+    /// ```
+    fn validate_url(&self, url: &Url) -> Result<(), String> {
+        let _ = url;
+        Ok(())
+    }
+}
+
+impl<P: Probe + ?Sized> Probe for Arc<P> {
+    fn probe(&self, url: &Url) -> BoxFuture<'static, Result<bool, BoxError>> {
+        (**self).probe(url)
+    }
+
+    fn validate_url(&self, url: &Url) -> Result<(), String> {
+        (**self).validate_url(url)
+    }
+}

@@ -1,0 +1,118 @@
+use std::io;
+use std::net::SocketAddr;
+
+use futures::future::{BoxFuture, FutureExt};
+use tokio::net::TcpStream;
+use url::{Host, Url};
+
+use super::Probe;
+use crate::BoxError;
+
+/// The default probe: up when a TCP connection to the URL's host and port succeeds.
+///
+/// The port is the URL's own, or its scheme's well-known one (http 80, https 443, ws 80,
+/// wss 443, ftp 21). Host names are resolved and each address is tried in turn. The connection is
+/// closed at once; nothing is sent. The monitor bounds the attempt with the service's probe
+/// timeout, so a backend that never answers counts as down once it runs out.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_monitor::{MonitoredService, Url, probe::Tcp};
+///
+/// let url = Url::parse("http://[::1]:8080/").unwrap();
+/// let service = MonitoredService::new(url, Duration::from_secs(5)).probe(Tcp);
+/// # let _ = service;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tcp;
+
+impl Probe for Tcp {
+    fn probe(&self, url: &Url) -> BoxFuture<'static, Result<bool, BoxError>> {
+        let target = target(url);
+        async move {
+            let (host, port) = target.map_err(BoxError::from)?;
+            let addrs: Vec<SocketAddr> = match host {
+                Host::Ipv4(ip) => vec![(ip, port).into()],
+                Host::Ipv6(ip) => vec![(ip, port).into()],
+                Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
+                    Ok(addrs) => addrs.collect(),
+                    Err(err) => {
+                        tracing::debug!(%name, error = %err, "probe: name does not resolve");
+                        return Ok(false);
+                    }
+                },
+            };
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(_) => return Ok(true),
+                    Err(err) if means_unreachable(&err) => {
+                        tracing::debug!(%addr, error = %err, "probe: connect failed");
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Ok(false)
+        }
+        .boxed()
+    }
+
+    fn validate_url(&self, url: &Url) -> Result<(), String> {
+        target(url).map(|_| ())
+    }
+}
+
+fn target(url: &Url) -> Result<(Host<String>, u16), String> {
+    let host = url
+        .host()
+        .ok_or("it has no host to connect to")?
+        .to_owned();
+    let port = url.port_or_known_default().ok_or_else(|| {
+        format!(
+            "it has no port and {:?} is not a scheme with a well-known port",
+            url.scheme()
+        )
+    })?;
+    Ok((host, port))
+}
+
+/// Errors that say "the service is not there" rather than "the probe is broken".
+fn means_unreachable(err: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | TimedOut
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+            | AddrNotAvailable
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports_come_from_the_scheme() {
+        let (_, port) = target(&Url::parse("https://example.test/").unwrap()).unwrap();
+        assert_eq!(port, 443);
+        let (_, port) = target(&Url::parse("http://example.test/").unwrap()).unwrap();
+        assert_eq!(port, 80);
+    }
+
+    #[test]
+    fn urls_without_host_or_port_are_rejected_with_a_reason() {
+        let err = Tcp
+            .validate_url(&Url::parse("unix:/run/app.sock").unwrap())
+            .unwrap_err();
+        assert!(err.contains("no host"), "{err}");
+        let err = Tcp
+            .validate_url(&Url::parse("redis://cache.test/").unwrap())
+            .unwrap_err();
+        assert!(err.contains("\"redis\""), "{err}");
+    }
+}
