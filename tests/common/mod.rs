@@ -1,0 +1,117 @@
+//! Helpers shared by the integration tests: real listeners on 127.0.0.1, port 0.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+use tower_monitor::{BoxError, Probe, Url, probe, trigger};
+
+/// A TCP backend that accepts and closes connections until stopped.
+pub struct Backend {
+    pub addr: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind test backend");
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        Self { addr, task: Some(task) }
+    }
+
+    pub fn url(&self) -> Url {
+        url_for(self.addr)
+    }
+
+    /// Stops listening: connections to the address are refused from now on.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub fn url_for(addr: SocketAddr) -> Url {
+    Url::parse(&format!("http://{addr}/")).unwrap()
+}
+
+/// An address on 127.0.0.1 where nothing listens (bound, then released).
+pub async fn refused_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A listener that never accepts, with its accept queue filled, so a new connect gets no answer.
+/// Returns the listener (keep it alive) and the connections that filled it.
+pub async fn blackhole() -> (tokio::net::TcpListener, Vec<TcpStream>) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            // The queue is full: this connect hangs, which is the state we want.
+            _ => break,
+        }
+    }
+    (listener, fillers)
+}
+
+/// A probe that counts its runs and answers what `up` says.
+pub fn counting_probe(runs: Arc<AtomicUsize>, up: bool) -> impl Probe {
+    probe::from_fn(move |_url| {
+        let runs = runs.clone();
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok::<bool, BoxError>(up)
+        }
+    })
+}
+
+/// A trigger that counts its runs and fails when `fail` is set.
+pub fn counting_trigger(runs: Arc<AtomicUsize>, fail: bool) -> impl tower_monitor::Trigger {
+    trigger::from_fn(move || {
+        let runs = runs.clone();
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            if fail {
+                Err::<(), BoxError>("trigger failed on purpose".into())
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
+pub fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+pub fn count(c: &AtomicUsize) -> usize {
+    c.load(Ordering::SeqCst)
+}
