@@ -37,6 +37,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+pub mod layer;
 mod monitor;
 pub mod probe;
 mod registered;
@@ -47,6 +48,7 @@ pub mod trigger;
 
 pub use error::{BoxError, MonitorError, SharedError};
 pub use futures::future::BoxFuture;
+pub use layer::{MonitorLayer, MonitorService};
 pub use monitor::MinMonitor;
 pub use probe::Probe;
 pub use service::{DEFAULT_PROBE_TIMEOUT, MonitoredService};

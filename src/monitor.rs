@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::error::MonitorError;
+use crate::layer::MonitorLayer;
 use crate::registered::Registered;
 use crate::service::MonitoredService;
 
@@ -60,7 +61,11 @@ impl MinMonitor {
     /// monitor.add("app", service.clone()).unwrap();
     /// assert!(matches!(monitor.add("app", service), Err(MonitorError::DuplicateServiceRegistration(_))));
     /// ```
-    pub fn add(&self, name: impl Into<String>, service: MonitoredService) -> Result<(), MonitorError> {
+    pub fn add(
+        &self,
+        name: impl Into<String>,
+        service: MonitoredService,
+    ) -> Result<(), MonitorError> {
         let name = name.into();
         service
             .probe
@@ -69,10 +74,15 @@ impl MinMonitor {
                 url: service.url.to_string(),
                 reason,
             })?;
-        let mut services = self.services.write().unwrap_or_else(PoisonError::into_inner);
+        let mut services = self
+            .services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let slot = match services.entry(name) {
             Entry::Occupied(taken) => {
-                return Err(MonitorError::DuplicateServiceRegistration(taken.key().clone()));
+                return Err(MonitorError::DuplicateServiceRegistration(
+                    taken.key().clone(),
+                ));
             }
             Entry::Vacant(slot) => slot,
         };
@@ -160,6 +170,24 @@ impl MinMonitor {
     pub fn set_status_up(&self, name: &str) -> Result<(), MonitorError> {
         self.lookup(name)?.set_status_up();
         Ok(())
+    }
+
+    /// A [`MonitorLayer`] guarding a service with the status of the one registered as `name`.
+    /// Fails with [`MonitorError::UnknownService`] here, never per request.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// let monitor = Arc::new(MinMonitor::new());
+    /// # let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+    /// let layer = monitor.layer("app").unwrap();
+    /// assert!(monitor.layer("typo").is_err());
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(self: &Arc<Self>, name: &str) -> Result<MonitorLayer, MonitorError> {
+        MonitorLayer::new(self, name)
     }
 
     /// The names of the registered services, in no particular order.

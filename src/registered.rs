@@ -21,7 +21,7 @@ pub(crate) struct Registered {
     pub(crate) cache: Arc<StatusCache>,
     probing: SingleFlight<bool>,
     /// Runs of `on_down`, coalesced like probes.
-    pub(crate) waking: SingleFlight<()>,
+    waking: SingleFlight<()>,
     /// The last status a probe (or `set_status_up`) saw, to log transitions.
     last_seen: Arc<AtomicU8>,
 }
@@ -39,18 +39,38 @@ impl Registered {
     }
 
     /// Cached up, or the result of a probe (shared with every concurrent caller).
-    pub(crate) fn status(&self) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
+    pub(crate) fn status(
+        &self,
+    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
         self.probe_shared(false)
     }
 
     /// The result of a probe, whatever the cache says.
-    pub(crate) fn reprobe(&self) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
+    pub(crate) fn reprobe(
+        &self,
+    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
         self.probe_shared(true)
     }
 
     pub(crate) fn set_status_up(&self) {
         self.cache.mark_up();
         note_transition(&self.name, &self.last_seen, UP);
+    }
+
+    /// Runs `on_down`, or joins the run in flight.
+    pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
+        let joined = self.waking.join_or_start(|| {
+            let on_down = self.service.on_down.clone()?;
+            Some(async move { on_down.trigger().await.map_err(SharedError::from) })
+        });
+        let name = Arc::clone(&self.name);
+        async move {
+            match joined {
+                Ok(Some(run)) => run.await,
+                Ok(None) => Ok(()),
+                Err(_) => Err(Arc::new(MonitorError::NoRuntime(name.to_string())) as SharedError),
+            }
+        }
     }
 
     /// Starts a probe in the background if none is running; returns whether one could start.
@@ -60,10 +80,16 @@ impl Registered {
             .is_ok()
     }
 
-    fn probe_shared(&self, force: bool) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
-        let joined = self
-            .probing
-            .join_or_start(|| (force || !self.cache.is_up()).then(|| self.probe_job()));
+    fn probe_shared(
+        &self,
+        force: bool,
+    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
+        let joined = if !force && self.cache.is_up() {
+            Ok(None)
+        } else {
+            self.probing
+                .join_or_start(|| (force || !self.cache.is_up()).then(|| self.probe_job()))
+        };
         let name = Arc::clone(&self.name);
         async move {
             match joined {

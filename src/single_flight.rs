@@ -150,7 +150,9 @@ mod tests {
             .unwrap()
             .unwrap();
         drop(flight);
-        let joined = flights.join_or_start(|| None::<BoxFuture<'static, _>>).unwrap();
+        let joined = flights
+            .join_or_start(|| None::<BoxFuture<'static, _>>)
+            .unwrap();
         let joined = joined.expect("the run must still be in flight");
         gate.notify_one();
         assert_eq!(joined.await.unwrap(), 1);

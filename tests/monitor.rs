@@ -19,14 +19,18 @@ fn tcp_service(url: Url, grace: Duration) -> MonitoredService {
 async fn up_service_is_up() {
     let backend = Backend::start().await;
     let monitor = MinMonitor::new();
-    monitor.add("app", tcp_service(backend.url(), GRACE)).unwrap();
+    monitor
+        .add("app", tcp_service(backend.url(), GRACE))
+        .unwrap();
     assert!(monitor.status("app").await.unwrap());
 }
 
 #[tokio::test]
 async fn down_service_is_down() {
     let monitor = MinMonitor::new();
-    monitor.add("app", tcp_service(url_for(refused_addr().await), GRACE)).unwrap();
+    monitor
+        .add("app", tcp_service(url_for(refused_addr().await), GRACE))
+        .unwrap();
     assert!(!monitor.status("app").await.unwrap());
 }
 
@@ -34,19 +38,26 @@ async fn down_service_is_down() {
 async fn up_then_reprobe_after_it_stopped_is_down() {
     let mut backend = Backend::start().await;
     let monitor = MinMonitor::new();
-    monitor.add("app", tcp_service(backend.url(), Duration::from_secs(60))).unwrap();
+    monitor
+        .add("app", tcp_service(backend.url(), Duration::from_secs(60)))
+        .unwrap();
     assert!(monitor.status("app").await.unwrap());
     backend.stop().await;
     assert!(monitor.status("app").await.unwrap(), "still cached up");
     assert!(!monitor.reprobe("app").await.unwrap());
-    assert!(!monitor.status("app").await.unwrap(), "the down cleared the cached up");
+    assert!(
+        !monitor.status("app").await.unwrap(),
+        "the down cleared the cached up"
+    );
 }
 
 #[tokio::test]
 async fn down_then_reprobe_after_it_started_is_up() {
     let addr = refused_addr().await;
     let monitor = MinMonitor::new();
-    monitor.add("app", tcp_service(url_for(addr), Duration::from_secs(60))).unwrap();
+    monitor
+        .add("app", tcp_service(url_for(addr), Duration::from_secs(60)))
+        .unwrap();
     assert!(!monitor.status("app").await.unwrap());
     let _backend = Backend::start_on(addr).await;
     assert!(monitor.reprobe("app").await.unwrap());
@@ -55,19 +66,29 @@ async fn down_then_reprobe_after_it_started_is_up() {
 #[tokio::test]
 async fn set_status_up_on_a_down_service_holds_for_the_grace_period_only() {
     let monitor = MinMonitor::new();
-    monitor.add("app", tcp_service(url_for(refused_addr().await), GRACE)).unwrap();
+    monitor
+        .add("app", tcp_service(url_for(refused_addr().await), GRACE))
+        .unwrap();
     assert!(!monitor.status("app").await.unwrap());
     monitor.set_status_up("app").unwrap();
-    assert!(monitor.status("app").await.unwrap(), "within the grace period");
+    assert!(
+        monitor.status("app").await.unwrap(),
+        "within the grace period"
+    );
     tokio::time::sleep(GRACE + Duration::from_millis(100)).await;
-    assert!(!monitor.status("app").await.unwrap(), "after the grace period a probe runs");
+    assert!(
+        !monitor.status("app").await.unwrap(),
+        "after the grace period a probe runs"
+    );
 }
 
 #[tokio::test]
 async fn a_service_that_goes_down_within_the_grace_period_is_still_reported_up() {
     let mut backend = Backend::start().await;
     let monitor = MinMonitor::new();
-    monitor.add("app", tcp_service(backend.url(), Duration::from_secs(60))).unwrap();
+    monitor
+        .add("app", tcp_service(backend.url(), Duration::from_secs(60)))
+        .unwrap();
     assert!(monitor.status("app").await.unwrap());
     backend.stop().await;
     // A false positive, by design: the up is trusted for the grace period.
@@ -78,7 +99,9 @@ async fn a_service_that_goes_down_within_the_grace_period_is_still_reported_up()
 async fn with_zero_grace_a_service_that_goes_down_is_down_at_once() {
     let mut backend = Backend::start().await;
     let monitor = MinMonitor::new();
-    monitor.add("app", tcp_service(backend.url(), Duration::ZERO)).unwrap();
+    monitor
+        .add("app", tcp_service(backend.url(), Duration::ZERO))
+        .unwrap();
     assert!(monitor.status("app").await.unwrap());
     backend.stop().await;
     assert!(!monitor.status("app").await.unwrap());
@@ -90,11 +113,18 @@ async fn up_expires_after_the_grace_period_and_is_probed_again() {
     let monitor = MinMonitor::new();
     let url = url_for(refused_addr().await);
     monitor
-        .add("app", MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), true)))
+        .add(
+            "app",
+            MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), true)),
+        )
         .unwrap();
     assert!(monitor.status("app").await.unwrap());
     assert!(monitor.status("app").await.unwrap());
-    assert_eq!(count(&runs), 1, "the second status was answered from the cache");
+    assert_eq!(
+        count(&runs),
+        1,
+        "the second status was answered from the cache"
+    );
     tokio::time::sleep(GRACE + Duration::from_millis(100)).await;
     assert!(monitor.status("app").await.unwrap());
     assert_eq!(count(&runs), 2);
@@ -106,7 +136,10 @@ async fn down_is_never_cached() {
     let monitor = MinMonitor::new();
     let url = url_for(refused_addr().await);
     monitor
-        .add("app", MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), false)))
+        .add(
+            "app",
+            MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), false)),
+        )
         .unwrap();
     for expected in 1..=3 {
         assert!(!monitor.status("app").await.unwrap());
@@ -117,7 +150,8 @@ async fn down_is_never_cached() {
 #[tokio::test]
 async fn unknown_names_are_errors_for_every_operation() {
     let monitor = MinMonitor::new();
-    let is_unknown = |e: MonitorError| matches!(e, MonitorError::UnknownService(ref n) if n == "ghost");
+    let is_unknown =
+        |e: MonitorError| matches!(e, MonitorError::UnknownService(ref n) if n == "ghost");
     assert!(is_unknown(monitor.status("ghost").await.unwrap_err()));
     assert!(is_unknown(monitor.reprobe("ghost").await.unwrap_err()));
     assert!(is_unknown(monitor.set_status_up("ghost").unwrap_err()));
@@ -126,29 +160,44 @@ async fn unknown_names_are_errors_for_every_operation() {
 #[tokio::test]
 async fn names_are_case_sensitive() {
     let monitor = MinMonitor::new();
-    monitor.add("App", tcp_service(url_for(refused_addr().await), GRACE)).unwrap();
-    assert!(matches!(monitor.set_status_up("app"), Err(MonitorError::UnknownService(_))));
+    monitor
+        .add("App", tcp_service(url_for(refused_addr().await), GRACE))
+        .unwrap();
+    assert!(matches!(
+        monitor.set_status_up("app"),
+        Err(MonitorError::UnknownService(_))
+    ));
 }
 
 #[tokio::test]
 async fn adding_a_taken_name_fails_and_keeps_the_first() {
     let backend = Backend::start().await;
     let monitor = MinMonitor::new();
-    monitor.add("app", tcp_service(backend.url(), GRACE)).unwrap();
+    monitor
+        .add("app", tcp_service(backend.url(), GRACE))
+        .unwrap();
     let err = monitor
         .add("app", tcp_service(url_for(refused_addr().await), GRACE))
         .unwrap_err();
     assert!(matches!(err, MonitorError::DuplicateServiceRegistration(ref n) if n == "app"));
-    assert!(monitor.status("app").await.unwrap(), "the first definition is still the one used");
+    assert!(
+        monitor.status("app").await.unwrap(),
+        "the first definition is still the one used"
+    );
 }
 
 #[tokio::test]
 async fn a_url_that_cannot_be_probed_is_rejected_naming_it() {
     let monitor = MinMonitor::new();
     let url = Url::parse("gopher-ish://backend.test/").unwrap();
-    let err = monitor.add("app", MonitoredService::new(url, GRACE)).unwrap_err();
+    let err = monitor
+        .add("app", MonitoredService::new(url, GRACE))
+        .unwrap_err();
     assert!(matches!(err, MonitorError::InvalidUrl { .. }));
-    assert!(err.to_string().contains("gopher-ish://backend.test/"), "{err}");
+    assert!(
+        err.to_string().contains("gopher-ish://backend.test/"),
+        "{err}"
+    );
     assert!(monitor.names().is_empty(), "nothing was added");
 }
 
@@ -157,13 +206,17 @@ async fn an_unanswered_connect_is_down_within_the_probe_timeout() {
     let (listener, _fillers) = blackhole().await;
     let timeout = Duration::from_millis(300);
     let monitor = MinMonitor::new();
-    let service = MonitoredService::new(url_for(listener.local_addr().unwrap()), GRACE).probe_timeout(timeout);
+    let service = MonitoredService::new(url_for(listener.local_addr().unwrap()), GRACE)
+        .probe_timeout(timeout);
     monitor.add("app", service).unwrap();
     let started = Instant::now();
     assert!(!monitor.status("app").await.unwrap());
     let elapsed = started.elapsed();
     // It really hung (not refused), and the timeout cut it off.
-    assert!(elapsed >= timeout, "answered after {elapsed:?}: the connect did not hang");
+    assert!(
+        elapsed >= timeout,
+        "answered after {elapsed:?}: the connect did not hang"
+    );
     assert!(elapsed < timeout * 10, "answered after {elapsed:?}");
 }
 
@@ -172,7 +225,9 @@ async fn a_probe_that_never_answers_is_down_after_the_timeout() {
     let monitor = MinMonitor::new();
     let service = MonitoredService::new(url_for(refused_addr().await), GRACE)
         .probe_timeout(Duration::from_millis(50))
-        .probe(probe::from_fn(|_url| futures::future::pending::<Result<bool, BoxError>>()));
+        .probe(probe::from_fn(|_url| {
+            futures::future::pending::<Result<bool, BoxError>>()
+        }));
     monitor.add("app", service).unwrap();
     assert!(!monitor.status("app").await.unwrap());
 }
@@ -180,8 +235,9 @@ async fn a_probe_that_never_answers_is_down_after_the_timeout() {
 #[tokio::test]
 async fn a_custom_probe_error_is_a_probe_error() {
     let monitor = MinMonitor::new();
-    let service = MonitoredService::new(url_for(refused_addr().await), GRACE)
-        .probe(probe::from_fn(|_url| async { Err::<bool, BoxError>("bad credentials".into()) }));
+    let service = MonitoredService::new(url_for(refused_addr().await), GRACE).probe(
+        probe::from_fn(|_url| async { Err::<bool, BoxError>("bad credentials".into()) }),
+    );
     monitor.add("app", service).unwrap();
     let err = monitor.status("app").await.unwrap_err();
     assert!(matches!(err, MonitorError::Probe { ref service, .. } if service == "app"));
@@ -193,17 +249,22 @@ async fn a_panicking_probe_is_a_probe_error_and_the_next_probe_runs() {
     let runs = counter();
     let counted = runs.clone();
     let monitor = MinMonitor::new();
-    let service = MonitoredService::new(url_for(refused_addr().await), GRACE).probe(probe::from_fn(move |_url| {
-        let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        async move {
-            if n == 0 {
-                panic!("probe bug");
+    let service = MonitoredService::new(url_for(refused_addr().await), GRACE).probe(
+        probe::from_fn(move |_url| {
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    panic!("probe bug");
+                }
+                Ok::<bool, BoxError>(true)
             }
-            Ok::<bool, BoxError>(true)
-        }
-    }));
+        }),
+    );
     monitor.add("app", service).unwrap();
-    assert!(matches!(monitor.status("app").await, Err(MonitorError::Probe { .. })));
+    assert!(matches!(
+        monitor.status("app").await,
+        Err(MonitorError::Probe { .. })
+    ));
     assert!(monitor.status("app").await.unwrap());
 }
 
@@ -213,7 +274,11 @@ async fn concurrent_status_calls_share_one_probe() {
     let monitor = Arc::new(MinMonitor::new());
     let url = url_for(refused_addr().await);
     monitor
-        .add("app", MonitoredService::new(url, Duration::from_secs(60)).probe(counting_probe(runs.clone(), true)))
+        .add(
+            "app",
+            MonitoredService::new(url, Duration::from_secs(60))
+                .probe(counting_probe(runs.clone(), true)),
+        )
         .unwrap();
     let calls: Vec<_> = (0..200)
         .map(|_| {
@@ -262,15 +327,16 @@ async fn a_caller_cancelled_mid_probe_neither_cancels_nor_sticks_the_probe() {
     let (r, s, g) = (runs.clone(), started.clone(), gate.clone());
     let monitor = Arc::new(MinMonitor::new());
     let url = url_for(refused_addr().await);
-    let service = MonitoredService::new(url, Duration::from_secs(60)).probe(probe::from_fn(move |_url| {
-        r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (s, g) = (s.clone(), g.clone());
-        async move {
-            s.notify_one();
-            g.notified().await;
-            Ok::<bool, BoxError>(true)
-        }
-    }));
+    let service =
+        MonitoredService::new(url, Duration::from_secs(60)).probe(probe::from_fn(move |_url| {
+            r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (s, g) = (s.clone(), g.clone());
+            async move {
+                s.notify_one();
+                g.notified().await;
+                Ok::<bool, BoxError>(true)
+            }
+        }));
     monitor.add("app", service).unwrap();
     let m = monitor.clone();
     let caller = tokio::spawn(async move { m.status("app").await });
@@ -335,7 +401,10 @@ async fn the_first_probe_waits_for_a_status_request_by_default() {
     let monitor = MinMonitor::new();
     let url = url_for(refused_addr().await);
     monitor
-        .add("lazy", MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), true)))
+        .add(
+            "lazy",
+            MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), true)),
+        )
         .unwrap();
     tokio::task::yield_now().await;
     assert_eq!(count(&runs), 0);
@@ -352,12 +421,16 @@ async fn services_can_be_added_while_others_read_statuses() {
             let monitor = monitor.clone();
             let url = backend.url();
             tokio::spawn(async move {
-                monitor.add(format!("svc-{i}"), tcp_service(url, GRACE)).unwrap();
+                monitor
+                    .add(format!("svc-{i}"), tcp_service(url, GRACE))
+                    .unwrap();
                 for j in 0..=i {
                     // Every service added so far by this task, or maybe by others.
                     match monitor.status(&format!("svc-{j}")).await {
                         Ok(up) => assert!(up),
-                        Err(MonitorError::UnknownService(_)) => assert!(j < i, "own service must exist"),
+                        Err(MonitorError::UnknownService(_)) => {
+                            assert!(j < i, "own service must exist")
+                        }
                         Err(other) => panic!("{other}"),
                     }
                 }

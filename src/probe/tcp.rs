@@ -62,10 +62,7 @@ impl Probe for Tcp {
 }
 
 fn target(url: &Url) -> Result<(Host<String>, u16), String> {
-    let host = url
-        .host()
-        .ok_or("it has no host to connect to")?
-        .to_owned();
+    let host = url.host().ok_or("it has no host to connect to")?.to_owned();
     let port = url.port_or_known_default().ok_or_else(|| {
         format!(
             "it has no port and {:?} is not a scheme with a well-known port",

@@ -29,7 +29,10 @@ impl Backend {
                 drop(stream);
             }
         });
-        Self { addr, task: Some(task) }
+        Self {
+            addr,
+            task: Some(task),
+        }
     }
 
     pub fn url(&self) -> Url {

@@ -1,0 +1,290 @@
+//! The answers given instead of the inner service's: 503 while the backend is not ready, 500
+//! when its status or a trigger failed.
+//!
+//! They never carry the backend's address or an error's text (those go to `tracing`), and they
+//! are never cached by clients or proxies (`Cache-Control: no-store`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode, request::Parts};
+
+use super::FallbackBody;
+
+/// Why a request was answered by the fallback instead of the inner service.
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_monitor::layer::FallbackReason;
+///
+/// assert_eq!(FallbackReason::NotReady.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FallbackReason {
+    /// The backend is down (and `on_down` ran): 503 Service Not Ready.
+    NotReady,
+    /// The status could not be determined, or a trigger failed: 500 Internal Server Error.
+    Error,
+}
+
+impl FallbackReason {
+    /// The HTTP status this reason is answered with by default.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_monitor::layer::FallbackReason;
+    ///
+    /// assert_eq!(FallbackReason::Error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    /// ```
+    pub fn status_code(self) -> StatusCode {
+        match self {
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Error => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC status code this reason is answered with for gRPC requests.
+    fn grpc_code(self) -> u16 {
+        match self {
+            Self::NotReady => 14, // UNAVAILABLE
+            Self::Error => 13,    // INTERNAL
+        }
+    }
+}
+
+type CustomFallback = dyn Fn(&Parts, FallbackReason) -> Response<FallbackBody> + Send + Sync;
+
+/// How the layer answers a request it does not forward.
+#[derive(Clone)]
+pub(crate) struct Fallback {
+    pub(crate) retry_after: Duration,
+    pub(crate) custom: Option<Arc<CustomFallback>>,
+}
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Self {
+            retry_after: DEFAULT_RETRY_AFTER,
+            custom: None,
+        }
+    }
+}
+
+impl fmt::Debug for Fallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fallback")
+            .field("retry_after", &self.retry_after)
+            .field("custom", &self.custom.is_some())
+            .finish()
+    }
+}
+
+/// The `Retry-After` of a 503 unless set with [`MonitorLayer::retry_after`](super::MonitorLayer::retry_after).
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl Fallback {
+    pub(crate) fn respond(&self, parts: &Parts, reason: FallbackReason) -> Response<FallbackBody> {
+        let mut response = match &self.custom {
+            Some(custom) => custom(parts, reason),
+            None => default_response(parts, reason, self.retry_after),
+        };
+        // A cached "not ready" would outlive the backend's start: never let anyone store it.
+        response
+            .headers_mut()
+            .entry(CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// The built-in fallback: a small HTML page, JSON when the client's `Accept` prefers
+/// `application/json`, or a trailers-only gRPC status (`UNAVAILABLE` or `INTERNAL`) for gRPC
+/// requests. A 503 carries `Retry-After` and, for a browser, refreshes itself after that long.
+///
+/// A custom fallback can call it for the cases it does not handle itself.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{Request, StatusCode};
+/// use tower_monitor::layer::{FallbackReason, default_response};
+///
+/// let (parts, ()) = Request::get("/").header("accept", "application/json").body(()).unwrap().into_parts();
+/// let response = default_response(&parts, FallbackReason::NotReady, Duration::from_secs(3));
+/// assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// assert_eq!(response.headers()["retry-after"], "3");
+/// assert_eq!(response.headers()["content-type"], "application/json");
+/// ```
+pub fn default_response(
+    parts: &Parts,
+    reason: FallbackReason,
+    retry_after: Duration,
+) -> Response<FallbackBody> {
+    let retry_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = if is_grpc(&parts.headers) {
+        grpc_response(reason)
+    } else if prefers_json(&parts.headers) {
+        with_content_type(json_body(reason, retry_secs), "application/json")
+    } else {
+        with_content_type(html_body(reason, retry_secs), "text/html; charset=utf-8")
+    };
+    if !is_grpc(&parts.headers) {
+        *response.status_mut() = reason.status_code();
+    }
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if reason == FallbackReason::NotReady {
+        headers.insert(RETRY_AFTER, HeaderValue::from(retry_secs));
+    }
+    response
+}
+
+fn with_content_type(body: String, content_type: &'static str) -> Response<FallbackBody> {
+    let mut response = Response::new(FallbackBody::from(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// gRPC answers errors with HTTP 200 and the status in the headers ("trailers-only").
+fn grpc_response(reason: FallbackReason) -> Response<FallbackBody> {
+    let message = match reason {
+        FallbackReason::NotReady => "service not ready",
+        FallbackReason::Error => "internal error",
+    };
+    let mut response = Response::new(FallbackBody::empty());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(reason.grpc_code()));
+    headers.insert("grpc-message", HeaderValue::from_static(message));
+    response
+}
+
+fn json_body(reason: FallbackReason, retry_secs: u64) -> String {
+    match reason {
+        FallbackReason::NotReady => format!(
+            r#"{{"error":"service_not_ready","status":503,"retry_after":{retry_secs}}}"#
+        ),
+        FallbackReason::Error => r#"{"error":"internal_error","status":500}"#.to_string(),
+    }
+}
+
+fn html_body(reason: FallbackReason, retry_secs: u64) -> String {
+    let (title, text, refresh) = match reason {
+        FallbackReason::NotReady => (
+            "Service Not Ready",
+            format!("The service is starting. This page reloads in {retry_secs} s."),
+            format!(r#"<meta http-equiv="refresh" content="{retry_secs}">"#),
+        ),
+        FallbackReason::Error => (
+            "Internal Server Error",
+            "Something went wrong while reaching the service.".to_string(),
+            String::new(),
+        ),
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}<title>{title}</title></head>\
+         <body><main><h1>{title}</h1><p>{text}</p></main></body></html>\n"
+    )
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// Whether `Accept` ranks JSON strictly above HTML (ties go to HTML, the default).
+fn prefers_json(headers: &HeaderMap) -> bool {
+    let mut json = Preference::default();
+    let mut html = Preference::default();
+    for value in headers.get_all(ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            let mut params = range.split(';');
+            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/json" => json.exact(q),
+                "text/html" | "application/xhtml+xml" => html.exact(q),
+                "application/*" => json.wildcard(q),
+                "text/*" => html.wildcard(q),
+                "*/*" => {
+                    json.wildcard(q);
+                    html.wildcard(q);
+                }
+                _ => {}
+            }
+        }
+    }
+    json.q() > html.q()
+}
+
+/// The quality a client gives a media type: its own entry if any, otherwise the best wildcard.
+#[derive(Default)]
+struct Preference {
+    exact: Option<f32>,
+    wildcard: Option<f32>,
+}
+
+impl Preference {
+    fn exact(&mut self, q: f32) {
+        self.exact = Some(self.exact.map_or(q, |e| e.max(q)));
+    }
+    fn wildcard(&mut self, q: f32) {
+        self.wildcard = Some(self.wildcard.map_or(q, |w| w.max(q)));
+    }
+    fn q(&self) -> f32 {
+        self.exact.or(self.wildcard).unwrap_or(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn json_only_when_preferred_over_html() {
+        assert!(prefers_json(&accept("application/json")));
+        assert!(prefers_json(&accept("text/html;q=0.5, application/json")));
+        assert!(!prefers_json(&accept("application/json;q=0.5, text/html")));
+        assert!(!prefers_json(&accept("*/*")));
+        assert!(!prefers_json(&HeaderMap::new()));
+        // A browser's usual header.
+        assert!(!prefers_json(&accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        )));
+        assert!(prefers_json(&accept("application/*, text/html;q=0.1")));
+    }
+
+    #[test]
+    fn grpc_is_recognised_with_any_suffix() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        assert!(is_grpc(&headers));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert!(!is_grpc(&headers));
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let response = default_response(&parts, FallbackReason::NotReady, Duration::from_millis(1500));
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
+        let response = default_response(&parts, FallbackReason::Error, Duration::from_secs(1));
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
+}

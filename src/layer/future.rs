@@ -1,0 +1,110 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::decision::Decision;
+use super::service::Guard;
+use super::{FallbackReason, MonitorBody};
+
+pin_project! {
+    /// The response future of [`MonitorService`](super::MonitorService).
+    ///
+    /// On the cached-up path it is the inner service's future, unboxed; otherwise it first
+    /// awaits the decision (status and triggers), then calls the inner service that was polled
+    /// ready, or answers the fallback.
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, S::Future>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody, F> {
+        Deciding {
+            decision: BoxFuture<'static, Decision>,
+            // The service that was polled ready, and the request it is for.
+            ready: Option<(S, Request<ReqBody>)>,
+            guard: Arc<Guard>,
+        },
+        Forwarding {
+            #[pin]
+            future: F,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn forward(future: S::Future) -> Self {
+        Self {
+            state: State::Forwarding { future },
+        }
+    }
+
+    pub(crate) fn decide(
+        decision: BoxFuture<'static, Decision>,
+        service: S,
+        request: Request<ReqBody>,
+        guard: Arc<Guard>,
+    ) -> Self {
+        Self {
+            state: State::Deciding {
+                decision,
+                ready: Some((service, request)),
+                guard,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<MonitorBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Deciding {
+                    decision,
+                    ready,
+                    guard,
+                } => {
+                    let decision = ready!(decision.as_mut().poll(cx));
+                    let (reason, parts) = match (decision, ready.take()) {
+                        (Decision::Forward, Some((mut service, request))) => {
+                            let future = service.call(request);
+                            state.set(State::Forwarding { future });
+                            continue;
+                        }
+                        (Decision::Fallback(reason), Some((_, request))) => {
+                            (reason, request.into_parts().0)
+                        }
+                        // Polled again after completing: answer rather than panic.
+                        (_, None) => (FallbackReason::Error, Request::new(()).into_parts().0),
+                    };
+                    let response = guard.fallback.respond(&parts, reason);
+                    return Poll::Ready(Ok(response.map(MonitorBody::fallback)));
+                }
+                StateProj::Forwarding { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(MonitorBody::inner)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The Tower middleware: [`MonitorLayer`] and [`MonitorService`].
+//!
+//! For every request, in this order:
+//!
+//! 1. The backend's status is determined (cached, or a probe shared with concurrent requests).
+//! 2. If that fails: 500, no trigger runs, the inner service is not called.
+//! 3. `always` runs; if it fails: 500, neither `on_up` nor `on_down` runs.
+//! 4. Up: `on_up` runs, then the request is forwarded and the inner response returned unchanged.
+//! 5. Down: `on_down` runs (coalesced with any run in flight), then the fallback answers 503.
+//!
+//! A failing or panicking trigger is answered with 500. The response body is [`MonitorBody`], so
+//! the layer composes with tower-http layers, axum routers and tonic servers.
+
+mod body;
+mod decision;
+mod fallback;
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod service;
+
+pub use body::{FallbackBody, MonitorBody};
+pub use fallback::{DEFAULT_RETRY_AFTER, FallbackReason, default_response};
+pub use future::ResponseFuture;
+pub use layer::MonitorLayer;
+pub use service::MonitorService;

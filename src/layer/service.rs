@@ -1,0 +1,154 @@
+use std::fmt;
+use std::mem;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::fallback::Fallback;
+use super::{MonitorBody, ResponseFuture, decision};
+use crate::registered::Registered;
+
+/// What every clone of a [`MonitorService`] shares: the guarded backend and the fallback.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub(crate) registered: Arc<Registered>,
+    pub(crate) fallback: Fallback,
+    /// Cached up and no `always` / `on_up` to run: the request can go straight through.
+    pub(crate) cached_up_forwards: bool,
+}
+
+/// Tower middleware that forwards requests to the inner service while the backend is up, and
+/// otherwise runs the triggers and answers a fallback. Built by [`MonitorLayer`](super::MonitorLayer).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower_monitor::{BoxError, MinMonitor, MonitoredService, Url, probe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let monitor = Arc::new(MinMonitor::new());
+/// let backend = MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(5))
+///     .probe(probe::from_fn(|_url| async { Ok::<bool, BoxError>(false) }));
+/// monitor.add("app", backend)?;
+///
+/// let inner = service_fn(|_req: http::Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::from("hi")))
+/// });
+/// let service = monitor.layer("app")?.layer(inner);
+/// let response = service.oneshot(http::Request::new(String::new())).await?;
+/// assert_eq!(response.status(), 503);
+/// # Ok(())
+/// # }
+/// ```
+pub struct MonitorService<S> {
+    inner: S,
+    guard: Arc<Guard>,
+}
+
+impl<S> MonitorService<S> {
+    pub(crate) fn new(inner: S, guard: Arc<Guard>) -> Self {
+        Self { inner, guard }
+    }
+
+    /// The inner service.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower::Layer;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # let monitor = Arc::new(MinMonitor::new());
+    /// # monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::ZERO)).unwrap();
+    /// let service = monitor.layer("app").unwrap().layer(42_u32);
+    /// assert_eq!(*service.get_ref(), 42);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower::Layer;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # let monitor = Arc::new(MinMonitor::new());
+    /// # monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::ZERO)).unwrap();
+    /// let mut service = monitor.layer("app").unwrap().layer(42_u32);
+    /// *service.get_mut() += 1;
+    /// assert_eq!(*service.get_ref(), 43);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, taken out.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower::Layer;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # let monitor = Arc::new(MinMonitor::new());
+    /// # monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::ZERO)).unwrap();
+    /// let service = monitor.layer("app").unwrap().layer(42_u32);
+    /// assert_eq!(service.into_inner(), 42);
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for MonitorService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            guard: Arc::clone(&self.guard),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for MonitorService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitorService")
+            .field("service", &self.guard.registered.name)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MonitorService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<MonitorBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let guard = &self.guard;
+        // The hot path: one atomic load, then straight to the service that was polled ready.
+        if guard.cached_up_forwards && guard.registered.cache.is_up() {
+            return ResponseFuture::forward(self.inner.call(request));
+        }
+        // The ready instance goes with the request; this one is replaced by a clone that will be
+        // polled ready before its own call (tower's "be careful when cloning inner services").
+        let fresh = self.inner.clone();
+        let ready = mem::replace(&mut self.inner, fresh);
+        ResponseFuture::decide(
+            decision::decide(&guard.registered),
+            ready,
+            request,
+            Arc::clone(guard),
+        )
+    }
+}
