@@ -118,3 +118,64 @@ pub fn counter() -> Arc<AtomicUsize> {
 pub fn count(c: &AtomicUsize) -> usize {
     c.load(Ordering::SeqCst)
 }
+
+/// A probe whose answer is whatever `up` holds.
+pub fn switch_probe(up: Arc<std::sync::atomic::AtomicBool>) -> impl Probe {
+    probe::from_fn(move |_url| {
+        let up = up.clone();
+        async move { Ok::<bool, BoxError>(up.load(Ordering::SeqCst)) }
+    })
+}
+
+/// Serves an axum router on 127.0.0.1:0 until the returned handle is dropped.
+pub async fn serve(router: axum::Router) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    Server { addr, task }
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a client saw: status, headers and the body as text.
+pub struct Reply {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+/// Sends a GET with the given headers and reads the whole answer.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client: Client<_, http_body_util::Empty<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut request = http::Request::get(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(http_body_util::Empty::new()).unwrap())
+        .await
+        .expect("request failed");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
