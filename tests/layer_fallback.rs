@@ -1,0 +1,150 @@
+//! Fallback answers: HTML, JSON and gRPC by negotiation, their headers, and a user's own.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get as route_get;
+use common::*;
+use http::StatusCode;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tower_monitor::layer::{FallbackBody, FallbackReason, default_response};
+use tower_monitor::{BoxError, MinMonitor, MonitorLayer, MonitoredService, probe};
+
+/// A monitor with "down" (a refused port, probed for real) and "broken" (probe error).
+async fn monitor() -> (Arc<MinMonitor>, std::net::SocketAddr) {
+    let backend = refused_addr().await;
+    let monitor = Arc::new(MinMonitor::new());
+    monitor
+        .add("down", MonitoredService::new(url_for(backend), Duration::ZERO))
+        .unwrap();
+    let broken = MonitoredService::new(url_for(backend), Duration::ZERO)
+        .probe(probe::from_fn(|_url| async { Err::<bool, BoxError>("secret detail".into()) }));
+    monitor.add("broken", broken).unwrap();
+    (monitor, backend)
+}
+
+async fn app(layer: MonitorLayer) -> Server {
+    serve(Router::new().route("/", route_get(|| async { "app" })).layer(layer)).await
+}
+
+#[tokio::test]
+async fn not_ready_is_a_small_html_page_that_is_never_cached() {
+    let (monitor, backend) = monitor().await;
+    let layer = monitor.layer("down").unwrap().retry_after(Duration::from_secs(7));
+    let server = app(layer).await;
+    let reply = get(server.addr, "/", &[("accept", "text/html,*/*;q=0.8")]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(reply.headers["cache-control"], "no-store");
+    assert_eq!(reply.headers["retry-after"], "7");
+    assert!(reply.body.starts_with("<!doctype html>"));
+    assert!(reply.body.contains("<title>Service Not Ready</title>"));
+    assert!(reply.body.contains(r#"http-equiv="refresh" content="7""#));
+    let port = backend.port().to_string();
+    assert!(!reply.body.contains(&port), "the backend's address leaked: {}", reply.body);
+    assert!(reply.headers.values().all(|v| !v.to_str().unwrap_or("").contains(&port)));
+}
+
+#[tokio::test]
+async fn a_client_preferring_json_gets_json() {
+    let (monitor, _) = monitor().await;
+    let server = app(monitor.layer("down").unwrap()).await;
+    let reply = get(server.addr, "/", &[("accept", "application/json")]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"], "service_not_ready");
+    assert_eq!(body["retry_after"], 5);
+}
+
+#[tokio::test]
+async fn an_error_is_a_500_without_the_error_text() {
+    let (monitor, _) = monitor().await;
+    let server = app(monitor.layer("broken").unwrap()).await;
+    let html = get(server.addr, "/", &[]).await;
+    assert_eq!(html.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(html.body.contains("Internal Server Error"));
+    assert!(html.headers.get("retry-after").is_none());
+    assert_eq!(html.headers["cache-control"], "no-store");
+    let json = get(server.addr, "/", &[("accept", "application/json")]).await;
+    assert_eq!(json.status, StatusCode::INTERNAL_SERVER_ERROR);
+    for reply in [html, json] {
+        assert!(!reply.body.contains("secret detail"), "{}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn a_custom_fallback_replaces_the_answer_and_still_is_not_cached() {
+    let (monitor, _) = monitor().await;
+    let layer = monitor.layer("down").unwrap().fallback(|parts, reason| {
+        let mut response = default_response(parts, reason, Duration::from_secs(1));
+        if reason == FallbackReason::NotReady {
+            *response.body_mut() = FallbackBody::from(format!("warming up {}", parts.uri.path()));
+            response.headers_mut().remove("cache-control");
+        }
+        response
+    });
+    let server = app(layer).await;
+    let reply = get(server.addr, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.body, "warming up /");
+    assert_eq!(reply.headers["cache-control"], "no-store");
+}
+
+async fn grpc_server(layer: MonitorLayer) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_service(health)
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    (addr, task)
+}
+
+async fn health_check(addr: std::net::SocketAddr) -> Result<(), tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    client.check(HealthCheckRequest { service: String::new() }).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn a_tonic_client_sees_unavailable_then_success() {
+    let up = Arc::new(AtomicBool::new(false));
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO).probe(switch_probe(up.clone()));
+    monitor.add("grpc", service).unwrap();
+    let (addr, server) = grpc_server(monitor.layer("grpc").unwrap()).await;
+
+    let status = health_check(addr).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert_eq!(status.message(), "service not ready");
+
+    up.store(true, Ordering::SeqCst);
+    health_check(addr).await.expect("forwarded once up");
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_tonic_client_sees_internal_on_errors() {
+    let (monitor, _) = monitor().await;
+    let (addr, server) = grpc_server(monitor.layer("broken").unwrap()).await;
+    let status = health_check(addr).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal);
+    assert!(!status.message().contains("secret detail"));
+    server.abort();
+}
