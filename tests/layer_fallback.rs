@@ -21,22 +21,34 @@ async fn monitor() -> (Arc<MinMonitor>, std::net::SocketAddr) {
     let backend = refused_addr().await;
     let monitor = Arc::new(MinMonitor::new());
     monitor
-        .add("down", MonitoredService::new(url_for(backend), Duration::ZERO))
+        .add(
+            "down",
+            MonitoredService::new(url_for(backend), Duration::ZERO),
+        )
         .unwrap();
-    let broken = MonitoredService::new(url_for(backend), Duration::ZERO)
-        .probe(probe::from_fn(|_url| async { Err::<bool, BoxError>("secret detail".into()) }));
+    let broken = MonitoredService::new(url_for(backend), Duration::ZERO).probe(probe::from_fn(
+        |_url| async { Err::<bool, BoxError>("secret detail".into()) },
+    ));
     monitor.add("broken", broken).unwrap();
     (monitor, backend)
 }
 
 async fn app(layer: MonitorLayer) -> Server {
-    serve(Router::new().route("/", route_get(|| async { "app" })).layer(layer)).await
+    serve(
+        Router::new()
+            .route("/", route_get(|| async { "app" }))
+            .layer(layer),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn not_ready_is_a_small_html_page_that_is_never_cached() {
     let (monitor, backend) = monitor().await;
-    let layer = monitor.layer("down").unwrap().retry_after(Duration::from_secs(7));
+    let layer = monitor
+        .layer("down")
+        .unwrap()
+        .retry_after(Duration::from_secs(7));
     let server = app(layer).await;
     let reply = get(server.addr, "/", &[("accept", "text/html,*/*;q=0.8")]).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -47,8 +59,17 @@ async fn not_ready_is_a_small_html_page_that_is_never_cached() {
     assert!(reply.body.contains("<title>Service Not Ready</title>"));
     assert!(reply.body.contains(r#"http-equiv="refresh" content="7""#));
     let port = backend.port().to_string();
-    assert!(!reply.body.contains(&port), "the backend's address leaked: {}", reply.body);
-    assert!(reply.headers.values().all(|v| !v.to_str().unwrap_or("").contains(&port)));
+    assert!(
+        !reply.body.contains(&port),
+        "the backend's address leaked: {}",
+        reply.body
+    );
+    assert!(
+        reply
+            .headers
+            .values()
+            .all(|v| !v.to_str().unwrap_or("").contains(&port))
+    );
 }
 
 #[tokio::test]
@@ -119,14 +140,20 @@ async fn health_check(addr: std::net::SocketAddr) -> Result<(), tonic::Status> {
         .await
         .unwrap();
     let mut client = HealthClient::new(channel);
-    client.check(HealthCheckRequest { service: String::new() }).await.map(|_| ())
+    client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(|_| ())
 }
 
 #[tokio::test]
 async fn a_tonic_client_sees_unavailable_then_success() {
     let up = Arc::new(AtomicBool::new(false));
     let monitor = Arc::new(MinMonitor::new());
-    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO).probe(switch_probe(up.clone()));
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
+        .probe(switch_probe(up.clone()));
     monitor.add("grpc", service).unwrap();
     let (addr, server) = grpc_server(monitor.layer("grpc").unwrap()).await;
 

@@ -53,7 +53,13 @@ async fn fixture(service: MonitoredService, failing: Failing) -> Fixture {
         )
         .layer(monitor.layer("app").unwrap());
     let server = serve(router).await;
-    Fixture { always, on_up, on_down, inner, server }
+    Fixture {
+        always,
+        on_up,
+        on_down,
+        inner,
+        server,
+    }
 }
 
 async fn backend(up: bool) -> MonitoredService {
@@ -81,7 +87,10 @@ async fn down_runs_always_then_on_down_and_answers_503() {
 
 #[tokio::test]
 async fn failing_always_when_up_is_500_and_nothing_else_runs() {
-    let failing = Failing { always: true, ..Failing::default() };
+    let failing = Failing {
+        always: true,
+        ..Failing::default()
+    };
     let app = fixture(backend(true).await, failing).await;
     let reply = get(app.server.addr, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -90,7 +99,10 @@ async fn failing_always_when_up_is_500_and_nothing_else_runs() {
 
 #[tokio::test]
 async fn failing_always_when_down_is_500_and_on_down_does_not_run() {
-    let failing = Failing { always: true, ..Failing::default() };
+    let failing = Failing {
+        always: true,
+        ..Failing::default()
+    };
     let app = fixture(backend(false).await, failing).await;
     let reply = get(app.server.addr, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -99,7 +111,10 @@ async fn failing_always_when_down_is_500_and_on_down_does_not_run() {
 
 #[tokio::test]
 async fn failing_on_up_is_500_and_the_inner_service_is_not_called() {
-    let failing = Failing { on_up: true, ..Failing::default() };
+    let failing = Failing {
+        on_up: true,
+        ..Failing::default()
+    };
     let app = fixture(backend(true).await, failing).await;
     let reply = get(app.server.addr, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -108,19 +123,26 @@ async fn failing_on_up_is_500_and_the_inner_service_is_not_called() {
 
 #[tokio::test]
 async fn failing_on_down_is_500() {
-    let failing = Failing { on_down: true, ..Failing::default() };
+    let failing = Failing {
+        on_down: true,
+        ..Failing::default()
+    };
     let app = fixture(backend(false).await, failing).await;
     let reply = get(app.server.addr, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(reply.body.contains("Internal Server Error"));
-    assert!(!reply.body.contains("on purpose"), "no error text in the answer");
+    assert!(
+        !reply.body.contains("on purpose"),
+        "no error text in the answer"
+    );
     assert_eq!(app.runs(), [1, 0, 1, 0]);
 }
 
 #[tokio::test]
 async fn a_status_error_is_500_and_no_trigger_runs() {
-    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
-        .probe(probe::from_fn(|_url| async { Err::<bool, BoxError>("probe is broken".into()) }));
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO).probe(
+        probe::from_fn(|_url| async { Err::<bool, BoxError>("probe is broken".into()) }),
+    );
     let app = fixture(service, Failing::default()).await;
     let reply = get(app.server.addr, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -140,28 +162,46 @@ async fn a_panicking_trigger_is_500_and_the_server_keeps_serving() {
     }));
     let monitor = Arc::new(MinMonitor::new());
     monitor.add("app", service).unwrap();
-    let router = Router::new().route("/", route_get(|| async { "ok" })).layer(monitor.layer("app").unwrap());
+    let router = Router::new()
+        .route("/", route_get(|| async { "ok" }))
+        .layer(monitor.layer("app").unwrap());
     let server = serve(router).await;
-    assert_eq!(get(server.addr, "/", &[]).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        get(server.addr, "/", &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     assert_eq!(get(server.addr, "/", &[]).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn a_panicking_on_down_and_a_panicking_probe_are_500() {
-    let service = backend(false)
-        .await
-        .on_down(trigger::from_fn(|| async { panic!("on_down bug") as Result<(), BoxError> }));
+    let service = backend(false).await.on_down(trigger::from_fn(|| async {
+        panic!("on_down bug") as Result<(), BoxError>
+    }));
     let monitor = Arc::new(MinMonitor::new());
     monitor.add("down", service).unwrap();
-    let probe_panics = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
-        .probe(probe::from_fn(|_url| async { panic!("probe bug") as Result<bool, BoxError> }));
+    let probe_panics = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO).probe(
+        probe::from_fn(|_url| async { panic!("probe bug") as Result<bool, BoxError> }),
+    );
     monitor.add("broken", probe_panics).unwrap();
     let router = Router::new()
-        .route("/down", route_get(|| async { "unreachable" }).layer(monitor.layer("down").unwrap()))
-        .route("/broken", route_get(|| async { "unreachable" }).layer(monitor.layer("broken").unwrap()));
+        .route(
+            "/down",
+            route_get(|| async { "unreachable" }).layer(monitor.layer("down").unwrap()),
+        )
+        .route(
+            "/broken",
+            route_get(|| async { "unreachable" }).layer(monitor.layer("broken").unwrap()),
+        );
     let server = serve(router).await;
-    assert_eq!(get(server.addr, "/down", &[]).await.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(get(server.addr, "/broken", &[]).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        get(server.addr, "/down", &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(
+        get(server.addr, "/broken", &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
 }
 
 #[tokio::test]
@@ -178,7 +218,10 @@ async fn a_backend_that_comes_up_is_forwarded_to_from_then_on() {
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(up.clone()));
     let app = fixture(service, Failing::default()).await;
-    assert_eq!(get(app.server.addr, "/", &[]).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(app.server.addr, "/", &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     up.store(true, Ordering::SeqCst);
     assert_eq!(get(app.server.addr, "/", &[]).await.status, StatusCode::OK);
     // Cached up now: the backend's probe says down, but the grace period holds.

@@ -137,6 +137,13 @@ impl<B> MonitorBody<B> {
     }
 }
 
+/// An empty inner body, as tower-http's `TimeoutLayer` needs for its own answer.
+impl<B: Default> Default for MonitorBody<B> {
+    fn default() -> Self {
+        Self::inner(B::default())
+    }
+}
+
 impl<B> Body for MonitorBody<B>
 where
     B: Body<Data = Bytes>,

@@ -165,9 +165,9 @@ fn grpc_response(reason: FallbackReason) -> Response<FallbackBody> {
 
 fn json_body(reason: FallbackReason, retry_secs: u64) -> String {
     match reason {
-        FallbackReason::NotReady => format!(
-            r#"{{"error":"service_not_ready","status":503,"retry_after":{retry_secs}}}"#
-        ),
+        FallbackReason::NotReady => {
+            format!(r#"{{"error":"service_not_ready","status":503,"retry_after":{retry_secs}}}"#)
+        }
         FallbackReason::Error => r#"{"error":"internal_error","status":500}"#.to_string(),
     }
 }
@@ -273,7 +273,10 @@ mod tests {
     #[test]
     fn grpc_is_recognised_with_any_suffix() {
         let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         assert!(is_grpc(&headers));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert!(!is_grpc(&headers));
@@ -282,7 +285,11 @@ mod tests {
     #[test]
     fn retry_after_is_rounded_up_to_whole_seconds() {
         let (parts, ()) = http::Request::new(()).into_parts();
-        let response = default_response(&parts, FallbackReason::NotReady, Duration::from_millis(1500));
+        let response = default_response(
+            &parts,
+            FallbackReason::NotReady,
+            Duration::from_millis(1500),
+        );
         assert_eq!(response.headers()[RETRY_AFTER], "2");
         let response = default_response(&parts, FallbackReason::Error, Duration::from_secs(1));
         assert!(response.headers().get(RETRY_AFTER).is_none());
