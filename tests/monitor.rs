@@ -315,7 +315,7 @@ async fn concurrent_status_calls_on_a_down_service_share_one_probe() {
         gate.notify_one();
     };
     let (results, ()) = futures::join!(futures::future::join_all(calls), open);
-    assert!(results.into_iter().all(|r| r.unwrap() == false));
+    assert!(results.into_iter().all(|r| !r.unwrap()));
     assert_eq!(count(&runs), 1);
 }
 
