@@ -12,24 +12,28 @@
 //!   fails for another reason is an error, [`MonitorError::Probe`].
 //! - Concurrent callers of a service that is not cached up share one probe in flight. A caller
 //!   that gives up (drops its future) cancels nothing: the probe finishes and caches its result.
-//! - The cached-up check is one atomic load: no lock, no allocation, no clock read. A timer
-//!   clears the cached up when the grace period ends, to millisecond granularity (see
-//!   [`MonitoredService::new`] and the crate's `status` module notes in the README).
+//! - The cached-up check is one atomic load: no lock, no allocation, no clock read. A timer task
+//!   clears the cached up when the grace period ends, so the grace period is honoured to about a
+//!   millisecond (later if the runtime is starved; never a stale up if the runtime shuts down).
 //! - Probing needs a Tokio runtime.
+//! - The [`layer`] runs, per request: status, `always`, then `on_up` and forward, or `on_down`
+//!   (coalesced) and a 503. Errors and failing triggers are 500s; the inner service is only
+//!   called when the backend is up.
 //!
 //! # Example
 //!
-//! ```
-//! use std::time::Duration;
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use axum::{Router, routing::get};
 //! use tower_monitor::{MinMonitor, MonitoredService, Url};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
+//! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let monitor = MinMonitor::new();
-//! // Nothing listens on the discard port of this machine: the probe finds it down.
-//! let url = Url::parse("http://127.0.0.1:9/")?;
-//! monitor.add("app", MonitoredService::new(url, Duration::from_secs(30)))?;
-//! assert!(!monitor.status("app").await?);
+//! let monitor = Arc::new(MinMonitor::new());
+//! let backend = MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30));
+//! monitor.add("app", backend)?;
+//! let app = Router::new().route("/", get(|| async { "hi" })).layer(monitor.layer("app")?);
+//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -54,3 +58,8 @@ pub use probe::Probe;
 pub use service::{DEFAULT_PROBE_TIMEOUT, MonitoredService};
 pub use trigger::Trigger;
 pub use url::Url;
+
+/// The README's examples, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
