@@ -54,6 +54,31 @@ impl<S> MonitorService<S> {
         Self { inner, guard }
     }
 
+    /// Whether the backend is cached up right now: the check [`call`](Service::call) makes
+    /// first, a single atomic load. When it holds and the service has no `always` or `on_up`
+    /// trigger, the request goes straight to the inner service.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower::Layer;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let monitor = Arc::new(MinMonitor::new());
+    /// # let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+    /// let service = monitor.layer("app").unwrap().layer(());
+    /// assert!(!service.is_cached_up());
+    /// monitor.set_status_up("app").unwrap();
+    /// assert!(service.is_cached_up());
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_cached_up(&self) -> bool {
+        self.guard.registered.cache.is_up()
+    }
+
     /// The inner service.
     ///
     /// ```
@@ -135,11 +160,11 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let guard = &self.guard;
         // The hot path: one atomic load, then straight to the service that was polled ready.
-        if guard.cached_up_forwards && guard.registered.cache.is_up() {
+        if self.guard.cached_up_forwards && self.is_cached_up() {
             return ResponseFuture::forward(self.inner.call(request));
         }
+        let guard = &self.guard;
         // The ready instance goes with the request; this one is replaced by a clone that will be
         // polled ready before its own call (tower's "be careful when cloning inner services").
         let fresh = self.inner.clone();
