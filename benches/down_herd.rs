@@ -51,7 +51,10 @@ fn down_herd(c: &mut Criterion) {
             b.iter_custom(|waves| {
                 let mut timed = Duration::ZERO;
                 for _ in 0..waves {
-                    let before = (probes.load(Ordering::Relaxed), wakes.load(Ordering::Relaxed));
+                    let before = (
+                        probes.load(Ordering::Relaxed),
+                        wakes.load(Ordering::Relaxed),
+                    );
                     let started = Instant::now();
                     runtime.block_on(async {
                         let requests: Vec<_> = (0..n)
@@ -63,7 +66,10 @@ fn down_herd(c: &mut Criterion) {
                         }
                     });
                     timed += started.elapsed();
-                    let after = (probes.load(Ordering::Relaxed), wakes.load(Ordering::Relaxed));
+                    let after = (
+                        probes.load(Ordering::Relaxed),
+                        wakes.load(Ordering::Relaxed),
+                    );
                     assert_eq!(after.0 - before.0, 1, "one probe per wave of {n}");
                     assert_eq!(after.1 - before.1, 1, "one on_down per wave of {n}");
                 }

@@ -43,8 +43,12 @@ fn layer(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("layer");
     group.bench_function("bare", |b| b.iter(|| black_box(one_request(&mut bare))));
-    group.bench_function("monitor_up", |b| b.iter(|| black_box(one_request(&mut monitored))));
-    group.bench_function("concurrency_limit", |b| b.iter(|| black_box(one_request(&mut limited))));
+    group.bench_function("monitor_up", |b| {
+        b.iter(|| black_box(one_request(&mut monitored)))
+    });
+    group.bench_function("concurrency_limit", |b| {
+        b.iter(|| black_box(one_request(&mut limited)))
+    });
     group.finish();
 }
 

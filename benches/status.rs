@@ -20,7 +20,9 @@ fn cached_up(runtime: &tokio::runtime::Runtime) -> (Arc<MinMonitor>, MonitorServ
     let _entered = runtime.enter();
     let monitor = Arc::new(MinMonitor::new());
     let url = Url::parse("http://127.0.0.1:9/").expect("static URL");
-    monitor.add("app", MonitoredService::new(url, GRACE)).expect("fresh monitor");
+    monitor
+        .add("app", MonitoredService::new(url, GRACE))
+        .expect("fresh monitor");
     monitor.set_status_up("app").expect("registered above");
     let service = monitor.layer("app").expect("registered above").layer(());
     assert!(service.is_cached_up());
@@ -33,9 +35,13 @@ fn status(c: &mut Criterion) {
     let mut group = c.benchmark_group("status");
 
     let floor = AtomicU64::new(1);
-    group.bench_function("atomic_load", |b| b.iter(|| black_box(&floor).load(Ordering::Relaxed)));
+    group.bench_function("atomic_load", |b| {
+        b.iter(|| black_box(&floor).load(Ordering::Relaxed))
+    });
 
-    group.bench_function("tower_monitor_cached_up", |b| b.iter(|| black_box(&service).is_cached_up()));
+    group.bench_function("tower_monitor_cached_up", |b| {
+        b.iter(|| black_box(&service).is_cached_up())
+    });
 
     group.bench_function("tower_monitor_status_by_name", |b| {
         b.iter(|| monitor.status(black_box("app")).now_or_never())
@@ -60,9 +66,12 @@ fn status(c: &mut Criterion) {
         })
     });
 
-    let moka: moka::sync::Cache<String, bool> = moka::sync::Cache::builder().time_to_live(GRACE).build();
+    let moka: moka::sync::Cache<String, bool> =
+        moka::sync::Cache::builder().time_to_live(GRACE).build();
     moka.insert("app".to_string(), true);
-    group.bench_function("moka_ttl", |b| b.iter(|| moka.get(black_box("app")).unwrap_or(false)));
+    group.bench_function("moka_ttl", |b| {
+        b.iter(|| moka.get(black_box("app")).unwrap_or(false))
+    });
     group.finish();
 }
 
@@ -92,7 +101,11 @@ fn status_threads(c: &mut Criterion) {
                         .collect();
                     start.wait();
                     // Each iteration is one check per thread; the slowest thread sets the time.
-                    workers.into_iter().map(|w| w.join().expect("worker")).max().unwrap_or_default()
+                    workers
+                        .into_iter()
+                        .map(|w| w.join().expect("worker"))
+                        .max()
+                        .unwrap_or_default()
                 })
             })
         });

@@ -32,8 +32,10 @@ pin_project! {
     enum State<S, ReqBody, F> {
         Deciding {
             decision: BoxFuture<'static, Decision>,
-            // The service that was polled ready, and the request it is for.
-            ready: Option<(S, Request<ReqBody>)>,
+            // The service that was polled ready, and the request it is for. Boxed so that this
+            // rarely used variant does not make the cached-up future (`Forwarding`) as large as
+            // a whole request, which every move of the future would copy.
+            ready: Option<Box<(S, Request<ReqBody>)>>,
             guard: Arc<Guard>,
         },
         Forwarding {
@@ -47,6 +49,7 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
+    #[inline]
     pub(crate) fn forward(future: S::Future) -> Self {
         Self {
             state: State::Forwarding { future },
@@ -62,7 +65,7 @@ where
         Self {
             state: State::Deciding {
                 decision,
-                ready: Some((service, request)),
+                ready: Some(Box::new((service, request))),
                 guard,
             },
         }
@@ -75,36 +78,72 @@ where
 {
     type Output = Result<Response<MonitorBody<ResBody>>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
-            match state.as_mut().project() {
-                StateProj::Deciding {
-                    decision,
-                    ready,
-                    guard,
-                } => {
-                    let decision = ready!(decision.as_mut().poll(cx));
-                    let (reason, parts) = match (decision, ready.take()) {
-                        (Decision::Forward, Some((mut service, request))) => {
-                            let future = service.call(request);
-                            state.set(State::Forwarding { future });
-                            continue;
-                        }
-                        (Decision::Fallback(reason), Some((_, request))) => {
-                            (reason, request.into_parts().0)
-                        }
-                        // Polled again after completing: answer rather than panic.
-                        (_, None) => (FallbackReason::Error, Request::new(()).into_parts().0),
-                    };
-                    let response = guard.fallback.respond(&parts, reason);
-                    return Poll::Ready(Ok(response.map(MonitorBody::fallback)));
-                }
-                StateProj::Forwarding { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(MonitorBody::inner)));
-                }
+            if let StateProj::Forwarding { future } = state.as_mut().project() {
+                let response = ready!(future.poll(cx))?;
+                return Poll::Ready(Ok(response.map(MonitorBody::inner)));
+            }
+            if let Some(answer) = ready!(poll_decision(state.as_mut(), cx)) {
+                return Poll::Ready(Ok(answer));
             }
         }
     }
+}
+
+/// Awaits the decision, then either moves to `Forwarding` (returns `None`) or answers.
+/// Kept out of `poll` so the cached-up path stays small enough to inline.
+#[cold]
+#[inline(never)]
+fn poll_decision<S, ReqBody, ResBody>(
+    mut state: Pin<&mut State<S, ReqBody, S::Future>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Response<MonitorBody<ResBody>>>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    let StateProj::Deciding {
+        decision,
+        ready,
+        guard,
+    } = state.as_mut().project()
+    else {
+        return Poll::Ready(None);
+    };
+    let decision = ready!(decision.as_mut().poll(cx));
+    match settle(decision, ready.take(), guard) {
+        Settled::Forward(future) => {
+            state.set(State::Forwarding { future });
+            Poll::Ready(None)
+        }
+        Settled::Answer(response) => Poll::Ready(Some(response)),
+    }
+}
+
+enum Settled<F, B> {
+    Forward(F),
+    Answer(Response<MonitorBody<B>>),
+}
+
+/// Acts on a decision: calls the ready service, or builds the fallback answer.
+fn settle<S, ReqBody, ResBody>(
+    decision: Decision,
+    ready: Option<Box<(S, Request<ReqBody>)>>,
+    guard: &Guard,
+) -> Settled<S::Future, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    let (reason, parts) = match (decision, ready.map(|ready| *ready)) {
+        (Decision::Forward, Some((mut service, request))) => {
+            return Settled::Forward(service.call(request));
+        }
+        (Decision::Fallback(reason), Some((_, request))) => (reason, request.into_parts().0),
+        // Polled again after completing: answer rather than panic.
+        (_, None) => (FallbackReason::Error, Request::new(()).into_parts().0),
+    };
+    let response = guard.fallback.respond(&parts, reason);
+    Settled::Answer(response.map(MonitorBody::fallback))
 }

@@ -51,6 +51,7 @@ impl MonitorLayer {
         let cached_up_forwards = service.always.is_none() && service.on_up.is_none();
         Ok(Self {
             guard: Arc::new(Guard {
+                cache: Arc::clone(&registered.cache),
                 registered,
                 fallback: Fallback::default(),
                 cached_up_forwards,

@@ -9,10 +9,13 @@ use tower_service::Service;
 use super::fallback::Fallback;
 use super::{MonitorBody, ResponseFuture, decision};
 use crate::registered::Registered;
+use crate::status::StatusCache;
 
 /// What every clone of a [`MonitorService`] shares: the guarded backend and the fallback.
 #[derive(Clone)]
 pub(crate) struct Guard {
+    /// The backend's status cache, one pointer away for the hot path.
+    pub(crate) cache: Arc<StatusCache>,
     pub(crate) registered: Arc<Registered>,
     pub(crate) fallback: Fallback,
     /// Cached up and no `always` / `on_up` to run: the request can go straight through.
@@ -76,7 +79,7 @@ impl<S> MonitorService<S> {
     /// ```
     #[inline]
     pub fn is_cached_up(&self) -> bool {
-        self.guard.registered.cache.is_up()
+        self.guard.cache.is_up()
     }
 
     /// The inner service.
@@ -155,10 +158,12 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         // The hot path: one atomic load, then straight to the service that was polled ready.
         if self.guard.cached_up_forwards && self.is_cached_up() {
