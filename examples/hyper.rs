@@ -3,7 +3,7 @@
 //! Run:  cargo run --example hyper
 //! Then: curl -i http://127.0.0.1:3001/
 //!
-//! Flags (used by `benches/load.sh`): `--port N` to listen elsewhere, `--no-monitor` to serve the
+//! Flags (used by `benches/load.sh`): `--port N` to listen elsewhere (0: any free port), `--no-monitor` to serve the
 //! same handler without the layer. The backend here is a listener this example keeps up, so
 //! every request is forwarded: this is the cost of guarding a service whose backend is awake.
 
@@ -49,8 +49,9 @@ async fn main() -> Result<(), BoxError> {
     let layer = monitor.layer("backend")?;
 
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    println!("listening on http://127.0.0.1:{port} (monitor layer: {monitored})");
-    println!("try: curl -i http://127.0.0.1:{port}/");
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr} (monitor layer: {monitored})");
+    println!("try: curl -i http://{addr}/");
     loop {
         let (stream, _) = listener.accept().await?;
         let io = TokioIo::new(stream);
