@@ -82,43 +82,24 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {
-            if let StateProj::Forwarding { future } = state.as_mut().project() {
-                let response = ready!(future.poll(cx))?;
-                return Poll::Ready(Ok(response.map(MonitorBody::inner)));
-            }
-            if let Some(answer) = ready!(poll_decision(state.as_mut(), cx)) {
-                return Poll::Ready(Ok(answer));
+            match state.as_mut().project() {
+                StateProj::Forwarding { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(MonitorBody::inner)));
+                }
+                StateProj::Deciding {
+                    decision,
+                    ready,
+                    guard,
+                } => {
+                    let decision = ready!(decision.as_mut().poll(cx));
+                    match settle(decision, ready.take(), guard) {
+                        Settled::Forward(future) => state.set(State::Forwarding { future }),
+                        Settled::Answer(response) => return Poll::Ready(Ok(response)),
+                    }
+                }
             }
         }
-    }
-}
-
-/// Awaits the decision, then either moves to `Forwarding` (returns `None`) or answers.
-/// Kept out of `poll` so the cached-up path stays small enough to inline.
-#[cold]
-#[inline(never)]
-fn poll_decision<S, ReqBody, ResBody>(
-    mut state: Pin<&mut State<S, ReqBody, S::Future>>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Response<MonitorBody<ResBody>>>>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-{
-    let StateProj::Deciding {
-        decision,
-        ready,
-        guard,
-    } = state.as_mut().project()
-    else {
-        return Poll::Ready(None);
-    };
-    let decision = ready!(decision.as_mut().poll(cx));
-    match settle(decision, ready.take(), guard) {
-        Settled::Forward(future) => {
-            state.set(State::Forwarding { future });
-            Poll::Ready(None)
-        }
-        Settled::Answer(response) => Poll::Ready(Some(response)),
     }
 }
 
@@ -127,7 +108,10 @@ enum Settled<F, B> {
     Answer(Response<MonitorBody<B>>),
 }
 
-/// Acts on a decision: calls the ready service, or builds the fallback answer.
+/// Acts on a decision: calls the ready service, or builds the fallback answer. Kept out of
+/// `poll`, so the cached-up path stays small.
+#[cold]
+#[inline(never)]
 fn settle<S, ReqBody, ResBody>(
     decision: Decision,
     ready: Option<Box<(S, Request<ReqBody>)>>,
