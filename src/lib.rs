@@ -40,7 +40,9 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod deadline;
 mod error;
+mod idle;
 pub mod layer;
 mod monitor;
 pub mod probe;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::time::Instant;
 
 use crate::error::{MonitorError, SharedError};
+use crate::idle::IdleWatch;
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
 use crate::status::StatusCache;
@@ -19,6 +20,8 @@ pub(crate) struct Registered {
     pub(crate) name: Arc<str>,
     pub(crate) service: MonitoredService,
     pub(crate) cache: Arc<StatusCache>,
+    /// Requests in flight through the layer, when the service has `on_idle`.
+    pub(crate) idle: Option<Arc<IdleWatch>>,
     probing: SingleFlight<bool>,
     /// Runs of `on_down`, coalesced like probes.
     waking: SingleFlight<()>,
@@ -31,6 +34,10 @@ impl Registered {
         Self {
             name: name.into(),
             cache: StatusCache::new(service.grace_period),
+            idle: service
+                .on_idle
+                .as_ref()
+                .map(|(after, trigger)| IdleWatch::new(*after, Arc::clone(trigger))),
             service,
             probing: SingleFlight::default(),
             waking: SingleFlight::default(),

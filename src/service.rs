@@ -40,6 +40,7 @@ pub struct MonitoredService {
     pub(crate) on_down: Option<Arc<dyn Trigger>>,
     pub(crate) on_up: Option<Arc<dyn Trigger>>,
     pub(crate) always: Option<Arc<dyn Trigger>>,
+    pub(crate) on_idle: Option<(Duration, Arc<dyn Trigger>)>,
 }
 
 impl MonitoredService {
@@ -67,6 +68,7 @@ impl MonitoredService {
             on_down: None,
             on_up: None,
             always: None,
+            on_idle: None,
         }
     }
 
@@ -113,6 +115,25 @@ impl MonitoredService {
     /// ```
     pub fn always(mut self, trigger: impl Trigger) -> Self {
         self.always = Some(Arc::new(trigger));
+        self
+    }
+
+    /// Runs `trigger` once no request has been in flight through the layer for `after`: idle
+    /// shutdown. A request counts as in flight until its response body has been sent to the end
+    /// or dropped, so a long download or stream keeps the backend awake. The time starts when
+    /// the last request in flight ends; the trigger runs once per idle period, in the
+    /// background (its failure is logged).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_monitor::{MonitoredService, Url, trigger::Command};
+    /// # let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// let service = MonitoredService::new(url, Duration::from_secs(30))
+    ///     .on_idle(Duration::from_secs(15 * 60), Command::new("systemctl").args(["stop", "app"]));
+    /// # let _ = service;
+    /// ```
+    pub fn on_idle(mut self, after: Duration, trigger: impl Trigger) -> Self {
+        self.on_idle = Some((after, Arc::new(trigger)));
         self
     }
 
@@ -198,6 +219,7 @@ impl fmt::Debug for MonitoredService {
             .field("on_down", &self.on_down.is_some())
             .field("on_up", &self.on_up.is_some())
             .field("always", &self.always.is_some())
+            .field("on_idle", &self.on_idle.as_ref().map(|(after, _)| after))
             .finish_non_exhaustive()
     }
 }

@@ -7,6 +7,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
+use crate::idle::InFlight;
+
 pin_project! {
     /// The body of a fallback response: a small page, JSON document, or nothing (gRPC).
     ///
@@ -81,6 +83,8 @@ pin_project! {
     pub struct MonitorBody<B> {
         #[pin]
         kind: Kind<B>,
+        // Keeps the request counted as in flight (for `on_idle`) until the body ends or drops.
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -106,6 +110,7 @@ impl<B> MonitorBody<B> {
     pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
+            in_flight: None,
         }
     }
 
@@ -121,7 +126,13 @@ impl<B> MonitorBody<B> {
     pub fn fallback(body: FallbackBody) -> Self {
         Self {
             kind: Kind::Fallback { body },
+            in_flight: None,
         }
+    }
+
+    pub(crate) fn in_flight(mut self, in_flight: Option<InFlight>) -> Self {
+        self.in_flight = in_flight;
+        self
     }
 
     /// Whether this is a fallback answer rather than the inner service's.
@@ -155,10 +166,16 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
+        let this = self.project();
+        let frame = match this.kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
             KindProj::Fallback { body } => body.poll_frame(cx).map_err(|never| match never {}),
+        };
+        if matches!(frame, Poll::Ready(None)) {
+            // Sent to the end: the request is no longer in flight.
+            this.in_flight.take();
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -11,6 +11,7 @@ use tower_service::Service;
 use super::decision::Decision;
 use super::service::Guard;
 use super::{FallbackReason, MonitorBody};
+use crate::idle::InFlight;
 
 pin_project! {
     /// The response future of [`MonitorService`](super::MonitorService).
@@ -24,6 +25,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody, S::Future>,
+        // Moves into the response body, which holds it until the body ends.
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -50,9 +53,10 @@ where
     S: Service<Request<ReqBody>>,
 {
     #[inline]
-    pub(crate) fn forward(future: S::Future) -> Self {
+    pub(crate) fn forward(future: S::Future, in_flight: Option<InFlight>) -> Self {
         Self {
             state: State::Forwarding { future },
+            in_flight,
         }
     }
 
@@ -61,6 +65,7 @@ where
         service: S,
         request: Request<ReqBody>,
         guard: Arc<Guard>,
+        in_flight: Option<InFlight>,
     ) -> Self {
         Self {
             state: State::Deciding {
@@ -68,6 +73,7 @@ where
                 ready: Some(Box::new((service, request))),
                 guard,
             },
+            in_flight,
         }
     }
 }
@@ -80,12 +86,16 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+        let this = self.project();
+        let mut state = this.state;
         loop {
             match state.as_mut().project() {
                 StateProj::Forwarding { future } => {
                     let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(MonitorBody::inner)));
+                    let in_flight = this.in_flight.take();
+                    return Poll::Ready(Ok(
+                        response.map(|body| MonitorBody::inner(body).in_flight(in_flight))
+                    ));
                 }
                 StateProj::Deciding {
                     decision,
@@ -95,7 +105,10 @@ where
                     let decision = ready!(decision.as_mut().poll(cx));
                     match settle(decision, ready.take(), guard) {
                         Settled::Forward(future) => state.set(State::Forwarding { future }),
-                        Settled::Answer(response) => return Poll::Ready(Ok(response)),
+                        Settled::Answer(response) => {
+                            let in_flight = this.in_flight.take();
+                            return Poll::Ready(Ok(response.map(|body| body.in_flight(in_flight))));
+                        }
                     }
                 }
             }

@@ -52,6 +52,7 @@ impl MonitorLayer {
         Ok(Self {
             guard: Arc::new(Guard {
                 cache: Arc::clone(&registered.cache),
+                idle: registered.idle.clone(),
                 registered,
                 fallback: Fallback::default(),
                 cached_up_forwards,

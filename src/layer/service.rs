@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::fallback::Fallback;
 use super::{MonitorBody, ResponseFuture, decision};
+use crate::idle::IdleWatch;
 use crate::registered::Registered;
 use crate::status::StatusCache;
 
@@ -17,6 +18,8 @@ pub(crate) struct Guard {
     /// The backend's status cache, one pointer away for the hot path.
     pub(crate) cache: Arc<StatusCache>,
     pub(crate) registered: Arc<Registered>,
+    /// Counts requests in flight, when the service has `on_idle`.
+    pub(crate) idle: Option<Arc<IdleWatch>>,
     pub(crate) fallback: Fallback,
     /// Cached up and no `always` / `on_up` to run: the request can go straight through.
     pub(crate) cached_up_forwards: bool,
@@ -165,9 +168,10 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let in_flight = self.guard.idle.as_ref().map(IdleWatch::enter);
         // The hot path: one atomic load, then straight to the service that was polled ready.
         if self.guard.cached_up_forwards && self.is_cached_up() {
-            return ResponseFuture::forward(self.inner.call(request));
+            return ResponseFuture::forward(self.inner.call(request), in_flight);
         }
         let guard = &self.guard;
         // The ready instance goes with the request; this one is replaced by a clone that will be
@@ -179,6 +183,7 @@ where
             ready,
             request,
             Arc::clone(guard),
+            in_flight,
         )
     }
 }

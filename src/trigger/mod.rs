@@ -1,11 +1,27 @@
 //! Triggers: actions run by the layer when a request finds a service up, down, or either.
 //!
 //! A trigger returns a future that the layer awaits, so its failure can turn the request into a
-//! 500. A trigger whose work is long (starting a VM) should return once the work is requested.
+//! 500. A trigger whose work is long (starting a VM) should return once the work is requested,
+//! or be a detached [`Command`].
+//!
+//! The kinds: [`Command`] (a program, no shell), [`Compound`] (several in order), [`Delay`]
+//! (once calls stop for a while), [`RateLimit`] (at most N runs per period), [`Webhook`] (an HTTP
+//! request), and [`from_fn`] for your own.
 
+mod command;
+mod compound;
+mod delay;
 mod from_fn;
+mod rate_limit;
+mod webhook;
 
+pub use command::{Command, CommandError, DEFAULT_COMMAND_TIMEOUT};
+pub use compound::Compound;
+pub use delay::Delay;
+pub(crate) use delay::run_detached;
 pub use from_fn::{FromFn, from_fn};
+pub use rate_limit::{RateLimit, RateLimited};
+pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, Webhook, WebhookError};
 
 use std::sync::Arc;
 
@@ -37,6 +53,12 @@ pub trait Trigger: Send + Sync + 'static {
 }
 
 impl<T: Trigger + ?Sized> Trigger for Arc<T> {
+    fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+        (**self).trigger()
+    }
+}
+
+impl Trigger for Box<dyn Trigger> {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
         (**self).trigger()
     }

@@ -1,0 +1,94 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use tokio::time::Instant;
+
+use super::Trigger;
+use crate::BoxError;
+use crate::deadline::{Deadline, Expiring};
+
+/// Runs a trigger once `delay` has passed with no new call: each call (re)arms one timer.
+///
+/// On `always`, this is pullcord's idle shutdown: "stop the backend 15 minutes after the last
+/// request" (see also [`MonitoredService::on_idle`](crate::MonitoredService::on_idle), which
+/// also counts requests still streaming their response). Calls return at once and never wait
+/// for the wrapped trigger; its failures are logged. Dropping the `Delay` (with the monitor that
+/// holds it) stops its timer.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_monitor::trigger::{Command, Delay};
+///
+/// let stop_when_idle = Delay::new(Duration::from_secs(15 * 60), Command::new("systemctl").args(["stop", "app"]));
+/// # let _ = stop_when_idle;
+/// ```
+#[derive(Clone)]
+pub struct Delay {
+    inner: Arc<Delayed>,
+}
+
+struct Delayed {
+    deadline: Deadline,
+    delay: Duration,
+    trigger: Arc<dyn Trigger>,
+}
+
+impl Delay {
+    /// Runs `trigger` after `delay` without calls.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_monitor::trigger::{Command, Delay};
+    /// let later = Delay::new(Duration::from_secs(60), Command::new("true"));
+    /// # let _ = later;
+    /// ```
+    pub fn new(delay: Duration, trigger: impl Trigger) -> Self {
+        Self {
+            inner: Arc::new(Delayed {
+                deadline: Deadline::new(),
+                delay,
+                trigger: Arc::new(trigger),
+            }),
+        }
+    }
+}
+
+impl Expiring for Delayed {
+    fn deadline(&self) -> &Deadline {
+        &self.deadline
+    }
+
+    fn expired(&self) {
+        run_detached(Arc::clone(&self.trigger), "delayed trigger");
+    }
+}
+
+/// Runs a trigger in the background, logging its failure: nobody waits for its result.
+pub(crate) fn run_detached(trigger: Arc<dyn Trigger>, what: &'static str) {
+    let run = async move {
+        if let Err(error) = trigger.trigger().await {
+            tracing::warn!(%error, "{what} failed");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(run)),
+        Err(_) => tracing::warn!("{what} needs a Tokio runtime to run; skipped"),
+    }
+}
+
+impl fmt::Debug for Delay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delay")
+            .field("delay", &self.inner.delay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trigger for Delay {
+    fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+        Deadline::arm(&self.inner, Instant::now() + self.inner.delay);
+        futures::future::ready(Ok(())).boxed()
+    }
+}
