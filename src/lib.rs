@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod config;
 mod deadline;
 mod error;
 mod idle;

@@ -1,0 +1,213 @@
+//! JSON configuration: a whole [`MinMonitor`] from one document.
+//!
+//! ```json
+//! {
+//!   "services": {
+//!     "app": {
+//!       "url": "http://127.0.0.1:8081/",
+//!       "grace_period": "30s",
+//!       "probe_timeout": "2s",
+//!       "on_down": { "type": "command", "command": "systemctl", "args": ["start", "app"] },
+//!       "on_idle": { "after": "15m", "trigger": { "type": "command", "command": "systemctl", "args": ["stop", "app"] } }
+//!     }
+//!   }
+//! }
+//! ```
+//!
+//! A service has `url` and `grace_period` (required), `probe_timeout`, `probe_on_add`, and the
+//! triggers `on_down`, `on_up`, `always` and `on_idle` (`{"after": .., "trigger": ..}`).
+//! Durations are humantime strings (`"1m30s"`, `"250ms"`). Trigger types are looked up in a
+//! [`TriggerRegistry`]: the built-in `command`, `compound`, `delay`, `rate_limit` and `webhook`,
+//! and any you register.
+//!
+//! Everything is checked before anything starts: unknown fields, unknown trigger types, bad URLs
+//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value.
+
+mod error;
+mod registry;
+
+pub use error::ConfigError;
+pub use registry::{TriggerRegistry, TriggerSpec};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use serde_json::Value;
+
+use crate::{MinMonitor, MonitoredService, Url};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    services: BTreeMap<String, ServiceSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceSpec {
+    url: UrlValue,
+    grace_period: DurationValue,
+    probe_timeout: Option<DurationValue>,
+    #[serde(default)]
+    probe_on_add: bool,
+    on_down: Option<Value>,
+    on_up: Option<Value>,
+    always: Option<Value>,
+    on_idle: Option<IdleSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdleSpec {
+    after: DurationValue,
+    trigger: Value,
+}
+
+/// A duration written the human way: `"30s"`, `"1m30s"`, `"250ms"`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DurationValue(pub(crate) Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map(DurationValue)
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write e.g. \"30s\" or \"1m30s\""
+                ))
+            })
+    }
+}
+
+/// A URL, whose parse error names it.
+pub(crate) struct UrlValue(pub(crate) Url);
+
+impl<'de> Deserialize<'de> for UrlValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Url::parse(&text)
+            .map(UrlValue)
+            .map_err(|e| de::Error::custom(format!("invalid URL {text:?}: {e}")))
+    }
+}
+
+impl fmt::Debug for UrlValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_str().fmt(f)
+    }
+}
+
+impl MinMonitor {
+    /// A monitor with the services of a JSON document, using the built-in trigger types.
+    ///
+    /// ```
+    /// use tower_monitor::MinMonitor;
+    ///
+    /// let monitor = MinMonitor::from_config(r#"{
+    ///     "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "30s" } }
+    /// }"#).unwrap();
+    /// assert_eq!(monitor.names(), ["app"]);
+    ///
+    /// let err = MinMonitor::from_config(r#"{
+    ///     "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "soon" } }
+    /// }"#).unwrap_err();
+    /// assert_eq!(err.path(), "services.app.grace_period");
+    /// assert!(err.to_string().contains("\"soon\""));
+    /// ```
+    pub fn from_config(json: &str) -> Result<Self, ConfigError> {
+        Self::from_config_with(json, &TriggerRegistry::new())
+    }
+
+    /// Like [`from_config`](Self::from_config), with your own trigger types.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_monitor::{BoxError, MinMonitor, trigger};
+    /// use tower_monitor::config::TriggerRegistry;
+    ///
+    /// let mut registry = TriggerRegistry::new();
+    /// registry.register("log", |spec| {
+    ///     #[derive(serde::Deserialize)]
+    ///     struct Log { message: String }
+    ///     let Log { message } = spec.parse()?;
+    ///     Ok(Arc::new(trigger::from_fn(move || {
+    ///         println!("{message}");
+    ///         async { Ok::<(), BoxError>(()) }
+    ///     })))
+    /// });
+    /// let monitor = MinMonitor::from_config_with(r#"{ "services": { "app": {
+    ///     "url": "http://127.0.0.1:8081/", "grace_period": "5s",
+    ///     "on_down": { "type": "log", "message": "waking app" }
+    /// } } }"#, &registry).unwrap();
+    /// # let _ = monitor;
+    /// ```
+    pub fn from_config_with(json: &str, registry: &TriggerRegistry) -> Result<Self, ConfigError> {
+        if json.trim().is_empty() {
+            return Err(ConfigError::new("", "the configuration is empty"));
+        }
+        let document: Value = serde_json::from_str(json)
+            .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
+        if !document.is_object() {
+            return Err(ConfigError::new(
+                "",
+                "the configuration must be a JSON object with a \"services\" field",
+            ));
+        }
+        let file: File = registry::parse_at("", document)?;
+        if file.services.is_empty() {
+            return Err(ConfigError::new(
+                "services",
+                "at least one service is required",
+            ));
+        }
+        // Build and check every service before adding any: nothing starts unless all is well.
+        let mut services = Vec::with_capacity(file.services.len());
+        for (name, spec) in file.services {
+            let service = build_service(&format!("services.{name}"), spec, registry)?;
+            services.push((name, service));
+        }
+        let monitor = MinMonitor::new();
+        for (name, service) in services {
+            monitor
+                .add(name.clone(), service)
+                .map_err(|e| ConfigError::new(format!("services.{name}"), e.to_string()))?;
+        }
+        Ok(monitor)
+    }
+}
+
+fn build_service(
+    path: &str,
+    spec: ServiceSpec,
+    registry: &TriggerRegistry,
+) -> Result<MonitoredService, ConfigError> {
+    let mut service =
+        MonitoredService::new(spec.url.0, spec.grace_period.0).probe_on_add(spec.probe_on_add);
+    service.probe.validate_url(&service.url).map_err(|reason| {
+        ConfigError::new(
+            format!("{path}.url"),
+            format!("URL {:?} cannot be probed: {reason}", service.url.as_str()),
+        )
+    })?;
+    if let Some(timeout) = spec.probe_timeout {
+        service = service.probe_timeout(timeout.0);
+    }
+    if let Some(trigger) = spec.on_down {
+        service = service.on_down(registry.build_at(&format!("{path}.on_down"), &trigger)?);
+    }
+    if let Some(trigger) = spec.on_up {
+        service = service.on_up(registry.build_at(&format!("{path}.on_up"), &trigger)?);
+    }
+    if let Some(trigger) = spec.always {
+        service = service.always(registry.build_at(&format!("{path}.always"), &trigger)?);
+    }
+    if let Some(idle) = spec.on_idle {
+        let trigger = registry.build_at(&format!("{path}.on_idle.trigger"), &idle.trigger)?;
+        service = service.on_idle(idle.after.0, trigger);
+    }
+    Ok(service)
+}

@@ -1,0 +1,372 @@
+//! Trigger types by name, each a constructor from its JSON object; the built-ins among them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use http::Method;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{ConfigError, DurationValue, UrlValue};
+use crate::trigger::{Command, Compound, Delay, RateLimit, Trigger, Webhook};
+
+type Constructor =
+    Arc<dyn Fn(&TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> + Send + Sync>;
+
+/// The trigger types a configuration may use, by the name its `"type"` field gives.
+///
+/// [`TriggerRegistry::new`] knows the built-in types; [`register`](Self::register) adds yours,
+/// the same way the built-ins are added (pullcord's resource-type registry, done per registry
+/// instead of globally).
+///
+/// ```
+/// use tower_monitor::config::TriggerRegistry;
+///
+/// let registry = TriggerRegistry::new();
+/// assert_eq!(registry.types(), ["command", "compound", "delay", "rate_limit", "webhook"]);
+/// ```
+#[derive(Clone)]
+pub struct TriggerRegistry {
+    kinds: BTreeMap<String, Constructor>,
+}
+
+/// One trigger's JSON object, handed to its type's constructor.
+pub struct TriggerSpec<'a> {
+    path: &'a str,
+    fields: &'a serde_json::Map<String, Value>,
+    registry: &'a TriggerRegistry,
+}
+
+impl TriggerSpec<'_> {
+    /// Where this trigger is in the document, e.g. `services.app.on_down`.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use tower_monitor::config::{ConfigError, TriggerRegistry};
+    /// let mut registry = TriggerRegistry::empty();
+    /// registry.register("never", |spec| Err(ConfigError::new(spec.path(), "not allowed here")));
+    /// ```
+    pub fn path(&self) -> &str {
+        self.path
+    }
+
+    /// The trigger's fields (all but `"type"`) as `T`; an error names the field's path.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_monitor::{BoxError, trigger};
+    /// use tower_monitor::config::TriggerRegistry;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// #[serde(deny_unknown_fields)]
+    /// struct Beep { times: u32 }
+    ///
+    /// let mut registry = TriggerRegistry::new();
+    /// registry.register("beep", |spec| {
+    ///     let Beep { times } = spec.parse()?;
+    ///     Ok(Arc::new(trigger::from_fn(move || async move {
+    ///         for _ in 0..times { print!("\x07") }
+    ///         Ok::<(), BoxError>(())
+    ///     })))
+    /// });
+    /// ```
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        parse_at(self.path, Value::Object(self.fields.clone()))
+    }
+
+    /// Builds a nested trigger found at `field` (a path relative to this trigger).
+    ///
+    /// ```
+    /// use tower_monitor::config::TriggerRegistry;
+    /// use serde_json::Value;
+    ///
+    /// let mut registry = TriggerRegistry::new();
+    /// registry.register("twice", |spec| {
+    ///     #[derive(serde::Deserialize)]
+    ///     struct Twice { trigger: Value }
+    ///     let Twice { trigger } = spec.parse()?;
+    ///     let inner = spec.trigger("trigger", &trigger)?;
+    ///     Ok(std::sync::Arc::new(tower_monitor::trigger::Compound::from_iter([inner.clone(), inner])))
+    /// });
+    /// ```
+    pub fn trigger(&self, field: &str, value: &Value) -> Result<Arc<dyn Trigger>, ConfigError> {
+        self.registry.build_at(&join(self.path, field), value)
+    }
+
+    /// An error about `field` (relative to this trigger).
+    ///
+    /// ```
+    /// # use tower_monitor::config::{ConfigError, TriggerRegistry};
+    /// let mut registry = TriggerRegistry::empty();
+    /// registry.register("strict", |spec| Err(spec.error("level", "must be 1 to 3")));
+    /// ```
+    pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(join(self.path, field), message)
+    }
+}
+
+impl TriggerRegistry {
+    /// A registry with the built-in types: `command`, `compound`, `delay`, `rate_limit`, `webhook`.
+    ///
+    /// ```
+    /// let registry = tower_monitor::config::TriggerRegistry::new();
+    /// assert!(registry.types().contains(&"webhook"));
+    /// ```
+    pub fn new() -> Self {
+        let mut registry = Self::empty();
+        registry.register("command", command);
+        registry.register("compound", compound);
+        registry.register("delay", delay);
+        registry.register("rate_limit", rate_limit);
+        registry.register("webhook", webhook);
+        registry
+    }
+
+    /// A registry that knows no type at all.
+    ///
+    /// ```
+    /// assert!(tower_monitor::config::TriggerRegistry::empty().types().is_empty());
+    /// ```
+    pub fn empty() -> Self {
+        Self {
+            kinds: BTreeMap::new(),
+        }
+    }
+
+    /// Registers (or replaces) the type `name`, built by `constructor` from its JSON object.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_monitor::{BoxError, trigger};
+    /// use tower_monitor::config::TriggerRegistry;
+    ///
+    /// let mut registry = TriggerRegistry::new();
+    /// registry.register("noop", |_spec| Ok(Arc::new(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }))));
+    /// assert!(registry.types().contains(&"noop"));
+    /// ```
+    pub fn register<F>(&mut self, name: impl Into<String>, constructor: F) -> &mut Self
+    where
+        F: Fn(&TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> + Send + Sync + 'static,
+    {
+        self.kinds.insert(name.into(), Arc::new(constructor));
+        self
+    }
+
+    /// The registered type names, sorted.
+    ///
+    /// ```
+    /// assert_eq!(tower_monitor::config::TriggerRegistry::new().types().len(), 5);
+    /// ```
+    pub fn types(&self) -> Vec<&str> {
+        self.kinds.keys().map(String::as_str).collect()
+    }
+
+    /// Builds the trigger described by `value` (an object with a `"type"`), found at `path`.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_monitor::config::TriggerRegistry;
+    ///
+    /// let registry = TriggerRegistry::new();
+    /// let start = registry.build_at("on_down", &json!({ "type": "command", "command": "true" }));
+    /// assert!(start.is_ok());
+    /// let err = registry.build_at("on_down", &json!({ "type": "teleport" })).err().unwrap();
+    /// assert_eq!(err.path(), "on_down.type");
+    /// ```
+    pub fn build_at(&self, path: &str, value: &Value) -> Result<Arc<dyn Trigger>, ConfigError> {
+        let Some(fields) = value.as_object() else {
+            return Err(ConfigError::new(
+                path,
+                format!("a trigger must be an object with a \"type\", not {value}"),
+            ));
+        };
+        let kind = match fields.get("type") {
+            Some(Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    join(path, "type"),
+                    format!("must be a string, not {other}"),
+                ));
+            }
+            None => return Err(ConfigError::new(path, "a trigger needs a \"type\"")),
+        };
+        let Some(constructor) = self.kinds.get(kind) else {
+            return Err(ConfigError::new(
+                join(path, "type"),
+                format!(
+                    "unknown trigger type {kind:?}; known types: {}",
+                    self.types().join(", ")
+                ),
+            ));
+        };
+        let mut fields = fields.clone();
+        fields.remove("type");
+        constructor(&TriggerSpec {
+            path,
+            fields: &fields,
+            registry: self,
+        })
+    }
+}
+
+impl Default for TriggerRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for TriggerRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TriggerRegistry")
+            .field("types", &self.types())
+            .finish()
+    }
+}
+
+/// Deserializes `value`, naming the failing field's path below `prefix`.
+pub(crate) fn parse_at<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let inner = error.path().to_string();
+        let path = if inner == "." {
+            prefix.to_string()
+        } else {
+            join(prefix, &inner)
+        };
+        ConfigError::new(path, error.into_inner().to_string())
+    })
+}
+
+fn join(prefix: &str, field: &str) -> String {
+    match (prefix.is_empty(), field.starts_with('[')) {
+        (true, _) => field.to_string(),
+        (false, true) => format!("{prefix}{field}"),
+        (false, false) => format!("{prefix}.{field}"),
+    }
+}
+
+fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        timeout: Option<DurationValue>,
+        #[serde(default)]
+        detached: bool,
+        current_dir: Option<String>,
+    }
+    let Spec {
+        command,
+        args,
+        timeout,
+        detached,
+        current_dir,
+    } = spec.parse()?;
+    if command.trim().is_empty() {
+        return Err(spec.error("command", "must name a program"));
+    }
+    let mut trigger = Command::new(command).args(args);
+    if let Some(timeout) = timeout {
+        trigger = trigger.timeout(timeout.0);
+    }
+    if let Some(dir) = current_dir {
+        trigger = trigger.current_dir(dir);
+    }
+    if detached {
+        trigger = trigger.detached();
+    }
+    Ok(Arc::new(trigger))
+}
+
+fn compound(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        triggers: Vec<Value>,
+    }
+    let Spec { triggers } = spec.parse()?;
+    let triggers = triggers
+        .iter()
+        .enumerate()
+        .map(|(i, value)| spec.trigger(&format!("triggers[{i}]"), value))
+        .collect::<Result<Compound, _>>()?;
+    Ok(Arc::new(triggers))
+}
+
+fn delay(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        delay: DurationValue,
+        trigger: Value,
+    }
+    let Spec { delay, trigger } = spec.parse()?;
+    Ok(Arc::new(Delay::new(
+        delay.0,
+        spec.trigger("trigger", &trigger)?,
+    )))
+}
+
+fn rate_limit(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        max_runs: usize,
+        period: DurationValue,
+        trigger: Value,
+    }
+    let Spec {
+        max_runs,
+        period,
+        trigger,
+    } = spec.parse()?;
+    if max_runs == 0 {
+        return Err(spec.error("max_runs", "must be at least 1, not 0"));
+    }
+    Ok(Arc::new(RateLimit::new(
+        max_runs,
+        period.0,
+        spec.trigger("trigger", &trigger)?,
+    )))
+}
+
+fn webhook(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        url: UrlValue,
+        #[serde(default = "post")]
+        method: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        body: String,
+        timeout: Option<DurationValue>,
+    }
+    fn post() -> String {
+        "POST".to_string()
+    }
+    let Spec {
+        url,
+        method,
+        headers,
+        body,
+        timeout,
+    } = spec.parse()?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| spec.error("method", format!("{method:?} is not an HTTP method")))?;
+    let mut hook = Webhook::new(method, url.0).map_err(|e| spec.error("url", e.to_string()))?;
+    for (name, value) in &headers {
+        hook = hook
+            .header(name, value)
+            .map_err(|e| spec.error(&format!("headers.{name}"), e.to_string()))?;
+    }
+    hook = hook.body(body);
+    if let Some(timeout) = timeout {
+        hook = hook.timeout(timeout.0);
+    }
+    Ok(Arc::new(hook))
+}

@@ -1,0 +1,245 @@
+//! JSON configuration: every kind in one good file, and each bad case with its path and text.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use tokio::net::TcpListener;
+use tower_monitor::config::{ConfigError, TriggerRegistry};
+use tower_monitor::{BoxError, MinMonitor, trigger};
+
+fn error(json: &str) -> ConfigError {
+    MinMonitor::from_config(json).expect_err("the configuration must be rejected")
+}
+
+/// One service named "app" with the given extra fields.
+fn app(fields: &str) -> String {
+    format!(
+        r#"{{ "services": {{ "app": {{ "url": "http://127.0.0.1:8081/", "grace_period": "30s"{fields} }} }} }}"#
+    )
+}
+
+#[tokio::test]
+async fn a_file_with_every_kind_loads() {
+    let json = r#"{
+      "services": {
+        "app": {
+          "url": "http://127.0.0.1:8081/",
+          "grace_period": "30s",
+          "probe_timeout": "1500ms",
+          "on_down": { "type": "compound", "triggers": [
+            { "type": "command", "command": "true", "args": ["a", "b"], "timeout": "5s" },
+            { "type": "rate_limit", "max_runs": 3, "period": "1h",
+              "trigger": { "type": "webhook", "url": "http://127.0.0.1:9000/start", "method": "PUT",
+                           "headers": { "x-token": "t" }, "body": "go", "timeout": "2s" } }
+          ] },
+          "on_up": { "type": "command", "command": "true" },
+          "always": { "type": "delay", "delay": "15m", "trigger": { "type": "command", "command": "true" } },
+          "on_idle": { "after": "1m30s", "trigger": { "type": "command", "command": "my-server", "detached": true } }
+        },
+        "other": { "url": "http://[::1]:9/", "grace_period": "0s", "probe_on_add": false }
+      }
+    }"#;
+    let monitor = MinMonitor::from_config(json).unwrap();
+    let mut names = monitor.names();
+    names.sort();
+    assert_eq!(names, ["app", "other"]);
+}
+
+#[tokio::test]
+async fn configured_triggers_run() {
+    let marker = std::env::temp_dir().join(format!("tower-monitor-config-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let down = refused_addr().await;
+    let json = format!(
+        r#"{{ "services": {{ "app": {{ "url": "http://{down}/", "grace_period": "0s",
+             "on_down": {{ "type": "command", "command": "touch", "args": [{:?}] }} }} }} }}"#,
+        marker.display().to_string()
+    );
+    let monitor = Arc::new(MinMonitor::from_config(&json).unwrap());
+    let router = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "up" }))
+        .layer(monitor.layer("app").unwrap());
+    let server = serve(router).await;
+    assert_eq!(get(server.addr, "/", &[]).await.status, 503);
+    assert!(marker.exists(), "on_down ran the configured command");
+    let _ = std::fs::remove_file(&marker);
+}
+
+#[test]
+fn empty_non_object_and_invalid_documents_are_rejected() {
+    assert_eq!(error("  ").to_string(), "the configuration is empty");
+    assert!(
+        error("[1, 2]")
+            .to_string()
+            .contains("must be a JSON object")
+    );
+    assert!(
+        error("{ \"services\": ")
+            .to_string()
+            .starts_with("not valid JSON")
+    );
+    let missing = error("{}");
+    assert!(
+        missing.to_string().contains("missing field `services`"),
+        "{missing}"
+    );
+    let none = error(r#"{"services": {}}"#);
+    assert_eq!(
+        (none.path(), none.message()),
+        ("services", "at least one service is required")
+    );
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    let err = error(&app(r#", "grace": "1s""#));
+    assert_eq!(err.path(), "services.app.grace");
+    assert!(err.message().contains("unknown field `grace`"), "{err}");
+
+    let err = error(&app(
+        r#", "on_down": { "type": "command", "command": "true", "colour": "red" }"#,
+    ));
+    assert_eq!(err.path(), "services.app.on_down.colour");
+
+    let err = error(r#"{"services": {}, "extra": 1}"#);
+    assert!(err.message().contains("unknown field `extra`"), "{err}");
+}
+
+#[test]
+fn unknown_trigger_types_are_named_with_the_known_ones() {
+    let err = error(&app(r#", "on_down": { "type": "teleport" }"#));
+    assert_eq!(err.path(), "services.app.on_down.type");
+    assert!(err.message().contains("\"teleport\""), "{err}");
+    assert!(
+        err.message()
+            .contains("command, compound, delay, rate_limit, webhook"),
+        "{err}"
+    );
+
+    let err = error(&app(r#", "on_down": { "command": "true" }"#));
+    assert_eq!(
+        (err.path(), err.message()),
+        ("services.app.on_down", "a trigger needs a \"type\"")
+    );
+}
+
+#[test]
+fn bad_urls_are_named_with_their_value() {
+    let err = error(r#"{"services": {"app": {"url": "not a url", "grace_period": "1s"}}}"#);
+    assert_eq!(err.path(), "services.app.url");
+    assert!(err.message().contains("\"not a url\""), "{err}");
+
+    let err =
+        error(r#"{"services": {"app": {"url": "unix:/run/app.sock", "grace_period": "1s"}}}"#);
+    assert_eq!(err.path(), "services.app.url");
+    assert!(
+        err.message().contains("unix:/run/app.sock") && err.message().contains("no host"),
+        "{err}"
+    );
+
+    let err = error(&app(
+        r#", "on_down": { "type": "webhook", "url": "https://hooks.test/x" }"#,
+    ));
+    assert_eq!(err.path(), "services.app.on_down.url");
+    assert!(err.message().contains("only http://"), "{err}");
+}
+
+#[test]
+fn bad_durations_are_named_with_their_value_even_when_nested() {
+    let err = error(
+        r#"{"services": {"app": {"url": "http://127.0.0.1:1/", "grace_period": "3 parsecs"}}}"#,
+    );
+    assert_eq!(err.path(), "services.app.grace_period");
+    assert!(err.message().contains("\"3 parsecs\""), "{err}");
+
+    let err = error(&app(r#", "on_down": { "type": "compound", "triggers": [
+            { "type": "command", "command": "true" },
+            { "type": "delay", "delay": "soonish", "trigger": { "type": "command", "command": "true" } } ] }"#));
+    assert_eq!(err.path(), "services.app.on_down.triggers[1].delay");
+    assert!(err.message().contains("\"soonish\""), "{err}");
+
+    let err = error(&app(
+        r#", "on_idle": { "after": 15, "trigger": { "type": "command", "command": "true" } }"#,
+    ));
+    assert_eq!(err.path(), "services.app.on_idle.after");
+}
+
+#[test]
+fn bad_trigger_values_are_named() {
+    let err = error(&app(
+        r#", "on_down": { "type": "rate_limit", "max_runs": 0, "period": "1m", "trigger": { "type": "command", "command": "true" } }"#,
+    ));
+    assert_eq!(
+        (err.path(), err.message()),
+        ("services.app.on_down.max_runs", "must be at least 1, not 0")
+    );
+    let err = error(&app(r#", "on_down": { "type": "command", "command": "" }"#));
+    assert_eq!(err.path(), "services.app.on_down.command");
+    let err = error(&app(
+        r#", "on_down": { "type": "webhook", "url": "http://127.0.0.1:1/", "method": "P O S T" }"#,
+    ));
+    assert_eq!(err.path(), "services.app.on_down.method");
+}
+
+#[tokio::test]
+async fn a_custom_trigger_type_can_be_registered_and_used() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let mut registry = TriggerRegistry::new();
+    registry.register("count", move |spec| {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Count {
+            by: usize,
+        }
+        let Count { by } = spec.parse()?;
+        let counted = counted.clone();
+        Ok(Arc::new(trigger::from_fn(move || {
+            counted.fetch_add(by, Ordering::SeqCst);
+            async { Ok::<(), BoxError>(()) }
+        })))
+    });
+    let down = refused_addr().await;
+    let json = format!(
+        r#"{{ "services": {{ "app": {{ "url": "http://{down}/", "grace_period": "0s", "on_down": {{ "type": "count", "by": 5 }} }} }} }}"#
+    );
+    let monitor = Arc::new(MinMonitor::from_config_with(&json, &registry).unwrap());
+    let router = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "up" }))
+        .layer(monitor.layer("app").unwrap());
+    let server = serve(router).await;
+    assert_eq!(get(server.addr, "/", &[]).await.status, 503);
+    assert_eq!(runs.load(Ordering::SeqCst), 5);
+
+    let err = MinMonitor::from_config_with(&json.replace("\"by\": 5", "\"by\": -1"), &registry)
+        .unwrap_err();
+    assert_eq!(err.path(), "services.app.on_down.by");
+    assert!(
+        MinMonitor::from_config(&json).is_err(),
+        "unknown without the registry"
+    );
+}
+
+#[tokio::test]
+async fn nothing_starts_when_any_part_is_wrong() {
+    // "a" is valid and asks for an immediate probe; "b" is not. "a" sorts first, so a loader
+    // that started services as it went would probe it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let json = format!(
+        r#"{{ "services": {{
+            "a": {{ "url": "http://{addr}/", "grace_period": "1s", "probe_on_add": true }},
+            "b": {{ "url": "http://{addr}/", "grace_period": "never" }} }} }}"#
+    );
+    let err = MinMonitor::from_config(&json).unwrap_err();
+    assert_eq!(err.path(), "services.b.grace_period");
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "service a was probed although the configuration was rejected"
+    );
+}
