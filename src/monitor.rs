@@ -9,6 +9,7 @@ use crate::error::MonitorError;
 use crate::layer::MonitorLayer;
 use crate::registered::Registered;
 use crate::service::MonitoredService;
+use url::Url;
 
 /// A registry of named services and their cached statuses.
 ///
@@ -188,6 +189,20 @@ impl MinMonitor {
     /// ```
     pub fn layer(self: &Arc<Self>, name: &str) -> Result<MonitorLayer, MonitorError> {
         MonitorLayer::new(self, name)
+    }
+
+    /// The URL the service registered as `name` is probed at (for a proxy, where to send).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// let monitor = MinMonitor::new();
+    /// let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url.clone(), Duration::from_secs(30))).unwrap();
+    /// assert_eq!(monitor.url("app").unwrap(), url);
+    /// ```
+    pub fn url(&self, name: &str) -> Result<Url, MonitorError> {
+        Ok(self.lookup(name)?.service.url.clone())
     }
 
     /// The names of the registered services, in no particular order.

@@ -151,6 +151,30 @@ impl MinMonitor {
         }
         let document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
+        Self::from_config_value_with(document, registry)
+    }
+
+    /// Like [`from_config_with`](Self::from_config_with), from a parsed JSON document: for
+    /// programs whose own file holds the monitor's `services` beside their own settings (remove
+    /// yours first: unknown fields are rejected).
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_monitor::MinMonitor;
+    /// use tower_monitor::config::TriggerRegistry;
+    ///
+    /// let mut file = json!({
+    ///     "listen": "127.0.0.1:8080",
+    ///     "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "10s" } }
+    /// });
+    /// let listen = file.as_object_mut().unwrap().remove("listen");
+    /// let monitor = MinMonitor::from_config_value_with(file, &TriggerRegistry::new()).unwrap();
+    /// # let _ = (listen, monitor);
+    /// ```
+    pub fn from_config_value_with(
+        document: Value,
+        registry: &TriggerRegistry,
+    ) -> Result<Self, ConfigError> {
         if !document.is_object() {
             return Err(ConfigError::new(
                 "",

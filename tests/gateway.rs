@@ -1,0 +1,188 @@
+//! The gateway example's whole cycle, end to end over real sockets: start on demand, 503, 200
+//! through the proxy, idle stop, and start again. Bounded in time.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+/// `cargo test` builds the examples beside the test binaries.
+fn gateway_binary() -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let binary = deps.parent().unwrap().join("examples").join("gateway");
+    assert!(
+        binary.exists(),
+        "{} is missing: run through `cargo test`, which builds the examples",
+        binary.display()
+    );
+    binary
+}
+
+async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let give_up = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < give_up, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_on_demand_proxy_idle_stop_and_start_again() {
+    let backend = refused_addr().await;
+    let config =
+        std::env::temp_dir().join(format!("tower-monitor-gateway-{}.json", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{
+  "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "path_prefix": "/", "service": "demo" }} ] }},
+  "services": {{ "demo": {{ "url": "http://{backend}/", "grace_period": "300ms", "probe_timeout": "300ms",
+      "on_down": {{ "type": "demo_backend_start", "listen": "{backend}" }},
+      "on_idle": {{ "after": "1s", "trigger": {{ "type": "demo_backend_stop", "listen": "{backend}" }} }} }} }}
+}}"#
+        ),
+    )
+    .unwrap();
+    let mut gateway = Command::new(gateway_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (lines_out, stdout) = (output.clone(), gateway.stdout.take().unwrap());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            lines_out.lock().unwrap().push(line);
+        }
+    });
+    let said = |text: &'static str| {
+        let output = output.clone();
+        move || {
+            let found = output.lock().unwrap().iter().any(|l| l.contains(text));
+            async move { found }
+        }
+    };
+    until(
+        "the gateway listens",
+        Duration::from_secs(20),
+        said("gateway: listening on"),
+    )
+    .await;
+    let addr: std::net::SocketAddr = output
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("gateway: listening on http://")
+                .map(|a| a.parse().unwrap())
+        })
+        .unwrap();
+
+    // 1. The backend sleeps: the first request starts it and is answered 503.
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend is not running yet"
+    );
+    assert_eq!(get(addr, "/first", &[]).await.status, 503);
+    // 2. Once up, requests go through the proxy, path and query intact.
+    until(
+        "the backend answers through the gateway",
+        Duration::from_secs(20),
+        || async { get(addr, "/hello?x=1", &[]).await.status == 200 },
+    )
+    .await;
+    let reply = get(addr, "/hello?x=1", &[("connection", "keep-alive")]).await;
+    assert!(
+        reply.body.starts_with("hello from the demo backend"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("GET /hello?x=1"), "{}", reply.body);
+    let first_pid = reply
+        .body
+        .split("pid ")
+        .nth(1)
+        .map(|s| s.split(')').next().unwrap().to_string());
+    // 3. No request for the idle time: the backend is stopped.
+    until(
+        "the idle backend is stopped",
+        Duration::from_secs(20),
+        || async { TcpStream::connect(backend).await.is_err() },
+    )
+    .await;
+    assert!(
+        output
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("stopped the demo backend"))
+    );
+    // 4. The next request starts it again.
+    assert_eq!(get(addr, "/again", &[]).await.status, 503);
+    until("the backend is back", Duration::from_secs(20), || async {
+        get(addr, "/again", &[]).await.status == 200
+    })
+    .await;
+    let again = get(addr, "/again", &[]).await;
+    let second_pid = again
+        .body
+        .split("pid ")
+        .nth(1)
+        .map(|s| s.split(')').next().unwrap().to_string());
+    assert_ne!(first_pid, second_pid, "a new backend process");
+
+    // The backend ends with the gateway.
+    gateway.kill().await.unwrap();
+    until(
+        "the backend exits with the gateway",
+        Duration::from_secs(10),
+        || async { TcpStream::connect(backend).await.is_err() },
+    )
+    .await;
+    let _ = std::fs::remove_file(&config);
+}
+
+#[tokio::test]
+async fn a_bad_configuration_names_the_field_and_starts_nothing() {
+    let config = std::env::temp_dir().join(format!(
+        "tower-monitor-gateway-bad-{}.json",
+        std::process::id()
+    ));
+    std::fs::write(
+        &config,
+        r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "ghost" } ] },
+             "services": { "demo": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+    )
+    .unwrap();
+    let output = Command::new(gateway_binary())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("gateway.routes[0].service") && stderr.contains("ghost"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    let _ = std::fs::remove_file(&config);
+}
