@@ -1,0 +1,42 @@
+//! The README's JSON documents are real: each loads (the gateway's after its own section).
+
+use tower_monitor::MinMonitor;
+use tower_monitor::config::TriggerRegistry;
+
+fn json_blocks() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    readme
+        .split("```json\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn every_json_block_in_the_readme_is_a_loadable_configuration() {
+    let blocks = json_blocks();
+    assert!(blocks.len() >= 2, "the README shows configurations");
+    for block in blocks {
+        let mut document: serde_json::Value = serde_json::from_str(&block).unwrap();
+        document.as_object_mut().unwrap().remove("gateway");
+        let monitor = MinMonitor::from_config_value_with(document, &TriggerRegistry::new());
+        assert!(monitor.is_ok(), "{:?}\n{block}", monitor.err());
+    }
+}
+
+#[test]
+fn the_readme_error_example_is_what_the_loader_says() {
+    let readme = include_str!("../README.md");
+    let json = r#"{ "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "30s",
+        "on_down": { "type": "rate_limit", "max_runs": 3, "period": "1h", "trigger": { "type": "comand" } } } } }"#;
+    let err = MinMonitor::from_config(json).unwrap_err().to_string();
+    let shown: String = readme
+        .split("naming the field and the value, e.g.\n`")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(shown, err);
+}
