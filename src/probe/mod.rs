@@ -6,10 +6,16 @@
 //! [probe timeout](crate::MonitoredService::probe_timeout); a probe that runs out of time
 //! counts as down.
 
+mod expect;
 mod from_fn;
+mod http;
 mod tcp;
+#[cfg(feature = "rustls")]
+mod tls;
 
+pub use expect::Expect;
 pub use from_fn::{FromFn, from_fn};
+pub use http::{DEFAULT_MAX_BODY_BYTES, Http};
 pub use tcp::Tcp;
 
 use std::sync::Arc;

@@ -31,27 +31,7 @@ impl Probe for Tcp {
         let target = target(url);
         async move {
             let (host, port) = target.map_err(BoxError::from)?;
-            let addrs: Vec<SocketAddr> = match host {
-                Host::Ipv4(ip) => vec![(ip, port).into()],
-                Host::Ipv6(ip) => vec![(ip, port).into()],
-                Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
-                    Ok(addrs) => addrs.collect(),
-                    Err(err) => {
-                        tracing::debug!(%name, error = %err, "probe: name does not resolve");
-                        return Ok(false);
-                    }
-                },
-            };
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(_) => return Ok(true),
-                    Err(err) if means_unreachable(&err) => {
-                        tracing::debug!(%addr, error = %err, "probe: connect failed");
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-            }
-            Ok(false)
+            Ok(connect(host, port).await?.is_some())
         }
         .boxed()
     }
@@ -61,7 +41,33 @@ impl Probe for Tcp {
     }
 }
 
-fn target(url: &Url) -> Result<(Host<String>, u16), String> {
+/// Connects to `host:port`, trying each resolved address in turn. `Ok(None)` when the service
+/// cannot be reached (the probe's "down"); `Err` only for other failures.
+pub(crate) async fn connect(host: Host<String>, port: u16) -> Result<Option<TcpStream>, BoxError> {
+    let addrs: Vec<SocketAddr> = match host {
+        Host::Ipv4(ip) => vec![(ip, port).into()],
+        Host::Ipv6(ip) => vec![(ip, port).into()],
+        Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
+            Ok(addrs) => addrs.collect(),
+            Err(err) => {
+                tracing::debug!(%name, error = %err, "probe: name does not resolve");
+                return Ok(None);
+            }
+        },
+    };
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(Some(stream)),
+            Err(err) if means_unreachable(&err) => {
+                tracing::debug!(%addr, error = %err, "probe: connect failed");
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) fn target(url: &Url) -> Result<(Host<String>, u16), String> {
     let host = url.host().ok_or("it has no host to connect to")?.to_owned();
     let port = url.port_or_known_default().ok_or_else(|| {
         format!(
@@ -73,7 +79,7 @@ fn target(url: &Url) -> Result<(Host<String>, u16), String> {
 }
 
 /// Errors that say "the service is not there" rather than "the probe is broken".
-fn means_unreachable(err: &io::Error) -> bool {
+pub(crate) fn means_unreachable(err: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
         err.kind(),
