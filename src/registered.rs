@@ -1,8 +1,8 @@
 //! A service once added: its definition, its status cache, and its runs in flight.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
@@ -27,6 +27,8 @@ pub(crate) struct Registered {
     waking: SingleFlight<()>,
     /// The last status a probe (or `set_status_up`) saw, to log transitions.
     last_seen: Arc<AtomicU8>,
+    /// When probes started succeeding again after a down, while `ready_after` has not passed.
+    settling_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Registered {
@@ -42,6 +44,7 @@ impl Registered {
             probing: SingleFlight::default(),
             waking: SingleFlight::default(),
             last_seen: Arc::new(AtomicU8::new(UNKNOWN)),
+            settling_since: Arc::default(),
         }
     }
 
@@ -118,6 +121,8 @@ impl Registered {
         let cache = Arc::clone(&self.cache);
         let last_seen = Arc::clone(&self.last_seen);
         let name = Arc::clone(&self.name);
+        let (ready_after, settling_since) =
+            (self.service.ready_after, Arc::clone(&self.settling_since));
         async move {
             let started = Instant::now();
             let result = match tokio::time::timeout(timeout, probe.probe(&url)).await {
@@ -128,6 +133,8 @@ impl Registered {
                 }
             };
             let elapsed = started.elapsed();
+            let came_back = last_seen.load(Ordering::Relaxed) == DOWN;
+            let result = settle(result, ready_after, came_back, &settling_since, &name);
             match &result {
                 Ok(true) => cache.mark_up(),
                 // A failed probe also forgets any cached up: it no longer holds.
@@ -143,6 +150,34 @@ impl Registered {
                 }
             }
             result.map_err(SharedError::from)
+        }
+    }
+}
+
+/// Holds back an up that follows a down until `ready_after` has passed since the first one.
+fn settle(
+    result: Result<bool, crate::BoxError>,
+    ready_after: std::time::Duration,
+    came_back: bool,
+    settling_since: &Mutex<Option<Instant>>,
+    name: &str,
+) -> Result<bool, crate::BoxError> {
+    let mut since = settling_since
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match result {
+        Ok(true) if came_back && !ready_after.is_zero() => {
+            let first_up = *since.get_or_insert_with(Instant::now);
+            if first_up.elapsed() < ready_after {
+                tracing::debug!(service = %name, ?ready_after, "answering again; settling before it counts as up");
+                return Ok(false);
+            }
+            *since = None;
+            Ok(true)
+        }
+        other => {
+            *since = None;
+            other
         }
     }
 }

@@ -37,6 +37,7 @@ pub struct MonitoredService {
     pub(crate) probe_timeout: Duration,
     pub(crate) probe: Arc<dyn Probe>,
     pub(crate) probe_on_add: bool,
+    pub(crate) ready_after: Duration,
     pub(crate) on_down: Option<Arc<dyn Trigger>>,
     pub(crate) on_up: Option<Arc<dyn Trigger>>,
     pub(crate) always: Option<Arc<dyn Trigger>>,
@@ -65,6 +66,7 @@ impl MonitoredService {
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             probe: Arc::new(Tcp),
             probe_on_add: false,
+            ready_after: Duration::ZERO,
             on_down: None,
             on_up: None,
             always: None,
@@ -167,6 +169,22 @@ impl MonitoredService {
         self
     }
 
+    /// A settling delay: when a probe succeeds after the service was down, report it up only
+    /// once `delay` has passed (probes meanwhile answer down). For backends that accept
+    /// connections before they can serve. A service already up at its first probe is up at once.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_monitor::{MonitoredService, Url};
+    /// # let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// let service = MonitoredService::new(url, Duration::from_secs(30)).ready_after(Duration::from_secs(3));
+    /// # let _ = service;
+    /// ```
+    pub fn ready_after(mut self, delay: Duration) -> Self {
+        self.ready_after = delay;
+        self
+    }
+
     /// With `true`, the first probe starts in the background as soon as the service is added
     /// (inside a Tokio runtime); with `false`, the default, it waits for the first status request.
     ///
@@ -216,6 +234,7 @@ impl fmt::Debug for MonitoredService {
             .field("grace_period", &self.grace_period)
             .field("probe_timeout", &self.probe_timeout)
             .field("probe_on_add", &self.probe_on_add)
+            .field("ready_after", &self.ready_after)
             .field("on_down", &self.on_down.is_some())
             .field("on_up", &self.on_up.is_some())
             .field("always", &self.always.is_some())

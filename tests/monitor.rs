@@ -442,3 +442,39 @@ async fn services_can_be_added_while_others_read_statuses() {
     }
     assert_eq!(monitor.names().len(), 16);
 }
+
+#[tokio::test(start_paused = true)]
+async fn ready_after_holds_back_an_up_that_follows_a_down() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let monitor = MinMonitor::new();
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
+        .probe(switch_probe(up.clone()))
+        .ready_after(Duration::from_secs(3));
+    monitor.add("app", service).unwrap();
+    assert!(!monitor.status("app").await.unwrap());
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        !monitor.status("app").await.unwrap(),
+        "answering, but still settling"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!monitor.status("app").await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(monitor.status("app").await.unwrap(), "settled");
+    // A new down starts the settling over.
+    up.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(!monitor.status("app").await.unwrap());
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(!monitor.status("app").await.unwrap());
+}
+
+#[tokio::test]
+async fn ready_after_does_not_delay_a_service_up_from_the_start() {
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let monitor = MinMonitor::new();
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
+        .probe(switch_probe(up))
+        .ready_after(Duration::from_secs(3600));
+    monitor.add("app", service).unwrap();
+    assert!(monitor.status("app").await.unwrap());
+}
