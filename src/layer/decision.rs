@@ -2,23 +2,33 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 
 use super::FallbackReason;
+use super::hold::Hold;
 use crate::registered::Registered;
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
-    Forward,
+    /// Forward; with how long the request was held first, if it was.
+    Forward(Option<Duration>),
     Fallback(FallbackReason),
 }
 
 /// Decides a request's fate. Boxed because it awaits the status and the triggers, whose
 /// futures are boxed already by their traits; the cached-up path without `always` or `on_up`
 /// never comes here (see `MonitorService::call`).
-pub(crate) fn decide(registered: &Arc<Registered>) -> BoxFuture<'static, Decision> {
+///
+/// `may_wake` is the wake policy's verdict: when false, a down backend is answered without
+/// running `on_down` (nor holding). With `hold`, a down backend holds the request until it is up.
+pub(crate) fn decide(
+    registered: &Arc<Registered>,
+    may_wake: bool,
+    hold: Option<Hold>,
+) -> BoxFuture<'static, Decision> {
     let status = registered.status();
     let registered = Arc::clone(registered);
     let name = Arc::clone(&registered.name);
@@ -37,23 +47,30 @@ pub(crate) fn decide(registered: &Arc<Registered>) -> BoxFuture<'static, Decisio
                 return Decision::Fallback(FallbackReason::Error);
             }
         }
-        if up {
-            if let Some(on_up) = &service.on_up {
-                if let Err(error) = on_up.trigger().await {
-                    tracing::warn!(service = %registered.name, %error, "`on_up` trigger failed; answering 500");
-                    return Decision::Fallback(FallbackReason::Error);
-                }
+        let mut held = None;
+        if !up {
+            if !may_wake {
+                return Decision::Fallback(FallbackReason::NotReady);
             }
-            Decision::Forward
-        } else {
-            match registered.wake().await {
-                Ok(()) => Decision::Fallback(FallbackReason::NotReady),
-                Err(error) => {
-                    tracing::warn!(service = %registered.name, %error, "`on_down` trigger failed; answering 500");
-                    Decision::Fallback(FallbackReason::Error)
-                }
+            if let Err(error) = registered.wake().await {
+                tracing::warn!(service = %registered.name, %error, "`on_down` trigger failed; answering 500");
+                return Decision::Fallback(FallbackReason::Error);
+            }
+            let Some(hold) = hold else {
+                return Decision::Fallback(FallbackReason::NotReady);
+            };
+            match hold.wait_until_up(&registered).await {
+                Ok(waited) => held = Some(waited),
+                Err(reason) => return Decision::Fallback(reason),
             }
         }
+        if let Some(on_up) = &service.on_up {
+            if let Err(error) = on_up.trigger().await {
+                tracing::warn!(service = %registered.name, %error, "`on_up` trigger failed; answering 500");
+                return Decision::Fallback(FallbackReason::Error);
+            }
+        }
+        Decision::Forward(held)
     })
     .catch_unwind()
     .map(move |outcome| {

@@ -28,6 +28,8 @@ pub enum FallbackReason {
     NotReady,
     /// The status could not be determined, or a trigger failed: 500 Internal Server Error.
     Error,
+    /// A held request waited its longest and the backend is still not up: 504 Gateway Timeout.
+    Timeout,
 }
 
 impl FallbackReason {
@@ -43,14 +45,16 @@ impl FallbackReason {
         match self {
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Error => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     /// The gRPC status code this reason is answered with for gRPC requests.
     fn grpc_code(self) -> u16 {
         match self {
-            Self::NotReady => 14, // UNAVAILABLE
-            Self::Error => 13,    // INTERNAL
+            // UNAVAILABLE: the client may retry. A held request that timed out is still that.
+            Self::NotReady | Self::Timeout => 14,
+            Self::Error => 13, // INTERNAL
         }
     }
 }
@@ -62,6 +66,8 @@ type CustomFallback = dyn Fn(&Parts, FallbackReason) -> Response<FallbackBody> +
 pub(crate) struct Fallback {
     pub(crate) retry_after: Duration,
     pub(crate) custom: Option<Arc<CustomFallback>>,
+    /// The waiting page's template, if the user gave one.
+    pub(crate) page: Option<Arc<str>>,
 }
 
 impl Default for Fallback {
@@ -69,6 +75,7 @@ impl Default for Fallback {
         Self {
             retry_after: DEFAULT_RETRY_AFTER,
             custom: None,
+            page: None,
         }
     }
 }
@@ -86,10 +93,16 @@ impl fmt::Debug for Fallback {
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 impl Fallback {
-    pub(crate) fn respond(&self, parts: &Parts, reason: FallbackReason) -> Response<FallbackBody> {
+    pub(crate) fn respond(
+        &self,
+        parts: &Parts,
+        reason: FallbackReason,
+        service: &str,
+    ) -> Response<FallbackBody> {
+        let page = self.page.as_deref().unwrap_or(DEFAULT_WAITING_PAGE);
         let mut response = match &self.custom {
             Some(custom) => custom(parts, reason),
-            None => default_response(parts, reason, self.retry_after),
+            None => answer(parts, reason, self.retry_after, service, page),
         };
         // A cached "not ready" would outlive the backend's start: never let anyone store it.
         response
@@ -122,20 +135,70 @@ pub fn default_response(
     reason: FallbackReason,
     retry_after: Duration,
 ) -> Response<FallbackBody> {
+    answer(
+        parts,
+        reason,
+        retry_after,
+        "The service",
+        DEFAULT_WAITING_PAGE,
+    )
+}
+
+/// The waiting page (HTML 503 and 504) unless replaced with
+/// [`MonitorLayer::waiting_page`](super::MonitorLayer::waiting_page). `{service}` and
+/// `{retry_after}` (seconds) are replaced, HTML-escaped.
+///
+/// It refreshes itself after `Retry-After` seconds (`<meta http-equiv="refresh">`): the browser
+/// asks for the same URL again, and once the backend is up that request is forwarded, so the
+/// page turns into the app with no script, no status endpoint to expose, and nothing for the
+/// user to press. It is valid, small, accessible HTML with no external resources.
+///
+/// ```
+/// assert!(tower_monitor::layer::DEFAULT_WAITING_PAGE.contains("{retry_after}"));
+/// ```
+pub const DEFAULT_WAITING_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{retry_after}">
+<title>Service Not Ready</title>
+</head>
+<body>
+<main>
+<h1>Service Not Ready</h1>
+<p role="status">{service} is starting. This page reloads by itself every {retry_after} s.</p>
+</main>
+</body>
+</html>
+"#;
+
+fn answer(
+    parts: &Parts,
+    reason: FallbackReason,
+    retry_after: Duration,
+    service: &str,
+    page: &str,
+) -> Response<FallbackBody> {
     let retry_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut response = if is_grpc(&parts.headers) {
         grpc_response(reason)
     } else if prefers_json(&parts.headers) {
         with_content_type(json_body(reason, retry_secs), "application/json")
+    } else if reason == FallbackReason::Error {
+        with_content_type(ERROR_PAGE.to_string(), "text/html; charset=utf-8")
     } else {
-        with_content_type(html_body(reason, retry_secs), "text/html; charset=utf-8")
+        with_content_type(
+            render(page, service, retry_secs),
+            "text/html; charset=utf-8",
+        )
     };
     if !is_grpc(&parts.headers) {
         *response.status_mut() = reason.status_code();
     }
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if reason == FallbackReason::NotReady {
+    if reason != FallbackReason::Error {
         headers.insert(RETRY_AFTER, HeaderValue::from(retry_secs));
     }
     response
@@ -153,6 +216,7 @@ fn with_content_type(body: String, content_type: &'static str) -> Response<Fallb
 fn grpc_response(reason: FallbackReason) -> Response<FallbackBody> {
     let message = match reason {
         FallbackReason::NotReady => "service not ready",
+        FallbackReason::Timeout => "service still starting",
         FallbackReason::Error => "internal error",
     };
     let mut response = Response::new(FallbackBody::empty());
@@ -168,27 +232,36 @@ fn json_body(reason: FallbackReason, retry_secs: u64) -> String {
         FallbackReason::NotReady => {
             format!(r#"{{"error":"service_not_ready","status":503,"retry_after":{retry_secs}}}"#)
         }
+        FallbackReason::Timeout => format!(
+            r#"{{"error":"service_start_timeout","status":504,"retry_after":{retry_secs}}}"#
+        ),
         FallbackReason::Error => r#"{"error":"internal_error","status":500}"#.to_string(),
     }
 }
 
-fn html_body(reason: FallbackReason, retry_secs: u64) -> String {
-    let (title, text, refresh) = match reason {
-        FallbackReason::NotReady => (
-            "Service Not Ready",
-            format!("The service is starting. This page reloads in {retry_secs} s."),
-            format!(r#"<meta http-equiv="refresh" content="{retry_secs}">"#),
-        ),
-        FallbackReason::Error => (
-            "Internal Server Error",
-            "Something went wrong while reaching the service.".to_string(),
-            String::new(),
-        ),
-    };
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}<title>{title}</title></head>\
-         <body><main><h1>{title}</h1><p>{text}</p></main></body></html>\n"
-    )
+const ERROR_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Internal Server Error</title></head>\
+<body><main><h1>Internal Server Error</h1><p>Something went wrong while reaching the service.</p></main></body></html>\n";
+
+/// Fills the template's two substitutions, HTML-escaped.
+fn render(template: &str, service: &str, retry_secs: u64) -> String {
+    template
+        .replace("{service}", &escape_html(service))
+        .replace("{retry_after}", &retry_secs.to_string())
+}
+
+fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {
@@ -280,6 +353,16 @@ mod tests {
         assert!(is_grpc(&headers));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert!(!is_grpc(&headers));
+    }
+
+    #[test]
+    fn the_waiting_page_escapes_the_service_name() {
+        let page = render(DEFAULT_WAITING_PAGE, "<b>\"a&b\"</b>", 3);
+        assert!(
+            page.contains("&lt;b&gt;&quot;a&amp;b&quot;&lt;/b&gt; is starting"),
+            "{page}"
+        );
+        assert!(page.contains(r#"content="3""#));
     }
 
     #[test]

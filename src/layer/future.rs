@@ -2,6 +2,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use http::{Request, Response};
@@ -27,6 +28,8 @@ pin_project! {
         state: State<S, ReqBody, S::Future>,
         // Moves into the response body, which holds it until the body ends.
         in_flight: Option<InFlight>,
+        // How long the request was held before being forwarded, for the `x-cold-start` header.
+        held: Option<Duration>,
     }
 }
 
@@ -57,6 +60,7 @@ where
         Self {
             state: State::Forwarding { future },
             in_flight,
+            held: None,
         }
     }
 
@@ -74,6 +78,7 @@ where
                 guard,
             },
             in_flight,
+            held: None,
         }
     }
 }
@@ -93,9 +98,12 @@ where
                 StateProj::Forwarding { future } => {
                     let response = ready!(future.poll(cx))?;
                     let in_flight = this.in_flight.take();
-                    return Poll::Ready(Ok(
-                        response.map(|body| MonitorBody::inner(body).in_flight(in_flight))
-                    ));
+                    let mut response =
+                        response.map(|body| MonitorBody::inner(body).in_flight(in_flight));
+                    if let Some(held) = this.held.take() {
+                        mark_cold_start(&mut response, held);
+                    }
+                    return Poll::Ready(Ok(response));
                 }
                 StateProj::Deciding {
                     decision,
@@ -104,7 +112,10 @@ where
                 } => {
                     let decision = ready!(decision.as_mut().poll(cx));
                     match settle(decision, ready.take(), guard) {
-                        Settled::Forward(future) => state.set(State::Forwarding { future }),
+                        Settled::Forward(future, held) => {
+                            *this.held = held;
+                            state.set(State::Forwarding { future });
+                        }
                         Settled::Answer(response) => {
                             let in_flight = this.in_flight.take();
                             return Poll::Ready(Ok(response.map(|body| body.in_flight(in_flight))));
@@ -117,7 +128,7 @@ where
 }
 
 enum Settled<F, B> {
-    Forward(F),
+    Forward(F, Option<Duration>),
     Answer(Response<MonitorBody<B>>),
 }
 
@@ -134,13 +145,24 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     let (reason, parts) = match (decision, ready.map(|ready| *ready)) {
-        (Decision::Forward, Some((mut service, request))) => {
-            return Settled::Forward(service.call(request));
+        (Decision::Forward(held), Some((mut service, request))) => {
+            return Settled::Forward(service.call(request), held);
         }
         (Decision::Fallback(reason), Some((_, request))) => (reason, request.into_parts().0),
         // Polled again after completing: answer rather than panic.
         (_, None) => (FallbackReason::Error, Request::new(()).into_parts().0),
     };
-    let response = guard.fallback.respond(&parts, reason);
+    let response = guard
+        .fallback
+        .respond(&parts, reason, &guard.registered.name);
     Settled::Answer(response.map(MonitorBody::fallback))
+}
+
+/// Tells the client its request waited for a cold start, and for how long.
+#[cold]
+fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
+    let millis = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
+    response
+        .headers_mut()
+        .insert("x-cold-start", http::HeaderValue::from(millis));
 }

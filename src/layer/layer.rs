@@ -6,6 +6,7 @@ use http::{Response, request::Parts};
 use tower_layer::Layer;
 
 use super::fallback::Fallback;
+use super::hold::{DEFAULT_MAX_HELD, Hold};
 use super::service::Guard;
 use super::{FallbackBody, FallbackReason, MonitorService};
 use crate::error::MonitorError;
@@ -56,6 +57,8 @@ impl MonitorLayer {
                 registered,
                 fallback: Fallback::default(),
                 cached_up_forwards,
+                hold: None,
+                wake_policy: None,
             }),
         })
     }
@@ -101,6 +104,99 @@ impl MonitorLayer {
         F: Fn(&Parts, FallbackReason) -> Response<FallbackBody> + Send + Sync + 'static,
     {
         Arc::make_mut(&mut self.guard).fallback.custom = Some(Arc::new(fallback));
+        self
+    }
+}
+
+impl MonitorLayer {
+    /// Hold mode: when the backend is down, run `on_down` as usual, then keep the request
+    /// (re-probing with a short backoff, held requests sharing each probe) and forward it the
+    /// moment the backend is up, with an `x-cold-start: <milliseconds>` header on the response.
+    /// After `max_wait` the request is answered 504. At most [`max_held`](Self::max_held)
+    /// requests are held at once; beyond that they are answered 503 at once.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # let monitor = Arc::new(MinMonitor::new());
+    /// # monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::ZERO)).unwrap();
+    /// let layer = monitor.layer("app").unwrap().hold(Duration::from_secs(30));
+    /// # let _ = layer;
+    /// ```
+    pub fn hold(mut self, max_wait: Duration) -> Self {
+        let guard = Arc::make_mut(&mut self.guard);
+        let max_held = guard
+            .hold
+            .as_ref()
+            .map_or(DEFAULT_MAX_HELD, |hold| hold.max_held);
+        let mut hold = Hold::new(max_wait);
+        hold.max_held = max_held;
+        guard.hold = Some(hold);
+        self
+    }
+
+    /// How many requests hold mode keeps at once (default 10,000). Has effect with [`hold`](Self::hold).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # let monitor = Arc::new(MinMonitor::new());
+    /// # monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::ZERO)).unwrap();
+    /// let layer = monitor.layer("app").unwrap().hold(Duration::from_secs(30)).max_held(500);
+    /// # let _ = layer;
+    /// ```
+    pub fn max_held(mut self, max_held: usize) -> Self {
+        if let Some(hold) = Arc::make_mut(&mut self.guard).hold.as_mut() {
+            hold.max_held = max_held;
+        }
+        self
+    }
+
+    /// Which requests may wake the backend. A request the policy rejects, when the backend is
+    /// down, gets the fallback answer without running `on_down` or being held (say, crawlers,
+    /// or a load balancer's own health checks). By default every request may wake it.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # let monitor = Arc::new(MinMonitor::new());
+    /// # monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::ZERO)).unwrap();
+    /// let layer = monitor.layer("app").unwrap().wake_when(|_method, uri, headers| {
+    ///     let bot = headers.get("user-agent").and_then(|v| v.to_str().ok()).is_some_and(|ua| ua.contains("bot"));
+    ///     uri.path() != "/healthz" && !bot
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn wake_when<F>(mut self, policy: F) -> Self
+    where
+        F: Fn(&http::Method, &http::Uri, &http::HeaderMap) -> bool + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.guard).wake_policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Replaces the waiting page (the HTML answer while the backend starts). `{service}` (the
+    /// service's name) and `{retry_after}` (seconds) are the only substitutions, HTML-escaped.
+    /// Keep a `<meta http-equiv="refresh" content="{retry_after}">` for the page to turn into
+    /// the app by itself; see [`DEFAULT_WAITING_PAGE`](super::DEFAULT_WAITING_PAGE).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # let monitor = Arc::new(MinMonitor::new());
+    /// # monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::ZERO)).unwrap();
+    /// let layer = monitor.layer("app").unwrap().waiting_page(
+    ///     r#"<!doctype html><html lang="en"><meta http-equiv="refresh" content="{retry_after}">
+    ///        <title>Warming up</title><p>Waking {service}…</p></html>"#,
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn waiting_page(mut self, template: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.guard).fallback.page = Some(Arc::from(template.into()));
         self
     }
 }

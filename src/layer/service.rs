@@ -7,10 +7,15 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::fallback::Fallback;
+use super::hold::Hold;
 use super::{MonitorBody, ResponseFuture, decision};
 use crate::idle::IdleWatch;
 use crate::registered::Registered;
 use crate::status::StatusCache;
+
+/// Decides whether a request may wake the backend (run `on_down`, be held).
+pub(crate) type WakePolicy =
+    dyn Fn(&http::Method, &http::Uri, &http::HeaderMap) -> bool + Send + Sync;
 
 /// What every clone of a [`MonitorService`] shares: the guarded backend and the fallback.
 #[derive(Clone)]
@@ -23,6 +28,8 @@ pub(crate) struct Guard {
     pub(crate) fallback: Fallback,
     /// Cached up and no `always` / `on_up` to run: the request can go straight through.
     pub(crate) cached_up_forwards: bool,
+    pub(crate) hold: Option<Hold>,
+    pub(crate) wake_policy: Option<Arc<WakePolicy>>,
 }
 
 /// Tower middleware that forwards requests to the inner service while the backend is up, and
@@ -178,8 +185,12 @@ where
         // polled ready before its own call (tower's "be careful when cloning inner services").
         let fresh = self.inner.clone();
         let ready = mem::replace(&mut self.inner, fresh);
+        let may_wake = guard
+            .wake_policy
+            .as_ref()
+            .is_none_or(|policy| policy(request.method(), request.uri(), request.headers()));
         ResponseFuture::decide(
-            decision::decide(&guard.registered),
+            decision::decide(&guard.registered, may_wake, guard.hold.clone()),
             ready,
             request,
             Arc::clone(guard),
