@@ -1,0 +1,229 @@
+//! Hold mode and the wake policy.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get as route_get;
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{Layer, ServiceExt};
+use tower_monitor::{BoxError, MinMonitor, MonitorLayer, MonitoredService, probe};
+
+/// A down backend whose probes are counted, with a counted `on_down`.
+struct Fixture {
+    monitor: Arc<MinMonitor>,
+    up: Arc<AtomicBool>,
+    probes: Arc<std::sync::atomic::AtomicUsize>,
+    wakes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn fixture() -> Fixture {
+    let (up, probes, wakes) = (Arc::new(AtomicBool::new(false)), counter(), counter());
+    let (u, p) = (up.clone(), probes.clone());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(probe::from_fn(move |_url| {
+            p.fetch_add(1, Ordering::SeqCst);
+            let up = u.load(Ordering::SeqCst);
+            async move { Ok::<bool, BoxError>(up) }
+        }))
+        .on_down(counting_trigger(wakes.clone(), false));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    Fixture {
+        monitor,
+        up,
+        probes,
+        wakes,
+    }
+}
+
+fn guarded(
+    layer: MonitorLayer,
+) -> tower_monitor::MonitorService<
+    impl tower::Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+    + Clone
+    + Send,
+> {
+    layer.layer(tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::from("app")))
+    }))
+}
+
+fn request(path: &str) -> Request<()> {
+    Request::get(path).body(()).unwrap()
+}
+
+#[tokio::test]
+async fn a_held_request_is_forwarded_once_the_backend_is_up() {
+    let f = fixture().await;
+    let router = Router::new()
+        .route("/", route_get(|| async { "the app" }))
+        .layer(
+            f.monitor
+                .layer("app")
+                .unwrap()
+                .hold(Duration::from_secs(20)),
+        );
+    let server = serve(router).await;
+    let up = f.up.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        up.store(true, Ordering::SeqCst);
+    });
+    let reply = get(server.addr, "/", &[]).await;
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (StatusCode::OK, "the app")
+    );
+    let waited: u64 = reply.headers["x-cold-start"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(waited >= 300, "x-cold-start: {waited}");
+    assert_eq!(count(&f.wakes), 1, "on_down ran before holding");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_request_times_out_with_504() {
+    let f = fixture().await;
+    let service = guarded(
+        f.monitor
+            .layer("app")
+            .unwrap()
+            .hold(Duration::from_secs(30)),
+    );
+    let response = service.oneshot(request("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(response.body().is_fallback());
+    assert!(response.headers().contains_key("retry-after"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn beyond_the_bound_requests_are_answered_503_at_once() {
+    let f = fixture().await;
+    let service = guarded(
+        f.monitor
+            .layer("app")
+            .unwrap()
+            .hold(Duration::from_secs(30))
+            .max_held(2),
+    );
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(service.clone().oneshot(request("/"))))
+        .collect();
+    // With the clock paused, this sleep ends only once every task is idle: both are held.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let third = service.clone().oneshot(request("/")).await.unwrap();
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    f.up.store(true, Ordering::SeqCst);
+    for response in held {
+        let response = response.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().contains_key("x-cold-start"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_request_whose_client_left_frees_its_place() {
+    let f = fixture().await;
+    let service = guarded(
+        f.monitor
+            .layer("app")
+            .unwrap()
+            .hold(Duration::from_secs(30))
+            .max_held(1),
+    );
+    let gone = tokio::spawn(service.clone().oneshot(request("/")));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    gone.abort();
+    assert!(gone.await.unwrap_err().is_cancelled());
+    // The place is free again: this one is held (not refused) and forwarded once up.
+    let waiting = tokio::spawn(service.clone().oneshot(request("/")));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!waiting.is_finished(), "held, not answered 503");
+    f.up.store(true, Ordering::SeqCst);
+    assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_held_requests_share_the_probes() {
+    let f = fixture().await;
+    let service = guarded(
+        f.monitor
+            .layer("app")
+            .unwrap()
+            .hold(Duration::from_secs(30)),
+    );
+    let held: Vec<_> = (0..100)
+        .map(|_| tokio::spawn(service.clone().oneshot(request("/"))))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    f.up.store(true, Ordering::SeqCst);
+    for response in held {
+        assert_eq!(response.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    // 100 requests held for about 3 s: one shared probe per backoff round, not one per request.
+    let probes = count(&f.probes);
+    assert!(probes <= 12, "{probes} probes for 100 held requests");
+    assert_eq!(count(&f.wakes), 1);
+}
+
+#[tokio::test]
+async fn the_wake_policy_keeps_some_requests_from_waking_the_backend() {
+    let f = fixture().await;
+    let layer = f
+        .monitor
+        .layer("app")
+        .unwrap()
+        .hold(Duration::from_secs(30))
+        .wake_when(|_method, uri, headers| {
+            let crawler = headers
+                .get("user-agent")
+                .is_some_and(|ua| ua.as_bytes().ends_with(b"bot"));
+            uri.path() != "/healthz" && !crawler
+        });
+    let service = guarded(layer);
+    let health = service.clone().oneshot(request("/healthz")).await.unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "answered at once, not held"
+    );
+    let crawler = Request::get("/")
+        .header("user-agent", "Searchbot")
+        .body(())
+        .unwrap();
+    assert_eq!(
+        service.clone().oneshot(crawler).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        count(&f.wakes),
+        0,
+        "no request the policy rejects ran on_down"
+    );
+
+    let up = f.up.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        up.store(true, Ordering::SeqCst);
+    });
+    assert_eq!(
+        service
+            .clone()
+            .oneshot(request("/"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(count(&f.wakes), 1);
+}
