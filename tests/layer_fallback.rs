@@ -175,3 +175,53 @@ async fn a_tonic_client_sees_internal_on_errors() {
     assert!(!status.message().contains("secret detail"));
     server.abort();
 }
+
+#[tokio::test]
+async fn a_custom_waiting_page_gets_the_escaped_service_name_and_retry() {
+    let monitor = Arc::new(MinMonitor::new());
+    let name = "<app & \"co\">";
+    monitor
+        .add(
+            name,
+            MonitoredService::new(url_for(refused_addr().await), Duration::ZERO),
+        )
+        .unwrap();
+    let layer = monitor
+        .layer(name)
+        .unwrap()
+        .retry_after(Duration::from_secs(2))
+        .waiting_page("<p>{service} in {retry_after}s</p>");
+    let server = app(layer).await;
+    let reply = get(server.addr, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.body, "<p>&lt;app &amp; &quot;co&quot;&gt; in 2s</p>");
+    // JSON clients still get JSON.
+    let json = get(server.addr, "/", &[("accept", "application/json")]).await;
+    assert_eq!(json.headers["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn the_default_waiting_page_names_the_service_and_refreshes() {
+    let (monitor, _) = monitor().await;
+    let server = app(monitor
+        .layer("down")
+        .unwrap()
+        .retry_after(Duration::from_secs(3)))
+    .await;
+    let reply = get(server.addr, "/", &[]).await;
+    assert!(
+        reply.body.contains(r#"<p role="status">down is starting."#),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply
+            .body
+            .contains(r#"<meta http-equiv="refresh" content="3">"#)
+    );
+    assert!(reply.body.contains(r#"<html lang="en">"#));
+    assert!(
+        !reply.body.contains("http://") && !reply.body.contains("src="),
+        "no external resources"
+    );
+}
