@@ -243,3 +243,57 @@ async fn nothing_starts_when_any_part_is_wrong() {
         "service a was probed although the configuration was rejected"
     );
 }
+
+#[tokio::test]
+async fn configured_probes_probe() {
+    let router =
+        axum::Router::new().route("/healthz", axum::routing::get(|| async { "status: ok" }));
+    let server = serve(router).await;
+    let json = format!(
+        r#"{{ "services": {{
+            "web": {{ "url": "http://{addr}/", "grace_period": "0s", "ready_after": "0s",
+                      "probe": {{ "type": "http", "path": "/healthz", "accept": ["2xx", 401, "300-302"], "body_matches": "ok$" }} }},
+            "strict": {{ "url": "http://{addr}/", "grace_period": "0s",
+                      "probe": {{ "type": "http", "path": "/healthz", "body_excludes": "ok" }} }},
+            "plain": {{ "url": "http://{addr}/", "grace_period": "0s", "probe": {{ "type": "tcp" }} }},
+            "chat": {{ "url": "http://{addr}/", "grace_period": "0s",
+                      "probe": {{ "type": "expect", "steps": [ {{ "send": "GET /healthz HTTP/1.0\r\n\r\n" }}, {{ "expect": "status: ok" }} ] }} }}
+        }} }}"#,
+        addr = server.addr
+    );
+    let monitor = MinMonitor::from_config(&json).unwrap();
+    assert!(monitor.status("web").await.unwrap());
+    assert!(!monitor.status("strict").await.unwrap());
+    assert!(monitor.status("plain").await.unwrap());
+    assert!(monitor.status("chat").await.unwrap());
+}
+
+#[test]
+fn bad_probes_are_named() {
+    let err = error(&app(r#", "probe": { "type": "ping" }"#));
+    assert_eq!(err.path(), "services.app.probe.type");
+    assert!(err.message().contains("\"ping\""), "{err}");
+    let err = error(&app(
+        r#", "probe": { "type": "http", "body_matches": "(unclosed" }"#,
+    ));
+    assert_eq!(err.path(), "services.app.probe.body_matches");
+    let err = error(&app(
+        r#", "probe": { "type": "http", "accept": [200, "9xx0"] }"#,
+    ));
+    assert_eq!(err.path(), "services.app.probe.accept[1]");
+    assert!(err.message().contains("\"9xx0\""), "{err}");
+    let err = error(&app(r#", "probe": { "type": "http", "verb": "GET" }"#));
+    assert!(err.message().contains("unknown field `verb`"), "{err}");
+    let err = error(&app(
+        r#", "probe": { "type": "expect", "steps": [ { "send": "a", "expect": "b" } ] }"#,
+    ));
+    assert_eq!(err.path(), "services.app.probe.steps[0]");
+    let err = error(&app(
+        r#", "probe": { "type": "http" }, "ready_after": "later""#,
+    ));
+    assert_eq!(err.path(), "services.app.ready_after");
+    let err = error(
+        r#"{"services": {"app": {"url": "redis://127.0.0.1:6379/", "grace_period": "1s", "probe": {"type": "http"}}}}"#,
+    );
+    assert_eq!(err.path(), "services.app.url");
+}

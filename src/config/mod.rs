@@ -14,8 +14,11 @@
 //! }
 //! ```
 //!
-//! A service has `url` and `grace_period` (required), `probe_timeout`, `probe_on_add`, and the
-//! triggers `on_down`, `on_up`, `always` and `on_idle` (`{"after": .., "trigger": ..}`).
+//! A service has `url` and `grace_period` (required), `probe_timeout`, `probe_on_add`,
+//! `ready_after`, a `probe` (`{"type": "tcp"}`, the default; `{"type": "http", "path": "/healthz",
+//! "accept": ["2xx", 401], "body_matches": "ok"}`; or `{"type": "expect", "steps": [{"send":
+//! "PING\r\n"}, {"expect": "^\\+PONG"}]}`), and the triggers `on_down`, `on_up`, `always` and
+//! `on_idle` (`{"after": .., "trigger": ..}`).
 //! Durations are humantime strings (`"1m30s"`, `"250ms"`). Trigger types are looked up in a
 //! [`TriggerRegistry`]: the built-in `command`, `compound`, `delay`, `rate_limit` and `webhook`,
 //! and any you register.
@@ -24,6 +27,7 @@
 //! and bad durations are each a [`ConfigError`] naming the field's path and the bad value.
 
 mod error;
+mod probe;
 mod registry;
 
 pub use error::ConfigError;
@@ -53,6 +57,8 @@ struct ServiceSpec {
     probe_timeout: Option<DurationValue>,
     #[serde(default)]
     probe_on_add: bool,
+    probe: Option<Value>,
+    ready_after: Option<DurationValue>,
     on_down: Option<Value>,
     on_up: Option<Value>,
     always: Option<Value>,
@@ -211,6 +217,12 @@ fn build_service(
 ) -> Result<MonitoredService, ConfigError> {
     let mut service =
         MonitoredService::new(spec.url.0, spec.grace_period.0).probe_on_add(spec.probe_on_add);
+    if let Some(probe) = spec.probe {
+        service = service.probe(probe::build(&format!("{path}.probe"), probe)?);
+    }
+    if let Some(delay) = spec.ready_after {
+        service = service.ready_after(delay.0);
+    }
     service.probe.validate_url(&service.url).map_err(|reason| {
         ConfigError::new(
             format!("{path}.url"),
