@@ -14,6 +14,7 @@ use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
+use tower_monitor::layer::DEFAULT_MAX_HELD;
 use tower_monitor::{BoxError, MinMonitor, MonitorLayer, MonitoredService, probe};
 
 /// A down backend whose probes are counted, with a counted `on_down`.
@@ -56,6 +57,25 @@ fn guarded(
     }))
 }
 
+/// The fixture's backend guarded in hold mode (30 s), holding at most `max_held`.
+fn held(
+    f: &Fixture,
+    max_held: usize,
+) -> tower_monitor::MonitorService<
+    impl tower::Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + use<>,
+> {
+    guarded(
+        f.monitor
+            .layer("app")
+            .unwrap()
+            .hold(Duration::from_secs(30))
+            .max_held(max_held),
+    )
+}
+
 fn request(path: &str) -> Request<()> {
     Request::get(path).body(()).unwrap()
 }
@@ -94,12 +114,7 @@ async fn a_held_request_is_forwarded_once_the_backend_is_up() {
 #[tokio::test(start_paused = true)]
 async fn a_held_request_times_out_with_504() {
     let f = fixture().await;
-    let service = guarded(
-        f.monitor
-            .layer("app")
-            .unwrap()
-            .hold(Duration::from_secs(30)),
-    );
+    let service = held(&f, DEFAULT_MAX_HELD);
     let response = service.oneshot(request("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(response.body().is_fallback());
@@ -109,13 +124,7 @@ async fn a_held_request_times_out_with_504() {
 #[tokio::test(start_paused = true)]
 async fn beyond_the_bound_requests_are_answered_503_at_once() {
     let f = fixture().await;
-    let service = guarded(
-        f.monitor
-            .layer("app")
-            .unwrap()
-            .hold(Duration::from_secs(30))
-            .max_held(2),
-    );
+    let service = held(&f, 2);
     let held: Vec<_> = (0..2)
         .map(|_| tokio::spawn(service.clone().oneshot(request("/"))))
         .collect();
@@ -134,13 +143,7 @@ async fn beyond_the_bound_requests_are_answered_503_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_held_request_whose_client_left_frees_its_place() {
     let f = fixture().await;
-    let service = guarded(
-        f.monitor
-            .layer("app")
-            .unwrap()
-            .hold(Duration::from_secs(30))
-            .max_held(1),
-    );
+    let service = held(&f, 1);
     let gone = tokio::spawn(service.clone().oneshot(request("/")));
     tokio::time::sleep(Duration::from_millis(10)).await;
     gone.abort();
@@ -156,12 +159,7 @@ async fn a_held_request_whose_client_left_frees_its_place() {
 #[tokio::test(start_paused = true)]
 async fn many_held_requests_share_the_probes() {
     let f = fixture().await;
-    let service = guarded(
-        f.monitor
-            .layer("app")
-            .unwrap()
-            .hold(Duration::from_secs(30)),
-    );
+    let service = held(&f, DEFAULT_MAX_HELD);
     let held: Vec<_> = (0..100)
         .map(|_| tokio::spawn(service.clone().oneshot(request("/"))))
         .collect();

@@ -25,22 +25,23 @@ async fn slow_stream() -> Body {
     Body::from_stream(chunks)
 }
 
-#[tokio::test]
-async fn a_stream_that_outlives_the_idle_time_keeps_the_backend_awake() {
-    let idle_runs = counter();
-    let monitor = Arc::new(MinMonitor::new());
+/// An app streaming `/stream`, guarded by a backend that is up, with `on_idle` after `IDLE`.
+async fn streaming_app(on_idle: impl tower_monitor::Trigger) -> (Server, Backend) {
     let backend = Backend::start().await;
-    monitor
-        .add(
-            "app",
-            MonitoredService::new(backend.url(), Duration::from_secs(60))
-                .on_idle(IDLE, counting_trigger(idle_runs.clone(), false)),
-        )
-        .unwrap();
+    let monitor = Arc::new(MinMonitor::new());
+    let service =
+        MonitoredService::new(backend.url(), Duration::from_secs(60)).on_idle(IDLE, on_idle);
+    monitor.add("app", service).unwrap();
     let router = Router::new()
         .route("/stream", route_get(slow_stream))
         .layer(monitor.layer("app").unwrap());
-    let server = serve(router).await;
+    (serve(router).await, backend)
+}
+
+#[tokio::test]
+async fn a_stream_that_outlives_the_idle_time_keeps_the_backend_awake() {
+    let idle_runs = counter();
+    let (server, _backend) = streaming_app(counting_trigger(idle_runs.clone(), false)).await;
 
     let download = tokio::spawn(async move { get(server.addr, "/stream", &[]).await });
     // Well past the idle time since the request started, but the body is still streaming.
@@ -65,19 +66,7 @@ async fn a_stream_that_outlives_the_idle_time_keeps_the_backend_awake() {
 #[tokio::test]
 async fn a_dropped_response_ends_the_request() {
     let idle_runs = counter();
-    let monitor = Arc::new(MinMonitor::new());
-    let backend = Backend::start().await;
-    monitor
-        .add(
-            "app",
-            MonitoredService::new(backend.url(), Duration::from_secs(60))
-                .on_idle(IDLE, counting_trigger(idle_runs.clone(), false)),
-        )
-        .unwrap();
-    let router = Router::new()
-        .route("/stream", route_get(slow_stream))
-        .layer(monitor.layer("app").unwrap());
-    let server = serve(router).await;
+    let (server, _backend) = streaming_app(counting_trigger(idle_runs.clone(), false)).await;
     // The client goes away mid-stream: the body is dropped, and the idle time starts.
     let download = tokio::spawn(async move { get(server.addr, "/stream", &[]).await });
     tokio::time::sleep(Duration::from_millis(250)).await;

@@ -107,17 +107,23 @@ async fn with_zero_grace_a_service_that_goes_down_is_down_at_once() {
     assert!(!monitor.status("app").await.unwrap());
 }
 
-#[tokio::test]
-async fn up_expires_after_the_grace_period_and_is_probed_again() {
+/// A monitor whose "app" is probed by a counting probe that answers `up`.
+async fn counted(up: bool) -> (MinMonitor, Arc<std::sync::atomic::AtomicUsize>) {
     let runs = counter();
     let monitor = MinMonitor::new();
     let url = url_for(refused_addr().await);
     monitor
         .add(
             "app",
-            MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), true)),
+            MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), up)),
         )
         .unwrap();
+    (monitor, runs)
+}
+
+#[tokio::test]
+async fn up_expires_after_the_grace_period_and_is_probed_again() {
+    let (monitor, runs) = counted(true).await;
     assert!(monitor.status("app").await.unwrap());
     assert!(monitor.status("app").await.unwrap());
     assert_eq!(
@@ -132,15 +138,7 @@ async fn up_expires_after_the_grace_period_and_is_probed_again() {
 
 #[tokio::test]
 async fn down_is_never_cached() {
-    let runs = counter();
-    let monitor = MinMonitor::new();
-    let url = url_for(refused_addr().await);
-    monitor
-        .add(
-            "app",
-            MonitoredService::new(url, GRACE).probe(counting_probe(runs.clone(), false)),
-        )
-        .unwrap();
+    let (monitor, runs) = counted(false).await;
     for expected in 1..=3 {
         assert!(!monitor.status("app").await.unwrap());
         assert_eq!(count(&runs), expected);

@@ -36,6 +36,19 @@ async fn http_backend() -> Server {
     serve(router).await
 }
 
+/// A server that accepts connections and never says a word.
+async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
 fn url(server: &Server, path: &str) -> Url {
     Url::parse(&format!("http://{}{path}", server.addr)).unwrap()
 }
@@ -107,14 +120,7 @@ async fn http_refused_is_down_and_silence_times_out_down() {
             .unwrap()
     );
     // A server that accepts and never answers: the monitor's timeout makes it down.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let _silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
+    let (addr, _silent) = silent_server().await;
     let monitor = MinMonitor::new();
     monitor
         .add(
@@ -272,14 +278,7 @@ async fn expect_wrong_reply_then_hang_up_is_down() {
 
 #[tokio::test]
 async fn expect_silence_is_down_at_the_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let _silent = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
+    let (addr, _silent) = silent_server().await;
     let monitor = MinMonitor::new();
     let timeout = Duration::from_millis(300);
     monitor
