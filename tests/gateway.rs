@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -12,20 +12,35 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-/// `cargo test` builds the examples beside the test binaries.
+/// The gateway example's executable, built once per test run as `cargo run --example gateway`
+/// would build it (`cargo test --all-targets` builds examples only as test harnesses).
 fn gateway_binary() -> PathBuf {
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let binary = deps.parent().unwrap().join("examples").join("gateway");
-    assert!(
-        binary.exists(),
-        "{} is missing: run through `cargo test`, which builds the examples",
-        binary.display()
-    );
-    binary
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let test_exe = std::env::current_exe().unwrap();
+            let profile_dir = test_exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .unwrap()
+                .to_path_buf();
+            let release = profile_dir
+                .file_name()
+                .is_some_and(|name| name == "release");
+            let mut cargo = std::process::Command::new(env!("CARGO"));
+            cargo
+                .args(["build", "--quiet", "--example", "gateway"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().expect("cargo runs");
+            assert!(status.success(), "building the gateway example failed");
+            let binary = profile_dir.join("examples").join("gateway");
+            assert!(binary.is_file(), "{} was not built", binary.display());
+            binary
+        })
+        .clone()
 }
 
 async fn until<F: std::future::Future<Output = bool>>(
