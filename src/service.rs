@@ -124,7 +124,8 @@ impl MonitoredService {
     /// shutdown. A request counts as in flight until its response body has been sent to the end
     /// or dropped, so a long download or stream keeps the backend awake. The time starts when
     /// the last request in flight ends; the trigger runs once per idle period, in the
-    /// background (its failure is logged).
+    /// background (its failure is logged). Counting costs every request two atomic operations
+    /// on a shared counter, so only services with `on_idle` pay for it.
     ///
     /// ```
     /// # use std::time::Duration;

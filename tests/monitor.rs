@@ -364,3 +364,23 @@ async fn ready_after_does_not_delay_a_service_up_from_the_start() {
     monitor.add("app", service).unwrap();
     assert!(monitor.status("app").await.unwrap());
 }
+
+#[test]
+fn the_public_types_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<MinMonitor>();
+    shareable::<MonitoredService>();
+    shareable::<tower_monitor::MonitorLayer>();
+    shareable::<
+        tower_monitor::MonitorService<
+            tower::util::BoxCloneSyncService<
+                http::Request<()>,
+                http::Response<()>,
+                std::convert::Infallible,
+            >,
+        >,
+    >();
+    shareable::<MonitorError>();
+    shareable::<tower_monitor::config::TriggerRegistry>();
+    let _default: MinMonitor = Default::default();
+}
