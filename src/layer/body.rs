@@ -93,7 +93,9 @@ pin_project! {
     #[derive(Debug)]
     enum Kind<B> {
         Inner { #[pin] body: B },
-        Fallback { #[pin] body: FallbackBody },
+        // Boxed: fallback answers are rare, and an inline `Full<Bytes>` would make every
+        // forwarded response larger, which every move of it pays for.
+        Fallback { body: Box<FallbackBody> },
     }
 }
 
@@ -107,6 +109,7 @@ impl<B> MonitorBody<B> {
     /// let body = MonitorBody::inner(Full::<Bytes>::from("from the backend"));
     /// # let _ = body;
     /// ```
+    #[inline]
     pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
@@ -123,16 +126,33 @@ impl<B> MonitorBody<B> {
     /// let body = MonitorBody::<Full<Bytes>>::fallback(FallbackBody::from("not ready"));
     /// assert!(body.is_fallback());
     /// ```
+    #[inline]
     pub fn fallback(body: FallbackBody) -> Self {
         Self {
-            kind: Kind::Fallback { body },
+            kind: Kind::Fallback {
+                body: Box::new(body),
+            },
             in_flight: None,
         }
     }
 
-    pub(crate) fn in_flight(mut self, in_flight: Option<InFlight>) -> Self {
-        self.in_flight = in_flight;
-        self
+    /// The inner service's body, keeping the request counted as in flight until it ends.
+    #[inline]
+    pub(crate) fn inner_in_flight(body: B, in_flight: Option<InFlight>) -> Self {
+        Self {
+            kind: Kind::Inner { body },
+            in_flight,
+        }
+    }
+
+    /// A fallback body, keeping the request counted as in flight until it ends.
+    pub(crate) fn fallback_in_flight(body: FallbackBody, in_flight: Option<InFlight>) -> Self {
+        Self {
+            kind: Kind::Fallback {
+                body: Box::new(body),
+            },
+            in_flight,
+        }
     }
 
     /// Whether this is a fallback answer rather than the inner service's.
@@ -169,7 +189,9 @@ where
         let this = self.project();
         let frame = match this.kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Fallback { body } => body.poll_frame(cx).map_err(|never| match never {}),
+            KindProj::Fallback { body } => Pin::new(&mut **body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
         };
         if matches!(frame, Poll::Ready(None)) {
             // Sent to the end: the request is no longer in flight.

@@ -29,7 +29,8 @@ pin_project! {
         // Moves into the response body, which holds it until the body ends.
         in_flight: Option<InFlight>,
         // How long the request was held before being forwarded, for the `x-cold-start` header.
-        held: Option<Duration>,
+        // Boxed: rare, and the cached-up future should stay small.
+        held: Option<Box<Duration>>,
     }
 }
 
@@ -37,18 +38,23 @@ pin_project! {
     #[project = StateProj]
     enum State<S, ReqBody, F> {
         Deciding {
-            decision: BoxFuture<'static, Decision>,
-            // The service that was polled ready, and the request it is for. Boxed so that this
-            // rarely used variant does not make the cached-up future (`Forwarding`) as large as
-            // a whole request, which every move of the future would copy.
-            ready: Option<Box<(S, Request<ReqBody>)>>,
-            guard: Arc<Guard>,
+            // Boxed, so that this rarely used variant does not make the cached-up future
+            // (`Forwarding`) larger than the inner one: every move of the future copies it.
+            pending: Box<Pending<S, ReqBody>>,
         },
         Forwarding {
             #[pin]
             future: F,
         },
     }
+}
+
+/// A request waiting for its decision.
+struct Pending<S, ReqBody> {
+    decision: BoxFuture<'static, Decision>,
+    /// The service that was polled ready, and the request it is for.
+    ready: Option<(S, Request<ReqBody>)>,
+    guard: Arc<Guard>,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -73,9 +79,11 @@ where
     ) -> Self {
         Self {
             state: State::Deciding {
-                decision,
-                ready: Some(Box::new((service, request))),
-                guard,
+                pending: Box::new(Pending {
+                    decision,
+                    ready: Some((service, request)),
+                    guard,
+                }),
             },
             in_flight,
             held: None,
@@ -99,27 +107,25 @@ where
                     let response = ready!(future.poll(cx))?;
                     let in_flight = this.in_flight.take();
                     let mut response =
-                        response.map(|body| MonitorBody::inner(body).in_flight(in_flight));
+                        response.map(|body| MonitorBody::inner_in_flight(body, in_flight));
                     if let Some(held) = this.held.take() {
-                        mark_cold_start(&mut response, held);
+                        mark_cold_start(&mut response, *held);
                     }
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Deciding {
-                    decision,
-                    ready,
-                    guard,
-                } => {
-                    let decision = ready!(decision.as_mut().poll(cx));
-                    match settle(decision, ready.take(), guard) {
+                StateProj::Deciding { pending } => {
+                    let decision = ready!(pending.decision.as_mut().poll(cx));
+                    match settle(
+                        decision,
+                        pending.ready.take(),
+                        &pending.guard,
+                        this.in_flight,
+                    ) {
                         Settled::Forward(future, held) => {
-                            *this.held = held;
+                            *this.held = held.map(Box::new);
                             state.set(State::Forwarding { future });
                         }
-                        Settled::Answer(response) => {
-                            let in_flight = this.in_flight.take();
-                            return Poll::Ready(Ok(response.map(|body| body.in_flight(in_flight))));
-                        }
+                        Settled::Answer(response) => return Poll::Ready(Ok(response)),
                     }
                 }
             }
@@ -138,13 +144,14 @@ enum Settled<F, B> {
 #[inline(never)]
 fn settle<S, ReqBody, ResBody>(
     decision: Decision,
-    ready: Option<Box<(S, Request<ReqBody>)>>,
+    ready: Option<(S, Request<ReqBody>)>,
     guard: &Guard,
+    in_flight: &mut Option<InFlight>,
 ) -> Settled<S::Future, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    let (reason, parts) = match (decision, ready.map(|ready| *ready)) {
+    let (reason, parts) = match (decision, ready) {
         (Decision::Forward(held), Some((mut service, request))) => {
             return Settled::Forward(service.call(request), held);
         }
@@ -155,7 +162,7 @@ where
     let response = guard
         .fallback
         .respond(&parts, reason, &guard.registered.name);
-    Settled::Answer(response.map(MonitorBody::fallback))
+    Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
 }
 
 /// Tells the client its request waited for a cold start, and for how long.
