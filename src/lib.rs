@@ -20,6 +20,17 @@
 //!   (coalesced) and a 503. Errors and failing triggers are 500s; the inner service is only
 //!   called when the backend is up.
 //!
+//! # Where things are
+//!
+//! - [`probe`]: [`probe::Tcp`] (the default), [`probe::Http`] (status and body checks, `https`
+//!   with the `rustls` feature), [`probe::Expect`] (a TCP dialogue), [`probe::from_fn`].
+//! - [`trigger`]: [`trigger::Command`], [`trigger::Compound`], [`trigger::Delay`],
+//!   [`trigger::RateLimit`], [`trigger::Webhook`], [`trigger::from_fn`]; and
+//!   [`MonitoredService::on_idle`] for idle shutdown.
+//! - [`layer`]: [`MonitorLayer`] with its fallback answers, hold mode, wake policy and
+//!   waiting page.
+//! - [`config`]: a whole monitor from JSON, with your own trigger types.
+//!
 //! # Example
 //!
 //! ```no_run
