@@ -15,32 +15,30 @@ fn tcp_service(url: Url, grace: Duration) -> MonitoredService {
     MonitoredService::new(url, grace).probe_timeout(Duration::from_secs(1))
 }
 
+/// A monitor with one TCP-probed service, "app".
+fn app_at(url: Url, grace: Duration) -> MinMonitor {
+    let monitor = MinMonitor::new();
+    monitor.add("app", tcp_service(url, grace)).unwrap();
+    monitor
+}
+
 #[tokio::test]
 async fn up_service_is_up() {
     let backend = Backend::start().await;
-    let monitor = MinMonitor::new();
-    monitor
-        .add("app", tcp_service(backend.url(), GRACE))
-        .unwrap();
+    let monitor = app_at(backend.url(), GRACE);
     assert!(monitor.status("app").await.unwrap());
 }
 
 #[tokio::test]
 async fn down_service_is_down() {
-    let monitor = MinMonitor::new();
-    monitor
-        .add("app", tcp_service(url_for(refused_addr().await), GRACE))
-        .unwrap();
+    let monitor = app_at(url_for(refused_addr().await), GRACE);
     assert!(!monitor.status("app").await.unwrap());
 }
 
 #[tokio::test]
 async fn up_then_reprobe_after_it_stopped_is_down() {
     let mut backend = Backend::start().await;
-    let monitor = MinMonitor::new();
-    monitor
-        .add("app", tcp_service(backend.url(), Duration::from_secs(60)))
-        .unwrap();
+    let monitor = app_at(backend.url(), Duration::from_secs(60));
     assert!(monitor.status("app").await.unwrap());
     backend.stop().await;
     assert!(monitor.status("app").await.unwrap(), "still cached up");
@@ -54,10 +52,7 @@ async fn up_then_reprobe_after_it_stopped_is_down() {
 #[tokio::test]
 async fn down_then_reprobe_after_it_started_is_up() {
     let addr = refused_addr().await;
-    let monitor = MinMonitor::new();
-    monitor
-        .add("app", tcp_service(url_for(addr), Duration::from_secs(60)))
-        .unwrap();
+    let monitor = app_at(url_for(addr), Duration::from_secs(60));
     assert!(!monitor.status("app").await.unwrap());
     let _backend = Backend::start_on(addr).await;
     assert!(monitor.reprobe("app").await.unwrap());
@@ -65,10 +60,7 @@ async fn down_then_reprobe_after_it_started_is_up() {
 
 #[tokio::test]
 async fn set_status_up_on_a_down_service_holds_for_the_grace_period_only() {
-    let monitor = MinMonitor::new();
-    monitor
-        .add("app", tcp_service(url_for(refused_addr().await), GRACE))
-        .unwrap();
+    let monitor = app_at(url_for(refused_addr().await), GRACE);
     assert!(!monitor.status("app").await.unwrap());
     monitor.set_status_up("app").unwrap();
     assert!(
@@ -85,10 +77,7 @@ async fn set_status_up_on_a_down_service_holds_for_the_grace_period_only() {
 #[tokio::test]
 async fn a_service_that_goes_down_within_the_grace_period_is_still_reported_up() {
     let mut backend = Backend::start().await;
-    let monitor = MinMonitor::new();
-    monitor
-        .add("app", tcp_service(backend.url(), Duration::from_secs(60)))
-        .unwrap();
+    let monitor = app_at(backend.url(), Duration::from_secs(60));
     assert!(monitor.status("app").await.unwrap());
     backend.stop().await;
     // A false positive, by design: the up is trusted for the grace period.
@@ -98,10 +87,7 @@ async fn a_service_that_goes_down_within_the_grace_period_is_still_reported_up()
 #[tokio::test]
 async fn with_zero_grace_a_service_that_goes_down_is_down_at_once() {
     let mut backend = Backend::start().await;
-    let monitor = MinMonitor::new();
-    monitor
-        .add("app", tcp_service(backend.url(), Duration::ZERO))
-        .unwrap();
+    let monitor = app_at(backend.url(), Duration::ZERO);
     assert!(monitor.status("app").await.unwrap());
     backend.stop().await;
     assert!(!monitor.status("app").await.unwrap());
@@ -170,10 +156,7 @@ async fn names_are_case_sensitive() {
 #[tokio::test]
 async fn adding_a_taken_name_fails_and_keeps_the_first() {
     let backend = Backend::start().await;
-    let monitor = MinMonitor::new();
-    monitor
-        .add("app", tcp_service(backend.url(), GRACE))
-        .unwrap();
+    let monitor = app_at(backend.url(), GRACE);
     let err = monitor
         .add("app", tcp_service(url_for(refused_addr().await), GRACE))
         .unwrap_err();
