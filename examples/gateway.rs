@@ -350,11 +350,14 @@ async fn demo_backend(addr: &str) -> Result<(), BoxError> {
         std::process::exit(0);
     });
     let app = axum::Router::new().fallback(|request: Request<axum::body::Body>| async move {
+        let mut names: Vec<&str> = request.headers().keys().map(|name| name.as_str()).collect();
+        names.sort_unstable();
         format!(
-            "hello from the demo backend (pid {}): {} {}\n",
+            "hello from the demo backend (pid {}): {} {}\nheaders: {}\n",
             std::process::id(),
             request.method(),
-            request.uri()
+            request.uri(),
+            names.join(", ")
         )
     });
     axum::serve(listener, app).await?;

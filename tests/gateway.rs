@@ -201,3 +201,96 @@ async fn a_bad_configuration_names_the_field_and_starts_nothing() {
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
     let _ = std::fs::remove_file(&config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
+    let (a, b) = (refused_addr().await, refused_addr().await);
+    let config = std::env::temp_dir().join(format!(
+        "tower-monitor-gateway-routes-{}.json",
+        std::process::id()
+    ));
+    let service = |addr: std::net::SocketAddr| {
+        format!(
+            r#"{{ "url": "http://{addr}/", "grace_period": "5s", "probe_timeout": "300ms",
+                 "on_down": {{ "type": "demo_backend_start", "listen": "{addr}" }} }}"#
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [
+                   {{ "host": "a.localhost", "service": "a" }},
+                   {{ "path_prefix": "/b/", "service": "b" }} ] }},
+                 "services": {{ "a": {}, "b": {} }} }}"#,
+            service(a),
+            service(b)
+        ),
+    )
+    .unwrap();
+    let mut gateway = Command::new(gateway_binary())
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("the gateway prints its address");
+        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    // No route: 404, and no backend is started.
+    assert_eq!(get(addr, "/elsewhere", &[]).await.status, 404);
+    assert!(TcpStream::connect(a).await.is_err() && TcpStream::connect(b).await.is_err());
+
+    let for_a = [
+        ("host", "a.localhost"),
+        ("connection", "x-hop"),
+        ("x-hop", "secret"),
+        ("keep-alive", "timeout=5"),
+    ];
+    until(
+        "service a answers by Host",
+        Duration::from_secs(20),
+        || async { get(addr, "/any", &for_a).await.status == 200 },
+    )
+    .await;
+    let reply = get(addr, "/any", &for_a).await;
+    assert!(reply.body.contains("GET /any"), "{}", reply.body);
+    let headers = reply
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("headers: "))
+        .unwrap()
+        .to_string();
+    assert!(
+        headers.contains("x-forwarded-for") && headers.contains("x-forwarded-host"),
+        "{headers}"
+    );
+    assert!(
+        !headers.contains("x-hop") && !headers.contains("keep-alive"),
+        "hop-by-hop leaked: {headers}"
+    );
+    assert!(
+        TcpStream::connect(b).await.is_err(),
+        "service b was not woken by a request for a"
+    );
+
+    until(
+        "service b answers by path prefix",
+        Duration::from_secs(20),
+        || async { get(addr, "/b/page", &[]).await.status == 200 },
+    )
+    .await;
+    assert!(get(addr, "/b/page", &[]).await.body.contains("GET /b/page"));
+    gateway.kill().await.unwrap();
+    let _ = std::fs::remove_file(&config);
+}
