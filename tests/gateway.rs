@@ -43,6 +43,17 @@ fn gateway_binary() -> PathBuf {
         .clone()
 }
 
+/// Runs the gateway on `config`, its stdout piped; killed when dropped.
+fn spawn_gateway(config: &std::path::Path) -> tokio::process::Child {
+    Command::new(gateway_binary())
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 async fn until<F: std::future::Future<Output = bool>>(
     what: &str,
     limit: Duration,
@@ -72,13 +83,7 @@ async fn start_on_demand_proxy_idle_stop_and_start_again() {
         ),
     )
     .unwrap();
-    let mut gateway = Command::new(gateway_binary())
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut gateway = spawn_gateway(&config);
     let output = Arc::new(Mutex::new(Vec::<String>::new()));
     let (lines_out, stdout) = (output.clone(), gateway.stdout.take().unwrap());
     tokio::spawn(async move {
@@ -227,13 +232,7 @@ async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
         ),
     )
     .unwrap();
-    let mut gateway = Command::new(gateway_binary())
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut gateway = spawn_gateway(&config);
     let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
     let addr: std::net::SocketAddr = loop {
         let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
