@@ -227,7 +227,7 @@ async fn a_thousand_requests_on_a_down_backend_run_on_down_once() {
 }
 
 #[tokio::test]
-async fn the_cached_up_path_runs_no_trigger_machinery() {
+async fn the_cached_up_path_does_not_probe_again() {
     let probes = Arc::new(AtomicUsize::new(0));
     let monitor = Arc::new(MinMonitor::new());
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))

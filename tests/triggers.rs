@@ -66,7 +66,6 @@ async fn detached_command_returns_once_started() {
     let marker =
         std::env::temp_dir().join(format!("tower-monitor-detached-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
-    let started = Instant::now();
     Command::new("sh")
         .args(["-c", &format!("sleep 0.3; touch {}", marker.display())])
         .detached()
@@ -74,7 +73,6 @@ async fn detached_command_returns_once_started() {
         .await
         .unwrap();
     assert!(!marker.exists(), "the trigger did not wait for the program");
-    assert!(started.elapsed() < Duration::from_millis(300));
     // The program goes on by itself and finishes its work.
     let give_up = Instant::now() + Duration::from_secs(10);
     while !marker.exists() && Instant::now() < give_up {

@@ -156,7 +156,8 @@ where
             return Settled::Forward(service.call(request), held);
         }
         (Decision::Fallback(reason), Some((_, request))) => (reason, request.into_parts().0),
-        // Polled again after completing: answer rather than panic.
+        // Cannot happen: `ready` is taken only here, once, when the decision completes. Should it
+        // ever, a 500 is a better answer than a panic inside someone's server.
         (_, None) => (FallbackReason::Error, Request::new(()).into_parts().0),
     };
     let response = guard

@@ -20,11 +20,11 @@ pub(crate) type WakePolicy =
 /// What every clone of a [`MonitorService`] shares: the guarded backend and the fallback.
 #[derive(Clone)]
 pub(crate) struct Guard {
-    /// The backend's status cache, one pointer away for the hot path.
+    /// Copies of `registered.cache` and `registered.idle`: `call` reads both on every request,
+    /// and from here they are one pointer away instead of two.
     pub(crate) cache: Arc<StatusCache>,
-    pub(crate) registered: Arc<Registered>,
-    /// Counts requests in flight, when the service has `on_idle`.
     pub(crate) idle: Option<Arc<IdleWatch>>,
+    pub(crate) registered: Arc<Registered>,
     pub(crate) fallback: Fallback,
     /// Cached up and no `always` / `on_up` to run: the request can go straight through.
     pub(crate) cached_up_forwards: bool,
