@@ -173,6 +173,24 @@ impl MinMonitor {
         Ok(())
     }
 
+    /// Forgets any cached up of the service, as a failed probe would: the next status request
+    /// probes. For callers that learn first that the backend is gone, such as a proxy whose
+    /// connection was refused.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+    /// monitor.set_status_up("app").unwrap();
+    /// monitor.set_status_down("app").unwrap();
+    /// ```
+    pub fn set_status_down(&self, name: &str) -> Result<(), MonitorError> {
+        self.lookup(name)?.set_status_down();
+        Ok(())
+    }
+
     /// A [`MonitorLayer`] guarding a service with the status of the one registered as `name`.
     /// Fails with [`MonitorError::UnknownService`] here, never per request.
     ///

@@ -67,6 +67,11 @@ impl Registered {
         note_transition(&self.name, &self.last_seen, UP);
     }
 
+    pub(crate) fn set_status_down(&self) {
+        self.cache.mark_down();
+        note_transition(&self.name, &self.last_seen, DOWN);
+    }
+
     /// Runs `on_down`, or joins the run in flight.
     pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
         let joined = self.waking.join_or_start(|| {
