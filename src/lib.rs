@@ -51,11 +51,13 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod activity;
 pub mod config;
 mod deadline;
 mod error;
 mod idle;
 pub mod layer;
+mod metrics;
 mod monitor;
 pub mod probe;
 mod registered;
@@ -64,6 +66,7 @@ mod single_flight;
 mod status;
 pub mod trigger;
 
+pub use activity::Activity;
 pub use error::{BoxError, MonitorError, SharedError};
 pub use futures::future::BoxFuture;
 pub use layer::{MonitorLayer, MonitorService};

@@ -5,6 +5,7 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::activity::Activity;
 use crate::error::MonitorError;
 use crate::layer::MonitorLayer;
 use crate::registered::Registered;
@@ -189,6 +190,23 @@ impl MinMonitor {
     pub fn set_status_down(&self, name: &str) -> Result<(), MonitorError> {
         self.lookup(name)?.set_status_down();
         Ok(())
+    }
+
+    /// An [`Activity`] of the service: counts as one request in flight for `on_idle` until
+    /// dropped (for an upgraded connection, say, that outlives its response).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+    /// let _socket = monitor.activity("app").unwrap();
+    /// assert!(monitor.activity("nope").is_err());
+    /// ```
+    pub fn activity(&self, name: &str) -> Result<Activity, MonitorError> {
+        let registered = self.lookup(name)?;
+        Ok(Activity(registered.idle.as_ref().map(|idle| idle.enter())))
     }
 
     /// A [`MonitorLayer`] guarding a service with the status of the one registered as `name`.

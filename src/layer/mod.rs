@@ -15,12 +15,14 @@ mod body;
 mod decision;
 mod fallback;
 mod future;
+mod gone;
 mod hold;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
 
 pub use body::{FallbackBody, MonitorBody};
+pub use gone::BackendGone;
 pub use fallback::{DEFAULT_RETRY_AFTER, DEFAULT_WAITING_PAGE, FallbackReason, default_response};
 pub use future::ResponseFuture;
 pub use hold::DEFAULT_MAX_HELD;

@@ -1,0 +1,32 @@
+//! [`Activity`]: work that keeps a backend awake without being a request through the layer.
+
+use std::fmt;
+
+use crate::idle::InFlight;
+
+/// Counts as one request in flight for `on_idle` until it is dropped.
+///
+/// The layer counts a request until its response body ends. Some work outlives that: an
+/// upgraded connection (a WebSocket) carries traffic after its `101` answer has been sent. A
+/// proxy keeps an `Activity` for as long as such a connection is open, so an open socket keeps
+/// its backend awake. For a service without `on_idle` it counts nothing and costs nothing.
+///
+/// ```
+/// # use std::time::Duration;
+/// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+/// let monitor = MinMonitor::new();
+/// # let url = Url::parse("http://127.0.0.1:9/").unwrap();
+/// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+/// let open_socket = monitor.activity("app").unwrap();
+/// // ... relay the upgraded connection ...
+/// drop(open_socket);
+/// ```
+pub struct Activity(pub(crate) Option<InFlight>);
+
+impl fmt::Debug for Activity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Activity")
+            .field("counted", &self.0.is_some())
+            .finish()
+    }
+}
