@@ -60,6 +60,9 @@ pub mod layer;
 mod metrics;
 mod monitor;
 pub mod probe;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
 mod registered;
 mod service;
 mod single_flight;
