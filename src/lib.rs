@@ -55,6 +55,9 @@ mod activity;
 pub mod config;
 mod deadline;
 mod error;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod gateway;
 mod idle;
 pub mod layer;
 mod metrics;

@@ -28,7 +28,7 @@
 
 mod error;
 mod probe;
-mod registry;
+pub(crate) mod registry;
 
 pub use error::ConfigError;
 pub use registry::{TriggerRegistry, TriggerSpec};
