@@ -137,7 +137,9 @@ impl ProxyBuilder {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.connect_timeout));
         let mut client = Client::builder(TokioExecutor::new());
-        client.timer(TokioTimer::new()).pool_timer(TokioTimer::new());
+        client
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new());
         if self.http2 {
             client.http2_only(true);
         }

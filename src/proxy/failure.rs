@@ -36,7 +36,8 @@ impl Failure {
                     | io::ErrorKind::UnexpectedEof
             )
         );
-        let incomplete = source_of::<hyper::Error>(error).is_some_and(|e| e.is_incomplete_message());
+        let incomplete =
+            source_of::<hyper::Error>(error).is_some_and(|e| e.is_incomplete_message());
         if closed || incomplete {
             Self::Gone
         } else {

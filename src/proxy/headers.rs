@@ -231,7 +231,10 @@ mod tests {
 
     #[test]
     fn forwarded_headers_append_to_what_came_before() {
-        let mut headers = map(&[("x-forwarded-for", "10.0.0.1"), ("forwarded", "for=10.0.0.1")]);
+        let mut headers = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("forwarded", "for=10.0.0.1"),
+        ]);
         let origin = Origin {
             client: Some("::1".parse().unwrap()),
             host: Some(HeaderValue::from_static("app.example")),

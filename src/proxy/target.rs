@@ -51,7 +51,9 @@ impl Target {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid("a user or password in the URL is not supported"));
         }
-        let host = url.host_str().ok_or_else(|| invalid("the URL has no host"))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("the URL has no host"))?;
         let port = url.port_or_known_default().unwrap_or(80);
         let authority = Authority::try_from(format!("{host}:{port}").as_str())
             .map_err(|_| invalid("the URL's host is not a valid authority"))?;
