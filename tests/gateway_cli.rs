@@ -1,0 +1,224 @@
+//! The `tower-monitor-gateway` program as a user runs it: its command line, `--check`, and a
+//! SIGTERM that lets an in-flight download finish before exiting 0.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
+
+async fn run(args: &[&str]) -> Output {
+    let child = Command::new(PROGRAM).args(args).kill_on_drop(true).output();
+    tokio::time::timeout(Duration::from_secs(20), child)
+        .await
+        .expect("the program exits by itself")
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A configuration file in the temporary folder, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "tower-monitor-gateway-cli-{tag}-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn help_and_version_print_and_exit_0() {
+    let help = run(&["--help"]).await;
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("Usage: tower-monitor-gateway") && text.contains("--check"),
+        "{text}"
+    );
+    let version = run(&["--version"]).await;
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn an_unknown_option_or_a_missing_value_is_a_usage_error_and_starts_nothing() {
+    for (args, says) in [
+        (&["--conifg", "x.json"][..], "unknown option \"--conifg\""),
+        (&["--config"][..], "option --config needs a value"),
+        (&["--listen"][..], "option --listen needs a value"),
+        (
+            &["--listen", "localhost"][..],
+            "--listen: invalid address \"localhost\"",
+        ),
+        (
+            &["gateway.json"][..],
+            "unexpected argument \"gateway.json\"",
+        ),
+    ] {
+        let output = run(args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let text = stderr(&output);
+        assert!(text.contains(says), "{args:?}: {text}");
+        assert_eq!(text.lines().count(), 1, "one sentence: {text}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    }
+}
+
+#[tokio::test]
+async fn check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
+    let good = TempFile::new(
+        "good",
+        r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
+                          "services": { "app": { "hold": { "max_wait": "5s" } } } },
+             "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+    );
+    let output = run(&["--check", "--config", good.path()]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    for (tag, text, field) in [
+        (
+            "routes",
+            r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [] },
+                 "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+            "gateway.routes: at least one route is required",
+        ),
+        (
+            "hold",
+            r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
+                              "services": { "app": { "hold": { "max_wait": "soon" } } } },
+                 "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+            "gateway.services.app.hold.max_wait: invalid duration \"soon\"",
+        ),
+        (
+            "listen",
+            r#"{ "gateway": { "listen": "everywhere", "routes": [ { "service": "app" } ] },
+                 "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+            "gateway.listen: invalid address \"everywhere\"",
+        ),
+    ] {
+        let bad = TempFile::new(tag, text);
+        let output = run(&["--check", "--config", bad.path()]).await;
+        assert_eq!(output.status.code(), Some(1), "{tag}");
+        let said = stderr(&output);
+        assert!(said.contains(field), "{tag}: {said}");
+        assert!(
+            !said.contains("ConfigError {"),
+            "not a debug string: {said}"
+        );
+    }
+    let output = run(&["--check", "--config", "/nonexistent/gateway.json"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot read /nonexistent/gateway.json"));
+}
+
+/// A backend whose `/download` sends 20 chunks of 1 KiB, one every 100 ms.
+async fn slow_download_backend() -> common::Server {
+    common::serve(Router::new().fallback(|| async {
+        let chunks = futures::stream::iter(0..20).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, std::io::Error>(vec![b'x'; 1024])
+        });
+        Body::from_stream(chunks)
+    }))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_download_finish_then_exits_0() {
+    let backend = slow_download_backend().await;
+    let config = TempFile::new(
+        "drain",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "shutdown_grace": "10s" }},
+                 "services": {{ "app": {{ "url": "http://{}/", "grace_period": "30s" }} }} }}"#,
+            backend.addr
+        ),
+    );
+    let mut gateway = Command::new(PROGRAM)
+        .args(["--config", config.path()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("the gateway prints its address");
+        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let mut download = TcpStream::connect(addr).await.unwrap();
+    download
+        .write_all(b"GET /download HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The response has begun: the download is in flight.
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = download.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the gateway closed before answering");
+        received.extend_from_slice(&buffer[..n]);
+    }
+    let pid = gateway.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+
+    // The download completes, every byte of it (chunked: the last chunk is `0\r\n\r\n`).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !received.ends_with(b"0\r\n\r\n") {
+            let n = download.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the download was cut: {} bytes", received.len());
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("the download finishes within the grace");
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let body_bytes = received[head_end..].iter().filter(|&&b| b == b'x').count();
+    assert_eq!(body_bytes, 20 * 1024);
+
+    let status = tokio::time::timeout(Duration::from_secs(10), gateway.wait())
+        .await
+        .expect("the gateway exits after the download")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
