@@ -140,7 +140,11 @@ async fn curl_over_http1_and_http2_reaches_an_http1_backend_with_the_header_rule
     .await;
     assert_eq!(header(&echo, "target"), Some("/base/x?y=1"), "{echo}");
     assert_eq!(header(&echo, "host"), Some(authority.as_str()), "{echo}");
-    assert_eq!(header(&echo, "x-forwarded-for"), Some("127.0.0.1"), "{echo}");
+    assert_eq!(
+        header(&echo, "x-forwarded-for"),
+        Some("127.0.0.1"),
+        "{echo}"
+    );
     assert_eq!(header(&echo, "x-forwarded-host"), Some(authority.as_str()));
     assert_eq!(header(&echo, "x-forwarded-proto"), Some("http"));
     assert_eq!(
@@ -153,7 +157,13 @@ async fn curl_over_http1_and_http2_reaches_an_http1_backend_with_the_header_rule
 
     // HTTP/2 with prior knowledge, forwarded to the HTTP/1.1 backend as HTTP/1.1; `:authority`
     // becomes the backend's `Host`.
-    let reply = curl(&["--http2-prior-knowledge", "-w", "\nversion %{http_version}", &url]).await;
+    let reply = curl(&[
+        "--http2-prior-knowledge",
+        "-w",
+        "\nversion %{http_version}",
+        &url,
+    ])
+    .await;
     assert!(reply.ends_with("version 2"), "{reply}");
     assert_eq!(header(&reply, "target"), Some("/base/x?y=1"), "{reply}");
     assert_eq!(header(&reply, "host"), Some(authority.as_str()), "{reply}");
@@ -169,7 +179,10 @@ async fn curl_over_http1_and_http2_reaches_an_http1_backend_with_the_header_rule
     ])
     .await;
     assert_eq!(header(&reply, "target"), Some("/r"), "{reply}");
-    assert_eq!(header(&reply, "host"), Some(backend.addr.to_string().as_str()));
+    assert_eq!(
+        header(&reply, "host"),
+        Some(backend.addr.to_string().as_str())
+    );
     assert_eq!(header(&reply, "x-forwarded-for"), None, "{reply}");
     assert_eq!(header(&reply, "forwarded"), None, "{reply}");
 }
@@ -208,7 +221,10 @@ async fn a_refused_connection_is_a_502_carrying_backend_gone() {
         .unwrap();
     let response = proxy.oneshot(request()).await.unwrap();
     assert_eq!(response.status(), 502);
-    assert_eq!(response.extensions().get::<BackendGone>(), Some(&BackendGone));
+    assert_eq!(
+        response.extensions().get::<BackendGone>(),
+        Some(&BackendGone)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,12 +297,19 @@ async fn a_websocket_echoes_through_the_gateway_and_keeps_its_backend_awake() {
             .expect("the upgrade passes through the gateway");
     assert_eq!(response.status(), 101);
     socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hello"));
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("hello")
+    );
 
     // Four idle times with the socket open and quiet: the backend is not stopped. (Something
     // that must not happen can only be watched for a while.)
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(idle_runs.load(Ordering::SeqCst), 0, "stopped with a socket open");
+    assert_eq!(
+        idle_runs.load(Ordering::SeqCst),
+        0,
+        "stopped with a socket open"
+    );
     socket.send(Message::text("still there")).await.unwrap();
     assert_eq!(
         socket.next().await.unwrap().unwrap(),
@@ -296,9 +319,11 @@ async fn a_websocket_echoes_through_the_gateway_and_keeps_its_backend_awake() {
     // Closed: now the idle time runs, and the backend is stopped.
     socket.close(None).await.unwrap();
     drop(socket);
-    until("on_idle after the socket closed", Duration::from_secs(5), || {
-        idle_runs.load(Ordering::SeqCst) == 1
-    })
+    until(
+        "on_idle after the socket closed",
+        Duration::from_secs(5),
+        || idle_runs.load(Ordering::SeqCst) == 1,
+    )
     .await;
     server.abort();
 }
@@ -343,7 +368,11 @@ async fn grpc_unary_and_server_streaming_calls_pass_through_to_an_http2_backend(
     let unary = client.check(ask()).await.expect("a unary call");
     assert_eq!(unary.into_inner().status(), Status::Serving);
 
-    let mut stream = client.watch(ask()).await.expect("a streaming call").into_inner();
+    let mut stream = client
+        .watch(ask())
+        .await
+        .expect("a streaming call")
+        .into_inner();
     let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
         .unwrap()
