@@ -260,3 +260,20 @@ async fn hold_mode_from_the_file_holds_the_first_request_until_the_backend_is_up
     assert!(reply.ends_with("app answers"), "{reply}");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn every_gateway_configuration_in_the_readme_loads() {
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.contains("\"gateway\""))
+        .collect();
+    assert!(blocks.len() >= 2, "the README shows gateway configurations");
+    for block in blocks {
+        if let Err(error) = Gateway::from_config(block, &TriggerRegistry::new()) {
+            panic!("{error}\n{block}");
+        }
+    }
+}

@@ -189,7 +189,11 @@ where
     /// Rewrites the request for the backend: URI, version and headers.
     fn prepare(&self, request: &mut Request<B>, upgrade: bool) {
         let host = headers::original_host(request.headers(), request.uri());
-        let proto = request.uri().scheme_str().unwrap_or("http").to_owned();
+        let proto = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+            "https"
+        } else {
+            "http"
+        };
         let client = request
             .extensions()
             .get::<ClientAddr>()
@@ -208,7 +212,7 @@ where
             Origin {
                 client,
                 host: host.clone(),
-                proto: &proto,
+                proto,
             },
         );
         if self.http2 {
