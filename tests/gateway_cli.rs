@@ -222,3 +222,120 @@ async fn sigterm_lets_an_in_flight_download_finish_then_exits_0() {
     assert_eq!(status.code(), Some(0));
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
+    let backend = common::serve(Router::new().fallback(|| async { "hi" })).await;
+    let (gone, doomed) = doomed_backend().await;
+    let config = TempFile::new(
+        "access",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "access_log": true,
+                              "routes": [ {{ "path_prefix": "/gone", "service": "gone" }},
+                                          {{ "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "http://{}/", "grace_period": "30s" }},
+                               "gone": {{ "url": "http://{gone}/", "grace_period": "30s" }} }} }}"#,
+            backend.addr
+        ),
+    );
+    let mut gateway = Command::new(PROGRAM)
+        .args(["--config", config.path()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("the gateway prints its address");
+        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    let get = |path: &'static str| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        reply
+    };
+    let reply = get("/hello").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // A backend that goes away while cached up: the forward fails.
+    assert!(get("/gone").await.starts_with("HTTP/1.1 200"));
+    doomed.abort();
+    let _ = doomed.await;
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+    // Its connections close as their tasks are aborted, a moment after the server's own.
+    while get("/gone").await.starts_with("HTTP/1.1 200") {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the backend is still answering"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let pid = gateway.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let mut log = String::new();
+    let mut stderr = gateway.stderr.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stderr.read_to_string(&mut log))
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    let access = log
+        .lines()
+        .find(|l| l.contains("request") && l.contains("path=/hello"))
+        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    for field in [
+        "service=app",
+        "method=GET",
+        "status=200",
+        "ms=",
+        "cold_start_ms=-",
+    ] {
+        assert!(access.contains(field), "{field} missing: {access}");
+    }
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("backend unreachable")
+            && l.contains("service=gone")),
+        "no warning for the failed forward in:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes when not on a terminal"
+    );
+}
+
+/// A backend whose connections all close when its task is aborted.
+async fn doomed_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(|_request| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"soon gone")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}

@@ -2,6 +2,7 @@
 //! gateway`): options, logs, the demo, serving and exit codes.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +118,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>, check: bool) -> ExitCode
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
     let listen = match listen

@@ -140,12 +140,12 @@ impl Service<Request<Incoming>> for Router {
                 .unwrap_or("-");
             tracing::info!(
                 target: "tower_monitor::access",
-                service = &*name,
+                service = %name,
                 %method,
-                path = uri.path(),
+                path = %uri.path(),
                 status = response.status().as_u16(),
                 ms = started.elapsed().as_millis() as u64,
-                cold_start_ms = cold_start,
+                cold_start_ms = %cold_start,
                 "request"
             );
             Ok(response)
@@ -161,12 +161,12 @@ fn access_line(
 ) {
     tracing::info!(
         target: "tower_monitor::access",
-        service,
+        service = %service,
         method = %request.method(),
-        path = request.uri().path(),
+        path = %request.uri().path(),
         status = response.status().as_u16(),
         ms = started.elapsed().as_millis() as u64,
-        cold_start_ms = "-",
+        cold_start_ms = %"-",
         "request"
     );
 }

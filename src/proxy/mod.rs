@@ -163,9 +163,9 @@ where
             Ok(Err(error)) => {
                 let failure = Failure::of(&error);
                 tracing::warn!(
-                    service = self.service(),
+                    service = %self.service(),
                     %method,
-                    path = uri.path(),
+                    path = %uri.path(),
                     error = %error_chain(&error),
                     "{}",
                     failure.as_str()
@@ -174,9 +174,9 @@ where
             }
             Err(_elapsed) => {
                 tracing::warn!(
-                    service = self.service(),
+                    service = %self.service(),
                     %method,
-                    path = uri.path(),
+                    path = %uri.path(),
                     timeout = ?self.response_timeout,
                     "backend sent no response head in time"
                 );
@@ -252,7 +252,7 @@ where
             }
             (true, None) => {
                 tracing::warn!(
-                    service = self.service(),
+                    service = %self.service(),
                     "backend switched protocols unasked"
                 );
                 Failure::Other.response()

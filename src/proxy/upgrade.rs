@@ -22,14 +22,16 @@ pub(crate) fn relay(
         let (client, backend) = match futures::future::try_join(client, backend).await {
             Ok(both) => both,
             Err(error) => {
-                tracing::warn!(service, %error, "upgrade failed");
+                tracing::warn!(service = %service, %error, "upgrade failed");
                 return;
             }
         };
         let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
         match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-            Ok((up, down)) => tracing::debug!(service, up, down, "upgraded connection closed"),
-            Err(error) => tracing::debug!(service, %error, "upgraded connection ended"),
+            Ok((up, down)) => {
+                tracing::debug!(service = %service, up, down, "upgraded connection closed")
+            }
+            Err(error) => tracing::debug!(service = %service, %error, "upgraded connection ended"),
         }
     });
 }
