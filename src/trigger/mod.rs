@@ -12,6 +12,9 @@ mod command;
 mod compound;
 mod delay;
 mod from_fn;
+mod output;
+#[cfg(unix)]
+pub(crate) mod process_group;
 mod rate_limit;
 mod webhook;
 
@@ -20,6 +23,7 @@ pub use compound::Compound;
 pub use delay::Delay;
 pub(crate) use delay::run_detached;
 pub use from_fn::{FromFn, from_fn};
+pub use output::{CUT_MARKER, MAX_OUTPUT_LINE};
 pub use rate_limit::{RateLimit, RateLimited};
 pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, Webhook, WebhookError};
 
