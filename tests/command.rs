@@ -154,3 +154,82 @@ fn make_executable(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+fn config_error(on_down: &str) -> tower_monitor::config::ConfigError {
+    let json = format!(
+        r#"{{ "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s",
+             "on_down": {on_down} }} }} }}"#
+    );
+    match tower_monitor::MinMonitor::from_config(&json) {
+        Ok(_) => panic!("accepted: {on_down}"),
+        Err(err) => err,
+    }
+}
+
+#[test]
+fn the_config_rejects_a_program_not_on_path_naming_field_and_value() {
+    let err = config_error(r#"{ "type": "command", "command": "no-such-program-0815" }"#);
+    assert_eq!(err.path(), "services.app.on_down.command");
+    assert!(err.message().contains("\"no-such-program-0815\""), "{err}");
+    assert!(err.message().contains("PATH"), "{err}");
+}
+
+#[test]
+fn the_config_rejects_a_program_path_that_is_missing_or_not_executable() {
+    let dir = scratch("config-program");
+    let missing = dir.join("missing");
+    let err = config_error(&format!(
+        r#"{{ "type": "command", "command": {:?} }}"#,
+        missing.display().to_string()
+    ));
+    assert_eq!(err.path(), "services.app.on_down.command");
+    assert!(err.message().contains("does not exist"), "{err}");
+
+    let plain = dir.join("plain-file");
+    std::fs::write(&plain, "not a program").unwrap();
+    let err = config_error(&format!(
+        r#"{{ "type": "compound", "triggers": [{{ "type": "command", "command": {:?} }}] }}"#,
+        plain.display().to_string()
+    ));
+    assert_eq!(err.path(), "services.app.on_down.triggers[0].command");
+    assert!(err.message().contains("is not executable"), "{err}");
+}
+
+#[test]
+fn the_config_rejects_a_current_dir_that_is_not_a_directory() {
+    let dir = scratch("config-dir");
+    let file = dir.join("file");
+    std::fs::write(&file, "").unwrap();
+    for bad in [dir.join("missing"), file] {
+        let bad = bad.display().to_string();
+        let err = config_error(&format!(
+            r#"{{ "type": "command", "command": "true", "current_dir": {bad:?} }}"#
+        ));
+        assert_eq!(err.path(), "services.app.on_down.current_dir");
+        assert!(err.message().contains(&format!("{bad:?}")), "{err}");
+    }
+}
+
+#[test]
+fn the_config_accepts_programs_on_path_by_path_and_relative_to_current_dir() {
+    let dir = scratch("config-ok");
+    let script = dir.join("start.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    make_executable(&script);
+    let dir_text = dir.display().to_string();
+    for on_down in [
+        r#"{ "type": "command", "command": "true" }"#.to_string(),
+        format!(
+            r#"{{ "type": "command", "command": {:?} }}"#,
+            script.display().to_string()
+        ),
+        format!(r#"{{ "type": "command", "command": "./start.sh", "current_dir": {dir_text:?} }}"#),
+    ] {
+        let json = format!(
+            r#"{{ "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s",
+                 "on_down": {on_down} }} }} }}"#
+        );
+        tower_monitor::MinMonitor::from_config(&json)
+            .unwrap_or_else(|e| panic!("{on_down} rejected: {e}"));
+    }
+}

@@ -38,7 +38,7 @@ async fn a_file_with_every_kind_loads() {
           ] },
           "on_up": { "type": "command", "command": "true" },
           "always": { "type": "delay", "delay": "15m", "trigger": { "type": "command", "command": "true" } },
-          "on_idle": { "after": "1m30s", "trigger": { "type": "command", "command": "my-server", "detached": true } }
+          "on_idle": { "after": "1m30s", "trigger": { "type": "command", "command": "true", "detached": true } }
         },
         "other": { "url": "http://[::1]:9/", "grace_period": "0s", "probe_on_add": false }
       }

@@ -24,7 +24,10 @@
 //! and any you register.
 //!
 //! Everything is checked before anything starts: unknown fields, unknown trigger types, bad URLs
-//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value.
+//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value. So is
+//! a `command` trigger's program that is not found (on `PATH`, or at its path, which counts
+//! from `current_dir` when relative) or not executable, and a `current_dir` that is not a
+//! directory: the configuration is only valid on a machine that has its programs.
 
 mod error;
 mod probe;

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{ConfigError, DurationValue, UrlValue};
+use crate::trigger::program::{self, ProgramProblem};
 use crate::trigger::{Command, Compound, Delay, RateLimit, Trigger, Webhook};
 
 type Constructor =
@@ -265,9 +266,7 @@ fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
         detached,
         current_dir,
     } = spec.parse()?;
-    if command.trim().is_empty() {
-        return Err(spec.error("command", "must name a program"));
-    }
+    check_program(spec, &command, current_dir.as_deref())?;
     let mut trigger = Command::new(command).args(args);
     if let Some(timeout) = timeout {
         trigger = trigger.timeout(timeout.0);
@@ -279,6 +278,20 @@ fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
         trigger = trigger.detached();
     }
     Ok(Arc::new(trigger))
+}
+
+/// Checks that the program of a `command` (or `process`) trigger exists and may be run, and
+/// that its `current_dir` is a directory: a typo is one error now, not a failure per request.
+fn check_program(
+    spec: &TriggerSpec<'_>,
+    command: &str,
+    current_dir: Option<&str>,
+) -> Result<(), ConfigError> {
+    let dir = current_dir.map(std::path::Path::new);
+    program::check(command.as_ref(), dir).map_err(|problem| match problem {
+        ProgramProblem::Program(why) => spec.error("command", why),
+        ProgramProblem::CurrentDir(why) => spec.error("current_dir", why),
+    })
 }
 
 fn compound(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {

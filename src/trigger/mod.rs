@@ -15,6 +15,7 @@ mod from_fn;
 mod output;
 #[cfg(unix)]
 pub(crate) mod process_group;
+pub(crate) mod program;
 mod rate_limit;
 mod webhook;
 
