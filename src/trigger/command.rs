@@ -41,6 +41,9 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(250);
 /// output (a start script that launches a daemon) is done once it exits: the daemon is left
 /// running and its output keeps being logged.
 ///
+/// For a program that *is* the backend, prefer [`Process`](super::Process) (Unix): it is started
+/// once, known to run, and stopped with its group.
+///
 /// ```
 /// use std::time::Duration;
 /// use tower_monitor::trigger::Command;
