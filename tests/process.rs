@@ -438,3 +438,11 @@ fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+#[test]
+fn starting_outside_a_runtime_is_an_error_not_a_panic() {
+    let process = Process::builder("sleep").arg("1000").build();
+    let err = process.start().unwrap_err();
+    assert!(matches!(err, ProcessError::Spawn { .. }), "{err}");
+    assert!(!process.is_running());
+}

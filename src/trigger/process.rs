@@ -150,7 +150,8 @@ impl Process {
     }
 
     /// Starts the program unless it runs already (then this does nothing). `Ok` once it has
-    /// been started, not once it is ready.
+    /// been started, not once it is ready. Must be called within a Tokio runtime (which reaps
+    /// the program and logs its output); outside one it fails with [`ProcessError::Spawn`].
     ///
     /// ```
     /// # #[tokio::main] async fn main() {

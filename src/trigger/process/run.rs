@@ -48,6 +48,12 @@ impl Running {
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     let program = || shared.program.to_string();
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(ProcessError::Spawn {
+            program: program(),
+            source: std::io::Error::other("a process is started within a Tokio runtime"),
+        });
+    }
     let mut state = shared.lock();
     // Checked under the state lock: a supervisor shutting down either sees this start's
     // program running, or this start sees the shutdown.
