@@ -446,3 +446,67 @@ fn starting_outside_a_runtime_is_an_error_not_a_panic() {
     assert!(matches!(err, ProcessError::Spawn { .. }), "{err}");
     assert!(!process.is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_lock_file_two_supervisors_run_the_backend_once() {
+    let dir = scratch("two-gateways");
+    let starts = dir.join("starts");
+    let lock_file = dir.join("backend.lock");
+    let addr = free_addr().await;
+    // Two supervisors stand for two gateways with the same configuration.
+    let (first, second) = (Supervisor::new(), Supervisor::new());
+    let backend =
+        || booting_backend(&starts, Duration::from_millis(300), addr).lock_file(&lock_file);
+    let (a, b) = (first.supervise(backend()), second.supervise(backend()));
+    let triggers: Vec<_> = (0..32)
+        .map(|i| {
+            let process = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { process.trigger().await.map_err(|e| e.to_string()) })
+        })
+        .collect();
+    for trigger in futures::future::join_all(triggers).await {
+        trigger.unwrap().expect("every trigger is Ok");
+    }
+    let (owner, other) = if a.is_running() { (&a, &b) } else { (&b, &a) };
+    assert!(owner.is_running() && !other.is_running());
+    let pid = owner.pid().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&lock_file).unwrap().trim(),
+        pid.to_string()
+    );
+    eventually("the backend accepts", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    })
+    .await;
+    assert_eq!(
+        lines(&starts).len(),
+        1,
+        "started once: {:?}",
+        lines(&starts)
+    );
+
+    // Once its owner stops it, the other one may start it.
+    owner.stop().await.unwrap();
+    other.trigger().await.unwrap();
+    assert!(other.is_running());
+    let second_pid = other.pid().unwrap();
+    first.shutdown(Duration::from_secs(5)).await.unwrap();
+    second.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    assert_ne!(second_pid, pid);
+    assert_eq!(a.starts() + b.starts(), 2);
+    assert!(!alive(pid) && !alive(second_pid));
+}
+
+#[test]
+fn a_lock_file_in_a_missing_directory_is_a_config_error() {
+    let err = TriggerRegistry::new()
+        .build_at(
+            "services.a.on_down",
+            &json!({ "type": "process", "command": "true", "lock_file": "/no/such/dir/x.lock" }),
+        )
+        .err()
+        .expect("rejected");
+    assert_eq!(err.path(), "services.a.on_down.lock_file");
+    assert!(err.message().contains("\"/no/such/dir/x.lock\""), "{err}");
+}

@@ -40,6 +40,7 @@ impl Processes {
             env: BTreeMap<String, String>,
             stop_grace: Option<DurationValue>,
             output_level: Option<String>,
+            lock_file: Option<String>,
         }
         let Spec {
             command,
@@ -48,6 +49,7 @@ impl Processes {
             env,
             stop_grace,
             output_level,
+            lock_file,
         } = spec.parse()?;
         super::registry::check_program(spec, &command, current_dir.as_deref())?;
         let service_path = service_of(spec.path());
@@ -78,6 +80,18 @@ impl Processes {
                 )
             })?;
             builder = builder.output_level(parsed);
+        }
+        if let Some(path) = lock_file {
+            let dir = std::path::Path::new(&path).parent();
+            if path.trim().is_empty()
+                || dir.is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
+            {
+                return Err(spec.error(
+                    "lock_file",
+                    format!("{path:?} cannot be created: its directory does not exist"),
+                ));
+            }
+            builder = builder.lock_file(path);
         }
         let process = self.supervisor.supervise(builder);
         self.by_service

@@ -1,6 +1,7 @@
 //! A program that *is* the backend: started once, known to run, stopped with its group.
 
 mod builder;
+mod lock;
 mod run;
 mod stop;
 mod supervisor;
@@ -134,6 +135,7 @@ impl Process {
             stop_grace: DEFAULT_STOP_GRACE,
             service: None,
             output_level: Level::INFO,
+            lock_file: None,
         }
     }
 

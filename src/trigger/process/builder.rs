@@ -33,6 +33,7 @@ pub struct ProcessBuilder {
     pub(super) stop_grace: Duration,
     pub(super) service: Option<String>,
     pub(super) output_level: Level,
+    pub(super) lock_file: Option<PathBuf>,
 }
 
 impl ProcessBuilder {
@@ -112,6 +113,22 @@ impl ProcessBuilder {
     /// ```
     pub fn output_level(mut self, level: Level) -> Self {
         self.output_level = level;
+        self
+    }
+
+    /// A lock file, so that only one supervisor at a time runs the program, even in different
+    /// programs (two gateways sharing a configuration): while this process runs its program it
+    /// holds an advisory lock (`flock`) on the file, and writes the program's id in it. A start
+    /// that finds the lock held by another supervisor is `Ok` and starts nothing (the program
+    /// runs, elsewhere; the monitor's probe sees it). The lock is released when the program
+    /// exits or is stopped, and by the kernel when the holder exits, however it exits.
+    ///
+    /// ```
+    /// let b = tower_monitor::trigger::Process::builder("my-server").lock_file("/run/my-server.lock");
+    /// # let _ = b;
+    /// ```
+    pub fn lock_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lock_file = Some(path.into());
         self
     }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 use tokio::process::Child;
 use tokio::sync::watch;
 
+use super::lock::{self, Claim, RunLock};
 use super::{ProcessError, Shared};
 use crate::trigger::output::{self, Source, Stream};
 use crate::trigger::process_group as group;
@@ -17,6 +18,8 @@ pub(super) struct Running {
     exit: watch::Receiver<Exit>,
     /// Set by a stop, so that the exit it causes is not reported as a crash.
     pub(super) stopping: bool,
+    /// The lock file's lock, held while the program runs.
+    _lock: Option<Arc<RunLock>>,
 }
 
 /// Whether the program has exited, and how.
@@ -66,6 +69,27 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         return Ok(());
     }
     let spec = &shared.spec;
+    let lock = match &spec.lock_file {
+        None => None,
+        Some(path) => match lock::claim(path) {
+            Ok(Claim::Ours(lock)) => Some(lock),
+            Ok(Claim::Elsewhere(pid)) => {
+                tracing::info!(service = shared.service(), program = %shared.program, pid,
+                    lock_file = %path.display(),
+                    "runs already under another supervisor (its lock file is held): not started");
+                return Ok(());
+            }
+            Err(error) => {
+                return Err(ProcessError::Spawn {
+                    program: program(),
+                    source: std::io::Error::new(
+                        error.kind(),
+                        format!("lock file {:?}: {error}", path.display().to_string()),
+                    ),
+                });
+            }
+        },
+    };
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -88,6 +112,9 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
             source: std::io::Error::other("the started program has no process id"),
         });
     };
+    if let Some(lock) = &lock {
+        lock.record(pid);
+    }
     state.starts += 1;
     tracing::info!(service = shared.service(), program = %shared.program, pid,
         start = state.starts, "started the backend program");
@@ -107,6 +134,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         pid,
         exit,
         stopping: false,
+        _lock: lock.map(Arc::new),
     });
     tokio::spawn(watch_exit(Arc::downgrade(shared), child, pid, exit_tx));
     Ok(())
