@@ -54,7 +54,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(ProcessError::Spawn {
             program: program(),
-            source: std::io::Error::other("a process is started within a Tokio runtime"),
+            source: std::io::Error::other("no Tokio runtime here: a process is started within one"),
         });
     }
     let mut state = shared.lock();
