@@ -510,3 +510,26 @@ fn a_lock_file_in_a_missing_directory_is_a_config_error() {
     assert_eq!(err.path(), "services.a.on_down.lock_file");
     assert!(err.message().contains("\"/no/such/dir/x.lock\""), "{err}");
 }
+
+#[test]
+fn a_runtime_dropped_before_it_ever_watched_the_program_kills_it_too() {
+    let process = Process::builder("sleep").arg("1000").build();
+    // On a current-thread runtime the watcher task is not polled before block_on returns.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = runtime.block_on(async {
+        process.start().unwrap();
+        process.pid().unwrap()
+    });
+
+    drop(runtime);
+
+    assert!(!process.is_running());
+    let checker = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    checker.block_on(eventually("the program is gone", || !alive(pid)));
+}

@@ -115,6 +115,8 @@ struct Shared {
 #[derive(Default)]
 struct State {
     running: Option<Running>,
+    /// The exit of the program started last, running or not.
+    latest: Option<tokio::sync::watch::Receiver<run::Exit>>,
     starts: u64,
 }
 
@@ -199,8 +201,9 @@ impl Process {
         stop::stop(&self.shared, grace).await
     }
 
-    /// Resolves once the running program has exited and been reaped, with its exit status
-    /// (`None` if it was not running, or its status could not be read).
+    /// Resolves once the program started last has exited and been reaped (at once if it has
+    /// already), with its exit status; `None` if it was never started, or its status could not
+    /// be read.
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -211,8 +214,8 @@ impl Process {
     /// # }
     /// ```
     pub async fn exited(&self) -> Option<ExitStatus> {
-        let running = self.shared.lock().running.clone()?;
-        running.exited().await
+        let latest = self.shared.lock().latest.clone()?;
+        run::exited(latest).await
     }
 
     /// A trigger that stops this process, for `on_idle` (see [`ProcessStop`]).
