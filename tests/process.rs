@@ -533,3 +533,70 @@ fn a_runtime_dropped_before_it_ever_watched_the_program_kills_it_too() {
         .unwrap();
     checker.block_on(eventually("the program is gone", || !alive(pid)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_through_the_layer_while_it_boots_start_the_backend_once_then_idle_stops_it() {
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use tower::ServiceExt;
+    use tower_monitor::{MinMonitor, MonitoredService, Url};
+
+    let dir = scratch("layer");
+    let starts = dir.join("starts");
+    let addr = free_addr().await;
+    let supervisor = Supervisor::new();
+    let backend = supervisor.supervise(booting_backend(&starts, Duration::from_millis(800), addr));
+    let monitor = Arc::new(MinMonitor::new());
+    let url = Url::parse(&format!("http://{addr}/")).unwrap();
+    monitor
+        .add(
+            "app",
+            MonitoredService::new(url, Duration::from_secs(30))
+                .on_down(backend.clone())
+                .on_idle(Duration::from_millis(300), backend.stopper()),
+        )
+        .unwrap();
+    let app = tower::ServiceBuilder::new()
+        .layer(monitor.layer("app").unwrap())
+        .service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        });
+    // 32 clients, each asking until it gets through: one poll every 50 ms during the boot.
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                loop {
+                    let request = Request::get("/").body(Body::empty()).unwrap();
+                    let status = app.clone().oneshot(request).await.unwrap().status();
+                    if status == StatusCode::OK {
+                        return;
+                    }
+                    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(clients))
+        .await
+        .expect("every client got through");
+    let pid = backend.pid().expect("running");
+    // No request any more: the idle stop ends the program (SIGTERM, noted by it).
+    let stopped = tokio::time::timeout(Duration::from_secs(10), backend.exited()).await;
+    supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let lines = lines(&starts);
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("started")).count(),
+        1,
+        "{lines:?}"
+    );
+    assert!(
+        stopped
+            .expect("stopped when idle")
+            .is_some_and(|s| s.success())
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("SIGTERM"));
+    assert!(!alive(pid));
+}
