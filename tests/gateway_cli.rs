@@ -339,3 +339,78 @@ async fn doomed_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
     });
     (addr, task)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
+    let backend = common::refused_addr().await;
+    let config = TempFile::new(
+        "process",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
+                     "on_down": {{ "type": "process", "command": "python3",
+                                   "args": ["-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+                                   "current_dir": {dir:?}, "stop_grace": "3s" }} }} }} }}"#,
+            port = backend.port(),
+            dir = std::env::temp_dir().display().to_string()
+        ),
+    );
+    let mut gateway = Command::new(PROGRAM)
+        .args(["--config", config.path()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("the gateway prints its address");
+        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let status_of = || async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply).await;
+        reply.get(9..12).unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        status_of().await,
+        "503",
+        "the first request starts the program"
+    );
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    while status_of().await != "200" {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the program never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let pid = gateway.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+}

@@ -48,7 +48,8 @@
 //!   `connect_timeout` and `response_timeout` (504 past them); `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
 //!   `Host`.
-//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight.
+//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight; then
+//!   the backend programs started by `process` triggers are stopped.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`):
 //!   method, path, status, milliseconds to the response head, service, and cold-start
 //!   milliseconds when the request was held.
@@ -99,6 +100,9 @@ pub struct Gateway {
     router: Router,
     listen: SocketAddr,
     shutdown_grace: Duration,
+    /// The programs the configuration's `process` triggers start: stopped on the way out.
+    #[cfg(unix)]
+    supervisor: crate::trigger::Supervisor,
 }
 
 impl Gateway {
@@ -155,6 +159,8 @@ impl Gateway {
             shutdown_grace: spec.shutdown_grace(),
             router: Router::new(routes, spec.access_log),
             monitor,
+            #[cfg(unix)]
+            supervisor: registry.supervisor().clone(),
         })
     }
 
@@ -182,8 +188,27 @@ impl Gateway {
 
     /// Serves HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on `listener` until `shutdown`
     /// completes (e.g. [`shutdown_signal`]); then stops accepting, lets requests in flight
-    /// finish within the [`shutdown_grace`](Self::shutdown_grace), and returns whether all did.
+    /// finish within the [`shutdown_grace`](Self::shutdown_grace), stops the backend programs
+    /// that the configuration's `process` triggers started (SIGTERM, then SIGKILL after
+    /// [`DEFAULT_STOP_GRACE`](crate::trigger::DEFAULT_STOP_GRACE)), and returns whether all
+    /// requests finished and all programs stopped.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
-        serve::serve(listener, self.router, shutdown, self.shutdown_grace).await
+        let drained = serve::serve(listener, self.router, shutdown, self.shutdown_grace).await;
+        #[cfg(unix)]
+        {
+            let running = self.supervisor.running().len();
+            if running > 0 {
+                tracing::info!(running, "stopping the backend programs the gateway started");
+            }
+            // Each failure is logged by the supervisor.
+            let stopped = self
+                .supervisor
+                .shutdown(crate::trigger::DEFAULT_STOP_GRACE)
+                .await
+                .is_ok();
+            return drained && stopped;
+        }
+        #[cfg(not(unix))]
+        drained
     }
 }
