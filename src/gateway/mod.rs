@@ -193,22 +193,26 @@ impl Gateway {
     /// [`DEFAULT_STOP_GRACE`](crate::trigger::DEFAULT_STOP_GRACE)), and returns whether all
     /// requests finished and all programs stopped.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
-        let drained = serve::serve(listener, self.router, shutdown, self.shutdown_grace).await;
-        #[cfg(unix)]
-        {
-            let running = self.supervisor.running().len();
-            if running > 0 {
-                tracing::info!(running, "stopping the backend programs the gateway started");
-            }
-            // Each failure is logged by the supervisor.
-            let stopped = self
-                .supervisor
-                .shutdown(crate::trigger::DEFAULT_STOP_GRACE)
-                .await
-                .is_ok();
-            return drained && stopped;
+        let router = self.router.clone();
+        let drained = serve::serve(listener, router, shutdown, self.shutdown_grace).await;
+        drained && self.stop_programs().await
+    }
+
+    #[cfg(unix)]
+    async fn stop_programs(&self) -> bool {
+        let running = self.supervisor.running().len();
+        if running > 0 {
+            tracing::info!(running, "stopping the backend programs the gateway started");
         }
-        #[cfg(not(unix))]
-        drained
+        // Each failure is logged by the supervisor.
+        self.supervisor
+            .shutdown(crate::trigger::DEFAULT_STOP_GRACE)
+            .await
+            .is_ok()
+    }
+
+    #[cfg(not(unix))]
+    async fn stop_programs(&self) -> bool {
+        true
     }
 }
