@@ -31,6 +31,11 @@
 //! - [`layer`]: [`MonitorLayer`] with its fallback answers, hold mode, wake policy and
 //!   waiting page.
 //! - [`config`]: a whole monitor from JSON, with your own trigger types.
+//! - `proxy` (feature `proxy`): a reverse proxy as a Tower service (HTTP/1.1 and HTTP/2
+//!   cleartext upstreams, WebSocket upgrades, forwarded headers, timeouts), to put behind the
+//!   layer.
+//! - `gateway` (feature `gateway`): the start-on-demand gateway (routes, serving, graceful
+//!   shutdown) that the `tower-monitor-gateway` program runs.
 //!
 //! # Example
 //!
