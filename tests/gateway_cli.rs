@@ -52,6 +52,37 @@ impl Drop for TempFile {
     }
 }
 
+/// Runs the program on `config` (stdout read to its end in the background; stderr piped if
+/// asked), and returns it with the address it listens on. Killed when dropped.
+async fn spawn_gateway(
+    config: &TempFile,
+    pipe_stderr: bool,
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    let mut command = Command::new(PROGRAM);
+    command
+        .args(["--config", config.path()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if pipe_stderr {
+        command.stderr(std::process::Stdio::piped());
+    }
+    let mut gateway = command.spawn().unwrap();
+    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("the gateway prints its address");
+        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (gateway, addr)
+}
+
 #[tokio::test]
 async fn help_and_version_print_and_exit_0() {
     let help = run(&["--help"]).await;
@@ -161,24 +192,7 @@ async fn sigterm_lets_an_in_flight_download_finish_then_exits_0() {
             backend.addr
         ),
     );
-    let mut gateway = Command::new(PROGRAM)
-        .args(["--config", config.path()])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
-            break addr.parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut gateway, addr) = spawn_gateway(&config, false).await;
 
     let mut download = TcpStream::connect(addr).await.unwrap();
     download
@@ -238,25 +252,7 @@ async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
             backend.addr
         ),
     );
-    let mut gateway = Command::new(PROGRAM)
-        .args(["--config", config.path()])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
-            break addr.parse().unwrap();
-        }
-    };
+    let (mut gateway, addr) = spawn_gateway(&config, true).await;
     let get = |path: &'static str| async move {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n");
@@ -355,25 +351,7 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
             dir = std::env::temp_dir().display().to_string()
         ),
     );
-    let mut gateway = Command::new(PROGRAM)
-        .args(["--config", config.path()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
-            break addr.parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut gateway, addr) = spawn_gateway(&config, true).await;
     let status_of = || async move {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         stream
