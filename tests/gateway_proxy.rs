@@ -100,18 +100,21 @@ fn echo_config(backend: SocketAddr) -> String {
     "routes": [
       {{ "host": "rewrite.localhost", "service": "rewrite" }},
       {{ "path_prefix": "/slow", "service": "slow" }},
+      {{ "path_prefix": "/h2/", "service": "h2echo" }},
       {{ "service": "echo" }}
     ],
     "services": {{
       "echo": {{ "forwarded": "both" }},
       "rewrite": {{ "rewrite_host": true, "forwarded": "none" }},
-      "slow": {{ "response_timeout": "300ms" }}
+      "slow": {{ "response_timeout": "300ms" }},
+      "h2echo": {{ "protocol": "http2" }}
     }}
   }},
   "services": {{
     "echo": {{ "url": "http://{backend}/base/", "grace_period": "30s" }},
     "rewrite": {{ "url": "http://{backend}/", "grace_period": "30s" }},
-    "slow": {{ "url": "http://{backend}/", "grace_period": "30s" }}
+    "slow": {{ "url": "http://{backend}/", "grace_period": "30s" }},
+    "h2echo": {{ "url": "http://{backend}/", "grace_period": "30s" }}
   }}
 }}"#
     )
@@ -167,6 +170,14 @@ async fn curl_over_http1_and_http2_reaches_an_http1_backend_with_the_header_rule
     assert!(reply.ends_with("version 2"), "{reply}");
     assert_eq!(header(&reply, "target"), Some("/base/x?y=1"), "{reply}");
     assert_eq!(header(&reply, "host"), Some(authority.as_str()), "{reply}");
+
+    // An HTTP/1.1 request to an HTTP/2 backend: the client's `Host` becomes `:authority`.
+    let reply = curl(&["--http1.1", &format!("http://{authority}/h2/x")]).await;
+    assert_eq!(
+        header(&reply, "target"),
+        Some(format!("http://{authority}/h2/x").as_str()),
+        "{reply}"
+    );
 
     // Routing by HTTP/2's `:authority`; this route's service rewrites `Host` and adds nothing.
     let host = format!("rewrite.localhost:{}", gateway.addr.port());

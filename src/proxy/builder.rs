@@ -8,6 +8,7 @@ use http_body::Body;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::connector::Dial;
 use super::{ActivityFn, ForwardedHeaders, InvalidTarget, Proxy, Shared, Target};
 use crate::{BoxError, MinMonitor, Url};
 
@@ -66,8 +67,8 @@ impl ProxyBuilder {
         self
     }
 
-    /// Send the backend's own authority as `Host` instead of the client's (default: the
-    /// client's `Host` is kept).
+    /// Send the backend's own authority as `Host` (`:authority` over HTTP/2) instead of the
+    /// client's (default: the client's is kept).
     pub fn rewrite_host(mut self, rewrite: bool) -> Self {
         self.rewrite_host = rewrite;
         self
@@ -145,7 +146,7 @@ impl ProxyBuilder {
         }
         Ok(Proxy {
             shared: Arc::new(Shared {
-                client: client.build(connector),
+                client: client.build(Dial::new(connector, target.backend_uri())),
                 target,
                 http2: self.http2,
                 rewrite_host: self.rewrite_host,

@@ -8,8 +8,8 @@
 //!   and after the `101` bytes are relayed both ways; with [`ProxyBuilder::keep_awake`] an open
 //!   upgraded connection counts as a request in flight for `on_idle`.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
-//!   removed both ways; `Host` is kept (or set to the backend's with
-//!   [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
+//!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
+//!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
 //!   ([`ForwardedHeaders`]); the target URL's path is a base path (`http://b/base/` + `/x` →
 //!   `/base/x`).
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
@@ -39,6 +39,7 @@
 
 mod body;
 mod builder;
+mod connector;
 mod failure;
 mod headers;
 mod target;
@@ -55,9 +56,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Body;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::client::legacy::Client;
 use tower_service::Service;
 
 use crate::{Activity, BoxError, BoxFuture, Url};
@@ -77,7 +79,7 @@ pub struct Proxy<B = hyper::body::Incoming> {
 }
 
 struct Shared<B> {
-    client: Client<HttpConnector, B>,
+    client: Client<connector::Dial, B>,
     target: Target,
     http2: bool,
     rewrite_host: bool,
@@ -198,7 +200,15 @@ where
             .extensions()
             .get::<ClientAddr>()
             .map(|addr| addr.0.ip());
-        *request.uri_mut() = self.target.uri_for(request.uri());
+        // Over HTTP/2 the URI's authority is sent as `:authority`: the client's, unless
+        // rewritten (the connection goes to the backend either way).
+        let authority = (self.http2 && !self.rewrite_host)
+            .then(|| {
+                host.as_ref()
+                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            })
+            .flatten();
+        *request.uri_mut() = self.target.uri_for(request.uri(), authority);
         *request.version_mut() = if self.http2 {
             Version::HTTP_2
         } else {

@@ -64,9 +64,18 @@ impl Target {
         })
     }
 
-    /// The backend URI for a request to `original`: the base path, then the request's path
-    /// and query.
-    pub(crate) fn uri_for(&self, original: &Uri) -> Uri {
+    /// The backend's address as a URI, for the connector.
+    pub(crate) fn backend_uri(&self) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        Uri::from_parts(parts).unwrap_or_default()
+    }
+
+    /// The URI for a request to `original`: the base path, then the request's path and query;
+    /// the backend's authority unless `authority` is given.
+    pub(crate) fn uri_for(&self, original: &Uri, authority: Option<Authority>) -> Uri {
         let path = original.path_and_query().map_or("/", PathAndQuery::as_str);
         let path_and_query = if self.base.is_empty() {
             original
@@ -81,7 +90,7 @@ impl Target {
         };
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
+        parts.authority = Some(authority.unwrap_or_else(|| self.authority.clone()));
         parts.path_and_query = Some(path_and_query);
         // Scheme, authority and an absolute path always make a valid URI.
         Uri::from_parts(parts).unwrap_or_default()
@@ -99,11 +108,11 @@ mod tests {
     #[test]
     fn the_base_path_goes_before_the_request_path() {
         let t = target("http://127.0.0.1:8092/base/");
-        let uri = t.uri_for(&"/x?y=1".parse().unwrap());
+        let uri = t.uri_for(&"/x?y=1".parse().unwrap(), None);
         assert_eq!(uri.to_string(), "http://127.0.0.1:8092/base/x?y=1");
         let t = target("http://127.0.0.1:8092/base");
         assert_eq!(
-            t.uri_for(&"/".parse().unwrap()).to_string(),
+            t.uri_for(&"/".parse().unwrap(), None).to_string(),
             "http://127.0.0.1:8092/base/"
         );
     }
@@ -112,10 +121,22 @@ mod tests {
     fn a_root_url_keeps_the_path_and_an_absolute_form_request_is_made_relative() {
         let t = target("http://localhost/");
         assert_eq!(
-            t.uri_for(&"http://app.example/a/b".parse().unwrap())
+            t.uri_for(&"http://app.example/a/b".parse().unwrap(), None)
                 .to_string(),
             "http://localhost:80/a/b"
         );
+    }
+
+    #[test]
+    fn a_given_authority_replaces_the_backends() {
+        let t = target("http://127.0.0.1:8092/");
+        let authority = Authority::from_static("app.localhost:8080");
+        assert_eq!(
+            t.uri_for(&"/x".parse().unwrap(), Some(authority))
+                .to_string(),
+            "http://app.localhost:8080/x"
+        );
+        assert_eq!(t.backend_uri().to_string(), "http://127.0.0.1:8092/");
     }
 
     #[test]
