@@ -277,3 +277,26 @@ fn every_gateway_configuration_in_the_readme_loads() {
         }
     }
 }
+
+#[test]
+fn a_waiting_page_path_is_taken_from_the_configuration_files_folder() {
+    let dir = std::env::temp_dir().join(format!("tower-monitor-gw-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.json");
+    std::fs::write(
+        &config,
+        with_gateway(
+            r#"{ "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
+                 "services": { "app": { "waiting_page": "page.html" } } }"#,
+        ),
+    )
+    .unwrap();
+    let registry = TriggerRegistry::new();
+    let error = Gateway::from_config_file(&config, &registry).unwrap_err();
+    assert_eq!(error.path(), "gateway.services.app.waiting_page");
+    assert!(error.message().contains("page.html"), "{error}");
+    std::fs::write(dir.join("page.html"), "<p>{service} wakes</p>").unwrap();
+    let loaded = Gateway::from_config_file(&config, &registry);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}
