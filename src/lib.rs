@@ -57,6 +57,7 @@ mod deadline;
 mod error;
 mod idle;
 pub mod layer;
+mod lifecycle;
 mod metrics;
 mod monitor;
 pub mod probe;
@@ -64,15 +65,21 @@ mod registered;
 mod service;
 mod single_flight;
 mod status;
+mod sync;
+mod time;
 pub mod trigger;
 
 pub use activity::Activity;
 pub use error::{BoxError, MonitorError, SharedError};
 pub use futures::future::BoxFuture;
 pub use layer::{MonitorLayer, MonitorService};
+pub use lifecycle::ServiceState;
 pub use monitor::MinMonitor;
 pub use probe::Probe;
-pub use service::{DEFAULT_PROBE_TIMEOUT, MonitoredService};
+pub use service::{
+    DEFAULT_PROBE_TIMEOUT, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, DEFAULT_TRIGGER_TIMEOUT,
+    MonitoredService,
+};
 pub use trigger::Trigger;
 pub use url::Url;
 
