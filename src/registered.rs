@@ -248,12 +248,8 @@ impl Registered {
     /// Caches the up a probe or `set_status_up` found, unless the state has left Up (an idle
     /// stop between the two would otherwise leave a stale up cached while stopping).
     fn cache_up_if_still_up(&self) {
-        if self.state() == ServiceState::Up {
-            self.cache.mark_up();
-            if self.state() != ServiceState::Up {
-                self.cache.mark_down();
-            }
-        }
+        self.lifecycle
+            .cache_if_up(|| self.cache.mark_up(), || self.cache.mark_down());
     }
 
     /// One poller per service, running while the backend is starting or stopping (or requests
