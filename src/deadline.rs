@@ -21,6 +21,26 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// How far ahead "practically forever" is: a delay longer than this (up to `Duration::MAX`) is
+/// taken as this one, about a century, so adding it to a clock reading cannot overflow.
+pub(crate) const PRACTICALLY_FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `now + delay`, saturating: a delay too long to add means "practically forever".
+///
+/// Use it wherever a user-given duration is added to an instant; `Instant + Duration` panics
+/// on overflow.
+pub(crate) fn saturating_after(now: Instant, delay: Duration) -> Instant {
+    let mut delay = delay.min(PRACTICALLY_FOREVER);
+    // A clock within a century of its end does not happen on a real machine; if it did, the
+    // furthest instant that can be represented still means "later than anything else".
+    loop {
+        if let Some(at) = now.checked_add(delay) {
+            return at;
+        }
+        delay /= 2;
+    }
+}
+
 /// Something that owns a [`Deadline`] and acts when it passes.
 pub(crate) trait Expiring: Send + Sync + 'static {
     fn deadline(&self) -> &Deadline;
