@@ -22,8 +22,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How far ahead "practically forever" is: a delay longer than this (up to `Duration::MAX`) is
-/// taken as this one, about a century, so adding it to a clock reading cannot overflow.
-pub(crate) const PRACTICALLY_FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// taken as this one, a century (of 365.25 days), so adding it to a clock reading cannot
+/// overflow.
+pub(crate) const PRACTICALLY_FOREVER: Duration = Duration::from_secs(3_155_760_000);
 
 /// `now + delay`, saturating: a delay too long to add means "practically forever".
 ///
