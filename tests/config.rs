@@ -308,8 +308,14 @@ fn durations_past_the_maximum_are_rejected_with_the_field_and_the_limit() {
     assert!(err.message().contains("\"100years\""), "{err}");
 
     for (fields, path) in [
-        (r#", "probe_timeout": "101years""#, "services.app.probe_timeout"),
-        (r#", "ready_after": "18446744073709551615s""#, "services.app.ready_after"),
+        (
+            r#", "probe_timeout": "101years""#,
+            "services.app.probe_timeout",
+        ),
+        (
+            r#", "ready_after": "18446744073709551615s""#,
+            "services.app.ready_after",
+        ),
         (
             r#", "on_idle": { "after": "200years", "trigger": { "type": "command", "command": "true" } }"#,
             "services.app.on_idle.after",

@@ -241,7 +241,10 @@ async fn webhook_without_an_answer_times_out() {
 async fn delay_of_duration_max_means_never() {
     let runs = counter();
     let forever = Delay::new(Duration::MAX, counting_trigger(runs.clone(), false));
-    forever.trigger().await.expect("arming a very long delay succeeds");
+    forever
+        .trigger()
+        .await
+        .expect("arming a very long delay succeeds");
     forever.trigger().await.expect("and re-arming it too");
     tokio::time::sleep(Duration::from_secs(10 * 365 * 24 * 3600)).await;
     assert_eq!(count(&runs), 0, "a delay of Duration::MAX never passes");
