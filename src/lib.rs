@@ -62,6 +62,7 @@ mod registered;
 mod service;
 mod single_flight;
 mod status;
+mod sync;
 pub mod trigger;
 
 pub use error::{BoxError, MonitorError, SharedError};
