@@ -352,3 +352,23 @@ async fn the_maximum_duration_itself_is_accepted_and_safe() {
     monitor.set_status_up("app").unwrap();
     assert!(monitor.status("app").await.unwrap());
 }
+
+#[test]
+fn missing_fields_are_named_even_at_the_top() {
+    let err = error("{}");
+    assert_eq!(err.path(), "services", "{err}");
+    let err = error(r#"{"services": {"app": {"url": "http://127.0.0.1:1/"}}}"#);
+    assert_eq!(err.path(), "services.app.grace_period", "{err}");
+    let err = error(&app(r#", "on_idle": { "after": "1s" }"#));
+    assert_eq!(err.path(), "services.app.on_idle.trigger", "{err}");
+}
+
+#[test]
+fn odd_keys_are_quoted_in_paths() {
+    let err = error(r#"{"services": {}, "": 1}"#);
+    assert_eq!(err.path(), r#""""#, "{err}");
+    let err = error(
+        r#"{"services": {"my.app": {"url": "http://127.0.0.1:1/", "grace_period": "soon"}}}"#,
+    );
+    assert_eq!(err.path(), r#"services."my.app".grace_period"#, "{err}");
+}

@@ -221,14 +221,15 @@ impl MinMonitor {
         // Build and check every service before adding any: nothing starts unless all is well.
         let mut services = Vec::with_capacity(file.services.len());
         for (name, spec) in file.services {
-            let service = build_service(&format!("services.{name}"), spec, registry)?;
-            services.push((name, service));
+            let path = format!("services.{}", registry::field_name(&name));
+            let service = build_service(&path, spec, registry)?;
+            services.push((name, path, service));
         }
         let monitor = MinMonitor::new();
-        for (name, service) in services {
+        for (name, path, service) in services {
             monitor
-                .add(name.clone(), service)
-                .map_err(|e| ConfigError::new(format!("services.{name}"), e.to_string()))?;
+                .add(name, service)
+                .map_err(|e| ConfigError::new(path, e.to_string()))?;
         }
         Ok(monitor)
     }
