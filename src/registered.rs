@@ -157,10 +157,7 @@ impl Registered {
         let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
         let transition = on_idle
             .as_ref()
-            .and_then(|_| self.lifecycle.apply(Event::Stop));
-        if transition.is_some() {
-            self.cache.mark_down();
-        }
+            .and_then(|_| self.lifecycle.stop(|| self.cache.mark_down()));
         if let Some(transition) = transition {
             self.after(transition);
         }

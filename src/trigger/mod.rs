@@ -22,7 +22,7 @@ pub use compound::Compound;
 pub use delay::Delay;
 pub use from_fn::{FromFn, from_fn};
 pub use rate_limit::{RateLimit, RateLimited};
-pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, Webhook, WebhookError};
+pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_ANSWER_BYTES, Webhook, WebhookError};
 
 use std::sync::Arc;
 
