@@ -23,13 +23,51 @@
 //! which already means "never" in practice); a longer one is rejected rather than overflowing
 //! the clock later. Trigger types are looked up in a
 //! [`TriggerRegistry`]: the built-in `command`, `compound`, `delay`, `rate_limit` and `webhook`,
-//! and any you register.
+//! on Unix `process` and `process_stop`, and any you register.
+//!
+//! # Supervised backends (Unix)
+//!
+//! A program that *is* the backend is a `process` trigger in the service's `on_down`
+//! ([`Process`](crate::trigger::Process): started once, known to run, stopped with SIGTERM then
+//! SIGKILL, process group included), and its idle stop a `process_stop` in the same service's
+//! `on_idle`:
+//!
+//! ```json
+//! {
+//!   "services": {
+//!     "app": {
+//!       "url": "http://127.0.0.1:8081/",
+//!       "grace_period": "30s",
+//!       "on_down": { "type": "process", "command": "python3",
+//!                    "args": ["-m", "http.server", "--bind", "127.0.0.1", "8081"],
+//!                    "current_dir": "/srv/app", "env": { "PYTHONUNBUFFERED": "1" },
+//!                    "stop_grace": "10s", "output_level": "info" },
+//!       "on_idle": { "after": "15m", "trigger": { "type": "process_stop" } }
+//!     }
+//!   }
+//! }
+//! ```
+//!
+//! `command` is required; `args`, `current_dir`, `env` (added to the inherited environment),
+//! `stop_grace` (SIGTERM to SIGKILL, default 10 s), `output_level` (the level of its output
+//! lines, default `info`) and `lock_file` (so that of several gateways sharing the
+//! configuration only one runs the program: see
+//! [`ProcessBuilder::lock_file`](crate::trigger::ProcessBuilder::lock_file)) are optional. A `process_stop` takes no field: it stops the `process`
+//! built last before it in the same service (a service's `on_down`, `on_up` and `always` are
+//! built before its `on_idle`), and is an error in a service without one. Every `process` is
+//! supervised by the registry's [`TriggerRegistry::supervisor`], which a program stops them all
+//! with on its way out.
 //!
 //! Everything is checked before anything starts: unknown fields, unknown trigger types, bad URLs
-//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value.
+//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value. So is
+//! a `command` trigger's program that is not found (on `PATH`, or at its path, which counts
+//! from `current_dir` when relative) or not executable, and a `current_dir` that is not a
+//! directory: the configuration is only valid on a machine that has its programs.
 
 mod error;
 mod probe;
+#[cfg(unix)]
+mod process;
 mod registry;
 
 pub use error::ConfigError;
