@@ -58,6 +58,7 @@ mod idle;
 pub mod layer;
 mod monitor;
 pub mod probe;
+mod redact;
 mod registered;
 mod service;
 mod single_flight;
