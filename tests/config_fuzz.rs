@@ -223,8 +223,16 @@ enum Mutation {
     Replace(Index, Value),
     Remove(Index),
     Insert(Index, String, Value),
-    /// Wraps a value in this many arrays or objects (the JSON parser allows 128 levels).
-    Nest(Index, usize, bool),
+    /// Wraps a value this many times (the JSON parser allows 128 levels).
+    Nest(Index, usize, Wrap),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Wrap {
+    Array,
+    Object,
+    /// In `delay` triggers: each level is one more trigger for the registry to build.
+    Delay,
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -232,7 +240,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         4 => (any::<Index>(), any_value()).prop_map(|(at, with)| Mutation::Replace(at, with)),
         2 => any::<Index>().prop_map(Mutation::Remove),
         2 => (any::<Index>(), key(), any_value()).prop_map(|(at, k, v)| Mutation::Insert(at, k, v)),
-        1 => (any::<Index>(), 1..127_usize, any::<bool>()).prop_map(|(at, n, o)| Mutation::Nest(at, n, o)),
+        1 => (any::<Index>(), 1..126_usize, prop::sample::select(&[Wrap::Array, Wrap::Object, Wrap::Delay][..]))
+            .prop_map(|(at, n, wrap)| Mutation::Nest(at, n, wrap)),
     ]
 }
 
@@ -278,14 +287,14 @@ fn apply(document: &mut Value, mutation: Mutation) {
                 fields.insert(name, with);
             }
         }
-        Mutation::Nest(at, depth, in_objects) => {
+        Mutation::Nest(at, depth, wrap) => {
             let slot = document.pointer_mut(&pick(&at)).unwrap();
             let mut nested = slot.take();
             for _ in 0..depth {
-                nested = if in_objects {
-                    json!({ "trigger": nested })
-                } else {
-                    json!([nested])
+                nested = match wrap {
+                    Wrap::Array => json!([nested]),
+                    Wrap::Object => json!({ "trigger": nested }),
+                    Wrap::Delay => json!({ "type": "delay", "delay": "1s", "trigger": nested }),
                 };
             }
             *slot = nested;
@@ -423,4 +432,18 @@ fn the_seeds_are_valid() {
         let loaded = load(seed.to_string(), None).unwrap();
         assert!(loaded.is_ok(), "{:?}", loaded.err());
     }
+}
+
+/// The deepest trigger chain the JSON parser lets through loads, on a test thread's stack
+/// (2 MiB, as small as a Tokio worker's).
+#[test]
+fn the_deepest_trigger_chain_loads() {
+    let mut trigger = json!({ "type": "command", "command": "true" });
+    for _ in 0..120 {
+        trigger = json!({ "type": "delay", "delay": "1s", "trigger": trigger });
+    }
+    let document = json!({ "services": { "app": {
+        "url": "http://127.0.0.1:1/", "grace_period": "1s", "on_down": trigger } } });
+    let monitor = MinMonitor::from_config(&document.to_string()).unwrap();
+    assert_eq!(monitor.names(), ["app"]);
 }
