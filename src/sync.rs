@@ -34,5 +34,8 @@
 pub(crate) use loom::sync::{Arc, Mutex, atomic};
 
 #[cfg(not(loom))]
-#[allow(unused_imports, reason = "`Arc` is here for the models and the code they check")]
+#[allow(
+    unused_imports,
+    reason = "`Arc` is here for the models and the code they check"
+)]
 pub(crate) use std::sync::{Arc, Mutex, atomic};
