@@ -7,8 +7,12 @@
 //!
 //! The task holds its owner weakly and is woken when the owner drops, so dropping the owner ends
 //! it at once (not at the next deadline, which may be long). If the task is dropped while
-//! armed (its runtime shut down), it disarms the deadline, so nothing stays armed forever.
-//! Without a Tokio runtime a plain thread keeps the time instead.
+//! armed (its runtime shut down), it disarms the deadline, so nothing stays armed forever; an
+//! arm racing that drop from another runtime starts a timer there (or is cancelled), never
+//! stays armed without one. Without a Tokio runtime a plain thread keeps the time instead.
+//!
+//! The atomic protocol itself (arm, pass, stop, abandon) is [`state::DeadlineState`], which the
+//! loom models check.
 //!
 //! Granularity: Tokio's timer wheel has millisecond resolution, so a deadline passes up to a
 //! millisecond late, plus however late a busy runtime is to run the task.

@@ -65,6 +65,7 @@ mod lifecycle;
 mod metrics;
 mod monitor;
 pub mod probe;
+mod redact;
 mod registered;
 mod service;
 mod single_flight;

@@ -372,3 +372,21 @@ fn odd_keys_are_quoted_in_paths() {
     );
     assert_eq!(err.path(), r#"services."my.app".grace_period"#, "{err}");
 }
+
+#[test]
+fn url_credentials_never_show_in_errors() {
+    for json in [
+        r#"{"services": {"app": {"url": "http://alice:s3cret@127.0.0.1:99999/", "grace_period": "1s"}}}"#,
+        r#"{"services": {"app": {"url": "ftp://alice:s3cret@127.0.0.1:1/", "grace_period": "1s", "probe": {"type": "http"}}}}"#,
+        &app(r#", "on_down": { "type": "webhook", "url": "https://alice:s3cret@127.0.0.1:1/" }"#),
+        &app(r#", "on_down": { "type": "webhook", "url": "http://alice:s3cret@127.0.0.1:1:2/" }"#),
+    ] {
+        let err = error(json);
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(shown.contains("***@127.0.0.1"), "{shown}");
+    }
+}

@@ -157,9 +157,10 @@ pub(crate) struct UrlValue(pub(crate) Url);
 impl<'de> Deserialize<'de> for UrlValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Url::parse(&text)
-            .map(UrlValue)
-            .map_err(|e| de::Error::custom(format!("invalid URL {text:?}: {e}")))
+        Url::parse(&text).map(UrlValue).map_err(|e| {
+            let shown = crate::redact::url_text(&text);
+            de::Error::custom(format!("invalid URL {shown:?}: {e}"))
+        })
     }
 }
 
@@ -289,7 +290,10 @@ fn build_service(
     service.probe.validate_url(&service.url).map_err(|reason| {
         ConfigError::new(
             format!("{path}.url"),
-            format!("URL {:?} cannot be probed: {reason}", service.url.as_str()),
+            format!(
+                "URL {:?} cannot be probed: {reason}",
+                crate::redact::url(&service.url)
+            ),
         )
     })?;
     if let Some(timeout) = spec.probe_timeout {

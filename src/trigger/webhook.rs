@@ -111,7 +111,7 @@ impl Webhook {
     /// assert!(tls.is_err(), "https is not supported yet");
     /// ```
     pub fn new(method: Method, url: Url) -> Result<Self, WebhookError> {
-        let shown = redacted(&url);
+        let shown = crate::redact::url(&url);
         let invalid = |reason: &str| WebhookError::InvalidUrl {
             url: shown.clone(),
             reason: reason.to_string(),
@@ -212,19 +212,6 @@ async fn discard_answer(mut body: Incoming) -> Result<(), hyper::Error> {
         }
     }
     Ok(())
-}
-
-/// `url` with any user name and password replaced by `***`.
-fn redacted(url: &Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    if shown.set_password(None).is_err() || shown.set_username("***").is_err() {
-        // Credentials that cannot be replaced (no host to attach them to): show the scheme only.
-        return format!("{}://***", url.scheme());
-    }
-    shown.to_string()
 }
 
 impl fmt::Debug for Webhook {

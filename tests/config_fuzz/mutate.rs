@@ -1,63 +1,10 @@
-//! Property test of the configuration: valid documents, mutated (JSON values replaced, removed,
-//! added or nested deeply; numbers at their limits, huge and unicode strings; bytes of the text
-//! flipped, cut or repeated), never make `from_config` panic or hang, and every error about a
-//! JSON object names a field path.
-//!
-//! CI runs a fixed number of cases (proptest's default, 256: a few seconds). To search longer:
-//!
-//! ```text
-//! PROPTEST_CASES=20000 cargo test --release --test config_fuzz
-//! ```
-//!
-//! Nothing here starts a runtime, so no probe or trigger runs and nothing is contacted.
-
-use std::sync::mpsc;
-use std::time::Duration;
+//! How the property test changes a valid configuration: JSON values replaced, removed, added
+//! or nested; bytes of its text set, cut or repeated; with the values most likely to break
+//! something (numbers at their limits, huge and unicode strings, known names).
 
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
-use tower_monitor::MinMonitor;
-use tower_monitor::config::{ConfigError, TriggerRegistry};
-
-/// Far longer than any configuration takes to load; past it the case counts as a hang.
-const HANG_LIMIT: Duration = Duration::from_secs(20);
-
-/// Valid documents using every field, probe and built-in trigger type.
-fn seeds() -> Vec<Value> {
-    let command =
-        json!({ "type": "command", "command": "true", "args": ["a", "é"], "timeout": "5s" });
-    let webhook = json!({ "type": "webhook", "url": "http://127.0.0.1:9/start", "method": "PUT",
-        "headers": { "x-token": "t" }, "body": "go", "timeout": "2s" });
-    vec![
-        json!({ "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "30s" } } }),
-        json!({ "services": {
-            "app": {
-                "url": "http://127.0.0.1:8081/",
-                "grace_period": "30s",
-                "probe_timeout": "1500ms",
-                "probe_on_add": false,
-                "ready_after": "2s",
-                "probe": { "type": "http", "method": "GET", "path": "/healthz",
-                    "headers": { "accept": "text/plain" }, "body": "",
-                    "accept": ["2xx", 401, "500-503"], "body_matches": "ok", "body_excludes": "fail",
-                    "max_body_bytes": 4096 },
-                "on_down": { "type": "compound", "triggers": [
-                    command,
-                    { "type": "rate_limit", "max_runs": 3, "period": "1h", "trigger": webhook }
-                ] },
-                "on_up": { "type": "command", "command": "true" },
-                "always": { "type": "delay", "delay": "15m", "trigger": command },
-                "on_idle": { "after": "1m30s", "trigger": { "type": "command", "command": "true", "detached": true } }
-            },
-            "other": {
-                "url": "http://[::1]:9/", "grace_period": "0s",
-                "probe": { "type": "expect", "steps": [ { "send": "PING\r\n" }, { "expect": "^\\+PONG" } ] }
-            },
-            "plain": { "url": "http://127.0.0.1:1/", "grace_period": "1h", "probe": { "type": "tcp" } }
-        } }),
-    ]
-}
 
 /// The names the configuration knows: a mutation that uses them gets past `deny_unknown_fields`
 /// and reaches the checks behind it.
@@ -219,20 +166,29 @@ fn any_value() -> impl Strategy<Value = Value> {
 }
 
 #[derive(Debug, Clone)]
-enum Mutation {
+pub enum Mutation {
     Replace(Index, Value),
     Remove(Index),
     Insert(Index, String, Value),
-    /// Wraps a value in this many arrays or objects (the JSON parser allows 128 levels).
-    Nest(Index, usize, bool),
+    /// Wraps a value this many times (the JSON parser allows 128 levels).
+    Nest(Index, usize, Wrap),
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+#[derive(Debug, Clone, Copy)]
+pub enum Wrap {
+    Array,
+    Object,
+    /// In `delay` triggers: each level is one more trigger for the registry to build.
+    Delay,
+}
+
+pub fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         4 => (any::<Index>(), any_value()).prop_map(|(at, with)| Mutation::Replace(at, with)),
         2 => any::<Index>().prop_map(Mutation::Remove),
         2 => (any::<Index>(), key(), any_value()).prop_map(|(at, k, v)| Mutation::Insert(at, k, v)),
-        1 => (any::<Index>(), 1..127_usize, any::<bool>()).prop_map(|(at, n, o)| Mutation::Nest(at, n, o)),
+        1 => (any::<Index>(), 1..126_usize, prop::sample::select(&[Wrap::Array, Wrap::Object, Wrap::Delay][..]))
+            .prop_map(|(at, n, wrap)| Mutation::Nest(at, n, wrap)),
     ]
 }
 
@@ -255,7 +211,7 @@ fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
     }
 }
 
-fn apply(document: &mut Value, mutation: Mutation) {
+pub fn apply(document: &mut Value, mutation: Mutation) {
     let mut all = Vec::new();
     pointers(document, String::new(), &mut all);
     let pick = |at: &Index| all[at.index(all.len())].clone();
@@ -278,14 +234,14 @@ fn apply(document: &mut Value, mutation: Mutation) {
                 fields.insert(name, with);
             }
         }
-        Mutation::Nest(at, depth, in_objects) => {
+        Mutation::Nest(at, depth, wrap) => {
             let slot = document.pointer_mut(&pick(&at)).unwrap();
             let mut nested = slot.take();
             for _ in 0..depth {
-                nested = if in_objects {
-                    json!({ "trigger": nested })
-                } else {
-                    json!([nested])
+                nested = match wrap {
+                    Wrap::Array => json!([nested]),
+                    Wrap::Object => json!({ "trigger": nested }),
+                    Wrap::Delay => json!({ "type": "delay", "delay": "1s", "trigger": nested }),
                 };
             }
             *slot = nested;
@@ -294,13 +250,13 @@ fn apply(document: &mut Value, mutation: Mutation) {
 }
 
 #[derive(Debug, Clone)]
-enum ByteEdit {
+pub enum ByteEdit {
     Set(Index, u8),
     Cut(Index, usize),
     Repeat(Index, usize, usize),
 }
 
-fn byte_edit() -> impl Strategy<Value = ByteEdit> {
+pub fn byte_edit() -> impl Strategy<Value = ByteEdit> {
     prop_oneof![
         (any::<Index>(), any::<u8>()).prop_map(|(at, b)| ByteEdit::Set(at, b)),
         (any::<Index>(), 1..64_usize).prop_map(|(at, n)| ByteEdit::Cut(at, n)),
@@ -309,7 +265,7 @@ fn byte_edit() -> impl Strategy<Value = ByteEdit> {
     ]
 }
 
-fn edit_bytes(text: &str, edits: &[ByteEdit]) -> String {
+pub fn edit_bytes(text: &str, edits: &[ByteEdit]) -> String {
     let mut bytes = text.as_bytes().to_vec();
     for edit in edits {
         let len = bytes.len().max(1);
@@ -334,93 +290,4 @@ fn edit_bytes(text: &str, edits: &[ByteEdit]) -> String {
         }
     }
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Loads `json` on a thread of its own (as big a stack as a main thread), within `HANG_LIMIT`.
-fn load(json: String, as_value: Option<Value>) -> Result<Result<usize, ConfigError>, String> {
-    let (done, result) = mpsc::channel();
-    let loader = std::thread::Builder::new()
-        .name("config-fuzz".into())
-        .stack_size(8 << 20)
-        .spawn(move || {
-            let loaded = match as_value {
-                Some(document) => {
-                    MinMonitor::from_config_value_with(document, &TriggerRegistry::new())
-                }
-                None => MinMonitor::from_config(&json),
-            };
-            let _ = done.send(loaded.map(|monitor| monitor.names().len()));
-        })
-        .unwrap();
-    match result.recv_timeout(HANG_LIMIT) {
-        Ok(loaded) => {
-            loader.join().unwrap();
-            Ok(loaded)
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("no answer within {HANG_LIMIT:?}")),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            let panic = loader.join().unwrap_err();
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(format!("panicked: {message}"))
-        }
-    }
-}
-
-/// The properties, for one document given as text (and, when it is JSON, as a value too).
-fn check(text: String) -> Result<(), TestCaseError> {
-    let parsed = serde_json::from_str::<Value>(&text).ok();
-    let is_object = parsed.as_ref().is_some_and(Value::is_object);
-    let shown = |text: &str| text.chars().take(600).collect::<String>();
-    for as_value in [None, parsed.filter(|_| is_object)] {
-        let loaded = load(text.clone(), as_value);
-        let loaded = loaded.map_err(|failure| {
-            TestCaseError::fail(format!("from_config {failure} on {}", shown(&text)))
-        })?;
-        if let Err(error) = loaded {
-            prop_assert!(!error.message().is_empty(), "an error with no message");
-            prop_assert!(
-                !is_object || !error.path().is_empty(),
-                "an error naming no field: {error} on {}",
-                shown(&text)
-            );
-        }
-    }
-    Ok(())
-}
-
-proptest! {
-    #[test]
-    fn mutated_values_never_panic_or_hang_and_errors_name_a_field(
-        seed in any::<Index>(),
-        mutations in prop::collection::vec(mutation(), 1..4),
-    ) {
-        let seeds = seeds();
-        let mut document = seeds[seed.index(seeds.len())].clone();
-        for mutation in mutations {
-            apply(&mut document, mutation);
-        }
-        check(document.to_string())?;
-    }
-
-    #[test]
-    fn mutated_bytes_never_panic_or_hang_and_errors_name_a_field(
-        seed in any::<Index>(),
-        edits in prop::collection::vec(byte_edit(), 1..6),
-    ) {
-        let seeds = seeds();
-        let text = serde_json::to_string_pretty(&seeds[seed.index(seeds.len())]).unwrap();
-        check(edit_bytes(&text, &edits))?;
-    }
-}
-
-#[test]
-fn the_seeds_are_valid() {
-    for seed in seeds() {
-        let loaded = load(seed.to_string(), None).unwrap();
-        assert!(loaded.is_ok(), "{:?}", loaded.err());
-    }
 }
