@@ -71,7 +71,6 @@ mod service;
 mod single_flight;
 mod status;
 mod sync;
-mod time;
 pub mod trigger;
 
 pub use activity::Activity;

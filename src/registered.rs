@@ -330,7 +330,7 @@ impl Registered {
                 return Err(SharedError::from(crate::BoxError::from("service removed")));
             };
             let started = Instant::now();
-            let timeout = crate::time::bounded(me.service.probe_timeout);
+            let timeout = me.service.probe_timeout;
             let probe = AssertUnwindSafe(async { me.service.probe.probe(&me.service.url).await })
                 .catch_unwind();
             let result = match tokio::time::timeout(timeout, probe).await {
