@@ -205,9 +205,7 @@ impl Command {
 
     async fn run(self) -> Result<(), CommandError> {
         let name = self.name();
-        let deadline = Instant::now()
-            .checked_add(self.timeout)
-            .unwrap_or_else(far_future);
+        let deadline = crate::deadline::saturating_after(Instant::now(), self.timeout);
         let mut child = self.spawn()?;
         let source = Source {
             program: Arc::from(name.as_str()),
@@ -327,7 +325,3 @@ impl Drop for GroupGuard {
     }
 }
 
-/// A deadline for "practically never", when `now + timeout` does not fit in an `Instant`.
-pub(crate) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}
