@@ -32,8 +32,8 @@ fn every_bad_field_is_named_with_its_value() {
         ),
         (
             with_gateway(r#"{ "routes": [ { "service": "app" } ] }"#),
-            "gateway",
-            "listen",
+            "gateway.listen",
+            "missing field",
         ),
         (
             with_gateway(r#"{ "listen": ":80", "routes": [ { "service": "app" } ] }"#),

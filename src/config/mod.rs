@@ -19,7 +19,9 @@
 //! "accept": ["2xx", 401], "body_matches": "ok"}`; or `{"type": "expect", "steps": [{"send":
 //! "PING\r\n"}, {"expect": "^\\+PONG"}]}`), and the triggers `on_down`, `on_up`, `always` and
 //! `on_idle` (`{"after": .., "trigger": ..}`).
-//! Durations are humantime strings (`"1m30s"`, `"250ms"`). Trigger types are looked up in a
+//! Durations are humantime strings (`"1m30s"`, `"250ms"`), at most [`MAX_DURATION`] (`"100years"`,
+//! which already means "never" in practice); a longer one is rejected rather than overflowing
+//! the clock later. Trigger types are looked up in a
 //! [`TriggerRegistry`]: the built-in `command`, `compound`, `delay`, `rate_limit` and `webhook`,
 //! on Unix `process` and `process_stop`, and any you register.
 //!
@@ -110,20 +112,42 @@ struct IdleSpec {
     trigger: Value,
 }
 
-/// A duration written the human way: `"30s"`, `"1m30s"`, `"250ms"`.
+/// The longest duration a configuration accepts: 100 years (`"100years"`).
+///
+/// Longer ones are rejected with a [`ConfigError`] naming the field and this limit: a value such
+/// as `"9300000000000000000s"` parses, but no clock can add it, and a hundred years already
+/// means "never" for every duration a service has (grace period, idle time, delays, timeouts).
+///
+/// ```
+/// use tower_monitor::MinMonitor;
+///
+/// let err = MinMonitor::from_config(r#"{"services": {"app": {
+///     "url": "http://127.0.0.1:8081/", "grace_period": "9300000000000000000s" }}}"#).unwrap_err();
+/// assert_eq!(err.path(), "services.app.grace_period");
+/// assert!(err.message().contains("100years"), "{err}");
+/// ```
+pub const MAX_DURATION: Duration = crate::deadline::PRACTICALLY_FOREVER;
+
+/// A duration written the human way: `"30s"`, `"1m30s"`, `"250ms"`; at most [`MAX_DURATION`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DurationValue(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(DurationValue)
-            .map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); write e.g. \"30s\" or \"1m30s\""
-                ))
-            })
+        let duration = humantime::parse_duration(&text).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write e.g. \"30s\" or \"1m30s\""
+            ))
+        })?;
+        if duration > MAX_DURATION {
+            return Err(de::Error::custom(format!(
+                "duration {text:?} is longer than the maximum, {:?} ({}s)",
+                humantime::format_duration(MAX_DURATION).to_string(),
+                MAX_DURATION.as_secs()
+            )));
+        }
+        Ok(DurationValue(duration))
     }
 }
 
@@ -133,9 +157,10 @@ pub(crate) struct UrlValue(pub(crate) Url);
 impl<'de> Deserialize<'de> for UrlValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Url::parse(&text)
-            .map(UrlValue)
-            .map_err(|e| de::Error::custom(format!("invalid URL {text:?}: {e}")))
+        Url::parse(&text).map(UrlValue).map_err(|e| {
+            let shown = crate::redact::url_text(&text);
+            de::Error::custom(format!("invalid URL {shown:?}: {e}"))
+        })
     }
 }
 
@@ -235,14 +260,15 @@ impl MinMonitor {
         // Build and check every service before adding any: nothing starts unless all is well.
         let mut services = Vec::with_capacity(file.services.len());
         for (name, spec) in file.services {
-            let service = build_service(&format!("services.{name}"), spec, registry)?;
-            services.push((name, service));
+            let path = format!("services.{}", registry::field_name(&name));
+            let service = build_service(&path, spec, registry)?;
+            services.push((name, path, service));
         }
         let monitor = MinMonitor::new();
-        for (name, service) in services {
+        for (name, path, service) in services {
             monitor
-                .add(name.clone(), service)
-                .map_err(|e| ConfigError::new(format!("services.{name}"), e.to_string()))?;
+                .add(name, service)
+                .map_err(|e| ConfigError::new(path, e.to_string()))?;
         }
         Ok(monitor)
     }
@@ -264,7 +290,10 @@ fn build_service(
     service.probe.validate_url(&service.url).map_err(|reason| {
         ConfigError::new(
             format!("{path}.url"),
-            format!("URL {:?} cannot be probed: {reason}", service.url.as_str()),
+            format!(
+                "URL {:?} cannot be probed: {reason}",
+                crate::redact::url(&service.url)
+            ),
         )
     })?;
     if let Some(timeout) = spec.probe_timeout {

@@ -1,5 +1,6 @@
 //! Trigger types by name, each a constructor from its JSON object; the built-ins among them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use http::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_path_to_error::Segment;
 
 use super::{ConfigError, DurationValue, UrlValue};
 use crate::trigger::program::{self, ProgramProblem};
@@ -270,14 +272,46 @@ impl fmt::Debug for TriggerRegistry {
 /// Deserializes `value`, naming the failing field's path below `prefix`.
 pub(crate) fn parse_at<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|error| {
-        let inner = error.path().to_string();
-        let path = if inner == "." {
-            prefix.to_string()
-        } else {
-            join(prefix, &inner)
-        };
-        ConfigError::new(path, error.into_inner().to_string())
+        let mut path = prefix.to_string();
+        for segment in error.path() {
+            let segment = match segment {
+                Segment::Seq { index } => Cow::Owned(format!("[{index}]")),
+                Segment::Map { key } => field_name(key),
+                Segment::Enum { variant } => field_name(variant),
+                Segment::Unknown => Cow::Borrowed("?"),
+            };
+            path = join(&path, &segment);
+        }
+        let message = error.into_inner().to_string();
+        // A missing field is reported at the object that lacks it (the whole document, for
+        // `services`); the path names the field itself.
+        if let Some(field) = missing_field(&message) {
+            path = join(&path, field);
+        }
+        ConfigError::new(path, message)
     })
+}
+
+/// A field's name or a map's key as a path segment: as it is, or JSON-quoted when it would
+/// make the dotted path ambiguous (empty, or with dots, brackets, quotes or spaces in it).
+pub(crate) fn field_name(name: &str) -> Cow<'_, str> {
+    let plain = !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| matches!(c, '.' | '[' | ']' | '"') || c.is_whitespace() || c.is_control());
+    if plain {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(Value::from(name).to_string())
+    }
+}
+
+/// The field named by serde's "missing field `name`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")?
+        .strip_suffix('`')
+        .filter(|field| !field.is_empty())
 }
 
 fn join(prefix: &str, field: &str) -> String {

@@ -22,9 +22,9 @@ mod layer;
 mod service;
 
 pub use body::{FallbackBody, MonitorBody};
-pub use gone::BackendGone;
 pub use fallback::{DEFAULT_RETRY_AFTER, DEFAULT_WAITING_PAGE, FallbackReason, default_response};
 pub use future::ResponseFuture;
+pub use gone::BackendGone;
 pub use hold::DEFAULT_MAX_HELD;
 pub use layer::MonitorLayer;
 pub use service::MonitorService;

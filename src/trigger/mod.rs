@@ -10,6 +10,7 @@
 //! backend: started once, stopped with SIGTERM then SIGKILL, and with a [`Supervisor`] stopped
 //! on the way out (Unix only, because it relies on process groups and signals).
 
+mod bounded;
 mod command;
 mod compound;
 mod delay;
@@ -23,10 +24,10 @@ pub(crate) mod program;
 mod rate_limit;
 mod webhook;
 
+pub(crate) use bounded::run_bounded;
 pub use command::{Command, CommandError, DEFAULT_COMMAND_TIMEOUT};
 pub use compound::Compound;
 pub use delay::Delay;
-pub(crate) use delay::run_detached;
 pub use from_fn::{FromFn, from_fn};
 pub use output::{CUT_MARKER, MAX_OUTPUT_LINE};
 #[cfg(unix)]
@@ -36,7 +37,7 @@ pub use process::{
     DEFAULT_STOP_GRACE, Process, ProcessBuilder, ProcessError, ProcessStop, Supervisor,
 };
 pub use rate_limit::{RateLimit, RateLimited};
-pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, Webhook, WebhookError};
+pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_ANSWER_BYTES, Webhook, WebhookError};
 
 use std::sync::Arc;
 

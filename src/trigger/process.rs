@@ -41,6 +41,8 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// - **Never orphaned.** When the last handle to it is dropped, or the runtime reaping it shuts
 ///   down, the group is killed (SIGKILL). A [`Supervisor`] stops all of its processes gracefully,
 ///   for a program's orderly exit.
+/// - **Once across programs, if asked.** With a [`lock_file`](ProcessBuilder::lock_file), of
+///   several supervisors (two gateways sharing a configuration) only one runs the program.
 /// - **Logged.** Its stdout and stderr go to `tracing` at info (see
 ///   [`output_level`](ProcessBuilder::output_level)), line by line with the `service`,
 ///   `program` and `stream` fields, each line cut at [`MAX_OUTPUT_LINE`](super::MAX_OUTPUT_LINE).

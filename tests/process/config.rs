@@ -97,6 +97,12 @@ fn config_errors_name_the_field_and_value() {
         json!({ "type": "process", "command": "true", "env": { "A=B": "c" } }),
     );
     assert_eq!(e.path(), "services.a.on_down.env.A=B");
+    let e = err(
+        "services.a.on_down",
+        json!({ "type": "process", "command": "true", "env": { "A": "x\0y" } }),
+    );
+    assert_eq!(e.path(), "services.a.on_down.env.A");
+    assert!(e.message().contains("NUL"), "{e}");
 }
 
 #[test]
