@@ -116,7 +116,7 @@ where
                     if let Some(guard) = this.gone_check.take() {
                         response = match if_gone(response, &guard, this.in_flight) {
                             Ok(inner) => inner,
-                            Err(fallback) => return Poll::Ready(Ok(fallback)),
+                            Err(fallback) => return Poll::Ready(Ok(*fallback)),
                         };
                     }
                     let in_flight = this.in_flight.take();
@@ -191,7 +191,7 @@ fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
     in_flight: &mut Option<InFlight>,
-) -> Result<Response<B>, Response<MonitorBody<B>>> {
+) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
     let gone = guard.gone.as_ref().is_some_and(|gone| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             gone(response.status(), response.headers(), response.extensions())
@@ -215,7 +215,9 @@ fn if_gone<B>(
     let answer = guard
         .fallback
         .respond(&parts, FallbackReason::NotReady, &registered.name);
-    Err(answer.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
+    Err(Box::new(answer.map(|body| {
+        MonitorBody::fallback_in_flight(body, in_flight.take())
+    })))
 }
 
 /// Tells the client its request waited for a cold start, and for how long.
