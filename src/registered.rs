@@ -43,6 +43,9 @@ pub(crate) struct Registered {
     watchers: AtomicUsize,
     /// A request asked for a start while the backend was stopping: start it once it is down.
     wake_after_stop: AtomicBool,
+    /// Runs of `on_idle` in progress (and stops about to try): while any runs, a closed port
+    /// does not end Stopping, so `on_down` cannot race a stop that has not finished.
+    stop_runs: Arc<AtomicUsize>,
     /// Whether any probe has finished yet (the first up is not a "coming back").
     seen: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
@@ -67,6 +70,7 @@ impl Registered {
             polling: AtomicBool::new(false),
             watchers: AtomicUsize::new(0),
             wake_after_stop: AtomicBool::new(false),
+            stop_runs: Arc::default(),
             seen: AtomicBool::new(false),
             settling_since: Mutex::new(None),
         })
@@ -96,8 +100,15 @@ impl Registered {
     }
 
     pub(crate) fn set_status_down(&self) {
-        self.cache.mark_down();
-        self.apply(Event::MarkedDown);
+        self.mark_down(Event::MarkedDown);
+    }
+
+    /// Applies a down event and forgets any cached up, in the order that lets no up cached
+    /// meanwhile survive it (see `Lifecycle::down`).
+    fn mark_down(&self, event: Event) {
+        if let Some(transition) = self.lifecycle.down(event, || self.cache.mark_down()) {
+            self.after(transition);
+        }
     }
 
     /// Asks for the backend to start: runs `on_down` if it is down (one run per cold start,
@@ -115,7 +126,14 @@ impl Registered {
             }
             self.wake_after_stop.store(true, Ordering::SeqCst);
             // Stopping may have ended between the two looks, its wake-up seeing no wish.
-            let transition = self.lifecycle.apply(Event::Wake)?;
+            let Some(transition) = self.lifecycle.apply(Event::Wake) else {
+                // Up again (the stop failed) or starting: nothing is left to wish for, and a
+                // wish kept would start the backend right after its next idle stop.
+                if self.state() != ServiceState::Stopping {
+                    self.wake_after_stop.store(false, Ordering::SeqCst);
+                }
+                return None;
+            };
             self.wake_after_stop.store(false, Ordering::SeqCst);
             self.after(transition);
             Some(self.run_on_down(on_down))
@@ -155,6 +173,9 @@ impl Registered {
     /// backend counts as up again, uncached, and the stop is retried after the idle time).
     pub(crate) fn stop(&self) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
         let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
+        // Counted before the transition, so no probe sees Stopping without it; a caller that
+        // loses the transition gives it back at once (the guard drops below).
+        let running = StopRun::new(&self.stop_runs);
         let transition = on_idle
             .as_ref()
             .and_then(|_| self.lifecycle.stop(|| self.cache.mark_down()));
@@ -164,6 +185,7 @@ impl Registered {
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
         async move {
+            let _running = running;
             let (Some(on_idle), Some(_), Some(me)) = (on_idle, transition, me) else {
                 return Ok(false);
             };
@@ -228,6 +250,8 @@ impl Registered {
         match to {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
             ServiceState::Up => {
+                // A start asked for while stopping is moot once the backend is up again.
+                self.wake_after_stop.store(false, Ordering::SeqCst);
                 if let Some(idle) = &self.idle {
                     idle.arm_if_idle();
                 }
@@ -251,7 +275,10 @@ impl Registered {
 
     /// One poller per service, running while the backend is starting or stopping (or requests
     /// are held): it probes every [`POLL_INTERVAL`] and ends Starting / Stopping at their timeouts.
-    fn ensure_polling(&self) {
+    pub(crate) fn ensure_polling(&self) {
+        if self.polling.load(Ordering::SeqCst) {
+            return;
+        }
         let Some(me) = self.me.upgrade() else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -259,19 +286,25 @@ impl Registered {
         if self.polling.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Made before the spawn: a runtime shutting down drops a task it never polled, and the
+        // flag must not stay set for a poller that never ran.
+        let running = PollerFlag {
+            me,
+            finished: false,
+        };
         runtime.spawn(async move {
-            let mut running = PollerFlag {
-                flag: &me.polling,
-                finished: false,
-            };
+            let mut running = running;
+            let me = Arc::clone(&running.me);
             while me.needs_polling() || me.resume_polling() {
-                let state = me.state();
-                let lasted = me.lifecycle.lasted();
+                let (state, lasted) = me.lifecycle.snapshot();
                 if state == ServiceState::Starting && lasted >= me.service.start_timeout {
                     me.apply(Event::StartTimedOut);
                     continue;
                 }
-                if state == ServiceState::Stopping && lasted >= me.service.stop_timeout {
+                if state == ServiceState::Stopping
+                    && lasted >= me.service.stop_timeout
+                    && !me.stop_running()
+                {
                     tracing::warn!(service = %me.name, "{} still answers {:?} after on_idle", me.name, lasted);
                     me.apply(Event::StopTimedOut);
                     continue;
@@ -283,6 +316,10 @@ impl Registered {
             }
             running.finished = true;
         });
+    }
+
+    fn stop_running(&self) -> bool {
+        self.stop_runs.load(Ordering::SeqCst) > 0
     }
 
     fn needs_polling(&self) -> bool {
@@ -360,10 +397,12 @@ impl Registered {
             if let Ok(true) = result {
                 me.apply(Event::ProbedUp);
                 me.cache_up_if_still_up();
+            } else if me.state() == ServiceState::Stopping && me.stop_running() {
+                // `on_idle` still runs: a closed port is not a stopped backend yet.
+                me.cache.mark_down();
             } else {
                 // A failed probe also forgets any cached up: it no longer holds.
-                me.cache.mark_down();
-                me.apply(Event::ProbedDown);
+                me.mark_down(Event::ProbedDown);
             }
             result.map_err(SharedError::from)
         }
@@ -409,15 +448,31 @@ impl Drop for Watching<'_> {
 
 /// Clears the "poller running" flag if the poller is dropped mid-way (its runtime shut down);
 /// a poller that finishes has handed the flag over already.
-struct PollerFlag<'a> {
-    flag: &'a AtomicBool,
+struct PollerFlag {
+    me: Arc<Registered>,
     finished: bool,
 }
 
-impl Drop for PollerFlag<'_> {
+impl Drop for PollerFlag {
     fn drop(&mut self) {
         if !self.finished {
-            self.flag.store(false, Ordering::SeqCst);
+            self.me.polling.store(false, Ordering::SeqCst);
         }
+    }
+}
+
+/// Counts a run of `on_idle` while it lives, however it ends (a dropped future included).
+struct StopRun(Arc<AtomicUsize>);
+
+impl StopRun {
+    fn new(runs: &Arc<AtomicUsize>) -> Self {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(runs))
+    }
+}
+
+impl Drop for StopRun {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -33,6 +33,8 @@ pub(crate) fn decide(
 ) -> BoxFuture<'static, Decision> {
     let registered = Arc::clone(registered);
     let name = Arc::clone(&registered.name);
+    // A held request's max_wait counts from its arrival, the status probe and `always` included.
+    let arrived = tokio::time::Instant::now();
     AssertUnwindSafe(async move {
         let up = match is_up(&registered).await {
             Ok(up) => up,
@@ -62,7 +64,7 @@ pub(crate) fn decide(
                 }
                 return Decision::Fallback(FallbackReason::NotReady);
             };
-            match hold.wait_until_up(&registered).await {
+            match hold.wait_until_up(&registered, arrived).await {
                 Ok(waited) => held = Some(waited),
                 Err(reason) => return Decision::Fallback(reason),
             }
@@ -94,7 +96,12 @@ async fn is_up(registered: &Registered) -> Result<bool, crate::MonitorError> {
         return Ok(true);
     }
     match registered.state() {
-        ServiceState::Starting | ServiceState::Stopping => Ok(false),
+        ServiceState::Starting | ServiceState::Stopping => {
+            // Only the poller ends these states: make sure one runs (a runtime that shut down
+            // took the last one with it).
+            registered.ensure_polling();
+            Ok(false)
+        }
         _ => registered.status().await,
     }
 }
