@@ -30,6 +30,20 @@
 //! - [`layer`]: [`MonitorLayer`] with its fallback answers, hold mode, wake policy and
 //!   waiting page.
 //! - [`config`]: a whole monitor from JSON, with your own trigger types.
+//! - [`MinMonitor::snapshot`]: every service's state, last probe, requests and counters, to
+//!   serialize (an example serves it from an axum app: `examples/status.rs`).
+//! - [`metrics`]: the metric names and labels (feature `metrics`), and `admin`: `/metrics`,
+//!   `/status`, a status page and start/stop actions as one Tower service (feature `admin`).
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature the monitor reports through the [`metrics`](https://docs.rs/metrics)
+//! facade to whatever recorder you install: probes by result and their duration, state
+//! transitions and the current state, cold-start durations, wakes, idle stops, trigger
+//! failures by trigger, fallbacks by reason, and requests held and in flight (sampled when a
+//! snapshot is taken, so that no request pays a facade call). The table of names and labels is
+//! in [`metrics`]. Without a recorder, or without the feature, the path of a request that finds
+//! its backend cached up is the same code: it records nothing.
 //!
 //! # Example
 //!
@@ -57,12 +71,14 @@ mod deadline;
 mod error;
 mod idle;
 pub mod layer;
-mod metrics;
+pub mod metrics;
 mod monitor;
 pub mod probe;
 mod registered;
 mod service;
 mod single_flight;
+mod snapshot;
+mod stats;
 mod status;
 pub mod trigger;
 
@@ -73,6 +89,8 @@ pub use layer::{MonitorLayer, MonitorService};
 pub use monitor::MinMonitor;
 pub use probe::Probe;
 pub use service::{DEFAULT_PROBE_TIMEOUT, MonitoredService};
+pub use snapshot::{Counters, LastProbe, ServiceSnapshot, ServiceState};
+pub use stats::ProbeResult;
 pub use trigger::Trigger;
 pub use url::Url;
 

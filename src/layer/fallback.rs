@@ -124,6 +124,7 @@ pub(crate) struct Situation {
 }
 
 /// Where the service's start stands, as far as the layer knows.
+#[allow(dead_code)] // `Starting` and `Idle` come with the lifecycle's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     /// Not known: a 503 after `on_down` ran is taken to mean "starting".
