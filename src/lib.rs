@@ -66,6 +66,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod activity;
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod config;
 mod deadline;
 mod error;

@@ -30,3 +30,5 @@ pub use hold::DEFAULT_MAX_HELD;
 pub use layer::MonitorLayer;
 pub use service::MonitorService;
 pub use waiting_page::DEFAULT_WAITING_PAGE;
+#[cfg(feature = "admin")]
+pub(crate) use waiting_page::escape_into;
