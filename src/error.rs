@@ -54,6 +54,19 @@ pub enum MonitorError {
         reason: String,
     },
 
+    /// A trigger run on request ([`MinMonitor::start`](crate::MinMonitor::start),
+    /// [`MinMonitor::stop`](crate::MinMonitor::stop)) failed, timed out or panicked.
+    #[error("`{trigger}` of service {service:?} failed: {source}")]
+    Trigger {
+        /// The service.
+        service: String,
+        /// Which trigger: `on_down` or `on_idle`.
+        trigger: &'static str,
+        /// What went wrong.
+        #[source]
+        source: SharedError,
+    },
+
     /// A probe had to start but the caller is not inside a Tokio runtime.
     #[error("service {0:?} must be probed from within a Tokio runtime")]
     NoRuntime(String),

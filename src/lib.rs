@@ -16,8 +16,12 @@
 //!   clears the cached up when the grace period ends, so the grace period is honoured to about a
 //!   millisecond (later if the runtime is starved; never a stale up if the runtime shuts down).
 //! - Probing needs a Tokio runtime.
+//! - Each service is in one [`ServiceState`]: `Down`, `Starting` (its `on_down` ran, once per
+//!   cold start; the monitor polls it every 50 ms until it is up or `start_timeout` passes),
+//!   `Up`, or `Stopping` (its `on_idle` ran; nothing is forwarded until a probe finds it down).
+//!   Every trigger run is bounded by `trigger_timeout`.
 //! - The [`layer`] runs, per request: status, `always`, then `on_up` and forward, or `on_down`
-//!   (coalesced) and a 503. Errors and failing triggers are 500s; the inner service is only
+//!   (once per cold start) and a 503, or holds the request until the backend is up. Errors and failing triggers are 500s; the inner service is only
 //!   called when the backend is up.
 //!
 //! # Where things are
@@ -74,6 +78,7 @@ mod deadline;
 mod error;
 mod idle;
 pub mod layer;
+mod lifecycle;
 pub mod metrics;
 mod monitor;
 pub mod probe;
@@ -83,16 +88,22 @@ mod single_flight;
 mod snapshot;
 mod stats;
 mod status;
+mod sync;
+mod time;
 pub mod trigger;
 
 pub use activity::Activity;
 pub use error::{BoxError, MonitorError, SharedError};
 pub use futures::future::BoxFuture;
 pub use layer::{MonitorLayer, MonitorService};
+pub use lifecycle::ServiceState;
 pub use monitor::MinMonitor;
 pub use probe::Probe;
-pub use service::{DEFAULT_PROBE_TIMEOUT, MonitoredService};
-pub use snapshot::{Counters, LastProbe, ServiceSnapshot, ServiceState};
+pub use service::{
+    DEFAULT_PROBE_TIMEOUT, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, DEFAULT_TRIGGER_TIMEOUT,
+    MonitoredService,
+};
+pub use snapshot::{Counters, LastProbe, ServiceSnapshot};
 pub use stats::ProbeResult;
 pub use trigger::Trigger;
 pub use url::Url;

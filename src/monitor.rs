@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::activity::Activity;
 use crate::error::MonitorError;
 use crate::layer::MonitorLayer;
+use crate::lifecycle::ServiceState;
 use crate::registered::Registered;
 use crate::service::MonitoredService;
 use url::Url;
@@ -90,7 +91,7 @@ impl MinMonitor {
         };
         let probe_now = service.probe_on_add;
         let name = slot.key().clone();
-        let registered = slot.insert(Arc::new(Registered::new(name, service)));
+        let registered = slot.insert(Registered::new(name, service));
         if probe_now && !registered.start_probe() {
             tracing::warn!(
                 service = %registered.name,
@@ -207,6 +208,85 @@ impl MinMonitor {
     pub fn activity(&self, name: &str) -> Result<Activity, MonitorError> {
         let registered = self.lookup(name)?;
         Ok(Activity(registered.idle.as_ref().map(|idle| idle.enter())))
+    }
+
+    /// Where the service is in its life: Down, Starting, Up or Stopping. Reading it probes
+    /// nothing and runs nothing.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, ServiceState, Url};
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+    /// assert_eq!(monitor.state("app").unwrap(), ServiceState::Down);
+    /// ```
+    pub fn state(&self, name: &str) -> Result<ServiceState, MonitorError> {
+        Ok(self.lookup(name)?.state())
+    }
+
+    /// Starts the service now, as the first request to a down service would: runs `on_down`
+    /// if the service is Down (or joins the run in flight), and does nothing if it is Starting
+    /// or Up; a Stopping service is started once it is down. Fails with
+    /// [`MonitorError::Trigger`] if `on_down` fails.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, Url, trigger};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/")?;
+    /// let service = MonitoredService::new(url, Duration::from_secs(30))
+    ///     .on_down(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }));
+    /// monitor.add("app", service)?;
+    /// monitor.start("app").await?;
+    /// assert_eq!(monitor.state("app")?, ServiceState::Starting);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn start(&self, name: &str) -> Result<(), MonitorError> {
+        let registered = self.lookup(name)?;
+        registered
+            .wake()
+            .await
+            .map_err(|source| MonitorError::Trigger {
+                service: name.to_string(),
+                trigger: "on_down",
+                source,
+            })
+    }
+
+    /// Stops the service now, as its idle time passing would: if it is Up and has `on_idle`,
+    /// forgets the cached up, runs `on_idle` and answers `true` (the service is Stopping until
+    /// a probe finds it down). Answers `false` if there was nothing to stop. Fails with
+    /// [`MonitorError::Trigger`] if `on_idle` fails.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, Url, trigger};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/")?;
+    /// let stop = trigger::from_fn(|| async { Ok::<(), BoxError>(()) });
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30)).on_idle(Duration::from_secs(60), stop))?;
+    /// monitor.set_status_up("app")?;
+    /// assert!(monitor.stop("app").await?);
+    /// assert_eq!(monitor.state("app")?, ServiceState::Stopping);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn stop(&self, name: &str) -> Result<bool, MonitorError> {
+        let registered = self.lookup(name)?;
+        registered
+            .stop()
+            .await
+            .map_err(|source| MonitorError::Trigger {
+                service: name.to_string(),
+                trigger: "on_idle",
+                source,
+            })
     }
 
     /// A [`MonitorLayer`] guarding a service with the status of the one registered as `name`.

@@ -12,6 +12,16 @@ use crate::trigger::Trigger;
 /// How long a probe may take before the service counts as down, unless set otherwise.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a backend may be Starting before it counts as down again, unless set otherwise.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a backend may be Stopping before it counts as down anyway, unless set otherwise.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long any trigger the monitor runs may take before it counts as failed, unless set
+/// otherwise.
+pub const DEFAULT_TRIGGER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The definition of a monitored service: where it is, how long an up status is trusted, how it
 /// is probed, and what to run when a request finds it up or down.
 ///
@@ -42,6 +52,9 @@ pub struct MonitoredService {
     pub(crate) on_up: Option<Arc<dyn Trigger>>,
     pub(crate) always: Option<Arc<dyn Trigger>>,
     pub(crate) on_idle: Option<(Duration, Arc<dyn Trigger>)>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) trigger_timeout: Duration,
 }
 
 impl MonitoredService {
@@ -71,11 +84,16 @@ impl MonitoredService {
             on_up: None,
             always: None,
             on_idle: None,
+            start_timeout: DEFAULT_START_TIMEOUT,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            trigger_timeout: DEFAULT_TRIGGER_TIMEOUT,
         }
     }
 
-    /// Runs `trigger` for each request that finds the service down, before the fallback answer.
-    /// Concurrent runs are coalesced: requests arriving while one runs share its result.
+    /// Starts the service when a request finds it down: one run per cold start. The run takes
+    /// the service from Down to Starting; while it is Starting no request runs it again (they
+    /// get the fallback, or are held), and requests arriving while it runs share its result. A
+    /// failing run (500) takes it back to Down, so the next request tries again.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -120,12 +138,15 @@ impl MonitoredService {
         self
     }
 
-    /// Runs `trigger` once no request has been in flight through the layer for `after`: idle
+    /// Stops the service once no request has been in flight through the layer for `after`: idle
     /// shutdown. A request counts as in flight until its response body has been sent to the end
     /// or dropped, so a long download or stream keeps the backend awake. The time starts when
-    /// the last request in flight ends; the trigger runs once per idle period, in the
-    /// background (its failure is logged). Counting costs every request two atomic operations
-    /// on a shared counter, so only services with `on_idle` pay for it.
+    /// the last request in flight ends, and when the service is first seen up (a backend
+    /// already running is stopped even if no request comes). The trigger runs in the
+    /// background; the service is then Stopping: its cached up is gone at once and nothing is
+    /// forwarded to it until a probe finds it down, after which the next request wakes it
+    /// again. A failing run is logged and retried after the idle time. Counting costs every
+    /// request two atomic operations on a shared counter, so only services with `on_idle` pay.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -137,6 +158,56 @@ impl MonitoredService {
     /// ```
     pub fn on_idle(mut self, after: Duration, trigger: impl Trigger) -> Self {
         self.on_idle = Some((after, Arc::new(trigger)));
+        self
+    }
+
+    /// How long the service may be Starting (after `on_down`) before it counts as down again,
+    /// logged at warn, so that the next request may wake it again (default 60 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_monitor::{MonitoredService, Url};
+    /// # let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// let service = MonitoredService::new(url, Duration::from_secs(30))
+    ///     .start_timeout(Duration::from_secs(120));
+    /// # let _ = service;
+    /// ```
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// How long the service may be Stopping (after `on_idle`) before it counts as down anyway
+    /// (default 60 s).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_monitor::{MonitoredService, Url};
+    /// # let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// let service = MonitoredService::new(url, Duration::from_secs(30))
+    ///     .stop_timeout(Duration::from_secs(10));
+    /// # let _ = service;
+    /// ```
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
+        self
+    }
+
+    /// How long any run of a trigger (`on_down`, `on_idle`, `on_up`, `always`) may take before
+    /// it counts as failed (default 30 s). A failed `on_down` answers 500 (a held request keeps
+    /// waiting within its `max_wait`); requests that shared the run are not cut short when one
+    /// of them gives up.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_monitor::{MonitoredService, Url};
+    /// # let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// let service = MonitoredService::new(url, Duration::from_secs(30))
+    ///     .trigger_timeout(Duration::from_secs(5));
+    /// # let _ = service;
+    /// ```
+    pub fn trigger_timeout(mut self, timeout: Duration) -> Self {
+        self.trigger_timeout = timeout;
         self
     }
 
@@ -240,6 +311,9 @@ impl fmt::Debug for MonitoredService {
             .field("on_up", &self.on_up.is_some())
             .field("always", &self.always.is_some())
             .field("on_idle", &self.on_idle.as_ref().map(|(after, _)| after))
+            .field("start_timeout", &self.start_timeout)
+            .field("stop_timeout", &self.stop_timeout)
+            .field("trigger_timeout", &self.trigger_timeout)
             .finish_non_exhaustive()
     }
 }

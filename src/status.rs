@@ -41,7 +41,7 @@ impl StatusCache {
     /// Caches "up" for the grace period, starting now.
     pub(crate) fn mark_up(self: &Arc<Self>) {
         if !self.grace_period.is_zero() {
-            Deadline::arm(self, Instant::now() + self.grace_period);
+            Deadline::arm(self, crate::time::after(Instant::now(), self.grace_period));
         }
     }
 
@@ -93,6 +93,14 @@ mod tests {
         let cache = StatusCache::new(Duration::ZERO);
         cache.mark_up();
         assert!(!cache.is_up());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_grace_period_is_forever_not_a_panic() {
+        let cache = StatusCache::new(Duration::MAX);
+        cache.mark_up();
+        tokio::time::sleep(Duration::from_secs(10 * 365 * 24 * 3600)).await;
+        assert!(cache.is_up());
     }
 
     #[tokio::test(start_paused = true)]

@@ -26,6 +26,7 @@ struct Fixture {
     on_down: Arc<AtomicUsize>,
     inner: Arc<AtomicUsize>,
     server: Server,
+    monitor: Arc<MinMonitor>,
 }
 
 impl Fixture {
@@ -54,6 +55,7 @@ async fn fixture(service: MonitoredService, failing: Failing) -> Fixture {
         .layer(monitor.layer("app").unwrap());
     let server = serve(router).await;
     Fixture {
+        monitor,
         always,
         on_up,
         on_down,
@@ -223,6 +225,9 @@ async fn a_backend_that_comes_up_is_forwarded_to_from_then_on() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     up.store(true, Ordering::SeqCst);
+    // Starting now: the monitor's poller, not each request, finds the backend up.
+    let up_state = tower_monitor::ServiceState::Up;
+    wait_for_state(&app.monitor, "app", up_state, Duration::from_secs(5)).await;
     assert_eq!(get(app.server.addr, "/", &[]).await.status, StatusCode::OK);
     // Cached up now: the backend's probe says down, but the grace period holds.
     up.store(false, Ordering::SeqCst);

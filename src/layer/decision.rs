@@ -8,7 +8,9 @@ use futures::future::{BoxFuture, FutureExt};
 
 use super::FallbackReason;
 use super::hold::Hold;
+use crate::lifecycle::ServiceState;
 use crate::registered::Registered;
+use crate::trigger::run_bounded;
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +31,10 @@ pub(crate) fn decide(
     may_wake: bool,
     hold: Option<Hold>,
 ) -> BoxFuture<'static, Decision> {
-    let status = registered.status();
     let registered = Arc::clone(registered);
     let name = Arc::clone(&registered.name);
     AssertUnwindSafe(async move {
-        let up = match status.await {
+        let up = match is_up(&registered).await {
             Ok(up) => up,
             Err(error) => {
                 tracing::warn!(service = %registered.name, %error, "status unknown; answering 500");
@@ -41,9 +42,12 @@ pub(crate) fn decide(
             }
         };
         let service = &registered.service;
+        let timeout = service.trigger_timeout;
         if let Some(always) = &service.always {
-            if let Err(error) = always.trigger().await {
-                tracing::warn!(service = %registered.name, %error, "`always` trigger failed; answering 500");
+            if run_bounded(always, timeout, &registered.name, "always")
+                .await
+                .is_err()
+            {
                 return Decision::Fallback(FallbackReason::Error);
             }
         }
@@ -52,11 +56,10 @@ pub(crate) fn decide(
             if !may_wake {
                 return Decision::Fallback(FallbackReason::NotReady);
             }
-            if let Err(error) = registered.wake().await {
-                tracing::warn!(service = %registered.name, %error, "`on_down` trigger failed; answering 500");
-                return Decision::Fallback(FallbackReason::Error);
-            }
             let Some(hold) = hold else {
+                if registered.wake().await.is_err() {
+                    return Decision::Fallback(FallbackReason::Error);
+                }
                 return Decision::Fallback(FallbackReason::NotReady);
             };
             match hold.wait_until_up(&registered).await {
@@ -65,8 +68,10 @@ pub(crate) fn decide(
             }
         }
         if let Some(on_up) = &service.on_up {
-            if let Err(error) = on_up.trigger().await {
-                tracing::warn!(service = %registered.name, %error, "`on_up` trigger failed; answering 500");
+            if run_bounded(on_up, timeout, &registered.name, "on_up")
+                .await
+                .is_err()
+            {
                 return Decision::Fallback(FallbackReason::Error);
             }
         }
@@ -75,9 +80,21 @@ pub(crate) fn decide(
     .catch_unwind()
     .map(move |outcome| {
         outcome.unwrap_or_else(|_| {
-            tracing::error!(service = %name, "a trigger panicked; answering 500");
+            tracing::error!(service = %name, "the request's decision panicked; answering 500");
             Decision::Fallback(FallbackReason::Error)
         })
     })
     .boxed()
+}
+
+/// Whether to forward: a cached up; no while starting or stopping (the monitor polls the
+/// backend then, so requests do not each probe it); otherwise a probe's answer.
+async fn is_up(registered: &Registered) -> Result<bool, crate::MonitorError> {
+    if registered.cache.is_up() {
+        return Ok(true);
+    }
+    match registered.state() {
+        ServiceState::Starting | ServiceState::Stopping => Ok(false),
+        _ => registered.status().await,
+    }
 }

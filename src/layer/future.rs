@@ -31,6 +31,8 @@ pin_project! {
         // How long the request was held before being forwarded, for the `x-cold-start` header.
         // Boxed: rare, and the cached-up future should stay small.
         held: Option<Box<Duration>>,
+        // Set only when the layer checks inner answers for a gone backend.
+        gone_check: Option<Arc<Guard>>,
     }
 }
 
@@ -62,11 +64,16 @@ where
     S: Service<Request<ReqBody>>,
 {
     #[inline]
-    pub(crate) fn forward(future: S::Future, in_flight: Option<InFlight>) -> Self {
+    pub(crate) fn forward(
+        future: S::Future,
+        in_flight: Option<InFlight>,
+        gone_check: Option<Arc<Guard>>,
+    ) -> Self {
         Self {
             state: State::Forwarding { future },
             in_flight,
             held: None,
+            gone_check,
         }
     }
 
@@ -87,6 +94,7 @@ where
             },
             in_flight,
             held: None,
+            gone_check: None,
         }
     }
 }
@@ -105,6 +113,10 @@ where
             match state.as_mut().project() {
                 StateProj::Forwarding { future } => {
                     let response = ready!(future.poll(cx))?;
+                    if let Some(guard) = this.gone_check.take() {
+                        let response = if_gone(response, &guard, this.in_flight);
+                        return Poll::Ready(Ok(response));
+                    }
                     let in_flight = this.in_flight.take();
                     let mut response =
                         response.map(|body| MonitorBody::inner_in_flight(body, in_flight));
@@ -123,6 +135,9 @@ where
                     ) {
                         Settled::Forward(future, held) => {
                             *this.held = held.map(Box::new);
+                            if pending.guard.gone.is_some() {
+                                *this.gone_check = Some(Arc::clone(&pending.guard));
+                            }
                             state.set(State::Forwarding { future });
                         }
                         Settled::Answer(response) => return Poll::Ready(Ok(response)),
@@ -164,6 +179,39 @@ where
         .fallback
         .respond(&parts, reason, &guard.registered.name);
     Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
+}
+
+/// The inner answer, or the fallback if the layer's predicate says the backend is gone: then the
+/// cached up is forgotten and the backend woken, so the next request does not go to it again.
+#[cold]
+#[inline(never)]
+fn if_gone<B>(
+    response: Response<B>,
+    guard: &Guard,
+    in_flight: &mut Option<InFlight>,
+) -> Response<MonitorBody<B>> {
+    let gone = guard.gone.as_ref().is_some_and(|gone| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            gone(response.status(), response.headers(), response.extensions())
+        }))
+        .unwrap_or(false)
+    });
+    if !gone {
+        return response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()));
+    }
+    let registered = &guard.registered;
+    tracing::warn!(service = %registered.name, status = %response.status(), "the backend is gone; marking it down and waking it");
+    registered.set_status_down();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(registered.wake());
+    }
+    // The request is gone too: answer in the format its headers, copied by the proxy, ask for.
+    let mut parts = Request::new(()).into_parts().0;
+    parts.headers = response.into_parts().0.headers;
+    let answer = guard
+        .fallback
+        .respond(&parts, FallbackReason::NotReady, &registered.name);
+    answer.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take()))
 }
 
 /// Tells the client its request waited for a cold start, and for how long.

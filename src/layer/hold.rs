@@ -7,13 +7,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::FallbackReason;
+use crate::lifecycle::ServiceState;
 use crate::registered::Registered;
 
 /// How many requests may be held at once unless set otherwise.
 pub const DEFAULT_MAX_HELD: usize = 10_000;
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a held request waits before asking for a start again after `on_down` failed.
+const WAKE_RETRY: Duration = Duration::from_secs(1);
 
 /// The layer's hold settings, and how many requests it holds right now.
 #[derive(Clone, Debug)]
@@ -32,11 +33,13 @@ impl Hold {
         }
     }
 
-    /// Waits for the backend to come up: `Ok(waited)` once it is, or the answer to give.
+    /// Wakes the backend and waits for it to come up: `Ok(waited)` once it is, or the answer to
+    /// give. Both limits count from here, the run of `on_down` included: a request takes a
+    /// place before anything runs, and is answered 504 at `max_wait` whatever is still running.
     ///
-    /// Each held request re-probes with a growing backoff; probes are shared, so a crowd of
-    /// held requests costs one probe at a time. A request whose client goes away is dropped
-    /// here, and its place freed.
+    /// Held requests do not probe: the monitor polls a starting backend and wakes every waiter
+    /// at the transition to Up. A request whose client goes away is dropped here, and its
+    /// place freed.
     pub(crate) async fn wait_until_up(
         &self,
         registered: &Registered,
@@ -46,22 +49,13 @@ impl Hold {
             return Err(FallbackReason::NotReady);
         };
         let started = Instant::now();
-        let deadline = started + self.max_wait;
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(FallbackReason::Timeout);
-            }
-            tokio::time::sleep(backoff.min(deadline - now)).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            match registered.status().await {
-                Ok(true) => return Ok(started.elapsed()),
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(service = %registered.name, %error, "status unknown while holding; answering 500");
-                    return Err(FallbackReason::Error);
-                }
+        let _watching = registered.watch();
+        let max_wait = crate::time::bounded(self.max_wait);
+        match tokio::time::timeout(max_wait, until_up(registered)).await {
+            Ok(()) => Ok(started.elapsed()),
+            Err(_) => {
+                tracing::debug!(service = %registered.name, ?max_wait, "held request waited its longest; answering 504");
+                Err(FallbackReason::Timeout)
             }
         }
     }
@@ -70,6 +64,25 @@ impl Hold {
         let taken = self.held.fetch_add(1, Ordering::SeqCst);
         let place = Place(Arc::clone(&self.held));
         (taken < self.max_held).then_some(place)
+    }
+}
+
+async fn until_up(registered: &Registered) {
+    loop {
+        let changed = registered.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match registered.state() {
+            ServiceState::Up => return,
+            ServiceState::Down if registered.service.on_down.is_some() => {
+                if registered.wake().await.is_err() {
+                    tokio::time::sleep(WAKE_RETRY).await;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        changed.await;
     }
 }
 

@@ -59,6 +59,7 @@ impl MonitorLayer {
                 cached_up_forwards,
                 hold: None,
                 wake_policy: None,
+                gone: None,
             }),
         })
     }
@@ -197,6 +198,37 @@ impl MonitorLayer {
     /// ```
     pub fn waiting_page(mut self, template: impl Into<String>) -> Self {
         Arc::make_mut(&mut self.guard).fallback.page = Some(Arc::from(template.into()));
+        self
+    }
+}
+
+impl MonitorLayer {
+    /// Tells the layer which answers of the inner service mean that the backend is gone (say,
+    /// a proxy's 502 on a refused connection, marked with [`BackendGone`](super::BackendGone)).
+    /// Such an answer forgets the cached up, wakes the backend and is replaced by the fallback
+    /// (503), instead of forwarding to a dead backend for the rest of the grace period.
+    ///
+    /// Checking costs each forwarded request a reference count on the layer's shared state,
+    /// so it is off unless asked for.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// use tower_monitor::layer::BackendGone;
+    /// # let monitor = Arc::new(MinMonitor::new());
+    /// # monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::ZERO)).unwrap();
+    /// let layer = monitor.layer("app").unwrap().backend_gone_when(BackendGone::in_response);
+    /// # let _ = layer;
+    /// ```
+    pub fn backend_gone_when<F>(mut self, gone: F) -> Self
+    where
+        F: Fn(http::StatusCode, &http::HeaderMap, &http::Extensions) -> bool
+            + Send
+            + Sync
+            + 'static,
+    {
+        Arc::make_mut(&mut self.guard).gone = Some(Arc::new(gone));
         self
     }
 }

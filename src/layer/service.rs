@@ -6,9 +6,10 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::decision::Decision;
 use super::fallback::Fallback;
 use super::hold::Hold;
-use super::{MonitorBody, ResponseFuture, decision};
+use super::{FallbackReason, MonitorBody, ResponseFuture, decision};
 use crate::idle::IdleWatch;
 use crate::registered::Registered;
 use crate::status::StatusCache;
@@ -16,6 +17,10 @@ use crate::status::StatusCache;
 /// Decides whether a request may wake the backend (run `on_down`, be held).
 pub(crate) type WakePolicy =
     dyn Fn(&http::Method, &http::Uri, &http::HeaderMap) -> bool + Send + Sync;
+
+/// Decides whether an inner answer means the backend is gone.
+pub(crate) type GonePredicate =
+    dyn Fn(http::StatusCode, &http::HeaderMap, &http::Extensions) -> bool + Send + Sync;
 
 /// What every clone of a [`MonitorService`] shares: the guarded backend and the fallback.
 #[derive(Clone)]
@@ -30,6 +35,7 @@ pub(crate) struct Guard {
     pub(crate) cached_up_forwards: bool,
     pub(crate) hold: Option<Hold>,
     pub(crate) wake_policy: Option<Arc<WakePolicy>>,
+    pub(crate) gone: Option<Arc<GonePredicate>>,
 }
 
 /// Tower middleware that forwards requests to the inner service while the backend is up, and
@@ -178,23 +184,34 @@ where
         let in_flight = self.guard.idle.as_ref().map(IdleWatch::enter);
         // The hot path: one atomic load, then straight to the service that was polled ready.
         if self.guard.cached_up_forwards && self.is_cached_up() {
-            return ResponseFuture::forward(self.inner.call(request), in_flight);
+            let check = self.guard.gone.is_some().then(|| Arc::clone(&self.guard));
+            return ResponseFuture::forward(self.inner.call(request), in_flight, check);
         }
         let guard = &self.guard;
         // The ready instance goes with the request; this one is replaced by a clone that will be
         // polled ready before its own call (tower's "be careful when cloning inner services").
         let fresh = self.inner.clone();
         let ready = mem::replace(&mut self.inner, fresh);
-        let may_wake = guard
-            .wake_policy
-            .as_ref()
-            .is_none_or(|policy| policy(request.method(), request.uri(), request.headers()));
-        ResponseFuture::decide(
-            decision::decide(&guard.registered, may_wake, guard.hold.clone()),
-            ready,
-            request,
-            Arc::clone(guard),
-            in_flight,
-        )
+        let decision = match may_wake(guard, &request) {
+            Some(may_wake) => decision::decide(&guard.registered, may_wake, guard.hold.clone()),
+            None => Box::pin(std::future::ready(Decision::Fallback(
+                FallbackReason::Error,
+            ))),
+        };
+        ResponseFuture::decide(decision, ready, request, Arc::clone(guard), in_flight)
     }
+}
+
+/// The wake policy's verdict, or `None` if it panicked (answered 500, logged).
+fn may_wake<B>(guard: &Guard, request: &Request<B>) -> Option<bool> {
+    let Some(policy) = guard.wake_policy.as_ref() else {
+        return Some(true);
+    };
+    let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        policy(request.method(), request.uri(), request.headers())
+    }));
+    if verdict.is_err() {
+        tracing::error!(service = %guard.registered.name, "the wake policy panicked; answering 500");
+    }
+    verdict.ok()
 }

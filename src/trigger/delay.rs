@@ -66,7 +66,7 @@ impl Expiring for Delayed {
 }
 
 /// Runs a trigger in the background, logging its failure: nobody waits for its result.
-pub(crate) fn run_detached(trigger: Arc<dyn Trigger>, what: &'static str) {
+fn run_detached(trigger: Arc<dyn Trigger>, what: &'static str) {
     let run = async move {
         if let Err(error) = trigger.trigger().await {
             tracing::warn!(%error, "{what} failed");

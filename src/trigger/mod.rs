@@ -8,6 +8,7 @@
 //! (once calls stop for a while), [`RateLimit`] (at most N runs per period), [`Webhook`] (an HTTP
 //! request), and [`from_fn`] for your own.
 
+mod bounded;
 mod command;
 mod compound;
 mod delay;
@@ -15,10 +16,10 @@ mod from_fn;
 mod rate_limit;
 mod webhook;
 
+pub(crate) use bounded::run_bounded;
 pub use command::{Command, CommandError, DEFAULT_COMMAND_TIMEOUT};
 pub use compound::Compound;
 pub use delay::Delay;
-pub(crate) use delay::run_detached;
 pub use from_fn::{FromFn, from_fn};
 pub use rate_limit::{RateLimit, RateLimited};
 pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, Webhook, WebhookError};

@@ -179,3 +179,25 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Repl
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
+
+/// Waits until the service reaches `state`, checking every few milliseconds, for at most
+/// `within` (then fails the test, naming the state it is in).
+pub async fn wait_for_state(
+    monitor: &tower_monitor::MinMonitor,
+    name: &str,
+    state: tower_monitor::ServiceState,
+    within: Duration,
+) {
+    let give_up = tokio::time::Instant::now() + within;
+    loop {
+        let now = monitor.state(name).unwrap();
+        if now == state {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{name} never reached {state:?}; it is {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

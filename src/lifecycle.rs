@@ -1,0 +1,370 @@
+//! The life of one backend as one state machine: Down, Starting, Up, Stopping.
+//!
+//! Every change of state goes through [`Lifecycle::apply`], which looks up the transition
+//! table ([`next`]) and makes the change with one compare-and-swap. So whatever the runtime and
+//! however requests arrive, exactly one caller wins each transition: one wake per cold start
+//! (`Down → Starting`), one stop per idle period (`Up → Stopping`). What a transition sets off
+//! (running `on_down`, polling, releasing held requests, logging) is the caller's job; see
+//! `registered.rs`.
+//!
+//! ```text
+//!            wake                probed up / marked up
+//!   Down ────────────▶ Starting ──────────────────────▶ Up
+//!    ▲  ◀──────────────   │  wake failed, start timeout  │
+//!    │                    ▼                              │ idle stop
+//!    │   probed down / stop timeout                      ▼
+//!    └──────────────────────────────────────────────── Stopping
+//!        (Up → Down too, when a probe fails or the backend is marked down;
+//!         Stopping → Up when on_idle fails)
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+/// Where a monitored backend is in its life.
+///
+/// ```
+/// # use std::time::Duration;
+/// use tower_monitor::{MinMonitor, MonitoredService, ServiceState, Url};
+///
+/// let monitor = MinMonitor::new();
+/// # let url = Url::parse("http://127.0.0.1:9/").unwrap();
+/// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+/// assert_eq!(monitor.state("app").unwrap(), ServiceState::Down);
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// monitor.set_status_up("app").unwrap();
+/// assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+/// # });
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServiceState {
+    /// Not known to be up: no probe has succeeded yet, or the last one failed. The next request
+    /// that may wake it runs `on_down`.
+    Down,
+    /// `on_down` ran (or is running); the monitor polls until the backend answers, or until the
+    /// start timeout passes.
+    Starting,
+    /// A probe found it up (cached for the grace period).
+    Up,
+    /// `on_idle` ran; nothing is forwarded to it until a probe finds it down, or the stop
+    /// timeout passes.
+    Stopping,
+}
+
+impl ServiceState {
+    /// The state's name in lower case, as logs and metrics write it.
+    ///
+    /// ```
+    /// assert_eq!(tower_monitor::ServiceState::Starting.as_str(), "starting");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Down => "down",
+            Self::Starting => "starting",
+            Self::Up => "up",
+            Self::Stopping => "stopping",
+        }
+    }
+
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Starting,
+            2 => Self::Up,
+            3 => Self::Stopping,
+            _ => Self::Down,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Self::Down => 0,
+            Self::Starting => 1,
+            Self::Up => 2,
+            Self::Stopping => 3,
+        }
+    }
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to the backend, as far as the monitor can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A request (or an operator) asks for it to start.
+    Wake,
+    /// `on_down` failed, timed out or panicked.
+    WakeFailed,
+    /// Starting lasted longer than the start timeout.
+    StartTimedOut,
+    /// A probe found it up.
+    ProbedUp,
+    /// A probe found it down (or failed).
+    ProbedDown,
+    /// `set_status_up`.
+    MarkedUp,
+    /// `set_status_down`, or a forward that found the backend gone.
+    MarkedDown,
+    /// Idle long enough (or an operator asks): run `on_idle`.
+    Stop,
+    /// `on_idle` failed, timed out or panicked: the backend is presumably still running.
+    StopFailed,
+    /// Stopping lasted longer than the stop timeout.
+    StopTimedOut,
+}
+
+/// The transition table: the state `event` leads to from `state`, or `None` for no change.
+pub(crate) fn next(state: ServiceState, event: Event) -> Option<ServiceState> {
+    use Event::*;
+    use ServiceState::*;
+    match (state, event) {
+        (Down, Wake) => Some(Starting),
+        (Starting, WakeFailed | StartTimedOut) => Some(Down),
+        // A backend found up while stopping is still shutting down: it stays Stopping.
+        (Down | Starting, ProbedUp) => Some(Up),
+        (Down | Starting | Stopping, MarkedUp) => Some(Up),
+        // Starting is not ended by a failed probe: the backend is expected to be down meanwhile.
+        (Up | Stopping, ProbedDown) => Some(Down),
+        (Up | Stopping, MarkedDown) => Some(Down),
+        (Up, Stop) => Some(Stopping),
+        (Stopping, StopFailed) => Some(Up),
+        (Stopping, StopTimedOut) => Some(Down),
+        _ => None,
+    }
+}
+
+/// A change of state that happened, and how long the state before it lasted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Transition {
+    pub(crate) from: ServiceState,
+    pub(crate) to: ServiceState,
+    pub(crate) lasted: Duration,
+}
+
+/// The state of one backend, changed only through the transition table.
+pub(crate) struct Lifecycle {
+    state: AtomicU8,
+    /// When the current state began, in nanoseconds after `epoch` (for logs and snapshots).
+    since: AtomicU64,
+    epoch: Instant,
+}
+
+impl Lifecycle {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: AtomicU8::new(ServiceState::Down.to_u8()),
+            since: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> ServiceState {
+        ServiceState::from_u8(self.state.load(Ordering::SeqCst))
+    }
+
+    /// How long the current state has lasted so far.
+    pub(crate) fn lasted(&self) -> Duration {
+        let since = Duration::from_nanos(self.since.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(since)
+    }
+
+    /// Applies `event`: the transition it leads to, if any, made atomically. Of several callers
+    /// racing with the same event from the same state, exactly one gets `Some`.
+    pub(crate) fn apply(&self, event: Event) -> Option<Transition> {
+        let mut current = self.state.load(Ordering::SeqCst);
+        loop {
+            let from = ServiceState::from_u8(current);
+            let to = next(from, event)?;
+            match self.state.compare_exchange(
+                current,
+                to.to_u8(),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    let now = self.epoch.elapsed();
+                    let nanos = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+                    let began = self.since.swap(nanos, Ordering::Relaxed);
+                    let lasted = now.saturating_sub(Duration::from_nanos(began));
+                    return Some(Transition { from, to, lasted });
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Records an up that a probe (or `set_status_up`) found with `mark`, unless the state has
+    /// left Up meanwhile: then `clear` undoes it. A stop applies its transition before it clears
+    /// the cache, so whichever order the two run in, no up stays cached while Stopping.
+    pub(crate) fn cache_if_up(&self, mark: impl FnOnce(), clear: impl FnOnce()) {
+        if self.state() == ServiceState::Up {
+            mark();
+            if self.state() != ServiceState::Up {
+                clear();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use Event::*;
+    use ServiceState::*;
+
+    #[test]
+    fn one_cold_start_from_down_to_up() {
+        let life = Lifecycle::new();
+        assert_eq!(life.state(), Down);
+        assert_eq!(life.apply(Wake).map(|t| t.to), Some(Starting));
+        assert_eq!(life.apply(Wake), None, "a second wake while starting");
+        assert_eq!(
+            life.apply(ProbedDown),
+            None,
+            "failed probes do not end Starting"
+        );
+        assert_eq!(
+            life.apply(ProbedUp).map(|t| (t.from, t.to)),
+            Some((Starting, Up))
+        );
+    }
+
+    #[test]
+    fn stopping_is_left_only_by_down_or_timeout_or_failure() {
+        let life = Lifecycle::new();
+        life.apply(MarkedUp);
+        assert_eq!(life.apply(Stop).map(|t| t.to), Some(Stopping));
+        assert_eq!(
+            life.apply(ProbedUp),
+            None,
+            "still answering while it shuts down"
+        );
+        assert_eq!(life.apply(Wake), None, "woken only once it is down");
+        assert_eq!(life.apply(ProbedDown).map(|t| t.to), Some(Down));
+        life.apply(MarkedUp);
+        life.apply(Stop);
+        assert_eq!(life.apply(StopFailed).map(|t| t.to), Some(Up));
+    }
+
+    #[test]
+    fn a_failed_or_timed_out_start_is_down_again() {
+        let life = Lifecycle::new();
+        life.apply(Wake);
+        assert_eq!(life.apply(WakeFailed).map(|t| t.to), Some(Down));
+        life.apply(Wake);
+        assert_eq!(life.apply(StartTimedOut).map(|t| t.to), Some(Down));
+        assert_eq!(life.apply(StartTimedOut), None);
+    }
+
+    #[test]
+    fn concurrent_wakes_have_one_winner() {
+        let life = std::sync::Arc::new(Lifecycle::new());
+        let winners: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| usize::from(life.apply(Wake).is_some())))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(winners, 1);
+    }
+}
+
+/// Model checks of the transitions that race (run: see `src/sync.rs`).
+#[cfg(loom)]
+mod models {
+    use super::*;
+    use crate::sync::atomic::{AtomicBool, AtomicUsize};
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// Invariant: a cold start runs `on_down` once. Of wakes racing with each other and with a
+    /// failing start, a wake wins `Down → Starting` only once per time the service went back
+    /// to Down: starts ≤ 1 + failed starts.
+    #[test]
+    fn one_start_per_cold_start() {
+        loom::model(|| {
+            let life = Arc::new(Lifecycle::new());
+            let starts = Arc::new(AtomicUsize::new(0));
+            let fails = Arc::new(AtomicUsize::new(0));
+            let wakers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (life, starts) = (life.clone(), starts.clone());
+                    thread::spawn(move || {
+                        if life.apply(Event::Wake).is_some() {
+                            starts.fetch_add(1, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            let failer = {
+                let (life, fails) = (life.clone(), fails.clone());
+                thread::spawn(move || {
+                    if life.apply(Event::WakeFailed).is_some() {
+                        fails.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            };
+            for t in wakers {
+                t.join().unwrap();
+            }
+            failer.join().unwrap();
+            let (starts, fails) = (starts.load(Ordering::SeqCst), fails.load(Ordering::SeqCst));
+            assert!(starts >= 1, "someone started it");
+            assert!(starts <= 1 + fails, "{starts} starts with {fails} failures");
+        });
+    }
+
+    /// Invariant: after an idle stop and a probe that found the backend up race, no up is left
+    /// cached while the service is Stopping (requests would be forwarded to a stopping backend).
+    #[test]
+    fn no_cached_up_while_stopping() {
+        loom::model(|| {
+            let life = Arc::new(Lifecycle::new());
+            life.apply(Event::MarkedUp);
+            let cached = Arc::new(AtomicBool::new(true));
+            let probe = {
+                let (life, cached) = (life.clone(), cached.clone());
+                thread::spawn(move || {
+                    life.apply(Event::ProbedUp);
+                    life.cache_if_up(
+                        || cached.store(true, Ordering::SeqCst),
+                        || cached.store(false, Ordering::SeqCst),
+                    );
+                })
+            };
+            let stop = {
+                let (life, cached) = (life.clone(), cached.clone());
+                thread::spawn(move || {
+                    if life.apply(Event::Stop).is_some() {
+                        cached.store(false, Ordering::SeqCst);
+                    }
+                })
+            };
+            probe.join().unwrap();
+            stop.join().unwrap();
+            assert_eq!(life.state(), ServiceState::Stopping);
+            assert!(
+                !cached.load(Ordering::SeqCst),
+                "an up stayed cached while stopping"
+            );
+        });
+    }
+}
