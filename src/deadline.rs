@@ -60,6 +60,12 @@ impl Deadline {
         self.at.load(Ordering::Relaxed) != 0
     }
 
+    /// When the deadline passes, if armed (for snapshots).
+    pub(crate) fn armed_at(&self) -> Option<Instant> {
+        let at = self.at.load(Ordering::Relaxed);
+        (at != 0).then(|| self.epoch + Duration::from_nanos(at))
+    }
+
     pub(crate) fn disarm(&self) {
         self.at.store(0, Ordering::SeqCst);
     }

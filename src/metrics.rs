@@ -62,7 +62,6 @@ pub const REQUESTS_IN_FLIGHT: &str = "tower_monitor_requests_in_flight";
 
 /// The states, as the `state`, `from` and `to` labels spell them.
 #[cfg(feature = "metrics")]
-#[allow(dead_code)]
 const STATES: [&str; 4] = ["down", "starting", "up", "stopping"];
 
 /// Registers every metric's description and unit with the recorder installed now. Call it
@@ -104,8 +103,6 @@ pub fn describe() {
     );
 }
 
-// Until the lifecycle calls every recording point, some are unused.
-#[allow(dead_code)]
 #[cfg(feature = "metrics")]
 mod record {
     use super::*;

@@ -30,10 +30,10 @@ pub struct ServiceSnapshot {
     /// Its state.
     #[serde(serialize_with = "state_name")]
     pub state: crate::ServiceState,
-    /// Since when it has been in that state; `None` if it has not changed state since it was
-    /// added.
-    #[serde(serialize_with = "optional_time")]
-    pub since: Option<SystemTime>,
+    /// Since when it has been in that state (for a service still in its first state, since it
+    /// was added).
+    #[serde(serialize_with = "time")]
+    pub since: SystemTime,
     /// The last probe that finished, if any.
     pub last_probe: Option<LastProbe>,
     /// Requests in flight through the layer now; `None` for a service without `on_idle`, whose
@@ -119,7 +119,7 @@ impl MinMonitor {
 /// What one registered service reports of itself (see `Registered::observe`).
 pub(crate) struct Observed {
     pub(crate) state: crate::ServiceState,
-    pub(crate) since: Option<SystemTime>,
+    pub(crate) since: SystemTime,
     pub(crate) last_probe: Option<LastProbe>,
     pub(crate) requests_in_flight: Option<usize>,
     pub(crate) requests_held: usize,
@@ -128,21 +128,8 @@ pub(crate) struct Observed {
     pub(crate) counters: Counters,
 }
 
-/// The state as the JSON, the metrics' labels and the status page spell it.
-pub(crate) fn state_label(state: crate::ServiceState) -> &'static str {
-    use crate::ServiceState::*;
-    match state {
-        Down => "down",
-        Starting => "starting",
-        Up => "up",
-        Stopping => "stopping",
-        #[allow(unreachable_patterns)]
-        _ => "unknown",
-    }
-}
-
 fn state_name<S: Serializer>(state: &crate::ServiceState, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(state_label(*state))
+    s.serialize_str(state.as_str())
 }
 
 pub(crate) fn rfc3339(at: SystemTime) -> String {
@@ -171,36 +158,28 @@ fn optional_seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, 
     }
 }
 
-// Until the lifecycle lands: the state is what the status cache says, and nothing else is
-// recorded yet. Replaced by `Registered::observe` once the lifecycle keeps states and stats.
+/// Reads one service's lifecycle, counters and request counts.
 fn observe(registered: &crate::registered::Registered) -> Observed {
-    let state = if registered.cache.is_up() {
-        crate::ServiceState::Up
-    } else {
-        crate::ServiceState::Down
+    let (now, wall) = (tokio::time::Instant::now(), SystemTime::now());
+    // The lifecycle keeps monotonic instants; a snapshot speaks wall-clock time.
+    let wall_clock = |at: tokio::time::Instant| match at.checked_duration_since(now) {
+        Some(ahead) => wall + ahead,
+        None => wall - now.saturating_duration_since(at),
     };
+    let stats = &registered.stats;
+    let counters = stats.counters();
     Observed {
-        state,
-        since: None,
-        last_probe: None,
-        requests_in_flight: None,
-        requests_held: 0,
-        idle_deadline: None,
-        last_cold_start: None,
-        counters: Counters::default(),
+        state: registered.state(),
+        since: wall - registered.lifecycle.lasted(),
+        last_probe: stats.last_probe(),
+        requests_in_flight: registered.idle.as_ref().map(|idle| idle.in_flight()),
+        requests_held: registered.held(),
+        idle_deadline: registered
+            .idle
+            .as_ref()
+            .and_then(|idle| idle.idle_deadline())
+            .map(wall_clock),
+        last_cold_start: stats.last_cold_start(),
+        counters,
     }
-}
-
-/// Stand-in for the lifecycle's `ServiceState` until it lands (same pinned shape).
-#[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServiceState {
-    /// Not running.
-    Down,
-    /// `on_down` ran; waiting for it to come up.
-    Starting,
-    /// Up.
-    Up,
-    /// `on_idle` ran; waiting for it to go down.
-    Stopping,
 }

@@ -4,7 +4,7 @@
 //! Only events are counted here (probes, wakes, stops, failures, fallbacks), never requests
 //! that find the backend cached up: that path stays free of shared writes.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -68,13 +68,10 @@ pub(crate) struct Stats {
     fallbacks: AtomicU64,
     trigger_failures: AtomicU64,
     cold_starts: AtomicU64,
-    /// Requests held now, over every layer of the service.
-    pub(crate) held: AtomicUsize,
     last_probe: Mutex<Option<LastProbe>>,
     last_cold_start: Mutex<Option<Duration>>,
 }
 
-#[allow(dead_code)] // Until the lifecycle calls every event.
 impl Stats {
     pub(crate) fn probe(&self, service: &str, result: ProbeResult, took: Duration) {
         self.probes.fetch_add(1, Ordering::Relaxed);
@@ -129,10 +126,6 @@ impl Stats {
 
     pub(crate) fn last_cold_start(&self) -> Option<Duration> {
         *lock(&self.last_cold_start)
-    }
-
-    pub(crate) fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
     }
 }
 

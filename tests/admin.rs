@@ -13,12 +13,12 @@ use axum::routing::get as route_get;
 use common::*;
 use http::StatusCode;
 use tokio::net::TcpListener;
-use tower_monitor::{MinMonitor, MonitoredService};
+use tower_monitor::{MinMonitor, MonitoredService, ServiceState};
 
 const TOKEN: &str = "correct horse battery staple";
 
-/// "up" (a live backend, marked up) and "down" (a refused port, with an `on_down`), and the
-/// admin service on 127.0.0.1.
+/// "up" (a live backend, marked up, with an `on_idle`) and "down" (a refused port, with an
+/// `on_down`), and the admin service on 127.0.0.1.
 async fn setup() -> (
     Arc<MinMonitor>,
     SocketAddr,
@@ -31,7 +31,10 @@ async fn setup() -> (
     monitor
         .add(
             "up",
-            MonitoredService::new(backend.url(), Duration::from_secs(60)),
+            MonitoredService::new(backend.url(), Duration::from_secs(60)).on_idle(
+                Duration::from_secs(3600),
+                counting_trigger(counter(), false),
+            ),
         )
         .unwrap();
     monitor
@@ -157,7 +160,7 @@ async fn metrics_are_prometheus_text_that_promtool_accepts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_the_snapshot_as_json_matching_the_states() {
-    let (_monitor, addr, _backend, _) = setup().await;
+    let (monitor, addr, _backend, _) = setup().await;
     let reply = send(addr, "GET", "/status", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.headers["content-type"], "application/json");
@@ -168,19 +171,64 @@ async fn status_is_the_snapshot_as_json_matching_the_states() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["down", "up"], "sorted by name");
+    for service in services {
+        let name = service["name"].as_str().unwrap();
+        assert_eq!(service["state"], monitor.state(name).unwrap().as_str());
+    }
     assert_eq!(services[0]["state"], "down");
     assert_eq!(services[1]["state"], "up");
     assert!(services[0]["counters"]["probes"].is_u64());
+    assert_eq!(
+        services[1]["requests_in_flight"], 0,
+        "counted: it has on_idle"
+    );
+    assert!(
+        services[0]["requests_in_flight"].is_null(),
+        "not counted without on_idle"
+    );
+    assert!(
+        services[1]["idle_deadline"].is_string(),
+        "armed when it came up"
+    );
+
+    // Starting, as the page and the JSON both say.
+    monitor.start("down").await.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&send(addr, "GET", "/status", None).await.body).unwrap();
+    assert_eq!(json[0]["state"], "starting");
+    assert_eq!(json[0]["counters"]["wakes"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actions_need_the_token() {
-    let (_monitor, addr, _backend, _wakes) = setup().await;
+async fn actions_need_the_token_and_run_the_triggers() {
+    let (monitor, addr, _backend, wakes) = setup().await;
     for token in [None, Some("wrong"), Some("")] {
-        let reply = send(addr, "POST", "/services/down/start", token).await;
-        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token:?}");
-        assert_eq!(reply.headers["www-authenticate"], "Bearer");
+        for path in ["/services/down/start", "/services/up/stop"] {
+            let reply = send(addr, "POST", path, token).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {token:?}");
+            assert_eq!(reply.headers["www-authenticate"], "Bearer");
+        }
     }
+    assert_eq!(count(&wakes), 0, "refused actions run nothing");
+    assert_eq!(monitor.state("up").unwrap(), ServiceState::Up);
+
+    let reply = send(addr, "POST", "/services/down/start", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        r#"{"service":"down","action":"start","acted":true,"state":"starting"}"#
+    );
+    assert_eq!(count(&wakes), 1);
+    let reply = send(addr, "POST", "/services/up/stop", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(monitor.state("up").unwrap(), ServiceState::Stopping);
+    let reply = send(addr, "POST", "/services/down/stop", Some(TOKEN)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::CONFLICT,
+        "no on_idle: {}",
+        reply.body
+    );
     let reply = send(addr, "POST", "/services/nope/start", Some(TOKEN)).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     let reply = send(addr, "GET", "/services/down/start", Some(TOKEN)).await;

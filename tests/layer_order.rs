@@ -132,7 +132,11 @@ async fn failing_on_down_is_500() {
     let app = fixture(backend(false).await, failing).await;
     let reply = get(app.server.addr, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(reply.body.contains("Internal Server Error"));
+    assert!(
+        reply.body.contains("could not be started"),
+        "the waiting page says the start failed: {}",
+        reply.body
+    );
     assert!(
         !reply.body.contains("on purpose"),
         "no error text in the answer"

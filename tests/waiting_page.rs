@@ -221,3 +221,101 @@ async fn the_waiting_page_in_light_and_dark_is_centred_and_themed() {
         eprintln!("screenshot: {}", file.display());
     }
 }
+
+/// Serves a layer on `service` and answers one request (HTML unless `accept` says otherwise).
+async fn page_of(layer: tower_monitor::MonitorLayer, accept: &str) -> Reply {
+    let server = serve(
+        Router::new()
+            .route("/", route_get(|| async { "app" }))
+            .layer(layer),
+    )
+    .await;
+    get(server.addr, "/", &[("accept", accept)]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_words_are_true_in_each_case() {
+    let down = url_for(refused_addr().await);
+    let monitor = Arc::new(MinMonitor::new());
+    let no_op = || trigger::from_fn(|| async { Ok::<(), BoxError>(()) });
+    let failing = trigger::from_fn(|| async { Err::<(), BoxError>("no start for you".into()) });
+    monitor
+        .add(
+            "starting",
+            MonitoredService::new(down.clone(), Duration::ZERO).on_down(no_op()),
+        )
+        .unwrap();
+    monitor
+        .add(
+            "manual",
+            MonitoredService::new(down.clone(), Duration::ZERO),
+        )
+        .unwrap();
+    monitor
+        .add(
+            "broken",
+            MonitoredService::new(down.clone(), Duration::ZERO).on_down(failing),
+        )
+        .unwrap();
+    monitor
+        .add(
+            "slow",
+            MonitoredService::new(down, Duration::ZERO).on_down(no_op()),
+        )
+        .unwrap();
+    let html = "text/html";
+
+    let reply = page_of(monitor.layer("starting").unwrap(), html).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reply.body.contains("<h1>starting is starting</h1>"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("Started 0 s ago."), "{}", reply.body);
+
+    let reply = page_of(monitor.layer("manual").unwrap(), html).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reply.body.contains("<h1>manual is not running</h1>"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("not set up to start on demand"));
+    assert!(!reply.body.contains("is starting"));
+
+    let reply = page_of(monitor.layer("broken").unwrap(), html).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        reply.body.contains("<h1>broken could not be started</h1>"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains(r#"http-equiv="refresh""#),
+        "it tries again by itself"
+    );
+    assert!(!reply.body.contains("no start for you"), "no error text");
+    let reply = page_of(monitor.layer("broken").unwrap(), "application/json").await;
+    assert_eq!(
+        reply.body,
+        r#"{"error":"service_start_failed","status":500,"retry_after":5}"#
+    );
+
+    let held = monitor
+        .layer("slow")
+        .unwrap()
+        .hold(Duration::from_millis(200));
+    let reply = page_of(held, html).await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        reply.body.contains("<h1>slow has not started yet</h1>"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("It has been starting for 0 s."),
+        "{}",
+        reply.body
+    );
+}

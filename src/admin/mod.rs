@@ -9,8 +9,12 @@
 //! | `POST /services/{name}/start` | runs `on_down` now; needs `Authorization: Bearer <token>` |
 //! | `POST /services/{name}/stop` | runs `on_idle` now; needs `Authorization: Bearer <token>` |
 //!
-//! The actions answer 401 without the token (compared in constant time) and 404 for an unknown
-//! service. The reads need no token: serve the admin service on a loopback address (the
+//! The actions answer 401 without the token (compared in constant time), 404 for an unknown
+//! service, 409 when there is nothing to do (no such trigger, or a stop of a service that is not
+//! up), 502 when the trigger fails, and otherwise 200 with
+//! `{"service":"…","action":"start","acted":true,"state":"starting"}`. A start runs `on_down`
+//! as the first request to a down service would ([`MinMonitor::start`]); a stop runs
+//! `on_idle` as the idle time passing would ([`MinMonitor::stop`]). The reads need no token: serve the admin service on a loopback address (the
 //! gateway's default), or put it behind your own authentication.
 //!
 //! `/metrics` needs the Prometheus recorder: [`Admin::new`] installs it as the process's global
@@ -164,16 +168,50 @@ impl Admin {
         )
     }
 
+    /// Runs `on_down` (start) or `on_idle` (stop) now; answers the state it left the service in.
     async fn act(&self, name: &str, action: &str) -> Response<AdminBody> {
-        if self.monitor.lookup(name).is_err() {
+        let Ok(registered) = self.monitor.lookup(name) else {
             return text(StatusCode::NOT_FOUND, "no such service\n");
-        }
+        };
         tracing::info!(service = %name, action, "admin action asked");
-        // Needs `MinMonitor::start` / `stop` from the lifecycle.
-        text(
-            StatusCode::NOT_IMPLEMENTED,
-            "start and stop come with the lifecycle\n",
-        )
+        let outcome = if action == "start" {
+            if registered.service.on_down.is_none() {
+                return text(
+                    StatusCode::CONFLICT,
+                    "the service has no on_down to start it\n",
+                );
+            }
+            self.monitor.start(name).await.map(|()| true)
+        } else {
+            if registered.service.on_idle.is_none() {
+                return text(
+                    StatusCode::CONFLICT,
+                    "the service has no on_idle to stop it\n",
+                );
+            }
+            self.monitor.stop(name).await
+        };
+        match outcome {
+            Ok(acted) => {
+                let state = registered.state().as_str();
+                let body = format!(
+                    r#"{{"service":{},"action":"{action}","acted":{acted},"state":"{state}"}}"#,
+                    serde_json::Value::from(name)
+                );
+                // A stop of a service that is not up has nothing to do: say so with 409.
+                let status = if acted {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CONFLICT
+                };
+                with_type(status, body.into_bytes(), "application/json")
+            }
+            // The trigger's error is logged where it ran; it may hold details for the log only.
+            Err(_) => text(
+                StatusCode::BAD_GATEWAY,
+                "the trigger failed; the log says why\n",
+            ),
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::layer::escape_into;
-use crate::snapshot::{ServiceSnapshot, rfc3339, state_label};
+use crate::snapshot::{ServiceSnapshot, rfc3339};
 
 const HEAD: &str = r#"<!doctype html>
 <html lang="en">
@@ -44,25 +44,20 @@ pub(crate) fn render(services: &[ServiceSnapshot], now: SystemTime) -> String {
     let mut out = String::with_capacity(HEAD.len() + TAIL.len() + 400 * services.len());
     out.push_str(HEAD);
     for service in services {
-        let state = state_label(service.state);
+        let state = service.state.as_str();
         out.push_str("<tr><th scope=\"row\">");
         escape_into(&mut out, &service.name);
         let _ = write!(
             out,
             "</th><td class=\"state {state}\" data-state=\"{state}\">{state}</td>"
         );
-        match service.since {
-            Some(since) => {
-                let ago = now.duration_since(since).unwrap_or_default();
-                let _ = write!(
-                    out,
-                    "<td title=\"{}\">{} ago</td>",
-                    rfc3339(since),
-                    short(ago)
-                );
-            }
-            None => out.push_str("<td>added</td>"),
-        }
+        let ago = now.duration_since(service.since).unwrap_or_default();
+        let _ = write!(
+            out,
+            "<td title=\"{}\">{} ago</td>",
+            rfc3339(service.since),
+            short(ago)
+        );
         match service.last_probe {
             Some(probe) => {
                 let _ = write!(

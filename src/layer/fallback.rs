@@ -15,6 +15,8 @@ use http::{Response, StatusCode, request::Parts};
 
 use super::FallbackBody;
 use super::waiting_page::{Case, DEFAULT_WAITING_PAGE, render};
+use crate::lifecycle::ServiceState;
+use crate::registered::Registered;
 
 /// Why a request was answered by the fallback instead of the inner service.
 ///
@@ -124,10 +126,10 @@ pub(crate) struct Situation {
 }
 
 /// Where the service's start stands, as far as the layer knows.
-#[allow(dead_code)] // `Starting` and `Idle` come with the lifecycle's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// Not known: a 503 after `on_down` ran is taken to mean "starting".
+    /// Not known (or stopping, to start again once down): a 503 when the service has an
+    /// `on_down` is taken to mean "starting".
     Unknown,
     /// A start is under way and has lasted this long.
     Starting(Duration),
@@ -136,6 +138,19 @@ pub(crate) enum Phase {
 }
 
 impl Situation {
+    /// What the service's lifecycle says now.
+    fn of(registered: &Registered) -> Self {
+        let phase = match registered.state() {
+            ServiceState::Starting => Phase::Starting(registered.lifecycle.lasted()),
+            ServiceState::Stopping => Phase::Unknown,
+            _ => Phase::Idle,
+        };
+        Self {
+            can_start: registered.service.on_down.is_some(),
+            phase,
+        }
+    }
+
     /// Nothing known beyond the reason.
     pub(crate) const UNKNOWN: Self = Self {
         can_start: true,
@@ -163,24 +178,26 @@ impl Situation {
 }
 
 impl Fallback {
+    /// The answer for `reason`, in words true for where `registered` stands; counted.
     pub(crate) fn respond(
         &self,
         parts: &Parts,
         reason: FallbackReason,
-        service: &str,
+        registered: &Registered,
     ) -> Response<FallbackBody> {
-        self.respond_in(parts, reason, service, Situation::UNKNOWN)
+        let service = &*registered.name;
+        registered.stats.fallback(service, reason.as_str());
+        self.respond_in(parts, reason, service, Situation::of(registered))
     }
 
     /// The answer for `reason`, with the waiting page's words chosen from `situation`.
-    pub(crate) fn respond_in(
+    fn respond_in(
         &self,
         parts: &Parts,
         reason: FallbackReason,
         service: &str,
         situation: Situation,
     ) -> Response<FallbackBody> {
-        crate::metrics::fallback(service, reason.as_str());
         let page = self.page.as_deref().unwrap_or(DEFAULT_WAITING_PAGE);
         // A user's fallback is a callback like any trigger: its panic must not take the request
         // task (and, in some servers, the connection) down with it.
@@ -407,8 +424,12 @@ mod tests {
     #[test]
     fn the_waiting_page_escapes_the_service_name() {
         let (parts, ()) = http::Request::new(()).into_parts();
-        let response =
-            Fallback::default().respond(&parts, FallbackReason::NotReady, "<b>\"a&b\"</b>");
+        let response = Fallback::default().respond_in(
+            &parts,
+            FallbackReason::NotReady,
+            "<b>\"a&b\"</b>",
+            Situation::UNKNOWN,
+        );
         let body = futures::FutureExt::now_or_never(http_body_util::BodyExt::collect(
             response.into_body(),
         ))
