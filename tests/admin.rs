@@ -256,8 +256,32 @@ async fn the_status_page_in_chromium_lists_every_service_with_its_state() {
         eprintln!("skipped: no Chromium found (install Debian's `chromium` package)");
         return;
     };
-    let (_monitor, addr, _backend, _) = setup().await;
-    let profile = std::env::temp_dir().join(format!("tower-monitor-admin-{}", std::process::id()));
+    let (monitor, addr, _backend, _) = setup().await;
+    monitor.start("down").await.unwrap();
+    let url = format!("http://{addr}/");
+    let dom = chromium(&browser, &["--dump-dom"], &url).await;
+    assert!(dom.contains("<title>tower-monitor status</title>"), "{dom}");
+    for (name, state) in [("down", "starting"), ("up", "up")] {
+        let row = format!(
+            r#"<tr><th scope="row">{name}</th><td class="state {state}" data-state="{state}">{state}</td>"#
+        );
+        assert!(dom.contains(&row), "{row} in {dom}");
+    }
+    // Kept for a person to look at, never committed.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-status.png");
+    let _ = std::fs::remove_file(&shot);
+    let screenshot = format!("--screenshot={}", shot.display());
+    chromium(&browser, &["--window-size=1100,300", &screenshot], &url).await;
+    assert!(shot.is_file(), "a screenshot of the status page");
+}
+
+/// Runs headless Chromium on `url` with `args`; returns what it printed.
+async fn chromium(browser: &std::path::Path, args: &[&str], url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!(
+        "tower-monitor-admin-{}-{}",
+        std::process::id(),
+        args.len()
+    ));
     let run = tokio::process::Command::new(browser)
         .args([
             "--headless",
@@ -271,8 +295,8 @@ async fn the_status_page_in_chromium_lists_every_service_with_its_state() {
             "--disable-sync",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(format!("http://{addr}/"))
+        .args(args)
+        .arg(url)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(50), run)
@@ -280,12 +304,5 @@ async fn the_status_page_in_chromium_lists_every_service_with_its_state() {
         .expect("the browser run is bounded")
         .expect("chromium runs");
     let _ = std::fs::remove_dir_all(&profile);
-    let dom = String::from_utf8_lossy(&output.stdout);
-    assert!(dom.contains("<title>tower-monitor status</title>"), "{dom}");
-    for (name, state) in [("down", "down"), ("up", "up")] {
-        let row = format!(
-            r#"<tr><th scope="row">{name}</th><td class="state {state}" data-state="{state}">{state}</td>"#
-        );
-        assert!(dom.contains(&row), "{row} in {dom}");
-    }
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
