@@ -57,7 +57,10 @@ impl IdleWatch {
     }
 
     fn arm(self: &Arc<Self>) {
-        Deadline::arm(self, crate::time::after(Instant::now(), self.after));
+        Deadline::arm(
+            self,
+            crate::deadline::saturating_after(Instant::now(), self.after),
+        );
     }
 }
 

@@ -82,6 +82,7 @@ mod lifecycle;
 pub mod metrics;
 mod monitor;
 pub mod probe;
+mod redact;
 mod registered;
 mod service;
 mod single_flight;
@@ -89,7 +90,6 @@ mod snapshot;
 mod stats;
 mod status;
 mod sync;
-mod time;
 pub mod trigger;
 
 pub use activity::Activity;

@@ -158,10 +158,7 @@ impl Registered {
         let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
         let transition = on_idle
             .as_ref()
-            .and_then(|_| self.lifecycle.apply(Event::Stop));
-        if transition.is_some() {
-            self.cache.mark_down();
-        }
+            .and_then(|_| self.lifecycle.stop(|| self.cache.mark_down()));
         if let Some(transition) = transition {
             self.after(transition);
         }
@@ -339,7 +336,7 @@ impl Registered {
                 return Err(SharedError::from(crate::BoxError::from("service removed")));
             };
             let started = Instant::now();
-            let timeout = crate::time::bounded(me.service.probe_timeout);
+            let timeout = me.service.probe_timeout;
             let probe = AssertUnwindSafe(async { me.service.probe.probe(&me.service.url).await })
                 .catch_unwind();
             let result = match tokio::time::timeout(timeout, probe).await {
