@@ -1,7 +1,7 @@
 //! Metrics, through the [`metrics`](https://docs.rs/metrics) facade (cargo feature `metrics`).
 //!
 //! Install any recorder (for instance `metrics-exporter-prometheus`; the `admin` feature's
-//! [`admin`](crate::admin) service does it for you) and the monitor reports:
+//! admin service does it for you) and the monitor reports:
 //!
 //! | name | type | labels | moves when |
 //! |------|------|--------|------------|
@@ -28,7 +28,7 @@
 //! `GET /metrics`, so each scrape sees current values). With another exporter, call
 //! `snapshot()` before each export, or on a timer.
 //!
-//! [`describe`] registers each metric's description and unit with the installed recorder.
+//! `describe()` (feature `metrics`) registers each metric's description and unit with the installed recorder.
 //!
 //! ```
 //! // The names are constants, with or without the feature.
@@ -178,7 +178,6 @@ mod record {
 }
 
 /// The recording points the lifecycle, probes, triggers and the layer call at events.
-#[allow(unused_imports)]
 pub(crate) use record::{
     cold_start, fallback, idle_stop, probe, requests_now, transition, trigger_failed, wake,
 };
