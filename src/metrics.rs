@@ -28,7 +28,8 @@
 //! `GET /metrics`, so each scrape sees current values). With another exporter, call
 //! `snapshot()` before each export, or on a timer.
 //!
-//! `describe()` (feature `metrics`) registers each metric's description and unit with the installed recorder.
+//! `describe()` (feature `metrics`) registers each metric's description and unit with the
+//! installed recorder.
 //!
 //! ```
 //! // The names are constants, with or without the feature.

@@ -101,6 +101,7 @@ async fn one_fallback(monitor: &Arc<MinMonitor>) {
 async fn metrics_are_prometheus_text_that_promtool_accepts() {
     let (monitor, addr, _backend, _) = setup().await;
     one_fallback(&monitor).await;
+    assert!(monitor.reprobe("up").await.unwrap(), "a probe, timed");
     let reply = send(addr, "GET", "/metrics", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(
@@ -123,6 +124,17 @@ async fn metrics_are_prometheus_text_that_promtool_accepts() {
         "sampled at the scrape: {}",
         reply.body
     );
+    for expected in [
+        r#"tower_monitor_probe_duration_seconds_bucket{service="up",result="up",le="0.0005"}"#,
+        r#"tower_monitor_probes_total{service="up",result="up"}"#,
+        r#"tower_monitor_state{service="down",state="starting"} 1"#,
+    ] {
+        assert!(
+            reply.body.contains(expected),
+            "{expected} in {}",
+            reply.body
+        );
+    }
 
     let Some(promtool) = which("promtool") else {
         assert!(
