@@ -29,15 +29,21 @@
 //! - [`probe`]: [`probe::Tcp`] (the default), [`probe::Http`] (status and body checks, `https`
 //!   with the `rustls` feature), [`probe::Expect`] (a TCP dialogue), [`probe::from_fn`].
 //! - [`trigger`]: [`trigger::Command`], [`trigger::Compound`], [`trigger::Delay`],
-//!   [`trigger::RateLimit`], [`trigger::Webhook`], [`trigger::from_fn`]; and
-//!   [`MonitoredService::on_idle`] for idle shutdown.
+//!   [`trigger::RateLimit`], [`trigger::Webhook`], [`trigger::from_fn`]; on Unix
+//!   [`trigger::Process`], a supervised backend program, with [`trigger::Supervisor`] to stop
+//!   them all on exit; and [`MonitoredService::on_idle`] for idle shutdown.
 //! - [`layer`]: [`MonitorLayer`] with its fallback answers, hold mode, wake policy and
 //!   waiting page.
 //! - [`config`]: a whole monitor from JSON, with your own trigger types.
 //! - [`MinMonitor::snapshot`]: every service's state, last probe, requests and counters, to
-//!   serialize (an example serves it from an axum app: `examples/status.rs`).
+//!   serialize (an example serves it from an axum app: `examples/snapshot.rs`).
 //! - [`metrics`]: the metric names and labels (feature `metrics`), and `admin`: `/metrics`,
 //!   `/status`, a status page and start/stop actions as one Tower service (feature `admin`).
+//! - `proxy` (feature `proxy`): a reverse proxy as a Tower service (HTTP/1.1 and HTTP/2
+//!   cleartext upstreams, WebSocket upgrades, forwarded headers, timeouts), to put behind the
+//!   layer.
+//! - `gateway` (feature `gateway`): the start-on-demand gateway (routes, serving, graceful
+//!   shutdown) that the `tower-monitor-gateway` program runs.
 //!
 //! # Metrics
 //!
@@ -76,12 +82,18 @@ pub mod admin;
 pub mod config;
 mod deadline;
 mod error;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod gateway;
 mod idle;
 pub mod layer;
 mod lifecycle;
 pub mod metrics;
 mod monitor;
 pub mod probe;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
 mod redact;
 mod registered;
 mod service;

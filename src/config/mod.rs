@@ -68,7 +68,7 @@ mod error;
 mod probe;
 #[cfg(unix)]
 mod process;
-mod registry;
+pub(crate) mod registry;
 
 pub use error::ConfigError;
 pub use registry::{TriggerRegistry, TriggerSpec};

@@ -61,10 +61,16 @@ impl Processes {
             builder = builder.current_dir(dir);
         }
         for (key, value) in env {
-            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+            if key.is_empty() || key.contains(['=', '\0']) {
                 return Err(spec.error(
                     &format!("env.{key}"),
                     format!("{key:?} cannot be an environment variable name"),
+                ));
+            }
+            if value.contains('\0') {
+                return Err(spec.error(
+                    &format!("env.{key}"),
+                    format!("{value:?} cannot be an environment value (it holds a NUL)"),
                 ));
             }
             builder = builder.env(key, value);
@@ -94,10 +100,14 @@ impl Processes {
             builder = builder.lock_file(path);
         }
         let process = self.supervisor.supervise(builder);
-        self.by_service
+        let mut by_service = self
+            .by_service
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(service_path.to_string(), process.downgrade());
+            .unwrap_or_else(PoisonError::into_inner);
+        // Forget the processes of monitors dropped since, so the map stays as small as they are.
+        by_service.retain(|_, weak| weak.upgrade().is_some());
+        by_service.insert(service_path.to_string(), process.downgrade());
+        drop(by_service);
         Ok(Arc::new(process))
     }
 

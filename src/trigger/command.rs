@@ -34,7 +34,7 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(250);
 /// fields, each line cut at [`MAX_OUTPUT_LINE`](super::MAX_OUTPUT_LINE) bytes (then marked with
 /// [`CUT_MARKER`](super::CUT_MARKER)), so a huge line never sits in memory.
 ///
-/// On Unix the program runs in a process group of its own. The timeout bounds the whole run:
+/// On Unix the program (unless detached) runs in a process group of its own. The timeout bounds the whole run:
 /// the wait for the program *and* for its output. When it passes (or when the trigger's future is
 /// dropped before the program exits), the whole group is killed, whatever the program started
 /// included. A program that exits in time but leaves a process running that still holds its
@@ -163,7 +163,9 @@ impl Command {
     }
 
     /// Returns as soon as the program has started, leaving it running (it is reaped, and its
-    /// output logged, in the background). For a program that is the backend itself.
+    /// output logged, in the background). It stays in the caller's process group, and is started
+    /// on every trigger: for a program that is the backend itself, [`Process`](super::Process)
+    /// (Unix) starts it once and stops it.
     ///
     /// ```
     /// let backend = tower_monitor::trigger::Command::new("my-server").arg("--port=8081").detached();
@@ -186,8 +188,12 @@ impl Command {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(!self.detached);
+        // A detached program stays in our group: nothing here times it out, and a Ctrl-C in
+        // the terminal then ends it with us instead of leaving it running.
         #[cfg(unix)]
-        command.process_group(0);
+        if !self.detached {
+            command.process_group(0);
+        }
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
         }
@@ -199,9 +205,7 @@ impl Command {
 
     async fn run(self) -> Result<(), CommandError> {
         let name = self.name();
-        let deadline = Instant::now()
-            .checked_add(self.timeout)
-            .unwrap_or_else(far_future);
+        let deadline = crate::deadline::saturating_after(Instant::now(), self.timeout);
         let mut child = self.spawn()?;
         let source = Source {
             program: Arc::from(name.as_str()),
@@ -321,7 +325,3 @@ impl Drop for GroupGuard {
     }
 }
 
-/// A deadline for "practically never", when `now + timeout` does not fit in an `Instant`.
-pub(crate) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}

@@ -41,6 +41,8 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// - **Never orphaned.** When the last handle to it is dropped, or the runtime reaping it shuts
 ///   down, the group is killed (SIGKILL). A [`Supervisor`] stops all of its processes gracefully,
 ///   for a program's orderly exit.
+/// - **Once across programs, if asked.** With a [`lock_file`](ProcessBuilder::lock_file), of
+///   several supervisors (two gateways sharing a configuration) only one runs the program.
 /// - **Logged.** Its stdout and stderr go to `tracing` at info (see
 ///   [`output_level`](ProcessBuilder::output_level)), line by line with the `service`,
 ///   `program` and `stream` fields, each line cut at [`MAX_OUTPUT_LINE`](super::MAX_OUTPUT_LINE).
@@ -115,6 +117,8 @@ struct Shared {
 #[derive(Default)]
 struct State {
     running: Option<Running>,
+    /// The exit of the program started last, running or not.
+    latest: Option<tokio::sync::watch::Receiver<run::Exit>>,
     starts: u64,
 }
 
@@ -199,8 +203,9 @@ impl Process {
         stop::stop(&self.shared, grace).await
     }
 
-    /// Resolves once the running program has exited and been reaped, with its exit status
-    /// (`None` if it was not running, or its status could not be read).
+    /// Resolves once the program started last has exited and been reaped (at once if it has
+    /// already), with its exit status; `None` if it was never started, or its status could not
+    /// be read.
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -211,8 +216,8 @@ impl Process {
     /// # }
     /// ```
     pub async fn exited(&self) -> Option<ExitStatus> {
-        let running = self.shared.lock().running.clone()?;
-        running.exited().await
+        let latest = self.shared.lock().latest.clone()?;
+        run::exited(latest).await
     }
 
     /// A trigger that stops this process, for `on_idle` (see [`ProcessStop`]).

@@ -37,15 +37,19 @@ impl Running {
 
     /// Resolves once the program has exited and been reaped.
     pub(super) async fn exited(&self) -> Option<ExitStatus> {
-        let mut exit = self.exit.clone();
-        // A watcher gone without a word was dropped with its runtime, after killing the group.
-        match exit.wait_for(|exit| matches!(exit, Exit::Exited(_))).await {
-            Ok(exit) => match *exit {
-                Exit::Exited(status) => status,
-                Exit::Running => None,
-            },
-            Err(_) => None,
-        }
+        exited(self.exit.clone()).await
+    }
+}
+
+/// Resolves once the run `exit` watches has exited and been reaped, with its status.
+pub(super) async fn exited(mut exit: watch::Receiver<Exit>) -> Option<ExitStatus> {
+    // A watcher gone without a word was dropped with its runtime, after killing the group.
+    match exit.wait_for(|exit| matches!(exit, Exit::Exited(_))).await {
+        Ok(exit) => match *exit {
+            Exit::Exited(status) => status,
+            Exit::Running => None,
+        },
+        Err(_) => None,
     }
 }
 
@@ -130,13 +134,22 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         output::forward(err, source, Stream::Stderr, None);
     }
     let (exit_tx, exit) = watch::channel(Exit::Running);
+    state.latest = Some(exit.clone());
     state.running = Some(Running {
         pid,
         exit,
         stopping: false,
         _lock: lock.map(Arc::new),
     });
-    tokio::spawn(watch_exit(Arc::downgrade(shared), child, pid, exit_tx));
+    // Made here, not in the task: a task dropped before its first poll must kill the group too.
+    let guard = KillGroupOnDrop(Some((Arc::downgrade(shared), pid)));
+    tokio::spawn(watch_exit(
+        Arc::downgrade(shared),
+        child,
+        pid,
+        exit_tx,
+        guard,
+    ));
     Ok(())
 }
 
@@ -146,8 +159,8 @@ async fn watch_exit(
     mut child: Child,
     pid: u32,
     exit_tx: watch::Sender<Exit>,
+    guard: KillGroupOnDrop,
 ) {
-    let guard = KillGroupOnDrop(Some((shared.clone(), pid)));
     let status = child.wait().await.ok();
     guard.disarm();
     if let Some(shared) = shared.upgrade() {

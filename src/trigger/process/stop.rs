@@ -75,9 +75,7 @@ pub(super) async fn stop(
         pid,
         reason,
     };
-    let deadline = Instant::now()
-        .checked_add(grace)
-        .unwrap_or_else(crate::trigger::command::far_future);
+    let deadline = crate::deadline::saturating_after(Instant::now(), grace);
     tracing::info!(service = shared.service(), program = %shared.program, pid, ?grace,
         "stopping the backend program (SIGTERM)");
     group::signal(pid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
