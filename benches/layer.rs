@@ -2,6 +2,10 @@
 //! bare service and an ordinary tower layer.
 //!
 //! Run: cargo bench --bench layer
+//!
+//! With `--features metrics`, `monitor_up_with_recorder` runs the same cached-up request with
+//! a metrics recorder installed: the cached-up path records nothing, so it costs the same as
+//! `monitor_up` (and `monitor_up` costs the same with and without the feature).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -49,6 +53,19 @@ fn layer(c: &mut Criterion) {
     group.bench_function("concurrency_limit", |b| {
         b.iter(|| black_box(one_request(&mut limited)))
     });
+    #[cfg(feature = "metrics")]
+    {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("the first recorder of this process");
+        group.bench_function("monitor_up_with_recorder", |b| {
+            b.iter(|| black_box(one_request(&mut monitored)))
+        });
+        // Nothing was recorded on the way: the cached-up path makes no facade call.
+        assert!(snapshotter.snapshot().into_vec().is_empty());
+    }
     group.finish();
 }
 

@@ -39,6 +39,16 @@ impl IdleWatch {
         InFlight(Arc::clone(self))
     }
 
+    /// Requests in flight now (for snapshots).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When `on_idle` runs if no request comes first (for snapshots).
+    pub(crate) fn idle_deadline(&self) -> Option<Instant> {
+        self.idle_until.armed_at()
+    }
+
     /// Starts the idle time now, unless a request is in flight (its end will start it).
     pub(crate) fn arm_if_idle(self: &Arc<Self>) {
         if self.in_flight.load(Ordering::SeqCst) == 0 {

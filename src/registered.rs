@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use crate::error::{MonitorError, SharedError};
 use crate::idle::IdleWatch;
 use crate::lifecycle::{Event, Lifecycle, ServiceState, Transition};
-use crate::metrics;
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
+use crate::stats::{ProbeResult, Stats};
 use crate::status::StatusCache;
 use crate::trigger::run_bounded;
 
@@ -29,6 +29,8 @@ pub(crate) struct Registered {
     pub(crate) service: MonitoredService,
     pub(crate) cache: Arc<StatusCache>,
     pub(crate) lifecycle: Lifecycle,
+    /// Counts and last events, for snapshots and metrics.
+    pub(crate) stats: Stats,
     /// Requests in flight through the layer, when the service has `on_idle`.
     pub(crate) idle: Option<Arc<IdleWatch>>,
     me: Weak<Registered>,
@@ -58,6 +60,7 @@ impl Registered {
             name: name.into(),
             cache: StatusCache::new(service.grace_period),
             lifecycle: Lifecycle::new(),
+            stats: Stats::default(),
             idle: service
                 .on_idle
                 .as_ref()
@@ -154,14 +157,12 @@ impl Registered {
     ) -> futures::future::BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
-        let name = Arc::clone(&self.name);
         async move {
-            metrics::wake(&name);
-            let result = run_bounded(&on_down, timeout, &name, "on_down").await;
+            let Some(me) = me else { return Ok(()) };
+            me.stats.wake(&me.name);
+            let result = run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await;
             if result.is_err() {
-                if let Some(me) = me {
-                    me.apply(Event::WakeFailed);
-                }
+                me.apply(Event::WakeFailed);
             }
             result
         }
@@ -189,8 +190,8 @@ impl Registered {
             let (Some(on_idle), Some(_), Some(me)) = (on_idle, transition, me) else {
                 return Ok(false);
             };
-            metrics::idle_stop(&me.name);
-            match run_bounded(&on_idle, timeout, &me.name, "on_idle").await {
+            me.stats.idle_stop(&me.name);
+            match run_bounded(&on_idle, timeout, &me.stats, &me.name, "on_idle").await {
                 Ok(()) => Ok(true),
                 Err(error) => {
                     me.apply(Event::StopFailed);
@@ -214,6 +215,11 @@ impl Registered {
         Watching(self)
     }
 
+    /// Requests held now, waiting for the backend to come up (for snapshots).
+    pub(crate) fn held(&self) -> usize {
+        self.watchers.load(Ordering::Relaxed)
+    }
+
     /// A future that completes at the next transition. Create it before checking the state, so
     /// a transition between the check and the wait is not missed.
     pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
@@ -234,7 +240,7 @@ impl Registered {
         match (from, to) {
             (ServiceState::Starting, ServiceState::Up) => {
                 tracing::info!(service = name, "{name} came up after {secs:.2} s starting");
-                metrics::cold_start(name, lasted);
+                self.stats.cold_start(name, lasted);
             }
             (ServiceState::Starting, ServiceState::Down) => tracing::warn!(
                 service = name,
@@ -245,7 +251,7 @@ impl Registered {
             }
             _ => tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}"),
         }
-        metrics::transition(name, from.as_str(), to.as_str());
+        crate::metrics::transition(name, from.as_str(), to.as_str());
         self.changed.notify_waiters();
         match to {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
@@ -387,11 +393,16 @@ impl Registered {
             match &result {
                 Ok(up) => {
                     tracing::debug!(service = %me.name, up, ?elapsed, "probe finished");
-                    metrics::probe(&me.name, if *up { "up" } else { "down" }, elapsed);
+                    let result = if *up {
+                        ProbeResult::Up
+                    } else {
+                        ProbeResult::Down
+                    };
+                    me.stats.probe(&me.name, result, elapsed);
                 }
                 Err(error) => {
                     tracing::warn!(service = %me.name, %error, ?elapsed, "probe failed");
-                    metrics::probe(&me.name, "error", elapsed);
+                    me.stats.probe(&me.name, ProbeResult::Error, elapsed);
                 }
             }
             if let Ok(true) = result {

@@ -46,9 +46,15 @@ pub(crate) fn decide(
         let service = &registered.service;
         let timeout = service.trigger_timeout;
         if let Some(always) = &service.always {
-            if run_bounded(always, timeout, &registered.name, "always")
-                .await
-                .is_err()
+            if run_bounded(
+                always,
+                timeout,
+                &registered.stats,
+                &registered.name,
+                "always",
+            )
+            .await
+            .is_err()
             {
                 return Decision::Fallback(FallbackReason::Error);
             }
@@ -60,7 +66,7 @@ pub(crate) fn decide(
             }
             let Some(hold) = hold else {
                 if registered.wake().await.is_err() {
-                    return Decision::Fallback(FallbackReason::Error);
+                    return Decision::Fallback(FallbackReason::StartFailed);
                 }
                 return Decision::Fallback(FallbackReason::NotReady);
             };
@@ -70,7 +76,7 @@ pub(crate) fn decide(
             }
         }
         if let Some(on_up) = &service.on_up {
-            if run_bounded(on_up, timeout, &registered.name, "on_up")
+            if run_bounded(on_up, timeout, &registered.stats, &registered.name, "on_up")
                 .await
                 .is_err()
             {

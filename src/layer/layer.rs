@@ -180,10 +180,12 @@ impl MonitorLayer {
         self
     }
 
-    /// Replaces the waiting page (the HTML answer while the backend starts). `{service}` (the
-    /// service's name) and `{retry_after}` (seconds) are the only substitutions, HTML-escaped.
-    /// Keep a `<meta http-equiv="refresh" content="{retry_after}">` for the page to turn into
-    /// the app by itself; see [`DEFAULT_WAITING_PAGE`](super::DEFAULT_WAITING_PAGE).
+    /// Replaces the waiting page (the HTML answer while the backend starts, did not start, or
+    /// is not set up to start). `{service}` (the service's name), `{retry_after}` (seconds),
+    /// `{waited}` (seconds the start has lasted), `{case}`, `{title}` and `{message}` are
+    /// replaced, HTML-escaped; see [`DEFAULT_WAITING_PAGE`](super::DEFAULT_WAITING_PAGE) for
+    /// what each holds. Keep a `<meta http-equiv="refresh" content="{retry_after}">` for the
+    /// page to turn into the app by itself.
     ///
     /// ```
     /// # use std::sync::Arc;
