@@ -168,9 +168,10 @@ fn observe(registered: &crate::registered::Registered) -> Observed {
     };
     let stats = &registered.stats;
     let counters = stats.counters();
+    let (state, lasted) = registered.lifecycle.snapshot();
     Observed {
-        state: registered.state(),
-        since: wall - registered.lifecycle.lasted(),
+        state,
+        since: wall - lasted,
         last_probe: stats.last_probe(),
         requests_in_flight: registered.idle.as_ref().map(|idle| idle.in_flight()),
         requests_held: registered.held(),

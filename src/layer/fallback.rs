@@ -140,9 +140,9 @@ pub(crate) enum Phase {
 impl Situation {
     /// What the service's lifecycle says now.
     fn of(registered: &Registered) -> Self {
-        let phase = match registered.state() {
-            ServiceState::Starting => Phase::Starting(registered.lifecycle.lasted()),
-            ServiceState::Stopping => Phase::Unknown,
+        let phase = match registered.lifecycle.snapshot() {
+            (ServiceState::Starting, lasted) => Phase::Starting(lasted),
+            (ServiceState::Stopping, _) => Phase::Unknown,
             _ => Phase::Idle,
         };
         Self {
