@@ -54,7 +54,9 @@
 //!   method, path, status, milliseconds to the response head, service, and cold-start
 //!   milliseconds when the request was held.
 //!
-//! Every field is checked before anything starts; an error names the field's path.
+//! A backend that refuses or drops a connection while cached up is marked down by its layer
+//! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered as for a
+//! down backend. Every field is checked before anything starts; an error names the field's path.
 //!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;
