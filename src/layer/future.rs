@@ -114,7 +114,12 @@ where
                 StateProj::Forwarding { future } => {
                     let response = ready!(future.poll(cx))?;
                     if let Some(guard) = this.gone_check.take() {
-                        let response = if_gone(response, &guard, this.in_flight);
+                        let mut response = if_gone(response, &guard, this.in_flight);
+                        if let Some(held) = this.held.take() {
+                            if !response.body().is_fallback() {
+                                mark_cold_start(&mut response, *held);
+                            }
+                        }
                         return Poll::Ready(Ok(response));
                     }
                     let in_flight = this.in_flight.take();
