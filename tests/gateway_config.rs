@@ -300,3 +300,38 @@ fn a_waiting_page_path_is_taken_from_the_configuration_files_folder() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_gone_while_cached_up_is_a_503_and_a_wake_not_a_502() {
+    let backend = common::refused_addr().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "60s",
+                 "on_down": {{ "type": "start" }} }} }} }}"#
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gateway = Gateway::from_config(&config, &registry(runs.clone(), backend)).unwrap();
+    let monitor = gateway.monitor().clone();
+    // The monitor believes the backend up (for a whole minute), but nothing listens there.
+    monitor.set_status_up("app").unwrap();
+    let (addr, _stop) = serve(gateway).await;
+    let grpc = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "content-type: application/grpc",
+        &format!("http://{addr}/pkg.Service/Call"),
+    ])
+    .await;
+    assert!(
+        grpc.starts_with("HTTP/2 200"),
+        "a gRPC status, not a 502: {grpc}"
+    );
+    assert!(grpc.contains("grpc-status: 14"), "{grpc}");
+    assert_ne!(
+        monitor.state("app").unwrap(),
+        tower_monitor::ServiceState::Up
+    );
+    let reply = curl(&[&format!("http://{addr}/")]).await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "woken once");
+}

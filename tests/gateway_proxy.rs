@@ -234,7 +234,7 @@ async fn a_refused_connection_is_a_502_carrying_backend_gone() {
     assert_eq!(response.status(), 502);
     assert_eq!(
         response.extensions().get::<BackendGone>(),
-        Some(&BackendGone)
+        Some(&BackendGone::new())
     );
 }
 

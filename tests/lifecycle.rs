@@ -381,7 +381,7 @@ async fn a_forward_that_finds_the_backend_gone_marks_it_down_and_wakes_it() {
     let service = layer.layer(tower::service_fn(|_req: Request<()>| async {
         let mut response = Response::new(Full::<Bytes>::from("bad gateway"));
         *response.status_mut() = StatusCode::BAD_GATEWAY;
-        response.extensions_mut().insert(BackendGone);
+        response.extensions_mut().insert(BackendGone::new());
         Ok::<_, Infallible>(response)
     }));
     let response = service.oneshot(Request::new(())).await.unwrap();

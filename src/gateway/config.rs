@@ -11,7 +11,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ConfigError, DurationValue, registry::parse_at};
-use crate::layer::BackendGone;
 use crate::proxy::{ForwardedHeaders, Proxy};
 use crate::{MinMonitor, MonitorLayer};
 
@@ -215,12 +214,11 @@ fn layer(
     at: &str,
     base_dir: Option<&Path>,
 ) -> Result<MonitorLayer, ConfigError> {
-    // A refused or reset connection (the proxy's `BackendGone`) marks the backend down and is
-    // answered like any request to a down backend.
+    // A refused or reset forward marks the backend down and wakes it (a 503, not a bare 502).
     let mut layer = monitor
         .layer(name)
         .map_err(|e| ConfigError::new(at, e.to_string()))?
-        .backend_gone_when(BackendGone::in_response);
+        .backend_gone_when(crate::layer::BackendGone::in_response);
     if let Some(hold) = &settings.hold {
         layer = layer.hold(hold.max_wait.0);
         if let Some(max_held) = hold.max_held {

@@ -112,15 +112,12 @@ where
         loop {
             match state.as_mut().project() {
                 StateProj::Forwarding { future } => {
-                    let response = ready!(future.poll(cx))?;
+                    let mut response = ready!(future.poll(cx))?;
                     if let Some(guard) = this.gone_check.take() {
-                        let mut response = if_gone(response, &guard, this.in_flight);
-                        if let Some(held) = this.held.take() {
-                            if !response.body().is_fallback() {
-                                mark_cold_start(&mut response, *held);
-                            }
-                        }
-                        return Poll::Ready(Ok(response));
+                        response = match if_gone(response, &guard, this.in_flight) {
+                            Ok(inner) => inner,
+                            Err(fallback) => return Poll::Ready(Ok(*fallback)),
+                        };
                     }
                     let in_flight = this.in_flight.take();
                     let mut response =
@@ -186,7 +183,7 @@ where
     Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
 }
 
-/// The inner answer, or the fallback if the layer's predicate says the backend is gone: then the
+/// The inner answer (`Ok`), or the fallback if the layer's predicate says the backend is gone: then the
 /// cached up is forgotten and the backend woken, so the next request does not go to it again.
 #[cold]
 #[inline(never)]
@@ -194,7 +191,7 @@ fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
     in_flight: &mut Option<InFlight>,
-) -> Response<MonitorBody<B>> {
+) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
     let gone = guard.gone.as_ref().is_some_and(|gone| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             gone(response.status(), response.headers(), response.extensions())
@@ -202,7 +199,7 @@ fn if_gone<B>(
         .unwrap_or(false)
     });
     if !gone {
-        return response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()));
+        return Ok(response);
     }
     let registered = &guard.registered;
     tracing::warn!(service = %registered.name, status = %response.status(), "the backend is gone; marking it down and waking it");
@@ -210,13 +207,17 @@ fn if_gone<B>(
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(registered.wake());
     }
-    // The request is gone too: answer in the format its headers, copied by the proxy, ask for.
+    // The request is gone too: answer in the format its headers (kept by the marker) ask for.
     let mut parts = Request::new(()).into_parts().0;
-    parts.headers = response.into_parts().0.headers;
+    if let Some(marker) = response.extensions().get::<super::BackendGone>() {
+        parts.headers = marker.request_headers().clone();
+    }
     let answer = guard
         .fallback
         .respond(&parts, FallbackReason::NotReady, &registered.name);
-    answer.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take()))
+    Err(Box::new(answer.map(|body| {
+        MonitorBody::fallback_in_flight(body, in_flight.take())
+    })))
 }
 
 /// Tells the client its request waited for a cold start, and for how long.

@@ -46,7 +46,7 @@ impl Failure {
     }
 
     /// The answer to the client: a short text, never the backend's address or the error.
-    pub(crate) fn response(self) -> Response<ProxyBody> {
+    pub(crate) fn response(self, request_headers: &http::HeaderMap) -> Response<ProxyBody> {
         let (status, text) = match self {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
             Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
@@ -61,7 +61,9 @@ impl Failure {
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self == Self::Gone {
-            response.extensions_mut().insert(BackendGone);
+            response
+                .extensions_mut()
+                .insert(BackendGone::for_request(request_headers));
         }
         response
     }
@@ -99,10 +101,10 @@ mod tests {
 
     #[test]
     fn a_gone_backend_is_a_502_with_the_marker_and_a_timeout_a_504_without() {
-        let gone = Failure::Gone.response();
+        let gone = Failure::Gone.response(&http::HeaderMap::new());
         assert_eq!(gone.status(), StatusCode::BAD_GATEWAY);
         assert!(gone.extensions().get::<BackendGone>().is_some());
-        let late = Failure::Timeout.response();
+        let late = Failure::Timeout.response(&http::HeaderMap::new());
         assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(late.extensions().get::<BackendGone>().is_none());
     }

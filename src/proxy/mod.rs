@@ -158,6 +158,14 @@ where
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         self.prepare(&mut request, upgrade);
         let (method, uri) = (request.method().clone(), request.uri().clone());
+        // What the layer's fallback needs to answer in the request's format, should it fail.
+        let format = [http::header::ACCEPT, http::header::CONTENT_TYPE].map(|name| {
+            request
+                .headers()
+                .get(&name)
+                .cloned()
+                .map(|value| (name, value))
+        });
 
         let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
         let failure = match sent.await {
@@ -185,7 +193,7 @@ where
                 Failure::Timeout
             }
         };
-        failure.response()
+        failure.response(&format.into_iter().flatten().collect())
     }
 
     /// Rewrites the request for the backend: URI, version and headers.
@@ -265,7 +273,7 @@ where
                     service = %self.service(),
                     "backend switched protocols unasked"
                 );
-                Failure::Other.response()
+                Failure::Other.response(&http::HeaderMap::new())
             }
             (false, _) => {
                 headers::remove_hop_by_hop(&mut parts.headers, false);

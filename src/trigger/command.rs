@@ -324,4 +324,3 @@ impl Drop for GroupGuard {
         self.kill_now();
     }
 }
-
