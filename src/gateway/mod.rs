@@ -48,8 +48,9 @@
 //!   `connect_timeout` and `response_timeout` (504 past them); `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
 //!   `Host`.
-//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight; then
-//!   the backend programs started by `process` triggers are stopped.
+//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
+//!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
+//!   are stopped.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`):
 //!   method, path, status, milliseconds to the response head, service, and cold-start
 //!   milliseconds when the request was held.
