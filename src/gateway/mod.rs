@@ -48,13 +48,16 @@
 //!   `connect_timeout` and `response_timeout` (504 past them); `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
 //!   `Host`.
-//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight; then
-//!   the backend programs started by `process` triggers are stopped.
+//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
+//!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
+//!   are stopped.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`):
 //!   method, path, status, milliseconds to the response head, service, and cold-start
 //!   milliseconds when the request was held.
 //!
-//! Every field is checked before anything starts; an error names the field's path.
+//! A backend that refuses or drops a connection while cached up is marked down by its layer
+//! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered as for a
+//! down backend. Every field is checked before anything starts; an error names the field's path.
 //!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;
