@@ -73,12 +73,14 @@
 //! # }
 //! ```
 
+mod admin;
 pub mod cli;
 mod config;
 mod demo;
 mod router;
 mod serve;
 
+pub use admin::DEFAULT_ADMIN_LISTEN;
 pub use config::DEFAULT_SHUTDOWN_GRACE;
 pub use router::{GatewayBody, Router};
 pub use serve::shutdown_signal;
@@ -103,6 +105,8 @@ pub struct Gateway {
     router: Router,
     listen: SocketAddr,
     shutdown_grace: Duration,
+    /// The admin listener, when the configuration has an `admin` section.
+    admin: Option<admin::AdminSettings>,
     /// The programs the configuration's `process` triggers start: stopped on the way out.
     #[cfg(unix)]
     supervisor: crate::trigger::Supervisor,
@@ -155,6 +159,7 @@ impl Gateway {
         let mut document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
         let spec = GatewaySpec::take(&mut document)?;
+        let admin = admin::AdminSettings::take(&mut document)?;
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let routes = spec.routes(&monitor, base_dir)?;
         Ok(Self {
@@ -162,6 +167,7 @@ impl Gateway {
             shutdown_grace: spec.shutdown_grace(),
             router: Router::new(routes, spec.access_log),
             monitor,
+            admin,
             #[cfg(unix)]
             supervisor: registry.supervisor().clone(),
         })
@@ -197,8 +203,38 @@ impl Gateway {
     /// requests finished and all programs stopped.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let router = self.router.clone();
+        let admin = match self.serve_admin().await {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::error!(%error, "the admin service cannot listen");
+                return false;
+            }
+        };
         let drained = serve::serve(listener, router, shutdown, self.shutdown_grace).await;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         drained && self.stop_programs().await
+    }
+
+    /// Where the admin service listens, if the configuration has one.
+    pub fn admin_listen(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|admin| admin.listen)
+    }
+
+    /// Starts the admin service (`/metrics`, `/status`, the status page, start / stop) if
+    /// configured; it ends with the gateway.
+    async fn serve_admin(&self) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+        let Some(settings) = &self.admin else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(settings.listen).await?;
+        let (monitor, token) = (Arc::clone(&self.monitor), settings.token.clone());
+        Ok(Some(tokio::spawn(async move {
+            if let Err(error) = crate::admin::serve(listener, monitor, token).await {
+                tracing::error!(%error, "the admin service stopped");
+            }
+        })))
     }
 
     #[cfg(unix)]
