@@ -55,6 +55,9 @@ mod activity;
 pub mod config;
 mod deadline;
 mod error;
+#[cfg(feature = "fleet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+pub mod fleet;
 mod idle;
 pub mod layer;
 mod lifecycle;

@@ -1,0 +1,341 @@
+//! [`Member`]: one service's part in the fleet: its lease, its activity, and what the other
+//! replicas' announcements do to its local state.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
+
+use super::lease::{Attempt, Kind, Lease};
+use super::shared::Shared;
+use crate::error::SharedError;
+use crate::lifecycle::{Event, ServiceState, Transition};
+use crate::registered::Registered;
+
+pub(crate) struct Member {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) service: Weak<Registered>,
+    pub(crate) name: Arc<str>,
+    pub(crate) idle_after: Option<Duration>,
+    /// The lease this replica holds for this service, if any.
+    pub(crate) lease: Mutex<Option<Lease>>,
+    /// Busy periods open (in-flight went 0→1 and not yet back); never below 0.
+    busy: AtomicUsize,
+    /// When the last busy period ended (fleet nanoseconds; 0: never).
+    last_end: AtomicU64,
+    /// The end last published, and when activity was last published.
+    sent_end: AtomicU64,
+    last_sent: AtomicU64,
+    /// A busy period began and its activity is due at once.
+    kicked: AtomicBool,
+    /// Until when another replica is known to be stopping the backend (fleet nanoseconds).
+    remote_stopping_until: AtomicU64,
+    /// Whether a task watches the lease to take the start over if its holder vanishes.
+    following: AtomicBool,
+    pub(crate) lease_changed: Notify,
+}
+
+impl Member {
+    pub(crate) fn new(shared: Arc<Shared>, registered: &Arc<Registered>) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            service: Arc::downgrade(registered),
+            name: Arc::clone(&registered.name),
+            idle_after: registered.service.on_idle.as_ref().map(|(after, _)| *after),
+            lease: Mutex::new(None),
+            busy: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+            sent_end: AtomicU64::new(0),
+            last_sent: AtomicU64::new(0),
+            kicked: AtomicBool::new(false),
+            remote_stopping_until: AtomicU64::new(0),
+            following: AtomicBool::new(false),
+            lease_changed: Notify::new(),
+        })
+    }
+
+    /// A cold start: `run` (the local `on_down`) runs only if this replica takes the lease, or
+    /// if Redis cannot be reached (then each replica starts on its own: serving wins). If another
+    /// replica holds the lease, this one waits for its up, and takes over if the lease expires.
+    pub(crate) fn wake(
+        self: &Arc<Self>,
+        run: BoxFuture<'static, Result<(), SharedError>>,
+    ) -> BoxFuture<'static, Result<(), SharedError>> {
+        let me = Arc::clone(self);
+        async move {
+            match me.try_lease(Kind::Starting, false).await {
+                Attempt::Taken => {
+                    let state = me.service.upgrade().map(|r| r.state());
+                    if state != Some(ServiceState::Starting) {
+                        // Up (announced by another replica) while the lease was being taken.
+                        me.release(message_for(state.unwrap_or(ServiceState::Down)));
+                        return Ok(());
+                    }
+                    run.await
+                }
+                Attempt::Unavailable => run.await,
+                Attempt::Held { wait } | Attempt::Busy { wait } => {
+                    tracing::debug!(service = %me.name, "fleet: another replica holds the lease; waiting for its start");
+                    me.follow(wait);
+                    Ok(())
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// A stop: runs `on_idle` only under the lease and, for an idle stop, only if no replica
+    /// has been active for the idle time. When that cannot be shown (Redis unreachable, another
+    /// replica busy or holding the lease), the backend stays up and the idle time starts over.
+    pub(crate) fn stop(
+        self: &Arc<Self>,
+        registered: Arc<Registered>,
+        idle_check: bool,
+    ) -> BoxFuture<'static, Result<bool, SharedError>> {
+        let me = Arc::clone(self);
+        async move {
+            if registered.state() != ServiceState::Up || me.idle_after.is_none() {
+                return Ok(false);
+            }
+            match me.try_lease(Kind::Stopping, idle_check).await {
+                Attempt::Taken => {
+                    let stopped = registered.stop_locally().await;
+                    if let Ok(false) = stopped {
+                        // Nothing to stop after all: free the lease, saying where it is.
+                        me.release(message_for(registered.state()));
+                    }
+                    stopped
+                }
+                refused => {
+                    tracing::debug!(service = %me.name, ?refused, "fleet: the fleet is not idle (or cannot show it); staying up");
+                    if idle_check {
+                        if let Some(idle) = &registered.idle {
+                            idle.arm_if_idle();
+                        }
+                    }
+                    Ok(false)
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// Called at every local transition: a start or stop this replica led has ended, so its
+    /// lease is freed and the new state announced.
+    pub(crate) fn transition(&self, transition: Transition) {
+        let Transition { from, to, .. } = transition;
+        if matches!(from, ServiceState::Starting | ServiceState::Stopping) {
+            let message = match (from, to) {
+                (ServiceState::Stopping, ServiceState::Up) => "resumed",
+                _ => message_for(to),
+            };
+            self.release(message);
+        }
+    }
+
+    /// While another replica stops the backend, a probe that still finds it answering does
+    /// not count as up (it is shutting down).
+    pub(crate) fn filter_probe(
+        &self,
+        result: Result<bool, crate::BoxError>,
+    ) -> Result<bool, crate::BoxError> {
+        match result {
+            Ok(true) if self.remote_stopping() => {
+                tracing::debug!(service = %self.name, "fleet: answering, but another replica is stopping it; not up");
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
+    /// A local probe found the backend up: the other replicas cache it too.
+    pub(crate) fn probed_up(&self) {
+        let Some(registered) = self.service.upgrade() else {
+            return;
+        };
+        if registered.state() != ServiceState::Up || !self.shared.store.is_up() {
+            return;
+        }
+        let message = format!("up {} {}", self.shared.store.replica, self.name);
+        let shared = Arc::clone(&self.shared);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { shared.store.publish(message).await });
+        }
+    }
+
+    /// The in-flight count went 0→1 (`busy`) or 1→0. No Redis call here: the heartbeat
+    /// publishes, at once when a busy period begins and nothing was published lately.
+    pub(crate) fn activity(&self, busy: bool) {
+        let now = self.shared.now();
+        if busy {
+            self.busy.fetch_add(1, Ordering::SeqCst);
+            let Some(after) = self.idle_after else { return };
+            let since = now.saturating_sub(self.last_sent.load(Ordering::Relaxed));
+            if Duration::from_nanos(since) > after / 2 && !self.kicked.swap(true, Ordering::SeqCst)
+            {
+                self.shared.kick.notify_one();
+            }
+        } else {
+            let _ = self
+                .busy
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            self.last_end.store(now, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether this service's activity is due at `now`: `Some(age)` of the activity to publish.
+    ///
+    /// Busy: "now", at least every quarter of the idle time. Idle: the end of the last busy
+    /// period, once. `republish`: everything again (Redis forgot it).
+    pub(crate) fn due(&self, now: u64, republish: bool) -> Option<Duration> {
+        let after = self.idle_after?;
+        let kicked = self.kicked.swap(false, Ordering::SeqCst);
+        if self.busy.load(Ordering::SeqCst) > 0 {
+            let since = now.saturating_sub(self.last_sent.load(Ordering::SeqCst));
+            let due = republish || kicked || Duration::from_nanos(since) >= after / 4;
+            return due.then_some(Duration::ZERO);
+        }
+        let end = self.last_end.load(Ordering::SeqCst);
+        let due = end != 0 && (republish || end > self.sent_end.load(Ordering::SeqCst));
+        due.then(|| Duration::from_nanos(now.saturating_sub(end)))
+    }
+
+    /// Publishes the activity [`due`](Self::due) found; remembers it only if Redis took it.
+    pub(crate) async fn publish_activity(&self, now: u64, age: Duration) {
+        let Some(after) = self.idle_after else { return };
+        let keep = after * 2 + Duration::from_secs(60);
+        if self.shared.store.touch(&self.name, age, keep).await {
+            self.last_sent.store(now, Ordering::SeqCst);
+            let end = now.saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
+            self.sent_end.fetch_max(end, Ordering::SeqCst);
+        }
+    }
+
+    /// An announcement from another replica.
+    pub(crate) fn on_message(self: &Arc<Self>, kind: &str, from: &str) {
+        let Some(registered) = self.service.upgrade() else {
+            return;
+        };
+        tracing::debug!(service = %self.name, kind, from, "fleet: announcement");
+        match kind {
+            "starting" => {
+                self.set_remote_stopping(None);
+                if registered.apply(Event::Wake).is_some() {
+                    self.follow(self.shared.lease_ttl);
+                }
+            }
+            "stopping" => {
+                self.set_remote_stopping(Some(self.shared.lease_ttl));
+                registered.cache.mark_down();
+                registered.apply(Event::Stop);
+            }
+            "up" => {
+                if !self.remote_stopping() {
+                    registered.apply(Event::ProbedUp);
+                    registered.cache_up_if_still_up();
+                }
+            }
+            "resumed" => {
+                self.set_remote_stopping(None);
+                registered.apply(Event::MarkedUp);
+                registered.cache_up_if_still_up();
+            }
+            "down" => {
+                let was_stopping = self.remote_stopping();
+                self.set_remote_stopping(None);
+                match registered.state() {
+                    ServiceState::Stopping => {
+                        registered.apply(Event::ProbedDown);
+                    }
+                    // A start led elsewhere failed: down here too, so the next request may
+                    // wake it again (unless this replica waits to start it after a stop).
+                    ServiceState::Starting if !was_stopping && !self.holds_lease() => {
+                        registered.apply(Event::WakeFailed);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        self.lease_changed.notify_one();
+    }
+
+    fn holds_lease(&self) -> bool {
+        self.lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    pub(crate) fn remote_stopping(&self) -> bool {
+        let until = self.remote_stopping_until.load(Ordering::SeqCst);
+        until != 0 && self.shared.now() < until
+    }
+
+    pub(crate) fn set_remote_stopping(&self, lasting: Option<Duration>) {
+        let until = lasting.map_or(0, |lasting| {
+            let lasting = u64::try_from(lasting.as_nanos()).unwrap_or(u64::MAX);
+            self.shared.now().saturating_add(lasting)
+        });
+        self.remote_stopping_until.store(until, Ordering::SeqCst);
+    }
+
+    /// Watches the lease while this replica waits for another's start: if the lease is freed
+    /// or expires (its holder crashed) while the service is still starting here, this replica
+    /// takes it and runs `on_down`. One watcher per service.
+    pub(crate) fn follow(self: &Arc<Self>, first_wait: Duration) {
+        if self.following.swap(true, Ordering::SeqCst) {
+            self.lease_changed.notify_one();
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.following.store(false, Ordering::SeqCst);
+            return;
+        };
+        let member = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut wait = first_wait;
+            loop {
+                let Some(me) = member.upgrade() else { return };
+                let starting = || {
+                    me.service
+                        .upgrade()
+                        .is_some_and(|r| r.state() == ServiceState::Starting)
+                };
+                if !starting() {
+                    break me.following.store(false, Ordering::SeqCst);
+                }
+                let _ = tokio::time::timeout(wait, me.lease_changed.notified()).await;
+                if !starting() {
+                    break me.following.store(false, Ordering::SeqCst);
+                }
+                match me.try_lease(Kind::Starting, false).await {
+                    Attempt::Taken => {
+                        me.following.store(false, Ordering::SeqCst);
+                        let run = me.service.upgrade().and_then(|r| r.on_down_run());
+                        if let Some(run) = run {
+                            tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
+                            let _ = run.await;
+                        }
+                        return;
+                    }
+                    Attempt::Held { wait: next } | Attempt::Busy { wait: next } => wait = next,
+                    Attempt::Unavailable => wait = me.shared.tick(),
+                }
+            }
+        });
+    }
+}
+
+/// The announcement of a lease freed in `state`.
+fn message_for(state: ServiceState) -> &'static str {
+    match state {
+        ServiceState::Up => "up",
+        ServiceState::Starting => "starting",
+        ServiceState::Stopping => "stopping",
+        _ => "down",
+    }
+}
