@@ -13,19 +13,22 @@ use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigge
 const GRACE: Duration = Duration::from_secs(2);
 const HOLD: Option<Duration> = Some(Duration::from_secs(10));
 
-/// Three replicas of the fleet `prefix`, each with the same service in front of `backend`.
-fn three(redis: &RedisServer, backend: &Arc<Backend>, idle: Duration) -> Vec<Arc<MinMonitor>> {
-    ["a", "b", "c"]
+/// Three replicas of the fleet "t", each with the same service in front of `backend`, all
+/// listening.
+async fn three(redis: &RedisServer, backend: &Arc<Backend>, idle: Duration) -> Vec<Arc<MinMonitor>> {
+    let replicas = ["a", "b", "c"]
         .into_iter()
         .map(|id| replica(fleet(&redis.url(), "t", id), service(backend, idle, GRACE)))
-        .collect()
+        .collect();
+    redis.wait_for_listeners("t", 3).await;
+    replicas
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_herd_spread_over_three_replicas_starts_the_backend_once() {
     let Some(redis) = RedisServer::start().await else { return };
     let backend = Backend::new(Duration::from_millis(500)).await;
-    let replicas = three(&redis, &backend, Duration::from_secs(60));
+    let replicas = three(&redis, &backend, Duration::from_secs(60)).await;
 
     // 90 requests, round-robin over the replicas, arriving over about half a second.
     let mut herd = Vec::new();
@@ -49,7 +52,7 @@ async fn a_stream_on_one_replica_keeps_the_fleet_from_stopping_then_one_stop() {
     let idle = Duration::from_millis(600);
     let backend = Backend::new(Duration::ZERO).await;
     backend.start_now().await;
-    let replicas = three(&redis, &backend, idle);
+    let replicas = three(&redis, &backend, idle).await;
     for monitor in &replicas {
         monitor.set_status_up("app").unwrap();
     }
@@ -76,7 +79,7 @@ async fn an_idle_fleet_stops_once_and_a_later_request_starts_it_once() {
     let idle = Duration::from_millis(500);
     let backend = Backend::new(Duration::from_millis(200)).await;
     backend.start_now().await;
-    let replicas = three(&redis, &backend, idle);
+    let replicas = three(&redis, &backend, idle).await;
     for monitor in &replicas {
         assert_eq!(request(monitor, None, 1).await, 200);
     }
@@ -117,6 +120,7 @@ async fn redis_killed_mid_run_serves_on_local_state_and_stops_nothing_until_it_i
             replica(fleet(&redis.url(), "t", id), service)
         })
         .collect();
+    redis.wait_for_listeners("t", 3).await;
     for monitor in &replicas {
         assert_eq!(request(monitor, None, 1).await, 200);
     }
@@ -168,6 +172,7 @@ async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_ex
         .unwrap();
     let b = replica(fleet(&redis.url(), "t", "b"), service(&backend, Duration::from_secs(60), GRACE));
     let c = replica(fleet(&redis.url(), "t", "c"), service(&backend, Duration::from_secs(60), GRACE));
+    redis.wait_for_listeners("t", 3).await;
 
     let a_request = Arc::clone(&a);
     runtime_a.spawn(async move { request(&a_request, None, 1).await });
@@ -195,4 +200,69 @@ async fn without_redis_at_all_a_replica_serves_and_starts_on_its_own() {
     let answer = tokio::time::timeout(Duration::from_secs(5), request(&monitor, HOLD, 1));
     assert_eq!(answer.await.unwrap(), 200);
     assert_eq!(backend.starts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_up_found_by_one_replica_is_used_by_the_others_without_probing() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let backend = Backend::new(Duration::ZERO).await;
+    backend.start_now().await;
+    let replicas = three(&redis, &backend, Duration::from_secs(60)).await;
+    // Replica a probes (one connection to the backend) and announces the up.
+    assert_eq!(request(&replicas[0], None, 1).await, 200);
+    assert_eq!(backend.accepts(), 1);
+    assert!(
+        eventually(Duration::from_secs(5), || replicas
+            .iter()
+            .all(|m| state(m) == ServiceState::Up))
+        .await
+    );
+    for monitor in &replicas[1..] {
+        assert_eq!(request(monitor, None, 1).await, 200);
+    }
+    assert_eq!(backend.accepts(), 1, "b and c forwarded on a's up, without probing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
+    let Some(redis) = RedisServer::start().await else { return };
+    let backend = Backend::new(Duration::ZERO).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let opened = Arc::clone(&gate);
+    // a's on_down waits for the test, then fails: a's start ends (Starting → Down) and it tries
+    // to free its lease and announce "down".
+    let failing = MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+        let opened = Arc::clone(&opened);
+        async move {
+            opened.notified().await;
+            Err::<(), BoxError>("boot failed".into())
+        }
+    }));
+    let a = replica(fleet(&redis.url(), "t", "a"), failing);
+    let b = replica(fleet(&redis.url(), "t", "b"), service(&backend, Duration::from_secs(60), GRACE));
+    redis.wait_for_listeners("t", 2).await;
+
+    let a_request = Arc::clone(&a);
+    let first = tokio::spawn(async move { request(&a_request, None, 1).await });
+    let lease = ["GET", "t:svc:app:lease"];
+    let mine = |reply: &Option<String>| reply.as_deref().is_some_and(|r| r.contains("starting:1:a"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !mine(&redis.command(&lease).await) {
+        assert!(std::time::Instant::now() < deadline, "a never took the lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(eventually(Duration::from_secs(5), || state(&b) == ServiceState::Starting).await);
+
+    // Meanwhile a's lease "expired" and replica z took the next one (token 2).
+    redis.command(&["SET", "t:svc:app:fence", "2"]).await.unwrap();
+    redis.command(&["SET", "t:svc:app:lease", "starting:2:z", "PX", "60000"]).await.unwrap();
+
+    gate.notify_one();
+    assert_eq!(first.await.unwrap(), 500, "a's on_down failed");
+    assert!(eventually(Duration::from_secs(5), || state(&a) == ServiceState::Down).await);
+    // a's release was refused: z's lease stands, and b heard no "down" from a.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = redis.command(&lease).await.unwrap();
+    assert!(held.contains("starting:2:z"), "the lease is {held:?}");
+    assert_eq!(state(&b), ServiceState::Starting, "b believed a late holder's announcement");
 }

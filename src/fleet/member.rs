@@ -173,9 +173,9 @@ impl Member {
         if busy {
             self.busy.fetch_add(1, Ordering::SeqCst);
             let Some(after) = self.idle_after else { return };
-            let since = now.saturating_sub(self.last_sent.load(Ordering::Relaxed));
-            if Duration::from_nanos(since) > after / 2 && !self.kicked.swap(true, Ordering::SeqCst)
-            {
+            let sent = self.last_sent.load(Ordering::Relaxed);
+            let quiet = sent == 0 || Duration::from_nanos(now.saturating_sub(sent)) > after / 2;
+            if quiet && !self.kicked.swap(true, Ordering::SeqCst) {
                 self.shared.kick.notify_one();
             }
         } else {

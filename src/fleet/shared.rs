@@ -59,6 +59,8 @@ impl Shared {
                 .insert(name, Arc::downgrade(&member));
         }
         super::IN_USE.store(true, Ordering::Relaxed);
+        // The heartbeat may be waiting out the longer interval it read before this service.
+        self.kick.notify_one();
     }
 
     pub(crate) fn member(&self, service: &str) -> Option<Arc<Member>> {

@@ -108,16 +108,35 @@ impl RedisServer {
             reply.extend_from_slice(&buffer[..n]);
             let text = String::from_utf8_lossy(&reply);
             if let Some(rest) = text.strip_prefix('$') {
-                let (len, body) = rest.split_once("\r\n")?;
-                let len: usize = len.parse().ok()?;
-                if body.len() >= len + 2 {
-                    break;
+                let Some((len, body)) = rest.split_once("\r\n") else {
+                    continue;
+                };
+                // `$-1`: nil, complete as it is.
+                if len.parse::<usize>().is_ok_and(|len| body.len() < len + 2) {
+                    continue;
                 }
+                break;
             } else if text.ends_with("\r\n") {
                 break;
             }
         }
         Some(String::from_utf8_lossy(&reply).into_owned())
+    }
+
+    /// Waits (bounded) until `n` replicas listen on the fleet `prefix`'s channel, so that none
+    /// misses the announcements a test makes happen next.
+    pub async fn wait_for_listeners(&self, prefix: &str, n: usize) {
+        let channel = format!("{prefix}:events");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = self.command(&["PUBSUB", "NUMSUB", &channel]).await.unwrap_or_default();
+            let count = reply.lines().find_map(|line| line.strip_prefix(':')?.parse().ok());
+            if count.unwrap_or(0_usize) >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the replicas did not subscribe: {reply:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Calls per command since the server started (`INFO commandstats`).
@@ -158,6 +177,8 @@ pub struct Backend {
     task: Mutex<Option<JoinHandle<()>>>,
     pub starts: AtomicUsize,
     pub stops: AtomicUsize,
+    /// Connections accepted: each TCP probe is one.
+    pub accepts: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -169,6 +190,7 @@ impl Backend {
             task: Mutex::new(None),
             starts: AtomicUsize::new(0),
             stops: AtomicUsize::new(0),
+            accepts: Arc::default(),
         })
     }
 
@@ -180,6 +202,7 @@ impl Backend {
     pub fn start(self: &Arc<Self>) {
         self.starts.fetch_add(1, Ordering::SeqCst);
         let me = Arc::clone(self);
+        let accepts = Arc::clone(&self.accepts);
         let task = tokio::spawn(async move {
             tokio::time::sleep(me.boot).await;
             let listener = loop {
@@ -189,6 +212,7 @@ impl Backend {
                 }
             };
             while let Ok((stream, _)) = listener.accept().await {
+                accepts.fetch_add(1, Ordering::SeqCst);
                 drop(stream);
             }
         });
@@ -200,8 +224,10 @@ impl Backend {
     /// Listens from now on, without counting a start (a backend running before the test).
     pub async fn start_now(self: &Arc<Self>) {
         let listener = TcpListener::bind(self.addr).await.unwrap();
+        let accepts = Arc::clone(&self.accepts);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepts.fetch_add(1, Ordering::SeqCst);
                 drop(stream);
             }
         });
@@ -219,6 +245,10 @@ impl Backend {
 
     pub fn starts(&self) -> usize {
         self.starts.load(Ordering::SeqCst)
+    }
+
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
     }
 
     pub fn stops(&self) -> usize {
