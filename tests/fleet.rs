@@ -15,7 +15,11 @@ const HOLD: Option<Duration> = Some(Duration::from_secs(10));
 
 /// Three replicas of the fleet "t", each with the same service in front of `backend`, all
 /// listening.
-async fn three(redis: &RedisServer, backend: &Arc<Backend>, idle: Duration) -> Vec<Arc<MinMonitor>> {
+async fn three(
+    redis: &RedisServer,
+    backend: &Arc<Backend>,
+    idle: Duration,
+) -> Vec<Arc<MinMonitor>> {
     let replicas = ["a", "b", "c"]
         .into_iter()
         .map(|id| replica(fleet(&redis.url(), "t", id), service(backend, idle, GRACE)))
@@ -26,7 +30,9 @@ async fn three(redis: &RedisServer, backend: &Arc<Backend>, idle: Duration) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_herd_spread_over_three_replicas_starts_the_backend_once() {
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let backend = Backend::new(Duration::from_millis(500)).await;
     let replicas = three(&redis, &backend, Duration::from_secs(60)).await;
 
@@ -34,11 +40,17 @@ async fn a_herd_spread_over_three_replicas_starts_the_backend_once() {
     let mut herd = Vec::new();
     for i in 0..90 {
         let monitor = Arc::clone(&replicas[i % 3]);
-        herd.push(tokio::spawn(async move { request(&monitor, HOLD, 1).await }));
+        herd.push(tokio::spawn(
+            async move { request(&monitor, HOLD, 1).await },
+        ));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for answer in herd {
-        assert_eq!(answer.await.unwrap(), 200, "every held request is forwarded");
+        assert_eq!(
+            answer.await.unwrap(),
+            200,
+            "every held request is forwarded"
+        );
     }
     assert_eq!(backend.starts(), 1, "one on_down across the fleet");
     for monitor in &replicas {
@@ -48,7 +60,9 @@ async fn a_herd_spread_over_three_replicas_starts_the_backend_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_on_one_replica_keeps_the_fleet_from_stopping_then_one_stop() {
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let idle = Duration::from_millis(600);
     let backend = Backend::new(Duration::ZERO).await;
     backend.start_now().await;
@@ -69,13 +83,19 @@ async fn a_stream_on_one_replica_keeps_the_fleet_from_stopping_then_one_stop() {
     tokio::time::sleep(idle * 4).await;
     assert_eq!(backend.stops(), 1, "one stop across the fleet");
     for monitor in &replicas {
-        assert_ne!(state(monitor), ServiceState::Up, "a replica still believes it up");
+        assert_ne!(
+            state(monitor),
+            ServiceState::Up,
+            "a replica still believes it up"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_fleet_stops_once_and_a_later_request_starts_it_once() {
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let idle = Duration::from_millis(500);
     let backend = Backend::new(Duration::from_millis(200)).await;
     backend.start_now().await;
@@ -109,7 +129,9 @@ async fn an_idle_fleet_stops_once_and_a_later_request_starts_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_mid_run_serves_on_local_state_and_stops_nothing_until_it_is_back() {
-    let Some(mut redis) = RedisServer::start().await else { return };
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
     let idle = Duration::from_millis(500);
     let backend = Backend::new(Duration::ZERO).await;
     backend.start_now().await;
@@ -130,7 +152,11 @@ async fn redis_killed_mid_run_serves_on_local_state_and_stops_nothing_until_it_i
     for round in 0..6 {
         for monitor in &replicas {
             let answer = tokio::time::timeout(Duration::from_secs(2), request(monitor, None, 1));
-            assert_eq!(answer.await.expect("a request waited on Redis"), 200, "round {round}");
+            assert_eq!(
+                answer.await.expect("a request waited on Redis"),
+                200,
+                "round {round}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -150,7 +176,9 @@ async fn redis_killed_mid_run_serves_on_local_state_and_stops_nothing_until_it_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_expires() {
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let backend = Backend::new(Duration::from_millis(100)).await;
 
     // Replica a runs on its own runtime; its on_down starts and never finishes.
@@ -161,24 +189,39 @@ async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_ex
         .unwrap();
     let a_started = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&a_started);
-    let hanging = MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
-        counted.fetch_add(1, Ordering::SeqCst);
-        std::future::pending::<Result<(), BoxError>>()
-    }));
+    let hanging =
+        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<(), BoxError>>()
+        }));
     let url = redis.url();
     let a = runtime_a
         .spawn(async move { replica(fleet(&url, "t", "a"), hanging) })
         .await
         .unwrap();
-    let b = replica(fleet(&redis.url(), "t", "b"), service(&backend, Duration::from_secs(60), GRACE));
-    let c = replica(fleet(&redis.url(), "t", "c"), service(&backend, Duration::from_secs(60), GRACE));
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
+    let c = replica(
+        fleet(&redis.url(), "t", "c"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
     redis.wait_for_listeners("t", 3).await;
 
     let a_request = Arc::clone(&a);
     runtime_a.spawn(async move { request(&a_request, None, 1).await });
-    assert!(eventually(Duration::from_secs(5), || a_started.load(Ordering::SeqCst) == 1).await);
+    assert!(
+        eventually(Duration::from_secs(5), || a_started.load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
     // b and c learn that a is starting it, and do not start it themselves.
-    assert!(eventually(Duration::from_secs(5), || state(&b) == ServiceState::Starting).await);
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await
+    );
     assert_eq!(request(&c, None, 1).await, 503);
     assert_eq!(backend.starts(), 0);
 
@@ -196,7 +239,10 @@ async fn without_redis_at_all_a_replica_serves_and_starts_on_its_own() {
     // Nothing listens on this port: Redis is down from the start.
     let url = format!("redis://127.0.0.1:{}/", free_port().await);
     let backend = Backend::new(Duration::from_millis(100)).await;
-    let monitor = replica(fleet(&url, "t", "alone"), service(&backend, Duration::from_secs(60), GRACE));
+    let monitor = replica(
+        fleet(&url, "t", "alone"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
     let answer = tokio::time::timeout(Duration::from_secs(5), request(&monitor, HOLD, 1));
     assert_eq!(answer.await.unwrap(), 200);
     assert_eq!(backend.starts(), 1);
@@ -204,7 +250,9 @@ async fn without_redis_at_all_a_replica_serves_and_starts_on_its_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_up_found_by_one_replica_is_used_by_the_others_without_probing() {
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let backend = Backend::new(Duration::ZERO).await;
     backend.start_now().await;
     let replicas = three(&redis, &backend, Duration::from_secs(60)).await;
@@ -220,42 +268,66 @@ async fn an_up_found_by_one_replica_is_used_by_the_others_without_probing() {
     for monitor in &replicas[1..] {
         assert_eq!(request(monitor, None, 1).await, 200);
     }
-    assert_eq!(backend.accepts(), 1, "b and c forwarded on a's up, without probing");
+    assert_eq!(
+        backend.accepts(),
+        1,
+        "b and c forwarded on a's up, without probing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
-    let Some(redis) = RedisServer::start().await else { return };
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
     let backend = Backend::new(Duration::ZERO).await;
     let gate = Arc::new(tokio::sync::Notify::new());
     let opened = Arc::clone(&gate);
     // a's on_down waits for the test, then fails: a's start ends (Starting → Down) and it tries
     // to free its lease and announce "down".
-    let failing = MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
-        let opened = Arc::clone(&opened);
-        async move {
-            opened.notified().await;
-            Err::<(), BoxError>("boot failed".into())
-        }
-    }));
+    let failing =
+        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+            let opened = Arc::clone(&opened);
+            async move {
+                opened.notified().await;
+                Err::<(), BoxError>("boot failed".into())
+            }
+        }));
     let a = replica(fleet(&redis.url(), "t", "a"), failing);
-    let b = replica(fleet(&redis.url(), "t", "b"), service(&backend, Duration::from_secs(60), GRACE));
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
     redis.wait_for_listeners("t", 2).await;
 
     let a_request = Arc::clone(&a);
     let first = tokio::spawn(async move { request(&a_request, None, 1).await });
     let lease = ["GET", "t:svc:app:lease"];
-    let mine = |reply: &Option<String>| reply.as_deref().is_some_and(|r| r.contains("starting:1:a"));
+    let mine =
+        |reply: &Option<String>| reply.as_deref().is_some_and(|r| r.contains("starting:1:a"));
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !mine(&redis.command(&lease).await) {
-        assert!(std::time::Instant::now() < deadline, "a never took the lease");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never took the lease"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(eventually(Duration::from_secs(5), || state(&b) == ServiceState::Starting).await);
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await
+    );
 
     // Meanwhile a's lease "expired" and replica z took the next one (token 2).
-    redis.command(&["SET", "t:svc:app:fence", "2"]).await.unwrap();
-    redis.command(&["SET", "t:svc:app:lease", "starting:2:z", "PX", "60000"]).await.unwrap();
+    redis
+        .command(&["SET", "t:svc:app:fence", "2"])
+        .await
+        .unwrap();
+    redis
+        .command(&["SET", "t:svc:app:lease", "starting:2:z", "PX", "60000"])
+        .await
+        .unwrap();
 
     gate.notify_one();
     assert_eq!(first.await.unwrap(), 500, "a's on_down failed");
@@ -264,5 +336,9 @@ async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let held = redis.command(&lease).await.unwrap();
     assert!(held.contains("starting:2:z"), "the lease is {held:?}");
-    assert_eq!(state(&b), ServiceState::Starting, "b believed a late holder's announcement");
+    assert_eq!(
+        state(&b),
+        ServiceState::Starting,
+        "b believed a late holder's announcement"
+    );
 }

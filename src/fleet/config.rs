@@ -112,6 +112,8 @@ mod tests {
             .prefix("two words")
             .validate()
             .unwrap_err();
-        assert!(matches!(err, FleetError::Invalid { field: "fleet.prefix", ref value, .. } if value == "two words"));
+        assert!(
+            matches!(err, FleetError::Invalid { field: "fleet.prefix", ref value, .. } if value == "two words")
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! [`Member`]: one service's part in the fleet: its lease, its activity, and what the other
 //! replicas' announcements do to its local state.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
+use super::activity::Activity;
 use super::lease::{Attempt, Kind, Lease};
 use super::shared::Shared;
 use crate::error::SharedError;
@@ -22,15 +23,10 @@ pub(crate) struct Member {
     pub(crate) idle_after: Option<Duration>,
     /// The lease this replica holds for this service, if any.
     pub(crate) lease: Mutex<Option<Lease>>,
-    /// Busy periods open (in-flight went 0→1 and not yet back); never below 0.
-    busy: AtomicUsize,
-    /// When the last busy period ended (fleet nanoseconds; 0: never).
-    last_end: AtomicU64,
-    /// The end last published, and when activity was last published.
-    sent_end: AtomicU64,
-    last_sent: AtomicU64,
-    /// A busy period began and its activity is due at once.
-    kicked: AtomicBool,
+    /// This replica's activity on the service (with `on_idle` only).
+    pub(crate) activity: Option<Activity>,
+    /// Whether a stop is to be tried again when the fleet could be idle.
+    retrying: AtomicBool,
     /// Until when another replica is known to be stopping the backend (fleet nanoseconds).
     remote_stopping_until: AtomicU64,
     /// Whether a task watches the lease to take the start over if its holder vanishes.
@@ -40,17 +36,15 @@ pub(crate) struct Member {
 
 impl Member {
     pub(crate) fn new(shared: Arc<Shared>, registered: &Arc<Registered>) -> Arc<Self> {
+        let idle_after = registered.service.on_idle.as_ref().map(|(after, _)| *after);
         Arc::new(Self {
             shared,
             service: Arc::downgrade(registered),
             name: Arc::clone(&registered.name),
-            idle_after: registered.service.on_idle.as_ref().map(|(after, _)| *after),
+            idle_after,
             lease: Mutex::new(None),
-            busy: AtomicUsize::new(0),
-            last_end: AtomicU64::new(0),
-            sent_end: AtomicU64::new(0),
-            last_sent: AtomicU64::new(0),
-            kicked: AtomicBool::new(false),
+            activity: idle_after.map(Activity::new),
+            retrying: AtomicBool::new(false),
             remote_stopping_until: AtomicU64::new(0),
             following: AtomicBool::new(false),
             lease_changed: Notify::new(),
@@ -111,10 +105,14 @@ impl Member {
                 }
                 refused => {
                     tracing::debug!(service = %me.name, ?refused, "fleet: the fleet is not idle (or cannot show it); staying up");
-                    if idle_check {
-                        if let Some(idle) = &registered.idle {
-                            idle.arm_if_idle();
+                    match refused {
+                        Attempt::Busy { wait } if idle_check => me.retry_stop(wait),
+                        _ if idle_check => {
+                            if let Some(idle) = &registered.idle {
+                                idle.arm_if_idle();
+                            }
                         }
+                        _ => {}
                     }
                     Ok(false)
                 }
@@ -167,51 +165,64 @@ impl Member {
     }
 
     /// The in-flight count went 0→1 (`busy`) or 1→0. No Redis call here: the heartbeat
-    /// publishes, at once when a busy period begins and nothing was published lately.
+    /// publishes (see [`Activity`]), kicked when a busy period begins after a quiet spell.
     pub(crate) fn activity(&self, busy: bool) {
+        let Some(activity) = &self.activity else {
+            return;
+        };
         let now = self.shared.now();
         if busy {
-            self.busy.fetch_add(1, Ordering::SeqCst);
-            let Some(after) = self.idle_after else { return };
-            let sent = self.last_sent.load(Ordering::Relaxed);
-            let quiet = sent == 0 || Duration::from_nanos(now.saturating_sub(sent)) > after / 2;
-            if quiet && !self.kicked.swap(true, Ordering::SeqCst) {
+            if activity.began(now) {
                 self.shared.kick.notify_one();
             }
         } else {
-            let _ = self
-                .busy
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            self.last_end.store(now, Ordering::SeqCst);
+            activity.ended(now);
         }
     }
 
-    /// Whether this service's activity is due at `now`: `Some(age)` of the activity to publish.
-    ///
-    /// Busy: "now", at least every quarter of the idle time. Idle: the end of the last busy
-    /// period, once. `republish`: everything again (Redis forgot it).
-    pub(crate) fn due(&self, now: u64, republish: bool) -> Option<Duration> {
-        let after = self.idle_after?;
-        let kicked = self.kicked.swap(false, Ordering::SeqCst);
-        if self.busy.load(Ordering::SeqCst) > 0 {
-            let since = now.saturating_sub(self.last_sent.load(Ordering::SeqCst));
-            let due = republish || kicked || Duration::from_nanos(since) >= after / 4;
-            return due.then_some(Duration::ZERO);
-        }
-        let end = self.last_end.load(Ordering::SeqCst);
-        let due = end != 0 && (republish || end > self.sent_end.load(Ordering::SeqCst));
-        due.then(|| Duration::from_nanos(now.saturating_sub(end)))
+    /// The activity due for publication at `now`, if any.
+    pub(crate) fn due(&self, now: u64, republish: bool) -> Option<u64> {
+        self.activity.as_ref()?.due(now, republish)
     }
 
-    /// Publishes the activity [`due`](Self::due) found; remembers it only if Redis took it.
-    pub(crate) async fn publish_activity(&self, now: u64, age: Duration) {
-        let Some(after) = self.idle_after else { return };
-        let keep = after * 2 + Duration::from_secs(60);
-        if self.shared.store.touch(&self.name, age, keep).await {
-            self.last_sent.store(now, Ordering::SeqCst);
-            let end = now.saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX));
-            self.sent_end.fetch_max(end, Ordering::SeqCst);
+    /// Publishes `at` (an activity [`due`](Self::due) found) as this replica's latest.
+    pub(crate) async fn publish_activity(&self, now: u64, at: u64) {
+        let Some(activity) = &self.activity else {
+            return;
+        };
+        let age = i64::try_from(now.saturating_sub(at) / 1_000_000).unwrap_or(i64::MAX);
+        let keep = activity.after * 2 + Duration::from_secs(60);
+        if self.shared.store.touch(&self.name, -age, keep).await {
+            activity.published(now, at);
         }
+    }
+
+    /// Tries the idle stop again after `wait` (when the fleet could be idle), if this replica
+    /// is still idle itself then; its own idle watch covers the other cases.
+    fn retry_stop(self: &Arc<Self>, wait: Duration) {
+        if self.retrying.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.retrying.store(false, Ordering::SeqCst);
+            return;
+        };
+        let member = Arc::downgrade(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(me) = member.upgrade() else { return };
+            me.retrying.store(false, Ordering::SeqCst);
+            let idle_here = me
+                .activity
+                .as_ref()
+                .is_some_and(|activity| activity.idle_here(me.shared.now()));
+            let Some(registered) = me.service.upgrade() else {
+                return;
+            };
+            if idle_here && registered.state() == ServiceState::Up {
+                let _ = registered.stop().await;
+            }
+        });
     }
 
     /// An announcement from another replica.

@@ -12,10 +12,11 @@
 //!   Starting / Stopping state (an announcement on the fleet's channel, and the lease itself)
 //!   and hold requests or answer the fallback. If the holder vanishes, another replica takes
 //!   the start over when the lease expires.
-//! - **Fleet-wide idleness.** The idle stop runs only if no replica has been active for the idle
-//!   time. Each replica publishes its activity from a heartbeat, never per request: at once when
-//!   its in-flight count goes 0→1 after a quiet spell, every quarter of the idle time while
-//!   busy, and the end of each busy period once.
+//! - **Fleet-wide idleness.** The idle stop runs only if no replica has had a request in flight
+//!   for the idle time. Each replica publishes its activity from its heartbeat, never per
+//!   request: at most once per quarter of the idle time per service, and at once when its
+//!   in-flight count goes 0→1 after a quiet spell. The stop comes one idle time after the
+//!   fleet's last request ended, to within a heartbeat.
 //! - **Shared status.** An up found by one replica's probe is announced; the others cache it
 //!   for their grace period instead of probing.
 //! - **Faults.** Every Redis call is bounded ([`Fleet::redis_timeout`], 200 ms by default). When
@@ -49,6 +50,7 @@
 //! # }
 //! ```
 
+mod activity;
 mod config;
 mod error;
 mod lease;
@@ -239,6 +241,7 @@ impl Fleet {
 
 fn default_replica_id() -> String {
     use std::hash::BuildHasher;
-    let random = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+    let random =
+        std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
     format!("{}-{:08x}", std::process::id(), random as u32)
 }

@@ -10,7 +10,8 @@
 /// KEYS: lease, fence, activity, epoch. ARGV: replica, kind, ttl ms, idle ms (0: no idle check),
 /// minimum epoch age ms, channel, service.
 /// Returns `{1, value, token}` taken; `{0, value, pttl}` held by someone else;
-/// `{2, who, ms}` not idle (who was active, or "epoch" when Redis restarted too recently).
+/// `{2, who, ms}` not idle for `ms` more (who was active, or "epoch" when Redis restarted too
+/// recently to tell).
 pub(crate) const ACQUIRE: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held then return {0, held, redis.call('PTTL', KEYS[1])} end
@@ -55,12 +56,13 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ";
 
-/// Records that `replica` was last active `age` ms ago (0: now, busy), never moving it back.
+/// Records that `replica` was last active `offset` ms from now (0 or negative), never moving
+/// it back.
 ///
-/// KEYS: activity. ARGV: replica, age ms, keep ms (how long the set outlives its last write).
+/// KEYS: activity. ARGV: replica, offset ms, keep ms (how long the set outlives its last write).
 pub(crate) const TOUCH: &str = r"
 local t = redis.call('TIME')
-local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[2])
+local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
 local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not seen) or tonumber(seen) < at then redis.call('ZADD', KEYS[1], at, ARGV[1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])

@@ -47,7 +47,7 @@ impl Shared {
     pub(crate) fn attach(self: &Arc<Self>, registered: &Arc<Registered>) {
         let member = Member::new(Arc::clone(self), registered);
         if let Some(after) = member.idle_after {
-            // Activity of each service is refreshed at a quarter of its idle time at least.
+            // A heartbeat at least every period of activity publication (a quarter idle time).
             let wanted = nanos_of((after / 4).max(Duration::from_millis(10)));
             self.tick.fetch_min(wanted, Ordering::SeqCst);
         }

@@ -178,15 +178,18 @@ impl Store {
             .arg(token)
             .arg(self.channel())
             .arg(message);
-        self.call::<i64>("release", call).await.map(|done| done == 1)
+        self.call::<i64>("release", call)
+            .await
+            .map(|done| done == 1)
     }
 
-    /// Records this replica's last activity on `service`, `age` ago.
-    pub(crate) async fn touch(&self, service: &str, age: Duration, keep: Duration) -> bool {
+    /// Records that this replica was last active on `service` `offset` ms from now (Redis
+    /// time; 0 or negative).
+    pub(crate) async fn touch(&self, service: &str, offset: i64, keep: Duration) -> bool {
         let mut call = self.touch.prepare_invoke();
         call.key(self.key(service, "active"))
             .arg(&self.replica)
-            .arg(millis(age))
+            .arg(offset)
             .arg(millis(keep).max(1));
         self.call::<i64>("touch", call).await.is_some()
     }

@@ -22,7 +22,9 @@ pub(crate) async fn heartbeat(shared: Weak<Shared>, kick: Arc<Notify>) {
             return;
         };
         let ticked = tokio::time::timeout(tick, kick.notified()).await.is_err();
-        let Some(fleet) = shared.upgrade() else { return };
+        let Some(fleet) = shared.upgrade() else {
+            return;
+        };
         let mut republish = false;
         if ticked || !fleet.store.is_up() {
             match fleet.store.alive().await {
@@ -42,8 +44,8 @@ pub(crate) async fn heartbeat(shared: Weak<Shared>, kick: Arc<Notify>) {
         let touches = fleet
             .members()
             .into_iter()
-            .filter_map(|member| member.due(now, republish).map(|age| (member, age)))
-            .map(|(member, age)| async move { member.publish_activity(now, age).await });
+            .filter_map(|member| member.due(now, republish).map(|at| (member, at)))
+            .map(|(member, at)| async move { member.publish_activity(now, at).await });
         futures::future::join_all(touches).await;
     }
 }
@@ -76,7 +78,9 @@ pub(crate) async fn listen(shared: Weak<Shared>) {
             // Wakes at least once a second to notice a dropped fleet.
             match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
                 Ok(Some(message)) => {
-                    let Some(fleet) = shared.upgrade() else { return };
+                    let Some(fleet) = shared.upgrade() else {
+                        return;
+                    };
                     if let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) {
                         dispatch(&fleet, text);
                     }

@@ -60,10 +60,17 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if self.command(&["PING"]).await.is_some_and(|r| r.contains("PONG")) {
+            if self
+                .command(&["PING"])
+                .await
+                .is_some_and(|r| r.contains("PONG"))
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "redis-server did not answer within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer within 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -129,23 +136,39 @@ impl RedisServer {
         let channel = format!("{prefix}:events");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let reply = self.command(&["PUBSUB", "NUMSUB", &channel]).await.unwrap_or_default();
-            let count = reply.lines().find_map(|line| line.strip_prefix(':')?.parse().ok());
+            let reply = self
+                .command(&["PUBSUB", "NUMSUB", &channel])
+                .await
+                .unwrap_or_default();
+            let count = reply
+                .lines()
+                .find_map(|line| line.strip_prefix(':')?.parse().ok());
             if count.unwrap_or(0_usize) >= n {
                 return;
             }
-            assert!(Instant::now() < deadline, "the replicas did not subscribe: {reply:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the replicas did not subscribe: {reply:?}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
     /// Calls per command since the server started (`INFO commandstats`).
     pub async fn command_counts(&self) -> Vec<(String, u64)> {
-        let info = self.command(&["INFO", "commandstats"]).await.unwrap_or_default();
+        let info = self
+            .command(&["INFO", "commandstats"])
+            .await
+            .unwrap_or_default();
         info.lines()
             .filter_map(|line| {
                 let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest.split(',').next()?.strip_prefix("calls=")?.parse().ok()?;
+                let calls = rest
+                    .split(',')
+                    .next()?
+                    .strip_prefix("calls=")?
+                    .parse()
+                    .ok()?;
                 Some((name.to_string(), calls))
             })
             .collect()
@@ -159,9 +182,8 @@ impl Drop for RedisServer {
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 pub async fn free_port() -> u16 {
@@ -310,7 +332,10 @@ fn streaming(chunks: usize) -> Body {
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Some((Ok(http_body::Frame::data(Bytes::from_static(b"chunk\n"))), i + 1))
+        Some((
+            Ok(http_body::Frame::data(Bytes::from_static(b"chunk\n"))),
+            i + 1,
+        ))
     });
     http_body_util::StreamBody::new(Box::pin(frames) as futures::stream::BoxStream<'static, _>)
 }
