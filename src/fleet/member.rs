@@ -243,11 +243,10 @@ impl Member {
                 registered.cache.mark_down();
                 registered.apply(Event::Stop);
             }
-            "up" => {
-                if !self.remote_stopping() {
-                    registered.apply(Event::ProbedUp);
-                    registered.cache_up_if_still_up();
-                }
+            // Not while another replica stops it: that up was seen before the stop.
+            "up" if !self.remote_stopping() => {
+                registered.apply(Event::ProbedUp);
+                registered.cache_up_if_still_up();
             }
             "resumed" => {
                 self.set_remote_stopping(None);
