@@ -342,3 +342,59 @@ async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
         "b believed a late holder's announcement"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_redis_delays_no_cached_request_and_stops_nothing() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let idle = Duration::from_millis(500);
+    let running = Backend::new(Duration::ZERO).await;
+    running.start_now().await;
+    let cold = Backend::new(Duration::from_millis(100)).await;
+    let replicas: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|id| {
+            let monitor = replica(fleet(&redis.url(), "t", id), service(&running, idle, GRACE));
+            monitor
+                .add("cold", service(&cold, Duration::from_secs(60), GRACE))
+                .unwrap();
+            monitor
+        })
+        .collect();
+    redis.wait_for_listeners("t", 2).await;
+    for monitor in &replicas {
+        assert_eq!(request(monitor, None, 1).await, 200);
+    }
+
+    // Redis stops answering (connections open, no reply): every call runs into its timeout.
+    redis.freeze();
+    for monitor in &replicas {
+        let answer = tokio::time::timeout(Duration::from_secs(1), request(monitor, None, 1));
+        assert_eq!(
+            answer.await.expect("a cached-up request waited on Redis"),
+            200
+        );
+    }
+    // A cold start still happens: the lease attempt gives up after its timeout, and the
+    // replica starts the backend on its own.
+    let first = Arc::clone(&replicas[0]);
+    let started = tokio::time::timeout(
+        Duration::from_secs(5),
+        async move { first.start("cold").await },
+    );
+    started
+        .await
+        .expect("the cold start waited on Redis")
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || cold.starts() == 1).await);
+    tokio::time::sleep(idle * 4).await;
+    assert_eq!(
+        running.stops(),
+        0,
+        "stopped while Redis could not show the fleet idle"
+    );
+
+    redis.thaw();
+    assert!(eventually(Duration::from_secs(15), || running.stops() == 1).await);
+}
