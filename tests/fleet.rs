@@ -398,3 +398,31 @@ async fn a_frozen_redis_delays_no_cached_request_and_stops_nothing() {
     redis.thaw();
     assert!(eventually(Duration::from_secs(15), || running.stops() == 1).await);
 }
+
+#[tokio::test]
+async fn joining_checks_its_settings_and_happens_once() {
+    let url = "redis://127.0.0.1:1/";
+    let monitor = MinMonitor::new();
+    let err = monitor
+        .join_fleet(fleet(url, "t", "two words"))
+        .unwrap_err();
+    assert!(err.to_string().contains("fleet.replica"), "{err}");
+    let err = monitor
+        .join_fleet(fleet(url, "t", "a").lease_ttl(Duration::ZERO))
+        .unwrap_err();
+    assert!(err.to_string().contains("fleet.lease_ttl"), "{err}");
+    monitor.join_fleet(fleet(url, "t", "a")).unwrap();
+    let err = monitor.join_fleet(fleet(url, "t", "b")).unwrap_err();
+    assert!(matches!(
+        err,
+        tower_monitor::fleet::FleetError::AlreadyJoined
+    ));
+}
+
+#[test]
+fn joining_needs_a_runtime() {
+    let err = MinMonitor::new()
+        .join_fleet(fleet("redis://127.0.0.1:1/", "t", "a"))
+        .unwrap_err();
+    assert!(matches!(err, tower_monitor::fleet::FleetError::NoRuntime));
+}

@@ -9,7 +9,8 @@ pub const DEFAULT_PREFIX: &str = "tower-monitor";
 
 /// The `"fleet"` part of a configuration: `{"redis": "redis://127.0.0.1:6379/", "prefix": "…"}`.
 ///
-/// `redis` is a `redis://` (or `rediss://` where the client supports it) URL, Valkey included;
+/// `redis` is a `redis://` URL (Valkey speaks the same protocol), with a database number and
+/// credentials if needed (`redis://user:password@host:6379/2`);
 /// `prefix` (optional, default `"tower-monitor"`) starts every key and the channel, so fleets
 /// that must not see each other can share one Redis. Replicas of one fleet need the same URL
 /// and prefix. Unknown fields are rejected, so a typo is an error rather than a fleet of one.

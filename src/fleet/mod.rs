@@ -87,7 +87,8 @@ pub(crate) fn in_use() -> bool {
 
 /// One replica's membership of a fleet, before it is joined with
 /// [`MinMonitor::join_fleet`](crate::MinMonitor::join_fleet). One `Fleet` per monitor: each is
-/// one replica.
+/// one replica (so it is not `Clone`: two monitors with one replica id would ignore each
+/// other's announcements as their own).
 ///
 /// ```
 /// use std::time::Duration;
@@ -99,7 +100,7 @@ pub(crate) fn in_use() -> bool {
 ///     .lease_ttl(Duration::from_secs(10));
 /// assert_eq!(fleet.replica_id(), "gateway-a");
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Fleet {
     config: FleetConfig,
     replica: String,
