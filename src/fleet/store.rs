@@ -1,6 +1,6 @@
 //! [`Store`]: the fleet's Redis, every call bounded by a timeout, with one warning per outage.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -21,6 +21,11 @@ pub(crate) struct Store {
     pub(crate) timeout: Duration,
     up: AtomicBool,
     down_since: std::sync::Mutex<Option<Instant>>,
+    /// When the last call that succeeded started (nanoseconds after `origin`): a call that
+    /// started before it and fails late (its timeout ran out during the outage) is old news,
+    /// not a new outage.
+    last_ok: AtomicU64,
+    origin: Instant,
     pub(crate) prefix: String,
     pub(crate) replica: String,
     acquire: Script,
@@ -51,6 +56,8 @@ impl Store {
             timeout,
             up: AtomicBool::new(true),
             down_since: std::sync::Mutex::new(None),
+            last_ok: AtomicU64::new(0),
+            origin: Instant::now(),
             prefix,
             replica,
             acquire: Script::new(scripts::ACQUIRE),
@@ -81,24 +88,34 @@ impl Store {
 
     /// Runs one script call, bounded; `None` if Redis failed or was too slow.
     async fn call<T: FromRedisValue>(&self, what: &str, call: ScriptInvocation<'_>) -> Option<T> {
+        let started = self.clock();
         let mut connection = self.connection.clone();
         match tokio::time::timeout(self.timeout, call.invoke_async(&mut connection)).await {
             Ok(Ok(value)) => {
-                self.reached();
+                self.reached(started);
                 Some(value)
             }
             Ok(Err(error)) => {
-                self.failed(what, &error.to_string());
+                self.failed(started, what, &error.to_string());
                 None
             }
             Err(_) => {
-                self.failed(what, &format!("no answer within {:?}", self.timeout));
+                self.failed(
+                    started,
+                    what,
+                    &format!("no answer within {:?}", self.timeout),
+                );
                 None
             }
         }
     }
 
-    pub(crate) fn reached(&self) {
+    fn clock(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn reached(&self, started: u64) {
+        self.last_ok.fetch_max(started, Ordering::SeqCst);
         if !self.up.swap(true, Ordering::SeqCst) {
             let since = self
                 .down_since
@@ -110,7 +127,11 @@ impl Store {
         }
     }
 
-    pub(crate) fn failed(&self, what: &str, error: &str) {
+    fn failed(&self, started: u64, what: &str, error: &str) {
+        if started < self.last_ok.load(Ordering::SeqCst) {
+            tracing::debug!(replica = %self.replica, %error, call = what, "fleet: a call from before Redis answered again failed");
+            return;
+        }
         if self.up.swap(false, Ordering::SeqCst) {
             *self
                 .down_since
@@ -203,14 +224,15 @@ impl Store {
 
     /// Announces a message to the other replicas (not fenced: for shared status only).
     pub(crate) async fn publish(&self, message: String) {
+        let started = self.clock();
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("PUBLISH");
         command.arg(self.channel()).arg(message);
         let publish = command.exec_async(&mut connection);
         match tokio::time::timeout(self.timeout, publish).await {
-            Ok(Ok(())) => self.reached(),
-            Ok(Err(error)) => self.failed("publish", &error.to_string()),
-            Err(_) => self.failed("publish", "timed out"),
+            Ok(Ok(())) => self.reached(started),
+            Ok(Err(error)) => self.failed(started, "publish", &error.to_string()),
+            Err(_) => self.failed(started, "publish", "timed out"),
         }
     }
 }
