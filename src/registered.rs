@@ -341,11 +341,21 @@ impl Registered {
                 }
                 let _ = me.reprobe().await;
                 if me.needs_polling() {
-                    tokio::time::sleep(POLL_INTERVAL).await;
+                    tokio::time::sleep(me.poll_interval()).await;
                 }
             }
             running.finished = true;
         });
+    }
+
+    /// Fleet hook: a replica that waits for another replica's start or stop polls slowly; the
+    /// other's announcement ends the wait. Otherwise [`POLL_INTERVAL`].
+    fn poll_interval(&self) -> Duration {
+        #[cfg(feature = "fleet")]
+        if let Some(member) = self.fleet.get() {
+            return member.poll_interval(POLL_INTERVAL);
+        }
+        POLL_INTERVAL
     }
 
     fn needs_polling(&self) -> bool {

@@ -16,6 +16,9 @@ use crate::error::SharedError;
 use crate::lifecycle::{Event, ServiceState, Transition};
 use crate::registered::Registered;
 
+/// How often a replica probes a backend whose start or stop another replica leads.
+const FOLLOWER_POLL: Duration = Duration::from_secs(1);
+
 pub(crate) struct Member {
     pub(crate) shared: Arc<Shared>,
     pub(crate) service: Weak<Registered>,
@@ -271,6 +274,17 @@ impl Member {
             _ => {}
         }
         self.lease_changed.notify_one();
+    }
+
+    /// How often to probe while Starting or Stopping: slowly when another replica leads the
+    /// start or stop (its announcement ends the wait; N replicas do not each probe the booting
+    /// backend 20 times a second), `usual` otherwise, and whenever Redis cannot be reached.
+    pub(crate) fn poll_interval(&self, usual: Duration) -> Duration {
+        let led_elsewhere = self.following.load(Ordering::SeqCst) || self.remote_stopping();
+        if led_elsewhere && self.shared.store.is_up() && !self.holds_lease() {
+            return FOLLOWER_POLL.max(usual);
+        }
+        usual
     }
 
     fn holds_lease(&self) -> bool {

@@ -9,10 +9,14 @@ use tokio::time::Instant;
 
 use super::scripts;
 
+/// How long Redis must answer without a failure for an outage to count as over (nanoseconds).
+const OUTAGE_OVER_AFTER: u64 = 1_000_000_000;
+
 /// One replica's connection to the fleet's Redis.
 ///
-/// Every call gives up after `timeout`; a failure marks Redis unreachable (logged once, at
-/// warn) until a call succeeds again (logged once, at info). While unreachable, the request
+/// Every call gives up after `timeout`; a failure marks Redis unreachable until a call
+/// succeeds again. Each outage is logged once at warn, and its end once at info when Redis has
+/// answered for a second without a failure. While unreachable, the request
 /// paths do not try Redis at all (see [`is_up`](Self::is_up)): only the heartbeat does, so a
 /// Redis outage costs a request nothing.
 pub(crate) struct Store {
@@ -25,6 +29,8 @@ pub(crate) struct Store {
     /// started before it and fails late (its timeout ran out during the outage) is old news,
     /// not a new outage.
     last_ok: AtomicU64,
+    /// When a call last failed (nanoseconds after `origin`).
+    last_failure: AtomicU64,
     origin: Instant,
     pub(crate) prefix: String,
     pub(crate) replica: String,
@@ -57,6 +63,7 @@ impl Store {
             up: AtomicBool::new(true),
             down_since: std::sync::Mutex::new(None),
             last_ok: AtomicU64::new(0),
+            last_failure: AtomicU64::new(0),
             origin: Instant::now(),
             prefix,
             replica,
@@ -116,13 +123,22 @@ impl Store {
 
     fn reached(&self, started: u64) {
         self.last_ok.fetch_max(started, Ordering::SeqCst);
-        if !self.up.swap(true, Ordering::SeqCst) {
-            let since = self
-                .down_since
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            let lasted = since.map(|since| since.elapsed()).unwrap_or_default();
+        self.up.store(true, Ordering::SeqCst);
+        // The outage is over (and said so, once) when Redis has answered for a while with no
+        // failure: a connection that breaks again right after coming back is the same outage.
+        let quiet = self
+            .clock()
+            .saturating_sub(self.last_failure.load(Ordering::SeqCst));
+        if quiet < OUTAGE_OVER_AFTER {
+            return;
+        }
+        let since = self
+            .down_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(since) = since {
+            let lasted = since.elapsed();
             tracing::info!(replica = %self.replica, prefix = %self.prefix, ?lasted, "fleet: Redis is reachable again; sharing the lifecycle again");
         }
     }
@@ -132,11 +148,14 @@ impl Store {
             tracing::debug!(replica = %self.replica, %error, call = what, "fleet: a call from before Redis answered again failed");
             return;
         }
-        if self.up.swap(false, Ordering::SeqCst) {
-            *self
-                .down_since
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        self.up.store(false, Ordering::SeqCst);
+        self.last_failure.fetch_max(self.clock(), Ordering::SeqCst);
+        let mut down_since = self
+            .down_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if down_since.is_none() {
+            *down_since = Some(Instant::now());
             tracing::warn!(replica = %self.replica, prefix = %self.prefix, %error, call = what, "fleet: Redis is unreachable; serving on local state, and no idle stop until it is back");
         } else {
             tracing::debug!(replica = %self.replica, %error, call = what, "fleet: Redis still unreachable");
