@@ -34,7 +34,9 @@ impl IdleWatch {
 
     /// A request starts; it stays counted until the returned guard drops.
     pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            crate::registered::fleet_activity(&self.service, true);
+        }
         self.idle_until.disarm();
         InFlight(Arc::clone(self))
     }
@@ -94,6 +96,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let watch = &self.0;
         if watch.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            crate::registered::fleet_activity(&watch.service, false);
             watch.arm();
         }
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -52,6 +53,10 @@ pub(crate) struct Registered {
     seen: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
     settling_since: Mutex<Option<Instant>>,
+    /// Fleet hook: this service's part in a fleet, once the monitor has joined one. Read only
+    /// on the slow paths (wake, stop, transitions, probe results, in-flight 0↔1).
+    #[cfg(feature = "fleet")]
+    pub(crate) fleet: std::sync::OnceLock<Arc<crate::fleet::Member>>,
 }
 
 impl Registered {
@@ -76,6 +81,8 @@ impl Registered {
             stop_runs: Arc::default(),
             seen: AtomicBool::new(false),
             settling_since: Mutex::new(None),
+            #[cfg(feature = "fleet")]
+            fleet: std::sync::OnceLock::new(),
         })
     }
 
@@ -122,7 +129,7 @@ impl Registered {
             let on_down = self.service.on_down.clone()?;
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
-                return Some(self.run_on_down(on_down));
+                return Some(self.fleet_wake(self.run_on_down(on_down)));
             }
             if self.state() != ServiceState::Stopping {
                 return None;
@@ -139,7 +146,7 @@ impl Registered {
             };
             self.wake_after_stop.store(false, Ordering::SeqCst);
             self.after(transition);
-            Some(self.run_on_down(on_down))
+            Some(self.fleet_wake(self.run_on_down(on_down)))
         });
         let name = Arc::clone(&self.name);
         async move {
@@ -151,10 +158,30 @@ impl Registered {
         }
     }
 
+    /// Fleet hook: in a fleet, `on_down` runs only under the fleet's lease (one start across
+    /// the replicas); otherwise `run` is returned as it is.
+    fn fleet_wake(
+        &self,
+        run: BoxFuture<'static, Result<(), SharedError>>,
+    ) -> BoxFuture<'static, Result<(), SharedError>> {
+        #[cfg(feature = "fleet")]
+        if let Some(member) = self.fleet.get() {
+            return member.wake(run);
+        }
+        run
+    }
+
+    /// A run of `on_down` (not started yet), for a fleet replica taking over a start.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
+        let on_down = self.service.on_down.clone()?;
+        Some(self.run_on_down(on_down))
+    }
+
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
-    ) -> futures::future::BoxFuture<'static, Result<(), SharedError>> {
+    ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
         async move {
@@ -169,10 +196,34 @@ impl Registered {
         .boxed()
     }
 
+    /// The idle stop: [`stop_locally`](Self::stop_locally), or in a fleet only once the whole
+    /// fleet has been idle for the idle time and this replica holds the fleet's lease.
+    pub(crate) fn stop(&self) -> BoxFuture<'static, Result<bool, SharedError>> {
+        self.fleet_stop(true)
+    }
+
+    /// A stop asked for by an operator: as [`stop`](Self::stop), without waiting for the
+    /// fleet to be idle (the fleet's lease is still taken, so it runs once).
+    pub(crate) fn stop_requested(&self) -> BoxFuture<'static, Result<bool, SharedError>> {
+        self.fleet_stop(false)
+    }
+
+    /// Fleet hook: the stop goes through the fleet when there is one.
+    fn fleet_stop(&self, idle_check: bool) -> BoxFuture<'static, Result<bool, SharedError>> {
+        #[cfg(feature = "fleet")]
+        if let (Some(member), Some(me)) = (self.fleet.get(), self.me.upgrade()) {
+            return member.stop(me, idle_check);
+        }
+        let _ = idle_check;
+        self.stop_locally().boxed()
+    }
+
     /// Runs `on_idle` if the backend is up: the cached up is forgotten at once, and the backend
     /// is Stopping until a probe finds it down. Fails with `on_idle`'s own failure (then the
     /// backend counts as up again, uncached, and the stop is retried after the idle time).
-    pub(crate) fn stop(&self) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
+    pub(crate) fn stop_locally(
+        &self,
+    ) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
         let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
         // Counted before the transition, so no probe sees Stopping without it; a caller that
         // loses the transition gives it back at once (the guard drops below).
@@ -226,7 +277,7 @@ impl Registered {
         self.changed.notified()
     }
 
-    fn apply(&self, event: Event) -> Option<Transition> {
+    pub(crate) fn apply(&self, event: Event) -> Option<Transition> {
         let transition = self.lifecycle.apply(event)?;
         self.after(transition);
         Some(transition)
@@ -253,6 +304,11 @@ impl Registered {
         }
         crate::metrics::transition(name, from.as_str(), to.as_str());
         self.changed.notify_waiters();
+        // Fleet hook: a lease held for this start or stop is released, announcing the new state.
+        #[cfg(feature = "fleet")]
+        if let Some(member) = self.fleet.get() {
+            member.transition(transition);
+        }
         match to {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
             ServiceState::Up => {
@@ -274,7 +330,7 @@ impl Registered {
 
     /// Caches the up a probe or `set_status_up` found, unless the state has left Up (an idle
     /// stop between the two would otherwise leave a stale up cached while stopping).
-    fn cache_up_if_still_up(&self) {
+    pub(crate) fn cache_up_if_still_up(&self) {
         self.lifecycle
             .cache_if_up(|| self.cache.mark_up(), || self.cache.mark_down());
     }
@@ -317,7 +373,7 @@ impl Registered {
                 }
                 let _ = me.reprobe().await;
                 if me.needs_polling() {
-                    tokio::time::sleep(POLL_INTERVAL).await;
+                    tokio::time::sleep(me.poll_interval()).await;
                 }
             }
             running.finished = true;
@@ -326,6 +382,16 @@ impl Registered {
 
     fn stop_running(&self) -> bool {
         self.stop_runs.load(Ordering::SeqCst) > 0
+    }
+
+    /// Fleet hook: a replica that waits for another replica's start or stop polls slowly; the
+    /// other's announcement ends the wait. Otherwise [`POLL_INTERVAL`].
+    fn poll_interval(&self) -> Duration {
+        #[cfg(feature = "fleet")]
+        if let Some(member) = self.fleet.get() {
+            return member.poll_interval(POLL_INTERVAL);
+        }
+        POLL_INTERVAL
     }
 
     fn needs_polling(&self) -> bool {
@@ -390,6 +456,12 @@ impl Registered {
             let elapsed = started.elapsed();
             let came_back = me.seen.swap(true, Ordering::SeqCst) && me.state() != ServiceState::Up;
             let result = me.settle(result, came_back);
+            // Fleet hook: an up is not believed while another replica is stopping the backend.
+            #[cfg(feature = "fleet")]
+            let result = match me.fleet.get() {
+                Some(member) => member.filter_probe(result),
+                None => result,
+            };
             match &result {
                 Ok(up) => {
                     tracing::debug!(service = %me.name, up, ?elapsed, "probe finished");
@@ -408,6 +480,11 @@ impl Registered {
             if let Ok(true) = result {
                 me.apply(Event::ProbedUp);
                 me.cache_up_if_still_up();
+                // Fleet hook: the other replicas use this up instead of probing themselves.
+                #[cfg(feature = "fleet")]
+                if let Some(member) = me.fleet.get() {
+                    member.probed_up();
+                }
             } else if me.state() == ServiceState::Stopping && me.stop_running() {
                 // `on_idle` still runs: a closed port is not a stopped backend yet.
                 me.cache.mark_down();
@@ -446,6 +523,20 @@ impl Registered {
             }
         }
     }
+}
+
+/// Fleet hook, called by the idle watch when its in-flight count goes 0→1 (`busy`) or 1→0.
+/// Without the `fleet` feature it is nothing; with it and no fleet joined, one relaxed load.
+#[inline]
+pub(crate) fn fleet_activity(service: &Weak<Registered>, busy: bool) {
+    #[cfg(feature = "fleet")]
+    if crate::fleet::in_use() {
+        if let Some(member) = service.upgrade().and_then(|me| me.fleet.get().cloned()) {
+            member.activity(busy);
+        }
+    }
+    #[cfg(not(feature = "fleet"))]
+    let _ = (service, busy);
 }
 
 /// A held request, counted while it waits.
