@@ -110,8 +110,10 @@ def main():
         config_path = f.name
 
     def start_backend():
+        # The demo backend boots in 1.5 s and exits when its stdin closes: keep a pipe open.
         p = subprocess.Popen([GATEWAY, "--backend", f"127.0.0.1:{backend_port}"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
         started.append(p)
         wait_listening(backend_port)
         return p
