@@ -77,6 +77,7 @@ mod admin;
 pub mod cli;
 mod config;
 mod demo;
+mod fleet;
 mod router;
 mod serve;
 
@@ -107,6 +108,9 @@ pub struct Gateway {
     shutdown_grace: Duration,
     /// The admin listener, when the configuration has an `admin` section.
     admin: Option<admin::AdminSettings>,
+    /// The fleet to join when serving, when the configuration has a `fleet` section.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+    fleet: Option<fleet::FleetSettings>,
     /// The programs the configuration's `process` triggers start: stopped on the way out.
     #[cfg(unix)]
     supervisor: crate::trigger::Supervisor,
@@ -160,6 +164,7 @@ impl Gateway {
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
         let spec = GatewaySpec::take(&mut document)?;
         let admin = admin::AdminSettings::take(&mut document)?;
+        let fleet = fleet::take(&mut document)?;
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let routes = spec.routes(&monitor, base_dir)?;
         Ok(Self {
@@ -168,6 +173,7 @@ impl Gateway {
             router: Router::new(routes, spec.access_log),
             monitor,
             admin,
+            fleet,
             #[cfg(unix)]
             supervisor: registry.supervisor().clone(),
         })
@@ -203,6 +209,9 @@ impl Gateway {
     /// requests finished and all programs stopped.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let router = self.router.clone();
+        if !self.join_fleet() {
+            return false;
+        }
         let admin = match self.serve_admin().await {
             Ok(admin) => admin,
             Err(error) => {
@@ -215,6 +224,21 @@ impl Gateway {
             admin.abort();
         }
         drained && self.stop_programs().await
+    }
+
+    /// Joins the configured fleet, if any (logged, `false` if it cannot be joined).
+    fn join_fleet(&self) -> bool {
+        #[cfg(feature = "fleet")]
+        if let Some(config) = &self.fleet {
+            let joined =
+                crate::fleet::Fleet::new(config).and_then(|fleet| self.monitor.join_fleet(fleet));
+            if let Err(error) = joined {
+                tracing::error!(%error, "cannot join the fleet");
+                return false;
+            }
+            tracing::info!(prefix = %config.prefix, "joined the fleet");
+        }
+        true
     }
 
     /// Where the admin service listens, if the configuration has one.
