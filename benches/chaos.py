@@ -27,6 +27,7 @@ KILLS = int(os.environ.get("CHAOS_KILLS", "5"))
 PERIOD = float(os.environ.get("CHAOS_PERIOD", "4"))      # seconds between kills
 DOWN_FOR = float(os.environ.get("CHAOS_DOWN_FOR", "1"))  # seconds the backend stays dead
 PROBE_TIMEOUT_MS = 500
+IDLE_WAIT = 20
 
 
 def free_port():
@@ -143,7 +144,8 @@ def main():
         for t in threads:
             t.join(timeout=30)
         after = resources(gateway.pid)
-        time.sleep(5)
+        # Idle connections to the backend are closed after 15 s (the proxy's pool).
+        time.sleep(IDLE_WAIT)
         idle = resources(gateway.pid)
     finally:
         for p in started:
@@ -161,7 +163,7 @@ def main():
           f"connection errors {results.errors or 'none'}")
     print(f"  latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {lat[-1] * 1e3:.1f} ms")
     print(f"  gateway RSS/fds: before {before[0]} KiB/{before[1]}, after load {after[0]} KiB/"
-          f"{after[1]}, after 5 s idle {idle[0]} KiB/{idle[1]}")
+          f"{after[1]}, after {IDLE_WAIT} s idle {idle[0]} KiB/{idle[1]}")
     missed = []
     if results.errors:
         missed.append("every request answered, no reset")

@@ -19,6 +19,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// request is answered 504: 60 s. The body may then take as long as it takes.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long an idle connection to the backend is kept for reuse: 15 s. Short, so that a
+/// gateway with no traffic holds no sockets (and a backend that is stopped when idle does not
+/// see connections it must drain).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The options of a [`Proxy`]; made by [`Proxy::builder`].
 ///
 /// ```
@@ -140,7 +145,8 @@ impl ProxyBuilder {
         let mut client = Client::builder(TokioExecutor::new());
         client
             .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new());
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
         if self.http2 {
             client.http2_only(true);
         }
