@@ -17,9 +17,9 @@ use crate::idle::InFlight;
 pin_project! {
     /// The response future of [`MonitorService`](super::MonitorService).
     ///
-    /// On the cached-up path it is the inner service's future, unboxed; otherwise it first
-    /// awaits the decision (status and triggers), then calls the inner service that was polled
-    /// ready, or answers the fallback.
+    /// On the cached-up path it is the inner service's future, unboxed, and polling it is one
+    /// branch more than polling the inner future; otherwise it first awaits the decision (status
+    /// and triggers), then calls the inner service that was polled ready, or answers the fallback.
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
@@ -28,27 +28,42 @@ pin_project! {
         state: State<S, ReqBody, S::Future>,
         // Moves into the response body, which holds it until the body ends.
         in_flight: Option<InFlight>,
-        // How long the request was held before being forwarded, for the `x-cold-start` header.
-        // Boxed: rare, and the cached-up future should stay small.
-        held: Option<Box<Duration>>,
-        // Set only when the layer checks inner answers for a gone backend.
-        gone_check: Option<Arc<Guard>>,
     }
 }
 
 pin_project! {
+    // Every variant but `Forwarding` is rare, and is handled out of line (`poll_rare`), so the
+    // cached-up path polls one small future. Their extras are behind pointers, so they do not
+    // make the cached-up future larger than the inner one plus a tag: every move copies it.
     #[project = StateProj]
     enum State<S, ReqBody, F> {
-        Deciding {
-            // Boxed, so that this rarely used variant does not make the cached-up future
-            // (`Forwarding`) larger than the inner one: every move of the future copies it.
-            pending: Box<Pending<S, ReqBody>>,
-        },
+        // The cached-up path: the inner answer is returned as it is.
         Forwarding {
             #[pin]
             future: F,
         },
+        // Forwarding, with something to do with the inner answer: see `After`.
+        Checking {
+            #[pin]
+            future: F,
+            // Taken when the answer comes.
+            after: Option<After>,
+        },
+        Deciding {
+            pending: Box<Pending<S, ReqBody>>,
+        },
+        // Answered; never polled again.
+        Done,
     }
+}
+
+/// What to do with an inner answer besides returning it.
+enum After {
+    /// Check whether it says the backend is gone (the layer's `backend_gone_when`).
+    Gone(Arc<Guard>),
+    /// The request was held this long before being forwarded (the `x-cold-start` header); and
+    /// perhaps the gone check too.
+    Held(Box<(Duration, Option<Arc<Guard>>)>),
 }
 
 /// A request waiting for its decision.
@@ -63,18 +78,21 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
+    /// The cached-up path: `gone_check` only when the layer checks inner answers.
     #[inline]
     pub(crate) fn forward(
         future: S::Future,
         in_flight: Option<InFlight>,
         gone_check: Option<Arc<Guard>>,
     ) -> Self {
-        Self {
-            state: State::Forwarding { future },
-            in_flight,
-            held: None,
-            gone_check,
-        }
+        let state = match gone_check {
+            None => State::Forwarding { future },
+            Some(guard) => State::Checking {
+                future,
+                after: Some(After::Gone(guard)),
+            },
+        };
+        Self { state, in_flight }
     }
 
     pub(crate) fn decide(
@@ -93,8 +111,6 @@ where
                 }),
             },
             in_flight,
-            held: None,
-            gone_check: None,
         }
     }
 }
@@ -107,43 +123,82 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut state = this.state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Forwarding { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    if let Some(guard) = this.gone_check.take() {
-                        let response = if_gone(response, &guard, this.in_flight);
-                        return Poll::Ready(Ok(response));
-                    }
-                    let in_flight = this.in_flight.take();
-                    let mut response =
-                        response.map(|body| MonitorBody::inner_in_flight(body, in_flight));
-                    if let Some(held) = this.held.take() {
-                        mark_cold_start(&mut response, *held);
-                    }
-                    return Poll::Ready(Ok(response));
+        let mut this = self.project();
+        if let StateProj::Forwarding { future } = this.state.as_mut().project() {
+            let response = ready!(future.poll(cx))?;
+            let in_flight = this.in_flight.take();
+            return Poll::Ready(Ok(
+                response.map(|body| MonitorBody::inner_in_flight(body, in_flight))
+            ));
+        }
+        poll_rare(this.state, this.in_flight, cx)
+    }
+}
+
+/// Every state but the cached-up path's: awaits the decision, then forwards or answers.
+#[cold]
+#[inline(never)]
+fn poll_rare<S, ReqBody, ResBody>(
+    mut state: Pin<&mut State<S, ReqBody, S::Future>>,
+    in_flight: &mut Option<InFlight>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Forwarding { future } => {
+                let response = ready!(future.poll(cx))?;
+                state.set(State::Done);
+                return Poll::Ready(Ok(
+                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
+                ));
+            }
+            StateProj::Checking { future, after } => {
+                let response = ready!(future.poll(cx))?;
+                let (held, gone) = match after.take() {
+                    Some(After::Gone(guard)) => (None, Some(guard)),
+                    Some(After::Held(held)) => (Some(held.0), held.1),
+                    None => (None, None),
+                };
+                state.set(State::Done);
+                let mut response = match gone {
+                    Some(guard) => if_gone(response, &guard, in_flight),
+                    None => response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take())),
+                };
+                if let Some(held) = held {
+                    mark_cold_start(&mut response, held);
                 }
-                StateProj::Deciding { pending } => {
-                    let decision = ready!(pending.decision.as_mut().poll(cx));
-                    match settle(
-                        decision,
-                        pending.ready.take(),
-                        &pending.guard,
-                        this.in_flight,
-                    ) {
-                        Settled::Forward(future, held) => {
-                            *this.held = held.map(Box::new);
-                            if pending.guard.gone.is_some() {
-                                *this.gone_check = Some(Arc::clone(&pending.guard));
-                            }
-                            state.set(State::Forwarding { future });
-                        }
-                        Settled::Answer(response) => return Poll::Ready(Ok(response)),
+                return Poll::Ready(Ok(response));
+            }
+            StateProj::Deciding { pending } => {
+                let decision = ready!(pending.decision.as_mut().poll(cx));
+                match settle(decision, pending.ready.take(), &pending.guard, in_flight) {
+                    Settled::Forward(future, held) => {
+                        let gone = pending.guard.gone.is_some().then(|| Arc::clone(&pending.guard));
+                        let next = match (held, gone) {
+                            (None, None) => State::Forwarding { future },
+                            (None, Some(guard)) => State::Checking {
+                                future,
+                                after: Some(After::Gone(guard)),
+                            },
+                            (Some(held), gone) => State::Checking {
+                                future,
+                                after: Some(After::Held(Box::new((held, gone)))),
+                            },
+                        };
+                        state.set(next);
+                    }
+                    Settled::Answer(response) => {
+                        state.set(State::Done);
+                        return Poll::Ready(Ok(response));
                     }
                 }
             }
+            // Polled after it answered: a contract breach by the caller. Never answer twice;
+            // staying pending is what `Fuse` does, and cannot panic inside someone's server.
+            StateProj::Done => return Poll::Pending,
         }
     }
 }
@@ -153,10 +208,7 @@ enum Settled<F, B> {
     Answer(Response<MonitorBody<B>>),
 }
 
-/// Acts on a decision: calls the ready service, or builds the fallback answer. Kept out of
-/// `poll`, so the cached-up path stays small.
-#[cold]
-#[inline(never)]
+/// Acts on a decision: calls the ready service, or builds the fallback answer.
 fn settle<S, ReqBody, ResBody>(
     decision: Decision,
     ready: Option<(S, Request<ReqBody>)>,
@@ -183,8 +235,6 @@ where
 
 /// The inner answer, or the fallback if the layer's predicate says the backend is gone: then the
 /// cached up is forgotten and the backend woken, so the next request does not go to it again.
-#[cold]
-#[inline(never)]
 fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
@@ -215,7 +265,6 @@ fn if_gone<B>(
 }
 
 /// Tells the client its request waited for a cold start, and for how long.
-#[cold]
 fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
     let millis = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
     response
