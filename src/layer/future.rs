@@ -25,53 +25,51 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         #[pin]
-        state: State<S, ReqBody, S::Future>,
+        state: State<S::Future, Rare<S, ReqBody>>,
         // Moves into the response body, which holds it until the body ends.
         in_flight: Option<InFlight>,
     }
 }
 
 pin_project! {
-    // Every variant but `Forwarding` is rare, and is handled out of line (`poll_rare`), so the
-    // cached-up path polls one small future. Their extras are behind pointers, so they do not
-    // make the cached-up future larger than the inner one plus a tag: every move copies it.
     #[project = StateProj]
-    enum State<S, ReqBody, F> {
+    enum State<F, R> {
         // The cached-up path: the inner answer is returned as it is.
         Forwarding {
             #[pin]
             future: F,
         },
-        // Forwarding, with something to do with the inner answer: see `After`.
-        Checking {
-            #[pin]
-            future: F,
-            // Taken when the answer comes.
-            after: Option<After>,
+        // Everything else, boxed so that it does not make the cached-up future larger (every
+        // move copies it), and handled out of line (`poll_rare`).
+        Rare {
+            rare: Pin<Box<R>>,
         },
+    }
+}
+
+pin_project! {
+    #[project = RareProj]
+    enum Rare<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
         Deciding {
-            pending: Box<Pending<S, ReqBody>>,
+            decision: BoxFuture<'static, Decision>,
+            // The service that was polled ready, and the request it is for.
+            ready: Option<(S, Request<ReqBody>)>,
+            guard: Arc<Guard>,
+        },
+        Forwarding {
+            #[pin]
+            future: S::Future,
+            // How long the request was held first, for the `x-cold-start` header.
+            held: Option<Duration>,
+            // Set when the layer checks inner answers for a gone backend.
+            gone_check: Option<Arc<Guard>>,
         },
         // Answered; never polled again.
         Done,
     }
-}
-
-/// What to do with an inner answer besides returning it.
-enum After {
-    /// Check whether it says the backend is gone (the layer's `backend_gone_when`).
-    Gone(Arc<Guard>),
-    /// The request was held this long before being forwarded (the `x-cold-start` header); and
-    /// perhaps the gone check too.
-    Held(Box<(Duration, Option<Arc<Guard>>)>),
-}
-
-/// A request waiting for its decision.
-struct Pending<S, ReqBody> {
-    decision: BoxFuture<'static, Decision>,
-    /// The service that was polled ready, and the request it is for.
-    ready: Option<(S, Request<ReqBody>)>,
-    guard: Arc<Guard>,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -87,9 +85,12 @@ where
     ) -> Self {
         let state = match gone_check {
             None => State::Forwarding { future },
-            Some(guard) => State::Checking {
-                future,
-                after: Some(After::Gone(guard)),
+            Some(guard) => State::Rare {
+                rare: Box::pin(Rare::Forwarding {
+                    future,
+                    held: None,
+                    gone_check: Some(guard),
+                }),
             },
         };
         Self { state, in_flight }
@@ -103,8 +104,8 @@ where
         in_flight: Option<InFlight>,
     ) -> Self {
         Self {
-            state: State::Deciding {
-                pending: Box::new(Pending {
+            state: State::Rare {
+                rare: Box::pin(Rare::Deciding {
                     decision,
                     ready: Some((service, request)),
                     guard,
@@ -123,15 +124,17 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let StateProj::Forwarding { future } = this.state.as_mut().project() {
-            let response = ready!(future.poll(cx))?;
-            let in_flight = this.in_flight.take();
-            return Poll::Ready(Ok(
-                response.map(|body| MonitorBody::inner_in_flight(body, in_flight))
-            ));
+        let this = self.project();
+        match this.state.project() {
+            StateProj::Forwarding { future } => {
+                let response = ready!(future.poll(cx))?;
+                let in_flight = this.in_flight.take();
+                Poll::Ready(Ok(
+                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight))
+                ))
+            }
+            StateProj::Rare { rare } => poll_rare(rare.as_mut(), this.in_flight, cx),
         }
-        poll_rare(this.state, this.in_flight, cx)
     }
 }
 
@@ -139,7 +142,7 @@ where
 #[cold]
 #[inline(never)]
 fn poll_rare<S, ReqBody, ResBody>(
-    mut state: Pin<&mut State<S, ReqBody, S::Future>>,
+    mut rare: Pin<&mut Rare<S, ReqBody>>,
     in_flight: &mut Option<InFlight>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
@@ -147,58 +150,50 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     loop {
-        match state.as_mut().project() {
-            StateProj::Forwarding { future } => {
+        match rare.as_mut().project() {
+            RareProj::Forwarding {
+                future,
+                held,
+                gone_check,
+            } => {
                 let response = ready!(future.poll(cx))?;
-                state.set(State::Done);
-                return Poll::Ready(Ok(
-                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
-                ));
-            }
-            StateProj::Checking { future, after } => {
-                let response = ready!(future.poll(cx))?;
-                let (held, gone) = match after.take() {
-                    Some(After::Gone(guard)) => (None, Some(guard)),
-                    Some(After::Held(held)) => (Some(held.0), held.1),
-                    None => (None, None),
-                };
-                state.set(State::Done);
-                let mut response = match gone {
+                let (held, gone_check) = (held.take(), gone_check.take());
+                rare.set(Rare::Done);
+                let mut response = match gone_check {
                     Some(guard) => if_gone(response, &guard, in_flight),
-                    None => response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take())),
+                    None => {
+                        response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
+                    }
                 };
                 if let Some(held) = held {
                     mark_cold_start(&mut response, held);
                 }
                 return Poll::Ready(Ok(response));
             }
-            StateProj::Deciding { pending } => {
-                let decision = ready!(pending.decision.as_mut().poll(cx));
-                match settle(decision, pending.ready.take(), &pending.guard, in_flight) {
+            RareProj::Deciding {
+                decision,
+                ready,
+                guard,
+            } => {
+                let decision = ready!(decision.as_mut().poll(cx));
+                match settle(decision, ready.take(), guard, in_flight) {
                     Settled::Forward(future, held) => {
-                        let gone = pending.guard.gone.is_some().then(|| Arc::clone(&pending.guard));
-                        let next = match (held, gone) {
-                            (None, None) => State::Forwarding { future },
-                            (None, Some(guard)) => State::Checking {
-                                future,
-                                after: Some(After::Gone(guard)),
-                            },
-                            (Some(held), gone) => State::Checking {
-                                future,
-                                after: Some(After::Held(Box::new((held, gone)))),
-                            },
-                        };
-                        state.set(next);
+                        let gone_check = guard.gone.is_some().then(|| Arc::clone(guard));
+                        rare.set(Rare::Forwarding {
+                            future,
+                            held,
+                            gone_check,
+                        });
                     }
                     Settled::Answer(response) => {
-                        state.set(State::Done);
+                        rare.set(Rare::Done);
                         return Poll::Ready(Ok(response));
                     }
                 }
             }
             // Polled after it answered: a contract breach by the caller. Never answer twice;
             // staying pending is what `Fuse` does, and cannot panic inside someone's server.
-            StateProj::Done => return Poll::Pending,
+            RareProj::Done => return Poll::Pending,
         }
     }
 }
