@@ -26,8 +26,6 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, Rare<S, ReqBody>>,
-        // Moves into the response body, which holds it until the body ends.
-        in_flight: Option<InFlight>,
     }
 }
 
@@ -38,6 +36,8 @@ pin_project! {
         Forwarding {
             #[pin]
             future: F,
+            // Moves into the response body, which holds it until the body ends.
+            in_flight: Option<InFlight>,
         },
         // Everything else, boxed so that it does not make the cached-up future larger (every
         // move copies it), and handled out of line (`poll_rare`).
@@ -48,8 +48,19 @@ pin_project! {
 }
 
 pin_project! {
-    #[project = RareProj]
-    enum Rare<S, ReqBody>
+    struct Rare<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        step: Step<S, ReqBody>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
     {
@@ -84,16 +95,19 @@ where
         gone_check: Option<Arc<Guard>>,
     ) -> Self {
         let state = match gone_check {
-            None => State::Forwarding { future },
+            None => State::Forwarding { future, in_flight },
             Some(guard) => State::Rare {
-                rare: Box::pin(Rare::Forwarding {
-                    future,
-                    held: None,
-                    gone_check: Some(guard),
+                rare: Box::pin(Rare {
+                    step: Step::Forwarding {
+                        future,
+                        held: None,
+                        gone_check: Some(guard),
+                    },
+                    in_flight,
                 }),
             },
         };
-        Self { state, in_flight }
+        Self { state }
     }
 
     pub(crate) fn decide(
@@ -105,13 +119,15 @@ where
     ) -> Self {
         Self {
             state: State::Rare {
-                rare: Box::pin(Rare::Deciding {
-                    decision,
-                    ready: Some((service, request)),
-                    guard,
+                rare: Box::pin(Rare {
+                    step: Step::Deciding {
+                        decision,
+                        ready: Some((service, request)),
+                        guard,
+                    },
+                    in_flight,
                 }),
             },
-            in_flight,
         }
     }
 }
@@ -126,14 +142,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.state.project() {
-            StateProj::Forwarding { future } => {
-                let response = ready!(future.poll(cx))?;
-                let in_flight = this.in_flight.take();
-                Poll::Ready(Ok(
-                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight))
-                ))
-            }
-            StateProj::Rare { rare } => poll_rare(rare.as_mut(), this.in_flight, cx),
+            StateProj::Forwarding { future, in_flight } => match future.poll(cx) {
+                Poll::Ready(Ok(response)) => {
+                    let (head, body) = response.into_parts();
+                    let body = MonitorBody::inner_in_flight(body, in_flight.take());
+                    Poll::Ready(Ok(Response::from_parts(head, body)))
+                }
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                Poll::Pending => Poll::Pending,
+            },
+            StateProj::Rare { rare } => poll_rare(rare.as_mut(), cx),
         }
     }
 }
@@ -142,23 +160,24 @@ where
 #[cold]
 #[inline(never)]
 fn poll_rare<S, ReqBody, ResBody>(
-    mut rare: Pin<&mut Rare<S, ReqBody>>,
-    in_flight: &mut Option<InFlight>,
+    rare: Pin<&mut Rare<S, ReqBody>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
+    let rare = rare.project();
+    let (mut step, in_flight) = (rare.step, rare.in_flight);
     loop {
-        match rare.as_mut().project() {
-            RareProj::Forwarding {
+        match step.as_mut().project() {
+            StepProj::Forwarding {
                 future,
                 held,
                 gone_check,
             } => {
                 let response = ready!(future.poll(cx))?;
                 let (held, gone_check) = (held.take(), gone_check.take());
-                rare.set(Rare::Done);
+                step.set(Step::Done);
                 let mut response = match gone_check {
                     Some(guard) => if_gone(response, &guard, in_flight),
                     None => {
@@ -170,7 +189,7 @@ where
                 }
                 return Poll::Ready(Ok(response));
             }
-            RareProj::Deciding {
+            StepProj::Deciding {
                 decision,
                 ready,
                 guard,
@@ -179,21 +198,21 @@ where
                 match settle(decision, ready.take(), guard, in_flight) {
                     Settled::Forward(future, held) => {
                         let gone_check = guard.gone.is_some().then(|| Arc::clone(guard));
-                        rare.set(Rare::Forwarding {
+                        step.set(Step::Forwarding {
                             future,
                             held,
                             gone_check,
                         });
                     }
                     Settled::Answer(response) => {
-                        rare.set(Rare::Done);
+                        step.set(Step::Done);
                         return Poll::Ready(Ok(response));
                     }
                 }
             }
             // Polled after it answered: a contract breach by the caller. Never answer twice;
             // staying pending is what `Fuse` does, and cannot panic inside someone's server.
-            RareProj::Done => return Poll::Pending,
+            StepProj::Done => return Poll::Pending,
         }
     }
 }
