@@ -82,7 +82,10 @@ impl IdleWatch {
     pub(crate) fn arm_if_idle(&self) {
         let now = Instant::now();
         {
-            let mut quiet_since = self.quiet_since.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut quiet_since = self
+                .quiet_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             *quiet_since = (self.in_flight() == 0).then_some(now);
         }
         self.look_at(now + self.look_every.min(self.after).max(MIN_LOOK_EVERY));
@@ -108,17 +111,19 @@ impl IdleWatch {
 
     /// One look: has the service been idle long enough? Returns when to look next, if at all.
     fn look(&self, service: &Registered, now: Instant) -> Option<Instant> {
-        let mut quiet_since = self.quiet_since.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut quiet_since = self
+            .quiet_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if service.state() != ServiceState::Up {
             // Stopping, down or starting: the idle time starts again when it is next up.
             *quiet_since = None;
             return None;
         }
         // The flags first: a request that ended before its flag was cleared is not counted.
-        let ended = self
-            .shards
-            .iter()
-            .fold(false, |any, shard| shard.ended.swap(false, Ordering::Acquire) | any);
+        let ended = self.shards.iter().fold(false, |any, shard| {
+            shard.ended.swap(false, Ordering::Acquire) | any
+        });
         if self.in_flight() > 0 {
             // Busy (in flight 0 → 1, as the looks see it, when `quiet_since` was set).
             *quiet_since = None;

@@ -124,7 +124,10 @@ async fn the_idle_stop_comes_at_least_the_idle_time_after_the_last_request_ends(
     let waited = first_stop(&stops).await - ended;
     assert!(waited >= after, "stopped {waited:?} after the last request");
     // Documented: within after × 1.25; the rest is slack for a loaded machine's timers.
-    assert!(waited < after * 2, "stopped only {waited:?} after the last request");
+    assert!(
+        waited < after * 2,
+        "stopped only {waited:?} after the last request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

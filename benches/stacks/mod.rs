@@ -56,9 +56,15 @@ pub fn monitor(idle: bool) -> Arc<MinMonitor> {
 pub fn monitor_up(
     monitor: &Arc<MinMonitor>,
 ) -> impl Service<Request<()>, Response = Response<MonitorBody<()>>, Error = Infallible> + Clone {
-    let mut service = monitor.layer("app").expect("registered above").layer(inner());
+    let mut service = monitor
+        .layer("app")
+        .expect("registered above")
+        .layer(inner());
     let forwarded = one_request(&mut service).is_some_and(|r| !r.body().is_fallback());
-    assert!(forwarded, "the backend is cached up: the request goes through");
+    assert!(
+        forwarded,
+        "the backend is cached up: the request goes through"
+    );
     service
 }
 
