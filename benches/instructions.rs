@@ -13,9 +13,10 @@ use std::hint::black_box;
 
 use tower::Service;
 
-const STACKS: [&str; 6] = [
+const STACKS: [&str; 7] = [
     "bare",
     "floor",
+    "floor_with_drop",
     "validate_request",
     "concurrency_limit",
     "monitor_up",
@@ -33,6 +34,7 @@ fn stack(name: &str, requests: u64) -> bool {
     match name {
         "bare" => run(stacks::inner(), requests),
         "floor" => run(stacks::floor(), requests),
+        "floor_with_drop" => run(stacks::floor_with_drop(), requests),
         "validate_request" => run(stacks::validate_request(), requests),
         "concurrency_limit" => run(stacks::concurrency_limit(), requests),
         "monitor_up" => run(stacks::monitor_up(&stacks::monitor(false)), requests),

@@ -40,7 +40,7 @@ per_request() {
   echo $(((b - a) / (many - few)))
 }
 
-stacks=(bare floor validate_request concurrency_limit monitor_up monitor_up_idle)
+stacks=(bare floor floor_with_drop validate_request concurrency_limit monitor_up monitor_up_idle)
 declare -A ir
 for stack in "${stacks[@]}"; do
   ir[$stack]=$(per_request "$stack")

@@ -26,6 +26,10 @@ fn layer(c: &mut Criterion) {
     group.bench_function("bare", |b| b.iter(|| black_box(one_request(&mut bare))));
     let mut floor = stacks::floor();
     group.bench_function("floor", |b| b.iter(|| black_box(one_request(&mut floor))));
+    let mut floor_with_drop = stacks::floor_with_drop();
+    group.bench_function("floor_with_drop", |b| {
+        b.iter(|| black_box(one_request(&mut floor_with_drop)))
+    });
     let mut validate = stacks::validate_request();
     group.bench_function("validate_request", |b| {
         b.iter(|| black_box(one_request(&mut validate)))

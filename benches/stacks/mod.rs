@@ -91,29 +91,44 @@ pub fn concurrency_limit()
 }
 
 /// The floor: the least a layer can do that checks a shared "up" flag and answers the same
-/// response type as the monitor layer (`MonitorBody`), or a 503 when the flag is down.
-#[derive(Clone)]
-pub struct FlagCheck<S> {
+/// response type as the monitor layer (`MonitorBody`), or a 503 when the flag is down. Its
+/// response future carries an `X` beside the inner future: `()` for the floor itself, and a
+/// field with drop glue (always `None`) for [`floor_with_drop`], which shows what any future
+/// that must own something (the monitor's carries the in-flight guard) pays for that alone.
+pub struct FlagCheck<S, X = ()> {
     inner: S,
     up: Arc<AtomicBool>,
+    _extra: std::marker::PhantomData<fn() -> X>,
 }
 
-impl<S> FlagCheck<S> {
-    pub fn new(inner: S) -> Self {
+impl<S: Clone, X> Clone for FlagCheck<S, X> {
+    fn clone(&self) -> Self {
         Self {
-            inner,
-            up: Arc::new(AtomicBool::new(true)),
+            inner: self.inner.clone(),
+            up: Arc::clone(&self.up),
+            _extra: std::marker::PhantomData,
         }
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FlagCheck<S>
+impl<S, X> FlagCheck<S, X> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            up: Arc::new(AtomicBool::new(true)),
+            _extra: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<S, X, ReqBody, ResBody> Service<Request<ReqBody>> for FlagCheck<S, X>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    X: Default,
 {
     type Response = Response<MonitorBody<ResBody>>;
     type Error = S::Error;
-    type Future = FlagFuture<S::Future>;
+    type Future = FlagFuture<S::Future, X>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -123,6 +138,7 @@ where
         if self.up.load(Ordering::Relaxed) {
             FlagFuture::Forward {
                 future: self.inner.call(request),
+                _extra: X::default(),
             }
         } else {
             FlagFuture::Refuse
@@ -132,13 +148,13 @@ where
 
 pin_project! {
     #[project = FlagProj]
-    pub enum FlagFuture<F> {
-        Forward { #[pin] future: F },
+    pub enum FlagFuture<F, X> {
+        Forward { #[pin] future: F, _extra: X },
         Refuse,
     }
 }
 
-impl<F, B, E> Future for FlagFuture<F>
+impl<F, X, B, E> Future for FlagFuture<F, X>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -146,7 +162,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            FlagProj::Forward { future } => {
+            FlagProj::Forward { future, .. } => {
                 let response = ready!(future.poll(cx))?;
                 Poll::Ready(Ok(response.map(MonitorBody::inner)))
             }
@@ -162,5 +178,11 @@ where
 /// The floor around [`inner`].
 pub fn floor()
 -> impl Service<Request<()>, Response = Response<MonitorBody<()>>, Error = Infallible> + Clone {
-    FlagCheck::new(inner())
+    FlagCheck::<_, ()>::new(inner())
+}
+
+/// The floor, its future also owning a field with drop glue (always `None`).
+pub fn floor_with_drop()
+-> impl Service<Request<()>, Response = Response<MonitorBody<()>>, Error = Infallible> + Clone {
+    FlagCheck::<_, Option<Arc<AtomicBool>>>::new(inner())
 }
