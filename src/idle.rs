@@ -109,8 +109,8 @@ impl IdleWatch {
         in_flight
     }
 
-    /// One look: has the service been idle long enough? Returns when to look next, if at all.
-    fn look(&self, service: &Registered, now: Instant) -> Option<Instant> {
+    /// One look: has the service been idle long enough?
+    fn look(&self, service: &Registered, now: Instant) -> Next {
         let mut quiet_since = self
             .quiet_since
             .lock()
@@ -118,7 +118,7 @@ impl IdleWatch {
         if service.state() != ServiceState::Up {
             // Stopping, down or starting: the idle time starts again when it is next up.
             *quiet_since = None;
-            return None;
+            return Next::Rest;
         }
         // The flags first: a request that ended before its flag was cleared is not counted.
         let ended = self.shards.iter().fold(false, |any, shard| {
@@ -127,7 +127,7 @@ impl IdleWatch {
         if self.in_flight() > 0 {
             // Busy (in flight 0 → 1, as the looks see it, when `quiet_since` was set).
             *quiet_since = None;
-            return Some(now + self.look_every);
+            return Next::LookAt(now + self.look_every);
         }
         // Quiet. If a request ended since the last look (in flight 1 → 0), or the last look saw
         // one in flight, the idle time starts now: the last request ended by now.
@@ -138,17 +138,21 @@ impl IdleWatch {
         *quiet_since = Some(since);
         let stop_at = since + self.after;
         if now < stop_at {
-            return Some(stop_at.min(now + self.look_every));
+            return Next::LookAt(stop_at.min(now + self.look_every));
         }
         *quiet_since = None;
-        tracing::info!(service = %service.name, after = ?self.after, "no request in flight for the idle time; running on_idle");
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            // The stop's failure is logged where it runs; the backend then counts as up again,
-            // which starts the idle time over and so retries the stop.
-            runtime.spawn(service.stop());
-        }
-        None
+        Next::Stop
     }
+}
+
+/// What a look found.
+enum Next {
+    /// Not idle long enough yet: look again then.
+    LookAt(Instant),
+    /// Idle long enough: stop the service (and look again once it is next up).
+    Stop,
+    /// Not up: look again once it is next up.
+    Rest,
 }
 
 impl Expiring for IdleWatch {
@@ -160,8 +164,17 @@ impl Expiring for IdleWatch {
         let Some(service) = self.service.upgrade() else {
             return;
         };
-        if let Some(next) = self.look(&service, Instant::now()) {
-            self.look_at(next);
+        match self.look(&service, Instant::now()) {
+            Next::LookAt(at) => self.look_at(at),
+            Next::Rest => {}
+            Next::Stop => {
+                tracing::info!(service = %service.name, after = ?self.after, "no request in flight for the idle time; running on_idle");
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    // The stop's failure is logged where it runs; the backend then counts as up
+                    // again, which starts the idle time over and so retries the stop.
+                    runtime.spawn(service.stop());
+                }
+            }
         }
     }
 }
@@ -181,7 +194,8 @@ fn thread_index() -> usize {
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    INDEX.with(|index| *index)
+    // `try_with`: never a panic, even from a thread-local destructor (any shard is correct).
+    INDEX.try_with(|index| *index).unwrap_or(0)
 }
 
 /// Counts one request as in flight while it lives.
