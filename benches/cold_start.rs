@@ -45,7 +45,10 @@ async fn cold_start(boot: Duration) -> Run {
     let url = Url::parse(&format!("http://127.0.0.1:{port}/")).expect("valid URL");
     let probes = Arc::new(AtomicUsize::new(0));
     let ready_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let (p, r) = (probes.clone(), ready_at.clone());
+    // When on_down ran, and how many probes had run by then (the probe that found it down).
+    let woken: Arc<Mutex<Option<(Instant, usize)>>> = Arc::default();
+    let (p, r, w) = (probes.clone(), ready_at.clone(), woken.clone());
+    let p_at_wake = probes.clone();
     let service = MonitoredService::new(url, Duration::from_secs(30))
         .probe_timeout(Duration::from_millis(500))
         .probe(probe::from_fn(move |url| {
@@ -54,6 +57,8 @@ async fn cold_start(boot: Duration) -> Run {
         }))
         .on_down(trigger::from_fn(move || {
             let ready_at = r.clone();
+            let probed = p_at_wake.load(Ordering::Relaxed);
+            *w.lock().expect("not poisoned") = Some((Instant::now(), probed));
             tokio::spawn(async move {
                 tokio::time::sleep(boot).await;
                 let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -74,7 +79,6 @@ async fn cold_start(boot: Duration) -> Run {
         *f.lock().expect("not poisoned") = Some(Instant::now());
         async { Ok::<_, Infallible>(Response::new(())) }
     });
-    let started = Instant::now();
     let layer = monitor
         .layer("app")
         .expect("registered")
@@ -93,11 +97,14 @@ async fn cold_start(boot: Duration) -> Run {
         .lock()
         .expect("not poisoned")
         .expect("forwarded");
-    let starting = ready.duration_since(started).as_secs_f64();
+    let (woken_at, probes_before) = woken.lock().expect("not poisoned").expect("on_down ran");
+    // Probes while Starting: from on_down to the forward (the last one is the one that saw it up).
+    let starting = forwarded.duration_since(woken_at).as_secs_f64();
+    let probes_starting = probes.load(Ordering::Relaxed) - probes_before;
     Run {
         boot,
         delay: forwarded.duration_since(ready),
-        probes_per_second: probes.load(Ordering::Relaxed) as f64 / starting.max(0.001),
+        probes_per_second: probes_starting as f64 / starting.max(0.001),
     }
 }
 

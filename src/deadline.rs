@@ -7,19 +7,47 @@
 //!
 //! The task holds its owner weakly and is woken when the owner drops, so dropping the owner ends
 //! it at once (not at the next deadline, which may be long). If the task is dropped while
-//! armed (its runtime shut down), it disarms the deadline, so nothing stays armed forever.
-//! Without a Tokio runtime a plain thread keeps the time instead.
+//! armed (its runtime shut down), it disarms the deadline, so nothing stays armed forever; an
+//! arm racing that drop from another runtime starts a timer there (or is cancelled), never
+//! stays armed without one. Without a Tokio runtime a plain thread keeps the time instead.
+//!
+//! The atomic protocol itself (arm, pass, stop, abandon) is [`state::DeadlineState`], which the
+//! loom models check.
 //!
 //! Granularity: Tokio's timer wheel has millisecond resolution, so a deadline passes up to a
 //! millisecond late, plus however late a busy runtime is to run the task.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod state;
+
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use state::DeadlineState;
+
+/// How far ahead "practically forever" is: a delay longer than this (up to `Duration::MAX`) is
+/// taken as this one, a century (of 365.25 days), so adding it to a clock reading cannot
+/// overflow.
+pub(crate) const PRACTICALLY_FOREVER: Duration = Duration::from_secs(3_155_760_000);
+
+/// `now + delay`, saturating: a delay too long to add means "practically forever".
+///
+/// Use it wherever a user-given duration is added to an instant; `Instant + Duration` panics
+/// on overflow.
+pub(crate) fn saturating_after(now: Instant, delay: Duration) -> Instant {
+    let mut delay = delay.min(PRACTICALLY_FOREVER);
+    // A clock within a century of its end does not happen on a real machine; if it did, the
+    // furthest instant that can be represented still means "later than anything else".
+    loop {
+        if let Some(at) = now.checked_add(delay) {
+            return at;
+        }
+        delay /= 2;
+    }
+}
 
 /// Something that owns a [`Deadline`] and acts when it passes.
 pub(crate) trait Expiring: Send + Sync + 'static {
@@ -29,9 +57,8 @@ pub(crate) trait Expiring: Send + Sync + 'static {
 }
 
 pub(crate) struct Deadline {
-    /// Nanoseconds after `epoch` when it passes; 0 means disarmed.
-    at: AtomicU64,
-    timer_running: AtomicBool,
+    /// When it passes, in nanoseconds after `epoch`, and whether a timer runs for it.
+    state: DeadlineState,
     epoch: Instant,
     /// Wakes the timer when this deadline is dropped.
     dropped: Arc<Notify>,
@@ -46,8 +73,7 @@ impl Drop for Deadline {
 impl Deadline {
     pub(crate) fn new() -> Self {
         Self {
-            at: AtomicU64::new(0),
-            timer_running: AtomicBool::new(false),
+            state: DeadlineState::new(),
             epoch: Instant::now(),
             dropped: Arc::new(Notify::new()),
         }
@@ -55,56 +81,32 @@ impl Deadline {
 
     #[inline]
     pub(crate) fn is_armed(&self) -> bool {
-        // Relaxed is enough: nothing else is published through this value, and a reader that
-        // sees a just-disarmed deadline a moment late is within the timer's granularity.
-        self.at.load(Ordering::Relaxed) != 0
+        self.state.is_armed()
     }
 
     pub(crate) fn disarm(&self) {
-        self.at.store(0, Ordering::SeqCst);
+        self.state.disarm();
     }
 
     /// Arms (or moves) `owner`'s deadline to `at`.
     pub(crate) fn arm<E: Expiring>(owner: &Arc<E>, at: Instant) {
         let deadline = owner.deadline();
-        let nanos = at.saturating_duration_since(deadline.epoch).as_nanos();
-        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX).max(1);
-        // SeqCst on both atomics, here and in `stop`: this store/swap pair must not be reordered
-        // against the timer's store/load pair, or a fresh deadline could go without a timer.
-        deadline.at.store(nanos, Ordering::SeqCst);
-        if !deadline.timer_running.swap(true, Ordering::SeqCst) {
+        if deadline.state.arm(deadline.nanos(at)) {
             Timer::start(Arc::downgrade(owner), Arc::clone(&deadline.dropped));
         }
     }
 
-    /// Disarms the deadline if it has passed (returns `Ok(true)`), or says when to look again.
-    fn pass(&self, now: Instant) -> Result<bool, Instant> {
-        loop {
-            let at = self.at.load(Ordering::SeqCst);
-            if at == 0 {
-                return Ok(false);
-            }
-            let when = self.epoch + Duration::from_nanos(at);
-            if now < when {
-                return Err(when);
-            }
-            if self
-                .at
-                .compare_exchange(at, 0, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
-                return Ok(true);
-            }
-        }
+    /// `at` in nanoseconds after the epoch, saturating (584 years).
+    fn nanos(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX)
     }
 
-    /// Stops the timer, unless the deadline was armed meanwhile by a caller that saw the timer
-    /// still running and so started none: then it must carry on (returns `false`).
-    fn stop(&self) -> bool {
-        self.timer_running.store(false, Ordering::SeqCst);
-        let armed_meanwhile = self.at.load(Ordering::SeqCst) != 0;
-        // Stop unless armed meanwhile and no new timer has taken over (then this one carries on).
-        !armed_meanwhile || self.timer_running.swap(true, Ordering::SeqCst)
+    /// Disarms the deadline if it has passed (returns `Ok(true)`), or says when to look again.
+    fn pass(&self, now: Instant) -> Result<bool, Instant> {
+        self.state
+            .pass(self.nanos(now))
+            .map_err(|at| saturating_after(self.epoch, Duration::from_nanos(at)))
     }
 }
 
@@ -137,7 +139,7 @@ impl<E: Expiring> Timer<E> {
                 Err(when) => return Some(when),
                 Ok(true) => owner.expired(),
                 Ok(false) => {
-                    if owner.deadline().stop() {
+                    if owner.deadline().state.stop() {
                         self.finished = true;
                         return None;
                     }
@@ -166,13 +168,9 @@ impl<E: Expiring> Drop for Timer<E> {
         if self.finished {
             return;
         }
-        // Dropped while armed (its runtime shut down): nobody would disarm it any more.
+        // Dropped while it may be armed (its runtime shut down): nobody would disarm it.
         if let Some(owner) = self.owner.upgrade() {
-            owner.deadline().disarm();
-            owner
-                .deadline()
-                .timer_running
-                .store(false, Ordering::SeqCst);
+            owner.deadline().state.abandon();
         }
     }
 }
@@ -180,7 +178,7 @@ impl<E: Expiring> Drop for Timer<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct Counting {
         deadline: Deadline,
@@ -249,7 +247,7 @@ mod tests {
         assert!(owner.deadline.is_armed());
         drop(runtime);
         assert!(!owner.deadline.is_armed());
-        assert!(!owner.deadline.timer_running.load(Ordering::SeqCst));
+        assert!(!owner.deadline.state.timer_running());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::deadline::{Deadline, Expiring};
+use crate::deadline::{Deadline, Expiring, saturating_after};
 use crate::lifecycle::ServiceState;
 use crate::registered::Registered;
 
@@ -88,7 +88,10 @@ impl IdleWatch {
                 .unwrap_or_else(PoisonError::into_inner);
             *quiet_since = (self.in_flight() == 0).then_some(now);
         }
-        self.look_at(now + self.look_every.min(self.after).max(MIN_LOOK_EVERY));
+        self.look_at(saturating_after(
+            now,
+            self.look_every.min(self.after).max(MIN_LOOK_EVERY),
+        ));
     }
 
     fn look_at(&self, at: Instant) {
@@ -127,7 +130,7 @@ impl IdleWatch {
         if self.in_flight() > 0 {
             // Busy (in flight 0 → 1, as the looks see it, when `quiet_since` was set).
             *quiet_since = None;
-            return Next::LookAt(now + self.look_every);
+            return Next::LookAt(saturating_after(now, self.look_every));
         }
         // Quiet. If a request ended since the last look (in flight 1 → 0), or the last look saw
         // one in flight, the idle time starts now: the last request ended by now.
@@ -136,9 +139,9 @@ impl IdleWatch {
             _ => now,
         };
         *quiet_since = Some(since);
-        let stop_at = since + self.after;
+        let stop_at = saturating_after(since, self.after);
         if now < stop_at {
-            return Next::LookAt(stop_at.min(now + self.look_every));
+            return Next::LookAt(stop_at.min(saturating_after(now, self.look_every)));
         }
         *quiet_since = None;
         Next::Stop

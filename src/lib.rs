@@ -16,8 +16,12 @@
 //!   clears the cached up when the grace period ends, so the grace period is honoured to about a
 //!   millisecond (later if the runtime is starved; never a stale up if the runtime shuts down).
 //! - Probing needs a Tokio runtime.
+//! - Each service is in one [`ServiceState`]: `Down`, `Starting` (its `on_down` ran, once per
+//!   cold start; the monitor polls it every 50 ms until it is up or `start_timeout` passes),
+//!   `Up`, or `Stopping` (its `on_idle` ran; nothing is forwarded until a probe finds it down).
+//!   Every trigger run is bounded by `trigger_timeout`.
 //! - The [`layer`] runs, per request: status, `always`, then `on_up` and forward, or `on_down`
-//!   (coalesced) and a 503. Errors and failing triggers are 500s; the inner service is only
+//!   (once per cold start) and a 503, or holds the request until the backend is up. Errors and failing triggers are 500s; the inner service is only
 //!   called when the backend is up.
 //!
 //! # Where things are
@@ -25,11 +29,17 @@
 //! - [`probe`]: [`probe::Tcp`] (the default), [`probe::Http`] (status and body checks, `https`
 //!   with the `rustls` feature), [`probe::Expect`] (a TCP dialogue), [`probe::from_fn`].
 //! - [`trigger`]: [`trigger::Command`], [`trigger::Compound`], [`trigger::Delay`],
-//!   [`trigger::RateLimit`], [`trigger::Webhook`], [`trigger::from_fn`]; and
-//!   [`MonitoredService::on_idle`] for idle shutdown.
+//!   [`trigger::RateLimit`], [`trigger::Webhook`], [`trigger::from_fn`]; on Unix
+//!   [`trigger::Process`], a supervised backend program, with [`trigger::Supervisor`] to stop
+//!   them all on exit; and [`MonitoredService::on_idle`] for idle shutdown.
 //! - [`layer`]: [`MonitorLayer`] with its fallback answers, hold mode, wake policy and
 //!   waiting page.
 //! - [`config`]: a whole monitor from JSON, with your own trigger types.
+//! - `proxy` (feature `proxy`): a reverse proxy as a Tower service (HTTP/1.1 and HTTP/2
+//!   cleartext upstreams, WebSocket upgrades, forwarded headers, timeouts), to put behind the
+//!   layer.
+//! - `gateway` (feature `gateway`): the start-on-demand gateway (routes, serving, graceful
+//!   shutdown) that the `tower-monitor-gateway` program runs.
 //!
 //! # Example
 //!
@@ -55,18 +65,24 @@ mod activity;
 pub mod config;
 mod deadline;
 mod error;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod gateway;
 mod idle;
 pub mod layer;
 mod lifecycle;
 mod metrics;
 mod monitor;
 pub mod probe;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
+mod redact;
 mod registered;
 mod service;
 mod single_flight;
 mod status;
 mod sync;
-mod time;
 pub mod trigger;
 
 pub use activity::Activity;

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
 
 /// Where a monitored backend is in its life.
 ///
@@ -202,6 +202,32 @@ impl Lifecycle {
     }
 }
 
+impl Lifecycle {
+    /// Records an up that a probe (or `set_status_up`) found with `mark`, unless the state has
+    /// left Up meanwhile: then `clear` undoes it. A stop applies its transition before it clears
+    /// the cache, so whichever order the two run in, no up stays cached while Stopping.
+    pub(crate) fn cache_if_up(&self, mark: impl FnOnce(), clear: impl FnOnce()) {
+        if self.state() == ServiceState::Up {
+            mark();
+            // Store (the cache) then load (the state), against the stop's store then store: the
+            // fences make it a proper Dekker pair whatever orderings the cache uses inside.
+            fence(Ordering::SeqCst);
+            if self.state() != ServiceState::Up {
+                clear();
+            }
+        }
+    }
+
+    /// Applies an idle stop (`Up → Stopping`) and, if it happened, `clear`s the cached up; the
+    /// other half of [`cache_if_up`](Self::cache_if_up).
+    pub(crate) fn stop(&self, clear: impl FnOnce()) -> Option<Transition> {
+        let transition = self.apply(Event::Stop)?;
+        fence(Ordering::SeqCst);
+        clear();
+        Some(transition)
+    }
+}
+
 impl fmt::Debug for Lifecycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lifecycle")
@@ -270,5 +296,85 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
         });
         assert_eq!(winners, 1);
+    }
+}
+
+/// Model checks of the transitions that race (run: see `src/sync.rs`).
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use crate::sync::Arc;
+    use crate::sync::atomic::{AtomicBool, AtomicUsize};
+    use loom::thread;
+
+    /// Invariant: a cold start runs `on_down` once. Of wakes racing with each other and with a
+    /// failing start, a wake wins `Down → Starting` only once per time the service went back
+    /// to Down: starts ≤ 1 + failed starts.
+    #[test]
+    fn loom_one_start_per_cold_start() {
+        loom::model(|| {
+            let life = Arc::new(Lifecycle::new());
+            let starts = Arc::new(AtomicUsize::new(0));
+            let fails = Arc::new(AtomicUsize::new(0));
+            let wakers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (life, starts) = (life.clone(), starts.clone());
+                    thread::spawn(move || {
+                        if life.apply(Event::Wake).is_some() {
+                            starts.fetch_add(1, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            let failer = {
+                let (life, fails) = (life.clone(), fails.clone());
+                thread::spawn(move || {
+                    if life.apply(Event::WakeFailed).is_some() {
+                        fails.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            };
+            for t in wakers {
+                t.join().unwrap();
+            }
+            failer.join().unwrap();
+            let (starts, fails) = (starts.load(Ordering::SeqCst), fails.load(Ordering::SeqCst));
+            assert!(starts >= 1, "someone started it");
+            assert!(starts <= 1 + fails, "{starts} starts with {fails} failures");
+        });
+    }
+
+    /// Invariant: after an idle stop and a probe that found the backend up race, no up is left
+    /// cached while the service is Stopping (requests would be forwarded to a stopping backend).
+    #[test]
+    fn loom_no_cached_up_while_stopping() {
+        loom::model(|| {
+            let life = Arc::new(Lifecycle::new());
+            life.apply(Event::MarkedUp);
+            let cached = Arc::new(AtomicBool::new(true));
+            let probe = {
+                let (life, cached) = (life.clone(), cached.clone());
+                thread::spawn(move || {
+                    life.apply(Event::ProbedUp);
+                    life.cache_if_up(
+                        || cached.store(true, Ordering::SeqCst),
+                        || cached.store(false, Ordering::SeqCst),
+                    );
+                })
+            };
+            let stop = {
+                let (life, cached) = (life.clone(), cached.clone());
+                thread::spawn(move || {
+                    life.stop(|| cached.store(false, Ordering::SeqCst));
+                })
+            };
+            probe.join().unwrap();
+            stop.join().unwrap();
+            assert_eq!(life.state(), ServiceState::Stopping);
+            assert!(
+                !cached.load(Ordering::SeqCst),
+                "an up stayed cached while stopping"
+            );
+        });
     }
 }

@@ -74,7 +74,7 @@ impl MinMonitor {
             .probe
             .validate_url(&service.url)
             .map_err(|reason| MonitorError::InvalidUrl {
-                url: service.url.to_string(),
+                url: crate::redact::url(&service.url),
                 reason,
             })?;
         let mut services = self

@@ -157,10 +157,7 @@ impl Registered {
         let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
         let transition = on_idle
             .as_ref()
-            .and_then(|_| self.lifecycle.apply(Event::Stop));
-        if transition.is_some() {
-            self.cache.mark_down();
-        }
+            .and_then(|_| self.lifecycle.stop(|| self.cache.mark_down()));
         if let Some(transition) = transition {
             self.after(transition);
         }
@@ -248,12 +245,8 @@ impl Registered {
     /// Caches the up a probe or `set_status_up` found, unless the state has left Up (an idle
     /// stop between the two would otherwise leave a stale up cached while stopping).
     fn cache_up_if_still_up(&self) {
-        if self.state() == ServiceState::Up {
-            self.cache.mark_up();
-            if self.state() != ServiceState::Up {
-                self.cache.mark_down();
-            }
-        }
+        self.lifecycle
+            .cache_if_up(|| self.cache.mark_up(), || self.cache.mark_down());
     }
 
     /// One poller per service, running while the backend is starting or stopping (or requests
@@ -337,7 +330,7 @@ impl Registered {
                 return Err(SharedError::from(crate::BoxError::from("service removed")));
             };
             let started = Instant::now();
-            let timeout = crate::time::bounded(me.service.probe_timeout);
+            let timeout = me.service.probe_timeout;
             let probe = AssertUnwindSafe(async { me.service.probe.probe(&me.service.url).await })
                 .catch_unwind();
             let result = match tokio::time::timeout(timeout, probe).await {

@@ -307,7 +307,7 @@ impl MonitoredService {
 impl fmt::Debug for MonitoredService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MonitoredService")
-            .field("url", &self.url.as_str())
+            .field("url", &crate::redact::url(&self.url))
             .field("grace_period", &self.grace_period)
             .field("probe_timeout", &self.probe_timeout)
             .field("probe_on_add", &self.probe_on_add)

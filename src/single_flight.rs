@@ -1,15 +1,18 @@
 //! One run at a time of an async job, whose result everyone who asked while it ran receives.
 
+mod slot;
+
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::runtime::{Handle, TryCurrentError};
 use tokio::sync::oneshot;
 
 use crate::error::SharedError;
+use slot::{Entry, Slot};
 
 /// A run in progress; clone it to wait for its result.
 pub(crate) type Flight<T> = Shared<BoxFuture<'static, Result<T, SharedError>>>;
@@ -21,13 +24,13 @@ pub(crate) type Flight<T> = Shared<BoxFuture<'static, Result<T, SharedError>>>;
 /// by a guard inside the task, so even a job that panics, or a task dropped by a runtime shutting
 /// down, never leaves the slot stuck on a run that will not finish.
 pub(crate) struct SingleFlight<T> {
-    slot: Arc<Mutex<Option<Flight<T>>>>,
+    slot: Arc<Slot<Flight<T>>>,
 }
 
 impl<T> Default for SingleFlight<T> {
     fn default() -> Self {
         Self {
-            slot: Arc::new(Mutex::new(None)),
+            slot: Arc::new(Slot::new()),
         }
     }
 }
@@ -43,22 +46,23 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     where
         F: Future<Output = Result<T, SharedError>> + Send + 'static,
     {
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(flight) = slot.as_ref() {
-            return Ok(Some(flight.clone()));
-        }
-        let runtime = Handle::try_current()?;
-        let Some(job) = job() else { return Ok(None) };
-
-        let (done, result) = oneshot::channel();
-        let flight: Flight<T> = result
-            .map(|sent| sent.unwrap_or_else(|_| Err(message_error("the run was cancelled"))))
-            .boxed()
-            .shared();
-        *slot = Some(flight.clone());
-        // Spawn only after the lock is released: a runtime that is shutting down drops the task
-        // at once, and the guard's drop takes the same lock.
-        drop(slot);
+        let entry = self.slot.join_or_start(|| {
+            let runtime = Handle::try_current()?;
+            let Some(job) = job() else { return Ok(None) };
+            let (done, result) = oneshot::channel();
+            let flight: Flight<T> = result
+                .map(|sent| sent.unwrap_or_else(|_| Err(message_error("the run was cancelled"))))
+                .boxed()
+                .shared();
+            Ok(Some((flight, (runtime, job, done))))
+        })?;
+        // Spawn only after the lock is released (by now): a runtime that is shutting down drops
+        // the task at once, and the guard's drop takes the same lock.
+        let (flight, (runtime, job, done)) = match entry {
+            Entry::Joined(flight) => return Ok(Some(flight)),
+            Entry::Declined => return Ok(None),
+            Entry::Started(flight, run) => (flight, run),
+        };
 
         let clear = ClearSlot(Arc::clone(&self.slot));
         runtime.spawn(async move {
@@ -77,18 +81,16 @@ impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
     /// Whether a run is in flight right now.
     #[cfg(test)]
     pub(crate) fn is_running(&self) -> bool {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.slot.is_full()
     }
 }
 
-struct ClearSlot<T>(Arc<Mutex<Option<Flight<T>>>>);
+/// Frees the slot when the run's task ends, however it ends.
+struct ClearSlot<T>(Arc<Slot<Flight<T>>>);
 
 impl<T> Drop for ClearSlot<T> {
     fn drop(&mut self) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.0.clear();
     }
 }
 

@@ -41,7 +41,10 @@ impl StatusCache {
     /// Caches "up" for the grace period, starting now.
     pub(crate) fn mark_up(self: &Arc<Self>) {
         if !self.grace_period.is_zero() {
-            Deadline::arm(self, crate::time::after(Instant::now(), self.grace_period));
+            Deadline::arm(
+                self,
+                crate::deadline::saturating_after(Instant::now(), self.grace_period),
+            );
         }
     }
 

@@ -38,7 +38,7 @@ async fn a_file_with_every_kind_loads() {
           ] },
           "on_up": { "type": "command", "command": "true" },
           "always": { "type": "delay", "delay": "15m", "trigger": { "type": "command", "command": "true" } },
-          "on_idle": { "after": "1m30s", "trigger": { "type": "command", "command": "my-server", "detached": true } }
+          "on_idle": { "after": "1m30s", "trigger": { "type": "command", "command": "true", "detached": true } }
         },
         "other": { "url": "http://[::1]:9/", "grace_period": "0s", "probe_on_add": false }
       }
@@ -114,11 +114,11 @@ fn unknown_trigger_types_are_named_with_the_known_ones() {
     let err = error(&app(r#", "on_down": { "type": "teleport" }"#));
     assert_eq!(err.path(), "services.app.on_down.type");
     assert!(err.message().contains("\"teleport\""), "{err}");
-    assert!(
-        err.message()
-            .contains("command, compound, delay, rate_limit, webhook"),
-        "{err}"
-    );
+    for known in ["command", "compound", "delay", "rate_limit", "webhook"] {
+        assert!(err.message().contains(known), "{err}");
+    }
+    #[cfg(unix)]
+    assert!(err.message().contains("process, process_stop"), "{err}");
 
     let err = error(&app(r#", "on_down": { "command": "true" }"#));
     assert_eq!(
@@ -296,4 +296,97 @@ fn bad_probes_are_named() {
         r#"{"services": {"app": {"url": "redis://127.0.0.1:6379/", "grace_period": "1s", "probe": {"type": "http"}}}}"#,
     );
     assert_eq!(err.path(), "services.app.url");
+}
+
+#[test]
+fn durations_past_the_maximum_are_rejected_with_the_field_and_the_limit() {
+    let err = error(
+        r#"{"services": {"app": {"url": "http://127.0.0.1:1/", "grace_period": "9300000000000000000s"}}}"#,
+    );
+    assert_eq!(err.path(), "services.app.grace_period");
+    assert!(err.message().contains("\"9300000000000000000s\""), "{err}");
+    assert!(err.message().contains("\"100years\""), "{err}");
+
+    for (fields, path) in [
+        (
+            r#", "probe_timeout": "101years""#,
+            "services.app.probe_timeout",
+        ),
+        (
+            r#", "ready_after": "18446744073709551615s""#,
+            "services.app.ready_after",
+        ),
+        (
+            r#", "on_idle": { "after": "200years", "trigger": { "type": "command", "command": "true" } }"#,
+            "services.app.on_idle.after",
+        ),
+        (
+            r#", "on_down": { "type": "rate_limit", "max_runs": 1, "period": "999999999999s", "trigger": { "type": "command", "command": "true" } }"#,
+            "services.app.on_down.period",
+        ),
+        (
+            r#", "on_down": { "type": "webhook", "url": "http://127.0.0.1:1/", "timeout": "5000years" }"#,
+            "services.app.on_down.timeout",
+        ),
+    ] {
+        let err = error(&app(fields));
+        assert_eq!(err.path(), path, "{err}");
+        assert!(err.message().contains("maximum"), "{err}");
+    }
+    assert_eq!(
+        tower_monitor::config::MAX_DURATION,
+        Duration::from_secs(3_155_760_000)
+    );
+}
+
+#[tokio::test]
+async fn the_maximum_duration_itself_is_accepted_and_safe() {
+    let monitor = MinMonitor::from_config(
+        r#"{ "services": { "app": { "url": "http://127.0.0.1:1/", "grace_period": "100years",
+            "probe_timeout": "100years",
+            "on_idle": { "after": "100years", "trigger": { "type": "delay", "delay": "100years",
+                "trigger": { "type": "command", "command": "true" } } } } } }"#,
+    )
+    .unwrap();
+    // Every Instant + this duration in the monitor must hold: a cached up for a century.
+    monitor.set_status_up("app").unwrap();
+    assert!(monitor.status("app").await.unwrap());
+}
+
+#[test]
+fn missing_fields_are_named_even_at_the_top() {
+    let err = error("{}");
+    assert_eq!(err.path(), "services", "{err}");
+    let err = error(r#"{"services": {"app": {"url": "http://127.0.0.1:1/"}}}"#);
+    assert_eq!(err.path(), "services.app.grace_period", "{err}");
+    let err = error(&app(r#", "on_idle": { "after": "1s" }"#));
+    assert_eq!(err.path(), "services.app.on_idle.trigger", "{err}");
+}
+
+#[test]
+fn odd_keys_are_quoted_in_paths() {
+    let err = error(r#"{"services": {}, "": 1}"#);
+    assert_eq!(err.path(), r#""""#, "{err}");
+    let err = error(
+        r#"{"services": {"my.app": {"url": "http://127.0.0.1:1/", "grace_period": "soon"}}}"#,
+    );
+    assert_eq!(err.path(), r#"services."my.app".grace_period"#, "{err}");
+}
+
+#[test]
+fn url_credentials_never_show_in_errors() {
+    for json in [
+        r#"{"services": {"app": {"url": "http://alice:s3cret@127.0.0.1:99999/", "grace_period": "1s"}}}"#,
+        r#"{"services": {"app": {"url": "ftp://alice:s3cret@127.0.0.1:1/", "grace_period": "1s", "probe": {"type": "http"}}}}"#,
+        &app(r#", "on_down": { "type": "webhook", "url": "https://alice:s3cret@127.0.0.1:1/" }"#),
+        &app(r#", "on_down": { "type": "webhook", "url": "http://alice:s3cret@127.0.0.1:1:2/" }"#),
+    ] {
+        let err = error(json);
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(shown.contains("***@127.0.0.1"), "{shown}");
+    }
 }

@@ -381,7 +381,7 @@ async fn a_forward_that_finds_the_backend_gone_marks_it_down_and_wakes_it() {
     let service = layer.layer(tower::service_fn(|_req: Request<()>| async {
         let mut response = Response::new(Full::<Bytes>::from("bad gateway"));
         *response.status_mut() = StatusCode::BAD_GATEWAY;
-        response.extensions_mut().insert(BackendGone);
+        response.extensions_mut().insert(BackendGone::new());
         Ok::<_, Infallible>(response)
     }));
     let response = service.oneshot(Request::new(())).await.unwrap();
@@ -445,4 +445,38 @@ async fn start_and_stop_on_request() {
         !f.monitor.stop("app").await.unwrap(),
         "nothing left to stop"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_as_long_as_duration_max_mean_forever_not_a_panic() {
+    let up = Arc::new(AtomicBool::new(false));
+    let noop = || trigger::from_fn(|| async { Ok::<(), BoxError>(()) });
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::MAX)
+        .probe(switch_probe(up.clone()))
+        .on_down(noop())
+        .on_idle(Duration::MAX, noop())
+        .start_timeout(Duration::MAX)
+        .stop_timeout(Duration::MAX)
+        .trigger_timeout(Duration::MAX)
+        .probe_timeout(Duration::MAX);
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    let f = Fixture {
+        monitor,
+        up,
+        probes: counter(),
+        wakes: counter(),
+        forwarded: counter(),
+    };
+    f.monitor.set_status_up("app").unwrap();
+    assert!(f.monitor.status("app").await.unwrap());
+    let held = f.monitor.layer("app").unwrap().hold(Duration::MAX);
+    // Forwarded, and the request's end arms the idle time (on_idle(MAX)) without overflowing.
+    assert_eq!(f.send(held.clone()).await, StatusCode::OK);
+    f.monitor.set_status_down("app").unwrap();
+    let waiting = tokio::spawn(f.service(held).oneshot(Request::new(())));
+    f.reaches(ServiceState::Starting, Duration::from_secs(5))
+        .await;
+    f.up.store(true, Ordering::SeqCst);
+    assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
 }

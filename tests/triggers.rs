@@ -236,3 +236,33 @@ async fn webhook_without_an_answer_times_out() {
     ));
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+#[tokio::test(start_paused = true)]
+async fn delay_of_duration_max_means_never() {
+    let runs = counter();
+    let forever = Delay::new(Duration::MAX, counting_trigger(runs.clone(), false));
+    forever
+        .trigger()
+        .await
+        .expect("arming a very long delay succeeds");
+    forever.trigger().await.expect("and re-arming it too");
+    tokio::time::sleep(Duration::from_secs(10 * 365 * 24 * 3600)).await;
+    assert_eq!(count(&runs), 0, "a delay of Duration::MAX never passes");
+}
+
+#[tokio::test]
+async fn rate_limit_with_a_huge_max_runs_allocates_nothing_up_front() {
+    // Both once aborted the process: a 608 GB `VecDeque::with_capacity`, or "capacity overflow".
+    for max_runs in [38_007_346_618, usize::MAX] {
+        let runs = counter();
+        let limited = RateLimit::new(
+            max_runs,
+            Duration::from_secs(3600),
+            counting_trigger(runs.clone(), false),
+        );
+        for _ in 0..3 {
+            limited.trigger().await.unwrap();
+        }
+        assert_eq!(count(&runs), 3);
+    }
+}

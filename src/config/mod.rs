@@ -19,16 +19,56 @@
 //! "accept": ["2xx", 401], "body_matches": "ok"}`; or `{"type": "expect", "steps": [{"send":
 //! "PING\r\n"}, {"expect": "^\\+PONG"}]}`), and the triggers `on_down`, `on_up`, `always` and
 //! `on_idle` (`{"after": .., "trigger": ..}`).
-//! Durations are humantime strings (`"1m30s"`, `"250ms"`). Trigger types are looked up in a
+//! Durations are humantime strings (`"1m30s"`, `"250ms"`), at most [`MAX_DURATION`] (`"100years"`,
+//! which already means "never" in practice); a longer one is rejected rather than overflowing
+//! the clock later. Trigger types are looked up in a
 //! [`TriggerRegistry`]: the built-in `command`, `compound`, `delay`, `rate_limit` and `webhook`,
-//! and any you register.
+//! on Unix `process` and `process_stop`, and any you register.
+//!
+//! # Supervised backends (Unix)
+//!
+//! A program that *is* the backend is a `process` trigger in the service's `on_down`
+//! ([`Process`](crate::trigger::Process): started once, known to run, stopped with SIGTERM then
+//! SIGKILL, process group included), and its idle stop a `process_stop` in the same service's
+//! `on_idle`:
+//!
+//! ```json
+//! {
+//!   "services": {
+//!     "app": {
+//!       "url": "http://127.0.0.1:8081/",
+//!       "grace_period": "30s",
+//!       "on_down": { "type": "process", "command": "python3",
+//!                    "args": ["-m", "http.server", "--bind", "127.0.0.1", "8081"],
+//!                    "current_dir": "/srv/app", "env": { "PYTHONUNBUFFERED": "1" },
+//!                    "stop_grace": "10s", "output_level": "info" },
+//!       "on_idle": { "after": "15m", "trigger": { "type": "process_stop" } }
+//!     }
+//!   }
+//! }
+//! ```
+//!
+//! `command` is required; `args`, `current_dir`, `env` (added to the inherited environment),
+//! `stop_grace` (SIGTERM to SIGKILL, default 10 s), `output_level` (the level of its output
+//! lines, default `info`) and `lock_file` (so that of several gateways sharing the
+//! configuration only one runs the program: see
+//! [`ProcessBuilder::lock_file`](crate::trigger::ProcessBuilder::lock_file)) are optional. A `process_stop` takes no field: it stops the `process`
+//! built last before it in the same service (a service's `on_down`, `on_up` and `always` are
+//! built before its `on_idle`), and is an error in a service without one. Every `process` is
+//! supervised by the registry's [`TriggerRegistry::supervisor`], which a program stops them all
+//! with on its way out.
 //!
 //! Everything is checked before anything starts: unknown fields, unknown trigger types, bad URLs
-//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value.
+//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value. So is
+//! a `command` trigger's program that is not found (on `PATH`, or at its path, which counts
+//! from `current_dir` when relative) or not executable, and a `current_dir` that is not a
+//! directory: the configuration is only valid on a machine that has its programs.
 
 mod error;
 mod probe;
-mod registry;
+#[cfg(unix)]
+mod process;
+pub(crate) mod registry;
 
 pub use error::ConfigError;
 pub use registry::{TriggerRegistry, TriggerSpec};
@@ -72,20 +112,42 @@ struct IdleSpec {
     trigger: Value,
 }
 
-/// A duration written the human way: `"30s"`, `"1m30s"`, `"250ms"`.
+/// The longest duration a configuration accepts: 100 years (`"100years"`).
+///
+/// Longer ones are rejected with a [`ConfigError`] naming the field and this limit: a value such
+/// as `"9300000000000000000s"` parses, but no clock can add it, and a hundred years already
+/// means "never" for every duration a service has (grace period, idle time, delays, timeouts).
+///
+/// ```
+/// use tower_monitor::MinMonitor;
+///
+/// let err = MinMonitor::from_config(r#"{"services": {"app": {
+///     "url": "http://127.0.0.1:8081/", "grace_period": "9300000000000000000s" }}}"#).unwrap_err();
+/// assert_eq!(err.path(), "services.app.grace_period");
+/// assert!(err.message().contains("100years"), "{err}");
+/// ```
+pub const MAX_DURATION: Duration = crate::deadline::PRACTICALLY_FOREVER;
+
+/// A duration written the human way: `"30s"`, `"1m30s"`, `"250ms"`; at most [`MAX_DURATION`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DurationValue(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(DurationValue)
-            .map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); write e.g. \"30s\" or \"1m30s\""
-                ))
-            })
+        let duration = humantime::parse_duration(&text).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write e.g. \"30s\" or \"1m30s\""
+            ))
+        })?;
+        if duration > MAX_DURATION {
+            return Err(de::Error::custom(format!(
+                "duration {text:?} is longer than the maximum, {:?} ({}s)",
+                humantime::format_duration(MAX_DURATION).to_string(),
+                MAX_DURATION.as_secs()
+            )));
+        }
+        Ok(DurationValue(duration))
     }
 }
 
@@ -95,9 +157,10 @@ pub(crate) struct UrlValue(pub(crate) Url);
 impl<'de> Deserialize<'de> for UrlValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Url::parse(&text)
-            .map(UrlValue)
-            .map_err(|e| de::Error::custom(format!("invalid URL {text:?}: {e}")))
+        Url::parse(&text).map(UrlValue).map_err(|e| {
+            let shown = crate::redact::url_text(&text);
+            de::Error::custom(format!("invalid URL {shown:?}: {e}"))
+        })
     }
 }
 
@@ -197,14 +260,15 @@ impl MinMonitor {
         // Build and check every service before adding any: nothing starts unless all is well.
         let mut services = Vec::with_capacity(file.services.len());
         for (name, spec) in file.services {
-            let service = build_service(&format!("services.{name}"), spec, registry)?;
-            services.push((name, service));
+            let path = format!("services.{}", registry::field_name(&name));
+            let service = build_service(&path, spec, registry)?;
+            services.push((name, path, service));
         }
         let monitor = MinMonitor::new();
-        for (name, service) in services {
+        for (name, path, service) in services {
             monitor
-                .add(name.clone(), service)
-                .map_err(|e| ConfigError::new(format!("services.{name}"), e.to_string()))?;
+                .add(name, service)
+                .map_err(|e| ConfigError::new(path, e.to_string()))?;
         }
         Ok(monitor)
     }
@@ -226,7 +290,10 @@ fn build_service(
     service.probe.validate_url(&service.url).map_err(|reason| {
         ConfigError::new(
             format!("{path}.url"),
-            format!("URL {:?} cannot be probed: {reason}", service.url.as_str()),
+            format!(
+                "URL {:?} cannot be probed: {reason}",
+                crate::redact::url(&service.url)
+            ),
         )
     })?;
     if let Some(timeout) = spec.probe_timeout {

@@ -1,5 +1,6 @@
 //! Trigger types by name, each a constructor from its JSON object; the built-ins among them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -8,8 +9,10 @@ use http::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_path_to_error::Segment;
 
 use super::{ConfigError, DurationValue, UrlValue};
+use crate::trigger::program::{self, ProgramProblem};
 use crate::trigger::{Command, Compound, Delay, RateLimit, Trigger, Webhook};
 
 type Constructor =
@@ -21,15 +24,21 @@ type Constructor =
 /// the same way the built-ins are added (pullcord's resource-type registry, done per registry
 /// instead of globally).
 ///
+/// On Unix it also holds the [`Supervisor`](crate::trigger::Supervisor) of the `process`
+/// triggers it builds ([`supervisor`](Self::supervisor)), and remembers them per service for
+/// `process_stop` (see the [`config`](super) docs).
+///
 /// ```
 /// use tower_monitor::config::TriggerRegistry;
 ///
 /// let registry = TriggerRegistry::new();
-/// assert_eq!(registry.types(), ["command", "compound", "delay", "rate_limit", "webhook"]);
+/// assert!(registry.types().starts_with(&["command", "compound", "delay"]));
 /// ```
 #[derive(Clone)]
 pub struct TriggerRegistry {
     kinds: BTreeMap<String, Constructor>,
+    #[cfg(unix)]
+    processes: super::process::Processes,
 }
 
 /// One trigger's JSON object, handed to its type's constructor.
@@ -108,7 +117,8 @@ impl TriggerSpec<'_> {
 }
 
 impl TriggerRegistry {
-    /// A registry with the built-in types: `command`, `compound`, `delay`, `rate_limit`, `webhook`.
+    /// A registry with the built-in types: `command`, `compound`, `delay`, `rate_limit`,
+    /// `webhook`, and on Unix `process` and `process_stop`.
     ///
     /// ```
     /// let registry = tower_monitor::config::TriggerRegistry::new();
@@ -121,7 +131,39 @@ impl TriggerRegistry {
         registry.register("delay", delay);
         registry.register("rate_limit", rate_limit);
         registry.register("webhook", webhook);
+        #[cfg(unix)]
+        {
+            let processes = registry.processes.clone();
+            registry.register("process", move |spec| processes.process(spec));
+            let processes = registry.processes.clone();
+            registry.register("process_stop", move |spec| processes.process_stop(spec));
+        }
         registry
+    }
+
+    /// The supervisor of every `process` trigger this registry (or a clone of it) builds: stop
+    /// them all with [`Supervisor::shutdown`](crate::trigger::Supervisor::shutdown) on exit.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tower_monitor::MinMonitor;
+    /// use tower_monitor::config::TriggerRegistry;
+    ///
+    /// let registry = TriggerRegistry::new();
+    /// let monitor = MinMonitor::from_config_with(r#"{ "services": { "app": {
+    ///     "url": "http://127.0.0.1:8081/", "grace_period": "30s",
+    ///     "on_down": { "type": "process", "command": "sleep", "args": ["600"], "stop_grace": "5s" },
+    ///     "on_idle": { "after": "15m", "trigger": { "type": "process_stop" } }
+    /// } } }"#, &registry)?;
+    /// // … serve; then, on the way out:
+    /// registry.supervisor().shutdown(Duration::from_secs(10)).await?;
+    /// # drop(monitor);
+    /// # Ok(()) }
+    /// ```
+    #[cfg(unix)]
+    pub fn supervisor(&self) -> &crate::trigger::Supervisor {
+        self.processes.supervisor()
     }
 
     /// A registry that knows no type at all.
@@ -132,6 +174,8 @@ impl TriggerRegistry {
     pub fn empty() -> Self {
         Self {
             kinds: BTreeMap::new(),
+            #[cfg(unix)]
+            processes: Default::default(),
         }
     }
 
@@ -157,7 +201,7 @@ impl TriggerRegistry {
     /// The registered type names, sorted.
     ///
     /// ```
-    /// assert_eq!(tower_monitor::config::TriggerRegistry::new().types().len(), 5);
+    /// assert!(tower_monitor::config::TriggerRegistry::new().types().len() >= 5);
     /// ```
     pub fn types(&self) -> Vec<&str> {
         self.kinds.keys().map(String::as_str).collect()
@@ -228,14 +272,46 @@ impl fmt::Debug for TriggerRegistry {
 /// Deserializes `value`, naming the failing field's path below `prefix`.
 pub(crate) fn parse_at<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, ConfigError> {
     serde_path_to_error::deserialize(value).map_err(|error| {
-        let inner = error.path().to_string();
-        let path = if inner == "." {
-            prefix.to_string()
-        } else {
-            join(prefix, &inner)
-        };
-        ConfigError::new(path, error.into_inner().to_string())
+        let mut path = prefix.to_string();
+        for segment in error.path() {
+            let segment = match segment {
+                Segment::Seq { index } => Cow::Owned(format!("[{index}]")),
+                Segment::Map { key } => field_name(key),
+                Segment::Enum { variant } => field_name(variant),
+                Segment::Unknown => Cow::Borrowed("?"),
+            };
+            path = join(&path, &segment);
+        }
+        let message = error.into_inner().to_string();
+        // A missing field is reported at the object that lacks it (the whole document, for
+        // `services`); the path names the field itself.
+        if let Some(field) = missing_field(&message) {
+            path = join(&path, field);
+        }
+        ConfigError::new(path, message)
     })
+}
+
+/// A field's name or a map's key as a path segment: as it is, or JSON-quoted when it would
+/// make the dotted path ambiguous (empty, or with dots, brackets, quotes or spaces in it).
+pub(crate) fn field_name(name: &str) -> Cow<'_, str> {
+    let plain = !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| matches!(c, '.' | '[' | ']' | '"') || c.is_whitespace() || c.is_control());
+    if plain {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(Value::from(name).to_string())
+    }
+}
+
+/// The field named by serde's "missing field `name`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")?
+        .strip_suffix('`')
+        .filter(|field| !field.is_empty())
 }
 
 fn join(prefix: &str, field: &str) -> String {
@@ -265,9 +341,7 @@ fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
         detached,
         current_dir,
     } = spec.parse()?;
-    if command.trim().is_empty() {
-        return Err(spec.error("command", "must name a program"));
-    }
+    check_program(spec, &command, current_dir.as_deref())?;
     let mut trigger = Command::new(command).args(args);
     if let Some(timeout) = timeout {
         trigger = trigger.timeout(timeout.0);
@@ -279,6 +353,20 @@ fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
         trigger = trigger.detached();
     }
     Ok(Arc::new(trigger))
+}
+
+/// Checks that the program of a `command` (or `process`) trigger exists and may be run, and
+/// that its `current_dir` is a directory: a typo is one error now, not a failure per request.
+pub(super) fn check_program(
+    spec: &TriggerSpec<'_>,
+    command: &str,
+    current_dir: Option<&str>,
+) -> Result<(), ConfigError> {
+    let dir = current_dir.map(std::path::Path::new);
+    program::check(command.as_ref(), dir).map_err(|problem| match problem {
+        ProgramProblem::Program(why) => spec.error("command", why),
+        ProgramProblem::CurrentDir(why) => spec.error("current_dir", why),
+    })
 }
 
 fn compound(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {

@@ -178,12 +178,15 @@ where
                 let response = ready!(future.poll(cx))?;
                 let (held, gone_check) = (held.take(), gone_check.take());
                 step.set(Step::Done);
-                let mut response = match gone_check {
-                    Some(guard) => if_gone(response, &guard, in_flight),
-                    None => {
-                        response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
-                    }
+                let response = match gone_check {
+                    Some(guard) => match if_gone(response, &guard, in_flight) {
+                        Ok(inner) => inner,
+                        Err(fallback) => return Poll::Ready(Ok(*fallback)),
+                    },
+                    None => response,
                 };
+                let mut response =
+                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()));
                 if let Some(held) = held {
                     mark_cold_start(&mut response, held);
                 }
@@ -247,13 +250,13 @@ where
     Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
 }
 
-/// The inner answer, or the fallback if the layer's predicate says the backend is gone: then the
+/// The inner answer (`Ok`), or the fallback if the layer's predicate says the backend is gone: then the
 /// cached up is forgotten and the backend woken, so the next request does not go to it again.
 fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
     in_flight: &mut Option<InFlight>,
-) -> Response<MonitorBody<B>> {
+) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
     let gone = guard.gone.as_ref().is_some_and(|gone| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             gone(response.status(), response.headers(), response.extensions())
@@ -261,7 +264,7 @@ fn if_gone<B>(
         .unwrap_or(false)
     });
     if !gone {
-        return response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()));
+        return Ok(response);
     }
     let registered = &guard.registered;
     tracing::warn!(service = %registered.name, status = %response.status(), "the backend is gone; marking it down and waking it");
@@ -269,13 +272,17 @@ fn if_gone<B>(
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(registered.wake());
     }
-    // The request is gone too: answer in the format its headers, copied by the proxy, ask for.
+    // The request is gone too: answer in the format its headers (kept by the marker) ask for.
     let mut parts = Request::new(()).into_parts().0;
-    parts.headers = response.into_parts().0.headers;
+    if let Some(marker) = response.extensions().get::<super::BackendGone>() {
+        parts.headers = marker.request_headers().clone();
+    }
     let answer = guard
         .fallback
         .respond(&parts, FallbackReason::NotReady, &registered.name);
-    answer.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take()))
+    Err(Box::new(answer.map(|body| {
+        MonitorBody::fallback_in_flight(body, in_flight.take())
+    })))
 }
 
 /// Tells the client its request waited for a cold start, and for how long.

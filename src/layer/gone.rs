@@ -1,5 +1,8 @@
 //! [`BackendGone`]: how an inner service tells the layer that its backend has gone away.
 
+use http::HeaderMap;
+use http::header::{ACCEPT, CONTENT_TYPE};
+
 /// A marker an inner service puts in a response's extensions when the backend could not be
 /// reached at all (connection refused or reset), as a reverse proxy learns first.
 ///
@@ -7,24 +10,60 @@
 /// forgets the cached up (as [`MinMonitor::set_status_down`] does), wakes the backend, and
 /// answers the fallback instead of the inner response, so clients see "starting" rather than a
 /// bare 502 for the rest of the grace period. The request itself has gone to the inner service
-/// already, so it is answered, not held; the fallback's format (HTML, JSON, gRPC) is chosen from
-/// the gone response's `accept` and `content-type` headers, which a proxy copies from the request.
+/// already, so it is answered, not held. The fallback's format (HTML, JSON, gRPC) follows the
+/// request's `accept` and `content-type`, which [`for_request`](Self::for_request) keeps.
 ///
 /// [`MonitorLayer::backend_gone_when`]: super::MonitorLayer::backend_gone_when
-///
 /// [`MinMonitor::set_status_down`]: crate::MinMonitor::set_status_down
 ///
 /// ```
 /// use tower_monitor::layer::BackendGone;
 ///
+/// let request = http::Request::get("/").header("accept", "application/json").body(()).unwrap();
 /// let mut response = http::Response::new(());
 /// *response.status_mut() = http::StatusCode::BAD_GATEWAY;
-/// response.extensions_mut().insert(BackendGone);
+/// response.extensions_mut().insert(BackendGone::for_request(request.headers()));
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BackendGone;
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendGone {
+    /// The request's headers the fallback looks at.
+    request_headers: HeaderMap,
+}
 
 impl BackendGone {
+    /// A marker that knows nothing of the request (the fallback is then the HTML page).
+    ///
+    /// ```
+    /// let gone = tower_monitor::layer::BackendGone::new();
+    /// # let _ = gone;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A marker for the request with these headers: keeps the two the fallback's format
+    /// depends on, `accept` and `content-type` (a gRPC client gets a gRPC status).
+    ///
+    /// ```
+    /// let headers = http::HeaderMap::new();
+    /// let gone = tower_monitor::layer::BackendGone::for_request(&headers);
+    /// # let _ = gone;
+    /// ```
+    pub fn for_request(headers: &HeaderMap) -> Self {
+        let mut request_headers = HeaderMap::new();
+        for name in [ACCEPT, CONTENT_TYPE] {
+            if let Some(value) = headers.get(&name) {
+                request_headers.insert(name, value.clone());
+            }
+        }
+        Self { request_headers }
+    }
+
+    /// The request's headers that were kept.
+    pub(crate) fn request_headers(&self) -> &HeaderMap {
+        &self.request_headers
+    }
+
     /// Whether a response carries the marker: the predicate to give
     /// [`MonitorLayer::backend_gone_when`](super::MonitorLayer::backend_gone_when).
     ///
@@ -33,7 +72,7 @@ impl BackendGone {
     ///
     /// let mut extensions = http::Extensions::new();
     /// assert!(!BackendGone::in_response(http::StatusCode::BAD_GATEWAY, &http::HeaderMap::new(), &extensions));
-    /// extensions.insert(BackendGone);
+    /// extensions.insert(BackendGone::new());
     /// assert!(BackendGone::in_response(http::StatusCode::BAD_GATEWAY, &http::HeaderMap::new(), &extensions));
     /// ```
     pub fn in_response(

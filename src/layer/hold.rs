@@ -50,7 +50,7 @@ impl Hold {
         };
         let started = Instant::now();
         let _watching = registered.watch();
-        let max_wait = crate::time::bounded(self.max_wait);
+        let max_wait = self.max_wait;
         match tokio::time::timeout(max_wait, until_up(registered)).await {
             Ok(()) => Ok(started.elapsed()),
             Err(_) => {

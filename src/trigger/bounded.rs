@@ -19,7 +19,7 @@ pub(crate) async fn run_bounded(
     which: &'static str,
 ) -> Result<(), SharedError> {
     let run = AssertUnwindSafe(async { trigger.trigger().await }).catch_unwind();
-    let outcome = match tokio::time::timeout(crate::time::bounded(timeout), run).await {
+    let outcome = match tokio::time::timeout(timeout, run).await {
         Ok(Ok(Ok(()))) => return Ok(()),
         Ok(Ok(Err(error))) => SharedError::from(error),
         Ok(Err(_panic)) => {

@@ -1,14 +1,16 @@
-use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
+use tokio::time::Instant;
+use tracing::Level;
 
 use super::Trigger;
+use super::output::{self, Source, Stream, Tail};
 use crate::BoxError;
 
 /// How long a waited-for command may run unless set otherwise.
@@ -17,13 +19,30 @@ pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many of the last stderr lines a failure reports.
 const STDERR_TAIL_LINES: usize = 10;
 
+/// How long, once the program has exited, its output is still awaited before the trigger
+/// returns. Only a process it left running (a daemon it started) can keep the output open
+/// longer; that output keeps being logged in the background.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(250);
+
 /// Runs a program with arguments, without a shell: nothing from a request ever reaches it.
 ///
-/// By default the trigger waits for the program to exit, bounded by a timeout (default 60 s,
-/// after which the program is killed): a non-zero exit is a failure that carries the exit status
-/// and the last lines of stderr. [`detached`](Self::detached) instead returns as soon as the
-/// program has started, for a program that *is* the backend. Either way its stdout and stderr
-/// go to `tracing`, line by line.
+/// By default the trigger waits for the program to exit, bounded by a timeout (default 60 s):
+/// a non-zero exit is a failure that carries the exit status and the last lines of stderr.
+/// [`detached`](Self::detached) instead returns as soon as the program has started.
+///
+/// Its stdout and stderr go to `tracing` at info, line by line with the `program` and `stream`
+/// fields, each line cut at [`MAX_OUTPUT_LINE`](super::MAX_OUTPUT_LINE) bytes (then marked with
+/// [`CUT_MARKER`](super::CUT_MARKER)), so a huge line never sits in memory.
+///
+/// On Unix the program (unless detached) runs in a process group of its own. The timeout bounds the whole run:
+/// the wait for the program *and* for its output. When it passes (or when the trigger's future is
+/// dropped before the program exits), the whole group is killed, whatever the program started
+/// included. A program that exits in time but leaves a process running that still holds its
+/// output (a start script that launches a daemon) is done once it exits: the daemon is left
+/// running and its output keeps being logged.
+///
+/// For a program that *is* the backend, prefer [`Process`](super::Process) (Unix): it is started
+/// once, known to run, and stopped with its group.
 ///
 /// ```
 /// use std::time::Duration;
@@ -144,7 +163,9 @@ impl Command {
     }
 
     /// Returns as soon as the program has started, leaving it running (it is reaped, and its
-    /// output logged, in the background). For a program that is the backend itself.
+    /// output logged, in the background). It stays in the caller's process group, and is started
+    /// on every trigger: for a program that is the backend itself, [`Process`](super::Process)
+    /// (Unix) starts it once and stops it.
     ///
     /// ```
     /// let backend = tower_monitor::trigger::Command::new("my-server").arg("--port=8081").detached();
@@ -167,6 +188,12 @@ impl Command {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(!self.detached);
+        // A detached program stays in our group: nothing here times it out, and a Ctrl-C in
+        // the terminal then ends it with us instead of leaving it running.
+        #[cfg(unix)]
+        if !self.detached {
+            command.process_group(0);
+        }
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
         }
@@ -175,87 +202,125 @@ impl Command {
             source,
         })
     }
+
+    async fn run(self) -> Result<(), CommandError> {
+        let name = self.name();
+        let deadline = crate::deadline::saturating_after(Instant::now(), self.timeout);
+        let mut child = self.spawn()?;
+        let source = Source {
+            program: Arc::from(name.as_str()),
+            service: None,
+            level: Level::INFO,
+        };
+        let stderr_tail = Tail::new(STDERR_TAIL_LINES);
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| output::forward(out, source.clone(), Stream::Stdout, None));
+        let stderr = child.stderr.take().map(|err| {
+            output::forward(
+                err,
+                source.clone(),
+                Stream::Stderr,
+                Some(stderr_tail.clone()),
+            )
+        });
+        if self.detached {
+            reap_in_background(child, name);
+            return Ok(());
+        }
+        let group = GroupGuard::new(&child);
+        let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(status) => status.map_err(|source| CommandError::Spawn {
+                program: name.clone(),
+                source,
+            })?,
+            Err(_) => {
+                group.kill();
+                let _ = child.kill().await;
+                return Err(CommandError::Timeout {
+                    program: name,
+                    timeout: self.timeout,
+                });
+            }
+        };
+        group.disarm();
+        let drained = deadline.min(Instant::now() + OUTPUT_DRAIN);
+        let readers = stdout.into_iter().chain(stderr);
+        let _ = tokio::time::timeout_at(drained, futures::future::join_all(readers)).await;
+        if status.success() {
+            tracing::debug!(program = %name, "command succeeded");
+            Ok(())
+        } else {
+            Err(CommandError::Exit {
+                program: name,
+                status,
+                stderr_tail: stderr_tail.text(),
+            })
+        }
+    }
 }
 
 impl Trigger for Command {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        let spawned = self.spawn();
-        let (name, timeout, detached) = (self.name(), self.timeout, self.detached);
-        async move {
-            let mut child = spawned?;
-            let stdout = child
-                .stdout
-                .take()
-                .map(|out| log_lines(out, name.clone(), false));
-            let stderr = child
-                .stderr
-                .take()
-                .map(|err| log_lines(err, name.clone(), true));
-            if detached {
-                tracing::info!(program = %name, pid = child.id(), "started detached");
-                tokio::spawn(async move {
-                    let status = child.wait().await;
-                    tracing::info!(program = %name, ?status, "detached program exited");
-                });
-                return Ok(());
-            }
-            let status = match tokio::time::timeout(timeout, child.wait()).await {
-                Ok(status) => status.map_err(|source| CommandError::Spawn {
-                    program: name.clone(),
-                    source,
-                })?,
-                Err(_) => {
-                    let _ = child.kill().await;
-                    return Err(CommandError::Timeout {
-                        program: name,
-                        timeout,
-                    }
-                    .into());
-                }
-            };
-            if let Some(stdout) = stdout {
-                let _ = stdout.await;
-            }
-            let stderr_tail = match stderr {
-                Some(stderr) => stderr.await.unwrap_or_default(),
-                None => String::new(),
-            };
-            if status.success() {
-                tracing::debug!(program = %name, "command succeeded");
-                Ok(())
-            } else {
-                Err(CommandError::Exit {
-                    program: name,
-                    status,
-                    stderr_tail,
-                }
-                .into())
-            }
-        }
-        .boxed()
+        let command = self.clone();
+        async move { command.run().await.map_err(BoxError::from) }.boxed()
     }
 }
 
-/// Logs a program's output line by line; returns the last lines (of stderr) once it closes.
-fn log_lines(
-    output: impl AsyncRead + Unpin + Send + 'static,
-    program: String,
-    is_stderr: bool,
-) -> tokio::task::JoinHandle<String> {
+/// Waits for a detached program in the background, so that it never lingers as a zombie.
+fn reap_in_background(mut child: Child, name: String) {
+    tracing::info!(program = %name, pid = child.id(), "started detached");
     tokio::spawn(async move {
-        let mut lines = BufReader::new(output).lines();
-        let mut tail = VecDeque::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if is_stderr {
-                tracing::warn!(program = %program, "stderr: {line}");
-                if tail.len() == STDERR_TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            } else {
-                tracing::info!(program = %program, "stdout: {line}");
+        match child.wait().await {
+            Ok(status) => tracing::info!(program = %name, %status, "detached program exited"),
+            Err(error) => tracing::warn!(program = %name, %error, "detached program lost"),
+        }
+    });
+}
+
+/// Kills the program's whole process group if dropped before [`disarm`](Self::disarm): when
+/// the run times out or its future is dropped, nothing the program started is left behind.
+struct GroupGuard {
+    #[cfg(unix)]
+    pgid: Option<u32>,
+}
+
+impl GroupGuard {
+    fn new(child: &Child) -> Self {
+        #[cfg(not(unix))]
+        let _ = child;
+        Self {
+            #[cfg(unix)]
+            pgid: child.id(),
+        }
+    }
+
+    fn kill(mut self) {
+        self.kill_now();
+    }
+
+    fn disarm(mut self) {
+        #[cfg(unix)]
+        {
+            self.pgid = None;
+        }
+        #[cfg(not(unix))]
+        let _ = &mut self;
+    }
+
+    fn kill_now(&mut self) {
+        #[cfg(unix)]
+        if let Some(pgid) = self.pgid.take() {
+            if let Err(error) = super::process_group::signal(pgid, super::process_group::SIGKILL) {
+                tracing::warn!(pgid, %error, "could not kill the process group");
             }
         }
-        Vec::from(tail).join("\n")
-    })
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
 }

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::Trigger;
 use crate::BoxError;
-use crate::deadline::{Deadline, Expiring};
+use crate::deadline::{Deadline, Expiring, saturating_after};
 
 /// Runs a trigger once `delay` has passed with no new call: each call (re)arms one timer.
 ///
@@ -16,6 +16,9 @@ use crate::deadline::{Deadline, Expiring};
 /// also counts requests still streaming their response). Calls return at once and never wait
 /// for the wrapped trigger; its failures are logged. Dropping the `Delay` (with the monitor that
 /// holds it) stops its timer.
+///
+/// Any delay is accepted: one too long to add to the clock (up to `Duration::MAX`) means
+/// "practically forever" (a century), so the trigger never runs.
 ///
 /// ```
 /// use std::time::Duration;
@@ -88,7 +91,10 @@ impl fmt::Debug for Delay {
 
 impl Trigger for Delay {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        Deadline::arm(&self.inner, Instant::now() + self.inner.delay);
+        Deadline::arm(
+            &self.inner,
+            saturating_after(Instant::now(), self.inner.delay),
+        );
         futures::future::ready(Ok(())).boxed()
     }
 }

@@ -6,13 +6,21 @@
 //!
 //! The kinds: [`Command`] (a program, no shell), [`Compound`] (several in order), [`Delay`]
 //! (once calls stop for a while), [`RateLimit`] (at most N runs per period), [`Webhook`] (an HTTP
-//! request), and [`from_fn`] for your own.
+//! request), and [`from_fn`] for your own. On Unix, [`Process`] is a program that *is* the
+//! backend: started once, stopped with SIGTERM then SIGKILL, and with a [`Supervisor`] stopped
+//! on the way out (Unix only, because it relies on process groups and signals).
 
 mod bounded;
 mod command;
 mod compound;
 mod delay;
 mod from_fn;
+mod output;
+#[cfg(unix)]
+mod process;
+#[cfg(unix)]
+pub(crate) mod process_group;
+pub(crate) mod program;
 mod rate_limit;
 mod webhook;
 
@@ -21,8 +29,15 @@ pub use command::{Command, CommandError, DEFAULT_COMMAND_TIMEOUT};
 pub use compound::Compound;
 pub use delay::Delay;
 pub use from_fn::{FromFn, from_fn};
+pub use output::{CUT_MARKER, MAX_OUTPUT_LINE};
+#[cfg(unix)]
+pub(crate) use process::WeakProcess;
+#[cfg(unix)]
+pub use process::{
+    DEFAULT_STOP_GRACE, Process, ProcessBuilder, ProcessError, ProcessStop, Supervisor,
+};
 pub use rate_limit::{RateLimit, RateLimited};
-pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, Webhook, WebhookError};
+pub use webhook::{DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_ANSWER_BYTES, Webhook, WebhookError};
 
 use std::sync::Arc;
 

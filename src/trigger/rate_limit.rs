@@ -42,6 +42,9 @@ pub struct RateLimited {
 impl RateLimit {
     /// At most `max_runs` runs of `trigger` per sliding `period`.
     ///
+    /// Memory grows with the runs started within one `period`, not with `max_runs`, so any
+    /// limit is fine, `usize::MAX` included.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// use tower_monitor::trigger::{Command, RateLimit};
@@ -53,7 +56,9 @@ impl RateLimit {
             max_runs,
             period,
             trigger: Arc::new(trigger),
-            runs: Arc::new(Mutex::new(VecDeque::with_capacity(max_runs))),
+            // Grows with the runs actually started in a period, never from `max_runs`: a huge
+            // limit ("practically unlimited") must not allocate anything up front.
+            runs: Arc::new(Mutex::new(VecDeque::new())),
         }
     }
 

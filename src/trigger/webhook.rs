@@ -5,6 +5,7 @@ use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -16,9 +17,19 @@ use crate::BoxError;
 /// How long a webhook request may take unless set otherwise.
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How much of an answer's body a [`Webhook`] reads (and discards) at most: 64 KiB.
+///
+/// Only the status counts. A body up to this size is read so the connection can be reused; a
+/// longer one is not read further: the connection is closed instead, so a huge answer costs
+/// neither memory nor time.
+pub const MAX_WEBHOOK_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Sends an HTTP request (method, URL, headers, body); a non-2xx answer is a failure.
 ///
-/// Plain `http://` URLs only for now (no TLS client is built in).
+/// Plain `http://` URLs only for now (no TLS client is built in). Credentials in the URL
+/// (`http://user:password@host/`) are never shown: errors (which get logged) and `Debug` print
+/// the URL as `http://***@host/`. They are not sent either; put them in a header (e.g.
+/// `authorization`). At most [`MAX_WEBHOOK_ANSWER_BYTES`] of the answer are read.
 ///
 /// ```
 /// use http::Method;
@@ -35,7 +46,10 @@ pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Webhook {
     method: Method,
+    /// The URL without its credentials, which nothing here sends or shows.
     uri: Uri,
+    /// The URL as errors and `Debug` show it: credentials replaced by `***`.
+    shown: String,
     headers: HeaderMap,
     body: Bytes,
     timeout: Duration,
@@ -49,7 +63,7 @@ pub enum WebhookError {
     /// The URL is not one this trigger can call.
     #[error("webhook URL {url:?} is not usable: {reason}")]
     InvalidUrl {
-        /// The URL.
+        /// The URL, credentials replaced by `***`.
         url: String,
         /// Why.
         reason: String,
@@ -63,7 +77,7 @@ pub enum WebhookError {
     /// The request could not be sent or answered.
     #[error("webhook request to {url} failed: {source}")]
     Request {
-        /// The URL.
+        /// The URL, credentials replaced by `***`.
         url: String,
         /// Why.
         source: BoxError,
@@ -71,7 +85,7 @@ pub enum WebhookError {
     /// The answer was not a success.
     #[error("webhook {url} answered {status}")]
     Status {
-        /// The URL.
+        /// The URL, credentials replaced by `***`.
         url: String,
         /// The status it answered.
         status: StatusCode,
@@ -79,7 +93,7 @@ pub enum WebhookError {
     /// No answer within the timeout.
     #[error("webhook {url} did not answer within {timeout:?}")]
     Timeout {
-        /// The URL.
+        /// The URL, credentials replaced by `***`.
         url: String,
         /// The timeout.
         timeout: Duration,
@@ -97,20 +111,27 @@ impl Webhook {
     /// assert!(tls.is_err(), "https is not supported yet");
     /// ```
     pub fn new(method: Method, url: Url) -> Result<Self, WebhookError> {
+        let shown = crate::redact::url(&url);
         let invalid = |reason: &str| WebhookError::InvalidUrl {
-            url: url.to_string(),
+            url: shown.clone(),
             reason: reason.to_string(),
         };
         if url.scheme() != "http" {
             return Err(invalid("only http:// URLs are supported"));
         }
-        let uri = url
+        let mut bare = url.clone();
+        // Cannot fail for an http URL, which always has a host.
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        // The parse error's text is the `http` crate's own, which does not quote the URL.
+        let uri = bare
             .as_str()
             .parse::<Uri>()
             .map_err(|e| invalid(&e.to_string()))?;
         Ok(Self {
             method,
             uri,
+            shown,
             headers: HeaderMap::new(),
             body: Bytes::new(),
             timeout: DEFAULT_WEBHOOK_TIMEOUT,
@@ -176,11 +197,28 @@ impl Webhook {
     }
 }
 
+/// Reads a short answer to its end without keeping it, so the connection can be reused; stops
+/// after [`MAX_WEBHOOK_ANSWER_BYTES`], dropping the body and with it the connection.
+async fn discard_answer(mut body: Incoming) -> Result<(), hyper::Error> {
+    let mut read = 0;
+    while read <= MAX_WEBHOOK_ANSWER_BYTES {
+        match body.frame().await {
+            None => break,
+            Some(frame) => {
+                if let Some(data) = frame?.data_ref() {
+                    read += data.len();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 impl fmt::Debug for Webhook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Webhook")
             .field("method", &self.method)
-            .field("uri", &self.uri)
+            .field("url", &self.shown)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -189,13 +227,12 @@ impl fmt::Debug for Webhook {
 impl Trigger for Webhook {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
         let (client, request, timeout) = (self.client.clone(), self.request(), self.timeout);
-        let url = self.uri.to_string();
+        let url = self.shown.clone();
         async move {
             let exchange = async {
                 let response = client.request(request).await?;
                 let status = response.status();
-                // Read the answer so the connection can be reused.
-                response.into_body().collect().await?;
+                discard_answer(response.into_body()).await?;
                 Ok::<_, BoxError>(status)
             };
             let status = match tokio::time::timeout(timeout, exchange).await {

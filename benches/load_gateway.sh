@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Load run: the same backend reached directly, through nginx as a reverse proxy, and through the
+# gateway (backend cached up), each driven by the same bounded wrk run, in the order
+# A B C A B C, on 127.0.0.1 only. Prints req/s, p99 latency and CPU time per request of each
+# proxy, and the gateway/nginx ratios.
+#
+# Run: bash benches/load_gateway.sh   (about a minute after the build; installs nginx and wrk from
+#      Debian's packages if missing)
+# Knobs: DURATION (default 8s per run), CONNECTIONS (default 32), THREADS (wrk threads, default 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-8s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-1}
+
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} from Debian's packages"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet --features gateway --bin tower-monitor-gateway
+target_dir=${CARGO_TARGET_DIR:-target}
+gateway_bin=$target_dir/release/tower-monitor-gateway
+
+workdir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() {
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "http://$1/" && return; sleep 0.1; done
+  echo "nothing answers on $1" >&2; exit 1
+}
+
+# Starts nginx in the foreground (its master's PID is tracked) with the `http` block given.
+start_nginx() {
+  local name=$1 workers=$2 http=$3
+  mkdir -p "$workdir/$name"
+  cat >"$workdir/$name/nginx.conf" <<CONF
+worker_processes $workers;
+pid $workdir/$name/nginx.pid;
+error_log $workdir/$name/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $workdir/$name; proxy_temp_path $workdir/$name;
+  fastcgi_temp_path $workdir/$name; uwsgi_temp_path $workdir/$name; scgi_temp_path $workdir/$name;
+  $http
+}
+CONF
+  "$nginx" -p "$workdir/$name" -c "$workdir/$name/nginx.conf" -g 'daemon off;' &
+  pids+=("$!")
+}
+
+# The backend: nginx answering a short text itself, one worker, the same for all three paths.
+backend_port=$(free_port)
+start_nginx backend 1 "server { listen 127.0.0.1:$backend_port; location / { return 200 'hello\n'; } }"
+backend=127.0.0.1:$backend_port
+wait_for "$backend"
+
+# nginx as a reverse proxy, with kept-alive upstream connections.
+nginx_port=$(free_port)
+start_nginx proxy auto "upstream app { server $backend; keepalive 64; }
+  server { listen 127.0.0.1:$nginx_port; location / { proxy_pass http://app; proxy_http_version 1.1;
+    proxy_set_header Connection \"\"; proxy_set_header Host \$host;
+    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } }"
+nginx_proxy_pid=${pids[-1]}
+via_nginx=127.0.0.1:$nginx_port
+wait_for "$via_nginx"
+
+# The gateway, with the backend cached up for the whole run.
+gateway_port=$(free_port)
+cat >"$workdir/gateway.json" <<JSON
+{ "gateway": { "listen": "127.0.0.1:$gateway_port", "routes": [ { "service": "app" } ] },
+  "services": { "app": { "url": "http://$backend/", "grace_period": "1h" } } }
+JSON
+RUST_LOG=warn "$gateway_bin" --config "$workdir/gateway.json" >"$workdir/gateway.log" 2>&1 &
+pids+=("$!")
+gateway_pid=${pids[-1]}
+via_gateway=127.0.0.1:$gateway_port
+wait_for "$via_gateway"
+
+# CPU time (user + system, clock ticks) of a process and its children-by-PPID (nginx workers).
+cpu_ticks() {
+  local total=0 pid
+  for pid in $1 $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
+# One wrk run: prints "req/s p99_ms requests".
+run() {
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "http://$1/")
+  local rps p99 requests
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "$rps $p99 $requests"
+}
+
+results="$workdir/results"
+: >"$results"
+for round in 1 2; do
+  for which in direct nginx gateway; do
+    case $which in
+      direct) addr=$backend; pid="" ;;
+      nginx) addr=$via_nginx; pid=$nginx_proxy_pid ;;
+      gateway) addr=$via_gateway; pid=$gateway_pid ;;
+    esac
+    before=0; [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    read -r rps p99 requests <<<"$(run "$addr")"
+    after=0; [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+    echo "$which $rps $p99 $requests $((after - before))" >>"$results"
+    printf 'round %d  %-8s %10s req/s  p99 %8s\n' "$round" "$which" "$rps" "$p99"
+  done
+done
+
+python3 - "$results" "$(getconf CLK_TCK)" <<'PY'
+import sys, collections
+ticks_per_s = float(sys.argv[2])
+def ms(text):
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    which, rps, p99, requests, ticks = line.split()
+    runs[which].append((float(rps), ms(p99), int(requests), int(ticks)))
+mean = {}
+for which in ("direct", "nginx", "gateway"):
+    r = runs[which]
+    rps = sum(x[0] for x in r) / len(r)
+    p99 = sum(x[1] for x in r) / len(r)
+    cpu_us = sum(x[3] for x in r) / ticks_per_s * 1e6 / sum(x[2] for x in r)
+    mean[which] = (rps, p99, cpu_us)
+    cpu = f"{cpu_us:6.1f} µs CPU/request" if which != "direct" else ""
+    print(f"mean {which:8s} {rps:10,.0f} req/s  p99 {p99:7.2f} ms  {cpu}")
+g, n = mean["gateway"], mean["nginx"]
+print(f"gateway/nginx: {g[0] / n[0]:.2f}× the req/s (goal >= 1), {g[2] / n[2]:.2f}× the CPU per request (goal <= 1), p99 {g[1] / n[1]:.2f}×")
+PY

@@ -1,0 +1,230 @@
+//! The command line of the `tower-monitor-gateway` program (and of `cargo run --example
+//! gateway`): options, logs, the demo, serving and exit codes.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{Gateway, demo, shutdown_signal};
+
+const NAME: &str = "tower-monitor-gateway";
+
+const HELP: &str = "\
+tower-monitor-gateway: a reverse proxy that starts backends on demand and stops them when idle.
+
+Usage: tower-monitor-gateway [--config FILE] [--listen ADDR] [--check]
+
+With no --config, runs a self-contained demo: a gateway on 127.0.0.1:8080 in front of a demo
+backend that is started by the first request and stopped after 20 s idle.
+
+Options:
+  --config FILE   the JSON configuration: a \"gateway\" section beside \"services\"
+  --listen ADDR   listen on ADDR (an IP and a port) instead of gateway.listen
+  --check         check the configuration, print what is wrong if anything, and exit
+  -h, --help      print this help
+  -V, --version   print the version
+
+Logs go to stderr; RUST_LOG sets their level (default: info).
+Stops on SIGTERM or SIGINT, letting requests in flight finish (gateway.shutdown_grace).
+Exit codes: 0 done, 1 bad configuration or cannot listen, 2 bad command line.
+";
+
+#[derive(Debug, PartialEq)]
+enum Command {
+    Help,
+    Version,
+    Backend(String),
+    Run {
+        config: Option<PathBuf>,
+        listen: Option<String>,
+        check: bool,
+    },
+}
+
+fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    let mut args = args.into_iter();
+    let (mut config, mut listen, mut check) = (None, None, false);
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            return Err(format!("unexpected argument {arg:?}"));
+        };
+        let mut value = |flag: &str| {
+            args.next()
+                .filter(|v| !v.to_string_lossy().starts_with("--"))
+                .ok_or_else(|| format!("option {flag} needs a value"))
+        };
+        match text {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--backend" => {
+                let addr = value("--backend")?;
+                return Ok(Command::Backend(addr.to_string_lossy().into_owned()));
+            }
+            "--config" => config = Some(PathBuf::from(value("--config")?)),
+            "--listen" => listen = Some(value("--listen")?.to_string_lossy().into_owned()),
+            "--check" => check = true,
+            other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    Ok(Command::Run {
+        config,
+        listen,
+        check,
+    })
+}
+
+/// Runs the program with the process's arguments; returns its exit code.
+pub fn main() -> ExitCode {
+    let command = match parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("{NAME}: {error}. Try --help.");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("{NAME} {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Backend(addr) => {
+            match runtime().and_then(|rt| rt.block_on(demo::backend(&addr))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("{NAME}: demo backend: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            config,
+            listen,
+            check,
+        } => run(config, listen, check),
+    }
+}
+
+fn run(config: Option<PathBuf>, listen: Option<String>, check: bool) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let listen = match listen
+        .map(|text| text.parse::<SocketAddr>().map_err(|_| text))
+        .transpose()
+    {
+        Ok(listen) => listen,
+        Err(text) => {
+            eprintln!(
+                "{NAME}: --listen: invalid address {text:?}; write an IP and a port, e.g. 127.0.0.1:8080. Try --help."
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{NAME}: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let demo = config.is_none();
+    let code = runtime.block_on(async move {
+        let registry = demo::registry();
+        let loaded = match &config {
+            Some(path) => Gateway::from_config_file(path, &registry),
+            None => Gateway::from_config(demo::DEFAULT_CONFIG, &registry),
+        };
+        let gateway = match loaded {
+            Ok(gateway) => gateway,
+            Err(error) => {
+                eprintln!("{NAME}: configuration error: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if check {
+            println!("{NAME}: the configuration is valid");
+            return ExitCode::SUCCESS;
+        }
+        let addr = listen.unwrap_or(gateway.listen());
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("{NAME}: cannot listen on {addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let local = listener.local_addr().unwrap_or(addr);
+        println!("gateway: listening on http://{local}");
+        if demo {
+            println!("gateway: try curl -i http://{local}/ (the first request starts the backend)");
+        }
+        gateway.serve(listener, shutdown_signal()).await;
+        println!("gateway: stopped");
+        ExitCode::SUCCESS
+    });
+    // Tasks still running (a relayed WebSocket, a backend's output) must not delay the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, crate::BoxError> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Command, String> {
+        parse(list.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn options_and_their_values_are_read() {
+        assert_eq!(
+            args(&["--config", "g.json", "--listen", "127.0.0.1:0", "--check"]),
+            Ok(Command::Run {
+                config: Some("g.json".into()),
+                listen: Some("127.0.0.1:0".into()),
+                check: true
+            })
+        );
+        assert_eq!(args(&["--help"]), Ok(Command::Help));
+        assert_eq!(args(&["-V"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn unknown_options_missing_values_and_stray_arguments_are_errors() {
+        assert_eq!(
+            args(&["--conifg", "x"]),
+            Err("unknown option \"--conifg\"".into())
+        );
+        assert_eq!(
+            args(&["--config"]),
+            Err("option --config needs a value".into())
+        );
+        assert_eq!(
+            args(&["--config", "--check"]),
+            Err("option --config needs a value".into())
+        );
+        assert_eq!(
+            args(&["x.json"]),
+            Err("unexpected argument \"x.json\"".into())
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The `gateway` section of a configuration file: listener, routes and per-service settings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{ConfigError, DurationValue, registry::parse_at};
+use crate::proxy::{ForwardedHeaders, Proxy};
+use crate::{MinMonitor, MonitorLayer};
+
+use super::router::{Route, Routed};
+
+/// How long shutdown waits for requests in flight unless `gateway.shutdown_grace` says.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GatewaySpec {
+    pub(super) listen: String,
+    routes: Vec<RouteSpec>,
+    #[serde(default)]
+    services: BTreeMap<String, ServiceSettings>,
+    shutdown_grace: Option<DurationValue>,
+    #[serde(default)]
+    pub(super) access_log: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteSpec {
+    host: Option<String>,
+    path_prefix: Option<String>,
+    service: String,
+}
+
+/// How the gateway treats one service: layer settings and proxy settings.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServiceSettings {
+    hold: Option<HoldSpec>,
+    retry_after: Option<DurationValue>,
+    waiting_page: Option<String>,
+    wake: Option<WakeSpec>,
+    protocol: Option<Protocol>,
+    connect_timeout: Option<DurationValue>,
+    response_timeout: Option<DurationValue>,
+    forwarded: Option<ForwardedHeaders>,
+    #[serde(default)]
+    rewrite_host: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldSpec {
+    max_wait: DurationValue,
+    max_held: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WakeSpec {
+    #[serde(default)]
+    never_paths: Vec<String>,
+    never_user_agents: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+impl GatewaySpec {
+    /// Reads the `gateway` section out of `document`, leaving the monitor's part.
+    pub(super) fn take(document: &mut Value) -> Result<Self, ConfigError> {
+        let gateway = document
+            .as_object_mut()
+            .ok_or_else(|| ConfigError::new("", "the configuration must be a JSON object"))?
+            .remove("gateway")
+            .ok_or_else(|| {
+                ConfigError::new("gateway", "missing: { \"listen\": .., \"routes\": [..] }")
+            })?;
+        let spec: Self = parse_at("gateway", gateway)?;
+        spec.listen_addr("gateway.listen", &spec.listen)?;
+        if spec.routes.is_empty() {
+            return Err(ConfigError::new(
+                "gateway.routes",
+                "at least one route is required",
+            ));
+        }
+        Ok(spec)
+    }
+
+    pub(super) fn listen_addr(&self, field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+        text.parse().map_err(|_| {
+            ConfigError::new(
+                field,
+                format!(
+                    "invalid address {text:?}; write an IP and a port, e.g. \"127.0.0.1:8080\""
+                ),
+            )
+        })
+    }
+
+    pub(super) fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0)
+    }
+
+    /// One guarded proxy per service a route names, then the routes in their order.
+    pub(super) fn routes(
+        &self,
+        monitor: &Arc<MinMonitor>,
+        base_dir: Option<&Path>,
+    ) -> Result<Vec<Route>, ConfigError> {
+        let known = monitor.names();
+        for name in self.services.keys() {
+            if !known.contains(name) {
+                return Err(ConfigError::new(
+                    format!("gateway.services.{name}"),
+                    format!("no service {name:?} in \"services\""),
+                ));
+            }
+        }
+        let mut built: BTreeMap<&str, Routed> = BTreeMap::new();
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = format!("gateway.routes[{i}]");
+            if !known.contains(&route.service) {
+                return Err(ConfigError::new(
+                    format!("{at}.service"),
+                    format!("no service {:?} in \"services\"", route.service),
+                ));
+            }
+            let prefix = route.path_prefix.clone().unwrap_or_else(|| "/".into());
+            if !prefix.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{at}.path_prefix"),
+                    format!("{prefix:?} must start with \"/\""),
+                ));
+            }
+            if route
+                .host
+                .as_deref()
+                .is_some_and(|h| h.is_empty() || h.contains(['/', ' ']))
+            {
+                return Err(ConfigError::new(
+                    format!("{at}.host"),
+                    format!(
+                        "{:?} is not a host name",
+                        route.host.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+            let service = match built.get(route.service.as_str()) {
+                Some(service) => service.clone(),
+                None => {
+                    let settings = self.services.get(&route.service);
+                    let service = build(monitor, &route.service, settings, base_dir)?;
+                    built.insert(&route.service, service.clone());
+                    service
+                }
+            };
+            routes.push(Route::new(
+                route.host.as_deref(),
+                prefix,
+                &route.service,
+                service,
+            ));
+        }
+        Ok(routes)
+    }
+}
+
+fn build(
+    monitor: &Arc<MinMonitor>,
+    name: &str,
+    settings: Option<&ServiceSettings>,
+    base_dir: Option<&Path>,
+) -> Result<Routed, ConfigError> {
+    let default = ServiceSettings::default();
+    let settings = settings.unwrap_or(&default);
+    let at = format!("gateway.services.{name}");
+    let unknown = |e: crate::MonitorError| ConfigError::new(at.clone(), e.to_string());
+    let url = monitor.url(name).map_err(unknown)?;
+    let mut proxy = Proxy::builder(url)
+        .http2(settings.protocol == Some(Protocol::Http2))
+        .rewrite_host(settings.rewrite_host)
+        .forwarded(settings.forwarded.unwrap_or_default())
+        .keep_awake(Arc::clone(monitor), name);
+    if let Some(timeout) = settings.connect_timeout {
+        proxy = proxy.connect_timeout(timeout.0);
+    }
+    if let Some(timeout) = settings.response_timeout {
+        proxy = proxy.response_timeout(timeout.0);
+    }
+    let proxy = proxy
+        .build()
+        .map_err(|e| ConfigError::new(format!("services.{name}.url"), e.to_string()))?;
+    let layer = layer(monitor, name, settings, &at, base_dir)?;
+    Ok(tower_layer::Layer::layer(&layer, proxy))
+}
+
+fn layer(
+    monitor: &Arc<MinMonitor>,
+    name: &str,
+    settings: &ServiceSettings,
+    at: &str,
+    base_dir: Option<&Path>,
+) -> Result<MonitorLayer, ConfigError> {
+    // A refused or reset forward marks the backend down and wakes it (a 503, not a bare 502).
+    let mut layer = monitor
+        .layer(name)
+        .map_err(|e| ConfigError::new(at, e.to_string()))?
+        .backend_gone_when(crate::layer::BackendGone::in_response);
+    if let Some(hold) = &settings.hold {
+        layer = layer.hold(hold.max_wait.0);
+        if let Some(max_held) = hold.max_held {
+            if max_held == 0 {
+                return Err(ConfigError::new(
+                    format!("{at}.hold.max_held"),
+                    "must be at least 1",
+                ));
+            }
+            layer = layer.max_held(max_held);
+        }
+    }
+    if let Some(retry_after) = settings.retry_after {
+        layer = layer.retry_after(retry_after.0);
+    }
+    if let Some(file) = &settings.waiting_page {
+        let path = match base_dir {
+            Some(dir) => dir.join(file),
+            None => file.into(),
+        };
+        let page = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::new(
+                format!("{at}.waiting_page"),
+                format!("cannot read {:?}: {e}", path.display().to_string()),
+            )
+        })?;
+        layer = layer.waiting_page(page);
+    }
+    if let Some(wake) = &settings.wake {
+        for (i, path) in wake.never_paths.iter().enumerate() {
+            if !path.starts_with('/') {
+                return Err(ConfigError::new(
+                    format!("{at}.wake.never_paths[{i}]"),
+                    format!("{path:?} must start with \"/\""),
+                ));
+            }
+        }
+        let agents = wake
+            .never_user_agents
+            .as_deref()
+            .map(Regex::new)
+            .transpose()
+            .map_err(|e| {
+                ConfigError::new(
+                    format!("{at}.wake.never_user_agents"),
+                    format!("invalid regular expression: {e}"),
+                )
+            })?;
+        let paths = wake.never_paths.clone();
+        layer = layer.wake_when(move |_method, uri, headers| {
+            let path = uri.path();
+            let quiet_path = paths.iter().any(|prefix| path.starts_with(prefix.as_str()));
+            let quiet_agent = agents.as_ref().is_some_and(|agents| {
+                headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|ua| ua.to_str().ok())
+                    .is_some_and(|ua| agents.is_match(ua))
+            });
+            !quiet_path && !quiet_agent
+        });
+    }
+    Ok(layer)
+}

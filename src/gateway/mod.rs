@@ -1,0 +1,218 @@
+//! The start-on-demand gateway: routes in front of monitored backends, each reached through a
+//! [`Proxy`](crate::proxy::Proxy) guarded by its [`MonitorLayer`](crate::MonitorLayer).
+//!
+//! The `tower-monitor-gateway` program is [`cli::main`] over this module. A configuration is the
+//! monitor's (see [`config`](crate::config)) with a `gateway` section beside `services`:
+//!
+//! ```json
+//! {
+//!   "gateway": {
+//!     "listen": "127.0.0.1:8080",
+//!     "routes": [
+//!       { "host": "app.localhost", "service": "app" },
+//!       { "path_prefix": "/api/", "service": "api" }
+//!     ],
+//!     "services": {
+//!       "app": {
+//!         "hold": { "max_wait": "30s", "max_held": 1000 },
+//!         "retry_after": "3s",
+//!         "waiting_page": "waiting.html",
+//!         "wake": { "never_paths": ["/healthz"], "never_user_agents": "(?i)bot|crawler" },
+//!         "protocol": "http1",
+//!         "connect_timeout": "2s",
+//!         "response_timeout": "60s",
+//!         "forwarded": "x-forwarded",
+//!         "rewrite_host": false
+//!       }
+//!     },
+//!     "shutdown_grace": "30s",
+//!     "access_log": true
+//!   },
+//!   "services": {
+//!     "app": { "url": "http://127.0.0.1:8081/", "grace_period": "10s" },
+//!     "api": { "url": "http://127.0.0.1:8082/base/", "grace_period": "10s" }
+//!   }
+//! }
+//! ```
+//!
+//! - `listen` (required): an IP address and port.
+//! - `routes` (required, at least one): tried in order; a route matches when its `host` (if
+//!   given; compared without port, case-insensitively, with the request's `Host` or HTTP/2
+//!   `:authority`) and its `path_prefix` (default `/`) match. No match: 404.
+//! - `services` (optional): per service, all optional. `hold`: hold mode (`max_wait`,
+//!   `max_held`); `retry_after`: the 503's `Retry-After`; `waiting_page`: a template file
+//!   (relative to the configuration file's folder), see
+//!   [`MonitorLayer::waiting_page`](crate::MonitorLayer::waiting_page); `wake`: requests that
+//!   never wake the backend (path prefixes, and a regular expression on `User-Agent`);
+//!   `protocol`: `"http1"` (default) or `"http2"` (cleartext, prior knowledge: gRPC);
+//!   `connect_timeout` and `response_timeout` (504 past them); `forwarded`: `"x-forwarded"`
+//!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
+//!   `Host`.
+//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight; then
+//!   the backend programs started by `process` triggers are stopped.
+//! - `access_log` (default off): one info line per request (target `tower_monitor::access`):
+//!   method, path, status, milliseconds to the response head, service, and cold-start
+//!   milliseconds when the request was held.
+//!
+//! Every field is checked before anything starts; an error names the field's path.
+//!
+//! ```no_run
+//! use tower_monitor::config::TriggerRegistry;
+//! use tower_monitor::gateway::{Gateway, shutdown_signal};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let text = std::fs::read_to_string("gateway.json")?;
+//! let gateway = Gateway::from_config(&text, &TriggerRegistry::new())?;
+//! let listener = tokio::net::TcpListener::bind(gateway.listen()).await?;
+//! gateway.serve(listener, shutdown_signal()).await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cli;
+mod config;
+mod demo;
+mod router;
+mod serve;
+
+pub use config::DEFAULT_SHUTDOWN_GRACE;
+pub use router::{GatewayBody, Router};
+pub use serve::shutdown_signal;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::MinMonitor;
+use crate::config::{ConfigError, TriggerRegistry};
+use config::GatewaySpec;
+
+/// A configured gateway, ready to serve: its monitor, its routes, where it listens.
+#[derive(Debug)]
+pub struct Gateway {
+    monitor: Arc<MinMonitor>,
+    router: Router,
+    listen: SocketAddr,
+    shutdown_grace: Duration,
+    /// The programs the configuration's `process` triggers start: stopped on the way out.
+    #[cfg(unix)]
+    supervisor: crate::trigger::Supervisor,
+}
+
+impl Gateway {
+    /// A gateway from a JSON configuration, with the trigger types of `registry`.
+    ///
+    /// ```
+    /// use tower_monitor::config::TriggerRegistry;
+    /// use tower_monitor::gateway::Gateway;
+    ///
+    /// let gateway = Gateway::from_config(r#"{
+    ///     "gateway": { "listen": "127.0.0.1:8080", "routes": [ { "service": "app" } ] },
+    ///     "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "10s" } }
+    /// }"#, &TriggerRegistry::new()).unwrap();
+    /// assert_eq!(gateway.listen().port(), 8080);
+    ///
+    /// let err = Gateway::from_config(r#"{
+    ///     "gateway": { "listen": "127.0.0.1:8080", "routes": [] },
+    ///     "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "10s" } }
+    /// }"#, &TriggerRegistry::new()).unwrap_err();
+    /// assert_eq!(err.path(), "gateway.routes");
+    /// ```
+    pub fn from_config(json: &str, registry: &TriggerRegistry) -> Result<Self, ConfigError> {
+        Self::from_config_in(json, registry, None)
+    }
+
+    /// Like [`from_config`](Self::from_config), for the file at `path`: relative paths in it
+    /// (a `waiting_page`) are taken from the file's folder, and an unreadable file is an error.
+    ///
+    /// ```
+    /// use tower_monitor::config::TriggerRegistry;
+    /// use tower_monitor::gateway::Gateway;
+    ///
+    /// let err = Gateway::from_config_file("no/such/file.json".as_ref(), &TriggerRegistry::new()).unwrap_err();
+    /// assert!(err.to_string().contains("no/such/file.json"));
+    /// ```
+    pub fn from_config_file(path: &Path, registry: &TriggerRegistry) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        Self::from_config_in(&text, registry, path.parent())
+    }
+
+    fn from_config_in(
+        json: &str,
+        registry: &TriggerRegistry,
+        base_dir: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let mut document: Value = serde_json::from_str(json)
+            .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
+        let spec = GatewaySpec::take(&mut document)?;
+        let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
+        let routes = spec.routes(&monitor, base_dir)?;
+        Ok(Self {
+            listen: spec.listen_addr("gateway.listen", &spec.listen)?,
+            shutdown_grace: spec.shutdown_grace(),
+            router: Router::new(routes, spec.access_log),
+            monitor,
+            #[cfg(unix)]
+            supervisor: registry.supervisor().clone(),
+        })
+    }
+
+    /// Where the configuration says to listen.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// How long [`serve`](Self::serve) waits for requests in flight once asked to stop.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// The monitor of the gateway's services.
+    pub fn monitor(&self) -> &Arc<MinMonitor> {
+        &self.monitor
+    }
+
+    /// The routes as one Tower service (`Request<hyper::body::Incoming>` in), to serve your
+    /// own way; put a [`ClientAddr`](crate::proxy::ClientAddr) in each request's extensions
+    /// for the forwarded headers.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on `listener` until `shutdown`
+    /// completes (e.g. [`shutdown_signal`]); then stops accepting, lets requests in flight
+    /// finish within the [`shutdown_grace`](Self::shutdown_grace), stops the backend programs
+    /// that the configuration's `process` triggers started (SIGTERM, then SIGKILL after
+    /// [`DEFAULT_STOP_GRACE`](crate::trigger::DEFAULT_STOP_GRACE)), and returns whether all
+    /// requests finished and all programs stopped.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
+        let router = self.router.clone();
+        let drained = serve::serve(listener, router, shutdown, self.shutdown_grace).await;
+        drained && self.stop_programs().await
+    }
+
+    #[cfg(unix)]
+    async fn stop_programs(&self) -> bool {
+        let running = self.supervisor.running().len();
+        if running > 0 {
+            tracing::info!(running, "stopping the backend programs the gateway started");
+        }
+        // Each failure is logged by the supervisor.
+        self.supervisor
+            .shutdown(crate::trigger::DEFAULT_STOP_GRACE)
+            .await
+            .is_ok()
+    }
+
+    #[cfg(not(unix))]
+    async fn stop_programs(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,107 @@
+//! Serving the gateway: HTTP/1.1 and HTTP/2 on one listener, and a graceful shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tower_service::Service;
+
+use super::Router;
+use crate::proxy::ClientAddr;
+
+/// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
+/// then stops accepting, asks every connection to close once its requests are answered
+/// (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`), and waits up to `grace` for that.
+/// Returns whether every connection closed within the grace.
+pub(super) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> bool {
+    let (stop, stopping) = watch::channel(false);
+    // Each connection task holds a sender; `recv` answers `None` once all have ended.
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let mut stopping = stopping.clone();
+        let open = open.clone();
+        tokio::spawn(async move {
+            let _open = open;
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request.extensions_mut().insert(ClientAddr(addr));
+                    router.clone().call(request)
+                });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, %addr, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drop(open);
+    let _ = stop.send(true);
+    tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
+    let closed = tokio::time::timeout(grace, all_closed.recv()).await.is_ok();
+    if closed {
+        tracing::info!("every connection closed");
+    } else {
+        tracing::warn!(grace = ?grace, "connections still open after the grace; closing them");
+    }
+    closed
+}
+
+/// Completes on the first SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                tracing::warn!("cannot listen for signals; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,174 @@
+//! [`ProxyBuilder`]: the options of a [`Proxy`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body::Body;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::connector::Dial;
+use super::{ActivityFn, ForwardedHeaders, InvalidTarget, Proxy, Shared, Target};
+use crate::{BoxError, MinMonitor, Url};
+
+/// How long connecting to the backend may take before the request is answered 504: 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the backend may take to send its response head (status and headers) before the
+/// request is answered 504: 60 s. The body may then take as long as it takes.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The options of a [`Proxy`]; made by [`Proxy::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_monitor::{Url, proxy::{ForwardedHeaders, Proxy}};
+///
+/// let grpc = Proxy::builder(Url::parse("http://127.0.0.1:50051/").unwrap())
+///     .http2(true)
+///     .connect_timeout(Duration::from_secs(1))
+///     .response_timeout(Duration::from_secs(10))
+///     .forwarded(ForwardedHeaders::Both)
+///     .service_name("grpc")
+///     .build::<hyper::body::Incoming>()
+///     .unwrap();
+/// # let _ = grpc;
+/// ```
+#[must_use]
+pub struct ProxyBuilder {
+    target: Url,
+    http2: bool,
+    rewrite_host: bool,
+    forwarded: ForwardedHeaders,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    service: Option<Arc<str>>,
+    activity: Option<ActivityFn>,
+}
+
+impl ProxyBuilder {
+    pub(super) fn new(target: Url) -> Self {
+        Self {
+            target,
+            http2: false,
+            rewrite_host: false,
+            forwarded: ForwardedHeaders::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            service: None,
+            activity: None,
+        }
+    }
+
+    /// Speak HTTP/2 cleartext with prior knowledge to the backend (gRPC), instead of HTTP/1.1.
+    pub fn http2(mut self, http2: bool) -> Self {
+        self.http2 = http2;
+        self
+    }
+
+    /// Send the backend's own authority as `Host` (`:authority` over HTTP/2) instead of the
+    /// client's (default: the client's is kept).
+    pub fn rewrite_host(mut self, rewrite: bool) -> Self {
+        self.rewrite_host = rewrite;
+        self
+    }
+
+    /// Which forwarded headers to add (default [`ForwardedHeaders::XForwarded`]).
+    pub fn forwarded(mut self, forwarded: ForwardedHeaders) -> Self {
+        self.forwarded = forwarded;
+        self
+    }
+
+    /// The connect timeout (default [`DEFAULT_CONNECT_TIMEOUT`]); past it, 504.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The response-head timeout (default [`DEFAULT_RESPONSE_TIMEOUT`]); past it, 504.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The name the proxy's log lines give as `service`.
+    pub fn service_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// Count each open upgraded connection (WebSocket) as a request in flight of the service
+    /// `name` in `monitor`, so `on_idle` does not stop a backend with an open socket. Also sets
+    /// the [`service_name`](Self::service_name) if none is set.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url, proxy::Proxy};
+    /// let monitor = Arc::new(MinMonitor::new());
+    /// let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// monitor.add("chat", MonitoredService::new(url.clone(), Duration::from_secs(30))).unwrap();
+    /// let proxy = Proxy::builder(url).keep_awake(monitor, "chat").build::<hyper::body::Incoming>().unwrap();
+    /// # let _ = proxy;
+    /// ```
+    pub fn keep_awake(mut self, monitor: Arc<MinMonitor>, name: &str) -> Self {
+        if self.service.is_none() {
+            self.service = Some(Arc::from(name));
+        }
+        let name = name.to_string();
+        self.activity = Some(Arc::new(move || match monitor.activity(&name) {
+            Ok(activity) => Some(activity),
+            Err(error) => {
+                tracing::warn!(service = %name, %error, "cannot count the upgraded connection");
+                None
+            }
+        }));
+        self
+    }
+
+    /// The proxy, for request bodies of type `B`; fails if the target URL cannot be proxied to.
+    pub fn build<B>(self) -> Result<Proxy<B>, InvalidTarget>
+    where
+        B: Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let target = Target::new(&self.target)?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(self.connect_timeout));
+        let mut client = Client::builder(TokioExecutor::new());
+        client
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new());
+        if self.http2 {
+            client.http2_only(true);
+        }
+        Ok(Proxy {
+            shared: Arc::new(Shared {
+                client: client.build(Dial::new(connector, target.backend_uri())),
+                target,
+                http2: self.http2,
+                rewrite_host: self.rewrite_host,
+                forwarded: self.forwarded,
+                response_timeout: self.response_timeout,
+                service: self.service,
+                activity: self.activity,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for ProxyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyBuilder")
+            .field("target", &self.target.as_str())
+            .field("http2", &self.http2)
+            .field("rewrite_host", &self.rewrite_host)
+            .field("forwarded", &self.forwarded)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}

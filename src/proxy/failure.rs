@@ -1,0 +1,111 @@
+//! What the proxy answers when the backend does not: 502 or 504, said once in the log.
+
+use std::io;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::ProxyBody;
+use crate::layer::BackendGone;
+
+/// Why a forward failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Refused, reset or closed before an answer: the backend is not there (502, `BackendGone`).
+    Gone,
+    /// No connection or no response head within its time (504).
+    Timeout,
+    /// Anything else, such as a malformed answer (502).
+    Other,
+}
+
+impl Failure {
+    pub(crate) fn of(error: &hyper_util::client::legacy::Error) -> Self {
+        let io_kind = io_kind(error);
+        if io_kind == Some(io::ErrorKind::TimedOut) {
+            return Self::Timeout;
+        }
+        if error.is_connect() {
+            return Self::Gone;
+        }
+        let closed = matches!(
+            io_kind,
+            Some(
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            )
+        );
+        let incomplete =
+            source_of::<hyper::Error>(error).is_some_and(|e| e.is_incomplete_message());
+        if closed || incomplete {
+            Self::Gone
+        } else {
+            Self::Other
+        }
+    }
+
+    /// The answer to the client: a short text, never the backend's address or the error.
+    pub(crate) fn response(self, request_headers: &http::HeaderMap) -> Response<ProxyBody> {
+        let (status, text) = match self {
+            Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
+            Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
+        };
+        let mut response = Response::new(ProxyBody::from_static(text));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self == Self::Gone {
+            response
+                .extensions_mut()
+                .insert(BackendGone::for_request(request_headers));
+        }
+        response
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Gone => "backend unreachable",
+            Self::Timeout => "backend timed out",
+            Self::Other => "backend request failed",
+        }
+    }
+}
+
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+    source_of::<io::Error>(error).map(io::Error::kind)
+}
+
+/// The first error of type `E` in `error`'s chain, itself included.
+fn source_of<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = error.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gone_backend_is_a_502_with_the_marker_and_a_timeout_a_504_without() {
+        let gone = Failure::Gone.response(&http::HeaderMap::new());
+        assert_eq!(gone.status(), StatusCode::BAD_GATEWAY);
+        assert!(gone.extensions().get::<BackendGone>().is_some());
+        let late = Failure::Timeout.response(&http::HeaderMap::new());
+        assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(late.extensions().get::<BackendGone>().is_none());
+    }
+}

@@ -1,0 +1,301 @@
+//! A reverse proxy as a Tower service: [`Proxy`] forwards each request to one backend.
+//!
+//! - Bodies stream both ways, frame by frame; nothing is buffered.
+//! - Upstream HTTP/1.1 by default, or HTTP/2 cleartext with prior knowledge
+//!   ([`ProxyBuilder::http2`], for gRPC backends). Requests that came over HTTP/2 go to an
+//!   HTTP/1.1 backend as HTTP/1.1.
+//! - HTTP/1.1 upgrades (WebSocket) pass through: `Upgrade` and `Connection: upgrade` are kept,
+//!   and after the `101` bytes are relayed both ways; with [`ProxyBuilder::keep_awake`] an open
+//!   upgraded connection counts as a request in flight for `on_idle`.
+//! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
+//!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
+//!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
+//!   ([`ForwardedHeaders`]); the target URL's path is a base path (`http://b/base/` + `/x` →
+//!   `/base/x`).
+//! - Failures are answers, never errors: 504 when connecting or the response head takes longer
+//!   than its timeout; 502 otherwise, with [`BackendGone`](crate::layer::BackendGone) in the
+//!   response's extensions when the backend refused or dropped the connection, so a
+//!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone. Each is logged
+//!   at warn with the service's name.
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use tower::Layer;
+//! use tower_monitor::{MinMonitor, MonitoredService, Url, proxy::Proxy};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let monitor = Arc::new(MinMonitor::new());
+//! let url = Url::parse("http://127.0.0.1:8081/")?;
+//! monitor.add("app", MonitoredService::new(url.clone(), Duration::from_secs(30)))?;
+//! let proxy = Proxy::builder(url)
+//!     .response_timeout(Duration::from_secs(30))
+//!     .keep_awake(monitor.clone(), "app")
+//!     .build::<hyper::body::Incoming>()?;
+//! let service = monitor.layer("app")?.layer(proxy); // serve it with hyper
+//! # let _ = service;
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod builder;
+mod connector;
+mod failure;
+mod headers;
+mod target;
+mod upgrade;
+
+pub use body::ProxyBody;
+pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder};
+pub use headers::{ClientAddr, ForwardedHeaders};
+pub use target::InvalidTarget;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body::Body;
+use hyper_util::client::legacy::Client;
+use tower_service::Service;
+
+use crate::{Activity, BoxError, BoxFuture, Url};
+use failure::Failure;
+use headers::Origin;
+use target::Target;
+
+type ActivityFn = Arc<dyn Fn() -> Option<Activity> + Send + Sync>;
+
+/// A Tower service that forwards every request to one backend and returns its answer; see the
+/// [module documentation](self). Made with [`Proxy::builder`]; cheap to clone.
+///
+/// The request body `B` is any [`Body`] with `Bytes` data, such as hyper's `Incoming` or
+/// axum's `Body`.
+pub struct Proxy<B = hyper::body::Incoming> {
+    shared: Arc<Shared<B>>,
+}
+
+struct Shared<B> {
+    client: Client<connector::Dial, B>,
+    target: Target,
+    http2: bool,
+    rewrite_host: bool,
+    forwarded: ForwardedHeaders,
+    response_timeout: Duration,
+    service: Option<Arc<str>>,
+    activity: Option<ActivityFn>,
+}
+
+impl Proxy {
+    /// A builder for a proxy to `target` (an `http://` URL; its path is the base path).
+    ///
+    /// ```
+    /// use tower_monitor::{Url, proxy::Proxy};
+    ///
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/base/").unwrap())
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    pub fn builder(target: Url) -> ProxyBuilder {
+        ProxyBuilder::new(target)
+    }
+}
+
+impl<B> Clone for Proxy<B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<B> fmt::Debug for Proxy<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("target", &self.shared.target.authority)
+            .field("http2", &self.shared.http2)
+            .field("service", &self.shared.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<Request<B>> for Proxy<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { Ok(shared.forward(request).await) })
+    }
+}
+
+impl<B> Shared<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    async fn forward(&self, mut request: Request<B>) -> Response<ProxyBody> {
+        let client_version = request.version();
+        // Upgrades are an HTTP/1.1 mechanism on both sides.
+        let upgrade = client_version == Version::HTTP_11
+            && !self.http2
+            && headers::wants_upgrade(request.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        self.prepare(&mut request, upgrade);
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        // What the layer's fallback needs to answer in the request's format, should it fail.
+        let format = [http::header::ACCEPT, http::header::CONTENT_TYPE].map(|name| {
+            request
+                .headers()
+                .get(&name)
+                .cloned()
+                .map(|value| (name, value))
+        });
+
+        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
+        let failure = match sent.await {
+            Ok(Ok(response)) => return self.answer(response, client_upgrade, client_version),
+            Ok(Err(error)) => {
+                let failure = Failure::of(&error);
+                tracing::warn!(
+                    service = %self.service(),
+                    %method,
+                    path = %uri.path(),
+                    error = %error_chain(&error),
+                    "{}",
+                    failure.as_str()
+                );
+                failure
+            }
+            Err(_elapsed) => {
+                tracing::warn!(
+                    service = %self.service(),
+                    %method,
+                    path = %uri.path(),
+                    timeout = ?self.response_timeout,
+                    "backend sent no response head in time"
+                );
+                Failure::Timeout
+            }
+        };
+        failure.response(&format.into_iter().flatten().collect())
+    }
+
+    /// Rewrites the request for the backend: URI, version and headers.
+    fn prepare(&self, request: &mut Request<B>, upgrade: bool) {
+        let host = headers::original_host(request.headers(), request.uri());
+        let proto = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+            "https"
+        } else {
+            "http"
+        };
+        let client = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|addr| addr.0.ip());
+        // Over HTTP/2 the URI's authority is sent as `:authority`: the client's, unless
+        // rewritten (the connection goes to the backend either way).
+        let authority = (self.http2 && !self.rewrite_host)
+            .then(|| {
+                host.as_ref()
+                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            })
+            .flatten();
+        *request.uri_mut() = self.target.uri_for(request.uri(), authority);
+        *request.version_mut() = if self.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let headers = request.headers_mut();
+        headers::remove_hop_by_hop(headers, upgrade);
+        headers::add_forwarded(
+            headers,
+            self.forwarded,
+            Origin {
+                client,
+                host: host.clone(),
+                proto,
+            },
+        );
+        if self.http2 {
+            // HTTP/2 carries the authority in `:authority`, taken from the URI.
+            headers.remove(header::HOST);
+        } else if self.rewrite_host {
+            if let Ok(value) = HeaderValue::from_str(self.target.authority.as_str()) {
+                headers.insert(header::HOST, value);
+            }
+        } else if let Some(host) = host {
+            headers.insert(header::HOST, host);
+        }
+    }
+
+    fn answer(
+        &self,
+        response: Response<hyper::body::Incoming>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        client_version: Version,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = response.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        match (switching, client_upgrade) {
+            (true, Some(client_upgrade)) => {
+                headers::remove_hop_by_hop(&mut parts.headers, true);
+                let mut response = Response::from_parts(parts, body);
+                let backend_upgrade = hyper::upgrade::on(&mut response);
+                let activity = self.activity.as_ref().and_then(|activity| activity());
+                upgrade::relay(
+                    client_upgrade,
+                    backend_upgrade,
+                    activity,
+                    self.service.clone(),
+                );
+                let (parts, _) = response.into_parts();
+                Response::from_parts(parts, ProxyBody::default())
+            }
+            (true, None) => {
+                tracing::warn!(
+                    service = %self.service(),
+                    "backend switched protocols unasked"
+                );
+                Failure::Other.response(&http::HeaderMap::new())
+            }
+            (false, _) => {
+                headers::remove_hop_by_hop(&mut parts.headers, false);
+                parts.version = client_version;
+                Response::from_parts(parts, ProxyBody::upstream(body))
+            }
+        }
+    }
+
+    fn service(&self) -> &str {
+        self.service.as_deref().unwrap_or("-")
+    }
+}
+
+/// An error and its causes on one line: hyper's own text alone says little ("client error").
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}

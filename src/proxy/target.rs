@@ -1,0 +1,148 @@
+//! Where a [`Proxy`](super::Proxy) sends requests: a backend's scheme, authority and base path.
+
+use std::fmt;
+
+use http::Uri;
+use http::uri::{Authority, PathAndQuery, Scheme};
+
+use crate::Url;
+
+/// A backend URL the proxy cannot forward to (not `http`, no host, or a user or password in it).
+///
+/// ```
+/// use tower_monitor::{Url, proxy::Proxy};
+///
+/// let err = Proxy::builder(Url::parse("ftp://127.0.0.1/").unwrap()).build::<hyper::body::Incoming>().unwrap_err();
+/// assert!(err.to_string().contains("ftp://127.0.0.1/"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidTarget {
+    url: String,
+    reason: &'static str,
+}
+
+impl fmt::Display for InvalidTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot proxy to {:?}: {}", self.url, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidTarget {}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    scheme: Scheme,
+    pub(crate) authority: Authority,
+    /// The URL's path without its trailing `/`; empty for `/`.
+    base: String,
+}
+
+impl Target {
+    pub(crate) fn new(url: &Url) -> Result<Self, InvalidTarget> {
+        let invalid = |reason| InvalidTarget {
+            url: url.as_str().to_string(),
+            reason,
+        };
+        if url.scheme() != "http" {
+            return Err(invalid(
+                "only http:// backends are supported (h2c with the http2 option)",
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid("a user or password in the URL is not supported"));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("the URL has no host"))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let authority = Authority::try_from(format!("{host}:{port}").as_str())
+            .map_err(|_| invalid("the URL's host is not a valid authority"))?;
+        Ok(Self {
+            scheme: Scheme::HTTP,
+            authority,
+            base: url.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The backend's address as a URI, for the connector.
+    pub(crate) fn backend_uri(&self) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        Uri::from_parts(parts).unwrap_or_default()
+    }
+
+    /// The URI for a request to `original`: the base path, then the request's path and query;
+    /// the backend's authority unless `authority` is given.
+    pub(crate) fn uri_for(&self, original: &Uri, authority: Option<Authority>) -> Uri {
+        let path = original.path_and_query().map_or("/", PathAndQuery::as_str);
+        let path_and_query = if self.base.is_empty() {
+            original
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        } else {
+            let mut joined = String::with_capacity(self.base.len() + path.len());
+            joined.push_str(&self.base);
+            joined.push_str(path);
+            PathAndQuery::try_from(joined).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(authority.unwrap_or_else(|| self.authority.clone()));
+        parts.path_and_query = Some(path_and_query);
+        // Scheme, authority and an absolute path always make a valid URI.
+        Uri::from_parts(parts).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Target {
+        Target::new(&Url::parse(url).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_base_path_goes_before_the_request_path() {
+        let t = target("http://127.0.0.1:8092/base/");
+        let uri = t.uri_for(&"/x?y=1".parse().unwrap(), None);
+        assert_eq!(uri.to_string(), "http://127.0.0.1:8092/base/x?y=1");
+        let t = target("http://127.0.0.1:8092/base");
+        assert_eq!(
+            t.uri_for(&"/".parse().unwrap(), None).to_string(),
+            "http://127.0.0.1:8092/base/"
+        );
+    }
+
+    #[test]
+    fn a_root_url_keeps_the_path_and_an_absolute_form_request_is_made_relative() {
+        let t = target("http://localhost/");
+        assert_eq!(
+            t.uri_for(&"http://app.example/a/b".parse().unwrap(), None)
+                .to_string(),
+            "http://localhost:80/a/b"
+        );
+    }
+
+    #[test]
+    fn a_given_authority_replaces_the_backends() {
+        let t = target("http://127.0.0.1:8092/");
+        let authority = Authority::from_static("app.localhost:8080");
+        assert_eq!(
+            t.uri_for(&"/x".parse().unwrap(), Some(authority))
+                .to_string(),
+            "http://app.localhost:8080/x"
+        );
+        assert_eq!(t.backend_uri().to_string(), "http://127.0.0.1:8092/");
+    }
+
+    #[test]
+    fn unsupported_urls_are_refused_with_a_reason() {
+        for url in ["https://127.0.0.1/", "http://user:pw@127.0.0.1/"] {
+            assert!(Target::new(&Url::parse(url).unwrap()).is_err(), "{url}");
+        }
+    }
+}

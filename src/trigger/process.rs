@@ -1,0 +1,315 @@
+//! A program that *is* the backend: started once, known to run, stopped with its group.
+
+mod builder;
+mod lock;
+mod run;
+mod stop;
+mod supervisor;
+
+pub use builder::ProcessBuilder;
+pub use stop::ProcessStop;
+pub use supervisor::Supervisor;
+
+use std::ffi::OsString;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use tracing::Level;
+
+use super::Trigger;
+use super::process_group as group;
+use crate::BoxError;
+use run::Running;
+
+/// How long a stopping program may take after SIGTERM before it is killed, unless set otherwise.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A supervised backend program (Unix only): as a trigger it starts the program unless it
+/// already runs.
+///
+/// - **Started once.** Triggering it while the program runs (booting or serving) is `Ok` and
+///   starts nothing, so a herd of requests, or a client polling while the backend boots, starts
+///   it once. Once the program has exited, the next trigger starts it again; the exit is logged
+///   with its status.
+/// - **Stopped with its group.** The program runs in a process group of its own.
+///   [`stop`](Self::stop) sends SIGTERM to the group and waits up to the stop grace (default
+///   [`DEFAULT_STOP_GRACE`]) for the program and what it started to exit, then sends SIGKILL to
+///   whatever is left, and reaps the program. [`stopper`](Self::stopper) is the same as a
+///   trigger, for `on_idle`.
+/// - **Never orphaned.** When the last handle to it is dropped, or the runtime reaping it shuts
+///   down, the group is killed (SIGKILL). A [`Supervisor`] stops all of its processes gracefully,
+///   for a program's orderly exit.
+/// - **Once across programs, if asked.** With a [`lock_file`](ProcessBuilder::lock_file), of
+///   several supervisors (two gateways sharing a configuration) only one runs the program.
+/// - **Logged.** Its stdout and stderr go to `tracing` at info (see
+///   [`output_level`](ProcessBuilder::output_level)), line by line with the `service`,
+///   `program` and `stream` fields, each line cut at [`MAX_OUTPUT_LINE`](super::MAX_OUTPUT_LINE).
+///
+/// Starting does not wait for the program to accept connections: the monitor's probe tells
+/// when it is up. Cloning gives another handle to the same program.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tower_monitor::{MinMonitor, MonitoredService, Url};
+/// use tower_monitor::trigger::{Process, Supervisor};
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let supervisor = Supervisor::new();
+/// let backend = supervisor.supervise(
+///     Process::builder("python3")
+///         .args(["-m", "http.server", "--bind", "127.0.0.1", "8081"])
+///         .stop_grace(Duration::from_secs(5)),
+/// );
+/// let service = MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30))
+///     .on_down(backend.clone())
+///     .on_idle(Duration::from_secs(15 * 60), backend.stopper());
+/// let monitor = Arc::new(MinMonitor::new());
+/// monitor.add("app", service)?;
+/// // … serve; then, on the way out:
+/// supervisor.shutdown(Duration::from_secs(10)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Process {
+    shared: Arc<Shared>,
+}
+
+/// Why a [`Process`] could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The program could not be started.
+    #[error("could not start {program:?}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Its [`Supervisor`] is shut down: nothing is started any more.
+    #[error("{program:?} is not started: its supervisor is shut down")]
+    ShutDown {
+        /// The program.
+        program: String,
+    },
+    /// The program could not be signalled, or was still there after SIGKILL.
+    #[error("could not stop {program:?} (pid {pid}): {reason}")]
+    Stop {
+        /// The program.
+        program: String,
+        /// Its process id (and group id).
+        pid: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+struct Shared {
+    spec: ProcessBuilder,
+    program: Arc<str>,
+    supervisor: Option<Arc<supervisor::Inner>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    running: Option<Running>,
+    /// The exit of the program started last, running or not.
+    latest: Option<tokio::sync::watch::Receiver<run::Exit>>,
+    starts: u64,
+}
+
+impl Process {
+    /// Starts describing the process that runs `program` (looked up in `PATH` if it has no
+    /// slash).
+    ///
+    /// ```
+    /// let backend = tower_monitor::trigger::Process::builder("my-server").build();
+    /// assert_eq!(backend.starts(), 0);
+    /// ```
+    pub fn builder(program: impl Into<OsString>) -> ProcessBuilder {
+        ProcessBuilder {
+            program: program.into(),
+            args: Vec::new(),
+            current_dir: None,
+            env: Vec::new(),
+            stop_grace: DEFAULT_STOP_GRACE,
+            service: None,
+            output_level: Level::INFO,
+            lock_file: None,
+        }
+    }
+
+    fn new(spec: ProcessBuilder, supervisor: Option<Arc<supervisor::Inner>>) -> Self {
+        let program = Arc::from(spec.program.to_string_lossy().as_ref());
+        Self {
+            shared: Arc::new(Shared {
+                spec,
+                program,
+                supervisor,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// Starts the program unless it runs already (then this does nothing). `Ok` once it has
+    /// been started, not once it is ready. Must be called within a Tokio runtime (which reaps
+    /// the program and logs its output); outside one it fails with [`ProcessError::Spawn`].
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let sleeper = tower_monitor::trigger::Process::builder("sleep").arg("60").build();
+    /// sleeper.start().unwrap();
+    /// sleeper.start().unwrap();
+    /// assert_eq!(sleeper.starts(), 1);
+    /// sleeper.stop().await.unwrap();
+    /// # }
+    /// ```
+    pub fn start(&self) -> Result<(), ProcessError> {
+        run::start(&self.shared)
+    }
+
+    /// Stops the program: SIGTERM to its group, SIGKILL to what is left after the stop grace.
+    /// Resolves, with the program's exit status, once it has exited and been reaped; `Ok(None)`
+    /// if it was not running.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let sleeper = tower_monitor::trigger::Process::builder("sleep").arg("60").build();
+    /// sleeper.start().unwrap();
+    /// let status = sleeper.stop().await.unwrap().expect("it was running");
+    /// assert!(!status.success());
+    /// assert!(sleeper.stop().await.unwrap().is_none());
+    /// # }
+    /// ```
+    pub async fn stop(&self) -> Result<Option<ExitStatus>, ProcessError> {
+        stop::stop(&self.shared, self.shared.spec.stop_grace).await
+    }
+
+    /// Like [`stop`](Self::stop), with this grace instead of the configured one.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// # use std::time::Duration;
+    /// let sleeper = tower_monitor::trigger::Process::builder("sleep").arg("60").build();
+    /// sleeper.start().unwrap();
+    /// sleeper.stop_with(Duration::from_secs(1)).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn stop_with(&self, grace: Duration) -> Result<Option<ExitStatus>, ProcessError> {
+        stop::stop(&self.shared, grace).await
+    }
+
+    /// Resolves once the program started last has exited and been reaped (at once if it has
+    /// already), with its exit status; `None` if it was never started, or its status could not
+    /// be read.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let quick = tower_monitor::trigger::Process::builder("sh").args(["-c", "exit 3"]).build();
+    /// quick.start().unwrap();
+    /// assert_eq!(quick.exited().await.and_then(|status| status.code()), Some(3));
+    /// assert!(!quick.is_running());
+    /// # }
+    /// ```
+    pub async fn exited(&self) -> Option<ExitStatus> {
+        let latest = self.shared.lock().latest.clone()?;
+        run::exited(latest).await
+    }
+
+    /// A trigger that stops this process, for `on_idle` (see [`ProcessStop`]).
+    ///
+    /// ```
+    /// use tower_monitor::trigger::Process;
+    ///
+    /// let backend = Process::builder("my-server").build();
+    /// let idle_stop = backend.stopper();
+    /// # let _ = idle_stop;
+    /// ```
+    pub fn stopper(&self) -> ProcessStop {
+        ProcessStop::new(self.clone())
+    }
+
+    /// Whether the program is running (started, and its exit not yet seen).
+    ///
+    /// ```
+    /// assert!(!tower_monitor::trigger::Process::builder("my-server").build().is_running());
+    /// ```
+    pub fn is_running(&self) -> bool {
+        self.shared.lock().running.is_some()
+    }
+
+    /// The process id (which is also its process group id) of the running program.
+    ///
+    /// ```
+    /// assert_eq!(tower_monitor::trigger::Process::builder("my-server").build().pid(), None);
+    /// ```
+    pub fn pid(&self) -> Option<u32> {
+        self.shared.lock().running.as_ref().map(Running::pid)
+    }
+
+    /// How many times the program has been started.
+    ///
+    /// ```
+    /// assert_eq!(tower_monitor::trigger::Process::builder("my-server").build().starts(), 0);
+    /// ```
+    pub fn starts(&self) -> u64 {
+        self.shared.lock().starts
+    }
+
+    /// A handle that does not keep the program alive.
+    pub(crate) fn downgrade(&self) -> WeakProcess {
+        WeakProcess(Arc::downgrade(&self.shared))
+    }
+}
+
+/// A [`Process`] that may be gone: held by whoever must not keep it alive.
+#[derive(Clone)]
+pub(crate) struct WeakProcess(Weak<Shared>);
+
+impl WeakProcess {
+    pub(crate) fn upgrade(&self) -> Option<Process> {
+        self.0.upgrade().map(|shared| Process { shared })
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is consistent between statements, so a panic elsewhere cannot spoil it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn service(&self) -> Option<&str> {
+        self.spec.service.as_deref()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = state.running.take() {
+            tracing::info!(service = self.service(), program = %self.program, pid = running.pid(),
+                "the last handle is gone: killing the program's group");
+            let _ = group::signal(running.pid(), group::SIGKILL);
+        }
+    }
+}
+
+impl Trigger for Process {
+    fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+        let started = self.start().map_err(BoxError::from);
+        async move { started }.boxed()
+    }
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("program", &self.shared.program)
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,146 @@
+//! How to start a [`Process`](super::Process).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracing::Level;
+
+use super::Process;
+
+/// How to start a [`Process`]: the program, its arguments, directory and environment, and how
+/// it is stopped and logged.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_monitor::trigger::Process;
+///
+/// let backend = Process::builder("my-server")
+///     .arg("--port=8081")
+///     .current_dir("/srv/app")
+///     .env("RUST_LOG", "info")
+///     .stop_grace(Duration::from_secs(20))
+///     .service("app")
+///     .build();
+/// assert!(!backend.is_running());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProcessBuilder {
+    pub(super) program: OsString,
+    pub(super) args: Vec<OsString>,
+    pub(super) current_dir: Option<PathBuf>,
+    pub(super) env: Vec<(OsString, OsString)>,
+    pub(super) stop_grace: Duration,
+    pub(super) service: Option<String>,
+    pub(super) output_level: Level,
+    pub(super) lock_file: Option<PathBuf>,
+}
+
+impl ProcessBuilder {
+    /// Adds one argument.
+    ///
+    /// ```
+    /// let b = tower_monitor::trigger::Process::builder("my-server").arg("--port=8081");
+    /// # let _ = b;
+    /// ```
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments.
+    ///
+    /// ```
+    /// let b = tower_monitor::trigger::Process::builder("my-server").args(["--port", "8081"]);
+    /// # let _ = b;
+    /// ```
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs the program in `dir`.
+    ///
+    /// ```
+    /// let b = tower_monitor::trigger::Process::builder("./server").current_dir("/srv/app");
+    /// # let _ = b;
+    /// ```
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets an environment variable for the program (it inherits the others).
+    ///
+    /// ```
+    /// let b = tower_monitor::trigger::Process::builder("my-server").env("PORT", "8081");
+    /// # let _ = b;
+    /// ```
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// How long a stop waits after SIGTERM before SIGKILL (default
+    /// [`DEFAULT_STOP_GRACE`](super::DEFAULT_STOP_GRACE)).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = tower_monitor::trigger::Process::builder("my-server").stop_grace(Duration::from_secs(3));
+    /// # let _ = b;
+    /// ```
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
+    /// The service name its log lines carry (the `service` field).
+    ///
+    /// ```
+    /// let b = tower_monitor::trigger::Process::builder("my-server").service("app");
+    /// # let _ = b;
+    /// ```
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// The level its output lines are logged at (default info; debug for a chatty backend).
+    ///
+    /// ```
+    /// let b = tower_monitor::trigger::Process::builder("my-server").output_level(tracing::Level::DEBUG);
+    /// # let _ = b;
+    /// ```
+    pub fn output_level(mut self, level: Level) -> Self {
+        self.output_level = level;
+        self
+    }
+
+    /// A lock file, so that only one supervisor at a time runs the program, even in different
+    /// programs (two gateways sharing a configuration): while this process runs its program it
+    /// holds an advisory lock (`flock`) on the file, and writes the program's id in it. A start
+    /// that finds the lock held by another supervisor is `Ok` and starts nothing (the program
+    /// runs, elsewhere; the monitor's probe sees it). The lock is released when the program
+    /// exits or is stopped, and by the kernel when the holder exits, however it exits.
+    ///
+    /// ```
+    /// let b = tower_monitor::trigger::Process::builder("my-server").lock_file("/run/my-server.lock");
+    /// # let _ = b;
+    /// ```
+    pub fn lock_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lock_file = Some(path.into());
+        self
+    }
+
+    /// The process, not supervised: stopped by [`Process::stop`], or killed when its last
+    /// handle is dropped. See [`Supervisor::supervise`](super::Supervisor::supervise) for a
+    /// supervised one.
+    ///
+    /// ```
+    /// let backend = tower_monitor::trigger::Process::builder("my-server").build();
+    /// # let _ = backend;
+    /// ```
+    pub fn build(self) -> Process {
+        Process::new(self, None)
+    }
+}

@@ -1,0 +1,209 @@
+//! Starting the program, and watching for its exit.
+
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Weak};
+
+use tokio::process::Child;
+use tokio::sync::watch;
+
+use super::lock::{self, Claim, RunLock};
+use super::{ProcessError, Shared};
+use crate::trigger::output::{self, Source, Stream};
+use crate::trigger::process_group as group;
+
+/// The program while it runs: its id, and a way to await its exit.
+#[derive(Clone)]
+pub(super) struct Running {
+    pid: u32,
+    exit: watch::Receiver<Exit>,
+    /// Set by a stop, so that the exit it causes is not reported as a crash.
+    pub(super) stopping: bool,
+    /// The lock file's lock, held while the program runs.
+    _lock: Option<Arc<RunLock>>,
+}
+
+/// Whether the program has exited, and how.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Exit {
+    Running,
+    /// Exited; the status is unknown when waiting for it failed.
+    Exited(Option<ExitStatus>),
+}
+
+impl Running {
+    pub(super) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Resolves once the program has exited and been reaped.
+    pub(super) async fn exited(&self) -> Option<ExitStatus> {
+        exited(self.exit.clone()).await
+    }
+}
+
+/// Resolves once the run `exit` watches has exited and been reaped, with its status.
+pub(super) async fn exited(mut exit: watch::Receiver<Exit>) -> Option<ExitStatus> {
+    // A watcher gone without a word was dropped with its runtime, after killing the group.
+    match exit.wait_for(|exit| matches!(exit, Exit::Exited(_))).await {
+        Ok(exit) => match *exit {
+            Exit::Exited(status) => status,
+            Exit::Running => None,
+        },
+        Err(_) => None,
+    }
+}
+
+pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
+    let program = || shared.program.to_string();
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(ProcessError::Spawn {
+            program: program(),
+            source: std::io::Error::other("no Tokio runtime here: a process is started within one"),
+        });
+    }
+    let mut state = shared.lock();
+    // Checked under the state lock: a supervisor shutting down either sees this start's
+    // program running, or this start sees the shutdown.
+    if shared.supervisor.as_ref().is_some_and(|s| s.is_closed()) {
+        return Err(ProcessError::ShutDown { program: program() });
+    }
+    if let Some(running) = &state.running {
+        tracing::debug!(service = shared.service(), program = %shared.program, pid = running.pid,
+            "already running: not started again");
+        return Ok(());
+    }
+    let spec = &shared.spec;
+    let lock = match &spec.lock_file {
+        None => None,
+        Some(path) => match lock::claim(path) {
+            Ok(Claim::Ours(lock)) => Some(lock),
+            Ok(Claim::Elsewhere(pid)) => {
+                tracing::info!(service = shared.service(), program = %shared.program, pid,
+                    lock_file = %path.display(),
+                    "runs already under another supervisor (its lock file is held): not started");
+                return Ok(());
+            }
+            Err(error) => {
+                return Err(ProcessError::Spawn {
+                    program: program(),
+                    source: std::io::Error::new(
+                        error.kind(),
+                        format!("lock file {:?}: {error}", path.display().to_string()),
+                    ),
+                });
+            }
+        },
+    };
+    let mut command = tokio::process::Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = &spec.current_dir {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
+        program: program(),
+        source,
+    })?;
+    let Some(pid) = child.id() else {
+        // Only a reaped child has no id, and this one was just started.
+        return Err(ProcessError::Spawn {
+            program: program(),
+            source: std::io::Error::other("the started program has no process id"),
+        });
+    };
+    if let Some(lock) = &lock {
+        lock.record(pid);
+    }
+    state.starts += 1;
+    tracing::info!(service = shared.service(), program = %shared.program, pid,
+        start = state.starts, "started the backend program");
+    let source = Source {
+        program: shared.program.clone(),
+        service: spec.service.as_deref().map(Arc::from),
+        level: spec.output_level,
+    };
+    if let Some(out) = child.stdout.take() {
+        output::forward(out, source.clone(), Stream::Stdout, None);
+    }
+    if let Some(err) = child.stderr.take() {
+        output::forward(err, source, Stream::Stderr, None);
+    }
+    let (exit_tx, exit) = watch::channel(Exit::Running);
+    state.latest = Some(exit.clone());
+    state.running = Some(Running {
+        pid,
+        exit,
+        stopping: false,
+        _lock: lock.map(Arc::new),
+    });
+    // Made here, not in the task: a task dropped before its first poll must kill the group too.
+    let guard = KillGroupOnDrop(Some((Arc::downgrade(shared), pid)));
+    tokio::spawn(watch_exit(
+        Arc::downgrade(shared),
+        child,
+        pid,
+        exit_tx,
+        guard,
+    ));
+    Ok(())
+}
+
+/// Reaps the program when it exits, and forgets it, so that the next trigger starts it again.
+async fn watch_exit(
+    shared: Weak<Shared>,
+    mut child: Child,
+    pid: u32,
+    exit_tx: watch::Sender<Exit>,
+    guard: KillGroupOnDrop,
+) {
+    let status = child.wait().await.ok();
+    guard.disarm();
+    if let Some(shared) = shared.upgrade() {
+        let mut state = shared.lock();
+        let ours = state.running.as_ref().filter(|r| r.pid == pid);
+        let stopping = ours.is_some_and(|r| r.stopping);
+        if ours.is_some() {
+            state.running = None;
+        }
+        drop(state);
+        let status = status.map_or_else(|| "unknown".to_string(), |s| s.to_string());
+        if stopping {
+            tracing::info!(service = shared.service(), program = %shared.program, pid, %status,
+                "backend program stopped");
+        } else {
+            tracing::warn!(service = shared.service(), program = %shared.program, pid, %status,
+                "backend program exited; the next trigger starts it again");
+        }
+    }
+    exit_tx.send_replace(Exit::Exited(status));
+}
+
+/// Kills the group if the watcher is dropped (its runtime shut down) before the program exited:
+/// no one would reap it or stop it any more. It is forgotten too, so a later trigger (on another
+/// runtime) starts it again instead of believing it runs.
+struct KillGroupOnDrop(Option<(Weak<Shared>, u32)>);
+
+impl KillGroupOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some((shared, pgid)) = self.0.take() {
+            let _ = group::signal(pgid, group::SIGKILL);
+            if let Some(shared) = shared.upgrade() {
+                let mut state = shared.lock();
+                if state.running.as_ref().is_some_and(|r| r.pid == pgid) {
+                    state.running = None;
+                }
+            }
+        }
+    }
+}

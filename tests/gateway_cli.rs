@@ -1,0 +1,394 @@
+//! The `tower-monitor-gateway` program as a user runs it: its command line, `--check`, and a
+//! SIGTERM that lets an in-flight download finish before exiting 0.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
+
+async fn run(args: &[&str]) -> Output {
+    let child = Command::new(PROGRAM).args(args).kill_on_drop(true).output();
+    tokio::time::timeout(Duration::from_secs(20), child)
+        .await
+        .expect("the program exits by itself")
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A configuration file in the temporary folder, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "tower-monitor-gateway-cli-{tag}-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs the program on `config` (stdout read to its end in the background; stderr piped if
+/// asked), and returns it with the address it listens on. Killed when dropped.
+async fn spawn_gateway(
+    config: &TempFile,
+    pipe_stderr: bool,
+) -> (tokio::process::Child, std::net::SocketAddr) {
+    let mut command = Command::new(PROGRAM);
+    command
+        .args(["--config", config.path()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if pipe_stderr {
+        command.stderr(std::process::Stdio::piped());
+    }
+    let mut gateway = command.spawn().unwrap();
+    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("the gateway prints its address");
+        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (gateway, addr)
+}
+
+#[tokio::test]
+async fn help_and_version_print_and_exit_0() {
+    let help = run(&["--help"]).await;
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("Usage: tower-monitor-gateway") && text.contains("--check"),
+        "{text}"
+    );
+    let version = run(&["--version"]).await;
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn an_unknown_option_or_a_missing_value_is_a_usage_error_and_starts_nothing() {
+    for (args, says) in [
+        (&["--conifg", "x.json"][..], "unknown option \"--conifg\""),
+        (&["--config"][..], "option --config needs a value"),
+        (&["--listen"][..], "option --listen needs a value"),
+        (
+            &["--listen", "localhost"][..],
+            "--listen: invalid address \"localhost\"",
+        ),
+        (
+            &["gateway.json"][..],
+            "unexpected argument \"gateway.json\"",
+        ),
+    ] {
+        let output = run(args).await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let text = stderr(&output);
+        assert!(text.contains(says), "{args:?}: {text}");
+        assert_eq!(text.lines().count(), 1, "one sentence: {text}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    }
+}
+
+#[tokio::test]
+async fn check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
+    let good = TempFile::new(
+        "good",
+        r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
+                          "services": { "app": { "hold": { "max_wait": "5s" } } } },
+             "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+    );
+    let output = run(&["--check", "--config", good.path()]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    for (tag, text, field) in [
+        (
+            "routes",
+            r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [] },
+                 "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+            "gateway.routes: at least one route is required",
+        ),
+        (
+            "hold",
+            r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
+                              "services": { "app": { "hold": { "max_wait": "soon" } } } },
+                 "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+            "gateway.services.app.hold.max_wait: invalid duration \"soon\"",
+        ),
+        (
+            "listen",
+            r#"{ "gateway": { "listen": "everywhere", "routes": [ { "service": "app" } ] },
+                 "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+            "gateway.listen: invalid address \"everywhere\"",
+        ),
+    ] {
+        let bad = TempFile::new(tag, text);
+        let output = run(&["--check", "--config", bad.path()]).await;
+        assert_eq!(output.status.code(), Some(1), "{tag}");
+        let said = stderr(&output);
+        assert!(said.contains(field), "{tag}: {said}");
+        assert!(
+            !said.contains("ConfigError {"),
+            "not a debug string: {said}"
+        );
+    }
+    let output = run(&["--check", "--config", "/nonexistent/gateway.json"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot read /nonexistent/gateway.json"));
+}
+
+/// A backend whose `/download` sends 20 chunks of 1 KiB, one every 100 ms.
+async fn slow_download_backend() -> common::Server {
+    common::serve(Router::new().fallback(|| async {
+        let chunks = futures::stream::iter(0..20).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, std::io::Error>(vec![b'x'; 1024])
+        });
+        Body::from_stream(chunks)
+    }))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_download_finish_then_exits_0() {
+    let backend = slow_download_backend().await;
+    let config = TempFile::new(
+        "drain",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "shutdown_grace": "10s" }},
+                 "services": {{ "app": {{ "url": "http://{}/", "grace_period": "30s" }} }} }}"#,
+            backend.addr
+        ),
+    );
+    let (mut gateway, addr) = spawn_gateway(&config, false).await;
+
+    let mut download = TcpStream::connect(addr).await.unwrap();
+    download
+        .write_all(b"GET /download HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // The response has begun: the download is in flight.
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = download.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "the gateway closed before answering");
+        received.extend_from_slice(&buffer[..n]);
+    }
+    let pid = gateway.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+
+    // The download completes, every byte of it (chunked: the last chunk is `0\r\n\r\n`).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !received.ends_with(b"0\r\n\r\n") {
+            let n = download.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the download was cut: {} bytes", received.len());
+            received.extend_from_slice(&buffer[..n]);
+        }
+    })
+    .await
+    .expect("the download finishes within the grace");
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let body_bytes = received[head_end..].iter().filter(|&&b| b == b'x').count();
+    assert_eq!(body_bytes, 20 * 1024);
+
+    let status = tokio::time::timeout(Duration::from_secs(10), gateway.wait())
+        .await
+        .expect("the gateway exits after the download")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
+    let backend = common::serve(Router::new().fallback(|| async { "hi" })).await;
+    let (gone, doomed) = doomed_backend().await;
+    let config = TempFile::new(
+        "access",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "access_log": true,
+                              "routes": [ {{ "path_prefix": "/gone", "service": "gone" }},
+                                          {{ "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "http://{}/", "grace_period": "30s" }},
+                               "gone": {{ "url": "http://{gone}/", "grace_period": "30s" }} }} }}"#,
+            backend.addr
+        ),
+    );
+    let (mut gateway, addr) = spawn_gateway(&config, true).await;
+    let get = |path: &'static str| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        reply
+    };
+    let reply = get("/hello").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // A backend that goes away while cached up: the forward fails.
+    assert!(get("/gone").await.starts_with("HTTP/1.1 200"));
+    doomed.abort();
+    let _ = doomed.await;
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+    // Its connections close as their tasks are aborted, a moment after the server's own.
+    while get("/gone").await.starts_with("HTTP/1.1 200") {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the backend is still answering"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let pid = gateway.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let mut log = String::new();
+    let mut stderr = gateway.stderr.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stderr.read_to_string(&mut log))
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    let access = log
+        .lines()
+        .find(|l| l.contains("request") && l.contains("path=/hello"))
+        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    for field in [
+        "service=app",
+        "method=GET",
+        "status=200",
+        "ms=",
+        "cold_start_ms=-",
+    ] {
+        assert!(access.contains(field), "{field} missing: {access}");
+    }
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("backend unreachable")
+            && l.contains("service=gone")),
+        "no warning for the failed forward in:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes when not on a terminal"
+    );
+}
+
+/// A backend whose connections all close when its task is aborted.
+async fn doomed_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(|_request| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"soon gone")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
+    let backend = common::refused_addr().await;
+    let config = TempFile::new(
+        "process",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
+                     "on_down": {{ "type": "process", "command": "python3",
+                                   "args": ["-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+                                   "current_dir": {dir:?}, "stop_grace": "3s" }} }} }} }}"#,
+            port = backend.port(),
+            dir = std::env::temp_dir().display().to_string()
+        ),
+    );
+    let (mut gateway, addr) = spawn_gateway(&config, true).await;
+    let status_of = || async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply).await;
+        reply.get(9..12).unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        status_of().await,
+        "503",
+        "the first request starts the program"
+    );
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    while status_of().await != "200" {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the program never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let pid = gateway.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+}

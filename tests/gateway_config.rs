@@ -1,0 +1,337 @@
+//! The gateway's configuration: each bad field is named, and the per-service settings (hold
+//! mode, `Retry-After`, the waiting page, the wake policy) shape the answers.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tower_monitor::config::TriggerRegistry;
+use tower_monitor::gateway::Gateway;
+use tower_monitor::{BoxError, Trigger};
+
+fn with_gateway(gateway: &str) -> String {
+    format!(
+        r#"{{ "gateway": {gateway},
+             "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+    )
+}
+
+#[test]
+fn every_bad_field_is_named_with_its_value() {
+    let route = r#""listen": "127.0.0.1:0", "routes": [ { "service": "app" } ]"#;
+    let cases: &[(String, &str, &str)] = &[
+        (
+            with_gateway(r#"{ "listen": "127.0.0.1:0", "routes": [] }"#),
+            "gateway.routes",
+            "at least one",
+        ),
+        (
+            with_gateway(r#"{ "routes": [ { "service": "app" } ] }"#),
+            "gateway.listen",
+            "missing field",
+        ),
+        (
+            with_gateway(r#"{ "listen": ":80", "routes": [ { "service": "app" } ] }"#),
+            "gateway.listen",
+            "\":80\"",
+        ),
+        (
+            with_gateway(r#"{ "listen": "127.0.0.1:0", "routes": [ { "service": "ghost" } ] }"#),
+            "gateway.routes[0].service",
+            "\"ghost\"",
+        ),
+        (
+            with_gateway(r#"{ "listen": "127.0.0.1:0", "routes": [ { "servce": "app" } ] }"#),
+            "gateway.routes[0].servce",
+            "unknown field",
+        ),
+        (
+            with_gateway(
+                r#"{ "listen": "127.0.0.1:0", "routes": [ { "path_prefix": "api", "service": "app" } ] }"#,
+            ),
+            "gateway.routes[0].path_prefix",
+            "\"api\"",
+        ),
+        (
+            with_gateway(&format!(r#"{{ {route}, "shutdown_grace": "later" }}"#)),
+            "gateway.shutdown_grace",
+            "\"later\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "ghost": {{}} }} }}"#
+            )),
+            "gateway.services.ghost",
+            "\"ghost\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "holdd": {{}} }} }} }}"#
+            )),
+            "gateway.services.app.holdd",
+            "unknown field",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "hold": {{ "max_wait": "1s", "max_held": 0 }} }} }} }}"#
+            )),
+            "gateway.services.app.hold.max_held",
+            "at least 1",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "retry_after": "-1s" }} }} }}"#
+            )),
+            "gateway.services.app.retry_after",
+            "\"-1s\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "waiting_page": "/nonexistent/page.html" }} }} }}"#
+            )),
+            "gateway.services.app.waiting_page",
+            "/nonexistent/page.html",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "wake": {{ "never_user_agents": "(bot" }} }} }} }}"#
+            )),
+            "gateway.services.app.wake.never_user_agents",
+            "regular expression",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "wake": {{ "never_paths": ["healthz"] }} }} }} }}"#
+            )),
+            "gateway.services.app.wake.never_paths[0]",
+            "\"healthz\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "protocol": "http3" }} }} }}"#
+            )),
+            "gateway.services.app.protocol",
+            "http3",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "forwarded": "sometimes" }} }} }}"#
+            )),
+            "gateway.services.app.forwarded",
+            "sometimes",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "connect_timeout": "fast" }} }} }}"#
+            )),
+            "gateway.services.app.connect_timeout",
+            "\"fast\"",
+        ),
+        (
+            with_gateway(&format!(r#"{{ {route}, "access_log": "yes" }}"#)),
+            "gateway.access_log",
+            "\"yes\"",
+        ),
+    ];
+    for (config, path, says) in cases {
+        let error = Gateway::from_config(config, &TriggerRegistry::new()).unwrap_err();
+        assert_eq!(error.path(), *path, "{error} for {config}");
+        assert!(error.message().contains(says), "{error} for {config}");
+    }
+}
+
+#[test]
+fn a_file_that_was_valid_before_the_per_service_settings_still_is() {
+    let old = with_gateway(
+        r#"{ "listen": "127.0.0.1:8080", "routes": [ { "host": "a.localhost", "service": "app" }, { "path_prefix": "/b/", "service": "app" } ] }"#,
+    );
+    assert!(Gateway::from_config(&old, &TriggerRegistry::new()).is_ok());
+}
+
+/// A registry whose `start` trigger counts its runs and then serves `backend` (a TCP accept
+/// loop) after 300 ms, as a booting backend would.
+fn registry(runs: Arc<AtomicUsize>, backend: SocketAddr) -> TriggerRegistry {
+    let mut registry = TriggerRegistry::new();
+    registry.register("start", move |_spec| {
+        let runs = runs.clone();
+        Ok(Arc::new(tower_monitor::trigger::from_fn(move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let app = axum::Router::new().fallback(|| async { "app answers" });
+                if let Ok(listener) = TcpListener::bind(backend).await {
+                    let _ = axum::serve(listener, app).await;
+                }
+            });
+            async { Ok::<(), BoxError>(()) }
+        })) as Arc<dyn Trigger>)
+    });
+    registry
+}
+
+async fn serve(gateway: Gateway) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+async fn curl(args: &[&str]) -> String {
+    let output = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10", "--include"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl is installed");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wake_policy_retry_after_and_waiting_page_come_from_the_file() {
+    let backend = common::refused_addr().await;
+    let page = std::env::temp_dir().join(format!("tower-monitor-page-{}.html", std::process::id()));
+    std::fs::write(
+        &page,
+        "<!doctype html><title>wait</title><p>{service} is warming up</p>",
+    )
+    .unwrap();
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+               "services": {{ "app": {{ "retry_after": "7s", "waiting_page": {page:?},
+                   "wake": {{ "never_paths": ["/healthz"], "never_user_agents": "(?i)bot" }} }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                 "on_down": {{ "type": "start" }} }} }} }}"#,
+        page = page.display().to_string()
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gateway = Gateway::from_config(&config, &registry(runs.clone(), backend)).unwrap();
+    let (addr, _stop) = serve(gateway).await;
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    let health = curl(&[&url("/healthz")]).await;
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    let bot = curl(&["-A", "Googlebot/2.1", &url("/")]).await;
+    assert!(bot.starts_with("HTTP/1.1 503"), "{bot}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "a quiet path or a bot woke the backend"
+    );
+
+    let person = curl(&["-H", "Accept: text/html", &url("/")]).await;
+    assert!(person.starts_with("HTTP/1.1 503"), "{person}");
+    assert!(
+        person.to_ascii_lowercase().contains("retry-after: 7"),
+        "{person}"
+    );
+    assert!(person.contains("app is warming up"), "{person}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let _ = std::fs::remove_file(&page);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_mode_from_the_file_holds_the_first_request_until_the_backend_is_up() {
+    let backend = common::refused_addr().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+               "services": {{ "app": {{ "hold": {{ "max_wait": "8s", "max_held": 10 }} }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                 "on_down": {{ "type": "start" }} }} }} }}"#
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gateway = Gateway::from_config(&config, &registry(runs.clone(), backend)).unwrap();
+    let (addr, _stop) = serve(gateway).await;
+    let reply = curl(&[&format!("http://{addr}/")]).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("x-cold-start: "), "{reply}");
+    assert!(reply.ends_with("app answers"), "{reply}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn every_gateway_configuration_in_the_readme_loads() {
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.contains("\"gateway\""))
+        .collect();
+    assert!(blocks.len() >= 2, "the README shows gateway configurations");
+    for block in blocks {
+        if let Err(error) = Gateway::from_config(block, &TriggerRegistry::new()) {
+            panic!("{error}\n{block}");
+        }
+    }
+}
+
+#[test]
+fn a_waiting_page_path_is_taken_from_the_configuration_files_folder() {
+    let dir = std::env::temp_dir().join(format!("tower-monitor-gw-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.json");
+    std::fs::write(
+        &config,
+        with_gateway(
+            r#"{ "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
+                 "services": { "app": { "waiting_page": "page.html" } } }"#,
+        ),
+    )
+    .unwrap();
+    let registry = TriggerRegistry::new();
+    let error = Gateway::from_config_file(&config, &registry).unwrap_err();
+    assert_eq!(error.path(), "gateway.services.app.waiting_page");
+    assert!(error.message().contains("page.html"), "{error}");
+    std::fs::write(dir.join("page.html"), "<p>{service} wakes</p>").unwrap();
+    let loaded = Gateway::from_config_file(&config, &registry);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_gone_while_cached_up_is_a_503_and_a_wake_not_a_502() {
+    let backend = common::refused_addr().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "60s",
+                 "on_down": {{ "type": "start" }} }} }} }}"#
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gateway = Gateway::from_config(&config, &registry(runs.clone(), backend)).unwrap();
+    let monitor = gateway.monitor().clone();
+    // The monitor believes the backend up (for a whole minute), but nothing listens there.
+    monitor.set_status_up("app").unwrap();
+    let (addr, _stop) = serve(gateway).await;
+    let grpc = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "content-type: application/grpc",
+        &format!("http://{addr}/pkg.Service/Call"),
+    ])
+    .await;
+    assert!(
+        grpc.starts_with("HTTP/2 200"),
+        "a gRPC status, not a 502: {grpc}"
+    );
+    assert!(grpc.contains("grpc-status: 14"), "{grpc}");
+    assert_ne!(
+        monitor.state("app").unwrap(),
+        tower_monitor::ServiceState::Up
+    );
+    let reply = curl(&[&format!("http://{addr}/")]).await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "woken once");
+}

@@ -1,0 +1,181 @@
+//! Nothing left behind: dropped handles, dropped runtimes, supervisor shutdown, and one
+//! backend for two supervisors sharing a lock file.
+
+use std::time::Duration;
+
+use tower_monitor::Trigger;
+use tower_monitor::trigger::{Process, ProcessError, Supervisor};
+
+use crate::process_support::*;
+use crate::{booting_backend, free_addr, lines};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_kills_the_group() {
+    let dir = scratch("drop");
+    let pid_file = dir.join("pid");
+    let process = Process::builder("sh")
+        .args([
+            "-c",
+            &format!("sleep 1000 & echo $! > {}; wait", pid_file.display()),
+        ])
+        .build();
+    process.start().unwrap();
+    let leader = process.pid().unwrap();
+    let grandchild = read_pid(&pid_file).await;
+
+    drop(process);
+
+    eventually("the program is gone", || !alive(leader)).await;
+    eventually("the grandchild is gone", || !alive(grandchild)).await;
+}
+
+#[test]
+fn a_runtime_shutting_down_kills_the_program_it_was_watching() {
+    let dir = scratch("runtime-gone");
+    let pid_file = dir.join("pid");
+    let process = Process::builder("sh")
+        .args([
+            "-c",
+            &format!("sleep 1000 & echo $! > {}; wait", pid_file.display()),
+        ])
+        .build();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (leader, grandchild) = runtime.block_on(async {
+        process.start().unwrap();
+        (process.pid().unwrap(), read_pid(&pid_file).await)
+    });
+
+    drop(runtime);
+
+    assert!(
+        !process.is_running(),
+        "forgotten, so a later trigger starts it again"
+    );
+    let checker = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    checker.block_on(async {
+        eventually("the program is gone", || !alive(leader)).await;
+        eventually("the grandchild is gone", || !alive(grandchild)).await;
+    });
+}
+
+#[test]
+fn a_runtime_dropped_before_it_ever_watched_the_program_kills_it_too() {
+    let process = Process::builder("sleep").arg("1000").build();
+    // On a current-thread runtime the watcher task is not polled before block_on returns.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = runtime.block_on(async {
+        process.start().unwrap();
+        process.pid().unwrap()
+    });
+
+    drop(runtime);
+
+    assert!(!process.is_running());
+    let checker = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    checker.block_on(eventually("the program is gone", || !alive(pid)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_shutdown_stops_every_program_and_leaves_no_process() {
+    let dir = scratch("shutdown");
+    let supervisor = Supervisor::new();
+    let mut pids = Vec::new();
+    let mut processes = Vec::new();
+    for (i, script) in [
+        "echo $$ > {pid}; exec sleep 1000",
+        "sleep 1000 & echo $! > {pid}; wait",
+        "trap '' TERM; echo $$ > {pid}; while :; do sleep 0.05; done",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pid_file = dir.join(format!("pid{i}"));
+        let script = script.replace("{pid}", &pid_file.display().to_string());
+        let process = supervisor.supervise(Process::builder("sh").args(["-c", &script]));
+        process.start().unwrap();
+        pids.push(process.pid().unwrap());
+        pids.push(read_pid(&pid_file).await);
+        processes.push(process);
+    }
+    assert_eq!(supervisor.running().len(), 3);
+
+    supervisor
+        .shutdown(Duration::from_millis(300))
+        .await
+        .unwrap();
+
+    for pid in &pids {
+        eventually(&format!("{pid} is gone"), || !alive(*pid)).await;
+    }
+    assert!(supervisor.running().is_empty());
+    let refused = processes[0].start().unwrap_err();
+    assert!(
+        matches!(refused, ProcessError::ShutDown { .. }),
+        "{refused}"
+    );
+    assert!(processes[0].pid().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_lock_file_two_supervisors_run_the_backend_once() {
+    let dir = scratch("two-gateways");
+    let starts = dir.join("starts");
+    let lock_file = dir.join("backend.lock");
+    let addr = free_addr().await;
+    // Two supervisors stand for two gateways with the same configuration.
+    let (first, second) = (Supervisor::new(), Supervisor::new());
+    let backend =
+        || booting_backend(&starts, Duration::from_millis(300), addr).lock_file(&lock_file);
+    let (a, b) = (first.supervise(backend()), second.supervise(backend()));
+    let triggers: Vec<_> = (0..32)
+        .map(|i| {
+            let process = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { process.trigger().await.map_err(|e| e.to_string()) })
+        })
+        .collect();
+    for trigger in futures::future::join_all(triggers).await {
+        trigger.unwrap().expect("every trigger is Ok");
+    }
+    let (owner, other) = if a.is_running() { (&a, &b) } else { (&b, &a) };
+    assert!(owner.is_running() && !other.is_running());
+    let pid = owner.pid().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&lock_file).unwrap().trim(),
+        pid.to_string()
+    );
+    eventually("the backend accepts", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    })
+    .await;
+    assert_eq!(
+        lines(&starts).len(),
+        1,
+        "started once: {:?}",
+        lines(&starts)
+    );
+
+    // Once its owner stops it, the other one may start it.
+    owner.stop().await.unwrap();
+    other.trigger().await.unwrap();
+    assert!(other.is_running());
+    let second_pid = other.pid().unwrap();
+    first.shutdown(Duration::from_secs(5)).await.unwrap();
+    second.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    assert_ne!(second_pid, pid);
+    assert_eq!(a.starts() + b.starts(), 2);
+    assert!(!alive(pid) && !alive(second_pid));
+}
