@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use tower::Service;
 
-const STACKS: [&str; 7] = [
+const STACKS: [&str; 8] = [
     "bare",
     "floor",
     "floor_with_drop",
@@ -21,6 +21,7 @@ const STACKS: [&str; 7] = [
     "concurrency_limit",
     "monitor_up",
     "monitor_up_idle",
+    "monitor_up_gone",
 ];
 
 fn run<S: Service<http::Request<()>>>(mut service: S, requests: u64) {
@@ -39,6 +40,7 @@ fn stack(name: &str, requests: u64) -> bool {
         "concurrency_limit" => run(stacks::concurrency_limit(), requests),
         "monitor_up" => run(stacks::monitor_up(&stacks::monitor(false)), requests),
         "monitor_up_idle" => run(stacks::monitor_up(&stacks::monitor(true)), requests),
+        "monitor_up_gone" => run(stacks::monitor_up_gone(&stacks::monitor(false)), requests),
         _ => return false,
     }
     true

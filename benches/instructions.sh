@@ -19,7 +19,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
 fi
 
 exe=$(cargo bench --bench instructions --no-run --message-format=json 2>/dev/null \
-  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+  | grep '"name":"instructions"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$exe" ] || { echo "could not build the instructions bench" >&2; exit 1; }
 
 out=$(mktemp -d)
@@ -37,10 +37,14 @@ per_request() {
   local a b
   a=$(count "$1" "$few")
   b=$(count "$1" "$many")
+  if [ -z "$a" ] || [ -z "$b" ]; then
+    echo "callgrind gave no count for $1 (run: $exe $1 $few)" >&2
+    exit 1
+  fi
   echo $(((b - a) / (many - few)))
 }
 
-stacks=(bare floor floor_with_drop validate_request concurrency_limit monitor_up monitor_up_idle)
+stacks=(bare floor floor_with_drop validate_request concurrency_limit monitor_up monitor_up_idle monitor_up_gone)
 declare -A ir
 for stack in "${stacks[@]}"; do
   ir[$stack]=$(per_request "$stack")

@@ -68,6 +68,24 @@ pub fn monitor_up(
     service
 }
 
+/// The monitor layer around [`inner`], backend cached up, checking every inner answer for a gone
+/// backend (`backend_gone_when(BackendGone::in_response)`), as the gateway does.
+pub fn monitor_up_gone(
+    monitor: &Arc<MinMonitor>,
+) -> impl Service<Request<()>, Response = Response<MonitorBody<()>>, Error = Infallible> + Clone {
+    let layer = monitor
+        .layer("app")
+        .expect("registered above")
+        .backend_gone_when(tower_monitor::layer::BackendGone::in_response);
+    let mut service = layer.layer(inner());
+    let forwarded = one_request(&mut service).is_some_and(|r| !r.body().is_fallback());
+    assert!(
+        forwarded,
+        "the backend is cached up: the request goes through"
+    );
+    service
+}
+
 /// tower-http's `ValidateRequestHeader` with a check of the same kind (a flag), for reference.
 pub fn validate_request()
 -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone {
