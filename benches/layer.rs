@@ -3,6 +3,10 @@
 //! ordinary layers; and whether two threads serve twice the requests of one.
 //!
 //! Run: cargo bench --bench layer (instruction counts: bash benches/instructions.sh)
+//!
+//! With `--features metrics`, `monitor_up_with_recorder` runs the same cached-up request with
+//! a metrics recorder installed: the cached-up path records nothing, so it costs the same as
+//! `monitor_up` (and `monitor_up` costs the same with and without the feature).
 
 mod stacks;
 
@@ -42,6 +46,19 @@ fn layer(c: &mut Criterion) {
     group.bench_function("monitor_up", |b| {
         b.iter(|| black_box(one_request(&mut monitored)))
     });
+    #[cfg(feature = "metrics")]
+    {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder
+            .install()
+            .expect("the first recorder of this process");
+        group.bench_function("monitor_up_with_recorder", |b| {
+            b.iter(|| black_box(one_request(&mut monitored)))
+        });
+        // Nothing was recorded on the way: the cached-up path makes no facade call.
+        assert!(snapshotter.snapshot().into_vec().is_empty());
+    }
     let mut monitored_idle = stacks::monitor_up(&idle);
     group.bench_function("monitor_up_idle", |b| {
         b.iter(|| black_box(one_request(&mut monitored_idle)))

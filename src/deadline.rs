@@ -84,6 +84,12 @@ impl Deadline {
         self.state.is_armed()
     }
 
+    /// When the deadline passes, if armed (for snapshots).
+    pub(crate) fn armed_at(&self) -> Option<Instant> {
+        let at = self.state.armed_at()?;
+        Some(saturating_after(self.epoch, Duration::from_nanos(at)))
+    }
+
     pub(crate) fn disarm(&self) {
         self.state.disarm();
     }

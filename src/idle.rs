@@ -34,12 +34,21 @@ pub(crate) struct IdleWatch {
     shards: Box<[Arc<Shard>]>,
     /// The next look: armed while the service is up.
     look: Deadline,
-    /// Since when nothing has been in flight, as far as the looks know; `None` while busy.
-    quiet_since: Mutex<Option<Instant>>,
+    /// What the looks know.
+    seen: Mutex<Seen>,
     after: Duration,
     look_every: Duration,
     service: Weak<Registered>,
     me: Weak<IdleWatch>,
+}
+
+/// What the looks know.
+#[derive(Default)]
+struct Seen {
+    /// Since when nothing has been in flight; `None` while busy.
+    quiet_since: Option<Instant>,
+    /// Whether the last look found a request in flight (what the fleet was told).
+    busy: bool,
 }
 
 /// Requests in flight on one shard: as many as the references to it beyond the watch's own.
@@ -61,7 +70,7 @@ impl IdleWatch {
                 })
                 .collect(),
             look: Deadline::new(),
-            quiet_since: Mutex::new(None),
+            seen: Mutex::new(Seen::default()),
             after,
             look_every: (after / 4).max(MIN_LOOK_EVERY),
             service,
@@ -81,17 +90,16 @@ impl IdleWatch {
     /// starts looking. Called when the service is seen up.
     pub(crate) fn arm_if_idle(&self) {
         let now = Instant::now();
-        {
-            let mut quiet_since = self
-                .quiet_since
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            *quiet_since = (self.in_flight() == 0).then_some(now);
+        self.seen().quiet_since = (self.in_flight() == 0).then_some(now);
+        let next = saturating_after(now, self.look_every.min(self.after).max(MIN_LOOK_EVERY));
+        // A sooner look stays: it will see the new idle time.
+        if self.look.armed_at().is_none_or(|armed| armed > next) {
+            self.look_at(next);
         }
-        self.look_at(saturating_after(
-            now,
-            self.look_every.min(self.after).max(MIN_LOOK_EVERY),
-        ));
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn look_at(&self, at: Instant) {
@@ -100,8 +108,14 @@ impl IdleWatch {
         }
     }
 
-    /// Requests in flight now, summed over the shards.
-    fn in_flight(&self) -> usize {
+    /// When `on_idle` runs if no request comes first, as far as the looks know (for snapshots).
+    pub(crate) fn idle_deadline(&self) -> Option<Instant> {
+        let quiet_since = self.seen().quiet_since;
+        quiet_since.map(|since| saturating_after(since, self.after))
+    }
+
+    /// Requests in flight now, summed over the shards (also for snapshots).
+    pub(crate) fn in_flight(&self) -> usize {
         let in_flight = self
             .shards
             .iter()
@@ -114,36 +128,38 @@ impl IdleWatch {
 
     /// One look: has the service been idle long enough?
     fn look(&self, service: &Registered, now: Instant) -> Next {
-        let mut quiet_since = self
-            .quiet_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut seen = self.seen();
         if service.state() != ServiceState::Up {
             // Stopping, down or starting: the idle time starts again when it is next up.
-            *quiet_since = None;
+            seen.quiet_since = None;
             return Next::Rest;
         }
         // The flags first: a request that ended before its flag was cleared is not counted.
         let ended = self.shards.iter().fold(false, |any, shard| {
             shard.ended.swap(false, Ordering::Acquire) | any
         });
-        if self.in_flight() > 0 {
-            // Busy (in flight 0 → 1, as the looks see it, when `quiet_since` was set).
-            *quiet_since = None;
+        let busy = self.in_flight() > 0;
+        if busy != seen.busy {
+            // In flight 0 → 1 or 1 → 0, as the looks see it.
+            seen.busy = busy;
+            crate::registered::fleet_activity(&self.service, busy);
+        }
+        if busy {
+            seen.quiet_since = None;
             return Next::LookAt(saturating_after(now, self.look_every));
         }
-        // Quiet. If a request ended since the last look (in flight 1 → 0), or the last look saw
-        // one in flight, the idle time starts now: the last request ended by now.
-        let since = match *quiet_since {
+        // Quiet. If a request ended since the last look, or the last look saw one in flight, the
+        // idle time starts now: the last request ended by now.
+        let since = match seen.quiet_since {
             Some(since) if !ended => since,
             _ => now,
         };
-        *quiet_since = Some(since);
+        seen.quiet_since = Some(since);
         let stop_at = saturating_after(since, self.after);
         if now < stop_at {
             return Next::LookAt(stop_at.min(saturating_after(now, self.look_every)));
         }
-        *quiet_since = None;
+        seen.quiet_since = None;
         Next::Stop
     }
 }

@@ -35,11 +35,25 @@
 //! - [`layer`]: [`MonitorLayer`] with its fallback answers, hold mode, wake policy and
 //!   waiting page.
 //! - [`config`]: a whole monitor from JSON, with your own trigger types.
+//! - [`MinMonitor::snapshot`]: every service's state, last probe, requests and counters, to
+//!   serialize (an example serves it from an axum app: `examples/snapshot.rs`).
+//! - [`metrics`]: the metric names and labels (feature `metrics`), and `admin`: `/metrics`,
+//!   `/status`, a status page and start/stop actions as one Tower service (feature `admin`).
 //! - `proxy` (feature `proxy`): a reverse proxy as a Tower service (HTTP/1.1 and HTTP/2
 //!   cleartext upstreams, WebSocket upgrades, forwarded headers, timeouts), to put behind the
 //!   layer.
 //! - `gateway` (feature `gateway`): the start-on-demand gateway (routes, serving, graceful
 //!   shutdown) that the `tower-monitor-gateway` program runs.
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature the monitor reports through the [`metrics`](https://docs.rs/metrics)
+//! facade to whatever recorder you install: probes by result and their duration, state
+//! transitions and the current state, cold-start durations, wakes, idle stops, trigger
+//! failures by trigger, fallbacks by reason, and requests held and in flight (sampled when a
+//! snapshot is taken, so that no request pays a facade call). The table of names and labels is
+//! in [`metrics`]. Without a recorder, or without the feature, the path of a request that finds
+//! its backend cached up is the same code: it records nothing.
 //!
 //! # Example
 //!
@@ -62,16 +76,22 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod activity;
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod config;
 mod deadline;
 mod error;
+#[cfg(feature = "fleet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+pub mod fleet;
 #[cfg(feature = "gateway")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod gateway;
 mod idle;
 pub mod layer;
 mod lifecycle;
-mod metrics;
+pub mod metrics;
 mod monitor;
 pub mod probe;
 #[cfg(feature = "proxy")]
@@ -81,6 +101,8 @@ mod redact;
 mod registered;
 mod service;
 mod single_flight;
+mod snapshot;
+mod stats;
 mod status;
 mod sync;
 pub mod trigger;
@@ -96,6 +118,8 @@ pub use service::{
     DEFAULT_PROBE_TIMEOUT, DEFAULT_START_TIMEOUT, DEFAULT_STOP_TIMEOUT, DEFAULT_TRIGGER_TIMEOUT,
     MonitoredService,
 };
+pub use snapshot::{Counters, LastProbe, ServiceSnapshot};
+pub use stats::ProbeResult;
 pub use trigger::Trigger;
 pub use url::Url;
 

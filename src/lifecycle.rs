@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
+use crate::sync::atomic::{AtomicU64, Ordering, fence};
 
 /// Where a monitored backend is in its life.
 ///
@@ -151,49 +151,59 @@ pub(crate) struct Transition {
 
 /// The state of one backend, changed only through the transition table.
 pub(crate) struct Lifecycle {
-    state: AtomicU8,
-    /// When the current state began, in nanoseconds after `epoch` (for logs and snapshots).
-    since: AtomicU64,
+    /// The state (low two bits) and when it began (the rest: nanoseconds after `epoch`), in
+    /// one word: a reader never pairs a new state with the start of the one before it.
+    word: AtomicU64,
     epoch: Instant,
+}
+
+const STATE_BITS: u32 = 2;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+
+fn pack(state: ServiceState, since: Duration) -> u64 {
+    let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+    (nanos.min(u64::MAX >> STATE_BITS) << STATE_BITS) | u64::from(state.to_u8())
+}
+
+fn unpack(word: u64) -> (ServiceState, Duration) {
+    let state = ServiceState::from_u8((word & STATE_MASK) as u8);
+    (state, Duration::from_nanos(word >> STATE_BITS))
 }
 
 impl Lifecycle {
     pub(crate) fn new() -> Self {
         Self {
-            state: AtomicU8::new(ServiceState::Down.to_u8()),
-            since: AtomicU64::new(0),
+            word: AtomicU64::new(pack(ServiceState::Down, Duration::ZERO)),
             epoch: Instant::now(),
         }
     }
 
     pub(crate) fn state(&self) -> ServiceState {
-        ServiceState::from_u8(self.state.load(Ordering::SeqCst))
+        self.snapshot().0
     }
 
-    /// How long the current state has lasted so far.
-    pub(crate) fn lasted(&self) -> Duration {
-        let since = Duration::from_nanos(self.since.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(since)
+    /// The state and how long it has lasted so far, read together.
+    pub(crate) fn snapshot(&self) -> (ServiceState, Duration) {
+        let (state, since) = unpack(self.word.load(Ordering::SeqCst));
+        (state, self.epoch.elapsed().saturating_sub(since))
     }
 
     /// Applies `event`: the transition it leads to, if any, made atomically. Of several callers
     /// racing with the same event from the same state, exactly one gets `Some`.
     pub(crate) fn apply(&self, event: Event) -> Option<Transition> {
-        let mut current = self.state.load(Ordering::SeqCst);
+        let mut current = self.word.load(Ordering::SeqCst);
         loop {
-            let from = ServiceState::from_u8(current);
+            let (from, began) = unpack(current);
             let to = next(from, event)?;
-            match self.state.compare_exchange(
+            let now = self.epoch.elapsed();
+            match self.word.compare_exchange(
                 current,
-                to.to_u8(),
+                pack(to, now),
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
                 Ok(_) => {
-                    let now = self.epoch.elapsed();
-                    let nanos = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-                    let began = self.since.swap(nanos, Ordering::Relaxed);
-                    let lasted = now.saturating_sub(Duration::from_nanos(began));
+                    let lasted = now.saturating_sub(began);
                     return Some(Transition { from, to, lasted });
                 }
                 Err(actual) => current = actual,
@@ -225,6 +235,16 @@ impl Lifecycle {
         fence(Ordering::SeqCst);
         clear();
         Some(transition)
+    }
+
+    /// Applies a down event (a failed probe, `set_status_down`), then `clear`s the cached up
+    /// whether or not the state changed: the transition first, as in [`stop`](Self::stop), so
+    /// an up cached meanwhile by [`cache_if_up`](Self::cache_if_up) cannot outlive it.
+    pub(crate) fn down(&self, event: Event, clear: impl FnOnce()) -> Option<Transition> {
+        let transition = self.apply(event);
+        fence(Ordering::SeqCst);
+        clear();
+        transition
     }
 }
 
@@ -341,6 +361,76 @@ mod loom_models {
             let (starts, fails) = (starts.load(Ordering::SeqCst), fails.load(Ordering::SeqCst));
             assert!(starts >= 1, "someone started it");
             assert!(starts <= 1 + fails, "{starts} starts with {fails} failures");
+        });
+    }
+
+    /// Invariant: a reader that sees a state reads that state's start with it, never the
+    /// previous state's: the poller must not take a service that was Down for an hour as
+    /// Starting for an hour (it would time the start out at once, and the next request would
+    /// run `on_down` a second time for one cold start).
+    #[test]
+    fn loom_a_state_is_read_with_its_own_start() {
+        loom::model(|| {
+            let hour = std::time::Duration::from_secs(3600);
+            let life = Arc::new(Lifecycle {
+                epoch: Instant::now().checked_sub(hour).unwrap(),
+                ..Lifecycle::new()
+            });
+            let waker = {
+                let life = life.clone();
+                thread::spawn(move || {
+                    life.apply(Event::Wake);
+                })
+            };
+            let reader = {
+                let life = life.clone();
+                thread::spawn(move || {
+                    if life.state() == ServiceState::Starting {
+                        // A second read, as a caller of `state()` then `snapshot()` makes.
+                        let (_, lasted) = life.snapshot();
+                        assert!(lasted < hour, "Starting read as lasting {lasted:?}");
+                    }
+                })
+            };
+            waker.join().unwrap();
+            reader.join().unwrap();
+        });
+    }
+
+    /// Invariant: a forward that found the backend gone (`set_status_down`) racing a probe
+    /// that found it up never leaves the service Down with an up cached (requests would go
+    /// straight to a dead backend for the grace period, and nothing would wake it).
+    #[test]
+    fn loom_no_cached_up_while_down() {
+        loom::model(|| {
+            let life = Arc::new(Lifecycle::new());
+            life.apply(Event::MarkedUp);
+            let cached = Arc::new(AtomicBool::new(true));
+            let probe = {
+                let (life, cached) = (life.clone(), cached.clone());
+                thread::spawn(move || {
+                    life.apply(Event::ProbedUp);
+                    life.cache_if_up(
+                        || cached.store(true, Ordering::SeqCst),
+                        || cached.store(false, Ordering::SeqCst),
+                    );
+                })
+            };
+            let gone = {
+                let (life, cached) = (life.clone(), cached.clone());
+                thread::spawn(move || {
+                    life.down(Event::MarkedDown, || cached.store(false, Ordering::SeqCst));
+                })
+            };
+            probe.join().unwrap();
+            gone.join().unwrap();
+            // Up is fine (the probe's up came last); Down with an up cached is not.
+            if life.state() == ServiceState::Down {
+                assert!(
+                    !cached.load(Ordering::SeqCst),
+                    "an up stayed cached while down"
+                );
+            }
         });
     }
 

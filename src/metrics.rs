@@ -1,38 +1,184 @@
-//! Metrics recorded by the monitor, through the `metrics` facade.
+//! Metrics, through the [`metrics`](https://docs.rs/metrics) facade (cargo feature `metrics`).
 //!
-//! These are the crate's only recording points; the lifecycle, probes, triggers and the layer
-//! call them at events (never once per cached-up request). Without the `metrics` feature each
-//! is an empty inline function.
-// Filled in by the observability work: names, labels and the recorder wiring.
-#![allow(dead_code, unused_variables)]
+//! Install any recorder (for instance `metrics-exporter-prometheus`; the `admin` feature's
+//! admin service does it for you) and the monitor reports:
+//!
+//! | name | type | labels | moves when |
+//! |------|------|--------|------------|
+//! | `tower_monitor_probes_total` | counter | `service`, `result` (`up`, `down`, `error`) | a probe finishes |
+//! | `tower_monitor_probe_duration_seconds` | histogram | `service`, `result` | a probe finishes: how long it took |
+//! | `tower_monitor_transitions_total` | counter | `service`, `from`, `to` (states: `down`, `starting`, `up`, `stopping`) | the service changes state |
+//! | `tower_monitor_state` | gauge | `service`, `state` | 1 for the state the service is in, 0 for the others; set at each transition |
+//! | `tower_monitor_cold_start_seconds` | histogram | `service` | Starting → Up: how long the start lasted |
+//! | `tower_monitor_wakes_total` | counter | `service` | `on_down` runs (once per cold start) |
+//! | `tower_monitor_idle_stops_total` | counter | `service` | `on_idle` runs |
+//! | `tower_monitor_trigger_failures_total` | counter | `service`, `trigger` (`on_down`, `on_idle`, `on_up`, `always`) | a trigger fails, times out or panics |
+//! | `tower_monitor_fallbacks_total` | counter | `service`, `reason` (`not_ready`, `error`, `timeout`, `start_failed`) | a request is answered by the fallback |
+//! | `tower_monitor_requests_held` | gauge | `service` | sampled: requests held now (hold mode) |
+//! | `tower_monitor_requests_in_flight` | gauge | `service` | sampled: requests in flight now (services with `on_idle`) |
+//!
+//! Durations are in seconds. Every event metric is recorded where the event happens, never once
+//! per request that finds the backend cached up: on that path the layer makes no facade call
+//! at all, with or without a recorder (the `layer` bench measures it).
+//!
+//! The two "now" gauges are **sampled**, not kept up to date request by request, because a
+//! facade call per request would cost every cached-up request a lookup in the recorder. They are
+//! set from the monitor's own counters whenever a snapshot is taken
+//! ([`MinMonitor::snapshot`](crate::MinMonitor::snapshot); the admin service takes one for each
+//! `GET /metrics`, so each scrape sees current values). With another exporter, call
+//! `snapshot()` before each export, or on a timer.
+//!
+//! `describe()` (feature `metrics`) registers each metric's description and unit with the
+//! installed recorder.
+//!
+//! ```
+//! // The names are constants, with or without the feature.
+//! assert_eq!(tower_monitor::metrics::PROBES, "tower_monitor_probes_total");
+//! ```
 
 use std::time::Duration;
 
-/// A probe finished: `result` is "up", "down" or "error".
-#[inline]
-pub(crate) fn probe(service: &str, result: &'static str, took: Duration) {}
+/// Counter: probes by `service` and `result`.
+pub const PROBES: &str = "tower_monitor_probes_total";
+/// Histogram (seconds): probe duration by `service` and `result`.
+pub const PROBE_DURATION: &str = "tower_monitor_probe_duration_seconds";
+/// Counter: state transitions by `service`, `from` and `to`.
+pub const TRANSITIONS: &str = "tower_monitor_transitions_total";
+/// Gauge: 1 for the `state` a `service` is in, 0 for the others.
+pub const STATE: &str = "tower_monitor_state";
+/// Histogram (seconds): how long Starting lasted before Up, by `service`.
+pub const COLD_START: &str = "tower_monitor_cold_start_seconds";
+/// Counter: `on_down` runs by `service`.
+pub const WAKES: &str = "tower_monitor_wakes_total";
+/// Counter: `on_idle` runs by `service`.
+pub const IDLE_STOPS: &str = "tower_monitor_idle_stops_total";
+/// Counter: failed trigger runs by `service` and `trigger`.
+pub const TRIGGER_FAILURES: &str = "tower_monitor_trigger_failures_total";
+/// Counter: fallback answers by `service` and `reason`.
+pub const FALLBACKS: &str = "tower_monitor_fallbacks_total";
+/// Gauge (sampled): requests held now, by `service`.
+pub const REQUESTS_HELD: &str = "tower_monitor_requests_held";
+/// Gauge (sampled): requests in flight now, by `service`.
+pub const REQUESTS_IN_FLIGHT: &str = "tower_monitor_requests_in_flight";
 
-/// The service's state changed.
-#[inline]
-pub(crate) fn transition(service: &str, from: &'static str, to: &'static str) {}
+/// The states, as the `state`, `from` and `to` labels spell them.
+#[cfg(feature = "metrics")]
+const STATES: [&str; 4] = ["down", "starting", "up", "stopping"];
 
-/// A cold start ended: Starting lasted `took` before the backend came up.
-#[inline]
-pub(crate) fn cold_start(service: &str, took: Duration) {}
+/// Registers every metric's description and unit with the recorder installed now. Call it
+/// once, after installing the recorder (the admin service does).
+///
+/// ```
+/// tower_monitor::metrics::describe(); // no recorder: nothing happens
+/// ```
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe() {
+    use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(PROBES, "Probes finished, by result.");
+    describe_histogram!(PROBE_DURATION, Unit::Seconds, "How long probes took.");
+    describe_counter!(TRANSITIONS, "State changes of services.");
+    describe_gauge!(
+        STATE,
+        "1 for the state the service is in, 0 for the others."
+    );
+    describe_histogram!(
+        COLD_START,
+        Unit::Seconds,
+        "How long services were starting before they came up."
+    );
+    describe_counter!(WAKES, "Runs of on_down (starts on demand).");
+    describe_counter!(IDLE_STOPS, "Runs of on_idle (idle stops).");
+    describe_counter!(
+        TRIGGER_FAILURES,
+        "Trigger runs that failed, timed out or panicked."
+    );
+    describe_counter!(FALLBACKS, "Requests answered by the fallback, by reason.");
+    describe_gauge!(
+        REQUESTS_HELD,
+        "Requests held until the backend is up (sampled)."
+    );
+    describe_gauge!(
+        REQUESTS_IN_FLIGHT,
+        "Requests in flight to the backend (sampled)."
+    );
+}
 
-/// `on_down` ran (a wake).
-#[inline]
-pub(crate) fn wake(service: &str) {}
+#[cfg(feature = "metrics")]
+mod record {
+    use super::*;
+    use ::metrics::{counter, gauge, histogram};
 
-/// `on_idle` ran (an idle stop).
-#[inline]
-pub(crate) fn idle_stop(service: &str) {}
+    pub(crate) fn probe(service: &str, result: &'static str, took: Duration) {
+        let service = service.to_owned();
+        counter!(PROBES, "service" => service.clone(), "result" => result).increment(1);
+        histogram!(PROBE_DURATION, "service" => service, "result" => result)
+            .record(took.as_secs_f64());
+    }
 
-/// A trigger failed (or timed out, or panicked); `trigger` is "on_down", "on_idle", "on_up" or
-/// "always".
-#[inline]
-pub(crate) fn trigger_failed(service: &str, trigger: &'static str) {}
+    pub(crate) fn transition(service: &str, from: &'static str, to: &'static str) {
+        counter!(TRANSITIONS, "service" => service.to_owned(), "from" => from, "to" => to)
+            .increment(1);
+        for state in STATES {
+            let value = if state == to { 1.0 } else { 0.0 };
+            gauge!(STATE, "service" => service.to_owned(), "state" => state).set(value);
+        }
+    }
 
-/// A request was answered by the fallback; `reason` is "not_ready", "error" or "timeout".
-#[inline]
-pub(crate) fn fallback(service: &str, reason: &'static str) {}
+    pub(crate) fn cold_start(service: &str, took: Duration) {
+        histogram!(COLD_START, "service" => service.to_owned()).record(took.as_secs_f64());
+    }
+
+    pub(crate) fn wake(service: &str) {
+        counter!(WAKES, "service" => service.to_owned()).increment(1);
+    }
+
+    pub(crate) fn idle_stop(service: &str) {
+        counter!(IDLE_STOPS, "service" => service.to_owned()).increment(1);
+    }
+
+    pub(crate) fn trigger_failed(service: &str, trigger: &'static str) {
+        counter!(TRIGGER_FAILURES, "service" => service.to_owned(), "trigger" => trigger)
+            .increment(1);
+    }
+
+    pub(crate) fn fallback(service: &str, reason: &'static str) {
+        counter!(FALLBACKS, "service" => service.to_owned(), "reason" => reason).increment(1);
+    }
+
+    pub(crate) fn requests_now(service: &str, held: usize, in_flight: Option<usize>) {
+        gauge!(REQUESTS_HELD, "service" => service.to_owned()).set(held as f64);
+        if let Some(in_flight) = in_flight {
+            gauge!(REQUESTS_IN_FLIGHT, "service" => service.to_owned()).set(in_flight as f64);
+        }
+    }
+}
+
+// Without the feature every recording point is an empty inline function: no code at all.
+#[cfg(not(feature = "metrics"))]
+#[allow(unused_variables, dead_code)]
+mod record {
+    use super::*;
+
+    #[inline(always)]
+    pub(crate) fn probe(service: &str, result: &'static str, took: Duration) {}
+    #[inline(always)]
+    pub(crate) fn transition(service: &str, from: &'static str, to: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn cold_start(service: &str, took: Duration) {}
+    #[inline(always)]
+    pub(crate) fn wake(service: &str) {}
+    #[inline(always)]
+    pub(crate) fn idle_stop(service: &str) {}
+    #[inline(always)]
+    pub(crate) fn trigger_failed(service: &str, trigger: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn fallback(service: &str, reason: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn requests_now(service: &str, held: usize, in_flight: Option<usize>) {}
+}
+
+/// The recording points the lifecycle, probes, triggers and the layer call at events.
+pub(crate) use record::{
+    cold_start, fallback, idle_stop, probe, requests_now, transition, trigger_failed, wake,
+};

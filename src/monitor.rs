@@ -36,6 +36,9 @@ use url::Url;
 #[derive(Default)]
 pub struct MinMonitor {
     services: RwLock<HashMap<String, Arc<Registered>>>,
+    /// Fleet hook: the fleet this monitor joined, if any.
+    #[cfg(feature = "fleet")]
+    fleet: std::sync::OnceLock<Arc<crate::fleet::Shared>>,
 }
 
 impl MinMonitor {
@@ -92,6 +95,11 @@ impl MinMonitor {
         let probe_now = service.probe_on_add;
         let name = slot.key().clone();
         let registered = slot.insert(Registered::new(name, service));
+        // Fleet hook: a service added after joining takes part too.
+        #[cfg(feature = "fleet")]
+        if let Some(fleet) = self.fleet.get() {
+            fleet.attach(registered);
+        }
         if probe_now && !registered.start_probe() {
             tracing::warn!(
                 service = %registered.name,
@@ -280,7 +288,7 @@ impl MinMonitor {
     pub async fn stop(&self, name: &str) -> Result<bool, MonitorError> {
         let registered = self.lookup(name)?;
         registered
-            .stop()
+            .stop_requested()
             .await
             .map_err(|source| MonitorError::Trigger {
                 service: name.to_string(),
@@ -334,6 +342,41 @@ impl MinMonitor {
     pub fn names(&self) -> Vec<String> {
         let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
         services.keys().cloned().collect()
+    }
+
+    /// Joins a fleet: from now on this monitor is one replica of several sharing each backend's
+    /// lifecycle through Redis (see [`fleet`](crate::fleet)). Services added before and after
+    /// take part. Join before serving, from within a Tokio runtime; a monitor joins one fleet,
+    /// once.
+    ///
+    /// ```no_run
+    /// use tower_monitor::MinMonitor;
+    /// use tower_monitor::fleet::{Fleet, FleetConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = MinMonitor::new();
+    /// let fleet = Fleet::new(&FleetConfig::new("redis://127.0.0.1:6379/").prefix("shop"))?;
+    /// monitor.join_fleet(fleet)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "fleet")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+    pub fn join_fleet(&self, fleet: crate::fleet::Fleet) -> Result<(), crate::fleet::FleetError> {
+        if self.fleet.get().is_some() {
+            return Err(crate::fleet::FleetError::AlreadyJoined);
+        }
+        let shared = fleet.start()?;
+        // The lock keeps `add` from slipping a service in between the two steps.
+        let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        self.fleet
+            .set(Arc::clone(&shared))
+            .map_err(|_| crate::fleet::FleetError::AlreadyJoined)?;
+        for registered in services.values() {
+            shared.attach(registered);
+        }
+        Ok(())
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Result<Arc<Registered>, MonitorError> {

@@ -269,13 +269,19 @@ async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
     let _ = doomed.await;
     let give_up = std::time::Instant::now() + Duration::from_secs(5);
     // Its connections close as their tasks are aborted, a moment after the server's own.
-    while get("/gone").await.starts_with("HTTP/1.1 200") {
+    let reply = loop {
+        let reply = get("/gone").await;
+        if !reply.starts_with("HTTP/1.1 200") {
+            break reply;
+        }
         assert!(
             std::time::Instant::now() < give_up,
             "the backend is still answering"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    // The layer learns from the proxy's `BackendGone`: the fallback, not a bare 502.
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
 
     let pid = gateway.id().unwrap().to_string();
     Command::new("kill")

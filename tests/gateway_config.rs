@@ -335,3 +335,71 @@ async fn a_backend_gone_while_cached_up_is_a_503_and_a_wake_not_a_502() {
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     assert_eq!(runs.load(Ordering::SeqCst), 1, "woken once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_from_the_file_serves_status_and_guards_the_actions() {
+    let backend = common::refused_addr().await;
+    let admin = common::refused_addr().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+             "admin": {{ "listen": "{admin}", "token": "s3cret" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                 "on_down": {{ "type": "start" }} }} }} }}"#
+    );
+    let runs = Arc::new(AtomicUsize::new(0));
+    let gateway = Gateway::from_config(&config, &registry(runs.clone(), backend)).unwrap();
+    assert_eq!(gateway.admin_listen(), Some(admin));
+    let (_addr, _stop) = serve(gateway).await;
+    // The admin listener starts with the gateway: wait until it accepts.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(admin).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the admin service never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = curl(&[&format!("http://{admin}/status")]).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        status.contains(r#""app""#) && status.contains(r#""down""#),
+        "{status}"
+    );
+    let refused = curl(&["-X", "POST", &format!("http://{admin}/services/app/start")]).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let started = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "authorization: Bearer s3cret",
+        &format!("http://{admin}/services/app/start"),
+    ])
+    .await;
+    assert!(started.starts_with("HTTP/1.1 200"), "{started}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn admin_settings_are_checked_with_their_field_named() {
+    let with_admin = |admin: &str| {
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "admin": {admin},
+                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "30s" }} }} }}"#
+        )
+    };
+    let cases = [
+        (r#"{ "token": "" }"#, "admin.token"),
+        (r#"{ "listen": "nowhere", "token": "t" }"#, "admin.listen"),
+        (r#"{ "listen": "127.0.0.1:9901" }"#, "admin"),
+        (r#"{ "token": "t", "port": 1 }"#, "admin.port"),
+    ];
+    for (admin, field) in cases {
+        let err = Gateway::from_config(&with_admin(admin), &TriggerRegistry::new()).unwrap_err();
+        assert_eq!(err.path(), field, "{admin}: {err}");
+    }
+    let ok =
+        Gateway::from_config(&with_admin(r#"{ "token": "t" }"#), &TriggerRegistry::new()).unwrap();
+    assert_eq!(ok.admin_listen(), Some("127.0.0.1:9901".parse().unwrap()));
+}

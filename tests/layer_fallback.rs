@@ -56,7 +56,7 @@ async fn not_ready_is_a_small_html_page_that_is_never_cached() {
     assert_eq!(reply.headers["cache-control"], "no-store");
     assert_eq!(reply.headers["retry-after"], "7");
     assert!(reply.body.starts_with("<!doctype html>"));
-    assert!(reply.body.contains("<title>Service Not Ready</title>"));
+    assert!(reply.body.contains("<title>down is not running</title>"));
     assert!(reply.body.contains(r#"http-equiv="refresh" content="7""#));
     let port = backend.port().to_string();
     assert!(
@@ -210,7 +210,8 @@ async fn the_default_waiting_page_names_the_service_and_refreshes() {
     .await;
     let reply = get(server.addr, "/", &[]).await;
     assert!(
-        reply.body.contains(r#"<p role="status">down is starting."#),
+        reply.body.contains("<h1>down is not running</h1>")
+            && reply.body.contains(r#"role="status" aria-live="polite""#),
         "{}",
         reply.body
     );

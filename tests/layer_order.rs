@@ -83,7 +83,7 @@ async fn down_runs_always_then_on_down_and_answers_503() {
     let app = fixture(backend(false).await, Failing::default()).await;
     let reply = get(app.server.addr, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(reply.body.contains("Service Not Ready"), "{}", reply.body);
+    assert!(reply.body.contains("is starting"), "{}", reply.body);
     assert_eq!(app.runs(), [1, 0, 1, 0], "[always, on_up, on_down, inner]");
 }
 
@@ -132,7 +132,11 @@ async fn failing_on_down_is_500() {
     let app = fixture(backend(false).await, failing).await;
     let reply = get(app.server.addr, "/", &[]).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(reply.body.contains("Internal Server Error"));
+    assert!(
+        reply.body.contains("could not be started"),
+        "the waiting page says the start failed: {}",
+        reply.body
+    );
     assert!(
         !reply.body.contains("on purpose"),
         "no error text in the answer"

@@ -31,6 +31,12 @@ impl DeadlineState {
         self.at.load(Ordering::Relaxed) != 0
     }
 
+    /// When it passes (nanoseconds after the epoch), if armed; for snapshots, so Relaxed.
+    pub(crate) fn armed_at(&self) -> Option<u64> {
+        let at = self.at.load(Ordering::Relaxed);
+        (at != 0).then_some(at)
+    }
+
     pub(crate) fn disarm(&self) {
         self.at.store(0, Ordering::SeqCst);
     }

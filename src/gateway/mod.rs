@@ -48,13 +48,16 @@
 //!   `connect_timeout` and `response_timeout` (504 past them); `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
 //!   `Host`.
-//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight; then
-//!   the backend programs started by `process` triggers are stopped.
+//! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
+//!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
+//!   are stopped.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`):
 //!   method, path, status, milliseconds to the response head, service, and cold-start
 //!   milliseconds when the request was held.
 //!
-//! Every field is checked before anything starts; an error names the field's path.
+//! A backend that refuses or drops a connection while cached up is marked down by its layer
+//! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered as for a
+//! down backend. Every field is checked before anything starts; an error names the field's path.
 //!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;
@@ -70,12 +73,14 @@
 //! # }
 //! ```
 
+mod admin;
 pub mod cli;
 mod config;
 mod demo;
 mod router;
 mod serve;
 
+pub use admin::DEFAULT_ADMIN_LISTEN;
 pub use config::DEFAULT_SHUTDOWN_GRACE;
 pub use router::{GatewayBody, Router};
 pub use serve::shutdown_signal;
@@ -100,6 +105,8 @@ pub struct Gateway {
     router: Router,
     listen: SocketAddr,
     shutdown_grace: Duration,
+    /// The admin listener, when the configuration has an `admin` section.
+    admin: Option<admin::AdminSettings>,
     /// The programs the configuration's `process` triggers start: stopped on the way out.
     #[cfg(unix)]
     supervisor: crate::trigger::Supervisor,
@@ -152,6 +159,7 @@ impl Gateway {
         let mut document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
         let spec = GatewaySpec::take(&mut document)?;
+        let admin = admin::AdminSettings::take(&mut document)?;
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let routes = spec.routes(&monitor, base_dir)?;
         Ok(Self {
@@ -159,6 +167,7 @@ impl Gateway {
             shutdown_grace: spec.shutdown_grace(),
             router: Router::new(routes, spec.access_log),
             monitor,
+            admin,
             #[cfg(unix)]
             supervisor: registry.supervisor().clone(),
         })
@@ -194,8 +203,38 @@ impl Gateway {
     /// requests finished and all programs stopped.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let router = self.router.clone();
+        let admin = match self.serve_admin().await {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::error!(%error, "the admin service cannot listen");
+                return false;
+            }
+        };
         let drained = serve::serve(listener, router, shutdown, self.shutdown_grace).await;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         drained && self.stop_programs().await
+    }
+
+    /// Where the admin service listens, if the configuration has one.
+    pub fn admin_listen(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|admin| admin.listen)
+    }
+
+    /// Starts the admin service (`/metrics`, `/status`, the status page, start / stop) if
+    /// configured; it ends with the gateway.
+    async fn serve_admin(&self) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+        let Some(settings) = &self.admin else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(settings.listen).await?;
+        let (monitor, token) = (Arc::clone(&self.monitor), settings.token.clone());
+        Ok(Some(tokio::spawn(async move {
+            if let Err(error) = crate::admin::serve(listener, monitor, token).await {
+                tracing::error!(%error, "the admin service stopped");
+            }
+        })))
     }
 
     #[cfg(unix)]

@@ -11,11 +11,12 @@ use tokio::sync::{mpsc, watch};
 use tower_service::Service;
 
 use super::Router;
-use crate::proxy::ClientAddr;
+use crate::proxy::{ClientAddr, UpgradeGuard};
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
 /// then stops accepting, asks every connection to close once its requests are answered
-/// (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`), and waits up to `grace` for that.
+/// (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`), and waits up to `grace` for that and for
+/// the upgraded connections (WebSockets) to close.
 /// Returns whether every connection closed within the grace.
 pub(super) async fn serve(
     listener: TcpListener,
@@ -45,10 +46,16 @@ pub(super) async fn serve(
         let mut stopping = stopping.clone();
         let open = open.clone();
         tokio::spawn(async move {
+            let upgrades = open.clone();
             let _open = open;
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(ClientAddr(addr));
+                    if request.headers().contains_key(http::header::UPGRADE) {
+                        // An upgraded connection outlives this task: shutdown waits for it too.
+                        let guard = UpgradeGuard::new(upgrades.clone());
+                        request.extensions_mut().insert(guard);
+                    }
                     router.clone().call(request)
                 });
             let builder = auto::Builder::new(TokioExecutor::new());

@@ -33,6 +33,8 @@ pub(crate) fn decide(
 ) -> BoxFuture<'static, Decision> {
     let registered = Arc::clone(registered);
     let name = Arc::clone(&registered.name);
+    // A held request's max_wait counts from its arrival, the status probe and `always` included.
+    let arrived = tokio::time::Instant::now();
     AssertUnwindSafe(async move {
         let up = match is_up(&registered).await {
             Ok(up) => up,
@@ -44,9 +46,15 @@ pub(crate) fn decide(
         let service = &registered.service;
         let timeout = service.trigger_timeout;
         if let Some(always) = &service.always {
-            if run_bounded(always, timeout, &registered.name, "always")
-                .await
-                .is_err()
+            if run_bounded(
+                always,
+                timeout,
+                &registered.stats,
+                &registered.name,
+                "always",
+            )
+            .await
+            .is_err()
             {
                 return Decision::Fallback(FallbackReason::Error);
             }
@@ -58,17 +66,17 @@ pub(crate) fn decide(
             }
             let Some(hold) = hold else {
                 if registered.wake().await.is_err() {
-                    return Decision::Fallback(FallbackReason::Error);
+                    return Decision::Fallback(FallbackReason::StartFailed);
                 }
                 return Decision::Fallback(FallbackReason::NotReady);
             };
-            match hold.wait_until_up(&registered).await {
+            match hold.wait_until_up(&registered, arrived).await {
                 Ok(waited) => held = Some(waited),
                 Err(reason) => return Decision::Fallback(reason),
             }
         }
         if let Some(on_up) = &service.on_up {
-            if run_bounded(on_up, timeout, &registered.name, "on_up")
+            if run_bounded(on_up, timeout, &registered.stats, &registered.name, "on_up")
                 .await
                 .is_err()
             {
@@ -94,7 +102,12 @@ async fn is_up(registered: &Registered) -> Result<bool, crate::MonitorError> {
         return Ok(true);
     }
     match registered.state() {
-        ServiceState::Starting | ServiceState::Stopping => Ok(false),
+        ServiceState::Starting | ServiceState::Stopping => {
+            // Only the poller ends these states: make sure one runs (a runtime that shut down
+            // took the last one with it).
+            registered.ensure_polling();
+            Ok(false)
+        }
         _ => registered.status().await,
     }
 }

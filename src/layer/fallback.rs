@@ -2,9 +2,11 @@
 //! when its status or a trigger failed.
 //!
 //! They never carry the backend's address or an error's text (those go to `tracing`), and they
-//! are never cached by clients or proxies (`Cache-Control: no-store`).
+//! are never cached by clients or proxies (`Cache-Control: no-store`). A custom fallback that
+//! panics is contained: the request gets the built-in 500 and the panic is logged at error.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,9 @@ use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, 
 use http::{Response, StatusCode, request::Parts};
 
 use super::FallbackBody;
+use super::waiting_page::{Case, DEFAULT_WAITING_PAGE, render};
+use crate::lifecycle::ServiceState;
+use crate::registered::Registered;
 
 /// Why a request was answered by the fallback instead of the inner service.
 ///
@@ -26,10 +31,14 @@ use super::FallbackBody;
 pub enum FallbackReason {
     /// The backend is down (and `on_down` ran): 503 Service Not Ready.
     NotReady,
-    /// The status could not be determined, or a trigger failed: 500 Internal Server Error.
+    /// The status could not be determined, or `always` or `on_up` failed: 500 Internal Server
+    /// Error.
     Error,
     /// A held request waited its longest and the backend is still not up: 504 Gateway Timeout.
     Timeout,
+    /// `on_down` failed (or timed out, or panicked): 500 Internal Server Error, with a waiting
+    /// page that says so and reloads (trying again) after `Retry-After`.
+    StartFailed,
 }
 
 impl FallbackReason {
@@ -44,8 +53,24 @@ impl FallbackReason {
     pub fn status_code(self) -> StatusCode {
         match self {
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Error => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Error | Self::StartFailed => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The reason's label in metrics and JSON: `not_ready`, `error`, `timeout`, `start_failed`.
+    ///
+    /// ```
+    /// use tower_monitor::layer::FallbackReason;
+    ///
+    /// assert_eq!(FallbackReason::StartFailed.as_str(), "start_failed");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotReady => "not_ready",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::StartFailed => "start_failed",
         }
     }
 
@@ -54,7 +79,7 @@ impl FallbackReason {
         match self {
             // UNAVAILABLE: the client may retry. A held request that timed out is still that.
             Self::NotReady | Self::Timeout => 14,
-            Self::Error => 13, // INTERNAL
+            Self::Error | Self::StartFailed => 13, // INTERNAL
         }
     }
 }
@@ -92,18 +117,105 @@ impl fmt::Debug for Fallback {
 /// The `Retry-After` of a 503 unless set with [`MonitorLayer::retry_after`](super::MonitorLayer::retry_after).
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// What the layer knows of the service when it answers, so the waiting page says what is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Situation {
+    /// The service has an `on_down`: it can be started on demand.
+    pub(crate) can_start: bool,
+    pub(crate) phase: Phase,
+}
+
+/// Where the service's start stands, as far as the layer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not known (or stopping, to start again once down): a 503 when the service has an
+    /// `on_down` is taken to mean "starting".
+    Unknown,
+    /// A start is under way and has lasted this long.
+    Starting(Duration),
+    /// No start is under way.
+    Idle,
+}
+
+impl Situation {
+    /// What the service's lifecycle says now.
+    fn of(registered: &Registered) -> Self {
+        let phase = match registered.lifecycle.snapshot() {
+            (ServiceState::Starting, lasted) => Phase::Starting(lasted),
+            (ServiceState::Stopping, _) => Phase::Unknown,
+            _ => Phase::Idle,
+        };
+        Self {
+            can_start: registered.service.on_down.is_some(),
+            phase,
+        }
+    }
+
+    /// Nothing known beyond the reason.
+    pub(crate) const UNKNOWN: Self = Self {
+        can_start: true,
+        phase: Phase::Unknown,
+    };
+
+    fn case(self, reason: FallbackReason) -> Option<Case> {
+        let starting_for = match self.phase {
+            Phase::Starting(lasted) => Some(lasted),
+            Phase::Unknown | Phase::Idle => None,
+        };
+        Some(match reason {
+            FallbackReason::Error => return None,
+            FallbackReason::StartFailed => Case::StartFailed,
+            FallbackReason::Timeout => Case::TimedOut(starting_for),
+            FallbackReason::NotReady => match self.phase {
+                Phase::Starting(lasted) => Case::Starting(Some(lasted)),
+                Phase::Unknown if self.can_start => Case::Starting(None),
+                Phase::Unknown | Phase::Idle => Case::NotStarted {
+                    can_start: self.can_start,
+                },
+            },
+        })
+    }
+}
+
 impl Fallback {
+    /// The answer for `reason`, in words true for where `registered` stands; counted.
     pub(crate) fn respond(
         &self,
         parts: &Parts,
         reason: FallbackReason,
+        registered: &Registered,
+    ) -> Response<FallbackBody> {
+        let service = &*registered.name;
+        registered.stats.fallback(service, reason.as_str());
+        self.respond_in(parts, reason, service, Situation::of(registered))
+    }
+
+    /// The answer for `reason`, with the waiting page's words chosen from `situation`.
+    fn respond_in(
+        &self,
+        parts: &Parts,
+        reason: FallbackReason,
         service: &str,
+        situation: Situation,
     ) -> Response<FallbackBody> {
         let page = self.page.as_deref().unwrap_or(DEFAULT_WAITING_PAGE);
-        let mut response = match &self.custom {
+        // A user's fallback is a callback like any trigger: its panic must not take the request
+        // task (and, in some servers, the connection) down with it.
+        let built = catch_unwind(AssertUnwindSafe(|| match &self.custom {
             Some(custom) => custom(parts, reason),
-            None => answer(parts, reason, self.retry_after, service, page),
-        };
+            None => answer(parts, reason, self.retry_after, service, page, situation),
+        }));
+        let mut response = built.unwrap_or_else(|_| {
+            tracing::error!(service = %service, reason = reason.as_str(), "the fallback panicked; answering 500");
+            answer(
+                parts,
+                FallbackReason::Error,
+                self.retry_after,
+                service,
+                DEFAULT_WAITING_PAGE,
+                situation,
+            )
+        });
         // A cached "not ready" would outlive the backend's start: never let anyone store it.
         response
             .headers_mut()
@@ -141,37 +253,9 @@ pub fn default_response(
         retry_after,
         "The service",
         DEFAULT_WAITING_PAGE,
+        Situation::UNKNOWN,
     )
 }
-
-/// The waiting page (HTML 503 and 504) unless replaced with
-/// [`MonitorLayer::waiting_page`](super::MonitorLayer::waiting_page). `{service}` and
-/// `{retry_after}` (seconds) are replaced, HTML-escaped.
-///
-/// It refreshes itself after `Retry-After` seconds (`<meta http-equiv="refresh">`): the browser
-/// asks for the same URL again, and once the backend is up that request is forwarded, so the
-/// page turns into the app with no script, no status endpoint to expose, and nothing for the
-/// user to press. It is valid, small, accessible HTML with no external resources.
-///
-/// ```
-/// assert!(tower_monitor::layer::DEFAULT_WAITING_PAGE.contains("{retry_after}"));
-/// ```
-pub const DEFAULT_WAITING_PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{retry_after}">
-<title>Service Not Ready</title>
-</head>
-<body>
-<main>
-<h1>Service Not Ready</h1>
-<p role="status">{service} is starting. This page reloads by itself every {retry_after} s.</p>
-</main>
-</body>
-</html>
-"#;
 
 fn answer(
     parts: &Parts,
@@ -179,19 +263,19 @@ fn answer(
     retry_after: Duration,
     service: &str,
     page: &str,
+    situation: Situation,
 ) -> Response<FallbackBody> {
     let retry_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut response = if is_grpc(&parts.headers) {
         grpc_response(reason)
     } else if prefers_json(&parts.headers) {
         with_content_type(json_body(reason, retry_secs), "application/json")
-    } else if reason == FallbackReason::Error {
-        with_content_type(ERROR_PAGE.to_string(), "text/html; charset=utf-8")
     } else {
-        with_content_type(
-            render(page, service, retry_secs),
-            "text/html; charset=utf-8",
-        )
+        let body = match situation.case(reason) {
+            Some(case) => render(page, service, case, retry_secs),
+            None => ERROR_PAGE.to_string(),
+        };
+        with_content_type(body, "text/html; charset=utf-8")
     };
     if !is_grpc(&parts.headers) {
         *response.status_mut() = reason.status_code();
@@ -218,6 +302,7 @@ fn grpc_response(reason: FallbackReason) -> Response<FallbackBody> {
         FallbackReason::NotReady => "service not ready",
         FallbackReason::Timeout => "service still starting",
         FallbackReason::Error => "internal error",
+        FallbackReason::StartFailed => "service failed to start",
     };
     let mut response = Response::new(FallbackBody::empty());
     let headers = response.headers_mut();
@@ -235,34 +320,15 @@ fn json_body(reason: FallbackReason, retry_secs: u64) -> String {
         FallbackReason::Timeout => format!(
             r#"{{"error":"service_start_timeout","status":504,"retry_after":{retry_secs}}}"#
         ),
+        FallbackReason::StartFailed => {
+            format!(r#"{{"error":"service_start_failed","status":500,"retry_after":{retry_secs}}}"#)
+        }
         FallbackReason::Error => r#"{"error":"internal_error","status":500}"#.to_string(),
     }
 }
 
 const ERROR_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Internal Server Error</title></head>\
 <body><main><h1>Internal Server Error</h1><p>Something went wrong while reaching the service.</p></main></body></html>\n";
-
-/// Fills the template's two substitutions, HTML-escaped.
-fn render(template: &str, service: &str, retry_secs: u64) -> String {
-    template
-        .replace("{service}", &escape_html(service))
-        .replace("{retry_after}", &retry_secs.to_string())
-}
-
-fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
 
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers
@@ -357,12 +423,25 @@ mod tests {
 
     #[test]
     fn the_waiting_page_escapes_the_service_name() {
-        let page = render(DEFAULT_WAITING_PAGE, "<b>\"a&b\"</b>", 3);
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let response = Fallback::default().respond_in(
+            &parts,
+            FallbackReason::NotReady,
+            "<b>\"a&b\"</b>",
+            Situation::UNKNOWN,
+        );
+        let body = futures::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+            response.into_body(),
+        ))
+        .expect("a full body is ready at once")
+        .expect("infallible")
+        .to_bytes();
+        let page = String::from_utf8_lossy(&body);
         assert!(
             page.contains("&lt;b&gt;&quot;a&amp;b&quot;&lt;/b&gt; is starting"),
             "{page}"
         );
-        assert!(page.contains(r#"content="3""#));
+        assert!(page.contains(r#"content="5""#));
     }
 
     #[test]

@@ -244,9 +244,7 @@ where
         // ever, a 500 is a better answer than a panic inside someone's server.
         (_, None) => (FallbackReason::Error, Request::new(()).into_parts().0),
     };
-    let response = guard
-        .fallback
-        .respond(&parts, reason, &guard.registered.name);
+    let response = guard.fallback.respond(&parts, reason, &guard.registered);
     Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
 }
 
@@ -279,7 +277,7 @@ fn if_gone<B>(
     }
     let answer = guard
         .fallback
-        .respond(&parts, FallbackReason::NotReady, &registered.name);
+        .respond(&parts, FallbackReason::NotReady, registered);
     Err(Box::new(answer.map(|body| {
         MonitorBody::fallback_in_flight(body, in_flight.take())
     })))

@@ -34,8 +34,9 @@ impl Hold {
     }
 
     /// Wakes the backend and waits for it to come up: `Ok(waited)` once it is, or the answer to
-    /// give. Both limits count from here, the run of `on_down` included: a request takes a
-    /// place before anything runs, and is answered 504 at `max_wait` whatever is still running.
+    /// give. `max_wait` counts from the request's arrival, the status probe and the run of
+    /// `on_down` included: it is answered 504 at `max_wait` whatever is still running, and it
+    /// takes a place (`max_held`) before `on_down` runs.
     ///
     /// Held requests do not probe: the monitor polls a starting backend and wakes every waiter
     /// at the transition to Up. A request whose client goes away is dropped here, and its
@@ -43,16 +44,17 @@ impl Hold {
     pub(crate) async fn wait_until_up(
         &self,
         registered: &Registered,
+        arrived: Instant,
     ) -> Result<Duration, FallbackReason> {
         let Some(_place) = self.take_place() else {
             tracing::debug!(service = %registered.name, max = self.max_held, "too many requests held; answering 503");
             return Err(FallbackReason::NotReady);
         };
-        let started = Instant::now();
         let _watching = registered.watch();
         let max_wait = self.max_wait;
-        match tokio::time::timeout(max_wait, until_up(registered)).await {
-            Ok(()) => Ok(started.elapsed()),
+        let deadline = crate::deadline::saturating_after(arrived, max_wait);
+        match tokio::time::timeout_at(deadline, until_up(registered)).await {
+            Ok(()) => Ok(arrived.elapsed()),
             Err(_) => {
                 tracing::debug!(service = %registered.name, ?max_wait, "held request waited its longest; answering 504");
                 Err(FallbackReason::Timeout)

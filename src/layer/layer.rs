@@ -110,11 +110,12 @@ impl MonitorLayer {
 }
 
 impl MonitorLayer {
-    /// Hold mode: when the backend is down, run `on_down` as usual, then keep the request
-    /// (re-probing with a short backoff, held requests sharing each probe) and forward it the
-    /// moment the backend is up, with an `x-cold-start: <milliseconds>` header on the response.
-    /// After `max_wait` the request is answered 504. At most [`max_held`](Self::max_held)
-    /// requests are held at once; beyond that they are answered 503 at once.
+    /// Hold mode: when the backend is down, run `on_down` as usual, then keep the request and
+    /// forward it the moment the backend is up (the monitor polls a starting backend every
+    /// 50 ms and releases every held request at once), with an `x-cold-start: <milliseconds>`
+    /// header on the response. At `max_wait` after its arrival the request is answered 504.
+    /// At most [`max_held`](Self::max_held) requests are held at once; beyond that they are
+    /// answered 503 at once.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -179,10 +180,12 @@ impl MonitorLayer {
         self
     }
 
-    /// Replaces the waiting page (the HTML answer while the backend starts). `{service}` (the
-    /// service's name) and `{retry_after}` (seconds) are the only substitutions, HTML-escaped.
-    /// Keep a `<meta http-equiv="refresh" content="{retry_after}">` for the page to turn into
-    /// the app by itself; see [`DEFAULT_WAITING_PAGE`](super::DEFAULT_WAITING_PAGE).
+    /// Replaces the waiting page (the HTML answer while the backend starts, did not start, or
+    /// is not set up to start). `{service}` (the service's name), `{retry_after}` (seconds),
+    /// `{waited}` (seconds the start has lasted), `{case}`, `{title}` and `{message}` are
+    /// replaced, HTML-escaped; see [`DEFAULT_WAITING_PAGE`](super::DEFAULT_WAITING_PAGE) for
+    /// what each holds. Keep a `<meta http-equiv="refresh" content="{retry_after}">` for the
+    /// page to turn into the app by itself.
     ///
     /// ```
     /// # use std::sync::Arc;

@@ -20,11 +20,15 @@ mod hold;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
+mod waiting_page;
 
 pub use body::{FallbackBody, MonitorBody};
-pub use fallback::{DEFAULT_RETRY_AFTER, DEFAULT_WAITING_PAGE, FallbackReason, default_response};
+pub use fallback::{DEFAULT_RETRY_AFTER, FallbackReason, default_response};
 pub use future::ResponseFuture;
 pub use gone::BackendGone;
 pub use hold::DEFAULT_MAX_HELD;
 pub use layer::MonitorLayer;
 pub use service::MonitorService;
+pub use waiting_page::DEFAULT_WAITING_PAGE;
+#[cfg(feature = "admin")]
+pub(crate) use waiting_page::escape_into;

@@ -49,6 +49,7 @@ pub use body::ProxyBody;
 pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder};
 pub use headers::{ClientAddr, ForwardedHeaders};
 pub use target::InvalidTarget;
+pub use upgrade::UpgradeGuard;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -155,7 +156,10 @@ where
         let upgrade = client_version == Version::HTTP_11
             && !self.http2
             && headers::wants_upgrade(request.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        let client_upgrade = upgrade.then(|| {
+            let guard = request.extensions_mut().remove::<UpgradeGuard>();
+            (hyper::upgrade::on(&mut request), guard)
+        });
         self.prepare(&mut request, upgrade);
         let (method, uri) = (request.method().clone(), request.uri().clone());
         // What the layer's fallback needs to answer in the request's format, should it fail.
@@ -248,13 +252,13 @@ where
     fn answer(
         &self,
         response: Response<hyper::body::Incoming>,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        client_upgrade: Option<(hyper::upgrade::OnUpgrade, Option<UpgradeGuard>)>,
         client_version: Version,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, client_upgrade) {
-            (true, Some(client_upgrade)) => {
+            (true, Some((client_upgrade, guard))) => {
                 headers::remove_hop_by_hop(&mut parts.headers, true);
                 let mut response = Response::from_parts(parts, body);
                 let backend_upgrade = hyper::upgrade::on(&mut response);
@@ -263,6 +267,7 @@ where
                     client_upgrade,
                     backend_upgrade,
                     activity,
+                    guard,
                     self.service.clone(),
                 );
                 let (parts, _) = response.into_parts();

@@ -8,13 +8,14 @@ use futures::FutureExt;
 
 use super::Trigger;
 use crate::error::SharedError;
-use crate::metrics;
+use crate::stats::Stats;
 
 /// Runs `trigger` for the service, bounded by `timeout`. A timeout or a panic (in the call or
 /// in the future) is a failure like any other; every failure is logged and counted.
 pub(crate) async fn run_bounded(
     trigger: &Arc<dyn Trigger>,
     timeout: Duration,
+    stats: &Stats,
     service: &str,
     which: &'static str,
 ) -> Result<(), SharedError> {
@@ -29,7 +30,7 @@ pub(crate) async fn run_bounded(
         Err(_) => message(format!("`{which}` trigger timed out after {timeout:?}")),
     };
     tracing::warn!(service, trigger = which, error = %outcome, "trigger failed");
-    metrics::trigger_failed(service, which);
+    stats.trigger_failed(service, which);
     Err(outcome)
 }
 

@@ -1,0 +1,282 @@
+//! The admin service (feature `admin`): what an operator asks of a running monitor, as one Tower
+//! service.
+//!
+//! | request | answer |
+//! |---------|--------|
+//! | `GET /` | a small status page: services, state, since when, last probe, requests, cold-start times (HTML, no external resources, reloads every 5 s) |
+//! | `GET /status` | [`MinMonitor::snapshot`] as JSON |
+//! | `GET /metrics` | every metric in the Prometheus text format (see [`metrics`](crate::metrics)) |
+//! | `POST /services/{name}/start` | runs `on_down` now; needs `Authorization: Bearer <token>` |
+//! | `POST /services/{name}/stop` | runs `on_idle` now; needs `Authorization: Bearer <token>` |
+//!
+//! The actions answer 401 without the token (compared in constant time), 404 for an unknown
+//! service, 409 when there is nothing to do (no such trigger, or a stop of a service that is not
+//! up), 502 when the trigger fails, and otherwise 200 with
+//! `{"service":"…","action":"start","acted":true,"state":"starting"}`. A start runs `on_down`
+//! as the first request to a down service would ([`MinMonitor::start`]); a stop runs
+//! `on_idle` as the idle time passing would ([`MinMonitor::stop`]). The reads need no token: serve the admin service on a loopback address (the
+//! gateway's default), or put it behind your own authentication.
+//!
+//! `/metrics` needs the Prometheus recorder: [`Admin::new`] installs it as the process's global
+//! `metrics` recorder the first time; if another recorder was installed before, `/metrics`
+//! answers 503 (give your own handle with [`Admin::prometheus`] instead). Each scrape takes a
+//! snapshot first, which samples the "requests held / in flight" gauges.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tower_monitor::{MinMonitor, admin};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! let monitor = Arc::new(MinMonitor::new());
+//! // ... add services, serve the app ...
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9901").await?;
+//! admin::serve(listener, monitor, "a long random token").await
+//! # }
+//! ```
+
+mod auth;
+mod page;
+mod prometheus;
+mod serve;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_service::Service;
+
+use crate::MinMonitor;
+use auth::Token;
+pub use serve::serve;
+
+/// The admin service: status page, JSON status, Prometheus metrics and start/stop actions for
+/// every service of one monitor. Mount it in your own server (it is a Tower service on any
+/// request body), or run it on its own listener with [`serve`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower::ServiceExt;
+/// use tower_monitor::{MinMonitor, admin::Admin};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let admin = Admin::new(Arc::new(MinMonitor::new()), "token");
+/// let response = admin.oneshot(http::Request::get("/status").body(()).unwrap()).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Admin {
+    monitor: Arc<MinMonitor>,
+    token: Token,
+    prometheus: Option<PrometheusHandle>,
+}
+
+/// The admin service's response body.
+pub type AdminBody = Full<Bytes>;
+
+impl Admin {
+    /// The admin service of `monitor`, whose actions need `token` (an empty token refuses every
+    /// action). Installs the Prometheus recorder the first time (see the module docs).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// let admin = tower_monitor::admin::Admin::new(Arc::new(tower_monitor::MinMonitor::new()), "token");
+    /// # let _ = admin;
+    /// ```
+    pub fn new(monitor: Arc<MinMonitor>, token: impl Into<String>) -> Self {
+        Self {
+            monitor,
+            token: Token::new(token.into()),
+            prometheus: prometheus::handle(),
+        }
+    }
+
+    /// Renders `/metrics` from `handle`, a Prometheus recorder you installed yourself.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use metrics_exporter_prometheus::PrometheusBuilder;
+    /// use tower_monitor::{MinMonitor, admin::Admin};
+    ///
+    /// let handle = PrometheusBuilder::new().build_recorder().handle();
+    /// let admin = Admin::new(Arc::new(MinMonitor::new()), "token").prometheus(handle);
+    /// # let _ = admin;
+    /// ```
+    pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
+        self.prometheus = Some(handle);
+        self
+    }
+
+    async fn answer(self, method: Method, path: String, authorized: bool) -> Response<AdminBody> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (Method::GET | Method::HEAD, [""]) => {
+                html(page::render(&self.monitor.snapshot(), SystemTime::now()))
+            }
+            (Method::GET | Method::HEAD, ["status"]) => {
+                match serde_json::to_vec(&self.monitor.snapshot()) {
+                    Ok(json) => with_type(StatusCode::OK, json, "application/json"),
+                    Err(error) => {
+                        tracing::error!(%error, "the snapshot could not be serialized");
+                        text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                    }
+                }
+            }
+            (Method::GET | Method::HEAD, ["metrics"]) => self.metrics(),
+            (Method::POST, ["services", name, action @ ("start" | "stop")]) => {
+                if !authorized {
+                    let mut response = text(StatusCode::UNAUTHORIZED, "a bearer token is needed\n");
+                    response
+                        .headers_mut()
+                        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return response;
+                }
+                let name = percent_decoded(name);
+                self.act(&name, action).await
+            }
+            (_, [""] | ["status"] | ["metrics"] | ["services", _, "start" | "stop"]) => {
+                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    fn metrics(&self) -> Response<AdminBody> {
+        let Some(handle) = &self.prometheus else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "another metrics recorder was installed first: give its Prometheus handle to Admin::prometheus\n",
+            );
+        };
+        // Sets the sampled gauges, so the scrape sees requests as they are now.
+        let _ = self.monitor.snapshot();
+        handle.run_upkeep();
+        with_type(
+            StatusCode::OK,
+            handle.render().into_bytes(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    }
+
+    /// Runs `on_down` (start) or `on_idle` (stop) now; answers the state it left the service in.
+    async fn act(&self, name: &str, action: &str) -> Response<AdminBody> {
+        let Ok(registered) = self.monitor.lookup(name) else {
+            return text(StatusCode::NOT_FOUND, "no such service\n");
+        };
+        tracing::info!(service = %name, action, "admin action asked");
+        let outcome = if action == "start" {
+            if registered.service.on_down.is_none() {
+                return text(
+                    StatusCode::CONFLICT,
+                    "the service has no on_down to start it\n",
+                );
+            }
+            self.monitor.start(name).await.map(|()| true)
+        } else {
+            if registered.service.on_idle.is_none() {
+                return text(
+                    StatusCode::CONFLICT,
+                    "the service has no on_idle to stop it\n",
+                );
+            }
+            self.monitor.stop(name).await
+        };
+        match outcome {
+            Ok(acted) => {
+                let state = registered.state().as_str();
+                let body = format!(
+                    r#"{{"service":{},"action":"{action}","acted":{acted},"state":"{state}"}}"#,
+                    serde_json::Value::from(name)
+                );
+                // A stop of a service that is not up has nothing to do: say so with 409.
+                let status = if acted {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CONFLICT
+                };
+                with_type(status, body.into_bytes(), "application/json")
+            }
+            // The trigger's error is logged where it ran; it may hold details for the log only.
+            Err(_) => text(
+                StatusCode::BAD_GATEWAY,
+                "the trigger failed; the log says why\n",
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin")
+            .field("monitor", &self.monitor)
+            .field("prometheus", &self.prometheus.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<Request<B>> for Admin {
+    type Response = Response<AdminBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<AdminBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let authorized = self.token.admits(request.headers());
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let admin = self.clone();
+        Box::pin(async move {
+            let mut response = admin.answer(method, path, authorized).await;
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(response)
+        })
+    }
+}
+
+fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Response<AdminBody> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<AdminBody> {
+    with_type(
+        status,
+        body.as_bytes().to_vec(),
+        "text/plain; charset=utf-8",
+    )
+}
+
+fn html(body: String) -> Response<AdminBody> {
+    with_type(
+        StatusCode::OK,
+        body.into_bytes(),
+        "text/html; charset=utf-8",
+    )
+}
+
+/// A path segment with its `%XX` escapes decoded (service names may hold any character).
+fn percent_decoded(segment: &str) -> String {
+    url::form_urlencoded::parse(format!("n={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}

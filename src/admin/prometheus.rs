@@ -1,0 +1,46 @@
+//! The process's Prometheus recorder, installed once, shared by every admin service.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Bucket bounds (seconds) for probe durations: a loopback connect takes well under a
+/// millisecond, a probe times out after 2 s by default.
+const PROBE_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 2.5,
+];
+/// Bucket bounds (seconds) for cold starts: from a process that binds at once to a VM.
+const COLD_START_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+/// Installs the Prometheus recorder as the global `metrics` recorder, once per process, and
+/// returns its handle; `None` if another recorder was installed first (then the admin service
+/// answers `/metrics` with 503 and says why).
+pub(crate) fn handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let installed = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(crate::metrics::PROBE_DURATION.to_owned()),
+                    &PROBE_BUCKETS,
+                )
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(crate::metrics::COLD_START.to_owned()),
+                        &COLD_START_BUCKETS,
+                    )
+                })
+                .and_then(PrometheusBuilder::install_recorder);
+            match installed {
+                Ok(handle) => {
+                    crate::metrics::describe();
+                    Some(handle)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the Prometheus recorder could not be installed; /metrics answers 503");
+                    None
+                }
+            }
+        })
+        .clone()
+}

@@ -1,0 +1,48 @@
+//! [`serve`]: the admin service on its own listener.
+
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use super::Admin;
+use crate::MinMonitor;
+
+/// Serves [`Admin`] for `monitor` on `listener` (HTTP/1.1), with `token` for the actions,
+/// until the returned future is dropped or accepting fails. Each connection is served on its
+/// own task; a connection that fails is logged at debug and does not stop the others.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # #[tokio::main]
+/// # async fn main() -> std::io::Result<()> {
+/// let monitor = Arc::new(tower_monitor::MinMonitor::new());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9901").await?;
+/// tokio::spawn(tower_monitor::admin::serve(listener, monitor, "token"));
+/// # Ok(())
+/// # }
+/// ```
+pub async fn serve(
+    listener: TcpListener,
+    monitor: Arc<MinMonitor>,
+    token: impl Into<String>,
+) -> std::io::Result<()> {
+    let admin = Admin::new(monitor, token);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin service listening");
+    }
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let service = TowerToHyperService::new(admin.clone());
+        tokio::spawn(async move {
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, %error, "admin connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,169 @@
+//! The lease: which replica runs a service's `on_down` or `on_idle`, with a fencing token.
+//!
+//! Taken with one atomic script (set-if-absent with an expiry, the token from `INCR`), renewed
+//! at a third of its time while the start or stop lasts, and freed at the transition that ends
+//! it. Renewing and freeing check the token: a holder that was too slow and whose lease was
+//! taken over can neither extend it nor announce anything.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use super::member::Member;
+
+/// Why a lease is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Starting,
+    Stopping,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Stopping => "stopping",
+        }
+    }
+}
+
+/// A lease this replica holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Lease {
+    /// `kind:token:replica`, as stored in Redis.
+    value: String,
+    token: i64,
+}
+
+/// The outcome of trying to take the lease.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// Taken: this replica runs the trigger.
+    Taken,
+    /// Another replica holds it; look again after `wait`.
+    Held { wait: Duration },
+    /// Free, but a replica was active within the idle time (or Redis restarted too recently
+    /// to tell); it could be idle after `wait`.
+    Busy { wait: Duration },
+    /// Redis cannot be reached.
+    Unavailable,
+}
+
+/// How soon to look again when the lease is still held by this replica's previous start or
+/// stop, which is being freed.
+const OWN_LEASE_RETRY: Duration = Duration::from_millis(20);
+
+impl Member {
+    /// Tries to take the lease for `kind`; a stop with `idle_check` also needs the fleet idle.
+    pub(crate) async fn try_lease(self: &Arc<Self>, kind: Kind, idle_check: bool) -> Attempt {
+        let shared = &self.shared;
+        if !shared.store.is_up() {
+            return Attempt::Unavailable;
+        }
+        let idle = match (idle_check, self.idle_after) {
+            (true, Some(after)) => after,
+            _ => Duration::ZERO,
+        };
+        // Every replica has published its activity again within two heartbeats of a restart.
+        let settle = shared.tick() * 2;
+        let answer = shared
+            .store
+            .acquire(&self.name, kind.as_str(), shared.lease_ttl, idle, settle)
+            .await;
+        let Some((code, value, number)) = answer else {
+            return Attempt::Unavailable;
+        };
+        let millis = Duration::from_millis(u64::try_from(number).unwrap_or(0));
+        match code {
+            1 => {
+                let lease = Lease {
+                    value,
+                    token: number,
+                };
+                *self.lease.lock().unwrap_or_else(PoisonError::into_inner) = Some(lease.clone());
+                self.set_remote_stopping(None);
+                tracing::debug!(service = %self.name, lease = %lease.value, "fleet: took the lease");
+                self.renew_while_held(lease);
+                Attempt::Taken
+            }
+            0 => {
+                if value.starts_with("stopping:") {
+                    self.set_remote_stopping(Some(millis));
+                }
+                let mine = value.ends_with(&format!(":{}", shared.store.replica));
+                let wait = if mine { OWN_LEASE_RETRY } else { millis };
+                Attempt::Held {
+                    wait: wait.max(Duration::from_millis(5)) + Duration::from_millis(5),
+                }
+            }
+            _ => Attempt::Busy {
+                wait: millis.max(Duration::from_millis(5)),
+            },
+        }
+    }
+
+    /// Frees the lease this replica holds, if any, announcing `message` (`up`, `down`, …).
+    pub(crate) fn release(&self, message: &str) {
+        let Some(lease) = self
+            .lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        let name = Arc::clone(&self.name);
+        let announcement = format!("{message} {} {name}", shared.store.replica);
+        let member = self.service.upgrade().and_then(|r| r.fleet.get().cloned());
+        runtime.spawn(async move {
+            let freed = shared
+                .store
+                .release(&name, &lease.value, lease.token, &announcement)
+                .await;
+            match freed {
+                Some(true) => {
+                    tracing::debug!(service = %name, lease = %lease.value, message = %announcement, "fleet: freed the lease")
+                }
+                Some(false) => {
+                    tracing::warn!(service = %name, lease = %lease.value, "fleet: the lease had been taken over; nothing announced")
+                }
+                // It expires on its own.
+                None => {}
+            }
+            if let Some(member) = member {
+                member.lease_changed.notify_one();
+            }
+        });
+    }
+
+    /// Renews `lease` at a third of its time for as long as this replica holds it.
+    fn renew_while_held(self: &Arc<Self>, lease: Lease) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let member = Arc::downgrade(self);
+        let every = self.shared.lease_ttl / 3;
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(me) = member.upgrade() else { return };
+                let held = me.lease.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                if held.as_ref() != Some(&lease) {
+                    return;
+                }
+                let ttl = me.shared.lease_ttl;
+                if me.shared.store.renew(&me.name, &lease.value, lease.token, ttl).await == Some(false) {
+                    tracing::warn!(service = %me.name, lease = %lease.value, "fleet: lost the lease (it expired and was taken over)");
+                    let mut slot = me.lease.lock().unwrap_or_else(PoisonError::into_inner);
+                    if slot.as_ref() == Some(&lease) {
+                        *slot = None;
+                    }
+                    return;
+                }
+            }
+        });
+    }
+}

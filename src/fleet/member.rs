@@ -1,0 +1,365 @@
+//! [`Member`]: one service's part in the fleet: its lease, its activity, and what the other
+//! replicas' announcements do to its local state.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
+
+use super::activity::Activity;
+use super::lease::{Attempt, Kind, Lease};
+use super::shared::Shared;
+use crate::error::SharedError;
+use crate::lifecycle::{Event, ServiceState, Transition};
+use crate::registered::Registered;
+
+/// How often a replica probes a backend whose start or stop another replica leads.
+const FOLLOWER_POLL: Duration = Duration::from_secs(1);
+
+pub(crate) struct Member {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) service: Weak<Registered>,
+    pub(crate) name: Arc<str>,
+    pub(crate) idle_after: Option<Duration>,
+    /// The lease this replica holds for this service, if any.
+    pub(crate) lease: Mutex<Option<Lease>>,
+    /// This replica's activity on the service (with `on_idle` only).
+    pub(crate) activity: Option<Activity>,
+    /// Whether a stop is to be tried again when the fleet could be idle.
+    retrying: AtomicBool,
+    /// Until when another replica is known to be stopping the backend (fleet nanoseconds).
+    remote_stopping_until: AtomicU64,
+    /// Whether a task watches the lease to take the start over if its holder vanishes.
+    following: AtomicBool,
+    pub(crate) lease_changed: Notify,
+}
+
+impl Member {
+    pub(crate) fn new(shared: Arc<Shared>, registered: &Arc<Registered>) -> Arc<Self> {
+        let idle_after = registered.service.on_idle.as_ref().map(|(after, _)| *after);
+        Arc::new(Self {
+            shared,
+            service: Arc::downgrade(registered),
+            name: Arc::clone(&registered.name),
+            idle_after,
+            lease: Mutex::new(None),
+            activity: idle_after.map(Activity::new),
+            retrying: AtomicBool::new(false),
+            remote_stopping_until: AtomicU64::new(0),
+            following: AtomicBool::new(false),
+            lease_changed: Notify::new(),
+        })
+    }
+
+    /// A cold start: `run` (the local `on_down`) runs only if this replica takes the lease, or
+    /// if Redis cannot be reached (then each replica starts on its own: serving wins). If another
+    /// replica holds the lease, this one waits for its up, and takes over if the lease expires.
+    pub(crate) fn wake(
+        self: &Arc<Self>,
+        run: BoxFuture<'static, Result<(), SharedError>>,
+    ) -> BoxFuture<'static, Result<(), SharedError>> {
+        let me = Arc::clone(self);
+        async move {
+            match me.try_lease(Kind::Starting, false).await {
+                Attempt::Taken => {
+                    let state = me.service.upgrade().map(|r| r.state());
+                    if state != Some(ServiceState::Starting) {
+                        // Up (announced by another replica) while the lease was being taken.
+                        me.release(message_for(state.unwrap_or(ServiceState::Down)));
+                        return Ok(());
+                    }
+                    run.await
+                }
+                Attempt::Unavailable => run.await,
+                Attempt::Held { wait } | Attempt::Busy { wait } => {
+                    tracing::debug!(service = %me.name, "fleet: another replica holds the lease; waiting for its start");
+                    me.follow(wait);
+                    Ok(())
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// A stop: runs `on_idle` only under the lease and, for an idle stop, only if no replica
+    /// has been active for the idle time. When that cannot be shown (Redis unreachable, another
+    /// replica busy or holding the lease), the backend stays up and the idle time starts over.
+    pub(crate) fn stop(
+        self: &Arc<Self>,
+        registered: Arc<Registered>,
+        idle_check: bool,
+    ) -> BoxFuture<'static, Result<bool, SharedError>> {
+        let me = Arc::clone(self);
+        async move {
+            if registered.state() != ServiceState::Up || me.idle_after.is_none() {
+                return Ok(false);
+            }
+            match me.try_lease(Kind::Stopping, idle_check).await {
+                Attempt::Taken => {
+                    let stopped = registered.stop_locally().await;
+                    if let Ok(false) = stopped {
+                        // Nothing to stop after all: free the lease, saying where it is.
+                        me.release(message_for(registered.state()));
+                    }
+                    stopped
+                }
+                refused => {
+                    tracing::debug!(service = %me.name, ?refused, "fleet: the fleet is not idle (or cannot show it); staying up");
+                    match refused {
+                        Attempt::Busy { wait } if idle_check => me.retry_stop(wait),
+                        _ if idle_check => {
+                            if let Some(idle) = &registered.idle {
+                                idle.arm_if_idle();
+                            }
+                        }
+                        _ => {}
+                    }
+                    Ok(false)
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// Called at every local transition: a start or stop this replica led has ended, so its
+    /// lease is freed and the new state announced.
+    pub(crate) fn transition(&self, transition: Transition) {
+        let Transition { from, to, .. } = transition;
+        if matches!(from, ServiceState::Starting | ServiceState::Stopping) {
+            let message = match (from, to) {
+                (ServiceState::Stopping, ServiceState::Up) => "resumed",
+                _ => message_for(to),
+            };
+            self.release(message);
+        }
+    }
+
+    /// While another replica stops the backend, a probe that still finds it answering does
+    /// not count as up (it is shutting down).
+    pub(crate) fn filter_probe(
+        &self,
+        result: Result<bool, crate::BoxError>,
+    ) -> Result<bool, crate::BoxError> {
+        match result {
+            Ok(true) if self.remote_stopping() => {
+                tracing::debug!(service = %self.name, "fleet: answering, but another replica is stopping it; not up");
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
+    /// A local probe found the backend up: the other replicas cache it too.
+    pub(crate) fn probed_up(&self) {
+        let Some(registered) = self.service.upgrade() else {
+            return;
+        };
+        if registered.state() != ServiceState::Up || !self.shared.store.is_up() {
+            return;
+        }
+        let message = format!("up {} {}", self.shared.store.replica, self.name);
+        let shared = Arc::clone(&self.shared);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { shared.store.publish(message).await });
+        }
+    }
+
+    /// The in-flight count went 0→1 (`busy`) or 1→0. No Redis call here: the heartbeat
+    /// publishes (see [`Activity`]), kicked when a busy period begins after a quiet spell.
+    pub(crate) fn activity(&self, busy: bool) {
+        let Some(activity) = &self.activity else {
+            return;
+        };
+        let now = self.shared.now();
+        if busy {
+            if activity.began(now) {
+                self.shared.kick.notify_one();
+            }
+        } else {
+            activity.ended(now);
+        }
+    }
+
+    /// The activity due for publication at `now`, if any.
+    pub(crate) fn due(&self, now: u64, republish: bool) -> Option<u64> {
+        self.activity.as_ref()?.due(now, republish)
+    }
+
+    /// Publishes `at` (an activity [`due`](Self::due) found) as this replica's latest.
+    pub(crate) async fn publish_activity(&self, now: u64, at: u64) {
+        let Some(activity) = &self.activity else {
+            return;
+        };
+        let age = i64::try_from(now.saturating_sub(at) / 1_000_000).unwrap_or(i64::MAX);
+        let keep = activity.after * 2 + Duration::from_secs(60);
+        if self.shared.store.touch(&self.name, -age, keep).await {
+            activity.published(now, at);
+        }
+    }
+
+    /// Tries the idle stop again after `wait` (when the fleet could be idle), if this replica
+    /// is still idle itself then; its own idle watch covers the other cases.
+    fn retry_stop(self: &Arc<Self>, wait: Duration) {
+        if self.retrying.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.retrying.store(false, Ordering::SeqCst);
+            return;
+        };
+        let member = Arc::downgrade(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(me) = member.upgrade() else { return };
+            me.retrying.store(false, Ordering::SeqCst);
+            let idle_here = me
+                .activity
+                .as_ref()
+                .is_some_and(|activity| activity.idle_here(me.shared.now()));
+            let Some(registered) = me.service.upgrade() else {
+                return;
+            };
+            if idle_here && registered.state() == ServiceState::Up {
+                let _ = registered.stop().await;
+            }
+        });
+    }
+
+    /// An announcement from another replica.
+    pub(crate) fn on_message(self: &Arc<Self>, kind: &str, from: &str) {
+        let Some(registered) = self.service.upgrade() else {
+            return;
+        };
+        tracing::debug!(service = %self.name, kind, from, "fleet: announcement");
+        match kind {
+            "starting" => {
+                self.set_remote_stopping(None);
+                if registered.apply(Event::Wake).is_some() {
+                    self.follow(self.shared.lease_ttl);
+                }
+            }
+            "stopping" => {
+                self.set_remote_stopping(Some(self.shared.lease_ttl));
+                registered.cache.mark_down();
+                registered.apply(Event::Stop);
+            }
+            // Not while another replica stops it: that up was seen before the stop.
+            "up" if !self.remote_stopping() => {
+                registered.apply(Event::ProbedUp);
+                registered.cache_up_if_still_up();
+            }
+            "resumed" => {
+                self.set_remote_stopping(None);
+                registered.apply(Event::MarkedUp);
+                registered.cache_up_if_still_up();
+            }
+            "down" => {
+                let was_stopping = self.remote_stopping();
+                self.set_remote_stopping(None);
+                match registered.state() {
+                    ServiceState::Stopping => {
+                        registered.apply(Event::ProbedDown);
+                    }
+                    // A start led elsewhere failed: down here too, so the next request may
+                    // wake it again (unless this replica waits to start it after a stop).
+                    ServiceState::Starting if !was_stopping && !self.holds_lease() => {
+                        registered.apply(Event::WakeFailed);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        self.lease_changed.notify_one();
+    }
+
+    /// How often to probe while Starting or Stopping: slowly when another replica leads the
+    /// start or stop (its announcement ends the wait; N replicas do not each probe the booting
+    /// backend 20 times a second), `usual` otherwise, and whenever Redis cannot be reached.
+    pub(crate) fn poll_interval(&self, usual: Duration) -> Duration {
+        let led_elsewhere = self.following.load(Ordering::SeqCst) || self.remote_stopping();
+        if led_elsewhere && self.shared.store.is_up() && !self.holds_lease() {
+            return FOLLOWER_POLL.max(usual);
+        }
+        usual
+    }
+
+    fn holds_lease(&self) -> bool {
+        self.lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    pub(crate) fn remote_stopping(&self) -> bool {
+        let until = self.remote_stopping_until.load(Ordering::SeqCst);
+        until != 0 && self.shared.now() < until
+    }
+
+    pub(crate) fn set_remote_stopping(&self, lasting: Option<Duration>) {
+        let until = lasting.map_or(0, |lasting| {
+            let lasting = u64::try_from(lasting.as_nanos()).unwrap_or(u64::MAX);
+            self.shared.now().saturating_add(lasting)
+        });
+        self.remote_stopping_until.store(until, Ordering::SeqCst);
+    }
+
+    /// Watches the lease while this replica waits for another's start: if the lease is freed
+    /// or expires (its holder crashed) while the service is still starting here, this replica
+    /// takes it and runs `on_down`. One watcher per service.
+    pub(crate) fn follow(self: &Arc<Self>, first_wait: Duration) {
+        if self.following.swap(true, Ordering::SeqCst) {
+            self.lease_changed.notify_one();
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.following.store(false, Ordering::SeqCst);
+            return;
+        };
+        let member = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut wait = first_wait;
+            loop {
+                let Some(me) = member.upgrade() else { return };
+                let starting = || {
+                    me.service
+                        .upgrade()
+                        .is_some_and(|r| r.state() == ServiceState::Starting)
+                };
+                if !starting() {
+                    break me.following.store(false, Ordering::SeqCst);
+                }
+                let _ = tokio::time::timeout(wait, me.lease_changed.notified()).await;
+                if !starting() {
+                    break me.following.store(false, Ordering::SeqCst);
+                }
+                match me.try_lease(Kind::Starting, false).await {
+                    Attempt::Taken => {
+                        me.following.store(false, Ordering::SeqCst);
+                        let run = me.service.upgrade().and_then(|r| r.on_down_run());
+                        if let Some(run) = run {
+                            tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
+                            let _ = run.await;
+                        }
+                        return;
+                    }
+                    Attempt::Held { wait: next } | Attempt::Busy { wait: next } => wait = next,
+                    Attempt::Unavailable => wait = me.shared.tick(),
+                }
+            }
+        });
+    }
+}
+
+/// The announcement of a lease freed in `state`.
+fn message_for(state: ServiceState) -> &'static str {
+    match state {
+        ServiceState::Up => "up",
+        ServiceState::Starting => "starting",
+        ServiceState::Stopping => "stopping",
+        _ => "down",
+    }
+}

@@ -1,0 +1,81 @@
+//! The Lua scripts the fleet runs in Redis: each is one atomic step, so two replicas can never
+//! both take the lease, and a replica whose lease has been taken over can change nothing.
+//!
+//! Times are Redis's own (`TIME`), so the replicas' clocks do not need to agree. The lease value
+//! is `kind:token:replica`; the token is the `INCR` of the service's fence key at the time the
+//! lease was taken, so a later lease always has a larger token.
+
+/// Takes the lease if it is free (and, for a stop, if the fleet has been idle long enough).
+///
+/// KEYS: lease, fence, activity, epoch. ARGV: replica, kind, ttl ms, idle ms (0: no idle check),
+/// minimum epoch age ms, channel, service.
+/// Returns `{1, value, token}` taken; `{0, value, pttl}` held by someone else;
+/// `{2, who, ms}` not idle for `ms` more (who was active, or "epoch" when Redis restarted too
+/// recently to tell).
+pub(crate) const ACQUIRE: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then return {0, held, redis.call('PTTL', KEYS[1])} end
+local idle = tonumber(ARGV[4])
+if idle > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local epoch = tonumber(redis.call('GET', KEYS[4]) or now)
+  local settle = tonumber(ARGV[5])
+  if now - epoch < settle then return {2, 'epoch', settle - (now - epoch)} end
+  local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  if last[2] and now - tonumber(last[2]) < idle then
+    return {2, last[1], idle - (now - tonumber(last[2]))}
+  end
+end
+local token = redis.call('INCR', KEYS[2])
+local value = ARGV[2] .. ':' .. token .. ':' .. ARGV[1]
+redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[6], ARGV[2] .. ' ' .. ARGV[1] .. ' ' .. ARGV[7])
+return {1, value, token}
+";
+
+/// Extends the lease, if it is still this holder's and its token is still the latest.
+///
+/// KEYS: lease, fence. ARGV: value, token, ttl ms. Returns 1 extended, 0 lost.
+pub(crate) const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Frees the lease and announces the state it ended in; a late holder (another token has been
+/// issued since) changes nothing and announces nothing.
+///
+/// KEYS: lease, fence. ARGV: value, token, channel, message. Returns 1 released, 0 not the holder.
+pub(crate) const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
+/// Records that `replica` was last active `offset` ms from now (0 or negative), never moving
+/// it back.
+///
+/// KEYS: activity. ARGV: replica, offset ms, keep ms (how long the set outlives its last write).
+pub(crate) const TOUCH: &str = r"
+local t = redis.call('TIME')
+local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if (not seen) or tonumber(seen) < at then redis.call('ZADD', KEYS[1], at, ARGV[1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// The heartbeat: the time this Redis first saw the fleet (set now if absent, so a restarted
+/// Redis gets a new one), which tells the replicas to publish their activity again.
+///
+/// KEYS: epoch. Returns the epoch, in Redis ms.
+pub(crate) const ALIVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], now, 'NX')
+return tonumber(redis.call('GET', KEYS[1]))
+";

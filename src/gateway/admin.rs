@@ -1,0 +1,61 @@
+//! The gateway's admin listener: `"admin": { "listen": "127.0.0.1:9901", "token": "…" }` beside
+//! `gateway` and `services`, off unless configured.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::ConfigError;
+
+/// Where the admin service listens unless `admin.listen` says: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminSpec {
+    listen: Option<String>,
+    token: String,
+}
+
+/// The admin listener's settings, checked.
+#[derive(Debug, Clone)]
+pub(super) struct AdminSettings {
+    pub(super) listen: SocketAddr,
+    pub(super) token: String,
+}
+
+impl AdminSettings {
+    /// Takes the `admin` section out of the document, if there is one.
+    pub(super) fn take(document: &mut Value) -> Result<Option<Self>, ConfigError> {
+        let Some(section) = document.as_object_mut().and_then(|doc| doc.remove("admin")) else {
+            return Ok(None);
+        };
+        let spec: AdminSpec = serde_path_to_error::deserialize(section).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                "admin".to_string()
+            } else {
+                format!("admin.{path}")
+            };
+            ConfigError::new(at, e.into_inner().to_string())
+        })?;
+        if spec.token.trim().is_empty() {
+            return Err(ConfigError::new(
+                "admin.token",
+                "must not be empty: the start and stop actions need it",
+            ));
+        }
+        let text = spec.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+        let listen = text.parse().map_err(|_| {
+            ConfigError::new(
+                "admin.listen",
+                format!("invalid address {text:?}; write an IP and a port, e.g. \"{DEFAULT_ADMIN_LISTEN}\""),
+            )
+        })?;
+        Ok(Some(Self {
+            listen,
+            token: spec.token,
+        }))
+    }
+}

@@ -1,0 +1,320 @@
+//! The admin service over real sockets: `/metrics` accepted by promtool, `/status` matching the
+//! states, the status page in headless Chromium, and the actions with and without the token.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get as route_get;
+use common::*;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tower_monitor::{MinMonitor, MonitoredService, ServiceState};
+
+const TOKEN: &str = "correct horse battery staple";
+
+/// "up" (a live backend, marked up, with an `on_idle`) and "down" (a refused port, with an
+/// `on_down`), and the admin service on 127.0.0.1.
+async fn setup() -> (
+    Arc<MinMonitor>,
+    SocketAddr,
+    Backend,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let backend = Backend::start().await;
+    let wakes = counter();
+    let monitor = Arc::new(MinMonitor::new());
+    monitor
+        .add(
+            "up",
+            MonitoredService::new(backend.url(), Duration::from_secs(60)).on_idle(
+                Duration::from_secs(3600),
+                counting_trigger(counter(), false),
+            ),
+        )
+        .unwrap();
+    monitor
+        .add(
+            "down",
+            MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
+                .on_down(counting_trigger(wakes.clone(), false)),
+        )
+        .unwrap();
+    monitor.set_status_up("up").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tower_monitor::admin::serve(
+        listener,
+        monitor.clone(),
+        TOKEN,
+    ));
+    (monitor, addr, backend, wakes)
+}
+
+/// Sends a request and reads the whole answer.
+async fn send(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Reply {
+    use http_body_util::BodyExt;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client: Client<_, http_body_util::Empty<bytes::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request(request.body(http_body_util::Empty::new()).unwrap()),
+    )
+    .await
+    .expect("answered in time")
+    .expect("request failed");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Lets a request through a layer on "down", so the fallback metrics move.
+async fn one_fallback(monitor: &Arc<MinMonitor>) {
+    let app = serve(
+        Router::new()
+            .route("/", route_get(|| async { "app" }))
+            .layer(monitor.layer("down").unwrap()),
+    )
+    .await;
+    let reply = get(app.addr, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_that_promtool_accepts() {
+    let (monitor, addr, _backend, _) = setup().await;
+    one_fallback(&monitor).await;
+    assert!(monitor.reprobe("up").await.unwrap(), "a probe, timed");
+    let reply = send(addr, "GET", "/metrics", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+    );
+    assert!(
+        reply
+            .body
+            .contains(r#"tower_monitor_fallbacks_total{service="down",reason="not_ready"} 1"#),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply
+            .body
+            .contains(r#"tower_monitor_requests_held{service="down"} 0"#),
+        "sampled at the scrape: {}",
+        reply.body
+    );
+    for expected in [
+        r#"tower_monitor_probe_duration_seconds_bucket{service="up",result="up",le="0.0005"}"#,
+        r#"tower_monitor_probes_total{service="up",result="up"}"#,
+        r#"tower_monitor_state{service="down",state="starting"} 1"#,
+    ] {
+        assert!(
+            reply.body.contains(expected),
+            "{expected} in {}",
+            reply.body
+        );
+    }
+
+    let Some(promtool) = which("promtool") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this check: install Debian's `prometheus` package (.ci/run does)"
+        );
+        eprintln!("skipped the promtool check: no promtool (Debian's `prometheus` package)");
+        return;
+    };
+    let mut child = tokio::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("promtool runs");
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, reply.body.as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("promtool is bounded")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "promtool: {}{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        reply.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_the_snapshot_as_json_matching_the_states() {
+    let (monitor, addr, _backend, _) = setup().await;
+    let reply = send(addr, "GET", "/status", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    let services = json.as_array().expect("an array of services");
+    let names: Vec<_> = services
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["down", "up"], "sorted by name");
+    for service in services {
+        let name = service["name"].as_str().unwrap();
+        assert_eq!(service["state"], monitor.state(name).unwrap().as_str());
+    }
+    assert_eq!(services[0]["state"], "down");
+    assert_eq!(services[1]["state"], "up");
+    assert!(services[0]["counters"]["probes"].is_u64());
+    assert_eq!(
+        services[1]["requests_in_flight"], 0,
+        "counted: it has on_idle"
+    );
+    assert!(
+        services[0]["requests_in_flight"].is_null(),
+        "not counted without on_idle"
+    );
+    assert!(
+        services[1]["idle_deadline"].is_string(),
+        "armed when it came up"
+    );
+
+    // Starting, as the page and the JSON both say.
+    monitor.start("down").await.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&send(addr, "GET", "/status", None).await.body).unwrap();
+    assert_eq!(json[0]["state"], "starting");
+    assert_eq!(json[0]["counters"]["wakes"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_need_the_token_and_run_the_triggers() {
+    let (monitor, addr, _backend, wakes) = setup().await;
+    for token in [None, Some("wrong"), Some("")] {
+        for path in ["/services/down/start", "/services/up/stop"] {
+            let reply = send(addr, "POST", path, token).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {token:?}");
+            assert_eq!(reply.headers["www-authenticate"], "Bearer");
+        }
+    }
+    assert_eq!(count(&wakes), 0, "refused actions run nothing");
+    assert_eq!(monitor.state("up").unwrap(), ServiceState::Up);
+
+    let reply = send(addr, "POST", "/services/down/start", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        r#"{"service":"down","action":"start","acted":true,"state":"starting"}"#
+    );
+    assert_eq!(count(&wakes), 1);
+    let reply = send(addr, "POST", "/services/up/stop", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(monitor.state("up").unwrap(), ServiceState::Stopping);
+    let reply = send(addr, "POST", "/services/down/stop", Some(TOKEN)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::CONFLICT,
+        "no on_idle: {}",
+        reply.body
+    );
+    let reply = send(addr, "POST", "/services/nope/start", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = send(addr, "GET", "/services/down/start", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_in_chromium_lists_every_service_with_its_state() {
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(which)
+    else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run this test: install Debian's `chromium` package (.ci/run does)"
+        );
+        eprintln!("skipped: no Chromium found (install Debian's `chromium` package)");
+        return;
+    };
+    let (monitor, addr, _backend, _) = setup().await;
+    monitor.start("down").await.unwrap();
+    let url = format!("http://{addr}/");
+    let dom = chromium(&browser, &["--dump-dom"], &url).await;
+    assert!(dom.contains("<title>tower-monitor status</title>"), "{dom}");
+    for (name, state) in [("down", "starting"), ("up", "up")] {
+        let row = format!(
+            r#"<tr><th scope="row">{name}</th><td class="state {state}" data-state="{state}">{state}</td>"#
+        );
+        assert!(dom.contains(&row), "{row} in {dom}");
+    }
+    // Kept for a person to look at, never committed.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-status.png");
+    let _ = std::fs::remove_file(&shot);
+    let screenshot = format!("--screenshot={}", shot.display());
+    chromium(&browser, &["--window-size=1100,300", &screenshot], &url).await;
+    assert!(shot.is_file(), "a screenshot of the status page");
+}
+
+/// Runs headless Chromium on `url` with `args`; returns what it printed.
+async fn chromium(browser: &std::path::Path, args: &[&str], url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!(
+        "tower-monitor-admin-{}-{}",
+        std::process::id(),
+        args.len()
+    ));
+    let run = tokio::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(50), run)
+        .await
+        .expect("the browser run is bounded")
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
