@@ -39,8 +39,18 @@ pin_project! {
             // Moves into the response body, which holds it until the body ends.
             in_flight: Option<InFlight>,
         },
+        // The cached-up path of a layer with `backend_gone_when`: the inner answer is checked
+        // (out of line, in `poll_other`) before it is returned. Not boxed: a gateway takes
+        // this path for every request.
+        Checking {
+            #[pin]
+            future: F,
+            in_flight: Option<InFlight>,
+            // Taken when the answer comes.
+            guard: Option<Arc<Guard>>,
+        },
         // Everything else, boxed so that it does not make the cached-up future larger (every
-        // move copies it), and handled out of line (`poll_rare`).
+        // move copies it), and handled out of line (`poll_other`).
         Rare {
             rare: Pin<Box<R>>,
         },
@@ -96,15 +106,10 @@ where
     ) -> Self {
         let state = match gone_check {
             None => State::Forwarding { future, in_flight },
-            Some(guard) => State::Rare {
-                rare: Box::pin(Rare {
-                    step: Step::Forwarding {
-                        future,
-                        held: None,
-                        gone_check: Some(guard),
-                    },
-                    in_flight,
-                }),
+            Some(guard) => State::Checking {
+                future,
+                in_flight,
+                guard: Some(guard),
             },
         };
         Self { state }
@@ -140,9 +145,9 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.state.project() {
-            StateProj::Forwarding { future, in_flight } => match future.poll(cx) {
+        let mut state = self.project().state;
+        if let StateProj::Forwarding { future, in_flight } = state.as_mut().project() {
+            return match future.poll(cx) {
                 Poll::Ready(Ok(response)) => {
                     let (head, body) = response.into_parts();
                     let body = MonitorBody::inner_in_flight(body, in_flight.take());
@@ -150,8 +155,46 @@ where
                 }
                 Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
                 Poll::Pending => Poll::Pending,
-            },
-            StateProj::Rare { rare } => poll_rare(rare.as_mut(), cx),
+            };
+        }
+        poll_other(state, cx)
+    }
+}
+
+/// Every state but the plain cached-up one, out of line: one call in `poll` for all of them.
+#[inline(never)]
+fn poll_other<S, ReqBody, ResBody>(
+    state: Pin<&mut State<S::Future, Rare<S, ReqBody>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    match state.project() {
+        StateProj::Checking {
+            future,
+            in_flight,
+            guard,
+        } => {
+            let response = ready!(future.poll(cx))?;
+            let response = match guard.take() {
+                Some(guard) => match if_gone(response, &guard, in_flight) {
+                    Ok(inner) => inner,
+                    Err(fallback) => return Poll::Ready(Ok(*fallback)),
+                },
+                None => response,
+            };
+            Poll::Ready(Ok(
+                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
+            ))
+        }
+        StateProj::Rare { rare } => poll_rare(rare.as_mut(), cx),
+        // Handled in `poll`; the same here, should it ever come.
+        StateProj::Forwarding { future, in_flight } => {
+            let response = ready!(future.poll(cx))?;
+            Poll::Ready(Ok(
+                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
+            ))
         }
     }
 }
