@@ -1,57 +1,50 @@
 //! What wrapping a service in the monitor layer costs while the backend is cached up, beside the
-//! bare service and an ordinary tower layer.
+//! bare service, the floor (a minimal flag-check layer with the same response type) and two
+//! ordinary layers; and whether two threads serve twice the requests of one.
 //!
-//! Run: cargo bench --bench layer
+//! Run: cargo bench --bench layer (instruction counts: bash benches/instructions.sh)
 //!
 //! With `--features metrics`, `monitor_up_with_recorder` runs the same cached-up request with
 //! a metrics recorder installed: the cached-up path records nothing, so it costs the same as
 //! `monitor_up` (and `monitor_up` costs the same with and without the feature).
 
-use std::convert::Infallible;
+mod stacks;
+
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use futures::FutureExt;
-use http::{Request, Response};
-use tower::limit::ConcurrencyLimit;
-use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_monitor::{MinMonitor, MonitoredService, Url};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::Request;
+use tower::Service;
 
-/// poll_ready, call, and the response future polled to completion (all resolve at once).
-fn one_request<S>(service: &mut S) -> Option<S::Response>
-where
-    S: Service<Request<()>>,
-{
-    service.ready().now_or_never()?.ok()?;
-    service.call(Request::new(())).now_or_never()?.ok()
-}
+use stacks::one_request;
 
 fn layer(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _entered = runtime.enter();
-    let inner = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-
-    let monitor = Arc::new(MinMonitor::new());
-    let url = Url::parse("http://127.0.0.1:9/").expect("static URL");
-    monitor
-        .add("app", MonitoredService::new(url, Duration::from_secs(3600)))
-        .expect("fresh monitor");
-    monitor.set_status_up("app").expect("registered above");
-
-    let mut bare = inner;
-    let mut monitored = monitor.layer("app").expect("registered above").layer(inner);
-    let mut limited = ConcurrencyLimit::new(inner, 1024);
-    assert!(one_request(&mut monitored).is_some_and(|r| !r.body().is_fallback()));
+    let (plain, idle) = (stacks::monitor(false), stacks::monitor(true));
 
     let mut group = c.benchmark_group("layer");
+    let mut bare = stacks::inner();
     group.bench_function("bare", |b| b.iter(|| black_box(one_request(&mut bare))));
-    group.bench_function("monitor_up", |b| {
-        b.iter(|| black_box(one_request(&mut monitored)))
+    let mut floor = stacks::floor();
+    group.bench_function("floor", |b| b.iter(|| black_box(one_request(&mut floor))));
+    let mut floor_with_drop = stacks::floor_with_drop();
+    group.bench_function("floor_with_drop", |b| {
+        b.iter(|| black_box(one_request(&mut floor_with_drop)))
     });
+    let mut validate = stacks::validate_request();
+    group.bench_function("validate_request", |b| {
+        b.iter(|| black_box(one_request(&mut validate)))
+    });
+    let mut limited = stacks::concurrency_limit();
     group.bench_function("concurrency_limit", |b| {
         b.iter(|| black_box(one_request(&mut limited)))
+    });
+    let mut monitored = stacks::monitor_up(&plain);
+    group.bench_function("monitor_up", |b| {
+        b.iter(|| black_box(one_request(&mut monitored)))
     });
     #[cfg(feature = "metrics")]
     {
@@ -66,7 +59,60 @@ fn layer(c: &mut Criterion) {
         // Nothing was recorded on the way: the cached-up path makes no facade call.
         assert!(snapshotter.snapshot().into_vec().is_empty());
     }
+    let mut monitored_idle = stacks::monitor_up(&idle);
+    group.bench_function("monitor_up_idle", |b| {
+        b.iter(|| black_box(one_request(&mut monitored_idle)))
+    });
     group.finish();
+}
+
+/// Requests through the monitor layer (cached up) from 1 and 2 threads at once, each thread with
+/// its own clone of the service, as a server's worker threads have.
+fn layer_threads(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _entered = runtime.enter();
+    let mut group = c.benchmark_group("layer_threads");
+    for (name, idle) in [("monitor_up", false), ("monitor_up_idle", true)] {
+        let monitor = stacks::monitor(idle);
+        let service = stacks::monitor_up(&monitor);
+        for threads in [1_u64, 2] {
+            group.throughput(Throughput::Elements(threads));
+            group.bench_function(format!("{name}/{threads}_thread"), |b| {
+                b.iter_custom(|iters| in_threads(&service, threads, iters))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// The time the slowest of `threads` threads takes to send `iters` requests each.
+fn in_threads<S>(service: &S, threads: u64, iters: u64) -> Duration
+where
+    S: Service<Request<()>> + Clone + Send,
+{
+    let start = Barrier::new(threads as usize + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let mut service = service.clone();
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    let begun = Instant::now();
+                    for _ in 0..iters {
+                        black_box(one_request(&mut service).is_some());
+                    }
+                    begun.elapsed()
+                })
+            })
+            .collect();
+        start.wait();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("worker"))
+            .max()
+            .unwrap_or_default()
+    })
 }
 
 fn config() -> Criterion {
@@ -75,5 +121,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(3))
 }
 
-criterion_group! { name = benches; config = config(); targets = layer }
+criterion_group! { name = benches; config = config(); targets = layer, layer_threads }
 criterion_main!(benches);

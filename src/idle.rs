@@ -4,100 +4,231 @@
 //! end or dropped, so a long download or stream keeps the backend awake, which a `Delay` on
 //! `always` (re-armed only when requests start) cannot do. The idle time also starts when the
 //! backend is first seen up, so a backend that was running before any request is stopped too.
+//!
+//! What a request costs: counting it in and out is one uncontended atomic increment and one
+//! decrement, on a counter (a shard) that only its thread's requests normally touch, plus a
+//! flag that is written at most once per look. No clock read, no shared write, no timer re-armed
+//! per request, so requests on several threads do not slow each other down.
+//!
+//! Instead of a timer per request, the watch looks every quarter of the idle time while the
+//! service is up: it sums the shards and checks whether a request ended since the last look.
+//! Precision: the backend is stopped between `after` and `after × 1.25` after the last request
+//! ended (or after it was first seen up), plus the timer's millisecond granularity and however
+//! late a busy runtime runs it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::deadline::{Deadline, Expiring};
+use crate::deadline::{Deadline, Expiring, saturating_after};
+use crate::lifecycle::ServiceState;
 use crate::registered::Registered;
 
+/// The shortest time between two looks (the timer's granularity).
+const MIN_LOOK_EVERY: Duration = Duration::from_millis(1);
+
 pub(crate) struct IdleWatch {
-    in_flight: AtomicUsize,
-    /// Armed while nothing is in flight: when it passes, the service has been idle long enough.
-    idle_until: Deadline,
+    /// A power of two of them; a thread counts on the shard its index picks.
+    shards: Box<[Arc<Shard>]>,
+    /// The next look: armed while the service is up.
+    look: Deadline,
+    /// What the looks know.
+    seen: Mutex<Seen>,
     after: Duration,
+    look_every: Duration,
     service: Weak<Registered>,
+    me: Weak<IdleWatch>,
+}
+
+/// What the looks know.
+#[derive(Default)]
+struct Seen {
+    /// Since when nothing has been in flight; `None` while busy.
+    quiet_since: Option<Instant>,
+    /// Whether the last look found a request in flight (what the fleet was told).
+    busy: bool,
+}
+
+/// Requests in flight on one shard: as many as the references to it beyond the watch's own.
+/// Aligned, so that two shards (written by different threads) never share a cache line.
+#[repr(align(128))]
+struct Shard {
+    /// Set when a request ends; cleared by each look: "a request ended since the last look".
+    ended: AtomicBool,
 }
 
 impl IdleWatch {
     pub(crate) fn new(after: Duration, service: Weak<Registered>) -> Arc<Self> {
-        Arc::new(Self {
-            in_flight: AtomicUsize::new(0),
-            idle_until: Deadline::new(),
+        Arc::new_cyclic(|me| Self {
+            shards: (0..shard_count())
+                .map(|_| {
+                    Arc::new(Shard {
+                        ended: AtomicBool::new(false),
+                    })
+                })
+                .collect(),
+            look: Deadline::new(),
+            seen: Mutex::new(Seen::default()),
             after,
+            look_every: (after / 4).max(MIN_LOOK_EVERY),
             service,
+            me: me.clone(),
         })
     }
 
     /// A request starts; it stays counted until the returned guard drops.
-    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
-        if self.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
-            crate::registered::fleet_activity(&self.service, true);
+    #[inline]
+    pub(crate) fn enter(&self) -> InFlight {
+        let shard = &self.shards[thread_index() & (self.shards.len() - 1)];
+        // The shard's reference count is its count of requests in flight.
+        InFlight(Arc::clone(shard))
+    }
+
+    /// Starts the idle time now, unless a request is in flight (its end will start it), and
+    /// starts looking. Called when the service is seen up.
+    pub(crate) fn arm_if_idle(&self) {
+        let now = Instant::now();
+        self.seen().quiet_since = (self.in_flight() == 0).then_some(now);
+        let next = saturating_after(now, self.look_every.min(self.after).max(MIN_LOOK_EVERY));
+        // A sooner look stays: it will see the new idle time.
+        if self.look.armed_at().is_none_or(|armed| armed > next) {
+            self.look_at(next);
         }
-        self.idle_until.disarm();
-        InFlight(Arc::clone(self))
     }
 
-    /// Requests in flight now (for snapshots).
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// When `on_idle` runs if no request comes first (for snapshots).
+    fn look_at(&self, at: Instant) {
+        if let Some(me) = self.me.upgrade() {
+            Deadline::arm(&me, at);
+        }
+    }
+
+    /// When `on_idle` runs if no request comes first, as far as the looks know (for snapshots).
     pub(crate) fn idle_deadline(&self) -> Option<Instant> {
-        self.idle_until.armed_at()
+        let quiet_since = self.seen().quiet_since;
+        quiet_since.map(|since| saturating_after(since, self.after))
     }
 
-    /// Starts the idle time now, unless a request is in flight (its end will start it).
-    pub(crate) fn arm_if_idle(self: &Arc<Self>) {
-        if self.in_flight.load(Ordering::SeqCst) == 0 {
-            self.arm();
+    /// Requests in flight now, summed over the shards (also for snapshots).
+    pub(crate) fn in_flight(&self) -> usize {
+        let in_flight = self
+            .shards
+            .iter()
+            .map(|shard| Arc::strong_count(shard) - 1)
+            .sum();
+        // Pairs with the release of each guard's drop: a request seen ended here is ended.
+        fence(Ordering::Acquire);
+        in_flight
+    }
+
+    /// One look: has the service been idle long enough?
+    fn look(&self, service: &Registered, now: Instant) -> Next {
+        let mut seen = self.seen();
+        if service.state() != ServiceState::Up {
+            // Stopping, down or starting: the idle time starts again when it is next up.
+            seen.quiet_since = None;
+            return Next::Rest;
         }
+        // The flags first: a request that ended before its flag was cleared is not counted.
+        let ended = self.shards.iter().fold(false, |any, shard| {
+            shard.ended.swap(false, Ordering::Acquire) | any
+        });
+        let busy = self.in_flight() > 0;
+        if busy != seen.busy {
+            // In flight 0 → 1 or 1 → 0, as the looks see it.
+            seen.busy = busy;
+            crate::registered::fleet_activity(&self.service, busy);
+        }
+        if busy {
+            seen.quiet_since = None;
+            return Next::LookAt(saturating_after(now, self.look_every));
+        }
+        // Quiet. If a request ended since the last look, or the last look saw one in flight, the
+        // idle time starts now: the last request ended by now.
+        let since = match seen.quiet_since {
+            Some(since) if !ended => since,
+            _ => now,
+        };
+        seen.quiet_since = Some(since);
+        let stop_at = saturating_after(since, self.after);
+        if now < stop_at {
+            return Next::LookAt(stop_at.min(saturating_after(now, self.look_every)));
+        }
+        seen.quiet_since = None;
+        Next::Stop
     }
+}
 
-    fn arm(self: &Arc<Self>) {
-        Deadline::arm(
-            self,
-            crate::deadline::saturating_after(Instant::now(), self.after),
-        );
-    }
+/// What a look found.
+enum Next {
+    /// Not idle long enough yet: look again then.
+    LookAt(Instant),
+    /// Idle long enough: stop the service (and look again once it is next up).
+    Stop,
+    /// Not up: look again once it is next up.
+    Rest,
 }
 
 impl Expiring for IdleWatch {
     fn deadline(&self) -> &Deadline {
-        &self.idle_until
+        &self.look
     }
 
     fn expired(&self) {
-        // A request may have started just as the time ran out: it keeps the backend.
-        if self.in_flight.load(Ordering::SeqCst) != 0 {
-            return;
-        }
         let Some(service) = self.service.upgrade() else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        tracing::info!(service = %service.name, after = ?self.after, "no request in flight for the idle time; running on_idle");
-        // The stop's failure is logged where it runs; the backend then counts as up again and
-        // the idle time starts over, which retries the stop.
-        runtime.spawn(service.stop());
+        match self.look(&service, Instant::now()) {
+            Next::LookAt(at) => self.look_at(at),
+            Next::Rest => {}
+            Next::Stop => {
+                tracing::info!(service = %service.name, after = ?self.after, "no request in flight for the idle time; running on_idle");
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    // The stop's failure is logged where it runs; the backend then counts as up
+                    // again, which starts the idle time over and so retries the stop.
+                    runtime.spawn(service.stop());
+                }
+            }
+        }
     }
 }
 
+/// How many shards a watch has: enough that the threads of a default Tokio runtime (one per
+/// core) rarely share one, and a power of two so that picking one is a mask.
+fn shard_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, usize::from);
+    (cores * 2).next_power_of_two().clamp(2, 64)
+}
+
+/// This thread's index, handed out in order on first use, so that a runtime's worker threads
+/// get different shards.
+#[inline]
+fn thread_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    // `try_with`: never a panic, even from a thread-local destructor (any shard is correct).
+    INDEX.try_with(|index| *index).unwrap_or(0)
+}
+
 /// Counts one request as in flight while it lives.
-pub(crate) struct InFlight(Arc<IdleWatch>);
+pub(crate) struct InFlight(Arc<Shard>);
 
 impl Drop for InFlight {
+    #[inline]
     fn drop(&mut self) {
-        let watch = &self.0;
-        if watch.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            crate::registered::fleet_activity(&watch.service, false);
-            watch.arm();
+        // Before the count goes down (the `Arc` field drops after this, with release ordering):
+        // a look that sees the count down also sees the flag. Written only when clear, so the
+        // cache line is written at most once per look.
+        let ended = &self.0.ended;
+        if !ended.load(Ordering::Relaxed) {
+            ended.store(true, Ordering::Release);
         }
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -76,4 +76,70 @@ async fn a_dropped_response_ends_the_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(count(&idle_runs), 1);
+}
+
+/// A monitor whose "app" is up (and stays up for probes), with `on_idle` after `after` that
+/// records when it ran.
+fn recording_stops(after: Duration) -> (Arc<MinMonitor>, Arc<std::sync::Mutex<Vec<Instant>>>) {
+    let stops = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = stops.clone();
+    let stop = tower_monitor::trigger::from_fn(move || {
+        recorded.lock().unwrap().push(Instant::now());
+        async { Ok::<(), tower_monitor::BoxError>(()) }
+    });
+    let url = tower_monitor::Url::parse("http://127.0.0.1:9/").unwrap();
+    let service = MonitoredService::new(url, Duration::from_secs(60))
+        .probe(counting_probe(counter(), true))
+        .on_idle(after, stop);
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    (monitor, stops)
+}
+
+/// When the first stop ran, waiting for it at most 5 s.
+async fn first_stop(stops: &std::sync::Mutex<Vec<Instant>>) -> Instant {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(at) = stops.lock().unwrap().first() {
+            return *at;
+        }
+        assert!(Instant::now() < give_up, "on_idle never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_stop_comes_at_least_the_idle_time_after_the_last_request_ends() {
+    let after = Duration::from_millis(400);
+    let (monitor, stops) = recording_stops(after);
+    monitor.set_status_up("app").unwrap();
+    let request = monitor.activity("app").unwrap();
+    tokio::time::sleep(after * 2).await;
+    assert!(
+        stops.lock().unwrap().is_empty(),
+        "stopped while a request was in flight"
+    );
+    let ended = Instant::now();
+    drop(request);
+    let waited = first_stop(&stops).await - ended;
+    assert!(waited >= after, "stopped {waited:?} after the last request");
+    // Documented: within after × 1.25; the rest is slack for a loaded machine's timers.
+    assert!(
+        waited < after * 2,
+        "stopped only {waited:?} after the last request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_starts_and_ends_between_two_looks_starts_the_idle_time_again() {
+    // Looks every 100 ms; the request below lives a few microseconds, so no look sees it in
+    // flight: only that it ended.
+    let after = Duration::from_millis(400);
+    let (monitor, stops) = recording_stops(after);
+    monitor.set_status_up("app").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(monitor.activity("app").unwrap());
+    let ended = Instant::now();
+    let waited = first_stop(&stops).await - ended;
+    assert!(waited >= after, "stopped {waited:?} after the last request");
 }

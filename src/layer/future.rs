@@ -17,64 +17,102 @@ use crate::idle::InFlight;
 pin_project! {
     /// The response future of [`MonitorService`](super::MonitorService).
     ///
-    /// On the cached-up path it is the inner service's future, unboxed; otherwise it first
-    /// awaits the decision (status and triggers), then calls the inner service that was polled
-    /// ready, or answers the fallback.
+    /// On the cached-up path it is the inner service's future, unboxed, and polling it is one
+    /// branch more than polling the inner future; otherwise it first awaits the decision (status
+    /// and triggers), then calls the inner service that was polled ready, or answers the fallback.
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
     {
         #[pin]
-        state: State<S, ReqBody, S::Future>,
-        // Moves into the response body, which holds it until the body ends.
-        in_flight: Option<InFlight>,
-        // How long the request was held before being forwarded, for the `x-cold-start` header.
-        // Boxed: rare, and the cached-up future should stay small.
-        held: Option<Box<Duration>>,
-        // Set only when the layer checks inner answers for a gone backend.
-        gone_check: Option<Arc<Guard>>,
+        state: State<S::Future, Rare<S, ReqBody>>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, ReqBody, F> {
-        Deciding {
-            // Boxed, so that this rarely used variant does not make the cached-up future
-            // (`Forwarding`) larger than the inner one: every move of the future copies it.
-            pending: Box<Pending<S, ReqBody>>,
-        },
+    enum State<F, R> {
+        // The cached-up path: the inner answer is returned as it is.
         Forwarding {
             #[pin]
             future: F,
+            // Moves into the response body, which holds it until the body ends.
+            in_flight: Option<InFlight>,
+        },
+        // The cached-up path of a layer with `backend_gone_when`: the inner answer is checked
+        // (out of line, in `poll_other`) before it is returned. Not boxed: a gateway takes
+        // this path for every request.
+        Checking {
+            #[pin]
+            future: F,
+            in_flight: Option<InFlight>,
+            // Taken when the answer comes.
+            guard: Option<Arc<Guard>>,
+        },
+        // Everything else, boxed so that it does not make the cached-up future larger (every
+        // move copies it), and handled out of line (`poll_other`).
+        Rare {
+            rare: Pin<Box<R>>,
         },
     }
 }
 
-/// A request waiting for its decision.
-struct Pending<S, ReqBody> {
-    decision: BoxFuture<'static, Decision>,
-    /// The service that was polled ready, and the request it is for.
-    ready: Option<(S, Request<ReqBody>)>,
-    guard: Arc<Guard>,
+pin_project! {
+    struct Rare<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        step: Step<S, ReqBody>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Deciding {
+            decision: BoxFuture<'static, Decision>,
+            // The service that was polled ready, and the request it is for.
+            ready: Option<(S, Request<ReqBody>)>,
+            guard: Arc<Guard>,
+        },
+        Forwarding {
+            #[pin]
+            future: S::Future,
+            // How long the request was held first, for the `x-cold-start` header.
+            held: Option<Duration>,
+            // Set when the layer checks inner answers for a gone backend.
+            gone_check: Option<Arc<Guard>>,
+        },
+        // Answered; never polled again.
+        Done,
+    }
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
+    /// The cached-up path: `gone_check` only when the layer checks inner answers.
     #[inline]
     pub(crate) fn forward(
         future: S::Future,
         in_flight: Option<InFlight>,
         gone_check: Option<Arc<Guard>>,
     ) -> Self {
-        Self {
-            state: State::Forwarding { future },
-            in_flight,
-            held: None,
-            gone_check,
-        }
+        let state = match gone_check {
+            None => State::Forwarding { future, in_flight },
+            Some(guard) => State::Checking {
+                future,
+                in_flight,
+                guard: Some(guard),
+            },
+        };
+        Self { state }
     }
 
     pub(crate) fn decide(
@@ -85,16 +123,16 @@ where
         in_flight: Option<InFlight>,
     ) -> Self {
         Self {
-            state: State::Deciding {
-                pending: Box::new(Pending {
-                    decision,
-                    ready: Some((service, request)),
-                    guard,
+            state: State::Rare {
+                rare: Box::pin(Rare {
+                    step: Step::Deciding {
+                        decision,
+                        ready: Some((service, request)),
+                        guard,
+                    },
+                    in_flight,
                 }),
             },
-            in_flight,
-            held: None,
-            gone_check: None,
         }
     }
 }
@@ -107,45 +145,120 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut state = this.state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Forwarding { future } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    if let Some(guard) = this.gone_check.take() {
-                        response = match if_gone(response, &guard, this.in_flight) {
-                            Ok(inner) => inner,
-                            Err(fallback) => return Poll::Ready(Ok(*fallback)),
-                        };
-                    }
-                    let in_flight = this.in_flight.take();
-                    let mut response =
-                        response.map(|body| MonitorBody::inner_in_flight(body, in_flight));
-                    if let Some(held) = this.held.take() {
-                        mark_cold_start(&mut response, *held);
-                    }
-                    return Poll::Ready(Ok(response));
+        let mut state = self.project().state;
+        if let StateProj::Forwarding { future, in_flight } = state.as_mut().project() {
+            return match future.poll(cx) {
+                Poll::Ready(Ok(response)) => {
+                    let (head, body) = response.into_parts();
+                    let body = MonitorBody::inner_in_flight(body, in_flight.take());
+                    Poll::Ready(Ok(Response::from_parts(head, body)))
                 }
-                StateProj::Deciding { pending } => {
-                    let decision = ready!(pending.decision.as_mut().poll(cx));
-                    match settle(
-                        decision,
-                        pending.ready.take(),
-                        &pending.guard,
-                        this.in_flight,
-                    ) {
-                        Settled::Forward(future, held) => {
-                            *this.held = held.map(Box::new);
-                            if pending.guard.gone.is_some() {
-                                *this.gone_check = Some(Arc::clone(&pending.guard));
-                            }
-                            state.set(State::Forwarding { future });
-                        }
-                        Settled::Answer(response) => return Poll::Ready(Ok(response)),
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        poll_other(state, cx)
+    }
+}
+
+/// Every state but the plain cached-up one, out of line: one call in `poll` for all of them.
+#[inline(never)]
+fn poll_other<S, ReqBody, ResBody>(
+    state: Pin<&mut State<S::Future, Rare<S, ReqBody>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    match state.project() {
+        StateProj::Checking {
+            future,
+            in_flight,
+            guard,
+        } => {
+            let response = ready!(future.poll(cx))?;
+            let response = match guard.take() {
+                Some(guard) => match if_gone(response, &guard, in_flight) {
+                    Ok(inner) => inner,
+                    Err(fallback) => return Poll::Ready(Ok(*fallback)),
+                },
+                None => response,
+            };
+            Poll::Ready(Ok(
+                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
+            ))
+        }
+        StateProj::Rare { rare } => poll_rare(rare.as_mut(), cx),
+        // Handled in `poll`; the same here, should it ever come.
+        StateProj::Forwarding { future, in_flight } => {
+            let response = ready!(future.poll(cx))?;
+            Poll::Ready(Ok(
+                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
+            ))
+        }
+    }
+}
+
+/// Every state but the cached-up path's: awaits the decision, then forwards or answers.
+#[cold]
+#[inline(never)]
+fn poll_rare<S, ReqBody, ResBody>(
+    rare: Pin<&mut Rare<S, ReqBody>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    let rare = rare.project();
+    let (mut step, in_flight) = (rare.step, rare.in_flight);
+    loop {
+        match step.as_mut().project() {
+            StepProj::Forwarding {
+                future,
+                held,
+                gone_check,
+            } => {
+                let response = ready!(future.poll(cx))?;
+                let (held, gone_check) = (held.take(), gone_check.take());
+                step.set(Step::Done);
+                let response = match gone_check {
+                    Some(guard) => match if_gone(response, &guard, in_flight) {
+                        Ok(inner) => inner,
+                        Err(fallback) => return Poll::Ready(Ok(*fallback)),
+                    },
+                    None => response,
+                };
+                let mut response =
+                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()));
+                if let Some(held) = held {
+                    mark_cold_start(&mut response, held);
+                }
+                return Poll::Ready(Ok(response));
+            }
+            StepProj::Deciding {
+                decision,
+                ready,
+                guard,
+            } => {
+                let decision = ready!(decision.as_mut().poll(cx));
+                match settle(decision, ready.take(), guard, in_flight) {
+                    Settled::Forward(future, held) => {
+                        let gone_check = guard.gone.is_some().then(|| Arc::clone(guard));
+                        step.set(Step::Forwarding {
+                            future,
+                            held,
+                            gone_check,
+                        });
+                    }
+                    Settled::Answer(response) => {
+                        step.set(Step::Done);
+                        return Poll::Ready(Ok(response));
                     }
                 }
             }
+            // Polled after it answered: a contract breach by the caller. Never answer twice;
+            // staying pending is what `Fuse` does, and cannot panic inside someone's server.
+            StepProj::Done => return Poll::Pending,
         }
     }
 }
@@ -155,10 +268,7 @@ enum Settled<F, B> {
     Answer(Response<MonitorBody<B>>),
 }
 
-/// Acts on a decision: calls the ready service, or builds the fallback answer. Kept out of
-/// `poll`, so the cached-up path stays small.
-#[cold]
-#[inline(never)]
+/// Acts on a decision: calls the ready service, or builds the fallback answer.
 fn settle<S, ReqBody, ResBody>(
     decision: Decision,
     ready: Option<(S, Request<ReqBody>)>,
@@ -183,8 +293,6 @@ where
 
 /// The inner answer (`Ok`), or the fallback if the layer's predicate says the backend is gone: then the
 /// cached up is forgotten and the backend woken, so the next request does not go to it again.
-#[cold]
-#[inline(never)]
 fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
@@ -219,7 +327,6 @@ fn if_gone<B>(
 }
 
 /// Tells the client its request waited for a cold start, and for how long.
-#[cold]
 fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
     let millis = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
     response

@@ -10,7 +10,7 @@ use super::decision::Decision;
 use super::fallback::Fallback;
 use super::hold::Hold;
 use super::{FallbackReason, MonitorBody, ResponseFuture, decision};
-use crate::idle::IdleWatch;
+use crate::idle::{IdleWatch, InFlight};
 use crate::registered::Registered;
 use crate::status::StatusCache;
 
@@ -181,12 +181,30 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let in_flight = self.guard.idle.as_ref().map(IdleWatch::enter);
+        let guard = &*self.guard;
+        // Counted from here, held or not, until the response body ends.
+        let in_flight = guard.idle.as_ref().map(|idle| idle.enter());
         // The hot path: one atomic load, then straight to the service that was polled ready.
-        if self.guard.cached_up_forwards && self.is_cached_up() {
-            let check = self.guard.gone.is_some().then(|| Arc::clone(&self.guard));
+        if guard.cached_up_forwards && guard.cache.is_up() {
+            let check = guard.gone.is_some().then(|| Arc::clone(&self.guard));
             return ResponseFuture::forward(self.inner.call(request), in_flight, check);
         }
+        self.call_rare(request, in_flight)
+    }
+}
+
+impl<S> MonitorService<S> {
+    /// Everything but the cached-up path: the decision (status, triggers, hold) comes first.
+    #[cold]
+    #[inline(never)]
+    fn call_rare<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+        in_flight: Option<InFlight>,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
         let guard = &self.guard;
         // The ready instance goes with the request; this one is replaced by a clone that will be
         // polled ready before its own call (tower's "be careful when cloning inner services").
