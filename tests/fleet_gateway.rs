@@ -8,31 +8,13 @@ mod fleet_support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tower_monitor::config::TriggerRegistry;
 use tower_monitor::gateway::Gateway;
-use tower_monitor::{BoxError, Trigger};
 
-/// A `start` trigger that counts its runs and serves `backend` after 300 ms.
 fn registry(runs: Arc<AtomicUsize>, backend: SocketAddr) -> TriggerRegistry {
-    let mut registry = TriggerRegistry::new();
-    registry.register("start", move |_spec| {
-        let runs = runs.clone();
-        Ok(Arc::new(tower_monitor::trigger::from_fn(move || {
-            runs.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let app = axum::Router::new().fallback(|| async { "app answers" });
-                if let Ok(listener) = TcpListener::bind(backend).await {
-                    let _ = axum::serve(listener, app).await;
-                }
-            });
-            async { Ok::<(), BoxError>(()) }
-        })) as Arc<dyn Trigger>)
-    });
-    registry
+    common::booting_backend_registry(runs, backend)
 }
 
 fn config(backend: SocketAddr, fleet: &str) -> String {

@@ -6,10 +6,6 @@ mod common;
 mod fleet_support;
 
 use std::path::PathBuf;
-use std::time::Duration;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
@@ -48,30 +44,6 @@ impl Drop for Scratch {
     }
 }
 
-/// Starts the gateway program on `config`; returns it (killed when dropped) and its address.
-async fn gateway(config: &PathBuf) -> (tokio::process::Child, std::net::SocketAddr) {
-    let mut child = Command::new(PROGRAM)
-        .args(["--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
-            break addr.parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_gateway_processes_start_a_backend_program_once() {
     let Some(redis) = fleet_support::RedisServer::start().await else {
@@ -102,7 +74,7 @@ async fn three_gateway_processes_start_a_backend_program_once() {
     std::fs::write(&config_file, config.to_string()).unwrap();
     let mut gateways = Vec::new();
     for _ in 0..3 {
-        gateways.push(gateway(&config_file).await);
+        gateways.push(common::spawn_gateway_program(PROGRAM, &config_file, false).await);
     }
     redis.wait_for_listeners("three-gateways", 3).await;
     let requests: Vec<_> = (0..30)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use futures::StreamExt;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
@@ -52,35 +52,12 @@ impl Drop for TempFile {
     }
 }
 
-/// Runs the program on `config` (stdout read to its end in the background; stderr piped if
-/// asked), and returns it with the address it listens on. Killed when dropped.
+/// Runs the program on `config`; see `common::spawn_gateway_program`.
 async fn spawn_gateway(
     config: &TempFile,
     pipe_stderr: bool,
 ) -> (tokio::process::Child, std::net::SocketAddr) {
-    let mut command = Command::new(PROGRAM);
-    command
-        .args(["--config", config.path()])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    if pipe_stderr {
-        command.stderr(std::process::Stdio::piped());
-    }
-    let mut gateway = command.spawn().unwrap();
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
-            break addr.parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (gateway, addr)
+    common::spawn_gateway_program(PROGRAM, &config.0, pipe_stderr).await
 }
 
 #[tokio::test]

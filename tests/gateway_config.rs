@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_monitor::config::TriggerRegistry;
 use tower_monitor::gateway::Gateway;
-use tower_monitor::{BoxError, Trigger};
 
 fn with_gateway(gateway: &str) -> String {
     format!(
@@ -153,25 +152,8 @@ fn a_file_that_was_valid_before_the_per_service_settings_still_is() {
     assert!(Gateway::from_config(&old, &TriggerRegistry::new()).is_ok());
 }
 
-/// A registry whose `start` trigger counts its runs and then serves `backend` (a TCP accept
-/// loop) after 300 ms, as a booting backend would.
 fn registry(runs: Arc<AtomicUsize>, backend: SocketAddr) -> TriggerRegistry {
-    let mut registry = TriggerRegistry::new();
-    registry.register("start", move |_spec| {
-        let runs = runs.clone();
-        Ok(Arc::new(tower_monitor::trigger::from_fn(move || {
-            runs.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let app = axum::Router::new().fallback(|| async { "app answers" });
-                if let Ok(listener) = TcpListener::bind(backend).await {
-                    let _ = axum::serve(listener, app).await;
-                }
-            });
-            async { Ok::<(), BoxError>(()) }
-        })) as Arc<dyn Trigger>)
-    });
-    registry
+    common::booting_backend_registry(runs, backend)
 }
 
 async fn serve(gateway: Gateway) -> (SocketAddr, oneshot::Sender<()>) {

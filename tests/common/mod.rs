@@ -201,3 +201,62 @@ pub async fn wait_for_state(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// A trigger registry whose `start` trigger counts its runs in `runs` and serves `backend` (an
+/// axum app answering "app answers") after 300 ms, as a booting backend would.
+pub fn booting_backend_registry(
+    runs: Arc<AtomicUsize>,
+    backend: SocketAddr,
+) -> tower_monitor::config::TriggerRegistry {
+    let mut registry = tower_monitor::config::TriggerRegistry::new();
+    registry.register("start", move |_spec| {
+        let runs = runs.clone();
+        Ok(Arc::new(trigger::from_fn(move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let app = axum::Router::new().fallback(|| async { "app answers" });
+                if let Ok(listener) = TcpListener::bind(backend).await {
+                    let _ = axum::serve(listener, app).await;
+                }
+            });
+            async { Ok::<(), BoxError>(()) }
+        })) as Arc<dyn tower_monitor::Trigger>)
+    });
+    registry
+}
+
+/// Runs the gateway `program` on the configuration file `config` (stdout read to its end in the
+/// background; stderr piped if asked) and returns it, killed when dropped, with the address it
+/// prints that it listens on.
+pub async fn spawn_gateway_program(
+    program: &str,
+    config: &std::path::Path,
+    pipe_stderr: bool,
+) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = tokio::process::Command::new(program);
+    command
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if pipe_stderr {
+        command.stderr(std::process::Stdio::piped());
+    }
+    let mut gateway = command.spawn().unwrap();
+    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("the gateway prints its address");
+        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (gateway, addr)
+}
