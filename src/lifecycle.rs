@@ -397,40 +397,48 @@ mod loom_models {
         });
     }
 
+    /// A probe that found the backend up (and caches it if the state is still Up) racing
+    /// `clear_side`, from Up with an up cached; answers the final state and whether an up is
+    /// cached.
+    fn race_with_a_probe_up(
+        clear_side: impl Fn(&Lifecycle, &AtomicBool) + Send + Sync + 'static,
+    ) -> (ServiceState, bool) {
+        let life = Arc::new(Lifecycle::new());
+        life.apply(Event::MarkedUp);
+        let cached = Arc::new(AtomicBool::new(true));
+        let probe = {
+            let (life, cached) = (life.clone(), cached.clone());
+            thread::spawn(move || {
+                life.apply(Event::ProbedUp);
+                life.cache_if_up(
+                    || cached.store(true, Ordering::SeqCst),
+                    || cached.store(false, Ordering::SeqCst),
+                );
+            })
+        };
+        let other = {
+            let (life, cached) = (life.clone(), cached.clone());
+            thread::spawn(move || clear_side(&life, &cached))
+        };
+        probe.join().unwrap();
+        other.join().unwrap();
+        (life.state(), cached.load(Ordering::SeqCst))
+    }
+
     /// Invariant: a forward that found the backend gone (`set_status_down`) racing a probe
     /// that found it up never leaves the service Down with an up cached (requests would go
     /// straight to a dead backend for the grace period, and nothing would wake it).
     #[test]
     fn loom_no_cached_up_while_down() {
         loom::model(|| {
-            let life = Arc::new(Lifecycle::new());
-            life.apply(Event::MarkedUp);
-            let cached = Arc::new(AtomicBool::new(true));
-            let probe = {
-                let (life, cached) = (life.clone(), cached.clone());
-                thread::spawn(move || {
-                    life.apply(Event::ProbedUp);
-                    life.cache_if_up(
-                        || cached.store(true, Ordering::SeqCst),
-                        || cached.store(false, Ordering::SeqCst),
-                    );
-                })
-            };
-            let gone = {
-                let (life, cached) = (life.clone(), cached.clone());
-                thread::spawn(move || {
-                    life.down(Event::MarkedDown, || cached.store(false, Ordering::SeqCst));
-                })
-            };
-            probe.join().unwrap();
-            gone.join().unwrap();
+            let (state, cached) = race_with_a_probe_up(|life, cached| {
+                life.down(Event::MarkedDown, || cached.store(false, Ordering::SeqCst));
+            });
             // Up is fine (the probe's up came last); Down with an up cached is not.
-            if life.state() == ServiceState::Down {
-                assert!(
-                    !cached.load(Ordering::SeqCst),
-                    "an up stayed cached while down"
-                );
-            }
+            assert!(
+                state != ServiceState::Down || !cached,
+                "an up stayed cached while down"
+            );
         });
     }
 
@@ -439,32 +447,11 @@ mod loom_models {
     #[test]
     fn loom_no_cached_up_while_stopping() {
         loom::model(|| {
-            let life = Arc::new(Lifecycle::new());
-            life.apply(Event::MarkedUp);
-            let cached = Arc::new(AtomicBool::new(true));
-            let probe = {
-                let (life, cached) = (life.clone(), cached.clone());
-                thread::spawn(move || {
-                    life.apply(Event::ProbedUp);
-                    life.cache_if_up(
-                        || cached.store(true, Ordering::SeqCst),
-                        || cached.store(false, Ordering::SeqCst),
-                    );
-                })
-            };
-            let stop = {
-                let (life, cached) = (life.clone(), cached.clone());
-                thread::spawn(move || {
-                    life.stop(|| cached.store(false, Ordering::SeqCst));
-                })
-            };
-            probe.join().unwrap();
-            stop.join().unwrap();
-            assert_eq!(life.state(), ServiceState::Stopping);
-            assert!(
-                !cached.load(Ordering::SeqCst),
-                "an up stayed cached while stopping"
-            );
+            let (state, cached) = race_with_a_probe_up(|life, cached| {
+                life.stop(|| cached.store(false, Ordering::SeqCst));
+            });
+            assert_eq!(state, ServiceState::Stopping);
+            assert!(!cached, "an up stayed cached while stopping");
         });
     }
 }
