@@ -98,6 +98,22 @@ impl Fixture {
         assert_eq!(count(&self.wakes), n);
     }
 
+    /// Waits (bounded) until `n` requests are held, as the monitor's snapshot counts them.
+    async fn holds(&self, n: usize, within: Duration) {
+        let give_up = tokio::time::Instant::now() + within;
+        loop {
+            let held = self.monitor.snapshot()[0].requests_held;
+            if held == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "{held} requests held, never {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Waits (bounded) until the service reaches `state`, checking at each transition's pace.
     async fn reaches(&self, state: ServiceState, within: Duration) {
         let give_up = tokio::time::Instant::now() + within;
@@ -176,6 +192,9 @@ async fn held_requests_are_released_when_the_poller_finds_the_backend_up() {
         .collect();
     f.reaches(ServiceState::Starting, Duration::from_secs(5))
         .await;
+    // Every request must be held before the backend comes up: a task the runtime polls only
+    // later would find it up and be forwarded directly (no x-cold-start), as it should.
+    f.holds(50, Duration::from_secs(5)).await;
     f.up.store(true, Ordering::SeqCst);
     for request in held {
         let response = request.await.unwrap().unwrap();
