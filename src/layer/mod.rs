@@ -19,6 +19,7 @@ mod gone;
 mod hold;
 #[allow(clippy::module_inception)]
 mod layer;
+mod negotiate;
 mod service;
 mod waiting_page;
 

@@ -2,10 +2,8 @@
 //! transition sets off (running `on_down` / `on_idle`, polling, releasing held requests).
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -17,13 +15,12 @@ use crate::idle::IdleWatch;
 use crate::lifecycle::{Event, Lifecycle, ServiceState, Transition};
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
-use crate::stats::{ProbeResult, Stats};
+use crate::stats::Stats;
 use crate::status::StatusCache;
 use crate::trigger::run_bounded;
 
-/// How often the monitor probes a backend that is starting or stopping (at most 20 probes a
-/// second): a held request is forwarded within about this long of the backend answering.
-pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
+mod poller;
+mod probe;
 
 pub(crate) struct Registered {
     pub(crate) name: Arc<str>,
@@ -88,20 +85,6 @@ impl Registered {
 
     pub(crate) fn state(&self) -> ServiceState {
         self.lifecycle.state()
-    }
-
-    /// Cached up, or the result of a probe (shared with every concurrent caller).
-    pub(crate) fn status(
-        &self,
-    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
-        self.probe_shared(false)
-    }
-
-    /// The result of a probe, whatever the cache says.
-    pub(crate) fn reprobe(
-        &self,
-    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
-        self.probe_shared(true)
     }
 
     pub(crate) fn set_status_up(&self) {
@@ -252,25 +235,6 @@ impl Registered {
         }
     }
 
-    /// Starts a probe in the background if none is running; returns whether one could start.
-    pub(crate) fn start_probe(&self) -> bool {
-        self.probing
-            .join_or_start(|| Some(self.probe_job()))
-            .is_ok()
-    }
-
-    /// Counts a held request while the guard lives, and makes sure the backend is polled.
-    pub(crate) fn watch(&self) -> Watching<'_> {
-        self.watchers.fetch_add(1, Ordering::SeqCst);
-        self.ensure_polling();
-        Watching(self)
-    }
-
-    /// Requests held now, waiting for the backend to come up (for snapshots).
-    pub(crate) fn held(&self) -> usize {
-        self.watchers.load(Ordering::Relaxed)
-    }
-
     /// A future that completes at the next transition. Create it before checking the state, so
     /// a transition between the check and the wait is not missed.
     pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
@@ -327,202 +291,6 @@ impl Registered {
             }
         }
     }
-
-    /// Caches the up a probe or `set_status_up` found, unless the state has left Up (an idle
-    /// stop between the two would otherwise leave a stale up cached while stopping).
-    pub(crate) fn cache_up_if_still_up(&self) {
-        self.lifecycle
-            .cache_if_up(|| self.cache.mark_up(), || self.cache.mark_down());
-    }
-
-    /// One poller per service, running while the backend is starting or stopping (or requests
-    /// are held): it probes every [`POLL_INTERVAL`] and ends Starting / Stopping at their timeouts.
-    pub(crate) fn ensure_polling(&self) {
-        if self.polling.load(Ordering::SeqCst) {
-            return;
-        }
-        let Some(me) = self.me.upgrade() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.polling.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // Made before the spawn: a runtime shutting down drops a task it never polled, and the
-        // flag must not stay set for a poller that never ran.
-        let running = PollerFlag {
-            me,
-            finished: false,
-        };
-        runtime.spawn(async move {
-            let mut running = running;
-            let me = Arc::clone(&running.me);
-            while me.needs_polling() || me.resume_polling() {
-                let (state, lasted) = me.lifecycle.snapshot();
-                if state == ServiceState::Starting && lasted >= me.service.start_timeout {
-                    me.apply(Event::StartTimedOut);
-                    continue;
-                }
-                if state == ServiceState::Stopping
-                    && lasted >= me.service.stop_timeout
-                    && !me.stop_running()
-                {
-                    tracing::warn!(service = %me.name, "{} still answers {:?} after on_idle", me.name, lasted);
-                    me.apply(Event::StopTimedOut);
-                    continue;
-                }
-                let _ = me.reprobe().await;
-                if me.needs_polling() {
-                    tokio::time::sleep(me.poll_interval()).await;
-                }
-            }
-            running.finished = true;
-        });
-    }
-
-    fn stop_running(&self) -> bool {
-        self.stop_runs.load(Ordering::SeqCst) > 0
-    }
-
-    /// Fleet hook: a replica that waits for another replica's start or stop polls slowly; the
-    /// other's announcement ends the wait. Otherwise [`POLL_INTERVAL`].
-    fn poll_interval(&self) -> Duration {
-        #[cfg(feature = "fleet")]
-        if let Some(member) = self.fleet.get() {
-            return member.poll_interval(POLL_INTERVAL);
-        }
-        POLL_INTERVAL
-    }
-
-    fn needs_polling(&self) -> bool {
-        matches!(
-            self.state(),
-            ServiceState::Starting | ServiceState::Stopping
-        ) || (self.watchers.load(Ordering::SeqCst) > 0 && self.state() != ServiceState::Up)
-    }
-
-    /// Called when the poller is about to stop: stops it, unless polling became needed again
-    /// meanwhile and no other poller has started (then this one carries on).
-    fn resume_polling(&self) -> bool {
-        self.polling.store(false, Ordering::SeqCst);
-        self.needs_polling() && !self.polling.swap(true, Ordering::SeqCst)
-    }
-
-    fn probe_shared(
-        &self,
-        force: bool,
-    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
-        let joined = if !force && self.cache.is_up() {
-            Ok(None)
-        } else {
-            self.probing
-                .join_or_start(|| (force || !self.cache.is_up()).then(|| self.probe_job()))
-        };
-        let name = Arc::clone(&self.name);
-        async move {
-            match joined {
-                Ok(Some(flight)) => flight.await.map_err(|source| MonitorError::Probe {
-                    service: name.to_string(),
-                    source,
-                }),
-                // The cache turned up while we were deciding (a probe just finished).
-                Ok(None) => Ok(true),
-                Err(_) => Err(MonitorError::NoRuntime(name.to_string())),
-            }
-        }
-    }
-
-    fn probe_job(&self) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
-        let me = self.me.upgrade();
-        async move {
-            let Some(me) = me else {
-                return Err(SharedError::from(crate::BoxError::from("service removed")));
-            };
-            let started = Instant::now();
-            let timeout = me.service.probe_timeout;
-            let probe = AssertUnwindSafe(async { me.service.probe.probe(&me.service.url).await })
-                .catch_unwind();
-            let result = match tokio::time::timeout(timeout, probe).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_panic)) => {
-                    tracing::error!(service = %me.name, "probe panicked; counted as a failed probe");
-                    Err("the probe panicked".into())
-                }
-                Err(_) => {
-                    tracing::debug!(service = %me.name, ?timeout, "probe timed out");
-                    Ok(false)
-                }
-            };
-            let elapsed = started.elapsed();
-            let came_back = me.seen.swap(true, Ordering::SeqCst) && me.state() != ServiceState::Up;
-            let result = me.settle(result, came_back);
-            // Fleet hook: an up is not believed while another replica is stopping the backend.
-            #[cfg(feature = "fleet")]
-            let result = match me.fleet.get() {
-                Some(member) => member.filter_probe(result),
-                None => result,
-            };
-            match &result {
-                Ok(up) => {
-                    tracing::debug!(service = %me.name, up, ?elapsed, "probe finished");
-                    let result = if *up {
-                        ProbeResult::Up
-                    } else {
-                        ProbeResult::Down
-                    };
-                    me.stats.probe(&me.name, result, elapsed);
-                }
-                Err(error) => {
-                    tracing::warn!(service = %me.name, %error, ?elapsed, "probe failed");
-                    me.stats.probe(&me.name, ProbeResult::Error, elapsed);
-                }
-            }
-            if let Ok(true) = result {
-                me.apply(Event::ProbedUp);
-                me.cache_up_if_still_up();
-                // Fleet hook: the other replicas use this up instead of probing themselves.
-                #[cfg(feature = "fleet")]
-                if let Some(member) = me.fleet.get() {
-                    member.probed_up();
-                }
-            } else if me.state() == ServiceState::Stopping && me.stop_running() {
-                // `on_idle` still runs: a closed port is not a stopped backend yet.
-                me.cache.mark_down();
-            } else {
-                // A failed probe also forgets any cached up: it no longer holds.
-                me.mark_down(Event::ProbedDown);
-            }
-            result.map_err(SharedError::from)
-        }
-    }
-
-    /// Holds back an up that follows a down until `ready_after` has passed since the first one.
-    fn settle(
-        &self,
-        result: Result<bool, crate::BoxError>,
-        came_back: bool,
-    ) -> Result<bool, crate::BoxError> {
-        let ready_after = self.service.ready_after;
-        let mut since = self
-            .settling_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match result {
-            Ok(true) if came_back && !ready_after.is_zero() => {
-                let first_up = *since.get_or_insert_with(Instant::now);
-                if first_up.elapsed() < ready_after {
-                    tracing::debug!(service = %self.name, ?ready_after, "answering again; settling before it counts as up");
-                    return Ok(false);
-                }
-                *since = None;
-                Ok(true)
-            }
-            other => {
-                *since = None;
-                other
-            }
-        }
-    }
 }
 
 /// Fleet hook, called by the idle watch when its in-flight count goes 0→1 (`busy`) or 1→0.
@@ -537,30 +305,6 @@ pub(crate) fn fleet_activity(service: &Weak<Registered>, busy: bool) {
     }
     #[cfg(not(feature = "fleet"))]
     let _ = (service, busy);
-}
-
-/// A held request, counted while it waits.
-pub(crate) struct Watching<'a>(&'a Registered);
-
-impl Drop for Watching<'_> {
-    fn drop(&mut self) {
-        self.0.watchers.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Clears the "poller running" flag if the poller is dropped mid-way (its runtime shut down);
-/// a poller that finishes has handed the flag over already.
-struct PollerFlag {
-    me: Arc<Registered>,
-    finished: bool,
-}
-
-impl Drop for PollerFlag {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.me.polling.store(false, Ordering::SeqCst);
-        }
-    }
 }
 
 /// Counts a run of `on_idle` while it lives, however it ends (a dropped future included).

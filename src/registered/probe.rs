@@ -1,0 +1,161 @@
+//! Probing a service: one probe at a time, shared by every caller, with its result applied to
+//! the lifecycle and the status cache.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use futures::FutureExt;
+use tokio::time::Instant;
+
+use super::Registered;
+use crate::error::{MonitorError, SharedError};
+use crate::lifecycle::{Event, ServiceState};
+use crate::stats::ProbeResult;
+
+impl Registered {
+    /// Cached up, or the result of a probe (shared with every concurrent caller).
+    pub(crate) fn status(
+        &self,
+    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
+        self.probe_shared(false)
+    }
+
+    /// The result of a probe, whatever the cache says.
+    pub(crate) fn reprobe(
+        &self,
+    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
+        self.probe_shared(true)
+    }
+
+    /// Starts a probe in the background if none is running; returns whether one could start.
+    pub(crate) fn start_probe(&self) -> bool {
+        self.probing
+            .join_or_start(|| Some(self.probe_job()))
+            .is_ok()
+    }
+
+    fn probe_shared(
+        &self,
+        force: bool,
+    ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
+        let joined = if !force && self.cache.is_up() {
+            Ok(None)
+        } else {
+            self.probing
+                .join_or_start(|| (force || !self.cache.is_up()).then(|| self.probe_job()))
+        };
+        let name = Arc::clone(&self.name);
+        async move {
+            match joined {
+                Ok(Some(flight)) => flight.await.map_err(|source| MonitorError::Probe {
+                    service: name.to_string(),
+                    source,
+                }),
+                // The cache turned up while we were deciding (a probe just finished).
+                Ok(None) => Ok(true),
+                Err(_) => Err(MonitorError::NoRuntime(name.to_string())),
+            }
+        }
+    }
+
+    fn probe_job(&self) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
+        let me = self.me.upgrade();
+        async move {
+            let Some(me) = me else {
+                return Err(SharedError::from(crate::BoxError::from("service removed")));
+            };
+            let started = Instant::now();
+            let timeout = me.service.probe_timeout;
+            let probe = AssertUnwindSafe(async { me.service.probe.probe(&me.service.url).await })
+                .catch_unwind();
+            let result = match tokio::time::timeout(timeout, probe).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_panic)) => {
+                    tracing::error!(service = %me.name, "probe panicked; counted as a failed probe");
+                    Err("the probe panicked".into())
+                }
+                Err(_) => {
+                    tracing::debug!(service = %me.name, ?timeout, "probe timed out");
+                    Ok(false)
+                }
+            };
+            let elapsed = started.elapsed();
+            let came_back = me.seen.swap(true, Ordering::SeqCst) && me.state() != ServiceState::Up;
+            let result = me.settle(result, came_back);
+            // Fleet hook: an up is not believed while another replica is stopping the backend.
+            #[cfg(feature = "fleet")]
+            let result = match me.fleet.get() {
+                Some(member) => member.filter_probe(result),
+                None => result,
+            };
+            match &result {
+                Ok(up) => {
+                    tracing::debug!(service = %me.name, up, ?elapsed, "probe finished");
+                    let result = if *up {
+                        ProbeResult::Up
+                    } else {
+                        ProbeResult::Down
+                    };
+                    me.stats.probe(&me.name, result, elapsed);
+                }
+                Err(error) => {
+                    tracing::warn!(service = %me.name, %error, ?elapsed, "probe failed");
+                    me.stats.probe(&me.name, ProbeResult::Error, elapsed);
+                }
+            }
+            if let Ok(true) = result {
+                me.apply(Event::ProbedUp);
+                me.cache_up_if_still_up();
+                // Fleet hook: the other replicas use this up instead of probing themselves.
+                #[cfg(feature = "fleet")]
+                if let Some(member) = me.fleet.get() {
+                    member.probed_up();
+                }
+            } else if me.state() == ServiceState::Stopping && me.stop_running() {
+                // `on_idle` still runs: a closed port is not a stopped backend yet.
+                me.cache.mark_down();
+            } else {
+                // A failed probe also forgets any cached up: it no longer holds.
+                me.mark_down(Event::ProbedDown);
+            }
+            result.map_err(SharedError::from)
+        }
+    }
+
+    /// Holds back an up that follows a down until `ready_after` has passed since the first one.
+    fn settle(
+        &self,
+        result: Result<bool, crate::BoxError>,
+        came_back: bool,
+    ) -> Result<bool, crate::BoxError> {
+        let ready_after = self.service.ready_after;
+        let mut since = self
+            .settling_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(true) if came_back && !ready_after.is_zero() => {
+                let first_up = *since.get_or_insert_with(Instant::now);
+                if first_up.elapsed() < ready_after {
+                    tracing::debug!(service = %self.name, ?ready_after, "answering again; settling before it counts as up");
+                    return Ok(false);
+                }
+                *since = None;
+                Ok(true)
+            }
+            other => {
+                *since = None;
+                other
+            }
+        }
+    }
+
+    /// Caches the up a probe or `set_status_up` found, unless the state has left Up (an idle
+    /// stop between the two would otherwise leave a stale up cached while stopping).
+    pub(crate) fn cache_up_if_still_up(&self) {
+        self.lifecycle
+            .cache_if_up(|| self.cache.mark_up(), || self.cache.mark_down());
+    }
+}
