@@ -64,6 +64,7 @@
 //! from `current_dir` when relative) or not executable, and a `current_dir` that is not a
 //! directory: the configuration is only valid on a machine that has its programs.
 
+mod builtin;
 mod error;
 mod probe;
 #[cfg(unix)]

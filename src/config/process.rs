@@ -51,7 +51,7 @@ impl Processes {
             output_level,
             lock_file,
         } = spec.parse()?;
-        super::registry::check_program(spec, &command, current_dir.as_deref())?;
+        super::builtin::check_program(spec, &command, current_dir.as_deref())?;
         let service_path = service_of(spec.path());
         let mut builder = Process::builder(command).args(args);
         if let Some(name) = service_path.strip_prefix("services.") {

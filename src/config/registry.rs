@@ -1,19 +1,17 @@
-//! Trigger types by name, each a constructor from its JSON object; the built-ins among them.
+//! Trigger types by name, each a constructor from its JSON object (the built-ins are in `builtin.rs`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use http::Method;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
-use super::{ConfigError, DurationValue, UrlValue};
-use crate::trigger::program::{self, ProgramProblem};
-use crate::trigger::{Command, Compound, Delay, RateLimit, Trigger, Webhook};
+use super::ConfigError;
+use super::builtin;
+use crate::trigger::Trigger;
 
 type Constructor =
     Arc<dyn Fn(&TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> + Send + Sync>;
@@ -126,11 +124,11 @@ impl TriggerRegistry {
     /// ```
     pub fn new() -> Self {
         let mut registry = Self::empty();
-        registry.register("command", command);
-        registry.register("compound", compound);
-        registry.register("delay", delay);
-        registry.register("rate_limit", rate_limit);
-        registry.register("webhook", webhook);
+        registry.register("command", builtin::command);
+        registry.register("compound", builtin::compound);
+        registry.register("delay", builtin::delay);
+        registry.register("rate_limit", builtin::rate_limit);
+        registry.register("webhook", builtin::webhook);
         #[cfg(unix)]
         {
             let processes = registry.processes.clone();
@@ -320,141 +318,4 @@ fn join(prefix: &str, field: &str) -> String {
         (false, true) => format!("{prefix}{field}"),
         (false, false) => format!("{prefix}.{field}"),
     }
-}
-
-fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Spec {
-        command: String,
-        #[serde(default)]
-        args: Vec<String>,
-        timeout: Option<DurationValue>,
-        #[serde(default)]
-        detached: bool,
-        current_dir: Option<String>,
-    }
-    let Spec {
-        command,
-        args,
-        timeout,
-        detached,
-        current_dir,
-    } = spec.parse()?;
-    check_program(spec, &command, current_dir.as_deref())?;
-    let mut trigger = Command::new(command).args(args);
-    if let Some(timeout) = timeout {
-        trigger = trigger.timeout(timeout.0);
-    }
-    if let Some(dir) = current_dir {
-        trigger = trigger.current_dir(dir);
-    }
-    if detached {
-        trigger = trigger.detached();
-    }
-    Ok(Arc::new(trigger))
-}
-
-/// Checks that the program of a `command` (or `process`) trigger exists and may be run, and
-/// that its `current_dir` is a directory: a typo is one error now, not a failure per request.
-pub(super) fn check_program(
-    spec: &TriggerSpec<'_>,
-    command: &str,
-    current_dir: Option<&str>,
-) -> Result<(), ConfigError> {
-    let dir = current_dir.map(std::path::Path::new);
-    program::check(command.as_ref(), dir).map_err(|problem| match problem {
-        ProgramProblem::Program(why) => spec.error("command", why),
-        ProgramProblem::CurrentDir(why) => spec.error("current_dir", why),
-    })
-}
-
-fn compound(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Spec {
-        triggers: Vec<Value>,
-    }
-    let Spec { triggers } = spec.parse()?;
-    let triggers = triggers
-        .iter()
-        .enumerate()
-        .map(|(i, value)| spec.trigger(&format!("triggers[{i}]"), value))
-        .collect::<Result<Compound, _>>()?;
-    Ok(Arc::new(triggers))
-}
-
-fn delay(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Spec {
-        delay: DurationValue,
-        trigger: Value,
-    }
-    let Spec { delay, trigger } = spec.parse()?;
-    Ok(Arc::new(Delay::new(
-        delay.0,
-        spec.trigger("trigger", &trigger)?,
-    )))
-}
-
-fn rate_limit(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Spec {
-        max_runs: usize,
-        period: DurationValue,
-        trigger: Value,
-    }
-    let Spec {
-        max_runs,
-        period,
-        trigger,
-    } = spec.parse()?;
-    if max_runs == 0 {
-        return Err(spec.error("max_runs", "must be at least 1, not 0"));
-    }
-    Ok(Arc::new(RateLimit::new(
-        max_runs,
-        period.0,
-        spec.trigger("trigger", &trigger)?,
-    )))
-}
-
-fn webhook(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Spec {
-        url: UrlValue,
-        #[serde(default = "post")]
-        method: String,
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-        #[serde(default)]
-        body: String,
-        timeout: Option<DurationValue>,
-    }
-    fn post() -> String {
-        "POST".to_string()
-    }
-    let Spec {
-        url,
-        method,
-        headers,
-        body,
-        timeout,
-    } = spec.parse()?;
-    let method = Method::from_bytes(method.as_bytes())
-        .map_err(|_| spec.error("method", format!("{method:?} is not an HTTP method")))?;
-    let mut hook = Webhook::new(method, url.0).map_err(|e| spec.error("url", e.to_string()))?;
-    for (name, value) in &headers {
-        hook = hook
-            .header(name, value)
-            .map_err(|e| spec.error(&format!("headers.{name}"), e.to_string()))?;
-    }
-    hook = hook.body(body);
-    if let Some(timeout) = timeout {
-        hook = hook.timeout(timeout.0);
-    }
-    Ok(Arc::new(hook))
 }

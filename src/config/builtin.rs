@@ -1,0 +1,150 @@
+//! The built-in trigger types, each a constructor from its JSON object, registered by
+//! [`TriggerRegistry::new`](super::TriggerRegistry::new) the way a user's own types are.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::Method;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ConfigError, DurationValue, TriggerSpec, UrlValue};
+use crate::trigger::program::{self, ProgramProblem};
+use crate::trigger::{Command, Compound, Delay, RateLimit, Trigger, Webhook};
+
+pub(super) fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        timeout: Option<DurationValue>,
+        #[serde(default)]
+        detached: bool,
+        current_dir: Option<String>,
+    }
+    let Spec {
+        command,
+        args,
+        timeout,
+        detached,
+        current_dir,
+    } = spec.parse()?;
+    check_program(spec, &command, current_dir.as_deref())?;
+    let mut trigger = Command::new(command).args(args);
+    if let Some(timeout) = timeout {
+        trigger = trigger.timeout(timeout.0);
+    }
+    if let Some(dir) = current_dir {
+        trigger = trigger.current_dir(dir);
+    }
+    if detached {
+        trigger = trigger.detached();
+    }
+    Ok(Arc::new(trigger))
+}
+
+/// Checks that the program of a `command` (or `process`) trigger exists and may be run, and
+/// that its `current_dir` is a directory: a typo is one error now, not a failure per request.
+pub(super) fn check_program(
+    spec: &TriggerSpec<'_>,
+    command: &str,
+    current_dir: Option<&str>,
+) -> Result<(), ConfigError> {
+    let dir = current_dir.map(std::path::Path::new);
+    program::check(command.as_ref(), dir).map_err(|problem| match problem {
+        ProgramProblem::Program(why) => spec.error("command", why),
+        ProgramProblem::CurrentDir(why) => spec.error("current_dir", why),
+    })
+}
+
+pub(super) fn compound(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        triggers: Vec<Value>,
+    }
+    let Spec { triggers } = spec.parse()?;
+    let triggers = triggers
+        .iter()
+        .enumerate()
+        .map(|(i, value)| spec.trigger(&format!("triggers[{i}]"), value))
+        .collect::<Result<Compound, _>>()?;
+    Ok(Arc::new(triggers))
+}
+
+pub(super) fn delay(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        delay: DurationValue,
+        trigger: Value,
+    }
+    let Spec { delay, trigger } = spec.parse()?;
+    Ok(Arc::new(Delay::new(
+        delay.0,
+        spec.trigger("trigger", &trigger)?,
+    )))
+}
+
+pub(super) fn rate_limit(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        max_runs: usize,
+        period: DurationValue,
+        trigger: Value,
+    }
+    let Spec {
+        max_runs,
+        period,
+        trigger,
+    } = spec.parse()?;
+    if max_runs == 0 {
+        return Err(spec.error("max_runs", "must be at least 1, not 0"));
+    }
+    Ok(Arc::new(RateLimit::new(
+        max_runs,
+        period.0,
+        spec.trigger("trigger", &trigger)?,
+    )))
+}
+
+pub(super) fn webhook(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Spec {
+        url: UrlValue,
+        #[serde(default = "post")]
+        method: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        body: String,
+        timeout: Option<DurationValue>,
+    }
+    fn post() -> String {
+        "POST".to_string()
+    }
+    let Spec {
+        url,
+        method,
+        headers,
+        body,
+        timeout,
+    } = spec.parse()?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| spec.error("method", format!("{method:?} is not an HTTP method")))?;
+    let mut hook = Webhook::new(method, url.0).map_err(|e| spec.error("url", e.to_string()))?;
+    for (name, value) in &headers {
+        hook = hook
+            .header(name, value)
+            .map_err(|e| spec.error(&format!("headers.{name}"), e.to_string()))?;
+    }
+    hook = hook.body(body);
+    if let Some(timeout) = timeout {
+        hook = hook.timeout(timeout.0);
+    }
+    Ok(Arc::new(hook))
+}
