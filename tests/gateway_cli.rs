@@ -375,3 +375,87 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
         "the backend program outlived the gateway"
     );
 }
+
+/// A backend program that notes each start in `starts`, then takes a second to listen.
+const SLOW_BOOTING_BACKEND: &str = "\
+import http.server, sys, time
+with open(sys.argv[1], 'a') as starts:
+    starts.write('start\\n')
+time.sleep(1)
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[2])), http.server.SimpleHTTPRequestHandler).serve_forever()
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_over_many_connections_and_workers_starts_the_backend_program_once() {
+    let backend = common::refused_addr().await;
+    let dir = std::env::temp_dir();
+    let tag = format!("tower-monitor-herd-{}", std::process::id());
+    let (script, starts) = (
+        dir.join(format!("{tag}.py")),
+        dir.join(format!("{tag}.starts")),
+    );
+    std::fs::write(&script, SLOW_BOOTING_BACKEND).unwrap();
+    let _ = std::fs::remove_file(&starts);
+    let config = TempFile::new(
+        "herd",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
+                     "on_down": {{ "type": "process", "command": "python3",
+                                   "args": [{script:?}, {starts:?}, "{port}"], "stop_grace": "3s" }} }} }} }}"#,
+            port = backend.port(),
+            script = script.display().to_string(),
+            starts = starts.display().to_string(),
+        ),
+    );
+    let (mut gateway, addr) =
+        common::spawn_gateway_program_with(PROGRAM, &config.0, false, &["--workers", "4"]).await;
+    // Each request on a connection of its own, so that they land on different workers.
+    let herd: Vec<_> = (0..40)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut reply = String::new();
+                let _ = stream.read_to_string(&mut reply).await;
+                reply
+            })
+        })
+        .collect();
+    for request in herd {
+        let reply = tokio::time::timeout(Duration::from_secs(30), request)
+            .await
+            .expect("a held request is answered")
+            .unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("x-cold-start: "), "{reply}");
+    }
+    let started = std::fs::read_to_string(&starts).unwrap_or_default();
+    assert_eq!(
+        started.lines().count(),
+        1,
+        "backend program starts: {started:?}"
+    );
+
+    let pid = gateway.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&starts);
+}

@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,7 +16,7 @@ const NAME: &str = "tower-monitor-gateway";
 const HELP: &str = "\
 tower-monitor-gateway: a reverse proxy that starts backends on demand and stops them when idle.
 
-Usage: tower-monitor-gateway [--config FILE] [--listen ADDR] [--check]
+Usage: tower-monitor-gateway [--config FILE] [--listen ADDR] [--workers N] [--check]
 
 With no --config, runs a self-contained demo: a gateway on 127.0.0.1:8080 in front of a demo
 backend that is started by the first request and stopped after 20 s idle.
@@ -23,6 +24,7 @@ backend that is started by the first request and stopped after 20 s idle.
 Options:
   --config FILE   the JSON configuration: a \"gateway\" section beside \"services\"
   --listen ADDR   listen on ADDR (an IP and a port) instead of gateway.listen
+  --workers N     serve on N threads, each with its own runtime (default: one per core)
   --check         check the configuration, print what is wrong if anything, and exit
   -h, --help      print this help
   -V, --version   print the version
@@ -40,13 +42,14 @@ enum Command {
     Run {
         config: Option<PathBuf>,
         listen: Option<String>,
+        workers: Option<NonZeroUsize>,
         check: bool,
     },
 }
 
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     let mut args = args.into_iter();
-    let (mut config, mut listen, mut check) = (None, None, false);
+    let (mut config, mut listen, mut workers, mut check) = (None, None, None, false);
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str() else {
             return Err(format!("unexpected argument {arg:?}"));
@@ -65,6 +68,13 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
             }
             "--config" => config = Some(PathBuf::from(value("--config")?)),
             "--listen" => listen = Some(value("--listen")?.to_string_lossy().into_owned()),
+            "--workers" => {
+                let text = value("--workers")?.to_string_lossy().into_owned();
+                let n = text.parse().map_err(|_| {
+                    format!("option --workers needs a whole number of at least 1, not {text:?}")
+                })?;
+                workers = Some(n);
+            }
             "--check" => check = true,
             other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
             other => return Err(format!("unexpected argument {other:?}")),
@@ -73,6 +83,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     Ok(Command::Run {
         config,
         listen,
+        workers,
         check,
     })
 }
@@ -107,12 +118,18 @@ pub fn main() -> ExitCode {
         Command::Run {
             config,
             listen,
+            workers,
             check,
-        } => run(config, listen, check),
+        } => run(config, listen, workers, check),
     }
 }
 
-fn run(config: Option<PathBuf>, listen: Option<String>, check: bool) -> ExitCode {
+fn run(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    workers: Option<NonZeroUsize>,
+    check: bool,
+) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -133,7 +150,12 @@ fn run(config: Option<PathBuf>, listen: Option<String>, check: bool) -> ExitCode
             return ExitCode::from(2);
         }
     };
-    let runtime = match runtime() {
+    // The workers have runtimes of their own; this one reads the configuration, waits for a
+    // signal, and runs the admin listener and the fleet.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("{NAME}: cannot start: {error}");
@@ -159,7 +181,7 @@ fn run(config: Option<PathBuf>, listen: Option<String>, check: bool) -> ExitCode
             return ExitCode::SUCCESS;
         }
         let addr = listen.unwrap_or(gateway.listen());
-        let listener = match tokio::net::TcpListener::bind(addr).await {
+        let listener = match std::net::TcpListener::bind(addr) {
             Ok(listener) => listener,
             Err(error) => {
                 eprintln!("{NAME}: cannot listen on {addr}: {error}");
@@ -171,7 +193,10 @@ fn run(config: Option<PathBuf>, listen: Option<String>, check: bool) -> ExitCode
         if demo {
             println!("gateway: try curl -i http://{local}/ (the first request starts the backend)");
         }
-        gateway.serve(listener, shutdown_signal()).await;
+        let workers = workers.unwrap_or_else(super::default_workers);
+        gateway
+            .serve_on_workers(listener, workers, shutdown_signal())
+            .await;
         println!("gateway: stopped");
         ExitCode::SUCCESS
     });
@@ -201,6 +226,7 @@ mod tests {
             Ok(Command::Run {
                 config: Some("g.json".into()),
                 listen: Some("127.0.0.1:0".into()),
+                workers: None,
                 check: true
             })
         );
@@ -226,5 +252,21 @@ mod tests {
             args(&["x.json"]),
             Err("unexpected argument \"x.json\"".into())
         );
+    }
+
+    #[test]
+    fn workers_is_a_whole_number_of_at_least_one() {
+        let Ok(Command::Run { workers, .. }) = args(&["--workers", "3"]) else {
+            panic!("--workers 3 not read");
+        };
+        assert_eq!(workers.map(NonZeroUsize::get), Some(3));
+        for bad in ["0", "-1", "two"] {
+            assert_eq!(
+                args(&["--workers", bad]),
+                Err(format!(
+                    "option --workers needs a whole number of at least 1, not {bad:?}"
+                ))
+            );
+        }
     }
 }

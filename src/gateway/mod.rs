@@ -80,14 +80,17 @@ mod demo;
 mod fleet;
 mod router;
 mod serve;
+mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;
 pub use config::DEFAULT_SHUTDOWN_GRACE;
 pub use router::{GatewayBody, Router};
 pub use serve::shutdown_signal;
+pub use workers::default_workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +107,7 @@ use config::GatewaySpec;
 pub struct Gateway {
     monitor: Arc<MinMonitor>,
     router: Router,
+    routers: workers::Routers,
     listen: SocketAddr,
     shutdown_grace: Duration,
     /// The admin listener, when the configuration has an `admin` section.
@@ -167,10 +171,12 @@ impl Gateway {
         let fleet = fleet::take(&mut document)?;
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let routes = spec.routes(&monitor, base_dir)?;
+        let router = Router::new(routes, spec.access_log);
         Ok(Self {
             listen: spec.listen_addr("gateway.listen", &spec.listen)?,
             shutdown_grace: spec.shutdown_grace(),
-            router: Router::new(routes, spec.access_log),
+            routers: worker_routers(spec, &monitor, base_dir, &router),
+            router,
             monitor,
             admin,
             fleet,
@@ -227,6 +233,60 @@ impl Gateway {
     }
 
     /// Joins the configured fleet, if any (logged, `false` if it cannot be joined).
+    /// Like [`serve`](Self::serve), on `workers` threads (e.g. [`default_workers`]), each
+    /// with a single-threaded runtime, its own copy of `listener` and its own upstream
+    /// connection pools, so that a request is accepted, proxied and answered on one thread.
+    /// The monitor (one lifecycle per backend) is shared by all. The `tower-monitor-gateway`
+    /// program serves this way.
+    ///
+    /// ```no_run
+    /// use tower_monitor::config::TriggerRegistry;
+    /// use tower_monitor::gateway::{Gateway, default_workers, shutdown_signal};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let text = std::fs::read_to_string("gateway.json")?;
+    /// let gateway = Gateway::from_config(&text, &TriggerRegistry::new())?;
+    /// let listener = std::net::TcpListener::bind(gateway.listen())?;
+    /// gateway.serve_on_workers(listener, default_workers(), shutdown_signal()).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve_on_workers(
+        self,
+        listener: std::net::TcpListener,
+        workers: NonZeroUsize,
+        shutdown: impl Future<Output = ()>,
+    ) -> bool {
+        if !self.join_fleet() {
+            return false;
+        }
+        let admin = match self.serve_admin().await {
+            Ok(admin) => admin,
+            Err(error) => {
+                tracing::error!(%error, "the admin service cannot listen");
+                return false;
+            }
+        };
+        let grace = self.shutdown_grace;
+        let served =
+            workers::serve_workers(listener, &self.routers, workers, shutdown, grace).await;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
+        let (drained, runtimes) = match served {
+            Ok(served) => served,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the workers");
+                return false;
+            }
+        };
+        let stopped = self.stop_programs().await;
+        // Joining blocks: off this runtime's thread.
+        let _ = tokio::task::spawn_blocking(move || runtimes.join()).await;
+        drained && stopped
+    }
+
     fn join_fleet(&self) -> bool {
         #[cfg(feature = "fleet")]
         if let Some(config) = &self.fleet {
@@ -278,4 +338,25 @@ impl Gateway {
     async fn stop_programs(&self) -> bool {
         true
     }
+}
+
+/// Rebuilds the routes for each worker, so that each has its own upstream connection pools.
+/// The configuration was checked when `router` was built; should building fail anyway, the
+/// worker shares `router`.
+fn worker_routers(
+    spec: GatewaySpec,
+    monitor: &Arc<MinMonitor>,
+    base_dir: Option<&Path>,
+    router: &Router,
+) -> workers::Routers {
+    let (monitor, base_dir, shared) = (
+        Arc::clone(monitor),
+        base_dir.map(Path::to_path_buf),
+        router.clone(),
+    );
+    workers::Routers(Box::new(move || {
+        spec.routes(&monitor, base_dir.as_deref())
+            .map(|routes| Router::new(routes, spec.access_log))
+            .unwrap_or_else(|_| shared.clone())
+    }))
 }

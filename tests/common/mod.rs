@@ -234,11 +234,23 @@ pub async fn spawn_gateway_program(
     config: &std::path::Path,
     pipe_stderr: bool,
 ) -> (tokio::process::Child, SocketAddr) {
+    spawn_gateway_program_with(program, config, pipe_stderr, &[]).await
+}
+
+/// [`spawn_gateway_program`] with more command-line arguments.
+#[allow(dead_code)]
+pub async fn spawn_gateway_program_with(
+    program: &str,
+    config: &std::path::Path,
+    pipe_stderr: bool,
+    args: &[&str],
+) -> (tokio::process::Child, SocketAddr) {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut command = tokio::process::Command::new(program);
     command
         .arg("--config")
         .arg(config)
+        .args(args)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
