@@ -518,3 +518,48 @@ async fn durations_as_long_as_duration_max_mean_forever_not_a_panic() {
     f.up.store(true, Ordering::SeqCst);
     assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stop_that_fails_late_does_not_undo_a_later_stop() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let runs = counter();
+    let (r, n) = (release.clone(), runs.clone());
+    // The first `on_idle` hangs until released, then fails; later ones succeed at once.
+    let on_idle = trigger::from_fn(move || {
+        let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+        let r = r.clone();
+        async move {
+            if first {
+                r.notified().await;
+                return Err::<(), BoxError>("the first stop failed, late".into());
+            }
+            Ok(())
+        }
+    });
+    let f = fixture(
+        move |s| s.on_idle(Duration::from_secs(3600), on_idle),
+        Duration::ZERO,
+    )
+    .await;
+    f.up.store(true, Ordering::SeqCst);
+    f.monitor.set_status_up("app").unwrap();
+    let monitor = f.monitor.clone();
+    let first_stop = tokio::spawn(async move { monitor.stop("app").await });
+    f.reaches(ServiceState::Stopping, Duration::from_secs(5))
+        .await;
+    // While it hangs, the backend goes round the cycle: marked down, woken, up, stopped again.
+    f.monitor.set_status_down("app").unwrap();
+    f.monitor.start("app").await.unwrap();
+    f.reaches(ServiceState::Up, Duration::from_secs(5)).await;
+    assert!(f.monitor.stop("app").await.unwrap());
+    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Stopping);
+
+    release.notify_one();
+    assert!(first_stop.await.unwrap().is_err());
+    assert_eq!(
+        f.monitor.state("app").unwrap(),
+        ServiceState::Stopping,
+        "the first stop's late failure undid the second stop"
+    );
+    assert_eq!(count(&runs), 2);
+}

@@ -147,7 +147,14 @@ pub(crate) struct Transition {
     pub(crate) from: ServiceState,
     pub(crate) to: ServiceState,
     pub(crate) lasted: Duration,
+    /// The state this transition began, for [`Lifecycle::apply_to`].
+    pub(crate) began: Stamp,
 }
+
+/// One particular stay in a state (the state and when it began): a state left and entered
+/// again is another stay, with another stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp(u64);
 
 /// The state of one backend, changed only through the transition table.
 pub(crate) struct Lifecycle {
@@ -193,22 +200,38 @@ impl Lifecycle {
     pub(crate) fn apply(&self, event: Event) -> Option<Transition> {
         let mut current = self.word.load(Ordering::SeqCst);
         loop {
-            let (from, began) = unpack(current);
-            let to = next(from, event)?;
-            let now = self.epoch.elapsed();
-            match self.word.compare_exchange(
-                current,
-                pack(to, now),
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => {
-                    let lasted = now.saturating_sub(began);
-                    return Some(Transition { from, to, lasted });
-                }
+            match self.apply_from(current, event) {
+                Ok(transition) => return transition,
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Applies `event` only to the stay in a state that `stamp` names: the outcome of a
+    /// trigger run (a failed `on_idle`, say) cannot change a later stay, should the service
+    /// have gone round the cycle while the trigger ran.
+    pub(crate) fn apply_to(&self, stamp: Stamp, event: Event) -> Option<Transition> {
+        self.apply_from(stamp.0, event).ok().flatten()
+    }
+
+    /// One attempt: `Err` with the current word if it is not `current` any more.
+    fn apply_from(&self, current: u64, event: Event) -> Result<Option<Transition>, u64> {
+        let (from, began) = unpack(current);
+        let Some(to) = next(from, event) else {
+            return Ok(None);
+        };
+        // Strictly after the stay it ends, even on a coarse clock: every stay's stamp differs.
+        let now = (self.epoch.elapsed()).max(began.saturating_add(Duration::from_nanos(1)));
+        let word = pack(to, now);
+        self.word
+            .compare_exchange(current, word, Ordering::SeqCst, Ordering::SeqCst)?;
+        let lasted = now.saturating_sub(began);
+        Ok(Some(Transition {
+            from,
+            to,
+            lasted,
+            began: Stamp(word),
+        }))
     }
 }
 
@@ -294,6 +317,20 @@ mod tests {
         life.apply(MarkedUp);
         life.apply(Stop);
         assert_eq!(life.apply(StopFailed).map(|t| t.to), Some(Up));
+    }
+
+    #[test]
+    fn an_event_for_a_stay_applies_to_that_stay_only() {
+        let life = Lifecycle::new();
+        life.apply(MarkedUp);
+        let first = life.apply(Stop).unwrap().began;
+        life.apply(MarkedDown);
+        life.apply(MarkedUp);
+        let second = life.apply(Stop).unwrap().began;
+        assert_ne!(first, second);
+        assert_eq!(life.apply_to(first, StopFailed), None, "a later stay");
+        assert_eq!(life.state(), Stopping);
+        assert_eq!(life.apply_to(second, StopFailed).map(|t| t.to), Some(Up));
     }
 
     #[test]

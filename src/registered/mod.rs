@@ -221,14 +221,20 @@ impl Registered {
         let timeout = self.service.trigger_timeout;
         async move {
             let _running = running;
-            let (Some(on_idle), Some(_), Some(me)) = (on_idle, transition, me) else {
+            let (Some(on_idle), Some(stopping), Some(me)) = (on_idle, transition, me) else {
                 return Ok(false);
             };
             me.stats.idle_stop(&me.name);
             match run_bounded(&on_idle, timeout, &me.stats, &me.name, "on_idle").await {
                 Ok(()) => Ok(true),
                 Err(error) => {
-                    me.apply(Event::StopFailed);
+                    // Back to Up only from this stop's own Stopping: not from a later one, if
+                    // the backend was marked down, woken and stopped again while this ran.
+                    if let Some(transition) =
+                        me.lifecycle.apply_to(stopping.began, Event::StopFailed)
+                    {
+                        me.after(transition);
+                    }
                     Err(error)
                 }
             }
@@ -249,7 +255,9 @@ impl Registered {
 
     /// What every transition sets off.
     fn after(&self, transition: Transition) {
-        let Transition { from, to, lasted } = transition;
+        let Transition {
+            from, to, lasted, ..
+        } = transition;
         let name = &*self.name;
         let secs = lasted.as_secs_f64();
         match (from, to) {
