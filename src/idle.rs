@@ -126,6 +126,18 @@ impl IdleWatch {
         in_flight
     }
 
+    /// Whether a request is in flight, or one ended, since the last look: checked by an idle
+    /// stop once the cached up is forgotten, so a request that read it just before is seen.
+    pub(crate) fn active_since_look(&self) -> bool {
+        // The stop's transition and cache clear come before these loads.
+        fence(Ordering::SeqCst);
+        self.in_flight() > 0
+            || self
+                .shards
+                .iter()
+                .any(|shard| shard.ended.load(Ordering::Acquire))
+    }
+
     /// One look: has the service been idle long enough?
     fn look(&self, service: &Registered, now: Instant) -> Next {
         let mut seen = self.seen();

@@ -99,7 +99,7 @@ impl Member {
             }
             match me.try_lease(Kind::Stopping, idle_check).await {
                 Attempt::Taken => {
-                    let stopped = registered.stop_locally().await;
+                    let stopped = registered.stop_locally(idle_check).await;
                     if let Ok(false) = stopped {
                         // Nothing to stop after all: free the lease, saying where it is.
                         me.release(message_for(registered.state()));

@@ -117,6 +117,8 @@ pub(crate) enum Event {
     Stop,
     /// `on_idle` failed, timed out or panicked: the backend is presumably still running.
     StopFailed,
+    /// A request came in as an idle stop began: the stop is called off before `on_idle` runs.
+    StopCancelled,
     /// Stopping lasted longer than the stop timeout.
     StopTimedOut,
 }
@@ -135,7 +137,7 @@ pub(crate) fn next(state: ServiceState, event: Event) -> Option<ServiceState> {
         (Up | Stopping, ProbedDown) => Some(Down),
         (Up | Stopping, MarkedDown) => Some(Down),
         (Up, Stop) => Some(Stopping),
-        (Stopping, StopFailed) => Some(Up),
+        (Stopping, StopFailed | StopCancelled) => Some(Up),
         (Stopping, StopTimedOut) => Some(Down),
         _ => None,
     }

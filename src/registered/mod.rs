@@ -197,25 +197,43 @@ impl Registered {
         if let (Some(member), Some(me)) = (self.fleet.get(), self.me.upgrade()) {
             return member.stop(me, idle_check);
         }
-        let _ = idle_check;
-        self.stop_locally().boxed()
+        self.stop_locally(idle_check).boxed()
     }
 
     /// Runs `on_idle` if the backend is up: the cached up is forgotten at once, and the backend
     /// is Stopping until a probe finds it down. Fails with `on_idle`'s own failure (then the
     /// backend counts as up again, uncached, and the stop is retried after the idle time).
+    /// An idle stop (`idle_check`) is called off if a request came in since the idle watch's
+    /// last look: one that read the cached up just before it was forgotten is not cut off.
     pub(crate) fn stop_locally(
         &self,
+        idle_check: bool,
     ) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
         let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
         // Counted before the transition, so no probe sees Stopping without it; a caller that
         // loses the transition gives it back at once (the guard drops below).
         let running = StopRun::new(&self.stop_runs);
-        let transition = on_idle
+        let mut transition = on_idle
             .as_ref()
             .and_then(|_| self.lifecycle.stop(|| self.cache.mark_down()));
-        if let Some(transition) = transition {
-            self.after(transition);
+        if let Some(stopping) = transition {
+            self.after(stopping);
+            if idle_check
+                && self
+                    .idle
+                    .as_ref()
+                    .is_some_and(|idle| idle.active_since_look())
+            {
+                if let Some(back) = self
+                    .lifecycle
+                    .apply_to(stopping.began, Event::StopCancelled)
+                {
+                    tracing::info!(service = %self.name, "a request came in as the idle stop began; {} stays up", self.name);
+                    self.after(back);
+                    self.cache_up_if_still_up();
+                    transition = None;
+                }
+            }
         }
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
@@ -328,5 +346,47 @@ impl StopRun {
 impl Drop for StopRun {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::{BoxError, Url, probe, trigger};
+
+    #[tokio::test]
+    async fn an_idle_stop_is_called_off_for_a_request_that_came_in_meanwhile() {
+        let stops = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&stops);
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let service = MonitoredService::new(url, std::time::Duration::from_secs(60))
+            .probe(probe::from_fn(|_| async { Ok::<bool, BoxError>(true) }))
+            .on_idle(
+                std::time::Duration::from_secs(3600),
+                trigger::from_fn(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<(), BoxError>(()) }
+                }),
+            );
+        let registered = Registered::new("app".into(), service);
+        registered.set_status_up();
+        let idle = registered.idle.clone().unwrap();
+
+        // In flight as the stop begins: the stop is called off, the up cached again.
+        let request = idle.enter();
+        assert!(!registered.stop().await.unwrap());
+        assert_eq!(registered.state(), ServiceState::Up);
+        assert!(registered.cache.is_up());
+        // Ended since the idle watch's last look: not idle for the idle time either.
+        drop(request);
+        assert!(!registered.stop().await.unwrap());
+        assert_eq!(registered.state(), ServiceState::Up);
+        assert_eq!(stops.load(Ordering::SeqCst), 0);
+
+        // An operator's stop is not an idle stop: it runs whatever is in flight.
+        let _request = idle.enter();
+        assert!(registered.stop_requested().await.unwrap());
+        assert_eq!(registered.state(), ServiceState::Stopping);
+        assert_eq!(stops.load(Ordering::SeqCst), 1);
     }
 }
