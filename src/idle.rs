@@ -128,6 +128,12 @@ impl IdleWatch {
 
     /// Whether a request is in flight, or one ended, since the last look: checked by an idle
     /// stop once the cached up is forgotten, so a request that read it just before is seen.
+    ///
+    /// A request counts itself in (an atomic increment) before it reads the cache, and the
+    /// stop forgets the cache before it reads the counts. Where an atomic increment is a full
+    /// barrier (x86), a request that read the cached up is always seen here. Elsewhere the two
+    /// could be reordered with no fence on the request's path, which is kept free of one; the
+    /// window left is that of two adjacent instructions.
     pub(crate) fn active_since_look(&self) -> bool {
         // The stop's transition and cache clear come before these loads.
         fence(Ordering::SeqCst);
