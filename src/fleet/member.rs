@@ -339,8 +339,17 @@ impl Member {
                 match me.try_lease(Kind::Starting, false).await {
                     Attempt::Taken => {
                         me.following.store(false, Ordering::SeqCst);
-                        let run = me.service.upgrade().and_then(|r| r.on_down_run());
-                        if let Some(run) = run {
+                        let Some(registered) = me.service.upgrade() else {
+                            return me.release("down");
+                        };
+                        // The holder frees the lease when its start succeeds, and its "up" may
+                        // not be here yet: look before starting the backend a second time. An
+                        // up found ends Starting here, which frees the lease announcing it.
+                        if let Ok(true) = registered.reprobe().await {
+                            tracing::debug!(service = %me.name, "fleet: the lease was free and the backend up; not starting it again");
+                            return me.release(message_for(registered.state()));
+                        }
+                        if let Some(run) = registered.on_down_run() {
                             tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
                             let _ = run.await;
                         }
