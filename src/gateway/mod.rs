@@ -225,7 +225,10 @@ impl Gateway {
                 return false;
             }
         };
-        let drained = serve::serve(listener, router, shutdown, self.shutdown_grace).await;
+        let grace = self.shutdown_grace;
+        let shutdown = serve::announced(shutdown, grace);
+        let drained = serve::serve(listener, router, shutdown, grace).await;
+        serve::drained(drained);
         if let Some(admin) = admin {
             admin.abort();
         }
@@ -269,6 +272,7 @@ impl Gateway {
             }
         };
         let grace = self.shutdown_grace;
+        let shutdown = serve::announced(shutdown, grace);
         let served =
             workers::serve_workers(listener, &self.routers, workers, shutdown, grace).await;
         if let Some(admin) = admin {
@@ -281,6 +285,7 @@ impl Gateway {
                 return false;
             }
         };
+        serve::drained(drained);
         let stopped = self.stop_programs().await;
         // Joining blocks: off this runtime's thread.
         let _ = tokio::task::spawn_blocking(move || runtimes.join()).await;

@@ -76,11 +76,9 @@ pub(super) async fn serve(
     drop(listener);
     drop(open);
     let _ = stop.send(true);
-    tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
+    tracing::debug!(grace = ?grace, "no new connections; waiting for requests in flight");
     let closed = tokio::time::timeout(grace, all_closed.recv()).await.is_ok();
-    if closed {
-        tracing::info!("every connection closed");
-    } else {
+    if !closed {
         tracing::warn!(grace = ?grace, "connections still open after the grace; closing them");
     }
     closed
@@ -110,5 +108,18 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `shutdown`, announcing the drain when it completes (once per gateway, however many workers).
+pub(super) async fn announced(shutdown: impl Future<Output = ()>, grace: Duration) {
+    shutdown.await;
+    tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
+}
+
+/// Logs the end of the drain.
+pub(super) fn drained(closed: bool) {
+    if closed {
+        tracing::info!("every connection closed");
     }
 }
