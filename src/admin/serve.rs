@@ -1,5 +1,6 @@
 //! [`serve`]: the admin service on its own listener.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use hyper::server::conn::http1;
@@ -14,6 +15,9 @@ use crate::MinMonitor;
 /// until the returned future is dropped or accepting fails. Each connection is served on its
 /// own task; a connection that fails is logged at debug and does not stop the others.
 ///
+/// The Prometheus recorder is installed by this call, not when the future is first polled,
+/// so nothing counted meanwhile (a spawned server's first requests) is lost.
+///
 /// ```no_run
 /// # use std::sync::Arc;
 /// # #[tokio::main]
@@ -24,15 +28,19 @@ use crate::MinMonitor;
 /// # Ok(())
 /// # }
 /// ```
-pub async fn serve(
+pub fn serve(
     listener: TcpListener,
     monitor: Arc<MinMonitor>,
     token: impl Into<String>,
-) -> std::io::Result<()> {
+) -> impl Future<Output = std::io::Result<()>> + Send {
     let admin = Admin::new(monitor, token);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin service listening");
     }
+    accept(listener, admin)
+}
+
+async fn accept(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
     loop {
         let (stream, peer) = listener.accept().await?;
         let service = TowerToHyperService::new(admin.clone());

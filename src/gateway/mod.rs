@@ -318,9 +318,11 @@ impl Gateway {
             return Ok(None);
         };
         let listener = TcpListener::bind(settings.listen).await?;
-        let (monitor, token) = (Arc::clone(&self.monitor), settings.token.clone());
+        // Made here, not in the task: the recorder is installed before any request is served.
+        let serving =
+            crate::admin::serve(listener, Arc::clone(&self.monitor), settings.token.clone());
         Ok(Some(tokio::spawn(async move {
-            if let Err(error) = crate::admin::serve(listener, monitor, token).await {
+            if let Err(error) = serving.await {
                 tracing::error!(%error, "the admin service stopped");
             }
         })))
