@@ -334,16 +334,13 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
             dir = std::env::temp_dir().display().to_string()
         ),
     );
-    let (mut gateway, addr) = spawn_gateway(&config, true).await;
+    let (gateway, addr) = spawn_gateway(&config, true).await;
     let status_of = || async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
+        get_once(addr)
             .await
-            .unwrap();
-        let mut reply = String::new();
-        let _ = stream.read_to_string(&mut reply).await;
-        reply.get(9..12).unwrap_or_default().to_string()
+            .get(9..12)
+            .unwrap_or_default()
+            .to_string()
     };
     assert_eq!(
         status_of().await,
@@ -359,21 +356,7 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let pid = gateway.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
-        .await
-        .expect("the gateway exits")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        TcpStream::connect(backend).await.is_err(),
-        "the backend program outlived the gateway"
-    );
+    terminate_then_backend_is_gone(gateway, backend).await;
 }
 
 /// A backend program that notes each start in `starts`, then takes a second to listen.
@@ -409,23 +392,10 @@ async fn a_herd_over_many_connections_and_workers_starts_the_backend_program_onc
             starts = starts.display().to_string(),
         ),
     );
-    let (mut gateway, addr) =
+    let (gateway, addr) =
         common::spawn_gateway_program_with(PROGRAM, &config.0, false, &["--workers", "4"]).await;
     // Each request on a connection of its own, so that they land on different workers.
-    let herd: Vec<_> = (0..40)
-        .map(|_| {
-            tokio::spawn(async move {
-                let mut stream = TcpStream::connect(addr).await.unwrap();
-                stream
-                    .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
-                    .await
-                    .unwrap();
-                let mut reply = String::new();
-                let _ = stream.read_to_string(&mut reply).await;
-                reply
-            })
-        })
-        .collect();
+    let herd: Vec<_> = (0..40).map(|_| tokio::spawn(get_once(addr))).collect();
     for request in herd {
         let reply = tokio::time::timeout(Duration::from_secs(30), request)
             .await
@@ -441,6 +411,28 @@ async fn a_herd_over_many_connections_and_workers_starts_the_backend_program_onc
         "backend program starts: {started:?}"
     );
 
+    terminate_then_backend_is_gone(gateway, backend).await;
+    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&starts);
+}
+
+/// `GET /` for host `app` on a connection of its own; the whole reply as text.
+async fn get_once(addr: std::net::SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply).await;
+    reply
+}
+
+/// Sends SIGTERM to the gateway, which must exit 0 having stopped the program on `backend`.
+async fn terminate_then_backend_is_gone(
+    mut gateway: tokio::process::Child,
+    backend: std::net::SocketAddr,
+) {
     let pid = gateway.id().unwrap().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])
@@ -456,6 +448,4 @@ async fn a_herd_over_many_connections_and_workers_starts_the_backend_program_onc
         TcpStream::connect(backend).await.is_err(),
         "the backend program outlived the gateway"
     );
-    let _ = std::fs::remove_file(&script);
-    let _ = std::fs::remove_file(&starts);
 }

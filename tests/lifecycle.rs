@@ -100,31 +100,13 @@ impl Fixture {
 
     /// Waits (bounded) until `n` requests are held, as the monitor's snapshot counts them.
     async fn holds(&self, n: usize, within: Duration) {
-        let give_up = tokio::time::Instant::now() + within;
-        loop {
-            let held = self.monitor.snapshot()[0].requests_held;
-            if held == n {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "{held} requests held, never {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let held = || self.monitor.snapshot()[0].requests_held;
+        until(within, &format!("{n} held"), held, |held| *held == n).await;
     }
 
-    /// Waits (bounded) until the service reaches `state`, checking at each transition's pace.
+    /// Waits (bounded) until the service reaches `state`.
     async fn reaches(&self, state: ServiceState, within: Duration) {
-        let give_up = tokio::time::Instant::now() + within;
-        while self.monitor.state("app").unwrap() != state {
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "never reached {state:?}; at {:?}",
-                self.monitor.state("app").unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_for_state(&self.monitor, "app", state, within).await;
     }
 }
 

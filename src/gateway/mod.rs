@@ -215,15 +215,8 @@ impl Gateway {
     /// requests finished and all programs stopped.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let router = self.router.clone();
-        if !self.join_fleet() {
+        let Some(admin) = self.begin().await else {
             return false;
-        }
-        let admin = match self.serve_admin().await {
-            Ok(admin) => admin,
-            Err(error) => {
-                tracing::error!(%error, "the admin service cannot listen");
-                return false;
-            }
         };
         let grace = self.shutdown_grace;
         let shutdown = serve::announced(shutdown, grace);
@@ -235,7 +228,6 @@ impl Gateway {
         drained && self.stop_programs().await
     }
 
-    /// Joins the configured fleet, if any (logged, `false` if it cannot be joined).
     /// Like [`serve`](Self::serve), on `workers` threads (e.g. [`default_workers`]), each
     /// with a single-threaded runtime, its own copy of `listener` and its own upstream
     /// connection pools, so that a request is accepted, proxied and answered on one thread.
@@ -261,15 +253,8 @@ impl Gateway {
         workers: NonZeroUsize,
         shutdown: impl Future<Output = ()>,
     ) -> bool {
-        if !self.join_fleet() {
+        let Some(admin) = self.begin().await else {
             return false;
-        }
-        let admin = match self.serve_admin().await {
-            Ok(admin) => admin,
-            Err(error) => {
-                tracing::error!(%error, "the admin service cannot listen");
-                return false;
-            }
         };
         let grace = self.shutdown_grace;
         let shutdown = serve::announced(shutdown, grace);
@@ -292,6 +277,22 @@ impl Gateway {
         drained && stopped
     }
 
+    /// What serving starts with: joining the fleet and starting the admin listener, if
+    /// configured. `None` (logged) if either fails; otherwise the admin listener's task.
+    async fn begin(&self) -> Option<Option<tokio::task::JoinHandle<()>>> {
+        if !self.join_fleet() {
+            return None;
+        }
+        match self.serve_admin().await {
+            Ok(admin) => Some(admin),
+            Err(error) => {
+                tracing::error!(%error, "the admin service cannot listen");
+                None
+            }
+        }
+    }
+
+    /// Joins the configured fleet, if any (logged, `false` if it cannot be joined).
     fn join_fleet(&self) -> bool {
         #[cfg(feature = "fleet")]
         if let Some(config) = &self.fleet {

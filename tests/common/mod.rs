@@ -180,26 +180,43 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Repl
     }
 }
 
-/// Waits until the service reaches `state`, checking every few milliseconds, for at most
-/// `within` (then fails the test, naming the state it is in).
+/// Waits (bounded) until `now` returns what `done` accepts, checking every 5 ms; panics with
+/// `what` and the last value if `within` passes first.
+pub async fn until<T: std::fmt::Debug>(
+    within: Duration,
+    what: &str,
+    mut now: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) {
+    let give_up = tokio::time::Instant::now() + within;
+    loop {
+        let value = now();
+        if done(&value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "never {what}; last {value:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits (bounded) until `name` is in `state`.
 pub async fn wait_for_state(
     monitor: &tower_monitor::MinMonitor,
     name: &str,
     state: tower_monitor::ServiceState,
     within: Duration,
 ) {
-    let give_up = tokio::time::Instant::now() + within;
-    loop {
-        let now = monitor.state(name).unwrap();
-        if now == state {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "{name} never reached {state:?}; it is {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let what = format!("{name} reached {state:?}");
+    until(
+        within,
+        &what,
+        || monitor.state(name).unwrap(),
+        |now| *now == state,
+    )
+    .await;
 }
 
 /// A trigger registry whose `start` trigger counts its runs in `runs` and serves `backend` (an
@@ -238,7 +255,6 @@ pub async fn spawn_gateway_program(
 }
 
 /// [`spawn_gateway_program`] with more command-line arguments.
-#[allow(dead_code)]
 pub async fn spawn_gateway_program_with(
     program: &str,
     config: &std::path::Path,
