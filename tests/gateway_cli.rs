@@ -359,6 +359,28 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
     terminate_then_backend_is_gone(gateway, backend).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_cannot_serve_exits_1() {
+    // The admin listener's address is taken: the gateway cannot serve as configured.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = TempFile::new(
+        "taken",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "admin": {{ "listen": "{}", "token": "t" }},
+                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#,
+            taken.local_addr().unwrap()
+        ),
+    );
+    let output = run(&["--config", config.path()]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("admin service cannot listen"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// A backend program that notes each start in `starts`, then takes a second to listen.
 const SLOW_BOOTING_BACKEND: &str = "\
 import http.server, sys, time

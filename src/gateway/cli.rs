@@ -31,7 +31,8 @@ Options:
 
 Logs go to stderr; RUST_LOG sets their level (default: info).
 Stops on SIGTERM or SIGINT, letting requests in flight finish (gateway.shutdown_grace).
-Exit codes: 0 done, 1 bad configuration or cannot listen, 2 bad command line.
+Exit codes: 0 done; 1 bad configuration, cannot listen or serve, or a shutdown that left
+connections open past the grace or a backend program running; 2 bad command line.
 ";
 
 #[derive(Debug, PartialEq)]
@@ -194,11 +195,17 @@ fn run(
             println!("gateway: try curl -i http://{local}/ (the first request starts the backend)");
         }
         let workers = workers.unwrap_or_else(super::default_workers);
-        gateway
+        let clean = gateway
             .serve_on_workers(listener, workers, shutdown_signal())
             .await;
         println!("gateway: stopped");
-        ExitCode::SUCCESS
+        // Not clean: it could not serve (the admin listener, the fleet, the workers), or
+        // connections outlived the grace, or a backend program would not stop (all logged).
+        if clean {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
     });
     // Tasks still running (a relayed WebSocket, a backend's output) must not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -258,19 +258,21 @@ impl Gateway {
         };
         let grace = self.shutdown_grace;
         let shutdown = serve::announced(shutdown, grace);
-        let served =
+        let (served, runtimes) =
             workers::serve_workers(listener, &self.routers, workers, shutdown, grace).await;
         if let Some(admin) = admin {
             admin.abort();
         }
-        let (drained, runtimes) = match served {
-            Ok(served) => served,
+        let drained = match served {
+            Ok(drained) => {
+                serve::drained(drained);
+                drained
+            }
             Err(error) => {
                 tracing::error!(%error, "cannot start the workers");
-                return false;
+                false
             }
         };
-        serve::drained(drained);
         let stopped = self.stop_programs().await;
         // Joining blocks: off this runtime's thread.
         let _ = tokio::task::spawn_blocking(move || runtimes.join()).await;

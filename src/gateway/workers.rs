@@ -41,56 +41,35 @@ struct Worker {
 }
 
 /// Serves `listener` on `workers` threads until `shutdown` completes, then drains each as
-/// [`serve::serve`] does. Returns whether every worker drained within `grace`, and the
-/// workers' runtimes, for the caller to end once it has stopped the backends.
+/// [`serve::serve`] does. Returns whether every worker drained within `grace` (or why the
+/// workers could not all start: then those that did are drained at once), and the workers'
+/// runtimes, for the caller to end once it has stopped the backends.
 pub(super) async fn serve_workers(
     listener: std::net::TcpListener,
     routers: &Routers,
     workers: NonZeroUsize,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) -> io::Result<(bool, Released)> {
-    listener.set_nonblocking(true)?;
+) -> (io::Result<bool>, Released) {
     let (stop, stopping) = watch::channel(false);
     let mut started = Vec::with_capacity(workers.get());
+    let mut failed = listener.set_nonblocking(true).err();
     for index in 0..workers.get() {
-        let listener = listener.try_clone()?;
-        let router = (routers.0)();
-        let mut stopping = stopping.clone();
-        let (drained_tx, drained) = oneshot::channel();
-        let (release, released) = oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let thread = std::thread::Builder::new()
-            .name(format!("gateway-worker-{index}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(error) => {
-                            tracing::error!(%error, worker = index, "cannot use the listener");
-                            let _ = drained_tx.send(false);
-                            return;
-                        }
-                    };
-                    let stopped = async move {
-                        let _ = stopping.wait_for(|stop| *stop).await;
-                    };
-                    let _ = drained_tx.send(serve::serve(listener, router, stopped, grace).await);
-                    let _ = released.await;
-                });
-                // Tasks still running (a relayed WebSocket past the grace) must not hold the exit.
-                runtime.shutdown_timeout(Duration::from_secs(1));
-            })?;
-        started.push(Worker {
-            drained,
-            release,
-            thread,
+        if failed.is_some() {
+            break;
+        }
+        let worker = listener.try_clone().and_then(|listener| {
+            start_worker(index, listener, (routers.0)(), stopping.clone(), grace)
         });
+        match worker {
+            Ok(worker) => started.push(worker),
+            Err(error) => failed = Some(error),
+        }
     }
     drop(listener);
-    shutdown.await;
+    if failed.is_none() {
+        shutdown.await;
+    }
     let _ = stop.send(true);
     let mut all_drained = true;
     let mut released = Released(Vec::with_capacity(started.len()));
@@ -98,7 +77,49 @@ pub(super) async fn serve_workers(
         all_drained &= worker.drained.await.unwrap_or(false);
         released.0.push((worker.release, worker.thread));
     }
-    Ok((all_drained, released))
+    (failed.map_or(Ok(all_drained), Err), released)
+}
+
+/// One worker: a thread running a single-threaded runtime that serves `listener` with
+/// `router` until `stopping` turns true, then waits to be released.
+fn start_worker(
+    index: usize,
+    listener: std::net::TcpListener,
+    router: Router,
+    mut stopping: watch::Receiver<bool>,
+    grace: Duration,
+) -> io::Result<Worker> {
+    let (drained_tx, drained) = oneshot::channel();
+    let (release, released) = oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name(format!("gateway-worker-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::error!(%error, worker = index, "cannot use the listener");
+                        let _ = drained_tx.send(false);
+                        return;
+                    }
+                };
+                let stopped = async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                };
+                let _ = drained_tx.send(serve::serve(listener, router, stopped, grace).await);
+                let _ = released.await;
+            });
+            // Tasks still running (a relayed WebSocket past the grace) must not hold the exit.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
+    Ok(Worker {
+        drained,
+        release,
+        thread,
+    })
 }
 
 /// The workers' runtimes, kept until [`join`](Self::join): they drive what was started on
@@ -109,8 +130,16 @@ pub(super) struct Released(Vec<(oneshot::Sender<()>, std::thread::JoinHandle<()>
 impl Released {
     /// Ends the runtimes and waits for their threads (about a second at most each). Blocks.
     pub(super) fn join(mut self) {
-        for (release, thread) in self.0.drain(..) {
-            let _ = release.send(());
+        // All released first, so that their shutdowns overlap.
+        let threads: Vec<_> = self
+            .0
+            .drain(..)
+            .map(|(release, thread)| {
+                let _ = release.send(());
+                thread
+            })
+            .collect();
+        for thread in threads {
             let _ = thread.join();
         }
     }

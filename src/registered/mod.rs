@@ -224,6 +224,8 @@ impl Registered {
                     .as_ref()
                     .is_some_and(|idle| idle.active_since_look())
             {
+                // Called off whatever the state became meanwhile: `on_idle` must not run.
+                transition = None;
                 if let Some(back) = self
                     .lifecycle
                     .apply_to(stopping.began, Event::StopCancelled)
@@ -231,7 +233,6 @@ impl Registered {
                     tracing::info!(service = %self.name, "a request came in as the idle stop began; {} stays up", self.name);
                     self.after(back);
                     self.cache_up_if_still_up();
-                    transition = None;
                 }
             }
         }
