@@ -161,6 +161,10 @@ impl IdleWatch {
             // In flight 0 → 1 or 1 → 0, as the looks see it.
             seen.busy = busy;
             crate::registered::fleet_activity(&self.service, busy);
+        } else if ended && !busy {
+            // Requests came and went between two looks: activity all the same, for the fleet.
+            crate::registered::fleet_activity(&self.service, true);
+            crate::registered::fleet_activity(&self.service, false);
         }
         if busy {
             seen.quiet_since = None;

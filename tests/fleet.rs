@@ -92,6 +92,28 @@ async fn a_stream_on_one_replica_keeps_the_fleet_from_stopping_then_one_stop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn short_requests_between_looks_keep_the_fleet_from_stopping() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let idle = Duration::from_millis(1200);
+    let backend = Backend::new(Duration::ZERO).await;
+    backend.start_now().await;
+    let replicas = three(&redis, &backend, idle).await;
+    for monitor in &replicas {
+        monitor.set_status_up("app").unwrap();
+    }
+    // Replica b answers a quick request every 50 ms for over three idle times: none is in
+    // flight when its idle watch looks (every 300 ms), but b is never idle.
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < idle * 3 + idle / 2 {
+        assert_eq!(request(&replicas[1], None, 1).await, 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(backend.stops(), 0, "stopped while replica b was serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_fleet_stops_once_and_a_later_request_starts_it_once() {
     let Some(redis) = RedisServer::start().await else {
         return;

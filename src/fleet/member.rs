@@ -97,6 +97,16 @@ impl Member {
             if registered.state() != ServiceState::Up || me.idle_after.is_none() {
                 return Ok(false);
             }
+            // A request here since the last look calls the stop off before the fleet is told
+            // (taking the lease announces it); the local check after the transition remains
+            // for a request that comes in meanwhile.
+            let idle = registered.idle.as_ref();
+            if idle_check && idle.is_some_and(|idle| idle.active_since_look()) {
+                if let Some(idle) = idle {
+                    idle.arm_if_idle();
+                }
+                return Ok(false);
+            }
             match me.try_lease(Kind::Stopping, idle_check).await {
                 Attempt::Taken => {
                     let stopped = registered.stop_locally(idle_check).await;
