@@ -367,6 +367,58 @@ async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_that_finds_the_lease_freed_and_the_backend_up_does_not_start_it_again() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    // ready_after holds the follower's own polls back: its take-over must not rely on them.
+    let f = replica(
+        fleet(&redis.url(), "t", "f"),
+        service(&backend, Duration::from_secs(60), GRACE).ready_after(Duration::from_secs(3)),
+    );
+    redis.wait_for_listeners("t", 1).await;
+    // Replica x (not in this test) leads a start: it holds the lease for 1.5 s more.
+    redis
+        .command(&["SET", "t:svc:app:fence", "1"])
+        .await
+        .unwrap();
+    redis
+        .command(&["SET", "t:svc:app:lease", "starting:1:x", "PX", "1500"])
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let f = Arc::clone(&f);
+        async move { request(&f, HOLD, 1).await }
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || state(&f)
+            == ServiceState::Starting)
+        .await
+    );
+    // x's start succeeds, and its lease ends with no "up" heard here (x crashed, say).
+    backend.start_now().await;
+
+    assert_eq!(held.await.unwrap(), 200, "the held request is forwarded");
+    assert_eq!(backend.starts(), 0, "f started a backend x had started");
+    assert_eq!(state(&f), ServiceState::Up);
+    // f's up ended the lease it took over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while redis
+        .command(&["EXISTS", "t:svc:app:lease"])
+        .await
+        .as_deref()
+        != Some(":0\r\n")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_redis_delays_no_cached_request_and_stops_nothing() {
     let Some(redis) = RedisServer::start().await else {
         return;

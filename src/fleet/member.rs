@@ -352,12 +352,20 @@ impl Member {
                         let Some(registered) = me.service.upgrade() else {
                             return me.release("down");
                         };
+                        // The start ended here meanwhile (its "up" or "down" came in while the
+                        // lease was being taken): nothing to start, nothing to hold.
+                        let state = registered.state();
+                        if state != ServiceState::Starting {
+                            return me.release(message_for(state));
+                        }
                         // The holder frees the lease when its start succeeds, and its "up" may
-                        // not be here yet: look before starting the backend a second time. An
-                        // up found ends Starting here, which frees the lease announcing it.
-                        if let Ok(true) = registered.reprobe().await {
-                            tracing::debug!(service = %me.name, "fleet: the lease was free and the backend up; not starting it again");
-                            return me.release(message_for(registered.state()));
+                        // not be here yet: look before starting the backend a second time. If
+                        // it answers, the lease is kept and this replica's poller ends Starting
+                        // (after `ready_after`, if set), which frees it announcing the state.
+                        if registered.answers_now().await {
+                            tracing::debug!(service = %me.name, "fleet: the lease was free and the backend answers; not starting it again");
+                            registered.ensure_polling();
+                            return;
                         }
                         if let Some(run) = registered.on_down_run() {
                             tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");

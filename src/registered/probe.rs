@@ -60,6 +60,19 @@ impl Registered {
         }
     }
 
+    /// Whether the backend answers right now: one probe of its own (not joined to one that
+    /// began earlier, not held back by `ready_after`), bounded by the probe timeout, its
+    /// result applied to nothing. For a fleet replica about to start a backend that another
+    /// replica may have started already.
+    #[cfg(feature = "fleet")]
+    pub(crate) async fn answers_now(&self) -> bool {
+        let probe = AssertUnwindSafe(self.service.probe.probe(&self.service.url)).catch_unwind();
+        matches!(
+            tokio::time::timeout(self.service.probe_timeout, probe).await,
+            Ok(Ok(Ok(true)))
+        )
+    }
+
     fn probe_job(&self) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
         let me = self.me.upgrade();
         async move {
