@@ -381,6 +381,42 @@ async fn a_gateway_that_cannot_serve_exits_1() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_held_is_for_the_whole_gateway_whatever_the_workers() {
+    let backend = common::refused_addr().await;
+    // The backend never comes up: held requests end in 504 at max_wait.
+    let config = TempFile::new(
+        "max-held",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "services": {{ "app": {{ "hold": {{ "max_wait": "2s", "max_held": 2 }} }} }} }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
+                     "on_down": {{ "type": "command", "command": "true" }} }} }} }}"#
+        ),
+    );
+    let (gateway, addr) =
+        common::spawn_gateway_program_with(PROGRAM, &config.0, false, &["--workers", "3"]).await;
+    // Twelve requests on connections of their own, a little apart, so that they land on
+    // different workers (a burst is often accepted by one), all within max_wait.
+    let mut requests = Vec::new();
+    for _ in 0..12 {
+        requests.push(tokio::spawn(get_once(addr)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut statuses = Vec::new();
+    for request in requests {
+        let reply = tokio::time::timeout(Duration::from_secs(10), request)
+            .await
+            .expect("answered within max_wait and a bit")
+            .unwrap();
+        statuses.push(reply.get(9..12).unwrap_or_default().to_string());
+    }
+    let held = statuses.iter().filter(|status| *status == "504").count();
+    let refused = statuses.iter().filter(|status| *status == "503").count();
+    assert_eq!((held, refused), (2, 10), "{statuses:?}");
+    drop(gateway);
+}
+
 /// A backend program that notes each start in `starts`, then takes a second to listen.
 const SLOW_BOOTING_BACKEND: &str = "\
 import http.server, sys, time
@@ -416,8 +452,13 @@ async fn a_herd_over_many_connections_and_workers_starts_the_backend_program_onc
     );
     let (gateway, addr) =
         common::spawn_gateway_program_with(PROGRAM, &config.0, false, &["--workers", "4"]).await;
-    // Each request on a connection of its own, so that they land on different workers.
-    let herd: Vec<_> = (0..40).map(|_| tokio::spawn(get_once(addr))).collect();
+    // Each request on a connection of its own, 5 ms apart, so that they land on different
+    // workers (a burst is often accepted by one), all while the backend boots.
+    let mut herd = Vec::new();
+    for _ in 0..40 {
+        herd.push(tokio::spawn(get_once(addr)));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for request in herd {
         let reply = tokio::time::timeout(Duration::from_secs(30), request)
             .await

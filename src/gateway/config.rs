@@ -113,11 +113,15 @@ impl GatewaySpec {
         self.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0)
     }
 
-    /// One guarded proxy per service a route names, then the routes in their order.
+    /// One guarded proxy per service a route names, then the routes in their order. A
+    /// service's layer is taken from `layers` if there, so that routers built for several
+    /// workers share it (and its hold mode's count: `max_held` is for the whole gateway);
+    /// otherwise it is built and added.
     pub(super) fn routes(
         &self,
         monitor: &Arc<MinMonitor>,
         base_dir: Option<&Path>,
+        layers: &mut BTreeMap<String, MonitorLayer>,
     ) -> Result<Vec<Route>, ConfigError> {
         let known = monitor.names();
         for name in self.services.keys() {
@@ -162,7 +166,7 @@ impl GatewaySpec {
                 Some(service) => service.clone(),
                 None => {
                     let settings = self.services.get(&route.service);
-                    let service = build(monitor, &route.service, settings, base_dir)?;
+                    let service = build(monitor, &route.service, settings, base_dir, layers)?;
                     built.insert(&route.service, service.clone());
                     service
                 }
@@ -183,6 +187,7 @@ fn build(
     name: &str,
     settings: Option<&ServiceSettings>,
     base_dir: Option<&Path>,
+    layers: &mut BTreeMap<String, MonitorLayer>,
 ) -> Result<Routed, ConfigError> {
     let default = ServiceSettings::default();
     let settings = settings.unwrap_or(&default);
@@ -203,7 +208,14 @@ fn build(
     let proxy = proxy
         .build()
         .map_err(|e| ConfigError::new(format!("services.{name}.url"), e.to_string()))?;
-    let layer = layer(monitor, name, settings, &at, base_dir)?;
+    let layer = match layers.get(name) {
+        Some(layer) => layer.clone(),
+        None => {
+            let layer = layer(monitor, name, settings, &at, base_dir)?;
+            layers.insert(name.to_string(), layer.clone());
+            layer
+        }
+    };
     Ok(tower_layer::Layer::layer(&layer, proxy))
 }
 

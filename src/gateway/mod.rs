@@ -88,6 +88,7 @@ pub use router::{GatewayBody, Router};
 pub use serve::shutdown_signal;
 pub use workers::default_workers;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -170,12 +171,13 @@ impl Gateway {
         let admin = admin::AdminSettings::take(&mut document)?;
         let fleet = fleet::take(&mut document)?;
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
-        let routes = spec.routes(&monitor, base_dir)?;
+        let mut layers = BTreeMap::new();
+        let routes = spec.routes(&monitor, base_dir, &mut layers)?;
         let router = Router::new(routes, spec.access_log);
         Ok(Self {
             listen: spec.listen_addr("gateway.listen", &spec.listen)?,
             shutdown_grace: spec.shutdown_grace(),
-            routers: worker_routers(spec, &monitor, base_dir, &router),
+            routers: worker_routers(spec, &monitor, base_dir, &router, layers),
             router,
             monitor,
             admin,
@@ -350,14 +352,15 @@ impl Gateway {
     }
 }
 
-/// Rebuilds the routes for each worker, so that each has its own upstream connection pools.
-/// The configuration was checked when `router` was built; should building fail anyway, the
-/// worker shares `router`.
+/// Rebuilds the routes for each worker, so that each has its own upstream connection pools;
+/// the layers (`layers`, as the first build made them) are shared. The configuration was
+/// checked when `router` was built; should building fail anyway, the worker shares `router`.
 fn worker_routers(
     spec: GatewaySpec,
     monitor: &Arc<MinMonitor>,
     base_dir: Option<&Path>,
     router: &Router,
+    layers: BTreeMap<String, crate::MonitorLayer>,
 ) -> workers::Routers {
     let (monitor, base_dir, shared) = (
         Arc::clone(monitor),
@@ -365,7 +368,7 @@ fn worker_routers(
         router.clone(),
     );
     workers::Routers(Box::new(move || {
-        spec.routes(&monitor, base_dir.as_deref())
+        spec.routes(&monitor, base_dir.as_deref(), &mut layers.clone())
             .map(|routes| Router::new(routes, spec.access_log))
             .unwrap_or_else(|_| shared.clone())
     }))
