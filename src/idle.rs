@@ -83,7 +83,12 @@ impl IdleWatch {
     pub(crate) fn enter(&self) -> InFlight {
         let shard = &self.shards[thread_index() & (self.shards.len() - 1)];
         // The shard's reference count is its count of requests in flight.
-        InFlight(Arc::clone(shard))
+        let in_flight = InFlight(Arc::clone(shard));
+        // Counted before the caller reads the cached up (see `active_since_look`). On x86 the
+        // increment's locked instruction is a full barrier already; elsewhere it takes a fence.
+        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+        fence(Ordering::SeqCst);
+        in_flight
     }
 
     /// Starts the idle time now, unless a request is in flight (its end will start it), and
@@ -129,11 +134,9 @@ impl IdleWatch {
     /// Whether a request is in flight, or one ended, since the last look: checked by an idle
     /// stop once the cached up is forgotten, so a request that read it just before is seen.
     ///
-    /// A request counts itself in (an atomic increment) before it reads the cache, and the
-    /// stop forgets the cache before it reads the counts. Where an atomic increment is a full
-    /// barrier (x86), a request that read the cached up is always seen here. Elsewhere the two
-    /// could be reordered with no fence on the request's path, which is kept free of one; the
-    /// window left is that of two adjacent instructions.
+    /// A request counts itself in (an atomic increment, then a fence where the increment is
+    /// not a full barrier already) before it reads the cache, and the stop forgets the cache
+    /// before it reads the counts: a request that read the cached up is always seen here.
     pub(crate) fn active_since_look(&self) -> bool {
         // The stop's transition and cache clear come before these loads.
         fence(Ordering::SeqCst);
