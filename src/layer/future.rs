@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -25,7 +26,10 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         #[pin]
-        state: State<S::Future, Rare<S, ReqBody>>,
+        state: State<S::Future, Step<S, ReqBody>>,
+        // Moves into the response body, which holds it until the body ends. One field for every
+        // state, so that dropping the future drops it in one place.
+        in_flight: OutOfLine<InFlight>,
     }
 }
 
@@ -36,8 +40,6 @@ pin_project! {
         Forwarding {
             #[pin]
             future: F,
-            // Moves into the response body, which holds it until the body ends.
-            in_flight: Option<InFlight>,
         },
         // The cached-up path of a layer with `backend_gone_when`: the inner answer is checked
         // (out of line, in `poll_other`) before it is returned. Not boxed: a gateway takes
@@ -45,26 +47,14 @@ pin_project! {
         Checking {
             #[pin]
             future: F,
-            in_flight: Option<InFlight>,
             // Taken when the answer comes.
-            guard: Option<Arc<Guard>>,
+            guard: OutOfLine<Arc<Guard>>,
         },
         // Everything else, boxed so that it does not make the cached-up future larger (every
         // move copies it), and handled out of line (`poll_other`).
         Rare {
-            rare: Pin<Box<R>>,
+            rare: OutOfLine<Pin<Box<R>>>,
         },
-    }
-}
-
-pin_project! {
-    struct Rare<S, ReqBody>
-    where
-        S: Service<Request<ReqBody>>,
-    {
-        #[pin]
-        step: Step<S, ReqBody>,
-        in_flight: Option<InFlight>,
     }
 }
 
@@ -101,18 +91,17 @@ where
     #[inline]
     pub(crate) fn forward(
         future: S::Future,
-        in_flight: Option<InFlight>,
+        in_flight: OutOfLine<InFlight>,
         gone_check: Option<Arc<Guard>>,
     ) -> Self {
         let state = match gone_check {
-            None => State::Forwarding { future, in_flight },
+            None => State::Forwarding { future },
             Some(guard) => State::Checking {
                 future,
-                in_flight,
-                guard: Some(guard),
+                guard: OutOfLine::new(Some(guard)),
             },
         };
-        Self { state }
+        Self { state, in_flight }
     }
 
     pub(crate) fn decide(
@@ -120,19 +109,17 @@ where
         service: S,
         request: Request<ReqBody>,
         guard: Arc<Guard>,
-        in_flight: Option<InFlight>,
+        in_flight: OutOfLine<InFlight>,
     ) -> Self {
         Self {
             state: State::Rare {
-                rare: Box::pin(Rare {
-                    step: Step::Deciding {
-                        decision,
-                        ready: Some((service, request)),
-                        guard,
-                    },
-                    in_flight,
-                }),
+                rare: OutOfLine::new(Some(Box::pin(Step::Deciding {
+                    decision,
+                    ready: Some((service, request)),
+                    guard,
+                }))),
             },
+            in_flight,
         }
     }
 }
@@ -145,37 +132,35 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        if let StateProj::Forwarding { future, in_flight } = state.as_mut().project() {
+        let this = self.project();
+        let mut state = this.state;
+        if let StateProj::Forwarding { future } = state.as_mut().project() {
             return match future.poll(cx) {
                 Poll::Ready(Ok(response)) => {
                     let (head, body) = response.into_parts();
-                    let body = MonitorBody::inner_in_flight(body, in_flight.take());
+                    let body = MonitorBody::inner_in_flight(body, this.in_flight.take_out());
                     Poll::Ready(Ok(Response::from_parts(head, body)))
                 }
                 Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
                 Poll::Pending => Poll::Pending,
             };
         }
-        poll_other(state, cx)
+        poll_other(state, this.in_flight, cx)
     }
 }
 
 /// Every state but the plain cached-up one, out of line: one call in `poll` for all of them.
 #[inline(never)]
 fn poll_other<S, ReqBody, ResBody>(
-    state: Pin<&mut State<S::Future, Rare<S, ReqBody>>>,
+    state: Pin<&mut State<S::Future, Step<S, ReqBody>>>,
+    in_flight: &mut OutOfLine<InFlight>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     match state.project() {
-        StateProj::Checking {
-            future,
-            in_flight,
-            guard,
-        } => {
+        StateProj::Checking { future, guard } => {
             let response = ready!(future.poll(cx))?;
             let response = match guard.take() {
                 Some(guard) => match if_gone(response, &guard, in_flight) {
@@ -184,17 +169,21 @@ where
                 },
                 None => response,
             };
-            Poll::Ready(Ok(
-                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
-            ))
+            Poll::Ready(Ok(response.map(|body| {
+                MonitorBody::inner_in_flight(body, in_flight.take_out())
+            })))
         }
-        StateProj::Rare { rare } => poll_rare(rare.as_mut(), cx),
+        StateProj::Rare { rare } => match rare.as_mut() {
+            Some(rare) => poll_rare(rare.as_mut(), in_flight, cx),
+            // Empty only while the future drops.
+            None => Poll::Pending,
+        },
         // Handled in `poll`; the same here, should it ever come.
-        StateProj::Forwarding { future, in_flight } => {
+        StateProj::Forwarding { future } => {
             let response = ready!(future.poll(cx))?;
-            Poll::Ready(Ok(
-                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
-            ))
+            Poll::Ready(Ok(response.map(|body| {
+                MonitorBody::inner_in_flight(body, in_flight.take_out())
+            })))
         }
     }
 }
@@ -203,14 +192,13 @@ where
 #[cold]
 #[inline(never)]
 fn poll_rare<S, ReqBody, ResBody>(
-    rare: Pin<&mut Rare<S, ReqBody>>,
+    mut step: Pin<&mut Step<S, ReqBody>>,
+    in_flight: &mut OutOfLine<InFlight>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    let rare = rare.project();
-    let (mut step, in_flight) = (rare.step, rare.in_flight);
     loop {
         match step.as_mut().project() {
             StepProj::Forwarding {
@@ -229,7 +217,7 @@ where
                     None => response,
                 };
                 let mut response =
-                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()));
+                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take_out()));
                 if let Some(held) = held {
                     mark_cold_start(&mut response, held);
                 }
@@ -273,7 +261,7 @@ fn settle<S, ReqBody, ResBody>(
     decision: Decision,
     ready: Option<(S, Request<ReqBody>)>,
     guard: &Guard,
-    in_flight: &mut Option<InFlight>,
+    in_flight: &mut OutOfLine<InFlight>,
 ) -> Settled<S::Future, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -288,7 +276,9 @@ where
         (_, None) => (FallbackReason::Error, Request::new(()).into_parts().0),
     };
     let response = guard.fallback.respond(&parts, reason, &guard.registered);
-    Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
+    Settled::Answer(
+        response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take_out())),
+    )
 }
 
 /// The inner answer (`Ok`), or the fallback if the layer's predicate says the backend is gone: then the
@@ -296,7 +286,7 @@ where
 fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
-    in_flight: &mut Option<InFlight>,
+    in_flight: &mut OutOfLine<InFlight>,
 ) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
     let gone = guard.gone.as_ref().is_some_and(|gone| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -322,7 +312,7 @@ fn if_gone<B>(
         .fallback
         .respond(&parts, FallbackReason::NotReady, registered);
     Err(Box::new(answer.map(|body| {
-        MonitorBody::fallback_in_flight(body, in_flight.take())
+        MonitorBody::fallback_in_flight(body, in_flight.take_out())
     })))
 }
 
@@ -332,4 +322,60 @@ fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
     response
         .headers_mut()
         .insert("x-cold-start", http::HeaderValue::from(millis));
+}
+
+/// An optional value whose drop runs out of line: dropping an empty one is a null check.
+///
+/// The response future and body hold their rarely present parts (the in-flight count without
+/// `on_idle`, the rare states, the fallback body) in these, so that their own drop stays small
+/// enough for the compiler to inline on the cached-up path; an `Option<T>` would put `T`'s whole
+/// drop there. Moving the value out (`take`) never moves what a `Pin<Box<_>>` points to.
+pub(crate) struct OutOfLine<T>(ManuallyDrop<Option<T>>);
+
+impl<T> OutOfLine<T> {
+    /// Empty.
+    pub(crate) const NONE: Self = Self(ManuallyDrop::new(None));
+
+    #[inline]
+    pub(crate) fn new(value: Option<T>) -> Self {
+        Self(ManuallyDrop::new(value))
+    }
+
+    /// The value, moved out; this is left empty.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.0.take()
+    }
+
+    /// The value, moved out into another `OutOfLine`.
+    #[inline]
+    pub(crate) fn take_out(&mut self) -> Self {
+        Self::new(self.0.take())
+    }
+
+    #[inline]
+    pub(crate) fn as_mut(&mut self) -> Option<&mut T> {
+        self.0.as_mut()
+    }
+
+    #[inline(never)]
+    fn drop_value(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl<T> Drop for OutOfLine<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // Taken out, the value drops normally: the `ManuallyDrop` is left empty, nothing leaks.
+        if self.0.is_some() {
+            self.drop_value();
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for OutOfLine<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }

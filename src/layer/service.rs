@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::decision::Decision;
 use super::fallback::Fallback;
+use super::future::OutOfLine;
 use super::hold::Hold;
 use super::{FallbackReason, MonitorBody, ResponseFuture, decision};
 use crate::idle::{IdleWatch, InFlight};
@@ -183,7 +184,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let guard = &*self.guard;
         // Counted from here, held or not, until the response body ends.
-        let in_flight = guard.idle.as_ref().map(|idle| idle.enter());
+        let in_flight = OutOfLine::new(guard.idle.as_ref().map(|idle| idle.enter()));
         // The hot path: one atomic load, then straight to the service that was polled ready.
         if guard.cached_up_forwards && guard.cache.is_up() {
             let check = guard.gone.is_some().then(|| Arc::clone(&self.guard));
@@ -200,7 +201,7 @@ impl<S> MonitorService<S> {
     fn call_rare<ReqBody, ResBody>(
         &mut self,
         request: Request<ReqBody>,
-        in_flight: Option<InFlight>,
+        in_flight: OutOfLine<InFlight>,
     ) -> ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
