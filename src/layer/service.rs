@@ -34,6 +34,9 @@ pub(crate) struct Guard {
     pub(crate) fallback: Fallback,
     /// Cached up and no `always` / `on_up` to run: the request can go straight through.
     pub(crate) cached_up_forwards: bool,
+    /// `cached_up_forwards`, and nothing to count (`on_idle`) or check (`backend_gone_when`)
+    /// either: `call`'s first test, so that the plainest layer pays one flag for all three.
+    pub(crate) plain: bool,
     pub(crate) hold: Option<Hold>,
     pub(crate) wake_policy: Option<Arc<WakePolicy>>,
     pub(crate) gone: Option<Arc<GonePredicate>>,
@@ -183,9 +186,16 @@ where
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let guard = &*self.guard;
+        // The hot path: one atomic load, then straight to the service that was polled ready.
+        if guard.plain {
+            if guard.cache.is_up() {
+                return ResponseFuture::forward(self.inner.call(request), OutOfLine::NONE, None);
+            }
+            // Nothing to count: `plain` means no `on_idle`.
+            return self.call_rare(request, OutOfLine::NONE);
+        }
         // Counted from here, held or not, until the response body ends.
         let in_flight = OutOfLine::new(guard.idle.as_ref().map(|idle| idle.enter()));
-        // The hot path: one atomic load, then straight to the service that was polled ready.
         if guard.cached_up_forwards && guard.cache.is_up() {
             let check = guard.gone.is_some().then(|| Arc::clone(&self.guard));
             return ResponseFuture::forward(self.inner.call(request), in_flight, check);
