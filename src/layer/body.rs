@@ -7,7 +7,6 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use super::future::OutOfLine;
 use crate::idle::InFlight;
 
 pin_project! {
@@ -85,7 +84,7 @@ pin_project! {
         #[pin]
         kind: Kind<B>,
         // Keeps the request counted as in flight (for `on_idle`) until the body ends or drops.
-        in_flight: OutOfLine<InFlight>,
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -114,7 +113,7 @@ impl<B> MonitorBody<B> {
     pub fn inner(body: B) -> Self {
         Self {
             kind: Kind::Inner { body },
-            in_flight: OutOfLine::NONE,
+            in_flight: None,
         }
     }
 
@@ -133,13 +132,13 @@ impl<B> MonitorBody<B> {
             kind: Kind::Fallback {
                 body: Box::new(body),
             },
-            in_flight: OutOfLine::NONE,
+            in_flight: None,
         }
     }
 
     /// The inner service's body, keeping the request counted as in flight until it ends.
     #[inline]
-    pub(crate) fn inner_in_flight(body: B, in_flight: OutOfLine<InFlight>) -> Self {
+    pub(crate) fn inner_in_flight(body: B, in_flight: Option<InFlight>) -> Self {
         Self {
             kind: Kind::Inner { body },
             in_flight,
@@ -147,7 +146,7 @@ impl<B> MonitorBody<B> {
     }
 
     /// A fallback body, keeping the request counted as in flight until it ends.
-    pub(crate) fn fallback_in_flight(body: FallbackBody, in_flight: OutOfLine<InFlight>) -> Self {
+    pub(crate) fn fallback_in_flight(body: FallbackBody, in_flight: Option<InFlight>) -> Self {
         Self {
             kind: Kind::Fallback {
                 body: Box::new(body),

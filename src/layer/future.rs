@@ -138,7 +138,7 @@ where
             return match future.poll(cx) {
                 Poll::Ready(Ok(response)) => {
                     let (head, body) = response.into_parts();
-                    let body = MonitorBody::inner_in_flight(body, this.in_flight.take_out());
+                    let body = MonitorBody::inner_in_flight(body, this.in_flight.take());
                     Poll::Ready(Ok(Response::from_parts(head, body)))
                 }
                 Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
@@ -169,9 +169,9 @@ where
                 },
                 None => response,
             };
-            Poll::Ready(Ok(response.map(|body| {
-                MonitorBody::inner_in_flight(body, in_flight.take_out())
-            })))
+            Poll::Ready(Ok(
+                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
+            ))
         }
         StateProj::Rare { rare } => match rare.as_mut() {
             Some(rare) => poll_rare(rare.as_mut(), in_flight, cx),
@@ -181,9 +181,9 @@ where
         // Handled in `poll`; the same here, should it ever come.
         StateProj::Forwarding { future } => {
             let response = ready!(future.poll(cx))?;
-            Poll::Ready(Ok(response.map(|body| {
-                MonitorBody::inner_in_flight(body, in_flight.take_out())
-            })))
+            Poll::Ready(Ok(
+                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
+            ))
         }
     }
 }
@@ -217,7 +217,7 @@ where
                     None => response,
                 };
                 let mut response =
-                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take_out()));
+                    response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()));
                 if let Some(held) = held {
                     mark_cold_start(&mut response, held);
                 }
@@ -276,9 +276,7 @@ where
         (_, None) => (FallbackReason::Error, Request::new(()).into_parts().0),
     };
     let response = guard.fallback.respond(&parts, reason, &guard.registered);
-    Settled::Answer(
-        response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take_out())),
-    )
+    Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
 }
 
 /// The inner answer (`Ok`), or the fallback if the layer's predicate says the backend is gone: then the
@@ -312,7 +310,7 @@ fn if_gone<B>(
         .fallback
         .respond(&parts, FallbackReason::NotReady, registered);
     Err(Box::new(answer.map(|body| {
-        MonitorBody::fallback_in_flight(body, in_flight.take_out())
+        MonitorBody::fallback_in_flight(body, in_flight.take())
     })))
 }
 
@@ -326,10 +324,10 @@ fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
 
 /// An optional value whose drop runs out of line: dropping an empty one is a null check.
 ///
-/// The response future and body hold their rarely present parts (the in-flight count without
-/// `on_idle`, the rare states, the fallback body) in these, so that their own drop stays small
-/// enough for the compiler to inline on the cached-up path; an `Option<T>` would put `T`'s whole
-/// drop there. Moving the value out (`take`) never moves what a `Pin<Box<_>>` points to.
+/// The response future holds what is absent on the cached-up path (the in-flight count without
+/// `on_idle`, the gone check's guard, the boxed rare states) in these, so that its own drop stays
+/// small enough for the compiler to inline there; an `Option<T>` would put `T`'s whole drop in
+/// it. Moving the value out (`take`) never moves what a `Pin<Box<_>>` points to.
 pub(crate) struct OutOfLine<T>(ManuallyDrop<Option<T>>);
 
 impl<T> OutOfLine<T> {
@@ -345,12 +343,6 @@ impl<T> OutOfLine<T> {
     #[inline]
     pub(crate) fn take(&mut self) -> Option<T> {
         self.0.take()
-    }
-
-    /// The value, moved out into another `OutOfLine`.
-    #[inline]
-    pub(crate) fn take_out(&mut self) -> Self {
-        Self::new(self.0.take())
     }
 
     #[inline]
@@ -371,11 +363,5 @@ impl<T> Drop for OutOfLine<T> {
         if self.0.is_some() {
             self.drop_value();
         }
-    }
-}
-
-impl<T: std::fmt::Debug> std::fmt::Debug for OutOfLine<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
     }
 }
