@@ -244,3 +244,83 @@ fn may_wake<B>(guard: &Guard, request: &Request<B>) -> Option<bool> {
     }
     verdict.ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::FutureExt;
+    use http::{Request, Response};
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    use crate::layer::BackendGone;
+    use crate::{BoxError, MinMonitor, MonitoredService, Url, trigger};
+
+    /// A monitor whose "app" counts requests in flight (`on_idle` after an hour).
+    fn counting_monitor() -> Arc<MinMonitor> {
+        let monitor = Arc::new(MinMonitor::new());
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let stop = trigger::from_fn(|| async { Ok::<(), BoxError>(()) });
+        let service = MonitoredService::new(url, Duration::from_secs(3600))
+            .on_idle(Duration::from_secs(3600), stop);
+        monitor.add("app", service).unwrap();
+        monitor
+    }
+
+    fn in_flight(monitor: &MinMonitor) -> usize {
+        monitor.snapshot()[0]
+            .requests_in_flight
+            .expect("counted: on_idle is set")
+    }
+
+    fn inner() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone {
+        service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+    }
+
+    /// A request's response future, dropped before it is polled, no longer counts; one polled
+    /// to its answer counts until the answer (its body) drops.
+    async fn counted_until_dropped<S>(monitor: &MinMonitor, service: &mut S)
+    where
+        S: Service<Request<()>, Error = Infallible>,
+    {
+        assert!(service.ready().await.is_ok());
+        let unpolled = service.call(Request::new(()));
+        assert_eq!(in_flight(monitor), 1);
+        drop(unpolled);
+        assert_eq!(
+            in_flight(monitor),
+            0,
+            "a dropped response future ends the request"
+        );
+
+        assert!(service.ready().await.is_ok());
+        let answer = service.call(Request::new(())).now_or_never();
+        assert!(matches!(answer, Some(Ok(_))), "cached up: answered at once");
+        assert_eq!(in_flight(monitor), 1, "the answer's body still counts");
+        drop(answer);
+        assert_eq!(in_flight(monitor), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_response_future_state_ends_the_request_when_dropped() {
+        let monitor = counting_monitor();
+        // Not cached up: the decision (a probe) is still to come when the future drops.
+        let mut deciding = monitor.layer("app").unwrap().layer(inner());
+        assert!(deciding.ready().await.is_ok());
+        let unpolled = deciding.call(Request::new(()));
+        assert_eq!(in_flight(&monitor), 1);
+        drop(unpolled);
+        assert_eq!(in_flight(&monitor), 0);
+
+        monitor.set_status_up("app").unwrap();
+        let mut forwarding = monitor.layer("app").unwrap().layer(inner());
+        counted_until_dropped(&monitor, &mut forwarding).await;
+        let checking = monitor
+            .layer("app")
+            .unwrap()
+            .backend_gone_when(BackendGone::in_response);
+        counted_until_dropped(&monitor, &mut checking.layer(inner())).await;
+    }
+}
