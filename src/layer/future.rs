@@ -331,10 +331,11 @@ fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
 
 /// An optional value whose drop runs out of line: dropping an empty one is a null check.
 ///
-/// The response future holds what is absent on the cached-up path (the in-flight count without
-/// `on_idle`, the gone check's guard, the boxed rare states) in these, so that its own drop stays
-/// small enough for the compiler to inline there; an `Option<T>` would put `T`'s whole drop in
-/// it. Moving the value out (`take`) never moves what a `Pin<Box<_>>` points to.
+/// The response future holds in these what is absent when it drops on the cached-up path (the
+/// in-flight count, which is absent without `on_idle` and has moved to the body once answered;
+/// the gone check's guard; the boxed rare states), so that its own drop stays small enough for
+/// the compiler to inline there; an `Option<T>` would put `T`'s whole drop in it. Moving the
+/// value out (`take`) never moves what a `Pin<Box<_>>` points to.
 pub(crate) struct OutOfLine<T>(ManuallyDrop<Option<T>>);
 
 impl<T> OutOfLine<T> {
