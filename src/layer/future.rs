@@ -1,7 +1,8 @@
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -25,7 +26,10 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         #[pin]
-        state: State<S::Future, Rare<S, ReqBody>>,
+        state: State<S::Future, Step<S, ReqBody>>,
+        // Moves into the response body, which holds it until the body ends. One field for every
+        // state, so that dropping the future drops it in one place.
+        in_flight: OutOfLine<InFlight>,
     }
 }
 
@@ -36,8 +40,6 @@ pin_project! {
         Forwarding {
             #[pin]
             future: F,
-            // Moves into the response body, which holds it until the body ends.
-            in_flight: Option<InFlight>,
         },
         // The cached-up path of a layer with `backend_gone_when`: the inner answer is checked
         // (out of line, in `poll_other`) before it is returned. Not boxed: a gateway takes
@@ -45,26 +47,14 @@ pin_project! {
         Checking {
             #[pin]
             future: F,
-            in_flight: Option<InFlight>,
             // Taken when the answer comes.
-            guard: Option<Arc<Guard>>,
+            guard: OutOfLine<Arc<Guard>>,
         },
         // Everything else, boxed so that it does not make the cached-up future larger (every
         // move copies it), and handled out of line (`poll_other`).
         Rare {
-            rare: Pin<Box<R>>,
+            rare: OutOfLine<Pin<Box<R>>>,
         },
-    }
-}
-
-pin_project! {
-    struct Rare<S, ReqBody>
-    where
-        S: Service<Request<ReqBody>>,
-    {
-        #[pin]
-        step: Step<S, ReqBody>,
-        in_flight: Option<InFlight>,
     }
 }
 
@@ -101,18 +91,17 @@ where
     #[inline]
     pub(crate) fn forward(
         future: S::Future,
-        in_flight: Option<InFlight>,
+        in_flight: OutOfLine<InFlight>,
         gone_check: Option<Arc<Guard>>,
     ) -> Self {
         let state = match gone_check {
-            None => State::Forwarding { future, in_flight },
+            None => State::Forwarding { future },
             Some(guard) => State::Checking {
                 future,
-                in_flight,
-                guard: Some(guard),
+                guard: OutOfLine::new(Some(guard)),
             },
         };
-        Self { state }
+        Self { state, in_flight }
     }
 
     pub(crate) fn decide(
@@ -120,19 +109,17 @@ where
         service: S,
         request: Request<ReqBody>,
         guard: Arc<Guard>,
-        in_flight: Option<InFlight>,
+        in_flight: OutOfLine<InFlight>,
     ) -> Self {
         Self {
             state: State::Rare {
-                rare: Box::pin(Rare {
-                    step: Step::Deciding {
-                        decision,
-                        ready: Some((service, request)),
-                        guard,
-                    },
-                    in_flight,
-                }),
+                rare: OutOfLine::new(Some(Box::pin(Step::Deciding {
+                    decision,
+                    ready: Some((service, request)),
+                    guard,
+                }))),
             },
+            in_flight,
         }
     }
 }
@@ -144,38 +131,43 @@ where
     type Output = Result<Response<MonitorBody<ResBody>>, S::Error>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        if let StateProj::Forwarding { future, in_flight } = state.as_mut().project() {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.as_mut().project();
+        if let StateProj::Forwarding { future } = this.state.project() {
             return match future.poll(cx) {
                 Poll::Ready(Ok(response)) => {
                     let (head, body) = response.into_parts();
-                    let body = MonitorBody::inner_in_flight(body, in_flight.take());
+                    let body = MonitorBody::inner_in_flight(body, this.in_flight.take());
                     Poll::Ready(Ok(Response::from_parts(head, body)))
                 }
                 Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
                 Poll::Pending => Poll::Pending,
             };
         }
-        poll_other(state, cx)
+        poll_other(self, cx.waker())
     }
 }
 
 /// Every state but the plain cached-up one, out of line: one call in `poll` for all of them.
+///
+/// It takes the caller's waker, read-only, rather than its `Context`, and polls with a
+/// `Context` of its own around that waker (on stable Rust a `Context` carries nothing else). A
+/// `Context` passed out of line escapes: the compiler must then assume the caller's waker may
+/// have changed, and cannot see through its drop (8 instructions per request on the cached-up
+/// path, which never takes this call).
 #[inline(never)]
 fn poll_other<S, ReqBody, ResBody>(
-    state: Pin<&mut State<S::Future, Rare<S, ReqBody>>>,
-    cx: &mut Context<'_>,
+    response_future: Pin<&mut ResponseFuture<S, ReqBody>>,
+    waker: &Waker,
 ) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    match state.project() {
-        StateProj::Checking {
-            future,
-            in_flight,
-            guard,
-        } => {
+    let cx = &mut Context::from_waker(waker);
+    let this = response_future.project();
+    let in_flight = this.in_flight;
+    match this.state.project() {
+        StateProj::Checking { future, guard } => {
             let response = ready!(future.poll(cx))?;
             let response = match guard.take() {
                 Some(guard) => match if_gone(response, &guard, in_flight) {
@@ -188,9 +180,13 @@ where
                 response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
             ))
         }
-        StateProj::Rare { rare } => poll_rare(rare.as_mut(), cx),
+        StateProj::Rare { rare } => match rare.as_mut() {
+            Some(rare) => poll_rare(rare.as_mut(), in_flight, cx),
+            // Never: emptied only by the drop of the future.
+            None => Poll::Pending,
+        },
         // Handled in `poll`; the same here, should it ever come.
-        StateProj::Forwarding { future, in_flight } => {
+        StateProj::Forwarding { future } => {
             let response = ready!(future.poll(cx))?;
             Poll::Ready(Ok(
                 response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
@@ -203,14 +199,13 @@ where
 #[cold]
 #[inline(never)]
 fn poll_rare<S, ReqBody, ResBody>(
-    rare: Pin<&mut Rare<S, ReqBody>>,
+    mut step: Pin<&mut Step<S, ReqBody>>,
+    in_flight: &mut OutOfLine<InFlight>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    let rare = rare.project();
-    let (mut step, in_flight) = (rare.step, rare.in_flight);
     loop {
         match step.as_mut().project() {
             StepProj::Forwarding {
@@ -273,7 +268,7 @@ fn settle<S, ReqBody, ResBody>(
     decision: Decision,
     ready: Option<(S, Request<ReqBody>)>,
     guard: &Guard,
-    in_flight: &mut Option<InFlight>,
+    in_flight: &mut OutOfLine<InFlight>,
 ) -> Settled<S::Future, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -296,7 +291,7 @@ where
 fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
-    in_flight: &mut Option<InFlight>,
+    in_flight: &mut OutOfLine<InFlight>,
 ) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
     let gone = guard.gone.as_ref().is_some_and(|gone| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -332,4 +327,49 @@ fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
     response
         .headers_mut()
         .insert("x-cold-start", http::HeaderValue::from(millis));
+}
+
+/// An optional value whose drop runs out of line: dropping an empty one is a null check.
+///
+/// The response future holds in these what is absent when it drops on the cached-up path (the
+/// in-flight count, which is absent without `on_idle` and has moved to the body once answered;
+/// the gone check's guard; the boxed rare states), so that its own drop stays small enough for
+/// the compiler to inline there; an `Option<T>` would put `T`'s whole drop in it. Moving the
+/// value out (`take`) never moves what a `Pin<Box<_>>` points to.
+pub(crate) struct OutOfLine<T>(ManuallyDrop<Option<T>>);
+
+impl<T> OutOfLine<T> {
+    /// Empty.
+    pub(crate) const NONE: Self = Self(ManuallyDrop::new(None));
+
+    #[inline]
+    pub(crate) fn new(value: Option<T>) -> Self {
+        Self(ManuallyDrop::new(value))
+    }
+
+    /// The value, moved out; this is left empty.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Option<T> {
+        self.0.take()
+    }
+
+    #[inline]
+    pub(crate) fn as_mut(&mut self) -> Option<&mut T> {
+        self.0.as_mut()
+    }
+
+    #[inline(never)]
+    fn drop_value(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl<T> Drop for OutOfLine<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // Taken out, the value drops normally: the `ManuallyDrop` is left empty, nothing leaks.
+        if self.0.is_some() {
+            self.drop_value();
+        }
+    }
 }

@@ -54,6 +54,7 @@ impl MonitorLayer {
             guard: Arc::new(Guard {
                 cache: Arc::clone(&registered.cache),
                 idle: registered.idle.clone(),
+                plain: cached_up_forwards && registered.idle.is_none(),
                 registered,
                 fallback: Fallback::default(),
                 cached_up_forwards,
@@ -231,7 +232,9 @@ impl MonitorLayer {
             + Sync
             + 'static,
     {
-        Arc::make_mut(&mut self.guard).gone = Some(Arc::new(gone));
+        let guard = Arc::make_mut(&mut self.guard);
+        guard.gone = Some(Arc::new(gone));
+        guard.plain = false;
         self
     }
 }

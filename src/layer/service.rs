@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::decision::Decision;
 use super::fallback::Fallback;
+use super::future::OutOfLine;
 use super::hold::Hold;
 use super::{FallbackReason, MonitorBody, ResponseFuture, decision};
 use crate::idle::{IdleWatch, InFlight};
@@ -33,6 +34,9 @@ pub(crate) struct Guard {
     pub(crate) fallback: Fallback,
     /// Cached up and no `always` / `on_up` to run: the request can go straight through.
     pub(crate) cached_up_forwards: bool,
+    /// `cached_up_forwards`, and nothing to count (`on_idle`) or check (`backend_gone_when`)
+    /// either: `call`'s first test, so that the plainest layer pays one flag for all three.
+    pub(crate) plain: bool,
     pub(crate) hold: Option<Hold>,
     pub(crate) wake_policy: Option<Arc<WakePolicy>>,
     pub(crate) gone: Option<Arc<GonePredicate>>,
@@ -182,9 +186,16 @@ where
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let guard = &*self.guard;
-        // Counted from here, held or not, until the response body ends.
-        let in_flight = guard.idle.as_ref().map(|idle| idle.enter());
         // The hot path: one atomic load, then straight to the service that was polled ready.
+        if guard.plain {
+            if guard.cache.is_up() {
+                return ResponseFuture::forward(self.inner.call(request), OutOfLine::NONE, None);
+            }
+            // Nothing to count: `plain` means no `on_idle`.
+            return self.call_rare(request, OutOfLine::NONE);
+        }
+        // Counted from here, held or not, until the response body ends.
+        let in_flight = OutOfLine::new(guard.idle.as_ref().map(|idle| idle.enter()));
         if guard.cached_up_forwards && guard.cache.is_up() {
             let check = guard.gone.is_some().then(|| Arc::clone(&self.guard));
             return ResponseFuture::forward(self.inner.call(request), in_flight, check);
@@ -200,7 +211,7 @@ impl<S> MonitorService<S> {
     fn call_rare<ReqBody, ResBody>(
         &mut self,
         request: Request<ReqBody>,
-        in_flight: Option<InFlight>,
+        in_flight: OutOfLine<InFlight>,
     ) -> ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -232,4 +243,84 @@ fn may_wake<B>(guard: &Guard, request: &Request<B>) -> Option<bool> {
         tracing::error!(service = %guard.registered.name, "the wake policy panicked; answering 500");
     }
     verdict.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::FutureExt;
+    use http::{Request, Response};
+    use tower::{Layer, Service, ServiceExt, service_fn};
+
+    use crate::layer::BackendGone;
+    use crate::{BoxError, MinMonitor, MonitoredService, Url, trigger};
+
+    /// A monitor whose "app" counts requests in flight (`on_idle` after an hour).
+    fn counting_monitor() -> Arc<MinMonitor> {
+        let monitor = Arc::new(MinMonitor::new());
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let stop = trigger::from_fn(|| async { Ok::<(), BoxError>(()) });
+        let service = MonitoredService::new(url, Duration::from_secs(3600))
+            .on_idle(Duration::from_secs(3600), stop);
+        monitor.add("app", service).unwrap();
+        monitor
+    }
+
+    fn in_flight(monitor: &MinMonitor) -> usize {
+        monitor.snapshot()[0]
+            .requests_in_flight
+            .expect("counted: on_idle is set")
+    }
+
+    fn inner() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone {
+        service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+    }
+
+    /// A request's response future, dropped before it is polled, no longer counts; one polled
+    /// to its answer counts until the answer (its body) drops.
+    async fn counted_until_dropped<S>(monitor: &MinMonitor, service: &mut S)
+    where
+        S: Service<Request<()>, Error = Infallible>,
+    {
+        assert!(service.ready().await.is_ok());
+        let unpolled = service.call(Request::new(()));
+        assert_eq!(in_flight(monitor), 1);
+        drop(unpolled);
+        assert_eq!(
+            in_flight(monitor),
+            0,
+            "a dropped response future ends the request"
+        );
+
+        assert!(service.ready().await.is_ok());
+        let answer = service.call(Request::new(())).now_or_never();
+        assert!(matches!(answer, Some(Ok(_))), "cached up: answered at once");
+        assert_eq!(in_flight(monitor), 1, "the answer's body still counts");
+        drop(answer);
+        assert_eq!(in_flight(monitor), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_response_future_state_ends_the_request_when_dropped() {
+        let monitor = counting_monitor();
+        // Not cached up: the decision (a probe) is still to come when the future drops.
+        let mut deciding = monitor.layer("app").unwrap().layer(inner());
+        assert!(deciding.ready().await.is_ok());
+        let unpolled = deciding.call(Request::new(()));
+        assert_eq!(in_flight(&monitor), 1);
+        drop(unpolled);
+        assert_eq!(in_flight(&monitor), 0);
+
+        monitor.set_status_up("app").unwrap();
+        let mut forwarding = monitor.layer("app").unwrap().layer(inner());
+        counted_until_dropped(&monitor, &mut forwarding).await;
+        let checking = monitor
+            .layer("app")
+            .unwrap()
+            .backend_gone_when(BackendGone::in_response);
+        counted_until_dropped(&monitor, &mut checking.layer(inner())).await;
+    }
 }
