@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::{Router, serve};
 
-/// Builds a router with its own upstream connection pools, one per worker.
+/// Builds a router for one worker: its own upstream connection pools, the layers shared.
 pub(super) struct Routers(pub(super) Box<dyn Fn() -> Router + Send + Sync>);
 
 impl fmt::Debug for Routers {
