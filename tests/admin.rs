@@ -257,21 +257,14 @@ fn which(program: &str) -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_in_chromium_lists_every_service_with_its_state() {
-    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find_map(which)
-    else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: install Debian's `chromium` package (.ci/run does)"
-        );
-        eprintln!("skipped: no Chromium found (install Debian's `chromium` package)");
+    let Some(browser) = chromium_or_skip() else {
         return;
     };
     let (monitor, addr, _backend, _) = setup().await;
     monitor.start("down").await.unwrap();
     let url = format!("http://{addr}/");
-    let dom = chromium(&browser, &["--dump-dom"], &url).await;
+    let dom = String::from_utf8_lossy(&run_chromium(&browser, &["--dump-dom"], &url).await.stdout)
+        .into_owned();
     assert!(dom.contains("<title>tower-monitor status</title>"), "{dom}");
     for (name, state) in [("down", "starting"), ("up", "up")] {
         let row = format!(
@@ -283,38 +276,6 @@ async fn the_status_page_in_chromium_lists_every_service_with_its_state() {
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-status.png");
     let _ = std::fs::remove_file(&shot);
     let screenshot = format!("--screenshot={}", shot.display());
-    chromium(&browser, &["--window-size=1100,300", &screenshot], &url).await;
+    run_chromium(&browser, &["--window-size=1100,300", &screenshot], &url).await;
     assert!(shot.is_file(), "a screenshot of the status page");
-}
-
-/// Runs headless Chromium on `url` with `args`; returns what it printed.
-async fn chromium(browser: &std::path::Path, args: &[&str], url: &str) -> String {
-    let profile = std::env::temp_dir().join(format!(
-        "tower-monitor-admin-{}-{}",
-        std::process::id(),
-        args.len()
-    ));
-    let run = tokio::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(50), run)
-        .await
-        .expect("the browser run is bounded")
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }

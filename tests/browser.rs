@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,35 +16,9 @@ use common::*;
 use tokio::net::TcpListener;
 use tower_monitor::{BoxError, MinMonitor, MonitoredService, trigger};
 
-fn chromium() -> Option<PathBuf> {
-    let candidates = ["chromium", "chromium-browser", "google-chrome"];
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(
-            std::env::var_os("PATH")
-                .into_iter()
-                .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-                .flat_map(|dir| candidates.map(|name| dir.join(name))),
-        )
-        .find(|candidate| candidate.is_file())
-}
-
-/// Whether the `CI` variable says so, as CI services and `.ci/run` set it (`true` or `1`).
-fn running_in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| {
-        let value = value.trim();
-        value == "1" || value.eq_ignore_ascii_case("true")
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_waiting_page_turns_into_the_app_by_itself() {
-    let Some(browser) = chromium() else {
-        let advice = "no Chromium found (install Debian's `chromium` package, as .ci/run does, \
-                      or set CHROMIUM to its path)";
-        assert!(!running_in_ci(), "CI=true and {advice}");
-        eprintln!("skipped: {advice}");
+    let Some(browser) = chromium_or_skip() else {
         return;
     };
     // The backend comes up 2 s after `on_down` asks for it.
@@ -92,34 +65,16 @@ async fn the_waiting_page_turns_into_the_app_by_itself() {
         );
     let server = serve(router).await;
 
-    let profile =
-        std::env::temp_dir().join(format!("tower-monitor-chromium-{}", std::process::id()));
-    let run = tokio::process::Command::new(&browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-        ])
-        .args([
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        // Lets the page's own refreshes run, then prints the DOM the browser ends on. Under a
-        // virtual time budget the refresh timer runs on virtual time, so the page refreshes far
-        // more often than once a second of real time; the mechanism is the same.
-        .args(["--virtual-time-budget=60000", "--dump-dom"])
-        .arg(format!("http://{}/", server.addr))
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(50), run)
-        .await
-        .expect("the browser run is bounded")
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
+    // Lets the page's own refreshes run, then prints the DOM the browser ends on. Under a
+    // virtual time budget the refresh timer runs on virtual time, so the page refreshes far
+    // more often than once a second of real time; the mechanism is the same.
+    let url = format!("http://{}/", server.addr);
+    let output = run_chromium(
+        &browser,
+        &["--virtual-time-budget=60000", "--dump-dom"],
+        &url,
+    )
+    .await;
     let dom = String::from_utf8_lossy(&output.stdout);
     assert!(
         dom.contains("Hello from the app"),

@@ -47,13 +47,10 @@ async fn a_wish_to_start_made_during_a_failed_stop_does_not_restart_the_backend_
     let up = Arc::new(AtomicBool::new(true));
     let (stops, wakes) = (counter(), counter());
     let gate = Arc::new(tokio::sync::Notify::new());
-    let (s, u, g, w) = (stops.clone(), up.clone(), gate.clone(), wakes.clone());
+    let (s, u, g) = (stops.clone(), up.clone(), gate.clone());
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(up.clone()))
-        .on_down(trigger::from_fn(move || {
-            w.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<(), BoxError>(()) }
-        }))
+        .on_down(counting_trigger(wakes.clone(), false))
         .on_idle(
             Duration::from_millis(100),
             trigger::from_fn(move || {
@@ -233,13 +230,10 @@ async fn the_backend_is_not_started_again_while_on_idle_still_runs() {
     let up = Arc::new(AtomicBool::new(true));
     let (stops, wakes) = (counter(), counter());
     let gate = Arc::new(tokio::sync::Notify::new());
-    let (s, u, g, w) = (stops.clone(), up.clone(), gate.clone(), wakes.clone());
+    let (s, u, g) = (stops.clone(), up.clone(), gate.clone());
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(up.clone()))
-        .on_down(trigger::from_fn(move || {
-            w.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<(), BoxError>(()) }
-        }))
+        .on_down(counting_trigger(wakes.clone(), false))
         .on_idle(
             Duration::from_secs(3600),
             trigger::from_fn(move || {

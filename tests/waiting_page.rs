@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,53 +82,16 @@ async fn a_panicking_fallback_is_a_500_logged_with_the_service_and_the_server_ke
     );
 }
 
-fn chromium() -> Option<PathBuf> {
-    let candidates = ["chromium", "chromium-browser", "google-chrome"];
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(
-            std::env::var_os("PATH")
-                .into_iter()
-                .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-                .flat_map(|dir| candidates.map(|name| dir.join(name))),
-        )
-        .find(|candidate| candidate.is_file())
-}
-
 /// Opens `url` in headless Chromium with the given colour scheme and saves a screenshot.
 async fn screenshot(browser: &Path, url: &str, dark: bool, file: &Path) {
-    let profile = std::env::temp_dir().join(format!(
-        "tower-monitor-waiting-page-{}-{dark}",
-        std::process::id()
-    ));
     // Blink's `preferredColorScheme`: 0 dark, 1 light; set both ways, so the machine's own
     // theme does not decide.
-    let scheme = if dark { 0 } else { 1 };
-    let run = tokio::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--blink-settings=preferredColorScheme={scheme}"))
-        .arg("--window-size=800,600")
-        .arg(format!("--screenshot={}", file.display()))
-        .arg(url)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(50), run)
-        .await
-        .expect("the browser run is bounded")
-        .expect("chromium runs");
-    let _ = std::fs::remove_dir_all(&profile);
+    let scheme = format!(
+        "--blink-settings=preferredColorScheme={}",
+        if dark { 0 } else { 1 }
+    );
+    let shot = format!("--screenshot={}", file.display());
+    let output = run_chromium(browser, &[&scheme, "--window-size=800,600", &shot], url).await;
     assert!(
         file.is_file(),
         "no screenshot: {}",
@@ -186,12 +149,7 @@ fn check(file: &Path, dark: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_waiting_page_in_light_and_dark_is_centred_and_themed() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this test: install Debian's `chromium` package (.ci/run does)"
-        );
-        eprintln!("skipped: no Chromium found (install Debian's `chromium` package)");
+    let Some(browser) = chromium_or_skip() else {
         return;
     };
     let monitor = monitor().await;

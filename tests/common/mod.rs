@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -287,4 +288,66 @@ pub async fn spawn_gateway_program_with(
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (gateway, addr)
+}
+
+/// Headless Chromium, as `$CHROMIUM` or found on `PATH`. `None` (the caller skips, which is
+/// printed) only outside CI: with `CI` set to `true` or `1`, a missing browser fails the test.
+pub fn chromium_or_skip() -> Option<std::path::PathBuf> {
+    let candidates = ["chromium", "chromium-browser", "google-chrome"];
+    let found = std::env::var_os("CHROMIUM")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(
+            std::env::var_os("PATH")
+                .into_iter()
+                .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+                .flat_map(|dir| candidates.map(|name| dir.join(name))),
+        )
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        let advice = "no Chromium found (install Debian's `chromium` package, as .ci/run does, \
+                      or set CHROMIUM to its path)";
+        let in_ci = std::env::var("CI").is_ok_and(|value| {
+            let value = value.trim();
+            value == "1" || value.eq_ignore_ascii_case("true")
+        });
+        assert!(!in_ci, "CI is set and {advice}");
+        eprintln!("skipped: {advice}");
+    }
+    found
+}
+
+/// Runs headless Chromium (`browser`) on `url` with `args`, in a profile of its own that is
+/// removed afterwards and with its background traffic off; bounded to 50 s.
+pub async fn run_chromium(browser: &std::path::Path, args: &[&str], url: &str) -> Output {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let profile = std::env::temp_dir().join(format!(
+        "tower-monitor-chromium-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::SeqCst)
+    ));
+    let run = tokio::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(50), run)
+        .await
+        .expect("the browser run is bounded")
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    output
 }
