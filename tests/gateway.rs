@@ -233,18 +233,7 @@ async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
     )
     .unwrap();
     let mut gateway = spawn_gateway(&config);
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
-            break addr.parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let addr = listening_addr(&mut gateway).await;
 
     // No route: 404, and no backend is started.
     assert_eq!(get(addr, "/elsewhere", &[]).await.status, 404);

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncBufReadExt, BufReader};
+
 use tokio::process::Command;
 
 const TOTAL: usize = 100 * 1024 * 1024;
@@ -103,18 +103,7 @@ async fn a_100_mb_upload_and_download_pass_byte_exact_with_the_gateway_memory_bo
         .spawn()
         .unwrap();
     let pid = gateway.id().unwrap();
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
-            break addr.parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let addr = common::listening_addr(&mut gateway).await;
     let _ = std::fs::remove_file(&config);
 
     tokio::time::timeout(Duration::from_secs(120), async {

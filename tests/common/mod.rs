@@ -262,7 +262,6 @@ pub async fn spawn_gateway_program_with(
     pipe_stderr: bool,
     args: &[&str],
 ) -> (tokio::process::Child, SocketAddr) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut command = tokio::process::Command::new(program);
     command
         .arg("--config")
@@ -275,6 +274,14 @@ pub async fn spawn_gateway_program_with(
         command.stderr(std::process::Stdio::piped());
     }
     let mut gateway = command.spawn().unwrap();
+    let addr = listening_addr(&mut gateway).await;
+    (gateway, addr)
+}
+
+/// The address a gateway program says it listens on (bounded wait); the rest of its standard
+/// output is read and dropped, so that it never blocks on a full pipe.
+pub async fn listening_addr(gateway: &mut tokio::process::Child) -> SocketAddr {
+    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
@@ -287,7 +294,7 @@ pub async fn spawn_gateway_program_with(
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (gateway, addr)
+    addr
 }
 
 /// Headless Chromium, as `$CHROMIUM` or found on `PATH`. `None` (the caller skips, which is
