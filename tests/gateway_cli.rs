@@ -396,13 +396,8 @@ async fn max_held_is_for_the_whole_gateway_whatever_the_workers() {
     );
     let (gateway, addr) =
         common::spawn_gateway_program_with(PROGRAM, &config.0, false, &["--workers", "3"]).await;
-    // Twelve requests on connections of their own, a little apart, so that they land on
-    // different workers (a burst is often accepted by one), all within max_wait.
-    let mut requests = Vec::new();
-    for _ in 0..12 {
-        requests.push(tokio::spawn(get_once(addr)));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Twelve requests, all within max_wait, on several workers.
+    let requests = spread(addr, 12, Duration::from_millis(20)).await;
     let mut statuses = Vec::new();
     for request in requests {
         let reply = tokio::time::timeout(Duration::from_secs(10), request)
@@ -452,13 +447,8 @@ async fn a_herd_over_many_connections_and_workers_starts_the_backend_program_onc
     );
     let (gateway, addr) =
         common::spawn_gateway_program_with(PROGRAM, &config.0, false, &["--workers", "4"]).await;
-    // Each request on a connection of its own, 5 ms apart, so that they land on different
-    // workers (a burst is often accepted by one), all while the backend boots.
-    let mut herd = Vec::new();
-    for _ in 0..40 {
-        herd.push(tokio::spawn(get_once(addr)));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Forty requests, all while the backend boots, on several workers.
+    let herd = spread(addr, 40, Duration::from_millis(5)).await;
     for request in herd {
         let reply = tokio::time::timeout(Duration::from_secs(30), request)
             .await
@@ -477,6 +467,21 @@ async fn a_herd_over_many_connections_and_workers_starts_the_backend_program_onc
     terminate_then_backend_is_gone(gateway, backend).await;
     let _ = std::fs::remove_file(&script);
     let _ = std::fs::remove_file(&starts);
+}
+
+/// `n` requests `apart`, each on a connection of its own, so that they land on different
+/// workers (a burst is often accepted by one worker alone); their replies to come.
+async fn spread(
+    addr: std::net::SocketAddr,
+    n: usize,
+    apart: Duration,
+) -> Vec<tokio::task::JoinHandle<String>> {
+    let mut requests = Vec::with_capacity(n);
+    for _ in 0..n {
+        requests.push(tokio::spawn(get_once(addr)));
+        tokio::time::sleep(apart).await;
+    }
+    requests
 }
 
 /// `GET /` for host `app` on a connection of its own; the whole reply as text.
