@@ -1,59 +1,23 @@
 //! The gateway's reverse proxy with real clients and servers on 127.0.0.1: curl over HTTP/1.1
-//! and HTTP/2, the header rules and base path, timeouts and refused connections, a WebSocket
-//! that keeps its backend awake, and gRPC unary and streaming calls. The gateway runs in the
+//! and HTTP/2, the header rules and base path, timeouts and refused connections, and gRPC unary
+//! and streaming calls (WebSockets: `gateway_websocket.rs`). The gateway runs in the
 //! test's process; every server is stopped when its test ends.
 
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
 use http_body_util::Full;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
+use tower_monitor::Url;
 use tower_monitor::config::TriggerRegistry;
-use tower_monitor::gateway::Gateway;
 use tower_monitor::layer::BackendGone;
 use tower_monitor::proxy::Proxy;
-use tower_monitor::{BoxError, Trigger, Url};
-
-/// A gateway served in this process until dropped.
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<bool>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|stop| stop.send(()));
-        self.task.abort();
-    }
-}
-
-async fn start_gateway(config: &str, registry: &TriggerRegistry) -> Running {
-    let gateway = Gateway::from_config(config, registry).expect("a valid configuration");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        addr,
-        stop: Some(stop),
-        task,
-    }
-}
 
 /// A backend that answers with the request's target and every header, one per line; and
 /// `/slow` after 5 s.
@@ -123,7 +87,7 @@ fn echo_config(backend: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_over_http1_and_http2_reaches_an_http1_backend_with_the_header_rules() {
     let backend = echo_backend().await;
-    let gateway = start_gateway(&echo_config(backend.addr), &TriggerRegistry::new()).await;
+    let gateway = common::start_gateway(&echo_config(backend.addr), &TriggerRegistry::new()).await;
     let url = format!("http://{}/x?y=1", gateway.addr);
     let authority = gateway.addr.to_string();
 
@@ -201,7 +165,7 @@ async fn curl_over_http1_and_http2_reaches_an_http1_backend_with_the_header_rule
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_slower_than_the_response_timeout_is_answered_504() {
     let backend = echo_backend().await;
-    let gateway = start_gateway(&echo_config(backend.addr), &TriggerRegistry::new()).await;
+    let gateway = common::start_gateway(&echo_config(backend.addr), &TriggerRegistry::new()).await;
     // The backend answers after 5 s; curl gives up at 4 s: a 504 can only be the gateway's.
     let status = curl(&[
         "--max-time",
@@ -255,144 +219,6 @@ async fn a_connect_timeout_is_a_504_without_backend_gone() {
 }
 
 /// A registry with a `count` trigger type that counts its runs in `runs`.
-fn counting_registry(runs: Arc<AtomicUsize>) -> TriggerRegistry {
-    let mut registry = TriggerRegistry::new();
-    registry.register("count", move |_spec| {
-        let runs = runs.clone();
-        Ok(Arc::new(tower_monitor::trigger::from_fn(move || {
-            runs.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<(), BoxError>(()) }
-        })) as Arc<dyn Trigger>)
-    });
-    registry
-}
-
-async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let give_up = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < give_up, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A WebSocket echo server on 127.0.0.1 (text messages), until its task is aborted.
-async fn websocket_echo_backend() -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                while let Some(Ok(message)) = socket.next().await {
-                    if message.is_text() && socket.send(message).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (backend, server)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_waits_for_an_open_websocket_within_the_grace() {
-    let (backend, server) = websocket_echo_backend().await;
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "chat" }} ],
-                           "shutdown_grace": "10s" }},
-             "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    let gateway = Gateway::from_config(&config, &TriggerRegistry::new()).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let mut serving = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat"))
-        .await
-        .unwrap();
-    socket.send(Message::text("before")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("before")
-    );
-
-    stop.send(()).unwrap();
-    // Shut down, but the socket is open: still serving it. (Watched for a while: what must not
-    // happen has no event to await.)
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), &mut serving)
-            .await
-            .is_err(),
-        "shutdown did not wait for the open WebSocket"
-    );
-    socket.send(Message::text("during")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("during")
-    );
-
-    socket.close(None).await.unwrap();
-    drop(socket);
-    let drained = tokio::time::timeout(Duration::from_secs(5), serving)
-        .await
-        .expect("shutdown ends once the socket closed")
-        .unwrap();
-    assert!(drained, "everything closed within the grace");
-    server.abort();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_websocket_echoes_through_the_gateway_and_keeps_its_backend_awake() {
-    let (backend, server) = websocket_echo_backend().await;
-    let idle_runs = Arc::new(AtomicUsize::new(0));
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "chat" }} ] }},
-             "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s",
-                 "on_idle": {{ "after": "300ms", "trigger": {{ "type": "count" }} }} }} }} }}"#
-    );
-    let gateway = start_gateway(&config, &counting_registry(idle_runs.clone())).await;
-
-    let (mut socket, response) =
-        tokio_tungstenite::connect_async(format!("ws://{}/chat", gateway.addr))
-            .await
-            .expect("the upgrade passes through the gateway");
-    assert_eq!(response.status(), 101);
-    socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("hello")
-    );
-
-    // Four idle times with the socket open and quiet: the backend is not stopped. (Something
-    // that must not happen can only be watched for a while.)
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        idle_runs.load(Ordering::SeqCst),
-        0,
-        "stopped with a socket open"
-    );
-    socket.send(Message::text("still there")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("still there")
-    );
-
-    // Closed: now the idle time runs, and the backend is stopped.
-    socket.close(None).await.unwrap();
-    drop(socket);
-    until(
-        "on_idle after the socket closed",
-        Duration::from_secs(5),
-        || idle_runs.load(Ordering::SeqCst) == 1,
-    )
-    .await;
-    server.abort();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_unary_and_server_streaming_calls_pass_through_to_an_http2_backend() {
     use tonic_health::ServingStatus;
@@ -417,7 +243,7 @@ async fn grpc_unary_and_server_streaming_calls_pass_through_to_an_http2_backend(
                            "services": {{ "grpc": {{ "protocol": "http2" }} }} }},
              "services": {{ "grpc": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
     );
-    let gateway = start_gateway(&config, &TriggerRegistry::new()).await;
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.addr))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))

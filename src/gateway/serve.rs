@@ -51,14 +51,18 @@ pub(super) async fn serve(
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     request.extensions_mut().insert(ClientAddr(addr));
-                    if request.headers().contains_key(http::header::UPGRADE) {
+                    let upgrade = request.headers().contains_key(http::header::UPGRADE)
+                        || request.method() == http::Method::CONNECT;
+                    if upgrade {
                         // An upgraded connection outlives this task: shutdown waits for it too.
                         let guard = UpgradeGuard::new(upgrades.clone());
                         request.extensions_mut().insert(guard);
                     }
                     router.clone().call(request)
                 });
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // WebSockets over HTTP/2 (RFC 8441).
+            builder.http2().enable_connect_protocol();
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {

@@ -7,6 +7,10 @@
 //! - HTTP/1.1 upgrades (WebSocket) pass through: `Upgrade` and `Connection: upgrade` are kept,
 //!   and after the `101` bytes are relayed both ways; with [`ProxyBuilder::keep_awake`] an open
 //!   upgraded connection counts as a request in flight for `on_idle`.
+//! - A WebSocket over HTTP/2 (RFC 8441's extended `CONNECT`, when the server enables it) reaches
+//!   an HTTP/1.1 backend as an HTTP/1.1 upgrade with its own key, whose proof in the `101` is
+//!   checked; the client gets the `200` and the frames are relayed the same way. (To an HTTP/2
+//!   backend it is answered 501.)
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
@@ -44,6 +48,7 @@ mod failure;
 mod headers;
 mod target;
 mod upgrade;
+mod websocket;
 
 pub use body::ProxyBody;
 pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder};
@@ -69,6 +74,14 @@ use headers::Origin;
 use target::Target;
 
 type ActivityFn = Arc<dyn Fn() -> Option<Activity> + Send + Sync>;
+
+/// The client's side of an upgrade: its connection once switched, what keeps the server
+/// waiting for it, and for a WebSocket over HTTP/2 the handshake sent to the backend.
+type ClientUpgrade = (
+    hyper::upgrade::OnUpgrade,
+    Option<UpgradeGuard>,
+    Option<websocket::Handshake>,
+);
 
 /// A Tower service that forwards every request to one backend and returns its answer; see the
 /// [module documentation](self). Made with [`Proxy::builder`]; cheap to clone.
@@ -152,14 +165,22 @@ where
 {
     async fn forward(&self, mut request: Request<B>) -> Response<ProxyBody> {
         let client_version = request.version();
-        // Upgrades are an HTTP/1.1 mechanism on both sides.
-        let upgrade = client_version == Version::HTTP_11
-            && !self.http2
-            && headers::wants_upgrade(request.headers());
+        // A WebSocket over HTTP/2 reaches an HTTP/1.1 backend as an HTTP/1.1 upgrade.
+        let websocket_h2 = websocket::is_extended_connect(&request);
+        if websocket_h2 && self.http2 {
+            tracing::warn!(service = %self.service(), "WebSocket over HTTP/2 to an HTTP/2 backend is not supported");
+            return Failure::Unsupported.response(&http::HeaderMap::new());
+        }
+        // Otherwise upgrades are an HTTP/1.1 mechanism on both sides.
+        let upgrade = websocket_h2
+            || (client_version == Version::HTTP_11
+                && !self.http2
+                && headers::wants_upgrade(request.headers()));
         let client_upgrade = upgrade.then(|| {
             let guard = request.extensions_mut().remove::<UpgradeGuard>();
             (hyper::upgrade::on(&mut request), guard)
         });
+        let handshake = websocket_h2.then(|| websocket::Handshake::begin(&mut request));
         self.prepare(&mut request, upgrade);
         let (method, uri) = (request.method().clone(), request.uri().clone());
         // What the layer's fallback needs to answer in the request's format, should it fail.
@@ -173,7 +194,10 @@ where
 
         let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
         let failure = match sent.await {
-            Ok(Ok(response)) => return self.answer(response, client_upgrade, client_version),
+            Ok(Ok(response)) => {
+                let client_upgrade = client_upgrade.map(|(on, guard)| (on, guard, handshake));
+                return self.answer(response, client_upgrade, client_version);
+            }
             Ok(Err(error)) => {
                 let failure = Failure::of(&error);
                 tracing::warn!(
@@ -252,13 +276,29 @@ where
     fn answer(
         &self,
         response: Response<hyper::body::Incoming>,
-        client_upgrade: Option<(hyper::upgrade::OnUpgrade, Option<UpgradeGuard>)>,
+        client_upgrade: Option<ClientUpgrade>,
         client_version: Version,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         match (switching, client_upgrade) {
-            (true, Some((client_upgrade, guard))) => {
+            (true, Some((_, _, Some(handshake)))) if !handshake.accepted(&parts.headers) => {
+                tracing::warn!(
+                    service = %self.service(),
+                    "backend answered the WebSocket handshake without its proof"
+                );
+                Failure::Other.response(&http::HeaderMap::new())
+            }
+            (false, Some((_, _, Some(_)))) if parts.status.is_success() => {
+                // A 2xx would open the client's tunnel on a backend that did not switch.
+                tracing::warn!(
+                    service = %self.service(),
+                    status = %parts.status,
+                    "backend did not switch to WebSocket"
+                );
+                Failure::Other.response(&http::HeaderMap::new())
+            }
+            (true, Some((client_upgrade, guard, handshake))) => {
                 headers::remove_hop_by_hop(&mut parts.headers, true);
                 let mut response = Response::from_parts(parts, body);
                 let backend_upgrade = hyper::upgrade::on(&mut response);
@@ -270,7 +310,10 @@ where
                     guard,
                     self.service.clone(),
                 );
-                let (parts, _) = response.into_parts();
+                let (mut parts, _) = response.into_parts();
+                if handshake.is_some() {
+                    websocket::Handshake::answer(&mut parts);
+                }
                 Response::from_parts(parts, ProxyBody::default())
             }
             (true, None) => {

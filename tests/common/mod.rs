@@ -358,3 +358,46 @@ pub async fn run_chromium(browser: &std::path::Path, args: &[&str], url: &str) -
     let _ = std::fs::remove_dir_all(&profile);
     output
 }
+
+/// A gateway served in the test's process until dropped.
+pub struct InProcessGateway {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<bool>,
+}
+
+impl Drop for InProcessGateway {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+        self.task.abort();
+    }
+}
+
+/// Serves the gateway of `config` on 127.0.0.1:0 in this process.
+pub async fn start_gateway(
+    config: &str,
+    registry: &tower_monitor::config::TriggerRegistry,
+) -> InProcessGateway {
+    let gateway = tower_monitor::gateway::Gateway::from_config(config, registry)
+        .expect("a valid configuration");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    InProcessGateway {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A trigger registry whose `count` trigger counts its runs in `runs` and succeeds.
+pub fn counting_registry(runs: Arc<AtomicUsize>) -> tower_monitor::config::TriggerRegistry {
+    let mut registry = tower_monitor::config::TriggerRegistry::new();
+    registry.register("count", move |_spec| {
+        Ok(Arc::new(counting_trigger(runs.clone(), false)) as Arc<dyn tower_monitor::Trigger>)
+    });
+    registry
+}
