@@ -216,7 +216,31 @@ async fn sigterm_lets_an_in_flight_download_finish_then_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
-    let backend = common::serve(Router::new().fallback(|| async { "hi" })).await;
+    // `/slow-body`: a chunk, and the next 400 ms later; `/endless`: a chunk, then nothing.
+    let chunk =
+        |text: &'static str| Ok::<_, std::io::Error>(bytes::Bytes::from_static(text.as_bytes()));
+    let backend = common::serve(
+        Router::new()
+            .route(
+                "/slow-body",
+                axum::routing::get(move || async move {
+                    let later = futures::stream::once(async move {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                        chunk("b")
+                    });
+                    Body::from_stream(futures::stream::iter([chunk("a")]).chain(later))
+                }),
+            )
+            .route(
+                "/endless",
+                axum::routing::get(move || async move {
+                    let never = futures::stream::pending();
+                    Body::from_stream(futures::stream::iter([chunk("x")]).chain(never))
+                }),
+            )
+            .fallback(|| async { "hi" }),
+    )
+    .await;
     let (gone, doomed) = doomed_backend().await;
     let config = TempFile::new(
         "access",
@@ -240,6 +264,28 @@ async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
     };
     let reply = get("/hello").await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        get("/slow-body")
+            .await
+            .ends_with("a\r\n1\r\nb\r\n0\r\n\r\n")
+    );
+    // A client that leaves in the middle of a body.
+    let mut endless = TcpStream::connect(addr).await.unwrap();
+    endless
+        .write_all(b"GET /endless HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"x\r\n") {
+        let mut buffer = [0; 256];
+        let n = tokio::time::timeout(Duration::from_secs(10), endless.read(&mut buffer))
+            .await
+            .expect("the first chunk arrives")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    drop(endless);
     // A backend that goes away while cached up: the forward fails.
     assert!(get("/gone").await.starts_with("HTTP/1.1 200"));
     doomed.abort();
@@ -272,19 +318,39 @@ async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
         .await
         .expect("the gateway exits")
         .unwrap();
-    let access = log
-        .lines()
-        .find(|l| l.contains("request") && l.contains("path=/hello"))
-        .unwrap_or_else(|| panic!("no access line in:\n{log}"));
+    let access = |path: &str| {
+        log.lines()
+            .find(|l| l.contains("request") && l.contains(&format!("path={path} ")))
+            .unwrap_or_else(|| panic!("no access line for {path} in:\n{log}"))
+    };
     for field in [
         "service=app",
         "method=GET",
         "status=200",
         "ms=",
+        "bytes=2",
+        "complete=true",
         "cold_start_ms=-",
     ] {
-        assert!(access.contains(field), "{field} missing: {access}");
+        assert!(
+            access("/hello").contains(field),
+            "{field} missing: {}",
+            access("/hello")
+        );
     }
+    // The duration covers the body, not only its head.
+    let ms: u64 = access("/slow-body")
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("ms="))
+        .and_then(|ms| ms.parse().ok())
+        .expect("a duration");
+    assert!(ms >= 400, "{}", access("/slow-body"));
+    assert!(access("/slow-body").contains("complete=true"));
+    assert!(
+        access("/endless").contains("bytes=1") && access("/endless").contains("complete=false"),
+        "{}",
+        access("/endless")
+    );
     assert!(
         log.lines().any(|l| l.contains("WARN")
             && l.contains("backend unreachable")

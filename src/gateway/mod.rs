@@ -51,9 +51,11 @@
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
 //!   are stopped.
-//! - `access_log` (default off): one info line per request (target `tower_monitor::access`):
-//!   method, path, status, milliseconds to the response head, service, and cold-start
-//!   milliseconds when the request was held.
+//! - `access_log` (default off): one info line per request (target `tower_monitor::access`),
+//!   written once its response has been sent: service, method, path, status, milliseconds from
+//!   arrival to the body's end, body bytes sent, whether the body was sent to its end
+//!   (`complete=false`: the client went away first), and cold-start milliseconds when the
+//!   request was held.
 //!
 //! A backend that refuses or drops a connection while cached up is marked down by its layer
 //! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered as for a
@@ -73,6 +75,7 @@
 //! # }
 //! ```
 
+mod access;
 mod admin;
 pub mod cli;
 mod config;

@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -13,13 +12,13 @@ use tower_service::Service;
 use crate::BoxFuture;
 use crate::MonitorService;
 use crate::layer::{FallbackBody, MonitorBody};
-use crate::proxy::{Proxy, ProxyBody};
+use crate::proxy::Proxy;
 
 /// The gateway's proxy to one service, guarded by its layer.
 pub(super) type Routed = MonitorService<Proxy<Incoming>>;
 
-/// The body of every gateway response.
-pub type GatewayBody = MonitorBody<ProxyBody>;
+pub use super::access::GatewayBody;
+use super::access::RequestLine;
 
 pub(super) struct Route {
     /// Lower case, without a port.
@@ -118,57 +117,26 @@ impl Service<Request<Incoming>> for Router {
                 "no route for this request\n",
             )));
             *response.status_mut() = StatusCode::NOT_FOUND;
-            if self.access_log {
-                access_line(&request, &response, "-", Instant::now());
-            }
+            let response = if self.access_log {
+                GatewayBody::logged(response, RequestLine::new(&request), Arc::from("-"))
+            } else {
+                response.map(GatewayBody::plain)
+            };
             return Box::pin(async move { Ok(response) });
         };
         // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.
         let mut service = route.service.clone();
         if !self.access_log {
-            return Box::pin(service.call(request));
+            let answer = service.call(request);
+            return Box::pin(async move { Ok(answer.await?.map(GatewayBody::plain)) });
         }
         let name = Arc::clone(&route.name);
-        let started = Instant::now();
-        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let line = RequestLine::new(&request);
         Box::pin(async move {
             let response = service.call(request).await?;
-            let cold_start = response
-                .headers()
-                .get("x-cold-start")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info!(
-                target: "tower_monitor::access",
-                service = %name,
-                %method,
-                path = %uri.path(),
-                status = response.status().as_u16(),
-                ms = started.elapsed().as_millis() as u64,
-                cold_start_ms = %cold_start,
-                "request"
-            );
-            Ok(response)
+            Ok(GatewayBody::logged(response, line, name))
         })
     }
-}
-
-fn access_line(
-    request: &Request<Incoming>,
-    response: &Response<GatewayBody>,
-    service: &str,
-    started: Instant,
-) {
-    tracing::info!(
-        target: "tower_monitor::access",
-        service = %service,
-        method = %request.method(),
-        path = %request.uri().path(),
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        cold_start_ms = %"-",
-        "request"
-    );
 }
 
 #[cfg(test)]

@@ -1,0 +1,145 @@
+//! The access log: one line per request, written when its response body has been sent (or
+//! dropped), so that the duration covers the whole answer, as a proxy's request time does.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+use http::{HeaderValue, Method, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::layer::MonitorBody;
+use crate::proxy::ProxyBody;
+
+pin_project! {
+    /// The body of every gateway response: the layer's body (the backend's, or the fallback),
+    /// with the request's access-log entry when the access log is on.
+    pub struct GatewayBody {
+        #[pin]
+        inner: MonitorBody<ProxyBody>,
+        // Boxed: only with the access log on, and then logged when dropped.
+        entry: Option<Box<Entry>>,
+    }
+}
+
+impl GatewayBody {
+    /// A response body that is not logged.
+    pub(super) fn plain(inner: MonitorBody<ProxyBody>) -> Self {
+        Self { inner, entry: None }
+    }
+
+    /// `response` with its access-log entry: the line is written when the body has been sent
+    /// to its end or dropped before it.
+    pub(super) fn logged(
+        response: Response<MonitorBody<ProxyBody>>,
+        request: RequestLine,
+        service: Arc<str>,
+    ) -> Response<Self> {
+        let (parts, inner) = response.into_parts();
+        let entry = Entry {
+            request,
+            service,
+            status: parts.status.as_u16(),
+            cold_start: parts.headers.get("x-cold-start").cloned(),
+            bytes: 0,
+            complete: inner.is_end_stream(),
+        };
+        Response::from_parts(
+            parts,
+            Self {
+                inner,
+                entry: Some(Box::new(entry)),
+            },
+        )
+    }
+}
+
+impl fmt::Debug for GatewayBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayBody")
+            .field("inner", &self.inner)
+            .field("logged", &self.entry.is_some())
+            .finish()
+    }
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let frame = this.inner.as_mut().poll_frame(cx);
+        if let Some(entry) = this.entry {
+            match &frame {
+                Poll::Ready(Some(Ok(frame))) => {
+                    entry.bytes += frame.data_ref().map_or(0, |data| data.remaining() as u64);
+                    // The sender may stop polling after the last frame.
+                    entry.complete = this.inner.is_end_stream();
+                }
+                Poll::Ready(None) => entry.complete = true,
+                Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What the access log says of a request, taken before the request goes on.
+pub(super) struct RequestLine {
+    method: Method,
+    uri: Uri,
+    started: Instant,
+}
+
+impl RequestLine {
+    pub(super) fn new<B>(request: &http::Request<B>) -> Self {
+        Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+struct Entry {
+    request: RequestLine,
+    service: Arc<str>,
+    status: u16,
+    cold_start: Option<HeaderValue>,
+    bytes: u64,
+    complete: bool,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let cold_start = self.cold_start.as_ref().and_then(|v| v.to_str().ok());
+        tracing::info!(
+            target: "tower_monitor::access",
+            service = %self.service,
+            method = %self.request.method,
+            path = %self.request.uri.path(),
+            status = self.status,
+            ms = self.request.started.elapsed().as_millis() as u64,
+            bytes = self.bytes,
+            complete = self.complete,
+            cold_start_ms = %cold_start.unwrap_or("-"),
+            "request"
+        );
+    }
+}
