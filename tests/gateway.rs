@@ -44,7 +44,7 @@ fn gateway_binary() -> PathBuf {
 }
 
 /// Runs the gateway on `config`, its stdout piped; killed when dropped.
-fn spawn_gateway(config: &std::path::Path) -> tokio::process::Child {
+fn spawn_gateway(config: &str) -> tokio::process::Child {
     Command::new(gateway_binary())
         .arg("--config")
         .arg(config)
@@ -69,11 +69,9 @@ async fn until<F: std::future::Future<Output = bool>>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_on_demand_proxy_idle_stop_and_start_again() {
     let backend = refused_addr().await;
-    let config =
-        std::env::temp_dir().join(format!("tower-monitor-gateway-{}.json", std::process::id()));
-    std::fs::write(
-        &config,
-        format!(
+    let config = common::TempFile::new(
+        "demo",
+        &format!(
             r#"{{
   "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "path_prefix": "/", "service": "demo" }} ] }},
   "services": {{ "demo": {{ "url": "http://{backend}/", "grace_period": "300ms", "probe_timeout": "300ms",
@@ -81,9 +79,8 @@ async fn start_on_demand_proxy_idle_stop_and_start_again() {
       "on_idle": {{ "after": "1s", "trigger": {{ "type": "demo_backend_stop", "listen": "{backend}" }} }} }} }}
 }}"#
         ),
-    )
-    .unwrap();
-    let mut gateway = spawn_gateway(&config);
+    );
+    let mut gateway = spawn_gateway(config.path());
     let output = Arc::new(Mutex::new(Vec::<String>::new()));
     let (lines_out, stdout) = (output.clone(), gateway.stdout.take().unwrap());
     tokio::spawn(async move {
@@ -176,24 +173,18 @@ async fn start_on_demand_proxy_idle_stop_and_start_again() {
         || async { TcpStream::connect(backend).await.is_err() },
     )
     .await;
-    let _ = std::fs::remove_file(&config);
 }
 
 #[tokio::test]
 async fn a_bad_configuration_names_the_field_and_starts_nothing() {
-    let config = std::env::temp_dir().join(format!(
-        "tower-monitor-gateway-bad-{}.json",
-        std::process::id()
-    ));
-    std::fs::write(
-        &config,
+    let config = common::TempFile::new(
+        "bad",
         r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "ghost" } ] },
              "services": { "demo": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
-    )
-    .unwrap();
+    );
     let output = Command::new(gateway_binary())
         .arg("--config")
-        .arg(&config)
+        .arg(config.path())
         .output()
         .await
         .unwrap();
@@ -204,25 +195,20 @@ async fn a_bad_configuration_names_the_field_and_starts_nothing() {
         "{stderr}"
     );
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
-    let _ = std::fs::remove_file(&config);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
     let (a, b) = (refused_addr().await, refused_addr().await);
-    let config = std::env::temp_dir().join(format!(
-        "tower-monitor-gateway-routes-{}.json",
-        std::process::id()
-    ));
     let service = |addr: std::net::SocketAddr| {
         format!(
             r#"{{ "url": "http://{addr}/", "grace_period": "5s", "probe_timeout": "300ms",
                  "on_down": {{ "type": "demo_backend_start", "listen": "{addr}" }} }}"#
         )
     };
-    std::fs::write(
-        &config,
-        format!(
+    let config = common::TempFile::new(
+        "routes",
+        &format!(
             r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [
                    {{ "host": "a.localhost", "service": "a" }},
                    {{ "path_prefix": "/b/", "service": "b" }} ] }},
@@ -230,9 +216,8 @@ async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
             service(a),
             service(b)
         ),
-    )
-    .unwrap();
-    let mut gateway = spawn_gateway(&config);
+    );
+    let mut gateway = spawn_gateway(config.path());
     let addr = listening_addr(&mut gateway).await;
 
     // No route: 404, and no backend is started.
@@ -280,5 +265,4 @@ async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
     .await;
     assert!(get(addr, "/b/page", &[]).await.body.contains("GET /b/page"));
     gateway.kill().await.unwrap();
-    let _ = std::fs::remove_file(&config);
 }

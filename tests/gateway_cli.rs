@@ -1,17 +1,11 @@
-//! The `tower-monitor-gateway` program as a user runs it: its command line, `--check`, and a
-//! SIGTERM that lets an in-flight download finish before exiting 0.
+//! The `tower-monitor-gateway` program's command line as a user meets it: `--help`,
+//! `--version`, usage errors, `--check`, and the exit code of a gateway that cannot serve.
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::Command;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
@@ -26,38 +20,6 @@ async fn run(args: &[&str]) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A configuration file in the temporary folder, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, text: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "tower-monitor-gateway-cli-{tag}-{}.json",
-            std::process::id()
-        ));
-        std::fs::write(&path, text).unwrap();
-        Self(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Runs the program on `config`; see `common::spawn_gateway_program`.
-async fn spawn_gateway(
-    config: &TempFile,
-    pipe_stderr: bool,
-) -> (tokio::process::Child, std::net::SocketAddr) {
-    common::spawn_gateway_program(PROGRAM, &config.0, pipe_stderr).await
 }
 
 #[tokio::test]
@@ -100,7 +62,7 @@ async fn an_unknown_option_or_a_missing_value_is_a_usage_error_and_starts_nothin
 
 #[tokio::test]
 async fn check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
-    let good = TempFile::new(
+    let good = common::TempFile::new(
         "good",
         r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
                           "services": { "app": { "hold": { "max_wait": "5s" } } } },
@@ -130,7 +92,7 @@ async fn check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
             "gateway.listen: invalid address \"everywhere\"",
         ),
     ] {
-        let bad = TempFile::new(tag, text);
+        let bad = common::TempFile::new(tag, text);
         let output = run(&["--check", "--config", bad.path()]).await;
         assert_eq!(output.status.code(), Some(1), "{tag}");
         let said = stderr(&output);
@@ -145,291 +107,11 @@ async fn check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
     assert!(stderr(&output).contains("cannot read /nonexistent/gateway.json"));
 }
 
-/// A backend whose `/download` sends 20 chunks of 1 KiB, one every 100 ms.
-async fn slow_download_backend() -> common::Server {
-    common::serve(Router::new().fallback(|| async {
-        let chunks = futures::stream::iter(0..20).then(|_| async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Ok::<_, std::io::Error>(vec![b'x'; 1024])
-        });
-        Body::from_stream(chunks)
-    }))
-    .await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_an_in_flight_download_finish_then_exits_0() {
-    let backend = slow_download_backend().await;
-    let config = TempFile::new(
-        "drain",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "shutdown_grace": "10s" }},
-                 "services": {{ "app": {{ "url": "http://{}/", "grace_period": "30s" }} }} }}"#,
-            backend.addr
-        ),
-    );
-    let (mut gateway, addr) = spawn_gateway(&config, false).await;
-
-    let mut download = TcpStream::connect(addr).await.unwrap();
-    download
-        .write_all(b"GET /download HTTP/1.1\r\nhost: app\r\n\r\n")
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 4096];
-    // The response has begun: the download is in flight.
-    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = download.read(&mut buffer).await.unwrap();
-        assert!(n > 0, "the gateway closed before answering");
-        received.extend_from_slice(&buffer[..n]);
-    }
-    let pid = gateway.id().unwrap().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-
-    // The download completes, every byte of it (chunked: the last chunk is `0\r\n\r\n`).
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !received.ends_with(b"0\r\n\r\n") {
-            let n = download.read(&mut buffer).await.unwrap();
-            assert!(n > 0, "the download was cut: {} bytes", received.len());
-            received.extend_from_slice(&buffer[..n]);
-        }
-    })
-    .await
-    .expect("the download finishes within the grace");
-    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let body_bytes = received[head_end..].iter().filter(|&&b| b == b'x').count();
-    assert_eq!(body_bytes, 20 * 1024);
-
-    let status = tokio::time::timeout(Duration::from_secs(10), gateway.wait())
-        .await
-        .expect("the gateway exits after the download")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
-    // `/slow-body`: a chunk, and the next 400 ms later; `/endless`: a chunk, then nothing.
-    let chunk =
-        |text: &'static str| Ok::<_, std::io::Error>(bytes::Bytes::from_static(text.as_bytes()));
-    let backend = common::serve(
-        Router::new()
-            .route(
-                "/slow-body",
-                axum::routing::get(move || async move {
-                    let later = futures::stream::once(async move {
-                        tokio::time::sleep(Duration::from_millis(400)).await;
-                        chunk("b")
-                    });
-                    Body::from_stream(futures::stream::iter([chunk("a")]).chain(later))
-                }),
-            )
-            .route(
-                "/endless",
-                axum::routing::get(move || async move {
-                    let never = futures::stream::pending();
-                    Body::from_stream(futures::stream::iter([chunk("x")]).chain(never))
-                }),
-            )
-            .fallback(|| async { "hi" }),
-    )
-    .await;
-    let (gone, doomed) = doomed_backend().await;
-    let config = TempFile::new(
-        "access",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "access_log": true,
-                              "routes": [ {{ "path_prefix": "/gone", "service": "gone" }},
-                                          {{ "service": "app" }} ] }},
-                 "services": {{ "app": {{ "url": "http://{}/", "grace_period": "30s" }},
-                               "gone": {{ "url": "http://{gone}/", "grace_period": "30s" }} }} }}"#,
-            backend.addr
-        ),
-    );
-    let (mut gateway, addr) = spawn_gateway(&config, true).await;
-    let get = |path: &'static str| async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).await.unwrap();
-        reply
-    };
-    let reply = get("/hello").await;
-    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    assert!(
-        get("/slow-body")
-            .await
-            .ends_with("a\r\n1\r\nb\r\n0\r\n\r\n")
-    );
-    // A client that leaves in the middle of a body.
-    let mut endless = TcpStream::connect(addr).await.unwrap();
-    endless
-        .write_all(b"GET /endless HTTP/1.1\r\nhost: app\r\n\r\n")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    while !seen.ends_with(b"x\r\n") {
-        let mut buffer = [0; 256];
-        let n = tokio::time::timeout(Duration::from_secs(10), endless.read(&mut buffer))
-            .await
-            .expect("the first chunk arrives")
-            .unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buffer[..n]);
-    }
-    drop(endless);
-    // A backend that goes away while cached up: the forward fails.
-    assert!(get("/gone").await.starts_with("HTTP/1.1 200"));
-    doomed.abort();
-    let _ = doomed.await;
-    let give_up = std::time::Instant::now() + Duration::from_secs(5);
-    // Its connections close as their tasks are aborted, a moment after the server's own.
-    let reply = loop {
-        let reply = get("/gone").await;
-        if !reply.starts_with("HTTP/1.1 200") {
-            break reply;
-        }
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the backend is still answering"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    // The layer learns from the proxy's `BackendGone`: the fallback, not a bare 502.
-    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
-
-    let pid = gateway.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    let mut log = String::new();
-    let mut stderr = gateway.stderr.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(10), stderr.read_to_string(&mut log))
-        .await
-        .expect("the gateway exits")
-        .unwrap();
-    let access = |path: &str| {
-        log.lines()
-            .find(|l| l.contains("request") && l.contains(&format!("path={path} ")))
-            .unwrap_or_else(|| panic!("no access line for {path} in:\n{log}"))
-    };
-    for field in [
-        "service=app",
-        "method=GET",
-        "status=200",
-        "ms=",
-        "bytes=2",
-        "complete=true",
-        "cold_start_ms=-",
-    ] {
-        assert!(
-            access("/hello").contains(field),
-            "{field} missing: {}",
-            access("/hello")
-        );
-    }
-    // The duration covers the body, not only its head.
-    let ms: u64 = access("/slow-body")
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("ms="))
-        .and_then(|ms| ms.parse().ok())
-        .expect("a duration");
-    assert!(ms >= 400, "{}", access("/slow-body"));
-    assert!(access("/slow-body").contains("complete=true"));
-    assert!(
-        access("/endless").contains("bytes=1") && access("/endless").contains("complete=false"),
-        "{}",
-        access("/endless")
-    );
-    assert!(
-        log.lines().any(|l| l.contains("WARN")
-            && l.contains("backend unreachable")
-            && l.contains("service=gone")),
-        "no warning for the failed forward in:\n{log}"
-    );
-    assert!(
-        !log.contains('\u{1b}'),
-        "no colour codes when not on a terminal"
-    );
-}
-
-/// A backend whose connections all close when its task is aborted.
-async fn doomed_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            connections.spawn(async move {
-                let service = hyper::service::service_fn(|_request| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(b"soon gone")),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, task)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
-    let backend = common::refused_addr().await;
-    let config = TempFile::new(
-        "process",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
-                     "on_down": {{ "type": "process", "command": "python3",
-                                   "args": ["-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                                   "current_dir": {dir:?}, "stop_grace": "3s" }} }} }} }}"#,
-            port = backend.port(),
-            dir = std::env::temp_dir().display().to_string()
-        ),
-    );
-    let (gateway, addr) = spawn_gateway(&config, true).await;
-    let status_of = || async move {
-        get_once(addr)
-            .await
-            .get(9..12)
-            .unwrap_or_default()
-            .to_string()
-    };
-    assert_eq!(
-        status_of().await,
-        "503",
-        "the first request starts the program"
-    );
-    let give_up = std::time::Instant::now() + Duration::from_secs(20);
-    while status_of().await != "200" {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the program never came up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    terminate_then_backend_is_gone(gateway, backend).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_cannot_serve_exits_1() {
     // The admin listener's address is taken: the gateway cannot serve as configured.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let config = TempFile::new(
+    let config = common::TempFile::new(
         "taken",
         &format!(
             r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
@@ -444,142 +126,5 @@ async fn a_gateway_that_cannot_serve_exits_1() {
         stderr(&output).contains("admin service cannot listen"),
         "{}",
         stderr(&output)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_held_is_for_the_whole_gateway_whatever_the_workers() {
-    let backend = common::refused_addr().await;
-    // The backend never comes up: held requests end in 504 at max_wait.
-    let config = TempFile::new(
-        "max-held",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "services": {{ "app": {{ "hold": {{ "max_wait": "2s", "max_held": 2 }} }} }} }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
-                     "on_down": {{ "type": "command", "command": "true" }} }} }} }}"#
-        ),
-    );
-    let (gateway, addr) =
-        common::spawn_gateway_program_with(PROGRAM, &config.0, false, &["--workers", "3"]).await;
-    // Twelve requests, all within max_wait, on several workers.
-    let requests = spread(addr, 12, Duration::from_millis(20)).await;
-    let mut statuses = Vec::new();
-    for request in requests {
-        let reply = tokio::time::timeout(Duration::from_secs(10), request)
-            .await
-            .expect("answered within max_wait and a bit")
-            .unwrap();
-        statuses.push(reply.get(9..12).unwrap_or_default().to_string());
-    }
-    let held = statuses.iter().filter(|status| *status == "504").count();
-    let refused = statuses.iter().filter(|status| *status == "503").count();
-    assert_eq!((held, refused), (2, 10), "{statuses:?}");
-    drop(gateway);
-}
-
-/// A backend program that notes each start in `starts`, then takes a second to listen.
-const SLOW_BOOTING_BACKEND: &str = "\
-import http.server, sys, time
-with open(sys.argv[1], 'a') as starts:
-    starts.write('start\\n')
-time.sleep(1)
-http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[2])), http.server.SimpleHTTPRequestHandler).serve_forever()
-";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_herd_over_many_connections_and_workers_starts_the_backend_program_once() {
-    let backend = common::refused_addr().await;
-    let dir = std::env::temp_dir();
-    let tag = format!("tower-monitor-herd-{}", std::process::id());
-    let (script, starts) = (
-        dir.join(format!("{tag}.py")),
-        dir.join(format!("{tag}.starts")),
-    );
-    std::fs::write(&script, SLOW_BOOTING_BACKEND).unwrap();
-    let _ = std::fs::remove_file(&starts);
-    let config = TempFile::new(
-        "herd",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
-                     "on_down": {{ "type": "process", "command": "python3",
-                                   "args": [{script:?}, {starts:?}, "{port}"], "stop_grace": "3s" }} }} }} }}"#,
-            port = backend.port(),
-            script = script.display().to_string(),
-            starts = starts.display().to_string(),
-        ),
-    );
-    let (gateway, addr) =
-        common::spawn_gateway_program_with(PROGRAM, &config.0, false, &["--workers", "4"]).await;
-    // Forty requests, all while the backend boots, on several workers.
-    let herd = spread(addr, 40, Duration::from_millis(5)).await;
-    for request in herd {
-        let reply = tokio::time::timeout(Duration::from_secs(30), request)
-            .await
-            .expect("a held request is answered")
-            .unwrap();
-        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-        assert!(reply.contains("x-cold-start: "), "{reply}");
-    }
-    let started = std::fs::read_to_string(&starts).unwrap_or_default();
-    assert_eq!(
-        started.lines().count(),
-        1,
-        "backend program starts: {started:?}"
-    );
-
-    terminate_then_backend_is_gone(gateway, backend).await;
-    let _ = std::fs::remove_file(&script);
-    let _ = std::fs::remove_file(&starts);
-}
-
-/// `n` requests `apart`, each on a connection of its own, so that they land on different
-/// workers (a burst is often accepted by one worker alone); their replies to come.
-async fn spread(
-    addr: std::net::SocketAddr,
-    n: usize,
-    apart: Duration,
-) -> Vec<tokio::task::JoinHandle<String>> {
-    let mut requests = Vec::with_capacity(n);
-    for _ in 0..n {
-        requests.push(tokio::spawn(get_once(addr)));
-        tokio::time::sleep(apart).await;
-    }
-    requests
-}
-
-/// `GET /` for host `app` on a connection of its own; the whole reply as text.
-async fn get_once(addr: std::net::SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply).await;
-    reply
-}
-
-/// Sends SIGTERM to the gateway, which must exit 0 having stopped the program on `backend`.
-async fn terminate_then_backend_is_gone(
-    mut gateway: tokio::process::Child,
-    backend: std::net::SocketAddr,
-) {
-    let pid = gateway.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
-        .await
-        .expect("the gateway exits")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        TcpStream::connect(backend).await.is_err(),
-        "the backend program outlived the gateway"
     );
 }

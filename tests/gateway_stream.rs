@@ -82,29 +82,24 @@ async fn a_100_mb_upload_and_download_pass_byte_exact_with_the_gateway_memory_bo
             ),
     )
     .await;
-    let config = std::env::temp_dir().join(format!(
-        "tower-monitor-gateway-stream-{}.json",
-        std::process::id()
-    ));
-    std::fs::write(
-        &config,
-        format!(
+    let config = common::TempFile::new(
+        "stream",
+        &format!(
             r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
                  "services": {{ "app": {{ "url": "http://{}/", "grace_period": "60s" }} }} }}"#,
             backend.addr
         ),
-    )
-    .unwrap();
+    );
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_tower-monitor-gateway"))
         .arg("--config")
-        .arg(&config)
+        .arg(config.path())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = gateway.id().unwrap();
     let addr = common::listening_addr(&mut gateway).await;
-    let _ = std::fs::remove_file(&config);
+    drop(config);
 
     tokio::time::timeout(Duration::from_secs(120), async {
         // Download.

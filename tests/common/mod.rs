@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: real listeners on 127.0.0.1, port 0.
 #![allow(dead_code)]
 
+mod gateway;
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use gateway::*;
+
 use std::net::SocketAddr;
 use std::process::Output;
 use std::sync::Arc;
@@ -244,59 +248,6 @@ pub fn booting_backend_registry(
     registry
 }
 
-/// Runs the gateway `program` on the configuration file `config` (stdout read to its end in the
-/// background; stderr piped if asked) and returns it, killed when dropped, with the address it
-/// prints that it listens on.
-pub async fn spawn_gateway_program(
-    program: &str,
-    config: &std::path::Path,
-    pipe_stderr: bool,
-) -> (tokio::process::Child, SocketAddr) {
-    spawn_gateway_program_with(program, config, pipe_stderr, &[]).await
-}
-
-/// [`spawn_gateway_program`] with more command-line arguments.
-pub async fn spawn_gateway_program_with(
-    program: &str,
-    config: &std::path::Path,
-    pipe_stderr: bool,
-    args: &[&str],
-) -> (tokio::process::Child, SocketAddr) {
-    let mut command = tokio::process::Command::new(program);
-    command
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    if pipe_stderr {
-        command.stderr(std::process::Stdio::piped());
-    }
-    let mut gateway = command.spawn().unwrap();
-    let addr = listening_addr(&mut gateway).await;
-    (gateway, addr)
-}
-
-/// The address a gateway program says it listens on (bounded wait); the rest of its standard
-/// output is read and dropped, so that it never blocks on a full pipe.
-pub async fn listening_addr(gateway: &mut tokio::process::Child) -> SocketAddr {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the gateway starts")
-            .unwrap()
-            .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
-            break addr.parse().unwrap();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    addr
-}
-
 /// Headless Chromium, as `$CHROMIUM` or found on `PATH`. `None` (the caller skips, which is
 /// printed) only outside CI: with `CI` set to `true` or `1`, a missing browser fails the test.
 pub fn chromium_or_skip() -> Option<std::path::PathBuf> {
@@ -357,40 +308,6 @@ pub async fn run_chromium(browser: &std::path::Path, args: &[&str], url: &str) -
         .expect("chromium runs");
     let _ = std::fs::remove_dir_all(&profile);
     output
-}
-
-/// A gateway served in the test's process until dropped.
-pub struct InProcessGateway {
-    pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: JoinHandle<bool>,
-}
-
-impl Drop for InProcessGateway {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|stop| stop.send(()));
-        self.task.abort();
-    }
-}
-
-/// Serves the gateway of `config` on 127.0.0.1:0 in this process.
-pub async fn start_gateway(
-    config: &str,
-    registry: &tower_monitor::config::TriggerRegistry,
-) -> InProcessGateway {
-    let gateway = tower_monitor::gateway::Gateway::from_config(config, registry)
-        .expect("a valid configuration");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
-    InProcessGateway {
-        addr,
-        stop: Some(stop),
-        task,
-    }
 }
 
 /// A trigger registry whose `count` trigger counts its runs in `runs` and succeeds.

@@ -1,0 +1,155 @@
+//! Helpers for tests of the gateway: the program run as a user runs it, or served in the test's
+//! process; configuration files; one-shot requests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Runs the gateway `program` on the configuration file `config` (stdout read to its end in the
+/// background; stderr piped if asked) and returns it, killed when dropped, with the address it
+/// prints that it listens on.
+pub async fn spawn_gateway_program(
+    program: &str,
+    config: impl AsRef<std::path::Path>,
+    pipe_stderr: bool,
+) -> (tokio::process::Child, SocketAddr) {
+    spawn_gateway_program_with(program, config, pipe_stderr, &[]).await
+}
+
+/// [`spawn_gateway_program`] with more command-line arguments.
+pub async fn spawn_gateway_program_with(
+    program: &str,
+    config: impl AsRef<std::path::Path>,
+    pipe_stderr: bool,
+    args: &[&str],
+) -> (tokio::process::Child, SocketAddr) {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .arg("--config")
+        .arg(config.as_ref())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if pipe_stderr {
+        command.stderr(std::process::Stdio::piped());
+    }
+    let mut gateway = command.spawn().unwrap();
+    let addr = listening_addr(&mut gateway).await;
+    (gateway, addr)
+}
+
+/// The address a gateway program says it listens on (bounded wait); the rest of its standard
+/// output is read and dropped, so that it never blocks on a full pipe.
+pub async fn listening_addr(gateway: &mut tokio::process::Child) -> SocketAddr {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the gateway starts")
+            .unwrap()
+            .expect("the gateway prints its address");
+        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    addr
+}
+
+/// A gateway served in the test's process until dropped.
+pub struct InProcessGateway {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<bool>,
+}
+
+impl Drop for InProcessGateway {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|stop| stop.send(()));
+        self.task.abort();
+    }
+}
+
+/// Serves the gateway of `config` on 127.0.0.1:0 in this process.
+pub async fn start_gateway(
+    config: &str,
+    registry: &tower_monitor::config::TriggerRegistry,
+) -> InProcessGateway {
+    let gateway = tower_monitor::gateway::Gateway::from_config(config, registry)
+        .expect("a valid configuration");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    InProcessGateway {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A file in the temporary folder (a configuration, say), removed when dropped.
+pub struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    /// Writes `text` to a file named after `tag` and this test process.
+    pub fn new(tag: &str, text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "tower-monitor-test-{tag}-{}.json",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary folder")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `GET /` for host `app` on a connection of its own; the whole reply as text.
+pub async fn get_once(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply).await;
+    reply
+}
+
+/// Sends SIGTERM to the gateway, which must exit 0 having stopped the program on `backend`.
+pub async fn terminate_gateway_then_backend_is_gone(
+    mut gateway: tokio::process::Child,
+    backend: std::net::SocketAddr,
+) {
+    let pid = gateway.id().unwrap().to_string();
+    tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+}
