@@ -1,6 +1,6 @@
-//! WebSockets through the gateway, with real clients and servers on 127.0.0.1: over HTTP/1.1
-//! (tokio-tungstenite on both ends) and over HTTP/2 (RFC 8441: hyper's HTTP/2 client sends the
-//! extended CONNECT, tungstenite speaks WebSocket over the stream) to an HTTP/1.1 backend. An
+//! WebSockets through the gateway, with real clients and servers on 127.0.0.1, over HTTP/1.1
+//! (tokio-tungstenite) and over HTTP/2 (RFC 8441: hyper's HTTP/2 client sends the extended
+//! CONNECT, tungstenite speaks WebSocket over the stream), to HTTP/1.1 and HTTP/2 backends. An
 //! open socket keeps its backend awake and holds the shutdown within its grace.
 
 mod common;
@@ -248,14 +248,9 @@ async fn a_websocket_over_http2_to_a_backend_that_does_not_switch_is_refused_not
         axum::routing::get(|| async { "a page, not a socket" }),
     ))
     .await;
-    let (ws_backend, ws_server) = websocket_echo_backend().await;
     let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
-                           "routes": [ {{ "path_prefix": "/grpc", "service": "grpc" }},
-                                       {{ "service": "plain" }} ],
-                           "services": {{ "grpc": {{ "protocol": "http2" }} }} }},
-             "services": {{ "plain": {{ "url": "http://{}/", "grace_period": "30s" }},
-                            "grpc": {{ "url": "http://{ws_backend}/", "grace_period": "30s" }} }} }}"#,
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "plain" }} ] }},
+             "services": {{ "plain": {{ "url": "http://{}/", "grace_period": "30s" }} }} }}"#,
         backend.addr
     );
     let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
@@ -267,11 +262,91 @@ async fn a_websocket_over_http2_to_a_backend_that_does_not_switch_is_refused_not
     // The backend's refusal is passed on as it is.
     let (status, _) = connect_websocket_h2(&mut client, gateway.addr, "/missing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    // To an HTTP/2 backend the proxy cannot translate: said plainly.
-    let (status, _) = connect_websocket_h2(&mut client, gateway.addr, "/grpc").await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    // The connection is still good for requests.
-    let (status, socket) = connect_websocket_h2(&mut client, gateway.addr, "/missing").await;
-    assert_eq!((status, socket.is_none()), (StatusCode::NOT_FOUND, true));
-    ws_server.abort();
+    // The connection still serves requests.
+    let page = Request::get(format!("http://{}/page", gateway.addr))
+        .body(Empty::new())
+        .unwrap();
+    assert_eq!(
+        client.send_request(page).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+/// An HTTP/2 cleartext server on 127.0.0.1 that accepts WebSockets over HTTP/2 (RFC 8441) on
+/// any path and echoes their text messages; other requests get 404.
+async fn http2_websocket_echo_backend() -> (SocketAddr, JoinHandle<()>) {
+    use hyper::server::conn::http2;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service =
+                hyper::service::service_fn(|mut request: Request<hyper::body::Incoming>| {
+                    let websocket = request.method() == Method::CONNECT
+                        && request.extensions().get::<Protocol>().map(Protocol::as_str)
+                            == Some("websocket");
+                    let status = if websocket {
+                        let upgrade = hyper::upgrade::on(&mut request);
+                        tokio::spawn(async move {
+                            let Ok(upgraded) = upgrade.await else { return };
+                            let io = TokioIo::new(upgraded);
+                            let mut socket =
+                                WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+                            while let Some(Ok(message)) = socket.next().await {
+                                if message.is_text() && socket.send(message).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                        StatusCode::OK
+                    } else {
+                        StatusCode::NOT_FOUND
+                    };
+                    let mut response = http::Response::new(Empty::<Bytes>::new());
+                    *response.status_mut() = status;
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+            tokio::spawn(async move {
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .enable_connect_protocol()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (backend, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_over_http2_and_http1_reach_an_http2_backend() {
+    let (backend, server) = http2_websocket_echo_backend().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "h2app" }} ],
+                           "services": {{ "h2app": {{ "protocol": "http2" }} }} }},
+             "services": {{ "h2app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let mut client = http2_client(gateway.addr).await;
+    // Twice: the first on a fresh upstream connection, the second on the pooled one.
+    for round in ["first", "second"] {
+        let (status, socket) = connect_websocket_h2(&mut client, gateway.addr, "/chat").await;
+        assert_eq!(status, StatusCode::OK, "{round}");
+        let mut socket = socket.unwrap();
+        socket.send(Message::text(round)).await.unwrap();
+        assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(round));
+        socket.close(None).await.unwrap();
+    }
+    // An HTTP/1.1 client's WebSocket becomes an extended CONNECT, and the backend's 200 a 101
+    // with the proof of the client's key (tungstenite checks it).
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", gateway.addr))
+            .await
+            .expect("the HTTP/1.1 handshake completes");
+    assert_eq!(response.status(), 101);
+    socket.send(Message::text("from http/1.1")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("from http/1.1")
+    );
+    server.abort();
 }

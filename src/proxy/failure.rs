@@ -16,8 +16,6 @@ pub(crate) enum Failure {
     Timeout,
     /// Anything else, such as a malformed answer (502).
     Other,
-    /// A request the proxy cannot forward to this backend (501).
-    Unsupported,
 }
 
 impl Failure {
@@ -52,7 +50,6 @@ impl Failure {
         let (status, text) = match self {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
             Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
-            Self::Unsupported => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
         };
         let mut response = Response::new(ProxyBody::from_static(text));
         *response.status_mut() = status;
@@ -76,7 +73,6 @@ impl Failure {
             Self::Gone => "backend unreachable",
             Self::Timeout => "backend timed out",
             Self::Other => "backend request failed",
-            Self::Unsupported => "request not supported by this backend",
         }
     }
 }

@@ -7,10 +7,11 @@
 //! - HTTP/1.1 upgrades (WebSocket) pass through: `Upgrade` and `Connection: upgrade` are kept,
 //!   and after the `101` bytes are relayed both ways; with [`ProxyBuilder::keep_awake`] an open
 //!   upgraded connection counts as a request in flight for `on_idle`.
-//! - A WebSocket over HTTP/2 (RFC 8441's extended `CONNECT`, when the server enables it) reaches
-//!   an HTTP/1.1 backend as an HTTP/1.1 upgrade with its own key, whose proof in the `101` is
-//!   checked; the client gets the `200` and the frames are relayed the same way. (To an HTTP/2
-//!   backend it is answered 501.)
+//! - WebSockets cross HTTP versions: an HTTP/2 client's (RFC 8441's extended `CONNECT`, when
+//!   the server enables it) reaches an HTTP/1.1 backend as an HTTP/1.1 upgrade with a key of
+//!   the proxy's, whose proof in the `101` is checked, and the client gets its `200`; an
+//!   HTTP/1.1 client's reaches an HTTP/2 backend as an extended `CONNECT`, and gets its `101`
+//!   with the proof of its key. Between two HTTP/2 sides the `CONNECT` passes as it is.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
@@ -72,16 +73,9 @@ use crate::{Activity, BoxError, BoxFuture, Url};
 use failure::Failure;
 use headers::Origin;
 use target::Target;
+use upgrade::{ClientUpgrade, Verdict};
 
 type ActivityFn = Arc<dyn Fn() -> Option<Activity> + Send + Sync>;
-
-/// The client's side of an upgrade: its connection once switched, what keeps the server
-/// waiting for it, and for a WebSocket over HTTP/2 the handshake sent to the backend.
-type ClientUpgrade = (
-    hyper::upgrade::OnUpgrade,
-    Option<UpgradeGuard>,
-    Option<websocket::Handshake>,
-);
 
 /// A Tower service that forwards every request to one backend and returns its answer; see the
 /// [module documentation](self). Made with [`Proxy::builder`]; cheap to clone.
@@ -165,23 +159,11 @@ where
 {
     async fn forward(&self, mut request: Request<B>) -> Response<ProxyBody> {
         let client_version = request.version();
-        // A WebSocket over HTTP/2 reaches an HTTP/1.1 backend as an HTTP/1.1 upgrade.
-        let websocket_h2 = websocket::is_extended_connect(&request);
-        if websocket_h2 && self.http2 {
-            tracing::warn!(service = %self.service(), "WebSocket over HTTP/2 to an HTTP/2 backend is not supported");
-            return Failure::Unsupported.response(&http::HeaderMap::new());
-        }
-        // Otherwise upgrades are an HTTP/1.1 mechanism on both sides.
-        let upgrade = websocket_h2
-            || (client_version == Version::HTTP_11
-                && !self.http2
-                && headers::wants_upgrade(request.headers()));
-        let client_upgrade = upgrade.then(|| {
-            let guard = request.extensions_mut().remove::<UpgradeGuard>();
-            (hyper::upgrade::on(&mut request), guard)
-        });
-        let handshake = websocket_h2.then(|| websocket::Handshake::begin(&mut request));
-        self.prepare(&mut request, upgrade);
+        let client_upgrade = ClientUpgrade::take(&mut request, self.http2);
+        self.prepare(
+            &mut request,
+            client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1),
+        );
         let (method, uri) = (request.method().clone(), request.uri().clone());
         // What the layer's fallback needs to answer in the request's format, should it fail.
         let format = [http::header::ACCEPT, http::header::CONTENT_TYPE].map(|name| {
@@ -194,10 +176,7 @@ where
 
         let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
         let failure = match sent.await {
-            Ok(Ok(response)) => {
-                let client_upgrade = client_upgrade.map(|(on, guard)| (on, guard, handshake));
-                return self.answer(response, client_upgrade, client_version);
-            }
+            Ok(Ok(response)) => return self.answer(response, client_upgrade, client_version),
             Ok(Err(error)) => {
                 let failure = Failure::of(&error);
                 tracing::warn!(
@@ -280,50 +259,27 @@ where
         client_version: Version,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
-        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-        match (switching, client_upgrade) {
-            (true, Some((_, _, Some(handshake)))) if !handshake.accepted(&parts.headers) => {
-                tracing::warn!(
-                    service = %self.service(),
-                    "backend answered the WebSocket handshake without its proof"
-                );
-                Failure::Other.response(&http::HeaderMap::new())
+        let verdict = match &client_upgrade {
+            Some(upgrade) => upgrade.verdict(&mut parts),
+            None if parts.status == StatusCode::SWITCHING_PROTOCOLS => {
+                Verdict::Refuse("backend switched protocols unasked")
             }
-            (false, Some((_, _, Some(_)))) if parts.status.is_success() => {
-                // A 2xx would open the client's tunnel on a backend that did not switch.
-                tracing::warn!(
-                    service = %self.service(),
-                    status = %parts.status,
-                    "backend did not switch to WebSocket"
-                );
-                Failure::Other.response(&http::HeaderMap::new())
-            }
-            (true, Some((client_upgrade, guard, handshake))) => {
-                headers::remove_hop_by_hop(&mut parts.headers, true);
+            None => Verdict::Pass,
+        };
+        match (verdict, client_upgrade) {
+            (Verdict::Relay, Some(client)) => {
                 let mut response = Response::from_parts(parts, body);
-                let backend_upgrade = hyper::upgrade::on(&mut response);
+                let backend = hyper::upgrade::on(&mut response);
                 let activity = self.activity.as_ref().and_then(|activity| activity());
-                upgrade::relay(
-                    client_upgrade,
-                    backend_upgrade,
-                    activity,
-                    guard,
-                    self.service.clone(),
-                );
-                let (mut parts, _) = response.into_parts();
-                if handshake.is_some() {
-                    websocket::Handshake::answer(&mut parts);
-                }
+                client.relay(backend, activity, self.service.clone());
+                let (parts, _) = response.into_parts();
                 Response::from_parts(parts, ProxyBody::default())
             }
-            (true, None) => {
-                tracing::warn!(
-                    service = %self.service(),
-                    "backend switched protocols unasked"
-                );
+            (Verdict::Refuse(why), _) => {
+                tracing::warn!(service = %self.service(), status = %parts.status, "{why}");
                 Failure::Other.response(&http::HeaderMap::new())
             }
-            (false, _) => {
+            (Verdict::Pass | Verdict::Relay, _) => {
                 headers::remove_hop_by_hop(&mut parts.headers, false);
                 parts.version = client_version;
                 Response::from_parts(parts, ProxyBody::upstream(body))

@@ -1,9 +1,9 @@
-//! WebSocket over HTTP/2 (RFC 8441) to an HTTP/1.1 backend (RFC 6455).
+//! WebSockets between HTTP/2 (RFC 8441) and HTTP/1.1 (RFC 6455), either way round.
 //!
 //! An HTTP/2 client opens a WebSocket with an extended `CONNECT` (`:protocol: websocket`) and
-//! gets a `200`; an HTTP/1.1 backend expects a `GET` with `Upgrade: websocket` and a key, and
-//! answers `101` with the key's proof. The proxy speaks each side's form and relays the bytes:
-//! the WebSocket frames themselves are the same in both.
+//! gets a `200`; an HTTP/1.1 one sends a `GET` with `Upgrade: websocket` and a key, and gets
+//! `101` with the key's proof. When the client and the backend speak different versions, the
+//! proxy speaks each side's form and relays the bytes: the frames are the same in both.
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,17 @@ pub(super) fn is_extended_connect<B>(request: &Request<B>) -> bool {
             .extensions()
             .get::<Protocol>()
             .is_some_and(|protocol| protocol.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// Whether `request` opens a WebSocket the HTTP/1.1 way, with its key.
+pub(super) fn is_http1_websocket<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_11
+        && request.method() == Method::GET
+        && request
+            .headers()
+            .get(UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && request.headers().contains_key(SEC_WEBSOCKET_KEY)
 }
 
 /// The key the proxy sent the backend, to check its answer with.
@@ -55,14 +66,10 @@ impl Handshake {
         let websocket = headers
             .get(UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-        let mut sha1 = sha1_smol::Sha1::new();
-        sha1.update(self.key.as_bytes());
-        sha1.update(ACCEPT_GUID);
-        let proof = base64(&sha1.digest().bytes());
         websocket
             && headers
                 .get(SEC_WEBSOCKET_ACCEPT)
-                .is_some_and(|v| v.as_bytes() == proof.as_bytes())
+                .is_some_and(|v| v.as_bytes() == proof(&self.key).as_bytes())
     }
 
     /// Turns the backend's `101` into the HTTP/2 client's `200` (RFC 8441 section 5).
@@ -73,6 +80,50 @@ impl Handshake {
             parts.headers.remove(name);
         }
     }
+}
+
+/// An HTTP/1.1 client's WebSocket handshake on its way to an HTTP/2 backend: its key, to
+/// prove in the `101` the proxy answers.
+pub(super) struct ClientHandshake {
+    key: HeaderValue,
+}
+
+impl ClientHandshake {
+    /// Turns an HTTP/1.1 opening handshake ([`is_http1_websocket`]) into an extended `CONNECT`.
+    pub(super) fn begin<B>(request: &mut Request<B>) -> Self {
+        *request.method_mut() = Method::CONNECT;
+        request
+            .extensions_mut()
+            .insert(Protocol::from_static("websocket"));
+        let headers = request.headers_mut();
+        let key = headers
+            .remove(SEC_WEBSOCKET_KEY)
+            .unwrap_or(HeaderValue::from_static(""));
+        headers.remove(UPGRADE);
+        Self { key }
+    }
+
+    /// Turns the backend's `2xx` into the HTTP/1.1 client's `101`, with the proof of its key.
+    pub(super) fn answer(&self, parts: &mut response::Parts) {
+        parts.status = StatusCode::SWITCHING_PROTOCOLS;
+        parts.version = Version::HTTP_11;
+        let proof = HeaderValue::from_str(&proof(&self.key)).expect("base64 is a valid header");
+        parts
+            .headers
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(SEC_WEBSOCKET_ACCEPT, proof);
+    }
+}
+
+/// What `Sec-WebSocket-Accept` must say for `key` (RFC 6455 section 4.2.2).
+fn proof(key: &HeaderValue) -> String {
+    let mut sha1 = sha1_smol::Sha1::new();
+    sha1.update(key.as_bytes());
+    sha1.update(ACCEPT_GUID);
+    base64(&sha1.digest().bytes())
 }
 
 /// 16 bytes no other handshake of this process uses (RFC 6455 asks for a random nonce; it is
@@ -176,5 +227,35 @@ mod tests {
             !is_extended_connect(&plain),
             "a CONNECT tunnel is not a WebSocket"
         );
+    }
+
+    #[test]
+    fn an_http1_opening_becomes_an_extended_connect_and_its_answer_a_101_with_the_proof() {
+        let mut request = Request::builder()
+            .uri("/chat")
+            .header(UPGRADE, "websocket")
+            .header(CONNECTION, "Upgrade")
+            .header(SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .header(SEC_WEBSOCKET_VERSION, "13")
+            .body(())
+            .unwrap();
+        assert!(is_http1_websocket(&request));
+        let handshake = ClientHandshake::begin(&mut request);
+        assert_eq!(request.method(), Method::CONNECT);
+        assert_eq!(
+            request.extensions().get::<Protocol>().map(Protocol::as_str),
+            Some("websocket")
+        );
+        assert!(request.headers().get(SEC_WEBSOCKET_KEY).is_none());
+        assert_eq!(request.headers()[SEC_WEBSOCKET_VERSION], "13");
+
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        handshake.answer(&mut parts);
+        assert_eq!(parts.status, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            parts.headers[SEC_WEBSOCKET_ACCEPT],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(parts.headers[UPGRADE], "websocket");
     }
 }
