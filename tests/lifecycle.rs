@@ -2,113 +2,21 @@
 //! starting, bounded triggers, idle stop that really stops, learning from failed forwards.
 
 mod common;
+mod lifecycle_support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use lifecycle_support::*;
 use tower::{Layer, ServiceExt};
 use tower_monitor::layer::BackendGone;
-use tower_monitor::{
-    BoxError, MinMonitor, MonitorLayer, MonitoredService, ServiceState, probe, trigger,
-};
-
-/// A backend whose probe answers what `up` holds (counting probes), with a counted `on_down`
-/// that takes `boot` and then, if `comes_up`, makes the backend answer.
-struct Fixture {
-    monitor: Arc<MinMonitor>,
-    up: Arc<AtomicBool>,
-    probes: Arc<AtomicUsize>,
-    wakes: Arc<AtomicUsize>,
-    forwarded: Arc<AtomicUsize>,
-}
-
-async fn fixture(
-    configure: impl FnOnce(MonitoredService) -> MonitoredService,
-    on_down_takes: Duration,
-) -> Fixture {
-    let (up, probes, wakes) = (Arc::new(AtomicBool::new(false)), counter(), counter());
-    let (u, p, w) = (up.clone(), probes.clone(), wakes.clone());
-    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
-        .probe(probe::from_fn(move |_url| {
-            p.fetch_add(1, Ordering::SeqCst);
-            let up = u.load(Ordering::SeqCst);
-            async move { Ok::<bool, BoxError>(up) }
-        }))
-        .on_down(trigger::from_fn(move || {
-            w.fetch_add(1, Ordering::SeqCst);
-            async move {
-                tokio::time::sleep(on_down_takes).await;
-                Ok::<(), BoxError>(())
-            }
-        }));
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", configure(service)).unwrap();
-    Fixture {
-        monitor,
-        up,
-        probes,
-        wakes,
-        forwarded: counter(),
-    }
-}
-
-impl Fixture {
-    fn service(
-        &self,
-        layer: MonitorLayer,
-    ) -> tower_monitor::MonitorService<
-        impl tower::Service<
-            Request<()>,
-            Response = Response<Full<Bytes>>,
-            Error = Infallible,
-            Future: Send,
-        > + Clone
-        + Send
-        + 'static,
-    > {
-        let forwarded = self.forwarded.clone();
-        layer.layer(tower::service_fn(move |_req: Request<()>| {
-            forwarded.fetch_add(1, Ordering::SeqCst);
-            async { Ok::<_, Infallible>(Response::new(Full::from("app"))) }
-        }))
-    }
-
-    async fn send(&self, layer: MonitorLayer) -> StatusCode {
-        self.service(layer)
-            .oneshot(Request::new(()))
-            .await
-            .unwrap()
-            .status()
-    }
-
-    /// Waits (bounded) until `on_down` has begun `n` runs, then checks there is no extra one.
-    /// A run woken by no request (an idle stop's pending wake, a gone backend) is its own task.
-    async fn woken(&self, n: usize) {
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
-        while count(&self.wakes) < n {
-            assert!(tokio::time::Instant::now() < give_up, "on_down never ran");
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(count(&self.wakes), n);
-    }
-
-    /// Waits (bounded) until `n` requests are held, as the monitor's snapshot counts them.
-    async fn holds(&self, n: usize, within: Duration) {
-        let held = || self.monitor.snapshot()[0].requests_held;
-        until(within, &format!("{n} held"), held, |held| *held == n).await;
-    }
-
-    /// Waits (bounded) until the service reaches `state`.
-    async fn reaches(&self, state: ServiceState, within: Duration) {
-        wait_for_state(&self.monitor, "app", state, within).await;
-    }
-}
+use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, probe, trigger};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_herd_arriving_at_once_runs_on_down_once() {
@@ -262,118 +170,6 @@ async fn max_held_counts_requests_while_on_down_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_backend_is_stopped_after_the_idle_time_with_no_request() {
-    let stops = counter();
-    let up = Arc::new(AtomicBool::new(true));
-    let (s, u) = (stops.clone(), up.clone());
-    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
-        .probe(switch_probe(up.clone()))
-        .probe_on_add(true)
-        .on_idle(
-            Duration::from_millis(200),
-            trigger::from_fn(move || {
-                s.fetch_add(1, Ordering::SeqCst);
-                u.store(false, Ordering::SeqCst);
-                async { Ok::<(), BoxError>(()) }
-            }),
-        );
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
-    let f = Fixture {
-        monitor,
-        up,
-        probes: counter(),
-        wakes: counter(),
-        forwarded: counter(),
-    };
-    // Stop applies only from Up, so one stop proves it was seen up first.
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
-    while count(&stops) == 0 {
-        assert!(tokio::time::Instant::now() < give_up, "never stopped");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    f.reaches(ServiceState::Down, Duration::from_secs(5)).await;
-    assert_eq!(count(&stops), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_an_idle_stop_a_request_wakes_the_backend_instead_of_being_forwarded() {
-    let stops = counter();
-    let (s, gate) = (stops.clone(), Arc::new(AtomicBool::new(false)));
-    let g = gate.clone();
-    let f = fixture(
-        move |service| {
-            service.on_idle(
-                Duration::from_millis(100),
-                trigger::from_fn(move || {
-                    s.fetch_add(1, Ordering::SeqCst);
-                    g.store(true, Ordering::SeqCst);
-                    async { Ok::<(), BoxError>(()) }
-                }),
-            )
-        },
-        Duration::ZERO,
-    )
-    .await;
-    let layer = f.monitor.layer("app").unwrap();
-    f.up.store(true, Ordering::SeqCst);
-    assert_eq!(f.send(layer.clone()).await, StatusCode::OK);
-    f.reaches(ServiceState::Stopping, Duration::from_secs(5))
-        .await;
-    assert!(
-        !f.service(layer.clone()).is_cached_up(),
-        "the cached up is gone at once"
-    );
-    // While it stops (it still answers probes), requests are not forwarded.
-    assert_eq!(f.send(layer.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(count(&f.forwarded), 1);
-    // The request above asked for a start: once the backend is down, it is woken again.
-    f.up.store(false, Ordering::SeqCst);
-    f.reaches(ServiceState::Starting, Duration::from_secs(5))
-        .await;
-    f.woken(1).await;
-    assert_eq!(count(&stops), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_on_idle_is_retried() {
-    let runs = counter();
-    let r = runs.clone();
-    let f = fixture(
-        move |service| {
-            service.on_idle(
-                Duration::from_millis(100),
-                trigger::from_fn(move || {
-                    let first = r.fetch_add(1, Ordering::SeqCst) == 0;
-                    async move {
-                        if first {
-                            Err::<(), BoxError>("not this time".into())
-                        } else {
-                            Ok(())
-                        }
-                    }
-                }),
-            )
-        },
-        Duration::ZERO,
-    )
-    .await;
-    // The backend keeps answering probes, so a successful stop stays Stopping.
-    f.up.store(true, Ordering::SeqCst);
-    f.monitor.set_status_up("app").unwrap();
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
-    while count(&runs) < 2 {
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "on_idle was not retried"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    f.reaches(ServiceState::Stopping, Duration::from_secs(5))
-        .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_status_down_forgets_a_cached_up() {
     let f = fixture(|s| s, Duration::ZERO).await;
     let layer = f.monitor.layer("app").unwrap();
@@ -499,49 +295,4 @@ async fn durations_as_long_as_duration_max_mean_forever_not_a_panic() {
         .await;
     f.up.store(true, Ordering::SeqCst);
     assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::OK);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_stop_that_fails_late_does_not_undo_a_later_stop() {
-    let release = Arc::new(tokio::sync::Notify::new());
-    let runs = counter();
-    let (r, n) = (release.clone(), runs.clone());
-    // The first `on_idle` hangs until released, then fails; later ones succeed at once.
-    let on_idle = trigger::from_fn(move || {
-        let first = n.fetch_add(1, Ordering::SeqCst) == 0;
-        let r = r.clone();
-        async move {
-            if first {
-                r.notified().await;
-                return Err::<(), BoxError>("the first stop failed, late".into());
-            }
-            Ok(())
-        }
-    });
-    let f = fixture(
-        move |s| s.on_idle(Duration::from_secs(3600), on_idle),
-        Duration::ZERO,
-    )
-    .await;
-    f.up.store(true, Ordering::SeqCst);
-    f.monitor.set_status_up("app").unwrap();
-    let monitor = f.monitor.clone();
-    let first_stop = tokio::spawn(async move { monitor.stop("app").await });
-    f.reaches(ServiceState::Stopping, Duration::from_secs(5))
-        .await;
-    // While it hangs, the backend goes round the cycle: marked down, woken, up, stopped again.
-    f.monitor.set_status_down("app").unwrap();
-    f.monitor.start("app").await.unwrap();
-    f.reaches(ServiceState::Up, Duration::from_secs(5)).await;
-    assert!(f.monitor.stop("app").await.unwrap());
-    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Stopping);
-
-    release.notify_one();
-    assert!(first_stop.await.unwrap().is_err());
-    assert_eq!(
-        f.monitor.state("app").unwrap(),
-        ServiceState::Stopping,
-        "the first stop's late failure undid the second stop"
-    );
-    assert_eq!(count(&runs), 2);
 }

@@ -1,0 +1,173 @@
+//! The idle stop on a multi-thread runtime: a running backend is stopped after its idle time,
+//! a request during the stop wakes it once it is down, a failing `on_idle` is retried, and a
+//! late failure does not undo a later stop.
+
+mod common;
+mod lifecycle_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use lifecycle_support::*;
+use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_backend_is_stopped_after_the_idle_time_with_no_request() {
+    let stops = counter();
+    let up = Arc::new(AtomicBool::new(true));
+    let (s, u) = (stops.clone(), up.clone());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(up.clone()))
+        .probe_on_add(true)
+        .on_idle(
+            Duration::from_millis(200),
+            trigger::from_fn(move || {
+                s.fetch_add(1, Ordering::SeqCst);
+                u.store(false, Ordering::SeqCst);
+                async { Ok::<(), BoxError>(()) }
+            }),
+        );
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    let f = Fixture {
+        monitor,
+        up,
+        probes: counter(),
+        wakes: counter(),
+        forwarded: counter(),
+    };
+    // Stop applies only from Up, so one stop proves it was seen up first.
+    until(
+        Duration::from_secs(5),
+        "stopped",
+        || count(&stops),
+        |&n| n > 0,
+    )
+    .await;
+    f.reaches(ServiceState::Down, Duration::from_secs(5)).await;
+    assert_eq!(count(&stops), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_idle_stop_a_request_wakes_the_backend_instead_of_being_forwarded() {
+    let stops = counter();
+    let (s, gate) = (stops.clone(), Arc::new(AtomicBool::new(false)));
+    let g = gate.clone();
+    let f = fixture(
+        move |service| {
+            service.on_idle(
+                Duration::from_millis(100),
+                trigger::from_fn(move || {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    g.store(true, Ordering::SeqCst);
+                    async { Ok::<(), BoxError>(()) }
+                }),
+            )
+        },
+        Duration::ZERO,
+    )
+    .await;
+    let layer = f.monitor.layer("app").unwrap();
+    f.up.store(true, Ordering::SeqCst);
+    assert_eq!(f.send(layer.clone()).await, StatusCode::OK);
+    f.reaches(ServiceState::Stopping, Duration::from_secs(5))
+        .await;
+    assert!(
+        !f.service(layer.clone()).is_cached_up(),
+        "the cached up is gone at once"
+    );
+    // While it stops (it still answers probes), requests are not forwarded.
+    assert_eq!(f.send(layer.clone()).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(count(&f.forwarded), 1);
+    // The request above asked for a start: once the backend is down, it is woken again.
+    f.up.store(false, Ordering::SeqCst);
+    f.reaches(ServiceState::Starting, Duration::from_secs(5))
+        .await;
+    f.woken(1).await;
+    assert_eq!(count(&stops), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_on_idle_is_retried() {
+    let runs = counter();
+    let r = runs.clone();
+    let f = fixture(
+        move |service| {
+            service.on_idle(
+                Duration::from_millis(100),
+                trigger::from_fn(move || {
+                    let first = r.fetch_add(1, Ordering::SeqCst) == 0;
+                    async move {
+                        if first {
+                            Err::<(), BoxError>("not this time".into())
+                        } else {
+                            Ok(())
+                        }
+                    }
+                }),
+            )
+        },
+        Duration::ZERO,
+    )
+    .await;
+    // The backend keeps answering probes, so a successful stop stays Stopping.
+    f.up.store(true, Ordering::SeqCst);
+    f.monitor.set_status_up("app").unwrap();
+    until(
+        Duration::from_secs(5),
+        "on_idle retried",
+        || count(&runs),
+        |&n| n >= 2,
+    )
+    .await;
+    f.reaches(ServiceState::Stopping, Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stop_that_fails_late_does_not_undo_a_later_stop() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let runs = counter();
+    let (r, n) = (release.clone(), runs.clone());
+    // The first `on_idle` hangs until released, then fails; later ones succeed at once.
+    let on_idle = trigger::from_fn(move || {
+        let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+        let r = r.clone();
+        async move {
+            if first {
+                r.notified().await;
+                return Err::<(), BoxError>("the first stop failed, late".into());
+            }
+            Ok(())
+        }
+    });
+    let f = fixture(
+        move |s| s.on_idle(Duration::from_secs(3600), on_idle),
+        Duration::ZERO,
+    )
+    .await;
+    f.up.store(true, Ordering::SeqCst);
+    f.monitor.set_status_up("app").unwrap();
+    let monitor = f.monitor.clone();
+    let first_stop = tokio::spawn(async move { monitor.stop("app").await });
+    f.reaches(ServiceState::Stopping, Duration::from_secs(5))
+        .await;
+    // While it hangs, the backend goes round the cycle: marked down, woken, up, stopped again.
+    f.monitor.set_status_down("app").unwrap();
+    f.monitor.start("app").await.unwrap();
+    f.reaches(ServiceState::Up, Duration::from_secs(5)).await;
+    assert!(f.monitor.stop("app").await.unwrap());
+    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Stopping);
+
+    release.notify_one();
+    assert!(first_stop.await.unwrap().is_err());
+    assert_eq!(
+        f.monitor.state("app").unwrap(),
+        ServiceState::Stopping,
+        "the first stop's late failure undid the second stop"
+    );
+    assert_eq!(count(&runs), 2);
+}
