@@ -3,6 +3,10 @@
 //! stop, and replicas (monitors that joined one fleet).
 #![allow(dead_code)]
 
+mod replicas;
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use replicas::*;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};

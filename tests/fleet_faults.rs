@@ -1,0 +1,295 @@
+//! Fleet mode when things go wrong, with a real Redis: Redis killed, frozen or gone; a replica
+//! gone while it holds the lease; a late lease holder; a follower that finds the lease freed.
+#![cfg(feature = "fleet")]
+
+mod fleet_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fleet_support::*;
+use tower_monitor::{BoxError, MonitoredService, ServiceState, trigger};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_mid_run_serves_on_local_state_and_stops_nothing_until_it_is_back() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let idle = Duration::from_millis(500);
+    let backend = Backend::new(Duration::ZERO).await;
+    backend.start_now().await;
+    let replicas: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|id| {
+            let service = service(&backend, idle, Duration::from_millis(300));
+            replica(fleet(&redis.url(), "t", id), service)
+        })
+        .collect();
+    redis.wait_for_listeners("t", 3).await;
+    for monitor in &replicas {
+        assert_eq!(request(monitor, None, 1).await, 200);
+    }
+
+    redis.kill();
+    // Requests keep being served (the cached up expires meanwhile: probes, no Redis)...
+    for round in 0..6 {
+        for monitor in &replicas {
+            let answer = tokio::time::timeout(Duration::from_secs(2), request(monitor, None, 1));
+            assert_eq!(
+                answer.await.expect("a request waited on Redis"),
+                200,
+                "round {round}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and with no request for four idle times, nothing is stopped: idleness cannot be shown.
+    tokio::time::sleep(idle * 4).await;
+    assert_eq!(backend.stops(), 0, "stopped while Redis was down");
+    for monitor in &replicas {
+        assert_eq!(state(monitor), ServiceState::Up);
+    }
+
+    // Redis is back (empty, as after a restart): the fleet converges and stops once.
+    redis.restart().await;
+    assert!(eventually(Duration::from_secs(15), || backend.stops() == 1).await);
+    tokio::time::sleep(idle * 3).await;
+    assert_eq!(backend.stops(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_expires() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::from_millis(100)).await;
+
+    // Replica a runs on its own runtime; its on_down starts and never finishes.
+    let runtime_a = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a_started = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&a_started);
+    let hanging =
+        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<(), BoxError>>()
+        }));
+    let url = redis.url();
+    let a = runtime_a
+        .spawn(async move { replica(fleet(&url, "t", "a"), hanging) })
+        .await
+        .unwrap();
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
+    let c = replica(
+        fleet(&redis.url(), "t", "c"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
+    redis.wait_for_listeners("t", 3).await;
+
+    let a_request = Arc::clone(&a);
+    runtime_a.spawn(async move { request(&a_request, None, 1).await });
+    assert!(
+        eventually(Duration::from_secs(5), || a_started.load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    // b and c learn that a is starting it, and do not start it themselves.
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await
+    );
+    assert_eq!(request(&c, None, 1).await, 503);
+    assert_eq!(backend.starts(), 0);
+
+    // Replica a crashes: its tasks are gone, its lease is neither renewed nor freed.
+    runtime_a.shutdown_background();
+    drop(a);
+    // Within the lease time (1.5 s) and a bit, b or c takes the start over: once.
+    let answers = tokio::join!(request(&b, HOLD, 1), request(&c, HOLD, 1));
+    assert_eq!(answers, (200, 200));
+    assert_eq!(backend.starts(), 1, "one takeover");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let opened = Arc::clone(&gate);
+    // a's on_down waits for the test, then fails: a's start ends (Starting → Down) and it tries
+    // to free its lease and announce "down".
+    let failing =
+        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+            let opened = Arc::clone(&opened);
+            async move {
+                opened.notified().await;
+                Err::<(), BoxError>("boot failed".into())
+            }
+        }));
+    let a = replica(fleet(&redis.url(), "t", "a"), failing);
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
+    redis.wait_for_listeners("t", 2).await;
+
+    let a_request = Arc::clone(&a);
+    let first = tokio::spawn(async move { request(&a_request, None, 1).await });
+    let lease = ["GET", "t:svc:app:lease"];
+    let mine =
+        |reply: &Option<String>| reply.as_deref().is_some_and(|r| r.contains("starting:1:a"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !mine(&redis.command(&lease).await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await
+    );
+
+    // Meanwhile a's lease "expired" and replica z took the next one (token 2).
+    redis
+        .command(&["SET", "t:svc:app:fence", "2"])
+        .await
+        .unwrap();
+    redis
+        .command(&["SET", "t:svc:app:lease", "starting:2:z", "PX", "60000"])
+        .await
+        .unwrap();
+
+    gate.notify_one();
+    assert_eq!(first.await.unwrap(), 500, "a's on_down failed");
+    assert!(eventually(Duration::from_secs(5), || state(&a) == ServiceState::Down).await);
+    // a's release was refused: z's lease stands, and b heard no "down" from a.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = redis.command(&lease).await.unwrap();
+    assert!(held.contains("starting:2:z"), "the lease is {held:?}");
+    assert_eq!(
+        state(&b),
+        ServiceState::Starting,
+        "b believed a late holder's announcement"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_that_finds_the_lease_freed_and_the_backend_up_does_not_start_it_again() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    // ready_after holds the follower's own polls back: its take-over must not rely on them.
+    let f = replica(
+        fleet(&redis.url(), "t", "f"),
+        service(&backend, Duration::from_secs(60), GRACE).ready_after(Duration::from_secs(3)),
+    );
+    redis.wait_for_listeners("t", 1).await;
+    // Replica x (not in this test) leads a start: it holds the lease for 1.5 s more.
+    redis
+        .command(&["SET", "t:svc:app:fence", "1"])
+        .await
+        .unwrap();
+    redis
+        .command(&["SET", "t:svc:app:lease", "starting:1:x", "PX", "1500"])
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let f = Arc::clone(&f);
+        async move { request(&f, HOLD, 1).await }
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || state(&f)
+            == ServiceState::Starting)
+        .await
+    );
+    // x's start succeeds, and its lease ends with no "up" heard here (x crashed, say).
+    backend.start_now().await;
+
+    assert_eq!(held.await.unwrap(), 200, "the held request is forwarded");
+    assert_eq!(backend.starts(), 0, "f started a backend x had started");
+    assert_eq!(state(&f), ServiceState::Up);
+    // f's up ended the lease it took over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while redis
+        .command(&["EXISTS", "t:svc:app:lease"])
+        .await
+        .as_deref()
+        != Some(":0\r\n")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_redis_delays_no_cached_request_and_stops_nothing() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let idle = Duration::from_millis(500);
+    let running = Backend::new(Duration::ZERO).await;
+    running.start_now().await;
+    let cold = Backend::new(Duration::from_millis(100)).await;
+    let replicas: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|id| {
+            let monitor = replica(fleet(&redis.url(), "t", id), service(&running, idle, GRACE));
+            monitor
+                .add("cold", service(&cold, Duration::from_secs(60), GRACE))
+                .unwrap();
+            monitor
+        })
+        .collect();
+    redis.wait_for_listeners("t", 2).await;
+    for monitor in &replicas {
+        assert_eq!(request(monitor, None, 1).await, 200);
+    }
+
+    // Redis stops answering (connections open, no reply): every call runs into its timeout.
+    redis.freeze();
+    for monitor in &replicas {
+        let answer = tokio::time::timeout(Duration::from_secs(1), request(monitor, None, 1));
+        assert_eq!(
+            answer.await.expect("a cached-up request waited on Redis"),
+            200
+        );
+    }
+    // A cold start still happens: the lease attempt gives up after its timeout, and the
+    // replica starts the backend on its own.
+    let first = Arc::clone(&replicas[0]);
+    let started = tokio::time::timeout(
+        Duration::from_secs(5),
+        async move { first.start("cold").await },
+    );
+    started
+        .await
+        .expect("the cold start waited on Redis")
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || cold.starts() == 1).await);
+    tokio::time::sleep(idle * 4).await;
+    assert_eq!(
+        running.stops(),
+        0,
+        "stopped while Redis could not show the fleet idle"
+    );
+
+    redis.thaw();
+    assert!(eventually(Duration::from_secs(15), || running.stops() == 1).await);
+}
