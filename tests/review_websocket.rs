@@ -32,6 +32,8 @@ async fn echo_backend() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
+                // tungstenite's callback type, not ours: its error is a whole response.
+                #[allow(clippy::result_large_err)]
                 let pick = |request: &WsRequest, mut response: WsResponse| {
                     if let Some(offered) = request.headers().get("sec-websocket-protocol") {
                         let first = offered.to_str().unwrap().split(',').next().unwrap().trim();
