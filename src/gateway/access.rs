@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes};
-use http::{HeaderValue, Method, Response, Uri};
+use http::{HeaderValue, Method, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -40,13 +40,22 @@ impl GatewayBody {
         service: Arc<str>,
     ) -> Response<Self> {
         let (parts, inner) = response.into_parts();
+        // HTTP/1.1 sends no body for these (nor for a CONNECT's 2xx, a switch): hyper drops
+        // it unpolled, and nothing was left unsent.
+        let bodiless = request.method == Method::HEAD
+            || parts.status.is_informational()
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED
+            || (request.method == Method::CONNECT && parts.status.is_success());
+        let length = inner.size_hint().exact();
         let entry = Entry {
             request,
             service,
             status: parts.status.as_u16(),
             cold_start: parts.headers.get("x-cold-start").cloned(),
             bytes: 0,
-            complete: inner.is_end_stream(),
+            length,
+            complete: bodiless || inner.is_end_stream() || length == Some(0),
         };
         Response::from_parts(
             parts,
@@ -81,8 +90,13 @@ impl Body for GatewayBody {
             match &frame {
                 Poll::Ready(Some(Ok(frame))) => {
                     entry.bytes += frame.data_ref().map_or(0, |data| data.remaining() as u64);
-                    // The sender may stop polling after the last frame.
-                    entry.complete = this.inner.is_end_stream();
+                    // The sender may stop polling after the last frame: after trailers, or
+                    // once the length it announced is written (before the backend's own end
+                    // of stream has arrived).
+                    entry.complete = entry.complete
+                        || frame.is_trailers()
+                        || this.inner.is_end_stream()
+                        || entry.length == Some(entry.bytes);
                 }
                 Poll::Ready(None) => entry.complete = true,
                 Poll::Ready(Some(Err(_))) | Poll::Pending => {}
@@ -123,6 +137,8 @@ struct Entry {
     status: u16,
     cold_start: Option<HeaderValue>,
     bytes: u64,
+    /// The body's length, when announced (`content-length`).
+    length: Option<u64>,
     complete: bool,
 }
 

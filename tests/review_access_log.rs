@@ -1,0 +1,150 @@
+//! Review: the access log's `complete` field for bodies HTTP/1.1 never polls to their end.
+//! The gateway runs in this process; its log goes to a buffer (a global subscriber, so this file
+//! holds one test).
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower_monitor::config::TriggerRegistry;
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// An HTTP/2 cleartext backend: `content-length: 5`, the 5 bytes in one DATA frame, and the
+/// end of the stream 300 ms later in a frame of its own (as a streaming body sends it).
+async fn http2_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_: Request<hyper::body::Incoming>| async {
+                let frames = futures::stream::unfold(0, |step| async move {
+                    match step {
+                        0 => Some((
+                            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(
+                                b"hello",
+                            ))),
+                            1,
+                        )),
+                        1 => {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            None
+                        }
+                        _ => None,
+                    }
+                });
+                let mut response = Response::new(StreamBody::new(frames));
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, "5".parse().unwrap());
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `request` (raw HTTP/1.1, `connection: close`) and reads the whole reply.
+async fn exchange(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_sent_to_their_end_are_logged_complete() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let h2 = http2_backend().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "access_log": true,
+                           "routes": [ {{ "host": "h2", "service": "h2app" }} ],
+                           "services": {{ "h2app": {{ "protocol": "http2" }} }} }},
+             "services": {{ "h2app": {{ "url": "http://{h2}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+
+    // HEAD with no route: the 404 has a body, which HTTP/1.1 does not send for a HEAD.
+    let reply = exchange(
+        gateway.addr,
+        "HEAD /nowhere HTTP/1.1\r\nhost: other\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    // The whole body, its length known: hyper stops writing at the length.
+    let reply = exchange(
+        gateway.addr,
+        "GET /h2 HTTP/1.1\r\nhost: h2\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with("\r\n\r\nhello"),
+        "{reply}"
+    );
+
+    let line = |path: &str| {
+        let text = buffer.text();
+        text.lines()
+            .find(|l| l.contains("tower_monitor::access") && l.contains(&format!("path={path} ")))
+            .map(str::to_owned)
+    };
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+    while (line("/nowhere").is_none() || line("/h2").is_none())
+        && std::time::Instant::now() < give_up
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let nowhere = line("/nowhere").expect("an access line for the HEAD");
+    let h2 = line("/h2").expect("an access line for the HTTP/2 backend's body");
+    let mut wrong = Vec::new();
+    if !nowhere.contains("complete=true") {
+        wrong.push(format!("HEAD answered in full, logged: {nowhere}"));
+    }
+    if !(h2.contains("bytes=5") && h2.contains("complete=true")) {
+        wrong.push(format!("5 of 5 bytes sent, logged: {h2}"));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
