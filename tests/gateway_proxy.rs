@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::Request;
 use bytes::Bytes;
 use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_monitor::Url;
@@ -178,6 +179,33 @@ async fn a_backend_slower_than_the_response_timeout_is_answered_504() {
     ])
     .await;
     assert_eq!(status, "504");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_that_is_not_a_websocket_is_refused_501_not_tunnelled() {
+    // The backend answers every method 200: forwarded, the CONNECT would open a tunnel.
+    let backend = echo_backend().await;
+    let proxy = Proxy::builder(common::url_for(backend.addr))
+        .build::<Full<Bytes>>()
+        .unwrap();
+    let connect = http::Request::connect("example.test:443")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(proxy.clone().oneshot(connect).await.unwrap().status(), 501);
+    // Through the gateway, no route takes a CONNECT (it has no path): 404.
+    let gateway = common::start_gateway(&echo_config(backend.addr), &TriggerRegistry::new()).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    stream
+        .write_all(b"CONNECT example.test:443 HTTP/1.1\r\nhost: example.test:443\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = vec![0; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut reply))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
 }
 
 fn request() -> http::Request<Full<Bytes>> {

@@ -36,32 +36,26 @@ impl GatewayBody {
     /// to its end or dropped before it.
     pub(super) fn logged(
         response: Response<MonitorBody<ProxyBody>>,
-        request: RequestLine,
-        service: Arc<str>,
+        mut entry: Box<Entry>,
     ) -> Response<Self> {
         let (parts, inner) = response.into_parts();
         // HTTP/1.1 sends no body for these (nor for a CONNECT's 2xx, a switch): hyper drops
         // it unpolled, and nothing was left unsent.
-        let bodiless = request.method == Method::HEAD
+        let bodiless = entry.method == Method::HEAD
             || parts.status.is_informational()
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED
-            || (request.method == Method::CONNECT && parts.status.is_success());
+            || (entry.method == Method::CONNECT && parts.status.is_success());
         let length = inner.size_hint().exact();
-        let entry = Entry {
-            request,
-            service,
-            status: parts.status.as_u16(),
-            cold_start: parts.headers.get("x-cold-start").cloned(),
-            bytes: 0,
-            length,
-            complete: bodiless || inner.is_end_stream() || length == Some(0),
-        };
+        entry.status = Some(parts.status.as_u16());
+        entry.cold_start = parts.headers.get("x-cold-start").cloned();
+        entry.length = length;
+        entry.complete = bodiless || inner.is_end_stream() || length == Some(0);
         Response::from_parts(
             parts,
             Self {
                 inner,
-                entry: Some(Box::new(entry)),
+                entry: Some(entry),
             },
         )
     }
@@ -114,32 +108,40 @@ impl Body for GatewayBody {
     }
 }
 
-/// What the access log says of a request, taken before the request goes on.
-pub(super) struct RequestLine {
+/// The status logged for a request whose client went away before its answer's head (while it
+/// was held for a cold start, say): 499, as nginx logs it.
+const CLIENT_GONE: u16 = 499;
+
+/// One request's line in the access log, written when dropped: begun when the request comes
+/// in, so that a request the client gives up on is logged too.
+pub(super) struct Entry {
     method: Method,
     uri: Uri,
     started: Instant,
-}
-
-impl RequestLine {
-    pub(super) fn new<B>(request: &http::Request<B>) -> Self {
-        Self {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            started: Instant::now(),
-        }
-    }
-}
-
-struct Entry {
-    request: RequestLine,
     service: Arc<str>,
-    status: u16,
+    /// `None` until the answer's head.
+    status: Option<u16>,
     cold_start: Option<HeaderValue>,
     bytes: u64,
     /// The body's length, when announced (`content-length`).
     length: Option<u64>,
     complete: bool,
+}
+
+impl Entry {
+    pub(super) fn begin<B>(request: &http::Request<B>, service: Arc<str>) -> Box<Self> {
+        Box::new(Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            started: Instant::now(),
+            service,
+            status: None,
+            cold_start: None,
+            bytes: 0,
+            length: None,
+            complete: false,
+        })
+    }
 }
 
 impl Drop for Entry {
@@ -148,10 +150,10 @@ impl Drop for Entry {
         tracing::info!(
             target: "tower_monitor::access",
             service = %self.service,
-            method = %self.request.method,
-            path = %self.request.uri.path(),
-            status = self.status,
-            ms = self.request.started.elapsed().as_millis() as u64,
+            method = %self.method,
+            path = %self.uri.path(),
+            status = self.status.unwrap_or(CLIENT_GONE),
+            ms = self.started.elapsed().as_millis() as u64,
             bytes = self.bytes,
             complete = self.complete,
             cold_start_ms = %cold_start.unwrap_or("-"),

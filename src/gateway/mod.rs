@@ -55,7 +55,8 @@
 //!   written once its response has been sent: service, method, path, status, milliseconds from
 //!   arrival to the body's end, body bytes sent, whether the body was sent to its end
 //!   (`complete=false`: the client went away first), and cold-start milliseconds when the
-//!   request was held.
+//!   request was held. A request whose client went away before the answer's head (while held
+//!   for a cold start, say) is logged with status 499, as nginx does.
 //!
 //! A backend that refuses or drops a connection while cached up is marked down by its layer
 //! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered as for a

@@ -17,8 +17,8 @@ use crate::proxy::Proxy;
 /// The gateway's proxy to one service, guarded by its layer.
 pub(super) type Routed = MonitorService<Proxy<Incoming>>;
 
+use super::access::Entry;
 pub use super::access::GatewayBody;
-use super::access::RequestLine;
 
 pub(super) struct Route {
     /// Lower case, without a port.
@@ -118,7 +118,7 @@ impl Service<Request<Incoming>> for Router {
             )));
             *response.status_mut() = StatusCode::NOT_FOUND;
             let response = if self.access_log {
-                GatewayBody::logged(response, RequestLine::new(&request), Arc::from("-"))
+                GatewayBody::logged(response, Entry::begin(&request, Arc::from("-")))
             } else {
                 response.map(GatewayBody::plain)
             };
@@ -130,11 +130,11 @@ impl Service<Request<Incoming>> for Router {
             let answer = service.call(request);
             return Box::pin(async move { Ok(answer.await?.map(GatewayBody::plain)) });
         }
-        let name = Arc::clone(&route.name);
-        let line = RequestLine::new(&request);
+        // Begun now: dropped with this future if the client goes away first, it still logs.
+        let entry = Entry::begin(&request, Arc::clone(&route.name));
         Box::pin(async move {
             let response = service.call(request).await?;
-            Ok(GatewayBody::logged(response, line, name))
+            Ok(GatewayBody::logged(response, entry))
         })
     }
 }

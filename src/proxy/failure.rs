@@ -16,6 +16,8 @@ pub(crate) enum Failure {
     Timeout,
     /// Anything else, such as a malformed answer (502).
     Other,
+    /// A request a reverse proxy does not forward: a `CONNECT` that is not a WebSocket (501).
+    NotForwarded,
 }
 
 impl Failure {
@@ -50,6 +52,7 @@ impl Failure {
         let (status, text) = match self {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
             Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
+            Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
         };
         let mut response = Response::new(ProxyBody::from_static(text));
         *response.status_mut() = status;
@@ -73,6 +76,7 @@ impl Failure {
             Self::Gone => "backend unreachable",
             Self::Timeout => "backend timed out",
             Self::Other => "backend request failed",
+            Self::NotForwarded => "request not forwarded",
         }
     }
 }

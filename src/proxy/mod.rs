@@ -12,6 +12,7 @@
 //!   the proxy's, whose proof in the `101` is checked, and the client gets its `200`; an
 //!   HTTP/1.1 client's reaches an HTTP/2 backend as an extended `CONNECT`, and gets its `101`
 //!   with the proof of its key. Between two HTTP/2 sides the `CONNECT` passes as it is.
+//! - Any other `CONNECT` (a tunnel, a forward proxy's job) is answered 501, never forwarded.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
@@ -160,6 +161,12 @@ where
     async fn forward(&self, mut request: Request<B>) -> Response<ProxyBody> {
         let client_version = request.version();
         let client_upgrade = ClientUpgrade::take(&mut request, self.http2);
+        if client_upgrade.is_none() && request.method() == http::Method::CONNECT {
+            // A tunnel to anywhere is a forward proxy's job; a 2xx from the backend would open
+            // one that nothing relays.
+            tracing::debug!(service = %self.service(), "CONNECT that is not a WebSocket refused");
+            return Failure::NotForwarded.response(&http::HeaderMap::new());
+        }
         self.prepare(
             &mut request,
             client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1),

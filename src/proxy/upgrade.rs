@@ -103,10 +103,13 @@ impl ClientUpgrade {
             }
             Switch::Tunnel if parts.status.is_success() => {
                 headers::remove_hop_by_hop(&mut parts.headers, false);
+                // A switch has no body; a length would contradict it (RFC 9110 section 9.3.6).
+                parts.headers.remove(http::header::CONTENT_LENGTH);
                 Verdict::Relay
             }
             Switch::WebSocketToHttp2(handshake) if parts.status.is_success() => {
                 headers::remove_hop_by_hop(&mut parts.headers, false);
+                parts.headers.remove(http::header::CONTENT_LENGTH);
                 handshake.answer(parts);
                 Verdict::Relay
             }

@@ -63,8 +63,25 @@ pub async fn listening_addr(gateway: &mut tokio::process::Child) -> SocketAddr {
 /// A gateway served in the test's process until dropped.
 pub struct InProcessGateway {
     pub addr: SocketAddr,
+    pub monitor: std::sync::Arc<tower_monitor::MinMonitor>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<bool>,
+}
+
+impl InProcessGateway {
+    /// Begins the shutdown, as a signal does.
+    pub fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Whether serving ended within `within` and, if it did, whether every connection closed
+    /// within the shutdown grace. (Once it said it ended, ask no more.)
+    pub async fn ended_within(&mut self, within: Duration) -> Option<bool> {
+        let ended = tokio::time::timeout(within, &mut self.task).await.ok()?;
+        Some(ended.expect("the gateway's task ran to its end"))
+    }
 }
 
 impl Drop for InProcessGateway {
@@ -81,6 +98,7 @@ pub async fn start_gateway(
 ) -> InProcessGateway {
     let gateway = tower_monitor::gateway::Gateway::from_config(config, registry)
         .expect("a valid configuration");
+    let monitor = gateway.monitor().clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -89,6 +107,7 @@ pub async fn start_gateway(
     }));
     InProcessGateway {
         addr,
+        monitor,
         stop: Some(stop),
         task,
     }

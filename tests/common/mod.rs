@@ -2,8 +2,11 @@
 #![allow(dead_code)]
 
 mod gateway;
+mod websocket;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use gateway::*;
+#[allow(unused_imports)]
+pub use websocket::*;
 
 use std::net::SocketAddr;
 use std::process::Output;

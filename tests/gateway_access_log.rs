@@ -1,4 +1,5 @@
-//! Review: the access log's `complete` field for bodies HTTP/1.1 never polls to their end.
+//! The access log: `complete` for bodies HTTP/1.1 never polls to their end, and a line for a
+//! request whose client went away while it was held.
 //! The gateway runs in this process; its log goes to a buffer (a global subscriber, so this file
 //! holds one test).
 
@@ -89,7 +90,7 @@ async fn exchange(addr: SocketAddr, request: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_sent_to_their_end_are_logged_complete() {
+async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_logged() {
     let buffer = Buffer::default();
     let writer = buffer.clone();
     tracing_subscriber::fmt()
@@ -101,9 +102,15 @@ async fn bodies_sent_to_their_end_are_logged_complete() {
     let h2 = http2_backend().await;
     let config = format!(
         r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "access_log": true,
-                           "routes": [ {{ "host": "h2", "service": "h2app" }} ],
-                           "services": {{ "h2app": {{ "protocol": "http2" }} }} }},
-             "services": {{ "h2app": {{ "url": "http://{h2}/", "grace_period": "30s" }} }} }}"#
+                           "routes": [ {{ "host": "h2", "service": "h2app" }},
+                                       {{ "host": "sleepy", "service": "sleepy" }} ],
+                           "services": {{ "h2app": {{ "protocol": "http2" }},
+                                          "sleepy": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
+             "services": {{ "h2app": {{ "url": "http://{h2}/", "grace_period": "30s" }},
+                            "sleepy": {{ "url": "http://{never}/", "grace_period": "30s",
+                                         "probe_timeout": "300ms",
+                                         "on_down": {{ "type": "command", "command": "true" }} }} }} }}"#,
+        never = common::refused_addr().await
     );
     let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
 
@@ -125,6 +132,19 @@ async fn bodies_sent_to_their_end_are_logged_complete() {
         "{reply}"
     );
 
+    // A request held for a cold start that never ends, whose client leaves.
+    let mut held = TcpStream::connect(gateway.addr).await.unwrap();
+    held.write_all(b"GET /held HTTP/1.1\r\nhost: sleepy\r\n\r\n")
+        .await
+        .unwrap();
+    let requests_held = || {
+        let snapshot = gateway.monitor.snapshot();
+        let sleepy = snapshot.iter().find(|s| &*s.name == "sleepy");
+        sleepy.map_or(0, |s| s.requests_held)
+    };
+    common::until(Duration::from_secs(5), "held", requests_held, |&n| n == 1).await;
+    drop(held);
+
     let line = |path: &str| {
         let text = buffer.text();
         text.lines()
@@ -132,14 +152,18 @@ async fn bodies_sent_to_their_end_are_logged_complete() {
             .map(str::to_owned)
     };
     let give_up = std::time::Instant::now() + Duration::from_secs(5);
-    while (line("/nowhere").is_none() || line("/h2").is_none())
+    while (line("/nowhere").is_none() || line("/h2").is_none() || line("/held").is_none())
         && std::time::Instant::now() < give_up
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let nowhere = line("/nowhere").expect("an access line for the HEAD");
     let h2 = line("/h2").expect("an access line for the HTTP/2 backend's body");
+    let held = line("/held").expect("an access line for the request given up");
     let mut wrong = Vec::new();
+    if !(held.contains("status=499") && held.contains("complete=false")) {
+        wrong.push(format!("given up while held, logged: {held}"));
+    }
     if !nowhere.contains("complete=true") {
         wrong.push(format!("HEAD answered in full, logged: {nowhere}"));
     }

@@ -1,0 +1,208 @@
+//! WebSockets from HTTP/2 clients (RFC 8441: hyper's HTTP/2 client sends the extended CONNECT,
+//! tungstenite speaks WebSocket over the stream) through the gateway, on 127.0.0.1: to an
+//! HTTP/1.1 backend (translated to an upgrade, the backend's proof checked) and to an HTTP/2
+//! one (passed on as it is). An open socket keeps its backend awake and holds the shutdown.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{Request, StatusCode};
+use http_body_util::Empty;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+use tower_monitor::config::TriggerRegistry;
+
+fn config(backend: SocketAddr) -> String {
+    format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "chat" }} ],
+                           "shutdown_grace": "10s" }},
+             "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_http2_reaches_an_http1_backend_and_keeps_it_awake() {
+    let (backend, server) = common::websocket_echo_backend().await;
+    let idle_runs = common::counter();
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "chat" }} ] }},
+             "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s",
+                 "on_idle": {{ "after": "300ms", "trigger": {{ "type": "count" }} }} }} }} }}"#
+    );
+    let gateway =
+        common::start_gateway(&config, &common::counting_registry(idle_runs.clone())).await;
+    let mut client = common::http2_client(gateway.addr).await;
+
+    let mut socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
+    socket.send(Message::text("hello")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("hello")
+    );
+
+    // A second socket on the same HTTP/2 connection, while the first stays open.
+    let mut second = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
+    second.send(Message::text("two")).await.unwrap();
+    assert_eq!(second.next().await.unwrap().unwrap(), Message::text("two"));
+    second.close(None).await.unwrap();
+    drop(second);
+
+    // Four idle times with a socket open and quiet: the backend is not stopped. (Something
+    // that must not happen can only be watched for a while.)
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(common::count(&idle_runs), 0, "stopped with a socket open");
+    socket.send(Message::text("still there")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("still there")
+    );
+
+    socket.close(None).await.unwrap();
+    drop(socket);
+    common::until(
+        Duration::from_secs(5),
+        "on_idle after the socket closed",
+        || common::count(&idle_runs),
+        |&runs| runs == 1,
+    )
+    .await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subprotocol_crosses_and_the_handshake_headers_stay_on_their_side() {
+    let (backend, server) = common::websocket_echo_backend().await;
+    let gateway = common::start_gateway(&config(backend), &TriggerRegistry::new()).await;
+    let mut client = common::http2_client(gateway.addr).await;
+    let response =
+        common::extended_connect(&mut client, gateway.addr, "/chat", Some("chat, superchat")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["sec-websocket-protocol"], "chat");
+    assert!(response.headers().get("sec-websocket-accept").is_none());
+    assert!(response.headers().get("content-length").is_none());
+    let mut socket = common::socket_over(response).await;
+    socket.send(Message::text("hi")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hi"));
+    server.abort();
+}
+
+/// An HTTP/1.1 server that answers every request `101` with a wrong `Sec-WebSocket-Accept`.
+async fn liar_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+                          connection: upgrade\r\nsec-websocket-accept: bm90IHRoZSBwcm9vZg==\r\n\r\n",
+                    )
+                    .await;
+                let mut rest = [0u8; 64];
+                while stream.read(&mut rest).await.unwrap_or(0) > 0 {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_does_not_switch_or_switches_without_the_proof_opens_nothing() {
+    let backend = common::serve(Router::new().route(
+        "/page",
+        axum::routing::get(|| async { "a page, not a socket" }),
+    ))
+    .await;
+    let gateway = common::start_gateway(&config(backend.addr), &TriggerRegistry::new()).await;
+    let mut client = common::http2_client(gateway.addr).await;
+
+    // A 200 that is not a switch must not open the client's tunnel.
+    let response = common::extended_connect(&mut client, gateway.addr, "/page", None).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    // The backend's refusal is passed on as it is.
+    let response = common::extended_connect(&mut client, gateway.addr, "/missing", None).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // The connection still serves requests.
+    let page = Request::get(format!("http://{}/page", gateway.addr))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(
+        client.send_request(page).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // A 101 whose proof is not for the proxy's key is not relayed.
+    let liar = common::start_gateway(&config(liar_backend().await), &TriggerRegistry::new()).await;
+    let mut client = common::http2_client(liar.addr).await;
+    let response = common::extended_connect(&mut client, liar.addr, "/chat", None).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_http2_passes_to_an_http2_backend_as_it_is() {
+    let (backend, server) = common::http2_websocket_echo_backend().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "h2app" }} ],
+                           "services": {{ "h2app": {{ "protocol": "http2" }} }} }},
+             "services": {{ "h2app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let mut client = common::http2_client(gateway.addr).await;
+    // Twice: the first on a fresh upstream connection, the second on the pooled one.
+    for round in ["first", "second"] {
+        let mut socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
+        socket.send(Message::text(round)).await.unwrap();
+        assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(round));
+        socket.close(None).await.unwrap();
+    }
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_an_open_http2_websocket_and_ends_when_it_closes() {
+    let (backend, server) = common::websocket_echo_backend().await;
+    let mut gateway = common::start_gateway(&config(backend), &TriggerRegistry::new()).await;
+    let mut client = common::http2_client(gateway.addr).await;
+    let mut socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
+    socket.send(Message::text("before")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("before")
+    );
+
+    gateway.shut_down();
+    assert_eq!(
+        gateway.ended_within(Duration::from_millis(500)).await,
+        None,
+        "shutdown did not wait for the open WebSocket"
+    );
+    socket.send(Message::text("during")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("during")
+    );
+
+    socket.close(None).await.unwrap();
+    drop(socket);
+    assert_eq!(
+        gateway.ended_within(Duration::from_secs(5)).await,
+        Some(true),
+        "shutdown ends once the socket closed, everything within the grace"
+    );
+    server.abort();
+}
