@@ -6,8 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
 use tower_monitor::config::TriggerRegistry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,36 +17,10 @@ async fn shutdown_waits_for_an_open_websocket_within_the_grace() {
              "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
     );
     let mut gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gateway.addr))
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat", gateway.addr))
         .await
         .unwrap();
-    socket.send(Message::text("before")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("before")
-    );
-
-    gateway.shut_down();
-    // Shut down, but the socket is open: still serving it. (Watched for a while: what must not
-    // happen has no event to await.)
-    assert_eq!(
-        gateway.ended_within(Duration::from_millis(500)).await,
-        None,
-        "shutdown did not wait for the open WebSocket"
-    );
-    socket.send(Message::text("during")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("during")
-    );
-
-    socket.close(None).await.unwrap();
-    drop(socket);
-    assert_eq!(
-        gateway.ended_within(Duration::from_secs(5)).await,
-        Some(true),
-        "shutdown ends once the socket closed, everything within the grace"
-    );
+    common::shutdown_waits_for(&mut gateway, socket).await;
     server.abort();
 }
 
@@ -69,21 +41,13 @@ async fn a_websocket_echoes_through_the_gateway_and_keeps_its_backend_awake() {
             .await
             .expect("the upgrade passes through the gateway");
     assert_eq!(response.status(), 101);
-    socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("hello")
-    );
+    common::echoes(&mut socket, "hello").await;
 
     // Four idle times with the socket open and quiet: the backend is not stopped. (Something
     // that must not happen can only be watched for a while.)
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(common::count(&idle_runs), 0, "stopped with a socket open");
-    socket.send(Message::text("still there")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("still there")
-    );
+    common::echoes(&mut socket, "still there").await;
 
     // Closed: now the idle time runs, and the backend is stopped.
     socket.close(None).await.unwrap();
@@ -113,10 +77,6 @@ async fn a_websocket_from_http1_reaches_an_http2_backend_as_an_extended_connect(
             .await
             .expect("the HTTP/1.1 handshake completes");
     assert_eq!(response.status(), 101);
-    socket.send(Message::text("from http/1.1")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("from http/1.1")
-    );
+    common::echoes(&mut socket, "from http/1.1").await;
     server.abort();
 }

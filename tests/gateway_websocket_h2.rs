@@ -10,12 +10,10 @@ use std::time::Duration;
 
 use axum::Router;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
 use tower_monitor::config::TriggerRegistry;
 
 fn config(backend: SocketAddr) -> String {
@@ -40,16 +38,11 @@ async fn a_websocket_over_http2_reaches_an_http1_backend_and_keeps_it_awake() {
     let mut client = common::http2_client(gateway.addr).await;
 
     let mut socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
-    socket.send(Message::text("hello")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("hello")
-    );
+    common::echoes(&mut socket, "hello").await;
 
     // A second socket on the same HTTP/2 connection, while the first stays open.
     let mut second = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
-    second.send(Message::text("two")).await.unwrap();
-    assert_eq!(second.next().await.unwrap().unwrap(), Message::text("two"));
+    common::echoes(&mut second, "two").await;
     second.close(None).await.unwrap();
     drop(second);
 
@@ -57,11 +50,7 @@ async fn a_websocket_over_http2_reaches_an_http1_backend_and_keeps_it_awake() {
     // that must not happen can only be watched for a while.)
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(common::count(&idle_runs), 0, "stopped with a socket open");
-    socket.send(Message::text("still there")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("still there")
-    );
+    common::echoes(&mut socket, "still there").await;
 
     socket.close(None).await.unwrap();
     drop(socket);
@@ -87,8 +76,7 @@ async fn the_subprotocol_crosses_and_the_handshake_headers_stay_on_their_side() 
     assert!(response.headers().get("sec-websocket-accept").is_none());
     assert!(response.headers().get("content-length").is_none());
     let mut socket = common::socket_over(response).await;
-    socket.send(Message::text("hi")).await.unwrap();
-    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hi"));
+    common::echoes(&mut socket, "hi").await;
     server.abort();
 }
 
@@ -166,8 +154,7 @@ async fn a_websocket_over_http2_passes_to_an_http2_backend_as_it_is() {
     // Twice: the first on a fresh upstream connection, the second on the pooled one.
     for round in ["first", "second"] {
         let mut socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
-        socket.send(Message::text(round)).await.unwrap();
-        assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(round));
+        common::echoes(&mut socket, round).await;
         socket.close(None).await.unwrap();
     }
     server.abort();
@@ -178,31 +165,7 @@ async fn shutdown_waits_for_an_open_http2_websocket_and_ends_when_it_closes() {
     let (backend, server) = common::websocket_echo_backend().await;
     let mut gateway = common::start_gateway(&config(backend), &TriggerRegistry::new()).await;
     let mut client = common::http2_client(gateway.addr).await;
-    let mut socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
-    socket.send(Message::text("before")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("before")
-    );
-
-    gateway.shut_down();
-    assert_eq!(
-        gateway.ended_within(Duration::from_millis(500)).await,
-        None,
-        "shutdown did not wait for the open WebSocket"
-    );
-    socket.send(Message::text("during")).await.unwrap();
-    assert_eq!(
-        socket.next().await.unwrap().unwrap(),
-        Message::text("during")
-    );
-
-    socket.close(None).await.unwrap();
-    drop(socket);
-    assert_eq!(
-        gateway.ended_within(Duration::from_secs(5)).await,
-        Some(true),
-        "shutdown ends once the socket closed, everything within the grace"
-    );
+    let socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
+    common::shutdown_waits_for(&mut gateway, socket).await;
     server.abort();
 }

@@ -275,15 +275,7 @@ async fn durations_as_long_as_duration_max_mean_forever_not_a_panic() {
         .stop_timeout(Duration::MAX)
         .trigger_timeout(Duration::MAX)
         .probe_timeout(Duration::MAX);
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
-    let f = Fixture {
-        monitor,
-        up,
-        probes: counter(),
-        wakes: counter(),
-        forwarded: counter(),
-    };
+    let f = Fixture::around(service, up);
     f.monitor.set_status_up("app").unwrap();
     assert!(f.monitor.status("app").await.unwrap());
     let held = f.monitor.layer("app").unwrap().hold(Duration::MAX);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use lifecycle_support::*;
-use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
+use tower_monitor::{BoxError, MonitoredService, ServiceState, trigger};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_backend_is_stopped_after_the_idle_time_with_no_request() {
@@ -30,15 +30,7 @@ async fn a_running_backend_is_stopped_after_the_idle_time_with_no_request() {
                 async { Ok::<(), BoxError>(()) }
             }),
         );
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
-    let f = Fixture {
-        monitor,
-        up,
-        probes: counter(),
-        wakes: counter(),
-        forwarded: counter(),
-    };
+    let f = Fixture::around(service, up);
     // Stop applies only from Up, so one stop proves it was seen up first.
     until(
         Duration::from_secs(5),

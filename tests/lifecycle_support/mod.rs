@@ -58,6 +58,20 @@ pub async fn fixture(
 }
 
 impl Fixture {
+    /// A fixture for a service made by the test itself, whose probe answers what `up` holds;
+    /// its own probes and wakes are not counted.
+    pub fn around(service: MonitoredService, up: Arc<AtomicBool>) -> Self {
+        let monitor = Arc::new(MinMonitor::new());
+        monitor.add("app", service).unwrap();
+        Self {
+            monitor,
+            up,
+            probes: counter(),
+            wakes: counter(),
+            forwarded: counter(),
+        }
+    }
+
     pub fn service(
         &self,
         layer: MonitorLayer,
