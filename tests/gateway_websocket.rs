@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use tower_monitor::config::TriggerRegistry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,22 +41,7 @@ async fn a_websocket_echoes_through_the_gateway_and_keeps_its_backend_awake() {
     assert_eq!(response.status(), 101);
     common::echoes(&mut socket, "hello").await;
 
-    // Four idle times with the socket open and quiet: the backend is not stopped. (Something
-    // that must not happen can only be watched for a while.)
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(common::count(&idle_runs), 0, "stopped with a socket open");
-    common::echoes(&mut socket, "still there").await;
-
-    // Closed: now the idle time runs, and the backend is stopped.
-    socket.close(None).await.unwrap();
-    drop(socket);
-    common::until(
-        Duration::from_secs(5),
-        "on_idle after the socket closed",
-        || common::count(&idle_runs),
-        |&runs| runs == 1,
-    )
-    .await;
+    common::keeps_its_backend_awake(socket, &idle_runs).await;
     server.abort();
 }
 

@@ -207,3 +207,27 @@ pub async fn shutdown_waits_for<S>(
         "shutdown ends once the socket closed, everything within the grace"
     );
 }
+
+/// With `socket` open and quiet for four idle times (of 300 ms), `on_idle` (counted in
+/// `idle_runs`) does not run and the socket still echoes; once it closes, `on_idle` runs once.
+pub async fn keeps_its_backend_awake<S>(
+    mut socket: WebSocketStream<S>,
+    idle_runs: &std::sync::atomic::AtomicUsize,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    // Something that must not happen can only be watched for a while.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(super::count(idle_runs), 0, "stopped with a socket open");
+    echoes(&mut socket, "still there").await;
+    // Closed: now the idle time runs, and the backend is stopped.
+    socket.close(None).await.unwrap();
+    drop(socket);
+    super::until(
+        Duration::from_secs(5),
+        "on_idle after the socket closed",
+        || super::count(idle_runs),
+        |&runs| runs == 1,
+    )
+    .await;
+}
