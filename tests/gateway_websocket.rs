@@ -26,13 +26,7 @@ async fn shutdown_waits_for_an_open_websocket_within_the_grace() {
 async fn a_websocket_echoes_through_the_gateway_and_keeps_its_backend_awake() {
     let (backend, server) = common::websocket_echo_backend().await;
     let idle_runs = common::counter();
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "chat" }} ] }},
-             "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s",
-                 "on_idle": {{ "after": "300ms", "trigger": {{ "type": "count" }} }} }} }} }}"#
-    );
-    let gateway =
-        common::start_gateway(&config, &common::counting_registry(idle_runs.clone())).await;
+    let gateway = common::gateway_counting_idle_stops(backend, &idle_runs).await;
 
     let (mut socket, response) =
         tokio_tungstenite::connect_async(format!("ws://{}/chat", gateway.addr))

@@ -27,13 +27,7 @@ fn config(backend: SocketAddr) -> String {
 async fn a_websocket_over_http2_reaches_an_http1_backend_and_keeps_it_awake() {
     let (backend, server) = common::websocket_echo_backend().await;
     let idle_runs = common::counter();
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "chat" }} ] }},
-             "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s",
-                 "on_idle": {{ "after": "300ms", "trigger": {{ "type": "count" }} }} }} }} }}"#
-    );
-    let gateway =
-        common::start_gateway(&config, &common::counting_registry(idle_runs.clone())).await;
+    let gateway = common::gateway_counting_idle_stops(backend, &idle_runs).await;
     let mut client = common::http2_client(gateway.addr).await;
 
     let mut socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;

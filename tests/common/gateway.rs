@@ -172,3 +172,17 @@ pub async fn terminate_gateway_then_backend_is_gone(
         "the backend program outlived the gateway"
     );
 }
+
+/// A gateway with one service, "chat", in front of `backend`, whose `on_idle` (after 300 ms)
+/// counts its runs in `idle_runs`.
+pub async fn gateway_counting_idle_stops(
+    backend: SocketAddr,
+    idle_runs: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> InProcessGateway {
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "chat" }} ] }},
+             "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s",
+                 "on_idle": {{ "after": "300ms", "trigger": {{ "type": "count" }} }} }} }} }}"#
+    );
+    start_gateway(&config, &super::counting_registry(idle_runs.clone())).await
+}
