@@ -42,12 +42,7 @@ async fn a_websocket_echoes_through_the_gateway_and_keeps_its_backend_awake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_from_http1_reaches_an_http2_backend_as_an_extended_connect() {
     let (backend, server) = common::http2_websocket_echo_backend().await;
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "h2app" }} ],
-                           "services": {{ "h2app": {{ "protocol": "http2" }} }} }},
-             "services": {{ "h2app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let gateway = common::gateway_to_http2_backend(backend).await;
     // The backend's 200 becomes a 101 with the proof of the client's key (tungstenite checks it).
     let (mut socket, response) =
         tokio_tungstenite::connect_async(format!("ws://{}/chat", gateway.addr))

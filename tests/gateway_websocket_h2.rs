@@ -123,12 +123,7 @@ async fn a_backend_that_does_not_switch_or_switches_without_the_proof_opens_noth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_over_http2_passes_to_an_http2_backend_as_it_is() {
     let (backend, server) = common::http2_websocket_echo_backend().await;
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "h2app" }} ],
-                           "services": {{ "h2app": {{ "protocol": "http2" }} }} }},
-             "services": {{ "h2app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let gateway = common::gateway_to_http2_backend(backend).await;
     let mut client = common::http2_client(gateway.addr).await;
     // Twice: the first on a fresh upstream connection, the second on the pooled one.
     for round in ["first", "second"] {

@@ -186,3 +186,13 @@ pub async fn gateway_counting_idle_stops(
     );
     start_gateway(&config, &super::counting_registry(idle_runs.clone())).await
 }
+
+/// A gateway with one service, "h2app", in front of `backend`, spoken to over HTTP/2.
+pub async fn gateway_to_http2_backend(backend: SocketAddr) -> InProcessGateway {
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "h2app" }} ],
+                           "services": {{ "h2app": {{ "protocol": "http2" }} }} }},
+             "services": {{ "h2app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    start_gateway(&config, &tower_monitor::config::TriggerRegistry::new()).await
+}
