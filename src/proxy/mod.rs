@@ -42,8 +42,10 @@ mod builder;
 mod connector;
 mod failure;
 mod headers;
+mod pool;
 mod target;
 mod upgrade;
+mod upstream;
 
 pub use body::ProxyBody;
 pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder};
@@ -60,7 +62,6 @@ use std::time::Duration;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Body;
-use hyper_util::client::legacy::Client;
 use tower_service::Service;
 
 use crate::{Activity, BoxError, BoxFuture, Url};
@@ -80,7 +81,7 @@ pub struct Proxy<B = hyper::body::Incoming> {
 }
 
 struct Shared<B> {
-    client: Client<connector::Dial, B>,
+    client: upstream::Upstream<B>,
     target: Target,
     http2: bool,
     rewrite_host: bool,
@@ -251,7 +252,7 @@ where
 
     fn answer(
         &self,
-        response: Response<hyper::body::Incoming>,
+        response: Response<upstream::UpstreamBody>,
         client_upgrade: Option<(hyper::upgrade::OnUpgrade, Option<UpgradeGuard>)>,
         client_version: Version,
     ) -> Response<ProxyBody> {
