@@ -26,8 +26,8 @@ use crate::BoxError;
 
 /// A connection lent to a response, given back to its pool by [`release`](Lease::release).
 pub(crate) trait Lease: Send + Sync {
-    /// The response body was read to its end: the connection can serve another request.
-    fn release(self: Box<Self>);
+    /// The response is done with the connection; `read` if its body was read to its end.
+    fn release(self: Box<Self>, read: bool);
 }
 
 /// Idle HTTP/1.1 connections to one backend; cheap to clone (one shared stack).
@@ -240,9 +240,14 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    fn release(self: Box<Self>) {
+    fn release(self: Box<Self>, read: bool) {
         let Lent { pool, connection } = *self;
-        pool.put(connection);
+        // A body dropped unread: its connection is reusable only if hyper has already read
+        // the whole answer (a short one the client did not wait for); otherwise hyper
+        // closes it.
+        if read || connection.is_ready() {
+            pool.put(connection);
+        }
     }
 }
 

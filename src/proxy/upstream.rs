@@ -89,8 +89,9 @@ impl std::error::Error for UpstreamError {
 }
 
 /// The body of a backend's answer. Over HTTP/1.1 it holds the connection it arrived on, and
-/// gives it back to the pool once read to its end: before that the connection is busy, and a
-/// body dropped early leaves a connection hyper closes.
+/// gives it back to the pool when dropped: the connection takes the next request once hyper
+/// has read this answer to its end (a body dropped early leaves a connection hyper closes,
+/// unless its last bytes had arrived).
 pub(crate) struct UpstreamBody {
     body: Incoming,
     lease: Option<Box<dyn Lease>>,
@@ -144,9 +145,8 @@ impl Body for UpstreamBody {
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            if self.ended || self.body.is_end_stream() {
-                lease.release();
-            }
+            let read = self.ended || self.body.is_end_stream();
+            lease.release(read);
         }
     }
 }

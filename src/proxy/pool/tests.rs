@@ -190,3 +190,13 @@ async fn concurrent_requests_each_get_a_connection_and_all_are_kept() {
     }
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 4);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_short_answer_dropped_unread_leaves_its_connection_reusable() {
+    let backend = backend(Mode::KeepAlive).await;
+    let pool = pool(&backend, Duration::from_secs(15));
+    // As when the client went away before its answer was sent: the body is never polled.
+    drop(pool.request(get(&backend, "/")).await.unwrap());
+    assert_eq!(hello(&pool, &backend).await, "hello");
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+}
