@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
+
+use super::upstream::UpstreamBody;
 
 /// The body of a [`Proxy`](super::Proxy) response: the backend's, streamed as it arrives, or
 /// the proxy's own short text when the backend could not answer (502, 504).
@@ -25,13 +26,13 @@ pub struct ProxyBody {
 
 #[derive(Debug)]
 enum Kind {
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     Local(Full<Bytes>),
 }
 
 impl ProxyBody {
     /// The backend's body, passed through frame by frame.
-    pub(crate) fn upstream(body: Incoming) -> Self {
+    pub(crate) fn upstream(body: UpstreamBody) -> Self {
         Self {
             kind: Kind::Upstream(body),
         }

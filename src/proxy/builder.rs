@@ -9,6 +9,8 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::connector::Dial;
+use super::pool::Pool;
+use super::upstream::Upstream;
 use super::{ActivityFn, ForwardedHeaders, InvalidTarget, Proxy, Shared, Target};
 use crate::{BoxError, MinMonitor, Url};
 
@@ -142,17 +144,26 @@ impl ProxyBuilder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.connect_timeout));
-        let mut client = Client::builder(TokioExecutor::new());
-        client
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
-        if self.http2 {
-            client.http2_only(true);
-        }
+        let client = if self.http2 {
+            let mut client = Client::builder(TokioExecutor::new());
+            client
+                .timer(TokioTimer::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .http2_only(true);
+            Upstream::Http2(Box::new(
+                client.build(Dial::new(connector, target.backend_uri())),
+            ))
+        } else {
+            Upstream::Http1(Pool::new(
+                connector,
+                target.backend_uri(),
+                POOL_IDLE_TIMEOUT,
+            ))
+        };
         Ok(Proxy {
             shared: Arc::new(Shared {
-                client: client.build(Dial::new(connector, target.backend_uri())),
+                client,
                 target,
                 http2: self.http2,
                 rewrite_host: self.rewrite_host,

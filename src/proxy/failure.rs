@@ -5,6 +5,7 @@ use std::io;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::ProxyBody;
+use super::upstream::UpstreamError;
 use crate::layer::BackendGone;
 
 /// Why a forward failed.
@@ -21,7 +22,7 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    pub(crate) fn of(error: &hyper_util::client::legacy::Error) -> Self {
+    pub(crate) fn of(error: &UpstreamError) -> Self {
         let io_kind = io_kind(error);
         if io_kind == Some(io::ErrorKind::TimedOut) {
             return Self::Timeout;

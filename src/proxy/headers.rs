@@ -82,23 +82,48 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
 /// `Upgrade` header stays and `Connection` says `upgrade` only, so the switch reaches the other
 /// side. `TE: trailers` stays: gRPC needs it and it is the one value HTTP/2 allows.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Names listed in `Connection` are rare: parse them only when the header is there.
-    if headers.contains_key(CONNECTION) {
+    // Once per message each way: one look at the names there are (most messages carry none
+    // of these, or `Connection` alone) costs less than a hashed removal per hop-by-hop name.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
+    let has = |wanted: &HeaderName| {
+        HOP_BY_HOP
+            .iter()
+            .zip(present)
+            .any(|(name, there)| there && name == wanted)
+    };
+    if has(&CONNECTION) {
+        // The names `Connection` lists, but for those removed anyway below (`keep-alive`)
+        // and `close`, a token that names no header.
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
-            .filter(|name| !(upgrade && *name == UPGRADE))
+            .map(<[u8]>::trim_ascii)
+            .filter(|name| {
+                !name.eq_ignore_ascii_case(b"close")
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+            })
+            .filter_map(|name| HeaderName::from_bytes(name).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    let te_trailers = headers
-        .get(TE)
-        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in &HOP_BY_HOP {
+    let te_trailers = has(&TE)
+        && headers
+            .get(TE)
+            .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
         if upgrade && (*name == UPGRADE || *name == CONNECTION) {
             continue;
         }
@@ -123,7 +148,7 @@ pub(crate) struct Origin<'a> {
 pub(crate) fn add_forwarded(headers: &mut HeaderMap, which: ForwardedHeaders, origin: Origin<'_>) {
     if matches!(which, ForwardedHeaders::XForwarded | ForwardedHeaders::Both) {
         if let Some(ip) = origin.client {
-            append_list(headers, X_FORWARDED_FOR, &ip.to_string());
+            append_list(headers, X_FORWARDED_FOR, |list| push_ip(list, ip));
         }
         if let Some(host) = &origin.host {
             headers.insert(X_FORWARDED_HOST, host.clone());
@@ -140,8 +165,9 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, which: ForwardedHeaders, or
     if matches!(which, ForwardedHeaders::Forwarded | ForwardedHeaders::Both) {
         let mut element = String::with_capacity(64);
         match origin.client {
-            Some(IpAddr::V4(ip)) => {
-                let _ = write!(element, "for={ip}");
+            Some(ip @ IpAddr::V4(_)) => {
+                element.push_str("for=");
+                push_ip(&mut element, ip);
             }
             Some(IpAddr::V6(ip)) => {
                 let _ = write!(element, "for=\"[{ip}]\"");
@@ -158,22 +184,44 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, which: ForwardedHeaders, or
             let _ = write!(element, ";host=\"{host}\"");
         }
         let _ = write!(element, ";proto={}", origin.proto);
-        append_list(headers, FORWARDED, &element);
+        append_list(headers, FORWARDED, |list| list.push_str(&element));
     }
 }
 
-/// Appends `item` to the comma-separated list in `name` (all its lines joined into one).
-fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
-    let mut joined = String::new();
+/// Appends the item `push` writes to the comma-separated list in `name` (all its lines joined
+/// into one).
+fn append_list(headers: &mut HeaderMap, name: HeaderName, push: impl FnOnce(&mut String)) {
+    let mut joined = String::with_capacity(48);
     for value in headers.get_all(&name) {
         if let Ok(value) = value.to_str() {
             joined.push_str(value);
             joined.push_str(", ");
         }
     }
-    joined.push_str(item);
+    push(&mut joined);
     if let Ok(value) = HeaderValue::from_str(&joined) {
         headers.insert(name, value);
+    }
+}
+
+/// Writes `ip` as text; an IPv4 address digit by digit, as this runs once per request and
+/// the formatting machinery costs ten times more.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    let IpAddr::V4(ip) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
 }
 
@@ -248,6 +296,34 @@ mod tests {
             headers["forwarded"],
             "for=10.0.0.1, for=\"[::1]\";host=\"app.example\";proto=http"
         );
+    }
+
+    #[test]
+    fn addresses_are_written_as_the_standard_library_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.100.255",
+            "192.168.9.99",
+            "::1",
+            "fe80::2",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut text = String::new();
+            push_ip(&mut text, ip);
+            assert_eq!(text, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn only_the_connection_header_goes_and_close_is_no_name() {
+        let mut headers = map(&[("connection", "close"), ("accept", "*/*")]);
+        remove_hop_by_hop(&mut headers, false);
+        let names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+        let mut headers = map(&[("accept", "*/*"), ("host", "app")]);
+        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(headers.len(), 2);
     }
 
     #[test]

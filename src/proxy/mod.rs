@@ -48,8 +48,10 @@ mod builder;
 mod connector;
 mod failure;
 mod headers;
+mod pool;
 mod target;
 mod upgrade;
+mod upstream;
 mod websocket;
 
 pub use body::ProxyBody;
@@ -67,7 +69,6 @@ use std::time::Duration;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Body;
-use hyper_util::client::legacy::Client;
 use tower_service::Service;
 
 use crate::{Activity, BoxError, BoxFuture, Url};
@@ -88,7 +89,7 @@ pub struct Proxy<B = hyper::body::Incoming> {
 }
 
 struct Shared<B> {
-    client: Client<connector::Dial, B>,
+    client: upstream::Upstream<B>,
     target: Target,
     http2: bool,
     rewrite_host: bool,
@@ -261,7 +262,7 @@ where
 
     fn answer(
         &self,
-        response: Response<hyper::body::Incoming>,
+        response: Response<upstream::UpstreamBody>,
         client_upgrade: Option<ClientUpgrade>,
         client_version: Version,
     ) -> Response<ProxyBody> {

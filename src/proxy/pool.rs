@@ -1,0 +1,283 @@
+//! [`Pool`]: the proxy's kept-alive HTTP/1.1 connections to its one backend.
+//!
+//! hyper's general client keys its pool by authority, races a checkout against a connect,
+//! and spawns a task per request to put the connection back once the response is read. A
+//! proxy has one backend, so this pool is a stack of idle connections: a request takes the
+//! most recently used one (or dials), and the response body gives it back when read to its
+//! end. Each connection is driven by a task of its own, which notices a backend closing it
+//! while idle; one timer task per pool closes connections idle for longer than the timeout.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body::Body;
+use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::upstream::{UpstreamBody, UpstreamError};
+use crate::BoxError;
+
+/// A connection lent to a response, given back to its pool by [`release`](Lease::release).
+pub(crate) trait Lease: Send + Sync {
+    /// The response is done with the connection; `read` if its body was read to its end.
+    fn release(self: Box<Self>, read: bool);
+}
+
+/// Idle HTTP/1.1 connections to one backend; cheap to clone (one shared stack).
+pub(crate) struct Pool<B> {
+    shared: Arc<Shared<B>>,
+}
+
+struct Shared<B> {
+    connector: HttpConnector,
+    backend: Uri,
+    /// The `Host` of a request that came without one (HTTP/1.0).
+    host: HeaderValue,
+    idle_timeout: Duration,
+    idle: Mutex<Idle<B>>,
+    /// Told each time a connection's task ends (for the tests: the event they wait for).
+    ended: Arc<Notify>,
+}
+
+struct Idle<B> {
+    /// Oldest first: requests take from the back, the timer closes from the front.
+    connections: VecDeque<(SendRequest<B>, Instant)>,
+    /// Whether the timer task runs (it ends when no connection is idle).
+    timer: bool,
+}
+
+impl<B> Pool<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// A pool dialling `backend` with `connector`, closing connections idle for `idle_timeout`.
+    pub(crate) fn new(connector: HttpConnector, backend: Uri, idle_timeout: Duration) -> Self {
+        let host = backend
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("localhost"));
+        Self {
+            shared: Arc::new(Shared {
+                connector,
+                backend,
+                host,
+                idle_timeout,
+                idle: Mutex::new(Idle {
+                    connections: VecDeque::new(),
+                    timer: false,
+                }),
+                ended: Arc::new(Notify::new()),
+            }),
+        }
+    }
+
+    /// Sends `request` on an idle connection or a new one, and waits for the response head.
+    ///
+    /// A kept connection the backend closed meanwhile fails the request before sending it;
+    /// it is then sent again on another connection, as hyper's client does.
+    pub(crate) async fn request(
+        &self,
+        mut request: Request<B>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let method = request.method().clone();
+        origin_form(&method, request.uri_mut());
+        request
+            .headers_mut()
+            .entry(header::HOST)
+            .or_insert_with(|| self.shared.host.clone());
+        loop {
+            let (mut connection, reused) = match self.shared.take_idle() {
+                Some(connection) => (connection, true),
+                None => (self.shared.connect().await?, false),
+            };
+            match connection.try_send_request(request).await {
+                Ok(response) => return Ok(self.lend(connection, response)),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Request(error.into_error())),
+                },
+            }
+        }
+    }
+
+    fn lend(
+        &self,
+        connection: SendRequest<B>,
+        response: Response<hyper::body::Incoming>,
+    ) -> Response<UpstreamBody> {
+        // After a 101 the connection belongs to the upgrade.
+        let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| {
+            Box::new(Lent {
+                pool: Arc::clone(&self.shared),
+                connection,
+            }) as Box<dyn Lease>
+        });
+        response.map(|body| UpstreamBody::new(body, lease))
+    }
+}
+
+impl<B> Shared<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn lock(&self) -> MutexGuard<'_, Idle<B>> {
+        // The lock guards a list only: a panic elsewhere leaves it consistent.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used connection that can take a request, if any.
+    fn take_idle(&self) -> Option<SendRequest<B>> {
+        let mut idle = self.lock();
+        while let Some((connection, _)) = idle.connections.pop_back() {
+            // Only ready connections are put back: one that is not any more was closed.
+            if connection.is_ready() {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+        let io = self
+            .connector
+            .clone()
+            .call(self.backend.clone())
+            .await
+            .map_err(|error| UpstreamError::Connect(error.into()))?;
+        let (connection, driver) = Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|error| UpstreamError::Connect(error.into()))?;
+        let ended = Arc::clone(&self.ended);
+        tokio::spawn(async move {
+            // Its end (closed by either side, or upgraded) is the end of the connection.
+            if let Err(error) = driver.with_upgrades().await {
+                tracing::debug!(%error, "backend connection ended");
+            }
+            ended.notify_one();
+        });
+        Ok(connection)
+    }
+
+    /// Puts a connection whose response was read back on the stack, once it can take the
+    /// next request (at once, unless the request body is still being sent).
+    fn put(self: Arc<Self>, mut connection: SendRequest<B>) {
+        if connection.is_ready() {
+            self.push(connection);
+        } else if !connection.is_closed() {
+            // Rare: the backend answered before reading the whole request body.
+            spawn(async move {
+                if poll_fn(|cx| connection.poll_ready(cx)).await.is_ok() {
+                    self.push(connection);
+                }
+            });
+        }
+    }
+
+    fn push(self: Arc<Self>, connection: SendRequest<B>) {
+        let mut idle = self.lock();
+        if !idle.timer {
+            // Without a timer (no runtime: dropped at shutdown) the connection is not kept.
+            if !spawn(close_idle(Arc::downgrade(&self))) {
+                return;
+            }
+            idle.timer = true;
+        }
+        idle.connections.push_back((connection, Instant::now()));
+    }
+}
+
+/// Closes the connections idle for longer than the pool's timeout, until none is idle (or
+/// the pool is gone).
+async fn close_idle<B: Send + 'static>(pool: Weak<Shared<B>>) {
+    let Some(mut deadline) = pool
+        .upgrade()
+        .map(|pool| Instant::now() + pool.idle_timeout)
+    else {
+        return;
+    };
+    loop {
+        tokio::time::sleep_until(deadline).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let fresh = idle
+            .connections
+            .iter()
+            .position(|(_, since)| now.duration_since(*since) < pool.idle_timeout)
+            .unwrap_or(idle.connections.len());
+        // Dropping a sender ends its connection's task, which closes the socket.
+        idle.connections.drain(..fresh);
+        match idle.connections.front() {
+            Some((_, since)) => deadline = *since + pool.idle_timeout,
+            None => {
+                idle.timer = false;
+                return;
+            }
+        }
+    }
+}
+
+struct Lent<B> {
+    pool: Arc<Shared<B>>,
+    connection: SendRequest<B>,
+}
+
+impl<B> Lease for Lent<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn release(self: Box<Self>, read: bool) {
+        let Lent { pool, connection } = *self;
+        // A body dropped unread: its connection is reusable only if hyper has already read
+        // the whole answer (a short one the client did not wait for); otherwise hyper
+        // closes it.
+        if read || connection.is_ready() {
+            pool.put(connection);
+        }
+    }
+}
+
+/// hyper's HTTP/1.1 connection writes the URI as given: the backend wants the path only.
+/// (`CONNECT`: the authority only).
+fn origin_form(method: &Method, uri: &mut Uri) {
+    if uri.authority().is_none() {
+        return;
+    }
+    *uri = if method == Method::CONNECT {
+        uri.authority().cloned().map(Uri::from).unwrap_or_default()
+    } else {
+        Uri::from(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        )
+    };
+}
+
+/// Spawns `task` on the current runtime; false if there is none.
+fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(task);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

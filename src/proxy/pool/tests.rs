@@ -1,0 +1,202 @@
+//! The pool against a raw HTTP/1.1 backend on 127.0.0.1 that counts its connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// How each connection of the [`backend`] behaves.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `hello` to every request, keeping the connection.
+    KeepAlive,
+    /// `hello` to the first request, then closes the connection without saying so.
+    CloseAfterOne,
+}
+
+struct Backend {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    /// One message per connection the proxy closed.
+    closed_by_proxy: mpsc::UnboundedReceiver<()>,
+    /// One message per connection the backend closed (after its socket is closed).
+    closed_by_backend: mpsc::UnboundedReceiver<()>,
+}
+
+/// Answers `GET /partial` with 5 of the 10 bytes it announces (and then nothing), any other
+/// request with `hello`.
+async fn backend(mode: Mode) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (proxy_closed, closed_by_proxy) = mpsc::unbounded_channel();
+    let (backend_closed, closed_by_backend) = mpsc::unbounded_channel();
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let (proxy_closed, backend_closed) = (proxy_closed.clone(), backend_closed.clone());
+            tokio::spawn(async move {
+                if serve(stream, mode, proxy_closed).await {
+                    let _ = backend_closed.send(());
+                }
+            });
+        }
+    });
+    Backend {
+        addr,
+        accepted,
+        closed_by_proxy,
+        closed_by_backend,
+    }
+}
+
+/// Serves one connection; true if the backend closed it, once it is closed.
+async fn serve(mut stream: TcpStream, mode: Mode, proxy_closed: mpsc::UnboundedSender<()>) -> bool {
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut buf).await else {
+            return false;
+        };
+        if n == 0 {
+            let _ = proxy_closed.send(());
+            return false;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = pending.drain(..end + 4).collect();
+            let answer: &[u8] = if head.starts_with(b"GET /partial ") {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello"
+            } else {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+            };
+            if stream.write_all(answer).await.is_err() {
+                return false;
+            }
+            if let Mode::CloseAfterOne = mode {
+                drop(stream);
+                return true;
+            }
+        }
+    }
+}
+
+fn pool(backend: &Backend, idle_timeout: Duration) -> Pool<Full<Bytes>> {
+    let uri = format!("http://{}/", backend.addr).parse().unwrap();
+    Pool::new(HttpConnector::new(), uri, idle_timeout)
+}
+
+fn get(backend: &Backend, path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://{}{path}", backend.addr))
+        .body(Full::default())
+        .unwrap()
+}
+
+/// Sends a GET and reads the answer to its end.
+async fn hello(pool: &Pool<Full<Bytes>>, backend: &Backend) -> Bytes {
+    let response = pool.request(get(backend, "/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
+const BOUND: Duration = Duration::from_secs(10);
+
+// The tests that count reuses run on one thread, as the gateway's workers do: there a
+// connection's task has made it ready for the next request before the response body's last
+// bytes reach the request's task. On several threads a request may come first and dial.
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_is_reused_once_its_answer_was_read() {
+    let backend = backend(Mode::KeepAlive).await;
+    let pool = pool(&backend, Duration::from_secs(15));
+    for _ in 0..3 {
+        assert_eq!(hello(&pool, &backend).await, "hello");
+    }
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_for_the_timeout_is_closed_and_not_before() {
+    let mut backend = backend(Mode::KeepAlive).await;
+    let timeout = Duration::from_millis(300);
+    let pool = pool(&backend, timeout);
+    assert_eq!(hello(&pool, &backend).await, "hello");
+    let idle_since = tokio::time::Instant::now();
+    tokio::time::timeout(BOUND, backend.closed_by_proxy.recv())
+        .await
+        .expect("the idle connection was not closed");
+    assert!(idle_since.elapsed() >= timeout - Duration::from_millis(50));
+    // The pool still works afterwards, on a new connection.
+    assert_eq!(hello(&pool, &backend).await, "hello");
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 2);
+}
+
+/// A connection the backend closed while idle is not used again. (A close racing with a
+/// request being written on the connection fails that request, as with hyper's own client: the
+/// connection's task has not seen the close yet.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_backend_closed_while_idle_fails_no_request() {
+    let mut backend = backend(Mode::CloseAfterOne).await;
+    let pool = pool(&backend, Duration::from_secs(15));
+    for _ in 0..3 {
+        assert_eq!(hello(&pool, &backend).await, "hello");
+        tokio::time::timeout(BOUND, backend.closed_by_backend.recv())
+            .await
+            .expect("the backend did not close its connection");
+        tokio::time::timeout(BOUND, pool.shared.ended.notified())
+            .await
+            .expect("the pool did not see the close");
+    }
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_dropped_before_its_end_gives_its_connection_back_to_no_one() {
+    let backend = backend(Mode::KeepAlive).await;
+    let pool = pool(&backend, Duration::from_secs(15));
+    let response = pool.request(get(&backend, "/partial")).await.unwrap();
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(BOUND, body.frame()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "hello");
+    drop(body);
+    assert_eq!(hello(&pool, &backend).await, "hello");
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_requests_each_get_a_connection_and_all_are_kept() {
+    let backend = backend(Mode::KeepAlive).await;
+    let pool = Arc::new(pool(&backend, Duration::from_secs(15)));
+    // Four at once: each answer is held unread, so no connection can serve two of them.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(pool.request(get(&backend, "/")).await.unwrap());
+    }
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 4);
+    for response in held {
+        response.into_body().collect().await.unwrap();
+    }
+    for _ in 0..4 {
+        assert_eq!(hello(&pool, &backend).await, "hello");
+    }
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_short_answer_dropped_unread_leaves_its_connection_reusable() {
+    let backend = backend(Mode::KeepAlive).await;
+    let pool = pool(&backend, Duration::from_secs(15));
+    // As when the client went away before its answer was sent: the body is never polled.
+    drop(pool.request(get(&backend, "/")).await.unwrap());
+    assert_eq!(hello(&pool, &backend).await, "hello");
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+}

@@ -1,0 +1,152 @@
+//! [`Upstream`]: how a proxy reaches its backend, over HTTP/1.1 (its own [`Pool`]) or HTTP/2
+//! (hyper's client), and the [`UpstreamBody`] of the backend's answers.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+
+use super::connector::Dial;
+use super::pool::{Lease, Pool};
+use crate::BoxError;
+
+/// The way to the backend. HTTP/1.1, the default and the busy path, goes through a pool of
+/// connections of the proxy's own; HTTP/2 (gRPC) through hyper's client, whose one multiplexed
+/// connection needs no pool.
+pub(crate) enum Upstream<B> {
+    Http1(Pool<B>),
+    Http2(Box<Client<Dial, B>>),
+}
+
+impl<B> Upstream<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Sends `request` (its URI absolute: the backend's or the client's authority) and waits
+    /// for the response head.
+    pub(crate) async fn request(
+        &self,
+        request: Request<B>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        match self {
+            Self::Http1(pool) => pool.request(request).await,
+            Self::Http2(client) => client
+                .request(request)
+                .await
+                .map(|response| response.map(|body| UpstreamBody::new(body, None)))
+                .map_err(UpstreamError::Client),
+        }
+    }
+}
+
+/// Why the backend gave no response head.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// No connection: refused, unreachable, timed out, or the HTTP/1.1 handshake failed.
+    Connect(BoxError),
+    /// The connection failed while the request was sent or its answer awaited.
+    Request(hyper::Error),
+    /// hyper's HTTP/2 client failed.
+    Client(hyper_util::client::legacy::Error),
+}
+
+impl UpstreamError {
+    /// Whether no connection to the backend could be made.
+    pub(crate) fn is_connect(&self) -> bool {
+        match self {
+            Self::Connect(_) => true,
+            Self::Request(_) => false,
+            Self::Client(error) => error.is_connect(),
+        }
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connect(_) => f.write_str("cannot connect to the backend"),
+            Self::Request(_) => f.write_str("the backend connection failed"),
+            Self::Client(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect(error) => Some(error.as_ref()),
+            Self::Request(error) => Some(error),
+            Self::Client(error) => error.source(),
+        }
+    }
+}
+
+/// The body of a backend's answer. Over HTTP/1.1 it holds the connection it arrived on, and
+/// gives it back to the pool when dropped: the connection takes the next request once hyper
+/// has read this answer to its end (a body dropped early leaves a connection hyper closes,
+/// unless its last bytes had arrived).
+pub(crate) struct UpstreamBody {
+    body: Incoming,
+    lease: Option<Box<dyn Lease>>,
+    ended: bool,
+}
+
+impl UpstreamBody {
+    pub(crate) fn new(body: Incoming, lease: Option<Box<dyn Lease>>) -> Self {
+        Self {
+            body,
+            lease,
+            ended: false,
+        }
+    }
+}
+
+impl fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("body", &self.body)
+            .field("pooled", &self.lease.is_some())
+            .finish()
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.ended = true;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            let read = self.ended || self.body.is_end_stream();
+            lease.release(read);
+        }
+    }
+}
