@@ -47,6 +47,7 @@ mod body;
 mod builder;
 mod connector;
 mod failure;
+mod future;
 mod headers;
 mod pool;
 mod target;
@@ -56,6 +57,7 @@ mod websocket;
 
 pub use body::ProxyBody;
 pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder};
+pub use future::ResponseFuture;
 pub use headers::{ClientAddr, ForwardedHeaders};
 pub use target::InvalidTarget;
 pub use upgrade::UpgradeGuard;
@@ -66,12 +68,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::uri::Authority;
-use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body::Body;
+use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::{Activity, BoxError, BoxFuture, Url};
+use crate::{Activity, BoxError, Url};
 use failure::Failure;
 use headers::Origin;
 use target::Target;
@@ -141,15 +144,43 @@ where
 {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+    type Future = ResponseFuture<B>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move { Ok(shared.forward(request).await) })
+        Shared::start(&self.shared, request)
+    }
+}
+
+/// What a failure's answer and log line need of a request that was sent: the request itself
+/// is gone to the backend.
+pub(crate) struct Sent {
+    method: Method,
+    path: PathAndQuery,
+    /// `Accept` and `Content-Type`: what the layer's fallback needs to answer in the
+    /// request's format, should the backend turn out to be gone.
+    format: [Option<HeaderValue>; 2],
+    /// The client's HTTP version, that of the answer.
+    version: Version,
+    /// When the response head is due.
+    deadline: Instant,
+}
+
+const FORMAT: [header::HeaderName; 2] = [header::ACCEPT, header::CONTENT_TYPE];
+
+impl Sent {
+    /// Moved out; left with what a finished request needs (nothing: it is not polled again).
+    fn take(&mut self) -> Self {
+        Self {
+            method: std::mem::take(&mut self.method),
+            path: std::mem::replace(&mut self.path, PathAndQuery::from_static("/")),
+            format: std::mem::take(&mut self.format),
+            version: self.version,
+            deadline: self.deadline,
+        }
     }
 }
 
@@ -159,56 +190,91 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    async fn forward(&self, mut request: Request<B>) -> Response<ProxyBody> {
-        let client_version = request.version();
-        let client_upgrade = ClientUpgrade::take(&mut request, self.http2);
+    /// Rewrites the request and, on the busy path, sends it at once.
+    fn start(this: &Arc<Self>, mut request: Request<B>) -> ResponseFuture<B> {
+        let version = request.version();
+        let client_upgrade = ClientUpgrade::take(&mut request, this.http2);
         if client_upgrade.is_none() && request.method() == http::Method::CONNECT {
             // A tunnel to anywhere is a forward proxy's job; a 2xx from the backend would open
             // one that nothing relays.
-            tracing::debug!(service = %self.service(), "CONNECT that is not a WebSocket refused");
-            return Failure::NotForwarded.response(&http::HeaderMap::new());
+            tracing::debug!(service = %this.service(), "CONNECT that is not a WebSocket refused");
+            return ResponseFuture::ready(Failure::NotForwarded.response(&http::HeaderMap::new()));
         }
-        self.prepare(
+        this.prepare(
             &mut request,
             client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1),
         );
-        let (method, uri) = (request.method().clone(), request.uri().clone());
-        // What the layer's fallback needs to answer in the request's format, should it fail.
-        let format = [http::header::ACCEPT, http::header::CONTENT_TYPE].map(|name| {
-            request
-                .headers()
-                .get(&name)
+        let sent = Sent {
+            method: request.method().clone(),
+            path: request
+                .uri()
+                .path_and_query()
                 .cloned()
-                .map(|value| (name, value))
-        });
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            format: FORMAT.map(|name| request.headers().get(name).cloned()),
+            version,
+            deadline: Instant::now() + this.response_timeout,
+        };
+        if client_upgrade.is_none()
+            && let Some(kept) = this.client.kept()
+        {
+            let exchange = kept.send(request, sent.deadline);
+            return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
+        }
+        ResponseFuture::boxed(Box::pin(Arc::clone(this).finish(
+            request,
+            client_upgrade,
+            sent,
+        )))
+    }
 
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
-        let failure = match sent.await {
-            Ok(Ok(response)) => return self.answer(response, client_upgrade, client_version),
-            Ok(Err(error)) => {
-                let failure = Failure::of(&error);
+    /// Every other request: a new connection, HTTP/2, an upgrade.
+    async fn finish(
+        self: Arc<Self>,
+        request: Request<B>,
+        client_upgrade: Option<ClientUpgrade>,
+        sent: Sent,
+    ) -> Response<ProxyBody> {
+        let answer = tokio::time::timeout_at(sent.deadline, self.client.request(request)).await;
+        match answer {
+            Ok(Ok(response)) => self.answer(response, client_upgrade, sent.version),
+            Ok(Err(error)) => self.failed(&sent, Some(&error)),
+            Err(_elapsed) => self.failed(&sent, None),
+        }
+    }
+
+    /// The answer when the backend gave none: `error`, or no response head in time.
+    fn failed(&self, sent: &Sent, error: Option<&upstream::UpstreamError>) -> Response<ProxyBody> {
+        let failure = match error {
+            Some(error) => {
+                let failure = Failure::of(error);
                 tracing::warn!(
                     service = %self.service(),
-                    %method,
-                    path = %uri.path(),
-                    error = %error_chain(&error),
+                    method = %sent.method,
+                    path = %sent.path.path(),
+                    error = %error_chain(error),
                     "{}",
                     failure.as_str()
                 );
                 failure
             }
-            Err(_elapsed) => {
+            None => {
                 tracing::warn!(
                     service = %self.service(),
-                    %method,
-                    path = %uri.path(),
+                    method = %sent.method,
+                    path = %sent.path.path(),
                     timeout = ?self.response_timeout,
                     "backend sent no response head in time"
                 );
                 Failure::Timeout
             }
         };
-        failure.response(&format.into_iter().flatten().collect())
+        let format = FORMAT
+            .into_iter()
+            .zip(sent.format.iter())
+            .filter_map(|(name, value)| Some((name, value.clone()?)))
+            .collect();
+        failure.response(&format)
     }
 
     /// Rewrites the request for the backend: URI, version and headers.

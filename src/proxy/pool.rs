@@ -6,19 +6,27 @@
 //! most recently used one (or dials), and the response body gives it back when read to its
 //! end. Each connection is driven by a task of its own, which notices a backend closing it
 //! while idle; one timer task per pool closes connections idle for longer than the timeout.
+//!
+//! The busy path is [`Pool::kept`]: on an idle connection the request is sent at once, and
+//! the [`Exchange`] awaits its response head against a deadline, on a timer each connection
+//! keeps for all its requests.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body;
+use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::upstream::{UpstreamBody, UpstreamError};
@@ -48,7 +56,7 @@ struct Shared<B> {
 
 struct Idle<B> {
     /// Oldest first: requests take from the back, the timer closes from the front.
-    connections: VecDeque<(SendRequest<B>, Instant)>,
+    connections: VecDeque<Box<Conn<B>>>,
     /// Whether the timer task runs (it ends when no connection is idle).
     timer: bool,
 }
@@ -88,19 +96,15 @@ where
         &self,
         mut request: Request<B>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let method = request.method().clone();
-        origin_form(&method, request.uri_mut());
-        request
-            .headers_mut()
-            .entry(header::HOST)
-            .or_insert_with(|| self.shared.host.clone());
+        self.prepare(&mut request);
         loop {
             let (mut connection, reused) = match self.shared.take_idle() {
                 Some(connection) => (connection, true),
                 None => (self.shared.connect().await?, false),
             };
-            match connection.try_send_request(request).await {
-                Ok(response) => return Ok(self.lend(connection, response)),
+            connection.pool = Some(Arc::clone(&self.shared));
+            match connection.send.try_send_request(request).await {
+                Ok(response) => return Ok(lend(connection, response)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if reused => request = unsent,
                     _ => return Err(UpstreamError::Request(error.into_error())),
@@ -109,19 +113,159 @@ where
         }
     }
 
-    fn lend(
-        &self,
-        connection: SendRequest<B>,
-        response: Response<hyper::body::Incoming>,
-    ) -> Response<UpstreamBody> {
-        // After a 101 the connection belongs to the upgrade.
-        let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| {
-            Box::new(Lent {
-                pool: Arc::clone(&self.shared),
-                connection,
-            }) as Box<dyn Lease>
-        });
-        response.map(|body| UpstreamBody::new(body, lease))
+    /// The busy path: an idle connection to send a request on at once, if there is one.
+    pub(crate) fn kept(&self) -> Option<Kept<'_, B>> {
+        let connection = self.shared.take_idle()?;
+        Some(Kept {
+            pool: self,
+            connection,
+        })
+    }
+
+    /// The request as an HTTP/1.1 backend wants it: the URI in origin form, and a `Host`.
+    fn prepare(&self, request: &mut Request<B>) {
+        let method = request.method().clone();
+        origin_form(&method, request.uri_mut());
+        request
+            .headers_mut()
+            .entry(header::HOST)
+            .or_insert_with(|| self.shared.host.clone());
+    }
+}
+
+/// The response to a request sent on a kept connection: its body holds the connection (the
+/// lease), unless it switched protocols (then the connection belongs to the upgrade).
+fn lend<B>(connection: Box<Conn<B>>, response: Response<Incoming>) -> Response<UpstreamBody>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS)
+        .then_some(connection as Box<dyn Lease>);
+    response.map(|body| UpstreamBody::new(body, lease))
+}
+
+/// An idle connection taken for a request ([`Pool::kept`]).
+pub(crate) struct Kept<'a, B> {
+    pool: &'a Pool<B>,
+    connection: Box<Conn<B>>,
+}
+
+impl<B> Kept<'_, B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Sends `request` at once; its answer is then awaited until `deadline`.
+    pub(crate) fn send(self, mut request: Request<B>, deadline: Instant) -> Exchange<B> {
+        let Kept {
+            pool,
+            mut connection,
+        } = self;
+        pool.prepare(&mut request);
+        connection.arm(deadline);
+        connection.pool = Some(Arc::clone(&pool.shared));
+        let sending = Box::pin(connection.send.try_send_request(request));
+        Exchange {
+            sending,
+            connection: Some(connection),
+        }
+    }
+}
+
+/// A request sent on a kept connection ([`Kept::send`]), awaiting its response head.
+pub(crate) struct Exchange<B> {
+    sending: Pin<Box<Sending<B>>>,
+    /// Taken when the answer comes: it goes with the response body.
+    connection: Option<Box<Conn<B>>>,
+}
+
+type Sending<B> = dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<B>>>> + Send;
+
+/// How an [`Exchange`] ended.
+pub(crate) enum Outcome<B> {
+    /// The response head.
+    Answered(Response<UpstreamBody>),
+    /// The backend had closed the connection while it was idle: the request was not sent,
+    /// and can go on another connection.
+    Unsent(Request<B>),
+    Failed(UpstreamError),
+    /// No response head by the deadline.
+    TimedOut,
+}
+
+impl<B> Exchange<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// The response head, or why there is none; the deadline is checked after the answer, as
+    /// `tokio::time::timeout` does.
+    pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome<B>> {
+        let Some(connection) = self.connection.as_mut() else {
+            // Polled after its outcome: never answer twice.
+            return Poll::Pending;
+        };
+        let outcome = match self.sending.as_mut().poll(cx) {
+            Poll::Ready(Ok(response)) => match self.connection.take() {
+                Some(connection) => Outcome::Answered(lend(connection, response)),
+                None => return Poll::Pending,
+            },
+            Poll::Ready(Err(mut error)) => match error.take_message() {
+                Some(unsent) => Outcome::Unsent(unsent),
+                None => Outcome::Failed(UpstreamError::Request(error.into_error())),
+            },
+            Poll::Pending => match connection.timer.as_mut() {
+                Some(timer) => {
+                    std::task::ready!(timer.as_mut().poll(cx));
+                    Outcome::TimedOut
+                }
+                None => return Poll::Pending,
+            },
+        };
+        // The connection goes with the response body; otherwise it is done (a connection
+        // whose answer did not come in time is closed, as a dropped request's is).
+        self.connection = None;
+        Poll::Ready(outcome)
+    }
+}
+
+/// A kept-alive connection, boxed once for its life: lent to a response body (as its lease)
+/// and put back on the stack without a new allocation per request.
+struct Conn<B> {
+    send: SendRequest<B>,
+    /// The response-head timer of its requests, one at a time. Reset for each: moving a
+    /// registered timer's deadline later is one atomic operation, where a new timer per
+    /// request is a timer-wheel insert and removal. Left armed after the answer; should it
+    /// fire while the connection is idle, it wakes the last request's task once, which finds
+    /// nothing to do.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When it was put back on the stack.
+    idle_since: Instant,
+    /// Set while taken by a request and lent to its response body (not while on the stack,
+    /// which the pool holds).
+    pool: Option<Arc<Shared<B>>>,
+}
+
+impl<B> Conn<B> {
+    fn new(send: SendRequest<B>) -> Box<Self> {
+        Box::new(Self {
+            send,
+            timer: None,
+            idle_since: Instant::now(),
+            pool: None,
+        })
+    }
+
+    /// Sets the timer for a request's answer, due at `deadline`.
+    fn arm(&mut self, deadline: Instant) {
+        match self.timer.as_mut() {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
     }
 }
 
@@ -137,18 +281,18 @@ where
     }
 
     /// The most recently used connection that can take a request, if any.
-    fn take_idle(&self) -> Option<SendRequest<B>> {
+    fn take_idle(&self) -> Option<Box<Conn<B>>> {
         let mut idle = self.lock();
-        while let Some((connection, _)) = idle.connections.pop_back() {
+        while let Some(connection) = idle.connections.pop_back() {
             // Only ready connections are put back: one that is not any more was closed.
-            if connection.is_ready() {
+            if connection.send.is_ready() {
                 return Some(connection);
             }
         }
         None
     }
 
-    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+    async fn connect(&self) -> Result<Box<Conn<B>>, UpstreamError> {
         let io = self
             .connector
             .clone()
@@ -167,25 +311,25 @@ where
             }
             ended.notify_one();
         });
-        Ok(connection)
+        Ok(Conn::new(connection))
     }
 
     /// Puts a connection whose response was read back on the stack, once it can take the
     /// next request (at once, unless the request body is still being sent).
-    fn put(self: Arc<Self>, mut connection: SendRequest<B>) {
-        if connection.is_ready() {
+    fn put(self: Arc<Self>, mut connection: Box<Conn<B>>) {
+        if connection.send.is_ready() {
             self.push(connection);
-        } else if !connection.is_closed() {
+        } else if !connection.send.is_closed() {
             // Rare: the backend answered before reading the whole request body.
             spawn(async move {
-                if poll_fn(|cx| connection.poll_ready(cx)).await.is_ok() {
+                if poll_fn(|cx| connection.send.poll_ready(cx)).await.is_ok() {
                     self.push(connection);
                 }
             });
         }
     }
 
-    fn push(self: Arc<Self>, connection: SendRequest<B>) {
+    fn push(self: Arc<Self>, mut connection: Box<Conn<B>>) {
         let mut idle = self.lock();
         if !idle.timer {
             // Without a timer (no runtime: dropped at shutdown) the connection is not kept.
@@ -194,7 +338,8 @@ where
             }
             idle.timer = true;
         }
-        idle.connections.push_back((connection, Instant::now()));
+        connection.idle_since = Instant::now();
+        idle.connections.push_back(connection);
     }
 }
 
@@ -215,12 +360,12 @@ async fn close_idle<B: Send + 'static>(pool: Weak<Shared<B>>) {
         let fresh = idle
             .connections
             .iter()
-            .position(|(_, since)| now.duration_since(*since) < pool.idle_timeout)
+            .position(|connection| now.duration_since(connection.idle_since) < pool.idle_timeout)
             .unwrap_or(idle.connections.len());
         // Dropping a sender ends its connection's task, which closes the socket.
         idle.connections.drain(..fresh);
         match idle.connections.front() {
-            Some((_, since)) => deadline = *since + pool.idle_timeout,
+            Some(connection) => deadline = connection.idle_since + pool.idle_timeout,
             None => {
                 idle.timer = false;
                 return;
@@ -229,24 +374,19 @@ async fn close_idle<B: Send + 'static>(pool: Weak<Shared<B>>) {
     }
 }
 
-struct Lent<B> {
-    pool: Arc<Shared<B>>,
-    connection: SendRequest<B>,
-}
-
-impl<B> Lease for Lent<B>
+impl<B> Lease for Conn<B>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    fn release(self: Box<Self>, read: bool) {
-        let Lent { pool, connection } = *self;
+    fn release(mut self: Box<Self>, read: bool) {
+        let Some(pool) = self.pool.take() else { return };
         // A body dropped unread: its connection is reusable only if hyper has already read
         // the whole answer (a short one the client did not wait for); otherwise hyper
         // closes it.
-        if read || connection.is_ready() {
-            pool.put(connection);
+        if read || self.send.is_ready() {
+            pool.put(self);
         }
     }
 }
