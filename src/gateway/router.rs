@@ -2,16 +2,18 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::BoxFuture;
 use crate::MonitorService;
-use crate::layer::{FallbackBody, MonitorBody};
+use crate::layer::{FallbackBody, MonitorBody, ResponseFuture};
 use crate::proxy::Proxy;
 
 /// The gateway's proxy to one service, guarded by its layer.
@@ -105,7 +107,7 @@ impl fmt::Debug for Router {
 impl Service<Request<Incoming>> for Router {
     type Response = Response<GatewayBody>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<GatewayBody>, Infallible>>;
+    type Future = RouterFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -122,20 +124,72 @@ impl Service<Request<Incoming>> for Router {
             } else {
                 response.map(GatewayBody::plain)
             };
-            return Box::pin(async move { Ok(response) });
+            return RouterFuture {
+                state: State::Answered {
+                    response: Some(response),
+                },
+            };
         };
-        // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.
-        let mut service = route.service.clone();
-        if !self.access_log {
-            let answer = service.call(request);
-            return Box::pin(async move { Ok(answer.await?.map(GatewayBody::plain)) });
-        }
         // Begun now: dropped with this future if the client goes away first, it still logs.
-        let entry = Entry::begin(&request, Arc::clone(&route.name));
-        Box::pin(async move {
-            let response = service.call(request).await?;
-            Ok(GatewayBody::logged(response, entry))
-        })
+        let entry = self
+            .access_log
+            .then(|| Entry::begin(&request, Arc::clone(&route.name)));
+        // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.
+        let future = route.service.clone().call(request);
+        RouterFuture {
+            state: State::Forwarding { future, entry },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Router`]: the route's, or the router's own 404.
+    pub struct RouterFuture {
+        #[pin]
+        state: State,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Forwarding {
+            #[pin]
+            future: ResponseFuture<Proxy<Incoming>, Incoming>,
+            // With the access log on.
+            entry: Option<Box<Entry>>,
+        },
+        // Empty once taken.
+        Answered {
+            response: Option<Response<GatewayBody>>,
+        },
+    }
+}
+
+impl Future for RouterFuture {
+    type Output = Result<Response<GatewayBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Forwarding { future, entry } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(match entry.take() {
+                    None => response.map(GatewayBody::plain),
+                    Some(entry) => GatewayBody::logged(response, entry),
+                }))
+            }
+            StateProj::Answered { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled after it answered: never answer twice.
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for RouterFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterFuture").finish_non_exhaustive()
     }
 }
 
