@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -62,6 +63,8 @@ impl Route {
 pub struct Router {
     routes: Arc<[Route]>,
     access_log: bool,
+    /// The client of the connection this router serves, if it serves one.
+    client: Option<IpAddr>,
 }
 
 impl Router {
@@ -69,6 +72,16 @@ impl Router {
         Self {
             routes: routes.into(),
             access_log,
+            client: None,
+        }
+    }
+
+    /// This router, for the requests of one connection from `client`: the address the
+    /// forwarded headers report (unless a request has a `ClientAddr` of its own).
+    pub(super) fn for_client(&self, client: SocketAddr) -> Self {
+        Self {
+            client: Some(client.ip()),
+            ..self.clone()
         }
     }
 
@@ -134,8 +147,12 @@ impl Service<Request<Incoming>> for Router {
         let entry = self
             .access_log
             .then(|| Entry::begin(&request, Arc::clone(&route.name)));
+        let mut service = route.service.clone();
+        if let Some(client) = self.client {
+            service.get_mut().for_client(client);
+        }
         // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.
-        let future = route.service.clone().call(request);
+        let future = service.call(request);
         RouterFuture {
             state: State::Forwarding { future, entry },
         }

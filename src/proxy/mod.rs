@@ -64,6 +64,7 @@ pub use upgrade::UpgradeGuard;
 
 use std::convert::Infallible;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -89,6 +90,10 @@ type ActivityFn = Arc<dyn Fn() -> Option<Activity> + Send + Sync>;
 /// axum's `Body`.
 pub struct Proxy<B = hyper::body::Incoming> {
     shared: Arc<Shared<B>>,
+    /// The client of requests without a [`ClientAddr`]: set by a server that makes a proxy
+    /// per connection ([`for_client`](Self::for_client)), which saves putting it in each
+    /// request's extensions (three allocations).
+    client: Option<IpAddr>,
 }
 
 struct Shared<B> {
@@ -118,10 +123,19 @@ impl Proxy {
     }
 }
 
+impl<B> Proxy<B> {
+    /// This proxy, for the requests of one connection from `client`: the address reported in
+    /// the forwarded headers of those without a [`ClientAddr`] in their extensions.
+    pub(crate) fn for_client(&mut self, client: IpAddr) {
+        self.client = Some(client);
+    }
+}
+
 impl<B> Clone for Proxy<B> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            client: self.client,
         }
     }
 }
@@ -151,7 +165,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        Shared::start(&self.shared, request)
+        Shared::start(&self.shared, request, self.client)
     }
 }
 
@@ -191,7 +205,11 @@ where
     B::Error: Into<BoxError>,
 {
     /// Rewrites the request and, on the busy path, sends it at once.
-    fn start(this: &Arc<Self>, mut request: Request<B>) -> ResponseFuture<B> {
+    fn start(
+        this: &Arc<Self>,
+        mut request: Request<B>,
+        client: Option<IpAddr>,
+    ) -> ResponseFuture<B> {
         let version = request.version();
         let client_upgrade = ClientUpgrade::take(&mut request, this.http2);
         if client_upgrade.is_none() && request.method() == http::Method::CONNECT {
@@ -203,6 +221,7 @@ where
         this.prepare(
             &mut request,
             client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1),
+            client,
         );
         let sent = Sent {
             method: request.method().clone(),
@@ -278,7 +297,7 @@ where
     }
 
     /// Rewrites the request for the backend: URI, version and headers.
-    fn prepare(&self, request: &mut Request<B>, upgrade: bool) {
+    fn prepare(&self, request: &mut Request<B>, upgrade: bool, client: Option<IpAddr>) {
         let host = headers::original_host(request.headers(), request.uri());
         let proto = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
             "https"
@@ -288,7 +307,8 @@ where
         let client = request
             .extensions()
             .get::<ClientAddr>()
-            .map(|addr| addr.0.ip());
+            .map(|addr| addr.0.ip())
+            .or(client);
         // Over HTTP/2 the URI's authority is sent as `:authority`: the client's, unless
         // rewritten (the connection goes to the backend either way).
         let authority = (self.http2 && !self.rewrite_host)
