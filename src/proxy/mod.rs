@@ -70,7 +70,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -317,7 +317,13 @@ where
                     .and_then(|h| Authority::try_from(h.as_bytes()).ok())
             })
             .flatten();
-        *request.uri_mut() = self.target.uri_for(request.uri(), authority);
+        // An HTTP/1.1 backend gets the path only (origin form), which its pool would make of
+        // an absolute URI anyway.
+        *request.uri_mut() = if self.http2 {
+            self.target.uri_for(request.uri(), authority)
+        } else {
+            Uri::from(self.target.path_for(request.uri()))
+        };
         *request.version_mut() = if self.http2 {
             Version::HTTP_2
         } else {
