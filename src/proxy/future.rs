@@ -8,11 +8,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use http::Response;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Response, Version, header};
 use http_body::Body;
 
 use super::pool::{Exchange, Outcome};
-use super::{ProxyBody, Sent, Shared};
+use super::{ProxyBody, Shared};
+use tokio::time::Instant;
+
 use crate::BoxError;
 
 /// The response future of [`Proxy`](super::Proxy); it never fails (a backend that does not
@@ -118,6 +121,35 @@ where
         match state {
             State::Boxed(future) => future.as_mut().poll(cx).map(Ok),
             _ => Poll::Pending,
+        }
+    }
+}
+
+/// What a failure's answer and log line need of a request that was sent: the request itself
+/// is gone to the backend.
+pub(crate) struct Sent {
+    pub(super) method: Method,
+    pub(super) path: PathAndQuery,
+    /// `Accept` and `Content-Type`: what the layer's fallback needs to answer in the
+    /// request's format, should the backend turn out to be gone.
+    pub(super) format: [Option<HeaderValue>; 2],
+    /// The client's HTTP version, that of the answer.
+    pub(super) version: Version,
+    /// When the response head is due.
+    pub(super) deadline: Instant,
+}
+
+pub(super) const FORMAT: [header::HeaderName; 2] = [header::ACCEPT, header::CONTENT_TYPE];
+
+impl Sent {
+    /// Moved out; left with what a finished request needs (nothing: it is not polled again).
+    fn take(&mut self) -> Self {
+        Self {
+            method: std::mem::take(&mut self.method),
+            path: std::mem::replace(&mut self.path, PathAndQuery::from_static("/")),
+            format: std::mem::take(&mut self.format),
+            version: self.version,
+            deadline: self.deadline,
         }
     }
 }

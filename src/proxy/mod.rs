@@ -70,13 +70,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::{Activity, BoxError, Url};
 use failure::Failure;
+use future::{FORMAT, Sent};
 use headers::Origin;
 use target::Target;
 use upgrade::{ClientUpgrade, Verdict};
@@ -166,35 +167,6 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         Shared::start(&self.shared, request, self.client)
-    }
-}
-
-/// What a failure's answer and log line need of a request that was sent: the request itself
-/// is gone to the backend.
-pub(crate) struct Sent {
-    method: Method,
-    path: PathAndQuery,
-    /// `Accept` and `Content-Type`: what the layer's fallback needs to answer in the
-    /// request's format, should the backend turn out to be gone.
-    format: [Option<HeaderValue>; 2],
-    /// The client's HTTP version, that of the answer.
-    version: Version,
-    /// When the response head is due.
-    deadline: Instant,
-}
-
-const FORMAT: [header::HeaderName; 2] = [header::ACCEPT, header::CONTENT_TYPE];
-
-impl Sent {
-    /// Moved out; left with what a finished request needs (nothing: it is not polled again).
-    fn take(&mut self) -> Self {
-        Self {
-            method: std::mem::take(&mut self.method),
-            path: std::mem::replace(&mut self.path, PathAndQuery::from_static("/")),
-            format: std::mem::take(&mut self.format),
-            version: self.version,
-            deadline: self.deadline,
-        }
     }
 }
 
