@@ -7,7 +7,8 @@
 # Run: bash benches/callgrind_gateway.sh   (about a minute after the build; needs valgrind,
 #      nginx and wrk: installs them from Debian's packages if missing)
 # Knobs: DURATION (default 10s), CONNECTIONS (default 8), OUT (the callgrind file, default a
-#        temporary one; keep it to read with callgrind_annotate).
+#        temporary one; keep it to read with callgrind_annotate), GATEWAY_BIN (a gateway binary to
+#        run instead of building this tree's, to compare builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --features gateway --bin tower-monitor-gateway
-gateway_bin=${CARGO_TARGET_DIR:-target}/release/tower-monitor-gateway
+if [ -z "${GATEWAY_BIN:-}" ]; then
+  cargo build --release --quiet --features gateway --bin tower-monitor-gateway
+fi
+gateway_bin=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-target}/release/tower-monitor-gateway}
 
 workdir=$(mktemp -d)
 out=${OUT:-$workdir/callgrind.out}

@@ -6,7 +6,8 @@
 #
 # Run: bash benches/load_gateway.sh   (about a minute after the build; installs nginx and wrk from
 #      Debian's packages if missing)
-# Knobs: DURATION (default 8s per run), CONNECTIONS (default 32), THREADS (wrk threads, default 1).
+# Knobs: DURATION (default 8s per run), CONNECTIONS (default 32), THREADS (wrk threads, default 1),
+#        GATEWAY_BIN (a gateway binary to run instead of building this tree's, to compare builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --features gateway --bin tower-monitor-gateway
+if [ -z "${GATEWAY_BIN:-}" ]; then
+  cargo build --release --quiet --features gateway --bin tower-monitor-gateway
+fi
 target_dir=${CARGO_TARGET_DIR:-target}
-gateway_bin=$target_dir/release/tower-monitor-gateway
+gateway_bin=${GATEWAY_BIN:-$target_dir/release/tower-monitor-gateway}
 
 workdir=$(mktemp -d)
 pids=()

@@ -2,16 +2,19 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::BoxFuture;
 use crate::MonitorService;
-use crate::layer::{FallbackBody, MonitorBody};
+use crate::layer::{FallbackBody, MonitorBody, ResponseFuture};
 use crate::proxy::Proxy;
 
 /// The gateway's proxy to one service, guarded by its layer.
@@ -60,6 +63,8 @@ impl Route {
 pub struct Router {
     routes: Arc<[Route]>,
     access_log: bool,
+    /// The client of the connection this router serves, if it serves one.
+    client: Option<IpAddr>,
 }
 
 impl Router {
@@ -67,6 +72,16 @@ impl Router {
         Self {
             routes: routes.into(),
             access_log,
+            client: None,
+        }
+    }
+
+    /// This router, for the requests of one connection from `client`: the address the
+    /// forwarded headers report (unless a request has a `ClientAddr` of its own).
+    pub(super) fn for_client(&self, client: SocketAddr) -> Self {
+        Self {
+            client: Some(client.ip()),
+            ..self.clone()
         }
     }
 
@@ -105,7 +120,7 @@ impl fmt::Debug for Router {
 impl Service<Request<Incoming>> for Router {
     type Response = Response<GatewayBody>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<GatewayBody>, Infallible>>;
+    type Future = RouterFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -122,20 +137,76 @@ impl Service<Request<Incoming>> for Router {
             } else {
                 response.map(GatewayBody::plain)
             };
-            return Box::pin(async move { Ok(response) });
+            return RouterFuture {
+                state: State::Answered {
+                    response: Some(response),
+                },
+            };
         };
-        // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.
-        let mut service = route.service.clone();
-        if !self.access_log {
-            let answer = service.call(request);
-            return Box::pin(async move { Ok(answer.await?.map(GatewayBody::plain)) });
-        }
         // Begun now: dropped with this future if the client goes away first, it still logs.
-        let entry = Entry::begin(&request, Arc::clone(&route.name));
-        Box::pin(async move {
-            let response = service.call(request).await?;
-            Ok(GatewayBody::logged(response, entry))
-        })
+        let entry = self
+            .access_log
+            .then(|| Entry::begin(&request, Arc::clone(&route.name)));
+        let mut service = route.service.clone();
+        if let Some(client) = self.client {
+            service.get_mut().for_client(client);
+        }
+        // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.
+        let future = service.call(request);
+        RouterFuture {
+            state: State::Forwarding { future, entry },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Router`]: the route's, or the router's own 404.
+    pub struct RouterFuture {
+        #[pin]
+        state: State,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Forwarding {
+            #[pin]
+            future: ResponseFuture<Proxy<Incoming>, Incoming>,
+            // With the access log on.
+            entry: Option<Box<Entry>>,
+        },
+        // Empty once taken.
+        Answered {
+            response: Option<Response<GatewayBody>>,
+        },
+    }
+}
+
+impl Future for RouterFuture {
+    type Output = Result<Response<GatewayBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Forwarding { future, entry } => {
+                let response = ready!(future.poll(cx))?;
+                Poll::Ready(Ok(match entry.take() {
+                    None => response.map(GatewayBody::plain),
+                    Some(entry) => GatewayBody::logged(response, entry),
+                }))
+            }
+            StateProj::Answered { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled after it answered: never answer twice.
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for RouterFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterFuture").finish_non_exhaustive()
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tower_service::Service;
 
 use super::Router;
-use crate::proxy::{ClientAddr, UpgradeGuard};
+use crate::proxy::UpgradeGuard;
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
 /// then stops accepting, asks every connection to close once its requests are answered
@@ -42,7 +42,8 @@ pub(super) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        // The client's address goes with the router, not in each request's extensions.
+        let router = router.for_client(addr);
         let mut stopping = stopping.clone();
         let open = open.clone();
         tokio::spawn(async move {
@@ -50,7 +51,6 @@ pub(super) async fn serve(
             let _open = open;
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                    request.extensions_mut().insert(ClientAddr(addr));
                     let upgrade = request.headers().contains_key(http::header::UPGRADE)
                         || request.method() == http::Method::CONNECT;
                     if upgrade {

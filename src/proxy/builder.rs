@@ -172,6 +172,7 @@ impl ProxyBuilder {
                 service: self.service,
                 activity: self.activity,
             }),
+            client: None,
         })
     }
 }

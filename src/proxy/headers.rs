@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{
-    CONNECTION, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    CONNECTION, Entry, FORWARDED, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use serde::Deserialize;
@@ -64,6 +64,24 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     UPGRADE,
 ];
 
+/// The place of `name` in [`HOP_BY_HOP`], if it is there: a match on the name's text, where
+/// most names differ by their length alone (comparing `HeaderName`s one by one costs several
+/// times more, for every header of every message).
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
+}
+
 /// Whether the request asks to switch protocols (`Connection: upgrade` with an `Upgrade`).
 pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE)
@@ -86,7 +104,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // of these, or `Connection` alone) costs less than a hashed removal per hop-by-hop name.
     let mut present = [false; HOP_BY_HOP.len()];
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+        if let Some(i) = hop_index(name) {
             present[i] = true;
         }
     }
@@ -101,20 +119,20 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     };
     if has(&CONNECTION) {
         // The names `Connection` lists, but for those removed anyway below (`keep-alive`)
-        // and `close`, a token that names no header.
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|name| {
-                !name.eq_ignore_ascii_case(b"close")
-                    && !HOP_BY_HOP
-                        .iter()
-                        .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
-            })
-            .filter_map(|name| HeaderName::from_bytes(name).ok())
-            .collect();
+        // and `close`, a token that names no header. Most messages list only these.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty() || token.eq_ignore_ascii_case(b"close") || is_hop_by_hop(token)
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    named.push(name);
+                }
+            }
+        }
         for name in named {
             headers.remove(name);
         }
@@ -137,6 +155,13 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Whether `token` (from a `Connection` header) names a hop-by-hop header.
+fn is_hop_by_hop(token: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| token.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+}
+
 /// What the forwarded headers say about one request.
 pub(crate) struct Origin<'a> {
     pub(crate) client: Option<IpAddr>,
@@ -147,8 +172,31 @@ pub(crate) struct Origin<'a> {
 /// Adds the forwarded headers `which` asks for.
 pub(crate) fn add_forwarded(headers: &mut HeaderMap, which: ForwardedHeaders, origin: Origin<'_>) {
     if matches!(which, ForwardedHeaders::XForwarded | ForwardedHeaders::Both) {
+        // Room for the three at once: the map of a request parsed by hyper has none to spare.
+        headers.reserve(3);
         if let Some(ip) = origin.client {
-            append_list(headers, X_FORWARDED_FOR, |list| push_ip(list, ip));
+            // One lookup, and for a first proxy (no list yet) the address written straight
+            // into its value.
+            match headers.entry(X_FORWARDED_FOR) {
+                Entry::Vacant(entry) => {
+                    if let Some(value) = ip_value(ip) {
+                        entry.insert(value);
+                    }
+                }
+                Entry::Occupied(mut entry) => {
+                    let mut joined = String::with_capacity(48);
+                    for value in entry.iter() {
+                        if let Ok(value) = value.to_str() {
+                            joined.push_str(value);
+                            joined.push_str(", ");
+                        }
+                    }
+                    push_ip(&mut joined, ip);
+                    if let Ok(value) = HeaderValue::from_str(&joined) {
+                        entry.insert(value);
+                    }
+                }
+            }
         }
         if let Some(host) = &origin.host {
             headers.insert(X_FORWARDED_HOST, host.clone());
@@ -204,6 +252,32 @@ fn append_list(headers: &mut HeaderMap, name: HeaderName, push: impl FnOnce(&mut
     }
 }
 
+/// `ip` as a header value.
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    let IpAddr::V4(ip) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).ok();
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        for (digit, shown) in [
+            (octet / 100, octet >= 100),
+            (octet / 10 % 10, octet >= 10),
+            (octet % 10, true),
+        ] {
+            if shown {
+                text[len] = b'0' + digit;
+                len += 1;
+            }
+        }
+    }
+    HeaderValue::from_bytes(&text[..len]).ok()
+}
+
 /// Writes `ip` as text; an IPv4 address digit by digit, as this runs once per request and
 /// the formatting machinery costs ten times more.
 fn push_ip(out: &mut String, ip: IpAddr) {
@@ -237,6 +311,14 @@ pub(crate) fn original_host(headers: &HeaderMap, uri: &http::Uri) -> Option<Head
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_hop_by_hop_name_has_its_own_place() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_index(&http::header::CONTENT_LENGTH), None);
+    }
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -312,6 +394,7 @@ mod tests {
             let mut text = String::new();
             push_ip(&mut text, ip);
             assert_eq!(text, ip.to_string());
+            assert_eq!(ip_value(ip).unwrap(), ip.to_string().as_str());
         }
     }
 

@@ -47,6 +47,7 @@ mod body;
 mod builder;
 mod connector;
 mod failure;
+mod future;
 mod headers;
 mod pool;
 mod target;
@@ -56,23 +57,27 @@ mod websocket;
 
 pub use body::ProxyBody;
 pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder};
+pub use future::ResponseFuture;
 pub use headers::{ClientAddr, ForwardedHeaders};
 pub use target::InvalidTarget;
 pub use upgrade::UpgradeGuard;
 
 use std::convert::Infallible;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::uri::Authority;
-use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
+use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::{Activity, BoxError, BoxFuture, Url};
+use crate::{Activity, BoxError, Url};
 use failure::Failure;
+use future::{FORMAT, Sent};
 use headers::Origin;
 use target::Target;
 use upgrade::{ClientUpgrade, Verdict};
@@ -86,6 +91,10 @@ type ActivityFn = Arc<dyn Fn() -> Option<Activity> + Send + Sync>;
 /// axum's `Body`.
 pub struct Proxy<B = hyper::body::Incoming> {
     shared: Arc<Shared<B>>,
+    /// The client of requests without a [`ClientAddr`]: set by a server that makes a proxy
+    /// per connection ([`for_client`](Self::for_client)), which saves putting it in each
+    /// request's extensions (three allocations).
+    client: Option<IpAddr>,
 }
 
 struct Shared<B> {
@@ -115,10 +124,19 @@ impl Proxy {
     }
 }
 
+impl<B> Proxy<B> {
+    /// This proxy, for the requests of one connection from `client`: the address reported in
+    /// the forwarded headers of those without a [`ClientAddr`] in their extensions.
+    pub(crate) fn for_client(&mut self, client: IpAddr) {
+        self.client = Some(client);
+    }
+}
+
 impl<B> Clone for Proxy<B> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            client: self.client,
         }
     }
 }
@@ -141,15 +159,14 @@ where
 {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+    type Future = ResponseFuture<B>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move { Ok(shared.forward(request).await) })
+        Shared::start(&self.shared, request, self.client)
     }
 }
 
@@ -159,60 +176,100 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    async fn forward(&self, mut request: Request<B>) -> Response<ProxyBody> {
-        let client_version = request.version();
-        let client_upgrade = ClientUpgrade::take(&mut request, self.http2);
+    /// Rewrites the request and, on the busy path, sends it at once.
+    fn start(
+        this: &Arc<Self>,
+        mut request: Request<B>,
+        client: Option<IpAddr>,
+    ) -> ResponseFuture<B> {
+        let version = request.version();
+        let client_upgrade = ClientUpgrade::take(&mut request, this.http2);
         if client_upgrade.is_none() && request.method() == http::Method::CONNECT {
             // A tunnel to anywhere is a forward proxy's job; a 2xx from the backend would open
             // one that nothing relays.
-            tracing::debug!(service = %self.service(), "CONNECT that is not a WebSocket refused");
-            return Failure::NotForwarded.response(&http::HeaderMap::new());
+            tracing::debug!(service = %this.service(), "CONNECT that is not a WebSocket refused");
+            return ResponseFuture::ready(Failure::NotForwarded.response(&http::HeaderMap::new()));
         }
-        self.prepare(
+        this.prepare(
             &mut request,
             client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1),
+            client,
         );
-        let (method, uri) = (request.method().clone(), request.uri().clone());
-        // What the layer's fallback needs to answer in the request's format, should it fail.
-        let format = [http::header::ACCEPT, http::header::CONTENT_TYPE].map(|name| {
-            request
-                .headers()
-                .get(&name)
+        let sent = Sent {
+            method: request.method().clone(),
+            path: request
+                .uri()
+                .path_and_query()
                 .cloned()
-                .map(|value| (name, value))
-        });
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            format: FORMAT.map(|name| request.headers().get(name).cloned()),
+            version,
+            deadline: Instant::now() + this.response_timeout,
+        };
+        if client_upgrade.is_none()
+            && let Some(kept) = this.client.kept()
+        {
+            let exchange = kept.send(request, sent.deadline);
+            return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
+        }
+        ResponseFuture::boxed(Box::pin(Arc::clone(this).finish(
+            request,
+            client_upgrade,
+            sent,
+        )))
+    }
 
-        let sent = tokio::time::timeout(self.response_timeout, self.client.request(request));
-        let failure = match sent.await {
-            Ok(Ok(response)) => return self.answer(response, client_upgrade, client_version),
-            Ok(Err(error)) => {
-                let failure = Failure::of(&error);
+    /// Every other request: a new connection, HTTP/2, an upgrade.
+    async fn finish(
+        self: Arc<Self>,
+        request: Request<B>,
+        client_upgrade: Option<ClientUpgrade>,
+        sent: Sent,
+    ) -> Response<ProxyBody> {
+        let answer = tokio::time::timeout_at(sent.deadline, self.client.request(request)).await;
+        match answer {
+            Ok(Ok(response)) => self.answer(response, client_upgrade, sent.version),
+            Ok(Err(error)) => self.failed(&sent, Some(&error)),
+            Err(_elapsed) => self.failed(&sent, None),
+        }
+    }
+
+    /// The answer when the backend gave none: `error`, or no response head in time.
+    fn failed(&self, sent: &Sent, error: Option<&upstream::UpstreamError>) -> Response<ProxyBody> {
+        let failure = match error {
+            Some(error) => {
+                let failure = Failure::of(error);
                 tracing::warn!(
                     service = %self.service(),
-                    %method,
-                    path = %uri.path(),
-                    error = %error_chain(&error),
+                    method = %sent.method,
+                    path = %sent.path.path(),
+                    error = %error_chain(error),
                     "{}",
                     failure.as_str()
                 );
                 failure
             }
-            Err(_elapsed) => {
+            None => {
                 tracing::warn!(
                     service = %self.service(),
-                    %method,
-                    path = %uri.path(),
+                    method = %sent.method,
+                    path = %sent.path.path(),
                     timeout = ?self.response_timeout,
                     "backend sent no response head in time"
                 );
                 Failure::Timeout
             }
         };
-        failure.response(&format.into_iter().flatten().collect())
+        let format = FORMAT
+            .into_iter()
+            .zip(sent.format.iter())
+            .filter_map(|(name, value)| Some((name, value.clone()?)))
+            .collect();
+        failure.response(&format)
     }
 
     /// Rewrites the request for the backend: URI, version and headers.
-    fn prepare(&self, request: &mut Request<B>, upgrade: bool) {
+    fn prepare(&self, request: &mut Request<B>, upgrade: bool, client: Option<IpAddr>) {
         let host = headers::original_host(request.headers(), request.uri());
         let proto = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
             "https"
@@ -222,7 +279,8 @@ where
         let client = request
             .extensions()
             .get::<ClientAddr>()
-            .map(|addr| addr.0.ip());
+            .map(|addr| addr.0.ip())
+            .or(client);
         // Over HTTP/2 the URI's authority is sent as `:authority`: the client's, unless
         // rewritten (the connection goes to the backend either way).
         let authority = (self.http2 && !self.rewrite_host)
@@ -231,7 +289,13 @@ where
                     .and_then(|h| Authority::try_from(h.as_bytes()).ok())
             })
             .flatten();
-        *request.uri_mut() = self.target.uri_for(request.uri(), authority);
+        // An HTTP/1.1 backend gets the path only (origin form), which its pool would make of
+        // an absolute URI anyway.
+        *request.uri_mut() = if self.http2 {
+            self.target.uri_for(request.uri(), authority)
+        } else {
+            Uri::from(self.target.path_for(request.uri()))
+        };
         *request.version_mut() = if self.http2 {
             Version::HTTP_2
         } else {

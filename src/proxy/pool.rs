@@ -6,20 +6,27 @@
 //! most recently used one (or dials), and the response body gives it back when read to its
 //! end. Each connection is driven by a task of its own, which notices a backend closing it
 //! while idle; one timer task per pool closes connections idle for longer than the timeout.
+//!
+//! The busy path is [`Pool::kept`]: on an idle connection the request is sent at once, and
+//! the [`Exchange`] awaits its response head against a deadline, on a timer each connection
+//! keeps for all its requests.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Method, Request, Response, Uri, header};
 use http_body::Body;
-use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper::client::conn::http1::Builder;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower_service::Service;
+
+use conn::{Conn, lend};
+pub(crate) use conn::{Exchange, Kept, Outcome};
 
 use super::upstream::{UpstreamBody, UpstreamError};
 use crate::BoxError;
@@ -48,7 +55,7 @@ struct Shared<B> {
 
 struct Idle<B> {
     /// Oldest first: requests take from the back, the timer closes from the front.
-    connections: VecDeque<(SendRequest<B>, Instant)>,
+    connections: VecDeque<Box<Conn<B>>>,
     /// Whether the timer task runs (it ends when no connection is idle).
     timer: bool,
 }
@@ -88,19 +95,15 @@ where
         &self,
         mut request: Request<B>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let method = request.method().clone();
-        origin_form(&method, request.uri_mut());
-        request
-            .headers_mut()
-            .entry(header::HOST)
-            .or_insert_with(|| self.shared.host.clone());
+        self.prepare(&mut request);
         loop {
             let (mut connection, reused) = match self.shared.take_idle() {
                 Some(connection) => (connection, true),
                 None => (self.shared.connect().await?, false),
             };
-            match connection.try_send_request(request).await {
-                Ok(response) => return Ok(self.lend(connection, response)),
+            connection.pool = Some(Arc::clone(&self.shared));
+            match connection.send.try_send_request(request).await {
+                Ok(response) => return Ok(lend(connection, response)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if reused => request = unsent,
                     _ => return Err(UpstreamError::Request(error.into_error())),
@@ -109,19 +112,23 @@ where
         }
     }
 
-    fn lend(
-        &self,
-        connection: SendRequest<B>,
-        response: Response<hyper::body::Incoming>,
-    ) -> Response<UpstreamBody> {
-        // After a 101 the connection belongs to the upgrade.
-        let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| {
-            Box::new(Lent {
-                pool: Arc::clone(&self.shared),
-                connection,
-            }) as Box<dyn Lease>
-        });
-        response.map(|body| UpstreamBody::new(body, lease))
+    /// The busy path: an idle connection to send a request on at once, if there is one.
+    pub(crate) fn kept(&self) -> Option<Kept<'_, B>> {
+        let connection = self.shared.take_idle()?;
+        Some(Kept {
+            pool: self,
+            connection,
+        })
+    }
+
+    /// The request as an HTTP/1.1 backend wants it: the URI in origin form, and a `Host`.
+    fn prepare(&self, request: &mut Request<B>) {
+        let method = request.method().clone();
+        origin_form(&method, request.uri_mut());
+        request
+            .headers_mut()
+            .entry(header::HOST)
+            .or_insert_with(|| self.shared.host.clone());
     }
 }
 
@@ -137,18 +144,18 @@ where
     }
 
     /// The most recently used connection that can take a request, if any.
-    fn take_idle(&self) -> Option<SendRequest<B>> {
+    fn take_idle(&self) -> Option<Box<Conn<B>>> {
         let mut idle = self.lock();
-        while let Some((connection, _)) = idle.connections.pop_back() {
+        while let Some(connection) = idle.connections.pop_back() {
             // Only ready connections are put back: one that is not any more was closed.
-            if connection.is_ready() {
+            if connection.send.is_ready() {
                 return Some(connection);
             }
         }
         None
     }
 
-    async fn connect(&self) -> Result<SendRequest<B>, UpstreamError> {
+    async fn connect(&self) -> Result<Box<Conn<B>>, UpstreamError> {
         let io = self
             .connector
             .clone()
@@ -167,25 +174,25 @@ where
             }
             ended.notify_one();
         });
-        Ok(connection)
+        Ok(Conn::new(connection))
     }
 
     /// Puts a connection whose response was read back on the stack, once it can take the
     /// next request (at once, unless the request body is still being sent).
-    fn put(self: Arc<Self>, mut connection: SendRequest<B>) {
-        if connection.is_ready() {
+    fn put(self: Arc<Self>, mut connection: Box<Conn<B>>) {
+        if connection.send.is_ready() {
             self.push(connection);
-        } else if !connection.is_closed() {
+        } else if !connection.send.is_closed() {
             // Rare: the backend answered before reading the whole request body.
             spawn(async move {
-                if poll_fn(|cx| connection.poll_ready(cx)).await.is_ok() {
+                if poll_fn(|cx| connection.send.poll_ready(cx)).await.is_ok() {
                     self.push(connection);
                 }
             });
         }
     }
 
-    fn push(self: Arc<Self>, connection: SendRequest<B>) {
+    fn push(self: Arc<Self>, mut connection: Box<Conn<B>>) {
         let mut idle = self.lock();
         if !idle.timer {
             // Without a timer (no runtime: dropped at shutdown) the connection is not kept.
@@ -194,7 +201,8 @@ where
             }
             idle.timer = true;
         }
-        idle.connections.push_back((connection, Instant::now()));
+        connection.idle_since = Instant::now();
+        idle.connections.push_back(connection);
     }
 }
 
@@ -215,38 +223,16 @@ async fn close_idle<B: Send + 'static>(pool: Weak<Shared<B>>) {
         let fresh = idle
             .connections
             .iter()
-            .position(|(_, since)| now.duration_since(*since) < pool.idle_timeout)
+            .position(|connection| now.duration_since(connection.idle_since) < pool.idle_timeout)
             .unwrap_or(idle.connections.len());
         // Dropping a sender ends its connection's task, which closes the socket.
         idle.connections.drain(..fresh);
         match idle.connections.front() {
-            Some((_, since)) => deadline = *since + pool.idle_timeout,
+            Some(connection) => deadline = connection.idle_since + pool.idle_timeout,
             None => {
                 idle.timer = false;
                 return;
             }
-        }
-    }
-}
-
-struct Lent<B> {
-    pool: Arc<Shared<B>>,
-    connection: SendRequest<B>,
-}
-
-impl<B> Lease for Lent<B>
-where
-    B: Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    fn release(self: Box<Self>, read: bool) {
-        let Lent { pool, connection } = *self;
-        // A body dropped unread: its connection is reusable only if hyper has already read
-        // the whole answer (a short one the client did not wait for); otherwise hyper
-        // closes it.
-        if read || connection.is_ready() {
-            pool.put(connection);
         }
     }
 }
@@ -279,5 +265,6 @@ fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
     }
 }
 
+mod conn;
 #[cfg(test)]
 mod tests;

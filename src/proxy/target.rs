@@ -76,24 +76,28 @@ impl Target {
     /// The URI for a request to `original`: the base path, then the request's path and query;
     /// the backend's authority unless `authority` is given.
     pub(crate) fn uri_for(&self, original: &Uri, authority: Option<Authority>) -> Uri {
-        let path = original.path_and_query().map_or("/", PathAndQuery::as_str);
-        let path_and_query = if self.base.is_empty() {
-            original
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/"))
-        } else {
-            let mut joined = String::with_capacity(self.base.len() + path.len());
-            joined.push_str(&self.base);
-            joined.push_str(path);
-            PathAndQuery::try_from(joined).unwrap_or_else(|_| PathAndQuery::from_static("/"))
-        };
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(authority.unwrap_or_else(|| self.authority.clone()));
-        parts.path_and_query = Some(path_and_query);
+        parts.path_and_query = Some(self.path_for(original));
         // Scheme, authority and an absolute path always make a valid URI.
         Uri::from_parts(parts).unwrap_or_default()
+    }
+
+    /// The path and query for a request to `original`: the base path, then the request's.
+    /// (An HTTP/1.1 backend's request URI, in origin form.)
+    pub(crate) fn path_for(&self, original: &Uri) -> PathAndQuery {
+        if self.base.is_empty() {
+            return original
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        }
+        let path = original.path_and_query().map_or("/", PathAndQuery::as_str);
+        let mut joined = String::with_capacity(self.base.len() + path.len());
+        joined.push_str(&self.base);
+        joined.push_str(path);
+        PathAndQuery::try_from(joined).unwrap_or_else(|_| PathAndQuery::from_static("/"))
     }
 }
 
@@ -110,6 +114,11 @@ mod tests {
         let t = target("http://127.0.0.1:8092/base/");
         let uri = t.uri_for(&"/x?y=1".parse().unwrap(), None);
         assert_eq!(uri.to_string(), "http://127.0.0.1:8092/base/x?y=1");
+        assert_eq!(t.path_for(&"/x?y=1".parse().unwrap()), "/base/x?y=1");
+        assert_eq!(
+            t.path_for(&"http://app.example/x".parse().unwrap()),
+            "/base/x"
+        );
         let t = target("http://127.0.0.1:8092/base");
         assert_eq!(
             t.uri_for(&"/".parse().unwrap(), None).to_string(),

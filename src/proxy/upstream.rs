@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 
 use super::connector::Dial;
-use super::pool::{Lease, Pool};
+use super::pool::{Kept, Lease, Pool};
 use crate::BoxError;
 
 /// The way to the backend. HTTP/1.1, the default and the busy path, goes through a pool of
@@ -42,6 +42,15 @@ where
                 .await
                 .map(|response| response.map(|body| UpstreamBody::new(body, None)))
                 .map_err(UpstreamError::Client),
+        }
+    }
+
+    /// The busy path, HTTP/1.1: an idle connection to send a request on at once, if there is
+    /// one; otherwise [`request`](Self::request) it is.
+    pub(crate) fn kept(&self) -> Option<Kept<'_, B>> {
+        match self {
+            Self::Http1(pool) => pool.kept(),
+            Self::Http2(_) => None,
         }
     }
 }

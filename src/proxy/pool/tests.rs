@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,8 +32,8 @@ struct Backend {
     closed_by_backend: mpsc::UnboundedReceiver<()>,
 }
 
-/// Answers `GET /partial` with 5 of the 10 bytes it announces (and then nothing), any other
-/// request with `hello`.
+/// Answers `GET /partial` with 5 of the 10 bytes it announces (and then nothing), `GET /hang`
+/// never, any other request with `hello`.
 async fn backend(mode: Mode) -> Backend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -74,6 +75,9 @@ async fn serve(mut stream: TcpStream, mode: Mode, proxy_closed: mpsc::UnboundedS
         pending.extend_from_slice(&buf[..n]);
         while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
             let head: Vec<u8> = pending.drain(..end + 4).collect();
+            if head.starts_with(b"GET /hang ") {
+                continue;
+            }
             let answer: &[u8] = if head.starts_with(b"GET /partial ") {
                 b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello"
             } else {
@@ -199,4 +203,55 @@ async fn a_short_answer_dropped_unread_leaves_its_connection_reusable() {
     drop(pool.request(get(&backend, "/")).await.unwrap());
     assert_eq!(hello(&pool, &backend).await, "hello");
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// Sends `path` on a kept connection (the busy path), its answer due in `timeout`; how it
+/// ended and how long it took.
+async fn exchange(
+    pool: &Pool<Full<Bytes>>,
+    backend: &Backend,
+    path: &str,
+    timeout: Duration,
+) -> (Outcome<Full<Bytes>>, Duration) {
+    let started = Instant::now();
+    let kept = pool.kept().expect("no kept connection");
+    let mut exchange = kept.send(get(backend, path), started + timeout);
+    let outcome = tokio::time::timeout(BOUND, poll_fn(|cx| exchange.poll_outcome(cx)))
+        .await
+        .expect("no outcome within the bound");
+    (outcome, started.elapsed())
+}
+
+/// Each connection keeps one response timer for all its requests: reset for each, to a later
+/// deadline (moved without a new registration) or an earlier one, it fires at that deadline
+/// and not at the one before.
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_connections_timer_fires_at_each_requests_own_deadline() {
+    let backend = backend(Mode::KeepAlive).await;
+    let pool = pool(&backend, Duration::from_secs(15));
+    assert!(pool.kept().is_none(), "no connection is kept yet");
+    assert_eq!(hello(&pool, &backend).await, "hello");
+
+    for (first, late) in [(200, 600), (BOUND.as_millis() as u64, 300)] {
+        let (outcome, _) = exchange(&pool, &backend, "/", Duration::from_millis(first)).await;
+        let Outcome::Answered(response) = outcome else {
+            panic!("no answer on the kept connection");
+        };
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "hello");
+
+        let late = Duration::from_millis(late);
+        let (outcome, took) = exchange(&pool, &backend, "/hang", late).await;
+        assert!(
+            matches!(outcome, Outcome::TimedOut),
+            "the late answer timed out"
+        );
+        assert!(
+            took >= late,
+            "timed out after {took:?}, before its deadline {late:?}"
+        );
+        // The timed-out connection is closed; the next request dials.
+        assert_eq!(hello(&pool, &backend).await, "hello");
+    }
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 3);
 }

@@ -1,0 +1,175 @@
+//! A kept connection of the [`Pool`](super::Pool) and the requests sent on it: taken for a
+//! request ([`Kept`]), awaited with its response timer ([`Exchange`]), lent to the response
+//! body ([`Conn`] is the body's lease) and put back.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
+use hyper::client::conn::http1::SendRequest;
+use tokio::time::{Instant, Sleep};
+
+use super::{Lease, Pool, Shared};
+use crate::BoxError;
+use crate::proxy::upstream::{UpstreamBody, UpstreamError};
+
+/// The response to a request sent on a kept connection: its body holds the connection (the
+/// lease), unless it switched protocols (then the connection belongs to the upgrade).
+pub(super) fn lend<B>(
+    connection: Box<Conn<B>>,
+    response: Response<Incoming>,
+) -> Response<UpstreamBody>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS)
+        .then_some(connection as Box<dyn Lease>);
+    response.map(|body| UpstreamBody::new(body, lease))
+}
+
+/// An idle connection taken for a request ([`Pool::kept`]).
+pub(crate) struct Kept<'a, B> {
+    pub(super) pool: &'a Pool<B>,
+    pub(super) connection: Box<Conn<B>>,
+}
+
+impl<B> Kept<'_, B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Sends `request` at once; its answer is then awaited until `deadline`.
+    pub(crate) fn send(self, mut request: Request<B>, deadline: Instant) -> Exchange<B> {
+        let Kept {
+            pool,
+            mut connection,
+        } = self;
+        pool.prepare(&mut request);
+        connection.arm(deadline);
+        connection.pool = Some(Arc::clone(&pool.shared));
+        let sending = Box::pin(connection.send.try_send_request(request));
+        Exchange {
+            sending,
+            connection: Some(connection),
+        }
+    }
+}
+
+/// A request sent on a kept connection ([`Kept::send`]), awaiting its response head.
+pub(crate) struct Exchange<B> {
+    sending: Pin<Box<Sending<B>>>,
+    /// Taken when the answer comes: it goes with the response body.
+    connection: Option<Box<Conn<B>>>,
+}
+
+type Sending<B> = dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<B>>>> + Send;
+
+/// How an [`Exchange`] ended.
+pub(crate) enum Outcome<B> {
+    /// The response head.
+    Answered(Response<UpstreamBody>),
+    /// The backend had closed the connection while it was idle: the request was not sent,
+    /// and can go on another connection.
+    Unsent(Request<B>),
+    Failed(UpstreamError),
+    /// No response head by the deadline.
+    TimedOut,
+}
+
+impl<B> Exchange<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// The response head, or why there is none; the deadline is checked after the answer, as
+    /// `tokio::time::timeout` does.
+    pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome<B>> {
+        let Some(connection) = self.connection.as_mut() else {
+            // Polled after its outcome: never answer twice.
+            return Poll::Pending;
+        };
+        let outcome = match self.sending.as_mut().poll(cx) {
+            Poll::Ready(Ok(response)) => match self.connection.take() {
+                Some(connection) => Outcome::Answered(lend(connection, response)),
+                None => return Poll::Pending,
+            },
+            Poll::Ready(Err(mut error)) => match error.take_message() {
+                Some(unsent) => Outcome::Unsent(unsent),
+                None => Outcome::Failed(UpstreamError::Request(error.into_error())),
+            },
+            Poll::Pending => match connection.timer.as_mut() {
+                Some(timer) => {
+                    std::task::ready!(timer.as_mut().poll(cx));
+                    Outcome::TimedOut
+                }
+                None => return Poll::Pending,
+            },
+        };
+        // The connection goes with the response body; otherwise it is done (a connection
+        // whose answer did not come in time is closed, as a dropped request's is).
+        self.connection = None;
+        Poll::Ready(outcome)
+    }
+}
+
+/// A kept-alive connection, boxed once for its life: lent to a response body (as its lease)
+/// and put back on the stack without a new allocation per request.
+pub(super) struct Conn<B> {
+    pub(super) send: SendRequest<B>,
+    /// The response-head timer of its requests, one at a time. Reset for each: moving a
+    /// registered timer's deadline later is one atomic operation, where a new timer per
+    /// request is a timer-wheel insert and removal. Left armed after the answer; should it
+    /// fire while the connection is idle, it wakes the last request's task once, which finds
+    /// nothing to do.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When it was put back on the stack.
+    pub(super) idle_since: Instant,
+    /// Set while taken by a request and lent to its response body (not while on the stack,
+    /// which the pool holds).
+    pub(super) pool: Option<Arc<Shared<B>>>,
+}
+
+impl<B> Conn<B> {
+    pub(super) fn new(send: SendRequest<B>) -> Box<Self> {
+        Box::new(Self {
+            send,
+            timer: None,
+            idle_since: Instant::now(),
+            pool: None,
+        })
+    }
+
+    /// Sets the timer for a request's answer, due at `deadline`.
+    fn arm(&mut self, deadline: Instant) {
+        match self.timer.as_mut() {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+}
+
+impl<B> Lease for Conn<B>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn release(mut self: Box<Self>, read: bool) {
+        let Some(pool) = self.pool.take() else { return };
+        // A body dropped unread: its connection is reusable only if hyper has already read
+        // the whole answer (a short one the client did not wait for); otherwise hyper
+        // closes it.
+        if read || self.send.is_ready() {
+            pool.put(self);
+        }
+    }
+}
