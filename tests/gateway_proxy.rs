@@ -135,6 +135,12 @@ async fn curl_over_http1_and_http2_reaches_an_http1_backend_with_the_header_rule
     assert!(reply.ends_with("version 2"), "{reply}");
     assert_eq!(header(&reply, "target"), Some("/base/x?y=1"), "{reply}");
     assert_eq!(header(&reply, "host"), Some(authority.as_str()), "{reply}");
+    // The client's address reaches the backend over HTTP/2 as over HTTP/1.1.
+    assert_eq!(
+        header(&reply, "x-forwarded-for"),
+        Some("127.0.0.1"),
+        "{reply}"
+    );
 
     // An HTTP/1.1 request to an HTTP/2 backend: the client's `Host` becomes `:authority`.
     let reply = curl(&["--http1.1", &format!("http://{authority}/h2/x")]).await;

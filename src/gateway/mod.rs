@@ -88,7 +88,7 @@ mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;
 pub use config::DEFAULT_SHUTDOWN_GRACE;
-pub use router::{GatewayBody, Router};
+pub use router::{GatewayBody, Router, RouterFuture};
 pub use serve::shutdown_signal;
 pub use workers::default_workers;
 
