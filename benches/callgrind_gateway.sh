@@ -15,54 +15,13 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-8}
 
-missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing ${missing[*]} from Debian's packages"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
-
-if [ -z "${GATEWAY_BIN:-}" ]; then
-  cargo build --release --quiet --features gateway --bin tower-monitor-gateway
-fi
-gateway_bin=${GATEWAY_BIN:-${CARGO_TARGET_DIR:-target}/release/tower-monitor-gateway}
-
-workdir=$(mktemp -d)
+source benches/gateway_common.sh
+need wrk valgrind nginx-light
+gateway_bin=$(gateway_program)
 out=${OUT:-$workdir/callgrind.out}
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() {
-  for _ in $(seq 1 300); do curl -sf -o /dev/null "http://$1/" && return; sleep 0.2; done
-  echo "nothing answers on $1" >&2; exit 1
-}
 
 backend_port=$(free_port)
-mkdir -p "$workdir/backend"
-cat >"$workdir/backend/nginx.conf" <<CONF
-worker_processes 1;
-pid $workdir/backend/nginx.pid;
-error_log $workdir/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $workdir/backend; proxy_temp_path $workdir/backend;
-  fastcgi_temp_path $workdir/backend; uwsgi_temp_path $workdir/backend; scgi_temp_path $workdir/backend;
-  server { listen 127.0.0.1:$backend_port; location / { return 200 'hello\n'; } }
-}
-CONF
-"$nginx" -p "$workdir/backend" -c "$workdir/backend/nginx.conf" -g 'daemon off;' &
-pids+=("$!")
+start_nginx backend 1 "server { listen 127.0.0.1:$backend_port; location / { return 200 'hello\n'; } }"
 wait_for "127.0.0.1:$backend_port"
 
 gateway_port=$(free_port)

@@ -15,56 +15,9 @@ DURATION=${DURATION:-8s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 
-missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing ${missing[*]} from Debian's packages"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
-
-if [ -z "${GATEWAY_BIN:-}" ]; then
-  cargo build --release --quiet --features gateway --bin tower-monitor-gateway
-fi
-target_dir=${CARGO_TARGET_DIR:-target}
-gateway_bin=${GATEWAY_BIN:-$target_dir/release/tower-monitor-gateway}
-
-workdir=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_for() {
-  for _ in $(seq 1 100); do curl -sf -o /dev/null "http://$1/" && return; sleep 0.1; done
-  echo "nothing answers on $1" >&2; exit 1
-}
-
-# Starts nginx in the foreground (its master's PID is tracked) with the `http` block given.
-start_nginx() {
-  local name=$1 workers=$2 http=$3
-  mkdir -p "$workdir/$name"
-  cat >"$workdir/$name/nginx.conf" <<CONF
-worker_processes $workers;
-pid $workdir/$name/nginx.pid;
-error_log $workdir/$name/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $workdir/$name; proxy_temp_path $workdir/$name;
-  fastcgi_temp_path $workdir/$name; uwsgi_temp_path $workdir/$name; scgi_temp_path $workdir/$name;
-  $http
-}
-CONF
-  "$nginx" -p "$workdir/$name" -c "$workdir/$name/nginx.conf" -g 'daemon off;' &
-  pids+=("$!")
-}
+source benches/gateway_common.sh
+need wrk nginx-light
+gateway_bin=$(gateway_program)
 
 # The backend: nginx answering a short text itself, one worker, the same for all three paths.
 backend_port=$(free_port)
