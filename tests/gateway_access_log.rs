@@ -151,12 +151,13 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
             .find(|l| l.contains("tower_monitor::access") && l.contains(&format!("path={path} ")))
             .map(str::to_owned)
     };
-    let give_up = std::time::Instant::now() + Duration::from_secs(5);
-    while (line("/nowhere").is_none() || line("/h2").is_none() || line("/held").is_none())
-        && std::time::Instant::now() < give_up
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::until(
+        Duration::from_secs(5),
+        "an access line for each request",
+        || ["/nowhere", "/h2", "/held"].map(|path| line(path).is_some()),
+        |seen| seen.iter().all(|&seen| seen),
+    )
+    .await;
     let nowhere = line("/nowhere").expect("an access line for the HEAD");
     let h2 = line("/h2").expect("an access line for the HTTP/2 backend's body");
     let held = line("/held").expect("an access line for the request given up");

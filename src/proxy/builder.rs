@@ -163,7 +163,7 @@ impl ProxyBuilder {
         };
         Ok(Proxy {
             shared: Arc::new(Shared {
-                client,
+                upstream: client,
                 target,
                 http2: self.http2,
                 rewrite_host: self.rewrite_host,

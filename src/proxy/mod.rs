@@ -98,7 +98,7 @@ pub struct Proxy<B = hyper::body::Incoming> {
 }
 
 struct Shared<B> {
-    client: upstream::Upstream<B>,
+    upstream: upstream::Upstream<B>,
     target: Target,
     http2: bool,
     rewrite_host: bool,
@@ -207,7 +207,7 @@ where
             deadline: Instant::now() + this.response_timeout,
         };
         if client_upgrade.is_none()
-            && let Some(kept) = this.client.kept()
+            && let Some(kept) = this.upstream.kept()
         {
             let exchange = kept.send(request, sent.deadline);
             return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
@@ -226,7 +226,7 @@ where
         client_upgrade: Option<ClientUpgrade>,
         sent: Sent,
     ) -> Response<ProxyBody> {
-        let answer = tokio::time::timeout_at(sent.deadline, self.client.request(request)).await;
+        let answer = tokio::time::timeout_at(sent.deadline, self.upstream.request(request)).await;
         match answer {
             Ok(Ok(response)) => self.answer(response, client_upgrade, sent.version),
             Ok(Err(error)) => self.failed(&sent, Some(&error)),

@@ -128,6 +128,24 @@ async fn a_connection_is_reused_once_its_answer_was_read() {
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
 }
 
+/// On several threads the connection's task may make it ready only after the next request
+/// came (that request then dials); once it is back on the stack, it is reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_several_threads_a_connection_back_on_the_stack_is_reused() {
+    let backend = backend(Mode::KeepAlive).await;
+    let pool = pool(&backend, Duration::from_secs(15));
+    for _ in 0..3 {
+        assert_eq!(hello(&pool, &backend).await, "hello");
+        // Nothing announces the push: looked at until it is there (bounded).
+        let give_up = Instant::now() + BOUND;
+        while pool.shared.lock().connections.len() != 1 {
+            assert!(Instant::now() < give_up, "the connection never came back");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_idle_for_the_timeout_is_closed_and_not_before() {
     let mut backend = backend(Mode::KeepAlive).await;
