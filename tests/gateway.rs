@@ -144,13 +144,13 @@ async fn start_on_demand_proxy_idle_stop_and_start_again() {
         || async { TcpStream::connect(backend).await.is_err() },
     )
     .await;
-    assert!(
-        output
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("stopped the demo backend"))
-    );
+    // The port closes when the backend dies, a moment before the gateway says so.
+    until(
+        "the gateway says it stopped the backend",
+        Duration::from_secs(10),
+        said("stopped the demo backend"),
+    )
+    .await;
     // 4. The next request starts it again.
     assert_eq!(get(addr, "/again", &[]).await.status, 503);
     until("the backend is back", Duration::from_secs(20), || async {
