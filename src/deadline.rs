@@ -84,6 +84,12 @@ impl Deadline {
         self.state.is_armed()
     }
 
+    /// Whether the deadline is armed and still ahead of `now`: exact, where
+    /// [`is_armed`](Self::is_armed) stays true until the timer task has run.
+    pub(crate) fn is_armed_at(&self, now: Instant) -> bool {
+        self.state.is_armed_beyond(self.nanos(now))
+    }
+
     /// When the deadline passes, if armed (for snapshots).
     pub(crate) fn armed_at(&self) -> Option<Instant> {
         let at = self.state.armed_at()?;
@@ -219,6 +225,24 @@ mod tests {
         assert_eq!(owner.fired.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(owner.fired.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_exact_check_sees_the_time_pass_before_the_timer_runs() {
+        let owner = counting();
+        let start = Instant::now();
+        Deadline::arm(&owner, start + Duration::from_secs(5));
+        // No await since: the timer task has not run, so the flag alone still says armed.
+        assert!(
+            owner
+                .deadline
+                .is_armed_at(start + Duration::from_millis(4_999))
+        );
+        assert!(!owner.deadline.is_armed_at(start + Duration::from_secs(5)));
+        assert!(!owner.deadline.is_armed_at(start + Duration::from_secs(6)));
+        assert!(owner.deadline.is_armed());
+        owner.deadline.disarm();
+        assert!(!owner.deadline.is_armed_at(start));
     }
 
     #[tokio::test(start_paused = true)]

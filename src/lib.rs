@@ -12,9 +12,11 @@
 //!   fails for another reason is an error, [`MonitorError::Probe`].
 //! - Concurrent callers of a service that is not cached up share one probe in flight. A caller
 //!   that gives up (drops its future) cancels nothing: the probe finishes and caches its result.
-//! - The cached-up check is one atomic load: no lock, no allocation, no clock read. A timer task
-//!   clears the cached up when the grace period ends, so the grace period is honoured to about a
-//!   millisecond (later if the runtime is starved; never a stale up if the runtime shuts down).
+//! - The layer's cached-up check is one atomic load: no lock, no allocation, no clock read. A
+//!   timer task clears the cached up when the grace period ends, so the layer honours the grace
+//!   period to about a millisecond (later if the runtime is starved; never a stale up if the
+//!   runtime shuts down). [`MinMonitor::status`] also compares the cached up with the clock:
+//!   asked after the grace period, it probes, even on a runtime too busy to have run the timer.
 //! - Probing needs a Tokio runtime.
 //! - Each service is in one [`ServiceState`]: `Down`, `Starting` (its `on_down` ran, once per
 //!   cold start; the monitor polls it every 50 ms until it is up or `start_timeout` passes),

@@ -133,7 +133,7 @@ impl MinMonitor {
         let pending = {
             let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
             let registered = lookup(&services, name)?;
-            if registered.cache.is_up() {
+            if registered.cache.is_up_now() {
                 return Ok(true);
             }
             registered.status()

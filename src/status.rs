@@ -10,6 +10,10 @@
 //! requests it answers are served by the same starved runtime, so they are late too). If the
 //! timer task is dropped (its runtime shut down), the cached up is cleared at once: losing it
 //! costs a probe, keeping it could cost correctness.
+//!
+//! That lag is the layer's alone: `MinMonitor::status`, the probe path and the layer's slow
+//! path ask [`StatusCache::is_up_now`], which also compares the deadline with the clock, so a
+//! status asked after the grace period probes even when the timer has not run yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +40,13 @@ impl StatusCache {
     #[inline]
     pub(crate) fn is_up(&self) -> bool {
         self.up_until.is_armed()
+    }
+
+    /// Is an up status cached, and its grace period not over? Exact where [`is_up`](Self::is_up)
+    /// may lag by the timer task's delay: for the callers that may probe (a clock read costs
+    /// nothing beside a probe), so that a grace period never outlives itself there.
+    pub(crate) fn is_up_now(&self) -> bool {
+        self.up_until.is_armed() && self.up_until.is_armed_at(Instant::now())
     }
 
     /// Caches "up" for the grace period, starting now.

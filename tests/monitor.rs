@@ -123,6 +123,17 @@ async fn up_expires_after_the_grace_period_and_is_probed_again() {
 }
 
 #[tokio::test]
+async fn up_expires_with_its_grace_period_on_a_runtime_too_busy_to_run_its_timer() {
+    let (monitor, runs) = counted(true).await;
+    assert!(monitor.status("app").await.unwrap());
+    // The runtime's only thread is blocked past the grace period: the task that clears the
+    // cached up has had no chance to run, yet the grace period is over.
+    std::thread::sleep(GRACE + Duration::from_millis(50));
+    assert!(monitor.status("app").await.unwrap());
+    assert_eq!(count(&runs), 2, "the status after the grace period probed");
+}
+
+#[tokio::test]
 async fn down_is_never_cached() {
     let (monitor, runs) = counted(false).await;
     for expected in 1..=3 {

@@ -31,6 +31,14 @@ impl DeadlineState {
         self.at.load(Ordering::Relaxed) != 0
     }
 
+    /// Whether it is armed and has not passed at `now` (nanoseconds after the epoch), whether
+    /// or not its timer has run yet.
+    #[inline]
+    pub(crate) fn is_armed_beyond(&self, now: u64) -> bool {
+        let at = self.at.load(Ordering::Relaxed);
+        at != 0 && now < at
+    }
+
     /// When it passes (nanoseconds after the epoch), if armed; for snapshots, so Relaxed.
     pub(crate) fn armed_at(&self) -> Option<u64> {
         let at = self.at.load(Ordering::Relaxed);

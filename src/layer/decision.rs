@@ -98,7 +98,7 @@ pub(crate) fn decide(
 /// Whether to forward: a cached up; no while starting or stopping (the monitor polls the
 /// backend then, so requests do not each probe it); otherwise a probe's answer.
 async fn is_up(registered: &Registered) -> Result<bool, crate::MonitorError> {
-    if registered.cache.is_up() {
+    if registered.cache.is_up_now() {
         return Ok(true);
     }
     match registered.state() {

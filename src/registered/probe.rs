@@ -40,11 +40,11 @@ impl Registered {
         &self,
         force: bool,
     ) -> impl Future<Output = Result<bool, MonitorError>> + Send + 'static {
-        let joined = if !force && self.cache.is_up() {
+        let joined = if !force && self.cache.is_up_now() {
             Ok(None)
         } else {
             self.probing
-                .join_or_start(|| (force || !self.cache.is_up()).then(|| self.probe_job()))
+                .join_or_start(|| (force || !self.cache.is_up_now()).then(|| self.probe_job()))
         };
         let name = Arc::clone(&self.name);
         async move {
