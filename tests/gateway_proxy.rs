@@ -252,6 +252,72 @@ async fn a_connect_timeout_is_a_504_without_backend_gone() {
     assert!(response.extensions().get::<BackendGone>().is_none());
 }
 
+/// A request body that breaks off after its first bytes, as a client's does when it goes away
+/// in the middle of an upload.
+fn broken_upload() -> http::Request<http_body_util::StreamBody<futures::stream::Iter<UploadParts>>>
+{
+    let parts: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = vec![
+        Ok(http_body::Frame::data(Bytes::from_static(b"first bytes"))),
+        Err(std::io::ErrorKind::UnexpectedEof.into()),
+    ];
+    http::Request::post("/upload")
+        .header("host", "app.localhost")
+        .header("content-length", "100000")
+        .body(http_body_util::StreamBody::new(futures::stream::iter(
+            parts,
+        )))
+        .unwrap()
+}
+
+type UploadParts = std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_upload_that_breaks_off_does_not_mark_the_backend_down() {
+    use std::sync::Arc;
+    use tower::Layer;
+    // The backend reads the whole body before it answers: the body's end decides the exchange.
+    let backend = common::serve(
+        Router::new().fallback(|body: Bytes| async move { format!("{} bytes\n", body.len()) }),
+    )
+    .await;
+    for http2 in [false, true] {
+        let monitor = Arc::new(tower_monitor::MinMonitor::new());
+        let starts = common::counter();
+        let service = tower_monitor::MonitoredService::new(
+            common::url_for(backend.addr),
+            Duration::from_secs(30),
+        )
+        .on_down(common::counting_trigger(starts.clone(), false));
+        monitor.add("app", service).unwrap();
+        monitor.set_status_up("app").unwrap();
+        let proxy = Proxy::builder(common::url_for(backend.addr))
+            .http2(http2)
+            .service_name("app")
+            .build()
+            .unwrap();
+        let guarded = monitor
+            .layer("app")
+            .unwrap()
+            .backend_gone_when(BackendGone::in_response)
+            .layer(proxy);
+        let response =
+            tokio::time::timeout(Duration::from_secs(10), guarded.oneshot(broken_upload()))
+                .await
+                .expect("answered in time")
+                .unwrap();
+        // The client's own failure: not the backend's, which stays up and is not started again.
+        // (Over HTTP/2 hyper reports it as a stream reset of the proxy's own, a 502.)
+        assert_eq!(response.status(), if http2 { 502 } else { 400 });
+        assert!(response.extensions().get::<BackendGone>().is_none());
+        assert_eq!(
+            monitor.state("app").unwrap(),
+            tower_monitor::ServiceState::Up,
+            "http2: {http2}"
+        );
+        assert_eq!(common::count(&starts), 0, "on_down ran; http2: {http2}");
+    }
+}
+
 /// A registry with a `count` trigger type that counts its runs in `runs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_unary_and_server_streaming_calls_pass_through_to_an_http2_backend() {
