@@ -299,6 +299,23 @@ fn bad_probes_are_named() {
 }
 
 #[test]
+fn a_probe_path_that_is_no_request_target_is_named() {
+    // Accepted, each would make every probe an error, and so every request a 500.
+    for path in ["/a b", "healthz", "", "/\\u0001"] {
+        let err = error(&app(&format!(
+            r#", "probe": {{ "type": "http", "path": "{path}" }}"#
+        )));
+        assert_eq!(err.path(), "services.app.probe.path", "{path:?}: {err}");
+    }
+    assert!(
+        MinMonitor::from_config(&app(
+            r#", "probe": { "type": "http", "path": "/healthz?deep=1" }"#
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
 fn durations_past_the_maximum_are_rejected_with_the_field_and_the_limit() {
     let err = error(
         r#"{"services": {"app": {"url": "http://127.0.0.1:1/", "grace_period": "9300000000000000000s"}}}"#,

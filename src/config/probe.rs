@@ -85,6 +85,8 @@ pub(crate) fn build(path: &str, value: Value) -> Result<Arc<dyn Probe>, ConfigEr
                 probe = probe.method(parsed);
             }
             if let Some(request_path) = spec.path {
+                crate::probe::http::check_path(&request_path)
+                    .map_err(|e| ConfigError::new(at("path"), e))?;
                 probe = probe.path(request_path);
             }
             for (name, value) in &spec.headers {
