@@ -136,6 +136,28 @@ fn every_bad_field_is_named_with_its_value() {
             "gateway.access_log",
             "\"yes\"",
         ),
+        // A zero timeout answered every request 504 at once (and may be meant as "none").
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "connect_timeout": "0s" }} }} }}"#
+            )),
+            "gateway.services.app.connect_timeout",
+            "\"0s\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "response_timeout": "0ms" }} }} }}"#
+            )),
+            "gateway.services.app.response_timeout",
+            "more than \"0s\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "hold": {{ "max_wait": "0s" }} }} }} }}"#
+            )),
+            "gateway.services.app.hold.max_wait",
+            "\"0s\"",
+        ),
     ];
     for (config, path, says) in cases {
         let error = Gateway::from_config(config, &TriggerRegistry::new()).unwrap_err();

@@ -152,6 +152,24 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+impl DurationValue {
+    /// The duration, if it is more than zero; `field` names it in the error. For waits whose
+    /// zero gives up at once (a 504 for a request that was about to be answered), though a
+    /// reader may take it to mean "no limit".
+    pub(crate) fn positive(self, field: impl Into<String>) -> Result<Duration, ConfigError> {
+        if self.0.is_zero() {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "must be more than \"0s\": zero gives up at once, it is not \"no limit\" (for that, write \"{}\")",
+                    humantime::format_duration(MAX_DURATION)
+                ),
+            ));
+        }
+        Ok(self.0)
+    }
+}
+
 /// A URL, whose parse error names it.
 pub(crate) struct UrlValue(pub(crate) Url);
 

@@ -45,7 +45,8 @@
 //!   [`MonitorLayer::waiting_page`](crate::MonitorLayer::waiting_page); `wake`: requests that
 //!   never wake the backend (path prefixes, and a regular expression on `User-Agent`);
 //!   `protocol`: `"http1"` (default) or `"http2"` (cleartext, prior knowledge: gRPC);
-//!   `connect_timeout` and `response_timeout` (504 past them); `forwarded`: `"x-forwarded"`
+//!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
+//!   more than zero); `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
 //!   `Host`.
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
