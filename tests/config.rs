@@ -277,6 +277,8 @@ fn bad_probes_are_named() {
         r#", "probe": { "type": "http", "body_matches": "(unclosed" }"#,
     ));
     assert_eq!(err.path(), "services.app.probe.body_matches");
+    assert!(err.message().contains("\"(unclosed\""), "{err}");
+    assert!(!err.message().contains('\n'), "one line: {err}");
     let err = error(&app(
         r#", "probe": { "type": "http", "accept": [200, "9xx0"] }"#,
     ));

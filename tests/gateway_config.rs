@@ -163,6 +163,7 @@ fn every_bad_field_is_named_with_its_value() {
         let error = Gateway::from_config(config, &TriggerRegistry::new()).unwrap_err();
         assert_eq!(error.path(), *path, "{error} for {config}");
         assert!(error.message().contains(says), "{error} for {config}");
+        assert!(!error.message().contains('\n'), "one line: {error}");
     }
 }
 

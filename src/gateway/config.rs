@@ -271,14 +271,12 @@ fn layer(
         let agents = wake
             .never_user_agents
             .as_deref()
-            .map(Regex::new)
-            .transpose()
-            .map_err(|e| {
-                ConfigError::new(
-                    format!("{at}.wake.never_user_agents"),
-                    format!("invalid regular expression: {e}"),
-                )
-            })?;
+            .map(|pattern| {
+                Regex::new(pattern).map_err(|e| {
+                    ConfigError::regex(format!("{at}.wake.never_user_agents"), pattern, &e)
+                })
+            })
+            .transpose()?;
         let paths = wake.never_paths.clone();
         layer = layer.wake_when(move |_method, uri, headers| {
             let path = uri.path();
