@@ -158,6 +158,15 @@ fn every_bad_field_is_named_with_its_value() {
             "gateway.services.app.hold.max_wait",
             "\"0s\"",
         ),
+        // A misspelt section beside `gateway` is named with the sections there are.
+        (
+            format!(
+                r#"{{ "gateway": {{ {route} }}, "admn": {{ "token": "t" }},
+                     "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+            ),
+            "admn",
+            "`gateway`, `admin`, `fleet`, `services`",
+        ),
     ];
     for (config, path, says) in cases {
         let error = Gateway::from_config(config, &TriggerRegistry::new()).unwrap_err();

@@ -175,6 +175,18 @@ impl Gateway {
         let spec = GatewaySpec::take(&mut document)?;
         let admin = admin::AdminSettings::take(&mut document)?;
         let fleet = fleet::take(&mut document)?;
+        // The monitor would name only `services` as known: the file has more sections.
+        if let Some(unknown) = document
+            .as_object()
+            .and_then(|doc| doc.keys().find(|key| *key != "services"))
+        {
+            return Err(ConfigError::new(
+                crate::config::registry::field_name(unknown),
+                format!(
+                    "unknown field `{unknown}`, expected one of `gateway`, `admin`, `fleet`, `services`"
+                ),
+            ));
+        }
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let mut layers = BTreeMap::new();
         let routes = spec.routes(&monitor, base_dir, &mut layers)?;
