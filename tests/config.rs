@@ -301,6 +301,23 @@ fn bad_probes_are_named() {
 }
 
 #[test]
+fn a_name_or_field_given_twice_is_named() {
+    // JSON parsers keep the last of two equal keys: the first service was dropped unseen.
+    let err = error(
+        r#"{ "services": { "a": { "url": "http://127.0.0.1:1/", "grace_period": "1s" },
+                           "a": { "url": "http://127.0.0.1:2/", "grace_period": "1s" } } }"#,
+    );
+    assert_eq!(err.path(), "services.a");
+    assert!(err.message().contains("twice"), "{err}");
+    let err = error(&app(r#", "probe_timeout": "1s", "probe_timeout": "2s""#));
+    assert_eq!(err.path(), "services.app.probe_timeout");
+    let err = error(&app(
+        r#", "on_down": { "type": "compound", "triggers": [ { "type": "command", "command": "true", "command": "false" } ] }"#,
+    ));
+    assert_eq!(err.path(), "services.app.on_down.triggers[0].command");
+}
+
+#[test]
 fn a_probe_path_that_is_no_request_target_is_named() {
     // Accepted, each would make every probe an error, and so every request a 500.
     for path in ["/a b", "healthz", "", "/\\u0001"] {

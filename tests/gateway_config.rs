@@ -167,6 +167,23 @@ fn every_bad_field_is_named_with_its_value() {
             "admn",
             "`gateway`, `admin`, `fleet`, `services`",
         ),
+        // Given twice, the first was dropped unseen (a second `services` took every service).
+        (
+            with_gateway(
+                r#"{ "listen": "127.0.0.1:0", "listen": "127.0.0.1:1", "routes": [ { "service": "app" } ] }"#,
+            ),
+            "gateway.listen",
+            "twice",
+        ),
+        (
+            format!(
+                r#"{{ "gateway": {{ {route} }},
+                     "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }},
+                     "services": {{ "b": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+            ),
+            "services",
+            "twice",
+        ),
     ];
     for (config, path, says) in cases {
         let error = Gateway::from_config(config, &TriggerRegistry::new()).unwrap_err();

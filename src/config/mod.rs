@@ -58,13 +58,15 @@
 //! supervised by the registry's [`TriggerRegistry::supervisor`], which a program stops them all
 //! with on its way out.
 //!
-//! Everything is checked before anything starts: unknown fields, unknown trigger types, bad URLs
-//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value. So is
+//! Everything is checked before anything starts: unknown fields, fields or names given twice,
+//! unknown trigger types, bad URLs and bad durations are each a [`ConfigError`] naming the
+//! field's path and the bad value. So is
 //! a `command` trigger's program that is not found (on `PATH`, or at its path, which counts
 //! from `current_dir` when relative) or not executable, and a `current_dir` that is not a
 //! directory: the configuration is only valid on a machine that has its programs.
 
 mod builtin;
+pub(crate) mod duplicates;
 mod error;
 mod probe;
 #[cfg(unix)]
@@ -237,6 +239,7 @@ impl MinMonitor {
         if json.trim().is_empty() {
             return Err(ConfigError::new("", "the configuration is empty"));
         }
+        duplicates::check(json)?;
         let document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
         Self::from_config_value_with(document, registry)

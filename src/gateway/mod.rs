@@ -170,6 +170,7 @@ impl Gateway {
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
     ) -> Result<Self, ConfigError> {
+        crate::config::duplicates::check(json)?;
         let mut document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
         let spec = GatewaySpec::take(&mut document)?;
