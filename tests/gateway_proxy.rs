@@ -267,14 +267,19 @@ async fn timeouts_that_mean_forever_forward_instead_of_panicking() {
     }
 }
 
-/// A request body that breaks off after its first bytes, as a client's does when it goes away
-/// in the middle of an upload.
-fn broken_upload() -> http::Request<http_body_util::StreamBody<futures::stream::Iter<UploadParts>>>
-{
-    let parts: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = vec![
-        Ok(http_body::Frame::data(Bytes::from_static(b"first bytes"))),
-        Err(std::io::ErrorKind::UnexpectedEof.into()),
-    ];
+/// An upload of 100 kB whose body, if `broken`, breaks off after its first bytes, as a client's
+/// does when it goes away in the middle.
+fn upload(
+    broken: bool,
+) -> http::Request<http_body_util::StreamBody<futures::stream::Iter<UploadParts>>> {
+    let parts: Vec<Result<http_body::Frame<Bytes>, std::io::Error>> = if broken {
+        vec![
+            Ok(http_body::Frame::data(Bytes::from_static(b"first bytes"))),
+            Err(std::io::ErrorKind::UnexpectedEof.into()),
+        ]
+    } else {
+        vec![Ok(http_body::Frame::data(Bytes::from(vec![b'x'; 100_000])))]
+    };
     http::Request::post("/upload")
         .header("host", "app.localhost")
         .header("content-length", "100000")
@@ -315,15 +320,32 @@ async fn a_client_upload_that_breaks_off_does_not_mark_the_backend_down() {
             .unwrap()
             .backend_gone_when(BackendGone::in_response)
             .layer(proxy);
-        let response =
-            tokio::time::timeout(Duration::from_secs(10), guarded.oneshot(broken_upload()))
-                .await
-                .expect("answered in time")
-                .unwrap();
-        // The client's own failure: not the backend's, which stays up and is not started again.
-        // (Over HTTP/2 hyper reports it as a stream reset of the proxy's own, a 502.)
-        assert_eq!(response.status(), if http2 { 502 } else { 400 });
-        assert!(response.extensions().get::<BackendGone>().is_none());
+        // On a new connection; then, after a whole exchange, on the one kept from it (over
+        // HTTP/1.1 the proxy's own pool takes that path).
+        for kept in [false, true] {
+            if kept {
+                let whole = guarded.clone().oneshot(upload(false)).await.unwrap();
+                assert_eq!(whole.status(), 200);
+                http_body_util::BodyExt::collect(whole.into_body())
+                    .await
+                    .unwrap();
+            }
+            let response = tokio::time::timeout(
+                Duration::from_secs(10),
+                guarded.clone().oneshot(upload(true)),
+            )
+            .await
+            .expect("answered in time")
+            .unwrap();
+            // The client's own failure: not the backend's, which stays up and is not started
+            // again. (Over HTTP/2 hyper reports it as a stream reset of the proxy's own: 502.)
+            assert_eq!(
+                response.status(),
+                if http2 { 502 } else { 400 },
+                "kept: {kept}"
+            );
+            assert!(response.extensions().get::<BackendGone>().is_none());
+        }
         assert_eq!(
             monitor.state("app").unwrap(),
             tower_monitor::ServiceState::Up,
