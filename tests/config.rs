@@ -183,6 +183,13 @@ fn bad_trigger_values_are_named() {
         r#", "on_down": { "type": "webhook", "url": "http://127.0.0.1:1/", "method": "P O S T" }"#,
     ));
     assert_eq!(err.path(), "services.app.on_down.method");
+    // No program can be given a NUL: each run would fail, each request would be a 500.
+    for kind in ["command", "process"] {
+        let err = error(&app(&format!(
+            r#", "on_down": {{ "type": "{kind}", "command": "true", "args": ["ok", "a\u0000b"] }}"#
+        )));
+        assert_eq!(err.path(), "services.app.on_down.args[1]", "{kind}: {err}");
+    }
 }
 
 #[tokio::test]
