@@ -183,6 +183,13 @@ fn bad_trigger_values_are_named() {
         r#", "on_down": { "type": "webhook", "url": "http://127.0.0.1:1/", "method": "P O S T" }"#,
     ));
     assert_eq!(err.path(), "services.app.on_down.method");
+    // No program can be given a NUL: each run would fail, each request would be a 500.
+    for kind in ["command", "process"] {
+        let err = error(&app(&format!(
+            r#", "on_down": {{ "type": "{kind}", "command": "true", "args": ["ok", "a\u0000b"] }}"#
+        )));
+        assert_eq!(err.path(), "services.app.on_down.args[1]", "{kind}: {err}");
+    }
 }
 
 #[tokio::test]
@@ -277,6 +284,8 @@ fn bad_probes_are_named() {
         r#", "probe": { "type": "http", "body_matches": "(unclosed" }"#,
     ));
     assert_eq!(err.path(), "services.app.probe.body_matches");
+    assert!(err.message().contains("\"(unclosed\""), "{err}");
+    assert!(!err.message().contains('\n'), "one line: {err}");
     let err = error(&app(
         r#", "probe": { "type": "http", "accept": [200, "9xx0"] }"#,
     ));
@@ -296,6 +305,40 @@ fn bad_probes_are_named() {
         r#"{"services": {"app": {"url": "redis://127.0.0.1:6379/", "grace_period": "1s", "probe": {"type": "http"}}}}"#,
     );
     assert_eq!(err.path(), "services.app.url");
+}
+
+#[test]
+fn a_name_or_field_given_twice_is_named() {
+    // JSON parsers keep the last of two equal keys: the first service was dropped unseen.
+    let err = error(
+        r#"{ "services": { "a": { "url": "http://127.0.0.1:1/", "grace_period": "1s" },
+                           "a": { "url": "http://127.0.0.1:2/", "grace_period": "1s" } } }"#,
+    );
+    assert_eq!(err.path(), "services.a");
+    assert!(err.message().contains("twice"), "{err}");
+    let err = error(&app(r#", "probe_timeout": "1s", "probe_timeout": "2s""#));
+    assert_eq!(err.path(), "services.app.probe_timeout");
+    let err = error(&app(
+        r#", "on_down": { "type": "compound", "triggers": [ { "type": "command", "command": "true", "command": "false" } ] }"#,
+    ));
+    assert_eq!(err.path(), "services.app.on_down.triggers[0].command");
+}
+
+#[test]
+fn a_probe_path_that_is_no_request_target_is_named() {
+    // Accepted, each would make every probe an error, and so every request a 500.
+    for path in ["/a b", "healthz", "", "/\\u0001"] {
+        let err = error(&app(&format!(
+            r#", "probe": {{ "type": "http", "path": "{path}" }}"#
+        )));
+        assert_eq!(err.path(), "services.app.probe.path", "{path:?}: {err}");
+    }
+    assert!(
+        MinMonitor::from_config(&app(
+            r#", "probe": { "type": "http", "path": "/healthz?deep=1" }"#
+        ))
+        .is_ok()
+    );
 }
 
 #[test]

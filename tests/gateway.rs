@@ -266,3 +266,46 @@ async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
     assert!(get(addr, "/b/page", &[]).await.body.contains("GET /b/page"));
     gateway.kill().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_gets_the_host_the_request_was_routed_by() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Each backend answers with its name and the `Host` it got.
+    let backend = |name: &'static str| {
+        common::serve(
+            axum::Router::new().fallback(move |headers: http::HeaderMap| async move {
+                let host = headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("-");
+                format!("{name} host={host}\n")
+            }),
+        )
+    };
+    let (a, other) = (backend("a").await, backend("other").await);
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [
+               {{ "host": "a.localhost", "service": "a" }}, {{ "service": "other" }} ] }},
+             "services": {{ "a": {{ "url": "http://{}/", "grace_period": "30s" }},
+                            "other": {{ "url": "http://{}/", "grace_period": "30s" }} }} }}"#,
+        a.addr, other.addr
+    );
+    let gateway =
+        common::start_gateway(&config, &tower_monitor::config::TriggerRegistry::new()).await;
+    // An absolute-form target names the host (RFC 9112, 3.2.2: a `Host` beside it is ignored),
+    // so the request goes to `a`, which must be told the host it was routed by, not the other.
+    let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET http://a.localhost:8080/x HTTP/1.1\r\nhost: b.localhost\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("a host=a.localhost:8080\n"), "{reply}");
+}

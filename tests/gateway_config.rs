@@ -136,11 +136,60 @@ fn every_bad_field_is_named_with_its_value() {
             "gateway.access_log",
             "\"yes\"",
         ),
+        // A zero timeout answered every request 504 at once (and may be meant as "none").
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "connect_timeout": "0s" }} }} }}"#
+            )),
+            "gateway.services.app.connect_timeout",
+            "\"0s\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "response_timeout": "0ms" }} }} }}"#
+            )),
+            "gateway.services.app.response_timeout",
+            "more than \"0s\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "hold": {{ "max_wait": "0s" }} }} }} }}"#
+            )),
+            "gateway.services.app.hold.max_wait",
+            "\"0s\"",
+        ),
+        // A misspelt section beside `gateway` is named with the sections there are.
+        (
+            format!(
+                r#"{{ "gateway": {{ {route} }}, "admn": {{ "token": "t" }},
+                     "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+            ),
+            "admn",
+            "`gateway`, `admin`, `fleet`, `services`",
+        ),
+        // Given twice, the first was dropped unseen (a second `services` took every service).
+        (
+            with_gateway(
+                r#"{ "listen": "127.0.0.1:0", "listen": "127.0.0.1:1", "routes": [ { "service": "app" } ] }"#,
+            ),
+            "gateway.listen",
+            "twice",
+        ),
+        (
+            format!(
+                r#"{{ "gateway": {{ {route} }},
+                     "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }},
+                     "services": {{ "b": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+            ),
+            "services",
+            "twice",
+        ),
     ];
     for (config, path, says) in cases {
         let error = Gateway::from_config(config, &TriggerRegistry::new()).unwrap_err();
         assert_eq!(error.path(), *path, "{error} for {config}");
         assert!(error.message().contains(says), "{error} for {config}");
+        assert!(!error.message().contains('\n'), "one line: {error}");
     }
 }
 

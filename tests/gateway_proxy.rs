@@ -252,6 +252,21 @@ async fn a_connect_timeout_is_a_504_without_backend_gone() {
     assert!(response.extensions().get::<BackendGone>().is_none());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_that_mean_forever_forward_instead_of_panicking() {
+    let backend = echo_backend().await;
+    for http2 in [false, true] {
+        let proxy = Proxy::builder(common::url_for(backend.addr))
+            .http2(http2)
+            .connect_timeout(Duration::MAX)
+            .response_timeout(Duration::MAX)
+            .build::<Full<Bytes>>()
+            .unwrap();
+        let response = proxy.oneshot(request()).await.unwrap();
+        assert_eq!(response.status(), 200, "http2: {http2}");
+    }
+}
+
 /// A registry with a `count` trigger type that counts its runs in `runs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_unary_and_server_streaming_calls_pass_through_to_an_http2_backend() {

@@ -149,6 +149,24 @@ async fn http_probe_rejects_urls_it_cannot_speak_to() {
     );
 }
 
+#[test]
+fn http_probe_rejects_a_path_that_is_no_request_target() {
+    let monitor = MinMonitor::new();
+    let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    for path in ["/a b", "healthz"] {
+        let err = monitor
+            .add(
+                "p",
+                MonitoredService::new(url.clone(), Duration::ZERO).probe(Http::new().path(path)),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, MonitorError::InvalidUrl { .. }) && err.to_string().contains(path),
+            "{err}"
+        );
+    }
+}
+
 #[cfg(feature = "rustls")]
 mod https {
     use super::*;

@@ -32,6 +32,7 @@ pub(super) fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Config
         current_dir,
     } = spec.parse()?;
     check_program(spec, &command, current_dir.as_deref())?;
+    check_args(spec, &args)?;
     let mut trigger = Command::new(command).args(args);
     if let Some(timeout) = timeout {
         trigger = trigger.timeout(timeout.0);
@@ -43,6 +44,21 @@ pub(super) fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Config
         trigger = trigger.detached();
     }
     Ok(Arc::new(trigger))
+}
+
+/// Checks that no argument of a `command` (or `process`) trigger holds a NUL, which no program
+/// can be given: each run would fail.
+pub(super) fn check_args(spec: &TriggerSpec<'_>, args: &[String]) -> Result<(), ConfigError> {
+    match args.iter().position(|arg| arg.contains('\0')) {
+        Some(i) => Err(spec.error(
+            &format!("args[{i}]"),
+            format!(
+                "{:?} cannot be a program argument (it holds a NUL)",
+                args[i]
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Checks that the program of a `command` (or `process`) trigger exists and may be run, and

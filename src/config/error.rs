@@ -29,6 +29,23 @@ impl ConfigError {
         }
     }
 
+    /// A regular expression at `path` that does not compile, said in one line: the regex
+    /// crate's own text spans several, pointing a caret at the pattern.
+    pub(crate) fn regex(path: impl Into<String>, pattern: &str, error: &regex::Error) -> Self {
+        let text = error.to_string();
+        let reason = text
+            .lines()
+            .find_map(|line| line.strip_prefix("error: "))
+            .map_or_else(
+                || text.split_whitespace().collect::<Vec<_>>().join(" "),
+                str::to_string,
+            );
+        Self::new(
+            path,
+            format!("invalid regular expression {pattern:?}: {reason}"),
+        )
+    }
+
     /// Where the problem is, e.g. `services.app.grace_period`.
     ///
     /// ```

@@ -58,13 +58,15 @@
 //! supervised by the registry's [`TriggerRegistry::supervisor`], which a program stops them all
 //! with on its way out.
 //!
-//! Everything is checked before anything starts: unknown fields, unknown trigger types, bad URLs
-//! and bad durations are each a [`ConfigError`] naming the field's path and the bad value. So is
+//! Everything is checked before anything starts: unknown fields, fields or names given twice,
+//! unknown trigger types, bad URLs and bad durations are each a [`ConfigError`] naming the
+//! field's path and the bad value. So is
 //! a `command` trigger's program that is not found (on `PATH`, or at its path, which counts
 //! from `current_dir` when relative) or not executable, and a `current_dir` that is not a
 //! directory: the configuration is only valid on a machine that has its programs.
 
 mod builtin;
+pub(crate) mod duplicates;
 mod error;
 mod probe;
 #[cfg(unix)]
@@ -152,6 +154,24 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+impl DurationValue {
+    /// The duration, if it is more than zero; `field` names it in the error. For waits whose
+    /// zero gives up at once (a 504 for a request that was about to be answered), though a
+    /// reader may take it to mean "no limit".
+    pub(crate) fn positive(self, field: impl Into<String>) -> Result<Duration, ConfigError> {
+        if self.0.is_zero() {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "must be more than \"0s\": zero gives up at once, it is not \"no limit\" (for that, write \"{}\")",
+                    humantime::format_duration(MAX_DURATION)
+                ),
+            ));
+        }
+        Ok(self.0)
+    }
+}
+
 /// A URL, whose parse error names it.
 pub(crate) struct UrlValue(pub(crate) Url);
 
@@ -219,6 +239,7 @@ impl MinMonitor {
         if json.trim().is_empty() {
             return Err(ConfigError::new("", "the configuration is empty"));
         }
+        duplicates::check(json)?;
         let document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
         Self::from_config_value_with(document, registry)

@@ -85,6 +85,8 @@ pub(crate) fn build(path: &str, value: Value) -> Result<Arc<dyn Probe>, ConfigEr
                 probe = probe.method(parsed);
             }
             if let Some(request_path) = spec.path {
+                crate::probe::http::check_path(&request_path)
+                    .map_err(|e| ConfigError::new(at("path"), e))?;
                 probe = probe.path(request_path);
             }
             for (name, value) in &spec.headers {
@@ -109,12 +111,12 @@ pub(crate) fn build(path: &str, value: Value) -> Result<Arc<dyn Probe>, ConfigEr
             if let Some(pattern) = spec.body_matches {
                 probe = probe
                     .body_matches(&pattern)
-                    .map_err(|e| ConfigError::new(at("body_matches"), e.to_string()))?;
+                    .map_err(|e| ConfigError::regex(at("body_matches"), &pattern, &e))?;
             }
             if let Some(pattern) = spec.body_excludes {
                 probe = probe
                     .body_excludes(&pattern)
-                    .map_err(|e| ConfigError::new(at("body_excludes"), e.to_string()))?;
+                    .map_err(|e| ConfigError::regex(at("body_excludes"), &pattern, &e))?;
             }
             if let Some(max) = spec.max_body_bytes {
                 probe = probe.max_body_bytes(max);
@@ -146,7 +148,7 @@ pub(crate) fn build(path: &str, value: Value) -> Result<Arc<dyn Probe>, ConfigEr
                     (Some(bytes), None) => probe.send(bytes),
                     (None, Some(pattern)) => probe
                         .expect(&pattern)
-                        .map_err(|e| ConfigError::new(format!("{here}.expect"), e.to_string()))?,
+                        .map_err(|e| ConfigError::regex(format!("{here}.expect"), &pattern, &e))?,
                     _ => {
                         return Err(ConfigError::new(
                             here,

@@ -52,6 +52,7 @@ impl Processes {
             lock_file,
         } = spec.parse()?;
         super::builtin::check_program(spec, &command, current_dir.as_deref())?;
+        super::builtin::check_args(spec, &args)?;
         let service_path = service_of(spec.path());
         let mut builder = Process::builder(command).args(args);
         if let Some(name) = service_path.strip_prefix("services.") {

@@ -48,6 +48,13 @@ impl Activity {
         self.after / 4
     }
 
+    /// How long Redis keeps this replica's published activity: two idle times and a minute.
+    pub(crate) fn keep(&self) -> Duration {
+        self.after
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(60))
+    }
+
     /// The in-flight count went 0→1 at `now`; true if the heartbeat should be kicked.
     pub(crate) fn began(&self, now: u64) -> bool {
         self.busy.fetch_add(1, Ordering::SeqCst);
@@ -132,6 +139,16 @@ mod tests {
         activity.published(111 * MS, 40 * MS);
         assert_eq!(activity.due(300 * MS, false), None, "nothing newer");
         assert_eq!(activity.due(300 * MS, true), Some(40 * MS), "republish");
+    }
+
+    #[test]
+    fn an_idle_time_that_means_forever_keeps_the_activity_forever() {
+        // `on_idle(Duration::MAX, ..)` is allowed; the heartbeat publishing it must not panic.
+        assert_eq!(Activity::new(Duration::MAX).keep(), Duration::MAX);
+        assert_eq!(
+            Activity::new(Duration::from_secs(10)).keep(),
+            Duration::from_secs(80)
+        );
     }
 
     #[test]

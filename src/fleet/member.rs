@@ -204,8 +204,12 @@ impl Member {
             return;
         };
         let age = i64::try_from(now.saturating_sub(at) / 1_000_000).unwrap_or(i64::MAX);
-        let keep = activity.after * 2 + Duration::from_secs(60);
-        if self.shared.store.touch(&self.name, -age, keep).await {
+        if self
+            .shared
+            .store
+            .touch(&self.name, -age, activity.keep())
+            .await
+        {
             activity.published(now, at);
         }
     }

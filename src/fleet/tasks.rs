@@ -63,7 +63,7 @@ pub(crate) async fn listen(shared: Weak<Shared>) {
         }) else {
             return;
         };
-        let connected = tokio::time::timeout(timeout * 2, async {
+        let connected = tokio::time::timeout(timeout.saturating_mul(2), async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)

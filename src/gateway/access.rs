@@ -61,6 +61,17 @@ impl GatewayBody {
     }
 }
 
+impl GatewayBody {
+    /// This body emptied, its log entry kept: the answer to a `HEAD` request, which HTTP/2
+    /// would otherwise send whole.
+    pub(super) fn emptied(self) -> Self {
+        Self {
+            inner: MonitorBody::fallback(crate::layer::FallbackBody::from("")),
+            entry: self.entry,
+        }
+    }
+}
+
 impl fmt::Debug for GatewayBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GatewayBody")

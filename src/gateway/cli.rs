@@ -13,6 +13,9 @@ use super::{Gateway, demo, shutdown_signal};
 
 const NAME: &str = "tower-monitor-gateway";
 
+/// The most `--workers` the program takes: a thread, a runtime and a listening socket each.
+const MAX_WORKERS: usize = 1024;
+
 const HELP: &str = "\
 tower-monitor-gateway: a reverse proxy that starts backends on demand and stops them when idle.
 
@@ -24,7 +27,8 @@ backend that is started by the first request and stopped after 20 s idle.
 Options:
   --config FILE   the JSON configuration: a \"gateway\" section beside \"services\"
   --listen ADDR   listen on ADDR (an IP and a port) instead of gateway.listen
-  --workers N     serve on N threads, each with its own runtime (default: one per core)
+  --workers N     serve on N threads (1 to 1024), each with its own runtime
+                  (default: one per core)
   --check         check the configuration, print what is wrong if anything, and exit
   -h, --help      print this help
   -V, --version   print the version
@@ -71,9 +75,15 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
             "--listen" => listen = Some(value("--listen")?.to_string_lossy().into_owned()),
             "--workers" => {
                 let text = value("--workers")?.to_string_lossy().into_owned();
-                let n = text.parse().map_err(|_| {
-                    format!("option --workers needs a whole number of at least 1, not {text:?}")
-                })?;
+                let n = text
+                    .parse::<NonZeroUsize>()
+                    .ok()
+                    .filter(|n| n.get() <= MAX_WORKERS)
+                    .ok_or_else(|| {
+                        format!(
+                            "option --workers needs a whole number from 1 to {MAX_WORKERS}, not {text:?}"
+                        )
+                    })?;
                 workers = Some(n);
             }
             "--check" => check = true,
@@ -262,18 +272,27 @@ mod tests {
     }
 
     #[test]
-    fn workers_is_a_whole_number_of_at_least_one() {
+    fn workers_is_a_whole_number_from_one_to_the_bound() {
         let Ok(Command::Run { workers, .. }) = args(&["--workers", "3"]) else {
             panic!("--workers 3 not read");
         };
         assert_eq!(workers.map(NonZeroUsize::get), Some(3));
-        for bad in ["0", "-1", "two"] {
+        // Past the bound, the count once went to an allocation: a panic, or an abort.
+        for bad in [
+            "0",
+            "-1",
+            "two",
+            "1025",
+            "1000000000000",
+            "18446744073709551615",
+        ] {
             assert_eq!(
                 args(&["--workers", bad]),
                 Err(format!(
-                    "option --workers needs a whole number of at least 1, not {bad:?}"
+                    "option --workers needs a whole number from 1 to 1024, not {bad:?}"
                 ))
             );
         }
+        assert!(args(&["--workers", "1024"]).is_ok());
     }
 }

@@ -200,10 +200,10 @@ fn build(
         .forwarded(settings.forwarded.unwrap_or_default())
         .keep_awake(Arc::clone(monitor), name);
     if let Some(timeout) = settings.connect_timeout {
-        proxy = proxy.connect_timeout(timeout.0);
+        proxy = proxy.connect_timeout(timeout.positive(format!("{at}.connect_timeout"))?);
     }
     if let Some(timeout) = settings.response_timeout {
-        proxy = proxy.response_timeout(timeout.0);
+        proxy = proxy.response_timeout(timeout.positive(format!("{at}.response_timeout"))?);
     }
     let proxy = proxy
         .build()
@@ -232,7 +232,7 @@ fn layer(
         .map_err(|e| ConfigError::new(at, e.to_string()))?
         .backend_gone_when(crate::layer::BackendGone::in_response);
     if let Some(hold) = &settings.hold {
-        layer = layer.hold(hold.max_wait.0);
+        layer = layer.hold(hold.max_wait.positive(format!("{at}.hold.max_wait"))?);
         if let Some(max_held) = hold.max_held {
             if max_held == 0 {
                 return Err(ConfigError::new(
@@ -271,14 +271,12 @@ fn layer(
         let agents = wake
             .never_user_agents
             .as_deref()
-            .map(Regex::new)
-            .transpose()
-            .map_err(|e| {
-                ConfigError::new(
-                    format!("{at}.wake.never_user_agents"),
-                    format!("invalid regular expression: {e}"),
-                )
-            })?;
+            .map(|pattern| {
+                Regex::new(pattern).map_err(|e| {
+                    ConfigError::regex(format!("{at}.wake.never_user_agents"), pattern, &e)
+                })
+            })
+            .transpose()?;
         let paths = wake.never_paths.clone();
         layer = layer.wake_when(move |_method, uri, headers| {
             let path = uri.path();

@@ -45,7 +45,8 @@
 //!   [`MonitorLayer::waiting_page`](crate::MonitorLayer::waiting_page); `wake`: requests that
 //!   never wake the backend (path prefixes, and a regular expression on `User-Agent`);
 //!   `protocol`: `"http1"` (default) or `"http2"` (cleartext, prior knowledge: gRPC);
-//!   `connect_timeout` and `response_timeout` (504 past them); `forwarded`: `"x-forwarded"`
+//!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
+//!   more than zero); `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
 //!   `Host`.
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
@@ -169,11 +170,24 @@ impl Gateway {
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
     ) -> Result<Self, ConfigError> {
+        crate::config::duplicates::check(json)?;
         let mut document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
         let spec = GatewaySpec::take(&mut document)?;
         let admin = admin::AdminSettings::take(&mut document)?;
         let fleet = fleet::take(&mut document)?;
+        // The monitor would name only `services` as known: the file has more sections.
+        if let Some(unknown) = document
+            .as_object()
+            .and_then(|doc| doc.keys().find(|key| *key != "services"))
+        {
+            return Err(ConfigError::new(
+                crate::config::registry::field_name(unknown),
+                format!(
+                    "unknown field `{unknown}`, expected one of `gateway`, `admin`, `fleet`, `services`"
+                ),
+            ));
+        }
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let mut layers = BTreeMap::new();
         let routes = spec.routes(&monitor, base_dir, &mut layers)?;

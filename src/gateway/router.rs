@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body::Body;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -138,6 +139,7 @@ impl Service<Request<Incoming>> for Router {
                 response.map(GatewayBody::plain)
             };
             return RouterFuture {
+                head: request.method() == Method::HEAD,
                 state: State::Answered {
                     response: Some(response),
                 },
@@ -151,9 +153,11 @@ impl Service<Request<Incoming>> for Router {
         if let Some(client) = self.client {
             service.get_mut().for_client(client);
         }
+        let head = request.method() == Method::HEAD;
         // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.
         let future = service.call(request);
         RouterFuture {
+            head,
             state: State::Forwarding { future, entry },
         }
     }
@@ -162,6 +166,8 @@ impl Service<Request<Incoming>> for Router {
 pin_project! {
     /// The response future of [`Router`]: the route's, or the router's own 404.
     pub struct RouterFuture {
+        // Answering a `HEAD` request: no body goes out, whoever answered.
+        head: bool,
         #[pin]
         state: State,
     }
@@ -187,21 +193,44 @@ impl Future for RouterFuture {
     type Output = Result<Response<GatewayBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
+        let this = self.project();
+        let head = *this.head;
+        match this.state.project() {
             StateProj::Forwarding { future, entry } => {
                 let response = ready!(future.poll(cx))?;
-                Poll::Ready(Ok(match entry.take() {
+                let response = match entry.take() {
                     None => response.map(GatewayBody::plain),
                     Some(entry) => GatewayBody::logged(response, entry),
+                };
+                Poll::Ready(Ok(if head {
+                    without_body(response)
+                } else {
+                    response
                 }))
             }
             StateProj::Answered { response } => match response.take() {
+                Some(response) if head => Poll::Ready(Ok(without_body(response))),
                 Some(response) => Poll::Ready(Ok(response)),
                 // Polled after it answered: never answer twice.
                 None => Poll::Pending,
             },
         }
     }
+}
+
+/// The answer to a `HEAD` request: its head, saying how long the body would be, and no body.
+/// (A backend's answer to one has none already; the layer's and the router's own may.)
+fn without_body(mut response: Response<GatewayBody>) -> Response<GatewayBody> {
+    if response.body().is_end_stream() {
+        return response;
+    }
+    if let Some(length) = response.body().size_hint().exact() {
+        response
+            .headers_mut()
+            .entry(header::CONTENT_LENGTH)
+            .or_insert(length.into());
+    }
+    response.map(GatewayBody::emptied)
 }
 
 impl fmt::Debug for RouterFuture {

@@ -52,7 +52,8 @@ pub(super) async fn serve_workers(
     grace: Duration,
 ) -> (io::Result<bool>, Released) {
     let (stop, stopping) = watch::channel(false);
-    let mut started = Vec::with_capacity(workers.get());
+    // Not allocated from the count: a huge one is a thread that fails to start, not an abort.
+    let mut started = Vec::new();
     let mut failed = listener.set_nonblocking(true).err();
     for index in 0..workers.get() {
         if failed.is_some() {

@@ -263,6 +263,9 @@ impl Probe for Http {
                 ));
             }
         }
+        if let Some(path) = &self.path {
+            check_path(path)?;
+        }
         target(url).map(|_| ())
     }
 }
@@ -303,6 +306,18 @@ impl Http {
         .await;
         connection.abort();
         result
+    }
+}
+
+/// Whether `path` can be a probe's request target: one that cannot would make every probe an
+/// error (and every request behind the layer a 500), so it is refused up front.
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') && path.parse::<http::uri::PathAndQuery>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the probe's path {path:?} is not a request target: write a path such as \"/healthz\", without spaces"
+        ))
     }
 }
 

@@ -8,7 +8,7 @@
 
 mod expect;
 mod from_fn;
-mod http;
+pub(crate) mod http;
 mod tcp;
 #[cfg(feature = "rustls")]
 mod tls;

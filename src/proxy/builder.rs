@@ -93,9 +93,11 @@ impl ProxyBuilder {
         self
     }
 
-    /// The response-head timeout (default [`DEFAULT_RESPONSE_TIMEOUT`]); past it, 504.
+    /// The response-head timeout (default [`DEFAULT_RESPONSE_TIMEOUT`]); past it, 504. One too
+    /// long to add to a clock reading (up to `Duration::MAX`) means "practically forever".
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
+        // Each request adds it to the time it is sent.
+        self.response_timeout = timeout.min(crate::deadline::PRACTICALLY_FOREVER);
         self
     }
 

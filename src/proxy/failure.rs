@@ -19,10 +19,18 @@ pub(crate) enum Failure {
     Other,
     /// A request a reverse proxy does not forward: a `CONNECT` that is not a WebSocket (501).
     NotForwarded,
+    /// The request's own body failed, as a client's does when it goes away in the middle of an
+    /// upload (400): the backend is not to blame, so it is not marked gone.
+    ClientBody,
 }
 
 impl Failure {
     pub(crate) fn of(error: &UpstreamError) -> Self {
+        // hyper's "user" errors are the sender's: here the request body the client streams
+        // (its own I/O errors, an early end, would otherwise read as a dropped backend).
+        if source_of::<hyper::Error>(error).is_some_and(hyper::Error::is_user) {
+            return Self::ClientBody;
+        }
         let io_kind = io_kind(error);
         if io_kind == Some(io::ErrorKind::TimedOut) {
             return Self::Timeout;
@@ -54,6 +62,7 @@ impl Failure {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
             Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
+            Self::ClientBody => (StatusCode::BAD_REQUEST, "bad request\n"),
         };
         let mut response = Response::new(ProxyBody::from_static(text));
         *response.status_mut() = status;
@@ -78,6 +87,7 @@ impl Failure {
             Self::Timeout => "backend timed out",
             Self::Other => "backend request failed",
             Self::NotForwarded => "request not forwarded",
+            Self::ClientBody => "the request body broke off",
         }
     }
 }

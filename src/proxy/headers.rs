@@ -299,13 +299,13 @@ fn push_ip(out: &mut String, ip: IpAddr) {
     }
 }
 
-/// The `Host` the client asked for: its `Host` header, or the URI's authority (HTTP/2's
-/// `:authority`).
+/// The host the client asked for: the URI's authority (HTTP/2's `:authority`, or an
+/// absolute-form target, which RFC 9112 and 9113 put before a `Host` header, as the gateway's
+/// routes do), or else its `Host` header.
 pub(crate) fn original_host(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
-    headers.get(HOST).cloned().or_else(|| {
-        uri.authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    })
+    uri.authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| headers.get(HOST).cloned())
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
 //!   than its timeout; 502 otherwise, with [`BackendGone`](crate::layer::BackendGone) in the
 //!   response's extensions when the backend refused or dropped the connection, so a
-//!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone. Each is logged
-//!   at warn with the service's name.
+//!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
+//!   request's own body breaks off (a client gone in the middle of an upload), which is not the
+//!   backend's doing. Each is logged at warn with the service's name.
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
