@@ -15,7 +15,8 @@
 //! ```
 //!
 //! A service has `url` and `grace_period` (required), `probe_timeout`, `probe_on_add`,
-//! `ready_after`, a `probe` (`{"type": "tcp"}`, the default; `{"type": "http", "path": "/healthz",
+//! `ready_after`, `start_timeout`, `stop_timeout` and `trigger_timeout` (see
+//! [`MonitoredService`]), a `probe` (`{"type": "tcp"}`, the default; `{"type": "http", "path": "/healthz",
 //! "accept": ["2xx", 401], "body_matches": "ok"}`; or `{"type": "expect", "steps": [{"send":
 //! "PING\r\n"}, {"expect": "^\\+PONG"}]}`), and the triggers `on_down`, `on_up`, `always` and
 //! `on_idle` (`{"after": .., "trigger": ..}`).
@@ -102,6 +103,9 @@ struct ServiceSpec {
     probe_on_add: bool,
     probe: Option<Value>,
     ready_after: Option<DurationValue>,
+    start_timeout: Option<DurationValue>,
+    stop_timeout: Option<DurationValue>,
+    trigger_timeout: Option<DurationValue>,
     on_down: Option<Value>,
     on_up: Option<Value>,
     always: Option<Value>,
@@ -320,6 +324,15 @@ fn build_service(
     })?;
     if let Some(timeout) = spec.probe_timeout {
         service = service.probe_timeout(timeout.0);
+    }
+    if let Some(timeout) = spec.start_timeout {
+        service = service.start_timeout(timeout.positive(format!("{path}.start_timeout"))?);
+    }
+    if let Some(timeout) = spec.stop_timeout {
+        service = service.stop_timeout(timeout.positive(format!("{path}.stop_timeout"))?);
+    }
+    if let Some(timeout) = spec.trigger_timeout {
+        service = service.trigger_timeout(timeout.positive(format!("{path}.trigger_timeout"))?);
     }
     if let Some(trigger) = spec.on_down {
         service = service.on_down(registry.build_at(&format!("{path}.on_down"), &trigger)?);

@@ -70,13 +70,22 @@ impl Hold {
 }
 
 async fn until_up(registered: &Registered) {
+    let mut previous = None;
     loop {
         let changed = registered.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        match registered.state() {
+        let state = registered.state();
+        let start_failed = previous == Some(ServiceState::Starting) && state == ServiceState::Down;
+        previous = Some(state);
+        match state {
             ServiceState::Up => return,
             ServiceState::Down if registered.service.on_down.is_some() => {
+                // Down right after a start: it failed, or its backend ended before it came
+                // up. Not again at once: a program that exits at once would run in a loop.
+                if start_failed {
+                    tokio::time::sleep(WAKE_RETRY).await;
+                }
                 if registered.wake().await.is_err() {
                     tokio::time::sleep(WAKE_RETRY).await;
                 }

@@ -101,7 +101,7 @@ impl fmt::Display for ServiceState {
 pub(crate) enum Event {
     /// A request (or an operator) asks for it to start.
     Wake,
-    /// `on_down` failed, timed out or panicked.
+    /// `on_down` failed, timed out or panicked, or what it started ended before it came up.
     WakeFailed,
     /// Starting lasted longer than the start timeout.
     StartTimedOut,
@@ -189,6 +189,11 @@ impl Lifecycle {
 
     pub(crate) fn state(&self) -> ServiceState {
         self.snapshot().0
+    }
+
+    /// The current stay in a state (see [`Stamp`]).
+    pub(crate) fn stamp(&self) -> Stamp {
+        Stamp(self.word.load(Ordering::SeqCst))
     }
 
     /// The state and how long it has lasted so far, read together.

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::error::{MonitorError, SharedError};
 use crate::idle::IdleWatch;
-use crate::lifecycle::{Event, Lifecycle, ServiceState, Transition};
+use crate::lifecycle::{Event, Lifecycle, ServiceState, Stamp, Transition};
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
 use crate::stats::Stats;
@@ -21,6 +21,7 @@ use crate::trigger::run_bounded;
 
 mod poller;
 mod probe;
+mod start_watch;
 
 pub(crate) struct Registered {
     pub(crate) name: Arc<str>,
@@ -112,7 +113,8 @@ impl Registered {
             let on_down = self.service.on_down.clone()?;
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
-                return Some(self.fleet_wake(self.run_on_down(on_down)));
+                let starting = Some(transition.began);
+                return Some(self.fleet_wake(self.run_on_down(on_down, starting)));
             }
             if self.state() != ServiceState::Stopping {
                 return None;
@@ -129,7 +131,7 @@ impl Registered {
             };
             self.wake_after_stop.store(false, Ordering::SeqCst);
             self.after(transition);
-            Some(self.fleet_wake(self.run_on_down(on_down)))
+            Some(self.fleet_wake(self.run_on_down(on_down, Some(transition.began))))
         });
         let name = Arc::clone(&self.name);
         async move {
@@ -158,12 +160,14 @@ impl Registered {
     #[cfg(feature = "fleet")]
     pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
         let on_down = self.service.on_down.clone()?;
-        Some(self.run_on_down(on_down))
+        Some(self.run_on_down(on_down, None))
     }
 
+    /// Runs `on_down` for the start `starting` names (when known, its end is watched for).
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
+        starting: Option<Stamp>,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
@@ -171,8 +175,10 @@ impl Registered {
             let Some(me) = me else { return Ok(()) };
             me.stats.wake(&me.name);
             let result = run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await;
-            if result.is_err() {
-                me.apply(Event::WakeFailed);
+            match (&result, starting) {
+                (Err(_), _) => drop(me.apply(Event::WakeFailed)),
+                (Ok(()), Some(starting)) => me.watch_start(starting, &on_down),
+                (Ok(()), None) => {}
             }
             result
         }

@@ -91,4 +91,10 @@ impl Trigger for Compound {
         }
         .boxed()
     }
+
+    /// When what any member started has ended.
+    fn ended(&self) -> Option<BoxFuture<'static, ()>> {
+        let ended: Vec<_> = self.triggers.iter().filter_map(|t| t.ended()).collect();
+        (!ended.is_empty()).then(|| futures::future::select_all(ended).map(|_| ()).boxed())
+    }
 }

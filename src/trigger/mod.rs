@@ -66,16 +66,52 @@ use crate::BoxError;
 pub trait Trigger: Send + Sync + 'static {
     /// Runs the action; the future resolves when it is done (or has been requested).
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>>;
+
+    /// For an `on_down` that runs the backend itself (a supervised [`Process`]): a future
+    /// that resolves when what the last run started has ended, or `None` (the default) when
+    /// the trigger cannot tell.
+    ///
+    /// While a start is in progress the monitor watches it: a backend that ends before it
+    /// comes up (a program that exits at once) ends the start then, and the service is down
+    /// again, instead of Starting until the start timeout passes.
+    ///
+    /// ```
+    /// use futures::future::{BoxFuture, FutureExt};
+    /// use tower_monitor::{BoxError, Trigger};
+    ///
+    /// struct Forever;
+    ///
+    /// impl Trigger for Forever {
+    ///     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+    ///         async { Ok(()) }.boxed()
+    ///     }
+    ///     fn ended(&self) -> Option<BoxFuture<'static, ()>> {
+    ///         Some(futures::future::pending().boxed())
+    ///     }
+    /// }
+    /// assert!(Forever.ended().is_some());
+    /// ```
+    fn ended(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 impl<T: Trigger + ?Sized> Trigger for Arc<T> {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
         (**self).trigger()
     }
+
+    fn ended(&self) -> Option<BoxFuture<'static, ()>> {
+        (**self).ended()
+    }
 }
 
 impl Trigger for Box<dyn Trigger> {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
         (**self).trigger()
+    }
+
+    fn ended(&self) -> Option<BoxFuture<'static, ()>> {
+        (**self).ended()
     }
 }

@@ -32,7 +32,9 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// - **Started once.** Triggering it while the program runs (booting or serving) is `Ok` and
 ///   starts nothing, so a herd of requests, or a client polling while the backend boots, starts
 ///   it once. Once the program has exited, the next trigger starts it again; the exit is logged
-///   with its status.
+///   with its status. As a service's `on_down` it tells the monitor when the program ends
+///   ([`Trigger::ended`]): one that exits before it comes up ends the start at once (the
+///   service is down again) rather than at the start timeout.
 /// - **Stopped with its group.** The program runs in a process group of its own.
 ///   [`stop`](Self::stop) sends SIGTERM to the group and waits up to the stop grace (default
 ///   [`DEFAULT_STOP_GRACE`]) for the program and what it started to exit, then sends SIGKILL to
@@ -119,6 +121,8 @@ struct State {
     running: Option<Running>,
     /// The exit of the program started last, running or not.
     latest: Option<tokio::sync::watch::Receiver<run::Exit>>,
+    /// The last start found the program running under another supervisor (its lock file).
+    elsewhere: bool,
     starts: u64,
 }
 
@@ -302,6 +306,14 @@ impl Trigger for Process {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
         let started = self.start().map_err(BoxError::from);
         async move { started }.boxed()
+    }
+
+    /// When the program the last start started, or found running, exits. `None` when it runs
+    /// under another supervisor: this one does not see that program's end.
+    fn ended(&self) -> Option<BoxFuture<'static, ()>> {
+        let state = self.shared.lock();
+        let latest = state.latest.clone().filter(|_| !state.elsewhere)?;
+        Some(run::exited(latest).map(drop).boxed())
     }
 }
 

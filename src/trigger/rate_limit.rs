@@ -98,4 +98,8 @@ impl Trigger for RateLimit {
             Err(limited) => futures::future::ready(Err(limited.into())).boxed(),
         }
     }
+
+    fn ended(&self) -> Option<BoxFuture<'static, ()>> {
+        self.trigger.ended()
+    }
 }

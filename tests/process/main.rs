@@ -6,6 +6,7 @@ mod process_support;
 
 mod cleanup;
 mod config;
+mod early_exit;
 mod lifecycle;
 
 use std::net::SocketAddr;

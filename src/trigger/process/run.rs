@@ -81,6 +81,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
                 tracing::info!(service = shared.service(), program = %shared.program, pid,
                     lock_file = %path.display(),
                     "runs already under another supervisor (its lock file is held): not started");
+                state.elsewhere = true;
                 return Ok(());
             }
             Err(error) => {
@@ -120,6 +121,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         lock.record(pid);
     }
     state.starts += 1;
+    state.elsewhere = false;
     tracing::info!(service = shared.service(), program = %shared.program, pid,
         start = state.starts, "started the backend program");
     let source = Source {

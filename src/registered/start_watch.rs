@@ -1,0 +1,47 @@
+//! A start watched for its backend ending before it comes up.
+//!
+//! A supervised program that exits at once (a bad flag, a port in use) would otherwise leave
+//! the service Starting until the start timeout: every request held for nothing, or shown the
+//! "starting" page, for a minute. The trigger that started it tells when it ends
+//! ([`Trigger::ended`]); if that comes while the same start is still on, the start ends there.
+
+use std::sync::Arc;
+
+use futures::future::{Either, select};
+
+use super::Registered;
+use crate::Trigger;
+use crate::lifecycle::{Event, Stamp};
+
+impl Registered {
+    /// After `on_down` returned for the start `starting`: if it can tell when what it started
+    /// ends, ends that start (`Starting → Down`) should it come first. The watch ends with the
+    /// start, whatever ends it (up, the start timeout, the backend's end).
+    pub(super) fn watch_start(self: &Arc<Self>, starting: Stamp, on_down: &Arc<dyn Trigger>) {
+        let Some(mut ended) = on_down.ended() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let me = Arc::clone(self);
+        runtime.spawn(async move {
+            loop {
+                let changed = me.changed();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if me.lifecycle.stamp() != starting {
+                    return;
+                }
+                if let Either::Left(_) = select(&mut ended, changed).await {
+                    if let Some(down) = me.lifecycle.apply_to(starting, Event::WakeFailed) {
+                        let name = &*me.name;
+                        tracing::warn!(service = name, "the backend {name}'s on_down started has ended before it came up; the next request starts it again");
+                        me.after(down);
+                    }
+                    return;
+                }
+            }
+        });
+    }
+}

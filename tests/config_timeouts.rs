@@ -1,0 +1,52 @@
+//! The lifecycle's timeouts from a configuration file, and a supervised program that exits
+//! before it comes up.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tower_monitor::{MinMonitor, ServiceState};
+
+fn service(down: std::net::SocketAddr, fields: &str) -> String {
+    format!(
+        r#"{{ "services": {{ "app": {{ "url": "http://{down}/", "grace_period": "30s",
+             "on_down": {{ "type": "command", "command": "true" }}{fields} }} }} }}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_timeout_from_the_file_ends_starting() {
+    let json = service(refused_addr().await, r#", "start_timeout": "300ms""#);
+    let monitor = MinMonitor::from_config(&json).unwrap();
+    monitor.start("app").await.unwrap();
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Starting);
+    // The default start timeout is a minute; the file's ends the start well before that.
+    wait_for_state(&monitor, "app", ServiceState::Down, Duration::from_secs(20)).await;
+}
+
+#[test]
+fn a_zero_timeout_is_named() {
+    for field in ["start_timeout", "stop_timeout", "trigger_timeout"] {
+        let json = service(
+            "127.0.0.1:9".parse().unwrap(),
+            &format!(r#", "{field}": "0s""#),
+        );
+        let err = MinMonitor::from_config(&json).expect_err("zero is refused");
+        assert_eq!(err.path(), format!("services.app.{field}"));
+        assert!(err.message().contains("more than \"0s\""), "{err}");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_program_that_exits_at_once_ends_its_start_then() {
+    let json = service(refused_addr().await, r#", "start_timeout": "1h" "#).replace(
+        r#"{ "type": "command", "command": "true" }"#,
+        r#"{ "type": "process", "command": "sh", "args": ["-c", "exit 3"] }"#,
+    );
+    let monitor = MinMonitor::from_config(&json).unwrap();
+    monitor.start("app").await.unwrap();
+    // Not an hour: the program's exit ends the start.
+    wait_for_state(&monitor, "app", ServiceState::Down, Duration::from_secs(20)).await;
+}

@@ -1,0 +1,100 @@
+//! A backend program that exits before it comes up ends its start at once, and a held
+//! request does not start it again in a loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use tower::ServiceExt;
+use tower_monitor::trigger::{Process, Supervisor};
+use tower_monitor::{MinMonitor, MonitoredService, ServiceState, Url};
+
+use crate::process_support::scratch;
+use crate::{free_addr, lines};
+
+/// A program that notes its start in `starts` and exits 3 at once, as one with a bad flag.
+fn exits_at_once(starts: &std::path::Path) -> tower_monitor::trigger::ProcessBuilder {
+    Process::builder("sh").args([
+        "-c".to_string(),
+        format!("echo started >> '{}'; exit 3", starts.display()),
+    ])
+}
+
+type App =
+    tower::util::BoxCloneService<Request<Body>, http::Response<Body>, std::convert::Infallible>;
+
+async fn app(
+    starts: &std::path::Path,
+    hold: Option<Duration>,
+) -> (Arc<MinMonitor>, App, Supervisor) {
+    let supervisor = Supervisor::new();
+    let backend = supervisor.supervise(exits_at_once(starts));
+    let url = Url::parse(&format!("http://{}/", free_addr().await)).unwrap();
+    let monitor = Arc::new(MinMonitor::new());
+    monitor
+        .add(
+            "app",
+            MonitoredService::new(url, Duration::from_secs(30))
+                .on_down(backend)
+                .start_timeout(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let mut layer = monitor.layer("app").unwrap();
+    if let Some(max_wait) = hold {
+        layer = layer.hold(max_wait);
+    }
+    let app = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        })
+        .map_response(|response| response.map(Body::new));
+    (monitor, tower::util::BoxCloneService::new(app), supervisor)
+}
+
+async fn status(app: &App) -> StatusCode {
+    let request = Request::get("/").body(Body::empty()).unwrap();
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_exits_before_it_comes_up_ends_the_start_at_once() {
+    let dir = scratch("early-exit");
+    let starts = dir.join("starts");
+    let (monitor, app, supervisor) = app(&starts, None).await;
+
+    assert_eq!(status(&app).await, StatusCode::SERVICE_UNAVAILABLE);
+    // Bounded look at the state (no event to await from outside): far less than the start
+    // timeout of 60 s, which would end the start otherwise.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while monitor.state("app").unwrap() != ServiceState::Down {
+        assert!(Instant::now() < give_up, "still {:?}", monitor.state("app"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines(&starts).len(), 1);
+    // The next request starts it again.
+    assert_eq!(status(&app).await, StatusCode::SERVICE_UNAVAILABLE);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while lines(&starts).len() < 2 {
+        assert!(Instant::now() < give_up, "not started again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_starts_a_program_that_exits_at_once_again_but_not_in_a_loop() {
+    let dir = scratch("early-exit-held");
+    let starts = dir.join("starts");
+    let (_monitor, app, supervisor) = app(&starts, Some(Duration::from_millis(2_500))).await;
+
+    let asked = Instant::now();
+    assert_eq!(status(&app).await, StatusCode::GATEWAY_TIMEOUT);
+    assert!(asked.elapsed() < Duration::from_secs(10));
+    // Started again about once a second while held: without the pause between starts, a
+    // program that exits at once would have been started hundreds of times.
+    let started = lines(&starts).len();
+    assert!((2..=4).contains(&started), "started {started} times");
+    supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
+}
