@@ -226,3 +226,38 @@ async fn the_default_waiting_page_names_the_service_and_refreshes() {
         "no external resources"
     );
 }
+
+#[tokio::test]
+async fn a_head_request_gets_the_fallbacks_head_and_no_body() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+
+    let (monitor, _) = monitor().await;
+    let service =
+        monitor
+            .layer("down")
+            .unwrap()
+            .layer(tower::service_fn(|_: http::Request<()>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+            }));
+    let answer = |method: http::Method| {
+        let service = service.clone();
+        async move {
+            let request = http::Request::builder()
+                .method(method)
+                .uri("/")
+                .body(())
+                .unwrap();
+            let (parts, body) = service.oneshot(request).await.unwrap().into_parts();
+            (parts, body.collect().await.unwrap().to_bytes())
+        }
+    };
+    let (get, page) = answer(http::Method::GET).await;
+    let (head, nothing) = answer(http::Method::HEAD).await;
+    assert_eq!(head.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(nothing.is_empty(), "a body after HEAD: {nothing:?}");
+    assert!(!page.is_empty());
+    assert_eq!(head.headers["content-length"], page.len().to_string());
+    assert_eq!(head.headers["content-type"], get.headers["content-type"]);
+    assert_eq!(head.headers["retry-after"], get.headers["retry-after"]);
+}

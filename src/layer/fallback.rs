@@ -10,8 +10,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use http::{Response, StatusCode, request::Parts};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Method, Response, StatusCode, request::Parts};
+use http_body::Body as _;
 
 use super::FallbackBody;
 use super::negotiate::{is_grpc, prefers_json};
@@ -222,6 +223,9 @@ impl Fallback {
             .headers_mut()
             .entry(CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));
+        if parts.method == Method::HEAD {
+            without_body(&mut response);
+        }
         response
     }
 }
@@ -256,6 +260,18 @@ pub fn default_response(
         DEFAULT_WAITING_PAGE,
         Situation::UNKNOWN,
     )
+}
+
+/// The answer to a `HEAD`: the head, saying how long the body would be, and no body. Servers
+/// send the body they are given; over HTTP/2 a body after `HEAD` is a protocol error.
+fn without_body(response: &mut Response<FallbackBody>) {
+    if let Some(length) = response.body().size_hint().exact() {
+        response
+            .headers_mut()
+            .entry(CONTENT_LENGTH)
+            .or_insert(length.into());
+    }
+    *response.body_mut() = FallbackBody::empty();
 }
 
 fn answer(
