@@ -215,19 +215,9 @@ async fn serve(gateway: Gateway) -> (SocketAddr, oneshot::Sender<()>) {
     (addr, stop)
 }
 
+/// curl, with the answer's status line and headers.
 async fn curl(args: &[&str]) -> String {
-    let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "10", "--include"])
-        .args(args)
-        .output()
-        .await
-        .expect("curl is installed");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    common::curl(&[&["--include"], args].concat()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,27 +8,9 @@ mod common;
 use axum::Router;
 use tower_monitor::config::TriggerRegistry;
 
-/// Runs curl (bounded) for the head of `url`; returns its status line and headers.
+/// curl's `HEAD` of `url` over `version`: its status line and headers.
 async fn head(version: &str, url: &str) -> String {
-    let output = tokio::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--show-error",
-            "--max-time",
-            "10",
-            "--head",
-            version,
-            url,
-        ])
-        .output()
-        .await
-        .expect("curl is installed (.ci/run installs it)");
-    assert!(
-        output.status.success(),
-        "curl {version} --head {url}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    common::curl(&["--head", version, url]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

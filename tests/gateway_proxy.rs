@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::curl;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,22 +36,6 @@ async fn echo_backend() -> common::Server {
         text
     }))
     .await
-}
-
-/// Runs curl (bounded) with `args`; returns its standard output.
-async fn curl(args: &[&str]) -> String {
-    let output = tokio::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "10"])
-        .args(args)
-        .output()
-        .await
-        .expect("curl is installed (.ci/run installs it)");
-    assert!(
-        output.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn header<'a>(echo: &'a str, name: &str) -> Option<&'a str> {

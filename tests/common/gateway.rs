@@ -196,3 +196,19 @@ pub async fn gateway_to_http2_backend(backend: SocketAddr) -> InProcessGateway {
     );
     start_gateway(&config, &tower_monitor::config::TriggerRegistry::new()).await
 }
+
+/// Runs curl (at most 10 s) with `args`; returns what it printed, or panics with its error.
+pub async fn curl(args: &[&str]) -> String {
+    let output = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl is installed (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
