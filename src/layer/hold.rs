@@ -88,6 +88,10 @@ async fn until_up(registered: &Registered) {
                 }
                 if registered.wake().await.is_err() {
                     tokio::time::sleep(WAKE_RETRY).await;
+                } else {
+                    // A start is on (or was joined): Down next means it ended, even if this
+                    // loop never sees it Starting (its end can come before on_down returns).
+                    previous = Some(ServiceState::Starting);
                 }
                 continue;
             }

@@ -98,3 +98,38 @@ async fn a_held_request_starts_a_program_that_exits_at_once_again_but_not_in_a_l
     assert!((2..=4).contains(&started), "started {started} times");
     supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// `on_down` runs the program, then a short command: by the time it returns, the program has
+/// ended already, so the start ends as soon as it is watched, maybe before the held request
+/// looks at the state again. It must still wait before starting the program again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_has_ended_by_the_time_on_down_returns_is_not_retried_in_a_loop() {
+    use tower_monitor::trigger::{Command, Compound};
+
+    let dir = scratch("early-exit-compound");
+    let starts = dir.join("starts");
+    let supervisor = Supervisor::new();
+    let on_down = Compound::new()
+        .then(supervisor.supervise(exits_at_once(&starts)))
+        .then(Command::new("sh").args(["-c", "sleep 0.05"]));
+    let url = Url::parse(&format!("http://{}/", free_addr().await)).unwrap();
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url, Duration::from_secs(30))
+        .on_down(on_down)
+        .start_timeout(Duration::from_secs(60));
+    monitor.add("app", service).unwrap();
+    let app = tower::ServiceBuilder::new()
+        .layer(monitor.layer("app").unwrap().hold(Duration::from_millis(2_500)))
+        .service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        })
+        .map_response(|response| response.map(Body::new));
+    let app = tower::util::BoxCloneService::new(app);
+
+    assert_eq!(status(&app).await, StatusCode::GATEWAY_TIMEOUT);
+    // Once a second, as when the program's end comes after on_down has returned; a start
+    // every 50 ms (the command's run) would be about 50.
+    let started = lines(&starts).len();
+    assert!((2..=4).contains(&started), "started {started} times");
+    supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
+}
