@@ -243,7 +243,13 @@ async fn a_backend_up_during_the_pause_after_a_failed_start_releases_the_held_re
     monitor.add("app", service).unwrap();
     let layer = monitor.layer("app").unwrap().hold(Duration::from_secs(30));
     let first = tokio::spawn(guarded(layer.clone()).oneshot(request("/")));
-    until(Duration::from_secs(5), "started once", || count(&wakes), |n| *n == 1).await;
+    until(
+        Duration::from_secs(5),
+        "started once",
+        || count(&wakes),
+        |n| *n == 1,
+    )
+    .await;
     wait_for_state(&monitor, "app", ServiceState::Down, Duration::from_secs(5)).await;
 
     // The backend answers now, late: the next request finds it up and is forwarded.
@@ -256,6 +262,9 @@ async fn a_backend_up_during_the_pause_after_a_failed_start_releases_the_held_re
     let first = first.await.unwrap().unwrap();
     assert_eq!(first.status(), StatusCode::OK);
     let late = came_up.elapsed();
-    assert!(late < Duration::from_millis(500), "released {late:?} after the up");
+    assert!(
+        late < Duration::from_millis(500),
+        "released {late:?} after the up"
+    );
     assert_eq!(count(&wakes), 1, "not started again: it was up");
 }

@@ -158,6 +158,13 @@ pub(crate) struct Transition {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp(u64);
 
+impl Stamp {
+    /// The state this stay is in.
+    pub(crate) fn state(self) -> ServiceState {
+        unpack(self.0).0
+    }
+}
+
 /// The state of one backend, changed only through the transition table.
 pub(crate) struct Lifecycle {
     /// The state (low two bits) and when it began (the rest: nanoseconds after `epoch`), in

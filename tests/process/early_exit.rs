@@ -119,7 +119,12 @@ async fn a_start_that_has_ended_by_the_time_on_down_returns_is_not_retried_in_a_
         .start_timeout(Duration::from_secs(60));
     monitor.add("app", service).unwrap();
     let app = tower::ServiceBuilder::new()
-        .layer(monitor.layer("app").unwrap().hold(Duration::from_millis(2_500)))
+        .layer(
+            monitor
+                .layer("app")
+                .unwrap()
+                .hold(Duration::from_millis(2_500)),
+        )
         .service_fn(|_: Request<Body>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
         })
