@@ -138,3 +138,49 @@ async fn a_start_that_has_ended_by_the_time_on_down_returns_is_not_retried_in_a_
     assert!((2..=4).contains(&started), "started {started} times");
     supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// What `Process` tells the start watch: nothing for a program run under another supervisor's
+/// lock file; the running program's exit when a trigger found it running; the same through a
+/// `Compound` with a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_told_is_the_end_of_the_program_this_supervisor_runs() {
+    use futures::FutureExt;
+    use tower_monitor::Trigger;
+    use tower_monitor::trigger::{Command, Compound};
+
+    let dir = scratch("ended-told");
+    let lock = dir.join("backend.lock");
+    let sleeper = || Process::builder("sleep").arg("30").lock_file(&lock).build();
+    let other = sleeper();
+    other.start().unwrap();
+    let ours = sleeper();
+    ours.trigger().await.unwrap();
+    assert_eq!(ours.starts(), 0, "runs under the other's lock");
+    assert!(
+        ours.ended().is_none(),
+        "the other's program: its end is not seen here"
+    );
+    other.stop().await.unwrap();
+
+    ours.trigger().await.unwrap();
+    ours.trigger().await.unwrap();
+    assert_eq!(ours.starts(), 1, "the second trigger found it running");
+    let mut ended = ours.ended().expect("its own program");
+    let compound = Compound::new()
+        .then(Command::new("true"))
+        .then(ours.clone());
+    compound.trigger().await.unwrap();
+    assert_eq!(ours.starts(), 1);
+    let mut compound_ended = compound.ended().expect("its process's end");
+    assert!((&mut ended).now_or_never().is_none(), "still running");
+    assert!(
+        (&mut compound_ended).now_or_never().is_none(),
+        "still running"
+    );
+    ours.stop().await.unwrap();
+    let within = Duration::from_secs(5);
+    tokio::time::timeout(within, ended).await.expect("its exit");
+    tokio::time::timeout(within, compound_ended)
+        .await
+        .expect("its exit, through the compound");
+}
