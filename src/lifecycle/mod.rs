@@ -160,6 +160,7 @@ pub(crate) struct Stamp(u64);
 
 impl Stamp {
     /// The state this stay is in.
+    #[cfg(feature = "fleet")]
     pub(crate) fn state(self) -> ServiceState {
         unpack(self.0).0
     }
