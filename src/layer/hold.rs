@@ -13,7 +13,8 @@ use crate::registered::Registered;
 /// How many requests may be held at once unless set otherwise.
 pub const DEFAULT_MAX_HELD: usize = 10_000;
 
-/// How long a held request waits before asking for a start again after `on_down` failed.
+/// How long a held request waits before asking for a start again after one failed (`on_down`
+/// failed, the start timed out, or its backend ended first), unless the backend comes up sooner.
 const WAKE_RETRY: Duration = Duration::from_secs(1);
 
 /// The layer's hold settings, and how many requests it holds right now.
