@@ -293,3 +293,55 @@ async fn a_frozen_redis_delays_no_cached_request_and_stops_nothing() {
     redis.thaw();
     assert!(eventually(Duration::from_secs(15), || running.stops() == 1).await);
 }
+
+/// A start taken over from a replica gone while it held the lease is watched as a local one:
+/// a backend program that exits before it comes up ends it there and then, not at the start
+/// timeout (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_taken_over_start_whose_program_exits_at_once_ends_at_once() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    let runtime_a = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let hanging = MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(
+        std::future::pending::<Result<(), BoxError>>,
+    ));
+    let url = redis.url();
+    let a = runtime_a
+        .spawn(async move { replica(fleet(&url, "t", "a"), hanging) })
+        .await
+        .unwrap();
+    let program = trigger::Process::builder("sh")
+        .args(["-c", "exit 3"])
+        .build();
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        MonitoredService::new(backend.url(), GRACE)
+            .on_down(program.clone())
+            .start_timeout(Duration::from_secs(60)),
+    );
+    redis.wait_for_listeners("t", 2).await;
+
+    let a_request = Arc::clone(&a);
+    runtime_a.spawn(async move { request(&a_request, None, 1).await });
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await
+    );
+    runtime_a.shutdown_background();
+    drop(a);
+    // After the lease time (1.5 s), b takes the start over and runs the program, which exits.
+    assert!(eventually(Duration::from_secs(10), || program.starts() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b) == ServiceState::Down).await,
+        "still {:?}",
+        state(&b)
+    );
+    assert_eq!(program.starts(), 1);
+}

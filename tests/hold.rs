@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 use tower_monitor::layer::DEFAULT_MAX_HELD;
-use tower_monitor::{BoxError, MinMonitor, MonitorLayer, MonitoredService, probe};
+use tower_monitor::{BoxError, MinMonitor, MonitorLayer, MonitoredService, ServiceState, probe};
 
 /// A down backend whose probes are counted, with a counted `on_down`.
 struct Fixture {
@@ -227,4 +227,44 @@ async fn the_wake_policy_keeps_some_requests_from_waking_the_backend() {
         StatusCode::OK
     );
     assert_eq!(count(&f.wakes), 1);
+}
+
+/// A held request pauses before starting the backend again after a start that failed; a
+/// backend that comes up meanwhile (here: slower than the start timeout, found up by another
+/// request's probe) releases it at once, not at the end of the pause.
+#[tokio::test(start_paused = true)]
+async fn a_backend_up_during_the_pause_after_a_failed_start_releases_the_held_request() {
+    let (up, wakes) = (Arc::new(AtomicBool::new(false)), counter());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(up.clone()))
+        .on_down(counting_trigger(wakes.clone(), false))
+        .start_timeout(Duration::from_millis(200));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    let layer = monitor.layer("app").unwrap().hold(Duration::from_secs(30));
+    let first = tokio::spawn(guarded(layer.clone()).oneshot(request("/")));
+    until(
+        Duration::from_secs(5),
+        "started once",
+        || count(&wakes),
+        |n| *n == 1,
+    )
+    .await;
+    wait_for_state(&monitor, "app", ServiceState::Down, Duration::from_secs(5)).await;
+
+    // The backend answers now, late: the next request finds it up and is forwarded.
+    up.store(true, Ordering::SeqCst);
+    let came_up = tokio::time::Instant::now();
+    let second = guarded(layer).oneshot(request("/")).await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let late = came_up.elapsed();
+    assert!(
+        late < Duration::from_millis(500),
+        "released {late:?} after the up"
+    );
+    assert_eq!(count(&wakes), 1, "not started again: it was up");
 }

@@ -13,7 +13,8 @@ use crate::registered::Registered;
 /// How many requests may be held at once unless set otherwise.
 pub const DEFAULT_MAX_HELD: usize = 10_000;
 
-/// How long a held request waits before asking for a start again after `on_down` failed.
+/// How long a held request waits before asking for a start again after one failed (`on_down`
+/// failed, the start timed out, or its backend ended first), unless the backend comes up sooner.
 const WAKE_RETRY: Duration = Duration::from_secs(1);
 
 /// The layer's hold settings, and how many requests it holds right now.
@@ -83,17 +84,40 @@ async fn until_up(registered: &Registered) {
             ServiceState::Down if registered.service.on_down.is_some() => {
                 // Down right after a start: it failed, or its backend ended before it came
                 // up. Not again at once: a program that exits at once would run in a loop.
-                if start_failed {
-                    tokio::time::sleep(WAKE_RETRY).await;
+                if start_failed && up_within(registered, WAKE_RETRY).await {
+                    return;
                 }
                 if registered.wake().await.is_err() {
-                    tokio::time::sleep(WAKE_RETRY).await;
+                    if up_within(registered, WAKE_RETRY).await {
+                        return;
+                    }
+                } else {
+                    // A start is on (or was joined): Down next means it ended, even if this
+                    // loop never sees it Starting (its end can come before on_down returns).
+                    previous = Some(ServiceState::Starting);
                 }
                 continue;
             }
             _ => {}
         }
         changed.await;
+    }
+}
+
+/// The pause before a start is asked for again: `true` as soon as the backend is up (started
+/// by another request meanwhile, or found up late), `false` once `pause` has passed.
+async fn up_within(registered: &Registered, pause: Duration) -> bool {
+    let until = Instant::now() + pause;
+    loop {
+        let changed = registered.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if registered.state() == ServiceState::Up {
+            return true;
+        }
+        if tokio::time::timeout_at(until, changed).await.is_err() {
+            return false;
+        }
     }
 }
 

@@ -158,6 +158,14 @@ pub(crate) struct Transition {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Stamp(u64);
 
+impl Stamp {
+    /// The state this stay is in.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn state(self) -> ServiceState {
+        unpack(self.0).0
+    }
+}
+
 /// The state of one backend, changed only through the transition table.
 pub(crate) struct Lifecycle {
     /// The state (low two bits) and when it began (the rest: nanoseconds after `epoch`), in

@@ -156,11 +156,13 @@ impl Registered {
         run
     }
 
-    /// A run of `on_down` (not started yet), for a fleet replica taking over a start.
+    /// A run of `on_down` (not started yet), for a fleet replica taking over a start: the
+    /// start it belongs to is the Starting stay now on, watched as a local one is.
     #[cfg(feature = "fleet")]
     pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
         let on_down = self.service.on_down.clone()?;
-        Some(self.run_on_down(on_down, None))
+        let starting = Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting);
+        Some(self.run_on_down(on_down, starting))
     }
 
     /// Runs `on_down` for the start `starting` names (when known, its end is watched for).

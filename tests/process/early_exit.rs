@@ -98,3 +98,89 @@ async fn a_held_request_starts_a_program_that_exits_at_once_again_but_not_in_a_l
     assert!((2..=4).contains(&started), "started {started} times");
     supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// `on_down` runs the program, then a short command: by the time it returns, the program has
+/// ended already, so the start ends as soon as it is watched, maybe before the held request
+/// looks at the state again. It must still wait before starting the program again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_has_ended_by_the_time_on_down_returns_is_not_retried_in_a_loop() {
+    use tower_monitor::trigger::{Command, Compound};
+
+    let dir = scratch("early-exit-compound");
+    let starts = dir.join("starts");
+    let supervisor = Supervisor::new();
+    let on_down = Compound::new()
+        .then(supervisor.supervise(exits_at_once(&starts)))
+        .then(Command::new("sh").args(["-c", "sleep 0.05"]));
+    let url = Url::parse(&format!("http://{}/", free_addr().await)).unwrap();
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url, Duration::from_secs(30))
+        .on_down(on_down)
+        .start_timeout(Duration::from_secs(60));
+    monitor.add("app", service).unwrap();
+    let app = tower::ServiceBuilder::new()
+        .layer(
+            monitor
+                .layer("app")
+                .unwrap()
+                .hold(Duration::from_millis(2_500)),
+        )
+        .service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        })
+        .map_response(|response| response.map(Body::new));
+    let app = tower::util::BoxCloneService::new(app);
+
+    assert_eq!(status(&app).await, StatusCode::GATEWAY_TIMEOUT);
+    // Once a second, as when the program's end comes after on_down has returned; a start
+    // every 50 ms (the command's run) would be about 50.
+    let started = lines(&starts).len();
+    assert!((2..=4).contains(&started), "started {started} times");
+    supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// What `Process` tells the start watch: nothing for a program run under another supervisor's
+/// lock file; the running program's exit when a trigger found it running; the same through a
+/// `Compound` with a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_told_is_the_end_of_the_program_this_supervisor_runs() {
+    use futures::FutureExt;
+    use tower_monitor::Trigger;
+    use tower_monitor::trigger::{Command, Compound};
+
+    let dir = scratch("ended-told");
+    let lock = dir.join("backend.lock");
+    let sleeper = || Process::builder("sleep").arg("30").lock_file(&lock).build();
+    let other = sleeper();
+    other.start().unwrap();
+    let ours = sleeper();
+    ours.trigger().await.unwrap();
+    assert_eq!(ours.starts(), 0, "runs under the other's lock");
+    assert!(
+        ours.ended().is_none(),
+        "the other's program: its end is not seen here"
+    );
+    other.stop().await.unwrap();
+
+    ours.trigger().await.unwrap();
+    ours.trigger().await.unwrap();
+    assert_eq!(ours.starts(), 1, "the second trigger found it running");
+    let mut ended = ours.ended().expect("its own program");
+    let compound = Compound::new()
+        .then(Command::new("true"))
+        .then(ours.clone());
+    compound.trigger().await.unwrap();
+    assert_eq!(ours.starts(), 1);
+    let mut compound_ended = compound.ended().expect("its process's end");
+    assert!((&mut ended).now_or_never().is_none(), "still running");
+    assert!(
+        (&mut compound_ended).now_or_never().is_none(),
+        "still running"
+    );
+    ours.stop().await.unwrap();
+    let within = Duration::from_secs(5);
+    tokio::time::timeout(within, ended).await.expect("its exit");
+    tokio::time::timeout(within, compound_ended)
+        .await
+        .expect("its exit, through the compound");
+}
