@@ -57,7 +57,9 @@
 //! built last before it in the same service (a service's `on_down`, `on_up` and `always` are
 //! built before its `on_idle`), and is an error in a service without one. Every `process` is
 //! supervised by the registry's [`TriggerRegistry::supervisor`], which a program stops them all
-//! with on its way out.
+//! with on its way out. The program must stay in the foreground: if it exits before the
+//! service comes up (a bad flag, a port in use, or a server that daemonizes), the start ends
+//! then and the service is down again, rather than `start_timeout` (default 60 s) later.
 //!
 //! Everything is checked before anything starts: unknown fields, fields or names given twice,
 //! unknown trigger types, bad URLs and bad durations are each a [`ConfigError`] naming the

@@ -34,7 +34,9 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 ///   it once. Once the program has exited, the next trigger starts it again; the exit is logged
 ///   with its status. As a service's `on_down` it tells the monitor when the program ends
 ///   ([`Trigger::ended`]): one that exits before it comes up ends the start at once (the
-///   service is down again) rather than at the start timeout.
+///   service is down again) rather than at the start timeout. So the program must run in the
+///   foreground: one that daemonizes (starts its server in the background and exits, as
+///   nginx does by default) looks like a start that failed; run it with its "foreground" flag.
 /// - **Stopped with its group.** The program runs in a process group of its own.
 ///   [`stop`](Self::stop) sends SIGTERM to the group and waits up to the stop grace (default
 ///   [`DEFAULT_STOP_GRACE`]) for the program and what it started to exit, then sends SIGKILL to
