@@ -24,19 +24,19 @@ fn exits_at_once(starts: &std::path::Path) -> tower_monitor::trigger::ProcessBui
 type App =
     tower::util::BoxCloneService<Request<Body>, http::Response<Body>, std::convert::Infallible>;
 
+/// A service started by `on_down` (start timeout 60 s) behind the layer, holding requests for
+/// `hold` if given.
 async fn app(
-    starts: &std::path::Path,
+    on_down: impl tower_monitor::Trigger,
     hold: Option<Duration>,
-) -> (Arc<MinMonitor>, App, Supervisor) {
-    let supervisor = Supervisor::new();
-    let backend = supervisor.supervise(exits_at_once(starts));
+) -> (Arc<MinMonitor>, App) {
     let url = Url::parse(&format!("http://{}/", free_addr().await)).unwrap();
     let monitor = Arc::new(MinMonitor::new());
     monitor
         .add(
             "app",
             MonitoredService::new(url, Duration::from_secs(30))
-                .on_down(backend)
+                .on_down(on_down)
                 .start_timeout(Duration::from_secs(60)),
         )
         .unwrap();
@@ -50,7 +50,7 @@ async fn app(
             Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
         })
         .map_response(|response| response.map(Body::new));
-    (monitor, tower::util::BoxCloneService::new(app), supervisor)
+    (monitor, tower::util::BoxCloneService::new(app))
 }
 
 async fn status(app: &App) -> StatusCode {
@@ -62,7 +62,8 @@ async fn status(app: &App) -> StatusCode {
 async fn a_program_that_exits_before_it_comes_up_ends_the_start_at_once() {
     let dir = scratch("early-exit");
     let starts = dir.join("starts");
-    let (monitor, app, supervisor) = app(&starts, None).await;
+    let supervisor = Supervisor::new();
+    let (monitor, app) = app(supervisor.supervise(exits_at_once(&starts)), None).await;
 
     assert_eq!(status(&app).await, StatusCode::SERVICE_UNAVAILABLE);
     // Bounded look at the state (no event to await from outside): far less than the start
@@ -87,7 +88,9 @@ async fn a_program_that_exits_before_it_comes_up_ends_the_start_at_once() {
 async fn a_held_request_starts_a_program_that_exits_at_once_again_but_not_in_a_loop() {
     let dir = scratch("early-exit-held");
     let starts = dir.join("starts");
-    let (_monitor, app, supervisor) = app(&starts, Some(Duration::from_millis(2_500))).await;
+    let supervisor = Supervisor::new();
+    let backend = supervisor.supervise(exits_at_once(&starts));
+    let (_monitor, app) = app(backend, Some(Duration::from_millis(2_500))).await;
 
     let asked = Instant::now();
     assert_eq!(status(&app).await, StatusCode::GATEWAY_TIMEOUT);
@@ -112,24 +115,7 @@ async fn a_start_that_has_ended_by_the_time_on_down_returns_is_not_retried_in_a_
     let on_down = Compound::new()
         .then(supervisor.supervise(exits_at_once(&starts)))
         .then(Command::new("sh").args(["-c", "sleep 0.05"]));
-    let url = Url::parse(&format!("http://{}/", free_addr().await)).unwrap();
-    let monitor = Arc::new(MinMonitor::new());
-    let service = MonitoredService::new(url, Duration::from_secs(30))
-        .on_down(on_down)
-        .start_timeout(Duration::from_secs(60));
-    monitor.add("app", service).unwrap();
-    let app = tower::ServiceBuilder::new()
-        .layer(
-            monitor
-                .layer("app")
-                .unwrap()
-                .hold(Duration::from_millis(2_500)),
-        )
-        .service_fn(|_: Request<Body>| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
-        })
-        .map_response(|response| response.map(Body::new));
-    let app = tower::util::BoxCloneService::new(app);
+    let (_monitor, app) = app(on_down, Some(Duration::from_millis(2_500))).await;
 
     assert_eq!(status(&app).await, StatusCode::GATEWAY_TIMEOUT);
     // Once a second, as when the program's end comes after on_down has returned; a start
