@@ -128,3 +128,18 @@ async fn a_gateway_that_cannot_serve_exits_1() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn a_refused_backend_url_is_named_without_its_password() {
+    let config = common::TempFile::new(
+        "userinfo",
+        r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+             "services": { "app": { "url": "http://alice:hunter2@127.0.0.1:9/", "grace_period": "1s" } } }"#,
+    );
+    let output = run(&["--check", "--config", config.path()]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert!(said.contains("services.app.url"), "{said}");
+    assert!(said.contains("127.0.0.1:9"), "the URL is still named: {said}");
+    assert!(!said.contains("hunter2"), "the password was printed: {said}");
+}

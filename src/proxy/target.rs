@@ -39,8 +39,9 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn new(url: &Url) -> Result<Self, InvalidTarget> {
+        // The error reaches logs and terminals: a password in the URL must not.
         let invalid = |reason| InvalidTarget {
-            url: url.as_str().to_string(),
+            url: crate::redact::url(url),
             reason,
         };
         if url.scheme() != "http" {
