@@ -143,3 +143,28 @@ async fn a_refused_backend_url_is_named_without_its_password() {
     assert!(said.contains("127.0.0.1:9"), "the URL is still named: {said}");
     assert!(!said.contains("hunter2"), "the password was printed: {said}");
 }
+
+#[cfg(feature = "fleet")]
+#[tokio::test]
+async fn a_refused_redis_url_is_named_without_its_password() {
+    // A managed Redis with TLS and a password: this build has no TLS for Redis.
+    for (tag, redis) in [
+        ("tls", "rediss://:hunter2@127.0.0.1:6380/"),
+        ("db", "redis://:hunter2@127.0.0.1:6379/zero"),
+    ] {
+        let config = common::TempFile::new(
+            tag,
+            &format!(
+                r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                     "fleet": {{ "redis": "{redis}", "prefix": "p" }},
+                     "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+            ),
+        );
+        let output = run(&["--check", "--config", config.path()]).await;
+        assert_eq!(output.status.code(), Some(1), "{tag}");
+        let said = stderr(&output);
+        assert!(said.contains("fleet.redis"), "{tag}: {said}");
+        assert!(said.contains("127.0.0.1:63"), "{tag}: the URL is still named: {said}");
+        assert!(!said.contains("hunter2"), "{tag}: the password was printed: {said}");
+    }
+}

@@ -23,7 +23,7 @@ pub const DEFAULT_PREFIX: &str = "tower-monitor";
 /// assert_eq!(config.prefix, "shop");
 /// config.validate().unwrap();
 /// ```
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FleetConfig {
     /// The Redis (Valkey) URL.
@@ -31,6 +31,16 @@ pub struct FleetConfig {
     /// What every key and the channel start with.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+}
+
+// By hand: the URL's password stays out of debug output (a gateway's settings are printed so).
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("redis", &crate::redact::url_text(&self.redis))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 fn default_prefix() -> String {
@@ -75,7 +85,8 @@ impl FleetConfig {
     pub fn validate(&self) -> Result<(), FleetError> {
         redis::Client::open(self.redis.as_str()).map_err(|error| FleetError::Invalid {
             field: "fleet.redis",
-            value: self.redis.clone(),
+            // A Redis URL often carries a password (`redis://:password@…`); errors are logged.
+            value: crate::redact::url_text(&self.redis),
             reason: error.to_string(),
         })?;
         check_word("fleet.prefix", &self.prefix)
@@ -116,5 +127,12 @@ mod tests {
         assert!(
             matches!(err, FleetError::Invalid { field: "fleet.prefix", ref value, .. } if value == "two words")
         );
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let shown = format!("{:?}", FleetConfig::new("redis://:hunter2@127.0.0.1:6379/"));
+        assert!(shown.contains("127.0.0.1:6379"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -217,7 +217,7 @@ impl Fleet {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| FleetError::NoRuntime)?;
         let invalid = |reason: redis::RedisError| FleetError::Invalid {
             field: "fleet.redis",
-            value: self.config.redis.clone(),
+            value: crate::redact::url_text(&self.config.redis),
             reason: reason.to_string(),
         };
         let client = redis::Client::open(self.config.redis.as_str()).map_err(invalid)?;
