@@ -247,6 +247,28 @@ async fn actions_need_the_token_and_run_the_triggers() {
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_is_told_which_methods_are_allowed() {
+    let (_monitor, addr, _backend, _) = setup().await;
+    for (method, path, allow) in [
+        ("GET", "/services/down/start", "POST"),
+        ("DELETE", "/services/up/stop", "POST"),
+        ("PUT", "/status", "GET, HEAD"),
+        ("POST", "/metrics", "GET, HEAD"),
+        ("DELETE", "/", "GET, HEAD"),
+    ] {
+        let reply = send(addr, method, path, Some(TOKEN)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        // RFC 9110 (15.5.6): a 405 must say what is allowed.
+        let allowed = reply.headers.get("allow").map(|v| v.to_str().unwrap());
+        assert_eq!(allowed, Some(allow), "{method} {path}");
+    }
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)

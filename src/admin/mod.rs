@@ -48,7 +48,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -144,9 +144,8 @@ impl Admin {
                 let name = percent_decoded(name);
                 self.act(&name, action).await
             }
-            (_, [""] | ["status"] | ["metrics"] | ["services", _, "start" | "stop"]) => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-            }
+            (_, [""] | ["status"] | ["metrics"]) => not_allowed("GET, HEAD"),
+            (_, ["services", _, "start" | "stop"]) => not_allowed("POST"),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
@@ -263,6 +262,15 @@ fn text(status: StatusCode, body: &'static str) -> Response<AdminBody> {
         body.as_bytes().to_vec(),
         "text/plain; charset=utf-8",
     )
+}
+
+/// 405, with the `Allow` header RFC 9110 requires of it.
+fn not_allowed(allow: &'static str) -> Response<AdminBody> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 fn html(body: String) -> Response<AdminBody> {
