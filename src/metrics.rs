@@ -8,7 +8,7 @@
 //! | `tower_monitor_probes_total` | counter | `service`, `result` (`up`, `down`, `error`) | a probe finishes |
 //! | `tower_monitor_probe_duration_seconds` | histogram | `service`, `result` | a probe finishes: how long it took |
 //! | `tower_monitor_transitions_total` | counter | `service`, `from`, `to` (states: `down`, `starting`, `up`, `stopping`) | the service changes state |
-//! | `tower_monitor_state` | gauge | `service`, `state` | 1 for the state the service is in, 0 for the others; set at each transition |
+//! | `tower_monitor_state` | gauge | `service`, `state` | 1 for the state the service is in, 0 for the others; set at each transition and sampled |
 //! | `tower_monitor_cold_start_seconds` | histogram | `service` | Starting → Up: how long the start lasted |
 //! | `tower_monitor_wakes_total` | counter | `service` | `on_down` runs (once per cold start) |
 //! | `tower_monitor_idle_stops_total` | counter | `service` | `on_idle` runs |
@@ -26,7 +26,8 @@
 //! set from the monitor's own counters whenever a snapshot is taken
 //! ([`MinMonitor::snapshot`](crate::MinMonitor::snapshot); the admin service takes one for each
 //! `GET /metrics`, so each scrape sees current values). With another exporter, call
-//! `snapshot()` before each export, or on a timer.
+//! `snapshot()` before each export, or on a timer. Each snapshot also sets the state gauge, so
+//! a service that has kept its first state since it was added has its series too.
 //!
 //! `describe()` (feature `metrics`) registers each metric's description and unit with the
 //! installed recorder.
@@ -119,8 +120,12 @@ mod record {
     pub(crate) fn transition(service: &str, from: &'static str, to: &'static str) {
         counter!(TRANSITIONS, "service" => service.to_owned(), "from" => from, "to" => to)
             .increment(1);
+        state_now(service, to);
+    }
+
+    pub(crate) fn state_now(service: &str, now: &'static str) {
         for state in STATES {
-            let value = if state == to { 1.0 } else { 0.0 };
+            let value = if state == now { 1.0 } else { 0.0 };
             gauge!(STATE, "service" => service.to_owned(), "state" => state).set(value);
         }
     }
@@ -165,6 +170,8 @@ mod record {
     #[inline(always)]
     pub(crate) fn transition(service: &str, from: &'static str, to: &'static str) {}
     #[inline(always)]
+    pub(crate) fn state_now(service: &str, now: &'static str) {}
+
     pub(crate) fn cold_start(service: &str, took: Duration) {}
     #[inline(always)]
     pub(crate) fn wake(service: &str) {}
@@ -180,5 +187,6 @@ mod record {
 
 /// The recording points the lifecycle, probes, triggers and the layer call at events.
 pub(crate) use record::{
-    cold_start, fallback, idle_stop, probe, requests_now, transition, trigger_failed, wake,
+    cold_start, fallback, idle_stop, probe, requests_now, state_now, transition, trigger_failed,
+    wake,
 };

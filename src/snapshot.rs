@@ -100,6 +100,9 @@ impl MinMonitor {
                     seen.requests_held,
                     seen.requests_in_flight,
                 );
+                // Sampled too: a service that has not changed state since it was added (down
+                // from the start, say) would otherwise have no state series at all.
+                crate::metrics::state_now(&registered.name, seen.state.as_str());
                 ServiceSnapshot {
                     name: registered.name.to_string(),
                     state: seen.state,

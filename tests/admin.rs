@@ -269,6 +269,32 @@ async fn a_wrong_method_is_told_which_methods_are_allowed() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_never_changed_state_has_its_state_series() {
+    let (monitor, addr, _backend, _) = setup().await;
+    // Its own name (the recorder is the process's, shared by the tests), with characters the
+    // text format must escape.
+    let name = "qu\"i\\et\n";
+    monitor
+        .add(
+            name,
+            MonitoredService::new(url_for(refused_addr().await), Duration::ZERO),
+        )
+        .unwrap();
+    let reply = send(addr, "GET", "/metrics", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for expected in [
+        r#"tower_monitor_state{service="qu\"i\\et\n",state="down"} 1"#,
+        r#"tower_monitor_state{service="qu\"i\\et\n",state="up"} 0"#,
+    ] {
+        assert!(
+            reply.body.contains(expected),
+            "{expected} in {}",
+            reply.body
+        );
+    }
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
