@@ -140,8 +140,14 @@ async fn a_refused_backend_url_is_named_without_its_password() {
     assert_eq!(output.status.code(), Some(1));
     let said = stderr(&output);
     assert!(said.contains("services.app.url"), "{said}");
-    assert!(said.contains("127.0.0.1:9"), "the URL is still named: {said}");
-    assert!(!said.contains("hunter2"), "the password was printed: {said}");
+    assert!(
+        said.contains("127.0.0.1:9"),
+        "the URL is still named: {said}"
+    );
+    assert!(
+        !said.contains("hunter2"),
+        "the password was printed: {said}"
+    );
 }
 
 #[cfg(feature = "fleet")]
@@ -164,7 +170,13 @@ async fn a_refused_redis_url_is_named_without_its_password() {
         assert_eq!(output.status.code(), Some(1), "{tag}");
         let said = stderr(&output);
         assert!(said.contains("fleet.redis"), "{tag}: {said}");
-        assert!(said.contains("127.0.0.1:63"), "{tag}: the URL is still named: {said}");
-        assert!(!said.contains("hunter2"), "{tag}: the password was printed: {said}");
+        assert!(
+            said.contains("127.0.0.1:63"),
+            "{tag}: the URL is still named: {said}"
+        );
+        assert!(
+            !said.contains("hunter2"),
+            "{tag}: the password was printed: {said}"
+        );
     }
 }
