@@ -70,6 +70,9 @@ impl Member {
             .acquire(&self.name, kind.as_str(), shared.lease_ttl, idle, settle)
             .await;
         let Some((code, value, number)) = answer else {
+            if kind == Kind::Stopping {
+                self.abandon_late_stop();
+            }
             return Attempt::Unavailable;
         };
         let millis = Duration::from_millis(u64::try_from(number).unwrap_or(0));
@@ -99,6 +102,25 @@ impl Member {
                 wait: millis.max(Duration::from_millis(5)),
             },
         }
+    }
+
+    /// A stop's acquire that gave up may still run once Redis answers: the lease it takes has
+    /// no holder, and the others, told "stopping", would refuse the backend (still up) until it
+    /// expired. Freed right behind it, telling them the stop is off. (A start's late lease is
+    /// still left to expire: this replica starts the backend on its own meanwhile.)
+    fn abandon_late_stop(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        let name = Arc::clone(&self.name);
+        runtime.spawn(async move {
+            let message = format!("resumed {} {name}", shared.store.replica);
+            let kind = Kind::Stopping.as_str();
+            if shared.store.abandon(&name, kind, &message).await == Some(true) {
+                tracing::debug!(service = %name, "fleet: freed a stop's lease taken after its call gave up");
+            }
+        });
     }
 
     /// Frees the lease this replica holds, if any, announcing `message` (`up`, `down`, …).

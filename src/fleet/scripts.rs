@@ -56,6 +56,22 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ";
 
+/// Frees a lease taken by this replica's own acquire after the replica had given up waiting for
+/// it (Redis answered too late): nobody runs that start or stop, nor renews or frees its lease.
+/// Sent on the same connection right after the acquire, so it runs after it.
+///
+/// KEYS: lease. ARGV: kind, replica, channel, message. Returns 1 freed, 0 no such lease.
+pub(crate) const ABANDON: &str = r"
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local head = ARGV[1] .. ':'
+local tail = ':' .. ARGV[2]
+if string.sub(held, 1, #head) ~= head or string.sub(held, -#tail) ~= tail then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+";
+
 /// Records that `replica` was last active `offset` ms from now (0 or negative), never moving
 /// it back.
 ///

@@ -37,6 +37,7 @@ pub(crate) struct Store {
     acquire: Script,
     renew: Script,
     release: Script,
+    abandon: Script,
     touch: Script,
     alive: Script,
 }
@@ -70,6 +71,7 @@ impl Store {
             acquire: Script::new(scripts::ACQUIRE),
             renew: Script::new(scripts::RENEW),
             release: Script::new(scripts::RELEASE),
+            abandon: Script::new(scripts::ABANDON),
             touch: Script::new(scripts::TOUCH),
             alive: Script::new(scripts::ALIVE),
         })
@@ -219,6 +221,20 @@ impl Store {
             .arg(self.channel())
             .arg(message);
         self.call::<i64>("release", call)
+            .await
+            .map(|done| done == 1)
+    }
+
+    /// Frees this replica's `kind` lease taken after its acquire gave up, announcing `message`
+    /// (see [`scripts::ABANDON`]): `Some(true)` if there was one.
+    pub(crate) async fn abandon(&self, service: &str, kind: &str, message: &str) -> Option<bool> {
+        let mut call = self.abandon.prepare_invoke();
+        call.key(self.key(service, "lease"))
+            .arg(kind)
+            .arg(&self.replica)
+            .arg(self.channel())
+            .arg(message);
+        self.call::<i64>("abandon", call)
             .await
             .map(|done| done == 1)
     }

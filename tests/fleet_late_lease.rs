@@ -1,0 +1,87 @@
+//! Fleet mode with a Redis that answers too late: a lease script that runs after the call that
+//! sent it gave up.
+#![cfg(feature = "fleet")]
+
+mod fleet_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_support::*;
+use tower_monitor::ServiceState;
+
+/// A stop asked while Redis is frozen gives up after its timeout; the lease script it sent still
+/// runs when Redis thaws. That lease has no holder: it is freed (and the others told the stop
+/// is off) as soon as Redis answers, not left to expire while the other replicas, told
+/// "stopping", refuse the backend that is still up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lease_taken_after_its_call_gave_up_is_freed_when_redis_answers() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let running = Backend::new(Duration::ZERO).await;
+    let replicas: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|id| {
+            replica(
+                fleet(&redis.url(), "t", id),
+                service(&running, Duration::from_secs(60), GRACE),
+            )
+        })
+        .collect();
+    redis.wait_for_listeners("t", 2).await;
+    // A start under the lease first: Redis then knows the script, as it does once any replica
+    // has taken a lease (a script Redis does not know fails, late or not).
+    for monitor in &replicas {
+        assert_eq!(request(monitor, HOLD, 1).await, 200);
+    }
+    assert_eq!(running.starts(), 1);
+
+    redis.freeze();
+    let first = Arc::clone(&replicas[0]);
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(5),
+        async move { first.stop("app").await },
+    );
+    assert!(
+        !matches!(stopped.await.expect("the stop waited on Redis"), Ok(true)),
+        "no stop without the lease"
+    );
+    redis.thaw();
+
+    // The late acquire has run once the fence counts its token (the start's was 1).
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while redis.command(&["GET", "t:svc:app:fence"]).await.as_deref() != Some("$1\r\n2\r\n") {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the stop's acquire never reached Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Left to expire, the lease would live 1.5 s here (15 s by default).
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while redis
+        .command(&["EXISTS", "t:svc:app:lease"])
+        .await
+        .as_deref()
+        != Some(":0\r\n")
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the lease nobody holds was left to expire"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(running.stops(), 0);
+    let second = &replicas[1];
+    let served = eventually(Duration::from_secs(5), || {
+        second
+            .state("app")
+            .is_ok_and(|state| state == ServiceState::Up)
+    });
+    assert!(
+        served.await,
+        "the other replica still thinks the backend is stopping"
+    );
+    assert_eq!(request(second, None, 1).await, 200);
+}
