@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -12,6 +12,11 @@ use tower_service::Service;
 
 use super::Router;
 use crate::proxy::UpgradeGuard;
+
+/// How long a client has to send a request head (HTTP/1.1). Without a bound, a client that
+/// sends half of one and waits keeps its connection for ever, and holds a shutdown for the
+/// whole grace.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
 /// then stops accepting, asks every connection to close once its requests are answered
@@ -61,6 +66,10 @@ pub(super) async fn serve(
                     router.clone().call(request)
                 });
             let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             // WebSockets over HTTP/2 (RFC 8441).
             builder.http2().enable_connect_protocol();
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
