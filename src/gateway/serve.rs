@@ -15,7 +15,8 @@ use crate::proxy::UpgradeGuard;
 
 /// How long a client has to send a request head (HTTP/1.1). Without a bound, a client that
 /// sends half of one and waits keeps its connection for ever, and holds a shutdown for the
-/// whole grace.
+/// whole grace. hyper starts the clock when the previous answer ends, so it is also how long a
+/// kept-alive connection may stay idle (more than Apache's or Node's 5 s).
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
