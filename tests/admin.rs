@@ -295,6 +295,25 @@ async fn a_service_that_never_changed_state_has_its_state_series() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_request_head_is_closed_after_a_bound() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_monitor, addr, _backend, _) = setup().await;
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /status HTTP/1.1\r\nhost: admin\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(20), client.read(&mut buffer))
+        .await
+        .expect("half a head kept the connection open");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "nothing answered to half a head"
+    );
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)

@@ -2,18 +2,25 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::Admin;
 use crate::MinMonitor;
 
+/// How long a client has to send a request head: without a bound, one that sends half of one
+/// and waits keeps its connection (and task) for ever. Also how long a kept-alive connection may
+/// stay idle (hyper starts the clock when the previous answer ends).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves [`Admin`] for `monitor` on `listener` (HTTP/1.1), with `token` for the actions,
 /// until the returned future is dropped or accepting fails. Each connection is served on its
-/// own task; a connection that fails is logged at debug and does not stop the others.
+/// own task; a connection that fails is logged at debug and does not stop the others. A client
+/// has 10 s to send each request head.
 ///
 /// The Prometheus recorder is installed by this call, not when the future is first polled,
 /// so nothing counted meanwhile (a spawned server's first requests) is lost.
@@ -46,6 +53,8 @@ async fn accept(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
         let service = TowerToHyperService::new(admin.clone());
         tokio::spawn(async move {
             if let Err(error) = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
