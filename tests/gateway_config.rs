@@ -158,6 +158,11 @@ fn every_bad_field_is_named_with_its_value() {
             "gateway.services.app.hold.max_wait",
             "\"0s\"",
         ),
+        (
+            with_gateway(&format!(r#"{{ {route}, "header_read_timeout": "0s" }}"#)),
+            "gateway.header_read_timeout",
+            "more than \"0s\"",
+        ),
         // A misspelt section beside `gateway` is named with the sections there are.
         (
             format!(

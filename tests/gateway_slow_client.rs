@@ -17,7 +17,7 @@ async fn half_a_request_head_is_closed_and_holds_no_shutdown() {
     let config = common::TempFile::new(
         "half-head",
         r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
-                          "shutdown_grace": "120s" },
+                          "shutdown_grace": "120s", "header_read_timeout": "1s" },
              "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "30s" } } }"#,
     );
     let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), false).await;

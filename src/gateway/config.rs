@@ -19,6 +19,11 @@ use super::router::{Route, Routed};
 /// How long shutdown waits for requests in flight unless `gateway.shutdown_grace` says.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a client has to send a request head, and a kept-alive connection may stay idle,
+/// unless `gateway.header_read_timeout` says: nginx's `keepalive_timeout`, above the 60 s idle
+/// timeout of common load balancers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(75);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GatewaySpec {
@@ -27,6 +32,7 @@ pub(super) struct GatewaySpec {
     #[serde(default)]
     services: BTreeMap<String, ServiceSettings>,
     shutdown_grace: Option<DurationValue>,
+    header_read_timeout: Option<DurationValue>,
     #[serde(default)]
     pub(super) access_log: bool,
 }
@@ -111,6 +117,13 @@ impl GatewaySpec {
 
     pub(super) fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0)
+    }
+
+    pub(super) fn header_read_timeout(&self) -> Result<Duration, ConfigError> {
+        match self.header_read_timeout {
+            Some(timeout) => timeout.positive("gateway.header_read_timeout"),
+            None => Ok(DEFAULT_HEADER_READ_TIMEOUT),
+        }
     }
 
     /// One guarded proxy per service a route names, then the routes in their order. A

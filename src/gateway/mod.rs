@@ -26,6 +26,7 @@
 //!       }
 //!     },
 //!     "shutdown_grace": "30s",
+//!     "header_read_timeout": "75s",
 //!     "access_log": true
 //!   },
 //!   "services": {
@@ -52,6 +53,11 @@
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
 //!   are stopped.
+//! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
+//!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
+//!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
+//!   it neither stays open nor holds a shutdown. Keep it above the idle timeout of a load
+//!   balancer in front (60 s for many), or it may send a request on a connection being closed.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`),
 //!   written once its response has been sent: service, method, path, status, milliseconds from
 //!   arrival to the body's end, body bytes sent, whether the body was sent to its end
@@ -88,7 +94,7 @@ mod serve;
 mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;
-pub use config::DEFAULT_SHUTDOWN_GRACE;
+pub use config::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
 pub use router::{GatewayBody, Router, RouterFuture};
 pub use serve::shutdown_signal;
 pub use workers::default_workers;
@@ -116,6 +122,7 @@ pub struct Gateway {
     routers: workers::Routers,
     listen: SocketAddr,
     shutdown_grace: Duration,
+    header_read_timeout: Duration,
     /// The admin listener, when the configuration has an `admin` section.
     admin: Option<admin::AdminSettings>,
     /// The fleet to join when serving, when the configuration has a `fleet` section.
@@ -195,6 +202,7 @@ impl Gateway {
         Ok(Self {
             listen: spec.listen_addr("gateway.listen", &spec.listen)?,
             shutdown_grace: spec.shutdown_grace(),
+            header_read_timeout: spec.header_read_timeout()?,
             routers: worker_routers(spec, &monitor, base_dir, &router, layers),
             router,
             monitor,
@@ -213,6 +221,13 @@ impl Gateway {
     /// How long [`serve`](Self::serve) waits for requests in flight once asked to stop.
     pub fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace
+    }
+
+    fn timeouts(&self) -> serve::Timeouts {
+        serve::Timeouts {
+            grace: self.shutdown_grace,
+            header_read: self.header_read_timeout,
+        }
     }
 
     /// The monitor of the gateway's services.
@@ -238,9 +253,8 @@ impl Gateway {
         let Some(admin) = self.begin().await else {
             return false;
         };
-        let grace = self.shutdown_grace;
-        let shutdown = serve::announced(shutdown, grace);
-        let drained = serve::serve(listener, router, shutdown, grace).await;
+        let shutdown = serve::announced(shutdown, self.shutdown_grace);
+        let drained = serve::serve(listener, router, shutdown, self.timeouts()).await;
         serve::drained(drained);
         if let Some(admin) = admin {
             admin.abort();
@@ -276,10 +290,10 @@ impl Gateway {
         let Some(admin) = self.begin().await else {
             return false;
         };
-        let grace = self.shutdown_grace;
-        let shutdown = serve::announced(shutdown, grace);
+        let shutdown = serve::announced(shutdown, self.shutdown_grace);
         let (served, runtimes) =
-            workers::serve_workers(listener, &self.routers, workers, shutdown, grace).await;
+            workers::serve_workers(listener, &self.routers, workers, shutdown, self.timeouts())
+                .await;
         if let Some(admin) = admin {
             admin.abort();
         }

@@ -13,23 +13,30 @@ use tower_service::Service;
 use super::Router;
 use crate::proxy::UpgradeGuard;
 
-/// How long a client has to send a request head (HTTP/1.1). Without a bound, a client that
-/// sends half of one and waits keeps its connection for ever, and holds a shutdown for the
-/// whole grace. hyper starts the clock when the previous answer ends, so it is also how long a
-/// kept-alive connection may stay idle (more than Apache's or Node's 5 s).
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server's bounds on its clients.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timeouts {
+    /// How long a shutdown waits for requests in flight and upgraded connections.
+    pub(super) grace: Duration,
+    /// How long a client has to send a request head (HTTP/1.1), counted from the end of the
+    /// previous answer: so also how long a kept-alive connection may stay idle. Without it, a
+    /// client that sends half a head and waits keeps its connection for ever, and holds a
+    /// shutdown for the whole grace.
+    pub(super) header_read: Duration,
+}
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
 /// then stops accepting, asks every connection to close once its requests are answered
-/// (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`), and waits up to `grace` for that and for
+/// (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`), and waits up to the grace for that and for
 /// the upgraded connections (WebSockets) to close.
 /// Returns whether every connection closed within the grace.
 pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    timeouts: Timeouts,
 ) -> bool {
+    let Timeouts { grace, header_read } = timeouts;
     let (stop, stopping) = watch::channel(false);
     // Each connection task holds a sender; `recv` answers `None` once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
@@ -70,7 +77,7 @@ pub(super) async fn serve(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+                .header_read_timeout(header_read);
             // WebSockets over HTTP/2 (RFC 8441).
             builder.http2().enable_connect_protocol();
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -41,7 +41,7 @@ struct Worker {
 }
 
 /// Serves `listener` on `workers` threads until `shutdown` completes, then drains each as
-/// [`serve::serve`] does. Returns whether every worker drained within `grace` (or why the
+/// [`serve::serve`] does. Returns whether every worker drained within the grace (or why the
 /// workers could not all start: then those that did are drained at once), and the workers'
 /// runtimes, for the caller to end once it has stopped the backends.
 pub(super) async fn serve_workers(
@@ -49,7 +49,7 @@ pub(super) async fn serve_workers(
     routers: &Routers,
     workers: NonZeroUsize,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    timeouts: serve::Timeouts,
 ) -> (io::Result<bool>, Released) {
     let (stop, stopping) = watch::channel(false);
     // Not allocated from the count: a huge one is a thread that fails to start, not an abort.
@@ -60,7 +60,7 @@ pub(super) async fn serve_workers(
             break;
         }
         let worker = listener.try_clone().and_then(|listener| {
-            start_worker(index, listener, (routers.0)(), stopping.clone(), grace)
+            start_worker(index, listener, (routers.0)(), stopping.clone(), timeouts)
         });
         match worker {
             Ok(worker) => started.push(worker),
@@ -88,7 +88,7 @@ fn start_worker(
     listener: std::net::TcpListener,
     router: Router,
     mut stopping: watch::Receiver<bool>,
-    grace: Duration,
+    timeouts: serve::Timeouts,
 ) -> io::Result<Worker> {
     let (drained_tx, drained) = oneshot::channel();
     let (release, released) = oneshot::channel::<()>();
@@ -110,7 +110,7 @@ fn start_worker(
                 let stopped = async move {
                     let _ = stopping.wait_for(|stop| *stop).await;
                 };
-                let _ = drained_tx.send(serve::serve(listener, router, stopped, grace).await);
+                let _ = drained_tx.send(serve::serve(listener, router, stopped, timeouts).await);
                 let _ = released.await;
             });
             // Tasks still running (a relayed WebSocket past the grace) must not hold the exit.
