@@ -223,19 +223,13 @@ async fn a_follower_that_finds_the_lease_freed_and_the_backend_up_does_not_start
     assert_eq!(backend.starts(), 0, "f started a backend x had started");
     assert_eq!(state(&f), ServiceState::Up);
     // f's up ended the lease it took over.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while redis
-        .command(&["EXISTS", "t:svc:app:lease"])
-        .await
-        .as_deref()
-        != Some(":0\r\n")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lease was never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    redis
+        .until_gone(
+            "t:svc:app:lease",
+            Duration::from_secs(5),
+            "the lease was never freed",
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,6 +3,7 @@
 //! stop, and replicas (monitors that joined one fleet).
 #![allow(dead_code)]
 
+mod keys;
 mod replicas;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use replicas::*;
