@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,23 +12,6 @@ use axum::routing::get as route_get;
 use common::*;
 use http::StatusCode;
 use tower_monitor::{BoxError, MinMonitor, MonitoredService, trigger};
-
-/// Log lines written by the tracing subscriber this test binary installs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A monitor whose "demo" is down (a refused port) and can be started (a no-op `on_down`).
 async fn monitor() -> Arc<MinMonitor> {
@@ -75,7 +57,7 @@ async fn a_panicking_fallback_is_a_500_logged_with_the_service_and_the_server_ke
         assert_eq!(reply.body, r#"{"error":"internal_error","status":500}"#);
         assert_eq!(reply.headers["cache-control"], "no-store");
     }
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("ERROR") && logs.contains("the fallback panicked") && logs.contains("demo"),
         "logged at error with the service: {logs}"

@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError};
 
 use futures::FutureExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::Registered;
 use crate::error::{MonitorError, SharedError};
@@ -81,7 +82,9 @@ impl Registered {
             };
             let started = Instant::now();
             let timeout = me.service.probe_timeout;
-            let probe = AssertUnwindSafe(async { me.service.probe.probe(&me.service.url).await })
+            // The probe's own lines (a TCP connect refused, an HTTP status) name the service.
+            let span = tracing::debug_span!("probe", service = %me.name);
+            let probe = AssertUnwindSafe(me.service.probe.probe(&me.service.url).instrument(span))
                 .catch_unwind();
             let result = match tokio::time::timeout(timeout, probe).await {
                 Ok(Ok(result)) => result,
