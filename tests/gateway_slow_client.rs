@@ -49,3 +49,58 @@ async fn half_a_request_head_is_closed_and_holds_no_shutdown() {
         "nothing answered to half a head"
     );
 }
+
+/// SIGTERM, then a second one while a connection holds the drain: the gateway stops waiting
+/// (exit 1: not clean) and still stops the backend program it started, which `kill -9` would
+/// have left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_the_drain_and_still_stops_the_backend() {
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new(
+        "second-signal",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "shutdown_grace": "120s", "header_read_timeout": "120s" }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
+                     "on_down": {{ "type": "process", "command": "python3",
+                                   "args": ["-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+                                   "current_dir": {dir:?}, "stop_grace": "3s" }} }} }} }}"#,
+            port = backend.port(),
+            dir = std::env::temp_dir().display().to_string()
+        ),
+    );
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), false).await;
+    // Wake the backend program and wait until it answers.
+    let _ = common::get_once(addr).await;
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(backend).await.is_err() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the program never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Half a head: this connection holds the drain for the whole grace.
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+
+    let pid = gateway.id().unwrap().to_string();
+    let term = || Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(term().await.unwrap().success());
+    // The drain has begun once the listener is closed.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(std::time::Instant::now() < give_up, "still accepting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(term().await.unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(20), gateway.wait())
+        .await
+        .expect("the second signal ended the wait")
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "not a clean drain");
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+}

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{Gateway, demo, shutdown_signal};
+use super::{Gateway, demo};
 
 const NAME: &str = "tower-monitor-gateway";
 
@@ -34,7 +34,8 @@ Options:
   -V, --version   print the version
 
 Logs go to stderr; RUST_LOG sets their level (default: info).
-Stops on SIGTERM or SIGINT, letting requests in flight finish (gateway.shutdown_grace).
+Stops on SIGTERM or SIGINT, letting requests in flight finish (gateway.shutdown_grace);
+a second signal stops waiting for them, and still stops the backend programs it started.
 Exit codes: 0 done; 1 bad configuration, cannot listen or serve, or a shutdown that left
 connections open past the grace or a backend program running; 2 bad command line.
 ";
@@ -205,9 +206,29 @@ fn run(
             println!("gateway: try curl -i http://{local}/ (the first request starts the backend)");
         }
         let workers = workers.unwrap_or_else(super::default_workers);
-        let clean = gateway
-            .serve_on_workers(listener, workers, shutdown_signal())
-            .await;
+        let (first, drain) = tokio::sync::oneshot::channel();
+        let (second, force) = tokio::sync::oneshot::channel();
+        tokio::spawn(super::serve::two_signals(first, second));
+        // Should the signal task end without a word, nothing is asked: serve on.
+        let asked = |told: tokio::sync::oneshot::Receiver<()>| async move {
+            if told.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let (shutdown, forced) = (asked(drain), asked(force));
+        #[cfg(unix)]
+        let supervisor = registry.supervisor().clone();
+        let clean = tokio::select! {
+            clean = gateway.serve_on_workers(listener, workers, shutdown) => clean,
+            () = forced => {
+                // An operator who does not want to wait out the grace must not need `kill -9`,
+                // which would leave the backend programs running.
+                tracing::warn!("second signal: not waiting for the connections still open");
+                #[cfg(unix)]
+                let _ = supervisor.shutdown(crate::trigger::DEFAULT_STOP_GRACE).await;
+                false
+            }
+        };
         println!("gateway: stopped");
         // Not clean: it could not serve (the admin listener, the fleet, the workers), or
         // connections outlived the grace, or a backend program would not stop (all logged).

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tower_service::Service;
 
 use super::Router;
@@ -129,6 +129,33 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Tells `first` at the first SIGTERM or SIGINT (Ctrl-C), then `second` at the next one. The
+/// same listeners wait for both, so a second signal sent right after the first is not missed.
+pub(crate) async fn two_signals(first: oneshot::Sender<()>, second: oneshot::Sender<()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            for tell in [first, second] {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+                let _ = tell.send(());
+            }
+            return;
+        }
+        tracing::warn!("cannot listen for signals; Ctrl-C only");
+    }
+    for tell in [first, second] {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = tell.send(());
     }
 }
 
