@@ -297,21 +297,14 @@ async fn a_service_that_never_changed_state_has_its_state_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_a_request_head_is_closed_after_a_bound() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (_monitor, addr, _backend, _) = setup().await;
     let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"GET /status HTTP/1.1\r\nhost: admin\r\n")
         .await
         .unwrap();
-    let mut buffer = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(20), client.read(&mut buffer))
-        .await
-        .expect("half a head kept the connection open");
-    assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "nothing answered to half a head"
-    );
+    common::closed_without_answer(&mut client, Duration::from_secs(20)).await;
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -11,7 +11,6 @@ use axum::body::Body;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
@@ -54,13 +53,7 @@ async fn sigterm_lets_an_in_flight_download_finish_then_exits_0() {
         assert!(n > 0, "the gateway closed before answering");
         received.extend_from_slice(&buffer[..n]);
     }
-    let pid = gateway.id().unwrap().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    common::sigterm(&gateway).await;
 
     // The download completes, every byte of it (chunked: the last chunk is `0\r\n\r\n`).
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -176,12 +169,7 @@ async fn the_access_log_and_failed_forwards_are_logged_with_their_service() {
     // The layer learns from the proxy's `BackendGone`: the fallback, not a bare 502.
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
 
-    let pid = gateway.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
+    common::sigterm(&gateway).await;
     let mut log = String::new();
     let mut stderr = gateway.stderr.take().unwrap();
     tokio::time::timeout(Duration::from_secs(10), stderr.read_to_string(&mut log))
@@ -258,18 +246,7 @@ async fn doomed_backend() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
     let backend = common::refused_addr().await;
-    let config = common::TempFile::new(
-        "process",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
-                     "on_down": {{ "type": "process", "command": "python3",
-                                   "args": ["-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                                   "current_dir": {dir:?}, "stop_grace": "3s" }} }} }} }}"#,
-            port = backend.port(),
-            dir = std::env::temp_dir().display().to_string()
-        ),
-    );
+    let config = common::TempFile::new("process", &common::process_backend_config(backend, ""));
     let (gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
     let status_of = || async move {
         common::get_once(addr)

@@ -5,9 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::process::Command;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
@@ -27,27 +26,14 @@ async fn half_a_request_head_is_closed_and_holds_no_shutdown() {
         .write_all(b"GET / HTTP/1.1\r\nhost: app\r\n")
         .await
         .unwrap();
-    let pid = gateway.id().unwrap().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    common::sigterm(&gateway).await;
 
     let status = tokio::time::timeout(Duration::from_secs(30), gateway.wait())
         .await
         .expect("the half-sent head held the shutdown")
         .unwrap();
     assert_eq!(status.code(), Some(0), "every connection closed in time");
-    let mut buffer = [0u8; 64];
-    let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buffer))
-        .await
-        .expect("the connection is closed");
-    assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "nothing answered to half a head"
-    );
+    common::closed_without_answer(&mut client, Duration::from_secs(5)).await;
 }
 
 /// SIGTERM, then a second one while a connection holds the drain: the gateway stops waiting
@@ -56,18 +42,10 @@ async fn half_a_request_head_is_closed_and_holds_no_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_ends_the_drain_and_still_stops_the_backend() {
     let backend = common::refused_addr().await;
+    let fields = r#", "shutdown_grace": "120s", "header_read_timeout": "120s""#;
     let config = common::TempFile::new(
         "second-signal",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "shutdown_grace": "120s", "header_read_timeout": "120s" }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
-                     "on_down": {{ "type": "process", "command": "python3",
-                                   "args": ["-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                                   "current_dir": {dir:?}, "stop_grace": "3s" }} }} }} }}"#,
-            port = backend.port(),
-            dir = std::env::temp_dir().display().to_string()
-        ),
+        &common::process_backend_config(backend, fields),
     );
     let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), false).await;
     // Wake the backend program and wait until it answers.
@@ -84,16 +62,14 @@ async fn a_second_signal_ends_the_drain_and_still_stops_the_backend() {
     let mut client = TcpStream::connect(addr).await.unwrap();
     client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
 
-    let pid = gateway.id().unwrap().to_string();
-    let term = || Command::new("kill").args(["-TERM", &pid]).status();
-    assert!(term().await.unwrap().success());
+    common::sigterm(&gateway).await;
     // The drain has begun once the listener is closed.
     let give_up = std::time::Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).await.is_ok() {
         assert!(std::time::Instant::now() < give_up, "still accepting");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(term().await.unwrap().success());
+    common::sigterm(&gateway).await;
     let status = tokio::time::timeout(Duration::from_secs(20), gateway.wait())
         .await
         .expect("the second signal ended the wait")

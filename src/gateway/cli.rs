@@ -201,14 +201,15 @@ fn run(
             }
         };
         let local = listener.local_addr().unwrap_or(addr);
+        // Listening for signals before saying so: a SIGTERM right after it is a shutdown.
+        let (first, drain) = tokio::sync::oneshot::channel();
+        let (second, force) = tokio::sync::oneshot::channel();
+        tokio::spawn(super::serve::two_signals(first, second));
         println!("gateway: listening on http://{local}");
         if demo {
             println!("gateway: try curl -i http://{local}/ (the first request starts the backend)");
         }
         let workers = workers.unwrap_or_else(super::default_workers);
-        let (first, drain) = tokio::sync::oneshot::channel();
-        let (second, force) = tokio::sync::oneshot::channel();
-        tokio::spawn(super::serve::two_signals(first, second));
         // Should the signal task end without a word, nothing is asked: serve on.
         let asked = |told: tokio::sync::oneshot::Receiver<()>| async move {
             if told.await.is_err() {

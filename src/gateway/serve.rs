@@ -132,16 +132,26 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Tells `first` at the first SIGTERM or SIGINT (Ctrl-C), then `second` at the next one. The
-/// same listeners wait for both, so a second signal sent right after the first is not missed.
-pub(crate) async fn two_signals(first: oneshot::Sender<()>, second: oneshot::Sender<()>) {
+/// Listens for SIGTERM and SIGINT (Ctrl-C) from this call on (within a Tokio runtime), and
+/// returns what tells `first` at the first of them, then `second` at the next one. Listening
+/// before the program says it serves means a signal sent as soon as it does is not missed (it
+/// would otherwise end the process at once); the same listeners wait for both signals, so a
+/// quick second one is not missed either.
+pub(crate) fn two_signals(
+    first: oneshot::Sender<()>,
+    second: oneshot::Sender<()>,
+) -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let listeners = {
         use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
+        (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        if let (Ok(mut term), Ok(mut int)) = listeners {
             for tell in [first, second] {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM received"),
@@ -150,12 +160,13 @@ pub(crate) async fn two_signals(first: oneshot::Sender<()>, second: oneshot::Sen
                 let _ = tell.send(());
             }
             return;
+        } else {
+            tracing::warn!("cannot listen for signals; Ctrl-C only");
         }
-        tracing::warn!("cannot listen for signals; Ctrl-C only");
-    }
-    for tell in [first, second] {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = tell.send(());
+        for tell in [first, second] {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = tell.send(());
+        }
     }
 }
 

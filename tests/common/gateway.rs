@@ -151,17 +151,48 @@ pub async fn get_once(addr: std::net::SocketAddr) -> String {
     reply
 }
 
+/// Sends SIGTERM to `program`, a child of the test that is still running.
+pub async fn sigterm(program: &tokio::process::Child) {
+    let pid = program.id().expect("still running").to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {pid}");
+}
+
+/// A gateway configuration (listening on port 0) whose one service, "app" on `backend`, is a
+/// Python HTTP server started by a `process` trigger; `gateway_fields` (each with a leading
+/// comma) go into the `gateway` section.
+pub fn process_backend_config(backend: SocketAddr, gateway_fields: &str) -> String {
+    format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ]{gateway_fields} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s", "probe_timeout": "300ms",
+                 "on_down": {{ "type": "process", "command": "python3",
+                               "args": ["-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+                               "current_dir": {dir:?}, "stop_grace": "3s" }} }} }} }}"#,
+        port = backend.port(),
+        dir = std::env::temp_dir().display().to_string()
+    )
+}
+
+/// Waits (bounded by `within`) until the server closes `client`, having answered nothing.
+pub async fn closed_without_answer(client: &mut TcpStream, within: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 64];
+    let read = tokio::time::timeout(within, client.read(&mut buffer))
+        .await
+        .expect("the connection stayed open");
+    assert!(matches!(read, Ok(0) | Err(_)), "answered: {read:?}");
+}
+
 /// Sends SIGTERM to the gateway, which must exit 0 having stopped the program on `backend`.
 pub async fn terminate_gateway_then_backend_is_gone(
     mut gateway: tokio::process::Child,
     backend: std::net::SocketAddr,
 ) {
-    let pid = gateway.id().unwrap().to_string();
-    tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
+    sigterm(&gateway).await;
     let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
         .await
         .expect("the gateway exits")
