@@ -27,8 +27,12 @@ pub(crate) enum Failure {
 impl Failure {
     pub(crate) fn of(error: &UpstreamError) -> Self {
         // hyper's "user" errors are the sender's: here the request body the client streams
-        // (its own I/O errors, an early end, would otherwise read as a dropped backend).
-        if source_of::<hyper::Error>(error).is_some_and(hyper::Error::is_user) {
+        // (its own I/O errors, an early end, would otherwise read as a dropped backend). One
+        // other, "dispatch task is gone", comes only when the connection's task was dropped, as
+        // a runtime shutting down drops it: a 400 then is wrong but harmless.
+        if source_of::<hyper::Error>(error).is_some_and(hyper::Error::is_user)
+            || source_of::<h2::Error>(error).is_some_and(reset_by_us)
+        {
             return Self::ClientBody;
         }
         let io_kind = io_kind(error);
@@ -90,6 +94,12 @@ impl Failure {
             Self::ClientBody => "the request body broke off",
         }
     }
+}
+
+/// A stream the proxy's own HTTP/2 client reset: over HTTP/2, hyper reports a request body that
+/// failed as a reset of its own (neither the backend's nor a protocol error h2 found).
+fn reset_by_us(error: &h2::Error) -> bool {
+    error.is_reset() && !error.is_remote() && !error.is_library()
 }
 
 fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
