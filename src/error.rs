@@ -67,6 +67,17 @@ pub enum MonitorError {
         source: SharedError,
     },
 
+    /// In fleet mode, a stop asked on request ([`MinMonitor::stop`](crate::MinMonitor::stop))
+    /// that the fleet could not agree to now, so nothing was run and the backend stays up:
+    /// Redis cannot be reached, or another replica is starting or stopping the backend.
+    #[error("service {service:?} was not stopped: {reason}")]
+    FleetRefused {
+        /// The service.
+        service: String,
+        /// Why, in words for an operator.
+        reason: &'static str,
+    },
+
     /// A probe had to start but the caller is not inside a Tokio runtime.
     #[error("service {0:?} must be probed from within a Tokio runtime")]
     NoRuntime(String),

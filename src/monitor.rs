@@ -268,7 +268,8 @@ impl MinMonitor {
     /// Stops the service now, as its idle time passing would: if it is Up and has `on_idle`,
     /// forgets the cached up, runs `on_idle` and answers `true` (the service is Stopping until
     /// a probe finds it down). Answers `false` if there was nothing to stop. Fails with
-    /// [`MonitorError::Trigger`] if `on_idle` fails.
+    /// [`MonitorError::Trigger`] if `on_idle` fails, and in fleet mode with
+    /// [`MonitorError::FleetRefused`] if the fleet cannot agree to the stop now.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -287,14 +288,20 @@ impl MinMonitor {
     /// ```
     pub async fn stop(&self, name: &str) -> Result<bool, MonitorError> {
         let registered = self.lookup(name)?;
-        registered
-            .stop_requested()
-            .await
-            .map_err(|source| MonitorError::Trigger {
+        registered.stop_requested().await.map_err(|source| {
+            #[cfg(feature = "fleet")]
+            if let Some(refused) = source.downcast_ref::<crate::fleet::Refused>() {
+                return MonitorError::FleetRefused {
+                    service: name.to_string(),
+                    reason: refused.0,
+                };
+            }
+            MonitorError::Trigger {
                 service: name.to_string(),
                 trigger: "on_idle",
                 source,
-            })
+            }
+        })
     }
 
     /// A [`MonitorLayer`] guarding a service with the status of the one registered as `name`.

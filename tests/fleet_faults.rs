@@ -339,3 +339,59 @@ async fn a_taken_over_start_whose_program_exits_at_once_ends_at_once() {
     );
     assert_eq!(program.starts(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_stop_while_redis_is_down_is_refused_saying_why() {
+    use tower::ServiceExt;
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    backend.start_now().await;
+    let service = service(&backend, Duration::from_secs(60), Duration::from_secs(30));
+    let monitor = replica(fleet(&redis.url(), "s", "a"), service);
+    redis.wait_for_listeners("s", 1).await;
+    assert_eq!(request(&monitor, None, 1).await, 200);
+    let admin = tower_monitor::admin::Admin::new(Arc::clone(&monitor), "secret");
+    let stop = || {
+        http::Request::post("/services/app/stop")
+            .header("authorization", "Bearer secret")
+            .body(())
+            .unwrap()
+    };
+
+    redis.kill();
+    let refused = monitor.stop("app").await.unwrap_err();
+    assert!(
+        matches!(refused, tower_monitor::MonitorError::FleetRefused { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.to_string(),
+        "service \"app\" was not stopped: the fleet's Redis cannot be reached"
+    );
+    // The admin action says the same, as a temporary failure (it was a 409 saying "up").
+    let answer = admin.clone().oneshot(stop()).await.unwrap();
+    assert_eq!(answer.status(), 503);
+    let body = http_body_util::BodyExt::collect(answer.into_body()).await;
+    assert_eq!(
+        body.unwrap().to_bytes(),
+        "not stopped: the fleet's Redis cannot be reached\n"
+    );
+    assert_eq!(backend.stops(), 0, "stopped while Redis was down");
+    assert_eq!(state(&monitor), ServiceState::Up);
+
+    // Redis back: the same stop goes through.
+    redis.restart().await;
+    let mut answer = admin.clone().oneshot(stop()).await.unwrap();
+    for _ in 0..100 {
+        if answer.status() == 200 {
+            break;
+        }
+        // The replica finds Redis back at its next look.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = admin.clone().oneshot(stop()).await.unwrap();
+    }
+    assert_eq!(answer.status(), 200);
+    assert!(eventually(Duration::from_secs(5), || backend.stops() == 1).await);
+}

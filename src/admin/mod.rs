@@ -11,7 +11,8 @@
 //!
 //! The actions answer 401 without the token (compared in constant time), 404 for an unknown
 //! service, 409 when there is nothing to do (no such trigger, or a stop of a service that is not
-//! up), 502 when the trigger fails, and otherwise 200 with
+//! up), 502 when the trigger fails, 503 when a fleet cannot agree to a stop now (its Redis
+//! unreachable, or another replica starting or stopping the backend), and otherwise 200 with
 //! `{"service":"…","action":"start","acted":true,"state":"starting"}`. A start runs `on_down`
 //! as the first request to a down service would ([`MinMonitor::start`]); a stop runs
 //! `on_idle` as the idle time passing would ([`MinMonitor::stop`]). The reads need no token: serve the admin service on a loopback address (the
@@ -205,6 +206,12 @@ impl Admin {
                 };
                 with_type(status, body.into_bytes(), "application/json")
             }
+            // Temporary, and nothing was run: the operator may try again.
+            Err(crate::MonitorError::FleetRefused { reason, .. }) => with_type(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not stopped: {reason}\n").into_bytes(),
+                "text/plain; charset=utf-8",
+            ),
             // The trigger's error is logged where it ran; it may hold details for the log only.
             Err(_) => text(
                 StatusCode::BAD_GATEWAY,

@@ -48,6 +48,25 @@ pub(crate) enum Attempt {
     Unavailable,
 }
 
+/// Why the fleet did not let a stop asked on request go ahead (see
+/// [`MonitorError::FleetRefused`](crate::MonitorError::FleetRefused)).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Refused(pub(crate) &'static str);
+
+impl From<Attempt> for Refused {
+    fn from(attempt: Attempt) -> Self {
+        Self(match attempt {
+            Attempt::Unavailable => "the fleet's Redis cannot be reached",
+            Attempt::Held { .. } => "another replica is starting or stopping it",
+            Attempt::Busy { .. } => {
+                "Redis restarted too recently to tell whether a replica is using it"
+            }
+            Attempt::Taken => "the fleet's lease was taken",
+        })
+    }
+}
+
 /// How soon to look again when the lease is still held by this replica's previous start or
 /// stop, which is being freed.
 const OWN_LEASE_RETRY: Duration = Duration::from_millis(20);

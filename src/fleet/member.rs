@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::activity::Activity;
-use super::lease::{Attempt, Kind, Lease};
+use super::lease::{Attempt, Kind, Lease, Refused};
 use super::shared::Shared;
 use crate::error::SharedError;
 use crate::lifecycle::{Event, ServiceState, Transition};
@@ -125,7 +125,8 @@ impl Member {
                                 idle.arm_if_idle();
                             }
                         }
-                        _ => {}
+                        // Asked for (an operator's stop): say why nothing was done.
+                        refused => return Err(Arc::new(Refused::from(refused)) as SharedError),
                     }
                     Ok(false)
                 }

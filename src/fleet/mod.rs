@@ -66,6 +66,7 @@ use std::time::Duration;
 
 pub use config::{DEFAULT_PREFIX, FleetConfig};
 pub use error::FleetError;
+pub(crate) use lease::Refused;
 pub(crate) use member::Member;
 pub(crate) use shared::Shared;
 
