@@ -30,6 +30,11 @@ pub enum MonitorError {
     #[error("a service named {0:?} is already registered")]
     DuplicateServiceRegistration(String),
 
+    /// A service name that is empty or holds a control character (a newline would split the
+    /// log lines that name the service).
+    #[error("service name {0:?} is not usable: it must be non-empty, without control characters")]
+    InvalidServiceName(String),
+
     /// No service with this name was ever added.
     #[error("no service named {0:?} is registered")]
     UnknownService(String),

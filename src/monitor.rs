@@ -54,9 +54,10 @@ impl MinMonitor {
 
     /// Adds a service under `name` (case-sensitive).
     ///
-    /// Fails with [`MonitorError::DuplicateServiceRegistration`] if the name is taken, and with
-    /// [`MonitorError::InvalidUrl`] if the service's probe cannot probe its URL; in both cases
-    /// nothing is added or started.
+    /// Fails with [`MonitorError::DuplicateServiceRegistration`] if the name is taken, with
+    /// [`MonitorError::InvalidServiceName`] if it is empty or holds a control character (logs,
+    /// metrics and admin paths carry it), and with [`MonitorError::InvalidUrl`] if the service's
+    /// probe cannot probe its URL; in each case nothing is added or started.
     ///
     /// ```
     /// use std::time::Duration;
@@ -65,7 +66,8 @@ impl MinMonitor {
     /// let monitor = MinMonitor::new();
     /// let service = MonitoredService::new(Url::parse("http://127.0.0.1:8081/").unwrap(), Duration::from_secs(1));
     /// monitor.add("app", service.clone()).unwrap();
-    /// assert!(matches!(monitor.add("app", service), Err(MonitorError::DuplicateServiceRegistration(_))));
+    /// assert!(matches!(monitor.add("app", service.clone()), Err(MonitorError::DuplicateServiceRegistration(_))));
+    /// assert!(matches!(monitor.add("two\nlines", service), Err(MonitorError::InvalidServiceName(_))));
     /// ```
     pub fn add(
         &self,
@@ -73,6 +75,9 @@ impl MinMonitor {
         service: MonitoredService,
     ) -> Result<(), MonitorError> {
         let name = name.into();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(MonitorError::InvalidServiceName(name));
+        }
         service
             .probe
             .validate_url(&service.url)

@@ -274,7 +274,7 @@ async fn a_service_that_never_changed_state_has_its_state_series() {
     let (monitor, addr, _backend, _) = setup().await;
     // Its own name (the recorder is the process's, shared by the tests), with characters the
     // text format must escape.
-    let name = "qu\"i\\et\n";
+    let name = "qu\"i\\et";
     monitor
         .add(
             name,
@@ -284,8 +284,8 @@ async fn a_service_that_never_changed_state_has_its_state_series() {
     let reply = send(addr, "GET", "/metrics", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     for expected in [
-        r#"tower_monitor_state{service="qu\"i\\et\n",state="down"} 1"#,
-        r#"tower_monitor_state{service="qu\"i\\et\n",state="up"} 0"#,
+        r#"tower_monitor_state{service="qu\"i\\et",state="down"} 1"#,
+        r#"tower_monitor_state{service="qu\"i\\et",state="up"} 0"#,
     ] {
         assert!(
             reply.body.contains(expected),

@@ -417,6 +417,14 @@ fn odd_keys_are_quoted_in_paths() {
 }
 
 #[test]
+fn a_service_name_with_a_newline_is_named() {
+    let err =
+        error(r#"{"services": {"a\nb": {"url": "http://127.0.0.1:1/", "grace_period": "1s"}}}"#);
+    assert_eq!(err.path(), r#"services."a\nb""#, "{err}");
+    assert!(err.to_string().contains("control characters"), "{err}");
+}
+
+#[test]
 fn url_credentials_never_show_in_errors() {
     for json in [
         r#"{"services": {"app": {"url": "http://alice:s3cret@127.0.0.1:99999/", "grace_period": "1s"}}}"#,

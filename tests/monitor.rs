@@ -179,6 +179,29 @@ async fn adding_a_taken_name_fails_and_keeps_the_first() {
 }
 
 #[tokio::test]
+async fn an_empty_name_or_one_with_a_control_character_is_refused() {
+    let monitor = MinMonitor::new();
+    let url = url_for(refused_addr().await);
+    for name in ["", "two\nlines", "tab\there", "bell\u{7}"] {
+        let err = monitor
+            .add(name, tcp_service(url.clone(), GRACE))
+            .unwrap_err();
+        assert!(
+            matches!(err, MonitorError::InvalidServiceName(ref n) if n == name),
+            "{err:?}"
+        );
+        assert!(matches!(
+            monitor.state(name),
+            Err(MonitorError::UnknownService(_))
+        ));
+    }
+    // Any other character is a name: logs and metrics escape quotes, the admin decodes `%XX`.
+    monitor
+        .add("caf\u{e9} \"quoted\" / app", tcp_service(url, GRACE))
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_url_that_cannot_be_probed_is_rejected_naming_it() {
     let monitor = MinMonitor::new();
     let url = Url::parse("gopher-ish://backend.test/").unwrap();
