@@ -14,12 +14,13 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from loadkit import Results, free_port, resources, wait_listening
 
 GATEWAY, = sys.argv[1:2]
 CLIENTS = int(os.environ.get("CHAOS_CLIENTS", "16"))
@@ -28,48 +29,6 @@ PERIOD = float(os.environ.get("CHAOS_PERIOD", "4"))      # seconds between kills
 DOWN_FOR = float(os.environ.get("CHAOS_DOWN_FOR", "1"))  # seconds the backend stays dead
 PROBE_TIMEOUT_MS = 500
 IDLE_WAIT = 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, within=30.0):
-    give_up = time.monotonic() + within
-    while time.monotonic() < give_up:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {within} s")
-
-
-def resources(pid):
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    return rss, fds
-
-
-class Results:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.statuses = {}
-        self.errors = {}
-        self.latencies = []
-
-    def answer(self, status, seconds):
-        with self.lock:
-            self.statuses[status] = self.statuses.get(status, 0) + 1
-            self.latencies.append(seconds)
-
-    def error(self, kind, seconds):
-        with self.lock:
-            self.errors[kind] = self.errors.get(kind, 0) + 1
-            self.latencies.append(seconds)
 
 
 def client(port, stop, results):
