@@ -113,14 +113,9 @@ def main():
                 p.wait()
         os.unlink(config_path)
 
-    lat = sorted(results.latencies)
-    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3
-    total = sum(results.statuses.values()) + sum(results.errors.values())
     print(f"chaos: {CLIENTS} clients, backend killed and restarted {KILLS} times "
           f"(every {PERIOD} s, down {DOWN_FOR} s)")
-    print(f"  requests {total}; answers by status {dict(sorted(results.statuses.items()))}; "
-          f"connection errors {results.errors or 'none'}")
-    print(f"  latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {lat[-1] * 1e3:.1f} ms")
+    print(results.report())
     print(f"  gateway RSS/fds: before {before[0]} KiB/{before[1]}, after load {after[0]} KiB/"
           f"{after[1]}, after {IDLE_WAIT} s idle {idle[0]} KiB/{idle[1]}")
     missed = []
@@ -128,7 +123,7 @@ def main():
         missed.append("every request answered, no reset")
     if results.statuses.get(500):
         missed.append("no 500")
-    if lat[-1] * 1e3 > PROBE_TIMEOUT_MS + 100:
+    if results.max_latency_ms() > PROBE_TIMEOUT_MS + 100:
         missed.append(f"max latency <= {PROBE_TIMEOUT_MS + 100} ms")
     if idle[1] > before[1] + 4 or idle[0] > before[0] * 2 + 4096:
         missed.append("RSS and fds back to their starting level")

@@ -164,14 +164,9 @@ def main():
         starts[name] += 1
     for name in re.findall(r"\b(s\d+) stopped after", log):
         stops[name] += 1
-    lat = sorted(results.latencies)
-    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3
-    total = sum(results.statuses.values()) + sum(results.errors.values())
     print(f"cycles: {SERVICES} backends (python3 http.server), idle stop after {IDLE_MS} ms, "
           f"{CLIENTS} clients for {SECONDS:.0f} s pausing up to {PAUSE_MS} ms")
-    print(f"  requests {total}; answers by status {dict(sorted(results.statuses.items()))}; "
-          f"connection errors {results.errors or 'none'}")
-    print(f"  latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {lat[-1] * 1e3:.1f} ms")
+    print(results.report())
     print(f"  starts {sum(starts.values())} {starts}")
     print(f"  stops  {sum(stops.values())} {stops}")
     print(f"  gateway RSS/fds/threads: before {before[0]} KiB/{before[1]}/{before[2]}, "

@@ -47,3 +47,15 @@ class Results:
         with self.lock:
             self.errors[kind] = self.errors.get(kind, 0) + 1
             self.latencies.append(seconds)
+
+    def max_latency_ms(self):
+        return max(self.latencies) * 1e3
+
+    def report(self):
+        """Two lines: requests, answers by status and connection errors; the latency."""
+        lat = sorted(self.latencies)
+        pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3
+        total = sum(self.statuses.values()) + sum(self.errors.values())
+        return (f"  requests {total}; answers by status {dict(sorted(self.statuses.items()))}; "
+                f"connection errors {self.errors or 'none'}\n"
+                f"  latency p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms, max {lat[-1] * 1e3:.1f} ms")
