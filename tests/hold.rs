@@ -140,6 +140,22 @@ async fn beyond_the_bound_requests_are_answered_503_at_once() {
     }
 }
 
+/// `max_held` written before `hold` bounds it too (it was silently dropped: every request was
+/// held, however many).
+#[tokio::test(start_paused = true)]
+async fn max_held_set_before_hold_bounds_it_too() {
+    let f = fixture().await;
+    let layer = f.monitor.layer("app").unwrap().max_held(1);
+    let service = guarded(layer.hold(Duration::from_secs(30)));
+    let held = tokio::spawn(service.clone().oneshot(request("/")));
+    // With the clock paused, this sleep ends only once every task is idle: the first is held.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let second = service.clone().oneshot(request("/")).await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    f.up.store(true, Ordering::SeqCst);
+    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_held_request_whose_client_left_frees_its_place() {
     let f = fixture().await;

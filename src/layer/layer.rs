@@ -33,6 +33,8 @@ use crate::monitor::MinMonitor;
 #[derive(Clone)]
 pub struct MonitorLayer {
     guard: Arc<Guard>,
+    /// The bound [`hold`](Self::hold) takes, kept here so that `max_held` may come first.
+    max_held: usize,
 }
 
 impl MonitorLayer {
@@ -62,6 +64,7 @@ impl MonitorLayer {
                 wake_policy: None,
                 gone: None,
             }),
+            max_held: DEFAULT_MAX_HELD,
         })
     }
 
@@ -128,18 +131,14 @@ impl MonitorLayer {
     /// # let _ = layer;
     /// ```
     pub fn hold(mut self, max_wait: Duration) -> Self {
-        let guard = Arc::make_mut(&mut self.guard);
-        let max_held = guard
-            .hold
-            .as_ref()
-            .map_or(DEFAULT_MAX_HELD, |hold| hold.max_held);
         let mut hold = Hold::new(max_wait);
-        hold.max_held = max_held;
-        guard.hold = Some(hold);
+        hold.max_held = self.max_held;
+        Arc::make_mut(&mut self.guard).hold = Some(hold);
         self
     }
 
-    /// How many requests hold mode keeps at once (default 10,000). Has effect with [`hold`](Self::hold).
+    /// How many requests hold mode keeps at once (default 10,000), set before or after
+    /// [`hold`](Self::hold); without `hold` nothing is held, so it has no effect.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -151,6 +150,7 @@ impl MonitorLayer {
     /// # let _ = layer;
     /// ```
     pub fn max_held(mut self, max_held: usize) -> Self {
+        self.max_held = max_held;
         if let Some(hold) = Arc::make_mut(&mut self.guard).hold.as_mut() {
             hold.max_held = max_held;
         }
