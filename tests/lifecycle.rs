@@ -225,6 +225,29 @@ async fn a_panicking_probe_counts_as_failed_and_clears_the_cached_up() {
     assert!(!layer_service.is_cached_up());
 }
 
+/// A `probe::from_fn` closure that panics in its own code, before it returns a future: the
+/// same failed probe. It used to skip the bookkeeping: the service stayed Up in `state` and
+/// the snapshot (last probe "up") while every request was answered 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_panicking_before_its_future_counts_as_failed_too() {
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO).probe(
+        probe::from_fn(|url| {
+            assert!(url.path() != "/", "probe bug");
+            async { Ok::<bool, BoxError>(true) }
+        }),
+    );
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+    assert!(monitor.reprobe("app").await.is_err());
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Down);
+    let snapshot = &monitor.snapshot()[0];
+    let last = snapshot.last_probe.as_ref().expect("the probe is recorded");
+    assert_eq!(last.result, tower_monitor::ProbeResult::Error);
+    assert_eq!(snapshot.counters.probes, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_wake_policy_answers_500() {
     let f = fixture(|s| s, Duration::ZERO).await;
