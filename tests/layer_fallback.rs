@@ -14,7 +14,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower_monitor::layer::{FallbackBody, FallbackReason, default_response};
-use tower_monitor::{BoxError, MinMonitor, MonitorLayer, MonitoredService, probe};
+use tower_monitor::{
+    BoxError, MinMonitor, MonitorLayer, MonitoredService, ServiceState, probe, trigger,
+};
 
 /// A monitor with "down" (a refused port, probed for real) and "broken" (probe error).
 async fn monitor() -> (Arc<MinMonitor>, std::net::SocketAddr) {
@@ -174,6 +176,72 @@ async fn a_tonic_client_sees_internal_on_errors() {
     assert_eq!(status.code(), tonic::Code::Internal);
     assert!(!status.message().contains("secret detail"));
     server.abort();
+}
+
+/// A service up and cached, with an `on_down`, for answers that say the backend is gone.
+async fn cached_up(name: &str) -> Arc<MinMonitor> {
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .on_down(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }));
+    monitor.add(name, service).unwrap();
+    monitor.set_status_up(name).unwrap();
+    monitor
+}
+
+/// `backend_gone_when` with a predicate of the user's own (no `BackendGone` marker): a tonic
+/// client gets a gRPC status, not the HTML page, which it read as "protocol error: received
+/// message with invalid compression flag: 60". The health service's NOT_FOUND for an unknown
+/// name stands in for a gRPC service's own "my backend is gone" answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tonic_client_whose_backend_is_found_gone_sees_unavailable() {
+    let monitor = cached_up("grpc").await;
+    let layer = monitor
+        .layer("grpc")
+        .unwrap()
+        .backend_gone_when(|_status, headers, _| {
+            headers.get("grpc-status").is_some_and(|code| code == "5")
+        });
+    let (addr, server) = grpc_server(layer).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let unknown = HealthCheckRequest {
+        service: "unknown".to_string(),
+    };
+    let status = HealthClient::new(channel).check(unknown).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unavailable, "service not ready"),
+        "{status:?}"
+    );
+    assert_ne!(monitor.state("grpc").unwrap(), ServiceState::Up);
+    server.abort();
+}
+
+/// The same for a JSON API behind a predicate of the user's own: its client gets JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_answer_found_gone_is_replaced_by_json() {
+    let monitor = cached_up("api").await;
+    let layer = monitor
+        .layer("api")
+        .unwrap()
+        .backend_gone_when(|status, _, _| status == StatusCode::BAD_GATEWAY);
+    let gone = || async {
+        let body = r#"{"error":"upstream refused"}"#;
+        (
+            StatusCode::BAD_GATEWAY,
+            [("content-type", "application/json")],
+            body,
+        )
+    };
+    let server = serve(Router::new().route("/", route_get(gone)).layer(layer)).await;
+    let reply = get(server.addr, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"], "service_not_ready");
 }
 
 #[tokio::test]

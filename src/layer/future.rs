@@ -310,8 +310,19 @@ fn if_gone<B>(
     }
     // The request is gone too: answer in the format its headers (kept by the marker) ask for.
     let mut parts = Request::new(()).into_parts().0;
-    if let Some(marker) = response.extensions().get::<super::BackendGone>() {
-        parts.headers = marker.request_headers().clone();
+    match response.extensions().get::<super::BackendGone>() {
+        Some(marker) => parts.headers = marker.request_headers().clone(),
+        // No marker (a predicate of the user's own): the inner answer's format is what the
+        // client reads, so answer in it. A gRPC client given the HTML page reads a protocol
+        // error, not a status.
+        None => {
+            if let Some(format) = response.headers().get(http::header::CONTENT_TYPE) {
+                parts
+                    .headers
+                    .insert(http::header::CONTENT_TYPE, format.clone());
+                parts.headers.insert(http::header::ACCEPT, format.clone());
+            }
+        }
     }
     let answer = guard
         .fallback

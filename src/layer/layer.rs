@@ -210,7 +210,11 @@ impl MonitorLayer {
     /// Tells the layer which answers of the inner service mean that the backend is gone (say,
     /// a proxy's 502 on a refused connection, marked with [`BackendGone`](super::BackendGone)).
     /// Such an answer forgets the cached up, wakes the backend and is replaced by the fallback
-    /// (503), instead of forwarding to a dead backend for the rest of the grace period.
+    /// (503), instead of forwarding to a dead backend for the rest of the grace period. The
+    /// fallback's format follows the request's headers kept by a
+    /// [`BackendGone::for_request`](super::BackendGone::for_request) marker; without one, the
+    /// inner answer's `content-type` (a gRPC answer is replaced by a gRPC status, a JSON one by
+    /// JSON, anything else by the HTML page).
     ///
     /// Checking costs each forwarded request a reference count on the layer's shared state,
     /// so it is off unless asked for.
