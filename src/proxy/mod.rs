@@ -23,7 +23,9 @@
 //!   response's extensions when the backend refused or dropped the connection, so a
 //!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
 //!   request's own body breaks off (a client gone in the middle of an upload), which is not the
-//!   backend's doing. Each is logged at warn with the service's name.
+//!   backend's doing. Each is logged at warn with the service's name. A gRPC request gets the
+//!   status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
+//!   answer: a text body would read to a gRPC client as a protocol error.
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
