@@ -231,7 +231,8 @@ impl MonitoredService {
         self
     }
 
-    /// How long a probe may run before the service counts as down (default 2 s).
+    /// How long a probe may run before the service counts as down (default 2 s). Zero is not
+    /// "no limit": a probe that does not finish at its first poll counts as down.
     ///
     /// ```
     /// # use std::time::Duration;
