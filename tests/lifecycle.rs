@@ -207,6 +207,41 @@ async fn a_forward_that_finds_the_backend_gone_marks_it_down_and_wakes_it() {
     f.woken(1).await;
 }
 
+/// A `backend_gone_when` predicate that panics: the answer is forwarded, the backend stays
+/// up, and the panic is logged with the service (it was swallowed without a word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_gone_predicate_forwards_the_answer_and_is_logged() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::ERROR)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // This thread's: the test polls the service itself, so the check runs here.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60));
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+    let layer = monitor
+        .layer("app")
+        .unwrap()
+        .backend_gone_when(|_, _, _| panic!("predicate bug"));
+    let service = layer.layer(tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("app")))
+    }));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.body().is_fallback());
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+    let logged = logs.text();
+    assert!(
+        logged.contains("backend_gone_when predicate panicked") && logged.contains("service=app"),
+        "{logged}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_probe_counts_as_failed_and_clears_the_cached_up() {
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))

@@ -297,7 +297,10 @@ fn if_gone<B>(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             gone(response.status(), response.headers(), response.extensions())
         }))
-        .unwrap_or(false)
+        .unwrap_or_else(|_| {
+            tracing::error!(service = %guard.registered.name, "the backend_gone_when predicate panicked; forwarding the answer");
+            false
+        })
     });
     if !gone {
         return Ok(response);

@@ -214,7 +214,8 @@ impl MonitorLayer {
     /// fallback's format follows the request's headers kept by a
     /// [`BackendGone::for_request`](super::BackendGone::for_request) marker; without one, the
     /// inner answer's `content-type` (a gRPC answer is replaced by a gRPC status, a JSON one by
-    /// JSON, anything else by the HTML page).
+    /// JSON, anything else by the HTML page). A predicate that panics counts as "not gone": the
+    /// answer is forwarded and the panic logged at error.
     ///
     /// Checking costs each forwarded request a reference count on the layer's shared state,
     /// so it is off unless asked for.
