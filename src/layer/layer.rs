@@ -69,6 +69,7 @@ impl MonitorLayer {
     }
 
     /// The `Retry-After` of the default 503 answer (default 5 s; rounded up to whole seconds).
+    /// A custom [`fallback`](Self::fallback) sets its own.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -87,6 +88,10 @@ impl MonitorLayer {
     /// Replaces the fallback answers with `fallback`, called with the request's head and the
     /// reason. `Cache-Control: no-store` is added unless the response sets its own.
     /// [`default_response`](super::default_response) is there to delegate to.
+    ///
+    /// The layer's settings for its built-in answers, [`retry_after`](Self::retry_after) and
+    /// [`waiting_page`](Self::waiting_page), are then not used: give `default_response` your
+    /// own `Retry-After`.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -186,7 +191,8 @@ impl MonitorLayer {
     /// `{waited}` (seconds the start has lasted), `{case}`, `{title}` and `{message}` are
     /// replaced, HTML-escaped; see [`DEFAULT_WAITING_PAGE`](super::DEFAULT_WAITING_PAGE) for
     /// what each holds. Keep a `<meta http-equiv="refresh" content="{retry_after}">` for the
-    /// page to turn into the app by itself.
+    /// page to turn into the app by itself. A custom [`fallback`](Self::fallback) replaces
+    /// the page too.
     ///
     /// ```
     /// # use std::sync::Arc;
