@@ -156,6 +156,17 @@ async fn max_held_set_before_hold_bounds_it_too() {
     assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
+/// `max_held(0)` (as one might write for "no limit") holds none, and still wakes the backend:
+/// it used to answer 503 without ever running `on_down`, so the backend never started.
+#[tokio::test(start_paused = true)]
+async fn max_held_zero_holds_none_and_still_wakes_the_backend() {
+    let f = fixture().await;
+    let response = held(&f, 0).oneshot(request("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(count(&f.wakes), 1, "on_down ran");
+    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Starting);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_held_request_whose_client_left_frees_its_place() {
     let f = fixture().await;

@@ -143,7 +143,8 @@ impl MonitorLayer {
     }
 
     /// How many requests hold mode keeps at once (default 10,000), set before or after
-    /// [`hold`](Self::hold); without `hold` nothing is held, so it has no effect.
+    /// [`hold`](Self::hold); without `hold` nothing is held, so it has no effect. Zero holds
+    /// none: requests are answered as without hold mode (`on_down` runs, then 503).
     ///
     /// ```
     /// # use std::sync::Arc;
