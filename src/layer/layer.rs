@@ -122,7 +122,8 @@ impl MonitorLayer {
     /// Hold mode: when the backend is down, run `on_down` as usual, then keep the request and
     /// forward it the moment the backend is up (the monitor polls a starting backend every
     /// 50 ms and releases every held request at once), with an `x-cold-start: <milliseconds>`
-    /// header on the response. At `max_wait` after its arrival the request is answered 504.
+    /// header on the response. At `max_wait` after its arrival the request is answered 504
+    /// (zero is not "no limit": every held request is answered 504 at once).
     /// At most [`max_held`](Self::max_held) requests are held at once; beyond that they are
     /// answered 503 at once.
     ///
