@@ -207,6 +207,35 @@ async fn a_forward_that_finds_the_backend_gone_marks_it_down_and_wakes_it() {
     f.woken(1).await;
 }
 
+/// An `on_down` whose `Trigger::ended` panics: the start it made stands (503, Starting), not
+/// a 500 "failed to start" for every request that shared it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_ended_leaves_the_start_standing() {
+    struct EndedPanics;
+    impl tower_monitor::Trigger for EndedPanics {
+        fn trigger(&self) -> futures::future::BoxFuture<'static, Result<(), BoxError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn ended(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+            panic!("ended bug")
+        }
+    }
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .on_down(EndedPanics);
+    monitor.add("app", service).unwrap();
+    let service =
+        monitor
+            .layer("app")
+            .unwrap()
+            .layer(tower::service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+            }));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Starting);
+}
+
 /// A `backend_gone_when` predicate that panics: the answer is forwarded, the backend stays
 /// up, and the panic is logged with the service (it was swallowed without a word).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
