@@ -329,3 +329,32 @@ async fn a_head_request_gets_the_fallbacks_head_and_no_body() {
     assert_eq!(head.headers["content-type"], get.headers["content-type"]);
     assert_eq!(head.headers["retry-after"], get.headers["retry-after"]);
 }
+
+/// A HEAD whose forward finds the backend gone gets the fallback's head and no body: the body
+/// went out after HEAD, and over HTTP/2 (a hyper server, with no axum to strip it) curl saw
+/// "stream 1 was not closed cleanly: PROTOCOL_ERROR".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_request_that_finds_the_backend_gone_gets_no_body() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+    use tower_monitor::layer::BackendGone;
+
+    let monitor = cached_up("app").await;
+    let service = monitor
+        .layer("app")
+        .unwrap()
+        .backend_gone_when(BackendGone::in_response)
+        .layer(tower::service_fn(|_: http::Request<()>| async {
+            let mut response = http::Response::new(String::from("bad gateway"));
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            response.extensions_mut().insert(BackendGone::new());
+            Ok::<_, std::convert::Infallible>(response)
+        }));
+    let head = http::Request::head("/").body(()).unwrap();
+    let (parts, body) = service.oneshot(head).await.unwrap().into_parts();
+    assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+    let nothing = body.collect().await.unwrap().to_bytes();
+    assert!(nothing.is_empty(), "a body after HEAD: {nothing:?}");
+    assert!(parts.headers.contains_key("content-length"));
+    assert_ne!(monitor.state("app").unwrap(), ServiceState::Up);
+}

@@ -6,7 +6,7 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -77,6 +77,8 @@ pin_project! {
             held: Option<Duration>,
             // Set when the layer checks inner answers for a gone backend.
             gone_check: Option<Arc<Guard>>,
+            // The request was a HEAD: a fallback for a gone backend must have no body.
+            head: bool,
         },
         // Answered; never polled again.
         Done,
@@ -170,7 +172,8 @@ where
         StateProj::Checking { future, guard } => {
             let response = ready!(future.poll(cx))?;
             let response = match guard.take() {
-                Some(guard) => match if_gone(response, &guard, in_flight) {
+                // Never a HEAD: those take the rare path (see `MonitorService::call`).
+                Some(guard) => match if_gone(response, &guard, false, in_flight) {
                     Ok(inner) => inner,
                     Err(fallback) => return Poll::Ready(Ok(*fallback)),
                 },
@@ -212,12 +215,13 @@ where
                 future,
                 held,
                 gone_check,
+                head,
             } => {
                 let response = ready!(future.poll(cx))?;
-                let (held, gone_check) = (held.take(), gone_check.take());
+                let (held, gone_check, head) = (held.take(), gone_check.take(), *head);
                 step.set(Step::Done);
                 let response = match gone_check {
-                    Some(guard) => match if_gone(response, &guard, in_flight) {
+                    Some(guard) => match if_gone(response, &guard, head, in_flight) {
                         Ok(inner) => inner,
                         Err(fallback) => return Poll::Ready(Ok(*fallback)),
                     },
@@ -237,12 +241,13 @@ where
             } => {
                 let decision = ready!(decision.as_mut().poll(cx));
                 match settle(decision, ready.take(), guard, in_flight) {
-                    Settled::Forward(future, held) => {
+                    Settled::Forward(future, held, head) => {
                         let gone_check = guard.gone.is_some().then(|| Arc::clone(guard));
                         step.set(Step::Forwarding {
                             future,
                             held,
                             gone_check,
+                            head,
                         });
                     }
                     Settled::Answer(response) => {
@@ -259,7 +264,8 @@ where
 }
 
 enum Settled<F, B> {
-    Forward(F, Option<Duration>),
+    /// The inner future, how long the request was held, and whether it is a HEAD.
+    Forward(F, Option<Duration>, bool),
     Answer(Response<MonitorBody<B>>),
 }
 
@@ -275,7 +281,8 @@ where
 {
     let (reason, parts) = match (decision, ready) {
         (Decision::Forward(held), Some((mut service, request))) => {
-            return Settled::Forward(service.call(request), held);
+            let head = request.method() == Method::HEAD;
+            return Settled::Forward(service.call(request), held, head);
         }
         (Decision::Fallback(reason), Some((_, request))) => (reason, request.into_parts().0),
         // Cannot happen: `ready` is taken only here, once, when the decision completes. Should it
@@ -291,6 +298,7 @@ where
 fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
+    head: bool,
     in_flight: &mut OutOfLine<InFlight>,
 ) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
     let gone = guard.gone.as_ref().is_some_and(|gone| {
@@ -326,6 +334,10 @@ fn if_gone<B>(
                 parts.headers.insert(http::header::ACCEPT, format.clone());
             }
         }
+    }
+    if head {
+        // Over HTTP/2 a body after HEAD is a protocol error (hyper sends what it is given).
+        parts.method = Method::HEAD;
     }
     let answer = guard
         .fallback
