@@ -268,7 +268,12 @@ where
             .zip(sent.format.iter())
             .filter_map(|(name, value)| Some((name, value.clone()?)))
             .collect();
-        failure.response(&format)
+        let mut response = failure.response(&format);
+        if sent.method == http::Method::HEAD {
+            // Over HTTP/2 a body after HEAD is a protocol error (hyper sends what it is given).
+            *response.body_mut() = ProxyBody::default();
+        }
+        response
     }
 
     /// Rewrites the request for the backend: URI, version and headers.
