@@ -358,3 +358,39 @@ async fn a_head_request_that_finds_the_backend_gone_gets_no_body() {
     assert!(parts.headers.contains_key("content-length"));
     assert_ne!(monitor.state("app").unwrap(), ServiceState::Up);
 }
+
+/// A gRPC answer marked with `BackendGone::new()`, which keeps no request headers (a gRPC
+/// proxy of the user's own): replaced by a gRPC status, not the HTML page a tonic client
+/// reads as a protocol error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_answer_marked_gone_without_request_headers_gets_a_grpc_status() {
+    use tower::{Layer, ServiceExt};
+    use tower_monitor::layer::BackendGone;
+
+    let monitor = cached_up("grpc").await;
+    let service = monitor
+        .layer("grpc")
+        .unwrap()
+        .backend_gone_when(BackendGone::in_response)
+        .layer(tower::service_fn(|_: http::Request<()>| async {
+            let mut response = http::Response::new(String::new());
+            let headers = response.headers_mut();
+            headers.insert("content-type", "application/grpc".parse().unwrap());
+            headers.insert("grpc-status", "14".parse().unwrap());
+            response.extensions_mut().insert(BackendGone::new());
+            Ok::<_, std::convert::Infallible>(response)
+        }));
+    let call = http::Request::post("/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let response = service.oneshot(call).await.unwrap();
+    assert!(response.body().is_fallback());
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "gRPC errors are HTTP 200"
+    );
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    assert_eq!(response.headers()["grpc-status"], "14");
+}

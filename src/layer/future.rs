@@ -321,11 +321,16 @@ fn if_gone<B>(
     }
     // The request is gone too: answer in the format its headers (kept by the marker) ask for.
     let mut parts = Request::new(()).into_parts().0;
-    match response.extensions().get::<super::BackendGone>() {
-        Some(marker) => parts.headers = marker.request_headers().clone(),
-        // No marker (a predicate of the user's own): the inner answer's format is what the
-        // client reads, so answer in it. A gRPC client given the HTML page reads a protocol
-        // error, not a status.
+    let kept = response
+        .extensions()
+        .get::<super::BackendGone>()
+        .map(super::BackendGone::request_headers)
+        .filter(|kept| !kept.is_empty());
+    match kept {
+        Some(kept) => parts.headers = kept.clone(),
+        // Nothing kept (no marker, or `BackendGone::new()`): the inner answer's format is what
+        // the client reads, so answer in it. A gRPC client given the HTML page reads a
+        // protocol error, not a status.
         None => {
             if let Some(format) = response.headers().get(http::header::CONTENT_TYPE) {
                 parts

@@ -31,7 +31,8 @@ pub struct BackendGone {
 }
 
 impl BackendGone {
-    /// A marker that knows nothing of the request (the fallback is then the HTML page).
+    /// A marker that knows nothing of the request: the fallback's format then follows the
+    /// marked answer's `content-type` (gRPC, JSON, or else the HTML page).
     ///
     /// ```
     /// let gone = tower_monitor::layer::BackendGone::new();

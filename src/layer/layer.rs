@@ -220,7 +220,7 @@ impl MonitorLayer {
     /// Such an answer forgets the cached up, wakes the backend and is replaced by the fallback
     /// (503), instead of forwarding to a dead backend for the rest of the grace period. The
     /// fallback's format follows the request's headers kept by a
-    /// [`BackendGone::for_request`](super::BackendGone::for_request) marker; without one, the
+    /// [`BackendGone::for_request`](super::BackendGone::for_request) marker; without them, the
     /// inner answer's `content-type` (a gRPC answer is replaced by a gRPC status, a JSON one by
     /// JSON, anything else by the HTML page). A predicate that panics counts as "not gone": the
     /// answer is forwarded and the panic logged at error.
