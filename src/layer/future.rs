@@ -11,6 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::decision::Decision;
+use super::gone::if_gone;
 use super::service::Guard;
 use super::{FallbackReason, MonitorBody};
 use crate::idle::InFlight;
@@ -291,65 +292,6 @@ where
     };
     let response = guard.fallback.respond(&parts, reason, &guard.registered);
     Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
-}
-
-/// The inner answer (`Ok`), or the fallback if the layer's predicate says the backend is gone: then the
-/// cached up is forgotten and the backend woken, so the next request does not go to it again.
-fn if_gone<B>(
-    response: Response<B>,
-    guard: &Guard,
-    head: bool,
-    in_flight: &mut OutOfLine<InFlight>,
-) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
-    let gone = guard.gone.as_ref().is_some_and(|gone| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            gone(response.status(), response.headers(), response.extensions())
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!(service = %guard.registered.name, "the backend_gone_when predicate panicked; forwarding the answer");
-            false
-        })
-    });
-    if !gone {
-        return Ok(response);
-    }
-    let registered = &guard.registered;
-    tracing::warn!(service = %registered.name, status = %response.status(), "the backend is gone; marking it down and waking it");
-    registered.set_status_down();
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(registered.wake());
-    }
-    // The request is gone too: answer in the format its headers (kept by the marker) ask for.
-    let mut parts = Request::new(()).into_parts().0;
-    let kept = response
-        .extensions()
-        .get::<super::BackendGone>()
-        .map(super::BackendGone::request_headers)
-        .filter(|kept| !kept.is_empty());
-    match kept {
-        Some(kept) => parts.headers = kept.clone(),
-        // Nothing kept (no marker, or `BackendGone::new()`): the inner answer's format is what
-        // the client reads, so answer in it. A gRPC client given the HTML page reads a
-        // protocol error, not a status.
-        None => {
-            if let Some(format) = response.headers().get(http::header::CONTENT_TYPE) {
-                parts
-                    .headers
-                    .insert(http::header::CONTENT_TYPE, format.clone());
-                parts.headers.insert(http::header::ACCEPT, format.clone());
-            }
-        }
-    }
-    if head {
-        // Over HTTP/2 a body after HEAD is a protocol error (hyper sends what it is given).
-        parts.method = Method::HEAD;
-    }
-    let answer = guard
-        .fallback
-        .respond(&parts, FallbackReason::NotReady, registered);
-    Err(Box::new(answer.map(|body| {
-        MonitorBody::fallback_in_flight(body, in_flight.take())
-    })))
 }
 
 /// Tells the client its request waited for a cold start, and for how long.
