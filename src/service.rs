@@ -167,7 +167,8 @@ impl MonitoredService {
     }
 
     /// How long the service may be Starting (after `on_down`) before it counts as down again,
-    /// logged at warn, so that the next request may wake it again (default 60 s).
+    /// logged at warn, so that the next request may wake it again (default 60 s). Zero is not
+    /// "no limit": it ends every start at once.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -201,7 +202,8 @@ impl MonitoredService {
     /// How long any run of a trigger (`on_down`, `on_idle`, `on_up`, `always`) may take before
     /// it counts as failed (default 30 s). A failed `on_down` answers 500 (a held request keeps
     /// waiting within its `max_wait`); requests that shared the run are not cut short when one
-    /// of them gives up.
+    /// of them gives up. Zero is not "no limit": a run that does not finish at its first poll
+    /// fails.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -231,7 +233,8 @@ impl MonitoredService {
         self
     }
 
-    /// How long a probe may run before the service counts as down (default 2 s).
+    /// How long a probe may run before the service counts as down (default 2 s). Zero is not
+    /// "no limit": a probe that does not finish at its first poll counts as down.
     ///
     /// ```
     /// # use std::time::Duration;

@@ -291,6 +291,9 @@ fn bad_probes_are_named() {
     ));
     assert_eq!(err.path(), "services.app.probe.accept[1]");
     assert!(err.message().contains("\"9xx0\""), "{err}");
+    // No status accepted is a backend never up, woken by every request: refused.
+    let err = error(&app(r#", "probe": { "type": "http", "accept": [] }"#));
+    assert_eq!(err.path(), "services.app.probe.accept");
     let err = error(&app(r#", "probe": { "type": "http", "verb": "GET" }"#));
     assert!(err.message().contains("unknown field `verb`"), "{err}");
     let err = error(&app(

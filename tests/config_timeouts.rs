@@ -25,9 +25,16 @@ async fn a_start_timeout_from_the_file_ends_starting() {
     wait_for_state(&monitor, "app", ServiceState::Down, Duration::from_secs(20)).await;
 }
 
+/// `probe_timeout` too: "0s" was taken, and a live HTTP backend was then up or down by chance
+/// (a probe is up only if it finishes at its first poll).
 #[test]
 fn a_zero_timeout_is_named() {
-    for field in ["start_timeout", "stop_timeout", "trigger_timeout"] {
+    for field in [
+        "probe_timeout",
+        "start_timeout",
+        "stop_timeout",
+        "trigger_timeout",
+    ] {
         let json = service(
             "127.0.0.1:9".parse().unwrap(),
             &format!(r#", "{field}": "0s""#),

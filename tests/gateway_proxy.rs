@@ -317,3 +317,67 @@ async fn grpc_unary_and_server_streaming_calls_pass_through_to_an_http2_backend(
     assert_eq!(second.status(), Status::NotServing);
     server.abort();
 }
+
+/// A gRPC backend that accepts and never answers: the proxy's 504 reaches a tonic client as
+/// UNAVAILABLE, a status it retries on, not as a text body it read as "protocol error:
+/// received message with invalid compression flag: 103" (INTERNAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_call_to_a_silent_backend_is_unavailable_not_a_protocol_error() {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let (backend, silent) = silent_backend().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "grpc" }} ],
+                           "services": {{ "grpc": {{ "protocol": "http2", "response_timeout": "300ms" }} }} }},
+             "services": {{ "grpc": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.addr))
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unavailable, "gateway timeout"),
+        "{status:?}"
+    );
+    silent.abort();
+}
+
+/// A backend that accepts connections and never answers, until the task is aborted.
+async fn silent_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            kept.push(connection);
+        }
+    });
+    (backend, silent)
+}
+
+/// The proxy's own failure answer to a HEAD has no body: served by hyper over HTTP/2, the text
+/// went out after HEAD and curl saw "stream 1 was not closed cleanly: PROTOCOL_ERROR".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_head_is_answered_without_a_body() {
+    use http_body_util::BodyExt;
+
+    let (backend, silent) = silent_backend().await;
+    let proxy = Proxy::builder(common::url_for(backend))
+        .response_timeout(Duration::from_millis(200))
+        .build::<Full<Bytes>>()
+        .unwrap();
+    let head = http::Request::head("/").body(Full::default()).unwrap();
+    let (parts, body) = proxy.oneshot(head).await.unwrap().into_parts();
+    assert_eq!(parts.status, 504);
+    let nothing = body.collect().await.unwrap().to_bytes();
+    assert!(nothing.is_empty(), "a body after HEAD: {nothing:?}");
+    silent.abort();
+}

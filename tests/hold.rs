@@ -140,6 +140,33 @@ async fn beyond_the_bound_requests_are_answered_503_at_once() {
     }
 }
 
+/// `max_held` written before `hold` bounds it too (it was silently dropped: every request was
+/// held, however many).
+#[tokio::test(start_paused = true)]
+async fn max_held_set_before_hold_bounds_it_too() {
+    let f = fixture().await;
+    let layer = f.monitor.layer("app").unwrap().max_held(1);
+    let service = guarded(layer.hold(Duration::from_secs(30)));
+    let held = tokio::spawn(service.clone().oneshot(request("/")));
+    // With the clock paused, this sleep ends only once every task is idle: the first is held.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let second = service.clone().oneshot(request("/")).await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    f.up.store(true, Ordering::SeqCst);
+    assert_eq!(held.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+/// `max_held(0)` (as one might write for "no limit") holds none, and still wakes the backend:
+/// it used to answer 503 without ever running `on_down`, so the backend never started.
+#[tokio::test(start_paused = true)]
+async fn max_held_zero_holds_none_and_still_wakes_the_backend() {
+    let f = fixture().await;
+    let response = held(&f, 0).oneshot(request("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(count(&f.wakes), 1, "on_down ran");
+    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Starting);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_held_request_whose_client_left_frees_its_place() {
     let f = fixture().await;

@@ -14,7 +14,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower_monitor::layer::{FallbackBody, FallbackReason, default_response};
-use tower_monitor::{BoxError, MinMonitor, MonitorLayer, MonitoredService, probe};
+use tower_monitor::{
+    BoxError, MinMonitor, MonitorLayer, MonitoredService, ServiceState, probe, trigger,
+};
 
 /// A monitor with "down" (a refused port, probed for real) and "broken" (probe error).
 async fn monitor() -> (Arc<MinMonitor>, std::net::SocketAddr) {
@@ -176,6 +178,72 @@ async fn a_tonic_client_sees_internal_on_errors() {
     server.abort();
 }
 
+/// A service up and cached, with an `on_down`, for answers that say the backend is gone.
+async fn cached_up(name: &str) -> Arc<MinMonitor> {
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .on_down(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }));
+    monitor.add(name, service).unwrap();
+    monitor.set_status_up(name).unwrap();
+    monitor
+}
+
+/// `backend_gone_when` with a predicate of the user's own (no `BackendGone` marker): a tonic
+/// client gets a gRPC status, not the HTML page, which it read as "protocol error: received
+/// message with invalid compression flag: 60". The health service's NOT_FOUND for an unknown
+/// name stands in for a gRPC service's own "my backend is gone" answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tonic_client_whose_backend_is_found_gone_sees_unavailable() {
+    let monitor = cached_up("grpc").await;
+    let layer = monitor
+        .layer("grpc")
+        .unwrap()
+        .backend_gone_when(|_status, headers, _| {
+            headers.get("grpc-status").is_some_and(|code| code == "5")
+        });
+    let (addr, server) = grpc_server(layer).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let unknown = HealthCheckRequest {
+        service: "unknown".to_string(),
+    };
+    let status = HealthClient::new(channel).check(unknown).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unavailable, "service not ready"),
+        "{status:?}"
+    );
+    assert_ne!(monitor.state("grpc").unwrap(), ServiceState::Up);
+    server.abort();
+}
+
+/// The same for a JSON API behind a predicate of the user's own: its client gets JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_answer_found_gone_is_replaced_by_json() {
+    let monitor = cached_up("api").await;
+    let layer = monitor
+        .layer("api")
+        .unwrap()
+        .backend_gone_when(|status, _, _| status == StatusCode::BAD_GATEWAY);
+    let gone = || async {
+        let body = r#"{"error":"upstream refused"}"#;
+        (
+            StatusCode::BAD_GATEWAY,
+            [("content-type", "application/json")],
+            body,
+        )
+    };
+    let server = serve(Router::new().route("/", route_get(gone)).layer(layer)).await;
+    let reply = get(server.addr, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.headers["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"], "service_not_ready");
+}
+
 #[tokio::test]
 async fn a_custom_waiting_page_gets_the_escaped_service_name_and_retry() {
     let monitor = Arc::new(MinMonitor::new());
@@ -260,4 +328,69 @@ async fn a_head_request_gets_the_fallbacks_head_and_no_body() {
     assert_eq!(head.headers["content-length"], page.len().to_string());
     assert_eq!(head.headers["content-type"], get.headers["content-type"]);
     assert_eq!(head.headers["retry-after"], get.headers["retry-after"]);
+}
+
+/// A HEAD whose forward finds the backend gone gets the fallback's head and no body: the body
+/// went out after HEAD, and over HTTP/2 (a hyper server, with no axum to strip it) curl saw
+/// "stream 1 was not closed cleanly: PROTOCOL_ERROR".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_request_that_finds_the_backend_gone_gets_no_body() {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+    use tower_monitor::layer::BackendGone;
+
+    let monitor = cached_up("app").await;
+    let service = monitor
+        .layer("app")
+        .unwrap()
+        .backend_gone_when(BackendGone::in_response)
+        .layer(tower::service_fn(|_: http::Request<()>| async {
+            let mut response = http::Response::new(String::from("bad gateway"));
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            response.extensions_mut().insert(BackendGone::new());
+            Ok::<_, std::convert::Infallible>(response)
+        }));
+    let head = http::Request::head("/").body(()).unwrap();
+    let (parts, body) = service.oneshot(head).await.unwrap().into_parts();
+    assert_eq!(parts.status, StatusCode::SERVICE_UNAVAILABLE);
+    let nothing = body.collect().await.unwrap().to_bytes();
+    assert!(nothing.is_empty(), "a body after HEAD: {nothing:?}");
+    assert!(parts.headers.contains_key("content-length"));
+    assert_ne!(monitor.state("app").unwrap(), ServiceState::Up);
+}
+
+/// A gRPC answer marked with `BackendGone::new()`, which keeps no request headers (a gRPC
+/// proxy of the user's own): replaced by a gRPC status, not the HTML page a tonic client
+/// reads as a protocol error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_answer_marked_gone_without_request_headers_gets_a_grpc_status() {
+    use tower::{Layer, ServiceExt};
+    use tower_monitor::layer::BackendGone;
+
+    let monitor = cached_up("grpc").await;
+    let service = monitor
+        .layer("grpc")
+        .unwrap()
+        .backend_gone_when(BackendGone::in_response)
+        .layer(tower::service_fn(|_: http::Request<()>| async {
+            let mut response = http::Response::new(String::new());
+            let headers = response.headers_mut();
+            headers.insert("content-type", "application/grpc".parse().unwrap());
+            headers.insert("grpc-status", "14".parse().unwrap());
+            response.extensions_mut().insert(BackendGone::new());
+            Ok::<_, std::convert::Infallible>(response)
+        }));
+    let call = http::Request::post("/grpc.health.v1.Health/Check")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let response = service.oneshot(call).await.unwrap();
+    assert!(response.body().is_fallback());
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "gRPC errors are HTTP 200"
+    );
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    assert_eq!(response.headers()["grpc-status"], "14");
 }

@@ -207,6 +207,70 @@ async fn a_forward_that_finds_the_backend_gone_marks_it_down_and_wakes_it() {
     f.woken(1).await;
 }
 
+/// An `on_down` whose `Trigger::ended` panics: the start it made stands (503, Starting), not
+/// a 500 "failed to start" for every request that shared it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_ended_leaves_the_start_standing() {
+    struct EndedPanics;
+    impl tower_monitor::Trigger for EndedPanics {
+        fn trigger(&self) -> futures::future::BoxFuture<'static, Result<(), BoxError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn ended(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+            panic!("ended bug")
+        }
+    }
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .on_down(EndedPanics);
+    monitor.add("app", service).unwrap();
+    let service =
+        monitor
+            .layer("app")
+            .unwrap()
+            .layer(tower::service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+            }));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Starting);
+}
+
+/// A `backend_gone_when` predicate that panics: the answer is forwarded, the backend stays
+/// up, and the panic is logged with the service (it was swallowed without a word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_gone_predicate_forwards_the_answer_and_is_logged() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::ERROR)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // This thread's: the test polls the service itself, so the check runs here.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60));
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+    let layer = monitor
+        .layer("app")
+        .unwrap()
+        .backend_gone_when(|_, _, _| panic!("predicate bug"));
+    let service = layer.layer(tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("app")))
+    }));
+    let response = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!response.body().is_fallback());
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+    let logged = logs.text();
+    assert!(
+        logged.contains("backend_gone_when predicate panicked") && logged.contains("service=app"),
+        "{logged}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_probe_counts_as_failed_and_clears_the_cached_up() {
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
@@ -223,6 +287,29 @@ async fn a_panicking_probe_counts_as_failed_and_clears_the_cached_up() {
     assert_eq!(monitor.state("app").unwrap(), ServiceState::Down);
     let layer_service = monitor.layer("app").unwrap().layer(());
     assert!(!layer_service.is_cached_up());
+}
+
+/// A `probe::from_fn` closure that panics in its own code, before it returns a future: the
+/// same failed probe. It used to skip the bookkeeping: the service stayed Up in `state` and
+/// the snapshot (last probe "up") while every request was answered 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_panicking_before_its_future_counts_as_failed_too() {
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO).probe(
+        probe::from_fn(|url| {
+            assert!(url.path() != "/", "probe bug");
+            async { Ok::<bool, BoxError>(true) }
+        }),
+    );
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+    assert!(monitor.reprobe("app").await.is_err());
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Down);
+    let snapshot = &monitor.snapshot()[0];
+    let last = snapshot.last_probe.as_ref().expect("the probe is recorded");
+    assert_eq!(last.result, tower_monitor::ProbeResult::Error);
+    assert_eq!(snapshot.counters.probes, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -325,7 +325,7 @@ fn build_service(
         )
     })?;
     if let Some(timeout) = spec.probe_timeout {
-        service = service.probe_timeout(timeout.0);
+        service = service.probe_timeout(timeout.positive(format!("{path}.probe_timeout"))?);
     }
     if let Some(timeout) = spec.start_timeout {
         service = service.start_timeout(timeout.positive(format!("{path}.start_timeout"))?);

@@ -98,6 +98,13 @@ pub(crate) fn build(path: &str, value: Value) -> Result<Arc<dyn Probe>, ConfigEr
                 probe = probe.body(body);
             }
             if let Some(accept) = spec.accept {
+                // No status accepted: never up, and every request would start it again.
+                if accept.is_empty() {
+                    return Err(ConfigError::new(
+                        at("accept"),
+                        "at least one status is needed, such as [\"2xx\"]",
+                    ));
+                }
                 let ranges = accept
                     .iter()
                     .enumerate()

@@ -64,7 +64,9 @@ pub(crate) fn decide(
             if !may_wake {
                 return Decision::Fallback(FallbackReason::NotReady);
             }
-            let Some(hold) = hold else {
+            // `max_held(0)` holds none: answered as without hold mode, so the backend is
+            // still woken (held requests are what wakes it in hold mode).
+            let Some(hold) = hold.filter(|hold| hold.max_held > 0) else {
                 if registered.wake().await.is_err() {
                     return Decision::Fallback(FallbackReason::StartFailed);
                 }

@@ -234,7 +234,9 @@ impl Fallback {
 /// `application/json`, or a trailers-only gRPC status (`UNAVAILABLE` or `INTERNAL`) for gRPC
 /// requests. A 503 carries `Retry-After` and, for a browser, refreshes itself after that long.
 ///
-/// A custom fallback can call it for the cases it does not handle itself.
+/// A custom fallback can call it for the cases it does not handle itself. It knows neither the
+/// service nor the layer's settings: its page names "The service", in the words of the default
+/// [waiting page](DEFAULT_WAITING_PAGE), and says nothing of how long a start has lasted.
 ///
 /// ```
 /// use std::time::Duration;

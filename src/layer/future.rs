@@ -6,11 +6,12 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::decision::Decision;
+use super::gone::if_gone;
 use super::service::Guard;
 use super::{FallbackReason, MonitorBody};
 use crate::idle::InFlight;
@@ -77,6 +78,8 @@ pin_project! {
             held: Option<Duration>,
             // Set when the layer checks inner answers for a gone backend.
             gone_check: Option<Arc<Guard>>,
+            // The request was a HEAD: a fallback for a gone backend must have no body.
+            head: bool,
         },
         // Answered; never polled again.
         Done,
@@ -170,7 +173,8 @@ where
         StateProj::Checking { future, guard } => {
             let response = ready!(future.poll(cx))?;
             let response = match guard.take() {
-                Some(guard) => match if_gone(response, &guard, in_flight) {
+                // Never a HEAD: those take the rare path (see `MonitorService::call`).
+                Some(guard) => match if_gone(response, &guard, false, in_flight) {
                     Ok(inner) => inner,
                     Err(fallback) => return Poll::Ready(Ok(*fallback)),
                 },
@@ -212,12 +216,13 @@ where
                 future,
                 held,
                 gone_check,
+                head,
             } => {
                 let response = ready!(future.poll(cx))?;
-                let (held, gone_check) = (held.take(), gone_check.take());
+                let (held, gone_check, head) = (held.take(), gone_check.take(), *head);
                 step.set(Step::Done);
                 let response = match gone_check {
-                    Some(guard) => match if_gone(response, &guard, in_flight) {
+                    Some(guard) => match if_gone(response, &guard, head, in_flight) {
                         Ok(inner) => inner,
                         Err(fallback) => return Poll::Ready(Ok(*fallback)),
                     },
@@ -237,12 +242,13 @@ where
             } => {
                 let decision = ready!(decision.as_mut().poll(cx));
                 match settle(decision, ready.take(), guard, in_flight) {
-                    Settled::Forward(future, held) => {
+                    Settled::Forward(future, held, head) => {
                         let gone_check = guard.gone.is_some().then(|| Arc::clone(guard));
                         step.set(Step::Forwarding {
                             future,
                             held,
                             gone_check,
+                            head,
                         });
                     }
                     Settled::Answer(response) => {
@@ -259,7 +265,8 @@ where
 }
 
 enum Settled<F, B> {
-    Forward(F, Option<Duration>),
+    /// The inner future, how long the request was held, and whether it is a HEAD.
+    Forward(F, Option<Duration>, bool),
     Answer(Response<MonitorBody<B>>),
 }
 
@@ -275,7 +282,8 @@ where
 {
     let (reason, parts) = match (decision, ready) {
         (Decision::Forward(held), Some((mut service, request))) => {
-            return Settled::Forward(service.call(request), held);
+            let head = request.method() == Method::HEAD;
+            return Settled::Forward(service.call(request), held, head);
         }
         (Decision::Fallback(reason), Some((_, request))) => (reason, request.into_parts().0),
         // Cannot happen: `ready` is taken only here, once, when the decision completes. Should it
@@ -284,41 +292,6 @@ where
     };
     let response = guard.fallback.respond(&parts, reason, &guard.registered);
     Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
-}
-
-/// The inner answer (`Ok`), or the fallback if the layer's predicate says the backend is gone: then the
-/// cached up is forgotten and the backend woken, so the next request does not go to it again.
-fn if_gone<B>(
-    response: Response<B>,
-    guard: &Guard,
-    in_flight: &mut OutOfLine<InFlight>,
-) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
-    let gone = guard.gone.as_ref().is_some_and(|gone| {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            gone(response.status(), response.headers(), response.extensions())
-        }))
-        .unwrap_or(false)
-    });
-    if !gone {
-        return Ok(response);
-    }
-    let registered = &guard.registered;
-    tracing::warn!(service = %registered.name, status = %response.status(), "the backend is gone; marking it down and waking it");
-    registered.set_status_down();
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(registered.wake());
-    }
-    // The request is gone too: answer in the format its headers (kept by the marker) ask for.
-    let mut parts = Request::new(()).into_parts().0;
-    if let Some(marker) = response.extensions().get::<super::BackendGone>() {
-        parts.headers = marker.request_headers().clone();
-    }
-    let answer = guard
-        .fallback
-        .respond(&parts, FallbackReason::NotReady, registered);
-    Err(Box::new(answer.map(|body| {
-        MonitorBody::fallback_in_flight(body, in_flight.take())
-    })))
 }
 
 /// Tells the client its request waited for a cold start, and for how long.

@@ -1,7 +1,13 @@
-//! [`BackendGone`]: how an inner service tells the layer that its backend has gone away.
+//! [`BackendGone`]: how an inner service tells the layer that its backend has gone away, and
+//! the layer's answer then.
 
-use http::HeaderMap;
 use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response};
+
+use super::future::OutOfLine;
+use super::service::Guard;
+use super::{FallbackReason, MonitorBody};
+use crate::idle::InFlight;
 
 /// A marker an inner service puts in a response's extensions when the backend could not be
 /// reached at all (connection refused or reset), as a reverse proxy learns first.
@@ -31,7 +37,8 @@ pub struct BackendGone {
 }
 
 impl BackendGone {
-    /// A marker that knows nothing of the request (the fallback is then the HTML page).
+    /// A marker that knows nothing of the request: the fallback's format then follows the
+    /// marked answer's `content-type` (gRPC, JSON, or else the HTML page).
     ///
     /// ```
     /// let gone = tower_monitor::layer::BackendGone::new();
@@ -82,4 +89,61 @@ impl BackendGone {
     ) -> bool {
         extensions.get::<BackendGone>().is_some()
     }
+}
+
+/// The inner answer (`Ok`), or the fallback if the layer's predicate says the backend is gone: then the
+/// cached up is forgotten and the backend woken, so the next request does not go to it again.
+pub(super) fn if_gone<B>(
+    response: Response<B>,
+    guard: &Guard,
+    head: bool,
+    in_flight: &mut OutOfLine<InFlight>,
+) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
+    let gone = guard.gone.as_ref().is_some_and(|gone| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            gone(response.status(), response.headers(), response.extensions())
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(service = %guard.registered.name, "the backend_gone_when predicate panicked; forwarding the answer");
+            false
+        })
+    });
+    if !gone {
+        return Ok(response);
+    }
+    let registered = &guard.registered;
+    tracing::warn!(service = %registered.name, status = %response.status(), "the backend is gone; marking it down and waking it");
+    registered.set_status_down();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(registered.wake());
+    }
+    // The request is gone too: answer in the format its headers (kept by the marker) ask for.
+    let mut parts = Request::new(()).into_parts().0;
+    let kept = response
+        .extensions()
+        .get::<BackendGone>()
+        .map(BackendGone::request_headers)
+        .filter(|kept| !kept.is_empty());
+    match kept {
+        Some(kept) => parts.headers = kept.clone(),
+        // Nothing kept (no marker, or `BackendGone::new()`): the inner answer's format is what
+        // the client reads, so answer in it. A gRPC client given the HTML page reads a
+        // protocol error, not a status.
+        None => {
+            if let Some(format) = response.headers().get(CONTENT_TYPE) {
+                parts.headers.insert(CONTENT_TYPE, format.clone());
+                parts.headers.insert(ACCEPT, format.clone());
+            }
+        }
+    }
+    if head {
+        // Over HTTP/2 a body after HEAD is a protocol error (hyper sends what it is given).
+        parts.method = Method::HEAD;
+    }
+    let answer = guard
+        .fallback
+        .respond(&parts, FallbackReason::NotReady, registered);
+    Err(Box::new(answer.map(|body| {
+        MonitorBody::fallback_in_flight(body, in_flight.take())
+    })))
 }

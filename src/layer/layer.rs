@@ -33,6 +33,8 @@ use crate::monitor::MinMonitor;
 #[derive(Clone)]
 pub struct MonitorLayer {
     guard: Arc<Guard>,
+    /// The bound [`hold`](Self::hold) takes, kept here so that `max_held` may come first.
+    max_held: usize,
 }
 
 impl MonitorLayer {
@@ -62,10 +64,12 @@ impl MonitorLayer {
                 wake_policy: None,
                 gone: None,
             }),
+            max_held: DEFAULT_MAX_HELD,
         })
     }
 
     /// The `Retry-After` of the default 503 answer (default 5 s; rounded up to whole seconds).
+    /// A custom [`fallback`](Self::fallback) sets its own.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -84,6 +88,10 @@ impl MonitorLayer {
     /// Replaces the fallback answers with `fallback`, called with the request's head and the
     /// reason. `Cache-Control: no-store` is added unless the response sets its own.
     /// [`default_response`](super::default_response) is there to delegate to.
+    ///
+    /// The layer's settings for its built-in answers, [`retry_after`](Self::retry_after) and
+    /// [`waiting_page`](Self::waiting_page), are then not used: give `default_response` your
+    /// own `Retry-After`.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -114,7 +122,8 @@ impl MonitorLayer {
     /// Hold mode: when the backend is down, run `on_down` as usual, then keep the request and
     /// forward it the moment the backend is up (the monitor polls a starting backend every
     /// 50 ms and releases every held request at once), with an `x-cold-start: <milliseconds>`
-    /// header on the response. At `max_wait` after its arrival the request is answered 504.
+    /// header on the response. At `max_wait` after its arrival the request is answered 504
+    /// (zero is not "no limit": every held request is answered 504 at once).
     /// At most [`max_held`](Self::max_held) requests are held at once; beyond that they are
     /// answered 503 at once.
     ///
@@ -128,18 +137,15 @@ impl MonitorLayer {
     /// # let _ = layer;
     /// ```
     pub fn hold(mut self, max_wait: Duration) -> Self {
-        let guard = Arc::make_mut(&mut self.guard);
-        let max_held = guard
-            .hold
-            .as_ref()
-            .map_or(DEFAULT_MAX_HELD, |hold| hold.max_held);
         let mut hold = Hold::new(max_wait);
-        hold.max_held = max_held;
-        guard.hold = Some(hold);
+        hold.max_held = self.max_held;
+        Arc::make_mut(&mut self.guard).hold = Some(hold);
         self
     }
 
-    /// How many requests hold mode keeps at once (default 10,000). Has effect with [`hold`](Self::hold).
+    /// How many requests hold mode keeps at once (default 10,000), set before or after
+    /// [`hold`](Self::hold); without `hold` nothing is held, so it has no effect. Zero holds
+    /// none: requests are answered as without hold mode (`on_down` runs, then 503).
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -151,6 +157,7 @@ impl MonitorLayer {
     /// # let _ = layer;
     /// ```
     pub fn max_held(mut self, max_held: usize) -> Self {
+        self.max_held = max_held;
         if let Some(hold) = Arc::make_mut(&mut self.guard).hold.as_mut() {
             hold.max_held = max_held;
         }
@@ -186,7 +193,8 @@ impl MonitorLayer {
     /// `{waited}` (seconds the start has lasted), `{case}`, `{title}` and `{message}` are
     /// replaced, HTML-escaped; see [`DEFAULT_WAITING_PAGE`](super::DEFAULT_WAITING_PAGE) for
     /// what each holds. Keep a `<meta http-equiv="refresh" content="{retry_after}">` for the
-    /// page to turn into the app by itself.
+    /// page to turn into the app by itself. A custom [`fallback`](Self::fallback) replaces
+    /// the page too.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -210,7 +218,12 @@ impl MonitorLayer {
     /// Tells the layer which answers of the inner service mean that the backend is gone (say,
     /// a proxy's 502 on a refused connection, marked with [`BackendGone`](super::BackendGone)).
     /// Such an answer forgets the cached up, wakes the backend and is replaced by the fallback
-    /// (503), instead of forwarding to a dead backend for the rest of the grace period.
+    /// (503), instead of forwarding to a dead backend for the rest of the grace period. The
+    /// fallback's format follows the request's headers kept by a
+    /// [`BackendGone::for_request`](super::BackendGone::for_request) marker; without them, the
+    /// inner answer's `content-type` (a gRPC answer is replaced by a gRPC status, a JSON one by
+    /// JSON, anything else by the HTML page). A predicate that panics counts as "not gone": the
+    /// answer is forwarded and the panic logged at error.
     ///
     /// Checking costs each forwarded request a reference count on the layer's shared state,
     /// so it is off unless asked for.

@@ -29,6 +29,8 @@ pub use future::ResponseFuture;
 pub use gone::BackendGone;
 pub use hold::DEFAULT_MAX_HELD;
 pub use layer::MonitorLayer;
+#[cfg(feature = "proxy")]
+pub(crate) use negotiate::is_grpc;
 pub use service::MonitorService;
 pub use waiting_page::DEFAULT_WAITING_PAGE;
 #[cfg(feature = "admin")]

@@ -196,7 +196,12 @@ where
         }
         // Counted from here, held or not, until the response body ends.
         let in_flight = OutOfLine::new(guard.idle.as_ref().map(|idle| idle.enter()));
-        if guard.cached_up_forwards && guard.cache.is_up() {
+        // A HEAD checked for a gone backend takes the rare path, which remembers it is a HEAD
+        // (its fallback must have no body); the cached-up future stays as small as it is.
+        if guard.cached_up_forwards
+            && guard.cache.is_up()
+            && (guard.gone.is_none() || request.method() != http::Method::HEAD)
+        {
             let check = guard.gone.is_some().then(|| Arc::clone(&self.guard));
             return ResponseFuture::forward(self.inner.call(request), in_flight, check);
         }

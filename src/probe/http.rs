@@ -125,7 +125,7 @@ impl Http {
         self
     }
 
-    /// The statuses that mean up, replacing the default 200–299.
+    /// The statuses that mean up, replacing the default 200–299 (none: never up).
     ///
     /// ```
     /// let probe = tower_monitor::probe::Http::new().accept([200..=299, 401..=401]);

@@ -6,7 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use super::ProxyBody;
 use super::upstream::UpstreamError;
-use crate::layer::BackendGone;
+use crate::layer::{BackendGone, is_grpc};
 
 /// Why a forward failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +68,19 @@ impl Failure {
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
             Self::ClientBody => (StatusCode::BAD_REQUEST, "bad request\n"),
         };
-        let mut response = Response::new(ProxyBody::from_static(text));
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        // A gRPC client reads a text body as a malformed message ("protocol error"): it gets
+        // the status gRPC maps the HTTP one to, in the headers, as the layer's fallback does.
+        let mut response = if is_grpc(request_headers) {
+            self.grpc_response(text.trim_end())
+        } else {
+            let mut response = Response::new(ProxyBody::from_static(text));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        };
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -82,6 +89,25 @@ impl Failure {
                 .extensions_mut()
                 .insert(BackendGone::for_request(request_headers));
         }
+        response
+    }
+
+    /// A trailers-only gRPC answer: UNAVAILABLE for what gRPC's HTTP mapping makes it (502,
+    /// 504), so that clients retry.
+    fn grpc_response(self, message: &'static str) -> Response<ProxyBody> {
+        let code: u16 = match self {
+            Self::Gone | Self::Timeout | Self::Other => 14, // UNAVAILABLE
+            Self::NotForwarded => 12,                       // UNIMPLEMENTED
+            Self::ClientBody => 13,                         // INTERNAL
+        };
+        let mut response = Response::new(ProxyBody::default());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from(code));
+        headers.insert("grpc-message", HeaderValue::from_static(message));
         response
     }
 

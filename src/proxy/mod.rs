@@ -23,7 +23,9 @@
 //!   response's extensions when the backend refused or dropped the connection, so a
 //!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
 //!   request's own body breaks off (a client gone in the middle of an upload), which is not the
-//!   backend's doing. Each is logged at warn with the service's name.
+//!   backend's doing. Each is logged at warn with the service's name. A gRPC request gets the
+//!   status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
+//!   answer: a text body would read to a gRPC client as a protocol error.
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
@@ -266,7 +268,12 @@ where
             .zip(sent.format.iter())
             .filter_map(|(name, value)| Some((name, value.clone()?)))
             .collect();
-        failure.response(&format)
+        let mut response = failure.response(&format);
+        if sent.method == http::Method::HEAD {
+            // Over HTTP/2 a body after HEAD is a protocol error (hyper sends what it is given).
+            *response.body_mut() = ProxyBody::default();
+        }
+        response
     }
 
     /// Rewrites the request for the backend: URI, version and headers.

@@ -67,7 +67,9 @@ impl Registered {
     /// replica may have started already.
     #[cfg(feature = "fleet")]
     pub(crate) async fn answers_now(&self) -> bool {
-        let probe = AssertUnwindSafe(self.service.probe.probe(&self.service.url)).catch_unwind();
+        // The call inside the future: a probe that panics before it returns one is caught too.
+        let probe = AssertUnwindSafe(async { self.service.probe.probe(&self.service.url).await })
+            .catch_unwind();
         matches!(
             tokio::time::timeout(self.service.probe_timeout, probe).await,
             Ok(Ok(Ok(true)))
@@ -84,8 +86,12 @@ impl Registered {
             let timeout = me.service.probe_timeout;
             // The probe's own lines (a TCP connect refused, an HTTP status) name the service.
             let span = tracing::debug_span!("probe", service = %me.name);
-            let probe = AssertUnwindSafe(me.service.probe.probe(&me.service.url).instrument(span))
-                .catch_unwind();
+            // The call inside the future: a probe that panics before it returns one (a
+            // `probe::from_fn` closure's own code) is a failed probe like any other.
+            let probe = AssertUnwindSafe(
+                async { me.service.probe.probe(&me.service.url).await }.instrument(span),
+            )
+            .catch_unwind();
             let result = match tokio::time::timeout(timeout, probe).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_panic)) => {

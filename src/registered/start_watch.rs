@@ -18,7 +18,14 @@ impl Registered {
     /// ends, ends that start (`Starting → Down`) should it come first. The watch ends with the
     /// start, whatever ends it (up, the start timeout, the backend's end).
     pub(super) fn watch_start(self: &Arc<Self>, starting: Stamp, on_down: &Arc<dyn Trigger>) {
-        let Some(mut ended) = on_down.ended() else {
+        // A user's trigger: its panic would fail a start that `on_down` made (a 500 for every
+        // request that shared it); the start is then just not watched.
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_down.ended()))
+            .unwrap_or_else(|_| {
+                tracing::error!(service = %self.name, "on_down's `ended` panicked; the start is not watched");
+                None
+            });
+        let Some(mut ended) = ended else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
