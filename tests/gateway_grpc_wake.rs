@@ -1,7 +1,7 @@
 //! A gRPC backend that sleeps behind the gateway, reached by a tonic client: the first call
 //! starts it, and is held until it is up (hold mode) or answered with the gRPC status
-//! `UNAVAILABLE` that tonic reads as such (fallback mode). Everything on 127.0.0.1; the backend
-//! is stopped when the test ends.
+//! `UNAVAILABLE` that tonic reads as such (fallback mode); a call no route matches reads
+//! `UNIMPLEMENTED`. Everything on 127.0.0.1; the backend is stopped when the test ends.
 
 mod common;
 
@@ -160,4 +160,24 @@ async fn without_hold_a_grpc_call_to_a_sleeping_backend_reads_unavailable_then_s
     let answer = answer.expect("the backend is up after its boot");
     assert_eq!(answer.into_inner().status(), Status::Serving);
     assert_eq!(backend.starts.load(Ordering::SeqCst), 1, "started once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_call_that_matches_no_route_reads_unimplemented() {
+    let backend = SleepingBackend::new().await;
+    let config = backend.config("").replace(
+        r#"{ "service": "grpc" }"#,
+        r#"{ "host": "grpc.example", "service": "grpc" }"#,
+    );
+    let gateway = common::start_gateway(&config, &backend.registry(Duration::ZERO)).await;
+    // The client names the gateway's address as the authority: no route matches it.
+    let status = client(&gateway)
+        .await
+        .check(ask())
+        .await
+        .expect_err("no route");
+    // Not "protocol error" (a text 404 read as a gRPC message).
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert_eq!(status.message(), "no route for this request");
+    assert_eq!(backend.starts.load(Ordering::SeqCst), 0);
 }

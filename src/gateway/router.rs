@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::MonitorService;
-use crate::layer::{FallbackBody, MonitorBody, ResponseFuture};
+use crate::layer::{FallbackBody, MonitorBody, ResponseFuture, grpc_status, is_grpc};
 use crate::proxy::Proxy;
 
 /// The gateway's proxy to one service, guarded by its layer.
@@ -129,10 +129,15 @@ impl Service<Request<Incoming>> for Router {
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let Some(route) = self.route(&request) else {
-            let mut response = Response::new(MonitorBody::fallback(FallbackBody::from(
-                "no route for this request\n",
-            )));
-            *response.status_mut() = StatusCode::NOT_FOUND;
+            // A gRPC client reads a text body as a malformed message: it gets UNIMPLEMENTED.
+            let response = if is_grpc(request.headers()) {
+                grpc_status(FallbackBody::empty(), 12, "no route for this request")
+            } else {
+                let mut response = Response::new(FallbackBody::from("no route for this request\n"));
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                response
+            };
+            let response = response.map(MonitorBody::fallback);
             let response = if self.access_log {
                 GatewayBody::logged(response, Entry::begin(&request, Arc::from("-")))
             } else {

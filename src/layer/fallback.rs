@@ -323,12 +323,7 @@ fn grpc_response(reason: FallbackReason) -> Response<FallbackBody> {
         FallbackReason::Error => "internal error",
         FallbackReason::StartFailed => "service failed to start",
     };
-    let mut response = Response::new(FallbackBody::empty());
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert("grpc-status", HeaderValue::from(reason.grpc_code()));
-    headers.insert("grpc-message", HeaderValue::from_static(message));
-    response
+    super::negotiate::grpc_status(FallbackBody::empty(), reason.grpc_code(), message)
 }
 
 fn json_body(reason: FallbackReason, retry_secs: u64) -> String {

@@ -30,7 +30,7 @@ pub use gone::BackendGone;
 pub use hold::DEFAULT_MAX_HELD;
 pub use layer::MonitorLayer;
 #[cfg(feature = "proxy")]
-pub(crate) use negotiate::is_grpc;
+pub(crate) use negotiate::{grpc_status, is_grpc};
 pub use service::MonitorService;
 pub use waiting_page::DEFAULT_WAITING_PAGE;
 #[cfg(feature = "admin")]

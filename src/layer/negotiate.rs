@@ -1,13 +1,25 @@
 //! What answer format a request asks for: gRPC by its content type, JSON or HTML by `Accept`.
 
-use http::HeaderMap;
 use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Response};
 
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// A trailers-only gRPC answer: HTTP 200 with the status in the headers, as gRPC answers an
+/// error before any message. A gRPC client reads a text body as a malformed message ("protocol
+/// error"), whatever the HTTP status.
+pub(crate) fn grpc_status<B>(body: B, code: u16, message: &'static str) -> Response<B> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(code));
+    headers.insert("grpc-message", HeaderValue::from_static(message));
+    response
 }
 
 /// Whether `Accept` ranks JSON strictly above HTML (ties go to HTML, the default).

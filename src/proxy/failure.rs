@@ -6,7 +6,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use super::ProxyBody;
 use super::upstream::UpstreamError;
-use crate::layer::{BackendGone, is_grpc};
+use crate::layer::{BackendGone, grpc_status, is_grpc};
 
 /// Why a forward failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,15 +100,7 @@ impl Failure {
             Self::NotForwarded => 12,                       // UNIMPLEMENTED
             Self::ClientBody => 13,                         // INTERNAL
         };
-        let mut response = Response::new(ProxyBody::default());
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from(code));
-        headers.insert("grpc-message", HeaderValue::from_static(message));
-        response
+        grpc_status(ProxyBody::default(), code, message)
     }
 
     pub(crate) fn as_str(self) -> &'static str {
