@@ -43,6 +43,13 @@ fn a_zero_timeout_is_named() {
         assert_eq!(err.path(), format!("services.app.{field}"));
         assert!(err.message().contains("more than \"0s\""), "{err}");
     }
+    // A delayed trigger's own bound too.
+    let json = service("127.0.0.1:9".parse().unwrap(), "").replace(
+        r#"{ "type": "command", "command": "true" }"#,
+        r#"{ "type": "delay", "delay": "1s", "timeout": "0s", "trigger": { "type": "command", "command": "true" } }"#,
+    );
+    let err = MinMonitor::from_config(&json).expect_err("zero is refused");
+    assert_eq!(err.path(), "services.app.on_down.timeout");
 }
 
 #[cfg(unix)]

@@ -133,6 +133,78 @@ async fn delay_rearms_and_runs_once() {
     assert_eq!(count(&runs), 1, "no call, no further run");
 }
 
+/// A delayed trigger that hangs is dropped at its timeout (nobody waits for it, so without a bound
+/// each expiry would leave one more run behind), and one that panics is logged; neither stops the
+/// next expiry from running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_bounds_a_hung_run_and_logs_a_panicking_one() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // Global: the run is spawned on the runtime's threads.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+
+    /// Sends on its channel when dropped: the hung run was dropped.
+    struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+    impl Drop for DropSignal {
+        fn drop(&mut self) {
+            if let Some(sender) = self.0.take() {
+                let _ = sender.send(());
+            }
+        }
+    }
+    let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+    let dropped_tx = Arc::new(Mutex::new(Some(dropped_tx)));
+    let hung = Delay::new(
+        Duration::from_millis(10),
+        trigger::from_fn(move || {
+            let signal = DropSignal(dropped_tx.lock().unwrap().take());
+            async move {
+                let _signal = signal;
+                std::future::pending::<Result<(), BoxError>>().await
+            }
+        }),
+    )
+    .timeout(Duration::from_millis(100));
+    hung.trigger().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), dropped)
+        .await
+        .expect("the hung run is dropped at its timeout")
+        .unwrap();
+    until(
+        Duration::from_secs(5),
+        "the timeout logged",
+        || logs.text(),
+        |text| text.contains("delayed trigger timed out"),
+    )
+    .await;
+
+    let (ran_tx, mut ran) = tokio::sync::mpsc::unbounded_channel();
+    let panicking = Delay::new(
+        Duration::from_millis(10),
+        trigger::from_fn(move || {
+            let _ = ran_tx.send(());
+            async { panic!("trigger bug") as Result<(), BoxError> }
+        }),
+    );
+    for _ in 0..2 {
+        panicking.trigger().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), ran.recv())
+            .await
+            .expect("each expiry runs the trigger");
+    }
+    until(
+        Duration::from_secs(5),
+        "the panic logged",
+        || logs.text(),
+        |text| text.contains("delayed trigger panicked"),
+    )
+    .await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn rate_limit_allows_n_per_sliding_window() {
     let runs = counter();

@@ -96,12 +96,18 @@ pub(super) fn delay(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigEr
     struct Spec {
         delay: DurationValue,
         trigger: Value,
+        timeout: Option<DurationValue>,
     }
-    let Spec { delay, trigger } = spec.parse()?;
-    Ok(Arc::new(Delay::new(
-        delay.0,
-        spec.trigger("trigger", &trigger)?,
-    )))
+    let Spec {
+        delay,
+        trigger,
+        timeout,
+    } = spec.parse()?;
+    let mut delayed = Delay::new(delay.0, spec.trigger("trigger", &trigger)?);
+    if let Some(timeout) = timeout {
+        delayed = delayed.timeout(timeout.positive(format!("{}.timeout", spec.path()))?);
+    }
+    Ok(Arc::new(delayed))
 }
 
 pub(super) fn rate_limit(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,10 @@ use crate::deadline::{Deadline, Expiring, saturating_after};
 /// On `always`, this is pullcord's idle shutdown: "stop the backend 15 minutes after the last
 /// request" (see also [`MonitoredService::on_idle`](crate::MonitoredService::on_idle), which
 /// also counts requests still streaming their response). Calls return at once and never wait
-/// for the wrapped trigger; its failures are logged. Dropping the `Delay` (with the monitor that
-/// holds it) stops its timer.
+/// for the wrapped trigger, whose run is bounded by a timeout (default
+/// [`DEFAULT_TRIGGER_TIMEOUT`](crate::DEFAULT_TRIGGER_TIMEOUT), [`timeout`](Self::timeout) to
+/// change it) and whose failures, timeouts and panics are logged. Dropping the `Delay` (with the
+/// monitor that holds it) stops its timer.
 ///
 /// Any delay is accepted: one too long to add to the clock (up to `Duration::MAX`) means
 /// "practically forever" (a century), so the trigger never runs.
@@ -35,6 +38,7 @@ pub struct Delay {
 struct Delayed {
     deadline: Deadline,
     delay: Duration,
+    timeout: Duration,
     trigger: Arc<dyn Trigger>,
 }
 
@@ -52,7 +56,29 @@ impl Delay {
             inner: Arc::new(Delayed {
                 deadline: Deadline::new(),
                 delay,
+                timeout: crate::DEFAULT_TRIGGER_TIMEOUT,
                 trigger: Arc::new(trigger),
+            }),
+        }
+    }
+
+    /// How long a run of the wrapped trigger may take before it is dropped and logged as timed
+    /// out; a run nobody waits for must still end, or each expiry would leave one more behind.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_monitor::trigger::{Command, Delay};
+    /// let later = Delay::new(Duration::from_secs(60), Command::new("true")).timeout(Duration::from_secs(5));
+    /// # let _ = later;
+    /// ```
+    pub fn timeout(self, timeout: Duration) -> Self {
+        let Delayed { delay, trigger, .. } = &*self.inner;
+        Self {
+            inner: Arc::new(Delayed {
+                deadline: Deadline::new(),
+                delay: *delay,
+                timeout,
+                trigger: Arc::clone(trigger),
             }),
         }
     }
@@ -64,20 +90,25 @@ impl Expiring for Delayed {
     }
 
     fn expired(&self) {
-        run_detached(Arc::clone(&self.trigger), "delayed trigger");
+        run_detached(Arc::clone(&self.trigger), self.timeout);
     }
 }
 
-/// Runs a trigger in the background, logging its failure: nobody waits for its result.
-fn run_detached(trigger: Arc<dyn Trigger>, what: &'static str) {
+/// Runs a trigger in the background, bounded by `timeout`, logging its failure, its timeout or
+/// its panic: nobody waits for its result.
+fn run_detached(trigger: Arc<dyn Trigger>, timeout: Duration) {
     let run = async move {
-        if let Err(error) = trigger.trigger().await {
-            tracing::warn!(%error, "{what} failed");
+        let run = AssertUnwindSafe(async { trigger.trigger().await }).catch_unwind();
+        match tokio::time::timeout(timeout, run).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "delayed trigger failed"),
+            Ok(Err(_panic)) => tracing::error!("delayed trigger panicked"),
+            Err(_) => tracing::warn!(?timeout, "delayed trigger timed out; dropped"),
         }
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn(run)),
-        Err(_) => tracing::warn!("{what} needs a Tokio runtime to run; skipped"),
+        Err(_) => tracing::warn!("delayed trigger needs a Tokio runtime to run; skipped"),
     }
 }
 
@@ -85,6 +116,7 @@ impl fmt::Debug for Delay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Delay")
             .field("delay", &self.inner.delay)
+            .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
 }
