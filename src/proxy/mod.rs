@@ -130,6 +130,7 @@ impl Proxy {
 impl<B> Proxy<B> {
     /// This proxy, for the requests of one connection from `client`: the address reported in
     /// the forwarded headers of those without a [`ClientAddr`] in their extensions.
+    #[cfg(feature = "gateway")]
     pub(crate) fn for_client(&mut self, client: IpAddr) {
         self.client = Some(client);
     }
