@@ -82,13 +82,23 @@ fn hop_index(name: &HeaderName) -> Option<usize> {
     })
 }
 
-/// Whether the request asks to switch protocols (`Connection: upgrade` with an `Upgrade`).
+/// Whether the request asks to switch protocols (`Connection: upgrade` with an `Upgrade`) to
+/// a protocol the proxy relays. Never to `h2c`: once switched, the client would speak HTTP/2
+/// to the backend itself, each of its requests past the base path, the routes and the wake
+/// policy (h2c smuggling). Such a request goes on as an ordinary one, without its `Upgrade`.
 pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE)
         && headers
             .get_all(CONNECTION)
             .iter()
             .any(|value| has_token(value.as_bytes(), b"upgrade"))
+        && !headers.get_all(UPGRADE).iter().any(|value| {
+            value.as_bytes().split(|&b| b == b',').any(|protocol| {
+                // `name/version`: the name alone says which protocol.
+                let name = protocol.split(|&b| b == b'/').next().unwrap_or_default();
+                name.trim_ascii().eq_ignore_ascii_case(b"h2c")
+            })
+        })
 }
 
 fn has_token(list: &[u8], token: &[u8]) -> bool {
@@ -357,6 +367,19 @@ mod tests {
         assert_eq!(headers["connection"], "upgrade");
         assert_eq!(headers["te"], "trailers");
         assert!(!headers.contains_key("x-secret"));
+    }
+
+    #[test]
+    fn an_upgrade_to_h2c_is_no_upgrade() {
+        for upgrade in ["h2c", "H2C", "websocket, h2c", "h2c/1"] {
+            let headers = map(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", upgrade),
+            ]);
+            assert!(!wants_upgrade(&headers), "{upgrade}");
+        }
+        let headers = map(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        assert!(wants_upgrade(&headers));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   HTTP/1.1 backend as HTTP/1.1.
 //! - HTTP/1.1 upgrades (WebSocket) pass through: `Upgrade` and `Connection: upgrade` are kept,
 //!   and after the `101` bytes are relayed both ways; with [`ProxyBuilder::keep_awake`] an open
-//!   upgraded connection counts as a request in flight for `on_idle`.
+//!   upgraded connection counts as a request in flight for `on_idle`. An upgrade to `h2c` is
+//!   not passed on (the request goes without it): its tunnel would carry HTTP/2 requests past
+//!   the proxy, its base path and everything in front of it.
 //! - WebSockets cross HTTP versions: an HTTP/2 client's (RFC 8441's extended `CONNECT`, when
 //!   the server enables it) reaches an HTTP/1.1 backend as an HTTP/1.1 upgrade with a key of
 //!   the proxy's, whose proof in the `101` is checked, and the client gets its `200`; an

@@ -1,0 +1,140 @@
+//! The gateway as an attacker on the internet sees it: requests written byte by byte on raw TCP
+//! to a gateway served in the test's process, in front of a backend that records every request
+//! head it receives. Each test names what a client must not be able to do.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower_monitor::config::TriggerRegistry;
+
+/// The request heads a [`recording_backend`] received, in order.
+type Heads = Arc<Mutex<Vec<String>>>;
+
+/// A backend that records each request head (requests without a body) and answers 200 with
+/// the head as its body; to an `Upgrade: h2c` it answers `101`, as an h2c server does, and then
+/// answers whatever comes through the tunnel with `tunnel`.
+async fn recording_backend() -> (SocketAddr, Heads) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Heads::default();
+    let recorded = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                while let Some(head) = read_head(&mut stream, &mut pending).await {
+                    recorded.lock().unwrap().push(head.clone());
+                    if head.to_ascii_lowercase().contains("\r\nupgrade: h2c\r\n") {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n")
+                            .await;
+                        let mut buffer = [0u8; 1024];
+                        while let Ok(1..) = stream.read(&mut buffer).await {
+                            let _ = stream.write_all(b"tunnel").await;
+                        }
+                        return;
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
+                        head.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// Reads one message head (up to its blank line) from `stream`, keeping what follows it in
+/// `pending`; `None` once the stream ends.
+async fn read_head(stream: &mut (impl AsyncRead + Unpin), pending: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = pending.drain(..end + 4).collect();
+            return Some(String::from_utf8_lossy(&head).into_owned());
+        }
+        let mut buffer = [0u8; 4096];
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// Reads one response (head and a `content-length` body) from the gateway, at most 10 s.
+async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> (String, String) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let head = read_head(stream, pending).await.expect("a response head");
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        while pending.len() < length {
+            let mut buffer = [0u8; 4096];
+            let n = stream.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the body broke off");
+            pending.extend_from_slice(&buffer[..n]);
+        }
+        let body: Vec<u8> = pending.drain(..length).collect();
+        (head, String::from_utf8_lossy(&body).into_owned())
+    })
+    .await
+    .expect("a response within 10 s")
+}
+
+/// A gateway with one service, "app", whose URL has the base path `/base/`.
+async fn gateway_with_base_path(backend: SocketAddr) -> common::InProcessGateway {
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+             "services": {{ "app": {{ "url": "http://{backend}/base/", "grace_period": "30s" }} }} }}"#
+    );
+    common::start_gateway(&config, &TriggerRegistry::new()).await
+}
+
+/// An h2c upgrade the backend accepts would leave the client speaking HTTP/2 straight to the
+/// backend: every request through that tunnel would skip the base path (here reaching
+/// `/admin` instead of `/base/admin`), the routes and the wake policy. The proxy forwards such
+/// a request as an ordinary one, and the connection's next request is the proxy's to route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_opens_no_tunnel_past_the_base_path() {
+    let (backend, heads) = recording_backend().await;
+    let gateway = gateway_with_base_path(backend).await;
+
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client
+        .write_all(
+            b"GET /x HTTP/1.1\r\nhost: app\r\nconnection: Upgrade, HTTP2-Settings\r\n\
+              upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    let (head, body) = read_response(&mut client, &mut pending).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "switched: {head}");
+    assert!(body.starts_with("GET /base/x HTTP/1.1\r\n"), "{body}");
+    assert!(!body.to_ascii_lowercase().contains("upgrade"), "{body}");
+
+    client
+        .write_all(b"GET /admin HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut client, &mut pending).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.starts_with("GET /base/admin HTTP/1.1\r\n"), "{body}");
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(heads.iter().all(|head| head.starts_with("GET /base/")));
+}
