@@ -138,3 +138,54 @@ async fn an_h2c_upgrade_opens_no_tunnel_past_the_base_path() {
     assert_eq!(heads.len(), 2, "{heads:?}");
     assert!(heads.iter().all(|head| head.starts_with("GET /base/")));
 }
+
+/// A path with a dot-segment, in any spelling a backend may decode (`%2e`, `%2f`, `\`), would
+/// be resolved by the backend to a place outside the service URL's base path: `/base/../admin`
+/// is `/admin`. It is answered 400 and never reaches the backend, over HTTP/1.1 and HTTP/2;
+/// paths with dots that are not dot-segments pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_path_climbs_out_of_the_base_path() {
+    let (backend, heads) = recording_backend().await;
+    let gateway = gateway_with_base_path(backend).await;
+
+    for path in [
+        "/../admin",
+        "/%2e%2e/admin",
+        "/.%2E/admin",
+        "/x/..%2f..%2fadmin",
+        "/..%5cadmin",
+        "/..\\admin",
+        "/./admin/..",
+    ] {
+        let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let (head, _) = read_response(&mut client, &mut Vec::new()).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{path}: {head}");
+    }
+    let url = format!("http://{}/../admin", gateway.addr);
+    let status = common::curl(&[
+        "--http2-prior-knowledge",
+        "--path-as-is",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{http_version}",
+        &url,
+    ])
+    .await;
+    assert_eq!(status, "400 2", "over HTTP/2");
+    assert!(heads.lock().unwrap().is_empty(), "{heads:?}");
+
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client
+        .write_all(b"GET /.well-known/a..b/v1.2/... HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut client, &mut Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        body.starts_with("GET /base/.well-known/a..b/v1.2/... HTTP/1.1\r\n"),
+        "{body}"
+    );
+}

@@ -19,7 +19,8 @@
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
 //!   ([`ForwardedHeaders`]); the target URL's path is a base path (`http://b/base/` + `/x` →
-//!   `/base/x`).
+//!   `/base/x`). A path with a dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`) is
+//!   answered 400, never forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
 //!   than its timeout; 502 otherwise, with [`BackendGone`](crate::layer::BackendGone) in the
 //!   response's extensions when the backend refused or dropped the connection, so a
@@ -192,6 +193,10 @@ where
             // one that nothing relays.
             tracing::debug!(service = %this.service(), "CONNECT that is not a WebSocket refused");
             return ResponseFuture::ready(Failure::NotForwarded.response(&http::HeaderMap::new()));
+        }
+        if !this.target.forwards(request.uri().path()) {
+            tracing::debug!(service = %this.service(), path = %request.uri().path(), "path refused");
+            return ResponseFuture::ready(Failure::BadPath.response(&http::HeaderMap::new()));
         }
         this.prepare(
             &mut request,

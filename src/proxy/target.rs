@@ -100,6 +100,40 @@ impl Target {
         joined.push_str(path);
         PathAndQuery::try_from(joined).unwrap_or_else(|_| PathAndQuery::from_static("/"))
     }
+
+    /// Whether the proxy forwards a request to `path` (a URI's path): not if it holds a
+    /// dot-segment (`.` or `..`, also percent-encoded, and with `%2F`, `%5C` and `\` counted as the
+    /// slashes many backends decode them to), which a backend resolves to climb out of the base
+    /// path or a route's prefix; nor a path that is not absolute (but `*` with no base path),
+    /// which the base path could not go before. One pass over the path's bytes, no allocation.
+    pub(crate) fn forwards(&self, path: &str) -> bool {
+        let bytes = path.as_bytes();
+        if !matches!(bytes.first(), Some(b'/')) {
+            return path == "*" && self.base.is_empty();
+        }
+        // The dots in the segment so far, and whether it has anything else.
+        let (mut dots, mut other, mut i) = (0u8, false, 0);
+        loop {
+            let (len, dot) = match bytes.get(i) {
+                Some(b'/' | b'\\') => (1, None),
+                Some(b'.') => (1, Some(true)),
+                Some(b'%') => match bytes.get(i + 1..i + 3) {
+                    Some([b'2', b'e' | b'E']) => (3, Some(true)),
+                    Some([b'2', b'f' | b'F'] | [b'5', b'c' | b'C']) => (3, None),
+                    _ => (1, Some(false)),
+                },
+                Some(_) => (1, Some(false)),
+                None => return other || !(1..=2).contains(&dots),
+            };
+            match dot {
+                Some(true) => dots = dots.saturating_add(1),
+                Some(false) => other = true,
+                None if !other && (1..=2).contains(&dots) => return false,
+                None => (dots, other) = (0, false),
+            }
+            i += len;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +181,51 @@ mod tests {
             "http://app.localhost:8080/x"
         );
         assert_eq!(t.backend_uri().to_string(), "http://127.0.0.1:8092/");
+    }
+
+    #[test]
+    fn dot_segments_are_not_forwarded_in_any_spelling() {
+        let (root, base) = (
+            target("http://127.0.0.1/"),
+            target("http://127.0.0.1/base/"),
+        );
+        for path in [
+            "/..",
+            "/../admin",
+            "/base/../../etc",
+            "/./x",
+            "/.",
+            "/%2e%2e/x",
+            "/%2E./x",
+            "/.%2e",
+            "/..%2fadmin",
+            "/..%2Fadmin",
+            "/..%5cadmin",
+            "/..\\admin",
+            "/a/..",
+            "x",
+            "",
+            "?q",
+        ] {
+            assert!(!root.forwards(path) && !base.forwards(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/x",
+            "/a..b/",
+            "/.well-known/x",
+            "/v1.2/x",
+            "/...",
+            "/..x",
+            "/x..",
+            "/%2e%2ex",
+            "/%2",
+            "/a%2fb",
+        ] {
+            assert!(root.forwards(path) && base.forwards(path), "{path}");
+        }
+        // `OPTIONS *` asks the server itself; under a base path it would name `/base*`.
+        assert!(root.forwards("*") && !base.forwards("*"));
     }
 
     #[test]
