@@ -189,3 +189,35 @@ async fn no_path_climbs_out_of_the_base_path() {
         "{body}"
     );
 }
+
+/// A connection that sends nothing, half of HTTP/2's preface, or the preface and no request,
+/// is closed once `header_read_timeout` has passed, as one that sends half an HTTP/1.1 head
+/// is: otherwise a client could hold any number of connections (file descriptors, tasks) for
+/// ever at the cost of a connect each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_request_is_closed_after_the_header_read_timeout() {
+    let (backend, _heads) = recording_backend().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "header_read_timeout": "500ms" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    // The preface, then an empty SETTINGS frame.
+    let preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    for (what, sent) in [
+        ("nothing", &b""[..]),
+        ("half the HTTP/2 preface", &preface[..16]),
+        ("the HTTP/2 preface", preface),
+    ] {
+        let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+        client.write_all(sent).await.unwrap();
+        // Over HTTP/2 the gateway sends its SETTINGS first: read to the end, bounded.
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buffer = [0u8; 1024];
+            while let Ok(1..) = client.read(&mut buffer).await {}
+        })
+        .await;
+        assert!(ended.is_ok(), "a client that sent {what} was never closed");
+    }
+}

@@ -1,6 +1,8 @@
 //! Serving the gateway: HTTP/1.1 and HTTP/2 on one listener, and a graceful shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -21,7 +23,8 @@ pub(super) struct Timeouts {
     /// How long a client has to send a request head (HTTP/1.1), counted from the end of the
     /// previous answer: so also how long a kept-alive connection may stay idle. Without it, a
     /// client that sends half a head and waits keeps its connection for ever, and holds a
-    /// shutdown for the whole grace.
+    /// shutdown for the whole grace. Also how long a new connection, of either version, has
+    /// to send its first request.
     pub(super) header_read: Duration,
 }
 
@@ -62,8 +65,11 @@ pub(super) async fn serve(
         tokio::spawn(async move {
             let upgrades = open.clone();
             let _open = open;
+            let asked = Arc::new(AtomicBool::new(false));
+            let first_request = Arc::clone(&asked);
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    asked.store(true, Ordering::Relaxed);
                     let upgrade = request.headers().contains_key(http::header::UPGRADE)
                         || request.method() == http::Method::CONNECT;
                     if upgrade {
@@ -82,8 +88,22 @@ pub(super) async fn serve(
             builder.http2().enable_connect_protocol();
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
+            // hyper's bound on a request head starts once it knows the connection speaks
+            // HTTP/1.1, which it waits to learn with no bound, as it waits for HTTP/2's
+            // preface and first request: a client that connects and sends nothing, or half the
+            // preface, would keep its connection (and task) for ever.
+            let no_request_in_time = async {
+                tokio::time::sleep(header_read).await;
+                if first_request.load(Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
+                }
+            };
             let result = tokio::select! {
                 result = connection.as_mut() => result,
+                () = no_request_in_time => {
+                    tracing::debug!(%addr, "no request within the header read timeout; closed");
+                    return;
+                }
                 _ = stopping.changed() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
