@@ -221,3 +221,87 @@ async fn a_connection_without_a_request_is_closed_after_the_header_read_timeout(
         assert!(ended.is_ok(), "a client that sent {what} was never closed");
     }
 }
+
+/// Clients of the proxy can use up the gateway's file descriptors (here 64 of them). The admin
+/// listener, which failed its accept then, used to end for good, leaving the operator without
+/// `/status` and the start / stop actions until a restart; it serves again once the
+/// descriptors are back, as the proxy's listener does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_outlives_running_out_of_file_descriptors() {
+    use tokio::io::AsyncBufReadExt;
+    let admin = common::refused_addr().await;
+    let config = common::TempFile::new(
+        "fd-exhaustion",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                               "header_read_timeout": "120s" }},
+                 "admin": {{ "listen": "{admin}", "token": "s3cret" }},
+                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "30s" }} }} }}"#
+        ),
+    );
+    let mut gateway = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            r#"ulimit -n 64 && exec "$0" --config "$1" --workers 1"#,
+        ])
+        .args([env!("CARGO_BIN_EXE_tower-monitor-gateway"), config.path()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = common::listening_addr(&mut gateway).await;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let mut stderr = tokio::io::BufReader::new(gateway.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut logged = async |wanted: &dyn Fn(&str) -> bool, what: &str| {
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.recv().await {
+                if wanted(&line) {
+                    return;
+                }
+            }
+            panic!("the gateway's log ended");
+        })
+        .await;
+        assert!(found.is_ok(), "the gateway never logged {what}");
+    };
+
+    // More connections than the gateway has descriptors: the kernel queues the rest.
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(TcpStream::connect(addr).await.unwrap());
+    }
+    logged(
+        &|line| line.contains("accept failed") && !line.contains("admin"),
+        "running out",
+    )
+    .await;
+    // Reset at once if the admin listener is gone: the answer below says so.
+    let request = TcpStream::connect(admin).await;
+    let mut request = request.expect("the admin listener reset the connection: it ended");
+    let _ = request
+        .write_all(b"GET /status HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+        .await;
+    logged(
+        &|line| {
+            line.contains("admin") && (line.contains("accept failed") || line.contains("stopped"))
+        },
+        "the admin listener's failed accept",
+    )
+    .await;
+    drop(clients);
+
+    let mut reply = String::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(10), request.read_to_string(&mut reply)).await;
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "the admin listener did not answer: {read:?} {reply:?}"
+    );
+}
