@@ -305,3 +305,64 @@ async fn the_admin_listener_outlives_running_out_of_file_descriptors() {
         "the admin listener did not answer: {read:?} {reply:?}"
     );
 }
+
+/// A client on the internet sends forwarded headers of its own: an address to hide behind or
+/// blame, `host=evil.example` for the links a backend builds (password-reset poisoning),
+/// `proto=https` to pass for a secure origin. The backend gets the gateway's headers alone,
+/// whichever family it is set to add; with `trust_forwarded` (a load balancer in front), the
+/// client's list is kept and the gateway's entry appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_a_client_sends_do_not_reach_the_backend() {
+    let (backend, _heads) = recording_backend().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
+                           "routes": [ {{ "host": "rfc", "service": "rfc" }},
+                                       {{ "host": "lb", "service": "lb" }},
+                                       {{ "service": "app" }} ],
+                           "services": {{ "rfc": {{ "forwarded": "forwarded" }},
+                                          "lb": {{ "trust_forwarded": true }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }},
+                            "rfc": {{ "url": "http://{backend}/", "grace_period": "30s" }},
+                            "lb": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let spoofed = "x-forwarded-for: 203.0.113.9\r\nx-forwarded-host: evil.example\r\n\
+                   x-forwarded-proto: https\r\n\
+                   forwarded: for=203.0.113.9;host=evil.example;proto=https\r\n";
+    let mut seen = Vec::new();
+    for host in ["app", "rfc", "lb"] {
+        let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+        let request = format!("GET / HTTP/1.1\r\nhost: {host}\r\n{spoofed}\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let (head, body) = read_response(&mut client, &mut Vec::new()).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let mut forwarded: Vec<String> = body
+            .lines()
+            .filter(|line| line.starts_with("x-forwarded-") || line.starts_with("forwarded:"))
+            .map(str::to_owned)
+            .collect();
+        forwarded.sort();
+        seen.push(forwarded);
+    }
+    assert_eq!(
+        seen[0],
+        [
+            "x-forwarded-for: 127.0.0.1",
+            "x-forwarded-host: app",
+            "x-forwarded-proto: http"
+        ]
+    );
+    assert_eq!(
+        seen[1],
+        [r#"forwarded: for=127.0.0.1;host="rfc";proto=http"#]
+    );
+    assert_eq!(
+        seen[2],
+        [
+            "forwarded: for=203.0.113.9;host=evil.example;proto=https",
+            "x-forwarded-for: 203.0.113.9, 127.0.0.1",
+            "x-forwarded-host: lb",
+            "x-forwarded-proto: http"
+        ]
+    );
+}

@@ -58,6 +58,8 @@ struct ServiceSettings {
     response_timeout: Option<DurationValue>,
     forwarded: Option<ForwardedHeaders>,
     #[serde(default)]
+    trust_forwarded: bool,
+    #[serde(default)]
     rewrite_host: bool,
 }
 
@@ -211,6 +213,7 @@ fn build(
         .http2(settings.protocol == Some(Protocol::Http2))
         .rewrite_host(settings.rewrite_host)
         .forwarded(settings.forwarded.unwrap_or_default())
+        .trust_forwarded(settings.trust_forwarded)
         .keep_awake(Arc::clone(monitor), name);
     if let Some(timeout) = settings.connect_timeout {
         proxy = proxy.connect_timeout(timeout.positive(format!("{at}.connect_timeout"))?);

@@ -22,6 +22,7 @@
 //!         "connect_timeout": "2s",
 //!         "response_timeout": "60s",
 //!         "forwarded": "x-forwarded",
+//!         "trust_forwarded": false,
 //!         "rewrite_host": false
 //!       }
 //!     },
@@ -48,15 +49,18 @@
 //!   `protocol`: `"http1"` (default) or `"http2"` (cleartext, prior knowledge: gRPC);
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
 //!   more than zero); `forwarded`: `"x-forwarded"`
-//!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
-//!   `Host`.
+//!   (default), `"forwarded"`, `"both"` or `"none"`; `trust_forwarded`: keep the forwarded
+//!   headers clients send and append to them (only when every client is a proxy of yours,
+//!   such as a load balancer; by default they are dropped, as anyone on the internet could
+//!   claim any address); `rewrite_host`: send the backend's own `Host`.
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
 //!   are stopped.
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
-//!   it neither stays open nor holds a shutdown. Keep it above the idle timeout of a load
+//!   it neither stays open nor holds a shutdown; so is a new connection of either version that
+//!   has sent no request. Keep it above the idle timeout of a load
 //!   balancer in front (60 s for many), or it may send a request on a connection being closed.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`),
 //!   written once its response has been sent: service, method, path, status, milliseconds from

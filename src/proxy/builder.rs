@@ -48,6 +48,7 @@ pub struct ProxyBuilder {
     http2: bool,
     rewrite_host: bool,
     forwarded: ForwardedHeaders,
+    trust_forwarded: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
     service: Option<Arc<str>>,
@@ -61,6 +62,7 @@ impl ProxyBuilder {
             http2: false,
             rewrite_host: false,
             forwarded: ForwardedHeaders::default(),
+            trust_forwarded: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             service: None,
@@ -84,6 +86,16 @@ impl ProxyBuilder {
     /// Which forwarded headers to add (default [`ForwardedHeaders::XForwarded`]).
     pub fn forwarded(mut self, forwarded: ForwardedHeaders) -> Self {
         self.forwarded = forwarded;
+        self
+    }
+
+    /// Whether the clients are proxies whose forwarded headers are to be believed (default:
+    /// no). By default those a client sends are dropped and the backend gets this proxy's
+    /// alone, as it must when clients come from the internet, who could claim any address,
+    /// host or scheme. Trusted (a load balancer in front, which all clients go through), its
+    /// `X-Forwarded-For` list and `Forwarded` elements are kept and this proxy's appended.
+    pub fn trust_forwarded(mut self, trust: bool) -> Self {
+        self.trust_forwarded = trust;
         self
     }
 
@@ -170,6 +182,7 @@ impl ProxyBuilder {
                 http2: self.http2,
                 rewrite_host: self.rewrite_host,
                 forwarded: self.forwarded,
+                trust_forwarded: self.trust_forwarded,
                 response_timeout: self.response_timeout,
                 service: self.service,
                 activity: self.activity,
@@ -186,6 +199,7 @@ impl fmt::Debug for ProxyBuilder {
             .field("http2", &self.http2)
             .field("rewrite_host", &self.rewrite_host)
             .field("forwarded", &self.forwarded)
+            .field("trust_forwarded", &self.trust_forwarded)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("service", &self.service)

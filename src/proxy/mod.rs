@@ -18,7 +18,8 @@
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
-//!   ([`ForwardedHeaders`]); the target URL's path is a base path (`http://b/base/` + `/x` →
+//!   ([`ForwardedHeaders`]), in place of the client's unless it is trusted
+//!   ([`ProxyBuilder::trust_forwarded`]); the target URL's path is a base path (`http://b/base/` + `/x` →
 //!   `/base/x`). A path with a dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`) is
 //!   answered 400, never forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
@@ -107,6 +108,7 @@ struct Shared<B> {
     http2: bool,
     rewrite_host: bool,
     forwarded: ForwardedHeaders,
+    trust_forwarded: bool,
     response_timeout: Duration,
     service: Option<Arc<str>>,
     activity: Option<ActivityFn>,
@@ -319,6 +321,7 @@ where
                 host: host.clone(),
                 proto,
             },
+            self.trust_forwarded,
         );
         if self.http2 {
             // HTTP/2 carries the authority in `:authority`, taken from the URI.
