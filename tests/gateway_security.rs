@@ -366,3 +366,54 @@ async fn forwarded_headers_a_client_sends_do_not_reach_the_backend() {
         ]
     );
 }
+
+/// A client that asks for a large answer and reads none of it would hold its request, the
+/// backend connection behind it and the backend's wakefulness for as long as it likes; a few
+/// thousand such clients, as many backend connections. Once it has taken nothing for
+/// `send_timeout`, the gateway closes it, and so the backend connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_releases_the_backend_after_the_send_timeout() {
+    const BODY: usize = 256 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (released, backend_released) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        // The monitor's probe connects and closes first.
+        let mut stream = loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            if read_head(&mut stream, &mut Vec::new()).await.is_some() {
+                break stream;
+            }
+        };
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {BODY}\r\n\r\n");
+        let mut written = match stream.write_all(head.as_bytes()).await {
+            Ok(()) => 0,
+            Err(_) => return,
+        };
+        let chunk = vec![0u8; 1 << 16];
+        while written < BODY {
+            if stream.write_all(&chunk).await.is_err() {
+                let _ = released.send(written);
+                return;
+            }
+            written += chunk.len();
+        }
+    });
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "send_timeout": "1s" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client
+        .write_all(b"GET /large HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let written = tokio::time::timeout(Duration::from_secs(30), backend_released)
+        .await
+        .expect("the backend connection was never released")
+        .unwrap();
+    assert!(written < BODY, "{written}");
+    drop(client);
+}

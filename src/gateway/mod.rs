@@ -28,6 +28,7 @@
 //!     },
 //!     "shutdown_grace": "30s",
 //!     "header_read_timeout": "75s",
+//!     "send_timeout": "60s",
 //!     "access_log": true
 //!   },
 //!   "services": {
@@ -62,6 +63,10 @@
 //!   it neither stays open nor holds a shutdown; so is a new connection of either version that
 //!   has sent no request. Keep it above the idle timeout of a load
 //!   balancer in front (60 s for many), or it may send a request on a connection being closed.
+//! - `send_timeout` (default 60 s, as nginx's): how long the gateway waits for a client to
+//!   take a byte of what it sends (an answer, or a WebSocket's messages) before it closes the
+//!   connection, so a client that stops reading holds neither its request nor the backend
+//!   connection behind it for ever.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`),
 //!   written once its response has been sent: service, method, path, status, milliseconds from
 //!   arrival to the body's end, body bytes sent, whether the body was sent to its end
@@ -94,11 +99,12 @@ mod config;
 mod demo;
 mod fleet;
 mod router;
+mod send_timeout;
 mod serve;
 mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;
-pub use config::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
+pub use config::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
 pub use router::{GatewayBody, Router, RouterFuture};
 pub use serve::shutdown_signal;
 pub use workers::default_workers;
@@ -127,6 +133,7 @@ pub struct Gateway {
     listen: SocketAddr,
     shutdown_grace: Duration,
     header_read_timeout: Duration,
+    send_timeout: Duration,
     /// The admin listener, when the configuration has an `admin` section.
     admin: Option<admin::AdminSettings>,
     /// The fleet to join when serving, when the configuration has a `fleet` section.
@@ -207,6 +214,7 @@ impl Gateway {
             listen: spec.listen_addr("gateway.listen", &spec.listen)?,
             shutdown_grace: spec.shutdown_grace(),
             header_read_timeout: spec.header_read_timeout()?,
+            send_timeout: spec.send_timeout()?,
             routers: worker_routers(spec, &monitor, base_dir, &router, layers),
             router,
             monitor,
@@ -231,6 +239,7 @@ impl Gateway {
         serve::Timeouts {
             grace: self.shutdown_grace,
             header_read: self.header_read_timeout,
+            send: self.send_timeout,
         }
     }
 

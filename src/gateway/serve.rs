@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tower_service::Service;
 
 use super::Router;
+use super::send_timeout::SendTimeout;
 use crate::proxy::UpgradeGuard;
 
 /// The server's bounds on its clients.
@@ -26,6 +27,8 @@ pub(super) struct Timeouts {
     /// shutdown for the whole grace. Also how long a new connection, of either version, has
     /// to send its first request.
     pub(super) header_read: Duration,
+    /// How long a write to a client may wait for it to take a byte.
+    pub(super) send: Duration,
 }
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
@@ -39,7 +42,11 @@ pub(super) async fn serve(
     shutdown: impl Future<Output = ()>,
     timeouts: Timeouts,
 ) -> bool {
-    let Timeouts { grace, header_read } = timeouts;
+    let Timeouts {
+        grace,
+        header_read,
+        send,
+    } = timeouts;
     let (stop, stopping) = watch::channel(false);
     // Each connection task holds a sender; `recv` answers `None` once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
@@ -86,7 +93,8 @@ pub(super) async fn serve(
                 .header_read_timeout(header_read);
             // WebSockets over HTTP/2 (RFC 8441).
             builder.http2().enable_connect_protocol();
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let stream = TokioIo::new(SendTimeout::new(stream, send));
+            let connection = builder.serve_connection_with_upgrades(stream, service);
             let mut connection = std::pin::pin!(connection);
             // hyper's bound on a request head starts once it knows the connection speaks
             // HTTP/1.1, which it waits to learn with no bound, as it waits for HTTP/2's
