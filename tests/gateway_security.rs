@@ -417,3 +417,49 @@ async fn a_client_that_stops_reading_releases_the_backend_after_the_send_timeout
     assert!(written < BODY, "{written}");
     drop(client);
 }
+
+/// The gateway serves cleartext only, but a client can name `https` as its request's scheme:
+/// in an absolute-form target (`GET https://app/ HTTP/1.1`) or HTTP/2's `:scheme`. Taken for
+/// the connection's, it became `X-Forwarded-Proto: https`, and a backend would skip its
+/// redirect to HTTPS, or treat a login over plain HTTP as secure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_naming_https_does_not_make_the_backend_believe_it() {
+    let (backend, _heads) = recording_backend().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "services": {{ "app": {{ "forwarded": "both" }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client
+        .write_all(b"GET https://app/x HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, http1) = read_response(&mut client, &mut Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("https://app/x")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let http2 = String::from_utf8_lossy(&body).into_owned();
+
+    for echo in [http1, http2] {
+        assert!(echo.contains("\r\nx-forwarded-proto: http\r\n"), "{echo}");
+        assert!(echo.contains(";proto=http\r\n"), "{echo}");
+    }
+}

@@ -226,6 +226,7 @@ fn build(
         .rewrite_host(settings.rewrite_host)
         .forwarded(settings.forwarded.unwrap_or_default())
         .trust_forwarded(settings.trust_forwarded)
+        .cleartext_clients()
         .keep_awake(Arc::clone(monitor), name);
     if let Some(timeout) = settings.connect_timeout {
         proxy = proxy.connect_timeout(timeout.positive(format!("{at}.connect_timeout"))?);

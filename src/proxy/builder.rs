@@ -49,6 +49,7 @@ pub struct ProxyBuilder {
     rewrite_host: bool,
     forwarded: ForwardedHeaders,
     trust_forwarded: bool,
+    cleartext: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
     service: Option<Arc<str>>,
@@ -63,6 +64,7 @@ impl ProxyBuilder {
             rewrite_host: false,
             forwarded: ForwardedHeaders::default(),
             trust_forwarded: false,
+            cleartext: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             service: None,
@@ -96,6 +98,13 @@ impl ProxyBuilder {
     /// `X-Forwarded-For` list and `Forwarded` elements are kept and this proxy's appended.
     pub fn trust_forwarded(mut self, trust: bool) -> Self {
         self.trust_forwarded = trust;
+        self
+    }
+
+    /// For a server that speaks cleartext only: the forwarded protocol is `http` whatever
+    /// scheme a client names.
+    pub(crate) fn cleartext_clients(mut self) -> Self {
+        self.cleartext = true;
         self
     }
 
@@ -183,6 +192,7 @@ impl ProxyBuilder {
                 rewrite_host: self.rewrite_host,
                 forwarded: self.forwarded,
                 trust_forwarded: self.trust_forwarded,
+                cleartext: self.cleartext,
                 response_timeout: self.response_timeout,
                 service: self.service,
                 activity: self.activity,

@@ -19,7 +19,8 @@
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
 //!   ([`ForwardedHeaders`]), in place of the client's unless it is trusted
-//!   ([`ProxyBuilder::trust_forwarded`]); the target URL's path is a base path (`http://b/base/` + `/x` →
+//!   ([`ProxyBuilder::trust_forwarded`]); their protocol is `https` only for an HTTP/2
+//!   request whose `:scheme` says so, never for an absolute-form HTTP/1.1 target's; the target URL's path is a base path (`http://b/base/` + `/x` →
 //!   `/base/x`). A path with a dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`) is
 //!   answered 400, never forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
@@ -109,6 +110,8 @@ struct Shared<B> {
     rewrite_host: bool,
     forwarded: ForwardedHeaders,
     trust_forwarded: bool,
+    /// Whether the clients reach this proxy over cleartext only (the gateway's server).
+    cleartext: bool,
     response_timeout: Duration,
     service: Option<Arc<str>>,
     activity: Option<ActivityFn>,
@@ -281,7 +284,13 @@ where
     /// Rewrites the request for the backend: URI, version and headers.
     fn prepare(&self, request: &mut Request<B>, upgrade: bool, client: Option<IpAddr>) {
         let host = headers::original_host(request.headers(), request.uri());
-        let proto = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+        // The scheme a request names is the client's word: an absolute-form target's is a
+        // forward proxy's business, and HTTP/2's `:scheme` is believed only from a server that
+        // may be speaking TLS (the gateway speaks cleartext alone).
+        let proto = if !self.cleartext
+            && request.version() == Version::HTTP_2
+            && request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
+        {
             "https"
         } else {
             "http"
