@@ -310,7 +310,7 @@ async fn the_admin_listener_outlives_running_out_of_file_descriptors() {
 /// blame, `host=evil.example` for the links a backend builds (password-reset poisoning),
 /// `proto=https` to pass for a secure origin. The backend gets the gateway's headers alone,
 /// whichever family it is set to add; with `trust_forwarded` (a load balancer in front), the
-/// client's list is kept and the gateway's entry appended.
+/// client's list is kept and the gateway's entry appended, and its host and scheme are kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_a_client_sends_do_not_reach_the_backend() {
     let (backend, _heads) = recording_backend().await;
@@ -361,8 +361,8 @@ async fn forwarded_headers_a_client_sends_do_not_reach_the_backend() {
         [
             "forwarded: for=203.0.113.9;host=evil.example;proto=https",
             "x-forwarded-for: 203.0.113.9, 127.0.0.1",
-            "x-forwarded-host: lb",
-            "x-forwarded-proto: http"
+            "x-forwarded-host: evil.example",
+            "x-forwarded-proto: https"
         ]
     );
 }

@@ -95,7 +95,8 @@ impl ProxyBuilder {
     /// no). By default those a client sends are dropped and the backend gets this proxy's
     /// alone, as it must when clients come from the internet, who could claim any address,
     /// host or scheme. Trusted (a load balancer in front, which all clients go through), its
-    /// `X-Forwarded-For` list and `Forwarded` elements are kept and this proxy's appended.
+    /// `X-Forwarded-For` list and `Forwarded` elements are kept and this proxy's appended,
+    /// and its `X-Forwarded-Host` and `-Proto` (what the client asked of it) are kept.
     pub fn trust_forwarded(mut self, trust: bool) -> Self {
         self.trust_forwarded = trust;
         self

@@ -22,8 +22,8 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 /// Those the client sent (`X-Forwarded-*` and `Forwarded` alike, but with `None`) are dropped
 /// first, so the backend reads the proxy's alone, unless the client is a proxy that is
 /// trusted ([`ProxyBuilder::trust_forwarded`](super::ProxyBuilder::trust_forwarded)): then
-/// the client's address is appended to its list, and its element to `Forwarded`'s, and the
-/// last entry of each is this proxy's.
+/// the client's address is appended to its list, and its element to `Forwarded`'s (the last
+/// entry of each is this proxy's), and its `X-Forwarded-Host` and `-Proto` are kept.
 ///
 /// ```
 /// use tower_monitor::proxy::ForwardedHeaders;
@@ -232,17 +232,22 @@ pub(crate) fn add_forwarded(
                 }
             }
         }
-        if let Some(host) = &origin.host {
+        // A trusted proxy in front saw the client first: its host and scheme are the client's.
+        if let Some(host) = &origin.host
+            && !(trusted && headers.contains_key(X_FORWARDED_HOST))
+        {
             headers.insert(X_FORWARDED_HOST, host.clone());
         }
-        headers.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(if origin.proto == "https" {
-                "https"
-            } else {
-                "http"
-            }),
-        );
+        if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+            headers.insert(
+                X_FORWARDED_PROTO,
+                HeaderValue::from_static(if origin.proto == "https" {
+                    "https"
+                } else {
+                    "http"
+                }),
+            );
+        }
     }
     if matches!(which, ForwardedHeaders::Forwarded | ForwardedHeaders::Both) {
         let mut element = String::with_capacity(64);
@@ -419,6 +424,19 @@ mod tests {
         };
         add_forwarded(&mut headers, ForwardedHeaders::Both, origin, true);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, ::1");
+        // Its load balancer's host and scheme are kept.
+        let mut behind = map(&[
+            ("x-forwarded-host", "public.example"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let origin = Origin {
+            client: Some("10.0.0.2".parse().unwrap()),
+            host: Some(HeaderValue::from_static("app.example")),
+            proto: "http",
+        };
+        add_forwarded(&mut behind, ForwardedHeaders::XForwarded, origin, true);
+        assert_eq!(behind["x-forwarded-host"], "public.example");
+        assert_eq!(behind["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "app.example");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(
