@@ -155,6 +155,7 @@ async fn no_path_climbs_out_of_the_base_path() {
         "/x/..%2f..%2fadmin",
         "/..%5cadmin",
         "/..\\admin",
+        "/..;jsessionid=x/admin",
         "/./admin/..",
     ] {
         let mut client = TcpStream::connect(gateway.addr).await.unwrap();

@@ -21,7 +21,7 @@
 //!   ([`ForwardedHeaders`]), in place of the client's unless it is trusted
 //!   ([`ProxyBuilder::trust_forwarded`]); their protocol is `https` only for an HTTP/2
 //!   request whose `:scheme` says so, never for an absolute-form HTTP/1.1 target's; the target URL's path is a base path (`http://b/base/` + `/x` →
-//!   `/base/x`). A path with a dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`) is
+//!   `/base/x`). A path with a dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`, `..;`) is
 //!   answered 400, never forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
 //!   than its timeout; 502 otherwise, with [`BackendGone`](crate::layer::BackendGone) in the

@@ -102,34 +102,37 @@ impl Target {
     }
 
     /// Whether the proxy forwards a request to `path` (a URI's path): not if it holds a
-    /// dot-segment (`.` or `..`, also percent-encoded, and with `%2F`, `%5C` and `\` counted as the
-    /// slashes many backends decode them to), which a backend resolves to climb out of the base
-    /// path or a route's prefix; nor a path that is not absolute (but `*` with no base path),
-    /// which the base path could not go before. One pass over the path's bytes, no allocation.
+    /// dot-segment (`.` or `..`), which a backend resolves to climb out of the base path or a
+    /// route's prefix, in any spelling a backend may read as one: percent-encoded, ended by
+    /// `%2F`, `%5C` or `\` (which many decode to `/`), or followed by `;` parameters (which
+    /// Tomcat drops: `/..;x/`). Nor a path that is not absolute (but `*` with no base path),
+    /// which the base path could not go before. One pass over the bytes, no allocation.
     pub(crate) fn forwards(&self, path: &str) -> bool {
         let bytes = path.as_bytes();
         if !matches!(bytes.first(), Some(b'/')) {
             return path == "*" && self.base.is_empty();
         }
-        // The dots in the segment so far, and whether it has anything else.
-        let (mut dots, mut other, mut i) = (0u8, false, 0);
+        // In the segment so far: its dots, whether it has anything else before a `;`, and
+        // whether a `;` began its parameters.
+        let (mut dots, mut other, mut params, mut i) = (0u8, false, false, 0);
         loop {
-            let (len, dot) = match bytes.get(i) {
-                Some(b'/' | b'\\') => (1, None),
-                Some(b'.') => (1, Some(true)),
+            let (len, byte) = match bytes.get(i) {
                 Some(b'%') => match bytes.get(i + 1..i + 3) {
-                    Some([b'2', b'e' | b'E']) => (3, Some(true)),
-                    Some([b'2', b'f' | b'F'] | [b'5', b'c' | b'C']) => (3, None),
-                    _ => (1, Some(false)),
+                    Some([b'2', b'e' | b'E']) => (3, b'.'),
+                    Some([b'2', b'f' | b'F'] | [b'5', b'c' | b'C']) => (3, b'/'),
+                    _ => (1, b'%'),
                 },
-                Some(_) => (1, Some(false)),
+                Some(b'\\') => (1, b'/'),
+                Some(&byte) => (1, byte),
                 None => return other || !(1..=2).contains(&dots),
             };
-            match dot {
-                Some(true) => dots = dots.saturating_add(1),
-                Some(false) => other = true,
-                None if !other && (1..=2).contains(&dots) => return false,
-                None => (dots, other) = (0, false),
+            match byte {
+                b'/' if !other && (1..=2).contains(&dots) => return false,
+                b'/' => (dots, other, params) = (0, false, false),
+                _ if params => {}
+                b';' => params = true,
+                b'.' => dots = dots.saturating_add(1),
+                _ => other = true,
             }
             i += len;
         }
@@ -203,6 +206,10 @@ mod tests {
             "/..%5cadmin",
             "/..\\admin",
             "/a/..",
+            "/..;/admin",
+            "/..;x=1/admin",
+            "/.;",
+            "/%2e%2e;/admin",
             "x",
             "",
             "?q",
@@ -221,6 +228,10 @@ mod tests {
             "/%2e%2ex",
             "/%2",
             "/a%2fb",
+            "/a;b",
+            "/;/x",
+            "/...;/x",
+            "/a..;/x",
         ] {
             assert!(root.forwards(path) && base.forwards(path), "{path}");
         }
