@@ -97,6 +97,17 @@ impl ProxyBuilder {
     /// host or scheme. Trusted (a load balancer in front, which all clients go through), its
     /// `X-Forwarded-For` list and `Forwarded` elements are kept and this proxy's appended,
     /// and its `X-Forwarded-Host` and `-Proto` (what the client asked of it) are kept.
+    ///
+    /// ```
+    /// use tower_monitor::{Url, proxy::Proxy};
+    ///
+    /// // Behind a load balancer that every client goes through.
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .trust_forwarded(true)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
     pub fn trust_forwarded(mut self, trust: bool) -> Self {
         self.trust_forwarded = trust;
         self
