@@ -19,7 +19,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 ///
 /// In a configuration file: `"x-forwarded"`, `"forwarded"`, `"both"` or `"none"`.
 ///
-/// Those the client sent (`X-Forwarded-*` and `Forwarded` alike, but with `None`) are dropped
+/// Those the client sent (`X-Forwarded-*` and `Forwarded` alike, except with `None`) are dropped
 /// first, so the backend reads the proxy's alone, unless the client is a proxy that is
 /// trusted ([`ProxyBuilder::trust_forwarded`](super::ProxyBuilder::trust_forwarded)): then
 /// the client's address is appended to its list, and its element to `Forwarded`'s (the last

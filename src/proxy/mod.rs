@@ -20,9 +20,10 @@
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
 //!   ([`ForwardedHeaders`]), in place of the client's unless it is trusted
 //!   ([`ProxyBuilder::trust_forwarded`]); their protocol is `https` only for an HTTP/2
-//!   request whose `:scheme` says so, never for an absolute-form HTTP/1.1 target's; the target URL's path is a base path (`http://b/base/` + `/x` →
-//!   `/base/x`). A path with a dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`, `..;`) is
-//!   answered 400, never forwarded: the backend would resolve it out of the base path.
+//!   request whose `:scheme` says so, never for an absolute-form HTTP/1.1 target's; the
+//!   target URL's path is a base path (`http://b/base/` + `/x` → `/base/x`). A path with a
+//!   dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`, `..;`) is answered 400, never
+//!   forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
 //!   than its timeout; 502 otherwise, with [`BackendGone`](crate::layer::BackendGone) in the
 //!   response's extensions when the backend refused or dropped the connection, so a
