@@ -464,3 +464,54 @@ async fn a_client_naming_https_does_not_make_the_backend_believe_it() {
         assert!(echo.contains(";proto=http\r\n"), "{echo}");
     }
 }
+
+/// An HTTP/2 backend gets the client's `Host` as `:authority`. Each `Host` a client makes up
+/// must not cost a connection to the backend: forty requests with forty hosts, on one client
+/// connection, reach the backend on one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_hosts_do_not_open_a_backend_connection_each() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    // Connections that carried a request (the monitor's probe carries none).
+    let used = Arc::new(AtomicUsize::new(0));
+    let counted = used.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            let first = Arc::new(AtomicBool::new(true));
+            let service = hyper::service::service_fn(move |_request| {
+                if first.swap(false, Ordering::Relaxed) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                    ))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    let gateway = common::gateway_to_http2_backend(backend).await;
+
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    for i in 0..40 {
+        let request = http::Request::get(format!("http://made-up-{i}.example/"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(used.load(Ordering::Relaxed), 1, "backend connections");
+}

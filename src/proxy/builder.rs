@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body::Body;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::connector::Dial;
+use super::multiplexed::Multiplexed;
 use super::pool::Pool;
 use super::upstream::Upstream;
 use super::{ActivityFn, ForwardedHeaders, InvalidTarget, Proxy, Shared, Target};
@@ -180,14 +179,10 @@ impl ProxyBuilder {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.connect_timeout));
         let client = if self.http2 {
-            let mut client = Client::builder(TokioExecutor::new());
-            client
-                .timer(TokioTimer::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .http2_only(true);
-            Upstream::Http2(Box::new(
-                client.build(Dial::new(connector, target.backend_uri())),
+            Upstream::Http2(Multiplexed::new(
+                connector,
+                target.backend_uri(),
+                POOL_IDLE_TIMEOUT,
             ))
         } else {
             Upstream::Http1(Pool::new(

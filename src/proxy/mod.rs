@@ -2,8 +2,9 @@
 //!
 //! - Bodies stream both ways, frame by frame; nothing is buffered.
 //! - Upstream HTTP/1.1 by default, or HTTP/2 cleartext with prior knowledge
-//!   ([`ProxyBuilder::http2`], for gRPC backends). Requests that came over HTTP/2 go to an
-//!   HTTP/1.1 backend as HTTP/1.1.
+//!   ([`ProxyBuilder::http2`], for gRPC backends: one connection, each request a stream of
+//!   it, whatever `Host` the clients name). Requests that came over HTTP/2 go to an HTTP/1.1
+//!   backend as HTTP/1.1.
 //! - HTTP/1.1 upgrades (WebSocket) pass through: `Upgrade` and `Connection: upgrade` are kept,
 //!   and after the `101` bytes are relayed both ways; with [`ProxyBuilder::keep_awake`] an open
 //!   upgraded connection counts as a request in flight for `on_idle`. An upgrade to `h2c` is
@@ -52,10 +53,10 @@
 
 mod body;
 mod builder;
-mod connector;
 mod failure;
 mod future;
 mod headers;
+mod multiplexed;
 mod pool;
 mod target;
 mod upgrade;
