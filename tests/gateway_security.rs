@@ -191,17 +191,23 @@ async fn no_path_climbs_out_of_the_base_path() {
     );
 }
 
-/// A connection that sends nothing, half of HTTP/2's preface, or the preface and no request,
-/// is closed once `header_read_timeout` has passed, as one that sends half an HTTP/1.1 head
-/// is: otherwise a client could hold any number of connections (file descriptors, tasks) for
-/// ever at the cost of a connect each.
+/// A connection that sends nothing, half of HTTP/2's preface, the preface and no request, or
+/// one HTTP/2 request and then nothing, is closed once `header_read_timeout` has passed with no
+/// request in flight, as an HTTP/1.1 one is: otherwise a client could hold any number of
+/// connections (file descriptors, tasks) for ever at the cost of a connect each. A request that
+/// takes longer than that is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_without_a_request_is_closed_after_the_header_read_timeout() {
-    let (backend, _heads) = recording_backend().await;
+async fn a_connection_with_no_request_in_flight_is_closed_after_the_header_read_timeout() {
+    let backend = common::serve(axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        "slow"
+    }))
+    .await;
     let config = format!(
         r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
                            "header_read_timeout": "500ms" }},
-             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+             "services": {{ "app": {{ "url": "http://{}/", "grace_period": "30s" }} }} }}"#,
+        backend.addr
     );
     let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
     // The preface, then an empty SETTINGS frame.
@@ -221,6 +227,34 @@ async fn a_connection_without_a_request_is_closed_after_the_header_read_timeout(
         .await;
         assert!(ended.is_ok(), "a client that sent {what} was never closed");
     }
+
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get("http://app/")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "answered after longer than the bound"
+    );
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "slow");
+    tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the idle HTTP/2 connection was never closed")
+        .unwrap()
+        .ok();
 }
 
 /// Clients of the proxy can use up the gateway's file descriptors (here 64 of them). The admin

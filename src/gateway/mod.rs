@@ -60,8 +60,8 @@
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
-//!   it neither stays open nor holds a shutdown; so is a new connection of either version that
-//!   has sent no request. Keep it above the idle timeout of a load
+//!   it neither stays open nor holds a shutdown; so is a connection of either version (a new
+//!   one, or an HTTP/2 one) that has had no request in flight for that long. Keep it above the idle timeout of a load
 //!   balancer in front (60 s for many), or it may send a request on a connection being closed.
 //! - `send_timeout` (default 60 s, as nginx's): how long the gateway waits for a client to
 //!   take a byte of what it sends (an answer, or a WebSocket's messages) before it closes the
@@ -98,6 +98,7 @@ pub mod cli;
 mod config;
 mod demo;
 mod fleet;
+mod in_flight;
 mod router;
 mod send_timeout;
 mod serve;

@@ -1,8 +1,8 @@
 //! Serving the gateway: HTTP/1.1 and HTTP/2 on one listener, and a graceful shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tower_service::Service;
 
 use super::Router;
+use super::in_flight::{Counted, InFlight};
 use super::send_timeout::SendTimeout;
 use crate::proxy::UpgradeGuard;
 
@@ -24,8 +25,8 @@ pub(super) struct Timeouts {
     /// How long a client has to send a request head (HTTP/1.1), counted from the end of the
     /// previous answer: so also how long a kept-alive connection may stay idle. Without it, a
     /// client that sends half a head and waits keeps its connection for ever, and holds a
-    /// shutdown for the whole grace. Also how long a new connection, of either version, has
-    /// to send its first request.
+    /// shutdown for the whole grace. Also how long a connection of either version may have no
+    /// request in flight: a new one, or an HTTP/2 one, which hyper does not bound.
     pub(super) header_read: Duration,
     /// How long a write to a client may wait for it to take a byte.
     pub(super) send: Duration,
@@ -72,19 +73,24 @@ pub(super) async fn serve(
         tokio::spawn(async move {
             let upgrades = open.clone();
             let _open = open;
-            let asked = Arc::new(AtomicBool::new(false));
-            let first_request = Arc::clone(&asked);
+            let in_flight = Arc::new(InFlight::default());
+            let requests = Arc::clone(&in_flight);
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                    asked.store(true, Ordering::Relaxed);
+                    let counted = requests.begin();
                     let upgrade = request.headers().contains_key(http::header::UPGRADE)
                         || request.method() == http::Method::CONNECT;
                     if upgrade {
-                        // An upgraded connection outlives this task: shutdown waits for it too.
-                        let guard = UpgradeGuard::new(upgrades.clone());
+                        // An upgraded connection outlives this task: shutdown waits for it too,
+                        // and over HTTP/2 it is a request in flight on this connection.
+                        let guard = UpgradeGuard::new((upgrades.clone(), requests.begin()));
                         request.extensions_mut().insert(guard);
                     }
-                    router.clone().call(request)
+                    let answer = router.clone().call(request);
+                    async move {
+                        let response = answer.await?;
+                        Ok::<_, Infallible>(response.map(|body| Counted::new(body, counted)))
+                    }
                 });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
@@ -96,20 +102,10 @@ pub(super) async fn serve(
             let stream = TokioIo::new(SendTimeout::new(stream, send));
             let connection = builder.serve_connection_with_upgrades(stream, service);
             let mut connection = std::pin::pin!(connection);
-            // hyper's bound on a request head starts once it knows the connection speaks
-            // HTTP/1.1, which it waits to learn with no bound, as it waits for HTTP/2's
-            // preface and first request: a client that connects and sends nothing, or half the
-            // preface, would keep its connection (and task) for ever.
-            let no_request_in_time = async {
-                tokio::time::sleep(header_read).await;
-                if first_request.load(Ordering::Relaxed) {
-                    std::future::pending::<()>().await;
-                }
-            };
             let result = tokio::select! {
                 result = connection.as_mut() => result,
-                () = no_request_in_time => {
-                    tracing::debug!(%addr, "no request within the header read timeout; closed");
+                () = in_flight.idle_for(header_read) => {
+                    tracing::debug!(%addr, "no request for the header read timeout; closed");
                     return;
                 }
                 _ = stopping.changed() => {
