@@ -6,6 +6,7 @@
 //! client. A proxy has one backend, so it keeps one connection, every request a stream of it:
 //! made on the first request, made again once the backend has closed it.
 
+use std::io;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ struct Slot<B> {
     generation: u64,
     /// When the last request was sent.
     used: Instant,
+    /// When the last try to connect failed, and how.
+    failed: Option<(Instant, io::ErrorKind)>,
 }
 
 impl<B> Multiplexed<B>
@@ -56,6 +59,7 @@ where
                 sender: None,
                 generation: 0,
                 used: Instant::now(),
+                failed: None,
             })),
         }
     }
@@ -86,6 +90,7 @@ where
     /// The connection to send on: the one there is, unless it has closed or a `fresh` one is
     /// asked for; otherwise a new one.
     async fn sender(&self, fresh: bool) -> Result<SendRequest<B>, UpstreamError> {
+        let asked = Instant::now();
         let mut slot = self.slot.lock().await;
         slot.used = Instant::now();
         if let Some(sender) = slot
@@ -95,17 +100,29 @@ where
         {
             return Ok(sender.clone());
         }
-        let stream = self
-            .connector
-            .clone()
-            .call(self.backend.clone())
-            .await
-            .map_err(|error| UpstreamError::Connect(error.into()))?;
-        let (sender, connection) = Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(stream)
-            .await
-            .map_err(|error| UpstreamError::Connect(error.into()))?;
+        // A connection tried while this request waited for it failed: that is its answer too,
+        // not one more try after it (one after another, each up to the connect timeout).
+        if let Some((failed, kind)) = slot.failed
+            && failed >= asked
+        {
+            let error = io::Error::new(kind, "the connection being made to the backend failed");
+            return Err(UpstreamError::Connect(error.into()));
+        }
+        let connected = async {
+            let stream = self.connector.clone().call(self.backend.clone()).await?;
+            Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(stream)
+                .await
+                .map_err(BoxError::from)
+        };
+        let (sender, connection) = match connected.await {
+            Ok(connected) => connected,
+            Err(error) => {
+                slot.failed = Some((Instant::now(), io_kind(&*error)));
+                return Err(UpstreamError::Connect(error));
+            }
+        };
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "the backend's HTTP/2 connection ended");
@@ -120,6 +137,18 @@ where
         );
         Ok(sender)
     }
+}
+
+/// The kind of the first I/O error in `error`'s chain (a timeout, a refusal), or `Other`.
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> io::ErrorKind {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<io::Error>() {
+            return io.kind();
+        }
+        next = error.source();
+    }
+    io::ErrorKind::Other
 }
 
 /// Drops connection `generation` from `slot` once no request has been sent on it for
@@ -180,6 +209,48 @@ mod tests {
             }
         });
         (uri.parse().unwrap(), ends)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_waiting_for_a_connection_that_fails_share_its_failure() {
+        // A listener that never accepts, its queue full: a connect gets no answer.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..8 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            match tokio::time::timeout(Duration::from_millis(200), connect).await {
+                Ok(Ok(stream)) => fillers.push(stream),
+                _ => break,
+            }
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        let uri: Uri = format!("http://{addr}/").parse().unwrap();
+        let connection = Arc::new(Multiplexed::<Empty<Bytes>>::new(
+            connector,
+            uri.clone(),
+            Duration::from_secs(15),
+        ));
+        let start = Instant::now();
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let (connection, uri) = (Arc::clone(&connection), uri.clone());
+                tokio::spawn(async move {
+                    let request = Request::get(uri).body(Empty::new()).unwrap();
+                    connection.request(request).await.map(|_| ())
+                })
+            })
+            .collect();
+        for request in waiting {
+            let error = request.await.unwrap().unwrap_err();
+            assert_eq!(io_kind(&error), io::ErrorKind::TimedOut, "{error}");
+        }
+        // One connect timeout, not five one after another.
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        drop((listener, fillers));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
