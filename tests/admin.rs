@@ -339,3 +339,27 @@ async fn the_status_page_in_chromium_lists_every_service_with_its_state() {
     run_chromium(&browser, &["--window-size=1100,300", &screenshot], &url).await;
     assert!(shot.is_file(), "a screenshot of the status page");
 }
+
+/// A service's name is the operator's, but may hold anything: the status page shows it as
+/// text, never as markup a browser would run with the admin listener's origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_a_service_name_as_text() {
+    let (monitor, addr, _backend, _) = setup().await;
+    let name = r#"<script>alert("x")</script>"#;
+    monitor
+        .add(
+            name,
+            MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(1)),
+        )
+        .unwrap();
+    let reply = send(addr, "GET", "/", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!reply.body.contains("<script"), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"),
+        "{}",
+        reply.body
+    );
+}

@@ -362,6 +362,19 @@ async fn a_backend_gone_while_cached_up_is_a_503_and_a_wake_not_a_502() {
     assert_eq!(runs.load(Ordering::SeqCst), 1, "woken once");
 }
 
+/// A program that logs its gateway (`{gateway:?}`) must not write the admin token with it:
+/// anyone who reads the log could then start and stop the backends.
+#[test]
+fn the_admin_token_is_not_in_the_gateways_debug_text() {
+    let config = r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+                      "admin": { "listen": "127.0.0.1:0", "token": "s3cret-admin-token" },
+                      "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#;
+    let gateway = Gateway::from_config(config, &TriggerRegistry::new()).unwrap();
+    let text = format!("{gateway:?}");
+    assert!(text.contains("127.0.0.1:0"), "{text}");
+    assert!(!text.contains("s3cret-admin-token"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_listener_from_the_file_serves_status_and_guards_the_actions() {
     let backend = common::refused_addr().await;

@@ -143,3 +143,22 @@ async fn shutdown_waits_for_an_open_http2_websocket_and_ends_when_it_closes() {
     common::shutdown_waits_for(&mut gateway, socket).await;
     server.abort();
 }
+
+/// An HTTP/2 connection with no request in flight is closed after `header_read_timeout`; one
+/// that carries an open WebSocket has one in flight, however quiet the socket is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_http2_websocket_keeps_its_connection_past_the_idle_bound() {
+    let (backend, server) = common::websocket_echo_backend().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "chat" }} ],
+                           "header_read_timeout": "300ms" }},
+             "services": {{ "chat": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let mut client = common::http2_client(gateway.addr).await;
+    let mut socket = common::open_http2_socket(&mut client, gateway.addr, "/chat").await;
+    // Quiet for three times the bound: no event to wait for, the bound is the point.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    common::echoes(&mut socket, "still here").await;
+    server.abort();
+}

@@ -24,6 +24,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// timeout of common load balancers.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(75);
 
+/// How long a write to a client may wait for it to take a byte unless `gateway.send_timeout`
+/// says: nginx's `send_timeout`.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GatewaySpec {
@@ -33,6 +37,7 @@ pub(super) struct GatewaySpec {
     services: BTreeMap<String, ServiceSettings>,
     shutdown_grace: Option<DurationValue>,
     header_read_timeout: Option<DurationValue>,
+    send_timeout: Option<DurationValue>,
     #[serde(default)]
     pub(super) access_log: bool,
 }
@@ -57,6 +62,8 @@ struct ServiceSettings {
     connect_timeout: Option<DurationValue>,
     response_timeout: Option<DurationValue>,
     forwarded: Option<ForwardedHeaders>,
+    #[serde(default)]
+    trust_forwarded: bool,
     #[serde(default)]
     rewrite_host: bool,
 }
@@ -123,6 +130,13 @@ impl GatewaySpec {
         match self.header_read_timeout {
             Some(timeout) => timeout.positive("gateway.header_read_timeout"),
             None => Ok(DEFAULT_HEADER_READ_TIMEOUT),
+        }
+    }
+
+    pub(super) fn send_timeout(&self) -> Result<Duration, ConfigError> {
+        match self.send_timeout {
+            Some(timeout) => timeout.positive("gateway.send_timeout"),
+            None => Ok(DEFAULT_SEND_TIMEOUT),
         }
     }
 
@@ -211,6 +225,8 @@ fn build(
         .http2(settings.protocol == Some(Protocol::Http2))
         .rewrite_host(settings.rewrite_host)
         .forwarded(settings.forwarded.unwrap_or_default())
+        .trust_forwarded(settings.trust_forwarded)
+        .cleartext_clients()
         .keep_awake(Arc::clone(monitor), name);
     if let Some(timeout) = settings.connect_timeout {
         proxy = proxy.connect_timeout(timeout.positive(format!("{at}.connect_timeout"))?);

@@ -22,11 +22,13 @@
 //!         "connect_timeout": "2s",
 //!         "response_timeout": "60s",
 //!         "forwarded": "x-forwarded",
+//!         "trust_forwarded": false,
 //!         "rewrite_host": false
 //!       }
 //!     },
 //!     "shutdown_grace": "30s",
 //!     "header_read_timeout": "75s",
+//!     "send_timeout": "60s",
 //!     "access_log": true
 //!   },
 //!   "services": {
@@ -39,7 +41,10 @@
 //! - `listen` (required): an IP address and port.
 //! - `routes` (required, at least one): tried in order; a route matches when its `host` (if
 //!   given; compared without port, case-insensitively, with the request's `Host` or HTTP/2
-//!   `:authority`) and its `path_prefix` (default `/`) match. No match: 404.
+//!   `:authority`) and its `path_prefix` (default `/`) match. No match: 404. The prefix is
+//!   compared with the path as sent, before any decoding (`/%61pi/` goes on past a route for
+//!   `/api/`): a route says which backend serves a path, it is not an access rule for the
+//!   backends after it.
 //! - `services` (optional): per service, all optional. `hold`: hold mode (`max_wait`,
 //!   `max_held`); `retry_after`: the 503's `Retry-After`; `waiting_page`: a template file
 //!   (relative to the configuration file's folder), see
@@ -48,16 +53,23 @@
 //!   `protocol`: `"http1"` (default) or `"http2"` (cleartext, prior knowledge: gRPC);
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
 //!   more than zero); `forwarded`: `"x-forwarded"`
-//!   (default), `"forwarded"`, `"both"` or `"none"`; `rewrite_host`: send the backend's own
-//!   `Host`.
+//!   (default), `"forwarded"`, `"both"` or `"none"`; `trust_forwarded`: keep the forwarded
+//!   headers clients send and append to them (only when every client is a proxy of yours,
+//!   such as a load balancer; by default they are dropped, as anyone on the internet could
+//!   claim any address); `rewrite_host`: send the backend's own `Host`.
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
 //!   are stopped.
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
-//!   it neither stays open nor holds a shutdown. Keep it above the idle timeout of a load
+//!   it neither stays open nor holds a shutdown; so is a connection of either version (a new
+//!   one, or an HTTP/2 one) that has had no request in flight for that long. Keep it above the idle timeout of a load
 //!   balancer in front (60 s for many), or it may send a request on a connection being closed.
+//! - `send_timeout` (default 60 s, as nginx's): how long the gateway waits for a client to
+//!   take a byte of what it sends (an answer, or a WebSocket's messages) before it closes the
+//!   connection, so a client that stops reading holds neither its request nor the backend
+//!   connection behind it for ever.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`),
 //!   written once its response has been sent: service, method, path, status, milliseconds from
 //!   arrival to the body's end, body bytes sent, whether the body was sent to its end
@@ -89,12 +101,14 @@ pub mod cli;
 mod config;
 mod demo;
 mod fleet;
+mod in_flight;
 mod router;
+mod send_timeout;
 mod serve;
 mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;
-pub use config::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
+pub use config::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
 pub use router::{GatewayBody, Router, RouterFuture};
 pub use serve::shutdown_signal;
 pub use workers::default_workers;
@@ -123,6 +137,7 @@ pub struct Gateway {
     listen: SocketAddr,
     shutdown_grace: Duration,
     header_read_timeout: Duration,
+    send_timeout: Duration,
     /// The admin listener, when the configuration has an `admin` section.
     admin: Option<admin::AdminSettings>,
     /// The fleet to join when serving, when the configuration has a `fleet` section.
@@ -203,6 +218,7 @@ impl Gateway {
             listen: spec.listen_addr("gateway.listen", &spec.listen)?,
             shutdown_grace: spec.shutdown_grace(),
             header_read_timeout: spec.header_read_timeout()?,
+            send_timeout: spec.send_timeout()?,
             routers: worker_routers(spec, &monitor, base_dir, &router, layers),
             router,
             monitor,
@@ -227,6 +243,7 @@ impl Gateway {
         serve::Timeouts {
             grace: self.shutdown_grace,
             header_read: self.header_read_timeout,
+            send: self.send_timeout,
         }
     }
 

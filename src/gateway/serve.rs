@@ -1,6 +1,8 @@
 //! Serving the gateway: HTTP/1.1 and HTTP/2 on one listener, and a graceful shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -11,6 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tower_service::Service;
 
 use super::Router;
+use super::in_flight::{Counted, InFlight};
+use super::send_timeout::SendTimeout;
 use crate::proxy::UpgradeGuard;
 
 /// The server's bounds on its clients.
@@ -21,8 +25,11 @@ pub(super) struct Timeouts {
     /// How long a client has to send a request head (HTTP/1.1), counted from the end of the
     /// previous answer: so also how long a kept-alive connection may stay idle. Without it, a
     /// client that sends half a head and waits keeps its connection for ever, and holds a
-    /// shutdown for the whole grace.
+    /// shutdown for the whole grace. Also how long a connection of either version may have no
+    /// request in flight: a new one, or an HTTP/2 one, which hyper does not bound.
     pub(super) header_read: Duration,
+    /// How long a write to a client may wait for it to take a byte.
+    pub(super) send: Duration,
 }
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
@@ -36,7 +43,11 @@ pub(super) async fn serve(
     shutdown: impl Future<Output = ()>,
     timeouts: Timeouts,
 ) -> bool {
-    let Timeouts { grace, header_read } = timeouts;
+    let Timeouts {
+        grace,
+        header_read,
+        send,
+    } = timeouts;
     let (stop, stopping) = watch::channel(false);
     // Each connection task holds a sender; `recv` answers `None` once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
@@ -62,16 +73,24 @@ pub(super) async fn serve(
         tokio::spawn(async move {
             let upgrades = open.clone();
             let _open = open;
+            let in_flight = Arc::new(InFlight::default());
+            let requests = Arc::clone(&in_flight);
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    let counted = requests.begin();
                     let upgrade = request.headers().contains_key(http::header::UPGRADE)
                         || request.method() == http::Method::CONNECT;
                     if upgrade {
-                        // An upgraded connection outlives this task: shutdown waits for it too.
-                        let guard = UpgradeGuard::new(upgrades.clone());
+                        // An upgraded connection outlives this task: shutdown waits for it too,
+                        // and over HTTP/2 it is a request in flight on this connection.
+                        let guard = UpgradeGuard::new((upgrades.clone(), requests.begin()));
                         request.extensions_mut().insert(guard);
                     }
-                    router.clone().call(request)
+                    let answer = router.clone().call(request);
+                    async move {
+                        let response = answer.await?;
+                        Ok::<_, Infallible>(response.map(|body| Counted::new(body, counted)))
+                    }
                 });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
@@ -80,10 +99,15 @@ pub(super) async fn serve(
                 .header_read_timeout(header_read);
             // WebSockets over HTTP/2 (RFC 8441).
             builder.http2().enable_connect_protocol();
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let stream = TokioIo::new(SendTimeout::new(stream, send));
+            let connection = builder.serve_connection_with_upgrades(stream, service);
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
+                () = in_flight.idle_for(header_read) => {
+                    tracing::debug!(%addr, "no request for the header read timeout; closed");
+                    return;
+                }
                 _ = stopping.changed() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await

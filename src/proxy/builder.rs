@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body::Body;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::HttpConnector;
 
-use super::connector::Dial;
+use super::multiplexed::Multiplexed;
 use super::pool::Pool;
 use super::upstream::Upstream;
 use super::{ActivityFn, ForwardedHeaders, InvalidTarget, Proxy, Shared, Target};
@@ -48,6 +47,8 @@ pub struct ProxyBuilder {
     http2: bool,
     rewrite_host: bool,
     forwarded: ForwardedHeaders,
+    trust_forwarded: bool,
+    cleartext: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
     service: Option<Arc<str>>,
@@ -61,6 +62,8 @@ impl ProxyBuilder {
             http2: false,
             rewrite_host: false,
             forwarded: ForwardedHeaders::default(),
+            trust_forwarded: false,
+            cleartext: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             service: None,
@@ -84,6 +87,35 @@ impl ProxyBuilder {
     /// Which forwarded headers to add (default [`ForwardedHeaders::XForwarded`]).
     pub fn forwarded(mut self, forwarded: ForwardedHeaders) -> Self {
         self.forwarded = forwarded;
+        self
+    }
+
+    /// Whether the clients are proxies whose forwarded headers are to be believed (default:
+    /// no). By default those a client sends are dropped and the backend gets this proxy's
+    /// alone, as it must when clients come from the internet, who could claim any address,
+    /// host or scheme. Trusted (a load balancer in front, which all clients go through), its
+    /// `X-Forwarded-For` list and `Forwarded` elements are kept and this proxy's appended,
+    /// and its `X-Forwarded-Host` and `-Proto` (what the client asked of it) are kept.
+    ///
+    /// ```
+    /// use tower_monitor::{Url, proxy::Proxy};
+    ///
+    /// // Behind a load balancer that every client goes through.
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .trust_forwarded(true)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    pub fn trust_forwarded(mut self, trust: bool) -> Self {
+        self.trust_forwarded = trust;
+        self
+    }
+
+    /// For a server that speaks cleartext only: the forwarded protocol is `http` whatever
+    /// scheme a client names.
+    pub(crate) fn cleartext_clients(mut self) -> Self {
+        self.cleartext = true;
         self
     }
 
@@ -147,14 +179,10 @@ impl ProxyBuilder {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.connect_timeout));
         let client = if self.http2 {
-            let mut client = Client::builder(TokioExecutor::new());
-            client
-                .timer(TokioTimer::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .http2_only(true);
-            Upstream::Http2(Box::new(
-                client.build(Dial::new(connector, target.backend_uri())),
+            Upstream::Http2(Multiplexed::new(
+                connector,
+                target.backend_uri(),
+                POOL_IDLE_TIMEOUT,
             ))
         } else {
             Upstream::Http1(Pool::new(
@@ -170,6 +198,8 @@ impl ProxyBuilder {
                 http2: self.http2,
                 rewrite_host: self.rewrite_host,
                 forwarded: self.forwarded,
+                trust_forwarded: self.trust_forwarded,
+                cleartext: self.cleartext,
                 response_timeout: self.response_timeout,
                 service: self.service,
                 activity: self.activity,
@@ -186,6 +216,7 @@ impl fmt::Debug for ProxyBuilder {
             .field("http2", &self.http2)
             .field("rewrite_host", &self.rewrite_host)
             .field("forwarded", &self.forwarded)
+            .field("trust_forwarded", &self.trust_forwarded)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("service", &self.service)

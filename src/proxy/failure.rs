@@ -22,6 +22,9 @@ pub(crate) enum Failure {
     /// The request's own body failed, as a client's does when it goes away in the middle of an
     /// upload (400): the backend is not to blame, so it is not marked gone.
     ClientBody,
+    /// A request whose path the proxy does not forward: a dot-segment, which would climb out
+    /// of the base path (400).
+    BadPath,
 }
 
 impl Failure {
@@ -66,7 +69,7 @@ impl Failure {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
             Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
-            Self::ClientBody => (StatusCode::BAD_REQUEST, "bad request\n"),
+            Self::ClientBody | Self::BadPath => (StatusCode::BAD_REQUEST, "bad request\n"),
         };
         // A gRPC client reads a text body as a malformed message ("protocol error"): it gets
         // the status gRPC maps the HTTP one to, in the headers, as the layer's fallback does.
@@ -110,6 +113,7 @@ impl Failure {
             Self::Other => "backend request failed",
             Self::NotForwarded => "request not forwarded",
             Self::ClientBody => "the request body broke off",
+            Self::BadPath => "request path not forwarded",
         }
     }
 }

@@ -19,6 +19,12 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 ///
 /// In a configuration file: `"x-forwarded"`, `"forwarded"`, `"both"` or `"none"`.
 ///
+/// Those the client sent (`X-Forwarded-*` and `Forwarded` alike, except with `None`) are dropped
+/// first, so the backend reads the proxy's alone, unless the client is a proxy that is
+/// trusted ([`ProxyBuilder::trust_forwarded`](super::ProxyBuilder::trust_forwarded)): then
+/// the client's address is appended to its list, and its element to `Forwarded`'s (the last
+/// entry of each is this proxy's), and its `X-Forwarded-Host` and `-Proto` are kept.
+///
 /// ```
 /// use tower_monitor::proxy::ForwardedHeaders;
 ///
@@ -28,10 +34,10 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ForwardedHeaders {
-    /// `X-Forwarded-For` (the client's address appended), `X-Forwarded-Host`, `X-Forwarded-Proto`.
+    /// `X-Forwarded-For` (the client's address), `X-Forwarded-Host`, `X-Forwarded-Proto`.
     #[default]
     XForwarded,
-    /// One `Forwarded: for=..;host=..;proto=..` element appended (RFC 7239).
+    /// One `Forwarded: for=..;host=..;proto=..` element (RFC 7239).
     Forwarded,
     /// Both of the above.
     Both,
@@ -82,13 +88,23 @@ fn hop_index(name: &HeaderName) -> Option<usize> {
     })
 }
 
-/// Whether the request asks to switch protocols (`Connection: upgrade` with an `Upgrade`).
+/// Whether the request asks to switch protocols (`Connection: upgrade` with an `Upgrade`) to
+/// a protocol the proxy relays. Never to `h2c`: once switched, the client would speak HTTP/2
+/// to the backend itself, each of its requests past the base path, the routes and the wake
+/// policy (h2c smuggling). Such a request goes on as an ordinary one, without its `Upgrade`.
 pub(crate) fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE)
         && headers
             .get_all(CONNECTION)
             .iter()
             .any(|value| has_token(value.as_bytes(), b"upgrade"))
+        && !headers.get_all(UPGRADE).iter().any(|value| {
+            value.as_bytes().split(|&b| b == b',').any(|protocol| {
+                // `name/version`: the name alone says which protocol.
+                let name = protocol.split(|&b| b == b'/').next().unwrap_or_default();
+                name.trim_ascii().eq_ignore_ascii_case(b"h2c")
+            })
+        })
 }
 
 fn has_token(list: &[u8], token: &[u8]) -> bool {
@@ -169,8 +185,26 @@ pub(crate) struct Origin<'a> {
     pub(crate) proto: &'a str,
 }
 
-/// Adds the forwarded headers `which` asks for.
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, which: ForwardedHeaders, origin: Origin<'_>) {
+/// Adds the forwarded headers `which` asks for. Unless the client is `trusted` (a proxy in
+/// front), those it sent go first: they are its own claim of any address, host or scheme,
+/// which a backend would take for the proxy's word.
+pub(crate) fn add_forwarded(
+    headers: &mut HeaderMap,
+    which: ForwardedHeaders,
+    origin: Origin<'_>,
+    trusted: bool,
+) {
+    if !trusted && which != ForwardedHeaders::None {
+        // `X-Forwarded-Host` and `-Proto` are replaced below when they are added.
+        headers.remove(X_FORWARDED_FOR);
+        headers.remove(FORWARDED);
+        if which == ForwardedHeaders::Forwarded || origin.host.is_none() {
+            headers.remove(X_FORWARDED_HOST);
+        }
+        if which == ForwardedHeaders::Forwarded {
+            headers.remove(X_FORWARDED_PROTO);
+        }
+    }
     if matches!(which, ForwardedHeaders::XForwarded | ForwardedHeaders::Both) {
         // Room for the three at once: the map of a request parsed by hyper has none to spare.
         headers.reserve(3);
@@ -198,17 +232,22 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, which: ForwardedHeaders, or
                 }
             }
         }
-        if let Some(host) = &origin.host {
+        // A trusted proxy in front saw the client first: its host and scheme are the client's.
+        if let Some(host) = &origin.host
+            && !(trusted && headers.contains_key(X_FORWARDED_HOST))
+        {
             headers.insert(X_FORWARDED_HOST, host.clone());
         }
-        headers.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(if origin.proto == "https" {
-                "https"
-            } else {
-                "http"
-            }),
-        );
+        if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
+            headers.insert(
+                X_FORWARDED_PROTO,
+                HeaderValue::from_static(if origin.proto == "https" {
+                    "https"
+                } else {
+                    "http"
+                }),
+            );
+        }
     }
     if matches!(which, ForwardedHeaders::Forwarded | ForwardedHeaders::Both) {
         let mut element = String::with_capacity(64);
@@ -360,7 +399,20 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_append_to_what_came_before() {
+    fn an_upgrade_to_h2c_is_no_upgrade() {
+        for upgrade in ["h2c", "H2C", "websocket, h2c", "h2c/1"] {
+            let headers = map(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", upgrade),
+            ]);
+            assert!(!wants_upgrade(&headers), "{upgrade}");
+        }
+        let headers = map(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        assert!(wants_upgrade(&headers));
+    }
+
+    #[test]
+    fn forwarded_headers_append_to_what_a_trusted_client_sent() {
         let mut headers = map(&[
             ("x-forwarded-for", "10.0.0.1"),
             ("forwarded", "for=10.0.0.1"),
@@ -370,14 +422,66 @@ mod tests {
             host: Some(HeaderValue::from_static("app.example")),
             proto: "http",
         };
-        add_forwarded(&mut headers, ForwardedHeaders::Both, origin);
+        add_forwarded(&mut headers, ForwardedHeaders::Both, origin, true);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, ::1");
+        // Its load balancer's host and scheme are kept.
+        let mut behind = map(&[
+            ("x-forwarded-host", "public.example"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let origin = Origin {
+            client: Some("10.0.0.2".parse().unwrap()),
+            host: Some(HeaderValue::from_static("app.example")),
+            proto: "http",
+        };
+        add_forwarded(&mut behind, ForwardedHeaders::XForwarded, origin, true);
+        assert_eq!(behind["x-forwarded-host"], "public.example");
+        assert_eq!(behind["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "app.example");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(
             headers["forwarded"],
             "for=10.0.0.1, for=\"[::1]\";host=\"app.example\";proto=http"
         );
+    }
+
+    #[test]
+    fn an_untrusted_clients_forwarded_headers_give_way_to_the_proxys() {
+        let sent = [
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=10.0.0.1;host=evil.example;proto=https"),
+        ];
+        let origin = || Origin {
+            client: Some("127.0.0.1".parse().unwrap()),
+            host: Some(HeaderValue::from_static("app.example")),
+            proto: "http",
+        };
+        let mut headers = map(&sent);
+        add_forwarded(&mut headers, ForwardedHeaders::XForwarded, origin(), false);
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(headers["x-forwarded-host"], "app.example");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert!(!headers.contains_key("forwarded"));
+        let mut headers = map(&sent);
+        add_forwarded(&mut headers, ForwardedHeaders::Forwarded, origin(), false);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(
+            headers["forwarded"],
+            "for=127.0.0.1;host=\"app.example\";proto=http"
+        );
+        // No `Host` to report: the client's still goes.
+        let mut headers = map(&sent);
+        let hostless = Origin {
+            host: None,
+            ..origin()
+        };
+        add_forwarded(&mut headers, ForwardedHeaders::XForwarded, hostless, false);
+        assert!(!headers.contains_key("x-forwarded-host"));
+        let mut headers = map(&sent);
+        add_forwarded(&mut headers, ForwardedHeaders::None, origin(), false);
+        assert_eq!(headers, map(&sent), "none: as the client sent them");
     }
 
     #[test]
@@ -417,7 +521,7 @@ mod tests {
             host: None,
             proto: "http",
         };
-        add_forwarded(&mut headers, ForwardedHeaders::None, origin);
+        add_forwarded(&mut headers, ForwardedHeaders::None, origin, false);
         assert!(headers.is_empty());
     }
 }

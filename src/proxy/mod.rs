@@ -2,11 +2,14 @@
 //!
 //! - Bodies stream both ways, frame by frame; nothing is buffered.
 //! - Upstream HTTP/1.1 by default, or HTTP/2 cleartext with prior knowledge
-//!   ([`ProxyBuilder::http2`], for gRPC backends). Requests that came over HTTP/2 go to an
-//!   HTTP/1.1 backend as HTTP/1.1.
+//!   ([`ProxyBuilder::http2`], for gRPC backends: one connection, each request a stream of
+//!   it, whatever `Host` the clients name). Requests that came over HTTP/2 go to an HTTP/1.1
+//!   backend as HTTP/1.1.
 //! - HTTP/1.1 upgrades (WebSocket) pass through: `Upgrade` and `Connection: upgrade` are kept,
 //!   and after the `101` bytes are relayed both ways; with [`ProxyBuilder::keep_awake`] an open
-//!   upgraded connection counts as a request in flight for `on_idle`.
+//!   upgraded connection counts as a request in flight for `on_idle`. An upgrade to `h2c` is
+//!   not passed on (the request goes without it): its tunnel would carry HTTP/2 requests past
+//!   the proxy, its base path and everything in front of it.
 //! - WebSockets cross HTTP versions: an HTTP/2 client's (RFC 8441's extended `CONNECT`, when
 //!   the server enables it) reaches an HTTP/1.1 backend as an HTTP/1.1 upgrade with a key of
 //!   the proxy's, whose proof in the `101` is checked, and the client gets its `200`; an
@@ -16,8 +19,12 @@
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
-//!   ([`ForwardedHeaders`]); the target URL's path is a base path (`http://b/base/` + `/x` →
-//!   `/base/x`).
+//!   ([`ForwardedHeaders`]), in place of the client's unless it is trusted
+//!   ([`ProxyBuilder::trust_forwarded`]); their protocol is `https` only for an HTTP/2
+//!   request whose `:scheme` says so, never for an absolute-form HTTP/1.1 target's; the
+//!   target URL's path is a base path (`http://b/base/` + `/x` → `/base/x`). A path with a
+//!   dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`, `..;`) is answered 400, never
+//!   forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
 //!   than its timeout; 502 otherwise, with [`BackendGone`](crate::layer::BackendGone) in the
 //!   response's extensions when the backend refused or dropped the connection, so a
@@ -48,10 +55,10 @@
 
 mod body;
 mod builder;
-mod connector;
 mod failure;
 mod future;
 mod headers;
+mod multiplexed;
 mod pool;
 mod target;
 mod upgrade;
@@ -106,6 +113,9 @@ struct Shared<B> {
     http2: bool,
     rewrite_host: bool,
     forwarded: ForwardedHeaders,
+    trust_forwarded: bool,
+    /// Whether the clients reach this proxy over cleartext only (the gateway's server).
+    cleartext: bool,
     response_timeout: Duration,
     service: Option<Arc<str>>,
     activity: Option<ActivityFn>,
@@ -194,6 +204,10 @@ where
             tracing::debug!(service = %this.service(), "CONNECT that is not a WebSocket refused");
             return ResponseFuture::ready(Failure::NotForwarded.response(&http::HeaderMap::new()));
         }
+        if !this.target.forwards(request.uri().path()) {
+            tracing::debug!(service = %this.service(), path = %request.uri().path(), "path refused");
+            return ResponseFuture::ready(Failure::BadPath.response(&http::HeaderMap::new()));
+        }
         this.prepare(
             &mut request,
             client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1),
@@ -280,7 +294,13 @@ where
     /// Rewrites the request for the backend: URI, version and headers.
     fn prepare(&self, request: &mut Request<B>, upgrade: bool, client: Option<IpAddr>) {
         let host = headers::original_host(request.headers(), request.uri());
-        let proto = if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+        // The scheme a request names is the client's word: an absolute-form target's is a
+        // forward proxy's business, and HTTP/2's `:scheme` is believed only from a server that
+        // may be speaking TLS (the gateway speaks cleartext alone).
+        let proto = if !self.cleartext
+            && request.version() == Version::HTTP_2
+            && request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
+        {
             "https"
         } else {
             "http"
@@ -320,6 +340,7 @@ where
                 host: host.clone(),
                 proto,
             },
+            self.trust_forwarded,
         );
         if self.http2 {
             // HTTP/2 carries the authority in `:authority`, taken from the URI.

@@ -100,6 +100,43 @@ impl Target {
         joined.push_str(path);
         PathAndQuery::try_from(joined).unwrap_or_else(|_| PathAndQuery::from_static("/"))
     }
+
+    /// Whether the proxy forwards a request to `path` (a URI's path): not if it holds a
+    /// dot-segment (`.` or `..`), which a backend resolves to climb out of the base path or a
+    /// route's prefix, in any spelling a backend may read as one: percent-encoded, ended by
+    /// `%2F`, `%5C` or `\` (which many decode to `/`), or followed by `;` parameters (which
+    /// Tomcat drops: `/..;x/`). Nor a path that is not absolute (but `*` with no base path),
+    /// which the base path could not go before. One pass over the bytes, no allocation.
+    pub(crate) fn forwards(&self, path: &str) -> bool {
+        let bytes = path.as_bytes();
+        if !matches!(bytes.first(), Some(b'/')) {
+            return path == "*" && self.base.is_empty();
+        }
+        // In the segment so far: its dots, whether it has anything else before a `;`, and
+        // whether a `;` began its parameters.
+        let (mut dots, mut other, mut params, mut i) = (0u8, false, false, 0);
+        loop {
+            let (len, byte) = match bytes.get(i) {
+                Some(b'%') => match bytes.get(i + 1..i + 3) {
+                    Some([b'2', b'e' | b'E']) => (3, b'.'),
+                    Some([b'2', b'f' | b'F'] | [b'5', b'c' | b'C']) => (3, b'/'),
+                    _ => (1, b'%'),
+                },
+                Some(b'\\') => (1, b'/'),
+                Some(&byte) => (1, byte),
+                None => return other || !(1..=2).contains(&dots),
+            };
+            match byte {
+                b'/' if !other && (1..=2).contains(&dots) => return false,
+                b'/' => (dots, other, params) = (0, false, false),
+                _ if params => {}
+                b';' => params = true,
+                b'.' => dots = dots.saturating_add(1),
+                _ => other = true,
+            }
+            i += len;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +184,59 @@ mod tests {
             "http://app.localhost:8080/x"
         );
         assert_eq!(t.backend_uri().to_string(), "http://127.0.0.1:8092/");
+    }
+
+    #[test]
+    fn dot_segments_are_not_forwarded_in_any_spelling() {
+        let (root, base) = (
+            target("http://127.0.0.1/"),
+            target("http://127.0.0.1/base/"),
+        );
+        for path in [
+            "/..",
+            "/../admin",
+            "/base/../../etc",
+            "/./x",
+            "/.",
+            "/%2e%2e/x",
+            "/%2E./x",
+            "/.%2e",
+            "/..%2fadmin",
+            "/..%2Fadmin",
+            "/..%5cadmin",
+            "/..\\admin",
+            "/a/..",
+            "/..;/admin",
+            "/..;x=1/admin",
+            "/.;",
+            "/%2e%2e;/admin",
+            "x",
+            "",
+            "?q",
+        ] {
+            assert!(!root.forwards(path) && !base.forwards(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/x",
+            "/a..b/",
+            "/.well-known/x",
+            "/v1.2/x",
+            "/...",
+            "/..x",
+            "/x..",
+            "/%2e%2ex",
+            "/%2",
+            "/a%2fb",
+            "/a;b",
+            "/;/x",
+            "/...;/x",
+            "/a..;/x",
+        ] {
+            assert!(root.forwards(path) && base.forwards(path), "{path}");
+        }
+        // `OPTIONS *` asks the server itself; under a base path it would name `/base*`.
+        assert!(root.forwards("*") && !base.forwards("*"));
     }
 
     #[test]

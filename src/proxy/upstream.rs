@@ -1,5 +1,5 @@
 //! [`Upstream`]: how a proxy reaches its backend, over HTTP/1.1 (its own [`Pool`]) or HTTP/2
-//! (hyper's client), and the [`UpstreamBody`] of the backend's answers.
+//! (its one [`Multiplexed`] connection), and the [`UpstreamBody`] of the backend's answers.
 
 use std::fmt;
 use std::pin::Pin;
@@ -9,18 +9,17 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 
-use super::connector::Dial;
+use super::multiplexed::Multiplexed;
 use super::pool::{Kept, Lease, Pool};
 use crate::BoxError;
 
 /// The way to the backend. HTTP/1.1, the default and the busy path, goes through a pool of
-/// connections of the proxy's own; HTTP/2 (gRPC) through hyper's client, whose one multiplexed
-/// connection needs no pool.
+/// connections of the proxy's own; HTTP/2 (gRPC) through one multiplexed connection, which
+/// needs no pool.
 pub(crate) enum Upstream<B> {
     Http1(Pool<B>),
-    Http2(Box<Client<Dial, B>>),
+    Http2(Multiplexed<B>),
 }
 
 impl<B> Upstream<B>
@@ -37,11 +36,10 @@ where
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         match self {
             Self::Http1(pool) => pool.request(request).await,
-            Self::Http2(client) => client
+            Self::Http2(connection) => connection
                 .request(request)
                 .await
-                .map(|response| response.map(|body| UpstreamBody::new(body, None)))
-                .map_err(UpstreamError::Client),
+                .map(|response| response.map(|body| UpstreamBody::new(body, None))),
         }
     }
 
@@ -58,12 +56,10 @@ where
 /// Why the backend gave no response head.
 #[derive(Debug)]
 pub(crate) enum UpstreamError {
-    /// No connection: refused, unreachable, timed out, or the HTTP/1.1 handshake failed.
+    /// No connection: refused, unreachable, timed out, or the handshake failed.
     Connect(BoxError),
     /// The connection failed while the request was sent or its answer awaited.
     Request(hyper::Error),
-    /// hyper's HTTP/2 client failed.
-    Client(hyper_util::client::legacy::Error),
 }
 
 impl UpstreamError {
@@ -72,7 +68,6 @@ impl UpstreamError {
         match self {
             Self::Connect(_) => true,
             Self::Request(_) => false,
-            Self::Client(error) => error.is_connect(),
         }
     }
 }
@@ -82,7 +77,6 @@ impl fmt::Display for UpstreamError {
         match self {
             Self::Connect(_) => f.write_str("cannot connect to the backend"),
             Self::Request(_) => f.write_str("the backend connection failed"),
-            Self::Client(error) => error.fmt(f),
         }
     }
 }
@@ -92,7 +86,6 @@ impl std::error::Error for UpstreamError {
         match self {
             Self::Connect(error) => Some(error.as_ref()),
             Self::Request(error) => Some(error),
-            Self::Client(error) => error.source(),
         }
     }
 }

@@ -243,3 +243,22 @@ pub async fn curl(args: &[&str]) -> String {
     );
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// Reads one message head (up to its blank line) from `stream`, keeping what follows it in
+/// `pending`; `None` once the stream ends.
+pub async fn read_head(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    pending: &mut Vec<u8>,
+) -> Option<String> {
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = pending.drain(..end + 4).collect();
+            return Some(String::from_utf8_lossy(&head).into_owned());
+        }
+        let mut buffer = [0u8; 4096];
+        match tokio::io::AsyncReadExt::read(stream, &mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
