@@ -114,6 +114,7 @@ impl ProxyBuilder {
 
     /// For a server that speaks cleartext only: the forwarded protocol is `http` whatever
     /// scheme a client names.
+    #[cfg(feature = "gateway")]
     pub(crate) fn cleartext_clients(mut self) -> Self {
         self.cleartext = true;
         self

@@ -101,7 +101,7 @@ impl Failure {
         let code: u16 = match self {
             Self::Gone | Self::Timeout | Self::Other => 14, // UNAVAILABLE
             Self::NotForwarded => 12,                       // UNIMPLEMENTED
-            Self::ClientBody => 13,                         // INTERNAL
+            Self::ClientBody | Self::BadPath => 13,         // INTERNAL
         };
         grpc_status(ProxyBody::default(), code, message)
     }
