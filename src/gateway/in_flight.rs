@@ -4,6 +4,7 @@
 //! an HTTP/2 connection: a client that connected and sent nothing, or one request and then
 //! nothing, would keep its connection and task for ever.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,18 +12,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::sync::Notify;
 
 /// One connection's count of requests in flight; see the [module documentation](self).
+///
+/// Nothing is told when the count falls to zero: the idle watch looks once per bound instead,
+/// so a request costs two uncontended increments and two plain stores, not a lock.
 #[derive(Default)]
 pub(super) struct InFlight {
     count: AtomicUsize,
-    /// Whether a request began since the idle clock last started.
-    began: AtomicBool,
-    /// Told when the count falls to zero.
-    none: Notify,
+    /// Whether a request began or ended since the idle watch's last look.
+    active: AtomicBool,
+    /// Set by the idle watch when the connection is to be closed; the connection's task is
+    /// woken through `close_waker`.
+    closing: AtomicBool,
+    close_waker: AtomicWaker,
 }
 
 impl InFlight {
@@ -30,28 +36,42 @@ impl InFlight {
     /// answer's body, or an upgraded connection).
     pub(super) fn begin(self: &Arc<Self>) -> Guard {
         self.count.fetch_add(1, Ordering::AcqRel);
-        self.began.store(true, Ordering::Release);
+        self.active.store(true, Ordering::Release);
         Guard(Arc::clone(self))
     }
 
-    /// Completes once the connection has had no request in flight, and begun none, for
-    /// `bound`.
+    /// Completes once the connection has had no request in flight, and none begin or end, for
+    /// a whole look of `bound`: between `bound` and twice `bound` after its last request ended.
+    /// Then [`closed`](Self::closed) completes too.
+    ///
+    /// Run it as a task of its own: polled beside the connection, its timer would be polled at
+    /// every wake-up of the connection, several times per request.
     pub(super) async fn idle_for(&self, bound: Duration) {
         loop {
-            loop {
-                // Made before the count is read: a fall to zero in between is not missed.
-                let none = self.none.notified();
-                if self.count.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                none.await;
-            }
-            self.began.store(false, Ordering::Release);
+            self.active.store(false, Ordering::Release);
             tokio::time::sleep(bound).await;
-            if self.count.load(Ordering::Acquire) == 0 && !self.began.load(Ordering::Acquire) {
+            if !self.active.load(Ordering::Acquire) && self.count.load(Ordering::Acquire) == 0 {
+                self.closing.store(true, Ordering::Release);
+                self.close_waker.wake();
                 return;
             }
         }
+    }
+
+    /// Completes once [`idle_for`](Self::idle_for) has found the connection idle: a load and a
+    /// waker registration per poll, cheap beside the connection in its `select!`.
+    pub(super) fn closed(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.closing.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.close_waker.register(cx.waker());
+            if self.closing.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 }
 
@@ -60,9 +80,9 @@ pub(super) struct Guard(Arc<InFlight>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.none.notify_waiters();
-        }
+        // Marked before the count falls: a look that sees zero also sees the activity.
+        self.0.active.store(true, Ordering::Release);
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -110,19 +130,35 @@ mod tests {
     async fn idle_is_counted_from_the_end_of_the_last_request() {
         let in_flight = Arc::new(InFlight::default());
         let start = Instant::now();
+        // A long request that ends between two looks (at 90 s and 100 s): the look at 100 s
+        // finds none in flight, but one ended since the last look.
         let request = in_flight.begin();
-        let ended = {
+        let ended = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(95)).await;
+            drop(request);
+        });
+        in_flight.idle_for(Duration::from_secs(10)).await;
+        ended.await.unwrap();
+        let idle = start.elapsed() - Duration::from_secs(95);
+        assert!(
+            (Duration::from_secs(10)..=Duration::from_secs(20)).contains(&idle),
+            "closed {idle:?} after the last request ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_begun_and_ended_between_two_looks_starts_the_idle_time_again() {
+        let in_flight = Arc::new(InFlight::default());
+        let start = Instant::now();
+        let short = {
             let in_flight = Arc::clone(&in_flight);
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(100)).await;
-                drop(request);
-                // Another, begun and ended within the bound, starts it again.
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 drop(in_flight.begin());
             })
         };
         in_flight.idle_for(Duration::from_secs(10)).await;
-        ended.await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_secs(120));
+        short.await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
     }
 }

@@ -64,8 +64,9 @@
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
 //!   it neither stays open nor holds a shutdown; so is a connection of either version (a new
-//!   one, or an HTTP/2 one) that has had no request in flight for that long. Keep it above the idle timeout of a load
-//!   balancer in front (60 s for many), or it may send a request on a connection being closed.
+//!   one, or an HTTP/2 one) that has had no request in flight for that long (looked at once per
+//!   bound: closed within twice it). Keep it above the idle timeout of a load balancer in front
+//!   (60 s for many), or it may send a request on a connection being closed.
 //! - `send_timeout` (default 60 s, as nginx's): how long the gateway waits for a client to
 //!   take a byte of what it sends (an answer, or a WebSocket's messages) before it closes the
 //!   connection, so a client that stops reading holds neither its request nor the backend

@@ -102,9 +102,13 @@ pub(super) async fn serve(
             let stream = TokioIo::new(SendTimeout::new(stream, send));
             let connection = builder.serve_connection_with_upgrades(stream, service);
             let mut connection = std::pin::pin!(connection);
+            let _idle_watch = AbortOnDrop(tokio::spawn({
+                let in_flight = Arc::clone(&in_flight);
+                async move { in_flight.idle_for(header_read).await }
+            }));
             let result = tokio::select! {
                 result = connection.as_mut() => result,
-                () = in_flight.idle_for(header_read) => {
+                () = in_flight.closed() => {
                     tracing::debug!(%addr, "no request for the header read timeout; closed");
                     return;
                 }
@@ -127,6 +131,15 @@ pub(super) async fn serve(
         tracing::warn!(grace = ?grace, "connections still open after the grace; closing them");
     }
     closed
+}
+
+/// A task aborted when this is dropped: the idle watch ends with its connection.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Completes on the first SIGTERM or SIGINT (Ctrl-C).

@@ -194,24 +194,35 @@ pub(crate) fn add_forwarded(
     origin: Origin<'_>,
     trusted: bool,
 ) {
+    let x_forwarded = matches!(which, ForwardedHeaders::XForwarded | ForwardedHeaders::Both);
     if !trusted && which != ForwardedHeaders::None {
-        // `X-Forwarded-Host` and `-Proto` are replaced below when they are added.
-        headers.remove(X_FORWARDED_FOR);
+        // Those added below replace the client's in the same lookup.
         headers.remove(FORWARDED);
-        if which == ForwardedHeaders::Forwarded || origin.host.is_none() {
+        if !x_forwarded || origin.client.is_none() {
+            headers.remove(X_FORWARDED_FOR);
+        }
+        if !x_forwarded || origin.host.is_none() {
             headers.remove(X_FORWARDED_HOST);
         }
-        if which == ForwardedHeaders::Forwarded {
+        if !x_forwarded {
             headers.remove(X_FORWARDED_PROTO);
         }
     }
-    if matches!(which, ForwardedHeaders::XForwarded | ForwardedHeaders::Both) {
+    if x_forwarded {
         // Room for the three at once: the map of a request parsed by hyper has none to spare.
         headers.reserve(3);
         if let Some(ip) = origin.client {
-            // One lookup, and for a first proxy (no list yet) the address written straight
-            // into its value.
+            // One lookup, and for a first proxy (no list yet, or an untrusted client's
+            // replaced) the address written straight into its value.
             match headers.entry(X_FORWARDED_FOR) {
+                Entry::Occupied(mut entry) if !trusted => match ip_value(ip) {
+                    Some(value) => {
+                        entry.insert(value);
+                    }
+                    None => {
+                        entry.remove();
+                    }
+                },
                 Entry::Vacant(entry) => {
                     if let Some(value) = ip_value(ip) {
                         entry.insert(value);
