@@ -56,6 +56,7 @@
 mod body;
 mod builder;
 mod failure;
+mod forwarded;
 mod future;
 mod headers;
 mod multiplexed;
@@ -67,8 +68,8 @@ mod websocket;
 
 pub use body::ProxyBody;
 pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder};
+pub use forwarded::{ClientAddr, ForwardedHeaders};
 pub use future::ResponseFuture;
-pub use headers::{ClientAddr, ForwardedHeaders};
 pub use target::InvalidTarget;
 pub use upgrade::UpgradeGuard;
 
@@ -87,8 +88,8 @@ use tower_service::Service;
 
 use crate::{Activity, BoxError, Url};
 use failure::Failure;
+use forwarded::Origin;
 use future::{FORMAT, Sent};
-use headers::Origin;
 use target::Target;
 use upgrade::{ClientUpgrade, Verdict};
 
@@ -332,7 +333,7 @@ where
         };
         let headers = request.headers_mut();
         headers::remove_hop_by_hop(headers, upgrade);
-        headers::add_forwarded(
+        forwarded::add_forwarded(
             headers,
             self.forwarded,
             Origin {
