@@ -49,14 +49,7 @@ async fn a_connection_with_no_request_in_flight_is_closed_after_the_header_read_
         assert!(ended.is_ok(), "a client that sent {what} was never closed");
     }
 
-    let stream = TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = common::http2_connection(gateway.addr).await;
     let request = http::Request::get("http://app/")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
@@ -249,14 +242,7 @@ async fn made_up_hosts_do_not_open_a_backend_connection_each() {
     });
     let gateway = common::gateway_to_http2_backend(backend).await;
 
-    let stream = TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = common::http2_connection(gateway.addr).await;
     for i in 0..40 {
         let request = http::Request::get(format!("http://made-up-{i}.example/"))
             .body(http_body_util::Empty::<bytes::Bytes>::new())

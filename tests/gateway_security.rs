@@ -261,14 +261,7 @@ async fn a_client_naming_https_does_not_make_the_backend_believe_it() {
     let (head, http1) = read_response(&mut client, &mut Vec::new()).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
-    let stream = TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = common::http2_connection(gateway.addr).await;
     let request = http::Request::get("https://app/x")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
