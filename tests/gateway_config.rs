@@ -153,6 +153,13 @@ fn every_bad_field_is_named_with_its_value() {
         ),
         (
             with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "body_read_timeout": "0s" }} }} }}"#
+            )),
+            "gateway.services.app.body_read_timeout",
+            "more than \"0s\"",
+        ),
+        (
+            with_gateway(&format!(
                 r#"{{ {route}, "services": {{ "app": {{ "hold": {{ "max_wait": "0s" }} }} }} }}"#
             )),
             "gateway.services.app.hold.max_wait",

@@ -1,5 +1,6 @@
 //! What a client of the gateway must not be able to hold for ever, or multiply: connections
-//! with no request, a backend connection behind an answer it does not read, a backend
+//! with no request, a backend connection behind an answer it does not read or an upload it
+//! does not send, a backend
 //! connection per `Host` it makes up, or the admin listener once file descriptors ran out.
 //! Real clients and servers on 127.0.0.1; the gateway in the test's process, or the program.
 
@@ -251,4 +252,56 @@ async fn made_up_hosts_do_not_open_a_backend_connection_each() {
         assert_eq!(response.status(), 200);
     }
     assert_eq!(used.load(Ordering::Relaxed), 1, "backend connections");
+}
+
+/// A client that announces an upload and then sends nothing more held its request, the
+/// backend connection it was streamed on, and so the backend awake, for ever. Once the backend
+/// has waited `body_read_timeout` for the next bytes, the client gets a 408 and the backend
+/// connection is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_upload_stalls_gets_a_408_and_releases_the_backend() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (released, backend_released) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        // The monitor's probe connects and closes first.
+        let mut stream = loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            if common::read_head(&mut stream, &mut Vec::new())
+                .await
+                .is_some()
+            {
+                break stream;
+            }
+        };
+        // Reads what comes of the body until the gateway ends the connection.
+        let mut buffer = [0u8; 1024];
+        while let Ok(1..) = stream.read(&mut buffer).await {}
+        let _ = released.send(());
+    });
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "services": {{ "app": {{ "body_read_timeout": "1s" }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: 100000\r\n\r\nfirst bytes",
+        )
+        .await
+        .unwrap();
+    let head = tokio::time::timeout(
+        Duration::from_secs(20),
+        common::read_head(&mut client, &mut Vec::new()),
+    )
+    .await
+    .expect("answered once the upload stalled")
+    .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    tokio::time::timeout(Duration::from_secs(10), backend_released)
+        .await
+        .expect("the backend connection was let go")
+        .unwrap();
 }

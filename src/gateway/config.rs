@@ -61,6 +61,7 @@ struct ServiceSettings {
     protocol: Option<Protocol>,
     connect_timeout: Option<DurationValue>,
     response_timeout: Option<DurationValue>,
+    body_read_timeout: Option<DurationValue>,
     forwarded: Option<ForwardedHeaders>,
     #[serde(default)]
     trust_forwarded: bool,
@@ -233,6 +234,9 @@ fn build(
     }
     if let Some(timeout) = settings.response_timeout {
         proxy = proxy.response_timeout(timeout.positive(format!("{at}.response_timeout"))?);
+    }
+    if let Some(timeout) = settings.body_read_timeout {
+        proxy = proxy.body_read_timeout(timeout.positive(format!("{at}.body_read_timeout"))?);
     }
     let proxy = proxy
         .build()

@@ -52,7 +52,9 @@
 //!   never wake the backend (path prefixes, and a regular expression on `User-Agent`);
 //!   `protocol`: `"http1"` (default) or `"http2"` (cleartext, prior knowledge: gRPC);
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
-//!   more than zero); `forwarded`: `"x-forwarded"`
+//!   more than zero); `body_read_timeout` (default 60 s, as nginx's `client_body_timeout`):
+//!   how long a client's upload may keep an HTTP/1.1 backend waiting for its next bytes (408
+//!   past it, the backend connection let go); `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `trust_forwarded`: keep the forwarded
 //!   headers clients send and append to them (only when every client is a proxy of yours,
 //!   such as a load balancer; by default they are dropped, as anyone on the internet could

@@ -20,6 +20,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// request is answered 504: 60 s. The body may then take as long as it takes.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a client's request body may keep an HTTP/1.1 backend waiting for its next bytes
+/// before the request is answered 408: 60 s, as nginx's `client_body_timeout`.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long an idle connection to the backend is kept for reuse: 15 s. Short, so that a
 /// gateway with no traffic holds no sockets (and a backend that is stopped when idle does not
 /// see connections it must drain).
@@ -51,6 +55,7 @@ pub struct ProxyBuilder {
     cleartext: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
+    body_read_timeout: Option<Duration>,
     service: Option<Arc<str>>,
     activity: Option<ActivityFn>,
 }
@@ -66,6 +71,7 @@ impl ProxyBuilder {
             cleartext: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             service: None,
             activity: None,
         }
@@ -131,6 +137,27 @@ impl ProxyBuilder {
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         // Each request adds it to the time it is sent.
         self.response_timeout = timeout.min(crate::deadline::PRACTICALLY_FOREVER);
+        self
+    }
+
+    /// How long a client's request body may keep the backend waiting for its next bytes
+    /// (default [`DEFAULT_BODY_READ_TIMEOUT`]); past it, the request is answered 408 and its
+    /// backend connection let go. Only the client's slowness counts, and only towards an
+    /// HTTP/1.1 backend, where each stalled upload would hold a connection: over HTTP/2 a
+    /// client stream (gRPC) may pause as long as it likes. `Duration::MAX` means no bound.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{Url, proxy::Proxy};
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .body_read_timeout(Duration::from_secs(10))
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout =
+            (timeout < crate::deadline::PRACTICALLY_FOREVER).then_some(timeout);
         self
     }
 
@@ -202,6 +229,9 @@ impl ProxyBuilder {
                 trust_forwarded: self.trust_forwarded,
                 cleartext: self.cleartext,
                 response_timeout: self.response_timeout,
+                // A stalled stream of an HTTP/2 backend holds no connection of its own, and a
+                // gRPC client stream may rightly pause for long.
+                body_read_timeout: self.body_read_timeout.filter(|_| !self.http2),
                 service: self.service,
                 activity: self.activity,
             }),

@@ -5,6 +5,7 @@ use std::io;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::ProxyBody;
+use super::upload::BodyReadTimedOut;
 use super::upstream::UpstreamError;
 use crate::layer::{BackendGone, grpc_status, is_grpc};
 
@@ -22,6 +23,8 @@ pub(crate) enum Failure {
     /// The request's own body failed, as a client's does when it goes away in the middle of an
     /// upload (400): the backend is not to blame, so it is not marked gone.
     ClientBody,
+    /// The client sent nothing of its request body for the body read timeout (408).
+    ClientSlow,
     /// A request whose path the proxy does not forward: a dot-segment, which would climb out
     /// of the base path (400).
     BadPath,
@@ -29,6 +32,9 @@ pub(crate) enum Failure {
 
 impl Failure {
     pub(crate) fn of(error: &UpstreamError) -> Self {
+        if source_of::<BodyReadTimedOut>(error).is_some() {
+            return Self::ClientSlow;
+        }
         // hyper's "user" errors are the sender's: here the request body the client streams
         // (its own I/O errors, an early end, would otherwise read as a dropped backend). One
         // other, "dispatch task is gone", comes only when the connection's task was dropped, as
@@ -70,6 +76,7 @@ impl Failure {
             Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
             Self::ClientBody | Self::BadPath => (StatusCode::BAD_REQUEST, "bad request\n"),
+            Self::ClientSlow => (StatusCode::REQUEST_TIMEOUT, "request timeout\n"),
         };
         // A gRPC client reads a text body as a malformed message ("protocol error"): it gets
         // the status gRPC maps the HTTP one to, in the headers, as the layer's fallback does.
@@ -102,6 +109,7 @@ impl Failure {
             Self::Gone | Self::Timeout | Self::Other => 14, // UNAVAILABLE
             Self::NotForwarded => 12,                       // UNIMPLEMENTED
             Self::ClientBody | Self::BadPath => 13,         // INTERNAL
+            Self::ClientSlow => 4,                          // DEADLINE_EXCEEDED
         };
         grpc_status(ProxyBody::default(), code, message)
     }
@@ -113,6 +121,7 @@ impl Failure {
             Self::Other => "backend request failed",
             Self::NotForwarded => "request not forwarded",
             Self::ClientBody => "the request body broke off",
+            Self::ClientSlow => "the request body stalled",
             Self::BadPath => "request path not forwarded",
         }
     }

@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, Response, Version, header};
 use http_body::Body;
 
 use super::pool::{Exchange, Outcome};
+use super::upload::Upload;
 use super::{ProxyBody, Shared};
 use tokio::time::Instant;
 
@@ -32,7 +33,7 @@ enum State<B> {
     /// Sent on a kept connection.
     Waiting {
         shared: Arc<Shared<B>>,
-        exchange: Exchange<B>,
+        exchange: Exchange<Upload<B>>,
         sent: Sent,
     },
     Boxed(BoxFuture<'static, Response<ProxyBody>>),
@@ -41,7 +42,11 @@ enum State<B> {
 }
 
 impl<B> ResponseFuture<B> {
-    pub(super) fn waiting(shared: Arc<Shared<B>>, exchange: Exchange<B>, sent: Sent) -> Self {
+    pub(super) fn waiting(
+        shared: Arc<Shared<B>>,
+        exchange: Exchange<Upload<B>>,
+        sent: Sent,
+    ) -> Self {
         Self {
             state: State::Waiting {
                 shared,

@@ -63,11 +63,14 @@ mod multiplexed;
 mod pool;
 mod target;
 mod upgrade;
+mod upload;
 mod upstream;
 mod websocket;
 
 pub use body::ProxyBody;
-pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder};
+pub use builder::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder,
+};
 pub use forwarded::{ClientAddr, ForwardedHeaders};
 pub use future::ResponseFuture;
 pub use target::InvalidTarget;
@@ -92,6 +95,7 @@ use forwarded::Origin;
 use future::{FORMAT, Sent};
 use target::Target;
 use upgrade::{ClientUpgrade, Verdict};
+use upload::Upload;
 
 type ActivityFn = Arc<dyn Fn() -> Option<Activity> + Send + Sync>;
 
@@ -109,7 +113,8 @@ pub struct Proxy<B = hyper::body::Incoming> {
 }
 
 struct Shared<B> {
-    upstream: upstream::Upstream<B>,
+    /// The client's body goes on wrapped, so that one that stalls fails.
+    upstream: upstream::Upstream<Upload<B>>,
     target: Target,
     http2: bool,
     rewrite_host: bool,
@@ -118,6 +123,8 @@ struct Shared<B> {
     /// Whether the clients reach this proxy over cleartext only (the gateway's server).
     cleartext: bool,
     response_timeout: Duration,
+    /// How long the client's body may keep the backend waiting for its next bytes.
+    body_read_timeout: Option<Duration>,
     service: Option<Arc<str>>,
     activity: Option<ActivityFn>,
 }
@@ -225,6 +232,7 @@ where
             version,
             deadline: Instant::now() + this.response_timeout,
         };
+        let request = request.map(|body| Upload::new(body, this.body_read_timeout));
         if client_upgrade.is_none()
             && let Some(kept) = this.upstream.kept()
         {
@@ -241,7 +249,7 @@ where
     /// Every other request: a new connection, HTTP/2, an upgrade.
     async fn finish(
         self: Arc<Self>,
-        request: Request<B>,
+        request: Request<Upload<B>>,
         client_upgrade: Option<ClientUpgrade>,
         sent: Sent,
     ) -> Response<ProxyBody> {

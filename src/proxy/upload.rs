@@ -1,0 +1,129 @@
+//! [`Upload`]: a client's request body as the proxy sends it on, failing once the client has
+//! sent none of it for a while (nginx's `client_body_timeout`). Without it, a client that
+//! announces a large upload and sends a byte now and then, or nothing, holds a connection to
+//! an HTTP/1.1 backend (and the backend awake) for ever; a few thousand such clients hold as
+//! many.
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use crate::BoxError;
+
+pin_project! {
+    /// `B`, whose next frame fails with [`BodyReadTimedOut`] once it has been waited for
+    /// `timeout` (none: waited for as long as it takes). Only the client's slowness counts: the
+    /// wait starts when the backend asks for more and the client has none ready. A frame that
+    /// is ready at once costs one branch more.
+    pub(crate) struct Upload<B> {
+        #[pin]
+        body: B,
+        timeout: Option<Duration>,
+        // Armed when a frame is first waited for; dropped when one comes.
+        stalled: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<B> Upload<B> {
+    pub(crate) fn new(body: B, timeout: Option<Duration>) -> Self {
+        Self {
+            body,
+            timeout,
+            stalled: None,
+        }
+    }
+}
+
+impl<B> Body for Upload<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            *this.stalled = None;
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        let Some(timeout) = *this.timeout else {
+            return Poll::Pending;
+        };
+        let stalled = this
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(Some(Err(Box::new(BodyReadTimedOut(timeout)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The client sent nothing of its request body for the body read timeout.
+#[derive(Debug)]
+pub(crate) struct BodyReadTimedOut(Duration);
+
+impl fmt::Display for BodyReadTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the client sent nothing of its body for {:?}", self.0)
+    }
+}
+
+impl Error for BodyReadTimedOut {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use http_body_util::StreamBody;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stalls_fails_at_the_timeout_and_one_that_flows_does_not() {
+        // A frame every 9 s, under a 10 s timeout: each wait is under it.
+        let frames = futures::stream::unfold(0, |i| async move {
+            if i == 3 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            Some((
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from("x"))),
+                i + 1,
+            ))
+        });
+        let flowing = Upload::new(StreamBody::new(frames), Some(Duration::from_secs(10)));
+        assert_eq!(flowing.collect().await.unwrap().to_bytes(), "xxx");
+
+        let start = tokio::time::Instant::now();
+        let stalled = Upload::new(
+            StreamBody::new(futures::stream::pending::<
+                Result<Frame<Bytes>, std::io::Error>,
+            >()),
+            Some(Duration::from_secs(10)),
+        );
+        let error = stalled.collect().await.unwrap_err();
+        assert!(
+            error.downcast_ref::<BodyReadTimedOut>().is_some(),
+            "{error}"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+}
