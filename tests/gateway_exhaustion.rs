@@ -167,16 +167,7 @@ async fn a_client_that_stops_reading_releases_the_backend_after_the_send_timeout
     let backend = listener.local_addr().unwrap();
     let (released, backend_released) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        // The monitor's probe connects and closes first.
-        let mut stream = loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            if common::read_head(&mut stream, &mut Vec::new())
-                .await
-                .is_some()
-            {
-                break stream;
-            }
-        };
+        let mut stream = first_request(&listener).await;
         let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {BODY}\r\n\r\n");
         let mut written = match stream.write_all(head.as_bytes()).await {
             Ok(()) => 0,
@@ -264,16 +255,7 @@ async fn a_client_whose_upload_stalls_gets_a_408_and_releases_the_backend() {
     let backend = listener.local_addr().unwrap();
     let (released, backend_released) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        // The monitor's probe connects and closes first.
-        let mut stream = loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            if common::read_head(&mut stream, &mut Vec::new())
-                .await
-                .is_some()
-            {
-                break stream;
-            }
-        };
+        let mut stream = first_request(&listener).await;
         // Reads what comes of the body until the gateway ends the connection.
         let mut buffer = [0u8; 1024];
         while let Ok(1..) = stream.read(&mut buffer).await {}
@@ -304,4 +286,18 @@ async fn a_client_whose_upload_stalls_gets_a_408_and_releases_the_backend() {
         .await
         .expect("the backend connection was let go")
         .unwrap();
+}
+
+/// The first connection to `listener` that sends a request head, its head read (the monitor's
+/// probe connects and closes first).
+async fn first_request(listener: &TcpListener) -> TcpStream {
+    loop {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        if common::read_head(&mut stream, &mut Vec::new())
+            .await
+            .is_some()
+        {
+            return stream;
+        }
+    }
 }
