@@ -72,7 +72,10 @@
 //! - `send_timeout` (default 60 s, as nginx's): how long the gateway waits for a client to
 //!   take a byte of what it sends (an answer, or a WebSocket's messages) before it closes the
 //!   connection, so a client that stops reading holds neither its request nor the backend
-//!   connection behind it for ever.
+//!   connection behind it for ever. Over HTTP/2, where a client can stop taking one answer by
+//!   granting its stream no window, that answer alone is ended (its stream reset, its backend
+//!   connection let go) once it has taken nothing for the bound (within one and a half times
+//!   it); the connection's other streams go on, as with nginx.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`),
 //!   written once its response has been sent: service, method, path, status, milliseconds from
 //!   arrival to the body's end, body bytes sent, whether the body was sent to its end
@@ -108,6 +111,7 @@ mod in_flight;
 mod router;
 mod send_timeout;
 mod serve;
+mod stalled;
 mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;

@@ -15,6 +15,7 @@ use tower_service::Service;
 use super::Router;
 use super::in_flight::{Counted, InFlight};
 use super::send_timeout::SendTimeout;
+use super::stalled::{Answer, Stalled};
 use crate::proxy::UpgradeGuard;
 
 /// The server's bounds on its clients.
@@ -28,7 +29,8 @@ pub(super) struct Timeouts {
     /// shutdown for the whole grace. Also how long a connection of either version may have no
     /// request in flight: a new one, or an HTTP/2 one, which hyper does not bound.
     pub(super) header_read: Duration,
-    /// How long a write to a client may wait for it to take a byte.
+    /// How long a write to a client may wait for it to take a byte; over HTTP/2, how long an
+    /// answer may wait for its client to take the next frame.
     pub(super) send: Duration,
 }
 
@@ -75,6 +77,8 @@ pub(super) async fn serve(
             let _open = open;
             let in_flight = Arc::new(InFlight::default());
             let requests = Arc::clone(&in_flight);
+            let stalled = Arc::new(Stalled::default());
+            let watched = Arc::clone(&stalled);
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     let counted = requests.begin();
@@ -86,10 +90,22 @@ pub(super) async fn serve(
                         let guard = UpgradeGuard::new((upgrades.clone(), requests.begin()));
                         request.extensions_mut().insert(guard);
                     }
+                    // Over HTTP/1.1, the socket's send timeout bounds a client that stops
+                    // taking an answer; over HTTP/2 each answer is watched.
+                    let watched =
+                        (request.version() == http::Version::HTTP_2).then(|| Arc::clone(&watched));
                     let answer = router.clone().call(request);
                     async move {
                         let response = answer.await?;
-                        Ok::<_, Infallible>(response.map(|body| Counted::new(body, counted)))
+                        Ok::<_, Infallible>(response.map(|body| {
+                            let body = Counted::new(body, counted);
+                            match watched {
+                                Some(watched) => Answer::Watched {
+                                    body: watched.watch(body),
+                                },
+                                None => Answer::Plain { body },
+                            }
+                        }))
                     }
                 });
             let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -102,9 +118,14 @@ pub(super) async fn serve(
             let stream = TokioIo::new(SendTimeout::new(stream, send));
             let connection = builder.serve_connection_with_upgrades(stream, service);
             let mut connection = std::pin::pin!(connection);
-            let _idle_watch = AbortOnDrop(tokio::spawn({
+            let _watch = AbortOnDrop(tokio::spawn({
                 let in_flight = Arc::clone(&in_flight);
-                async move { in_flight.idle_for(header_read).await }
+                async move {
+                    tokio::select! {
+                        () = in_flight.idle_for(header_read) => {}
+                        () = stalled.watch_every(send) => {}
+                    }
+                }
             }));
             let result = tokio::select! {
                 result = connection.as_mut() => result,

@@ -1,0 +1,336 @@
+//! [`Stalled`]: the answers on one HTTP/2 client connection that the client has stopped taking.
+//!
+//! Over HTTP/1.1 a client that stops reading fills the socket, and [`SendTimeout`] closes the
+//! connection. Over HTTP/2 the client can instead grant a stream no flow-control window: the
+//! socket stays open and busy, hyper just stops asking the answer's body for more, and the
+//! backend connection (and wakefulness) behind that body is held for ever; up to the stream
+//! limit of them per client connection. As nginx does with its `send_timeout` over HTTP/2, the
+//! answer alone is ended: once its stream has taken nothing for the bound, its body is dropped
+//! (which lets go of the backend), and the stream is reset when the client next asks for it.
+//! The client's other streams go on.
+//!
+//! [`SendTimeout`]: super::send_timeout::SendTimeout
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::Notify;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One connection's watched answers; see the [module documentation](self).
+///
+/// Nothing is timed per answer: a watch looks every half bound, and an answer is ended at the
+/// third look after the client last took a frame of it (or after its head went out), so between
+/// the bound and one and a half times it.
+#[derive(Default)]
+pub(super) struct Stalled {
+    /// How many looks the watch has made; an answer records it when it starts waiting.
+    looks: AtomicU32,
+    answers: Mutex<Vec<Weak<dyn Release>>>,
+    /// Told when an answer is watched while none were, so that a connection without any costs
+    /// no timer.
+    first: Notify,
+}
+
+impl Stalled {
+    /// `body`, ended if its client stops taking it: an HTTP/2 answer whose head is sent.
+    pub(super) fn watch<B>(self: &Arc<Self>, body: B) -> Watched<B>
+    where
+        B: Body + Send + 'static,
+    {
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State {
+                body: Some(Box::pin(body)),
+                waiting_since: self.waiting_since(),
+            }),
+        });
+        let weak = Arc::downgrade(&slot) as Weak<dyn Release>;
+        let mut answers = lock(&self.answers);
+        if answers.is_empty() {
+            self.first.notify_one();
+        } else if answers.len() == answers.capacity() {
+            // An answer that ended leaves its entry until the next look; pruning before the
+            // list grows keeps it within twice the answers alive on a busy connection.
+            answers.retain(|answer| answer.strong_count() > 0);
+        }
+        answers.push(weak);
+        Watched {
+            slot,
+            stalled: Arc::clone(self),
+        }
+    }
+
+    /// Looks every half `bound` while answers are watched, ending those whose client has taken
+    /// nothing of them for `bound`. Runs until dropped.
+    pub(super) async fn watch_every(&self, bound: Duration) {
+        loop {
+            if lock(&self.answers).is_empty() {
+                self.first.notified().await;
+            }
+            tokio::time::sleep(bound / 2).await;
+            self.look();
+        }
+    }
+
+    fn look(&self) {
+        let now = self.looks.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        lock(&self.answers).retain(|answer| match answer.upgrade() {
+            Some(answer) => !answer.release_if_waiting_before(now),
+            None => false,
+        });
+    }
+
+    /// The mark of an answer that starts waiting for its client now: one past the looks made,
+    /// so that zero can mean "not waiting".
+    fn waiting_since(&self) -> u32 {
+        self.looks.load(Ordering::Acquire).wrapping_add(1)
+    }
+}
+
+/// A watched answer, as the watch sees it.
+trait Release: Send + Sync {
+    /// Drops the answer's body if its client has taken nothing of it for two whole periods
+    /// before the look `now`; answers whether the answer is done with (released now or
+    /// before).
+    fn release_if_waiting_before(&self, now: u32) -> bool;
+}
+
+struct Slot<B> {
+    state: Mutex<State<B>>,
+}
+
+struct State<B> {
+    /// `None` once released.
+    body: Option<Pin<Box<B>>>,
+    /// [`Stalled::waiting_since`] when the client was last handed a frame (or the head) and
+    /// has not asked for the next one since; zero while the body itself is awaited.
+    waiting_since: u32,
+}
+
+impl<B: Send> Release for Slot<B> {
+    fn release_if_waiting_before(&self, now: u32) -> bool {
+        let mut state = lock(&self.state);
+        if state.body.is_none() {
+            return true;
+        }
+        // Marked after look `since - 1` and before look `since`: two whole periods have
+        // passed at look `since + 2`. Signed, because an answer may mark itself after a look
+        // has counted itself and before it gets here.
+        let since = state.waiting_since;
+        if since != 0 && now.wrapping_sub(since) as i32 >= 2 {
+            tracing::debug!("an HTTP/2 client took nothing of an answer for the send timeout");
+            state.body = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// The body of a watched HTTP/2 answer: fails once released, so that hyper resets its stream.
+pub(super) struct Watched<B> {
+    slot: Arc<Slot<B>>,
+    stalled: Arc<Stalled>,
+}
+
+impl<B> Body for Watched<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let mut state = lock(&self.slot.state);
+        let Some(body) = state.body.as_mut() else {
+            return Poll::Ready(Some(Err(Box::new(Ended))));
+        };
+        let frame = body.as_mut().poll_frame(cx);
+        state.waiting_since = match &frame {
+            Poll::Ready(Some(Ok(_))) => self.stalled.waiting_since(),
+            _ => 0,
+        };
+        frame.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        lock(&self.slot.state)
+            .body
+            .as_ref()
+            .is_some_and(|body| body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        lock(&self.slot.state)
+            .body
+            .as_ref()
+            .map_or_else(SizeHint::default, |body| body.size_hint())
+    }
+}
+
+/// Why a released answer's stream is reset.
+#[derive(Debug)]
+struct Ended;
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client took nothing of the answer for the send timeout")
+    }
+}
+
+impl std::error::Error for Ended {}
+
+pin_project! {
+    /// An answer's body: watched over HTTP/2, as it is over HTTP/1.1 (whose stalls the socket's
+    /// [`SendTimeout`](super::send_timeout::SendTimeout) ends).
+    #[project = AnswerProjection]
+    pub(super) enum Answer<B> {
+        Plain { #[pin] body: B },
+        Watched { body: Watched<B> },
+    }
+}
+
+impl<B> Body for Answer<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            AnswerProjection::Plain { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(Into::into))),
+            AnswerProjection::Watched { body } => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Plain { body } => body.is_end_stream(),
+            Self::Watched { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Plain { body } => body.size_hint(),
+            Self::Watched { body } => body.size_hint(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::time::{Instant, sleep_until};
+
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// An answer's body, endless or awaiting its backend for ever; held by the test's `Arc` so
+    /// that its drop shows.
+    struct Endless {
+        _alive: Arc<()>,
+        awaiting_backend: bool,
+    }
+
+    impl Body for Endless {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.awaiting_backend {
+                Poll::Pending
+            } else {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"more")))))
+            }
+        }
+    }
+
+    fn watched(awaiting_backend: bool) -> (Arc<Stalled>, Watched<Endless>, Arc<()>) {
+        let stalled = Arc::new(Stalled::default());
+        let alive = Arc::new(());
+        let body = Endless {
+            _alive: Arc::clone(&alive),
+            awaiting_backend,
+        };
+        let answer = stalled.watch(body);
+        let watch = Arc::clone(&stalled);
+        tokio::spawn(async move { watch.watch_every(BOUND).await });
+        (stalled, answer, alive)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_the_client_stops_taking_is_released_within_one_and_a_half_bounds() {
+        let (_stalled, mut answer, alive) = watched(false);
+        // The client takes a frame every 3 s for 39 s (four looks' worth), then stops.
+        for _ in 0..13 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let frame = answer.frame().await.expect("a frame").expect("data");
+            assert!(frame.is_data());
+        }
+        let taken = Instant::now();
+        sleep_until(taken + BOUND - Duration::from_millis(1)).await;
+        assert_eq!(Arc::strong_count(&alive), 2, "released before the bound");
+        sleep_until(taken + BOUND * 3 / 2 + Duration::from_millis(1)).await;
+        assert_eq!(Arc::strong_count(&alive), 1, "still held after 1.5 bounds");
+        // The client asking again finds the stream failed, not ended as if whole.
+        assert!(answer.frame().await.expect("an error").is_err());
+        assert!(!answer.is_end_stream());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_whose_client_never_took_a_frame_is_released_too() {
+        let (_stalled, _answer, alive) = watched(false);
+        sleep_until(Instant::now() + BOUND * 3 / 2 + Duration::from_millis(1)).await;
+        assert_eq!(Arc::strong_count(&alive), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_awaiting_its_backend_is_not_the_clients_stall() {
+        let (stalled, mut answer, alive) = watched(true);
+        // The client asks; the backend has nothing yet, for a long time.
+        assert!(
+            futures::FutureExt::now_or_never(answer.frame()).is_none(),
+            "the backend has nothing to give"
+        );
+        tokio::time::sleep(BOUND * 10).await;
+        assert_eq!(
+            Arc::strong_count(&alive),
+            2,
+            "released while the backend was awaited"
+        );
+        assert_eq!(lock(&stalled.answers).len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ended_answers_leave_the_watch() {
+        let (stalled, answer, _alive) = watched(false);
+        drop(answer);
+        tokio::time::sleep(BOUND).await;
+        assert!(lock(&stalled.answers).is_empty());
+    }
+}
