@@ -388,7 +388,7 @@ async fn the_admin_listener_from_the_file_serves_status_and_guards_the_actions()
     let admin = common::refused_addr().await;
     let config = format!(
         r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
-             "admin": {{ "listen": "{admin}", "token": "s3cret" }},
+             "admin": {{ "listen": "{admin}", "token": "s3cret", "hosts": ["gateway-1"] }},
              "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
                  "on_down": {{ "type": "start" }} }} }} }}"#
     );
@@ -424,6 +424,18 @@ async fn the_admin_listener_from_the_file_serves_status_and_guards_the_actions()
     .await;
     assert!(started.starts_with("HTTP/1.1 200"), "{started}");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // A listed name is answered; another (a page's own name re-pointed at the admin's
+    // address: DNS rebinding) is refused.
+    let status_as = |host: &'static str| {
+        let url = format!("http://{admin}/status");
+        async move { curl(&["-H", host, &url]).await }
+    };
+    let listed = status_as("host: gateway-1:9901").await;
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    let rebound = status_as("host: attacker.example:9901").await;
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    assert!(rebound.contains("attacker.example"), "{rebound}");
+    assert!(!rebound.contains(r#""app""#), "{rebound}");
 }
 
 #[test]
@@ -440,6 +452,12 @@ fn admin_settings_are_checked_with_their_field_named() {
         (r#"{ "listen": "nowhere", "token": "t" }"#, "admin.listen"),
         (r#"{ "listen": "127.0.0.1:9901" }"#, "admin"),
         (r#"{ "token": "t", "port": 1 }"#, "admin.port"),
+        (
+            r#"{ "token": "t", "hosts": ["ok", "http://gw:9901"] }"#,
+            "admin.hosts[1]",
+        ),
+        (r#"{ "token": "t", "hosts": [""] }"#, "admin.hosts[0]"),
+        (r#"{ "token": "t", "hosts": "gw" }"#, "admin.hosts"),
     ];
     for (admin, field) in cases {
         let err = Gateway::from_config(&with_admin(admin), &TriggerRegistry::new()).unwrap_err();

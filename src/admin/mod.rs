@@ -16,7 +16,9 @@
 //! `{"service":"…","action":"start","acted":true,"state":"starting"}`. A start runs `on_down`
 //! as the first request to a down service would ([`MinMonitor::start`]); a stop runs
 //! `on_idle` as the idle time passing would ([`MinMonitor::stop`]). The reads need no token: serve the admin service on a loopback address (the
-//! gateway's default), or put it behind your own authentication.
+//! gateway's default), or put it behind your own authentication. It answers only requests
+//! naming an IP address, `localhost`, or a host listed with [`Admin::allow_hosts`] (403
+//! otherwise), so that a web page cannot read it through DNS rebinding.
 //!
 //! `/metrics` needs the Prometheus recorder: [`Admin::new`] installs it as the process's global
 //! `metrics` recorder the first time; if another recorder was installed before, `/metrics`
@@ -37,6 +39,7 @@
 //! ```
 
 mod auth;
+mod host;
 mod page;
 mod prometheus;
 mod serve;
@@ -57,6 +60,7 @@ use tower_service::Service;
 
 use crate::MinMonitor;
 use auth::Token;
+use host::Hosts;
 pub use serve::serve;
 
 /// The admin service: status page, JSON status, Prometheus metrics and start/stop actions for
@@ -80,6 +84,7 @@ pub struct Admin {
     monitor: Arc<MinMonitor>,
     token: Token,
     prometheus: Option<PrometheusHandle>,
+    hosts: Hosts,
 }
 
 /// The admin service's response body.
@@ -99,7 +104,41 @@ impl Admin {
             monitor,
             token: Token::new(token.into()),
             prometheus: prometheus::handle(),
+            hosts: Hosts::default(),
         }
+    }
+
+    /// Also answers requests naming these hosts (in `Host`, or an HTTP/2 `:authority`),
+    /// without a port; `"*"` answers any. By default the admin service answers only requests
+    /// to an IP address, `localhost` or a `*.localhost` name, and refuses others with a 403
+    /// naming the host: otherwise a web page could read the status and metrics through DNS
+    /// rebinding (its own name re-pointed at the admin's address). List the names your
+    /// operators and Prometheus use.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use tower::ServiceExt;
+    /// use tower_monitor::{MinMonitor, admin::Admin};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let admin = Admin::new(Arc::new(MinMonitor::new()), "token").allow_hosts(["gateway-1"]);
+    /// let status = |host: &'static str| {
+    ///     http::Request::get("/status").header("host", host).body(()).unwrap()
+    /// };
+    /// let listed = admin.clone().oneshot(status("gateway-1:9901")).await.unwrap();
+    /// assert_eq!(listed.status(), 200);
+    /// let other = admin.oneshot(status("attacker.example:9901")).await.unwrap();
+    /// assert_eq!(other.status(), 403);
+    /// # }
+    /// ```
+    pub fn allow_hosts<I>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.hosts = Hosts::with(hosts);
+        self
     }
 
     /// Renders `/metrics` from `handle`, a Prometheus recorder you installed yourself.
@@ -240,6 +279,22 @@ impl<B> Service<Request<B>> for Admin {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if let Err(host) = self.hosts.admit(request.headers(), request.uri().host()) {
+            tracing::debug!(host, "admin: a request to a host name not allowed; refused");
+            let mut response = with_type(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this admin service does not answer to the host name {host:?}: list it in its allowed hosts\n"
+                )
+                .into_bytes(),
+                "text/plain; charset=utf-8",
+            );
+            response.headers_mut().insert(
+                http::header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            return Box::pin(std::future::ready(Ok(response)));
+        }
         let authorized = self.token.admits(request.headers());
         let method = request.method().clone();
         let path = request.uri().path().to_owned();

@@ -41,11 +41,33 @@ pub fn serve(
     monitor: Arc<MinMonitor>,
     token: impl Into<String>,
 ) -> impl Future<Output = std::io::Result<()>> + Send {
-    let admin = Admin::new(monitor, token);
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "admin service listening");
+    Admin::new(monitor, token).serve(listener)
+}
+
+impl Admin {
+    /// Serves this admin service on `listener`, as [`serve`] does (HTTP/1.1, a task per
+    /// connection, a bound on each request head), with its settings ([`Admin::allow_hosts`],
+    /// [`Admin::prometheus`]).
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # #[tokio::main]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use tower_monitor::{MinMonitor, admin::Admin};
+    ///
+    /// let monitor = Arc::new(MinMonitor::new());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:9901").await?;
+    /// let admin = Admin::new(monitor, "token").allow_hosts(["gateway-1"]);
+    /// tokio::spawn(admin.serve(listener));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn serve(self, listener: TcpListener) -> impl Future<Output = std::io::Result<()>> + Send {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "admin service listening");
+        }
+        accept(listener, self)
     }
-    accept(listener, admin)
 }
 
 async fn accept(listener: TcpListener, admin: Admin) -> std::io::Result<()> {

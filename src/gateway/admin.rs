@@ -1,5 +1,6 @@
 //! The gateway's admin listener: `"admin": { "listen": "127.0.0.1:9901", "token": "…" }` beside
-//! `gateway` and `services`, off unless configured.
+//! `gateway` and `services`, off unless configured; `"hosts": ["gateway-1"]` adds host names it
+//! answers to besides IP addresses and `localhost` (see `Admin::allow_hosts`).
 
 use std::net::SocketAddr;
 
@@ -16,6 +17,8 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 struct AdminSpec {
     listen: Option<String>,
     token: String,
+    #[serde(default)]
+    hosts: Vec<String>,
 }
 
 /// The admin listener's settings, checked.
@@ -23,6 +26,8 @@ struct AdminSpec {
 pub(super) struct AdminSettings {
     pub(super) listen: SocketAddr,
     pub(super) token: String,
+    /// Host names answered besides IP addresses and `localhost`.
+    pub(super) hosts: Vec<String>,
 }
 
 /// Without the token: a gateway written to a log must not give it away.
@@ -30,6 +35,7 @@ impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminSettings")
             .field("listen", &self.listen)
+            .field("hosts", &self.hosts)
             .finish_non_exhaustive()
     }
 }
@@ -62,9 +68,25 @@ impl AdminSettings {
                 format!("invalid address {text:?}; write an IP and a port, e.g. \"{DEFAULT_ADMIN_LISTEN}\""),
             )
         })?;
+        for (i, host) in spec.hosts.iter().enumerate() {
+            let bad = host.is_empty()
+                || (host != "*"
+                    && !host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+            if bad {
+                return Err(ConfigError::new(
+                    format!("admin.hosts[{i}]"),
+                    format!(
+                        "{host:?} is not a host name; write a name without scheme or port, e.g. \"gateway-1\", or \"*\" for any"
+                    ),
+                ));
+            }
+        }
         Ok(Some(Self {
             listen,
             token: spec.token,
+            hosts: spec.hosts,
         }))
     }
 }

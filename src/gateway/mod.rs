@@ -380,8 +380,9 @@ impl Gateway {
         };
         let listener = TcpListener::bind(settings.listen).await?;
         // Made here, not in the task: the recorder is installed before any request is served.
-        let serving =
-            crate::admin::serve(listener, Arc::clone(&self.monitor), settings.token.clone());
+        let serving = crate::admin::Admin::new(Arc::clone(&self.monitor), settings.token.clone())
+            .allow_hosts(settings.hosts.iter().cloned())
+            .serve(listener);
         Ok(Some(tokio::spawn(async move {
             if let Err(error) = serving.await {
                 tracing::error!(%error, "the admin service stopped");
