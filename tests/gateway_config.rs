@@ -166,6 +166,27 @@ fn every_bad_field_is_named_with_its_value() {
             "\"0s\"",
         ),
         (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "limit": {{ "max_in_flight": 0 }} }} }} }}"#
+            )),
+            "gateway.services.app.limit.max_in_flight",
+            "at least 1",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "limit": {{ "max_wait": "1s" }} }} }} }}"#
+            )),
+            "gateway.services.app.limit.max_in_flight",
+            "missing field",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "limit": {{ "max_in_flight": 2, "max_wait": "soon" }} }} }} }}"#
+            )),
+            "gateway.services.app.limit.max_wait",
+            "\"soon\"",
+        ),
+        (
             with_gateway(&format!(r#"{{ {route}, "header_read_timeout": "0s" }}"#)),
             "gateway.header_read_timeout",
             "more than \"0s\"",

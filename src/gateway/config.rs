@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ConfigError, DurationValue, registry::parse_at};
-use crate::proxy::{ForwardedHeaders, Proxy};
+use crate::proxy::{DEFAULT_LIMIT_WAIT, ForwardedHeaders, InFlightLimit, Proxy};
 use crate::{MinMonitor, MonitorLayer};
 
 use super::router::{Route, Routed};
@@ -42,6 +43,14 @@ pub(super) struct GatewaySpec {
     pub(super) access_log: bool,
 }
 
+/// What the routers built for several workers share per service: its layer (and so its hold
+/// mode's count: `max_held` is for the whole gateway) and its limit of requests in flight.
+#[derive(Clone, Default)]
+pub(super) struct Shared {
+    pub(super) layers: BTreeMap<String, MonitorLayer>,
+    pub(super) limits: BTreeMap<String, InFlightLimit>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RouteSpec {
@@ -67,6 +76,14 @@ struct ServiceSettings {
     trust_forwarded: bool,
     #[serde(default)]
     rewrite_host: bool,
+    limit: Option<LimitSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitSpec {
+    max_in_flight: usize,
+    max_wait: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -142,14 +159,13 @@ impl GatewaySpec {
     }
 
     /// One guarded proxy per service a route names, then the routes in their order. A
-    /// service's layer is taken from `layers` if there, so that routers built for several
-    /// workers share it (and its hold mode's count: `max_held` is for the whole gateway);
-    /// otherwise it is built and added.
+    /// service's layer and limit are taken from `shared` if there, so that routers built for
+    /// several workers share them; otherwise they are built and added.
     pub(super) fn routes(
         &self,
         monitor: &Arc<MinMonitor>,
         base_dir: Option<&Path>,
-        layers: &mut BTreeMap<String, MonitorLayer>,
+        shared: &mut Shared,
     ) -> Result<Vec<Route>, ConfigError> {
         let known = monitor.names();
         for name in self.services.keys() {
@@ -194,7 +210,7 @@ impl GatewaySpec {
                 Some(service) => service.clone(),
                 None => {
                     let settings = self.services.get(&route.service);
-                    let service = build(monitor, &route.service, settings, base_dir, layers)?;
+                    let service = build(monitor, &route.service, settings, base_dir, shared)?;
                     built.insert(&route.service, service.clone());
                     service
                 }
@@ -215,7 +231,7 @@ fn build(
     name: &str,
     settings: Option<&ServiceSettings>,
     base_dir: Option<&Path>,
-    layers: &mut BTreeMap<String, MonitorLayer>,
+    shared: &mut Shared,
 ) -> Result<Routed, ConfigError> {
     let default = ServiceSettings::default();
     let settings = settings.unwrap_or(&default);
@@ -238,14 +254,32 @@ fn build(
     if let Some(timeout) = settings.body_read_timeout {
         proxy = proxy.body_read_timeout(timeout.positive(format!("{at}.body_read_timeout"))?);
     }
+    if let Some(spec) = &settings.limit {
+        let limit = match shared.limits.get(name) {
+            Some(limit) => limit.clone(),
+            None => {
+                let max = NonZeroUsize::new(spec.max_in_flight).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{at}.limit.max_in_flight"),
+                        "must be at least 1 (leave `limit` out for no limit)",
+                    )
+                })?;
+                let max_wait = spec.max_wait.map_or(DEFAULT_LIMIT_WAIT, |wait| wait.0);
+                let limit = InFlightLimit::new(max, max_wait);
+                shared.limits.insert(name.to_string(), limit.clone());
+                limit
+            }
+        };
+        proxy = proxy.limit(limit);
+    }
     let proxy = proxy
         .build()
         .map_err(|e| ConfigError::new(format!("services.{name}.url"), e.to_string()))?;
-    let layer = match layers.get(name) {
+    let layer = match shared.layers.get(name) {
         Some(layer) => layer.clone(),
         None => {
             let layer = layer(monitor, name, settings, &at, base_dir)?;
-            layers.insert(name.to_string(), layer.clone());
+            shared.layers.insert(name.to_string(), layer.clone());
             layer
         }
     };

@@ -23,7 +23,8 @@
 //!         "response_timeout": "60s",
 //!         "forwarded": "x-forwarded",
 //!         "trust_forwarded": false,
-//!         "rewrite_host": false
+//!         "rewrite_host": false,
+//!         "limit": { "max_in_flight": 8, "max_wait": "30s" }
 //!       }
 //!     },
 //!     "shutdown_grace": "30s",
@@ -58,7 +59,11 @@
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `trust_forwarded`: keep the forwarded
 //!   headers clients send and append to them (only when every client is a proxy of yours,
 //!   such as a load balancer; by default they are dropped, as anyone on the internet could
-//!   claim any address); `rewrite_host`: send the backend's own `Host`.
+//!   claim any address); `rewrite_host`: send the backend's own `Host`; `limit`: at most
+//!   `max_in_flight` requests at once to the backend, the others waiting their turn (first come
+//!   first served) up to `max_wait` (default 30 s; zero: no wait), then a 503 with
+//!   `Retry-After: 1`; one limit for all workers (see
+//!   [`ProxyBuilder::max_in_flight`](crate::proxy::ProxyBuilder::max_in_flight)).
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
 //!   are stopped.
@@ -120,7 +125,6 @@ pub use router::{GatewayBody, Router, RouterFuture};
 pub use serve::shutdown_signal;
 pub use workers::default_workers;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -218,15 +222,15 @@ impl Gateway {
             ));
         }
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
-        let mut layers = BTreeMap::new();
-        let routes = spec.routes(&monitor, base_dir, &mut layers)?;
+        let mut shared = config::Shared::default();
+        let routes = spec.routes(&monitor, base_dir, &mut shared)?;
         let router = Router::new(routes, spec.access_log);
         Ok(Self {
             listen: spec.listen_addr("gateway.listen", &spec.listen)?,
             shutdown_grace: spec.shutdown_grace(),
             header_read_timeout: spec.header_read_timeout()?,
             send_timeout: spec.send_timeout()?,
-            routers: worker_routers(spec, &monitor, base_dir, &router, layers),
+            routers: worker_routers(spec, &monitor, base_dir, &router, shared),
             router,
             monitor,
             admin,
@@ -410,23 +414,23 @@ impl Gateway {
 }
 
 /// Rebuilds the routes for each worker, so that each has its own upstream connection pools;
-/// the layers (`layers`, as the first build made them) are shared. The configuration was
+/// the layers and limits (`shared`, as the first build made them) are shared. The configuration was
 /// checked when `router` was built; should building fail anyway, the worker shares `router`.
 fn worker_routers(
     spec: GatewaySpec,
     monitor: &Arc<MinMonitor>,
     base_dir: Option<&Path>,
     router: &Router,
-    layers: BTreeMap<String, crate::MonitorLayer>,
+    shared: config::Shared,
 ) -> workers::Routers {
-    let (monitor, base_dir, shared) = (
+    let (monitor, base_dir, first) = (
         Arc::clone(monitor),
         base_dir.map(Path::to_path_buf),
         router.clone(),
     );
     workers::Routers(Box::new(move || {
-        spec.routes(&monitor, base_dir.as_deref(), &mut layers.clone())
+        spec.routes(&monitor, base_dir.as_deref(), &mut shared.clone())
             .map(|routes| Router::new(routes, spec.access_log))
-            .unwrap_or_else(|_| shared.clone())
+            .unwrap_or_else(|_| first.clone())
     }))
 }

@@ -1,6 +1,7 @@
 //! [`ProxyBuilder`]: the options of a [`Proxy`].
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use super::multiplexed::Multiplexed;
 use super::pool::Pool;
 use super::upstream::Upstream;
-use super::{ActivityFn, ForwardedHeaders, InvalidTarget, Proxy, Shared, Target};
+use super::{ActivityFn, ForwardedHeaders, InFlightLimit, InvalidTarget, Proxy, Shared, Target};
 use crate::{BoxError, MinMonitor, Url};
 
 /// How long connecting to the backend may take before the request is answered 504: 5 s.
@@ -58,6 +59,7 @@ pub struct ProxyBuilder {
     body_read_timeout: Option<Duration>,
     service: Option<Arc<str>>,
     activity: Option<ActivityFn>,
+    limit: Option<InFlightLimit>,
 }
 
 impl ProxyBuilder {
@@ -74,6 +76,7 @@ impl ProxyBuilder {
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             service: None,
             activity: None,
+            limit: None,
         }
     }
 
@@ -161,6 +164,48 @@ impl ProxyBuilder {
         self
     }
 
+    /// At most `max` requests in flight to the backend at once (as Knative's
+    /// `containerConcurrency` or nginx's `max_conns`): the others wait their turn, first come
+    /// first served, for `max_wait` at most ([`DEFAULT_LIMIT_WAIT`](super::DEFAULT_LIMIT_WAIT)
+    /// is a sensible one), then get a 503 with `Retry-After: 1` (gRPC: `UNAVAILABLE`). A
+    /// request counts from its turn until its answer's body has been read or dropped, or, for
+    /// an upgrade (WebSocket), until the upgraded connection closes. The backend's
+    /// `response_timeout` counts from the turn. Without it, there is no limit.
+    ///
+    /// A backend that has just woken gets every held request at once; this spares a small one
+    /// the herd. A limited proxy's requests do not take the busy path (a kept connection, the
+    /// request sent at once): each costs one boxed future more.
+    ///
+    /// ```
+    /// # use std::num::NonZeroUsize;
+    /// # use tower_monitor::{Url, proxy::{Proxy, DEFAULT_LIMIT_WAIT}};
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .max_in_flight(NonZeroUsize::new(4).unwrap(), DEFAULT_LIMIT_WAIT)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    pub fn max_in_flight(self, max: NonZeroUsize, max_wait: Duration) -> Self {
+        self.limit(InFlightLimit::new(max, max_wait))
+    }
+
+    /// As [`max_in_flight`](Self::max_in_flight), with a limit that other proxies may share.
+    ///
+    /// ```
+    /// # use std::num::NonZeroUsize;
+    /// # use tower_monitor::{Url, proxy::{InFlightLimit, Proxy, DEFAULT_LIMIT_WAIT}};
+    /// let limit = InFlightLimit::new(NonZeroUsize::new(4).unwrap(), DEFAULT_LIMIT_WAIT);
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .limit(limit)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    pub fn limit(mut self, limit: InFlightLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
     /// The name the proxy's log lines give as `service`.
     pub fn service_name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.service = Some(name.into());
@@ -234,6 +279,7 @@ impl ProxyBuilder {
                 body_read_timeout: self.body_read_timeout.filter(|_| !self.http2),
                 service: self.service,
                 activity: self.activity,
+                limit: self.limit,
             }),
             client: None,
         })
@@ -251,6 +297,7 @@ impl fmt::Debug for ProxyBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("service", &self.service)
+            .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }

@@ -28,6 +28,9 @@ pub(crate) enum Failure {
     /// A request whose path the proxy does not forward: a dot-segment, which would climb out
     /// of the base path (400).
     BadPath,
+    /// The backend had as many requests in flight as the proxy allows for longer than a
+    /// request may wait its turn (503, `Retry-After: 1`).
+    Busy,
 }
 
 impl Failure {
@@ -77,6 +80,7 @@ impl Failure {
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
             Self::ClientBody | Self::BadPath => (StatusCode::BAD_REQUEST, "bad request\n"),
             Self::ClientSlow => (StatusCode::REQUEST_TIMEOUT, "request timeout\n"),
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "backend busy; try again\n"),
         };
         // A gRPC client reads a text body as a malformed message ("protocol error"): it gets
         // the status gRPC maps the HTTP one to, in the headers, as the layer's fallback does.
@@ -94,6 +98,11 @@ impl Failure {
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self == Self::Busy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self == Self::Gone {
             response
                 .extensions_mut()
@@ -106,10 +115,10 @@ impl Failure {
     /// 504), so that clients retry.
     fn grpc_response(self, message: &'static str) -> Response<ProxyBody> {
         let code: u16 = match self {
-            Self::Gone | Self::Timeout | Self::Other => 14, // UNAVAILABLE
-            Self::NotForwarded => 12,                       // UNIMPLEMENTED
-            Self::ClientBody | Self::BadPath => 13,         // INTERNAL
-            Self::ClientSlow => 4,                          // DEADLINE_EXCEEDED
+            Self::Gone | Self::Timeout | Self::Other | Self::Busy => 14, // UNAVAILABLE
+            Self::NotForwarded => 12,                                    // UNIMPLEMENTED
+            Self::ClientBody | Self::BadPath => 13,                      // INTERNAL
+            Self::ClientSlow => 4,                                       // DEADLINE_EXCEEDED
         };
         grpc_status(ProxyBody::default(), code, message)
     }
@@ -123,6 +132,9 @@ impl Failure {
             Self::ClientBody => "the request body broke off",
             Self::ClientSlow => "the request body stalled",
             Self::BadPath => "request path not forwarded",
+            Self::Busy => {
+                "backend at its limit of requests in flight for longer than a request may wait"
+            }
         }
     }
 }

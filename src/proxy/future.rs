@@ -100,7 +100,7 @@ where
                 sent,
             } => match std::task::ready!(exchange.poll_outcome(cx)) {
                 Outcome::Answered(response) => {
-                    return Poll::Ready(Ok(shared.answer(response, None, sent.version)));
+                    return Poll::Ready(Ok(shared.answer(response, None, sent.version, None)));
                 }
                 Outcome::Failed(error) => {
                     return Poll::Ready(Ok(shared.failed(sent, Some(&error))));

@@ -59,6 +59,7 @@ mod failure;
 mod forwarded;
 mod future;
 mod headers;
+mod limit;
 mod multiplexed;
 mod pool;
 mod target;
@@ -73,6 +74,7 @@ pub use builder::{
 };
 pub use forwarded::{ClientAddr, ForwardedHeaders};
 pub use future::ResponseFuture;
+pub use limit::{DEFAULT_LIMIT_WAIT, InFlightLimit};
 pub use target::InvalidTarget;
 pub use upgrade::UpgradeGuard;
 
@@ -127,6 +129,8 @@ struct Shared<B> {
     body_read_timeout: Option<Duration>,
     service: Option<Arc<str>>,
     activity: Option<ActivityFn>,
+    /// At most so many requests in flight, if set.
+    limit: Option<InFlightLimit>,
 }
 
 impl Proxy {
@@ -234,6 +238,7 @@ where
         };
         let request = request.map(|body| Upload::new(body, this.body_read_timeout));
         if client_upgrade.is_none()
+            && this.limit.is_none()
             && let Some(kept) = this.upstream.kept()
         {
             let exchange = kept.send(request, sent.deadline);
@@ -253,12 +258,32 @@ where
         client_upgrade: Option<ClientUpgrade>,
         sent: Sent,
     ) -> Response<ProxyBody> {
-        let answer = tokio::time::timeout_at(sent.deadline, self.upstream.request(request)).await;
+        let (turn, deadline) = match &self.limit {
+            None => (None, sent.deadline),
+            Some(limit) => match limit.turn().await {
+                // The backend's time to answer counts from the request's turn.
+                Some(turn) => (Some(turn), Instant::now() + self.response_timeout),
+                None => return self.busy(&sent),
+            },
+        };
+        let answer = tokio::time::timeout_at(deadline, self.upstream.request(request)).await;
         match answer {
-            Ok(Ok(response)) => self.answer(response, client_upgrade, sent.version),
+            Ok(Ok(response)) => self.answer(response, client_upgrade, sent.version, turn),
             Ok(Err(error)) => self.failed(&sent, Some(&error)),
             Err(_elapsed) => self.failed(&sent, None),
         }
+    }
+
+    /// The answer when the request's turn did not come within the limit's bound.
+    fn busy(&self, sent: &Sent) -> Response<ProxyBody> {
+        tracing::warn!(
+            service = %self.service(),
+            method = %sent.method,
+            path = %sent.path.path(),
+            "{}",
+            Failure::Busy.as_str()
+        );
+        self.failure_response(Failure::Busy, sent)
     }
 
     /// The answer when the backend gave none: `error`, or no response head in time.
@@ -287,6 +312,11 @@ where
                 Failure::Timeout
             }
         };
+        self.failure_response(failure, sent)
+    }
+
+    /// `failure`'s answer, in the client's format (gRPC, JSON, text).
+    fn failure_response(&self, failure: Failure, sent: &Sent) -> Response<ProxyBody> {
         let format = FORMAT
             .into_iter()
             .zip(sent.format.iter())
@@ -368,6 +398,7 @@ where
         response: Response<upstream::UpstreamBody>,
         client_upgrade: Option<ClientUpgrade>,
         client_version: Version,
+        turn: Option<limit::Turn>,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         let verdict = match &client_upgrade {
@@ -382,7 +413,7 @@ where
                 let mut response = Response::from_parts(parts, body);
                 let backend = hyper::upgrade::on(&mut response);
                 let activity = self.activity.as_ref().and_then(|activity| activity());
-                client.relay(backend, activity, self.service.clone());
+                client.relay(backend, (activity, turn), self.service.clone());
                 let (parts, _) = response.into_parts();
                 Response::from_parts(parts, ProxyBody::default())
             }
@@ -393,6 +424,10 @@ where
             (Verdict::Pass | Verdict::Relay, _) => {
                 headers::remove_hop_by_hop(&mut parts.headers, false);
                 parts.version = client_version;
+                let mut body = body;
+                if let Some(turn) = turn {
+                    body.hold(turn);
+                }
                 Response::from_parts(parts, ProxyBody::upstream(body))
             }
         }

@@ -10,7 +10,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::{headers, websocket};
-use crate::Activity;
 
 /// The client's side of a request that switches protocols.
 pub(crate) struct ClientUpgrade {
@@ -118,14 +117,15 @@ impl ClientUpgrade {
         }
     }
 
-    /// Relays the bytes between this client and `backend` once both have switched.
+    /// Relays the bytes between this client and `backend` once both have switched, holding
+    /// `held` (the backend counted busy, the request's turn) until either closes.
     pub(crate) fn relay(
         self,
         backend: OnUpgrade,
-        activity: Option<Activity>,
+        held: impl Send + 'static,
         service: Option<Arc<str>>,
     ) {
-        relay(self.on, backend, activity, self.guard, service);
+        relay(self.on, backend, held, self.guard, service);
     }
 }
 
@@ -157,16 +157,16 @@ impl fmt::Debug for UpgradeGuard {
 }
 
 /// Copies bytes both ways between the client's and the backend's upgraded connections until
-/// either closes, keeping `activity` (the backend counted as busy) for that whole time.
+/// either closes, keeping `held` for that whole time.
 fn relay(
     client: OnUpgrade,
     backend: OnUpgrade,
-    activity: Option<Activity>,
+    held: impl Send + 'static,
     guard: Option<UpgradeGuard>,
     service: Option<Arc<str>>,
 ) {
     tokio::spawn(async move {
-        let _busy = (activity, guard);
+        let _busy = (held, guard);
         let service = service.as_deref().unwrap_or("-");
         // The client's side switches once hyper has sent it the 101: after this returns.
         let (client, backend) = match futures::future::try_join(client, backend).await {

@@ -10,6 +10,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::limit::Turn;
 use super::multiplexed::Multiplexed;
 use super::pool::{Kept, Lease, Pool};
 use crate::BoxError;
@@ -107,6 +108,13 @@ impl UpstreamBody {
             lease,
             ended: false,
         }
+    }
+}
+
+impl UpstreamBody {
+    /// Gives `turn` back with the connection, when this body is done with.
+    pub(crate) fn hold(&mut self, turn: Turn) {
+        self.lease = Some(turn.with(self.lease.take()));
     }
 }
 
