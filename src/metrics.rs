@@ -16,6 +16,7 @@
 //! | `tower_monitor_fallbacks_total` | counter | `service`, `reason` (`not_ready`, `error`, `timeout`, `start_failed`) | a request is answered by the fallback |
 //! | `tower_monitor_requests_held` | gauge | `service` | sampled: requests held now (hold mode) |
 //! | `tower_monitor_requests_in_flight` | gauge | `service` | sampled: requests in flight now (services with `on_idle`) |
+//! | `tower_monitor_proxy_failures_total` | counter | `service`, `reason` (`unreachable`, `timeout`, `failed`, `busy`, `client_body`, `client_slow`, `bad_path`, `not_forwarded`) | the [proxy](crate::proxy) answers itself: the backend did not (502, 504), was at its limit of requests in flight for too long (503), or the request was refused (400, 408, 501) |
 //!
 //! Durations are in seconds. Every event metric is recorded where the event happens, never once
 //! per request that finds the backend cached up: on that path the layer makes no facade call
@@ -61,6 +62,9 @@ pub const FALLBACKS: &str = "tower_monitor_fallbacks_total";
 pub const REQUESTS_HELD: &str = "tower_monitor_requests_held";
 /// Gauge (sampled): requests in flight now, by `service`.
 pub const REQUESTS_IN_FLIGHT: &str = "tower_monitor_requests_in_flight";
+/// Counter: the proxy's own answers (the backend did not answer, or the request was refused),
+/// by `service` and `reason`.
+pub const PROXY_FAILURES: &str = "tower_monitor_proxy_failures_total";
 
 /// The states, as the `state`, `from` and `to` labels spell them.
 #[cfg(feature = "metrics")]
@@ -102,6 +106,10 @@ pub fn describe() {
     describe_gauge!(
         REQUESTS_IN_FLIGHT,
         "Requests in flight to the backend (sampled)."
+    );
+    describe_counter!(
+        PROXY_FAILURES,
+        "Requests the proxy answered itself (the backend did not, or the request was refused), by reason."
     );
 }
 
@@ -151,6 +159,11 @@ mod record {
         counter!(FALLBACKS, "service" => service.to_owned(), "reason" => reason).increment(1);
     }
 
+    #[cfg(feature = "proxy")]
+    pub(crate) fn proxy_failure(service: &str, reason: &'static str) {
+        counter!(PROXY_FAILURES, "service" => service.to_owned(), "reason" => reason).increment(1);
+    }
+
     pub(crate) fn requests_now(service: &str, held: usize, in_flight: Option<usize>) {
         gauge!(REQUESTS_HELD, "service" => service.to_owned()).set(held as f64);
         if let Some(in_flight) = in_flight {
@@ -183,8 +196,12 @@ mod record {
     pub(crate) fn fallback(service: &str, reason: &'static str) {}
     #[inline(always)]
     pub(crate) fn requests_now(service: &str, held: usize, in_flight: Option<usize>) {}
+    #[inline(always)]
+    pub(crate) fn proxy_failure(service: &str, reason: &'static str) {}
 }
 
+#[cfg(feature = "proxy")]
+pub(crate) use record::proxy_failure;
 /// The recording points the lifecycle, probes, triggers and the layer call at events.
 pub(crate) use record::{
     cold_start, fallback, idle_stop, probe, requests_now, state_now, transition, trigger_failed,

@@ -266,4 +266,42 @@ async fn every_metric_moves_as_documented_through_a_cold_start_an_idle_stop_and_
         ),
         (1, 1, 1)
     );
+
+    // 6. The proxy's own answers, by reason: a backend that refuses connections (502), and a
+    // request that waits past its limit's bound for a turn (503).
+    use tower::ServiceExt;
+    use tower_monitor::proxy::Proxy;
+    let unreachable = Proxy::builder(url_for(refused_addr().await))
+        .service_name("app")
+        .build::<http_body_util::Empty<bytes::Bytes>>()
+        .unwrap();
+    let request = || {
+        http::Request::get("/")
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
+    let answer = unreachable.oneshot(request()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let limited = Proxy::builder(url_for(silent.local_addr().unwrap()))
+        .service_name("app")
+        .max_in_flight(std::num::NonZeroUsize::MIN, Duration::from_millis(100))
+        .response_timeout(Duration::from_secs(30))
+        .build::<http_body_util::Empty<bytes::Bytes>>()
+        .unwrap();
+    // The first request takes the only turn (its answer never comes); the second waits 100 ms.
+    let first = tokio::spawn(limited.clone().oneshot(request()));
+    let _connection = silent.accept().await.unwrap();
+    let busy = limited.oneshot(request()).await.unwrap();
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    first.abort();
+    seen.take(&snapshotter);
+    assert_eq!(
+        seen.counter("tower_monitor_proxy_failures_total{reason=unreachable,service=app}"),
+        1
+    );
+    assert_eq!(
+        seen.counter("tower_monitor_proxy_failures_total{reason=busy,service=app}"),
+        1
+    );
 }

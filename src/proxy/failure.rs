@@ -123,6 +123,20 @@ impl Failure {
         grpc_status(ProxyBody::default(), code, message)
     }
 
+    /// The `reason` label of [`PROXY_FAILURES`](crate::metrics::PROXY_FAILURES).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Gone => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Other => "failed",
+            Self::NotForwarded => "not_forwarded",
+            Self::ClientBody => "client_body",
+            Self::ClientSlow => "client_slow",
+            Self::BadPath => "bad_path",
+            Self::Busy => "busy",
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Gone => "backend unreachable",

@@ -214,10 +214,12 @@ where
             // A tunnel to anywhere is a forward proxy's job; a 2xx from the backend would open
             // one that nothing relays.
             tracing::debug!(service = %this.service(), "CONNECT that is not a WebSocket refused");
+            crate::metrics::proxy_failure(this.service(), Failure::NotForwarded.label());
             return ResponseFuture::ready(Failure::NotForwarded.response(&http::HeaderMap::new()));
         }
         if !this.target.forwards(request.uri().path()) {
             tracing::debug!(service = %this.service(), path = %request.uri().path(), "path refused");
+            crate::metrics::proxy_failure(this.service(), Failure::BadPath.label());
             return ResponseFuture::ready(Failure::BadPath.response(&http::HeaderMap::new()));
         }
         this.prepare(
@@ -317,6 +319,7 @@ where
 
     /// `failure`'s answer, in the client's format (gRPC, JSON, text).
     fn failure_response(&self, failure: Failure, sent: &Sent) -> Response<ProxyBody> {
+        crate::metrics::proxy_failure(self.service(), failure.label());
         let format = FORMAT
             .into_iter()
             .zip(sent.format.iter())
