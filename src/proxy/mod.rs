@@ -33,6 +33,9 @@
 //!   backend's doing. Each is logged at warn with the service's name. A gRPC request gets the
 //!   status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
 //!   answer: a text body would read to a gRPC client as a protocol error.
+//! - Optionally at most so many requests in flight to the backend
+//!   ([`ProxyBuilder::max_in_flight`], [`InFlightLimit`]): the others wait their turn, then get
+//!   a 503 with `Retry-After` (gRPC: UNAVAILABLE).
 //!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
