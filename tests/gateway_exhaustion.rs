@@ -284,6 +284,79 @@ async fn an_http2_stream_the_client_stops_taking_releases_the_backend_after_the_
     assert!(matches!(end, Some(Err(_))), "read as whole: {end:?}");
 }
 
+/// An HTTP/2 client that takes its answer slowly but without a pause of `send_timeout` gets it
+/// whole: only a stream that takes nothing for the bound is ended. The backend's answer reaches
+/// the gateway in chunks of up to hundreds of kilobytes, each of which a slow client takes
+/// longer than the bound to drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_answer() {
+    use http_body_util::BodyExt;
+    const SIZE: usize = 512 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        // `/big` is written at once, as fast as the gateway reads it; anything else is "ok".
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let Some(head) = common::read_head(&mut stream, &mut Vec::new()).await else {
+                continue;
+            };
+            if !head.starts_with("GET /big ") {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                continue;
+            }
+            tokio::spawn(async move {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&vec![b'x'; SIZE]).await;
+                // Kept open until the gateway is done with it.
+                let _ = stream.read(&mut [0; 1]).await;
+            });
+        }
+    });
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "send_timeout": "1s" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut client, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(16 * 1024)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("http://app/big")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = client.send_request(request).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    let mut taken = 0;
+    // The client's pace: a frame (at most its 16 KiB window) every 100 ms.
+    let end = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    taken += frame.data_ref().map_or(0, bytes::Bytes::len);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                end => return end,
+            }
+        }
+    })
+    .await
+    .expect("the answer ends");
+    assert!(end.is_none(), "ended after {taken} bytes: {end:?}");
+    assert_eq!(taken, SIZE);
+}
+
 /// An HTTP/2 backend gets the client's `Host` as `:authority`. Each `Host` a client makes up
 /// must not cost a connection to the backend: forty requests with forty hosts, on one client
 /// connection, reach the backend on one.

@@ -304,4 +304,36 @@ async fn every_metric_moves_as_documented_through_a_cold_start_an_idle_stop_and_
         seen.counter("tower_monitor_proxy_failures_total{reason=busy,service=app}"),
         1
     );
+
+    // 7. A backend answer the proxy refuses to pass on (here a 101 to a request that asked for
+    // no switch) is the proxy's own 502 too.
+    let switching = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let switching_addr = switching.local_addr().unwrap();
+    let backend = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let (mut stream, _) = switching.accept().await.unwrap();
+        read_head(&mut stream, &mut Vec::new()).await;
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: other\r\n\r\n",
+            )
+            .await;
+        stream
+    });
+    let unasked = Proxy::builder(url_for(switching_addr))
+        .service_name("app")
+        .build::<http_body_util::Empty<bytes::Bytes>>()
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(20), unasked.oneshot(request()))
+        .await
+        .expect("the proxy answered")
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
+    drop(backend.await.unwrap());
+    seen.take(&snapshotter);
+    assert_eq!(
+        seen.counter("tower_monitor_proxy_failures_total{reason=failed,service=app}"),
+        1,
+        "a refused backend answer is not counted"
+    );
 }

@@ -24,11 +24,18 @@ use tokio::sync::Notify;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The most of a frame handed to hyper at once: HTTP/2's default frame size, which h2 cuts
+/// frames to anyway.
+const PIECE: usize = 16 * 1024;
+
 /// One connection's watched answers; see the [module documentation](self).
 ///
 /// Nothing is timed per answer: a watch looks every half bound, and an answer is ended at the
 /// third look after the client last took a frame of it (or after its head went out), so between
-/// the bound and one and a half times it.
+/// the bound and one and a half times it. hyper asks for the next frame only once the one before
+/// has all but gone out, so frames are handed at most [`PIECE`] at a time: a backend's chunk of
+/// hundreds of kilobytes would otherwise make a client that takes it slowly but steadily look
+/// stalled.
 #[derive(Default)]
 pub(super) struct Stalled {
     /// How many looks the watch has made; an answer records it when it starts waiting.
@@ -48,6 +55,7 @@ impl Stalled {
         let slot = Arc::new(Slot {
             state: Mutex::new(State {
                 body: Some(Box::pin(body)),
+                rest: Bytes::new(),
                 waiting_since: self.waiting_since(),
             }),
         });
@@ -109,6 +117,8 @@ struct Slot<B> {
 struct State<B> {
     /// `None` once released.
     body: Option<Pin<Box<B>>>,
+    /// What is left of the body's last frame after the [`PIECE`]s handed so far.
+    rest: Bytes,
     /// [`Stalled::waiting_since`] when the client was last handed a frame (or the head) and
     /// has not asked for the next one since; zero while the body itself is awaited.
     waiting_since: u32,
@@ -127,6 +137,7 @@ impl<B: Send> Release for Slot<B> {
         if since != 0 && now.wrapping_sub(since) as i32 >= 2 {
             tracing::debug!("an HTTP/2 client took nothing of an answer for the send timeout");
             state.body = None;
+            state.rest = Bytes::new();
             return true;
         }
         false
@@ -141,40 +152,72 @@ pub(super) struct Watched<B> {
 
 impl<B> Body for Watched<B>
 where
-    B: Body,
+    B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    type Data = B::Data;
+    type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut state = lock(&self.slot.state);
+        let state = &mut *state;
         let Some(body) = state.body.as_mut() else {
             return Poll::Ready(Some(Err(Box::new(Ended))));
         };
-        let frame = body.as_mut().poll_frame(cx);
+        let frame = if state.rest.is_empty() {
+            body.as_mut().poll_frame(cx).map(|frame| {
+                frame.map(|frame| {
+                    frame
+                        .map_err(Into::into)
+                        .map(|frame| match frame.into_data() {
+                            Ok(mut data) => {
+                                let piece = piece(&mut data);
+                                state.rest = data;
+                                Frame::data(piece)
+                            }
+                            Err(frame) => frame,
+                        })
+                })
+            })
+        } else {
+            Poll::Ready(Some(Ok(Frame::data(piece(&mut state.rest)))))
+        };
         state.waiting_since = match &frame {
             Poll::Ready(Some(Ok(_))) => self.stalled.waiting_since(),
             _ => 0,
         };
-        frame.map(|frame| frame.map(|frame| frame.map_err(Into::into)))
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        lock(&self.slot.state)
-            .body
-            .as_ref()
-            .is_some_and(|body| body.is_end_stream())
+        let state = lock(&self.slot.state);
+        state.rest.is_empty() && state.body.as_ref().is_some_and(|body| body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        lock(&self.slot.state)
-            .body
-            .as_ref()
-            .map_or_else(SizeHint::default, |body| body.size_hint())
+        let state = lock(&self.slot.state);
+        let Some(body) = state.body.as_ref() else {
+            return SizeHint::default();
+        };
+        let (hint, rest) = (body.size_hint(), state.rest.len() as u64);
+        let mut whole = SizeHint::new();
+        whole.set_lower(hint.lower().saturating_add(rest));
+        if let Some(upper) = hint.upper() {
+            whole.set_upper(upper.saturating_add(rest));
+        }
+        whole
+    }
+}
+
+/// The first [`PIECE`] of `data`, leaving the rest in it.
+fn piece(data: &mut Bytes) -> Bytes {
+    if data.len() > PIECE {
+        data.split_to(PIECE)
+    } else {
+        std::mem::take(data)
     }
 }
 
@@ -324,6 +367,30 @@ mod tests {
             "released while the backend was awaited"
         );
         assert_eq!(lock(&stalled.answers).len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_big_frame_is_handed_in_pieces_and_the_answer_ends_after_the_last() {
+        let stalled = Arc::new(Stalled::default());
+        let whole = Bytes::from(vec![7u8; PIECE * 2 + 10]);
+        let mut answer = stalled.watch(http_body_util::Full::new(whole.clone()));
+        assert_eq!(answer.size_hint().exact(), Some(whole.len() as u64));
+        let mut taken = Vec::new();
+        while let Some(frame) = answer.frame().await {
+            let data = frame.expect("data").into_data().expect("data");
+            assert!(data.len() <= PIECE);
+            taken.extend_from_slice(&data);
+            assert_eq!(
+                answer.is_end_stream(),
+                taken.len() == whole.len(),
+                "ends with its last piece, not before"
+            );
+            assert_eq!(
+                answer.size_hint().exact(),
+                Some((whole.len() - taken.len()) as u64)
+            );
+        }
+        assert_eq!(taken, whole);
     }
 
     #[tokio::test(start_paused = true)]

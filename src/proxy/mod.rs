@@ -425,6 +425,7 @@ where
             }
             (Verdict::Refuse(why), _) => {
                 tracing::warn!(service = %self.service(), status = %parts.status, "{why}");
+                crate::metrics::proxy_failure(self.service(), Failure::Other.label());
                 Failure::Other.response(&http::HeaderMap::new())
             }
             (Verdict::Pass | Verdict::Relay, _) => {
