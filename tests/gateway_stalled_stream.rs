@@ -1,0 +1,167 @@
+//! An HTTP/2 client that stops taking one answer, by granting its stream no window, holds
+//! neither the backend connection behind it nor the backend awake past `send_timeout`; one that
+//! takes it slowly but steadily gets it whole. Real clients and servers on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower_monitor::config::TriggerRegistry;
+
+/// Over HTTP/2 a client can stop taking an answer without filling its socket: it grants the
+/// stream no more window. The answer (and the backend connection behind it) was held for ever,
+/// up to 200 per client connection. Once the stream has taken nothing for `send_timeout`, the
+/// answer alone is ended: the backend connection is let go, the client reads a reset (not a
+/// short answer taken as whole), and its other streams go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_the_client_stops_taking_releases_the_backend_after_the_send_timeout() {
+    use http_body_util::BodyExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (released, backend_released) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        // `/endless` writes until the gateway lets its connection go; anything else is "ok".
+        let mut released = Some(released);
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let Some(head) = common::read_head(&mut stream, &mut Vec::new()).await else {
+                continue;
+            };
+            if !head.starts_with("GET /endless ") {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                continue;
+            }
+            let released = released.take().expect("one endless request");
+            tokio::spawn(async move {
+                let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+                let mut written = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                while written.is_ok() {
+                    written = stream.write_all(chunk.as_bytes()).await;
+                }
+                let _ = released.send(());
+            });
+        }
+    });
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "send_timeout": "1s" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut client, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(16 * 1024)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let get = |path: &str| {
+        http::Request::get(format!("http://app{path}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    // Its body is not read, so the stream's window is never given back.
+    let stalled = client.send_request(get("/endless")).await.unwrap();
+    assert_eq!(stalled.status(), 200);
+    tokio::time::timeout(Duration::from_secs(20), backend_released)
+        .await
+        .expect("the backend connection was never released")
+        .unwrap();
+    let other = client.send_request(get("/other")).await.unwrap();
+    let other = other.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&other[..], b"ok", "the client's other streams go on");
+    let mut body = stalled.into_body();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                end => return end,
+            }
+        }
+    })
+    .await
+    .expect("the stalled stream ends once read");
+    assert!(matches!(end, Some(Err(_))), "read as whole: {end:?}");
+}
+
+/// An HTTP/2 client that takes its answer slowly but without a pause of `send_timeout` gets it
+/// whole: only a stream that takes nothing for the bound is ended. The backend's answer reaches
+/// the gateway in chunks of up to hundreds of kilobytes, each of which a slow client takes
+/// longer than the bound to drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_answer() {
+    use http_body_util::BodyExt;
+    const SIZE: usize = 512 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        // `/big` is written at once, as fast as the gateway reads it; anything else is "ok".
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let Some(head) = common::read_head(&mut stream, &mut Vec::new()).await else {
+                continue;
+            };
+            if !head.starts_with("GET /big ") {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                continue;
+            }
+            tokio::spawn(async move {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&vec![b'x'; SIZE]).await;
+                // Kept open until the gateway is done with it.
+                let _ = stream.read(&mut [0; 1]).await;
+            });
+        }
+    });
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "send_timeout": "1s" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (mut client, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(16 * 1024)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("http://app/big")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = client.send_request(request).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    let mut taken = 0;
+    // The client's pace: a frame (at most its 16 KiB window) every 100 ms.
+    let end = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    taken += frame.data_ref().map_or(0, bytes::Bytes::len);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                end => return end,
+            }
+        }
+    })
+    .await
+    .expect("the answer ends");
+    assert!(end.is_none(), "ended after {taken} bytes: {end:?}");
+    assert_eq!(taken, SIZE);
+}
