@@ -68,6 +68,10 @@ pub(super) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        // A client that vanished without closing (a laptop shut, a network gone) would keep
+        // what its connection holds for ever: an upgraded socket relayed to the backend (the
+        // backend counted busy, a turn of its limit) reads and writes nothing to time out.
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
         // The client's address goes with the router, not in each request's extensions.
         let router = router.for_client(addr);
         let mut stopping = stopping.clone();
@@ -152,6 +156,17 @@ pub(super) async fn serve(
         tracing::warn!(grace = ?grace, "connections still open after the grace; closing them");
     }
     closed
+}
+
+/// TCP keepalive as the proxy's backend connections have it.
+fn keepalive() -> socket2::TcpKeepalive {
+    use crate::proxy::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
+    let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows"))]
+    let keepalive = keepalive.with_interval(KEEPALIVE_INTERVAL);
+    #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+    let _ = KEEPALIVE_INTERVAL;
+    keepalive
 }
 
 /// A task aborted when this is dropped: the idle watch ends with its connection.

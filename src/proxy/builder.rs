@@ -14,6 +14,13 @@ use super::upstream::Upstream;
 use super::{ActivityFn, ForwardedHeaders, InFlightLimit, InvalidTarget, Proxy, Shared, Target};
 use crate::{BoxError, MinMonitor, Url};
 
+/// TCP keepalive on the proxy's and the gateway's connections: the first probe after a minute
+/// without traffic, then one every 10 s, so that a peer gone without closing is noticed within
+/// a few minutes (Linux gives up after 9 probes: 2.5 minutes).
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// See [`KEEPALIVE_IDLE`].
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How long connecting to the backend may take before the request is answered 504: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -250,6 +257,10 @@ impl ProxyBuilder {
         let target = Target::new(&self.target)?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        // A backend that vanished without closing (a VM suspended) would hold a relayed
+        // WebSocket, and what it holds, for ever.
+        connector.set_keepalive(Some(KEEPALIVE_IDLE));
+        connector.set_keepalive_interval(Some(KEEPALIVE_INTERVAL));
         connector.set_connect_timeout(Some(self.connect_timeout));
         let client = if self.http2 {
             Upstream::Http2(Multiplexed::new(

@@ -75,6 +75,8 @@ pub use body::ProxyBody;
 pub use builder::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder,
 };
+#[cfg(feature = "gateway")]
+pub(crate) use builder::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
 pub use forwarded::{ClientAddr, ForwardedHeaders};
 pub use future::ResponseFuture;
 pub use limit::{DEFAULT_LIMIT_WAIT, InFlightLimit};
