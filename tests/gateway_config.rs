@@ -484,6 +484,10 @@ fn admin_settings_are_checked_with_their_field_named() {
         let err = Gateway::from_config(&with_admin(admin), &TriggerRegistry::new()).unwrap_err();
         assert_eq!(err.path(), field, "{admin}: {err}");
     }
+    // A Docker Compose service name has underscores.
+    let hosts =
+        with_admin(r#"{ "token": "t", "hosts": ["compose_service", "gw-1.example", "*"] }"#);
+    Gateway::from_config(&hosts, &TriggerRegistry::new()).unwrap();
     let ok =
         Gateway::from_config(&with_admin(r#"{ "token": "t" }"#), &TriggerRegistry::new()).unwrap();
     assert_eq!(ok.admin_listen(), Some("127.0.0.1:9901".parse().unwrap()));

@@ -21,7 +21,7 @@ pub(crate) struct Hosts {
 }
 
 impl Hosts {
-    /// Also `names` (without a port, any case; `*` for any host at all).
+    /// Also `names` (any case; a port given with one is ignored; `*` for any host at all).
     pub(crate) fn with(names: impl IntoIterator<Item = impl Into<String>>) -> Self {
         let mut any = false;
         let names: Vec<String> = names
@@ -31,7 +31,11 @@ impl Hosts {
                 any |= name == "*";
                 name != "*"
             })
-            .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+            .map(|name| {
+                without_port(&name)
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase()
+            })
             .collect();
         Self {
             names: names.into(),
@@ -120,7 +124,8 @@ mod tests {
             hosts.admit(&host("attacker.example:9901"), None),
             Err("attacker.example".into())
         );
-        let listed = Hosts::with(["Gateway-1", "admin.example.com."]);
+        let listed = Hosts::with(["Gateway-1", "admin.example.com.", "scraper:9901"]);
+        assert_eq!(listed.admit(&host("scraper:80"), None), Ok(()));
         assert_eq!(listed.admit(&host("gateway-1:9901"), None), Ok(()));
         assert_eq!(listed.admit(&host("admin.example.com"), None), Ok(()));
         assert!(listed.admit(&host("attacker.example"), None).is_err());

@@ -73,7 +73,7 @@ impl AdminSettings {
                 || (host != "*"
                     && !host
                         .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')));
             if bad {
                 return Err(ConfigError::new(
                     format!("admin.hosts[{i}]"),
