@@ -7,6 +7,7 @@
 //! The backend is an axum server this example starts when `on_down` fires (it takes a second
 //! to listen, as a container would) and stops when `on_idle` fires, 10 s after the last request.
 
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +59,9 @@ async fn main() -> Result<(), BoxError> {
     let proxy = Proxy::builder(url)
         .keep_awake(monitor.clone(), "app")
         .service_name("app")
+        // At most 8 requests at once reach the backend that has just woken (the held ones
+        // included); the others wait their turn for up to 30 s.
+        .max_in_flight(NonZeroUsize::new(8).unwrap(), Duration::from_secs(30))
         .build::<Body>()?;
     // Hold requests while the backend boots, instead of answering 503.
     let guarded = monitor
