@@ -247,7 +247,10 @@ async fn a_frozen_redis_delays_no_cached_request_and_stops_nothing() {
     let replicas: Vec<_> = ["a", "b"]
         .into_iter()
         .map(|id| {
-            let monitor = replica(fleet(&redis.url(), "t", id), service(&running, idle, cached));
+            let monitor = replica(
+                fleet(&redis.url(), "t", id),
+                service(&running, idle, cached),
+            );
             monitor
                 .add("cold", service(&cold, Duration::from_secs(60), GRACE))
                 .unwrap();

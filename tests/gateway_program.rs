@@ -271,3 +271,45 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
 
     common::terminate_gateway_then_backend_is_gone(gateway, backend).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_backend_program_with_its_configured_stop_grace() {
+    // A program that ignores SIGTERM: only SIGKILL, after its `stop_grace` (1 s, not the
+    // default 10 s), stops it.
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new(
+        "stop-grace",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                     "on_down": {{ "type": "process", "command": "sh", "stop_grace": "1s",
+                         "args": ["-c", "trap '' TERM; exec python3 -m http.server {} --bind 127.0.0.1"] }} }} }} }}"#,
+            backend.port()
+        ),
+    );
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let reply = common::get_once(addr).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
+
+    common::sigterm(&gateway).await;
+    let mut log = String::new();
+    let mut stderr = gateway.stderr.take().unwrap();
+    // Past 7 s, the default grace (10 s) was used.
+    tokio::time::timeout(Duration::from_secs(7), stderr.read_to_string(&mut log))
+        .await
+        .expect("the gateway exits once the program's own grace is over")
+        .unwrap();
+    let status = gateway.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let stopping = log
+        .lines()
+        .find(|l| l.contains("stopping the backend program (SIGTERM)"))
+        .unwrap_or_else(|| panic!("no stop in:\n{log}"));
+    assert!(stopping.contains("grace=1s"), "{stopping}");
+    assert!(log.contains("SIGKILL"), "{log}");
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+}

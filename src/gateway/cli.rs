@@ -226,7 +226,7 @@ fn run(
                 // which would leave the backend programs running.
                 tracing::warn!("second signal: not waiting for the connections still open");
                 #[cfg(unix)]
-                let _ = supervisor.shutdown(crate::trigger::DEFAULT_STOP_GRACE).await;
+                let _ = supervisor.shutdown_each_with_its_grace().await;
                 false
             }
         };

@@ -61,7 +61,7 @@
 //!   claim any address); `rewrite_host`: send the backend's own `Host`.
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
-//!   are stopped.
+//!   are stopped, each given its own `stop_grace` between SIGTERM and SIGKILL.
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
@@ -269,9 +269,9 @@ impl Gateway {
     /// Serves HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on `listener` until `shutdown`
     /// completes (e.g. [`shutdown_signal`]); then stops accepting, lets requests in flight
     /// finish within the [`shutdown_grace`](Self::shutdown_grace), stops the backend programs
-    /// that the configuration's `process` triggers started (SIGTERM, then SIGKILL after
-    /// [`DEFAULT_STOP_GRACE`](crate::trigger::DEFAULT_STOP_GRACE)), and returns whether all
-    /// requests finished and all programs stopped.
+    /// that the configuration's `process` triggers started (SIGTERM, then SIGKILL after each
+    /// one's `stop_grace`, default [`DEFAULT_STOP_GRACE`](crate::trigger::DEFAULT_STOP_GRACE)),
+    /// and returns whether all requests finished and all programs stopped.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let router = self.router.clone();
         let Some(admin) = self.begin().await else {
@@ -397,10 +397,7 @@ impl Gateway {
             tracing::info!(running, "stopping the backend programs the gateway started");
         }
         // Each failure is logged by the supervisor.
-        self.supervisor
-            .shutdown(crate::trigger::DEFAULT_STOP_GRACE)
-            .await
-            .is_ok()
+        self.supervisor.shutdown_each_with_its_grace().await.is_ok()
     }
 
     #[cfg(not(unix))]
