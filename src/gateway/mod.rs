@@ -346,7 +346,9 @@ impl Gateway {
         match self.serve_admin().await {
             Ok(admin) => Some(admin),
             Err(error) => {
-                tracing::error!(%error, "the admin service cannot listen");
+                // Named, as the gateway's own listener is: the operator must know which port.
+                let addr = (self.admin.as_ref()).map_or_else(String::new, |a| a.listen.to_string());
+                tracing::error!(%error, %addr, "the admin service cannot listen");
                 None
             }
         }
