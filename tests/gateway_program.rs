@@ -275,7 +275,7 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_backend_program_with_its_configured_stop_grace() {
     // A program that ignores SIGTERM: only SIGKILL, after its `stop_grace` (1 s, not the
-    // default 10 s), stops it. (Should the test fail and leave it, `timeout` ends it.)
+    // default 10 s), stops it. (Should the test fail and leave it, it ends itself after 60 s.)
     let backend = common::refused_addr().await;
     let config = common::TempFile::new(
         "stop-grace",
@@ -283,9 +283,16 @@ async fn sigterm_stops_a_backend_program_with_its_configured_stop_grace() {
             r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
                               "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
                  "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
-                     "on_down": {{ "type": "process", "command": "sh", "stop_grace": "1s",
-                         "args": ["-c", "trap '' TERM; exec timeout -s KILL 60 python3 -m http.server {} --bind 127.0.0.1"] }} }} }} }}"#,
-            backend.port()
+                     "on_down": {{ "type": "process", "command": "python3", "stop_grace": "1s",
+                         "args": ["-c", "{}"] }} }} }} }}"#,
+            format!(
+                "import os, signal, sys, threading, runpy; \
+                 signal.signal(signal.SIGTERM, signal.SIG_IGN); \
+                 threading.Timer(60, os._exit, [0]).start(); \
+                 sys.argv = ['http.server', '{}', '--bind', '127.0.0.1']; \
+                 runpy.run_module('http.server', run_name='__main__')",
+                backend.port()
+            )
         ),
     );
     let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
