@@ -142,10 +142,8 @@ fn run(
     workers: Option<NonZeroUsize>,
     check: bool,
 ) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
@@ -242,6 +240,21 @@ fn run(
     // Tasks still running (a relayed WebSocket, a backend's output) must not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// The log filter: `RUST_LOG`, or `info` when it is unset or empty (an empty filter would
+/// silence even the errors that say why the program stops). A value that does not parse is
+/// said, rather than silently replaced.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let default = || tracing_subscriber::EnvFilter::new("info");
+    let set = std::env::var_os("RUST_LOG").is_some_and(|v| !v.to_string_lossy().trim().is_empty());
+    if !set {
+        return default();
+    }
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|error| {
+        eprintln!("{NAME}: RUST_LOG: {error}; logging at info instead");
+        default()
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, crate::BoxError> {
