@@ -320,3 +320,47 @@ async fn sigterm_stops_a_backend_program_with_its_configured_stop_grace() {
         "the backend program outlived the gateway"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_output_is_closed_serves_on_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    // Its stdout and stderr go to a pipe whose reader goes away (`| tee` ended, say): a lost
+    // log line must not end the task that logs it (a request, the signal listener).
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new("closed", &common::process_backend_config(backend, ""));
+    let mut gateway = tokio::process::Command::new(PROGRAM)
+        .args(["--config", config.path()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the gateway starts")
+        .unwrap()
+        .expect("the gateway prints its address");
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("gateway: listening on http://")
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    drop(lines);
+    drop(gateway.stderr.take());
+
+    let reply = common::get_once(addr).await;
+    assert!(
+        reply.starts_with("HTTP/1.1 503"),
+        "the first request starts the program: {reply:?}"
+    );
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    while !common::get_once(addr).await.starts_with("HTTP/1.1 200") {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the program never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    common::terminate_gateway_then_backend_is_gone(gateway, backend).await;
+}

@@ -147,6 +147,9 @@ fn run(
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // When stderr is closed (the reader of its pipe gone), a line is lost, not the task
+        // that logs it: the default reports the failure with `eprintln!`, which panics there.
+        .log_internal_errors(false)
         .try_init();
     let listen = match listen
         .map(|text| text.parse::<SocketAddr>().map_err(|_| text))
@@ -203,9 +206,11 @@ fn run(
         let (first, drain) = tokio::sync::oneshot::channel();
         let (second, force) = tokio::sync::oneshot::channel();
         tokio::spawn(super::serve::two_signals(first, second));
-        println!("gateway: listening on http://{local}");
+        say(format_args!("gateway: listening on http://{local}"));
         if demo {
-            println!("gateway: try curl -i http://{local}/ (the first request starts the backend)");
+            say(format_args!(
+                "gateway: try curl -i http://{local}/ (the first request starts the backend)"
+            ));
         }
         let workers = workers.unwrap_or_else(super::default_workers);
         // Should the signal task end without a word, nothing is asked: serve on.
@@ -228,7 +233,7 @@ fn run(
                 false
             }
         };
-        println!("gateway: stopped");
+        say(format_args!("gateway: stopped"));
         // Not clean: it could not serve (the admin listener, the fleet, the workers), or
         // connections outlived the grace, or a backend program would not stop (all logged).
         if clean {
@@ -240,6 +245,13 @@ fn run(
     // Tasks still running (a relayed WebSocket, a backend's output) must not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// Prints a line on stdout, unlike `println!` without a panic when stdout is closed: that is
+/// no reason to stop serving, nor to skip stopping the backend programs.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// The log filter: `RUST_LOG`, or `info` when it is unset or empty (an empty filter would
