@@ -44,7 +44,9 @@
 //!   `:authority`) and its `path_prefix` (default `/`) match. No match: 404. The prefix is
 //!   compared with the path as sent, before any decoding (`/%61pi/` goes on past a route for
 //!   `/api/`): a route says which backend serves a path, it is not an access rule for the
-//!   backends after it.
+//!   backends after it. The first match wins, not the longest prefix (as with nginx), so a
+//!   route after one that takes all its requests (no host or the same host, and a prefix its
+//!   own starts with) would never serve: that is an error naming both.
 //! - `services` (optional): per service, all optional. `hold`: hold mode (`max_wait`,
 //!   `max_held`); `retry_after`: the 503's `Retry-After`; `waiting_page`: a template file
 //!   (relative to the configuration file's folder), see
