@@ -364,3 +364,56 @@ async fn a_gateway_whose_output_is_closed_serves_on_and_stops_on_sigterm() {
     }
     common::terminate_gateway_then_backend_is_gone(gateway, backend).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_stops_the_backend_program_too_then_exits_0() {
+    use tokio::io::AsyncBufReadExt;
+    // SIGHUP (its terminal closed) once ended the gateway at once, leaving the program running.
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new("hangup", &common::process_backend_config(backend, ""));
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let mut log = tokio::io::BufReader::new(gateway.stderr.take().unwrap()).lines();
+    assert!(common::get_once(addr).await.starts_with("HTTP/1.1 503"));
+    // The program's pid, to stop it here should the gateway leave it.
+    let pid = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let line = log.next_line().await.unwrap().expect("the gateway logs");
+            if line.contains("started the backend program") {
+                let pid = line.split_whitespace().find_map(|f| f.strip_prefix("pid="));
+                break pid.expect("its pid").to_string();
+            }
+        }
+    })
+    .await
+    .expect("the program is started");
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    while !common::get_once(addr).await.starts_with("HTTP/1.1 200") {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the program never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let gateway_pid = gateway.id().unwrap().to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-HUP", &gateway_pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    let left = TcpStream::connect(backend).await.is_ok();
+    if left {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .await;
+    }
+    assert!(!left, "the backend program outlived the gateway");
+    assert_eq!(status.code(), Some(0));
+}

@@ -34,8 +34,9 @@ Options:
   -V, --version   print the version
 
 Logs go to stderr; RUST_LOG sets their level (default: info).
-Stops on SIGTERM or SIGINT, letting requests in flight finish (gateway.shutdown_grace);
-a second signal stops waiting for them, and still stops the backend programs it started.
+Stops on SIGTERM, SIGINT or SIGHUP, letting requests in flight finish
+(gateway.shutdown_grace); a second signal stops waiting for them, and still stops the backend
+programs it started.
 Exit codes: 0 done; 1 bad configuration, cannot listen or serve, or a shutdown that left
 connections open past the grace or a backend program running; 2 bad command line.
 ";
