@@ -86,8 +86,8 @@
 //!   for a cold start, say) is logged with status 499, as nginx does.
 //!
 //! A backend that refuses or drops a connection while cached up is marked down by its layer
-//! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered as for a
-//! down backend. Every field is checked before anything starts; an error names the field's path.
+//! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered with the
+//! fallback, not held even in hold mode (it has gone to the backend already). Every field is checked before anything starts; an error names the field's path.
 //!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;
