@@ -219,12 +219,22 @@ impl Gateway {
                 ),
             ));
         }
+        let listen = spec.listen_addr("gateway.listen", &spec.listen)?;
+        if let Some(admin) = admin.as_ref().filter(|admin| clash(admin.listen, listen)) {
+            return Err(ConfigError::new(
+                "admin.listen",
+                format!(
+                    "\"{}\" is where gateway.listen serves too; give the admin service a port of its own",
+                    admin.listen
+                ),
+            ));
+        }
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let mut layers = BTreeMap::new();
         let routes = spec.routes(&monitor, base_dir, &mut layers)?;
         let router = Router::new(routes, spec.access_log);
         Ok(Self {
-            listen: spec.listen_addr("gateway.listen", &spec.listen)?,
+            listen,
             shutdown_grace: spec.shutdown_grace(),
             header_read_timeout: spec.header_read_timeout()?,
             send_timeout: spec.send_timeout()?,
@@ -408,6 +418,14 @@ impl Gateway {
     async fn stop_programs(&self) -> bool {
         true
     }
+}
+
+/// Whether two listeners could not both bind: one port (not 0, which picks a free one each
+/// time), on one address or one of them on all addresses.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Rebuilds the routes for each worker, so that each has its own upstream connection pools;
