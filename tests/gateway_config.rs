@@ -254,6 +254,37 @@ fn a_route_that_an_earlier_one_hides_is_named() {
     }
 }
 
+#[test]
+fn the_settings_of_a_service_no_route_names_are_checked_too() {
+    let config = |settings: &str| {
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "services": {{ "docs": {settings} }} }},
+                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }},
+                               "docs": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+        )
+    };
+    for (settings, field) in [
+        (
+            r#"{ "connect_timeout": "0s" }"#,
+            "gateway.services.docs.connect_timeout",
+        ),
+        (
+            r#"{ "waiting_page": "no-such-page.html" }"#,
+            "gateway.services.docs.waiting_page",
+        ),
+        (
+            r#"{ "wake": { "never_user_agents": "((" } }"#,
+            "gateway.services.docs.wake.never_user_agents",
+        ),
+    ] {
+        let error = Gateway::from_config(&config(settings), &TriggerRegistry::new()).unwrap_err();
+        assert_eq!(error.path(), field, "{error}");
+    }
+    let fine = config(r#"{ "hold": { "max_wait": "5s" } }"#);
+    assert!(Gateway::from_config(&fine, &TriggerRegistry::new()).is_ok());
+}
+
 fn registry(runs: Arc<AtomicUsize>, backend: SocketAddr) -> TriggerRegistry {
     common::booting_backend_registry(runs, backend)
 }

@@ -220,6 +220,19 @@ impl GatewaySpec {
             }
             routes.push(built_route);
         }
+        // The settings of a service no route names are checked all the same: a mistake in
+        // them must not wait for the day a route to it is added.
+        for (name, settings) in &self.services {
+            if !built.contains_key(name.as_str()) {
+                build(
+                    monitor,
+                    name,
+                    Some(settings),
+                    base_dir,
+                    &mut BTreeMap::new(),
+                )?;
+            }
+        }
         Ok(routes)
     }
 }
