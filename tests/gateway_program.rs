@@ -272,29 +272,32 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
     common::terminate_gateway_then_backend_is_gone(gateway, backend).await;
 }
 
+/// A gateway configuration (port 0, hold mode) whose one service, "app" on `backend`, is a
+/// Python HTTP server that ignores SIGTERM, so only SIGKILL after `stop_grace` stops it.
+/// Should a failing test leave it, it ends itself after 60 s.
+fn term_ignoring_backend(backend: std::net::SocketAddr, stop_grace: &str) -> String {
+    let program = format!(
+        "import os, signal, sys, threading, runpy; \
+         signal.signal(signal.SIGTERM, signal.SIG_IGN); \
+         threading.Timer(60, os._exit, [0]).start(); \
+         sys.argv = ['http.server', '{}', '--bind', '127.0.0.1']; \
+         runpy.run_module('http.server', run_name='__main__')",
+        backend.port()
+    );
+    format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                          "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                 "on_down": {{ "type": "process", "command": "python3", "stop_grace": "{stop_grace}",
+                     "args": ["-c", "{program}"] }} }} }} }}"#
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_backend_program_with_its_configured_stop_grace() {
-    // A program that ignores SIGTERM: only SIGKILL, after its `stop_grace` (1 s, not the
-    // default 10 s), stops it. (Should the test fail and leave it, it ends itself after 60 s.)
+    // Only SIGKILL, after the program's `stop_grace` (1 s, not the default 10 s), stops it.
     let backend = common::refused_addr().await;
-    let config = common::TempFile::new(
-        "stop-grace",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
-                     "on_down": {{ "type": "process", "command": "python3", "stop_grace": "1s",
-                         "args": ["-c", "{}"] }} }} }} }}"#,
-            format!(
-                "import os, signal, sys, threading, runpy; \
-                 signal.signal(signal.SIGTERM, signal.SIG_IGN); \
-                 threading.Timer(60, os._exit, [0]).start(); \
-                 sys.argv = ['http.server', '{}', '--bind', '127.0.0.1']; \
-                 runpy.run_module('http.server', run_name='__main__')",
-                backend.port()
-            )
-        ),
-    );
+    let config = common::TempFile::new("stop-grace", &term_ignoring_backend(backend, "1s"));
     let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
     let reply = common::get_once(addr).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
@@ -416,4 +419,43 @@ async fn sighup_stops_the_backend_program_too_then_exits_0() {
     }
     assert!(!left, "the backend program outlived the gateway");
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_while_the_programs_stop_still_waits_for_them() {
+    // No connection holds the drain, so the first SIGTERM goes on to stop the program, which
+    // takes its 2 s grace; the second signal comes meanwhile. The gateway once let its workers
+    // go then, and with them what watched the program: it exited without waiting for it.
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new("second-stop", &term_ignoring_backend(backend, "2s"));
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let reply = common::get_once(addr).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
+    let mut stderr = tokio::io::BufReader::new(gateway.stderr.take().unwrap());
+
+    common::sigterm(&gateway).await;
+    let mut log = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !log.contains("stopping the backend program (SIGTERM)") {
+            use tokio::io::AsyncBufReadExt;
+            assert!(stderr.read_line(&mut log).await.unwrap() > 0, "{log}");
+        }
+    })
+    .await
+    .expect("the program is being stopped");
+    common::sigterm(&gateway).await;
+    tokio::time::timeout(Duration::from_secs(15), stderr.read_to_string(&mut log))
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    let _ = gateway.wait().await.unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("backend program stopped") && l.contains("SIGKILL")),
+        "the gateway did not wait for the program:\n{log}"
+    );
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
 }

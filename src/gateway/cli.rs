@@ -223,8 +223,13 @@ fn run(
         let (shutdown, forced) = (asked(drain), asked(force));
         #[cfg(unix)]
         let supervisor = registry.supervisor().clone();
+        // Kept until the end, not dropped when the second signal wins: it holds the workers,
+        // whose runtimes watch the backend programs (and the last handles to them), so that
+        // the programs it may be stopping already are still stopped and waited for.
+        let serving = gateway.serve_on_workers(listener, workers, shutdown);
+        let mut serving = std::pin::pin!(serving);
         let clean = tokio::select! {
-            clean = gateway.serve_on_workers(listener, workers, shutdown) => clean,
+            clean = &mut serving => clean,
             () = forced => {
                 // An operator who does not want to wait out the grace must not need `kill -9`,
                 // which would leave the backend programs running.
