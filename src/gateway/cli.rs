@@ -73,6 +73,12 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
                 let addr = value("--backend")?;
                 return Ok(Command::Backend(addr.to_string_lossy().into_owned()));
             }
+            // Given twice, one of the two would be ignored without a word.
+            "--config" if config.is_some() => return Err("option --config given twice".into()),
+            "--listen" if listen.is_some() => return Err("option --listen given twice".into()),
+            "--workers" if workers.is_some() => {
+                return Err("option --workers given twice".into());
+            }
             "--config" => config = Some(PathBuf::from(value("--config")?)),
             "--listen" => listen = Some(value("--listen")?.to_string_lossy().into_owned()),
             "--workers" => {
@@ -322,6 +328,29 @@ mod tests {
             args(&["x.json"]),
             Err("unexpected argument \"x.json\"".into())
         );
+    }
+
+    #[test]
+    fn an_option_given_twice_is_an_error_not_one_value_ignored() {
+        for (list, flag) in [
+            (
+                &["--config", "a.json", "--config", "b.json"][..],
+                "--config",
+            ),
+            (
+                &[
+                    "--listen",
+                    "127.0.0.1:1",
+                    "--check",
+                    "--listen",
+                    "127.0.0.1:2",
+                ][..],
+                "--listen",
+            ),
+            (&["--workers", "2", "--workers", "3"][..], "--workers"),
+        ] {
+            assert_eq!(args(list), Err(format!("option {flag} given twice")));
+        }
     }
 
     #[test]
