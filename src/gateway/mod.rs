@@ -220,14 +220,8 @@ impl Gateway {
             ));
         }
         let listen = spec.listen_addr("gateway.listen", &spec.listen)?;
-        if let Some(admin) = admin.as_ref().filter(|admin| clash(admin.listen, listen)) {
-            return Err(ConfigError::new(
-                "admin.listen",
-                format!(
-                    "\"{}\" is where gateway.listen serves too; give the admin service a port of its own",
-                    admin.listen
-                ),
-            ));
+        if let Some(admin) = &admin {
+            admin.check_beside(listen)?;
         }
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let mut layers = BTreeMap::new();
@@ -418,14 +412,6 @@ impl Gateway {
     async fn stop_programs(&self) -> bool {
         true
     }
-}
-
-/// Whether two listeners could not both bind: one port (not 0, which picks a free one each
-/// time), on one address or one of them on all addresses.
-fn clash(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && a.port() != 0
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Rebuilds the routes for each worker, so that each has its own upstream connection pools;
