@@ -11,7 +11,16 @@ use tokio::process::Command;
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
 async fn run(args: &[&str]) -> Output {
-    let child = Command::new(PROGRAM).args(args).kill_on_drop(true).output();
+    run_with_log(args, None).await
+}
+
+/// [`run`] with `RUST_LOG` set to `rust_log` (if given).
+async fn run_with_log(args: &[&str], rust_log: Option<&str>) -> Output {
+    let mut command = Command::new(PROGRAM);
+    if let Some(value) = rust_log {
+        command.env("RUST_LOG", value);
+    }
+    let child = command.args(args).kill_on_drop(true).output();
     tokio::time::timeout(Duration::from_secs(20), child)
         .await
         .expect("the program exits by itself")
@@ -122,11 +131,49 @@ async fn a_gateway_that_cannot_serve_exits_1() {
     );
     let output = run(&["--config", config.path()]).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = stderr(&output);
+    let line = said
+        .lines()
+        .find(|l| l.contains("admin service cannot listen"))
+        .unwrap_or_else(|| panic!("{said}"));
+    // Which address is taken: the operator has no other way to tell.
+    assert!(
+        line.contains(&taken.local_addr().unwrap().to_string()),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_or_unreadable_rust_log_still_logs_at_info() {
+    // A gateway that cannot serve (its admin address is taken) must say why, whatever RUST_LOG.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = common::TempFile::new(
+        "rust-log",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "admin": {{ "listen": "{}", "token": "t" }},
+                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#,
+            taken.local_addr().unwrap()
+        ),
+    );
+    // Empty, as `Environment=RUST_LOG=${LEVEL}` gives with LEVEL unset: the default, info.
+    let output = run_with_log(&["--config", config.path()], Some("")).await;
+    assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("admin service cannot listen"),
-        "{}",
+        "silent: {}",
         stderr(&output)
     );
+    // A value that does not parse is said, and info is used.
+    let output = run_with_log(&["--config", config.path()], Some("tower_monitor=verbose")).await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("tower-monitor-gateway: RUST_LOG: ") && l.contains("info")),
+        "{said}"
+    );
+    assert!(said.contains("admin service cannot listen"), "{said}");
 }
 
 #[tokio::test]

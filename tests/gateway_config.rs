@@ -463,7 +463,7 @@ async fn the_admin_listener_from_the_file_serves_status_and_guards_the_actions()
 fn admin_settings_are_checked_with_their_field_named() {
     let with_admin = |admin: &str| {
         format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:8080", "routes": [ {{ "service": "app" }} ] }},
                  "admin": {admin},
                  "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "30s" }} }} }}"#
         )
@@ -479,6 +479,15 @@ fn admin_settings_are_checked_with_their_field_named() {
         ),
         (r#"{ "token": "t", "hosts": [""] }"#, "admin.hosts[0]"),
         (r#"{ "token": "t", "hosts": "gw" }"#, "admin.hosts"),
+        // The gateway's own address: --check said valid, and serving failed.
+        (
+            r#"{ "listen": "127.0.0.1:8080", "token": "t" }"#,
+            "admin.listen",
+        ),
+        (
+            r#"{ "listen": "0.0.0.0:8080", "token": "t" }"#,
+            "admin.listen",
+        ),
     ];
     for (admin, field) in cases {
         let err = Gateway::from_config(&with_admin(admin), &TriggerRegistry::new()).unwrap_err();

@@ -43,3 +43,26 @@ fn the_readme_error_example_is_what_the_loader_says() {
         .join(" ");
     assert_eq!(shown, err);
 }
+
+#[test]
+fn the_readme_names_every_built_in_trigger_type() {
+    let readme = include_str!("../README.md");
+    let json = r#"{ "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "30s",
+        "on_down": { "type": "no-such-type" } } } }"#;
+    let err = MinMonitor::from_config(json).unwrap_err().to_string();
+    let known = err
+        .split("known types: ")
+        .nth(1)
+        .expect("the types are listed");
+    let listed = readme
+        .split("trigger types are ")
+        .nth(1)
+        .and_then(|rest| rest.split("any you add").next())
+        .expect("the Configuration section lists the trigger types");
+    for name in known.split(", ") {
+        assert!(
+            listed.contains(&format!("`{name}`")),
+            "{name} missing from: {listed}"
+        );
+    }
+}

@@ -41,6 +41,27 @@ impl std::fmt::Debug for AdminSettings {
 }
 
 impl AdminSettings {
+    /// An error unless the admin listener can bind beside the gateway's on `gateway`: not on
+    /// its port (0 aside, which picks a free one each time) on the same address, or with
+    /// either on all addresses.
+    pub(super) fn check_beside(&self, gateway: SocketAddr) -> Result<(), ConfigError> {
+        let (admin, port) = (self.listen, self.listen.port());
+        let clash = port == gateway.port()
+            && port != 0
+            && (admin.ip() == gateway.ip()
+                || admin.ip().is_unspecified()
+                || gateway.ip().is_unspecified());
+        if clash {
+            return Err(ConfigError::new(
+                "admin.listen",
+                format!(
+                    "\"{admin}\" is where gateway.listen serves too; give the admin service a port of its own"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Takes the `admin` section out of the document, if there is one.
     pub(super) fn take(document: &mut Value) -> Result<Option<Self>, ConfigError> {
         let Some(section) = document.as_object_mut().and_then(|doc| doc.remove("admin")) else {

@@ -34,8 +34,9 @@ Options:
   -V, --version   print the version
 
 Logs go to stderr; RUST_LOG sets their level (default: info).
-Stops on SIGTERM or SIGINT, letting requests in flight finish (gateway.shutdown_grace);
-a second signal stops waiting for them, and still stops the backend programs it started.
+Stops on SIGTERM, SIGINT or SIGHUP, letting requests in flight finish
+(gateway.shutdown_grace); a second signal stops waiting for them, and still stops the backend
+programs it started.
 Exit codes: 0 done; 1 bad configuration, cannot listen or serve, or a shutdown that left
 connections open past the grace or a backend program running; 2 bad command line.
 ";
@@ -71,6 +72,12 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
             "--backend" => {
                 let addr = value("--backend")?;
                 return Ok(Command::Backend(addr.to_string_lossy().into_owned()));
+            }
+            // Given twice, one of the two would be ignored without a word.
+            "--config" if config.is_some() => return Err("option --config given twice".into()),
+            "--listen" if listen.is_some() => return Err("option --listen given twice".into()),
+            "--workers" if workers.is_some() => {
+                return Err("option --workers given twice".into());
             }
             "--config" => config = Some(PathBuf::from(value("--config")?)),
             "--listen" => listen = Some(value("--listen")?.to_string_lossy().into_owned()),
@@ -142,13 +149,14 @@ fn run(
     workers: Option<NonZeroUsize>,
     check: bool,
 ) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // When stderr is closed (the reader of its pipe gone), a line is lost, not the task
+        // that logs it: the default reports the failure with `eprintln!`, which panics there.
+        .log_internal_errors(false)
         .try_init();
     let listen = match listen
         .map(|text| text.parse::<SocketAddr>().map_err(|_| text))
@@ -205,9 +213,11 @@ fn run(
         let (first, drain) = tokio::sync::oneshot::channel();
         let (second, force) = tokio::sync::oneshot::channel();
         tokio::spawn(super::serve::two_signals(first, second));
-        println!("gateway: listening on http://{local}");
+        say(format_args!("gateway: listening on http://{local}"));
         if demo {
-            println!("gateway: try curl -i http://{local}/ (the first request starts the backend)");
+            say(format_args!(
+                "gateway: try curl -i http://{local}/ (the first request starts the backend)"
+            ));
         }
         let workers = workers.unwrap_or_else(super::default_workers);
         // Should the signal task end without a word, nothing is asked: serve on.
@@ -219,18 +229,23 @@ fn run(
         let (shutdown, forced) = (asked(drain), asked(force));
         #[cfg(unix)]
         let supervisor = registry.supervisor().clone();
+        // Kept until the end, not dropped when the second signal wins: it holds the workers,
+        // whose runtimes watch the backend programs (and the last handles to them), so that
+        // the programs it may be stopping already are still stopped and waited for.
+        let serving = gateway.serve_on_workers(listener, workers, shutdown);
+        let mut serving = std::pin::pin!(serving);
         let clean = tokio::select! {
-            clean = gateway.serve_on_workers(listener, workers, shutdown) => clean,
+            clean = &mut serving => clean,
             () = forced => {
                 // An operator who does not want to wait out the grace must not need `kill -9`,
                 // which would leave the backend programs running.
                 tracing::warn!("second signal: not waiting for the connections still open");
                 #[cfg(unix)]
-                let _ = supervisor.shutdown(crate::trigger::DEFAULT_STOP_GRACE).await;
+                let _ = supervisor.shutdown_each_with_its_grace().await;
                 false
             }
         };
-        println!("gateway: stopped");
+        say(format_args!("gateway: stopped"));
         // Not clean: it could not serve (the admin listener, the fleet, the workers), or
         // connections outlived the grace, or a backend program would not stop (all logged).
         if clean {
@@ -242,6 +257,28 @@ fn run(
     // Tasks still running (a relayed WebSocket, a backend's output) must not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// Prints a line on stdout, unlike `println!` without a panic when stdout is closed: that is
+/// no reason to stop serving, nor to skip stopping the backend programs.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// The log filter: `RUST_LOG`, or `info` when it is unset or empty (an empty filter would
+/// silence even the errors that say why the program stops). A value that does not parse is
+/// said, rather than silently replaced.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let default = || tracing_subscriber::EnvFilter::new("info");
+    let set = std::env::var_os("RUST_LOG").is_some_and(|v| !v.to_string_lossy().trim().is_empty());
+    if !set {
+        return default();
+    }
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|error| {
+        eprintln!("{NAME}: RUST_LOG: {error}; logging at info instead");
+        default()
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, crate::BoxError> {
@@ -291,6 +328,29 @@ mod tests {
             args(&["x.json"]),
             Err("unexpected argument \"x.json\"".into())
         );
+    }
+
+    #[test]
+    fn an_option_given_twice_is_an_error_not_one_value_ignored() {
+        for (list, flag) in [
+            (
+                &["--config", "a.json", "--config", "b.json"][..],
+                "--config",
+            ),
+            (
+                &[
+                    "--listen",
+                    "127.0.0.1:1",
+                    "--check",
+                    "--listen",
+                    "127.0.0.1:2",
+                ][..],
+                "--listen",
+            ),
+            (&["--workers", "2", "--workers", "3"][..], "--workers"),
+        ] {
+            assert_eq!(args(list), Err(format!("option {flag} given twice")));
+        }
     }
 
     #[test]

@@ -215,12 +215,39 @@ impl GatewaySpec {
                     service
                 }
             };
-            routes.push(Route::new(
-                route.host.as_deref(),
-                prefix,
-                &route.service,
-                service,
-            ));
+            let built_route = Route::new(route.host.as_deref(), prefix, &route.service, service);
+            // Routes are tried in order (not longest prefix first, as nginx does): one after a
+            // route that takes all its requests would silently never serve.
+            if let Some(first) = routes.iter().position(|r: &Route| r.shadows(&built_route)) {
+                let earlier = &self.routes[first];
+                return Err(ConfigError::new(
+                    at,
+                    format!(
+                        "never reached: gateway.routes[{first}] (host {}, path_prefix {:?}) comes \
+                         first and takes every request it would match; routes are tried in \
+                         order, so put the more specific one first",
+                        earlier
+                            .host
+                            .as_deref()
+                            .map_or("any".into(), |h| format!("{h:?}")),
+                        earlier.path_prefix.as_deref().unwrap_or("/"),
+                    ),
+                ));
+            }
+            routes.push(built_route);
+        }
+        // The settings of a service no route names are checked all the same: a mistake in
+        // them must not wait for the day a route to it is added.
+        for (name, settings) in &self.services {
+            if !built.contains_key(name.as_str()) {
+                build(
+                    monitor,
+                    name,
+                    Some(settings),
+                    base_dir,
+                    &mut BTreeMap::new(),
+                )?;
+            }
         }
         Ok(routes)
     }

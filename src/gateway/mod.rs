@@ -45,7 +45,9 @@
 //!   `:authority`) and its `path_prefix` (default `/`) match. No match: 404. The prefix is
 //!   compared with the path as sent, before any decoding (`/%61pi/` goes on past a route for
 //!   `/api/`): a route says which backend serves a path, it is not an access rule for the
-//!   backends after it.
+//!   backends after it. The first match wins, not the longest prefix (as with nginx), so a
+//!   route after one that takes all its requests (no host or the same host, and a prefix its
+//!   own starts with) would never serve: that is an error naming both.
 //! - `services` (optional): per service, all optional. `hold`: hold mode (`max_wait`,
 //!   `max_held`); `retry_after`: the 503's `Retry-After`; `waiting_page`: a template file
 //!   (relative to the configuration file's folder), see
@@ -66,7 +68,7 @@
 //!   [`ProxyBuilder::max_in_flight`](crate::proxy::ProxyBuilder::max_in_flight)).
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
-//!   are stopped.
+//!   are stopped, each given its own `stop_grace` between SIGTERM and SIGKILL.
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
@@ -89,8 +91,8 @@
 //!   for a cold start, say) is logged with status 499, as nginx does.
 //!
 //! A backend that refuses or drops a connection while cached up is marked down by its layer
-//! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered as for a
-//! down backend. Every field is checked before anything starts; an error names the field's path.
+//! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered with the
+//! fallback, not held even in hold mode (it has gone to the backend already). Every field is checked before anything starts; an error names the field's path.
 //!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;
@@ -221,12 +223,16 @@ impl Gateway {
                 ),
             ));
         }
+        let listen = spec.listen_addr("gateway.listen", &spec.listen)?;
+        if let Some(admin) = &admin {
+            admin.check_beside(listen)?;
+        }
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let mut shared = config::Shared::default();
         let routes = spec.routes(&monitor, base_dir, &mut shared)?;
         let router = Router::new(routes, spec.access_log);
         Ok(Self {
-            listen: spec.listen_addr("gateway.listen", &spec.listen)?,
+            listen,
             shutdown_grace: spec.shutdown_grace(),
             header_read_timeout: spec.header_read_timeout()?,
             send_timeout: spec.send_timeout()?,
@@ -273,9 +279,9 @@ impl Gateway {
     /// Serves HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on `listener` until `shutdown`
     /// completes (e.g. [`shutdown_signal`]); then stops accepting, lets requests in flight
     /// finish within the [`shutdown_grace`](Self::shutdown_grace), stops the backend programs
-    /// that the configuration's `process` triggers started (SIGTERM, then SIGKILL after
-    /// [`DEFAULT_STOP_GRACE`](crate::trigger::DEFAULT_STOP_GRACE)), and returns whether all
-    /// requests finished and all programs stopped.
+    /// that the configuration's `process` triggers started (SIGTERM, then SIGKILL after each
+    /// one's `stop_grace`, default [`DEFAULT_STOP_GRACE`](crate::trigger::DEFAULT_STOP_GRACE)),
+    /// and returns whether all requests finished and all programs stopped.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let router = self.router.clone();
         let Some(admin) = self.begin().await else {
@@ -350,7 +356,9 @@ impl Gateway {
         match self.serve_admin().await {
             Ok(admin) => Some(admin),
             Err(error) => {
-                tracing::error!(%error, "the admin service cannot listen");
+                // Named, as the gateway's own listener is: the operator must know which port.
+                let addr = (self.admin.as_ref()).map_or_else(String::new, |a| a.listen.to_string());
+                tracing::error!(%error, %addr, "the admin service cannot listen");
                 None
             }
         }
@@ -401,10 +409,7 @@ impl Gateway {
             tracing::info!(running, "stopping the backend programs the gateway started");
         }
         // Each failure is logged by the supervisor.
-        self.supervisor
-            .shutdown(crate::trigger::DEFAULT_STOP_GRACE)
-            .await
-            .is_ok()
+        self.supervisor.shutdown_each_with_its_grace().await.is_ok()
     }
 
     #[cfg(not(unix))]

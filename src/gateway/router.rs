@@ -47,6 +47,16 @@ impl Route {
         }
     }
 
+    /// Whether this route matches every request that `later` matches, so that `later`, tried
+    /// after it, is never reached.
+    pub(super) fn shadows(&self, later: &Route) -> bool {
+        later.path_prefix.starts_with(&self.path_prefix)
+            && self
+                .host
+                .as_ref()
+                .is_none_or(|host| later.host.as_ref() == Some(host))
+    }
+
     fn matches(&self, host: Option<&str>, path: &str) -> bool {
         path.starts_with(&self.path_prefix)
             && self

@@ -205,11 +205,12 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Listens for SIGTERM and SIGINT (Ctrl-C) from this call on (within a Tokio runtime), and
-/// returns what tells `first` at the first of them, then `second` at the next one. Listening
-/// before the program says it serves means a signal sent as soon as it does is not missed (it
-/// would otherwise end the process at once); the same listeners wait for both signals, so a
-/// quick second one is not missed either.
+/// Listens for SIGTERM, SIGINT (Ctrl-C) and SIGHUP from this call on (within a Tokio runtime),
+/// and returns what tells `first` at the first of them, then `second` at the next one.
+/// Listening before the program says it serves means a signal sent as soon as it does is not
+/// missed (it would otherwise end the process at once, leaving the backend programs it started
+/// running: SIGHUP's default too, as when its terminal closes); the same listeners wait for
+/// both signals, so a quick second one is not missed either.
 pub(crate) fn two_signals(
     first: oneshot::Sender<()>,
     second: oneshot::Sender<()>,
@@ -220,15 +221,17 @@ pub(crate) fn two_signals(
         (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         )
     };
     async move {
         #[cfg(unix)]
-        if let (Ok(mut term), Ok(mut int)) = listeners {
+        if let (Ok(mut term), Ok(mut int), Ok(mut hup)) = listeners {
             for tell in [first, second] {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM received"),
                     _ = int.recv() => tracing::info!("SIGINT received"),
+                    _ = hup.recv() => tracing::info!("SIGHUP received"),
                 }
                 let _ = tell.send(());
             }

@@ -127,9 +127,25 @@ impl Supervisor {
     /// # }
     /// ```
     pub async fn shutdown(&self, grace: Duration) -> Result<(), ProcessError> {
+        self.stop_all(Some(grace)).await
+    }
+
+    /// Like [`shutdown`](Self::shutdown), each program with its own stop grace
+    /// ([`ProcessBuilder::stop_grace`]): what an operator configured for it, as its idle stop
+    /// uses.
+    pub(crate) async fn shutdown_each_with_its_grace(&self) -> Result<(), ProcessError> {
+        self.stop_all(None).await
+    }
+
+    async fn stop_all(&self, grace: Option<Duration>) -> Result<(), ProcessError> {
         self.inner.closed.store(true, Ordering::SeqCst);
         let processes = self.inner.processes();
-        let stops = processes.iter().map(|process| process.stop_with(grace));
+        let stops = processes.iter().map(|process| async move {
+            match grace {
+                Some(grace) => process.stop_with(grace).await,
+                None => process.stop().await,
+            }
+        });
         let mut first_error = None;
         for result in futures::future::join_all(stops).await {
             if let Err(error) = result {

@@ -1,0 +1,200 @@
+//! The `tower-monitor-gateway` program stopping its backend programs, as an operator stops
+//! it: each program with its own `stop_grace`, on SIGHUP as on SIGTERM, with its output pipe
+//! gone, and when a second signal comes while the programs stop.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
+
+/// A gateway configuration (port 0, hold mode) whose one service, "app" on `backend`, is a
+/// Python HTTP server that ignores SIGTERM, so only SIGKILL after `stop_grace` stops it.
+/// Should a failing test leave it, it ends itself after 60 s.
+fn term_ignoring_backend(backend: std::net::SocketAddr, stop_grace: &str) -> String {
+    let program = format!(
+        "import os, signal, sys, threading, runpy; \
+         signal.signal(signal.SIGTERM, signal.SIG_IGN); \
+         threading.Timer(60, os._exit, [0]).start(); \
+         sys.argv = ['http.server', '{}', '--bind', '127.0.0.1']; \
+         runpy.run_module('http.server', run_name='__main__')",
+        backend.port()
+    );
+    format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                          "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                 "on_down": {{ "type": "process", "command": "python3", "stop_grace": "{stop_grace}",
+                     "args": ["-c", "{program}"] }} }} }} }}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_backend_program_with_its_configured_stop_grace() {
+    // Only SIGKILL, after the program's `stop_grace` (1 s, not the default 10 s), stops it.
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new("stop-grace", &term_ignoring_backend(backend, "1s"));
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let reply = common::get_once(addr).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
+
+    common::sigterm(&gateway).await;
+    let mut log = String::new();
+    let mut stderr = gateway.stderr.take().unwrap();
+    // Past 7 s, the default grace (10 s) was used.
+    tokio::time::timeout(Duration::from_secs(7), stderr.read_to_string(&mut log))
+        .await
+        .expect("the gateway exits once the program's own grace is over")
+        .unwrap();
+    let status = gateway.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let stopping = log
+        .lines()
+        .find(|l| l.contains("stopping the backend program (SIGTERM)"))
+        .unwrap_or_else(|| panic!("no stop in:\n{log}"));
+    assert!(stopping.contains("grace=1s"), "{stopping}");
+    assert!(log.contains("SIGKILL"), "{log}");
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_whose_output_is_closed_serves_on_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    // Its stdout and stderr go to a pipe whose reader goes away (`| tee` ended, say): a lost
+    // log line must not end the task that logs it (a request, the signal listener).
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new("closed", &common::process_backend_config(backend, ""));
+    let mut gateway = tokio::process::Command::new(PROGRAM)
+        .args(["--config", config.path()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the gateway starts")
+        .unwrap()
+        .expect("the gateway prints its address");
+    let addr: std::net::SocketAddr = line
+        .strip_prefix("gateway: listening on http://")
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    drop(lines);
+    drop(gateway.stderr.take());
+
+    let reply = common::get_once(addr).await;
+    assert!(
+        reply.starts_with("HTTP/1.1 503"),
+        "the first request starts the program: {reply:?}"
+    );
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    while !common::get_once(addr).await.starts_with("HTTP/1.1 200") {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the program never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    common::terminate_gateway_then_backend_is_gone(gateway, backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_stops_the_backend_program_too_then_exits_0() {
+    use tokio::io::AsyncBufReadExt;
+    // SIGHUP (its terminal closed) once ended the gateway at once, leaving the program running.
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new("hangup", &common::process_backend_config(backend, ""));
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let mut log = tokio::io::BufReader::new(gateway.stderr.take().unwrap()).lines();
+    assert!(common::get_once(addr).await.starts_with("HTTP/1.1 503"));
+    // The program's pid, to stop it here should the gateway leave it.
+    let pid = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let line = log.next_line().await.unwrap().expect("the gateway logs");
+            if line.contains("started the backend program") {
+                let pid = line.split_whitespace().find_map(|f| f.strip_prefix("pid="));
+                break pid.expect("its pid").to_string();
+            }
+        }
+    })
+    .await
+    .expect("the program is started");
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    while !common::get_once(addr).await.starts_with("HTTP/1.1 200") {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the program never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let gateway_pid = gateway.id().unwrap().to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-HUP", &gateway_pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    let left = TcpStream::connect(backend).await.is_ok();
+    if left {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .await;
+    }
+    assert!(!left, "the backend program outlived the gateway");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_while_the_programs_stop_still_waits_for_them() {
+    // No connection holds the drain, so the first SIGTERM goes on to stop the program, which
+    // takes its 2 s grace; the second signal comes meanwhile. The gateway once let its workers
+    // go then, and with them what watched the program: it exited without waiting for it.
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new("second-stop", &term_ignoring_backend(backend, "2s"));
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let reply = common::get_once(addr).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
+    let mut stderr = tokio::io::BufReader::new(gateway.stderr.take().unwrap());
+
+    common::sigterm(&gateway).await;
+    let mut log = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !log.contains("stopping the backend program (SIGTERM)") {
+            use tokio::io::AsyncBufReadExt;
+            assert!(stderr.read_line(&mut log).await.unwrap() > 0, "{log}");
+        }
+    })
+    .await
+    .expect("the program is being stopped");
+    common::sigterm(&gateway).await;
+    tokio::time::timeout(Duration::from_secs(15), stderr.read_to_string(&mut log))
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    let _ = gateway.wait().await.unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("backend program stopped") && l.contains("SIGKILL")),
+        "the gateway did not wait for the program:\n{log}"
+    );
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+}
