@@ -245,7 +245,7 @@ impl GatewaySpec {
                     name,
                     Some(settings),
                     base_dir,
-                    &mut BTreeMap::new(),
+                    &mut Shared::default(),
                 )?;
             }
         }
