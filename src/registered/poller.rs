@@ -38,7 +38,9 @@ impl Registered {
             while me.needs_polling() || me.resume_polling() {
                 let (state, lasted) = me.lifecycle.snapshot();
                 if state == ServiceState::Starting && lasted >= me.service.start_timeout {
-                    me.apply(Event::StartTimedOut);
+                    if me.apply(Event::StartTimedOut).is_some() {
+                        me.abandon_start();
+                    }
                     continue;
                 }
                 if state == ServiceState::Stopping

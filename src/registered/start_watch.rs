@@ -1,12 +1,16 @@
-//! A start watched for its backend ending before it comes up.
+//! A start watched for its backend ending before it comes up, and given up at its timeout.
 //!
 //! A supervised program that exits at once (a bad flag, a port in use) would otherwise leave
 //! the service Starting until the start timeout: every request held for nothing, or shown the
 //! "starting" page, for a minute. The trigger that started it tells when it ends
 //! ([`Trigger::ended`]); if that comes while the same start is still on, the start ends there.
+//!
+//! One that hangs at boot is stopped when its start times out ([`Trigger::abandon`]): left
+//! running, it would make every later start a no-op ("running already").
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use futures::future::{Either, select};
 
 use super::Registered;
@@ -48,6 +52,35 @@ impl Registered {
                     }
                     return;
                 }
+            }
+        });
+    }
+
+    /// The start timed out (`Starting → Down`): stops what `on_down` started, if it can, so
+    /// that the next request starts the backend afresh.
+    pub(crate) fn abandon_start(self: &Arc<Self>) {
+        let Some(on_down) = self.service.on_down.as_ref() else {
+            return;
+        };
+        // A user's trigger, as in `watch_start`.
+        let abandon = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_down.abandon()))
+            .unwrap_or_else(|_| {
+                tracing::error!(service = %self.name, "on_down's `abandon` panicked; what it started is left running");
+                None
+            });
+        let Some(abandon) = abandon else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let name = Arc::clone(&self.name);
+        tracing::warn!(service = %name, "{name} did not come up within its start timeout: stopping what on_down started, so that the next request starts it afresh");
+        runtime.spawn(async move {
+            if std::panic::AssertUnwindSafe(abandon)
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!(service = %name, "on_down's `abandon` panicked");
             }
         });
     }

@@ -97,4 +97,10 @@ impl Trigger for Compound {
         let ended: Vec<_> = self.triggers.iter().filter_map(|t| t.ended()).collect();
         (!ended.is_empty()).then(|| futures::future::select_all(ended).map(|_| ()).boxed())
     }
+
+    /// Stops what every member started.
+    fn abandon(&self) -> Option<BoxFuture<'static, ()>> {
+        let abandon: Vec<_> = self.triggers.iter().filter_map(|t| t.abandon()).collect();
+        (!abandon.is_empty()).then(|| futures::future::join_all(abandon).map(drop).boxed())
+    }
 }

@@ -94,6 +94,34 @@ pub trait Trigger: Send + Sync + 'static {
     fn ended(&self) -> Option<BoxFuture<'static, ()>> {
         None
     }
+
+    /// For an `on_down` that runs the backend itself (a supervised [`Process`]): stops what
+    /// the last run started, or `None` (the default) when there is nothing of the kind.
+    ///
+    /// The monitor calls it when a start is given up (the service's `start_timeout` passed
+    /// before the backend came up), as systemd stops a service whose start timed out: a
+    /// program hung at boot would otherwise keep running, and every later start would find it
+    /// "running already" and start nothing.
+    ///
+    /// ```
+    /// use futures::future::{BoxFuture, FutureExt};
+    /// use tower_monitor::{BoxError, Trigger};
+    ///
+    /// struct Vm;
+    ///
+    /// impl Trigger for Vm {
+    ///     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+    ///         async { Ok(()) }.boxed() // power the VM on
+    ///     }
+    ///     fn abandon(&self) -> Option<BoxFuture<'static, ()>> {
+    ///         Some(async {}.boxed()) // power it off
+    ///     }
+    /// }
+    /// assert!(Vm.abandon().is_some());
+    /// ```
+    fn abandon(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 impl<T: Trigger + ?Sized> Trigger for Arc<T> {
@@ -104,6 +132,10 @@ impl<T: Trigger + ?Sized> Trigger for Arc<T> {
     fn ended(&self) -> Option<BoxFuture<'static, ()>> {
         (**self).ended()
     }
+
+    fn abandon(&self) -> Option<BoxFuture<'static, ()>> {
+        (**self).abandon()
+    }
 }
 
 impl Trigger for Box<dyn Trigger> {
@@ -113,5 +145,9 @@ impl Trigger for Box<dyn Trigger> {
 
     fn ended(&self) -> Option<BoxFuture<'static, ()>> {
         (**self).ended()
+    }
+
+    fn abandon(&self) -> Option<BoxFuture<'static, ()>> {
+        (**self).abandon()
     }
 }

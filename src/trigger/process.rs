@@ -34,7 +34,9 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 ///   it once. Once the program has exited, the next trigger starts it again; the exit is logged
 ///   with its status. As a service's `on_down` it tells the monitor when the program ends
 ///   ([`Trigger::ended`]): one that exits before it comes up ends the start at once (the
-///   service is down again) rather than at the start timeout. So the program must run in the
+///   service is down again) rather than at the start timeout; one still not up when the start
+///   times out is stopped ([`Trigger::abandon`]), so that the next start runs it afresh. So
+///   the program must run in the
 ///   foreground: one that daemonizes (starts its server in the background and exits, as
 ///   nginx does by default) looks like a start that failed; run it with its "foreground" flag.
 /// - **Stopped with its group.** The program runs in a process group of its own.
@@ -316,6 +318,25 @@ impl Trigger for Process {
         let state = self.shared.lock();
         let latest = state.latest.clone().filter(|_| !state.elsewhere)?;
         Some(run::exited(latest).map(drop).boxed())
+    }
+
+    /// Stops the program (SIGTERM, SIGKILL after the stop grace) if it runs under this
+    /// supervisor.
+    fn abandon(&self) -> Option<BoxFuture<'static, ()>> {
+        let state = self.shared.lock();
+        if state.running.is_none() || state.elsewhere {
+            return None;
+        }
+        drop(state);
+        let process = self.clone();
+        Some(
+            async move {
+                if let Err(error) = process.stop().await {
+                    tracing::warn!(service = process.shared.service(), %error, "cannot stop the program whose start was given up");
+                }
+            }
+            .boxed(),
+        )
     }
 }
 

@@ -102,4 +102,8 @@ impl Trigger for RateLimit {
     fn ended(&self) -> Option<BoxFuture<'static, ()>> {
         self.trigger.ended()
     }
+
+    fn abandon(&self) -> Option<BoxFuture<'static, ()>> {
+        self.trigger.abandon()
+    }
 }

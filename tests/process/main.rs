@@ -7,6 +7,7 @@ mod process_support;
 mod cleanup;
 mod config;
 mod early_exit;
+mod hung_start;
 mod lifecycle;
 
 use std::net::SocketAddr;

@@ -133,6 +133,7 @@ impl Supervisor {
     /// Like [`shutdown`](Self::shutdown), each program with its own stop grace
     /// ([`ProcessBuilder::stop_grace`]): what an operator configured for it, as its idle stop
     /// uses.
+    #[cfg(feature = "gateway")]
     pub(crate) async fn shutdown_each_with_its_grace(&self) -> Result<(), ProcessError> {
         self.stop_all(None).await
     }
