@@ -50,20 +50,7 @@ async fn an_http2_stream_the_client_stops_taking_releases_the_backend_after_the_
             });
         }
     });
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                           "send_timeout": "1s" }},
-             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
-    let stream = TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut client, connection) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(16 * 1024)
-            .handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let (_gateway, mut client) = gateway_and_client(backend).await;
     let get = |path: &str| {
         http::Request::get(format!("http://app{path}"))
             .body(http_body_util::Empty::<bytes::Bytes>::new())
@@ -127,20 +114,7 @@ async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_answer() 
             });
         }
     });
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                           "send_timeout": "1s" }},
-             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
-    let stream = TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut client, connection) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(16 * 1024)
-            .handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let (_gateway, mut client) = gateway_and_client(backend).await;
     let request = http::Request::get("http://app/big")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
@@ -164,4 +138,29 @@ async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_answer() 
     .expect("the answer ends");
     assert!(end.is_none(), "ended after {taken} bytes: {end:?}");
     assert_eq!(taken, SIZE);
+}
+
+/// A gateway to `backend` with a `send_timeout` of 1 s, and an HTTP/2 client of it whose
+/// streams start with a 16 KiB window (given back as the client reads).
+async fn gateway_and_client(
+    backend: std::net::SocketAddr,
+) -> (
+    common::InProcessGateway,
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+) {
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "send_timeout": "1s" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let (client, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(16 * 1024)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    (gateway, client)
 }
