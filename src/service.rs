@@ -167,8 +167,10 @@ impl MonitoredService {
     }
 
     /// How long the service may be Starting (after `on_down`) before it counts as down again,
-    /// logged at warn, so that the next request may wake it again (default 60 s). Zero is not
-    /// "no limit": it ends every start at once.
+    /// logged at warn, so that the next request may wake it again (default 60 s); what `on_down`
+    /// started is then stopped if it can be ([`Trigger::abandon`](crate::Trigger::abandon): a
+    /// supervised program is). Zero is not "no limit": it ends every start at once. Give a
+    /// program that boots slowly a timeout above its boot time.
     ///
     /// ```
     /// # use std::time::Duration;
