@@ -238,6 +238,9 @@ async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
     .await;
     let reply = get(addr, "/any", &for_a).await;
     assert!(reply.body.contains("GET /any"), "{}", reply.body);
+    // The same host in another case, fully qualified (a final dot), with a port.
+    let qualified = get(addr, "/any", &[("host", "A.Localhost.:8080")]).await;
+    assert_eq!(qualified.status, 200, "{}", qualified.body);
     let headers = reply
         .body
         .lines()

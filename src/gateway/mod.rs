@@ -41,7 +41,7 @@
 //!
 //! - `listen` (required): an IP address and port.
 //! - `routes` (required, at least one): tried in order; a route matches when its `host` (if
-//!   given; compared without port, case-insensitively, with the request's `Host` or HTTP/2
+//!   given; compared without port or final dot, case-insensitively, with the request's `Host` or HTTP/2
 //!   `:authority`) and its `path_prefix` (default `/`) match. No match: 404. The prefix is
 //!   compared with the path as sent, before any decoding (`/%61pi/` goes on past a route for
 //!   `/api/`): a route says which backend serves a path, it is not an access rule for the

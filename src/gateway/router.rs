@@ -40,7 +40,7 @@ impl Route {
         service: Routed,
     ) -> Self {
         Self {
-            host: host.map(|h| strip_port(h).to_ascii_lowercase()),
+            host: host.map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase()),
             path_prefix,
             name: Arc::from(name),
             service,
@@ -68,7 +68,8 @@ impl Route {
 
 /// The gateway as one Tower service: each request goes to the first route whose host (if it
 /// has one) and path prefix match, or is answered 404. The host is the URI's authority (HTTP/2's
-/// `:authority`, or an absolute-form request) or else the `Host` header, without its port.
+/// `:authority`, or an absolute-form request) or else the `Host` header, without its port or a
+/// final dot, in any case.
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
@@ -104,6 +105,8 @@ impl Router {
                 .and_then(|h| h.to_str().ok())
                 .map(strip_port)
         });
+        // `app.example.` is `app.example` (a fully qualified name), as nginx takes it.
+        let host = host.map(|host| host.strip_suffix('.').unwrap_or(host));
         let path = request.uri().path();
         self.routes.iter().find(|route| route.matches(host, path))
     }
