@@ -4,14 +4,15 @@
 //! Only events are counted here (probes, wakes, stops, failures, fallbacks), never requests
 //! that find the backend cached up: that path stays free of shared writes.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::metrics;
 use crate::snapshot::LastProbe;
+use crate::sync::lock;
 
 /// What a probe found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,8 +128,4 @@ impl Stats {
     pub(crate) fn last_cold_start(&self) -> Option<Duration> {
         *lock(&self.last_cold_start)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -39,3 +39,11 @@ pub(crate) use loom::sync::{Arc, Mutex, atomic};
     reason = "`Arc` is here for the models and the code they check"
 )]
 pub(crate) use std::sync::{Arc, Mutex, atomic};
+
+/// Locks `mutex` (a std one, whatever the `loom` cfg) whose data is consistent between
+/// statements: a panic elsewhere while it was held spoils nothing, so its poison is ignored.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -76,8 +76,8 @@ impl Hosts {
     }
 }
 
-/// `host[:port]` or `[v6]:port` without its port.
-fn without_port(authority: &str) -> &str {
+/// `host[:port]` or `[v6]:port` without its port (the brackets of an IPv6 literal kept).
+pub(crate) fn without_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         return authority.split_inclusive(']').next().unwrap_or(authority);
     }
@@ -131,6 +131,13 @@ mod tests {
         assert!(listed.admit(&host("attacker.example"), None).is_err());
         let any = Hosts::with(["*"]);
         assert_eq!(any.admit(&host("attacker.example"), None), Ok(()));
+    }
+
+    #[test]
+    fn ports_are_stripped_from_hosts_and_ipv6_literals_survive() {
+        assert_eq!(without_port("a.localhost:8080"), "a.localhost");
+        assert_eq!(without_port("a.localhost"), "a.localhost");
+        assert_eq!(without_port("[::1]:8080"), "[::1]");
     }
 
     #[test]

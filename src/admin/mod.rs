@@ -61,6 +61,8 @@ use tower_service::Service;
 use crate::MinMonitor;
 use auth::Token;
 use host::Hosts;
+#[cfg(feature = "gateway")]
+pub(crate) use host::without_port;
 pub use serve::serve;
 
 /// The admin service: status page, JSON status, Prometheus metrics and start/stop actions for

@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::MonitorService;
+use crate::admin::without_port;
 use crate::layer::{FallbackBody, MonitorBody, ResponseFuture, grpc_status, is_grpc};
 use crate::proxy::Proxy;
 
@@ -25,7 +26,7 @@ use super::access::Entry;
 pub use super::access::GatewayBody;
 
 pub(super) struct Route {
-    /// Lower case, without a port.
+    /// Lower case, without a port or a final dot.
     host: Option<String>,
     path_prefix: String,
     name: Arc<str>,
@@ -40,7 +41,7 @@ impl Route {
         service: Routed,
     ) -> Self {
         Self {
-            host: host.map(|h| strip_port(h).trim_end_matches('.').to_ascii_lowercase()),
+            host: host.map(|h| without_port(h).trim_end_matches('.').to_ascii_lowercase()),
             path_prefix,
             name: Arc::from(name),
             service,
@@ -103,21 +104,13 @@ impl Router {
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(strip_port)
+                .map(without_port)
         });
         // `app.example.` is `app.example` (a fully qualified name), as nginx takes it.
         let host = host.map(|host| host.strip_suffix('.').unwrap_or(host));
         let path = request.uri().path();
         self.routes.iter().find(|route| route.matches(host, path))
     }
-}
-
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        // An IPv6 literal: `[::1]:8080`.
-        return host.split_inclusive(']').next().unwrap_or(host);
-    }
-    host.rsplit_once(':').map_or(host, |(name, _port)| name)
 }
 
 impl fmt::Debug for Router {
@@ -254,17 +247,5 @@ fn without_body(mut response: Response<GatewayBody>) -> Response<GatewayBody> {
 impl fmt::Debug for RouterFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RouterFuture").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_port;
-
-    #[test]
-    fn ports_are_stripped_from_hosts_and_ipv6_literals_survive() {
-        assert_eq!(strip_port("a.localhost:8080"), "a.localhost");
-        assert_eq!(strip_port("a.localhost"), "a.localhost");
-        assert_eq!(strip_port("[::1]:8080"), "[::1]");
     }
 }

@@ -13,7 +13,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,7 +22,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
+use crate::sync::lock;
 
 /// The most of a frame handed to hyper at once: HTTP/2's default frame size, which h2 cuts
 /// frames to anyway.
@@ -52,13 +53,11 @@ impl Stalled {
     where
         B: Body + Send + 'static,
     {
-        let slot = Arc::new(Slot {
-            state: Mutex::new(State {
-                body: Some(Box::pin(body)),
-                rest: Bytes::new(),
-                waiting_since: self.waiting_since(),
-            }),
-        });
+        let slot = Arc::new(Mutex::new(State {
+            body: Some(Box::pin(body)),
+            rest: Bytes::new(),
+            waiting_since: self.waiting_since(),
+        }));
         let weak = Arc::downgrade(&slot) as Weak<dyn Release>;
         let mut answers = lock(&self.answers);
         if answers.is_empty() {
@@ -110,10 +109,6 @@ trait Release: Send + Sync {
     fn release_if_waiting_before(&self, now: u32) -> bool;
 }
 
-struct Slot<B> {
-    state: Mutex<State<B>>,
-}
-
 struct State<B> {
     /// `None` once released.
     body: Option<Pin<Box<B>>>,
@@ -124,9 +119,9 @@ struct State<B> {
     waiting_since: u32,
 }
 
-impl<B: Send> Release for Slot<B> {
+impl<B: Send> Release for Mutex<State<B>> {
     fn release_if_waiting_before(&self, now: u32) -> bool {
-        let mut state = lock(&self.state);
+        let mut state = lock(self);
         if state.body.is_none() {
             return true;
         }
@@ -146,7 +141,7 @@ impl<B: Send> Release for Slot<B> {
 
 /// The body of a watched HTTP/2 answer: fails once released, so that hyper resets its stream.
 pub(super) struct Watched<B> {
-    slot: Arc<Slot<B>>,
+    slot: Arc<Mutex<State<B>>>,
     stalled: Arc<Stalled>,
 }
 
@@ -162,7 +157,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut state = lock(&self.slot.state);
+        let mut state = lock(&self.slot);
         let state = &mut *state;
         let Some(body) = state.body.as_mut() else {
             return Poll::Ready(Some(Err(Box::new(Ended))));
@@ -193,12 +188,12 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        let state = lock(&self.slot.state);
+        let state = lock(&self.slot);
         state.rest.is_empty() && state.body.as_ref().is_some_and(|body| body.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        let state = lock(&self.slot.state);
+        let state = lock(&self.slot);
         let Some(body) = state.body.as_ref() else {
             return SizeHint::default();
         };
@@ -276,10 +271,6 @@ where
             Self::Watched { body } => body.size_hint(),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -408,7 +408,7 @@ where
         client_version: Version,
         turn: Option<limit::Turn>,
     ) -> Response<ProxyBody> {
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
         let verdict = match &client_upgrade {
             Some(upgrade) => upgrade.verdict(&mut parts),
             None if parts.status == StatusCode::SWITCHING_PROTOCOLS => {
@@ -433,7 +433,6 @@ where
             (Verdict::Pass | Verdict::Relay, _) => {
                 headers::remove_hop_by_hop(&mut parts.headers, false);
                 parts.version = client_version;
-                let mut body = body;
                 if let Some(turn) = turn {
                     body.hold(turn);
                 }

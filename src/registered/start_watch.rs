@@ -73,14 +73,16 @@ impl Registered {
             return;
         };
         let name = Arc::clone(&self.name);
+        // Bounded as `on_idle`'s stop is: a supervised program's stop bounds itself (SIGKILL
+        // after its stop grace), a user's may not.
+        let timeout = self.service.trigger_timeout;
         tracing::warn!(service = %name, "{name} did not come up within its start timeout: stopping what on_down started, so that the next request starts it afresh");
         runtime.spawn(async move {
-            if std::panic::AssertUnwindSafe(abandon)
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                tracing::error!(service = %name, "on_down's `abandon` panicked");
+            let abandon = std::panic::AssertUnwindSafe(abandon).catch_unwind();
+            match tokio::time::timeout(timeout, abandon).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tracing::error!(service = %name, "on_down's `abandon` panicked"),
+                Err(_) => tracing::warn!(service = %name, ?timeout, "on_down's `abandon` did not end within the trigger timeout"),
             }
         });
     }

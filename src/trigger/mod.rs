@@ -102,6 +102,8 @@ pub trait Trigger: Send + Sync + 'static {
     /// before the backend came up), as systemd stops a service whose start timed out: a
     /// program hung at boot would otherwise keep running, and every later start would find it
     /// "running already" and start nothing.
+    /// The future runs on its own task, bounded by the service's `trigger_timeout`; a panic
+    /// is logged.
     ///
     /// ```
     /// use futures::future::{BoxFuture, FutureExt};
