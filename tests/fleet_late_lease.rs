@@ -36,6 +36,17 @@ async fn a_lease_taken_after_its_call_gave_up_is_freed_when_redis_answers() {
         assert_eq!(request(monitor, HOLD, 1).await, 200);
     }
     assert_eq!(running.starts(), 1);
+    // The starts' leases are freed (a replica that took the lease as the other's "up" came in
+    // frees it too, and its token counts): the stop's acquire finds the lease free, and its
+    // token is the next one.
+    redis
+        .until_gone(
+            "t:svc:app:lease",
+            Duration::from_secs(5),
+            "the start's lease was not freed",
+        )
+        .await;
+    let before = fence(&redis).await.expect("a start took a token");
 
     redis.freeze();
     let first = Arc::clone(&replicas[0]);
@@ -49,9 +60,9 @@ async fn a_lease_taken_after_its_call_gave_up_is_freed_when_redis_answers() {
     );
     redis.thaw();
 
-    // The late acquire has run once the fence counts its token (the start's was 1).
+    // The late acquire has run once the fence counts its token.
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
-    while redis.command(&["GET", "t:svc:app:fence"]).await.as_deref() != Some("$1\r\n2\r\n") {
+    while fence(&redis).await != Some(before + 1) {
         assert!(
             tokio::time::Instant::now() < until,
             "the stop's acquire never reached Redis"
@@ -78,4 +89,10 @@ async fn a_lease_taken_after_its_call_gave_up_is_freed_when_redis_answers() {
         "the other replica still thinks the backend is stopping"
     );
     assert_eq!(request(second, None, 1).await, 200);
+}
+
+/// The last token the service's fence handed out.
+async fn fence(redis: &RedisServer) -> Option<u64> {
+    let reply = redis.command(&["GET", "t:svc:app:fence"]).await?;
+    reply.strip_prefix('$')?.split("\r\n").nth(1)?.parse().ok()
 }
