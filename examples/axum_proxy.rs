@@ -62,6 +62,9 @@ async fn main() -> Result<(), BoxError> {
         // At most 8 requests at once reach the backend that has just woken (the held ones
         // included); the others wait their turn for up to 30 s.
         .max_in_flight(NonZeroUsize::new(8).unwrap(), Duration::from_secs(30))
+        // A request that finds the backend gone while cached up (it crashed) is held until
+        // it is started again, then sent, rather than answered 502.
+        .hold_when_gone(monitor.clone(), "app", Duration::from_secs(10))
         .build::<Body>()?;
     // Hold requests while the backend boots, instead of answering 503.
     let guarded = monitor

@@ -1,6 +1,7 @@
 //! The `tower-monitor-gateway` program serving, as an operator runs it: a SIGTERM lets an
 //! in-flight download finish and stops the backend program the gateway started, then exits 0;
-//! the access log and failed forwards are logged with their service.
+//! the access log and failed forwards are logged with their service; in hold mode, a request
+//! to a backend program that crashed is held while the program is started again.
 
 mod common;
 
@@ -268,6 +269,59 @@ async fn sigterm_stops_the_backend_program_the_gateway_started_then_exits_0() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    common::terminate_gateway_then_backend_is_gone(gateway, backend).await;
+}
+
+/// The PID of the Python backend serving on `port` (read from /proc: no tool needed).
+#[cfg(target_os = "linux")]
+fn python_backend_pid(port: u16) -> Option<u32> {
+    let wanted = format!("http.server\0{port}\0");
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains(&wanted)
+            .then_some(pid)
+    })
+}
+
+/// An operator's backend program crashes while the gateway has it cached up. In hold mode the
+/// next request is not answered 503: its connection was refused before any of it left, so the
+/// gateway starts the program again, holds the request until it answers, and sends it then.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_crashed_backend_program_is_held_until_it_is_restarted() {
+    let backend = common::refused_addr().await;
+    let hold = r#", "services": { "app": { "hold": { "max_wait": "20s" } } }"#;
+    let config = common::TempFile::new("crashed", &common::process_backend_config(backend, hold));
+    let (gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), false).await;
+    let url = format!("http://{addr}/");
+    let first = common::curl(&["--include", &url]).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let crashed = python_backend_pid(backend.port()).expect("the backend program runs");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &crashed.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(backend).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the program outlived SIGKILL"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let held = common::curl(&["--include", &url]).await;
+    assert!(held.starts_with("HTTP/1.1 200"), "{held}");
+    assert!(
+        held.to_ascii_lowercase().contains("x-cold-start:"),
+        "{held}"
+    );
+    let restarted = python_backend_pid(backend.port()).expect("the program was started again");
+    assert_ne!(restarted, crashed);
 
     common::terminate_gateway_then_backend_is_gone(gateway, backend).await;
 }

@@ -281,6 +281,14 @@ fn build(
     if let Some(timeout) = settings.body_read_timeout {
         proxy = proxy.body_read_timeout(timeout.positive(format!("{at}.body_read_timeout"))?);
     }
+    if let Some(hold) = &settings.hold {
+        // A request that finds the backend cached up but gone (crashed) is held too.
+        let max_wait = hold.max_wait.positive(format!("{at}.hold.max_wait"))?;
+        proxy = proxy.hold_when_gone(Arc::clone(monitor), name, max_wait);
+        if let Some(max_held) = hold.max_held.filter(|&max| max > 0) {
+            proxy = proxy.max_held_when_gone(max_held);
+        }
+    }
     if let Some(spec) = &settings.limit {
         let limit = match shared.limits.get(name) {
             Some(limit) => limit.clone(),

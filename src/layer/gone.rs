@@ -3,6 +3,7 @@
 
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response};
+use tokio::time::Instant;
 
 use super::future::OutOfLine;
 use super::service::Guard;
@@ -30,11 +31,23 @@ use crate::idle::InFlight;
 /// *response.status_mut() = http::StatusCode::BAD_GATEWAY;
 /// response.extensions_mut().insert(BackendGone::for_request(request.headers()));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct BackendGone {
     /// The request's headers the fallback looks at.
     request_headers: HeaderMap,
+    /// When the request was sent, if known (see [`sent_at`](Self::sent_at)).
+    sent_at: Option<Instant>,
 }
+
+impl PartialEq for BackendGone {
+    /// Markers are equal when they keep the same request headers; when the request was sent
+    /// is not compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.request_headers == other.request_headers
+    }
+}
+
+impl Eq for BackendGone {}
 
 impl BackendGone {
     /// A marker that knows nothing of the request: the fallback's format then follows the
@@ -63,7 +76,28 @@ impl BackendGone {
                 request_headers.insert(name, value.clone());
             }
         }
-        Self { request_headers }
+        Self {
+            request_headers,
+            sent_at: None,
+        }
+    }
+
+    /// This marker, for a request sent at `sent_at`: a backend that has come up since (a
+    /// start another request asked for) is not the one that failed it, and is not marked down
+    /// (and started again). Without it the backend is marked down whatever its state.
+    /// [`Proxy`](crate::proxy::Proxy) sets it.
+    ///
+    /// ```
+    /// use tower_monitor::layer::BackendGone;
+    ///
+    /// let sent = tokio::time::Instant::now();
+    /// // … the request fails: the connection was refused.
+    /// let gone = BackendGone::new().sent_at(sent);
+    /// # let _ = gone;
+    /// ```
+    pub fn sent_at(mut self, sent_at: Instant) -> Self {
+        self.sent_at = Some(sent_at);
+        self
     }
 
     /// The request's headers that were kept.
@@ -113,7 +147,11 @@ pub(super) fn if_gone<B>(
     }
     let registered = &guard.registered;
     tracing::warn!(service = %registered.name, status = %response.status(), "the backend is gone; marking it down and waking it");
-    registered.set_status_down();
+    let marker = response.extensions().get::<BackendGone>();
+    match marker.and_then(|marker| marker.sent_at) {
+        Some(sent_at) => registered.set_status_down_if_up_before(sent_at),
+        None => registered.set_status_down(),
+    }
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(registered.wake());
     }

@@ -28,6 +28,8 @@ pub use fallback::{DEFAULT_RETRY_AFTER, FallbackReason, default_response};
 pub use future::ResponseFuture;
 pub use gone::BackendGone;
 pub use hold::DEFAULT_MAX_HELD;
+#[cfg(feature = "proxy")]
+pub(crate) use hold::Hold;
 pub use layer::MonitorLayer;
 #[cfg(feature = "proxy")]
 pub(crate) use negotiate::{grpc_status, is_grpc};

@@ -284,6 +284,27 @@ impl Lifecycle {
         clear();
         transition
     }
+
+    /// [`down`](Self::down) for news from `seen`, a connection attempted then and refused:
+    /// applied only to a stay that began before it. A backend that came up after the attempt
+    /// is not the one that refused it, and marking it down would start it again.
+    pub(crate) fn down_if_before(
+        &self,
+        event: Event,
+        seen: Instant,
+        clear: impl FnOnce(),
+    ) -> Option<Transition> {
+        let stamp = self.stamp();
+        let (_, began) = unpack(stamp.0);
+        if seen.saturating_duration_since(self.epoch) <= began {
+            return None;
+        }
+        // Only that stay: one that began since is newer than the news too.
+        let transition = self.apply_to(stamp, event)?;
+        fence(Ordering::SeqCst);
+        clear();
+        Some(transition)
+    }
 }
 
 impl fmt::Debug for Lifecycle {
@@ -346,6 +367,23 @@ mod tests {
         assert_eq!(life.apply_to(first, StopFailed), None, "a later stay");
         assert_eq!(life.state(), Stopping);
         assert_eq!(life.apply_to(second, StopFailed).map(|t| t.to), Some(Up));
+    }
+
+    #[test]
+    fn a_refusal_seen_before_the_backend_came_up_does_not_mark_it_down() {
+        let life = Lifecycle::new();
+        let sent = Instant::now();
+        life.apply(MarkedUp);
+        let cleared = std::cell::Cell::new(false);
+        let stale = life.down_if_before(MarkedDown, sent, || cleared.set(true));
+        assert_eq!(stale, None);
+        assert_eq!(life.state(), Up);
+        assert!(!cleared.get(), "the cached up is kept");
+        // Sent once this stay had begun: it speaks of it.
+        let sent = Instant::now() + Duration::from_millis(1);
+        let fresh = life.down_if_before(MarkedDown, sent, || cleared.set(true));
+        assert_eq!(fresh.map(|t| t.to), Some(Down));
+        assert!(cleared.get());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::multiplexed::Multiplexed;
 use super::pool::Pool;
+use super::resend::GoneHold;
 use super::upstream::Upstream;
 use super::{ActivityFn, ForwardedHeaders, InFlightLimit, InvalidTarget, Proxy, Shared, Target};
 use crate::{BoxError, MinMonitor, Url};
@@ -67,6 +68,7 @@ pub struct ProxyBuilder {
     service: Option<Arc<str>>,
     activity: Option<ActivityFn>,
     limit: Option<InFlightLimit>,
+    gone_hold: Option<GoneHold>,
 }
 
 impl ProxyBuilder {
@@ -84,6 +86,7 @@ impl ProxyBuilder {
             service: None,
             activity: None,
             limit: None,
+            gone_hold: None,
         }
     }
 
@@ -247,6 +250,53 @@ impl ProxyBuilder {
         self
     }
 
+    /// When the backend refuses the connection (it is gone: crashed, or stopped behind the
+    /// monitor's back, while the service `name` of `monitor` was cached up), hold the request,
+    /// none of which has left, until the service is up again (its `on_down` started, as a
+    /// request to a down backend would), then send it: the client gets its answer late, with
+    /// `x-cold-start: <ms>`, instead of a 502. At most `max_wait` from the refusal; then the
+    /// 502, whose [`BackendGone`](crate::layer::BackendGone) tells a layer in front. A request
+    /// that broke off after it was sent is never sent twice: the backend may have seen it.
+    ///
+    /// Meant beside the layer's [`hold`](crate::MonitorLayer::hold), which holds requests
+    /// that find the backend down; this one holds those that found it cached up but gone.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url, proxy::Proxy};
+    /// let monitor = Arc::new(MinMonitor::new());
+    /// let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url.clone(), Duration::from_secs(30))).unwrap();
+    /// let proxy = Proxy::builder(url)
+    ///     .hold_when_gone(monitor, "app", Duration::from_secs(30))
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    pub fn hold_when_gone(
+        mut self,
+        monitor: Arc<MinMonitor>,
+        name: &str,
+        max_wait: Duration,
+    ) -> Self {
+        if self.service.is_none() {
+            self.service = Some(Arc::from(name));
+        }
+        self.gone_hold = Some(GoneHold::new(monitor, name, max_wait));
+        self
+    }
+
+    /// At most so many requests held by [`hold_when_gone`](Self::hold_when_gone) at once
+    /// (default [`DEFAULT_MAX_HELD`](crate::layer::DEFAULT_MAX_HELD)); the others are answered
+    /// at once.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn max_held_when_gone(mut self, max_held: usize) -> Self {
+        if let Some(hold) = self.gone_hold.as_mut() {
+            hold.max_held(max_held);
+        }
+        self
+    }
+
     /// The proxy, for request bodies of type `B`; fails if the target URL cannot be proxied to.
     pub fn build<B>(self) -> Result<Proxy<B>, InvalidTarget>
     where
@@ -291,6 +341,7 @@ impl ProxyBuilder {
                 service: self.service,
                 activity: self.activity,
                 limit: self.limit,
+                gone_hold: self.gone_hold,
             }),
             client: None,
         })

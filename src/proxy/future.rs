@@ -110,7 +110,7 @@ where
                 // deadline.
                 Outcome::Unsent(request) => {
                     let sent = sent.take();
-                    Box::pin(Arc::clone(shared).finish(request, None, sent))
+                    Arc::clone(shared).finish(request, None, sent, true)
                 }
             },
             State::Boxed(future) => return future.as_mut().poll(cx).map(Ok),
@@ -147,6 +147,19 @@ pub(crate) struct Sent {
 pub(super) const FORMAT: [header::HeaderName; 2] = [header::ACCEPT, header::CONTENT_TYPE];
 
 impl Sent {
+    /// When the request was sent (at the latest): its deadline less the response timeout.
+    pub(super) fn sent_at(&self, timeout: std::time::Duration) -> Instant {
+        self.deadline.checked_sub(timeout).unwrap_or(self.deadline)
+    }
+
+    /// For the same request sent again: its answer is due `timeout` from now.
+    pub(super) fn again(self, timeout: std::time::Duration) -> Self {
+        Self {
+            deadline: Instant::now() + timeout,
+            ..self
+        }
+    }
+
     /// Moved out; left with what a finished request needs (nothing: it is not polled again).
     fn take(&mut self) -> Self {
         Self {

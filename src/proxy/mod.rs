@@ -65,6 +65,7 @@ mod headers;
 mod limit;
 mod multiplexed;
 mod pool;
+mod resend;
 mod target;
 mod upgrade;
 mod upload;
@@ -90,12 +91,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::layer::BackendGone;
 use crate::{Activity, BoxError, Url};
 use failure::Failure;
 use forwarded::Origin;
@@ -103,6 +106,7 @@ use future::{FORMAT, Sent};
 use target::Target;
 use upgrade::{ClientUpgrade, Verdict};
 use upload::Upload;
+use upstream::Failed;
 
 type ActivityFn = Arc<dyn Fn() -> Option<Activity> + Send + Sync>;
 
@@ -136,6 +140,8 @@ struct Shared<B> {
     activity: Option<ActivityFn>,
     /// At most so many requests in flight, if set.
     limit: Option<InFlightLimit>,
+    /// Where a request whose connection was refused waits for the backend, if it does.
+    gone_hold: Option<resend::GoneHold>,
 }
 
 impl Proxy {
@@ -251,33 +257,71 @@ where
             let exchange = kept.send(request, sent.deadline);
             return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
         }
-        ResponseFuture::boxed(Box::pin(Arc::clone(this).finish(
-            request,
-            client_upgrade,
-            sent,
-        )))
+        ResponseFuture::boxed(Arc::clone(this).finish(request, client_upgrade, sent, true))
     }
 
-    /// Every other request: a new connection, HTTP/2, an upgrade.
-    async fn finish(
+    /// Every other request: a new connection, HTTP/2, an upgrade. With a [`GoneHold`], a
+    /// request that found the backend gone before any of it left is held until the backend is
+    /// up, then sent again, if `resendable` (once).
+    ///
+    /// [`GoneHold`]: resend::GoneHold
+    pub(super) fn finish(
         self: Arc<Self>,
         request: Request<Upload<B>>,
         client_upgrade: Option<ClientUpgrade>,
         sent: Sent,
-    ) -> Response<ProxyBody> {
+        resendable: bool,
+    ) -> BoxFuture<'static, Response<ProxyBody>> {
+        Box::pin(async move {
+            let (response, unsent) = self.exchange(request, client_upgrade, &sent).await;
+            let gone = response.extensions().get::<BackendGone>().is_some();
+            let (Some((request, client_upgrade)), Some(hold), true, true) =
+                (unsent, &self.gone_hold, gone, resendable)
+            else {
+                return response;
+            };
+            // Not up within the longest wait: the 502, whose marker tells a layer in front.
+            let Some(held) = hold.until_up(sent.sent_at(self.response_timeout)).await else {
+                return response;
+            };
+            let again = sent.again(self.response_timeout);
+            let mut response = Arc::clone(&self)
+                .finish(request, client_upgrade, again, false)
+                .await;
+            resend::mark_held(&mut response, held);
+            response
+        })
+    }
+
+    /// Sends `request` and makes the answer; gives the request back if none of it left.
+    async fn exchange(
+        &self,
+        request: Request<Upload<B>>,
+        client_upgrade: Option<ClientUpgrade>,
+        sent: &Sent,
+    ) -> (
+        Response<ProxyBody>,
+        Option<(Request<Upload<B>>, Option<ClientUpgrade>)>,
+    ) {
         let (turn, deadline) = match &self.limit {
             None => (None, sent.deadline),
             Some(limit) => match limit.turn().await {
                 // The backend's time to answer counts from the request's turn.
                 Some(turn) => (Some(turn), Instant::now() + self.response_timeout),
-                None => return self.busy(&sent),
+                None => return (self.busy(sent), None),
             },
         };
         let answer = tokio::time::timeout_at(deadline, self.upstream.request(request)).await;
         match answer {
-            Ok(Ok(response)) => self.answer(response, client_upgrade, sent.version, turn),
-            Ok(Err(error)) => self.failed(&sent, Some(&error)),
-            Err(_elapsed) => self.failed(&sent, None),
+            Ok(Ok(response)) => (
+                self.answer(response, client_upgrade, sent.version, turn),
+                None,
+            ),
+            Ok(Err(Failed { error, unsent })) => (
+                self.failed(sent, Some(&error)),
+                unsent.map(|request| (request, client_upgrade)),
+            ),
+            Err(_elapsed) => (self.failed(sent, None), None),
         }
     }
 
@@ -331,6 +375,9 @@ where
             .filter_map(|(name, value)| Some((name, value.clone()?)))
             .collect();
         let mut response = failure.response(&format);
+        if let Some(gone) = response.extensions_mut().get_mut::<BackendGone>() {
+            *gone = std::mem::take(gone).sent_at(sent.sent_at(self.response_timeout));
+        }
         if sent.method == http::Method::HEAD {
             // Over HTTP/2 a body after HEAD is a protocol error (hyper sends what it is given).
             *response.body_mut() = ProxyBody::default();

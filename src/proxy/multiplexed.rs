@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::upstream::UpstreamError;
+use super::upstream::{Failed, UpstreamError};
 use crate::BoxError;
 
 /// One HTTP/2 connection to one backend, shared by every request of a proxy.
@@ -70,10 +70,18 @@ where
     pub(crate) async fn request(
         &self,
         mut request: Request<B>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<Incoming>, Failed<B>> {
         let mut fresh = false;
         loop {
-            let mut sender = self.sender(fresh).await?;
+            let mut sender = match self.sender(fresh).await {
+                Ok(sender) => sender,
+                Err(error) => {
+                    return Err(Failed {
+                        error,
+                        unsent: Some(request),
+                    });
+                }
+            };
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(response),
                 Err(mut error) => match error.take_message() {
@@ -81,7 +89,12 @@ where
                         request = unsent;
                         fresh = true;
                     }
-                    _ => return Err(UpstreamError::Request(error.into_error())),
+                    unsent => {
+                        return Err(Failed {
+                            error: UpstreamError::Request(error.into_error()),
+                            unsent,
+                        });
+                    }
                 },
             }
         }
@@ -245,7 +258,9 @@ mod tests {
             })
             .collect();
         for request in waiting {
-            let error = request.await.unwrap().unwrap_err();
+            let failed = request.await.unwrap().unwrap_err();
+            assert!(failed.unsent.is_some(), "no connection: nothing of it left");
+            let error = failed.error;
             assert_eq!(io_kind(&error), io::ErrorKind::TimedOut, "{error}");
         }
         // One connect timeout, not five one after another.

@@ -28,7 +28,7 @@ use tower_service::Service;
 use conn::{Conn, lend};
 pub(crate) use conn::{Exchange, Kept, Outcome};
 
-use super::upstream::{UpstreamBody, UpstreamError};
+use super::upstream::{Failed, UpstreamBody, UpstreamError};
 use crate::BoxError;
 
 /// A connection lent to a response, given back to its pool by [`release`](Lease::release).
@@ -94,19 +94,32 @@ where
     pub(crate) async fn request(
         &self,
         mut request: Request<B>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, Failed<B>> {
         self.prepare(&mut request);
         loop {
             let (mut connection, reused) = match self.shared.take_idle() {
                 Some(connection) => (connection, true),
-                None => (self.shared.connect().await?, false),
+                None => match self.shared.connect().await {
+                    Ok(connection) => (connection, false),
+                    Err(error) => {
+                        return Err(Failed {
+                            error,
+                            unsent: Some(request),
+                        });
+                    }
+                },
             };
             connection.pool = Some(Arc::clone(&self.shared));
             match connection.send.try_send_request(request).await {
                 Ok(response) => return Ok(lend(connection, response)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if reused => request = unsent,
-                    _ => return Err(UpstreamError::Request(error.into_error())),
+                    unsent => {
+                        return Err(Failed {
+                            error: UpstreamError::Request(error.into_error()),
+                            unsent,
+                        });
+                    }
                 },
             }
         }

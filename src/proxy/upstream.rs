@@ -34,7 +34,7 @@ where
     pub(crate) async fn request(
         &self,
         request: Request<B>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, Failed<B>> {
         match self {
             Self::Http1(pool) => pool.request(request).await,
             Self::Http2(connection) => connection
@@ -50,6 +50,23 @@ where
         match self {
             Self::Http1(pool) => pool.kept(),
             Self::Http2(_) => None,
+        }
+    }
+}
+
+/// A request the backend gave no response head to: why, and the request itself if none of
+/// it left (no connection could be made), so that it can be sent again.
+#[derive(Debug)]
+pub(crate) struct Failed<B> {
+    pub(crate) error: UpstreamError,
+    pub(crate) unsent: Option<Request<B>>,
+}
+
+impl<B> From<UpstreamError> for Failed<B> {
+    fn from(error: UpstreamError) -> Self {
+        Self {
+            error,
+            unsent: None,
         }
     }
 }

@@ -97,6 +97,18 @@ impl Registered {
         self.mark_down(Event::MarkedDown);
     }
 
+    /// `set_status_down` for a connection attempted at `attempted` and refused: not if the
+    /// backend has come up since (see `Lifecycle::down_if_before`).
+    pub(crate) fn set_status_down_if_up_before(&self, attempted: Instant) {
+        let clear = || self.cache.mark_down();
+        if let Some(transition) = self
+            .lifecycle
+            .down_if_before(Event::MarkedDown, attempted, clear)
+        {
+            self.after(transition);
+        }
+    }
+
     /// Applies a down event and forgets any cached up, in the order that lets no up cached
     /// meanwhile survive it (see `Lifecycle::down`).
     fn mark_down(&self, event: Event) {

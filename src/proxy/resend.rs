@@ -1,0 +1,67 @@
+//! [`GoneHold`]: a request that found its backend gone before any of it left (the connection
+//! was refused: the backend crashed, or was stopped behind the monitor's back) is held until
+//! the backend is up again, then sent again, instead of being answered 502.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Response};
+use tokio::time::Instant;
+
+use super::ProxyBody;
+use crate::MinMonitor;
+use crate::layer::Hold;
+
+/// Where a proxy with [`ProxyBuilder::hold_when_gone`](super::ProxyBuilder::hold_when_gone)
+/// waits for its backend: the monitored service and the longest wait.
+#[derive(Clone)]
+pub(crate) struct GoneHold {
+    monitor: Arc<MinMonitor>,
+    name: Arc<str>,
+    hold: Hold,
+}
+
+impl GoneHold {
+    pub(crate) fn new(monitor: Arc<MinMonitor>, name: &str, max_wait: Duration) -> Self {
+        Self {
+            monitor,
+            name: Arc::from(name),
+            hold: Hold::new(max_wait),
+        }
+    }
+
+    /// Holds at most `max_held` requests at once.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn max_held(&mut self, max_held: usize) {
+        self.hold.max_held = max_held;
+    }
+
+    /// Marks the backend down (so that the requests after this one do not try it), unless it
+    /// has come up since the request was sent at `sent_at`; wakes it and waits for it to be up:
+    /// how long that took, or `None` if it was not up within the longest wait (or there is no
+    /// such service).
+    pub(crate) async fn until_up(&self, sent_at: Instant) -> Option<Duration> {
+        let registered = match self.monitor.lookup(&self.name) {
+            Ok(registered) => registered,
+            Err(error) => {
+                tracing::warn!(service = %self.name, %error, "cannot hold the request for its backend");
+                return None;
+            }
+        };
+        tracing::info!(service = %self.name, "the backend refused the connection; marking it down and holding the request until it is up");
+        registered.set_status_down_if_up_before(sent_at);
+        self.hold
+            .wait_until_up(&registered, Instant::now())
+            .await
+            .ok()
+    }
+}
+
+/// Tells the client its request waited for the backend, and for how long (as the layer's hold
+/// does).
+pub(crate) fn mark_held(response: &mut Response<ProxyBody>, held: Duration) {
+    let millis = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
+    response
+        .headers_mut()
+        .insert("x-cold-start", HeaderValue::from(millis));
+}

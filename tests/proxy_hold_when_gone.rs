@@ -1,0 +1,194 @@
+//! A backend cached up that has gone (crashed, stopped behind the monitor's back): the proxy
+//! cannot connect, so its request never left. With `hold_when_gone` the proxy holds it until
+//! the backend is up again and sends it again: the client gets its answer late, not a 503.
+//! Real backends on 127.0.0.1 (axum, over HTTP/1.1 and HTTP/2), started by `on_down` on the
+//! address that refused.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, ServiceExt};
+use tower_monitor::layer::BackendGone;
+use tower_monitor::proxy::Proxy;
+use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
+
+/// A monitor whose "app" on `addr` is started by `on_down` (an echo server on `addr`, counted
+/// in `starts`) and cached up now, while nothing listens there.
+fn gone_backend(addr: SocketAddr, starts: &Arc<AtomicUsize>) -> Arc<MinMonitor> {
+    let starts = Arc::clone(starts);
+    let start = trigger::from_fn(move || {
+        starts.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            let echo = Router::new().route("/echo", post(|body: Bytes| async move { body }));
+            tokio::spawn(async move { axum::serve(listener, echo).await });
+            Ok::<(), BoxError>(())
+        }
+    });
+    let service =
+        MonitoredService::new(common::url_for(addr), Duration::from_secs(30)).on_down(start);
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+    monitor
+}
+
+fn echo(body: &'static str) -> http::Request<Full<Bytes>> {
+    http::Request::post("/echo")
+        .header("host", "app.localhost")
+        .body(Full::from(body))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_finds_its_cached_up_backend_gone_is_held_and_sent_again_once_it_is_up() {
+    for http2 in [false, true] {
+        let addr = common::refused_addr().await;
+        let starts = Arc::new(AtomicUsize::new(0));
+        let monitor = gone_backend(addr, &starts);
+        let proxy = Proxy::builder(common::url_for(addr))
+            .http2(http2)
+            .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10));
+        let service = monitor
+            .layer("app")
+            .unwrap()
+            .hold(Duration::from_secs(10))
+            .backend_gone_when(BackendGone::in_response)
+            .layer(proxy.build::<Full<Bytes>>().unwrap());
+        let answer = tokio::time::timeout(
+            Duration::from_secs(15),
+            service.oneshot(echo("the body, sent twice")),
+        )
+        .await
+        .expect("the hold is bounded")
+        .unwrap();
+        assert_eq!(answer.status(), 200, "http2: {http2}");
+        assert!(
+            answer.headers().contains_key("x-cold-start"),
+            "held: {:?}",
+            answer.headers()
+        );
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"the body, sent twice");
+        assert_eq!(starts.load(Ordering::SeqCst), 1, "started once");
+        assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_it_the_request_is_answered_the_fallback_and_the_backend_woken() {
+    let addr = common::refused_addr().await;
+    let starts = Arc::new(AtomicUsize::new(0));
+    let monitor = gone_backend(addr, &starts);
+    let service = monitor
+        .layer("app")
+        .unwrap()
+        .backend_gone_when(BackendGone::in_response)
+        .layer(
+            Proxy::builder(common::url_for(addr))
+                .build::<Full<Bytes>>()
+                .unwrap(),
+        );
+    // A herd: the refusals that come after the backend is up again do not mark it down
+    // (and start it) again.
+    let herd: Vec<_> = (0..50)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move { service.oneshot(echo("lost")).await.unwrap().status() })
+        })
+        .collect();
+    for request in herd {
+        let status = request.await.unwrap();
+        assert!(status == 503 || status == 200, "{status}");
+    }
+    common::until(
+        Duration::from_secs(10),
+        "the backend is woken",
+        || monitor.state("app").unwrap(),
+        |state| *state == ServiceState::Up,
+    )
+    .await;
+    assert_eq!(starts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_backend_that_does_not_come_back_within_max_wait_is_answered_the_fallback() {
+    let addr = common::refused_addr().await;
+    let starts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&starts);
+    // A start that starts nothing: the backend stays gone.
+    let service = MonitoredService::new(common::url_for(addr), Duration::from_secs(30)).on_down(
+        trigger::from_fn(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), BoxError>(()) }
+        }),
+    );
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+    let service = monitor
+        .layer("app")
+        .unwrap()
+        .backend_gone_when(BackendGone::in_response)
+        .layer(
+            Proxy::builder(common::url_for(addr))
+                .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_millis(300))
+                .build::<Full<Bytes>>()
+                .unwrap(),
+        );
+    let answer = tokio::time::timeout(Duration::from_secs(10), service.oneshot(echo("x")))
+        .await
+        .expect("max_wait bounds the hold")
+        .unwrap();
+    // The proxy's 502 after the wait carries `BackendGone`: the layer answers its fallback.
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    assert!(!answer.headers().contains_key("x-cold-start"));
+    assert!(starts.load(Ordering::SeqCst) >= 1, "the backend was woken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_herd_that_finds_the_backend_gone_starts_it_once_and_is_served_whole() {
+    let addr = common::refused_addr().await;
+    let starts = Arc::new(AtomicUsize::new(0));
+    let monitor = gone_backend(addr, &starts);
+    let service = monitor
+        .layer("app")
+        .unwrap()
+        .hold(Duration::from_secs(10))
+        .backend_gone_when(BackendGone::in_response)
+        .layer(
+            Proxy::builder(common::url_for(addr))
+                .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10))
+                .build::<Full<Bytes>>()
+                .unwrap(),
+        );
+    let herd: Vec<_> = (0..50)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let answer = service.oneshot(echo("herd")).await.unwrap();
+                let status = answer.status();
+                let body = answer.into_body().collect().await.unwrap().to_bytes();
+                (status, body)
+            })
+        })
+        .collect();
+    for request in herd {
+        let (status, body) = tokio::time::timeout(Duration::from_secs(15), request)
+            .await
+            .expect("the hold is bounded")
+            .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(&body[..], b"herd");
+    }
+    assert_eq!(starts.load(Ordering::SeqCst), 1, "one start for the herd");
+}
