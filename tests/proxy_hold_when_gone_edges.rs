@@ -1,7 +1,7 @@
 //! `hold_when_gone` at its edges, behind a real server on 127.0.0.1 (hyper, HTTP/1.1 and
 //! HTTP/2 with upgrades): an upload still being sent while its request is held, WebSockets
-//! over both versions, a limit whose turns are not kept while held, and a refusal seen after
-//! a wait for a turn. The backend is started by `on_down`, once the test lets it.
+//! over both versions, and a limit whose turns are not kept while held. The backend is started
+//! by `on_down`, once the test lets it.
 
 mod common;
 
@@ -13,18 +13,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::routing::{get, post};
+use axum::routing::post;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tower::{Layer, Service, ServiceExt};
+use tower::Layer;
 use tower_monitor::layer::BackendGone;
 use tower_monitor::proxy::{Proxy, ProxyBuilder};
 use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
@@ -32,7 +31,7 @@ use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigge
 /// What `on_down` serves on the address that refused.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// `POST /echo` echoes its body; `GET /slow` sends one chunk, then nothing.
+    /// `POST /echo` echoes its body.
     Http,
     /// A WebSocket echo over HTTP/1.1 (tungstenite).
     WebSocket,
@@ -69,14 +68,8 @@ fn gone_backend(
 }
 
 async fn serve_http(listener: TcpListener) {
-    let slow = || async {
-        let chunks = futures::stream::iter([Ok::<_, Infallible>(Bytes::from("first"))])
-            .chain(futures::stream::pending());
-        Body::from_stream(chunks)
-    };
     let app = Router::new()
         .route("/echo", post(|body: Bytes| async move { body }))
-        .route("/slow", get(slow))
         .fallback(|| async { "up" });
     let _ = axum::serve(listener, app).await;
 }
@@ -295,64 +288,4 @@ async fn a_held_request_keeps_no_turn_of_the_limit() {
         assert_eq!(&body[..], b"held");
     }
     assert_eq!(starts.load(Ordering::SeqCst), 1);
-}
-
-/// A request waits for its turn while the backend is restarted (a new up stay); the new one
-/// is gone too by the turn. Its refusal is about the new backend (the connection was tried
-/// after it came up), so it is marked down and started, and the request held and served; a
-/// refusal taken for news of the old one would leave a dead backend cached up.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refusal_after_a_wait_for_a_turn_marks_the_backend_that_came_up_meanwhile_down() {
-    for hold in [true, false] {
-        let addr = common::refused_addr().await;
-        let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(1)));
-        let monitor = gone_backend(addr, Kind::Http, &starts, &gate);
-        // The backend that was up: serving until aborted.
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let first = tokio::spawn(serve_http(listener));
-        let mut proxy = Proxy::builder(common::url_for(addr))
-            .max_in_flight(NonZeroUsize::MIN, Duration::from_secs(10));
-        if hold {
-            proxy = proxy.hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10));
-        }
-        let mut service = monitor
-            .layer("app")
-            .unwrap()
-            .backend_gone_when(BackendGone::in_response)
-            .layer(proxy.build::<Full<Bytes>>().unwrap());
-        // The turn, taken by an answer whose body does not end.
-        let slow = Request::get("/slow").body(Full::new(Bytes::new())).unwrap();
-        let slow = service.ready().await.unwrap().call(slow).await.unwrap();
-        assert_eq!(slow.status(), 200);
-        // Called now (when the proxy reads the clock), waiting for its turn.
-        let echo = Request::post("/echo").body(Full::from("waited")).unwrap();
-        let waiting = tokio::spawn(service.ready().await.unwrap().call(echo));
-        // Meanwhile the backend went down and came up again…
-        monitor.set_status_down("app").unwrap();
-        monitor.set_status_up("app").unwrap();
-        // …and is gone by the time the turn comes.
-        first.abort();
-        let _ = first.await;
-        drop(slow);
-        let answer = tokio::time::timeout(Duration::from_secs(15), waiting)
-            .await
-            .expect("bounded")
-            .unwrap()
-            .unwrap();
-        if hold {
-            assert_eq!(answer.status(), 200, "held and sent again");
-            assert!(answer.headers().contains_key("x-cold-start"));
-        } else {
-            assert_eq!(answer.status(), 503, "the fallback");
-            // Marked down and started: not left cached up.
-            common::until(
-                Duration::from_secs(10),
-                "the backend that came up meanwhile is started again",
-                || starts.load(Ordering::SeqCst),
-                |&starts| starts == 1,
-            )
-            .await;
-        }
-        assert_eq!(starts.load(Ordering::SeqCst), 1, "hold: {hold}");
-    }
 }
