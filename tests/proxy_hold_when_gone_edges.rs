@@ -35,6 +35,8 @@ enum Kind {
     Http,
     /// A WebSocket echo over HTTP/1.1 (tungstenite).
     WebSocket,
+    /// A WebSocket echo over HTTP/2 (RFC 8441's extended CONNECT).
+    Http2WebSocket,
 }
 
 /// A monitor whose "app" on `addr` is cached up while nothing listens there; `on_down`
@@ -55,6 +57,7 @@ fn gone_backend(
             match kind {
                 Kind::Http => drop(tokio::spawn(serve_http(listener))),
                 Kind::WebSocket => drop(tokio::spawn(serve_websocket(listener))),
+                Kind::Http2WebSocket => drop(tokio::spawn(serve_http2_websocket(listener))),
             }
             Ok::<(), BoxError>(())
         }
@@ -85,6 +88,35 @@ async fn serve_websocket(listener: TcpListener) {
                     break;
                 }
             }
+        });
+    }
+}
+
+async fn serve_http2_websocket(listener: TcpListener) {
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    while let Ok((stream, _)) = listener.accept().await {
+        let service = hyper::service::service_fn(|mut request: Request<Incoming>| {
+            let upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgrade.await else { return };
+                let io = TokioIo::new(upgraded);
+                let mut socket =
+                    tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, None)
+                        .await;
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() && socket.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let ok = http::Response::new(http_body_util::Empty::<Bytes>::new());
+            async move { Ok::<_, Infallible>(ok) }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .enable_connect_protocol()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -194,18 +226,25 @@ async fn an_upload_still_being_sent_is_held_whole_and_its_read_timeout_does_not_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_that_finds_the_backend_gone_is_held_and_opened_once_it_is_up() {
-    for http2_client in [false, true] {
+    // Each way the proxy passes a WebSocket on: an HTTP/1.1 upgrade as it is, an HTTP/2
+    // client's as an HTTP/1.1 upgrade with the proxy's key, an HTTP/1.1 client's as an
+    // extended CONNECT, and an HTTP/2 client's extended CONNECT as it is.
+    for (http2_client, http2_backend) in
+        [(false, false), (true, false), (false, true), (true, true)]
+    {
         let addr = common::refused_addr().await;
         let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
-        let monitor = gone_backend(addr, Kind::WebSocket, &starts, &gate);
-        let proxy = Proxy::builder(common::url_for(addr)).hold_when_gone(
-            Arc::clone(&monitor),
-            "app",
-            Duration::from_secs(10),
-        );
+        let kind = if http2_backend {
+            Kind::Http2WebSocket
+        } else {
+            Kind::WebSocket
+        };
+        let monitor = gone_backend(addr, kind, &starts, &gate);
+        let proxy = Proxy::builder(common::url_for(addr))
+            .http2(http2_backend)
+            .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10));
         let front = front(&monitor, proxy).await;
         if http2_client {
-            // An extended CONNECT, made an HTTP/1.1 upgrade with the proxy's key.
             let mut client = h2_client(front).await;
             let opening = tokio::spawn(async move {
                 let response = common::extended_connect(&mut client, front, "/chat", None).await;
@@ -221,7 +260,7 @@ async fn a_websocket_that_finds_the_backend_gone_is_held_and_opened_once_it_is_u
             let mut socket = common::socket_over(response).await;
             common::echoes(&mut socket, "over http/2").await;
         } else {
-            // The Upgrade request is held, then sent again; the 101 says it was held.
+            // The 101 says the upgrade was held.
             let opening = tokio::spawn(tokio_tungstenite::connect_async(format!(
                 "ws://{front}/chat"
             )));
