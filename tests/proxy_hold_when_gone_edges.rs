@@ -122,7 +122,7 @@ async fn serve_http2_websocket(listener: TcpListener) {
 }
 
 /// `proxy` behind the monitor's layer (hold mode, gone answers checked), served on
-/// 127.0.0.1:0 over HTTP/1.1 and HTTP/2 (upgrades and extended CONNECT on).
+/// 127.0.0.1:0 (see [`serve`]).
 async fn front(monitor: &Arc<MinMonitor>, proxy: ProxyBuilder) -> SocketAddr {
     let service = monitor
         .layer("app")
@@ -130,6 +130,20 @@ async fn front(monitor: &Arc<MinMonitor>, proxy: ProxyBuilder) -> SocketAddr {
         .hold(Duration::from_secs(10))
         .backend_gone_when(BackendGone::in_response)
         .layer(proxy.build::<Incoming>().unwrap());
+    serve(service).await
+}
+
+/// `service` served on 127.0.0.1:0 over HTTP/1.1 and HTTP/2 (upgrades and extended CONNECT
+/// on).
+async fn serve<S, B>(service: S) -> SocketAddr
+where
+    S: tower::Service<Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -305,7 +319,9 @@ async fn a_held_request_keeps_no_turn_of_the_limit() {
     let proxy = Proxy::builder(common::url_for(addr))
         .max_in_flight(NonZeroUsize::MIN, Duration::from_millis(300))
         .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10));
-    let front = front(&monitor, proxy).await;
+    // The proxy alone: every request reaches it (a layer in front would hold those after the
+    // first refusal itself), and each takes the one turn in its turn.
+    let front = serve(proxy.build::<Incoming>().unwrap()).await;
     let mut posts = Vec::new();
     for _ in 0..3 {
         let (chunks, answer) = streamed_post(front).await;
