@@ -192,3 +192,84 @@ async fn a_herd_that_finds_the_backend_gone_starts_it_once_and_is_served_whole()
     }
     assert_eq!(starts.load(Ordering::SeqCst), 1, "one start for the herd");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_request_is_held_and_sent_again_without_a_body() {
+    let addr = common::refused_addr().await;
+    let starts = Arc::new(AtomicUsize::new(0));
+    let monitor = gone_backend(addr, &starts);
+    let service = monitor
+        .layer("app")
+        .unwrap()
+        .hold(Duration::from_secs(10))
+        .backend_gone_when(BackendGone::in_response)
+        .layer(
+            Proxy::builder(common::url_for(addr))
+                .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10))
+                .build::<Full<Bytes>>()
+                .unwrap(),
+        );
+    let head = http::Request::head("/echo")
+        .header("host", "app.localhost")
+        .body(Full::default())
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(15), service.oneshot(head))
+        .await
+        .expect("the hold is bounded")
+        .unwrap();
+    // The echo route takes POST only: the backend's own answer, not the proxy's or the layer's.
+    assert_eq!(answer.status(), 405);
+    assert!(answer.headers().contains_key("x-cold-start"));
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
+    assert_eq!(starts.load(Ordering::SeqCst), 1);
+}
+
+/// A backend whose probe answers up once after each start while its address still refuses
+/// (the probe looks elsewhere): the held request is sent again once, not held again; its
+/// second refusal marks the backend down once more (it is started again) and the layer
+/// answers its fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_comes_up_and_refuses_again_gets_the_request_once_more_only() {
+    let addr = common::refused_addr().await;
+    let starts = Arc::new(AtomicUsize::new(0));
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (counted, starting) = (Arc::clone(&starts), Arc::clone(&started));
+    let service = MonitoredService::new(common::url_for(addr), Duration::from_secs(30))
+        .probe(tower_monitor::probe::from_fn(move |_url| {
+            let up = started.swap(false, Ordering::SeqCst);
+            async move { Ok::<bool, BoxError>(up) }
+        }))
+        .on_down(trigger::from_fn(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            starting.store(true, Ordering::SeqCst);
+            async { Ok::<(), BoxError>(()) }
+        }));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+    let service = monitor
+        .layer("app")
+        .unwrap()
+        .hold(Duration::from_secs(10))
+        .backend_gone_when(BackendGone::in_response)
+        .layer(
+            Proxy::builder(common::url_for(addr))
+                .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10))
+                .build::<Full<Bytes>>()
+                .unwrap(),
+        );
+    let answer = tokio::time::timeout(Duration::from_secs(15), service.oneshot(echo("twice")))
+        .await
+        .expect("one resend, then an answer")
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(!answer.headers().contains_key("x-cold-start"));
+    common::until(
+        Duration::from_secs(10),
+        "a start for each refusal",
+        || starts.load(Ordering::SeqCst),
+        |&starts| starts == 2,
+    )
+    .await;
+}

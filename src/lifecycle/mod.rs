@@ -286,8 +286,11 @@ impl Lifecycle {
     }
 
     /// [`down`](Self::down) for news from `seen`, a connection attempted then and refused:
-    /// applied only to a stay that began before it. A backend that came up after the attempt
-    /// is not the one that refused it, and marking it down would start it again.
+    /// applied only to an Up stay that began before it. A backend that came up after the
+    /// attempt is not the one that refused it, and marking it down would start it again. A
+    /// backend being stopped refuses by design: Stopping ends when a probe finds it down once
+    /// `on_idle` is done (or at the stop timeout); ended early, a start could run beside the
+    /// stop.
     pub(crate) fn down_if_before(
         &self,
         event: Event,
@@ -295,8 +298,8 @@ impl Lifecycle {
         clear: impl FnOnce(),
     ) -> Option<Transition> {
         let stamp = self.stamp();
-        let (_, began) = unpack(stamp.0);
-        if seen.saturating_duration_since(self.epoch) <= began {
+        let (state, began) = unpack(stamp.0);
+        if state != ServiceState::Up || seen.saturating_duration_since(self.epoch) <= began {
             return None;
         }
         // Only that stay: one that began since is newer than the news too.
@@ -384,6 +387,21 @@ mod tests {
         let fresh = life.down_if_before(MarkedDown, sent, || cleared.set(true));
         assert_eq!(fresh.map(|t| t.to), Some(Down));
         assert!(cleared.get());
+    }
+
+    #[test]
+    fn a_refusal_seen_while_stopping_leaves_the_stop_to_end_it() {
+        let life = Lifecycle::new();
+        life.apply(MarkedUp);
+        life.apply(Stop);
+        let seen = Instant::now() + Duration::from_millis(1);
+        let cleared = std::cell::Cell::new(false);
+        assert_eq!(
+            life.down_if_before(MarkedDown, seen, || cleared.set(true)),
+            None
+        );
+        assert_eq!(life.state(), Stopping);
+        assert!(!cleared.get());
     }
 
     #[test]

@@ -257,6 +257,12 @@ impl ProxyBuilder {
     /// `x-cold-start: <ms>`, instead of a 502. At most `max_wait` from the refusal; then the
     /// 502, whose [`BackendGone`](crate::layer::BackendGone) tells a layer in front. A request
     /// that broke off after it was sent is never sent twice: the backend may have seen it.
+    /// Sent again once only: refused again, it gets the 502. A held request keeps no turn of
+    /// a [`limit`](Self::limit). A backend being stopped (`on_idle`) is not marked down: the
+    /// request waits for the stop to end, then for the start. At most
+    /// [`DEFAULT_MAX_HELD`](crate::layer::DEFAULT_MAX_HELD) requests are held at once by this
+    /// proxy and its clones (the others get the 502). Also sets the
+    /// [`service_name`](Self::service_name) if none is set.
     ///
     /// Meant beside the layer's [`hold`](crate::MonitorLayer::hold), which holds requests
     /// that find the backend down; this one holds those that found it cached up but gone.

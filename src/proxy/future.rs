@@ -140,14 +140,16 @@ pub(crate) struct Sent {
     pub(super) format: [Option<HeaderValue>; 2],
     /// The client's HTTP version, that of the answer.
     pub(super) version: Version,
-    /// When the response head is due.
+    /// When the response head is due: the response timeout after the request went on to the
+    /// backend (its turn, with a limit).
     pub(super) deadline: Instant,
 }
 
 pub(super) const FORMAT: [header::HeaderName; 2] = [header::ACCEPT, header::CONTENT_TYPE];
 
 impl Sent {
-    /// When the request was sent (at the latest): its deadline less the response timeout.
+    /// When the request went on to the backend (its deadline less the response timeout): its
+    /// connection was tried no earlier.
     pub(super) fn sent_at(&self, timeout: std::time::Duration) -> Instant {
         self.deadline.checked_sub(timeout).unwrap_or(self.deadline)
     }

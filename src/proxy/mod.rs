@@ -269,11 +269,11 @@ where
         self: Arc<Self>,
         request: Request<Upload<B>>,
         client_upgrade: Option<ClientUpgrade>,
-        sent: Sent,
+        mut sent: Sent,
         resendable: bool,
     ) -> BoxFuture<'static, Response<ProxyBody>> {
         Box::pin(async move {
-            let (response, unsent) = self.exchange(request, client_upgrade, &sent).await;
+            let (response, unsent) = self.exchange(request, client_upgrade, &mut sent).await;
             let gone = response.extensions().get::<BackendGone>().is_some();
             let (Some((request, client_upgrade)), Some(hold), true, true) =
                 (unsent, &self.gone_hold, gone, resendable)
@@ -298,20 +298,24 @@ where
         &self,
         request: Request<Upload<B>>,
         client_upgrade: Option<ClientUpgrade>,
-        sent: &Sent,
+        sent: &mut Sent,
     ) -> (
         Response<ProxyBody>,
         Option<(Request<Upload<B>>, Option<ClientUpgrade>)>,
     ) {
-        let (turn, deadline) = match &self.limit {
-            None => (None, sent.deadline),
+        let turn = match &self.limit {
+            None => None,
             Some(limit) => match limit.turn().await {
-                // The backend's time to answer counts from the request's turn.
-                Some(turn) => (Some(turn), Instant::now() + self.response_timeout),
+                // The request is sent now: the backend's time to answer counts from here, and
+                // a refusal is news of the backend up now, not of one up when the request came.
+                Some(turn) => {
+                    sent.deadline = Instant::now() + self.response_timeout;
+                    Some(turn)
+                }
                 None => return (self.busy(sent), None),
             },
         };
-        let answer = tokio::time::timeout_at(deadline, self.upstream.request(request)).await;
+        let answer = tokio::time::timeout_at(sent.deadline, self.upstream.request(request)).await;
         match answer {
             Ok(Ok(response)) => (
                 self.answer(response, client_upgrade, sent.version, turn),

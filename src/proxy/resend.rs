@@ -37,7 +37,8 @@ impl GoneHold {
     }
 
     /// Marks the backend down (so that the requests after this one do not try it), unless it
-    /// has come up since the request was sent at `sent_at`; wakes it and waits for it to be up:
+    /// has come up since the request was sent at `sent_at` or is being stopped (then the stop
+    /// ends first); wakes it and waits for it to be up:
     /// how long that took, or `None` if it was not up within the longest wait (or there is no
     /// such service).
     pub(crate) async fn until_up(&self, sent_at: Instant) -> Option<Duration> {

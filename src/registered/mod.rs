@@ -97,8 +97,8 @@ impl Registered {
         self.mark_down(Event::MarkedDown);
     }
 
-    /// `set_status_down` for a connection attempted at `attempted` and refused: not if the
-    /// backend has come up since (see `Lifecycle::down_if_before`).
+    /// `set_status_down` for a connection attempted at `attempted` and refused: only if the
+    /// backend is up, and was before then (see `Lifecycle::down_if_before`).
     pub(crate) fn set_status_down_if_up_before(&self, attempted: Instant) {
         let clear = || self.cache.mark_down();
         if let Some(transition) = self
