@@ -64,13 +64,19 @@ fn registry(
     registry
 }
 
-/// A gateway for "app" on `port` (HTTP/2 to it if `grpc`), in hold mode, with requests in
-/// flight counted (an `on_idle` an hour away); "app" cached up while nothing listens there.
-async fn gateway(port: u16, grpc: bool, registry: &TriggerRegistry) -> common::InProcessGateway {
+/// A gateway for "app" on `port` (HTTP/2 to it if `grpc`), in hold mode (at most `max_held`
+/// held), with requests in flight counted (an `on_idle` an hour away); "app" cached up while
+/// nothing listens there.
+async fn gateway(
+    port: u16,
+    grpc: bool,
+    max_held: usize,
+    registry: &TriggerRegistry,
+) -> common::InProcessGateway {
     let protocol = if grpc { r#""protocol": "http2", "# } else { "" };
     let config = format!(
         r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-               "services": {{ "app": {{ {protocol}"hold": {{ "max_wait": "10s" }} }} }} }},
+               "services": {{ "app": {{ {protocol}"hold": {{ "max_wait": "10s", "max_held": {max_held} }} }} }} }},
              "services": {{ "app": {{ "url": "http://127.0.0.1:{port}/", "grace_period": "30s",
                "probe_timeout": "300ms", "on_down": {{ "type": "start" }},
                "on_idle": {{ "after": "1h", "trigger": {{ "type": "count" }} }} }} }} }}"#
@@ -88,7 +94,7 @@ async fn free_port() -> u16 {
 async fn a_grpc_call_to_a_crashed_backend_is_held_until_it_is_started_again() {
     let port = free_port().await;
     let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(1)));
-    let gateway = gateway(port, true, &registry(port, true, &starts, &gate)).await;
+    let gateway = gateway(port, true, 100, &registry(port, true, &starts, &gate)).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.addr))
         .unwrap()
         .timeout(Duration::from_secs(15))
@@ -110,7 +116,7 @@ async fn a_grpc_call_to_a_crashed_backend_is_held_until_it_is_started_again() {
 async fn a_client_that_goes_away_while_held_ends_its_request() {
     let port = free_port().await;
     let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
-    let gateway = gateway(port, false, &registry(port, false, &starts, &gate)).await;
+    let gateway = gateway(port, false, 100, &registry(port, false, &starts, &gate)).await;
     let in_flight = || gateway.monitor.snapshot()[0].requests_in_flight;
     let mut client = TcpStream::connect(gateway.addr).await.unwrap();
     client
@@ -143,4 +149,40 @@ async fn a_client_that_goes_away_while_held_ends_its_request() {
     )
     .await;
     assert_eq!(starts.load(Ordering::SeqCst), 1);
+}
+
+/// `hold.max_held` bounds the requests held for a crashed backend and those held for its start
+/// together: the one that found it gone fills the only place, so the next is answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_held_counts_the_requests_held_for_a_crashed_backend_too() {
+    let port = free_port().await;
+    let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
+    let gateway = gateway(port, false, 1, &registry(port, false, &starts, &gate)).await;
+    let mut first = TcpStream::connect(gateway.addr).await.unwrap();
+    first
+        .write_all(b"GET / HTTP/1.1\r\nhost: app.localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    common::wait_for_state(
+        &gateway.monitor,
+        "app",
+        ServiceState::Starting,
+        Duration::from_secs(10),
+    )
+    .await;
+    let second = common::get(gateway.addr, "/", &[("host", "app.localhost")]).await;
+    assert_eq!(
+        second.status, 503,
+        "the only place was taken: {}",
+        second.body
+    );
+    gate.add_permits(1);
+    let mut reply = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_string(&mut first, &mut reply),
+    )
+    .await
+    .ok();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
 }

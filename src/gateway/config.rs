@@ -281,13 +281,18 @@ fn build(
     if let Some(timeout) = settings.body_read_timeout {
         proxy = proxy.body_read_timeout(timeout.positive(format!("{at}.body_read_timeout"))?);
     }
-    if let Some(hold) = &settings.hold {
-        // A request that finds the backend cached up but gone (crashed) is held too.
-        let max_wait = hold.max_wait.positive(format!("{at}.hold.max_wait"))?;
-        proxy = proxy.hold_when_gone(Arc::clone(monitor), name, max_wait);
-        if let Some(max_held) = hold.max_held.filter(|&max| max > 0) {
-            proxy = proxy.max_held_when_gone(max_held);
+    let layer = match shared.layers.get(name) {
+        Some(layer) => layer.clone(),
+        None => {
+            let layer = layer(monitor, name, settings, &at, base_dir)?;
+            shared.layers.insert(name.to_string(), layer.clone());
+            layer
         }
+    };
+    if let Some(hold) = layer.hold_state() {
+        // A request that finds the backend cached up but gone (crashed) is held too, within
+        // the same `max_held` as the layer's (one count for every worker).
+        proxy = proxy.hold_when_gone_in(Arc::clone(monitor), name, hold);
     }
     if let Some(spec) = &settings.limit {
         let limit = match shared.limits.get(name) {
@@ -310,14 +315,6 @@ fn build(
     let proxy = proxy
         .build()
         .map_err(|e| ConfigError::new(format!("services.{name}.url"), e.to_string()))?;
-    let layer = match shared.layers.get(name) {
-        Some(layer) => layer.clone(),
-        None => {
-            let layer = layer(monitor, name, settings, &at, base_dir)?;
-            shared.layers.insert(name.to_string(), layer.clone());
-            layer
-        }
-    };
     Ok(tower_layer::Layer::layer(&layer, proxy))
 }
 

@@ -252,6 +252,14 @@ impl MonitorLayer {
     }
 }
 
+impl MonitorLayer {
+    /// The layer's hold settings and count, if it holds: what a proxy behind it shares.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn hold_state(&self) -> Option<Hold> {
+        self.guard.hold.clone()
+    }
+}
+
 impl<S> Layer<S> for MonitorLayer {
     type Service = MonitorService<S>;
 

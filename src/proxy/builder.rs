@@ -292,14 +292,19 @@ impl ProxyBuilder {
         self
     }
 
-    /// At most so many requests held by [`hold_when_gone`](Self::hold_when_gone) at once
-    /// (default [`DEFAULT_MAX_HELD`](crate::layer::DEFAULT_MAX_HELD)); the others are answered
-    /// at once.
+    /// [`hold_when_gone`](Self::hold_when_gone), holding in a layer's `hold`: the gateway's
+    /// proxies (one per worker) and the service's layer then share one `max_held`.
     #[cfg(feature = "gateway")]
-    pub(crate) fn max_held_when_gone(mut self, max_held: usize) -> Self {
-        if let Some(hold) = self.gone_hold.as_mut() {
-            hold.max_held(max_held);
+    pub(crate) fn hold_when_gone_in(
+        mut self,
+        monitor: Arc<MinMonitor>,
+        name: &str,
+        hold: crate::layer::Hold,
+    ) -> Self {
+        if self.service.is_none() {
+            self.service = Some(Arc::from(name));
         }
+        self.gone_hold = Some(GoneHold::sharing(monitor, name, hold));
         self
     }
 

@@ -30,10 +30,14 @@ impl GoneHold {
         }
     }
 
-    /// Holds at most `max_held` requests at once.
+    /// Holds in `hold`: a layer's, so that one `max_held` bounds the requests both hold.
     #[cfg(feature = "gateway")]
-    pub(crate) fn max_held(&mut self, max_held: usize) {
-        self.hold.max_held = max_held;
+    pub(crate) fn sharing(monitor: Arc<MinMonitor>, name: &str, hold: Hold) -> Self {
+        Self {
+            monitor,
+            name: Arc::from(name),
+            hold,
+        }
     }
 
     /// Marks the backend down (so that the requests after this one do not try it), unless it
@@ -49,7 +53,8 @@ impl GoneHold {
                 return None;
             }
         };
-        tracing::info!(service = %self.name, "the backend refused the connection; marking it down and holding the request until it is up");
+        // The refusal itself is logged at warn with the request; this says what comes of it.
+        tracing::debug!(service = %self.name, "holding the request until the backend is up, to send it again");
         registered.set_status_down_if_up_before(sent_at);
         self.hold
             .wait_until_up(&registered, Instant::now())
