@@ -86,6 +86,24 @@ async fn gateway(
     gateway
 }
 
+/// A client whose request finds "app" gone: refused, marked down, a start asked for (which the
+/// test's gate holds back), and held by the proxy.
+async fn held_request(gateway: &common::InProcessGateway) -> TcpStream {
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: app.localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    common::wait_for_state(
+        &gateway.monitor,
+        "app",
+        ServiceState::Starting,
+        Duration::from_secs(10),
+    )
+    .await;
+    client
+}
+
 async fn free_port() -> u16 {
     common::refused_addr().await.port()
 }
@@ -118,19 +136,7 @@ async fn a_client_that_goes_away_while_held_ends_its_request() {
     let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
     let gateway = gateway(port, false, 100, &registry(port, false, &starts, &gate)).await;
     let in_flight = || gateway.monitor.snapshot()[0].requests_in_flight;
-    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
-    client
-        .write_all(b"GET / HTTP/1.1\r\nhost: app.localhost\r\n\r\n")
-        .await
-        .unwrap();
-    // Refused, marked down, a start asked for (the gate holds it back): held by the proxy.
-    common::wait_for_state(
-        &gateway.monitor,
-        "app",
-        ServiceState::Starting,
-        Duration::from_secs(10),
-    )
-    .await;
+    let client = held_request(&gateway).await;
     assert_eq!(in_flight(), Some(1));
     drop(client);
     common::until(
@@ -158,18 +164,7 @@ async fn max_held_counts_the_requests_held_for_a_crashed_backend_too() {
     let port = free_port().await;
     let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
     let gateway = gateway(port, false, 1, &registry(port, false, &starts, &gate)).await;
-    let mut first = TcpStream::connect(gateway.addr).await.unwrap();
-    first
-        .write_all(b"GET / HTTP/1.1\r\nhost: app.localhost\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    common::wait_for_state(
-        &gateway.monitor,
-        "app",
-        ServiceState::Starting,
-        Duration::from_secs(10),
-    )
-    .await;
+    let mut first = held_request(&gateway).await;
     let second = common::get(gateway.addr, "/", &[("host", "app.localhost")]).await;
     assert_eq!(
         second.status, 503,

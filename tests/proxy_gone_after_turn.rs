@@ -4,18 +4,13 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::routing::{get, post};
 use bytes::Bytes;
-use futures::StreamExt;
 use http::Request;
 use http_body_util::Full;
 use tokio::net::TcpListener;
@@ -25,20 +20,6 @@ use tower_monitor::layer::BackendGone;
 use tower_monitor::proxy::Proxy;
 use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
 
-/// `POST /echo` echoes its body; `GET /slow` sends one chunk, then nothing.
-async fn serve_http(listener: TcpListener) {
-    let slow = || async {
-        let chunks = futures::stream::iter([Ok::<_, Infallible>(Bytes::from("first"))])
-            .chain(futures::stream::pending());
-        Body::from_stream(chunks)
-    };
-    let app = Router::new()
-        .route("/echo", post(|body: Bytes| async move { body }))
-        .route("/slow", get(slow))
-        .fallback(|| async { "up" });
-    let _ = axum::serve(listener, app).await;
-}
-
 /// A monitor whose "app" on `addr` is cached up; `on_down` (counted in `starts`) serves on
 /// `addr` once `gate` gives it a permit.
 fn gone_backend(
@@ -46,23 +27,35 @@ fn gone_backend(
     starts: &Arc<AtomicUsize>,
     gate: &Arc<Semaphore>,
 ) -> Arc<MinMonitor> {
-    let (starts, gate) = (Arc::clone(starts), Arc::clone(gate));
-    let start = trigger::from_fn(move || {
-        starts.fetch_add(1, Ordering::SeqCst);
-        let gate = Arc::clone(&gate);
-        async move {
-            gate.acquire().await?.forget();
-            let listener = TcpListener::bind(addr).await?;
-            tokio::spawn(serve_http(listener));
-            Ok::<(), BoxError>(())
-        }
-    });
-    let service =
-        MonitoredService::new(common::url_for(addr), Duration::from_secs(30)).on_down(start);
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
-    monitor.set_status_up("app").unwrap();
-    monitor
+    common::cached_up_but_gone(addr, starts, gate, common::serve_echo)
+}
+
+/// The only turn taken by an answer whose body does not end (dropping it gives the turn back),
+/// and an echo called now (when the proxy reads the clock), waiting for its turn.
+async fn waiting_for_the_turn<S>(
+    service: &mut S,
+) -> (
+    S::Response,
+    tokio::task::JoinHandle<Result<S::Response, S::Error>>,
+)
+where
+    S: Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<
+                tower_monitor::layer::MonitorBody<tower_monitor::proxy::ProxyBody>,
+            >,
+        >,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Debug + Send + 'static,
+{
+    let slow = Request::get("/slow").body(Full::new(Bytes::new())).unwrap();
+    let slow = service.ready().await.unwrap().call(slow).await.unwrap();
+    assert_eq!(slow.status(), 200);
+    let echo = Request::post("/echo").body(Full::from("waited")).unwrap();
+    (
+        slow,
+        tokio::spawn(service.ready().await.unwrap().call(echo)),
+    )
 }
 
 /// A request waits for its turn while the backend is restarted (a new up stay); the new one
@@ -77,7 +70,7 @@ async fn a_refusal_after_a_wait_for_a_turn_marks_the_backend_that_came_up_meanwh
         let monitor = gone_backend(addr, &starts, &gate);
         // The backend that was up: serving until aborted.
         let listener = TcpListener::bind(addr).await.unwrap();
-        let first = tokio::spawn(serve_http(listener));
+        let first = tokio::spawn(common::serve_echo(listener));
         let mut proxy = Proxy::builder(common::url_for(addr))
             .max_in_flight(NonZeroUsize::MIN, Duration::from_secs(10));
         if hold {
@@ -88,13 +81,7 @@ async fn a_refusal_after_a_wait_for_a_turn_marks_the_backend_that_came_up_meanwh
             .unwrap()
             .backend_gone_when(BackendGone::in_response)
             .layer(proxy.build::<Full<Bytes>>().unwrap());
-        // The turn, taken by an answer whose body does not end.
-        let slow = Request::get("/slow").body(Full::new(Bytes::new())).unwrap();
-        let slow = service.ready().await.unwrap().call(slow).await.unwrap();
-        assert_eq!(slow.status(), 200);
-        // Called now (when the proxy reads the clock), waiting for its turn.
-        let echo = Request::post("/echo").body(Full::from("waited")).unwrap();
-        let waiting = tokio::spawn(service.ready().await.unwrap().call(echo));
+        let (slow, waiting) = waiting_for_the_turn(&mut service).await;
         // Meanwhile the backend went down and came up again…
         monitor.set_status_down("app").unwrap();
         monitor.set_status_up("app").unwrap();
@@ -134,9 +121,9 @@ async fn a_refusal_seen_while_the_backend_is_being_stopped_waits_for_the_stop() 
     let addr = common::refused_addr().await;
     let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(1)));
     let listener = TcpListener::bind(addr).await.unwrap();
-    let first = Arc::new(std::sync::Mutex::new(Some(tokio::spawn(serve_http(
-        listener,
-    )))));
+    let first = Arc::new(std::sync::Mutex::new(Some(tokio::spawn(
+        common::serve_echo(listener),
+    ))));
     // `on_idle` closes the backend's port, then takes as long as the test says.
     let stopping = Arc::new(AtomicUsize::new(0));
     let stop_gate = Arc::new(Semaphore::new(0));
@@ -172,7 +159,7 @@ async fn a_refusal_seen_while_the_backend_is_being_stopped_waits_for_the_stop() 
             async move {
                 gate.acquire().await?.forget();
                 let listener = TcpListener::bind(addr).await?;
-                tokio::spawn(serve_http(listener));
+                tokio::spawn(common::serve_echo(listener));
                 Ok::<(), BoxError>(())
             }
         }
@@ -192,11 +179,7 @@ async fn a_refusal_seen_while_the_backend_is_being_stopped_waits_for_the_stop() 
         .hold(Duration::from_secs(10))
         .backend_gone_when(BackendGone::in_response)
         .layer(proxy.build::<Full<Bytes>>().unwrap());
-    let slow = Request::get("/slow").body(Full::new(Bytes::new())).unwrap();
-    let slow = service.ready().await.unwrap().call(slow).await.unwrap();
-    assert_eq!(slow.status(), 200);
-    let echo = Request::post("/echo").body(Full::from("waited")).unwrap();
-    let waiting = tokio::spawn(service.ready().await.unwrap().call(echo));
+    let (slow, waiting) = waiting_for_the_turn(&mut service).await;
     let stop = tokio::spawn({
         let monitor = Arc::clone(&monitor);
         async move { monitor.stop("app").await }

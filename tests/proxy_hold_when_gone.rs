@@ -11,34 +11,71 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::post;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt};
 use tower_monitor::layer::BackendGone;
 use tower_monitor::proxy::Proxy;
-use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
+use tower_monitor::{
+    BoxError, MinMonitor, MonitorService, MonitoredService, ServiceState, trigger,
+};
 
 /// A monitor whose "app" on `addr` is started by `on_down` (an echo server on `addr`, counted
 /// in `starts`) and cached up now, while nothing listens there.
 fn gone_backend(addr: SocketAddr, starts: &Arc<AtomicUsize>) -> Arc<MinMonitor> {
-    let starts = Arc::clone(starts);
-    let start = trigger::from_fn(move || {
-        starts.fetch_add(1, Ordering::SeqCst);
-        async move {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            let echo = Router::new().route("/echo", post(|body: Bytes| async move { body }));
-            tokio::spawn(async move { axum::serve(listener, echo).await });
-            Ok::<(), BoxError>(())
-        }
-    });
-    let service =
-        MonitoredService::new(common::url_for(addr), Duration::from_secs(30)).on_down(start);
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
-    monitor.set_status_up("app").unwrap();
-    monitor
+    common::cached_up_but_gone(addr, starts, &common::open_gate(), common::serve_echo)
+}
+
+/// "app" behind its layer (`backend_gone_when`, hold mode for `layer_hold`) and a proxy to
+/// `addr` (`hold_when_gone` for `proxy_hold`).
+fn guarded(
+    monitor: &Arc<MinMonitor>,
+    addr: SocketAddr,
+    layer_hold: Option<Duration>,
+    proxy_hold: Option<Duration>,
+) -> MonitorService<Proxy<Full<Bytes>>> {
+    let mut proxy = Proxy::builder(common::url_for(addr));
+    if let Some(max_wait) = proxy_hold {
+        proxy = proxy.hold_when_gone(Arc::clone(monitor), "app", max_wait);
+    }
+    let mut layer = monitor
+        .layer("app")
+        .unwrap()
+        .backend_gone_when(BackendGone::in_response);
+    if let Some(max_wait) = layer_hold {
+        layer = layer.hold(max_wait);
+    }
+    layer.layer(proxy.build().unwrap())
+}
+
+/// Sends `n` echoes of `text` at once; each answer's status and body.
+async fn herd(
+    service: &MonitorService<Proxy<Full<Bytes>>>,
+    n: usize,
+    text: &'static str,
+) -> Vec<(http::StatusCode, Bytes)> {
+    let herd: Vec<_> = (0..n)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let answer = service.oneshot(echo(text)).await.unwrap();
+                let status = answer.status();
+                (
+                    status,
+                    answer.into_body().collect().await.unwrap().to_bytes(),
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for request in herd {
+        let answer = tokio::time::timeout(Duration::from_secs(15), request)
+            .await
+            .expect("the hold is bounded")
+            .unwrap();
+        answers.push(answer);
+    }
+    answers
 }
 
 fn echo(body: &'static str) -> http::Request<Full<Bytes>> {
@@ -88,25 +125,10 @@ async fn without_it_the_request_is_answered_the_fallback_and_the_backend_woken()
     let addr = common::refused_addr().await;
     let starts = Arc::new(AtomicUsize::new(0));
     let monitor = gone_backend(addr, &starts);
-    let service = monitor
-        .layer("app")
-        .unwrap()
-        .backend_gone_when(BackendGone::in_response)
-        .layer(
-            Proxy::builder(common::url_for(addr))
-                .build::<Full<Bytes>>()
-                .unwrap(),
-        );
+    let service = guarded(&monitor, addr, None, None);
     // A herd: the refusals that come after the backend is up again do not mark it down
     // (and start it) again.
-    let herd: Vec<_> = (0..50)
-        .map(|_| {
-            let service = service.clone();
-            tokio::spawn(async move { service.oneshot(echo("lost")).await.unwrap().status() })
-        })
-        .collect();
-    for request in herd {
-        let status = request.await.unwrap();
+    for (status, _) in herd(&service, 50, "lost").await {
         assert!(status == 503 || status == 200, "{status}");
     }
     common::until(
@@ -134,16 +156,7 @@ async fn a_gone_backend_that_does_not_come_back_within_max_wait_is_answered_the_
     let monitor = Arc::new(MinMonitor::new());
     monitor.add("app", service).unwrap();
     monitor.set_status_up("app").unwrap();
-    let service = monitor
-        .layer("app")
-        .unwrap()
-        .backend_gone_when(BackendGone::in_response)
-        .layer(
-            Proxy::builder(common::url_for(addr))
-                .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_millis(300))
-                .build::<Full<Bytes>>()
-                .unwrap(),
-        );
+    let service = guarded(&monitor, addr, None, Some(Duration::from_millis(300)));
     let answer = tokio::time::timeout(Duration::from_secs(10), service.oneshot(echo("x")))
         .await
         .expect("max_wait bounds the hold")
@@ -160,33 +173,9 @@ async fn a_herd_that_finds_the_backend_gone_starts_it_once_and_is_served_whole()
     let addr = common::refused_addr().await;
     let starts = Arc::new(AtomicUsize::new(0));
     let monitor = gone_backend(addr, &starts);
-    let service = monitor
-        .layer("app")
-        .unwrap()
-        .hold(Duration::from_secs(10))
-        .backend_gone_when(BackendGone::in_response)
-        .layer(
-            Proxy::builder(common::url_for(addr))
-                .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10))
-                .build::<Full<Bytes>>()
-                .unwrap(),
-        );
-    let herd: Vec<_> = (0..50)
-        .map(|_| {
-            let service = service.clone();
-            tokio::spawn(async move {
-                let answer = service.oneshot(echo("herd")).await.unwrap();
-                let status = answer.status();
-                let body = answer.into_body().collect().await.unwrap().to_bytes();
-                (status, body)
-            })
-        })
-        .collect();
-    for request in herd {
-        let (status, body) = tokio::time::timeout(Duration::from_secs(15), request)
-            .await
-            .expect("the hold is bounded")
-            .unwrap();
+    let hold = Some(Duration::from_secs(10));
+    let service = guarded(&monitor, addr, hold, hold);
+    for (status, body) in herd(&service, 50, "herd").await {
         assert_eq!(status, 200);
         assert_eq!(&body[..], b"herd");
     }
@@ -198,17 +187,8 @@ async fn a_head_request_is_held_and_sent_again_without_a_body() {
     let addr = common::refused_addr().await;
     let starts = Arc::new(AtomicUsize::new(0));
     let monitor = gone_backend(addr, &starts);
-    let service = monitor
-        .layer("app")
-        .unwrap()
-        .hold(Duration::from_secs(10))
-        .backend_gone_when(BackendGone::in_response)
-        .layer(
-            Proxy::builder(common::url_for(addr))
-                .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10))
-                .build::<Full<Bytes>>()
-                .unwrap(),
-        );
+    let hold = Some(Duration::from_secs(10));
+    let service = guarded(&monitor, addr, hold, hold);
     let head = http::Request::head("/echo")
         .header("host", "app.localhost")
         .body(Full::default())
@@ -248,17 +228,8 @@ async fn a_backend_that_comes_up_and_refuses_again_gets_the_request_once_more_on
     let monitor = Arc::new(MinMonitor::new());
     monitor.add("app", service).unwrap();
     monitor.set_status_up("app").unwrap();
-    let service = monitor
-        .layer("app")
-        .unwrap()
-        .hold(Duration::from_secs(10))
-        .backend_gone_when(BackendGone::in_response)
-        .layer(
-            Proxy::builder(common::url_for(addr))
-                .hold_when_gone(Arc::clone(&monitor), "app", Duration::from_secs(10))
-                .build::<Full<Bytes>>()
-                .unwrap(),
-        );
+    let hold = Some(Duration::from_secs(10));
+    let service = guarded(&monitor, addr, hold, hold);
     let answer = tokio::time::timeout(Duration::from_secs(15), service.oneshot(echo("twice")))
         .await
         .expect("one resend, then an answer")

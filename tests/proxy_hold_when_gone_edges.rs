@@ -12,8 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::post;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, StatusCode};
@@ -26,7 +24,7 @@ use tokio::sync::Semaphore;
 use tower::Layer;
 use tower_monitor::layer::BackendGone;
 use tower_monitor::proxy::{Proxy, ProxyBuilder};
-use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
+use tower_monitor::{BoxError, MinMonitor, ServiceState};
 
 /// What `on_down` serves on the address that refused.
 #[derive(Clone, Copy)]
@@ -47,34 +45,13 @@ fn gone_backend(
     starts: &Arc<AtomicUsize>,
     gate: &Arc<Semaphore>,
 ) -> Arc<MinMonitor> {
-    let (starts, gate) = (Arc::clone(starts), Arc::clone(gate));
-    let start = trigger::from_fn(move || {
-        starts.fetch_add(1, Ordering::SeqCst);
-        let gate = Arc::clone(&gate);
-        async move {
-            gate.acquire().await?.forget();
-            let listener = TcpListener::bind(addr).await?;
-            match kind {
-                Kind::Http => drop(tokio::spawn(serve_http(listener))),
-                Kind::WebSocket => drop(tokio::spawn(serve_websocket(listener))),
-                Kind::Http2WebSocket => drop(tokio::spawn(serve_http2_websocket(listener))),
-            }
-            Ok::<(), BoxError>(())
+    common::cached_up_but_gone(addr, starts, gate, move |listener| async move {
+        match kind {
+            Kind::Http => common::serve_echo(listener).await,
+            Kind::WebSocket => serve_websocket(listener).await,
+            Kind::Http2WebSocket => serve_http2_websocket(listener).await,
         }
-    });
-    let service =
-        MonitoredService::new(common::url_for(addr), Duration::from_secs(30)).on_down(start);
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
-    monitor.set_status_up("app").unwrap();
-    monitor
-}
-
-async fn serve_http(listener: TcpListener) {
-    let app = Router::new()
-        .route("/echo", post(|body: Bytes| async move { body }))
-        .fallback(|| async { "up" });
-    let _ = axum::serve(listener, app).await;
+    })
 }
 
 async fn serve_websocket(listener: TcpListener) {

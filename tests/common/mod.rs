@@ -2,9 +2,12 @@
 #![allow(dead_code)]
 
 mod gateway;
+mod gone;
 mod websocket;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use gateway::*;
+#[allow(unused_imports)]
+pub use gone::*;
 #[allow(unused_imports)]
 pub use websocket::*;
 
