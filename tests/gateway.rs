@@ -267,6 +267,17 @@ async fn routes_by_host_and_path_prefix_and_drops_hop_by_hop_headers() {
     )
     .await;
     assert!(get(addr, "/b/page", &[]).await.body.contains("GET /b/page"));
+    // The prefix is compared with the path decoded and its slashes merged, as nginx compares
+    // its locations; the request goes on as it came.
+    for path in ["/%62/page", "//b/page", "/b%2Fpage"] {
+        let reply = get(addr, path, &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert!(
+            reply.body.contains(&format!("GET {path}")),
+            "{}",
+            reply.body
+        );
+    }
     gateway.kill().await.unwrap();
 }
 

@@ -19,6 +19,8 @@ use crate::admin::without_port;
 use crate::layer::{FallbackBody, MonitorBody, ResponseFuture, grpc_status, is_grpc};
 use crate::proxy::Proxy;
 
+use super::route_path::routing_path;
+
 /// The gateway's proxy to one service, guarded by its layer.
 pub(super) type Routed = MonitorService<Proxy<Incoming>>;
 
@@ -28,7 +30,8 @@ pub use super::access::GatewayBody;
 pub(super) struct Route {
     /// Lower case, without a port or a final dot.
     host: Option<String>,
-    path_prefix: String,
+    /// As requests' paths are compared: decoded, slashes merged (see `route_path`).
+    path_prefix: Box<[u8]>,
     name: Arc<str>,
     service: Routed,
 }
@@ -42,7 +45,7 @@ impl Route {
     ) -> Self {
         Self {
             host: host.map(|h| without_port(h).trim_end_matches('.').to_ascii_lowercase()),
-            path_prefix,
+            path_prefix: routing_path(&path_prefix).into(),
             name: Arc::from(name),
             service,
         }
@@ -58,7 +61,7 @@ impl Route {
                 .is_none_or(|host| later.host.as_ref() == Some(host))
     }
 
-    fn matches(&self, host: Option<&str>, path: &str) -> bool {
+    fn matches(&self, host: Option<&str>, path: &[u8]) -> bool {
         path.starts_with(&self.path_prefix)
             && self
                 .host
@@ -108,8 +111,8 @@ impl Router {
         });
         // `app.example.` is `app.example` (a fully qualified name), as nginx takes it.
         let host = host.map(|host| host.strip_suffix('.').unwrap_or(host));
-        let path = request.uri().path();
-        self.routes.iter().find(|route| route.matches(host, path))
+        let path = routing_path(request.uri().path());
+        self.routes.iter().find(|route| route.matches(host, &path))
     }
 }
 
@@ -118,7 +121,10 @@ impl fmt::Debug for Router {
         let routes: Vec<_> = self
             .routes
             .iter()
-            .map(|r| (r.host.as_deref(), r.path_prefix.as_str(), &*r.name))
+            .map(|r| {
+                let prefix = String::from_utf8_lossy(&r.path_prefix);
+                (r.host.as_deref(), prefix, &*r.name)
+            })
             .collect();
         f.debug_struct("Router").field("routes", &routes).finish()
     }
