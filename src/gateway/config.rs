@@ -15,6 +15,7 @@ use crate::config::{ConfigError, DurationValue, registry::parse_at};
 use crate::proxy::{DEFAULT_LIMIT_WAIT, ForwardedHeaders, InFlightLimit, Proxy};
 use crate::{MinMonitor, MonitorLayer};
 
+use super::route_path::routing_path;
 use super::router::{Route, Routed};
 
 /// How long shutdown waits for requests in flight unless `gateway.shutdown_grace` says.
@@ -376,10 +377,15 @@ fn layer(
                 })
             })
             .transpose()?;
-        let paths = wake.never_paths.clone();
+        // Compared as routes are: `/%68ealthz` is `/healthz` to the backend too.
+        let paths: Vec<Box<[u8]>> = wake
+            .never_paths
+            .iter()
+            .map(|path| routing_path(path).into())
+            .collect();
         layer = layer.wake_when(move |_method, uri, headers| {
-            let path = uri.path();
-            let quiet_path = paths.iter().any(|prefix| path.starts_with(prefix.as_str()));
+            let path = routing_path(uri.path());
+            let quiet_path = paths.iter().any(|prefix| path.starts_with(prefix));
             let quiet_agent = agents.as_ref().is_some_and(|agents| {
                 headers
                     .get(http::header::USER_AGENT)
