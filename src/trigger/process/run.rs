@@ -179,7 +179,7 @@ async fn watch_exit(
                 "backend program stopped");
         } else {
             tracing::warn!(service = shared.service(), program = %shared.program, pid, %status,
-                "backend program exited; the next trigger starts it again");
+                "backend program exited by itself");
         }
     }
     exit_tx.send_replace(Exit::Exited(status));
