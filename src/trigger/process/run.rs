@@ -68,8 +68,10 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         return Err(ProcessError::ShutDown { program: program() });
     }
     if let Some(running) = &state.running {
-        tracing::debug!(service = shared.service(), program = %shared.program, pid = running.pid,
-            "already running: not started again");
+        // Asked to start while it runs: it does not answer (hung, or slow to come back). Said
+        // at info, or an operator sees a start that starts nothing.
+        tracing::info!(service = shared.service(), program = %shared.program, pid = running.pid,
+            "the backend program runs already: not started again");
         return Ok(());
     }
     let spec = &shared.spec;
