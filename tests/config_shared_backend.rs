@@ -15,12 +15,12 @@ fn config(app2: &str) -> String {
 #[test]
 fn two_services_that_both_start_one_backend_are_an_error_naming_the_second_url() {
     // Another path of the same backend is still the same backend.
-    let error = MinMonitor::from_config(&config(
+    let Err(error) = MinMonitor::from_config(&config(
         r#""url": "http://127.0.0.1:18090/api/",
            "on_idle": { "after": "1m", "trigger": { "type": "command", "command": "true" } }"#,
-    ))
-    .err()
-    .expect("rejected");
+    )) else {
+        panic!("accepted");
+    };
     assert_eq!(error.path(), "services.app2.url");
     let said = error.to_string();
     assert!(
