@@ -336,7 +336,7 @@ impl Registered {
             (ServiceState::Starting, ServiceState::Down) => {
                 let (failed, pause) = self.backoff.failed();
                 let next = if pause.is_zero() {
-                    "the next request starts it again".to_string()
+                    "it may be started again at once".to_string()
                 } else {
                     format!("not started again for {} s", pause.as_secs())
                 };
