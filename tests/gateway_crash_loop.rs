@@ -2,7 +2,7 @@
 //! a steady stream of requests: after a few failed starts in a row it is started again only
 //! after a pause that doubles (as systemd's start limit and Kubernetes' `CrashLoopBackOff`
 //! do), not once per request as fast as it can crash; the log says each failure once, with
-//! the pause.
+//! the pause. One that comes up and crashes at its first request counts the same.
 
 mod common;
 
@@ -88,5 +88,72 @@ async fn a_program_that_crashes_at_boot_is_started_again_after_a_growing_pause()
         .filter(|l| l.contains("backend program exited") && l.contains("exit status: 1"))
         .count();
     assert_eq!(exits, started, "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A backend that comes up, then exits 1 at its first request (a dev server whose handler
+/// crashes it): each request would start it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_crashes_at_its_first_request_is_started_again_after_a_growing_pause() {
+    let dir = std::env::temp_dir().join(format!("tower-monitor-crash-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let starts = dir.join("starts");
+    let _ = std::fs::remove_file(&starts);
+    let backend = common::refused_addr().await;
+    let script = format!(
+        "import http.server, os\n\
+         open({starts:?}, 'a').write('started\\n')\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(self): os._exit(1)\n\
+         http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n",
+        starts = starts.display().to_string(),
+        port = backend.port()
+    );
+    let config = common::TempFile::new(
+        "crash-up",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                     "probe_timeout": "300ms",
+                     "on_down": {{ "type": "process", "command": "python3", "args": ["-c", {script:?}] }} }} }} }}"#
+        ),
+    );
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let stderr = gateway.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut text = String::new();
+        let mut stderr = stderr;
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    // A request every 50 ms for 5 s: without a pause, every other one or so would start it
+    // again once it came up (some 40 starts).
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(5) {
+        let _ = common::get_once(addr).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = std::fs::read_to_string(&starts)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert!((3..=6).contains(&started), "started {started} times");
+
+    common::sigterm(&gateway).await;
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let said = tokio::time::timeout(Duration::from_secs(5), log)
+        .await
+        .expect("stderr closes")
+        .unwrap();
+    assert!(
+        said.lines()
+            .any(|l| l.contains("s after it came up; not started again for 2 s")),
+        "{said}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,9 @@
 //! pause, each request (or held request) would start it again as soon as it ended, as fast
 //! as it can crash, for as long as requests come. As systemd's start limit and Kubernetes'
 //! `CrashLoopBackOff` do, the first few failures in a row are retried at once, then the pause
-//! doubles up to a bound. A start that comes up ends the series.
+//! doubles up to a bound. A backend down again within [`STABLE`] of coming up (one that
+//! crashes at its first request) counts as a failed start too; one up for longer, or stopped
+//! for being idle, ends the series.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,6 +19,9 @@ const FREE_FAILURES: u32 = 2;
 const FIRST_PAUSE: Duration = Duration::from_secs(2);
 /// The longest pause.
 pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(30);
+/// How long a backend must stay up for its start to count as a success, as systemd's
+/// default start limit interval.
+pub(super) const STABLE: Duration = Duration::from_secs(10);
 
 /// The series of failed starts since the backend was last up.
 #[derive(Debug, Default)]
@@ -44,7 +49,8 @@ impl StartBackoff {
         (series.failed, pause)
     }
 
-    /// The backend is up: the series ends.
+    /// The backend's starts work (it stayed up, or was stopped for being idle): the series
+    /// ends.
     pub(super) fn came_up(&self) {
         *crate::sync::lock(&self.series) = Series::default();
     }

@@ -316,6 +316,17 @@ impl Registered {
         Some(transition)
     }
 
+    /// Counts a failed start: how many in a row now, and when the next may begin, in words.
+    fn start_failed(&self) -> (u32, String) {
+        let (failed, pause) = self.backoff.failed();
+        let next = if pause.is_zero() {
+            "it may be started again at once".to_string()
+        } else {
+            format!("not started again for {} s", pause.as_secs())
+        };
+        (failed, next)
+    }
+
     /// What every transition sets off.
     fn after(&self, transition: Transition) {
         self.after_because(transition, "down again");
@@ -334,17 +345,27 @@ impl Registered {
                 self.stats.cold_start(name, lasted);
             }
             (ServiceState::Starting, ServiceState::Down) => {
-                let (failed, pause) = self.backoff.failed();
-                let next = if pause.is_zero() {
-                    "it may be started again at once".to_string()
-                } else {
-                    format!("not started again for {} s", pause.as_secs())
-                };
+                let (failed, next) = self.start_failed();
                 tracing::warn!(
                     service = name,
                     failed_in_a_row = failed,
                     "{name} did not come up: {why} after {secs:.2} s starting; {next}"
                 );
+            }
+            // Down soon after it came up (it crashed at its first request, say): as failed a
+            // start as one that never came up, or each request would start it again.
+            (ServiceState::Up, ServiceState::Down) if lasted < backoff::STABLE => {
+                let (failed, next) = self.start_failed();
+                tracing::warn!(
+                    service = name,
+                    failed_in_a_row = failed,
+                    "{name} is down {secs:.2} s after it came up; {next}"
+                );
+            }
+            (ServiceState::Up, _) => {
+                // Up long enough, or stopped for being idle: its starts work.
+                self.backoff.came_up();
+                tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}");
             }
             (ServiceState::Stopping, ServiceState::Down) => {
                 tracing::info!(service = name, "{name} stopped after {secs:.2} s stopping")
@@ -361,7 +382,6 @@ impl Registered {
         match to {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
             ServiceState::Up => {
-                self.backoff.came_up();
                 // A start asked for while stopping is moot once the backend is up again.
                 self.wake_after_stop.store(false, Ordering::SeqCst);
                 if let Some(idle) = &self.idle {
