@@ -66,7 +66,9 @@
 //! field's path and the bad value. So is
 //! a `command` trigger's program that is not found (on `PATH`, or at its path, which counts
 //! from `current_dir` when relative) or not executable, and a `current_dir` that is not a
-//! directory: the configuration is only valid on a machine that has its programs.
+//! directory: the configuration is only valid on a machine that has its programs. So are two
+//! services on one backend address (host and port) that both have an `on_down` or an `on_idle`:
+//! each would start and stop it on its own, one's idle stop under the other's requests.
 
 mod builtin;
 pub(crate) mod duplicates;
@@ -75,6 +77,7 @@ mod probe;
 #[cfg(unix)]
 mod process;
 pub(crate) mod registry;
+mod shared_backend;
 
 pub use error::ConfigError;
 pub use registry::{TriggerRegistry, TriggerSpec};
@@ -292,6 +295,7 @@ impl MinMonitor {
             let service = build_service(&path, spec, registry)?;
             services.push((name, path, service));
         }
+        shared_backend::check(&services)?;
         let monitor = MinMonitor::new();
         for (name, path, service) in services {
             monitor

@@ -213,12 +213,18 @@ fn run(
         let (first, drain) = tokio::sync::oneshot::channel();
         let (second, force) = tokio::sync::oneshot::channel();
         tokio::spawn(super::serve::two_signals(first, second));
-        say(format_args!("gateway: listening on http://{local}"));
-        if demo {
-            say(format_args!(
-                "gateway: try curl -i http://{local}/ (the first request starts the backend)"
-            ));
-        }
+        // Said once the admin listener is bound too (see `serve_on_workers_then`).
+        let ready = move |admin: Option<SocketAddr>| {
+            say(format_args!("gateway: listening on http://{local}"));
+            if let Some(admin) = admin {
+                say(format_args!("gateway: admin on http://{admin}/"));
+            }
+            if demo {
+                say(format_args!(
+                    "gateway: try curl -i http://{local}/ (the first request starts the backend)"
+                ));
+            }
+        };
         let workers = workers.unwrap_or_else(super::default_workers);
         // Should the signal task end without a word, nothing is asked: serve on.
         let asked = |told: tokio::sync::oneshot::Receiver<()>| async move {
@@ -232,7 +238,7 @@ fn run(
         // Kept until the end, not dropped when the second signal wins: it holds the workers,
         // whose runtimes watch the backend programs (and the last handles to them), so that
         // the programs it may be stopping already are still stopped and waited for.
-        let serving = gateway.serve_on_workers(listener, workers, shutdown);
+        let serving = gateway.serve_on_workers_then(listener, workers, shutdown, ready);
         let mut serving = std::pin::pin!(serving);
         let clean = tokio::select! {
             clean = &mut serving => clean,

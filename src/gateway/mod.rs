@@ -288,6 +288,7 @@ impl Gateway {
         let Some(admin) = self.begin().await else {
             return false;
         };
+        let admin = admin.map(|(task, _)| task);
         let shutdown = serve::announced(shutdown, self.shutdown_grace);
         let drained = serve::serve(listener, router, shutdown, self.timeouts()).await;
         serve::drained(drained);
@@ -322,9 +323,27 @@ impl Gateway {
         workers: NonZeroUsize,
         shutdown: impl Future<Output = ()>,
     ) -> bool {
+        self.serve_on_workers_then(listener, workers, shutdown, |_| {})
+            .await
+    }
+
+    /// [`serve_on_workers`](Self::serve_on_workers), calling `ready` once everything it
+    /// listens on is bound (the admin listener too, whose address it is given) and the fleet
+    /// joined: the program says it
+    /// listens only then, so that a script that waits for the line finds the admin there, and
+    /// one whose admin cannot listen never says it serves.
+    pub(crate) async fn serve_on_workers_then(
+        self,
+        listener: std::net::TcpListener,
+        workers: NonZeroUsize,
+        shutdown: impl Future<Output = ()>,
+        ready: impl FnOnce(Option<SocketAddr>),
+    ) -> bool {
         let Some(admin) = self.begin().await else {
             return false;
         };
+        ready(admin.as_ref().map(|(_, addr)| *addr));
+        let admin = admin.map(|(task, _)| task);
         let shutdown = serve::announced(shutdown, self.shutdown_grace);
         let (served, runtimes) =
             workers::serve_workers(listener, &self.routers, workers, shutdown, self.timeouts())
@@ -349,8 +368,9 @@ impl Gateway {
     }
 
     /// What serving starts with: joining the fleet and starting the admin listener, if
-    /// configured. `None` (logged) if either fails; otherwise the admin listener's task.
-    async fn begin(&self) -> Option<Option<tokio::task::JoinHandle<()>>> {
+    /// configured. `None` (logged) if either fails; otherwise the admin listener's task and
+    /// address.
+    async fn begin(&self) -> Option<Option<(tokio::task::JoinHandle<()>, SocketAddr)>> {
         if !self.join_fleet() {
             return None;
         }
@@ -387,20 +407,24 @@ impl Gateway {
 
     /// Starts the admin service (`/metrics`, `/status`, the status page, start / stop) if
     /// configured; it ends with the gateway.
-    async fn serve_admin(&self) -> std::io::Result<Option<tokio::task::JoinHandle<()>>> {
+    async fn serve_admin(
+        &self,
+    ) -> std::io::Result<Option<(tokio::task::JoinHandle<()>, SocketAddr)>> {
         let Some(settings) = &self.admin else {
             return Ok(None);
         };
         let listener = TcpListener::bind(settings.listen).await?;
+        let addr = listener.local_addr()?;
         // Made here, not in the task: the recorder is installed before any request is served.
         let serving = crate::admin::Admin::new(Arc::clone(&self.monitor), settings.token.clone())
             .allow_hosts(settings.hosts.iter().cloned())
             .serve(listener);
-        Ok(Some(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(error) = serving.await {
                 tracing::error!(%error, "the admin service stopped");
             }
-        })))
+        });
+        Ok(Some((task, addr)))
     }
 
     #[cfg(unix)]

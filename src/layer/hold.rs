@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::FallbackReason;
 use crate::lifecycle::ServiceState;
-use crate::registered::Registered;
+use crate::registered::{Registered, StartPaused};
 
 /// How many requests may be held at once unless set otherwise.
 pub const DEFAULT_MAX_HELD: usize = 10_000;
@@ -87,8 +87,12 @@ async fn until_up(registered: &Registered) {
                 if start_failed && up_within(registered, WAKE_RETRY).await {
                     return;
                 }
-                if registered.wake().await.is_err() {
-                    if up_within(registered, WAKE_RETRY).await {
+                if let Err(error) = registered.wake().await {
+                    // Paused after a series of failed starts: not asked again before its end.
+                    let pause = error
+                        .downcast_ref::<StartPaused>()
+                        .map_or(WAKE_RETRY, |paused| paused.left.max(WAKE_RETRY));
+                    if up_within(registered, pause).await {
                         return;
                     }
                 } else {

@@ -19,9 +19,12 @@ use crate::stats::Stats;
 use crate::status::StatusCache;
 use crate::trigger::run_bounded;
 
+mod backoff;
 mod poller;
 mod probe;
 mod start_watch;
+
+pub(crate) use backoff::StartPaused;
 
 pub(crate) struct Registered {
     pub(crate) name: Arc<str>,
@@ -47,6 +50,8 @@ pub(crate) struct Registered {
     /// Runs of `on_idle` in progress (and stops about to try): while any runs, a closed port
     /// does not end Stopping, so `on_down` cannot race a stop that has not finished.
     stop_runs: Arc<AtomicUsize>,
+    /// Failed starts since the backend was last up, and the pause they impose on the next.
+    backoff: backoff::StartBackoff,
     /// Whether any probe has finished yet (the first up is not a "coming back").
     seen: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
@@ -77,6 +82,7 @@ impl Registered {
             watchers: AtomicUsize::new(0),
             wake_after_stop: AtomicBool::new(false),
             stop_runs: Arc::default(),
+            backoff: backoff::StartBackoff::default(),
             seen: AtomicBool::new(false),
             settling_since: Mutex::new(None),
             #[cfg(feature = "fleet")]
@@ -119,10 +125,24 @@ impl Registered {
 
     /// Asks for the backend to start: runs `on_down` if it is down (one run per cold start,
     /// shared by everyone who asks while it runs), remembers the wish if it is stopping, and
-    /// does nothing more if it is starting or up. Fails only with `on_down`'s own failure.
+    /// does nothing more if it is starting or up. Fails with `on_down`'s own failure, or with
+    /// [`StartPaused`] while the pause after a series of failed starts lasts (see `backoff`).
     pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
         let joined = self.waking.join_or_start(|| {
             let on_down = self.service.on_down.clone()?;
+            if self.state() == ServiceState::Down {
+                if let Some((paused, first)) = self.backoff.pausing() {
+                    // Once per pause at info: an operator's start refused must be explained,
+                    // a stream of requests must not fill the log.
+                    if first {
+                        tracing::info!(service = %self.name, "{}: {paused}", self.name);
+                    } else {
+                        tracing::debug!(service = %self.name, "{}: {paused}", self.name);
+                    }
+                    let paused: SharedError = Arc::new(paused);
+                    return Some(futures::future::ready(Err(paused)).boxed());
+                }
+            }
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
                 let starting = Some(transition.began);
@@ -190,7 +210,11 @@ impl Registered {
             me.stats.wake(&me.name);
             let result = run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await;
             match (&result, starting) {
-                (Err(_), _) => drop(me.apply(Event::WakeFailed)),
+                (Err(_), _) => {
+                    if let Some(down) = me.lifecycle.apply(Event::WakeFailed) {
+                        me.after_because(down, "on_down failed");
+                    }
+                }
                 (Ok(()), Some(starting)) => me.watch_start(starting, &on_down),
                 (Ok(()), None) => {}
             }
@@ -292,8 +316,24 @@ impl Registered {
         Some(transition)
     }
 
+    /// Counts a failed start: how many in a row now, and when the next may begin, in words.
+    fn start_failed(&self) -> (u32, String) {
+        let (failed, pause) = self.backoff.failed();
+        let next = if pause.is_zero() {
+            "it may be started again at once".to_string()
+        } else {
+            format!("not started again for {} s", pause.as_secs())
+        };
+        (failed, next)
+    }
+
     /// What every transition sets off.
     fn after(&self, transition: Transition) {
+        self.after_because(transition, "down again");
+    }
+
+    /// [`after`](Self::after), saying `why` a start ended without the backend up.
+    pub(super) fn after_because(&self, transition: Transition, why: &str) {
         let Transition {
             from, to, lasted, ..
         } = transition;
@@ -304,10 +344,29 @@ impl Registered {
                 tracing::info!(service = name, "{name} came up after {secs:.2} s starting");
                 self.stats.cold_start(name, lasted);
             }
-            (ServiceState::Starting, ServiceState::Down) => tracing::warn!(
-                service = name,
-                "{name} did not come up: down again after {secs:.2} s starting"
-            ),
+            (ServiceState::Starting, ServiceState::Down) => {
+                let (failed, next) = self.start_failed();
+                tracing::warn!(
+                    service = name,
+                    failed_in_a_row = failed,
+                    "{name} did not come up: {why} after {secs:.2} s starting; {next}"
+                );
+            }
+            // Down soon after it came up (it crashed at its first request, say): as failed a
+            // start as one that never came up, or each request would start it again.
+            (ServiceState::Up, ServiceState::Down) if lasted < backoff::STABLE => {
+                let (failed, next) = self.start_failed();
+                tracing::warn!(
+                    service = name,
+                    failed_in_a_row = failed,
+                    "{name} is down {secs:.2} s after it came up; {next}"
+                );
+            }
+            (ServiceState::Up, _) => {
+                // Up long enough, or stopped for being idle: its starts work.
+                self.backoff.came_up();
+                tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}");
+            }
             (ServiceState::Stopping, ServiceState::Down) => {
                 tracing::info!(service = name, "{name} stopped after {secs:.2} s stopping")
             }

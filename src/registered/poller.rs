@@ -38,7 +38,8 @@ impl Registered {
             while me.needs_polling() || me.resume_polling() {
                 let (state, lasted) = me.lifecycle.snapshot();
                 if state == ServiceState::Starting && lasted >= me.service.start_timeout {
-                    if me.apply(Event::StartTimedOut).is_some() {
+                    if let Some(down) = me.lifecycle.apply(Event::StartTimedOut) {
+                        me.after_because(down, "its start timeout passed");
                         me.abandon_start();
                     }
                     continue;

@@ -46,9 +46,7 @@ impl Registered {
                 }
                 if let Either::Left(_) = select(&mut ended, changed).await {
                     if let Some(down) = me.lifecycle.apply_to(starting, Event::WakeFailed) {
-                        let name = &*me.name;
-                        tracing::warn!(service = name, "the backend {name}'s on_down started has ended before it came up; the next request starts it again");
-                        me.after(down);
+                        me.after_because(down, "what on_down started has ended");
                     }
                     return;
                 }

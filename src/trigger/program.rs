@@ -35,16 +35,44 @@ pub(crate) fn check(program: &OsStr, current_dir: Option<&Path>) -> Result<(), P
             Some(dir) if path.is_relative() => dir.join(path),
             _ => path.to_path_buf(),
         };
-        return executable(&full)
+        executable(&full)
+            .map_err(|why| ProgramProblem::Program(format!("program {shown:?} {why}")))?;
+        return interpreter(&full)
             .map_err(|why| ProgramProblem::Program(format!("program {shown:?} {why}")));
     }
-    if find_in_path(program).is_some() {
-        Ok(())
-    } else {
-        Err(ProgramProblem::Program(format!(
+    match find_in_path(program) {
+        Some(found) => interpreter(&found)
+            .map_err(|why| ProgramProblem::Program(format!("program {shown:?} {why}"))),
+        None => Err(ProgramProblem::Program(format!(
             "program {shown:?} was not found on PATH"
-        )))
+        ))),
     }
+}
+
+/// A script's interpreter (its `#!` line), when it names one by its full path: one that does
+/// not exist fails every start with "No such file or directory", which reads as if the
+/// script itself were missing.
+fn interpreter(script: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(script).and_then(|mut file| file.read(&mut head));
+    let Ok(read) = read else {
+        // Unreadable (execute-only, say): the kernel reads it, this check cannot.
+        return Ok(());
+    };
+    let Some(line) = head[..read].strip_prefix(b"#!") else {
+        return Ok(());
+    };
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let Some(named) = line.split_whitespace().next() else {
+        return Ok(());
+    };
+    let path = Path::new(named);
+    if !path.is_absolute() {
+        return Ok(());
+    }
+    executable(path).map_err(|why| format!("names the interpreter {named:?}, which {why}"))
 }
 
 /// The first executable file named `program` in a `PATH` directory.
@@ -79,6 +107,33 @@ mod tests {
         assert_eq!(check(OsStr::new("sh"), None), Ok(()));
         assert_eq!(check(OsStr::new("/bin/sh"), None), Ok(()));
         assert_eq!(check(OsStr::new("sh"), Some(Path::new("/"))), Ok(()));
+    }
+
+    #[test]
+    fn a_script_whose_interpreter_is_missing_is_named() {
+        let dir =
+            std::env::temp_dir().join(format!("tower-monitor-shebang-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = |name: &str, text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let bad = script("bad.sh", "#!/no/such/interpreter -e\necho hi\n");
+        let Err(ProgramProblem::Program(why)) = check(bad.as_os_str(), None) else {
+            panic!("a script with a missing interpreter passed")
+        };
+        assert!(
+            why.contains("names the interpreter \"/no/such/interpreter\", which does not exist"),
+            "{why}"
+        );
+        let good = script("good.sh", "#!/bin/sh\necho hi\n");
+        assert_eq!(check(good.as_os_str(), None), Ok(()));
+        let plain = script("plain.sh", "echo hi\n");
+        assert_eq!(check(plain.as_os_str(), None), Ok(()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

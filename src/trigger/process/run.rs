@@ -68,8 +68,10 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         return Err(ProcessError::ShutDown { program: program() });
     }
     if let Some(running) = &state.running {
-        tracing::debug!(service = shared.service(), program = %shared.program, pid = running.pid,
-            "already running: not started again");
+        // Asked to start while it runs: it does not answer (hung, or slow to come back). Said
+        // at info, or an operator sees a start that starts nothing.
+        tracing::info!(service = shared.service(), program = %shared.program, pid = running.pid,
+            "the backend program runs already: not started again");
         return Ok(());
     }
     let spec = &shared.spec;
@@ -179,7 +181,7 @@ async fn watch_exit(
                 "backend program stopped");
         } else {
             tracing::warn!(service = shared.service(), program = %shared.program, pid, %status,
-                "backend program exited; the next trigger starts it again");
+                "backend program exited by itself");
         }
     }
     exit_tx.send_replace(Exit::Exited(status));

@@ -1,0 +1,140 @@
+//! A pause before starting again a backend whose starts keep failing.
+//!
+//! A program that crashes at boot (a syntax error, a port taken) fails every start: without a
+//! pause, each request (or held request) would start it again as soon as it ended, as fast
+//! as it can crash, for as long as requests come. As systemd's start limit and Kubernetes'
+//! `CrashLoopBackOff` do, the first few failures in a row are retried at once, then the pause
+//! doubles up to a bound. A backend down again within [`STABLE`] of coming up (one that
+//! crashes at its first request) counts as a failed start too; one up for longer, or stopped
+//! for being idle, ends the series.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Failed starts in a row that are retried without a pause.
+const FREE_FAILURES: u32 = 2;
+/// The pause after the first failure past the free ones; it doubles with each further one.
+const FIRST_PAUSE: Duration = Duration::from_secs(2);
+/// The longest pause.
+pub(crate) const MAX_PAUSE: Duration = Duration::from_secs(30);
+/// How long a backend must stay up for its start to count as a success, as systemd's
+/// default start limit interval.
+pub(super) const STABLE: Duration = Duration::from_secs(10);
+
+/// The series of failed starts since the backend was last up.
+#[derive(Debug, Default)]
+pub(super) struct StartBackoff {
+    series: Mutex<Series>,
+}
+
+#[derive(Debug, Default)]
+struct Series {
+    failed: u32,
+    not_before: Option<Instant>,
+    /// Whether a start refused during this pause has been logged (once per pause, not once
+    /// per request).
+    told: bool,
+}
+
+impl StartBackoff {
+    /// Counts a failed start: how many in a row now, and the pause before the next start.
+    pub(super) fn failed(&self) -> (u32, Duration) {
+        let mut series = crate::sync::lock(&self.series);
+        series.failed = series.failed.saturating_add(1);
+        let pause = pause_after(series.failed);
+        series.not_before = (!pause.is_zero()).then(|| Instant::now() + pause);
+        series.told = false;
+        (series.failed, pause)
+    }
+
+    /// The backend's starts work (it stayed up, or was stopped for being idle): the series
+    /// ends.
+    pub(super) fn came_up(&self) {
+        *crate::sync::lock(&self.series) = Series::default();
+    }
+
+    /// While the pause lasts: the failed starts in a row, what is left of the pause, and
+    /// whether this is the first start refused in it.
+    pub(super) fn pausing(&self) -> Option<(StartPaused, bool)> {
+        let mut series = crate::sync::lock(&self.series);
+        let left = series.not_before?.checked_duration_since(Instant::now())?;
+        if left.is_zero() {
+            return None;
+        }
+        let first = !std::mem::replace(&mut series.told, true);
+        let paused = StartPaused {
+            failed: series.failed,
+            left,
+        };
+        Some((paused, first))
+    }
+}
+
+/// The pause after `failed` failed starts in a row.
+fn pause_after(failed: u32) -> Duration {
+    let doublings = failed.saturating_sub(FREE_FAILURES + 1).min(16);
+    if failed <= FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    FIRST_PAUSE.saturating_mul(1 << doublings).min(MAX_PAUSE)
+}
+
+/// Why a start was not made: the backend's last starts failed, and the pause after them lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StartPaused {
+    /// Failed starts in a row.
+    pub(crate) failed: u32,
+    /// What is left of the pause.
+    pub(crate) left: Duration,
+}
+
+impl std::fmt::Display for StartPaused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "not started again yet: its last {} starts failed; the next may begin in {:.1} s",
+            self.failed,
+            self.left.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for StartPaused {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_is_none_at_first_then_doubles_up_to_its_bound() {
+        let pauses: Vec<u64> = (1..=8).map(|n| pause_after(n).as_secs()).collect();
+        assert_eq!(pauses, [0, 0, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(pause_after(u32::MAX), MAX_PAUSE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_series_pauses_starts_until_its_pause_has_passed_or_it_came_up() {
+        let backoff = StartBackoff::default();
+        assert_eq!(backoff.failed(), (1, Duration::ZERO));
+        assert_eq!(backoff.failed(), (2, Duration::ZERO));
+        assert_eq!(backoff.pausing(), None);
+        assert_eq!(backoff.failed(), (3, FIRST_PAUSE));
+        assert_eq!(
+            backoff.pausing().map(|(p, first)| (p.failed, first)),
+            Some((3, true))
+        );
+        assert_eq!(
+            backoff.pausing().map(|(_, first)| first),
+            Some(false),
+            "told once"
+        );
+        tokio::time::advance(FIRST_PAUSE).await;
+        assert_eq!(backoff.pausing(), None, "the pause has passed");
+        assert_eq!(backoff.failed().1, FIRST_PAUSE * 2);
+        backoff.came_up();
+        assert_eq!(backoff.pausing(), None);
+        assert_eq!(backoff.failed(), (1, Duration::ZERO), "a new series");
+    }
+}
