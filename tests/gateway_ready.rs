@@ -86,10 +86,5 @@ async fn the_admin_answers_as_soon_as_the_gateway_says_it_listens() {
         .unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"app\""), "{reply}");
-    common::sigterm(&gateway).await;
-    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
-        .await
-        .expect("the gateway exits")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    common::sigterm_then_exits_0(&mut gateway).await;
 }

@@ -162,6 +162,16 @@ pub async fn sigterm(program: &tokio::process::Child) {
     assert!(sent.success(), "kill -TERM {pid}");
 }
 
+/// Sends SIGTERM to the gateway program and waits (bounded) for it to exit 0.
+pub async fn sigterm_then_exits_0(gateway: &mut tokio::process::Child) {
+    sigterm(gateway).await;
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 /// A gateway configuration (listening on port 0) whose one service, "app" on `backend`, is a
 /// Python HTTP server started by a `process` trigger; `gateway_fields` (each with a leading
 /// comma) go into the `gateway` section.
