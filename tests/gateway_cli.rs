@@ -119,16 +119,7 @@ async fn check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_cannot_serve_exits_1() {
     // The admin listener's address is taken: the gateway cannot serve as configured.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let config = common::TempFile::new(
-        "taken",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
-                 "admin": {{ "listen": "{}", "token": "t" }},
-                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#,
-            taken.local_addr().unwrap()
-        ),
-    );
+    let (taken, config) = admin_address_taken("taken");
     let output = run(&["--config", config.path()]).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let said = stderr(&output);
@@ -146,16 +137,7 @@ async fn a_gateway_that_cannot_serve_exits_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_or_unreadable_rust_log_still_logs_at_info() {
     // A gateway that cannot serve (its admin address is taken) must say why, whatever RUST_LOG.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let config = common::TempFile::new(
-        "rust-log",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
-                 "admin": {{ "listen": "{}", "token": "t" }},
-                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#,
-            taken.local_addr().unwrap()
-        ),
-    );
+    let (_taken, config) = admin_address_taken("rust-log");
     // Empty, as `Environment=RUST_LOG=${LEVEL}` gives with LEVEL unset: the default, info.
     let output = run_with_log(&["--config", config.path()], Some("")).await;
     assert_eq!(output.status.code(), Some(1));
@@ -226,4 +208,20 @@ async fn a_refused_redis_url_is_named_without_its_password() {
             "{tag}: the password was printed: {said}"
         );
     }
+}
+
+/// A configuration whose admin listener's address is taken (by the listener returned, kept
+/// for as long as the test needs it taken): a gateway that cannot serve as configured.
+fn admin_address_taken(tag: &str) -> (std::net::TcpListener, common::TempFile) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = common::TempFile::new(
+        tag,
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "admin": {{ "listen": "{}", "token": "t" }},
+                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#,
+            taken.local_addr().unwrap()
+        ),
+    );
+    (taken, config)
 }

@@ -32,14 +32,28 @@ fn term_ignoring_backend(backend: std::net::SocketAddr, stop_grace: &str) -> Str
     )
 }
 
+/// The gateway program in front of a [`term_ignoring_backend`], which a first request (held
+/// until it answers) has started; its address, and the configuration file, kept until the end.
+async fn serving_term_ignoring_backend(
+    tag: &str,
+    stop_grace: &str,
+) -> (
+    tokio::process::Child,
+    std::net::SocketAddr,
+    common::TempFile,
+) {
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new(tag, &term_ignoring_backend(backend, stop_grace));
+    let (gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let reply = common::get_once(addr).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
+    (gateway, backend, config)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_backend_program_with_its_configured_stop_grace() {
     // Only SIGKILL, after the program's `stop_grace` (1 s, not the default 10 s), stops it.
-    let backend = common::refused_addr().await;
-    let config = common::TempFile::new("stop-grace", &term_ignoring_backend(backend, "1s"));
-    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
-    let reply = common::get_once(addr).await;
-    assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
+    let (mut gateway, backend, _config) = serving_term_ignoring_backend("stop-grace", "1s").await;
 
     common::sigterm(&gateway).await;
     let mut log = String::new();
@@ -165,11 +179,7 @@ async fn a_second_signal_while_the_programs_stop_still_waits_for_them() {
     // No connection holds the drain, so the first SIGTERM goes on to stop the program, which
     // takes its 2 s grace; the second signal comes meanwhile. The gateway once let its workers
     // go then, and with them what watched the program: it exited without waiting for it.
-    let backend = common::refused_addr().await;
-    let config = common::TempFile::new("second-stop", &term_ignoring_backend(backend, "2s"));
-    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
-    let reply = common::get_once(addr).await;
-    assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
+    let (mut gateway, backend, _config) = serving_term_ignoring_backend("second-stop", "2s").await;
     let mut stderr = tokio::io::BufReader::new(gateway.stderr.take().unwrap());
 
     common::sigterm(&gateway).await;
