@@ -295,7 +295,7 @@ where
 }
 
 /// Tells the client its request waited for a cold start, and for how long.
-fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
+pub(crate) fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
     let millis = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
     response
         .headers_mut()

@@ -26,6 +26,8 @@ mod waiting_page;
 pub use body::{FallbackBody, MonitorBody};
 pub use fallback::{DEFAULT_RETRY_AFTER, FallbackReason, default_response};
 pub use future::ResponseFuture;
+#[cfg(feature = "proxy")]
+pub(crate) use future::mark_cold_start;
 pub use gone::BackendGone;
 pub use hold::DEFAULT_MAX_HELD;
 #[cfg(feature = "proxy")]

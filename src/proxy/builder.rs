@@ -279,22 +279,12 @@ impl ProxyBuilder {
     ///     .unwrap();
     /// # let _ = proxy;
     /// ```
-    pub fn hold_when_gone(
-        mut self,
-        monitor: Arc<MinMonitor>,
-        name: &str,
-        max_wait: Duration,
-    ) -> Self {
-        if self.service.is_none() {
-            self.service = Some(Arc::from(name));
-        }
-        self.gone_hold = Some(GoneHold::new(monitor, name, max_wait));
-        self
+    pub fn hold_when_gone(self, monitor: Arc<MinMonitor>, name: &str, max_wait: Duration) -> Self {
+        self.hold_when_gone_in(monitor, name, crate::layer::Hold::new(max_wait))
     }
 
-    /// [`hold_when_gone`](Self::hold_when_gone), holding in a layer's `hold`: the gateway's
-    /// proxies (one per worker) and the service's layer then share one `max_held`.
-    #[cfg(feature = "gateway")]
+    /// [`hold_when_gone`](Self::hold_when_gone), holding in `hold`: given a layer's, the
+    /// gateway's proxies (one per worker) and the service's layer share one `max_held`.
     pub(crate) fn hold_when_gone_in(
         mut self,
         monitor: Arc<MinMonitor>,
@@ -304,7 +294,7 @@ impl ProxyBuilder {
         if self.service.is_none() {
             self.service = Some(Arc::from(name));
         }
-        self.gone_hold = Some(GoneHold::sharing(monitor, name, hold));
+        self.gone_hold = Some(GoneHold::new(monitor, name, hold));
         self
     }
 

@@ -274,12 +274,12 @@ where
     ) -> BoxFuture<'static, Response<ProxyBody>> {
         Box::pin(async move {
             let (response, unsent) = self.exchange(request, client_upgrade, &mut sent).await;
-            let gone = response.extensions().get::<BackendGone>().is_some();
-            let (Some((request, client_upgrade)), Some(hold), true, true) =
-                (unsent, &self.gone_hold, gone, resendable)
-            else {
+            let (Some((request, client_upgrade)), Some(hold)) = (unsent, &self.gone_hold) else {
                 return response;
             };
+            if !resendable || response.extensions().get::<BackendGone>().is_none() {
+                return response;
+            }
             // Not up within the longest wait: the 502, whose marker tells a layer in front.
             let Some(held) = hold.until_up(sent.sent_at(self.response_timeout)).await else {
                 return response;
@@ -288,7 +288,7 @@ where
             let mut response = Arc::clone(&self)
                 .finish(request, client_upgrade, again, false)
                 .await;
-            resend::mark_held(&mut response, held);
+            crate::layer::mark_cold_start(&mut response, held);
             response
         })
     }

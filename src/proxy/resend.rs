@@ -5,10 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Response};
 use tokio::time::Instant;
 
-use super::ProxyBody;
 use crate::MinMonitor;
 use crate::layer::Hold;
 
@@ -22,17 +20,9 @@ pub(crate) struct GoneHold {
 }
 
 impl GoneHold {
-    pub(crate) fn new(monitor: Arc<MinMonitor>, name: &str, max_wait: Duration) -> Self {
-        Self {
-            monitor,
-            name: Arc::from(name),
-            hold: Hold::new(max_wait),
-        }
-    }
-
-    /// Holds in `hold`: a layer's, so that one `max_held` bounds the requests both hold.
-    #[cfg(feature = "gateway")]
-    pub(crate) fn sharing(monitor: Arc<MinMonitor>, name: &str, hold: Hold) -> Self {
+    /// Holds in `hold`: its own, or a layer's, so that one `max_held` bounds the requests
+    /// both hold.
+    pub(crate) fn new(monitor: Arc<MinMonitor>, name: &str, hold: Hold) -> Self {
         Self {
             monitor,
             name: Arc::from(name),
@@ -61,13 +51,4 @@ impl GoneHold {
             .await
             .ok()
     }
-}
-
-/// Tells the client its request waited for the backend, and for how long (as the layer's hold
-/// does).
-pub(crate) fn mark_held(response: &mut Response<ProxyBody>, held: Duration) {
-    let millis = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
-    response
-        .headers_mut()
-        .insert("x-cold-start", HeaderValue::from(millis));
 }
