@@ -356,6 +356,48 @@ impl MinMonitor {
         services.keys().cloned().collect()
     }
 
+    /// For a server shutting down: every request held for a backend to come up (hold mode,
+    /// and a proxy's [`hold_when_gone`](crate::proxy::ProxyBuilder::hold_when_gone)) is
+    /// answered at once with the fallback (503 with `Retry-After`), and none is held from now
+    /// on, for the services registered now. Otherwise a held request keeps its connection
+    /// open until the server's grace ends and the connection is closed with no answer at all.
+    /// A start that ends without the backend up from now on is logged as ended by the
+    /// shutdown, not as a failed start. It cannot be undone.
+    ///
+    /// The gateway does this shortly before its `shutdown_grace` ends, so that a backend
+    /// coming up within the grace still serves the requests held for it.
+    ///
+    /// An axum server's graceful shutdown would otherwise wait for each held request up to its
+    /// `max_wait`:
+    ///
+    /// ```no_run
+    /// use std::{sync::Arc, time::Duration};
+    /// use axum::{Router, routing::get};
+    /// use tower_monitor::{MinMonitor, MonitoredService, Url};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = Arc::new(MinMonitor::new());
+    /// monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30)))?;
+    /// let layer = monitor.layer("app")?.hold(Duration::from_secs(60));
+    /// let app = Router::new().route("/", get(|| async { "hi" })).layer(layer);
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///         monitor.release_held();
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn release_held(&self) {
+        let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        for registered in services.values() {
+            registered.release_held();
+        }
+    }
+
     /// Joins a fleet: from now on this monitor is one replica of several sharing each backend's
     /// lifecycle through Redis (see [`fleet`](crate::fleet)). Services added before and after
     /// take part. Join before serving, from within a Tokio runtime; a monitor joins one fleet,

@@ -27,7 +27,7 @@ async fn a_program_that_crashes_at_boot_is_started_again_after_a_growing_pause()
             starts = starts.display()
         ),
     );
-    let (mut gateway, addr, log) = gateway_with_log(&config).await;
+    let (mut gateway, addr, log) = common::gateway_with_log(PROGRAM, &config).await;
 
     // A request every 50 ms for 4 s: without a pause, each would start the program again
     // (it fails within milliseconds), some 80 starts.
@@ -105,7 +105,7 @@ async fn a_program_that_crashes_at_its_first_request_is_started_again_after_a_gr
                      "on_down": {{ "type": "process", "command": "python3", "args": ["-c", {script:?}] }} }} }} }}"#
         ),
     );
-    let (mut gateway, addr, log) = gateway_with_log(&config).await;
+    let (mut gateway, addr, log) = common::gateway_with_log(PROGRAM, &config).await;
     // A request every 50 ms for 5 s: without a pause, every other one or so would start it
     // again once it came up (some 40 starts).
     let began = Instant::now();
@@ -137,23 +137,4 @@ async fn a_program_that_crashes_at_its_first_request_is_started_again_after_a_gr
         "{said}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The gateway program on `config`, and its log (standard error), read to its end.
-async fn gateway_with_log(
-    config: &common::TempFile,
-) -> (
-    tokio::process::Child,
-    std::net::SocketAddr,
-    tokio::task::JoinHandle<String>,
-) {
-    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
-    let mut stderr = gateway.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
-    (gateway, addr, log)
 }

@@ -295,3 +295,43 @@ async fn a_backend_up_during_the_pause_after_a_failed_start_releases_the_held_re
     );
     assert_eq!(count(&wakes), 1, "not started again: it was up");
 }
+
+/// A server shutting down releases its held requests (`MinMonitor::release_held`): each is
+/// answered 503 at once, not at its `max_wait`, and from then on a request for the down
+/// backend is neither held nor starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_held_requests_are_answered_503_and_none_is_held_after() {
+    let f = fixture().await;
+    let service = held(&f, DEFAULT_MAX_HELD);
+    let waiting: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(service.clone().oneshot(request("/"))))
+        .collect();
+    until(
+        Duration::from_secs(5),
+        "three requests held",
+        || f.monitor.snapshot()[0].requests_held,
+        |held| *held == 3,
+    )
+    .await;
+
+    f.monitor.release_held();
+    for response in waiting {
+        let response = tokio::time::timeout(Duration::from_secs(5), response)
+            .await
+            .expect("answered at once, not at max_wait (30 s)")
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    assert_eq!(f.monitor.snapshot()[0].requests_held, 0);
+    assert_eq!(count(&f.wakes), 1);
+
+    f.monitor.set_status_down("app").unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), service.oneshot(request("/")))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(count(&f.wakes), 1, "no start once released");
+}

@@ -68,7 +68,9 @@
 //!   [`ProxyBuilder::max_in_flight`](crate::proxy::ProxyBuilder::max_in_flight)).
 //! - `shutdown_grace` (default 30 s): how long a shutdown waits for requests in flight and open
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
-//!   are stopped, each given its own `stop_grace` between SIGTERM and SIGKILL.
+//!   are stopped, each given its own `stop_grace` between SIGTERM and SIGKILL. Requests still
+//!   held 1 s before the grace ends (half the grace, if shorter) are answered 503 then (see
+//!   [`MinMonitor::release_held`](crate::MinMonitor::release_held)).
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
@@ -289,7 +291,7 @@ impl Gateway {
             return false;
         };
         let admin = admin.map(|(task, _)| task);
-        let shutdown = serve::announced(shutdown, self.shutdown_grace);
+        let shutdown = serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
         let drained = serve::serve(listener, router, shutdown, self.timeouts()).await;
         serve::drained(drained);
         if let Some(admin) = admin {
@@ -344,7 +346,7 @@ impl Gateway {
         };
         ready(admin.as_ref().map(|(_, addr)| *addr));
         let admin = admin.map(|(task, _)| task);
-        let shutdown = serve::announced(shutdown, self.shutdown_grace);
+        let shutdown = serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
         let (served, runtimes) =
             workers::serve_workers(listener, &self.routers, workers, shutdown, self.timeouts())
                 .await;

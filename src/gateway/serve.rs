@@ -247,10 +247,25 @@ pub(crate) fn two_signals(
 }
 
 /// `shutdown`, announcing the drain when it completes (once per gateway, however many workers).
-pub(super) async fn announced(shutdown: impl Future<Output = ()>, grace: Duration) {
+pub(super) async fn announced(
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    monitor: Arc<crate::MinMonitor>,
+) {
     shutdown.await;
     tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
+    // Held requests wait for a backend that may still come up within the grace; before the
+    // grace ends, each is answered 503 rather than have its connection closed unanswered.
+    let answer_time = HELD_ANSWER_TIME.min(grace / 2);
+    tokio::spawn(async move {
+        tokio::time::sleep(grace - answer_time).await;
+        monitor.release_held();
+    });
 }
+
+/// How long before the shutdown grace ends the requests still held are answered: time for
+/// the answers to reach their clients, and their connections to close, within the grace.
+const HELD_ANSWER_TIME: Duration = Duration::from_secs(1);
 
 /// Logs the end of the drain.
 pub(super) fn drained(closed: bool) {

@@ -39,6 +39,9 @@ impl Hold {
     /// `on_down` included: it is answered 504 at `max_wait` whatever is still running, and it
     /// takes a place (`max_held`) before `on_down` runs.
     ///
+    /// Once the monitor releases held requests (its server shuts down), each is answered 503
+    /// at once, and none is held any more.
+    ///
     /// Held requests do not probe: the monitor polls a starting backend and wakes every waiter
     /// at the transition to Up. A request whose client goes away is dropped here, and its
     /// place freed.
@@ -47,6 +50,9 @@ impl Hold {
         registered: &Registered,
         arrived: Instant,
     ) -> Result<Duration, FallbackReason> {
+        if registered.is_released() {
+            return Err(FallbackReason::NotReady);
+        }
         let Some(_place) = self.take_place() else {
             tracing::debug!(service = %registered.name, max = self.max_held, "too many requests held; answering 503");
             return Err(FallbackReason::NotReady);
@@ -54,12 +60,15 @@ impl Hold {
         let _watching = registered.watch();
         let max_wait = self.max_wait;
         let deadline = crate::deadline::saturating_after(arrived, max_wait);
-        match tokio::time::timeout_at(deadline, until_up(registered)).await {
-            Ok(()) => Ok(arrived.elapsed()),
-            Err(_) => {
-                tracing::debug!(service = %registered.name, ?max_wait, "held request waited its longest; answering 504");
-                Err(FallbackReason::Timeout)
-            }
+        tokio::select! {
+            up = tokio::time::timeout_at(deadline, until_up(registered)) => match up {
+                Ok(()) => Ok(arrived.elapsed()),
+                Err(_) => {
+                    tracing::debug!(service = %registered.name, ?max_wait, "held request waited its longest; answering 504");
+                    Err(FallbackReason::Timeout)
+                }
+            },
+            () = registered.released() => Err(FallbackReason::NotReady),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::trigger::run_bounded;
 mod backoff;
 mod poller;
 mod probe;
+mod release;
 mod start_watch;
 
 pub(crate) use backoff::StartPaused;
@@ -52,6 +53,8 @@ pub(crate) struct Registered {
     stop_runs: Arc<AtomicUsize>,
     /// Failed starts since the backend was last up, and the pause they impose on the next.
     backoff: backoff::StartBackoff,
+    /// The server is shutting down: held requests are answered, none is held (see `release`).
+    released: AtomicBool,
     /// Whether any probe has finished yet (the first up is not a "coming back").
     seen: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
@@ -83,6 +86,7 @@ impl Registered {
             wake_after_stop: AtomicBool::new(false),
             stop_runs: Arc::default(),
             backoff: backoff::StartBackoff::default(),
+            released: AtomicBool::new(false),
             seen: AtomicBool::new(false),
             settling_since: Mutex::new(None),
             #[cfg(feature = "fleet")]
@@ -343,6 +347,13 @@ impl Registered {
             (ServiceState::Starting, ServiceState::Up) => {
                 tracing::info!(service = name, "{name} came up after {secs:.2} s starting");
                 self.stats.cold_start(name, lasted);
+            }
+            // Most likely stopped by the shutdown itself: not a failure of the backend's.
+            (ServiceState::Starting, ServiceState::Down) if self.is_released() => {
+                tracing::info!(
+                    service = name,
+                    "{name} did not come up before the shutdown: {why} after {secs:.2} s starting"
+                );
             }
             (ServiceState::Starting, ServiceState::Down) => {
                 let (failed, next) = self.start_failed();

@@ -41,6 +41,22 @@ pub async fn spawn_gateway_program_with(
     (gateway, addr)
 }
 
+/// The gateway `program` on `config`, and its log (standard error), read to its end.
+pub async fn gateway_with_log(
+    program: &str,
+    config: &TempFile,
+) -> (tokio::process::Child, SocketAddr, JoinHandle<String>) {
+    let (mut gateway, addr) = spawn_gateway_program(program, config.path(), true).await;
+    let mut stderr = gateway.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    (gateway, addr, log)
+}
+
 /// The address a gateway program says it listens on (bounded wait); the rest of its standard
 /// output is read and dropped, so that it never blocks on a full pipe.
 pub async fn listening_addr(gateway: &mut tokio::process::Child) -> SocketAddr {

@@ -1,0 +1,153 @@
+//! A gateway shutting down while requests are held for a backend that is still starting: each
+//! held request is answered 503 (with `Retry-After`) before its connection closes, over
+//! HTTP/1.1 and HTTP/2, and the shutdown ends within its grace. Everything on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower_monitor::ServiceState;
+
+/// A gateway whose one service, "app", never comes up: its `on_down` succeeds (counted) and
+/// its address refuses connections. Requests are held for up to a minute; the shutdown grace
+/// is `grace`.
+async fn gateway_holding_for_a_backend_that_never_boots(
+    grace: &str,
+) -> (
+    common::InProcessGateway,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let backend = common::refused_addr().await;
+    let starts = common::counter();
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "shutdown_grace": "{grace}",
+                           "services": {{ "app": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                                      "start_timeout": "120s", "on_down": {{ "type": "count" }} }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &common::counting_registry(starts.clone())).await;
+    (gateway, starts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_held_when_the_gateway_shuts_down_are_answered_503_within_the_grace() {
+    let (mut gateway, starts) = gateway_holding_for_a_backend_that_never_boots("3s").await;
+
+    // HTTP/1.1, on a connection of its own.
+    let mut http1 = TcpStream::connect(gateway.addr).await.unwrap();
+    http1
+        .write_all(b"GET /page HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    // HTTP/2, prior knowledge.
+    let (mut http2, _connection) = common::http2_connection(gateway.addr).await;
+    let request = http::Request::get(format!("http://{}/page", gateway.addr))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let http2_answer = tokio::spawn(http2.send_request(request));
+
+    common::wait_for_state(
+        &gateway.monitor,
+        "app",
+        ServiceState::Starting,
+        Duration::from_secs(5),
+    )
+    .await;
+    common::until(
+        Duration::from_secs(5),
+        "both requests held",
+        || gateway.monitor.snapshot()[0].requests_held,
+        |held| *held == 2,
+    )
+    .await;
+    assert_eq!(common::count(&starts), 1);
+    gateway.shut_down();
+
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), http1.read_to_string(&mut reply))
+        .await
+        .expect("the held HTTP/1.1 request is answered and its connection closed")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("retry-after:"),
+        "{reply}"
+    );
+
+    let response = tokio::time::timeout(Duration::from_secs(10), http2_answer)
+        .await
+        .expect("the held HTTP/2 request is answered")
+        .unwrap()
+        .expect("an answer, not a reset stream");
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key(http::header::RETRY_AFTER));
+    response.into_body().collect().await.unwrap();
+
+    assert_eq!(
+        gateway.ended_within(Duration::from_secs(10)).await,
+        Some(true),
+        "every connection closed within the grace"
+    );
+}
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_program_answers_a_request_held_for_a_boot_that_outlasts_its_grace() {
+    let dir = std::env::temp_dir().join(format!("tower-monitor-held-boot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let started = dir.join("started");
+    let _ = std::fs::remove_file(&started);
+    let backend = common::refused_addr().await;
+    // A program that would take a minute to listen (a VM booting, say).
+    let config = common::TempFile::new(
+        "held-boot",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "shutdown_grace": "2s",
+                              "services": {{ "app": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                     "on_down": {{ "type": "process", "command": "sh", "stop_grace": "2s",
+                                   "args": ["-c", "touch '{started}'; exec sleep 60"] }} }} }} }}"#,
+            started = started.display()
+        ),
+    );
+    let (mut gateway, addr, log) = common::gateway_with_log(PROGRAM, &config).await;
+    let held = tokio::spawn(common::get_once(addr));
+    common::until(
+        Duration::from_secs(10),
+        "the backend program started",
+        || started.exists(),
+        |yes| *yes,
+    )
+    .await;
+
+    common::sigterm_then_exits_0(&mut gateway).await;
+    let reply = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("the held request is answered")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    let said = tokio::time::timeout(Duration::from_secs(5), log)
+        .await
+        .expect("stderr closes")
+        .unwrap();
+    // The program the shutdown stopped did not fail to start: no warning, no backoff.
+    assert!(
+        said.lines()
+            .any(|l| l.contains("INFO") && l.contains("app did not come up before the shutdown")),
+        "{said}"
+    );
+    assert!(
+        !said
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("did not come up")),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
