@@ -240,7 +240,9 @@ impl MinMonitor {
 
     /// Starts the service now, as the first request to a down service would: runs `on_down`
     /// if the service is Down (or joins the run in flight), and does nothing if it is Starting
-    /// or Up; a Stopping service is started once it is down. Fails with
+    /// or Up; a Stopping service is started once it is down. Unlike a request, it does not wait
+    /// out the pause after a series of failed starts (whose cause an operator has likely just
+    /// fixed): it starts the service now, and a failure begins a new series. Fails with
     /// [`MonitorError::Trigger`] if `on_down` fails.
     ///
     /// ```
@@ -261,7 +263,7 @@ impl MinMonitor {
     pub async fn start(&self, name: &str) -> Result<(), MonitorError> {
         let registered = self.lookup(name)?;
         registered
-            .wake()
+            .wake_requested()
             .await
             .map_err(|source| MonitorError::Trigger {
                 service: name.to_string(),

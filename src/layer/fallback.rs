@@ -125,6 +125,9 @@ pub(crate) struct Situation {
     /// The service has an `on_down`: it can be started on demand.
     pub(crate) can_start: bool,
     pub(crate) phase: Phase,
+    /// What is left of the pause after a series of failed starts: no start is made before,
+    /// so a client told to retry sooner would only be told "failed" again.
+    pub(crate) paused: Option<Duration>,
 }
 
 /// Where the service's start stands, as far as the layer knows.
@@ -150,6 +153,7 @@ impl Situation {
         Self {
             can_start: registered.service.on_down.is_some(),
             phase,
+            paused: registered.start_pause_left(),
         }
     }
 
@@ -157,6 +161,7 @@ impl Situation {
     pub(crate) const UNKNOWN: Self = Self {
         can_start: true,
         phase: Phase::Unknown,
+        paused: None,
     };
 
     fn case(self, reason: FallbackReason) -> Option<Case> {
@@ -201,11 +206,15 @@ impl Fallback {
         situation: Situation,
     ) -> Response<FallbackBody> {
         let page = self.page.as_deref().unwrap_or(DEFAULT_WAITING_PAGE);
+        let retry_after = match situation.paused {
+            Some(left) if reason == FallbackReason::StartFailed => self.retry_after.max(left),
+            _ => self.retry_after,
+        };
         // A user's fallback is a callback like any trigger: its panic must not take the request
         // task (and, in some servers, the connection) down with it.
         let built = catch_unwind(AssertUnwindSafe(|| match &self.custom {
             Some(custom) => custom(parts, reason),
-            None => answer(parts, reason, self.retry_after, service, page, situation),
+            None => answer(parts, reason, retry_after, service, page, situation),
         }));
         let mut response = built.unwrap_or_else(|_| {
             tracing::error!(service = %service, reason = reason.as_str(), "the fallback panicked; answering 500");

@@ -49,10 +49,18 @@ impl StartBackoff {
         (series.failed, pause)
     }
 
-    /// The backend's starts work (it stayed up, or was stopped for being idle): the series
-    /// ends.
-    pub(super) fn came_up(&self) {
+    /// The series ends: the backend's starts work (it stayed up, or was stopped for being
+    /// idle), or an operator asks for a start now (a failure of which begins a new series,
+    /// its free retries included).
+    pub(super) fn end_series(&self) {
         *crate::sync::lock(&self.series) = Series::default();
+    }
+
+    /// What is left of the pause, while it lasts.
+    pub(super) fn left(&self) -> Option<Duration> {
+        let series = crate::sync::lock(&self.series);
+        let left = series.not_before?.checked_duration_since(Instant::now())?;
+        (!left.is_zero()).then_some(left)
     }
 
     /// While the pause lasts: the failed starts in a row, what is left of the pause, and
@@ -69,6 +77,23 @@ impl StartBackoff {
             left,
         };
         Some((paused, first))
+    }
+}
+
+impl super::Registered {
+    /// What is left of the pause before the backend may be started again, while it lasts.
+    pub(crate) fn start_pause_left(&self) -> Option<Duration> {
+        self.backoff.left()
+    }
+
+    /// A start asked for by an operator: as [`wake`](Self::wake), without waiting for the end
+    /// of a pause after failed starts (the operator has likely just fixed their cause).
+    pub(crate) fn wake_requested(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), crate::error::SharedError>> + Send + 'static
+    {
+        self.backoff.end_series();
+        self.wake()
     }
 }
 
@@ -133,7 +158,7 @@ mod tests {
         tokio::time::advance(FIRST_PAUSE).await;
         assert_eq!(backoff.pausing(), None, "the pause has passed");
         assert_eq!(backoff.failed().1, FIRST_PAUSE * 2);
-        backoff.came_up();
+        backoff.end_series();
         assert_eq!(backoff.pausing(), None);
         assert_eq!(backoff.failed(), (1, Duration::ZERO), "a new series");
     }

@@ -375,7 +375,7 @@ impl Registered {
             }
             (ServiceState::Up, _) => {
                 // Up long enough, or stopped for being idle: its starts work.
-                self.backoff.came_up();
+                self.backoff.end_series();
                 tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}");
             }
             (ServiceState::Stopping, ServiceState::Down) => {
