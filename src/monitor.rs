@@ -219,8 +219,7 @@ impl MinMonitor {
     /// assert!(monitor.activity("nope").is_err());
     /// ```
     pub fn activity(&self, name: &str) -> Result<Activity, MonitorError> {
-        let registered = self.lookup(name)?;
-        Ok(Activity(registered.idle.as_ref().map(|idle| idle.enter())))
+        Ok(self.lookup(name)?.activity())
     }
 
     /// Where the service is in its life: Down, Starting, Up or Stopping. Reading it probes

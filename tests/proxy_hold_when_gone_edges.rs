@@ -321,3 +321,40 @@ async fn a_held_request_keeps_no_turn_of_the_limit() {
     }
     assert_eq!(starts.load(Ordering::SeqCst), 1);
 }
+
+/// A service name the monitor does not have fails the build, naming it, rather than warning
+/// at each refused request (or each WebSocket) that nothing can be held (or counted).
+#[test]
+fn a_service_name_the_monitor_does_not_have_fails_the_build() {
+    let monitor = Arc::new(MinMonitor::new());
+    let url = tower_monitor::Url::parse("http://127.0.0.1:8081/").unwrap();
+    monitor
+        .add(
+            "app",
+            tower_monitor::MonitoredService::new(url.clone(), Duration::from_secs(30)),
+        )
+        .unwrap();
+    let misspelled = Proxy::builder(url.clone())
+        .hold_when_gone(Arc::clone(&monitor), "ap", Duration::from_secs(30))
+        .build::<Incoming>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        misspelled.contains("hold_when_gone") && misspelled.contains("\"ap\""),
+        "{misspelled}"
+    );
+    let misspelled = Proxy::builder(url.clone())
+        .keep_awake(Arc::clone(&monitor), "ap")
+        .build::<Incoming>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        misspelled.contains("keep_awake") && misspelled.contains("\"ap\""),
+        "{misspelled}"
+    );
+    Proxy::builder(url)
+        .keep_awake(Arc::clone(&monitor), "app")
+        .hold_when_gone(monitor, "app", Duration::from_secs(30))
+        .build::<Incoming>()
+        .expect("both name a service of the monitor");
+}

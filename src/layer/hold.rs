@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::future::Either;
 use tokio::time::Instant;
 
 use super::FallbackReason;
@@ -60,15 +61,16 @@ impl Hold {
         let _watching = registered.watch();
         let max_wait = self.max_wait;
         let deadline = crate::deadline::saturating_after(arrived, max_wait);
-        tokio::select! {
-            up = tokio::time::timeout_at(deadline, until_up(registered)) => match up {
-                Ok(()) => Ok(arrived.elapsed()),
-                Err(_) => {
-                    tracing::debug!(service = %registered.name, ?max_wait, "held request waited its longest; answering 504");
-                    Err(FallbackReason::Timeout)
-                }
-            },
-            () = registered.released() => Err(FallbackReason::NotReady),
+        let up = tokio::time::timeout_at(deadline, until_up(registered));
+        let released = registered.released();
+        tokio::pin!(up, released);
+        match futures::future::select(up, released).await {
+            Either::Left((Ok(()), _)) => Ok(arrived.elapsed()),
+            Either::Left((Err(_), _)) => {
+                tracing::debug!(service = %registered.name, ?max_wait, "held request waited its longest; answering 504");
+                Err(FallbackReason::Timeout)
+            }
+            Either::Right(((), _)) => Err(FallbackReason::NotReady),
         }
     }
 

@@ -12,7 +12,7 @@ use super::multiplexed::Multiplexed;
 use super::pool::Pool;
 use super::resend::GoneHold;
 use super::upstream::Upstream;
-use super::{ActivityFn, ForwardedHeaders, InFlightLimit, InvalidTarget, Proxy, Shared, Target};
+use super::{ForwardedHeaders, InFlightLimit, InvalidTarget, Proxy, Shared, Target};
 use crate::{BoxError, MinMonitor, Url};
 
 /// TCP keepalive on the proxy's and the gateway's connections: the first probe after a minute
@@ -66,9 +66,11 @@ pub struct ProxyBuilder {
     response_timeout: Duration,
     body_read_timeout: Option<Duration>,
     service: Option<Arc<str>>,
-    activity: Option<ActivityFn>,
+    /// The monitored service an open upgraded connection counts for (`keep_awake`).
+    keep_awake: Option<(Arc<MinMonitor>, Arc<str>)>,
     limit: Option<InFlightLimit>,
-    gone_hold: Option<GoneHold>,
+    /// The monitored service a refused request waits for (`hold_when_gone`), and where.
+    gone_hold: Option<(Arc<MinMonitor>, Arc<str>, crate::layer::Hold)>,
 }
 
 impl ProxyBuilder {
@@ -84,7 +86,7 @@ impl ProxyBuilder {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             service: None,
-            activity: None,
+            keep_awake: None,
             limit: None,
             gone_hold: None,
         }
@@ -239,14 +241,7 @@ impl ProxyBuilder {
         if self.service.is_none() {
             self.service = Some(Arc::from(name));
         }
-        let name = name.to_string();
-        self.activity = Some(Arc::new(move || match monitor.activity(&name) {
-            Ok(activity) => Some(activity),
-            Err(error) => {
-                tracing::warn!(service = %name, %error, "cannot count the upgraded connection");
-                None
-            }
-        }));
+        self.keep_awake = Some((monitor, Arc::from(name)));
         self
     }
 
@@ -294,11 +289,22 @@ impl ProxyBuilder {
         if self.service.is_none() {
             self.service = Some(Arc::from(name));
         }
-        self.gone_hold = Some(GoneHold::new(monitor, name, hold));
+        self.gone_hold = Some((monitor, Arc::from(name), hold));
         self
     }
 
-    /// The proxy, for request bodies of type `B`; fails if the target URL cannot be proxied to.
+    /// The proxy, for request bodies of type `B`; fails if the target URL cannot be proxied to,
+    /// or if [`keep_awake`](Self::keep_awake) or [`hold_when_gone`](Self::hold_when_gone)
+    /// names a service the monitor does not have (here, never per request).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use tower_monitor::{MinMonitor, Url, proxy::Proxy};
+    /// let monitor = Arc::new(MinMonitor::new());
+    /// let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+    /// let err = Proxy::builder(url).keep_awake(monitor, "typo").build::<hyper::body::Incoming>().unwrap_err();
+    /// assert!(err.to_string().contains("\"typo\""));
+    /// ```
     pub fn build<B>(self) -> Result<Proxy<B>, InvalidTarget>
     where
         B: Body + Send + Unpin + 'static,
@@ -306,6 +312,17 @@ impl ProxyBuilder {
         B::Error: Into<BoxError>,
     {
         let target = Target::new(&self.target)?;
+        let keep_awake = self
+            .keep_awake
+            .map(|(monitor, name)| self::registered(&self.target, &monitor, &name, "keep_awake"))
+            .transpose()?;
+        let gone_hold = self
+            .gone_hold
+            .map(|(monitor, name, hold)| {
+                let registered = self::registered(&self.target, &monitor, &name, "hold_when_gone")?;
+                Ok::<_, InvalidTarget>(GoneHold::new(registered, hold))
+            })
+            .transpose()?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         // A backend that vanished without closing (a VM suspended) would hold a relayed
@@ -340,13 +357,27 @@ impl ProxyBuilder {
                 // gRPC client stream may rightly pause for long.
                 body_read_timeout: self.body_read_timeout.filter(|_| !self.http2),
                 service: self.service,
-                activity: self.activity,
+                keep_awake,
                 limit: self.limit,
-                gone_hold: self.gone_hold,
+                gone_hold,
             }),
             client: None,
         })
     }
+}
+
+/// The service `name` of `monitor`, which `option` names.
+fn registered(
+    target: &Url,
+    monitor: &MinMonitor,
+    name: &str,
+    option: &str,
+) -> Result<Arc<crate::registered::Registered>, InvalidTarget> {
+    monitor.lookup(name).map_err(|_| {
+        let reason =
+            format!("`{option}` names the service {name:?}, which the monitor does not have");
+        InvalidTarget::new(target, reason.into())
+    })
 }
 
 impl fmt::Debug for ProxyBuilder {

@@ -99,7 +99,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::layer::BackendGone;
-use crate::{Activity, BoxError, Url};
+use crate::{BoxError, Url};
 use failure::Failure;
 use forwarded::Origin;
 use future::{FORMAT, Sent};
@@ -107,8 +107,6 @@ use target::Target;
 use upgrade::{ClientUpgrade, Verdict};
 use upload::Upload;
 use upstream::Failed;
-
-type ActivityFn = Arc<dyn Fn() -> Option<Activity> + Send + Sync>;
 
 /// A Tower service that forwards every request to one backend and returns its answer; see the
 /// [module documentation](self). Made with [`Proxy::builder`]; cheap to clone.
@@ -137,7 +135,8 @@ struct Shared<B> {
     /// How long the client's body may keep the backend waiting for its next bytes.
     body_read_timeout: Option<Duration>,
     service: Option<Arc<str>>,
-    activity: Option<ActivityFn>,
+    /// The monitored service an open upgraded connection keeps awake, if any.
+    keep_awake: Option<Arc<crate::registered::Registered>>,
     /// At most so many requests in flight, if set.
     limit: Option<InFlightLimit>,
     /// Where a request whose connection was refused waits for the backend, if it does.
@@ -471,7 +470,7 @@ where
             (Verdict::Relay, Some(client)) => {
                 let mut response = Response::from_parts(parts, body);
                 let backend = hyper::upgrade::on(&mut response);
-                let activity = self.activity.as_ref().and_then(|activity| activity());
+                let activity = self.keep_awake.as_ref().map(|service| service.activity());
                 client.relay(backend, (activity, turn), self.service.clone());
                 let (parts, _) = response.into_parts();
                 Response::from_parts(parts, ProxyBody::default())

@@ -7,7 +7,10 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 
 use crate::Url;
 
-/// A backend URL the proxy cannot forward to (not `http`, no host, or a user or password in it).
+/// Why a [`Proxy`](super::Proxy) cannot be built: a backend URL it cannot forward to (not
+/// `http`, no host, or a user or password in it), or a service name, given to
+/// [`keep_awake`](super::ProxyBuilder::keep_awake) or
+/// [`hold_when_gone`](super::ProxyBuilder::hold_when_gone), that the monitor does not have.
 ///
 /// ```
 /// use tower_monitor::{Url, proxy::Proxy};
@@ -18,7 +21,7 @@ use crate::Url;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidTarget {
     url: String,
-    reason: &'static str,
+    reason: std::borrow::Cow<'static, str>,
 }
 
 impl fmt::Display for InvalidTarget {
@@ -28,6 +31,16 @@ impl fmt::Display for InvalidTarget {
 }
 
 impl std::error::Error for InvalidTarget {}
+
+impl InvalidTarget {
+    pub(crate) fn new(url: &Url, reason: std::borrow::Cow<'static, str>) -> Self {
+        // The error reaches logs and terminals: a password in the URL must not.
+        Self {
+            url: crate::redact::url(url),
+            reason,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
@@ -39,11 +52,7 @@ pub(crate) struct Target {
 
 impl Target {
     pub(crate) fn new(url: &Url) -> Result<Self, InvalidTarget> {
-        // The error reaches logs and terminals: a password in the URL must not.
-        let invalid = |reason| InvalidTarget {
-            url: crate::redact::url(url),
-            reason,
-        };
+        let invalid = |reason: &'static str| InvalidTarget::new(url, reason.into());
         if url.scheme() != "http" {
             return Err(invalid(
                 "only http:// backends are supported (h2c with the http2 option)",

@@ -103,6 +103,11 @@ impl Registered {
         self.cache_up_if_still_up();
     }
 
+    /// Counts as a request in flight for `on_idle` until dropped (see [`crate::Activity`]).
+    pub(crate) fn activity(&self) -> crate::Activity {
+        crate::Activity(self.idle.as_ref().map(|idle| idle.enter()))
+    }
+
     pub(crate) fn set_status_down(&self) {
         self.mark_down(Event::MarkedDown);
     }
