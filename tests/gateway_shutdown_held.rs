@@ -151,3 +151,66 @@ async fn the_gateway_program_answers_a_request_held_for_a_boot_that_outlasts_its
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A second signal stops waiting for the connections still open: a held request is answered
+/// then, while the backend program is stopped, not cut off with the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_answers_the_held_requests_at_once() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::env::temp_dir().join(format!("tower-monitor-held-twice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let started = dir.join("started");
+    let _ = std::fs::remove_file(&started);
+    let backend = common::refused_addr().await;
+    // The grace is long, and the program ignores SIGTERM: its stop takes its whole stop grace,
+    // during which the gateway still runs.
+    let config = common::TempFile::new(
+        "held-twice",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "shutdown_grace": "60s",
+                              "services": {{ "app": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                     "on_down": {{ "type": "process", "command": "sh", "stop_grace": "2s",
+                                   "args": ["-c", "trap '' TERM; touch '{started}'; sleep 60"] }} }} }} }}"#,
+            started = started.display()
+        ),
+    );
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+    let mut log = tokio::io::BufReader::new(gateway.stderr.take().unwrap());
+    let held = tokio::spawn(common::get_once(addr));
+    common::until(
+        Duration::from_secs(10),
+        "the backend program started",
+        || started.exists(),
+        |yes| *yes,
+    )
+    .await;
+
+    common::sigterm(&gateway).await;
+    let mut said = String::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !said.contains("waiting for requests in flight") {
+            assert!(log.read_line(&mut said).await.unwrap() > 0, "{said}");
+        }
+    })
+    .await
+    .expect("the drain began");
+    common::sigterm(&gateway).await;
+
+    let reply = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("the held request is answered at the second signal")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a connection was left open past the drain"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

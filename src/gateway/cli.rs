@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Gateway, demo};
@@ -235,6 +236,7 @@ fn run(
         let (shutdown, forced) = (asked(drain), asked(force));
         #[cfg(unix)]
         let supervisor = registry.supervisor().clone();
+        let monitor = Arc::clone(gateway.monitor());
         // Kept until the end, not dropped when the second signal wins: it holds the workers,
         // whose runtimes watch the backend programs (and the last handles to them), so that
         // the programs it may be stopping already are still stopped and waited for.
@@ -246,6 +248,8 @@ fn run(
                 // An operator who does not want to wait out the grace must not need `kill -9`,
                 // which would leave the backend programs running.
                 tracing::warn!("second signal: not waiting for the connections still open");
+                // Answered while the programs stop, rather than cut off unanswered.
+                monitor.release_held();
                 #[cfg(unix)]
                 let _ = supervisor.shutdown_each_with_its_grace().await;
                 false
