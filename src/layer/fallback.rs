@@ -153,7 +153,7 @@ impl Situation {
         Self {
             can_start: registered.service.on_down.is_some(),
             phase,
-            paused: registered.start_pause_left(),
+            paused: None,
         }
     }
 
@@ -194,7 +194,12 @@ impl Fallback {
     ) -> Response<FallbackBody> {
         let service = &*registered.name;
         registered.stats.fallback(service, reason.as_str());
-        self.respond_in(parts, reason, service, Situation::of(registered))
+        let mut situation = Situation::of(registered);
+        if reason == FallbackReason::StartFailed {
+            // A lock: looked at only when it matters, not for each 503 of a herd.
+            situation.paused = registered.start_pause_left();
+        }
+        self.respond_in(parts, reason, service, situation)
     }
 
     /// The answer for `reason`, with the waiting page's words chosen from `situation`.
