@@ -97,46 +97,87 @@ async fn requests_held_when_the_gateway_shuts_down_are_answered_503_within_the_g
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
+/// A gateway program holding (up to a minute) requests for a backend program that would take a
+/// minute to listen (a VM booting, say): `script` runs in `sh` after marking its start.
+struct BootingForever {
+    gateway: tokio::process::Child,
+    /// Its standard error: the log.
+    log: tokio::io::BufReader<tokio::process::ChildStderr>,
+    /// A request sent at once, held: its whole reply.
+    held: tokio::task::JoinHandle<String>,
+    dir: std::path::PathBuf,
+    _config: common::TempFile,
+}
+
+impl BootingForever {
+    /// Serves, sends the request, and returns once the program has started.
+    async fn start(tag: &str, shutdown_grace: &str, script: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tower-monitor-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let started = dir.join("started");
+        let backend = common::refused_addr().await;
+        let config = common::TempFile::new(
+            tag,
+            &format!(
+                r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                                  "shutdown_grace": "{shutdown_grace}",
+                                  "services": {{ "app": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
+                     "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                         "on_down": {{ "type": "process", "command": "sh", "stop_grace": "2s",
+                                       "args": ["-c", "touch '{started}'; {script}"] }} }} }} }}"#,
+                started = started.display()
+            ),
+        );
+        let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+        let log = tokio::io::BufReader::new(gateway.stderr.take().unwrap());
+        let held = tokio::spawn(common::get_once(addr));
+        common::until(
+            Duration::from_secs(10),
+            "the backend program started",
+            || started.exists(),
+            |yes| *yes,
+        )
+        .await;
+        Self {
+            gateway,
+            log,
+            held,
+            dir,
+            _config: config,
+        }
+    }
+
+    /// The held request's reply, which must come within 5 s.
+    async fn reply(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(5), &mut self.held)
+            .await
+            .expect("the held request is answered")
+            .unwrap()
+    }
+}
+
+impl Drop for BootingForever {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_program_answers_a_request_held_for_a_boot_that_outlasts_its_grace() {
-    let dir = std::env::temp_dir().join(format!("tower-monitor-held-boot-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let started = dir.join("started");
-    let _ = std::fs::remove_file(&started);
-    let backend = common::refused_addr().await;
-    // A program that would take a minute to listen (a VM booting, say).
-    let config = common::TempFile::new(
-        "held-boot",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "shutdown_grace": "2s",
-                              "services": {{ "app": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
-                     "on_down": {{ "type": "process", "command": "sh", "stop_grace": "2s",
-                                   "args": ["-c", "touch '{started}'; exec sleep 60"] }} }} }} }}"#,
-            started = started.display()
-        ),
-    );
-    let (mut gateway, addr, log) = common::gateway_with_log(PROGRAM, &config).await;
-    let held = tokio::spawn(common::get_once(addr));
-    common::until(
-        Duration::from_secs(10),
-        "the backend program started",
-        || started.exists(),
-        |yes| *yes,
-    )
-    .await;
+    use tokio::io::AsyncReadExt;
+    let mut booting = BootingForever::start("held-boot", "2s", "exec sleep 60").await;
 
-    common::sigterm_then_exits_0(&mut gateway).await;
-    let reply = tokio::time::timeout(Duration::from_secs(5), held)
-        .await
-        .expect("the held request is answered")
-        .unwrap();
+    common::sigterm_then_exits_0(&mut booting.gateway).await;
+    let reply = booting.reply().await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
-    let said = tokio::time::timeout(Duration::from_secs(5), log)
-        .await
-        .expect("stderr closes")
-        .unwrap();
+    let mut said = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        booting.log.read_to_string(&mut said),
+    )
+    .await
+    .expect("stderr closes")
+    .unwrap();
     // The program the shutdown stopped did not fail to start: no warning, no backoff.
     assert!(
         said.lines()
@@ -149,7 +190,6 @@ async fn the_gateway_program_answers_a_request_held_for_a_boot_that_outlasts_its
             .any(|l| l.contains("WARN") && l.contains("did not come up")),
         "{said}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A second signal stops waiting for the connections still open: a held request is answered
@@ -157,53 +197,26 @@ async fn the_gateway_program_answers_a_request_held_for_a_boot_that_outlasts_its
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_answers_the_held_requests_at_once() {
     use tokio::io::AsyncBufReadExt;
-    let dir = std::env::temp_dir().join(format!("tower-monitor-held-twice-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let started = dir.join("started");
-    let _ = std::fs::remove_file(&started);
-    let backend = common::refused_addr().await;
     // The grace is long, and the program ignores SIGTERM: its stop takes its whole stop grace,
     // during which the gateway still runs.
-    let config = common::TempFile::new(
-        "held-twice",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "shutdown_grace": "60s",
-                              "services": {{ "app": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
-                     "on_down": {{ "type": "process", "command": "sh", "stop_grace": "2s",
-                                   "args": ["-c", "trap '' TERM; touch '{started}'; sleep 60"] }} }} }} }}"#,
-            started = started.display()
-        ),
-    );
-    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
-    let mut log = tokio::io::BufReader::new(gateway.stderr.take().unwrap());
-    let held = tokio::spawn(common::get_once(addr));
-    common::until(
-        Duration::from_secs(10),
-        "the backend program started",
-        || started.exists(),
-        |yes| *yes,
-    )
-    .await;
-
-    common::sigterm(&gateway).await;
+    let mut booting = BootingForever::start("held-twice", "60s", "trap '' TERM; sleep 60").await;
+    common::sigterm(&booting.gateway).await;
     let mut said = String::new();
     tokio::time::timeout(Duration::from_secs(10), async {
         while !said.contains("waiting for requests in flight") {
-            assert!(log.read_line(&mut said).await.unwrap() > 0, "{said}");
+            assert!(
+                booting.log.read_line(&mut said).await.unwrap() > 0,
+                "{said}"
+            );
         }
     })
     .await
     .expect("the drain began");
-    common::sigterm(&gateway).await;
+    common::sigterm(&booting.gateway).await;
 
-    let reply = tokio::time::timeout(Duration::from_secs(5), held)
-        .await
-        .expect("the held request is answered at the second signal")
-        .unwrap();
+    let reply = booting.reply().await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
-    let status = tokio::time::timeout(Duration::from_secs(15), gateway.wait())
+    let status = tokio::time::timeout(Duration::from_secs(15), booting.gateway.wait())
         .await
         .expect("the gateway exits")
         .unwrap();
@@ -212,5 +225,4 @@ async fn a_second_signal_answers_the_held_requests_at_once() {
         Some(1),
         "a connection was left open past the drain"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

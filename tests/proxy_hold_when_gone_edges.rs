@@ -334,24 +334,27 @@ fn a_service_name_the_monitor_does_not_have_fails_the_build() {
             tower_monitor::MonitoredService::new(url.clone(), Duration::from_secs(30)),
         )
         .unwrap();
-    let misspelled = Proxy::builder(url.clone())
-        .hold_when_gone(Arc::clone(&monitor), "ap", Duration::from_secs(30))
-        .build::<Incoming>()
-        .unwrap_err()
-        .to_string();
-    assert!(
-        misspelled.contains("hold_when_gone") && misspelled.contains("\"ap\""),
-        "{misspelled}"
-    );
-    let misspelled = Proxy::builder(url.clone())
-        .keep_awake(Arc::clone(&monitor), "ap")
-        .build::<Incoming>()
-        .unwrap_err()
-        .to_string();
-    assert!(
-        misspelled.contains("keep_awake") && misspelled.contains("\"ap\""),
-        "{misspelled}"
-    );
+    let misspelled = [
+        (
+            "hold_when_gone",
+            Proxy::builder(url.clone()).hold_when_gone(
+                Arc::clone(&monitor),
+                "ap",
+                Duration::from_secs(30),
+            ),
+        ),
+        (
+            "keep_awake",
+            Proxy::builder(url.clone()).keep_awake(Arc::clone(&monitor), "ap"),
+        ),
+    ];
+    for (option, builder) in misspelled {
+        let error = builder.build::<Incoming>().unwrap_err().to_string();
+        assert!(
+            error.contains(option) && error.contains("\"ap\""),
+            "{error}"
+        );
+    }
     Proxy::builder(url)
         .keep_awake(Arc::clone(&monitor), "app")
         .hold_when_gone(monitor, "app", Duration::from_secs(30))
