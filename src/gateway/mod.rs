@@ -115,6 +115,7 @@ mod config;
 mod demo;
 mod fleet;
 mod in_flight;
+mod route_host;
 mod route_path;
 mod router;
 mod send_timeout;
