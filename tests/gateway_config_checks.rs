@@ -135,3 +135,22 @@ async fn a_route_host_in_unicode_takes_the_requests_clients_send_for_it() {
     .await;
     assert_eq!(reply, "books");
 }
+
+#[test]
+fn a_query_in_a_backend_url_is_an_error_not_dropped() {
+    for url in [
+        "http://127.0.0.1:9/base?api_key=s3cret",
+        "http://127.0.0.1:9/#top",
+    ] {
+        let config = format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "{url}", "grace_period": "1s" }} }} }}"#
+        );
+        let error = Gateway::from_config(&config, &TriggerRegistry::new())
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        assert_eq!(error.path(), "services.app.url", "{error}");
+        assert!(error.message().contains("query or fragment"), "{error}");
+        assert!(!error.message().contains("s3cret"), "{error}");
+    }
+}

@@ -7,7 +7,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 
 use crate::Url;
 
-/// A backend URL the proxy cannot forward to (not `http`, no host, or a user or password in it).
+/// A backend URL the proxy cannot forward to (not `http`, no host, a user or password in it, or
+/// a query or fragment).
 ///
 /// ```
 /// use tower_monitor::{Url, proxy::Proxy};
@@ -51,6 +52,12 @@ impl Target {
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid("a user or password in the URL is not supported"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            // Each request has a query of its own; one in the URL would be silently dropped.
+            return Err(invalid(
+                "a query or fragment in the URL is not supported: only its path is a base path",
+            ));
         }
         let host = url
             .host_str()
