@@ -473,6 +473,9 @@ fn admin_settings_are_checked_with_their_field_named() {
     };
     let cases = [
         (r#"{ "token": "" }"#, "admin.token"),
+        // No client can present them: a header's ends are trimmed, and it has no line breaks.
+        (r#"{ "token": "s3cret " }"#, "admin.token"),
+        (r#"{ "token": "s3\ncret" }"#, "admin.token"),
         (r#"{ "listen": "nowhere", "token": "t" }"#, "admin.listen"),
         (r#"{ "listen": "127.0.0.1:9901" }"#, "admin"),
         (r#"{ "token": "t", "port": 1 }"#, "admin.port"),
