@@ -97,7 +97,10 @@ async fn a_client_naming_json_before_a_wildcard_gets_json() {
     ] {
         let reply = get(server.addr, "/", &[("accept", accept)]).await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(reply.headers["content-type"], "application/json", "{accept}");
+        assert_eq!(
+            reply.headers["content-type"], "application/json",
+            "{accept}"
+        );
         let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
         assert_eq!(body["error"], "service_not_ready");
     }

@@ -126,7 +126,9 @@ mod tests {
         assert!(!prefers_json(&accept("application/json, text/html")));
         // A more specific range overrides a wildcard, whatever their qualities.
         assert!(!prefers_json(&accept("application/json;q=0, */*")));
-        assert!(!prefers_json(&accept("*/*, text/*;q=0.5, application/json;q=0.4")));
+        assert!(!prefers_json(&accept(
+            "*/*, text/*;q=0.5, application/json;q=0.4"
+        )));
         assert!(!prefers_json(&accept("text/plain")));
     }
 
