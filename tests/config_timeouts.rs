@@ -50,6 +50,15 @@ fn a_zero_timeout_is_named() {
     );
     let err = MinMonitor::from_config(&json).expect_err("zero is refused");
     assert_eq!(err.path(), "services.app.on_down.timeout");
+    // An idle time of zero stopped the backend after each request, so every one was a cold
+    // start; some read it as "never stop".
+    let json = service(
+        "127.0.0.1:9".parse().unwrap(),
+        r#", "on_idle": { "after": "0s", "trigger": { "type": "command", "command": "true" } }"#,
+    );
+    let err = MinMonitor::from_config(&json).expect_err("zero is refused");
+    assert_eq!(err.path(), "services.app.on_idle.after");
+    assert!(err.message().contains("leave on_idle out"), "{err}");
 }
 
 #[cfg(unix)]

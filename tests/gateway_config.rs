@@ -358,6 +358,18 @@ fn a_waiting_page_path_is_taken_from_the_configuration_files_folder() {
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
 
+#[test]
+fn a_configuration_file_saved_with_a_byte_order_mark_is_read() {
+    // As Notepad saves UTF-8: the mark is invisible in an editor.
+    let text = format!(
+        "\u{feff}{}",
+        with_gateway(r#"{ "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] }"#)
+    );
+    let config = common::TempFile::new("bom", &text);
+    let loaded = Gateway::from_config_file(config.path().as_ref(), &TriggerRegistry::new());
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_gone_while_cached_up_is_a_503_and_a_wake_not_a_502() {
     let backend = common::refused_addr().await;
@@ -473,6 +485,9 @@ fn admin_settings_are_checked_with_their_field_named() {
     };
     let cases = [
         (r#"{ "token": "" }"#, "admin.token"),
+        // No client can present them: a header's ends are trimmed, and it has no line breaks.
+        (r#"{ "token": "s3cret " }"#, "admin.token"),
+        (r#"{ "token": "s3\ncret" }"#, "admin.token"),
         (r#"{ "listen": "nowhere", "token": "t" }"#, "admin.listen"),
         (r#"{ "listen": "127.0.0.1:9901" }"#, "admin"),
         (r#"{ "token": "t", "port": 1 }"#, "admin.port"),

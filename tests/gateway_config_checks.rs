@@ -1,6 +1,10 @@
 //! Gateway configurations that load but could never work as written: a route an earlier one
-//! hides, and settings of a service no route names, checked all the same.
+//! hides, a route no request could match, and settings of a service no route names, checked
+//! all the same.
 
+mod common;
+
+use axum::Router;
 use tower_monitor::config::TriggerRegistry;
 use tower_monitor::gateway::Gateway;
 
@@ -74,4 +78,79 @@ fn the_settings_of_a_service_no_route_names_are_checked_too() {
     }
     let fine = config(r#"{ "hold": { "max_wait": "5s" } }"#);
     assert!(Gateway::from_config(&fine, &TriggerRegistry::new()).is_ok());
+}
+
+#[test]
+fn a_route_no_request_could_match_is_an_error_naming_its_field() {
+    let config = |route: &str| {
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {route} ] }},
+                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+        )
+    };
+    for (route, field, says) in [
+        (
+            r#"{ "host": "*.app.localhost", "service": "app" }"#,
+            "gateway.routes[0].host",
+            "wildcards are not supported",
+        ),
+        (
+            r#"{ "host": "::1", "service": "app" }"#,
+            "gateway.routes[0].host",
+            "\"[::1]\"",
+        ),
+        (
+            r#"{ "path_prefix": "/search?q=", "service": "app" }"#,
+            "gateway.routes[0].path_prefix",
+            "no query",
+        ),
+    ] {
+        let error = Gateway::from_config(&config(route), &TriggerRegistry::new())
+            .err()
+            .unwrap_or_else(|| panic!("{route} was accepted"));
+        assert_eq!(error.path(), field, "{error}");
+        assert!(error.message().contains(says), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_host_in_unicode_takes_the_requests_clients_send_for_it() {
+    let books = common::serve(Router::new().fallback(|| async { "books" })).await;
+    let other = common::serve(Router::new().fallback(|| async { "other" })).await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [
+               {{ "host": "bücher.localhost", "service": "books" }}, {{ "service": "other" }} ] }},
+             "services": {{ "books": {{ "url": "http://{}/", "grace_period": "30s" }},
+                           "other": {{ "url": "http://{}/", "grace_period": "30s" }} }} }}"#,
+        books.addr, other.addr
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let port = gateway.addr.port();
+    // curl sends the name's ASCII form (xn--bcher-kva.localhost), as browsers do.
+    let reply = common::curl(&[
+        "--resolve",
+        &format!("bücher.localhost:{port}:127.0.0.1"),
+        &format!("http://bücher.localhost:{port}/"),
+    ])
+    .await;
+    assert_eq!(reply, "books");
+}
+
+#[test]
+fn a_query_in_a_backend_url_is_an_error_not_dropped() {
+    for url in [
+        "http://127.0.0.1:9/base?api_key=s3cret",
+        "http://127.0.0.1:9/#top",
+    ] {
+        let config = format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "{url}", "grace_period": "1s" }} }} }}"#
+        );
+        let error = Gateway::from_config(&config, &TriggerRegistry::new())
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        assert_eq!(error.path(), "services.app.url", "{error}");
+        assert!(error.message().contains("query or fragment"), "{error}");
+        assert!(!error.message().contains("s3cret"), "{error}");
+    }
 }

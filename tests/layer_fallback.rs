@@ -86,6 +86,34 @@ async fn a_client_preferring_json_gets_json() {
     assert_eq!(body["retry_after"], 5);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_naming_json_before_a_wildcard_gets_json() {
+    let (monitor, _) = monitor().await;
+    let server = app(monitor.layer("down").unwrap()).await;
+    // What axios and Angular send: JSON named, HTML only through `*/*`.
+    for accept in [
+        "application/json, text/plain, */*",
+        "application/problem+json",
+    ] {
+        let reply = get(server.addr, "/", &[("accept", accept)]).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            reply.headers["content-type"], "application/json",
+            "{accept}"
+        );
+        let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["error"], "service_not_ready");
+    }
+    // A browser still gets the page.
+    let reply = get(
+        server.addr,
+        "/",
+        &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+    )
+    .await;
+    assert_eq!(reply.headers["content-type"], "text/html; charset=utf-8");
+}
+
 #[tokio::test]
 async fn an_error_is_a_500_without_the_error_text() {
     let (monitor, _) = monitor().await;

@@ -19,7 +19,7 @@
 //! [`MonitoredService`]), a `probe` (`{"type": "tcp"}`, the default; `{"type": "http", "path": "/healthz",
 //! "accept": ["2xx", 401], "body_matches": "ok"}`; or `{"type": "expect", "steps": [{"send":
 //! "PING\r\n"}, {"expect": "^\\+PONG"}]}`), and the triggers `on_down`, `on_up`, `always` and
-//! `on_idle` (`{"after": .., "trigger": ..}`).
+//! `on_idle` (`{"after": .., "trigger": ..}`, `after` more than zero).
 //! Durations are humantime strings (`"1m30s"`, `"250ms"`), at most [`MAX_DURATION`] (`"100years"`,
 //! which already means "never" in practice); a longer one is rejected rather than overflowing
 //! the clock later. Trigger types are looked up in a
@@ -350,6 +350,14 @@ fn build_service(
         service = service.always(registry.build_at(&format!("{path}.always"), &trigger)?);
     }
     if let Some(idle) = spec.on_idle {
+        if idle.after.0.is_zero() {
+            // Read by some as "never": it stops the backend after every request instead.
+            return Err(ConfigError::new(
+                format!("{path}.on_idle.after"),
+                "must be more than \"0s\": zero stops the backend as soon as no request is in \
+                 flight, so every request starts it again; to never stop it, leave on_idle out",
+            ));
+        }
         let trigger = registry.build_at(&format!("{path}.on_idle.trigger"), &idle.trigger)?;
         service = service.on_idle(idle.after.0, trigger);
     }

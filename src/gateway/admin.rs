@@ -82,6 +82,14 @@ impl AdminSettings {
                 "must not be empty: the start and stop actions need it",
             ));
         }
+        // A header value has no control characters, and its ends are trimmed on the way in:
+        // such a token could never be presented, and the actions would refuse everyone.
+        if spec.token.chars().any(char::is_control) || spec.token.trim() != spec.token {
+            return Err(ConfigError::new(
+                "admin.token",
+                "has control characters or spaces at an end, which no Authorization header can carry",
+            ));
+        }
         let text = spec.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
         let listen = text.parse().map_err(|_| {
             ConfigError::new(

@@ -15,6 +15,7 @@ use crate::config::{ConfigError, DurationValue, registry::parse_at};
 use crate::proxy::{DEFAULT_LIMIT_WAIT, ForwardedHeaders, InFlightLimit, Proxy};
 use crate::{MinMonitor, MonitorLayer};
 
+use super::route_host::route_host;
 use super::route_path::routing_path;
 use super::router::{Route, Routed};
 
@@ -194,19 +195,20 @@ impl GatewaySpec {
                     format!("{prefix:?} must start with \"/\""),
                 ));
             }
-            if route
-                .host
-                .as_deref()
-                .is_some_and(|h| h.is_empty() || h.contains(['/', ' ']))
-            {
+            if prefix.contains(['?', '#']) {
                 return Err(ConfigError::new(
-                    format!("{at}.host"),
+                    format!("{at}.path_prefix"),
                     format!(
-                        "{:?} is not a host name",
-                        route.host.as_deref().unwrap_or("")
+                        "{prefix:?}: a request's path, which routes match, holds no query or fragment"
                     ),
                 ));
             }
+            let host = route
+                .host
+                .as_deref()
+                .map(route_host)
+                .transpose()
+                .map_err(|e| ConfigError::new(format!("{at}.host"), e))?;
             let service = match built.get(route.service.as_str()) {
                 Some(service) => service.clone(),
                 None => {
@@ -216,7 +218,7 @@ impl GatewaySpec {
                     service
                 }
             };
-            let built_route = Route::new(route.host.as_deref(), prefix, &route.service, service);
+            let built_route = Route::new(host.as_deref(), prefix, &route.service, service);
             // Routes are tried in order (not longest prefix first, as nginx does): one after a
             // route that takes all its requests would silently never serve.
             if let Some(first) = routes.iter().position(|r: &Route| r.shadows(&built_route)) {

@@ -117,6 +117,7 @@ mod config;
 mod demo;
 mod fleet;
 mod in_flight;
+mod route_host;
 mod route_path;
 mod router;
 mod send_timeout;
@@ -200,7 +201,10 @@ impl Gateway {
     pub fn from_config_file(path: &Path, registry: &TriggerRegistry) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-        Self::from_config_in(&text, registry, path.parent())
+        // Notepad and other Windows editors begin a UTF-8 file with a byte order mark, which
+        // JSON does not allow and a reader cannot see ("expected value at line 1 column 1").
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        Self::from_config_in(text, registry, path.parent())
     }
 
     fn from_config_in(

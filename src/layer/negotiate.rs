@@ -22,7 +22,11 @@ pub(crate) fn grpc_status<B>(body: B, code: u16, message: &'static str) -> Respo
     response
 }
 
-/// Whether `Accept` ranks JSON strictly above HTML (ties go to HTML, the default).
+/// Whether `Accept` ranks JSON above HTML: by quality, then by how specific the range that
+/// names it is, as a more specific range overrides a wildcard (RFC 9110, 12.5.1). So
+/// `application/json, text/plain, */*` (axios and Angular send it) asks for JSON, though
+/// `*/*` gives HTML the same quality; a tie in both goes to HTML, the default. A JSON media
+/// type with a suffix (`application/problem+json`) counts as JSON.
 pub(super) fn prefers_json(headers: &HeaderMap) -> bool {
     let mut json = Preference::default();
     let mut html = Preference::default();
@@ -36,37 +40,54 @@ pub(super) fn prefers_json(headers: &HeaderMap) -> bool {
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .unwrap_or(1.0);
             match media.as_str() {
-                "application/json" => json.exact(q),
-                "text/html" | "application/xhtml+xml" => html.exact(q),
-                "application/*" => json.wildcard(q),
-                "text/*" => html.wildcard(q),
+                "application/json" => json.named(Specificity::Exact, q),
+                "text/html" | "application/xhtml+xml" => html.named(Specificity::Exact, q),
+                "application/*" => json.named(Specificity::Type, q),
+                "text/*" => html.named(Specificity::Type, q),
                 "*/*" => {
-                    json.wildcard(q);
-                    html.wildcard(q);
+                    json.named(Specificity::Any, q);
+                    html.named(Specificity::Any, q);
+                }
+                other if other.starts_with("application/") && other.ends_with("+json") => {
+                    json.named(Specificity::Exact, q);
                 }
                 _ => {}
             }
         }
     }
-    json.q() > html.q()
+    json.rank() > html.rank()
 }
 
-/// The quality a client gives a media type: its own entry if any, otherwise the best wildcard.
+/// How closely a media range names a type: `*/*`, `application/*`, `application/json`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Specificity {
+    Any,
+    Type,
+    Exact,
+}
+
+/// The quality a client gives a media type: that of the most specific range naming it (the
+/// best of them if several are as specific).
 #[derive(Default)]
 struct Preference {
-    exact: Option<f32>,
-    wildcard: Option<f32>,
+    best: Option<(Specificity, f32)>,
 }
 
 impl Preference {
-    fn exact(&mut self, q: f32) {
-        self.exact = Some(self.exact.map_or(q, |e| e.max(q)));
+    fn named(&mut self, specificity: Specificity, q: f32) {
+        self.best = match self.best {
+            Some((known, best)) if known > specificity => Some((known, best)),
+            Some((known, best)) if known == specificity => Some((known, best.max(q))),
+            _ => Some((specificity, q)),
+        };
     }
-    fn wildcard(&mut self, q: f32) {
-        self.wildcard = Some(self.wildcard.map_or(q, |w| w.max(q)));
-    }
-    fn q(&self) -> f32 {
-        self.exact.or(self.wildcard).unwrap_or(0.0)
+
+    /// Quality first, then specificity; nothing named ranks last.
+    fn rank(&self) -> (f32, Option<Specificity>) {
+        match self.best {
+            Some((specificity, q)) => (q, Some(specificity)),
+            None => (0.0, None),
+        }
     }
 }
 
@@ -93,6 +114,22 @@ mod tests {
             "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
         )));
         assert!(prefers_json(&accept("application/*, text/html;q=0.1")));
+    }
+
+    #[test]
+    fn a_named_json_beats_html_given_only_by_a_wildcard() {
+        // axios, Angular: JSON named, HTML only through `*/*` at the same quality.
+        assert!(prefers_json(&accept("application/json, text/plain, */*")));
+        assert!(prefers_json(&accept("application/problem+json")));
+        assert!(prefers_json(&accept("application/vnd.api+json, */*")));
+        // Named both, at the same quality: the default.
+        assert!(!prefers_json(&accept("application/json, text/html")));
+        // A more specific range overrides a wildcard, whatever their qualities.
+        assert!(!prefers_json(&accept("application/json;q=0, */*")));
+        assert!(!prefers_json(&accept(
+            "*/*, text/*;q=0.5, application/json;q=0.4"
+        )));
+        assert!(!prefers_json(&accept("text/plain")));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use crate::Url;
 
 /// Why a [`Proxy`](super::Proxy) cannot be built: a backend URL it cannot forward to (not
-/// `http`, no host, or a user or password in it), or a service name, given to
-/// [`keep_awake`](super::ProxyBuilder::keep_awake) or
+/// `http`, no host, a user or password in it, or a query or fragment), or a service name,
+/// given to [`keep_awake`](super::ProxyBuilder::keep_awake) or
 /// [`hold_when_gone`](super::ProxyBuilder::hold_when_gone), that the monitor does not have.
 ///
 /// ```
@@ -60,6 +60,12 @@ impl Target {
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid("a user or password in the URL is not supported"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            // Each request has a query of its own; one in the URL would be silently dropped.
+            return Err(invalid(
+                "a query or fragment in the URL is not supported: only its path is a base path",
+            ));
         }
         let host = url
             .host_str()

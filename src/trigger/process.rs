@@ -38,7 +38,8 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 ///   times out is stopped ([`Trigger::abandon`]), so that the next start runs it afresh. So
 ///   the program must run in the
 ///   foreground: one that daemonizes (starts its server in the background and exits, as
-///   nginx does by default) looks like a start that failed; run it with its "foreground" flag.
+///   nginx does by default) looks like a start that failed, and its idle stop, with nothing to
+///   stop, fails ([`ProcessError::NotRunning`]); run it with its "foreground" flag.
 /// - **Stopped with its group.** The program runs in a process group of its own.
 ///   [`stop`](Self::stop) sends SIGTERM to the group and waits up to the stop grace (default
 ///   [`DEFAULT_STOP_GRACE`]) for the program and what it started to exit, then sends SIGKILL to
@@ -100,6 +101,20 @@ pub enum ProcessError {
     ShutDown {
         /// The program.
         program: String,
+    },
+    /// An idle stop ([`ProcessStop`]) found the program not running under this supervisor, so
+    /// it had nothing to stop, though the backend was up: what answers was started elsewhere,
+    /// or the program forked into the background and exited.
+    #[error(
+        "nothing to stop: {program:?} is not running here ({why}); what answers was started \
+         elsewhere, or the program forked into the background and exited (run it in the \
+         foreground, e.g. nginx with `-g \"daemon off;\"`)"
+    )]
+    NotRunning {
+        /// The program.
+        program: String,
+        /// What is known of it: never started, exited by itself, or run by another supervisor.
+        why: String,
     },
     /// The program could not be signalled, or was still there after SIGKILL.
     #[error("could not stop {program:?} (pid {pid}): {reason}")]
@@ -266,6 +281,27 @@ impl Process {
     /// ```
     pub fn starts(&self) -> u64 {
         self.shared.lock().starts
+    }
+
+    /// Why nothing of this program runs here, if it does not: for an idle stop to say.
+    fn not_running(&self) -> Option<ProcessError> {
+        let state = self.shared.lock();
+        if state.running.is_some() {
+            return None;
+        }
+        let why = if state.elsewhere {
+            "it runs under another supervisor, which holds its lock file".to_string()
+        } else {
+            match state.latest.as_ref().map(|exit| *exit.borrow()) {
+                Some(run::Exit::Exited(Some(status))) => format!("its last run ended, {status}"),
+                Some(_) => "its last run ended".to_string(),
+                None => "this supervisor never started it".to_string(),
+            }
+        };
+        Some(ProcessError::NotRunning {
+            program: self.shared.program.to_string(),
+            why,
+        })
     }
 
     /// A handle that does not keep the program alive.

@@ -6,6 +6,7 @@ mod process_support;
 
 mod cleanup;
 mod config;
+mod daemonized;
 mod early_exit;
 mod hung_start;
 mod lifecycle;

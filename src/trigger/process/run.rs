@@ -175,10 +175,18 @@ async fn watch_exit(
             state.running = None;
         }
         drop(state);
+        let daemonized = status.is_some_and(|s| s.success());
         let status = status.map_or_else(|| "unknown".to_string(), |s| s.to_string());
         if stopping {
             tracing::info!(service = shared.service(), program = %shared.program, pid, %status,
                 "backend program stopped");
+        } else if daemonized {
+            // What nginx, redis-server and many daemons do unless told otherwise: what they
+            // left serving is out of reach of the idle stop and of the gateway's exit.
+            tracing::warn!(service = shared.service(), program = %shared.program, pid, %status,
+                "backend program exited by itself, successfully: if it forked into the \
+                 background, run it in the foreground instead (nginx: -g \"daemon off;\"), \
+                 or it can be neither watched nor stopped");
         } else {
             tracing::warn!(service = shared.service(), program = %shared.program, pid, %status,
                 "backend program exited by itself");

@@ -20,7 +20,10 @@ const AFTER_KILL: Duration = Duration::from_secs(5);
 const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// A trigger that stops a [`Process`] (SIGTERM, then SIGKILL after its stop grace), made by
-/// [`Process::stopper`]: for `on_idle`. `Ok` when the program is stopped or was not running.
+/// [`Process::stopper`]: for `on_idle`. `Ok` once the program is stopped; it fails with
+/// [`ProcessError::NotRunning`] when the program does not run under this supervisor, as the
+/// backend, up though nothing of its is running, cannot be stopped from here (a monitor keeps
+/// it up, and says so, rather than waiting for its stop until the stop timeout).
 ///
 /// ```
 /// use std::time::Duration;
@@ -48,6 +51,11 @@ impl Trigger for ProcessStop {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
         let process = self.process.clone();
         async move {
+            // An `Ok` would leave the service Stopping until its stop timeout, holding requests
+            // that the backend, still up, could answer.
+            if let Some(error) = process.not_running() {
+                return Err(error.into());
+            }
             process.stop().await?;
             Ok(())
         }

@@ -1,0 +1,109 @@
+//! A program that forks into the background and exits, as nginx and redis-server do unless
+//! told otherwise: the idle stop finds nothing of its to stop, says so, and the service stays
+//! up instead of Stopping (holding every request) until its stop timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use tower::ServiceExt;
+use tower_monitor::trigger::{Process, Supervisor};
+use tower_monitor::{MinMonitor, MonitoredService, ServiceState, Url};
+
+use crate::free_addr;
+use crate::process_support::*;
+
+/// Listens on the port given, forks, and exits 0 once the child's PID is in the file given;
+/// the child, in a session of its own, accepts connections until killed.
+const DAEMON: &str = r#"
+import os, socket, sys
+port, pid_file = int(sys.argv[1]), sys.argv[2]
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", port))
+server.listen(64)
+child = os.fork()
+if child:
+    with open(pid_file, "w") as f:
+        f.write(str(child))
+    os._exit(0)
+os.setsid()
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+while True:
+    conn, _ = server.accept()
+    conn.close()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_stop_with_nothing_of_its_running_keeps_a_daemonized_backend_up() {
+    let dir = scratch("daemonized");
+    let pid_file = dir.join("pid");
+    let addr = free_addr().await;
+    let supervisor = Supervisor::new();
+    let backend = supervisor.supervise(Process::builder("python3").args([
+        "-c".to_string(),
+        DAEMON.to_string(),
+        addr.port().to_string(),
+        pid_file.display().to_string(),
+    ]));
+    let monitor = Arc::new(MinMonitor::new());
+    let url = Url::parse(&format!("http://{addr}/")).unwrap();
+    monitor
+        .add(
+            "app",
+            MonitoredService::new(url, Duration::from_secs(30))
+                .stop_timeout(Duration::from_secs(30))
+                .on_down(backend.clone())
+                .on_idle(Duration::from_millis(300), backend.stopper()),
+        )
+        .unwrap();
+    let app = tower::ServiceBuilder::new()
+        .layer(monitor.layer("app").unwrap().hold(Duration::from_secs(20)))
+        .service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from("ok")))
+        });
+    let get = || Request::get("/").body(Body::empty()).unwrap();
+
+    // The first request starts the program, which leaves its daemon serving and exits.
+    let first = tokio::time::timeout(Duration::from_secs(10), app.clone().oneshot(get()))
+        .await
+        .expect("answered once the daemon serves")
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    // Its body ends the request in flight.
+    drop(first);
+    let daemon = Killed(read_pid(&pid_file).await);
+    backend.exited().await;
+
+    // No request for the idle time: the idle stop runs, with no program of its to stop.
+    eventually("the idle stop ran", || {
+        let failures = monitor.snapshot()[0].counters.trigger_failures;
+        failures > 0 || monitor.state("app").unwrap() == ServiceState::Stopping
+    })
+    .await;
+    // The daemon still serves, and so does the service: a request is not held until the
+    // stop timeout.
+    let second = tokio::time::timeout(Duration::from_secs(5), app.oneshot(get())).await;
+    let failures = monitor.snapshot()[0].counters.trigger_failures;
+    let state = monitor.state("app").unwrap();
+    drop(daemon);
+    supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
+    let second = second
+        .expect("answered at once, not held while Stopping")
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    assert!(failures > 0, "the idle stop said it had nothing to stop");
+    assert_ne!(state, ServiceState::Stopping);
+}
+
+/// Kills the daemon, by its PID, however the test ends: it is no child of the supervisor's.
+struct Killed(u32);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        kill(self.0);
+    }
+}
