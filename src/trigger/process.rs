@@ -283,7 +283,9 @@ impl Process {
         self.shared.lock().starts
     }
 
-    /// Why nothing of this program runs here, if it does not: for an idle stop to say.
+    /// Why nothing of this program runs here while its backend may still answer, if so: for
+    /// an idle stop to say. A program that crashed (ended in failure, or by a signal) has
+    /// nothing left to stop: its backend is down, which the monitor's probe will find.
     fn not_running(&self) -> Option<ProcessError> {
         let state = self.shared.lock();
         if state.running.is_some() {
@@ -293,6 +295,7 @@ impl Process {
             "it runs under another supervisor, which holds its lock file".to_string()
         } else {
             match state.latest.as_ref().map(|exit| *exit.borrow()) {
+                Some(run::Exit::Exited(Some(status))) if !status.success() => return None,
                 Some(run::Exit::Exited(Some(status))) => format!("its last run ended, {status}"),
                 Some(_) => "its last run ended".to_string(),
                 None => "this supervisor never started it".to_string(),

@@ -107,3 +107,41 @@ impl Drop for Killed {
         kill(self.0);
     }
 }
+
+/// A program that crashed while its service was up has nothing left to stop: its idle stop is
+/// no failure, and the service ends Down (its port closed), not up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_stop_after_a_crash_ends_down() {
+    let dir = scratch("crashed");
+    let addr = free_addr().await;
+    let supervisor = Supervisor::new();
+    let backend = supervisor.supervise(crate::booting_backend(
+        &dir.join("starts"),
+        Duration::ZERO,
+        addr,
+    ));
+    let monitor = Arc::new(MinMonitor::new());
+    let url = Url::parse(&format!("http://{addr}/")).unwrap();
+    monitor
+        .add(
+            "app",
+            MonitoredService::new(url, Duration::from_secs(30))
+                .on_down(backend.clone())
+                .on_idle(Duration::from_millis(300), backend.stopper()),
+        )
+        .unwrap();
+    monitor.start("app").await.unwrap();
+    eventually("the backend is up", || {
+        monitor.state("app").unwrap() == ServiceState::Up
+    })
+    .await;
+
+    kill(backend.pid().expect("running"));
+    backend.exited().await;
+    eventually("the idle stop ran and found it down", || {
+        monitor.state("app").unwrap() == ServiceState::Down
+    })
+    .await;
+    supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(monitor.snapshot()[0].counters.trigger_failures, 0);
+}

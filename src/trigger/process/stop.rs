@@ -20,10 +20,12 @@ const AFTER_KILL: Duration = Duration::from_secs(5);
 const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// A trigger that stops a [`Process`] (SIGTERM, then SIGKILL after its stop grace), made by
-/// [`Process::stopper`]: for `on_idle`. `Ok` once the program is stopped; it fails with
-/// [`ProcessError::NotRunning`] when the program does not run under this supervisor, as the
-/// backend, up though nothing of its is running, cannot be stopped from here (a monitor keeps
-/// it up, and says so, rather than waiting for its stop until the stop timeout).
+/// [`Process::stopper`]: for `on_idle`. `Ok` once the program is stopped, or if it crashed
+/// (nothing is left to stop); it fails with [`ProcessError::NotRunning`] when the program
+/// does not run under this supervisor otherwise (never started here, run by another, or it
+/// exited successfully, as one that forks into the background does), as the backend, up
+/// though nothing of its is running, cannot be stopped from here (a monitor keeps it up, and
+/// says so, rather than waiting for its stop until the stop timeout).
 ///
 /// ```
 /// use std::time::Duration;
