@@ -103,6 +103,16 @@ impl IdleWatch {
         }
     }
 
+    /// Starts looking again if the looks have stopped while the service is up: their timer's
+    /// runtime shut down (which drops the timer), or the idle time passed where there was no
+    /// runtime to run `on_idle` on. Called whenever the service is seen up; without it, a
+    /// backend that was already up on the next runtime would never be stopped.
+    pub(crate) fn look_again_if_stopped(&self, service: &Registered) {
+        if !self.look.is_armed() && service.state() == ServiceState::Up {
+            self.arm_if_idle();
+        }
+    }
+
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -212,12 +222,16 @@ impl Expiring for IdleWatch {
             Next::LookAt(at) => self.look_at(at),
             Next::Rest => {}
             Next::Stop => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    // Looked on a plain thread (the service was marked up outside a runtime):
+                    // the looks stop here, and start again when it is next seen up on one.
+                    tracing::warn!(service = %service.name, after = ?self.after, "no request in flight for the idle time, but no Tokio runtime to run on_idle on; trying again once the service is seen up on one");
+                    return;
+                };
                 tracing::info!(service = %service.name, after = ?self.after, "no request in flight for the idle time; running on_idle");
-                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    // The stop's failure is logged where it runs; the backend then counts as up
-                    // again, which starts the idle time over and so retries the stop.
-                    runtime.spawn(service.stop());
-                }
+                // The stop's failure is logged where it runs; the backend then counts as up
+                // again, which starts the idle time over and so retries the stop.
+                runtime.spawn(service.stop());
             }
         }
     }

@@ -140,7 +140,9 @@ impl MonitoredService {
 
     /// Stops the service once no request has been in flight through the layer for `after`: idle
     /// shutdown. A request counts as in flight until its response body has been sent to the end
-    /// or dropped, so a long download or stream keeps the backend awake. The time starts when
+    /// or dropped, so a long download or stream keeps the backend awake; a WebSocket, whose
+    /// traffic comes after its `101` answer has ended, keeps it awake only while the handler
+    /// holds a [`MinMonitor::activity`](crate::MinMonitor::activity). The time starts when
     /// the last request in flight ends, and when the service is first seen up (a backend
     /// already running is stopped even if no request comes). The trigger runs in the
     /// background; the service is then Stopping: its cached up is gone at once and nothing is

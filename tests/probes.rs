@@ -133,6 +133,33 @@ async fn http_refused_is_down_and_silence_times_out_down() {
     assert!(!monitor.status("silent").await.unwrap());
 }
 
+/// A gRPC server speaks HTTP/2 only: the HTTP/1.1 probe's error said "invalid HTTP version
+/// parsed", and nothing of why, while every request behind the layer was a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_probe_of_an_http2_only_server_says_what_answered() {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .unwrap();
+    });
+    let monitor = MinMonitor::new();
+    let service = MonitoredService::new(url_for(addr), Duration::ZERO).probe(Http::new());
+    monitor.add("grpc", service).unwrap();
+    let error = monitor.status("grpc").await.unwrap_err();
+    assert!(matches!(error, MonitorError::Probe { .. }), "{error:?}");
+    let error = error.to_string();
+    assert!(
+        error.contains("not HTTP/1.1") && error.contains("probe::Tcp"),
+        "{error}"
+    );
+    server.abort();
+}
+
 #[tokio::test]
 async fn http_probe_rejects_urls_it_cannot_speak_to() {
     let monitor = MinMonitor::new();

@@ -10,6 +10,88 @@
 //!
 //! A failing or panicking trigger is answered with 500. The response body is [`MonitorBody`], so
 //! the layer composes with tower-http layers, axum routers and tonic servers.
+//!
+//! # Where it goes
+//!
+//! **axum.** `Router::layer` guards every request (unknown paths too), `route_layer` only the
+//! routes that match; both take the layer as it is. Wrapped around a whole `Router` from the
+//! outside instead (to guard it before routing, say), its answers have a [`MonitorBody`], and
+//! `axum::serve` takes axum's own `Response` only: map them back.
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use axum::{Router, extract::Request, response::IntoResponse, routing::get};
+//! use tower::ServiceBuilder;
+//! use tower_monitor::{MinMonitor, MonitoredService, Url};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let monitor = Arc::new(MinMonitor::new());
+//! monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30)))?;
+//! let router = Router::new().route("/", get(|| async { "hi" }));
+//! let app = ServiceBuilder::new()
+//!     .map_response(IntoResponse::into_response)
+//!     .layer(monitor.layer("app")?)
+//!     .service(router);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! **hyper.** The layer wraps a Tower service, and hyper's own `service_fn` makes a hyper one:
+//! write the handler with `tower::service_fn`, and hand the guarded service to hyper through
+//! hyper-util's `TowerToHyperService` (`examples/hyper.rs` serves HTTP/1.1 and HTTP/2 so).
+//!
+//! ```no_run
+//! use std::{convert::Infallible, sync::Arc, time::Duration};
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper::{Request, Response, body::Incoming, server::conn::http1};
+//! use hyper_util::{rt::TokioIo, service::TowerToHyperService};
+//! use tower::Layer;
+//! use tower_monitor::{MinMonitor, MonitoredService, Url};
+//!
+//! async fn hello(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     Ok(Response::new(Full::from("hi")))
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let monitor = Arc::new(MinMonitor::new());
+//! monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30)))?;
+//! let service = TowerToHyperService::new(monitor.layer("app")?.layer(tower::service_fn(hello)));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! loop {
+//!     let (stream, _) = listener.accept().await?;
+//!     let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service.clone());
+//!     tokio::spawn(connection);
+//! }
+//! # }
+//! ```
+//!
+//! **tonic.** `Server::builder().layer(..)` guards every gRPC service of the server. To guard
+//! one, wrap it with tonic's `LayerExt::named_layer`: `add_service` routes by the service's
+//! name, which the layer alone does not carry.
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use tonic::service::LayerExt as _;
+//! use tower_monitor::{MinMonitor, MonitoredService, Url};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let monitor = Arc::new(MinMonitor::new());
+//! monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30)))?;
+//! // Any generated `...Server` in its place; the health service keeps this example short.
+//! let (_reporter, guarded) = tonic_health::server::health_reporter();
+//! tonic::transport::Server::builder()
+//!     .add_service(monitor.layer("app")?.named_layer(guarded))
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod body;
 mod decision;

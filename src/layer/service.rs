@@ -45,6 +45,10 @@ pub(crate) struct Guard {
 /// Tower middleware that forwards requests to the inner service while the backend is up, and
 /// otherwise runs the triggers and answers a fallback. Built by [`MonitorLayer`](super::MonitorLayer).
 ///
+/// The inner service must be `Clone` (a `BoxService` is not: take a `BoxCloneService`). A
+/// request that waits for a status or a cold start takes the instance polled ready with it,
+/// and leaves a clone, to be polled ready in turn, for the next request.
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;

@@ -20,8 +20,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// Up when an HTTP request to the service is answered with an accepted status (default 2xx) and,
 /// optionally, a body that matches (or does not match) a regular expression.
 ///
-/// Each probe opens a fresh connection (a pooled one could hide a backend that stopped
-/// accepting), sends the request to the service URL's path (or [`path`](Self::path)), and reads
+/// Each probe opens a fresh HTTP/1.1 connection (a pooled one could hide a backend that stopped
+/// accepting; a backend that speaks only HTTP/2, such as a gRPC server, is probed with
+/// [`Tcp`](super::Tcp) instead: its answer is a probe error), sends the request to the service URL's path (or [`path`](Self::path)), and reads
 /// at most [`max_body_bytes`](Self::max_body_bytes) of the body. `https` URLs work with the
 /// default `rustls` feature, trusting the Mozilla roots and any [`root_certificate_pem`](Self::root_certificate_pem).
 ///
@@ -331,6 +332,14 @@ fn down_or_error(error: hyper::Error) -> Result<bool, BoxError> {
     {
         tracing::debug!(%error, "probe: HTTP exchange broke off");
         Ok(false)
+    } else if error.is_parse() {
+        // Something answers, but not in HTTP/1.1: still an error (every request behind the
+        // layer a 500, not a start), whose cause must be plain from the log line alone.
+        Err(format!(
+            "the answer is not HTTP/1.1 ({error}): an HTTP/2-only server (gRPC, say) or another \
+             protocol on the port; probe it over TCP instead (`probe::Tcp`, \"type\": \"tcp\")"
+        )
+        .into())
     } else {
         Err(error.into())
     }

@@ -41,6 +41,9 @@ use crate::BoxError;
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    note = "a closure that returns a future is a probe once wrapped: `tower_monitor::probe::from_fn(|url| async move {{ Ok::<bool, BoxError>(true) }})`"
+)]
 pub trait Probe: Send + Sync + 'static {
     /// Probes the service at `url`.
     fn probe(&self, url: &Url) -> BoxFuture<'static, Result<bool, BoxError>>;

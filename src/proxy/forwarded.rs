@@ -119,10 +119,10 @@ pub(crate) fn add_forwarded(
             }
         }
         // A trusted proxy in front saw the client first: its host and scheme are the client's.
-        if let Some(host) = &origin.host
-            && !(trusted && headers.contains_key(X_FORWARDED_HOST))
-        {
-            headers.insert(X_FORWARDED_HOST, host.clone());
+        if let Some(host) = &origin.host {
+            if !(trusted && headers.contains_key(X_FORWARDED_HOST)) {
+                headers.insert(X_FORWARDED_HOST, host.clone());
+            }
         }
         if !(trusted && headers.contains_key(X_FORWARDED_PROTO)) {
             headers.insert(

@@ -249,12 +249,12 @@ where
             deadline: Instant::now() + this.response_timeout,
         };
         let request = request.map(|body| Upload::new(body, this.body_read_timeout));
-        if client_upgrade.is_none()
-            && this.limit.is_none()
-            && let Some(kept) = this.upstream.kept()
-        {
-            let exchange = kept.send(request, sent.deadline);
-            return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
+        // Nested, not a let chain: those need Rust 1.88, above the crate's rust-version.
+        if client_upgrade.is_none() && this.limit.is_none() {
+            if let Some(kept) = this.upstream.kept() {
+                let exchange = kept.send(request, sent.deadline);
+                return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
+            }
         }
         ResponseFuture::boxed(Arc::clone(this).finish(request, client_upgrade, sent, true))
     }

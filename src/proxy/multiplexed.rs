@@ -115,9 +115,7 @@ where
         }
         // A connection tried while this request waited for it failed: that is its answer too,
         // not one more try after it (one after another, each up to the connect timeout).
-        if let Some((failed, kind)) = slot.failed
-            && failed >= asked
-        {
+        if let Some((_, kind)) = slot.failed.filter(|&(failed, _)| failed >= asked) {
             let error = io::Error::new(kind, "the connection being made to the backend failed");
             return Err(UpstreamError::Connect(error.into()));
         }

@@ -179,5 +179,10 @@ impl Registered {
     pub(crate) fn cache_up_if_still_up(&self) {
         self.lifecycle
             .cache_if_up(|| self.cache.mark_up(), || self.cache.mark_down());
+        // Already up, so no transition arms the idle watch: it may have stopped looking (its
+        // runtime shut down), and would then never stop the backend.
+        if let Some(idle) = &self.idle {
+            idle.look_again_if_stopped(self);
+        }
     }
 }

@@ -63,6 +63,9 @@ use crate::BoxError;
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    note = "a closure that returns a future is a trigger once wrapped: `tower_monitor::trigger::from_fn(|| async {{ Ok::<(), BoxError>(()) }})`"
+)]
 pub trait Trigger: Send + Sync + 'static {
     /// Runs the action; the future resolves when it is done (or has been requested).
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>>;
