@@ -1,5 +1,6 @@
-//! Idle shutdown across runtimes: a backend first seen up on a runtime that has since shut
-//! down, or marked up where there was none, is still stopped once idle on the next one.
+//! Runtimes that shut down: a backend first seen up on a runtime that has since shut down, or
+//! marked up where there was none, is still stopped once idle on the next one; a start whose
+//! `on_down` a runtime's end cut short is over then, and the next runtime starts it again.
 
 mod common;
 
@@ -94,4 +95,54 @@ fn an_idle_time_passed_outside_a_runtime_stops_the_backend_once_seen_up_on_one()
             "on_idle never ran once the backend was seen up on a runtime"
         );
     });
+}
+
+/// Before, the service stayed Starting until its start timeout (a minute): every request got
+/// the 503 and none ran `on_down` again.
+#[test]
+fn a_start_cut_short_by_its_runtimes_end_is_over_and_runs_again_on_the_next() {
+    let runs = counter();
+    let counted = runs.clone();
+    let on_down = trigger::from_fn(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending::<Result<(), BoxError>>()
+    });
+    let url = tower_monitor::Url::parse("http://127.0.0.1:9/").unwrap();
+    let service = MonitoredService::new(url, Duration::from_secs(60))
+        .probe(counting_probe(counter(), false))
+        .on_down(on_down)
+        .trigger_timeout(Duration::from_secs(600))
+        .start_timeout(Duration::from_secs(600));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    let start_until_run = |runs_now: usize| {
+        let monitor = Arc::clone(&monitor);
+        let runs = runs.clone();
+        async move {
+            let starting = Arc::clone(&monitor);
+            tokio::spawn(async move { starting.start("app").await });
+            until(
+                Duration::from_secs(5),
+                "on_down runs",
+                || count(&runs),
+                |n| *n == runs_now,
+            )
+            .await;
+        }
+    };
+
+    let first = runtime();
+    first.block_on(start_until_run(1));
+    assert_eq!(
+        monitor.state("app").unwrap(),
+        tower_monitor::ServiceState::Starting
+    );
+    drop(first);
+    assert_eq!(
+        monitor.state("app").unwrap(),
+        tower_monitor::ServiceState::Down
+    );
+
+    let second = runtime();
+    second.block_on(start_until_run(2));
 }

@@ -217,7 +217,9 @@ impl Registered {
         async move {
             let Some(me) = me else { return Ok(()) };
             me.stats.wake(&me.name);
+            let unfinished = start_watch::UnfinishedStart::new(&me, starting);
             let result = run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await;
+            unfinished.finished();
             match (&result, starting) {
                 (Err(_), _) => {
                     if let Some(down) = me.lifecycle.apply(Event::WakeFailed) {

@@ -85,3 +85,40 @@ impl Registered {
         });
     }
 }
+
+/// Ends the start a run of `on_down` was made for, should that run be dropped unfinished (its
+/// runtime shut down while it ran, or it panicked): otherwise the service would stay Starting
+/// until its start timeout, and no request would run `on_down` again meanwhile.
+pub(super) struct UnfinishedStart {
+    registered: Option<Arc<Registered>>,
+    starting: Option<Stamp>,
+}
+
+impl UnfinishedStart {
+    pub(super) fn new(registered: &Arc<Registered>, starting: Option<Stamp>) -> Self {
+        Self {
+            registered: Some(Arc::clone(registered)),
+            starting,
+        }
+    }
+
+    /// The run ended: what comes next is its result's to say.
+    pub(super) fn finished(mut self) {
+        self.registered = None;
+    }
+}
+
+impl Drop for UnfinishedStart {
+    fn drop(&mut self) {
+        let Some(me) = self.registered.take() else {
+            return;
+        };
+        let down = match self.starting {
+            Some(starting) => me.lifecycle.apply_to(starting, Event::WakeFailed),
+            None => me.lifecycle.apply(Event::WakeFailed),
+        };
+        if let Some(down) = down {
+            me.after_because(down, "on_down was cut short (its runtime shut down)");
+        }
+    }
+}
