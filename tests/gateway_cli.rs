@@ -116,6 +116,32 @@ async fn check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
     assert!(stderr(&output).contains("cannot read /nonexistent/gateway.json"));
 }
 
+/// `--listen` on the admin listener's address is a configuration error, named, for `--check`
+/// and for serving alike: it was checked against `gateway.listen` only, so `--check` said
+/// "valid" and the gateway, once serving, stopped with "the admin service cannot listen".
+#[tokio::test]
+async fn listen_on_the_admin_address_is_an_error_naming_it() {
+    let config = common::TempFile::new(
+        "listen-admin",
+        r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+             "admin": { "listen": "127.0.0.1:18090", "token": "t" },
+             "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+    );
+    for check in [true, false] {
+        let mut args = vec!["--config", config.path(), "--listen", "127.0.0.1:18090"];
+        if check {
+            args.push("--check");
+        }
+        let output = run(&args).await;
+        assert_eq!(output.status.code(), Some(1), "check: {check}");
+        let said = stderr(&output);
+        assert!(
+            said.contains("admin.listen") && said.contains("--listen"),
+            "check: {check}: {said}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_cannot_serve_exits_1() {
     // The admin listener's address is taken: the gateway cannot serve as configured.

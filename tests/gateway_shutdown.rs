@@ -208,3 +208,42 @@ async fn a_second_signal_while_the_programs_stop_still_waits_for_them() {
         "the backend program outlived the gateway"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_signal_kills_the_backend_programs_at_once() {
+    // A program that ignores SIGTERM, with a long stop grace: the first signal's stop would
+    // wait 30 s before its SIGKILL, and the second signal's too.
+    let (mut gateway, backend, _config) = serving_term_ignoring_backend("third", "30s").await;
+    let mut stderr = tokio::io::BufReader::new(gateway.stderr.take().unwrap());
+    let mut log = String::new();
+    // Each signal once the one before has been taken (signals sent at once may merge).
+    for (signal, said) in [
+        ("first", "stopping the backend program (SIGTERM)"),
+        ("second", "second signal: not waiting"),
+    ] {
+        common::sigterm(&gateway).await;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !log.contains(said) {
+                use tokio::io::AsyncBufReadExt;
+                assert!(stderr.read_line(&mut log).await.unwrap() > 0, "{log}");
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the {signal} signal was taken: {log}"));
+    }
+    common::sigterm(&gateway).await;
+
+    tokio::time::timeout(Duration::from_secs(10), stderr.read_to_string(&mut log))
+        .await
+        .expect("the gateway exits long before the program's stop grace")
+        .unwrap();
+    let _ = gateway.wait().await.unwrap();
+    assert!(
+        log.contains("third signal: killing the backend programs"),
+        "{log}"
+    );
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+}

@@ -37,7 +37,7 @@ Options:
 Logs go to stderr; RUST_LOG sets their level (default: info).
 Stops on SIGTERM, SIGINT or SIGHUP, letting requests in flight finish
 (gateway.shutdown_grace); a second signal stops waiting for them, and still stops the backend
-programs it started.
+programs it started, each within its stop_grace; a third kills them at once.
 Exit codes: 0 done; 1 bad configuration, cannot listen or serve, or a shutdown that left
 connections open past the grace or a backend program running; 2 bad command line.
 ";
@@ -197,11 +197,18 @@ fn run(
                 return ExitCode::FAILURE;
             }
         };
+        let addr = listen.unwrap_or(gateway.listen());
+        // The configuration checked its admin port against its own `gateway.listen` only.
+        if let (Some(listen), Some(admin)) = (listen, &gateway.admin) {
+            if let Err(error) = admin.check_beside(listen) {
+                eprintln!("{NAME}: configuration error: {error} (given with --listen)");
+                return ExitCode::FAILURE;
+            }
+        }
         if check {
             println!("{NAME}: the configuration is valid");
             return ExitCode::SUCCESS;
         }
-        let addr = listen.unwrap_or(gateway.listen());
         let listener = match std::net::TcpListener::bind(addr) {
             Ok(listener) => listener,
             Err(error) => {
@@ -213,7 +220,8 @@ fn run(
         // Listening for signals before saying so: a SIGTERM right after it is a shutdown.
         let (first, drain) = tokio::sync::oneshot::channel();
         let (second, force) = tokio::sync::oneshot::channel();
-        tokio::spawn(super::serve::two_signals(first, second));
+        let (third, kill) = tokio::sync::oneshot::channel();
+        tokio::spawn(super::serve::signals([first, second, third]));
         // Said once the admin listener is bound too (see `serve_on_workers_then`).
         let ready = move |admin: Option<SocketAddr>| {
             say(format_args!("gateway: listening on http://{local}"));
@@ -236,6 +244,19 @@ fn run(
         let (shutdown, forced) = (asked(drain), asked(force));
         #[cfg(unix)]
         let supervisor = registry.supervisor().clone();
+        // Pressed again: the programs' stop graces are not waited out either.
+        #[cfg(unix)]
+        tokio::spawn({
+            let supervisor = supervisor.clone();
+            async move {
+                if kill.await.is_ok() {
+                    tracing::warn!("third signal: killing the backend programs (SIGKILL)");
+                    let _ = supervisor.shutdown(Duration::ZERO).await;
+                }
+            }
+        });
+        #[cfg(not(unix))]
+        drop(kill);
         let monitor = Arc::clone(gateway.monitor());
         // Kept until the end, not dropped when the second signal wins: it holds the workers,
         // whose runtimes watch the backend programs (and the last handles to them), so that
@@ -247,7 +268,7 @@ fn run(
             () = forced => {
                 // An operator who does not want to wait out the grace must not need `kill -9`,
                 // which would leave the backend programs running.
-                tracing::warn!("second signal: not waiting for the connections still open");
+                tracing::warn!("second signal: not waiting for the connections still open; a third kills the backend programs at once");
                 // Answered while the programs stop, rather than cut off unanswered.
                 monitor.release_held();
                 #[cfg(unix)]

@@ -206,15 +206,13 @@ pub async fn shutdown_signal() {
 }
 
 /// Listens for SIGTERM, SIGINT (Ctrl-C) and SIGHUP from this call on (within a Tokio runtime),
-/// and returns what tells `first` at the first of them, then `second` at the next one.
-/// Listening before the program says it serves means a signal sent as soon as it does is not
-/// missed (it would otherwise end the process at once, leaving the backend programs it started
-/// running: SIGHUP's default too, as when its terminal closes); the same listeners wait for
-/// both signals, so a quick second one is not missed either.
-pub(crate) fn two_signals(
-    first: oneshot::Sender<()>,
-    second: oneshot::Sender<()>,
-) -> impl Future<Output = ()> {
+/// and returns what tells each of `tells` in turn, one per signal: the drain, then giving up
+/// on the connections, then killing the backend programs. Listening before the program says
+/// it serves means a signal sent as soon as it does is not missed (it would otherwise end the
+/// process at once, leaving the backend programs it started running: SIGHUP's default too, as
+/// when its terminal closes); the same listeners wait for every signal, so a quick next one is
+/// not missed either.
+pub(crate) fn signals<const N: usize>(tells: [oneshot::Sender<()>; N]) -> impl Future<Output = ()> {
     #[cfg(unix)]
     let listeners = {
         use tokio::signal::unix::{SignalKind, signal};
@@ -227,7 +225,7 @@ pub(crate) fn two_signals(
     async move {
         #[cfg(unix)]
         if let (Ok(mut term), Ok(mut int), Ok(mut hup)) = listeners {
-            for tell in [first, second] {
+            for tell in tells {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("SIGTERM received"),
                     _ = int.recv() => tracing::info!("SIGINT received"),
@@ -239,7 +237,7 @@ pub(crate) fn two_signals(
         } else {
             tracing::warn!("cannot listen for signals; Ctrl-C only");
         }
-        for tell in [first, second] {
+        for tell in tells {
             let _ = tokio::signal::ctrl_c().await;
             let _ = tell.send(());
         }
