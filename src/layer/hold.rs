@@ -1,7 +1,7 @@
 //! Hold mode: instead of answering 503 at once, keep a request until the backend is up.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::Either;
@@ -23,7 +23,7 @@ const WAKE_RETRY: Duration = Duration::from_secs(1);
 pub(crate) struct Hold {
     pub(crate) max_wait: Duration,
     pub(crate) max_held: usize,
-    held: Arc<AtomicUsize>,
+    places: Arc<Places>,
 }
 
 impl Hold {
@@ -31,7 +31,7 @@ impl Hold {
         Self {
             max_wait,
             max_held: DEFAULT_MAX_HELD,
-            held: Arc::default(),
+            places: Arc::default(),
         }
     }
 
@@ -54,9 +54,18 @@ impl Hold {
         if registered.is_released() {
             return Err(FallbackReason::NotReady);
         }
-        let Some(_place) = self.take_place() else {
-            tracing::debug!(service = %registered.name, max = self.max_held, "too many requests held; answering 503");
-            return Err(FallbackReason::NotReady);
+        let _place = match self.take_place() {
+            Ok(place) => place,
+            Err(first) => {
+                // At warn once each time the bound is reached: the operator must know these
+                // 503s are not the usual "starting", and a herd must not fill the log.
+                if first {
+                    tracing::warn!(service = %registered.name, max_held = self.max_held, "{} requests held already: answering 503 to those beyond", self.max_held);
+                } else {
+                    tracing::debug!(service = %registered.name, max_held = self.max_held, "too many requests held; answering 503");
+                }
+                return Err(FallbackReason::NotReady);
+            }
         };
         let _watching = registered.watch();
         let max_wait = self.max_wait;
@@ -74,10 +83,19 @@ impl Hold {
         }
     }
 
-    fn take_place(&self) -> Option<Place> {
-        let taken = self.held.fetch_add(1, Ordering::SeqCst);
-        let place = Place(Arc::clone(&self.held));
-        (taken < self.max_held).then_some(place)
+    /// A place, or whether this is the first request refused since there were free places.
+    fn take_place(&self) -> Result<Place, bool> {
+        let places = &self.places;
+        let taken = places.held.fetch_add(1, Ordering::SeqCst);
+        let place = Place(Arc::clone(places));
+        if taken < self.max_held {
+            if places.refusing.load(Ordering::Relaxed) {
+                places.refusing.store(false, Ordering::Relaxed);
+            }
+            Ok(place)
+        } else {
+            Err(!places.refusing.swap(true, Ordering::Relaxed))
+        }
     }
 }
 
@@ -136,11 +154,18 @@ async fn up_within(registered: &Registered, pause: Duration) -> bool {
     }
 }
 
+/// The requests held at once, and whether the last to come was refused for want of a place.
+#[derive(Debug, Default)]
+struct Places {
+    held: AtomicUsize,
+    refusing: AtomicBool,
+}
+
 /// One held request; frees its place when dropped.
-struct Place(Arc<AtomicUsize>);
+struct Place(Arc<Places>);
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.held.fetch_sub(1, Ordering::SeqCst);
     }
 }
