@@ -219,6 +219,11 @@ async fn actions_need_the_token_and_run_the_triggers() {
             let reply = send(addr, "POST", path, token).await;
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {token:?}");
             assert_eq!(reply.headers["www-authenticate"], "Bearer");
+            let why = match token {
+                None => "a bearer token is needed",
+                Some(_) => "the bearer token given is not the admin's token",
+            };
+            assert_eq!(reply.body.trim_end(), why, "{path} {token:?}");
         }
     }
     assert_eq!(count(&wakes), 0, "refused actions run nothing");

@@ -159,7 +159,13 @@ impl Admin {
         self
     }
 
-    async fn answer(self, method: Method, path: String, authorized: bool) -> Response<AdminBody> {
+    /// `authorized`: the request carries the token, or why it does not (for actions).
+    async fn answer(
+        self,
+        method: Method,
+        path: String,
+        authorized: Result<(), &'static str>,
+    ) -> Response<AdminBody> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             (Method::GET | Method::HEAD, [""]) => {
@@ -176,8 +182,8 @@ impl Admin {
             }
             (Method::GET | Method::HEAD, ["metrics"]) => self.metrics(),
             (Method::POST, ["services", name, action @ ("start" | "stop")]) => {
-                if !authorized {
-                    let mut response = text(StatusCode::UNAUTHORIZED, "a bearer token is needed\n");
+                if let Err(why) = authorized {
+                    let mut response = text(StatusCode::UNAUTHORIZED, why);
                     response
                         .headers_mut()
                         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -297,7 +303,14 @@ impl<B> Service<Request<B>> for Admin {
             );
             return Box::pin(std::future::ready(Ok(response)));
         }
-        let authorized = self.token.admits(request.headers());
+        let authorized = match self.token.admits(request.headers()) {
+            true => Ok(()),
+            // Told apart in words only: a script whose token is wrong must not be told to add one.
+            false if request.headers().contains_key(http::header::AUTHORIZATION) => {
+                Err("the bearer token given is not the admin's token\n")
+            }
+            false => Err("a bearer token is needed\n"),
+        };
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let admin = self.clone();
