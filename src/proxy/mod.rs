@@ -26,7 +26,7 @@
 //!   dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`, `..;`) is answered 400, never
 //!   forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
-//!   than its timeout; 502 otherwise, with [`BackendGone`](crate::layer::BackendGone) in the
+//!   than its timeout; 502 otherwise, with [`BackendGone`] in the
 //!   response's extensions when the backend refused or dropped the connection, so a
 //!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
 //!   request's own body breaks off (a client gone in the middle of an upload), which is not the
