@@ -366,7 +366,8 @@ impl MinMonitor {
     /// shutdown, not as a failed start. It cannot be undone.
     ///
     /// The gateway does this shortly before its `shutdown_grace` ends, so that a backend
-    /// coming up within the grace still serves the requests held for it.
+    /// coming up within the grace still serves the requests held for it, and in any case
+    /// before it stops the backend programs.
     ///
     /// An axum server's graceful shutdown would otherwise wait for each held request up to its
     /// `max_wait`:

@@ -431,6 +431,9 @@ impl Gateway {
 
     #[cfg(unix)]
     async fn stop_programs(&self) -> bool {
+        // The drain may have ended long before the grace (no request held): the starts these
+        // stops cut short are the shutdown's doing, not failed starts.
+        self.monitor.release_held();
         let running = self.supervisor.running().len();
         if running > 0 {
             tracing::info!(running, "stopping the backend programs the gateway started");
