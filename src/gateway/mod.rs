@@ -297,7 +297,9 @@ impl Gateway {
         if let Some(admin) = admin {
             admin.abort();
         }
-        drained && self.stop_programs().await
+        // Stopped even when a connection outlived the grace: `&&` would leave them running.
+        let stopped = self.stop_programs().await;
+        drained && stopped
     }
 
     /// Like [`serve`](Self::serve), on `workers` threads (e.g. [`default_workers`]), each
