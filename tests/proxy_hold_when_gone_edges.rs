@@ -403,5 +403,9 @@ async fn a_request_held_for_a_gone_backend_is_answered_503_when_released() {
     assert!(answer.headers().contains_key("retry-after"));
     assert_eq!(answer.headers()["content-type"], "application/json");
     assert_eq!(monitor.snapshot()[0].requests_held, 0);
-    assert_eq!(starts.load(Ordering::SeqCst), 1, "started once, by the hold");
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        1,
+        "started once, by the hold"
+    );
 }
