@@ -359,14 +359,18 @@ impl MinMonitor {
 
     /// For a server shutting down: every request held for a backend to come up (hold mode,
     /// and a proxy's [`hold_when_gone`](crate::proxy::ProxyBuilder::hold_when_gone)) is
-    /// answered at once with the fallback (503 with `Retry-After`), and none is held from now
-    /// on, for the services registered now. Otherwise a held request keeps its connection
-    /// open until the server's grace ends and the connection is closed with no answer at all.
+    /// answered at once with the fallback (503 with `Retry-After`; a proxy without a layer in
+    /// front answers its 502, which a layer's
+    /// [`backend_gone_when`](crate::MonitorLayer::backend_gone_when) turns into the fallback,
+    /// as the gateway's does), and none is held from now on, for the services registered now.
+    /// Otherwise a held request keeps its connection open until the server's grace ends and
+    /// the connection is closed with no answer at all.
     /// A start that ends without the backend up from now on is logged as ended by the
     /// shutdown, not as a failed start. It cannot be undone.
     ///
     /// The gateway does this shortly before its `shutdown_grace` ends, so that a backend
-    /// coming up within the grace still serves the requests held for it.
+    /// coming up within the grace still serves the requests held for it, and in any case
+    /// before it stops the backend programs.
     ///
     /// An axum server's graceful shutdown would otherwise wait for each held request up to its
     /// `max_wait`:

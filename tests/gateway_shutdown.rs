@@ -1,6 +1,7 @@
 //! The `tower-monitor-gateway` program stopping its backend programs, as an operator stops
 //! it: each program with its own `stop_grace`, on SIGHUP as on SIGTERM, with its output pipe
-//! gone, and when a second signal comes while the programs stop.
+//! gone, and when a second signal comes while the programs stop; and `Gateway::serve` in this
+//! process when a connection outlives its grace.
 
 mod common;
 
@@ -246,4 +247,73 @@ async fn a_third_signal_kills_the_backend_programs_at_once() {
         TcpStream::connect(backend).await.is_err(),
         "the backend program outlived the gateway"
     );
+}
+
+/// `Gateway::serve` (in this process): a connection that outlives the shutdown grace (its
+/// backend still answering) does not leave the backend program running: the programs are
+/// stopped whether or not every connection closed in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_the_backend_programs_even_when_a_connection_outlives_the_grace() {
+    let dir = std::env::temp_dir().join(format!("tower-monitor-outlived-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let slow = dir.join("slow");
+    let _ = std::fs::remove_file(&slow);
+    let backend = common::refused_addr().await;
+    // Answers at once, but `/slow` only after 30 s; should a failing test leave it, it ends
+    // itself after 60 s.
+    let script = format!(
+        "import http.server, os, threading, time\n\
+         threading.Timer(60, os._exit, [0]).start()\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(self):\n\
+         \x20       if self.path == '/slow':\n\
+         \x20           open({slow:?}, 'w').close()\n\
+         \x20           time.sleep(30)\n\
+         \x20       self.send_response(200)\n\
+         \x20       self.send_header('content-length', '2')\n\
+         \x20       self.end_headers()\n\
+         \x20       self.wfile.write(b'ok')\n\
+         http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()\n",
+        slow = slow.display().to_string(),
+        port = backend.port()
+    );
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                          "shutdown_grace": "1s",
+                          "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                 "on_down": {{ "type": "process", "command": "python3", "stop_grace": "2s",
+                     "args": ["-c", {script:?}] }} }} }} }}"#
+    );
+    let mut gateway =
+        common::start_gateway(&config, &tower_monitor::config::TriggerRegistry::new()).await;
+    let reply = common::get_once(gateway.addr).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "held until up: {reply}");
+    let mut outliving = TcpStream::connect(gateway.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut outliving,
+        b"GET /slow HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    common::until(
+        Duration::from_secs(10),
+        "the slow request reached the backend",
+        || slow.exists(),
+        |yes| *yes,
+    )
+    .await;
+
+    gateway.shut_down();
+    assert_eq!(
+        gateway.ended_within(Duration::from_secs(10)).await,
+        Some(false),
+        "the slow request outlived the grace"
+    );
+    assert!(
+        TcpStream::connect(backend).await.is_err(),
+        "the backend program outlived the gateway"
+    );
+    drop(outliving);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -226,3 +226,54 @@ async fn a_second_signal_answers_the_held_requests_at_once() {
         "a connection was left open past the drain"
     );
 }
+
+/// Without hold mode, a request for a down backend is answered 503 at once and the drain has
+/// nothing to wait for: the backend programs are stopped well before the grace ends. The start
+/// that shutdown cuts short is still logged as such, not as a failed start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_cut_short_by_a_quick_shutdown_is_not_a_failed_start() {
+    let dir = std::env::temp_dir().join(format!("tower-monitor-quick-stop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let started = dir.join("started");
+    let _ = std::fs::remove_file(&started);
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new(
+        "quick-stop",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "shutdown_grace": "30s" }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                     "on_down": {{ "type": "process", "command": "sh", "stop_grace": "2s",
+                                   "args": ["-c", "touch '{started}'; exec sleep 60"] }} }} }} }}"#,
+            started = started.display()
+        ),
+    );
+    let (mut gateway, addr, log) = common::gateway_with_log(PROGRAM, &config).await;
+    let reply = common::get_once(addr).await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    common::until(
+        Duration::from_secs(10),
+        "the backend program started",
+        || started.exists(),
+        |yes| *yes,
+    )
+    .await;
+
+    common::sigterm_then_exits_0(&mut gateway).await;
+    let said = tokio::time::timeout(Duration::from_secs(5), log)
+        .await
+        .expect("stderr closes")
+        .unwrap();
+    assert!(
+        said.lines()
+            .any(|l| l.contains("INFO") && l.contains("app did not come up before the shutdown")),
+        "{said}"
+    );
+    assert!(
+        !said
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("did not come up")),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -361,3 +361,54 @@ fn a_service_name_the_monitor_does_not_have_fails_the_build() {
         .build::<Incoming>()
         .expect("both name a service of the monitor");
 }
+
+/// A server shutting down (`MinMonitor::release_held`) answers a request the proxy holds for
+/// its gone backend at once: the proxy gives up its hold, and the layer in front answers its
+/// 502 with the fallback (503 with `Retry-After`), in the format the request asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_for_a_gone_backend_is_answered_503_when_released() {
+    let addr = common::refused_addr().await;
+    let (starts, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
+    let monitor = gone_backend(addr, Kind::Http, &starts, &gate);
+    let proxy = Proxy::builder(common::url_for(addr)).hold_when_gone(
+        Arc::clone(&monitor),
+        "app",
+        Duration::from_secs(60),
+    );
+    let front = front(&monitor, proxy).await;
+    let stream = TcpStream::connect(front).await.unwrap();
+    let (mut client, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get("/page")
+        .header("host", "app.localhost")
+        .header("accept", "application/json")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let answer = tokio::spawn(client.send_request(request));
+    until_held(&monitor).await;
+    common::until(
+        Duration::from_secs(5),
+        "the request held",
+        || monitor.snapshot()[0].requests_held,
+        |held| *held == 1,
+    )
+    .await;
+
+    monitor.release_held();
+    let answer = tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .expect("answered at once, not at the hold's 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers().contains_key("retry-after"));
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    assert_eq!(monitor.snapshot()[0].requests_held, 0);
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        1,
+        "started once, by the hold"
+    );
+}

@@ -301,7 +301,9 @@ impl Gateway {
         if let Some(admin) = admin {
             admin.abort();
         }
-        drained && self.stop_programs().await
+        // Stopped even when a connection outlived the grace: `&&` would leave them running.
+        let stopped = self.stop_programs().await;
+        drained && stopped
     }
 
     /// Like [`serve`](Self::serve), on `workers` threads (e.g. [`default_workers`]), each
@@ -435,6 +437,9 @@ impl Gateway {
 
     #[cfg(unix)]
     async fn stop_programs(&self) -> bool {
+        // The drain may have ended long before the grace (no request held): the starts these
+        // stops cut short are the shutdown's doing, not failed starts.
+        self.monitor.release_held();
         let running = self.supervisor.running().len();
         if running > 0 {
             tracing::info!(running, "stopping the backend programs the gateway started");

@@ -93,7 +93,19 @@ impl super::Registered {
     ) -> impl std::future::Future<Output = Result<(), crate::error::SharedError>> + Send + 'static
     {
         self.backoff.end_series();
-        self.wake()
+        let joined = self.wake();
+        let me = self.me.clone();
+        async move {
+            match joined.await {
+                // A request's refusal, begun before the series ended, was still in flight and
+                // joined: the series has ended since, so the next wake starts the backend.
+                Err(error) if error.downcast_ref::<StartPaused>().is_some() => match me.upgrade() {
+                    Some(me) => me.wake().await,
+                    None => Err(error),
+                },
+                result => result,
+            }
+        }
     }
 }
 
@@ -161,5 +173,43 @@ mod tests {
         backoff.end_series();
         assert_eq!(backoff.pausing(), None);
         assert_eq!(backoff.failed(), (1, Duration::ZERO), "a new series");
+    }
+
+    // One thread: the refusal a request's `wake` has just begun is still in flight (its task
+    // not run yet) when the operator's start comes, which joins it unless it starts anew.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_operators_start_is_not_refused_by_a_requests_refusal_in_flight() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use crate::lifecycle::ServiceState;
+        use crate::{BoxError, MonitoredService, Url, probe, trigger};
+
+        let starts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&starts);
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let service = MonitoredService::new(url, Duration::from_secs(60))
+            .probe(probe::from_fn(|_| async { Ok::<bool, BoxError>(false) }))
+            .on_down(trigger::from_fn(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), BoxError>("cannot start".into()) }
+            }));
+        let registered = super::super::Registered::new("app".into(), service);
+        for _ in 0..=FREE_FAILURES {
+            assert!(registered.wake().await.is_err());
+        }
+        assert_eq!(registered.state(), ServiceState::Down);
+        assert_eq!(starts.load(Ordering::SeqCst), FREE_FAILURES as usize + 1);
+        assert!(registered.start_pause_left().is_some(), "paused");
+
+        let request = registered.wake();
+        let operator = registered.wake_requested().await;
+        assert_eq!(
+            starts.load(Ordering::SeqCst),
+            FREE_FAILURES as usize + 2,
+            "the operator's start ran on_down: {operator:?}"
+        );
+        let refused = request.await.unwrap_err();
+        assert!(refused.downcast_ref::<StartPaused>().is_some(), "{refused}");
     }
 }

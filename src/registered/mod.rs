@@ -141,7 +141,7 @@ impl Registered {
             let on_down = self.service.on_down.clone()?;
             if self.state() == ServiceState::Down {
                 if let Some((paused, first)) = self.backoff.pausing() {
-                    // Once per pause at info: an operator's start refused must be explained,
+                    // Once per pause at info: why requests get no start must be explained,
                     // a stream of requests must not fill the log.
                     if first {
                         tracing::info!(service = %self.name, "{}: {paused}", self.name);
