@@ -92,7 +92,11 @@ impl super::Registered {
         &self,
     ) -> impl std::future::Future<Output = Result<(), crate::error::SharedError>> + Send + 'static
     {
-        self.backoff.end_series();
+        // Only where the pause is in the way: an operator's start of a backend that is up (or
+        // starting) must not give a crash loop its free retries again.
+        if self.state() == crate::lifecycle::ServiceState::Down {
+            self.backoff.end_series();
+        }
         let joined = self.wake();
         let me = self.me.clone();
         async move {
@@ -211,5 +215,34 @@ mod tests {
         );
         let refused = request.await.unwrap_err();
         assert!(refused.downcast_ref::<StartPaused>().is_some(), "{refused}");
+    }
+
+    // A backend that crashes at its first request is briefly up between failures: an
+    // operator's start then must not end the series (its free retries would come again).
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_operators_start_of_an_up_backend_keeps_the_series() {
+        use crate::{BoxError, MonitoredService, Url, probe, trigger};
+
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let service = MonitoredService::new(url, Duration::from_secs(60))
+            .probe(probe::from_fn(|_| async { Ok::<bool, BoxError>(false) }))
+            .on_down(trigger::from_fn(|| async {
+                Err::<(), BoxError>("cannot start".into())
+            }));
+        let registered = super::super::Registered::new("app".into(), service);
+        for _ in 0..=FREE_FAILURES {
+            assert!(registered.wake().await.is_err());
+        }
+        registered.set_status_up();
+        registered.wake_requested().await.unwrap();
+        // Down again at once: one more failure of the same series, and a longer pause.
+        registered.set_status_down();
+        assert!(
+            registered
+                .start_pause_left()
+                .is_some_and(|left| left > FIRST_PAUSE),
+            "{:?}",
+            registered.start_pause_left()
+        );
     }
 }
