@@ -134,18 +134,25 @@ async fn http_refused_is_down_and_silence_times_out_down() {
 }
 
 /// A gRPC server speaks HTTP/2 only: the HTTP/1.1 probe's error said "invalid HTTP version
-/// parsed", and nothing of why, while every request behind the layer was a 500.
+/// parsed", and nothing of why, while every request behind the layer was a 500. The server
+/// here answers as an HTTP/2 server does, with its SETTINGS frame, and keeps the connection
+/// open: a real one (tonic) then sends GOAWAY and closes, and whether the probe reads the
+/// frames or the reset first depends on timing (a closed connection is a plain down).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_probe_of_an_http2_only_server_says_what_answered() {
-    let (_reporter, health) = tonic_health::server::health_reporter();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(health)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).await;
+        // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+        stream
+            .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
             .await
             .unwrap();
+        // Open until the test ends.
+        let _ = stream.read(&mut request).await;
     });
     let monitor = MinMonitor::new();
     let service = MonitoredService::new(url_for(addr), Duration::ZERO).probe(Http::new());
