@@ -261,6 +261,10 @@ mod tests {
             registered.set_status_down();
         }
         assert_eq!(registered.start_pause_left(), None);
-        assert_eq!(registered.backoff.failed().0, 1, "no failure counted before");
+        assert_eq!(
+            registered.backoff.failed().0,
+            1,
+            "no failure counted before"
+        );
     }
 }
