@@ -18,7 +18,7 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 cargo build --release --quiet --example hyper
-bin=target/release/examples/hyper
+bin=${CARGO_TARGET_DIR:-target}/release/examples/hyper
 workdir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -28,21 +28,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts the server with the given flags; prints its address once it listens.
+# Starts the server with the given flags; sets `addr` once it listens. Not called in `$(..)`:
+# a subshell's `pids` would be lost, and the servers left running at exit.
 start() {
   local log="$workdir/$1.log"; shift
   "$bin" --port 0 "$@" >"$log" 2>&1 &
   pids+=("$!")
   for _ in $(seq 1 100); do
     addr=$(sed -n 's#^listening on http://\([^ ]*\).*#\1#p' "$log")
-    if [ -n "$addr" ]; then echo "$addr"; return; fi
+    if [ -n "$addr" ]; then return; fi
     sleep 0.1
   done
   echo "server did not start: $(cat "$log")" >&2; exit 1
 }
 
-plain=$(start plain --no-monitor)
-monitored=$(start monitored)
+start plain --no-monitor; plain=$addr
+start monitored; monitored=$addr
 curl -sf "http://$plain/" >/dev/null && curl -sf "http://$monitored/" >/dev/null
 
 rps() {

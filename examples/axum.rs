@@ -5,7 +5,7 @@
 //!
 //! The "backend" is a TCP listener that this example starts when `on_down` fires (2 s later, as a
 //! real VM or container would take a while) and stops again after 20 s, so you can watch the
-//! cycle: 503 "Service Not Ready", then 200, then 503 again and a new start.
+//! cycle: 503 Service Unavailable, then 200, then 503 again and a new start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,5 +58,5 @@ async fn run_backend_for(addr: std::net::SocketAddr, lifetime: Duration) {
     println!("backend: up on {addr} for {} s", lifetime.as_secs());
     let serve = async { while listener.accept().await.is_ok() {} };
     let _ = tokio::time::timeout(lifetime, serve).await;
-    println!("backend: idle, stopped");
+    println!("backend: stopped after {} s", lifetime.as_secs());
 }

@@ -2,7 +2,7 @@
 //!
 //! Run:  cargo run --example gateway            (or, faster to build:
 //!       cargo run --features gateway --bin tower-monitor-gateway)
-//! Then: curl -i http://127.0.0.1:8080/     (503 while the backend starts; again a second later: 200)
+//! Then: curl -i http://127.0.0.1:8080/     (503 while the backend boots; again two seconds later: 200)
 //!
 //! With no arguments it listens on 127.0.0.1:8080 in front of a demo backend (this program
 //! started again in backend mode on 127.0.0.1:8081) that is *not running*. The first request

@@ -66,3 +66,49 @@ fn the_readme_names_every_built_in_trigger_type() {
         );
     }
 }
+
+#[cfg(feature = "gateway")]
+#[test]
+fn the_readme_gateway_error_example_is_what_the_gateway_says() {
+    use tower_monitor::gateway::Gateway;
+
+    let readme = include_str!("../README.md");
+    let shown: String = readme
+        .split("Errors are one sentence naming the field (`")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .expect("the Command line item quotes an error")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let err = Gateway::from_config(
+        r#"{ "gateway": { "listen": "127.0.0.1:8080", "routes": [] },
+             "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "30s" } } }"#,
+        &TriggerRegistry::new(),
+    )
+    .unwrap_err();
+    assert_eq!(shown, err.to_string());
+}
+
+/// The demo's proxied answer, as the README shows it: its `content-length` is its body's.
+#[test]
+fn the_readme_demo_answer_has_the_length_it_says() {
+    let readme = include_str!("../README.md");
+    let answer = readme
+        .split("HTTP/1.1 200 OK\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README shows the demo's 200");
+    let (head, body) = answer.split_once("\n\n").expect("a head and a body");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .expect("a content-length")
+        .parse()
+        .unwrap();
+    assert_eq!(length, body.len(), "{body:?}");
+    assert!(
+        body.contains(": GET /\n"),
+        "the same request as the curl before it: {body}"
+    );
+}

@@ -17,7 +17,9 @@
 //! A service has `url` and `grace_period` (required), `probe_timeout`, `probe_on_add`,
 //! `ready_after`, `start_timeout`, `stop_timeout` and `trigger_timeout` (see
 //! [`MonitoredService`]), a `probe` (`{"type": "tcp"}`, the default; `{"type": "http", "path": "/healthz",
-//! "accept": ["2xx", 401], "body_matches": "ok"}`; or `{"type": "expect", "steps": [{"send":
+//! "accept": ["2xx", 401], "body_matches": "ok"}`, whose other optional fields are `method`,
+//! `headers`, `body`, `body_excludes`, `max_body_bytes` and `root_certificate_pem`, see
+//! [`probe::Http`](crate::probe::Http); or `{"type": "expect", "steps": [{"send":
 //! "PING\r\n"}, {"expect": "^\\+PONG"}]}`), and the triggers `on_down`, `on_up`, `always` and
 //! `on_idle` (`{"after": .., "trigger": ..}`, `after` more than zero).
 //! Durations are humantime strings (`"1m30s"`, `"250ms"`), at most [`MAX_DURATION`] (`"100years"`,
@@ -65,7 +67,8 @@
 //! unknown trigger types, bad URLs and bad durations are each a [`ConfigError`] naming the
 //! field's path and the bad value. So is
 //! a `command` trigger's program that is not found (on `PATH`, or at its path, which counts
-//! from `current_dir` when relative) or not executable, and a `current_dir` that is not a
+//! from `current_dir` when relative), not executable, or a script whose `#!` interpreter is
+//! missing, and a `current_dir` that is not a
 //! directory: the configuration is only valid on a machine that has its programs. So are two
 //! services on one backend address (host and port) that both have an `on_down` or an `on_idle`:
 //! each would start and stop it on its own, one's idle stop under the other's requests.

@@ -42,17 +42,21 @@
 //! - `listen` (required): an IP address and port.
 //! - `routes` (required, at least one): tried in order; a route matches when its `host` (if
 //!   given; compared without port or final dot, case-insensitively, with the request's `Host` or HTTP/2
-//!   `:authority`) and its `path_prefix` (default `/`) match. No match: 404. The prefix is
-//!   compared with the path as sent, before any decoding (`/%61pi/` goes on past a route for
-//!   `/api/`): a route says which backend serves a path, it is not an access rule for the
-//!   backends after it. The first match wins, not the longest prefix (as with nginx), so a
+//!   `:authority`; a name in Unicode is taken in its ASCII form, `xn--…`, which clients send;
+//!   no wildcards) and its `path_prefix` (default `/`) match. No match: 404. The prefix is
+//!   compared with the path percent-decoded and its repeated slashes merged, as nginx compares
+//!   its locations (`/%61pi/` and `//api/` take the `/api/` route); the request goes on as it
+//!   came. The first match wins, not the longest prefix (as with nginx), so a
 //!   route after one that takes all its requests (no host or the same host, and a prefix its
 //!   own starts with) would never serve: that is an error naming both.
 //! - `services` (optional): per service, all optional. `hold`: hold mode (`max_wait`,
-//!   `max_held`); `retry_after`: the 503's `Retry-After`; `waiting_page`: a template file
+//!   `max_held`; it also holds a request whose connection a crashed backend refused, see
+//!   [`ProxyBuilder::hold_when_gone`](crate::proxy::ProxyBuilder::hold_when_gone));
+//!   `retry_after`: the 503's `Retry-After`; `waiting_page`: a template file
 //!   (relative to the configuration file's folder), see
 //!   [`MonitorLayer::waiting_page`](crate::MonitorLayer::waiting_page); `wake`: requests that
-//!   never wake the backend (path prefixes, and a regular expression on `User-Agent`);
+//!   never wake the backend (`never_paths`: path prefixes, compared as routes compare them;
+//!   `never_user_agents`: a regular expression on `User-Agent`);
 //!   `protocol`: `"http1"` (default) or `"http2"` (cleartext, prior knowledge: gRPC);
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
 //!   more than zero); `body_read_timeout` (default 60 s, as nginx's `client_body_timeout`):
@@ -92,9 +96,22 @@
 //!   request was held. A request whose client went away before the answer's head (while held
 //!   for a cold start, say) is logged with status 499, as nginx does.
 //!
+//! Beside `gateway` and `services`, two optional sections:
+//!
+//! - `admin`: `{ "listen": "127.0.0.1:9901", "token": "…", "hosts": ["gateway-1"] }`, the
+//!   admin listener (`GET /`, `/status`, `/metrics`; `POST /services/{name}/start` and `stop`
+//!   behind `Authorization: Bearer <token>`). `token` is required; `listen` defaults to
+//!   [`DEFAULT_ADMIN_LISTEN`] and must differ from `gateway.listen`; `hosts` are the names it
+//!   answers to besides IP addresses and `localhost`.
+//! - `fleet` (feature `fleet`): `{ "redis": "redis://127.0.0.1:6379/", "prefix": "shop" }`,
+//!   read as a `fleet::FleetConfig`: gateways with the same Redis and
+//!   prefix share one lifecycle per backend.
+//!
 //! A backend that refuses or drops a connection while cached up is marked down by its layer
 //! (the proxy's [`BackendGone`](crate::layer::BackendGone)) and the request answered with the
-//! fallback, not held even in hold mode (it has gone to the backend already). Every field is checked before anything starts; an error names the field's path.
+//! fallback; in hold mode, a request whose connection was refused (none of it reached the
+//! backend) is held instead until the backend is up again, then sent again, once. Every field
+//! is checked before anything starts; an error names the field's path.
 //!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;

@@ -31,7 +31,7 @@ use crate::registered::Registered;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FallbackReason {
-    /// The backend is down (and `on_down` ran): 503 Service Not Ready.
+    /// The backend is down (and `on_down` ran): 503 Service Unavailable.
     NotReady,
     /// The status could not be determined, or `always` or `on_up` failed: 500 Internal Server
     /// Error.

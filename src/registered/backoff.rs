@@ -245,4 +245,26 @@ mod tests {
             registered.start_pause_left()
         );
     }
+
+    // The status example's backend (no `on_down`) went down 2 s after it was first seen up,
+    // and was warned of as a failed start that "may be started again at once".
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_service_without_on_down_has_no_failed_starts() {
+        use crate::{BoxError, MonitoredService, Url, probe};
+
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let service = MonitoredService::new(url, Duration::from_secs(60))
+            .probe(probe::from_fn(|_| async { Ok::<bool, BoxError>(false) }));
+        let registered = super::super::Registered::new("app".into(), service);
+        for _ in 0..=FREE_FAILURES {
+            registered.set_status_up();
+            registered.set_status_down();
+        }
+        assert_eq!(registered.start_pause_left(), None);
+        assert_eq!(
+            registered.backoff.failed().0,
+            1,
+            "no failure counted before"
+        );
+    }
 }

@@ -371,8 +371,11 @@ impl Registered {
                 );
             }
             // Down soon after it came up (it crashed at its first request, say): as failed a
-            // start as one that never came up, or each request would start it again.
-            (ServiceState::Up, ServiceState::Down) if lasted < backoff::STABLE => {
+            // start as one that never came up, or each request would start it again. Without
+            // an `on_down` nothing here starts it, so there is no start to pause or warn of.
+            (ServiceState::Up, ServiceState::Down)
+                if lasted < backoff::STABLE && self.service.on_down.is_some() =>
+            {
                 let (failed, next) = self.start_failed();
                 tracing::warn!(
                     service = name,
