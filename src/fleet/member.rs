@@ -33,7 +33,10 @@ pub(crate) struct Member {
     /// Until when another replica is known to be stopping the backend (fleet nanoseconds).
     remote_stopping_until: AtomicU64,
     /// Whether a task watches the lease to take the start over if its holder vanishes.
-    following: AtomicBool,
+    pub(super) following: AtomicBool,
+    /// Whether this replica ran `on_down` for the backend's latest start (see
+    /// [`starter_first`](Self::starter_first)).
+    pub(super) started_here: AtomicBool,
     pub(crate) lease_changed: Notify,
 }
 
@@ -50,6 +53,7 @@ impl Member {
             retrying: AtomicBool::new(false),
             remote_stopping_until: AtomicU64::new(0),
             following: AtomicBool::new(false),
+            started_here: AtomicBool::new(false),
             lease_changed: Notify::new(),
         })
     }
@@ -71,10 +75,15 @@ impl Member {
                         me.release(message_for(state.unwrap_or(ServiceState::Down)));
                         return Ok(());
                     }
+                    me.started_here.store(true, Ordering::SeqCst);
                     run.await
                 }
-                Attempt::Unavailable => run.await,
+                Attempt::Unavailable => {
+                    me.started_here.store(true, Ordering::SeqCst);
+                    run.await
+                }
                 Attempt::Held { wait } | Attempt::Busy { wait } => {
+                    me.started_here.store(false, Ordering::SeqCst);
                     tracing::debug!(service = %me.name, "fleet: another replica holds the lease; waiting for its start");
                     me.follow(wait);
                     Ok(())
@@ -97,6 +106,22 @@ impl Member {
             if registered.state() != ServiceState::Up || me.idle_after.is_none() {
                 return Ok(false);
             }
+            let (me, registered) = match me.starter_first(idle_check) {
+                None => (me, registered),
+                Some(wait) => {
+                    // Held weakly meanwhile: a monitor dropped during the wait is not kept.
+                    let (member, service) = (Arc::downgrade(&me), Arc::downgrade(&registered));
+                    drop((me, registered));
+                    tokio::time::sleep(wait).await;
+                    match (member.upgrade(), service.upgrade()) {
+                        (Some(me), Some(registered)) if registered.state() == ServiceState::Up => {
+                            (me, registered)
+                        }
+                        // Stopped by its starter meanwhile (or woken again, or dropped).
+                        _ => return Ok(false),
+                    }
+                }
+            };
             // A request here since the last look calls the stop off before the fleet is told
             // (taking the lease announces it); the local check after the transition remains
             // for a request that comes in meanwhile.
@@ -133,6 +158,17 @@ impl Member {
             }
         }
         .boxed()
+    }
+
+    /// How long an idle stop waits before asking for the lease: half an idle time where the
+    /// backend was not started, so that its starter comes first. With a `process` trigger only
+    /// the starter can stop it (it is that replica's child; `process_stop` fails elsewhere, and
+    /// the backend stays up another idle time). The starter's watch, looking every quarter
+    /// idle time, sees the fleet idle at most a quarter after any other's; if the starter is
+    /// gone, another stops the backend after the wait.
+    fn starter_first(&self, idle_check: bool) -> Option<Duration> {
+        let after = self.idle_after.filter(|_| idle_check)?;
+        (!self.started_here.load(Ordering::SeqCst)).then_some(after / 2)
     }
 
     /// Called at every local transition: a start or stop this replica led has ended, so its
@@ -252,6 +288,7 @@ impl Member {
         match kind {
             "starting" => {
                 self.set_remote_stopping(None);
+                self.started_here.store(false, Ordering::SeqCst);
                 if registered.apply(Event::Wake).is_some() {
                     self.follow(self.shared.lease_ttl);
                 }
@@ -321,73 +358,10 @@ impl Member {
         });
         self.remote_stopping_until.store(until, Ordering::SeqCst);
     }
-
-    /// Watches the lease while this replica waits for another's start: if the lease is freed
-    /// or expires (its holder crashed) while the service is still starting here, this replica
-    /// takes it and runs `on_down`. One watcher per service.
-    pub(crate) fn follow(self: &Arc<Self>, first_wait: Duration) {
-        if self.following.swap(true, Ordering::SeqCst) {
-            self.lease_changed.notify_one();
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.following.store(false, Ordering::SeqCst);
-            return;
-        };
-        let member = Arc::downgrade(self);
-        runtime.spawn(async move {
-            let mut wait = first_wait;
-            loop {
-                let Some(me) = member.upgrade() else { return };
-                let starting = || {
-                    me.service
-                        .upgrade()
-                        .is_some_and(|r| r.state() == ServiceState::Starting)
-                };
-                if !starting() {
-                    break me.following.store(false, Ordering::SeqCst);
-                }
-                let _ = tokio::time::timeout(wait, me.lease_changed.notified()).await;
-                if !starting() {
-                    break me.following.store(false, Ordering::SeqCst);
-                }
-                match me.try_lease(Kind::Starting, false).await {
-                    Attempt::Taken => {
-                        me.following.store(false, Ordering::SeqCst);
-                        let Some(registered) = me.service.upgrade() else {
-                            return me.release("down");
-                        };
-                        // The start ended here meanwhile (its "up" or "down" came in while the
-                        // lease was being taken): nothing to start, nothing to hold.
-                        let state = registered.state();
-                        if state != ServiceState::Starting {
-                            return me.release(message_for(state));
-                        }
-                        // The holder frees the lease when its start succeeds, and its "up" may
-                        // not be here yet: look before starting the backend a second time. If
-                        // it answers, the lease is kept and this replica's poller ends Starting
-                        // (after `ready_after`, if set), which frees it announcing the state.
-                        if registered.answers_now().await {
-                            tracing::debug!(service = %me.name, "fleet: the lease was free and the backend answers; not starting it again");
-                            registered.ensure_polling();
-                            return;
-                        }
-                        if let Some(run) = registered.on_down_run() {
-                            tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
-                            let _ = run.await;
-                        }
-                        return;
-                    }
-                    Attempt::Held { wait: next } | Attempt::Busy { wait: next } => wait = next,
-                    Attempt::Unavailable => wait = me.shared.tick(),
-                }
-            }
-        });
-    }
 }
 
 /// The announcement of a lease freed in `state`.
-fn message_for(state: ServiceState) -> &'static str {
+pub(super) fn message_for(state: ServiceState) -> &'static str {
     match state {
         ServiceState::Up => "up",
         ServiceState::Starting => "starting",
