@@ -185,13 +185,19 @@ impl Member {
     }
 
     /// While another replica stops the backend, a probe that still finds it answering does
-    /// not count as up (it is shutting down).
+    /// not count as up (it is shutting down). Unless Stopping here too: an up found then
+    /// leaves it Stopping, where a down would call it stopped while the other still stops it.
     pub(crate) fn filter_probe(
         &self,
         result: Result<bool, crate::BoxError>,
     ) -> Result<bool, crate::BoxError> {
+        let stopping_here = || {
+            self.service
+                .upgrade()
+                .is_some_and(|r| r.state() == ServiceState::Stopping)
+        };
         match result {
-            Ok(true) if self.remote_stopping() => {
+            Ok(true) if self.remote_stopping() && !stopping_here() => {
                 tracing::debug!(service = %self.name, "fleet: answering, but another replica is stopping it; not up");
                 Ok(false)
             }
