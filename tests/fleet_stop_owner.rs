@@ -110,3 +110,39 @@ async fn the_idle_stop_goes_to_the_replica_that_started_the_backend() {
         "a replica that did not start the backend took the stop (and could not do it)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_leaves_the_stop_to_the_starter_still_shows_its_requests() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let idle = Duration::from_millis(1200);
+    let backend = Backend::new(Duration::from_millis(100)).await;
+    let owner = Arc::new(Owner::default());
+    let replicas: Vec<_> = ["a", "b"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| {
+            replica(
+                fleet(&redis.url(), "t", id),
+                owned_service(&backend, &owner, i, idle),
+            )
+        })
+        .collect();
+    redis.wait_for_listeners("t", 2).await;
+    // a starts the backend, b serves a request, and a another one later: b's idle watch comes
+    // to the stop first, and leaves it to a. From then on b serves a quick request every
+    // 50 ms: its watch must go on looking, so that a, when its turn comes, sees b busy.
+    assert_eq!(request(&replicas[0], HOLD, 1).await, 200);
+    assert_eq!(request(&replicas[1], HOLD, 1).await, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(request(&replicas[0], None, 1).await, 200);
+    // b's watch looks every quarter idle time: it has come to the stop by now.
+    tokio::time::sleep(idle + idle / 4 - Duration::from_millis(650)).await;
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < idle * 3 {
+        assert_eq!(request(&replicas[1], None, 1).await, 200, "stopped under b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(backend.stops(), 0, "stopped while replica b was serving");
+}

@@ -35,8 +35,10 @@ pub(crate) struct Member {
     /// Whether a task watches the lease to take the start over if its holder vanishes.
     pub(super) following: AtomicBool,
     /// Whether this replica ran `on_down` for the backend's latest start (see
-    /// [`starter_first`](Self::starter_first)).
+    /// [`leave_to_starter`](Self::leave_to_starter)).
     pub(super) started_here: AtomicBool,
+    /// Whether this replica's last idle stop was left to the starter.
+    left_to_starter: AtomicBool,
     pub(crate) lease_changed: Notify,
 }
 
@@ -54,6 +56,7 @@ impl Member {
             remote_stopping_until: AtomicU64::new(0),
             following: AtomicBool::new(false),
             started_here: AtomicBool::new(false),
+            left_to_starter: AtomicBool::new(false),
             lease_changed: Notify::new(),
         })
     }
@@ -106,22 +109,13 @@ impl Member {
             if registered.state() != ServiceState::Up || me.idle_after.is_none() {
                 return Ok(false);
             }
-            let (me, registered) = match me.starter_first(idle_check) {
-                None => (me, registered),
-                Some(wait) => {
-                    // Held weakly meanwhile: a monitor dropped during the wait is not kept.
-                    let (member, service) = (Arc::downgrade(&me), Arc::downgrade(&registered));
-                    drop((me, registered));
-                    tokio::time::sleep(wait).await;
-                    match (member.upgrade(), service.upgrade()) {
-                        (Some(me), Some(registered)) if registered.state() == ServiceState::Up => {
-                            (me, registered)
-                        }
-                        // Stopped by its starter meanwhile (or woken again, or dropped).
-                        _ => return Ok(false),
-                    }
+            if me.leave_to_starter(idle_check) {
+                // Looking on, so that this replica's requests meanwhile reach the fleet.
+                if let Some(idle) = &registered.idle {
+                    idle.arm_if_idle();
                 }
-            };
+                return Ok(false);
+            }
             // A request here since the last look calls the stop off before the fleet is told
             // (taking the lease announces it); the local check after the transition remains
             // for a request that comes in meanwhile.
@@ -160,15 +154,18 @@ impl Member {
         .boxed()
     }
 
-    /// How long an idle stop waits before asking for the lease: half an idle time where the
-    /// backend was not started, so that its starter comes first. With a `process` trigger only
-    /// the starter can stop it (it is that replica's child; `process_stop` fails elsewhere, and
-    /// the backend stays up another idle time). The starter's watch, looking every quarter
-    /// idle time, sees the fleet idle at most a quarter after any other's; if the starter is
-    /// gone, another stops the backend after the wait.
-    fn starter_first(&self, idle_check: bool) -> Option<Duration> {
-        let after = self.idle_after.filter(|_| idle_check)?;
-        (!self.started_here.load(Ordering::SeqCst)).then_some(after / 2)
+    /// Whether this idle stop is left to the replica that started the backend: every other
+    /// one, where the backend was not started, and the idle time starts over. With a `process`
+    /// trigger only the starter can stop the backend (it is that replica's child;
+    /// `process_stop` fails elsewhere, and the backend stays up another idle time). The
+    /// starter's watch, looking every quarter idle time, sees the fleet idle at most a quarter
+    /// after any other's; if the starter is gone, another stops the backend an idle time later.
+    fn leave_to_starter(&self, idle_check: bool) -> bool {
+        if !idle_check || self.started_here.load(Ordering::SeqCst) {
+            return false;
+        }
+        // Toggled: left this time if it was not left the last time.
+        !self.left_to_starter.fetch_xor(true, Ordering::SeqCst)
     }
 
     /// Called at every local transition: a start or stop this replica led has ended, so its
@@ -228,6 +225,8 @@ impl Member {
         };
         let now = self.shared.now();
         if busy {
+            // Busy again: the starter has the first turn at the next idle stop again.
+            self.left_to_starter.store(false, Ordering::SeqCst);
             if activity.began(now) {
                 self.shared.kick.notify_one();
             }
