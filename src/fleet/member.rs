@@ -33,7 +33,12 @@ pub(crate) struct Member {
     /// Until when another replica is known to be stopping the backend (fleet nanoseconds).
     remote_stopping_until: AtomicU64,
     /// Whether a task watches the lease to take the start over if its holder vanishes.
-    following: AtomicBool,
+    pub(super) following: AtomicBool,
+    /// Whether this replica ran `on_down` for the backend's latest start (see
+    /// [`leave_to_starter`](Self::leave_to_starter)).
+    pub(super) started_here: AtomicBool,
+    /// Whether this replica's last idle stop was left to the starter.
+    left_to_starter: AtomicBool,
     pub(crate) lease_changed: Notify,
 }
 
@@ -50,6 +55,8 @@ impl Member {
             retrying: AtomicBool::new(false),
             remote_stopping_until: AtomicU64::new(0),
             following: AtomicBool::new(false),
+            started_here: AtomicBool::new(false),
+            left_to_starter: AtomicBool::new(false),
             lease_changed: Notify::new(),
         })
     }
@@ -71,10 +78,15 @@ impl Member {
                         me.release(message_for(state.unwrap_or(ServiceState::Down)));
                         return Ok(());
                     }
+                    me.started_here.store(true, Ordering::SeqCst);
                     run.await
                 }
-                Attempt::Unavailable => run.await,
+                Attempt::Unavailable => {
+                    me.started_here.store(true, Ordering::SeqCst);
+                    run.await
+                }
                 Attempt::Held { wait } | Attempt::Busy { wait } => {
+                    me.started_here.store(false, Ordering::SeqCst);
                     tracing::debug!(service = %me.name, "fleet: another replica holds the lease; waiting for its start");
                     me.follow(wait);
                     Ok(())
@@ -95,6 +107,13 @@ impl Member {
         let me = Arc::clone(self);
         async move {
             if registered.state() != ServiceState::Up || me.idle_after.is_none() {
+                return Ok(false);
+            }
+            if me.leave_to_starter(idle_check) {
+                // Looking on, so that this replica's requests meanwhile reach the fleet.
+                if let Some(idle) = &registered.idle {
+                    idle.arm_if_idle();
+                }
                 return Ok(false);
             }
             // A request here since the last look calls the stop off before the fleet is told
@@ -135,6 +154,20 @@ impl Member {
         .boxed()
     }
 
+    /// Whether this idle stop is left to the replica that started the backend: every other
+    /// one, where the backend was not started, and the idle time starts over. With a `process`
+    /// trigger only the starter can stop the backend (it is that replica's child;
+    /// `process_stop` fails elsewhere, and the backend stays up another idle time). The
+    /// starter's watch, looking every quarter idle time, sees the fleet idle at most a quarter
+    /// after any other's; if the starter is gone, another stops the backend an idle time later.
+    fn leave_to_starter(&self, idle_check: bool) -> bool {
+        if !idle_check || self.started_here.load(Ordering::SeqCst) {
+            return false;
+        }
+        // Toggled: left this time if it was not left the last time.
+        !self.left_to_starter.fetch_xor(true, Ordering::SeqCst)
+    }
+
     /// Called at every local transition: a start or stop this replica led has ended, so its
     /// lease is freed and the new state announced.
     pub(crate) fn transition(&self, transition: Transition) {
@@ -149,13 +182,19 @@ impl Member {
     }
 
     /// While another replica stops the backend, a probe that still finds it answering does
-    /// not count as up (it is shutting down).
+    /// not count as up (it is shutting down). Unless Stopping here too: an up found then
+    /// leaves it Stopping, where a down would call it stopped while the other still stops it.
     pub(crate) fn filter_probe(
         &self,
         result: Result<bool, crate::BoxError>,
     ) -> Result<bool, crate::BoxError> {
+        let stopping_here = || {
+            self.service
+                .upgrade()
+                .is_some_and(|r| r.state() == ServiceState::Stopping)
+        };
         match result {
-            Ok(true) if self.remote_stopping() => {
+            Ok(true) if self.remote_stopping() && !stopping_here() => {
                 tracing::debug!(service = %self.name, "fleet: answering, but another replica is stopping it; not up");
                 Ok(false)
             }
@@ -186,6 +225,8 @@ impl Member {
         };
         let now = self.shared.now();
         if busy {
+            // Busy again: the starter has the first turn at the next idle stop again.
+            self.left_to_starter.store(false, Ordering::SeqCst);
             if activity.began(now) {
                 self.shared.kick.notify_one();
             }
@@ -252,6 +293,7 @@ impl Member {
         match kind {
             "starting" => {
                 self.set_remote_stopping(None);
+                self.started_here.store(false, Ordering::SeqCst);
                 if registered.apply(Event::Wake).is_some() {
                     self.follow(self.shared.lease_ttl);
                 }
@@ -321,73 +363,10 @@ impl Member {
         });
         self.remote_stopping_until.store(until, Ordering::SeqCst);
     }
-
-    /// Watches the lease while this replica waits for another's start: if the lease is freed
-    /// or expires (its holder crashed) while the service is still starting here, this replica
-    /// takes it and runs `on_down`. One watcher per service.
-    pub(crate) fn follow(self: &Arc<Self>, first_wait: Duration) {
-        if self.following.swap(true, Ordering::SeqCst) {
-            self.lease_changed.notify_one();
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.following.store(false, Ordering::SeqCst);
-            return;
-        };
-        let member = Arc::downgrade(self);
-        runtime.spawn(async move {
-            let mut wait = first_wait;
-            loop {
-                let Some(me) = member.upgrade() else { return };
-                let starting = || {
-                    me.service
-                        .upgrade()
-                        .is_some_and(|r| r.state() == ServiceState::Starting)
-                };
-                if !starting() {
-                    break me.following.store(false, Ordering::SeqCst);
-                }
-                let _ = tokio::time::timeout(wait, me.lease_changed.notified()).await;
-                if !starting() {
-                    break me.following.store(false, Ordering::SeqCst);
-                }
-                match me.try_lease(Kind::Starting, false).await {
-                    Attempt::Taken => {
-                        me.following.store(false, Ordering::SeqCst);
-                        let Some(registered) = me.service.upgrade() else {
-                            return me.release("down");
-                        };
-                        // The start ended here meanwhile (its "up" or "down" came in while the
-                        // lease was being taken): nothing to start, nothing to hold.
-                        let state = registered.state();
-                        if state != ServiceState::Starting {
-                            return me.release(message_for(state));
-                        }
-                        // The holder frees the lease when its start succeeds, and its "up" may
-                        // not be here yet: look before starting the backend a second time. If
-                        // it answers, the lease is kept and this replica's poller ends Starting
-                        // (after `ready_after`, if set), which frees it announcing the state.
-                        if registered.answers_now().await {
-                            tracing::debug!(service = %me.name, "fleet: the lease was free and the backend answers; not starting it again");
-                            registered.ensure_polling();
-                            return;
-                        }
-                        if let Some(run) = registered.on_down_run() {
-                            tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
-                            let _ = run.await;
-                        }
-                        return;
-                    }
-                    Attempt::Held { wait: next } | Attempt::Busy { wait: next } => wait = next,
-                    Attempt::Unavailable => wait = me.shared.tick(),
-                }
-            }
-        });
-    }
 }
 
 /// The announcement of a lease freed in `state`.
-fn message_for(state: ServiceState) -> &'static str {
+pub(super) fn message_for(state: ServiceState) -> &'static str {
     match state {
         ServiceState::Up => "up",
         ServiceState::Starting => "starting",

@@ -53,6 +53,7 @@
 mod activity;
 mod config;
 mod error;
+mod follow;
 mod lease;
 mod member;
 mod scripts;

@@ -1,0 +1,76 @@
+//! Taking a start over: a replica waiting for another's start watches the lease, and starts
+//! the backend itself if the lease is freed or expires while the start is not over.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::lease::{Attempt, Kind};
+use super::member::{Member, message_for};
+use crate::lifecycle::ServiceState;
+
+impl Member {
+    /// Watches the lease while this replica waits for another's start: if the lease is freed
+    /// or expires (its holder crashed) while the service is still starting here, this replica
+    /// takes it and runs `on_down`. One watcher per service.
+    pub(crate) fn follow(self: &Arc<Self>, first_wait: Duration) {
+        if self.following.swap(true, Ordering::SeqCst) {
+            self.lease_changed.notify_one();
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.following.store(false, Ordering::SeqCst);
+            return;
+        };
+        let member = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut wait = first_wait;
+            loop {
+                let Some(me) = member.upgrade() else { return };
+                let starting = || {
+                    me.service
+                        .upgrade()
+                        .is_some_and(|r| r.state() == ServiceState::Starting)
+                };
+                if !starting() {
+                    break me.following.store(false, Ordering::SeqCst);
+                }
+                let _ = tokio::time::timeout(wait, me.lease_changed.notified()).await;
+                if !starting() {
+                    break me.following.store(false, Ordering::SeqCst);
+                }
+                match me.try_lease(Kind::Starting, false).await {
+                    Attempt::Taken => {
+                        me.following.store(false, Ordering::SeqCst);
+                        let Some(registered) = me.service.upgrade() else {
+                            return me.release("down");
+                        };
+                        // The start ended here meanwhile (its "up" or "down" came in while the
+                        // lease was being taken): nothing to start, nothing to hold.
+                        let state = registered.state();
+                        if state != ServiceState::Starting {
+                            return me.release(message_for(state));
+                        }
+                        // The holder frees the lease when its start succeeds, and its "up" may
+                        // not be here yet: look before starting the backend a second time. If
+                        // it answers, the lease is kept and this replica's poller ends Starting
+                        // (after `ready_after`, if set), which frees it announcing the state.
+                        if registered.answers_now().await {
+                            tracing::debug!(service = %me.name, "fleet: the lease was free and the backend answers; not starting it again");
+                            registered.ensure_polling();
+                            return;
+                        }
+                        if let Some(run) = registered.on_down_run() {
+                            me.started_here.store(true, Ordering::SeqCst);
+                            tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
+                            let _ = run.await;
+                        }
+                        return;
+                    }
+                    Attempt::Held { wait: next } | Attempt::Busy { wait: next } => wait = next,
+                    Attempt::Unavailable => wait = me.shared.tick(),
+                }
+            }
+        });
+    }
+}
