@@ -97,13 +97,14 @@ async fn requests_held_when_the_gateway_shuts_down_are_answered_503_within_the_g
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
-/// A gateway program holding (up to a minute) requests for a backend program that would take a
-/// minute to listen (a VM booting, say): `script` runs in `sh` after marking its start.
+/// A gateway program in front of a backend program that would take a minute to listen (a VM
+/// booting, say): `script` runs in `sh` after marking its start. With `hold`, requests are held
+/// up to a minute; without, answered 503 at once.
 struct BootingForever {
     gateway: tokio::process::Child,
     /// Its standard error: the log.
     log: tokio::io::BufReader<tokio::process::ChildStderr>,
-    /// A request sent at once, held: its whole reply.
+    /// A request sent at once (held, with `hold`): its whole reply.
     held: tokio::task::JoinHandle<String>,
     dir: std::path::PathBuf,
     _config: common::TempFile,
@@ -111,17 +112,21 @@ struct BootingForever {
 
 impl BootingForever {
     /// Serves, sends the request, and returns once the program has started.
-    async fn start(tag: &str, shutdown_grace: &str, script: &str) -> Self {
+    async fn start(tag: &str, shutdown_grace: &str, script: &str, hold: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("tower-monitor-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let started = dir.join("started");
         let backend = common::refused_addr().await;
+        let hold = if hold {
+            r#", "services": { "app": { "hold": { "max_wait": "60s" } } }"#
+        } else {
+            ""
+        };
         let config = common::TempFile::new(
             tag,
             &format!(
                 r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                                  "shutdown_grace": "{shutdown_grace}",
-                                  "services": {{ "app": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
+                                  "shutdown_grace": "{shutdown_grace}"{hold} }},
                      "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
                          "on_down": {{ "type": "process", "command": "sh", "stop_grace": "2s",
                                        "args": ["-c", "touch '{started}'; {script}"] }} }} }} }}"#,
@@ -154,6 +159,30 @@ impl BootingForever {
             .expect("the held request is answered")
             .unwrap()
     }
+
+    /// The log, once the gateway has exited 0 on SIGTERM, says the start the shutdown cut
+    /// short at info, and no failed start: no warning, no backoff.
+    async fn stops_without_a_failed_start(&mut self) {
+        use tokio::io::AsyncReadExt;
+        common::sigterm_then_exits_0(&mut self.gateway).await;
+        let mut said = String::new();
+        tokio::time::timeout(Duration::from_secs(5), self.log.read_to_string(&mut said))
+            .await
+            .expect("stderr closes")
+            .unwrap();
+        assert!(
+            said.lines().any(
+                |l| l.contains("INFO") && l.contains("app did not come up before the shutdown")
+            ),
+            "{said}"
+        );
+        assert!(
+            !said
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains("did not come up")),
+            "{said}"
+        );
+    }
 }
 
 impl Drop for BootingForever {
@@ -164,32 +193,10 @@ impl Drop for BootingForever {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_program_answers_a_request_held_for_a_boot_that_outlasts_its_grace() {
-    use tokio::io::AsyncReadExt;
-    let mut booting = BootingForever::start("held-boot", "2s", "exec sleep 60").await;
-
-    common::sigterm_then_exits_0(&mut booting.gateway).await;
+    let mut booting = BootingForever::start("held-boot", "2s", "exec sleep 60", true).await;
+    booting.stops_without_a_failed_start().await;
     let reply = booting.reply().await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
-    let mut said = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        booting.log.read_to_string(&mut said),
-    )
-    .await
-    .expect("stderr closes")
-    .unwrap();
-    // The program the shutdown stopped did not fail to start: no warning, no backoff.
-    assert!(
-        said.lines()
-            .any(|l| l.contains("INFO") && l.contains("app did not come up before the shutdown")),
-        "{said}"
-    );
-    assert!(
-        !said
-            .lines()
-            .any(|l| l.contains("WARN") && l.contains("did not come up")),
-        "{said}"
-    );
 }
 
 /// A second signal stops waiting for the connections still open: a held request is answered
@@ -199,7 +206,8 @@ async fn a_second_signal_answers_the_held_requests_at_once() {
     use tokio::io::AsyncBufReadExt;
     // The grace is long, and the program ignores SIGTERM: its stop takes its whole stop grace,
     // during which the gateway still runs.
-    let mut booting = BootingForever::start("held-twice", "60s", "trap '' TERM; sleep 60").await;
+    let mut booting =
+        BootingForever::start("held-twice", "60s", "trap '' TERM; sleep 60", true).await;
     common::sigterm(&booting.gateway).await;
     let mut said = String::new();
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -232,48 +240,8 @@ async fn a_second_signal_answers_the_held_requests_at_once() {
 /// that shutdown cuts short is still logged as such, not as a failed start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_cut_short_by_a_quick_shutdown_is_not_a_failed_start() {
-    let dir = std::env::temp_dir().join(format!("tower-monitor-quick-stop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let started = dir.join("started");
-    let _ = std::fs::remove_file(&started);
-    let backend = common::refused_addr().await;
-    let config = common::TempFile::new(
-        "quick-stop",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "shutdown_grace": "30s" }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
-                     "on_down": {{ "type": "process", "command": "sh", "stop_grace": "2s",
-                                   "args": ["-c", "touch '{started}'; exec sleep 60"] }} }} }} }}"#,
-            started = started.display()
-        ),
-    );
-    let (mut gateway, addr, log) = common::gateway_with_log(PROGRAM, &config).await;
-    let reply = common::get_once(addr).await;
+    let mut booting = BootingForever::start("quick-stop", "30s", "exec sleep 60", false).await;
+    let reply = booting.reply().await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
-    common::until(
-        Duration::from_secs(10),
-        "the backend program started",
-        || started.exists(),
-        |yes| *yes,
-    )
-    .await;
-
-    common::sigterm_then_exits_0(&mut gateway).await;
-    let said = tokio::time::timeout(Duration::from_secs(5), log)
-        .await
-        .expect("stderr closes")
-        .unwrap();
-    assert!(
-        said.lines()
-            .any(|l| l.contains("INFO") && l.contains("app did not come up before the shutdown")),
-        "{said}"
-    );
-    assert!(
-        !said
-            .lines()
-            .any(|l| l.contains("WARN") && l.contains("did not come up")),
-        "{said}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    booting.stops_without_a_failed_start().await;
 }
