@@ -60,17 +60,10 @@ async fn the_others_say_stopping_while_one_replica_stops_the_backend() {
     let backend = Backend::new(Duration::ZERO).await;
     backend.start_now().await;
     let stop = Arc::new(SlowStop::default());
-    let replicas: Vec<_> = ["a", "b", "c"]
-        .into_iter()
-        .enumerate()
-        .map(|(i, id)| {
-            replica(
-                fleet(&redis.url(), "t", id),
-                slowly_stopped(&backend, &stop, i, idle),
-            )
-        })
-        .collect();
-    redis.wait_for_listeners("t", 3).await;
+    let replicas = replicas(&redis, "t", &["a", "b", "c"], |i| {
+        slowly_stopped(&backend, &stop, i, idle)
+    })
+    .await;
     let began = stop.began.notified();
     for monitor in &replicas {
         monitor.set_status_up("app").unwrap();

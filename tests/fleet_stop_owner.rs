@@ -62,17 +62,10 @@ async fn the_idle_stop_goes_to_the_replica_that_started_the_backend() {
     let idle = Duration::from_millis(600);
     let backend = Backend::new(Duration::from_millis(100)).await;
     let owner = Arc::new(Owner::default());
-    let replicas: Vec<_> = ["a", "b", "c"]
-        .into_iter()
-        .enumerate()
-        .map(|(i, id)| {
-            replica(
-                fleet(&redis.url(), "t", id),
-                owned_service(&backend, &owner, i, idle),
-            )
-        })
-        .collect();
-    redis.wait_for_listeners("t", 3).await;
+    let replicas = replicas(&redis, "t", &["a", "b", "c"], |i| {
+        owned_service(&backend, &owner, i, idle)
+    })
+    .await;
 
     // Each round a different replica wakes the backend; then the other two serve a request
     // each, so that they are the last active: their idle watches come to the stop as soon as
@@ -119,17 +112,10 @@ async fn a_replica_that_leaves_the_stop_to_the_starter_still_shows_its_requests(
     let idle = Duration::from_millis(1200);
     let backend = Backend::new(Duration::from_millis(100)).await;
     let owner = Arc::new(Owner::default());
-    let replicas: Vec<_> = ["a", "b"]
-        .into_iter()
-        .enumerate()
-        .map(|(i, id)| {
-            replica(
-                fleet(&redis.url(), "t", id),
-                owned_service(&backend, &owner, i, idle),
-            )
-        })
-        .collect();
-    redis.wait_for_listeners("t", 2).await;
+    let replicas = replicas(&redis, "t", &["a", "b"], |i| {
+        owned_service(&backend, &owner, i, idle)
+    })
+    .await;
     // a starts the backend, b serves a request, and a another one later: b's idle watch comes
     // to the stop first, and leaves it to a. From then on b serves a quick request every
     // 50 ms: its watch must go on looking, so that a, when its turn comes, sees b busy.

@@ -349,6 +349,23 @@ pub fn replica(fleet: Fleet, service: MonitoredService) -> Arc<MinMonitor> {
     monitor
 }
 
+/// One replica per id in the fleet `prefix` on `redis`, each with `service(i)` as "app", once
+/// every one listens for the fleet's announcements.
+pub async fn replicas(
+    redis: &RedisServer,
+    prefix: &str,
+    ids: &[&str],
+    service: impl Fn(usize) -> MonitoredService,
+) -> Vec<Arc<MinMonitor>> {
+    let replicas = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| replica(fleet(&redis.url(), prefix, id), service(i)))
+        .collect();
+    redis.wait_for_listeners(prefix, ids.len()).await;
+    replicas
+}
+
 /// A response whose body takes `chunks` × 100 ms to send.
 pub type Body = http_body_util::StreamBody<
     futures::stream::BoxStream<'static, Result<http_body::Frame<Bytes>, std::io::Error>>,
