@@ -340,15 +340,8 @@ async fn released_held_requests_are_answered_503_and_none_is_held_after() {
 /// time it is reached (a herd beyond it must not fill the log), the rest at debug.
 #[tokio::test(start_paused = true)]
 async fn reaching_max_held_is_warned_once_each_time() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     // This thread only: the test's runtime (current-thread) runs every request here.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
     let warned = || {
         logs.text()
             .lines()

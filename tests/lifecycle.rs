@@ -240,15 +240,8 @@ async fn a_panicking_ended_leaves_the_start_standing() {
 /// up, and the panic is logged with the service (it was swallowed without a word).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_gone_predicate_forwards_the_answer_and_is_logged() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::ERROR)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     // This thread's: the test polls the service itself, so the check runs here.
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (logs, _logging) = capture_thread_logs(tracing::Level::ERROR);
     let monitor = Arc::new(MinMonitor::new());
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60));
     monitor.add("app", service).unwrap();

@@ -351,15 +351,8 @@ async fn expect_silence_is_down_at_the_timeout() {
 
 #[tokio::test]
 async fn a_probes_own_log_lines_name_the_service() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     // This thread only: the test's runtime (current-thread) runs the probe here.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
     let monitor = MinMonitor::new();
     let url = url_for(refused_addr().await);
     monitor

@@ -325,6 +325,19 @@ pub fn counting_registry(runs: Arc<AtomicUsize>) -> tower_monitor::config::Trigg
     registry
 }
 
+/// Captures the log lines up to `level` of this thread (the test's current-thread runtime
+/// runs its tasks here) for as long as the returned guard lives.
+pub fn capture_thread_logs(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
 /// Log lines written by a tracing subscriber (`.with_writer(move || captured.clone())`).
 #[derive(Clone, Default)]
 pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
