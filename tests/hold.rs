@@ -335,34 +335,3 @@ async fn released_held_requests_are_answered_503_and_none_is_held_after() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(count(&f.wakes), 1, "no start once released");
 }
-
-/// The bound's 503s are not the usual "starting" ones: reaching it is said at warn, once each
-/// time it is reached (a herd beyond it must not fill the log), the rest at debug.
-#[tokio::test(start_paused = true)]
-async fn reaching_max_held_is_warned_once_each_time() {
-    // This thread only: the test's runtime (current-thread) runs every request here.
-    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
-    let warned = || {
-        logs.text()
-            .lines()
-            .filter(|l| l.contains("WARN") && l.contains("requests held already"))
-            .count()
-    };
-    let f = fixture().await;
-    let service = held(&f, 1);
-    for episode in 1..=2 {
-        let first = tokio::spawn(service.clone().oneshot(request("/")));
-        // With the clock paused, this sleep ends only once every task is idle: it is held.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        for _ in 0..3 {
-            let beyond = service.clone().oneshot(request("/")).await.unwrap();
-            assert_eq!(beyond.status(), StatusCode::SERVICE_UNAVAILABLE);
-        }
-        assert_eq!(warned(), episode, "{}", logs.text());
-        f.up.store(true, Ordering::SeqCst);
-        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
-        // Down again: the next herd reaches the bound anew.
-        f.up.store(false, Ordering::SeqCst);
-        f.monitor.set_status_down("app").unwrap();
-    }
-}

@@ -348,21 +348,3 @@ async fn expect_silence_is_down_at_the_timeout() {
         "down only once the timeout ran out"
     );
 }
-
-#[tokio::test]
-async fn a_probes_own_log_lines_name_the_service() {
-    // This thread only: the test's runtime (current-thread) runs the probe here.
-    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
-    let monitor = MinMonitor::new();
-    let url = url_for(refused_addr().await);
-    monitor
-        .add("quiet-app", MonitoredService::new(url, Duration::ZERO))
-        .unwrap();
-    assert!(!monitor.status("quiet-app").await.unwrap());
-    let text = logs.text();
-    let refused = text
-        .lines()
-        .find(|line| line.contains("connect failed"))
-        .unwrap_or_else(|| panic!("no connect line in {text}"));
-    assert!(refused.contains("quiet-app"), "{refused}");
-}

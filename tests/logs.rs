@@ -1,0 +1,82 @@
+//! Log lines as an operator reads them, each test in this binary capturing its own thread's:
+//! apart from the other tests, whose threads (with no subscriber) would otherwise race them in
+//! registering the same call sites, and could leave a span or event of theirs unrecorded.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{Layer, ServiceExt};
+use tower_monitor::{MinMonitor, MonitoredService};
+
+#[tokio::test]
+async fn a_probes_own_log_lines_name_the_service() {
+    // This thread only: the test's runtime (current-thread) runs the probe here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
+    let monitor = MinMonitor::new();
+    let url = url_for(refused_addr().await);
+    monitor
+        .add("quiet-app", MonitoredService::new(url, Duration::ZERO))
+        .unwrap();
+    assert!(!monitor.status("quiet-app").await.unwrap());
+    let text = logs.text();
+    let refused = text
+        .lines()
+        .find(|line| line.contains("connect failed"))
+        .unwrap_or_else(|| panic!("no connect line in {text}"));
+    assert!(refused.contains("quiet-app"), "{refused}");
+}
+
+/// The bound's 503s are not the usual "starting" ones: reaching it is said at warn, once each
+/// time it is reached (a herd beyond it must not fill the log), the rest at debug.
+#[tokio::test(start_paused = true)]
+async fn reaching_max_held_is_warned_once_each_time() {
+    // This thread only: the test's runtime (current-thread) runs every request here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
+    let warned = || {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("requests held already"))
+            .count()
+    };
+    let up = Arc::new(AtomicBool::new(false));
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(up.clone()))
+        .on_down(counting_trigger(counter(), false));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    let layer = monitor
+        .layer("app")
+        .unwrap()
+        .hold(Duration::from_secs(30))
+        .max_held(1);
+    let service = layer.layer(tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("app")))
+    }));
+    for episode in 1..=2 {
+        let first = tokio::spawn(service.clone().oneshot(Request::get("/").body(()).unwrap()));
+        // With the clock paused, this sleep ends only once every task is idle: it is held.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for _ in 0..3 {
+            let beyond = service
+                .clone()
+                .oneshot(Request::get("/").body(()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(beyond.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(warned(), episode, "{}", logs.text());
+        up.store(true, Ordering::SeqCst);
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        // Down again: the next herd reaches the bound anew.
+        up.store(false, Ordering::SeqCst);
+        monitor.set_status_down("app").unwrap();
+    }
+}
