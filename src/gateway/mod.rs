@@ -74,7 +74,9 @@
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
 //!   are stopped, each given its own `stop_grace` between SIGTERM and SIGKILL. Requests still
 //!   held 1 s before the grace ends (half the grace, if shorter) are answered 503 then (see
-//!   [`MinMonitor::release_held`](crate::MinMonitor::release_held)).
+//!   [`MinMonitor::release_held`](crate::MinMonitor::release_held)). A gateway killed
+//!   outright (`kill -9`) cannot stop them: on Linux the kernel sends each program it started
+//!   SIGTERM then (see [`Process`](crate::trigger::Process), "Never orphaned").
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so

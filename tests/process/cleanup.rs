@@ -179,3 +179,56 @@ async fn with_a_lock_file_two_supervisors_run_the_backend_once() {
     assert_eq!(a.starts() + b.starts(), 2);
     assert!(!alive(pid) && !alive(second_pid));
 }
+
+/// Tells, by its drop, that the thread holding it in a thread-local has ended.
+struct ThreadEnd(std::sync::mpsc::Sender<()>);
+
+impl Drop for ThreadEnd {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+thread_local! {
+    static THREAD_END: std::cell::RefCell<Option<ThreadEnd>> = const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_program_outlives_the_thread_that_started_it() {
+    // On Linux a program asks the kernel to stop it when its supervisor dies, and the kernel's
+    // "parent" is the thread that started it: a blocking-pool thread, which ends once idle,
+    // must not take the program with it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(10))
+        .enable_all()
+        .build()
+        .unwrap();
+    let process = Process::builder("sleep").arg("1000").build();
+    let starter = process.clone();
+    let (ended, thread_ended) = std::sync::mpsc::channel();
+    let pid = runtime.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            starter.start().unwrap();
+            THREAD_END.with(|end| *end.borrow_mut() = Some(ThreadEnd(ended)));
+            starter.pid().unwrap()
+        })
+        .await
+        .unwrap()
+    });
+
+    thread_ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the idle blocking thread ends");
+
+    runtime.block_on(async {
+        let stopped = tokio::time::timeout(Duration::from_secs(1), async {
+            while alive(pid) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(stopped.is_err(), "the program ended with its thread");
+        assert!(process.is_running());
+    });
+}

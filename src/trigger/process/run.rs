@@ -7,6 +7,7 @@ use tokio::process::Child;
 use tokio::sync::watch;
 
 use super::lock::{self, Claim, RunLock};
+use super::spawner;
 use super::{ProcessError, Shared};
 use crate::trigger::output::{self, Source, Stream};
 use crate::trigger::process_group as group;
@@ -55,12 +56,12 @@ pub(super) async fn exited(mut exit: watch::Receiver<Exit>) -> Option<ExitStatus
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     let program = || shared.program.to_string();
-    if tokio::runtime::Handle::try_current().is_err() {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return Err(ProcessError::Spawn {
             program: program(),
             source: std::io::Error::other("no Tokio runtime here: a process is started within one"),
         });
-    }
+    };
     let mut state = shared.lock();
     // Checked under the state lock: a supervisor shutting down either sees this start's
     // program running, or this start sees the shutdown.
@@ -108,7 +109,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     if let Some(dir) = &spec.current_dir {
         command.current_dir(dir);
     }
-    let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
+    let mut child = spawner::spawn(command, runtime).map_err(|source| ProcessError::Spawn {
         program: program(),
         source,
     })?;
