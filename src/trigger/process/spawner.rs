@@ -63,14 +63,14 @@ fn thread() -> Option<&'static Sender<Job>> {
 fn ask_parent_death_signal(command: &mut Command) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the child between fork and exec; it calls only `prctl` and
-    // `getppid`, which are async-signal-safe system calls, and allocates only on the error
-    // path, where the child exits without running the program.
+    // `getppid`, which are async-signal-safe system calls, and allocates nothing (an error
+    // from an errno is not allocated), as a child of a multi-threaded parent must not.
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(ON_PARENT_DEATH)?;
             // The parent died before the request took effect: nobody would send the signal.
             if nix::unistd::getppid() != parent {
-                return Err(io::Error::other("its supervisor ended while starting it"));
+                return Err(nix::errno::Errno::ESRCH.into());
             }
             Ok(())
         });
