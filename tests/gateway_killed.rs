@@ -6,7 +6,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
@@ -17,20 +16,8 @@ async fn a_killed_gateway_takes_its_backend_program_with_it() {
     let backend = common::refused_addr().await;
     let config = common::TempFile::new("killed", &common::process_backend_config(backend, ""));
     let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
-    let mut log = tokio::io::BufReader::new(gateway.stderr.take().unwrap()).lines();
     assert!(common::get_once(addr).await.starts_with("HTTP/1.1 503"));
-    let pid = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let line = log.next_line().await.unwrap().expect("the gateway logs");
-            if line.contains("started the backend program") {
-                let pid = line.split_whitespace().find_map(|f| f.strip_prefix("pid="));
-                break pid.expect("its pid").to_string();
-            }
-        }
-    })
-    .await
-    .expect("the program is started");
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let pid = common::started_program_pid(&mut gateway).await;
     let give_up = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(backend).await.is_err() {
         assert!(Instant::now() < give_up, "the program never came up");

@@ -124,26 +124,13 @@ async fn a_gateway_whose_output_is_closed_serves_on_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_stops_the_backend_program_too_then_exits_0() {
-    use tokio::io::AsyncBufReadExt;
     // SIGHUP (its terminal closed) once ended the gateway at once, leaving the program running.
     let backend = common::refused_addr().await;
     let config = common::TempFile::new("hangup", &common::process_backend_config(backend, ""));
     let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
-    let mut log = tokio::io::BufReader::new(gateway.stderr.take().unwrap()).lines();
     assert!(common::get_once(addr).await.starts_with("HTTP/1.1 503"));
     // The program's pid, to stop it here should the gateway leave it.
-    let pid = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let line = log.next_line().await.unwrap().expect("the gateway logs");
-            if line.contains("started the backend program") {
-                let pid = line.split_whitespace().find_map(|f| f.strip_prefix("pid="));
-                break pid.expect("its pid").to_string();
-            }
-        }
-    })
-    .await
-    .expect("the program is started");
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let pid = common::started_program_pid(&mut gateway).await;
     let give_up = std::time::Instant::now() + Duration::from_secs(20);
     while !common::get_once(addr).await.starts_with("HTTP/1.1 200") {
         assert!(

@@ -305,3 +305,27 @@ pub async fn http2_connection(
     .unwrap();
     (sender, tokio::spawn(connection))
 }
+
+/// The process id of the backend program the gateway logs that it started (read from its
+/// piped stderr, bounded); the rest of its log is read in the background.
+pub async fn started_program_pid(gateway: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stderr = gateway
+        .stderr
+        .take()
+        .expect("the gateway's stderr is piped");
+    let mut log = tokio::io::BufReader::new(stderr).lines();
+    let pid = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let line = log.next_line().await.unwrap().expect("the gateway logs");
+            if line.contains("started the backend program") {
+                let pid = line.split_whitespace().find_map(|f| f.strip_prefix("pid="));
+                break pid.expect("its pid").to_string();
+            }
+        }
+    })
+    .await
+    .expect("the program is started");
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    pid
+}
