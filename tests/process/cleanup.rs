@@ -232,3 +232,26 @@ fn a_program_outlives_the_thread_that_started_it() {
         assert!(process.is_running());
     });
 }
+
+#[test]
+fn a_start_that_panics_fails_that_start_only() {
+    // Tokio panics when a child's pipes need an IO driver the runtime lacks.
+    let without_io = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let exits_at_once = Process::builder("true").build();
+    let error = without_io
+        .block_on(async { exits_at_once.start() })
+        .unwrap_err();
+    assert!(matches!(error, ProcessError::Spawn { .. }), "{error}");
+    assert!(error.to_string().contains("panicked"), "{error}");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let next = Process::builder("sleep").arg("1000").build();
+    runtime.block_on(async { next.start() }).unwrap();
+    assert!(next.is_running());
+}

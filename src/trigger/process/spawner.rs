@@ -35,7 +35,7 @@ pub(super) fn spawn(mut command: Command, runtime: Handle) -> io::Result<Child> 
     match thread() {
         Some(thread) if thread.send(job).is_ok() => answer
             .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("the spawner thread ended"))),
+            .unwrap_or_else(|_| Err(io::Error::other("starting it panicked"))),
         _ => Err(io::Error::other("could not start the spawner thread")),
     }
 }
@@ -50,7 +50,8 @@ fn thread() -> Option<&'static Sender<Job>> {
                 .name("tower-monitor-spawner".into())
                 .spawn(move || {
                     for job in queue {
-                        job();
+                        // A panic fails that start only (its reply is dropped), not the next.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     }
                 })
                 .ok()
