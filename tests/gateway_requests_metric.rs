@@ -157,6 +157,19 @@ async fn requests_are_counted_by_service_and_code_over_the_workers() {
         status_of(addr, "HEAD", "app2", "/").await,
         "HTTP/1.1 200 OK"
     );
+    // Over HTTP/2, routed by `:authority`.
+    let h2 = common::curl(&[
+        "--http2-prior-knowledge",
+        "--connect-to",
+        &format!("app:{port}:{addr}", port = addr.port()),
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_version} %{http_code}",
+        &format!("http://app:{}/", addr.port()),
+    ])
+    .await;
+    assert_eq!(h2, "2 200");
     let teapot = status_of(addr, "GET", "app", "/teapot").await;
     assert!(teapot.starts_with("HTTP/1.1 418"), "{teapot}");
     // The fallback: a backend down with no `on_down`.
@@ -214,7 +227,7 @@ async fn requests_are_counted_by_service_and_code_over_the_workers() {
             &*format!("# TYPE {name} counter"),
             &*format!(r#"{name}{{service="-",code="404"}} 2"#),
             // Two routes to `app`: one series.
-            &*format!(r#"{name}{{service="app",code="200"}} 4"#),
+            &*format!(r#"{name}{{service="app",code="200"}} 5"#),
             &*format!(r#"{name}{{service="app",code="418"}} 1"#),
             &*format!(r#"{name}{{service="down",code="503"}} 2"#),
             &*format!(r#"{name}{{service="hung",code="504"}} 1"#),
