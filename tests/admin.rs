@@ -4,7 +4,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,38 +135,7 @@ async fn metrics_are_prometheus_text_that_promtool_accepts() {
         );
     }
 
-    let Some(promtool) = which("promtool") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run this check: install Debian's `prometheus` package (.ci/run does)"
-        );
-        eprintln!("skipped the promtool check: no promtool (Debian's `prometheus` package)");
-        return;
-    };
-    let mut child = tokio::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("promtool runs");
-    let mut stdin = child.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, reply.body.as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("promtool is bounded")
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "promtool: {}{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        reply.body
-    );
+    promtool_accepts(&reply.body).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,14 +278,6 @@ async fn half_a_request_head_is_closed_after_a_bound() {
         .await
         .unwrap();
     common::closed_without_answer(&mut client, Duration::from_secs(20)).await;
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 //! |---------|--------|
 //! | `GET /` | a small status page: services, state, since when, last probe, requests, cold-start times (HTML, no external resources, reloads every 5 s) |
 //! | `GET /status` | [`MinMonitor::snapshot`] as JSON |
-//! | `GET /metrics` | every metric in the Prometheus text format (see [`metrics`](crate::metrics)) |
+//! | `GET /metrics` | every metric in the Prometheus text format (see [`metrics`](crate::metrics)), and in the gateway the requests answered (below) |
 //! | `POST /services/{name}/start` | runs `on_down` now; needs `Authorization: Bearer <token>` |
 //! | `POST /services/{name}/stop` | runs `on_idle` now; needs `Authorization: Bearer <token>` |
 //!
@@ -19,6 +19,28 @@
 //! gateway's default), or put it behind your own authentication. It answers only requests
 //! naming an IP address, `localhost`, or a host listed with [`Admin::allow_hosts`] (403
 //! otherwise), so that a web page cannot read it through DNS rebinding.
+//!
+//! Served by the gateway (its `admin` section), `/metrics` also counts the requests the gateway
+//! answered, in one counter the gateway keeps itself:
+//!
+//! | name | type | labels | moves when |
+//! |------|------|--------|------------|
+//! | `tower_monitor_gateway_requests_total` | counter | `service` (the route's service; `-` for requests no route took), `code` (the HTTP status code sent) | the gateway answers a request: the backend's answer, the fallback (503), the proxy's own (502, 504, …), the router's 404; `499` when the client went away before the answer's head (held for a cold start, say), as in the access log |
+//!
+//! By code rather than by class (`5xx`), as Prometheus' client libraries and Traefik label
+//! requests: at a gateway 502 (the backend failed), 503 (the fallback, a limit) and 504 (too
+//! slow) are different stories, and a query gets the class back with `code=~"5.."`. The
+//! series are those of the codes actually sent, a handful per service; codes past 599 share
+//! `code="other"`. A series appears with its first request. Two routes to one service add up
+//! in one series. Not counted: requests hyper refuses before the gateway sees them (a malformed
+//! head, a head sent too slowly). A gRPC call counts under its HTTP status (200, even with an
+//! error `grpc-status`).
+//!
+//! The gateway counts per worker in plain counters (no lock, no lookup, no allocation per
+//! request; summed at each scrape), not through the `metrics` facade, whose call would build
+//! the series' key and look it up in the recorder for every request. For the same reason the
+//! [`MonitorLayer`](crate::MonitorLayer) records nothing per request: an application that
+//! mounts the layer counts its requests where it serves them (its own HTTP metrics layer).
 //!
 //! `/metrics` needs the Prometheus recorder: [`Admin::new`] installs it as the process's global
 //! `metrics` recorder the first time; if another recorder was installed before, `/metrics`
@@ -63,6 +85,7 @@ use auth::Token;
 use host::Hosts;
 #[cfg(feature = "gateway")]
 pub(crate) use host::without_port;
+pub(crate) use prometheus::Families;
 pub use serve::serve;
 
 /// The admin service: status page, JSON status, Prometheus metrics and start/stop actions for
@@ -87,6 +110,8 @@ pub struct Admin {
     token: Token,
     prometheus: Option<PrometheusHandle>,
     hosts: Hosts,
+    /// Families rendered after the recorder's (the gateway's request counts).
+    families: Option<Arc<dyn Families>>,
 }
 
 /// The admin service's response body.
@@ -107,6 +132,7 @@ impl Admin {
             token: Token::new(token.into()),
             prometheus: prometheus::handle(),
             hosts: Hosts::default(),
+            families: None,
         }
     }
 
@@ -159,6 +185,13 @@ impl Admin {
         self
     }
 
+    /// Also renders `families` in `/metrics`, after the recorder's.
+    #[cfg_attr(not(feature = "gateway"), allow(dead_code))]
+    pub(crate) fn families(mut self, families: Arc<dyn Families>) -> Self {
+        self.families = Some(families);
+        self
+    }
+
     /// `authorized`: the request carries the token, or why it does not (for actions).
     async fn answer(
         self,
@@ -208,9 +241,13 @@ impl Admin {
         // Sets the sampled gauges, so the scrape sees requests as they are now.
         let _ = self.monitor.snapshot();
         handle.run_upkeep();
+        let mut text = handle.render();
+        if let Some(families) = &self.families {
+            families.render(&mut text);
+        }
         with_type(
             StatusCode::OK,
-            handle.render().into_bytes(),
+            text.into_bytes(),
             "text/plain; version=0.0.4; charset=utf-8",
         )
     }

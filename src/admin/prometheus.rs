@@ -1,8 +1,17 @@
-//! The process's Prometheus recorder, installed once, shared by every admin service.
+//! The process's Prometheus recorder, installed once, shared by every admin service; and the
+//! families rendered beside it.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Metric families kept outside the `metrics` recorder and rendered by their owner at each
+/// scrape, after the recorder's: the gateway's counts of requests answered, which it keeps per
+/// worker so that counting costs a request no lookup in the recorder.
+pub(crate) trait Families: Send + Sync {
+    /// Appends the families, in the Prometheus text format, to `out`.
+    fn render(&self, out: &mut String);
+}
 
 /// Bucket bounds (seconds) for probe durations: a loopback connect takes well under a
 /// millisecond, a probe times out after 2 s by default.

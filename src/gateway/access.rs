@@ -12,6 +12,7 @@ use http::{HeaderValue, Method, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::answered::CLIENT_GONE;
 use crate::layer::MonitorBody;
 use crate::proxy::ProxyBody;
 
@@ -118,10 +119,6 @@ impl Body for GatewayBody {
         self.inner.size_hint()
     }
 }
-
-/// The status logged for a request whose client went away before its answer's head (while it
-/// was held for a cold start, say): 499, as nginx logs it.
-const CLIENT_GONE: u16 = 499;
 
 /// One request's line in the access log, written when dropped: begun when the request comes
 /// in, so that a request the client gives up on is logged too.

@@ -104,7 +104,9 @@
 //!   admin listener (`GET /`, `/status`, `/metrics`; `POST /services/{name}/start` and `stop`
 //!   behind `Authorization: Bearer <token>`). `token` is required; `listen` defaults to
 //!   [`DEFAULT_ADMIN_LISTEN`] and must differ from `gateway.listen`; `hosts` are the names it
-//!   answers to besides IP addresses and `localhost`.
+//!   answers to besides IP addresses and `localhost`. Its `/metrics` also counts the requests
+//!   the gateway answered by service and status code, `tower_monitor_gateway_requests_total`
+//!   (see [`admin`](crate::admin)).
 //! - `fleet` (feature `fleet`): `{ "redis": "redis://127.0.0.1:6379/", "prefix": "shop" }`,
 //!   read as a `fleet::FleetConfig`: gateways with the same Redis and
 //!   prefix share one lifecycle per backend.
@@ -131,6 +133,7 @@
 
 mod access;
 mod admin;
+mod answered;
 pub mod cli;
 mod config;
 mod demo;
@@ -170,6 +173,8 @@ pub struct Gateway {
     monitor: Arc<MinMonitor>,
     router: Router,
     routers: workers::Routers,
+    /// The counts of the requests answered, every router's, for the admin's `/metrics`.
+    requests: Arc<answered::Requests>,
     listen: SocketAddr,
     shutdown_grace: Duration,
     header_read_timeout: Duration,
@@ -256,14 +261,16 @@ impl Gateway {
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let mut shared = config::Shared::default();
         let routes = spec.routes(&monitor, base_dir, &mut shared)?;
-        let router = Router::new(routes, spec.access_log);
+        let requests = Arc::new(answered::Requests::default());
+        let router = Router::new(routes, spec.access_log, &requests);
         Ok(Self {
             listen,
             shutdown_grace: spec.shutdown_grace(),
             header_read_timeout: spec.header_read_timeout()?,
             send_timeout: spec.send_timeout()?,
-            routers: worker_routers(spec, &monitor, base_dir, &router, shared),
+            routers: worker_routers(spec, &monitor, base_dir, &router, shared, &requests),
             router,
+            requests,
             monitor,
             admin,
             fleet,
@@ -445,6 +452,7 @@ impl Gateway {
         // Made here, not in the task: the recorder is installed before any request is served.
         let serving = crate::admin::Admin::new(Arc::clone(&self.monitor), settings.token.clone())
             .allow_hosts(settings.hosts.iter().cloned())
+            .families(Arc::clone(&self.requests) as Arc<dyn crate::admin::Families>)
             .serve(listener);
         let task = tokio::spawn(async move {
             if let Err(error) = serving.await {
@@ -482,15 +490,17 @@ fn worker_routers(
     base_dir: Option<&Path>,
     router: &Router,
     shared: config::Shared,
+    requests: &Arc<answered::Requests>,
 ) -> workers::Routers {
-    let (monitor, base_dir, first) = (
+    let (monitor, base_dir, first, requests) = (
         Arc::clone(monitor),
         base_dir.map(Path::to_path_buf),
         router.clone(),
+        Arc::clone(requests),
     );
     workers::Routers(Box::new(move || {
         spec.routes(&monitor, base_dir.as_deref(), &mut shared.clone())
-            .map(|routes| Router::new(routes, spec.access_log))
+            .map(|routes| Router::new(routes, spec.access_log, &requests))
             .unwrap_or_else(|_| first.clone())
     }))
 }

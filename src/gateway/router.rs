@@ -19,6 +19,7 @@ use crate::admin::without_port;
 use crate::layer::{FallbackBody, MonitorBody, ResponseFuture, grpc_status, is_grpc};
 use crate::proxy::Proxy;
 
+use super::answered::{Block, CLIENT_GONE, Requests};
 use super::route_path::routing_path;
 
 /// The gateway's proxy to one service, guarded by its layer.
@@ -77,16 +78,28 @@ impl Route {
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
-    routes: Arc<[Route]>,
+    table: Arc<Table>,
     access_log: bool,
     /// The client of the connection this router serves, if it serves one.
     client: Option<IpAddr>,
 }
 
+/// The routes, and the counts of their answers (this router's own, so that each worker
+/// counts on its own cache lines).
+struct Table {
+    routes: Box<[Route]>,
+    answered: Arc<Block>,
+}
+
 impl Router {
-    pub(super) fn new(routes: Vec<Route>, access_log: bool) -> Self {
+    /// The router of `routes`, counting its answers in a block of its own of `requests`.
+    pub(super) fn new(routes: Vec<Route>, access_log: bool, requests: &Requests) -> Self {
+        let answered = requests.block(routes.iter().map(|route| &route.name));
         Self {
-            routes: routes.into(),
+            table: Arc::new(Table {
+                routes: routes.into(),
+                answered,
+            }),
             access_log,
             client: None,
         }
@@ -101,7 +114,8 @@ impl Router {
         }
     }
 
-    fn route(&self, request: &Request<Incoming>) -> Option<&Route> {
+    /// The index of the route `request` takes.
+    fn route(&self, request: &Request<Incoming>) -> Option<usize> {
         let host = request.uri().host().or_else(|| {
             request
                 .headers()
@@ -112,13 +126,17 @@ impl Router {
         // `app.example.` is `app.example` (a fully qualified name), as nginx takes it.
         let host = host.map(|host| host.strip_suffix('.').unwrap_or(host));
         let path = routing_path(request.uri().path());
-        self.routes.iter().find(|route| route.matches(host, &path))
+        self.table
+            .routes
+            .iter()
+            .position(|route| route.matches(host, &path))
     }
 }
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let routes: Vec<_> = self
+            .table
             .routes
             .iter()
             .map(|r| {
@@ -140,7 +158,15 @@ impl Service<Request<Incoming>> for Router {
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        let Some(route) = self.route(&request) else {
+        self.clone().answer(request)
+    }
+}
+
+impl Router {
+    /// [`call`](Service::call), by value: the routes go with the future (which counts its
+    /// answer), so that a server that clones the router for each request pays nothing more.
+    pub(super) fn answer(self, request: Request<Incoming>) -> RouterFuture {
+        let Some(index) = self.route(&request) else {
             // A gRPC client reads a text body as a malformed message: it gets UNIMPLEMENTED.
             let response = if is_grpc(request.headers()) {
                 grpc_status(FallbackBody::empty(), 12, "no route for this request")
@@ -149,6 +175,10 @@ impl Service<Request<Incoming>> for Router {
                 *response.status_mut() = StatusCode::NOT_FOUND;
                 response
             };
+            let table = &self.table;
+            table
+                .answered
+                .count(table.routes.len(), response.status().as_u16());
             let response = response.map(MonitorBody::fallback);
             let response = if self.access_log {
                 GatewayBody::logged(response, Entry::begin(&request, Arc::from("-")))
@@ -157,11 +187,13 @@ impl Service<Request<Incoming>> for Router {
             };
             return RouterFuture {
                 head: request.method() == Method::HEAD,
+                tally: None,
                 state: State::Answered {
                     response: Some(response),
                 },
             };
         };
+        let route = &self.table.routes[index];
         // Begun now: dropped with this future if the client goes away first, it still logs.
         let entry = self
             .access_log
@@ -175,8 +207,24 @@ impl Service<Request<Incoming>> for Router {
         let future = service.call(request);
         RouterFuture {
             head,
+            tally: Some(Tally {
+                table: self.table,
+                row: index,
+            }),
             state: State::Forwarding { future, entry },
         }
+    }
+}
+
+/// Where a forwarded request's answer is counted: its route's row.
+struct Tally {
+    table: Arc<Table>,
+    row: usize,
+}
+
+impl Tally {
+    fn count(self, status: u16) {
+        self.table.answered.count(self.row, status);
     }
 }
 
@@ -185,8 +233,17 @@ pin_project! {
     pub struct RouterFuture {
         // Answering a `HEAD` request: no body goes out, whoever answered.
         head: bool,
+        // Until the answer's head is counted; counted as 499 if the future is dropped first.
+        tally: Option<Tally>,
         #[pin]
         state: State,
+    }
+    impl PinnedDrop for RouterFuture {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(tally) = this.project().tally.take() {
+                tally.count(CLIENT_GONE);
+            }
+        }
     }
 }
 
@@ -215,6 +272,9 @@ impl Future for RouterFuture {
         match this.state.project() {
             StateProj::Forwarding { future, entry } => {
                 let response = ready!(future.poll(cx))?;
+                if let Some(tally) = this.tally.take() {
+                    tally.count(response.status().as_u16());
+                }
                 let response = match entry.take() {
                     None => response.map(GatewayBody::plain),
                     Some(entry) => GatewayBody::logged(response, entry),

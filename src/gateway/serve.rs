@@ -10,7 +10,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
-use tower_service::Service;
 
 use super::Router;
 use super::in_flight::{Counted, InFlight};
@@ -98,7 +97,7 @@ pub(super) async fn serve(
                     // taking an answer; over HTTP/2 each answer is watched.
                     let watched =
                         (request.version() == http::Version::HTTP_2).then(|| Arc::clone(&watched));
-                    let answer = router.clone().call(request);
+                    let answer = router.clone().answer(request);
                     async move {
                         let response = answer.await?;
                         Ok::<_, Infallible>(response.map(|body| {

@@ -3,11 +3,14 @@
 
 mod gateway;
 mod gone;
+mod promtool;
 mod websocket;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use gateway::*;
 #[allow(unused_imports)]
 pub use gone::*;
+#[allow(unused_imports)]
+pub use promtool::*;
 #[allow(unused_imports)]
 pub use websocket::*;
 
