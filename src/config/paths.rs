@@ -15,15 +15,19 @@ pub(crate) fn resolve(base: Option<&Path>, path: &str) -> PathBuf {
 }
 
 /// `base` made absolute (from the current folder; `""`, a file name's parent, is that folder),
-/// so that a path resolved from it stays right for a program started in another folder.
+/// so that a path resolved from it stays right for a program started in another folder, and
+/// reads well in an error (`/etc/gw`, not `/home/me/../../etc/gw`).
 pub(crate) fn absolute(base: &Path) -> PathBuf {
     let base = if base.as_os_str().is_empty() {
         Path::new(".")
     } else {
         base
     };
-    // Fails only when the current folder is gone: the paths then fail where they are used.
-    std::path::absolute(base).map_or_else(|_| base.to_path_buf(), |path| tidy(&path))
+    // A folder that is not there (the configuration was not read from it) stays as it is,
+    // made absolute: the paths in it then fail where they are checked, naming it.
+    std::fs::canonicalize(base)
+        .or_else(|_| std::path::absolute(base).map(|path| tidy(&path)))
+        .unwrap_or_else(|_| base.to_path_buf())
 }
 
 /// Without its `.` components: `/etc/gw/./backend.sh` is `/etc/gw/backend.sh` (`..` stays:
@@ -111,9 +115,10 @@ mod tests {
 
     #[test]
     fn a_file_name_alone_is_in_the_current_folder() {
-        let here = std::env::current_dir().unwrap();
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
         assert_eq!(absolute(Path::new("")), here);
-        assert_eq!(absolute(Path::new("conf")), here.join("conf"));
-        assert_eq!(absolute(Path::new("/etc/gw")), Path::new("/etc/gw"));
+        assert_eq!(absolute(Path::new("src/../src")), here.join("src"));
+        assert_eq!(absolute(Path::new("no-such-conf")), here.join("no-such-conf"));
+        assert_eq!(absolute(Path::new("/no/such/gw")), Path::new("/no/such/gw"));
     }
 }
