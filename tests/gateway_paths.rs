@@ -17,10 +17,8 @@ struct Folders(PathBuf);
 
 impl Folders {
     fn new(tag: &str) -> Self {
-        let root = std::env::temp_dir().join(format!(
-            "tower-monitor-paths-{tag}-{}",
-            std::process::id()
-        ));
+        let root =
+            std::env::temp_dir().join(format!("tower-monitor-paths-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         for dir in ["conf", "elsewhere"] {
             std::fs::create_dir_all(root.join(dir)).unwrap();
@@ -92,7 +90,11 @@ async fn a_relative_command_is_started_from_the_configuration_folder_wherever_th
         ),
     );
     // The program runs in the configuration's folder too: Python serves this file from there.
-    std::fs::write(folders.conf().join("where.txt"), "the configuration's folder").unwrap();
+    std::fs::write(
+        folders.conf().join("where.txt"),
+        "the configuration's folder",
+    )
+    .unwrap();
     std::fs::write(
         folders.conf().join("gateway.json"),
         config(
@@ -135,7 +137,10 @@ async fn check_resolves_relative_paths_from_the_configuration_folder_and_names_t
     script(&conf.join("backend.sh"), "#!/bin/sh\nexit 0\n");
     script(&conf.join("bad.sh"), "#!/no/such/interpreter\nexit 0\n");
     // In the gateway's current folder only: found there before, it must not be now.
-    script(&folders.elsewhere().join("missing.sh"), "#!/bin/sh\nexit 0\n");
+    script(
+        &folders.elsewhere().join("missing.sh"),
+        "#!/bin/sh\nexit 0\n",
+    );
     let shown = |name: &str| format!("{:?}", conf.join(name).display().to_string());
 
     for (tag, on_down, said) in [
@@ -192,7 +197,11 @@ async fn check_resolves_relative_paths_from_the_configuration_folder_and_names_t
             None => assert!(output.status.success(), "{tag}: {}", stderr(&output)),
             Some(said) => {
                 assert_eq!(output.status.code(), Some(1), "{tag}");
-                assert!(stderr(&output).contains(&said), "{tag}: {}", stderr(&output));
+                assert!(
+                    stderr(&output).contains(&said),
+                    "{tag}: {}",
+                    stderr(&output)
+                );
             }
         }
     }
@@ -211,7 +220,10 @@ async fn a_program_name_without_a_slash_is_looked_up_in_path_not_the_configurati
     std::fs::create_dir(&bin).unwrap();
     script(&bin.join("on-path-backend"), "#!/bin/sh\nexit 0\n");
     // Beside the configuration, but a bare name is not a path.
-    script(&folders.conf().join("beside-backend"), "#!/bin/sh\nexit 0\n");
+    script(
+        &folders.conf().join("beside-backend"),
+        "#!/bin/sh\nexit 0\n",
+    );
     let path_var = match std::env::var("PATH") {
         Ok(path) => format!("{}:{path}", bin.display()),
         Err(_) => bin.display().to_string(),
@@ -229,9 +241,8 @@ async fn a_program_name_without_a_slash_is_looked_up_in_path_not_the_configurati
             assert!(output.status.success(), "{name}: {}", stderr(&output));
         } else {
             assert_eq!(output.status.code(), Some(1), "{name}");
-            let said = format!(
-                "services.app.on_down.command: program \"{name}\" was not found on PATH"
-            );
+            let said =
+                format!("services.app.on_down.command: program \"{name}\" was not found on PATH");
             assert!(stderr(&output).contains(&said), "{}", stderr(&output));
         }
     }

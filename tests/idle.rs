@@ -191,7 +191,10 @@ async fn a_request_between_two_looks_moves_the_snapshots_idle_deadline_at_once()
     let (monitor, stops) = recording_stops(after);
     monitor.set_status_up("app").unwrap();
     let first = idle_stop_due_in(&monitor).expect("no idle stop planned for an idle service");
-    assert!(first + CLOCKS >= after && first <= after, "due in {first:?}");
+    assert!(
+        first + CLOCKS >= after && first <= after,
+        "due in {first:?}"
+    );
 
     // Later, but before the next look (every 500 ms): a request comes and goes.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -212,11 +215,19 @@ async fn a_request_between_two_looks_moves_the_snapshots_idle_deadline_at_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_is_not_up_has_no_idle_deadline() {
     let (monitor, _stops) = recording_stops(Duration::from_secs(2));
-    assert_eq!(monitor.snapshot()[0].idle_deadline, None, "planned before it was up");
+    assert_eq!(
+        monitor.snapshot()[0].idle_deadline,
+        None,
+        "planned before it was up"
+    );
     monitor.set_status_up("app").unwrap();
     assert!(monitor.snapshot()[0].idle_deadline.is_some());
     monitor.set_status_down("app").unwrap();
     let snapshot = &monitor.snapshot()[0];
     assert_ne!(snapshot.state, tower_monitor::ServiceState::Up);
-    assert_eq!(snapshot.idle_deadline, None, "planned for a service {:?}", snapshot.state);
+    assert_eq!(
+        snapshot.idle_deadline, None,
+        "planned for a service {:?}",
+        snapshot.state
+    );
 }

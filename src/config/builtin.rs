@@ -73,12 +73,12 @@ pub(super) fn check_program(
 ) -> Result<Program, ConfigError> {
     let resolved = Program::resolve(spec.base_dir(), command, current_dir);
     // The command as written: `check` names the path it resolves it to from the directory.
-    program::check(command.as_ref(), resolved.working_dir.as_deref()).map_err(
-        |problem| match problem {
+    program::check(command.as_ref(), resolved.working_dir.as_deref()).map_err(|problem| {
+        match problem {
             ProgramProblem::Program(why) => spec.error("command", why),
             ProgramProblem::CurrentDir(why) => spec.error("current_dir", why),
-        },
-    )?;
+        }
+    })?;
     Ok(resolved)
 }
 

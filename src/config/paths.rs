@@ -101,7 +101,10 @@ mod tests {
             }
         );
         assert_eq!(resolved("python3", None).program, "python3");
-        assert_eq!(resolved("/usr/bin/env", Some("/srv")).program, "/usr/bin/env");
+        assert_eq!(
+            resolved("/usr/bin/env", Some("/srv")).program,
+            "/usr/bin/env"
+        );
         // Without a file, as before: the program resolves them from the current folder.
         assert_eq!(
             Program::resolve(None, "./backend.sh", Some("app")),
@@ -118,7 +121,10 @@ mod tests {
         let here = std::env::current_dir().unwrap().canonicalize().unwrap();
         assert_eq!(absolute(Path::new("")), here);
         assert_eq!(absolute(Path::new("src/../src")), here.join("src"));
-        assert_eq!(absolute(Path::new("no-such-conf")), here.join("no-such-conf"));
+        assert_eq!(
+            absolute(Path::new("no-such-conf")),
+            here.join("no-such-conf")
+        );
         assert_eq!(absolute(Path::new("/no/such/gw")), Path::new("/no/such/gw"));
     }
 }
