@@ -14,7 +14,8 @@
 //! service is up: it sums the shards and checks whether a request ended since the last look.
 //! Precision: the backend is stopped between `after` and `after × 1.25` after the last request
 //! ended (or after it was first seen up), plus the timer's millisecond granularity and however
-//! late a busy runtime runs it.
+//! late a busy runtime runs it. A snapshot need not wait for the look that sees the end: the
+//! next look is armed, so the stop is due `after` after it (see `IdleWatch::idle_deadline`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -123,10 +124,32 @@ impl IdleWatch {
         }
     }
 
-    /// When `on_idle` runs if no request comes first, as far as the looks know (for snapshots).
-    pub(crate) fn idle_deadline(&self) -> Option<Instant> {
-        let quiet_since = self.seen().quiet_since;
-        quiet_since.map(|since| saturating_after(since, self.after))
+    /// When `on_idle` runs if no request comes first (for snapshots, taken at `now`): `None`
+    /// while a request is in flight or the service is not `up`.
+    ///
+    /// Read from what the looks left, without waiting for the next one: requests do not read
+    /// the clock, so the end of the last one is known only to be since the last look, and the
+    /// idle time starts at the next look (see [`look`](Self::look)). Until that look, the stop
+    /// is due `after` after it: between `after` and `after × 1.25` after the request ended,
+    /// where the stop itself comes; no sooner, and no later but for the timer's lateness.
+    pub(crate) fn idle_deadline(&self, up: bool, now: Instant) -> Option<Instant> {
+        if !up || self.in_flight() > 0 {
+            return None;
+        }
+        // Read, not cleared: clearing them is the looks' job.
+        let ended = self
+            .shards
+            .iter()
+            .any(|shard| shard.ended.load(Ordering::Acquire));
+        let since = match self.seen().quiet_since {
+            Some(since) if !ended => since,
+            // A request ended since the last look (or the last look saw one in flight, or the
+            // service came up with one in flight): the next look starts the idle time. None
+            // armed while up: the looks stopped with their runtime, and no stop is planned
+            // until the service is next seen up on one (`look_again_if_stopped`).
+            _ => self.look.armed_at()?.max(now),
+        };
+        Some(saturating_after(since, self.after))
     }
 
     /// Requests in flight now, summed over the shards (also for snapshots).

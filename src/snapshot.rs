@@ -41,8 +41,16 @@ pub struct ServiceSnapshot {
     pub requests_in_flight: Option<usize>,
     /// Requests held now (hold mode), waiting for the backend to come up.
     pub requests_held: usize,
-    /// When `on_idle` runs if no request comes before; `None` without `on_idle` or while a
-    /// request is in flight.
+    /// When `on_idle` runs if no request comes before; `None` without `on_idle`, while a
+    /// request is in flight, or while the service is not up (down, starting or stopping).
+    ///
+    /// Known as soon as the last request ends (requests read no clock, so the idle time counts
+    /// from the idle watch's first look after that end: see
+    /// [`MonitoredService::on_idle`](crate::MonitoredService::on_idle)): the earliest the stop
+    /// can come, between the idle time and 1.25 times it after the last request ended, which
+    /// is when it comes, but for the timer's lateness (a millisecond, more on a busy
+    /// runtime). Also `None` in the rare case where the watch has stopped looking, its Tokio
+    /// runtime shut down, until the service is next seen up on one.
     #[serde(serialize_with = "optional_time")]
     pub idle_deadline: Option<SystemTime>,
     /// How long the last cold start (Starting → Up) took.
@@ -181,7 +189,7 @@ fn observe(registered: &crate::registered::Registered) -> Observed {
         idle_deadline: registered
             .idle
             .as_ref()
-            .and_then(|idle| idle.idle_deadline())
+            .and_then(|idle| idle.idle_deadline(state == crate::ServiceState::Up, now))
             .map(wall_clock),
         last_cold_start: stats.last_cold_start(),
         counters,

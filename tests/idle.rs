@@ -143,3 +143,91 @@ async fn a_request_that_starts_and_ends_between_two_looks_starts_the_idle_time_a
     let waited = first_stop(&stops).await - ended;
     assert!(waited >= after, "stopped {waited:?} after the last request");
 }
+
+/// When the snapshot says the idle stop is due, from now; `None` for null.
+fn idle_stop_due_in(monitor: &MinMonitor) -> Option<Duration> {
+    let due = monitor.snapshot()[0].idle_deadline?;
+    Some(
+        due.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}
+
+/// What the clocks may differ by: the snapshot converts the watch's instants to wall-clock time.
+const CLOCKS: Duration = Duration::from_millis(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_shows_when_the_idle_stop_is_due_as_soon_as_the_last_request_ends() {
+    // The watch looks every 500 ms.
+    let after = Duration::from_secs(2);
+    let (monitor, stops) = recording_stops(after);
+    // Up with a request in flight, as when the request that woke the backend is held for it.
+    let request = monitor.activity("app").unwrap();
+    monitor.set_status_up("app").unwrap();
+    assert_eq!(
+        monitor.snapshot()[0].idle_deadline,
+        None,
+        "an idle stop planned while a request is in flight"
+    );
+
+    drop(request);
+    let ended = Instant::now();
+    let due = idle_stop_due_in(&monitor).expect("no idle stop planned once the last request ended");
+    // As documented: between the idle time and 1.25 times it after the last request ended.
+    assert!(
+        due + CLOCKS >= after && due <= after * 5 / 4 + CLOCKS,
+        "due in {due:?}"
+    );
+    let stopped = first_stop(&stops).await - ended;
+    assert!(
+        stopped + CLOCKS >= due,
+        "stopped {stopped:?} after the last request, before the {due:?} the snapshot said"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_between_two_looks_moves_the_snapshots_idle_deadline_at_once() {
+    let after = Duration::from_secs(2);
+    let (monitor, stops) = recording_stops(after);
+    monitor.set_status_up("app").unwrap();
+    let first = idle_stop_due_in(&monitor).expect("no idle stop planned for an idle service");
+    assert!(
+        first + CLOCKS >= after && first <= after,
+        "due in {first:?}"
+    );
+
+    // Later, but before the next look (every 500 ms): a request comes and goes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(monitor.activity("app").unwrap());
+    let ended = Instant::now();
+    let due = idle_stop_due_in(&monitor).expect("no idle stop planned after the request");
+    assert!(
+        due + CLOCKS >= after && due <= after * 5 / 4 + CLOCKS,
+        "due in {due:?}: the deadline from before the request"
+    );
+    let stopped = first_stop(&stops).await - ended;
+    assert!(
+        stopped + CLOCKS >= due,
+        "stopped {stopped:?} after the last request, before the {due:?} the snapshot said"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_is_not_up_has_no_idle_deadline() {
+    let (monitor, _stops) = recording_stops(Duration::from_secs(2));
+    assert_eq!(
+        monitor.snapshot()[0].idle_deadline,
+        None,
+        "planned before it was up"
+    );
+    monitor.set_status_up("app").unwrap();
+    assert!(monitor.snapshot()[0].idle_deadline.is_some());
+    monitor.set_status_down("app").unwrap();
+    let snapshot = &monitor.snapshot()[0];
+    assert_ne!(snapshot.state, tower_monitor::ServiceState::Up);
+    assert_eq!(
+        snapshot.idle_deadline, None,
+        "planned for a service {:?}",
+        snapshot.state
+    );
+}

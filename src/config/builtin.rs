@@ -8,6 +8,7 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::paths::Program;
 use super::{ConfigError, DurationValue, TriggerSpec, UrlValue};
 use crate::trigger::program::{self, ProgramProblem};
 use crate::trigger::{Command, Compound, Delay, RateLimit, Trigger, Webhook};
@@ -31,13 +32,13 @@ pub(super) fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Config
         detached,
         current_dir,
     } = spec.parse()?;
-    check_program(spec, &command, current_dir.as_deref())?;
+    let program = check_program(spec, &command, current_dir.as_deref())?;
     check_args(spec, &args)?;
-    let mut trigger = Command::new(command).args(args);
+    let mut trigger = Command::new(program.program).args(args);
     if let Some(timeout) = timeout {
         trigger = trigger.timeout(timeout.0);
     }
-    if let Some(dir) = current_dir {
+    if let Some(dir) = program.working_dir {
         trigger = trigger.current_dir(dir);
     }
     if detached {
@@ -61,18 +62,24 @@ pub(super) fn check_args(spec: &TriggerSpec<'_>, args: &[String]) -> Result<(), 
     }
 }
 
-/// Checks that the program of a `command` (or `process`) trigger exists and may be run, and
-/// that its `current_dir` is a directory: a typo is one error now, not a failure per request.
+/// The program of a `command` (or `process`) trigger and its working directory, resolved from
+/// the configuration file's folder (see [`Program::resolve`]); checked to exist and be
+/// runnable, with a directory to run in: a typo is one error now, naming the field and the
+/// path it resolved to, not a failure per request.
 pub(super) fn check_program(
     spec: &TriggerSpec<'_>,
     command: &str,
     current_dir: Option<&str>,
-) -> Result<(), ConfigError> {
-    let dir = current_dir.map(std::path::Path::new);
-    program::check(command.as_ref(), dir).map_err(|problem| match problem {
-        ProgramProblem::Program(why) => spec.error("command", why),
-        ProgramProblem::CurrentDir(why) => spec.error("current_dir", why),
-    })
+) -> Result<Program, ConfigError> {
+    let resolved = Program::resolve(spec.base_dir(), command, current_dir);
+    // The command as written: `check` names the path it resolves it to from the directory.
+    program::check(command.as_ref(), resolved.working_dir.as_deref()).map_err(|problem| {
+        match problem {
+            ProgramProblem::Program(why) => spec.error("command", why),
+            ProgramProblem::CurrentDir(why) => spec.error("current_dir", why),
+        }
+    })?;
+    Ok(resolved)
 }
 
 pub(super) fn compound(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, ConfigError> {

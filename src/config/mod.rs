@@ -63,19 +63,39 @@
 //! service comes up (a bad flag, a port in use, or a server that daemonizes), the start ends
 //! then and the service is down again, rather than `start_timeout` (default 60 s) later.
 //!
+//! # Relative paths
+//!
+//! Read from a file (by [`Gateway::from_config_file`](crate::gateway::Gateway::from_config_file),
+//! or with [`TriggerRegistry::relative_to`] the file's folder), a configuration's relative
+//! paths count from the file's folder, so that it means the same files wherever the program
+//! reading it was started (by hand, or by systemd in `/`):
+//!
+//! - a `command` or `process` trigger runs in its `current_dir` (relative: from the file's
+//!   folder) or, without one, in the file's folder: its own relative files (a database in its
+//!   `args`, the folder `python3 -m http.server` serves) are beside the configuration rather
+//!   than wherever the gateway happened to start;
+//! - its `command` with a slash (`"./backend.sh"`, `"bin/server"`) counts from that working
+//!   directory, as a shell started there would take it; one without a slash (`"python3"`) is
+//!   looked up in `PATH`; `args` are passed as written (what they mean is the program's
+//!   business);
+//! - a `process`'s `lock_file`, and the gateway's `waiting_page`, count from the file's folder.
+//!
+//! A configuration given as text ([`MinMonitor::from_config`], no file) leaves them to the
+//! program: relative to its current folder, a relative `command` from its `current_dir`.
+//!
 //! Everything is checked before anything starts: unknown fields, fields or names given twice,
 //! unknown trigger types, bad URLs and bad durations are each a [`ConfigError`] naming the
 //! field's path and the bad value. So is
-//! a `command` trigger's program that is not found (on `PATH`, or at its path, which counts
-//! from `current_dir` when relative), not executable, or a script whose `#!` interpreter is
-//! missing, and a `current_dir` that is not a
-//! directory: the configuration is only valid on a machine that has its programs. So are two
+//! a `command` or `process` trigger's program that is not found (on `PATH`, or at its path,
+//! resolved as above and named in the error), not executable, or a script whose `#!`
+//! interpreter is missing, and a `current_dir` that is not a directory: the configuration is only valid on a machine that has its programs. So are two
 //! services on one backend address (host and port) that both have an `on_down` or an `on_idle`:
 //! each would start and stop it on its own, one's idle stop under the other's requests.
 
 mod builtin;
 pub(crate) mod duplicates;
 mod error;
+mod paths;
 mod probe;
 #[cfg(unix)]
 mod process;

@@ -51,14 +51,14 @@ impl Processes {
             output_level,
             lock_file,
         } = spec.parse()?;
-        super::builtin::check_program(spec, &command, current_dir.as_deref())?;
+        let program = super::builtin::check_program(spec, &command, current_dir.as_deref())?;
         super::builtin::check_args(spec, &args)?;
         let service_path = service_of(spec.path());
-        let mut builder = Process::builder(command).args(args);
+        let mut builder = Process::builder(program.program).args(args);
         if let Some(name) = service_path.strip_prefix("services.") {
             builder = builder.service(name);
         }
-        if let Some(dir) = current_dir {
+        if let Some(dir) = program.working_dir {
             builder = builder.current_dir(dir);
         }
         for (key, value) in env {
@@ -88,14 +88,21 @@ impl Processes {
             })?;
             builder = builder.output_level(parsed);
         }
-        if let Some(path) = lock_file {
-            let dir = std::path::Path::new(&path).parent();
-            if path.trim().is_empty()
+        if let Some(written) = lock_file {
+            let path = super::paths::resolve(spec.base_dir(), &written);
+            let dir = path.parent();
+            if written.trim().is_empty()
                 || dir.is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
             {
+                let shown = path.display().to_string();
+                let at = if *shown == written {
+                    String::new()
+                } else {
+                    format!(" (at {shown:?})")
+                };
                 return Err(spec.error(
                     "lock_file",
-                    format!("{path:?} cannot be created: its directory does not exist"),
+                    format!("{written:?}{at} cannot be created: its directory does not exist"),
                 ));
             }
             builder = builder.lock_file(path);

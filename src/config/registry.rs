@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -35,6 +36,8 @@ type Constructor =
 #[derive(Clone)]
 pub struct TriggerRegistry {
     kinds: BTreeMap<String, Constructor>,
+    /// The configuration file's folder (absolute), which relative paths count from.
+    base_dir: Option<Arc<Path>>,
     #[cfg(unix)]
     processes: super::process::Processes,
 }
@@ -57,6 +60,34 @@ impl TriggerSpec<'_> {
     /// ```
     pub fn path(&self) -> &str {
         self.path
+    }
+
+    /// The folder relative paths in the configuration count from: the configuration file's
+    /// (absolute), set by [`TriggerRegistry::relative_to`]; `None` for a configuration given
+    /// as text, whose relative paths are the program's own business (its current folder).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_monitor::{BoxError, trigger};
+    /// use tower_monitor::config::TriggerRegistry;
+    ///
+    /// let mut registry = TriggerRegistry::new();
+    /// registry.register("touch", |spec| {
+    ///     #[derive(serde::Deserialize)]
+    ///     struct Touch { file: String }
+    ///     let Touch { file } = spec.parse()?;
+    ///     let file = match spec.base_dir() {
+    ///         Some(dir) => dir.join(file),
+    ///         None => file.into(),
+    ///     };
+    ///     Ok(Arc::new(trigger::from_fn(move || {
+    ///         let file = file.clone();
+    ///         async move { std::fs::write(file, b"").map_err(BoxError::from) }
+    ///     })))
+    /// });
+    /// ```
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.registry.base_dir.as_deref()
     }
 
     /// The trigger's fields (all but `"type"`) as `T`; an error names the field's path.
@@ -172,9 +203,36 @@ impl TriggerRegistry {
     pub fn empty() -> Self {
         Self {
             kinds: BTreeMap::new(),
+            base_dir: None,
             #[cfg(unix)]
             processes: Default::default(),
         }
+    }
+
+    /// Takes relative paths in the configurations it builds from `dir` (made absolute from
+    /// the current folder): the configuration file's folder, so that a file means the same
+    /// programs and files wherever the program reading it was started. The built-in `command`
+    /// and `process` types then resolve their `command` and `current_dir` from it, run their
+    /// program there by default, and a `process`'s `lock_file` too (see the
+    /// [`config`](super) docs); your own types read it as [`TriggerSpec::base_dir`].
+    /// [`Gateway::from_config_file`](crate::gateway::Gateway::from_config_file) sets it.
+    ///
+    /// ```
+    /// use tower_monitor::MinMonitor;
+    /// use tower_monitor::config::TriggerRegistry;
+    ///
+    /// let config = r#"{ "services": { "app": { "url": "http://127.0.0.1:8081/",
+    ///     "grace_period": "30s", "on_down": { "type": "command", "command": "./sh" } } } }"#;
+    /// let mut registry = TriggerRegistry::new();
+    /// registry.relative_to("/bin");
+    /// assert!(MinMonitor::from_config_with(config, &registry).is_ok());
+    /// let err = MinMonitor::from_config_with(config, registry.relative_to("/etc")).unwrap_err();
+    /// assert_eq!(err.path(), "services.app.on_down.command");
+    /// assert!(err.message().contains("\"/etc/sh\""), "{err}");
+    /// ```
+    pub fn relative_to(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.base_dir = Some(super::paths::absolute(dir.as_ref()).into());
+        self
     }
 
     /// Registers (or replaces) the type `name`, built by `constructor` from its JSON object.
@@ -263,6 +321,7 @@ impl fmt::Debug for TriggerRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TriggerRegistry")
             .field("types", &self.types())
+            .field("base_dir", &self.base_dir)
             .finish()
     }
 }

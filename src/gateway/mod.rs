@@ -53,7 +53,8 @@
 //!   `max_held`; it also holds a request whose connection a crashed backend refused, see
 //!   [`ProxyBuilder::hold_when_gone`](crate::proxy::ProxyBuilder::hold_when_gone));
 //!   `retry_after`: the 503's `Retry-After`; `waiting_page`: a template file
-//!   (relative to the configuration file's folder), see
+//!   (relative to the configuration file's folder, as every relative path in the file is:
+//!   see [relative paths](crate::config#relative-paths)), see
 //!   [`MonitorLayer::waiting_page`](crate::MonitorLayer::waiting_page); `wake`: requests that
 //!   never wake the backend (`never_paths`: path prefixes, compared as routes compare them;
 //!   `never_user_agents`: a regular expression on `User-Agent`);
@@ -213,7 +214,9 @@ impl Gateway {
     }
 
     /// Like [`from_config`](Self::from_config), for the file at `path`: relative paths in it
-    /// (a `waiting_page`) are taken from the file's folder, and an unreadable file is an error.
+    /// (a `waiting_page`; a `command`'s or `process`'s `command`, `current_dir` and
+    /// `lock_file`, see [`TriggerRegistry::relative_to`]) are taken from the file's folder,
+    /// and an unreadable file is an error.
     ///
     /// ```
     /// use tower_monitor::config::TriggerRegistry;
@@ -258,6 +261,15 @@ impl Gateway {
         if let Some(admin) = &admin {
             admin.check_beside(listen)?;
         }
+        // The triggers' relative paths count from the file's folder, as the waiting page's do.
+        let mut in_dir;
+        let registry = match base_dir {
+            Some(dir) => {
+                in_dir = registry.clone();
+                &*in_dir.relative_to(dir)
+            }
+            None => registry,
+        };
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
         let mut shared = config::Shared::default();
         let routes = spec.routes(&monitor, base_dir, &mut shared)?;

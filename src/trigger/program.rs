@@ -32,13 +32,20 @@ pub(crate) fn check(program: &OsStr, current_dir: Option<&Path>) -> Result<(), P
     let path = Path::new(program);
     if path.components().count() > 1 || shown.contains('/') {
         let full = match current_dir {
-            Some(dir) if path.is_relative() => dir.join(path),
+            // Without its `.` components: `/etc/gw/./backend.sh` reads as `/etc/gw/backend.sh`.
+            Some(dir) if path.is_relative() => dir.join(path).components().collect(),
             _ => path.to_path_buf(),
         };
+        // A relative path is named as written and where it was looked for.
+        let named = if full == path {
+            format!("{shown:?}")
+        } else {
+            format!("{shown:?} (at {:?})", full.display().to_string())
+        };
         executable(&full)
-            .map_err(|why| ProgramProblem::Program(format!("program {shown:?} {why}")))?;
+            .map_err(|why| ProgramProblem::Program(format!("program {named} {why}")))?;
         return interpreter(&full)
-            .map_err(|why| ProgramProblem::Program(format!("program {shown:?} {why}")));
+            .map_err(|why| ProgramProblem::Program(format!("program {named} {why}")));
     }
     match find_in_path(program) {
         Some(found) => interpreter(&found)
@@ -168,6 +175,11 @@ mod tests {
     #[test]
     fn a_relative_path_counts_from_the_working_directory() {
         assert_eq!(check(OsStr::new("./sh"), Some(Path::new("/bin"))), Ok(()));
-        assert!(check(OsStr::new("./sh"), Some(Path::new("/etc"))).is_err());
+        assert_eq!(
+            check(OsStr::new("./sh"), Some(Path::new("/etc"))),
+            Err(ProgramProblem::Program(
+                "program \"./sh\" (at \"/etc/sh\") does not exist".into()
+            ))
+        );
     }
 }
