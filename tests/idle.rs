@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -144,13 +144,12 @@ async fn a_request_that_starts_and_ends_between_two_looks_starts_the_idle_time_a
     assert!(waited >= after, "stopped {waited:?} after the last request");
 }
 
-/// When the snapshot says the idle stop is due, from now; `None` for null.
-fn idle_stop_due_in(monitor: &MinMonitor) -> Option<Duration> {
+/// When the snapshot says the idle stop is due, counted from `since` (a wall-clock time taken
+/// at the event it follows, so that a test thread descheduled before it looks does not move
+/// it); `None` for null.
+fn idle_stop_due(monitor: &MinMonitor, since: SystemTime) -> Option<Duration> {
     let due = monitor.snapshot()[0].idle_deadline?;
-    Some(
-        due.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
+    Some(due.duration_since(since).unwrap_or_default())
 }
 
 /// What the clocks may differ by: the snapshot converts the watch's instants to wall-clock time.
@@ -170,13 +169,14 @@ async fn a_snapshot_shows_when_the_idle_stop_is_due_as_soon_as_the_last_request_
         "an idle stop planned while a request is in flight"
     );
 
+    let (ended, ended_at) = (Instant::now(), SystemTime::now());
     drop(request);
-    let ended = Instant::now();
-    let due = idle_stop_due_in(&monitor).expect("no idle stop planned once the last request ended");
+    let due = idle_stop_due(&monitor, ended_at)
+        .expect("no idle stop planned once the last request ended");
     // As documented: between the idle time and 1.25 times it after the last request ended.
     assert!(
         due + CLOCKS >= after && due <= after * 5 / 4 + CLOCKS,
-        "due in {due:?}"
+        "due {due:?} after the last request ended"
     );
     let stopped = first_stop(&stops).await - ended;
     assert!(
@@ -189,21 +189,22 @@ async fn a_snapshot_shows_when_the_idle_stop_is_due_as_soon_as_the_last_request_
 async fn a_request_between_two_looks_moves_the_snapshots_idle_deadline_at_once() {
     let after = Duration::from_secs(2);
     let (monitor, stops) = recording_stops(after);
+    let up_at = SystemTime::now();
     monitor.set_status_up("app").unwrap();
-    let first = idle_stop_due_in(&monitor).expect("no idle stop planned for an idle service");
+    let first = idle_stop_due(&monitor, up_at).expect("no idle stop planned for an idle service");
     assert!(
-        first + CLOCKS >= after && first <= after,
-        "due in {first:?}"
+        first + CLOCKS >= after && first <= after * 5 / 4 + CLOCKS,
+        "due {first:?} after it came up"
     );
 
     // Later, but before the next look (every 500 ms): a request comes and goes.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ended, ended_at) = (Instant::now(), SystemTime::now());
     drop(monitor.activity("app").unwrap());
-    let ended = Instant::now();
-    let due = idle_stop_due_in(&monitor).expect("no idle stop planned after the request");
+    let due = idle_stop_due(&monitor, ended_at).expect("no idle stop planned after the request");
     assert!(
         due + CLOCKS >= after && due <= after * 5 / 4 + CLOCKS,
-        "due in {due:?}: the deadline from before the request"
+        "due {due:?} after the request ended: the deadline from before the request"
     );
     let stopped = first_stop(&stops).await - ended;
     assert!(
