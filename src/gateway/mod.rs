@@ -312,8 +312,10 @@ impl Gateway {
             return false;
         };
         let admin = admin.map(|(task, _)| task);
-        let shutdown = serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
-        let drained = serve::serve(listener, router, shutdown, self.timeouts()).await;
+        let (shutdown, release) =
+            serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
+        let serving = serve::serve(listener, router, shutdown, self.timeouts());
+        let drained = serve::with_release(serving, release).await;
         serve::drained(drained);
         if let Some(admin) = admin {
             admin.abort();
@@ -369,10 +371,11 @@ impl Gateway {
         };
         ready(admin.as_ref().map(|(_, addr)| *addr));
         let admin = admin.map(|(task, _)| task);
-        let shutdown = serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
-        let (served, runtimes) =
-            workers::serve_workers(listener, &self.routers, workers, shutdown, self.timeouts())
-                .await;
+        let (shutdown, release) =
+            serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
+        let serving =
+            workers::serve_workers(listener, &self.routers, workers, shutdown, self.timeouts());
+        let (served, runtimes) = serve::with_release(serving, release).await;
         if let Some(admin) = admin {
             admin.abort();
         }
