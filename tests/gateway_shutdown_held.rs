@@ -245,3 +245,62 @@ async fn a_start_cut_short_by_a_quick_shutdown_is_not_a_failed_start() {
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     booting.stops_without_a_failed_start().await;
 }
+
+/// `Gateway::serve` that ends before its grace has passed (no connection left to drain) leaves
+/// nothing behind: its monitor, which a library user may go on using, is not released later by
+/// the timer that answers held requests before the grace ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_ending_before_its_grace_releases_nothing_later() {
+    use std::sync::Arc;
+    use tower::Layer;
+    use tower::ServiceExt;
+
+    let backend = common::refused_addr().await;
+    // Held requests would be answered 1 s after the shutdown began.
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "shutdown_grace": "2s" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = tower_monitor::gateway::Gateway::from_config(
+        &config,
+        &tower_monitor::config::TriggerRegistry::new(),
+    )
+    .unwrap();
+    let monitor = Arc::clone(gateway.monitor());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let served = tokio::time::timeout(
+        Duration::from_secs(5),
+        gateway.serve(listener, std::future::ready(())),
+    )
+    .await
+    .expect("nothing to drain: serve returns at once");
+    assert!(served);
+    assert_eq!(
+        Arc::strong_count(&monitor),
+        1,
+        "nothing of the finished serve holds the monitor"
+    );
+
+    // Used on: a service added now is started by a request, even past the moment the timer
+    // would have released it.
+    let starts = common::counter();
+    let url = common::url_for(common::refused_addr().await);
+    let service = tower_monitor::MonitoredService::new(url, Duration::from_secs(60))
+        .on_down(common::counting_trigger(starts.clone(), false));
+    monitor.add("late", service).unwrap();
+    // A moment that must pass without a release: nothing to wait for but its end.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let guarded = monitor.layer("late").unwrap().layer(tower::service_fn(
+        |_request: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        },
+    ));
+    let response = guarded
+        .oneshot(http::Request::get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(common::count(&starts), 1, "the request started it");
+    assert_eq!(monitor.state("late").unwrap(), ServiceState::Starting);
+}
