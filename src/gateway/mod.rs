@@ -74,7 +74,10 @@
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
 //!   are stopped, each given its own `stop_grace` between SIGTERM and SIGKILL. Requests still
 //!   held 1 s before the grace ends (half the grace, if shorter) are answered 503 then (see
-//!   [`MinMonitor::release_held`](crate::MinMonitor::release_held)).
+//!   [`MinMonitor::release_held`](crate::MinMonitor::release_held)); from then on a request
+//!   starts no backend that is down (answered 503 with `Retry-After` too, said once per
+//!   service at info), while an admin start still does. A [`Gateway::serve`] that ends
+//!   sooner (no connection left to drain) leaves no such timer behind.
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
