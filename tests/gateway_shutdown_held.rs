@@ -344,7 +344,8 @@ async fn a_backend_gone_after_the_release_is_not_started_again() {
                  "boot": {{ "url": "http://{boot}/", "grace_period": "30s", "start_timeout": "120s",
                             "on_down": {{ "type": "count" }} }} }} }}"#
     );
-    let mut gateway = common::start_gateway(&config, &common::counting_registry(starts.clone())).await;
+    let mut gateway =
+        common::start_gateway(&config, &common::counting_registry(starts.clone())).await;
     let monitor = gateway.monitor.clone();
     let state = |name: &str| monitor.state(name).unwrap();
 

@@ -58,7 +58,10 @@ async fn backend(name: &str) -> Fixture {
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(up.clone()))
         .on_down(counting_trigger(starts.clone(), false))
-        .on_idle(Duration::from_secs(3600), counting_trigger(counter(), false));
+        .on_idle(
+            Duration::from_secs(3600),
+            counting_trigger(counter(), false),
+        );
     let monitor = Arc::new(MinMonitor::new());
     monitor.add(name, service).unwrap();
     Fixture {
@@ -85,7 +88,12 @@ async fn app(monitor: &Arc<MinMonitor>, name: &str) -> Server {
 
 /// The fallback of a server shutting down: a 503 with the layer's own `Retry-After`.
 fn assert_come_back_later(reply: &Reply) {
-    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
     assert_eq!(
         reply.headers["retry-after"], "7",
         "the layer's own: no pause after failed starts"

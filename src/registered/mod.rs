@@ -184,11 +184,13 @@ impl Registered {
                 // Up again (the stop failed) or starting: nothing is left to wish for, and a
                 // wish kept would start the backend right after its next idle stop.
                 if self.state() != ServiceState::Stopping {
-                    self.wake_after_stop.store(release::NO_WISH, Ordering::SeqCst);
+                    self.wake_after_stop
+                        .store(release::NO_WISH, Ordering::SeqCst);
                 }
                 return None;
             };
-            self.wake_after_stop.store(release::NO_WISH, Ordering::SeqCst);
+            self.wake_after_stop
+                .store(release::NO_WISH, Ordering::SeqCst);
             self.after(transition);
             Some(self.fleet_wake(self.run_on_down(on_down, Some(transition.began))))
         });
@@ -422,13 +424,16 @@ impl Registered {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
             ServiceState::Up => {
                 // A start asked for while stopping is moot once the backend is up again.
-                self.wake_after_stop.store(release::NO_WISH, Ordering::SeqCst);
+                self.wake_after_stop
+                    .store(release::NO_WISH, Ordering::SeqCst);
                 if let Some(idle) = &self.idle {
                     idle.arm_if_idle();
                 }
             }
             ServiceState::Down => {
-                let wish = self.wake_after_stop.swap(release::NO_WISH, Ordering::SeqCst);
+                let wish = self
+                    .wake_after_stop
+                    .swap(release::NO_WISH, Ordering::SeqCst);
                 if let Some(asker) = Asker::of_wish(wish) {
                     // A request's wish is refused if the server has begun shutting down since.
                     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
