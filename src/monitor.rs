@@ -241,7 +241,9 @@ impl MinMonitor {
     /// if the service is Down (or joins the run in flight), and does nothing if it is Starting
     /// or Up; a Stopping service is started once it is down. Unlike a request, it does not wait
     /// out the pause after a series of failed starts (whose cause an operator has likely just
-    /// fixed): it starts the service now, and a failure begins a new series. Fails with
+    /// fixed): it starts the service now, and a failure begins a new series. Nor is it
+    /// refused once held requests are released for a shutdown (see
+    /// [`release_held`](Self::release_held)), as a request's start is. Fails with
     /// [`MonitorError::Trigger`] if `on_down` fails.
     ///
     /// ```
@@ -367,6 +369,17 @@ impl MinMonitor {
     /// the connection is closed with no answer at all.
     /// A start that ends without the backend up from now on is logged as ended by the
     /// shutdown, not as a failed start. It cannot be undone.
+    ///
+    /// From now on, too, no request starts a backend that is down or stopping: what its
+    /// `on_down` started, the server would stop a moment later, or leave running when it
+    /// exits. Such a request gets the same 503 with `Retry-After` (held or not, arrived after
+    /// the release or deciding as it came), a start asked for while the backend was stopping
+    /// is not made, and a proxy's gone backend is not started again. That is said once per
+    /// service at info, and is no failed start: no pause follows. A start already under way
+    /// goes on. An operator's [`start`](Self::start) (the admin's `POST
+    /// /services/{name}/start`) is an explicit action, and still runs `on_down`: the gateway
+    /// stops what it starts with the other backend programs (once it has begun stopping
+    /// them, a `process` trigger refuses to start).
     ///
     /// The gateway does this shortly before its `shutdown_grace` ends, so that a backend
     /// coming up within the grace still serves the requests held for it, and in any case

@@ -245,3 +245,160 @@ async fn a_start_cut_short_by_a_quick_shutdown_is_not_a_failed_start() {
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     booting.stops_without_a_failed_start().await;
 }
+
+/// `Gateway::serve` that ends before its grace has passed (no connection left to drain) leaves
+/// nothing behind: its monitor, which a library user may go on using, is not released later by
+/// the timer that answers held requests before the grace ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_ending_before_its_grace_releases_nothing_later() {
+    use std::sync::Arc;
+    use tower::Layer;
+    use tower::ServiceExt;
+
+    let backend = common::refused_addr().await;
+    // Held requests would be answered 1 s after the shutdown began.
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "shutdown_grace": "2s" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    let gateway = tower_monitor::gateway::Gateway::from_config(
+        &config,
+        &tower_monitor::config::TriggerRegistry::new(),
+    )
+    .unwrap();
+    let monitor = Arc::clone(gateway.monitor());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let served = tokio::time::timeout(
+        Duration::from_secs(5),
+        gateway.serve(listener, std::future::ready(())),
+    )
+    .await
+    .expect("nothing to drain: serve returns at once");
+    assert!(served);
+    assert_eq!(
+        Arc::strong_count(&monitor),
+        1,
+        "nothing of the finished serve holds the monitor"
+    );
+
+    // Used on: a service added now is started by a request, even past the moment the timer
+    // would have released it.
+    let starts = common::counter();
+    let url = common::url_for(common::refused_addr().await);
+    let service = tower_monitor::MonitoredService::new(url, Duration::from_secs(60))
+        .on_down(common::counting_trigger(starts.clone(), false));
+    monitor.add("late", service).unwrap();
+    // A moment that must pass without a release: nothing to wait for but its end.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let guarded = monitor.layer("late").unwrap().layer(tower::service_fn(
+        |_request: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        },
+    ));
+    let response = guarded
+        .oneshot(http::Request::get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(common::count(&starts), 1, "the request started it");
+    assert_eq!(monitor.state("late").unwrap(), ServiceState::Starting);
+}
+
+/// A backend that goes away during the grace, after the held requests were answered, is not
+/// started again by the request it failed: the gateway is about to stop (or would leave
+/// running) what it starts now. The request gets the 503 with `Retry-After` a held one got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_gone_after_the_release_is_not_started_again() {
+    // "app" answers no request: each connection that sends one is handed to the test, which
+    // closes it when the backend is to go away. Probes (connections sending nothing) find it up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let (reached, mut requests) = tokio::sync::mpsc::channel::<TcpStream>(4);
+    let backend = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let reached = reached.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = reached.send(stream).await;
+            });
+        }
+    });
+    // "boot" never comes up: the request held for it is answered when the gateway releases.
+    let boot = common::refused_addr().await;
+    let starts = common::counter();
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
+                           "routes": [ {{ "host": "boot", "service": "boot" }}, {{ "service": "app" }} ],
+                           "shutdown_grace": "3s",
+                           "services": {{ "boot": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
+             "services": {{
+                 "app": {{ "url": "http://{app}/", "grace_period": "30s", "on_down": {{ "type": "count" }} }},
+                 "boot": {{ "url": "http://{boot}/", "grace_period": "30s", "start_timeout": "120s",
+                            "on_down": {{ "type": "count" }} }} }} }}"#
+    );
+    let mut gateway =
+        common::start_gateway(&config, &common::counting_registry(starts.clone())).await;
+    let monitor = gateway.monitor.clone();
+    let state = |name: &str| monitor.state(name).unwrap();
+
+    let mut to_app = TcpStream::connect(gateway.addr).await.unwrap();
+    to_app
+        .write_all(b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let at_app = tokio::time::timeout(Duration::from_secs(5), requests.recv())
+        .await
+        .expect("the request reached the app")
+        .unwrap();
+    assert_eq!(state("app"), ServiceState::Up);
+    let mut to_boot = TcpStream::connect(gateway.addr).await.unwrap();
+    to_boot
+        .write_all(b"GET / HTTP/1.1\r\nhost: boot\r\n\r\n")
+        .await
+        .unwrap();
+    common::wait_for_state(
+        &gateway.monitor,
+        "boot",
+        ServiceState::Starting,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(common::count(&starts), 1, "boot's start");
+
+    gateway.shut_down();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), to_boot.read_to_string(&mut reply))
+        .await
+        .expect("the held request is answered before the grace ends")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+
+    // Released: now the app goes away under its request.
+    backend.abort();
+    drop(at_app);
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), to_app.read_to_string(&mut reply))
+        .await
+        .expect("the app's request is answered")
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("retry-after:"),
+        "{reply}"
+    );
+    // The start a gone backend asks for is decided before the answer is sent.
+    assert_eq!(state("app"), ServiceState::Down, "not started again");
+    assert_eq!(
+        gateway.ended_within(Duration::from_secs(10)).await,
+        Some(true)
+    );
+    assert_eq!(common::count(&starts), 1, "only boot's start ran");
+}

@@ -75,9 +75,12 @@
 //!   upgraded connections (WebSockets); then the backend programs started by `process` triggers
 //!   are stopped, each given its own `stop_grace` between SIGTERM and SIGKILL. Requests still
 //!   held 1 s before the grace ends (half the grace, if shorter) are answered 503 then (see
-//!   [`MinMonitor::release_held`](crate::MinMonitor::release_held)). A gateway killed
-//!   outright (`kill -9`) cannot stop them: on Linux the kernel sends each program it started
-//!   SIGTERM then (see [`Process`](crate::trigger::Process), "Never orphaned").
+//!   [`MinMonitor::release_held`](crate::MinMonitor::release_held)); from then on a request
+//!   starts no backend that is down (answered 503 with `Retry-After` too, said once per
+//!   service at info), while an admin start still does. A [`Gateway::serve`] that ends
+//!   sooner (no connection left to drain) leaves no such timer behind. A gateway killed
+//!   outright (`kill -9`) cannot stop its programs: on Linux the kernel sends each program it
+//!   started SIGTERM then (see [`Process`](crate::trigger::Process), "Never orphaned").
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
@@ -333,8 +336,10 @@ impl Gateway {
             return false;
         };
         let admin = admin.map(|(task, _)| task);
-        let shutdown = serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
-        let drained = serve::serve(listener, router, shutdown, self.timeouts()).await;
+        let (shutdown, release) =
+            serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
+        let serving = serve::serve(listener, router, shutdown, self.timeouts());
+        let drained = serve::with_release(serving, release).await;
         serve::drained(drained);
         if let Some(admin) = admin {
             admin.abort();
@@ -390,10 +395,11 @@ impl Gateway {
         };
         ready(admin.as_ref().map(|(_, addr)| *addr));
         let admin = admin.map(|(task, _)| task);
-        let shutdown = serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
-        let (served, runtimes) =
-            workers::serve_workers(listener, &self.routers, workers, shutdown, self.timeouts())
-                .await;
+        let (shutdown, release) =
+            serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
+        let serving =
+            workers::serve_workers(listener, &self.routers, workers, shutdown, self.timeouts());
+        let (served, runtimes) = serve::with_release(serving, release).await;
         if let Some(admin) = admin {
             admin.abort();
         }

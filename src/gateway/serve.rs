@@ -243,21 +243,44 @@ pub(crate) fn signals<const N: usize>(tells: [oneshot::Sender<()>; N]) -> impl F
     }
 }
 
-/// `shutdown`, announcing the drain when it completes (once per gateway, however many workers).
-pub(super) async fn announced(
+/// `shutdown`, announcing the drain when it completes (once per gateway, however many
+/// workers); and beside it the release of the requests still held, shortly before the grace
+/// ends, which only [`with_release`] runs: so it ends with the serving, and a monitor still
+/// in use after `Gateway::serve` returned early is not released later by a timer left behind.
+pub(super) fn announced(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     monitor: Arc<crate::MinMonitor>,
-) {
-    shutdown.await;
-    tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
+) -> (impl Future<Output = ()>, impl Future<Output = Infallible>) {
+    let (began, begun) = oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
+        let _ = began.send(());
+    };
     // Held requests wait for a backend that may still come up within the grace; before the
     // grace ends, each is answered 503 rather than have its connection closed unanswered.
-    let answer_time = HELD_ANSWER_TIME.min(grace / 2);
-    tokio::spawn(async move {
-        tokio::time::sleep(grace - answer_time).await;
-        monitor.release_held();
-    });
+    let release = async move {
+        // Serving that ends without a shutdown (it could not start) releases nothing.
+        if begun.await.is_ok() {
+            let answer_time = HELD_ANSWER_TIME.min(grace / 2);
+            tokio::time::sleep(grace - answer_time).await;
+            monitor.release_held();
+        }
+        std::future::pending().await
+    };
+    (shutdown, release)
+}
+
+/// `serving`, with `release` (from [`announced`]) run beside it until `serving` ends.
+pub(super) async fn with_release<T>(
+    serving: impl Future<Output = T>,
+    release: impl Future<Output = Infallible>,
+) -> T {
+    tokio::select! {
+        done = serving => done,
+        never = release => match never {},
+    }
 }
 
 /// How long before the shutdown grace ends the requests still held are answered: time for

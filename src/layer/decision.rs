@@ -9,7 +9,7 @@ use futures::future::{BoxFuture, FutureExt};
 use super::FallbackReason;
 use super::hold::Hold;
 use crate::lifecycle::ServiceState;
-use crate::registered::Registered;
+use crate::registered::{Registered, ShuttingDown};
 use crate::trigger::run_bounded;
 
 /// What to do with a request.
@@ -67,10 +67,15 @@ pub(crate) fn decide(
             // `max_held(0)` holds none: answered as without hold mode, so the backend is
             // still woken (held requests are what wakes it in hold mode).
             let Some(hold) = hold.filter(|hold| hold.max_held > 0) else {
-                if registered.wake().await.is_err() {
-                    return Decision::Fallback(FallbackReason::StartFailed);
-                }
-                return Decision::Fallback(FallbackReason::NotReady);
+                return match registered.wake().await {
+                    // Not started because the server is shutting down: not a failed start,
+                    // answered as a released held request is, to come back later.
+                    Err(error) if error.downcast_ref::<ShuttingDown>().is_some() => {
+                        Decision::Fallback(FallbackReason::NotReady)
+                    }
+                    Err(_) => Decision::Fallback(FallbackReason::StartFailed),
+                    Ok(()) => Decision::Fallback(FallbackReason::NotReady),
+                };
             };
             match hold.wait_until_up(&registered, arrived).await {
                 Ok(waited) => held = Some(waited),

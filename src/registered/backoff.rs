@@ -87,7 +87,8 @@ impl super::Registered {
     }
 
     /// A start asked for by an operator: as [`wake`](Self::wake), without waiting for the end
-    /// of a pause after failed starts (the operator has likely just fixed their cause).
+    /// of a pause after failed starts (the operator has likely just fixed their cause), nor
+    /// refused once held requests are released (see `release`).
     pub(crate) fn wake_requested(
         &self,
     ) -> impl std::future::Future<Output = Result<(), crate::error::SharedError>> + Send + 'static
@@ -97,20 +98,26 @@ impl super::Registered {
         if self.state() == crate::lifecycle::ServiceState::Down {
             self.backoff.end_series();
         }
-        let joined = self.wake();
+        let joined = self.start_for(super::Asker::Operator);
         let me = self.me.clone();
         async move {
             match joined.await {
-                // A request's refusal, begun before the series ended, was still in flight and
-                // joined: the series has ended since, so the next wake starts the backend.
-                Err(error) if error.downcast_ref::<StartPaused>().is_some() => match me.upgrade() {
-                    Some(me) => me.wake().await,
+                // A request's refusal (the pause, or the shutdown) was still in flight and
+                // joined: it does not apply to an operator, so the next try starts the backend.
+                Err(error) if refused_to_a_request(&error) => match me.upgrade() {
+                    Some(me) => me.start_for(super::Asker::Operator).await,
                     None => Err(error),
                 },
                 result => result,
             }
         }
     }
+}
+
+/// Whether `error` is a start refused to a request, which an operator's start is not.
+fn refused_to_a_request(error: &crate::error::SharedError) -> bool {
+    error.downcast_ref::<StartPaused>().is_some()
+        || error.downcast_ref::<super::ShuttingDown>().is_some()
 }
 
 /// The pause after `failed` failed starts in a row.

@@ -2,7 +2,7 @@
 //! transition sets off (running `on_down` / `on_idle`, polling, releasing held requests).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use futures::FutureExt;
@@ -26,6 +26,7 @@ mod release;
 mod start_watch;
 
 pub(crate) use backoff::StartPaused;
+pub(crate) use release::{Asker, ShuttingDown};
 
 pub(crate) struct Registered {
     pub(crate) name: Arc<str>,
@@ -46,15 +47,17 @@ pub(crate) struct Registered {
     polling: AtomicBool,
     /// Held requests: while any wait, the poller runs even if nothing is starting.
     watchers: AtomicUsize,
-    /// A request asked for a start while the backend was stopping: start it once it is down.
-    wake_after_stop: AtomicBool,
+    /// A start asked for while the backend was stopping, and by whom (`Asker::wish`): start
+    /// it once it is down.
+    wake_after_stop: AtomicU8,
     /// Runs of `on_idle` in progress (and stops about to try): while any runs, a closed port
     /// does not end Stopping, so `on_down` cannot race a stop that has not finished.
     stop_runs: Arc<AtomicUsize>,
     /// Failed starts since the backend was last up, and the pause they impose on the next.
     backoff: backoff::StartBackoff,
-    /// The server is shutting down: held requests are answered, none is held (see `release`).
-    released: AtomicBool,
+    /// The server is shutting down: held requests are answered, none is held, and requests
+    /// start nothing (see `release`).
+    release: release::Release,
     /// Whether any probe has finished yet (the first up is not a "coming back").
     seen: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
@@ -83,10 +86,10 @@ impl Registered {
             changed: Notify::new(),
             polling: AtomicBool::new(false),
             watchers: AtomicUsize::new(0),
-            wake_after_stop: AtomicBool::new(false),
+            wake_after_stop: AtomicU8::new(release::NO_WISH),
             stop_runs: Arc::default(),
             backoff: backoff::StartBackoff::default(),
-            released: AtomicBool::new(false),
+            release: release::Release::default(),
             seen: AtomicBool::new(false),
             settling_since: Mutex::new(None),
             #[cfg(feature = "fleet")]
@@ -132,13 +135,27 @@ impl Registered {
         }
     }
 
+    /// A request asks for the backend to start: see [`start_for`](Self::start_for).
+    pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
+        self.start_for(Asker::Request)
+    }
+
     /// Asks for the backend to start: runs `on_down` if it is down (one run per cold start,
     /// shared by everyone who asks while it runs), remembers the wish if it is stopping, and
     /// does nothing more if it is starting or up. Fails with `on_down`'s own failure, or with
     /// [`StartPaused`] while the pause after a series of failed starts lasts (see `backoff`).
-    pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
+    /// Once held requests are released (the server is shutting down), a request's start fails
+    /// with [`ShuttingDown`] instead, before anything runs: every start a request can set off
+    /// comes here, so this is the one place that says no.
+    pub(crate) fn start_for(
+        &self,
+        asker: Asker,
+    ) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
         let joined = self.waking.join_or_start(|| {
             let on_down = self.service.on_down.clone()?;
+            if asker == Asker::Request && self.is_released() {
+                return self.start_refused();
+            }
             if self.state() == ServiceState::Down {
                 if let Some((paused, first)) = self.backoff.pausing() {
                     // Once per pause at info: why requests get no start must be explained,
@@ -160,17 +177,20 @@ impl Registered {
             if self.state() != ServiceState::Stopping {
                 return None;
             }
-            self.wake_after_stop.store(true, Ordering::SeqCst);
+            self.wake_after_stop
+                .fetch_max(asker.wish(), Ordering::SeqCst);
             // Stopping may have ended between the two looks, its wake-up seeing no wish.
             let Some(transition) = self.lifecycle.apply(Event::Wake) else {
                 // Up again (the stop failed) or starting: nothing is left to wish for, and a
                 // wish kept would start the backend right after its next idle stop.
                 if self.state() != ServiceState::Stopping {
-                    self.wake_after_stop.store(false, Ordering::SeqCst);
+                    self.wake_after_stop
+                        .store(release::NO_WISH, Ordering::SeqCst);
                 }
                 return None;
             };
-            self.wake_after_stop.store(false, Ordering::SeqCst);
+            self.wake_after_stop
+                .store(release::NO_WISH, Ordering::SeqCst);
             self.after(transition);
             Some(self.fleet_wake(self.run_on_down(on_down, Some(transition.began))))
         });
@@ -404,15 +424,20 @@ impl Registered {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
             ServiceState::Up => {
                 // A start asked for while stopping is moot once the backend is up again.
-                self.wake_after_stop.store(false, Ordering::SeqCst);
+                self.wake_after_stop
+                    .store(release::NO_WISH, Ordering::SeqCst);
                 if let Some(idle) = &self.idle {
                     idle.arm_if_idle();
                 }
             }
             ServiceState::Down => {
-                if self.wake_after_stop.swap(false, Ordering::SeqCst) {
+                let wish = self
+                    .wake_after_stop
+                    .swap(release::NO_WISH, Ordering::SeqCst);
+                if let Some(asker) = Asker::of_wish(wish) {
+                    // A request's wish is refused if the server has begun shutting down since.
                     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                        runtime.spawn(self.wake());
+                        runtime.spawn(self.start_for(asker));
                     }
                 }
             }
