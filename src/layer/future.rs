@@ -28,33 +28,31 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, Step<S, ReqBody>>,
-        // Moves into the response body, which holds it until the body ends. One field for every
-        // state, so that dropping the future drops it in one place.
-        in_flight: OutOfLine<InFlight>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     enum State<F, R> {
-        // The cached-up path: the inner answer is returned as it is.
+        // The cached-up path of a layer that counts requests in flight (`on_idle`), or checks
+        // the inner answer (`backend_gone_when`; out of line, in `poll_other`) before it is
+        // returned. Not boxed: a gateway takes this path for every request.
+        Counting {
+            #[pin]
+            future: F,
+            extras: Extras,
+        },
+        // The plainest layer's cached-up path (nothing counted, nothing checked): the inner
+        // future alone, with nothing beside it to drop, so dropping it after its answer costs
+        // what dropping the inner future does.
         Forwarding {
             #[pin]
             future: F,
         },
-        // The cached-up path of a layer with `backend_gone_when`: the inner answer is checked
-        // (out of line, in `poll_other`) before it is returned. Not boxed: a gateway takes
-        // this path for every request.
-        Checking {
-            #[pin]
-            future: F,
-            // Taken when the answer comes.
-            guard: OutOfLine<Arc<Guard>>,
-        },
         // Everything else, boxed so that it does not make the cached-up future larger (every
-        // move copies it), and handled out of line (`poll_other`).
+        // move copies it), and handled out of line (`poll_other`); with the in-flight count.
         Rare {
-            rare: OutOfLine<Pin<Box<R>>>,
+            rare: OutOfLine<(Pin<Box<R>>, Option<InFlight>)>,
         },
     }
 }
@@ -90,21 +88,31 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    /// The cached-up path: `gone_check` only when the layer checks inner answers.
+    /// The plainest layer's cached-up path: nothing to count or check.
+    #[inline]
+    pub(crate) fn forward_plain(future: S::Future) -> Self {
+        Self {
+            state: State::Forwarding { future },
+        }
+    }
+
+    /// The cached-up path of a layer that counts (`on_idle`) or checks answers: `gone_check`
+    /// only when the layer checks them.
     #[inline]
     pub(crate) fn forward(
         future: S::Future,
-        in_flight: OutOfLine<InFlight>,
+        in_flight: Option<InFlight>,
         gone_check: Option<Arc<Guard>>,
     ) -> Self {
-        let state = match gone_check {
-            None => State::Forwarding { future },
-            Some(guard) => State::Checking {
+        Self {
+            state: State::Counting {
                 future,
-                guard: OutOfLine::new(Some(guard)),
+                extras: Extras {
+                    gone_check: ManuallyDrop::new(gone_check),
+                    in_flight: ManuallyDrop::new(in_flight),
+                },
             },
-        };
-        Self { state, in_flight }
+        }
     }
 
     pub(crate) fn decide(
@@ -112,17 +120,19 @@ where
         service: S,
         request: Request<ReqBody>,
         guard: Arc<Guard>,
-        in_flight: OutOfLine<InFlight>,
+        in_flight: Option<InFlight>,
     ) -> Self {
         Self {
             state: State::Rare {
-                rare: OutOfLine::new(Some(Box::pin(Step::Deciding {
-                    decision,
-                    ready: Some((service, request)),
-                    guard,
-                }))),
+                rare: OutOfLine::new(Some((
+                    Box::pin(Step::Deciding {
+                        decision,
+                        ready: Some((service, request)),
+                        guard,
+                    }),
+                    in_flight,
+                ))),
             },
-            in_flight,
         }
     }
 }
@@ -135,19 +145,25 @@ where
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.as_mut().project();
-        if let StateProj::Forwarding { future } = this.state.project() {
-            return match future.poll(cx) {
-                Poll::Ready(Ok(response)) => {
-                    let (head, body) = response.into_parts();
-                    let body = MonitorBody::inner_in_flight(body, this.in_flight.take());
-                    Poll::Ready(Ok(Response::from_parts(head, body)))
-                }
+        match self.as_mut().project().state.project() {
+            StateProj::Forwarding { future } => match future.poll(cx) {
+                Poll::Ready(Ok(response)) => Poll::Ready(Ok(response.map(MonitorBody::inner))),
                 Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
                 Poll::Pending => Poll::Pending,
-            };
+            },
+            StateProj::Counting { future, extras } if extras.gone_check.is_none() => {
+                match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => {
+                        let (head, body) = response.into_parts();
+                        let body = MonitorBody::inner_in_flight(body, extras.in_flight.take());
+                        Poll::Ready(Ok(Response::from_parts(head, body)))
+                    }
+                    Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            _ => poll_other(self, cx.waker()),
         }
-        poll_other(self, cx.waker())
     }
 }
 
@@ -167,34 +183,30 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     let cx = &mut Context::from_waker(waker);
-    let this = response_future.project();
-    let in_flight = this.in_flight;
-    match this.state.project() {
-        StateProj::Checking { future, guard } => {
+    match response_future.project().state.project() {
+        StateProj::Counting { future, extras } => {
             let response = ready!(future.poll(cx))?;
-            let response = match guard.take() {
+            let response = match extras.gone_check.take() {
                 // Never a HEAD: those take the rare path (see `MonitorService::call`).
-                Some(guard) => match if_gone(response, &guard, false, in_flight) {
+                Some(guard) => match if_gone(response, &guard, false, &mut extras.in_flight) {
                     Ok(inner) => inner,
                     Err(fallback) => return Poll::Ready(Ok(*fallback)),
                 },
                 None => response,
             };
-            Poll::Ready(Ok(
-                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
-            ))
+            Poll::Ready(Ok(response.map(|body| {
+                MonitorBody::inner_in_flight(body, extras.in_flight.take())
+            })))
         }
         StateProj::Rare { rare } => match rare.as_mut() {
-            Some(rare) => poll_rare(rare.as_mut(), in_flight, cx),
+            Some((rare, in_flight)) => poll_rare(rare.as_mut(), in_flight, cx),
             // Never: emptied only by the drop of the future.
             None => Poll::Pending,
         },
-        // Handled in `poll`; the same here, should it ever come.
+        // Handled in `poll`; the same here, should they ever come.
         StateProj::Forwarding { future } => {
             let response = ready!(future.poll(cx))?;
-            Poll::Ready(Ok(
-                response.map(|body| MonitorBody::inner_in_flight(body, in_flight.take()))
-            ))
+            Poll::Ready(Ok(response.map(MonitorBody::inner)))
         }
     }
 }
@@ -204,7 +216,7 @@ where
 #[inline(never)]
 fn poll_rare<S, ReqBody, ResBody>(
     mut step: Pin<&mut Step<S, ReqBody>>,
-    in_flight: &mut OutOfLine<InFlight>,
+    in_flight: &mut Option<InFlight>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<MonitorBody<ResBody>>, S::Error>>
 where
@@ -275,7 +287,7 @@ fn settle<S, ReqBody, ResBody>(
     decision: Decision,
     ready: Option<(S, Request<ReqBody>)>,
     guard: &Guard,
-    in_flight: &mut OutOfLine<InFlight>,
+    in_flight: &mut Option<InFlight>,
 ) -> Settled<S::Future, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -302,28 +314,48 @@ pub(crate) fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
         .insert("x-cold-start", http::HeaderValue::from(millis));
 }
 
+/// What a cached-up future owns beside the inner future when the layer counts requests in
+/// flight or checks inner answers, dropped out of line: once the answer came both are empty,
+/// and dropping them is two null checks the compiler inlines. (One field for both, rather than
+/// a state each: a fourth state made the compiler dispatch through a jump table, in `poll` and
+/// in the drop.)
+struct Extras {
+    /// Taken when the answer comes.
+    gone_check: ManuallyDrop<Option<Arc<Guard>>>,
+    /// Moves into the response body, which holds it until the body ends.
+    in_flight: ManuallyDrop<Option<InFlight>>,
+}
+
+impl Extras {
+    #[inline(never)]
+    fn drop_values(&mut self) {
+        // Both taken out first: if one's drop panics, the other still drops while unwinding.
+        let (gone_check, in_flight) = (self.gone_check.take(), self.in_flight.take());
+        drop(in_flight);
+        drop(gone_check);
+    }
+}
+
+impl Drop for Extras {
+    #[inline]
+    fn drop(&mut self) {
+        if self.gone_check.is_some() || self.in_flight.is_some() {
+            self.drop_values();
+        }
+    }
+}
+
 /// An optional value whose drop runs out of line: dropping an empty one is a null check.
 ///
-/// The response future holds in these what is absent when it drops on the cached-up path (the
-/// in-flight count, which is absent without `on_idle` and has moved to the body once answered;
-/// the gone check's guard; the boxed rare states), so that its own drop stays small enough for
-/// the compiler to inline there; an `Option<T>` would put `T`'s whole drop in it. Moving the
-/// value out (`take`) never moves what a `Pin<Box<_>>` points to.
+/// The response future holds its boxed rare states in one, so that its own drop stays small
+/// enough for the compiler to inline on the cached-up path; an `Option<T>` would put `T`'s
+/// whole drop in it.
 pub(crate) struct OutOfLine<T>(ManuallyDrop<Option<T>>);
 
 impl<T> OutOfLine<T> {
-    /// Empty.
-    pub(crate) const NONE: Self = Self(ManuallyDrop::new(None));
-
     #[inline]
     pub(crate) fn new(value: Option<T>) -> Self {
         Self(ManuallyDrop::new(value))
-    }
-
-    /// The value, moved out; this is left empty.
-    #[inline]
-    pub(crate) fn take(&mut self) -> Option<T> {
-        self.0.take()
     }
 
     #[inline]

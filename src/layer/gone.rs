@@ -5,7 +5,6 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response};
 use tokio::time::Instant;
 
-use super::future::OutOfLine;
 use super::service::Guard;
 use super::{FallbackReason, MonitorBody};
 use crate::idle::InFlight;
@@ -131,7 +130,7 @@ pub(super) fn if_gone<B>(
     response: Response<B>,
     guard: &Guard,
     head: bool,
-    in_flight: &mut OutOfLine<InFlight>,
+    in_flight: &mut Option<InFlight>,
 ) -> Result<Response<B>, Box<Response<MonitorBody<B>>>> {
     let gone = guard.gone.as_ref().is_some_and(|gone| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

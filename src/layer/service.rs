@@ -8,7 +8,6 @@ use tower_service::Service;
 
 use super::decision::Decision;
 use super::fallback::Fallback;
-use super::future::OutOfLine;
 use super::hold::Hold;
 use super::{FallbackReason, MonitorBody, ResponseFuture, decision};
 use crate::idle::{IdleWatch, InFlight};
@@ -193,13 +192,13 @@ where
         // The hot path: one atomic load, then straight to the service that was polled ready.
         if guard.plain {
             if guard.cache.is_up() {
-                return ResponseFuture::forward(self.inner.call(request), OutOfLine::NONE, None);
+                return ResponseFuture::forward_plain(self.inner.call(request));
             }
             // Nothing to count: `plain` means no `on_idle`.
-            return self.call_rare(request, OutOfLine::NONE);
+            return self.call_rare(request, None);
         }
         // Counted from here, held or not, until the response body ends.
-        let in_flight = OutOfLine::new(guard.idle.as_ref().map(|idle| idle.enter()));
+        let in_flight = guard.idle.as_ref().map(|idle| idle.enter());
         // A HEAD checked for a gone backend takes the rare path, which remembers it is a HEAD
         // (its fallback must have no body); the cached-up future stays as small as it is.
         if guard.cached_up_forwards
@@ -220,7 +219,7 @@ impl<S> MonitorService<S> {
     fn call_rare<ReqBody, ResBody>(
         &mut self,
         request: Request<ReqBody>,
-        in_flight: OutOfLine<InFlight>,
+        in_flight: Option<InFlight>,
     ) -> ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
