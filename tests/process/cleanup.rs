@@ -255,3 +255,37 @@ fn a_start_that_panics_fails_that_start_only() {
     runtime.block_on(async { next.start() }).unwrap();
     assert!(next.is_running());
 }
+
+/// The processes running `argv`, found by their command line.
+#[cfg(target_os = "linux")]
+fn running(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
+    // Tokio registers a child's pipes with the runtime only once it has started: a runtime
+    // without an IO driver fails the start after the program runs, unwatched, unstoppable.
+    // (`start` returns after the program's exec, so it would be running by then.)
+    let seconds = format!("1000.{}", std::process::id());
+    let without_io = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let process = Process::builder("sleep").arg(&seconds).build();
+    let error = without_io.block_on(async { process.start() }).unwrap_err();
+    assert!(matches!(error, ProcessError::Spawn { .. }), "{error}");
+
+    let left = running(&["sleep", &seconds]);
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(left.is_empty(), "the failed start left its program running: {left:?}");
+}
