@@ -289,3 +289,29 @@ fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
     }
     assert!(left.is_empty(), "the failed start left its program running: {left:?}");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_start_on_a_runtime_shut_down_leaves_no_program_running() {
+    // A blocking task may outlive its runtime's drivers (`shutdown_background`): the start
+    // then fails, and must not leave the program it forked behind.
+    let seconds = format!("1001.{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = runtime.handle().clone();
+    runtime.shutdown_background();
+    let process = Process::builder("sleep").arg(&seconds).build();
+    let error = handle.block_on(async { process.start() }).unwrap_err();
+    assert!(matches!(error, ProcessError::Spawn { .. }), "{error}");
+
+    let left = running(&["sleep", &seconds]);
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(left.is_empty(), "the failed start left its program running: {left:?}");
+}
