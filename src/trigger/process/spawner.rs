@@ -30,7 +30,11 @@ pub(super) fn spawn(mut command: Command, runtime: Handle) -> io::Result<Child> 
     let (reply, answer) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _runtime = runtime.enter();
-        let _ = reply.send(command.spawn());
+        // Tokio registers the program's pipes with the runtime only after the fork: a runtime
+        // that cannot (no IO driver: a panic; shut down: an error) would fail the start with
+        // the program left running, unwatched and unstoppable. So it is asked first.
+        let watchable = tokio::net::unix::pipe::pipe().map(drop);
+        let _ = reply.send(watchable.and_then(|()| command.spawn()));
     });
     match thread() {
         Some(thread) if thread.send(job).is_ok() => answer
