@@ -259,7 +259,10 @@ fn a_start_that_panics_fails_that_start_only() {
 /// The processes running `argv`, found by their command line.
 #[cfg(target_os = "linux")]
 fn running(argv: &[&str]) -> Vec<u32> {
-    let wanted: Vec<u8> = argv.iter().flat_map(|a| [a.as_bytes(), b"\0"].concat()).collect();
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -287,7 +290,10 @@ fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
             .args(["-KILL", &pid.to_string()])
             .status();
     }
-    assert!(left.is_empty(), "the failed start left its program running: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the failed start left its program running: {left:?}"
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -313,5 +319,8 @@ fn a_start_on_a_runtime_shut_down_leaves_no_program_running() {
             .args(["-KILL", &pid.to_string()])
             .status();
     }
-    assert!(left.is_empty(), "the failed start left its program running: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the failed start left its program running: {left:?}"
+    );
 }
