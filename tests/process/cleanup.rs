@@ -299,8 +299,8 @@ fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_start_on_a_runtime_shut_down_leaves_no_program_running() {
-    // A blocking task may outlive its runtime's drivers (`shutdown_background`): the start
-    // then fails, and must not leave the program it forked behind.
+    // A blocking task may outlive its runtime's drivers: the start then fails, and must not
+    // leave a program behind.
     let seconds = format!("1001.{}", std::process::id());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -308,7 +308,9 @@ fn a_start_on_a_runtime_shut_down_leaves_no_program_running() {
         .build()
         .unwrap();
     let handle = runtime.handle().clone();
-    runtime.shutdown_background();
+    // Returns once the workers have shut the drivers down (`shutdown_background` would not
+    // wait for them).
+    runtime.shutdown_timeout(Duration::from_secs(10));
     let process = Process::builder("sleep").arg(&seconds).build();
     let error = handle.block_on(async { process.start() }).unwrap_err();
     assert!(matches!(error, ProcessError::Spawn { .. }), "{error}");
