@@ -67,11 +67,15 @@ fn thread() -> Option<&'static Sender<Job>> {
 #[cfg(target_os = "linux")]
 fn ask_parent_death_signal(command: &mut Command) {
     let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the child between fork and exec; it calls only `prctl` and
-    // `getppid`, which are async-signal-safe system calls, and allocates nothing (an error
-    // from an errno is not allocated), as a child of a multi-threaded parent must not.
+    // SAFETY: the closure runs in the child between fork and exec; it calls only `signal`,
+    // `prctl` and `getppid`, which are async-signal-safe system calls, and allocates nothing
+    // (an error from an errno is not allocated), as a child of a multi-threaded parent must not.
     unsafe {
         command.pre_exec(move || {
+            // The signal's default action, set first: ignored here (and so after the exec too)
+            // it would be lost, and caught by a handler inherited from this process (the
+            // gateway's for shutdown) it would be spent before the exec.
+            nix::sys::signal::signal(ON_PARENT_DEATH, nix::sys::signal::SigHandler::SigDfl)?;
             nix::sys::prctl::set_pdeathsig(ON_PARENT_DEATH)?;
             // The parent died before the request took effect: nobody would send the signal.
             if nix::unistd::getppid() != parent {
