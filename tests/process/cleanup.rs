@@ -255,3 +255,152 @@ fn a_start_that_panics_fails_that_start_only() {
     runtime.block_on(async { next.start() }).unwrap();
     assert!(next.is_running());
 }
+
+/// The processes running `argv`, found by their command line.
+#[cfg(target_os = "linux")]
+fn running(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
+    // Tokio registers a child's pipes with the runtime only once it has started: a runtime
+    // without an IO driver fails the start after the program runs, unwatched, unstoppable.
+    // (`start` returns after the program's exec, so it would be running by then.)
+    let seconds = format!("1000.{}", std::process::id());
+    let without_io = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let process = Process::builder("sleep").arg(&seconds).build();
+    let error = without_io.block_on(async { process.start() }).unwrap_err();
+    assert!(matches!(error, ProcessError::Spawn { .. }), "{error}");
+
+    let left = running(&["sleep", &seconds]);
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        left.is_empty(),
+        "the failed start left its program running: {left:?}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_start_on_a_runtime_shut_down_leaves_no_program_running() {
+    // A blocking task may outlive its runtime's drivers: the start then fails, and must not
+    // leave a program behind.
+    let seconds = format!("1001.{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = runtime.handle().clone();
+    // Returns once the workers have shut the drivers down (`shutdown_background` would not
+    // wait for them).
+    runtime.shutdown_timeout(Duration::from_secs(10));
+    let process = Process::builder("sleep").arg(&seconds).build();
+    let error = handle.block_on(async { process.start() }).unwrap_err();
+    assert!(matches!(error, ProcessError::Spawn { .. }), "{error}");
+
+    let left = running(&["sleep", &seconds]);
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        left.is_empty(),
+        "the failed start left its program running: {left:?}"
+    );
+}
+
+/// Set for [`supervisor_ignoring_sigterm`] when run by the test below, to the program's
+/// argument.
+#[cfg(target_os = "linux")]
+const IGNORING_SIGTERM: &str = "TOWER_MONITOR_TEST_SUPERVISOR_IGNORING_SIGTERM";
+
+/// Run by the test below in a process of its own, to be killed: a supervisor that ignores
+/// SIGTERM (started under `trap '' TERM`, say) starts a program, says its id, and waits.
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "run by a_program_ends_with_a_killed_supervisor_that_ignores_sigterm"]
+fn supervisor_ignoring_sigterm() {
+    let Some(seconds) = std::env::var_os(IGNORING_SIGTERM) else {
+        return;
+    };
+    // SAFETY: no handler is installed, a disposition is set.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    }
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let process = Process::builder("sleep").arg(seconds).build();
+    runtime.block_on(async { process.start() }).unwrap();
+    println!("program pid {}", process.pid().unwrap());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_ends_with_a_killed_supervisor_that_ignores_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    // An ignored signal stays ignored across exec: the program would ignore the SIGTERM the
+    // kernel sends it when its supervisor dies, and outlive it.
+    let seconds = format!("1002.{}", std::process::id());
+    let mut supervisor = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cleanup::supervisor_ignoring_sigterm",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(IGNORING_SIGTERM, &seconds)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(supervisor.stdout.take().unwrap()).lines();
+    let pid: u32 = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("it says the pid");
+            // After libtest's "test … ... " on the same line.
+            if let Some((_, pid)) = line.split_once("program pid ") {
+                break pid.trim().parse().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the supervisor starts its program");
+
+    supervisor.start_kill().unwrap();
+    supervisor.wait().await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while alive(pid) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outlived = alive(pid);
+    kill(pid);
+    assert!(!outlived, "the program outlived its killed supervisor");
+}

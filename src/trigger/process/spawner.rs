@@ -30,7 +30,11 @@ pub(super) fn spawn(mut command: Command, runtime: Handle) -> io::Result<Child> 
     let (reply, answer) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _runtime = runtime.enter();
-        let _ = reply.send(command.spawn());
+        // Tokio registers the program's pipes with the runtime only after the fork: a runtime
+        // that cannot (no IO driver: a panic; shut down: an error) would fail the start with
+        // the program left running, unwatched and unstoppable. So it is asked first.
+        let watchable = tokio::net::unix::pipe::pipe().map(drop);
+        let _ = reply.send(watchable.and_then(|()| command.spawn()));
     });
     match thread() {
         Some(thread) if thread.send(job).is_ok() => answer
@@ -63,11 +67,15 @@ fn thread() -> Option<&'static Sender<Job>> {
 #[cfg(target_os = "linux")]
 fn ask_parent_death_signal(command: &mut Command) {
     let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the child between fork and exec; it calls only `prctl` and
-    // `getppid`, which are async-signal-safe system calls, and allocates nothing (an error
-    // from an errno is not allocated), as a child of a multi-threaded parent must not.
+    // SAFETY: the closure runs in the child between fork and exec; it calls only `signal`,
+    // `prctl` and `getppid`, which are async-signal-safe system calls, and allocates nothing
+    // (an error from an errno is not allocated), as a child of a multi-threaded parent must not.
     unsafe {
         command.pre_exec(move || {
+            // The signal's default action, set first: ignored here (and so after the exec too)
+            // it would be lost, and caught by a handler inherited from this process (the
+            // gateway's for shutdown) it would be spent before the exec.
+            nix::sys::signal::signal(ON_PARENT_DEATH, nix::sys::signal::SigHandler::SigDfl)?;
             nix::sys::prctl::set_pdeathsig(ON_PARENT_DEATH)?;
             // The parent died before the request took effect: nobody would send the signal.
             if nix::unistd::getppid() != parent {
