@@ -49,10 +49,10 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// - **Never orphaned.** When the last handle to it is dropped, or the runtime reaping it shuts
 ///   down, the group is killed (SIGKILL). A [`Supervisor`] stops all of its processes gracefully,
 ///   for a program's orderly exit. Should this process die without either (`kill -9`, the OOM
-///   killer), on Linux the kernel sends the program SIGTERM (`PR_SET_PDEATHSIG`; programs
-///   started from one long-lived thread, so that no thread ending before the process sets it
-///   off); what the program started in turn is its own to stop, so a wrapper script should
-///   `exec` its server.
+///   killer), on Linux the kernel sends the program SIGTERM (`PR_SET_PDEATHSIG`; each program
+///   is started from a small thread of its own that lives until the program has exited, so
+///   that no thread ending before it sets the signal off); what the program started in turn
+///   is its own to stop, so a wrapper script should `exec` its server.
 /// - **Once across programs, if asked.** With a [`lock_file`](ProcessBuilder::lock_file), of
 ///   several supervisors (two gateways sharing a configuration) only one runs the program.
 /// - **Logged.** Its stdout and stderr go to `tracing` at info (see

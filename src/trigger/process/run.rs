@@ -109,10 +109,11 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     if let Some(dir) = &spec.current_dir {
         command.current_dir(dir);
     }
-    let mut child = spawner::spawn(command, runtime).map_err(|source| ProcessError::Spawn {
-        program: program(),
-        source,
-    })?;
+    let (mut child, parent) =
+        spawner::spawn(command, runtime).map_err(|source| ProcessError::Spawn {
+            program: program(),
+            source,
+        })?;
     let Some(pid) = child.id() else {
         // Only a reaped child has no id, and this one was just started.
         return Err(ProcessError::Spawn {
@@ -150,7 +151,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     let guard = KillGroupOnDrop(Some((Arc::downgrade(shared), pid)));
     tokio::spawn(watch_exit(
         Arc::downgrade(shared),
-        child,
+        (child, parent),
         pid,
         exit_tx,
         guard,
@@ -161,7 +162,8 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
 /// Reaps the program when it exits, and forgets it, so that the next trigger starts it again.
 async fn watch_exit(
     shared: Weak<Shared>,
-    mut child: Child,
+    // With the thread it was started from, kept until it is reaped (see `spawner`).
+    (mut child, _parent): (Child, spawner::ParentThread),
     pid: u32,
     exit_tx: watch::Sender<Exit>,
     guard: KillGroupOnDrop,

@@ -1,4 +1,4 @@
-//! The thread that starts the backend programs, so that they end with this process.
+//! The threads that start the backend programs, so that they end with this process.
 //!
 //! A supervisor that dies without stopping its programs (`kill -9`, an OOM kill, a crash)
 //! leaves them running with nobody to stop them: their backend never sleeps again, and the
@@ -6,12 +6,12 @@
 //! program can ask the kernel for a signal when its parent dies (`PR_SET_PDEATHSIG`), but
 //! "parent" there is the *thread* that started it: a program started from a thread that ends
 //! first (a blocking-pool thread, a runtime's worker after `block_in_place`) would be stopped
-//! for nothing. So every program is started from this one thread, which lives as long as the
-//! process.
+//! for nothing. So each program is started from a thread of its own, which lives until the
+//! program has exited ([`ParentThread`]). One thread per program, not one for all: a start
+//! whose exec hangs (a program on a hung network mount) holds up its own start only.
 
 use std::io;
-use std::sync::OnceLock;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 
 use tokio::process::{Child, Command};
 use tokio::runtime::Handle;
@@ -21,47 +21,48 @@ use tokio::runtime::Handle;
 #[cfg(target_os = "linux")]
 const ON_PARENT_DEATH: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGTERM;
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Starts `command` from the spawner thread, in the runtime of `runtime` (which reaps it and
-/// reads its output). On Linux the program gets SIGTERM when this process dies.
-pub(super) fn spawn(mut command: Command, runtime: Handle) -> io::Result<Child> {
-    ask_parent_death_signal(&mut command);
-    let (reply, answer) = mpsc::sync_channel(1);
-    let job: Job = Box::new(move || {
-        let _runtime = runtime.enter();
-        // Tokio registers the program's pipes with the runtime only after the fork: a runtime
-        // that cannot (no IO driver: a panic; shut down: an error) would fail the start with
-        // the program left running, unwatched and unstoppable. So it is asked first.
-        let watchable = tokio::net::unix::pipe::pipe().map(drop);
-        let _ = reply.send(watchable.and_then(|()| command.spawn()));
-    });
-    match thread() {
-        Some(thread) if thread.send(job).is_ok() => answer
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("starting it panicked"))),
-        _ => Err(io::Error::other("could not start the spawner thread")),
-    }
+/// The thread a program was started from, kept until the program has exited and been reaped:
+/// dropping it ends the thread, which (on Linux) sends SIGTERM to a program still running.
+pub(super) struct ParentThread {
+    _keep: mpsc::Sender<()>,
 }
 
-/// The spawner thread's queue, starting it on first use.
-fn thread() -> Option<&'static Sender<Job>> {
-    static SPAWNER: OnceLock<Option<Sender<Job>>> = OnceLock::new();
-    SPAWNER
-        .get_or_init(|| {
-            let (jobs, queue) = mpsc::channel::<Job>();
-            std::thread::Builder::new()
-                .name("tower-monitor-spawner".into())
-                .spawn(move || {
-                    for job in queue {
-                        // A panic fails that start only (its reply is dropped), not the next.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                    }
-                })
-                .ok()
-                .map(|_| jobs)
-        })
-        .as_ref()
+/// The least stack a thread that only forks and then waits needs, with room to spare.
+const STACK: usize = 256 * 1024;
+
+/// Starts `command` from a thread of its own, in the runtime of `runtime` (which reaps it and
+/// reads its output). On Linux the program gets SIGTERM when this process dies, or when the
+/// returned [`ParentThread`] is dropped while it still runs.
+pub(super) fn spawn(mut command: Command, runtime: Handle) -> io::Result<(Child, ParentThread)> {
+    ask_parent_death_signal(&mut command);
+    let (reply, answer) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("tower-monitor-program".into())
+        .stack_size(STACK)
+        .spawn(move || {
+            let (keep, kept) = mpsc::channel::<()>();
+            let started = {
+                let _runtime = runtime.enter();
+                // Tokio registers the program's pipes with the runtime only after the fork: a
+                // runtime that cannot (no IO driver: a panic; shut down: an error) would fail
+                // the start with the program left running, unwatched. So it is asked first.
+                tokio::net::unix::pipe::pipe()
+                    .map(drop)
+                    .and_then(|()| command.spawn())
+            };
+            let parent = ParentThread { _keep: keep };
+            // Should the start have been given up (its caller gone), the program goes with
+            // this thread's end.
+            if reply.send(started.map(|child| (child, parent))).is_ok() {
+                // Ends once the `ParentThread` is dropped (or at once if the start failed).
+                let _ = kept.recv();
+            }
+        })?;
+    // A panic in the thread (Tokio's, say) drops the reply: that start fails, and what it may
+    // have started goes with the thread.
+    answer
+        .recv()
+        .unwrap_or_else(|_| Err(io::Error::other("starting it panicked")))
 }
 
 #[cfg(target_os = "linux")]
