@@ -15,7 +15,7 @@ use http::{Request, Response};
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tower_monitor::config::TriggerRegistry;
 
@@ -77,18 +77,6 @@ async fn http2_backend() -> SocketAddr {
     addr
 }
 
-/// Sends `request` (raw HTTP/1.1, `connection: close`) and reads the whole reply.
-async fn exchange(addr: SocketAddr, request: &str) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
-        .await
-        .expect("a reply in time")
-        .unwrap();
-    reply
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_logged() {
     let buffer = Buffer::default();
@@ -115,14 +103,14 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
 
     // HEAD with no route: the 404 has a body, which HTTP/1.1 does not send for a HEAD.
-    let reply = exchange(
+    let reply = common::exchange(
         gateway.addr,
         "HEAD /nowhere HTTP/1.1\r\nhost: other\r\nconnection: close\r\n\r\n",
     )
     .await;
     assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
     // The whole body, its length known: hyper stops writing at the length.
-    let reply = exchange(
+    let reply = common::exchange(
         gateway.addr,
         "GET /h2 HTTP/1.1\r\nhost: h2\r\nconnection: close\r\n\r\n",
     )

@@ -10,26 +10,14 @@ use std::time::Duration;
 
 use axum::http::StatusCode as AxumStatus;
 use axum::routing::get;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
-/// Sends `request` (raw HTTP/1.1, `connection: close`) to `addr` and reads the whole reply.
-async fn exchange(addr: SocketAddr, request: &str) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
-        .await
-        .expect("a reply in time")
-        .unwrap();
-    reply
-}
-
 /// `GET path` for `host`, on a connection of its own; the reply's status line.
 async fn status_of(addr: SocketAddr, method: &str, host: &str, path: &str) -> String {
-    let reply = exchange(
+    let reply = common::exchange(
         addr,
         &format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"),
     )
@@ -39,7 +27,7 @@ async fn status_of(addr: SocketAddr, method: &str, host: &str, path: &str) -> St
 
 /// The admin's answer to `GET path` (its body).
 async fn admin_get(admin: SocketAddr, path: &str) -> String {
-    let reply = exchange(
+    let reply = common::exchange(
         admin,
         &format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"),
     )

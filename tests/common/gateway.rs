@@ -329,3 +329,16 @@ pub async fn started_program_pid(gateway: &mut tokio::process::Child) -> String 
     tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
     pid
 }
+
+/// Sends `request` (raw HTTP/1.1, `connection: close`) to `addr` and reads the whole reply.
+pub async fn exchange(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    reply
+}

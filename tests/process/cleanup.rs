@@ -270,6 +270,21 @@ fn running(argv: &[&str]) -> Vec<u32> {
         .collect()
 }
 
+/// Fails if a `sleep seconds` still runs, after killing it.
+#[cfg(target_os = "linux")]
+fn no_program_left(seconds: &str) {
+    let left = running(&["sleep", seconds]);
+    for pid in &left {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(
+        left.is_empty(),
+        "the failed start left its program running: {left:?}"
+    );
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
@@ -284,16 +299,7 @@ fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
     let error = without_io.block_on(async { process.start() }).unwrap_err();
     assert!(matches!(error, ProcessError::Spawn { .. }), "{error}");
 
-    let left = running(&["sleep", &seconds]);
-    for pid in &left {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
-    assert!(
-        left.is_empty(),
-        "the failed start left its program running: {left:?}"
-    );
+    no_program_left(&seconds);
 }
 
 #[cfg(target_os = "linux")]
@@ -315,16 +321,7 @@ fn a_start_on_a_runtime_shut_down_leaves_no_program_running() {
     let error = handle.block_on(async { process.start() }).unwrap_err();
     assert!(matches!(error, ProcessError::Spawn { .. }), "{error}");
 
-    let left = running(&["sleep", &seconds]);
-    for pid in &left {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
-    assert!(
-        left.is_empty(),
-        "the failed start left its program running: {left:?}"
-    );
+    no_program_left(&seconds);
 }
 
 /// Set for [`supervisor_ignoring_sigterm`] when run by the test below, to the program's
