@@ -1,0 +1,112 @@
+//! The idle stop and an operator's stop: `on_idle` run once the backend is found idle (in a
+//! fleet, once the whole fleet is, under its lease), called off by a request that came in.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::Registered;
+use crate::error::SharedError;
+use crate::lifecycle::Event;
+use crate::trigger::run_bounded;
+
+impl Registered {
+    /// The idle stop: [`stop_locally`](Self::stop_locally), or in a fleet only once the whole
+    /// fleet has been idle for the idle time and this replica holds the fleet's lease.
+    pub(crate) fn stop(&self) -> BoxFuture<'static, Result<bool, SharedError>> {
+        self.fleet_stop(true)
+    }
+
+    /// A stop asked for by an operator: as [`stop`](Self::stop), without waiting for the
+    /// fleet to be idle (the fleet's lease is still taken, so it runs once).
+    pub(crate) fn stop_requested(&self) -> BoxFuture<'static, Result<bool, SharedError>> {
+        self.fleet_stop(false)
+    }
+
+    /// Fleet hook: the stop goes through the fleet when there is one.
+    fn fleet_stop(&self, idle_check: bool) -> BoxFuture<'static, Result<bool, SharedError>> {
+        #[cfg(feature = "fleet")]
+        if let (Some(member), Some(me)) = (self.fleet.get(), self.me.upgrade()) {
+            return member.stop(me, idle_check);
+        }
+        self.stop_locally(idle_check).boxed()
+    }
+
+    /// Runs `on_idle` if the backend is up: the cached up is forgotten at once, and the backend
+    /// is Stopping until a probe finds it down. Fails with `on_idle`'s own failure (then the
+    /// backend counts as up again, uncached, and the stop is retried after the idle time).
+    /// An idle stop (`idle_check`) is called off if a request came in since the idle watch's
+    /// last look: one that read the cached up just before it was forgotten is not cut off.
+    pub(crate) fn stop_locally(
+        &self,
+        idle_check: bool,
+    ) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
+        let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
+        // Counted before the transition, so no probe sees Stopping without it; a caller that
+        // loses the transition gives it back at once (the guard drops below).
+        let running = StopRun::new(&self.stop_runs);
+        let mut transition = on_idle
+            .as_ref()
+            .and_then(|_| self.lifecycle.stop(|| self.cache.mark_down()));
+        if let Some(stopping) = transition {
+            self.after(stopping);
+            if idle_check
+                && self
+                    .idle
+                    .as_ref()
+                    .is_some_and(|idle| idle.active_since_look())
+            {
+                // Called off whatever the state became meanwhile: `on_idle` must not run.
+                transition = None;
+                if let Some(back) = self
+                    .lifecycle
+                    .apply_to(stopping.began, Event::StopCancelled)
+                {
+                    tracing::info!(service = %self.name, "a request came in as the idle stop began; {} stays up", self.name);
+                    self.after(back);
+                    self.cache_up_if_still_up();
+                }
+            }
+        }
+        let me = self.me.upgrade();
+        let timeout = self.service.trigger_timeout;
+        async move {
+            let _running = running;
+            let (Some(on_idle), Some(stopping), Some(me)) = (on_idle, transition, me) else {
+                return Ok(false);
+            };
+            me.stats.idle_stop(&me.name);
+            match run_bounded(&on_idle, timeout, &me.stats, &me.name, "on_idle").await {
+                Ok(()) => Ok(true),
+                Err(error) => {
+                    // Back to Up only from this stop's own Stopping: not from a later one, if
+                    // the backend was marked down, woken and stopped again while this ran.
+                    if let Some(transition) =
+                        me.lifecycle.apply_to(stopping.began, Event::StopFailed)
+                    {
+                        me.after(transition);
+                    }
+                    Err(error)
+                }
+            }
+        }
+    }
+}
+
+/// Counts a run of `on_idle` while it lives, however it ends (a dropped future included).
+struct StopRun(Arc<AtomicUsize>);
+
+impl StopRun {
+    fn new(runs: &Arc<AtomicUsize>) -> Self {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(runs))
+    }
+}
+
+impl Drop for StopRun {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
