@@ -450,3 +450,24 @@ fn url_credentials_never_show_in_errors() {
         );
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_relative_lock_file_counts_from_the_configuration_folder_and_its_error_says_where() {
+    let config = r#"{ "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "30s",
+        "on_down": { "type": "process", "command": "sleep", "args": ["1"],
+                     "lock_file": "no-such-folder/app.lock" } } } }"#;
+    let mut registry = TriggerRegistry::new();
+    let error = MinMonitor::from_config_with(config, registry.relative_to("/etc")).unwrap_err();
+    assert_eq!(error.path(), "services.app.on_down.lock_file");
+    assert_eq!(
+        error.message(),
+        "\"no-such-folder/app.lock\" (at \"/etc/no-such-folder/app.lock\") cannot be created: its directory does not exist"
+    );
+    // Without a configuration folder it is named as written.
+    let error = MinMonitor::from_config(config).unwrap_err();
+    assert_eq!(
+        error.message(),
+        "\"no-such-folder/app.lock\" cannot be created: its directory does not exist"
+    );
+}

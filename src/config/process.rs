@@ -94,15 +94,12 @@ impl Processes {
             if written.trim().is_empty()
                 || dir.is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
             {
-                let shown = path.display().to_string();
-                let at = if *shown == written {
-                    String::new()
-                } else {
-                    format!(" (at {shown:?})")
-                };
                 return Err(spec.error(
                     "lock_file",
-                    format!("{written:?}{at} cannot be created: its directory does not exist"),
+                    format!(
+                        "{} cannot be created: its directory does not exist",
+                        crate::trigger::program::named_at(&written, &path)
+                    ),
                 ));
             }
             builder = builder.lock_file(path);

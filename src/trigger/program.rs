@@ -36,12 +36,7 @@ pub(crate) fn check(program: &OsStr, current_dir: Option<&Path>) -> Result<(), P
             Some(dir) if path.is_relative() => dir.join(path).components().collect(),
             _ => path.to_path_buf(),
         };
-        // A relative path is named as written and where it was looked for.
-        let named = if full == path {
-            format!("{shown:?}")
-        } else {
-            format!("{shown:?} (at {:?})", full.display().to_string())
-        };
+        let named = named_at(&shown, &full);
         executable(&full)
             .map_err(|why| ProgramProblem::Program(format!("program {named} {why}")))?;
         return interpreter(&full)
@@ -103,6 +98,17 @@ fn executable(path: &Path) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// A path as written, and where it resolved to when that differs (a relative path): an error
+/// names both, so that an operator sees which folder it was looked for in.
+pub(crate) fn named_at(written: &str, resolved: &Path) -> String {
+    let resolved = resolved.display().to_string();
+    if resolved == written {
+        format!("{written:?}")
+    } else {
+        format!("{written:?} (at {resolved:?})")
+    }
 }
 
 #[cfg(all(test, unix))]

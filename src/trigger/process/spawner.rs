@@ -12,6 +12,7 @@
 
 use std::io;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio::runtime::Handle;
@@ -26,6 +27,10 @@ const ON_PARENT_DEATH: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGT
 pub(super) struct ParentThread {
     _keep: mpsc::Sender<()>,
 }
+
+/// How long a start may take to fork and exec the program: far more than either takes, so
+/// that only a hung exec (a program on a network mount that does not answer) reaches it.
+const EXEC_BOUND: Duration = Duration::from_secs(10);
 
 /// The least stack a thread that only forks and then waits needs, with room to spare.
 const STACK: usize = 256 * 1024;
@@ -59,10 +64,16 @@ pub(super) fn spawn(mut command: Command, runtime: Handle) -> io::Result<(Child,
             }
         })?;
     // A panic in the thread (Tokio's, say) drops the reply: that start fails, and what it may
-    // have started goes with the thread.
-    answer
-        .recv()
-        .unwrap_or_else(|_| Err(io::Error::other("starting it panicked")))
+    // have started goes with the thread. So does a start given up for taking too long: the
+    // caller (a runtime's worker, holding the program's state) is not held for ever.
+    match answer.recv_timeout(EXEC_BOUND) {
+        Ok(started) => started,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("it did not start within {EXEC_BOUND:?} (its exec hangs)"),
+        )),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(io::Error::other("starting it panicked")),
+    }
 }
 
 #[cfg(target_os = "linux")]
