@@ -85,7 +85,8 @@ impl Member {
                     me.started_here.store(true, Ordering::SeqCst);
                     run.await
                 }
-                Attempt::Held { wait } | Attempt::Busy { wait } => {
+                // (Stopped answers an idle stop only, never a start.)
+                Attempt::Held { wait } | Attempt::Busy { wait } | Attempt::Stopped { wait } => {
                     me.started_here.store(false, Ordering::SeqCst);
                     tracing::debug!(service = %me.name, "fleet: another replica holds the lease; waiting for its start");
                     me.follow(wait);
@@ -135,6 +136,15 @@ impl Member {
                     }
                     stopped
                 }
+                Attempt::Stopped { .. } if idle_check => {
+                    // This replica missed that stop (its announcements are late, or were lost
+                    // with its listener's connection): it catches up as the announcements
+                    // would have made it, Stopping until a probe finds the backend down.
+                    tracing::info!(service = %me.name, "fleet: another replica has stopped {} since it was last started; not stopping it again", me.name);
+                    registered.cache.mark_down();
+                    registered.apply(Event::Stop);
+                    Ok(false)
+                }
                 refused => {
                     tracing::debug!(service = %me.name, ?refused, "fleet: the fleet is not idle (or cannot show it); staying up");
                     match refused {
@@ -169,7 +179,8 @@ impl Member {
     }
 
     /// Called at every local transition: a start or stop this replica led has ended, so its
-    /// lease is freed and the new state announced.
+    /// lease is freed and the new state announced (a stop that ended down is marked, see
+    /// [`free`](Self::free)).
     pub(crate) fn transition(&self, transition: Transition) {
         let Transition { from, to, .. } = transition;
         if matches!(from, ServiceState::Starting | ServiceState::Stopping) {
@@ -177,7 +188,8 @@ impl Member {
                 (ServiceState::Stopping, ServiceState::Up) => "resumed",
                 _ => message_for(to),
             };
-            self.release(message);
+            let stopped = from == ServiceState::Stopping && to == ServiceState::Down;
+            self.free(message, stopped);
         }
     }
 
