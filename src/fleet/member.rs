@@ -31,7 +31,10 @@ pub(crate) struct Member {
     /// Whether a stop is to be tried again when the fleet could be idle.
     retrying: AtomicBool,
     /// Until when another replica is known to be stopping the backend (fleet nanoseconds).
-    remote_stopping_until: AtomicU64,
+    pub(super) remote_stopping_until: AtomicU64,
+    /// When another replica's stop was last heard to have ended with the backend down (fleet
+    /// nanoseconds; 0: never).
+    pub(super) remote_stopped_at: AtomicU64,
     /// Whether a task watches the lease to take the start over if its holder vanishes.
     pub(super) following: AtomicBool,
     /// Whether this replica ran `on_down` for the backend's latest start (see
@@ -54,6 +57,7 @@ impl Member {
             activity: idle_after.map(Activity::new),
             retrying: AtomicBool::new(false),
             remote_stopping_until: AtomicU64::new(0),
+            remote_stopped_at: AtomicU64::new(0),
             following: AtomicBool::new(false),
             started_here: AtomicBool::new(false),
             left_to_starter: AtomicBool::new(false),
@@ -193,27 +197,6 @@ impl Member {
         }
     }
 
-    /// While another replica stops the backend, a probe that still finds it answering does
-    /// not count as up (it is shutting down). Unless Stopping here too: an up found then
-    /// leaves it Stopping, where a down would call it stopped while the other still stops it.
-    pub(crate) fn filter_probe(
-        &self,
-        result: Result<bool, crate::BoxError>,
-    ) -> Result<bool, crate::BoxError> {
-        let stopping_here = || {
-            self.service
-                .upgrade()
-                .is_some_and(|r| r.state() == ServiceState::Stopping)
-        };
-        match result {
-            Ok(true) if self.remote_stopping() && !stopping_here() => {
-                tracing::debug!(service = %self.name, "fleet: answering, but another replica is stopping it; not up");
-                Ok(false)
-            }
-            other => other,
-        }
-    }
-
     /// A local probe found the backend up: the other replicas cache it too.
     pub(crate) fn probed_up(&self) {
         let Some(registered) = self.service.upgrade() else {
@@ -328,7 +311,11 @@ impl Member {
             "down" => {
                 let was_stopping = self.remote_stopping();
                 self.set_remote_stopping(None);
-                match registered.state() {
+                let state = registered.state();
+                if was_stopping || state == ServiceState::Stopping {
+                    self.heard_stop_end();
+                }
+                match state {
                     ServiceState::Stopping => {
                         registered.apply(Event::ProbedDown);
                     }
@@ -361,19 +348,6 @@ impl Member {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
-    }
-
-    pub(crate) fn remote_stopping(&self) -> bool {
-        let until = self.remote_stopping_until.load(Ordering::SeqCst);
-        until != 0 && self.shared.now() < until
-    }
-
-    pub(crate) fn set_remote_stopping(&self, lasting: Option<Duration>) {
-        let until = lasting.map_or(0, |lasting| {
-            let lasting = u64::try_from(lasting.as_nanos()).unwrap_or(u64::MAX);
-            self.shared.now().saturating_add(lasting)
-        });
-        self.remote_stopping_until.store(until, Ordering::SeqCst);
     }
 }
 

@@ -59,6 +59,7 @@ mod error;
 mod follow;
 mod lease;
 mod member;
+mod remote;
 mod scripts;
 mod shared;
 mod store;
