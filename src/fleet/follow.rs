@@ -67,7 +67,9 @@ impl Member {
                         }
                         return;
                     }
-                    Attempt::Held { wait: next } | Attempt::Busy { wait: next } => wait = next,
+                    Attempt::Held { wait: next }
+                    | Attempt::Busy { wait: next }
+                    | Attempt::Stopped { wait: next } => wait = next,
                     Attempt::Unavailable => wait = me.shared.tick(),
                 }
             }

@@ -44,6 +44,9 @@ pub(crate) enum Attempt {
     /// Free, but a replica was active within the idle time (or Redis restarted too recently
     /// to tell); it could be idle after `wait`.
     Busy { wait: Duration },
+    /// Free, but the fleet has stopped the backend since it was last started: an idle stop
+    /// asked by a replica that has not heard of that stop yet. (The mark lasts `wait` more.)
+    Stopped { wait: Duration },
     /// Redis cannot be reached.
     Unavailable,
 }
@@ -62,6 +65,7 @@ impl From<Attempt> for Refused {
             Attempt::Busy { .. } => {
                 "Redis restarted too recently to tell whether a replica is using it"
             }
+            Attempt::Stopped { .. } => "another replica has stopped it since it was last started",
             Attempt::Taken => "the fleet's lease was taken",
         })
     }
@@ -70,6 +74,10 @@ impl From<Attempt> for Refused {
 /// How soon to look again when the lease is still held by this replica's previous start or
 /// stop, which is being freed.
 const OWN_LEASE_RETRY: Duration = Duration::from_millis(20);
+
+/// The longest a stopped mark lasts: Redis refuses an expiry that overflows its clock, and an
+/// idle time that means "never" would ask for one.
+const MARK_AT_MOST: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Member {
     /// Tries to take the lease for `kind`; a stop with `idle_check` also needs the fleet idle.
@@ -117,6 +125,7 @@ impl Member {
                     wait: wait.max(Duration::from_millis(5)) + Duration::from_millis(5),
                 }
             }
+            3 => Attempt::Stopped { wait: millis },
             _ => Attempt::Busy {
                 wait: millis.max(Duration::from_millis(5)),
             },
@@ -144,6 +153,16 @@ impl Member {
 
     /// Frees the lease this replica holds, if any, announcing `message` (`up`, `down`, …).
     pub(crate) fn release(&self, message: &str) {
+        self.free(message, false);
+    }
+
+    /// [`release`](Self::release); if `stopped` (a stop this replica ran ended with the backend
+    /// down) and the lease is a stop's, the fleet marks the backend stopped until the next
+    /// lease, so that a replica that missed this stop does not stop the backend again. The mark
+    /// lasts as long as the activity Redis keeps: a replica that missed the stop looks for an
+    /// idle stop well within it, and a backend started without a lease (Redis out of reach) is
+    /// not kept from its idle stop for longer.
+    pub(crate) fn free(&self, message: &str, stopped: bool) {
         let Some(lease) = self
             .lease
             .lock()
@@ -159,10 +178,16 @@ impl Member {
         let name = Arc::clone(&self.name);
         let announcement = format!("{message} {} {name}", shared.store.replica);
         let member = self.service.upgrade().and_then(|r| r.fleet.get().cloned());
+        let mark = match &self.activity {
+            Some(activity) if stopped && lease.value.starts_with(Kind::Stopping.as_str()) => {
+                Some(activity.keep().min(MARK_AT_MOST))
+            }
+            _ => None,
+        };
         runtime.spawn(async move {
             let freed = shared
                 .store
-                .release(&name, &lease.value, lease.token, &announcement)
+                .release(&name, &lease.value, lease.token, &announcement, mark)
                 .await;
             match freed {
                 Some(true) => {

@@ -31,7 +31,10 @@ pub(crate) struct Member {
     /// Whether a stop is to be tried again when the fleet could be idle.
     retrying: AtomicBool,
     /// Until when another replica is known to be stopping the backend (fleet nanoseconds).
-    remote_stopping_until: AtomicU64,
+    pub(super) remote_stopping_until: AtomicU64,
+    /// When another replica's stop was last heard to have ended with the backend down (fleet
+    /// nanoseconds; 0: never).
+    pub(super) remote_stopped_at: AtomicU64,
     /// Whether a task watches the lease to take the start over if its holder vanishes.
     pub(super) following: AtomicBool,
     /// Whether this replica ran `on_down` for the backend's latest start (see
@@ -54,6 +57,7 @@ impl Member {
             activity: idle_after.map(Activity::new),
             retrying: AtomicBool::new(false),
             remote_stopping_until: AtomicU64::new(0),
+            remote_stopped_at: AtomicU64::new(0),
             following: AtomicBool::new(false),
             started_here: AtomicBool::new(false),
             left_to_starter: AtomicBool::new(false),
@@ -85,7 +89,8 @@ impl Member {
                     me.started_here.store(true, Ordering::SeqCst);
                     run.await
                 }
-                Attempt::Held { wait } | Attempt::Busy { wait } => {
+                // (Stopped answers an idle stop only, never a start.)
+                Attempt::Held { wait } | Attempt::Busy { wait } | Attempt::Stopped { wait } => {
                     me.started_here.store(false, Ordering::SeqCst);
                     tracing::debug!(service = %me.name, "fleet: another replica holds the lease; waiting for its start");
                     me.follow(wait);
@@ -135,6 +140,15 @@ impl Member {
                     }
                     stopped
                 }
+                Attempt::Stopped { .. } if idle_check => {
+                    // This replica missed that stop (its announcements are late, or were lost
+                    // with its listener's connection): it catches up as the announcements
+                    // would have made it, Stopping until a probe finds the backend down.
+                    tracing::info!(service = %me.name, "fleet: another replica has stopped {} since it was last started; not stopping it again", me.name);
+                    registered.cache.mark_down();
+                    registered.apply(Event::Stop);
+                    Ok(false)
+                }
                 refused => {
                     tracing::debug!(service = %me.name, ?refused, "fleet: the fleet is not idle (or cannot show it); staying up");
                     match refused {
@@ -169,7 +183,8 @@ impl Member {
     }
 
     /// Called at every local transition: a start or stop this replica led has ended, so its
-    /// lease is freed and the new state announced.
+    /// lease is freed and the new state announced (a stop that ended down is marked, see
+    /// [`free`](Self::free)).
     pub(crate) fn transition(&self, transition: Transition) {
         let Transition { from, to, .. } = transition;
         if matches!(from, ServiceState::Starting | ServiceState::Stopping) {
@@ -177,28 +192,8 @@ impl Member {
                 (ServiceState::Stopping, ServiceState::Up) => "resumed",
                 _ => message_for(to),
             };
-            self.release(message);
-        }
-    }
-
-    /// While another replica stops the backend, a probe that still finds it answering does
-    /// not count as up (it is shutting down). Unless Stopping here too: an up found then
-    /// leaves it Stopping, where a down would call it stopped while the other still stops it.
-    pub(crate) fn filter_probe(
-        &self,
-        result: Result<bool, crate::BoxError>,
-    ) -> Result<bool, crate::BoxError> {
-        let stopping_here = || {
-            self.service
-                .upgrade()
-                .is_some_and(|r| r.state() == ServiceState::Stopping)
-        };
-        match result {
-            Ok(true) if self.remote_stopping() && !stopping_here() => {
-                tracing::debug!(service = %self.name, "fleet: answering, but another replica is stopping it; not up");
-                Ok(false)
-            }
-            other => other,
+            let stopped = from == ServiceState::Stopping && to == ServiceState::Down;
+            self.free(message, stopped);
         }
     }
 
@@ -316,7 +311,11 @@ impl Member {
             "down" => {
                 let was_stopping = self.remote_stopping();
                 self.set_remote_stopping(None);
-                match registered.state() {
+                let state = registered.state();
+                if was_stopping || state == ServiceState::Stopping {
+                    self.heard_stop_end();
+                }
+                match state {
                     ServiceState::Stopping => {
                         registered.apply(Event::ProbedDown);
                     }
@@ -349,19 +348,6 @@ impl Member {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
-    }
-
-    pub(crate) fn remote_stopping(&self) -> bool {
-        let until = self.remote_stopping_until.load(Ordering::SeqCst);
-        until != 0 && self.shared.now() < until
-    }
-
-    pub(crate) fn set_remote_stopping(&self, lasting: Option<Duration>) {
-        let until = lasting.map_or(0, |lasting| {
-            let lasting = u64::try_from(lasting.as_nanos()).unwrap_or(u64::MAX);
-            self.shared.now().saturating_add(lasting)
-        });
-        self.remote_stopping_until.store(until, Ordering::SeqCst);
     }
 }
 

@@ -5,18 +5,28 @@
 //! is `kind:token:replica`; the token is the `INCR` of the service's fence key at the time the
 //! lease was taken, so a later lease always has a larger token.
 
-/// Takes the lease if it is free (and, for a stop, if the fleet has been idle long enough).
+/// Takes the lease if it is free (and, for an idle stop, if the fleet has been idle long enough
+/// and has not stopped the backend already).
 ///
-/// KEYS: lease, fence, activity, epoch. ARGV: replica, kind, ttl ms, idle ms (0: no idle check),
-/// minimum epoch age ms, channel, service.
+/// KEYS: lease, fence, activity, epoch, stopped. ARGV: replica, kind, ttl ms, idle ms (0: no
+/// idle check), minimum epoch age ms, channel, service.
 /// Returns `{1, value, token}` taken; `{0, value, pttl}` held by someone else;
 /// `{2, who, ms}` not idle for `ms` more (who was active, or "epoch" when Redis restarted too
-/// recently to tell).
+/// recently to tell); `{3, "stopped", pttl}` stopped by the fleet, and no lease taken since.
+///
+/// The stopped mark is the token of the stop that ended with the backend down (see
+/// [`RELEASE`]); every lease taken since (a start's first) has a larger one. While the mark is
+/// the fence, the replica asking still believes the backend up only because it has not heard
+/// of that stop yet (announcements come late, or are lost with a listener's connection).
 pub(crate) const ACQUIRE: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held then return {0, held, redis.call('PTTL', KEYS[1])} end
 local idle = tonumber(ARGV[4])
 if idle > 0 then
+  local stopped = redis.call('GET', KEYS[5])
+  if stopped and stopped == redis.call('GET', KEYS[2]) then
+    return {3, 'stopped', redis.call('PTTL', KEYS[5])}
+  end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local epoch = tonumber(redis.call('GET', KEYS[4]) or now)
@@ -45,13 +55,17 @@ return 1
 ";
 
 /// Frees the lease and announces the state it ended in; a late holder (another token has been
-/// issued since) changes nothing and announces nothing.
+/// issued since) changes nothing and announces nothing. A stop that ended with the backend down
+/// leaves its token as the stopped mark, for `mark ms` (see [`ACQUIRE`]), in the same step as
+/// the lease is freed: no idle stop can take the lease between the two.
 ///
-/// KEYS: lease, fence. ARGV: value, token, channel, message. Returns 1 released, 0 not the holder.
+/// KEYS: lease, fence, stopped. ARGV: value, token, channel, message, mark ms (0: no mark).
+/// Returns 1 released, 0 not the holder.
 pub(crate) const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(redis.call('GET', KEYS[2])) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('DEL', KEYS[1])
+if tonumber(ARGV[5]) > 0 then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[5]) end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ";

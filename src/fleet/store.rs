@@ -178,6 +178,7 @@ impl Store {
             .key(self.key(service, "fence"))
             .key(self.key(service, "active"))
             .key(self.epoch_key())
+            .key(self.key(service, "stopped"))
             .arg(&self.replica)
             .arg(kind)
             .arg(millis(ttl).max(1))
@@ -205,21 +206,25 @@ impl Store {
         self.call::<i64>("renew", call).await.map(|done| done == 1)
     }
 
-    /// Frees a held lease and announces `message`: `Some(false)` if it was not ours any more.
+    /// Frees a held lease and announces `message`, leaving the stopped mark for `stopped` if
+    /// given (see [`scripts::RELEASE`]): `Some(false)` if it was not ours any more.
     pub(crate) async fn release(
         &self,
         service: &str,
         value: &str,
         token: i64,
         message: &str,
+        stopped: Option<Duration>,
     ) -> Option<bool> {
         let mut call = self.release.prepare_invoke();
         call.key(self.key(service, "lease"))
             .key(self.key(service, "fence"))
+            .key(self.key(service, "stopped"))
             .arg(value)
             .arg(token)
             .arg(self.channel())
-            .arg(message);
+            .arg(message)
+            .arg(stopped.map_or(0, |mark| millis(mark).max(1)));
         self.call::<i64>("release", call)
             .await
             .map(|done| done == 1)

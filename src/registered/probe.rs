@@ -109,7 +109,7 @@ impl Registered {
             // Fleet hook: an up is not believed while another replica is stopping the backend.
             #[cfg(feature = "fleet")]
             let result = match me.fleet.get() {
-                Some(member) => member.filter_probe(result),
+                Some(member) => member.filter_probe(result, elapsed),
                 None => result,
             };
             match &result {

@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 mod keys;
+mod relay;
 mod replicas;
 #[allow(unused_imports)] // each test binary uses its own subset
+pub use relay::Relay;
+#[allow(unused_imports)]
 pub use replicas::*;
 
 use std::net::SocketAddr;
