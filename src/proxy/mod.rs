@@ -449,11 +449,13 @@ where
                     // Its body unread, the connection is closed, not pooled.
                     return Failure::Other.response(&http::HeaderMap::new());
                 }
-                // An HTTP/1.0 client's answer is left HTTP/1.1: hyper writes it as HTTP/1.0
-                // itself, with the `Connection: keep-alive` the client asked for, where an
-                // answer made HTTP/1.0 here has its connection closed (`ab -k`: no reuse).
+                // An HTTP/1.0 client's answer of a known length is left HTTP/1.1: hyper writes
+                // it as HTTP/1.0 itself, with the `Connection: keep-alive` the client asked
+                // for, where an answer made HTTP/1.0 here has its connection closed (`ab -k`:
+                // no reuse). One without a length ends with the connection, which hyper
+                // would announce as kept alive all the same.
                 parts.version = match client_version {
-                    Version::HTTP_10 => Version::HTTP_11,
+                    Version::HTTP_10 if body.size_hint().exact().is_some() => Version::HTTP_11,
                     version => version,
                 };
                 if let Some(turn) = turn {
