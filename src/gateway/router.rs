@@ -72,9 +72,9 @@ impl Route {
 }
 
 /// The gateway as one Tower service: each request goes to the first route whose host (if it
-/// has one) and path prefix match, or is answered 404. The host is the URI's authority (HTTP/2's
-/// `:authority`, or an absolute-form request) or else the `Host` header, without its port or a
-/// final dot, in any case.
+/// has one) and path prefix match, or is answered 404 (400 if an HTTP/1.1 request names no
+/// host). The host is the URI's authority (HTTP/2's `:authority`, or an absolute-form
+/// request) or else the `Host` header, without its port or a final dot, in any case.
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
@@ -114,8 +114,10 @@ impl Router {
         }
     }
 
-    /// The index of the route `request` takes.
-    fn route(&self, request: &Request<Incoming>) -> Option<usize> {
+    /// The index of the route `request` takes, or the status of the router's own answer: 404
+    /// for no route; 400 for an HTTP/1.1 request that names no host (RFC 9112 section 3.2,
+    /// as nginx answers it), which a library user's request made in code may, not a client's.
+    fn route(&self, request: &Request<Incoming>) -> Result<usize, StatusCode> {
         let host = request.uri().host().or_else(|| {
             request
                 .headers()
@@ -123,6 +125,9 @@ impl Router {
                 .and_then(|h| h.to_str().ok())
                 .map(without_port)
         });
+        if host.is_none() && request.version() == http::Version::HTTP_11 {
+            return Err(StatusCode::BAD_REQUEST);
+        }
         // `app.example.` is `app.example` (a fully qualified name), as nginx takes it.
         let host = host.map(|host| host.strip_suffix('.').unwrap_or(host));
         let path = routing_path(request.uri().path());
@@ -130,6 +135,7 @@ impl Router {
             .routes
             .iter()
             .position(|route| route.matches(host, &path))
+            .ok_or(StatusCode::NOT_FOUND)
     }
 }
 
@@ -166,32 +172,9 @@ impl Router {
     /// [`call`](Service::call), by value: the routes go with the future (which counts its
     /// answer), so that a server that clones the router for each request pays nothing more.
     pub(super) fn answer(self, request: Request<Incoming>) -> RouterFuture {
-        let Some(index) = self.route(&request) else {
-            // A gRPC client reads a text body as a malformed message: it gets UNIMPLEMENTED.
-            let response = if is_grpc(request.headers()) {
-                grpc_status(FallbackBody::empty(), 12, "no route for this request")
-            } else {
-                let mut response = Response::new(FallbackBody::from("no route for this request\n"));
-                *response.status_mut() = StatusCode::NOT_FOUND;
-                response
-            };
-            let table = &self.table;
-            table
-                .answered
-                .count(table.routes.len(), response.status().as_u16());
-            let response = response.map(MonitorBody::fallback);
-            let response = if self.access_log {
-                GatewayBody::logged(response, Entry::begin(&request, Arc::from("-")))
-            } else {
-                response.map(GatewayBody::plain)
-            };
-            return RouterFuture {
-                head: request.method() == Method::HEAD,
-                tally: None,
-                state: State::Answered {
-                    response: Some(response),
-                },
-            };
+        let index = match self.route(&request) {
+            Ok(index) => index,
+            Err(status) => return self.unrouted(request, status),
         };
         let route = &self.table.routes[index];
         // Begun now: dropped with this future if the client goes away first, it still logs.
@@ -212,6 +195,39 @@ impl Router {
                 row: index,
             }),
             state: State::Forwarding { future, entry },
+        }
+    }
+
+    /// The router's own answer, `status` (400 or 404), to a request it takes nowhere.
+    fn unrouted(self, request: Request<Incoming>, status: StatusCode) -> RouterFuture {
+        let (text, grpc) = match status {
+            StatusCode::BAD_REQUEST => ("no host in this request\n", 13), // INTERNAL
+            _ => ("no route for this request\n", 12),                     // UNIMPLEMENTED
+        };
+        // A gRPC client reads a text body as a malformed message: it gets a gRPC status.
+        let response = if is_grpc(request.headers()) {
+            grpc_status(FallbackBody::empty(), grpc, text.trim_end())
+        } else {
+            let mut response = Response::new(FallbackBody::from(text));
+            *response.status_mut() = status;
+            response
+        };
+        let table = &self.table;
+        table
+            .answered
+            .count(table.routes.len(), response.status().as_u16());
+        let response = response.map(MonitorBody::fallback);
+        let response = if self.access_log {
+            GatewayBody::logged(response, Entry::begin(&request, Arc::from("-")))
+        } else {
+            response.map(GatewayBody::plain)
+        };
+        RouterFuture {
+            head: request.method() == Method::HEAD,
+            tally: None,
+            state: State::Answered {
+                response: Some(response),
+            },
         }
     }
 }

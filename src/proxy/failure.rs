@@ -18,7 +18,8 @@ pub(crate) enum Failure {
     Timeout,
     /// Anything else, such as a malformed answer (502).
     Other,
-    /// A request a reverse proxy does not forward: a `CONNECT` that is not a WebSocket (501).
+    /// A request a reverse proxy does not forward: a `CONNECT` that is not a WebSocket, a body
+    /// with a transfer coding besides `chunked` (501).
     NotForwarded,
     /// The request's own body failed, as a client's does when it goes away in the middle of an
     /// upload (400): the backend is not to blame, so it is not marked gone.
@@ -28,6 +29,9 @@ pub(crate) enum Failure {
     /// A request whose path the proxy does not forward: a dot-segment, which would climb out
     /// of the base path (400).
     BadPath,
+    /// A request whose host the proxy does not forward: more than one, or one that is not
+    /// `host[:port]` (400).
+    BadHost,
     /// The backend had as many requests in flight as the proxy allows for longer than a
     /// request may wait its turn (503, `Retry-After: 1`).
     Busy,
@@ -78,7 +82,9 @@ impl Failure {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
             Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
-            Self::ClientBody | Self::BadPath => (StatusCode::BAD_REQUEST, "bad request\n"),
+            Self::ClientBody | Self::BadPath | Self::BadHost => {
+                (StatusCode::BAD_REQUEST, "bad request\n")
+            }
             Self::ClientSlow => (StatusCode::REQUEST_TIMEOUT, "request timeout\n"),
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "backend busy; try again\n"),
         };
@@ -117,7 +123,7 @@ impl Failure {
         let code: u16 = match self {
             Self::Gone | Self::Timeout | Self::Other | Self::Busy => 14, // UNAVAILABLE
             Self::NotForwarded => 12,                                    // UNIMPLEMENTED
-            Self::ClientBody | Self::BadPath => 13,                      // INTERNAL
+            Self::ClientBody | Self::BadPath | Self::BadHost => 13,      // INTERNAL
             Self::ClientSlow => 4,                                       // DEADLINE_EXCEEDED
         };
         grpc_status(ProxyBody::default(), code, message)
@@ -133,6 +139,7 @@ impl Failure {
             Self::ClientBody => "client_body",
             Self::ClientSlow => "client_slow",
             Self::BadPath => "bad_path",
+            Self::BadHost => "bad_host",
             Self::Busy => "busy",
         }
     }
@@ -146,6 +153,7 @@ impl Failure {
             Self::ClientBody => "the request body broke off",
             Self::ClientSlow => "the request body stalled",
             Self::BadPath => "request path not forwarded",
+            Self::BadHost => "request host not forwarded",
             Self::Busy => {
                 "backend at its limit of requests in flight for longer than a request may wait"
             }

@@ -3,8 +3,8 @@
 //! `forwarded.rs`.
 
 use http::header::{
-    CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -22,6 +22,9 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     TRANSFER_ENCODING,
     UPGRADE,
 ];
+
+/// The place of `Transfer-Encoding` in [`HOP_BY_HOP`].
+const TRANSFER_ENCODING_AT: usize = 7;
 
 /// The place of `name` in [`HOP_BY_HOP`], if it is there: a match on the name's text, where
 /// most names differ by their length alone (comparing `HeaderName`s one by one costs several
@@ -65,10 +68,27 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
         .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// What a message's `Transfer-Encoding` said, now that it is removed (hop-by-hop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    /// None, or `chunked` once: the body as hyper decoded it is the content, whole.
+    Plain,
+    /// Another coding (`gzip, chunked`): hyper undid the chunks only, and the rest of the
+    /// coding would reach the other side unannounced, read as the content itself. Such a
+    /// message is not forwarded (RFC 9112 section 6.1: a 501 for a request; nginx's 502 for
+    /// an answer).
+    Other,
+}
+
 /// Removes the hop-by-hop headers and those the `Connection` header names. With `upgrade`, the
 /// `Upgrade` header stays and `Connection` says `upgrade` only, so the switch reaches the other
 /// side. `TE: trailers` stays: gRPC needs it and it is the one value HTTP/2 allows.
-pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+///
+/// A `Content-Length` beside a `Transfer-Encoding` goes too (RFC 9112 section 6.3: an
+/// intermediary must remove it): the body's length is the one its chunks said, and a length
+/// the backend also sent would frame it differently for the client (cut short, or hanging).
+#[must_use = "a message with a transfer coding besides `chunked` must not be forwarded"]
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> Coding {
     // Once per message each way: one look at the names there are (most messages carry none
     // of these, or `Connection` alone) costs less than a hashed removal per hop-by-hop name.
     let mut present = [false; HOP_BY_HOP.len()];
@@ -78,7 +98,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         }
     }
     if !present.contains(&true) {
-        return;
+        return Coding::Plain;
     }
     let has = |wanted: &HeaderName| {
         HOP_BY_HOP
@@ -106,6 +126,13 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(name);
         }
     }
+    // By its place: `has` compares names, a cost on every answer that carries `Connection`.
+    let coding = if present[TRANSFER_ENCODING_AT] {
+        headers.remove(CONTENT_LENGTH);
+        transfer_coding(headers)
+    } else {
+        Coding::Plain
+    };
     let te_trailers = has(&TE)
         && headers
             .get(TE)
@@ -122,6 +149,26 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    coding
+}
+
+/// The codings the `Transfer-Encoding` lines list: `chunked` once and nothing else is plain.
+fn transfer_coding(headers: &HeaderMap) -> Coding {
+    let mut chunked = false;
+    for value in headers.get_all(TRANSFER_ENCODING) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() {
+                continue;
+            }
+            // Chunked twice is chunks within chunks: hyper undid the outer ones only.
+            if chunked || !token.eq_ignore_ascii_case(b"chunked") {
+                return Coding::Other;
+            }
+            chunked = true;
+        }
+    }
+    Coding::Plain
 }
 
 /// Whether `token` (from a `Connection` header) names a hop-by-hop header.
@@ -134,11 +181,59 @@ fn is_hop_by_hop(token: &[u8]) -> bool {
 /// The host the client asked for: the URI's authority (HTTP/2's `:authority`, or an
 /// absolute-form target, which RFC 9112 and 9113 put before a `Host` header, as the gateway's
 /// routes do), or else its `Host` header.
-pub(crate) fn original_host(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
-    uri.authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        .or_else(|| headers.get(HOST).cloned())
+///
+/// Refused, as RFC 9112 section 3.2 and nginx refuse them (400), so that the backend never
+/// reads a host other than the one the request was routed by: more than one `Host` (the
+/// gateway routes by the first, a backend may read the last), and one that is not
+/// `host[:port]` (`user:pw@app`, whose `app` the routes saw; `app/x`; spaces). (An HTTP/1.1
+/// request without one is the gateway's router's to refuse: a library user's request made
+/// in code may have none, and gets the backend's.)
+pub(crate) fn original_host(
+    headers: &HeaderMap,
+    uri: &http::Uri,
+) -> Result<Option<HeaderValue>, &'static str> {
+    let mut named = headers.get_all(HOST).iter();
+    let header = named.next();
+    if named.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let host = match uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => header.cloned(),
+    };
+    match host {
+        Some(host) if !is_host(host.as_bytes()) => Err("a host that is not host[:port]"),
+        host => Ok(host),
+    }
 }
+
+/// Whether `host` is made of the bytes of RFC 3986's `host [":" port]` alone (a name, an IPv4
+/// address or a bracketed IPv6 one): no userinfo, path, query or whitespace. Empty is
+/// allowed, as RFC 9112 allows an empty `Host` for a target without an authority.
+fn is_host(host: &[u8]) -> bool {
+    // Without a branch per byte: the host of every request is checked, and all but a few
+    // pass.
+    host.iter()
+        .fold(true, |valid, &byte| valid & HOST_BYTES[usize::from(byte)])
+}
+
+/// The bytes [`is_host`] allows, one load each: unreserved, sub-delims, `%`, `:`, brackets.
+static HOST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let others = b"-._~!$&'()*+,;=%:[]";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 pub(super) mod tests {
@@ -149,6 +244,7 @@ pub(super) mod tests {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
             assert_eq!(hop_index(name), Some(i), "{name}");
         }
+        assert_eq!(HOP_BY_HOP[TRANSFER_ENCODING_AT], TRANSFER_ENCODING);
         assert_eq!(hop_index(&http::header::CONTENT_LENGTH), None);
     }
 
@@ -170,7 +266,7 @@ pub(super) mod tests {
             ("upgrade", "websocket"),
             ("accept", "*/*"),
         ]);
-        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
         let names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["accept"]);
     }
@@ -184,7 +280,7 @@ pub(super) mod tests {
             ("te", "trailers"),
         ]);
         assert!(wants_upgrade(&headers));
-        remove_hop_by_hop(&mut headers, true);
+        assert_eq!(remove_hop_by_hop(&mut headers, true), Coding::Plain);
         assert_eq!(headers["upgrade"], "websocket");
         assert_eq!(headers["connection"], "upgrade");
         assert_eq!(headers["te"], "trailers");
@@ -207,11 +303,70 @@ pub(super) mod tests {
     #[test]
     fn only_the_connection_header_goes_and_close_is_no_name() {
         let mut headers = map(&[("connection", "close"), ("accept", "*/*")]);
-        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
         let names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["accept"]);
         let mut headers = map(&[("accept", "*/*"), ("host", "app")]);
-        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
         assert_eq!(headers.len(), 2);
+    }
+
+    #[test]
+    fn a_length_beside_chunks_goes_and_a_coding_besides_chunked_is_told() {
+        for (codings, coding) in [
+            (&["chunked"][..], Coding::Plain),
+            (&["Chunked "], Coding::Plain),
+            (&[", chunked"], Coding::Plain),
+            (&["gzip, chunked"], Coding::Other),
+            (&["gzip", "chunked"], Coding::Other),
+            (&["chunked, chunked"], Coding::Other),
+            (&["chunked;x=1"], Coding::Other),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-length", HeaderValue::from_static("3"));
+            for value in codings {
+                headers.append(TRANSFER_ENCODING, HeaderValue::from_static(value));
+            }
+            assert_eq!(
+                remove_hop_by_hop(&mut headers, false),
+                coding,
+                "{codings:?}"
+            );
+            assert!(headers.is_empty(), "{codings:?}: {headers:?}");
+        }
+        let mut headers = map(&[("content-length", "3")]);
+        assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
+        assert_eq!(headers["content-length"], "3");
+    }
+
+    #[test]
+    fn a_host_is_one_host_and_port_or_none_at_all() {
+        let origin = http::Uri::from_static("/x");
+        let host = |hosts: &[&'static str], uri: &http::Uri| {
+            let headers = map(&hosts.iter().map(|h| ("host", *h)).collect::<Vec<_>>());
+            original_host(&headers, uri)
+        };
+        for good in [
+            "app",
+            "app:8080",
+            "127.0.0.1",
+            "[::1]:80",
+            "xn--bcher-kva.example",
+            "",
+        ] {
+            let found = host(&[good], &origin);
+            assert_eq!(found, Ok(Some(HeaderValue::from_static(good))), "{good}");
+        }
+        for bad in ["app@evil", "app/x", "a b", "app\\x", "app?x", "app#x"] {
+            assert!(host(&[bad], &origin).is_err(), "{bad}");
+        }
+        assert!(host(&["app", "evil"], &origin).is_err());
+        assert_eq!(host(&[], &origin), Ok(None));
+        // An absolute-form target names the host; its userinfo would reach the backend.
+        let absolute = http::Uri::from_static("http://app:81/x");
+        let found = host(&[], &absolute);
+        assert_eq!(found, Ok(Some(HeaderValue::from_static("app:81"))));
+        let userinfo = http::Uri::from_static("http://user:pw@app/x");
+        assert!(host(&["app"], &userinfo).is_err());
     }
 }

@@ -16,6 +16,11 @@
 //!   HTTP/1.1 client's reaches an HTTP/2 backend as an extended `CONNECT`, and gets its `101`
 //!   with the proof of its key. Between two HTTP/2 sides the `CONNECT` passes as it is.
 //! - Any other `CONNECT` (a tunnel, a forward proxy's job) is answered 501, never forwarded.
+//! - Framing and hosts as RFC 9112 says, and nginx does: a body with a transfer coding besides
+//!   `chunked` (`gzip, chunked`) is answered 501 (a request) or 502 (an answer), never passed
+//!   on without the coding; a `Content-Length` beside chunks is removed; a request with two
+//!   `Host`s or one that is not `host[:port]` (userinfo, a path) is answered 400. An HTTP/1.0
+//!   client that asks for keep-alive keeps its connection.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
@@ -65,6 +70,7 @@ mod headers;
 mod limit;
 mod multiplexed;
 mod pool;
+mod request;
 mod resend;
 mod target;
 mod upgrade;
@@ -92,8 +98,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use http::uri::{Authority, PathAndQuery};
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -101,8 +107,8 @@ use tower_service::Service;
 use crate::layer::BackendGone;
 use crate::{BoxError, Url};
 use failure::Failure;
-use forwarded::Origin;
 use future::{FORMAT, Sent};
+use headers::Coding;
 use target::Target;
 use upgrade::{ClientUpgrade, Verdict};
 use upload::Upload;
@@ -223,20 +229,27 @@ where
         if client_upgrade.is_none() && request.method() == http::Method::CONNECT {
             // A tunnel to anywhere is a forward proxy's job; a 2xx from the backend would open
             // one that nothing relays.
-            tracing::debug!(service = %this.service(), "CONNECT that is not a WebSocket refused");
-            crate::metrics::proxy_failure(this.service(), Failure::NotForwarded.label());
-            return ResponseFuture::ready(Failure::NotForwarded.response(&http::HeaderMap::new()));
+            return this.refuse(
+                Failure::NotForwarded,
+                "a CONNECT that is not a WebSocket",
+                &request,
+            );
         }
         if !this.target.forwards(request.uri().path()) {
-            tracing::debug!(service = %this.service(), path = %request.uri().path(), "path refused");
-            crate::metrics::proxy_failure(this.service(), Failure::BadPath.label());
-            return ResponseFuture::ready(Failure::BadPath.response(&http::HeaderMap::new()));
+            return this.refuse(Failure::BadPath, "a path with a dot-segment", &request);
         }
-        this.prepare(
-            &mut request,
-            client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1),
-            client,
-        );
+        let host = match headers::original_host(request.headers(), request.uri()) {
+            Ok(host) => host,
+            Err(why) => return this.refuse(Failure::BadHost, why, &request),
+        };
+        let upgrade = client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1);
+        if let Coding::Other = this.prepare(&mut request, upgrade, client, host) {
+            return this.refuse(
+                Failure::NotForwarded,
+                "a transfer coding besides chunked",
+                &request,
+            );
+        }
         let sent = Sent {
             method: request.method().clone(),
             path: request
@@ -257,6 +270,14 @@ where
             }
         }
         ResponseFuture::boxed(Arc::clone(this).finish(request, client_upgrade, sent, true))
+    }
+
+    /// The proxy's own answer to a request it does not forward, for `why`.
+    fn refuse(&self, failure: Failure, why: &str, request: &Request<B>) -> ResponseFuture<B> {
+        let path = request.uri().path();
+        tracing::debug!(service = %self.service(), path, "request refused: {why}");
+        crate::metrics::proxy_failure(self.service(), failure.label());
+        ResponseFuture::ready(failure.response(&http::HeaderMap::new()))
     }
 
     /// Every other request: a new connection, HTTP/2, an upgrade. With a [`GoneHold`], a
@@ -388,69 +409,6 @@ where
         response
     }
 
-    /// Rewrites the request for the backend: URI, version and headers.
-    fn prepare(&self, request: &mut Request<B>, upgrade: bool, client: Option<IpAddr>) {
-        let host = headers::original_host(request.headers(), request.uri());
-        // The scheme a request names is the client's word: an absolute-form target's is a
-        // forward proxy's business, and HTTP/2's `:scheme` is believed only from a server that
-        // may be speaking TLS (the gateway speaks cleartext alone).
-        let proto = if !self.cleartext
-            && request.version() == Version::HTTP_2
-            && request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
-        {
-            "https"
-        } else {
-            "http"
-        };
-        let client = request
-            .extensions()
-            .get::<ClientAddr>()
-            .map(|addr| addr.0.ip())
-            .or(client);
-        // Over HTTP/2 the URI's authority is sent as `:authority`: the client's, unless
-        // rewritten (the connection goes to the backend either way).
-        let authority = (self.http2 && !self.rewrite_host)
-            .then(|| {
-                host.as_ref()
-                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            })
-            .flatten();
-        // An HTTP/1.1 backend gets the path only (origin form), which its pool would make of
-        // an absolute URI anyway.
-        *request.uri_mut() = if self.http2 {
-            self.target.uri_for(request.uri(), authority)
-        } else {
-            Uri::from(self.target.path_for(request.uri()))
-        };
-        *request.version_mut() = if self.http2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
-        let headers = request.headers_mut();
-        headers::remove_hop_by_hop(headers, upgrade);
-        forwarded::add_forwarded(
-            headers,
-            self.forwarded,
-            Origin {
-                client,
-                host: host.clone(),
-                proto,
-            },
-            self.trust_forwarded,
-        );
-        if self.http2 {
-            // HTTP/2 carries the authority in `:authority`, taken from the URI.
-            headers.remove(header::HOST);
-        } else if self.rewrite_host {
-            if let Ok(value) = HeaderValue::from_str(self.target.authority.as_str()) {
-                headers.insert(header::HOST, value);
-            }
-        } else if let Some(host) = host {
-            headers.insert(header::HOST, host);
-        }
-    }
-
     fn answer(
         &self,
         response: Response<upstream::UpstreamBody>,
@@ -481,8 +439,25 @@ where
                 Failure::Other.response(&http::HeaderMap::new())
             }
             (Verdict::Pass | Verdict::Relay, _) => {
-                headers::remove_hop_by_hop(&mut parts.headers, false);
-                parts.version = client_version;
+                if let Coding::Other = headers::remove_hop_by_hop(&mut parts.headers, false) {
+                    tracing::warn!(
+                        service = %self.service(),
+                        status = %parts.status,
+                        "backend answered with a transfer coding besides chunked"
+                    );
+                    crate::metrics::proxy_failure(self.service(), Failure::Other.label());
+                    // Its body unread, the connection is closed, not pooled.
+                    return Failure::Other.response(&http::HeaderMap::new());
+                }
+                // An HTTP/1.0 client's answer of a known length is left HTTP/1.1: hyper writes
+                // it as HTTP/1.0 itself, with the `Connection: keep-alive` the client asked
+                // for, where an answer made HTTP/1.0 here has its connection closed (`ab -k`:
+                // no reuse). One without a length ends with the connection, which hyper
+                // would announce as kept alive all the same.
+                parts.version = match client_version {
+                    Version::HTTP_10 if body.size_hint().exact().is_some() => Version::HTTP_11,
+                    version => version,
+                };
                 if let Some(turn) = turn {
                     body.hold(turn);
                 }

@@ -83,7 +83,7 @@ impl ClientUpgrade {
         let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         match &self.switch {
             Switch::Http1 if switched => {
-                headers::remove_hop_by_hop(&mut parts.headers, true);
+                without_hop_by_hop(parts, true);
                 Verdict::Relay
             }
             Switch::WebSocket(handshake) if switched => {
@@ -92,7 +92,7 @@ impl ClientUpgrade {
                         "backend answered the WebSocket handshake without its proof",
                     );
                 }
-                headers::remove_hop_by_hop(&mut parts.headers, true);
+                without_hop_by_hop(parts, true);
                 websocket::Handshake::answer(parts);
                 Verdict::Relay
             }
@@ -101,13 +101,13 @@ impl ClientUpgrade {
                 Verdict::Refuse("backend did not switch to WebSocket")
             }
             Switch::Tunnel if parts.status.is_success() => {
-                headers::remove_hop_by_hop(&mut parts.headers, false);
+                without_hop_by_hop(parts, false);
                 // A switch has no body; a length would contradict it (RFC 9110 section 9.3.6).
                 parts.headers.remove(http::header::CONTENT_LENGTH);
                 Verdict::Relay
             }
             Switch::WebSocketToHttp2(handshake) if parts.status.is_success() => {
-                headers::remove_hop_by_hop(&mut parts.headers, false);
+                without_hop_by_hop(parts, false);
                 parts.headers.remove(http::header::CONTENT_LENGTH);
                 handshake.answer(parts);
                 Verdict::Relay
@@ -154,6 +154,12 @@ impl fmt::Debug for UpgradeGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UpgradeGuard")
     }
+}
+
+/// The hop-by-hop headers of a switch's answer removed: it has no body, so its transfer
+/// coding, if any, frames nothing.
+fn without_hop_by_hop(parts: &mut response::Parts, upgrade: bool) {
+    let _no_body = headers::remove_hop_by_hop(&mut parts.headers, upgrade);
 }
 
 /// Copies bytes both ways between the client's and the backend's upgraded connections until
