@@ -243,3 +243,39 @@ async fn the_cached_up_path_does_not_probe_again() {
     }
     assert_eq!(count(&probes), 1, "one probe, then the cache");
 }
+
+/// An inner service whose body data is not `Bytes` (here `BytesMut`) keeps its data type, and
+/// its fallback answers come in that type too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inner_body_of_other_data_keeps_its_type_up_and_down() {
+    use bytes::BytesMut;
+    use http_body_util::BodyExt;
+    use tower_monitor::layer::MonitorBody;
+
+    let (monitor, up) = switchable("app", true, Duration::ZERO).await;
+    let inner = tower::service_fn(|_request: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(BytesMut::from("from the app"))))
+    });
+    let service = monitor.layer("app").unwrap().layer(inner);
+    let call = || async {
+        let response: Response<MonitorBody<Full<BytesMut>>> =
+            service.clone().oneshot(Request::new(())).await.unwrap();
+        let (head, body) = response.into_parts();
+        let fallback = body.is_fallback();
+        let data: Bytes = body.collect().await.unwrap().to_bytes();
+        (head.status, fallback, data)
+    };
+
+    let (status, fallback, data) = call().await;
+    assert_eq!((status, fallback), (StatusCode::OK, false));
+    assert_eq!(&data[..], b"from the app");
+
+    up.store(false, Ordering::SeqCst);
+    monitor.set_status_down("app").unwrap();
+    let (status, fallback, data) = call().await;
+    assert_eq!((status, fallback), (StatusCode::SERVICE_UNAVAILABLE, true));
+    assert!(
+        !data.is_empty(),
+        "the fallback's page, as the inner data type"
+    );
+}

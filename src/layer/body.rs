@@ -175,23 +175,31 @@ impl<B: Default> Default for MonitorBody<B> {
     }
 }
 
+/// Any inner body whose data a fallback's [`Bytes`] converts into: `Bytes` itself (axum, tonic,
+/// hyper's `Incoming`), `Vec<u8>`, `BytesMut`, or a type of the user's with `From<Bytes>`.
 impl<B> Body for MonitorBody<B>
 where
-    B: Body<Data = Bytes>,
+    B: Body,
+    B::Data: From<Bytes>,
 {
-    type Data = Bytes;
+    type Data = B::Data;
     type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.project();
         let frame = match this.kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Fallback { body } => Pin::new(&mut **body)
-                .poll_frame(cx)
-                .map_err(|never| match never {}),
+            KindProj::Fallback { body } => match Pin::new(&mut **body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    Poll::Ready(Some(Ok(frame.map_data(B::Data::from))))
+                }
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         };
         if matches!(frame, Poll::Ready(None)) {
             // Sent to the end: the request is no longer in flight.
