@@ -330,6 +330,10 @@ impl Gateway {
     /// that the configuration's `process` triggers started (SIGTERM, then SIGKILL after each
     /// one's `stop_grace`, default [`DEFAULT_STOP_GRACE`](crate::trigger::DEFAULT_STOP_GRACE)),
     /// and returns whether all requests finished and all programs stopped.
+    ///
+    /// The shutdown is for good: the [`monitor`](Self::monitor) ends with its held requests
+    /// released ([`MinMonitor::release_held`]), so a [`router`](Self::router) kept and served on
+    /// after this holds no request and starts no backend for one.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let router = self.router.clone();
         let Some(admin) = self.begin().await else {
