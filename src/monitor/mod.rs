@@ -13,6 +13,8 @@ use crate::registered::Registered;
 use crate::service::MonitoredService;
 use url::Url;
 
+mod control;
+
 /// A registry of named services and their cached statuses.
 ///
 /// An up status is cached for the service's grace period; a down status is never cached, so a
@@ -237,81 +239,6 @@ impl MinMonitor {
         Ok(self.lookup(name)?.state())
     }
 
-    /// Starts the service now, as the first request to a down service would: runs `on_down`
-    /// if the service is Down (or joins the run in flight), and does nothing if it is Starting
-    /// or Up; a Stopping service is started once it is down. Unlike a request, it does not wait
-    /// out the pause after a series of failed starts (whose cause an operator has likely just
-    /// fixed): it starts the service now, and a failure begins a new series. Nor is it
-    /// refused once held requests are released for a shutdown (see
-    /// [`release_held`](Self::release_held)), as a request's start is. Fails with
-    /// [`MonitorError::Trigger`] if `on_down` fails.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, Url, trigger};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let monitor = MinMonitor::new();
-    /// # let url = Url::parse("http://127.0.0.1:9/")?;
-    /// let service = MonitoredService::new(url, Duration::from_secs(30))
-    ///     .on_down(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }));
-    /// monitor.add("app", service)?;
-    /// monitor.start("app").await?;
-    /// assert_eq!(monitor.state("app")?, ServiceState::Starting);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn start(&self, name: &str) -> Result<(), MonitorError> {
-        let registered = self.lookup(name)?;
-        registered
-            .wake_requested()
-            .await
-            .map_err(|source| MonitorError::Trigger {
-                service: name.to_string(),
-                trigger: "on_down",
-                source,
-            })
-    }
-
-    /// Stops the service now, as its idle time passing would: if it is Up and has `on_idle`,
-    /// forgets the cached up, runs `on_idle` and answers `true` (the service is Stopping until
-    /// a probe finds it down). Answers `false` if there was nothing to stop. Fails with
-    /// [`MonitorError::Trigger`] if `on_idle` fails, and in fleet mode with
-    /// [`MonitorError::FleetRefused`] if the fleet cannot agree to the stop now.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, Url, trigger};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let monitor = MinMonitor::new();
-    /// # let url = Url::parse("http://127.0.0.1:9/")?;
-    /// let stop = trigger::from_fn(|| async { Ok::<(), BoxError>(()) });
-    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30)).on_idle(Duration::from_secs(60), stop))?;
-    /// monitor.set_status_up("app")?;
-    /// assert!(monitor.stop("app").await?);
-    /// assert_eq!(monitor.state("app")?, ServiceState::Stopping);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn stop(&self, name: &str) -> Result<bool, MonitorError> {
-        let registered = self.lookup(name)?;
-        registered.stop_requested().await.map_err(|source| {
-            #[cfg(feature = "fleet")]
-            if let Some(refused) = source.downcast_ref::<crate::fleet::Refused>() {
-                return MonitorError::FleetRefused {
-                    service: name.to_string(),
-                    reason: refused.0,
-                };
-            }
-            MonitorError::Trigger {
-                service: name.to_string(),
-                trigger: "on_idle",
-                source,
-            }
-        })
-    }
-
     /// A [`MonitorLayer`] guarding a service with the status of the one registered as `name`.
     /// Fails with [`MonitorError::UnknownService`] here, never per request.
     ///
@@ -357,63 +284,6 @@ impl MinMonitor {
     pub fn names(&self) -> Vec<String> {
         let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
         services.keys().cloned().collect()
-    }
-
-    /// For a server shutting down: every request held for a backend to come up (hold mode,
-    /// and a proxy's [`hold_when_gone`](crate::proxy::ProxyBuilder::hold_when_gone)) is
-    /// answered at once with the fallback (503 with `Retry-After`; a proxy without a layer in
-    /// front answers its 502, which a layer's
-    /// [`backend_gone_when`](crate::MonitorLayer::backend_gone_when) turns into the fallback,
-    /// as the gateway's does), and none is held from now on, for the services registered now.
-    /// Otherwise a held request keeps its connection open until the server's grace ends and
-    /// the connection is closed with no answer at all.
-    /// A start that ends without the backend up from now on is logged as ended by the
-    /// shutdown, not as a failed start. It cannot be undone.
-    ///
-    /// From now on, too, no request starts a backend that is down or stopping: what its
-    /// `on_down` started, the server would stop a moment later, or leave running when it
-    /// exits. Such a request gets the same 503 with `Retry-After` (held or not, arrived after
-    /// the release or deciding as it came), a start asked for while the backend was stopping
-    /// is not made, and a proxy's gone backend is not started again. That is said once per
-    /// service at info, and is no failed start: no pause follows. A start already under way
-    /// goes on. An operator's [`start`](Self::start) (the admin's `POST
-    /// /services/{name}/start`) is an explicit action, and still runs `on_down`: the gateway
-    /// stops what it starts with the other backend programs (once it has begun stopping
-    /// them, a `process` trigger refuses to start).
-    ///
-    /// The gateway does this shortly before its `shutdown_grace` ends, so that a backend
-    /// coming up within the grace still serves the requests held for it, and in any case
-    /// before it stops the backend programs.
-    ///
-    /// An axum server's graceful shutdown would otherwise wait for each held request up to its
-    /// `max_wait`:
-    ///
-    /// ```no_run
-    /// use std::{sync::Arc, time::Duration};
-    /// use axum::{Router, routing::get};
-    /// use tower_monitor::{MinMonitor, MonitoredService, Url};
-    ///
-    /// # #[tokio::main]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let monitor = Arc::new(MinMonitor::new());
-    /// monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30)))?;
-    /// let layer = monitor.layer("app")?.hold(Duration::from_secs(60));
-    /// let app = Router::new().route("/", get(|| async { "hi" })).layer(layer);
-    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    /// axum::serve(listener, app)
-    ///     .with_graceful_shutdown(async move {
-    ///         let _ = tokio::signal::ctrl_c().await;
-    ///         monitor.release_held();
-    ///     })
-    ///     .await?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn release_held(&self) {
-        let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
-        for registered in services.values() {
-            registered.release_held();
-        }
     }
 
     /// Joins a fleet: from now on this monitor is one replica of several sharing each backend's
