@@ -104,6 +104,7 @@ impl Member {
     /// A stop: runs `on_idle` only under the lease and, for an idle stop, only if no replica
     /// has been active for the idle time. When that cannot be shown (Redis unreachable, another
     /// replica busy or holding the lease), the backend stays up and the idle time starts over.
+    /// A replica shutting down leaves the idle stop to the others.
     pub(crate) fn stop(
         self: &Arc<Self>,
         registered: Arc<Registered>,
@@ -112,6 +113,17 @@ impl Member {
         let me = Arc::clone(self);
         async move {
             if registered.state() != ServiceState::Up || me.idle_after.is_none() {
+                return Ok(false);
+            }
+            if idle_check && me.shutting_down() {
+                // The fleet's idle stop is left to a replica that stays (whose idle watch sees
+                // the fleet idle too): this one, shutting down, may be gone before the stop
+                // ends, leaving the others Stopping until the lease expires. Looking on, so
+                // that its last requests still reach the fleet.
+                tracing::debug!(service = %me.name, "fleet: shutting down; leaving the idle stop to the other replicas");
+                if let Some(idle) = &registered.idle {
+                    idle.arm_if_idle();
+                }
                 return Ok(false);
             }
             if me.leave_to_starter(idle_check) {

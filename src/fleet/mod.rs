@@ -10,8 +10,8 @@
 //!   fencing token (`INCR`) that the release and renewal scripts check, so a holder that lost
 //!   the lease can neither extend it nor announce anything. The other replicas learn the
 //!   Starting / Stopping state (an announcement on the fleet's channel, and the lease itself)
-//!   and hold requests or answer the fallback. If the holder vanishes, another replica takes
-//!   the start over when the lease expires. A stop that ended with the backend down is marked
+//!   and hold requests or answer the fallback. If the holder vanishes, another replica (not one
+//!   shutting down) takes the start over when the lease expires. A stop that ended with the backend down is marked
 //!   in Redis until the next lease, so that a replica that has not heard of it yet (the
 //!   announcements are pub/sub: late, or lost while a listener reconnects) does not stop the
 //!   backend again.
