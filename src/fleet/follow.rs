@@ -76,7 +76,9 @@ impl Member {
                             return me.release(message_for(state));
                         }
                         if let Some(run) = registered.on_down_run() {
-                            me.started_here.store(true, Ordering::SeqCst);
+                            // Not the one start: the holder may run it still, its lease
+                            // lost with a restarted Redis (see `leave_to_starter`).
+                            me.started_here.store(false, Ordering::SeqCst);
                             tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
                             let _ = run.await;
                         }

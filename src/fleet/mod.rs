@@ -62,6 +62,7 @@ mod member;
 mod remote;
 mod scripts;
 mod shared;
+mod starter;
 mod store;
 mod tasks;
 

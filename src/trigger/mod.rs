@@ -76,7 +76,10 @@ pub trait Trigger: Send + Sync + 'static {
     ///
     /// While a start is in progress the monitor watches it: a backend that ends before it
     /// comes up (a program that exits at once) ends the start then, and the service is down
-    /// again, instead of Starting until the start timeout passes.
+    /// again, instead of Starting until the start timeout passes. In fleet mode, after a start
+    /// made while Redis was unreachable (or one taken over from another replica), the monitor
+    /// also polls the future once at the idle stop, to tell whether what it started runs here
+    /// (see the `fleet` module).
     ///
     /// ```
     /// use futures::future::{BoxFuture, FutureExt};
