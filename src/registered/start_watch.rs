@@ -57,8 +57,8 @@ impl Registered {
     /// Whether what `on_down` last started still runs here, as far as its trigger can tell
     /// ([`Trigger::ended`] is there and has not resolved: a supervised program that has not
     /// exited, not one found running under another supervisor's lock file). `false` when the
-    /// trigger cannot tell. In a fleet, a start made without the lease, or taken over,
-    /// makes this replica the one to stop the backend only then.
+    /// trigger cannot tell. In a fleet, a replica for which this holds counts as a starter of
+    /// the backend: the idle stop is its to make.
     #[cfg(feature = "fleet")]
     pub(crate) fn runs_its_start(&self) -> bool {
         let Some(on_down) = self.service.on_down.as_ref() else {

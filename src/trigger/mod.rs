@@ -76,10 +76,10 @@ pub trait Trigger: Send + Sync + 'static {
     ///
     /// While a start is in progress the monitor watches it: a backend that ends before it
     /// comes up (a program that exits at once) ends the start then, and the service is down
-    /// again, instead of Starting until the start timeout passes. In fleet mode, after a start
-    /// made while Redis was unreachable (or one taken over from another replica), the monitor
-    /// also polls the future once at the idle stop, to tell whether what it started runs here
-    /// (see the `fleet` module).
+    /// again, instead of Starting until the start timeout passes. In fleet mode, a replica
+    /// that did not start the backend under the fleet's lease also polls the future once when
+    /// it comes to an idle stop: if what it started runs here (after a start made while Redis
+    /// was unreachable, say), the stop is its to make.
     ///
     /// ```
     /// use futures::future::{BoxFuture, FutureExt};
