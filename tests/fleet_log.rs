@@ -3,52 +3,15 @@
 
 mod fleet_support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fleet_support::*;
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-
-/// Counts the fleet's outage warnings and recovery notices.
-#[derive(Clone, Default)]
-struct Outages {
-    warned: Arc<AtomicUsize>,
-    recovered: Arc<AtomicUsize>,
-}
-
-struct Message(String);
-
-impl Visit for Message {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Outages {
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        let level = *event.metadata().level();
-        if level == tracing::Level::WARN && message.0.contains("Redis is unreachable") {
-            self.warned.fetch_add(1, Ordering::SeqCst);
-        }
-        if level == tracing::Level::INFO && message.0.contains("Redis is reachable again") {
-            self.recovered.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_outage_is_one_warning_and_one_recovery_notice() {
-    let outages = Outages::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(outages.clone()))
-        .unwrap();
-    let warned = || outages.warned.load(Ordering::SeqCst);
-    let recovered = || outages.recovered.load(Ordering::SeqCst);
+    let outages = Outages::installed();
+    let warned = || outages.warned("a");
+    let recovered = || outages.recovered("a");
 
     let Some(mut redis) = RedisServer::start().await else {
         return;

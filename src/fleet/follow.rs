@@ -12,7 +12,8 @@ use crate::lifecycle::ServiceState;
 impl Member {
     /// Watches the lease while this replica waits for another's start: if the lease is freed
     /// or expires (its holder crashed) while the service is still starting here, this replica
-    /// takes it and runs `on_down`. One watcher per service.
+    /// takes it and runs `on_down`, unless it is shutting down (held requests released). One
+    /// watcher per service.
     pub(crate) fn follow(self: &Arc<Self>, first_wait: Duration) {
         if self.following.swap(true, Ordering::SeqCst) {
             self.lease_changed.notify_one();
@@ -39,6 +40,14 @@ impl Member {
                 if !starting() {
                     break me.following.store(false, Ordering::SeqCst);
                 }
+                if me.shutting_down() {
+                    // A replica that stays takes the start over; this one, shutting down,
+                    // would stop what it started or leave it unwatched. It does not even take
+                    // the lease (which would hold the others back), and follows on (slowly
+                    // polled) until the start ends or its start timeout passes.
+                    wait = me.shared.lease_ttl;
+                    continue;
+                }
                 match me.try_lease(Kind::Starting, false).await {
                     Attempt::Taken => {
                         me.following.store(false, Ordering::SeqCst);
@@ -60,8 +69,16 @@ impl Member {
                             registered.ensure_polling();
                             return;
                         }
+                        if registered.is_released() {
+                            // Shutting down since the look above: the start is handed on, its
+                            // announcement ("starting") waking the replicas that follow it,
+                            // which find the lease free.
+                            return me.release(message_for(state));
+                        }
                         if let Some(run) = registered.on_down_run() {
-                            me.started_here.store(true, Ordering::SeqCst);
+                            // Not the one start: the holder may run it still, its lease
+                            // lost with a restarted Redis (see `leave_to_starter`).
+                            me.started_here.store(false, Ordering::SeqCst);
                             tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
                             let _ = run.await;
                         }
@@ -74,5 +91,11 @@ impl Member {
                 }
             }
         });
+    }
+
+    /// Whether this replica is shutting down (its held requests released): it takes no lease
+    /// on the fleet's behalf any more, and leaves the fleet's starts and stops to the others.
+    pub(super) fn shutting_down(&self) -> bool {
+        self.service.upgrade().is_some_and(|r| r.is_released())
     }
 }

@@ -75,10 +75,6 @@ impl From<Attempt> for Refused {
 /// stop, which is being freed.
 const OWN_LEASE_RETRY: Duration = Duration::from_millis(20);
 
-/// The longest a stopped mark lasts: Redis refuses an expiry that overflows its clock, and an
-/// idle time that means "never" would ask for one.
-const MARK_AT_MOST: Duration = Duration::from_secs(365 * 24 * 3600);
-
 impl Member {
     /// Tries to take the lease for `kind`; a stop with `idle_check` also needs the fleet idle.
     pub(crate) async fn try_lease(self: &Arc<Self>, kind: Kind, idle_check: bool) -> Attempt {
@@ -180,7 +176,7 @@ impl Member {
         let member = self.service.upgrade().and_then(|r| r.fleet.get().cloned());
         let mark = match &self.activity {
             Some(activity) if stopped && lease.value.starts_with(Kind::Stopping.as_str()) => {
-                Some(activity.keep().min(MARK_AT_MOST))
+                Some(activity.keep())
             }
             _ => None,
         };

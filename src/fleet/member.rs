@@ -37,11 +37,11 @@ pub(crate) struct Member {
     pub(super) remote_stopped_at: AtomicU64,
     /// Whether a task watches the lease to take the start over if its holder vanishes.
     pub(super) following: AtomicBool,
-    /// Whether this replica ran `on_down` for the backend's latest start (see
-    /// [`leave_to_starter`](Self::leave_to_starter)).
+    /// Whether this replica ran `on_down` for the backend's latest start under the lease, the
+    /// one start (see [`leave_to_starter`](Self::leave_to_starter)).
     pub(super) started_here: AtomicBool,
     /// Whether this replica's last idle stop was left to the starter.
-    left_to_starter: AtomicBool,
+    pub(super) left_to_starter: AtomicBool,
     pub(crate) lease_changed: Notify,
 }
 
@@ -86,7 +86,8 @@ impl Member {
                     run.await
                 }
                 Attempt::Unavailable => {
-                    me.started_here.store(true, Ordering::SeqCst);
+                    // Not the one start: every replica may make it (see `leave_to_starter`).
+                    me.started_here.store(false, Ordering::SeqCst);
                     run.await
                 }
                 // (Stopped answers an idle stop only, never a start.)
@@ -104,6 +105,7 @@ impl Member {
     /// A stop: runs `on_idle` only under the lease and, for an idle stop, only if no replica
     /// has been active for the idle time. When that cannot be shown (Redis unreachable, another
     /// replica busy or holding the lease), the backend stays up and the idle time starts over.
+    /// A replica shutting down leaves the idle stop to the others.
     pub(crate) fn stop(
         self: &Arc<Self>,
         registered: Arc<Registered>,
@@ -114,7 +116,18 @@ impl Member {
             if registered.state() != ServiceState::Up || me.idle_after.is_none() {
                 return Ok(false);
             }
-            if me.leave_to_starter(idle_check) {
+            if idle_check && me.shutting_down() {
+                // The fleet's idle stop is left to a replica that stays (whose idle watch sees
+                // the fleet idle too): this one, shutting down, may be gone before the stop
+                // ends, leaving the others Stopping until the lease expires. Looking on, so
+                // that its last requests still reach the fleet.
+                tracing::debug!(service = %me.name, "fleet: shutting down; leaving the idle stop to the other replicas");
+                if let Some(idle) = &registered.idle {
+                    idle.arm_if_idle();
+                }
+                return Ok(false);
+            }
+            if me.leave_to_starter(&registered, idle_check) {
                 // Looking on, so that this replica's requests meanwhile reach the fleet.
                 if let Some(idle) = &registered.idle {
                     idle.arm_if_idle();
@@ -166,20 +179,6 @@ impl Member {
             }
         }
         .boxed()
-    }
-
-    /// Whether this idle stop is left to the replica that started the backend: every other
-    /// one, where the backend was not started, and the idle time starts over. With a `process`
-    /// trigger only the starter can stop the backend (it is that replica's child;
-    /// `process_stop` fails elsewhere, and the backend stays up another idle time). The
-    /// starter's watch, looking every quarter idle time, sees the fleet idle at most a quarter
-    /// after any other's; if the starter is gone, another stops the backend an idle time later.
-    fn leave_to_starter(&self, idle_check: bool) -> bool {
-        if !idle_check || self.started_here.load(Ordering::SeqCst) {
-            return false;
-        }
-        // Toggled: left this time if it was not left the last time.
-        !self.left_to_starter.fetch_xor(true, Ordering::SeqCst)
     }
 
     /// Called at every local transition: a start or stop this replica led has ended, so its

@@ -10,11 +10,11 @@
 //!   fencing token (`INCR`) that the release and renewal scripts check, so a holder that lost
 //!   the lease can neither extend it nor announce anything. The other replicas learn the
 //!   Starting / Stopping state (an announcement on the fleet's channel, and the lease itself)
-//!   and hold requests or answer the fallback. If the holder vanishes, another replica takes
-//!   the start over when the lease expires. A stop that ended with the backend down is marked
-//!   in Redis until the next lease, so that a replica that has not heard of it yet (the
-//!   announcements are pub/sub: late, or lost while a listener reconnects) does not stop the
-//!   backend again.
+//!   and hold requests or answer the fallback. If the holder vanishes, another replica (not one
+//!   shutting down) takes the start over when the lease expires. A stop that ended with the
+//!   backend down is marked in Redis until the next lease, so that a replica that has not heard
+//!   of it yet (the announcements are pub/sub: late, or lost while a listener reconnects) does
+//!   not stop the backend again.
 //! - **Fleet-wide idleness.** The idle stop runs only if no replica has had a request in flight
 //!   for the idle time. Each replica publishes its activity from its heartbeat, never per
 //!   request: at most once per quarter of the idle time per service, and at once when its
@@ -62,6 +62,7 @@ mod member;
 mod remote;
 mod scripts;
 mod shared;
+mod starter;
 mod store;
 mod tasks;
 

@@ -8,6 +8,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use tokio::time::Instant;
 
 use super::scripts;
+use crate::deadline::PRACTICALLY_FOREVER;
 
 /// How long Redis must answer without a failure for an outage to count as over (nanoseconds).
 const OUTAGE_OVER_AFTER: u64 = 1_000_000_000;
@@ -181,9 +182,9 @@ impl Store {
             .key(self.key(service, "stopped"))
             .arg(&self.replica)
             .arg(kind)
-            .arg(millis(ttl).max(1))
-            .arg(millis(idle))
-            .arg(millis(settle))
+            .arg(expiry(ttl))
+            .arg(capped(idle))
+            .arg(capped(settle))
             .arg(self.channel())
             .arg(service);
         self.call("acquire", call).await
@@ -202,7 +203,7 @@ impl Store {
             .key(self.key(service, "fence"))
             .arg(value)
             .arg(token)
-            .arg(millis(ttl).max(1));
+            .arg(expiry(ttl));
         self.call::<i64>("renew", call).await.map(|done| done == 1)
     }
 
@@ -224,7 +225,7 @@ impl Store {
             .arg(token)
             .arg(self.channel())
             .arg(message)
-            .arg(stopped.map_or(0, |mark| millis(mark).max(1)));
+            .arg(stopped.map_or(0, expiry));
         self.call::<i64>("release", call)
             .await
             .map(|done| done == 1)
@@ -251,7 +252,7 @@ impl Store {
         call.key(self.key(service, "active"))
             .arg(&self.replica)
             .arg(offset)
-            .arg(millis(keep).max(1));
+            .arg(expiry(keep));
         self.call::<i64>("touch", call).await.is_some()
     }
 
@@ -277,6 +278,20 @@ impl Store {
     }
 }
 
-pub(crate) fn millis(duration: Duration) -> u64 {
+/// A duration for Redis, in ms, at most a century ([`PRACTICALLY_FOREVER`], as the monitor's
+/// own timers take a longer one): Redis refuses an expiry past the end of its clock, which a
+/// duration meaning "never" (`Duration::MAX`) would ask for; the call would fail, and the
+/// replica take Redis for unreachable. A century is exact for any idle time up to it (the
+/// activity must outlive one idle time), and well within what Redis and Lua's numbers hold.
+fn capped(duration: Duration) -> u64 {
+    millis(duration.min(PRACTICALLY_FOREVER))
+}
+
+/// An expiry for Redis ([`capped`]), at least 1 ms (Redis refuses 0).
+fn expiry(duration: Duration) -> u64 {
+    capped(duration).max(1)
+}
+
+fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

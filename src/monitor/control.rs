@@ -102,7 +102,9 @@ impl MinMonitor {
     /// goes on. An operator's [`start`](Self::start) (the admin's `POST
     /// /services/{name}/start`) is an explicit action, and still runs `on_down`: the gateway
     /// stops what it starts with the other backend programs (once it has begun stopping
-    /// them, a `process` trigger refuses to start).
+    /// them, a `process` trigger refuses to start). In a fleet, the replica also takes no lease
+    /// on the fleet's behalf from then on: it neither takes over a start whose holder vanished
+    /// nor runs the fleet's idle stop, and leaves both to the replicas that stay.
     ///
     /// The gateway does this shortly before its `shutdown_grace` ends, so that a backend
     /// coming up within the grace still serves the requests held for it, and in any case

@@ -54,6 +54,25 @@ impl Registered {
         });
     }
 
+    /// Whether what `on_down` last started still runs here, as far as its trigger can tell
+    /// ([`Trigger::ended`] is there and has not resolved: a supervised program that has not
+    /// exited, not one found running under another supervisor's lock file). `false` when the
+    /// trigger cannot tell. In a fleet, a replica for which this holds counts as a starter of
+    /// the backend: the idle stop is its to make.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn runs_its_start(&self) -> bool {
+        let Some(on_down) = self.service.on_down.as_ref() else {
+            return false;
+        };
+        // A user's trigger, as in `watch_start`: a panic counts as "cannot tell".
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            on_down
+                .ended()
+                .is_some_and(|ended| ended.now_or_never().is_none())
+        }))
+        .unwrap_or(false)
+    }
+
     /// The start timed out (`Starting → Down`): stops what `on_down` started, if it can, so
     /// that the next request starts the backend afresh.
     pub(crate) fn abandon_start(self: &Arc<Self>) {

@@ -76,7 +76,10 @@ pub trait Trigger: Send + Sync + 'static {
     ///
     /// While a start is in progress the monitor watches it: a backend that ends before it
     /// comes up (a program that exits at once) ends the start then, and the service is down
-    /// again, instead of Starting until the start timeout passes.
+    /// again, instead of Starting until the start timeout passes. In fleet mode, a replica
+    /// that did not start the backend under the fleet's lease also polls the future once when
+    /// it comes to an idle stop: if what it started runs here (after a start made while Redis
+    /// was unreachable, say), the stop is its to make.
     ///
     /// ```
     /// use futures::future::{BoxFuture, FutureExt};

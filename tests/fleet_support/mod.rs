@@ -4,9 +4,12 @@
 #![allow(dead_code)]
 
 mod keys;
+mod outages;
 mod relay;
 mod replicas;
 #[allow(unused_imports)] // each test binary uses its own subset
+pub use outages::Outages;
+#[allow(unused_imports)]
 pub use relay::Relay;
 #[allow(unused_imports)]
 pub use replicas::*;

@@ -1,0 +1,209 @@
+//! After a start made while Redis was unreachable, every replica that asked has run `on_down`;
+//! with a `process` trigger and a lock file only one of them runs the program, and only it can
+//! stop it. The fleet's idle stop must go to that one, not to whichever replica asks first.
+#![cfg(feature = "fleet")]
+
+mod fleet_support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleet_support::*;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tower_monitor::{BoxError, MonitoredService, ServiceState, Trigger, trigger};
+
+/// Which replica runs the backend, the starts asked for, and the stops tried where it does not
+/// run.
+#[derive(Default)]
+struct Owner {
+    replica: Mutex<Option<usize>>,
+    starts_asked: AtomicUsize,
+    stops_elsewhere: AtomicUsize,
+}
+
+/// `on_down` as a `process` trigger with a lock file sees it: replica `me` starts the backend
+/// unless another one runs it already (then it starts nothing, and succeeds), and can tell
+/// while it runs it.
+struct Start {
+    backend: Arc<Backend>,
+    owner: Arc<Owner>,
+    me: usize,
+}
+
+impl Trigger for Start {
+    fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+        self.owner.starts_asked.fetch_add(1, Ordering::SeqCst);
+        let mut replica = self.owner.replica.lock().unwrap();
+        if replica.is_none() {
+            *replica = Some(self.me);
+            self.backend.start();
+        }
+        async { Ok(()) }.boxed()
+    }
+
+    fn ended(&self) -> Option<BoxFuture<'static, ()>> {
+        let runs_here = *self.owner.replica.lock().unwrap() == Some(self.me);
+        runs_here.then(|| futures::future::pending().boxed())
+    }
+}
+
+/// The service of replica `me`: started as [`Start`] does, and stopped only where it runs
+/// (elsewhere `on_idle` fails, as `process_stop` does: "not running here").
+fn owned_service(
+    backend: &Arc<Backend>,
+    owner: &Arc<Owner>,
+    me: usize,
+    idle: Duration,
+) -> MonitoredService {
+    let start = Start {
+        backend: Arc::clone(backend),
+        owner: Arc::clone(owner),
+        me,
+    };
+    let (down, stopping) = (Arc::clone(backend), Arc::clone(owner));
+    MonitoredService::new(backend.url(), GRACE)
+        .on_down(start)
+        .on_idle(
+            idle,
+            trigger::from_fn(move || {
+                let mut replica = stopping.replica.lock().unwrap();
+                let result = if *replica == Some(me) {
+                    *replica = None;
+                    down.stop();
+                    Ok(())
+                } else {
+                    stopping.stops_elsewhere.fetch_add(1, Ordering::SeqCst);
+                    Err(BoxError::from("nothing to stop: not running here"))
+                };
+                async move { result }
+            }),
+        )
+        .probe_timeout(Duration::from_millis(500))
+        .stop_timeout(Duration::from_secs(5))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_start_without_redis_the_idle_stop_goes_to_the_replica_that_runs_the_backend() {
+    let outages = Outages::installed();
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::from_millis(300)).await;
+    let owner = Arc::new(Owner::default());
+    // a will run the backend; b's idle time is the shorter, so that b comes to the idle stop
+    // first. (Longer than Redis takes to come back below, so that no stop is tried before.)
+    let idle = [Duration::from_millis(2800), Duration::from_millis(2000)];
+    let replicas = replicas(&redis, "t", &["a", "b"], |i| {
+        owned_service(&backend, &owner, i, idle[i])
+    })
+    .await;
+    let (a, b) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
+
+    // Redis is gone: a starts the backend on its own, and b, whose request comes while the
+    // backend boots, asks for a start on its own too (it finds the program running: nothing).
+    redis.kill();
+    let first = tokio::spawn(async move { request(&a, HOLD, 1).await });
+    assert!(
+        eventually(Duration::from_secs(5), || *owner.replica.lock().unwrap()
+            == Some(0))
+        .await
+    );
+    assert_eq!(request(&b, HOLD, 1).await, 200);
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(
+        owner.starts_asked.load(Ordering::SeqCst),
+        2,
+        "both started it"
+    );
+    assert_eq!(backend.starts(), 1);
+
+    // Redis is back; each replica serves a request, so that both idle times start now.
+    redis.restart().await;
+    assert!(
+        eventually(Duration::from_secs(10), || outages.recovered("a") == 1
+            && outages.recovered("b") == 1)
+        .await,
+        "the replicas did not find Redis again"
+    );
+    let (a, b) = (&replicas[0], &replicas[1]);
+    assert_eq!(
+        tokio::join!(request(a, None, 1), request(b, None, 1)),
+        (200, 200)
+    );
+
+    assert!(
+        eventually(Duration::from_secs(10), || backend.stops() == 1).await,
+        "the backend was not stopped (stops tried elsewhere: {})",
+        owner.stops_elsewhere.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        owner.stops_elsewhere.load(Ordering::SeqCst),
+        0,
+        "a replica that does not run the backend took the idle stop (and could not do it)"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || replicas
+            .iter()
+            .all(|m| state(m) == ServiceState::Down))
+        .await,
+        "every replica sees the backend down"
+    );
+}
+
+/// A Redis restarted during a start loses its lease: a replica waiting for that start takes
+/// it over, and its `on_down` finds the program running under the first replica (it starts
+/// nothing). The idle stop must still go to the replica that runs the program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_start_taken_over_from_a_holder_that_runs_it_the_idle_stop_goes_to_that_holder() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    // Boots long enough for the lease to be lost, and taken over, before it is up.
+    let backend = Backend::new(Duration::from_secs(4)).await;
+    let owner = Arc::new(Owner::default());
+    let idle = [Duration::from_millis(2800), Duration::from_millis(2000)];
+    let replicas = replicas(&redis, "t", &["c", "d"], |i| {
+        owned_service(&backend, &owner, i, idle[i])
+    })
+    .await;
+    let (c, d) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
+
+    let first = tokio::spawn(async move { request(&c, HOLD, 1).await });
+    assert!(
+        eventually(Duration::from_secs(5), || state(&d)
+            == ServiceState::Starting)
+        .await,
+        "d did not hear of c's start"
+    );
+    assert_eq!(*owner.replica.lock().unwrap(), Some(0));
+    redis.restart().await;
+    assert!(
+        eventually(Duration::from_secs(10), || owner
+            .starts_asked
+            .load(Ordering::SeqCst)
+            == 2)
+        .await,
+        "d did not take the start over"
+    );
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(backend.starts(), 1);
+
+    // Both idle times start now.
+    let (c, d) = (&replicas[0], &replicas[1]);
+    assert_eq!(
+        tokio::join!(request(c, None, 1), request(d, None, 1)),
+        (200, 200)
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || backend.stops() == 1).await,
+        "the backend was not stopped (stops tried elsewhere: {})",
+        owner.stops_elsewhere.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        owner.stops_elsewhere.load(Ordering::SeqCst),
+        0,
+        "the replica that took the start over took the idle stop (and could not do it)"
+    );
+}

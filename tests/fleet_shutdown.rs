@@ -1,0 +1,158 @@
+//! Fleet mode on a replica that is shutting down (`MinMonitor::release_held`): it takes no
+//! lease on the fleet's behalf any more, neither to take a start over nor for an idle stop.
+//! What it would start it would then stop, or leave unwatched; a stop it began might not end
+//! before it is gone. The replicas that stay do both.
+#![cfg(feature = "fleet")]
+
+mod fleet_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fleet_support::*;
+use tower_monitor::{BoxError, MonitoredService, ServiceState, trigger};
+
+/// The lease time of the test fleets (see [`fleet`]).
+const LEASE: Duration = Duration::from_millis(1500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_shutting_down_does_not_take_a_start_over() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::from_millis(100)).await;
+
+    // Replica a runs on its own runtime; its on_down starts and never finishes.
+    let runtime_a = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a_started = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&a_started);
+    let hanging =
+        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<(), BoxError>>()
+        }));
+    let url = redis.url();
+    let a = runtime_a
+        .spawn(async move { replica(fleet(&url, "t", "a"), hanging) })
+        .await
+        .unwrap();
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
+    redis.wait_for_listeners("t", 2).await;
+
+    let a_request = Arc::clone(&a);
+    runtime_a.spawn(async move { request(&a_request, None, 1).await });
+    assert!(
+        eventually(Duration::from_secs(5), || a_started.load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    // b learns that a is starting it, and waits for that start, watching the lease.
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await
+    );
+    // b is shutting down; then a crashes, its lease neither renewed nor freed.
+    b.release_held();
+    runtime_a.shutdown_background();
+    drop(a);
+    redis
+        .until_gone("t:svc:app:lease", LEASE * 2, "a's lease did not expire")
+        .await;
+    // b looks at the lease as soon as it has expired (it knew how long it had left): well
+    // within a lease time it would have taken it, and started the backend.
+    tokio::time::sleep(LEASE).await;
+    assert_eq!(
+        backend.starts(),
+        0,
+        "the replica shutting down took the start over"
+    );
+    assert_eq!(
+        redis
+            .command(&["EXISTS", "t:svc:app:lease"])
+            .await
+            .as_deref(),
+        Some(":0\r\n"),
+        "the replica shutting down took the lease"
+    );
+    assert_eq!(state(&b), ServiceState::Starting);
+
+    // A replica that stays starts it, once; b sees it up.
+    let c = replica(
+        fleet(&redis.url(), "t", "c"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
+    assert_eq!(request(&c, HOLD, 1).await, 200);
+    assert_eq!(backend.starts(), 1);
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b) == ServiceState::Up).await,
+        "b still {:?}",
+        state(&b)
+    );
+}
+
+/// As [`service`], counting the runs of `on_idle` in `stops`.
+fn counted(backend: &Arc<Backend>, idle: Duration, stops: &Arc<AtomicUsize>) -> MonitoredService {
+    let (backend, stops) = (Arc::clone(backend), Arc::clone(stops));
+    service(&backend, idle, GRACE).on_idle(
+        idle,
+        trigger::from_fn(move || {
+            stops.fetch_add(1, Ordering::SeqCst);
+            backend.stop();
+            async { Ok::<(), BoxError>(()) }
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_shutting_down_leaves_the_idle_stop_to_the_others() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    backend.start_now().await;
+    // a's idle time is the shorter: it would come to the stop well before b (each leaves its
+    // first idle stop to the starter, which neither is: the backend was up before).
+    let (a_stops, b_stops) = (Arc::default(), Arc::default());
+    let a = replica(
+        fleet(&redis.url(), "t", "a"),
+        counted(&backend, Duration::from_millis(600), &a_stops),
+    );
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        counted(&backend, Duration::from_millis(1500), &b_stops),
+    );
+    redis.wait_for_listeners("t", 2).await;
+    a.release_held();
+    for monitor in [&a, &b] {
+        monitor.set_status_up("app").unwrap();
+    }
+
+    assert!(
+        eventually(Duration::from_secs(10), || backend.stops() == 1).await,
+        "the backend was not stopped"
+    );
+    assert_eq!(
+        (
+            a_stops.load(Ordering::SeqCst),
+            b_stops.load(Ordering::SeqCst)
+        ),
+        (0, 1),
+        "the replica shutting down ran the idle stop"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || [&a, &b]
+            .iter()
+            .all(|m| state(m) == ServiceState::Down))
+        .await,
+        "every replica sees the backend down"
+    );
+}
