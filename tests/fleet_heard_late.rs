@@ -181,3 +181,36 @@ async fn an_up_probed_before_the_fleets_stop_ended_does_not_undo_a_fresher_up() 
     assert!(!undone.await, "c took the backend for {}", state(&c));
     assert_eq!(backend.starts(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_started_outside_the_fleet_after_its_stop_is_stopped_when_idle() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    backend.start_now().await;
+    // a stops the backend when asked; c when its idle time has passed.
+    let services = [
+        service(&backend, Duration::from_secs(60), GRACE),
+        service(&backend, Duration::from_millis(400), GRACE),
+    ];
+    let replicas = replicas(&redis, "t", &["a", "c"], |i| services[i].clone()).await;
+    let (a, c) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
+    a.set_status_up("app").unwrap();
+    c.set_status_up("app").unwrap();
+    assert!(a.stop("app").await.unwrap(), "a stops the backend");
+    assert!(eventually(Duration::from_secs(5), || state(&c) == ServiceState::Down).await);
+
+    // Started again without the fleet's lease (by hand, or by a replica that could not reach
+    // Redis), and found up by c's next request.
+    backend.start_now().await;
+    assert_eq!(request(&c, None, 0).await, 200);
+    assert_eq!(state(&c), ServiceState::Up);
+
+    // The fleet is idle: c stops it (the mark of a's stop is about a backend that was down).
+    assert!(
+        eventually(Duration::from_secs(10), || backend.stops() == 2).await,
+        "the backend was left running; c is {}",
+        state(&c)
+    );
+}
