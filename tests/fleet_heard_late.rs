@@ -127,3 +127,90 @@ async fn an_up_probed_before_the_fleets_stop_ended_is_not_believed_after_it() {
     assert!(!believed.await, "an up older than the stop was believed");
     assert_eq!(backend.stops(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_up_probed_before_the_fleets_stop_ended_does_not_undo_a_fresher_up() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    backend.start_now().await;
+    // a starts and stops the backend when asked (its own idle time is out of reach).
+    let a_service = service(&backend, Duration::from_secs(60), GRACE);
+    // c's probe connects, then waits for the test before it tells what it found.
+    let (began, answer) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (begun, answered, addr) = (Arc::clone(&began), Arc::clone(&answer), backend.addr);
+    let c_service = service(&backend, Duration::from_secs(60), GRACE)
+        .probe_timeout(Duration::from_secs(30))
+        .probe(probe::from_fn(move |_url| {
+            let (begun, answered) = (Arc::clone(&begun), Arc::clone(&answered));
+            async move {
+                let up = TcpStream::connect(addr).await.is_ok();
+                begun.notify_one();
+                answered.notified().await;
+                Ok::<bool, BoxError>(up)
+            }
+        }));
+    let services = [a_service, c_service];
+    let replicas = replicas(&redis, "t", &["a", "c"], |i| services[i].clone()).await;
+    let (a, c) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
+    a.set_status_up("app").unwrap();
+    c.set_status_up("app").unwrap();
+
+    // c's probe finds the backend up; then a stops it, and c hears so.
+    let prober = Arc::clone(&c);
+    tokio::spawn(async move { prober.reprobe("app").await });
+    began.notified().await;
+    assert!(a.stop("app").await.unwrap(), "a stops the backend");
+    assert!(eventually(Duration::from_secs(5), || state(&c) == ServiceState::Down).await);
+
+    // a starts it again, and c hears that it is up.
+    a.start("app").await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || state(&c) == ServiceState::Up).await,
+        "c did not hear of a's start: {}",
+        state(&c)
+    );
+
+    // Only now does c's probe tell the up it found before the stop: older than the up c heard
+    // since, it changes nothing.
+    let before = probes(&c);
+    answer.notify_one();
+    assert!(eventually(Duration::from_secs(5), || probes(&c) > before).await);
+    let undone = eventually(Duration::from_millis(300), || state(&c) != ServiceState::Up);
+    assert!(!undone.await, "c took the backend for {}", state(&c));
+    assert_eq!(backend.starts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backend_started_outside_the_fleet_after_its_stop_is_stopped_when_idle() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    backend.start_now().await;
+    // a stops the backend when asked; c when its idle time has passed.
+    let services = [
+        service(&backend, Duration::from_secs(60), GRACE),
+        service(&backend, Duration::from_millis(400), GRACE),
+    ];
+    let replicas = replicas(&redis, "t", &["a", "c"], |i| services[i].clone()).await;
+    let (a, c) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
+    a.set_status_up("app").unwrap();
+    c.set_status_up("app").unwrap();
+    assert!(a.stop("app").await.unwrap(), "a stops the backend");
+    assert!(eventually(Duration::from_secs(5), || state(&c) == ServiceState::Down).await);
+
+    // Started again without the fleet's lease (by hand, or by a replica that could not reach
+    // Redis), and found up by c's next request.
+    backend.start_now().await;
+    assert_eq!(request(&c, None, 0).await, 200);
+    assert_eq!(state(&c), ServiceState::Up);
+
+    // The fleet is idle: c stops it (the mark of a's stop is about a backend that was down).
+    assert!(
+        eventually(Duration::from_secs(10), || backend.stops() == 2).await,
+        "the backend was left running; c is {}",
+        state(&c)
+    );
+}

@@ -86,7 +86,7 @@ impl Member {
                     }
                     Attempt::Held { wait: next }
                     | Attempt::Busy { wait: next }
-                    | Attempt::Stopped { wait: next } => wait = next,
+                    | Attempt::Stopped { wait: next, .. } => wait = next,
                     Attempt::Unavailable => wait = me.shared.tick(),
                 }
             }

@@ -45,8 +45,9 @@ pub(crate) enum Attempt {
     /// to tell); it could be idle after `wait`.
     Busy { wait: Duration },
     /// Free, but the fleet has stopped the backend since it was last started: an idle stop
-    /// asked by a replica that has not heard of that stop yet. (The mark lasts `wait` more.)
-    Stopped { wait: Duration },
+    /// asked by a replica that has not heard of that stop yet, or of a backend started since
+    /// without a lease. (The mark, `mark`, lasts `wait` more.)
+    Stopped { wait: Duration, mark: String },
     /// Redis cannot be reached.
     Unavailable,
 }
@@ -78,6 +79,17 @@ const OWN_LEASE_RETRY: Duration = Duration::from_millis(20);
 impl Member {
     /// Tries to take the lease for `kind`; a stop with `idle_check` also needs the fleet idle.
     pub(crate) async fn try_lease(self: &Arc<Self>, kind: Kind, idle_check: bool) -> Attempt {
+        self.try_lease_past(kind, idle_check, None).await
+    }
+
+    /// [`try_lease`](Self::try_lease), passing over the stopped mark `past` (see
+    /// [`ACQUIRE`](super::scripts::ACQUIRE)).
+    pub(crate) async fn try_lease_past(
+        self: &Arc<Self>,
+        kind: Kind,
+        idle_check: bool,
+        past: Option<&str>,
+    ) -> Attempt {
         let shared = &self.shared;
         if !shared.store.is_up() {
             return Attempt::Unavailable;
@@ -90,7 +102,13 @@ impl Member {
         let settle = shared.tick() * 2;
         let answer = shared
             .store
-            .acquire(&self.name, kind.as_str(), shared.lease_ttl, idle, settle)
+            .acquire(
+                &self.name,
+                kind.as_str(),
+                shared.lease_ttl,
+                (idle, settle),
+                past,
+            )
             .await;
         let Some((code, value, number)) = answer else {
             if kind == Kind::Stopping {
@@ -121,7 +139,10 @@ impl Member {
                     wait: wait.max(Duration::from_millis(5)) + Duration::from_millis(5),
                 }
             }
-            3 => Attempt::Stopped { wait: millis },
+            3 => Attempt::Stopped {
+                wait: millis,
+                mark: value,
+            },
             _ => Attempt::Busy {
                 wait: millis.max(Duration::from_millis(5)),
             },
@@ -156,8 +177,8 @@ impl Member {
     /// down) and the lease is a stop's, the fleet marks the backend stopped until the next
     /// lease, so that a replica that missed this stop does not stop the backend again. The mark
     /// lasts as long as the activity Redis keeps: a replica that missed the stop looks for an
-    /// idle stop well within it, and a backend started without a lease (Redis out of reach) is
-    /// not kept from its idle stop for longer.
+    /// idle stop well within it. (A backend started since without a lease, found answering,
+    /// is stopped all the same: see [`stop`](Self::stop).)
     pub(crate) fn free(&self, message: &str, stopped: bool) {
         let Some(lease) = self
             .lease

@@ -91,7 +91,7 @@ impl Member {
                     run.await
                 }
                 // (Stopped answers an idle stop only, never a start.)
-                Attempt::Held { wait } | Attempt::Busy { wait } | Attempt::Stopped { wait } => {
+                Attempt::Held { wait } | Attempt::Busy { wait } | Attempt::Stopped { wait, .. } => {
                     me.started_here.store(false, Ordering::SeqCst);
                     tracing::debug!(service = %me.name, "fleet: another replica holds the lease; waiting for its start");
                     me.follow(wait);
@@ -144,7 +144,20 @@ impl Member {
                 }
                 return Ok(false);
             }
-            match me.try_lease(Kind::Stopping, idle_check).await {
+            let mut attempt = me.try_lease(Kind::Stopping, idle_check).await;
+            if let Attempt::Stopped { mark, .. } = &attempt {
+                // The fleet's stop found the backend down: answering now, it was started
+                // since without a lease (by hand, or by a replica that could not reach Redis),
+                // and no replica would stop it again while the mark lasts, if ever (they go
+                // Down at their stop timeout, and nothing idles once all are down).
+                if registered.answers_now().await {
+                    tracing::info!(service = %me.name, "fleet: {} answers although the fleet stopped it and no lease was taken since; stopping it if the fleet is idle", me.name);
+                    attempt = me
+                        .try_lease_past(Kind::Stopping, idle_check, Some(mark))
+                        .await;
+                }
+            }
+            match attempt {
                 Attempt::Taken => {
                     let stopped = registered.stop_locally(idle_check).await;
                     if let Ok(false) = stopped {

@@ -11,13 +11,14 @@ impl Member {
     /// While another replica stops the backend, a probe that still finds it answering does
     /// not count as up (it is shutting down). Unless Stopping here too: an up found then
     /// leaves it Stopping, where a down would call it stopped while the other still stops it.
-    /// Nor does a probe that began (`elapsed` ago) before the other's stop was heard to end:
-    /// what it found is older than that stop.
+    /// A probe that began (`elapsed` ago) before the other's stop was heard to end tells
+    /// nothing (`None`): its up is older than that stop, and than whatever was heard since (a
+    /// fresh start's up, say), which a down made of it would undo.
     pub(crate) fn filter_probe(
         &self,
         result: Result<bool, crate::BoxError>,
         elapsed: Duration,
-    ) -> Result<bool, crate::BoxError> {
+    ) -> Option<Result<bool, crate::BoxError>> {
         let stopping_here = || {
             self.service
                 .upgrade()
@@ -30,13 +31,13 @@ impl Member {
         match result {
             Ok(true) if self.remote_stopping() && !stopping_here() => {
                 tracing::debug!(service = %self.name, "fleet: answering, but another replica is stopping it; not up");
-                Ok(false)
+                Some(Ok(false))
             }
             Ok(true) if self.stopped_since(began) => {
-                tracing::debug!(service = %self.name, "fleet: an up probed before another replica's stop ended; not up");
-                Ok(false)
+                tracing::debug!(service = %self.name, "fleet: an up probed before another replica's stop ended; ignored");
+                None
             }
-            other => other,
+            other => Some(other),
         }
     }
 

@@ -9,23 +9,25 @@
 /// and has not stopped the backend already).
 ///
 /// KEYS: lease, fence, activity, epoch, stopped. ARGV: replica, kind, ttl ms, idle ms (0: no
-/// idle check), minimum epoch age ms, channel, service.
+/// idle check), minimum epoch age ms, channel, service, a stopped mark to pass over ("": none).
 /// Returns `{1, value, token}` taken; `{0, value, pttl}` held by someone else;
 /// `{2, who, ms}` not idle for `ms` more (who was active, or "epoch" when Redis restarted too
-/// recently to tell); `{3, "stopped", pttl}` stopped by the fleet, and no lease taken since.
+/// recently to tell); `{3, mark, pttl}` stopped by the fleet, and no lease taken since.
 ///
 /// The stopped mark is the token of the stop that ended with the backend down (see
 /// [`RELEASE`]); every lease taken since (a start's first) has a larger one. While the mark is
-/// the fence, the replica asking still believes the backend up only because it has not heard
-/// of that stop yet (announcements come late, or are lost with a listener's connection).
+/// the fence, the replica asking most likely believes the backend up only because it has not
+/// heard of that stop yet (announcements come late, or are lost with a listener's connection).
+/// Unless the backend answers: then it was started since without a lease (by hand, or by a
+/// replica that could not reach Redis), and the replica asks again passing over that mark.
 pub(crate) const ACQUIRE: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held then return {0, held, redis.call('PTTL', KEYS[1])} end
 local idle = tonumber(ARGV[4])
 if idle > 0 then
   local stopped = redis.call('GET', KEYS[5])
-  if stopped and stopped == redis.call('GET', KEYS[2]) then
-    return {3, 'stopped', redis.call('PTTL', KEYS[5])}
+  if stopped and stopped == redis.call('GET', KEYS[2]) and stopped ~= ARGV[8] then
+    return {3, stopped, redis.call('PTTL', KEYS[5])}
   end
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -165,14 +165,15 @@ impl Store {
         }
     }
 
-    /// Tries to take `service`'s lease; see [`scripts::ACQUIRE`] for the answer.
+    /// Tries to take `service`'s lease, passing over the stopped mark `past` if given; see
+    /// [`scripts::ACQUIRE`] for the answer.
     pub(crate) async fn acquire(
         &self,
         service: &str,
         kind: &str,
         ttl: Duration,
-        idle: Duration,
-        settle: Duration,
+        (idle, settle): (Duration, Duration),
+        past: Option<&str>,
     ) -> Option<(i64, String, i64)> {
         let mut call = self.acquire.prepare_invoke();
         call.key(self.key(service, "lease"))
@@ -186,7 +187,8 @@ impl Store {
             .arg(capped(idle))
             .arg(capped(settle))
             .arg(self.channel())
-            .arg(service);
+            .arg(service)
+            .arg(past.unwrap_or(""));
         self.call("acquire", call).await
     }
 

@@ -176,7 +176,7 @@ impl<B: Default> Default for MonitorBody<B> {
 }
 
 /// Any inner body whose data a fallback's [`Bytes`] converts into: `Bytes` itself (axum, tonic,
-/// hyper's `Incoming`), `Vec<u8>`, `BytesMut`, or a type of the user's with `From<Bytes>`.
+/// hyper's `Incoming`), `BytesMut`, or a `Buf` of the user's with `From<Bytes>`.
 impl<B> Body for MonitorBody<B>
 where
     B: Body,

@@ -106,10 +106,17 @@ impl Registered {
             let elapsed = started.elapsed();
             let came_back = me.seen.swap(true, Ordering::SeqCst) && me.state() != ServiceState::Up;
             let result = me.settle(result, came_back);
-            // Fleet hook: an up is not believed while another replica is stopping the backend.
+            // Fleet hook: an up is not believed while another replica is stopping the backend,
+            // and one found before another replica's stop ended changes nothing.
             #[cfg(feature = "fleet")]
             let result = match me.fleet.get() {
-                Some(member) => member.filter_probe(result, elapsed),
+                Some(member) => match member.filter_probe(result, elapsed) {
+                    Some(result) => result,
+                    None => {
+                        me.stats.probe(&me.name, ProbeResult::Down, elapsed);
+                        return Ok(me.state() == ServiceState::Up);
+                    }
+                },
                 None => result,
             };
             match &result {
