@@ -156,3 +156,65 @@ async fn a_replica_shutting_down_leaves_the_idle_stop_to_the_others() {
         "every replica sees the backend down"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_start_whose_lease_comes_after_the_release_is_handed_on() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::from_millis(100)).await;
+    // a waits for Redis as long as the test needs (its lease call in flight across the
+    // release); b is the usual replica.
+    let a_started = Arc::new(AtomicUsize::new(0));
+    let (counted, started) = (Arc::clone(&a_started), Arc::clone(&backend));
+    let a_service =
+        service(&backend, Duration::from_secs(60), GRACE).on_down(trigger::from_fn(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            started.start();
+            async { Ok::<(), BoxError>(()) }
+        }));
+    let a = replica(
+        fleet(&redis.url(), "t", "a").redis_timeout(Duration::from_secs(10)),
+        a_service,
+    );
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
+    redis.wait_for_listeners("t", 2).await;
+
+    // a's request starts the backend; its lease call waits on a frozen Redis while a's held
+    // requests are released (the gateway shutting down), and gets the lease after.
+    redis.freeze();
+    let a_request = Arc::clone(&a);
+    let held = tokio::spawn(async move { request(&a_request, None, 1).await });
+    let starting = eventually(Duration::from_secs(5), || {
+        state(&a) == ServiceState::Starting
+    })
+    .await;
+    a.release_held();
+    redis.thaw();
+    assert!(starting, "a's request did not start the backend");
+    tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("a's request is answered")
+        .unwrap();
+
+    // The replica that stays starts it; a, shutting down, started nothing.
+    assert!(
+        eventually(Duration::from_secs(10), || state(&b) == ServiceState::Up).await,
+        "b still {:?}: the start was not handed on",
+        state(&b)
+    );
+    assert_eq!(
+        a_started.load(Ordering::SeqCst),
+        0,
+        "the replica shutting down started the backend with the lease it got after its release"
+    );
+    assert_eq!(backend.starts(), 1);
+    assert!(
+        eventually(Duration::from_secs(10), || state(&a) == ServiceState::Up).await,
+        "a still {:?}",
+        state(&a)
+    );
+}

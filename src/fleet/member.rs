@@ -14,7 +14,7 @@ use super::lease::{Attempt, Kind, Lease, Refused};
 use super::shared::Shared;
 use crate::error::SharedError;
 use crate::lifecycle::{Event, ServiceState, Transition};
-use crate::registered::Registered;
+use crate::registered::{Asker, Registered, ShuttingDown};
 
 /// How often a replica probes a backend whose start or stop another replica leads.
 const FOLLOWER_POLL: Duration = Duration::from_secs(1);
@@ -68,8 +68,10 @@ impl Member {
     /// A cold start: `run` (the local `on_down`) runs only if this replica takes the lease, or
     /// if Redis cannot be reached (then each replica starts on its own: serving wins). If another
     /// replica holds the lease, this one waits for its up, and takes over if the lease expires.
+    /// A request's start that gets the lease only once held requests are released hands it on.
     pub(crate) fn wake(
         self: &Arc<Self>,
+        asker: Asker,
         run: BoxFuture<'static, Result<(), SharedError>>,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = Arc::clone(self);
@@ -81,6 +83,17 @@ impl Member {
                         // Up (announced by another replica) while the lease was being taken.
                         me.release(message_for(state.unwrap_or(ServiceState::Down)));
                         return Ok(());
+                    }
+                    if asker == Asker::Request && me.shutting_down() {
+                        // Released while the lease was being taken: a request starts nothing
+                        // from then on (see `Registered::start_for`), and this replica would
+                        // stop what it started, or leave it unwatched. Freed announcing
+                        // "starting": the replicas that stay find it free and start the
+                        // backend; this one stays Starting until their "up" (or its start
+                        // timeout).
+                        tracing::info!(service = %me.name, "fleet: shutting down; handing the start of {} on to the other replicas", me.name);
+                        me.release(message_for(ServiceState::Starting));
+                        return Err(Arc::new(ShuttingDown) as SharedError);
                     }
                     me.started_here.store(true, Ordering::SeqCst);
                     run.await

@@ -173,7 +173,7 @@ impl Registered {
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
                 let starting = Some(transition.began);
-                return Some(self.fleet_wake(self.run_on_down(on_down, starting)));
+                return Some(self.fleet_wake(asker, self.run_on_down(on_down, starting)));
             }
             if self.state() != ServiceState::Stopping {
                 return None;
@@ -193,7 +193,7 @@ impl Registered {
             self.wake_after_stop
                 .store(release::NO_WISH, Ordering::SeqCst);
             self.after(transition);
-            Some(self.fleet_wake(self.run_on_down(on_down, Some(transition.began))))
+            Some(self.fleet_wake(asker, self.run_on_down(on_down, Some(transition.began))))
         });
         let name = Arc::clone(&self.name);
         async move {
@@ -209,11 +209,12 @@ impl Registered {
     /// the replicas); otherwise `run` is returned as it is.
     fn fleet_wake(
         &self,
+        #[cfg_attr(not(feature = "fleet"), allow(unused_variables))] asker: Asker,
         run: BoxFuture<'static, Result<(), SharedError>>,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         #[cfg(feature = "fleet")]
         if let Some(member) = self.fleet.get() {
-            return member.wake(run);
+            return member.wake(asker, run);
         }
         run
     }
