@@ -5,7 +5,7 @@
 
 mod fleet_support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,11 +25,12 @@ struct Owner {
 
 /// `on_down` as a `process` trigger with a lock file sees it: replica `me` starts the backend
 /// unless another one runs it already (then it starts nothing, and succeeds), and can tell
-/// while it runs it.
+/// while it runs it, and once what it started has ended.
 struct Start {
     backend: Arc<Backend>,
     owner: Arc<Owner>,
     me: usize,
+    started: AtomicBool,
 }
 
 impl Trigger for Start {
@@ -38,14 +39,20 @@ impl Trigger for Start {
         let mut replica = self.owner.replica.lock().unwrap();
         if replica.is_none() {
             *replica = Some(self.me);
+            self.started.store(true, Ordering::SeqCst);
             self.backend.start();
         }
         async { Ok(()) }.boxed()
     }
 
     fn ended(&self) -> Option<BoxFuture<'static, ()>> {
-        let runs_here = *self.owner.replica.lock().unwrap() == Some(self.me);
-        runs_here.then(|| futures::future::pending().boxed())
+        if *self.owner.replica.lock().unwrap() == Some(self.me) {
+            return Some(futures::future::pending().boxed());
+        }
+        // Its program exited (crashed, or stopped); one found running elsewhere: cannot tell.
+        self.started
+            .load(Ordering::SeqCst)
+            .then(|| futures::future::ready(()).boxed())
     }
 }
 
@@ -61,6 +68,7 @@ fn owned_service(
         backend: Arc::clone(backend),
         owner: Arc::clone(owner),
         me,
+        started: AtomicBool::new(false),
     };
     let (down, stopping) = (Arc::clone(backend), Arc::clone(owner));
     MonitoredService::new(backend.url(), GRACE)
@@ -206,4 +214,54 @@ async fn after_a_start_taken_over_from_a_holder_that_runs_it_the_idle_stop_goes_
         0,
         "the replica that took the start over took the idle stop (and could not do it)"
     );
+}
+
+/// A replica that started the backend under the lease, whose program then crashed and was
+/// started again by another replica without the fleet hearing of it (as a start made while
+/// Redis was unreachable is), is no longer its starter: its trigger says what it started has
+/// ended, and the idle stop goes to the replica that runs the program now, even though the
+/// first one comes to it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_starter_whose_program_crashed_and_was_started_elsewhere_leaves_the_stop_to_that_one() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::from_millis(300)).await;
+    let owner = Arc::new(Owner::default());
+    // e comes to the idle stop first.
+    let idle = [Duration::from_millis(1500), Duration::from_millis(2500)];
+    let replicas = replicas(&redis, "t", &["e", "f"], |i| {
+        owned_service(&backend, &owner, i, idle[i])
+    })
+    .await;
+    let (e, f) = (&replicas[0], &replicas[1]);
+
+    // e starts the backend under the lease: e is the starter.
+    assert_eq!(request(e, HOLD, 1).await, 200);
+    assert_eq!(*owner.replica.lock().unwrap(), Some(0));
+
+    // e's program crashes, and f's trigger runs it again, unheard of by the fleet.
+    *owner.replica.lock().unwrap() = None;
+    backend.stop();
+    *owner.replica.lock().unwrap() = Some(1);
+    backend.start();
+
+    // Each replica serves a request, so that both idle times start now.
+    assert_eq!(
+        tokio::join!(request(e, HOLD, 1), request(f, HOLD, 1)),
+        (200, 200)
+    );
+
+    // The crash was one stop; the idle stop is the second.
+    assert!(
+        eventually(Duration::from_secs(10), || backend.stops() == 2).await,
+        "the backend was not stopped (stops tried elsewhere: {})",
+        owner.stops_elsewhere.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        owner.stops_elsewhere.load(Ordering::SeqCst),
+        0,
+        "the replica whose program had crashed took the idle stop (and could not do it)"
+    );
+    assert_eq!(backend.starts(), 2, "no start besides the two");
 }

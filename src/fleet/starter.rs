@@ -6,8 +6,10 @@
 //! Redis was unreachable may have been made by every replica, and a start taken over may have
 //! been made by the holder too (its lease lost with a restarted Redis, not with the holder):
 //! only the trigger knows whether what it started runs here (with a lock file, a replica that
-//! found it held started nothing). So besides the replica that started the backend under the
-//! lease, one whose trigger says it runs what it started counts as the starter.
+//! found it held started nothing). So the trigger's word decides where it can tell: a replica
+//! whose program runs is the starter, one whose program has exited is not, even if it started
+//! the backend under the lease (the program crashed, and another replica started it again).
+//! Where the trigger cannot tell (a webhook), the replica that started under the lease is.
 
 use std::sync::atomic::Ordering;
 
@@ -21,12 +23,15 @@ impl Member {
     /// other's; if the starter is gone (or there is none), another stops the backend an idle
     /// time later.
     pub(super) fn leave_to_starter(&self, registered: &Registered, idle_check: bool) -> bool {
-        if !idle_check
-            || self.started_here.load(Ordering::SeqCst)
-            // A webhook cannot tell: its backend is left to whichever replica asks second, as
-            // one that was up before is.
-            || registered.runs_its_start()
-        {
+        // The trigger's word first: a program started here under the lease may have crashed
+        // and been started again by another replica (in a Redis outage, or with its
+        // announcement missed), which this one could not stop. A trigger that cannot tell (a
+        // webhook) leaves the lease's word; with neither, the backend is left to whichever
+        // replica asks second, as one that was up before is.
+        let starter = registered
+            .runs_its_start()
+            .unwrap_or_else(|| self.started_here.load(Ordering::SeqCst));
+        if !idle_check || starter {
             return false;
         }
         // Toggled: left this time if it was not left the last time.

@@ -54,23 +54,20 @@ impl Registered {
         });
     }
 
-    /// Whether what `on_down` last started still runs here, as far as its trigger can tell
-    /// ([`Trigger::ended`] is there and has not resolved: a supervised program that has not
-    /// exited, not one found running under another supervisor's lock file). `false` when the
-    /// trigger cannot tell. In a fleet, a replica for which this holds counts as a starter of
-    /// the backend: the idle stop is its to make.
+    /// Whether what `on_down` last started still runs here, as far as its trigger can tell:
+    /// `Some(true)` while [`Trigger::ended`] has not resolved (a supervised program that has
+    /// not exited), `Some(false)` once it has (the program exited: crashed, or stopped),
+    /// `None` when the trigger cannot tell (no `ended`, as a webhook's; one found running
+    /// under another supervisor's lock file; a panic). In a fleet this decides whether a
+    /// replica is the backend's starter, whose idle stop it is to make.
     #[cfg(feature = "fleet")]
-    pub(crate) fn runs_its_start(&self) -> bool {
-        let Some(on_down) = self.service.on_down.as_ref() else {
-            return false;
-        };
+    pub(crate) fn runs_its_start(&self) -> Option<bool> {
+        let on_down = self.service.on_down.as_ref()?;
         // A user's trigger, as in `watch_start`: a panic counts as "cannot tell".
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            on_down
-                .ended()
-                .is_some_and(|ended| ended.now_or_never().is_none())
+            on_down.ended().map(|ended| ended.now_or_never().is_none())
         }))
-        .unwrap_or(false)
+        .unwrap_or(None)
     }
 
     /// The start timed out (`Starting → Down`): stops what `on_down` started, if it can, so
