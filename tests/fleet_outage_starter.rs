@@ -265,3 +265,56 @@ async fn a_starter_whose_program_crashed_and_was_started_elsewhere_leaves_the_st
     );
     assert_eq!(backend.starts(), 2, "no start besides the two");
 }
+
+/// A replica following another's start cannot hear its "up" or "down", nor see its lease
+/// expire, once Redis is unreachable: it starts the backend on its own, as a cold start in an
+/// outage does, instead of holding its requests until its start timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_following_a_start_when_redis_goes_starts_the_backend_on_its_own() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::from_millis(1500)).await;
+    let owner = Arc::new(Owner::default());
+    let idle = Duration::from_secs(30);
+    let replicas = replicas(&redis, "t", &["g", "h"], |i| {
+        owned_service(&backend, &owner, i, idle)
+    })
+    .await;
+    let (g, h) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
+
+    // g starts the backend under the lease; h hears of it and follows.
+    let first = tokio::spawn(async move { request(&g, HOLD, 1).await });
+    assert!(
+        eventually(Duration::from_secs(5), || state(&h)
+            == ServiceState::Starting)
+        .await,
+        "h did not hear of g's start"
+    );
+    // (The lease's announcement may come before g's `on_down` runs.)
+    assert!(
+        eventually(Duration::from_secs(5), || *owner.replica.lock().unwrap()
+            == Some(0))
+        .await,
+        "g did not start the backend"
+    );
+
+    // g's program crashes while it boots, and Redis goes: nobody will say the start failed.
+    *owner.replica.lock().unwrap() = None;
+    backend.stop();
+    redis.kill();
+
+    assert_eq!(
+        request(&h, HOLD, 1).await,
+        200,
+        "h waited for a start it cannot hear of"
+    );
+    assert_eq!(
+        *owner.replica.lock().unwrap(),
+        Some(1),
+        "h runs the program"
+    );
+    assert_eq!(owner.starts_asked.load(Ordering::SeqCst), 2);
+    // g, still Starting, finds the backend h started.
+    assert_eq!(first.await.unwrap(), 200);
+}

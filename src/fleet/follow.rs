@@ -12,8 +12,8 @@ use crate::lifecycle::ServiceState;
 impl Member {
     /// Watches the lease while this replica waits for another's start: if the lease is freed
     /// or expires (its holder crashed) while the service is still starting here, this replica
-    /// takes it and runs `on_down`, unless it is shutting down (held requests released). One
-    /// watcher per service.
+    /// takes it and runs `on_down`, unless it is shutting down (held requests released); if
+    /// Redis cannot be reached, it runs `on_down` without it. One watcher per service.
     pub(crate) fn follow(self: &Arc<Self>, first_wait: Duration) {
         if self.following.swap(true, Ordering::SeqCst) {
             self.lease_changed.notify_one();
@@ -87,10 +87,43 @@ impl Member {
                     Attempt::Held { wait: next }
                     | Attempt::Busy { wait: next }
                     | Attempt::Stopped { wait: next, .. } => wait = next,
-                    Attempt::Unavailable => wait = me.shared.tick(),
+                    Attempt::Unavailable => {
+                        // The holder's "up" or "down", and its lease expiring, can no longer be
+                        // heard: waiting on would hold this replica's requests until its start
+                        // timeout, even if the holder (or its program) is gone. As a cold start
+                        // in an outage does, it starts the backend on its own.
+                        me.following.store(false, Ordering::SeqCst);
+                        return me.start_unheard().await;
+                    }
                 }
             }
         });
+    }
+
+    /// The start this replica follows, once Redis cannot be reached: unless the backend
+    /// answers already (its poller ends Starting), `on_down` runs here without the lease, not
+    /// as the one start (see `leave_to_starter`).
+    async fn start_unheard(self: &Arc<Self>) {
+        let Some(registered) = self.service.upgrade() else {
+            return;
+        };
+        if registered.state() != ServiceState::Starting {
+            return;
+        }
+        if registered.answers_now().await {
+            registered.ensure_polling();
+            return;
+        }
+        // Shutting down since the last look: it would stop what it started, or leave it
+        // unwatched (its start timeout ends the wait).
+        if registered.is_released() {
+            return;
+        }
+        if let Some(run) = registered.on_down_run() {
+            self.started_here.store(false, Ordering::SeqCst);
+            tracing::info!(service = %self.name, "fleet: Redis cannot be reached while another replica starts {}; starting it here", self.name);
+            let _ = run.await;
+        }
     }
 
     /// Whether this replica is shutting down (its held requests released): it takes no lease

@@ -24,7 +24,8 @@
 //!   for their grace period instead of probing.
 //! - **Faults.** Every Redis call is bounded ([`Fleet::redis_timeout`], 200 ms by default). When
 //!   Redis cannot be reached, each replica serves on its local state (a cold start runs its own
-//!   `on_down`), logs one warning per outage, and never runs an idle stop, since it cannot show
+//!   `on_down`, and so does a replica that was waiting for another's start), logs one warning
+//!   per outage, and never runs an idle stop, since it cannot show
 //!   the fleet is idle. The heartbeat notices Redis coming back (a restarted Redis included) and
 //!   the fleet converges without a restart.
 //!
