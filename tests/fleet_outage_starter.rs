@@ -198,8 +198,13 @@ async fn after_a_start_taken_over_from_a_holder_that_runs_it_the_idle_stop_goes_
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(backend.starts(), 1);
 
-    // Both idle times start now.
+    // Both idle times start now, once d has seen the backend up too (its own poll ends the
+    // start it took over; a request without a hold would get the fallback before).
     let (c, d) = (&replicas[0], &replicas[1]);
+    assert!(
+        eventually(Duration::from_secs(10), || state(d) == ServiceState::Up).await,
+        "d did not see the backend up"
+    );
     assert_eq!(
         tokio::join!(request(c, None, 1), request(d, None, 1)),
         (200, 200)
