@@ -5,7 +5,6 @@
 mod fleet_support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fleet_support::*;
@@ -65,24 +64,8 @@ async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_ex
     };
     let backend = Backend::new(Duration::from_millis(100)).await;
 
-    // Replica a runs on its own runtime; its on_down starts and never finishes.
-    let runtime_a = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let a_started = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&a_started);
-    let hanging =
-        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-            std::future::pending::<Result<(), BoxError>>()
-        }));
-    let url = redis.url();
-    let a = runtime_a
-        .spawn(async move { replica(fleet(&url, "t", "a"), hanging) })
-        .await
-        .unwrap();
+    // Replica a will crash in the middle of its start.
+    let a = Doomed::new(&redis, &backend, "a").await;
     let b = replica(
         fleet(&redis.url(), "t", "b"),
         service(&backend, Duration::from_secs(60), GRACE),
@@ -93,13 +76,8 @@ async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_ex
     );
     redis.wait_for_listeners("t", 3).await;
 
-    let a_request = Arc::clone(&a);
-    runtime_a.spawn(async move { request(&a_request, None, 1).await });
-    assert!(
-        eventually(Duration::from_secs(5), || a_started.load(Ordering::SeqCst)
-            == 1)
-        .await
-    );
+    a.request();
+    assert!(eventually(Duration::from_secs(5), || a.starts() == 1).await);
     // b and c learn that a is starting it, and do not start it themselves.
     assert!(
         eventually(Duration::from_secs(5), || state(&b)
@@ -110,8 +88,7 @@ async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_ex
     assert_eq!(backend.starts(), 0);
 
     // Replica a crashes: its tasks are gone, its lease is neither renewed nor freed.
-    runtime_a.shutdown_background();
-    drop(a);
+    a.crash();
     // Within the lease time (1.5 s) and a bit, b or c takes the start over: once.
     let answers = tokio::join!(request(&b, HOLD, 1), request(&c, HOLD, 1));
     assert_eq!(answers, (200, 200));
@@ -303,19 +280,7 @@ async fn a_taken_over_start_whose_program_exits_at_once_ends_at_once() {
         return;
     };
     let backend = Backend::new(Duration::ZERO).await;
-    let runtime_a = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let hanging = MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(
-        std::future::pending::<Result<(), BoxError>>,
-    ));
-    let url = redis.url();
-    let a = runtime_a
-        .spawn(async move { replica(fleet(&url, "t", "a"), hanging) })
-        .await
-        .unwrap();
+    let a = Doomed::new(&redis, &backend, "a").await;
     let program = trigger::Process::builder("sh")
         .args(["-c", "exit 3"])
         .build();
@@ -327,15 +292,13 @@ async fn a_taken_over_start_whose_program_exits_at_once_ends_at_once() {
     );
     redis.wait_for_listeners("t", 2).await;
 
-    let a_request = Arc::clone(&a);
-    runtime_a.spawn(async move { request(&a_request, None, 1).await });
+    a.request();
     assert!(
         eventually(Duration::from_secs(5), || state(&b)
             == ServiceState::Starting)
         .await
     );
-    runtime_a.shutdown_background();
-    drop(a);
+    a.crash();
     // After the lease time (1.5 s), b takes the start over and runs the program, which exits.
     assert!(eventually(Duration::from_secs(10), || program.starts() == 1).await);
     assert!(

@@ -23,37 +23,16 @@ async fn a_replica_shutting_down_does_not_take_a_start_over() {
     };
     let backend = Backend::new(Duration::from_millis(100)).await;
 
-    // Replica a runs on its own runtime; its on_down starts and never finishes.
-    let runtime_a = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let a_started = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&a_started);
-    let hanging =
-        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
-            counted.fetch_add(1, Ordering::SeqCst);
-            std::future::pending::<Result<(), BoxError>>()
-        }));
-    let url = redis.url();
-    let a = runtime_a
-        .spawn(async move { replica(fleet(&url, "t", "a"), hanging) })
-        .await
-        .unwrap();
+    // Replica a will crash in the middle of its start.
+    let a = Doomed::new(&redis, &backend, "a").await;
     let b = replica(
         fleet(&redis.url(), "t", "b"),
         service(&backend, Duration::from_secs(60), GRACE),
     );
     redis.wait_for_listeners("t", 2).await;
 
-    let a_request = Arc::clone(&a);
-    runtime_a.spawn(async move { request(&a_request, None, 1).await });
-    assert!(
-        eventually(Duration::from_secs(5), || a_started.load(Ordering::SeqCst)
-            == 1)
-        .await
-    );
+    a.request();
+    assert!(eventually(Duration::from_secs(5), || a.starts() == 1).await);
     // b learns that a is starting it, and waits for that start, watching the lease.
     assert!(
         eventually(Duration::from_secs(5), || state(&b)
@@ -62,8 +41,7 @@ async fn a_replica_shutting_down_does_not_take_a_start_over() {
     );
     // b is shutting down; then a crashes, its lease neither renewed nor freed.
     b.release_held();
-    runtime_a.shutdown_background();
-    drop(a);
+    a.crash();
     redis
         .until_gone("t:svc:app:lease", LEASE * 2, "a's lease did not expire")
         .await;

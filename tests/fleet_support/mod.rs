@@ -3,11 +3,14 @@
 //! stop, and replicas (monitors that joined one fleet).
 #![allow(dead_code)]
 
+mod doomed;
 mod keys;
 mod outages;
 mod relay;
 mod replicas;
 #[allow(unused_imports)] // each test binary uses its own subset
+pub use doomed::Doomed;
+#[allow(unused_imports)]
 pub use outages::Outages;
 #[allow(unused_imports)]
 pub use relay::Relay;

@@ -1,0 +1,62 @@
+//! A replica that will crash in the middle of a start: it runs on a runtime of its own, and its
+//! `on_down` starts and never finishes; shutting that runtime down is the crash (its tasks are
+//! gone, its lease neither renewed nor freed).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::runtime::Runtime;
+use tower_monitor::{BoxError, MinMonitor, MonitoredService, trigger};
+
+use super::{Backend, GRACE, RedisServer, fleet, replica, request};
+
+pub struct Doomed {
+    runtime: Runtime,
+    pub monitor: Arc<MinMonitor>,
+    starts: Arc<AtomicUsize>,
+}
+
+impl Doomed {
+    /// Replica `id` of the fleet "t", in front of `backend`.
+    pub async fn new(redis: &RedisServer, backend: &Backend, id: &'static str) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&starts);
+        let hanging =
+            MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<Result<(), BoxError>>()
+            }));
+        let url = redis.url();
+        let monitor = runtime
+            .spawn(async move { replica(fleet(&url, "t", id), hanging) })
+            .await
+            .unwrap();
+        Self {
+            runtime,
+            monitor,
+            starts,
+        }
+    }
+
+    /// A request to the replica, on its runtime: it starts the backend (and never ends).
+    pub fn request(&self) {
+        let monitor = Arc::clone(&self.monitor);
+        self.runtime
+            .spawn(async move { request(&monitor, None, 1).await });
+    }
+
+    /// How many times its `on_down` was called.
+    pub fn starts(&self) -> usize {
+        self.starts.load(Ordering::SeqCst)
+    }
+
+    /// The crash: its tasks are gone, its lease is neither renewed nor freed.
+    pub fn crash(self) {
+        self.runtime.shutdown_background();
+    }
+}
