@@ -88,19 +88,7 @@ async fn an_up_probed_before_the_fleets_stop_ended_is_not_believed_after_it() {
         )
         .probe_timeout(Duration::from_millis(500));
     // c's probe connects, then waits for the test before it tells what it found.
-    let (began, answer) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let (begun, answered, addr) = (Arc::clone(&began), Arc::clone(&answer), backend.addr);
-    let c_service = service(&backend, Duration::from_secs(60), GRACE)
-        .probe_timeout(Duration::from_secs(30))
-        .probe(probe::from_fn(move |_url| {
-            let (begun, answered) = (Arc::clone(&begun), Arc::clone(&answered));
-            async move {
-                let up = TcpStream::connect(addr).await.is_ok();
-                begun.notify_one();
-                answered.notified().await;
-                Ok::<bool, BoxError>(up)
-            }
-        }));
+    let (c_service, began, answer) = held_probe_service(&backend);
     let services = [a_service, c_service];
     let replicas = replicas(&redis, "t", &["a", "c"], |i| services[i].clone()).await;
     let (a, c) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
@@ -138,19 +126,7 @@ async fn an_up_probed_before_the_fleets_stop_ended_does_not_undo_a_fresher_up() 
     // a starts and stops the backend when asked (its own idle time is out of reach).
     let a_service = service(&backend, Duration::from_secs(60), GRACE);
     // c's probe connects, then waits for the test before it tells what it found.
-    let (began, answer) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let (begun, answered, addr) = (Arc::clone(&began), Arc::clone(&answer), backend.addr);
-    let c_service = service(&backend, Duration::from_secs(60), GRACE)
-        .probe_timeout(Duration::from_secs(30))
-        .probe(probe::from_fn(move |_url| {
-            let (begun, answered) = (Arc::clone(&begun), Arc::clone(&answered));
-            async move {
-                let up = TcpStream::connect(addr).await.is_ok();
-                begun.notify_one();
-                answered.notified().await;
-                Ok::<bool, BoxError>(up)
-            }
-        }));
+    let (c_service, began, answer) = held_probe_service(&backend);
     let services = [a_service, c_service];
     let replicas = replicas(&redis, "t", &["a", "c"], |i| services[i].clone()).await;
     let (a, c) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
@@ -213,4 +189,24 @@ async fn a_backend_started_outside_the_fleet_after_its_stop_is_stopped_when_idle
         "the backend was left running; c is {}",
         state(&c)
     );
+}
+
+/// The service of a replica whose probe connects to the backend, then waits for the test
+/// before it tells what it found: `began` is notified once it has connected, and it answers
+/// once `answer` is.
+fn held_probe_service(backend: &Arc<Backend>) -> (MonitoredService, Arc<Notify>, Arc<Notify>) {
+    let (began, answer) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (begun, answered, addr) = (Arc::clone(&began), Arc::clone(&answer), backend.addr);
+    let service = service(backend, Duration::from_secs(60), GRACE)
+        .probe_timeout(Duration::from_secs(30))
+        .probe(probe::from_fn(move |_url| {
+            let (begun, answered) = (Arc::clone(&begun), Arc::clone(&answered));
+            async move {
+                let up = TcpStream::connect(addr).await.is_ok();
+                begun.notify_one();
+                answered.notified().await;
+                Ok::<bool, BoxError>(up)
+            }
+        }));
+    (service, began, answer)
 }

@@ -141,16 +141,13 @@ async fn after_a_start_without_redis_the_idle_stop_goes_to_the_replica_that_runs
         (200, 200)
     );
 
-    assert!(
-        eventually(Duration::from_secs(10), || backend.stops() == 1).await,
-        "the backend was not stopped (stops tried elsewhere: {})",
-        owner.stops_elsewhere.load(Ordering::SeqCst)
-    );
-    assert_eq!(
-        owner.stops_elsewhere.load(Ordering::SeqCst),
-        0,
-        "a replica that does not run the backend took the idle stop (and could not do it)"
-    );
+    stopped_by_the_runner(
+        &backend,
+        &owner,
+        1,
+        "a replica that does not run the backend",
+    )
+    .await;
     assert!(
         eventually(Duration::from_secs(10), || replicas
             .iter()
@@ -209,16 +206,7 @@ async fn after_a_start_taken_over_from_a_holder_that_runs_it_the_idle_stop_goes_
         tokio::join!(request(c, None, 1), request(d, None, 1)),
         (200, 200)
     );
-    assert!(
-        eventually(Duration::from_secs(10), || backend.stops() == 1).await,
-        "the backend was not stopped (stops tried elsewhere: {})",
-        owner.stops_elsewhere.load(Ordering::SeqCst)
-    );
-    assert_eq!(
-        owner.stops_elsewhere.load(Ordering::SeqCst),
-        0,
-        "the replica that took the start over took the idle stop (and could not do it)"
-    );
+    stopped_by_the_runner(&backend, &owner, 1, "the replica that took the start over").await;
 }
 
 /// A replica that started the backend under the lease, whose program then crashed and was
@@ -258,16 +246,7 @@ async fn a_starter_whose_program_crashed_and_was_started_elsewhere_leaves_the_st
     );
 
     // The crash was one stop; the idle stop is the second.
-    assert!(
-        eventually(Duration::from_secs(10), || backend.stops() == 2).await,
-        "the backend was not stopped (stops tried elsewhere: {})",
-        owner.stops_elsewhere.load(Ordering::SeqCst)
-    );
-    assert_eq!(
-        owner.stops_elsewhere.load(Ordering::SeqCst),
-        0,
-        "the replica whose program had crashed took the idle stop (and could not do it)"
-    );
+    stopped_by_the_runner(&backend, &owner, 2, "the replica whose program had crashed").await;
     assert_eq!(backend.starts(), 2, "no start besides the two");
 }
 
@@ -322,4 +301,19 @@ async fn a_replica_following_a_start_when_redis_goes_starts_the_backend_on_its_o
     assert_eq!(owner.starts_asked.load(Ordering::SeqCst), 2);
     // g, still Starting, finds the backend h started.
     assert_eq!(first.await.unwrap(), 200);
+}
+
+/// Waits for the backend's `stops`th stop (the idle stop), and checks that no replica that does
+/// not run it tried it first (`who`: which one would have).
+async fn stopped_by_the_runner(backend: &Backend, owner: &Owner, stops: usize, who: &str) {
+    assert!(
+        eventually(Duration::from_secs(10), || backend.stops() == stops).await,
+        "the backend was not stopped (stops tried elsewhere: {})",
+        owner.stops_elsewhere.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        owner.stops_elsewhere.load(Ordering::SeqCst),
+        0,
+        "{who} took the idle stop (and could not do it)"
+    );
 }
