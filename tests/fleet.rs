@@ -18,21 +18,7 @@ async fn a_herd_spread_over_three_replicas_starts_the_backend_once() {
     let replicas = three(&redis, &backend, Duration::from_secs(60)).await;
 
     // 90 requests, round-robin over the replicas, arriving over about half a second.
-    let mut herd = Vec::new();
-    for i in 0..90 {
-        let monitor = Arc::clone(&replicas[i % 3]);
-        herd.push(tokio::spawn(
-            async move { request(&monitor, HOLD, 1).await },
-        ));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    for answer in herd {
-        assert_eq!(
-            answer.await.unwrap(),
-            200,
-            "every held request is forwarded"
-        );
-    }
+    herd(&replicas, 90).await;
     assert_eq!(backend.starts(), 1, "one on_down across the fleet");
     for monitor in &replicas {
         assert_eq!(state(monitor), ServiceState::Up);

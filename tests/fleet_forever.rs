@@ -6,30 +6,10 @@
 
 mod fleet_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_support::*;
-use tower_monitor::{MinMonitor, ServiceState};
-
-/// `requests` requests held for the backend, round-robin over `replicas`, all answered.
-async fn herd(replicas: &[Arc<MinMonitor>], requests: usize) {
-    let mut herd = Vec::new();
-    for i in 0..requests {
-        let monitor = Arc::clone(&replicas[i % replicas.len()]);
-        herd.push(tokio::spawn(
-            async move { request(&monitor, HOLD, 1).await },
-        ));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    for answer in herd {
-        assert_eq!(
-            answer.await.unwrap(),
-            200,
-            "every held request is forwarded"
-        );
-    }
-}
+use tower_monitor::ServiceState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_time_that_means_never_leaves_the_fleet_working() {

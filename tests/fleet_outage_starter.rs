@@ -5,23 +5,14 @@
 
 mod fleet_support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fleet_support::*;
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tower_monitor::{BoxError, MonitoredService, ServiceState, Trigger, trigger};
-
-/// Which replica runs the backend, the starts asked for, and the stops tried where it does not
-/// run.
-#[derive(Default)]
-struct Owner {
-    replica: Mutex<Option<usize>>,
-    starts_asked: AtomicUsize,
-    stops_elsewhere: AtomicUsize,
-}
+use tower_monitor::{BoxError, MonitoredService, ServiceState, Trigger};
 
 /// `on_down` as a `process` trigger with a lock file sees it: replica `me` starts the backend
 /// unless another one runs it already (then it starts nothing, and succeeds), and can tell
@@ -46,7 +37,7 @@ impl Trigger for Start {
     }
 
     fn ended(&self) -> Option<BoxFuture<'static, ()>> {
-        if *self.owner.replica.lock().unwrap() == Some(self.me) {
+        if self.owner.runner() == Some(self.me) {
             return Some(futures::future::pending().boxed());
         }
         // Its program exited (crashed, or stopped); one found running elsewhere: cannot tell.
@@ -70,24 +61,9 @@ fn owned_service(
         me,
         started: AtomicBool::new(false),
     };
-    let (down, stopping) = (Arc::clone(backend), Arc::clone(owner));
     MonitoredService::new(backend.url(), GRACE)
         .on_down(start)
-        .on_idle(
-            idle,
-            trigger::from_fn(move || {
-                let mut replica = stopping.replica.lock().unwrap();
-                let result = if *replica == Some(me) {
-                    *replica = None;
-                    down.stop();
-                    Ok(())
-                } else {
-                    stopping.stops_elsewhere.fetch_add(1, Ordering::SeqCst);
-                    Err(BoxError::from("nothing to stop: not running here"))
-                };
-                async move { result }
-            }),
-        )
+        .on_idle(idle, owner.stop_where_it_runs(backend, me))
         .probe_timeout(Duration::from_millis(500))
         .stop_timeout(Duration::from_secs(5))
 }
@@ -113,11 +89,7 @@ async fn after_a_start_without_redis_the_idle_stop_goes_to_the_replica_that_runs
     // backend boots, asks for a start on its own too (it finds the program running: nothing).
     redis.kill();
     let first = tokio::spawn(async move { request(&a, HOLD, 1).await });
-    assert!(
-        eventually(Duration::from_secs(5), || *owner.replica.lock().unwrap()
-            == Some(0))
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || owner.runner() == Some(0)).await);
     assert_eq!(request(&b, HOLD, 1).await, 200);
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(
@@ -182,7 +154,7 @@ async fn after_a_start_taken_over_from_a_holder_that_runs_it_the_idle_stop_goes_
         .await,
         "d did not hear of c's start"
     );
-    assert_eq!(*owner.replica.lock().unwrap(), Some(0));
+    assert_eq!(owner.runner(), Some(0));
     redis.restart().await;
     assert!(
         eventually(Duration::from_secs(10), || owner
@@ -231,7 +203,7 @@ async fn a_starter_whose_program_crashed_and_was_started_elsewhere_leaves_the_st
 
     // e starts the backend under the lease: e is the starter.
     assert_eq!(request(e, HOLD, 1).await, 200);
-    assert_eq!(*owner.replica.lock().unwrap(), Some(0));
+    assert_eq!(owner.runner(), Some(0));
 
     // e's program crashes, and f's trigger runs it again, unheard of by the fleet.
     *owner.replica.lock().unwrap() = None;
@@ -277,9 +249,7 @@ async fn a_replica_following_a_start_when_redis_goes_starts_the_backend_on_its_o
     );
     // (The lease's announcement may come before g's `on_down` runs.)
     assert!(
-        eventually(Duration::from_secs(5), || *owner.replica.lock().unwrap()
-            == Some(0))
-        .await,
+        eventually(Duration::from_secs(5), || owner.runner() == Some(0)).await,
         "g did not start the backend"
     );
 
@@ -293,11 +263,7 @@ async fn a_replica_following_a_start_when_redis_goes_starts_the_backend_on_its_o
         200,
         "h waited for a start it cannot hear of"
     );
-    assert_eq!(
-        *owner.replica.lock().unwrap(),
-        Some(1),
-        "h runs the program"
-    );
+    assert_eq!(owner.runner(), Some(1), "h runs the program");
     assert_eq!(owner.starts_asked.load(Ordering::SeqCst), 2);
     // g, still Starting, finds the backend h started.
     assert_eq!(first.await.unwrap(), 200);

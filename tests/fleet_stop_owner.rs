@@ -5,19 +5,12 @@
 
 mod fleet_support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fleet_support::*;
 use tower_monitor::{BoxError, MonitoredService, ServiceState, trigger};
-
-/// Which replica runs the backend, and the stops tried where it does not run.
-#[derive(Default)]
-struct Owner {
-    replica: Mutex<Option<usize>>,
-    stops_elsewhere: AtomicUsize,
-}
 
 /// As [`service`], but `on_down` makes replica `me` the backend's owner, and `on_idle` fails
 /// on any other replica, as `process_stop` does ("not running here").
@@ -27,29 +20,14 @@ fn owned_service(
     me: usize,
     idle: Duration,
 ) -> MonitoredService {
-    let (up, down) = (Arc::clone(backend), Arc::clone(backend));
-    let (started, stopping) = (Arc::clone(owner), Arc::clone(owner));
+    let (up, started) = (Arc::clone(backend), Arc::clone(owner));
     MonitoredService::new(backend.url(), GRACE)
         .on_down(trigger::from_fn(move || {
             *started.replica.lock().unwrap() = Some(me);
             up.start();
             async { Ok::<(), BoxError>(()) }
         }))
-        .on_idle(
-            idle,
-            trigger::from_fn(move || {
-                let mut replica = stopping.replica.lock().unwrap();
-                let result = if *replica == Some(me) {
-                    *replica = None;
-                    down.stop();
-                    Ok(())
-                } else {
-                    stopping.stops_elsewhere.fetch_add(1, Ordering::SeqCst);
-                    Err(BoxError::from("nothing to stop: not running here"))
-                };
-                async move { result }
-            }),
-        )
+        .on_idle(idle, owner.stop_where_it_runs(backend, me))
         .probe_timeout(Duration::from_millis(500))
         .stop_timeout(Duration::from_secs(5))
 }
@@ -72,7 +50,7 @@ async fn the_idle_stop_goes_to_the_replica_that_started_the_backend() {
     // the starter's does.
     for (round, starter) in [0, 1, 2].into_iter().enumerate() {
         assert_eq!(request(&replicas[starter], HOLD, 1).await, 200);
-        assert_eq!(*owner.replica.lock().unwrap(), Some(starter));
+        assert_eq!(owner.runner(), Some(starter));
         let others: Vec<_> = (0..3)
             .filter(|&i| i != starter)
             .map(|i| {

@@ -6,12 +6,15 @@
 mod doomed;
 mod keys;
 mod outages;
+mod owner;
 mod relay;
 mod replicas;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use doomed::Doomed;
 #[allow(unused_imports)]
 pub use outages::Outages;
+#[allow(unused_imports)]
+pub use owner::Owner;
 #[allow(unused_imports)]
 pub use relay::Relay;
 #[allow(unused_imports)]
@@ -426,6 +429,26 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     true
+}
+
+/// `requests` requests held for the backend, round-robin over `replicas`, one every 5 ms (a
+/// herd spread over time, as clients arrive), all answered 200.
+pub async fn herd(replicas: &[Arc<MinMonitor>], requests: usize) {
+    let mut herd = Vec::new();
+    for i in 0..requests {
+        let monitor = Arc::clone(&replicas[i % replicas.len()]);
+        herd.push(tokio::spawn(
+            async move { request(&monitor, HOLD, 1).await },
+        ));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for answer in herd {
+        assert_eq!(
+            answer.await.unwrap(),
+            200,
+            "every held request is forwarded"
+        );
+    }
 }
 
 pub fn state(monitor: &MinMonitor) -> ServiceState {
