@@ -1,5 +1,6 @@
 //! A service once added: its definition, its status cache, its lifecycle, and what each
-//! transition sets off (running `on_down` / `on_idle`, polling, releasing held requests).
+//! transition sets off (running `on_down` / `on_idle`, polling, releasing held requests; see
+//! `transition.rs`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -12,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::error::{MonitorError, SharedError};
 use crate::idle::IdleWatch;
-use crate::lifecycle::{Event, Lifecycle, ServiceState, Stamp, Transition};
+use crate::lifecycle::{Event, Lifecycle, ServiceState, Stamp};
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
 use crate::stats::Stats;
@@ -25,6 +26,7 @@ mod probe;
 mod release;
 mod start_watch;
 mod stop;
+mod transition;
 
 pub(crate) use backoff::StartPaused;
 pub(crate) use release::{Asker, ShuttingDown};
@@ -260,109 +262,6 @@ impl Registered {
     /// a transition between the check and the wait is not missed.
     pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
-    }
-
-    pub(crate) fn apply(&self, event: Event) -> Option<Transition> {
-        let transition = self.lifecycle.apply(event)?;
-        self.after(transition);
-        Some(transition)
-    }
-
-    /// Counts a failed start: how many in a row now, and when the next may begin, in words.
-    fn start_failed(&self) -> (u32, String) {
-        let (failed, pause) = self.backoff.failed();
-        let next = if pause.is_zero() {
-            "it may be started again at once".to_string()
-        } else {
-            format!("not started again for {} s", pause.as_secs())
-        };
-        (failed, next)
-    }
-
-    /// What every transition sets off.
-    fn after(&self, transition: Transition) {
-        self.after_because(transition, "down again");
-    }
-
-    /// [`after`](Self::after), saying `why` a start ended without the backend up.
-    pub(super) fn after_because(&self, transition: Transition, why: &str) {
-        let Transition {
-            from, to, lasted, ..
-        } = transition;
-        let name = &*self.name;
-        let secs = lasted.as_secs_f64();
-        match (from, to) {
-            (ServiceState::Starting, ServiceState::Up) => {
-                tracing::info!(service = name, "{name} came up after {secs:.2} s starting");
-                self.stats.cold_start(name, lasted);
-            }
-            // Most likely stopped by the shutdown itself: not a failure of the backend's.
-            (ServiceState::Starting, ServiceState::Down) if self.is_released() => {
-                tracing::info!(
-                    service = name,
-                    "{name} did not come up before the shutdown: {why} after {secs:.2} s starting"
-                );
-            }
-            (ServiceState::Starting, ServiceState::Down) => {
-                let (failed, next) = self.start_failed();
-                tracing::warn!(
-                    service = name,
-                    failed_in_a_row = failed,
-                    "{name} did not come up: {why} after {secs:.2} s starting; {next}"
-                );
-            }
-            // Down soon after it came up (it crashed at its first request, say): as failed a
-            // start as one that never came up, or each request would start it again. Without
-            // an `on_down` nothing here starts it, so there is no start to pause or warn of.
-            (ServiceState::Up, ServiceState::Down)
-                if lasted < backoff::STABLE && self.service.on_down.is_some() =>
-            {
-                let (failed, next) = self.start_failed();
-                tracing::warn!(
-                    service = name,
-                    failed_in_a_row = failed,
-                    "{name} is down {secs:.2} s after it came up; {next}"
-                );
-            }
-            (ServiceState::Up, _) => {
-                // Up long enough, or stopped for being idle: its starts work.
-                self.backoff.end_series();
-                tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}");
-            }
-            (ServiceState::Stopping, ServiceState::Down) => {
-                tracing::info!(service = name, "{name} stopped after {secs:.2} s stopping")
-            }
-            _ => tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}"),
-        }
-        crate::metrics::transition(name, from.as_str(), to.as_str());
-        self.changed.notify_waiters();
-        // Fleet hook: a lease held for this start or stop is released, announcing the new state.
-        #[cfg(feature = "fleet")]
-        if let Some(member) = self.fleet.get() {
-            member.transition(transition);
-        }
-        match to {
-            ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
-            ServiceState::Up => {
-                // A start asked for while stopping is moot once the backend is up again.
-                self.wake_after_stop
-                    .store(release::NO_WISH, Ordering::SeqCst);
-                if let Some(idle) = &self.idle {
-                    idle.arm_if_idle();
-                }
-            }
-            ServiceState::Down => {
-                let wish = self
-                    .wake_after_stop
-                    .swap(release::NO_WISH, Ordering::SeqCst);
-                if let Some(asker) = Asker::of_wish(wish) {
-                    // A request's wish is refused if the server has begun shutting down since.
-                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                        runtime.spawn(self.start_for(asker));
-                    }
-                }
-            }
-        }
     }
 }
 
