@@ -59,6 +59,7 @@ pub struct ProxyBuilder {
     target: Url,
     http2: bool,
     rewrite_host: bool,
+    allow_trace: bool,
     forwarded: ForwardedHeaders,
     trust_forwarded: bool,
     cleartext: bool,
@@ -79,6 +80,7 @@ impl ProxyBuilder {
             target,
             http2: false,
             rewrite_host: false,
+            allow_trace: false,
             forwarded: ForwardedHeaders::default(),
             trust_forwarded: false,
             cleartext: false,
@@ -102,6 +104,15 @@ impl ProxyBuilder {
     /// client's (default: the client's is kept).
     pub fn rewrite_host(mut self, rewrite: bool) -> Self {
         self.rewrite_host = rewrite;
+        self
+    }
+
+    /// Whether a `TRACE` request goes on to the backend (default: no, it is answered 405, as
+    /// nginx answers it). The backend would send the request back as its answer, cookies and
+    /// `Authorization` included, for a script to read (cross-site tracing); allow it only for a
+    /// backend that does not echo, or for clients you trust.
+    pub fn allow_trace(mut self, allow: bool) -> Self {
+        self.allow_trace = allow;
         self
     }
 
@@ -349,6 +360,7 @@ impl ProxyBuilder {
                 target,
                 http2: self.http2,
                 rewrite_host: self.rewrite_host,
+                allow_trace: self.allow_trace,
                 forwarded: self.forwarded,
                 trust_forwarded: self.trust_forwarded,
                 cleartext: self.cleartext,
@@ -386,6 +398,7 @@ impl fmt::Debug for ProxyBuilder {
             .field("target", &self.target.as_str())
             .field("http2", &self.http2)
             .field("rewrite_host", &self.rewrite_host)
+            .field("allow_trace", &self.allow_trace)
             .field("forwarded", &self.forwarded)
             .field("trust_forwarded", &self.trust_forwarded)
             .field("connect_timeout", &self.connect_timeout)

@@ -26,6 +26,9 @@ pub(crate) enum Failure {
     ClientBody,
     /// The client sent nothing of its request body for the body read timeout (408).
     ClientSlow,
+    /// A `TRACE`, which the backend would answer with the request itself, cookies and
+    /// credentials included, for a script to read (cross-site tracing) (405).
+    NotAllowed,
     /// A request whose path the proxy does not forward: a dot-segment, which would climb out
     /// of the base path (400).
     BadPath,
@@ -82,6 +85,7 @@ impl Failure {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
             Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
+            Self::NotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             Self::ClientBody | Self::BadPath | Self::BadHost => {
                 (StatusCode::BAD_REQUEST, "bad request\n")
             }
@@ -122,7 +126,7 @@ impl Failure {
     fn grpc_response(self, message: &'static str) -> Response<ProxyBody> {
         let code: u16 = match self {
             Self::Gone | Self::Timeout | Self::Other | Self::Busy => 14, // UNAVAILABLE
-            Self::NotForwarded => 12,                                    // UNIMPLEMENTED
+            Self::NotForwarded | Self::NotAllowed => 12,                 // UNIMPLEMENTED
             Self::ClientBody | Self::BadPath | Self::BadHost => 13,      // INTERNAL
             Self::ClientSlow => 4,                                       // DEADLINE_EXCEEDED
         };
@@ -136,6 +140,7 @@ impl Failure {
             Self::Timeout => "timeout",
             Self::Other => "failed",
             Self::NotForwarded => "not_forwarded",
+            Self::NotAllowed => "not_allowed",
             Self::ClientBody => "client_body",
             Self::ClientSlow => "client_slow",
             Self::BadPath => "bad_path",
@@ -150,6 +155,7 @@ impl Failure {
             Self::Timeout => "backend timed out",
             Self::Other => "backend request failed",
             Self::NotForwarded => "request not forwarded",
+            Self::NotAllowed => "request method not allowed",
             Self::ClientBody => "the request body broke off",
             Self::ClientSlow => "the request body stalled",
             Self::BadPath => "request path not forwarded",

@@ -16,6 +16,9 @@
 //!   HTTP/1.1 client's reaches an HTTP/2 backend as an extended `CONNECT`, and gets its `101`
 //!   with the proof of its key. Between two HTTP/2 sides the `CONNECT` passes as it is.
 //! - Any other `CONNECT` (a tunnel, a forward proxy's job) is answered 501, never forwarded.
+//! - A `TRACE` is answered 405, never forwarded, as nginx does: the backend would echo the
+//!   request, cookies and credentials included, for a script to read (cross-site tracing).
+//!   [`ProxyBuilder::allow_trace`] lets it through.
 //! - Framing and hosts as RFC 9112 says, and nginx does: a body with a transfer coding besides
 //!   `chunked` (`gzip, chunked`) is answered 501 (a request) or 502 (an answer), never passed
 //!   on without the coding; a `Content-Length` beside chunks is removed; a request with two
@@ -133,6 +136,8 @@ struct Shared<B> {
     target: Target,
     http2: bool,
     rewrite_host: bool,
+    /// Whether a `TRACE` goes on to the backend (by default it is answered 405).
+    allow_trace: bool,
     forwarded: ForwardedHeaders,
     trust_forwarded: bool,
     /// Whether the clients reach this proxy over cleartext only (the gateway's server).
@@ -225,6 +230,11 @@ where
         client: Option<IpAddr>,
     ) -> ResponseFuture<B> {
         let version = request.version();
+        if request.method() == http::Method::TRACE && !this.allow_trace {
+            // The backend's answer would be the request itself, cookies and credentials
+            // included, for a script to read (cross-site tracing).
+            return this.refuse(Failure::NotAllowed, "TRACE", &request);
+        }
         let client_upgrade = ClientUpgrade::take(&mut request, this.http2);
         if client_upgrade.is_none() && request.method() == http::Method::CONNECT {
             // A tunnel to anywhere is a forward proxy's job; a 2xx from the backend would open
