@@ -140,3 +140,69 @@ async fn the_proxy_forwards_a_trace_only_when_allowed() {
     assert_eq!(heads.len(), 1, "{heads:?}");
     assert!(heads[0].starts_with("TRACE /t "), "{heads:?}");
 }
+
+/// A backend's answer with more header lines than hyper's client parses by default (100) is a
+/// 502, as before; but the log now says which limit it passed and the setting that raises it,
+/// with the service's name, where it said "backend request failed: message head is too large".
+#[tokio::test]
+async fn an_answer_with_too_many_header_lines_is_a_502_that_names_the_setting() {
+    // This thread only: the test's runtime (current-thread) runs the gateway here.
+    let (logs, _default) = common::capture_thread_logs(tracing::Level::WARN);
+    let (backend, heads) = raw_backend().await;
+    let gateway = gateway(backend, "{}").await;
+
+    let reply = common::exchange(
+        gateway.addr,
+        "GET /headers HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+    assert_eq!(heads.lock().unwrap().len(), 1, "the backend was asked");
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("/headers"))
+        .unwrap_or_else(|| panic!("no warning in {text}"));
+    assert!(line.contains("service=app"), "{line}");
+    assert!(line.contains("more than 100 header lines"), "{line}");
+    assert!(line.contains("max_response_headers"), "{line}");
+}
+
+/// With `max_response_headers` raised above the count, the answer reaches the client with every
+/// header line, over either HTTP version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_max_response_headers_delivers_every_header_line() {
+    let (backend, _heads) = raw_backend().await;
+    let gateway = gateway(backend, r#"{ "max_response_headers": 200 }"#).await;
+
+    let reply = common::exchange(
+        gateway.addr,
+        "GET /headers HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let (head, body) = reply.split_once("\r\n\r\n").expect("a whole head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "ok");
+    let lines: Vec<&str> = head.lines().collect();
+    for i in 0..MANY {
+        let line = format!("x-h{i}: v{i}");
+        assert!(lines.contains(&line.as_str()), "{line} missing: {head}");
+    }
+
+    let (mut sender, _connection) = common::http2_connection(gateway.addr).await;
+    let request = http::Request::get("http://app/headers")
+        .body(Empty::new())
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    assert_eq!(response.status(), http::StatusCode::OK);
+    for i in 0..MANY {
+        let value = response.headers().get(format!("x-h{i}"));
+        assert_eq!(
+            value.and_then(|v| v.to_str().ok()),
+            Some(format!("v{i}").as_str())
+        );
+    }
+}

@@ -21,6 +21,7 @@
 //!         "protocol": "http1",
 //!         "connect_timeout": "2s",
 //!         "response_timeout": "60s",
+//!         "max_response_headers": 100,
 //!         "forwarded": "x-forwarded",
 //!         "trust_forwarded": false,
 //!         "rewrite_host": false,
@@ -62,7 +63,11 @@
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
 //!   more than zero); `body_read_timeout` (default 60 s, as nginx's `client_body_timeout`):
 //!   how long a client's upload may keep an HTTP/1.1 backend waiting for its next bytes (408
-//!   past it, the backend connection let go); `forwarded`: `"x-forwarded"`
+//!   past it, the backend connection let go); `max_response_headers` (default 100, at most
+//!   1000; HTTP/1.1 backends): how many header lines a backend's answer may have, one with
+//!   more being a 502 logged at warn with this setting's name (above 100, each answer's parse
+//!   allocates; see [`ProxyBuilder::max_response_headers`](crate::proxy::ProxyBuilder::max_response_headers));
+//!   `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `trust_forwarded`: keep the forwarded
 //!   headers clients send and append to them (only when every client is a proxy of yours,
 //!   such as a load balancer; by default they are dropped, as anyone on the internet could

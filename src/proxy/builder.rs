@@ -28,6 +28,14 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// before the request is answered 408: 60 s, as nginx's `client_body_timeout`.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many header lines an HTTP/1.1 backend's answer may have unless
+/// [`ProxyBuilder::max_response_headers`] says: 100, hyper's default.
+pub const DEFAULT_MAX_RESPONSE_HEADERS: usize = 100;
+
+/// The most [`ProxyBuilder::max_response_headers`] may be: hyper parses each answer into an
+/// array of that many entries (64 bytes each), allocated per answer above the default.
+pub const MAX_RESPONSE_HEADERS_BOUND: usize = 1000;
+
 /// How long an idle connection to the backend is kept for reuse: 15 s. Short, so that a
 /// gateway with no traffic holds no sockets (and a backend that is stopped when idle does not
 /// see connections it must drain).
@@ -61,6 +69,8 @@ pub struct ProxyBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     body_read_timeout: Option<Duration>,
+    /// Set only when asked: hyper's default array of header lines is not allocated.
+    max_response_headers: Option<usize>,
     service: Option<Arc<str>>,
     /// The monitored service an open upgraded connection counts for (`keep_awake`).
     keep_awake: Option<(Arc<MinMonitor>, Arc<str>)>,
@@ -82,6 +92,7 @@ impl ProxyBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            max_response_headers: None,
             service: None,
             keep_awake: None,
             limit: None,
@@ -179,6 +190,32 @@ impl ProxyBuilder {
     pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
         self.body_read_timeout =
             (timeout < crate::deadline::PRACTICALLY_FOREVER).then_some(timeout);
+        self
+    }
+
+    /// How many header lines an HTTP/1.1 backend's answer may have (default
+    /// [`DEFAULT_MAX_RESPONSE_HEADERS`], at most [`MAX_RESPONSE_HEADERS_BOUND`]); an answer
+    /// with more is a 502, logged at warn with this limit's name. Raise it for a backend that
+    /// sends many (`Set-Cookie`s, security headers). Above the default, each answer's parse
+    /// allocates its array of header lines (hyper measures about 5% slower); at or below it,
+    /// the array is on the stack. The answer's head is also bounded in size, at hyper's 408
+    /// KiB. An HTTP/2 backend's answer is bounded by its size only (16 KiB, hyper's default).
+    ///
+    /// ```
+    /// # use tower_monitor::{Url, proxy::Proxy};
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .max_response_headers(200)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// let zero = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .max_response_headers(0)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap_err();
+    /// assert!(zero.to_string().contains("max_response_headers"));
+    /// ```
+    pub fn max_response_headers(mut self, max: usize) -> Self {
+        self.max_response_headers = Some(max);
         self
     }
 
@@ -311,6 +348,7 @@ impl fmt::Debug for ProxyBuilder {
             .field("trust_forwarded", &self.trust_forwarded)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("max_response_headers", &self.max_response_headers)
             .field("service", &self.service)
             .field("limit", &self.limit)
             .finish_non_exhaustive()

@@ -83,7 +83,8 @@ mod websocket;
 
 pub use body::ProxyBody;
 pub use builder::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_HEADERS,
+    DEFAULT_RESPONSE_TIMEOUT, MAX_RESPONSE_HEADERS_BOUND, ProxyBuilder,
 };
 #[cfg(feature = "gateway")]
 pub(crate) use builder::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
@@ -145,6 +146,8 @@ struct Shared<B> {
     response_timeout: Duration,
     /// How long the client's body may keep the backend waiting for its next bytes.
     body_read_timeout: Option<Duration>,
+    /// What an HTTP/1.1 backend's answer may have of header lines: named when one has more.
+    max_response_headers: usize,
     service: Option<Arc<str>>,
     /// The monitored service an open upgraded connection keeps awake, if any.
     keep_awake: Option<Arc<crate::registered::Registered>>,
@@ -373,30 +376,39 @@ where
 
     /// The answer when the backend gave none: `error`, or no response head in time.
     fn failed(&self, sent: &Sent, error: Option<&upstream::UpstreamError>) -> Response<ProxyBody> {
+        let service = self.service();
+        let (method, path) = (&sent.method, sent.path.path());
         let failure = match error {
-            Some(error) => {
-                let failure = Failure::of(error);
-                tracing::warn!(
-                    service = %self.service(),
-                    method = %sent.method,
-                    path = %sent.path.path(),
-                    error = %error_chain(error),
-                    "{}",
-                    failure.as_str()
-                );
-                failure
-            }
-            None => {
-                tracing::warn!(
-                    service = %self.service(),
-                    method = %sent.method,
-                    path = %sent.path.path(),
-                    timeout = ?self.response_timeout,
-                    "backend sent no response head in time"
-                );
-                Failure::Timeout
-            }
+            Some(error) => Failure::of(error),
+            None => Failure::Timeout,
         };
+        match error {
+            // hyper's "message head is too large" names neither the limit nor the setting
+            // that raises it.
+            Some(_) if failure == Failure::HeadTooLarge => tracing::warn!(
+                service = %service,
+                %method,
+                path = %path,
+                "{}: more than {} header lines (raise `max_response_headers`) or 408 KiB",
+                failure.as_str(),
+                self.max_response_headers,
+            ),
+            Some(error) => tracing::warn!(
+                service = %service,
+                %method,
+                path = %path,
+                error = %error_chain(error),
+                "{}",
+                failure.as_str()
+            ),
+            None => tracing::warn!(
+                service = %service,
+                %method,
+                path = %path,
+                timeout = ?self.response_timeout,
+                "backend sent no response head in time"
+            ),
+        }
         self.failure_response(failure, sent)
     }
 

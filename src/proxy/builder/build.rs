@@ -10,7 +10,10 @@ use super::super::pool::Pool;
 use super::super::resend::GoneHold;
 use super::super::upstream::Upstream;
 use super::super::{InvalidTarget, Proxy, Shared, Target};
-use super::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, POOL_IDLE_TIMEOUT, ProxyBuilder};
+use super::{
+    DEFAULT_MAX_RESPONSE_HEADERS, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, MAX_RESPONSE_HEADERS_BOUND,
+    POOL_IDLE_TIMEOUT, ProxyBuilder,
+};
 use crate::{BoxError, MinMonitor, Url};
 
 impl ProxyBuilder {
@@ -33,6 +36,14 @@ impl ProxyBuilder {
         B::Error: Into<BoxError>,
     {
         let target = Target::new(&self.target)?;
+        if let Some(max) = self.max_response_headers {
+            if !(1..=MAX_RESPONSE_HEADERS_BOUND).contains(&max) {
+                let reason = format!(
+                    "`max_response_headers` must be from 1 to {MAX_RESPONSE_HEADERS_BOUND}, not {max}"
+                );
+                return Err(InvalidTarget::new(&self.target, reason.into()));
+            }
+        }
         let keep_awake = self
             .keep_awake
             .map(|(monitor, name)| self::registered(&self.target, &monitor, &name, "keep_awake"))
@@ -62,6 +73,7 @@ impl ProxyBuilder {
                 connector,
                 target.backend_uri(),
                 POOL_IDLE_TIMEOUT,
+                self.max_response_headers,
             ))
         };
         Ok(Proxy {
@@ -78,6 +90,9 @@ impl ProxyBuilder {
                 // A stalled stream of an HTTP/2 backend holds no connection of its own, and a
                 // gRPC client stream may rightly pause for long.
                 body_read_timeout: self.body_read_timeout.filter(|_| !self.http2),
+                max_response_headers: self
+                    .max_response_headers
+                    .unwrap_or(DEFAULT_MAX_RESPONSE_HEADERS),
                 service: self.service,
                 keep_awake,
                 limit: self.limit,
