@@ -86,6 +86,11 @@
 //!   sooner (no connection left to drain) leaves no such timer behind. A gateway killed
 //!   outright (`kill -9`) cannot stop its programs: on Linux the kernel sends each program it
 //!   started SIGTERM then (see [`Process`](crate::trigger::Process), "Never orphaned").
+//! - A request head may hold 64 KiB over either HTTP version (over HTTP/2 counted as RFC 9113
+//!   does: name, value and 32 bytes a field), and 100 header lines over HTTP/1.1; past that it
+//!   is answered 431, over HTTP/2 on its own stream, the connection going on (unless the block
+//!   trips h2's guards against `CONTINUATION` floods and decompression bombs, such as more than
+//!   seven frames of 16 KiB, which end the connection). Not a setting.
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
