@@ -131,10 +131,11 @@ impl Failure {
     /// 504), so that clients retry.
     fn grpc_response(self, message: &'static str) -> Response<ProxyBody> {
         let code: u16 = match self {
-            Self::Gone | Self::Timeout | Self::HeadTooLarge | Self::Other | Self::Busy => 14, // UNAVAILABLE
-            Self::NotForwarded | Self::NotAllowed => 12, // UNIMPLEMENTED
-            Self::ClientBody | Self::BadPath | Self::BadHost => 13, // INTERNAL
-            Self::ClientSlow => 4,                       // DEADLINE_EXCEEDED
+            Self::Gone | Self::Timeout | Self::Other | Self::Busy => 14, // UNAVAILABLE
+            Self::HeadTooLarge => 14,                                    // UNAVAILABLE
+            Self::NotForwarded | Self::NotAllowed => 12,                 // UNIMPLEMENTED
+            Self::ClientBody | Self::BadPath | Self::BadHost => 13,      // INTERNAL
+            Self::ClientSlow => 4,                                       // DEADLINE_EXCEEDED
         };
         grpc_status(ProxyBody::default(), code, message)
     }
