@@ -158,6 +158,43 @@ fn every_bad_field_is_named_with_its_value() {
             "gateway.services.app.body_read_timeout",
             "more than \"0s\"",
         ),
+        // hyper would parse no header line at all; or allocate a huge array per answer.
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "max_response_headers": 0 }} }} }}"#
+            )),
+            "gateway.services.app.max_response_headers",
+            "from 1 to 1000 header lines (default 100), not 0",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "max_response_headers": 1000000 }} }} }}"#
+            )),
+            "gateway.services.app.max_response_headers",
+            "not 1000000",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "max_response_headers": "many" }} }} }}"#
+            )),
+            "gateway.services.app.max_response_headers",
+            "\"many\"",
+        ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "max_response_headers": -1 }} }} }}"#
+            )),
+            "gateway.services.app.max_response_headers",
+            "-1",
+        ),
+        // An HTTP/2 backend's answer is bounded by its size: the setting would do nothing.
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "protocol": "http2", "max_response_headers": 200 }} }} }}"#
+            )),
+            "gateway.services.app.max_response_headers",
+            "HTTP/1.1 backends only",
+        ),
         (
             with_gateway(&format!(
                 r#"{{ {route}, "services": {{ "app": {{ "hold": {{ "max_wait": "0s" }} }} }} }}"#

@@ -12,12 +12,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ConfigError, DurationValue, registry::parse_at};
-use crate::proxy::{DEFAULT_LIMIT_WAIT, ForwardedHeaders, InFlightLimit, Proxy};
+use crate::proxy::{DEFAULT_LIMIT_WAIT, ForwardedHeaders, InFlightLimit};
 use crate::{MinMonitor, MonitorLayer};
 
 use super::route_host::route_host;
 use super::route_path::routing_path;
 use super::router::{Route, Routed};
+
+mod proxy;
 
 /// How long shutdown waits for requests in flight unless `gateway.shutdown_grace` says.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -73,6 +75,7 @@ struct ServiceSettings {
     connect_timeout: Option<DurationValue>,
     response_timeout: Option<DurationValue>,
     body_read_timeout: Option<DurationValue>,
+    max_response_headers: Option<usize>,
     forwarded: Option<ForwardedHeaders>,
     #[serde(default)]
     trust_forwarded: bool,
@@ -266,24 +269,7 @@ fn build(
     let default = ServiceSettings::default();
     let settings = settings.unwrap_or(&default);
     let at = format!("gateway.services.{name}");
-    let unknown = |e: crate::MonitorError| ConfigError::new(at.clone(), e.to_string());
-    let url = monitor.url(name).map_err(unknown)?;
-    let mut proxy = Proxy::builder(url)
-        .http2(settings.protocol == Some(Protocol::Http2))
-        .rewrite_host(settings.rewrite_host)
-        .forwarded(settings.forwarded.unwrap_or_default())
-        .trust_forwarded(settings.trust_forwarded)
-        .cleartext_clients()
-        .keep_awake(Arc::clone(monitor), name);
-    if let Some(timeout) = settings.connect_timeout {
-        proxy = proxy.connect_timeout(timeout.positive(format!("{at}.connect_timeout"))?);
-    }
-    if let Some(timeout) = settings.response_timeout {
-        proxy = proxy.response_timeout(timeout.positive(format!("{at}.response_timeout"))?);
-    }
-    if let Some(timeout) = settings.body_read_timeout {
-        proxy = proxy.body_read_timeout(timeout.positive(format!("{at}.body_read_timeout"))?);
-    }
+    let mut proxy = proxy::builder(monitor, name, settings, &at)?;
     let layer = match shared.layers.get(name) {
         Some(layer) => layer.clone(),
         None => {

@@ -21,6 +21,7 @@
 //!         "protocol": "http1",
 //!         "connect_timeout": "2s",
 //!         "response_timeout": "60s",
+//!         "max_response_headers": 100,
 //!         "forwarded": "x-forwarded",
 //!         "trust_forwarded": false,
 //!         "rewrite_host": false,
@@ -62,7 +63,11 @@
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
 //!   more than zero); `body_read_timeout` (default 60 s, as nginx's `client_body_timeout`):
 //!   how long a client's upload may keep an HTTP/1.1 backend waiting for its next bytes (408
-//!   past it, the backend connection let go); `forwarded`: `"x-forwarded"`
+//!   past it, the backend connection let go); `max_response_headers` (default 100, at most
+//!   1000; HTTP/1.1 backends): how many header lines a backend's answer may have, one with
+//!   more being a 502 logged at warn with this setting's name (above 100, each answer's parse
+//!   allocates; see [`ProxyBuilder::max_response_headers`](crate::proxy::ProxyBuilder::max_response_headers));
+//!   `forwarded`: `"x-forwarded"`
 //!   (default), `"forwarded"`, `"both"` or `"none"`; `trust_forwarded`: keep the forwarded
 //!   headers clients send and append to them (only when every client is a proxy of yours,
 //!   such as a load balancer; by default they are dropped, as anyone on the internet could
@@ -81,6 +86,11 @@
 //!   sooner (no connection left to drain) leaves no such timer behind. A gateway killed
 //!   outright (`kill -9`) cannot stop its programs: on Linux the kernel sends each program it
 //!   started SIGTERM then (see [`Process`](crate::trigger::Process), "Never orphaned").
+//! - A request head may hold 64 KiB over either HTTP version (over HTTP/2 counted as RFC 9113
+//!   does: name, value and 32 bytes a field), and 100 header lines over HTTP/1.1; past that it
+//!   is answered 431, over HTTP/2 on its own stream, the connection going on (unless the block
+//!   trips h2's guards against `CONTINUATION` floods and decompression bombs, such as more than
+//!   seven frames of 16 KiB, which end the connection). Not a setting.
 //! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
 //!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
 //!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so

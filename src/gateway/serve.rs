@@ -17,6 +17,22 @@ use super::send_timeout::SendTimeout;
 use super::stalled::{Answer, Stalled};
 use crate::proxy::UpgradeGuard;
 
+/// The most a client's request head may hold, over either HTTP version: 64 KiB (Envoy's
+/// default is 60 KiB, nginx's 32). Past it, the request is answered 431, never forwarded.
+///
+/// HTTP/1.1 counts the head's bytes, in hyper's read buffer, whose bound this is (it also caps
+/// the chunks a body is read in and what is queued for a client, at 64 KiB instead of 408); it
+/// also refuses more than 100 header lines (hyper's default). HTTP/2 counts the header list as
+/// RFC 9113 does (each field's name and value, plus 32 bytes), and h2 answers 431 on the
+/// request's stream, the connection's other streams going on, except where its guards end the
+/// connection instead: a header block in more than seven frames (`ENHANCE_YOUR_CALM`: a
+/// `CONTINUATION` flood), a frame that decodes to over four times the bound (the same: a
+/// decompression bomb), or, once the list is past the bound, a field still arriving whose bytes
+/// and the next frame's are over it (`COMPRESSION_ERROR`). At hyper's defaults the versions
+/// refused 25 times apart (HTTP/1.1 at 408 KiB, HTTP/2 at 16 KiB), and h2's guards ended a
+/// connection for 40 kB of headers in two fields.
+pub(super) const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 /// The server's bounds on its clients.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Timeouts {
@@ -115,9 +131,13 @@ pub(super) async fn serve(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_read);
-            // WebSockets over HTTP/2 (RFC 8441).
-            builder.http2().enable_connect_protocol();
+                .header_read_timeout(header_read)
+                .max_buf_size(MAX_REQUEST_HEAD);
+            builder
+                .http2()
+                // WebSockets over HTTP/2 (RFC 8441).
+                .enable_connect_protocol()
+                .max_header_list_size(MAX_REQUEST_HEAD as u32);
             let stream = TokioIo::new(SendTimeout::new(stream, send));
             let connection = builder.serve_connection_with_upgrades(stream, service);
             let mut connection = std::pin::pin!(connection);

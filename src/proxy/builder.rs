@@ -1,19 +1,14 @@
-//! [`ProxyBuilder`]: the options of a [`Proxy`].
+//! [`ProxyBuilder`]: the options of a [`Proxy`](super::Proxy).
 
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body::Body;
-use hyper_util::client::legacy::connect::HttpConnector;
+use super::{ForwardedHeaders, InFlightLimit};
+use crate::{MinMonitor, Url};
 
-use super::multiplexed::Multiplexed;
-use super::pool::Pool;
-use super::resend::GoneHold;
-use super::upstream::Upstream;
-use super::{ForwardedHeaders, InFlightLimit, InvalidTarget, Proxy, Shared, Target};
-use crate::{BoxError, MinMonitor, Url};
+mod build;
 
 /// TCP keepalive on the proxy's and the gateway's connections: the first probe after a minute
 /// without traffic, then one every 10 s, so that a peer gone without closing is noticed within
@@ -33,12 +28,20 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// before the request is answered 408: 60 s, as nginx's `client_body_timeout`.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many header lines an HTTP/1.1 backend's answer may have unless
+/// [`ProxyBuilder::max_response_headers`] says: 100, hyper's default.
+pub const DEFAULT_MAX_RESPONSE_HEADERS: usize = 100;
+
+/// The most [`ProxyBuilder::max_response_headers`] may be: hyper parses each answer into an
+/// array of that many entries (64 bytes each), allocated per answer above the default.
+pub const MAX_RESPONSE_HEADERS_BOUND: usize = 1000;
+
 /// How long an idle connection to the backend is kept for reuse: 15 s. Short, so that a
 /// gateway with no traffic holds no sockets (and a backend that is stopped when idle does not
 /// see connections it must drain).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The options of a [`Proxy`]; made by [`Proxy::builder`].
+/// The options of a [`Proxy`](super::Proxy); made by [`Proxy::builder`](super::Proxy::builder).
 ///
 /// ```
 /// use std::time::Duration;
@@ -59,12 +62,15 @@ pub struct ProxyBuilder {
     target: Url,
     http2: bool,
     rewrite_host: bool,
+    allow_trace: bool,
     forwarded: ForwardedHeaders,
     trust_forwarded: bool,
     cleartext: bool,
     connect_timeout: Duration,
     response_timeout: Duration,
     body_read_timeout: Option<Duration>,
+    /// Set only when asked: hyper's default array of header lines is not allocated.
+    max_response_headers: Option<usize>,
     service: Option<Arc<str>>,
     /// The monitored service an open upgraded connection counts for (`keep_awake`).
     keep_awake: Option<(Arc<MinMonitor>, Arc<str>)>,
@@ -79,12 +85,14 @@ impl ProxyBuilder {
             target,
             http2: false,
             rewrite_host: false,
+            allow_trace: false,
             forwarded: ForwardedHeaders::default(),
             trust_forwarded: false,
             cleartext: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            max_response_headers: None,
             service: None,
             keep_awake: None,
             limit: None,
@@ -102,6 +110,15 @@ impl ProxyBuilder {
     /// client's (default: the client's is kept).
     pub fn rewrite_host(mut self, rewrite: bool) -> Self {
         self.rewrite_host = rewrite;
+        self
+    }
+
+    /// Whether a `TRACE` request goes on to the backend (default: no, it is answered 405, as
+    /// nginx answers it). The backend would send the request back as its answer, cookies and
+    /// `Authorization` included, for a script to read (cross-site tracing); allow it only for a
+    /// backend that does not echo, or for clients you trust.
+    pub fn allow_trace(mut self, allow: bool) -> Self {
+        self.allow_trace = allow;
         self
     }
 
@@ -173,6 +190,32 @@ impl ProxyBuilder {
     pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
         self.body_read_timeout =
             (timeout < crate::deadline::PRACTICALLY_FOREVER).then_some(timeout);
+        self
+    }
+
+    /// How many header lines an HTTP/1.1 backend's answer may have (default
+    /// [`DEFAULT_MAX_RESPONSE_HEADERS`], at most [`MAX_RESPONSE_HEADERS_BOUND`]); an answer
+    /// with more is a 502, logged at warn with this limit's name. Raise it for a backend that
+    /// sends many (`Set-Cookie`s, security headers). Above the default, each answer's parse
+    /// allocates its array of header lines (hyper measures about 5% slower); at or below it,
+    /// the array is on the stack. The answer's head is also bounded in size, at hyper's 408
+    /// KiB. An HTTP/2 backend's answer is bounded by its size only (16 KiB, hyper's default).
+    ///
+    /// ```
+    /// # use tower_monitor::{Url, proxy::Proxy};
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .max_response_headers(200)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// let zero = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .max_response_headers(0)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap_err();
+    /// assert!(zero.to_string().contains("max_response_headers"));
+    /// ```
+    pub fn max_response_headers(mut self, max: usize) -> Self {
+        self.max_response_headers = Some(max);
         self
     }
 
@@ -292,92 +335,6 @@ impl ProxyBuilder {
         self.gone_hold = Some((monitor, Arc::from(name), hold));
         self
     }
-
-    /// The proxy, for request bodies of type `B`; fails if the target URL cannot be proxied to,
-    /// or if [`keep_awake`](Self::keep_awake) or [`hold_when_gone`](Self::hold_when_gone)
-    /// names a service the monitor does not have (here, never per request).
-    ///
-    /// ```
-    /// # use std::sync::Arc;
-    /// # use tower_monitor::{MinMonitor, Url, proxy::Proxy};
-    /// let monitor = Arc::new(MinMonitor::new());
-    /// let url = Url::parse("http://127.0.0.1:8081/").unwrap();
-    /// let err = Proxy::builder(url).keep_awake(monitor, "typo").build::<hyper::body::Incoming>().unwrap_err();
-    /// assert!(err.to_string().contains("\"typo\""));
-    /// ```
-    pub fn build<B>(self) -> Result<Proxy<B>, InvalidTarget>
-    where
-        B: Body + Send + Unpin + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
-    {
-        let target = Target::new(&self.target)?;
-        let keep_awake = self
-            .keep_awake
-            .map(|(monitor, name)| self::registered(&self.target, &monitor, &name, "keep_awake"))
-            .transpose()?;
-        let gone_hold = self
-            .gone_hold
-            .map(|(monitor, name, hold)| {
-                let registered = self::registered(&self.target, &monitor, &name, "hold_when_gone")?;
-                Ok::<_, InvalidTarget>(GoneHold::new(registered, hold))
-            })
-            .transpose()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        // A backend that vanished without closing (a VM suspended) would hold a relayed
-        // WebSocket, and what it holds, for ever.
-        connector.set_keepalive(Some(KEEPALIVE_IDLE));
-        connector.set_keepalive_interval(Some(KEEPALIVE_INTERVAL));
-        connector.set_connect_timeout(Some(self.connect_timeout));
-        let client = if self.http2 {
-            Upstream::Http2(Multiplexed::new(
-                connector,
-                target.backend_uri(),
-                POOL_IDLE_TIMEOUT,
-            ))
-        } else {
-            Upstream::Http1(Pool::new(
-                connector,
-                target.backend_uri(),
-                POOL_IDLE_TIMEOUT,
-            ))
-        };
-        Ok(Proxy {
-            shared: Arc::new(Shared {
-                upstream: client,
-                target,
-                http2: self.http2,
-                rewrite_host: self.rewrite_host,
-                forwarded: self.forwarded,
-                trust_forwarded: self.trust_forwarded,
-                cleartext: self.cleartext,
-                response_timeout: self.response_timeout,
-                // A stalled stream of an HTTP/2 backend holds no connection of its own, and a
-                // gRPC client stream may rightly pause for long.
-                body_read_timeout: self.body_read_timeout.filter(|_| !self.http2),
-                service: self.service,
-                keep_awake,
-                limit: self.limit,
-                gone_hold,
-            }),
-            client: None,
-        })
-    }
-}
-
-/// The service `name` of `monitor`, which `option` names.
-fn registered(
-    target: &Url,
-    monitor: &MinMonitor,
-    name: &str,
-    option: &str,
-) -> Result<Arc<crate::registered::Registered>, InvalidTarget> {
-    monitor.lookup(name).map_err(|_| {
-        let reason =
-            format!("`{option}` names the service {name:?}, which the monitor does not have");
-        InvalidTarget::new(target, reason.into())
-    })
 }
 
 impl fmt::Debug for ProxyBuilder {
@@ -386,10 +343,12 @@ impl fmt::Debug for ProxyBuilder {
             .field("target", &self.target.as_str())
             .field("http2", &self.http2)
             .field("rewrite_host", &self.rewrite_host)
+            .field("allow_trace", &self.allow_trace)
             .field("forwarded", &self.forwarded)
             .field("trust_forwarded", &self.trust_forwarded)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("max_response_headers", &self.max_response_headers)
             .field("service", &self.service)
             .field("limit", &self.limit)
             .finish_non_exhaustive()

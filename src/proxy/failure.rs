@@ -16,6 +16,9 @@ pub(crate) enum Failure {
     Gone,
     /// No connection or no response head within its time (504).
     Timeout,
+    /// An answer whose head is more than the proxy reads: too many header lines, or too many
+    /// bytes (502).
+    HeadTooLarge,
     /// Anything else, such as a malformed answer (502).
     Other,
     /// A request a reverse proxy does not forward: a `CONNECT` that is not a WebSocket, a body
@@ -26,6 +29,9 @@ pub(crate) enum Failure {
     ClientBody,
     /// The client sent nothing of its request body for the body read timeout (408).
     ClientSlow,
+    /// A `TRACE`, which the backend would answer with the request itself, cookies and
+    /// credentials included, for a script to read (cross-site tracing) (405).
+    NotAllowed,
     /// A request whose path the proxy does not forward: a dot-segment, which would climb out
     /// of the base path (400).
     BadPath,
@@ -67,10 +73,11 @@ impl Failure {
                     | io::ErrorKind::UnexpectedEof
             )
         );
-        let incomplete =
-            source_of::<hyper::Error>(error).is_some_and(|e| e.is_incomplete_message());
-        if closed || incomplete {
+        let hyper_error = source_of::<hyper::Error>(error);
+        if closed || hyper_error.is_some_and(hyper::Error::is_incomplete_message) {
             Self::Gone
+        } else if hyper_error.is_some_and(hyper::Error::is_parse_too_large) {
+            Self::HeadTooLarge
         } else {
             Self::Other
         }
@@ -80,8 +87,11 @@ impl Failure {
     pub(crate) fn response(self, request_headers: &http::HeaderMap) -> Response<ProxyBody> {
         let (status, text) = match self {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
-            Self::Gone | Self::Other => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
+            Self::Gone | Self::HeadTooLarge | Self::Other => {
+                (StatusCode::BAD_GATEWAY, "bad gateway\n")
+            }
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
+            Self::NotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             Self::ClientBody | Self::BadPath | Self::BadHost => {
                 (StatusCode::BAD_REQUEST, "bad request\n")
             }
@@ -122,7 +132,8 @@ impl Failure {
     fn grpc_response(self, message: &'static str) -> Response<ProxyBody> {
         let code: u16 = match self {
             Self::Gone | Self::Timeout | Self::Other | Self::Busy => 14, // UNAVAILABLE
-            Self::NotForwarded => 12,                                    // UNIMPLEMENTED
+            Self::HeadTooLarge => 14,                                    // UNAVAILABLE
+            Self::NotForwarded | Self::NotAllowed => 12,                 // UNIMPLEMENTED
             Self::ClientBody | Self::BadPath | Self::BadHost => 13,      // INTERNAL
             Self::ClientSlow => 4,                                       // DEADLINE_EXCEEDED
         };
@@ -134,8 +145,10 @@ impl Failure {
         match self {
             Self::Gone => "unreachable",
             Self::Timeout => "timeout",
+            Self::HeadTooLarge => "head_too_large",
             Self::Other => "failed",
             Self::NotForwarded => "not_forwarded",
+            Self::NotAllowed => "not_allowed",
             Self::ClientBody => "client_body",
             Self::ClientSlow => "client_slow",
             Self::BadPath => "bad_path",
@@ -148,8 +161,10 @@ impl Failure {
         match self {
             Self::Gone => "backend unreachable",
             Self::Timeout => "backend timed out",
+            Self::HeadTooLarge => "backend answer's head too large",
             Self::Other => "backend request failed",
             Self::NotForwarded => "request not forwarded",
+            Self::NotAllowed => "request method not allowed",
             Self::ClientBody => "the request body broke off",
             Self::ClientSlow => "the request body stalled",
             Self::BadPath => "request path not forwarded",

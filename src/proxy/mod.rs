@@ -16,6 +16,9 @@
 //!   HTTP/1.1 client's reaches an HTTP/2 backend as an extended `CONNECT`, and gets its `101`
 //!   with the proof of its key. Between two HTTP/2 sides the `CONNECT` passes as it is.
 //! - Any other `CONNECT` (a tunnel, a forward proxy's job) is answered 501, never forwarded.
+//! - A `TRACE` is answered 405, never forwarded, as nginx does: the backend would echo the
+//!   request, cookies and credentials included, for a script to read (cross-site tracing).
+//!   [`ProxyBuilder::allow_trace`] lets it through.
 //! - Framing and hosts as RFC 9112 says, and nginx does: a body with a transfer coding besides
 //!   `chunked` (`gzip, chunked`) is answered 501 (a request) or 502 (an answer), never passed
 //!   on without the coding; a `Content-Length` beside chunks is removed; a request with two
@@ -80,7 +83,8 @@ mod websocket;
 
 pub use body::ProxyBody;
 pub use builder::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProxyBuilder,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_HEADERS,
+    DEFAULT_RESPONSE_TIMEOUT, MAX_RESPONSE_HEADERS_BOUND, ProxyBuilder,
 };
 #[cfg(feature = "gateway")]
 pub(crate) use builder::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
@@ -133,6 +137,8 @@ struct Shared<B> {
     target: Target,
     http2: bool,
     rewrite_host: bool,
+    /// Whether a `TRACE` goes on to the backend (by default it is answered 405).
+    allow_trace: bool,
     forwarded: ForwardedHeaders,
     trust_forwarded: bool,
     /// Whether the clients reach this proxy over cleartext only (the gateway's server).
@@ -140,6 +146,8 @@ struct Shared<B> {
     response_timeout: Duration,
     /// How long the client's body may keep the backend waiting for its next bytes.
     body_read_timeout: Option<Duration>,
+    /// What an HTTP/1.1 backend's answer may have of header lines: named when one has more.
+    max_response_headers: usize,
     service: Option<Arc<str>>,
     /// The monitored service an open upgraded connection keeps awake, if any.
     keep_awake: Option<Arc<crate::registered::Registered>>,
@@ -225,6 +233,11 @@ where
         client: Option<IpAddr>,
     ) -> ResponseFuture<B> {
         let version = request.version();
+        if request.method() == http::Method::TRACE && !this.allow_trace {
+            // The backend's answer would be the request itself, cookies and credentials
+            // included, for a script to read (cross-site tracing).
+            return this.refuse(Failure::NotAllowed, "TRACE", &request);
+        }
         let client_upgrade = ClientUpgrade::take(&mut request, this.http2);
         if client_upgrade.is_none() && request.method() == http::Method::CONNECT {
             // A tunnel to anywhere is a forward proxy's job; a 2xx from the backend would open
@@ -363,30 +376,39 @@ where
 
     /// The answer when the backend gave none: `error`, or no response head in time.
     fn failed(&self, sent: &Sent, error: Option<&upstream::UpstreamError>) -> Response<ProxyBody> {
+        let service = self.service();
+        let (method, path) = (&sent.method, sent.path.path());
         let failure = match error {
-            Some(error) => {
-                let failure = Failure::of(error);
-                tracing::warn!(
-                    service = %self.service(),
-                    method = %sent.method,
-                    path = %sent.path.path(),
-                    error = %error_chain(error),
-                    "{}",
-                    failure.as_str()
-                );
-                failure
-            }
-            None => {
-                tracing::warn!(
-                    service = %self.service(),
-                    method = %sent.method,
-                    path = %sent.path.path(),
-                    timeout = ?self.response_timeout,
-                    "backend sent no response head in time"
-                );
-                Failure::Timeout
-            }
+            Some(error) => Failure::of(error),
+            None => Failure::Timeout,
         };
+        match error {
+            // hyper's "message head is too large" names neither the limit nor the setting
+            // that raises it.
+            Some(_) if failure == Failure::HeadTooLarge => tracing::warn!(
+                service = %service,
+                %method,
+                path = %path,
+                "{}: more than {} header lines (raise `max_response_headers`) or 408 KiB",
+                failure.as_str(),
+                self.max_response_headers,
+            ),
+            Some(error) => tracing::warn!(
+                service = %service,
+                %method,
+                path = %path,
+                error = %error_chain(error),
+                "{}",
+                failure.as_str()
+            ),
+            None => tracing::warn!(
+                service = %service,
+                %method,
+                path = %path,
+                timeout = ?self.response_timeout,
+                "backend sent no response head in time"
+            ),
+        }
         self.failure_response(failure, sent)
     }
 

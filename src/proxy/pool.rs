@@ -48,6 +48,9 @@ struct Shared<B> {
     /// The `Host` of a request that came without one (HTTP/1.0).
     host: HeaderValue,
     idle_timeout: Duration,
+    /// hyper's limit of header lines in an answer, when not its default (100): above it,
+    /// each answer's parse allocates.
+    max_headers: Option<usize>,
     idle: Mutex<Idle<B>>,
     /// Told each time a connection's task ends (for the tests: the event they wait for).
     ended: Arc<Notify>,
@@ -66,8 +69,15 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    /// A pool dialling `backend` with `connector`, closing connections idle for `idle_timeout`.
-    pub(crate) fn new(connector: HttpConnector, backend: Uri, idle_timeout: Duration) -> Self {
+    /// A pool dialling `backend` with `connector`, closing connections idle for `idle_timeout`,
+    /// whose connections read answers of at most `max_headers` header lines (`None`: hyper's
+    /// default, 100).
+    pub(crate) fn new(
+        connector: HttpConnector,
+        backend: Uri,
+        idle_timeout: Duration,
+        max_headers: Option<usize>,
+    ) -> Self {
         let host = backend
             .authority()
             .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
@@ -78,6 +88,7 @@ where
                 backend,
                 host,
                 idle_timeout,
+                max_headers,
                 idle: Mutex::new(Idle {
                     connections: VecDeque::new(),
                     timer: false,
@@ -175,7 +186,11 @@ where
             .call(self.backend.clone())
             .await
             .map_err(|error| UpstreamError::Connect(error.into()))?;
-        let (connection, driver) = Builder::new()
+        let mut builder = Builder::new();
+        if let Some(max) = self.max_headers {
+            builder.max_headers(max);
+        }
+        let (connection, driver) = builder
             .handshake(io)
             .await
             .map_err(|error| UpstreamError::Connect(error.into()))?;

@@ -10,7 +10,8 @@ use crate::Url;
 /// Why a [`Proxy`](super::Proxy) cannot be built: a backend URL it cannot forward to (not
 /// `http`, no host, a user or password in it, or a query or fragment), or a service name,
 /// given to [`keep_awake`](super::ProxyBuilder::keep_awake) or
-/// [`hold_when_gone`](super::ProxyBuilder::hold_when_gone), that the monitor does not have.
+/// [`hold_when_gone`](super::ProxyBuilder::hold_when_gone), that the monitor does not have,
+/// or a [`max_response_headers`](super::ProxyBuilder::max_response_headers) out of its range.
 ///
 /// ```
 /// use tower_monitor::{Url, proxy::Proxy};

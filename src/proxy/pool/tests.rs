@@ -96,7 +96,7 @@ async fn serve(mut stream: TcpStream, mode: Mode, proxy_closed: mpsc::UnboundedS
 
 fn pool(backend: &Backend, idle_timeout: Duration) -> Pool<Full<Bytes>> {
     let uri = format!("http://{}/", backend.addr).parse().unwrap();
-    Pool::new(HttpConnector::new(), uri, idle_timeout)
+    Pool::new(HttpConnector::new(), uri, idle_timeout, None)
 }
 
 fn get(backend: &Backend, path: &str) -> Request<Full<Bytes>> {
