@@ -110,9 +110,15 @@
 //! - tower-http's `TraceLayer` outside it logs the fallback's 503s and 500s at error (its
 //!   classifier counts any 5xx as a failure); inside, it sees forwarded requests only.
 //!
+//! A limit for all requests goes around the whole router, as here. Given to `Router::layer`
+//! of a router without state, axum 0.8 builds a handler's layers anew for each request
+//! (unless `.with_state(())` is called first), so a `ConcurrencyLimit` there limits nothing;
+//! this layer shares its state between all the instances it makes, and works either way.
+//!
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
-//! use axum::{BoxError, Router, error_handling::HandleErrorLayer, http::StatusCode, routing::get};
+//! use axum::{BoxError, Router, error_handling::HandleErrorLayer, extract::Request};
+//! use axum::{http::StatusCode, response::IntoResponse, routing::get};
 //! use tower::ServiceBuilder;
 //! use tower_http::trace::TraceLayer;
 //! use tower_monitor::{MinMonitor, MonitoredService, Url};
@@ -121,18 +127,20 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let monitor = Arc::new(MinMonitor::new());
 //! monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30)))?;
-//! let app = Router::new().route("/", get(|| async { "hi" })).layer(
-//!     ServiceBuilder::new()
-//!         .layer(TraceLayer::new_for_http())
-//!         .layer(HandleErrorLayer::new(|error: BoxError| async move {
-//!             (StatusCode::SERVICE_UNAVAILABLE, format!("{error}"))
-//!         }))
-//!         .timeout(Duration::from_secs(60))
-//!         .layer(monitor.layer("app")?.hold(Duration::from_secs(30)))
-//!         .buffer(1024)
-//!         .concurrency_limit(8),
-//! );
-//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;
+//! let router = Router::new().route("/", get(|| async { "hi" }));
+//! let app = ServiceBuilder::new()
+//!     .map_response(IntoResponse::into_response)
+//!     .layer(TraceLayer::new_for_http())
+//!     .layer(HandleErrorLayer::new(|error: BoxError| async move {
+//!         (StatusCode::SERVICE_UNAVAILABLE, format!("{error}"))
+//!     }))
+//!     .timeout(Duration::from_secs(60))
+//!     .layer(monitor.layer("app")?.hold(Duration::from_secs(30)))
+//!     .buffer(1024)
+//!     .concurrency_limit(8)
+//!     .service(router);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app)).await?;
 //! # Ok(())
 //! # }
 //! ```
