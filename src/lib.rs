@@ -35,7 +35,7 @@
 //!   [`trigger::Process`], a supervised backend program, with [`trigger::Supervisor`] to stop
 //!   them all on exit; and [`MonitoredService::on_idle`] for idle shutdown.
 //! - [`layer`]: [`MonitorLayer`] with its fallback answers, hold mode, wake policy and
-//!   waiting page.
+//!   waiting page; where it goes in axum, hyper and tonic, and among tower middleware.
 //! - [`config`]: a whole monitor from JSON, with your own trigger types.
 //! - [`MinMonitor::snapshot`]: every service's state, last probe, requests and counters, to
 //!   serialize (an example serves it from an axum app: `examples/snapshot.rs`).

@@ -279,3 +279,22 @@ async fn an_inner_body_of_other_data_keeps_its_type_up_and_down() {
         "the fallback's page, as the inner data type"
     );
 }
+
+/// A monitor kept without an `Arc` (a field of the app's state, a static) makes layers too:
+/// `MonitorLayer::new` takes it by reference.
+#[tokio::test]
+async fn a_monitor_outside_an_arc_makes_a_layer() {
+    let monitor = MinMonitor::new();
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(false))));
+    monitor.add("app", service).unwrap();
+    let layer = tower_monitor::MonitorLayer::new(&monitor, "app").unwrap();
+    let service = layer.layer(tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("app")))
+    }));
+    let answer = service.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    monitor.set_status_up("app").unwrap();
+    let answer = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+}

@@ -80,3 +80,96 @@ async fn reaching_max_held_is_warned_once_each_time() {
         monitor.set_status_down("app").unwrap();
     }
 }
+
+/// A request through a layer whose backend is down, to run its `on_down`.
+async fn wake(monitor: &Arc<MinMonitor>, name: &str) {
+    let service =
+        monitor
+            .layer(name)
+            .unwrap()
+            .layer(tower::service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("app")))
+            }));
+    let answer = service.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A backend program built without `ProcessBuilder::service`, as its docs show it, logs its
+/// start and its output with the name of the service whose `on_down` ran it.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_process_names_the_service_that_started_it() {
+    use tower_monitor::trigger::Process;
+    // This thread only: the test's runtime (current-thread) runs the output's reader here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let program = Process::builder("sh")
+        .args(["-c", "echo hello-from-program; exec sleep 30"])
+        .build();
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(false))))
+        .on_down(program.clone());
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("py-app", service).unwrap();
+    wake(&monitor, "py-app").await;
+    let said = |what: &str| {
+        let text = logs.text();
+        text.lines().find(|l| l.contains(what)).map(str::to_owned)
+    };
+    let output = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(line) = said("hello-from-program") {
+                return line;
+            }
+            // The program's output comes through a pipe: there is no event to await.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no output line in {}", logs.text()));
+    let started = said("started the backend program").expect("a start line");
+    program.stop().await.unwrap();
+    assert!(output.contains("py-app"), "{output}");
+    assert!(started.contains("py-app"), "{started}");
+}
+
+/// The same for a `Command`'s output.
+#[tokio::test]
+async fn a_commands_output_names_its_service() {
+    use tower_monitor::trigger::Command;
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(false))))
+        .on_down(Command::new("sh").args(["-c", "echo hello-from-command"]));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("cmd-app", service).unwrap();
+    // A waited-for command's output is read to its end before its run ends.
+    wake(&monitor, "cmd-app").await;
+    let text = logs.text();
+    let output = text
+        .lines()
+        .find(|l| l.contains("hello-from-command"))
+        .unwrap_or_else(|| panic!("no output line in {text}"));
+    assert!(output.contains("cmd-app"), "{output}");
+}
+
+/// A `Delay`'s run comes when no request is there to name the service; its failure still does.
+#[tokio::test(start_paused = true)]
+async fn a_delayed_triggers_failure_names_its_service() {
+    use tower_monitor::trigger::{Delay, from_fn};
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let failing = from_fn(|| async { Err::<(), _>("the stop failed") });
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(false))))
+        .always(Delay::new(Duration::from_secs(5), failing));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("delayed-app", service).unwrap();
+    wake(&monitor, "delayed-app").await;
+    // With the clock paused, this sleep ends once the delay's run has had its turn.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let text = logs.text();
+    let failed = text
+        .lines()
+        .find(|l| l.contains("delayed trigger failed"))
+        .unwrap_or_else(|| panic!("no failure line in {text}"));
+    assert!(failed.contains("delayed-app"), "{failed}");
+}

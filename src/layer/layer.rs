@@ -38,7 +38,8 @@ pub struct MonitorLayer {
 }
 
 impl MonitorLayer {
-    /// A layer for the service registered as `name` in `monitor`.
+    /// A layer for the service registered as `name` in `monitor`, given in an `Arc` or by
+    /// reference (`&monitor`: the layer holds the service, not the monitor).
     ///
     /// ```
     /// # use std::sync::Arc;

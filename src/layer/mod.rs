@@ -92,6 +92,58 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! **With tower middleware.** The layer adds no error of its own (its `Error` is the inner
+//! service's; its fallbacks are responses), so it needs no `HandleErrorLayer`; tower's
+//! `Buffer`, `ConcurrencyLimit` and `Timeout` around it need one in axum as they always do.
+//! What the order changes:
+//!
+//! - A `Timeout` outside the layer bounds a held request's wait too (it gets the timeout's
+//!   error, not the 504 at `max_wait`); inside, only the inner service's answer.
+//! - A layer inside it that reserves capacity in `poll_ready` (`ConcurrencyLimit`,
+//!   `RateLimit`) has it reserved by each request while the layer decides and while it is
+//!   held: the request polled ready is the one called (tower's contract). With
+//!   `concurrency_limit(8)` there, 8 held requests make the others wait in `poll_ready`, not
+//!   counted as held. To limit only what reaches the backend, put a `Buffer` between the two,
+//!   as below: held requests then take places in the buffer, and the limit's turns go to
+//!   requests that are forwarded.
+//! - tower-http's `TraceLayer` outside it logs the fallback's 503s and 500s at error (its
+//!   classifier counts any 5xx as a failure); inside, it sees forwarded requests only.
+//!
+//! A limit for all requests goes around the whole router, as here. Given to `Router::layer`
+//! of a router without state, axum 0.8 builds a handler's layers anew for each request
+//! (unless `.with_state(())` is called first), so a `ConcurrencyLimit` there limits nothing;
+//! this layer shares its state between all the instances it makes, and works either way.
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use axum::{BoxError, Router, error_handling::HandleErrorLayer, extract::Request};
+//! use axum::{http::StatusCode, response::IntoResponse, routing::get};
+//! use tower::ServiceBuilder;
+//! use tower_http::trace::TraceLayer;
+//! use tower_monitor::{MinMonitor, MonitoredService, Url};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let monitor = Arc::new(MinMonitor::new());
+//! monitor.add("app", MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30)))?;
+//! let router = Router::new().route("/", get(|| async { "hi" }));
+//! let app = ServiceBuilder::new()
+//!     .map_response(IntoResponse::into_response)
+//!     .layer(TraceLayer::new_for_http())
+//!     .layer(HandleErrorLayer::new(|error: BoxError| async move {
+//!         (StatusCode::SERVICE_UNAVAILABLE, format!("{error}"))
+//!     }))
+//!     .timeout(Duration::from_secs(60))
+//!     .layer(monitor.layer("app")?.hold(Duration::from_secs(30)))
+//!     .buffer(1024)
+//!     .concurrency_limit(8)
+//!     .service(router);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app)).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod body;
 mod decision;

@@ -344,3 +344,21 @@ impl fmt::Debug for MinMonitor {
             .finish()
     }
 }
+
+/// So that [`MonitorLayer::new`] takes a monitor by reference as well as in an `Arc`: one kept
+/// in an app's state or a `static` makes layers too (they share the service, not the monitor).
+///
+/// ```
+/// # use std::time::Duration;
+/// use tower_monitor::{MinMonitor, MonitorLayer, MonitoredService, Url};
+/// let monitor = MinMonitor::new();
+/// # let url = Url::parse("http://127.0.0.1:8081/").unwrap();
+/// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+/// let layer = MonitorLayer::new(&monitor, "app").unwrap();
+/// # let _ = layer;
+/// ```
+impl AsRef<MinMonitor> for MinMonitor {
+    fn as_ref(&self) -> &MinMonitor {
+        self
+    }
+}

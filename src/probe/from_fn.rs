@@ -7,7 +7,7 @@ use url::Url;
 use super::Probe;
 use crate::BoxError;
 
-/// A [`Probe`] made from an async closure; see [`from_fn`].
+/// A [`Probe`] made from a closure that returns a future; see [`from_fn`].
 #[derive(Clone)]
 pub struct FromFn<F> {
     f: F,
@@ -20,6 +20,10 @@ impl<F> fmt::Debug for FromFn<F> {
 }
 
 /// Makes a [`Probe`] from a closure that receives the service's URL and returns a future.
+///
+/// As with [`trigger::from_fn`](crate::trigger::from_fn), the future must own what it uses:
+/// clone the closure's captures into an `async move` block, as below (an `async move |url|`
+/// closure that captures an `Arc` is refused: it only lends it to its futures).
 ///
 /// ```
 /// use std::sync::Arc;

@@ -207,9 +207,10 @@ impl Command {
         let name = self.name();
         let deadline = crate::deadline::saturating_after(Instant::now(), self.timeout);
         let mut child = self.spawn()?;
+        let service = super::running_for();
         let source = Source {
             program: Arc::from(name.as_str()),
-            service: None,
+            service: service.clone(),
             level: Level::INFO,
         };
         let stderr_tail = Tail::new(STDERR_TAIL_LINES);
@@ -226,7 +227,7 @@ impl Command {
             )
         });
         if self.detached {
-            reap_in_background(child, name);
+            reap_in_background(child, name, service);
             return Ok(());
         }
         let group = GroupGuard::new(&child);
@@ -269,12 +270,18 @@ impl Trigger for Command {
 }
 
 /// Waits for a detached program in the background, so that it never lingers as a zombie.
-fn reap_in_background(mut child: Child, name: String) {
-    tracing::info!(program = %name, pid = child.id(), "started detached");
+fn reap_in_background(mut child: Child, name: String, service: Option<Arc<str>>) {
+    let pid = child.id();
+    tracing::info!(service = service.as_deref(), program = %name, pid, "started detached");
     tokio::spawn(async move {
+        let service = service.as_deref();
         match child.wait().await {
-            Ok(status) => tracing::info!(program = %name, %status, "detached program exited"),
-            Err(error) => tracing::warn!(program = %name, %error, "detached program lost"),
+            Ok(status) => {
+                tracing::info!(service, program = %name, %status, "detached program exited");
+            }
+            Err(error) => {
+                tracing::warn!(service, program = %name, %error, "detached program lost");
+            }
         }
     });
 }

@@ -1,6 +1,6 @@
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
@@ -40,6 +40,9 @@ struct Delayed {
     delay: Duration,
     timeout: Duration,
     trigger: Arc<dyn Trigger>,
+    /// The service whose trigger it is, once a call through a monitor tells it: its delayed
+    /// run is nobody's call, and its log lines must still name the service.
+    service: OnceLock<Arc<str>>,
 }
 
 impl Delay {
@@ -58,6 +61,7 @@ impl Delay {
                 delay,
                 timeout: crate::DEFAULT_TRIGGER_TIMEOUT,
                 trigger: Arc::new(trigger),
+                service: OnceLock::new(),
             }),
         }
     }
@@ -79,6 +83,7 @@ impl Delay {
                 delay: *delay,
                 timeout,
                 trigger: Arc::clone(trigger),
+                service: OnceLock::new(),
             }),
         }
     }
@@ -90,25 +95,32 @@ impl Expiring for Delayed {
     }
 
     fn expired(&self) {
-        run_detached(Arc::clone(&self.trigger), self.timeout);
+        let service = self.service.get().cloned();
+        run_detached(Arc::clone(&self.trigger), self.timeout, service);
     }
 }
 
 /// Runs a trigger in the background, bounded by `timeout`, logging its failure, its timeout or
 /// its panic: nobody waits for its result.
-fn run_detached(trigger: Arc<dyn Trigger>, timeout: Duration) {
+fn run_detached(trigger: Arc<dyn Trigger>, timeout: Duration, service: Option<Arc<str>>) {
+    let name = service.clone();
     let run = async move {
-        let run = AssertUnwindSafe(async { trigger.trigger().await }).catch_unwind();
+        let service = name.as_deref();
+        let run = super::running_as(name.clone(), async { trigger.trigger().await });
+        let run = AssertUnwindSafe(run).catch_unwind();
         match tokio::time::timeout(timeout, run).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::warn!(%error, "delayed trigger failed"),
-            Ok(Err(_panic)) => tracing::error!("delayed trigger panicked"),
-            Err(_) => tracing::warn!(?timeout, "delayed trigger timed out; dropped"),
+            Ok(Ok(Err(error))) => tracing::warn!(service, %error, "delayed trigger failed"),
+            Ok(Err(_panic)) => tracing::error!(service, "delayed trigger panicked"),
+            Err(_) => tracing::warn!(service, ?timeout, "delayed trigger timed out; dropped"),
         }
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn(run)),
-        Err(_) => tracing::warn!("delayed trigger needs a Tokio runtime to run; skipped"),
+        Err(_) => tracing::warn!(
+            service = service.as_deref(),
+            "delayed trigger needs a Tokio runtime to run; skipped"
+        ),
     }
 }
 
@@ -123,6 +135,11 @@ impl fmt::Debug for Delay {
 
 impl Trigger for Delay {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+        if self.inner.service.get().is_none() {
+            if let Some(service) = super::running_for() {
+                let _ = self.inner.service.set(service);
+            }
+        }
         Deadline::arm(
             &self.inner,
             saturating_after(Instant::now(), self.inner.delay),

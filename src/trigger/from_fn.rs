@@ -6,7 +6,7 @@ use futures::future::{BoxFuture, FutureExt};
 use super::Trigger;
 use crate::BoxError;
 
-/// A [`Trigger`] made from an async closure; see [`from_fn`].
+/// A [`Trigger`] made from a closure that returns a future; see [`from_fn`].
 #[derive(Clone)]
 pub struct FromFn<F> {
     f: F,
@@ -19,6 +19,12 @@ impl<F> fmt::Debug for FromFn<F> {
 }
 
 /// Makes a [`Trigger`] from a closure returning a future.
+///
+/// The closure is called for each run and its future must own what it uses: clone what the
+/// closure captures into an `async move` block, as below. An `async` closure (`async || ..`)
+/// does for one that captures nothing; one that captures (`async move || counted.fetch_add(..)`)
+/// only lends its captures to its futures, and is refused with "async closure does not
+/// implement `Fn` because it captures state from its environment".
 ///
 /// ```
 /// use std::sync::Arc;
@@ -34,7 +40,11 @@ impl<F> fmt::Debug for FromFn<F> {
 ///         Ok::<(), BoxError>(())
 ///     }
 /// });
-/// # let _ = wake;
+/// let log = trigger::from_fn(async || {
+///     println!("a request found the backend up");
+///     Ok::<(), BoxError>(())
+/// });
+/// # let _ = (wake, log);
 /// ```
 pub fn from_fn<F, Fut, E>(f: F) -> FromFn<F>
 where

@@ -24,7 +24,7 @@ pub(crate) mod program;
 mod rate_limit;
 mod webhook;
 
-pub(crate) use bounded::run_bounded;
+pub(crate) use bounded::{run_bounded, running_as, running_for};
 pub use command::{Command, CommandError, DEFAULT_COMMAND_TIMEOUT};
 pub use compound::Compound;
 pub use delay::Delay;

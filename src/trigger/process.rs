@@ -13,7 +13,7 @@ pub use supervisor::Supervisor;
 
 use std::ffi::OsString;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
@@ -136,6 +136,8 @@ pub enum ProcessError {
 struct Shared {
     spec: ProcessBuilder,
     program: Arc<str>,
+    /// Without [`ProcessBuilder::service`], the service whose trigger started it first.
+    learned_service: OnceLock<Arc<str>>,
     supervisor: Option<Arc<supervisor::Inner>>,
     state: Mutex<State>,
 }
@@ -177,6 +179,7 @@ impl Process {
             shared: Arc::new(Shared {
                 spec,
                 program,
+                learned_service: OnceLock::new(),
                 supervisor,
                 state: Mutex::new(State::default()),
             }),
@@ -335,7 +338,17 @@ impl Shared {
     }
 
     fn service(&self) -> Option<&str> {
-        self.spec.service.as_deref()
+        let learned = || self.learned_service.get().map(|name| &**name);
+        self.spec.service.as_deref().or_else(learned)
+    }
+
+    /// Takes the name of the service the monitor runs this start for, if none was given.
+    fn learn_service(&self) {
+        if self.spec.service.is_none() && self.learned_service.get().is_none() {
+            if let Some(name) = crate::trigger::running_for() {
+                let _ = self.learned_service.set(name);
+            }
+        }
     }
 }
 

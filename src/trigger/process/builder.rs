@@ -94,7 +94,8 @@ impl ProcessBuilder {
         self
     }
 
-    /// The service name its log lines carry (the `service` field).
+    /// The service name its log lines carry (the `service` field). Without it, they carry the
+    /// name of the service whose trigger first starts it through a monitor (its `on_down`).
     ///
     /// ```
     /// let b = tower_monitor::trigger::Process::builder("my-server").service("app");

@@ -55,6 +55,7 @@ pub(super) async fn exited(mut exit: watch::Receiver<Exit>) -> Option<ExitStatus
 }
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
+    shared.learn_service();
     let program = || shared.program.to_string();
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return Err(ProcessError::Spawn {
@@ -130,7 +131,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         start = state.starts, "started the backend program");
     let source = Source {
         program: shared.program.clone(),
-        service: spec.service.as_deref().map(Arc::from),
+        service: shared.service().map(Arc::from),
         level: spec.output_level,
     };
     if let Some(out) = child.stdout.take() {
