@@ -6,62 +6,35 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_monitor::config::TriggerRegistry;
 use tower_monitor::proxy::Proxy;
-
-/// The request heads a [`raw_backend`] received, in order.
-type Heads = Arc<Mutex<Vec<String>>>;
 
 /// How many header lines the backend's answers to `/headers` have.
 const MANY: usize = 150;
 
 /// A backend (requests without a body) that records each head and answers `ok`; to
 /// `/headers`, with [`MANY`] header lines `x-h<i>: v<i>` besides its length.
-async fn raw_backend() -> (SocketAddr, Heads) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let heads = Heads::default();
-    let recorded = heads.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let recorded = recorded.clone();
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                while let Some(head) = common::read_head(&mut stream, &mut pending).await {
-                    recorded.lock().unwrap().push(head.clone());
-                    let mut answer = String::from("HTTP/1.1 200 OK\r\n");
-                    if head.starts_with("GET /headers ") {
-                        for i in 0..MANY {
-                            answer.push_str(&format!("x-h{i}: v{i}\r\n"));
-                        }
-                    }
-                    answer.push_str("content-length: 2\r\n\r\nok");
-                    if stream.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
+async fn raw_backend() -> (SocketAddr, common::Heads) {
+    common::recording_backend(|head| {
+        let mut answer = String::from("HTTP/1.1 200 OK\r\n");
+        if head.starts_with("GET /headers ") {
+            for i in 0..MANY {
+                answer.push_str(&format!("x-h{i}: v{i}\r\n"));
+            }
         }
-    });
-    (addr, heads)
+        answer.push_str("content-length: 2\r\n\r\nok");
+        answer.into()
+    })
+    .await
 }
 
 /// A gateway with one service, "app", on `backend`, with the per-service `settings` (JSON).
 async fn gateway(backend: SocketAddr, settings: &str) -> common::InProcessGateway {
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                           "services": {{ "app": {settings} }} }},
-             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    common::start_gateway(&config, &TriggerRegistry::new()).await
+    common::gateway_to_app(&format!("http://{backend}/"), settings).await
 }
 
 /// A request `method path` for host `app` over HTTP/2 (prior knowledge): the status and the

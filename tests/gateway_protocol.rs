@@ -7,59 +7,35 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tower_monitor::config::TriggerRegistry;
-
-/// The request heads a [`raw_backend`] received, in order.
-type Heads = Arc<Mutex<Vec<String>>>;
+use tokio::net::TcpStream;
 
 /// A backend (requests without a body) that records each head and answers by its path:
 /// `/length-and-chunks` with a `Content-Length: 2` beside ten bytes of chunks, `/gzip` with
 /// chunks of a gzip coding, `/unsized` with `ok` in chunks, anything else with `ok`.
-async fn raw_backend() -> (SocketAddr, Heads) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let heads = Heads::default();
-    let recorded = heads.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let recorded = recorded.clone();
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                while let Some(head) = common::read_head(&mut stream, &mut pending).await {
-                    recorded.lock().unwrap().push(head.clone());
-                    let answer: &[u8] = if head.starts_with("GET /length-and-chunks ") {
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n\
-                          a\r\n0123456789\r\n0\r\n\r\n"
-                    } else if head.starts_with("GET /gzip ") {
-                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n\
-                          5\r\nGZIPD\r\n0\r\n\r\n"
-                    } else if head.starts_with("GET /unsized ") {
-                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
-                    } else {
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
-                    };
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, heads)
+async fn raw_backend() -> (SocketAddr, common::Heads) {
+    common::recording_backend(|head| {
+        let answer: &[u8] = if head.starts_with("GET /length-and-chunks ") {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n\
+              a\r\n0123456789\r\n0\r\n\r\n"
+        } else if head.starts_with("GET /gzip ") {
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n\
+              5\r\nGZIPD\r\n0\r\n\r\n"
+        } else if head.starts_with("GET /unsized ") {
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        };
+        answer.into()
+    })
+    .await
 }
 
 async fn gateway(backend: SocketAddr) -> common::InProcessGateway {
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
-             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    common::start_gateway(&config, &TriggerRegistry::new()).await
+    common::gateway_to_app(&format!("http://{backend}/"), "{}").await
 }
 
 /// `GET path` over HTTP/2 (prior knowledge): the status and the body, or the stream's error.

@@ -15,10 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tower_monitor::config::TriggerRegistry;
-
-/// The request heads the backend received, in order.
-type Heads = Arc<Mutex<Vec<String>>>;
 
 /// What the relay saw of each frame a client sent: type, flags, stream.
 type Frames = Arc<Mutex<Vec<(u8, u8, u32)>>>;
@@ -28,27 +24,9 @@ const CONTINUATION: u8 = 0x9;
 const END_HEADERS: u8 = 0x4;
 
 /// A backend (requests without a body) that records each head and answers `ok`.
-async fn backend() -> (SocketAddr, Heads) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let heads = Heads::default();
-    let recorded = heads.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let recorded = recorded.clone();
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                while let Some(head) = common::read_head(&mut stream, &mut pending).await {
-                    recorded.lock().unwrap().push(head);
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if stream.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, heads)
+async fn backend() -> (SocketAddr, common::Heads) {
+    common::recording_backend(|_| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"[..].into())
+        .await
 }
 
 /// A relay to `to` that records the frames each HTTP/2 client sends (after its preface) before
@@ -98,11 +76,7 @@ async fn relay(to: SocketAddr) -> (SocketAddr, Frames) {
 }
 
 async fn gateway(backend: SocketAddr) -> common::InProcessGateway {
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
-             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    common::start_gateway(&config, &TriggerRegistry::new()).await
+    common::gateway_to_app(&format!("http://{backend}/"), "{}").await
 }
 
 /// An HTTP/2 connection (prior knowledge) to `addr` with the h2 crate, which sends a header

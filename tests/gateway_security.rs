@@ -7,53 +7,29 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tower_monitor::config::TriggerRegistry;
-
-/// The request heads a [`recording_backend`] received, in order.
-type Heads = Arc<Mutex<Vec<String>>>;
 
 /// A backend that records each request head (requests without a body) and answers 200 with
 /// the head as its body; to an `Upgrade: h2c` it answers `101`, as an h2c server does, and then
 /// answers whatever comes through the tunnel with `tunnel`.
-async fn recording_backend() -> (SocketAddr, Heads) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let heads = Heads::default();
-    let recorded = heads.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let recorded = recorded.clone();
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                while let Some(head) = common::read_head(&mut stream, &mut pending).await {
-                    recorded.lock().unwrap().push(head.clone());
-                    if head.to_ascii_lowercase().contains("\r\nupgrade: h2c\r\n") {
-                        let _ = stream
-                            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n")
-                            .await;
-                        let mut buffer = [0u8; 1024];
-                        while let Ok(1..) = stream.read(&mut buffer).await {
-                            let _ = stream.write_all(b"tunnel").await;
-                        }
-                        return;
-                    }
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
-                        head.len()
-                    );
-                    if stream.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
+async fn recording_backend() -> (SocketAddr, common::Heads) {
+    common::recording_backend(|head| {
+        if head.to_ascii_lowercase().contains("\r\nupgrade: h2c\r\n") {
+            let switch =
+                b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n";
+            return common::RawAnswer::Tunnel(switch.to_vec(), b"tunnel");
         }
-    });
-    (addr, heads)
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
+            head.len()
+        )
+        .into()
+    })
+    .await
 }
 
 /// Reads one response (head and a `content-length` body) from the gateway, at most 10 s.
@@ -85,11 +61,7 @@ async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> (String
 
 /// A gateway with one service, "app", whose URL has the base path `/base/`.
 async fn gateway_with_base_path(backend: SocketAddr) -> common::InProcessGateway {
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
-             "services": {{ "app": {{ "url": "http://{backend}/base/", "grace_period": "30s" }} }} }}"#
-    );
-    common::start_gateway(&config, &TriggerRegistry::new()).await
+    common::gateway_to_app(&format!("http://{backend}/base/"), "{}").await
 }
 
 /// An h2c upgrade the backend accepts would leave the client speaking HTTP/2 straight to the

@@ -4,6 +4,7 @@
 mod gateway;
 mod gone;
 mod promtool;
+mod recording;
 mod websocket;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use gateway::*;
@@ -11,6 +12,8 @@ pub use gateway::*;
 pub use gone::*;
 #[allow(unused_imports)]
 pub use promtool::*;
+#[allow(unused_imports)]
+pub use recording::*;
 #[allow(unused_imports)]
 pub use websocket::*;
 
