@@ -132,11 +132,11 @@ async fn a_process_names_the_service_that_started_it() {
     assert!(started.contains("py-app"), "{started}");
 }
 
-/// The same for a `Command`'s output.
+/// The same for a `Command`'s output, and its success.
 #[tokio::test]
 async fn a_commands_output_names_its_service() {
     use tower_monitor::trigger::Command;
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(Arc::new(AtomicBool::new(false))))
         .on_down(Command::new("sh").args(["-c", "echo hello-from-command"]));
@@ -150,6 +150,11 @@ async fn a_commands_output_names_its_service() {
         .find(|l| l.contains("hello-from-command"))
         .unwrap_or_else(|| panic!("no output line in {text}"));
     assert!(output.contains("cmd-app"), "{output}");
+    let succeeded = text
+        .lines()
+        .find(|l| l.contains("command succeeded"))
+        .unwrap_or_else(|| panic!("no success line in {text}"));
+    assert!(succeeded.contains("cmd-app"), "{succeeded}");
 }
 
 /// A `Delay`'s run comes when no request is there to name the service; its failure still does.
