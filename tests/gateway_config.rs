@@ -180,6 +180,14 @@ fn every_bad_field_is_named_with_its_value() {
             "gateway.services.app.max_response_headers",
             "\"many\"",
         ),
+        // Read as raised, it would bound nothing: an HTTP/2 backend's answer is not counted.
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "protocol": "http2", "max_response_headers": 200 }} }} }}"#
+            )),
+            "gateway.services.app.max_response_headers",
+            "applies to HTTP/1.1 backends only",
+        ),
         (
             with_gateway(&format!(
                 r#"{{ {route}, "services": {{ "app": {{ "max_response_headers": -1 }} }} }}"#

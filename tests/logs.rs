@@ -132,11 +132,11 @@ async fn a_process_names_the_service_that_started_it() {
     assert!(started.contains("py-app"), "{started}");
 }
 
-/// The same for a `Command`'s output.
+/// The same for a `Command`'s output, and its success.
 #[tokio::test]
 async fn a_commands_output_names_its_service() {
     use tower_monitor::trigger::Command;
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(Arc::new(AtomicBool::new(false))))
         .on_down(Command::new("sh").args(["-c", "echo hello-from-command"]));
@@ -150,6 +150,11 @@ async fn a_commands_output_names_its_service() {
         .find(|l| l.contains("hello-from-command"))
         .unwrap_or_else(|| panic!("no output line in {text}"));
     assert!(output.contains("cmd-app"), "{output}");
+    let succeeded = text
+        .lines()
+        .find(|l| l.contains("command succeeded"))
+        .unwrap_or_else(|| panic!("no success line in {text}"));
+    assert!(succeeded.contains("cmd-app"), "{succeeded}");
 }
 
 /// A `Delay`'s run comes when no request is there to name the service; its failure still does.
@@ -172,4 +177,34 @@ async fn a_delayed_triggers_failure_names_its_service() {
         .find(|l| l.contains("delayed trigger failed"))
         .unwrap_or_else(|| panic!("no failure line in {text}"));
     assert!(failed.contains("delayed-app"), "{failed}");
+}
+
+/// A backend program started before the monitor runs anything of it (at boot, so that the
+/// first request finds it up) and stopped by its service's `on_idle`: the stop's lines name
+/// the service, as the monitor runs that stop for it.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_process_started_outside_the_monitor_names_the_service_that_stops_it() {
+    use tower_monitor::trigger::Process;
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let program = Process::builder("sleep").arg("30").build();
+    program.start().unwrap();
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(true))))
+        .on_down(program.clone())
+        .on_idle(Duration::from_secs(600), program.stopper());
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("boot-app", service).unwrap();
+    monitor.set_status_up("boot-app").unwrap();
+    // The idle stop resolves once the program has exited and been reaped.
+    assert!(monitor.stop("boot-app").await.unwrap());
+    assert!(!program.is_running());
+    let text = logs.text();
+    for what in ["stopping the backend program", "backend program stopped"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} line in {text}"));
+        assert!(line.contains("boot-app"), "{line}");
+    }
 }

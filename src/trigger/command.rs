@@ -227,7 +227,7 @@ impl Command {
             )
         });
         if self.detached {
-            reap_in_background(child, name, service);
+            reap_in_background(child, name, service.clone());
             return Ok(());
         }
         let group = GroupGuard::new(&child);
@@ -250,7 +250,7 @@ impl Command {
         let readers = stdout.into_iter().chain(stderr);
         let _ = tokio::time::timeout_at(drained, futures::future::join_all(readers)).await;
         if status.success() {
-            tracing::debug!(program = %name, "command succeeded");
+            tracing::debug!(service = service.as_deref(), program = %name, "command succeeded");
             Ok(())
         } else {
             Err(CommandError::Exit {

@@ -95,7 +95,9 @@ impl ProcessBuilder {
     }
 
     /// The service name its log lines carry (the `service` field). Without it, they carry the
-    /// name of the service whose trigger first starts it through a monitor (its `on_down`).
+    /// name of the service whose trigger first runs it through a monitor (its `on_down`, or
+    /// its [`stopper`](super::Process::stopper) as `on_idle`); a program started before that
+    /// logs its output without one.
     ///
     /// ```
     /// let b = tower_monitor::trigger::Process::builder("my-server").service("app");

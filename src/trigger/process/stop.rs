@@ -51,6 +51,9 @@ impl ProcessStop {
 
 impl Trigger for ProcessStop {
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
+        // A program started outside the monitor (at boot) has no service yet: its stop's
+        // lines must name the one whose `on_idle` this is.
+        self.process.shared.learn_service();
         let process = self.process.clone();
         async move {
             // An `Ok` would leave the service Stopping until its stop timeout, holding requests
