@@ -230,7 +230,7 @@ impl Command {
             reap_in_background(child, name, service.clone());
             return Ok(());
         }
-        let group = GroupGuard::new(&child);
+        let group = GroupGuard::new(&child, service.clone());
         let status = match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(status) => status.map_err(|source| CommandError::Spawn {
                 program: name.clone(),
@@ -291,15 +291,20 @@ fn reap_in_background(mut child: Child, name: String, service: Option<Arc<str>>)
 struct GroupGuard {
     #[cfg(unix)]
     pgid: Option<u32>,
+    /// For its log line.
+    #[cfg(unix)]
+    service: Option<Arc<str>>,
 }
 
 impl GroupGuard {
-    fn new(child: &Child) -> Self {
+    fn new(child: &Child, service: Option<Arc<str>>) -> Self {
         #[cfg(not(unix))]
-        let _ = child;
+        let _ = (child, service);
         Self {
             #[cfg(unix)]
             pgid: child.id(),
+            #[cfg(unix)]
+            service,
         }
     }
 
@@ -320,7 +325,8 @@ impl GroupGuard {
         #[cfg(unix)]
         if let Some(pgid) = self.pgid.take() {
             if let Err(error) = super::process_group::signal(pgid, super::process_group::SIGKILL) {
-                tracing::warn!(pgid, %error, "could not kill the process group");
+                let service = self.service.as_deref();
+                tracing::warn!(service, pgid, %error, "could not kill the process group");
             }
         }
     }

@@ -148,9 +148,11 @@ impl Supervisor {
             }
         });
         let mut first_error = None;
-        for result in futures::future::join_all(stops).await {
+        let results = futures::future::join_all(stops).await;
+        for (process, result) in processes.iter().zip(results) {
             if let Err(error) = result {
-                tracing::error!(%error, "could not stop a supervised program");
+                let service = process.shared.service();
+                tracing::error!(service, %error, "could not stop a supervised program");
                 first_error.get_or_insert(error);
             }
         }
