@@ -16,7 +16,7 @@
 //! | `tower_monitor_fallbacks_total` | counter | `service`, `reason` (`not_ready`, `error`, `timeout`, `start_failed`) | a request is answered by the fallback |
 //! | `tower_monitor_requests_held` | gauge | `service` | sampled: requests held now (hold mode) |
 //! | `tower_monitor_requests_in_flight` | gauge | `service` | sampled: requests in flight now (services with `on_idle`) |
-//! | `tower_monitor_proxy_failures_total` | counter | `service`, `reason` (`unreachable`, `timeout`, `head_too_large`, `failed`, `busy`, `client_body`, `client_slow`, `bad_path`, `bad_host`, `not_forwarded`, `not_allowed`) | the [proxy](crate::proxy) answers itself: the backend did not (502, 504), was at its limit of requests in flight for too long (503), or the request was refused (400, 405, 408, 501); counted even when a [`MonitorLayer`](crate::MonitorLayer) in front answers in its place (a gone backend's fallback) |
+//! | `tower_monitor_proxy_failures_total` | counter | `service`, `reason` (`unreachable`, `timeout`, `head_too_large`, `failed`, `busy`, `client_body`, `client_slow`, `bad_path`, `bad_host`, `not_forwarded`, `not_allowed`, `request_head_too_large`) | the [proxy](crate::proxy) answers itself: the backend did not (502, 504), was at its limit of requests in flight for too long (503), or the request was refused (400, 405, 408, 431, 501); counted even when a [`MonitorLayer`](crate::MonitorLayer) in front answers in its place (a gone backend's fallback) |
 //!
 //! Durations are in seconds. Every event metric is recorded where the event happens, never once
 //! per request that finds the backend cached up: on that path the layer makes no facade call

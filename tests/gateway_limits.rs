@@ -87,6 +87,33 @@ async fn a_trace_is_answered_405_and_never_reaches_the_backend() {
     assert!(heads[0].starts_with("GET /b "), "{heads:?}");
 }
 
+/// A `TRACE` to a service that is down is answered 405 before the monitor's layer sees it: it
+/// neither wakes the backend (its `on_down` does not run) nor counts as activity. The layer
+/// sits in front of the proxy, whose own refusal came after the wake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_to_a_down_service_does_not_wake_it() {
+    let down = common::refused_addr().await;
+    let starts = common::counter();
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+             "services": {{ "app": {{ "url": "http://{down}/", "grace_period": "30s",
+                                     "on_down": {{ "type": "count" }} }} }} }}"#
+    );
+    let gateway = common::start_gateway(&config, &common::counting_registry(starts.clone())).await;
+
+    let reply = common::exchange(
+        gateway.addr,
+        "TRACE /a HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+    let (status, _) = http2_request(gateway.addr, "TRACE", "/a").await;
+    assert_eq!(status, 405);
+    assert_eq!(common::count(&starts), 0, "on_down ran");
+    let counters = &gateway.monitor.snapshot()[0].counters;
+    assert_eq!((counters.wakes, counters.fallbacks), (0, 0), "{counters:?}");
+}
+
 /// The library's proxy refuses `TRACE` by default too, and forwards it when built with
 /// `allow_trace(true)`.
 #[tokio::test]

@@ -72,6 +72,7 @@ struct ServiceSettings {
     waiting_page: Option<String>,
     wake: Option<WakeSpec>,
     protocol: Option<Protocol>,
+    http2_max_header_list_size: Option<usize>,
     connect_timeout: Option<DurationValue>,
     response_timeout: Option<DurationValue>,
     body_read_timeout: Option<DurationValue>,

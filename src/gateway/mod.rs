@@ -60,6 +60,13 @@
 //!   never wake the backend (`never_paths`: path prefixes, compared as routes compare them;
 //!   `never_user_agents`: a regular expression on `User-Agent`);
 //!   `protocol`: `"http1"` (default) or `"http2"` (cleartext, prior knowledge: gRPC);
+//!   `http2_max_header_list_size` (`"protocol": "http2"` only; default 16384 bytes, the limit
+//!   of hyper's, h2's and tonic's servers, at most 16 MiB): set it to the backend's
+//!   `SETTINGS_MAX_HEADER_LIST_SIZE`; a request whose header list (counted as RFC 9113 does,
+//!   as it would go to the backend) reaches it is answered 431 (gRPC: `RESOURCE_EXHAUSTED`),
+//!   logged at warn with its size, and never sent, since h2's server would end the connection
+//!   every client shares for it (see
+//!   [`ProxyBuilder::http2_max_header_list_size`](crate::proxy::ProxyBuilder::http2_max_header_list_size));
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
 //!   more than zero); `body_read_timeout` (default 60 s, as nginx's `client_body_timeout`):
 //!   how long a client's upload may keep an HTTP/1.1 backend waiting for its next bytes (408

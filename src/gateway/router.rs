@@ -73,9 +73,9 @@ impl Route {
 
 /// The gateway as one Tower service: each request goes to the first route whose host (if it
 /// has one) and path prefix match, or is answered 404 (400 if an HTTP/1.1 request names no
-/// host). The host is the URI's authority (HTTP/2's `:authority`, or an absolute-form
-/// request) or else the `Host` header, without its port or a final dot, in any case.
-/// Cheap to clone.
+/// host); a `TRACE` is answered 405 without reaching its route's layer. The host is the URI's
+/// authority (HTTP/2's `:authority`, or an absolute-form request) or else the `Host` header,
+/// without its port or a final dot, in any case. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
     table: Arc<Table>,
@@ -174,8 +174,13 @@ impl Router {
     pub(super) fn answer(self, request: Request<Incoming>) -> RouterFuture {
         let index = match self.route(&request) {
             Ok(index) => index,
-            Err(status) => return self.unrouted(request, status),
+            Err(status) => return self.refuse(request, status, None),
         };
+        if request.method() == Method::TRACE {
+            // Refused here, not by the proxy alone: the layer in front of it would first wake a
+            // down backend for it and count it as activity.
+            return self.refuse(request, StatusCode::METHOD_NOT_ALLOWED, Some(index));
+        }
         let route = &self.table.routes[index];
         // Begun now: dropped with this future if the client goes away first, it still logs.
         let entry = self
@@ -198,11 +203,19 @@ impl Router {
         }
     }
 
-    /// The router's own answer, `status` (400 or 404), to a request it takes nowhere.
-    fn unrouted(self, request: Request<Incoming>, status: StatusCode) -> RouterFuture {
+    /// The router's own answer, `status`, to a request it takes nowhere: 400 or 404 without a
+    /// `route`; 405 to a `TRACE`, counted and logged as its route's, as the proxy's was.
+    fn refuse(
+        self,
+        request: Request<Incoming>,
+        status: StatusCode,
+        route: Option<usize>,
+    ) -> RouterFuture {
         let (text, grpc) = match status {
             StatusCode::BAD_REQUEST => ("no host in this request\n", 13), // INTERNAL
-            _ => ("no route for this request\n", 12),                     // UNIMPLEMENTED
+            // The proxy's words for its own refusal.
+            StatusCode::METHOD_NOT_ALLOWED => ("method not allowed\n", 12), // UNIMPLEMENTED
+            _ => ("no route for this request\n", 12),                       // UNIMPLEMENTED
         };
         // A gRPC client reads a text body as a malformed message: it gets a gRPC status.
         let response = if is_grpc(request.headers()) {
@@ -213,12 +226,15 @@ impl Router {
             response
         };
         let table = &self.table;
-        table
-            .answered
-            .count(table.routes.len(), response.status().as_u16());
+        let row = route.unwrap_or(table.routes.len());
+        table.answered.count(row, response.status().as_u16());
         let response = response.map(MonitorBody::fallback);
         let response = if self.access_log {
-            GatewayBody::logged(response, Entry::begin(&request, Arc::from("-")))
+            let service = route.map_or_else(
+                || Arc::from("-"),
+                |index| Arc::clone(&table.routes[index].name),
+            );
+            GatewayBody::logged(response, Entry::begin(&request, service))
         } else {
             response.map(GatewayBody::plain)
         };

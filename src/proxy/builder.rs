@@ -36,6 +36,15 @@ pub const DEFAULT_MAX_RESPONSE_HEADERS: usize = 100;
 /// array of that many entries (64 bytes each), allocated per answer above the default.
 pub const MAX_RESPONSE_HEADERS_BOUND: usize = 1000;
 
+/// The header list a request to an HTTP/2 backend may reach unless
+/// [`ProxyBuilder::http2_max_header_list_size`] says: 16 KiB, the `SETTINGS_MAX_HEADER_LIST_SIZE`
+/// of hyper's, h2's and tonic's servers.
+pub const DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE: usize = 16 * 1024;
+
+/// The most [`ProxyBuilder::http2_max_header_list_size`] may be: 16 MiB, grpc-go's servers'
+/// default, the largest of the common ones.
+pub const HTTP2_MAX_HEADER_LIST_SIZE_BOUND: usize = 16 * 1024 * 1024;
+
 /// How long an idle connection to the backend is kept for reuse: 15 s. Short, so that a
 /// gateway with no traffic holds no sockets (and a backend that is stopped when idle does not
 /// see connections it must drain).
@@ -71,6 +80,7 @@ pub struct ProxyBuilder {
     body_read_timeout: Option<Duration>,
     /// Set only when asked: hyper's default array of header lines is not allocated.
     max_response_headers: Option<usize>,
+    http2_max_header_list_size: usize,
     service: Option<Arc<str>>,
     /// The monitored service an open upgraded connection counts for (`keep_awake`).
     keep_awake: Option<(Arc<MinMonitor>, Arc<str>)>,
@@ -93,6 +103,7 @@ impl ProxyBuilder {
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
             max_response_headers: None,
+            http2_max_header_list_size: DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
             service: None,
             keep_awake: None,
             limit: None,
@@ -216,6 +227,38 @@ impl ProxyBuilder {
     /// ```
     pub fn max_response_headers(mut self, max: usize) -> Self {
         self.max_response_headers = Some(max);
+        self
+    }
+
+    /// The size a request's header list must stay under to go to an HTTP/2 backend (default
+    /// [`DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE`], from 1 to [`HTTP2_MAX_HEADER_LIST_SIZE_BOUND`]):
+    /// set it to the backend's `SETTINGS_MAX_HEADER_LIST_SIZE`. Counted as RFC 9113 section
+    /// 6.5.2 counts it (each field's name and value and 32 octets), pseudo-header fields
+    /// included, on the request as it would go (forwarded headers added, `Host` as
+    /// `:authority`, hop-by-hop headers removed). A request whose list reaches it is answered
+    /// 431 (gRPC: `RESOURCE_EXHAUSTED`), logged at warn with its size and this bound, and never
+    /// sent: h2's client does not check the backend's limit, and h2's server (hyper's, tonic's)
+    /// refuses a list that reaches its own, ending the whole connection, every other client's
+    /// requests in flight on it, when the block spans `CONTINUATION` frames. HTTP/2 backends
+    /// only ([`http2`](Self::http2)); an HTTP/1.1 request is not measured.
+    ///
+    /// ```
+    /// # use tower_monitor::{Url, proxy::Proxy};
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:50051/").unwrap())
+    ///     .http2(true)
+    ///     .http2_max_header_list_size(64 * 1024)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// let zero = Proxy::builder(Url::parse("http://127.0.0.1:50051/").unwrap())
+    ///     .http2(true)
+    ///     .http2_max_header_list_size(0)
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap_err();
+    /// assert!(zero.to_string().contains("http2_max_header_list_size"));
+    /// ```
+    pub fn http2_max_header_list_size(mut self, bytes: usize) -> Self {
+        self.http2_max_header_list_size = bytes;
         self
     }
 
@@ -349,6 +392,10 @@ impl fmt::Debug for ProxyBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("max_response_headers", &self.max_response_headers)
+            .field(
+                "http2_max_header_list_size",
+                &self.http2_max_header_list_size,
+            )
             .field("service", &self.service)
             .field("limit", &self.limit)
             .finish_non_exhaustive()

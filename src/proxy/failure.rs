@@ -41,6 +41,8 @@ pub(crate) enum Failure {
     /// The backend had as many requests in flight as the proxy allows for longer than a
     /// request may wait its turn (503, `Retry-After: 1`).
     Busy,
+    /// A request whose header list an HTTP/2 backend would not take (431).
+    HeaderListTooLarge,
 }
 
 impl Failure {
@@ -97,6 +99,10 @@ impl Failure {
             }
             Self::ClientSlow => (StatusCode::REQUEST_TIMEOUT, "request timeout\n"),
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "backend busy; try again\n"),
+            Self::HeaderListTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large\n",
+            ),
         };
         // A gRPC client reads a text body as a malformed message ("protocol error"): it gets
         // the status gRPC maps the HTTP one to, in the headers, as the layer's fallback does.
@@ -128,7 +134,9 @@ impl Failure {
     }
 
     /// A trailers-only gRPC answer: UNAVAILABLE for what gRPC's HTTP mapping makes it (502,
-    /// 504), so that clients retry.
+    /// 504), so that clients retry. Metadata past the backend's bound is RESOURCE_EXHAUSTED,
+    /// as gRPC's C core reports metadata past its limit: not retried (the same call would fail
+    /// again), and not INTERNAL, which would read as a broken proxy.
     fn grpc_response(self, message: &'static str) -> Response<ProxyBody> {
         let code: u16 = match self {
             Self::Gone | Self::Timeout | Self::Other | Self::Busy => 14, // UNAVAILABLE
@@ -136,6 +144,7 @@ impl Failure {
             Self::NotForwarded | Self::NotAllowed => 12,                 // UNIMPLEMENTED
             Self::ClientBody | Self::BadPath | Self::BadHost => 13,      // INTERNAL
             Self::ClientSlow => 4,                                       // DEADLINE_EXCEEDED
+            Self::HeaderListTooLarge => 8,                               // RESOURCE_EXHAUSTED
         };
         grpc_status(ProxyBody::default(), code, message)
     }
@@ -154,6 +163,7 @@ impl Failure {
             Self::BadPath => "bad_path",
             Self::BadHost => "bad_host",
             Self::Busy => "busy",
+            Self::HeaderListTooLarge => "request_head_too_large",
         }
     }
 
@@ -172,6 +182,7 @@ impl Failure {
             Self::Busy => {
                 "backend at its limit of requests in flight for longer than a request may wait"
             }
+            Self::HeaderListTooLarge => "request header list over the HTTP/2 backend's bound",
         }
     }
 }

@@ -41,6 +41,13 @@
 //!   backend's doing. Each is logged at warn with the service's name. A gRPC request gets the
 //!   status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
 //!   answer: a text body would read to a gRPC client as a protocol error.
+//! - A request to an HTTP/2 backend whose header list (counted as RFC 9113 counts it: each
+//!   field's name, value and 32 octets, pseudo-header fields included, as the request would
+//!   go) reaches [`ProxyBuilder::http2_max_header_list_size`] (16 KiB by default, the limit of
+//!   hyper's, h2's and tonic's servers) is answered 431 (gRPC: RESOURCE_EXHAUSTED), never
+//!   sent: h2's client does not check the backend's limit, and a backend's h2 ends the whole
+//!   connection, every client's requests in flight on it, for a list past its limit that
+//!   spans `CONTINUATION` frames.
 //! - Optionally at most so many requests in flight to the backend
 //!   ([`ProxyBuilder::max_in_flight`], [`InFlightLimit`]): the others wait their turn, then get
 //!   a 503 with `Retry-After` (gRPC: UNAVAILABLE).
@@ -70,6 +77,7 @@ mod builder;
 mod failure;
 mod forwarded;
 mod future;
+mod header_list;
 mod headers;
 mod limit;
 mod multiplexed;
@@ -84,8 +92,9 @@ mod websocket;
 
 pub use body::ProxyBody;
 pub use builder::{
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_HEADERS,
-    DEFAULT_RESPONSE_TIMEOUT, MAX_RESPONSE_HEADERS_BOUND, ProxyBuilder,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
+    DEFAULT_MAX_RESPONSE_HEADERS, DEFAULT_RESPONSE_TIMEOUT, HTTP2_MAX_HEADER_LIST_SIZE_BOUND,
+    MAX_RESPONSE_HEADERS_BOUND, ProxyBuilder,
 };
 #[cfg(feature = "gateway")]
 pub(crate) use builder::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
@@ -149,6 +158,8 @@ struct Shared<B> {
     body_read_timeout: Option<Duration>,
     /// What an HTTP/1.1 backend's answer may have of header lines: named when one has more.
     max_response_headers: usize,
+    /// What an HTTP/2 backend's request header lists must stay under (see `header_list`).
+    http2_max_header_list_size: usize,
     service: Option<Arc<str>>,
     /// The monitored service an open upgraded connection keeps awake, if any.
     keep_awake: Option<Arc<crate::registered::Registered>>,
@@ -281,6 +292,12 @@ where
             if let Some(kept) = this.upstream.kept() {
                 let exchange = kept.send(request, sent.deadline);
                 return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
+            }
+        }
+        // Past the HTTP/1.1 busy path, which it would only cost.
+        if this.http2 {
+            if let Some(refused) = this.refuse_header_list(&request, &sent) {
+                return ResponseFuture::ready(refused);
             }
         }
         ResponseFuture::boxed(Arc::clone(this).finish(request, client_upgrade, sent, true))

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::MinMonitor;
 use crate::config::ConfigError;
-use crate::proxy::{MAX_RESPONSE_HEADERS_BOUND, Proxy, ProxyBuilder};
+use crate::proxy::{
+    HTTP2_MAX_HEADER_LIST_SIZE_BOUND, MAX_RESPONSE_HEADERS_BOUND, Proxy, ProxyBuilder,
+};
 
 use super::{Protocol, ServiceSettings};
 
@@ -29,6 +31,31 @@ pub(super) fn builder(
         .trust_forwarded(settings.trust_forwarded)
         .cleartext_clients()
         .keep_awake(Arc::clone(monitor), name);
+    if let Some(bytes) = settings.http2_max_header_list_size {
+        let field = format!("{at}.http2_max_header_list_size");
+        if !http2 {
+            // Silently ignored, it would read as a bound on the head an HTTP/1.1 backend gets.
+            return Err(ConfigError::new(
+                field,
+                "applies to HTTP/2 backends only (an HTTP/1.1 request's head is bounded by the \
+                 gateway's 64 KiB); set \"protocol\": \"http2\" or leave it out",
+            ));
+        }
+        if bytes == 0 {
+            return Err(ConfigError::new(
+                field,
+                "must be more than 0 bytes (default 16384, the limit of hyper's, h2's and \
+                 tonic's servers)",
+            ));
+        }
+        if bytes > HTTP2_MAX_HEADER_LIST_SIZE_BOUND {
+            return Err(ConfigError::new(
+                field,
+                format!("must be at most {HTTP2_MAX_HEADER_LIST_SIZE_BOUND} bytes, not {bytes}"),
+            ));
+        }
+        proxy = proxy.http2_max_header_list_size(bytes);
+    }
     if let Some(timeout) = settings.connect_timeout {
         proxy = proxy.connect_timeout(timeout.positive(format!("{at}.connect_timeout"))?);
     }

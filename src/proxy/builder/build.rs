@@ -11,8 +11,8 @@ use super::super::resend::GoneHold;
 use super::super::upstream::Upstream;
 use super::super::{InvalidTarget, Proxy, Shared, Target};
 use super::{
-    DEFAULT_MAX_RESPONSE_HEADERS, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, MAX_RESPONSE_HEADERS_BOUND,
-    POOL_IDLE_TIMEOUT, ProxyBuilder,
+    DEFAULT_MAX_RESPONSE_HEADERS, HTTP2_MAX_HEADER_LIST_SIZE_BOUND, KEEPALIVE_IDLE,
+    KEEPALIVE_INTERVAL, MAX_RESPONSE_HEADERS_BOUND, POOL_IDLE_TIMEOUT, ProxyBuilder,
 };
 use crate::{BoxError, MinMonitor, Url};
 
@@ -43,6 +43,14 @@ impl ProxyBuilder {
                 );
                 return Err(InvalidTarget::new(&self.target, reason.into()));
             }
+        }
+        let list = self.http2_max_header_list_size;
+        if !(1..=HTTP2_MAX_HEADER_LIST_SIZE_BOUND).contains(&list) {
+            let reason = format!(
+                "`http2_max_header_list_size` must be from 1 to {HTTP2_MAX_HEADER_LIST_SIZE_BOUND} \
+                 bytes, not {list}"
+            );
+            return Err(InvalidTarget::new(&self.target, reason.into()));
         }
         let keep_awake = self
             .keep_awake
@@ -93,6 +101,7 @@ impl ProxyBuilder {
                 max_response_headers: self
                     .max_response_headers
                     .unwrap_or(DEFAULT_MAX_RESPONSE_HEADERS),
+                http2_max_header_list_size: list,
                 service: self.service,
                 keep_awake,
                 limit: self.limit,
