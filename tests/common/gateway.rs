@@ -342,3 +342,12 @@ pub async fn exchange(addr: SocketAddr, request: &str) -> String {
         .unwrap();
     reply
 }
+
+/// A configuration with this `gateway` section and one service, "app", on a port nothing
+/// listens on.
+pub fn with_gateway(gateway: &str) -> String {
+    format!(
+        r#"{{ "gateway": {gateway},
+             "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+    )
+}
