@@ -40,19 +40,28 @@ async fn gateway(backend: SocketAddr, settings: &str) -> common::InProcessGatewa
 /// A request `method path` for host `app` over HTTP/2 (prior knowledge): the status and the
 /// body.
 async fn http2_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let response = http2_response(addr, method, path).await;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The answer to `method path` for host `app` over HTTP/2 (prior knowledge), its body unread.
+async fn http2_response(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> http::Response<hyper::body::Incoming> {
     let (mut sender, _connection) = common::http2_connection(addr).await;
     let request = http::Request::builder()
         .method(method)
         .uri(format!("http://app{path}"))
         .body(Empty::new())
         .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+    tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
         .await
         .expect("an answer in time")
-        .expect("an answer");
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+        .expect("an answer")
 }
 
 /// A `TRACE` is answered 405 by the gateway itself, over either HTTP version, and never reaches
@@ -189,14 +198,7 @@ async fn a_raised_max_response_headers_delivers_every_header_line() {
         assert!(lines.contains(&line.as_str()), "{line} missing: {head}");
     }
 
-    let (mut sender, _connection) = common::http2_connection(gateway.addr).await;
-    let request = http::Request::get("http://app/headers")
-        .body(Empty::new())
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
-        .await
-        .expect("an answer in time")
-        .expect("an answer");
+    let response = http2_response(gateway.addr, "GET", "/headers").await;
     assert_eq!(response.status(), http::StatusCode::OK);
     for i in 0..MANY {
         let value = response.headers().get(format!("x-h{i}"));
