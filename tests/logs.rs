@@ -132,6 +132,45 @@ async fn a_process_names_the_service_that_started_it() {
     assert!(started.contains("py-app"), "{started}");
 }
 
+/// A program that is the backend of two services (a web port and an admin port) is started
+/// and stopped for each in turn: each line names the service it is done for, not the first.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_process_shared_by_two_services_names_the_one_it_acts_for() {
+    use tower_monitor::trigger::Process;
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let program = Process::builder("sh").args(["-c", "exec sleep 30"]).build();
+    let monitor = Arc::new(MinMonitor::new());
+    for name in ["web-app", "admin-app"] {
+        let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+            .probe(switch_probe(Arc::new(AtomicBool::new(false))))
+            .on_down(program.clone())
+            .on_idle(Duration::from_secs(3600), program.stopper());
+        monitor.add(name, service).unwrap();
+    }
+    // Each run ends once its lines are written.
+    monitor.start("web-app").await.unwrap();
+    monitor.start("admin-app").await.unwrap();
+    monitor.set_status_up("admin-app").unwrap();
+    monitor.stop("admin-app").await.unwrap();
+    let text = logs.text();
+    let line = |what: &str| {
+        text.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} line in {text}"))
+    };
+    assert!(
+        line("started the backend program").contains("web-app"),
+        "{text}"
+    );
+    assert!(line("runs already").contains("admin-app"), "{text}");
+    assert!(
+        line("stopping the backend program").contains("admin-app"),
+        "{text}"
+    );
+    program.stop().await.unwrap();
+}
+
 /// The same for a `Command`'s output, and its success.
 #[tokio::test]
 async fn a_commands_output_names_its_service() {

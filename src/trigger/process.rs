@@ -342,6 +342,16 @@ impl Shared {
         self.spec.service.as_deref().or_else(learned)
     }
 
+    /// The service to name for what a start or a stop does now: the one given at build time,
+    /// else the one whose trigger the monitor runs now (a program that is the backend of two
+    /// services is started and stopped for each in turn), else the first one learned.
+    fn asker(&self) -> Option<Arc<str>> {
+        match &self.spec.service {
+            Some(name) => Some(Arc::from(name.as_str())),
+            None => crate::trigger::running_for().or_else(|| self.learned_service.get().cloned()),
+        }
+    }
+
     /// Takes the name of the service the monitor runs this start for, if none was given.
     fn learn_service(&self) {
         if self.spec.service.is_none() && self.learned_service.get().is_none() {

@@ -56,6 +56,8 @@ pub(super) async fn exited(mut exit: watch::Receiver<Exit>) -> Option<ExitStatus
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     shared.learn_service();
+    let service = shared.asker();
+    let service = service.as_deref();
     let program = || shared.program.to_string();
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return Err(ProcessError::Spawn {
@@ -72,7 +74,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     if let Some(running) = &state.running {
         // Asked to start while it runs: it does not answer (hung, or slow to come back). Said
         // at info, or an operator sees a start that starts nothing.
-        tracing::info!(service = shared.service(), program = %shared.program, pid = running.pid,
+        tracing::info!(service, program = %shared.program, pid = running.pid,
             "the backend program runs already: not started again");
         return Ok(());
     }
@@ -82,7 +84,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         Some(path) => match lock::claim(path) {
             Ok(Claim::Ours(lock)) => Some(lock),
             Ok(Claim::Elsewhere(pid)) => {
-                tracing::info!(service = shared.service(), program = %shared.program, pid,
+                tracing::info!(service, program = %shared.program, pid,
                     lock_file = %path.display(),
                     "runs already under another supervisor (its lock file is held): not started");
                 state.elsewhere = true;
@@ -127,11 +129,13 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     }
     state.starts += 1;
     state.elsewhere = false;
-    tracing::info!(service = shared.service(), program = %shared.program, pid,
+    tracing::info!(service, program = %shared.program, pid,
         start = state.starts, "started the backend program");
+    // Its output and its exit are said as this start's.
+    let starter: Option<Arc<str>> = service.map(Arc::from);
     let source = Source {
         program: shared.program.clone(),
-        service: shared.service().map(Arc::from),
+        service: starter.clone(),
         level: spec.output_level,
     };
     if let Some(out) = child.stdout.take() {
@@ -151,7 +155,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     // Made here, not in the task: a task dropped before its first poll must kill the group too.
     let guard = KillGroupOnDrop(Some((Arc::downgrade(shared), pid)));
     tokio::spawn(watch_exit(
-        Arc::downgrade(shared),
+        (Arc::downgrade(shared), starter),
         (child, parent),
         pid,
         exit_tx,
@@ -162,7 +166,8 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
 
 /// Reaps the program when it exits, and forgets it, so that the next trigger starts it again.
 async fn watch_exit(
-    shared: Weak<Shared>,
+    // With the service whose start it was.
+    (shared, service): (Weak<Shared>, Option<Arc<str>>),
     // With the thread it was started from, kept until it is reaped (see `spawner`).
     (mut child, _parent): (Child, spawner::ParentThread),
     pid: u32,
@@ -181,18 +186,21 @@ async fn watch_exit(
         drop(state);
         let daemonized = status.is_some_and(|s| s.success());
         let status = status.map_or_else(|| "unknown".to_string(), |s| s.to_string());
+        // A program started outside the monitor has no starter: the service learned since.
+        let service = service.or_else(|| shared.service().map(Arc::from));
+        let service = service.as_deref();
         if stopping {
-            tracing::info!(service = shared.service(), program = %shared.program, pid, %status,
+            tracing::info!(service, program = %shared.program, pid, %status,
                 "backend program stopped");
         } else if daemonized {
             // What nginx, redis-server and many daemons do unless told otherwise: what they
             // left serving is out of reach of the idle stop and of the gateway's exit.
-            tracing::warn!(service = shared.service(), program = %shared.program, pid, %status,
+            tracing::warn!(service, program = %shared.program, pid, %status,
                 "backend program exited by itself, successfully: if it forked into the \
                  background, run it in the foreground instead (nginx: -g \"daemon off;\"), \
                  or it can be neither watched nor stopped");
         } else {
-            tracing::warn!(service = shared.service(), program = %shared.program, pid, %status,
+            tracing::warn!(service, program = %shared.program, pid, %status,
                 "backend program exited by itself");
         }
     }

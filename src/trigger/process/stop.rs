@@ -83,13 +83,15 @@ pub(super) async fn stop(
         }
     };
     let pid = running.pid();
+    let service = shared.asker();
+    let service = service.as_deref();
     let failed = |reason: String| ProcessError::Stop {
         program: shared.program.to_string(),
         pid,
         reason,
     };
     let deadline = crate::deadline::saturating_after(Instant::now(), grace);
-    tracing::info!(service = shared.service(), program = %shared.program, pid, ?grace,
+    tracing::info!(service, program = %shared.program, pid, ?grace,
         "stopping the backend program (SIGTERM)");
     group::signal(pid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
     let status = match tokio::time::timeout_at(deadline, running.exited()).await {
@@ -101,7 +103,7 @@ pub(super) async fn stop(
             status
         }
         Err(_) => {
-            tracing::warn!(service = shared.service(), program = %shared.program, pid, ?grace,
+            tracing::warn!(service, program = %shared.program, pid, ?grace,
                 "the backend program did not stop within its grace: SIGKILL");
             group::signal(pid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
             tokio::time::timeout(AFTER_KILL, running.exited())
@@ -110,7 +112,7 @@ pub(super) async fn stop(
         }
     };
     if group::has_live_members(pid) {
-        tracing::warn!(service = shared.service(), program = %shared.program, pid,
+        tracing::warn!(service, program = %shared.program, pid,
             "processes the program left in its group did not stop within the grace: SIGKILL");
         group::signal(pid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
     }
