@@ -1,6 +1,7 @@
 //! A program that *is* the backend: started once, known to run, stopped with its group.
 
 mod builder;
+mod error;
 mod lock;
 mod run;
 mod spawner;
@@ -8,6 +9,7 @@ mod stop;
 mod supervisor;
 
 pub use builder::ProcessBuilder;
+pub use error::ProcessError;
 pub use stop::ProcessStop;
 pub use supervisor::Supervisor;
 
@@ -87,50 +89,6 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Process {
     shared: Arc<Shared>,
-}
-
-/// Why a [`Process`] could not be started or stopped.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProcessError {
-    /// The program could not be started.
-    #[error("could not start {program:?}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Its [`Supervisor`] is shut down: nothing is started any more.
-    #[error("{program:?} is not started: its supervisor is shut down")]
-    ShutDown {
-        /// The program.
-        program: String,
-    },
-    /// An idle stop ([`ProcessStop`]) found the program not running under this supervisor, so
-    /// it had nothing to stop, though the backend was up: what answers was started elsewhere,
-    /// or the program forked into the background and exited.
-    #[error(
-        "nothing to stop: {program:?} is not running here ({why}); what answers was started \
-         elsewhere, or the program forked into the background and exited (run it in the \
-         foreground, e.g. nginx with `-g \"daemon off;\"`)"
-    )]
-    NotRunning {
-        /// The program.
-        program: String,
-        /// What is known of it: never started, exited by itself, or run by another supervisor.
-        why: String,
-    },
-    /// The program could not be signalled, or was still there after SIGKILL.
-    #[error("could not stop {program:?} (pid {pid}): {reason}")]
-    Stop {
-        /// The program.
-        program: String,
-        /// Its process id (and group id).
-        pid: u32,
-        /// Why.
-        reason: String,
-    },
 }
 
 struct Shared {
