@@ -11,7 +11,7 @@ mod from_fn;
 pub(crate) mod http;
 mod tcp;
 #[cfg(feature = "rustls")]
-mod tls;
+pub(crate) mod tls;
 
 pub use expect::Expect;
 pub use from_fn::{FromFn, from_fn};

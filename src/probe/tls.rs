@@ -1,4 +1,5 @@
-//! TLS for probes of `https` URLs: rustls with the Mozilla roots plus any the user adds.
+//! TLS for `https` URLs (the HTTP probe's and the webhook trigger's): rustls with the Mozilla
+//! roots plus any the user adds.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use url::Url;
 use super::tcp::means_unreachable;
 use crate::BoxError;
 
-/// The roots a probe trusts, and the client configuration made from them (built once).
+/// The roots a probe or webhook trusts, and the client configuration made from them (built once).
 #[derive(Clone)]
 pub(crate) struct TlsRoots {
     extra: Vec<CertificateDer<'static>>,
@@ -55,6 +56,11 @@ impl TlsRoots {
         Ok(Self::build(self.extra))
     }
 
+    /// A connector trusting these roots.
+    pub(crate) fn connector(&self) -> TlsConnector {
+        TlsConnector::from(Arc::clone(&self.config))
+    }
+
     /// `Ok(None)` when the connection breaks during the handshake (down); a certificate the
     /// probe does not trust is an error, not a down: it will not fix itself.
     pub(crate) async fn connect(
@@ -67,12 +73,7 @@ impl TlsRoots {
             .unwrap_or_default()
             .trim_start_matches('[')
             .trim_end_matches(']');
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|e| format!("TLS server name {host:?}: {e}"))?;
-        match TlsConnector::from(Arc::clone(&self.config))
-            .connect(name, stream)
-            .await
-        {
+        match self.connector().connect(server_name(host)?, stream).await {
             Ok(stream) => Ok(Some(stream)),
             Err(error)
                 if means_unreachable(&error)
@@ -84,4 +85,12 @@ impl TlsRoots {
             Err(error) => Err(format!("TLS handshake with {host}: {error}").into()),
         }
     }
+}
+
+/// The name sent as SNI, which the certificate must carry: `host`, an IPv6 address without its
+/// brackets.
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, BoxError> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("TLS server name {host:?}: {e}").into())
 }
