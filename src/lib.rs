@@ -31,7 +31,8 @@
 //! - [`probe`]: [`probe::Tcp`] (the default), [`probe::Http`] (status and body checks, `https`
 //!   with the `rustls` feature), [`probe::Expect`] (a TCP dialogue), [`probe::from_fn`].
 //! - [`trigger`]: [`trigger::Command`], [`trigger::Compound`], [`trigger::Delay`],
-//!   [`trigger::RateLimit`], [`trigger::Webhook`], [`trigger::from_fn`]; on Unix
+//!   [`trigger::RateLimit`], [`trigger::Webhook`] (`https` with the `rustls` feature),
+//!   [`trigger::from_fn`]; on Unix
 //!   [`trigger::Process`], a supervised backend program, with [`trigger::Supervisor`] to stop
 //!   them all on exit; and [`MonitoredService::on_idle`] for idle shutdown.
 //! - [`layer`]: [`MonitorLayer`] with its fallback answers, hold mode, wake policy and

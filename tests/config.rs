@@ -142,10 +142,10 @@ fn bad_urls_are_named_with_their_value() {
     );
 
     let err = error(&app(
-        r#", "on_down": { "type": "webhook", "url": "https://hooks.test/x" }"#,
+        r#", "on_down": { "type": "webhook", "url": "ftp://hooks.test/x" }"#,
     ));
     assert_eq!(err.path(), "services.app.on_down.url");
-    assert!(err.message().contains("only http://"), "{err}");
+    assert!(err.message().contains("only http:// and https://"), "{err}");
 }
 
 #[test]
@@ -432,7 +432,7 @@ fn url_credentials_never_show_in_errors() {
     for json in [
         r#"{"services": {"app": {"url": "http://alice:s3cret@127.0.0.1:99999/", "grace_period": "1s"}}}"#,
         r#"{"services": {"app": {"url": "ftp://alice:s3cret@127.0.0.1:1/", "grace_period": "1s", "probe": {"type": "http"}}}}"#,
-        &app(r#", "on_down": { "type": "webhook", "url": "https://alice:s3cret@127.0.0.1:1/" }"#),
+        &app(r#", "on_down": { "type": "webhook", "url": "ftp://alice:s3cret@127.0.0.1:1/" }"#),
         &app(r#", "on_down": { "type": "webhook", "url": "http://alice:s3cret@127.0.0.1:1:2/" }"#),
         // A token in the query string, in a URL that does not parse and in one that parses.
         r#"{"services": {"app": {"url": "http://127.0.0.1:99999/?token=s3cret", "grace_period": "1s"}}}"#,

@@ -155,7 +155,7 @@ async fn credentials_in_the_url_never_show() {
 
     let err = Webhook::new(
         Method::POST,
-        Url::parse("https://alice:s3cret@127.0.0.1:1/").unwrap(),
+        Url::parse("ftp://alice:s3cret@127.0.0.1:1/").unwrap(),
     )
     .unwrap_err();
     assert!(matches!(err, WebhookError::InvalidUrl { .. }));

@@ -152,6 +152,7 @@ pub(super) fn webhook(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Config
         #[serde(default)]
         body: String,
         timeout: Option<DurationValue>,
+        root_certificate_pem: Option<String>,
     }
     fn post() -> String {
         "POST".to_string()
@@ -162,6 +163,7 @@ pub(super) fn webhook(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Config
         headers,
         body,
         timeout,
+        root_certificate_pem,
     } = spec.parse()?;
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| spec.error("method", format!("{method:?} is not an HTTP method")))?;
@@ -174,6 +176,19 @@ pub(super) fn webhook(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Config
     hook = hook.body(body);
     if let Some(timeout) = timeout {
         hook = hook.timeout(timeout.0);
+    }
+    if let Some(pem) = root_certificate_pem {
+        #[cfg(feature = "rustls")]
+        {
+            hook = hook
+                .root_certificate_pem(pem.as_bytes())
+                .map_err(|e| spec.error("root_certificate_pem", e.to_string()))?;
+        }
+        #[cfg(not(feature = "rustls"))]
+        {
+            let _ = pem;
+            return Err(spec.error("root_certificate_pem", "needs the `rustls` feature"));
+        }
     }
     Ok(Arc::new(hook))
 }

@@ -28,6 +28,11 @@
 //! [`TriggerRegistry`]: the built-in `command`, `compound`, `delay`, `rate_limit` and `webhook`,
 //! on Unix `process` and `process_stop`, and any you register.
 //!
+//! A `webhook` has `url` (required: `http://`, or `https://` with the default `rustls`
+//! feature), `method` (default `POST`), `headers` (an object of names and values), `body`,
+//! `timeout` (default 10 s) and `root_certificate_pem` (PEM text of certificates to trust
+//! besides the Mozilla roots, as for the `http` probe); see [`Webhook`](crate::trigger::Webhook).
+//!
 //! # Supervised backends (Unix)
 //!
 //! A program that *is* the backend is a `process` trigger in the service's `on_down`

@@ -23,6 +23,7 @@ pub(crate) mod process_group;
 pub(crate) mod program;
 mod rate_limit;
 mod webhook;
+mod webhook_connect;
 
 pub(crate) use bounded::{run_bounded, running_as, running_for};
 pub use command::{Command, CommandError, DEFAULT_COMMAND_TIMEOUT};

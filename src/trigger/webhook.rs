@@ -7,11 +7,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri}
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use url::Url;
 
 use super::Trigger;
+use super::webhook_connect::{Connector, TlsFailure};
 use crate::BoxError;
 
 /// How long a webhook request may take unless set otherwise.
@@ -26,9 +26,11 @@ pub const MAX_WEBHOOK_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Sends an HTTP request (method, URL, headers, body); a non-2xx answer is a failure.
 ///
-/// Plain `http://` URLs only for now (no TLS client is built in). Credentials in the URL
-/// (`http://user:password@host/`) are never shown: errors (which get logged) and `Debug` print
-/// the URL as `http://***@host/`. They are not sent either; put them in a header (e.g.
+/// `http://` URLs, and `https://` ones with the default `rustls` feature: the TLS is the HTTP
+/// probe's, trusting the Mozilla roots and any [`root_certificate_pem`](Self::root_certificate_pem),
+/// with the URL's host as the name the certificate must carry. Credentials in the URL
+/// (`https://user:password@host/`) are never shown: errors (which get logged) and `Debug` print
+/// the URL as `https://***@host/`. They are not sent either; put them in a header (e.g.
 /// `authorization`). At most [`MAX_WEBHOOK_ANSWER_BYTES`] of the answer are read.
 ///
 /// ```
@@ -53,7 +55,9 @@ pub struct Webhook {
     headers: HeaderMap,
     body: Bytes,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    #[cfg(feature = "rustls")]
+    tls: crate::probe::tls::TlsRoots,
+    client: Client<Connector, Full<Bytes>>,
 }
 
 /// Why a [`Webhook`] could not be built or failed.
@@ -90,7 +94,22 @@ pub enum WebhookError {
         /// The status it answered.
         status: StatusCode,
     },
-    /// No answer within the timeout.
+    /// The TLS handshake of an `https` URL failed: most often a certificate that is not trusted
+    /// (see [`Webhook::root_certificate_pem`]) or does not carry the URL's host.
+    #[error("webhook {url}: TLS handshake failed (certificate or TLS error): {reason}")]
+    Tls {
+        /// The URL, credentials replaced by `***`.
+        url: String,
+        /// Why, as rustls tells it.
+        reason: String,
+    },
+    /// The PEM given to [`Webhook::root_certificate_pem`] holds no usable certificate.
+    #[error("{reason}")]
+    InvalidRootCertificate {
+        /// Why.
+        reason: String,
+    },
+    /// No answer within the timeout (the TLS handshake included).
     #[error("webhook {url} did not answer within {timeout:?}")]
     Timeout {
         /// The URL, credentials replaced by `***`.
@@ -108,7 +127,10 @@ impl Webhook {
     /// use tower_monitor::{Url, trigger::Webhook};
     ///
     /// let tls = Webhook::new(Method::POST, Url::parse("https://example.test/hook").unwrap());
-    /// assert!(tls.is_err(), "https is not supported yet");
+    /// // Without the `rustls` feature, https is refused with an error naming the feature.
+    /// assert_eq!(tls.is_ok(), cfg!(feature = "rustls"));
+    /// let ftp = Webhook::new(Method::POST, Url::parse("ftp://example.test/hook").unwrap());
+    /// assert!(ftp.is_err());
     /// ```
     pub fn new(method: Method, url: Url) -> Result<Self, WebhookError> {
         let shown = crate::redact::url(&url);
@@ -116,11 +138,14 @@ impl Webhook {
             url: shown.clone(),
             reason: reason.to_string(),
         };
-        if url.scheme() != "http" {
-            return Err(invalid("only http:// URLs are supported"));
+        match url.scheme() {
+            "http" => {}
+            "https" if cfg!(feature = "rustls") => {}
+            "https" => return Err(invalid("https needs the `rustls` feature of tower-monitor")),
+            _ => return Err(invalid("only http:// and https:// URLs are supported")),
         }
         let mut bare = url.clone();
-        // Cannot fail for an http URL, which always has a host.
+        // Cannot fail for an http(s) URL, which always has a host.
         let _ = bare.set_username("");
         let _ = bare.set_password(None);
         // The parse error's text is the `http` crate's own, which does not quote the URL.
@@ -128,6 +153,8 @@ impl Webhook {
             .as_str()
             .parse::<Uri>()
             .map_err(|e| invalid(&e.to_string()))?;
+        #[cfg(feature = "rustls")]
+        let tls = crate::probe::tls::TlsRoots::default();
         Ok(Self {
             method,
             uri,
@@ -135,8 +162,34 @@ impl Webhook {
             headers: HeaderMap::new(),
             body: Bytes::new(),
             timeout: DEFAULT_WEBHOOK_TIMEOUT,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            #[cfg(feature = "rustls")]
+            client: client(Connector::new(tls.clone())),
+            #[cfg(feature = "rustls")]
+            tls,
+            #[cfg(not(feature = "rustls"))]
+            client: client(Connector::new()),
         })
+    }
+
+    /// Also trusts the certificate(s) in `pem` for `https` (for an endpoint with a self-signed
+    /// or private-CA certificate), as [`probe::Http::root_certificate_pem`](crate::probe::Http::root_certificate_pem) does.
+    ///
+    /// ```
+    /// # use http::Method;
+    /// # use tower_monitor::{Url, trigger::Webhook};
+    /// let hook = Webhook::new(Method::POST, Url::parse("https://10.0.0.5/start").unwrap()).unwrap();
+    /// assert!(hook.root_certificate_pem(b"not a certificate").is_err());
+    /// ```
+    #[cfg(feature = "rustls")]
+    pub fn root_certificate_pem(mut self, pem: &[u8]) -> Result<Self, WebhookError> {
+        self.tls = self
+            .tls
+            .with_pem(pem)
+            .map_err(|e| WebhookError::InvalidRootCertificate {
+                reason: e.to_string(),
+            })?;
+        self.client = client(Connector::new(self.tls.clone()));
+        Ok(self)
     }
 
     /// Adds a header to the request.
@@ -197,6 +250,24 @@ impl Webhook {
     }
 }
 
+fn client(connector: Connector) -> Client<Connector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// The error of a request that got no answer: a failed TLS handshake, wherever the client
+/// wrapped it, is told as such.
+fn failed(url: String, source: BoxError) -> WebhookError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*source);
+    while let Some(error) = cause {
+        if let Some(TlsFailure(reason)) = error.downcast_ref() {
+            let reason = reason.clone();
+            return WebhookError::Tls { url, reason };
+        }
+        cause = error.source();
+    }
+    WebhookError::Request { url, source }
+}
+
 /// Reads a short answer to its end without keeping it, so the connection can be reused; stops
 /// after [`MAX_WEBHOOK_ANSWER_BYTES`], dropping the body and with it the connection.
 async fn discard_answer(mut body: Incoming) -> Result<(), hyper::Error> {
@@ -237,7 +308,7 @@ impl Trigger for Webhook {
             };
             let status = match tokio::time::timeout(timeout, exchange).await {
                 Err(_) => return Err(WebhookError::Timeout { url, timeout }.into()),
-                Ok(Err(source)) => return Err(WebhookError::Request { url, source }.into()),
+                Ok(Err(source)) => return Err(failed(url, source).into()),
                 Ok(Ok(status)) => status,
             };
             if status.is_success() {
