@@ -5,6 +5,7 @@ mod gateway;
 mod gone;
 mod promtool;
 mod recording;
+mod tls;
 mod websocket;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use gateway::*;
@@ -14,6 +15,8 @@ pub use gone::*;
 pub use promtool::*;
 #[allow(unused_imports)]
 pub use recording::*;
+#[allow(unused_imports)]
+pub use tls::*;
 #[allow(unused_imports)]
 pub use websocket::*;
 
