@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower_monitor::trigger::{MAX_WEBHOOK_ANSWER_BYTES, Webhook, WebhookError};
-use tower_monitor::{BoxError, Trigger, Url};
+use tower_monitor::{Trigger, Url};
 
 /// Far more than the webhook may read, far less than would hurt the machine if it did.
 const HUGE: u64 = 256 << 20;
@@ -94,17 +94,6 @@ async fn a_huge_answer_is_not_read_to_its_end() {
     );
 }
 
-/// Every text an error offers: its `Display`, its `Debug` and those of its sources.
-fn all_text(error: &BoxError) -> String {
-    let mut text = format!("{error} {error:?}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(" {cause} {cause:?}"));
-        source = cause.source();
-    }
-    text
-}
-
 fn assert_hidden(text: &str) {
     for secret in ["s3cret", "alice", "t0ken"] {
         assert!(!text.contains(secret), "{secret:?} shown in: {text}");
@@ -127,7 +116,7 @@ async fn credentials_in_the_url_never_show() {
         err.downcast_ref::<WebhookError>(),
         Some(WebhookError::Status { status, .. }) if *status == StatusCode::SERVICE_UNAVAILABLE
     ));
-    assert_hidden(&all_text(&err));
+    assert_hidden(&common::all_text(&err));
     assert!(err.to_string().contains("***@"), "{err}");
 
     let refused = refused_addr().await;
@@ -139,7 +128,7 @@ async fn credentials_in_the_url_never_show() {
         err.downcast_ref::<WebhookError>(),
         Some(WebhookError::Request { .. })
     ));
-    assert_hidden(&all_text(&err));
+    assert_hidden(&common::all_text(&err));
 
     let (silent, _fillers) = blackhole().await;
     let err = hook(&format!("http://t0ken@{}/", silent.local_addr().unwrap()))
@@ -151,7 +140,7 @@ async fn credentials_in_the_url_never_show() {
         err.downcast_ref::<WebhookError>(),
         Some(WebhookError::Timeout { .. })
     ));
-    assert_hidden(&all_text(&err));
+    assert_hidden(&common::all_text(&err));
 
     let err = Webhook::new(
         Method::POST,

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tower_monitor::config::TriggerRegistry;
 use tower_monitor::trigger::{Webhook, WebhookError};
-use tower_monitor::{BoxError, Trigger, Url};
+use tower_monitor::{Trigger, Url};
 
 /// What the server was asked: method, path, the `x-token` header, and the TLS server name (SNI).
 #[derive(Debug, Clone, PartialEq)]
@@ -82,17 +82,6 @@ fn hook(url: &str) -> Webhook {
         .timeout(Duration::from_secs(10))
 }
 
-/// Every text an error offers: its `Display`, its `Debug` and those of its sources.
-fn all_text(error: &BoxError) -> String {
-    let mut text = format!("{error} {error:?}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(" {cause} {cause:?}"));
-        source = cause.source();
-    }
-    text
-}
-
 #[tokio::test]
 async fn https_with_the_root_certificate_reaches_the_server_and_succeeds() {
     let server = https_server().await;
@@ -142,7 +131,7 @@ async fn https_without_the_root_certificate_fails_naming_tls_and_the_redacted_ur
         text.contains("TLS") && text.contains("certificate"),
         "{text}"
     );
-    let all = all_text(&err);
+    let all = common::all_text(&err);
     assert!(!all.contains("alice") && !all.contains("s3cret"), "{all}");
     assert!(
         server.seen.lock().unwrap().is_empty(),

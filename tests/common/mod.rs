@@ -371,3 +371,14 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+/// Every text an error offers: its `Display`, its `Debug` and those of its sources.
+pub fn all_text(error: &BoxError) -> String {
+    let mut text = format!("{error} {error:?}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    text
+}
