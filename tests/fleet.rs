@@ -94,10 +94,7 @@ async fn an_idle_fleet_stops_once_and_a_later_request_starts_it_once() {
     }
     assert!(eventually(Duration::from_secs(10), || backend.stops() == 1).await);
     assert!(
-        eventually(Duration::from_secs(10), || replicas
-            .iter()
-            .all(|m| state(m) == ServiceState::Down))
-        .await,
+        all_reach(&replicas, ServiceState::Down, Duration::from_secs(10)).await,
         "every replica sees the backend down after the stop"
     );
     assert_eq!(backend.stops(), 1);
@@ -142,12 +139,7 @@ async fn an_up_found_by_one_replica_is_used_by_the_others_without_probing() {
     assert_eq!(request(&replicas[0], None, 1).await, 200);
     // The probe's connection is complete before the backend's accept loop counts it.
     assert!(eventually(Duration::from_secs(5), || backend.accepts() == 1).await);
-    assert!(
-        eventually(Duration::from_secs(5), || replicas
-            .iter()
-            .all(|m| state(m) == ServiceState::Up))
-        .await
-    );
+    assert!(all_reach(&replicas, ServiceState::Up, Duration::from_secs(5)).await);
     for monitor in &replicas[1..] {
         assert_eq!(request(monitor, None, 1).await, 200);
     }

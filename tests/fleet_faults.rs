@@ -76,14 +76,8 @@ async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_ex
     );
     redis.wait_for_listeners("t", 3).await;
 
-    a.request();
-    assert!(eventually(Duration::from_secs(5), || a.starts() == 1).await);
     // b and c learn that a is starting it, and do not start it themselves.
-    assert!(
-        eventually(Duration::from_secs(5), || state(&b)
-            == ServiceState::Starting)
-        .await
-    );
+    a.start_followed_by(&[&b]).await;
     assert_eq!(request(&c, None, 1).await, 503);
     assert_eq!(backend.starts(), 0);
 
@@ -292,12 +286,7 @@ async fn a_taken_over_start_whose_program_exits_at_once_ends_at_once() {
     );
     redis.wait_for_listeners("t", 2).await;
 
-    a.request();
-    assert!(
-        eventually(Duration::from_secs(5), || state(&b)
-            == ServiceState::Starting)
-        .await
-    );
+    a.start_followed_by(&[&b]).await;
     a.crash();
     // After the lease time (1.5 s), b takes the start over and runs the program, which exits.
     assert!(eventually(Duration::from_secs(10), || program.starts() == 1).await);

@@ -41,10 +41,7 @@ async fn an_idle_time_that_means_never_leaves_the_fleet_working() {
         Ok(true)
     );
     assert!(
-        eventually(Duration::from_secs(10), || replicas
-            .iter()
-            .all(|m| state(m) == ServiceState::Down))
-        .await,
+        all_reach(&replicas, ServiceState::Down, Duration::from_secs(10)).await,
         "every replica sees the backend down"
     );
     let ttl = redis.command(&["PTTL", "t:svc:app:stopped"]).await;

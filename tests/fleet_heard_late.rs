@@ -60,6 +60,18 @@ async fn a_replica_that_missed_the_fleets_stop_does_not_stop_the_backend_again()
     assert_eq!(backend.stops(), 1, "c stopped the stopped backend again");
 }
 
+/// Replicas a and c of the fleet "t" with these services, each having seen the backend up.
+async fn up_pair(
+    redis: &RedisServer,
+    services: [MonitoredService; 2],
+) -> (Arc<MinMonitor>, Arc<MinMonitor>) {
+    let replicas = replicas(redis, "t", &["a", "c"], |i| services[i].clone()).await;
+    for monitor in &replicas {
+        monitor.set_status_up("app").unwrap();
+    }
+    (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]))
+}
+
 fn probes(monitor: &MinMonitor) -> u64 {
     monitor.snapshot()[0].counters.probes
 }
@@ -89,11 +101,7 @@ async fn an_up_probed_before_the_fleets_stop_ended_is_not_believed_after_it() {
         .probe_timeout(Duration::from_millis(500));
     // c's probe connects, then waits for the test before it tells what it found.
     let (c_service, began, answer) = held_probe_service(&backend);
-    let services = [a_service, c_service];
-    let replicas = replicas(&redis, "t", &["a", "c"], |i| services[i].clone()).await;
-    let (a, c) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
-    a.set_status_up("app").unwrap();
-    c.set_status_up("app").unwrap();
+    let (a, c) = up_pair(&redis, [a_service, c_service]).await;
 
     // a stops the backend; c, told so, probes it while it still answers.
     let stopper = Arc::clone(&a);
@@ -127,11 +135,7 @@ async fn an_up_probed_before_the_fleets_stop_ended_does_not_undo_a_fresher_up() 
     let a_service = service(&backend, Duration::from_secs(60), GRACE);
     // c's probe connects, then waits for the test before it tells what it found.
     let (c_service, began, answer) = held_probe_service(&backend);
-    let services = [a_service, c_service];
-    let replicas = replicas(&redis, "t", &["a", "c"], |i| services[i].clone()).await;
-    let (a, c) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
-    a.set_status_up("app").unwrap();
-    c.set_status_up("app").unwrap();
+    let (a, c) = up_pair(&redis, [a_service, c_service]).await;
 
     // c's probe finds the backend up; then a stops it, and c hears so.
     let prober = Arc::clone(&c);
@@ -170,10 +174,7 @@ async fn a_backend_started_outside_the_fleet_after_its_stop_is_stopped_when_idle
         service(&backend, Duration::from_secs(60), GRACE),
         service(&backend, Duration::from_millis(400), GRACE),
     ];
-    let replicas = replicas(&redis, "t", &["a", "c"], |i| services[i].clone()).await;
-    let (a, c) = (Arc::clone(&replicas[0]), Arc::clone(&replicas[1]));
-    a.set_status_up("app").unwrap();
-    c.set_status_up("app").unwrap();
+    let (a, c) = up_pair(&redis, services).await;
     assert!(a.stop("app").await.unwrap(), "a stops the backend");
     assert!(eventually(Duration::from_secs(5), || state(&c) == ServiceState::Down).await);
 

@@ -121,10 +121,7 @@ async fn after_a_start_without_redis_the_idle_stop_goes_to_the_replica_that_runs
     )
     .await;
     assert!(
-        eventually(Duration::from_secs(10), || replicas
-            .iter()
-            .all(|m| state(m) == ServiceState::Down))
-        .await,
+        all_reach(&replicas, ServiceState::Down, Duration::from_secs(10)).await,
         "every replica sees the backend down"
     );
 }

@@ -101,10 +101,7 @@ async fn the_others_say_stopping_while_one_replica_stops_the_backend() {
     // The stop ends: every replica sees the backend down.
     stop.finish.notify_one();
     assert!(
-        eventually(Duration::from_secs(10), || replicas
-            .iter()
-            .all(|m| state(m) == ServiceState::Down))
-        .await,
+        all_reach(&replicas, ServiceState::Down, Duration::from_secs(10)).await,
         "every replica sees the backend down after the stop"
     );
     assert_eq!(backend.stops(), 1);

@@ -31,14 +31,8 @@ async fn a_replica_shutting_down_does_not_take_a_start_over() {
     );
     redis.wait_for_listeners("t", 2).await;
 
-    a.request();
-    assert!(eventually(Duration::from_secs(5), || a.starts() == 1).await);
     // b learns that a is starting it, and waits for that start, watching the lease.
-    assert!(
-        eventually(Duration::from_secs(5), || state(&b)
-            == ServiceState::Starting)
-        .await
-    );
+    a.start_followed_by(&[&b]).await;
     // b is shutting down; then a crashes, its lease neither renewed nor freed.
     b.release_held();
     a.crash();
@@ -127,10 +121,7 @@ async fn a_replica_shutting_down_leaves_the_idle_stop_to_the_others() {
         "the replica shutting down ran the idle stop"
     );
     assert!(
-        eventually(Duration::from_secs(10), || [&a, &b]
-            .iter()
-            .all(|m| state(m) == ServiceState::Down))
-        .await,
+        all_reach(&[a, b], ServiceState::Down, Duration::from_secs(10)).await,
         "every replica sees the backend down"
     );
 }

@@ -67,10 +67,7 @@ async fn the_idle_stop_goes_to_the_replica_that_started_the_backend() {
             owner.stops_elsewhere.load(Ordering::SeqCst)
         );
         assert!(
-            eventually(Duration::from_secs(10), || replicas
-                .iter()
-                .all(|m| state(m) == ServiceState::Down))
-            .await,
+            all_reach(&replicas, ServiceState::Down, Duration::from_secs(10)).await,
             "round {round}: every replica sees the backend down"
         );
     }

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::Runtime;
-use tower_monitor::{BoxError, MinMonitor, MonitoredService, trigger};
+use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
 
-use super::{Backend, GRACE, RedisServer, fleet, replica, request};
+use std::time::Duration;
+
+use super::{Backend, GRACE, RedisServer, eventually, fleet, replica, request, state};
 
 pub struct Doomed {
     runtime: Runtime,
@@ -48,6 +50,25 @@ impl Doomed {
         let monitor = Arc::clone(&self.monitor);
         self.runtime
             .spawn(async move { request(&monitor, None, 1).await });
+    }
+
+    /// Makes the request that starts the backend, and waits (bounded) until its start runs and
+    /// each of `followers` has heard of it (Starting, leaving the start to this replica).
+    pub async fn start_followed_by(&self, followers: &[&Arc<MinMonitor>]) {
+        self.request();
+        assert!(
+            eventually(Duration::from_secs(5), || self.starts() == 1).await,
+            "the doomed replica's start did not begin"
+        );
+        for follower in followers {
+            assert!(
+                eventually(Duration::from_secs(5), || state(follower)
+                    == ServiceState::Starting)
+                .await,
+                "a replica did not hear of the start: {}",
+                state(follower)
+            );
+        }
     }
 
     /// How many times its `on_down` was called.

@@ -451,6 +451,15 @@ pub async fn herd(replicas: &[Arc<MinMonitor>], requests: usize) {
     }
 }
 
+/// Waits (bounded) until every replica sees "app" `wanted`; false if one never did.
+pub async fn all_reach(
+    replicas: &[Arc<MinMonitor>],
+    wanted: ServiceState,
+    within: Duration,
+) -> bool {
+    eventually(within, || replicas.iter().all(|m| state(m) == wanted)).await
+}
+
 pub fn state(monitor: &MinMonitor) -> ServiceState {
     monitor.state("app").unwrap()
 }
