@@ -4,27 +4,28 @@
 
 use http::header::{
     CONNECTION, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE,
 };
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The headers that concern one connection only, never forwarded as they are.
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// The headers that concern one connection only, never forwarded as they are. Not `Trailer`
+/// (RFC 2616 had it, RFC 9110 does not): it announces the trailer fields to the message's
+/// recipient, and hyper sends an HTTP/1.1 message's trailers only for the names it lists.
+static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
     PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION,
     TE,
-    TRAILER,
     TRANSFER_ENCODING,
     UPGRADE,
 ];
 
 /// The place of `Transfer-Encoding` in [`HOP_BY_HOP`].
-const TRANSFER_ENCODING_AT: usize = 7;
+const TRANSFER_ENCODING_AT: usize = 6;
 
 /// The place of `name` in [`HOP_BY_HOP`], if it is there: a match on the name's text, where
 /// most names differ by their length alone (comparing `HeaderName`s one by one costs several
@@ -37,9 +38,8 @@ fn hop_index(name: &HeaderName) -> Option<usize> {
         "proxy-authenticate" => 3,
         "proxy-authorization" => 4,
         "te" => 5,
-        "trailer" => 6,
-        "transfer-encoding" => 7,
-        "upgrade" => 8,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
         _ => return None,
     })
 }
@@ -269,6 +269,17 @@ pub(super) mod tests {
         assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
         let names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["accept"]);
+    }
+
+    #[test]
+    fn the_trailer_announcement_stays_unless_connection_names_it() {
+        let mut headers = map(&[("trailer", "x-sum"), ("connection", "keep-alive")]);
+        assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
+        assert_eq!(headers["trailer"], "x-sum");
+
+        let mut headers = map(&[("trailer", "x-sum"), ("connection", "trailer")]);
+        assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
+        assert!(headers.is_empty(), "{headers:?}");
     }
 
     #[test]
