@@ -67,22 +67,35 @@ fn layer(c: &mut Criterion) {
 }
 
 /// Requests through the monitor layer (cached up) from 1 and 2 threads at once, each thread with
-/// its own clone of the service, as a server's worker threads have.
+/// its own clone of the service, as a server's worker threads have; and through the bare
+/// service the same way, in the same run: how far two threads get on this machine with no layer
+/// at all is the ceiling for the layer's rows.
 fn layer_threads(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _entered = runtime.enter();
     let mut group = c.benchmark_group("layer_threads");
+    threads_rows(&mut group, "bare", &stacks::inner());
     for (name, idle) in [("monitor_up", false), ("monitor_up_idle", true)] {
         let monitor = stacks::monitor(idle);
-        let service = stacks::monitor_up(&monitor);
-        for threads in [1_u64, 2] {
-            group.throughput(Throughput::Elements(threads));
-            group.bench_function(format!("{name}/{threads}_thread"), |b| {
-                b.iter_custom(|iters| in_threads(&service, threads, iters))
-            });
-        }
+        threads_rows(&mut group, name, &stacks::monitor_up(&monitor));
     }
     group.finish();
+}
+
+/// `name/1_thread` and `name/2_thread`: `service` from 1 and from 2 threads at once.
+fn threads_rows<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    service: &S,
+) where
+    S: Service<Request<()>> + Clone + Send,
+{
+    for threads in [1_u64, 2] {
+        group.throughput(Throughput::Elements(threads));
+        group.bench_function(format!("{name}/{threads}_thread"), |b| {
+            b.iter_custom(|iters| in_threads(service, threads, iters))
+        });
+    }
 }
 
 /// The time the slowest of `threads` threads takes to send `iters` requests each.
