@@ -2,7 +2,8 @@
 # Load run: the same backend reached directly, through nginx as a reverse proxy, and through the
 # gateway (backend cached up), each driven by the same bounded wrk run, in the order
 # A B C A B C, on 127.0.0.1 only. Prints req/s, p99 latency and CPU time per request of each
-# proxy, and the gateway/nginx ratios.
+# proxy (user and system apart: the kernel's socket work is most of it), and the gateway/nginx
+# ratios.
 #
 # Run: bash benches/load_gateway.sh   (about a minute after the build; installs nginx and wrk from
 #      Debian's packages if missing)
@@ -47,13 +48,14 @@ gateway_pid=${pids[-1]}
 via_gateway=127.0.0.1:$gateway_port
 wait_for "$via_gateway"
 
-# CPU time (user + system, clock ticks) of a process and its children-by-PPID (nginx workers).
+# CPU time (clock ticks: "user system") of a process and its children-by-PPID (nginx workers).
 cpu_ticks() {
-  local total=0 pid
+  local user=0 system=0 pid u s
   for pid in $1 $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    user=$((user + u)); system=$((system + s))
   done
-  echo "$total"
+  echo "$user $system"
 }
 
 # One wrk run: prints "req/s p99_ms requests".
@@ -76,10 +78,10 @@ for round in 1 2; do
       nginx) addr=$via_nginx; pid=$nginx_proxy_pid ;;
       gateway) addr=$via_gateway; pid=$gateway_pid ;;
     esac
-    before=0; [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    user0=0; system0=0; [ -n "$pid" ] && read -r user0 system0 <<<"$(cpu_ticks "$pid")"
     read -r rps p99 requests <<<"$(run "$addr")"
-    after=0; [ -n "$pid" ] && after=$(cpu_ticks "$pid")
-    echo "$which $rps $p99 $requests $((after - before))" >>"$results"
+    user1=0; system1=0; [ -n "$pid" ] && read -r user1 system1 <<<"$(cpu_ticks "$pid")"
+    echo "$which $rps $p99 $requests $((user1 - user0)) $((system1 - system0))" >>"$results"
     printf 'round %d  %-8s %10s req/s  p99 %8s\n' "$round" "$which" "$rps" "$p99"
   done
 done
@@ -94,16 +96,22 @@ def ms(text):
     return float(text)
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    which, rps, p99, requests, ticks = line.split()
-    runs[which].append((float(rps), ms(p99), int(requests), int(ticks)))
+    which, rps, p99, requests, user, system = line.split()
+    runs[which].append((float(rps), ms(p99), int(requests), int(user), int(system)))
 mean = {}
 for which in ("direct", "nginx", "gateway"):
     r = runs[which]
     rps = sum(x[0] for x in r) / len(r)
     p99 = sum(x[1] for x in r) / len(r)
-    cpu_us = sum(x[3] for x in r) / ticks_per_s * 1e6 / sum(x[2] for x in r)
+    per_request = lambda i: sum(x[i] for x in r) / ticks_per_s * 1e6 / sum(x[2] for x in r)
+    user_us, system_us = per_request(3), per_request(4)
+    cpu_us = user_us + system_us
     mean[which] = (rps, p99, cpu_us)
-    cpu = f"{cpu_us:6.1f} µs CPU/request" if which != "direct" else ""
+    cpu = (
+        f"{cpu_us:6.1f} µs CPU/request (user {user_us:.1f}, system {system_us:.1f})"
+        if which != "direct"
+        else ""
+    )
     print(f"mean {which:8s} {rps:10,.0f} req/s  p99 {p99:7.2f} ms  {cpu}")
 g, n = mean["gateway"], mean["nginx"]
 print(f"gateway/nginx: {g[0] / n[0]:.2f}× the req/s (goal >= 1), {g[2] / n[2]:.2f}× the CPU per request (goal <= 1), p99 {g[1] / n[1]:.2f}×")
