@@ -91,7 +91,7 @@ fn accepted(mut document: Value, pointer: &str, path: &str) -> BTreeSet<String> 
         .and_then(Value::as_object_mut)
         .unwrap_or_else(|| panic!("no object at {pointer}"))
         .insert(UNKNOWN.into(), json!(1));
-    let error = load(&document).err().expect("an unknown field is refused");
+    let error = load(&document).expect_err("an unknown field is refused");
     let at = if path.is_empty() {
         UNKNOWN.to_string()
     } else {
@@ -113,7 +113,7 @@ fn accepted(mut document: Value, pointer: &str, path: &str) -> BTreeSet<String> 
 fn variants(field: &str) -> Vec<String> {
     let mut document = document();
     document["gateway"]["services"]["app"][field] = json!(UNKNOWN);
-    let error = load(&document).err().expect("an unknown value is refused");
+    let error = load(&document).expect_err("an unknown value is refused");
     let rest = error
         .split_once(&format!("unknown variant `{UNKNOWN}`"))
         .unwrap_or_else(|| panic!("not an unknown-variant error: {error}"))
@@ -276,17 +276,13 @@ fn sections() -> Vec<Section> {
 fn probe_kinds() -> Vec<String> {
     let mut with = document();
     with["services"]["app"]["probe"] = json!({ "type": UNKNOWN });
-    known_types(&load(&with).err().expect("an unknown probe type is refused"))
+    known_types(&load(&with).expect_err("an unknown probe type is refused"))
 }
 
 fn trigger_types() -> Vec<String> {
     let mut with = document();
     with["services"]["app"]["on_down"] = json!({ "type": UNKNOWN });
-    known_types(
-        &load(&with)
-            .err()
-            .expect("an unknown trigger type is refused"),
-    )
+    known_types(&load(&with).expect_err("an unknown trigger type is refused"))
 }
 
 #[test]
