@@ -43,13 +43,19 @@ fn a_zero_timeout_is_named() {
         assert_eq!(err.path(), format!("services.app.{field}"));
         assert!(err.message().contains("more than \"0s\""), "{err}");
     }
-    // A delayed trigger's own bound too.
-    let json = service("127.0.0.1:9".parse().unwrap(), "").replace(
-        r#"{ "type": "command", "command": "true" }"#,
+    // A trigger's own bound too: a command or webhook with "0s" was taken, and each run not
+    // done at its first poll was then killed (a `systemctl start` always).
+    for trigger in [
         r#"{ "type": "delay", "delay": "1s", "timeout": "0s", "trigger": { "type": "command", "command": "true" } }"#,
-    );
-    let err = MinMonitor::from_config(&json).expect_err("zero is refused");
-    assert_eq!(err.path(), "services.app.on_down.timeout");
+        r#"{ "type": "command", "command": "true", "timeout": "0s" }"#,
+        r#"{ "type": "webhook", "url": "http://127.0.0.1:9/", "timeout": "0s" }"#,
+    ] {
+        let json = service("127.0.0.1:9".parse().unwrap(), "")
+            .replace(r#"{ "type": "command", "command": "true" }"#, trigger);
+        let err = MinMonitor::from_config(&json).expect_err(trigger);
+        assert_eq!(err.path(), "services.app.on_down.timeout");
+        assert!(err.message().contains("more than \"0s\""), "{err}");
+    }
     // An idle time of zero stopped the backend after each request, so every one was a cold
     // start; some read it as "never stop".
     let json = service(

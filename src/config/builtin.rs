@@ -36,7 +36,7 @@ pub(super) fn command(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Config
     check_args(spec, &args)?;
     let mut trigger = Command::new(program.program).args(args);
     if let Some(timeout) = timeout {
-        trigger = trigger.timeout(timeout.0);
+        trigger = trigger.timeout(timeout.positive(format!("{}.timeout", spec.path()))?);
     }
     if let Some(dir) = program.working_dir {
         trigger = trigger.current_dir(dir);
@@ -175,7 +175,7 @@ pub(super) fn webhook(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Config
     }
     hook = hook.body(body);
     if let Some(timeout) = timeout {
-        hook = hook.timeout(timeout.0);
+        hook = hook.timeout(timeout.positive(format!("{}.timeout", spec.path()))?);
     }
     if let Some(pem) = root_certificate_pem {
         #[cfg(feature = "rustls")]
