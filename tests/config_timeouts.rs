@@ -56,6 +56,14 @@ fn a_zero_timeout_is_named() {
         assert_eq!(err.path(), "services.app.on_down.timeout");
         assert!(err.message().contains("more than \"0s\""), "{err}");
     }
+    // A rate limit over no time at all forgot each run at once: it never limited.
+    let json = service("127.0.0.1:9".parse().unwrap(), "").replace(
+        r#"{ "type": "command", "command": "true" }"#,
+        r#"{ "type": "rate_limit", "max_runs": 1, "period": "0s", "trigger": { "type": "command", "command": "true" } }"#,
+    );
+    let err = MinMonitor::from_config(&json).expect_err("a zero period is refused");
+    assert_eq!(err.path(), "services.app.on_down.period");
+    assert!(err.message().contains("more than \"0s\""), "{err}");
     // An idle time of zero stopped the backend after each request, so every one was a cold
     // start; some read it as "never stop".
     let json = service(

@@ -145,6 +145,15 @@ fn every_bad_field_is_named_with_its_value() {
             "gateway.services.app.body_read_timeout",
             "more than \"0s\"",
         ),
+        // Read as a bound on stalled uploads, it would bound nothing: an HTTP/2 backend's
+        // uploads are not timed (a gRPC client stream may pause).
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "protocol": "http2", "body_read_timeout": "5s" }} }} }}"#
+            )),
+            "gateway.services.app.body_read_timeout",
+            "applies to HTTP/1.1 backends only",
+        ),
         // hyper would parse no header line at all; or allocate a huge array per answer.
         (
             with_gateway(&format!(

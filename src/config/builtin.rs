@@ -133,9 +133,11 @@ pub(super) fn rate_limit(spec: &TriggerSpec<'_>) -> Result<Arc<dyn Trigger>, Con
     if max_runs == 0 {
         return Err(spec.error("max_runs", "must be at least 1, not 0"));
     }
+    // A zero period would forget each run at once: a limit that never limits.
+    let period = period.positive(format!("{}.period", spec.path()))?;
     Ok(Arc::new(RateLimit::new(
         max_runs,
-        period.0,
+        period,
         spec.trigger("trigger", &trigger)?,
     )))
 }

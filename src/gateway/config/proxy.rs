@@ -63,7 +63,16 @@ pub(super) fn builder(
         proxy = proxy.response_timeout(timeout.positive(format!("{at}.response_timeout"))?);
     }
     if let Some(timeout) = settings.body_read_timeout {
-        proxy = proxy.body_read_timeout(timeout.positive(format!("{at}.body_read_timeout"))?);
+        let field = format!("{at}.body_read_timeout");
+        if http2 {
+            // Silently ignored, it would read as a bound on stalled uploads.
+            return Err(ConfigError::new(
+                field,
+                "applies to HTTP/1.1 backends only (an upload to an HTTP/2 backend may pause, \
+                 as a gRPC client stream does); leave it out with \"protocol\": \"http2\"",
+            ));
+        }
+        proxy = proxy.body_read_timeout(timeout.positive(field)?);
     }
     if let Some(max) = settings.max_response_headers {
         let field = format!("{at}.max_response_headers");
