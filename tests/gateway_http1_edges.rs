@@ -1,7 +1,8 @@
 //! HTTP/1.1 edge cases of a field test against nginx and RFC 9110/9112: a body on a `GET`
 //! without a length, a backend's answer whose `Content-Length` is a list or stands on a `204`,
 //! pipelined requests, answers that end with their connection, informational answers, a
-//! `204` with bytes after it, and `OPTIONS *`. A gateway served in the test's process.
+//! `204` with bytes after it, `OPTIONS *`, and `Expect: 100-continue` answered early. A
+//! gateway served in the test's process.
 
 mod common;
 
@@ -314,4 +315,53 @@ async fn options_asterisk_is_not_forwarded() {
     let heads = heads.lock().unwrap();
     assert_eq!(heads.len(), 1, "{heads:?}");
     assert!(heads[0].starts_with("GET /next "), "{heads:?}");
+}
+
+/// A client that sends `Expect: 100-continue` and waits before its body gets the answer that
+/// comes without it: the fallback's 503 of a down service, with no `100` before it (the body
+/// is never asked for), and a backend's 413 given before it read the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_awaiting_100_continue_gets_an_early_answer() {
+    let head = "POST /up HTTP/1.1\r\nhost: app\r\ncontent-length: 100000\r\n\
+                expect: 100-continue\r\n\r\n";
+    let down = common::refused_addr().await;
+    let gateway_to_down = gateway(down).await;
+    let mut client = TcpStream::connect(gateway_to_down.addr).await.unwrap();
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        common::read_head(&mut client, &mut pending),
+    )
+    .await
+    .expect("an answer without the body")
+    .expect("an answer before the connection ends");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+
+    let (backend, _) = common::recording_backend(|_| {
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"[..]
+            .into()
+    })
+    .await;
+    let gateway = gateway(backend).await;
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let mut answer = String::new();
+    for _ in 0..2 {
+        answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            common::read_head(&mut client, &mut pending),
+        )
+        .await
+        .expect("an answer in time")
+        .expect("an answer before the connection ends");
+        if answer.starts_with("HTTP/1.1 100 ") {
+            // Asked for the body: it may go, the backend will not read it.
+            let _ = client.write_all(&[b'z'; 100_000]).await;
+        } else {
+            break;
+        }
+    }
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
 }
