@@ -293,12 +293,14 @@ fn origin_form(method: &Method, uri: &mut Uri) {
 /// Whether `request` is a `GET` or `HEAD` with a body of unknown length (chunked, or
 /// HTTP/2's without `content-length`): hyper's client guesses such a request has no body
 /// and sends it with none, losing the body (Elasticsearch's searches are GETs with one),
-/// unless its coding is named. nginx passes it on.
+/// unless its coding is named. nginx passes it on. An upgrade's bytes follow the switch, not
+/// as a body.
 fn body_unframed<B: Body>(method: &Method, request: &Request<B>) -> bool {
     (method == Method::GET || method == Method::HEAD)
         && !request.body().is_end_stream()
         && request.body().size_hint().exact().is_none()
         && !request.headers().contains_key(header::CONTENT_LENGTH)
+        && !request.headers().contains_key(header::UPGRADE)
 }
 
 /// Spawns `task` on the current runtime; false if there is none.
