@@ -9,7 +9,7 @@ use super::failure::Failure;
 use super::future::{FORMAT, Sent};
 use super::headers::{self, Coding};
 use super::upgrade::{ClientUpgrade, Verdict};
-use super::{ProxyBody, Shared, limit, upstream};
+use super::{ProxyBody, Shared, length, limit, upstream};
 use crate::layer::BackendGone;
 
 impl<B> Shared<B> {
@@ -130,6 +130,7 @@ impl<B> Shared<B> {
                     // Its body unread, the connection is closed, not pooled.
                     return Failure::Other.response(&http::HeaderMap::new());
                 }
+                length::normalize(parts.status, &mut parts.headers);
                 // An HTTP/1.0 client's answer of a known length is left HTTP/1.1: hyper writes
                 // it as HTTP/1.0 itself, with the `Connection: keep-alive` the client asked
                 // for, where an answer made HTTP/1.0 here has its connection closed (`ab -k`:

@@ -145,14 +145,22 @@ where
         })
     }
 
-    /// The request as an HTTP/1.1 backend wants it: the URI in origin form, and a `Host`.
+    /// The request as an HTTP/1.1 backend wants it: the URI in origin form, a `Host`, and
+    /// its body's framing named when hyper would drop the body.
     fn prepare(&self, request: &mut Request<B>) {
         let method = request.method().clone();
         origin_form(&method, request.uri_mut());
-        request
-            .headers_mut()
+        let chunked = body_unframed(&method, request);
+        let headers = request.headers_mut();
+        headers
             .entry(header::HOST)
             .or_insert_with(|| self.shared.host.clone());
+        if chunked {
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
     }
 }
 
@@ -280,6 +288,19 @@ fn origin_form(method: &Method, uri: &mut Uri) {
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
         )
     };
+}
+
+/// Whether `request` is a `GET` or `HEAD` with a body of unknown length (chunked, or
+/// HTTP/2's without `content-length`): hyper's client guesses such a request has no body
+/// and sends it with none, losing the body (Elasticsearch's searches are GETs with one),
+/// unless its coding is named. nginx passes it on. An upgrade's bytes follow the switch, not
+/// as a body.
+fn body_unframed<B: Body>(method: &Method, request: &Request<B>) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && !request.body().is_end_stream()
+        && request.body().size_hint().exact().is_none()
+        && !request.headers().contains_key(header::CONTENT_LENGTH)
+        && !request.headers().contains_key(header::UPGRADE)
 }
 
 /// Spawns `task` on the current runtime; false if there is none.
