@@ -337,7 +337,8 @@ impl ProxyBuilder {
     /// request to a down backend would), then send it: the client gets its answer late, with
     /// `x-cold-start: <ms>`, instead of a 502. At most `max_wait` from the refusal; then the
     /// 502, whose [`BackendGone`](crate::layer::BackendGone) tells a layer in front. A request
-    /// that broke off after it was sent is never sent twice: the backend may have seen it.
+    /// that broke off after it was sent is never sent twice: the backend may have seen it (but
+    /// for the idempotent one a backend's idle close crossed, see the [module docs](super)).
     /// Sent again once only: refused again, it gets the 502. A held request keeps no turn of
     /// a [`limit`](Self::limit). A backend being stopped (`on_idle`) is not marked down: the
     /// request waits for the stop to end, then for the start. At most

@@ -43,6 +43,12 @@
 //!   backend's doing. Each is logged at warn with the service's name. A gRPC request gets the
 //!   status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
 //!   answer: a text body would read to a gRPC client as a protocol error.
+//! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
+//!   backend's idle close crossing the request) is no failure: a request not yet sent goes on
+//!   another connection, and so does a sent one without a body whose method is idempotent
+//!   (`GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been idle 100 ms
+//!   (RFC 9112 section 9.3.1; nginx's `proxy_next_upstream error`). Any other request is
+//!   answered as dropped: the backend may have acted on it.
 //! - A request to an HTTP/2 backend whose header list (counted as RFC 9113 counts it: each
 //!   field's name, value and 32 octets, pseudo-header fields included, as the request would
 //!   go) reaches [`ProxyBuilder::http2_max_header_list_size`] (16 KiB by default, the limit of
@@ -278,6 +284,7 @@ where
                 &request,
             );
         }
+        let now = Instant::now();
         let sent = Sent {
             method: request.method().clone(),
             path: request
@@ -287,13 +294,13 @@ where
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
             format: FORMAT.map(|name| request.headers().get(name).cloned()),
             version,
-            deadline: Instant::now() + this.response_timeout,
+            deadline: now + this.response_timeout,
         };
         let request = request.map(|body| Upload::new(body, this.body_read_timeout));
         // Nested, not a let chain: those need Rust 1.88, above the crate's rust-version.
         if client_upgrade.is_none() && this.limit.is_none() {
             if let Some(kept) = this.upstream.kept() {
-                let exchange = kept.send(request, sent.deadline);
+                let exchange = kept.send(request, now, sent.deadline);
                 return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
             }
         }

@@ -27,7 +27,9 @@ use tower_service::Service;
 
 use conn::{Conn, lend};
 pub(crate) use conn::{Exchange, Kept, Outcome};
+use replay::Replay;
 
+use super::failure::Failure;
 use super::upstream::{Failed, UpstreamBody, UpstreamError};
 use crate::BoxError;
 
@@ -51,6 +53,7 @@ struct Shared<B> {
     /// hyper's limit of header lines in an answer, when not its default (100): above it,
     /// each answer's parse allocates.
     max_headers: Option<usize>,
+    service: Arc<str>,
     idle: Mutex<Idle<B>>,
     /// Told each time a connection's task ends (for the tests: the event they wait for).
     ended: Arc<Notify>,
@@ -65,18 +68,19 @@ struct Idle<B> {
 
 impl<B> Pool<B>
 where
-    B: Body + Send + Unpin + 'static,
+    B: Body + Default + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
     /// A pool dialling `backend` with `connector`, closing connections idle for `idle_timeout`,
     /// whose connections read answers of at most `max_headers` header lines (`None`: hyper's
-    /// default, 100).
+    /// default, 100), for the service its logs name.
     pub(crate) fn new(
         connector: HttpConnector,
         backend: Uri,
         idle_timeout: Duration,
         max_headers: Option<usize>,
+        service: Arc<str>,
     ) -> Self {
         let host = backend
             .authority()
@@ -89,6 +93,7 @@ where
                 host,
                 idle_timeout,
                 max_headers,
+                service,
                 idle: Mutex::new(Idle {
                     connections: VecDeque::new(),
                     timer: false,
@@ -101,17 +106,21 @@ where
     /// Sends `request` on an idle connection or a new one, and waits for the response head.
     ///
     /// A kept connection the backend closed meanwhile fails the request before sending it;
-    /// it is then sent again on another connection, as hyper's client does.
+    /// it is then sent again on another connection, as hyper's client does. So is a request
+    /// that may go again ([`Replay`]) on a kept connection closed before its answer.
     pub(crate) async fn request(
         &self,
         mut request: Request<B>,
     ) -> Result<Response<UpstreamBody>, Failed<B>> {
         self.prepare(&mut request);
         loop {
-            let (mut connection, reused) = match self.shared.take_idle() {
-                Some(connection) => (connection, true),
+            let (mut connection, replay) = match self.shared.take_idle() {
+                Some(connection) => {
+                    let idle = connection.idle_since.elapsed();
+                    (connection, Some(Replay::of(&request, idle)))
+                }
                 None => match self.shared.connect().await {
-                    Ok(connection) => (connection, false),
+                    Ok(connection) => (connection, None),
                     Err(error) => {
                         return Err(Failed {
                             error,
@@ -123,9 +132,20 @@ where
             connection.pool = Some(Arc::clone(&self.shared));
             match connection.send.try_send_request(request).await {
                 Ok(response) => return Ok(lend(connection, response)),
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    unsent => {
+                Err(mut error) => match (error.take_message(), replay) {
+                    // Reused: the backend had closed it while it was idle.
+                    (Some(unsent), Some(_)) => request = unsent,
+                    (None, Some(Some(replay))) => {
+                        let error = UpstreamError::Request(error.into_error());
+                        if Failure::of(&error) != Failure::Gone {
+                            return Err(Failed {
+                                error,
+                                unsent: None,
+                            });
+                        }
+                        request = replay.again(&self.shared.service, &error);
+                    }
+                    (unsent, _) => {
                         return Err(Failed {
                             error: UpstreamError::Request(error.into_error()),
                             unsent,
@@ -315,5 +335,6 @@ fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
 }
 
 mod conn;
+mod replay;
 #[cfg(test)]
 mod tests;

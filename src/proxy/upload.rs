@@ -23,8 +23,9 @@ pin_project! {
     /// wait starts when the backend asks for more and the client has none ready. A frame that
     /// is ready at once costs one branch more.
     pub(crate) struct Upload<B> {
+        // None: no body (a request sent again without the one it had, which was empty).
         #[pin]
-        body: B,
+        body: Option<B>,
         timeout: Option<Duration>,
         // Armed when a frame is first waited for; dropped when one comes.
         stalled: Option<Pin<Box<Sleep>>>,
@@ -34,8 +35,19 @@ pin_project! {
 impl<B> Upload<B> {
     pub(crate) fn new(body: B, timeout: Option<Duration>) -> Self {
         Self {
-            body,
+            body: Some(body),
             timeout,
+            stalled: None,
+        }
+    }
+}
+
+/// No body at all.
+impl<B> Default for Upload<B> {
+    fn default() -> Self {
+        Self {
+            body: None,
+            timeout: None,
             stalled: None,
         }
     }
@@ -54,7 +66,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
         let this = self.project();
-        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+        let Some(body) = this.body.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = body.poll_frame(cx) {
             *this.stalled = None;
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
@@ -69,11 +84,13 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.as_ref().is_none_or(B::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) enum Upstream<B> {
 
 impl<B> Upstream<B>
 where
-    B: Body + Send + Unpin + 'static,
+    B: Body + Default + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {

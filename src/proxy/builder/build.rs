@@ -82,6 +82,7 @@ impl ProxyBuilder {
                 target.backend_uri(),
                 POOL_IDLE_TIMEOUT,
                 self.max_response_headers,
+                self.service.clone().unwrap_or_else(|| Arc::from("-")),
             ))
         };
         Ok(Proxy {

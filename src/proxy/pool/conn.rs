@@ -14,8 +14,10 @@ use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
+use super::replay::Replay;
 use super::{Lease, Pool, Shared};
 use crate::BoxError;
+use crate::proxy::failure::Failure;
 use crate::proxy::upstream::{UpstreamBody, UpstreamError};
 
 /// The response to a request sent on a kept connection: its body holds the connection (the
@@ -42,23 +44,33 @@ pub(crate) struct Kept<'a, B> {
 
 impl<B> Kept<'_, B>
 where
-    B: Body + Send + Unpin + 'static,
+    B: Body + Default + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    /// Sends `request` at once; its answer is then awaited until `deadline`.
-    pub(crate) fn send(self, mut request: Request<B>, deadline: Instant) -> Exchange<B> {
+    /// Sends `request` at once (it is `now`); its answer is then awaited until `deadline`.
+    pub(crate) fn send(
+        self,
+        mut request: Request<B>,
+        now: Instant,
+        deadline: Instant,
+    ) -> Exchange<B> {
         let Kept {
             pool,
             mut connection,
         } = self;
         pool.prepare(&mut request);
+        let replay = Replay::of(
+            &request,
+            now.saturating_duration_since(connection.idle_since),
+        );
         connection.arm(deadline);
         connection.pool = Some(Arc::clone(&pool.shared));
         let sending = Box::pin(connection.send.try_send_request(request));
         Exchange {
             sending,
             connection: Some(connection),
+            replay,
         }
     }
 }
@@ -68,6 +80,9 @@ pub(crate) struct Exchange<B> {
     sending: Pin<Box<Sending<B>>>,
     /// Taken when the answer comes: it goes with the response body.
     connection: Option<Box<Conn<B>>>,
+    /// The request, should the backend turn out to have closed the connection before
+    /// answering it (see [`Replay`]).
+    replay: Option<Box<Replay>>,
 }
 
 type Sending<B> = dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<B>>>> + Send;
@@ -76,8 +91,8 @@ type Sending<B> = dyn Future<Output = Result<Response<Incoming>, TrySendError<Re
 pub(crate) enum Outcome<B> {
     /// The response head.
     Answered(Response<UpstreamBody>),
-    /// The backend had closed the connection while it was idle: the request was not sent,
-    /// and can go on another connection.
+    /// The backend had closed the connection while it was idle: the request was not sent, or
+    /// was sent and may go again ([`Replay`]), on another connection.
     Unsent(Request<B>),
     Failed(UpstreamError),
     /// No response head by the deadline.
@@ -86,7 +101,7 @@ pub(crate) enum Outcome<B> {
 
 impl<B> Exchange<B>
 where
-    B: Body + Send + Unpin + 'static,
+    B: Body + Default + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -104,7 +119,16 @@ where
             },
             Poll::Ready(Err(mut error)) => match error.take_message() {
                 Some(unsent) => Outcome::Unsent(unsent),
-                None => Outcome::Failed(UpstreamError::Request(error.into_error())),
+                None => {
+                    let error = UpstreamError::Request(error.into_error());
+                    match self.replay.take() {
+                        Some(replay) if Failure::of(&error) == Failure::Gone => {
+                            let service = connection.pool.as_ref().map_or("-", |p| &p.service);
+                            Outcome::Unsent(replay.again(service, &error))
+                        }
+                        _ => Outcome::Failed(error),
+                    }
+                }
             },
             Poll::Pending => match connection.timer.as_mut() {
                 Some(timer) => {

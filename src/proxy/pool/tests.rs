@@ -96,7 +96,13 @@ async fn serve(mut stream: TcpStream, mode: Mode, proxy_closed: mpsc::UnboundedS
 
 fn pool(backend: &Backend, idle_timeout: Duration) -> Pool<Full<Bytes>> {
     let uri = format!("http://{}/", backend.addr).parse().unwrap();
-    Pool::new(HttpConnector::new(), uri, idle_timeout, None)
+    Pool::new(
+        HttpConnector::new(),
+        uri,
+        idle_timeout,
+        None,
+        Arc::from("app"),
+    )
 }
 
 fn get(backend: &Backend, path: &str) -> Request<Full<Bytes>> {
@@ -233,7 +239,7 @@ async fn exchange(
 ) -> (Outcome<Full<Bytes>>, Duration) {
     let started = Instant::now();
     let kept = pool.kept().expect("no kept connection");
-    let mut exchange = kept.send(get(backend, path), started + timeout);
+    let mut exchange = kept.send(get(backend, path), started, started + timeout);
     let outcome = tokio::time::timeout(BOUND, poll_fn(|cx| exchange.poll_outcome(cx)))
         .await
         .expect("no outcome within the bound");

@@ -1,0 +1,104 @@
+//! [`Replay`]: a request kept so that it can go again on another connection, should the kept
+//! connection it was sent on turn out closed by the backend before any answer.
+//!
+//! Backends close connections idle for a while (Node's and uvicorn's after 5 s, gunicorn's
+//! after 2 s); the pool keeps them 15 s and its connection tasks notice such a close, but a
+//! request sent in the moment between the backend's close and its notice is lost on the way.
+//! Without a second try its client would get a 502 and the backend be marked gone, woken and
+//! its waiting page shown, for a backend that is up. RFC 9112 section 9.3.1 lets an idempotent
+//! request be sent again then, and nginx does so (`proxy_next_upstream error`).
+
+use std::fmt;
+use std::time::Duration;
+
+use http::{HeaderMap, Method, Request, Uri, Version};
+use http_body::Body;
+
+/// How long a connection must have been idle before its request is kept to go again. A
+/// backend's idle close comes after seconds; a busy connection is taken again within
+/// microseconds of its last answer, and so does not pay for the copy.
+const AFTER_IDLE: Duration = Duration::from_millis(100);
+
+/// The head of a request without a body, whose method is idempotent (RFC 9110 section 9.2.2).
+pub(crate) struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    /// A copy of `request` to send again, if it may go again and its connection has been idle
+    /// for `idle`. A request with a body may not: its body is gone with the first try.
+    pub(super) fn of<B: Body>(request: &Request<B>, idle: Duration) -> Option<Box<Self>> {
+        let idempotent = matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
+        (idle >= AFTER_IDLE && idempotent && request.body().is_end_stream()).then(|| {
+            Box::new(Self {
+                method: request.method().clone(),
+                uri: request.uri().clone(),
+                version: request.version(),
+                headers: request.headers().clone(),
+            })
+        })
+    }
+
+    /// The request again, with an empty body, its first try having failed with `error`.
+    pub(super) fn again<B: Default>(self, service: &str, error: &dyn fmt::Display) -> Request<B> {
+        tracing::debug!(
+            service,
+            method = %self.method,
+            path = self.uri.path(),
+            %error,
+            "the backend closed a kept connection under the request; sending it again on another"
+        );
+        let mut request = Request::new(B::default());
+        *request.method_mut() = self.method;
+        *request.uri_mut() = self.uri;
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers;
+        request
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{Empty, Full};
+
+    fn request<B>(method: Method, body: B) -> Request<B> {
+        Request::builder()
+            .method(method)
+            .uri("/a?b")
+            .header("accept", "text/html")
+            .body(body)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_bodiless_idempotent_request_on_a_connection_idle_a_while_is_kept_whole() {
+        let idle = Duration::from_secs(3);
+        let kept = Replay::of(&request(Method::GET, Empty::<Bytes>::new()), idle).unwrap();
+        let again: Request<Empty<Bytes>> = kept.again("app", &"closed");
+        assert_eq!(again.method(), Method::GET);
+        assert_eq!(again.uri(), "/a?b");
+        assert_eq!(again.headers()["accept"], "text/html");
+        for method in [Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE] {
+            assert!(Replay::of(&request(method, Empty::<Bytes>::new()), idle).is_some());
+        }
+    }
+
+    #[test]
+    fn a_post_a_body_or_a_busy_connection_keeps_nothing() {
+        let idle = Duration::from_secs(3);
+        let post = request(Method::POST, Empty::<Bytes>::new());
+        assert!(Replay::of(&post, idle).is_none());
+        let with_body = request(Method::PUT, Full::new(Bytes::from("x")));
+        assert!(Replay::of(&with_body, idle).is_none());
+        let busy = request(Method::GET, Empty::<Bytes>::new());
+        assert!(Replay::of(&busy, Duration::from_millis(1)).is_none());
+    }
+}
