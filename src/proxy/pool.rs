@@ -116,8 +116,11 @@ where
         loop {
             let (mut connection, replay) = match self.shared.take_idle() {
                 Some(connection) => {
-                    let idle = connection.idle_since.elapsed();
-                    (connection, Some(Replay::of(&request, idle)))
+                    let stale = Instant::now() >= connection.stale_from;
+                    (
+                        connection,
+                        Some(stale.then(|| Replay::of(&request)).flatten()),
+                    )
                 }
                 None => match self.shared.connect().await {
                     Ok(connection) => (connection, None),
@@ -130,6 +133,7 @@ where
                 },
             };
             connection.pool = Some(Arc::clone(&self.shared));
+            connection.replay = None;
             match connection.send.try_send_request(request).await {
                 Ok(response) => return Ok(lend(connection, response)),
                 Err(mut error) => match (error.take_message(), replay) {
@@ -258,6 +262,9 @@ where
             idle.timer = true;
         }
         connection.idle_since = Instant::now();
+        connection.stale_from = connection.idle_since + Replay::AFTER_IDLE;
+        // Its last request is answered: no copy of it is kept while it is idle.
+        connection.replay = None;
         idle.connections.push_back(connection);
     }
 }

@@ -60,17 +60,18 @@ where
             mut connection,
         } = self;
         pool.prepare(&mut request);
-        let replay = Replay::of(
-            &request,
-            now.saturating_duration_since(connection.idle_since),
-        );
+        // Kept on the connection, which lives across requests: the exchange stays small.
+        connection.replay = if now >= connection.stale_from {
+            Replay::of(&request).map(Box::new)
+        } else {
+            None
+        };
         connection.arm(deadline);
         connection.pool = Some(Arc::clone(&pool.shared));
         let sending = Box::pin(connection.send.try_send_request(request));
         Exchange {
             sending,
             connection: Some(connection),
-            replay,
         }
     }
 }
@@ -80,9 +81,6 @@ pub(crate) struct Exchange<B> {
     sending: Pin<Box<Sending<B>>>,
     /// Taken when the answer comes: it goes with the response body.
     connection: Option<Box<Conn<B>>>,
-    /// The request, should the backend turn out to have closed the connection before
-    /// answering it (see [`Replay`]).
-    replay: Option<Box<Replay>>,
 }
 
 type Sending<B> = dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<B>>>> + Send;
@@ -121,7 +119,7 @@ where
                 Some(unsent) => Outcome::Unsent(unsent),
                 None => {
                     let error = UpstreamError::Request(error.into_error());
-                    match self.replay.take() {
+                    match connection.replay.take() {
                         Some(replay) if Failure::of(&error) == Failure::Gone => {
                             let service = connection.pool.as_ref().map_or("-", |p| &p.service);
                             Outcome::Unsent(replay.again(service, &error))
@@ -157,6 +155,11 @@ pub(super) struct Conn<B> {
     timer: Option<Pin<Box<Sleep>>>,
     /// When it was put back on the stack.
     pub(super) idle_since: Instant,
+    /// From when on its backend may have closed it for being idle ([`Replay`]).
+    pub(super) stale_from: Instant,
+    /// The request on it, should the backend turn out to have closed it before answering
+    /// (set for each request; only a request on a connection that was stale has one).
+    pub(super) replay: Option<Box<Replay>>,
     /// Set while taken by a request and lent to its response body (not while on the stack,
     /// which the pool holds).
     pub(super) pool: Option<Arc<Shared<B>>>,
@@ -164,10 +167,13 @@ pub(super) struct Conn<B> {
 
 impl<B> Conn<B> {
     pub(super) fn new(send: SendRequest<B>) -> Box<Self> {
+        let now = Instant::now();
         Box::new(Self {
             send,
             timer: None,
-            idle_since: Instant::now(),
+            idle_since: now,
+            stale_from: now,
+            replay: None,
             pool: None,
         })
     }
