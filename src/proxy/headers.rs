@@ -91,21 +91,19 @@ pub(crate) enum Coding {
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> Coding {
     // Once per message each way: one look at the names there are (most messages carry none
     // of these, or `Connection` alone) costs less than a hashed removal per hop-by-hop name.
-    let mut present = [false; HOP_BY_HOP.len()];
+    // Bit i: `HOP_BY_HOP[i]` is there.
+    let mut present = 0u16;
     for name in headers.keys() {
         if let Some(i) = hop_index(name) {
-            present[i] = true;
+            present |= 1 << i;
         }
     }
-    if !present.contains(&true) {
+    if present == 0 {
         return Coding::Plain;
     }
-    let has = |wanted: &HeaderName| {
-        HOP_BY_HOP
-            .iter()
-            .zip(present)
-            .any(|(name, there)| there && name == wanted)
-    };
+    let there = |i: usize| present & (1 << i) != 0;
+    let has =
+        |wanted: &HeaderName| (0..HOP_BY_HOP.len()).any(|i| there(i) && HOP_BY_HOP[i] == *wanted);
     if has(&CONNECTION) {
         // The names `Connection` lists, but for those removed anyway below (`keep-alive`)
         // and `close`, a token that names no header. Most messages list only these.
@@ -127,7 +125,7 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> Codin
         }
     }
     // By its place: `has` compares names, a cost on every answer that carries `Connection`.
-    let coding = if present[TRANSFER_ENCODING_AT] {
+    let coding = if there(TRANSFER_ENCODING_AT) {
         headers.remove(CONTENT_LENGTH);
         transfer_coding(headers)
     } else {
@@ -137,7 +135,10 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> Codin
         && headers
             .get(TE)
             .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
+    for name in (0..HOP_BY_HOP.len())
+        .filter(|&i| there(i))
+        .map(|i| &HOP_BY_HOP[i])
+    {
         if upgrade && (*name == UPGRADE || *name == CONNECTION) {
             continue;
         }
