@@ -45,10 +45,10 @@
 //!   answer: a text body would read to a gRPC client as a protocol error.
 //! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
 //!   backend's idle close crossing the request) is no failure: a request not yet sent goes on
-//!   another connection, and so does a sent one without a body whose method is idempotent
-//!   (`GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been idle 100 ms
-//!   (RFC 9112 section 9.3.1; nginx's `proxy_next_upstream error`). Any other request is
-//!   answered as dropped: the backend may have acted on it.
+//!   another connection, and a sent one without a body whose method is idempotent (`GET`,
+//!   `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been idle 100 ms, goes again
+//!   once, on a new connection (RFC 9112 section 9.3.1; nginx's `proxy_next_upstream error`).
+//!   Any other request is answered as dropped: the backend may have acted on it.
 //! - A request to an HTTP/2 backend whose header list (counted as RFC 9113 counts it: each
 //!   field's name, value and 32 octets, pseudo-header fields included, as the request would
 //!   go) reaches [`ProxyBuilder::http2_max_header_list_size`] (16 KiB by default, the limit of
