@@ -22,8 +22,9 @@
 //! - Framing and hosts as RFC 9112 says, and nginx does: a body with a transfer coding besides
 //!   `chunked` (`gzip, chunked`) is answered 501 (a request) or 502 (an answer), never passed
 //!   on without the coding; a `Content-Length` beside chunks is removed, an answer's list of
-//!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a `GET` whose body has
-//!   no length goes on chunked (hyper's client would drop it); a request with two
+//!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a `GET` or `HEAD`
+//!   whose body has no length goes to an HTTP/1.1 backend chunked (hyper's client would drop
+//!   the body); a request with two
 //!   `Host`s or one that is not `host[:port]` (userinfo, a path) is answered 400. An HTTP/1.0
 //!   client that asks for keep-alive keeps its connection.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
@@ -45,10 +46,10 @@
 //!   answer: a text body would read to a gRPC client as a protocol error.
 //! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
 //!   backend's idle close crossing the request) is no failure: a request not yet sent goes on
-//!   another connection, and so does a sent one without a body whose method is idempotent
-//!   (`GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been idle 100 ms
-//!   (RFC 9112 section 9.3.1; nginx's `proxy_next_upstream error`). Any other request is
-//!   answered as dropped: the backend may have acted on it.
+//!   another connection, and a sent one without a body whose method is idempotent (`GET`,
+//!   `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been idle 100 ms, goes again
+//!   once, on a new connection (RFC 9112 section 9.3.1; nginx's `proxy_next_upstream error`).
+//!   Any other request is answered as dropped: the backend may have acted on it.
 //! - A request to an HTTP/2 backend whose header list (counted as RFC 9113 counts it: each
 //!   field's name, value and 32 octets, pseudo-header fields included, as the request would
 //!   go) reaches [`ProxyBuilder::http2_max_header_list_size`] (16 KiB by default, the limit of

@@ -106,15 +106,22 @@ where
     /// Sends `request` on an idle connection or a new one, and waits for the response head.
     ///
     /// A kept connection the backend closed meanwhile fails the request before sending it;
-    /// it is then sent again on another connection, as hyper's client does. So is a request
-    /// that may go again ([`Replay`]) on a kept connection closed before its answer.
+    /// it is then sent again on another connection, as hyper's client does. A request that may
+    /// go again ([`Replay`]), on a kept connection closed before its answer, goes again once,
+    /// on a new connection.
     pub(crate) async fn request(
         &self,
         mut request: Request<B>,
     ) -> Result<Response<UpstreamBody>, Failed<B>> {
         self.prepare(&mut request);
         loop {
-            let (mut connection, replay) = match self.shared.take_idle() {
+            // A request sent again goes on a new connection ([`Replay`]).
+            let idle = if Replay::is_replay(&request) {
+                None
+            } else {
+                self.shared.take_idle()
+            };
+            let (mut connection, replay) = match idle {
                 Some(connection) => {
                     let stale = Instant::now() >= connection.stale_from;
                     (

@@ -7,6 +7,10 @@
 //! Without a second try its client would get a 502 and the backend be marked gone, woken and
 //! its waiting page shown, for a backend that is up. RFC 9112 section 9.3.1 lets an idempotent
 //! request be sent again then, and nginx does so (`proxy_next_upstream error`).
+//!
+//! Once, and on a new connection: the other idle connections may have gone idle with the one
+//! that failed and be closing as well, and a request that itself makes the backend drop its
+//! connection would otherwise go out once per idle connection.
 
 use std::fmt;
 use std::time::Duration;
@@ -32,17 +36,23 @@ impl Replay {
     /// A copy of `request` to send again, if it may go again; asked only of a request on a
     /// connection that is stale. A request with a body may not: its body is gone with the
     /// first try.
+    /// Nor may a request that is itself a replay.
     pub(super) fn of<B: Body>(request: &Request<B>) -> Option<Self> {
         let idempotent = matches!(
             *request.method(),
             Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
         );
-        (idempotent && request.body().is_end_stream()).then(|| Self {
+        (idempotent && request.body().is_end_stream() && !Self::is_replay(request)).then(|| Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
             headers: request.headers().clone(),
         })
+    }
+
+    /// Whether `request` is one [`again`](Self::again) made: it goes on a new connection.
+    pub(super) fn is_replay<B>(request: &Request<B>) -> bool {
+        request.extensions().get::<Replayed>().is_some()
     }
 
     /// The request again, with an empty body, its first try having failed with `error`.
@@ -59,9 +69,14 @@ impl Replay {
         *request.uri_mut() = self.uri;
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers;
+        request.extensions_mut().insert(Replayed);
         request
     }
 }
+
+/// The mark of a request sent again ([`Replay::is_replay`]).
+#[derive(Clone, Copy)]
+struct Replayed;
 
 #[cfg(test)]
 mod tests {
@@ -88,6 +103,8 @@ mod tests {
         for method in [Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE] {
             assert!(Replay::of(&request(method, Empty::<Bytes>::new())).is_some());
         }
+        assert!(Replay::is_replay(&again));
+        assert!(Replay::of(&again).is_none(), "sent again once only");
     }
 
     #[test]

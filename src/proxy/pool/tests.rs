@@ -26,6 +26,8 @@ enum Mode {
 struct Backend {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    /// The `GET /drop` requests read (each closes its connection unanswered).
+    dropped: Arc<AtomicUsize>,
     /// One message per connection the proxy closed.
     closed_by_proxy: mpsc::UnboundedReceiver<()>,
     /// One message per connection the backend closed (after its socket is closed).
@@ -33,20 +35,22 @@ struct Backend {
 }
 
 /// Answers `GET /partial` with 5 of the 10 bytes it announces (and then nothing), `GET /hang`
-/// never, any other request with `hello`.
+/// never, `GET /drop` by closing its connection, any other request with `hello`.
 async fn backend(mode: Mode) -> Backend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
     let (proxy_closed, closed_by_proxy) = mpsc::unbounded_channel();
     let (backend_closed, closed_by_backend) = mpsc::unbounded_channel();
-    let count = accepted.clone();
+    let (count, drops) = (accepted.clone(), dropped.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let (proxy_closed, backend_closed) = (proxy_closed.clone(), backend_closed.clone());
+            let drops = drops.clone();
             tokio::spawn(async move {
-                if serve(stream, mode, proxy_closed).await {
+                if serve(stream, mode, proxy_closed, &drops).await {
                     let _ = backend_closed.send(());
                 }
             });
@@ -55,13 +59,19 @@ async fn backend(mode: Mode) -> Backend {
     Backend {
         addr,
         accepted,
+        dropped,
         closed_by_proxy,
         closed_by_backend,
     }
 }
 
 /// Serves one connection; true if the backend closed it, once it is closed.
-async fn serve(mut stream: TcpStream, mode: Mode, proxy_closed: mpsc::UnboundedSender<()>) -> bool {
+async fn serve(
+    mut stream: TcpStream,
+    mode: Mode,
+    proxy_closed: mpsc::UnboundedSender<()>,
+    dropped: &AtomicUsize,
+) -> bool {
     let mut pending = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -77,6 +87,10 @@ async fn serve(mut stream: TcpStream, mode: Mode, proxy_closed: mpsc::UnboundedS
             let head: Vec<u8> = pending.drain(..end + 4).collect();
             if head.starts_with(b"GET /hang ") {
                 continue;
+            }
+            if head.starts_with(b"GET /drop ") {
+                dropped.fetch_add(1, Ordering::SeqCst);
+                return true;
             }
             let answer: &[u8] = if head.starts_with(b"GET /partial ") {
                 b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello"
@@ -278,4 +292,39 @@ async fn a_kept_connections_timer_fires_at_each_requests_own_deadline() {
         assert_eq!(hello(&pool, &backend).await, "hello");
     }
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 3);
+}
+
+/// A request that its kept connection's close crossed goes again once, on a new connection:
+/// not on each of the other idle connections, which went idle with it and are as likely to be
+/// closing (nor as often as there are, should the request itself be what makes the backend
+/// drop its connection).
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_dropped_on_a_stale_connection_goes_again_once_on_a_new_one() {
+    let backend = backend(Mode::KeepAlive).await;
+    let pool = pool(&backend, Duration::from_secs(15));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(pool.request(get(&backend, "/")).await.unwrap());
+    }
+    for response in held {
+        response.into_body().collect().await.unwrap();
+    }
+    assert_eq!(pool.shared.lock().connections.len(), 3);
+    tokio::time::sleep(Replay::AFTER_IDLE).await;
+
+    let (outcome, _) = exchange(&pool, &backend, "/drop", BOUND).await;
+    let Outcome::Unsent(again) = outcome else {
+        panic!("the dropped GET is not given back to go again");
+    };
+    let failed = tokio::time::timeout(BOUND, pool.request(again))
+        .await
+        .expect("no outcome within the bound");
+    assert!(failed.is_err(), "the backend drops every /drop");
+    assert_eq!(backend.dropped.load(Ordering::SeqCst), 2, "sent twice only");
+    assert_eq!(
+        backend.accepted.load(Ordering::SeqCst),
+        4,
+        "again on a new one"
+    );
+    assert_eq!(pool.shared.lock().connections.len(), 2, "the others kept");
 }
