@@ -239,8 +239,12 @@ async fn an_answer_ended_by_its_connection_arrives_whole_and_the_next_one_too() 
         let request = http::Request::get("http://app/")
             .body(Empty::new())
             .unwrap();
-        let response = sender.send_request(request).await.unwrap();
-        let got = response.into_body().collect().await.unwrap().to_bytes();
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            let response = sender.send_request(request).await.unwrap();
+            response.into_body().collect().await.unwrap().to_bytes()
+        })
+        .await
+        .expect("the whole answer in time");
         assert_eq!(got, body.as_bytes(), "{status_line}");
     }
 
