@@ -123,7 +123,7 @@ where
             };
             let (mut connection, replay) = match idle {
                 Some(connection) => {
-                    let stale = Instant::now() >= connection.stale_from;
+                    let stale = connection.stale(Instant::now());
                     (
                         connection,
                         Some(stale.then(|| Replay::of(&request)).flatten()),
@@ -269,7 +269,6 @@ where
             idle.timer = true;
         }
         connection.idle_since = Instant::now();
-        connection.stale_from = connection.idle_since + Replay::AFTER_IDLE;
         // Its last request is answered: no copy of it is kept while it is idle.
         connection.replay = None;
         idle.connections.push_back(connection);

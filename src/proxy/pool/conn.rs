@@ -61,7 +61,7 @@ where
         } = self;
         pool.prepare(&mut request);
         // Kept on the connection, which lives across requests: the exchange stays small.
-        connection.replay = if now >= connection.stale_from {
+        connection.replay = if connection.stale(now) {
             Replay::of(&request).map(Box::new)
         } else {
             None
@@ -155,8 +155,6 @@ pub(super) struct Conn<B> {
     timer: Option<Pin<Box<Sleep>>>,
     /// When it was put back on the stack.
     pub(super) idle_since: Instant,
-    /// From when on its backend may have closed it for being idle ([`Replay`]).
-    pub(super) stale_from: Instant,
     /// The request on it, should the backend turn out to have closed it before answering
     /// (set for each request; only a request on a connection that was stale has one).
     pub(super) replay: Option<Box<Replay>>,
@@ -167,15 +165,19 @@ pub(super) struct Conn<B> {
 
 impl<B> Conn<B> {
     pub(super) fn new(send: SendRequest<B>) -> Box<Self> {
-        let now = Instant::now();
         Box::new(Self {
             send,
             timer: None,
-            idle_since: now,
-            stale_from: now,
+            idle_since: Instant::now(),
             replay: None,
             pool: None,
         })
+    }
+
+    /// Whether it has been idle long enough, at `now`, for its backend to have closed it
+    /// ([`Replay`]).
+    pub(super) fn stale(&self, now: Instant) -> bool {
+        now >= self.idle_since + Replay::AFTER_IDLE
     }
 
     /// Sets the timer for a request's answer, due at `deadline`.
