@@ -176,6 +176,16 @@ async fn a_backend_started_outside_the_fleet_after_its_stop_is_stopped_when_idle
     ];
     let (a, c) = up_pair(&redis, services).await;
     assert!(a.stop("app").await.unwrap(), "a stops the backend");
+    // a's stop is over once its lease is freed, which comes just after `stop` returns. Until
+    // then the fleet is stopping the backend, and c rightly believes no backend it finds
+    // answering (c may have called it down already, by its own probe, on hearing "stopping").
+    redis
+        .until_gone(
+            "t:svc:app:lease",
+            Duration::from_secs(5),
+            "a kept its lease",
+        )
+        .await;
     assert!(eventually(Duration::from_secs(5), || state(&c) == ServiceState::Down).await);
 
     // Started again without the fleet's lease (by hand, or by a replica that could not reach
