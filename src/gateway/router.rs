@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
@@ -17,7 +17,7 @@ use tower_service::Service;
 use crate::MonitorService;
 use crate::admin::without_port;
 use crate::layer::{FallbackBody, MonitorBody, ResponseFuture, grpc_status, is_grpc};
-use crate::proxy::Proxy;
+use crate::proxy::{ALLOWED, Proxy};
 
 use super::answered::{Block, CLIENT_GONE, Requests};
 use super::route_path::routing_path;
@@ -223,6 +223,11 @@ impl Router {
         } else {
             let mut response = Response::new(FallbackBody::from(text));
             *response.status_mut() = status;
+            if status == StatusCode::METHOD_NOT_ALLOWED {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+            }
             response
         };
         let table = &self.table;

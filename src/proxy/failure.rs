@@ -9,6 +9,11 @@ use super::upload::BodyReadTimedOut;
 use super::upstream::UpstreamError;
 use crate::layer::{BackendGone, grpc_status, is_grpc};
 
+/// The `Allow` of a 405 to a `TRACE` (RFC 9110 §15.5.6 requires one): the standard methods the
+/// proxy forwards. It cannot know the backend's own, and it forwards other methods too
+/// (WebDAV's, say), and a `CONNECT` only as a WebSocket.
+pub(crate) const ALLOWED: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
+
 /// Why a forward failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
@@ -120,6 +125,11 @@ impl Failure {
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self == Self::NotAllowed {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+        }
         if self == Self::Busy {
             response
                 .headers_mut()
