@@ -130,6 +130,7 @@ use tower_service::Service;
 
 use crate::layer::BackendGone;
 use crate::{BoxError, Url};
+#[cfg(feature = "gateway")]
 pub(crate) use failure::ALLOWED;
 use failure::Failure;
 use future::{FORMAT, Sent};
