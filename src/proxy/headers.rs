@@ -73,6 +73,11 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
 pub(crate) enum Coding {
     /// None, or `chunked` once: the body as hyper decoded it is the content, whole.
     Plain,
+    /// `chunked` once, beside a `Content-Length` (removed): plain too, but its sender framed
+    /// the body two ways, and may have meant the length (RFC 9112 section 6.3: a sign of
+    /// smuggling or response splitting). The bytes after the chunks on its connection may
+    /// be the rest of it, not the next message: the connection takes no other.
+    LengthBesideChunks,
     /// Another coding (`gzip, chunked`): hyper undid the chunks only, and the rest of the
     /// coding would reach the other side unannounced, read as the content itself. Such a
     /// message is not forwarded (RFC 9112 section 6.1: a 501 for a request; nginx's 502 for
@@ -87,6 +92,7 @@ pub(crate) enum Coding {
 /// A `Content-Length` beside a `Transfer-Encoding` goes too (RFC 9112 section 6.3: an
 /// intermediary must remove it): the body's length is the one its chunks said, and a length
 /// the backend also sent would frame it differently for the client (cut short, or hanging).
+/// That it was there is told ([`Coding::LengthBesideChunks`]).
 #[must_use = "a message with a transfer coding besides `chunked` must not be forwarded"]
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> Coding {
     // Once per message each way: one look at the names there are (most messages carry none
@@ -126,8 +132,11 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> Codin
     }
     // By its place: `has` compares names, a cost on every answer that carries `Connection`.
     let coding = if there(TRANSFER_ENCODING_AT) {
-        headers.remove(CONTENT_LENGTH);
-        transfer_coding(headers)
+        let length = headers.remove(CONTENT_LENGTH).is_some();
+        match transfer_coding(headers) {
+            Coding::Plain if length => Coding::LengthBesideChunks,
+            coding => coding,
+        }
     } else {
         Coding::Plain
     };
@@ -326,9 +335,9 @@ pub(super) mod tests {
     #[test]
     fn a_length_beside_chunks_goes_and_a_coding_besides_chunked_is_told() {
         for (codings, coding) in [
-            (&["chunked"][..], Coding::Plain),
-            (&["Chunked "], Coding::Plain),
-            (&[", chunked"], Coding::Plain),
+            (&["chunked"][..], Coding::LengthBesideChunks),
+            (&["Chunked "], Coding::LengthBesideChunks),
+            (&[", chunked"], Coding::LengthBesideChunks),
             (&["gzip, chunked"], Coding::Other),
             (&["gzip", "chunked"], Coding::Other),
             (&["chunked, chunked"], Coding::Other),
@@ -349,6 +358,8 @@ pub(super) mod tests {
         let mut headers = map(&[("content-length", "3")]);
         assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
         assert_eq!(headers["content-length"], "3");
+        let mut headers = map(&[("transfer-encoding", "chunked")]);
+        assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!   [`ProxyBuilder::allow_trace`] lets it through.
 //! - Framing and hosts as RFC 9112 says, and nginx does: a body with a transfer coding besides
 //!   `chunked` (`gzip, chunked`) is answered 501 (a request) or 502 (an answer), never passed
-//!   on without the coding; a `Content-Length` beside chunks is removed, an answer's list of
+//!   on without the coding; a `Content-Length` beside chunks is removed (and the backend
+//!   connection of an answer that had both closed after it, not pooled), an answer's list of
 //!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a `GET` or `HEAD`
 //!   whose body has no length goes to an HTTP/1.1 backend chunked (hyper's client would drop
 //!   the body); a request with two
