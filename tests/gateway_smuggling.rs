@@ -215,3 +215,31 @@ async fn a_coding_besides_chunked_is_answered_501_and_reaches_no_backend() {
         );
     }
 }
+
+/// The backend must read the host the request was routed by. Two `Host`s (nginx: 400), one
+/// with userinfo (nginx passes it on), and a port without a host (`:80`, which RFC 9110
+/// section 4.2.1 has a recipient reject; nginx: 400; it reached the backend as `host: :80`
+/// and `x-forwarded-host: :80`) are answered 400 and never forwarded. An absolute-form target
+/// names the host over a `Host` that differs (RFC 9112 section 3.2.2): the backend gets the
+/// target's, the one the routes saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_reads_the_host_the_request_was_routed_by() {
+    let (gateway, received) = gateway().await;
+    for hosts in [
+        "host: app\r\nhost: evil\r\n",
+        "host: user@app\r\n",
+        "host: :80\r\n",
+    ] {
+        let request = format!("GET /x HTTP/1.1\r\n{hosts}connection: close\r\n\r\n");
+        let reply = send(gateway.addr, request.as_bytes()).await;
+        assert_eq!(statuses(&reply), ["HTTP/1.1 400 Bad Request"], "{hosts:?}");
+    }
+    let request = "GET http://other/x HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    let reply = send(gateway.addr, request.as_bytes()).await;
+    assert_eq!(statuses(&reply), ["HTTP/1.1 200 OK"], "{reply}");
+    let received = received.lock().unwrap();
+    let requests: Vec<&str> = received.iter().map(|(_, r)| r.as_str()).collect();
+    let expected = "GET /x HTTP/1.1\r\nhost: other\r\nx-forwarded-for: 127.0.0.1\r\n\
+                    x-forwarded-host: other\r\nx-forwarded-proto: http\r\n\r\n";
+    assert_eq!(requests, [expected]);
+}

@@ -195,9 +195,9 @@ fn is_hop_by_hop(token: &[u8]) -> bool {
 /// Refused, as RFC 9112 section 3.2 and nginx refuse them (400), so that the backend never
 /// reads a host other than the one the request was routed by: more than one `Host` (the
 /// gateway routes by the first, a backend may read the last), and one that is not
-/// `host[:port]` (`user:pw@app`, whose `app` the routes saw; `app/x`; spaces). (An HTTP/1.1
-/// request without one is the gateway's router's to refuse: a library user's request made
-/// in code may have none, and gets the backend's.)
+/// `host[:port]` (`user:pw@app`, whose `app` the routes saw; `app/x`; `:80`; spaces). (An
+/// HTTP/1.1 request without one is the gateway's router's to refuse: a library user's request
+/// made in code may have none, and gets the backend's.)
 pub(crate) fn original_host(
     headers: &HeaderMap,
     uri: &http::Uri,
@@ -219,12 +219,16 @@ pub(crate) fn original_host(
 
 /// Whether `host` is made of the bytes of RFC 3986's `host [":" port]` alone (a name, an IPv4
 /// address or a bracketed IPv6 one): no userinfo, path, query or whitespace. Empty is
-/// allowed, as RFC 9112 allows an empty `Host` for a target without an authority.
+/// allowed, as RFC 9112 allows an empty `Host` for a target without an authority; a port
+/// without a host (`:80`) is not: it names an authority, whose host RFC 9110 section 4.2.1
+/// forbids empty (nginx: 400), and the backend would read `:80` for the host.
 fn is_host(host: &[u8]) -> bool {
     // Without a branch per byte: the host of every request is checked, and all but a few
     // pass.
-    host.iter()
-        .fold(true, |valid, &byte| valid & HOST_BYTES[usize::from(byte)])
+    host.first() != Some(&b':')
+        && host
+            .iter()
+            .fold(true, |valid, &byte| valid & HOST_BYTES[usize::from(byte)])
 }
 
 /// The bytes [`is_host`] allows, one load each: unreserved, sub-delims, `%`, `:`, brackets.
@@ -380,7 +384,9 @@ pub(super) mod tests {
             let found = host(&[good], &origin);
             assert_eq!(found, Ok(Some(HeaderValue::from_static(good))), "{good}");
         }
-        for bad in ["app@evil", "app/x", "a b", "app\\x", "app?x", "app#x"] {
+        for bad in [
+            "app@evil", "app/x", "a b", "app\\x", "app?x", "app#x", ":80", ":",
+        ] {
             assert!(host(&[bad], &origin).is_err(), "{bad}");
         }
         assert!(host(&["app", "evil"], &origin).is_err());
