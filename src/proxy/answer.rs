@@ -120,15 +120,29 @@ impl<B> Shared<B> {
                 Failure::Other.response(&http::HeaderMap::new())
             }
             (Verdict::Pass | Verdict::Relay, _) => {
-                if let Coding::Other = headers::remove_hop_by_hop(&mut parts.headers, false) {
-                    tracing::warn!(
-                        service = %self.service(),
-                        status = %parts.status,
-                        "backend answered with a transfer coding besides chunked"
-                    );
-                    crate::metrics::proxy_failure(self.service(), Failure::Other.label());
-                    // Its body unread, the connection is closed, not pooled.
-                    return Failure::Other.response(&http::HeaderMap::new());
+                match headers::remove_hop_by_hop(&mut parts.headers, false) {
+                    Coding::Plain => {}
+                    Coding::LengthBesideChunks => {
+                        // Kept, it gave the next request, another client's, whatever of the
+                        // length came after the chunks (nginx 1.22 keeps it; Apache closes).
+                        tracing::warn!(
+                            service = %self.service(),
+                            status = %parts.status,
+                            "backend answered with both Content-Length and chunks; \
+                             its connection is closed after this answer"
+                        );
+                        body.close_connection();
+                    }
+                    Coding::Other => {
+                        tracing::warn!(
+                            service = %self.service(),
+                            status = %parts.status,
+                            "backend answered with a transfer coding besides chunked"
+                        );
+                        crate::metrics::proxy_failure(self.service(), Failure::Other.label());
+                        // Its body unread, the connection is closed, not pooled.
+                        return Failure::Other.response(&http::HeaderMap::new());
+                    }
                 }
                 length::normalize(parts.status, &mut parts.headers);
                 // An HTTP/1.0 client's answer of a known length is left HTTP/1.1: hyper writes

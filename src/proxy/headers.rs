@@ -73,6 +73,11 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
 pub(crate) enum Coding {
     /// None, or `chunked` once: the body as hyper decoded it is the content, whole.
     Plain,
+    /// `chunked` once, beside a `Content-Length` (removed): plain too, but its sender framed
+    /// the body two ways, and may have meant the length (RFC 9112 section 6.3: a sign of
+    /// smuggling or response splitting). The bytes after the chunks on its connection may
+    /// be the rest of it, not the next message: the connection takes no other.
+    LengthBesideChunks,
     /// Another coding (`gzip, chunked`): hyper undid the chunks only, and the rest of the
     /// coding would reach the other side unannounced, read as the content itself. Such a
     /// message is not forwarded (RFC 9112 section 6.1: a 501 for a request; nginx's 502 for
@@ -87,6 +92,7 @@ pub(crate) enum Coding {
 /// A `Content-Length` beside a `Transfer-Encoding` goes too (RFC 9112 section 6.3: an
 /// intermediary must remove it): the body's length is the one its chunks said, and a length
 /// the backend also sent would frame it differently for the client (cut short, or hanging).
+/// That it was there is told ([`Coding::LengthBesideChunks`]).
 #[must_use = "a message with a transfer coding besides `chunked` must not be forwarded"]
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> Coding {
     // Once per message each way: one look at the names there are (most messages carry none
@@ -126,8 +132,11 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> Codin
     }
     // By its place: `has` compares names, a cost on every answer that carries `Connection`.
     let coding = if there(TRANSFER_ENCODING_AT) {
-        headers.remove(CONTENT_LENGTH);
-        transfer_coding(headers)
+        let length = headers.remove(CONTENT_LENGTH).is_some();
+        match transfer_coding(headers) {
+            Coding::Plain if length => Coding::LengthBesideChunks,
+            coding => coding,
+        }
     } else {
         Coding::Plain
     };
@@ -186,9 +195,9 @@ fn is_hop_by_hop(token: &[u8]) -> bool {
 /// Refused, as RFC 9112 section 3.2 and nginx refuse them (400), so that the backend never
 /// reads a host other than the one the request was routed by: more than one `Host` (the
 /// gateway routes by the first, a backend may read the last), and one that is not
-/// `host[:port]` (`user:pw@app`, whose `app` the routes saw; `app/x`; spaces). (An HTTP/1.1
-/// request without one is the gateway's router's to refuse: a library user's request made
-/// in code may have none, and gets the backend's.)
+/// `host[:port]` (`user:pw@app`, whose `app` the routes saw; `app/x`; `:80`; spaces). (An
+/// HTTP/1.1 request without one is the gateway's router's to refuse: a library user's request
+/// made in code may have none, and gets the backend's.)
 pub(crate) fn original_host(
     headers: &HeaderMap,
     uri: &http::Uri,
@@ -210,12 +219,16 @@ pub(crate) fn original_host(
 
 /// Whether `host` is made of the bytes of RFC 3986's `host [":" port]` alone (a name, an IPv4
 /// address or a bracketed IPv6 one): no userinfo, path, query or whitespace. Empty is
-/// allowed, as RFC 9112 allows an empty `Host` for a target without an authority.
+/// allowed, as RFC 9112 allows an empty `Host` for a target without an authority; a port
+/// without a host (`:80`) is not: it names an authority, whose host RFC 9110 section 4.2.1
+/// forbids empty (nginx: 400), and the backend would read `:80` for the host.
 fn is_host(host: &[u8]) -> bool {
     // Without a branch per byte: the host of every request is checked, and all but a few
     // pass.
-    host.iter()
-        .fold(true, |valid, &byte| valid & HOST_BYTES[usize::from(byte)])
+    host.first() != Some(&b':')
+        && host
+            .iter()
+            .fold(true, |valid, &byte| valid & HOST_BYTES[usize::from(byte)])
 }
 
 /// The bytes [`is_host`] allows, one load each: unreserved, sub-delims, `%`, `:`, brackets.
@@ -326,9 +339,9 @@ pub(super) mod tests {
     #[test]
     fn a_length_beside_chunks_goes_and_a_coding_besides_chunked_is_told() {
         for (codings, coding) in [
-            (&["chunked"][..], Coding::Plain),
-            (&["Chunked "], Coding::Plain),
-            (&[", chunked"], Coding::Plain),
+            (&["chunked"][..], Coding::LengthBesideChunks),
+            (&["Chunked "], Coding::LengthBesideChunks),
+            (&[", chunked"], Coding::LengthBesideChunks),
             (&["gzip, chunked"], Coding::Other),
             (&["gzip", "chunked"], Coding::Other),
             (&["chunked, chunked"], Coding::Other),
@@ -349,6 +362,8 @@ pub(super) mod tests {
         let mut headers = map(&[("content-length", "3")]);
         assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
         assert_eq!(headers["content-length"], "3");
+        let mut headers = map(&[("transfer-encoding", "chunked")]);
+        assert_eq!(remove_hop_by_hop(&mut headers, false), Coding::Plain);
     }
 
     #[test]
@@ -369,7 +384,9 @@ pub(super) mod tests {
             let found = host(&[good], &origin);
             assert_eq!(found, Ok(Some(HeaderValue::from_static(good))), "{good}");
         }
-        for bad in ["app@evil", "app/x", "a b", "app\\x", "app?x", "app#x"] {
+        for bad in [
+            "app@evil", "app/x", "a b", "app\\x", "app?x", "app#x", ":80", ":",
+        ] {
             assert!(host(&[bad], &origin).is_err(), "{bad}");
         }
         assert!(host(&["app", "evil"], &origin).is_err());

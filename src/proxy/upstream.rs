@@ -129,6 +129,12 @@ impl UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// Lets the connection go once this answer is read, rather than giving it back to the
+    /// pool: hyper closes a connection no one can send on.
+    pub(crate) fn close_connection(&mut self) {
+        self.lease = None;
+    }
+
     /// Gives `turn` back with the connection, when this body is done with.
     pub(crate) fn hold(&mut self, turn: Turn) {
         self.lease = Some(turn.with(self.lease.take()));
