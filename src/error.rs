@@ -39,6 +39,18 @@ pub enum MonitorError {
     #[error("no service named {0:?} is registered")]
     UnknownService(String),
 
+    /// A service was added with a dependency ([`MonitoredService::depends_on`](crate::MonitoredService::depends_on))
+    /// that is not registered: dependencies are added first.
+    #[error(
+        "service {service:?} depends on {dependency:?}, which is not registered: add {dependency:?} first"
+    )]
+    UnknownDependency {
+        /// The service being added.
+        service: String,
+        /// The dependency it names.
+        dependency: String,
+    },
+
     /// The probe failed for a reason other than the service being unreachable
     /// (for example a custom probe's own error, or a probe that panicked).
     #[error("probe of service {service:?} failed: {source}")]

@@ -55,6 +55,8 @@ pub struct MonitoredService {
     pub(crate) start_timeout: Duration,
     pub(crate) stop_timeout: Duration,
     pub(crate) trigger_timeout: Duration,
+    /// Names of the services this one needs up first, in the order given.
+    pub(crate) depends_on: Vec<Arc<str>>,
 }
 
 impl MonitoredService {
@@ -87,6 +89,7 @@ impl MonitoredService {
             start_timeout: DEFAULT_START_TIMEOUT,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             trigger_timeout: DEFAULT_TRIGGER_TIMEOUT,
+            depends_on: Vec::new(),
         }
     }
 
@@ -219,6 +222,45 @@ impl MonitoredService {
     /// ```
     pub fn trigger_timeout(mut self, timeout: Duration) -> Self {
         self.trigger_timeout = timeout;
+        self
+    }
+
+    /// Needs the service `name` up before this one starts: a database, a cache, a queue that
+    /// this backend talks to directly, not through the monitor. Call it once per dependency.
+    ///
+    /// A start of this service (a request's, or [`MinMonitor::start`](crate::MinMonitor::start))
+    /// first brings its dependencies up: each is probed, started if down (its own `on_down`,
+    /// as a request to it would), and awaited until a probe finds it up, all at once; only
+    /// then does this service's `on_down` run. A dependency that does not come up within its
+    /// own `trigger_timeout` and `start_timeout` fails this start, as a failed `on_down` does,
+    /// and `on_down` does not run.
+    ///
+    /// While this service is not Down (starting, up or stopping), it counts as a request in
+    /// flight for each dependency's `on_idle`, like an open WebSocket: a dependency is stopped
+    /// for being idle only once every service depending on it is down, and its idle time
+    /// after that.
+    ///
+    /// `name` must be added to the monitor before this service, or
+    /// [`MinMonitor::add`](crate::MinMonitor::add) fails with
+    /// [`MonitorError::UnknownDependency`](crate::MonitorError::UnknownDependency): so no
+    /// service can depend on itself, even through others. (A configuration file may list its
+    /// services in any order.)
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = MinMonitor::new();
+    /// let db = MonitoredService::new(Url::parse("tcp://127.0.0.1:5432")?, Duration::from_secs(30));
+    /// let app = MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30))
+    ///     .depends_on("db");
+    /// monitor.add("db", db)?;
+    /// monitor.add("app", app)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn depends_on(mut self, name: impl Into<String>) -> Self {
+        self.depends_on.push(Arc::from(name.into()));
         self
     }
 

@@ -21,7 +21,9 @@
 //! `headers`, `body`, `body_excludes`, `max_body_bytes` and `root_certificate_pem`, see
 //! [`probe::Http`](crate::probe::Http); or `{"type": "expect", "steps": [{"send":
 //! "PING\r\n"}, {"expect": "^\\+PONG"}]}`), and the triggers `on_down`, `on_up`, `always` and
-//! `on_idle` (`{"after": .., "trigger": ..}`, `after` more than zero).
+//! `on_idle` (`{"after": .., "trigger": ..}`, `after` more than zero), and `depends_on`: the
+//! names of services it needs up first, in any order in the file (see
+//! [`MonitoredService::depends_on`]; a name that is no service, or a cycle, is an error).
 //! Durations are humantime strings (`"1m30s"`, `"250ms"`), at most [`MAX_DURATION`] (`"100years"`,
 //! which already means "never" in practice); a longer one is rejected rather than overflowing
 //! the clock later. Trigger types are looked up in a
@@ -98,6 +100,7 @@
 //! each would start and stop it on its own, one's idle stop under the other's requests.
 
 mod builtin;
+mod depends;
 pub(crate) mod duplicates;
 mod error;
 mod paths;
@@ -143,6 +146,8 @@ struct ServiceSpec {
     on_up: Option<Value>,
     always: Option<Value>,
     on_idle: Option<IdleSpec>,
+    #[serde(default)]
+    depends_on: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +329,7 @@ impl MinMonitor {
             services.push((name, path, service));
         }
         shared_backend::check(&services)?;
+        let services = depends::order(services)?;
         let monitor = MinMonitor::new();
         for (name, path, service) in services {
             monitor
@@ -388,6 +394,9 @@ fn build_service(
         }
         let trigger = registry.build_at(&format!("{path}.on_idle.trigger"), &idle.trigger)?;
         service = service.on_idle(idle.after.0, trigger);
+    }
+    for dependency in spec.depends_on {
+        service = service.depends_on(dependency);
     }
     Ok(service)
 }

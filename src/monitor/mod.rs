@@ -91,6 +91,18 @@ impl MinMonitor {
             .services
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        let dependencies = service
+            .depends_on
+            .iter()
+            .map(|dependency| {
+                services.get(&**dependency).cloned().ok_or_else(|| {
+                    MonitorError::UnknownDependency {
+                        service: name.clone(),
+                        dependency: dependency.to_string(),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let slot = match services.entry(name) {
             Entry::Occupied(taken) => {
                 return Err(MonitorError::DuplicateServiceRegistration(
@@ -101,7 +113,7 @@ impl MinMonitor {
         };
         let probe_now = service.probe_on_add;
         let name = slot.key().clone();
-        let registered = slot.insert(Registered::new(name, service));
+        let registered = slot.insert(Registered::with_dependencies(name, service, dependencies));
         // Fleet hook: a service added after joining takes part too.
         #[cfg(feature = "fleet")]
         if let Some(fleet) = self.fleet.get() {

@@ -21,6 +21,7 @@ use crate::status::StatusCache;
 use crate::trigger::run_bounded;
 
 mod backoff;
+mod dependencies;
 mod poller;
 mod probe;
 mod release;
@@ -65,6 +66,8 @@ pub(crate) struct Registered {
     seen: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
     settling_since: Mutex<Option<Instant>>,
+    /// The services it needs up first, and its hold on them while it is not down.
+    dependencies: dependencies::Dependencies,
     /// Fleet hook: this service's part in a fleet, once the monitor has joined one. Read only
     /// on the slow paths (wake, stop, transitions, probe results, in-flight 0↔1).
     #[cfg(feature = "fleet")]
@@ -72,7 +75,17 @@ pub(crate) struct Registered {
 }
 
 impl Registered {
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn new(name: String, service: MonitoredService) -> Arc<Self> {
+        Self::with_dependencies(name, service, Vec::new())
+    }
+
+    /// A service whose `depends_on` names are resolved to `dependencies`.
+    pub(crate) fn with_dependencies(
+        name: String,
+        service: MonitoredService,
+        dependencies: Vec<Arc<Registered>>,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me: &Weak<Self>| Self {
             name: name.into(),
             cache: StatusCache::new(service.grace_period),
@@ -95,6 +108,7 @@ impl Registered {
             release: release::Release::default(),
             seen: AtomicBool::new(false),
             settling_since: Mutex::new(None),
+            dependencies: dependencies::Dependencies::new(dependencies),
             #[cfg(feature = "fleet")]
             fleet: std::sync::OnceLock::new(),
         })
@@ -238,16 +252,32 @@ impl Registered {
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
+        let dependencies = self.dependencies.come_up(&self.name);
         async move {
             let Some(me) = me else { return Ok(()) };
             me.stats.wake(&me.name);
             let unfinished = start_watch::UnfinishedStart::new(&me, starting);
-            let result = run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await;
+            let mut why = "on_down failed";
+            let result = match dependencies {
+                Some(dependencies) => match dependencies.await {
+                    Ok(()) => None,
+                    Err(down) => {
+                        tracing::warn!(service = %me.name, "{} not started: {down}", me.name);
+                        why = "a dependency did not come up";
+                        Some(Err(down))
+                    }
+                },
+                None => None,
+            };
+            let result = match result {
+                Some(failed) => failed,
+                None => run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await,
+            };
             unfinished.finished();
             match (&result, starting) {
                 (Err(_), _) => {
                     if let Some(down) = me.lifecycle.apply(Event::WakeFailed) {
-                        me.after_because(down, "on_down failed");
+                        me.after_because(down, why);
                     }
                 }
                 (Ok(()), Some(starting)) => me.watch_start(starting, &on_down),

@@ -80,6 +80,7 @@ impl Registered {
             _ => tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}"),
         }
         crate::metrics::transition(name, from.as_str(), to.as_str());
+        self.dependencies.follow(|| self.state());
         self.changed.notify_waiters();
         // Fleet hook: a lease held for this start or stop is released, announcing the new state.
         #[cfg(feature = "fleet")]

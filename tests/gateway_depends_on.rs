@@ -1,0 +1,120 @@
+//! A dev environment behind the gateway: an app (Python's `http.server`) that needs a Redis
+//! server up first, both real programs the gateway starts and stops (`depends_on`). The first
+//! request starts Redis, then the app; once idle, the app stops first, then Redis.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
+
+/// Whether a Redis server answers `PING` at `addr` now.
+async fn redis_answers(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let mut reply = [0u8; 16];
+    let ping = async {
+        stream.write_all(b"PING\r\n").await?;
+        stream.read(&mut reply).await
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), ping).await,
+        Ok(Ok(n)) if reply[..n].starts_with(b"+PONG")
+    )
+}
+
+async fn answers(addr: SocketAddr) -> bool {
+    TcpStream::connect(addr).await.is_ok()
+}
+
+fn redis_server() -> Option<&'static str> {
+    let found = ["redis-server", "valkey-server"]
+        .into_iter()
+        .find(|program| {
+            std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+            })
+        });
+    if found.is_none() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("redis-server (or valkey-server) is not installed; .ci/run installs it");
+        }
+        eprintln!("SKIPPED: redis-server (or valkey-server) is not installed");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_starts_redis_then_the_app_and_idle_stops_them_in_turn() {
+    let Some(redis) = redis_server() else {
+        return;
+    };
+    let (cache, app) = (common::refused_addr().await, common::refused_addr().await);
+    let config = common::TempFile::new(
+        "depends",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
+                 "services": {{
+                   "app": {{ "url": "http://{app}/", "grace_period": "1s", "depends_on": ["cache"],
+                            "on_down": {{ "type": "process", "command": "python3",
+                                          "args": ["-m", "http.server", "--bind", "127.0.0.1", "{app_port}"] }},
+                            "on_idle": {{ "after": "1s", "trigger": {{ "type": "process_stop" }} }} }},
+                   "cache": {{ "url": "tcp://{cache}", "grace_period": "1s",
+                              "probe": {{ "type": "expect", "steps": [ {{ "send": "PING\r\n" }}, {{ "expect": "^\\+PONG" }} ] }},
+                              "on_down": {{ "type": "process", "command": "{redis}",
+                                            "args": ["--port", "{cache_port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] }},
+                              "on_idle": {{ "after": "200ms", "trigger": {{ "type": "process_stop" }} }} }} }} }}"#,
+            app_port = app.port(),
+            cache_port = cache.port(),
+        ),
+    );
+    let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), false).await;
+
+    let reply = tokio::time::timeout(
+        Duration::from_secs(30),
+        common::exchange(
+            addr,
+            "GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+        ),
+    )
+    .await
+    .expect("an answer within the hold");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(redis_answers(cache).await, "the app is up, Redis is not");
+
+    // Idle: the app goes after its 1 s; Redis, whose 200 ms passed long ago, only after it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut app_gone = None;
+    loop {
+        let (app_up, cache_up) = (answers(app).await, redis_answers(cache).await);
+        if !app_up && app_gone.is_none() {
+            app_gone = Some(Instant::now());
+        }
+        if !cache_up {
+            assert!(
+                app_gone.is_some(),
+                "Redis was stopped under the running app"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis was never stopped (app gone: {app_gone:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    common::sigterm(&gateway).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), gateway.wait())
+        .await
+        .expect("the gateway exits")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
