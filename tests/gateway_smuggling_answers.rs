@@ -7,6 +7,8 @@
 mod common;
 mod smuggling_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use smuggling_support::*;
@@ -194,4 +196,97 @@ async fn read_until_mine_or_closed(client: &mut TcpStream) -> String {
         .await
         .expect("the answers in time");
     String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// A backend that answers a request before it has read its body, and keeps the connection,
+/// reads what is left of the body as the next request: a request smuggled in an upload runs
+/// there, and its answer, written when the backend gets to it, answered the next request
+/// sent on that connection, another client's. Here the client sends its body only once it
+/// has the early answer, so the gateway cannot have handed the body on before the answer
+/// came; the connection is closed after that answer (as nginx does), and the other client's
+/// request goes on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_before_the_whole_body_went_does_not_leave_its_connection_for_another_request() {
+    let smuggled: &[u8] = b"GET /admin HTTP/1.1\r\nhost: app\r\n\r\n";
+    let (backend, heads) = early_answering_backend().await;
+    let gateway = gateway(backend).await;
+
+    let mut uploader = TcpStream::connect(gateway.addr).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: {}\r\n\r\n",
+        smuggled.len()
+    );
+    uploader.write_all(head.as_bytes()).await.unwrap();
+    let mut early = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !early.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), uploader.read(&mut buffer));
+        let n = read.await.expect("the early answer in time").unwrap();
+        assert!(n > 0, "closed before the early answer");
+        early.extend_from_slice(&buffer[..n]);
+    }
+    let early = String::from_utf8_lossy(&early);
+    assert!(early.starts_with("HTTP/1.1 401"), "{early}");
+    uploader.write_all(smuggled).await.unwrap();
+    // The body has reached the backend, which took it for a request.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !heads
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, h)| h.starts_with("GET /admin"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", heads.lock());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let other = send(gateway.addr, LAST).await;
+    assert!(
+        other.ends_with("\r\n\r\nmine"),
+        "another client's answer: {other}"
+    );
+    let heads = heads.lock().unwrap();
+    let last = heads.iter().find(|(_, h)| h.starts_with("GET /last"));
+    assert!(matches!(last, Some((2, _))), "{heads:?}");
+}
+
+/// A backend that answers a `POST` 401 at once without reading its body, and answers a
+/// `GET /admin` only when the next request comes on the same connection, just before that
+/// one's `mine` (as a slow handler would); records each head with its connection's number.
+async fn early_answering_backend() -> (std::net::SocketAddr, Received) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Received::default();
+    let recorded = heads.clone();
+    // Numbered by their first request: the monitor's probe connects and sends none.
+    let numbers = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (recorded, numbers) = (recorded.clone(), numbers.clone());
+            let mut pending = Vec::new();
+            let mut counted = None;
+            tokio::spawn(async move {
+                let mut admin_owed = false;
+                while let Some(head) = common::read_head(&mut stream, &mut pending).await {
+                    let this =
+                        *counted.get_or_insert_with(|| numbers.fetch_add(1, Ordering::SeqCst) + 1);
+                    recorded.lock().unwrap().push((this, head.clone()));
+                    let answer: Vec<u8> = if head.starts_with("POST ") {
+                        b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n".to_vec()
+                    } else if head.starts_with("GET /admin ") {
+                        admin_owed = true;
+                        continue;
+                    } else if std::mem::take(&mut admin_owed) {
+                        [EVIL, MINE].concat()
+                    } else {
+                        MINE.to_vec()
+                    };
+                    if stream.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
 }

@@ -94,7 +94,7 @@ impl<B> Shared<B> {
         &self,
         response: Response<upstream::UpstreamBody>,
         client_upgrade: Option<ClientUpgrade>,
-        client_version: Version,
+        sent: &Sent,
         turn: Option<limit::Turn>,
     ) -> Response<ProxyBody> {
         let (mut parts, mut body) = response.into_parts();
@@ -144,13 +144,24 @@ impl<B> Shared<B> {
                         return Failure::Other.response(&http::HeaderMap::new());
                     }
                 }
+                if sent.handed.as_ref().is_some_and(|handed| !handed.whole()) && !self.http2 {
+                    // Answered before it read the whole body: it may take the rest for the
+                    // next request, and answer that one on this connection too.
+                    tracing::debug!(
+                        service = %self.service(),
+                        status = %parts.status,
+                        "backend answered before the whole request body went; its connection \
+                         is closed after this answer"
+                    );
+                    body.close_connection();
+                }
                 length::normalize(parts.status, &mut parts.headers);
                 // An HTTP/1.0 client's answer of a known length is left HTTP/1.1: hyper writes
                 // it as HTTP/1.0 itself, with the `Connection: keep-alive` the client asked
                 // for, where an answer made HTTP/1.0 here has its connection closed (`ab -k`:
                 // no reuse). One without a length ends with the connection, which hyper
                 // would announce as kept alive all the same.
-                parts.version = match client_version {
+                parts.version = match sent.version {
                     Version::HTTP_10 if body.size_hint().exact().is_some() => Version::HTTP_11,
                     version => version,
                 };

@@ -13,7 +13,7 @@ use http::{HeaderValue, Method, Response, Version, header};
 use http_body::Body;
 
 use super::pool::{Exchange, Outcome};
-use super::upload::Upload;
+use super::upload::{Handed, Upload};
 use super::{ProxyBody, Shared};
 use tokio::time::Instant;
 
@@ -100,7 +100,7 @@ where
                 sent,
             } => match std::task::ready!(exchange.poll_outcome(cx)) {
                 Outcome::Answered(response) => {
-                    return Poll::Ready(Ok(shared.answer(response, None, sent.version, None)));
+                    return Poll::Ready(Ok(shared.answer(response, None, sent, None)));
                 }
                 Outcome::Failed(error) => {
                     return Poll::Ready(Ok(shared.failed(sent, Some(&error))));
@@ -143,6 +143,8 @@ pub(crate) struct Sent {
     /// When the response head is due: the response timeout after the request went on to the
     /// backend (its turn, with a limit).
     pub(super) deadline: Instant,
+    /// Whether its body has all been handed on, when it has one.
+    pub(super) handed: Option<Handed>,
 }
 
 pub(super) const FORMAT: [header::HeaderName; 2] = [header::ACCEPT, header::CONTENT_TYPE];
@@ -170,6 +172,7 @@ impl Sent {
             format: std::mem::take(&mut self.format),
             version: self.version,
             deadline: self.deadline,
+            handed: self.handed.take(),
         }
     }
 }

@@ -288,6 +288,7 @@ where
                 &request,
             );
         }
+        let request = request.map(|body| Upload::new(body, this.body_read_timeout));
         let now = Instant::now();
         let sent = Sent {
             method: request.method().clone(),
@@ -299,8 +300,8 @@ where
             format: FORMAT.map(|name| request.headers().get(name).cloned()),
             version,
             deadline: now + this.response_timeout,
+            handed: request.body().handed(),
         };
-        let request = request.map(|body| Upload::new(body, this.body_read_timeout));
         // Nested, not a let chain: those need Rust 1.88, above the crate's rust-version.
         if client_upgrade.is_none() && this.limit.is_none() {
             if let Some(kept) = this.upstream.kept() {
@@ -382,10 +383,7 @@ where
         };
         let answer = tokio::time::timeout_at(sent.deadline, self.upstream.request(request)).await;
         match answer {
-            Ok(Ok(response)) => (
-                self.answer(response, client_upgrade, sent.version, turn),
-                None,
-            ),
+            Ok(Ok(response)) => (self.answer(response, client_upgrade, sent, turn), None),
             Ok(Err(Failed { error, unsent })) => (
                 self.failed(sent, Some(&error)),
                 unsent.map(|request| (request, client_upgrade)),

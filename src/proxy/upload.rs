@@ -8,6 +8,8 @@ use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -29,16 +31,39 @@ pin_project! {
         timeout: Option<Duration>,
         // Armed when a frame is first waited for; dropped when one comes.
         stalled: Option<Pin<Box<Sleep>>>,
+        // Set once the whole body has been handed on; none for a body empty from the start.
+        whole: Option<Arc<AtomicBool>>,
     }
 }
 
-impl<B> Upload<B> {
+impl<B: Body> Upload<B> {
     pub(crate) fn new(body: B, timeout: Option<Duration>) -> Self {
+        let whole = (!body.is_end_stream()).then(Arc::default);
         Self {
             body: Some(body),
             timeout,
             stalled: None,
+            whole,
         }
+    }
+
+    /// Whether the whole body has been handed on, for a request that has one.
+    pub(crate) fn handed(&self) -> Option<Handed> {
+        self.whole.clone().map(Handed)
+    }
+}
+
+/// Tells whether the whole of a request's body was handed to the backend's connection. A
+/// backend that answers before it has read the body, and keeps the connection, reads what is
+/// left of the body as the next request (a request smuggled in an upload would run), and its
+/// answer would go to the next request on that connection, another client's: such a
+/// connection is closed after the answer instead (as nginx does).
+#[derive(Clone, Debug)]
+pub(crate) struct Handed(Arc<AtomicBool>);
+
+impl Handed {
+    pub(crate) fn whole(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 
@@ -49,6 +74,7 @@ impl<B> Default for Upload<B> {
             body: None,
             timeout: None,
             stalled: None,
+            whole: None,
         }
     }
 }
@@ -71,6 +97,9 @@ where
         };
         if let Poll::Ready(frame) = body.poll_frame(cx) {
             *this.stalled = None;
+            if frame.is_none() {
+                mark_whole(this.whole);
+            }
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
         let Some(timeout) = *this.timeout else {
@@ -84,13 +113,24 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.as_ref().is_none_or(B::is_end_stream)
+        // hyper asks after each frame, and stops at a yes without polling again.
+        let end = self.body.as_ref().is_none_or(B::is_end_stream);
+        if end {
+            mark_whole(&self.whole);
+        }
+        end
     }
 
     fn size_hint(&self) -> SizeHint {
         self.body
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
+    }
+}
+
+fn mark_whole(whole: &Option<Arc<AtomicBool>>) {
+    if let Some(whole) = whole {
+        whole.store(true, Ordering::Release);
     }
 }
 
