@@ -131,9 +131,14 @@ impl Registered {
     }
 
     /// Applies a down event and forgets any cached up, in the order that lets no up cached
-    /// meanwhile survive it (see `Lifecycle::down`).
+    /// meanwhile survive it; a stop whose `on_idle` still runs stays Stopping (see
+    /// `Lifecycle::down`).
     fn mark_down(&self, event: Event) {
-        if let Some(transition) = self.lifecycle.down(event, || self.cache.mark_down()) {
+        let stop_runs = || self.stop_running();
+        if let Some(transition) = self
+            .lifecycle
+            .down(event, stop_runs, || self.cache.mark_down())
+        {
             self.after(transition);
         }
     }
