@@ -188,7 +188,9 @@ impl MonitoredService {
     }
 
     /// How long the service may be Stopping (after `on_idle`) before it counts as down anyway
-    /// (default 60 s).
+    /// (default 60 s). Not while `on_idle` still runs: then it stays Stopping until the run
+    /// ends, at the latest at the [`trigger_timeout`](Self::trigger_timeout), so that no start
+    /// runs beside a stop that has not finished.
     ///
     /// ```
     /// # use std::time::Duration;
