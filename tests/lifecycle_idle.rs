@@ -208,7 +208,13 @@ async fn the_idle_stop_waits_for_an_on_down_that_still_runs() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     gate.notify_one();
     start.await.unwrap().unwrap();
-    until(Duration::from_secs(5), "stopped", || count(&stops), |&n| n > 0).await;
+    until(
+        Duration::from_secs(5),
+        "stopped",
+        || count(&stops),
+        |&n| n > 0,
+    )
+    .await;
     assert!(
         !overlapped.load(Ordering::SeqCst),
         "on_idle ran while on_down still ran"

@@ -56,8 +56,19 @@ fn service(world: &Arc<World>, weather: Weather) -> MonitoredService {
             let (boot, tail) = {
                 let mut rng = boots.lock().unwrap();
                 let slow = weather.stormy && rng.chance(3);
-                let boot = if slow { rng.millis(300, 400) } else { rng.millis(5, 50) };
-                (boot, rng.millis(0, 3))
+                let boot = if slow {
+                    rng.millis(300, 400)
+                } else {
+                    rng.millis(5, 50)
+                };
+                // Now and then on_down returns well after the port opened (a start command
+                // that waits for more than the port), for longer than the idle time.
+                let tail = if rng.chance(10) {
+                    rng.millis(40, 100)
+                } else {
+                    rng.millis(0, 3)
+                };
+                (boot, tail)
             };
             async move {
                 let _running = world.on_down_begins();
@@ -77,7 +88,11 @@ fn service(world: &Arc<World>, weather: Weather) -> MonitoredService {
                 let (before, after) = {
                     let mut rng = stops.lock().unwrap();
                     let slow = weather.stormy && rng.chance(3);
-                    let after = if slow { rng.millis(300, 400) } else { rng.millis(0, 20) };
+                    let after = if slow {
+                        rng.millis(300, 400)
+                    } else {
+                        rng.millis(0, 20)
+                    };
                     (rng.millis(0, 20), after)
                 };
                 async move {
@@ -99,7 +114,10 @@ async fn client(world: Arc<World>, monitor: Arc<MinMonitor>, id: u64, until: Ins
         .layer("app")
         .unwrap()
         .backend_gone_when(BackendGone::in_response);
-    let held = layer.clone().hold(MAX_WAIT).layer(inner(Arc::clone(&world)));
+    let held = layer
+        .clone()
+        .hold(MAX_WAIT)
+        .layer(inner(Arc::clone(&world)));
     let at_once = layer.layer(inner(Arc::clone(&world)));
     while Instant::now() < until {
         let hold = rng.chance(50);
@@ -118,7 +136,11 @@ async fn client(world: Arc<World>, monitor: Arc<MinMonitor>, id: u64, until: Ins
         let (status, waited) = (response.status(), sent.elapsed());
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let body = String::from_utf8_lossy(&body);
-        world.count(format!("{} {}", if hold { "held" } else { "at once" }, status.as_u16()));
+        world.count(format!(
+            "{} {}",
+            if hold { "held" } else { "at once" },
+            status.as_u16()
+        ));
         if body.contains("internal_error") {
             world.violation(format!("client {id}: answered 500 internal error"));
         }
@@ -163,7 +185,10 @@ async fn chaos(world: Arc<World>, monitor: Arc<MinMonitor>, until: Instant) {
                 world.operator_stopping.fetch_add(1, Ordering::SeqCst);
                 let stopped = monitor.stop("app").await;
                 world.operator_stopping.fetch_sub(1, Ordering::SeqCst);
-                world.count(format!("chaos stop {:?}", stopped.as_ref().is_ok_and(|s| *s)));
+                world.count(format!(
+                    "chaos stop {:?}",
+                    stopped.as_ref().is_ok_and(|s| *s)
+                ));
                 world.event(format!("chaos: stop: {stopped:?}"));
             }
             3 => {
@@ -218,7 +243,9 @@ async fn settle(world: &World, monitor: &MinMonitor) {
             break;
         }
         if Instant::now() > give_up {
-            world.violation(format!("never settled: {state}, open {open}, {running} running"));
+            world.violation(format!(
+                "never settled: {state}, open {open}, {running} running"
+            ));
             return;
         }
         if state == ServiceState::Down && running == 0 {
@@ -244,7 +271,12 @@ async fn soak(seed: u64, weather: Weather) {
     let until = Instant::now() + RUN_FOR;
     let mut tasks = Vec::new();
     for id in 0..CLIENTS {
-        tasks.push(tokio::spawn(client(world.clone(), monitor.clone(), id, until)));
+        tasks.push(tokio::spawn(client(
+            world.clone(),
+            monitor.clone(),
+            id,
+            until,
+        )));
     }
     if weather.stormy {
         tasks.push(tokio::spawn(chaos(world.clone(), monitor.clone(), until)));
@@ -309,7 +341,9 @@ async fn many_seeds() {
         .and_then(|first| first.parse().ok())
         .unwrap_or(100);
     for pair in (first..first + 100).step_by(2) {
-        let weather = |seed: u64| Weather { stormy: seed % 4 != 0 };
+        let weather = |seed: u64| Weather {
+            stormy: seed % 4 != 0,
+        };
         let (a, b) = tokio::join!(
             tokio::spawn(soak(pair, weather(pair))),
             tokio::spawn(soak(pair + 1, weather(pair + 1)))

@@ -120,7 +120,13 @@ impl World {
 
     /// What the seed exercised, in one line.
     pub fn summary(&self) -> String {
-        format!("seed {}: {:?}", self.seed, self.tally.lock().unwrap())
+        format!(
+            "seed {}: {} starts, {} stops, {:?}",
+            self.seed,
+            self.on_down_runs.load(Ordering::SeqCst),
+            self.on_idle_runs.load(Ordering::SeqCst),
+            self.tally.lock().unwrap()
+        )
     }
 
     pub fn violation(&self, what: impl Into<String>) {
@@ -150,7 +156,10 @@ impl World {
                     let _ = error;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err(error) => panic!("seed {}: cannot bind {} again: {error}", self.seed, self.addr),
+                Err(error) => panic!(
+                    "seed {}: cannot bind {} again: {error}",
+                    self.seed, self.addr
+                ),
             }
         };
         *accept = Some(tokio::spawn(async move {
@@ -219,7 +228,9 @@ impl World {
             ));
         }
         if self.stopped_since_start.load(Ordering::SeqCst) {
-            self.violation(format!("on_idle #{n} began with no on_down since the last stop"));
+            self.violation(format!(
+                "on_idle #{n} began with no on_down since the last stop"
+            ));
         }
         (RunGuard(&self.on_idle_running), who)
     }
