@@ -4,6 +4,8 @@
 //! idle time, and a chaos task that crashes the backend behind the monitor's back or calls
 //! `set_status_down`, `stop` and `start`. Invariants that cannot depend on scheduling are
 //! checked as it runs and once it has settled; a failure prints its seed and the last events.
+//! A seed fixes the workload (every random choice), not how the threads interleave: a failure
+//! may take a few runs of its seed to come back (`many_seeds` runs a hundred more).
 
 mod soak_support;
 

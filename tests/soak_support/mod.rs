@@ -151,9 +151,8 @@ impl World {
         let listener = loop {
             match TcpListener::bind(self.addr).await {
                 Ok(listener) => break listener,
-                Err(error) if tries < 200 => {
+                Err(_) if tries < 200 => {
                     tries += 1;
-                    let _ = error;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err(error) => panic!(
