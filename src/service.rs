@@ -150,7 +150,9 @@ impl MonitoredService {
     /// already running is stopped even if no request comes). The trigger runs in the
     /// background; the service is then Stopping: its cached up is gone at once and nothing is
     /// forwarded to it until a probe finds it down, after which the next request wakes it
-    /// again. A failing run is logged and retried after the idle time.
+    /// again. A failing run is logged and retried after the idle time. It does not run while
+    /// `on_down` still runs (a backend that answers before its start command returns): the
+    /// stop is put off by another idle time.
     ///
     /// Precision: the idle time is checked every `after / 4` (at least every millisecond), so
     /// the trigger runs between `after` and `after × 1.25` after the last request ended (plus
@@ -191,7 +193,9 @@ impl MonitoredService {
     }
 
     /// How long the service may be Stopping (after `on_idle`) before it counts as down anyway
-    /// (default 60 s).
+    /// (default 60 s). Not while `on_idle` still runs: then it stays Stopping until the run
+    /// ends, at the latest at the [`trigger_timeout`](Self::trigger_timeout), so that no start
+    /// runs beside a stop that has not finished.
     ///
     /// ```
     /// # use std::time::Duration;

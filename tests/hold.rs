@@ -335,3 +335,34 @@ async fn released_held_requests_are_answered_503_and_none_is_held_after() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(count(&f.wakes), 1, "no start once released");
 }
+
+/// A status probe slower than `max_wait` (a blackholed backend, under a long probe timeout):
+/// the held request is answered 504 at `max_wait`, as documented ("the status probe and the
+/// run of `on_down` included"), not once the probe ends (found by review beside the soak).
+#[tokio::test(start_paused = true)]
+async fn a_held_request_is_answered_at_max_wait_even_while_its_status_probe_runs() {
+    let wakes = counter();
+    let url = url_for(refused_addr().await);
+    let service = MonitoredService::new(url, Duration::from_secs(60))
+        .probe_timeout(Duration::from_secs(30))
+        .probe(probe::from_fn(|_url| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<bool, BoxError>(false)
+        }))
+        .on_down(counting_trigger(wakes.clone(), false));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    let max_wait = Duration::from_millis(200);
+    let layer = monitor.layer("app").unwrap().hold(max_wait);
+    let arrived = tokio::time::Instant::now();
+    let response = guarded(layer).oneshot(request("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(arrived.elapsed(), max_wait, "answered when the probe ended");
+    // The probe's down still wakes the backend, as the request would have.
+    let give_up = arrived + Duration::from_secs(60);
+    while count(&wakes) == 0 {
+        assert!(tokio::time::Instant::now() < give_up, "never woken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&wakes), 1);
+}

@@ -147,10 +147,10 @@ async fn an_idle_stop_that_fails_late_does_not_undo_a_later_stop() {
     let first_stop = tokio::spawn(async move { monitor.stop("app").await });
     f.reaches(ServiceState::Stopping, Duration::from_secs(5))
         .await;
-    // While it hangs, the backend goes round the cycle: marked down, woken, up, stopped again.
-    f.monitor.set_status_down("app").unwrap();
-    f.monitor.start("app").await.unwrap();
-    f.reaches(ServiceState::Up, Duration::from_secs(5)).await;
+    // While it hangs, the backend goes round the cycle: marked up, stopped again. (Marked
+    // down, it would stay Stopping while on_idle runs: see lifecycle_races.)
+    f.monitor.set_status_up("app").unwrap();
+    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Up);
     assert!(f.monitor.stop("app").await.unwrap());
     assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Stopping);
 
@@ -162,4 +162,61 @@ async fn an_idle_stop_that_fails_late_does_not_undo_a_later_stop() {
         "the first stop's late failure undid the second stop"
     );
     assert_eq!(count(&runs), 2);
+}
+
+/// A backend that answers before its `on_down` returns (a start command that waits for more
+/// than the port), and stays quiet for longer than the idle time meanwhile: the idle stop
+/// waits for `on_down` to return, so that `on_idle` never runs beside it (found by the soak,
+/// with an `on_down` that returned 100 ms after the port opened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_stop_waits_for_an_on_down_that_still_runs() {
+    let up = Arc::new(AtomicBool::new(false));
+    let (starting, overlapped, stops) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+        counter(),
+    );
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (u, st, g) = (up.clone(), starting.clone(), gate.clone());
+    let (s, st2, o) = (stops.clone(), starting.clone(), overlapped.clone());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(up.clone()))
+        .on_down(trigger::from_fn(move || {
+            let (u, st, g) = (u.clone(), st.clone(), g.clone());
+            async move {
+                st.store(true, Ordering::SeqCst);
+                u.store(true, Ordering::SeqCst);
+                g.notified().await;
+                st.store(false, Ordering::SeqCst);
+                Ok::<(), BoxError>(())
+            }
+        }))
+        .on_idle(
+            Duration::from_millis(40),
+            trigger::from_fn(move || {
+                s.fetch_add(1, Ordering::SeqCst);
+                o.fetch_or(st2.load(Ordering::SeqCst), Ordering::SeqCst);
+                async { Ok::<(), BoxError>(()) }
+            }),
+        );
+    let f = Fixture::around(service, up);
+    // An operator's start: no request in flight keeps the backend awake meanwhile.
+    let monitor = f.monitor.clone();
+    let start = tokio::spawn(async move { monitor.start("app").await });
+    f.reaches(ServiceState::Up, Duration::from_secs(5)).await;
+    // Many idle times with on_down still running: an idle stop would have come by now.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    gate.notify_one();
+    start.await.unwrap().unwrap();
+    until(
+        Duration::from_secs(5),
+        "stopped",
+        || count(&stops),
+        |&n| n > 0,
+    )
+    .await;
+    assert!(
+        !overlapped.load(Ordering::SeqCst),
+        "on_idle ran while on_down still ran"
+    );
 }

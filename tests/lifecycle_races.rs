@@ -288,3 +288,60 @@ async fn the_backend_is_not_started_again_while_on_idle_still_runs() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// `set_status_down` while `on_idle` still runs (found by the soak, seed 105): it forgets the
+/// cached up, as a failed probe would, but must not end Stopping as a failed probe does not:
+/// the next request would run `on_down` beside the stop that has not finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_status_down_does_not_end_a_stop_whose_on_idle_still_runs() {
+    let up = Arc::new(AtomicBool::new(true));
+    let (stops, wakes) = (counter(), counter());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (s, u, g) = (stops.clone(), up.clone(), gate.clone());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(up.clone()))
+        .on_down(counting_trigger(wakes.clone(), false))
+        .on_idle(
+            Duration::from_secs(3600),
+            trigger::from_fn(move || {
+                s.fetch_add(1, Ordering::SeqCst);
+                u.store(false, Ordering::SeqCst);
+                let g = g.clone();
+                async move {
+                    g.notified().await;
+                    Ok::<(), BoxError>(())
+                }
+            }),
+        );
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+    let stopping = tokio::spawn({
+        let monitor = monitor.clone();
+        async move { monitor.stop("app").await }
+    });
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    while count(&stops) < 1 {
+        assert!(tokio::time::Instant::now() < give_up);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    monitor.set_status_down("app").unwrap();
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Stopping);
+    let status = monitor
+        .layer("app")
+        .unwrap()
+        .layer(inner())
+        .oneshot(Request::new(()))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(count(&wakes), 0, "on_down ran while on_idle still ran");
+    // Once on_idle has returned, the backend is down and the request's wish starts it.
+    gate.notify_one();
+    assert!(stopping.await.unwrap().unwrap());
+    while count(&wakes) < 1 {
+        assert!(tokio::time::Instant::now() < give_up, "the wish was lost");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

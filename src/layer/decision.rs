@@ -35,8 +35,33 @@ pub(crate) fn decide(
     let name = Arc::clone(&registered.name);
     // A held request's max_wait counts from its arrival, the status probe and `always` included.
     let arrived = tokio::time::Instant::now();
+    // A request that would be held is answered 504 at `max_wait` even while its status probe
+    // runs (a blackholed backend, under a probe timeout longer than `max_wait`).
+    let held_until = hold
+        .as_ref()
+        .filter(|hold| may_wake && hold.max_held > 0)
+        .map(|hold| crate::deadline::saturating_after(arrived, hold.max_wait));
     AssertUnwindSafe(async move {
-        let up = match is_up(&registered).await {
+        let status = match held_until {
+            Some(deadline) => match tokio::time::timeout_at(deadline, is_up(&registered)).await {
+                Ok(status) => status,
+                Err(_) => {
+                    // The probe goes on (it is shared): the start this request would have
+                    // asked for is asked once it ends, or a hung backend would never be woken.
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        let registered = Arc::clone(&registered);
+                        runtime.spawn(async move {
+                            if let Ok(false) = is_up(&registered).await {
+                                let _ = registered.wake().await;
+                            }
+                        });
+                    }
+                    return Decision::Fallback(FallbackReason::Timeout);
+                }
+            },
+            None => is_up(&registered).await,
+        };
+        let up = match status {
             Ok(up) => up,
             Err(error) => {
                 tracing::warn!(service = %registered.name, %error, "status unknown; answering 500");

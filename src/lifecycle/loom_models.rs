@@ -110,7 +110,11 @@ fn race_with_a_probe_up(
 fn loom_no_cached_up_while_down() {
     loom::model(|| {
         let (state, cached) = race_with_a_probe_up(|life, cached| {
-            life.down(Event::MarkedDown, || cached.store(false, Ordering::SeqCst));
+            life.down(
+                Event::MarkedDown,
+                || false,
+                || cached.store(false, Ordering::SeqCst),
+            );
         });
         // Up is fine (the probe's up came last); Down with an up cached is not.
         assert!(

@@ -278,8 +278,27 @@ impl Lifecycle {
     /// Applies a down event (a failed probe, `set_status_down`), then `clear`s the cached up
     /// whether or not the state changed: the transition first, as in [`stop`](Self::stop), so
     /// an up cached meanwhile by [`cache_if_up`](Self::cache_if_up) cannot outlive it.
-    pub(crate) fn down(&self, event: Event, clear: impl FnOnce()) -> Option<Transition> {
-        let transition = self.apply(event);
+    ///
+    /// Stopping is not ended while `stop_runs` says `on_idle` still runs: the backend refuses
+    /// by design then, and a start made at once would run beside the stop (see
+    /// [`down_if_before`](Self::down_if_before)). Decided on the word the transition would
+    /// replace, so a stop that begins meanwhile (counted before its transition) is seen.
+    pub(crate) fn down(
+        &self,
+        event: Event,
+        stop_runs: impl Fn() -> bool,
+        clear: impl FnOnce(),
+    ) -> Option<Transition> {
+        let mut current = self.word.load(Ordering::SeqCst);
+        let transition = loop {
+            if unpack(current).0 == ServiceState::Stopping && stop_runs() {
+                break None;
+            }
+            match self.apply_from(current, event) {
+                Ok(transition) => break transition,
+                Err(actual) => current = actual,
+            }
+        };
         fence(Ordering::SeqCst);
         clear();
         transition

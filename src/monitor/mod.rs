@@ -204,7 +204,9 @@ impl MinMonitor {
 
     /// Forgets any cached up of the service, as a failed probe would: the next status request
     /// probes. For callers that learn first that the backend is gone, such as a proxy whose
-    /// connection was refused.
+    /// connection was refused. As after a failed probe, a service whose `on_idle` still runs
+    /// stays Stopping (a backend being stopped is expected to refuse): it is Down once a probe
+    /// finds it so after `on_idle` has returned, and no request starts it before.
     ///
     /// ```
     /// # use std::time::Duration;

@@ -57,6 +57,9 @@ pub(crate) struct Registered {
     /// Runs of `on_idle` in progress (and stops about to try): while any runs, a closed port
     /// does not end Stopping, so `on_down` cannot race a stop that has not finished.
     stop_runs: Arc<AtomicUsize>,
+    /// Runs of `on_down` in progress (and starts about to be made): while any runs, an idle
+    /// stop is called off, so `on_idle` cannot race a start that has not finished.
+    start_runs: Arc<AtomicUsize>,
     /// Failed starts since the backend was last up, and the pause they impose on the next.
     backoff: backoff::StartBackoff,
     /// The server is shutting down: held requests are answered, none is held, and requests
@@ -104,6 +107,7 @@ impl Registered {
             watchers: AtomicUsize::new(0),
             wake_after_stop: AtomicU8::new(release::NO_WISH),
             stop_runs: Arc::default(),
+            start_runs: Arc::default(),
             backoff: backoff::StartBackoff::default(),
             release: release::Release::default(),
             seen: AtomicBool::new(false),
@@ -145,9 +149,14 @@ impl Registered {
     }
 
     /// Applies a down event and forgets any cached up, in the order that lets no up cached
-    /// meanwhile survive it (see `Lifecycle::down`).
+    /// meanwhile survive it; a stop whose `on_idle` still runs stays Stopping (see
+    /// `Lifecycle::down`).
     fn mark_down(&self, event: Event) {
-        if let Some(transition) = self.lifecycle.down(event, || self.cache.mark_down()) {
+        let stop_runs = || self.stop_running();
+        if let Some(transition) = self
+            .lifecycle
+            .down(event, stop_runs, || self.cache.mark_down())
+        {
             self.after(transition);
         }
     }
@@ -186,16 +195,22 @@ impl Registered {
                     return Some(futures::future::ready(Err(paused)).boxed());
                 }
             }
+            // Counted before the transition, as a stop is: an idle stop that follows it (the
+            // backend answering before on_down returns) sees it.
+            let running = stop::TriggerRun::new(&self.start_runs);
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
                 let starting = Some(transition.began);
-                return Some(self.fleet_wake(asker, self.run_on_down(on_down, starting)));
+                let run = self.run_on_down(on_down, starting, running);
+                return Some(self.fleet_wake(asker, run));
             }
+            drop(running);
             if self.state() != ServiceState::Stopping {
                 return None;
             }
             self.wake_after_stop
                 .fetch_max(asker.wish(), Ordering::SeqCst);
+            let running = stop::TriggerRun::new(&self.start_runs);
             // Stopping may have ended between the two looks, its wake-up seeing no wish.
             let Some(transition) = self.lifecycle.apply(Event::Wake) else {
                 // Up again (the stop failed) or starting: nothing is left to wish for, and a
@@ -209,7 +224,8 @@ impl Registered {
             self.wake_after_stop
                 .store(release::NO_WISH, Ordering::SeqCst);
             self.after(transition);
-            Some(self.fleet_wake(asker, self.run_on_down(on_down, Some(transition.began))))
+            let run = self.run_on_down(on_down, Some(transition.began), running);
+            Some(self.fleet_wake(asker, run))
         });
         let name = Arc::clone(&self.name);
         async move {
@@ -241,19 +257,23 @@ impl Registered {
     pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
         let on_down = self.service.on_down.clone()?;
         let starting = Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting);
-        Some(self.run_on_down(on_down, starting))
+        let running = stop::TriggerRun::new(&self.start_runs);
+        Some(self.run_on_down(on_down, starting, running))
     }
 
-    /// Runs `on_down` for the start `starting` names (when known, its end is watched for).
+    /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
+    /// counted in `start_runs` by `running` until it ends.
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
         starting: Option<Stamp>,
+        running: stop::TriggerRun,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
         let dependencies = self.dependencies.come_up(&self.name);
         async move {
+            let _running = running;
             let Some(me) = me else { return Ok(()) };
             me.stats.wake(&me.name);
             let unfinished = start_watch::UnfinishedStart::new(&me, starting);

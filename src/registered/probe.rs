@@ -142,11 +142,10 @@ impl Registered {
                 if let Some(member) = me.fleet.get() {
                     member.probed_up();
                 }
-            } else if me.state() == ServiceState::Stopping && me.stop_running() {
-                // `on_idle` still runs: a closed port is not a stopped backend yet.
-                me.cache.mark_down();
             } else {
-                // A failed probe also forgets any cached up: it no longer holds.
+                // A failed probe also forgets any cached up: it no longer holds. While
+                // `on_idle` still runs, a closed port is not a stopped backend yet: the state
+                // stays Stopping (see `mark_down`).
                 me.mark_down(Event::ProbedDown);
             }
             result.map_err(SharedError::from)

@@ -38,7 +38,9 @@ impl Registered {
     /// is Stopping until a probe finds it down. Fails with `on_idle`'s own failure (then the
     /// backend counts as up again, uncached, and the stop is retried after the idle time).
     /// An idle stop (`idle_check`) is called off if a request came in since the idle watch's
-    /// last look: one that read the cached up just before it was forgotten is not cut off.
+    /// last look: one that read the cached up just before it was forgotten is not cut off. It
+    /// is called off too while `on_down` still runs (the backend answered before it returned):
+    /// `on_idle` never runs beside it.
     pub(crate) fn stop_locally(
         &self,
         idle_check: bool,
@@ -46,17 +48,21 @@ impl Registered {
         let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
         // Counted before the transition, so no probe sees Stopping without it; a caller that
         // loses the transition gives it back at once (the guard drops below).
-        let running = StopRun::new(&self.stop_runs);
+        let running = TriggerRun::new(&self.stop_runs);
         let mut transition = on_idle
             .as_ref()
             .and_then(|_| self.lifecycle.stop(|| self.cache.mark_down()));
         if let Some(stopping) = transition {
             self.after(stopping);
+            // Read after the transition: a start counts itself before its own (see
+            // `start_for`), so one that is on, or about to be, is seen.
+            let starting = self.start_runs.load(Ordering::SeqCst) > 0;
             if idle_check
-                && self
-                    .idle
-                    .as_ref()
-                    .is_some_and(|idle| idle.active_since_look())
+                && (starting
+                    || self
+                        .idle
+                        .as_ref()
+                        .is_some_and(|idle| idle.active_since_look()))
             {
                 // Called off whatever the state became meanwhile: `on_idle` must not run.
                 transition = None;
@@ -64,7 +70,12 @@ impl Registered {
                     .lifecycle
                     .apply_to(stopping.began, Event::StopCancelled)
                 {
-                    tracing::info!(service = %self.name, "a request came in as the idle stop began; {} stays up", self.name);
+                    let why = if starting {
+                        "on_down still runs"
+                    } else {
+                        "a request came in"
+                    };
+                    tracing::info!(service = %self.name, "{why} as the idle stop began; {} stays up", self.name);
                     self.after(back);
                     self.cache_up_if_still_up();
                 }
@@ -95,17 +106,18 @@ impl Registered {
     }
 }
 
-/// Counts a run of `on_idle` while it lives, however it ends (a dropped future included).
-struct StopRun(Arc<AtomicUsize>);
+/// Counts a run of `on_idle` (or `on_down`) while it lives, however it ends (a dropped future
+/// included).
+pub(super) struct TriggerRun(Arc<AtomicUsize>);
 
-impl StopRun {
-    fn new(runs: &Arc<AtomicUsize>) -> Self {
+impl TriggerRun {
+    pub(super) fn new(runs: &Arc<AtomicUsize>) -> Self {
         runs.fetch_add(1, Ordering::SeqCst);
         Self(Arc::clone(runs))
     }
 }
 
-impl Drop for StopRun {
+impl Drop for TriggerRun {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
