@@ -34,7 +34,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"listen\": \"127.0.0.1:8080\", \"routes\": [{\"service\": \"app\"}]}"
+)]
 pub(super) struct GatewaySpec {
     pub(super) listen: String,
     routes: Vec<RouteSpec>,
@@ -56,7 +59,10 @@ pub(super) struct Shared {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"path_prefix\": \"/\", \"service\": \"app\"}"
+)]
 struct RouteSpec {
     host: Option<String>,
     path_prefix: Option<String>,
@@ -65,7 +71,10 @@ struct RouteSpec {
 
 /// How the gateway treats one service: layer settings and proxy settings.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object of per-service settings such as {\"hold\": {\"max_wait\": \"30s\"}}"
+)]
 struct ServiceSettings {
     hold: Option<HoldSpec>,
     retry_after: Option<DurationValue>,
@@ -86,21 +95,30 @@ struct ServiceSettings {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"max_in_flight\": 8, \"max_wait\": \"30s\"}"
+)]
 struct LimitSpec {
     max_in_flight: usize,
     max_wait: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"max_wait\": \"30s\"}"
+)]
 struct HoldSpec {
     max_wait: DurationValue,
     max_held: Option<usize>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"never_paths\": [\"/healthz\"]}"
+)]
 struct WakeSpec {
     #[serde(default)]
     never_paths: Vec<String>,
@@ -122,7 +140,11 @@ impl GatewaySpec {
             .ok_or_else(|| ConfigError::new("", "the configuration must be a JSON object"))?
             .remove("gateway")
             .ok_or_else(|| {
-                ConfigError::new("gateway", "missing: { \"listen\": .., \"routes\": [..] }")
+                ConfigError::new(
+                    "gateway",
+                    "missing: the gateway needs this section beside \"services\", e.g. \"gateway\": \
+                     {\"listen\": \"127.0.0.1:8080\", \"routes\": [{\"service\": \"app\"}]}",
+                )
             })?;
         let spec: Self = parse_at("gateway", gateway)?;
         spec.listen_addr("gateway.listen", &spec.listen)?;
