@@ -81,6 +81,38 @@ async fn reaching_max_held_is_warned_once_each_time() {
     }
 }
 
+/// A backend without `on_down` is answered 503 while down: why is said at info, once each
+/// time it goes down, not once per request.
+#[tokio::test]
+async fn a_down_backend_that_nothing_starts_is_said_once_per_down_spell() {
+    // This thread only: the test's runtime (current-thread) runs every request here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let said = || {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("INFO") && l.contains("watched is down and nothing starts it"))
+            .inspect(|l| assert!(l.contains("service=\"watched\""), "{l}"))
+            .count()
+    };
+    let monitor = Arc::new(MinMonitor::new());
+    let url = url_for(refused_addr().await);
+    monitor
+        .add(
+            "watched",
+            MonitoredService::new(url, Duration::from_secs(60)),
+        )
+        .unwrap();
+    for spell in 1..=2 {
+        for _ in 0..3 {
+            wake(&monitor, "watched").await;
+        }
+        assert_eq!(said(), spell, "{}", logs.text());
+        // Up (someone started it by hand), then down again: a new spell.
+        monitor.set_status_up("watched").unwrap();
+        monitor.set_status_down("watched").unwrap();
+    }
+}
+
 /// A request through a layer whose backend is down, to run its `on_down`.
 async fn wake(monitor: &Arc<MinMonitor>, name: &str) {
     let service =

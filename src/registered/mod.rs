@@ -63,6 +63,8 @@ pub(crate) struct Registered {
     release: release::Release,
     /// Whether any probe has finished yet (the first up is not a "coming back").
     seen: AtomicBool,
+    /// Whether this down spell's "nothing starts it" was said (see `say_nothing_starts_it`).
+    said_nothing_starts_it: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
     settling_since: Mutex<Option<Instant>>,
     /// Fleet hook: this service's part in a fleet, once the monitor has joined one. Read only
@@ -94,6 +96,7 @@ impl Registered {
             backoff: backoff::StartBackoff::default(),
             release: release::Release::default(),
             seen: AtomicBool::new(false),
+            said_nothing_starts_it: AtomicBool::new(false),
             settling_since: Mutex::new(None),
             #[cfg(feature = "fleet")]
             fleet: std::sync::OnceLock::new(),
@@ -139,6 +142,23 @@ impl Registered {
     }
 
     /// A request asks for the backend to start: see [`start_for`](Self::start_for).
+    /// For a request that finds the backend down: if it has no `on_down`, says why its
+    /// requests get no start, once per down spell at info (a stream of them must not fill
+    /// the log, and without it an operator sees 503s and no line at all).
+    pub(crate) fn say_nothing_starts_it(&self) {
+        if self.service.on_down.is_none()
+            && self.state() == ServiceState::Down
+            && !self.said_nothing_starts_it.swap(true, Ordering::Relaxed)
+        {
+            let name = &*self.name;
+            tracing::info!(
+                service = name,
+                "{name} is down and nothing starts it (no on_down): its requests get the \
+                 fallback, or are held, until it is up"
+            );
+        }
+    }
+
     pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
         self.start_for(Asker::Request)
     }

@@ -89,6 +89,8 @@ impl Registered {
         match to {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
             ServiceState::Up => {
+                // Down again later is a new spell, whose 503s are explained anew.
+                self.said_nothing_starts_it.store(false, Ordering::Relaxed);
                 // A start asked for while stopping is moot once the backend is up again.
                 self.wake_after_stop
                     .store(release::NO_WISH, Ordering::SeqCst);
