@@ -212,7 +212,9 @@ fn run(
         let listener = match std::net::TcpListener::bind(addr) {
             Ok(listener) => listener,
             Err(error) => {
-                eprintln!("{NAME}: cannot listen on {addr}: {error}");
+                let field = if listen.is_some() { "--listen" } else { "gateway.listen" };
+                let hint = super::run::in_use_hint(&error, field);
+                eprintln!("{NAME}: cannot listen on {addr} ({field}): {error}{hint}");
                 return ExitCode::FAILURE;
             }
         };
