@@ -113,6 +113,39 @@ async fn a_down_backend_that_nothing_starts_is_said_once_per_down_spell() {
     }
 }
 
+/// A start that times out says where the backend was looked for: a URL whose port is not the
+/// one the program listens on is the likely mistake, and the operator's only clue.
+#[tokio::test(start_paused = true)]
+async fn a_start_that_times_out_names_the_url_it_probed() {
+    // This thread only: the test's runtime (current-thread) runs the poller here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let url = url_for(refused_addr().await);
+    let service = MonitoredService::new(url.clone(), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(false))))
+        .on_down(counting_trigger(counter(), false))
+        .start_timeout(Duration::from_secs(1));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("late", service).unwrap();
+    wake(&monitor, "late").await;
+    // The clock is paused: each sleep ends once every task is idle, the poller's turns
+    // included; 40 turns of 50 ms are twice the start timeout.
+    for _ in 0..40 {
+        if monitor.state("late").unwrap() == tower_monitor::ServiceState::Down {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("late did not come up"))
+        .unwrap_or_else(|| panic!("no timed-out start in {text}"));
+    assert!(
+        line.contains(&format!("start timeout passed with {url} still down")),
+        "{line}"
+    );
+}
+
 /// A request through a layer whose backend is down, to run its `on_down`.
 async fn wake(monitor: &Arc<MinMonitor>, name: &str) {
     let service =
