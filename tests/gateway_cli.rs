@@ -142,6 +142,30 @@ async fn listen_on_the_admin_address_is_an_error_naming_it() {
     }
 }
 
+/// `--listen` on a service's address: checked as `gateway.listen` is, for `--check` too.
+#[tokio::test]
+async fn listen_on_a_services_address_is_an_error_naming_both() {
+    let config = common::TempFile::new(
+        "listen-service",
+        r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+             "services": { "app": { "url": "http://127.0.0.1:18091/", "grace_period": "1s" } } }"#,
+    );
+    let output = run(&[
+        "--config",
+        config.path(),
+        "--listen",
+        "127.0.0.1:18091",
+        "--check",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert!(
+        said.contains("services.app.url") && said.contains("--listen: 127.0.0.1:18091"),
+        "{said}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_cannot_serve_exits_1() {
     // The admin listener's address is taken: the gateway cannot serve as configured.

@@ -198,10 +198,10 @@ fn run(
             }
         };
         let addr = listen.unwrap_or(gateway.listen());
-        // The configuration checked its admin port against its own `gateway.listen` only.
-        if let (Some(listen), Some(admin)) = (listen, &gateway.admin) {
-            if let Err(error) = admin.check_beside(listen) {
-                eprintln!("{NAME}: configuration error: {error} (given with --listen)");
+        // The configuration checked its addresses against its own `gateway.listen` only.
+        if let Some(listen) = listen {
+            if let Err(error) = super::own_address::check_listen_flag(&gateway, listen) {
+                eprintln!("{NAME}: configuration error: {error}");
                 return ExitCode::FAILURE;
             }
         }

@@ -160,6 +160,7 @@ mod config;
 mod demo;
 mod fleet;
 mod in_flight;
+mod own_address;
 mod route_host;
 mod route_path;
 mod router;
@@ -289,6 +290,7 @@ impl Gateway {
             None => registry,
         };
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
+        own_address::check(&monitor, listen, "gateway.listen")?;
         let mut shared = config::Shared::default();
         let routes = spec.routes(&monitor, base_dir, &mut shared)?;
         let requests = Arc::new(answered::Requests::default());
