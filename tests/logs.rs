@@ -146,6 +146,47 @@ async fn a_start_that_times_out_names_the_url_it_probed() {
     );
 }
 
+/// Held requests answered 504 at `max_wait` while the backend still starts: said at info once
+/// for the start, with how long it has lasted (a start longer than `max_wait` is the likely
+/// cause), not once per request.
+#[tokio::test(start_paused = true)]
+async fn held_requests_that_time_out_are_said_once_per_start() {
+    // This thread only: the test's runtime (current-thread) runs every request here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(false))))
+        .on_down(counting_trigger(counter(), false));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("slow", service).unwrap();
+    let held = monitor
+        .layer("slow")
+        .unwrap()
+        .hold(Duration::from_secs(1))
+        .layer(tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("slow")))
+        }));
+    let herd: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(held.clone().oneshot(Request::get("/").body(()).unwrap())))
+        .collect();
+    for request in herd {
+        let answer = request.await.unwrap().unwrap();
+        assert_eq!(answer.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+    let text = logs.text();
+    let said: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("held requests that waited their longest"))
+        .collect();
+    assert_eq!(said.len(), 1, "{text}");
+    assert!(
+        said[0].contains("slow is still starting after ")
+            && said[0].contains("(1.00 s, the hold's max_wait)")
+            && said[0].contains("service=\"slow\""),
+        "{}",
+        said[0]
+    );
+}
+
 /// A request through a layer whose backend is down, to run its `on_down`.
 async fn wake(monitor: &Arc<MinMonitor>, name: &str) {
     let service =

@@ -65,6 +65,9 @@ pub(crate) struct Registered {
     seen: AtomicBool,
     /// Whether this down spell's "nothing starts it" was said (see `say_nothing_starts_it`).
     said_nothing_starts_it: AtomicBool,
+    /// Whether the current state's first held request to time out was said (see
+    /// `say_held_timed_out`); cleared at every transition.
+    said_held_timed_out: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
     settling_since: Mutex<Option<Instant>>,
     /// Fleet hook: this service's part in a fleet, once the monitor has joined one. Read only
@@ -97,6 +100,7 @@ impl Registered {
             release: release::Release::default(),
             seen: AtomicBool::new(false),
             said_nothing_starts_it: AtomicBool::new(false),
+            said_held_timed_out: AtomicBool::new(false),
             settling_since: Mutex::new(None),
             #[cfg(feature = "fleet")]
             fleet: std::sync::OnceLock::new(),
@@ -157,6 +161,29 @@ impl Registered {
                  fallback, or are held, until it is up"
             );
         }
+    }
+
+    /// For a held request answered 504 at `max_wait`: the first of each state said at info,
+    /// with how long the backend has been in it, so that a start longer than `max_wait` is
+    /// seen as such (the rest at debug: a herd times out together).
+    pub(crate) fn say_held_timed_out(&self, max_wait: std::time::Duration) {
+        let name = &*self.name;
+        if self.said_held_timed_out.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                service = name,
+                ?max_wait,
+                "held request waited its longest; answering 504"
+            );
+            return;
+        }
+        let (state, lasted) = self.lifecycle.snapshot();
+        tracing::info!(
+            service = name,
+            "{name} is still {state} after {:.2} s: held requests that waited their longest \
+             ({:.2} s, the hold's max_wait) are answered 504",
+            lasted.as_secs_f64(),
+            max_wait.as_secs_f64()
+        );
     }
 
     pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {

@@ -79,6 +79,7 @@ impl Registered {
             }
             _ => tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}"),
         }
+        self.said_held_timed_out.store(false, Ordering::Relaxed);
         crate::metrics::transition(name, from.as_str(), to.as_str());
         self.changed.notify_waiters();
         // Fleet hook: a lease held for this start or stop is released, announcing the new state.
