@@ -57,7 +57,7 @@ async fn an_unknown_option_or_a_missing_value_is_a_usage_error_and_starts_nothin
         ),
         (
             &["gateway.json"][..],
-            "unexpected argument \"gateway.json\"",
+            "unexpected argument \"gateway.json\"; for a configuration file, write --config gateway.json",
         ),
     ] {
         let output = run(args).await;
