@@ -27,6 +27,7 @@ backend that is started by the first request and stopped after 20 s idle.
 
 Options:
   --config FILE   the JSON configuration: a \"gateway\" section beside \"services\"
+                  (every setting, with an example: CONFIG.md in the crate's source)
   --listen ADDR   listen on ADDR (an IP and a port) instead of gateway.listen
   --workers N     serve on N threads (1 to 1024), each with its own runtime
                   (default: one per core)
