@@ -175,12 +175,12 @@ async fn held_requests_that_time_out_are_said_once_per_start() {
     let text = logs.text();
     let said: Vec<_> = text
         .lines()
-        .filter(|l| l.contains("INFO") && l.contains("held requests that waited their longest"))
+        .filter(|l| l.contains("INFO") && l.contains("held requests are answered 504"))
         .collect();
     assert_eq!(said.len(), 1, "{text}");
     assert!(
-        said[0].contains("slow is still starting after ")
-            && said[0].contains("(1.00 s, the hold's max_wait)")
+        said[0].contains("slow did not come up within the hold's max_wait (1.00 s)")
+            && said[0].contains("(it has been starting for ")
             && said[0].contains("service=\"slow\""),
         "{}",
         said[0]

@@ -179,10 +179,10 @@ impl Registered {
         let (state, lasted) = self.lifecycle.snapshot();
         tracing::info!(
             service = name,
-            "{name} is still {state} after {:.2} s: held requests that waited their longest \
-             ({:.2} s, the hold's max_wait) are answered 504",
-            lasted.as_secs_f64(),
-            max_wait.as_secs_f64()
+            "{name} did not come up within the hold's max_wait ({:.2} s): held requests are \
+             answered 504 (it has been {state} for {:.2} s)",
+            max_wait.as_secs_f64(),
+            lasted.as_secs_f64()
         );
     }
 
