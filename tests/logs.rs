@@ -187,6 +187,27 @@ async fn held_requests_that_time_out_are_said_once_per_start() {
     );
 }
 
+/// A gateway service that no route names is reached by no request: valid, but warned of, as
+/// a route forgotten when the service was added.
+#[test]
+fn a_gateway_service_without_a_route_is_warned_of() {
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let json = r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+        "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" },
+                      "orphan": { "url": "http://127.0.0.1:10/", "grace_period": "1s" } } }"#;
+    let registry = tower_monitor::config::TriggerRegistry::new();
+    tower_monitor::gateway::Gateway::from_config(json, &registry).unwrap();
+    let text = logs.text();
+    let warned: Vec<_> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warned.len(), 1, "{text}");
+    assert!(
+        warned[0].contains("no route in gateway.routes names \"orphan\"")
+            && warned[0].contains("service=orphan"),
+        "{}",
+        warned[0]
+    );
+}
+
 /// A request through a layer whose backend is down, to run its `on_down`.
 async fn wake(monitor: &Arc<MinMonitor>, name: &str) {
     let service =

@@ -167,6 +167,11 @@ impl GatewaySpec {
         })
     }
 
+    /// Whether a route sends requests to the service `name`.
+    pub(super) fn routes_to(&self, name: &str) -> bool {
+        self.routes.iter().any(|route| route.service == name)
+    }
+
     pub(super) fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0)
     }
