@@ -63,12 +63,14 @@
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
 //! use axum::{Router, routing::get};
-//! use tower_monitor::{MinMonitor, MonitoredService, Url};
+//! use tower_monitor::{MinMonitor, MonitoredService, Url, trigger::Command};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let monitor = Arc::new(MinMonitor::new());
-//! let backend = MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30));
+//! let backend = MonitoredService::new(Url::parse("http://127.0.0.1:8081/")?, Duration::from_secs(30))
+//!     // Run once by the first request that finds it down; meanwhile requests get a 503.
+//!     .on_down(Command::new("systemctl").args(["start", "app"]));
 //! monitor.add("app", backend)?;
 //! let app = Router::new().route("/", get(|| async { "hi" })).layer(monitor.layer("app")?);
 //! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await?;

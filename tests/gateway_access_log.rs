@@ -1,5 +1,5 @@
-//! The access log: `complete` for bodies HTTP/1.1 never polls to their end, and a line for a
-//! request whose client went away while it was held.
+//! The access log: `complete` for bodies HTTP/1.1 never polls to their end, a line for a
+//! request whose client went away while it was held, and `fallback` for the layer's answers.
 //! The gateway runs in this process; its log goes to a buffer (a global subscriber, so this file
 //! holds one test).
 
@@ -91,13 +91,15 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     let config = format!(
         r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "access_log": true,
                            "routes": [ {{ "host": "h2", "service": "h2app" }},
-                                       {{ "host": "sleepy", "service": "sleepy" }} ],
+                                       {{ "host": "sleepy", "service": "sleepy" }},
+                                       {{ "host": "asleep", "service": "asleep" }} ],
                            "services": {{ "h2app": {{ "protocol": "http2" }},
                                           "sleepy": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
              "services": {{ "h2app": {{ "url": "http://{h2}/", "grace_period": "30s" }},
                             "sleepy": {{ "url": "http://{never}/", "grace_period": "30s",
                                          "probe_timeout": "300ms",
-                                         "on_down": {{ "type": "command", "command": "true" }} }} }} }}"#,
+                                         "on_down": {{ "type": "command", "command": "true" }} }},
+                            "asleep": {{ "url": "http://{never}/", "grace_period": "30s" }} }} }}"#,
         never = common::refused_addr().await
     );
     let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
@@ -119,6 +121,14 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
         reply.starts_with("HTTP/1.1 200") && reply.ends_with("\r\n\r\nhello"),
         "{reply}"
     );
+
+    // The layer's 503 for a backend that is down (and that nothing starts).
+    let reply = common::exchange(
+        gateway.addr,
+        "GET /asleep HTTP/1.1\r\nhost: asleep\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
 
     // A request held for a cold start that never ends, whose client leaves.
     let mut held = TcpStream::connect(gateway.addr).await.unwrap();
@@ -142,13 +152,14 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     common::until(
         Duration::from_secs(5),
         "an access line for each request",
-        || ["/nowhere", "/h2", "/held"].map(|path| line(path).is_some()),
+        || ["/nowhere", "/h2", "/held", "/asleep"].map(|path| line(path).is_some()),
         |seen| seen.iter().all(|&seen| seen),
     )
     .await;
     let nowhere = line("/nowhere").expect("an access line for the HEAD");
     let h2 = line("/h2").expect("an access line for the HTTP/2 backend's body");
     let held = line("/held").expect("an access line for the request given up");
+    let asleep = line("/asleep").expect("an access line for the fallback's 503");
     let mut wrong = Vec::new();
     if !(held.contains("status=499") && held.contains("complete=false")) {
         wrong.push(format!("given up while held, logged: {held}"));
@@ -156,7 +167,11 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     if !nowhere.contains("complete=true") {
         wrong.push(format!("HEAD answered in full, logged: {nowhere}"));
     }
-    if !(h2.contains("bytes=5") && h2.contains("complete=true")) {
+    // Why a 503 was answered: the layer's fallback, and which of its reasons.
+    if !asleep.contains("fallback=not_ready") {
+        wrong.push(format!("the fallback's 503, logged: {asleep}"));
+    }
+    if !(h2.contains("bytes=5") && h2.contains("complete=true") && h2.contains("fallback=-")) {
         wrong.push(format!("5 of 5 bytes sent, logged: {h2}"));
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

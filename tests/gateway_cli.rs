@@ -57,7 +57,7 @@ async fn an_unknown_option_or_a_missing_value_is_a_usage_error_and_starts_nothin
         ),
         (
             &["gateway.json"][..],
-            "unexpected argument \"gateway.json\"",
+            "unexpected argument \"gateway.json\"; for a configuration file, write --config gateway.json",
         ),
     ] {
         let output = run(args).await;
@@ -142,6 +142,30 @@ async fn listen_on_the_admin_address_is_an_error_naming_it() {
     }
 }
 
+/// `--listen` on a service's address: checked as `gateway.listen` is, for `--check` too.
+#[tokio::test]
+async fn listen_on_a_services_address_is_an_error_naming_both() {
+    let config = common::TempFile::new(
+        "listen-service",
+        r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+             "services": { "app": { "url": "http://127.0.0.1:18091/", "grace_period": "1s" } } }"#,
+    );
+    let output = run(&[
+        "--config",
+        config.path(),
+        "--listen",
+        "127.0.0.1:18091",
+        "--check",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert!(
+        said.contains("services.app.url") && said.contains("--listen: 127.0.0.1:18091"),
+        "{said}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_cannot_serve_exits_1() {
     // The admin listener's address is taken: the gateway cannot serve as configured.
@@ -158,6 +182,42 @@ async fn a_gateway_that_cannot_serve_exits_1() {
         line.contains(&taken.local_addr().unwrap().to_string()),
         "{line}"
     );
+    // Which setting, and what to do.
+    assert!(
+        line.contains("admin.listen") && line.contains("give admin.listen another port"),
+        "{line}"
+    );
+}
+
+/// The gateway's own address taken (a second gateway started, say): named with its setting,
+/// `gateway.listen` or `--listen`, and what to do, before anything is served.
+#[tokio::test]
+async fn a_listen_address_in_use_names_its_setting_and_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let config = common::TempFile::new(
+        "listen-taken",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "{addr}", "routes": [ {{ "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
+        ),
+    );
+    for (args, field) in [
+        (vec!["--config", config.path()], "gateway.listen"),
+        (
+            vec!["--config", config.path(), "--listen", &addr],
+            "--listen",
+        ),
+    ] {
+        let output = run(&args).await;
+        assert_eq!(output.status.code(), Some(1));
+        let said = stderr(&output);
+        assert!(
+            said.contains(&format!("cannot listen on {addr} ({field})"))
+                && said.contains(&format!("give {field} another port")),
+            "{said}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,6 +81,133 @@ async fn reaching_max_held_is_warned_once_each_time() {
     }
 }
 
+/// A backend without `on_down` is answered 503 while down: why is said at info, once each
+/// time it goes down, not once per request.
+#[tokio::test]
+async fn a_down_backend_that_nothing_starts_is_said_once_per_down_spell() {
+    // This thread only: the test's runtime (current-thread) runs every request here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let said = || {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("INFO") && l.contains("watched is down and nothing starts it"))
+            .inspect(|l| assert!(l.contains("service=\"watched\""), "{l}"))
+            .count()
+    };
+    let monitor = Arc::new(MinMonitor::new());
+    let url = url_for(refused_addr().await);
+    monitor
+        .add(
+            "watched",
+            MonitoredService::new(url, Duration::from_secs(60)),
+        )
+        .unwrap();
+    for spell in 1..=2 {
+        for _ in 0..3 {
+            wake(&monitor, "watched").await;
+        }
+        assert_eq!(said(), spell, "{}", logs.text());
+        // Up (someone started it by hand), then down again: a new spell.
+        monitor.set_status_up("watched").unwrap();
+        monitor.set_status_down("watched").unwrap();
+    }
+}
+
+/// A start that times out says where the backend was looked for: a URL whose port is not the
+/// one the program listens on is the likely mistake, and the operator's only clue.
+#[tokio::test(start_paused = true)]
+async fn a_start_that_times_out_names_the_url_it_probed() {
+    // This thread only: the test's runtime (current-thread) runs the poller here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let url = url_for(refused_addr().await);
+    let service = MonitoredService::new(url.clone(), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(false))))
+        .on_down(counting_trigger(counter(), false))
+        .start_timeout(Duration::from_secs(1));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("late", service).unwrap();
+    wake(&monitor, "late").await;
+    // The clock is paused: each sleep ends once every task is idle, the poller's turns
+    // included; 40 turns of 50 ms are twice the start timeout.
+    for _ in 0..40 {
+        if monitor.state("late").unwrap() == tower_monitor::ServiceState::Down {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("late did not come up"))
+        .unwrap_or_else(|| panic!("no timed-out start in {text}"));
+    assert!(
+        line.contains(&format!("start timeout passed with {url} still down")),
+        "{line}"
+    );
+}
+
+/// Held requests answered 504 at `max_wait` while the backend still starts: said at info once
+/// for the start, with how long it has lasted (a start longer than `max_wait` is the likely
+/// cause), not once per request.
+#[tokio::test(start_paused = true)]
+async fn held_requests_that_time_out_are_said_once_per_start() {
+    // This thread only: the test's runtime (current-thread) runs every request here.
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .probe(switch_probe(Arc::new(AtomicBool::new(false))))
+        .on_down(counting_trigger(counter(), false));
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("slow", service).unwrap();
+    let held = monitor
+        .layer("slow")
+        .unwrap()
+        .hold(Duration::from_secs(1))
+        .layer(tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("slow")))
+        }));
+    let herd: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(held.clone().oneshot(Request::get("/").body(()).unwrap())))
+        .collect();
+    for request in herd {
+        let answer = request.await.unwrap().unwrap();
+        assert_eq!(answer.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+    let text = logs.text();
+    let said: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("INFO") && l.contains("held requests are answered 504"))
+        .collect();
+    assert_eq!(said.len(), 1, "{text}");
+    assert!(
+        said[0].contains("slow did not come up within the hold's max_wait (1.00 s)")
+            && said[0].contains("(it has been starting for ")
+            && said[0].contains("service=\"slow\""),
+        "{}",
+        said[0]
+    );
+}
+
+/// A gateway service that no route names is reached by no request: valid, but warned of, as
+/// a route forgotten when the service was added.
+#[test]
+fn a_gateway_service_without_a_route_is_warned_of() {
+    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let json = r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+        "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" },
+                      "orphan": { "url": "http://127.0.0.1:10/", "grace_period": "1s" } } }"#;
+    let registry = tower_monitor::config::TriggerRegistry::new();
+    tower_monitor::gateway::Gateway::from_config(json, &registry).unwrap();
+    let text = logs.text();
+    let warned: Vec<_> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warned.len(), 1, "{text}");
+    assert!(
+        warned[0].contains("no route in gateway.routes names \"orphan\"")
+            && warned[0].contains("service=orphan"),
+        "{}",
+        warned[0]
+    );
+}
+
 /// A request through a layer whose backend is down, to run its `on_down`.
 async fn wake(monitor: &Arc<MinMonitor>, name: &str) {
     let service =

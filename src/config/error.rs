@@ -78,3 +78,40 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// serde's message in the words of a JSON file's writer: `object` and `list` for `map` and
+/// `sequence`, `a whole number` for `usize`, and a list given for an object (which serde's
+/// derived structs would read by position) said to be the wrong type, not the wrong length.
+/// Every object of the configuration says what it expects as `an object …` (serde's
+/// `expecting`), which is how a list given for one is told from a list too short.
+pub(crate) fn plain_words(message: String) -> String {
+    let mut message = message;
+    if let Some(rest) = message.strip_prefix("invalid length ") {
+        if let Some((_, expected)) = rest.split_once(", expected ") {
+            if expected.starts_with("an object") {
+                message = format!("invalid type: list, expected {expected}");
+            }
+        }
+    }
+    for (from, to) in [
+        ("invalid type: map,", "invalid type: object,"),
+        ("invalid type: sequence,", "invalid type: list,"),
+    ] {
+        if let Some(rest) = message.strip_prefix(from) {
+            message = format!("{to}{rest}");
+        }
+    }
+    for (from, to) in [
+        (", expected a sequence", ", expected a list"),
+        (", expected a map", ", expected an object"),
+        (", expected usize", ", expected a whole number"),
+        (", expected u64", ", expected a whole number"),
+        (", expected u32", ", expected a whole number"),
+        (", expected u16", ", expected a whole number"),
+    ] {
+        if let Some(start) = message.strip_suffix(from) {
+            message = format!("{start}{to}");
+        }
+    }
+    message
+}

@@ -130,7 +130,10 @@ struct File {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"url\": \"http://127.0.0.1:8081/\", \"grace_period\": \"30s\"}"
+)]
 struct ServiceSpec {
     url: UrlValue,
     grace_period: DurationValue,
@@ -151,7 +154,10 @@ struct ServiceSpec {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"after\": \"15m\", \"trigger\": {\"type\": \"process_stop\"}}"
+)]
 struct IdleSpec {
     after: DurationValue,
     trigger: Value,
@@ -179,7 +185,7 @@ pub(crate) struct DurationValue(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
+        let text = deserializer.deserialize_str(DurationText)?;
         let duration = humantime::parse_duration(&text).map_err(|e| {
             de::Error::custom(format!(
                 "invalid duration {text:?} ({e}); write e.g. \"30s\" or \"1m30s\""
@@ -193,6 +199,22 @@ impl<'de> Deserialize<'de> for DurationValue {
             )));
         }
         Ok(DurationValue(duration))
+    }
+}
+
+/// Reads a duration's text, so that a number or a list in its place is said to be no
+/// duration ("expected a duration such as …"), not merely no string.
+struct DurationText;
+
+impl de::Visitor<'_> for DurationText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as \"30s\", \"1m30s\" or \"250ms\"")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
+        Ok(text.to_string())
     }
 }
 

@@ -36,13 +36,19 @@ enum StatusSpec {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"steps\": [{\"send\": …}, {\"expect\": …}]}"
+)]
 struct ExpectSpec {
     steps: Vec<StepSpec>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object {\"send\": …} or {\"expect\": …}"
+)]
 struct StepSpec {
     send: Option<String>,
     expect: Option<String>,

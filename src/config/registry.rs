@@ -339,7 +339,7 @@ pub(crate) fn parse_at<T: DeserializeOwned>(prefix: &str, value: Value) -> Resul
             };
             path = join(&path, &segment);
         }
-        let message = error.into_inner().to_string();
+        let message = super::error::plain_words(error.into_inner().to_string());
         // A missing field is reported at the object that lacks it (the whole document, for
         // `services`); the path names the field itself.
         if let Some(field) = missing_field(&message) {

@@ -24,7 +24,10 @@ pub const DEFAULT_PREFIX: &str = "tower-monitor";
 /// config.validate().unwrap();
 /// ```
 #[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"redis\": \"redis://127.0.0.1:6379/\", \"prefix\": \"shop\"}"
+)]
 pub struct FleetConfig {
     /// The Redis (Valkey) URL.
     pub redis: String,

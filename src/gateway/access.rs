@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use super::answered::CLIENT_GONE;
-use crate::layer::MonitorBody;
+use crate::layer::{FallbackReason, MonitorBody};
 use crate::proxy::ProxyBody;
 
 pin_project! {
@@ -50,6 +50,7 @@ impl GatewayBody {
         let length = inner.size_hint().exact();
         entry.status = Some(parts.status.as_u16());
         entry.cold_start = parts.headers.get("x-cold-start").cloned();
+        entry.fallback = parts.extensions.get::<FallbackReason>().copied();
         entry.length = length;
         entry.complete = bodiless || inner.is_end_stream() || length == Some(0);
         Response::from_parts(
@@ -130,6 +131,8 @@ pub(super) struct Entry {
     /// `None` until the answer's head.
     status: Option<u16>,
     cold_start: Option<HeaderValue>,
+    /// Why the layer answered instead of the backend, if it did.
+    fallback: Option<FallbackReason>,
     bytes: u64,
     /// The body's length, when announced (`content-length`).
     length: Option<u64>,
@@ -145,6 +148,7 @@ impl Entry {
             service,
             status: None,
             cold_start: None,
+            fallback: None,
             bytes: 0,
             length: None,
             complete: false,
@@ -165,6 +169,7 @@ impl Drop for Entry {
             bytes = self.bytes,
             complete = self.complete,
             cold_start_ms = %cold_start.unwrap_or("-"),
+            fallback = %self.fallback.map_or("-", FallbackReason::as_str),
             "request"
         );
     }

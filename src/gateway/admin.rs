@@ -13,7 +13,10 @@ use crate::config::ConfigError;
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"listen\": \"127.0.0.1:9901\", \"token\": \"…\"}"
+)]
 struct AdminSpec {
     listen: Option<String>,
     token: String,

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,9 +15,9 @@ use crate::proxy::{DEFAULT_LIMIT_WAIT, ForwardedHeaders, InFlightLimit};
 use crate::{MinMonitor, MonitorLayer};
 
 use super::route_host::route_host;
-use super::route_path::routing_path;
 use super::router::{Route, Routed};
 
+mod layer;
 mod proxy;
 
 /// How long shutdown waits for requests in flight unless `gateway.shutdown_grace` says.
@@ -34,7 +33,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"listen\": \"127.0.0.1:8080\", \"routes\": [{\"service\": \"app\"}]}"
+)]
 pub(super) struct GatewaySpec {
     pub(super) listen: String,
     routes: Vec<RouteSpec>,
@@ -56,7 +58,10 @@ pub(super) struct Shared {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"path_prefix\": \"/\", \"service\": \"app\"}"
+)]
 struct RouteSpec {
     host: Option<String>,
     path_prefix: Option<String>,
@@ -65,7 +70,10 @@ struct RouteSpec {
 
 /// How the gateway treats one service: layer settings and proxy settings.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object of per-service settings such as {\"hold\": {\"max_wait\": \"30s\"}}"
+)]
 struct ServiceSettings {
     hold: Option<HoldSpec>,
     retry_after: Option<DurationValue>,
@@ -86,21 +94,30 @@ struct ServiceSettings {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"max_in_flight\": 8, \"max_wait\": \"30s\"}"
+)]
 struct LimitSpec {
     max_in_flight: usize,
     max_wait: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"max_wait\": \"30s\"}"
+)]
 struct HoldSpec {
     max_wait: DurationValue,
     max_held: Option<usize>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object such as {\"never_paths\": [\"/healthz\"]}"
+)]
 struct WakeSpec {
     #[serde(default)]
     never_paths: Vec<String>,
@@ -122,7 +139,11 @@ impl GatewaySpec {
             .ok_or_else(|| ConfigError::new("", "the configuration must be a JSON object"))?
             .remove("gateway")
             .ok_or_else(|| {
-                ConfigError::new("gateway", "missing: { \"listen\": .., \"routes\": [..] }")
+                ConfigError::new(
+                    "gateway",
+                    "missing: the gateway needs this section beside \"services\", e.g. \"gateway\": \
+                     {\"listen\": \"127.0.0.1:8080\", \"routes\": [{\"service\": \"app\"}]}",
+                )
             })?;
         let spec: Self = parse_at("gateway", gateway)?;
         spec.listen_addr("gateway.listen", &spec.listen)?;
@@ -144,6 +165,11 @@ impl GatewaySpec {
                 ),
             )
         })
+    }
+
+    /// Whether a route sends requests to the service `name`.
+    pub(super) fn routes_to(&self, name: &str) -> bool {
+        self.routes.iter().any(|route| route.service == name)
     }
 
     pub(super) fn shutdown_grace(&self) -> Duration {
@@ -274,7 +300,7 @@ fn build(
     let layer = match shared.layers.get(name) {
         Some(layer) => layer.clone(),
         None => {
-            let layer = layer(monitor, name, settings, &at, base_dir)?;
+            let layer = layer::layer(monitor, name, settings, &at, base_dir)?;
             shared.layers.insert(name.to_string(), layer.clone());
             layer
         }
@@ -306,83 +332,4 @@ fn build(
         .build()
         .map_err(|e| ConfigError::new(format!("services.{name}.url"), e.to_string()))?;
     Ok(tower_layer::Layer::layer(&layer, proxy))
-}
-
-fn layer(
-    monitor: &Arc<MinMonitor>,
-    name: &str,
-    settings: &ServiceSettings,
-    at: &str,
-    base_dir: Option<&Path>,
-) -> Result<MonitorLayer, ConfigError> {
-    // A refused or reset forward marks the backend down and wakes it (a 503, not a bare 502).
-    let mut layer = monitor
-        .layer(name)
-        .map_err(|e| ConfigError::new(at, e.to_string()))?
-        .backend_gone_when(crate::layer::BackendGone::in_response);
-    if let Some(hold) = &settings.hold {
-        layer = layer.hold(hold.max_wait.positive(format!("{at}.hold.max_wait"))?);
-        if let Some(max_held) = hold.max_held {
-            if max_held == 0 {
-                return Err(ConfigError::new(
-                    format!("{at}.hold.max_held"),
-                    "must be at least 1",
-                ));
-            }
-            layer = layer.max_held(max_held);
-        }
-    }
-    if let Some(retry_after) = settings.retry_after {
-        layer = layer.retry_after(retry_after.0);
-    }
-    if let Some(file) = &settings.waiting_page {
-        let path = match base_dir {
-            Some(dir) => dir.join(file),
-            None => file.into(),
-        };
-        let page = std::fs::read_to_string(&path).map_err(|e| {
-            ConfigError::new(
-                format!("{at}.waiting_page"),
-                format!("cannot read {:?}: {e}", path.display().to_string()),
-            )
-        })?;
-        layer = layer.waiting_page(page);
-    }
-    if let Some(wake) = &settings.wake {
-        for (i, path) in wake.never_paths.iter().enumerate() {
-            if !path.starts_with('/') {
-                return Err(ConfigError::new(
-                    format!("{at}.wake.never_paths[{i}]"),
-                    format!("{path:?} must start with \"/\""),
-                ));
-            }
-        }
-        let agents = wake
-            .never_user_agents
-            .as_deref()
-            .map(|pattern| {
-                Regex::new(pattern).map_err(|e| {
-                    ConfigError::regex(format!("{at}.wake.never_user_agents"), pattern, &e)
-                })
-            })
-            .transpose()?;
-        // Compared as routes are: `/%68ealthz` is `/healthz` to the backend too.
-        let paths: Vec<Box<[u8]>> = wake
-            .never_paths
-            .iter()
-            .map(|path| routing_path(path).into())
-            .collect();
-        layer = layer.wake_when(move |_method, uri, headers| {
-            let path = routing_path(uri.path());
-            let quiet_path = paths.iter().any(|prefix| path.starts_with(prefix));
-            let quiet_agent = agents.as_ref().is_some_and(|agents| {
-                headers
-                    .get(http::header::USER_AGENT)
-                    .and_then(|ua| ua.to_str().ok())
-                    .is_some_and(|ua| agents.is_match(ua))
-            });
-            !quiet_path && !quiet_agent
-        });
-    }
-    Ok(layer)
 }

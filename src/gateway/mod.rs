@@ -160,6 +160,7 @@ mod config;
 mod demo;
 mod fleet;
 mod in_flight;
+mod own_address;
 mod route_host;
 mod route_path;
 mod router;
@@ -289,8 +290,13 @@ impl Gateway {
             None => registry,
         };
         let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
+        own_address::check(&monitor, listen, "gateway.listen")?;
         let mut shared = config::Shared::default();
         let routes = spec.routes(&monitor, base_dir, &mut shared)?;
+        // Valid (the admin may start and stop it), but most likely a route forgotten.
+        for name in monitor.names().iter().filter(|name| !spec.routes_to(name)) {
+            tracing::warn!(service = %name, "no route in gateway.routes names {name:?}: no request reaches it");
+        }
         let requests = Arc::new(answered::Requests::default());
         let router = Router::new(routes, spec.access_log, &requests);
         Ok(Self {

@@ -124,7 +124,8 @@ impl Gateway {
             Err(error) => {
                 // Named, as the gateway's own listener is: the operator must know which port.
                 let addr = (self.admin.as_ref()).map_or_else(String::new, |a| a.listen.to_string());
-                tracing::error!(%error, %addr, "the admin service cannot listen");
+                let hint = in_use_hint(&error, "admin.listen");
+                tracing::error!(%error, %addr, "the admin service cannot listen (admin.listen){hint}");
                 None
             }
         }
@@ -184,5 +185,15 @@ impl Gateway {
     #[cfg(not(unix))]
     async fn stop_programs(&self) -> bool {
         true
+    }
+}
+
+/// What to do about an address already in use, said after the error: the usual mistake is
+/// a second gateway, or another program, on the port `field` names.
+pub(super) fn in_use_hint(error: &std::io::Error, field: &str) -> String {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        format!("; another program listens there: stop it, or give {field} another port")
+    } else {
+        String::new()
     }
 }

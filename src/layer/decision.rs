@@ -86,6 +86,7 @@ pub(crate) fn decide(
         }
         let mut held = None;
         if !up {
+            registered.say_nothing_starts_it();
             if !may_wake {
                 return Decision::Fallback(FallbackReason::NotReady);
             }

@@ -20,7 +20,9 @@ use super::waiting_page::{Case, DEFAULT_WAITING_PAGE, render};
 use crate::lifecycle::ServiceState;
 use crate::registered::Registered;
 
-/// Why a request was answered by the fallback instead of the inner service.
+/// Why a request was answered by the fallback instead of the inner service; every fallback
+/// response carries it in its extensions, for a layer or a log outside to tell it from the
+/// inner service's (`response.extensions().get::<FallbackReason>()`).
 ///
 /// ```
 /// use http::StatusCode;
@@ -221,17 +223,15 @@ impl Fallback {
             Some(custom) => custom(parts, reason),
             None => answer(parts, reason, retry_after, service, page, situation),
         }));
-        let mut response = built.unwrap_or_else(|_| {
+        let (mut response, reason) = built.map(|built| (built, reason)).unwrap_or_else(|_| {
             tracing::error!(service = %service, reason = reason.as_str(), "the fallback panicked; answering 500");
-            answer(
-                parts,
-                FallbackReason::Error,
-                self.retry_after,
-                service,
-                DEFAULT_WAITING_PAGE,
-                situation,
-            )
+            let error = FallbackReason::Error;
+            let page = DEFAULT_WAITING_PAGE;
+            let built = answer(parts, error, self.retry_after, service, page, situation);
+            (built, error)
         });
+        // Why it was answered, for a log or layer outside (the gateway's access log).
+        response.extensions_mut().insert(reason);
         // A cached "not ready" would outlive the backend's start: never let anyone store it.
         response
             .headers_mut()

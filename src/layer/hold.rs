@@ -76,7 +76,7 @@ impl Hold {
         match futures::future::select(up, released).await {
             Either::Left((Ok(()), _)) => Ok(arrived.elapsed()),
             Either::Left((Err(_), _)) => {
-                tracing::debug!(service = %registered.name, ?max_wait, "held request waited its longest; answering 504");
+                registered.say_held_timed_out(max_wait);
                 Err(FallbackReason::Timeout)
             }
             Either::Right(((), _)) => Err(FallbackReason::NotReady),

@@ -67,6 +67,11 @@ pub(crate) struct Registered {
     release: release::Release,
     /// Whether any probe has finished yet (the first up is not a "coming back").
     seen: AtomicBool,
+    /// Whether this down spell's "nothing starts it" was said (see `say_nothing_starts_it`).
+    said_nothing_starts_it: AtomicBool,
+    /// Whether the current state's first held request to time out was said (see
+    /// `say_held_timed_out`); cleared at every transition.
+    said_held_timed_out: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
     settling_since: Mutex<Option<Instant>>,
     /// The services it needs up first, and its hold on them while it is not down.
@@ -111,6 +116,8 @@ impl Registered {
             backoff: backoff::StartBackoff::default(),
             release: release::Release::default(),
             seen: AtomicBool::new(false),
+            said_nothing_starts_it: AtomicBool::new(false),
+            said_held_timed_out: AtomicBool::new(false),
             settling_since: Mutex::new(None),
             dependencies: dependencies::Dependencies::new(dependencies),
             #[cfg(feature = "fleet")]
@@ -162,6 +169,46 @@ impl Registered {
     }
 
     /// A request asks for the backend to start: see [`start_for`](Self::start_for).
+    /// For a request that finds the backend down: if it has no `on_down`, says why its
+    /// requests get no start, once per down spell at info (a stream of them must not fill
+    /// the log, and without it an operator sees 503s and no line at all).
+    pub(crate) fn say_nothing_starts_it(&self) {
+        if self.service.on_down.is_none()
+            && self.state() == ServiceState::Down
+            && !self.said_nothing_starts_it.swap(true, Ordering::Relaxed)
+        {
+            let name = &*self.name;
+            tracing::info!(
+                service = name,
+                "{name} is down and nothing starts it (no on_down): its requests get the \
+                 fallback, or are held, until it is up"
+            );
+        }
+    }
+
+    /// For a held request answered 504 at `max_wait`: the first of each state said at info,
+    /// with how long the backend has been in it, so that a start longer than `max_wait` is
+    /// seen as such (the rest at debug: a herd times out together).
+    pub(crate) fn say_held_timed_out(&self, max_wait: std::time::Duration) {
+        let name = &*self.name;
+        if self.said_held_timed_out.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                service = name,
+                ?max_wait,
+                "held request waited its longest; answering 504"
+            );
+            return;
+        }
+        let (state, lasted) = self.lifecycle.snapshot();
+        tracing::info!(
+            service = name,
+            "{name} did not come up within the hold's max_wait ({:.2} s): held requests are \
+             answered 504 (it has been {state} for {:.2} s)",
+            max_wait.as_secs_f64(),
+            lasted.as_secs_f64()
+        );
+    }
+
     pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
         self.start_for(Asker::Request)
     }

@@ -39,7 +39,11 @@ impl Registered {
                 let (state, lasted) = me.lifecycle.snapshot();
                 if state == ServiceState::Starting && lasted >= me.service.start_timeout {
                     if let Some(down) = me.lifecycle.apply(Event::StartTimedOut) {
-                        me.after_because(down, "its start timeout passed");
+                        // Where it was looked for: a URL whose port is not the one the
+                        // backend listens on is the likely mistake.
+                        let url = crate::redact::url(me.service.url());
+                        let why = format!("its start timeout passed with {url} still down");
+                        me.after_because(down, &why);
                         me.abandon_start();
                     }
                     continue;

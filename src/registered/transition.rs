@@ -79,6 +79,7 @@ impl Registered {
             }
             _ => tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}"),
         }
+        self.said_held_timed_out.store(false, Ordering::Relaxed);
         crate::metrics::transition(name, from.as_str(), to.as_str());
         self.dependencies.follow(|| self.state());
         self.changed.notify_waiters();
@@ -90,6 +91,8 @@ impl Registered {
         match to {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
             ServiceState::Up => {
+                // Down again later is a new spell, whose 503s are explained anew.
+                self.said_nothing_starts_it.store(false, Ordering::Relaxed);
                 // A start asked for while stopping is moot once the backend is up again.
                 self.wake_after_stop
                     .store(release::NO_WISH, Ordering::SeqCst);

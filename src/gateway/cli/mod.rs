@@ -27,6 +27,7 @@ backend that is started by the first request and stopped after 20 s idle.
 
 Options:
   --config FILE   the JSON configuration: a \"gateway\" section beside \"services\"
+                  (every setting, with an example: CONFIG.md in the crate's source)
   --listen ADDR   listen on ADDR (an IP and a port) instead of gateway.listen
   --workers N     serve on N threads (1 to 1024), each with its own runtime
                   (default: one per core)
@@ -97,6 +98,12 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
             }
             "--check" => check = true,
             other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
+            // A file named alone is the likely slip: say how to give it.
+            other if other.ends_with(".json") => {
+                return Err(format!(
+                    "unexpected argument {other:?}; for a configuration file, write --config {other}"
+                ));
+            }
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
@@ -198,10 +205,10 @@ fn run(
             }
         };
         let addr = listen.unwrap_or(gateway.listen());
-        // The configuration checked its admin port against its own `gateway.listen` only.
-        if let (Some(listen), Some(admin)) = (listen, &gateway.admin) {
-            if let Err(error) = admin.check_beside(listen) {
-                eprintln!("{NAME}: configuration error: {error} (given with --listen)");
+        // The configuration checked its addresses against its own `gateway.listen` only.
+        if let Some(listen) = listen {
+            if let Err(error) = super::own_address::check_listen_flag(&gateway, listen) {
+                eprintln!("{NAME}: configuration error: {error}");
                 return ExitCode::FAILURE;
             }
         }
@@ -212,7 +219,9 @@ fn run(
         let listener = match std::net::TcpListener::bind(addr) {
             Ok(listener) => listener,
             Err(error) => {
-                eprintln!("{NAME}: cannot listen on {addr}: {error}");
+                let field = if listen.is_some() { "--listen" } else { "gateway.listen" };
+                let hint = super::run::in_use_hint(&error, field);
+                eprintln!("{NAME}: cannot listen on {addr} ({field}): {error}{hint}");
                 return ExitCode::FAILURE;
             }
         };
@@ -319,93 +328,4 @@ fn runtime() -> Result<tokio::runtime::Runtime, crate::BoxError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Result<Command, String> {
-        parse(list.iter().map(OsString::from))
-    }
-
-    #[test]
-    fn options_and_their_values_are_read() {
-        assert_eq!(
-            args(&["--config", "g.json", "--listen", "127.0.0.1:0", "--check"]),
-            Ok(Command::Run {
-                config: Some("g.json".into()),
-                listen: Some("127.0.0.1:0".into()),
-                workers: None,
-                check: true
-            })
-        );
-        assert_eq!(args(&["--help"]), Ok(Command::Help));
-        assert_eq!(args(&["-V"]), Ok(Command::Version));
-    }
-
-    #[test]
-    fn unknown_options_missing_values_and_stray_arguments_are_errors() {
-        assert_eq!(
-            args(&["--conifg", "x"]),
-            Err("unknown option \"--conifg\"".into())
-        );
-        assert_eq!(
-            args(&["--config"]),
-            Err("option --config needs a value".into())
-        );
-        assert_eq!(
-            args(&["--config", "--check"]),
-            Err("option --config needs a value".into())
-        );
-        assert_eq!(
-            args(&["x.json"]),
-            Err("unexpected argument \"x.json\"".into())
-        );
-    }
-
-    #[test]
-    fn an_option_given_twice_is_an_error_not_one_value_ignored() {
-        for (list, flag) in [
-            (
-                &["--config", "a.json", "--config", "b.json"][..],
-                "--config",
-            ),
-            (
-                &[
-                    "--listen",
-                    "127.0.0.1:1",
-                    "--check",
-                    "--listen",
-                    "127.0.0.1:2",
-                ][..],
-                "--listen",
-            ),
-            (&["--workers", "2", "--workers", "3"][..], "--workers"),
-        ] {
-            assert_eq!(args(list), Err(format!("option {flag} given twice")));
-        }
-    }
-
-    #[test]
-    fn workers_is_a_whole_number_from_one_to_the_bound() {
-        let Ok(Command::Run { workers, .. }) = args(&["--workers", "3"]) else {
-            panic!("--workers 3 not read");
-        };
-        assert_eq!(workers.map(NonZeroUsize::get), Some(3));
-        // Past the bound, the count once went to an allocation: a panic, or an abort.
-        for bad in [
-            "0",
-            "-1",
-            "two",
-            "1025",
-            "1000000000000",
-            "18446744073709551615",
-        ] {
-            assert_eq!(
-                args(&["--workers", bad]),
-                Err(format!(
-                    "option --workers needs a whole number from 1 to 1024, not {bad:?}"
-                ))
-            );
-        }
-        assert!(args(&["--workers", "1024"]).is_ok());
-    }
-}
+mod tests;

@@ -1,0 +1,118 @@
+//! A value of the wrong kind is said in the words of the JSON file's writer: what was written,
+//! and what to write instead (an example), never a Rust type's name (`struct HoldSpec`, `usize`).
+
+use tower_monitor::MinMonitor;
+use tower_monitor::config::TriggerRegistry;
+use tower_monitor::gateway::Gateway;
+
+const SERVICES: &str =
+    r#""services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } }"#;
+
+/// The error of a gateway file whose `gateway` section is `gateway`, beside `services`.
+fn gateway_error(gateway: &str) -> String {
+    let json = format!(r#"{{ "gateway": {gateway}, {SERVICES} }}"#);
+    match Gateway::from_config(&json, &TriggerRegistry::new()) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn gateway_with_app(settings: &str) -> String {
+    gateway_error(&format!(
+        r#"{{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+             "services": {{ "app": {settings} }} }}"#
+    ))
+}
+
+fn service_error(fields: &str) -> String {
+    let json =
+        format!(r#"{{ "services": {{ "app": {{ "url": "http://127.0.0.1:9/", {fields} }} }} }}"#);
+    match MinMonitor::from_config(&json) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn assert_says(error: &str, path: &str, words: &str) {
+    assert!(
+        error.starts_with(&format!("{path}: ")),
+        "not at {path}: {error}"
+    );
+    assert!(error.contains(words), "not saying {words:?}: {error}");
+    for rust in ["struct ", "Spec", "usize", "sequence", " map"] {
+        assert!(!error.contains(rust), "Rust's words ({rust:?}) in: {error}");
+    }
+}
+
+#[test]
+fn an_object_of_the_wrong_kind_is_shown_as_the_object_to_write() {
+    assert_says(
+        &gateway_with_app(r#"{ "hold": "30s" }"#),
+        "gateway.services.app.hold",
+        r#"invalid type: string "30s", expected an object such as {"max_wait": "30s"}"#,
+    );
+    assert_says(
+        &gateway_with_app(r#"{ "limit": 8 }"#),
+        "gateway.services.app.limit",
+        r#"expected an object such as {"max_in_flight": 8"#,
+    );
+    assert_says(
+        &gateway_error(r#"{ "listen": "127.0.0.1:0", "routes": [ "app" ] }"#),
+        "gateway.routes[0]",
+        r#"expected an object such as {"path_prefix": "/", "service": "app"}"#,
+    );
+    assert_says(
+        &service_error(r#""grace_period": "1s", "on_idle": "15m""#),
+        "services.app.on_idle",
+        r#"expected an object such as {"after": "15m""#,
+    );
+}
+
+/// serde's derived structs read a list by position: one given for an object is the wrong type,
+/// not a list of the wrong length.
+#[test]
+fn a_list_given_for_an_object_is_said_to_be_a_list() {
+    assert_says(
+        &gateway_with_app(r#"{ "hold": ["30s"] }"#),
+        "gateway.services.app.hold",
+        r#"invalid type: list, expected an object such as {"max_wait": "30s"}"#,
+    );
+    assert_says(
+        &gateway_error(r#"{ "listen": "127.0.0.1:0", "routes": { "service": "app" } }"#),
+        "gateway.routes",
+        "invalid type: object, expected a list",
+    );
+}
+
+#[test]
+fn a_duration_of_the_wrong_kind_is_shown_as_a_duration_to_write() {
+    assert_says(
+        &service_error(r#""grace_period": 30"#),
+        "services.app.grace_period",
+        r#"invalid type: integer `30`, expected a duration such as "30s""#,
+    );
+}
+
+#[test]
+fn a_count_of_the_wrong_kind_asks_for_a_whole_number() {
+    assert_says(
+        &gateway_with_app(r#"{ "hold": { "max_wait": "30s", "max_held": "10" } }"#),
+        "gateway.services.app.hold.max_held",
+        r#"invalid type: string "10", expected a whole number"#,
+    );
+}
+
+/// A file of `services` alone (what `MinMonitor::from_config` reads) given to the gateway.
+#[test]
+fn a_missing_gateway_section_is_shown_as_the_section_to_write() {
+    let json = format!("{{ {SERVICES} }}");
+    let error = match Gateway::from_config(&json, &TriggerRegistry::new()) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(error) => error.to_string(),
+    };
+    assert_says(
+        &error,
+        "gateway",
+        r#""gateway": {"listen": "127.0.0.1:8080", "routes": [{"service": "app"}]}"#,
+    );
+}
