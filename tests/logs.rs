@@ -188,12 +188,14 @@ async fn held_requests_that_time_out_are_said_once_per_start() {
 }
 
 /// A gateway service that no route names is reached by no request: valid, but warned of, as
-/// a route forgotten when the service was added.
+/// a route forgotten when the service was added; unless another service needs it up (its
+/// database, say), which is what it is there for.
 #[test]
 fn a_gateway_service_without_a_route_is_warned_of() {
     let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
     let json = r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
-        "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" },
+        "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s", "depends_on": ["db"] },
+                      "db": { "url": "tcp://127.0.0.1:11", "grace_period": "1s" },
                       "orphan": { "url": "http://127.0.0.1:10/", "grace_period": "1s" } } }"#;
     let registry = tower_monitor::config::TriggerRegistry::new();
     tower_monitor::gateway::Gateway::from_config(json, &registry).unwrap();

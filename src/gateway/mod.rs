@@ -293,8 +293,10 @@ impl Gateway {
         own_address::check(&monitor, listen, "gateway.listen")?;
         let mut shared = config::Shared::default();
         let routes = spec.routes(&monitor, base_dir, &mut shared)?;
-        // Valid (the admin may start and stop it), but most likely a route forgotten.
-        for name in monitor.names().iter().filter(|name| !spec.routes_to(name)) {
+        // Valid (the admin may start and stop it, another service may need it), but most
+        // likely a route forgotten.
+        let unreached = |name: &&String| !spec.routes_to(name) && !monitor.is_needed(name);
+        for name in monitor.names().iter().filter(unreached) {
             tracing::warn!(service = %name, "no route in gateway.routes names {name:?}: no request reaches it");
         }
         let requests = Arc::new(answered::Requests::default());

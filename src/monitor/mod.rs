@@ -300,6 +300,15 @@ impl MinMonitor {
         services.keys().cloned().collect()
     }
 
+    /// Whether another service [`depends_on`](MonitoredService::depends_on) the service `name`.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn is_needed(&self, name: &str) -> bool {
+        let services = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        services
+            .values()
+            .any(|other| other.service.depends_on.iter().any(|d| **d == *name))
+    }
+
     /// Joins a fleet: from now on this monitor is one replica of several sharing each backend's
     /// lifecycle through Redis (see [`fleet`](crate::fleet)). Services added before and after
     /// take part. Join before serving, from within a Tokio runtime; a monitor joins one fleet,
