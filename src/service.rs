@@ -236,13 +236,17 @@ impl MonitoredService {
     /// first brings its dependencies up: each is probed, started if down (its own `on_down`,
     /// as a request to it would), and awaited until a probe finds it up, all at once; only
     /// then does this service's `on_down` run. A dependency that does not come up within its
-    /// own `trigger_timeout` and `start_timeout` fails this start, as a failed `on_down` does,
-    /// and `on_down` does not run.
+    /// own `trigger_timeout` and `start_timeout` (and its `stop_timeout` before that, if it
+    /// was stopping) fails this start, as a failed `on_down` does, and `on_down` does not run.
+    /// This service's own `start_timeout` does not count that wait. A dependency is started
+    /// for whoever started this service: an operator's start starts it during a shutdown too
+    /// ([`MinMonitor::release_held`](crate::MinMonitor::release_held)).
     ///
     /// While this service is not Down (starting, up or stopping), it counts as a request in
     /// flight for each dependency's `on_idle`, like an open WebSocket: a dependency is stopped
     /// for being idle only once every service depending on it is down, and its idle time
-    /// after that.
+    /// after that. A service found up by a probe, with no start, holds its dependencies too,
+    /// but starts none of them.
     ///
     /// `name` must be added to the monitor before this service, or
     /// [`MinMonitor::add`](crate::MinMonitor::add) fails with

@@ -206,8 +206,19 @@ impl Lifecycle {
 
     /// The state and how long it has lasted so far, read together.
     pub(crate) fn snapshot(&self) -> (ServiceState, Duration) {
-        let (state, since) = unpack(self.word.load(Ordering::SeqCst));
-        (state, self.epoch.elapsed().saturating_sub(since))
+        let (_, state, lasted) = self.stamped_snapshot();
+        (state, lasted)
+    }
+
+    /// [`snapshot`](Self::snapshot), with the stay it describes.
+    pub(crate) fn stamped_snapshot(&self) -> (Stamp, ServiceState, Duration) {
+        let word = self.word.load(Ordering::SeqCst);
+        let (state, since) = unpack(word);
+        (
+            Stamp(word),
+            state,
+            self.epoch.elapsed().saturating_sub(since),
+        )
     }
 
     /// Applies `event`: the transition it leads to, if any, made atomically. Of several callers

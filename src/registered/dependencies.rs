@@ -4,14 +4,17 @@
 //! [`MonitoredService::depends_on`]: crate::MonitoredService::depends_on
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::try_join_all;
+use tokio::time::Instant;
 
 use super::{Asker, Registered};
 use crate::Activity;
 use crate::error::SharedError;
-use crate::lifecycle::ServiceState;
+use crate::lifecycle::{ServiceState, Stamp};
 use crate::sync::lock;
 
 /// A service's dependencies, and the activity it holds on each while it is not down.
@@ -20,6 +23,31 @@ pub(super) struct Dependencies {
     of: Vec<Arc<Registered>>,
     /// One per dependency while the dependent is not down; empty while it is.
     held: Mutex<Vec<Activity>>,
+    /// The last start whose dependencies were awaited, and for how long.
+    waited: Mutex<Waited>,
+}
+
+/// A start's wait for its dependencies: not counted in its start timeout.
+#[derive(Default)]
+struct Waited {
+    /// The Starting stay it belongs to.
+    start: Option<Stamp>,
+    /// When the wait began, while it lasts.
+    since: Option<Instant>,
+    /// How long it took, once over.
+    took: Duration,
+}
+
+/// A start's wait for its dependencies while it lives (see [`Dependencies::awaiting`]).
+pub(super) struct Awaiting<'a>(&'a Mutex<Waited>);
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        let mut waited = lock(self.0);
+        if let Some(since) = waited.since.take() {
+            waited.took = since.elapsed();
+        }
+    }
 }
 
 impl Dependencies {
@@ -27,6 +55,34 @@ impl Dependencies {
         Self {
             of,
             held: Mutex::default(),
+            waited: Mutex::default(),
+        }
+    }
+
+    /// Counts the dependencies' wait for the start `start` (when known) until dropped.
+    pub(super) fn awaiting(&self, start: Option<Stamp>) -> Option<Awaiting<'_>> {
+        let start = start?;
+        *lock(&self.waited) = Waited {
+            start: Some(start),
+            since: Some(Instant::now()),
+            took: Duration::ZERO,
+        };
+        Some(Awaiting(&self.waited))
+    }
+
+    /// How much of the stay `stay`, `lasted` long so far, counts as the backend's own start:
+    /// all of it but the wait for the dependencies; `None` while they are still awaited.
+    pub(super) fn own_part(&self, stay: Stamp, lasted: Duration) -> Option<Duration> {
+        if self.of.is_empty() {
+            return Some(lasted);
+        }
+        let waited = lock(&self.waited);
+        if waited.start != Some(stay) {
+            return Some(lasted);
+        }
+        match waited.since {
+            Some(_) => None,
+            None => Some(lasted.saturating_sub(waited.took)),
         }
     }
 
@@ -46,9 +102,12 @@ impl Dependencies {
 
     /// Brings every dependency up, all at once; fails with the first that does not come up.
     /// Nothing is asked of a dependency that is up.
+    /// A dependency is started for the same `asker` as the dependent: an operator's start
+    /// (never refused) starts them during a shutdown too.
     pub(super) fn come_up(
         &self,
         dependent: &Arc<str>,
+        asker: Asker,
     ) -> Option<impl Future<Output = Result<(), SharedError>> + Send + 'static> {
         if self.of.is_empty() {
             return None;
@@ -56,19 +115,27 @@ impl Dependencies {
         let ups = self
             .of
             .iter()
-            .map(|dependency| up(Arc::clone(dependency), Arc::clone(dependent)));
+            .map(|dependency| up(Arc::clone(dependency), Arc::clone(dependent), asker));
         let all = try_join_all(ups);
         Some(async move { all.await.map(drop) })
     }
 }
 
 /// Brings `dependency` up for `dependent`'s start: probed if down, started if the probe finds
-/// it down, awaited until up. Bounded by the dependency's own trigger and start timeouts.
-async fn up(dependency: Arc<Registered>, dependent: Arc<str>) -> Result<(), SharedError> {
-    let bound = dependency
-        .service
+/// it down, awaited until up. Bounded by the dependency's own trigger and start timeouts, and,
+/// if it is seen stopping, the longest its stop may last (its stop timeout, or its `on_idle`
+/// running up to the trigger timeout) on top.
+async fn up(
+    dependency: Arc<Registered>,
+    dependent: Arc<str>,
+    asker: Asker,
+) -> Result<(), SharedError> {
+    let service = &dependency.service;
+    let bound = service
         .trigger_timeout
-        .saturating_add(dependency.service.start_timeout);
+        .saturating_add(service.start_timeout);
+    let stop_bound = service.stop_timeout.max(service.trigger_timeout);
+    let stopping_seen = AtomicBool::new(false);
     let failed = |reason: String| -> SharedError {
         Arc::new(DependencyDown {
             dependency: Arc::clone(&dependency.name),
@@ -83,7 +150,8 @@ async fn up(dependency: Arc<Registered>, dependent: Arc<str>) -> Result<(), Shar
             changed.as_mut().enable();
             match dependency.state() {
                 ServiceState::Up => return Ok(()),
-                ServiceState::Starting | ServiceState::Stopping => {}
+                ServiceState::Starting => {}
+                ServiceState::Stopping => stopping_seen.store(true, Ordering::Relaxed),
                 ServiceState::Down if asked => {
                     return Err(failed("it did not come up".into()));
                 }
@@ -100,7 +168,7 @@ async fn up(dependency: Arc<Registered>, dependent: Arc<str>) -> Result<(), Shar
                     }
                     tracing::info!(service = %dependent, dependency = %dependency.name,
                         "{dependent}: starting {} first", dependency.name);
-                    if let Err(error) = dependency.start_for(Asker::Request).await {
+                    if let Err(error) = dependency.start_for(asker).await {
                         return Err(failed(error.to_string()));
                     }
                     continue;
@@ -109,14 +177,39 @@ async fn up(dependency: Arc<Registered>, dependent: Arc<str>) -> Result<(), Shar
             changed.await;
         }
     };
-    match tokio::time::timeout(bound, coming_up).await {
-        Ok(result) => result,
-        Err(_) => Err(failed(format!(
-            "it was not up within {:?} (its trigger_timeout and start_timeout)",
-            bound
-        ))),
+    tokio::pin!(coming_up);
+    let began = Instant::now();
+    let mut deadline = began + bound;
+    let mut stop_counted = false;
+    loop {
+        match tokio::time::timeout_at(deadline, coming_up.as_mut()).await {
+            Ok(result) => return result,
+            Err(_) if !stop_counted && stopping_seen.load(Ordering::Relaxed) => {
+                stop_counted = true;
+                deadline += stop_bound;
+            }
+            Err(_) => {
+                return Err(failed(format!(
+                    "it was not up within {:?} (its trigger_timeout and start_timeout{})",
+                    deadline.duration_since(began),
+                    if stop_counted { ", after its stop" } else { "" }
+                )));
+            }
+        }
     }
 }
+
+/// Why a start's `on_down` did not run: the start ended while its dependencies came up.
+#[derive(Debug)]
+pub(super) struct StartEnded;
+
+impl fmt::Display for StartEnded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("its start ended while its dependencies came up")
+    }
+}
+
+impl std::error::Error for StartEnded {}
 
 /// Why a start failed before its `on_down` ran: a dependency did not come up.
 #[derive(Debug)]

@@ -248,7 +248,7 @@ impl Registered {
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
                 let starting = Some(transition.began);
-                let run = self.run_on_down(on_down, starting, running);
+                let run = self.run_on_down(on_down, starting, running, asker);
                 return Some(self.fleet_wake(asker, run));
             }
             drop(running);
@@ -271,7 +271,7 @@ impl Registered {
             self.wake_after_stop
                 .store(release::NO_WISH, Ordering::SeqCst);
             self.after(transition);
-            let run = self.run_on_down(on_down, Some(transition.began), running);
+            let run = self.run_on_down(on_down, Some(transition.began), running, asker);
             Some(self.fleet_wake(asker, run))
         });
         let name = Arc::clone(&self.name);
@@ -305,20 +305,22 @@ impl Registered {
         let on_down = self.service.on_down.clone()?;
         let starting = Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting);
         let running = stop::TriggerRun::new(&self.start_runs);
-        Some(self.run_on_down(on_down, starting, running))
+        Some(self.run_on_down(on_down, starting, running, Asker::Request))
     }
 
     /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
-    /// counted in `start_runs` by `running` until it ends.
+    /// counted in `start_runs` by `running` until it ends, once its dependencies, started for
+    /// `asker`, are up.
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
         starting: Option<Stamp>,
         running: stop::TriggerRun,
+        asker: Asker,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
-        let dependencies = self.dependencies.come_up(&self.name);
+        let dependencies = self.dependencies.come_up(&self.name, asker);
         async move {
             let _running = running;
             let Some(me) = me else { return Ok(()) };
@@ -326,14 +328,28 @@ impl Registered {
             let unfinished = start_watch::UnfinishedStart::new(&me, starting);
             let mut why = "on_down failed";
             let result = match dependencies {
-                Some(dependencies) => match dependencies.await {
-                    Ok(()) => None,
-                    Err(down) => {
-                        tracing::warn!(service = %me.name, "{} not started: {down}", me.name);
-                        why = "a dependency did not come up";
-                        Some(Err(down))
+                Some(dependencies) => {
+                    let awaiting = me.dependencies.awaiting(starting);
+                    let result = dependencies.await;
+                    drop(awaiting);
+                    match result {
+                        // Over meanwhile (a probe found it up, say): `on_down` is for this
+                        // start only, and what ends a start has said so already.
+                        Ok(()) if starting.is_some_and(|start| me.lifecycle.stamp() != start) => {
+                            unfinished.finished();
+                            return match me.state() {
+                                ServiceState::Up => Ok(()),
+                                _ => Err(Arc::new(dependencies::StartEnded) as SharedError),
+                            };
+                        }
+                        Ok(()) => None,
+                        Err(down) => {
+                            tracing::warn!(service = %me.name, "{} not started: {down}", me.name);
+                            why = "a dependency did not come up";
+                            Some(Err(down))
+                        }
                     }
-                },
+                }
                 None => None,
             };
             let result = match result {

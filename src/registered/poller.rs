@@ -36,8 +36,13 @@ impl Registered {
             let mut running = running;
             let me = Arc::clone(&running.me);
             while me.needs_polling() || me.resume_polling() {
-                let (state, lasted) = me.lifecycle.snapshot();
-                if state == ServiceState::Starting && lasted >= me.service.start_timeout {
+                let (stamp, state, lasted) = me.lifecycle.stamped_snapshot();
+                // The wait for its dependencies is theirs to bound: the start timeout is for
+                // the backend's own start, and is not counted while they come up.
+                let own = me.dependencies.own_part(stamp, lasted);
+                if state == ServiceState::Starting
+                    && own.is_some_and(|own| own >= me.service.start_timeout)
+                {
                     if let Some(down) = me.lifecycle.apply(Event::StartTimedOut) {
                         // Where it was looked for: a URL whose port is not the one the
                         // backend listens on is the likely mistake.
