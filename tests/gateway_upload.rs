@@ -94,3 +94,115 @@ async fn a_client_upload_that_breaks_off_does_not_mark_the_backend_down() {
         assert_eq!(common::count(&starts), 0, "on_down ran; http2: {http2}");
     }
 }
+
+/// A backend that reads each request's whole body before it answers, and counts the
+/// connections that end (closed by the proxy: it closes none itself).
+async fn counting_backend() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&closed);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            let answer = hyper::service::service_fn(
+                |request: http::Request<hyper::body::Incoming>| async move {
+                    let body = request.into_body().collect().await?.to_bytes();
+                    let answer =
+                        http_body_util::Full::new(Bytes::from(format!("{} bytes", body.len())));
+                    Ok::<_, hyper::Error>(http::Response::new(answer))
+                },
+            );
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), answer);
+            tokio::spawn(async move {
+                let _ = connection.await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, closed)
+}
+
+type Boxed = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// Whole uploads, however their body ends, leave their HTTP/1.1 backend connection open for
+/// the next request: only an answer that came before the whole body went closes it. (Counted
+/// as closes, not as connections: one back in the pool a moment after its answer is a race
+/// of the test's, not a close.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_uploads_keep_their_backend_connection_however_their_body_ends() {
+    use http_body::Frame;
+    use http_body_util::BodyExt;
+    let (backend, closed) = counting_backend().await;
+    let proxy = Proxy::builder(common::url_for(backend))
+        .service_name("app")
+        .build()
+        .unwrap();
+    let data = |bytes: &'static [u8]| Ok(Frame::data(Bytes::from_static(bytes)));
+    let stream = |frames: Vec<Result<Frame<Bytes>, std::io::Error>>| {
+        http_body_util::StreamBody::new(futures::stream::iter(frames)).boxed()
+    };
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("checksum", http::HeaderValue::from_static("abc"));
+    let uploads: Vec<(&str, Option<&str>, Boxed)> = vec![
+        // A length, and a body that never says it has ended (it just has no more).
+        (
+            "a length",
+            Some("10"),
+            stream(vec![data(b"01234"), data(b"56789")]),
+        ),
+        // No length: hyper sends the exact size its hint gives, and asks no more.
+        (
+            "an exact size",
+            None,
+            http_body_util::Full::new(Bytes::from_static(b"0123456789"))
+                .map_err(|never| match never {})
+                .boxed(),
+        ),
+        // Chunked, ended by trailers.
+        (
+            "trailers",
+            None,
+            stream(vec![
+                data(b"01234"),
+                data(b"56789"),
+                Ok(Frame::trailers(trailers)),
+            ]),
+        ),
+        // Chunked, ended by the stream's end.
+        ("chunks", None, stream(vec![data(b"01234"), data(b"56789")])),
+    ];
+    for (how, length, body) in uploads {
+        let mut request = http::Request::post("/upload").header("host", "app.localhost");
+        if let Some(length) = length {
+            request = request.header("content-length", length);
+        }
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            proxy.clone().oneshot(request.body(body).unwrap()),
+        )
+        .await
+        .expect("answered in time")
+        .unwrap();
+        assert_eq!(response.status(), 200, "{how}");
+        let answer = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(answer, "10 bytes", "{how}");
+        assert_eq!(
+            closed.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a backend connection closed by the upload with {how} or before"
+        );
+    }
+    // One more exchange, for the last upload's close to be seen if it made one.
+    let request = http::Request::get("/").header("host", "app.localhost");
+    let empty = http_body_util::Empty::new().map_err(|never| match never {});
+    let response = proxy.oneshot(request.body(empty.boxed()).unwrap());
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("answered in time")
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+    assert_eq!(closed.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

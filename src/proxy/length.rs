@@ -41,6 +41,11 @@ fn canonical(value: &[u8]) -> bool {
         && (value.len() == 1 || value[0] != b'0')
 }
 
+/// The length a request's `Content-Length` gives its body, which hyper sends that much of.
+pub(super) fn of_request(headers: &HeaderMap) -> Option<u64> {
+    agreed(headers)
+}
+
 /// The one length every `Content-Length` value and list element names, if they agree and
 /// each is digits only (no sign, as hyper reads them).
 fn agreed(headers: &HeaderMap) -> Option<u64> {

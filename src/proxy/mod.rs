@@ -288,7 +288,9 @@ where
                 &request,
             );
         }
-        let request = request.map(|body| Upload::new(body, this.body_read_timeout));
+        let length = length::of_request(request.headers());
+        let request =
+            request.map(|body| Upload::new(body, this.body_read_timeout).with_length(length));
         let now = Instant::now();
         let sent = Sent {
             method: request.method().clone(),

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -33,18 +34,32 @@ pin_project! {
         stalled: Option<Pin<Box<Sleep>>>,
         // Set once the whole body has been handed on; none for a body empty from the start.
         whole: Option<Arc<AtomicBool>>,
+        // Bytes still to hand on, for a body of known length: hyper sends that many and asks
+        // no more (no end of stream, no `None`), so their count is what tells the end.
+        left: Option<u64>,
     }
 }
 
 impl<B: Body> Upload<B> {
     pub(crate) fn new(body: B, timeout: Option<Duration>) -> Self {
         let whole = (!body.is_end_stream()).then(Arc::default);
+        let left = body.size_hint().exact();
         Self {
             body: Some(body),
             timeout,
             stalled: None,
             whole,
+            left,
         }
+    }
+
+    /// The body's length, as its `Content-Length` header says (which hyper sends by, rather
+    /// than by the body's size hint).
+    pub(crate) fn with_length(mut self, length: Option<u64>) -> Self {
+        if length.is_some() {
+            self.left = length;
+        }
+        self
     }
 
     /// Whether the whole body has been handed on, for a request that has one.
@@ -75,6 +90,7 @@ impl<B> Default for Upload<B> {
             timeout: None,
             stalled: None,
             whole: None,
+            left: None,
         }
     }
 }
@@ -97,8 +113,19 @@ where
         };
         if let Poll::Ready(frame) = body.poll_frame(cx) {
             *this.stalled = None;
-            if frame.is_none() {
-                mark_whole(this.whole);
+            match &frame {
+                None => mark_whole(this.whole),
+                // The last frame there is: hyper asks no more after trailers.
+                Some(Ok(frame)) if frame.is_trailers() => mark_whole(this.whole),
+                Some(Ok(frame)) => {
+                    if let (Some(left), Some(data)) = (this.left.as_mut(), frame.data_ref()) {
+                        *left = left.saturating_sub(data.remaining() as u64);
+                        if *left == 0 {
+                            mark_whole(this.whole);
+                        }
+                    }
+                }
+                Some(Err(_)) => {}
             }
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
