@@ -2,29 +2,25 @@
 //! transition sets off (running `on_down` / `on_idle`, polling, releasing held requests; see
 //! `transition.rs`).
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::error::{MonitorError, SharedError};
 use crate::idle::IdleWatch;
-use crate::lifecycle::{Event, Lifecycle, ServiceState, Stamp};
+use crate::lifecycle::{Event, Lifecycle, ServiceState};
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
 use crate::stats::Stats;
 use crate::status::StatusCache;
-use crate::trigger::run_bounded;
 
 mod backoff;
 mod dependencies;
 mod poller;
 mod probe;
 mod release;
+mod start;
 mod start_watch;
 mod stop;
 mod transition;
@@ -168,7 +164,6 @@ impl Registered {
         }
     }
 
-    /// A request asks for the backend to start: see [`start_for`](Self::start_for).
     /// For a request that finds the backend down: if it has no `on_down`, says why its
     /// requests get no start, once per down spell at info (a stream of them must not fill
     /// the log, and without it an operator sees 503s and no line at all).
@@ -207,168 +202,6 @@ impl Registered {
             max_wait.as_secs_f64(),
             lasted.as_secs_f64()
         );
-    }
-
-    pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
-        self.start_for(Asker::Request)
-    }
-
-    /// Asks for the backend to start: runs `on_down` if it is down (one run per cold start,
-    /// shared by everyone who asks while it runs), remembers the wish if it is stopping, and
-    /// does nothing more if it is starting or up. Fails with `on_down`'s own failure, or with
-    /// [`StartPaused`] while the pause after a series of failed starts lasts (see `backoff`).
-    /// Once held requests are released (the server is shutting down), a request's start fails
-    /// with [`ShuttingDown`] instead, before anything runs: every start a request can set off
-    /// comes here, so this is the one place that says no.
-    pub(crate) fn start_for(
-        &self,
-        asker: Asker,
-    ) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
-        let joined = self.waking.join_or_start(|| {
-            let on_down = self.service.on_down.clone()?;
-            if asker == Asker::Request && self.is_released() {
-                return self.start_refused();
-            }
-            if self.state() == ServiceState::Down {
-                if let Some((paused, first)) = self.backoff.pausing() {
-                    // Once per pause at info: why requests get no start must be explained,
-                    // a stream of requests must not fill the log.
-                    if first {
-                        tracing::info!(service = %self.name, "{}: {paused}", self.name);
-                    } else {
-                        tracing::debug!(service = %self.name, "{}: {paused}", self.name);
-                    }
-                    let paused: SharedError = Arc::new(paused);
-                    return Some(futures::future::ready(Err(paused)).boxed());
-                }
-            }
-            // Counted before the transition, as a stop is: an idle stop that follows it (the
-            // backend answering before on_down returns) sees it.
-            let running = stop::TriggerRun::new(&self.start_runs);
-            if let Some(transition) = self.lifecycle.apply(Event::Wake) {
-                self.after(transition);
-                let starting = Some(transition.began);
-                let run = self.run_on_down(on_down, starting, running, asker);
-                return Some(self.fleet_wake(asker, run));
-            }
-            drop(running);
-            if self.state() != ServiceState::Stopping {
-                return None;
-            }
-            self.wake_after_stop
-                .fetch_max(asker.wish(), Ordering::SeqCst);
-            let running = stop::TriggerRun::new(&self.start_runs);
-            // Stopping may have ended between the two looks, its wake-up seeing no wish.
-            let Some(transition) = self.lifecycle.apply(Event::Wake) else {
-                // Up again (the stop failed) or starting: nothing is left to wish for, and a
-                // wish kept would start the backend right after its next idle stop.
-                if self.state() != ServiceState::Stopping {
-                    self.wake_after_stop
-                        .store(release::NO_WISH, Ordering::SeqCst);
-                }
-                return None;
-            };
-            self.wake_after_stop
-                .store(release::NO_WISH, Ordering::SeqCst);
-            self.after(transition);
-            let run = self.run_on_down(on_down, Some(transition.began), running, asker);
-            Some(self.fleet_wake(asker, run))
-        });
-        let name = Arc::clone(&self.name);
-        async move {
-            match joined {
-                Ok(Some(run)) => run.await,
-                Ok(None) => Ok(()),
-                Err(_) => Err(Arc::new(MonitorError::NoRuntime(name.to_string())) as SharedError),
-            }
-        }
-    }
-
-    /// Fleet hook: in a fleet, `on_down` runs only under the fleet's lease (one start across
-    /// the replicas); otherwise `run` is returned as it is.
-    fn fleet_wake(
-        &self,
-        #[cfg_attr(not(feature = "fleet"), allow(unused_variables))] asker: Asker,
-        run: BoxFuture<'static, Result<(), SharedError>>,
-    ) -> BoxFuture<'static, Result<(), SharedError>> {
-        #[cfg(feature = "fleet")]
-        if let Some(member) = self.fleet.get() {
-            return member.wake(asker, run);
-        }
-        run
-    }
-
-    /// A run of `on_down` (not started yet), for a fleet replica taking over a start: the
-    /// start it belongs to is the Starting stay now on, watched as a local one is.
-    #[cfg(feature = "fleet")]
-    pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
-        let on_down = self.service.on_down.clone()?;
-        let starting = Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting);
-        let running = stop::TriggerRun::new(&self.start_runs);
-        Some(self.run_on_down(on_down, starting, running, Asker::Request))
-    }
-
-    /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
-    /// counted in `start_runs` by `running` until it ends, once its dependencies, started for
-    /// `asker`, are up.
-    fn run_on_down(
-        &self,
-        on_down: Arc<dyn crate::Trigger>,
-        starting: Option<Stamp>,
-        running: stop::TriggerRun,
-        asker: Asker,
-    ) -> BoxFuture<'static, Result<(), SharedError>> {
-        let me = self.me.upgrade();
-        let timeout = self.service.trigger_timeout;
-        let dependencies = self.dependencies.come_up(&self.name, asker);
-        async move {
-            let _running = running;
-            let Some(me) = me else { return Ok(()) };
-            me.stats.wake(&me.name);
-            let unfinished = start_watch::UnfinishedStart::new(&me, starting);
-            let mut why = "on_down failed";
-            let result = match dependencies {
-                Some(dependencies) => {
-                    let awaiting = me.dependencies.awaiting(starting);
-                    let result = dependencies.await;
-                    drop(awaiting);
-                    match result {
-                        // Over meanwhile (a probe found it up, say): `on_down` is for this
-                        // start only, and what ends a start has said so already.
-                        Ok(()) if starting.is_some_and(|start| me.lifecycle.stamp() != start) => {
-                            unfinished.finished();
-                            return match me.state() {
-                                ServiceState::Up => Ok(()),
-                                _ => Err(Arc::new(dependencies::StartEnded) as SharedError),
-                            };
-                        }
-                        Ok(()) => None,
-                        Err(down) => {
-                            tracing::warn!(service = %me.name, "{} not started: {down}", me.name);
-                            why = "a dependency did not come up";
-                            Some(Err(down))
-                        }
-                    }
-                }
-                None => None,
-            };
-            let result = match result {
-                Some(failed) => failed,
-                None => run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await,
-            };
-            unfinished.finished();
-            match (&result, starting) {
-                (Err(_), _) => {
-                    if let Some(down) = me.lifecycle.apply(Event::WakeFailed) {
-                        me.after_because(down, why);
-                    }
-                }
-                (Ok(()), Some(starting)) => me.watch_start(starting, &on_down),
-                (Ok(()), None) => {}
-            }
-            result
-        }
-        .boxed()
     }
 
     /// A future that completes at the next transition. Create it before checking the state, so

@@ -1,0 +1,180 @@
+//! A start: `on_down` run once per cold start, shared by everyone who asks while it runs,
+//! after the service's dependencies are up (see `dependencies.rs`), and under the fleet's
+//! lease in a fleet.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
+use super::{Asker, Registered, dependencies, release, start_watch, stop};
+use crate::error::{MonitorError, SharedError};
+use crate::lifecycle::{Event, ServiceState, Stamp};
+use crate::trigger::run_bounded;
+
+impl Registered {
+    /// A request asks for the backend to start: see [`start_for`](Self::start_for).
+    pub(crate) fn wake(&self) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
+        self.start_for(Asker::Request)
+    }
+
+    /// Asks for the backend to start: runs `on_down` if it is down (one run per cold start,
+    /// shared by everyone who asks while it runs), remembers the wish if it is stopping, and
+    /// does nothing more if it is starting or up. Fails with `on_down`'s own failure, or with
+    /// [`StartPaused`] while the pause after a series of failed starts lasts (see `backoff`).
+    /// Once held requests are released (the server is shutting down), a request's start fails
+    /// with [`ShuttingDown`] instead, before anything runs: every start a request can set off
+    /// comes here, so this is the one place that says no.
+    pub(crate) fn start_for(
+        &self,
+        asker: Asker,
+    ) -> impl Future<Output = Result<(), SharedError>> + Send + 'static {
+        let joined = self.waking.join_or_start(|| {
+            let on_down = self.service.on_down.clone()?;
+            if asker == Asker::Request && self.is_released() {
+                return self.start_refused();
+            }
+            if self.state() == ServiceState::Down {
+                if let Some((paused, first)) = self.backoff.pausing() {
+                    // Once per pause at info: why requests get no start must be explained,
+                    // a stream of requests must not fill the log.
+                    if first {
+                        tracing::info!(service = %self.name, "{}: {paused}", self.name);
+                    } else {
+                        tracing::debug!(service = %self.name, "{}: {paused}", self.name);
+                    }
+                    let paused: SharedError = Arc::new(paused);
+                    return Some(futures::future::ready(Err(paused)).boxed());
+                }
+            }
+            // Counted before the transition, as a stop is: an idle stop that follows it (the
+            // backend answering before on_down returns) sees it.
+            let running = stop::TriggerRun::new(&self.start_runs);
+            if let Some(transition) = self.lifecycle.apply(Event::Wake) {
+                self.after(transition);
+                let starting = Some(transition.began);
+                let run = self.run_on_down(on_down, starting, running, asker);
+                return Some(self.fleet_wake(asker, run));
+            }
+            drop(running);
+            if self.state() != ServiceState::Stopping {
+                return None;
+            }
+            self.wake_after_stop
+                .fetch_max(asker.wish(), Ordering::SeqCst);
+            let running = stop::TriggerRun::new(&self.start_runs);
+            // Stopping may have ended between the two looks, its wake-up seeing no wish.
+            let Some(transition) = self.lifecycle.apply(Event::Wake) else {
+                // Up again (the stop failed) or starting: nothing is left to wish for, and a
+                // wish kept would start the backend right after its next idle stop.
+                if self.state() != ServiceState::Stopping {
+                    self.wake_after_stop
+                        .store(release::NO_WISH, Ordering::SeqCst);
+                }
+                return None;
+            };
+            self.wake_after_stop
+                .store(release::NO_WISH, Ordering::SeqCst);
+            self.after(transition);
+            let run = self.run_on_down(on_down, Some(transition.began), running, asker);
+            Some(self.fleet_wake(asker, run))
+        });
+        let name = Arc::clone(&self.name);
+        async move {
+            match joined {
+                Ok(Some(run)) => run.await,
+                Ok(None) => Ok(()),
+                Err(_) => Err(Arc::new(MonitorError::NoRuntime(name.to_string())) as SharedError),
+            }
+        }
+    }
+
+    /// Fleet hook: in a fleet, `on_down` runs only under the fleet's lease (one start across
+    /// the replicas); otherwise `run` is returned as it is.
+    fn fleet_wake(
+        &self,
+        #[cfg_attr(not(feature = "fleet"), allow(unused_variables))] asker: Asker,
+        run: BoxFuture<'static, Result<(), SharedError>>,
+    ) -> BoxFuture<'static, Result<(), SharedError>> {
+        #[cfg(feature = "fleet")]
+        if let Some(member) = self.fleet.get() {
+            return member.wake(asker, run);
+        }
+        run
+    }
+
+    /// A run of `on_down` (not started yet), for a fleet replica taking over a start: the
+    /// start it belongs to is the Starting stay now on, watched as a local one is.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
+        let on_down = self.service.on_down.clone()?;
+        let starting = Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting);
+        let running = stop::TriggerRun::new(&self.start_runs);
+        Some(self.run_on_down(on_down, starting, running, Asker::Request))
+    }
+
+    /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
+    /// counted in `start_runs` by `running` until it ends, once its dependencies, started for
+    /// `asker`, are up.
+    fn run_on_down(
+        &self,
+        on_down: Arc<dyn crate::Trigger>,
+        starting: Option<Stamp>,
+        running: stop::TriggerRun,
+        asker: Asker,
+    ) -> BoxFuture<'static, Result<(), SharedError>> {
+        let me = self.me.upgrade();
+        let timeout = self.service.trigger_timeout;
+        let dependencies = self.dependencies.come_up(&self.name, asker);
+        async move {
+            let _running = running;
+            let Some(me) = me else { return Ok(()) };
+            me.stats.wake(&me.name);
+            let unfinished = start_watch::UnfinishedStart::new(&me, starting);
+            let mut why = "on_down failed";
+            let result = match dependencies {
+                Some(dependencies) => {
+                    let awaiting = me.dependencies.awaiting(starting);
+                    let result = dependencies.await;
+                    drop(awaiting);
+                    match result {
+                        // Over meanwhile (a probe found it up, say): `on_down` is for this
+                        // start only, and what ends a start has said so already.
+                        Ok(()) if starting.is_some_and(|start| me.lifecycle.stamp() != start) => {
+                            unfinished.finished();
+                            return match me.state() {
+                                ServiceState::Up => Ok(()),
+                                _ => Err(Arc::new(dependencies::StartEnded) as SharedError),
+                            };
+                        }
+                        Ok(()) => None,
+                        Err(down) => {
+                            tracing::warn!(service = %me.name, "{} not started: {down}", me.name);
+                            why = "a dependency did not come up";
+                            Some(Err(down))
+                        }
+                    }
+                }
+                None => None,
+            };
+            let result = match result {
+                Some(failed) => failed,
+                None => run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await,
+            };
+            unfinished.finished();
+            match (&result, starting) {
+                (Err(_), _) => {
+                    if let Some(down) = me.lifecycle.apply(Event::WakeFailed) {
+                        me.after_because(down, why);
+                    }
+                }
+                (Ok(()), Some(starting)) => me.watch_start(starting, &on_down),
+                (Ok(()), None) => {}
+            }
+            result
+        }
+        .boxed()
+    }
+}
