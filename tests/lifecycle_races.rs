@@ -227,66 +227,20 @@ fn a_runtime_shut_down_while_starting_does_not_strand_the_service_in_starting() 
 /// for good while the service sits in Starting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backend_is_not_started_again_while_on_idle_still_runs() {
-    let up = Arc::new(AtomicBool::new(true));
-    let (stops, wakes) = (counter(), counter());
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let (s, u, g) = (stops.clone(), up.clone(), gate.clone());
-    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
-        .probe(switch_probe(up.clone()))
-        .on_down(counting_trigger(wakes.clone(), false))
-        .on_idle(
-            Duration::from_secs(3600),
-            trigger::from_fn(move || {
-                s.fetch_add(1, Ordering::SeqCst);
-                u.store(false, Ordering::SeqCst);
-                let g = g.clone();
-                async move {
-                    g.notified().await;
-                    Ok::<(), BoxError>(())
-                }
-            }),
-        );
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
-    monitor.set_status_up("app").unwrap();
-    let stopping = tokio::spawn({
-        let monitor = monitor.clone();
-        async move { monitor.stop("app").await }
-    });
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
-    while count(&stops) < 1 {
-        assert!(tokio::time::Instant::now() < give_up);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let status = monitor
-        .layer("app")
-        .unwrap()
-        .layer(inner())
-        .oneshot(Request::new(()))
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let stop = StopUnderWay::begin().await;
+    assert_eq!(stop.request().await, StatusCode::SERVICE_UNAVAILABLE);
     // Probes find the port closed while on_idle still runs.
     for _ in 0..3 {
-        let _ = monitor.reprobe("app").await;
+        let _ = stop.monitor.reprobe("app").await;
     }
     assert_eq!(
-        count(&wakes),
+        count(&stop.wakes),
         0,
         "on_down ran while on_idle was still running"
     );
-    assert_eq!(monitor.state("app").unwrap(), ServiceState::Stopping);
+    assert_eq!(stop.monitor.state("app").unwrap(), ServiceState::Stopping);
     // Once on_idle has returned and the backend is down, the request's wish starts it.
-    gate.notify_one();
-    assert!(stopping.await.unwrap().unwrap());
-    while count(&wakes) < 1 {
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "the wish to start was lost"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    stop.finish().await;
 }
 
 /// `set_status_down` while `on_idle` still runs (found by the soak, seed 105): it forgets the
@@ -294,54 +248,85 @@ async fn the_backend_is_not_started_again_while_on_idle_still_runs() {
 /// the next request would run `on_down` beside the stop that has not finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_status_down_does_not_end_a_stop_whose_on_idle_still_runs() {
-    let up = Arc::new(AtomicBool::new(true));
-    let (stops, wakes) = (counter(), counter());
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let (s, u, g) = (stops.clone(), up.clone(), gate.clone());
-    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
-        .probe(switch_probe(up.clone()))
-        .on_down(counting_trigger(wakes.clone(), false))
-        .on_idle(
-            Duration::from_secs(3600),
-            trigger::from_fn(move || {
-                s.fetch_add(1, Ordering::SeqCst);
-                u.store(false, Ordering::SeqCst);
-                let g = g.clone();
-                async move {
-                    g.notified().await;
-                    Ok::<(), BoxError>(())
-                }
-            }),
-        );
-    let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
-    monitor.set_status_up("app").unwrap();
-    let stopping = tokio::spawn({
-        let monitor = monitor.clone();
-        async move { monitor.stop("app").await }
-    });
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
-    while count(&stops) < 1 {
-        assert!(tokio::time::Instant::now() < give_up);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    monitor.set_status_down("app").unwrap();
-    assert_eq!(monitor.state("app").unwrap(), ServiceState::Stopping);
-    let status = monitor
-        .layer("app")
-        .unwrap()
-        .layer(inner())
-        .oneshot(Request::new(()))
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(count(&wakes), 0, "on_down ran while on_idle still ran");
+    let stop = StopUnderWay::begin().await;
+    stop.monitor.set_status_down("app").unwrap();
+    assert_eq!(stop.monitor.state("app").unwrap(), ServiceState::Stopping);
+    assert_eq!(stop.request().await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(count(&stop.wakes), 0, "on_down ran while on_idle still ran");
     // Once on_idle has returned, the backend is down and the request's wish starts it.
-    gate.notify_one();
-    assert!(stopping.await.unwrap().unwrap());
-    while count(&wakes) < 1 {
-        assert!(tokio::time::Instant::now() < give_up, "the wish was lost");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    stop.finish().await;
+}
+
+/// An operator's stop whose `on_idle` has closed the backend's port and not yet returned (as
+/// `docker stop` or `systemctl stop` do), with `on_down` counted.
+struct StopUnderWay {
+    monitor: Arc<MinMonitor>,
+    wakes: Arc<std::sync::atomic::AtomicUsize>,
+    gate: Arc<tokio::sync::Notify>,
+    stopping: tokio::task::JoinHandle<Result<bool, tower_monitor::MonitorError>>,
+    give_up: tokio::time::Instant,
+}
+
+impl StopUnderWay {
+    async fn begin() -> Self {
+        let up = Arc::new(AtomicBool::new(true));
+        let (stops, wakes) = (counter(), counter());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (s, u, g) = (stops.clone(), up.clone(), gate.clone());
+        let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+            .probe(switch_probe(up.clone()))
+            .on_down(counting_trigger(wakes.clone(), false))
+            .on_idle(
+                Duration::from_secs(3600),
+                trigger::from_fn(move || {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    u.store(false, Ordering::SeqCst);
+                    let g = g.clone();
+                    async move {
+                        g.notified().await;
+                        Ok::<(), BoxError>(())
+                    }
+                }),
+            );
+        let monitor = Arc::new(MinMonitor::new());
+        monitor.add("app", service).unwrap();
+        monitor.set_status_up("app").unwrap();
+        let stopping = tokio::spawn({
+            let monitor = monitor.clone();
+            async move { monitor.stop("app").await }
+        });
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+        while count(&stops) < 1 {
+            assert!(tokio::time::Instant::now() < give_up);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Self {
+            monitor,
+            wakes,
+            gate,
+            stopping,
+            give_up,
+        }
+    }
+
+    /// The status a request through the layer gets now.
+    async fn request(&self) -> StatusCode {
+        let layer = self.monitor.layer("app").unwrap();
+        let response = layer.layer(inner()).oneshot(Request::new(())).await;
+        response.unwrap().status()
+    }
+
+    /// Lets `on_idle` return; the stop succeeds, and the wish to start that a request left
+    /// runs `on_down` (bounded).
+    async fn finish(self) {
+        self.gate.notify_one();
+        assert!(self.stopping.await.unwrap().unwrap());
+        while count(&self.wakes) < 1 {
+            assert!(
+                tokio::time::Instant::now() < self.give_up,
+                "the wish was lost"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
