@@ -121,6 +121,45 @@ impl Dependencies {
     }
 }
 
+/// What the wait for a start's dependencies decided.
+pub(super) enum Awaited {
+    /// All up: `on_down` runs.
+    Up,
+    /// The start ended meanwhile (a probe found the backend up, say): `on_down`, which is for
+    /// this start only, does not run, and this is the start's result (what ended the start has
+    /// said so already).
+    StartEnded(Result<(), SharedError>),
+    /// One did not come up: the start fails, and `on_down` does not run.
+    Down(SharedError),
+}
+
+impl Registered {
+    /// Awaits `up` (see [`Dependencies::come_up`]) for the start `starting`, its wait not
+    /// counted in the start's timeout.
+    pub(super) async fn await_dependencies(
+        &self,
+        up: impl Future<Output = Result<(), SharedError>>,
+        starting: Option<Stamp>,
+    ) -> Awaited {
+        let awaiting = self.dependencies.awaiting(starting);
+        let result = up.await;
+        drop(awaiting);
+        match result {
+            Ok(()) if starting.is_some_and(|start| self.lifecycle.stamp() != start) => {
+                Awaited::StartEnded(match self.state() {
+                    ServiceState::Up => Ok(()),
+                    _ => Err(Arc::new(StartEnded)),
+                })
+            }
+            Ok(()) => Awaited::Up,
+            Err(down) => {
+                tracing::warn!(service = %self.name, "{} not started: {down}", self.name);
+                Awaited::Down(down)
+            }
+        }
+    }
+}
+
 /// Brings `dependency` up for `dependent`'s start: probed if down, started if the probe finds
 /// it down, awaited until up. Bounded by the dependency's own trigger and start timeouts, and,
 /// if it is seen stopping, the longest its stop may last (its stop timeout, or its `on_idle`
@@ -201,7 +240,7 @@ async fn up(
 
 /// Why a start's `on_down` did not run: the start ended while its dependencies came up.
 #[derive(Debug)]
-pub(super) struct StartEnded;
+struct StartEnded;
 
 impl fmt::Display for StartEnded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

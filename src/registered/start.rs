@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Asker, Registered, dependencies, release, start_watch, stop};
+use super::dependencies::Awaited;
+use super::{Asker, Registered, release, start_watch, stop};
 use crate::error::{MonitorError, SharedError};
 use crate::lifecycle::{Event, ServiceState, Stamp};
 use crate::trigger::run_bounded;
@@ -133,35 +134,20 @@ impl Registered {
             let Some(me) = me else { return Ok(()) };
             me.stats.wake(&me.name);
             let unfinished = start_watch::UnfinishedStart::new(&me, starting);
-            let mut why = "on_down failed";
-            let result = match dependencies {
-                Some(dependencies) => {
-                    let awaiting = me.dependencies.awaiting(starting);
-                    let result = dependencies.await;
-                    drop(awaiting);
-                    match result {
-                        // Over meanwhile (a probe found it up, say): `on_down` is for this
-                        // start only, and what ends a start has said so already.
-                        Ok(()) if starting.is_some_and(|start| me.lifecycle.stamp() != start) => {
-                            unfinished.finished();
-                            return match me.state() {
-                                ServiceState::Up => Ok(()),
-                                _ => Err(Arc::new(dependencies::StartEnded) as SharedError),
-                            };
-                        }
-                        Ok(()) => None,
-                        Err(down) => {
-                            tracing::warn!(service = %me.name, "{} not started: {down}", me.name);
-                            why = "a dependency did not come up";
-                            Some(Err(down))
-                        }
-                    }
-                }
-                None => None,
+            let awaited = match dependencies {
+                Some(up) => me.await_dependencies(up, starting).await,
+                None => Awaited::Up,
             };
-            let result = match result {
-                Some(failed) => failed,
-                None => run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await,
+            let (result, why) = match awaited {
+                Awaited::Up => (
+                    run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await,
+                    "on_down failed",
+                ),
+                Awaited::StartEnded(result) => {
+                    unfinished.finished();
+                    return result;
+                }
+                Awaited::Down(down) => (Err(down), "a dependency did not come up"),
             };
             unfinished.finished();
             match (&result, starting) {
