@@ -257,10 +257,32 @@ async fn set_status_down_does_not_end_a_stop_whose_on_idle_still_runs() {
     stop.finish().await;
 }
 
+/// `set_status_up` while `on_idle` still runs (found by the soak's review): the backend counts
+/// as up again, but no second stop begins beside the first, whose `on_idle` has not returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_second_stop_begins_while_the_first_ones_on_idle_still_runs() {
+    let stop = StopUnderWay::begin().await;
+    stop.monitor.set_status_up("app").unwrap();
+    assert_eq!(stop.monitor.state("app").unwrap(), ServiceState::Up);
+    assert!(
+        !stop.monitor.stop("app").await.unwrap(),
+        "a second stop began"
+    );
+    assert_eq!(count(&stop.stops), 1, "on_idle ran twice at once");
+    assert_eq!(stop.monitor.state("app").unwrap(), ServiceState::Up);
+    stop.gate.notify_one();
+    assert!(stop.stopping.await.unwrap().unwrap());
+    // Once the first has returned, a stop may begin again (its on_idle let through at once).
+    stop.gate.notify_one();
+    assert!(stop.monitor.stop("app").await.unwrap());
+    assert_eq!(count(&stop.stops), 2);
+}
+
 /// An operator's stop whose `on_idle` has closed the backend's port and not yet returned (as
 /// `docker stop` or `systemctl stop` do), with `on_down` counted.
 struct StopUnderWay {
     monitor: Arc<MinMonitor>,
+    stops: Arc<std::sync::atomic::AtomicUsize>,
     wakes: Arc<std::sync::atomic::AtomicUsize>,
     gate: Arc<tokio::sync::Notify>,
     stopping: tokio::task::JoinHandle<Result<bool, tower_monitor::MonitorError>>,
@@ -302,6 +324,7 @@ impl StopUnderWay {
         }
         Self {
             monitor,
+            stops,
             wakes,
             gate,
             stopping,

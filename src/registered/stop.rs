@@ -40,7 +40,8 @@ impl Registered {
     /// An idle stop (`idle_check`) is called off if a request came in since the idle watch's
     /// last look: one that read the cached up just before it was forgotten is not cut off. It
     /// is called off too while `on_down` still runs (the backend answered before it returned):
-    /// `on_idle` never runs beside it.
+    /// `on_idle` never runs beside it. No stop begins while another's `on_idle` still runs
+    /// (the backend marked up meanwhile): two never run at once.
     pub(crate) fn stop_locally(
         &self,
         idle_check: bool,
@@ -48,9 +49,15 @@ impl Registered {
         let on_idle = self.service.on_idle.as_ref().map(|(_, t)| Arc::clone(t));
         // Counted before the transition, so no probe sees Stopping without it; a caller that
         // loses the transition gives it back at once (the guard drops below).
-        let running = TriggerRun::new(&self.stop_runs);
+        let (running, others) = TriggerRun::counted(&self.stop_runs);
+        // Another stop's `on_idle` still runs (the backend was marked up meanwhile): this one
+        // does not begin, or two would run at once; the idle watch looks again later.
+        if others {
+            tracing::debug!(service = %self.name, "a stop still runs; not stopping again");
+        }
         let mut transition = on_idle
             .as_ref()
+            .filter(|_| !others)
             .and_then(|_| self.lifecycle.stop(|| self.cache.mark_down()));
         if let Some(stopping) = transition {
             self.after(stopping);
@@ -112,8 +119,13 @@ pub(super) struct TriggerRun(Arc<AtomicUsize>);
 
 impl TriggerRun {
     pub(super) fn new(runs: &Arc<AtomicUsize>) -> Self {
-        runs.fetch_add(1, Ordering::SeqCst);
-        Self(Arc::clone(runs))
+        Self::counted(runs).0
+    }
+
+    /// [`new`](Self::new), and whether other runs were counted already.
+    pub(super) fn counted(runs: &Arc<AtomicUsize>) -> (Self, bool) {
+        let others = runs.fetch_add(1, Ordering::SeqCst) > 0;
+        (Self(Arc::clone(runs)), others)
     }
 }
 
