@@ -288,7 +288,12 @@ where
                 &request,
             );
         }
-        let length = length::of_request(request.headers());
+        // Looked up only for a body to send: a bodiless request, most of them, skips it.
+        let length = if request.body().is_end_stream() {
+            None
+        } else {
+            length::of_request(request.headers())
+        };
         let request =
             request.map(|body| Upload::new(body, this.body_read_timeout).with_length(length));
         let now = Instant::now();
