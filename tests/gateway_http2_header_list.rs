@@ -25,6 +25,27 @@ use tower_monitor::gateway::Gateway;
 /// 9113 section 6.5.2 counts it (pseudo-header fields included), and its `x-a` value's length.
 type Seen = Arc<Mutex<Vec<(String, usize, usize)>>>;
 
+/// The log lines (up to WARN) of every test of this file, from one subscriber that each test
+/// installs first, if none has yet. A subscriber of the test's own thread missed its line
+/// once in CI: another test, in parallel, hit the same log call as the subscriber was being
+/// registered, and tracing cached that no one listens there. Installed before any test logs
+/// anything, it is there when every log call is first met.
+fn logs() -> common::Captured {
+    static LOGS: std::sync::OnceLock<common::Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = common::Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        logs
+    })
+    .clone()
+}
+
 /// The default bound: hyper's, h2's and tonic's `SETTINGS_MAX_HEADER_LIST_SIZE`.
 const BOUND: usize = 16 * 1024;
 
@@ -120,8 +141,7 @@ fn two_large_headers() -> String {
 /// byte under the bound goes through; one at it (which h2 refuses) does not.
 #[tokio::test]
 async fn a_header_list_past_the_bound_is_answered_431_and_the_shared_connection_lives() {
-    // This thread only: the test's runtime (current-thread) runs the gateway here.
-    let (logs, _default) = common::capture_thread_logs(tracing::Level::WARN);
+    let logs = logs();
     let (backend, seen, mut arrivals, release) = backend(None).await;
     let gateway =
         common::gateway_to_app(&format!("http://{backend}/"), r#"{ "protocol": "http2" }"#).await;
@@ -193,6 +213,7 @@ async fn a_header_list_past_the_bound_is_answered_431_and_the_shared_connection_
 /// reads: `RESOURCE_EXHAUSTED`, which it does not retry (the same call would fail again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_call_past_the_bound_is_resource_exhausted() {
+    let _logs = logs();
     let (backend, seen, _arrivals, _release) = backend(None).await;
     let gateway =
         common::gateway_to_app(&format!("http://{backend}/"), r#"{ "protocol": "http2" }"#).await;
@@ -219,6 +240,7 @@ async fn a_grpc_call_past_the_bound_is_resource_exhausted() {
 /// A bound raised to what the backend accepts lets the list through, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raised_bound_lets_a_larger_list_through() {
+    let _logs = logs();
     let (backend, seen, _arrivals, _release) = backend(Some(64 * 1024)).await;
     let gateway = common::gateway_to_app(
         &format!("http://{backend}/"),
@@ -243,6 +265,7 @@ async fn a_raised_bound_lets_a_larger_list_through() {
 /// `"protocol": "http2"` (an HTTP/1.1 backend's head is not bounded by it).
 #[test]
 fn bad_bounds_are_errors_naming_the_field() {
+    let _logs = logs();
     let cases = [
         (
             r#""protocol": "http2", "http2_max_header_list_size": 0"#,
