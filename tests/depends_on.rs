@@ -130,18 +130,6 @@ async fn request(monitor: &Arc<MinMonitor>, name: &str) -> u16 {
     response.status().as_u16()
 }
 
-/// Waits (bounded) until `check` holds.
-async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check() {
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_start_brings_the_dependency_up_first_and_it_stays_up_until_the_dependent_stops() {
     let events = Events::default();
@@ -165,14 +153,14 @@ async fn a_start_brings_the_dependency_up_first_and_it_stays_up_until_the_depend
 
     // Both stopped in the end (bounded), app first: db's 100 ms passed long before, while app
     // held it.
-    assert!(
-        eventually(Duration::from_secs(10), || {
-            monitor.state("db").unwrap() == ServiceState::Down
-        })
-        .await,
-        "db was never stopped: {:?}",
-        events.lock().unwrap()
-    );
+    let db_state = || (monitor.state("db").unwrap(), events.lock().unwrap().clone());
+    common::until(
+        Duration::from_secs(10),
+        "db stopped",
+        db_state,
+        |(state, _)| *state == ServiceState::Down,
+    )
+    .await;
     let events = events.lock().unwrap().clone();
     let stops: Vec<&str> = events
         .iter()

@@ -86,16 +86,11 @@ impl Backend {
     }
 }
 
-/// Waits (bounded) until `name` is in `state`.
-async fn reaches(monitor: &MinMonitor, name: &str, state: ServiceState) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while monitor.state(name).unwrap() != state {
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    true
+/// Waits (bounded) until `name` is in `state`, panicking with its last state otherwise.
+async fn reaches(monitor: &MinMonitor, name: &str, state: ServiceState) {
+    let now = || monitor.state(name).unwrap();
+    let what = format!("{name} {state}");
+    common::until(Duration::from_secs(10), &what, now, |now| *now == state).await;
 }
 
 /// The dependent's start timeout is for its own start: a dependency that takes longer than
@@ -115,12 +110,14 @@ async fn a_dependency_slower_than_the_dependents_start_timeout_does_not_end_its_
 
     monitor.start("app").await.unwrap();
     assert_eq!(monitor.state("db").unwrap(), ServiceState::Up);
-    assert!(
-        reaches(&monitor, "app", ServiceState::Up).await,
-        "app ran on_down {} time(s) but is {}",
-        app.starts(),
-        monitor.state("app").unwrap()
-    );
+    let app_state = || (monitor.state("app").unwrap(), app.starts());
+    common::until(
+        Duration::from_secs(10),
+        "app up",
+        app_state,
+        |(state, _)| *state == ServiceState::Up,
+    )
+    .await;
     assert_eq!((db.starts(), app.starts()), (1, 1));
 }
 
@@ -138,12 +135,12 @@ async fn a_dependency_stopping_when_asked_is_started_once_it_is_down() {
     monitor.add("db", db_service).unwrap();
     monitor.add("app", app.service().depends_on("db")).unwrap();
     monitor.start("db").await.unwrap();
-    assert!(reaches(&monitor, "db", ServiceState::Up).await);
+    reaches(&monitor, "db", ServiceState::Up).await;
     assert!(monitor.stop("db").await.unwrap());
     assert_eq!(monitor.state("db").unwrap(), ServiceState::Stopping);
 
     monitor.start("app").await.unwrap();
-    assert!(reaches(&monitor, "app", ServiceState::Up).await);
+    reaches(&monitor, "app", ServiceState::Up).await;
     assert_eq!(monitor.state("db").unwrap(), ServiceState::Up);
     assert_eq!((db.starts(), app.starts()), (2, 1));
 }
@@ -160,6 +157,6 @@ async fn an_operators_start_during_a_shutdown_starts_the_dependencies_too() {
     monitor.release_held();
 
     monitor.start("app").await.unwrap();
-    assert!(reaches(&monitor, "app", ServiceState::Up).await);
+    reaches(&monitor, "app", ServiceState::Up).await;
     assert_eq!(monitor.state("db").unwrap(), ServiceState::Up);
 }
