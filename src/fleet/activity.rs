@@ -13,6 +13,8 @@
 //!   is published at once (the heartbeat is kicked), so it is seen within a round trip.
 //!
 //! So the stop comes one idle time after the fleet's last activity, to within a heartbeat.
+//! "The idle time" is each replica's own: replicas may differ, and the stop script measures
+//! each one's activity against its own idle time as well as the asker's (see `ACQUIRE`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -13,8 +13,12 @@ impl Member {
     /// Watches the lease while this replica waits for another's start: if the lease is freed
     /// or expires (its holder crashed) while the service is still starting here, this replica
     /// takes it and runs `on_down`, unless it is shutting down (held requests released); if
-    /// Redis cannot be reached, it runs `on_down` without it. One watcher per service.
+    /// Redis cannot be reached, it runs `on_down` without it. One watcher per service. The
+    /// holder's wait for the service's dependencies is left out of this replica's start timeout.
     pub(crate) fn follow(self: &Arc<Self>, first_wait: Duration) {
+        if let Some(registered) = self.service.upgrade() {
+            registered.start_led_elsewhere();
+        }
         if self.following.swap(true, Ordering::SeqCst) {
             self.lease_changed.notify_one();
             return;

@@ -269,7 +269,7 @@ impl Member {
         if self
             .shared
             .store
-            .touch(&self.name, -age, activity.keep())
+            .touch(&self.name, -age, (activity.after, activity.keep()))
             .await
         {
             activity.published(now, at);

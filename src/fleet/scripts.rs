@@ -8,8 +8,14 @@
 /// Takes the lease if it is free (and, for an idle stop, if the fleet has been idle long enough
 /// and has not stopped the backend already).
 ///
-/// KEYS: lease, fence, activity, epoch, stopped. ARGV: replica, kind, ttl ms, idle ms (0: no
-/// idle check), minimum epoch age ms, channel, service, a stopped mark to pass over ("": none).
+/// KEYS: lease, fence, activity, epoch, stopped, idle times. ARGV: replica, kind, ttl ms, idle
+/// ms (0: no idle check), minimum epoch age ms, channel, service, a stopped mark to pass over
+/// ("": none).
+///
+/// Idle means every replica's latest activity is as old as the asker's idle time and as its
+/// own (as [`TOUCH`] recorded it): replicas may differ (a rolling update that changes it), and
+/// one publishes its busy periods only every quarter of its own idle time, so a shorter idle
+/// time elsewhere must not decide for it.
 /// Returns `{1, value, token}` taken; `{0, value, pttl}` held by someone else;
 /// `{2, who, ms}` not idle for `ms` more (who was active, or "epoch" when Redis restarted too
 /// recently to tell); `{3, mark, pttl}` stopped by the fleet, and no lease taken since.
@@ -34,10 +40,14 @@ if idle > 0 then
   local epoch = tonumber(redis.call('GET', KEYS[4]) or now)
   local settle = tonumber(ARGV[5])
   if now - epoch < settle then return {2, 'epoch', settle - (now - epoch)} end
-  local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  if last[2] and now - tonumber(last[2]) < idle then
-    return {2, last[1], idle - (now - tonumber(last[2]))}
+  local seen = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+  local who, wait = nil, 0
+  for i = 1, #seen, 2 do
+    local needed = math.max(idle, tonumber(redis.call('HGET', KEYS[6], seen[i]) or 0))
+    local left = needed - (now - tonumber(seen[i + 1]))
+    if left > wait then who, wait = seen[i], left end
   end
+  if who then return {2, who, wait} end
 end
 local token = redis.call('INCR', KEYS[2])
 local value = ARGV[2] .. ':' .. token .. ':' .. ARGV[1]
@@ -88,16 +98,21 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 ";
 
-/// Records that `replica` was last active `offset` ms from now (0 or negative), never moving
-/// it back.
+/// Records that `replica`, whose idle time is `idle`, was last active `offset` ms from now (0
+/// or negative), never moving it back. Both keys live at least `keep` after the last write,
+/// never less than another replica (with a longer idle time) asked for.
 ///
-/// KEYS: activity. ARGV: replica, offset ms, keep ms (how long the set outlives its last write).
+/// KEYS: activity, idle times. ARGV: replica, offset ms, keep ms, idle ms.
 pub(crate) const TOUCH: &str = r"
 local t = redis.call('TIME')
 local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
 local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not seen) or tonumber(seen) < at then redis.call('ZADD', KEYS[1], at, ARGV[1]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+local keep = tonumber(ARGV[3])
+for _, key in ipairs(KEYS) do
+  if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, keep) end
+end
 return 1
 ";
 

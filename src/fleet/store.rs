@@ -181,6 +181,7 @@ impl Store {
             .key(self.key(service, "active"))
             .key(self.epoch_key())
             .key(self.key(service, "stopped"))
+            .key(self.key(service, "idle"))
             .arg(&self.replica)
             .arg(kind)
             .arg(expiry(ttl))
@@ -247,14 +248,21 @@ impl Store {
             .map(|done| done == 1)
     }
 
-    /// Records that this replica was last active on `service` `offset` ms from now (Redis
-    /// time; 0 or negative).
-    pub(crate) async fn touch(&self, service: &str, offset: i64, keep: Duration) -> bool {
+    /// Records that this replica, whose idle time on `service` is `idle`, was last active on
+    /// it `offset` ms from now (Redis time; 0 or negative).
+    pub(crate) async fn touch(
+        &self,
+        service: &str,
+        offset: i64,
+        (idle, keep): (Duration, Duration),
+    ) -> bool {
         let mut call = self.touch.prepare_invoke();
         call.key(self.key(service, "active"))
+            .key(self.key(service, "idle"))
             .arg(&self.replica)
             .arg(offset)
-            .arg(expiry(keep));
+            .arg(expiry(keep))
+            .arg(capped(idle));
         self.call::<i64>("touch", call).await.is_some()
     }
 

@@ -36,6 +36,9 @@ struct Waited {
     since: Option<Instant>,
     /// How long it took, once over.
     took: Duration,
+    /// In a fleet, for a start that another replica leads: the longest its wait for the
+    /// dependencies may take there, which this replica cannot see.
+    elsewhere: Duration,
 }
 
 /// A start's wait for its dependencies while it lives (see [`Dependencies::awaiting`]).
@@ -45,7 +48,7 @@ impl Drop for Awaiting<'_> {
     fn drop(&mut self) {
         let mut waited = lock(self.0);
         if let Some(since) = waited.since.take() {
-            waited.took = since.elapsed();
+            waited.took = waited.took.saturating_add(since.elapsed());
         }
     }
 }
@@ -60,14 +63,38 @@ impl Dependencies {
     }
 
     /// Counts the dependencies' wait for the start `start` (when known) until dropped.
+    /// A start taken over from another replica keeps what was allowed for that replica's wait.
     pub(super) fn awaiting(&self, start: Option<Stamp>) -> Option<Awaiting<'_>> {
         let start = start?;
-        *lock(&self.waited) = Waited {
-            start: Some(start),
-            since: Some(Instant::now()),
-            took: Duration::ZERO,
-        };
+        let mut waited = lock(&self.waited);
+        if waited.start != Some(start) {
+            *waited = Waited {
+                start: Some(start),
+                ..Waited::default()
+            };
+        }
+        waited.since = Some(Instant::now());
+        drop(waited);
         Some(Awaiting(&self.waited))
+    }
+
+    /// The start `start` is led by another replica of a fleet, whose wait for its dependencies
+    /// may last up to `bound`: not counted in this replica's start timeout either, or it would
+    /// give up (its held requests answered, the backend counted down) while that start goes
+    /// on as it should.
+    #[cfg(feature = "fleet")]
+    pub(super) fn led_elsewhere(&self, start: Stamp, bound: Duration) {
+        if self.of.is_empty() {
+            return;
+        }
+        let mut waited = lock(&self.waited);
+        if waited.start != Some(start) {
+            *waited = Waited {
+                start: Some(start),
+                ..Waited::default()
+            };
+        }
+        waited.elsewhere = bound;
     }
 
     /// How much of the stay `stay`, `lasted` long so far, counts as the backend's own start:
@@ -82,7 +109,11 @@ impl Dependencies {
         }
         match waited.since {
             Some(_) => None,
-            None => Some(lasted.saturating_sub(waited.took)),
+            None => Some(
+                lasted
+                    .saturating_sub(waited.took)
+                    .saturating_sub(waited.elsewhere),
+            ),
         }
     }
 
@@ -134,6 +165,37 @@ pub(super) enum Awaited {
 }
 
 impl Registered {
+    /// The longest a start of this service may wait for its dependencies: the longest of
+    /// theirs, each its own such wait, trigger and start timeouts, and the longest its stop
+    /// may last (in case it was stopping).
+    pub(crate) fn dependencies_bound(&self) -> Duration {
+        self.dependencies
+            .of
+            .iter()
+            .map(|dependency| {
+                let service = &dependency.service;
+                dependency
+                    .dependencies_bound()
+                    .saturating_add(service.trigger_timeout)
+                    .saturating_add(service.start_timeout)
+                    .saturating_add(service.stop_timeout.max(service.trigger_timeout))
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// In a fleet: the current start is led by another replica, whose wait for the
+    /// dependencies this replica's start timeout must leave out too (see
+    /// [`Dependencies::led_elsewhere`]).
+    #[cfg(feature = "fleet")]
+    pub(crate) fn start_led_elsewhere(&self) {
+        let stay = self.lifecycle.stamp();
+        if stay.state() == ServiceState::Starting {
+            self.dependencies
+                .led_elsewhere(stay, self.dependencies_bound());
+        }
+    }
+
     /// Awaits `up` (see [`Dependencies::come_up`]) for the start `starting`, its wait not
     /// counted in the start's timeout.
     pub(super) async fn await_dependencies(
