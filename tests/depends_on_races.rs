@@ -160,3 +160,28 @@ async fn an_operators_start_during_a_shutdown_starts_the_dependencies_too() {
     reaches(&monitor, "app", ServiceState::Up).await;
     assert_eq!(monitor.state("db").unwrap(), ServiceState::Up);
 }
+
+/// In a chain app → db → disk, the app's wait for db allows for db's own wait for disk: a disk
+/// slower than db's trigger and start timeouts together (db's start_timeout leaves that wait
+/// out) does not fail the app's start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dependency_waiting_for_its_own_dependency_is_given_that_time_too() {
+    let disk = Backend::new(Duration::from_millis(900), Duration::ZERO).await;
+    let db = Backend::new(Duration::from_millis(50), Duration::ZERO).await;
+    let app = Backend::new(Duration::from_millis(50), Duration::ZERO).await;
+    let monitor = MinMonitor::new();
+    monitor.add("disk", disk.service()).unwrap();
+    let db_service = db
+        .service()
+        .trigger_timeout(Duration::from_millis(200))
+        .start_timeout(Duration::from_millis(300))
+        .depends_on("disk");
+    monitor.add("db", db_service).unwrap();
+    monitor.add("app", app.service().depends_on("db")).unwrap();
+
+    monitor.start("app").await.unwrap();
+    reaches(&monitor, "app", ServiceState::Up).await;
+    assert_eq!(monitor.state("db").unwrap(), ServiceState::Up);
+    assert_eq!(monitor.state("disk").unwrap(), ServiceState::Up);
+    assert_eq!((disk.starts(), db.starts(), app.starts()), (1, 1, 1));
+}

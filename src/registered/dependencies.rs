@@ -223,8 +223,8 @@ impl Registered {
 }
 
 /// Brings `dependency` up for `dependent`'s start: probed if down, started if the probe finds
-/// it down, awaited until up. Bounded by the dependency's own trigger and start timeouts, and,
-/// if it is seen stopping, the longest its stop may last (its stop timeout, or its `on_idle`
+/// it down, awaited until up. Bounded by the dependency's own trigger and start timeouts and
+/// its own wait for its dependencies, and, if it is seen stopping, the longest its stop may last (its stop timeout, or its `on_idle`
 /// running up to the trigger timeout) on top.
 async fn up(
     dependency: Arc<Registered>,
@@ -232,9 +232,12 @@ async fn up(
     asker: Asker,
 ) -> Result<(), SharedError> {
     let service = &dependency.service;
+    // Its own start may first wait for its own dependencies (a chain app → db → disk).
+    let chain = dependency.dependencies_bound();
     let bound = service
         .trigger_timeout
-        .saturating_add(service.start_timeout);
+        .saturating_add(service.start_timeout)
+        .saturating_add(chain);
     let stop_bound = service.stop_timeout.max(service.trigger_timeout);
     let stopping_seen = AtomicBool::new(false);
     let failed = |reason: String| -> SharedError {
@@ -291,8 +294,13 @@ async fn up(
             }
             Err(_) => {
                 return Err(failed(format!(
-                    "it was not up within {:?} (its trigger_timeout and start_timeout{})",
+                    "it was not up within {:?} (its trigger_timeout and start_timeout{}{})",
                     deadline.duration_since(began),
+                    if chain.is_zero() {
+                        ""
+                    } else {
+                        ", its wait for its own dependencies"
+                    },
                     if stop_counted { ", after its stop" } else { "" }
                 )));
             }
