@@ -246,7 +246,10 @@ impl MonitoredService {
     /// flight for each dependency's `on_idle`, like an open WebSocket: a dependency is stopped
     /// for being idle only once every service depending on it is down, and its idle time
     /// after that. A service found up by a probe, with no start, holds its dependencies too,
-    /// but starts none of them.
+    /// but starts none of them. Each time a probe finds this service up again once its grace
+    /// period is over (a request asked), its dependencies are looked at too, through their own
+    /// caches, and one found down (crashed: no request reaches it through the monitor) is
+    /// started again, in the background.
     ///
     /// `name` must be added to the monitor before this service, or
     /// [`MinMonitor::add`](crate::MinMonitor::add) fails with

@@ -81,6 +81,15 @@ impl Backend {
         }
     }
 
+    /// The backend dies on its own (a crash): closed once this returns.
+    async fn crash(&self) {
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     fn starts(&self) -> usize {
         *self.starts.lock().unwrap()
     }
@@ -184,4 +193,31 @@ async fn a_dependency_waiting_for_its_own_dependency_is_given_that_time_too() {
     assert_eq!(monitor.state("db").unwrap(), ServiceState::Up);
     assert_eq!(monitor.state("disk").unwrap(), ServiceState::Up);
     assert_eq!((disk.starts(), db.starts(), app.starts()), (1, 1, 1));
+}
+
+/// A dependency that crashes while its dependent is up (nothing but the app talks to it, so no
+/// request through the monitor finds it down) is started again the next time a probe finds the
+/// app up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dependency_that_crashed_under_an_up_dependent_is_started_again() {
+    let db = Backend::new(Duration::from_millis(50), Duration::ZERO).await;
+    let app = Backend::new(Duration::from_millis(50), Duration::ZERO).await;
+    let monitor = MinMonitor::new();
+    monitor.add("db", db.service()).unwrap();
+    monitor.add("app", app.service().depends_on("db")).unwrap();
+    monitor.start("app").await.unwrap();
+    reaches(&monitor, "app", ServiceState::Up).await;
+
+    db.crash().await;
+    // The app's grace period is zero: each status is a probe, which finds the app up.
+    assert!(monitor.status("app").await.unwrap());
+    let db_state = || (monitor.state("db").unwrap(), db.starts());
+    common::until(
+        Duration::from_secs(5),
+        "db started again",
+        db_state,
+        |now| *now == (ServiceState::Up, 2),
+    )
+    .await;
+    assert_eq!(app.starts(), 1, "the app itself was not started again");
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use tokio::time::Instant;
 
 use super::{Asker, Registered};
@@ -25,6 +25,9 @@ pub(super) struct Dependencies {
     held: Mutex<Vec<Activity>>,
     /// The last start whose dependencies were awaited, and for how long.
     waited: Mutex<Waited>,
+    /// A look at the dependencies of an up dependent is under way (see
+    /// [`Registered::recheck_dependencies`]).
+    rechecking: AtomicBool,
 }
 
 /// A start's wait for its dependencies: not counted in its start timeout.
@@ -57,8 +60,7 @@ impl Dependencies {
     pub(super) fn new(of: Vec<Arc<Registered>>) -> Self {
         Self {
             of,
-            held: Mutex::default(),
-            waited: Mutex::default(),
+            ..Self::default()
         }
     }
 
@@ -165,6 +167,52 @@ pub(super) enum Awaited {
 }
 
 impl Registered {
+    /// A probe found this service up while it was up already (its grace period over, a request
+    /// asked): its dependencies are looked at too, each through its own cache, and one found
+    /// down is started again, in the background. A database that the app talks to directly is
+    /// reached by no request through the monitor, so nothing else would notice that it crashed,
+    /// or that another replica of a fleet stopped it as the app's start began: it would stay
+    /// down for as long as the app is up. One look at a time.
+    pub(super) fn recheck_dependencies(&self) {
+        if self.dependencies.of.is_empty() {
+            return;
+        }
+        let (Some(me), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        if self.dependencies.rechecking.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let looking = Rechecking(me);
+        runtime.spawn(async move {
+            let dependent = &looking.0.name;
+            let looks = looking
+                .0
+                .dependencies
+                .of
+                .iter()
+                .map(|dependency| async move {
+                    if !matches!(dependency.status().await, Ok(false)) {
+                        return;
+                    }
+                    tracing::info!(service = %dependent, dependency = %dependency.name,
+                    "{dependent}: {} was found down while {dependent} is up; starting it again",
+                    dependency.name);
+                    let again = up(
+                        Arc::clone(dependency),
+                        Arc::clone(dependent),
+                        Asker::Request,
+                    );
+                    if let Err(error) = again.await {
+                        tracing::warn!(service = %dependent, dependency = %dependency.name, %error,
+                        "{dependent}: {} could not be started again", dependency.name);
+                    }
+                });
+            join_all(looks).await;
+        });
+    }
+
     /// The longest a start of this service may wait for its dependencies: the longest of
     /// theirs, each its own such wait, trigger and start timeouts, and the longest its stop
     /// may last (in case it was stopping).
@@ -338,3 +386,16 @@ impl fmt::Display for DependencyDown {
 }
 
 impl std::error::Error for DependencyDown {}
+
+/// Ends a look at the dependencies (see [`Registered::recheck_dependencies`]) however its task
+/// ends: done, or dropped by a runtime shutting down.
+struct Rechecking(Arc<Registered>);
+
+impl Drop for Rechecking {
+    fn drop(&mut self) {
+        self.0
+            .dependencies
+            .rechecking
+            .store(false, Ordering::SeqCst);
+    }
+}

@@ -135,7 +135,11 @@ impl Registered {
                 }
             }
             if let Ok(true) = result {
+                let again = me.state() == ServiceState::Up;
                 me.apply(Event::ProbedUp);
+                if again {
+                    me.recheck_dependencies();
+                }
                 me.cache_up_if_still_up();
                 // Fleet hook: the other replicas use this up instead of probing themselves.
                 #[cfg(feature = "fleet")]
