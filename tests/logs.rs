@@ -345,3 +345,34 @@ async fn a_process_started_outside_the_monitor_names_the_service_that_stops_it()
         logs.line_with(&[what, "boot-app"]);
     }
 }
+
+/// The service's name is written as operators grep for it, `service=form-app`, not quoted (as
+/// tracing writes a `&str` or Debug field): on a transition's line as on the proxy's.
+#[tokio::test]
+async fn the_service_is_written_unquoted_on_transition_and_proxy_lines() {
+    let logs = logs(LEVEL);
+    let monitor = MinMonitor::new();
+    let url = url_for(refused_addr().await);
+    monitor
+        .add(
+            "form-app",
+            MonitoredService::new(url, Duration::from_secs(60)),
+        )
+        .unwrap();
+    // Down to up: a transition, said at info.
+    monitor.set_status_up("form-app").unwrap();
+    let proxy = tower_monitor::proxy::Proxy::builder(url_for(refused_addr().await))
+        .service_name("form-proxy")
+        .build::<Full<Bytes>>()
+        .unwrap();
+    let request = Request::get("http://form/").body(Full::default()).unwrap();
+    let answer = proxy.oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
+    for (what, name) in [("form-app is up after", "form-app"), ("WARN", "form-proxy")] {
+        let line = logs.line_with(&[what, name]);
+        assert!(
+            line.contains(&format!(" service={name}")) && !line.contains(&format!("\"{name}\"")),
+            "{line}"
+        );
+    }
+}
