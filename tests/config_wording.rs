@@ -116,3 +116,39 @@ fn a_missing_gateway_section_is_shown_as_the_section_to_write() {
         r#""gateway": {"listen": "127.0.0.1:8080", "routes": [{"service": "app"}]}"#,
     );
 }
+
+/// A list with as many items as the object has fields was read by position (`["30s", 10]` as
+/// `{"max_wait": "30s", "max_held": 10}`): refused as any other list, wherever an object is
+/// expected.
+#[test]
+fn a_list_as_long_as_the_object_is_refused_too() {
+    assert_says(
+        &gateway_with_app(r#"{ "hold": ["30s", 10] }"#),
+        "gateway.services.app.hold",
+        r#"invalid type: list, expected an object such as {"max_wait": "30s"}"#,
+    );
+    assert_says(
+        &service_error(r#""grace_period": "1s", "on_idle": ["15m", { "type": "process_stop" }]"#),
+        "services.app.on_idle",
+        r#"invalid type: list, expected an object such as {"after": "15m""#,
+    );
+    let json = r#"{ "services": { "app": ["http://127.0.0.1:9/", "1s"] } }"#;
+    assert_says(
+        &MinMonitor::from_config(json).unwrap_err().to_string(),
+        "services.app",
+        r#"invalid type: list, expected an object such as {"url": "#,
+    );
+    let json = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+             "admin": ["127.0.0.1:0", "a-token"], {SERVICES} }}"#
+    );
+    let error = match Gateway::from_config(&json, &TriggerRegistry::new()) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(error) => error.to_string(),
+    };
+    assert_says(
+        &error,
+        "admin",
+        r#"invalid type: list, expected an object such as {"listen": "#,
+    );
+}

@@ -25,25 +25,10 @@ use tower_monitor::gateway::Gateway;
 /// 9113 section 6.5.2 counts it (pseudo-header fields included), and its `x-a` value's length.
 type Seen = Arc<Mutex<Vec<(String, usize, usize)>>>;
 
-/// The log lines (up to WARN) of every test of this file, from one subscriber that each test
-/// installs first, if none has yet. A subscriber of the test's own thread missed its line
-/// once in CI: another test, in parallel, hit the same log call as the subscriber was being
-/// registered, and tracing cached that no one listens there. Installed before any test logs
-/// anything, it is there when every log call is first met.
+/// The log lines (up to WARN) of every test of this file, from the one global subscriber that
+/// each test installs first (see `common::logs`).
 fn logs() -> common::Captured {
-    static LOGS: std::sync::OnceLock<common::Captured> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = common::Captured::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        logs
-    })
-    .clone()
+    common::logs(tracing::Level::WARN)
 }
 
 /// The default bound: hyper's, h2's and tonic's `SETTINGS_MAX_HEADER_LIST_SIZE`.

@@ -73,6 +73,7 @@ const ALLOWED: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 /// next `GET`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_is_answered_405_and_never_reaches_the_backend() {
+    let _logs = common::logs(tracing::Level::WARN);
     let (backend, heads) = raw_backend().await;
     let gateway = gateway(backend, "{}").await;
 
@@ -110,6 +111,7 @@ async fn a_trace_is_answered_405_and_never_reaches_the_backend() {
 /// sits in front of the proxy, whose own refusal came after the wake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_to_a_down_service_does_not_wake_it() {
+    let _logs = common::logs(tracing::Level::WARN);
     let down = common::refused_addr().await;
     let starts = common::counter();
     let config = format!(
@@ -136,6 +138,7 @@ async fn a_trace_to_a_down_service_does_not_wake_it() {
 /// `allow_trace(true)`.
 #[tokio::test]
 async fn the_proxy_forwards_a_trace_only_when_allowed() {
+    let _logs = common::logs(tracing::Level::WARN);
     let (backend, heads) = raw_backend().await;
     let trace = || {
         http::Request::builder()
@@ -165,8 +168,7 @@ async fn the_proxy_forwards_a_trace_only_when_allowed() {
 /// with the service's name, where it said "backend request failed: message head is too large".
 #[tokio::test]
 async fn an_answer_with_too_many_header_lines_is_a_502_that_names_the_setting() {
-    // This thread only: the test's runtime (current-thread) runs the gateway here.
-    let (logs, _default) = common::capture_thread_logs(tracing::Level::WARN);
+    let logs = common::logs(tracing::Level::WARN);
     let (backend, heads) = raw_backend().await;
     let gateway = gateway(backend, "{}").await;
 
@@ -177,11 +179,8 @@ async fn an_answer_with_too_many_header_lines_is_a_502_that_names_the_setting() 
     .await;
     assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
     assert_eq!(heads.lock().unwrap().len(), 1, "the backend was asked");
-    let text = logs.text();
-    let line = text
-        .lines()
-        .find(|line| line.contains("WARN") && line.contains("/headers"))
-        .unwrap_or_else(|| panic!("no warning in {text}"));
+    // Found by its path: only this test's backend answers it with too many lines.
+    let line = logs.line_with(&["WARN", "/headers"]);
     assert!(line.contains("service=app"), "{line}");
     assert!(line.contains("more than 100 header lines"), "{line}");
     assert!(line.contains("max_response_headers"), "{line}");
@@ -191,6 +190,7 @@ async fn an_answer_with_too_many_header_lines_is_a_502_that_names_the_setting() 
 /// header line, over either HTTP version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raised_max_response_headers_delivers_every_header_line() {
+    let _logs = common::logs(tracing::Level::WARN);
     let (backend, _heads) = raw_backend().await;
     let gateway = gateway(backend, r#"{ "max_response_headers": 200 }"#).await;
 

@@ -20,6 +20,7 @@ use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, probe,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_herd_arriving_at_once_runs_on_down_once() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(|s| s, Duration::from_millis(20)).await;
     let service = f.service(f.monitor.layer("app").unwrap());
     let requests: Vec<_> = (0..2_000)
@@ -38,6 +39,7 @@ async fn a_herd_arriving_at_once_runs_on_down_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_spread_over_the_boot_run_on_down_once_and_do_not_probe_each() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(|s| s, Duration::from_millis(20)).await;
     let layer = f.monitor.layer("app").unwrap();
     let mut sent = Vec::new();
@@ -71,6 +73,7 @@ async fn requests_spread_over_the_boot_run_on_down_once_and_do_not_probe_each() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_requests_are_released_when_the_poller_finds_the_backend_up() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(|s| s, Duration::ZERO).await;
     let layer = f
         .monitor
@@ -97,6 +100,7 @@ async fn held_requests_are_released_when_the_poller_finds_the_backend_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_ends_at_the_start_timeout_and_the_next_request_wakes_again() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(
         |s| s.start_timeout(Duration::from_millis(300)),
         Duration::ZERO,
@@ -112,6 +116,7 @@ async fn starting_ends_at_the_start_timeout_and_the_next_request_wakes_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_on_down_that_never_returns_is_cut_at_the_trigger_timeout() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(
         |s| s.trigger_timeout(Duration::from_millis(200)),
         Duration::MAX,
@@ -143,6 +148,7 @@ async fn an_on_down_that_never_returns_is_cut_at_the_trigger_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_held_counts_requests_while_on_down_runs() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(|s| s, Duration::from_secs(2)).await;
     let layer = f
         .monitor
@@ -171,6 +177,7 @@ async fn max_held_counts_requests_while_on_down_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_status_down_forgets_a_cached_up() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(|s| s, Duration::ZERO).await;
     let layer = f.monitor.layer("app").unwrap();
     f.monitor.set_status_up("app").unwrap();
@@ -187,6 +194,7 @@ async fn set_status_down_forgets_a_cached_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forward_that_finds_the_backend_gone_marks_it_down_and_wakes_it() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(|s| s, Duration::ZERO).await;
     f.monitor.set_status_up("app").unwrap();
     let layer = f
@@ -211,6 +219,7 @@ async fn a_forward_that_finds_the_backend_gone_marks_it_down_and_wakes_it() {
 /// a 500 "failed to start" for every request that shared it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_ended_leaves_the_start_standing() {
+    let _logs = logs(tracing::Level::ERROR);
     struct EndedPanics;
     impl tower_monitor::Trigger for EndedPanics {
         fn trigger(&self) -> futures::future::BoxFuture<'static, Result<(), BoxError>> {
@@ -240,8 +249,7 @@ async fn a_panicking_ended_leaves_the_start_standing() {
 /// up, and the panic is logged with the service (it was swallowed without a word).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_gone_predicate_forwards_the_answer_and_is_logged() {
-    // This thread's: the test polls the service itself, so the check runs here.
-    let (logs, _logging) = capture_thread_logs(tracing::Level::ERROR);
+    let logs = logs(tracing::Level::ERROR);
     let monitor = Arc::new(MinMonitor::new());
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60));
     monitor.add("app", service).unwrap();
@@ -257,15 +265,14 @@ async fn a_panicking_gone_predicate_forwards_the_answer_and_is_logged() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(!response.body().is_fallback());
     assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
-    let logged = logs.text();
-    assert!(
-        logged.contains("backend_gone_when predicate panicked") && logged.contains("service=app"),
-        "{logged}"
-    );
+    // Found by its words (only this test's predicate panics); it must name the service.
+    let line = logs.line_with(&["backend_gone_when predicate panicked"]);
+    assert!(line.contains("service=app"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_probe_counts_as_failed_and_clears_the_cached_up() {
+    let _logs = logs(tracing::Level::ERROR);
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(probe::from_fn(|_url| async {
             if true {
@@ -287,6 +294,7 @@ async fn a_panicking_probe_counts_as_failed_and_clears_the_cached_up() {
 /// the snapshot (last probe "up") while every request was answered 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_panicking_before_its_future_counts_as_failed_too() {
+    let _logs = logs(tracing::Level::ERROR);
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO).probe(
         probe::from_fn(|url| {
             assert!(url.path() != "/", "probe bug");
@@ -307,6 +315,7 @@ async fn a_probe_panicking_before_its_future_counts_as_failed_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_wake_policy_answers_500() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(|s| s, Duration::ZERO).await;
     let layer = f
         .monitor
@@ -319,6 +328,7 @@ async fn a_panicking_wake_policy_answers_500() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_and_stop_on_request() {
+    let _logs = logs(tracing::Level::ERROR);
     let f = fixture(
         |s| {
             s.on_idle(
@@ -345,6 +355,7 @@ async fn start_and_stop_on_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durations_as_long_as_duration_max_mean_forever_not_a_panic() {
+    let _logs = logs(tracing::Level::ERROR);
     let up = Arc::new(AtomicBool::new(false));
     let noop = || trigger::from_fn(|| async { Ok::<(), BoxError>(()) });
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::MAX)

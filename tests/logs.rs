@@ -1,6 +1,6 @@
-//! Log lines as an operator reads them, each test in this binary capturing its own thread's:
-//! apart from the other tests, whose threads (with no subscriber) would otherwise race them in
-//! registering the same call sites, and could leave a span or event of theirs unrecorded.
+//! Log lines as an operator reads them. Every test of this binary reads the one global
+//! subscriber's lines (see `common::logs`), each picking its own by its service's name or by
+//! what only it logs.
 
 mod common;
 
@@ -16,34 +16,33 @@ use http_body_util::Full;
 use tower::{Layer, ServiceExt};
 use tower_monitor::{MinMonitor, MonitoredService};
 
+/// The level of this binary's subscriber: the lowest any of its tests reads.
+const LEVEL: tracing::Level = tracing::Level::DEBUG;
+
 #[tokio::test]
 async fn a_probes_own_log_lines_name_the_service() {
-    // This thread only: the test's runtime (current-thread) runs the probe here.
-    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
+    let logs = logs(LEVEL);
     let monitor = MinMonitor::new();
     let url = url_for(refused_addr().await);
     monitor
         .add("quiet-app", MonitoredService::new(url, Duration::ZERO))
         .unwrap();
     assert!(!monitor.status("quiet-app").await.unwrap());
-    let text = logs.text();
-    let refused = text
-        .lines()
-        .find(|line| line.contains("connect failed"))
-        .unwrap_or_else(|| panic!("no connect line in {text}"));
-    assert!(refused.contains("quiet-app"), "{refused}");
+    // Found by the service's name: without it, there is none.
+    logs.line_with(&["connect failed", "quiet-app"]);
 }
 
 /// The bound's 503s are not the usual "starting" ones: reaching it is said at warn, once each
 /// time it is reached (a herd beyond it must not fill the log), the rest at debug.
 #[tokio::test(start_paused = true)]
 async fn reaching_max_held_is_warned_once_each_time() {
-    // This thread only: the test's runtime (current-thread) runs every request here.
-    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
+    let logs = logs(LEVEL);
     let warned = || {
         logs.text()
             .lines()
-            .filter(|l| l.contains("WARN") && l.contains("requests held already"))
+            .filter(|l| {
+                l.contains("WARN") && l.contains("requests held already") && l.contains("held-app")
+            })
             .count()
     };
     let up = Arc::new(AtomicBool::new(false));
@@ -51,9 +50,9 @@ async fn reaching_max_held_is_warned_once_each_time() {
         .probe(switch_probe(up.clone()))
         .on_down(counting_trigger(counter(), false));
     let monitor = Arc::new(MinMonitor::new());
-    monitor.add("app", service).unwrap();
+    monitor.add("held-app", service).unwrap();
     let layer = monitor
-        .layer("app")
+        .layer("held-app")
         .unwrap()
         .hold(Duration::from_secs(30))
         .max_held(1);
@@ -77,7 +76,7 @@ async fn reaching_max_held_is_warned_once_each_time() {
         assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
         // Down again: the next herd reaches the bound anew.
         up.store(false, Ordering::SeqCst);
-        monitor.set_status_down("app").unwrap();
+        monitor.set_status_down("held-app").unwrap();
     }
 }
 
@@ -85,13 +84,12 @@ async fn reaching_max_held_is_warned_once_each_time() {
 /// time it goes down, not once per request.
 #[tokio::test]
 async fn a_down_backend_that_nothing_starts_is_said_once_per_down_spell() {
-    // This thread only: the test's runtime (current-thread) runs every request here.
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let logs = logs(LEVEL);
     let said = || {
         logs.text()
             .lines()
             .filter(|l| l.contains("INFO") && l.contains("watched is down and nothing starts it"))
-            .inspect(|l| assert!(l.contains("service=\"watched\""), "{l}"))
+            .inspect(|l| assert!(l.contains("service=watched"), "{l}"))
             .count()
     };
     let monitor = Arc::new(MinMonitor::new());
@@ -117,8 +115,7 @@ async fn a_down_backend_that_nothing_starts_is_said_once_per_down_spell() {
 /// one the program listens on is the likely mistake, and the operator's only clue.
 #[tokio::test(start_paused = true)]
 async fn a_start_that_times_out_names_the_url_it_probed() {
-    // This thread only: the test's runtime (current-thread) runs the poller here.
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let logs = logs(LEVEL);
     let url = url_for(refused_addr().await);
     let service = MonitoredService::new(url.clone(), Duration::from_secs(60))
         .probe(switch_probe(Arc::new(AtomicBool::new(false))))
@@ -151,8 +148,7 @@ async fn a_start_that_times_out_names_the_url_it_probed() {
 /// cause), not once per request.
 #[tokio::test(start_paused = true)]
 async fn held_requests_that_time_out_are_said_once_per_start() {
-    // This thread only: the test's runtime (current-thread) runs every request here.
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let logs = logs(LEVEL);
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(Arc::new(AtomicBool::new(false))))
         .on_down(counting_trigger(counter(), false));
@@ -175,13 +171,15 @@ async fn held_requests_that_time_out_are_said_once_per_start() {
     let text = logs.text();
     let said: Vec<_> = text
         .lines()
-        .filter(|l| l.contains("INFO") && l.contains("held requests are answered 504"))
+        .filter(|l| {
+            l.contains("INFO") && l.contains("held requests are answered 504") && l.contains("slow")
+        })
         .collect();
     assert_eq!(said.len(), 1, "{text}");
     assert!(
         said[0].contains("slow did not come up within the hold's max_wait (1.00 s)")
             && said[0].contains("(it has been starting for ")
-            && said[0].contains("service=\"slow\""),
+            && said[0].contains("service=slow"),
         "{}",
         said[0]
     );
@@ -192,7 +190,7 @@ async fn held_requests_that_time_out_are_said_once_per_start() {
 /// database, say), which is what it is there for.
 #[test]
 fn a_gateway_service_without_a_route_is_warned_of() {
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let logs = logs(LEVEL);
     let json = r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
         "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s", "depends_on": ["db"] },
                       "db": { "url": "tcp://127.0.0.1:11", "grace_period": "1s" },
@@ -200,7 +198,11 @@ fn a_gateway_service_without_a_route_is_warned_of() {
     let registry = tower_monitor::config::TriggerRegistry::new();
     tower_monitor::gateway::Gateway::from_config(json, &registry).unwrap();
     let text = logs.text();
-    let warned: Vec<_> = text.lines().filter(|l| l.contains("WARN")).collect();
+    // Of every service without a route (db is needed by app: not warned of).
+    let warned: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("no route in gateway.routes"))
+        .collect();
     assert_eq!(warned.len(), 1, "{text}");
     assert!(
         warned[0].contains("no route in gateway.routes names \"orphan\"")
@@ -229,8 +231,7 @@ async fn wake(monitor: &Arc<MinMonitor>, name: &str) {
 #[tokio::test]
 async fn a_process_names_the_service_that_started_it() {
     use tower_monitor::trigger::Process;
-    // This thread only: the test's runtime (current-thread) runs the output's reader here.
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let logs = logs(LEVEL);
     let program = Process::builder("sh")
         .args(["-c", "echo hello-from-program; exec sleep 30"])
         .build();
@@ -240,10 +241,7 @@ async fn a_process_names_the_service_that_started_it() {
     let monitor = Arc::new(MinMonitor::new());
     monitor.add("py-app", service).unwrap();
     wake(&monitor, "py-app").await;
-    let said = |what: &str| {
-        let text = logs.text();
-        text.lines().find(|l| l.contains(what)).map(str::to_owned)
-    };
+    let said = |what: &str| logs.lines_with(&[what, "py-app"]).into_iter().next();
     let output = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Some(line) = said("hello-from-program") {
@@ -267,7 +265,7 @@ async fn a_process_names_the_service_that_started_it() {
 #[tokio::test]
 async fn a_process_shared_by_two_services_names_the_one_it_acts_for() {
     use tower_monitor::trigger::Process;
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let logs = logs(LEVEL);
     let program = Process::builder("sh").args(["-c", "exec sleep 30"]).build();
     let monitor = Arc::new(MinMonitor::new());
     for name in ["web-app", "admin-app"] {
@@ -282,21 +280,10 @@ async fn a_process_shared_by_two_services_names_the_one_it_acts_for() {
     monitor.start("admin-app").await.unwrap();
     monitor.set_status_up("admin-app").unwrap();
     monitor.stop("admin-app").await.unwrap();
-    let text = logs.text();
-    let line = |what: &str| {
-        text.lines()
-            .find(|l| l.contains(what))
-            .unwrap_or_else(|| panic!("no {what:?} line in {text}"))
-    };
-    assert!(
-        line("started the backend program").contains("web-app"),
-        "{text}"
-    );
-    assert!(line("runs already").contains("admin-app"), "{text}");
-    assert!(
-        line("stopping the backend program").contains("admin-app"),
-        "{text}"
-    );
+    // Each found by the service it must name (another program's lines name their own).
+    logs.line_with(&["started the backend program", "web-app"]);
+    logs.line_with(&["runs already", "admin-app"]);
+    logs.line_with(&["stopping the backend program", "admin-app"]);
     program.stop().await.unwrap();
 }
 
@@ -304,7 +291,7 @@ async fn a_process_shared_by_two_services_names_the_one_it_acts_for() {
 #[tokio::test]
 async fn a_commands_output_names_its_service() {
     use tower_monitor::trigger::Command;
-    let (logs, _default) = capture_thread_logs(tracing::Level::DEBUG);
+    let logs = logs(LEVEL);
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(Arc::new(AtomicBool::new(false))))
         .on_down(Command::new("sh").args(["-c", "echo hello-from-command"]));
@@ -312,24 +299,16 @@ async fn a_commands_output_names_its_service() {
     monitor.add("cmd-app", service).unwrap();
     // A waited-for command's output is read to its end before its run ends.
     wake(&monitor, "cmd-app").await;
-    let text = logs.text();
-    let output = text
-        .lines()
-        .find(|l| l.contains("hello-from-command"))
-        .unwrap_or_else(|| panic!("no output line in {text}"));
+    let output = logs.line_with(&["hello-from-command"]);
     assert!(output.contains("cmd-app"), "{output}");
-    let succeeded = text
-        .lines()
-        .find(|l| l.contains("command succeeded"))
-        .unwrap_or_else(|| panic!("no success line in {text}"));
-    assert!(succeeded.contains("cmd-app"), "{succeeded}");
+    logs.line_with(&["command succeeded", "cmd-app"]);
 }
 
 /// A `Delay`'s run comes when no request is there to name the service; its failure still does.
 #[tokio::test(start_paused = true)]
 async fn a_delayed_triggers_failure_names_its_service() {
     use tower_monitor::trigger::{Delay, from_fn};
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let logs = logs(LEVEL);
     let failing = from_fn(|| async { Err::<(), _>("the stop failed") });
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .probe(switch_probe(Arc::new(AtomicBool::new(false))))
@@ -339,12 +318,7 @@ async fn a_delayed_triggers_failure_names_its_service() {
     wake(&monitor, "delayed-app").await;
     // With the clock paused, this sleep ends once the delay's run has had its turn.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let text = logs.text();
-    let failed = text
-        .lines()
-        .find(|l| l.contains("delayed trigger failed"))
-        .unwrap_or_else(|| panic!("no failure line in {text}"));
-    assert!(failed.contains("delayed-app"), "{failed}");
+    logs.line_with(&["delayed trigger failed", "delayed-app"]);
 }
 
 /// A backend program started before the monitor runs anything of it (at boot, so that the
@@ -354,7 +328,7 @@ async fn a_delayed_triggers_failure_names_its_service() {
 #[tokio::test]
 async fn a_process_started_outside_the_monitor_names_the_service_that_stops_it() {
     use tower_monitor::trigger::Process;
-    let (logs, _default) = capture_thread_logs(tracing::Level::INFO);
+    let logs = logs(LEVEL);
     let program = Process::builder("sleep").arg("30").build();
     program.start().unwrap();
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
@@ -367,12 +341,38 @@ async fn a_process_started_outside_the_monitor_names_the_service_that_stops_it()
     // The idle stop resolves once the program has exited and been reaped.
     assert!(monitor.stop("boot-app").await.unwrap());
     assert!(!program.is_running());
-    let text = logs.text();
     for what in ["stopping the backend program", "backend program stopped"] {
-        let line = text
-            .lines()
-            .find(|l| l.contains(what))
-            .unwrap_or_else(|| panic!("no {what:?} line in {text}"));
-        assert!(line.contains("boot-app"), "{line}");
+        logs.line_with(&[what, "boot-app"]);
+    }
+}
+
+/// The service's name is written as operators grep for it, `service=form-app`, not quoted (as
+/// tracing writes a `&str` or Debug field): on a transition's line as on the proxy's.
+#[tokio::test]
+async fn the_service_is_written_unquoted_on_transition_and_proxy_lines() {
+    let logs = logs(LEVEL);
+    let monitor = MinMonitor::new();
+    let url = url_for(refused_addr().await);
+    monitor
+        .add(
+            "form-app",
+            MonitoredService::new(url, Duration::from_secs(60)),
+        )
+        .unwrap();
+    // Down to up: a transition, said at info.
+    monitor.set_status_up("form-app").unwrap();
+    let proxy = tower_monitor::proxy::Proxy::builder(url_for(refused_addr().await))
+        .service_name("form-proxy")
+        .build::<Full<Bytes>>()
+        .unwrap();
+    let request = Request::get("http://form/").body(Full::default()).unwrap();
+    let answer = proxy.oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
+    for (what, name) in [("form-app is up after", "form-app"), ("WARN", "form-proxy")] {
+        let line = logs.line_with(&[what, name]);
+        assert!(
+            line.contains(&format!(" service={name}")) && !line.contains(&format!("\"{name}\"")),
+            "{line}"
+        );
     }
 }

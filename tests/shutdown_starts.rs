@@ -9,8 +9,8 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,20 +19,9 @@ use common::*;
 use http::StatusCode;
 use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, probe};
 
-/// The log lines of this binary's tests.
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        logs
-    })
+/// The log lines of this binary's tests (see `common::logs`).
+fn logs() -> Captured {
+    common::logs(tracing::Level::INFO)
 }
 
 /// How many info lines say a request did not start `name` because of the shutdown.

@@ -17,11 +17,13 @@ use tower_monitor::{BoxError, Trigger, Url};
 
 #[tokio::test]
 async fn command_success() {
+    let _logs = logs(tracing::Level::WARN);
     Command::new("true").trigger().await.unwrap();
 }
 
 #[tokio::test]
 async fn command_failure_carries_the_status_and_stderr_tail() {
+    let _logs = logs(tracing::Level::WARN);
     let err = Command::new("sh")
         .args(["-c", "echo first >&2; echo last words >&2; exit 3"])
         .trigger()
@@ -38,6 +40,7 @@ async fn command_failure_carries_the_status_and_stderr_tail() {
 
 #[tokio::test]
 async fn command_that_cannot_start_names_the_program() {
+    let _logs = logs(tracing::Level::WARN);
     let err = Command::new("no-such-program-here")
         .trigger()
         .await
@@ -47,6 +50,7 @@ async fn command_that_cannot_start_names_the_program() {
 
 #[tokio::test]
 async fn command_over_its_timeout_is_killed_and_fails() {
+    let _logs = logs(tracing::Level::WARN);
     let started = Instant::now();
     let err = Command::new("sleep")
         .arg("30")
@@ -63,6 +67,7 @@ async fn command_over_its_timeout_is_killed_and_fails() {
 
 #[tokio::test]
 async fn detached_command_returns_once_started() {
+    let _logs = logs(tracing::Level::WARN);
     let marker =
         std::env::temp_dir().join(format!("tower-monitor-detached-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
@@ -98,6 +103,7 @@ fn recording(log: &Arc<Mutex<Vec<&'static str>>>, name: &'static str, fail: bool
 
 #[tokio::test]
 async fn compound_runs_in_order_and_stops_at_the_first_failure() {
+    let _logs = logs(tracing::Level::WARN);
     let log = Arc::new(Mutex::new(Vec::new()));
     let ok = Compound::new()
         .then(recording(&log, "a", false))
@@ -117,6 +123,7 @@ async fn compound_runs_in_order_and_stops_at_the_first_failure() {
 
 #[tokio::test(start_paused = true)]
 async fn delay_rearms_and_runs_once() {
+    let _logs = logs(tracing::Level::WARN);
     let runs = counter();
     let delay = Delay::new(
         Duration::from_secs(5),
@@ -138,14 +145,8 @@ async fn delay_rearms_and_runs_once() {
 /// next expiry from running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_bounds_a_hung_run_and_logs_a_panicking_one() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // Global: the run is spawned on the runtime's threads.
-    let _ = tracing::subscriber::set_global_default(subscriber);
+    // Global (as for every test of this binary): the run is spawned on the runtime's threads.
+    let logs = logs(tracing::Level::WARN);
 
     /// Sends on its channel when dropped: the hung run was dropped.
     struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
@@ -207,6 +208,7 @@ async fn delay_bounds_a_hung_run_and_logs_a_panicking_one() {
 
 #[tokio::test(start_paused = true)]
 async fn rate_limit_allows_n_per_sliding_window() {
+    let _logs = logs(tracing::Level::WARN);
     let runs = counter();
     let limited = RateLimit::new(
         2,
@@ -269,6 +271,7 @@ fn hook(server: &Server, path: &str) -> Webhook {
 
 #[tokio::test]
 async fn webhook_2xx_succeeds_and_sends_method_headers_and_body() {
+    let _logs = logs(tracing::Level::WARN);
     let (server, seen) = webhook_server().await;
     hook(&server, "/ok")
         .header("x-token", "t0k3n")
@@ -285,6 +288,7 @@ async fn webhook_2xx_succeeds_and_sends_method_headers_and_body() {
 
 #[tokio::test]
 async fn webhook_non_2xx_fails_with_the_status() {
+    let _logs = logs(tracing::Level::WARN);
     let (server, _) = webhook_server().await;
     let err = hook(&server, "/fail").trigger().await.unwrap_err();
     let err = err.downcast::<WebhookError>().unwrap();
@@ -295,6 +299,7 @@ async fn webhook_non_2xx_fails_with_the_status() {
 
 #[tokio::test]
 async fn webhook_without_an_answer_times_out() {
+    let _logs = logs(tracing::Level::WARN);
     let (server, _) = webhook_server().await;
     let started = Instant::now();
     let err = hook(&server, "/slow")
@@ -311,6 +316,7 @@ async fn webhook_without_an_answer_times_out() {
 
 #[tokio::test(start_paused = true)]
 async fn delay_of_duration_max_means_never() {
+    let _logs = logs(tracing::Level::WARN);
     let runs = counter();
     let forever = Delay::new(Duration::MAX, counting_trigger(runs.clone(), false));
     forever
@@ -324,6 +330,7 @@ async fn delay_of_duration_max_means_never() {
 
 #[tokio::test]
 async fn rate_limit_with_a_huge_max_runs_allocates_nothing_up_front() {
+    let _logs = logs(tracing::Level::WARN);
     // Both once aborted the process: a 608 GB `VecDeque::with_capacity`, or "capacity overflow".
     for max_runs in [38_007_346_618, usize::MAX] {
         let runs = counter();

@@ -28,13 +28,7 @@ async fn monitor() -> Arc<MinMonitor> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_fallback_is_a_500_logged_with_the_service_and_the_server_keeps_serving() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::ERROR)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = logs(tracing::Level::ERROR);
     let monitor = monitor().await;
     let layer = monitor
         .layer("demo")
@@ -57,11 +51,9 @@ async fn a_panicking_fallback_is_a_500_logged_with_the_service_and_the_server_ke
         assert_eq!(reply.body, r#"{"error":"internal_error","status":500}"#);
         assert_eq!(reply.headers["cache-control"], "no-store");
     }
-    let logs = logs.text();
-    assert!(
-        logs.contains("ERROR") && logs.contains("the fallback panicked") && logs.contains("demo"),
-        "logged at error with the service: {logs}"
-    );
+    // Found by its words (only this test's fallback panics); it must name the service.
+    let line = logs.line_with(&["ERROR", "the fallback panicked"]);
+    assert!(line.contains("demo"), "logged with the service: {line}");
 }
 
 /// Opens `url` in headless Chromium with the given colour scheme and saves a screenshot.
@@ -131,6 +123,7 @@ fn check(file: &Path, dark: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_waiting_page_in_light_and_dark_is_centred_and_themed() {
+    let _logs = logs(tracing::Level::ERROR);
     let Some(browser) = chromium_or_skip() else {
         return;
     };
@@ -175,6 +168,7 @@ async fn page_of(layer: tower_monitor::MonitorLayer, accept: &str) -> Reply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_words_are_true_in_each_case() {
+    let _logs = logs(tracing::Level::ERROR);
     let down = url_for(refused_addr().await);
     let monitor = Arc::new(MinMonitor::new());
     let no_op = || trigger::from_fn(|| async { Ok::<(), BoxError>(()) });

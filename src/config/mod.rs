@@ -103,6 +103,7 @@ mod builtin;
 mod depends;
 pub(crate) mod duplicates;
 mod error;
+mod objects;
 mod paths;
 mod probe;
 #[cfg(unix)]
@@ -112,6 +113,8 @@ mod shared_backend;
 mod values;
 
 pub use error::ConfigError;
+pub(crate) use error::plain_words;
+pub(crate) use objects::Objects;
 pub use registry::{TriggerRegistry, TriggerSpec};
 pub(crate) use values::{DurationValue, UrlValue};
 

@@ -328,7 +328,7 @@ impl fmt::Debug for TriggerRegistry {
 
 /// Deserializes `value`, naming the failing field's path below `prefix`.
 pub(crate) fn parse_at<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
+    serde_path_to_error::deserialize(super::Objects(value)).map_err(|error| {
         let mut path = prefix.to_string();
         for segment in error.path() {
             let segment = match segment {

@@ -174,7 +174,7 @@ impl Registered {
         {
             let name = &*self.name;
             tracing::info!(
-                service = name,
+                service = %name,
                 "{name} is down and nothing starts it (no on_down): its requests get the \
                  fallback, or are held, until it is up"
             );
@@ -188,7 +188,7 @@ impl Registered {
         let name = &*self.name;
         if self.said_held_timed_out.swap(true, Ordering::Relaxed) {
             tracing::debug!(
-                service = name,
+                service = %name,
                 ?max_wait,
                 "held request waited its longest; answering 504"
             );
@@ -196,7 +196,7 @@ impl Registered {
         }
         let (state, lasted) = self.lifecycle.snapshot();
         tracing::info!(
-            service = name,
+            service = %name,
             "{name} did not come up within the hold's max_wait ({:.2} s): held requests are \
              answered 504 (it has been {state} for {:.2} s)",
             max_wait.as_secs_f64(),

@@ -38,20 +38,20 @@ impl Registered {
         let secs = lasted.as_secs_f64();
         match (from, to) {
             (ServiceState::Starting, ServiceState::Up) => {
-                tracing::info!(service = name, "{name} came up after {secs:.2} s starting");
+                tracing::info!(service = %name, "{name} came up after {secs:.2} s starting");
                 self.stats.cold_start(name, lasted);
             }
             // Most likely stopped by the shutdown itself: not a failure of the backend's.
             (ServiceState::Starting, ServiceState::Down) if self.is_released() => {
                 tracing::info!(
-                    service = name,
+                    service = %name,
                     "{name} did not come up before the shutdown: {why} after {secs:.2} s starting"
                 );
             }
             (ServiceState::Starting, ServiceState::Down) => {
                 let (failed, next) = self.start_failed();
                 tracing::warn!(
-                    service = name,
+                    service = %name,
                     failed_in_a_row = failed,
                     "{name} did not come up: {why} after {secs:.2} s starting; {next}"
                 );
@@ -64,7 +64,7 @@ impl Registered {
             {
                 let (failed, next) = self.start_failed();
                 tracing::warn!(
-                    service = name,
+                    service = %name,
                     failed_in_a_row = failed,
                     "{name} is down {secs:.2} s after it came up; {next}"
                 );
@@ -72,12 +72,12 @@ impl Registered {
             (ServiceState::Up, _) => {
                 // Up long enough, or stopped for being idle: its starts work.
                 self.backoff.end_series();
-                tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}");
+                tracing::info!(service = %name, "{name} is {to} after {secs:.2} s {from}");
             }
             (ServiceState::Stopping, ServiceState::Down) => {
-                tracing::info!(service = name, "{name} stopped after {secs:.2} s stopping")
+                tracing::info!(service = %name, "{name} stopped after {secs:.2} s stopping")
             }
-            _ => tracing::info!(service = name, "{name} is {to} after {secs:.2} s {from}"),
+            _ => tracing::info!(service = %name, "{name} is {to} after {secs:.2} s {from}"),
         }
         self.said_held_timed_out.store(false, Ordering::Relaxed);
         crate::metrics::transition(name, from.as_str(), to.as_str());

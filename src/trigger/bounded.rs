@@ -46,12 +46,12 @@ pub(crate) async fn run_bounded(
         Ok(Ok(Ok(()))) => return Ok(()),
         Ok(Ok(Err(error))) => SharedError::from(error),
         Ok(Err(_panic)) => {
-            tracing::error!(service, trigger = which, "trigger panicked");
+            tracing::error!(%service, trigger = which, "trigger panicked");
             message(format!("`{which}` trigger panicked"))
         }
         Err(_) => message(format!("`{which}` trigger timed out after {timeout:?}")),
     };
-    tracing::warn!(service, trigger = which, error = %outcome, "trigger failed");
+    tracing::warn!(%service, trigger = which, error = %outcome, "trigger failed");
     stats.trigger_failed(service, which);
     Err(outcome)
 }

@@ -250,7 +250,7 @@ impl Command {
         let readers = stdout.into_iter().chain(stderr);
         let _ = tokio::time::timeout_at(drained, futures::future::join_all(readers)).await;
         if status.success() {
-            tracing::debug!(service = service.as_deref(), program = %name, "command succeeded");
+            tracing::debug!(service = service.as_deref().map(tracing::field::display), program = %name, "command succeeded");
             Ok(())
         } else {
             Err(CommandError::Exit {
@@ -272,15 +272,15 @@ impl Trigger for Command {
 /// Waits for a detached program in the background, so that it never lingers as a zombie.
 fn reap_in_background(mut child: Child, name: String, service: Option<Arc<str>>) {
     let pid = child.id();
-    tracing::info!(service = service.as_deref(), program = %name, pid, "started detached");
+    tracing::info!(service = service.as_deref().map(tracing::field::display), program = %name, pid, "started detached");
     tokio::spawn(async move {
         let service = service.as_deref();
         match child.wait().await {
             Ok(status) => {
-                tracing::info!(service, program = %name, %status, "detached program exited");
+                tracing::info!(service = service.map(tracing::field::display), program = %name, %status, "detached program exited");
             }
             Err(error) => {
-                tracing::warn!(service, program = %name, %error, "detached program lost");
+                tracing::warn!(service = service.map(tracing::field::display), program = %name, %error, "detached program lost");
             }
         }
     });
@@ -326,7 +326,7 @@ impl GroupGuard {
         if let Some(pgid) = self.pgid.take() {
             if let Err(error) = super::process_group::signal(pgid, super::process_group::SIGKILL) {
                 let service = self.service.as_deref();
-                tracing::warn!(service, pgid, %error, "could not kill the process group");
+                tracing::warn!(service = service.map(tracing::field::display), pgid, %error, "could not kill the process group");
             }
         }
     }

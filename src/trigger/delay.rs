@@ -110,15 +110,24 @@ fn run_detached(trigger: Arc<dyn Trigger>, timeout: Duration, service: Option<Ar
         let run = AssertUnwindSafe(run).catch_unwind();
         match tokio::time::timeout(timeout, run).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::warn!(service, %error, "delayed trigger failed"),
-            Ok(Err(_panic)) => tracing::error!(service, "delayed trigger panicked"),
-            Err(_) => tracing::warn!(service, ?timeout, "delayed trigger timed out; dropped"),
+            Ok(Ok(Err(error))) => {
+                tracing::warn!(service = service.map(tracing::field::display), %error, "delayed trigger failed")
+            }
+            Ok(Err(_panic)) => tracing::error!(
+                service = service.map(tracing::field::display),
+                "delayed trigger panicked"
+            ),
+            Err(_) => tracing::warn!(
+                service = service.map(tracing::field::display),
+                ?timeout,
+                "delayed trigger timed out; dropped"
+            ),
         }
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn(run)),
         Err(_) => tracing::warn!(
-            service = service.as_deref(),
+            service = service.as_deref().map(tracing::field::display),
             "delayed trigger needs a Tokio runtime to run; skipped"
         ),
     }

@@ -159,11 +159,21 @@ fn log(source: &Source, stream: Stream, line: &str) {
     let stream = stream.as_str();
     // `tracing` wants the level as a constant, hence one call per level.
     match source.level {
-        Level::ERROR => tracing::error!(service, program, stream, "{line}"),
-        Level::WARN => tracing::warn!(service, program, stream, "{line}"),
-        Level::INFO => tracing::info!(service, program, stream, "{line}"),
-        Level::DEBUG => tracing::debug!(service, program, stream, "{line}"),
-        Level::TRACE => tracing::trace!(service, program, stream, "{line}"),
+        Level::ERROR => {
+            tracing::error!(service = service.map(tracing::field::display), %program, stream, "{line}")
+        }
+        Level::WARN => {
+            tracing::warn!(service = service.map(tracing::field::display), %program, stream, "{line}")
+        }
+        Level::INFO => {
+            tracing::info!(service = service.map(tracing::field::display), %program, stream, "{line}")
+        }
+        Level::DEBUG => {
+            tracing::debug!(service = service.map(tracing::field::display), %program, stream, "{line}")
+        }
+        Level::TRACE => {
+            tracing::trace!(service = service.map(tracing::field::display), %program, stream, "{line}")
+        }
     }
 }
 

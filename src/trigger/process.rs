@@ -324,7 +324,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         if let Some(running) = state.running.take() {
-            tracing::info!(service = self.service(), program = %self.program, pid = running.pid(),
+            tracing::info!(service = self.service().map(tracing::field::display), program = %self.program, pid = running.pid(),
                 "the last handle is gone: killing the program's group");
             let _ = group::signal(running.pid(), group::SIGKILL);
         }
@@ -357,7 +357,7 @@ impl Trigger for Process {
         Some(
             async move {
                 if let Err(error) = process.stop().await {
-                    tracing::warn!(service = process.shared.service(), %error, "cannot stop the program whose start was given up");
+                    tracing::warn!(service = process.shared.service().map(tracing::field::display), %error, "cannot stop the program whose start was given up");
                 }
             }
             .boxed(),

@@ -3,6 +3,7 @@
 
 mod gateway;
 mod gone;
+mod logs;
 mod promtool;
 mod recording;
 mod tls;
@@ -11,6 +12,8 @@ mod websocket;
 pub use gateway::*;
 #[allow(unused_imports)]
 pub use gone::*;
+#[allow(unused_imports)]
+pub use logs::*;
 #[allow(unused_imports)]
 pub use promtool::*;
 #[allow(unused_imports)]
@@ -332,44 +335,6 @@ pub fn counting_registry(runs: Arc<AtomicUsize>) -> tower_monitor::config::Trigg
         Ok(Arc::new(counting_trigger(runs.clone(), false)) as Arc<dyn tower_monitor::Trigger>)
     });
     registry
-}
-
-/// Captures the log lines up to `level` of this thread (the test's current-thread runtime
-/// runs its tasks here) for as long as the returned guard lives.
-pub fn capture_thread_logs(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
-}
-
-/// Log lines written by a tracing subscriber (`.with_writer(move || captured.clone())`).
-#[derive(Clone, Default)]
-pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// What was written so far.
-    pub fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Every text an error offers: its `Display`, its `Debug` and those of its sources.

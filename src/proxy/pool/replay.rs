@@ -58,7 +58,7 @@ impl Replay {
     /// The request again, with an empty body, its first try having failed with `error`.
     pub(super) fn again<B: Default>(self, service: &str, error: &dyn fmt::Display) -> Request<B> {
         tracing::debug!(
-            service,
+            %service,
             method = %self.method,
             path = self.uri.path(),
             %error,

@@ -74,7 +74,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     if let Some(running) = &state.running {
         // Asked to start while it runs: it does not answer (hung, or slow to come back). Said
         // at info, or an operator sees a start that starts nothing.
-        tracing::info!(service, program = %shared.program, pid = running.pid,
+        tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid = running.pid,
             "the backend program runs already: not started again");
         return Ok(());
     }
@@ -84,7 +84,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         Some(path) => match lock::claim(path) {
             Ok(Claim::Ours(lock)) => Some(lock),
             Ok(Claim::Elsewhere(pid)) => {
-                tracing::info!(service, program = %shared.program, pid,
+                tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid,
                     lock_file = %path.display(),
                     "runs already under another supervisor (its lock file is held): not started");
                 state.elsewhere = true;
@@ -129,7 +129,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     }
     state.starts += 1;
     state.elsewhere = false;
-    tracing::info!(service, program = %shared.program, pid,
+    tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid,
         start = state.starts, "started the backend program");
     // Its output and its exit are said as this start's.
     let starter: Option<Arc<str>> = service.map(Arc::from);
@@ -190,17 +190,17 @@ async fn watch_exit(
         let service = service.or_else(|| shared.service().map(Arc::from));
         let service = service.as_deref();
         if stopping {
-            tracing::info!(service, program = %shared.program, pid, %status,
+            tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid, %status,
                 "backend program stopped");
         } else if daemonized {
             // What nginx, redis-server and many daemons do unless told otherwise: what they
             // left serving is out of reach of the idle stop and of the gateway's exit.
-            tracing::warn!(service, program = %shared.program, pid, %status,
+            tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, %status,
                 "backend program exited by itself, successfully: if it forked into the \
                  background, run it in the foreground instead (nginx: -g \"daemon off;\"), \
                  or it can be neither watched nor stopped");
         } else {
-            tracing::warn!(service, program = %shared.program, pid, %status,
+            tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, %status,
                 "backend program exited by itself");
         }
     }

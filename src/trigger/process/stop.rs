@@ -91,7 +91,7 @@ pub(super) async fn stop(
         reason,
     };
     let deadline = crate::deadline::saturating_after(Instant::now(), grace);
-    tracing::info!(service, program = %shared.program, pid, ?grace,
+    tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
         "stopping the backend program (SIGTERM)");
     group::signal(pid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
     let status = match tokio::time::timeout_at(deadline, running.exited()).await {
@@ -103,7 +103,7 @@ pub(super) async fn stop(
             status
         }
         Err(_) => {
-            tracing::warn!(service, program = %shared.program, pid, ?grace,
+            tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
                 "the backend program did not stop within its grace: SIGKILL");
             group::signal(pid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
             tokio::time::timeout(AFTER_KILL, running.exited())
@@ -112,7 +112,7 @@ pub(super) async fn stop(
         }
     };
     if group::has_live_members(pid) {
-        tracing::warn!(service, program = %shared.program, pid,
+        tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid,
             "processes the program left in its group did not stop within the grace: SIGKILL");
         group::signal(pid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
     }

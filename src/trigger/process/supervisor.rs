@@ -152,7 +152,7 @@ impl Supervisor {
         for (process, result) in processes.iter().zip(results) {
             if let Err(error) = result {
                 let service = process.shared.service();
-                tracing::error!(service, %error, "could not stop a supervised program");
+                tracing::error!(service = service.map(tracing::field::display), %error, "could not stop a supervised program");
                 first_error.get_or_insert(error);
             }
         }
