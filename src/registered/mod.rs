@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::idle::IdleWatch;
-use crate::lifecycle::{Event, Lifecycle, ServiceState};
+use crate::lifecycle::{Event, Lifecycle, ServiceState, StopRuns};
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
 use crate::stats::Stats;
@@ -125,8 +125,21 @@ impl Registered {
         self.lifecycle.state()
     }
 
+    /// An operator's word that the backend is up. Ignored while a stop's `on_idle` still runs
+    /// (see `Lifecycle::mark_up`): said at info, as an operator who sees no change asks why.
     pub(crate) fn set_status_up(&self) {
-        self.apply(Event::MarkedUp);
+        match self.lifecycle.mark_up(|| self.stop_running()) {
+            Ok(Some(transition)) => self.after(transition),
+            Ok(None) => {}
+            Err(StopRuns) => {
+                let name = &*self.name;
+                tracing::info!(
+                    service = name,
+                    "{name} is being stopped (its on_idle still runs): set_status_up changes \
+                     nothing; the stop's end decides its state"
+                );
+            }
+        }
         self.cache_up_if_still_up();
     }
 
