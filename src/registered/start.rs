@@ -118,7 +118,7 @@ impl Registered {
 
     /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
     /// counted in `start_runs` by `running` until it ends, once its dependencies, started for
-    /// `asker`, are up.
+    /// `asker`, are up. Its failure ends that start only (none when not known).
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
@@ -151,16 +151,88 @@ impl Registered {
             };
             unfinished.finished();
             match (&result, starting) {
-                (Err(_), _) => {
-                    if let Some(down) = me.lifecycle.apply(Event::WakeFailed) {
+                // Only the start this run was made for: a newer one (begun while this ran, as
+                // a fleet replica's takeover runs beside the shared run) is not its to end.
+                (Err(_), Some(starting)) => {
+                    if let Some(down) = me.lifecycle.apply_to(starting, Event::WakeFailed) {
                         me.after_because(down, why);
                     }
                 }
+                (Err(_), None) => {}
                 (Ok(()), Some(starting)) => me.watch_start(starting, &on_down),
                 (Ok(()), None) => {}
             }
             result
         }
         .boxed()
+    }
+}
+
+#[cfg(all(test, not(loom), feature = "fleet"))]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::{BoxError, MonitoredService, Url, trigger};
+
+    /// A start taken over as a fleet replica does (`on_down_run`, beside the shared run) whose
+    /// `on_down` fails after a newer start has begun: the newer start goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_on_down_ends_only_the_start_it_was_run_for() {
+        // A real loopback port, closed: probes find the backend down, so Starting lasts.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        drop(listener);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (began, fail) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (r, b, f) = (runs.clone(), began.clone(), fail.clone());
+        let on_down = trigger::from_fn(move || {
+            let older = r.fetch_add(1, Ordering::SeqCst) == 0;
+            let f = f.clone();
+            if older {
+                b.notify_one();
+            }
+            async move {
+                if older {
+                    f.notified().await;
+                    return Err::<(), BoxError>("the older start's on_down fails".into());
+                }
+                Ok(())
+            }
+        });
+        let service = MonitoredService::new(url, Duration::from_secs(60)).on_down(on_down);
+        let registered = super::Registered::new("app".into(), service);
+
+        registered.apply(Event::Wake).unwrap();
+        let older = tokio::spawn(registered.on_down_run().unwrap());
+        tokio::time::timeout(Duration::from_secs(5), began.notified())
+            .await
+            .expect("the older on_down never began");
+        // The backend answered and went again: the older start is over, and a newer one
+        // begins (its on_down returning at once) while the older one's on_down still runs.
+        registered.set_status_up();
+        registered.set_status_down();
+        registered.wake().await.unwrap();
+        assert_eq!(registered.state(), ServiceState::Starting);
+        let newer = registered.lifecycle.stamp();
+
+        fail.notify_one();
+        let failed = tokio::time::timeout(Duration::from_secs(5), older).await;
+        assert!(
+            failed
+                .expect("the older on_down never ended")
+                .unwrap()
+                .is_err()
+        );
+        assert_eq!(
+            registered.lifecycle.stamp(),
+            newer,
+            "the older start's failure ended the newer start ({})",
+            registered.state()
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }
