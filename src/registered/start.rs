@@ -10,7 +10,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::dependencies::Awaited;
-use super::{Asker, Registered, release, start_watch, stop};
+use super::{Asker, Registered, release, runs, start_watch};
 use crate::error::{MonitorError, SharedError};
 use crate::lifecycle::{Event, ServiceState, Stamp};
 use crate::trigger::run_bounded;
@@ -52,7 +52,7 @@ impl Registered {
             }
             // Counted before the transition, as a stop is: an idle stop that follows it (the
             // backend answering before on_down returns) sees it.
-            let running = stop::TriggerRun::new(&self.start_runs);
+            let running = runs::TriggerRun::new(&self.start_runs);
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
                 let starting = Some(transition.began);
@@ -65,7 +65,7 @@ impl Registered {
             }
             self.wake_after_stop
                 .fetch_max(asker.wish(), Ordering::SeqCst);
-            let running = stop::TriggerRun::new(&self.start_runs);
+            let running = runs::TriggerRun::new(&self.start_runs);
             // Stopping may have ended between the two looks, its wake-up seeing no wish.
             let Some(transition) = self.lifecycle.apply(Event::Wake) else {
                 // Up again (the stop failed) or starting: nothing is left to wish for, and a
@@ -112,7 +112,7 @@ impl Registered {
     pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
         let on_down = self.service.on_down.clone()?;
         let starting = Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting);
-        let running = stop::TriggerRun::new(&self.start_runs);
+        let running = runs::TriggerRun::new(&self.start_runs);
         Some(self.run_on_down(on_down, starting, running, Asker::Request))
     }
 
@@ -123,7 +123,7 @@ impl Registered {
         &self,
         on_down: Arc<dyn crate::Trigger>,
         starting: Option<Stamp>,
-        running: stop::TriggerRun,
+        running: runs::TriggerRun,
         asker: Asker,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
