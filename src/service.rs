@@ -152,7 +152,8 @@ impl MonitoredService {
     /// forwarded to it until a probe finds it down, after which the next request wakes it
     /// again. A failing run is logged and retried after the idle time. It does not run while
     /// `on_down` still runs (a backend that answers before its start command returns): the
-    /// stop is put off by another idle time.
+    /// idle stop is put off by another idle time, and an operator's stop
+    /// ([`MinMonitor::stop`](crate::MinMonitor::stop)) waits for `on_down` to end first.
     ///
     /// Precision: the idle time is checked every `after / 4` (at least every millisecond), so
     /// the trigger runs between `after` and `after × 1.25` after the last request ended (plus
@@ -193,9 +194,10 @@ impl MonitoredService {
     }
 
     /// How long the service may be Stopping (after `on_idle`) before it counts as down anyway
-    /// (default 60 s). Not while `on_idle` still runs: then it stays Stopping until the run
-    /// ends, at the latest at the [`trigger_timeout`](Self::trigger_timeout), so that no start
-    /// runs beside a stop that has not finished.
+    /// (default 60 s). Not while `on_idle` still runs (nor while an operator's stop waits for
+    /// `on_down` to end before it): then it stays Stopping until the run ends, at the latest
+    /// at the [`trigger_timeout`](Self::trigger_timeout), so that no start runs beside a stop
+    /// that has not finished.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -214,7 +216,8 @@ impl MonitoredService {
     /// it counts as failed (default 30 s). A failed `on_down` answers 500 (a held request keeps
     /// waiting within its `max_wait`); requests that shared the run are not cut short when one
     /// of them gives up. Zero is not "no limit": a run that does not finish at its first poll
-    /// fails.
+    /// fails. It bounds, too, an operator's stop's wait for a start's `on_down` that still
+    /// runs (see [`MinMonitor::stop`](crate::MinMonitor::stop)).
     ///
     /// ```
     /// # use std::time::Duration;

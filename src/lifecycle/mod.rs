@@ -15,7 +15,7 @@
 //!    │   probed down / stop timeout                      ▼
 //!    └──────────────────────────────────────────────── Stopping
 //!        (Up → Down too, when a probe fails or the backend is marked down;
-//!         Stopping → Up when on_idle fails)
+//!         Stopping → Up when on_idle fails, or when marked up once it has returned)
 //! ```
 
 use std::fmt;
@@ -166,6 +166,10 @@ impl Stamp {
     }
 }
 
+/// Why [`Lifecycle::mark_up`] changed nothing: a stop's `on_idle` still runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StopRuns;
+
 /// The state of one backend, changed only through the transition table.
 pub(crate) struct Lifecycle {
     /// The state (low two bits) and when it began (the rest: nanoseconds after `epoch`), in
@@ -300,19 +304,40 @@ impl Lifecycle {
         stop_runs: impl Fn() -> bool,
         clear: impl FnOnce(),
     ) -> Option<Transition> {
-        let mut current = self.word.load(Ordering::SeqCst);
-        let transition = loop {
-            if unpack(current).0 == ServiceState::Stopping && stop_runs() {
-                break None;
-            }
-            match self.apply_from(current, event) {
-                Ok(transition) => break transition,
-                Err(actual) => current = actual,
-            }
-        };
+        let transition = self.apply_unless_stopping(event, stop_runs).ok().flatten();
         fence(Ordering::SeqCst);
         clear();
         transition
+    }
+
+    /// An operator's `set_status_up` (`MarkedUp`): `Err(StopRuns)`, and no change, while the
+    /// state is Stopping and `stop_runs` says its `on_idle` still runs (or is about to). A
+    /// word said while a stop runs does not undo it: the stop's end decides (a failed
+    /// `on_idle` is Up again, a done one waits for a probe). Decided as in
+    /// [`down`](Self::down).
+    pub(crate) fn mark_up(
+        &self,
+        stop_runs: impl Fn() -> bool,
+    ) -> Result<Option<Transition>, StopRuns> {
+        self.apply_unless_stopping(Event::MarkedUp, stop_runs)
+    }
+
+    /// Applies `event` unless the word it would replace is Stopping while `stop_runs()`.
+    fn apply_unless_stopping(
+        &self,
+        event: Event,
+        stop_runs: impl Fn() -> bool,
+    ) -> Result<Option<Transition>, StopRuns> {
+        let mut current = self.word.load(Ordering::SeqCst);
+        loop {
+            if unpack(current).0 == ServiceState::Stopping && stop_runs() {
+                return Err(StopRuns);
+            }
+            match self.apply_from(current, event) {
+                Ok(transition) => return Ok(transition),
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     /// [`down`](Self::down) for news from `seen`, a connection attempted then and refused:

@@ -105,3 +105,17 @@ fn concurrent_wakes_have_one_winner() {
     });
     assert_eq!(winners, 1);
 }
+
+#[test]
+fn marked_up_leaves_a_stop_whose_on_idle_runs_to_its_end() {
+    let life = Lifecycle::new();
+    assert_eq!(life.mark_up(|| true).map(|t| t.map(|t| t.to)), Ok(Some(Up)));
+    life.apply(Stop);
+    assert_eq!(life.mark_up(|| true), Err(StopRuns));
+    assert_eq!(life.state(), Stopping);
+    // Once on_idle has returned, a Stopping service may be marked up.
+    assert_eq!(
+        life.mark_up(|| false).map(|t| t.map(|t| t.to)),
+        Ok(Some(Up))
+    );
+}

@@ -45,9 +45,19 @@ impl MinMonitor {
 
     /// Stops the service now, as its idle time passing would: if it is Up and has `on_idle`,
     /// forgets the cached up, runs `on_idle` and answers `true` (the service is Stopping until
-    /// a probe finds it down). Answers `false` if there was nothing to stop. Fails with
-    /// [`MonitorError::Trigger`] if `on_idle` fails, and in fleet mode with
-    /// [`MonitorError::FleetRefused`] if the fleet cannot agree to the stop now.
+    /// a probe finds it down). Answers `false` if there was nothing to stop: a service that
+    /// is Starting is not stopped (its start goes on; stop it once it is up). Requests in
+    /// flight are not waited for. Fails with [`MonitorError::Trigger`] if `on_idle` fails,
+    /// and in fleet mode with [`MonitorError::FleetRefused`] if the fleet cannot agree to the
+    /// stop now.
+    ///
+    /// A backend may answer before its `on_down` has returned (a start command that waits for
+    /// more than the port). The stop then waits for that `on_down` to end before `on_idle`
+    /// begins, so that the two never run at once: Stopping meanwhile, requests get the
+    /// fallback or are held, as during `on_idle`, and a request's start is made once the
+    /// stop is done and the backend down. The wait is bounded by the service's
+    /// `trigger_timeout` (`on_down`'s own bound); should `on_down` still run then, the stop is
+    /// called off (the service is Up again) and fails with [`MonitorError::Trigger`].
     ///
     /// ```
     /// # use std::time::Duration;

@@ -184,6 +184,14 @@ impl MinMonitor {
 
     /// Marks the service up as of now, cached for its grace period like a successful probe.
     ///
+    /// A stop under way is not undone by it: while the service's `on_idle` runs (or an
+    /// operator's stop waits for a running `on_down` to end before it, see
+    /// [`stop`](Self::stop)), the service stays Stopping and this does nothing but say so at
+    /// info, naming the service. It is not applied later either: the stop's end decides the
+    /// state (a failed `on_idle` leaves the service Up, a done one Stopping until a probe
+    /// finds it down), and the next request's probe finds the backend as it is. Once `on_idle`
+    /// has returned, it marks a Stopping service up as it does any other.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// # use tower_monitor::{MinMonitor, MonitoredService, Url};

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::idle::IdleWatch;
-use crate::lifecycle::{Event, Lifecycle, ServiceState};
+use crate::lifecycle::{Event, Lifecycle, ServiceState, StopRuns};
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
 use crate::stats::Stats;
@@ -20,6 +20,7 @@ mod dependencies;
 mod poller;
 mod probe;
 mod release;
+mod runs;
 mod start;
 mod start_watch;
 mod stop;
@@ -52,10 +53,11 @@ pub(crate) struct Registered {
     wake_after_stop: AtomicU8,
     /// Runs of `on_idle` in progress (and stops about to try): while any runs, a closed port
     /// does not end Stopping, so `on_down` cannot race a stop that has not finished.
-    stop_runs: Arc<AtomicUsize>,
+    stop_runs: Arc<runs::Runs>,
     /// Runs of `on_down` in progress (and starts about to be made): while any runs, an idle
-    /// stop is called off, so `on_idle` cannot race a start that has not finished.
-    start_runs: Arc<AtomicUsize>,
+    /// stop is called off and an operator's stop waits, so `on_idle` cannot race a start that
+    /// has not finished.
+    start_runs: Arc<runs::Runs>,
     /// Failed starts since the backend was last up, and the pause they impose on the next.
     backoff: backoff::StartBackoff,
     /// The server is shutting down: held requests are answered, none is held, and requests
@@ -125,8 +127,21 @@ impl Registered {
         self.lifecycle.state()
     }
 
+    /// An operator's word that the backend is up. Ignored while a stop's `on_idle` still runs
+    /// (see `Lifecycle::mark_up`): said at info, as an operator who sees no change asks why.
     pub(crate) fn set_status_up(&self) {
-        self.apply(Event::MarkedUp);
+        match self.lifecycle.mark_up(|| self.stop_running()) {
+            Ok(Some(transition)) => self.after(transition),
+            Ok(None) => {}
+            Err(StopRuns) => {
+                let name = &*self.name;
+                tracing::info!(
+                    service = name,
+                    "{name} is being stopped (its on_idle still runs): set_status_up changes \
+                     nothing; the stop's end decides its state"
+                );
+            }
+        }
         self.cache_up_if_still_up();
     }
 

@@ -71,7 +71,7 @@ impl Registered {
     }
 
     pub(super) fn stop_running(&self) -> bool {
-        self.stop_runs.load(Ordering::SeqCst) > 0
+        self.stop_runs.running()
     }
 
     /// Fleet hook: a replica that waits for another replica's start or stop polls slowly; the

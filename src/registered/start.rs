@@ -10,7 +10,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::dependencies::Awaited;
-use super::{Asker, Registered, release, start_watch, stop};
+use super::{Asker, Registered, release, runs, start_watch};
 use crate::error::{MonitorError, SharedError};
 use crate::lifecycle::{Event, ServiceState, Stamp};
 use crate::trigger::run_bounded;
@@ -52,7 +52,7 @@ impl Registered {
             }
             // Counted before the transition, as a stop is: an idle stop that follows it (the
             // backend answering before on_down returns) sees it.
-            let running = stop::TriggerRun::new(&self.start_runs);
+            let running = runs::TriggerRun::new(&self.start_runs);
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
                 let starting = Some(transition.began);
@@ -65,7 +65,7 @@ impl Registered {
             }
             self.wake_after_stop
                 .fetch_max(asker.wish(), Ordering::SeqCst);
-            let running = stop::TriggerRun::new(&self.start_runs);
+            let running = runs::TriggerRun::new(&self.start_runs);
             // Stopping may have ended between the two looks, its wake-up seeing no wish.
             let Some(transition) = self.lifecycle.apply(Event::Wake) else {
                 // Up again (the stop failed) or starting: nothing is left to wish for, and a
@@ -112,18 +112,18 @@ impl Registered {
     pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
         let on_down = self.service.on_down.clone()?;
         let starting = Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting);
-        let running = stop::TriggerRun::new(&self.start_runs);
+        let running = runs::TriggerRun::new(&self.start_runs);
         Some(self.run_on_down(on_down, starting, running, Asker::Request))
     }
 
     /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
     /// counted in `start_runs` by `running` until it ends, once its dependencies, started for
-    /// `asker`, are up.
+    /// `asker`, are up. Its failure ends that start only (none when not known).
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
         starting: Option<Stamp>,
-        running: stop::TriggerRun,
+        running: runs::TriggerRun,
         asker: Asker,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
@@ -151,16 +151,88 @@ impl Registered {
             };
             unfinished.finished();
             match (&result, starting) {
-                (Err(_), _) => {
-                    if let Some(down) = me.lifecycle.apply(Event::WakeFailed) {
+                // Only the start this run was made for: a newer one (begun while this ran, as
+                // a fleet replica's takeover runs beside the shared run) is not its to end.
+                (Err(_), Some(starting)) => {
+                    if let Some(down) = me.lifecycle.apply_to(starting, Event::WakeFailed) {
                         me.after_because(down, why);
                     }
                 }
+                (Err(_), None) => {}
                 (Ok(()), Some(starting)) => me.watch_start(starting, &on_down),
                 (Ok(()), None) => {}
             }
             result
         }
         .boxed()
+    }
+}
+
+#[cfg(all(test, not(loom), feature = "fleet"))]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::{BoxError, MonitoredService, Url, trigger};
+
+    /// A start taken over as a fleet replica does (`on_down_run`, beside the shared run) whose
+    /// `on_down` fails after a newer start has begun: the newer start goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_on_down_ends_only_the_start_it_was_run_for() {
+        // A real loopback port, closed: probes find the backend down, so Starting lasts.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        drop(listener);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (began, fail) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (r, b, f) = (runs.clone(), began.clone(), fail.clone());
+        let on_down = trigger::from_fn(move || {
+            let older = r.fetch_add(1, Ordering::SeqCst) == 0;
+            let f = f.clone();
+            if older {
+                b.notify_one();
+            }
+            async move {
+                if older {
+                    f.notified().await;
+                    return Err::<(), BoxError>("the older start's on_down fails".into());
+                }
+                Ok(())
+            }
+        });
+        let service = MonitoredService::new(url, Duration::from_secs(60)).on_down(on_down);
+        let registered = super::Registered::new("app".into(), service);
+
+        registered.apply(Event::Wake).unwrap();
+        let older = tokio::spawn(registered.on_down_run().unwrap());
+        tokio::time::timeout(Duration::from_secs(5), began.notified())
+            .await
+            .expect("the older on_down never began");
+        // The backend answered and went again: the older start is over, and a newer one
+        // begins (its on_down returning at once) while the older one's on_down still runs.
+        registered.set_status_up();
+        registered.set_status_down();
+        registered.wake().await.unwrap();
+        assert_eq!(registered.state(), ServiceState::Starting);
+        let newer = registered.lifecycle.stamp();
+
+        fail.notify_one();
+        let failed = tokio::time::timeout(Duration::from_secs(5), older).await;
+        assert!(
+            failed
+                .expect("the older on_down never ended")
+                .unwrap()
+                .is_err()
+        );
+        assert_eq!(
+            registered.lifecycle.stamp(),
+            newer,
+            "the older start's failure ended the newer start ({})",
+            registered.state()
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 }

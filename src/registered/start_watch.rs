@@ -129,10 +129,10 @@ impl Drop for UnfinishedStart {
         let Some(me) = self.registered.take() else {
             return;
         };
-        let down = match self.starting {
-            Some(starting) => me.lifecycle.apply_to(starting, Event::WakeFailed),
-            None => me.lifecycle.apply(Event::WakeFailed),
-        };
+        // Only the start the run was made for, as a failed run's end (see `run_on_down`).
+        let down = self
+            .starting
+            .and_then(|starting| me.lifecycle.apply_to(starting, Event::WakeFailed));
         if let Some(down) = down {
             me.after_because(down, "on_down was cut short (its runtime shut down)");
         }

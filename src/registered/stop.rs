@@ -1,15 +1,17 @@
 //! The idle stop and an operator's stop: `on_idle` run once the backend is found idle (in a
 //! fleet, once the whole fleet is, under its lease), called off by a request that came in.
 
+use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::Registered;
+use super::runs::TriggerRun;
 use crate::error::SharedError;
-use crate::lifecycle::Event;
+use crate::lifecycle::{Event, Stamp};
 use crate::trigger::run_bounded;
 
 impl Registered {
@@ -39,9 +41,12 @@ impl Registered {
     /// backend counts as up again, uncached, and the stop is retried after the idle time).
     /// An idle stop (`idle_check`) is called off if a request came in since the idle watch's
     /// last look: one that read the cached up just before it was forgotten is not cut off. It
-    /// is called off too while `on_down` still runs (the backend answered before it returned):
-    /// `on_idle` never runs beside it. No stop begins while another's `on_idle` still runs
-    /// (the backend marked up meanwhile): two never run at once.
+    /// is called off too while `on_down` still runs (the backend answered before it returned);
+    /// an operator's stop instead waits for that `on_down` to end, at most the trigger timeout
+    /// (`on_down`'s own bound), Stopping meanwhile, and is called off if it has not (failing
+    /// with [`StartStillRuns`]): `on_idle` never runs beside `on_down`. A stop whose future is
+    /// dropped before `on_idle` began is called off too. No stop begins while another's
+    /// `on_idle` still runs: two never run at once.
     pub(crate) fn stop_locally(
         &self,
         idle_check: bool,
@@ -63,7 +68,7 @@ impl Registered {
             self.after(stopping);
             // Read after the transition: a start counts itself before its own (see
             // `start_for`), so one that is on, or about to be, is seen.
-            let starting = self.start_runs.load(Ordering::SeqCst) > 0;
+            let starting = self.start_runs.running();
             if idle_check
                 && (starting
                     || self
@@ -95,6 +100,18 @@ impl Registered {
             let (Some(on_idle), Some(stopping), Some(me)) = (on_idle, transition, me) else {
                 return Ok(false);
             };
+            let not_begun = NotBegun(Some((Arc::clone(&me), stopping.began)));
+            // An operator's stop of a backend that answered before its `on_down` returned (an
+            // idle stop was called off for it above): on_idle waits for that run to end.
+            if me.start_runs.running() {
+                tracing::info!(service = %me.name, "on_down still runs: the stop of {} waits for it to end (at most {:.2} s) before on_idle", me.name, timeout.as_secs_f64());
+            }
+            if !me.start_runs.none_within(timeout).await {
+                tracing::warn!(service = %me.name, "on_down still runs after {:.2} s: {} is not stopped beside it", timeout.as_secs_f64(), me.name);
+                drop(not_begun);
+                return Err(Arc::new(StartStillRuns(timeout)) as SharedError);
+            }
+            not_begun.began();
             me.stats.idle_stop(&me.name);
             match run_bounded(&on_idle, timeout, &me.stats, &me.name, "on_idle").await {
                 Ok(()) => Ok(true),
@@ -113,24 +130,44 @@ impl Registered {
     }
 }
 
-/// Counts a run of `on_idle` (or `on_down`) while it lives, however it ends (a dropped future
-/// included).
-pub(super) struct TriggerRun(Arc<AtomicUsize>);
+/// Calls a stop off (back to Up, from its own Stopping) unless `on_idle` began: its future
+/// dropped while it waited for `on_down`, or that wait given up. Otherwise the service would
+/// stay Stopping, its backend running and nothing forwarded to it, until the stop timeout.
+struct NotBegun(Option<(Arc<Registered>, Stamp)>);
 
-impl TriggerRun {
-    pub(super) fn new(runs: &Arc<AtomicUsize>) -> Self {
-        Self::counted(runs).0
-    }
-
-    /// [`new`](Self::new), and whether other runs were counted already.
-    pub(super) fn counted(runs: &Arc<AtomicUsize>) -> (Self, bool) {
-        let others = runs.fetch_add(1, Ordering::SeqCst) > 0;
-        (Self(Arc::clone(runs)), others)
+impl NotBegun {
+    fn began(mut self) {
+        self.0 = None;
     }
 }
 
-impl Drop for TriggerRun {
+impl Drop for NotBegun {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let Some((me, stopping)) = self.0.take() else {
+            return;
+        };
+        if let Some(back) = me.lifecycle.apply_to(stopping, Event::StopCancelled) {
+            tracing::info!(service = %me.name, "the stop of {} was called off before on_idle ran; it stays up", me.name);
+            me.after(back);
+            me.cache_up_if_still_up();
+        }
     }
 }
+
+/// Why an operator's stop did not run `on_idle`: a start's `on_down` still ran after the
+/// trigger timeout, and the two must not run at once.
+#[derive(Debug)]
+pub(crate) struct StartStillRuns(Duration);
+
+impl fmt::Display for StartStillRuns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "on_down still ran after the trigger timeout ({:.2} s): on_idle was not run beside \
+             it, and the service stays up",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for StartStillRuns {}

@@ -198,9 +198,9 @@ impl World {
         RunGuard(&self.on_down_running)
     }
 
-    /// Called as `on_idle` begins: no other `on_idle` may be running, nor `on_down`, and no
-    /// forwarded body may be open (unless an operator's stop is under way: it stops whatever is
-    /// in flight); the last stop must have been followed by a start. Answers who this stop
+    /// Called as `on_idle` begins: no other `on_idle` may be running, nor `on_down` (for any
+    /// stop), and no forwarded body may be open (unless an operator's stop is under way: it
+    /// stops whatever requests are in flight); the last stop must have been followed by a start. Answers who this stop
     /// counts as.
     pub fn on_idle_begins(&self) -> (RunGuard<'_>, Door) {
         let others = self.on_idle_running.fetch_add(1, Ordering::SeqCst);
@@ -216,8 +216,8 @@ impl World {
         if others > 0 {
             self.violation(format!("on_idle #{n} began while another on_idle ran"));
         }
-        // An operator's stop runs whatever is under way, a start's last moments included.
-        if starts > 0 && !operator {
+        // An operator's stop waits for a start's on_down to end, as an idle stop is called off.
+        if starts > 0 {
             self.violation(format!("on_idle #{n} began while on_down ran"));
         }
         let open = self.bodies_open.load(Ordering::SeqCst);

@@ -1,0 +1,171 @@
+//! An operator's stop (`monitor.stop`, the admin's `POST /services/{name}/stop`) and the start
+//! it meets: `on_idle` never runs beside `on_down`.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tokio::sync::{Mutex, Notify};
+use tower::{Layer, ServiceExt};
+use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
+
+fn inner()
+-> impl tower::Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::from("app")))
+    })
+}
+
+/// A backend on a loopback port whose first `on_down` opens it once `boot` is notified and
+/// returns only once `finish` is (a start command that waits for more than the port); later
+/// starts open it at once. `on_idle` closes it, noting whether `on_down` still ran.
+struct Fixture {
+    monitor: Arc<MinMonitor>,
+    boot: Arc<Notify>,
+    finish: Arc<Notify>,
+    overlapped: Arc<AtomicBool>,
+    wakes: Arc<std::sync::atomic::AtomicUsize>,
+    stops: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let addr = refused_addr().await;
+        let backend: Arc<Mutex<Option<Backend>>> = Arc::default();
+        let (boot, finish) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let starting = Arc::new(AtomicBool::new(false));
+        let overlapped = Arc::new(AtomicBool::new(false));
+        let (wakes, stops) = (counter(), counter());
+        let (b, bo, fi, st, w) = (
+            backend.clone(),
+            boot.clone(),
+            finish.clone(),
+            starting.clone(),
+            wakes.clone(),
+        );
+        let on_down = trigger::from_fn(move || {
+            let first = w.fetch_add(1, Ordering::SeqCst) == 0;
+            let (b, bo, fi, st) = (b.clone(), bo.clone(), fi.clone(), st.clone());
+            async move {
+                st.store(true, Ordering::SeqCst);
+                if first {
+                    bo.notified().await;
+                }
+                *b.lock().await = Some(Backend::start_on(addr).await);
+                if first {
+                    fi.notified().await;
+                }
+                st.store(false, Ordering::SeqCst);
+                Ok::<(), BoxError>(())
+            }
+        });
+        let (b, s, o) = (backend.clone(), stops.clone(), overlapped.clone());
+        let on_idle = trigger::from_fn(move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            o.fetch_or(starting.load(Ordering::SeqCst), Ordering::SeqCst);
+            let b = b.clone();
+            async move {
+                if let Some(mut backend) = b.lock().await.take() {
+                    backend.stop().await;
+                }
+                Ok::<(), BoxError>(())
+            }
+        });
+        let service = MonitoredService::new(url_for(addr), Duration::from_secs(60))
+            .on_down(on_down)
+            .on_idle(Duration::from_secs(3600), on_idle)
+            .trigger_timeout(Duration::from_secs(10));
+        let monitor = Arc::new(MinMonitor::new());
+        monitor.add("app", service).unwrap();
+        Self {
+            monitor,
+            boot,
+            finish,
+            overlapped,
+            wakes,
+            stops,
+        }
+    }
+
+    async fn reaches(&self, state: ServiceState) {
+        wait_for_state(&self.monitor, "app", state, Duration::from_secs(5)).await;
+    }
+}
+
+/// An operator's stop of a backend that answered before its `on_down` returned waits for that
+/// `on_down` to end before `on_idle` begins (Stopping meanwhile, its requests held); one of a
+/// service still Starting stops nothing, and the start goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_stop_waits_for_the_on_down_that_still_runs() {
+    let f = Fixture::new().await;
+    let monitor = f.monitor.clone();
+    let start = tokio::spawn(async move { monitor.start("app").await });
+    f.reaches(ServiceState::Starting).await;
+    assert!(
+        !f.monitor.stop("app").await.unwrap(),
+        "a starting service was stopped"
+    );
+    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Starting);
+
+    // The port opens before on_down returns: the poller finds the backend up.
+    f.boot.notify_one();
+    f.reaches(ServiceState::Up).await;
+    let monitor = f.monitor.clone();
+    let stopping = tokio::spawn(async move { monitor.stop("app").await });
+    until(
+        Duration::from_secs(5),
+        "stopping, or on_idle run",
+        || (f.monitor.state("app").unwrap(), count(&f.stops)),
+        |(state, stops)| *state == ServiceState::Stopping || *stops > 0,
+    )
+    .await;
+    assert!(
+        !f.overlapped.load(Ordering::SeqCst),
+        "on_idle ran while on_down still ran"
+    );
+    assert_eq!(count(&f.stops), 0, "on_idle began before on_down ended");
+
+    // A request meanwhile is held: the stop is under way.
+    let held = tokio::spawn(
+        f.monitor
+            .layer("app")
+            .unwrap()
+            .hold(Duration::from_secs(10))
+            .layer(inner())
+            .oneshot(Request::new(())),
+    );
+    until(
+        Duration::from_secs(5),
+        "the request held",
+        || f.monitor.snapshot()[0].requests_held,
+        |&held| held == 1,
+    )
+    .await;
+    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Stopping);
+
+    f.finish.notify_one();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), stopping).await;
+    assert!(stopped.expect("the stop never ended").unwrap().unwrap());
+    assert!(
+        !f.overlapped.load(Ordering::SeqCst),
+        "on_idle ran while on_down still ran"
+    );
+    start.await.unwrap().unwrap();
+    assert_eq!(count(&f.stops), 1);
+
+    // Once stopped, the held request's wish starts the backend again, and it is answered.
+    let answered = tokio::time::timeout(Duration::from_secs(10), held).await;
+    let status = answered.expect("never answered").unwrap().unwrap().status();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(count(&f.wakes), 2);
+}
