@@ -227,18 +227,22 @@ fn a_runtime_shut_down_while_starting_does_not_strand_the_service_in_starting() 
 /// for good while the service sits in Starting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backend_is_not_started_again_while_on_idle_still_runs() {
-    let stop = StopUnderWay::begin().await;
+    let _logs = logs(tracing::Level::INFO);
+    let stop = StopUnderWay::begin("again-app").await;
     assert_eq!(stop.request().await, StatusCode::SERVICE_UNAVAILABLE);
     // Probes find the port closed while on_idle still runs.
     for _ in 0..3 {
-        let _ = stop.monitor.reprobe("app").await;
+        let _ = stop.monitor.reprobe(stop.name).await;
     }
     assert_eq!(
         count(&stop.wakes),
         0,
         "on_down ran while on_idle was still running"
     );
-    assert_eq!(stop.monitor.state("app").unwrap(), ServiceState::Stopping);
+    assert_eq!(
+        stop.monitor.state(stop.name).unwrap(),
+        ServiceState::Stopping
+    );
     // Once on_idle has returned and the backend is down, the request's wish starts it.
     stop.finish().await;
 }
@@ -248,9 +252,13 @@ async fn the_backend_is_not_started_again_while_on_idle_still_runs() {
 /// the next request would run `on_down` beside the stop that has not finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_status_down_does_not_end_a_stop_whose_on_idle_still_runs() {
-    let stop = StopUnderWay::begin().await;
-    stop.monitor.set_status_down("app").unwrap();
-    assert_eq!(stop.monitor.state("app").unwrap(), ServiceState::Stopping);
+    let _logs = logs(tracing::Level::INFO);
+    let stop = StopUnderWay::begin("down-app").await;
+    stop.monitor.set_status_down(stop.name).unwrap();
+    assert_eq!(
+        stop.monitor.state(stop.name).unwrap(),
+        ServiceState::Stopping
+    );
     assert_eq!(stop.request().await, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(count(&stop.wakes), 0, "on_down ran while on_idle still ran");
     // Once on_idle has returned, the backend is down and the request's wish starts it.
@@ -262,23 +270,18 @@ async fn set_status_down_does_not_end_a_stop_whose_on_idle_still_runs() {
 /// at info; the stop's end decides (here done: down, and a request's wish starts it again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_status_up_does_not_undo_a_stop_whose_on_idle_still_runs() {
-    let stop = StopUnderWay::begin().await;
-    let (logs, guard) = capture_thread_logs(tracing::Level::INFO);
-    stop.monitor.set_status_up("app").unwrap();
-    drop(guard);
+    let logs = logs(tracing::Level::INFO);
+    let stop = StopUnderWay::begin("up-app").await;
+    stop.monitor.set_status_up(stop.name).unwrap();
     assert_eq!(
-        stop.monitor.state("app").unwrap(),
+        stop.monitor.state(stop.name).unwrap(),
         ServiceState::Stopping,
         "set_status_up undid the stop under way"
     );
-    let said = logs.text();
-    assert!(
-        said.contains("app is being stopped") && said.contains("set_status_up changes nothing"),
-        "not said at info: {said}"
-    );
+    logs.line_with(&["up-app is being stopped", "set_status_up changes nothing"]);
     assert_eq!(stop.request().await, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        !stop.monitor.stop("app").await.unwrap(),
+        !stop.monitor.stop(stop.name).await.unwrap(),
         "a second stop began"
     );
     assert_eq!(count(&stop.stops), 1, "on_idle ran twice at once");
@@ -288,6 +291,7 @@ async fn set_status_up_does_not_undo_a_stop_whose_on_idle_still_runs() {
 /// An operator's stop whose `on_idle` has closed the backend's port and not yet returned (as
 /// `docker stop` or `systemctl stop` do), with `on_down` counted.
 struct StopUnderWay {
+    name: &'static str,
     monitor: Arc<MinMonitor>,
     stops: Arc<std::sync::atomic::AtomicUsize>,
     wakes: Arc<std::sync::atomic::AtomicUsize>,
@@ -297,7 +301,7 @@ struct StopUnderWay {
 }
 
 impl StopUnderWay {
-    async fn begin() -> Self {
+    async fn begin(name: &'static str) -> Self {
         let up = Arc::new(AtomicBool::new(true));
         let (stops, wakes) = (counter(), counter());
         let gate = Arc::new(tokio::sync::Notify::new());
@@ -318,11 +322,11 @@ impl StopUnderWay {
                 }),
             );
         let monitor = Arc::new(MinMonitor::new());
-        monitor.add("app", service).unwrap();
-        monitor.set_status_up("app").unwrap();
+        monitor.add(name, service).unwrap();
+        monitor.set_status_up(name).unwrap();
         let stopping = tokio::spawn({
             let monitor = monitor.clone();
-            async move { monitor.stop("app").await }
+            async move { monitor.stop(name).await }
         });
         let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
         while count(&stops) < 1 {
@@ -330,6 +334,7 @@ impl StopUnderWay {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Self {
+            name,
             monitor,
             stops,
             wakes,
@@ -341,7 +346,7 @@ impl StopUnderWay {
 
     /// The status a request through the layer gets now.
     async fn request(&self) -> StatusCode {
-        let layer = self.monitor.layer("app").unwrap();
+        let layer = self.monitor.layer(self.name).unwrap();
         let response = layer.layer(inner()).oneshot(Request::new(())).await;
         response.unwrap().status()
     }
