@@ -2,6 +2,7 @@
 //! changes it, say): each replica's requests keep the backend up for that replica's idle time.
 #![cfg(feature = "fleet")]
 
+mod common;
 mod fleet_support;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use fleet_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_short_idle_time_elsewhere_does_not_stop_a_backend_a_long_one_still_streams_from() {
+    let logs = common::logs(tracing::Level::WARN);
     let Some(redis) = RedisServer::start().await else {
         return;
     };
@@ -43,6 +45,8 @@ async fn a_short_idle_time_elsewhere_does_not_stop_a_backend_a_long_one_still_st
     }
     assert!(known, "b published its activity");
     a.set_status_up("app").unwrap();
+    // A request through a too: its replica then publishes its own activity and idle time.
+    assert_eq!(request(a, None, 1).await, 200);
     let ended = loop {
         if stream.is_finished() {
             break stream.await.unwrap();
@@ -58,4 +62,19 @@ async fn a_short_idle_time_elsewhere_does_not_stop_a_backend_a_long_one_still_st
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(backend.stops(), 0, "stopped within b's idle time");
     assert!(eventually(Duration::from_secs(10), || backend.stops() == 1).await);
+
+    // Each replica was told of the other's idle time once, at its first publication after
+    // the other's.
+    for (here, there) in [
+        ("0.40 s, on replica b 4.00 s", "a"),
+        ("4.00 s, on replica a 0.40 s", "b"),
+    ] {
+        let said = logs.lines_with(&["fleet: app's idle time here is", here]);
+        assert_eq!(
+            said.len(),
+            1,
+            "replica {there} said it {} times",
+            said.len()
+        );
+    }
 }

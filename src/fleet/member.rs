@@ -42,6 +42,8 @@ pub(crate) struct Member {
     pub(super) started_here: AtomicBool,
     /// Whether this replica's last idle stop was left to the starter.
     pub(super) left_to_starter: AtomicBool,
+    /// Whether another replica's different idle time has been warned of.
+    idle_differs_said: AtomicBool,
     pub(crate) lease_changed: Notify,
 }
 
@@ -61,6 +63,7 @@ impl Member {
             following: AtomicBool::new(false),
             started_here: AtomicBool::new(false),
             left_to_starter: AtomicBool::new(false),
+            idle_differs_said: AtomicBool::new(false),
             lease_changed: Notify::new(),
         })
     }
@@ -266,13 +269,23 @@ impl Member {
             return;
         };
         let age = i64::try_from(now.saturating_sub(at) / 1_000_000).unwrap_or(i64::MAX);
-        if self
-            .shared
-            .store
+        let store = &self.shared.store;
+        let Some(other) = store
             .touch(&self.name, -age, (activity.after, activity.keep()))
             .await
-        {
-            activity.published(now, at);
+        else {
+            return;
+        };
+        activity.published(now, at);
+        if let Some((replica, idle)) = other {
+            if !self.idle_differs_said.swap(true, Ordering::Relaxed) {
+                // Safe (each replica's activity is measured against its own idle time too),
+                // but seldom meant: the backend then sleeps after the longest of them.
+                tracing::warn!(service = %self.name, other_replica = %replica,
+                    "fleet: {}'s idle time here is {:.2} s, on replica {replica} {:.2} s; it is \
+                     stopped once each replica's own has passed since its last request",
+                    self.name, activity.after.as_secs_f64(), Duration::from_millis(idle).as_secs_f64());
+            }
         }
     }
 

@@ -102,6 +102,8 @@ return 1
 /// or negative), never moving it back. Both keys live at least `keep` after the last write,
 /// never less than another replica (with a longer idle time) asked for.
 ///
+/// Returns `{}`, or `{replica, idle ms}` of another replica whose idle time differs.
+///
 /// KEYS: activity, idle times. ARGV: replica, offset ms, keep ms, idle ms.
 pub(crate) const TOUCH: &str = r"
 local t = redis.call('TIME')
@@ -113,7 +115,13 @@ local keep = tonumber(ARGV[3])
 for _, key in ipairs(KEYS) do
   if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, keep) end
 end
-return 1
+local idles = redis.call('HGETALL', KEYS[2])
+for i = 1, #idles, 2 do
+  if idles[i] ~= ARGV[1] and tonumber(idles[i + 1]) ~= tonumber(ARGV[4]) then
+    return {idles[i], idles[i + 1]}
+  end
+end
+return {}
 ";
 
 /// The heartbeat: the time this Redis first saw the fleet (set now if absent, so a restarted

@@ -249,13 +249,14 @@ impl Store {
     }
 
     /// Records that this replica, whose idle time on `service` is `idle`, was last active on
-    /// it `offset` ms from now (Redis time; 0 or negative).
+    /// it `offset` ms from now (Redis time; 0 or negative). `None` if Redis did not answer;
+    /// else another replica whose idle time differs, with its idle time in ms, if there is one.
     pub(crate) async fn touch(
         &self,
         service: &str,
         offset: i64,
         (idle, keep): (Duration, Duration),
-    ) -> bool {
+    ) -> Option<Option<(String, u64)>> {
         let mut call = self.touch.prepare_invoke();
         call.key(self.key(service, "active"))
             .key(self.key(service, "idle"))
@@ -263,7 +264,11 @@ impl Store {
             .arg(offset)
             .arg(expiry(keep))
             .arg(capped(idle));
-        self.call::<i64>("touch", call).await.is_some()
+        let other: Vec<String> = self.call("touch", call).await?;
+        Some(match other.as_slice() {
+            [replica, idle] => idle.parse().ok().map(|idle| (replica.clone(), idle)),
+            _ => None,
+        })
     }
 
     /// The heartbeat: the fleet's epoch in this Redis (new after a restart).
