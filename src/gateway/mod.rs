@@ -70,7 +70,12 @@
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
 //!   more than zero); `body_read_timeout` (default 60 s, as nginx's `client_body_timeout`):
 //!   how long a client's upload may keep an HTTP/1.1 backend waiting for its next bytes (408
-//!   past it, the backend connection let go); `max_response_headers` (default 100, at most
+//!   past it, the backend connection let go); `response_body_timeout` (default 60 s, as
+//!   nginx's `proxy_read_timeout`): how long a backend's answer body may go without a byte
+//!   (past it, the answer is cut short and the backend connection closed; raise it for long
+//!   polling or server-sent events; see
+//!   [`ProxyBuilder::response_body_timeout`](crate::proxy::ProxyBuilder::response_body_timeout));
+//!   `max_response_headers` (default 100, at most
 //!   1000; HTTP/1.1 backends): how many header lines a backend's answer may have, one with
 //!   more being a 502 logged at warn with this setting's name (above 100, each answer's parse
 //!   allocates; see [`ProxyBuilder::max_response_headers`](crate::proxy::ProxyBuilder::max_response_headers));

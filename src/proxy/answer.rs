@@ -168,6 +168,7 @@ impl<B> Shared<B> {
                 if let Some(turn) = turn {
                     body.hold(turn);
                 }
+                body.bound_stalls(self.response_body_timeout, &self.service);
                 Response::from_parts(parts, ProxyBody::upstream(body))
             }
         }

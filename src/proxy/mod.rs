@@ -42,7 +42,9 @@
 //!   response's extensions when the backend refused or dropped the connection, so a
 //!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
 //!   request's own body breaks off (a client gone in the middle of an upload), which is not the
-//!   backend's doing. Each is logged at warn with the service's name. A gRPC request gets the
+//!   backend's doing. An answer whose body the backend stops sending is cut short once
+//!   no byte of it has come for [`ProxyBuilder::response_body_timeout`] (60 s by default,
+//!   nginx's `proxy_read_timeout`), its backend connection closed. Each is logged at warn with the service's name. A gRPC request gets the
 //!   status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
 //!   answer: a text body would read to a gRPC client as a protocol error.
 //! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
@@ -104,8 +106,8 @@ mod websocket;
 pub use body::ProxyBody;
 pub use builder::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
-    DEFAULT_MAX_RESPONSE_HEADERS, DEFAULT_RESPONSE_TIMEOUT, HTTP2_MAX_HEADER_LIST_SIZE_BOUND,
-    MAX_RESPONSE_HEADERS_BOUND, ProxyBuilder,
+    DEFAULT_MAX_RESPONSE_HEADERS, DEFAULT_RESPONSE_BODY_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT,
+    HTTP2_MAX_HEADER_LIST_SIZE_BOUND, MAX_RESPONSE_HEADERS_BOUND, ProxyBuilder,
 };
 #[cfg(feature = "gateway")]
 pub(crate) use builder::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
@@ -169,6 +171,8 @@ struct Shared<B> {
     response_timeout: Duration,
     /// How long the client's body may keep the backend waiting for its next bytes.
     body_read_timeout: Option<Duration>,
+    /// How long the backend's answer body may keep the client waiting for its next bytes.
+    response_body_timeout: Option<Duration>,
     /// What an HTTP/1.1 backend's answer may have of header lines: named when one has more.
     max_response_headers: usize,
     /// What an HTTP/2 backend's request header lists must stay under (see `header_list`).
