@@ -73,7 +73,7 @@ impl Route {
 
 /// The gateway as one Tower service: each request goes to the first route whose host (if it
 /// has one) and path prefix match, or is answered 404 (400 if an HTTP/1.1 request names no
-/// host); a `TRACE` is answered 405 without reaching its route's layer. The host is the URI's
+/// host, with `Connection: close`); a `TRACE` is answered 405 without reaching its route's layer. The host is the URI's
 /// authority (HTTP/2's `:authority`, or an absolute-form request) or else the `Host` header,
 /// without its port or a final dot, in any case. Cheap to clone.
 #[derive(Clone)]
@@ -227,6 +227,12 @@ impl Router {
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+            }
+            if status == StatusCode::BAD_REQUEST && request.version() <= http::Version::HTTP_11 {
+                // No host, as nginx does: the connection is not kept for what follows.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             response
         };

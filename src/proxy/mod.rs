@@ -26,7 +26,8 @@
 //!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a `GET` or `HEAD`
 //!   whose body has no length goes to an HTTP/1.1 backend chunked (hyper's client would drop
 //!   the body); a request with two `Host`s or one that is not `host[:port]` (userinfo, a
-//!   path, a port alone) is answered 400. An HTTP/1.0 client that asks for keep-alive keeps
+//!   path, a port alone) is answered 400, over HTTP/1.x with `Connection: close`, which has
+//!   hyper's server close the connection after it (as nginx does). An HTTP/1.0 client that asks for keep-alive keeps
 //!   its connection.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
@@ -327,14 +328,6 @@ where
             }
         }
         ResponseFuture::boxed(Arc::clone(this).finish(request, client_upgrade, sent, true))
-    }
-
-    /// The proxy's own answer to a request it does not forward, for `why`.
-    fn refuse(&self, failure: Failure, why: &str, request: &Request<B>) -> ResponseFuture<B> {
-        let path = request.uri().path();
-        tracing::debug!(service = %self.service(), path, "request refused: {why}");
-        crate::metrics::proxy_failure(self.service(), failure.label());
-        ResponseFuture::ready(failure.response(&http::HeaderMap::new()))
     }
 
     /// Every other request: a new connection, HTTP/2, an upgrade. With a [`GoneHold`], a
