@@ -99,7 +99,9 @@
 //!   outright (`kill -9`) cannot stop its programs: on Linux the kernel sends each program it
 //!   started SIGTERM then (see [`Process`](crate::trigger::Process), "Never orphaned").
 //! - A request head may hold 64 KiB over either HTTP version (over HTTP/2 counted as RFC 9113
-//!   does: name, value and 32 bytes a field), and 100 header lines over HTTP/1.1; past that it
+//!   does: name, value and 32 bytes a field), and 100 header lines (over HTTP/2, 100 fields
+//!   besides the pseudo-headers, a `Cookie` sent as one field per cookie counting once, as its
+//!   HTTP/1.1 line would); past that it
 //!   is answered 431, over HTTP/2 on its own stream, the connection going on (unless the block
 //!   trips h2's guards against `CONTINUATION` floods and decompression bombs, such as more than
 //!   seven frames of 16 KiB, which end the connection). Not a setting.
