@@ -145,6 +145,13 @@ fn every_bad_field_is_named_with_its_value() {
             "gateway.services.app.body_read_timeout",
             "more than \"0s\"",
         ),
+        (
+            with_gateway(&format!(
+                r#"{{ {route}, "services": {{ "app": {{ "response_body_timeout": "0s" }} }} }}"#
+            )),
+            "gateway.services.app.response_body_timeout",
+            "more than \"0s\"",
+        ),
         // Read as a bound on stalled uploads, it would bound nothing: an HTTP/2 backend's
         // uploads are not timed (a gRPC client stream may pause).
         (

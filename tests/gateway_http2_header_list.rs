@@ -4,7 +4,10 @@
 //! h2's client does not check the backend's limit, and a backend's h2 ends the whole shared
 //! connection (`GOAWAY COMPRESSION_ERROR`) for a block past its limit spread over
 //! `CONTINUATION` frames, failing every other client's request in flight on it. A hyper HTTP/2
-//! backend on 127.0.0.1, raw HTTP/1.1 clients, a gateway served in the test's process.
+//! backend on 127.0.0.1, raw HTTP/1.1 clients, a gateway served in the test's process. And the
+//! client side's count of fields: an HTTP/2 client's request with more than an HTTP/1.1 head
+//! may have lines is answered 431 by the gateway, its connection going on (hyper HTTP/2
+//! clients).
 
 mod common;
 
@@ -292,4 +295,81 @@ fn bad_bounds_are_errors_naming_the_field() {
                    "services": { "app": { "protocol": "http2", "http2_max_header_list_size": 16777216 } } },
                    "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#;
     assert!(Gateway::from_config(fine, &TriggerRegistry::new()).is_ok());
+}
+
+/// A request with more header fields than an HTTP/1.1 head may have lines (100, hyper's bound,
+/// where the gateway answers 431) is answered 431 over HTTP/2 too, on its own stream, and
+/// never reaches the backend: the client's other stream in flight on the same connection is
+/// answered, and so is its next request. At the bound it goes through. A `Cookie` sent as one
+/// field per cookie counts once, as its HTTP/1.1 line would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_request_with_more_fields_than_http1_allows_is_answered_431_on_its_stream() {
+    let _logs = logs();
+    let (backend, seen, mut arrivals, release) = backend(None).await;
+    let gateway =
+        common::gateway_to_app(&format!("http://{backend}/"), r#"{ "protocol": "http2" }"#).await;
+    let (sender, _connection) = common::http2_connection(gateway.addr).await;
+    let get = |path: &str, fields: usize, cookies: usize| {
+        let mut request = http::Request::get(format!("http://app{path}"));
+        for i in 0..fields {
+            request = request.header(format!("x-h{i}"), "v");
+        }
+        for i in 0..cookies {
+            request = request.header("cookie", format!("c{i}=v"));
+        }
+        request.body(http_body_util::Empty::new()).unwrap()
+    };
+    let send = |request| {
+        let mut sender = sender.clone();
+        async move {
+            let response =
+                tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+                    .await
+                    .expect("an answer in time")
+                    .expect("an answer: the connection lives");
+            response.status().as_u16()
+        }
+    };
+
+    let slow = tokio::spawn(send(get("/slow", 0, 0)));
+    tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+        .await
+        .expect("the slow request reached the backend in time");
+    assert_eq!(send(get("/many", 101, 0)).await, 431);
+    assert_eq!(send(get("/cookies", 100, 2)).await, 431);
+    release.notify_one();
+    let slow = tokio::time::timeout(Duration::from_secs(10), slow)
+        .await
+        .expect("the slow request answered in time")
+        .unwrap();
+    assert_eq!(slow, 200);
+    assert_eq!(send(get("/hundred", 100, 0)).await, 200);
+    assert_eq!(send(get("/crumbs", 99, 30)).await, 200);
+
+    let seen = seen.lock().unwrap();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/slow", "/hundred", "/crumbs"],
+        "what reached the backend"
+    );
+}
+
+/// The HTTP/1.1 bound the HTTP/2 one follows: a head with more than 100 header lines is
+/// answered 431 (by hyper), never forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_head_with_more_than_100_lines_is_answered_431() {
+    let _logs = logs();
+    let (backend, seen, _arrivals, _release) = backend(None).await;
+    let gateway =
+        common::gateway_to_app(&format!("http://{backend}/"), r#"{ "protocol": "http2" }"#).await;
+    let lines: String = (0..100).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let reply = common::exchange(gateway.addr, &get("/many", &lines)).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    let lines: String = (0..97).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let reply = common::exchange(gateway.addr, &get("/hundred", &lines)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let seen = seen.lock().unwrap();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(paths, ["/hundred"], "what reached the backend");
 }

@@ -243,3 +243,26 @@ async fn the_backend_reads_the_host_the_request_was_routed_by() {
                     x-forwarded-host: other\r\nx-forwarded-proto: http\r\n\r\n";
     assert_eq!(requests, [expected]);
 }
+
+/// After its 400 for a host that is not one (a port alone, userinfo, two `Host`s) or for no
+/// host at all, the gateway closes the client's connection, as nginx does, saying so with
+/// `Connection: close`: a request the client sent after it on that connection is never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_host_ends_the_connection_after_its_400() {
+    let (gateway, received) = gateway().await;
+    for hosts in [
+        "host: :80\r\n",
+        "host: user@app\r\n",
+        "host: app\r\nhost: evil\r\n",
+        "",
+    ] {
+        let request = format!("GET /x HTTP/1.1\r\n{hosts}\r\n");
+        let reply = send(gateway.addr, &[request.as_bytes(), LAST].concat()).await;
+        assert_eq!(statuses(&reply), ["HTTP/1.1 400 Bad Request"], "{hosts:?}");
+        assert!(reply.contains("\r\nconnection: close\r\n"), "{reply}");
+    }
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "a request was forwarded"
+    );
+}

@@ -85,12 +85,12 @@ impl fmt::Debug for GatewayBody {
 
 impl Body for GatewayBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
         let mut this = self.project();
         let frame = this.inner.as_mut().poll_frame(cx);
         if let Some(entry) = this.entry {

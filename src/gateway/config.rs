@@ -84,6 +84,7 @@ struct ServiceSettings {
     connect_timeout: Option<DurationValue>,
     response_timeout: Option<DurationValue>,
     body_read_timeout: Option<DurationValue>,
+    response_body_timeout: Option<DurationValue>,
     max_response_headers: Option<usize>,
     forwarded: Option<ForwardedHeaders>,
     #[serde(default)]

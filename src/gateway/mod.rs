@@ -70,7 +70,12 @@
 //!   `connect_timeout` and `response_timeout` (504 past them; these and `max_wait` must be
 //!   more than zero); `body_read_timeout` (default 60 s, as nginx's `client_body_timeout`):
 //!   how long a client's upload may keep an HTTP/1.1 backend waiting for its next bytes (408
-//!   past it, the backend connection let go); `max_response_headers` (default 100, at most
+//!   past it, the backend connection let go); `response_body_timeout` (default 60 s, as
+//!   nginx's `proxy_read_timeout`): how long a backend's answer body may go without a byte
+//!   (past it, the answer is cut short and the backend connection closed; raise it for long
+//!   polling or server-sent events; see
+//!   [`ProxyBuilder::response_body_timeout`](crate::proxy::ProxyBuilder::response_body_timeout));
+//!   `max_response_headers` (default 100, at most
 //!   1000; HTTP/1.1 backends): how many header lines a backend's answer may have, one with
 //!   more being a 502 logged at warn with this setting's name (above 100, each answer's parse
 //!   allocates; see [`ProxyBuilder::max_response_headers`](crate::proxy::ProxyBuilder::max_response_headers));
@@ -94,7 +99,9 @@
 //!   outright (`kill -9`) cannot stop its programs: on Linux the kernel sends each program it
 //!   started SIGTERM then (see [`Process`](crate::trigger::Process), "Never orphaned").
 //! - A request head may hold 64 KiB over either HTTP version (over HTTP/2 counted as RFC 9113
-//!   does: name, value and 32 bytes a field), and 100 header lines over HTTP/1.1; past that it
+//!   does: name, value and 32 bytes a field), and 100 header lines (over HTTP/2, 100 fields
+//!   besides the pseudo-headers, a `Cookie` sent as one field per cookie counting once, as its
+//!   HTTP/1.1 line would); past that it
 //!   is answered 431, over HTTP/2 on its own stream, the connection going on (unless the block
 //!   trips h2's guards against `CONTINUATION` floods and decompression bombs, such as more than
 //!   seven frames of 16 KiB, which end the connection). Not a setting.

@@ -21,6 +21,7 @@ use crate::proxy::{ALLOWED, Proxy};
 
 use super::answered::{Block, CLIENT_GONE, Requests};
 use super::route_path::routing_path;
+use super::serve::MAX_REQUEST_HEADERS;
 
 /// The gateway's proxy to one service, guarded by its layer.
 pub(super) type Routed = MonitorService<Proxy<Incoming>>;
@@ -73,7 +74,7 @@ impl Route {
 
 /// The gateway as one Tower service: each request goes to the first route whose host (if it
 /// has one) and path prefix match, or is answered 404 (400 if an HTTP/1.1 request names no
-/// host); a `TRACE` is answered 405 without reaching its route's layer. The host is the URI's
+/// host, with `Connection: close`); a `TRACE` is answered 405 without reaching its route's layer. The host is the URI's
 /// authority (HTTP/2's `:authority`, or an absolute-form request) or else the `Host` header,
 /// without its port or a final dot, in any case. Cheap to clone.
 #[derive(Clone)]
@@ -116,7 +117,8 @@ impl Router {
 
     /// The index of the route `request` takes, or the status of the router's own answer: 404
     /// for no route; 400 for an HTTP/1.1 request that names no host (RFC 9112 section 3.2,
-    /// as nginx answers it), which a library user's request made in code may, not a client's.
+    /// as nginx answers it), which a library user's request made in code may, not a client's;
+    /// 431 for an HTTP/2 request with more header fields than an HTTP/1.1 one may have.
     fn route(&self, request: &Request<Incoming>) -> Result<usize, StatusCode> {
         let host = request.uri().host().or_else(|| {
             request
@@ -128,6 +130,9 @@ impl Router {
         if host.is_none() && request.version() == http::Version::HTTP_11 {
             return Err(StatusCode::BAD_REQUEST);
         }
+        if request.version() == http::Version::HTTP_2 && too_many_fields(request.headers()) {
+            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
         // `app.example.` is `app.example` (a fully qualified name), as nginx takes it.
         let host = host.map(|host| host.strip_suffix('.').unwrap_or(host));
         let path = routing_path(request.uri().path());
@@ -137,6 +142,16 @@ impl Router {
             .position(|route| route.matches(host, &path))
             .ok_or(StatusCode::NOT_FOUND)
     }
+}
+
+/// Whether an HTTP/2 request has more header fields than an HTTP/1.1 head may have lines
+/// ([`MAX_REQUEST_HEADERS`]). HTTP/2 may send a `Cookie` as one field per cookie (RFC 9113
+/// section 8.2.3), which HTTP/1.1 sends as one line: those count as one. Counted only past the
+/// bound: the length of a header map is a field's read.
+fn too_many_fields(headers: &http::HeaderMap) -> bool {
+    headers.len() > MAX_REQUEST_HEADERS
+        && headers.len() + 1 - headers.get_all(header::COOKIE).iter().count().max(1)
+            > MAX_REQUEST_HEADERS
 }
 
 impl fmt::Debug for Router {
@@ -215,7 +230,9 @@ impl Router {
             StatusCode::BAD_REQUEST => ("no host in this request\n", 13), // INTERNAL
             // The proxy's words for its own refusal.
             StatusCode::METHOD_NOT_ALLOWED => ("method not allowed\n", 12), // UNIMPLEMENTED
-            _ => ("no route for this request\n", 12),                       // UNIMPLEMENTED
+            // The proxy's words for its 431; a gRPC client does not retry it.
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ("request header fields too large\n", 8),
+            _ => ("no route for this request\n", 12), // UNIMPLEMENTED
         };
         // A gRPC client reads a text body as a malformed message: it gets a gRPC status.
         let response = if is_grpc(request.headers()) {
@@ -227,6 +244,12 @@ impl Router {
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+            }
+            if status == StatusCode::BAD_REQUEST && request.version() <= http::Version::HTTP_11 {
+                // No host, as nginx does: the connection is not kept for what follows.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             response
         };

@@ -33,6 +33,14 @@ use crate::proxy::UpgradeGuard;
 /// connection for 40 kB of headers in two fields.
 pub(super) const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
+/// The most header fields a client's request may have, over either HTTP version: 100, the
+/// bound of hyper's HTTP/1.1 server (its default, which the gateway keeps: a head with more
+/// lines is answered 431 and its connection closed). h2 counts no fields, only their bytes:
+/// an HTTP/2 request with more is answered 431 by the router, on its own stream, the
+/// connection going on. Without it a client could send thousands of small fields (`a: b`),
+/// within the list's size, for each stream, and the backend would get them all.
+pub(super) const MAX_REQUEST_HEADERS: usize = 100;
+
 /// The server's bounds on its clients.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Timeouts {

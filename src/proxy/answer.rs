@@ -2,11 +2,11 @@
 //! own answers when the backend gave none (busy, failed, timed out), each logged with the
 //! service.
 
-use http::{Response, StatusCode, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Body;
 
 use super::failure::Failure;
-use super::future::{FORMAT, Sent};
+use super::future::{FORMAT, ResponseFuture, Sent};
 use super::headers::{self, Coding};
 use super::upgrade::{ClientUpgrade, Verdict};
 use super::{ProxyBody, Shared, length, limit, upstream};
@@ -15,6 +15,28 @@ use crate::layer::BackendGone;
 impl<B> Shared<B> {
     pub(super) fn service(&self) -> &str {
         self.service.as_deref().unwrap_or("-")
+    }
+
+    /// The proxy's own answer to a request it does not forward, for `why`.
+    pub(super) fn refuse(
+        &self,
+        failure: Failure,
+        why: &str,
+        request: &Request<B>,
+    ) -> ResponseFuture<B> {
+        let path = request.uri().path();
+        tracing::debug!(service = %self.service(), path, "request refused: {why}");
+        crate::metrics::proxy_failure(self.service(), failure.label());
+        let mut response = failure.response(&http::HeaderMap::new());
+        if failure == Failure::BadHost && request.version() <= Version::HTTP_11 {
+            // As nginx does: a client whose host no server could have is not one to trust
+            // with the rest of its connection, whatever it sent after (RFC 9112 section 9.6
+            // lets a server close).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        ResponseFuture::ready(response)
     }
 
     /// The answer when the request's turn did not come within the limit's bound.
@@ -168,6 +190,7 @@ impl<B> Shared<B> {
                 if let Some(turn) = turn {
                     body.hold(turn);
                 }
+                body.bound_stalls(self.response_body_timeout, &self.service);
                 Response::from_parts(parts, ProxyBody::upstream(body))
             }
         }

@@ -8,6 +8,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
 use super::upstream::UpstreamBody;
+use crate::BoxError;
 
 /// The body of a [`Proxy`](super::Proxy) response: the backend's, streamed as it arrives, or
 /// the proxy's own short text when the backend could not answer (502, 504).
@@ -59,12 +60,15 @@ impl Default for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    /// The backend connection's failure, or [`ProxyBuilder::response_body_timeout`]'s.
+    ///
+    /// [`ProxyBuilder::response_body_timeout`]: super::ProxyBuilder::response_body_timeout
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // Both bodies are `Unpin`: no projection needed.
         match &mut self.get_mut().kind {
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),

@@ -9,6 +9,9 @@ use super::{ForwardedHeaders, InFlightLimit};
 use crate::{MinMonitor, Url};
 
 mod build;
+mod defaults;
+
+pub use defaults::*;
 
 /// TCP keepalive on the proxy's and the gateway's connections: the first probe after a minute
 /// without traffic, then one every 10 s, so that a peer gone without closing is noticed within
@@ -16,34 +19,6 @@ mod build;
 pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// See [`KEEPALIVE_IDLE`].
 pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// How long connecting to the backend may take before the request is answered 504: 5 s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the backend may take to send its response head (status and headers) before the
-/// request is answered 504: 60 s. The body may then take as long as it takes.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long a client's request body may keep an HTTP/1.1 backend waiting for its next bytes
-/// before the request is answered 408: 60 s, as nginx's `client_body_timeout`.
-pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How many header lines an HTTP/1.1 backend's answer may have unless
-/// [`ProxyBuilder::max_response_headers`] says: 100, hyper's default.
-pub const DEFAULT_MAX_RESPONSE_HEADERS: usize = 100;
-
-/// The most [`ProxyBuilder::max_response_headers`] may be: hyper parses each answer into an
-/// array of that many entries (64 bytes each), allocated per answer above the default.
-pub const MAX_RESPONSE_HEADERS_BOUND: usize = 1000;
-
-/// The header list a request to an HTTP/2 backend may reach unless
-/// [`ProxyBuilder::http2_max_header_list_size`] says: 16 KiB, the `SETTINGS_MAX_HEADER_LIST_SIZE`
-/// of hyper's, h2's and tonic's servers.
-pub const DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE: usize = 16 * 1024;
-
-/// The most [`ProxyBuilder::http2_max_header_list_size`] may be: 16 MiB, grpc-go's servers'
-/// default, the largest of the common ones.
-pub const HTTP2_MAX_HEADER_LIST_SIZE_BOUND: usize = 16 * 1024 * 1024;
 
 /// How long an idle connection to the backend is kept for reuse: 15 s. Short, so that a
 /// gateway with no traffic holds no sockets (and a backend that is stopped when idle does not
@@ -78,6 +53,7 @@ pub struct ProxyBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     body_read_timeout: Option<Duration>,
+    response_body_timeout: Option<Duration>,
     /// Set only when asked: hyper's default array of header lines is not allocated.
     max_response_headers: Option<usize>,
     http2_max_header_list_size: usize,
@@ -102,6 +78,7 @@ impl ProxyBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            response_body_timeout: Some(DEFAULT_RESPONSE_BODY_TIMEOUT),
             max_response_headers: None,
             http2_max_header_list_size: DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
             service: None,
@@ -200,6 +177,34 @@ impl ProxyBuilder {
     /// ```
     pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
         self.body_read_timeout =
+            (timeout < crate::deadline::PRACTICALLY_FOREVER).then_some(timeout);
+        self
+    }
+
+    /// How long the backend's answer body may keep the client waiting for its next bytes
+    /// (default [`DEFAULT_RESPONSE_BODY_TIMEOUT`], as nginx's `proxy_read_timeout`); past it,
+    /// the answer is cut short and logged at warn with the service: over HTTP/1.1 the
+    /// client's connection is closed before the last chunk (or short of `Content-Length`), so
+    /// it sees a truncated answer, never a whole one; over HTTP/2 its stream is reset. The
+    /// backend connection is closed, not pooled. Only the backend's silence counts: the timer
+    /// runs while the proxy waits for bytes, not while the client is slow to take them. An
+    /// upgraded connection (WebSocket) is not bounded by it. For long polling or
+    /// server-sent events, set it above the longest silence between two events (or have the
+    /// backend send a heartbeat, such as an SSE comment line, more often than it).
+    /// `Duration::MAX` means no bound.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{Url, proxy::Proxy};
+    /// // An event stream that may be silent for up to 10 minutes.
+    /// let proxy = Proxy::builder(Url::parse("http://127.0.0.1:8081/").unwrap())
+    ///     .response_body_timeout(Duration::from_secs(15 * 60))
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap();
+    /// # let _ = proxy;
+    /// ```
+    pub fn response_body_timeout(mut self, timeout: Duration) -> Self {
+        self.response_body_timeout =
             (timeout < crate::deadline::PRACTICALLY_FOREVER).then_some(timeout);
         self
     }
@@ -392,6 +397,8 @@ impl fmt::Debug for ProxyBuilder {
             .field("trust_forwarded", &self.trust_forwarded)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("response_body_timeout", &self.response_body_timeout)
             .field("max_response_headers", &self.max_response_headers)
             .field(
                 "http2_max_header_list_size",

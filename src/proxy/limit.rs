@@ -101,6 +101,10 @@ impl Lease for Held {
         }
         drop(turn);
     }
+
+    fn timer(&mut self) -> Option<&mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>> {
+        self.lease.as_mut().and_then(|lease| lease.timer())
+    }
 }
 
 #[cfg(test)]

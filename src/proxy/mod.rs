@@ -26,7 +26,8 @@
 //!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a `GET` or `HEAD`
 //!   whose body has no length goes to an HTTP/1.1 backend chunked (hyper's client would drop
 //!   the body); a request with two `Host`s or one that is not `host[:port]` (userinfo, a
-//!   path, a port alone) is answered 400. An HTTP/1.0 client that asks for keep-alive keeps
+//!   path, a port alone) is answered 400, over HTTP/1.x with `Connection: close`, which has
+//!   hyper's server close the connection after it (as nginx does). An HTTP/1.0 client that asks for keep-alive keeps
 //!   its connection.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
@@ -42,7 +43,9 @@
 //!   response's extensions when the backend refused or dropped the connection, so a
 //!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
 //!   request's own body breaks off (a client gone in the middle of an upload), which is not the
-//!   backend's doing. Each is logged at warn with the service's name. A gRPC request gets the
+//!   backend's doing. An answer whose body the backend stops sending is cut short once
+//!   no byte of it has come for [`ProxyBuilder::response_body_timeout`] (60 s by default,
+//!   nginx's `proxy_read_timeout`), its backend connection closed. Each is logged at warn with the service's name. A gRPC request gets the
 //!   status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
 //!   answer: a text body would read to a gRPC client as a protocol error.
 //! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
@@ -104,8 +107,8 @@ mod websocket;
 pub use body::ProxyBody;
 pub use builder::{
     DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HTTP2_MAX_HEADER_LIST_SIZE,
-    DEFAULT_MAX_RESPONSE_HEADERS, DEFAULT_RESPONSE_TIMEOUT, HTTP2_MAX_HEADER_LIST_SIZE_BOUND,
-    MAX_RESPONSE_HEADERS_BOUND, ProxyBuilder,
+    DEFAULT_MAX_RESPONSE_HEADERS, DEFAULT_RESPONSE_BODY_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT,
+    HTTP2_MAX_HEADER_LIST_SIZE_BOUND, MAX_RESPONSE_HEADERS_BOUND, ProxyBuilder,
 };
 #[cfg(feature = "gateway")]
 pub(crate) use builder::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
@@ -169,6 +172,8 @@ struct Shared<B> {
     response_timeout: Duration,
     /// How long the client's body may keep the backend waiting for its next bytes.
     body_read_timeout: Option<Duration>,
+    /// How long the backend's answer body may keep the client waiting for its next bytes.
+    response_body_timeout: Option<Duration>,
     /// What an HTTP/1.1 backend's answer may have of header lines: named when one has more.
     max_response_headers: usize,
     /// What an HTTP/2 backend's request header lists must stay under (see `header_list`).
@@ -323,14 +328,6 @@ where
             }
         }
         ResponseFuture::boxed(Arc::clone(this).finish(request, client_upgrade, sent, true))
-    }
-
-    /// The proxy's own answer to a request it does not forward, for `why`.
-    fn refuse(&self, failure: Failure, why: &str, request: &Request<B>) -> ResponseFuture<B> {
-        let path = request.uri().path();
-        tracing::debug!(service = %self.service(), path, "request refused: {why}");
-        crate::metrics::proxy_failure(self.service(), failure.label());
-        ResponseFuture::ready(failure.response(&http::HeaderMap::new()))
     }
 
     /// Every other request: a new connection, HTTP/2, an upgrade. With a [`GoneHold`], a

@@ -37,6 +37,12 @@ use crate::BoxError;
 pub(crate) trait Lease: Send + Sync {
     /// The response is done with the connection; `read` if its body was read to its end.
     fn release(self: Box<Self>, read: bool);
+
+    /// The connection's timer, for the response body to bound its waits with (none: the
+    /// body keeps one of its own).
+    fn timer(&mut self) -> Option<&mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>> {
+        None
+    }
 }
 
 /// Idle HTTP/1.1 connections to one backend; cheap to clone (one shared stack).

@@ -2,13 +2,17 @@
 //! (its one [`Multiplexed`] connection), and the [`UpstreamBody`] of the backend's answers.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use super::limit::Turn;
 use super::multiplexed::Multiplexed;
@@ -112,10 +116,22 @@ impl std::error::Error for UpstreamError {
 /// gives it back to the pool when dropped: the connection takes the next request once hyper
 /// has read this answer to its end (a body dropped early leaves a connection hyper closes,
 /// unless its last bytes had arrived).
+///
+/// With a [`stall bound`](Self::bound_stalls), a read that waits longer than it for the
+/// backend's next bytes fails with [`ResponseBodyTimedOut`]: hyper's server then ends the
+/// client's answer short (HTTP/1.1: the connection closed before the last chunk or the full
+/// length; HTTP/2: the stream reset), and the backend connection is closed, not pooled.
 pub(crate) struct UpstreamBody {
     body: Incoming,
     lease: Option<Box<dyn Lease>>,
     ended: bool,
+    /// How long a read may wait for the backend's next bytes (none: for ever).
+    timeout: Option<Duration>,
+    /// Set while a read waits: the timer runs from the first wait after a frame.
+    waiting: bool,
+    /// The timer when the lease has none to lend (HTTP/2, or the connection let go).
+    timer: Option<Pin<Box<Sleep>>>,
+    service: Option<Arc<str>>,
 }
 
 impl UpstreamBody {
@@ -124,6 +140,10 @@ impl UpstreamBody {
             body,
             lease,
             ended: false,
+            timeout: None,
+            waiting: false,
+            timer: None,
+            service: None,
         }
     }
 }
@@ -139,6 +159,60 @@ impl UpstreamBody {
     pub(crate) fn hold(&mut self, turn: Turn) {
         self.lease = Some(turn.with(self.lease.take()));
     }
+
+    /// Fails a read that waits `timeout` for the backend's next bytes, logging the warning
+    /// with `service`. Not for an upgrade, whose bytes do not go through a body.
+    pub(crate) fn bound_stalls(&mut self, timeout: Option<Duration>, service: &Option<Arc<str>>) {
+        if timeout.is_some() {
+            self.timeout = timeout;
+            self.service.clone_from(service);
+        }
+    }
+
+    /// A read that found no frame ready: pending until the timeout, then the failure.
+    fn poll_stalled(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(timeout) = self.timeout else {
+            return Poll::Pending;
+        };
+        let Self {
+            lease,
+            waiting,
+            timer: own,
+            ..
+        } = self;
+        // The pooled connection's response-head timer, idle once the head came: reset, it
+        // costs no timer-wheel insert per answer.
+        let timer = match lease.as_mut().and_then(|lease| lease.timer()) {
+            Some(timer) => timer,
+            None => own,
+        };
+        if !*waiting {
+            let deadline = Instant::now() + timeout;
+            match timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            *waiting = true;
+        }
+        if let Some(timer) = timer {
+            ready!(timer.as_mut().poll(cx));
+        }
+        self.timeout = None;
+        // Mid-answer, the connection cannot take another request: closed, not pooled.
+        self.lease = None;
+        let service = self.service.as_deref().unwrap_or("-");
+        tracing::warn!(
+            service = %service,
+            ?timeout,
+            "backend sent nothing more of its answer's body within `response_body_timeout`; \
+             the answer is cut short and its connection closed"
+        );
+        crate::metrics::proxy_failure(service, "body_timeout");
+        Poll::Ready(Some(Err(Box::new(ResponseBodyTimedOut(timeout)))))
+    }
 }
 
 impl fmt::Debug for UpstreamBody {
@@ -146,24 +220,30 @@ impl fmt::Debug for UpstreamBody {
         f.debug_struct("UpstreamBody")
             .field("body", &self.body)
             .field("pooled", &self.lease.is_some())
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.ended = true;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                if frame.is_none() {
+                    this.ended = true;
+                }
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
+            Poll::Pending => this.poll_stalled(cx),
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -183,3 +263,19 @@ impl Drop for UpstreamBody {
         }
     }
 }
+
+/// The backend sent nothing more of its answer's body for the response body timeout.
+#[derive(Debug)]
+pub(crate) struct ResponseBodyTimedOut(Duration);
+
+impl fmt::Display for ResponseBodyTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the backend sent nothing more of its answer's body for {:?}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ResponseBodyTimedOut {}

@@ -74,6 +74,10 @@ pub(super) fn builder(
         }
         proxy = proxy.body_read_timeout(timeout.positive(field)?);
     }
+    if let Some(timeout) = settings.response_body_timeout {
+        let field = format!("{at}.response_body_timeout");
+        proxy = proxy.response_body_timeout(timeout.positive(field)?);
+    }
     if let Some(max) = settings.max_response_headers {
         let field = format!("{at}.max_response_headers");
         if http2 {

@@ -99,6 +99,7 @@ impl ProxyBuilder {
                 // A stalled stream of an HTTP/2 backend holds no connection of its own, and a
                 // gRPC client stream may rightly pause for long.
                 body_read_timeout: self.body_read_timeout.filter(|_| !self.http2),
+                response_body_timeout: self.response_body_timeout,
                 max_response_headers: self
                     .max_response_headers
                     .unwrap_or(DEFAULT_MAX_RESPONSE_HEADERS),

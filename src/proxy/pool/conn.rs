@@ -147,7 +147,8 @@ where
 /// and put back on the stack without a new allocation per request.
 pub(super) struct Conn<B> {
     pub(super) send: SendRequest<B>,
-    /// The response-head timer of its requests, one at a time. Reset for each: moving a
+    /// The response-head timer of its requests, one at a time, then their body's (see
+    /// `UpstreamBody`). Reset for each: moving a
     /// registered timer's deadline later is one atomic operation, where a new timer per
     /// request is a timer-wheel insert and removal. Left armed after the answer; should it
     /// fire while the connection is idle, it wakes the last request's task once, which finds
@@ -203,5 +204,9 @@ where
         if read || self.send.is_ready() {
             pool.put(self);
         }
+    }
+
+    fn timer(&mut self) -> Option<&mut Option<Pin<Box<Sleep>>>> {
+        Some(&mut self.timer)
     }
 }
