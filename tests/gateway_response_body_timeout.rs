@@ -17,27 +17,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-/// The log lines (up to WARN) of every test of this file, from one global subscriber that each
-/// test installs first, if none has yet (a subscriber of one thread can miss the line of a
-/// log call another test met first).
+/// The log lines (up to WARN) of every test of this file, from the one global subscriber that
+/// each test installs first (see `common::logs`).
 fn logs() -> common::Captured {
-    static LOGS: std::sync::OnceLock<common::Captured> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = common::Captured::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        logs
-    })
-    .clone()
+    common::logs(tracing::Level::WARN)
 }
 
 /// The paced answer's pause between chunks: each under the timeout, all three over it.
-const PAUSE: Duration = Duration::from_millis(600);
+const PAUSE: Duration = Duration::from_millis(700);
 
 /// A raw HTTP/1.1 backend. `/chunked` and `/length` send a head and five bytes of the body
 /// (chunked; of a `Content-Length` of 100), then nothing until the gateway closes the
@@ -94,11 +81,11 @@ async fn serve(mut stream: TcpStream, closed: mpsc::UnboundedSender<&'static str
     }
 }
 
-/// A gateway in front of `backend` whose service "app" has a 1 s `response_body_timeout`.
+/// A gateway in front of `backend` whose service "app" has a 2 s `response_body_timeout`.
 async fn gateway(backend: SocketAddr) -> common::InProcessGateway {
     common::gateway_to_app(
         &format!("http://{backend}/"),
-        r#"{ "response_body_timeout": "1s" }"#,
+        r#"{ "response_body_timeout": "2s" }"#,
     )
     .await
 }
