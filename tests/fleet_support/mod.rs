@@ -4,6 +4,10 @@
 
 mod doomed;
 mod keys;
+// The one subscriber of a binary's log; a binary that has `common` as well reads its log
+// through one of the two only (each would install its own).
+#[path = "../common/logs.rs"]
+mod logs;
 mod outages;
 mod owner;
 mod redis;
