@@ -16,6 +16,7 @@ fn sh(script: &str) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_background_child_holding_stdout_does_not_hang_the_trigger() {
+    record_logs();
     let dir = scratch("daemon");
     let pid_file = dir.join("pid");
     // Before the fix this waited for stdout to close, which the sleep never does: the 30 s
@@ -39,6 +40,7 @@ async fn a_background_child_holding_stdout_does_not_hang_the_trigger() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_kills_the_whole_group_grandchildren_included() {
+    record_logs();
     let dir = scratch("timeout-group");
     let pid_file = dir.join("pid");
     let err = sh(&format!(
@@ -59,6 +61,7 @@ async fn a_timeout_kills_the_whole_group_grandchildren_included() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_trigger_future_kills_the_whole_group() {
+    record_logs();
     let dir = scratch("dropped-group");
     let pid_file = dir.join("pid");
     let run = sh(&format!(
@@ -138,6 +141,7 @@ async fn output_is_logged_at_info_naming_program_and_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detached_program_is_reaped_not_left_a_zombie() {
+    record_logs();
     let dir = scratch("detached-reaped");
     let pid_file = dir.join("pid");
     sh(&format!("echo $$ > {}", pid_file.display()))
@@ -168,6 +172,7 @@ fn config_error(on_down: &str) -> tower_monitor::config::ConfigError {
 
 #[test]
 fn the_config_rejects_a_program_not_on_path_naming_field_and_value() {
+    record_logs();
     let err = config_error(r#"{ "type": "command", "command": "no-such-program-0815" }"#);
     assert_eq!(err.path(), "services.app.on_down.command");
     assert!(err.message().contains("\"no-such-program-0815\""), "{err}");
@@ -176,6 +181,7 @@ fn the_config_rejects_a_program_not_on_path_naming_field_and_value() {
 
 #[test]
 fn the_config_rejects_a_program_path_that_is_missing_or_not_executable() {
+    record_logs();
     let dir = scratch("config-program");
     let missing = dir.join("missing");
     let err = config_error(&format!(
@@ -197,6 +203,7 @@ fn the_config_rejects_a_program_path_that_is_missing_or_not_executable() {
 
 #[test]
 fn the_config_rejects_a_current_dir_that_is_not_a_directory() {
+    record_logs();
     let dir = scratch("config-dir");
     let file = dir.join("file");
     std::fs::write(&file, "").unwrap();
@@ -212,6 +219,7 @@ fn the_config_rejects_a_current_dir_that_is_not_a_directory() {
 
 #[test]
 fn the_config_accepts_programs_on_path_by_path_and_relative_to_current_dir() {
+    record_logs();
     let dir = scratch("config-ok");
     let script = dir.join("start.sh");
     std::fs::write(&script, "#!/bin/sh\n").unwrap();

@@ -13,7 +13,7 @@ use tower_monitor::ServiceState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_time_that_means_never_leaves_the_fleet_working() {
-    let outages = Outages::installed();
+    let outages = Outages::logged();
     let Some(redis) = RedisServer::start().await else {
         return;
     };
@@ -59,7 +59,7 @@ async fn an_idle_time_that_means_never_leaves_the_fleet_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lease_time_that_means_never_leaves_the_fleet_working() {
-    let outages = Outages::installed();
+    let outages = Outages::logged();
     let Some(redis) = RedisServer::start().await else {
         return;
     };

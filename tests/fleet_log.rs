@@ -9,7 +9,7 @@ use fleet_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_outage_is_one_warning_and_one_recovery_notice() {
-    let outages = Outages::installed();
+    let outages = Outages::logged();
     let warned = || outages.warned("a");
     let recovered = || outages.recovered("a");
 

@@ -70,7 +70,7 @@ fn owned_service(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_start_without_redis_the_idle_stop_goes_to_the_replica_that_runs_the_backend() {
-    let outages = Outages::installed();
+    let outages = Outages::logged();
     let Some(mut redis) = RedisServer::start().await else {
         return;
     };
@@ -131,6 +131,8 @@ async fn after_a_start_without_redis_the_idle_stop_goes_to_the_replica_that_runs
 /// nothing). The idle stop must still go to the replica that runs the program.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_start_taken_over_from_a_holder_that_runs_it_the_idle_stop_goes_to_that_holder() {
+    // The binary's one subscriber is there before this test logs (`Outages::logged`).
+    Outages::logged();
     let Some(mut redis) = RedisServer::start().await else {
         return;
     };
@@ -185,6 +187,8 @@ async fn after_a_start_taken_over_from_a_holder_that_runs_it_the_idle_stop_goes_
 /// first one comes to it first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_starter_whose_program_crashed_and_was_started_elsewhere_leaves_the_stop_to_that_one() {
+    // The binary's one subscriber is there before this test logs (`Outages::logged`).
+    Outages::logged();
     let Some(redis) = RedisServer::start().await else {
         return;
     };
@@ -224,6 +228,8 @@ async fn a_starter_whose_program_crashed_and_was_started_elsewhere_leaves_the_st
 /// outage does, instead of holding its requests until its start timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_following_a_start_when_redis_goes_starts_the_backend_on_its_own() {
+    // The binary's one subscriber is there before this test logs (`Outages::logged`).
+    Outages::logged();
     let Some(mut redis) = RedisServer::start().await else {
         return;
     };

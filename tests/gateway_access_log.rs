@@ -1,13 +1,11 @@
 //! The access log: `complete` for bodies HTTP/1.1 never polls to their end, a line for a
 //! request whose client went away while it was held, and `fallback` for the layer's answers.
-//! The gateway runs in this process; its log goes to a buffer (a global subscriber, so this file
-//! holds one test).
+//! The gateway runs in this process; its log is read from the binary's one subscriber
+//! (`common::logs`).
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,25 +16,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tower_monitor::config::TriggerRegistry;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// An HTTP/2 cleartext backend: `content-length: 5`, the 5 bytes in one DATA frame, and the
 /// end of the stream 300 ms later in a frame of its own (as a streaming body sends it).
@@ -79,13 +58,7 @@ async fn http2_backend() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_logged() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = common::logs(tracing::Level::INFO);
 
     let h2 = http2_backend().await;
     let config = format!(
@@ -144,7 +117,7 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     drop(held);
 
     let line = |path: &str| {
-        let text = buffer.text();
+        let text = logs.text();
         text.lines()
             .find(|l| l.contains("tower_monitor::access") && l.contains(&format!("path={path} ")))
             .map(str::to_owned)

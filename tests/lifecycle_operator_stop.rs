@@ -169,3 +169,100 @@ async fn an_operators_stop_waits_for_the_on_down_that_still_runs() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(count(&f.wakes), 2);
 }
+
+/// One request through the layer, not held: the backend's answer if it is forwarded, the
+/// fallback's otherwise.
+async fn request(monitor: &Arc<MinMonitor>) -> StatusCode {
+    let answer = monitor
+        .layer("app")
+        .unwrap()
+        .layer(inner())
+        .oneshot(Request::new(()));
+    let answer = tokio::time::timeout(Duration::from_secs(5), answer).await;
+    answer.expect("never answered").unwrap().status()
+}
+
+/// An operator's stop whose future is dropped while it waits for `on_down` (before `on_idle`
+/// began) is called off: the service is Up again and requests are forwarded, rather than left
+/// Stopping, with nothing forwarded, until the stop timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_stop_dropped_while_it_waits_for_on_down_is_called_off() {
+    let f = Fixture::new().await;
+    let monitor = f.monitor.clone();
+    let start = tokio::spawn(async move { monitor.start("app").await });
+    f.reaches(ServiceState::Starting).await;
+    f.boot.notify_one();
+    f.reaches(ServiceState::Up).await;
+    let monitor = f.monitor.clone();
+    let stopping = tokio::spawn(async move { monitor.stop("app").await });
+    f.reaches(ServiceState::Stopping).await;
+
+    stopping.abort();
+    assert!(stopping.await.unwrap_err().is_cancelled());
+    f.reaches(ServiceState::Up).await;
+    assert_eq!(request(&f.monitor).await, StatusCode::OK);
+
+    // Once on_down has ended, nothing of the stop is left to run on_idle.
+    f.finish.notify_one();
+    let started = tokio::time::timeout(Duration::from_secs(5), start).await;
+    started.expect("on_down never ended").unwrap().unwrap();
+    assert_eq!(request(&f.monitor).await, StatusCode::OK);
+    assert_eq!(f.monitor.state("app").unwrap(), ServiceState::Up);
+    assert_eq!(count(&f.stops), 0, "on_idle ran");
+}
+
+/// An operator's stop that waits for `on_down` longer than the trigger timeout is called off
+/// with an error, the service Up. A start's run outlives that bound while it waits for the
+/// service's dependencies, a wait bounded by their own timeouts: the service can answer (and
+/// be found Up) meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_stop_that_waits_for_on_down_past_the_trigger_timeout_is_called_off() {
+    let (app_addr, db_addr) = (refused_addr().await, refused_addr().await);
+    let (on_downs, stops) = (counter(), counter());
+    let monitor = Arc::new(MinMonitor::new());
+    let db = MonitoredService::new(url_for(db_addr), Duration::from_secs(60))
+        .on_down(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }))
+        .start_timeout(Duration::from_secs(30));
+    monitor.add("db", db).unwrap();
+    let app = MonitoredService::new(url_for(app_addr), Duration::from_secs(60))
+        .depends_on("db")
+        .on_down(counting_trigger(on_downs.clone(), false))
+        .on_idle(
+            Duration::from_secs(3600),
+            counting_trigger(stops.clone(), false),
+        )
+        .trigger_timeout(Duration::from_millis(300));
+    monitor.add("app", app).unwrap();
+
+    // app's start waits for db, which does not come up; app answers meanwhile.
+    let m = monitor.clone();
+    let start = tokio::spawn(async move { m.start("app").await });
+    wait_for_state(
+        &monitor,
+        "db",
+        ServiceState::Starting,
+        Duration::from_secs(5),
+    )
+    .await;
+    let _app = Backend::start_on(app_addr).await;
+    wait_for_state(&monitor, "app", ServiceState::Up, Duration::from_secs(5)).await;
+
+    let stopped = tokio::time::timeout(Duration::from_secs(5), monitor.stop("app")).await;
+    let error = stopped.expect("the stop never ended").expect_err("stopped");
+    let text = all_text(&error.into());
+    assert!(
+        text.contains("on_down still ran after the trigger timeout (0.30 s)"),
+        "{text}"
+    );
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+    assert_eq!(request(&monitor).await, StatusCode::OK);
+    assert_eq!(count(&stops), 0, "on_idle ran");
+
+    // db comes up: app's start ends, without on_down (app was up already).
+    let _db = Backend::start_on(db_addr).await;
+    let started = tokio::time::timeout(Duration::from_secs(10), start).await;
+    started.expect("the start never ended").unwrap().unwrap();
+    assert_eq!(count(&on_downs), 0);
+    assert_eq!(count(&stops), 0, "on_idle ran");
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+}

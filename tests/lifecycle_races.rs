@@ -44,6 +44,7 @@ async fn settled_after_stopping(monitor: &MinMonitor) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wish_to_start_made_during_a_failed_stop_does_not_restart_the_backend_after_the_next_stop()
  {
+    let _logs = logs(tracing::Level::INFO);
     let up = Arc::new(AtomicBool::new(true));
     let (stops, wakes) = (counter(), counter());
     let gate = Arc::new(tokio::sync::Notify::new());
@@ -107,6 +108,7 @@ async fn a_wish_to_start_made_during_a_failed_stop_does_not_restart_the_backend_
 /// released once the backend is up.
 #[test]
 fn a_runtime_shut_down_right_after_a_wake_does_not_wedge_the_poller() {
+    let _logs = logs(tracing::Level::INFO);
     let up = Arc::new(AtomicBool::new(false));
     let monitor = Arc::new(MinMonitor::new());
     let url = tower_monitor::Url::parse("http://127.0.0.1:9/").unwrap();
@@ -156,6 +158,7 @@ fn a_runtime_shut_down_right_after_a_wake_does_not_wedge_the_poller() {
 /// start timeout ends Starting.
 #[test]
 fn a_runtime_shut_down_while_starting_does_not_strand_the_service_in_starting() {
+    let _logs = logs(tracing::Level::INFO);
     let up = Arc::new(AtomicBool::new(false));
     let probes = counter();
     let monitor = Arc::new(MinMonitor::new());

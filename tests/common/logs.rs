@@ -1,4 +1,4 @@
-//! The log lines of a test binary, from one global subscriber.
+//! The log of a test binary, from one global subscriber.
 //!
 //! A subscriber of the test's own thread (`tracing::subscriber::set_default`) misses lines now
 //! and then: when another test, in parallel, meets a log call for the first time while that
@@ -7,10 +7,17 @@
 //! global subscriber, installed by each test before it logs anything, is there when every log
 //! call is first met. Its lines are those of every test of the binary: a test picks its own by
 //! something only it logs (its service's name, a path).
+//!
+//! The same subscriber keeps each event with its fields, for a test that checks a field's value
+//! rather than a line's text: a second subscriber for that would bring the race back.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The log lines up to `level` of every test of this binary, from the one global subscriber,
+use tracing::field::{Field, Visit};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+/// The log up to `level` of every test of this binary, from the one global subscriber,
 /// installed at the first call. Every test of a binary that reads its log calls this first,
 /// with the same level.
 pub fn logs(level: tracing::Level) -> Captured {
@@ -18,11 +25,14 @@ pub fn logs(level: tracing::Level) -> Captured {
     let (installed, logs) = LOGS.get_or_init(|| {
         let logs = Captured::default();
         let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(level)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
+        let subscriber = tracing_subscriber::registry()
+            .with(LevelFilter::from_level(level))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || writer.clone()),
+            )
+            .with(Recorder(logs.clone()));
         tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
         (level, logs)
     });
@@ -33,14 +43,17 @@ pub fn logs(level: tracing::Level) -> Captured {
     logs.clone()
 }
 
-/// Log lines written by a tracing subscriber (`.with_writer(move || captured.clone())`).
+/// The log written by the subscriber of [`logs`]: its lines as text, and its events.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
+pub struct Captured {
+    text: Arc<Mutex<Vec<u8>>>,
+    events: Arc<Mutex<Vec<Logged>>>,
+}
 
 impl Captured {
     /// What was written so far.
     pub fn text(&self) -> String {
-        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let bytes = self.text.lock().unwrap_or_else(|e| e.into_inner()).clone();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
@@ -61,11 +74,22 @@ impl Captured {
             .next()
             .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{}", self.text()))
     }
+
+    /// The events logged so far whose field `name` is `value`.
+    pub fn events_with(&self, name: &str, value: &str) -> Vec<Logged> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|event| event.field(name) == Some(value))
+            .cloned()
+            .collect()
+    }
 }
 
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
+        self.text
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend_from_slice(buf);
@@ -73,5 +97,61 @@ impl std::io::Write for Captured {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// One event of the log: its level, its message, and its other fields as text (a string as
+/// it is, any other value as `Debug` shows it; `%value` shows as `Display`).
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub level: tracing::Level,
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Logged {
+    /// The value of the field `name`, if the event has it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn record(&mut self, field: &Field, value: String) {
+        if field.name() == "message" {
+            self.message = value;
+        } else {
+            self.fields.push((field.name().to_owned(), value));
+        }
+    }
+}
+
+/// The layer that keeps each event in the [`Captured`] it holds.
+struct Recorder(Captured);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut logged = Logged {
+            level: *event.metadata().level(),
+            message: String::new(),
+            fields: Vec::new(),
+        };
+        event.record(&mut logged);
+        self.0
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(logged);
+    }
+}
+
+impl Visit for Logged {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record(field, format!("{value:?}"));
     }
 }

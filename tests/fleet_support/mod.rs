@@ -4,6 +4,12 @@
 
 mod doomed;
 mod keys;
+// The one subscriber of a binary's log, without the rest of `common`. A binary that has
+// `common` as well loads it twice: it reads its log through one of the two only (the second to
+// install its subscriber would panic, as a global one is there already).
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/logs.rs"]
+mod logs;
 mod outages;
 mod owner;
 mod redis;

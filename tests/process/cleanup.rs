@@ -11,6 +11,7 @@ use crate::{booting_backend, free_addr, lines};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_last_handle_kills_the_group() {
+    record_logs();
     let dir = scratch("drop");
     let pid_file = dir.join("pid");
     let process = Process::builder("sh")
@@ -31,6 +32,7 @@ async fn dropping_the_last_handle_kills_the_group() {
 
 #[test]
 fn a_runtime_shutting_down_kills_the_program_it_was_watching() {
+    record_logs();
     let dir = scratch("runtime-gone");
     let pid_file = dir.join("pid");
     let process = Process::builder("sh")
@@ -67,6 +69,7 @@ fn a_runtime_shutting_down_kills_the_program_it_was_watching() {
 
 #[test]
 fn a_runtime_dropped_before_it_ever_watched_the_program_kills_it_too() {
+    record_logs();
     let process = Process::builder("sleep").arg("1000").build();
     // On a current-thread runtime the watcher task is not polled before block_on returns.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -90,6 +93,7 @@ fn a_runtime_dropped_before_it_ever_watched_the_program_kills_it_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisor_shutdown_stops_every_program_and_leaves_no_process() {
+    record_logs();
     let dir = scratch("shutdown");
     let supervisor = Supervisor::new();
     let mut pids = Vec::new();
@@ -131,6 +135,7 @@ async fn supervisor_shutdown_stops_every_program_and_leaves_no_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_a_lock_file_two_supervisors_run_the_backend_once() {
+    record_logs();
     let dir = scratch("two-gateways");
     let starts = dir.join("starts");
     let lock_file = dir.join("backend.lock");
@@ -195,6 +200,7 @@ thread_local! {
 
 #[test]
 fn a_program_outlives_the_thread_that_started_it() {
+    record_logs();
     // On Linux a program asks the kernel to stop it when its supervisor dies, and the kernel's
     // "parent" is the thread that started it: a blocking-pool thread, which ends once idle,
     // must not take the program with it.
@@ -235,6 +241,7 @@ fn a_program_outlives_the_thread_that_started_it() {
 
 #[test]
 fn a_start_that_panics_fails_that_start_only() {
+    record_logs();
     // Tokio panics when a child's pipes need an IO driver the runtime lacks.
     let without_io = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -288,6 +295,7 @@ fn no_program_left(seconds: &str) {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
+    record_logs();
     // Tokio registers a child's pipes with the runtime only once it has started: a runtime
     // without an IO driver fails the start after the program runs, unwatched, unstoppable.
     // (`start` returns after the program's exec, so it would be running by then.)
@@ -305,6 +313,7 @@ fn a_start_on_a_runtime_that_cannot_watch_it_leaves_no_program_running() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_start_on_a_runtime_shut_down_leaves_no_program_running() {
+    record_logs();
     // A blocking task may outlive its runtime's drivers: the start then fails, and must not
     // leave a program behind.
     let seconds = format!("1001.{}", std::process::id());
@@ -335,6 +344,7 @@ const IGNORING_SIGTERM: &str = "TOWER_MONITOR_TEST_SUPERVISOR_IGNORING_SIGTERM";
 #[test]
 #[ignore = "run by a_program_ends_with_a_killed_supervisor_that_ignores_sigterm"]
 fn supervisor_ignoring_sigterm() {
+    record_logs();
     let Some(seconds) = std::env::var_os(IGNORING_SIGTERM) else {
         return;
     };
@@ -360,6 +370,7 @@ fn supervisor_ignoring_sigterm() {
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_ends_with_a_killed_supervisor_that_ignores_sigterm() {
+    record_logs();
     use tokio::io::AsyncBufReadExt;
     // An ignored signal stays ignored across exec: the program would ignore the SIGTERM the
     // kernel sends it when its supervisor dies, and outlive it.

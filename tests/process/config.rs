@@ -60,6 +60,7 @@ async fn the_config_process_and_process_stop_share_the_program() {
 
 #[test]
 fn config_errors_name_the_field_and_value() {
+    record_logs();
     let registry = TriggerRegistry::new();
     let err = |path: &str, value: serde_json::Value| {
         registry.build_at(path, &value).err().expect("rejected")
@@ -107,6 +108,7 @@ fn config_errors_name_the_field_and_value() {
 
 #[test]
 fn a_bad_service_fails_the_whole_config_and_nothing_is_supervised() {
+    record_logs();
     let registry = TriggerRegistry::new();
     let json = r#"{ "services": {
         "a": { "url": "http://127.0.0.1:9/", "grace_period": "1s",
@@ -120,6 +122,7 @@ fn a_bad_service_fails_the_whole_config_and_nothing_is_supervised() {
 
 #[test]
 fn a_lock_file_in_a_missing_directory_is_a_config_error() {
+    record_logs();
     let err = TriggerRegistry::new()
         .build_at(
             "services.a.on_down",
@@ -133,6 +136,7 @@ fn a_lock_file_in_a_missing_directory_is_a_config_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_through_the_layer_while_it_boots_start_the_backend_once_then_idle_stops_it() {
+    record_logs();
     use axum::body::Body;
     use http::{Request, StatusCode};
     use tower::ServiceExt;

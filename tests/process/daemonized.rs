@@ -39,6 +39,7 @@ while True:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_stop_with_nothing_of_its_running_keeps_a_daemonized_backend_up() {
+    record_logs();
     let dir = scratch("daemonized");
     let pid_file = dir.join("pid");
     let addr = free_addr().await;
@@ -112,6 +113,7 @@ impl Drop for Killed {
 /// no failure, and the service ends Down (its port closed), not up again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_idle_stop_after_a_crash_ends_down() {
+    record_logs();
     let dir = scratch("crashed");
     let addr = free_addr().await;
     let supervisor = Supervisor::new();

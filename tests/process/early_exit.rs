@@ -10,7 +10,7 @@ use tower::ServiceExt;
 use tower_monitor::trigger::{Process, Supervisor};
 use tower_monitor::{MinMonitor, MonitoredService, ServiceState, Url};
 
-use crate::process_support::scratch;
+use crate::process_support::{record_logs, scratch};
 use crate::{free_addr, lines};
 
 /// A program that notes its start in `starts` and exits 3 at once, as one with a bad flag.
@@ -60,6 +60,7 @@ async fn status(app: &App) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_that_exits_before_it_comes_up_ends_the_start_at_once() {
+    record_logs();
     let dir = scratch("early-exit");
     let starts = dir.join("starts");
     let supervisor = Supervisor::new();
@@ -86,6 +87,7 @@ async fn a_program_that_exits_before_it_comes_up_ends_the_start_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_request_starts_a_program_that_exits_at_once_again_but_not_in_a_loop() {
+    record_logs();
     let dir = scratch("early-exit-held");
     let starts = dir.join("starts");
     let supervisor = Supervisor::new();
@@ -115,6 +117,7 @@ async fn starts_while_held(
 /// looks at the state again. It must still wait before starting the program again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_that_has_ended_by_the_time_on_down_returns_is_not_retried_in_a_loop() {
+    record_logs();
     use tower_monitor::trigger::{Command, Compound};
 
     let dir = scratch("early-exit-compound");
@@ -135,6 +138,7 @@ async fn a_start_that_has_ended_by_the_time_on_down_returns_is_not_retried_in_a_
 /// `Compound` with a command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_end_told_is_the_end_of_the_program_this_supervisor_runs() {
+    record_logs();
     use futures::FutureExt;
     use tower_monitor::Trigger;
     use tower_monitor::trigger::{Command, Compound};

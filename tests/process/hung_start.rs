@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use tower_monitor::trigger::{Process, Supervisor};
 use tower_monitor::{MinMonitor, MonitoredService, ServiceState, Url};
 
-use crate::process_support::{eventually, scratch};
+use crate::process_support::{eventually, record_logs, scratch};
 use crate::{free_addr, lines};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_hung_at_boot_is_stopped_at_the_start_timeout_and_started_afresh() {
+    record_logs();
     let dir = scratch("hung-start");
     let starts = dir.join("starts");
     let supervisor = Supervisor::new();

@@ -13,6 +13,7 @@ use crate::{booting_backend, free_addr, lines, make_executable};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_triggers_while_it_boots_start_it_once() {
+    record_logs();
     let dir = scratch("start-once");
     let starts = dir.join("starts");
     let addr = free_addr().await;
@@ -59,6 +60,7 @@ async fn concurrent_triggers_while_it_boots_start_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_sends_sigterm_to_the_program() {
+    record_logs();
     let dir = scratch("sigterm");
     let starts = dir.join("starts");
     let addr = free_addr().await;
@@ -82,6 +84,7 @@ async fn stop_sends_sigterm_to_the_program() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_ignoring_sigterm_is_killed_after_the_grace() {
+    record_logs();
     let dir = scratch("ignores-term");
     let pid_file = dir.join("pid");
     // The ignored SIGTERM is inherited by the sleeps too: the whole group ignores it.
@@ -106,6 +109,7 @@ async fn a_program_ignoring_sigterm_is_killed_after_the_grace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_includes_what_the_program_started_in_its_group() {
+    record_logs();
     let dir = scratch("stop-group");
     let pid_file = dir.join("pid");
     let parent = Process::builder("sh")
@@ -125,6 +129,7 @@ async fn stop_includes_what_the_program_started_in_its_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_program_left_ignoring_sigterm_is_killed_after_the_grace() {
+    record_logs();
     let dir = scratch("straggler");
     let pid_file = dir.join("pid");
     // The shell exits on SIGTERM at once; its child ignores it and outlives it.
@@ -188,6 +193,7 @@ async fn it_starts_again_after_the_program_exits_and_logs_the_exit() {
 
 #[test]
 fn starting_outside_a_runtime_is_an_error_not_a_panic() {
+    record_logs();
     let process = Process::builder("sleep").arg("1000").build();
     let err = process.start().unwrap_err();
     assert!(matches!(err, ProcessError::Spawn { .. }), "{err}");

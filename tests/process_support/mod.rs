@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::registry::Registry;
+use tracing::Level;
+
+#[path = "../common/logs.rs"]
+mod logs;
+pub use logs::Logged;
+use logs::logs;
 
 /// Whether `pid` is a running process: `kill -0` succeeds and (on Linux) it is not a zombie
 /// waiting for a parent to reap it.
@@ -84,78 +85,14 @@ pub async fn read_pid(file: &Path) -> u32 {
     }
 }
 
-/// One event logged during the tests.
-#[derive(Debug, Clone)]
-pub struct Logged {
-    pub level: Level,
-    pub message: String,
-    pub fields: Vec<(String, String)>,
-}
-
-impl Logged {
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-static LOGGED: Mutex<Vec<Logged>> = Mutex::new(Vec::new());
-
-/// Starts recording every event (once per test binary; events come from runtime worker threads,
-/// hence a global subscriber).
+/// Starts reading the log of this test binary, at info: its one global subscriber
+/// (`logs.rs`), installed at the first call. Every test of a binary that has this module calls
+/// this first, before it logs anything.
 pub fn record_logs() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        let subscriber = Registry::default().with(Recorder);
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-    });
+    logs(Level::INFO);
 }
 
-/// The events recorded so far whose `program` field is `program`.
+/// The events logged so far whose `program` field is `program`.
 pub fn logged_by(program: &str) -> Vec<Logged> {
-    LOGGED
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.field("program") == Some(program))
-        .cloned()
-        .collect()
-}
-
-struct Recorder;
-
-impl<S: Subscriber> Layer<S> for Recorder {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut visitor = Fields::default();
-        event.record(&mut visitor);
-        LOGGED.lock().unwrap().push(Logged {
-            level: *event.metadata().level(),
-            message: visitor.message,
-            fields: visitor.fields,
-        });
-    }
-}
-
-#[derive(Default)]
-struct Fields {
-    message: String,
-    fields: Vec<(String, String)>,
-}
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.fields
-            .push((field.name().to_string(), value.to_string()));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.message = format!("{value:?}");
-        } else {
-            self.fields
-                .push((field.name().to_string(), format!("{value:?}")));
-        }
-    }
+    logs(Level::INFO).events_with("program", program)
 }
