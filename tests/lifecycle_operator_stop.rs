@@ -251,7 +251,7 @@ async fn an_operators_stop_that_waits_for_on_down_past_the_trigger_timeout_is_ca
     let error = stopped.expect("the stop never ended").expect_err("stopped");
     let text = all_text(&error.into());
     assert!(
-        text.contains("on_down still ran after the trigger timeout (0.30 s)"),
+        text.contains("a start still ran after the trigger timeout (0.30 s)"),
         "{text}"
     );
     assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);

@@ -104,10 +104,10 @@ impl Registered {
             // An operator's stop of a backend that answered before its `on_down` returned (an
             // idle stop was called off for it above): on_idle waits for that run to end.
             if me.start_runs.running() {
-                tracing::info!(service = %me.name, "on_down still runs: the stop of {} waits for it to end (at most {:.2} s) before on_idle", me.name, timeout.as_secs_f64());
+                tracing::info!(service = %me.name, "a start still runs (its on_down, or its wait for its dependencies): the stop of {} waits for it to end (at most {:.2} s) before on_idle", me.name, timeout.as_secs_f64());
             }
             if !me.start_runs.none_within(timeout).await {
-                tracing::warn!(service = %me.name, "on_down still runs after {:.2} s: {} is not stopped beside it", timeout.as_secs_f64(), me.name);
+                tracing::warn!(service = %me.name, "a start still runs after {:.2} s: {} is not stopped beside its on_down", timeout.as_secs_f64(), me.name);
                 drop(not_begun);
                 return Err(Arc::new(StartStillRuns(timeout)) as SharedError);
             }
@@ -154,8 +154,9 @@ impl Drop for NotBegun {
     }
 }
 
-/// Why an operator's stop did not run `on_idle`: a start's `on_down` still ran after the
-/// trigger timeout, and the two must not run at once.
+/// Why an operator's stop did not run `on_idle`: a start (its `on_down`, or its wait for its
+/// dependencies before it) still ran after the trigger timeout, and `on_idle` must not run
+/// beside `on_down`.
 #[derive(Debug)]
 pub(crate) struct StartStillRuns(Duration);
 
@@ -163,8 +164,8 @@ impl fmt::Display for StartStillRuns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "on_down still ran after the trigger timeout ({:.2} s): on_idle was not run beside \
-             it, and the service stays up",
+            "a start still ran after the trigger timeout ({:.2} s): on_idle was not run beside \
+             its on_down, and the service stays up",
             self.0.as_secs_f64()
         )
     }
