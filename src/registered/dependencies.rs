@@ -331,8 +331,7 @@ async fn up(
     };
     tokio::pin!(coming_up);
     let began = Instant::now();
-    // A timeout may be `Duration::MAX` (no bound, as `tokio::time::timeout` takes it); an
-    // `Instant` that far ahead overflows.
+    // A timeout of `Duration::MAX` (no bound) would overflow an `Instant`.
     let forever = crate::deadline::PRACTICALLY_FOREVER;
     let mut deadline = began + bound.min(forever);
     let mut stop_counted = false;
