@@ -250,3 +250,45 @@ fn a_configuration_lists_dependencies_in_any_order_and_names_the_wrong_ones() {
     let error = MinMonitor::from_config(&config(r#""db""#, "[]")).unwrap_err();
     assert_eq!(error.path(), "services.app.depends_on");
 }
+
+/// A dependency whose trigger timeout is `Duration::MAX` (no bound, as `tokio::time::timeout`
+/// takes it) is awaited without a bound of its own, not past an `Instant`'s range: the start
+/// goes on, the dependency started first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_with_an_unbounded_trigger_timeout_is_started_first() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let db_up = Arc::new(AtomicBool::new(false));
+    let (probed, started) = (db_up.clone(), db_up.clone());
+    let db = MonitoredService::new(
+        common::url_for(common::refused_addr().await),
+        Duration::ZERO,
+    )
+    .probe(tower_monitor::probe::from_fn(move |_| {
+        let up = probed.load(Ordering::SeqCst);
+        async move { Ok::<bool, BoxError>(up) }
+    }))
+    .on_down(trigger::from_fn(move || {
+        started.store(true, Ordering::SeqCst);
+        async { Ok::<(), BoxError>(()) }
+    }))
+    .trigger_timeout(Duration::MAX);
+    let app = MonitoredService::new(
+        common::url_for(common::refused_addr().await),
+        Duration::from_secs(60),
+    )
+    .on_down(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }))
+    .depends_on("db");
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("db", db).unwrap();
+    monitor.add("app", app).unwrap();
+
+    let m = monitor.clone();
+    let start = tokio::spawn(async move { m.start("app").await });
+    let started = tokio::time::timeout(Duration::from_secs(5), start).await;
+    let started = started.expect("the start never ended");
+    started.expect("the start panicked").unwrap();
+    assert!(db_up.load(Ordering::SeqCst), "db was not started");
+    assert_eq!(monitor.state("db").unwrap(), ServiceState::Up);
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Starting);
+}

@@ -266,3 +266,38 @@ async fn an_operators_stop_that_waits_for_on_down_past_the_trigger_timeout_is_ca
     assert_eq!(count(&stops), 0, "on_idle ran");
     assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
 }
+
+/// A trigger timeout of `Duration::MAX` (no bound, as `tokio::time::timeout` takes it) also
+/// bounds the stop's wait for a start's `on_down`: the stop runs `on_idle`, and does not panic
+/// on an `Instant` past its range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_runs_on_idle_with_an_unbounded_trigger_timeout() {
+    let stops = counter();
+    let s = stops.clone();
+    let on_idle = trigger::from_fn(move || {
+        s.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), BoxError>(()) }
+    });
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .on_idle(Duration::from_secs(3600), on_idle)
+        .trigger_timeout(Duration::MAX);
+    let monitor = Arc::new(MinMonitor::new());
+    monitor.add("app", service).unwrap();
+    monitor.set_status_up("app").unwrap();
+
+    let m = monitor.clone();
+    let stop = tokio::spawn(async move { m.stop("app").await });
+    let stopped = tokio::time::timeout(Duration::from_secs(5), stop).await;
+    let stopped = stopped.expect("the stop never ended");
+    assert!(
+        stopped.expect("the stop panicked").unwrap(),
+        "nothing was stopped"
+    );
+    assert_eq!(count(&stops), 1);
+    // Stopping, or Down already: its port is closed.
+    let state = monitor.state("app").unwrap();
+    assert!(
+        matches!(state, ServiceState::Stopping | ServiceState::Down),
+        "{state}"
+    );
+}

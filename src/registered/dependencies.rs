@@ -331,14 +331,16 @@ async fn up(
     };
     tokio::pin!(coming_up);
     let began = Instant::now();
-    let mut deadline = began + bound;
+    // A timeout of `Duration::MAX` (no bound) would overflow an `Instant`.
+    let forever = crate::deadline::PRACTICALLY_FOREVER;
+    let mut deadline = began + bound.min(forever);
     let mut stop_counted = false;
     loop {
         match tokio::time::timeout_at(deadline, coming_up.as_mut()).await {
             Ok(result) => return result,
             Err(_) if !stop_counted && stopping_seen.load(Ordering::Relaxed) => {
                 stop_counted = true;
-                deadline += stop_bound;
+                deadline += stop_bound.min(forever);
             }
             Err(_) => {
                 return Err(failed(format!(

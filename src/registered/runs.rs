@@ -23,7 +23,10 @@ impl Runs {
 
     /// Waits until no run is counted, at most `bound`; answers whether none is.
     pub(super) async fn none_within(&self, bound: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + bound;
+        // A trigger timeout may be `Duration::MAX` (no bound, as `tokio::time::timeout` takes
+        // it); an `Instant` that far ahead overflows.
+        let deadline =
+            tokio::time::Instant::now() + bound.min(crate::deadline::PRACTICALLY_FOREVER);
         loop {
             // Enabled before the look, so a run ending between the two is not missed.
             let ended = self.none_left.notified();

@@ -95,12 +95,19 @@ impl Registered {
         }
         let me = self.me.upgrade();
         let timeout = self.service.trigger_timeout;
+        // Made with the transition, not in the future: one dropped before it is first polled
+        // (an idle stop spawned on a runtime that shuts down) calls the stop off too.
+        let not_begun = NotBegun(
+            transition
+                .filter(|_| on_idle.is_some())
+                .zip(me.clone())
+                .map(|(stopping, me)| (me, stopping.began)),
+        );
         async move {
             let _running = running;
             let (Some(on_idle), Some(stopping), Some(me)) = (on_idle, transition, me) else {
                 return Ok(false);
             };
-            let not_begun = NotBegun(Some((Arc::clone(&me), stopping.began)));
             // An operator's stop of a backend that answered before its `on_down` returned (an
             // idle stop was called off for it above): on_idle waits for that run to end.
             if me.start_runs.running() {
@@ -172,3 +179,48 @@ impl fmt::Display for StartStillRuns {
 }
 
 impl std::error::Error for StartStillRuns {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::lifecycle::ServiceState;
+    use crate::{BoxError, MonitoredService, Url, probe, trigger};
+
+    /// An idle stop is spawned (see `IdleWatch::expired`) after its transition: a runtime that
+    /// shuts down before the task first runs drops it unpolled. The stop is then called off,
+    /// Up again, rather than Stopping with no `on_idle` run and no poller to end it.
+    #[test]
+    fn a_stop_dropped_before_it_first_ran_is_called_off() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let service = MonitoredService::new(url, Duration::from_secs(60))
+            .probe(probe::from_fn(|_| async { Ok::<bool, BoxError>(true) }))
+            .on_idle(
+                Duration::from_secs(3600),
+                trigger::from_fn(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async { Ok::<(), BoxError>(()) }
+                }),
+            );
+        let registered = Registered::new("app".into(), service);
+        // A current-thread runtime runs nothing outside `block_on`: the spawned stop is
+        // certainly dropped unpolled when it shuts down.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { registered.set_status_up() });
+        {
+            let _on = runtime.enter();
+            runtime.spawn(registered.stop());
+        }
+        assert_eq!(registered.state(), ServiceState::Stopping);
+        drop(runtime);
+
+        assert_eq!(registered.state(), ServiceState::Up);
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+    }
+}
