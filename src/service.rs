@@ -252,7 +252,8 @@ impl MonitoredService {
     /// but starts none of them. Each time a probe finds this service up again once its grace
     /// period is over (a request asked), its dependencies are looked at too, through their own
     /// caches, and one found down (crashed: no request reaches it through the monitor) is
-    /// started again, in the background.
+    /// started again, in the background; so is one an operator stopped while this service is
+    /// up (stop this one first).
     ///
     /// `name` must be added to the monitor before this service, or
     /// [`MinMonitor::add`](crate::MinMonitor::add) fails with

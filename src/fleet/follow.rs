@@ -79,13 +79,20 @@ impl Member {
                             // which find the lease free.
                             return me.release(message_for(state));
                         }
-                        if let Some(run) = registered.on_down_run() {
-                            // Not the one start: the holder may run it still, its lease
-                            // lost with a restarted Redis (see `leave_to_starter`).
-                            me.started_here.store(false, Ordering::SeqCst);
-                            tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
-                            let _ = run.await;
-                        }
+                        let Some(run) = registered.on_down_run() else {
+                            // The start ended while the backend was looked at (its "up", or
+                            // its timeout), or there is no on_down: nothing to run.
+                            let state = registered.state();
+                            if state != ServiceState::Starting {
+                                me.release(message_for(state));
+                            }
+                            return;
+                        };
+                        // Not the one start: the holder may run it still, its lease lost with
+                        // a restarted Redis (see `leave_to_starter`).
+                        me.started_here.store(false, Ordering::SeqCst);
+                        tracing::info!(service = %me.name, "fleet: took over the start (the lease was free)");
+                        let _ = run.await;
                         return;
                     }
                     Attempt::Held { wait: next }

@@ -172,9 +172,11 @@ impl Registered {
     /// down is started again, in the background. A database that the app talks to directly is
     /// reached by no request through the monitor, so nothing else would notice that it crashed,
     /// or that another replica of a fleet stopped it as the app's start began: it would stay
-    /// down for as long as the app is up. One look at a time.
+    /// down for as long as the app is up. One look at a time. (An operator's stop of a
+    /// dependency while its dependent is up is undone so too: stop the dependent first.)
     pub(super) fn recheck_dependencies(&self) {
-        if self.dependencies.of.is_empty() {
+        // Shutting down (held requests released): nothing is started for requests any more.
+        if self.dependencies.of.is_empty() || self.is_released() {
             return;
         }
         let (Some(me), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())

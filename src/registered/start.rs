@@ -107,13 +107,16 @@ impl Registered {
     }
 
     /// A run of `on_down` (not started yet), for a fleet replica taking over a start: the
-    /// start it belongs to is the Starting stay now on, watched as a local one is.
+    /// start it belongs to is the Starting stay now on, watched as a local one is. None if
+    /// the start has ended meanwhile (an "up" heard, or its timeout, while the replica looked
+    /// whether the backend answers): it is not run for no start.
     #[cfg(feature = "fleet")]
     pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
         let on_down = self.service.on_down.clone()?;
-        let starting = Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting);
+        let starting =
+            Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting)?;
         let running = runs::TriggerRun::new(&self.start_runs);
-        Some(self.run_on_down(on_down, starting, running, Asker::Request))
+        Some(self.run_on_down(on_down, Some(starting), running, Asker::Request))
     }
 
     /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
