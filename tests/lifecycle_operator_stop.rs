@@ -3,28 +3,15 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Request, StatusCode};
 use tokio::sync::{Mutex, Notify};
 use tower::{Layer, ServiceExt};
 use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
-
-fn inner()
--> impl tower::Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    tower::service_fn(|_req: Request<()>| async {
-        Ok::<_, Infallible>(Response::new(Full::from("app")))
-    })
-}
 
 /// A backend on a loopback port whose first `on_down` opens it once `boot` is notified and
 /// returns only once `finish` is (a start command that waits for more than the port); later

@@ -134,6 +134,20 @@ pub fn counting_trigger(runs: Arc<AtomicUsize>, fail: bool) -> impl tower_monito
     })
 }
 
+/// The service behind a layer in tests: answers `app` at once.
+pub fn inner() -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(|_req: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::from("app")))
+    })
+}
+
 pub fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
