@@ -113,6 +113,7 @@ mod shared_backend;
 mod values;
 
 pub use error::ConfigError;
+#[cfg(feature = "gateway")]
 pub(crate) use error::plain_words;
 pub(crate) use objects::Objects;
 pub use registry::{TriggerRegistry, TriggerSpec};

@@ -28,6 +28,9 @@ pub(super) struct Dependencies {
     /// A look at the dependencies of an up dependent is under way (see
     /// [`Registered::recheck_dependencies`]).
     rechecking: AtomicBool,
+    /// The longest a start may wait for them (see [`Registered::dependencies_bound`]): their
+    /// settings are fixed once added, so it is worked out once, at add.
+    bound: Duration,
 }
 
 /// A start's wait for its dependencies: not counted in its start timeout.
@@ -58,8 +61,21 @@ impl Drop for Awaiting<'_> {
 
 impl Dependencies {
     pub(super) fn new(of: Vec<Arc<Registered>>) -> Self {
+        let bound = of
+            .iter()
+            .map(|dependency| {
+                let service = &dependency.service;
+                dependency
+                    .dependencies_bound()
+                    .saturating_add(service.trigger_timeout)
+                    .saturating_add(service.start_timeout)
+                    .saturating_add(service.stop_timeout.max(service.trigger_timeout))
+            })
+            .max()
+            .unwrap_or_default();
         Self {
             of,
+            bound,
             ..Self::default()
         }
     }
@@ -219,19 +235,7 @@ impl Registered {
     /// theirs, each its own such wait, trigger and start timeouts, and the longest its stop
     /// may last (in case it was stopping).
     pub(crate) fn dependencies_bound(&self) -> Duration {
-        self.dependencies
-            .of
-            .iter()
-            .map(|dependency| {
-                let service = &dependency.service;
-                dependency
-                    .dependencies_bound()
-                    .saturating_add(service.trigger_timeout)
-                    .saturating_add(service.start_timeout)
-                    .saturating_add(service.stop_timeout.max(service.trigger_timeout))
-            })
-            .max()
-            .unwrap_or_default()
+        self.dependencies.bound
     }
 
     /// In a fleet: the current start is led by another replica, whose wait for the

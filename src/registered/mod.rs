@@ -136,8 +136,8 @@ impl Registered {
             Err(StopRuns) => {
                 let name = &*self.name;
                 tracing::info!(
-                    service = name,
-                    "{name} is being stopped (its on_idle still runs): set_status_up changes \
+                    service = %name,
+                    "{name} is being stopped (its stop still runs): set_status_up changes \
                      nothing; the stop's end decides its state"
                 );
             }
