@@ -74,9 +74,10 @@ impl Route {
 
 /// The gateway as one Tower service: each request goes to the first route whose host (if it
 /// has one) and path prefix match, or is answered 404 (400 if an HTTP/1.1 request names no
-/// host, with `Connection: close`); a `TRACE` is answered 405 without reaching its route's layer. The host is the URI's
-/// authority (HTTP/2's `:authority`, or an absolute-form request) or else the `Host` header,
-/// without its port or a final dot, in any case. Cheap to clone.
+/// host, with `Connection: close`); a `TRACE` is answered 405 without reaching its route's
+/// layer. The host is the URI's authority (HTTP/2's `:authority`, or an absolute-form
+/// request) or else the `Host` header, without its port or a final dot, in any case. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Router {
     table: Arc<Table>,

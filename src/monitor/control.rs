@@ -56,8 +56,9 @@ impl MinMonitor {
     /// begins, so that the two never run at once: Stopping meanwhile, requests get the
     /// fallback or are held, as during `on_idle`, and a request's start is made once the
     /// stop is done and the backend down. The wait is bounded by the service's
-    /// `trigger_timeout` (`on_down`'s own bound); should `on_down` still run then, the stop is
-    /// called off (the service is Up again) and fails with [`MonitorError::Trigger`].
+    /// `trigger_timeout` (`on_down`'s own bound); should the start still run then (its
+    /// `on_down`, or its wait for the service's dependencies before it), the stop is called off
+    /// (the service is Up again) and fails with [`MonitorError::Trigger`].
     ///
     /// ```
     /// # use std::time::Duration;

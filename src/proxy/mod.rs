@@ -27,8 +27,8 @@
 //!   whose body has no length goes to an HTTP/1.1 backend chunked (hyper's client would drop
 //!   the body); a request with two `Host`s or one that is not `host[:port]` (userinfo, a
 //!   path, a port alone) is answered 400, over HTTP/1.x with `Connection: close`, which has
-//!   hyper's server close the connection after it (as nginx does). An HTTP/1.0 client that asks for keep-alive keeps
-//!   its connection.
+//!   hyper's server close the connection after it (as nginx does). An HTTP/1.0 client that
+//!   asks for keep-alive keeps its connection.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
@@ -43,10 +43,10 @@
 //!   response's extensions when the backend refused or dropped the connection, so a
 //!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
 //!   request's own body breaks off (a client gone in the middle of an upload), which is not the
-//!   backend's doing. An answer whose body the backend stops sending is cut short once
-//!   no byte of it has come for [`ProxyBuilder::response_body_timeout`] (60 s by default,
-//!   nginx's `proxy_read_timeout`), its backend connection closed. Each is logged at warn with the service's name. A gRPC request gets the
-//!   status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
+//!   backend's doing. An answer whose body the backend stops sending is cut short once no
+//!   byte of it has come for [`ProxyBuilder::response_body_timeout`] (60 s by default,
+//!   nginx's `proxy_read_timeout`), its backend connection closed. Each is logged at warn
+//!   with the service's name. A gRPC request gets the status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
 //!   answer: a text body would read to a gRPC client as a protocol error.
 //! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
 //!   backend's idle close crossing the request) is no failure: a request not yet sent goes on

@@ -278,8 +278,8 @@ impl Registered {
 
 /// Brings `dependency` up for `dependent`'s start: probed if down, started if the probe finds
 /// it down, awaited until up. Bounded by the dependency's own trigger and start timeouts and
-/// its own wait for its dependencies, and, if it is seen stopping, the longest its stop may last (its stop timeout, or its `on_idle`
-/// running up to the trigger timeout) on top.
+/// its own wait for its dependencies, and, if it is seen stopping, the longest its stop may
+/// last (its stop timeout, or its `on_idle` running up to the trigger timeout) on top.
 async fn up(
     dependency: Arc<Registered>,
     dependent: Arc<str>,
