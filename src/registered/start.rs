@@ -185,10 +185,12 @@ mod tests {
     /// `on_down` fails after a newer start has begun: the newer start goes on.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_on_down_ends_only_the_start_it_was_run_for() {
-        // A real loopback port, closed: probes find the backend down, so Starting lasts.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-        drop(listener);
+        // A real loopback port, bound but not listening: probes find the backend down, so
+        // Starting lasts (kept bound, no connect can get it as its own port and connect to
+        // itself).
+        let closed = tokio::net::TcpSocket::new_v4().unwrap();
+        closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let url = Url::parse(&format!("http://{}/", closed.local_addr().unwrap())).unwrap();
         let runs = Arc::new(AtomicUsize::new(0));
         let (began, fail) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let (r, b, f) = (runs.clone(), began.clone(), fail.clone());

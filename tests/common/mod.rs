@@ -4,6 +4,7 @@
 mod gateway;
 mod gone;
 mod logs;
+mod ports;
 mod promtool;
 mod recording;
 mod tls;
@@ -14,6 +15,8 @@ pub use gateway::*;
 pub use gone::*;
 #[allow(unused_imports)]
 pub use logs::*;
+#[allow(unused_imports)]
+pub use ports::*;
 #[allow(unused_imports)]
 pub use promtool::*;
 #[allow(unused_imports)]
@@ -81,12 +84,6 @@ impl Drop for Backend {
 
 pub fn url_for(addr: SocketAddr) -> Url {
     Url::parse(&format!("http://{addr}/")).unwrap()
-}
-
-/// An address on 127.0.0.1 where nothing listens (bound, then released).
-pub async fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
 }
 
 /// A listener that never accepts, with its accept queue filled, so a new connect gets no answer.

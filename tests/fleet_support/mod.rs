@@ -10,8 +10,12 @@ mod keys;
 #[allow(clippy::duplicate_mod)]
 #[path = "../common/logs.rs"]
 mod logs;
+// Free ports, as `common` finds them (the same double load).
 mod outages;
 mod owner;
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/ports.rs"]
+mod ports;
 mod redis;
 mod relay;
 mod replicas;
@@ -41,9 +45,9 @@ use tower::{Layer, ServiceExt};
 use tower_monitor::fleet::{Fleet, FleetConfig};
 use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, Url, trigger};
 
+/// A port where nothing listens (see `refused_addr` in `tests/common/ports.rs`).
 pub async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+    ports::refused_addr().await.port()
 }
 
 /// A backend on a fixed loopback address that `start` makes listen and `stop` closes; counts
