@@ -80,14 +80,17 @@ fn redis_server() -> Option<&'static str> {
     found
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_request_starts_redis_then_the_app_and_idle_stops_them_in_turn() {
-    let Some(redis) = redis_server() else {
-        return;
-    };
-    let (cache, app) = (common::refused_addr().await, common::refused_addr().await);
-    let config = common::TempFile::new(
-        "depends",
+/// The gateway's configuration, in a file named after `name`: the app (Python's
+/// `http.server` at `app`) depends on the cache (`redis` at `cache`); each is stopped after
+/// its idle time.
+fn config(
+    name: &str,
+    redis: &str,
+    (cache, cache_idle): (SocketAddr, &str),
+    (app, app_idle): (SocketAddr, &str),
+) -> common::TempFile {
+    common::TempFile::new(
+        name,
         &format!(
             r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
                               "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
@@ -95,16 +98,25 @@ async fn the_first_request_starts_redis_then_the_app_and_idle_stops_them_in_turn
                    "app": {{ "url": "http://{app}/", "grace_period": "1s", "depends_on": ["cache"],
                             "on_down": {{ "type": "process", "command": "python3",
                                           "args": ["-m", "http.server", "--bind", "127.0.0.1", "{app_port}"] }},
-                            "on_idle": {{ "after": "1s", "trigger": {{ "type": "process_stop" }} }} }},
+                            "on_idle": {{ "after": "{app_idle}", "trigger": {{ "type": "process_stop" }} }} }},
                    "cache": {{ "url": "tcp://{cache}", "grace_period": "1s",
                               "probe": {{ "type": "expect", "steps": [ {{ "send": "PING\r\n" }}, {{ "expect": "^\\+PONG" }} ] }},
                               "on_down": {{ "type": "process", "command": "{redis}",
                                             "args": ["--port", "{cache_port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] }},
-                              "on_idle": {{ "after": "200ms", "trigger": {{ "type": "process_stop" }} }} }} }} }}"#,
+                              "on_idle": {{ "after": "{cache_idle}", "trigger": {{ "type": "process_stop" }} }} }} }} }}"#,
             app_port = app.port(),
             cache_port = cache.port(),
         ),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_starts_redis_then_the_app_and_idle_stops_them_in_turn() {
+    let Some(redis) = redis_server() else {
+        return;
+    };
+    let (cache, app) = (common::refused_addr().await, common::refused_addr().await);
+    let config = config("depends", redis, (cache, "200ms"), (app, "1s"));
     let (mut gateway, addr) = common::spawn_gateway_program(PROGRAM, config.path(), false).await;
 
     let reply = tokio::time::timeout(
@@ -159,25 +171,7 @@ async fn redis_killed_under_the_up_app_is_started_again_at_the_apps_next_probe()
     };
     let (cache, app) = (common::refused_addr().await, common::refused_addr().await);
     // Idle stops far past the test's end, so that only the crash takes Redis down.
-    let config = common::TempFile::new(
-        "depends-crash",
-        &format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                              "services": {{ "app": {{ "hold": {{ "max_wait": "20s" }} }} }} }},
-                 "services": {{
-                   "app": {{ "url": "http://{app}/", "grace_period": "1s", "depends_on": ["cache"],
-                            "on_down": {{ "type": "process", "command": "python3",
-                                          "args": ["-m", "http.server", "--bind", "127.0.0.1", "{app_port}"] }},
-                            "on_idle": {{ "after": "10m", "trigger": {{ "type": "process_stop" }} }} }},
-                   "cache": {{ "url": "tcp://{cache}", "grace_period": "1s",
-                              "probe": {{ "type": "expect", "steps": [ {{ "send": "PING\r\n" }}, {{ "expect": "^\\+PONG" }} ] }},
-                              "on_down": {{ "type": "process", "command": "{redis}",
-                                            "args": ["--port", "{cache_port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] }},
-                              "on_idle": {{ "after": "10m", "trigger": {{ "type": "process_stop" }} }} }} }} }}"#,
-            app_port = app.port(),
-            cache_port = cache.port(),
-        ),
-    );
+    let config = config("depends-crash", redis, (cache, "10m"), (app, "10m"));
     let (mut gateway, addr, log) = common::gateway_with_log(PROGRAM, &config).await;
 
     let reply = tokio::time::timeout(Duration::from_secs(30), common::get_once(addr))
