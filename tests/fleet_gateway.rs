@@ -72,7 +72,7 @@ fn a_bad_fleet_section_names_its_field() {
             r#"{ "redis": "redis://127.0.0.1:6379/", "port": 1 }"#,
             "fleet.port",
         ),
-        (r#"{ "prefix": "x" }"#, "fleet"),
+        (r#"{ "prefix": "x" }"#, "fleet.redis"),
     ] {
         let err =
             Gateway::from_config(&config(backend, fleet), &TriggerRegistry::new()).unwrap_err();

@@ -289,7 +289,7 @@ fn admin_settings_are_checked_with_their_field_named() {
         (r#"{ "token": "s3cret " }"#, "admin.token"),
         (r#"{ "token": "s3\ncret" }"#, "admin.token"),
         (r#"{ "listen": "nowhere", "token": "t" }"#, "admin.listen"),
-        (r#"{ "listen": "127.0.0.1:9901" }"#, "admin"),
+        (r#"{ "listen": "127.0.0.1:9901" }"#, "admin.token"),
         (r#"{ "token": "t", "port": 1 }"#, "admin.port"),
         (
             r#"{ "token": "t", "hosts": ["ok", "http://gw:9901"] }"#,

@@ -113,8 +113,6 @@ mod shared_backend;
 mod values;
 
 pub use error::ConfigError;
-#[cfg(feature = "gateway")]
-pub(crate) use error::plain_words;
 pub(crate) use objects::Objects;
 pub use registry::{TriggerRegistry, TriggerSpec};
 pub(crate) use values::{DurationValue, UrlValue};

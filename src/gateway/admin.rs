@@ -70,16 +70,7 @@ impl AdminSettings {
         let Some(section) = document.as_object_mut().and_then(|doc| doc.remove("admin")) else {
             return Ok(None);
         };
-        let spec: AdminSpec = serde_path_to_error::deserialize(crate::config::Objects(section))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let at = if path == "." {
-                    "admin".to_string()
-                } else {
-                    format!("admin.{path}")
-                };
-                ConfigError::new(at, crate::config::plain_words(e.into_inner().to_string()))
-            })?;
+        let spec: AdminSpec = crate::config::registry::parse_at("admin", section)?;
         if spec.token.trim().is_empty() {
             return Err(ConfigError::new(
                 "admin.token",

@@ -25,16 +25,7 @@ pub(super) fn take(document: &mut Value) -> Result<Option<FleetSettings>, Config
 
 #[cfg(feature = "fleet")]
 fn parse(section: Value) -> Result<FleetSettings, ConfigError> {
-    let config: FleetSettings = serde_path_to_error::deserialize(crate::config::Objects(section))
-        .map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path == "." {
-            "fleet".to_string()
-        } else {
-            format!("fleet.{path}")
-        };
-        ConfigError::new(at, crate::config::plain_words(e.into_inner().to_string()))
-    })?;
+    let config: FleetSettings = crate::config::registry::parse_at("fleet", section)?;
     config.validate().map_err(|error| match error {
         crate::fleet::FleetError::Invalid { field, .. } => {
             ConfigError::new(field, error.to_string())
