@@ -5,6 +5,9 @@
 //! that loom can race a request counting in against an idle stop through this very code (see
 //! `registered::loom_models`).
 
+#[cfg(all(not(loom), any(target_arch = "x86", target_arch = "x86_64")))]
+use std::sync::atomic::compiler_fence;
+
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicBool, Ordering, fence};
 
@@ -47,10 +50,16 @@ impl Shards {
         let shard = &self.0[thread_index() & (self.0.len() - 1)];
         // The shard's reference count is its count of requests in flight.
         let in_flight = InFlight(Arc::clone(shard));
-        // Counted before the caller reads the cached up (see `active_since_look`). On x86 the
-        // increment's locked instruction is a full barrier already; elsewhere it takes a fence.
-        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+        // Counted before the caller reads the cached up (see `active_since_look`): with the
+        // stop's fence, a Dekker pair. On x86 the increment's locked instruction is a full
+        // barrier already, but only in hardware: the language's model (the compiler's, and
+        // loom's) lets the cache's relaxed load read a value older than the stop's clear
+        // without a fence here. So the compiler is kept from moving that load above the
+        // increment, and loom, which knows no locked instruction, checks the fence.
+        #[cfg(any(loom, not(any(target_arch = "x86", target_arch = "x86_64"))))]
         fence(Ordering::SeqCst);
+        #[cfg(all(not(loom), any(target_arch = "x86", target_arch = "x86_64")))]
+        compiler_fence(Ordering::SeqCst);
         in_flight
     }
 
@@ -83,8 +92,8 @@ impl Shards {
     /// Whether a request is in flight, or one ended, since the last look: checked by an idle
     /// stop once the cached up is forgotten, so a request that read it just before is seen.
     ///
-    /// A request counts itself in (an atomic increment, then a fence where the increment is
-    /// not a full barrier already) before it reads the cache, and the stop forgets the cache
+    /// A request counts itself in (an atomic increment, then a fence, which on x86 the
+    /// increment is in hardware) before it reads the cache, and the stop forgets the cache
     /// before it reads the counts: a request that read the cached up is always seen here.
     pub(crate) fn active_since_look(&self) -> bool {
         // The stop's transition and cache clear come before these loads.
