@@ -26,7 +26,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use state::DeadlineState;
+pub(crate) use state::DeadlineState;
 
 /// How far ahead "practically forever" is: a delay longer than this (up to `Duration::MAX`) is
 /// taken as this one, a century (of 365.25 days), so adding it to a clock reading cannot

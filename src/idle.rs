@@ -17,7 +17,6 @@
 //! late a busy runtime runs it. A snapshot need not wait for the look that sees the end: the
 //! next look is armed, so the stop is due `after` after it (see `IdleWatch::idle_deadline`).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -27,12 +26,16 @@ use crate::deadline::{Deadline, Expiring, saturating_after};
 use crate::lifecycle::ServiceState;
 use crate::registered::Registered;
 
+mod shards;
+
+pub(crate) use shards::{InFlight, Shards};
+
 /// The shortest time between two looks (the timer's granularity).
 const MIN_LOOK_EVERY: Duration = Duration::from_millis(1);
 
 pub(crate) struct IdleWatch {
-    /// A power of two of them; a thread counts on the shard its index picks.
-    shards: Box<[Arc<Shard>]>,
+    /// Requests in flight, and whether one ended since the last look.
+    shards: Shards,
     /// The next look: armed while the service is up.
     look: Deadline,
     /// What the looks know.
@@ -52,24 +55,10 @@ struct Seen {
     busy: bool,
 }
 
-/// Requests in flight on one shard: as many as the references to it beyond the watch's own.
-/// Aligned, so that two shards (written by different threads) never share a cache line.
-#[repr(align(128))]
-struct Shard {
-    /// Set when a request ends; cleared by each look: "a request ended since the last look".
-    ended: AtomicBool,
-}
-
 impl IdleWatch {
     pub(crate) fn new(after: Duration, service: Weak<Registered>) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
-            shards: (0..shard_count())
-                .map(|_| {
-                    Arc::new(Shard {
-                        ended: AtomicBool::new(false),
-                    })
-                })
-                .collect(),
+            shards: Shards::new(),
             look: Deadline::new(),
             seen: Mutex::new(Seen::default()),
             after,
@@ -82,14 +71,7 @@ impl IdleWatch {
     /// A request starts; it stays counted until the returned guard drops.
     #[inline]
     pub(crate) fn enter(&self) -> InFlight {
-        let shard = &self.shards[thread_index() & (self.shards.len() - 1)];
-        // The shard's reference count is its count of requests in flight.
-        let in_flight = InFlight(Arc::clone(shard));
-        // Counted before the caller reads the cached up (see `active_since_look`). On x86 the
-        // increment's locked instruction is a full barrier already; elsewhere it takes a fence.
-        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
-        fence(Ordering::SeqCst);
-        in_flight
+        self.shards.enter()
     }
 
     /// Starts the idle time now, unless a request is in flight (its end will start it), and
@@ -137,10 +119,7 @@ impl IdleWatch {
             return None;
         }
         // Read, not cleared: clearing them is the looks' job.
-        let ended = self
-            .shards
-            .iter()
-            .any(|shard| shard.ended.load(Ordering::Acquire));
+        let ended = self.shards.ended();
         let since = match self.seen().quiet_since {
             Some(since) if !ended => since,
             // A request ended since the last look (or the last look saw one in flight, or the
@@ -154,30 +133,13 @@ impl IdleWatch {
 
     /// Requests in flight now, summed over the shards (also for snapshots).
     pub(crate) fn in_flight(&self) -> usize {
-        let in_flight = self
-            .shards
-            .iter()
-            .map(|shard| Arc::strong_count(shard) - 1)
-            .sum();
-        // Pairs with the release of each guard's drop: a request seen ended here is ended.
-        fence(Ordering::Acquire);
-        in_flight
+        self.shards.in_flight()
     }
 
-    /// Whether a request is in flight, or one ended, since the last look: checked by an idle
-    /// stop once the cached up is forgotten, so a request that read it just before is seen.
-    ///
-    /// A request counts itself in (an atomic increment, then a fence where the increment is
-    /// not a full barrier already) before it reads the cache, and the stop forgets the cache
-    /// before it reads the counts: a request that read the cached up is always seen here.
+    /// Whether a request is in flight, or one ended, since the last look (see
+    /// [`Shards::active_since_look`]).
     pub(crate) fn active_since_look(&self) -> bool {
-        // The stop's transition and cache clear come before these loads.
-        fence(Ordering::SeqCst);
-        self.in_flight() > 0
-            || self
-                .shards
-                .iter()
-                .any(|shard| shard.ended.load(Ordering::Acquire))
+        self.shards.active_since_look()
     }
 
     /// One look: has the service been idle long enough?
@@ -189,9 +151,7 @@ impl IdleWatch {
             return Next::Rest;
         }
         // The flags first: a request that ended before its flag was cleared is not counted.
-        let ended = self.shards.iter().fold(false, |any, shard| {
-            shard.ended.swap(false, Ordering::Acquire) | any
-        });
+        let ended = self.shards.take_ended();
         let busy = self.in_flight() > 0;
         if busy != seen.busy {
             // In flight 0 → 1 or 1 → 0, as the looks see it.
@@ -257,46 +217,5 @@ impl Expiring for IdleWatch {
                 runtime.spawn(service.stop());
             }
         }
-    }
-}
-
-/// How many shards a watch has: enough that the threads of a default Tokio runtime (one per
-/// core) rarely share one, and a power of two so that picking one is a mask.
-fn shard_count() -> usize {
-    let cores = std::thread::available_parallelism().map_or(4, usize::from);
-    (cores * 2).next_power_of_two().clamp(2, 64)
-}
-
-/// This thread's index, handed out in order on first use, so that a runtime's worker threads
-/// get different shards.
-#[inline]
-fn thread_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    // `try_with`: never a panic, even from a thread-local destructor (any shard is correct).
-    INDEX.try_with(|index| *index).unwrap_or(0)
-}
-
-/// Counts one request as in flight while it lives.
-pub(crate) struct InFlight(Arc<Shard>);
-
-impl Drop for InFlight {
-    #[inline]
-    fn drop(&mut self) {
-        // Before the count goes down (the `Arc` field drops after this, with release ordering):
-        // a look that sees the count down also sees the flag. Written only when clear, so the
-        // cache line is written at most once per look.
-        let ended = &self.0.ended;
-        if !ended.load(Ordering::Relaxed) {
-            ended.store(true, Ordering::Release);
-        }
-    }
-}
-
-impl std::fmt::Debug for InFlight {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("InFlight")
     }
 }

@@ -240,6 +240,10 @@ pub(crate) fn fleet_activity(service: &Weak<Registered>, busy: bool) {
     let _ = (service, busy);
 }
 
+/// Model checks of an idle stop's races (run: see `src/sync.rs`).
+#[cfg(all(test, loom))]
+mod loom_models;
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -2,8 +2,9 @@
 //! for none to be left: an operator's stop waits so for a start's `on_down` to end.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use crate::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
