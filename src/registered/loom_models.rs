@@ -1,5 +1,6 @@
 //! Model checks of the races between an idle stop and what may come while it begins: an
-//! operator's `set_status_up`, a failed probe, a request counted in (run: see `src/sync.rs`).
+//! operator's `set_status_up`, a failed probe, a request counted in, a start asked for (run:
+//! see `src/sync.rs`).
 //!
 //! `Registered` itself cannot run under loom (its triggers, timers and wake-ups are Tokio's),
 //! so each model makes the calls its caller makes, in the caller's order, on the real parts:
@@ -8,7 +9,9 @@
 
 use loom::thread;
 
+use super::release::Asker;
 use super::runs::{Runs, TriggerRun};
+use super::wish::WakeAfterStop;
 use crate::deadline::DeadlineState;
 use crate::idle::{InFlight, Shards};
 use crate::lifecycle::{Event, Lifecycle, ServiceState};
@@ -173,5 +176,33 @@ fn loom_a_request_counted_in_is_seen_by_the_idle_stop() {
             assert!(cached, "called off, and no up cached again");
         }
         drop(in_flight);
+    });
+}
+
+/// Invariant: a start asked for while the backend stops is never lost to the stop's end. A
+/// wake that finds the service Stopping (`Registered::start_for`, through
+/// `WakeAfterStop::wake`) racing the stop's end in Down (the transition, then `after`
+/// taking the wish) either wakes the service itself or has its wish taken by that end, which
+/// starts it.
+#[test]
+fn loom_a_start_asked_while_stopping_is_never_lost() {
+    loom::model(|| {
+        let life = Lifecycle::new();
+        life.apply(Event::MarkedUp);
+        life.apply(Event::Stop);
+        assert_eq!(life.state(), ServiceState::Stopping);
+        let shared = std::sync::Arc::new((life, WakeAfterStop::new()));
+        // The asker on a thread of its own: with it on the model's main thread, loom 0.7 never
+        // ran the stop's end between the asker's two looks, the interleaving that loses it.
+        let asker = {
+            let shared = shared.clone();
+            thread::spawn(move || shared.1.wake(&shared.0, Asker::Operator, || ()).is_some())
+        };
+        // The stop's end (`StopTimedOut` stands for any way Stopping ends in Down), then
+        // `Registered::after`'s Down branch.
+        let taken = shared.0.apply(Event::StopTimedOut).is_some() && shared.1.take().is_some();
+        let woke = asker.join().unwrap();
+        // Both may be: the start the end sets off then finds the service Starting and joins it.
+        assert!(woke || taken, "a start asked for while stopping was lost");
     });
 }

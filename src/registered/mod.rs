@@ -2,7 +2,7 @@
 //! transition sets off (running `on_down` / `on_idle`, polling, releasing held requests; see
 //! `transition.rs`).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -25,6 +25,7 @@ mod start;
 mod start_watch;
 mod stop;
 mod transition;
+mod wish;
 
 pub(crate) use backoff::StartPaused;
 pub(crate) use release::{Asker, ShuttingDown};
@@ -48,9 +49,8 @@ pub(crate) struct Registered {
     polling: AtomicBool,
     /// Held requests: while any wait, the poller runs even if nothing is starting.
     watchers: AtomicUsize,
-    /// A start asked for while the backend was stopping, and by whom (`Asker::wish`): start
-    /// it once it is down.
-    wake_after_stop: AtomicU8,
+    /// A start asked for while the backend was stopping, and by whom: started once it is down.
+    wake_after_stop: wish::WakeAfterStop,
     /// Runs of `on_idle` in progress (and stops about to try): while any runs, a closed port
     /// does not end Stopping, so `on_down` cannot race a stop that has not finished.
     stop_runs: Arc<runs::Runs>,
@@ -108,7 +108,7 @@ impl Registered {
             changed: Notify::new(),
             polling: AtomicBool::new(false),
             watchers: AtomicUsize::new(0),
-            wake_after_stop: AtomicU8::new(release::NO_WISH),
+            wake_after_stop: wish::WakeAfterStop::new(),
             stop_runs: Arc::default(),
             start_runs: Arc::default(),
             backoff: backoff::StartBackoff::default(),

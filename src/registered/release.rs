@@ -29,29 +29,6 @@ pub(crate) enum Asker {
     Operator,
 }
 
-impl Asker {
-    /// A start asked for while the backend was stopping, as `wake_after_stop` keeps it: an
-    /// operator's outranks a request's (`fetch_max`).
-    pub(super) fn wish(self) -> u8 {
-        match self {
-            Self::Request => 1,
-            Self::Operator => 2,
-        }
-    }
-
-    /// Who asked for the start `wish` keeps, if any.
-    pub(super) fn of_wish(wish: u8) -> Option<Self> {
-        match wish {
-            0 => None,
-            1 => Some(Self::Request),
-            _ => Some(Self::Operator),
-        }
-    }
-}
-
-/// No start asked for while the backend was stopping.
-pub(super) const NO_WISH: u8 = 0;
-
 /// Whether held requests are released, and whether a start refused since has been logged.
 #[derive(Debug, Default)]
 pub(super) struct Release {

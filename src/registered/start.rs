@@ -4,13 +4,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::dependencies::Awaited;
-use super::{Asker, Registered, release, runs, start_watch};
+use super::{Asker, Registered, runs, start_watch};
 use crate::error::{MonitorError, SharedError};
 use crate::lifecycle::{Event, ServiceState, Stamp};
 use crate::trigger::run_bounded;
@@ -52,32 +51,10 @@ impl Registered {
             }
             // Counted before the transition, as a stop is: an idle stop that follows it (the
             // backend answering before on_down returns) sees it.
-            let running = runs::TriggerRun::new(&self.start_runs);
-            if let Some(transition) = self.lifecycle.apply(Event::Wake) {
-                self.after(transition);
-                let starting = Some(transition.began);
-                let run = self.run_on_down(on_down, starting, running, asker);
-                return Some(self.fleet_wake(asker, run));
-            }
-            drop(running);
-            if self.state() != ServiceState::Stopping {
-                return None;
-            }
-            self.wake_after_stop
-                .fetch_max(asker.wish(), Ordering::SeqCst);
-            let running = runs::TriggerRun::new(&self.start_runs);
-            // Stopping may have ended between the two looks, its wake-up seeing no wish.
-            let Some(transition) = self.lifecycle.apply(Event::Wake) else {
-                // Up again (the stop failed) or starting: nothing is left to wish for, and a
-                // wish kept would start the backend right after its next idle stop.
-                if self.state() != ServiceState::Stopping {
-                    self.wake_after_stop
-                        .store(release::NO_WISH, Ordering::SeqCst);
-                }
-                return None;
-            };
-            self.wake_after_stop
-                .store(release::NO_WISH, Ordering::SeqCst);
+            let (transition, running) =
+                self.wake_after_stop.wake(&self.lifecycle, asker, || {
+                    runs::TriggerRun::new(&self.start_runs)
+                })?;
             self.after(transition);
             let run = self.run_on_down(on_down, Some(transition.began), running, asker);
             Some(self.fleet_wake(asker, run))
@@ -173,7 +150,7 @@ impl Registered {
 
 #[cfg(all(test, not(loom), feature = "fleet"))]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use tokio::sync::Notify;

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{Asker, Registered, backoff, release};
+use super::{Registered, backoff};
 use crate::lifecycle::{Event, ServiceState, Transition};
 
 impl Registered {
@@ -94,17 +94,13 @@ impl Registered {
                 // Down again later is a new spell, whose 503s are explained anew.
                 self.said_nothing_starts_it.store(false, Ordering::Relaxed);
                 // A start asked for while stopping is moot once the backend is up again.
-                self.wake_after_stop
-                    .store(release::NO_WISH, Ordering::SeqCst);
+                self.wake_after_stop.forget();
                 if let Some(idle) = &self.idle {
                     idle.arm_if_idle();
                 }
             }
             ServiceState::Down => {
-                let wish = self
-                    .wake_after_stop
-                    .swap(release::NO_WISH, Ordering::SeqCst);
-                if let Some(asker) = Asker::of_wish(wish) {
+                if let Some(asker) = self.wake_after_stop.take() {
                     // A request's wish is refused if the server has begun shutting down since.
                     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                         runtime.spawn(self.start_for(asker));
