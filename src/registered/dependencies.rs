@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::{join_all, try_join_all};
+use futures::future::{Either, join_all, try_join_all};
 use tokio::time::Instant;
 
+use super::call_off::Ticket;
 use super::{Asker, Registered};
 use crate::Activity;
 use crate::error::SharedError;
@@ -180,6 +181,8 @@ pub(super) enum Awaited {
     StartEnded(Result<(), SharedError>),
     /// One did not come up: the start fails, and `on_down` does not run.
     Down(SharedError),
+    /// An operator's stop called the start off (see `call_off`): `on_down` does not run.
+    CalledOff,
 }
 
 impl Registered {
@@ -251,14 +254,21 @@ impl Registered {
     }
 
     /// Awaits `up` (see [`Dependencies::come_up`]) for the start `starting`, its wait not
-    /// counted in the start's timeout.
+    /// counted in the start's timeout, unless the start is called off (`ticket`) first. The
+    /// dependencies' own starts go on then: they are their own runs, which no one waiting for
+    /// them cancels.
     pub(super) async fn await_dependencies(
         &self,
         up: impl Future<Output = Result<(), SharedError>>,
         starting: Option<Stamp>,
+        ticket: &mut Ticket,
     ) -> Awaited {
         let awaiting = self.dependencies.awaiting(starting);
-        let result = up.await;
+        let (up, called_off) = (std::pin::pin!(up), std::pin::pin!(ticket.wait()));
+        let result = match futures::future::select(up, called_off).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => return Awaited::CalledOff,
+        };
         drop(awaiting);
         match result {
             Ok(()) if starting.is_some_and(|start| self.lifecycle.stamp() != start) => {

@@ -16,6 +16,7 @@ use crate::stats::Stats;
 use crate::status::StatusCache;
 
 mod backoff;
+mod call_off;
 mod dependencies;
 mod poller;
 mod probe;
@@ -27,6 +28,7 @@ mod stop;
 mod transition;
 
 pub(crate) use backoff::StartPaused;
+pub(crate) use call_off::StartCalledOff;
 pub(crate) use release::{Asker, ShuttingDown};
 
 pub(crate) struct Registered {
@@ -58,6 +60,8 @@ pub(crate) struct Registered {
     /// stop is called off and an operator's stop waits, so `on_idle` cannot race a start that
     /// has not finished.
     start_runs: Arc<runs::Runs>,
+    /// Calls off the starts that have not begun `on_down`, for an operator's stop.
+    call_off: call_off::CallOff,
     /// Failed starts since the backend was last up, and the pause they impose on the next.
     backoff: backoff::StartBackoff,
     /// The server is shutting down: held requests are answered, none is held, and requests
@@ -111,6 +115,7 @@ impl Registered {
             wake_after_stop: AtomicU8::new(release::NO_WISH),
             stop_runs: Arc::default(),
             start_runs: Arc::default(),
+            call_off: call_off::CallOff::default(),
             backoff: backoff::StartBackoff::default(),
             release: release::Release::default(),
             seen: AtomicBool::new(false),
