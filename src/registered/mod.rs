@@ -2,7 +2,7 @@
 //! transition sets off (running `on_down` / `on_idle`, polling, releasing held requests; see
 //! `transition.rs`).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -20,6 +20,7 @@ mod call_off;
 mod dependencies;
 mod poller;
 mod probe;
+mod recheck;
 mod release;
 mod runs;
 mod start;
@@ -78,6 +79,10 @@ pub(crate) struct Registered {
     settling_since: Mutex<Option<Instant>>,
     /// The services it needs up first, and its hold on them while it is not down.
     dependencies: dependencies::Dependencies,
+    /// Its looks at them while it is up (see `recheck.rs`).
+    rechecks: recheck::Rechecks,
+    /// How many times it has entered Up: tells one down spell from the next.
+    times_up: AtomicU64,
     /// Fleet hook: this service's part in a fleet, once the monitor has joined one. Read only
     /// on the slow paths (wake, stop, transitions, probe results, in-flight 0↔1).
     #[cfg(feature = "fleet")]
@@ -122,6 +127,8 @@ impl Registered {
             said_nothing_starts_it: AtomicBool::new(false),
             said_held_timed_out: AtomicBool::new(false),
             settling_since: Mutex::new(None),
+            rechecks: recheck::Rechecks::new(dependencies.len()),
+            times_up: AtomicU64::new(0),
             dependencies: dependencies::Dependencies::new(dependencies),
             #[cfg(feature = "fleet")]
             fleet: std::sync::OnceLock::new(),
@@ -130,6 +137,11 @@ impl Registered {
 
     pub(crate) fn state(&self) -> ServiceState {
         self.lifecycle.state()
+    }
+
+    /// How many times it has entered Up so far.
+    fn times_up(&self) -> u64 {
+        self.times_up.load(Ordering::SeqCst)
     }
 
     /// An operator's word that the backend is up. Ignored while a stop's `on_idle` still runs
