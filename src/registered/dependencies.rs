@@ -291,6 +291,9 @@ pub(super) async fn up(
                     if dependency.service.on_down.is_none() {
                         return Err(failed("it is down, and has no on_down to start it".into()));
                     }
+                    if let Some(recheck) = recheck {
+                        recheck.may_start()?;
+                    }
                     if recheck.is_some_and(|recheck| !recheck.first) {
                         tracing::debug!(service = %dependent, dependency = %dependency.name,
                             "{dependent}: starting {} again", dependency.name);

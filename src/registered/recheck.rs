@@ -1,6 +1,7 @@
 //! A look at the dependencies of a dependent that a probe found up again: one found down is
 //! started again, in the background (see [`Registered::recheck_dependencies`]).
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -8,6 +9,8 @@ use futures::future::join_all;
 
 use super::dependencies::up;
 use super::{Asker, Registered};
+use crate::error::SharedError;
+use crate::lifecycle::ServiceState;
 
 /// A dependent's rechecks of its dependencies.
 pub(super) struct Rechecks {
@@ -29,9 +32,30 @@ impl Rechecks {
 
 /// One recheck's start of a dependency (see [`up`]).
 pub(super) struct Recheck {
+    /// The dependent, which the dependency is started for only while it is up.
+    dependent: Arc<Registered>,
     /// Whether this is the first recheck to find the dependency down in this down spell:
     /// what it says is said at info or warn, the later ones' at debug.
     pub(super) first: bool,
+}
+
+impl Recheck {
+    /// Whether the dependency may still be started: only while the dependent is Up. Looked at
+    /// right before its start is asked, as late as can be: a recheck begun just before the
+    /// dependent's idle stop would otherwise start the dependency for a dependent that is
+    /// stopping (or down), and it would then run for nothing until its own idle stop. Not
+    /// while the dependent is Starting either: that start brings its dependencies up itself.
+    /// (What is left is a dependent stopped between this look and the dependency's start:
+    /// then its hold on the dependency ends with it, and the dependency's idle stop follows.)
+    pub(super) fn may_start(&self) -> Result<(), SharedError> {
+        match self.dependent.state() {
+            ServiceState::Up => Ok(()),
+            state => Err(Arc::new(DependentNotUp(
+                Arc::clone(&self.dependent.name),
+                state,
+            ))),
+        }
+    }
 }
 
 impl Registered {
@@ -84,7 +108,10 @@ impl Registered {
             tracing::debug!(service = %dependent, dependency = %dependency.name,
                 "{dependent}: {} is still down; starting it again", dependency.name);
         }
-        let recheck = Recheck { first };
+        let recheck = Recheck {
+            dependent: Arc::clone(self),
+            first,
+        };
         let again = up(
             Arc::clone(dependency),
             Arc::clone(dependent),
@@ -93,6 +120,10 @@ impl Registered {
         );
         match again.await {
             Ok(()) => {}
+            Err(error) if error.downcast_ref::<DependentNotUp>().is_some() => {
+                tracing::info!(service = %dependent, dependency = %dependency.name,
+                    "{dependent}: {} is not started again: {error}", dependency.name);
+            }
             Err(error) if first => {
                 tracing::warn!(service = %dependent, dependency = %dependency.name, %error,
                     "{dependent}: {} could not be started again", dependency.name);
@@ -104,6 +135,18 @@ impl Registered {
         }
     }
 }
+
+/// Why a recheck did not start a dependency it found down: its dependent had left Up.
+#[derive(Debug)]
+struct DependentNotUp(Arc<str>, ServiceState);
+
+impl fmt::Display for DependentNotUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is {} now", self.0, self.1)
+    }
+}
+
+impl std::error::Error for DependentNotUp {}
 
 /// Ends a look at the dependencies (see [`Registered::recheck_dependencies`]) however its task
 /// ends: done, or dropped by a runtime shutting down.
