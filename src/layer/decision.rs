@@ -9,7 +9,7 @@ use futures::future::{BoxFuture, FutureExt};
 use super::FallbackReason;
 use super::hold::Hold;
 use crate::lifecycle::ServiceState;
-use crate::registered::{Registered, ShuttingDown};
+use crate::registered::{Registered, ShuttingDown, StartCalledOff};
 use crate::trigger::run_bounded;
 
 /// What to do with a request.
@@ -97,6 +97,11 @@ pub(crate) fn decide(
                     // Not started because the server is shutting down: not a failed start,
                     // answered as a released held request is, to come back later.
                     Err(error) if error.downcast_ref::<ShuttingDown>().is_some() => {
+                        Decision::Fallback(FallbackReason::NotReady)
+                    }
+                    // Called off by an operator's stop before on_down ran: nothing failed,
+                    // the backend is being stopped on purpose.
+                    Err(error) if error.downcast_ref::<StartCalledOff>().is_some() => {
                         Decision::Fallback(FallbackReason::NotReady)
                     }
                     Err(_) => Decision::Fallback(FallbackReason::StartFailed),

@@ -56,9 +56,14 @@ impl MinMonitor {
     /// begins, so that the two never run at once: Stopping meanwhile, requests get the
     /// fallback or are held, as during `on_idle`, and a request's start is made once the
     /// stop is done and the backend down. The wait is bounded by the service's
-    /// `trigger_timeout` (`on_down`'s own bound); should the start still run then (its
-    /// `on_down`, or its wait for the service's dependencies before it), the stop is called off
-    /// (the service is Up again) and fails with [`MonitorError::Trigger`].
+    /// `trigger_timeout` (`on_down`'s own bound); should that `on_down` still run then, the
+    /// stop is called off (the service is Up again) and fails with [`MonitorError::Trigger`].
+    /// A start that has not begun its `on_down` (it still waits for the service's
+    /// [dependencies](crate::MonitoredService::depends_on), which may take far longer) is
+    /// called off instead and the stop goes on: the backend was found up since that start
+    /// began, so it would run no `on_down` any more. Whoever waited for that start hears at
+    /// once that it was called off (a request is answered 503, as for a backend not ready
+    /// yet; [`start`](Self::start) fails); the dependencies' own starts go on.
     ///
     /// ```
     /// # use std::time::Duration;

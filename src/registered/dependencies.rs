@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::{join_all, try_join_all};
+use futures::future::{Either, try_join_all};
 use tokio::time::Instant;
 
+use super::call_off::Ticket;
+use super::recheck::Recheck;
 use super::{Asker, Registered};
 use crate::Activity;
 use crate::error::SharedError;
@@ -25,9 +27,6 @@ pub(super) struct Dependencies {
     held: Mutex<Vec<Activity>>,
     /// The last start whose dependencies were awaited, and for how long.
     waited: Mutex<Waited>,
-    /// A look at the dependencies of an up dependent is under way (see
-    /// [`Registered::recheck_dependencies`]).
-    rechecking: AtomicBool,
     /// The longest a start may wait for them (see [`Registered::dependencies_bound`]): their
     /// settings are fixed once added, so it is worked out once, at add.
     bound: Duration,
@@ -78,6 +77,11 @@ impl Dependencies {
             bound,
             ..Self::default()
         }
+    }
+
+    /// The services this one depends on.
+    pub(super) fn of(&self) -> &[Arc<Registered>] {
+        &self.of
     }
 
     /// Counts the dependencies' wait for the start `start` (when known) until dropped.
@@ -164,7 +168,7 @@ impl Dependencies {
         let ups = self
             .of
             .iter()
-            .map(|dependency| up(Arc::clone(dependency), Arc::clone(dependent), asker));
+            .map(|dependency| up(Arc::clone(dependency), Arc::clone(dependent), asker, None));
         let all = try_join_all(ups);
         Some(async move { all.await.map(drop) })
     }
@@ -180,57 +184,11 @@ pub(super) enum Awaited {
     StartEnded(Result<(), SharedError>),
     /// One did not come up: the start fails, and `on_down` does not run.
     Down(SharedError),
+    /// An operator's stop called the start off (see `call_off`): `on_down` does not run.
+    CalledOff,
 }
 
 impl Registered {
-    /// A probe found this service up while it was up already (its grace period over, a request
-    /// asked): its dependencies are looked at too, each through its own cache, and one found
-    /// down is started again, in the background. A database that the app talks to directly is
-    /// reached by no request through the monitor, so nothing else would notice that it crashed,
-    /// or that another replica of a fleet stopped it as the app's start began: it would stay
-    /// down for as long as the app is up. One look at a time. (An operator's stop of a
-    /// dependency while its dependent is up is undone so too: stop the dependent first.)
-    pub(super) fn recheck_dependencies(&self) {
-        // Shutting down (held requests released): nothing is started for requests any more.
-        if self.dependencies.of.is_empty() || self.is_released() {
-            return;
-        }
-        let (Some(me), Ok(runtime)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        if self.dependencies.rechecking.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let looking = Rechecking(me);
-        runtime.spawn(async move {
-            let dependent = &looking.0.name;
-            let looks = looking
-                .0
-                .dependencies
-                .of
-                .iter()
-                .map(|dependency| async move {
-                    if !matches!(dependency.status().await, Ok(false)) {
-                        return;
-                    }
-                    tracing::info!(service = %dependent, dependency = %dependency.name,
-                    "{dependent}: {} was found down while {dependent} is up; starting it again",
-                    dependency.name);
-                    let again = up(
-                        Arc::clone(dependency),
-                        Arc::clone(dependent),
-                        Asker::Request,
-                    );
-                    if let Err(error) = again.await {
-                        tracing::warn!(service = %dependent, dependency = %dependency.name, %error,
-                        "{dependent}: {} could not be started again", dependency.name);
-                    }
-                });
-            join_all(looks).await;
-        });
-    }
-
     /// The longest a start of this service may wait for its dependencies: the longest of
     /// theirs, each its own such wait, trigger and start timeouts, and the longest its stop
     /// may last (in case it was stopping).
@@ -251,14 +209,21 @@ impl Registered {
     }
 
     /// Awaits `up` (see [`Dependencies::come_up`]) for the start `starting`, its wait not
-    /// counted in the start's timeout.
+    /// counted in the start's timeout, unless the start is called off (`ticket`) first. The
+    /// dependencies' own starts go on then: they are their own runs, which no one waiting for
+    /// them cancels.
     pub(super) async fn await_dependencies(
         &self,
         up: impl Future<Output = Result<(), SharedError>>,
         starting: Option<Stamp>,
+        ticket: &mut Ticket,
     ) -> Awaited {
         let awaiting = self.dependencies.awaiting(starting);
-        let result = up.await;
+        let (up, called_off) = (std::pin::pin!(up), std::pin::pin!(ticket.wait()));
+        let result = match futures::future::select(up, called_off).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => return Awaited::CalledOff,
+        };
         drop(awaiting);
         match result {
             Ok(()) if starting.is_some_and(|start| self.lifecycle.stamp() != start) => {
@@ -276,14 +241,16 @@ impl Registered {
     }
 }
 
-/// Brings `dependency` up for `dependent`'s start: probed if down, started if the probe finds
-/// it down, awaited until up. Bounded by the dependency's own trigger and start timeouts and
-/// its own wait for its dependencies, and, if it is seen stopping, the longest its stop may
-/// last (its stop timeout, or its `on_idle` running up to the trigger timeout) on top.
-async fn up(
+/// Brings `dependency` up for `dependent`'s start (or its recheck, `recheck`): probed if
+/// down, started if the probe finds it down, awaited until up. Bounded by the dependency's own
+/// trigger and start timeouts and its own wait for its dependencies, and, if it is seen
+/// stopping, the longest its stop may last (its stop timeout, or its `on_idle` running up to
+/// the trigger timeout) on top.
+pub(super) async fn up(
     dependency: Arc<Registered>,
     dependent: Arc<str>,
     asker: Asker,
+    recheck: Option<&Recheck>,
 ) -> Result<(), SharedError> {
     let service = &dependency.service;
     // Its own start may first wait for its own dependencies (a chain app → db → disk).
@@ -324,8 +291,16 @@ async fn up(
                     if dependency.service.on_down.is_none() {
                         return Err(failed("it is down, and has no on_down to start it".into()));
                     }
-                    tracing::info!(service = %dependent, dependency = %dependency.name,
-                        "{dependent}: starting {} first", dependency.name);
+                    if let Some(recheck) = recheck {
+                        recheck.may_start()?;
+                    }
+                    if recheck.is_some_and(|recheck| !recheck.first) {
+                        tracing::debug!(service = %dependent, dependency = %dependency.name,
+                            "{dependent}: starting {} again", dependency.name);
+                    } else {
+                        tracing::info!(service = %dependent, dependency = %dependency.name,
+                            "{dependent}: starting {} first", dependency.name);
+                    }
                     if let Err(error) = dependency.start_for(asker).await {
                         return Err(failed(error.to_string()));
                     }
@@ -394,16 +369,3 @@ impl fmt::Display for DependencyDown {
 }
 
 impl std::error::Error for DependencyDown {}
-
-/// Ends a look at the dependencies (see [`Registered::recheck_dependencies`]) however its task
-/// ends: done, or dropped by a runtime shutting down.
-struct Rechecking(Arc<Registered>);
-
-impl Drop for Rechecking {
-    fn drop(&mut self) {
-        self.0
-            .dependencies
-            .rechecking
-            .store(false, Ordering::SeqCst);
-    }
-}

@@ -2,7 +2,7 @@
 //! transition sets off (running `on_down` / `on_idle`, polling, releasing held requests; see
 //! `transition.rs`).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -16,9 +16,11 @@ use crate::stats::Stats;
 use crate::status::StatusCache;
 
 mod backoff;
+mod call_off;
 mod dependencies;
 mod poller;
 mod probe;
+mod recheck;
 mod release;
 mod runs;
 mod start;
@@ -28,6 +30,7 @@ mod transition;
 mod wish;
 
 pub(crate) use backoff::StartPaused;
+pub(crate) use call_off::StartCalledOff;
 pub(crate) use release::{Asker, ShuttingDown};
 
 pub(crate) struct Registered {
@@ -58,6 +61,8 @@ pub(crate) struct Registered {
     /// stop is called off and an operator's stop waits, so `on_idle` cannot race a start that
     /// has not finished.
     start_runs: Arc<runs::Runs>,
+    /// Calls off the starts that have not begun `on_down`, for an operator's stop.
+    call_off: call_off::CallOff,
     /// Failed starts since the backend was last up, and the pause they impose on the next.
     backoff: backoff::StartBackoff,
     /// The server is shutting down: held requests are answered, none is held, and requests
@@ -74,6 +79,10 @@ pub(crate) struct Registered {
     settling_since: Mutex<Option<Instant>>,
     /// The services it needs up first, and its hold on them while it is not down.
     dependencies: dependencies::Dependencies,
+    /// Its looks at them while it is up (see `recheck.rs`).
+    rechecks: recheck::Rechecks,
+    /// How many times it has entered Up: tells one down spell from the next.
+    times_up: AtomicU64,
     /// Fleet hook: this service's part in a fleet, once the monitor has joined one. Read only
     /// on the slow paths (wake, stop, transitions, probe results, in-flight 0↔1).
     #[cfg(feature = "fleet")]
@@ -111,12 +120,15 @@ impl Registered {
             wake_after_stop: wish::WakeAfterStop::new(),
             stop_runs: Arc::default(),
             start_runs: Arc::default(),
+            call_off: call_off::CallOff::default(),
             backoff: backoff::StartBackoff::default(),
             release: release::Release::default(),
             seen: AtomicBool::new(false),
             said_nothing_starts_it: AtomicBool::new(false),
             said_held_timed_out: AtomicBool::new(false),
             settling_since: Mutex::new(None),
+            rechecks: recheck::Rechecks::new(dependencies.len()),
+            times_up: AtomicU64::new(0),
             dependencies: dependencies::Dependencies::new(dependencies),
             #[cfg(feature = "fleet")]
             fleet: std::sync::OnceLock::new(),
@@ -125,6 +137,11 @@ impl Registered {
 
     pub(crate) fn state(&self) -> ServiceState {
         self.lifecycle.state()
+    }
+
+    /// How many times it has entered Up so far.
+    fn times_up(&self) -> u64 {
+        self.times_up.load(Ordering::SeqCst)
     }
 
     /// An operator's word that the backend is up. Ignored while a stop's `on_idle` still runs

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use super::call_off::{StartCalledOff, Ticket};
 use super::dependencies::Awaited;
 use super::{Asker, Registered, runs, start_watch};
 use crate::error::{MonitorError, SharedError};
@@ -50,13 +51,17 @@ impl Registered {
                 }
             }
             // Counted before the transition, as a stop is: an idle stop that follows it (the
-            // backend answering before on_down returns) sees it.
-            let (transition, running) =
+            // backend answering before on_down returns) sees it. Its ticket too: an operator's
+            // stop that follows it calls it off if on_down has not begun.
+            let (transition, (running, ticket)) =
                 self.wake_after_stop.wake(&self.lifecycle, asker, || {
-                    runs::TriggerRun::new(&self.start_runs)
+                    (
+                        runs::TriggerRun::new(&self.start_runs),
+                        self.call_off.ticket(),
+                    )
                 })?;
             self.after(transition);
-            let run = self.run_on_down(on_down, Some(transition.began), running, asker);
+            let run = self.run_on_down(on_down, Some(transition.began), running, ticket, asker);
             Some(self.fleet_wake(asker, run))
         });
         let name = Arc::clone(&self.name);
@@ -90,20 +95,23 @@ impl Registered {
     #[cfg(feature = "fleet")]
     pub(crate) fn on_down_run(&self) -> Option<BoxFuture<'static, Result<(), SharedError>>> {
         let on_down = self.service.on_down.clone()?;
+        let ticket = self.call_off.ticket();
         let starting =
             Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting)?;
         let running = runs::TriggerRun::new(&self.start_runs);
-        Some(self.run_on_down(on_down, Some(starting), running, Asker::Request))
+        Some(self.run_on_down(on_down, Some(starting), running, ticket, Asker::Request))
     }
 
     /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
     /// counted in `start_runs` by `running` until it ends, once its dependencies, started for
-    /// `asker`, are up. Its failure ends that start only (none when not known).
+    /// `asker`, are up. Its failure ends that start only (none when not known). Called off
+    /// (see `call_off`) until `on_down` begins: it then ends at once, with [`StartCalledOff`].
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
         starting: Option<Stamp>,
         running: runs::TriggerRun,
+        mut ticket: Ticket,
         asker: Asker,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
@@ -115,10 +123,22 @@ impl Registered {
             me.stats.wake(&me.name);
             let unfinished = start_watch::UnfinishedStart::new(&me, starting);
             let awaited = match dependencies {
-                Some(up) => me.await_dependencies(up, starting).await,
+                Some(up) => me.await_dependencies(up, starting, &mut ticket).await,
                 None => Awaited::Up,
             };
+            // The last look, right before on_down: a stop that calls starts off after it
+            // waits for this on_down instead.
+            let awaited = match awaited {
+                Awaited::Up if ticket.called_off() => Awaited::CalledOff,
+                awaited => awaited,
+            };
             let (result, why) = match awaited {
+                // Its Starting stay is over (the stop began from Up): ending it below changes
+                // nothing, and no failed start is counted.
+                Awaited::CalledOff => {
+                    tracing::info!(service = %me.name, "a stop of {} called off its start before on_down ran", me.name);
+                    (Err(Arc::new(StartCalledOff) as SharedError), "a stop called it off")
+                }
                 Awaited::Up => (
                     run_bounded(&on_down, timeout, &me.stats, &me.name, "on_down").await,
                     "on_down failed",

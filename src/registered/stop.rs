@@ -44,7 +44,9 @@ impl Registered {
     /// is called off too while `on_down` still runs (the backend answered before it returned);
     /// an operator's stop instead waits for that `on_down` to end, at most the trigger timeout
     /// (`on_down`'s own bound), Stopping meanwhile, and is called off if it has not (failing
-    /// with [`StartStillRuns`]): `on_idle` never runs beside `on_down`. A stop whose future is
+    /// with [`StartStillRuns`]): `on_idle` never runs beside `on_down`. A start that has not
+    /// begun `on_down` (it still waits for its dependencies) is called off by an operator's
+    /// stop rather than waited for (see `call_off`). A stop whose future is
     /// dropped before `on_idle` began is called off too. No stop begins while another's
     /// `on_idle` still runs: two never run at once.
     pub(crate) fn stop_locally(
@@ -109,9 +111,13 @@ impl Registered {
                 return Ok(false);
             };
             // An operator's stop of a backend that answered before its `on_down` returned (an
-            // idle stop was called off for it above): on_idle waits for that run to end.
+            // idle stop was called off for it above): on_idle waits for that run to end. A
+            // start still waiting for its dependencies is called off instead: the backend was
+            // found up since it began, so it would run no `on_down` anyway (see `call_off`),
+            // and its wait may last far longer than the trigger timeout.
             if me.start_runs.running() {
-                tracing::info!(service = %me.name, "a start still runs (its on_down, or its wait for its dependencies): the stop of {} waits for it to end (at most {:.2} s) before on_idle", me.name, timeout.as_secs_f64());
+                me.call_off.call_off();
+                tracing::info!(service = %me.name, "a start still runs: the stop of {} calls it off if its on_down has not begun, or waits for its on_down to end (at most {:.2} s) before on_idle", me.name, timeout.as_secs_f64());
             }
             if !me.start_runs.none_within(timeout).await {
                 tracing::warn!(service = %me.name, "a start still runs after {:.2} s: {} is not stopped beside its on_down", timeout.as_secs_f64(), me.name);
@@ -161,9 +167,9 @@ impl Drop for NotBegun {
     }
 }
 
-/// Why an operator's stop did not run `on_idle`: a start (its `on_down`, or its wait for its
-/// dependencies before it) still ran after the trigger timeout, and `on_idle` must not run
-/// beside `on_down`.
+/// Why an operator's stop did not run `on_idle`: a start's `on_down` still ran after the
+/// trigger timeout, and `on_idle` must not run beside `on_down`. (A start still waiting for
+/// its dependencies is called off by the stop, not waited for.)
 #[derive(Debug)]
 pub(crate) struct StartStillRuns(Duration);
 

@@ -91,6 +91,7 @@ impl Registered {
         match to {
             ServiceState::Starting | ServiceState::Stopping => self.ensure_polling(),
             ServiceState::Up => {
+                self.times_up.fetch_add(1, Ordering::SeqCst);
                 // Down again later is a new spell, whose 503s are explained anew.
                 self.said_nothing_starts_it.store(false, Ordering::Relaxed);
                 // A start asked for while stopping is moot once the backend is up again.
