@@ -34,8 +34,12 @@ impl Member {
             }
             "resumed" => {
                 self.set_remote_stopping(None);
-                registered.apply(Event::MarkedUp);
-                registered.cache_up_if_still_up();
+                // That replica's stop was called off. This one's own may run still: its lease
+                // lost (it expired while Redis could not be reached, or Redis restarted) and
+                // taken by that replica. Its `on_idle` is not undone: its end decides here.
+                if registered.mark_up().is_err() {
+                    tracing::info!(service = %self.name, from, "fleet: replica {from} called its stop of {} off, but this replica's own stop of it still runs; its end decides", self.name);
+                }
             }
             "down" => {
                 let was_stopping = self.remote_stopping();
