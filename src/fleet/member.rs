@@ -317,59 +317,6 @@ impl Member {
         });
     }
 
-    /// An announcement from another replica.
-    pub(crate) fn on_message(self: &Arc<Self>, kind: &str, from: &str) {
-        let Some(registered) = self.service.upgrade() else {
-            return;
-        };
-        tracing::debug!(service = %self.name, kind, from, "fleet: announcement");
-        match kind {
-            "starting" => {
-                self.set_remote_stopping(None);
-                self.started_here.store(false, Ordering::SeqCst);
-                if registered.apply(Event::Wake).is_some() {
-                    self.follow(self.shared.lease_ttl);
-                }
-            }
-            "stopping" => {
-                self.set_remote_stopping(Some(self.shared.lease_ttl));
-                registered.cache.mark_down();
-                registered.apply(Event::Stop);
-            }
-            // Not while another replica stops it: that up was seen before the stop.
-            "up" if !self.remote_stopping() => {
-                registered.apply(Event::ProbedUp);
-                registered.cache_up_if_still_up();
-            }
-            "resumed" => {
-                self.set_remote_stopping(None);
-                registered.apply(Event::MarkedUp);
-                registered.cache_up_if_still_up();
-            }
-            "down" => {
-                let was_stopping = self.remote_stopping();
-                self.set_remote_stopping(None);
-                let state = registered.state();
-                if was_stopping || state == ServiceState::Stopping {
-                    self.heard_stop_end();
-                }
-                match state {
-                    ServiceState::Stopping => {
-                        registered.apply(Event::ProbedDown);
-                    }
-                    // A start led elsewhere failed: down here too, so the next request may
-                    // wake it again (unless this replica waits to start it after a stop).
-                    ServiceState::Starting if !was_stopping && !self.holds_lease() => {
-                        registered.apply(Event::WakeFailed);
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-        self.lease_changed.notify_one();
-    }
-
     /// How often to probe while Starting or Stopping: slowly when another replica leads the
     /// start or stop (its announcement ends the wait; N replicas do not each probe the booting
     /// backend 20 times a second), `usual` otherwise, and whenever Redis cannot be reached.
@@ -381,7 +328,7 @@ impl Member {
         usual
     }
 
-    fn holds_lease(&self) -> bool {
+    pub(super) fn holds_lease(&self) -> bool {
         self.lease
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -58,6 +58,7 @@ mod activity;
 mod config;
 mod error;
 mod follow;
+mod heard;
 mod lease;
 mod member;
 mod remote;

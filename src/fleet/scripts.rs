@@ -102,12 +102,28 @@ return 1
 /// or negative), never moving it back. Both keys live at least `keep` after the last write,
 /// never less than another replica (with a longer idle time) asked for.
 ///
-/// Returns `{}`, or `{replica, idle ms}` of another replica whose idle time differs.
+/// Drops every replica (this one included) last active more than twice the longest idle time
+/// listed (this one's included) ago: a replica gone for good (a rolling update gives every
+/// replica a new id) would otherwise stay listed for as long as the others keep the keys alive,
+/// read by every call and warned of as an idle time that differs. Such an entry counts for no
+/// stop any more: [`ACQUIRE`] asks each activity to be as old as the asker's idle time and as
+/// the replica's own, and a listed asker's is at most the longest listed. (An asker that is not
+/// listed, idle for twice its own idle time or never active, whose idle time is more than twice
+/// the longest listed, then waits for a dropped replica's own idle time only, passed twice
+/// over, rather than its own.)
+/// A live replica keeps its entry while it matters: busy, it publishes at least every quarter
+/// of its idle time plus a heartbeat (at most half of it); idle and dropped, it is listed again
+/// at its next request, published at once (see `Activity::began`). Found through the sorted
+/// set's order: the replicas still listed are the only ones read.
+///
+/// Returns `{}`, or `{replica, idle ms}` of another replica, still listed, whose idle time
+/// differs.
 ///
 /// KEYS: activity, idle times. ARGV: replica, offset ms, keep ms, idle ms.
 pub(crate) const TOUCH: &str = r"
 local t = redis.call('TIME')
-local at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local at = now + tonumber(ARGV[2])
 local seen = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if (not seen) or tonumber(seen) < at then redis.call('ZADD', KEYS[1], at, ARGV[1]) end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
@@ -116,9 +132,19 @@ for _, key in ipairs(KEYS) do
   if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, keep) end
 end
 local idles = redis.call('HGETALL', KEYS[2])
+local longest = 0
+for i = 2, #idles, 2 do longest = math.max(longest, tonumber(idles[i])) end
+local gone = {}
+local before = string.format('(%d', now - 2 * longest)
+for _, replica in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before)) do
+  redis.call('ZREM', KEYS[1], replica)
+  redis.call('HDEL', KEYS[2], replica)
+  gone[replica] = true
+end
 for i = 1, #idles, 2 do
-  if idles[i] ~= ARGV[1] and tonumber(idles[i + 1]) ~= tonumber(ARGV[4]) then
-    return {idles[i], idles[i + 1]}
+  local other = idles[i]
+  if other ~= ARGV[1] and not gone[other] and tonumber(idles[i + 1]) ~= tonumber(ARGV[4]) then
+    return {other, idles[i + 1]}
   end
 end
 return {}

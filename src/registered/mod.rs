@@ -145,21 +145,28 @@ impl Registered {
     }
 
     /// An operator's word that the backend is up. Ignored while a stop's `on_idle` still runs
-    /// (see `Lifecycle::mark_up`): said at info, as an operator who sees no change asks why.
+    /// (see [`mark_up`](Self::mark_up)): said at info, as an operator who sees no change asks why.
     pub(crate) fn set_status_up(&self) {
-        match self.lifecycle.mark_up(|| self.stop_running()) {
-            Ok(Some(transition)) => self.after(transition),
-            Ok(None) => {}
-            Err(StopRuns) => {
-                let name = &*self.name;
-                tracing::info!(
-                    service = %name,
-                    "{name} is being stopped (its stop still runs): set_status_up changes \
-                     nothing; the stop's end decides its state"
-                );
-            }
+        if self.mark_up().is_err() {
+            let name = &*self.name;
+            tracing::info!(
+                service = %name,
+                "{name} is being stopped (its stop still runs): set_status_up changes \
+                 nothing; the stop's end decides its state"
+            );
+        }
+    }
+
+    /// Marks the backend up as of now (an operator's word, or another replica's stop called
+    /// off), unless this replica's own stop's `on_idle` still runs: `Err(StopRuns)`, and no
+    /// change (see `Lifecycle::mark_up`).
+    pub(crate) fn mark_up(&self) -> Result<(), StopRuns> {
+        let marked = self.lifecycle.mark_up(|| self.stop_running());
+        if let Ok(Some(transition)) = marked {
+            self.after(transition);
         }
         self.cache_up_if_still_up();
+        marked.map(drop)
     }
 
     /// Counts as a request in flight for `on_idle` until dropped (see [`crate::Activity`]).
