@@ -50,16 +50,19 @@ impl Registered {
                     return Some(futures::future::ready(Err(paused)).boxed());
                 }
             }
+            // Before the transition, whose poller must not take a crashed program's last
+            // answers for the backend up.
+            let ending = self.last_run_ending(&on_down);
             // Counted before the transition, as a stop is: an idle stop that follows it (the
             // backend answering before on_down returns) sees it.
             let running = runs::TriggerRun::new(&self.start_runs);
             if let Some(transition) = self.lifecycle.apply(Event::Wake) {
                 self.after(transition);
                 let starting = Some(transition.began);
-                let run = self.run_on_down(on_down, starting, running, asker);
+                let run = self.run_on_down(on_down, starting, (running, ending), asker);
                 return Some(self.fleet_wake(asker, run));
             }
-            drop(running);
+            drop((running, ending));
             if self.state() != ServiceState::Stopping {
                 return None;
             }
@@ -79,7 +82,7 @@ impl Registered {
             self.wake_after_stop
                 .store(release::NO_WISH, Ordering::SeqCst);
             self.after(transition);
-            let run = self.run_on_down(on_down, Some(transition.began), running, asker);
+            let run = self.run_on_down(on_down, Some(transition.began), (running, None), asker);
             Some(self.fleet_wake(asker, run))
         });
         let name = Arc::clone(&self.name);
@@ -116,17 +119,18 @@ impl Registered {
         let starting =
             Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting)?;
         let running = runs::TriggerRun::new(&self.start_runs);
-        Some(self.run_on_down(on_down, Some(starting), running, Asker::Request))
+        Some(self.run_on_down(on_down, Some(starting), (running, None), Asker::Request))
     }
 
     /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
     /// counted in `start_runs` by `running` until it ends, once its dependencies, started for
-    /// `asker`, are up. Its failure ends that start only (none when not known).
+    /// `asker`, are up, and what it started last has ended (`ending`, up to a bound). Its
+    /// failure ends that start only (none when not known).
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
         starting: Option<Stamp>,
-        running: runs::TriggerRun,
+        (running, ending): (runs::TriggerRun, Option<start_watch::LastRunEnding>),
         asker: Asker,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
         let me = self.me.upgrade();
@@ -137,6 +141,10 @@ impl Registered {
             let Some(me) = me else { return Ok(()) };
             me.stats.wake(&me.name);
             let unfinished = start_watch::UnfinishedStart::new(&me, starting);
+            // First, and bounded: the poller does not probe until it is over.
+            if let Some(ending) = ending {
+                ending.wait().await;
+            }
             let awaited = match dependencies {
                 Some(up) => me.await_dependencies(up, starting).await,
                 None => Awaited::Up,
