@@ -138,3 +138,51 @@ async fn a_program_that_crashes_at_its_first_request_is_started_again_after_a_gr
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// In hold mode, a held request whose wait would end inside the pause after failed starts is
+/// told at once that the backend could not be started (500, `Retry-After` at the pause's end),
+/// not kept until its `max_wait` to get a 504 that says nothing of the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_is_told_of_a_pause_that_outlasts_its_wait() {
+    let dir = std::env::temp_dir().join(format!("tower-monitor-held-pause-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let starts = dir.join("starts");
+    let _ = std::fs::remove_file(&starts);
+    let backend = common::refused_addr().await;
+    let config = common::TempFile::new(
+        "held-pause",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                              "services": {{ "app": {{ "hold": {{ "max_wait": "3s" }}, "retry_after": "1s" }} }} }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                     "on_down": {{ "type": "process", "command": "sh",
+                                   "args": ["-c", "echo started >> '{starts}'; exit 1"] }} }} }} }}"#,
+            starts = starts.display()
+        ),
+    );
+    let (mut gateway, addr, _log) = common::gateway_with_log(PROGRAM, &config).await;
+    // Three failed starts (two retried at once, a second apart for a held request), then a
+    // pause of 2 s that ends past the 3 s wait; then, held to that end, one more and a pause
+    // of 4 s.
+    for (request, pause) in [(1, "2"), (2, "4")] {
+        let asked = Instant::now();
+        let reply = common::get_once(addr).await;
+        let waited = asked.elapsed();
+        assert!(
+            reply.starts_with("HTTP/1.1 500"),
+            "request {request}: {reply}"
+        );
+        assert!(
+            reply.contains(&format!("retry-after: {pause}\r\n")),
+            "request {request}: {reply}"
+        );
+        assert!(
+            waited < Duration::from_secs(3),
+            "request {request} waited {waited:?}"
+        );
+    }
+    let started = std::fs::read_to_string(&starts).unwrap_or_default();
+    assert_eq!(started.lines().count(), 4);
+    common::sigterm_then_exits_0(&mut gateway).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

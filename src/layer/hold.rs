@@ -70,11 +70,12 @@ impl Hold {
         let _watching = registered.watch();
         let max_wait = self.max_wait;
         let deadline = crate::deadline::saturating_after(arrived, max_wait);
-        let up = tokio::time::timeout_at(deadline, until_up(registered));
+        let up = tokio::time::timeout_at(deadline, until_up(registered, deadline));
         let released = registered.released();
         tokio::pin!(up, released);
         match futures::future::select(up, released).await {
-            Either::Left((Ok(()), _)) => Ok(arrived.elapsed()),
+            Either::Left((Ok(Ok(())), _)) => Ok(arrived.elapsed()),
+            Either::Left((Ok(Err(reason)), _)) => Err(reason),
             Either::Left((Err(_), _)) => {
                 registered.say_held_timed_out(max_wait);
                 Err(FallbackReason::Timeout)
@@ -99,7 +100,10 @@ impl Hold {
     }
 }
 
-async fn until_up(registered: &Registered) {
+/// Waits until the backend is up; or, should it be paused after failed starts past
+/// `deadline`, says so: the request gets the "could not be started" answer, with the pause's
+/// end as its `Retry-After`, now rather than a 504 at `deadline`.
+async fn until_up(registered: &Registered, deadline: Instant) -> Result<(), FallbackReason> {
     let mut previous = None;
     loop {
         let changed = registered.changed();
@@ -109,20 +113,26 @@ async fn until_up(registered: &Registered) {
         let start_failed = previous == Some(ServiceState::Starting) && state == ServiceState::Down;
         previous = Some(state);
         match state {
-            ServiceState::Up => return,
+            ServiceState::Up => return Ok(()),
             ServiceState::Down if registered.service.on_down.is_some() => {
                 // Down right after a start: it failed, or its backend ended before it came
                 // up. Not again at once: a program that exits at once would run in a loop.
+                let past_deadline = |left: Duration| Instant::now() + left >= deadline;
+                if start_failed && registered.start_pause_left().is_some_and(past_deadline) {
+                    return Err(FallbackReason::StartFailed);
+                }
                 if start_failed && up_within(registered, WAKE_RETRY).await {
-                    return;
+                    return Ok(());
                 }
                 if let Err(error) = registered.wake().await {
                     // Paused after a series of failed starts: not asked again before its end.
-                    let pause = error
-                        .downcast_ref::<StartPaused>()
-                        .map_or(WAKE_RETRY, |paused| paused.left.max(WAKE_RETRY));
+                    let paused = error.downcast_ref::<StartPaused>();
+                    if paused.is_some_and(|paused| past_deadline(paused.left)) {
+                        return Err(FallbackReason::StartFailed);
+                    }
+                    let pause = paused.map_or(WAKE_RETRY, |paused| paused.left.max(WAKE_RETRY));
                     if up_within(registered, pause).await {
-                        return;
+                        return Ok(());
                     }
                 } else {
                     // A start is on (or was joined): Down next means it ended, even if this

@@ -50,6 +50,9 @@ pub(crate) struct Registered {
     changed: Notify,
     /// Whether the poller task runs.
     polling: AtomicBool,
+    /// While a start waits for what `on_down` started last to end (see `let_last_run_end`):
+    /// what answers then is that program on its way out, so the poller does not probe.
+    ending_last_run: AtomicBool,
     /// Held requests: while any wait, the poller runs even if nothing is starting.
     watchers: AtomicUsize,
     /// A start asked for while the backend was stopping, and by whom: started once it is down.
@@ -116,6 +119,7 @@ impl Registered {
             waking: SingleFlight::default(),
             changed: Notify::new(),
             polling: AtomicBool::new(false),
+            ending_last_run: AtomicBool::new(false),
             watchers: AtomicUsize::new(0),
             wake_after_stop: wish::WakeAfterStop::new(),
             stop_runs: Arc::default(),

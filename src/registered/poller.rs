@@ -61,7 +61,10 @@ impl Registered {
                     me.apply(Event::StopTimedOut);
                     continue;
                 }
-                let _ = me.reprobe().await;
+                // A program on its way out may still accept a connection: not the backend up.
+                if !me.ending_last_run.load(Ordering::SeqCst) {
+                    let _ = me.reprobe().await;
+                }
                 if me.needs_polling() {
                     tokio::time::sleep(me.poll_interval()).await;
                 }

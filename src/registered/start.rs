@@ -50,6 +50,9 @@ impl Registered {
                     return Some(futures::future::ready(Err(paused)).boxed());
                 }
             }
+            // Before the transition, whose poller must not take a crashed program's last
+            // answers for the backend up.
+            let ending = self.last_run_ending(&on_down);
             // Counted before the transition, as a stop is: an idle stop that follows it (the
             // backend answering before on_down returns) sees it. Its ticket too: an operator's
             // stop that follows it calls it off if on_down has not begun.
@@ -61,7 +64,13 @@ impl Registered {
                     )
                 })?;
             self.after(transition);
-            let run = self.run_on_down(on_down, Some(transition.began), running, ticket, asker);
+            let run = self.run_on_down(
+                on_down,
+                Some(transition.began),
+                (running, ending),
+                ticket,
+                asker,
+            );
             Some(self.fleet_wake(asker, run))
         });
         let name = Arc::clone(&self.name);
@@ -99,18 +108,25 @@ impl Registered {
         let starting =
             Some(self.lifecycle.stamp()).filter(|s| s.state() == ServiceState::Starting)?;
         let running = runs::TriggerRun::new(&self.start_runs);
-        Some(self.run_on_down(on_down, Some(starting), running, ticket, Asker::Request))
+        Some(self.run_on_down(
+            on_down,
+            Some(starting),
+            (running, None),
+            ticket,
+            Asker::Request,
+        ))
     }
 
     /// Runs `on_down` for the start `starting` names (when known, its end is watched for),
     /// counted in `start_runs` by `running` until it ends, once its dependencies, started for
-    /// `asker`, are up. Its failure ends that start only (none when not known). Called off
-    /// (see `call_off`) until `on_down` begins: it then ends at once, with [`StartCalledOff`].
+    /// `asker`, are up, and what it started last has ended (`ending`, up to a bound). Its
+    /// failure ends that start only (none when not known). Called off (see `call_off`) until
+    /// `on_down` begins: it then ends at once, with [`StartCalledOff`].
     fn run_on_down(
         &self,
         on_down: Arc<dyn crate::Trigger>,
         starting: Option<Stamp>,
-        running: runs::TriggerRun,
+        (running, ending): (runs::TriggerRun, Option<start_watch::LastRunEnding>),
         mut ticket: Ticket,
         asker: Asker,
     ) -> BoxFuture<'static, Result<(), SharedError>> {
@@ -122,6 +138,10 @@ impl Registered {
             let Some(me) = me else { return Ok(()) };
             me.stats.wake(&me.name);
             let unfinished = start_watch::UnfinishedStart::new(&me, starting);
+            // First, and bounded: the poller does not probe until it is over.
+            if let Some(ending) = ending {
+                ending.wait().await;
+            }
             let awaited = match dependencies {
                 Some(up) => me.await_dependencies(up, starting, &mut ticket).await,
                 None => Awaited::Up,

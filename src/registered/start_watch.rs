@@ -7,8 +7,12 @@
 //!
 //! One that hangs at boot is stopped when its start times out ([`Trigger::abandon`]): left
 //! running, it would make every later start a no-op ("running already").
+//!
+//! One that crashed is given a moment to end before the next start ([`ENDING`]).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{Either, select};
@@ -17,7 +21,34 @@ use super::Registered;
 use crate::Trigger;
 use crate::lifecycle::{Event, Stamp};
 
+/// How long a start waits for what `on_down` started last to end, should it still run. A
+/// program that crashes closes its sockets before its exit is seen (a moment later, or after
+/// it has written a dump), so a request can find its backend gone, and ask for a start, while
+/// it still runs.
+pub(super) const ENDING: Duration = Duration::from_secs(1);
+
 impl Registered {
+    /// Before a start: if what `on_down` started last still runs (its [`Trigger::ended`] has
+    /// not resolved), the wait for its end, up to [`ENDING`], to make before `on_down` runs;
+    /// until that wait is over (or dropped) the poller does not probe, as what answers then is
+    /// that program on its way out. Run at once, `on_down` would find a crashed program
+    /// "running already" and start nothing, and the start would end, failed, at that
+    /// program's exit (or come up on its last answers): one crash counted twice towards the
+    /// pause after failed starts, and said as a start that did not come up. One still
+    /// running past the wait (hung) is left to `on_down`, as before. Made before the start's
+    /// transition, so that its poller's first probe already sees it.
+    pub(super) fn last_run_ending(&self, on_down: &Arc<dyn Trigger>) -> Option<LastRunEnding> {
+        // A user's trigger, as in `watch_start`: a panic counts as "cannot tell".
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_down.ended()));
+        let mut ended = ended.ok().flatten()?;
+        if (&mut ended).now_or_never().is_some() {
+            return None;
+        }
+        let me = self.me.upgrade()?;
+        me.ending_last_run.store(true, Ordering::SeqCst);
+        Some(LastRunEnding { ended, me })
+    }
+
     /// After `on_down` returned for the start `starting`: if it can tell when what it started
     /// ends, ends that start (`Starting → Down`) should it come first. The watch ends with the
     /// start, whatever ends it (up, the start timeout, the backend's end).
@@ -99,6 +130,27 @@ impl Registered {
                 Err(_) => tracing::warn!(service = %name, ?timeout, "on_down's `abandon` did not end within the trigger timeout"),
             }
         });
+    }
+}
+
+/// The wait for the end of what `on_down` started last (see `last_run_ending`); the poller
+/// probes again once it is over or dropped.
+pub(super) struct LastRunEnding {
+    ended: futures::future::BoxFuture<'static, ()>,
+    me: Arc<Registered>,
+}
+
+impl LastRunEnding {
+    pub(super) async fn wait(mut self) {
+        if tokio::time::timeout(ENDING, &mut self.ended).await.is_ok() {
+            tracing::debug!(service = %self.me.name, "what on_down started last has ended: starting it afresh");
+        }
+    }
+}
+
+impl Drop for LastRunEnding {
+    fn drop(&mut self) {
+        self.me.ending_last_run.store(false, Ordering::SeqCst);
     }
 }
 

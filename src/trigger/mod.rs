@@ -75,6 +75,9 @@ pub trait Trigger: Send + Sync + 'static {
     /// that resolves when what the last run started has ended, or `None` (the default) when
     /// the trigger cannot tell.
     ///
+    /// Before a start, should it not have resolved (a program that crashed closes its sockets
+    /// before its exit is seen), the monitor waits up to 1 s for it, not probing meanwhile, so
+    /// that `trigger` starts the backend afresh rather than finding the dying one running.
     /// While a start is in progress the monitor watches it: a backend that ends before it
     /// comes up (a program that exits at once) ends the start then, and the service is down
     /// again, instead of Starting until the start timeout passes. In fleet mode, a replica

@@ -99,7 +99,7 @@ async fn a_held_request_starts_a_program_that_exits_at_once_again_but_not_in_a_l
     supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
-/// Holds one request for up to 2.5 s while `on_down` starts the program that notes its starts
+/// Holds one request for up to 2.5 s (or until a pause after failed starts outlasts that) while `on_down` starts the program that notes its starts
 /// in `starts`; how many times it started.
 async fn starts_while_held(
     on_down: impl tower_monitor::Trigger,
@@ -107,7 +107,17 @@ async fn starts_while_held(
 ) -> usize {
     let (_monitor, app) = app(on_down, Some(Duration::from_millis(2_500))).await;
     let asked = Instant::now();
-    assert_eq!(status(&app).await, StatusCode::GATEWAY_TIMEOUT);
+    // 500 once the pause after the third failed start (2 s) outlasts the wait; 504 at the
+    // wait's end should the third not have come by then (a slow machine).
+    let answered = status(&app).await;
+    assert!(
+        [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::GATEWAY_TIMEOUT
+        ]
+        .contains(&answered),
+        "{answered}"
+    );
     assert!(asked.elapsed() < Duration::from_secs(10));
     lines(starts).len()
 }
