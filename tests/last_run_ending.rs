@@ -1,5 +1,6 @@
 //! A start's wait (up to 1 s) for what `on_down` started last to end (`Trigger::ended` not
-//! resolved yet): a panic in that future.
+//! resolved yet): a panic in that future, and an operator's stop that calls the start off
+//! while it waits.
 
 mod common;
 
@@ -11,7 +12,7 @@ use common::*;
 use futures::future::{BoxFuture, FutureExt};
 use http::{Request, StatusCode};
 use tower::{Layer, ServiceExt};
-use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, Trigger};
+use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, Trigger, trigger};
 
 /// An `on_down` counting its runs whose `ended` gives `ended()`.
 struct Ends<F> {
@@ -88,4 +89,55 @@ async fn an_ended_that_panics_while_waited_for_leaves_the_start_standing() {
     );
     assert_eq!(monitor.state("app").unwrap(), ServiceState::Starting);
     assert_eq!(count(&runs), 1);
+}
+
+/// A start waiting for what `on_down` started last to end (which it never does here), its
+/// backend found up meanwhile: an operator's stop whose trigger timeout (300 ms) is shorter
+/// than that wait calls the start off and goes on, rather than being refused after 300 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_stop_calls_off_a_start_waiting_for_the_last_run_to_end() {
+    let (runs, stops) = (counter(), counter());
+    let on_down = Ends {
+        runs: runs.clone(),
+        ended: || futures::future::pending().boxed(),
+    };
+    let monitor = Arc::new(MinMonitor::new());
+    let counted = stops.clone();
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .on_down(on_down)
+        .on_idle(
+            Duration::from_secs(3600),
+            trigger::from_fn(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), BoxError>(()) }
+            }),
+        )
+        .trigger_timeout(Duration::from_millis(300));
+    monitor.add("app", service).unwrap();
+
+    let start = tokio::spawn({
+        let monitor = monitor.clone();
+        async move { monitor.start("app").await }
+    });
+    wait_for_state(
+        &monitor,
+        "app",
+        ServiceState::Starting,
+        Duration::from_secs(5),
+    )
+    .await;
+    // Found up while the start still waits (an operator's word here).
+    monitor.set_status_up("app").unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), monitor.stop("app")).await;
+    assert!(
+        stopped
+            .expect("the stop never ended")
+            .expect("the stop failed"),
+        "nothing was stopped"
+    );
+    assert_eq!(count(&stops), 1);
+    let started = tokio::time::timeout(Duration::from_secs(5), start).await;
+    let started = started.expect("the start never ended").unwrap();
+    assert!(started.is_err(), "the called-off start succeeded");
+    assert_eq!(count(&runs), 0, "the called-off start ran on_down");
 }
