@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either, select};
 
 use super::call_off::{StartCalledOff, Ticket};
 use super::dependencies::Awaited;
@@ -138,11 +138,16 @@ impl Registered {
             let Some(me) = me else { return Ok(()) };
             me.stats.wake(&me.name);
             let unfinished = start_watch::UnfinishedStart::new(&me, starting);
-            // First, and bounded: the poller does not probe until it is over.
+            // First, and bounded: the poller does not probe until it is over. An operator's
+            // stop that calls the start off meanwhile (the backend found up) ends it at once:
+            // it waits for this start at most the trigger timeout, which may be shorter.
+            let mut called_off = false;
             if let Some(ending) = ending {
-                ending.wait().await;
+                let (ended, off) = (std::pin::pin!(ending.wait()), std::pin::pin!(ticket.wait()));
+                called_off = matches!(select(ended, off).await, Either::Right(_));
             }
             let awaited = match dependencies {
+                _ if called_off => Awaited::CalledOff,
                 Some(up) => me.await_dependencies(up, starting, &mut ticket).await,
                 None => Awaited::Up,
             };

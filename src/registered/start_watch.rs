@@ -41,7 +41,10 @@ impl Registered {
         // A user's trigger, as in `watch_start`: a panic counts as "cannot tell".
         let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_down.ended()));
         let mut ended = ended.ok().flatten()?;
-        if (&mut ended).now_or_never().is_some() {
+        // Its first poll is the user's code too, run here under the start's single flight.
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (&mut ended).now_or_never()));
+        if !matches!(polled, Ok(None)) {
             return None;
         }
         let me = self.me.upgrade()?;
@@ -142,8 +145,16 @@ pub(super) struct LastRunEnding {
 
 impl LastRunEnding {
     pub(super) async fn wait(mut self) {
-        if tokio::time::timeout(ENDING, &mut self.ended).await.is_ok() {
-            tracing::debug!(service = %self.me.name, "what on_down started last has ended: starting it afresh");
+        // A panic there is "cannot tell", as in `last_run_ending`: it must not fail the start.
+        let ended = std::panic::AssertUnwindSafe(&mut self.ended).catch_unwind();
+        match tokio::time::timeout(ENDING, ended).await {
+            Ok(Ok(())) => {
+                tracing::debug!(service = %self.me.name, "what on_down started last has ended: starting it afresh");
+            }
+            Ok(Err(_)) => {
+                tracing::error!(service = %self.me.name, "on_down's `ended` panicked; starting {} without waiting for it", self.me.name);
+            }
+            Err(_) => {}
         }
     }
 }
