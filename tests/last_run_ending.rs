@@ -1,6 +1,6 @@
 //! A start's wait (up to 1 s) for what `on_down` started last to end (`Trigger::ended` not
 //! resolved yet): a panic in that future, and an operator's stop that calls the start off
-//! while it waits.
+//! while it waits, or a start that is over once the wait ends.
 
 mod common;
 
@@ -140,4 +140,38 @@ async fn an_operators_stop_calls_off_a_start_waiting_for_the_last_run_to_end() {
     let started = started.expect("the start never ended").unwrap();
     assert!(started.is_err(), "the called-off start succeeded");
     assert_eq!(count(&runs), 0, "the called-off start ran on_down");
+}
+
+/// A start waiting for what `on_down` started last to end (which it never does here), its
+/// backend found up meanwhile: once the wait is over (1 s), the start ends with the service
+/// Up and runs no `on_down` for a start that is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_found_up_during_the_wait_runs_no_on_down() {
+    let runs = counter();
+    let on_down = Ends {
+        runs: runs.clone(),
+        ended: || futures::future::pending().boxed(),
+    };
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
+        .on_down(on_down);
+    monitor.add("app", service).unwrap();
+
+    let start = tokio::spawn({
+        let monitor = monitor.clone();
+        async move { monitor.start("app").await }
+    });
+    wait_for_state(
+        &monitor,
+        "app",
+        ServiceState::Starting,
+        Duration::from_secs(5),
+    )
+    .await;
+    monitor.set_status_up("app").unwrap();
+    let started = tokio::time::timeout(Duration::from_secs(5), start).await;
+    let started = started.expect("the start never ended").unwrap();
+    assert!(started.is_ok(), "a start that ended up failed: {started:?}");
+    assert_eq!(count(&runs), 0, "on_down ran for a start that was over");
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
 }

@@ -189,6 +189,15 @@ pub(super) enum Awaited {
 }
 
 impl Registered {
+    /// What a start whose Starting stay ended while it waited (the backend found up, its
+    /// timeout, a failed start) comes to: it runs no `on_down`, and succeeds if it is up.
+    pub(super) fn start_ended(&self) -> Awaited {
+        Awaited::StartEnded(match self.state() {
+            ServiceState::Up => Ok(()),
+            _ => Err(Arc::new(StartEnded)),
+        })
+    }
+
     /// The longest a start of this service may wait for its dependencies: the longest of
     /// theirs, each its own such wait, trigger and start timeouts, and the longest its stop
     /// may last (in case it was stopping).
@@ -227,10 +236,7 @@ impl Registered {
         drop(awaiting);
         match result {
             Ok(()) if starting.is_some_and(|start| self.lifecycle.stamp() != start) => {
-                Awaited::StartEnded(match self.state() {
-                    ServiceState::Up => Ok(()),
-                    _ => Err(Arc::new(StartEnded)),
-                })
+                self.start_ended()
             }
             Ok(()) => Awaited::Up,
             Err(down) => {

@@ -141,13 +141,18 @@ impl Registered {
             // First, and bounded: the poller does not probe until it is over. An operator's
             // stop that calls the start off meanwhile (the backend found up) ends it at once:
             // it waits for this start at most the trigger timeout, which may be shorter.
-            let mut called_off = false;
+            let (mut called_off, mut waited) = (false, false);
             if let Some(ending) = ending {
                 let (ended, off) = (std::pin::pin!(ending.wait()), std::pin::pin!(ticket.wait()));
                 called_off = matches!(select(ended, off).await, Either::Right(_));
+                waited = true;
             }
+            // Its Starting stay may have ended during that wait (the backend found up, its
+            // start timeout): no on_down for a start that is over.
+            let ended = waited && starting.is_some_and(|start| me.lifecycle.stamp() != start);
             let awaited = match dependencies {
                 _ if called_off => Awaited::CalledOff,
+                _ if ended => me.start_ended(),
                 Some(up) => me.await_dependencies(up, starting, &mut ticket).await,
                 None => Awaited::Up,
             };
