@@ -63,7 +63,9 @@ impl MinMonitor {
     /// called off instead and the stop goes on: the backend was found up since that start
     /// began, so it would run no `on_down` any more. Whoever waited for that start hears at
     /// once that it was called off (a request is answered 503, as for a backend not ready
-    /// yet; [`start`](Self::start) fails); the dependencies' own starts go on.
+    /// yet; [`start`](Self::start) fails); a held request goes on waiting, as any held
+    /// during a stop does, and wakes the backend again once it is down. The dependencies'
+    /// own starts go on.
     ///
     /// ```
     /// # use std::time::Duration;
