@@ -124,7 +124,13 @@ async fn until_up(registered: &Registered, deadline: Instant) -> Result<(), Fall
                 if start_failed && up_within(registered, WAKE_RETRY).await {
                     return Ok(());
                 }
-                if let Err(error) = registered.wake().await {
+                // Released at Up, not at the start's end: a start this request set off (or
+                // joined) can go on long after its backend is found up, waiting for its
+                // dependencies (up to `dependencies_bound`). It is its own task: it goes on.
+                let Some(woken) = unless_up(registered, registered.wake()).await else {
+                    return Ok(());
+                };
+                if let Err(error) = woken {
                     // Paused after a series of failed starts: not asked again before its end.
                     let paused = error.downcast_ref::<StartPaused>();
                     if paused.is_some_and(|paused| past_deadline(paused.left)) {
@@ -144,6 +150,22 @@ async fn until_up(registered: &Registered, deadline: Instant) -> Result<(), Fall
             _ => {}
         }
         changed.await;
+    }
+}
+
+/// `work`'s output, or `None` as soon as the backend is up, whichever comes first.
+async fn unless_up<T>(registered: &Registered, work: impl Future<Output = T>) -> Option<T> {
+    tokio::pin!(work);
+    loop {
+        let changed = registered.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if registered.state() == ServiceState::Up {
+            return None;
+        }
+        if let Either::Left((output, _)) = futures::future::select(work.as_mut(), changed).await {
+            return Some(output);
+        }
     }
 }
 

@@ -75,6 +75,9 @@ pub(crate) struct Registered {
     seen: AtomicBool,
     /// Whether this down spell's "nothing starts it" was said (see `say_nothing_starts_it`).
     said_nothing_starts_it: AtomicBool,
+    /// Whether this up spell's "on_idle has nothing to stop" was said (see `stop.rs`); cleared
+    /// once the backend is down.
+    said_nothing_to_stop: AtomicBool,
     /// Whether the current state's first held request to time out was said (see
     /// `say_held_timed_out`); cleared at every transition.
     said_held_timed_out: AtomicBool,
@@ -129,6 +132,7 @@ impl Registered {
             release: release::Release::default(),
             seen: AtomicBool::new(false),
             said_nothing_starts_it: AtomicBool::new(false),
+            said_nothing_to_stop: AtomicBool::new(false),
             said_held_timed_out: AtomicBool::new(false),
             settling_since: Mutex::new(None),
             rechecks: recheck::Rechecks::new(dependencies.len()),

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -12,7 +13,7 @@ use super::Registered;
 use super::runs::TriggerRun;
 use crate::error::SharedError;
 use crate::lifecycle::{Event, Stamp};
-use crate::trigger::run_bounded;
+use crate::trigger::run_bounded_unsaid;
 
 impl Registered {
     /// The idle stop: [`stop_locally`](Self::stop_locally), or in a fleet only once the whole
@@ -126,9 +127,10 @@ impl Registered {
             }
             not_begun.began();
             me.stats.idle_stop(&me.name);
-            match run_bounded(&on_idle, timeout, &me.stats, &me.name, "on_idle").await {
+            match run_bounded_unsaid(&on_idle, timeout, &me.stats, &me.name, "on_idle").await {
                 Ok(()) => Ok(true),
                 Err(error) => {
+                    me.say_stop_failed(&error);
                     // Back to Up only from this stop's own Stopping: not from a later one, if
                     // the backend was marked down, woken and stopped again while this ran.
                     if let Some(transition) =
@@ -141,6 +143,43 @@ impl Registered {
             }
         }
     }
+}
+
+impl Registered {
+    /// Logs a failed `on_idle`. One with nothing of its backend to stop (a program this
+    /// supervisor did not start answers on its port) fails so at every idle time for as long
+    /// as that program runs: said at warn once per up spell (until the backend is found
+    /// down), then at debug, or the log fills with what the operator was told already.
+    fn say_stop_failed(&self, error: &SharedError) {
+        let name = &*self.name;
+        if !nothing_to_stop(error) {
+            tracing::warn!(service = %name, trigger = "on_idle", %error, "trigger failed");
+        } else if self.said_nothing_to_stop.swap(true, Ordering::Relaxed) {
+            tracing::debug!(service = %name, trigger = "on_idle", %error,
+                "{name} stays up: its on_idle still has nothing to stop");
+        } else {
+            tracing::warn!(service = %name, trigger = "on_idle", %error,
+                "{name} stays up: its on_idle has nothing to stop (said once while {name} stays up)");
+        }
+    }
+}
+
+/// Whether `error` says that a program's idle stop found nothing of its running.
+fn nothing_to_stop(error: &SharedError) -> bool {
+    #[cfg(unix)]
+    {
+        use crate::trigger::ProcessError;
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
+        while let Some(error) = next {
+            if let Some(ProcessError::NotRunning { .. }) = error.downcast_ref() {
+                return true;
+            }
+            next = error.source();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = error;
+    false
 }
 
 /// Calls a stop off (back to Up, from its own Stopping) unless `on_idle` began: its future

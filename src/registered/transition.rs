@@ -101,6 +101,8 @@ impl Registered {
                 }
             }
             ServiceState::Down => {
+                // Up again later is a new spell, whose stop that finds nothing is said anew.
+                self.said_nothing_to_stop.store(false, Ordering::Relaxed);
                 if let Some(asker) = self.wake_after_stop.take() {
                     // A request's wish is refused if the server has begun shutting down since.
                     if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -39,6 +39,22 @@ pub(crate) async fn run_bounded(
     service: &Arc<str>,
     which: &'static str,
 ) -> Result<(), SharedError> {
+    let outcome = run_bounded_unsaid(trigger, timeout, stats, service, which).await;
+    if let Err(error) = &outcome {
+        tracing::warn!(service = %service, trigger = which, %error, "trigger failed");
+    }
+    outcome
+}
+
+/// [`run_bounded`], but a failure (counted all the same) is the caller's to log: one that
+/// repeats itself may be said once only.
+pub(crate) async fn run_bounded_unsaid(
+    trigger: &Arc<dyn Trigger>,
+    timeout: Duration,
+    stats: &Stats,
+    service: &Arc<str>,
+    which: &'static str,
+) -> Result<(), SharedError> {
     let run = RUNNING_FOR.scope(Arc::clone(service), async { trigger.trigger().await });
     let run = AssertUnwindSafe(run).catch_unwind();
     let service = &**service;
@@ -51,7 +67,6 @@ pub(crate) async fn run_bounded(
         }
         Err(_) => message(format!("`{which}` trigger timed out after {timeout:?}")),
     };
-    tracing::warn!(%service, trigger = which, error = %outcome, "trigger failed");
     stats.trigger_failed(service, which);
     Err(outcome)
 }

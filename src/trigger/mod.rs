@@ -25,7 +25,7 @@ mod rate_limit;
 mod webhook;
 mod webhook_connect;
 
-pub(crate) use bounded::{run_bounded, running_as, running_for};
+pub(crate) use bounded::{run_bounded, run_bounded_unsaid, running_as, running_for};
 pub use command::{Command, CommandError, DEFAULT_COMMAND_TIMEOUT};
 pub use compound::Compound;
 pub use delay::Delay;

@@ -257,14 +257,26 @@ impl Process {
         if state.running.is_some() {
             return None;
         }
+        // Each says what the operator can do: nothing here will stop what answers.
+        let forked = "yet the backend answers: the program forked into the background and \
+                      exited, or something else answers on its port; run the program in the \
+                      foreground (nginx with `-g \"daemon off;\"`, say), and stop what runs \
+                      now yourself";
         let why = if state.elsewhere {
-            "it runs under another supervisor, which holds its lock file".to_string()
+            "it runs under another supervisor, which holds its lock file and stops it".to_string()
         } else {
             match state.latest.as_ref().map(|exit| *exit.borrow()) {
                 Some(run::Exit::Exited(Some(status))) if !status.success() => return None,
-                Some(run::Exit::Exited(Some(status))) => format!("its last run ended, {status}"),
-                Some(_) => "its last run ended".to_string(),
-                None => "this supervisor never started it".to_string(),
+                Some(run::Exit::Exited(Some(status))) => {
+                    format!("its last run ended, {status}, {forked}")
+                }
+                Some(_) => format!("its last run ended, {forked}"),
+                None => "this supervisor never started it: what answers on its port was \
+                         started otherwise (left running by an earlier supervisor that was \
+                         killed, say, as a program that ignores SIGTERM outlives one), and it \
+                         is never stopped from here; stop that program yourself, and the next \
+                         request starts it here"
+                    .to_string(),
             }
         };
         Some(ProcessError::NotRunning {

@@ -147,3 +147,53 @@ async fn an_idle_stop_after_a_crash_ends_down() {
     supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
     assert_eq!(monitor.snapshot()[0].counters.trigger_failures, 0);
 }
+
+/// A backend answered by a program this supervisor never started (one an earlier gateway,
+/// killed, left running): every idle time its stop has nothing to stop. That is said at warn
+/// once while the backend stays up, telling the operator to stop the program themselves, and
+/// at warn again only once it has been down and up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_to_stop_is_warned_of_once_per_up_spell() {
+    record_logs();
+    let supervisor = Supervisor::new();
+    let backend = supervisor.supervise(Process::builder("sleep").arg("60"));
+    let monitor = Arc::new(MinMonitor::new());
+    let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    let up =
+        tower_monitor::probe::from_fn(|_url| async { Ok::<bool, tower_monitor::BoxError>(true) });
+    monitor
+        .add(
+            "leftover",
+            MonitoredService::new(url, Duration::from_secs(60))
+                .probe(up)
+                .on_down(backend.clone())
+                .on_idle(Duration::from_millis(50), backend.stopper()),
+        )
+        .unwrap();
+    let failures = || monitor.snapshot()[0].counters.trigger_failures;
+    let warned = || log().lines_with(&["WARN", "leftover", "nothing to stop"]);
+
+    monitor.set_status_up("leftover").unwrap();
+    eventually("three idle stops failed", || failures() >= 3).await;
+    let once = warned();
+    assert_eq!(once.len(), 1, "warned of at every idle time: {once:#?}");
+    assert!(
+        once[0].contains("never started it") && once[0].contains("stop that program yourself"),
+        "the warning does not tell the operator what to do: {}",
+        once[0]
+    );
+
+    // Down, then up again (the operator stopped it, and something started it once more): a
+    // new spell, warned of anew.
+    monitor.set_status_down("leftover").unwrap();
+    eventually("the backend is down", || {
+        monitor.state("leftover").unwrap() == ServiceState::Down
+    })
+    .await;
+    let before = failures();
+    monitor.set_status_up("leftover").unwrap();
+    eventually("two more idle stops failed", || failures() >= before + 2).await;
+    supervisor.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(warned().len(), 2, "{:#?}", warned());
+    assert_eq!(backend.starts(), 0);
+}

@@ -92,6 +92,11 @@ pub fn record_logs() {
     logs(Level::INFO);
 }
 
+/// The log of this test binary so far (see [`record_logs`]).
+pub fn log() -> logs::Captured {
+    logs(Level::INFO)
+}
+
 /// The events logged so far whose `program` field is `program`.
 pub fn logged_by(program: &str) -> Vec<Logged> {
     logs(Level::INFO).events_with("program", program)

@@ -21,15 +21,12 @@ pub enum ProcessError {
     /// An idle stop ([`ProcessStop`](super::ProcessStop)) found the program not running under
     /// this supervisor, so it had nothing to stop, though the backend was up: what answers was
     /// started elsewhere, or the program forked into the background and exited.
-    #[error(
-        "nothing to stop: {program:?} is not running here ({why}); what answers was started \
-         elsewhere, or the program forked into the background and exited (run it in the \
-         foreground, e.g. nginx with `-g \"daemon off;\"`)"
-    )]
+    #[error("nothing to stop: {program:?} is not running here: {why}")]
     NotRunning {
         /// The program.
         program: String,
-        /// What is known of it: never started, exited by itself, or run by another supervisor.
+        /// What is known of it (never started, exited by itself, or run by another
+        /// supervisor), and what the operator can do about it.
         why: String,
     },
     /// The program could not be signalled, or was still there after SIGKILL.
