@@ -136,3 +136,66 @@ async fn a_look_begun_before_the_dependents_stop_starts_no_dependency() {
     let line = logs.line_with(&["stopped-app: stopped-db is not started again"]);
     assert!(line.contains("stopped-app is stopping now"), "{line}");
 }
+
+/// A look that starts nothing because its dependent left Up as it looked does not use up the
+/// dependency's down spell: once the dependent is up again, a start of the dependency that
+/// fails is said at warn, as the first failure of that spell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_look_that_started_nothing_leaves_the_first_failure_at_warn() {
+    let logs = debug_logs();
+    let db_starts = counter();
+    // The first probe of db (the first look's) finds it down only once the test says so.
+    let (probing, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let first = Arc::new(AtomicBool::new(true));
+    let (p, g) = (probing.clone(), go.clone());
+    let db_probe = probe::from_fn(move |_url| {
+        let (p, g) = (p.clone(), g.clone());
+        let first = first.swap(false, Ordering::SeqCst);
+        async move {
+            if first {
+                p.notify_one();
+                g.notified().await;
+            }
+            Ok::<bool, BoxError>(false)
+        }
+    });
+    let monitor = Arc::new(MinMonitor::new());
+    let db = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
+        .probe(db_probe)
+        .on_down(counting_trigger(db_starts.clone(), true));
+    monitor.add("respelled-db", db).unwrap();
+    let app = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
+        .probe(counting_probe(counter(), true))
+        .depends_on("respelled-db");
+    monitor.add("respelled-app", app).unwrap();
+    monitor.set_status_up("respelled-app").unwrap();
+
+    // The first look finds db down while app is down: it starts nothing.
+    assert!(monitor.status("respelled-app").await.unwrap());
+    let began = tokio::time::timeout(Duration::from_secs(5), probing.notified()).await;
+    began.expect("the look never probed db");
+    monitor.set_status_down("respelled-app").unwrap();
+    go.notify_one();
+    until(
+        Duration::from_secs(5),
+        "the first look's end",
+        || said(&logs, "respelled-db", "is not started again").len(),
+        |said| *said > 0,
+    )
+    .await;
+    assert_eq!(count(&db_starts), 0);
+
+    // App up again, db still down (the same spell): the next look starts db, which fails.
+    monitor.set_status_up("respelled-app").unwrap();
+    let not_started = || said(&logs, "respelled-db", "could not be started again");
+    recheck_until(&monitor, "respelled-app", "a failed start of db", || {
+        !not_started().is_empty()
+    })
+    .await;
+    assert_eq!(
+        not_started()[0],
+        tracing::Level::WARN,
+        "{:?}",
+        not_started()
+    );
+}

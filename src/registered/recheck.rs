@@ -17,7 +17,8 @@ pub(super) struct Rechecks {
     /// A look is under way: one at a time.
     rechecking: AtomicBool,
     /// Per dependency (in `depends_on`'s order), the last down spell of it that a look found
-    /// and said at info or warn: its [`Registered::times_up`] then, plus one (zero: none).
+    /// and said at info or warn, unless that look started nothing (its dependent had left
+    /// Up): its [`Registered::times_up`] then, plus one (zero: none).
     said: Vec<AtomicU64>,
 }
 
@@ -99,7 +100,8 @@ impl Registered {
         let dependent = &self.name;
         // Read after the probe that found it down: an up before that is another spell.
         let spell = dependency.times_up().wrapping_add(1);
-        let first = said.swap(spell, Ordering::SeqCst) != spell;
+        let before = said.swap(spell, Ordering::SeqCst);
+        let first = before != spell;
         if first {
             tracing::info!(service = %dependent, dependency = %dependency.name,
                 "{dependent}: {} was found down while {dependent} is up; starting it again",
@@ -123,6 +125,12 @@ impl Registered {
             Err(error) if error.downcast_ref::<DependentNotUp>().is_some() => {
                 tracing::info!(service = %dependent, dependency = %dependency.name,
                     "{dependent}: {} is not started again: {error}", dependency.name);
+                // Nothing was tried: a start that fails in a later look of this spell (the
+                // dependent up again, its stop called off) is still the first said at warn.
+                if first {
+                    let _ =
+                        said.compare_exchange(spell, before, Ordering::SeqCst, Ordering::SeqCst);
+                }
             }
             Err(error) if first => {
                 tracing::warn!(service = %dependent, dependency = %dependency.name, %error,
