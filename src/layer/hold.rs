@@ -133,7 +133,10 @@ async fn until_up(registered: &Registered, deadline: Instant) -> Result<(), Fall
                 if let Err(error) = woken {
                     // Paused after a series of failed starts: not asked again before its end.
                     let paused = error.downcast_ref::<StartPaused>();
-                    if paused.is_some_and(|paused| past_deadline(paused.left)) {
+                    // The pause as it is now, not as the refusal found it: an operator's start
+                    // that joined the refused flight ends the pause and starts the backend.
+                    let still_paused = || registered.start_pause_left().is_some_and(past_deadline);
+                    if paused.is_some() && still_paused() {
                         return Err(FallbackReason::StartFailed);
                     }
                     let pause = paused.map_or(WAKE_RETRY, |paused| paused.left.max(WAKE_RETRY));
