@@ -25,6 +25,26 @@ fn said(logs: &Captured, dependency: &str, text: &str) -> Vec<tracing::Level> {
     about.map(|event| event.level).collect()
 }
 
+/// A probe that finds its backend down; its first probe notifies `probing` as it begins, and
+/// answers only once `go` is notified.
+fn first_probe_held() -> (impl tower_monitor::Probe, Arc<Notify>, Arc<Notify>) {
+    let (probing, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let first = Arc::new(AtomicBool::new(true));
+    let (p, g) = (probing.clone(), go.clone());
+    let held = probe::from_fn(move |_url| {
+        let (p, g) = (p.clone(), g.clone());
+        let first = first.swap(false, Ordering::SeqCst);
+        async move {
+            if first {
+                p.notify_one();
+                g.notified().await;
+            }
+            Ok::<bool, BoxError>(false)
+        }
+    });
+    (held, probing, go)
+}
+
 /// Probes `app` (each probe finds it up, so its dependencies are looked at) until `done`,
 /// bounded; a probe is made only once the look it set off may have ended.
 async fn recheck_until(monitor: &MinMonitor, app: &str, what: &str, done: impl Fn() -> bool) {
@@ -84,20 +104,7 @@ async fn a_look_begun_before_the_dependents_stop_starts_no_dependency() {
     let logs = debug_logs();
     let (db_starts, app_stops) = (counter(), counter());
     // The first probe of db (the look's) finds it down only once the test says so.
-    let (probing, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let first = Arc::new(AtomicBool::new(true));
-    let (p, g) = (probing.clone(), go.clone());
-    let db_probe = probe::from_fn(move |_url| {
-        let (p, g) = (p.clone(), g.clone());
-        let first = first.swap(false, Ordering::SeqCst);
-        async move {
-            if first {
-                p.notify_one();
-                g.notified().await;
-            }
-            Ok::<bool, BoxError>(false)
-        }
-    });
+    let (db_probe, probing, go) = first_probe_held();
     let monitor = Arc::new(MinMonitor::new());
     let db = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
         .probe(db_probe)
@@ -145,20 +152,7 @@ async fn a_look_that_started_nothing_leaves_the_first_failure_at_warn() {
     let logs = debug_logs();
     let db_starts = counter();
     // The first probe of db (the first look's) finds it down only once the test says so.
-    let (probing, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let first = Arc::new(AtomicBool::new(true));
-    let (p, g) = (probing.clone(), go.clone());
-    let db_probe = probe::from_fn(move |_url| {
-        let (p, g) = (p.clone(), g.clone());
-        let first = first.swap(false, Ordering::SeqCst);
-        async move {
-            if first {
-                p.notify_one();
-                g.notified().await;
-            }
-            Ok::<bool, BoxError>(false)
-        }
-    });
+    let (db_probe, probing, go) = first_probe_held();
     let monitor = Arc::new(MinMonitor::new());
     let db = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
         .probe(db_probe)
