@@ -191,6 +191,11 @@ async fn a_second_signal_while_the_programs_stop_still_waits_for_them() {
             .any(|l| l.contains("backend program stopped") && l.contains("SIGKILL")),
         "the gateway did not wait for the program:\n{log}"
     );
+    // The second signal's stop joins the first: no second SIGTERM, no second line.
+    let sigterms = log
+        .matches("stopping the backend program (SIGTERM)")
+        .count();
+    assert_eq!(sigterms, 1, "{log}");
     assert!(
         TcpStream::connect(backend).await.is_err(),
         "the backend program outlived the gateway"
@@ -230,6 +235,10 @@ async fn a_third_signal_kills_the_backend_programs_at_once() {
         log.contains("third signal: killing the backend programs"),
         "{log}"
     );
+    let sigterms = log
+        .matches("stopping the backend program (SIGTERM)")
+        .count();
+    assert_eq!(sigterms, 1, "{log}");
     assert!(
         TcpStream::connect(backend).await.is_err(),
         "the backend program outlived the gateway"

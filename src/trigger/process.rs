@@ -163,7 +163,9 @@ impl Process {
 
     /// Stops the program: SIGTERM to its group, SIGKILL to what is left after the stop grace.
     /// Resolves, with the program's exit status, once it has exited and been reaped; `Ok(None)`
-    /// if it was not running.
+    /// if it was not running. A stop while another runs (an idle stop and a shutdown) sends no
+    /// second SIGTERM: it waits for the exit, and sends the SIGKILL at its own deadline or the
+    /// other's, whichever comes first, unless the other has.
     ///
     /// ```
     /// # #[tokio::main] async fn main() {

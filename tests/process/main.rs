@@ -10,6 +10,7 @@ mod daemonized;
 mod early_exit;
 mod hung_start;
 mod lifecycle;
+mod overlapping_stops;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::lock::{self, Claim, RunLock};
 use super::spawner;
+use super::stop::Stops;
 use super::{ProcessError, Shared};
 use crate::trigger::output::{self, Source, Stream};
 use crate::trigger::process_group as group;
@@ -17,8 +18,8 @@ use crate::trigger::process_group as group;
 pub(super) struct Running {
     pid: u32,
     exit: watch::Receiver<Exit>,
-    /// Set by a stop, so that the exit it causes is not reported as a crash.
-    pub(super) stopping: bool,
+    /// The stops of this run, shared by its clones.
+    pub(super) stops: Arc<Stops>,
     /// The lock file's lock, held while the program runs.
     _lock: Option<Arc<RunLock>>,
 }
@@ -149,7 +150,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     state.running = Some(Running {
         pid,
         exit,
-        stopping: false,
+        stops: Arc::default(),
         _lock: lock.map(Arc::new),
     });
     // Made here, not in the task: a task dropped before its first poll must kill the group too.
@@ -179,7 +180,7 @@ async fn watch_exit(
     if let Some(shared) = shared.upgrade() {
         let mut state = shared.lock();
         let ours = state.running.as_ref().filter(|r| r.pid == pid);
-        let stopping = ours.is_some_and(|r| r.stopping);
+        let stopping = ours.is_some_and(|r| r.stops.begun());
         if ours.is_some() {
             state.running = None;
         }

@@ -1,6 +1,9 @@
-//! Stopping the program: SIGTERM to its group, SIGKILL after the grace; and the stop as a trigger.
+//! Stopping the program: SIGTERM to its group, SIGKILL after the grace, once however many
+//! stops overlap; and the stop as a trigger.
 
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
@@ -68,17 +71,59 @@ impl Trigger for ProcessStop {
     }
 }
 
+/// What the stops of one run share, so that stops that overlap (an idle stop and the
+/// gateway's shutdown, an operator's stop and a second signal) signal the program once each
+/// way: one SIGTERM, one SIGKILL, one line each.
+#[derive(Debug, Default)]
+pub(super) struct Stops {
+    /// When what is left of the program is killed: the earliest deadline of the stops so far;
+    /// `None` until the first stop.
+    kill_at: Mutex<Option<Instant>>,
+    /// Whether a stop has sent (or is sending) the SIGKILL.
+    killed: AtomicBool,
+}
+
+impl Stops {
+    /// Whether a stop has begun, so that the exit is not reported as a crash.
+    pub(super) fn begun(&self) -> bool {
+        self.kill_at().is_some()
+    }
+
+    /// Adds a stop whose own deadline is `deadline`: whether it is the first, and when it
+    /// kills the program, its own deadline or an earlier stop's, whichever comes first (one
+    /// stop is not polled any more when the gateway's second signal wins, and a grace of zero
+    /// must kill at once however long the first stop would wait).
+    fn join(&self, deadline: Instant) -> (bool, Instant) {
+        let mut kill_at = self.kill_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = kill_at.is_none();
+        let at = kill_at.map_or(deadline, |at| at.min(deadline));
+        *kill_at = Some(at);
+        (first, at)
+    }
+
+    fn kill_at(&self) -> Option<Instant> {
+        *self.kill_at.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether this caller is the one to send the SIGKILL: the first to ask.
+    fn claim_kill(&self) -> bool {
+        !self.killed.swap(true, Ordering::SeqCst)
+    }
+}
+
 pub(super) async fn stop(
     shared: &Shared,
     grace: Duration,
 ) -> Result<Option<ExitStatus>, ProcessError> {
-    let running = {
-        let mut state = shared.lock();
-        match state.running.as_mut() {
+    let (running, first, deadline) = {
+        // Joined under the state lock, as the exit's watcher reads whether a stop began.
+        let state = shared.lock();
+        match state.running.as_ref() {
             None => return Ok(None),
             Some(running) => {
-                running.stopping = true;
-                running.clone()
+                let own = crate::deadline::saturating_after(Instant::now(), grace);
+                let (first, deadline) = running.stops.join(own);
+                (running.clone(), first, deadline)
             }
         }
     };
@@ -90,10 +135,27 @@ pub(super) async fn stop(
         pid,
         reason,
     };
-    let deadline = crate::deadline::saturating_after(Instant::now(), grace);
-    tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
-        "stopping the backend program (SIGTERM)");
-    group::signal(pid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
+    // Sends the SIGKILL unless another stop did; one to a group gone meanwhile is no error.
+    let kill = |why: &str| -> Result<(), ProcessError> {
+        if !running.stops.claim_kill() {
+            return Ok(());
+        }
+        tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
+            "{why}: SIGKILL");
+        match group::signal(pid, group::SIGKILL) {
+            Err(e) if group::has_live_members(pid) => Err(failed(format!("SIGKILL: {e}"))),
+            _ => Ok(()),
+        }
+    };
+    if first {
+        tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
+            "stopping the backend program (SIGTERM)");
+        group::signal(pid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
+    } else {
+        // A second SIGTERM would run a program's handler twice, and could cut its shutdown short.
+        tracing::debug!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
+            "the backend program is being stopped already: waiting for its exit");
+    }
     let status = match tokio::time::timeout_at(deadline, running.exited()).await {
         Ok(status) => {
             // The program is gone; give what it started the rest of the grace.
@@ -103,18 +165,14 @@ pub(super) async fn stop(
             status
         }
         Err(_) => {
-            tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
-                "the backend program did not stop within its grace: SIGKILL");
-            group::signal(pid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
+            kill("the backend program did not stop within its grace")?;
             tokio::time::timeout(AFTER_KILL, running.exited())
                 .await
                 .map_err(|_| failed(format!("still running {AFTER_KILL:?} after SIGKILL")))?
         }
     };
     if group::has_live_members(pid) {
-        tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid,
-            "processes the program left in its group did not stop within the grace: SIGKILL");
-        group::signal(pid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
+        kill("processes the program left in its group did not stop within the grace")?;
     }
     Ok(status)
 }
