@@ -30,8 +30,10 @@ impl CallOff {
     }
 
     /// Calls off every start whose ticket was taken before now and whose `on_down` has not
-    /// begun. Linearised with [`Ticket::called_off`] by the channel's lock: a start either
-    /// sees this and runs no `on_down`, or has begun it and is waited for by the caller.
+    /// begun. A start either sees this (the channel's version) and runs no `on_down`, or
+    /// looked before it and runs `on_down`; either way it stays counted in the start runs,
+    /// from before its transition until it ends, so the caller, which waits for those, waits
+    /// for it.
     pub(super) fn call_off(&self) {
         self.0.send_modify(|calls| *calls = calls.wrapping_add(1));
     }
