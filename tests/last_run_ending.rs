@@ -47,6 +47,25 @@ async fn request_with(monitor: &Arc<MinMonitor>, on_down: impl Trigger) -> Statu
     response.status()
 }
 
+/// An operator's start of `app`, in the background, once it is Starting (its `on_down`'s
+/// last run never ends here, so the start waits for it).
+async fn start_waiting(
+    monitor: &Arc<MinMonitor>,
+) -> tokio::task::JoinHandle<Result<(), tower_monitor::MonitorError>> {
+    let start = tokio::spawn({
+        let monitor = monitor.clone();
+        async move { monitor.start("app").await }
+    });
+    wait_for_state(
+        monitor,
+        "app",
+        ServiceState::Starting,
+        Duration::from_secs(5),
+    )
+    .await;
+    start
+}
+
 /// An `ended` future that panics at its first poll: the start goes on, `on_down` runs (503,
 /// Starting), rather than the request's decision panicking into a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,18 +133,7 @@ async fn an_operators_stop_calls_off_a_start_waiting_for_the_last_run_to_end() {
         )
         .trigger_timeout(Duration::from_millis(300));
     monitor.add("app", service).unwrap();
-
-    let start = tokio::spawn({
-        let monitor = monitor.clone();
-        async move { monitor.start("app").await }
-    });
-    wait_for_state(
-        &monitor,
-        "app",
-        ServiceState::Starting,
-        Duration::from_secs(5),
-    )
-    .await;
+    let start = start_waiting(&monitor).await;
     // Found up while the start still waits (an operator's word here).
     monitor.set_status_up("app").unwrap();
     let stopped = tokio::time::timeout(Duration::from_secs(5), monitor.stop("app")).await;
@@ -156,18 +164,7 @@ async fn a_start_found_up_during_the_wait_runs_no_on_down() {
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .on_down(on_down);
     monitor.add("app", service).unwrap();
-
-    let start = tokio::spawn({
-        let monitor = monitor.clone();
-        async move { monitor.start("app").await }
-    });
-    wait_for_state(
-        &monitor,
-        "app",
-        ServiceState::Starting,
-        Duration::from_secs(5),
-    )
-    .await;
+    let start = start_waiting(&monitor).await;
     monitor.set_status_up("app").unwrap();
     let started = tokio::time::timeout(Duration::from_secs(5), start).await;
     let started = started.expect("the start never ended").unwrap();
