@@ -31,6 +31,39 @@ async fn until_listed(
     true
 }
 
+/// A replica c, with an idle time of its own (`idle`), joins the fleet `prefix` and serves a
+/// request: it warns once of an idle time that differs, b's (`of_b`), never of a gone one's.
+async fn c_joins(
+    redis: &RedisServer,
+    prefix: &str,
+    backend: &std::sync::Arc<Backend>,
+    logs: &common::Captured,
+    idle: Duration,
+    of_b: &str,
+) -> std::sync::Arc<tower_monitor::MinMonitor> {
+    let c = replica(
+        fleet(&redis.url(), prefix, "c"),
+        service(backend, idle, Duration::from_secs(10)),
+    );
+    c.set_status_up("app").unwrap();
+    assert_eq!(request(&c, None, 1).await, 200);
+    let of_c = [format!(
+        "app's idle time here is {:.2} s",
+        idle.as_secs_f64()
+    )];
+    let of_c: Vec<&str> = of_c.iter().map(String::as_str).collect();
+    let warned = || !logs.lines_with(&of_c).is_empty();
+    assert!(eventually(Duration::from_secs(5), warned).await);
+    let said = logs.lines_with(&of_c);
+    assert_eq!(said.len(), 1, "c warned once: {said:?}");
+    assert!(
+        said[0].contains(&format!("on replica b {of_b}")),
+        "{}",
+        said[0]
+    );
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gone_replicas_entries_drop_out_and_a_live_ones_stay() {
     let logs = common::logs(tracing::Level::WARN);
@@ -77,26 +110,15 @@ async fn a_gone_replicas_entries_drop_out_and_a_live_ones_stay() {
     assert_eq!(redis.lists(PREFIX, "b").await, (true, true), "b's entries");
 
     // c joins with an idle time of its own (900 ms): warned once, of b's, never of the gone a's.
-    let c = replica(
-        fleet(&redis.url(), PREFIX, "c"),
-        service(
-            &backend,
-            Duration::from_millis(900),
-            Duration::from_secs(10),
-        ),
-    );
-    c.set_status_up("app").unwrap();
-    assert_eq!(request(&c, None, 1).await, 200);
-    let of_c = ["app's idle time here is 0.90 s"];
-    assert!(
-        eventually(Duration::from_secs(5), || !logs
-            .lines_with(&of_c)
-            .is_empty())
-        .await
-    );
-    let said = logs.lines_with(&of_c);
-    assert_eq!(said.len(), 1, "c warned once: {said:?}");
-    assert!(said[0].contains("on replica b 0.30 s"), "{}", said[0]);
+    let _c = c_joins(
+        &redis,
+        PREFIX,
+        &backend,
+        &logs,
+        Duration::from_millis(900),
+        "0.30 s",
+    )
+    .await;
     assert_eq!(logs.lines_with(&of_a).len(), 1, "only b was warned of a");
     assert_eq!(backend.stops(), 0, "stopped while b streamed");
     assert_eq!(redis.lists(PREFIX, "b").await, (true, true), "b's entries");
@@ -151,22 +173,7 @@ async fn a_replica_that_joins_when_a_gone_one_is_stale_is_not_warned_of_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(redis.lists(prefix, "a").await, (true, true), "a's entries");
-    let c = replica(
-        fleet(&redis.url(), prefix, "c"),
-        service(&backend, idles[2], Duration::from_secs(10)),
-    );
-    c.set_status_up("app").unwrap();
-    assert_eq!(request(&c, None, 1).await, 200);
-    let of_c = ["app's idle time here is 0.80 s"];
-    assert!(
-        eventually(Duration::from_secs(5), || !logs
-            .lines_with(&of_c)
-            .is_empty())
-        .await
-    );
-    let said = logs.lines_with(&of_c);
-    assert_eq!(said.len(), 1, "c warned once: {said:?}");
-    assert!(said[0].contains("on replica b 0.60 s"), "{}", said[0]);
+    let _c = c_joins(&redis, prefix, &backend, &logs, idles[2], "0.60 s").await;
     assert_eq!(
         redis.lists(prefix, "a").await,
         (false, false),

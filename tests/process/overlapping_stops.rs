@@ -33,6 +33,17 @@ fn said(service: &str, text: &str) -> Vec<String> {
     log().lines_with(&[&format!("service={service} "), text])
 }
 
+/// One "stopping" line and one SIGKILL line for `service`, however many stops overlapped.
+fn said_once_each(service: &str) {
+    assert_eq!(said(service, "stopping the backend program").len(), 1);
+    assert_eq!(
+        said(service, "did not stop within").len(),
+        1,
+        "{}",
+        log().text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_another_runs_sends_no_second_sigterm_and_one_sigkill() {
     record_logs();
@@ -68,13 +79,7 @@ async fn a_stop_while_another_runs_sends_no_second_sigterm_and_one_sigkill() {
     assert_eq!(first.signal(), Some(9), "SIGKILLed: {first}");
     assert!(!alive(pid));
     assert_eq!(lines(&terms), ["TERM"], "one SIGTERM");
-    assert_eq!(said(service, "stopping the backend program").len(), 1);
-    assert_eq!(
-        said(service, "did not stop within").len(),
-        1,
-        "{}",
-        log().text()
-    );
+    said_once_each(service);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -113,13 +118,7 @@ async fn a_second_stop_with_no_grace_kills_at_once() {
         .unwrap();
     assert_eq!(first.and_then(|s| s.signal()), Some(9));
     assert!(!alive(pid));
-    assert_eq!(said(service, "stopping the backend program").len(), 1);
-    assert_eq!(
-        said(service, "did not stop within").len(),
-        1,
-        "{}",
-        log().text()
-    );
+    said_once_each(service);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
