@@ -47,11 +47,7 @@ async fn a_program_that_crashes_at_boot_is_started_again_after_a_growing_pause()
     // During the pause the start is said to have failed (500), with its Retry-After.
     assert!(statuses.iter().any(|s| s == "500"), "{statuses:?}");
 
-    common::sigterm_then_exits_0(&mut gateway).await;
-    let said = tokio::time::timeout(Duration::from_secs(5), log)
-        .await
-        .expect("stderr closes")
-        .unwrap();
+    let said = common::stop_and_read_log(&mut gateway, log).await;
     let failures: Vec<&str> = said
         .lines()
         .filter(|l| l.contains("app did not come up"))
@@ -119,11 +115,7 @@ async fn a_program_that_crashes_at_its_first_request_is_started_again_after_a_gr
         .count();
     assert!((3..=6).contains(&started), "started {started} times");
 
-    common::sigterm_then_exits_0(&mut gateway).await;
-    let said = tokio::time::timeout(Duration::from_secs(5), log)
-        .await
-        .expect("stderr closes")
-        .unwrap();
+    let said = common::stop_and_read_log(&mut gateway, log).await;
     // A crash after coming up counts as a failed start, and the third failure in a row (a
     // crash after up, or one before it, whichever comes: the program's exit races the next
     // request) brings the first pause.

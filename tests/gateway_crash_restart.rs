@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,11 +62,7 @@ async fn a_program_that_crashes_slowly_is_started_afresh_by_the_next_request() {
         "held until restarted: {next}"
     );
 
-    common::sigterm_then_exits_0(&mut gateway).await;
-    let said = tokio::time::timeout(Duration::from_secs(5), log)
-        .await
-        .expect("stderr closes")
-        .unwrap();
+    let said = common::stop_and_read_log(&mut gateway, log).await;
     let started = std::fs::read_to_string(&starts).unwrap_or_default();
     assert_eq!(started.lines().count(), 2, "{said}");
     // The crash is one failure, said as such; no start joined the dying program, to fail at

@@ -216,11 +216,7 @@ async fn redis_killed_under_the_up_app_is_started_again_at_the_apps_next_probe()
         .expect("Redis, up again, gives its pid");
     assert_ne!(first, second, "the same Redis answers after SIGKILL");
 
-    common::sigterm_then_exits_0(&mut gateway).await;
-    let said = tokio::time::timeout(Duration::from_secs(5), log)
-        .await
-        .expect("stderr closes")
-        .unwrap();
+    let said = common::stop_and_read_log(&mut gateway, log).await;
     assert!(
         said.contains("app: cache was found down while app is up; starting it again"),
         "{said}"

@@ -36,13 +36,7 @@ async fn request_with(monitor: &Arc<MinMonitor>, on_down: impl Trigger) -> Statu
     let service = MonitoredService::new(url_for(refused_addr().await), Duration::from_secs(60))
         .on_down(on_down);
     monitor.add("app", service).unwrap();
-    let service =
-        monitor
-            .layer("app")
-            .unwrap()
-            .layer(tower::service_fn(|_req: Request<()>| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(()))
-            }));
+    let service = monitor.layer("app").unwrap().layer(inner());
     let response = service.oneshot(Request::new(())).await.unwrap();
     response.status()
 }

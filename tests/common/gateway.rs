@@ -188,6 +188,19 @@ pub async fn sigterm_then_exits_0(gateway: &mut tokio::process::Child) {
     assert_eq!(status.code(), Some(0));
 }
 
+/// SIGTERM to `gateway`, its exit with 0, then what it wrote to standard error (`log`, from
+/// [`gateway_with_log`]), read to its end (bounded).
+pub async fn stop_and_read_log(
+    gateway: &mut tokio::process::Child,
+    log: JoinHandle<String>,
+) -> String {
+    sigterm_then_exits_0(gateway).await;
+    tokio::time::timeout(Duration::from_secs(5), log)
+        .await
+        .expect("stderr closes")
+        .unwrap()
+}
+
 /// A gateway configuration (listening on port 0) whose one service, "app" on `backend`, is a
 /// Python HTTP server started by a `process` trigger; `gateway_fields` (each with a leading
 /// comma) go into the `gateway` section.
