@@ -195,14 +195,17 @@ async fn whole_uploads_keep_their_backend_connection_however_their_body_ends() {
             "a backend connection closed by the upload with {how} or before"
         );
     }
-    // One more exchange, for the last upload's close to be seen if it made one.
+    // One more exchange, for the last upload's close to be seen if it made one. The proxy is
+    // kept until the count is read: dropping its last clone drops its pool, whose idle
+    // connections then close, which a preempted test thread could count.
     let request = http::Request::get("/").header("host", "app.localhost");
     let empty = http_body_util::Empty::new().map_err(|never| match never {});
-    let response = proxy.oneshot(request.body(empty.boxed()).unwrap());
+    let response = proxy.clone().oneshot(request.body(empty.boxed()).unwrap());
     let response = tokio::time::timeout(Duration::from_secs(10), response)
         .await
         .expect("answered in time")
         .unwrap();
     response.into_body().collect().await.unwrap();
     assert_eq!(closed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    drop(proxy);
 }
