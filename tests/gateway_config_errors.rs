@@ -319,3 +319,19 @@ fn admin_settings_are_checked_with_their_field_named() {
         Gateway::from_config(&with_admin(r#"{ "token": "t" }"#), &TriggerRegistry::new()).unwrap();
     assert_eq!(ok.admin_listen(), Some("127.0.0.1:9901".parse().unwrap()));
 }
+
+/// An empty file (a failed copy, a template not filled in) is said to be empty, as the
+/// monitor's loader says, not "not valid JSON: EOF while parsing a value at line 1 column 0".
+#[test]
+fn an_empty_configuration_is_said_to_be_empty() {
+    for text in ["", "  ", "\n", "\u{feff}\n"] {
+        let error =
+            Gateway::from_config(text.trim_start_matches('\u{feff}'), &TriggerRegistry::new())
+                .unwrap_err();
+        assert_eq!(error.to_string(), "the configuration is empty", "{text:?}");
+        let file = common::TempFile::new("empty", text);
+        let error =
+            Gateway::from_config_file(file.path().as_ref(), &TriggerRegistry::new()).unwrap_err();
+        assert_eq!(error.to_string(), "the configuration is empty", "{text:?}");
+    }
+}

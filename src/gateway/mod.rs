@@ -265,6 +265,9 @@ impl Gateway {
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
     ) -> Result<Self, ConfigError> {
+        if json.trim().is_empty() {
+            return Err(ConfigError::new("", "the configuration is empty"));
+        }
         crate::config::duplicates::check(json)?;
         let mut document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
