@@ -104,7 +104,7 @@ mod depends;
 pub(crate) mod duplicates;
 mod error;
 mod objects;
-mod paths;
+pub(crate) mod paths;
 mod probe;
 #[cfg(unix)]
 mod process;
