@@ -151,10 +151,14 @@
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let text = std::fs::read_to_string("gateway.json")?;
-//! let gateway = Gateway::from_config(&text, &TriggerRegistry::new())?;
+//! // From a file, its relative paths count from its folder (`from_config` takes text).
+//! let gateway = Gateway::from_config_file("gateway.json".as_ref(), &TriggerRegistry::new())?;
 //! let listener = tokio::net::TcpListener::bind(gateway.listen()).await?;
-//! gateway.serve(listener, shutdown_signal()).await;
+//! // `false`: requests still in flight past the grace, or a backend program that would not stop.
+//! let clean = gateway.serve(listener, shutdown_signal()).await;
+//! if !clean {
+//!     std::process::exit(1);
+//! }
 //! # Ok(())
 //! # }
 //! ```
