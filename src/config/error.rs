@@ -101,6 +101,9 @@ pub(crate) fn plain_words(message: String) -> String {
             message = format!("{to}{rest}");
         }
     }
+    if let Some(with_suggestion) = suggest_field(&message) {
+        message = with_suggestion;
+    }
     for (from, to) in [
         (", expected a sequence", ", expected a list"),
         (", expected a map", ", expected an object"),
@@ -114,4 +117,51 @@ pub(crate) fn plain_words(message: String) -> String {
         }
     }
     message
+}
+
+/// serde's "unknown field `grace_perod`, expected one of `url`, `grace_period`, …" with the
+/// likely meant one named first, "(did you mean `grace_period`?)": the list is long, and a
+/// typo, a `-` for `_` or a capital is the usual cause.
+fn suggest_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once("`, expected ")?;
+    // A key as long as a page is no typo (and would cost its length times each name's).
+    if unknown.len() > 64 {
+        return None;
+    }
+    let typed = unknown.to_lowercase().replace('-', "_");
+    let close: Vec<(usize, &str)> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|known| (edit_distance(&typed, known), known))
+        .filter(|(distance, known)| *distance <= if known.len() > 5 { 2 } else { 1 })
+        .collect();
+    let best = close.iter().map(|(distance, _)| *distance).min()?;
+    let mut nearest = close.iter().filter(|(distance, _)| *distance == best);
+    // Two names as close: naming one would be a guess.
+    let (Some((_, meant)), None) = (nearest.next(), nearest.next()) else {
+        return None;
+    };
+    Some(format!(
+        "unknown field `{unknown}` (did you mean `{meant}`?), expected {expected}"
+    ))
+}
+
+/// The Levenshtein distance between two short names, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
