@@ -108,6 +108,33 @@ fn a_mistyped_field_is_answered_with_the_one_meant() {
 }
 
 #[test]
+fn a_mistyped_trigger_or_probe_type_is_answered_with_the_one_meant() {
+    let err = error(&app(
+        r#", "on_down": { "type": "Command", "command": "true" }"#,
+    ));
+    assert_eq!(err.path(), "services.app.on_down.type");
+    assert!(
+        err.message().starts_with(
+            "unknown trigger type \"Command\" (did you mean \"command\"?); known types: "
+        ),
+        "{err}"
+    );
+    let err = error(&app(r#", "on_down": { "type": "rate-limit" }"#));
+    assert!(
+        err.message().contains("(did you mean \"rate_limit\"?)"),
+        "{err}"
+    );
+    let err = error(&app(r#", "probe": { "type": "htp" }"#));
+    assert_eq!(
+        err.message(),
+        "unknown probe type \"htp\" (did you mean \"http\"?); known types: tcp, http, expect"
+    );
+    // Nothing close: no guess.
+    let err = error(&app(r#", "on_down": { "type": "systemd" }"#));
+    assert!(!err.message().contains("did you mean"), "{err}");
+}
+
+#[test]
 fn unknown_trigger_types_are_named_with_the_known_ones() {
     let err = error(&app(r#", "on_down": { "type": "teleport" }"#));
     assert_eq!(err.path(), "services.app.on_down.type");

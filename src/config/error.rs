@@ -125,27 +125,32 @@ pub(crate) fn plain_words(message: String) -> String {
 fn suggest_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (unknown, expected) = rest.split_once("`, expected ")?;
-    // A key as long as a page is no typo (and would cost its length times each name's).
-    if unknown.len() > 64 {
+    let meant = closest(unknown, expected.split('`').skip(1).step_by(2))?;
+    Some(format!(
+        "unknown field `{unknown}` (did you mean `{meant}`?), expected {expected}"
+    ))
+}
+
+/// The one of `known` that `typed` likely means: within two edits (one for a name of five
+/// letters or fewer), once `-` is read as `_` and capitals as small letters, and closer than
+/// any other.
+pub(crate) fn closest<'a>(typed: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    // A name as long as a page is no typo (and would cost its length times each name's).
+    if typed.len() > 64 {
         return None;
     }
-    let typed = unknown.to_lowercase().replace('-', "_");
-    let close: Vec<(usize, &str)> = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|known| (edit_distance(&typed, known), known))
-        .filter(|(distance, known)| *distance <= if known.len() > 5 { 2 } else { 1 })
+    let typed = typed.to_lowercase().replace('-', "_");
+    let close: Vec<(usize, &str)> = known
+        .map(|name| (edit_distance(&typed, name), name))
+        .filter(|(distance, name)| *distance <= if name.len() > 5 { 2 } else { 1 })
         .collect();
     let best = close.iter().map(|(distance, _)| *distance).min()?;
     let mut nearest = close.iter().filter(|(distance, _)| *distance == best);
     // Two names as close: naming one would be a guess.
-    let (Some((_, meant)), None) = (nearest.next(), nearest.next()) else {
-        return None;
-    };
-    Some(format!(
-        "unknown field `{unknown}` (did you mean `{meant}`?), expected {expected}"
-    ))
+    match (nearest.next(), nearest.next()) {
+        (Some((_, meant)), None) => Some(meant),
+        _ => None,
+    }
 }
 
 /// The Levenshtein distance between two short names, in characters.
