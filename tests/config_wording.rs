@@ -189,3 +189,22 @@ fn a_url_without_its_scheme_is_shown_with_one() {
         r#"write it with its scheme, e.g. "http://orchestrator:9000/""#,
     );
 }
+
+/// `on_idle` written like `on_down`, as the trigger itself, is said to be that, not "unknown
+/// field `command`, expected `after` or `trigger`".
+#[test]
+fn an_idle_trigger_without_its_after_is_said_to_need_one() {
+    let error = service_error(
+        r#""grace_period": "1s", "on_idle": { "type": "command", "command": "systemctl", "args": ["stop", "app"] }"#,
+    );
+    assert_eq!(
+        error,
+        r#"services.app.on_idle: a trigger given as on_idle itself: write {"after": "15m", "trigger": {"type": …}}, the idle time in "after" and the trigger in "trigger""#
+    );
+    // The gateway reads its services the same way.
+    let json = r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+        "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s",
+            "on_idle": { "type": "process_stop" } } } }"#;
+    let error = Gateway::from_config(json, &TriggerRegistry::new()).unwrap_err();
+    assert_eq!(error.path(), "services.app.on_idle");
+}
