@@ -102,7 +102,7 @@
 mod builtin;
 mod depends;
 pub(crate) mod duplicates;
-mod error;
+pub(crate) mod error;
 mod objects;
 pub(crate) mod paths;
 mod probe;

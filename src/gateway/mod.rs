@@ -275,21 +275,23 @@ impl Gateway {
         crate::config::duplicates::check(json)?;
         let mut document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
-        let spec = GatewaySpec::take(&mut document)?;
-        let admin = admin::AdminSettings::take(&mut document)?;
-        let fleet = fleet::take(&mut document)?;
-        // The monitor would name only `services` as known: the file has more sections.
+        // Before the sections are taken, so that a misspelt one (`gatway`) is said to be that,
+        // not the section missing; the monitor would name only `services` as known.
+        const SECTIONS: [&str; 4] = ["gateway", "admin", "fleet", "services"];
         if let Some(unknown) = document
             .as_object()
-            .and_then(|doc| doc.keys().find(|key| *key != "services"))
+            .and_then(|doc| doc.keys().find(|key| !SECTIONS.contains(&key.as_str())))
         {
             return Err(ConfigError::new(
                 crate::config::registry::field_name(unknown),
-                format!(
+                crate::config::error::plain_words(format!(
                     "unknown field `{unknown}`, expected one of `gateway`, `admin`, `fleet`, `services`"
-                ),
+                )),
             ));
         }
+        let spec = GatewaySpec::take(&mut document)?;
+        let admin = admin::AdminSettings::take(&mut document)?;
+        let fleet = fleet::take(&mut document)?;
         let listen = spec.listen_addr("gateway.listen", &spec.listen)?;
         if let Some(admin) = &admin {
             admin.check_beside(listen)?;
