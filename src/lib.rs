@@ -6,6 +6,19 @@
 //! and probes now otherwise. A down status is never cached: a reported down always means that a
 //! probe has just run and failed.
 //!
+//! # Start here
+//!
+//! - **In your own server** (axum, tonic, hyper): the [example](#example) at the end of this
+//!   page, then [`layer`] for where the layer goes and [`MonitorLayer`] for its answers (hold
+//!   mode, wake policy, waiting page). Each change of state is logged through `tracing`, naming
+//!   the service: install a subscriber to see it.
+//! - **In front of backends, with no code**: the `tower-monitor-gateway` program (feature
+//!   `gateway`; `--help` says how to run it), configured by a JSON file that the `gateway`
+//!   module describes (every field, with its default: CONFIG.md in the crate's source).
+//! - **Your own proxy**: `proxy` (feature `proxy`), the gateway's reverse proxy as a Tower
+//!   service, behind the layer.
+//! - **From a configuration file**: [`config`] (a whole monitor from JSON).
+//!
 //! # Semantics, in short
 //!
 //! - Unreachable (refused, reset, timed out, unresolvable) is down, `Ok(false)`; a probe that

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tower_monitor::MinMonitor;
-use tower_monitor::config::ConfigError;
+use tower_monitor::config::{ConfigError, TriggerRegistry};
 
 fn error(json: &str) -> ConfigError {
     MinMonitor::from_config(json).expect_err("the configuration must be rejected")
@@ -55,6 +55,83 @@ fn unknown_fields_are_named() {
 
     let err = error(r#"{"services": {}, "extra": 1}"#);
     assert!(err.message().contains("unknown field `extra`"), "{err}");
+}
+
+/// A field name mistyped (a letter, `-` for `_`, a capital) is answered with the one meant,
+/// before the list of every field the object has.
+#[test]
+fn a_mistyped_field_is_answered_with_the_one_meant() {
+    let service = |fields: &str| {
+        format!(r#"{{ "services": {{ "app": {{ "url": "http://127.0.0.1:8081/"{fields} }} }} }}"#)
+    };
+    for (fields, path, meant) in [
+        (
+            r#", "grace_perod": "30s""#,
+            "services.app.grace_perod",
+            "grace_period",
+        ),
+        (
+            r#", "Grace-Period": "30s""#,
+            "services.app.Grace-Period",
+            "grace_period",
+        ),
+        (
+            r#", "grace_period": "30s", "on_idle": { "afer": "1m", "trigger": { "type": "command", "command": "true" } }"#,
+            "services.app.on_idle.afer",
+            "after",
+        ),
+    ] {
+        let err = error(&service(fields));
+        assert_eq!(err.path(), path, "{err}");
+        let unknown = path.rsplit('.').next().unwrap_or_default();
+        assert!(
+            err.message().starts_with(&format!(
+                "unknown field `{unknown}` (did you mean `{meant}`?), expected "
+            )),
+            "{err}"
+        );
+    }
+    // Nothing close: no guess, the list alone.
+    let err = error(&app(r#", "colour": "red""#));
+    assert!(
+        err.message()
+            .starts_with("unknown field `colour`, expected one of `url`"),
+        "{err}"
+    );
+    // The gateway's sections are read the same way.
+    let json = r#"{ "gateway": { "listen": "127.0.0.1:0", "route": [ { "service": "app" } ] },
+        "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "30s" } } }"#;
+    let err =
+        tower_monitor::gateway::Gateway::from_config(json, &TriggerRegistry::new()).unwrap_err();
+    assert_eq!(err.path(), "gateway.route");
+    assert!(err.message().contains("(did you mean `routes`?)"), "{err}");
+}
+
+#[test]
+fn a_mistyped_trigger_or_probe_type_is_answered_with_the_one_meant() {
+    let err = error(&app(
+        r#", "on_down": { "type": "Command", "command": "true" }"#,
+    ));
+    assert_eq!(err.path(), "services.app.on_down.type");
+    assert!(
+        err.message().starts_with(
+            "unknown trigger type \"Command\" (did you mean \"command\"?); known types: "
+        ),
+        "{err}"
+    );
+    let err = error(&app(r#", "on_down": { "type": "rate-limit" }"#));
+    assert!(
+        err.message().contains("(did you mean \"rate_limit\"?)"),
+        "{err}"
+    );
+    let err = error(&app(r#", "probe": { "type": "htp" }"#));
+    assert_eq!(
+        err.message(),
+        "unknown probe type \"htp\" (did you mean \"http\"?); known types: tcp, http, expect"
+    );
+    // Nothing close: no guess.
+    let err = error(&app(r#", "on_down": { "type": "systemd" }"#));
+    assert!(!err.message().contains("did you mean"), "{err}");
 }
 
 #[test]

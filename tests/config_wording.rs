@@ -152,3 +152,59 @@ fn a_list_as_long_as_the_object_is_refused_too() {
         r#"invalid type: list, expected an object such as {"listen": "#,
     );
 }
+
+/// An address written without `http://` is the usual slip; the error shows the URL to write.
+#[test]
+fn a_url_without_its_scheme_is_shown_with_one() {
+    let with_url = |url: &str| {
+        format!(r#"{{ "services": {{ "app": {{ "url": "{url}", "grace_period": "1s" }} }} }}"#)
+    };
+    for (url, says) in [
+        // Not a URL at all to the parser: "relative URL without a base".
+        (
+            "127.0.0.1:8081",
+            r#"invalid URL "127.0.0.1:8081": relative URL without a base; write it with its scheme, e.g. "http://127.0.0.1:8081/""#,
+        ),
+        // A URL of the scheme `localhost`, with no host: it once passed as far as the probe.
+        (
+            "localhost:8081/",
+            r#"invalid URL "localhost:8081/": no host; write it with its scheme, e.g. "http://localhost:8081/""#,
+        ),
+        // A scheme mistyped: no URL to suggest.
+        (
+            "http//127.0.0.1:8081",
+            r#"invalid URL "http//127.0.0.1:8081": relative URL without a base"#,
+        ),
+    ] {
+        let error = MinMonitor::from_config(&with_url(url))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, format!("services.app.url: {says}"), "{url}");
+    }
+    let webhook = r#"{ "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s",
+        "on_down": { "type": "webhook", "url": "orchestrator:9000" } } } }"#;
+    assert_says(
+        &MinMonitor::from_config(webhook).unwrap_err().to_string(),
+        "services.app.on_down.url",
+        r#"write it with its scheme, e.g. "http://orchestrator:9000/""#,
+    );
+}
+
+/// `on_idle` written like `on_down`, as the trigger itself, is said to be that, not "unknown
+/// field `command`, expected `after` or `trigger`".
+#[test]
+fn an_idle_trigger_without_its_after_is_said_to_need_one() {
+    let error = service_error(
+        r#""grace_period": "1s", "on_idle": { "type": "command", "command": "systemctl", "args": ["stop", "app"] }"#,
+    );
+    assert_eq!(
+        error,
+        r#"services.app.on_idle: a trigger given as on_idle itself: write {"after": "15m", "trigger": {"type": …}}, the idle time in "after" and the trigger in "trigger""#
+    );
+    // The gateway reads its services the same way.
+    let json = r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+        "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s",
+            "on_idle": { "type": "process_stop" } } } }"#;
+    let error = Gateway::from_config(json, &TriggerRegistry::new()).unwrap_err();
+    assert_eq!(error.path(), "services.app.on_idle");
+}

@@ -116,6 +116,39 @@ async fn check_accepts_a_good_file_and_names_the_field_of_a_bad_one() {
     assert!(stderr(&output).contains("cannot read /nonexistent/gateway.json"));
 }
 
+/// `--check` says what it found valid: a bare `--check` (the file forgotten) checks the demo's
+/// built-in configuration, which a plain "valid" let pass for the operator's file.
+#[tokio::test]
+async fn check_names_what_it_checked_and_takes_config_with_an_equals_sign() {
+    let good = common::TempFile::new(
+        "named",
+        r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+             "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#,
+    );
+    let with_equals = format!("--config={}", good.path());
+    for args in [
+        &["--check", "--config", good.path()][..],
+        &["--check", with_equals.as_str()][..],
+    ] {
+        let output = run(args).await;
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!(
+                "tower-monitor-gateway: {}: the configuration is valid\n",
+                good.path()
+            ),
+            "{args:?}"
+        );
+    }
+    let output = run(&["--check"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "tower-monitor-gateway: no --config given: the demo's built-in configuration is valid\n"
+    );
+}
+
 /// `--listen` on the admin listener's address is a configuration error, named, for `--check`
 /// and for serving alike: it was checked against `gateway.listen` only, so `--check` said
 /// "valid" and the gateway, once serving, stopped with "the admin service cannot listen".

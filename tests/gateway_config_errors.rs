@@ -319,3 +319,39 @@ fn admin_settings_are_checked_with_their_field_named() {
         Gateway::from_config(&with_admin(r#"{ "token": "t" }"#), &TriggerRegistry::new()).unwrap();
     assert_eq!(ok.admin_listen(), Some("127.0.0.1:9901".parse().unwrap()));
 }
+
+/// An empty file (a failed copy, a template not filled in) is said to be empty, as the
+/// monitor's loader says, not "not valid JSON: EOF while parsing a value at line 1 column 0".
+#[test]
+fn an_empty_configuration_is_said_to_be_empty() {
+    for text in ["", "  ", "\n", "\u{feff}\n"] {
+        let error =
+            Gateway::from_config(text.trim_start_matches('\u{feff}'), &TriggerRegistry::new())
+                .unwrap_err();
+        assert_eq!(error.to_string(), "the configuration is empty", "{text:?}");
+        let file = common::TempFile::new("empty", text);
+        let error =
+            Gateway::from_config_file(file.path().as_ref(), &TriggerRegistry::new()).unwrap_err();
+        assert_eq!(error.to_string(), "the configuration is empty", "{text:?}");
+    }
+}
+
+/// A section's name misspelt is said to be that, with the one meant, not the section missing.
+#[test]
+fn a_misspelt_section_is_named_not_taken_for_a_missing_one() {
+    let json = r#"{ "gatway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] },
+        "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#;
+    let error = Gateway::from_config(json, &TriggerRegistry::new()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "gatway: unknown field `gatway` (did you mean `gateway`?), expected one of `gateway`, `admin`, `fleet`, `services`"
+    );
+    let json = with_gateway(r#"{ "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ] }"#)
+        .replacen("\"services\"", "\"Services\"", 1);
+    let error = Gateway::from_config(&json, &TriggerRegistry::new()).unwrap_err();
+    assert_eq!(error.path(), "Services", "{error}");
+    assert!(
+        error.message().contains("(did you mean `services`?)"),
+        "{error}"
+    );
+}

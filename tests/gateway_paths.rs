@@ -206,6 +206,22 @@ async fn check_resolves_relative_paths_from_the_configuration_folder_and_names_t
         }
     }
 
+    // A waiting page is read from the file's folder, and named there when it is missing.
+    let page = r#"{ "gateway": { "listen": "127.0.0.1:0", "routes": [ { "service": "app" } ],
+                     "services": { "app": { "waiting_page": "page.html" } } },
+         "services": { "app": { "url": "http://127.0.0.1:9/", "grace_period": "1s" } } }"#;
+    std::fs::write(conf.join("page.json"), page).unwrap();
+    let output = check_in(&folders.elsewhere(), "../conf/page.json", None).await;
+    assert_eq!(output.status.code(), Some(1));
+    let said = format!(
+        "gateway.services.app.waiting_page: cannot read \"page.html\" (at {}): ",
+        shown("page.html")
+    );
+    assert!(stderr(&output).contains(&said), "{}", stderr(&output));
+    std::fs::write(conf.join("page.html"), "<p>{service} is starting</p>").unwrap();
+    let output = check_in(&folders.elsewhere(), "../conf/page.json", None).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+
     // A relative command counts from a relative current_dir, itself from the file's folder.
     std::fs::create_dir(conf.join("sub")).unwrap();
     let output = check_in(&folders.elsewhere(), "../conf/in-current-dir.json", None).await;

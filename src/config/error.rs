@@ -101,6 +101,9 @@ pub(crate) fn plain_words(message: String) -> String {
             message = format!("{to}{rest}");
         }
     }
+    if let Some(with_suggestion) = suggest_field(&message) {
+        message = with_suggestion;
+    }
     for (from, to) in [
         (", expected a sequence", ", expected a list"),
         (", expected a map", ", expected an object"),
@@ -114,4 +117,56 @@ pub(crate) fn plain_words(message: String) -> String {
         }
     }
     message
+}
+
+/// serde's "unknown field `grace_perod`, expected one of `url`, `grace_period`, …" with the
+/// likely meant one named first, "(did you mean `grace_period`?)": the list is long, and a
+/// typo, a `-` for `_` or a capital is the usual cause.
+fn suggest_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once("`, expected ")?;
+    let meant = closest(unknown, expected.split('`').skip(1).step_by(2))?;
+    Some(format!(
+        "unknown field `{unknown}` (did you mean `{meant}`?), expected {expected}"
+    ))
+}
+
+/// The one of `known` that `typed` likely means: within two edits (one for a name of five
+/// letters or fewer), once `-` is read as `_` and capitals as small letters, and closer than
+/// any other.
+pub(crate) fn closest<'a>(typed: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    // A name as long as a page is no typo (and would cost its length times each name's).
+    if typed.len() > 64 {
+        return None;
+    }
+    let typed = typed.to_lowercase().replace('-', "_");
+    let close: Vec<(usize, &str)> = known
+        .map(|name| (edit_distance(&typed, name), name))
+        .filter(|(distance, name)| *distance <= if name.len() > 5 { 2 } else { 1 })
+        .collect();
+    let best = close.iter().map(|(distance, _)| *distance).min()?;
+    let mut nearest = close.iter().filter(|(distance, _)| *distance == best);
+    // Two names as close: naming one would be a guess.
+    match (nearest.next(), nearest.next()) {
+        (Some((_, meant)), None) => Some(meant),
+        _ => None,
+    }
+}
+
+/// The Levenshtein distance between two short names, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }

@@ -102,9 +102,9 @@
 mod builtin;
 mod depends;
 pub(crate) mod duplicates;
-mod error;
+pub(crate) mod error;
 mod objects;
-mod paths;
+pub(crate) mod paths;
 mod probe;
 #[cfg(unix)]
 mod process;
@@ -262,6 +262,7 @@ impl MinMonitor {
                 "the configuration must be a JSON object with a \"services\" field",
             ));
         }
+        idle_given_as_trigger(&document)?;
         let file: File = registry::parse_at("", document)?;
         if file.services.is_empty() {
             return Err(ConfigError::new(
@@ -286,6 +287,26 @@ impl MinMonitor {
         }
         Ok(monitor)
     }
+}
+
+/// An `on_idle` written as the trigger itself (`{"type": "command", …}`), the likely slip of a
+/// reader of `on_down`, said as such rather than as its first field unknown.
+fn idle_given_as_trigger(document: &Value) -> Result<(), ConfigError> {
+    let Some(services) = document.get("services").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (name, service) in services {
+        let Some(idle) = service.get("on_idle").and_then(Value::as_object) else {
+            continue;
+        };
+        if idle.contains_key("type") && !idle.contains_key("trigger") {
+            return Err(ConfigError::new(
+                format!("services.{}.on_idle", registry::field_name(name)),
+                "a trigger given as on_idle itself: write {\"after\": \"15m\", \"trigger\": {\"type\": …}}, the idle time in \"after\" and the trigger in \"trigger\"",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn build_service(

@@ -174,7 +174,12 @@ pub(crate) fn build(path: &str, value: Value) -> Result<Arc<dyn Probe>, ConfigEr
         }
         other => Err(ConfigError::new(
             at("type"),
-            format!("unknown probe type {other:?}; known types: tcp, http, expect"),
+            format!(
+                "unknown probe type {other:?}{}; known types: tcp, http, expect",
+                super::error::closest(other, ["tcp", "http", "expect"].into_iter())
+                    .map(|meant| format!(" (did you mean {meant:?}?)"))
+                    .unwrap_or_default()
+            ),
         )),
     }
 }

@@ -296,7 +296,10 @@ impl TriggerRegistry {
             return Err(ConfigError::new(
                 join(path, "type"),
                 format!(
-                    "unknown trigger type {kind:?}; known types: {}",
+                    "unknown trigger type {kind:?}{}; known types: {}",
+                    super::error::closest(kind, self.types().into_iter())
+                        .map(|meant| format!(" (did you mean {meant:?}?)"))
+                        .unwrap_or_default(),
                     self.types().join(", ")
                 ),
             ));

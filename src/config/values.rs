@@ -73,10 +73,28 @@ pub(crate) struct UrlValue(pub(crate) Url);
 impl<'de> Deserialize<'de> for UrlValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Url::parse(&text).map(UrlValue).map_err(|e| {
-            let shown = crate::redact::url_text(&text);
-            de::Error::custom(format!("invalid URL {shown:?}: {e}"))
-        })
+        let shown = crate::redact::url_text(&text);
+        // `127.0.0.1:8081` fails as a relative URL and `localhost:8081` parses with the scheme
+        // `localhost` and no host: both are an address written without its `http://`.
+        let hint = || match shown.contains("//") {
+            true => String::new(),
+            false => format!(
+                "; write it with its scheme, e.g. \"http://{}/\"",
+                shown.trim_end_matches('/')
+            ),
+        };
+        match Url::parse(&text) {
+            Ok(url) if url.cannot_be_a_base() => Err(de::Error::custom(format!(
+                "invalid URL {shown:?}: no host{}",
+                hint()
+            ))),
+            Ok(url) => Ok(UrlValue(url)),
+            Err(e @ url::ParseError::RelativeUrlWithoutBase) => Err(de::Error::custom(format!(
+                "invalid URL {shown:?}: {e}{}",
+                hint()
+            ))),
+            Err(e) => Err(de::Error::custom(format!("invalid URL {shown:?}: {e}"))),
+        }
     }
 }
 

@@ -151,10 +151,14 @@
 //!
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let text = std::fs::read_to_string("gateway.json")?;
-//! let gateway = Gateway::from_config(&text, &TriggerRegistry::new())?;
+//! // From a file, its relative paths count from its folder (`from_config` takes text).
+//! let gateway = Gateway::from_config_file("gateway.json".as_ref(), &TriggerRegistry::new())?;
 //! let listener = tokio::net::TcpListener::bind(gateway.listen()).await?;
-//! gateway.serve(listener, shutdown_signal()).await;
+//! // `false`: requests still in flight past the grace, or a backend program that would not stop.
+//! let clean = gateway.serve(listener, shutdown_signal()).await;
+//! if !clean {
+//!     std::process::exit(1);
+//! }
 //! # Ok(())
 //! # }
 //! ```
@@ -265,24 +269,29 @@ impl Gateway {
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
     ) -> Result<Self, ConfigError> {
+        if json.trim().is_empty() {
+            return Err(ConfigError::new("", "the configuration is empty"));
+        }
         crate::config::duplicates::check(json)?;
         let mut document: Value = serde_json::from_str(json)
             .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
-        let spec = GatewaySpec::take(&mut document)?;
-        let admin = admin::AdminSettings::take(&mut document)?;
-        let fleet = fleet::take(&mut document)?;
-        // The monitor would name only `services` as known: the file has more sections.
+        // Before the sections are taken, so that a misspelt one (`gatway`) is said to be that,
+        // not the section missing; the monitor would name only `services` as known.
+        const SECTIONS: [&str; 4] = ["gateway", "admin", "fleet", "services"];
         if let Some(unknown) = document
             .as_object()
-            .and_then(|doc| doc.keys().find(|key| *key != "services"))
+            .and_then(|doc| doc.keys().find(|key| !SECTIONS.contains(&key.as_str())))
         {
             return Err(ConfigError::new(
                 crate::config::registry::field_name(unknown),
-                format!(
+                crate::config::error::plain_words(format!(
                     "unknown field `{unknown}`, expected one of `gateway`, `admin`, `fleet`, `services`"
-                ),
+                )),
             ));
         }
+        let spec = GatewaySpec::take(&mut document)?;
+        let admin = admin::AdminSettings::take(&mut document)?;
+        let fleet = fleet::take(&mut document)?;
         let listen = spec.listen_addr("gateway.listen", &spec.listen)?;
         if let Some(admin) = &admin {
             admin.check_beside(listen)?;

@@ -14,7 +14,8 @@ impl MinMonitor {
     /// fixed): it starts the service now, and a failure begins a new series. Nor is it
     /// refused once held requests are released for a shutdown (see
     /// [`release_held`](Self::release_held)), as a request's start is. Fails with
-    /// [`MonitorError::Trigger`] if `on_down` fails.
+    /// [`MonitorError::Trigger`] if `on_down` fails. A service without `on_down` has nothing
+    /// to run: the call succeeds and the service stays Down (see [`state`](Self::state)).
     ///
     /// ```
     /// # use std::time::Duration;

@@ -262,7 +262,9 @@ impl MinMonitor {
     }
 
     /// A [`MonitorLayer`] guarding a service with the status of the one registered as `name`.
-    /// Fails with [`MonitorError::UnknownService`] here, never per request.
+    /// Fails with [`MonitorError::UnknownService`] here, never per request. It is called on an
+    /// `Arc<MinMonitor>`; for a monitor held otherwise, [`MonitorLayer::new(&monitor,
+    /// name)`](MonitorLayer::new) makes the same layer (it holds the service, not the monitor).
     ///
     /// ```
     /// # use std::sync::Arc;

@@ -27,9 +27,11 @@ use crate::BoxError;
 
 /// Determines whether a service is up.
 ///
+/// Most custom probes are a [`from_fn`] closure; a type of your own implements this trait
+/// (with the crate's [`BoxFuture`], no other dependency needed):
+///
 /// ```
-/// use futures::future::{BoxFuture, FutureExt};
-/// use tower_monitor::{BoxError, Probe, Url};
+/// use tower_monitor::{BoxError, BoxFuture, Probe, Url};
 ///
 /// /// Up when the URL's path says so; a stand-in for a real check.
 /// struct PathSaysUp;
@@ -37,7 +39,7 @@ use crate::BoxError;
 /// impl Probe for PathSaysUp {
 ///     fn probe(&self, url: &Url) -> BoxFuture<'static, Result<bool, BoxError>> {
 ///         let up = url.path() == "/up";
-///         async move { Ok(up) }.boxed()
+///         Box::pin(async move { Ok(up) })
 ///     }
 /// }
 /// ```

@@ -1,5 +1,30 @@
 //! A reverse proxy as a Tower service: [`Proxy`] forwards each request to one backend.
 //!
+//! Put behind the monitor's layer, it is a backend started on demand (in axum, mounted with
+//! `Router::nest_service`, built with `build::<axum::body::Body>()`: `examples/axum_proxy.rs`):
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use tower::Layer;
+//! use tower_monitor::{MinMonitor, MonitoredService, Url, proxy::Proxy};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let monitor = Arc::new(MinMonitor::new());
+//! let url = Url::parse("http://127.0.0.1:8081/")?;
+//! monitor.add("app", MonitoredService::new(url.clone(), Duration::from_secs(30)))?;
+//! let proxy = Proxy::builder(url)
+//!     .response_timeout(Duration::from_secs(30))
+//!     .keep_awake(monitor.clone(), "app")
+//!     // The request body of the server it is mounted in: hyper's `Incoming`, axum's `Body`.
+//!     .build::<hyper::body::Incoming>()?;
+//! let service = monitor.layer("app")?.layer(proxy); // serve it with hyper
+//! # let _ = service;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it does:
+//!
 //! - Bodies stream both ways, frame by frame; nothing is buffered.
 //! - Upstream HTTP/1.1 by default, or HTTP/2 cleartext with prior knowledge
 //!   ([`ProxyBuilder::http2`], for gRPC backends: one connection, each request a stream of
@@ -64,25 +89,6 @@
 //! - Optionally at most so many requests in flight to the backend
 //!   ([`ProxyBuilder::max_in_flight`], [`InFlightLimit`]): the others wait their turn, then get
 //!   a 503 with `Retry-After` (gRPC: UNAVAILABLE).
-//!
-//! ```no_run
-//! use std::{sync::Arc, time::Duration};
-//! use tower::Layer;
-//! use tower_monitor::{MinMonitor, MonitoredService, Url, proxy::Proxy};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let monitor = Arc::new(MinMonitor::new());
-//! let url = Url::parse("http://127.0.0.1:8081/")?;
-//! monitor.add("app", MonitoredService::new(url.clone(), Duration::from_secs(30)))?;
-//! let proxy = Proxy::builder(url)
-//!     .response_timeout(Duration::from_secs(30))
-//!     .keep_awake(monitor.clone(), "app")
-//!     .build::<hyper::body::Incoming>()?;
-//! let service = monitor.layer("app")?.layer(proxy); // serve it with hyper
-//! # let _ = service;
-//! # Ok(())
-//! # }
-//! ```
 
 mod answer;
 mod body;

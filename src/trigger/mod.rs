@@ -48,19 +48,20 @@ use crate::BoxError;
 
 /// An action run for a request, for example "start the backend".
 ///
+/// Most triggers are a [`from_fn`] closure; a type of your own implements this trait (the
+/// crate re-exports [`BoxFuture`], so no other dependency is needed):
+///
 /// ```
-/// use futures::future::{BoxFuture, FutureExt};
-/// use tower_monitor::{BoxError, Trigger};
+/// use tower_monitor::{BoxError, BoxFuture, Trigger};
 ///
 /// struct LogWake;
 ///
 /// impl Trigger for LogWake {
 ///     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-///         async {
+///         Box::pin(async {
 ///             println!("waking the backend");
 ///             Ok(())
-///         }
-///         .boxed()
+///         })
 ///     }
 /// }
 /// ```

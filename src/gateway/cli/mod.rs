@@ -34,6 +34,7 @@ Options:
   --check         check the configuration, print what is wrong if anything, and exit
   -h, --help      print this help
   -V, --version   print the version
+A value follows its option or an = sign: --config FILE or --config=FILE.
 
 Logs go to stderr; RUST_LOG sets their level (default: info).
 Stops on SIGTERM, SIGINT or SIGHUP, letting requests in flight finish
@@ -63,10 +64,22 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
         let Some(text) = arg.to_str() else {
             return Err(format!("unexpected argument {arg:?}"));
         };
-        let mut value = |flag: &str| {
-            args.next()
+        // `--config=FILE`, as systemd units and most programs' users write it, is `--config FILE`.
+        let (text, mut inline) = match text.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+            _ => (text, None),
+        };
+        if inline.is_some() && matches!(text, "--help" | "--version" | "--check") {
+            return Err(format!("option {text} takes no value"));
+        }
+        let mut value = |flag: &str| match inline.take() {
+            Some(given) => Some(OsString::from(given))
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("option {flag} needs a value")),
+            None => args
+                .next()
                 .filter(|v| !v.to_string_lossy().starts_with("--"))
-                .ok_or_else(|| format!("option {flag} needs a value"))
+                .ok_or_else(|| format!("option {flag} needs a value")),
         };
         match text {
             "-h" | "--help" => return Ok(Command::Help),
@@ -213,7 +226,13 @@ fn run(
             }
         }
         if check {
-            println!("{NAME}: the configuration is valid");
+            // Said with what was checked: a bare `--check` checks the demo, not a file.
+            match &config {
+                Some(path) => println!("{NAME}: {}: the configuration is valid", path.display()),
+                None => println!(
+                    "{NAME}: no --config given: the demo's built-in configuration is valid"
+                ),
+            }
             return ExitCode::SUCCESS;
         }
         let listener = match std::net::TcpListener::bind(addr) {

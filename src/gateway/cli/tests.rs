@@ -91,3 +91,39 @@ fn workers_is_a_whole_number_from_one_to_the_bound() {
     }
     assert!(args(&["--workers", "1024"]).is_ok());
 }
+
+#[test]
+fn a_value_may_follow_an_equals_sign() {
+    assert_eq!(
+        args(&["--config=g.json", "--listen=127.0.0.1:0", "--workers=2"]),
+        Ok(Command::Run {
+            config: Some("g.json".into()),
+            listen: Some("127.0.0.1:0".into()),
+            workers: NonZeroUsize::new(2),
+            check: false
+        })
+    );
+    // A path may hold `=` itself: only the first one ends the option's name.
+    let Ok(Command::Run { config, .. }) = args(&["--config=a=b.json"]) else {
+        panic!("--config=a=b.json not read");
+    };
+    assert_eq!(config, Some("a=b.json".into()));
+    assert_eq!(
+        args(&["--config="]),
+        Err("option --config needs a value".into())
+    );
+    assert_eq!(
+        args(&["--conifg=x.json"]),
+        Err("unknown option \"--conifg\"".into())
+    );
+    for flag in ["--check", "--help", "--version"] {
+        assert_eq!(
+            args(&[&format!("{flag}=yes")]),
+            Err(format!("option {flag} takes no value"))
+        );
+    }
+    assert_eq!(
+        args(&["--config=a.json", "--config", "b.json"]),
+        Err("option --config given twice".into())
+    );
+}

@@ -42,14 +42,18 @@ pub(super) fn layer(
         layer = layer.retry_after(retry_after.0);
     }
     if let Some(file) = &settings.waiting_page {
-        let path = match base_dir {
-            Some(dir) => dir.join(file),
-            None => file.into(),
-        };
+        // Named where it was looked for, as a relative `command` is: the file's folder may not
+        // be where the operator looks.
+        let base = base_dir.map(crate::config::paths::absolute);
+        let path = crate::config::paths::resolve(base.as_deref(), file);
         let page = std::fs::read_to_string(&path).map_err(|e| {
+            let shown = match path == Path::new(file) {
+                true => format!("{file:?}"),
+                false => format!("{file:?} (at {:?})", path.display().to_string()),
+            };
             ConfigError::new(
                 format!("{at}.waiting_page"),
-                format!("cannot read {:?}: {e}", path.display().to_string()),
+                format!("cannot read {shown}: {e}"),
             )
         })?;
         layer = layer.waiting_page(page);

@@ -17,7 +17,9 @@ use super::{
 use crate::{BoxError, MinMonitor, Url};
 
 impl ProxyBuilder {
-    /// The proxy, for request bodies of type `B`; fails if the target URL cannot be proxied to,
+    /// The proxy, for request bodies of type `B`: the request body of the server it is mounted
+    /// in (`hyper::body::Incoming` under hyper, `axum::body::Body` in axum, tonic's
+    /// `tonic::body::Body` in a tonic server). Fails if the target URL cannot be proxied to,
     /// or if [`keep_awake`](Self::keep_awake) or [`hold_when_gone`](Self::hold_when_gone)
     /// names a service the monitor does not have (here, never per request).
     ///
