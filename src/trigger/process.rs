@@ -2,6 +2,7 @@
 
 mod builder;
 mod error;
+mod leftover;
 mod lock;
 mod run;
 mod spawner;
@@ -98,6 +99,8 @@ struct Shared {
     learned_service: OnceLock<Arc<str>>,
     supervisor: Option<Arc<supervisor::Inner>>,
     state: Mutex<State>,
+    /// Held while what a dead supervisor left is dealt with (see `leftover`).
+    reclaiming: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -140,6 +143,7 @@ impl Process {
                 learned_service: OnceLock::new(),
                 supervisor,
                 state: Mutex::new(State::default()),
+                reclaiming: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -177,7 +181,7 @@ impl Process {
     /// # }
     /// ```
     pub async fn stop(&self) -> Result<Option<ExitStatus>, ProcessError> {
-        stop::stop(&self.shared, self.shared.spec.stop_grace).await
+        self.stop_with(self.shared.spec.stop_grace).await
     }
 
     /// Like [`stop`](Self::stop), with this grace instead of the configured one.
@@ -191,7 +195,11 @@ impl Process {
     /// # }
     /// ```
     pub async fn stop_with(&self, grace: Duration) -> Result<Option<ExitStatus>, ProcessError> {
-        stop::stop(&self.shared, grace).await
+        let status = stop::stop(&self.shared, grace).await?;
+        if status.is_none() {
+            leftover::reclaim(&self.shared, grace).await?;
+        }
+        Ok(status)
     }
 
     /// Resolves once the program started last has exited and been reaped (at once if it has
@@ -346,9 +354,21 @@ impl Drop for Shared {
 }
 
 impl Trigger for Process {
+    /// Starts the program unless it runs; with a lock file, first stops what a supervisor
+    /// that died left of it (see [`ProcessBuilder::lock_file`]).
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        let started = self.start().map_err(BoxError::from);
-        async move { started }.boxed()
+        if self.shared.spec.lock_file.is_none() || self.is_running() {
+            let started = self.start().map_err(BoxError::from);
+            return async move { started }.boxed();
+        }
+        let process = self.clone();
+        async move {
+            let shared = &process.shared;
+            leftover::reclaim(shared, shared.spec.stop_grace).await?;
+            process.start()?;
+            Ok(())
+        }
+        .boxed()
     }
 
     /// When the program the last start started, or found running, exits. `None` when it runs

@@ -16,11 +16,11 @@ use crate::trigger::process_group as group;
 
 /// How long a program is awaited after SIGKILL: it cannot refuse to die, so running out of this
 /// means something is badly wrong (a process stuck in the kernel).
-const AFTER_KILL: Duration = Duration::from_secs(5);
+pub(super) const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// How often a stop looks whether what the program left in its group has exited: there is no
 /// event for the exit of a process that is not our child.
-const GROUP_POLL: Duration = Duration::from_millis(20);
+pub(super) const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// A trigger that stops a [`Process`] (SIGTERM, then SIGKILL after its stop grace), made by
 /// [`Process::stopper`]: for `on_idle`. `Ok` once the program is stopped, or if it crashed
@@ -62,6 +62,11 @@ impl Trigger for ProcessStop {
             // An `Ok` would leave the service Stopping until its stop timeout, holding requests
             // that the backend, still up, could answer.
             if let Some(error) = process.not_running() {
+                // What answers may be what a supervisor that died left running.
+                let grace = process.shared.spec.stop_grace;
+                if super::leftover::reclaim(&process.shared, grace).await? {
+                    return Ok(());
+                }
                 return Err(error.into());
             }
             process.stop().await?;
