@@ -13,13 +13,30 @@ use crate::process_support::{alive, eventually, log, record_logs, scratch};
 
 const SERVICE: &str = "leftover-records";
 
-/// `sleep 30` in a process group of its own, as a program a killed supervisor left would be.
-fn stray_group() -> std::process::Child {
-    std::process::Command::new("sleep")
-        .arg("30")
-        .process_group(0)
-        .spawn()
-        .unwrap()
+/// `sleep 30` in a process group of its own, as a program a killed supervisor left would be;
+/// killed and reaped when dropped.
+struct Stray(std::process::Child);
+
+impl Stray {
+    fn start() -> Self {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Stray {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// When `pid` started, in clock ticks after boot (`/proc/PID/stat` field 22).
@@ -51,8 +68,8 @@ fn backend(lock: &Path) -> Process {
 async fn only_a_group_the_record_shows_to_be_the_dead_supervisors_is_stopped() {
     record_logs();
     let lock = scratch("leftover-records").join("app.lock");
-    let (mut stray, mut other) = (stray_group(), stray_group());
-    let (pid, other_pid) = (stray.id(), other.id());
+    let (stray, other) = (Stray::start(), Stray::start());
+    let (pid, other_pid) = (stray.pid(), other.pid());
     let (start, boot) = (start_time(pid), boot_id());
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let gone_pid = gone.id();
@@ -119,5 +136,4 @@ async fn only_a_group_the_record_shows_to_be_the_dead_supervisors_is_stopped() {
     std::fs::write(&lock, record).unwrap();
     assert!(backend(&lock).stop().await.unwrap().is_none());
     eventually("the stop stopped the leftover group", || !alive(other_pid)).await;
-    let (_, _) = (stray.wait(), other.wait());
 }
