@@ -12,7 +12,11 @@
 //! is the run's if one of its live members is: its leader, with the start time and the boot
 //! recorded, or any process whose environment holds the run's id (what the program started,
 //! its leader gone). A record that cannot show it (an id alone, as earlier versions wrote it;
-//! a system without `/proc`) leads to no signal, only a warning.
+//! a system without `/proc`) leads to no signal, only a warning. The check is made again
+//! before the SIGKILL, as the group may empty during the grace. Left open: between a check and
+//! its signal the group would have to empty and its id go to a new group, which takes the
+//! system's process ids to wrap around within that moment (a pidfd names a process, not a
+//! group, so it cannot close that).
 
 use std::path::Path;
 use std::time::Duration;
