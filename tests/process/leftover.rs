@@ -3,6 +3,8 @@
 //! is stopped; one gone, or whose id now belongs to someone else, or an id alone as earlier
 //! versions wrote it, leads to no signal.
 
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
@@ -104,12 +106,22 @@ async fn only_a_group_the_record_shows_to_be_the_dead_supervisors_is_stopped() {
         process.stop().await.unwrap();
     }
 
-    // A record whose group leader runs since: a start (not async) refuses, a trigger stops it.
-    std::fs::write(
-        &lock,
-        format!("{pid}\nstart_time {start}\nboot_id {boot}\n"),
-    )
-    .unwrap();
+    // A record that shows the group is the run's, in a file that anyone may write: left alone.
+    let matching = format!("{pid}\nstart_time {start}\nboot_id {boot}\n");
+    std::fs::write(&lock, &matching).unwrap();
+    std::fs::set_permissions(&lock, Permissions::from_mode(0o666)).unwrap();
+    let process = backend(&lock);
+    process.trigger().await.unwrap();
+    assert!(
+        alive(pid),
+        "a record anyone may have written was acted upon"
+    );
+    log().line_with(&[SERVICE, "is not this user's alone to write"]);
+    process.stop().await.unwrap();
+    std::fs::set_permissions(&lock, Permissions::from_mode(0o644)).unwrap();
+
+    // The same in the user's own file: a start (not async) refuses, a trigger stops it.
+    std::fs::write(&lock, &matching).unwrap();
     let process = backend(&lock);
     let refused = process.start().unwrap_err().to_string();
     assert!(

@@ -140,9 +140,10 @@ impl ProcessBuilder {
     ///
     /// Only a group shown to be that run's is signalled: one with a live member that is the
     /// program itself (its id, start time and boot) or has that run's id in its environment.
-    /// A run of which nothing is left, a group whose id now belongs to other processes, and a
+    /// A run of which nothing is left, a group whose id now belongs to other processes, a
     /// record that cannot show it (an id alone, as earlier versions wrote; a system without
-    /// `/proc`) lead to no signal, only a log line. Out of reach too: what left the group
+    /// `/proc`), and one that other users may have written (the file is not this user's, or
+    /// others than it and its group may write it) lead to no signal, only a log line. Out of reach too: what left the group
     /// (`setsid`, a daemon), what a program killed before its record was written left, and a
     /// group whose leader is gone and whose members all cleared or overwrote their
     /// environment.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::lock::{self, Claim, Record};
+use super::lock::{self, Claim, Record, RunLock};
 use super::stop::{AFTER_KILL, GROUP_POLL};
 use super::{ProcessError, Shared};
 use crate::trigger::process_group as group;
@@ -45,6 +45,8 @@ pub(super) enum Verdict {
     Reused,
     /// Whether it is that run's cannot be told (a record with an id alone): left alone.
     Unknown,
+    /// Other users may have written the record: left alone.
+    Untrusted,
 }
 
 /// A fresh id for a run, if one can be made (Linux, where the record's guards are read).
@@ -80,6 +82,17 @@ pub(super) fn describe(pid: u32, run_id: Option<String>) -> Record {
 fn boot_id() -> Option<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     Some(id.trim().to_string())
+}
+
+/// The record a supervisor that died left in the lock file, if any, and what it stands for.
+pub(super) fn left(lock: &RunLock) -> Option<(Record, Verdict)> {
+    let record = lock.left()?;
+    let verdict = if lock.others_may_write() {
+        Verdict::Untrusted
+    } else {
+        judge(&record)
+    };
+    Some((record, verdict))
 }
 
 /// What `record` stands for now.
@@ -150,6 +163,11 @@ pub(super) fn report(shared: &Shared, path: &Path, record: &Record, verdict: Ver
              cannot show that this process group is still that run's (it holds an id alone, \
              as earlier versions wrote it, or this system has no /proc), so nothing is \
              signalled: if that program still runs, stop it yourself"),
+        Verdict::Untrusted => tracing::warn!(service, %program, pid, %lock_file,
+            "the supervisor that ran the program last died without stopping it; its lock file \
+             is not this user's alone to write, so its record is not acted upon: if that \
+             program still runs, stop it yourself, and make the file writable by this user \
+             only"),
     }
 }
 
@@ -169,11 +187,10 @@ pub(super) async fn reclaim(shared: &Shared, grace: Duration) -> Result<bool, Pr
     let Ok(Claim::Ours(lock)) = lock::claim(path) else {
         return Ok(false);
     };
-    let Some(record) = lock.left() else {
+    let Some((record, verdict)) = left(&lock) else {
         return Ok(false);
     };
     shared.learn_service();
-    let verdict = judge(&record);
     let Verdict::Left(members) = verdict else {
         report(shared, path, &record, verdict);
         return Ok(false);

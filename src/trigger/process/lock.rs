@@ -120,6 +120,19 @@ impl RunLock {
         read(&self.file)
     }
 
+    /// Whether users other than this one may have written the record (the file is theirs, or
+    /// anyone may write it): then it is not acted upon, or they could have any of this user's
+    /// process groups (all of them, as root) stopped.
+    pub(super) fn others_may_write(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = self.file.metadata() else {
+            return true;
+        };
+        let (user, group) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        let group_writes = meta.mode() & 0o020 != 0 && meta.gid() != group.as_raw();
+        meta.uid() != user.as_raw() || group_writes || meta.mode() & 0o002 != 0
+    }
+
     /// Releases the lock leaving the record in the file, for the next holder to deal with.
     pub(super) fn release_keeping_record(mut self) {
         self.clear = false;

@@ -83,10 +83,10 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     let lock = match &spec.lock_file {
         None => None,
         Some(path) => match lock::claim(path) {
-            Ok(Claim::Ours(lock)) => match lock.left().map(|r| (leftover::judge(&r), r)) {
+            Ok(Claim::Ours(lock)) => match leftover::left(&lock) {
                 // Started now, it would find its port taken; a trigger or a stop stops that
                 // group first (`leftover::reclaim`), which this start, not async, cannot wait for.
-                Some((leftover::Verdict::Left(members), record)) => {
+                Some((record, leftover::Verdict::Left(members))) => {
                     lock.release_keeping_record();
                     return Err(ProcessError::Spawn {
                         program: program(),
@@ -99,7 +99,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
                         )),
                     });
                 }
-                Some((verdict, record)) => {
+                Some((record, verdict)) => {
                     leftover::report(shared, path, &record, verdict);
                     Some(lock)
                 }
