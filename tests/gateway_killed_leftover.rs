@@ -41,12 +41,13 @@ enum Run {
     Wrapped,
 }
 
-/// Processes of the test, killed by PID when it ends, however it ends.
-#[derive(Default)]
-struct Strays(Vec<u32>);
+/// Processes of the test, killed by PID when it ends, however it ends; and its lock file,
+/// removed.
+struct Strays(Vec<u32>, PathBuf);
 
 impl Drop for Strays {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.1);
         for pid in &self.0 {
             if alive(*pid) {
                 let _ = std::process::Command::new("kill")
@@ -121,10 +122,10 @@ async fn answering_pid(addr: SocketAddr) -> u32 {
 }
 
 async fn the_next_gateway_stops_what_a_killed_one_left(tag: &str, run: Run) {
-    let mut strays = Strays::default();
     let backend = common::refused_addr().await;
     let script = common::TempFile::new(&format!("{tag}-server"), SERVER);
     let lock = PathBuf::from(format!("{}.lock", script.path()));
+    let mut strays = Strays(Vec::new(), lock.clone());
     let files = (script.path(), lock.as_path());
 
     // The first gateway starts the program, and is killed without a chance to stop it.
@@ -178,7 +179,6 @@ async fn the_next_gateway_stops_what_a_killed_one_left(tag: &str, run: Run) {
         log.contains("stopped what the dead supervisor left of the program"),
         "{log}"
     );
-    let _ = std::fs::remove_file(&lock);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
