@@ -61,7 +61,9 @@
 //! `command` is required; `args`, `current_dir`, `env` (added to the inherited environment),
 //! `stop_grace` (SIGTERM to SIGKILL, default 10 s), `output_level` (the level of its output
 //! lines, default `info`) and `lock_file` (so that of several gateways sharing the
-//! configuration only one runs the program: see
+//! configuration only one runs the program, and, on Linux, so that a gateway stops what one
+//! that was killed left of it running, a program that ignores SIGTERM or what a wrapper script
+//! started, before starting it and when its idle stop finds nothing of its own to stop: see
 //! [`ProcessBuilder::lock_file`](crate::trigger::ProcessBuilder::lock_file)) are optional. A `process_stop` takes no field: it stops the `process`
 //! built last before it in the same service (a service's `on_down`, `on_up` and `always` are
 //! built before its `on_idle`), and is an error in a service without one. Every `process` is

@@ -2,6 +2,7 @@
 
 mod builder;
 mod error;
+mod leftover;
 mod lock;
 mod run;
 mod spawner;
@@ -53,8 +54,14 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 ///   for a program's orderly exit. Should this process die without either (`kill -9`, the OOM
 ///   killer), on Linux the kernel sends the program SIGTERM (`PR_SET_PDEATHSIG`; each program
 ///   is started from a small thread of its own that lives until the program has exited, so
-///   that no thread ending before it sets the signal off); what the program started in turn
-///   is its own to stop, so a wrapper script should `exec` its server.
+///   that no thread ending before it sets the signal off). That is all the kernel does: a
+///   program that ignores SIGTERM outlives this process, and what the program started in
+///   turn gets no signal (so a wrapper script should `exec` its server). With a
+///   [`lock_file`](ProcessBuilder::lock_file), on Linux, the next supervisor on that file
+///   stops what is left of that program's process group (SIGTERM, SIGKILL after the stop
+///   grace) before it runs the program, and when its stop finds nothing of its own to stop,
+///   once the file's record shows that group is that run's (see there); without one, or on
+///   another system, what is left is the operator's to stop.
 /// - **Once across programs, if asked.** With a [`lock_file`](ProcessBuilder::lock_file), of
 ///   several supervisors (two gateways sharing a configuration) only one runs the program.
 /// - **Logged.** Its stdout and stderr go to `tracing` at info (see
@@ -98,6 +105,8 @@ struct Shared {
     learned_service: OnceLock<Arc<str>>,
     supervisor: Option<Arc<supervisor::Inner>>,
     state: Mutex<State>,
+    /// Held while what a dead supervisor left is dealt with (see `leftover`).
+    reclaiming: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -140,6 +149,7 @@ impl Process {
                 learned_service: OnceLock::new(),
                 supervisor,
                 state: Mutex::new(State::default()),
+                reclaiming: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -147,6 +157,9 @@ impl Process {
     /// Starts the program unless it runs already (then this does nothing). `Ok` once it has
     /// been started, not once it is ready. Must be called within a Tokio runtime (which reaps
     /// the program and logs its output); outside one it fails with [`ProcessError::Spawn`].
+    /// It fails so too while what a supervisor that died left of the program runs (known
+    /// through its [`lock_file`](ProcessBuilder::lock_file)), as it cannot wait for that to
+    /// stop: the process as a trigger, or a [`stop`](Self::stop), stops that first.
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -163,7 +176,9 @@ impl Process {
 
     /// Stops the program: SIGTERM to its group, SIGKILL to what is left after the stop grace.
     /// Resolves, with the program's exit status, once it has exited and been reaped; `Ok(None)`
-    /// if it was not running. A stop while another runs (an idle stop and a shutdown) sends no
+    /// if it was not running here, after stopping what a supervisor that died left of it, if
+    /// its [`lock_file`](ProcessBuilder::lock_file) shows any (a gateway's shutdown stops
+    /// that too). A stop while another runs (an idle stop and a shutdown) sends no
     /// second SIGTERM: it waits for the exit, and sends the SIGKILL at its own deadline or the
     /// other's, whichever comes first, unless the other has.
     ///
@@ -177,7 +192,7 @@ impl Process {
     /// # }
     /// ```
     pub async fn stop(&self) -> Result<Option<ExitStatus>, ProcessError> {
-        stop::stop(&self.shared, self.shared.spec.stop_grace).await
+        self.stop_with(self.shared.spec.stop_grace).await
     }
 
     /// Like [`stop`](Self::stop), with this grace instead of the configured one.
@@ -191,7 +206,11 @@ impl Process {
     /// # }
     /// ```
     pub async fn stop_with(&self, grace: Duration) -> Result<Option<ExitStatus>, ProcessError> {
-        stop::stop(&self.shared, grace).await
+        let status = stop::stop(&self.shared, grace).await?;
+        if status.is_none() {
+            leftover::reclaim(&self.shared, grace).await?;
+        }
+        Ok(status)
     }
 
     /// Resolves once the program started last has exited and been reaped (at once if it has
@@ -249,42 +268,6 @@ impl Process {
     /// ```
     pub fn starts(&self) -> u64 {
         self.shared.lock().starts
-    }
-
-    /// Why nothing of this program runs here while its backend may still answer, if so: for
-    /// an idle stop to say. A program that crashed (ended in failure, or by a signal) has
-    /// nothing left to stop: its backend is down, which the monitor's probe will find.
-    fn not_running(&self) -> Option<ProcessError> {
-        let state = self.shared.lock();
-        if state.running.is_some() {
-            return None;
-        }
-        // Each says what the operator can do: nothing here will stop what answers.
-        let forked = "yet the backend answers: the program forked into the background and \
-                      exited, or something else answers on its port; run the program in the \
-                      foreground (nginx with `-g \"daemon off;\"`, say), and stop what runs \
-                      now yourself";
-        let why = if state.elsewhere {
-            "it runs under another supervisor, which holds its lock file and stops it".to_string()
-        } else {
-            match state.latest.as_ref().map(|exit| *exit.borrow()) {
-                Some(run::Exit::Exited(Some(status))) if !status.success() => return None,
-                Some(run::Exit::Exited(Some(status))) => {
-                    format!("its last run ended, {status}, {forked}")
-                }
-                Some(_) => format!("its last run ended, {forked}"),
-                None => "this supervisor never started it: what answers on its port was \
-                         started otherwise (left running by an earlier supervisor that was \
-                         killed, say, as a program that ignores SIGTERM outlives one), and it \
-                         is never stopped from here; stop that program yourself, and the next \
-                         request starts it here"
-                    .to_string(),
-            }
-        };
-        Some(ProcessError::NotRunning {
-            program: self.shared.program.to_string(),
-            why,
-        })
     }
 
     /// A handle that does not keep the program alive.
@@ -346,9 +329,22 @@ impl Drop for Shared {
 }
 
 impl Trigger for Process {
+    /// Starts the program unless it runs; with a lock file, first stops what a supervisor
+    /// that died left of it (see [`ProcessBuilder::lock_file`]), so that it is not started
+    /// beside that, on a port that is taken.
     fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        let started = self.start().map_err(BoxError::from);
-        async move { started }.boxed()
+        if self.shared.spec.lock_file.is_none() || self.is_running() {
+            let started = self.start().map_err(BoxError::from);
+            return async move { started }.boxed();
+        }
+        let process = self.clone();
+        async move {
+            let shared = &process.shared;
+            leftover::reclaim(shared, shared.spec.stop_grace).await?;
+            process.start()?;
+            Ok(())
+        }
+        .boxed()
     }
 
     /// When the program the last start started, or found running, exits. `None` when it runs

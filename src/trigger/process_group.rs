@@ -39,22 +39,7 @@ fn group(pgid: u32) -> std::io::Result<Pid> {
 /// `Some(whether a process of group pgid is not a zombie)`, or `None` where `/proc` cannot say.
 #[cfg(target_os = "linux")]
 fn live_member_in_proc(pgid: u32) -> Option<bool> {
-    let entries = std::fs::read_dir("/proc").ok()?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        if let Some((state, group)) = state_and_group(&stat) {
-            if group == pgid && !matches!(state, "Z" | "X") {
-                return Some(true);
-            }
-        }
-    }
-    Some(false)
+    live_members(pgid).map(|members| !members.is_empty())
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -62,16 +47,72 @@ fn live_member_in_proc(_pgid: u32) -> Option<bool> {
     None
 }
 
-/// The state and process group from a `/proc/PID/stat` line: `pid (comm) state ppid pgrp …`,
-/// where `comm` may itself hold spaces and parentheses.
+/// A process of a group that is not a zombie, and when it started.
 #[cfg(target_os = "linux")]
-fn state_and_group(stat: &str) -> Option<(&str, u32)> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_comm.split_whitespace();
-    let state = fields.next()?;
-    let _parent = fields.next()?;
-    let group = fields.next()?.parse().ok()?;
-    Some((state, group))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) pid: u32,
+    /// In clock ticks after boot (`/proc/PID/stat` field 22): with the boot, it tells a
+    /// process from a later one given the same id.
+    pub(crate) start_time: u64,
+}
+
+/// The processes of group `pgid` that are not zombies; `None` if `/proc` cannot be read.
+#[cfg(target_os = "linux")]
+pub(crate) fn live_members(pgid: u32) -> Option<Vec<Member>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let mut members = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some(stat) = Stat::parse(&stat) {
+            if stat.group == pgid && !matches!(stat.state, "Z" | "X") {
+                members.push(Member {
+                    pid,
+                    start_time: stat.start_time,
+                });
+            }
+        }
+    }
+    Some(members)
+}
+
+/// When process `pid` started, in clock ticks after boot; `None` if it is gone.
+#[cfg(target_os = "linux")]
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Stat::parse(&stat).map(|stat| stat.start_time)
+}
+
+/// What is read from a `/proc/PID/stat` line: `pid (comm) state ppid pgrp …`, where `comm`
+/// may itself hold spaces and parentheses.
+#[cfg(target_os = "linux")]
+struct Stat<'a> {
+    state: &'a str,
+    group: u32,
+    start_time: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl<'a> Stat<'a> {
+    fn parse(stat: &'a str) -> Option<Self> {
+        let after_comm = &stat[stat.rfind(')')? + 1..];
+        let mut fields = after_comm.split_whitespace();
+        let state = fields.next()?;
+        let _parent = fields.next()?;
+        let group = fields.next()?.parse().ok()?;
+        // Field 22 of the line, counted from `pid` as 1: the 17th after the group (field 5).
+        let start_time = fields.nth(16)?.parse().ok()?;
+        Some(Self {
+            state,
+            group,
+            start_time,
+        })
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -79,10 +120,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_state_and_group_past_an_odd_command_name() {
-        let stat = "4242 (my (odd) name) S 1 4240 4240 0 -1 4194560";
-        assert_eq!(state_and_group(stat), Some(("S", 4240)));
-        assert_eq!(state_and_group("garbage"), None);
+    fn reads_state_group_and_start_time_past_an_odd_command_name() {
+        let stat = "4242 (my (odd) name) S 1 4240 4240 0 -1 4194560 \
+                    10 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
+        let read = Stat::parse(stat).unwrap();
+        assert_eq!(
+            (read.state, read.group, read.start_time),
+            ("S", 4240, 987654)
+        );
+        assert!(Stat::parse("4242 (short) S 1 4240 4240 0").is_none());
+        assert!(Stat::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn reads_this_process_start_time_and_group() {
+        let me = std::process::id();
+        let started = start_time(me).expect("this process runs");
+        let group = nix::unistd::getpgrp().as_raw() as u32;
+        let members = live_members(group).expect("/proc is readable");
+        assert!(members.contains(&Member {
+            pid: me,
+            start_time: started
+        }));
     }
 
     #[test]

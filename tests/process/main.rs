@@ -9,6 +9,8 @@ mod config;
 mod daemonized;
 mod early_exit;
 mod hung_start;
+#[cfg(target_os = "linux")]
+mod leftover;
 mod lifecycle;
 mod overlapping_stops;
 

@@ -4,7 +4,8 @@
 //!
 //! The lock is an advisory `flock` held by the supervising program while the backend runs; the
 //! kernel drops it when that program exits, however it exits, so a stale lock cannot remain.
-//! The file also holds the backend's process id, for people (the lock decides, not the id).
+//! The file also holds a [`Record`] of the running backend, which a clean stop clears: one
+//! found in a file whose lock was free was left by a supervisor that died (see `leftover`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -14,8 +15,14 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-/// The lock, held: released (and the id in the file cleared) when dropped.
-pub(super) struct RunLock(Flock<File>);
+/// The most of the file that is read: a record is a few short lines.
+const MOST: usize = 4096;
+
+/// The lock, held: released (and the record in the file cleared, unless kept) when dropped.
+pub(super) struct RunLock {
+    file: Flock<File>,
+    clear: bool,
+}
 
 /// Who may run the program.
 pub(super) enum Claim {
@@ -23,6 +30,60 @@ pub(super) enum Claim {
     Ours(RunLock),
     /// Another supervisor runs it; the id it wrote, if readable.
     Elsewhere(Option<u32>),
+}
+
+/// What the file says of the program: its process id (which is its group's id) on the first
+/// line, alone, as people and earlier versions read it; then `key value` lines that tell its
+/// group from a later one given the same id. A file of earlier versions has the id only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Record {
+    pub(super) pid: u32,
+    /// When it started, in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub(super) start_time: Option<u64>,
+    /// The boot it ran in (`/proc/sys/kernel/random/boot_id`): a start time means nothing in
+    /// another.
+    pub(super) boot_id: Option<String>,
+    /// The run's own id, also in the program's environment, which what it starts inherits.
+    pub(super) run_id: Option<String>,
+}
+
+impl Record {
+    fn parse(text: &str) -> Option<Self> {
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.starts_with('#'));
+        let pid = lines.next()?.parse().ok()?;
+        let mut record = Self {
+            pid,
+            ..Self::default()
+        };
+        for line in lines {
+            let Some((key, value)) = line.split_once(' ') else {
+                continue;
+            };
+            let value = value.trim();
+            match key {
+                "start_time" => record.start_time = value.parse().ok(),
+                "boot_id" => record.boot_id = Some(value.to_string()),
+                "run_id" => record.run_id = Some(value.to_string()),
+                // Written by a later version: what it adds is not needed here.
+                _ => {}
+            }
+        }
+        Some(record)
+    }
+
+    fn to_text(&self) -> String {
+        let mut text = format!("{}\n", self.pid);
+        if let Some(start_time) = self.start_time {
+            text.push_str(&format!("start_time {start_time}\n"));
+        }
+        if let Some(boot_id) = &self.boot_id {
+            text.push_str(&format!("boot_id {boot_id}\n"));
+        }
+        if let Some(run_id) = &self.run_id {
+            text.push_str(&format!("run_id {run_id}\n"));
+        }
+        text
+    }
 }
 
 /// Takes the lock at `path` (creating the file) unless another supervisor holds it.
@@ -34,32 +95,57 @@ pub(super) fn claim(path: &Path) -> io::Result<Claim> {
         .truncate(false)
         .open(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Claim::Ours(RunLock(lock))),
-        Err((file, Errno::EWOULDBLOCK)) => {
-            let mut text = [0u8; 16];
-            let read = file.read_at(&mut text, 0).unwrap_or(0);
-            let pid = std::str::from_utf8(&text[..read])
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
-            Ok(Claim::Elsewhere(pid))
-        }
+        Ok(file) => Ok(Claim::Ours(RunLock { file, clear: true })),
+        Err((file, Errno::EWOULDBLOCK)) => Ok(Claim::Elsewhere(read(&file).map(|r| r.pid))),
         Err((_, errno)) => Err(errno.into()),
     }
 }
 
+fn read(file: &File) -> Option<Record> {
+    let mut text = vec![0u8; MOST];
+    let read = file.read_at(&mut text, 0).ok()?;
+    Record::parse(std::str::from_utf8(&text[..read]).ok()?)
+}
+
 impl RunLock {
-    /// Writes the running program's id into the file.
-    pub(super) fn record(&self, pid: u32) {
-        let _ = self.0.set_len(0);
-        let _ = self.0.write_all_at(format!("{pid}\n").as_bytes(), 0);
+    /// Writes the running program's record into the file.
+    pub(super) fn record(&self, record: &Record) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.write_all_at(record.to_text().as_bytes(), 0);
+    }
+
+    /// The record in the file as the lock was taken: left by a holder that died, as a clean
+    /// stop clears it.
+    pub(super) fn left(&self) -> Option<Record> {
+        read(&self.file)
+    }
+
+    /// Whether users other than this one may have written the record (the file is theirs, or
+    /// anyone may write it): then it is not acted upon, or they could have any of this user's
+    /// process groups (all of them, as root) stopped.
+    pub(super) fn others_may_write(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = self.file.metadata() else {
+            return true;
+        };
+        let (user, group) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        let group_writes = meta.mode() & 0o020 != 0 && meta.gid() != group.as_raw();
+        meta.uid() != user.as_raw() || group_writes || meta.mode() & 0o002 != 0
+    }
+
+    /// Releases the lock leaving the record in the file, for the next holder to deal with.
+    pub(super) fn release_keeping_record(mut self) {
+        self.clear = false;
     }
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        // Cleared before the lock goes (with the file, right after): an id in an unlocked file
-        // would only mislead a reader.
-        let _ = self.0.set_len(0);
+        // Cleared before the lock goes (with the file, right after): a record in an unlocked
+        // file tells the next holder that its program may still run.
+        if self.clear {
+            let _ = self.file.set_len(0);
+        }
     }
 }
 
@@ -73,13 +159,41 @@ mod tests {
         let Claim::Ours(first) = claim(&path).unwrap() else {
             panic!("a fresh lock file is taken")
         };
-        first.record(4242);
+        let record = Record {
+            pid: 4242,
+            start_time: Some(77),
+            boot_id: Some("b00t".into()),
+            run_id: Some("c0ffee".into()),
+        };
+        first.record(&record);
         assert!(matches!(
             claim(&path).unwrap(),
             Claim::Elsewhere(Some(4242))
         ));
         drop(first);
-        assert!(matches!(claim(&path).unwrap(), Claim::Ours(_)));
+        let Claim::Ours(second) = claim(&path).unwrap() else {
+            panic!("a released lock is taken")
+        };
+        assert_eq!(second.left(), None, "a clean release clears the record");
+        second.record(&record);
+        second.release_keeping_record();
+        let Claim::Ours(third) = claim(&path).unwrap() else {
+            panic!("a released lock is taken")
+        };
+        assert_eq!(third.left(), Some(record));
+        drop(third);
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn reads_an_id_alone_as_earlier_versions_wrote_it() {
+        let old = Record::parse("4242\n").unwrap();
+        assert_eq!((old.pid, old.start_time, old.run_id), (4242, None, None));
+        assert_eq!(Record::parse(""), None);
+        assert_eq!(Record::parse("not a pid\n"), None);
+        let text = "17\nstart_time 5\nnew_field x\nboot_id b\n";
+        let new = Record::parse(text).unwrap();
+        assert_eq!(new.start_time, Some(5));
+        assert_eq!(new.boot_id.as_deref(), Some("b"));
     }
 }

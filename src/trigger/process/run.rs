@@ -7,9 +7,9 @@ use tokio::process::Child;
 use tokio::sync::watch;
 
 use super::lock::{self, Claim, RunLock};
-use super::spawner;
 use super::stop::Stops;
 use super::{ProcessError, Shared};
+use super::{leftover, spawner};
 use crate::trigger::output::{self, Source, Stream};
 use crate::trigger::process_group as group;
 
@@ -83,7 +83,28 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
     let lock = match &spec.lock_file {
         None => None,
         Some(path) => match lock::claim(path) {
-            Ok(Claim::Ours(lock)) => Some(lock),
+            Ok(Claim::Ours(lock)) => match leftover::left(&lock) {
+                // Started now, it would find its port taken; a trigger or a stop stops that
+                // group first (`leftover::reclaim`), which this start, not async, cannot wait for.
+                Some((record, leftover::Verdict::Left(members))) => {
+                    lock.release_keeping_record();
+                    return Err(ProcessError::Spawn {
+                        program: program(),
+                        source: std::io::Error::other(format!(
+                            "what a supervisor that died left of it runs still (process group \
+                             {}, {members} processes, per lock file {:?}): a trigger or a stop \
+                             stops it first",
+                            record.pid,
+                            path.display().to_string()
+                        )),
+                    });
+                }
+                Some((record, verdict)) => {
+                    leftover::report(shared, path, &record, verdict);
+                    Some(lock)
+                }
+                None => Some(lock),
+            },
             Ok(Claim::Elsewhere(pid)) => {
                 tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid,
                     lock_file = %path.display(),
@@ -102,10 +123,13 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
             }
         },
     };
+    // Only with a lock file: its record is what the id is for.
+    let run_id = lock.as_ref().and_then(|_| leftover::new_run_id());
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(run_id.iter().map(|id| (leftover::RUN_ID_VAR, id)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -126,7 +150,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         });
     };
     if let Some(lock) = &lock {
-        lock.record(pid);
+        lock.record(&leftover::describe(pid, run_id));
     }
     state.starts += 1;
     state.elsewhere = false;

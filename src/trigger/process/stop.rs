@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use tokio::time::Instant;
 
+use super::run::Exit;
 use super::{Process, ProcessError, Shared};
 use crate::BoxError;
 use crate::trigger::Trigger;
@@ -16,19 +17,21 @@ use crate::trigger::process_group as group;
 
 /// How long a program is awaited after SIGKILL: it cannot refuse to die, so running out of this
 /// means something is badly wrong (a process stuck in the kernel).
-const AFTER_KILL: Duration = Duration::from_secs(5);
+pub(super) const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// How often a stop looks whether what the program left in its group has exited: there is no
 /// event for the exit of a process that is not our child.
-const GROUP_POLL: Duration = Duration::from_millis(20);
+pub(super) const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// A trigger that stops a [`Process`] (SIGTERM, then SIGKILL after its stop grace), made by
 /// [`Process::stopper`]: for `on_idle`. `Ok` once the program is stopped, or if it crashed
-/// (nothing is left to stop); it fails with [`ProcessError::NotRunning`] when the program
-/// does not run under this supervisor otherwise (never started here, run by another, or it
-/// exited successfully, as one that forks into the background does), as the backend, up
-/// though nothing of its is running, cannot be stopped from here (a monitor keeps it up, and
-/// says so, rather than waiting for its stop until the stop timeout).
+/// (nothing is left to stop), or once what a supervisor that died left of it is stopped (with
+/// a [`lock_file`](super::ProcessBuilder::lock_file) that shows it); it fails with
+/// [`ProcessError::NotRunning`] when the program does not run under this supervisor otherwise
+/// (never started here, run by another, or it exited successfully, as one that forks into the
+/// background does), as the backend, up though nothing of its is running, cannot be stopped
+/// from here (a monitor keeps it up, and says so, rather than waiting for its stop until the
+/// stop timeout).
 ///
 /// ```
 /// use std::time::Duration;
@@ -62,12 +65,55 @@ impl Trigger for ProcessStop {
             // An `Ok` would leave the service Stopping until its stop timeout, holding requests
             // that the backend, still up, could answer.
             if let Some(error) = process.not_running() {
+                // What answers may be what a supervisor that died left running.
+                let grace = process.shared.spec.stop_grace;
+                if super::leftover::reclaim(&process.shared, grace).await? {
+                    return Ok(());
+                }
                 return Err(error.into());
             }
             process.stop().await?;
             Ok(())
         }
         .boxed()
+    }
+}
+
+impl Process {
+    /// Why nothing of this program runs here while its backend may still answer, if so: for
+    /// an idle stop to say. A program that crashed (ended in failure, or by a signal) has
+    /// nothing left to stop: its backend is down, which the monitor's probe will find.
+    pub(super) fn not_running(&self) -> Option<ProcessError> {
+        let state = self.shared.lock();
+        if state.running.is_some() {
+            return None;
+        }
+        // Each says what the operator can do: nothing here will stop what answers.
+        let forked = "yet the backend answers: the program forked into the background and \
+                      exited, or something else answers on its port; run the program in the \
+                      foreground (nginx with `-g \"daemon off;\"`, say), and stop what runs \
+                      now yourself";
+        let why = if state.elsewhere {
+            "it runs under another supervisor, which holds its lock file and stops it".to_string()
+        } else {
+            match state.latest.as_ref().map(|exit| *exit.borrow()) {
+                Some(Exit::Exited(Some(status))) if !status.success() => return None,
+                Some(Exit::Exited(Some(status))) => {
+                    format!("its last run ended, {status}, {forked}")
+                }
+                Some(_) => format!("its last run ended, {forked}"),
+                None => "this supervisor never started it: what answers on its port was \
+                         started otherwise (by hand, say, or left running by a supervisor \
+                         that was killed: stopped from here only with a `lock_file` whose \
+                         record shows it is that run's), and is not stopped from here; stop \
+                         that program yourself, and the next request starts it here"
+                    .to_string(),
+            }
+        };
+        Some(ProcessError::NotRunning {
+            program: self.shared.program.to_string(),
+            why,
+        })
     }
 }
 
