@@ -1,0 +1,71 @@
+//! One pool used from several runtimes, one of which ends while the others go on (a library
+//! user's server with a runtime per thread, and a proxy shared by them): what the ended runtime
+//! made must not break the pool for the others.
+
+use super::*;
+
+/// A runtime that serves the backend and outlives the test's other runtimes.
+fn serving() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A runtime that ends during the test.
+fn passing() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Waits until `count` connections are back on the stack: nothing announces the push, which
+/// on a runtime other than the connection's may come after the answer's end (bounded).
+async fn until_idle(pool: &Pool<Full<Bytes>>, count: usize) {
+    let give_up = Instant::now() + BOUND;
+    while pool.shared.lock().connections.len() != count {
+        assert!(Instant::now() < give_up, "the connection never came back");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A kept connection's response timer was made by the first request that waited on it; made
+/// on a runtime that then ended, while the connection's own runtime went on, the next request
+/// on the connection polled a timer of a runtime shut down, which panics.
+#[test]
+fn a_connection_a_request_of_an_ended_runtime_used_still_serves_the_others() {
+    let serving = serving();
+    let backend = serving.block_on(backend(Mode::KeepAlive));
+    let pool = pool(&backend, Duration::from_secs(15));
+    // Dialled here: the connection's task runs on `serving`.
+    serving.block_on(async {
+        assert_eq!(hello(&pool, &backend).await, "hello");
+        until_idle(&pool, 1).await;
+    });
+    let passing = passing();
+    passing.block_on(async {
+        let (outcome, _) = exchange(&pool, &backend, "/", BOUND).await;
+        let Outcome::Answered(response) = outcome else {
+            panic!("no answer on the kept connection");
+        };
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "hello"
+        );
+        until_idle(&pool, 1).await;
+    });
+    drop(passing);
+    serving.block_on(async {
+        let (outcome, _) = exchange(&pool, &backend, "/", BOUND).await;
+        let Outcome::Answered(response) = outcome else {
+            panic!("no answer on the kept connection");
+        };
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "hello"
+        );
+    });
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1, "one connection");
+}
