@@ -69,3 +69,30 @@ fn a_connection_a_request_of_an_ended_runtime_used_still_serves_the_others() {
     });
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 1, "one connection");
 }
+
+/// The pool's idle timer runs as a task of the runtime that put a connection back first; that
+/// runtime ended, the task went with it, and the pool, taking it for running, started none
+/// again: no idle connection was ever closed after.
+#[test]
+fn idle_connections_are_closed_after_the_runtime_of_the_idle_timer_ended() {
+    let serving = serving();
+    let mut backend = serving.block_on(backend(Mode::KeepAlive));
+    let pool = pool(&backend, Duration::from_millis(200));
+    let passing = passing();
+    passing.block_on(async {
+        assert_eq!(hello(&pool, &backend).await, "hello");
+        until_idle(&pool, 1).await;
+    });
+    // The connection's task ends with its runtime, and closes it.
+    drop(passing);
+    serving.block_on(async {
+        tokio::time::timeout(BOUND, backend.closed_by_proxy.recv())
+            .await
+            .expect("the ended runtime's connection was not closed");
+        assert_eq!(hello(&pool, &backend).await, "hello");
+        tokio::time::timeout(BOUND, backend.closed_by_proxy.recv())
+            .await
+            .expect("the idle connection was never closed");
+    });
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 2);
+}
