@@ -266,18 +266,28 @@ where
     }
 
     fn push(self: Arc<Self>, mut connection: Box<Conn<B>>) {
-        let mut idle = self.lock();
-        if !idle.timer {
-            // Without a timer (no runtime: dropped at shutdown) the connection is not kept.
-            if !spawn(close_idle(IdleTimer::new(&self))) {
-                return;
-            }
-            idle.timer = true;
-        }
         connection.idle_since = Instant::now();
         // Its last request is answered: no copy of it is kept while it is idle.
         connection.replay = None;
+        let mut idle = self.lock();
+        let timer = if idle.timer {
+            None
+        } else {
+            // Without a runtime to run the timer (dropped at shutdown, or read to its end by
+            // another executor) the connection is not kept.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            idle.timer = true;
+            Some(runtime)
+        };
         idle.connections.push_back(connection);
+        drop(idle);
+        // Spawned with the lock released: a runtime that is shutting down drops the task at
+        // once, and the task's drop takes the lock to clear the flag.
+        if let Some(runtime) = timer {
+            runtime.spawn(close_idle(IdleTimer::new(&self)));
+        }
     }
 }
 

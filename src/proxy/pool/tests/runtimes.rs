@@ -96,3 +96,36 @@ fn idle_connections_are_closed_after_the_runtime_of_the_idle_timer_ended() {
     });
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 2);
 }
+
+/// A connection put back where no runtime is current (a response body read to its end by
+/// another executor, on a thread of the user's) cannot start the idle timer, so it is not
+/// kept; the timer task that could not be spawned is dropped, and that drop must not wait for
+/// the pool's lock the put holds.
+#[test]
+fn a_connection_put_back_outside_any_runtime_is_not_kept_and_blocks_nothing() {
+    let serving = serving();
+    let backend = serving.block_on(backend(Mode::KeepAlive));
+    let pool = pool(&backend, Duration::from_secs(15));
+    serving.block_on(async {
+        assert_eq!(hello(&pool, &backend).await, "hello");
+        until_idle(&pool, 1).await;
+    });
+    let connection = pool.shared.take_idle().expect("the connection is kept");
+    // The stack is empty: the put back must start a timer.
+    pool.shared.lock().timer = false;
+    let (done, put) = std::sync::mpsc::channel();
+    let shared = Arc::clone(&pool.shared);
+    std::thread::spawn(move || {
+        shared.push(connection);
+        let _ = done.send(());
+    });
+    if put.recv_timeout(BOUND).is_err() {
+        // The put holds the pool's lock for ever, and the runtime's shutdown would wait for
+        // it too (its idle timer task takes the lock when dropped): the test fails, not hangs.
+        std::mem::forget(serving);
+        panic!("putting a connection back outside a runtime hung");
+    }
+    let idle = pool.shared.lock();
+    assert_eq!(idle.connections.len(), 0, "kept with no timer to close it");
+    assert!(!idle.timer, "a timer taken for running");
+}
