@@ -266,24 +266,68 @@ where
     }
 
     fn push(self: Arc<Self>, mut connection: Box<Conn<B>>) {
-        let mut idle = self.lock();
-        if !idle.timer {
-            // Without a timer (no runtime: dropped at shutdown) the connection is not kept.
-            if !spawn(close_idle(Arc::downgrade(&self))) {
-                return;
-            }
-            idle.timer = true;
-        }
         connection.idle_since = Instant::now();
         // Its last request is answered: no copy of it is kept while it is idle.
         connection.replay = None;
+        let mut idle = self.lock();
+        let timer = if idle.timer {
+            None
+        } else {
+            // Without a runtime to run the timer (dropped at shutdown, or read to its end by
+            // another executor) the connection is not kept.
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            idle.timer = true;
+            Some(runtime)
+        };
         idle.connections.push_back(connection);
+        drop(idle);
+        // Spawned with the lock released: a runtime that is shutting down drops the task at
+        // once, and the task's drop takes the lock to clear the flag.
+        if let Some(runtime) = timer {
+            runtime.spawn(close_idle(IdleTimer::new(&self)));
+        }
+    }
+}
+
+/// The idle timer task's hold on its pool's `timer` flag: should the task be dropped before
+/// it ends (its runtime shut down, while the pool goes on serving another runtime's requests),
+/// the flag is cleared, so that the next connection put back starts another timer. Made before
+/// the task is spawned: a task dropped before its first poll clears it too.
+struct IdleTimer<B> {
+    pool: Weak<Shared<B>>,
+    /// False once the task has cleared the flag itself (with the stack empty, under its lock).
+    running: bool,
+}
+
+impl<B> IdleTimer<B> {
+    fn new(pool: &Arc<Shared<B>>) -> Self {
+        Self {
+            pool: Arc::downgrade(pool),
+            running: true,
+        }
+    }
+}
+
+impl<B> Drop for IdleTimer<B> {
+    fn drop(&mut self) {
+        if !self.running {
+            return;
+        }
+        if let Some(pool) = self.pool.upgrade() {
+            pool.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .timer = false;
+        }
     }
 }
 
 /// Closes the connections idle for longer than the pool's timeout, until none is idle (or
 /// the pool is gone).
-async fn close_idle<B: Send + 'static>(pool: Weak<Shared<B>>) {
+async fn close_idle<B: Send + 'static>(mut timer: IdleTimer<B>) {
+    let pool = &timer.pool;
     let Some(mut deadline) = pool
         .upgrade()
         .map(|pool| Instant::now() + pool.idle_timeout)
@@ -306,6 +350,7 @@ async fn close_idle<B: Send + 'static>(pool: Weak<Shared<B>>) {
             Some(connection) => deadline = connection.idle_since + pool.idle_timeout,
             None => {
                 idle.timer = false;
+                timer.running = false;
                 return;
             }
         }

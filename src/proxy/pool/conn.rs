@@ -152,7 +152,7 @@ pub(super) struct Conn<B> {
     /// registered timer's deadline later is one atomic operation, where a new timer per
     /// request is a timer-wheel insert and removal. Left armed after the answer; should it
     /// fire while the connection is idle, it wakes the last request's task once, which finds
-    /// nothing to do.
+    /// nothing to do. Always set: made with the connection (see [`Conn::new`]).
     timer: Option<Pin<Box<Sleep>>>,
     /// When it was put back on the stack.
     pub(super) idle_since: Instant,
@@ -165,10 +165,16 @@ pub(super) struct Conn<B> {
 }
 
 impl<B> Conn<B> {
+    /// A connection whose task runs on the current runtime.
     pub(super) fn new(send: SendRequest<B>) -> Box<Self> {
         Box::new(Self {
             send,
-            timer: None,
+            // A timer belongs to the runtime it is made on, and polling it once that runtime
+            // has shut down panics. Made here, on the connection's own runtime, it cannot
+            // outlive the connection's task; made by a request, on a runtime of its own (a
+            // proxy shared by several), it would, and panic the next request after that
+            // runtime ended. It is reset before each use: its first deadline is none.
+            timer: Some(Box::pin(tokio::time::sleep_until(Instant::now()))),
             idle_since: Instant::now(),
             replay: None,
             pool: None,
