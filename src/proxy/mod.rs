@@ -23,12 +23,14 @@
 //!   `chunked` (`gzip, chunked`) is answered 501 (a request) or 502 (an answer), never passed
 //!   on without the coding; a `Content-Length` beside chunks is removed (and the backend
 //!   connection of an answer that had both closed after it, not pooled), an answer's list of
-//!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a `GET` or `HEAD`
-//!   whose body has no length goes to an HTTP/1.1 backend chunked (hyper's client would drop
-//!   the body); a request with two `Host`s or one that is not `host[:port]` (userinfo, a
-//!   path, a port alone) is answered 400, over HTTP/1.x with `Connection: close`, which has
-//!   hyper's server close the connection after it (as nginx does). An HTTP/1.0 client that
-//!   asks for keep-alive keeps its connection.
+//!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a backend connection
+//!   whose answer came as HTTP/1.0 is closed after it (on it, hyper would send a later chunked
+//!   upload as HTTP/1.0, without its body); a `GET` or `HEAD` whose body has no length goes
+//!   to an HTTP/1.1 backend chunked (hyper's client would drop the body); a request with two
+//!   `Host`s or one that is not `host[:port]` (userinfo, a path, a port alone) is answered
+//!   400, over HTTP/1.x with `Connection: close`, which has hyper's server close the
+//!   connection after it (as nginx does). An HTTP/1.0 client that asks for keep-alive keeps
+//!   its connection.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added

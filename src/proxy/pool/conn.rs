@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::TrySendError;
@@ -21,7 +21,13 @@ use crate::proxy::failure::Failure;
 use crate::proxy::upstream::{UpstreamBody, UpstreamError};
 
 /// The response to a request sent on a kept connection: its body holds the connection (the
-/// lease), unless it switched protocols (then the connection belongs to the upgrade).
+/// lease), unless it switched protocols (then the connection belongs to the upgrade) or came
+/// as HTTP/1.0.
+///
+/// An HTTP/1.0 answer, even one that keeps its connection alive, has hyper speak HTTP/1.0 on
+/// that connection from then on, where a request body of no known length cannot be framed:
+/// hyper sends such a request (a chunked upload) without its body, and the backend answers
+/// the empty request. The connection is closed after the answer instead, as nginx closes it.
 pub(super) fn lend<B>(
     connection: Box<Conn<B>>,
     response: Response<Incoming>,
@@ -31,7 +37,8 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS)
+    let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS
+        && response.version() != Version::HTTP_10)
         .then_some(connection as Box<dyn Lease>);
     response.map(|body| UpstreamBody::new(body, lease))
 }
