@@ -41,15 +41,17 @@
 //!   dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`, `..;`) is answered 400, never
 //!   forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
-//!   than its timeout; 502 otherwise, with [`BackendGone`] in the
-//!   response's extensions when the backend refused or dropped the connection, so a
-//!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
-//!   request's own body breaks off (a client gone in the middle of an upload), which is not the
-//!   backend's doing. An answer whose body the backend stops sending is cut short once no
-//!   byte of it has come for [`ProxyBuilder::response_body_timeout`] (60 s by default,
-//!   nginx's `proxy_read_timeout`), its backend connection closed. Each is logged at warn
-//!   with the service's name. A gRPC request gets the status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
-//!   answer: a text body would read to a gRPC client as a protocol error.
+//!   than its timeout; 502 otherwise, with [`BackendGone`] in the response's extensions when
+//!   the backend refused or dropped the connection, so a [`MonitorLayer`](crate::MonitorLayer)
+//!   in front learns the backend is gone (not when it answered before it read the whole
+//!   upload, a 413, and closed: the client gets that answer); 400 when the request's own body
+//!   breaks off (a client gone in the middle of an upload), which is not the backend's doing.
+//!   An answer whose body the backend stops sending is cut short once no byte of it has come
+//!   for [`ProxyBuilder::response_body_timeout`] (60 s by default, nginx's
+//!   `proxy_read_timeout`), its backend connection closed. Each is logged at warn with the
+//!   service's name. A gRPC request gets the status gRPC maps these to instead (UNAVAILABLE
+//!   for a 502 or 504), in a trailers-only answer: a text body would read to a gRPC client as
+//!   a protocol error.
 //! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
 //!   backend's idle close crossing the request) is no failure: a request not yet sent goes on
 //!   another connection, and a sent one without a body whose method is idempotent (`GET`,

@@ -28,6 +28,7 @@ use tower_service::Service;
 use conn::{Conn, lend};
 pub(crate) use conn::{Exchange, Kept, Outcome};
 use replay::Replay;
+use socket::Socket;
 
 use super::failure::Failure;
 use super::upstream::{Failed, UpstreamBody, UpstreamError};
@@ -236,7 +237,7 @@ where
             builder.max_headers(max);
         }
         let (connection, driver) = builder
-            .handshake(io)
+            .handshake(Socket::new(io))
             .await
             .map_err(|error| UpstreamError::Connect(error.into()))?;
         let ended = Arc::clone(&self.ended);
@@ -355,5 +356,6 @@ fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
 
 mod conn;
 mod replay;
+mod socket;
 #[cfg(test)]
 mod tests;

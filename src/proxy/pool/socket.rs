@@ -1,0 +1,115 @@
+//! [`Socket`]: a backend connection's socket, on which a write that fails because the backend
+//! closed the connection ends the writing, not the exchange.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+
+/// A backend connection's socket. Once a write fails because the backend closed or reset the
+/// connection, what is written after is dropped as though sent, and reads go on.
+///
+/// A backend may answer before it has read the whole request body (a `413` to a large upload,
+/// a `401`) and close the connection at once, as Go's and nginx's servers do. The rest of the
+/// body then fails to go (a broken pipe, a reset), and hyper's client failed the exchange with
+/// that error, the answer already on the socket unread: the client got a 502 for its `413`,
+/// and the backend was taken for gone (marked down, woken). hyper now reads on, and gets the
+/// answer, or else the end of the connection, a failure as before.
+pub(super) struct Socket<T> {
+    io: T,
+    /// Set once a write failed for the connection's end: nothing more goes out.
+    unwritable: bool,
+}
+
+impl<T> Socket<T> {
+    pub(super) fn new(io: T) -> Self {
+        Self {
+            io,
+            unwritable: false,
+        }
+    }
+
+    /// `result` of a write of `len` bytes, or, if it failed for the connection's end (the
+    /// backend gone or done reading), the bytes dropped as though written.
+    fn written(&mut self, result: io::Result<usize>, len: usize) -> io::Result<usize> {
+        match result {
+            Err(error) if closed(&error) => {
+                tracing::debug!(%error, "backend stopped reading the request; its rest is dropped");
+                self.unwritable = true;
+                Ok(len)
+            }
+            result => result,
+        }
+    }
+}
+
+/// Whether a write failed because the backend closed or reset the connection.
+fn closed(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+impl<T: Read + Unpin> Read for Socket<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for Socket<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.unwritable {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let result = std::task::ready!(Pin::new(&mut this.io).poll_write(cx, buf));
+        Poll::Ready(this.written(result, buf.len()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let len = || bufs.iter().map(|buf| buf.len()).sum();
+        if this.unwritable {
+            return Poll::Ready(Ok(len()));
+        }
+        let result = std::task::ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs));
+        Poll::Ready(this.written(result, len()))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.unwritable {
+            return Poll::Ready(Ok(()));
+        }
+        let result = std::task::ready!(Pin::new(&mut this.io).poll_flush(cx));
+        Poll::Ready(this.written(result.map(|()| 0), 0).map(drop))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.unwritable {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
