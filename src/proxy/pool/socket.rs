@@ -113,3 +113,57 @@ impl<T: Write + Unpin> Write for Socket<T> {
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::future::poll_fn;
+
+    use super::*;
+
+    /// A socket whose writes give these results, in order (and fail the test past them).
+    struct Scripted(VecDeque<io::Result<usize>>);
+
+    impl Write for Scripted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            _buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(self.get_mut().0.pop_front().expect("no more writes"))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn write(socket: &mut Socket<Scripted>, buf: &[u8]) -> io::Result<usize> {
+        poll_fn(|cx| Pin::new(&mut *socket).poll_write(cx, buf)).await
+    }
+
+    #[tokio::test]
+    async fn a_write_the_backend_closed_ends_the_writing_quietly() {
+        let broken = io::Error::from(io::ErrorKind::BrokenPipe);
+        let mut socket = Socket::new(Scripted(VecDeque::from([Ok(3), Err(broken)])));
+        assert_eq!(write(&mut socket, b"abc").await.unwrap(), 3);
+        assert_eq!(write(&mut socket, b"defg").await.unwrap(), 4);
+        // Nothing more reaches the socket: its script has ended.
+        assert_eq!(write(&mut socket, b"hi").await.unwrap(), 2);
+        poll_fn(|cx| Pin::new(&mut socket).poll_flush(cx))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn another_write_failure_stays_a_failure() {
+        let other = io::Error::other("not the connection's end");
+        let mut socket = Socket::new(Scripted(VecDeque::from([Err(other), Ok(2)])));
+        assert!(write(&mut socket, b"abc").await.is_err());
+        assert_eq!(write(&mut socket, b"hi").await.unwrap(), 2);
+    }
+}
