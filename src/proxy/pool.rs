@@ -236,8 +236,9 @@ where
         if let Some(max) = self.max_headers {
             builder.max_headers(max);
         }
+        let (socket, switched) = Socket::new(io);
         let (connection, driver) = builder
-            .handshake(Socket::new(io))
+            .handshake(socket)
             .await
             .map_err(|error| UpstreamError::Connect(error.into()))?;
         let ended = Arc::clone(&self.ended);
@@ -248,7 +249,7 @@ where
             }
             ended.notify_one();
         });
-        Ok(Conn::new(connection))
+        Ok(Conn::new(connection, switched))
     }
 
     /// Puts a connection whose response was read back on the stack, once it can take the

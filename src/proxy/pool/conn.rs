@@ -15,6 +15,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
 use super::replay::Replay;
+use super::socket::Switched;
 use super::{Lease, Pool, Shared};
 use crate::BoxError;
 use crate::proxy::failure::Failure;
@@ -37,8 +38,11 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS
-        && response.version() != Version::HTTP_10)
+    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switched {
+        connection.switched.set();
+    }
+    let lease = (!switched && response.version() != Version::HTTP_10)
         .then_some(connection as Box<dyn Lease>);
     response.map(|body| UpstreamBody::new(body, lease))
 }
@@ -169,12 +173,15 @@ pub(super) struct Conn<B> {
     /// Set while taken by a request and lent to its response body (not while on the stack,
     /// which the pool holds).
     pub(super) pool: Option<Arc<Shared<B>>>,
+    /// Tells its socket when it switched protocols.
+    switched: Switched,
 }
 
 impl<B> Conn<B> {
-    pub(super) fn new(send: SendRequest<B>) -> Box<Self> {
+    pub(super) fn new(send: SendRequest<B>, switched: Switched) -> Box<Self> {
         Box::new(Self {
             send,
+            switched,
             timer: None,
             idle_since: Instant::now(),
             replay: None,

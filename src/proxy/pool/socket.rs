@@ -3,6 +3,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -16,31 +18,51 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 /// that error, the answer already on the socket unread: the client got a 502 for its `413`,
 /// and the backend was taken for gone (marked down, woken). hyper now reads on, and gets the
 /// answer, or else the end of the connection, a failure as before.
+///
+/// Not once the connection has switched protocols ([`Switched`]): a relay's writes then fail
+/// as the socket's do, which ends the relay.
 pub(super) struct Socket<T> {
     io: T,
     /// Set once a write failed for the connection's end: nothing more goes out.
     unwritable: bool,
+    switched: Switched,
 }
 
 impl<T> Socket<T> {
-    pub(super) fn new(io: T) -> Self {
-        Self {
+    /// The socket, and the flag that tells it its connection switched protocols.
+    pub(super) fn new(io: T) -> (Self, Switched) {
+        let switched = Switched::default();
+        let socket = Self {
             io,
             unwritable: false,
-        }
+            switched: switched.clone(),
+        };
+        (socket, switched)
     }
 
     /// `result` of a write of `len` bytes, or, if it failed for the connection's end (the
     /// backend gone or done reading), the bytes dropped as though written.
     fn written(&mut self, result: io::Result<usize>, len: usize) -> io::Result<usize> {
         match result {
-            Err(error) if closed(&error) => {
+            // Looked at only on a failure: it costs nothing on the way of every write.
+            Err(error) if closed(&error) && !self.switched.0.load(Ordering::Acquire) => {
                 tracing::debug!(%error, "backend stopped reading the request; its rest is dropped");
                 self.unwritable = true;
                 Ok(len)
             }
             result => result,
         }
+    }
+}
+
+/// Set once a connection has switched protocols (a `101`): its bytes are then an upgrade's,
+/// relayed until either side closes, and a failed write is the end of the relay.
+#[derive(Clone, Default)]
+pub(super) struct Switched(Arc<AtomicBool>);
+
+impl Switched {
+    pub(super) fn set(&self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -149,7 +171,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_the_backend_closed_ends_the_writing_quietly() {
         let broken = io::Error::from(io::ErrorKind::BrokenPipe);
-        let mut socket = Socket::new(Scripted(VecDeque::from([Ok(3), Err(broken)])));
+        let (mut socket, _) = Socket::new(Scripted(VecDeque::from([Ok(3), Err(broken)])));
         assert_eq!(write(&mut socket, b"abc").await.unwrap(), 3);
         assert_eq!(write(&mut socket, b"defg").await.unwrap(), 4);
         // Nothing more reaches the socket: its script has ended.
@@ -162,7 +184,7 @@ mod tests {
     #[tokio::test]
     async fn another_write_failure_stays_a_failure() {
         let other = io::Error::other("not the connection's end");
-        let mut socket = Socket::new(Scripted(VecDeque::from([Err(other), Ok(2)])));
+        let (mut socket, _) = Socket::new(Scripted(VecDeque::from([Err(other), Ok(2)])));
         assert!(write(&mut socket, b"abc").await.is_err());
         assert_eq!(write(&mut socket, b"hi").await.unwrap(), 2);
     }
