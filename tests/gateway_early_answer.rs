@@ -1,9 +1,9 @@
 //! A backend that answers an upload before reading its body (a `413` to one too large) and
-//! closes the connection at once, as Go's and nginx's servers do past a limit. The rest of the
-//! body then fails to go (a broken pipe, a reset), and hyper's client failed the exchange
-//! with that error, the answer already on the socket unread: the client got a 502 for its
-//! `413` (nginx 1.22 too), and the backend was taken for gone (marked down and woken), so the
-//! next client got a 503. The client gets the backend's answer instead. A raw backend on
+//! closes the connection at once, the body unread, which its kernel answers with a reset. The
+//! rest of the body then fails to go (a broken pipe, a reset), and hyper's client failed the
+//! exchange with that error, the answer already on the socket unread: the client got a 502 for
+//! its `413` (nginx 1.22 too), and the backend was taken for gone (marked down and woken), so
+//! the next client got a 503. The client gets the backend's answer instead. A raw backend on
 //! 127.0.0.1, raw clients, the gateway in the test's process.
 
 mod common;

@@ -12,12 +12,12 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 /// A backend connection's socket. Once a write fails because the backend closed or reset the
 /// connection, what is written after is dropped as though sent, and reads go on.
 ///
-/// A backend may answer before it has read the whole request body (a `413` to a large upload,
-/// a `401`) and close the connection at once, as Go's and nginx's servers do. The rest of the
-/// body then fails to go (a broken pipe, a reset), and hyper's client failed the exchange with
-/// that error, the answer already on the socket unread: the client got a 502 for its `413`,
-/// and the backend was taken for gone (marked down, woken). hyper now reads on, and gets the
-/// answer, or else the end of the connection, a failure as before.
+/// A backend may answer before it has read the whole request body (a `413` to a large upload, a
+/// `401`) and close the connection at once, the body unread, which its kernel answers with a
+/// reset. The rest of the body then fails to go (a broken pipe, a reset), and hyper's client
+/// failed the exchange with that error, the answer already on the socket unread: the client got
+/// a 502 for its `413`, and the backend was taken for gone (marked down, woken). hyper now
+/// reads on, and gets the answer, or else the end of the connection, a failure as before.
 ///
 /// Not once the connection has switched protocols ([`Switched`]): a relay's writes then fail
 /// as the socket's do, which ends the relay.
