@@ -48,12 +48,14 @@
 //!   `chunked` (`gzip, chunked`) is answered 501 (a request) or 502 (an answer), never passed
 //!   on without the coding; a `Content-Length` beside chunks is removed (and the backend
 //!   connection of an answer that had both closed after it, not pooled), an answer's list of
-//!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a `GET` or `HEAD`
-//!   whose body has no length goes to an HTTP/1.1 backend chunked (hyper's client would drop
-//!   the body); a request with two `Host`s or one that is not `host[:port]` (userinfo, a
-//!   path, a port alone) is answered 400, over HTTP/1.x with `Connection: close`, which has
-//!   hyper's server close the connection after it (as nginx does). An HTTP/1.0 client that
-//!   asks for keep-alive keeps its connection.
+//!   equal ones (`5, 5`) made one number, and one on a `204` dropped; a backend connection
+//!   whose answer came as HTTP/1.0 is closed after it (on it, hyper would send a later chunked
+//!   upload as HTTP/1.0, without its body); a `GET` or `HEAD` whose body has no length goes
+//!   to an HTTP/1.1 backend chunked (hyper's client would drop the body); a request with two
+//!   `Host`s or one that is not `host[:port]` (userinfo, a path, a port alone) is answered
+//!   400, over HTTP/1.x with `Connection: close`, which has hyper's server close the
+//!   connection after it (as nginx does). An HTTP/1.0 client that asks for keep-alive keeps
+//!   its connection.
 //! - Headers as RFC 9110 and 7239 say: hop-by-hop headers (and those `Connection` names) are
 //!   removed both ways; `Host` is kept, sent as `:authority` to an HTTP/2 backend (or set to
 //!   the backend's with [`ProxyBuilder::rewrite_host`]); `X-Forwarded-*` and/or `Forwarded` are added
@@ -64,15 +66,17 @@
 //!   dot-segment (`/../`, also as `%2e%2e`, `..%2f`, `..\`, `..;`) is answered 400, never
 //!   forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
-//!   than its timeout; 502 otherwise, with [`BackendGone`] in the
-//!   response's extensions when the backend refused or dropped the connection, so a
-//!   [`MonitorLayer`](crate::MonitorLayer) in front learns the backend is gone; 400 when the
-//!   request's own body breaks off (a client gone in the middle of an upload), which is not the
-//!   backend's doing. An answer whose body the backend stops sending is cut short once no
-//!   byte of it has come for [`ProxyBuilder::response_body_timeout`] (60 s by default,
-//!   nginx's `proxy_read_timeout`), its backend connection closed. Each is logged at warn
-//!   with the service's name. A gRPC request gets the status gRPC maps these to instead (UNAVAILABLE for a 502 or 504), in a trailers-only
-//!   answer: a text body would read to a gRPC client as a protocol error.
+//!   than its timeout; 502 otherwise, with [`BackendGone`] in the response's extensions when
+//!   the backend refused or dropped the connection, so a [`MonitorLayer`](crate::MonitorLayer)
+//!   in front learns the backend is gone (not when it answered before it read the whole
+//!   upload, a 413, and closed: the client gets that answer); 400 when the request's own body
+//!   breaks off (a client gone in the middle of an upload), which is not the backend's doing.
+//!   An answer whose body the backend stops sending is cut short once no byte of it has come
+//!   for [`ProxyBuilder::response_body_timeout`] (60 s by default, nginx's
+//!   `proxy_read_timeout`), its backend connection closed. Each is logged at warn with the
+//!   service's name. A gRPC request gets the status gRPC maps these to instead (UNAVAILABLE
+//!   for a 502 or 504), in a trailers-only answer: a text body would read to a gRPC client as
+//!   a protocol error.
 //! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
 //!   backend's idle close crossing the request) is no failure: a request not yet sent goes on
 //!   another connection, and a sent one without a body whose method is idempotent (`GET`,

@@ -28,6 +28,7 @@ use tower_service::Service;
 use conn::{Conn, lend};
 pub(crate) use conn::{Exchange, Kept, Outcome};
 use replay::Replay;
+use socket::Socket;
 
 use super::failure::Failure;
 use super::upstream::{Failed, UpstreamBody, UpstreamError};
@@ -235,8 +236,9 @@ where
         if let Some(max) = self.max_headers {
             builder.max_headers(max);
         }
+        let (socket, switched) = Socket::new(io);
         let (connection, driver) = builder
-            .handshake(io)
+            .handshake(socket)
             .await
             .map_err(|error| UpstreamError::Connect(error.into()))?;
         let ended = Arc::clone(&self.ended);
@@ -247,7 +249,7 @@ where
             }
             ended.notify_one();
         });
-        Ok(Conn::new(connection))
+        Ok(Conn::new(connection, switched))
     }
 
     /// Puts a connection whose response was read back on the stack, once it can take the
@@ -400,5 +402,6 @@ fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
 
 mod conn;
 mod replay;
+mod socket;
 #[cfg(test)]
 mod tests;

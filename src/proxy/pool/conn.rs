@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::TrySendError;
@@ -15,13 +15,20 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
 use super::replay::Replay;
+use super::socket::Switched;
 use super::{Lease, Pool, Shared};
 use crate::BoxError;
 use crate::proxy::failure::Failure;
 use crate::proxy::upstream::{UpstreamBody, UpstreamError};
 
 /// The response to a request sent on a kept connection: its body holds the connection (the
-/// lease), unless it switched protocols (then the connection belongs to the upgrade).
+/// lease), unless it switched protocols (then the connection belongs to the upgrade) or came
+/// as HTTP/1.0.
+///
+/// An HTTP/1.0 answer, even one that keeps its connection alive, has hyper speak HTTP/1.0 on
+/// that connection from then on, where a request body of no known length cannot be framed:
+/// hyper sends such a request (a chunked upload) without its body, and the backend answers
+/// the empty request. The connection is closed after the answer instead, as nginx closes it.
 pub(super) fn lend<B>(
     connection: Box<Conn<B>>,
     response: Response<Incoming>,
@@ -31,7 +38,11 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let lease = (response.status() != StatusCode::SWITCHING_PROTOCOLS)
+    let switched = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switched {
+        connection.switched.set();
+    }
+    let lease = (!switched && response.version() != Version::HTTP_10)
         .then_some(connection as Box<dyn Lease>);
     response.map(|body| UpstreamBody::new(body, lease))
 }
@@ -162,13 +173,16 @@ pub(super) struct Conn<B> {
     /// Set while taken by a request and lent to its response body (not while on the stack,
     /// which the pool holds).
     pub(super) pool: Option<Arc<Shared<B>>>,
+    /// Tells its socket when it switched protocols.
+    switched: Switched,
 }
 
 impl<B> Conn<B> {
     /// A connection whose task runs on the current runtime.
-    pub(super) fn new(send: SendRequest<B>) -> Box<Self> {
+    pub(super) fn new(send: SendRequest<B>, switched: Switched) -> Box<Self> {
         Box::new(Self {
             send,
+            switched,
             // A timer belongs to the runtime it is made on, and polling it once that runtime
             // has shut down panics. Made here, on the connection's own runtime, it cannot
             // outlive the connection's task; made by a request, on a runtime of its own (a

@@ -1,0 +1,138 @@
+//! A backend that answers an upload before reading its body (a `413` to one too large) and
+//! closes the connection at once, the body unread, which its kernel answers with a reset. The
+//! rest of the body then fails to go (a broken pipe, a reset), and hyper's client failed the
+//! exchange with that error, the answer already on the socket unread: the client got a 502 for
+//! its `413` (nginx 1.22 too), and the backend was taken for gone (marked down and woken), so
+//! the next client got a 503. The client gets the backend's answer instead. A raw backend on
+//! 127.0.0.1, raw clients, the gateway in the test's process.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The upload's size: many times what the sockets' buffers hold, so that most of it is still
+/// to go when the backend closes.
+const UPLOAD: usize = 16 << 20;
+
+/// A backend that answers a `POST` `413` once some of its body has come, then closes the
+/// connection with the rest unread (which resets it); and a `GET` `200 mine`.
+async fn refusing_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                while let Some(head) = common::read_head(&mut stream, &mut pending).await {
+                    if !head.starts_with("POST ") {
+                        let mine = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nmine";
+                        if stream.write_all(mine).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    if pending.is_empty() {
+                        let mut buffer = [0u8; 1024];
+                        if let Ok(0) | Err(_) = stream.read(&mut buffer).await {
+                            return;
+                        }
+                    }
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 413 Payload Too Large\r\nconnection: close\r\n\
+                              content-length: 9\r\n\r\ntoo large",
+                        )
+                        .await;
+                    // Dropped with the body unread: the backend's kernel resets the connection.
+                    return;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sends a `POST` of [`UPLOAD`] bytes to `gateway` and gives the answer's head, read while the
+/// body is still being sent.
+async fn upload(gateway: SocketAddr) -> String {
+    let client = TcpStream::connect(gateway).await.unwrap();
+    let (mut reader, mut writer) = client.into_split();
+    let sending = tokio::spawn(async move {
+        let head =
+            format!("POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: {UPLOAD}\r\n\r\n");
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b'z'; 64 << 10];
+        for _ in 0..UPLOAD / chunk.len() {
+            writer.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(writer)
+    });
+    let mut pending = Vec::new();
+    let head = tokio::time::timeout(
+        Duration::from_secs(10),
+        common::read_head(&mut reader, &mut pending),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("an answer before the connection ends");
+    sending.abort();
+    head
+}
+
+/// The same upload from an HTTP/2 client: its answer's status, once its head has come.
+async fn upload_over_http2(gateway: SocketAddr) -> http::StatusCode {
+    let stream = TcpStream::connect(gateway).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let chunk = Bytes::from(vec![b'z'; 64 << 10]);
+    let chunks = std::iter::repeat_n(chunk, UPLOAD / (64 << 10))
+        .map(|chunk| Ok::<_, std::convert::Infallible>(Frame::data(chunk)));
+    let request = http::Request::post("http://app/upload")
+        .header(http::header::CONTENT_LENGTH, UPLOAD)
+        .body(StreamBody::new(futures::stream::iter(chunks)))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("an answer in time")
+        .expect("an answer, not a reset");
+    response.status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_answers_and_closes_mid_upload_is_heard_not_taken_for_gone() {
+    let gateway =
+        common::gateway_to_app(&format!("http://{}/", refusing_backend().await), "{}").await;
+    // The answer and the reset come together: which hyper met first was a matter of timing.
+    for round in 0..8 {
+        let head = upload(gateway.addr).await;
+        assert!(
+            head.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+            "round {round}: {head}"
+        );
+    }
+    // The gateway ends the stream with the answer (a reset with NO_ERROR, as RFC 9113 section
+    // 8.1 has a server that answers early do), which a client takes as the end of its upload.
+    for round in 0..4 {
+        let status = upload_over_http2(gateway.addr).await;
+        assert_eq!(status, 413, "HTTP/2, round {round}");
+    }
+    let reply = common::exchange(
+        gateway.addr,
+        "GET /next HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nmine"), "{reply}");
+}
