@@ -149,3 +149,47 @@ async fn only_a_group_the_record_shows_to_be_the_dead_supervisors_is_stopped() {
     assert!(backend(&lock).stop().await.unwrap().is_none());
     eventually("the stop stopped the leftover group", || !alive(other_pid)).await;
 }
+
+/// Whether this test runs as root, who may start a process as another user.
+fn root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_group_that_carries_the_run_id_is_left_alone() {
+    const SERVICE: &str = "leftover-other-user";
+    if !root() {
+        eprintln!("skipped: only root starts a process as another user");
+        return;
+    }
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    // Another user who read the run's id in the lock file and took its group's id.
+    let mut theirs = std::process::Command::new("sleep")
+        .arg("30")
+        .env("TOWER_MONITOR_RUN_ID", "0123abcd")
+        .process_group(0)
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    let pid = theirs.id();
+    let record = format!("{pid}\nboot_id {}\nrun_id 0123abcd\n", boot_id());
+    std::fs::write(&lock, record).unwrap();
+    let process = Process::builder("sleep")
+        .arg("30")
+        .service(SERVICE)
+        .lock_file(&lock)
+        .build();
+    process.trigger().await.unwrap();
+    let signalled = !alive(pid);
+    let _ = theirs.kill();
+    let _ = theirs.wait();
+    assert!(!signalled, "another user's group was taken for the run's");
+    log().line_with(&[SERVICE, "now belongs to other processes"]);
+    process.stop().await.unwrap();
+}

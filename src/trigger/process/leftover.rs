@@ -134,15 +134,29 @@ pub(super) fn judge(_record: &Record) -> Verdict {
     Verdict::Unknown
 }
 
-/// Whether process `pid` was started with the run's id in its environment (unreadable, as
-/// another user's, counts as no).
+/// Whether process `pid`, this user's, was started with the run's id in its environment
+/// (unreadable counts as no). Another user's is not the run's whatever it holds: the id is
+/// readable in the lock file, and a root supervisor reads every environment, so another user
+/// could take a free group id, put the run's id in its environment, and have its group (and
+/// what it put there, a setuid program say) signalled by root.
 #[cfg(target_os = "linux")]
 fn carries_run_id(pid: u32, run_id: &str) -> bool {
+    if real_uid(pid) != Some(nix::unistd::getuid().as_raw()) {
+        return false;
+    }
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
     let wanted = format!("{RUN_ID_VAR}={run_id}");
     environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
+}
+
+/// The real user of process `pid` (`/proc/PID/status`), if it runs.
+#[cfg(target_os = "linux")]
+fn real_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Says what a record found in the lock file stands for, unless it is `Left` (its stop says).
