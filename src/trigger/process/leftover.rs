@@ -19,6 +19,7 @@
 //! group, so it cannot close that).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -160,9 +161,14 @@ fn real_uid(pid: u32) -> Option<u32> {
 }
 
 /// Says what a record found in the lock file stands for, unless it is `Left` (its stop says).
-pub(super) fn report(shared: &Shared, path: &Path, record: &Record, verdict: Verdict) {
-    let service = shared.asker();
-    let service = service.as_deref().map(tracing::field::display);
+pub(super) fn report(
+    shared: &Shared,
+    service: Option<&str>,
+    path: &Path,
+    record: &Record,
+    verdict: Verdict,
+) {
+    let service = service.map(tracing::field::display);
     let (program, pid, lock_file) = (&shared.program, record.pid, path.display());
     match verdict {
         Verdict::Left(_) => {}
@@ -189,45 +195,85 @@ pub(super) fn report(shared: &Shared, path: &Path, record: &Record, verdict: Ver
 /// run whose group still has live members: SIGTERM to the group, SIGKILL to what is left after
 /// `grace`. Whether it stopped something; clears the record once dealt with. Nothing is done
 /// while the program runs here, or without a lock file, or when another supervisor holds it.
-pub(super) async fn reclaim(shared: &Shared, grace: Duration) -> Result<bool, ProcessError> {
-    let Some(path) = &shared.spec.lock_file else {
+///
+/// It runs on a task of its own, one at a time: a caller that gives up (a trigger's timeout)
+/// does not cut it short between the SIGTERM and the SIGKILL, leaving what ignores SIGTERM
+/// running and its record gone; a runtime that shuts down meanwhile leaves the record.
+pub(super) async fn reclaim(shared: &Arc<Shared>, grace: Duration) -> Result<bool, ProcessError> {
+    if shared.spec.lock_file.is_none() {
+        return Ok(false);
+    }
+    // Here, not in the task: which service asks is known in the caller's task only.
+    shared.learn_service();
+    let service = shared.asker();
+    let shared = Arc::clone(shared);
+    let cleanup = tokio::spawn(async move {
+        let _one = shared.reclaiming.lock().await;
+        reclaim_now(&shared, service.as_deref(), grace).await
+    });
+    match cleanup.await {
+        Ok(result) => result,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: the runtime shuts down, dropping this caller's task too.
+            Err(_) => std::future::pending().await,
+        },
+    }
+}
+
+async fn reclaim_now(
+    shared: &Shared,
+    service: Option<&str>,
+    grace: Duration,
+) -> Result<bool, ProcessError> {
+    let Some(path) = shared.spec.lock_file.clone() else {
         return Ok(false);
     };
     if shared.lock().running.is_some() {
         return Ok(false);
     }
-    // One at a time: a second, with the lock taken by the first, would see "elsewhere".
-    let _one = shared.reclaiming.lock().await;
-    let Ok(Claim::Ours(lock)) = lock::claim(path) else {
+    let found = off_runtime(move || match lock::claim(&path) {
+        Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
+        _ => None,
+    })
+    .await;
+    let Some((mut lock, record, verdict)) = found else {
         return Ok(false);
     };
-    let Some((record, verdict)) = left(&lock) else {
-        return Ok(false);
-    };
-    shared.learn_service();
+    let path = shared.spec.lock_file.as_deref().unwrap_or(Path::new(""));
     let Verdict::Left(members) = verdict else {
-        report(shared, path, &record, verdict);
+        report(shared, service, path, &record, verdict);
         return Ok(false);
     };
-    match stop_group(shared, path, &record, members, grace).await {
-        Ok(()) => Ok(true),
-        Err(error) => {
-            lock.release_keeping_record();
-            Err(error)
-        }
+    lock.keep_record();
+    stop_group(shared, service, path, &record, members, grace).await?;
+    lock.clear_record();
+    Ok(true)
+}
+
+/// Runs `work` (reading a file, or every process's `/proc` entry, which takes long with many
+/// processes) on the blocking pool, not on a runtime worker.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: the runtime shuts down, dropping this task too.
+            Err(_) => std::future::pending().await,
+        },
     }
 }
 
 /// SIGTERM to the group of `record`, SIGKILL after `grace` to what is left, if still the run's.
 async fn stop_group(
     shared: &Shared,
+    service: Option<&str>,
     path: &Path,
     record: &Record,
     members: usize,
     grace: Duration,
 ) -> Result<(), ProcessError> {
-    let service = shared.asker();
-    let service = service.as_deref().map(tracing::field::display);
+    let service = service.map(tracing::field::display);
     let (program, pgid, lock_file) = (&shared.program, record.pid, path.display());
     let failed = |reason: String| ProcessError::Stop {
         program: program.to_string(),
@@ -239,16 +285,17 @@ async fn stop_group(
          process group running: stopping that group (SIGTERM)");
     group::signal(pgid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
     let deadline = crate::deadline::saturating_after(Instant::now(), grace);
-    while group::has_live_members(pgid) && Instant::now() < deadline {
+    while has_live_members(pgid).await && Instant::now() < deadline {
         tokio::time::sleep(GROUP_POLL).await;
     }
     // Judged again: emptied during the grace, the group's id may have been given out since.
-    if let Verdict::Left(left) = judge(record) {
+    let again = record.clone();
+    if let Verdict::Left(left) = off_runtime(move || judge(&again)).await {
         tracing::warn!(service, %program, pgid, members = left, ?grace,
             "what the dead supervisor left did not stop within the grace: SIGKILL");
         group::signal(pgid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
         let deadline = Instant::now() + AFTER_KILL;
-        while group::has_live_members(pgid) {
+        while has_live_members(pgid).await {
             if Instant::now() >= deadline {
                 return Err(failed(format!(
                     "still running {AFTER_KILL:?} after SIGKILL"
@@ -260,4 +307,8 @@ async fn stop_group(
     tracing::warn!(service, %program, pgid, %lock_file,
         "stopped what the dead supervisor left of the program");
     Ok(())
+}
+
+async fn has_live_members(pgid: u32) -> bool {
+    off_runtime(move || group::has_live_members(pgid)).await
 }

@@ -137,6 +137,20 @@ impl RunLock {
     pub(super) fn release_keeping_record(mut self) {
         self.clear = false;
     }
+
+    /// Leaves the record in the file when the lock goes, unless [`clear_record`] comes first:
+    /// what it records is being dealt with, which a holder dropped halfway (its runtime shut
+    /// down) leaves to the next.
+    ///
+    /// [`clear_record`]: Self::clear_record
+    pub(super) fn keep_record(&mut self) {
+        self.clear = false;
+    }
+
+    /// Clears the record now: what it recorded is dealt with.
+    pub(super) fn clear_record(&self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 impl Drop for RunLock {

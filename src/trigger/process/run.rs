@@ -100,7 +100,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
                     });
                 }
                 Some((record, verdict)) => {
-                    leftover::report(shared, path, &record, verdict);
+                    leftover::report(shared, service, path, &record, verdict);
                     Some(lock)
                 }
                 None => Some(lock),

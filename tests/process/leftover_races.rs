@@ -1,0 +1,124 @@
+//! What a supervisor that died left, stopped while other things happen: the caller giving up
+//! on the trigger (its `trigger_timeout`), the runtime shutting down.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tower_monitor::Trigger;
+use tower_monitor::trigger::Process;
+
+use crate::process_support::{alive, eventually, log, record_logs, scratch};
+
+/// `sleep 30` deaf to SIGTERM, in a process group of its own, as a program a killed supervisor
+/// left would be; killed and reaped when dropped.
+struct Deaf(std::process::Child);
+
+impl Deaf {
+    /// Once it ignores SIGTERM (the shell set it, then became `sleep`).
+    fn start() -> Self {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; exec sleep 30"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let deaf = Self(child);
+        let comm = format!("/proc/{}/comm", deaf.pid());
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&comm).unwrap_or_default() != "sleep\n" {
+            assert!(Instant::now() < give_up, "the deaf stray never became sleep");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        deaf
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// The record a supervisor that ran it and died would have left.
+    fn record(&self) -> String {
+        let pid = self.pid();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let start = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .nth(19)
+            .unwrap()
+            .to_string();
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        format!("{pid}\nstart_time {start}\nboot_id {}\n", boot.trim())
+    }
+}
+
+impl Drop for Deaf {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn backend(lock: &Path, service: &str, grace: Duration) -> Process {
+    Process::builder("sleep")
+        .arg("30")
+        .service(service)
+        .lock_file(lock)
+        .stop_grace(grace)
+        .build()
+}
+
+fn stopping_logged(service: &str, pgid: u32) -> bool {
+    let pgid = format!("pgid={pgid}");
+    !log()
+        .lines_with(&[service, "left its process group running", &pgid])
+        .is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_given_up_on_still_kills_what_ignores_sigterm() {
+    const SERVICE: &str = "leftover-given-up";
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    let deaf = Deaf::start();
+    std::fs::write(&lock, deaf.record()).unwrap();
+    let process = backend(&lock, SERVICE, Duration::from_secs(1));
+    // As the monitor's trigger_timeout does, shorter than the stop grace.
+    let given_up = tokio::time::timeout(Duration::from_millis(300), process.trigger()).await;
+    assert!(given_up.is_err(), "the trigger outwaits the stop grace");
+    eventually("the SIGKILL reached what ignores SIGTERM", || {
+        !alive(deaf.pid())
+    })
+    .await;
+    eventually("the record is cleared once dealt with", || {
+        std::fs::read_to_string(&lock).is_ok_and(|text| text.is_empty())
+    })
+    .await;
+    process.trigger().await.unwrap();
+    assert!(process.is_running());
+    process.stop().await.unwrap();
+}
+
+#[test]
+fn a_runtime_shut_down_during_the_stop_leaves_the_record_for_the_next() {
+    const SERVICE: &str = "leftover-shut-down";
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    let deaf = Deaf::start();
+    let record = deaf.record();
+    std::fs::write(&lock, &record).unwrap();
+    let process = backend(&lock, SERVICE, Duration::from_secs(30));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let trigger = process.trigger();
+    runtime.spawn(trigger);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !stopping_logged(SERVICE, deaf.pid()) {
+        assert!(Instant::now() < give_up, "the leftover's stop never began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(runtime);
+    assert!(alive(deaf.pid()), "SIGTERM is ignored and no SIGKILL came");
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap(),
+        record,
+        "the record of what still runs was cleared"
+    );
+}
