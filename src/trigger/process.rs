@@ -116,6 +116,8 @@ struct State {
     latest: Option<tokio::sync::watch::Receiver<run::Exit>>,
     /// The last start found the program running under another supervisor (its lock file).
     elsewhere: bool,
+    /// The lock file is held by this supervisor's cleanup of what a dead one left (`leftover`).
+    cleaning: bool,
     starts: u64,
 }
 
@@ -341,6 +343,9 @@ impl Trigger for Process {
         async move {
             let shared = &process.shared;
             leftover::reclaim(shared, shared.spec.stop_grace).await?;
+            // Held: a stop's look at the lock file meanwhile would make this start take it
+            // for another supervisor's.
+            let _one = shared.reclaiming.lock().await;
             process.start()?;
             Ok(())
         }

@@ -1,5 +1,5 @@
 //! What a supervisor that died left, stopped while other things happen: the caller giving up
-//! on the trigger (its `trigger_timeout`), the runtime shutting down.
+//! on the trigger (its `trigger_timeout`), the runtime shutting down, a start meanwhile.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -121,4 +121,35 @@ fn a_runtime_shut_down_during_the_stop_leaves_the_record_for_the_next() {
         record,
         "the record of what still runs was cleared"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_during_a_stops_cleanup_is_refused_not_taken_for_another_supervisor() {
+    const SERVICE: &str = "leftover-start-meanwhile";
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    let deaf = Deaf::start();
+    std::fs::write(&lock, deaf.record()).unwrap();
+    let process = backend(&lock, SERVICE, Duration::from_secs(1));
+    let stopping = tokio::spawn({
+        let process = process.clone();
+        async move { process.stop().await }
+    });
+    eventually("the stop deals with the leftover", || {
+        stopping_logged(SERVICE, deaf.pid())
+    })
+    .await;
+    let refused = process.start().unwrap_err().to_string();
+    assert!(refused.contains("being stopped"), "{refused}");
+    assert!(
+        log()
+            .lines_with(&[SERVICE, "another supervisor"])
+            .is_empty(),
+        "its own cleanup was taken for another supervisor"
+    );
+    assert!(stopping.await.unwrap().unwrap().is_none());
+    assert!(!alive(deaf.pid()));
+    process.trigger().await.unwrap();
+    assert!(process.is_running());
+    process.stop().await.unwrap();
 }

@@ -232,6 +232,7 @@ async fn reclaim_now(
     if shared.lock().running.is_some() {
         return Ok(false);
     }
+    let _held = Held::new(shared);
     let found = off_runtime(move || match lock::claim(&path) {
         Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
         _ => None,
@@ -249,6 +250,23 @@ async fn reclaim_now(
     stop_group(shared, service, path, &record, members, grace).await?;
     lock.clear_record();
     Ok(true)
+}
+
+/// Marks the lock file as held by this supervisor's own cleanup while it is: a start then
+/// fails, rather than taking the lock for another supervisor's.
+struct Held<'a>(&'a Shared);
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.lock().cleaning = true;
+        Self(shared)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.lock().cleaning = false;
+    }
 }
 
 /// Runs `work` (reading a file, or every process's `/proc` entry, which takes long with many
