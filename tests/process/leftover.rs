@@ -106,18 +106,21 @@ async fn only_a_group_the_record_shows_to_be_the_dead_supervisors_is_stopped() {
         process.stop().await.unwrap();
     }
 
-    // A record that shows the group is the run's, in a file that anyone may write: left alone.
+    // A record that shows the group is the run's, in a file that anyone, or its group (which
+    // may hold other users), may write: left alone.
     let matching = format!("{pid}\nstart_time {start}\nboot_id {boot}\n");
-    std::fs::write(&lock, &matching).unwrap();
-    std::fs::set_permissions(&lock, Permissions::from_mode(0o666)).unwrap();
-    let process = backend(&lock);
-    process.trigger().await.unwrap();
-    assert!(
-        alive(pid),
-        "a record anyone may have written was acted upon"
-    );
-    log().line_with(&[SERVICE, "is not this user's alone to write"]);
-    process.stop().await.unwrap();
+    for mode in [0o666, 0o664] {
+        std::fs::write(&lock, &matching).unwrap();
+        std::fs::set_permissions(&lock, Permissions::from_mode(mode)).unwrap();
+        let process = backend(&lock);
+        process.trigger().await.unwrap();
+        assert!(
+            alive(pid),
+            "a record in a file of mode {mode:o} was acted upon"
+        );
+        log().line_with(&[SERVICE, "is not this user's alone to write"]);
+        process.stop().await.unwrap();
+    }
     std::fs::set_permissions(&lock, Permissions::from_mode(0o644)).unwrap();
 
     // The same in the user's own file: a start (not async) refuses, a trigger stops it.

@@ -26,7 +26,10 @@ impl Deaf {
         let comm = format!("/proc/{}/comm", deaf.pid());
         let give_up = Instant::now() + Duration::from_secs(10);
         while std::fs::read_to_string(&comm).unwrap_or_default() != "sleep\n" {
-            assert!(Instant::now() < give_up, "the deaf stray never became sleep");
+            assert!(
+                Instant::now() < give_up,
+                "the deaf stray never became sleep"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         deaf

@@ -145,8 +145,8 @@ impl ProcessBuilder {
     /// its environment. A run of which nothing is left, a group whose id now belongs to other
     /// processes, a record that cannot show it (an id alone, as earlier versions wrote; a
     /// system without `/proc`), and one that other users may have written (the file is not
-    /// this user's, or others than it and its group may write it) lead to no signal, only a
-    /// log line. Out of reach too: what left the group (`setsid`, a daemon), what a program
+    /// this user's, or its group or others may write it; a file this creates is `0644`) lead
+    /// to no signal, only a log line. Out of reach too: what left the group (`setsid`, a daemon), what a program
     /// killed before its record was written left, and a group whose leader is gone and whose
     /// members all cleared or overwrote their environment or became another user.
     ///

@@ -88,11 +88,15 @@ impl Record {
 
 /// Takes the lock at `path` (creating the file) unless another supervisor holds it.
 pub(super) fn claim(path: &Path) -> io::Result<Claim> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Made writable by this user only whatever the umask (002 is common), or its record would
+    // not be acted upon (`others_may_write`).
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o644)
         .open(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(file) => Ok(Claim::Ours(RunLock { file, clear: true })),
@@ -121,16 +125,16 @@ impl RunLock {
     }
 
     /// Whether users other than this one may have written the record (the file is theirs, or
-    /// anyone may write it): then it is not acted upon, or they could have any of this user's
-    /// process groups (all of them, as root) stopped.
+    /// its group or anyone may write it): then it is not acted upon, or they could have any of
+    /// this user's process groups (all of them, as root) stopped, as a start time and the boot
+    /// id are readable by all. Its group may hold other users, even this user's own group (a
+    /// shared `users`, root's `root`): which it holds is not known here.
     pub(super) fn others_may_write(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         let Ok(meta) = self.file.metadata() else {
             return true;
         };
-        let (user, group) = (nix::unistd::geteuid(), nix::unistd::getegid());
-        let group_writes = meta.mode() & 0o020 != 0 && meta.gid() != group.as_raw();
-        meta.uid() != user.as_raw() || group_writes || meta.mode() & 0o002 != 0
+        meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0
     }
 
     /// Releases the lock leaving the record in the file, for the next holder to deal with.
