@@ -226,14 +226,15 @@ async fn reclaim_now(
     service: Option<&str>,
     grace: Duration,
 ) -> Result<bool, ProcessError> {
-    let Some(path) = shared.spec.lock_file.clone() else {
+    let Some(path) = shared.spec.lock_file.as_deref() else {
         return Ok(false);
     };
     if shared.lock().running.is_some() {
         return Ok(false);
     }
     let _held = Held::new(shared);
-    let found = off_runtime(move || match lock::claim(&path) {
+    let file = path.to_path_buf();
+    let found = off_runtime(move || match lock::claim(&file) {
         Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
         _ => None,
     })
@@ -241,7 +242,6 @@ async fn reclaim_now(
     let Some((mut lock, record, verdict)) = found else {
         return Ok(false);
     };
-    let path = shared.spec.lock_file.as_deref().unwrap_or(Path::new(""));
     let Verdict::Left(members) = verdict else {
         report(shared, service, path, &record, verdict);
         return Ok(false);
