@@ -1,5 +1,6 @@
 //! What a supervisor that died left, stopped while other things happen: the caller giving up
-//! on the trigger (its `trigger_timeout`), the runtime shutting down, a start meanwhile.
+//! on the trigger (its `trigger_timeout`), the runtime shutting down, a start meanwhile, its
+//! leader gone during the grace.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -155,4 +156,47 @@ async fn a_start_during_a_stops_cleanup_is_refused_not_taken_for_another_supervi
     process.trigger().await.unwrap();
     assert!(process.is_running());
     process.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_no_longer_shown_the_runs_after_the_grace_is_not_said_stopped() {
+    const SERVICE: &str = "leftover-leader-gone";
+    record_logs();
+    let dir = scratch(SERVICE);
+    let (lock, child_file) = (dir.join("app.lock"), dir.join("child"));
+    // A leader that SIGTERM ends, and a child deaf to it that cleared the run's id.
+    let script = format!(
+        "(trap '' TERM; exec sleep 30) & echo $! > {:?}; wait",
+        child_file.display().to_string()
+    );
+    let leader = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let leader = Deaf(leader);
+    let child = crate::process_support::read_pid(&child_file).await;
+    let comm = format!("/proc/{child}/comm");
+    eventually("the child ignores SIGTERM", || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c == "sleep\n")
+    })
+    .await;
+    std::fs::write(&lock, leader.record()).unwrap();
+    let process = backend(&lock, SERVICE, Duration::from_millis(300));
+    let stopped = process.stop().await;
+    let child_left = alive(child);
+    crate::process_support::kill(child);
+    assert!(
+        child_left,
+        "the child, no longer shown the run's, was killed"
+    );
+    let error = stopped.unwrap_err().to_string();
+    assert!(error.contains("left alone"), "{error}");
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "", "said once");
+    assert!(
+        log()
+            .lines_with(&[SERVICE, "stopped what the dead supervisor left"])
+            .is_empty(),
+        "what still runs was said stopped"
+    );
 }

@@ -247,7 +247,7 @@ async fn reclaim_now(
         return Ok(false);
     };
     lock.keep_record();
-    stop_group(shared, service, path, &record, members, grace).await?;
+    stop_group(shared, service, (path, &lock), &record, members, grace).await?;
     lock.clear_record();
     Ok(true)
 }
@@ -286,7 +286,7 @@ async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
 async fn stop_group(
     shared: &Shared,
     service: Option<&str>,
-    path: &Path,
+    (path, lock): (&Path, &RunLock),
     record: &Record,
     members: usize,
     grace: Duration,
@@ -308,7 +308,19 @@ async fn stop_group(
     }
     // Judged again: emptied during the grace, the group's id may have been given out since.
     let again = record.clone();
-    if let Verdict::Left(left) = off_runtime(move || judge(&again)).await {
+    let verdict = off_runtime(move || judge(&again)).await;
+    if verdict == Verdict::Reused {
+        // Its leader ended on the SIGTERM, and what it left in the group does not carry the
+        // run's id: not said stopped, as it runs, nor left for the next to say again.
+        lock.clear_record();
+        return Err(failed(
+            "what is left in its process group is no longer shown to be that run's (its \
+             leader is gone and no member carries the run's id), so it is left alone: stop it \
+             yourself"
+                .to_string(),
+        ));
+    }
+    if let Verdict::Left(left) = verdict {
         tracing::warn!(service, %program, pgid, members = left, ?grace,
             "what the dead supervisor left did not stop within the grace: SIGKILL");
         group::signal(pgid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
