@@ -200,3 +200,16 @@ async fn what_is_no_longer_shown_the_runs_after_the_grace_is_not_said_stopped() 
         "what still runs was said stopped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_leaves_a_lock_file_that_holds_no_record_as_it_was() {
+    const SERVICE: &str = "leftover-not-a-record";
+    record_logs();
+    // A lock_file set to a file of something else (a typo, a symlink): a stop that finds
+    // nothing running looks at it, and must not empty it.
+    let lock = scratch(SERVICE).join("notes.txt");
+    std::fs::write(&lock, "not a record\n").unwrap();
+    let process = backend(&lock, SERVICE, Duration::from_secs(1));
+    assert!(process.stop().await.unwrap().is_none());
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "not a record\n");
+}

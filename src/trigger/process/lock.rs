@@ -160,8 +160,9 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         // Cleared before the lock goes (with the file, right after): a record in an unlocked
-        // file tells the next holder that its program may still run.
-        if self.clear {
+        // file tells the next holder that its program may still run. A file that holds
+        // something else (a lock_file set to the wrong file) is a stop's to look at only.
+        if self.clear && read(&self.file).is_some() {
             let _ = self.file.set_len(0);
         }
     }
