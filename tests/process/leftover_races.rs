@@ -1,13 +1,13 @@
 //! What a supervisor that died left, stopped while other things happen: the caller giving up
-//! on the trigger (its `trigger_timeout`), the runtime shutting down, a start meanwhile, its
-//! leader gone during the grace.
+//! on the trigger (its `trigger_timeout`), the runtime or the supervisor shutting down, a
+//! start meanwhile, its leader gone during the grace; and a lock file that holds no record.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tower_monitor::Trigger;
-use tower_monitor::trigger::Process;
+use tower_monitor::trigger::{Process, Supervisor};
 
 use crate::process_support::{alive, eventually, log, record_logs, scratch};
 
@@ -212,4 +212,34 @@ async fn a_stop_leaves_a_lock_file_that_holds_no_record_as_it_was() {
     let process = backend(&lock, SERVICE, Duration::from_secs(1));
     assert!(process.stop().await.unwrap().is_none());
     assert_eq!(std::fs::read_to_string(&lock).unwrap(), "not a record\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_shut_down_during_a_triggers_cleanup_waits_for_it_and_starts_nothing() {
+    const SERVICE: &str = "leftover-supervisor-shut-down";
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    let deaf = Deaf::start();
+    std::fs::write(&lock, deaf.record()).unwrap();
+    let supervisor = Supervisor::new();
+    let process = supervisor.supervise(
+        Process::builder("sleep")
+            .arg("30")
+            .service(SERVICE)
+            .lock_file(&lock)
+            .stop_grace(Duration::from_secs(1)),
+    );
+    let starting = tokio::spawn(process.trigger());
+    eventually("the trigger deals with the leftover", || {
+        stopping_logged(SERVICE, deaf.pid())
+    })
+    .await;
+    supervisor.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert!(
+        !alive(deaf.pid()),
+        "the shutdown returned before the cleanup ended"
+    );
+    let refused = starting.await.unwrap().unwrap_err().to_string();
+    assert!(refused.contains("shut down"), "{refused}");
+    assert!(!process.is_running() && supervisor.running().is_empty());
 }
