@@ -160,8 +160,9 @@ impl Process {
     /// been started, not once it is ready. Must be called within a Tokio runtime (which reaps
     /// the program and logs its output); outside one it fails with [`ProcessError::Spawn`].
     /// It fails so too while what a supervisor that died left of the program runs (known
-    /// through its [`lock_file`](ProcessBuilder::lock_file)), as it cannot wait for that to
-    /// stop: the process as a trigger, or a [`stop`](Self::stop), stops that first.
+    /// through its [`lock_file`](ProcessBuilder::lock_file)), or while this supervisor stops
+    /// that, as it cannot wait for that to stop: the process as a trigger, or a
+    /// [`stop`](Self::stop), stops that first.
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
