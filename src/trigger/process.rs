@@ -116,6 +116,8 @@ struct State {
     latest: Option<tokio::sync::watch::Receiver<run::Exit>>,
     /// The last start found the program running under another supervisor (its lock file).
     elsewhere: bool,
+    /// The lock file is held by this supervisor's cleanup of what a dead one left (`leftover`).
+    cleaning: bool,
     starts: u64,
 }
 
@@ -158,8 +160,9 @@ impl Process {
     /// been started, not once it is ready. Must be called within a Tokio runtime (which reaps
     /// the program and logs its output); outside one it fails with [`ProcessError::Spawn`].
     /// It fails so too while what a supervisor that died left of the program runs (known
-    /// through its [`lock_file`](ProcessBuilder::lock_file)), as it cannot wait for that to
-    /// stop: the process as a trigger, or a [`stop`](Self::stop), stops that first.
+    /// through its [`lock_file`](ProcessBuilder::lock_file)), or while this supervisor stops
+    /// that, as it cannot wait for that to stop: the process as a trigger, or a
+    /// [`stop`](Self::stop), stops that first.
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -341,6 +344,9 @@ impl Trigger for Process {
         async move {
             let shared = &process.shared;
             leftover::reclaim(shared, shared.spec.stop_grace).await?;
+            // Held: a stop's look at the lock file meanwhile would make this start take it
+            // for another supervisor's.
+            let _one = shared.reclaiming.lock().await;
             process.start()?;
             Ok(())
         }

@@ -39,7 +39,13 @@ fn group(pgid: u32) -> std::io::Result<Pid> {
 /// `Some(whether a process of group pgid is not a zombie)`, or `None` where `/proc` cannot say.
 #[cfg(target_os = "linux")]
 fn live_member_in_proc(pgid: u32) -> Option<bool> {
-    live_members(pgid).map(|members| !members.is_empty())
+    // The first one found is enough: a stop asks this every few milliseconds.
+    let mut any = false;
+    each_live_member(pgid, |_| {
+        any = true;
+        false
+    })?;
+    Some(any)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -60,8 +66,19 @@ pub(crate) struct Member {
 /// The processes of group `pgid` that are not zombies; `None` if `/proc` cannot be read.
 #[cfg(target_os = "linux")]
 pub(crate) fn live_members(pgid: u32) -> Option<Vec<Member>> {
-    let entries = std::fs::read_dir("/proc").ok()?;
     let mut members = Vec::new();
+    each_live_member(pgid, |member| {
+        members.push(member);
+        true
+    })?;
+    Some(members)
+}
+
+/// Calls `each` with the processes of group `pgid` that are not zombies, while it returns
+/// true; `None` if `/proc` cannot be read.
+#[cfg(target_os = "linux")]
+fn each_live_member(pgid: u32, mut each: impl FnMut(Member) -> bool) -> Option<()> {
+    let entries = std::fs::read_dir("/proc").ok()?;
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
@@ -70,15 +87,16 @@ pub(crate) fn live_members(pgid: u32) -> Option<Vec<Member>> {
             continue;
         };
         if let Some(stat) = Stat::parse(&stat) {
-            if stat.group == pgid && !matches!(stat.state, "Z" | "X") {
-                members.push(Member {
-                    pid,
-                    start_time: stat.start_time,
-                });
+            let member = Member {
+                pid,
+                start_time: stat.start_time,
+            };
+            if stat.group == pgid && !matches!(stat.state, "Z" | "X") && !each(member) {
+                break;
             }
         }
     }
-    Some(members)
+    Some(())
 }
 
 /// When process `pid` started, in clock ticks after boot; `None` if it is gone.

@@ -106,18 +106,21 @@ async fn only_a_group_the_record_shows_to_be_the_dead_supervisors_is_stopped() {
         process.stop().await.unwrap();
     }
 
-    // A record that shows the group is the run's, in a file that anyone may write: left alone.
+    // A record that shows the group is the run's, in a file that anyone, or its group (which
+    // may hold other users), may write: left alone.
     let matching = format!("{pid}\nstart_time {start}\nboot_id {boot}\n");
-    std::fs::write(&lock, &matching).unwrap();
-    std::fs::set_permissions(&lock, Permissions::from_mode(0o666)).unwrap();
-    let process = backend(&lock);
-    process.trigger().await.unwrap();
-    assert!(
-        alive(pid),
-        "a record anyone may have written was acted upon"
-    );
-    log().line_with(&[SERVICE, "is not this user's alone to write"]);
-    process.stop().await.unwrap();
+    for mode in [0o666, 0o664] {
+        std::fs::write(&lock, &matching).unwrap();
+        std::fs::set_permissions(&lock, Permissions::from_mode(mode)).unwrap();
+        let process = backend(&lock);
+        process.trigger().await.unwrap();
+        assert!(
+            alive(pid),
+            "a record in a file of mode {mode:o} was acted upon"
+        );
+        log().line_with(&[SERVICE, "is not this user's alone to write"]);
+        process.stop().await.unwrap();
+    }
     std::fs::set_permissions(&lock, Permissions::from_mode(0o644)).unwrap();
 
     // The same in the user's own file: a start (not async) refuses, a trigger stops it.
@@ -148,4 +151,48 @@ async fn only_a_group_the_record_shows_to_be_the_dead_supervisors_is_stopped() {
     std::fs::write(&lock, record).unwrap();
     assert!(backend(&lock).stop().await.unwrap().is_none());
     eventually("the stop stopped the leftover group", || !alive(other_pid)).await;
+}
+
+/// Whether this test runs as root, who may start a process as another user.
+fn root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_group_that_carries_the_run_id_is_left_alone() {
+    const SERVICE: &str = "leftover-other-user";
+    if !root() {
+        eprintln!("skipped: only root starts a process as another user");
+        return;
+    }
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    // Another user who read the run's id in the lock file and took its group's id.
+    let mut theirs = std::process::Command::new("sleep")
+        .arg("30")
+        .env("TOWER_MONITOR_RUN_ID", "0123abcd")
+        .process_group(0)
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    let pid = theirs.id();
+    let record = format!("{pid}\nboot_id {}\nrun_id 0123abcd\n", boot_id());
+    std::fs::write(&lock, record).unwrap();
+    let process = Process::builder("sleep")
+        .arg("30")
+        .service(SERVICE)
+        .lock_file(&lock)
+        .build();
+    process.trigger().await.unwrap();
+    let signalled = !alive(pid);
+    let _ = theirs.kill();
+    let _ = theirs.wait();
+    assert!(!signalled, "another user's group was taken for the run's");
+    log().line_with(&[SERVICE, "now belongs to other processes"]);
+    process.stop().await.unwrap();
 }

@@ -11,6 +11,8 @@ mod early_exit;
 mod hung_start;
 #[cfg(target_os = "linux")]
 mod leftover;
+#[cfg(target_os = "linux")]
+mod leftover_races;
 mod lifecycle;
 mod overlapping_stops;
 

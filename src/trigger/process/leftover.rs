@@ -10,8 +10,8 @@
 //! Only a group shown to be that run's is signalled: an id alone could be someone else's by
 //! now. The group's id cannot be given to a new process while any member is left, so the group
 //! is the run's if one of its live members is: its leader, with the start time and the boot
-//! recorded, or any process whose environment holds the run's id (what the program started,
-//! its leader gone). A record that cannot show it (an id alone, as earlier versions wrote it;
+//! recorded, or any process of this user whose environment holds the run's id (what the
+//! program started, its leader gone). A record that cannot show it (an id alone, as earlier versions wrote it;
 //! a system without `/proc`) leads to no signal, only a warning. The check is made again
 //! before the SIGKILL, as the group may empty during the grace. Left open: between a check and
 //! its signal the group would have to empty and its id go to a new group, which takes the
@@ -19,6 +19,7 @@
 //! group, so it cannot close that).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -134,10 +135,16 @@ pub(super) fn judge(_record: &Record) -> Verdict {
     Verdict::Unknown
 }
 
-/// Whether process `pid` was started with the run's id in its environment (unreadable, as
-/// another user's, counts as no).
+/// Whether process `pid`, this user's, was started with the run's id in its environment
+/// (unreadable counts as no). Another user's is not the run's whatever it holds: the id is
+/// readable in the lock file, and a root supervisor reads every environment, so another user
+/// could take a free group id, put the run's id in its environment, and have its group (and
+/// what it put there, a setuid program say) signalled by root.
 #[cfg(target_os = "linux")]
 fn carries_run_id(pid: u32, run_id: &str) -> bool {
+    if real_uid(pid) != Some(nix::unistd::getuid().as_raw()) {
+        return false;
+    }
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
@@ -145,10 +152,23 @@ fn carries_run_id(pid: u32, run_id: &str) -> bool {
     environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
 }
 
+/// The real user of process `pid` (`/proc/PID/status`), if it runs.
+#[cfg(target_os = "linux")]
+fn real_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Says what a record found in the lock file stands for, unless it is `Left` (its stop says).
-pub(super) fn report(shared: &Shared, path: &Path, record: &Record, verdict: Verdict) {
-    let service = shared.asker();
-    let service = service.as_deref().map(tracing::field::display);
+pub(super) fn report(
+    shared: &Shared,
+    service: Option<&str>,
+    path: &Path,
+    record: &Record,
+    verdict: Verdict,
+) {
+    let service = service.map(tracing::field::display);
     let (program, pid, lock_file) = (&shared.program, record.pid, path.display());
     match verdict {
         Verdict::Left(_) => {}
@@ -175,45 +195,103 @@ pub(super) fn report(shared: &Shared, path: &Path, record: &Record, verdict: Ver
 /// run whose group still has live members: SIGTERM to the group, SIGKILL to what is left after
 /// `grace`. Whether it stopped something; clears the record once dealt with. Nothing is done
 /// while the program runs here, or without a lock file, or when another supervisor holds it.
-pub(super) async fn reclaim(shared: &Shared, grace: Duration) -> Result<bool, ProcessError> {
-    let Some(path) = &shared.spec.lock_file else {
+///
+/// It runs on a task of its own, one at a time: a caller that gives up (a trigger's timeout)
+/// does not cut it short between the SIGTERM and the SIGKILL, leaving what ignores SIGTERM
+/// running and its record gone; a runtime that shuts down meanwhile leaves the record.
+pub(super) async fn reclaim(shared: &Arc<Shared>, grace: Duration) -> Result<bool, ProcessError> {
+    if shared.spec.lock_file.is_none() {
+        return Ok(false);
+    }
+    // Here, not in the task: which service asks is known in the caller's task only.
+    shared.learn_service();
+    let service = shared.asker();
+    let shared = Arc::clone(shared);
+    let cleanup = tokio::spawn(async move {
+        let _one = shared.reclaiming.lock().await;
+        reclaim_now(&shared, service.as_deref(), grace).await
+    });
+    match cleanup.await {
+        Ok(result) => result,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: the runtime shuts down, dropping this caller's task too.
+            Err(_) => std::future::pending().await,
+        },
+    }
+}
+
+async fn reclaim_now(
+    shared: &Shared,
+    service: Option<&str>,
+    grace: Duration,
+) -> Result<bool, ProcessError> {
+    let Some(path) = shared.spec.lock_file.as_deref() else {
         return Ok(false);
     };
     if shared.lock().running.is_some() {
         return Ok(false);
     }
-    // One at a time: a second, with the lock taken by the first, would see "elsewhere".
-    let _one = shared.reclaiming.lock().await;
-    let Ok(Claim::Ours(lock)) = lock::claim(path) else {
+    let _held = Held::new(shared);
+    let file = path.to_path_buf();
+    let found = off_runtime(move || match lock::claim(&file) {
+        Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
+        _ => None,
+    })
+    .await;
+    let Some((mut lock, record, verdict)) = found else {
         return Ok(false);
     };
-    let Some((record, verdict)) = left(&lock) else {
-        return Ok(false);
-    };
-    shared.learn_service();
     let Verdict::Left(members) = verdict else {
-        report(shared, path, &record, verdict);
+        report(shared, service, path, &record, verdict);
         return Ok(false);
     };
-    match stop_group(shared, path, &record, members, grace).await {
-        Ok(()) => Ok(true),
-        Err(error) => {
-            lock.release_keeping_record();
-            Err(error)
-        }
+    lock.keep_record();
+    stop_group(shared, service, (path, &lock), &record, members, grace).await?;
+    lock.clear_record();
+    Ok(true)
+}
+
+/// Marks the lock file as held by this supervisor's own cleanup while it is: a start then
+/// fails, rather than taking the lock for another supervisor's.
+struct Held<'a>(&'a Shared);
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.lock().cleaning = true;
+        Self(shared)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.lock().cleaning = false;
+    }
+}
+
+/// Runs `work` (reading a file, or every process's `/proc` entry, which takes long with many
+/// processes) on the blocking pool, not on a runtime worker.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: the runtime shuts down, dropping this task too.
+            Err(_) => std::future::pending().await,
+        },
     }
 }
 
 /// SIGTERM to the group of `record`, SIGKILL after `grace` to what is left, if still the run's.
 async fn stop_group(
     shared: &Shared,
-    path: &Path,
+    service: Option<&str>,
+    (path, lock): (&Path, &RunLock),
     record: &Record,
     members: usize,
     grace: Duration,
 ) -> Result<(), ProcessError> {
-    let service = shared.asker();
-    let service = service.as_deref().map(tracing::field::display);
+    let service = service.map(tracing::field::display);
     let (program, pgid, lock_file) = (&shared.program, record.pid, path.display());
     let failed = |reason: String| ProcessError::Stop {
         program: program.to_string(),
@@ -225,16 +303,29 @@ async fn stop_group(
          process group running: stopping that group (SIGTERM)");
     group::signal(pgid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
     let deadline = crate::deadline::saturating_after(Instant::now(), grace);
-    while group::has_live_members(pgid) && Instant::now() < deadline {
+    while has_live_members(pgid).await && Instant::now() < deadline {
         tokio::time::sleep(GROUP_POLL).await;
     }
     // Judged again: emptied during the grace, the group's id may have been given out since.
-    if let Verdict::Left(left) = judge(record) {
+    let again = record.clone();
+    let verdict = off_runtime(move || judge(&again)).await;
+    if verdict == Verdict::Reused {
+        // Its leader ended on the SIGTERM, and what it left in the group does not carry the
+        // run's id: not said stopped, as it runs, nor left for the next to say again.
+        lock.clear_record();
+        return Err(failed(
+            "what is left in its process group is no longer shown to be that run's (its \
+             leader is gone and no member carries the run's id), so it is left alone: stop it \
+             yourself"
+                .to_string(),
+        ));
+    }
+    if let Verdict::Left(left) = verdict {
         tracing::warn!(service, %program, pgid, members = left, ?grace,
             "what the dead supervisor left did not stop within the grace: SIGKILL");
         group::signal(pgid, group::SIGKILL).map_err(|e| failed(format!("SIGKILL: {e}")))?;
         let deadline = Instant::now() + AFTER_KILL;
-        while group::has_live_members(pgid) {
+        while has_live_members(pgid).await {
             if Instant::now() >= deadline {
                 return Err(failed(format!(
                     "still running {AFTER_KILL:?} after SIGKILL"
@@ -246,4 +337,8 @@ async fn stop_group(
     tracing::warn!(service, %program, pgid, %lock_file,
         "stopped what the dead supervisor left of the program");
     Ok(())
+}
+
+async fn has_live_members(pgid: u32) -> bool {
+    off_runtime(move || group::has_live_members(pgid)).await
 }

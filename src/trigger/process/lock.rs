@@ -88,11 +88,15 @@ impl Record {
 
 /// Takes the lock at `path` (creating the file) unless another supervisor holds it.
 pub(super) fn claim(path: &Path) -> io::Result<Claim> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Made writable by this user only whatever the umask (002 is common), or its record would
+    // not be acted upon (`others_may_write`).
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o644)
         .open(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(file) => Ok(Claim::Ours(RunLock { file, clear: true })),
@@ -121,29 +125,44 @@ impl RunLock {
     }
 
     /// Whether users other than this one may have written the record (the file is theirs, or
-    /// anyone may write it): then it is not acted upon, or they could have any of this user's
-    /// process groups (all of them, as root) stopped.
+    /// its group or anyone may write it): then it is not acted upon, or they could have any of
+    /// this user's process groups (all of them, as root) stopped, as a start time and the boot
+    /// id are readable by all. Its group may hold other users, even this user's own group (a
+    /// shared `users`, root's `root`): which it holds is not known here.
     pub(super) fn others_may_write(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         let Ok(meta) = self.file.metadata() else {
             return true;
         };
-        let (user, group) = (nix::unistd::geteuid(), nix::unistd::getegid());
-        let group_writes = meta.mode() & 0o020 != 0 && meta.gid() != group.as_raw();
-        meta.uid() != user.as_raw() || group_writes || meta.mode() & 0o002 != 0
+        meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0
     }
 
     /// Releases the lock leaving the record in the file, for the next holder to deal with.
     pub(super) fn release_keeping_record(mut self) {
         self.clear = false;
     }
+
+    /// Leaves the record in the file when the lock goes, unless [`clear_record`] comes first:
+    /// what it records is being dealt with, which a holder dropped halfway (its runtime shut
+    /// down) leaves to the next.
+    ///
+    /// [`clear_record`]: Self::clear_record
+    pub(super) fn keep_record(&mut self) {
+        self.clear = false;
+    }
+
+    /// Clears the record now: what it recorded is dealt with.
+    pub(super) fn clear_record(&self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
         // Cleared before the lock goes (with the file, right after): a record in an unlocked
-        // file tells the next holder that its program may still run.
-        if self.clear {
+        // file tells the next holder that its program may still run. A file that holds
+        // something else (a lock_file set to the wrong file) is a stop's to look at only.
+        if self.clear && read(&self.file).is_some() {
             let _ = self.file.set_len(0);
         }
     }

@@ -100,11 +100,22 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
                     });
                 }
                 Some((record, verdict)) => {
-                    leftover::report(shared, path, &record, verdict);
+                    leftover::report(shared, service, path, &record, verdict);
                     Some(lock)
                 }
                 None => Some(lock),
             },
+            // Taken by this supervisor's own cleanup, which a trigger waits for.
+            Ok(Claim::Elsewhere(_)) if state.cleaning => {
+                return Err(ProcessError::Spawn {
+                    program: program(),
+                    source: std::io::Error::other(format!(
+                        "what a supervisor that died left of it is being stopped (per lock file \
+                         {:?}): a trigger starts it once that is done",
+                        path.display().to_string()
+                    )),
+                });
+            }
             Ok(Claim::Elsewhere(pid)) => {
                 tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid,
                     lock_file = %path.display(),
