@@ -206,9 +206,17 @@ pub(super) async fn reclaim(shared: &Arc<Shared>, grace: Duration) -> Result<boo
     // Here, not in the task: which service asks is known in the caller's task only.
     shared.learn_service();
     let service = shared.asker();
+    // A cleanup under way kills by this caller's deadline at the latest (a shutdown with no
+    // grace, the gateway's third signal), as a stop of a running program does.
+    let own = crate::deadline::saturating_after(Instant::now(), grace);
+    {
+        let mut state = shared.lock();
+        state.kill_leftover_by = Some(state.kill_leftover_by.map_or(own, |at| at.min(own)));
+    }
     let shared = Arc::clone(shared);
     let cleanup = tokio::spawn(async move {
         let _one = shared.reclaiming.lock().await;
+        let _held = Held::new(&shared);
         reclaim_now(&shared, service.as_deref(), grace).await
     });
     match cleanup.await {
@@ -232,7 +240,6 @@ async fn reclaim_now(
     if shared.lock().running.is_some() {
         return Ok(false);
     }
-    let _held = Held::new(shared);
     let file = path.to_path_buf();
     let found = off_runtime(move || match lock::claim(&file) {
         Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
@@ -253,7 +260,8 @@ async fn reclaim_now(
 }
 
 /// Marks the lock file as held by this supervisor's own cleanup while it is: a start then
-/// fails, rather than taking the lock for another supervisor's.
+/// fails, rather than taking the lock for another supervisor's. Its end forgets the deadlines
+/// of the stops that waited for it: each makes its own cleanup next.
 struct Held<'a>(&'a Shared);
 
 impl<'a> Held<'a> {
@@ -265,7 +273,9 @@ impl<'a> Held<'a> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.lock().cleaning = false;
+        let mut state = self.0.lock();
+        state.cleaning = false;
+        state.kill_leftover_by = None;
     }
 }
 
@@ -302,8 +312,9 @@ async fn stop_group(
         "the supervisor that ran the program last died without stopping it, and left its \
          process group running: stopping that group (SIGTERM)");
     group::signal(pgid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
-    let deadline = crate::deadline::saturating_after(Instant::now(), grace);
-    while has_live_members(pgid).await && Instant::now() < deadline {
+    let own = crate::deadline::saturating_after(Instant::now(), grace);
+    let kill_at = || shared.lock().kill_leftover_by.map_or(own, |at| at.min(own));
+    while has_live_members(pgid).await && Instant::now() < kill_at() {
         tokio::time::sleep(GROUP_POLL).await;
     }
     // Judged again: emptied during the grace, the group's id may have been given out since.
