@@ -1,6 +1,7 @@
 //! What a supervisor that died left, stopped while other things happen: the caller giving up
-//! on the trigger (its `trigger_timeout`), the runtime or the supervisor shutting down (with no grace too), a
-//! start meanwhile, its leader gone during the grace; and a lock file that holds no record.
+//! on the trigger (its `trigger_timeout`), the runtime or the supervisor shutting down (with
+//! no grace too), a start meanwhile, its leader gone during the grace; and a lock file that
+//! holds no record.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
