@@ -11,8 +11,8 @@
 //! now. The group's id cannot be given to a new process while any member is left, so the group
 //! is the run's if one of its live members is: its leader, with the start time and the boot
 //! recorded, or any process of this user whose environment holds the run's id (what the
-//! program started, its leader gone). A record that cannot show it (an id alone, as earlier versions wrote it;
-//! a system without `/proc`) leads to no signal, only a warning. The check is made again
+//! program started, its leader gone). A record that cannot show it (an id alone, as earlier
+//! versions wrote it; a system without `/proc`) leads to no signal, only a warning. The check is made again
 //! before the SIGKILL, as the group may empty during the grace. Left open: between a check and
 //! its signal the group would have to empty and its id go to a new group, which takes the
 //! system's process ids to wrap around within that moment (a pidfd names a process, not a
