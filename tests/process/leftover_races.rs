@@ -279,3 +279,16 @@ async fn a_shutdown_with_no_grace_kills_what_a_triggers_cleanup_gives_its_stop_g
     let refused = starting.await.unwrap().unwrap_err().to_string();
     assert!(refused.contains("shut down"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_nothing_to_stop_takes_no_lock_when_the_file_holds_no_record() {
+    const SERVICE: &str = "leftover-no-look";
+    let dir = scratch(SERVICE);
+    // Taking the lock opens the file to create it: none made shows none was taken, for the
+    // moment that another gateway's start would have found it held and started nothing.
+    let lock = dir.join("app.lock");
+    let process = backend(&lock, SERVICE, Duration::from_secs(1));
+    assert!(process.stop().await.unwrap().is_none());
+    assert!(process.stopper().trigger().await.is_err(), "nothing runs");
+    assert!(!lock.exists(), "a stop took the lock to look at no record");
+}

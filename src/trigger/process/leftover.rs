@@ -241,9 +241,16 @@ async fn reclaim_now(
         return Ok(false);
     }
     let file = path.to_path_buf();
-    let found = off_runtime(move || match lock::claim(&file) {
-        Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
-        _ => None,
+    let found = off_runtime(move || {
+        // Taken for a look at an empty file, the lock would make another supervisor's start
+        // meanwhile (another gateway's) take the program for running here, and start nothing.
+        if !lock::holds_record(&file) {
+            return None;
+        }
+        match lock::claim(&file) {
+            Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
+            _ => None,
+        }
     })
     .await;
     let Some((mut lock, record, verdict)) = found else {
