@@ -194,11 +194,13 @@ pub(super) fn report(
 /// Stops what a supervisor that died left of the program, if the lock file (free) records a
 /// run whose group still has live members: SIGTERM to the group, SIGKILL to what is left after
 /// `grace`. Whether it stopped something; clears the record once dealt with. Nothing is done
-/// while the program runs here, or without a lock file, or when another supervisor holds it.
+/// while the program runs here, or without a lock file, or when another supervisor holds it;
+/// the lock is not even taken when the file holds no record.
 ///
 /// It runs on a task of its own, one at a time: a caller that gives up (a trigger's timeout)
 /// does not cut it short between the SIGTERM and the SIGKILL, leaving what ignores SIGTERM
-/// running and its record gone; a runtime that shuts down meanwhile leaves the record.
+/// running and its record gone; a runtime that shuts down meanwhile leaves the record. A
+/// caller whose `grace` ends first (a shutdown's) has the SIGKILL sent by then.
 pub(super) async fn reclaim(shared: &Arc<Shared>, grace: Duration) -> Result<bool, ProcessError> {
     if shared.spec.lock_file.is_none() {
         return Ok(false);
