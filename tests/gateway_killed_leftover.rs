@@ -41,15 +41,22 @@ enum Run {
     Wrapped,
 }
 
-/// Processes of the test, killed by PID when it ends, however it ends; and its lock file,
-/// removed.
-struct Strays(Vec<u32>, PathBuf);
+/// Processes of the test, with when they started, killed by PID when it ends, however it
+/// ends, unless their id is another process's by then (the test stops them, and a busy
+/// machine gives ids out again); and its lock file, removed.
+struct Strays(Vec<(u32, Option<u64>)>, PathBuf);
+
+impl Strays {
+    fn push(&mut self, pid: u32) {
+        self.0.push((pid, start_time(pid)));
+    }
+}
 
 impl Drop for Strays {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.1);
-        for pid in &self.0 {
-            if alive(*pid) {
+        for &(pid, started) in &self.0 {
+            if alive(pid) && started.is_some() && start_time(pid) == started {
                 let _ = std::process::Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
@@ -58,14 +65,21 @@ impl Drop for Strays {
     }
 }
 
+/// The fields of `/proc/PID/stat` after the command name, if `pid` exists.
+fn stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    Some(after_comm.split_whitespace().map(str::to_string).collect())
+}
+
+/// When `pid` started, in clock ticks after boot (field 22): with its id, it names a process.
+fn start_time(pid: u32) -> Option<u64> {
+    stat(pid)?.get(19)?.parse().ok()
+}
+
 /// Whether `pid` runs (a zombie does not).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat[stat.rfind(')').map_or(0, |i| i + 1)..]
-            .split_whitespace()
-            .next();
-        !matches!(state, Some("Z" | "X"))
-    })
+    stat(pid).is_some_and(|fields| !matches!(fields.first().map(String::as_str), Some("Z" | "X")))
 }
 
 /// Waits (bounded) until `check` holds: nothing tells the test when a process that is not its
@@ -132,7 +146,7 @@ async fn the_next_gateway_stops_what_a_killed_one_left(tag: &str, run: Run) {
     let first = config(&format!("{tag}-first"), backend, files, run, "1h");
     let (mut killed, addr, log) = common::gateway_with_log(PROGRAM, &first).await;
     let leftover = answering_pid(addr).await;
-    strays.0.push(leftover);
+    strays.push(leftover);
     let leader: u32 = std::fs::read_to_string(&lock)
         .unwrap()
         .lines()
@@ -163,7 +177,7 @@ async fn the_next_gateway_stops_what_a_killed_one_left(tag: &str, run: Run) {
 
     // Its own program runs on the next request, and is stopped with it.
     let own = answering_pid(addr).await;
-    strays.0.push(own);
+    strays.push(own);
     assert_ne!(own, leftover);
     let log = common::stop_and_read_log(&mut gateway, log).await;
     assert!(!alive(own), "the gateway's shutdown stops its own program");

@@ -118,6 +118,8 @@ struct State {
     elsewhere: bool,
     /// The lock file is held by this supervisor's cleanup of what a dead one left (`leftover`).
     cleaning: bool,
+    /// The earliest SIGKILL deadline of the stops waiting for that cleanup: it kills by then.
+    kill_leftover_by: Option<tokio::time::Instant>,
     starts: u64,
 }
 
@@ -183,7 +185,8 @@ impl Process {
     /// its [`lock_file`](ProcessBuilder::lock_file) shows any (a gateway's shutdown stops
     /// that too). A stop while another runs (an idle stop and a shutdown) sends no
     /// second SIGTERM: it waits for the exit, and sends the SIGKILL at its own deadline or the
-    /// other's, whichever comes first, unless the other has.
+    /// other's, whichever comes first, unless the other has; so too while this supervisor
+    /// stops what a dead one left (a trigger's cleanup, with the stop grace).
     ///
     /// ```
     /// # #[tokio::main] async fn main() {

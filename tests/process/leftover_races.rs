@@ -1,6 +1,7 @@
 //! What a supervisor that died left, stopped while other things happen: the caller giving up
-//! on the trigger (its `trigger_timeout`), the runtime or the supervisor shutting down, a
-//! start meanwhile, its leader gone during the grace; and a lock file that holds no record.
+//! on the trigger (its `trigger_timeout`), the runtime or the supervisor shutting down (with
+//! no grace too), a start meanwhile, its leader gone during the grace; and a lock file that
+//! holds no record.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -182,7 +183,9 @@ async fn what_is_no_longer_shown_the_runs_after_the_grace_is_not_said_stopped() 
     })
     .await;
     std::fs::write(&lock, leader.record()).unwrap();
-    let process = backend(&lock, SERVICE, Duration::from_millis(300));
+    // Long enough for the leader to have ended on its SIGTERM on a loaded machine: the
+    // grace is all the stop waits (the deaf child outlives it) before judging the group again.
+    let process = backend(&lock, SERVICE, Duration::from_millis(1500));
     let stopped = process.stop().await;
     let child_left = alive(child);
     crate::process_support::kill(child);
@@ -242,4 +245,50 @@ async fn a_supervisor_shut_down_during_a_triggers_cleanup_waits_for_it_and_start
     let refused = starting.await.unwrap().unwrap_err().to_string();
     assert!(refused.contains("shut down"), "{refused}");
     assert!(!process.is_running() && supervisor.running().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_with_no_grace_kills_what_a_triggers_cleanup_gives_its_stop_grace() {
+    const SERVICE: &str = "leftover-killed-at-once";
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    let deaf = Deaf::start();
+    std::fs::write(&lock, deaf.record()).unwrap();
+    let supervisor = Supervisor::new();
+    let process = supervisor.supervise(
+        Process::builder("sleep")
+            .arg("30")
+            .service(SERVICE)
+            .lock_file(&lock)
+            .stop_grace(Duration::from_secs(60)),
+    );
+    let starting = tokio::spawn(process.trigger());
+    eventually("the trigger deals with the leftover", || {
+        stopping_logged(SERVICE, deaf.pid())
+    })
+    .await;
+    // As the gateway's third signal does.
+    let at_once = supervisor.shutdown(Duration::ZERO);
+    let shut_down = tokio::time::timeout(Duration::from_secs(15), at_once).await;
+    assert!(
+        shut_down.is_ok(),
+        "the shutdown waited for the cleanup's 60 s grace"
+    );
+    shut_down.unwrap().unwrap();
+    assert!(!alive(deaf.pid()), "what ignores SIGTERM was not killed");
+    let refused = starting.await.unwrap().unwrap_err().to_string();
+    assert!(refused.contains("shut down"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_nothing_to_stop_takes_no_lock_when_the_file_holds_no_record() {
+    const SERVICE: &str = "leftover-no-look";
+    let dir = scratch(SERVICE);
+    // Taking the lock opens the file to create it: none made shows none was taken, for the
+    // moment that another gateway's start would have found it held and started nothing.
+    let lock = dir.join("app.lock");
+    let process = backend(&lock, SERVICE, Duration::from_secs(1));
+    assert!(process.stop().await.unwrap().is_none());
+    assert!(process.stopper().trigger().await.is_err(), "nothing runs");
+    assert!(!lock.exists(), "a stop took the lock to look at no record");
 }

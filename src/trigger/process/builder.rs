@@ -133,12 +133,15 @@ impl ProcessBuilder {
     /// `TOWER_MONITOR_RUN_ID` (and so, unless they clear it, what it starts). Its exit or a stop
     /// clears the record; one found as the lock is taken was left by a supervisor that died,
     /// and is cleared once what it records is stopped (not before: a supervisor that stops
-    /// halfway leaves it to the next). On Linux,
-    /// what is left of that run's process group is then stopped as a stop does (SIGTERM to the
-    /// group, SIGKILL after the stop grace to what is left; said at warn): by a trigger before
-    /// it starts the program, and by a stop that finds nothing of its own to stop (the idle
-    /// stop, [`Process::stop`](super::Process::stop), a supervisor's shutdown), so that a
-    /// backend that a killed gateway left answering sleeps at the next one's idle stop.
+    /// halfway leaves it to the next). On Linux, what is left of that run's process group is
+    /// then stopped as a stop does (SIGTERM to the group, SIGKILL after the stop grace to what
+    /// is left; said at warn): by a trigger before it starts the program, and by a stop that
+    /// finds nothing of its own to stop (the idle stop, [`Process::stop`](super::Process::stop),
+    /// a supervisor's shutdown), so that a backend that a killed gateway left answering
+    /// sleeps at the next one's idle stop. That stop goes on should its caller give up (a
+    /// `trigger_timeout` shorter than the stop grace and the few seconds a SIGKILL may take:
+    /// that start fails), and the next trigger or stop waits for it; one with an earlier
+    /// deadline (a shutdown with a shorter grace) has the SIGKILL sent by then.
     ///
     /// Only a group shown to be that run's is signalled: one with a live member that is the
     /// program itself (its id, start time and boot) or is this user's and has that run's id in
@@ -146,9 +149,10 @@ impl ProcessBuilder {
     /// processes, a record that cannot show it (an id alone, as earlier versions wrote; a
     /// system without `/proc`), and one that other users may have written (the file is not
     /// this user's, or its group or others may write it; a file this creates is `0644`) lead
-    /// to no signal, only a log line. Out of reach too: what left the group (`setsid`, a daemon), what a program
-    /// killed before its record was written left, and a group whose leader is gone and whose
-    /// members all cleared or overwrote their environment or became another user.
+    /// to no signal, only a log line. Out of reach too: what left the group (`setsid`, a
+    /// daemon), what a program killed before its record was written left, and a group whose
+    /// leader is gone and whose members all cleared or overwrote their environment or became
+    /// another user.
     ///
     /// ```
     /// let b = tower_monitor::trigger::Process::builder("my-server").lock_file("/run/my-server.lock");

@@ -11,8 +11,8 @@
 //! now. The group's id cannot be given to a new process while any member is left, so the group
 //! is the run's if one of its live members is: its leader, with the start time and the boot
 //! recorded, or any process of this user whose environment holds the run's id (what the
-//! program started, its leader gone). A record that cannot show it (an id alone, as earlier versions wrote it;
-//! a system without `/proc`) leads to no signal, only a warning. The check is made again
+//! program started, its leader gone). A record that cannot show it (an id alone, as earlier
+//! versions wrote it; a system without `/proc`) leads to no signal, only a warning. The check is made again
 //! before the SIGKILL, as the group may empty during the grace. Left open: between a check and
 //! its signal the group would have to empty and its id go to a new group, which takes the
 //! system's process ids to wrap around within that moment (a pidfd names a process, not a
@@ -194,11 +194,13 @@ pub(super) fn report(
 /// Stops what a supervisor that died left of the program, if the lock file (free) records a
 /// run whose group still has live members: SIGTERM to the group, SIGKILL to what is left after
 /// `grace`. Whether it stopped something; clears the record once dealt with. Nothing is done
-/// while the program runs here, or without a lock file, or when another supervisor holds it.
+/// while the program runs here, or without a lock file, or when another supervisor holds it;
+/// the lock is not even taken when the file holds no record.
 ///
 /// It runs on a task of its own, one at a time: a caller that gives up (a trigger's timeout)
 /// does not cut it short between the SIGTERM and the SIGKILL, leaving what ignores SIGTERM
-/// running and its record gone; a runtime that shuts down meanwhile leaves the record.
+/// running and its record gone; a runtime that shuts down meanwhile leaves the record. A
+/// caller whose `grace` ends first (a shutdown's) has the SIGKILL sent by then.
 pub(super) async fn reclaim(shared: &Arc<Shared>, grace: Duration) -> Result<bool, ProcessError> {
     if shared.spec.lock_file.is_none() {
         return Ok(false);
@@ -206,9 +208,17 @@ pub(super) async fn reclaim(shared: &Arc<Shared>, grace: Duration) -> Result<boo
     // Here, not in the task: which service asks is known in the caller's task only.
     shared.learn_service();
     let service = shared.asker();
+    // A cleanup under way kills by this caller's deadline at the latest (a shutdown with no
+    // grace, the gateway's third signal), as a stop of a running program does.
+    let own = crate::deadline::saturating_after(Instant::now(), grace);
+    {
+        let mut state = shared.lock();
+        state.kill_leftover_by = Some(state.kill_leftover_by.map_or(own, |at| at.min(own)));
+    }
     let shared = Arc::clone(shared);
     let cleanup = tokio::spawn(async move {
         let _one = shared.reclaiming.lock().await;
+        let _held = Held::new(&shared);
         reclaim_now(&shared, service.as_deref(), grace).await
     });
     match cleanup.await {
@@ -232,11 +242,17 @@ async fn reclaim_now(
     if shared.lock().running.is_some() {
         return Ok(false);
     }
-    let _held = Held::new(shared);
     let file = path.to_path_buf();
-    let found = off_runtime(move || match lock::claim(&file) {
-        Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
-        _ => None,
+    let found = off_runtime(move || {
+        // Taken for a look at an empty file, the lock would make another supervisor's start
+        // meanwhile (another gateway's) take the program for running here, and start nothing.
+        if !lock::holds_record(&file) {
+            return None;
+        }
+        match lock::claim(&file) {
+            Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
+            _ => None,
+        }
     })
     .await;
     let Some((mut lock, record, verdict)) = found else {
@@ -253,7 +269,8 @@ async fn reclaim_now(
 }
 
 /// Marks the lock file as held by this supervisor's own cleanup while it is: a start then
-/// fails, rather than taking the lock for another supervisor's.
+/// fails, rather than taking the lock for another supervisor's. Its end forgets the deadlines
+/// of the stops that waited for it: each makes its own cleanup next.
 struct Held<'a>(&'a Shared);
 
 impl<'a> Held<'a> {
@@ -265,7 +282,9 @@ impl<'a> Held<'a> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.lock().cleaning = false;
+        let mut state = self.0.lock();
+        state.cleaning = false;
+        state.kill_leftover_by = None;
     }
 }
 
@@ -302,8 +321,9 @@ async fn stop_group(
         "the supervisor that ran the program last died without stopping it, and left its \
          process group running: stopping that group (SIGTERM)");
     group::signal(pgid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
-    let deadline = crate::deadline::saturating_after(Instant::now(), grace);
-    while has_live_members(pgid).await && Instant::now() < deadline {
+    let own = crate::deadline::saturating_after(Instant::now(), grace);
+    let kill_at = || shared.lock().kill_leftover_by.map_or(own, |at| at.min(own));
+    while has_live_members(pgid).await && Instant::now() < kill_at() {
         tokio::time::sleep(GROUP_POLL).await;
     }
     // Judged again: emptied during the grace, the group's id may have been given out since.

@@ -105,6 +105,11 @@ pub(super) fn claim(path: &Path) -> io::Result<Claim> {
     }
 }
 
+/// Whether the file at `path` holds a record, read without the lock (no file holds none).
+pub(super) fn holds_record(path: &Path) -> bool {
+    File::open(path).is_ok_and(|file| read(&file).is_some())
+}
+
 fn read(file: &File) -> Option<Record> {
     let mut text = vec![0u8; MOST];
     let read = file.read_at(&mut text, 0).ok()?;
