@@ -250,19 +250,25 @@ async fn reclaim_now(
             return None;
         }
         match lock::claim(&file) {
-            Ok(Claim::Ours(lock)) => left(&lock).map(|(record, verdict)| (lock, record, verdict)),
+            Ok(Claim::Ours(mut lock)) => left(&lock).map(|(record, verdict)| {
+                // Kept from here: a runtime that shuts down before this result is taken drops
+                // the lock unseen, and the record of a group still running must outlive that.
+                if matches!(verdict, Verdict::Left(_)) {
+                    lock.keep_record();
+                }
+                (lock, record, verdict)
+            }),
             _ => None,
         }
     })
     .await;
-    let Some((mut lock, record, verdict)) = found else {
+    let Some((lock, record, verdict)) = found else {
         return Ok(false);
     };
     let Verdict::Left(members) = verdict else {
         report(shared, service, path, &record, verdict);
         return Ok(false);
     };
-    lock.keep_record();
     stop_group(shared, service, (path, &lock), &record, members, grace).await?;
     lock.clear_record();
     Ok(true)
