@@ -217,26 +217,41 @@ async fn a_stop_leaves_a_lock_file_that_holds_no_record_as_it_was() {
     assert_eq!(std::fs::read_to_string(&lock).unwrap(), "not a record\n");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_supervisor_shut_down_during_a_triggers_cleanup_waits_for_it_and_starts_nothing() {
-    const SERVICE: &str = "leftover-supervisor-shut-down";
+/// A supervised program with `grace` to stop, whose trigger (spawned) is under way stopping
+/// the SIGTERM-deaf leftover its lock file records.
+async fn cleaning(
+    service: &'static str,
+    grace: Duration,
+) -> (
+    Deaf,
+    Supervisor,
+    Process,
+    tokio::task::JoinHandle<Result<(), tower_monitor::BoxError>>,
+) {
     record_logs();
-    let lock = scratch(SERVICE).join("app.lock");
+    let lock = scratch(service).join("app.lock");
     let deaf = Deaf::start();
     std::fs::write(&lock, deaf.record()).unwrap();
     let supervisor = Supervisor::new();
     let process = supervisor.supervise(
         Process::builder("sleep")
             .arg("30")
-            .service(SERVICE)
+            .service(service)
             .lock_file(&lock)
-            .stop_grace(Duration::from_secs(1)),
+            .stop_grace(grace),
     );
     let starting = tokio::spawn(process.trigger());
     eventually("the trigger deals with the leftover", || {
-        stopping_logged(SERVICE, deaf.pid())
+        stopping_logged(service, deaf.pid())
     })
     .await;
+    (deaf, supervisor, process, starting)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_shut_down_during_a_triggers_cleanup_waits_for_it_and_starts_nothing() {
+    const SERVICE: &str = "leftover-supervisor-shut-down";
+    let (deaf, supervisor, process, starting) = cleaning(SERVICE, Duration::from_secs(1)).await;
     supervisor.shutdown(Duration::from_secs(1)).await.unwrap();
     assert!(
         !alive(deaf.pid()),
@@ -250,23 +265,7 @@ async fn a_supervisor_shut_down_during_a_triggers_cleanup_waits_for_it_and_start
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_with_no_grace_kills_what_a_triggers_cleanup_gives_its_stop_grace() {
     const SERVICE: &str = "leftover-killed-at-once";
-    record_logs();
-    let lock = scratch(SERVICE).join("app.lock");
-    let deaf = Deaf::start();
-    std::fs::write(&lock, deaf.record()).unwrap();
-    let supervisor = Supervisor::new();
-    let process = supervisor.supervise(
-        Process::builder("sleep")
-            .arg("30")
-            .service(SERVICE)
-            .lock_file(&lock)
-            .stop_grace(Duration::from_secs(60)),
-    );
-    let starting = tokio::spawn(process.trigger());
-    eventually("the trigger deals with the leftover", || {
-        stopping_logged(SERVICE, deaf.pid())
-    })
-    .await;
+    let (deaf, supervisor, _process, starting) = cleaning(SERVICE, Duration::from_secs(60)).await;
     // As the gateway's third signal does.
     let at_once = supervisor.shutdown(Duration::ZERO);
     let shut_down = tokio::time::timeout(Duration::from_secs(15), at_once).await;
