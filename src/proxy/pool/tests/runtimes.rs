@@ -31,6 +31,19 @@ async fn until_idle(pool: &Pool<Full<Bytes>>, count: usize) {
     }
 }
 
+/// A request on the kept connection (on the busy path, which arms its response timer) is
+/// answered `hello`.
+async fn hello_on_the_kept_connection(pool: &Pool<Full<Bytes>>, backend: &Backend) {
+    let (outcome, _) = exchange(pool, backend, "/", BOUND).await;
+    let Outcome::Answered(response) = outcome else {
+        panic!("no answer on the kept connection");
+    };
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "hello"
+    );
+}
+
 /// A kept connection's response timer was made by the first request that waited on it; made
 /// on a runtime that then ended, while the connection's own runtime went on, the next request
 /// on the connection polled a timer of a runtime shut down, which panics.
@@ -46,26 +59,12 @@ fn a_connection_a_request_of_an_ended_runtime_used_still_serves_the_others() {
     });
     let passing = passing();
     passing.block_on(async {
-        let (outcome, _) = exchange(&pool, &backend, "/", BOUND).await;
-        let Outcome::Answered(response) = outcome else {
-            panic!("no answer on the kept connection");
-        };
-        assert_eq!(
-            response.into_body().collect().await.unwrap().to_bytes(),
-            "hello"
-        );
+        hello_on_the_kept_connection(&pool, &backend).await;
         until_idle(&pool, 1).await;
     });
     drop(passing);
     serving.block_on(async {
-        let (outcome, _) = exchange(&pool, &backend, "/", BOUND).await;
-        let Outcome::Answered(response) = outcome else {
-            panic!("no answer on the kept connection");
-        };
-        assert_eq!(
-            response.into_body().collect().await.unwrap().to_bytes(),
-            "hello"
-        );
+        hello_on_the_kept_connection(&pool, &backend).await;
     });
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 1, "one connection");
 }
