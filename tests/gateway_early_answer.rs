@@ -9,6 +9,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +18,9 @@ use http_body_util::StreamBody;
 use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+use tower_monitor::layer::BackendGone;
+use tower_monitor::proxy::Proxy;
 
 /// The upload's size: many times what the sockets' buffers hold, so that most of it is still
 /// to go when the backend closes.
@@ -180,4 +185,38 @@ async fn an_upload_the_backend_closed_on_is_not_read_on_without_bound() {
         .expect("the upload ended in time")
         .unwrap();
     assert!(sent.is_err(), "the whole upload was read");
+}
+
+/// A backend gone in the middle of an upload, without an answer (no bytes before the reset):
+/// the gateway's read meets the connection's end at once, as its write did, so this is still a
+/// prompt 502 that carries `BackendGone`, not a wait for the response timeout while the rest of
+/// the upload is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_gone_mid_upload_is_still_a_prompt_502_carrying_backend_gone() {
+    let proxy = Proxy::builder(common::url_for(refusing_backend(b"").await))
+        .response_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&pulled);
+    let chunk = Bytes::from(vec![b'z'; 64 << 10]);
+    let chunks = std::iter::repeat_n(chunk, ENDLESS / (64 << 10)).map(move |chunk| {
+        counted.fetch_add(chunk.len(), Ordering::Relaxed);
+        Ok::<_, std::convert::Infallible>(Frame::data(chunk))
+    });
+    let request = http::Request::post("/upload")
+        .header(http::header::HOST, "app")
+        .header(http::header::CONTENT_LENGTH, ENDLESS)
+        .body(StreamBody::new(futures::stream::iter(chunks)))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), proxy.oneshot(request))
+        .await
+        .expect("an answer long before the response timeout")
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(response.extensions().get::<BackendGone>().is_some());
+    assert!(
+        pulled.load(Ordering::Relaxed) < ENDLESS,
+        "the whole upload was read"
+    );
 }
