@@ -69,8 +69,9 @@
 //!   than its timeout; 502 otherwise, with [`BackendGone`] in the response's extensions when
 //!   the backend refused or dropped the connection, so a [`MonitorLayer`](crate::MonitorLayer)
 //!   in front learns the backend is gone (not when it answered before it read the whole
-//!   upload, a 413, and closed: the client gets that answer); 400 when the request's own body
-//!   breaks off (a client gone in the middle of an upload), which is not the backend's doing.
+//!   upload, a 413, and closed: the client gets that answer, the rest of its upload read and
+//!   dropped until the close is read, 8 MiB at most); 400 when the request's own body breaks
+//!   off (a client gone in the middle of an upload), which is not the backend's doing.
 //!   An answer whose body the backend stops sending is cut short once no byte of it has come
 //!   for [`ProxyBuilder::response_body_timeout`] (60 s by default, nginx's
 //!   `proxy_read_timeout`), its backend connection closed. Each is logged at warn with the

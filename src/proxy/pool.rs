@@ -236,7 +236,7 @@ where
         if let Some(max) = self.max_headers {
             builder.max_headers(max);
         }
-        let (socket, switched) = Socket::new(io);
+        let (socket, switched) = Socket::new(io, Arc::clone(&self.service));
         let (connection, driver) = builder
             .handshake(socket)
             .await

@@ -19,23 +19,44 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 /// a 502 for its `413`, and the backend was taken for gone (marked down, woken). hyper now
 /// reads on, and gets the answer, or else the end of the connection, a failure as before.
 ///
+/// The dropping is bounded ([`DROPPED_AT_MOST`]): hyper stops writing once it reads the
+/// connection's end, just after the answer, but not while it does not read (an answer's body
+/// dropped unread, bytes past its end): the client's upload would be read to its end, however
+/// long, and thrown away. Past the bound, writes fail as the first did.
+///
 /// Not once the connection has switched protocols ([`Switched`]): a relay's writes then fail
 /// as the socket's do, which ends the relay.
 pub(super) struct Socket<T> {
     io: T,
-    /// Set once a write failed for the connection's end: nothing more goes out.
-    unwritable: bool,
+    /// Set once a write failed for the connection's end: nothing more goes out, and what is
+    /// written is dropped, up to the bound.
+    unwritable: Option<Dropping>,
     switched: Switched,
+    /// The service its log names.
+    service: Arc<str>,
+}
+
+/// Bytes written to a [`Socket`] that are dropped at most, once its backend closed: many
+/// times what hyper writes before it reads again (its buffer, about 400 KiB), so that the
+/// answer is read first.
+const DROPPED_AT_MOST: usize = 8 << 20;
+
+/// What a socket whose backend closed does with what is written to it.
+struct Dropping {
+    /// The failure that began it, given again once no more is dropped.
+    kind: io::ErrorKind,
+    left: usize,
 }
 
 impl<T> Socket<T> {
     /// The socket, and the flag that tells it its connection switched protocols.
-    pub(super) fn new(io: T) -> (Self, Switched) {
+    pub(super) fn new(io: T, service: Arc<str>) -> (Self, Switched) {
         let switched = Switched::default();
         let socket = Self {
             io,
-            unwritable: false,
+            unwritable: None,
             switched: switched.clone(),
+            service,
         };
         (socket, switched)
     }
@@ -46,11 +67,35 @@ impl<T> Socket<T> {
         match result {
             // Looked at only on a failure: it costs nothing on the way of every write.
             Err(error) if closed(&error) && !self.switched.0.load(Ordering::Acquire) => {
-                tracing::debug!(%error, "backend stopped reading the request; its rest is dropped");
-                self.unwritable = true;
-                Ok(len)
+                tracing::debug!(
+                    service = %self.service,
+                    %error,
+                    "backend stopped reading the request; its rest is dropped"
+                );
+                let mut dropping = Dropping {
+                    kind: error.kind(),
+                    left: DROPPED_AT_MOST,
+                };
+                let dropped = dropping.discard(len, &self.switched);
+                self.unwritable = Some(dropping);
+                dropped
             }
             result => result,
+        }
+    }
+}
+
+impl Dropping {
+    /// `len` bytes dropped as though written, or the first failure again: past the bound, or
+    /// once the connection switched protocols (an upgrade answered after the request's body
+    /// failed to go: its relay must end, not lose what it writes).
+    fn discard(&mut self, len: usize, switched: &Switched) -> io::Result<usize> {
+        match self.left.checked_sub(len) {
+            Some(left) if !switched.0.load(Ordering::Acquire) => {
+                self.left = left;
+                Ok(len)
+            }
+            _ => Err(self.kind.into()),
         }
     }
 }
@@ -93,8 +138,8 @@ impl<T: Write + Unpin> Write for Socket<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.unwritable {
-            return Poll::Ready(Ok(buf.len()));
+        if let Some(dropping) = this.unwritable.as_mut() {
+            return Poll::Ready(dropping.discard(buf.len(), &this.switched));
         }
         let result = std::task::ready!(Pin::new(&mut this.io).poll_write(cx, buf));
         Poll::Ready(this.written(result, buf.len()))
@@ -107,8 +152,8 @@ impl<T: Write + Unpin> Write for Socket<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let len = || bufs.iter().map(|buf| buf.len()).sum();
-        if this.unwritable {
-            return Poll::Ready(Ok(len()));
+        if let Some(dropping) = this.unwritable.as_mut() {
+            return Poll::Ready(dropping.discard(len(), &this.switched));
         }
         let result = std::task::ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs));
         Poll::Ready(this.written(result, len()))
@@ -120,7 +165,7 @@ impl<T: Write + Unpin> Write for Socket<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.unwritable {
+        if this.unwritable.is_some() {
             return Poll::Ready(Ok(()));
         }
         let result = std::task::ready!(Pin::new(&mut this.io).poll_flush(cx));
@@ -129,7 +174,7 @@ impl<T: Write + Unpin> Write for Socket<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.unwritable {
+        if this.unwritable.is_some() {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_shutdown(cx)
@@ -171,7 +216,8 @@ mod tests {
     #[tokio::test]
     async fn a_write_the_backend_closed_ends_the_writing_quietly() {
         let broken = io::Error::from(io::ErrorKind::BrokenPipe);
-        let (mut socket, _) = Socket::new(Scripted(VecDeque::from([Ok(3), Err(broken)])));
+        let (mut socket, _) =
+            Socket::new(Scripted(VecDeque::from([Ok(3), Err(broken)])), "app".into());
         assert_eq!(write(&mut socket, b"abc").await.unwrap(), 3);
         assert_eq!(write(&mut socket, b"defg").await.unwrap(), 4);
         // Nothing more reaches the socket: its script has ended.
@@ -182,9 +228,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn past_its_bound_the_dropping_fails_as_the_first_write_did() {
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        let (mut socket, _) = Socket::new(Scripted(VecDeque::from([Err(reset)])), "app".into());
+        let chunk = vec![0; DROPPED_AT_MOST / 4];
+        for _ in 0..4 {
+            assert_eq!(write(&mut socket, &chunk).await.unwrap(), chunk.len());
+        }
+        let error = write(&mut socket, b"!").await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+        let error = write(&mut socket, b"!").await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    #[tokio::test]
+    async fn a_switch_after_a_dropped_write_ends_the_dropping() {
+        let broken = io::Error::from(io::ErrorKind::BrokenPipe);
+        let (mut socket, switched) =
+            Socket::new(Scripted(VecDeque::from([Err(broken)])), "app".into());
+        assert_eq!(write(&mut socket, b"body").await.unwrap(), 4);
+        switched.set();
+        let error = write(&mut socket, b"relayed").await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test]
+    async fn once_switched_a_write_the_backend_closed_fails() {
+        let broken = io::Error::from(io::ErrorKind::BrokenPipe);
+        let (mut socket, switched) =
+            Socket::new(Scripted(VecDeque::from([Ok(3), Err(broken)])), "app".into());
+        switched.set();
+        assert_eq!(write(&mut socket, b"abc").await.unwrap(), 3);
+        let error = write(&mut socket, b"defg").await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test]
     async fn another_write_failure_stays_a_failure() {
         let other = io::Error::other("not the connection's end");
-        let (mut socket, _) = Socket::new(Scripted(VecDeque::from([Err(other), Ok(2)])));
+        let (mut socket, _) =
+            Socket::new(Scripted(VecDeque::from([Err(other), Ok(2)])), "app".into());
         assert!(write(&mut socket, b"abc").await.is_err());
         assert_eq!(write(&mut socket, b"hi").await.unwrap(), 2);
     }
