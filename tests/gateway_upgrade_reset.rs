@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A backend that switches to `websocket`, reads the first bytes relayed to it, and resets the
+/// A backend that switches to `websocket`, reads the first 256 KiB relayed to it, and resets the
 /// connection (closes it with bytes unread, which the kernel answers with a reset).
 async fn resetting_backend() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -29,11 +29,10 @@ async fn resetting_backend() -> SocketAddr {
                 if stream.write_all(switch).await.is_err() {
                     return;
                 }
-                let mut buffer = [0u8; 1];
+                // A good part of what the client goes on writing: the relay is busy writing
+                // to here, and more of it is on its way when this end closes.
+                let mut buffer = vec![0u8; 256 << 10];
                 let _ = stream.read_exact(&mut buffer).await;
-                // Time for the client's bytes to fill the buffers up to the gateway's, whose
-                // next write to here then meets the reset (before its read does).
-                tokio::time::sleep(Duration::from_millis(300)).await;
                 // Closed with the rest of the client's bytes unread: a reset.
             });
         }
