@@ -17,7 +17,9 @@ use bytes::Bytes;
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use tower_monitor::layer::BackendGone;
 use tower_monitor::proxy::Proxy;
@@ -63,29 +65,44 @@ async fn refusing_backend(answer: &'static [u8]) -> SocketAddr {
     addr
 }
 
-/// Sends a `POST` of [`UPLOAD`] bytes to `gateway` and gives the answer's head, read while the
-/// body is still being sent.
-async fn upload(gateway: SocketAddr) -> String {
+/// A `POST` of `length` bytes to `gateway`, sent by a task of its own (which ends with the
+/// first write that fails), and the connection's reading half.
+async fn uploading(
+    gateway: SocketAddr,
+    length: usize,
+) -> (OwnedReadHalf, JoinHandle<std::io::Result<()>>) {
     let client = TcpStream::connect(gateway).await.unwrap();
-    let (mut reader, mut writer) = client.into_split();
+    let (reader, mut writer) = client.into_split();
     let sending = tokio::spawn(async move {
         let head =
-            format!("POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: {UPLOAD}\r\n\r\n");
+            format!("POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: {length}\r\n\r\n");
         writer.write_all(head.as_bytes()).await?;
         let chunk = vec![b'z'; 64 << 10];
-        for _ in 0..UPLOAD / chunk.len() {
+        for _ in 0..length / chunk.len() {
             writer.write_all(&chunk).await?;
         }
-        Ok::<_, std::io::Error>(writer)
+        Ok(())
     });
+    (reader, sending)
+}
+
+/// The head of the answer on `reader`, within 10 s.
+async fn answer_head(reader: &mut OwnedReadHalf) -> String {
     let mut pending = Vec::new();
-    let head = tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(10),
-        common::read_head(&mut reader, &mut pending),
+        common::read_head(reader, &mut pending),
     )
     .await
     .expect("an answer in time")
-    .expect("an answer before the connection ends");
+    .expect("an answer before the connection ends")
+}
+
+/// Sends a `POST` of [`UPLOAD`] bytes to `gateway` and gives the answer's head, read while the
+/// body is still being sent.
+async fn upload(gateway: SocketAddr) -> String {
+    let (mut reader, sending) = uploading(gateway, UPLOAD).await;
+    let head = answer_head(&mut reader).await;
     sending.abort();
     head
 }
@@ -156,26 +173,8 @@ async fn an_upload_the_backend_closed_on_is_not_read_on_without_bound() {
     let answer = [TOO_LARGE, b"!"].concat().leak();
     let gateway =
         common::gateway_to_app(&format!("http://{}/", refusing_backend(answer).await), "{}").await;
-    let client = TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut reader, mut writer) = client.into_split();
-    let sending = tokio::spawn(async move {
-        let head =
-            format!("POST /upload HTTP/1.1\r\nhost: app\r\ncontent-length: {ENDLESS}\r\n\r\n");
-        writer.write_all(head.as_bytes()).await?;
-        let chunk = vec![b'z'; 64 << 10];
-        for _ in 0..ENDLESS / chunk.len() {
-            writer.write_all(&chunk).await?;
-        }
-        Ok::<_, std::io::Error>(())
-    });
-    let mut pending = Vec::new();
-    let head = tokio::time::timeout(
-        Duration::from_secs(10),
-        common::read_head(&mut reader, &mut pending),
-    )
-    .await
-    .expect("an answer in time")
-    .expect("an answer before the connection ends");
+    let (mut reader, sending) = uploading(gateway.addr, ENDLESS).await;
+    let head = answer_head(&mut reader).await;
     assert!(
         head.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
         "{head}"
