@@ -31,6 +31,19 @@ async fn until_idle(pool: &Pool<Full<Bytes>>, count: usize) {
     }
 }
 
+/// A runtime serving the backend, and a pool with one connection kept, dialled (and so run) on
+/// that runtime.
+fn one_kept_connection() -> (tokio::runtime::Runtime, Backend, Pool<Full<Bytes>>) {
+    let serving = serving();
+    let backend = serving.block_on(backend(Mode::KeepAlive));
+    let pool = pool(&backend, Duration::from_secs(15));
+    serving.block_on(async {
+        assert_eq!(hello(&pool, &backend).await, "hello");
+        until_idle(&pool, 1).await;
+    });
+    (serving, backend, pool)
+}
+
 /// A request on the kept connection (on the busy path, which arms its response timer) is
 /// answered `hello`.
 async fn hello_on_the_kept_connection(pool: &Pool<Full<Bytes>>, backend: &Backend) {
@@ -49,14 +62,8 @@ async fn hello_on_the_kept_connection(pool: &Pool<Full<Bytes>>, backend: &Backen
 /// on the connection polled a timer of a runtime shut down, which panics.
 #[test]
 fn a_connection_a_request_of_an_ended_runtime_used_still_serves_the_others() {
-    let serving = serving();
-    let backend = serving.block_on(backend(Mode::KeepAlive));
-    let pool = pool(&backend, Duration::from_secs(15));
     // Dialled here: the connection's task runs on `serving`.
-    serving.block_on(async {
-        assert_eq!(hello(&pool, &backend).await, "hello");
-        until_idle(&pool, 1).await;
-    });
+    let (serving, backend, pool) = one_kept_connection();
     let passing = passing();
     passing.block_on(async {
         hello_on_the_kept_connection(&pool, &backend).await;
@@ -102,13 +109,7 @@ fn idle_connections_are_closed_after_the_runtime_of_the_idle_timer_ended() {
 /// the pool's lock the put holds.
 #[test]
 fn a_connection_put_back_outside_any_runtime_is_not_kept_and_blocks_nothing() {
-    let serving = serving();
-    let backend = serving.block_on(backend(Mode::KeepAlive));
-    let pool = pool(&backend, Duration::from_secs(15));
-    serving.block_on(async {
-        assert_eq!(hello(&pool, &backend).await, "hello");
-        until_idle(&pool, 1).await;
-    });
+    let (serving, _backend, pool) = one_kept_connection();
     let connection = pool.shared.take_idle().expect("the connection is kept");
     // The stack is empty: the put back must start a timer.
     pool.shared.lock().timer = false;
