@@ -44,25 +44,45 @@ fn said_once_each(service: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_while_another_runs_sends_no_second_sigterm_and_one_sigkill() {
+/// A program that notes each SIGTERM in `terms` (in the scratch folder `name`) and ignores it,
+/// started, with a first stop of `grace` spawned and its SIGTERM noted: the scratch folder, the
+/// notes, the program, its pid and the first stop.
+async fn first_stop_under_way(
+    name: &str,
+    service: &str,
+    grace: Duration,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Process,
+    u32,
+    tokio::task::JoinHandle<
+        Result<Option<std::process::ExitStatus>, tower_monitor::trigger::ProcessError>,
+    >,
+) {
     record_logs();
-    let dir = scratch("overlap");
+    let dir = scratch(name);
     let (terms, pid_file) = (dir.join("terms"), dir.join("pid"));
-    let service = "overlapping-stops";
-    let program = noting_terms(service, &terms, &pid_file, Duration::from_millis(800));
+    let program = noting_terms(service, &terms, &pid_file, grace);
     program.start().unwrap();
     let pid = read_pid(&pid_file).await;
-
     let first = tokio::spawn({
         let program = program.clone();
         async move { program.stop().await }
     });
-    // The second stop once the first SIGTERM was taken: two sent at once may merge into one.
+    // A second stop once the first SIGTERM was taken: two sent at once may merge into one.
     eventually("the program notes the first SIGTERM", || {
         !lines(&terms).is_empty()
     })
     .await;
+    (dir, terms, program, pid, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_another_runs_sends_no_second_sigterm_and_one_sigkill() {
+    let service = "overlapping-stops";
+    let (dir, terms, program, pid, first) =
+        first_stop_under_way("overlap", service, Duration::from_millis(800)).await;
     let second = tokio::time::timeout(Duration::from_secs(10), program.stop())
         .await
         .expect("the second stop ends")
@@ -85,22 +105,10 @@ async fn a_stop_while_another_runs_sends_no_second_sigterm_and_one_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_stop_with_no_grace_kills_at_once() {
-    record_logs();
-    let dir = scratch("overlap-zero");
-    let (terms, pid_file) = (dir.join("terms"), dir.join("pid"));
     let service = "overlapping-zero-grace";
     // The first stop would wait 30 s before its SIGKILL.
-    let program = noting_terms(service, &terms, &pid_file, Duration::from_secs(30));
-    program.start().unwrap();
-    let pid = read_pid(&pid_file).await;
-    let first = tokio::spawn({
-        let program = program.clone();
-        async move { program.stop().await }
-    });
-    eventually("the program notes the first SIGTERM", || {
-        !lines(&terms).is_empty()
-    })
-    .await;
+    let (dir, _, program, pid, first) =
+        first_stop_under_way("overlap-zero", service, Duration::from_secs(30)).await;
 
     let began = Instant::now();
     let second = tokio::time::timeout(Duration::from_secs(5), program.stop_with(Duration::ZERO))
