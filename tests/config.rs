@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use tokio::net::TcpListener;
-use tower_monitor::config::TriggerRegistry;
+use tower_monitor::config::{DEFAULT_GRACE_PERIOD, TriggerRegistry};
 use tower_monitor::{BoxError, MinMonitor, trigger};
 
 #[tokio::test]
@@ -140,6 +140,37 @@ async fn configured_probes_probe() {
     assert!(!monitor.status("strict").await.unwrap());
     assert!(monitor.status("plain").await.unwrap());
     assert!(monitor.status("chat").await.unwrap());
+}
+
+/// A service that does not write `grace_period` trusts an up for the documented default: no
+/// probe before it ends, one once it has.
+#[tokio::test]
+async fn a_service_without_a_grace_period_trusts_an_up_for_the_default_one() {
+    assert_eq!(
+        DEFAULT_GRACE_PERIOD,
+        Duration::from_secs(10),
+        "as CONFIG.md says"
+    );
+    let down = refused_addr().await;
+    let monitor = MinMonitor::from_config(&format!(
+        r#"{{ "services": {{ "app": {{ "url": "http://{down}/" }} }} }}"#
+    ))
+    .unwrap();
+    // The backend is down: a status that probed would say so.
+    tokio::time::pause();
+    monitor.set_status_up("app").unwrap();
+    tokio::time::advance(DEFAULT_GRACE_PERIOD - Duration::from_millis(1)).await;
+    assert!(
+        monitor.status("app").await.unwrap(),
+        "cached up within the default grace period"
+    );
+    tokio::time::advance(Duration::from_millis(2)).await;
+    // Real time again for the probe's connect and its timeout.
+    tokio::time::resume();
+    assert!(
+        !monitor.status("app").await.unwrap(),
+        "probed once the default grace period is over"
+    );
 }
 
 #[tokio::test]

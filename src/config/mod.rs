@@ -14,7 +14,8 @@
 //! }
 //! ```
 //!
-//! A service has `url` and `grace_period` (required), `probe_timeout`, `probe_on_add`,
+//! A service has `url` (required), `grace_period` (how long a successful probe is trusted;
+//! [`DEFAULT_GRACE_PERIOD`], 10 s, when not given), `probe_timeout`, `probe_on_add`,
 //! `ready_after`, `start_timeout`, `stop_timeout` and `trigger_timeout` (see
 //! [`MonitoredService`]), a `probe` (`{"type": "tcp"}`, the default; `{"type": "http", "path": "/healthz",
 //! "accept": ["2xx", 401], "body_matches": "ok"}`, whose other optional fields are `method`,
@@ -140,7 +141,7 @@ struct File {
 )]
 struct ServiceSpec {
     url: UrlValue,
-    grace_period: DurationValue,
+    grace_period: Option<DurationValue>,
     probe_timeout: Option<DurationValue>,
     #[serde(default)]
     probe_on_add: bool,
@@ -166,6 +167,22 @@ struct IdleSpec {
     after: DurationValue,
     trigger: Value,
 }
+
+/// A service's `grace_period` when its configuration gives none: 10 s.
+///
+/// Long enough that a busy backend is probed once per 10 s rather than per request, short
+/// enough that a backend that crashed while cached up is probed again within 10 s (until then,
+/// requests are still forwarded to it). The Rust API has no default:
+/// [`MonitoredService::new`] takes the grace period.
+///
+/// ```
+/// use tower_monitor::MinMonitor;
+///
+/// let monitor = MinMonitor::from_config(r#"{"services": {"app": {"url": "http://127.0.0.1:8081/"}}}"#)
+///     .unwrap();
+/// assert_eq!(monitor.names(), ["app"]);
+/// ```
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 /// The longest duration a configuration accepts: 100 years (`"100years"`).
 ///
@@ -316,8 +333,11 @@ fn build_service(
     spec: ServiceSpec,
     registry: &TriggerRegistry,
 ) -> Result<MonitoredService, ConfigError> {
+    let grace_period = spec
+        .grace_period
+        .map_or(DEFAULT_GRACE_PERIOD, |grace| grace.0);
     let mut service =
-        MonitoredService::new(spec.url.0, spec.grace_period.0).probe_on_add(spec.probe_on_add);
+        MonitoredService::new(spec.url.0, grace_period).probe_on_add(spec.probe_on_add);
     if let Some(probe) = spec.probe {
         service = service.probe(probe::build(&format!("{path}.probe"), probe)?);
     }
