@@ -84,6 +84,11 @@ pub enum MonitorError {
         source: SharedError,
     },
 
+    /// [`MinMonitor::start`](crate::MinMonitor::start) of a service that has no `on_down`:
+    /// nothing can start it, so nothing was run and its state is unchanged.
+    #[error("service {0:?} has no `on_down`: there is nothing to start it with")]
+    NothingToStart(String),
+
     /// In fleet mode, a stop asked on request ([`MinMonitor::stop`](crate::MinMonitor::stop))
     /// that the fleet could not agree to now, so nothing was run and the backend stays up:
     /// Redis cannot be reached, or another replica is starting or stopping the backend.

@@ -204,6 +204,11 @@ async fn actions_need_the_token_and_run_the_triggers() {
         r#"{"service":"down","action":"start","acted":true,"state":"starting"}"#
     );
     assert_eq!(count(&wakes), 1);
+    // "up" has no on_down: a start has nothing to run, and says so.
+    let reply = send(addr, "POST", "/services/up/start", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert_eq!(reply.body, "the service has no on_down to start it\n");
+    assert_eq!(monitor.state("up").unwrap(), ServiceState::Up);
     let reply = send(addr, "POST", "/services/up/stop", Some(TOKEN)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(monitor.state("up").unwrap(), ServiceState::Stopping);

@@ -16,7 +16,9 @@ use http_body_util::Full;
 use lifecycle_support::*;
 use tower::{Layer, ServiceExt};
 use tower_monitor::layer::BackendGone;
-use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, probe, trigger};
+use tower_monitor::{
+    BoxError, MinMonitor, MonitorError, MonitoredService, ServiceState, probe, trigger,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_herd_arriving_at_once_runs_on_down_once() {
@@ -351,6 +353,32 @@ async fn start_and_stop_on_request() {
         !f.monitor.stop("app").await.unwrap(),
         "nothing left to stop"
     );
+}
+
+/// A start that has nothing to run says so, rather than answering as if it had started the
+/// service: down or up, the service is left as it was.
+#[tokio::test]
+async fn a_start_without_on_down_fails_and_changes_nothing() {
+    let monitor = MinMonitor::new();
+    let url = url_for(refused_addr().await);
+    monitor
+        .add(
+            "watched",
+            MonitoredService::new(url, Duration::from_secs(60)),
+        )
+        .unwrap();
+    for state in [ServiceState::Down, ServiceState::Up] {
+        if state == ServiceState::Up {
+            monitor.set_status_up("watched").unwrap();
+        }
+        let err = monitor.start("watched").await.unwrap_err();
+        assert!(
+            matches!(err, MonitorError::NothingToStart(ref name) if name == "watched"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("on_down"), "{err}");
+        assert_eq!(monitor.state("watched").unwrap(), state);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

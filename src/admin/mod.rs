@@ -259,12 +259,6 @@ impl Admin {
         };
         tracing::info!(service = %name, action, "admin action asked");
         let outcome = if action == "start" {
-            if registered.service.on_down.is_none() {
-                return text(
-                    StatusCode::CONFLICT,
-                    "the service has no on_down to start it\n",
-                );
-            }
             self.monitor.start(name).await.map(|()| true)
         } else {
             if registered.service.on_idle.is_none() {
@@ -290,6 +284,10 @@ impl Admin {
                 };
                 with_type(status, body.into_bytes(), "application/json")
             }
+            Err(crate::MonitorError::NothingToStart(_)) => text(
+                StatusCode::CONFLICT,
+                "the service has no on_down to start it\n",
+            ),
             // Temporary, and nothing was run: the operator may try again.
             Err(crate::MonitorError::FleetRefused { reason, .. }) => with_type(
                 StatusCode::SERVICE_UNAVAILABLE,

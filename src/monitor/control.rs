@@ -15,11 +15,12 @@ impl MinMonitor {
     /// refused once held requests are released for a shutdown (see
     /// [`release_held`](Self::release_held)), as a request's start is. Fails with
     /// [`MonitorError::Trigger`] if `on_down` fails. A service without `on_down` has nothing
-    /// to run: the call succeeds and the service stays Down (see [`state`](Self::state)).
+    /// to run, whatever its state: the call fails with [`MonitorError::NothingToStart`] and
+    /// changes nothing.
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, Url, trigger};
+    /// # use tower_monitor::{BoxError, MinMonitor, MonitorError, MonitoredService, ServiceState, Url, trigger};
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let monitor = MinMonitor::new();
@@ -29,11 +30,19 @@ impl MinMonitor {
     /// monitor.add("app", service)?;
     /// monitor.start("app").await?;
     /// assert_eq!(monitor.state("app")?, ServiceState::Starting);
+    ///
+    /// # let url = Url::parse("http://127.0.0.1:9/")?;
+    /// monitor.add("watched", MonitoredService::new(url, Duration::from_secs(30)))?;
+    /// let err = monitor.start("watched").await.unwrap_err();
+    /// assert!(matches!(err, MonitorError::NothingToStart(ref name) if name == "watched"));
     /// # Ok(())
     /// # }
     /// ```
     pub async fn start(&self, name: &str) -> Result<(), MonitorError> {
         let registered = self.lookup(name)?;
+        if registered.service.on_down.is_none() {
+            return Err(MonitorError::NothingToStart(name.to_string()));
+        }
         registered
             .wake_requested()
             .await
