@@ -27,6 +27,12 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The options of a [`Proxy`](super::Proxy); made by [`Proxy::builder`](super::Proxy::builder).
 ///
+/// Cheap to clone, to build several proxies from one set of options (one per runtime, or
+/// one per request body type). The proxies built from clones share what the builder was
+/// given to share: the [`limit`](Self::limit) (one count of requests in flight) and the
+/// bound on requests held by [`hold_when_gone`](Self::hold_when_gone); each has its own
+/// connections to the backend.
+///
 /// ```
 /// use std::time::Duration;
 /// use tower_monitor::{Url, proxy::{ForwardedHeaders, Proxy}};
@@ -42,6 +48,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// # let _ = grpc;
 /// ```
 #[must_use]
+#[derive(Clone)]
 pub struct ProxyBuilder {
     target: Url,
     http2: bool,
