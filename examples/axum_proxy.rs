@@ -51,14 +51,13 @@ async fn main() -> Result<(), BoxError> {
     let monitor = Arc::new(MinMonitor::new());
     monitor.add(
         "app",
-        MonitoredService::new(url.clone(), Duration::from_secs(5))
+        MonitoredService::new(url, Duration::from_secs(5))
             .on_down(on_down)
             .on_idle(Duration::from_secs(10), on_idle),
     )?;
-    // The proxy counts an open upgraded connection (a WebSocket) as busy, like a request; its
-    // log lines name the service.
-    let proxy = Proxy::builder(url)
-        .keep_awake(monitor.clone(), "app")
+    // A proxy to the service's URL, which counts an open upgraded connection (a WebSocket) as
+    // busy, like a request; its log lines name the service.
+    let proxy = Proxy::for_service(&monitor, "app")?
         // At most 8 requests at once reach the backend that has just woken (the held ones
         // included); the others wait their turn for up to 30 s.
         .max_in_flight(NonZeroUsize::new(8).unwrap(), Duration::from_secs(30))

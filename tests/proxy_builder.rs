@@ -1,5 +1,6 @@
-//! The proxy's builder as a library user holds it: cloned to build a proxy per runtime. Over
-//! real sockets on 127.0.0.1.
+//! The proxy's builder as a library user holds it: cloned to build a proxy per runtime, and
+//! made by `Proxy::for_service`, which names the monitored service once. Over real sockets on
+//! 127.0.0.1.
 
 mod common;
 
@@ -11,8 +12,9 @@ use axum::Router;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use tokio::sync::Notify;
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 use tower_monitor::proxy::Proxy;
+use tower_monitor::{BoxError, MinMonitor, MonitorError, MonitoredService, trigger};
 
 fn request(path: &str) -> Request<Body> {
     Request::get(path)
@@ -84,4 +86,48 @@ async fn a_cloned_builder_builds_a_proxy_per_runtime_sharing_its_limit() {
     assert_eq!(ask(&to_other, &mut from_other).await, StatusCode::OK);
     drop(to_other);
     other.join().unwrap();
+}
+
+/// `Proxy::for_service` proxies to the service's URL and keeps the service awake while a
+/// WebSocket is open through it, as `keep_awake` does: the open socket counts as a request
+/// in flight once its upgrade's answer has gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_for_a_service_sends_to_its_url_and_keeps_it_awake() {
+    let (backend, echo_server) = common::websocket_echo_backend().await;
+    let monitor = Arc::new(MinMonitor::new());
+    let stop = trigger::from_fn(|| async { Ok::<(), BoxError>(()) });
+    let service = MonitoredService::new(common::url_for(backend), Duration::from_secs(60))
+        .on_idle(Duration::from_secs(3600), stop);
+    monitor.add("chat", service).unwrap();
+    monitor.set_status_up("chat").unwrap();
+    assert!(matches!(
+        Proxy::for_service(&monitor, "chta"),
+        Err(MonitorError::UnknownService(name)) if name == "chta"
+    ));
+
+    let proxy = Proxy::for_service(&monitor, "chat")
+        .unwrap()
+        .build::<Body>()
+        .unwrap();
+    let guarded = monitor.layer("chat").unwrap().layer(proxy);
+    let front = common::serve(Router::new().fallback_service(guarded)).await;
+    let in_flight = || monitor.snapshot()[0].requests_in_flight;
+
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", front.addr))
+            .await
+            .expect("the upgrade reaches the service's backend");
+    assert_eq!(response.status(), 101);
+    common::echoes(&mut socket, "hello").await;
+    assert_eq!(in_flight(), Some(1), "the open socket counts");
+    socket.close(None).await.unwrap();
+    drop(socket);
+    common::until(
+        Duration::from_secs(5),
+        "the closed socket no longer counted",
+        in_flight,
+        |count| *count == Some(0),
+    )
+    .await;
+    echo_server.abort();
 }

@@ -10,6 +10,7 @@ use crate::{MinMonitor, Url};
 
 mod build;
 mod defaults;
+mod for_service;
 
 pub use defaults::*;
 
@@ -25,7 +26,8 @@ pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// see connections it must drain).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The options of a [`Proxy`](super::Proxy); made by [`Proxy::builder`](super::Proxy::builder).
+/// The options of a [`Proxy`](super::Proxy); made by [`Proxy::builder`](super::Proxy::builder)
+/// or [`Proxy::for_service`](super::Proxy::for_service).
 ///
 /// Cheap to clone, to build several proxies from one set of options (one per runtime, or
 /// one per request body type). The proxies built from clones share what the builder was

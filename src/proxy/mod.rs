@@ -11,10 +11,10 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let monitor = Arc::new(MinMonitor::new());
 //! let url = Url::parse("http://127.0.0.1:8081/")?;
-//! monitor.add("app", MonitoredService::new(url.clone(), Duration::from_secs(30)))?;
-//! let proxy = Proxy::builder(url)
+//! monitor.add("app", MonitoredService::new(url, Duration::from_secs(30)))?;
+//! // To the service's URL; an open WebSocket keeps the service awake.
+//! let proxy = Proxy::for_service(&monitor, "app")?
 //!     .response_timeout(Duration::from_secs(30))
-//!     .keep_awake(monitor.clone(), "app")
 //!     // The request body of the server it is mounted in: hyper's `Incoming`, axum's `Body`.
 //!     .build::<hyper::body::Incoming>()?;
 //! let service = monitor.layer("app")?.layer(proxy); // serve it with hyper
