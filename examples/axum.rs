@@ -7,6 +7,7 @@
 //! real VM or container would take a while) and stops again after 20 s, so you can watch the
 //! cycle: 503 Service Unavailable, then 200, then 503 again and a new start.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,11 @@ use tower_monitor::{BoxError, MinMonitor, MonitoredService, Url, trigger};
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
+    tracing_subscriber::fmt()
+        .with_env_filter("info")
+        // Colour codes only on a terminal, not in a file or pipe the output goes to.
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 
     // Reserve a free port for the backend, which is not running yet.
     let backend_addr = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;

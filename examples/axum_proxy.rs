@@ -7,6 +7,7 @@
 //! The backend is an axum server this example starts when `on_down` fires (it takes a second
 //! to listen, as a container would) and stops when `on_idle` fires, 10 s after the last request.
 
+use std::io::IsTerminal;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +22,11 @@ use tower_monitor::{BoxError, MinMonitor, MonitoredService, Url, trigger};
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
+    tracing_subscriber::fmt()
+        .with_env_filter("info")
+        // Colour codes only on a terminal, not in a file or pipe the output goes to.
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 
     // A free port for the backend, which is not running yet.
     let backend = TcpListener::bind("127.0.0.1:0").await?.local_addr()?;

@@ -8,6 +8,7 @@
 //! since when, the last probe, requests in flight and held, the idle deadline and counters. The
 //! route is not behind the monitor's layer, so it answers whatever the backend's state.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceSnapshot, Url
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter("tower_monitor=info")
+        // Colour codes only on a terminal, not in a file or pipe the output goes to.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 
     // A backend that `on_down` starts in the background, and `on_idle` stops again.

@@ -5,6 +5,7 @@
 //! Starts a tiny TCP backend on 127.0.0.1, asks the monitor for its status, stops the backend,
 //! and shows how the cached up lasts the grace period while a down is always a fresh probe.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -14,6 +15,8 @@ use tower_monitor::{MinMonitor, MonitoredService, Url};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter("tower_monitor=debug")
+        // Colour codes only on a terminal, not in a file or pipe the output goes to.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
