@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::lock::{self, Claim, Record, RunLock};
-use super::stop::{AFTER_KILL, GROUP_POLL};
+use super::stop::{AFTER_KILL, GROUP_POLL, has_live_members};
 use super::{ProcessError, Shared};
 use crate::trigger::process_group as group;
 
@@ -296,7 +296,7 @@ impl Drop for Held<'_> {
 
 /// Runs `work` (reading a file, or every process's `/proc` entry, which takes long with many
 /// processes) on the blocking pool, not on a runtime worker.
-async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(error) => match error.try_into_panic() {
@@ -363,8 +363,4 @@ async fn stop_group(
     tracing::warn!(service, %program, pgid, %lock_file,
         "stopped what the dead supervisor left of the program");
     Ok(())
-}
-
-async fn has_live_members(pgid: u32) -> bool {
-    off_runtime(move || group::has_live_members(pgid)).await
 }

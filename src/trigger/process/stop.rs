@@ -157,6 +157,17 @@ impl Stops {
     }
 }
 
+/// Whether the group `pgid` has a member that runs: one signal to tell a group that is gone,
+/// and only for one that is not, a look through `/proc` (to tell zombies, which a group
+/// whose leader is gone may hold for as long as their parent does not reap them), made on the
+/// blocking pool as it reads every process's entry.
+pub(super) async fn has_live_members(pgid: u32) -> bool {
+    if !group::has_members(pgid) {
+        return false;
+    }
+    super::leftover::off_runtime(move || group::has_live_members(pgid)).await
+}
+
 pub(super) async fn stop(
     shared: &Shared,
     grace: Duration,
@@ -182,15 +193,18 @@ pub(super) async fn stop(
         reason,
     };
     // Sends the SIGKILL unless another stop did; one to a group gone meanwhile is no error.
-    let kill = |why: &str| -> Result<(), ProcessError> {
-        if !running.stops.claim_kill() {
-            return Ok(());
-        }
-        tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
-            "{why}: SIGKILL");
-        match group::signal(pid, group::SIGKILL) {
-            Err(e) if group::has_live_members(pid) => Err(failed(format!("SIGKILL: {e}"))),
-            _ => Ok(()),
+    let kill = |why: &'static str| {
+        let running = &running;
+        async move {
+            if !running.stops.claim_kill() {
+                return Ok(());
+            }
+            tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
+                "{why}: SIGKILL");
+            match group::signal(pid, group::SIGKILL) {
+                Err(e) if has_live_members(pid).await => Err(failed(format!("SIGKILL: {e}"))),
+                _ => Ok(()),
+            }
         }
     };
     if first {
@@ -205,20 +219,20 @@ pub(super) async fn stop(
     let status = match tokio::time::timeout_at(deadline, running.exited()).await {
         Ok(status) => {
             // The program is gone; give what it started the rest of the grace.
-            while group::has_live_members(pid) && Instant::now() < deadline {
+            while Instant::now() < deadline && has_live_members(pid).await {
                 tokio::time::sleep(GROUP_POLL).await;
             }
             status
         }
         Err(_) => {
-            kill("the backend program did not stop within its grace")?;
+            kill("the backend program did not stop within its grace").await?;
             tokio::time::timeout(AFTER_KILL, running.exited())
                 .await
                 .map_err(|_| failed(format!("still running {AFTER_KILL:?} after SIGKILL")))?
         }
     };
-    if group::has_live_members(pid) {
-        kill("processes the program left in its group did not stop within the grace")?;
+    if has_live_members(pid).await {
+        kill("processes the program left in its group did not stop within the grace").await?;
     }
     Ok(status)
 }
