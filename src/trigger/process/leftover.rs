@@ -76,6 +76,7 @@ pub(super) fn describe(pid: u32, run_id: Option<String>) -> Record {
         start_time,
         boot_id,
         run_id,
+        stopping_until: None,
     }
 }
 
@@ -323,12 +324,16 @@ async fn stop_group(
         pid: pgid,
         reason,
     };
+    let own = crate::deadline::saturating_after(Instant::now(), grace);
+    let kill_at = || shared.lock().kill_leftover_by.map_or(own, |at| at.min(own));
+    // Another supervisor's start meanwhile waits for this stop rather than take the program
+    // for running under this one; should this one die halfway, the next judges the record
+    // as before, which this leaves as it was but for the word.
+    lock.record(&record.stopping(kill_at()));
     tracing::warn!(service, %program, pgid, members, %lock_file, ?grace,
         "the supervisor that ran the program last died without stopping it, and left its \
          process group running: stopping that group (SIGTERM)");
     group::signal(pgid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
-    let own = crate::deadline::saturating_after(Instant::now(), grace);
-    let kill_at = || shared.lock().kill_leftover_by.map_or(own, |at| at.min(own));
     while has_live_members(pgid).await && Instant::now() < kill_at() {
         tokio::time::sleep(GROUP_POLL).await;
     }

@@ -7,9 +7,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::run::Exit;
+use super::run::{Exit, Running};
 use super::{Process, ProcessError, Shared};
 use crate::BoxError;
 use crate::trigger::Trigger;
@@ -22,6 +23,10 @@ pub(super) const AFTER_KILL: Duration = Duration::from_secs(5);
 /// How often a stop looks whether what the program left in its group has exited: there is no
 /// event for the exit of a process that is not our child.
 pub(super) const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// What a stop may take past its SIGKILL deadline besides [`AFTER_KILL`]: a look at the group
+/// on a busy blocking pool, a record written. Only a bound for those who wait for the stop.
+pub(super) const STOP_SLACK: Duration = Duration::from_secs(1);
 
 /// A trigger that stops a [`Process`] (SIGTERM, then SIGKILL after its stop grace), made by
 /// [`Process::stopper`]: for `on_idle`. `Ok` once the program is stopped, or if it crashed
@@ -127,6 +132,8 @@ pub(super) struct Stops {
     kill_at: Mutex<Option<Instant>>,
     /// Whether a stop has sent (or is sending) the SIGKILL.
     killed: AtomicBool,
+    /// How many stops are under way: a start waits until none is (see [`ended`](Self::ended)).
+    under_way: watch::Sender<usize>,
 }
 
 impl Stops {
@@ -151,9 +158,60 @@ impl Stops {
         *self.kill_at.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a stop is under way: of the program, or of what it left in its group (which
+    /// holds the lock file's lock meanwhile).
+    pub(super) fn under_way(&self) -> bool {
+        *self.under_way.borrow() > 0
+    }
+
+    /// Resolves once no stop is under way any more (their hold on the lock file released),
+    /// or fails once they have outlasted their bound: the SIGKILL deadline, then what the
+    /// program and its group may take to die of it.
+    pub(super) async fn ended(&self) -> Result<(), Duration> {
+        let Some(kill_at) = self.kill_at() else {
+            return Ok(());
+        };
+        let bound = crate::deadline::saturating_after(kill_at, AFTER_KILL + STOP_SLACK);
+        let mut under_way = self.under_way.subscribe();
+        match tokio::time::timeout_at(bound, under_way.wait_for(|n| *n == 0)).await {
+            // The sender is ours: it cannot be gone while we borrow it.
+            Ok(_) => Ok(()),
+            Err(_) => Err(bound.saturating_duration_since(kill_at)),
+        }
+    }
+
     /// Whether this caller is the one to send the SIGKILL: the first to ask.
     fn claim_kill(&self) -> bool {
         !self.killed.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// One stop under way, holding its run (and so the lock file's lock) until it ends, however it
+/// ends (its future dropped too): the lock is released before the count says it has ended.
+struct UnderWay(Option<Running>);
+
+impl UnderWay {
+    fn new(running: Running) -> Self {
+        running.stops.under_way.send_modify(|n| *n += 1);
+        Self(Some(running))
+    }
+}
+
+impl std::ops::Deref for UnderWay {
+    type Target = Running;
+
+    fn deref(&self) -> &Running {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        if let Some(running) = self.0.take() {
+            let stops = std::sync::Arc::clone(&running.stops);
+            drop(running);
+            stops.under_way.send_modify(|n| *n -= 1);
+        }
     }
 }
 
@@ -180,7 +238,7 @@ pub(super) async fn stop(
             Some(running) => {
                 let own = crate::deadline::saturating_after(Instant::now(), grace);
                 let (first, deadline) = running.stops.join(own);
-                (running.clone(), first, deadline)
+                (UnderWay::new(running.clone()), first, deadline)
             }
         }
     };
@@ -208,6 +266,9 @@ pub(super) async fn stop(
         }
     };
     if first {
+        // Written before the program goes down: another supervisor that finds it down then
+        // waits for this stop, rather than take it for running under this one.
+        running.say_stopping(deadline);
         tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
             "stopping the backend program (SIGTERM)");
         group::signal(pid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
