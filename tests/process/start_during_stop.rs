@@ -3,7 +3,7 @@
 //! take it for running (here, or under the lock's holder) and start nothing.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tower_monitor::Trigger;
 use tower_monitor::trigger::{Process, ProcessBuilder};
@@ -23,6 +23,18 @@ fn leaving_a_child(service: &str, child: &Path) -> ProcessBuilder {
     let script = format!(
         "(trap '' TERM; exec sleep 30) & echo $! > {:?}; wait",
         child.display().to_string()
+    );
+    Process::builder("sh")
+        .args(["-c", &script])
+        .service(service)
+        .stop_grace(GRACE)
+}
+
+/// A program deaf to SIGTERM, which only a SIGKILL ends; it writes its pid in `pid_file`.
+fn deaf(service: &str, pid_file: &Path) -> ProcessBuilder {
+    let script = format!(
+        "trap '' TERM; echo $$ > {:?}; while :; do sleep 0.05; done",
+        pid_file.display().to_string()
     );
     Process::builder("sh")
         .args(["-c", &script])
@@ -112,25 +124,15 @@ async fn a_trigger_while_a_stop_waits_for_the_program_starts_it_after() {
     record_logs();
     let dir = scratch(SERVICE);
     let pid_file = dir.join("pid");
-    // Deaf to SIGTERM itself: only the SIGKILL at the end of the grace ends it.
-    let script = format!(
-        "trap '' TERM; echo $$ > {:?}; while :; do sleep 0.05; done",
-        pid_file.display().to_string()
-    );
-    let process = Process::builder("sh")
-        .args(["-c", &script])
-        .service(SERVICE)
-        .stop_grace(GRACE)
-        .build();
+    let process = deaf(SERVICE, &pid_file).build();
     process.trigger().await.unwrap();
     let first = read_pid(&pid_file).await;
     std::fs::remove_file(&pid_file).unwrap();
     let stopping = stop_spawned(&process);
-    let said = [
-        &format!("service={SERVICE} ") as &str,
-        "stopping the backend program",
-    ];
-    eventually("the stop began", || !log().lines_with(&said).is_empty()).await;
+    eventually("the stop began", || {
+        said(SERVICE, "stopping the backend program")
+    })
+    .await;
 
     tokio::time::timeout(WITHIN, process.trigger())
         .await
@@ -236,4 +238,39 @@ async fn a_trigger_while_the_lock_holder_stops_a_leftover_waits_and_starts_it() 
     );
     assert!(cleaning.await.unwrap().unwrap().is_none());
     other.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_given_up_on_leaves_the_program_to_its_holder_for_others() {
+    const SERVICE: &str = "start-after-stop-given-up";
+    record_logs();
+    let dir = scratch(SERVICE);
+    let (lock, pid_file) = (dir.join("app.lock"), dir.join("pid"));
+    let gateway = || {
+        deaf(SERVICE, &pid_file)
+            .lock_file(&lock)
+            .stop_grace(Duration::from_secs(30))
+            .build()
+    };
+    let (holder, other) = (gateway(), gateway());
+    holder.trigger().await.unwrap();
+    read_pid(&pid_file).await;
+    // As an idle stop cut short by its trigger_timeout: its SIGTERM is ignored.
+    let given_up = tokio::time::timeout(Duration::from_millis(300), holder.stop()).await;
+    assert!(given_up.is_err() && holder.is_running());
+    assert!(
+        !says_stopping(&lock),
+        "the record still says it is being stopped"
+    );
+
+    let began = Instant::now();
+    tokio::time::timeout(WITHIN, other.trigger())
+        .await
+        .expect("the start waited for a stop given up on")
+        .unwrap();
+
+    assert!(began.elapsed() < Duration::from_secs(5), "it waited");
+    assert_eq!(other.starts(), 0, "started beside the holder's program");
+    assert!(!other.is_running());
+    holder.stop_with(Duration::ZERO).await.unwrap();
 }

@@ -51,6 +51,17 @@ impl Running {
             lock.record(&record.stopping(deadline));
         }
     }
+
+    /// Takes back [`say_stopping`](Self::say_stopping) if the program still runs as the last
+    /// stop ends (given up on by its caller, or the SIGKILL failed): it still holds the lock,
+    /// and another supervisor must take it for running again, not wait for its stop.
+    pub(super) fn unsay_stopping_if_running(&self) {
+        if let Some((lock, record)) = &self.lock {
+            if matches!(*self.exit.borrow(), Exit::Running) {
+                lock.record(record);
+            }
+        }
+    }
 }
 
 /// Why a start did not start the program, though it does not run here: a stop holds its lock

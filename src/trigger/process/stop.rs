@@ -208,6 +208,11 @@ impl std::ops::Deref for UnderWay {
 impl Drop for UnderWay {
     fn drop(&mut self) {
         if let Some(running) = self.0.take() {
+            // Read apart from the count's change, which must come after the lock's release: a
+            // stop that joins in between (not the first) leaves the record saying running.
+            if *running.stops.under_way.borrow() == 1 {
+                running.unsay_stopping_if_running();
+            }
             let stops = std::sync::Arc::clone(&running.stops);
             drop(running);
             stops.under_way.send_modify(|n| *n -= 1);
