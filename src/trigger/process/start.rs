@@ -135,17 +135,24 @@ impl Process {
         let deadline = crate::deadline::saturating_after(Instant::now(), bound);
         loop {
             let file = path.to_path_buf();
-            match leftover::off_runtime(move || lock::claim(&file)).await {
-                Ok(Claim::Ours(lock)) if lock.left().is_none() => return Ok(Some(lock)),
-                Ok(Claim::Ours(lock)) => {
-                    lock.release_keeping_record();
-                    return Ok(None);
-                }
-                Ok(Claim::Elsewhere(Some(record))) if record.stopping_until.is_none() => {
+            let claim = leftover::off_runtime(move || {
+                lock::claim(&file).map(|claim| match claim {
+                    Claim::Ours(lock) if lock.left().is_some() => {
+                        lock.release_keeping_record();
+                        None
+                    }
+                    claim => Some(claim),
+                })
+            });
+            match claim.await {
+                Ok(Some(Claim::Ours(lock))) => return Ok(Some(lock)),
+                // Free, with a record in it; or taken to run the program.
+                Ok(None) => return Ok(None),
+                Ok(Some(Claim::Elsewhere(Some(record)))) if record.stopping_until.is_none() => {
                     return Ok(None);
                 }
                 // Still stopping, or between its record's clearing and its release.
-                Ok(Claim::Elsewhere(_)) => {}
+                Ok(Some(Claim::Elsewhere(_))) => {}
                 Err(error) => {
                     return Err(self.not_started(format!(
                         "lock file {:?}: {error}",
