@@ -6,6 +6,7 @@ mod leftover;
 mod lock;
 mod run;
 mod spawner;
+mod start;
 mod stop;
 mod supervisor;
 
@@ -19,12 +20,9 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, FutureExt};
 use tracing::Level;
 
-use super::Trigger;
 use super::process_group as group;
-use crate::BoxError;
 use run::Running;
 
 /// How long a stopping program may take after SIGTERM before it is killed, unless set otherwise.
@@ -36,12 +34,14 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// - **Started once.** Triggering it while the program runs (booting or serving) is `Ok` and
 ///   starts nothing, so a herd of requests, or a client polling while the backend boots, starts
 ///   it once. Once the program has exited, the next trigger starts it again; the exit is logged
-///   with its status. As a service's `on_down` it tells the monitor when the program ends
-///   ([`Trigger::ended`]): one that exits before it comes up ends the start at once (the
-///   service is down again) rather than at the start timeout; one still not up when the start
-///   times out is stopped ([`Trigger::abandon`]), so that the next start runs it afresh. So
-///   the program must run in the
-///   foreground: one that daemonizes (starts its server in the background and exits, as
+///   with its status. A trigger while the program is being stopped (an idle stop, a start
+///   given up, the processes it left in its group not gone yet) waits for that stop to end, at
+///   most as long as the stop itself may take, and then starts it. As a service's `on_down`
+///   it tells the monitor when the program ends
+///   ([`Trigger::ended`](super::Trigger::ended)): one that exits before it comes up ends the
+///   start at once (the service is down again) rather than at the start timeout; one still
+///   not up when the start times out is stopped ([`Trigger::abandon`](super::Trigger::abandon)),
+///   so that the next start runs it afresh. So the program must run in the foreground: one that daemonizes (starts its server in the background and exits, as
 ///   nginx does by default) looks like a start that failed, and its idle stop, with nothing to
 ///   stop, fails ([`ProcessError::NotRunning`]); run it with its "foreground" flag.
 /// - **Stopped with its group.** The program runs in a process group of its own.
@@ -114,6 +114,9 @@ struct State {
     running: Option<Running>,
     /// The exit of the program started last, running or not.
     latest: Option<tokio::sync::watch::Receiver<run::Exit>>,
+    /// The stops of the program started last, which may outlast its exit (what it left in its
+    /// group), holding the lock file meanwhile.
+    stops: Option<Arc<stop::Stops>>,
     /// The last start found the program running under another supervisor (its lock file).
     elsewhere: bool,
     /// The lock file is held by this supervisor's cleanup of what a dead one left (`leftover`).
@@ -164,7 +167,9 @@ impl Process {
     /// It fails so too while what a supervisor that died left of the program runs (known
     /// through its [`lock_file`](ProcessBuilder::lock_file)), or while this supervisor stops
     /// that, as it cannot wait for that to stop: the process as a trigger, or a
-    /// [`stop`](Self::stop), stops that first.
+    /// [`stop`](Self::stop), stops that first; and while a stop holds the lock file (this
+    /// supervisor's, what the program left in its group not gone yet, or another supervisor's
+    /// whose record says it stops the program), which the process as a trigger waits for.
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -331,56 +336,6 @@ impl Drop for Shared {
                 "the last handle is gone: killing the program's group");
             let _ = group::signal(running.pid(), group::SIGKILL);
         }
-    }
-}
-
-impl Trigger for Process {
-    /// Starts the program unless it runs; with a lock file, first stops what a supervisor
-    /// that died left of it (see [`ProcessBuilder::lock_file`]), so that it is not started
-    /// beside that, on a port that is taken.
-    fn trigger(&self) -> BoxFuture<'static, Result<(), BoxError>> {
-        if self.shared.spec.lock_file.is_none() || self.is_running() {
-            let started = self.start().map_err(BoxError::from);
-            return async move { started }.boxed();
-        }
-        let process = self.clone();
-        async move {
-            let shared = &process.shared;
-            leftover::reclaim(shared, shared.spec.stop_grace).await?;
-            // Held: a stop's look at the lock file meanwhile would make this start take it
-            // for another supervisor's.
-            let _one = shared.reclaiming.lock().await;
-            process.start()?;
-            Ok(())
-        }
-        .boxed()
-    }
-
-    /// When the program the last start started, or found running, exits. `None` when it runs
-    /// under another supervisor: this one does not see that program's end.
-    fn ended(&self) -> Option<BoxFuture<'static, ()>> {
-        let state = self.shared.lock();
-        let latest = state.latest.clone().filter(|_| !state.elsewhere)?;
-        Some(run::exited(latest).map(drop).boxed())
-    }
-
-    /// Stops the program (SIGTERM, SIGKILL after the stop grace) if it runs under this
-    /// supervisor.
-    fn abandon(&self) -> Option<BoxFuture<'static, ()>> {
-        let state = self.shared.lock();
-        if state.running.is_none() || state.elsewhere {
-            return None;
-        }
-        drop(state);
-        let process = self.clone();
-        Some(
-            async move {
-                if let Err(error) = process.stop().await {
-                    tracing::warn!(service = process.shared.service().map(tracing::field::display), %error, "cannot stop the program whose start was given up");
-                }
-            }
-            .boxed(),
-        )
     }
 }
 

@@ -15,6 +15,11 @@ pub(crate) fn signal(pgid: u32, signal: Signal) -> std::io::Result<()> {
     }
 }
 
+/// Whether the group `pgid` has a member, zombies included: one signal, no blocking I/O.
+pub(crate) fn has_members(pgid: u32) -> bool {
+    group(pgid).is_ok_and(|id| killpg(id, None).is_ok())
+}
+
 /// Whether the group `pgid` still has a member that runs (zombies waiting for their parent to
 /// reap them do not count: on Linux they are told apart through `/proc`).
 pub(crate) fn has_live_members(pgid: u32) -> bool {

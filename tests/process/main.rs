@@ -15,6 +15,8 @@ mod leftover;
 mod leftover_races;
 mod lifecycle;
 mod overlapping_stops;
+#[cfg(target_os = "linux")]
+mod start_during_stop;
 
 use std::net::SocketAddr;
 use std::path::Path;

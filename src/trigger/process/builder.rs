@@ -124,7 +124,12 @@ impl ProcessBuilder {
     /// holds an advisory lock (`flock`) on the file, and writes the program's id in it. A start
     /// that finds the lock held by another supervisor is `Ok` and starts nothing (the program
     /// runs, elsewhere; the monitor's probe sees it). The lock is released when the program
-    /// exits or is stopped, and by the kernel when the holder exits, however it exits.
+    /// and what it left in its group have exited or been stopped, and by the kernel when the
+    /// holder exits, however it exits. A stop (of the program, or of what a supervisor that
+    /// died left) writes `stopping_until`, when it kills what is left at the latest, in
+    /// milliseconds since the Unix epoch, into the record: the process as a trigger, finding
+    /// the lock so held, waits for it (until then, and the few seconds a SIGKILL may take),
+    /// takes it and starts the program; [`Process::start`](super::Process::start) fails then.
     ///
     /// The file also records the running program for the next holder, should this process
     /// die without stopping it (`kill -9`, the OOM killer): its id (its process group's) alone

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::lock::{self, Claim, Record, RunLock};
-use super::stop::{AFTER_KILL, GROUP_POLL};
+use super::stop::{AFTER_KILL, GROUP_POLL, has_live_members};
 use super::{ProcessError, Shared};
 use crate::trigger::process_group as group;
 
@@ -76,6 +76,7 @@ pub(super) fn describe(pid: u32, run_id: Option<String>) -> Record {
         start_time,
         boot_id,
         run_id,
+        stopping_until: None,
     }
 }
 
@@ -296,7 +297,7 @@ impl Drop for Held<'_> {
 
 /// Runs `work` (reading a file, or every process's `/proc` entry, which takes long with many
 /// processes) on the blocking pool, not on a runtime worker.
-async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+pub(super) async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(work).await {
         Ok(value) => value,
         Err(error) => match error.try_into_panic() {
@@ -323,12 +324,16 @@ async fn stop_group(
         pid: pgid,
         reason,
     };
+    let own = crate::deadline::saturating_after(Instant::now(), grace);
+    let kill_at = || shared.lock().kill_leftover_by.map_or(own, |at| at.min(own));
+    // Another supervisor's start meanwhile waits for this stop rather than take the program
+    // for running under this one; should this one die halfway, the next judges the record
+    // as before, which this leaves as it was but for the word.
+    lock.record(&record.stopping(kill_at()));
     tracing::warn!(service, %program, pgid, members, %lock_file, ?grace,
         "the supervisor that ran the program last died without stopping it, and left its \
          process group running: stopping that group (SIGTERM)");
     group::signal(pgid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
-    let own = crate::deadline::saturating_after(Instant::now(), grace);
-    let kill_at = || shared.lock().kill_leftover_by.map_or(own, |at| at.min(own));
     while has_live_members(pgid).await && Instant::now() < kill_at() {
         tokio::time::sleep(GROUP_POLL).await;
     }
@@ -363,8 +368,4 @@ async fn stop_group(
     tracing::warn!(service, %program, pgid, %lock_file,
         "stopped what the dead supervisor left of the program");
     Ok(())
-}
-
-async fn has_live_members(pgid: u32) -> bool {
-    off_runtime(move || group::has_live_members(pgid)).await
 }

@@ -11,9 +11,11 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+use tokio::time::Instant;
 
 /// The most of the file that is read: a record is a few short lines.
 const MOST: usize = 4096;
@@ -28,8 +30,9 @@ pub(super) struct RunLock {
 pub(super) enum Claim {
     /// We do: the lock is ours.
     Ours(RunLock),
-    /// Another supervisor runs it; the id it wrote, if readable.
-    Elsewhere(Option<u32>),
+    /// Another supervisor holds the lock (or this one, in another part); what it wrote, if
+    /// readable.
+    Elsewhere(Option<Record>),
 }
 
 /// What the file says of the program: its process id (which is its group's id) on the first
@@ -45,6 +48,11 @@ pub(super) struct Record {
     pub(super) boot_id: Option<String>,
     /// The run's own id, also in the program's environment, which what it starts inherits.
     pub(super) run_id: Option<String>,
+    /// Written by a holder as it begins to stop the program (its own, or what a supervisor
+    /// that died left): when it kills what is left at the latest, in milliseconds since the
+    /// Unix epoch. Another supervisor's start waits for such a holder rather than take the
+    /// program for running; in a file whose lock is free it means nothing.
+    pub(super) stopping_until: Option<u64>,
 }
 
 impl Record {
@@ -64,11 +72,40 @@ impl Record {
                 "start_time" => record.start_time = value.parse().ok(),
                 "boot_id" => record.boot_id = Some(value.to_string()),
                 "run_id" => record.run_id = Some(value.to_string()),
+                "stopping_until" => record.stopping_until = value.parse().ok(),
                 // Written by a later version: what it adds is not needed here.
                 _ => {}
             }
         }
         Some(record)
+    }
+
+    /// How long the holder that wrote it stops the program still, at most, if it says it does
+    /// (zero once that is past).
+    pub(super) fn stopping_for(&self) -> Option<Duration> {
+        let until = Duration::from_millis(self.stopping_until?);
+        // Too far to be a time here: as long as can be.
+        let Some(until) = UNIX_EPOCH.checked_add(until) else {
+            return Some(Duration::MAX);
+        };
+        Some(until.duration_since(SystemTime::now()).unwrap_or_default())
+    }
+
+    /// The record, saying that its holder stops the program and kills what is left by
+    /// `deadline`.
+    pub(super) fn stopping(&self, deadline: Instant) -> Self {
+        let ahead = deadline.saturating_duration_since(Instant::now());
+        // A deadline too far to write (a grace of years) is written as the farthest.
+        let until = SystemTime::now()
+            .checked_add(ahead)
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map_or(u64::MAX, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        Self {
+            stopping_until: Some(until),
+            ..self.clone()
+        }
     }
 
     fn to_text(&self) -> String {
@@ -81,6 +118,9 @@ impl Record {
         }
         if let Some(run_id) = &self.run_id {
             text.push_str(&format!("run_id {run_id}\n"));
+        }
+        if let Some(until) = self.stopping_until {
+            text.push_str(&format!("stopping_until {until}\n"));
         }
         text
     }
@@ -100,7 +140,7 @@ pub(super) fn claim(path: &Path) -> io::Result<Claim> {
         .open(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(file) => Ok(Claim::Ours(RunLock { file, clear: true })),
-        Err((file, Errno::EWOULDBLOCK)) => Ok(Claim::Elsewhere(read(&file).map(|r| r.pid))),
+        Err((file, Errno::EWOULDBLOCK)) => Ok(Claim::Elsewhere(read(&file))),
         Err((_, errno)) => Err(errno.into()),
     }
 }
@@ -119,8 +159,11 @@ fn read(file: &File) -> Option<Record> {
 impl RunLock {
     /// Writes the running program's record into the file.
     pub(super) fn record(&self, record: &Record) {
-        let _ = self.file.set_len(0);
-        let _ = self.file.write_all_at(record.to_text().as_bytes(), 0);
+        // Written over the last one, then cut to length: emptied first, it would read as no
+        // record to another supervisor's start meanwhile, which takes the program for running.
+        let text = record.to_text();
+        let _ = self.file.write_all_at(text.as_bytes(), 0);
+        let _ = self.file.set_len(text.len() as u64);
     }
 
     /// The record in the file as the lock was taken: left by a holder that died, as a clean
@@ -188,11 +231,12 @@ mod tests {
             start_time: Some(77),
             boot_id: Some("b00t".into()),
             run_id: Some("c0ffee".into()),
+            stopping_until: Some(1_700_000_000_000),
         };
         first.record(&record);
         assert!(matches!(
             claim(&path).unwrap(),
-            Claim::Elsewhere(Some(4242))
+            Claim::Elsewhere(Some(seen)) if seen == record
         ));
         drop(first);
         let Claim::Ours(second) = claim(&path).unwrap() else {
@@ -207,6 +251,30 @@ mod tests {
         assert_eq!(third.left(), Some(record));
         drop(third);
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_record_said_stopping_tells_for_how_long_still() {
+        let record = Record {
+            pid: 4242,
+            ..Record::default()
+        };
+        assert_eq!(record.stopping_for(), None);
+        let ahead = Duration::from_secs(10);
+        let said = Record::parse(&record.stopping(Instant::now() + ahead).to_text()).unwrap();
+        let left = said.stopping_for().unwrap();
+        assert!(
+            left <= ahead && left > ahead - Duration::from_secs(5),
+            "{left:?}"
+        );
+        let past = record.stopping(Instant::now());
+        assert_eq!(past.stopping_for(), Some(Duration::ZERO));
+        let far = Record {
+            stopping_until: Some(u64::MAX),
+            ..record
+        };
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        assert!(far.stopping_for().is_some_and(|left| left > century));
     }
 
     #[test]

@@ -2,11 +2,13 @@
 
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::process::Child;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::lock::{self, Claim, RunLock};
+use super::lock::{self, Claim, Record, RunLock};
 use super::stop::Stops;
 use super::{ProcessError, Shared};
 use super::{leftover, spawner};
@@ -20,8 +22,8 @@ pub(super) struct Running {
     exit: watch::Receiver<Exit>,
     /// The stops of this run, shared by its clones.
     pub(super) stops: Arc<Stops>,
-    /// The lock file's lock, held while the program runs.
-    _lock: Option<Arc<RunLock>>,
+    /// The lock file's lock, held while the program runs, and the record written in it.
+    lock: Option<(Arc<RunLock>, Record)>,
 }
 
 /// Whether the program has exited, and how.
@@ -41,6 +43,36 @@ impl Running {
     pub(super) async fn exited(&self) -> Option<ExitStatus> {
         exited(self.exit.clone()).await
     }
+
+    /// Says in the lock file's record, if any, that this run is being stopped and what is
+    /// left of it killed by `deadline`: another supervisor's start then waits for the lock.
+    pub(super) fn say_stopping(&self, deadline: Instant) {
+        if let Some((lock, record)) = &self.lock {
+            lock.record(&record.stopping(deadline));
+        }
+    }
+
+    /// Takes back [`say_stopping`](Self::say_stopping) if the program still runs as the last
+    /// stop ends (given up on by its caller, or the SIGKILL failed): it still holds the lock,
+    /// and another supervisor must take it for running again, not wait for its stop.
+    pub(super) fn unsay_stopping_if_running(&self) {
+        if let Some((lock, record)) = &self.lock {
+            if matches!(*self.exit.borrow(), Exit::Running) {
+                lock.record(record);
+            }
+        }
+    }
+}
+
+/// Why a start did not start the program, though it does not run here: a stop holds its lock
+/// file, after which it may be started. A trigger waits for that; [`start`] cannot.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Blocked {
+    /// A stop of this supervisor's own.
+    OwnStop,
+    /// Another supervisor's stop (of its run, or of what a supervisor that died left), which
+    /// its record says kills what is left within this.
+    HolderStops(Duration),
 }
 
 /// Resolves once the run `exit` watches has exited and been reaped, with its status.
@@ -55,7 +87,38 @@ pub(super) async fn exited(mut exit: watch::Receiver<Exit>) -> Option<ExitStatus
     }
 }
 
+/// Starts the program unless it runs (here or under another supervisor); fails when a stop
+/// holds the lock file (see [`Blocked`]).
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
+    let Some(blocked) = try_start(shared, None)? else {
+        return Ok(());
+    };
+    let path = shared
+        .spec
+        .lock_file
+        .as_deref()
+        .unwrap_or(std::path::Path::new(""));
+    let path = path.display().to_string();
+    let why = match blocked {
+        Blocked::OwnStop => {
+            format!("it is being stopped here, and that stop holds its lock file {path:?}")
+        }
+        Blocked::HolderStops(_) => {
+            format!("the supervisor that holds its lock file {path:?} is stopping it")
+        }
+    };
+    Err(ProcessError::Spawn {
+        program: shared.program.to_string(),
+        source: std::io::Error::other(format!("{why}: a trigger starts it once that is done")),
+    })
+}
+
+/// [`start`], with the lock file's lock if the caller took it already (its record empty); or
+/// what holds the lock file while the program is stopped, when it cannot start yet.
+pub(super) fn try_start(
+    shared: &Arc<Shared>,
+    taken: Option<RunLock>,
+) -> Result<Option<Blocked>, ProcessError> {
     shared.learn_service();
     let service = shared.asker();
     let service = service.as_deref();
@@ -77,12 +140,15 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         // at info, or an operator sees a start that starts nothing.
         tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid = running.pid,
             "the backend program runs already: not started again");
-        return Ok(());
+        return Ok(None);
     }
+    // Read before the claim: a stop of its own that ends meanwhile releases the lock before
+    // it counts itself ended, so a lock held then is another's, unless read so here.
+    let own_stop = state.stops.as_ref().is_some_and(|s| s.under_way());
     let spec = &shared.spec;
     let lock = match &spec.lock_file {
         None => None,
-        Some(path) => match lock::claim(path) {
+        Some(path) => match taken.map_or_else(|| lock::claim(path), |lock| Ok(Claim::Ours(lock))) {
             Ok(Claim::Ours(lock)) => match leftover::left(&lock) {
                 // Started now, it would find its port taken; a trigger or a stop stops that
                 // group first (`leftover::reclaim`), which this start, not async, cannot wait for.
@@ -116,12 +182,21 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
                     )),
                 });
             }
-            Ok(Claim::Elsewhere(pid)) => {
+            // This supervisor's own stop holds it (the program has exited, what it left in its
+            // group has not yet): not another's.
+            Ok(Claim::Elsewhere(_)) if own_stop => {
+                return Ok(Some(Blocked::OwnStop));
+            }
+            Ok(Claim::Elsewhere(record)) => {
+                if let Some(left) = record.as_ref().and_then(Record::stopping_for) {
+                    return Ok(Some(Blocked::HolderStops(left)));
+                }
+                let pid = record.map(|record| record.pid);
                 tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid,
                     lock_file = %path.display(),
                     "runs already under another supervisor (its lock file is held): not started");
                 state.elsewhere = true;
-                return Ok(());
+                return Ok(None);
             }
             Err(error) => {
                 return Err(ProcessError::Spawn {
@@ -160,9 +235,11 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
             source: std::io::Error::other("the started program has no process id"),
         });
     };
-    if let Some(lock) = &lock {
-        lock.record(&leftover::describe(pid, run_id));
-    }
+    let lock = lock.map(|lock| {
+        let record = leftover::describe(pid, run_id);
+        lock.record(&record);
+        (Arc::new(lock), record)
+    });
     state.starts += 1;
     state.elsewhere = false;
     tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid,
@@ -181,12 +258,14 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         output::forward(err, source, Stream::Stderr, None);
     }
     let (exit_tx, exit) = watch::channel(Exit::Running);
+    let stops = Arc::<Stops>::default();
     state.latest = Some(exit.clone());
+    state.stops = Some(Arc::clone(&stops));
     state.running = Some(Running {
         pid,
         exit,
-        stops: Arc::default(),
-        _lock: lock.map(Arc::new),
+        stops,
+        lock,
     });
     // Made here, not in the task: a task dropped before its first poll must kill the group too.
     let guard = KillGroupOnDrop(Some((Arc::downgrade(shared), pid)));
@@ -197,7 +276,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         exit_tx,
         guard,
     ));
-    Ok(())
+    Ok(None)
 }
 
 /// Reaps the program when it exits, and forgets it, so that the next trigger starts it again.

@@ -7,9 +7,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::run::Exit;
+use super::run::{Exit, Running};
 use super::{Process, ProcessError, Shared};
 use crate::BoxError;
 use crate::trigger::Trigger;
@@ -22,6 +23,10 @@ pub(super) const AFTER_KILL: Duration = Duration::from_secs(5);
 /// How often a stop looks whether what the program left in its group has exited: there is no
 /// event for the exit of a process that is not our child.
 pub(super) const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// What a stop may take past its SIGKILL deadline besides [`AFTER_KILL`]: a look at the group
+/// on a busy blocking pool, a record written. Only a bound for those who wait for the stop.
+pub(super) const STOP_SLACK: Duration = Duration::from_secs(1);
 
 /// A trigger that stops a [`Process`] (SIGTERM, then SIGKILL after its stop grace), made by
 /// [`Process::stopper`]: for `on_idle`. `Ok` once the program is stopped, or if it crashed
@@ -127,6 +132,8 @@ pub(super) struct Stops {
     kill_at: Mutex<Option<Instant>>,
     /// Whether a stop has sent (or is sending) the SIGKILL.
     killed: AtomicBool,
+    /// How many stops are under way: a start waits until none is (see [`ended`](Self::ended)).
+    under_way: watch::Sender<usize>,
 }
 
 impl Stops {
@@ -151,10 +158,77 @@ impl Stops {
         *self.kill_at.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a stop is under way: of the program, or of what it left in its group (which
+    /// holds the lock file's lock meanwhile).
+    pub(super) fn under_way(&self) -> bool {
+        *self.under_way.borrow() > 0
+    }
+
+    /// Resolves once no stop is under way any more (their hold on the lock file released),
+    /// or fails once they have outlasted their bound: the SIGKILL deadline, then what the
+    /// program and its group may take to die of it.
+    pub(super) async fn ended(&self) -> Result<(), Duration> {
+        let Some(kill_at) = self.kill_at() else {
+            return Ok(());
+        };
+        let bound = crate::deadline::saturating_after(kill_at, AFTER_KILL + STOP_SLACK);
+        let mut under_way = self.under_way.subscribe();
+        match tokio::time::timeout_at(bound, under_way.wait_for(|n| *n == 0)).await {
+            // The sender is ours: it cannot be gone while we borrow it.
+            Ok(_) => Ok(()),
+            Err(_) => Err(bound.saturating_duration_since(kill_at)),
+        }
+    }
+
     /// Whether this caller is the one to send the SIGKILL: the first to ask.
     fn claim_kill(&self) -> bool {
         !self.killed.swap(true, Ordering::SeqCst)
     }
+}
+
+/// One stop under way, holding its run (and so the lock file's lock) until it ends, however it
+/// ends (its future dropped too): the lock is released before the count says it has ended.
+struct UnderWay(Option<Running>);
+
+impl UnderWay {
+    fn new(running: Running) -> Self {
+        running.stops.under_way.send_modify(|n| *n += 1);
+        Self(Some(running))
+    }
+}
+
+impl std::ops::Deref for UnderWay {
+    type Target = Running;
+
+    fn deref(&self) -> &Running {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        if let Some(running) = self.0.take() {
+            // Read apart from the count's change, which must come after the lock's release: a
+            // stop that joins in between (not the first) leaves the record saying running.
+            if *running.stops.under_way.borrow() == 1 {
+                running.unsay_stopping_if_running();
+            }
+            let stops = std::sync::Arc::clone(&running.stops);
+            drop(running);
+            stops.under_way.send_modify(|n| *n -= 1);
+        }
+    }
+}
+
+/// Whether the group `pgid` has a member that runs: one signal to tell a group that is gone,
+/// and only for one that is not, a look through `/proc` (to tell zombies, which a group
+/// whose leader is gone may hold for as long as their parent does not reap them), made on the
+/// blocking pool as it reads every process's entry.
+pub(super) async fn has_live_members(pgid: u32) -> bool {
+    if !group::has_members(pgid) {
+        return false;
+    }
+    super::leftover::off_runtime(move || group::has_live_members(pgid)).await
 }
 
 pub(super) async fn stop(
@@ -169,7 +243,7 @@ pub(super) async fn stop(
             Some(running) => {
                 let own = crate::deadline::saturating_after(Instant::now(), grace);
                 let (first, deadline) = running.stops.join(own);
-                (running.clone(), first, deadline)
+                (UnderWay::new(running.clone()), first, deadline)
             }
         }
     };
@@ -182,18 +256,24 @@ pub(super) async fn stop(
         reason,
     };
     // Sends the SIGKILL unless another stop did; one to a group gone meanwhile is no error.
-    let kill = |why: &str| -> Result<(), ProcessError> {
-        if !running.stops.claim_kill() {
-            return Ok(());
-        }
-        tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
-            "{why}: SIGKILL");
-        match group::signal(pid, group::SIGKILL) {
-            Err(e) if group::has_live_members(pid) => Err(failed(format!("SIGKILL: {e}"))),
-            _ => Ok(()),
+    let kill = |why: &'static str| {
+        let running = &running;
+        async move {
+            if !running.stops.claim_kill() {
+                return Ok(());
+            }
+            tracing::warn!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
+                "{why}: SIGKILL");
+            match group::signal(pid, group::SIGKILL) {
+                Err(e) if has_live_members(pid).await => Err(failed(format!("SIGKILL: {e}"))),
+                _ => Ok(()),
+            }
         }
     };
     if first {
+        // Written before the program goes down: another supervisor that finds it down then
+        // waits for this stop, rather than take it for running under this one.
+        running.say_stopping(deadline);
         tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
             "stopping the backend program (SIGTERM)");
         group::signal(pid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
@@ -205,20 +285,20 @@ pub(super) async fn stop(
     let status = match tokio::time::timeout_at(deadline, running.exited()).await {
         Ok(status) => {
             // The program is gone; give what it started the rest of the grace.
-            while group::has_live_members(pid) && Instant::now() < deadline {
+            while Instant::now() < deadline && has_live_members(pid).await {
                 tokio::time::sleep(GROUP_POLL).await;
             }
             status
         }
         Err(_) => {
-            kill("the backend program did not stop within its grace")?;
+            kill("the backend program did not stop within its grace").await?;
             tokio::time::timeout(AFTER_KILL, running.exited())
                 .await
                 .map_err(|_| failed(format!("still running {AFTER_KILL:?} after SIGKILL")))?
         }
     };
-    if group::has_live_members(pid) {
-        kill("processes the program left in its group did not stop within the grace")?;
+    if has_live_members(pid).await {
+        kill("processes the program left in its group did not stop within the grace").await?;
     }
     Ok(status)
 }
