@@ -15,7 +15,11 @@
 //! unreachable, or another replica starting or stopping the backend), and otherwise 200 with
 //! `{"service":"…","action":"start","acted":true,"state":"starting"}`. A start runs `on_down`
 //! as the first request to a down service would ([`MinMonitor::start`]); a stop runs
-//! `on_idle` as the idle time passing would ([`MinMonitor::stop`]). The reads need no token: serve the admin service on a loopback address (the
+//! `on_idle` as the idle time passing would ([`MinMonitor::stop`]). Each action is logged at
+//! info with the service, the action and the client's address (`peer`, `-` when the service is
+//! mounted in another server), when asked and when done (`acted`, the `state` it left); a
+//! failed one at warn with the error; one refused for want of the token at warn, with the name
+//! as sent. The token is never logged. The reads need no token: serve the admin service on a loopback address (the
 //! gateway's default), or put it behind your own authentication. It answers only requests
 //! naming an IP address, `localhost`, or a host listed with [`Admin::allow_hosts`] (403
 //! otherwise), so that a web page cannot read it through DNS rebinding.
@@ -60,6 +64,7 @@
 //! # }
 //! ```
 
+mod act;
 mod auth;
 mod host;
 mod page;
@@ -68,6 +73,7 @@ mod serve;
 
 use std::convert::Infallible;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
@@ -112,6 +118,9 @@ pub struct Admin {
     hosts: Hosts,
     /// Families rendered after the recorder's (the gateway's request counts).
     families: Option<Arc<dyn Families>>,
+    /// The client's address, for the log of actions: known when served by [`serve`], which
+    /// clones the service for each connection.
+    peer: Option<SocketAddr>,
 }
 
 /// The admin service's response body.
@@ -133,6 +142,7 @@ impl Admin {
             prometheus: prometheus::handle(),
             hosts: Hosts::default(),
             families: None,
+            peer: None,
         }
     }
 
@@ -216,6 +226,15 @@ impl Admin {
             (Method::GET | Method::HEAD, ["metrics"]) => self.metrics(),
             (Method::POST, ["services", name, action @ ("start" | "stop")]) => {
                 if let Err(why) = authorized {
+                    // At warn: someone without the token tried to start or stop a backend.
+                    // The name as sent (Debug: escaped), since it names no service yet.
+                    tracing::warn!(
+                        peer = %act::Peer(self.peer),
+                        service = ?name,
+                        action,
+                        "admin action refused: {}",
+                        why.trim_end()
+                    );
                     let mut response = text(StatusCode::UNAUTHORIZED, why);
                     response
                         .headers_mut()
@@ -250,58 +269,6 @@ impl Admin {
             text.into_bytes(),
             "text/plain; version=0.0.4; charset=utf-8",
         )
-    }
-
-    /// Runs `on_down` (start) or `on_idle` (stop) now; answers the state it left the service in.
-    async fn act(&self, name: &str, action: &str) -> Response<AdminBody> {
-        let Ok(registered) = self.monitor.lookup(name) else {
-            return text(StatusCode::NOT_FOUND, "no such service\n");
-        };
-        tracing::info!(service = %name, action, "admin action asked");
-        let outcome = if action == "start" {
-            if registered.service.on_down.is_none() {
-                return text(
-                    StatusCode::CONFLICT,
-                    "the service has no on_down to start it\n",
-                );
-            }
-            self.monitor.start(name).await.map(|()| true)
-        } else {
-            if registered.service.on_idle.is_none() {
-                return text(
-                    StatusCode::CONFLICT,
-                    "the service has no on_idle to stop it\n",
-                );
-            }
-            self.monitor.stop(name).await
-        };
-        match outcome {
-            Ok(acted) => {
-                let state = registered.state().as_str();
-                let body = format!(
-                    r#"{{"service":{},"action":"{action}","acted":{acted},"state":"{state}"}}"#,
-                    serde_json::Value::from(name)
-                );
-                // A stop of a service that is not up has nothing to do: say so with 409.
-                let status = if acted {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CONFLICT
-                };
-                with_type(status, body.into_bytes(), "application/json")
-            }
-            // Temporary, and nothing was run: the operator may try again.
-            Err(crate::MonitorError::FleetRefused { reason, .. }) => with_type(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not stopped: {reason}\n").into_bytes(),
-                "text/plain; charset=utf-8",
-            ),
-            // The trigger's error is logged where it ran; it may hold details for the log only.
-            Err(_) => text(
-                StatusCode::BAD_GATEWAY,
-                "the trigger failed; the log says why\n",
-            ),
-        }
     }
 }
 
