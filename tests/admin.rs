@@ -268,6 +268,24 @@ async fn a_service_that_never_changed_state_has_its_state_series() {
     }
 }
 
+/// A start of a service that is up runs nothing, and says so as a stop of a down one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_of_an_up_service_says_it_did_nothing() {
+    let (monitor, addr, backend, _) = setup().await;
+    let wakes = counter();
+    let service = MonitoredService::new(backend.url(), Duration::from_secs(60))
+        .on_down(counting_trigger(wakes.clone(), false));
+    monitor.add("running", service).unwrap();
+    monitor.set_status_up("running").unwrap();
+    let reply = send(addr, "POST", "/services/running/start", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        r#"{"service":"running","action":"start","acted":false,"state":"up"}"#
+    );
+    assert_eq!(count(&wakes), 0);
+}
+
 /// An alert on `increase(tower_monitor_failed_starts_total[10m]) > 0` must see a service's
 /// first failed start: its series is at 0 before it, from the first scrape on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

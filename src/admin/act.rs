@@ -23,7 +23,13 @@ impl Admin {
                     "the service has no on_down to start it\n",
                 );
             }
-            self.monitor.start(name).await.map(|()| true)
+            // `start` does nothing to an Up service: say so, as a stop of a down one does,
+            // rather than claim a start that never ran.
+            if registered.state() == crate::ServiceState::Up {
+                Ok(false)
+            } else {
+                self.monitor.start(name).await.map(|()| true)
+            }
         } else {
             if registered.service.on_idle.is_none() {
                 return text(
@@ -48,7 +54,8 @@ impl Admin {
                     r#"{{"service":{},"action":"{action}","acted":{acted},"state":"{state}"}}"#,
                     serde_json::Value::from(name)
                 );
-                // A stop of a service that is not up has nothing to do: say so with 409.
+                // A start of an up service, or a stop of one that is not up, has nothing to
+                // do: say so with 409.
                 let status = if acted {
                     StatusCode::OK
                 } else {

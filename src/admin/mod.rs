@@ -10,8 +10,8 @@
 //! | `POST /services/{name}/stop` | runs `on_idle` now; needs `Authorization: Bearer <token>` |
 //!
 //! The actions answer 401 without the token (compared in constant time), 404 for an unknown
-//! service, 409 when there is nothing to do (no such trigger, or a stop of a service that is not
-//! up), 502 when the trigger fails, 503 when a fleet cannot agree to a stop now (its Redis
+//! service, 409 when there is nothing to do (no such trigger; or, with the JSON below and
+//! `"acted":false`, a start of a service that is up or a stop of one that is not), 502 when the trigger fails, 503 when a fleet cannot agree to a stop now (its Redis
 //! unreachable, or another replica starting or stopping the backend), and otherwise 200 with
 //! `{"service":"…","action":"start","acted":true,"state":"starting"}`. A start runs `on_down`
 //! as the first request to a down service would ([`MinMonitor::start`]); a stop runs
