@@ -144,6 +144,10 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     if !asleep.contains("fallback=not_ready") {
         wrong.push(format!("the fallback's 503, logged: {asleep}"));
     }
+    // Who asked: the connection's client, on every line.
+    for line in [&nowhere, &h2, &held, &asleep] {
+        assert!(line.contains(" client=127.0.0.1 "), "{line}");
+    }
     if !(h2.contains("bytes=5") && h2.contains("complete=true") && h2.contains("fallback=-")) {
         wrong.push(format!("5 of 5 bytes sent, logged: {h2}"));
     }

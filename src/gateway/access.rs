@@ -2,6 +2,7 @@
 //! dropped), so that the duration covers the whole answer, as a proxy's request time does.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -128,6 +129,8 @@ pub(super) struct Entry {
     uri: Uri,
     started: Instant,
     service: Arc<str>,
+    /// The address of the connection's client, when the gateway serves the connection.
+    client: Option<IpAddr>,
     /// `None` until the answer's head.
     status: Option<u16>,
     cold_start: Option<HeaderValue>,
@@ -140,12 +143,17 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub(super) fn begin<B>(request: &http::Request<B>, service: Arc<str>) -> Box<Self> {
+    pub(super) fn begin<B>(
+        request: &http::Request<B>,
+        service: Arc<str>,
+        client: Option<IpAddr>,
+    ) -> Box<Self> {
         Box::new(Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
             started: Instant::now(),
             service,
+            client,
             status: None,
             cold_start: None,
             fallback: None,
@@ -162,6 +170,7 @@ impl Drop for Entry {
         tracing::info!(
             target: "tower_monitor::access",
             service = %self.service,
+            client = %Client(self.client),
             method = %self.method,
             path = %self.uri.path(),
             status = self.status.unwrap_or(CLIENT_GONE),
@@ -172,5 +181,18 @@ impl Drop for Entry {
             fallback = %self.fallback.map_or("-", FallbackReason::as_str),
             "request"
         );
+    }
+}
+
+/// The client's address as the access log writes it: `-` when unknown (a router a library user
+/// serves without a connection).
+struct Client(Option<IpAddr>);
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }

@@ -203,7 +203,7 @@ impl Router {
         // Begun now: dropped with this future if the client goes away first, it still logs.
         let entry = self
             .access_log
-            .then(|| Entry::begin(&request, Arc::clone(&route.name)));
+            .then(|| Entry::begin(&request, Arc::clone(&route.name), self.client));
         let mut service = route.service.clone();
         if let Some(client) = self.client {
             service.get_mut().for_client(client);
@@ -269,7 +269,7 @@ impl Router {
                 || Arc::from("-"),
                 |index| Arc::clone(&table.routes[index].name),
             );
-            GatewayBody::logged(response, Entry::begin(&request, service))
+            GatewayBody::logged(response, Entry::begin(&request, service, self.client))
         } else {
             response.map(GatewayBody::plain)
         };
