@@ -131,6 +131,7 @@ pub(super) struct Entry {
     service: Arc<str>,
     /// The address of the connection's client, when the gateway serves the connection.
     client: Option<IpAddr>,
+    user_agent: Option<HeaderValue>,
     /// `None` until the answer's head.
     status: Option<u16>,
     cold_start: Option<HeaderValue>,
@@ -154,6 +155,7 @@ impl Entry {
             started: Instant::now(),
             service,
             client,
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
             status: None,
             cold_start: None,
             fallback: None,
@@ -167,6 +169,12 @@ impl Entry {
 impl Drop for Entry {
     fn drop(&mut self) {
         let cold_start = self.cold_start.as_ref().and_then(|v| v.to_str().ok());
+        // The client's words: quoted, with quotes, tabs and bytes past ASCII escaped (Debug),
+        // so that no value can pass for another field or line.
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
         tracing::info!(
             target: "tower_monitor::access",
             service = %self.service,
@@ -179,6 +187,7 @@ impl Drop for Entry {
             complete = self.complete,
             cold_start_ms = %cold_start.unwrap_or("-"),
             fallback = %self.fallback.map_or("-", FallbackReason::as_str),
+            user_agent = ?user_agent.as_deref().unwrap_or("-"),
             "request"
         );
     }
