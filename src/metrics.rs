@@ -12,6 +12,8 @@
 //! | `tower_monitor_cold_start_seconds` | histogram | `service` | Starting → Up: how long the start lasted |
 //! | `tower_monitor_wakes_total` | counter | `service` | `on_down` runs (once per cold start) |
 //! | `tower_monitor_idle_stops_total` | counter | `service` | `on_idle` runs |
+//! | `tower_monitor_failed_starts_total` | counter | `service` | a start ends without the backend up (`on_down` failed, the start timeout passed, the program ended first), or the backend is down again soon after it came up: the starts the backoff counts |
+//! | `tower_monitor_holds_total` | counter | `service` | a request is held until the backend is up (hold mode), once per request, whatever its end |
 //! | `tower_monitor_trigger_failures_total` | counter | `service`, `trigger` (`on_down`, `on_idle`, `on_up`, `always`) | a trigger fails, times out or panics |
 //! | `tower_monitor_fallbacks_total` | counter | `service`, `reason` (`not_ready`, `error`, `timeout`, `start_failed`) | a request is answered by the fallback |
 //! | `tower_monitor_requests_held` | gauge | `service` | sampled: requests held now (hold mode) |
@@ -29,6 +31,14 @@
 //! `GET /metrics`, so each scrape sees current values). With another exporter, call
 //! `snapshot()` before each export, or on a timer. Each snapshot also sets the state gauge, so
 //! a service that has kept its first state since it was added has its series too.
+//!
+//! The event counters a service can move start at 0 with its first snapshot (so at the first
+//! scrape), rather than appearing with their first event: Prometheus' `increase()` and
+//! `rate()` need a sample before the first event to see it, so an alert on the first failed
+//! start of a service would otherwise miss it. Those are `wakes`, `failed_starts` and the
+//! `on_down` trigger failures of a service with `on_down`; `idle_stops` and the `on_idle`
+//! trigger failures of one with `on_idle`; and for every service `holds` and `fallbacks` by
+//! each reason.
 //!
 //! `describe()` (feature `metrics`) registers each metric's description and unit with the
 //! installed recorder.
@@ -54,6 +64,10 @@ pub const COLD_START: &str = "tower_monitor_cold_start_seconds";
 pub const WAKES: &str = "tower_monitor_wakes_total";
 /// Counter: `on_idle` runs by `service`.
 pub const IDLE_STOPS: &str = "tower_monitor_idle_stops_total";
+/// Counter: failed starts by `service`.
+pub const FAILED_STARTS: &str = "tower_monitor_failed_starts_total";
+/// Counter: requests held (hold mode) by `service`.
+pub const HOLDS: &str = "tower_monitor_holds_total";
 /// Counter: failed trigger runs by `service` and `trigger`.
 pub const TRIGGER_FAILURES: &str = "tower_monitor_trigger_failures_total";
 /// Counter: fallback answers by `service` and `reason`.
@@ -69,6 +83,10 @@ pub const PROXY_FAILURES: &str = "tower_monitor_proxy_failures_total";
 /// The states, as the `state`, `from` and `to` labels spell them.
 #[cfg(feature = "metrics")]
 const STATES: [&str; 4] = ["down", "starting", "up", "stopping"];
+
+/// The fallback's reasons, as the `reason` label spells them.
+#[cfg(feature = "metrics")]
+const FALLBACK_REASONS: [&str; 4] = ["not_ready", "error", "timeout", "start_failed"];
 
 /// Registers every metric's description and unit with the recorder installed now. Call it
 /// once, after installing the recorder (the admin service does).
@@ -94,6 +112,11 @@ pub fn describe() {
     );
     describe_counter!(WAKES, "Runs of on_down (starts on demand).");
     describe_counter!(IDLE_STOPS, "Runs of on_idle (idle stops).");
+    describe_counter!(
+        FAILED_STARTS,
+        "Starts that ended without the backend up, or with it down again soon after."
+    );
+    describe_counter!(HOLDS, "Requests held until the backend was up (hold mode).");
     describe_counter!(
         TRIGGER_FAILURES,
         "Trigger runs that failed, timed out or panicked."
@@ -136,6 +159,32 @@ mod record {
             let value = if state == now { 1.0 } else { 0.0 };
             gauge!(STATE, "service" => service.to_owned(), "state" => state).set(value);
         }
+    }
+
+    /// Registers the event counters `service` can move at 0 (see the module docs).
+    pub(crate) fn counters_now(service: &str, starts: bool, stops: bool) {
+        let service = || service.to_owned();
+        if starts {
+            counter!(WAKES, "service" => service()).increment(0);
+            counter!(FAILED_STARTS, "service" => service()).increment(0);
+            counter!(TRIGGER_FAILURES, "service" => service(), "trigger" => "on_down").increment(0);
+        }
+        if stops {
+            counter!(IDLE_STOPS, "service" => service()).increment(0);
+            counter!(TRIGGER_FAILURES, "service" => service(), "trigger" => "on_idle").increment(0);
+        }
+        counter!(HOLDS, "service" => service()).increment(0);
+        for reason in FALLBACK_REASONS {
+            counter!(FALLBACKS, "service" => service(), "reason" => reason).increment(0);
+        }
+    }
+
+    pub(crate) fn failed_start(service: &str) {
+        counter!(FAILED_STARTS, "service" => service.to_owned()).increment(1);
+    }
+
+    pub(crate) fn hold(service: &str) {
+        counter!(HOLDS, "service" => service.to_owned()).increment(1);
     }
 
     pub(crate) fn cold_start(service: &str, took: Duration) {
@@ -187,6 +236,12 @@ mod record {
 
     pub(crate) fn cold_start(service: &str, took: Duration) {}
     #[inline(always)]
+    pub(crate) fn counters_now(service: &str, starts: bool, stops: bool) {}
+    #[inline(always)]
+    pub(crate) fn failed_start(service: &str) {}
+    #[inline(always)]
+    pub(crate) fn hold(service: &str) {}
+    #[inline(always)]
     pub(crate) fn wake(service: &str) {}
     #[inline(always)]
     pub(crate) fn idle_stop(service: &str) {}
@@ -204,6 +259,6 @@ mod record {
 pub(crate) use record::proxy_failure;
 /// The recording points the lifecycle, probes, triggers and the layer call at events.
 pub(crate) use record::{
-    cold_start, fallback, idle_stop, probe, requests_now, state_now, transition, trigger_failed,
-    wake,
+    cold_start, counters_now, failed_start, fallback, hold, idle_stop, probe, requests_now,
+    state_now, transition, trigger_failed, wake,
 };

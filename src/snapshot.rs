@@ -20,7 +20,8 @@ pub use crate::stats::Counters;
 ///  "last_probe":{"at":"2026-11-25T21:40:03.120Z","result":"up","duration":0.0004},
 ///  "requests_in_flight":0,"requests_held":0,"idle_deadline":"2026-11-25T21:55:03.200Z",
 ///  "last_cold_start":1.62,
-///  "counters":{"probes":3,"wakes":1,"idle_stops":0,"fallbacks":2,"trigger_failures":0,"cold_starts":1}}
+///  "counters":{"probes":3,"wakes":1,"idle_stops":0,"fallbacks":2,"trigger_failures":0,"cold_starts":1,
+///  "failed_starts":0,"holds":0}}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -111,6 +112,11 @@ impl MinMonitor {
                 // Sampled too: a service that has not changed state since it was added (down
                 // from the start, say) would otherwise have no state series at all.
                 crate::metrics::state_now(&registered.name, seen.state.as_str());
+                crate::metrics::counters_now(
+                    &registered.name,
+                    registered.service.on_down.is_some(),
+                    registered.service.on_idle.is_some(),
+                );
                 ServiceSnapshot {
                     name: registered.name.to_string(),
                     state: seen.state,

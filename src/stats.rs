@@ -58,6 +58,11 @@ pub struct Counters {
     pub trigger_failures: u64,
     /// Cold starts that ended up (Starting → Up).
     pub cold_starts: u64,
+    /// Starts that failed: Starting → Down (`on_down` failed, the start timeout passed, the
+    /// backend ended first), or down again soon after it came up.
+    pub failed_starts: u64,
+    /// Requests held until the backend was up (or the hold gave up), each counted once.
+    pub holds: u64,
 }
 
 /// The live counterpart of [`Counters`], plus the last probe and cold start.
@@ -69,6 +74,8 @@ pub(crate) struct Stats {
     fallbacks: AtomicU64,
     trigger_failures: AtomicU64,
     cold_starts: AtomicU64,
+    failed_starts: AtomicU64,
+    holds: AtomicU64,
     last_probe: Mutex<Option<LastProbe>>,
     last_cold_start: Mutex<Option<Duration>>,
 }
@@ -110,6 +117,16 @@ impl Stats {
         metrics::cold_start(service, took);
     }
 
+    pub(crate) fn failed_start(&self, service: &str) {
+        self.failed_starts.fetch_add(1, Ordering::Relaxed);
+        metrics::failed_start(service);
+    }
+
+    pub(crate) fn hold(&self, service: &str) {
+        self.holds.fetch_add(1, Ordering::Relaxed);
+        metrics::hold(service);
+    }
+
     pub(crate) fn counters(&self) -> Counters {
         Counters {
             probes: self.probes.load(Ordering::Relaxed),
@@ -118,6 +135,8 @@ impl Stats {
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             trigger_failures: self.trigger_failures.load(Ordering::Relaxed),
             cold_starts: self.cold_starts.load(Ordering::Relaxed),
+            failed_starts: self.failed_starts.load(Ordering::Relaxed),
+            holds: self.holds.load(Ordering::Relaxed),
         }
     }
 

@@ -273,6 +273,60 @@ async fn a_service_that_never_changed_state_has_its_state_series() {
     }
 }
 
+/// A start of a service that is up runs nothing, and says so as a stop of a down one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_of_an_up_service_says_it_did_nothing() {
+    let (monitor, addr, backend, _) = setup().await;
+    let wakes = counter();
+    let service = MonitoredService::new(backend.url(), Duration::from_secs(60))
+        .on_down(counting_trigger(wakes.clone(), false));
+    monitor.add("running", service).unwrap();
+    monitor.set_status_up("running").unwrap();
+    let reply = send(addr, "POST", "/services/running/start", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        r#"{"service":"running","action":"start","acted":false,"state":"up"}"#
+    );
+    assert_eq!(count(&wakes), 0);
+}
+
+/// An alert on `increase(tower_monitor_failed_starts_total[10m]) > 0` must see a service's
+/// first failed start: its series is at 0 before it, from the first scrape on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_event_counters_start_at_zero() {
+    let (monitor, addr, _backend, _) = setup().await;
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO)
+        .on_down(counting_trigger(counter(), false))
+        .on_idle(Duration::from_secs(60), counting_trigger(counter(), false));
+    monitor.add("fresh", service).unwrap();
+    let reply = send(addr, "GET", "/metrics", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for expected in [
+        r#"tower_monitor_wakes_total{service="fresh"} 0"#,
+        r#"tower_monitor_failed_starts_total{service="fresh"} 0"#,
+        r#"tower_monitor_trigger_failures_total{service="fresh",trigger="on_down"} 0"#,
+        r#"tower_monitor_idle_stops_total{service="fresh"} 0"#,
+        r#"tower_monitor_trigger_failures_total{service="fresh",trigger="on_idle"} 0"#,
+        r#"tower_monitor_holds_total{service="fresh"} 0"#,
+        r#"tower_monitor_fallbacks_total{service="fresh",reason="start_failed"} 0"#,
+        r#"tower_monitor_fallbacks_total{service="fresh",reason="not_ready"} 0"#,
+    ] {
+        assert!(
+            reply.body.contains(expected),
+            "{expected} in {}",
+            reply.body
+        );
+    }
+    // "up" has no on_down: no series for what it cannot do.
+    assert!(
+        !reply
+            .body
+            .contains(r#"tower_monitor_wakes_total{service="up"}"#)
+    );
+    promtool_accepts(&reply.body).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_a_request_head_is_closed_after_a_bound() {
     use tokio::io::AsyncWriteExt;

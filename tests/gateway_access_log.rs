@@ -98,7 +98,8 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     // The layer's 503 for a backend that is down (and that nothing starts).
     let reply = common::exchange(
         gateway.addr,
-        "GET /asleep HTTP/1.1\r\nhost: asleep\r\nconnection: close\r\n\r\n",
+        // A user agent that tries to pass for more fields: a quote, a tab, a byte past ASCII.
+        "GET /asleep HTTP/1.1\r\nhost: asleep\r\nuser-agent: x\" status=200\tb\u{e9}\r\nconnection: close\r\n\r\n",
     )
     .await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
@@ -143,6 +144,16 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     // Why a 503 was answered: the layer's fallback, and which of its reasons.
     if !asleep.contains("fallback=not_ready") {
         wrong.push(format!("the fallback's 503, logged: {asleep}"));
+    }
+    // The user agent quoted and escaped: one field, on its own line.
+    assert!(
+        asleep.ends_with(r#" user_agent="x\" status=200\tbé""#),
+        "{asleep}"
+    );
+    assert!(nowhere.ends_with(r#" user_agent="-""#), "{nowhere}");
+    // Who asked: the connection's client, on every line.
+    for line in [&nowhere, &h2, &held, &asleep] {
+        assert!(line.contains(" client=127.0.0.1 "), "{line}");
     }
     if !(h2.contains("bytes=5") && h2.contains("complete=true") && h2.contains("fallback=-")) {
         wrong.push(format!("5 of 5 bytes sent, logged: {h2}"));

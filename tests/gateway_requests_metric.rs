@@ -1,7 +1,7 @@
 //! `tower_monitor_gateway_requests_total{service, code}` on the admin's `/metrics`: the
 //! `tower-monitor-gateway` program on two workers in front of real backends on 127.0.0.1,
-//! requests with each kind of outcome, then one scrape with the exact counts, which promtool
-//! accepts.
+//! requests with each kind of outcome, then one scrape with the exact counts and the duration
+//! histogram (`tower_monitor_gateway_request_duration_seconds`), which promtool accepts.
 
 mod common;
 
@@ -223,6 +223,23 @@ async fn requests_are_counted_by_service_and_code_over_the_workers() {
         ],
         "{text}"
     );
+    // Each answer timed to its head: as many as counted, by service; the 504 after its 300 ms
+    // response timeout, the held request until its client left.
+    let histogram = "tower_monitor_gateway_request_duration_seconds";
+    for (service, count) in [
+        ("-", 2),
+        ("app", 6),
+        ("down", 2),
+        ("hung", 1),
+        ("sleepy", 1),
+    ] {
+        let line = format!(r#"{histogram}_count{{service="{service}"}} {count}"#);
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    let line = format!(r#"{histogram}_bucket{{service="hung",le="0.25"}} 0"#);
+    assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    let line = format!(r#"{histogram}_bucket{{service="hung",le="0.5"}} 1"#);
+    assert!(text.lines().any(|l| l == line), "{line} in {text}");
     common::promtool_accepts(&text).await;
     common::sigterm_then_exits_0(&mut gateway).await;
 }

@@ -1,5 +1,5 @@
-//! Every metric moves as documented through a scripted cold start → up → idle stop cycle, a
-//! refused wake and a failed start, read with `metrics-util`'s debugging recorder.
+//! Every metric moves as documented through a scripted cold start (a held request) → up →
+//! idle stop cycle, a refused wake and a failed start, read with `metrics-util`'s debugging recorder.
 
 mod common;
 
@@ -129,6 +129,7 @@ async fn every_metric_moves_as_documented_through_a_cold_start_an_idle_stop_and_
         seen.counter("tower_monitor_transitions_total{from=down,service=app,to=starting}"),
         1
     );
+    assert_eq!(seen.counter("tower_monitor_holds_total{service=app}"), 1);
 
     // 2. The backend comes up: the held request is forwarded, the cold start measured.
     running.store(true, Ordering::SeqCst);
@@ -209,6 +210,7 @@ async fn every_metric_moves_as_documented_through_a_cold_start_an_idle_stop_and_
         (1, 1, 1)
     );
     assert_eq!(app.counters.fallbacks, 0, "the held request was forwarded");
+    assert_eq!((app.counters.holds, app.counters.failed_starts), (1, 0));
 
     // 4. A request that may not wake it gets the fallback: counted by reason.
     let refused = serve(
@@ -257,14 +259,19 @@ async fn every_metric_moves_as_documented_through_a_cold_start_an_idle_stop_and_
         seen.counter("tower_monitor_transitions_total{from=starting,service=broken,to=down}"),
         1
     );
+    assert_eq!(
+        seen.counter("tower_monitor_failed_starts_total{service=broken}"),
+        1
+    );
     let broken = &monitor.snapshot()[1];
     assert_eq!(
         (
             broken.counters.wakes,
             broken.counters.trigger_failures,
-            broken.counters.fallbacks
+            broken.counters.fallbacks,
+            broken.counters.failed_starts
         ),
-        (1, 1, 1)
+        (1, 1, 1, 1)
     );
 
     // 6. The proxy's own answers, by reason: a backend that refuses connections (502), and a

@@ -10,22 +10,27 @@
 //! | `POST /services/{name}/stop` | runs `on_idle` now; needs `Authorization: Bearer <token>` |
 //!
 //! The actions answer 401 without the token (compared in constant time), 404 for an unknown
-//! service, 409 when there is nothing to do (no such trigger, or a stop of a service that is not
-//! up), 502 when the trigger fails, 503 when a fleet cannot agree to a stop now (its Redis
+//! service, 409 when there is nothing to do (no such trigger; or, with the JSON below and
+//! `"acted":false`, a start of a service that is up or a stop of one that is not), 502 when the trigger fails, 503 when a fleet cannot agree to a stop now (its Redis
 //! unreachable, or another replica starting or stopping the backend), and otherwise 200 with
 //! `{"service":"…","action":"start","acted":true,"state":"starting"}`. A start runs `on_down`
 //! as the first request to a down service would ([`MinMonitor::start`]); a stop runs
-//! `on_idle` as the idle time passing would ([`MinMonitor::stop`]). The reads need no token: serve the admin service on a loopback address (the
+//! `on_idle` as the idle time passing would ([`MinMonitor::stop`]). Each action is logged at
+//! info with the service, the action and the client's address (`peer`, `-` when the service is
+//! mounted in another server), when asked and when done (`acted`, the `state` it left); a
+//! failed one at warn with the error; one refused for want of the token at warn, with the name
+//! as sent. The token is never logged. The reads need no token: serve the admin service on a loopback address (the
 //! gateway's default), or put it behind your own authentication. It answers only requests
 //! naming an IP address, `localhost`, or a host listed with [`Admin::allow_hosts`] (403
 //! otherwise), so that a web page cannot read it through DNS rebinding.
 //!
 //! Served by the gateway (its `admin` section), `/metrics` also counts the requests the gateway
-//! answered, in one counter the gateway keeps itself:
+//! answered, and times them, in two families the gateway keeps itself:
 //!
 //! | name | type | labels | moves when |
 //! |------|------|--------|------------|
 //! | `tower_monitor_gateway_requests_total` | counter | `service` (the route's service; `-` for requests no route took), `code` (the HTTP status code sent) | the gateway answers a request: the backend's answer, the fallback (503), the proxy's own (502, 504, …), the router's 404; `499` when the client went away before the answer's head (held for a cold start, say), as in the access log |
+//! | `tower_monitor_gateway_request_duration_seconds` | histogram | `service` (as above) | the same answers: the time from the request's arrival to its answer's head (a cold start, a hold, the backend's time to answer; not the body's transfer, which a stream can make last hours); buckets from 1 ms to 30 s; the router's own answers (404) count 0 |
 //!
 //! By code rather than by class (`5xx`), as Prometheus' client libraries and Traefik label
 //! requests: at a gateway 502 (the backend failed), 503 (the fallback, a limit) and 504 (too
@@ -35,6 +40,9 @@
 //! in one series. Not counted: requests hyper refuses before the gateway sees them (a malformed
 //! head, a head sent too slowly). A gRPC call counts under its HTTP status (200, even with an
 //! error `grpc-status`).
+//!
+//! The histogram is by service only, not by code as well: a slow 503 and a slow 200 are told
+//! apart by the counter, and the series stay 17 a service.
 //!
 //! The gateway counts per worker in plain counters (no lock, no lookup, no allocation per
 //! request; summed at each scrape), not through the `metrics` facade, whose call would build
@@ -60,6 +68,7 @@
 //! # }
 //! ```
 
+mod act;
 mod auth;
 mod host;
 mod page;
@@ -68,6 +77,7 @@ mod serve;
 
 use std::convert::Infallible;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
@@ -112,6 +122,9 @@ pub struct Admin {
     hosts: Hosts,
     /// Families rendered after the recorder's (the gateway's request counts).
     families: Option<Arc<dyn Families>>,
+    /// The client's address, for the log of actions: known when served by [`serve`], which
+    /// clones the service for each connection.
+    peer: Option<SocketAddr>,
 }
 
 /// The admin service's response body.
@@ -133,6 +146,7 @@ impl Admin {
             prometheus: prometheus::handle(),
             hosts: Hosts::default(),
             families: None,
+            peer: None,
         }
     }
 
@@ -216,6 +230,15 @@ impl Admin {
             (Method::GET | Method::HEAD, ["metrics"]) => self.metrics(),
             (Method::POST, ["services", name, action @ ("start" | "stop")]) => {
                 if let Err(why) = authorized {
+                    // At warn: someone without the token tried to start or stop a backend.
+                    // The name as sent (Debug: escaped), since it names no service yet.
+                    tracing::warn!(
+                        peer = %act::Peer(self.peer),
+                        service = ?name,
+                        action,
+                        "admin action refused: {}",
+                        why.trim_end()
+                    );
                     let mut response = text(StatusCode::UNAUTHORIZED, why);
                     response
                         .headers_mut()
@@ -250,56 +273,6 @@ impl Admin {
             text.into_bytes(),
             "text/plain; version=0.0.4; charset=utf-8",
         )
-    }
-
-    /// Runs `on_down` (start) or `on_idle` (stop) now; answers the state it left the service in.
-    async fn act(&self, name: &str, action: &str) -> Response<AdminBody> {
-        let Ok(registered) = self.monitor.lookup(name) else {
-            return text(StatusCode::NOT_FOUND, "no such service\n");
-        };
-        tracing::info!(service = %name, action, "admin action asked");
-        let outcome = if action == "start" {
-            self.monitor.start(name).await.map(|()| true)
-        } else {
-            if registered.service.on_idle.is_none() {
-                return text(
-                    StatusCode::CONFLICT,
-                    "the service has no on_idle to stop it\n",
-                );
-            }
-            self.monitor.stop(name).await
-        };
-        match outcome {
-            Ok(acted) => {
-                let state = registered.state().as_str();
-                let body = format!(
-                    r#"{{"service":{},"action":"{action}","acted":{acted},"state":"{state}"}}"#,
-                    serde_json::Value::from(name)
-                );
-                // A stop of a service that is not up has nothing to do: say so with 409.
-                let status = if acted {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CONFLICT
-                };
-                with_type(status, body.into_bytes(), "application/json")
-            }
-            Err(crate::MonitorError::NothingToStart(_)) => text(
-                StatusCode::CONFLICT,
-                "the service has no on_down to start it\n",
-            ),
-            // Temporary, and nothing was run: the operator may try again.
-            Err(crate::MonitorError::FleetRefused { reason, .. }) => with_type(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not stopped: {reason}\n").into_bytes(),
-                "text/plain; charset=utf-8",
-            ),
-            // The trigger's error is logged where it ran; it may hold details for the log only.
-            Err(_) => text(
-                StatusCode::BAD_GATEWAY,
-                "the trigger failed; the log says why\n",
-            ),
-        }
     }
 }
 

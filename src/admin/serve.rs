@@ -82,7 +82,9 @@ async fn accept(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
                 continue;
             }
         };
-        let service = TowerToHyperService::new(admin.clone());
+        let mut admin = admin.clone();
+        admin.peer = Some(peer);
+        let service = TowerToHyperService::new(admin);
         tokio::spawn(async move {
             if let Err(error) = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -2,6 +2,7 @@
 //! dropped), so that the duration covers the whole answer, as a proxy's request time does.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -128,6 +129,9 @@ pub(super) struct Entry {
     uri: Uri,
     started: Instant,
     service: Arc<str>,
+    /// The address of the connection's client, when the gateway serves the connection.
+    client: Option<IpAddr>,
+    user_agent: Option<HeaderValue>,
     /// `None` until the answer's head.
     status: Option<u16>,
     cold_start: Option<HeaderValue>,
@@ -140,12 +144,18 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub(super) fn begin<B>(request: &http::Request<B>, service: Arc<str>) -> Box<Self> {
+    pub(super) fn begin<B>(
+        request: &http::Request<B>,
+        service: Arc<str>,
+        client: Option<IpAddr>,
+    ) -> Box<Self> {
         Box::new(Self {
             method: request.method().clone(),
             uri: request.uri().clone(),
             started: Instant::now(),
             service,
+            client,
+            user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
             status: None,
             cold_start: None,
             fallback: None,
@@ -159,9 +169,16 @@ impl Entry {
 impl Drop for Entry {
     fn drop(&mut self) {
         let cold_start = self.cold_start.as_ref().and_then(|v| v.to_str().ok());
+        // The client's words: quoted, with quotes, tabs and bytes past ASCII escaped (Debug),
+        // so that no value can pass for another field or line.
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
         tracing::info!(
             target: "tower_monitor::access",
             service = %self.service,
+            client = %Client(self.client),
             method = %self.method,
             path = %self.uri.path(),
             status = self.status.unwrap_or(CLIENT_GONE),
@@ -170,7 +187,21 @@ impl Drop for Entry {
             complete = self.complete,
             cold_start_ms = %cold_start.unwrap_or("-"),
             fallback = %self.fallback.map_or("-", FallbackReason::as_str),
+            user_agent = ?user_agent.as_deref().unwrap_or("-"),
             "request"
         );
+    }
+}
+
+/// The client's address as the access log writes it: `-` when unknown (a router a library user
+/// serves without a connection).
+struct Client(Option<IpAddr>);
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }

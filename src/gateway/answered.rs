@@ -1,9 +1,10 @@
 //! The requests the gateway answered, by service and status code, for the admin's `/metrics`
-//! (`tower_monitor_gateway_requests_total{service, code}`).
+//! (`tower_monitor_gateway_requests_total{service, code}`), and how long each took to its
+//! answer's head (`tower_monitor_gateway_request_duration_seconds{service}`).
 //!
 //! Counted per router, that is per worker (each builds its own routes): a block of plain
 //! counters, one row per route plus one for requests no route took, each row a counter per
-//! status code. A request adds one to its row with a relaxed atomic add, on a cache line no
+//! status code and one per duration bucket. A request adds to its row with relaxed atomic adds, on a cache line no
 //! other worker writes: no lock, no lookup, no allocation. A scrape sums the blocks.
 //!
 //! Not through the `metrics` facade: a facade call builds its key (the service name a label:
@@ -13,9 +14,23 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// The metric's name.
 pub(super) const NAME: &str = "tower_monitor_gateway_requests_total";
+
+/// The duration histogram's name.
+pub(super) const DURATION: &str = "tower_monitor_gateway_request_duration_seconds";
+
+/// The duration histogram's bucket bounds, in microseconds: an answer over loopback comes in
+/// well under a millisecond, a cold start or a hold takes seconds, the default response timeout
+/// is 30 s.
+const BOUNDS_MICROS: [u64; 14] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000,
+];
+/// A counter per bound, and one for the durations past the last.
+const BUCKETS: usize = BOUNDS_MICROS.len() + 1;
 
 /// The `service` label of requests no route took (as the access log names their service).
 pub(super) const NO_ROUTE: &str = "-";
@@ -32,11 +47,21 @@ const SLOTS: usize = CODES + 1;
 /// One route's counters in one worker. Aligned so that no two rows, and no row and anything
 /// else, share a cache line (nor the pair of lines some CPUs fetch together).
 #[repr(align(128))]
-struct Row([AtomicU64; SLOTS]);
+struct Row {
+    codes: [AtomicU64; SLOTS],
+    /// Requests by duration bucket (not cumulative: summed at the scrape).
+    buckets: [AtomicU64; BUCKETS],
+    /// The durations' sum, in microseconds.
+    micros: AtomicU64,
+}
 
 impl Row {
     fn new() -> Self {
-        Self([const { AtomicU64::new(0) }; SLOTS])
+        Self {
+            codes: [const { AtomicU64::new(0) }; SLOTS],
+            buckets: [const { AtomicU64::new(0) }; BUCKETS],
+            micros: AtomicU64::new(0),
+        }
     }
 }
 
@@ -49,12 +74,16 @@ pub(super) struct Block {
 
 impl Block {
     /// Counts one answer with `status` on `row` (a route's index, or the number of routes for
-    /// no route).
+    /// no route), whose head came `took` after the request.
     #[inline]
-    pub(super) fn count(&self, row: usize, status: u16) {
+    pub(super) fn count(&self, row: usize, status: u16, took: Duration) {
         let slot = usize::from(status.wrapping_sub(100)).min(CODES);
         if let Some(row) = self.rows.get(row) {
-            row.0[slot].fetch_add(1, Ordering::Relaxed);
+            row.codes[slot].fetch_add(1, Ordering::Relaxed);
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            let bucket = BOUNDS_MICROS.partition_point(|&bound| bound < micros);
+            row.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+            row.micros.fetch_add(micros, Ordering::Relaxed);
         }
     }
 }
@@ -92,7 +121,7 @@ impl Requests {
         let mut totals = BTreeMap::new();
         for block in &blocks {
             for (name, row) in block.names.iter().zip(&block.rows) {
-                for (slot, counter) in row.0.iter().enumerate() {
+                for (slot, counter) in row.codes.iter().enumerate() {
                     let count = counter.load(Ordering::Relaxed);
                     if count > 0 {
                         let code = if slot < CODES {
@@ -106,6 +135,31 @@ impl Requests {
             }
         }
         totals
+    }
+
+    /// The duration buckets (not cumulative) and the sum in microseconds, summed over the
+    /// blocks, by service; only services with a request.
+    fn durations(&self) -> BTreeMap<Arc<str>, ([u64; BUCKETS], u64)> {
+        let blocks = self
+            .blocks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut durations: BTreeMap<Arc<str>, ([u64; BUCKETS], u64)> = BTreeMap::new();
+        for block in &blocks {
+            for (name, row) in block.names.iter().zip(&block.rows) {
+                let counts = row.buckets.each_ref().map(|c| c.load(Ordering::Relaxed));
+                if counts.iter().all(|&n| n == 0) {
+                    continue;
+                }
+                let (buckets, micros) = durations.entry(Arc::clone(name)).or_default();
+                for (total, count) in buckets.iter_mut().zip(counts) {
+                    *total += count;
+                }
+                *micros = micros.saturating_add(row.micros.load(Ordering::Relaxed));
+            }
+        }
+        durations
     }
 }
 
@@ -126,6 +180,30 @@ impl crate::admin::Families for Requests {
                 1000 => writeln!(out, "\",code=\"other\"}} {count}"),
                 code => writeln!(out, "\",code=\"{code}\"}} {count}"),
             };
+        }
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "# HELP {DURATION} Time from a request's arrival to its answer's head (a cold start or a hold included), by service.\n# TYPE {DURATION} histogram"
+        );
+        for (service, (buckets, micros)) in self.durations() {
+            let mut seen = 0;
+            for (bound, count) in BOUNDS_MICROS.iter().zip(buckets) {
+                seen += count;
+                let _ = write!(out, "{DURATION}_bucket{{service=\"");
+                escaped(out, &service);
+                let _ = writeln!(out, "\",le=\"{}\"}} {seen}", *bound as f64 / 1e6);
+            }
+            seen += buckets[BUCKETS - 1];
+            for (suffix, value) in [
+                ("_bucket", format!("\",le=\"+Inf\"}} {seen}")),
+                ("_sum", format!("\"}} {}", micros as f64 / 1e6)),
+                ("_count", format!("\"}} {seen}")),
+            ] {
+                let _ = write!(out, "{DURATION}{suffix}{{service=\"");
+                escaped(out, &service);
+                let _ = writeln!(out, "{value}");
+            }
         }
         out.push('\n');
     }
@@ -162,17 +240,21 @@ mod tests {
         let routes = [app.clone(), api.clone(), app.clone()];
         let first = requests.block(routes.iter());
         let second = requests.block(routes.iter());
-        first.count(0, 200);
-        first.count(2, 200);
-        second.count(0, 200);
-        second.count(1, 503);
-        second.count(3, 404);
-        first.count(0, CLIENT_GONE);
-        first.count(0, 600);
-        first.count(0, 999);
+        first.count(0, 200, Duration::ZERO);
+        first.count(2, 200, Duration::ZERO);
+        second.count(0, 200, Duration::ZERO);
+        second.count(1, 503, Duration::ZERO);
+        second.count(3, 404, Duration::ZERO);
+        first.count(0, CLIENT_GONE, Duration::ZERO);
+        first.count(0, 600, Duration::ZERO);
+        first.count(0, 999, Duration::ZERO);
         let mut text = String::new();
         requests.render(&mut text);
-        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.is_empty() || l.starts_with(NAME))
+            .take_while(|l| !l.is_empty())
+            .collect();
         assert_eq!(
             samples,
             [
@@ -181,11 +263,44 @@ mod tests {
                 r#"tower_monitor_gateway_requests_total{service="app",code="200"} 3"#,
                 r#"tower_monitor_gateway_requests_total{service="app",code="499"} 1"#,
                 r#"tower_monitor_gateway_requests_total{service="app",code="other"} 2"#,
-                "",
             ]
         );
         assert!(text.starts_with("# HELP tower_monitor_gateway_requests_total "));
         assert!(text.contains("\n# TYPE tower_monitor_gateway_requests_total counter\n"));
+    }
+
+    #[test]
+    fn durations_are_a_histogram_by_service_summed_over_the_blocks() {
+        let requests = Requests::default();
+        let routes = [Arc::from("app")];
+        let first = requests.block(routes.iter());
+        let second = requests.block(routes.iter());
+        first.count(0, 200, Duration::from_micros(300));
+        second.count(0, 200, Duration::from_millis(1));
+        second.count(0, 503, Duration::from_millis(40));
+        first.count(0, 504, Duration::from_secs(31));
+        let mut text = String::new();
+        requests.render(&mut text);
+        let bucket = |le: &str| format!("{DURATION}_bucket{{service=\"app\",le=\"{le}\"}} ");
+        for (le, count) in [
+            ("0.001", 2),
+            ("0.025", 2),
+            ("0.05", 3),
+            ("30", 3),
+            ("+Inf", 4),
+        ] {
+            assert!(
+                text.contains(&format!("{}{count}\n", bucket(le))),
+                "{le} in {text}"
+            );
+        }
+        assert!(text.contains(&format!("{DURATION}_count{{service=\"app\"}} 4\n")));
+        assert!(text.contains(&format!("{DURATION}_sum{{service=\"app\"}} 31.0413\n")));
+        assert!(text.contains(&format!("# TYPE {DURATION} histogram\n")));
+        assert!(
+            !text.contains("service=\"-\""),
+            "no request without a route"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body;
@@ -188,6 +189,7 @@ impl Router {
     /// [`call`](Service::call), by value: the routes go with the future (which counts its
     /// answer), so that a server that clones the router for each request pays nothing more.
     pub(super) fn answer(self, request: Request<Incoming>) -> RouterFuture {
+        let arrived = Instant::now();
         let index = match self.route(&request) {
             Ok(index) => index,
             Err(status) => return self.refuse(request, status, None),
@@ -201,7 +203,7 @@ impl Router {
         // Begun now: dropped with this future if the client goes away first, it still logs.
         let entry = self
             .access_log
-            .then(|| Entry::begin(&request, Arc::clone(&route.name)));
+            .then(|| Entry::begin(&request, Arc::clone(&route.name), self.client));
         let mut service = route.service.clone();
         if let Some(client) = self.client {
             service.get_mut().for_client(client);
@@ -214,6 +216,7 @@ impl Router {
             tally: Some(Tally {
                 table: self.table,
                 row: index,
+                arrived,
             }),
             state: State::Forwarding { future, entry },
         }
@@ -256,14 +259,17 @@ impl Router {
         };
         let table = &self.table;
         let row = route.unwrap_or(table.routes.len());
-        table.answered.count(row, response.status().as_u16());
+        // Answered at once: no clock read for a request that goes nowhere.
+        table
+            .answered
+            .count(row, response.status().as_u16(), Duration::ZERO);
         let response = response.map(MonitorBody::fallback);
         let response = if self.access_log {
             let service = route.map_or_else(
                 || Arc::from("-"),
                 |index| Arc::clone(&table.routes[index].name),
             );
-            GatewayBody::logged(response, Entry::begin(&request, service))
+            GatewayBody::logged(response, Entry::begin(&request, service, self.client))
         } else {
             response.map(GatewayBody::plain)
         };
@@ -281,11 +287,13 @@ impl Router {
 struct Tally {
     table: Arc<Table>,
     row: usize,
+    arrived: Instant,
 }
 
 impl Tally {
     fn count(self, status: u16) {
-        self.table.answered.count(self.row, status);
+        let took = self.arrived.elapsed();
+        self.table.answered.count(self.row, status, took);
     }
 }
 

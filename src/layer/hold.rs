@@ -67,6 +67,7 @@ impl Hold {
                 return Err(FallbackReason::NotReady);
             }
         };
+        registered.stats.hold(&registered.name);
         let _watching = registered.watch();
         let max_wait = self.max_wait;
         let deadline = crate::deadline::saturating_after(arrived, max_wait);

@@ -16,6 +16,7 @@ impl Registered {
     /// Counts a failed start: how many in a row now, and when the next may begin, in words.
     fn start_failed(&self) -> (u32, String) {
         let (failed, pause) = self.backoff.failed();
+        self.stats.failed_start(&self.name);
         let next = if pause.is_zero() {
             "it may be started again at once".to_string()
         } else {
