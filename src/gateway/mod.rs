@@ -179,6 +179,7 @@ mod run;
 mod send_timeout;
 mod serve;
 mod stalled;
+mod streams;
 mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;

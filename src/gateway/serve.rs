@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -15,6 +15,7 @@ use super::Router;
 use super::in_flight::{Counted, InFlight};
 use super::send_timeout::SendTimeout;
 use super::stalled::{Answer, Stalled};
+use super::streams::Streams;
 use crate::proxy::UpgradeGuard;
 
 /// The most a client's request head may hold, over either HTTP version: 64 KiB (Envoy's
@@ -135,7 +136,8 @@ pub(super) async fn serve(
                         }))
                     }
                 });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // Each HTTP/2 stream's task endable by the stall watch.
+            let mut builder = auto::Builder::new(Streams);
             builder
                 .http1()
                 .timer(TokioTimer::new())
