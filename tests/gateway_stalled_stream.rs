@@ -12,7 +12,7 @@ use tower_monitor::config::TriggerRegistry;
 
 /// Over HTTP/2 a client can stop taking an answer without filling its socket: it grants the
 /// stream no more window. The answer (and the backend connection behind it) was held for ever,
-/// up to 200 per client connection. Once the stream has taken nothing for `send_timeout`, the
+/// up to the stream limit per client connection. Once the stream has taken nothing for `send_timeout`, the
 /// answer alone is ended: the backend connection is let go, the client reads a reset (not a
 /// short answer taken as whole), and its other streams go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,12 @@ pub(super) const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// within the list's size, for each stream, and the backend would get them all.
 pub(super) const MAX_REQUEST_HEADERS: usize = 100;
 
+/// The most streams an HTTP/2 client connection may have open at once: nginx's default
+/// (`http2_max_concurrent_streams`), where hyper's is 200. Each is a request to a backend, so
+/// this is also how many one client connection can have a backend serve at once; a client
+/// that opens more at once has them refused (`REFUSED_STREAM`, which tells it to retry).
+pub(super) const MAX_CONCURRENT_STREAMS: u32 = 128;
+
 /// The server's bounds on its clients.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Timeouts {
@@ -120,8 +126,8 @@ pub(super) async fn serve(
                     }
                     // Over HTTP/1.1, the socket's send timeout bounds a client that stops
                     // taking an answer; over HTTP/2 each answer is watched.
-                    let watched =
-                        (request.version() == http::Version::HTTP_2).then(|| Arc::clone(&watched));
+                    let http2 = request.version() == http::Version::HTTP_2;
+                    let watched = http2.then(|| Arc::clone(&watched));
                     let answer = router.clone().answer(request);
                     async move {
                         let response = answer.await?;
@@ -147,6 +153,7 @@ pub(super) async fn serve(
                 .http2()
                 // WebSockets over HTTP/2 (RFC 8441).
                 .enable_connect_protocol()
+                .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
                 .max_header_list_size(MAX_REQUEST_HEAD as u32);
             let stream = TokioIo::new(SendTimeout::new(stream, send));
             let connection = builder.serve_connection_with_upgrades(stream, service);
