@@ -1,5 +1,6 @@
 //! What one HTTP/2 client connection can make a backend do: at most 128 requests at once (more
-//! streams are refused). A raw HTTP/2 client (frames written by hand, as no
+//! streams are refused), and a rapid reset (CVE-2023-44487) done slowly enough to slip past
+//! h2's own guard ends its connection. A raw HTTP/2 client (frames written by hand, as no
 //! client library opens more streams than the server allows), a backend on 127.0.0.1 that
 //! holds what it is sent, and a gateway served in the test's process.
 
@@ -15,8 +16,10 @@ use tokio::sync::mpsc;
 
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
+const GOAWAY: u8 = 0x7;
 const END_STREAM_AND_HEADERS: u8 = 0x1 | 0x4;
 const REFUSED_STREAM: u32 = 0x7;
+const CANCEL: u32 = 0x8;
 
 /// Each frame's wait, and each backend request's: long, for a loaded machine.
 const WAIT: Duration = Duration::from_secs(10);
@@ -38,6 +41,10 @@ fn get(stream: u32, path: &str) -> Vec<u8> {
     block.extend_from_slice(&[0x01, 3]);
     block.extend_from_slice(b"app");
     frame(HEADERS, END_STREAM_AND_HEADERS, stream, &block)
+}
+
+fn reset(stream: u32) -> Vec<u8> {
+    frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes())
 }
 
 /// A frame the gateway sent: its type, stream and payload.
@@ -86,6 +93,11 @@ impl Client {
             }
         });
         Self { write, frames }
+    }
+
+    /// Completes once the gateway has closed the connection, whatever it sent before.
+    async fn closed(&mut self) {
+        while self.frames.recv().await.is_some() {}
     }
 
     /// The next frame of type `kind` the gateway sends, or `None` if it closes first.
@@ -158,4 +170,86 @@ async fn a_client_connection_has_at_most_128_requests_at_once_at_the_backend() {
             "/held"
         );
     }
+}
+
+/// A client that resets each request once it has gone out to the backend is past h2's guard
+/// (which counts streams reset before they are taken) and past the stream limit (a reset
+/// stream no longer counts): without a bound of the gateway's own, its connection went on,
+/// and 400 such requests in under a second were 400 at once at the backend. Past 256 resets
+/// its connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_resets_each_request_once_forwarded_has_its_connection_closed() {
+    let (backend, mut paths) = backend().await;
+    let gateway = gateway(backend).await;
+    let mut client = Client::connect(gateway.addr).await;
+    let mut forwarded = 0;
+    let mut closed = false;
+    for n in 0..1000 {
+        let stream = 1 + 2 * n;
+        if client.write.write_all(&get(stream, "/held")).await.is_err() {
+            closed = true;
+            break;
+        }
+        let next = tokio::time::timeout(WAIT, async {
+            tokio::select! {
+                path = paths.recv() => path.is_some(),
+                () = client.closed() => false,
+            }
+        });
+        if !next.await.expect("neither forwarded nor closed") {
+            closed = true;
+            break;
+        }
+        forwarded += 1;
+        if client.write.write_all(&reset(stream)).await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the connection went on for {forwarded} resets");
+    assert!(forwarded <= 260, "{forwarded} requests forwarded");
+}
+
+/// A client that cancels as many requests as it lets finish keeps its connection, however
+/// many: only a client that mostly resets what it asks for is taken for an attack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_cancels_some_requests_keeps_its_connection() {
+    let (backend, mut paths) = backend().await;
+    let gateway = gateway(backend).await;
+    let mut client = Client::connect(gateway.addr).await;
+    for n in 0..300 {
+        let (answered, cancelled) = (1 + 4 * n, 3 + 4 * n);
+        client.write.write_all(&get(answered, "/ok")).await.unwrap();
+        let head = client.next(HEADERS).await.expect("an answer");
+        assert_eq!(head.stream, answered);
+        client
+            .write
+            .write_all(&get(cancelled, "/held"))
+            .await
+            .unwrap();
+        let path = tokio::time::timeout(WAIT, async {
+            // The answered request's path may come first.
+            loop {
+                match paths.recv().await.unwrap() {
+                    path if path == "/held" => return path,
+                    _ => continue,
+                }
+            }
+        });
+        path.await.expect("forwarded");
+        client.write.write_all(&reset(cancelled)).await.unwrap();
+    }
+    // A PING's answer comes after anything the gateway sent before it: no GOAWAY came.
+    client
+        .write
+        .write_all(&frame(0x6, 0, 0, &[7; 8]))
+        .await
+        .unwrap();
+    while let Some(frame) = client.frames.recv().await {
+        assert_ne!(frame.kind, GOAWAY, "the connection was closed");
+        if frame.kind == 0x6 {
+            return;
+        }
+    }
+    panic!("the connection was closed");
 }

@@ -166,6 +166,7 @@
 mod access;
 mod admin;
 mod answered;
+mod cancels;
 pub mod cli;
 mod config;
 mod demo;

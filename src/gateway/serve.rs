@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Router;
+use super::cancels::Cancels;
 use super::in_flight::{Counted, InFlight};
 use super::send_timeout::SendTimeout;
 use super::stalled::{Answer, Stalled};
@@ -113,6 +114,8 @@ pub(super) async fn serve(
             let requests = Arc::clone(&in_flight);
             let stalled = Arc::new(Stalled::default());
             let watched = Arc::clone(&stalled);
+            let cancels = Arc::new(Cancels::default());
+            let counted_cancels = Arc::clone(&cancels);
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     let counted = requests.begin();
@@ -128,9 +131,13 @@ pub(super) async fn serve(
                     // taking an answer; over HTTP/2 each answer is watched.
                     let http2 = request.version() == http::Version::HTTP_2;
                     let watched = http2.then(|| Arc::clone(&watched));
+                    let pending = http2.then(|| counted_cancels.begin());
                     let answer = router.clone().answer(request);
                     async move {
                         let response = answer.await?;
+                        if let Some(pending) = pending {
+                            pending.answered();
+                        }
                         Ok::<_, Infallible>(response.map(|body| {
                             let body = Counted::new(body, counted);
                             match watched {
@@ -176,6 +183,16 @@ pub(super) async fn serve(
                 _ = stopping.changed() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
+                }
+                () = cancels.exceeded() => {
+                    // Closed at once: a graceful close (`GOAWAY`) goes on taking streams until
+                    // the client answers a `PING`, which this client need never do.
+                    tracing::info!(
+                        %addr,
+                        "an HTTP/2 client reset too many requests before their answer \
+                         (a rapid reset); connection closed"
+                    );
+                    return;
                 }
             };
             if let Err(error) = result {
