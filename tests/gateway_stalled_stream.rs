@@ -12,44 +12,13 @@ use tower_monitor::config::TriggerRegistry;
 
 /// Over HTTP/2 a client can stop taking an answer without filling its socket: it grants the
 /// stream no more window. The answer (and the backend connection behind it) was held for ever,
-/// up to 200 per client connection. Once the stream has taken nothing for `send_timeout`, the
+/// up to the stream limit per client connection. Once the stream has taken nothing for `send_timeout`, the
 /// answer alone is ended: the backend connection is let go, the client reads a reset (not a
 /// short answer taken as whole), and its other streams go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_stream_the_client_stops_taking_releases_the_backend_after_the_send_timeout() {
     use http_body_util::BodyExt;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend = listener.local_addr().unwrap();
-    let (released, backend_released) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        // `/endless` writes until the gateway lets its connection go; anything else is "ok".
-        let mut released = Some(released);
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let Some(head) = common::read_head(&mut stream, &mut Vec::new()).await else {
-                continue;
-            };
-            if !head.starts_with("GET /endless ") {
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
-                continue;
-            }
-            let released = released.take().expect("one endless request");
-            tokio::spawn(async move {
-                let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
-                let mut written = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-                    .await;
-                while written.is_ok() {
-                    written = stream.write_all(chunk.as_bytes()).await;
-                }
-                let _ = released.send(());
-            });
-        }
-    });
+    let (backend, backend_released) = endless_backend().await;
     let (_gateway, mut client) = gateway_and_client(backend).await;
     let get = |path: &str| {
         http::Request::get(format!("http://app{path}"))
@@ -140,6 +109,92 @@ async fn an_http2_client_that_reads_slowly_but_steadily_gets_the_whole_answer() 
     assert_eq!(taken, SIZE);
 }
 
+/// A backend whose `/endless` writes until the gateway lets its connection go (told then, for
+/// the first one), and whose other paths answer "ok".
+async fn endless_backend() -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (released, backend_released) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut released = Some(released);
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let Some(head) = common::read_head(&mut stream, &mut Vec::new()).await else {
+                continue;
+            };
+            if !head.starts_with("GET /endless ") {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                continue;
+            }
+            let released = released.take();
+            tokio::spawn(async move {
+                let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+                let mut written = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                while written.is_ok() {
+                    written = stream.write_all(chunk.as_bytes()).await;
+                }
+                if let Some(released) = released {
+                    let _ = released.send(());
+                }
+            });
+        }
+    });
+    (backend, backend_released)
+}
+
+/// A stream the client grants no window at all is reset by the gateway past `send_timeout`,
+/// without the client asking for anything more. Found in the field: the answer was let go,
+/// but hyper, waiting for window, reset the stream only once the client granted some; one
+/// that never did kept the stream (and its place among the connection's 200) for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_given_no_window_is_reset_without_the_client_asking() {
+    let (backend, backend_released) = endless_backend().await;
+    let gateway = gateway(backend).await;
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    // Streams start with no window, and the client never grants any.
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(stream)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::get("http://app/endless").body(()).unwrap();
+    let (answer, _) = client.send_request(request, true).unwrap();
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    // Reset within 1.5 × the 1 s bound; 10 s leaves room for a loaded machine.
+    let reset = tokio::time::timeout(Duration::from_secs(10), body.data())
+        .await
+        .expect("the stream was not reset while the client granted no window");
+    let reason = reset
+        .expect("a reset, not an end")
+        .err()
+        .and_then(|e| e.reason());
+    assert_eq!(reason, Some(h2::Reason::CANCEL));
+    tokio::time::timeout(Duration::from_secs(10), backend_released)
+        .await
+        .expect("the backend connection was never released")
+        .unwrap();
+}
+
+/// A gateway to `backend` with a `send_timeout` of 1 s.
+async fn gateway(backend: std::net::SocketAddr) -> common::InProcessGateway {
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "send_timeout": "1s" }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    common::start_gateway(&config, &TriggerRegistry::new()).await
+}
+
 /// A gateway to `backend` with a `send_timeout` of 1 s, and an HTTP/2 client of it whose
 /// streams start with a 16 KiB window (given back as the client reads).
 async fn gateway_and_client(
@@ -148,12 +203,7 @@ async fn gateway_and_client(
     common::InProcessGateway,
     hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
 ) {
-    let config = format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                           "send_timeout": "1s" }},
-             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    );
-    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let gateway = gateway(backend).await;
     let stream = TcpStream::connect(gateway.addr).await.unwrap();
     let (client, connection) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())

@@ -166,6 +166,7 @@
 mod access;
 mod admin;
 mod answered;
+mod cancels;
 pub mod cli;
 mod config;
 mod demo;
@@ -179,6 +180,7 @@ mod run;
 mod send_timeout;
 mod serve;
 mod stalled;
+mod streams;
 mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Router;
+use super::cancels::Cancels;
 use super::in_flight::{Counted, InFlight};
 use super::send_timeout::SendTimeout;
 use super::stalled::{Answer, Stalled};
+use super::streams::Streams;
 use crate::proxy::UpgradeGuard;
 
 /// The most a client's request head may hold, over either HTTP version: 64 KiB (Envoy's
@@ -40,6 +42,12 @@ pub(super) const MAX_REQUEST_HEAD: usize = 64 * 1024;
 /// connection going on. Without it a client could send thousands of small fields (`a: b`),
 /// within the list's size, for each stream, and the backend would get them all.
 pub(super) const MAX_REQUEST_HEADERS: usize = 100;
+
+/// The most streams an HTTP/2 client connection may have open at once: nginx's default
+/// (`http2_max_concurrent_streams`), where hyper's is 200. Each is a request to a backend, so
+/// this is also how many one client connection can have a backend serve at once; a client
+/// that opens more at once has them refused (`REFUSED_STREAM`, which tells it to retry).
+pub(super) const MAX_CONCURRENT_STREAMS: u32 = 128;
 
 /// The server's bounds on its clients.
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +114,8 @@ pub(super) async fn serve(
             let requests = Arc::clone(&in_flight);
             let stalled = Arc::new(Stalled::default());
             let watched = Arc::clone(&stalled);
+            let cancels = Arc::new(Cancels::default());
+            let counted_cancels = Arc::clone(&cancels);
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     let counted = requests.begin();
@@ -119,11 +129,15 @@ pub(super) async fn serve(
                     }
                     // Over HTTP/1.1, the socket's send timeout bounds a client that stops
                     // taking an answer; over HTTP/2 each answer is watched.
-                    let watched =
-                        (request.version() == http::Version::HTTP_2).then(|| Arc::clone(&watched));
+                    let http2 = request.version() == http::Version::HTTP_2;
+                    let watched = http2.then(|| Arc::clone(&watched));
+                    let pending = http2.then(|| counted_cancels.begin());
                     let answer = router.clone().answer(request);
                     async move {
                         let response = answer.await?;
+                        if let Some(pending) = pending {
+                            pending.answered();
+                        }
                         Ok::<_, Infallible>(response.map(|body| {
                             let body = Counted::new(body, counted);
                             match watched {
@@ -135,7 +149,8 @@ pub(super) async fn serve(
                         }))
                     }
                 });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // Each HTTP/2 stream's task endable by the stall watch.
+            let mut builder = auto::Builder::new(Streams);
             builder
                 .http1()
                 .timer(TokioTimer::new())
@@ -145,6 +160,7 @@ pub(super) async fn serve(
                 .http2()
                 // WebSockets over HTTP/2 (RFC 8441).
                 .enable_connect_protocol()
+                .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
                 .max_header_list_size(MAX_REQUEST_HEAD as u32);
             let stream = TokioIo::new(SendTimeout::new(stream, send));
             let connection = builder.serve_connection_with_upgrades(stream, service);
@@ -167,6 +183,16 @@ pub(super) async fn serve(
                 _ = stopping.changed() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
+                }
+                () = cancels.exceeded() => {
+                    // Closed at once: a graceful close (`GOAWAY`) goes on taking streams until
+                    // the client answers a `PING`, which this client need never do.
+                    tracing::info!(
+                        %addr,
+                        "an HTTP/2 client reset too many requests before their answer \
+                         (a rapid reset); connection closed"
+                    );
+                    return;
                 }
             };
             if let Err(error) = result {

@@ -6,10 +6,12 @@
 //! backend connection (and wakefulness) behind that body is held for ever; up to the stream
 //! limit of them per client connection. As nginx does with its `send_timeout` over HTTP/2, the
 //! answer alone is ended: once its stream has taken nothing for the bound, its body is dropped
-//! (which lets go of the backend), and the stream is reset when the client next asks for it.
-//! The client's other streams go on.
+//! (which lets go of the backend), and its stream is reset (`CANCEL`) at once, through the
+//! stream's task ([`streams`]), without waiting for the client to grant window again. The
+//! client's other streams go on.
 //!
 //! [`SendTimeout`]: super::send_timeout::SendTimeout
+//! [`streams`]: super::streams
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,6 +24,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 
+use super::streams;
 use crate::BoxError;
 use crate::sync::lock;
 
@@ -57,6 +60,7 @@ impl Stalled {
             body: Some(Box::pin(body)),
             rest: Bytes::new(),
             waiting_since: self.waiting_since(),
+            stream: streams::current(),
         }));
         let weak = Arc::downgrade(&slot) as Weak<dyn Release>;
         let mut answers = lock(&self.answers);
@@ -117,6 +121,9 @@ struct State<B> {
     /// [`Stalled::waiting_since`] when the client was last handed a frame (or the head) and
     /// has not asked for the next one since; zero while the body itself is awaited.
     waiting_since: u32,
+    /// Ends the stream's task, which resets the stream: hyper, waiting for window the client
+    /// does not grant, would not ask the released body for a frame until it did.
+    stream: Option<Arc<Notify>>,
 }
 
 impl<B: Send> Release for Mutex<State<B>> {
@@ -133,6 +140,9 @@ impl<B: Send> Release for Mutex<State<B>> {
             tracing::debug!("an HTTP/2 client took nothing of an answer for the send timeout");
             state.body = None;
             state.rest = Bytes::new();
+            if let Some(stream) = state.stream.take() {
+                stream.notify_one();
+            }
             return true;
         }
         false

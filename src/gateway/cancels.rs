@@ -1,0 +1,103 @@
+//! [`Cancels`]: the requests an HTTP/2 client resets before they are answered, so that a
+//! connection used for a rapid reset (CVE-2023-44487) is ended.
+//!
+//! h2 ends a connection whose client resets streams that are still waiting to be accepted
+//! (`max_pending_accept_reset_streams`, 20), but not one whose client waits until each
+//! request has gone out to the backend: the stream then no longer counts among the
+//! connection's concurrent streams, and the client can open the next one at once. Found in
+//! the field: 400 requests opened and reset in under a second on one connection all reached
+//! the backend, 400 at once, past the 128 streams a connection may have, which the backend
+//! went on serving (an HTTP/1.1 backend sees its connection closed only when it answers).
+//! Here each request reset before its answer's head counts one, each answered one takes one
+//! back; past [`MAX_CANCELLED`] the connection is closed, the requests still in flight on it
+//! with it. A client that cancels now and then (a browser leaving
+//! a page, a gRPC deadline) stays well within it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+use super::serve::MAX_CONCURRENT_STREAMS;
+
+/// How many more requests than it had answered a client may reset before their answer: twice
+/// the streams a connection may have at once, as nginx bounds the new streams it takes in one
+/// read (1.25.3, its fix for the rapid reset).
+pub(super) const MAX_CANCELLED: usize = 2 * MAX_CONCURRENT_STREAMS as usize;
+
+/// One HTTP/2 connection's balance of reset and answered requests; see the
+/// [module documentation](self).
+#[derive(Default)]
+pub(super) struct Cancels {
+    balance: AtomicUsize,
+    exceeded: Notify,
+}
+
+impl Cancels {
+    /// A request begins: it counts as reset if dropped before [`Pending::answered`].
+    pub(super) fn begin(self: &Arc<Self>) -> Pending {
+        Pending(Some(Arc::clone(self)))
+    }
+
+    /// Completes once the client has reset more than [`MAX_CANCELLED`] requests beyond those
+    /// answered (at once if it has since the last call).
+    pub(super) async fn exceeded(&self) {
+        self.exceeded.notified().await;
+    }
+}
+
+/// A request not answered yet; see [`Cancels::begin`].
+pub(super) struct Pending(Option<Arc<Cancels>>);
+
+impl Pending {
+    /// The request's answer head is ready: it was not reset before it.
+    pub(super) fn answered(mut self) {
+        if let Some(cancels) = self.0.take() {
+            // Most connections never reset a request: a load, not a write, for them.
+            if cancels.balance.load(Ordering::Relaxed) > 0 {
+                let _ =
+                    cancels
+                        .balance
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |balance| {
+                            balance.checked_sub(1)
+                        });
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(cancels) = self.0.take() {
+            let balance = cancels.balance.fetch_add(1, Ordering::Relaxed) + 1;
+            if balance > MAX_CANCELLED {
+                // Kept if nothing waits yet: the connection's task looks next time it runs.
+                cancels.exceeded.notify_one();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[tokio::test]
+    async fn resets_past_the_bound_beyond_those_answered_are_told() {
+        let cancels = Arc::new(Cancels::default());
+        // Answered requests leave no credit to spend on resets later.
+        for _ in 0..10 {
+            cancels.begin().answered();
+        }
+        for _ in 0..MAX_CANCELLED {
+            drop(cancels.begin());
+        }
+        // Each answered request takes one reset back.
+        cancels.begin().answered();
+        drop(cancels.begin());
+        assert!(cancels.exceeded().now_or_never().is_none(), "told too soon");
+        drop(cancels.begin());
+        assert!(cancels.exceeded().now_or_never().is_some(), "not told");
+    }
+}

@@ -1,0 +1,255 @@
+//! What one HTTP/2 client connection can make a backend do: at most 128 requests at once (more
+//! streams are refused), and a rapid reset (CVE-2023-44487) done slowly enough to slip past
+//! h2's own guard ends its connection. A raw HTTP/2 client (frames written by hand, as no
+//! client library opens more streams than the server allows), a backend on 127.0.0.1 that
+//! holds what it is sent, and a gateway served in the test's process.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const GOAWAY: u8 = 0x7;
+const END_STREAM_AND_HEADERS: u8 = 0x1 | 0x4;
+const REFUSED_STREAM: u32 = 0x7;
+const CANCEL: u32 = 0x8;
+
+/// Each frame's wait, and each backend request's: long, for a loaded machine.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = vec![length[1], length[2], length[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A `GET` of `path` from `app`, on stream `stream`, with no body.
+fn get(stream: u32, path: &str) -> Vec<u8> {
+    // HPACK: `:method GET` and `:scheme http` from the static table, then `:path` and
+    // `:authority` as literals with their names from it (neither indexed).
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x01, 3]);
+    block.extend_from_slice(b"app");
+    frame(HEADERS, END_STREAM_AND_HEADERS, stream, &block)
+}
+
+fn reset(stream: u32) -> Vec<u8> {
+    frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes())
+}
+
+/// A frame the gateway sent: its type, stream and payload.
+struct Frame {
+    kind: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+/// An HTTP/2 client connection, past its preface; the gateway's frames come on `frames`, which
+/// ends when the gateway closes the connection.
+struct Client {
+    write: OwnedWriteHalf,
+    frames: mpsc::UnboundedReceiver<Frame>,
+}
+
+impl Client {
+    async fn connect(gateway: SocketAddr) -> Self {
+        let (mut read, mut write) = TcpStream::connect(gateway).await.unwrap().into_split();
+        let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        preface.extend(frame(0x4, 0, 0, &[]));
+        write.write_all(&preface).await.unwrap();
+        let (sender, frames) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut pending = Vec::new();
+            let mut buffer = vec![0u8; 64 * 1024];
+            while let Ok(n @ 1..) = read.read(&mut buffer).await {
+                pending.extend_from_slice(&buffer[..n]);
+                while pending.len() >= 9 {
+                    let length = u32::from_be_bytes([0, pending[0], pending[1], pending[2]]);
+                    let end = 9 + length as usize;
+                    if pending.len() < end {
+                        break;
+                    }
+                    let stream = u32::from_be_bytes(pending[5..9].try_into().unwrap());
+                    let frame = Frame {
+                        kind: pending[3],
+                        stream: stream & 0x7fff_ffff,
+                        payload: pending[9..end].to_vec(),
+                    };
+                    pending.drain(..end);
+                    if sender.send(frame).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Self { write, frames }
+    }
+
+    /// Completes once the gateway has closed the connection, whatever it sent before.
+    async fn closed(&mut self) {
+        while self.frames.recv().await.is_some() {}
+    }
+
+    /// The next frame of type `kind` the gateway sends, or `None` if it closes first.
+    async fn next(&mut self, kind: u8) -> Option<Frame> {
+        tokio::time::timeout(WAIT, async {
+            while let Some(frame) = self.frames.recv().await {
+                if frame.kind == kind {
+                    return Some(frame);
+                }
+            }
+            None
+        })
+        .await
+        .expect("the gateway sent nothing more")
+    }
+}
+
+/// A backend that tells each request's path on the channel, answers `/ok` at once and holds
+/// any other request until the gateway lets its connection go.
+async fn backend() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen, paths) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                while let Some(head) = common::read_head(&mut stream, &mut pending).await {
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                    let _ = seen.send(path.clone());
+                    if path != "/ok" {
+                        let _ = stream.read(&mut [0; 1]).await;
+                        return;
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, paths)
+}
+
+async fn gateway(backend: SocketAddr) -> common::InProcessGateway {
+    common::gateway_to_app(&format!("http://{backend}/"), "{}").await
+}
+
+/// A client that opens 200 streams at once has 128 of them reach the backend and the rest
+/// refused, which tells it to retry them: as nginx by default. hyper's default let 200 at once
+/// reach the backend from one client connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connection_has_at_most_128_requests_at_once_at_the_backend() {
+    let (backend, mut paths) = backend().await;
+    let gateway = gateway(backend).await;
+    let mut client = Client::connect(gateway.addr).await;
+    let streams: Vec<u8> = (0..200).flat_map(|n| get(1 + 2 * n, "/held")).collect();
+    client.write.write_all(&streams).await.unwrap();
+    for refused in 128..200 {
+        let reset = client.next(RST_STREAM).await.expect("a refused stream");
+        assert_eq!(reset.stream, 1 + 2 * refused, "refused in order");
+        assert_eq!(reset.payload, REFUSED_STREAM.to_be_bytes());
+    }
+    for _ in 0..128 {
+        let path = tokio::time::timeout(WAIT, paths.recv()).await;
+        assert_eq!(
+            path.expect("128 requests reach the backend").unwrap(),
+            "/held"
+        );
+    }
+}
+
+/// A client that resets each request once it has gone out to the backend is past h2's guard
+/// (which counts streams reset before they are taken) and past the stream limit (a reset
+/// stream no longer counts): without a bound of the gateway's own, its connection went on,
+/// and 400 such requests in under a second were 400 at once at the backend. Past 256 resets
+/// its connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_resets_each_request_once_forwarded_has_its_connection_closed() {
+    let (backend, mut paths) = backend().await;
+    let gateway = gateway(backend).await;
+    let mut client = Client::connect(gateway.addr).await;
+    let mut forwarded = 0;
+    let mut closed = false;
+    for n in 0..1000 {
+        let stream = 1 + 2 * n;
+        if client.write.write_all(&get(stream, "/held")).await.is_err() {
+            closed = true;
+            break;
+        }
+        let next = tokio::time::timeout(WAIT, async {
+            tokio::select! {
+                path = paths.recv() => path.is_some(),
+                () = client.closed() => false,
+            }
+        });
+        if !next.await.expect("neither forwarded nor closed") {
+            closed = true;
+            break;
+        }
+        forwarded += 1;
+        if client.write.write_all(&reset(stream)).await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the connection went on for {forwarded} resets");
+    assert!(forwarded <= 260, "{forwarded} requests forwarded");
+}
+
+/// A client that cancels as many requests as it lets finish keeps its connection, however
+/// many: only a client that mostly resets what it asks for is taken for an attack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_cancels_some_requests_keeps_its_connection() {
+    let (backend, mut paths) = backend().await;
+    let gateway = gateway(backend).await;
+    let mut client = Client::connect(gateway.addr).await;
+    for n in 0..300 {
+        let (answered, cancelled) = (1 + 4 * n, 3 + 4 * n);
+        client.write.write_all(&get(answered, "/ok")).await.unwrap();
+        let head = client.next(HEADERS).await.expect("an answer");
+        assert_eq!(head.stream, answered);
+        client
+            .write
+            .write_all(&get(cancelled, "/held"))
+            .await
+            .unwrap();
+        let path = tokio::time::timeout(WAIT, async {
+            // The answered request's path may come first.
+            loop {
+                match paths.recv().await.unwrap() {
+                    path if path == "/held" => return path,
+                    _ => continue,
+                }
+            }
+        });
+        path.await.expect("forwarded");
+        client.write.write_all(&reset(cancelled)).await.unwrap();
+    }
+    // A PING's answer comes after anything the gateway sent before it: no GOAWAY came.
+    client
+        .write
+        .write_all(&frame(0x6, 0, 0, &[7; 8]))
+        .await
+        .unwrap();
+    while let Some(frame) = client.frames.recv().await {
+        assert_ne!(frame.kind, GOAWAY, "the connection was closed");
+        if frame.kind == 0x6 {
+            return;
+        }
+    }
+    panic!("the connection was closed");
+}
