@@ -313,3 +313,36 @@ async fn a_stop_after_one_given_up_on_says_so_too_and_a_start_elsewhere_waits_fo
     assert!(!says_stopping(&lock), "the new holder's record");
     other.stop_with(Duration::ZERO).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_others_may_have_written_saying_stopping_is_not_waited_for() {
+    use std::os::unix::fs::PermissionsExt;
+    const SERVICE: &str = "start-after-untrusted-stopping";
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    let gateway = || {
+        Process::builder("sleep")
+            .arg("30")
+            .service(SERVICE)
+            .lock_file(&lock)
+            .build()
+    };
+    let (holder, other) = (gateway(), gateway());
+    holder.trigger().await.unwrap();
+    // What anyone its group holds could write: a stop that would end in an hour.
+    let hour_ahead = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let until = hour_ahead.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let record = std::fs::read_to_string(&lock).unwrap();
+    let forged = format!("{record}stopping_until {}\n", until.as_millis());
+    std::fs::write(&lock, forged).unwrap();
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o664)).unwrap();
+
+    tokio::time::timeout(WITHIN, other.trigger())
+        .await
+        .expect("waited for a stop that a record others may write says runs")
+        .unwrap();
+
+    assert_eq!(other.starts(), 0);
+    assert!(taken_for_another_supervisor(SERVICE));
+    holder.stop().await.unwrap();
+}
