@@ -274,3 +274,75 @@ async fn a_stop_given_up_on_leaves_the_program_to_its_holder_for_others() {
     assert!(!other.is_running());
     holder.stop_with(Duration::ZERO).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_after_one_given_up_on_says_so_too_and_a_start_elsewhere_waits_for_it() {
+    const SERVICE: &str = "start-after-stop-after-one-given-up";
+    record_logs();
+    let dir = scratch(SERVICE);
+    let (lock, pid_file) = (dir.join("app.lock"), dir.join("pid"));
+    let gateway = || deaf(SERVICE, &pid_file).lock_file(&lock).build();
+    let (holder, other) = (gateway(), gateway());
+    holder.trigger().await.unwrap();
+    let pid = read_pid(&pid_file).await;
+    std::fs::remove_file(&pid_file).unwrap();
+    // Its SIGTERM is ignored, and its SIGKILL due in 3 s: cut short before that, as an idle
+    // stop by its trigger_timeout.
+    let given_up =
+        tokio::time::timeout(Duration::from_millis(300), holder.stop_with(3 * GRACE)).await;
+    assert!(given_up.is_err() && holder.is_running());
+    // A second stop (the gateway's shutdown, the next idle stop): it kills at the first one's
+    // deadline. Polled once, it has joined.
+    let second = holder.clone();
+    let mut second = Box::pin(async move { second.stop().await });
+    assert!(futures::poll!(&mut second).is_pending());
+    let stopping = tokio::spawn(second);
+
+    tokio::time::timeout(WITHIN, other.trigger())
+        .await
+        .expect("the start waits for the holder's stop, which its record bounds")
+        .unwrap();
+
+    assert_eq!(
+        other.starts(),
+        1,
+        "taken for running under the holder as its second stop ran"
+    );
+    assert!(!alive(pid));
+    assert!(stopping.await.unwrap().unwrap().is_some(), "it was running");
+    assert!(!says_stopping(&lock), "the new holder's record");
+    other.stop_with(Duration::ZERO).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_others_may_have_written_saying_stopping_is_not_waited_for() {
+    use std::os::unix::fs::PermissionsExt;
+    const SERVICE: &str = "start-after-untrusted-stopping";
+    record_logs();
+    let lock = scratch(SERVICE).join("app.lock");
+    let gateway = || {
+        Process::builder("sleep")
+            .arg("30")
+            .service(SERVICE)
+            .lock_file(&lock)
+            .build()
+    };
+    let (holder, other) = (gateway(), gateway());
+    holder.trigger().await.unwrap();
+    // What anyone its group holds could write: a stop that would end in an hour.
+    let hour_ahead = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let until = hour_ahead.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let record = std::fs::read_to_string(&lock).unwrap();
+    let forged = format!("{record}stopping_until {}\n", until.as_millis());
+    std::fs::write(&lock, forged).unwrap();
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o664)).unwrap();
+
+    tokio::time::timeout(WITHIN, other.trigger())
+        .await
+        .expect("waited for a stop that a record others may write says runs")
+        .unwrap();
+
+    assert_eq!(other.starts(), 0);
+    assert!(taken_for_another_supervisor(SERVICE));
+    holder.stop().await.unwrap();
+}

@@ -130,6 +130,8 @@ impl ProcessBuilder {
     /// milliseconds since the Unix epoch, into the record: the process as a trigger, finding
     /// the lock so held, waits for it (until then, and the few seconds a SIGKILL may take),
     /// takes it and starts the program; [`Process::start`](super::Process::start) fails then.
+    /// In a file that other users may write (see below) that word is not believed: the
+    /// program is taken for running under the holder.
     ///
     /// The file also records the running program for the next holder, should this process
     /// die without stopping it (`kill -9`, the OOM killer): its id (its process group's) alone

@@ -51,7 +51,8 @@ pub(super) struct Record {
     /// Written by a holder as it begins to stop the program (its own, or what a supervisor
     /// that died left): when it kills what is left at the latest, in milliseconds since the
     /// Unix epoch. Another supervisor's start waits for such a holder rather than take the
-    /// program for running; in a file whose lock is free it means nothing.
+    /// program for running, unless others may write the file; in a file whose lock is free it
+    /// means nothing.
     pub(super) stopping_until: Option<u64>,
 }
 
@@ -140,7 +141,15 @@ pub(super) fn claim(path: &Path) -> io::Result<Claim> {
         .open(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(file) => Ok(Claim::Ours(RunLock { file, clear: true })),
-        Err((file, Errno::EWOULDBLOCK)) => Ok(Claim::Elsewhere(read(&file))),
+        Err((file, Errno::EWOULDBLOCK)) => {
+            let mut record = read(&file);
+            // Believed, it holds a start back until the time it says: not from a file that
+            // others may have written (as a record left by a dead holder is not acted upon).
+            if others_may_write(&file) {
+                record.iter_mut().for_each(|r| r.stopping_until = None);
+            }
+            Ok(Claim::Elsewhere(record))
+        }
         Err((_, errno)) => Err(errno.into()),
     }
 }
@@ -148,6 +157,15 @@ pub(super) fn claim(path: &Path) -> io::Result<Claim> {
 /// Whether the file at `path` holds a record, read without the lock (no file holds none).
 pub(super) fn holds_record(path: &Path) -> bool {
     File::open(path).is_ok_and(|file| read(&file).is_some())
+}
+
+/// See [`RunLock::others_may_write`].
+fn others_may_write(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = file.metadata() else {
+        return true;
+    };
+    meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0
 }
 
 fn read(file: &File) -> Option<Record> {
@@ -178,11 +196,7 @@ impl RunLock {
     /// id are readable by all. Its group may hold other users, even this user's own group (a
     /// shared `users`, root's `root`): which it holds is not known here.
     pub(super) fn others_may_write(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = self.file.metadata() else {
-            return true;
-        };
-        meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0
+        others_may_write(&self.file)
     }
 
     /// Releases the lock leaving the record in the file, for the next holder to deal with.

@@ -134,6 +134,11 @@ pub(super) struct Stops {
     killed: AtomicBool,
     /// How many stops are under way: a start waits until none is (see [`ended`](Self::ended)).
     under_way: watch::Sender<usize>,
+    /// How many of those have said so in the lock file's record: the record is written as this
+    /// changes from and to zero, under this lock, so that it says "stopping" while one is
+    /// under way and not once none is, however they begin and end (one after another given
+    /// up, two given up at once on two threads).
+    said: Mutex<usize>,
 }
 
 impl Stops {
@@ -188,12 +193,36 @@ impl Stops {
 
 /// One stop under way, holding its run (and so the lock file's lock) until it ends, however it
 /// ends (its future dropped too): the lock is released before the count says it has ended.
-struct UnderWay(Option<Running>);
+struct UnderWay {
+    running: Option<Running>,
+    /// Whether it counts among the stops that said so in the record ([`Stops::said`]).
+    said: bool,
+}
 
 impl UnderWay {
     fn new(running: Running) -> Self {
         running.stops.under_way.send_modify(|n| *n += 1);
-        Self(Some(running))
+        Self {
+            running: Some(running),
+            said: false,
+        }
+    }
+
+    /// Says in the lock file's record that the program is being stopped and killed by
+    /// `deadline`, unless a stop under way has: every stop, not the first only, as the
+    /// record was taken back if the stops before it were given up on.
+    fn say(&mut self, deadline: Instant) {
+        let running = self.running.as_ref().expect("held until dropped");
+        let mut said = running
+            .stops
+            .said
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *said += 1;
+        if *said == 1 {
+            running.say_stopping(deadline);
+        }
+        self.said = true;
     }
 }
 
@@ -201,17 +230,20 @@ impl std::ops::Deref for UnderWay {
     type Target = Running;
 
     fn deref(&self) -> &Running {
-        self.0.as_ref().expect("held until dropped")
+        self.running.as_ref().expect("held until dropped")
     }
 }
 
 impl Drop for UnderWay {
     fn drop(&mut self) {
-        if let Some(running) = self.0.take() {
-            // Read apart from the count's change, which must come after the lock's release: a
-            // stop that joins in between (not the first) leaves the record saying running.
-            if *running.stops.under_way.borrow() == 1 {
-                running.unsay_stopping_if_running();
+        if let Some(running) = self.running.take() {
+            if self.said {
+                let stops = &running.stops;
+                let mut said = stops.said.lock().unwrap_or_else(PoisonError::into_inner);
+                *said -= 1;
+                if *said == 0 {
+                    running.unsay_stopping_if_running();
+                }
             }
             let stops = std::sync::Arc::clone(&running.stops);
             drop(running);
@@ -235,7 +267,7 @@ pub(super) async fn stop(
     shared: &Shared,
     grace: Duration,
 ) -> Result<Option<ExitStatus>, ProcessError> {
-    let (running, first, deadline) = {
+    let (mut running, first, deadline) = {
         // Joined under the state lock, as the exit's watcher reads whether a stop began.
         let state = shared.lock();
         match state.running.as_ref() {
@@ -247,6 +279,9 @@ pub(super) async fn stop(
             }
         }
     };
+    // Written before the program goes down: another supervisor that finds it down then waits
+    // for this stop, rather than take it for running under this one.
+    running.say(deadline);
     let pid = running.pid();
     let service = shared.asker();
     let service = service.as_deref();
@@ -271,9 +306,6 @@ pub(super) async fn stop(
         }
     };
     if first {
-        // Written before the program goes down: another supervisor that finds it down then
-        // waits for this stop, rather than take it for running under this one.
-        running.say_stopping(deadline);
         tracing::info!(service = service.map(tracing::field::display), program = %shared.program, pid, ?grace,
             "stopping the backend program (SIGTERM)");
         group::signal(pid, group::SIGTERM).map_err(|e| failed(format!("SIGTERM: {e}")))?;
