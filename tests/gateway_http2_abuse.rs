@@ -118,12 +118,25 @@ impl Client {
 /// A backend that tells each request's path on the channel, answers `/ok` at once and holds
 /// any other request until the gateway lets its connection go.
 async fn backend() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let (addr, paths, _) = backend_telling_closes().await;
+    (addr, paths)
+}
+
+/// [`backend`], also telling on the second channel each held request whose connection the
+/// gateway let go.
+async fn backend_telling_closes() -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<String>,
+    mpsc::UnboundedReceiver<()>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (seen, paths) = mpsc::unbounded_channel();
+    let (let_go, closes) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let seen = seen.clone();
+            let let_go = let_go.clone();
             tokio::spawn(async move {
                 let mut pending = Vec::new();
                 while let Some(head) = common::read_head(&mut stream, &mut pending).await {
@@ -131,6 +144,7 @@ async fn backend() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
                     let _ = seen.send(path.clone());
                     if path != "/ok" {
                         let _ = stream.read(&mut [0; 1]).await;
+                        let _ = let_go.send(());
                         return;
                     }
                     let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -141,7 +155,7 @@ async fn backend() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
             });
         }
     });
-    (addr, paths)
+    (addr, paths, closes)
 }
 
 async fn gateway(backend: SocketAddr) -> common::InProcessGateway {
@@ -252,4 +266,39 @@ async fn a_client_that_cancels_some_requests_keeps_its_connection() {
         }
     }
     panic!("the connection was closed");
+}
+
+/// A client that cancels requests only after waiting a while for them (a long poll timing
+/// out, a gRPC deadline of seconds, a page left while its requests are held for a cold start)
+/// keeps its connection, however many it cancels: a rapid reset resets each request as soon
+/// as it has gone out, and one waited for is as costly to the client as to the backend. Three
+/// rounds of 128 requests reset after a second: 384 resets, none answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_cancels_requests_it_waited_for_keeps_its_connection() {
+    let (backend, mut paths, mut closes) = backend_telling_closes().await;
+    let gateway = gateway(backend).await;
+    let mut client = Client::connect(gateway.addr).await;
+    for round in 0..3 {
+        let streams: Vec<u32> = (0..128).map(|n| 1 + 2 * (128 * round + n)).collect();
+        let requests: Vec<u8> = streams.iter().flat_map(|&s| get(s, "/held")).collect();
+        client.write.write_all(&requests).await.unwrap();
+        for _ in 0..128 {
+            let path = tokio::time::timeout(WAIT, paths.recv()).await;
+            assert_eq!(path.expect("forwarded").unwrap(), "/held");
+        }
+        // The wait is what is tested: the requests are a second old when reset.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let resets: Vec<u8> = streams.iter().flat_map(|&s| reset(s)).collect();
+        client.write.write_all(&resets).await.unwrap();
+        // Each reset seen through: its request dropped, its backend connection let go.
+        for _ in 0..128 {
+            let closed = tokio::time::timeout(WAIT, closes.recv()).await;
+            closed.expect("the backend let go").unwrap();
+        }
+    }
+    // A request after them all is answered: the connection is still open.
+    let stream = 1 + 2 * 3 * 128;
+    let _ = client.write.write_all(&get(stream, "/ok")).await;
+    let head = client.next(HEADERS).await;
+    assert_eq!(head.expect("the connection was closed").stream, stream);
 }

@@ -169,8 +169,9 @@ impl Entry {
 impl Drop for Entry {
     fn drop(&mut self) {
         let cold_start = self.cold_start.as_ref().and_then(|v| v.to_str().ok());
-        // The client's words: quoted, with quotes, tabs and bytes past ASCII escaped (Debug),
-        // so that no value can pass for another field or line.
+        // The client's words: quoted, with quotes, backslashes and control characters escaped
+        // (Debug), bytes that are not UTF-8 replaced (U+FFFD), so that no value can pass for
+        // another field or line. Printable characters past ASCII are written as they are.
         let user_agent = self
             .user_agent
             .as_ref()

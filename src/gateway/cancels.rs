@@ -8,15 +8,20 @@
 //! the field: 400 requests opened and reset in under a second on one connection all reached
 //! the backend, 400 at once, past the 128 streams a connection may have, which the backend
 //! went on serving (an HTTP/1.1 backend sees its connection closed only when it answers).
-//! Here each request reset before its answer's head counts one, each answered one takes one
-//! back; past [`MAX_CANCELLED`] the connection is closed, the requests still in flight on it
-//! with it. A client that cancels now and then (a browser leaving
-//! a page, a gRPC deadline) stays well within it.
+//! Here each request reset before its answer's head, within [`PREMATURE`] of its arrival,
+//! counts one, each answered one takes one back; past [`MAX_CANCELLED`] the connection is
+//! closed, the requests still in flight on it with it. A client that cancels now and then (a
+//! browser leaving a page, a gRPC deadline) stays well within it, and one that cancels what it
+//! waited for (a long poll timing out, a page left while a cold start holds its requests) is
+//! not counted at all: the balance is never taken back otherwise, and a connection lives for
+//! hours.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::serve::MAX_CONCURRENT_STREAMS;
 
@@ -24,6 +29,12 @@ use super::serve::MAX_CONCURRENT_STREAMS;
 /// the streams a connection may have at once, as nginx bounds the new streams it takes in one
 /// read (1.25.3, its fix for the rapid reset).
 pub(super) const MAX_CANCELLED: usize = 2 * MAX_CONCURRENT_STREAMS as usize;
+
+/// How soon after its arrival a reset request counts: Envoy's bound for a premature reset
+/// (`premature_reset_min_stream_lifetime_seconds`). A rapid reset resets each request as soon
+/// as it has gone out; one that waits this long for each has at most the connection's stream
+/// limit reset a second, as a client that closes its connection and opens another.
+pub(super) const PREMATURE: Duration = Duration::from_secs(1);
 
 /// One HTTP/2 connection's balance of reset and answered requests; see the
 /// [module documentation](self).
@@ -36,7 +47,7 @@ pub(super) struct Cancels {
 impl Cancels {
     /// A request begins: it counts as reset if dropped before [`Pending::answered`].
     pub(super) fn begin(self: &Arc<Self>) -> Pending {
-        Pending(Some(Arc::clone(self)))
+        Pending(Some((Arc::clone(self), Instant::now())))
     }
 
     /// Completes once the client has reset more than [`MAX_CANCELLED`] requests beyond those
@@ -47,12 +58,12 @@ impl Cancels {
 }
 
 /// A request not answered yet; see [`Cancels::begin`].
-pub(super) struct Pending(Option<Arc<Cancels>>);
+pub(super) struct Pending(Option<(Arc<Cancels>, Instant)>);
 
 impl Pending {
     /// The request's answer head is ready: it was not reset before it.
     pub(super) fn answered(mut self) {
-        if let Some(cancels) = self.0.take() {
+        if let Some((cancels, _)) = self.0.take() {
             // Most connections never reset a request: a load, not a write, for them.
             if cancels.balance.load(Ordering::Relaxed) > 0 {
                 let _ =
@@ -68,7 +79,10 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(cancels) = self.0.take() {
+        if let Some((cancels, arrived)) = self.0.take() {
+            if arrived.elapsed() >= PREMATURE {
+                return;
+            }
             let balance = cancels.balance.fetch_add(1, Ordering::Relaxed) + 1;
             if balance > MAX_CANCELLED {
                 // Kept if nothing waits yet: the connection's task looks next time it runs.
@@ -96,6 +110,21 @@ mod tests {
         // Each answered request takes one reset back.
         cancels.begin().answered();
         drop(cancels.begin());
+        assert!(cancels.exceeded().now_or_never().is_none(), "told too soon");
+        drop(cancels.begin());
+        assert!(cancels.exceeded().now_or_never().is_some(), "not told");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_reset_after_a_wait_are_not_counted() {
+        let cancels = Arc::new(Cancels::default());
+        let waited: Vec<Pending> = (0..2 * MAX_CANCELLED).map(|_| cancels.begin()).collect();
+        tokio::time::advance(PREMATURE).await;
+        drop(waited);
+        assert!(cancels.exceeded().now_or_never().is_none(), "counted");
+        for _ in 0..MAX_CANCELLED {
+            drop(cancels.begin());
+        }
         assert!(cancels.exceeded().now_or_never().is_none(), "told too soon");
         drop(cancels.begin());
         assert!(cancels.exceeded().now_or_never().is_some(), "not told");
