@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::in_flight::{Closing, InFlight};
 use super::serve::MAX_CONCURRENT_STREAMS;
 
 /// How many more requests than it had answered a client may reset before their answer: twice
@@ -38,22 +38,26 @@ pub(super) const PREMATURE: Duration = Duration::from_secs(1);
 
 /// One HTTP/2 connection's balance of reset and answered requests; see the
 /// [module documentation](self).
-#[derive(Default)]
 pub(super) struct Cancels {
     balance: AtomicUsize,
-    exceeded: Notify,
+    /// The connection's requests, through which it is closed
+    /// ([`Closing::Resets`]): its task already waits on them, so nothing more is polled
+    /// at each of its wake-ups.
+    connection: Arc<InFlight>,
 }
 
 impl Cancels {
+    /// The balance of the connection whose requests are `connection`.
+    pub(super) fn new(connection: Arc<InFlight>) -> Self {
+        Self {
+            balance: AtomicUsize::new(0),
+            connection,
+        }
+    }
+
     /// A request begins: it counts as reset if dropped before [`Pending::answered`].
     pub(super) fn begin(self: &Arc<Self>) -> Pending {
         Pending(Some((Arc::clone(self), Instant::now())))
-    }
-
-    /// Completes once the client has reset more than [`MAX_CANCELLED`] requests beyond those
-    /// answered (at once if it has since the last call).
-    pub(super) async fn exceeded(&self) {
-        self.exceeded.notified().await;
     }
 }
 
@@ -85,8 +89,7 @@ impl Drop for Pending {
             }
             let balance = cancels.balance.fetch_add(1, Ordering::Relaxed) + 1;
             if balance > MAX_CANCELLED {
-                // Kept if nothing waits yet: the connection's task looks next time it runs.
-                cancels.exceeded.notify_one();
+                cancels.connection.close(Closing::Resets);
             }
         }
     }
@@ -98,8 +101,9 @@ mod tests {
     use futures::FutureExt;
 
     #[tokio::test]
-    async fn resets_past_the_bound_beyond_those_answered_are_told() {
-        let cancels = Arc::new(Cancels::default());
+    async fn resets_past_the_bound_beyond_those_answered_close_the_connection() {
+        let connection = Arc::new(InFlight::default());
+        let cancels = Arc::new(Cancels::new(Arc::clone(&connection)));
         // Answered requests leave no credit to spend on resets later.
         for _ in 0..10 {
             cancels.begin().answered();
@@ -110,23 +114,38 @@ mod tests {
         // Each answered request takes one reset back.
         cancels.begin().answered();
         drop(cancels.begin());
-        assert!(cancels.exceeded().now_or_never().is_none(), "told too soon");
+        assert!(
+            connection.closed().now_or_never().is_none(),
+            "closed too soon"
+        );
         drop(cancels.begin());
-        assert!(cancels.exceeded().now_or_never().is_some(), "not told");
+        assert_eq!(
+            connection.closed().now_or_never(),
+            Some(Closing::Resets),
+            "not closed"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn requests_reset_after_a_wait_are_not_counted() {
-        let cancels = Arc::new(Cancels::default());
+        let connection = Arc::new(InFlight::default());
+        let cancels = Arc::new(Cancels::new(Arc::clone(&connection)));
         let waited: Vec<Pending> = (0..2 * MAX_CANCELLED).map(|_| cancels.begin()).collect();
         tokio::time::advance(PREMATURE).await;
         drop(waited);
-        assert!(cancels.exceeded().now_or_never().is_none(), "counted");
+        assert!(connection.closed().now_or_never().is_none(), "counted");
         for _ in 0..MAX_CANCELLED {
             drop(cancels.begin());
         }
-        assert!(cancels.exceeded().now_or_never().is_none(), "told too soon");
+        assert!(
+            connection.closed().now_or_never().is_none(),
+            "closed too soon"
+        );
         drop(cancels.begin());
-        assert!(cancels.exceeded().now_or_never().is_some(), "not told");
+        assert_eq!(
+            connection.closed().now_or_never(),
+            Some(Closing::Resets),
+            "not closed"
+        );
     }
 }

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,10 +25,19 @@ pub(super) struct InFlight {
     count: AtomicUsize,
     /// Whether a request began or ended since the idle watch's last look.
     active: AtomicBool,
-    /// Set by the idle watch when the connection is to be closed; the connection's task is
+    /// Set (to a [`Closing`]) when the connection is to be closed; the connection's task is
     /// woken through `close_waker`.
-    closing: AtomicBool,
+    closing: AtomicU8,
     close_waker: AtomicWaker,
+}
+
+/// Why a connection is closed by [`InFlight::close`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Closing {
+    /// No request in flight for the header read timeout.
+    Idle = 1,
+    /// Its client reset too many requests before their answer (a rapid reset).
+    Resets = 2,
 }
 
 impl InFlight {
@@ -51,27 +60,41 @@ impl InFlight {
             self.active.store(false, Ordering::Release);
             tokio::time::sleep(bound).await;
             if !self.active.load(Ordering::Acquire) && self.count.load(Ordering::Acquire) == 0 {
-                self.closing.store(true, Ordering::Release);
-                self.close_waker.wake();
+                self.close(Closing::Idle);
                 return;
             }
         }
     }
 
-    /// Completes once [`idle_for`](Self::idle_for) has found the connection idle: a load and a
-    /// waker registration per poll, cheap beside the connection in its `select!`.
-    pub(super) fn closed(&self) -> impl Future<Output = ()> + '_ {
+    /// Has the connection closed at once, for `why` (the first reason given stays).
+    pub(super) fn close(&self, why: Closing) {
+        let _ = self
+            .closing
+            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+        self.close_waker.wake();
+    }
+
+    /// Completes once the connection is to be closed ([`idle_for`](Self::idle_for) found it
+    /// idle, or [`close`](Self::close)), with why: a load and a waker registration per poll,
+    /// cheap beside the connection in its `select!`. Every reason to close a connection early
+    /// comes through here, so that the connection's task polls one such future, not one per
+    /// reason, at each of its wake-ups.
+    pub(super) fn closed(&self) -> impl Future<Output = Closing> + '_ {
         std::future::poll_fn(move |cx| {
-            if self.closing.load(Ordering::Acquire) {
-                return Poll::Ready(());
+            if let Some(why) = self.closing() {
+                return Poll::Ready(why);
             }
             self.close_waker.register(cx.waker());
-            if self.closing.load(Ordering::Acquire) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
+            self.closing().map_or(Poll::Pending, Poll::Ready)
         })
+    }
+
+    fn closing(&self) -> Option<Closing> {
+        match self.closing.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(Closing::Idle),
+            _ => Some(Closing::Resets),
+        }
     }
 }
 

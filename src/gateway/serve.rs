@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Router;
 use super::cancels::Cancels;
-use super::in_flight::{Counted, InFlight};
+use super::in_flight::{Closing, Counted, InFlight};
 use super::send_timeout::SendTimeout;
 use super::stalled::{Answer, Stalled};
 use super::streams::Streams;
@@ -114,8 +114,7 @@ pub(super) async fn serve(
             let requests = Arc::clone(&in_flight);
             let stalled = Arc::new(Stalled::default());
             let watched = Arc::clone(&stalled);
-            let cancels = Arc::new(Cancels::default());
-            let counted_cancels = Arc::clone(&cancels);
+            let cancels = Arc::new(Cancels::new(Arc::clone(&in_flight)));
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                     let counted = requests.begin();
@@ -131,7 +130,7 @@ pub(super) async fn serve(
                     // taking an answer; over HTTP/2 each answer is watched.
                     let http2 = request.version() == http::Version::HTTP_2;
                     let watched = http2.then(|| Arc::clone(&watched));
-                    let pending = http2.then(|| counted_cancels.begin());
+                    let pending = http2.then(|| cancels.begin());
                     let answer = router.clone().answer(request);
                     async move {
                         let response = answer.await?;
@@ -175,24 +174,29 @@ pub(super) async fn serve(
                 }
             }));
             let result = tokio::select! {
+                // Polled in order, all of them at each wake-up until one is ready: no random
+                // pick of the first one, which only matters between futures that compete.
+                biased;
                 result = connection.as_mut() => result,
-                () = in_flight.closed() => {
-                    tracing::debug!(%addr, "no request for the header read timeout; closed");
+                why = in_flight.closed() => {
+                    match why {
+                        Closing::Idle => tracing::debug!(
+                            %addr,
+                            "no request for the header read timeout; closed"
+                        ),
+                        // Closed at once: a graceful close (`GOAWAY`) goes on taking streams
+                        // until the client answers a `PING`, which this client need never do.
+                        Closing::Resets => tracing::info!(
+                            %addr,
+                            "an HTTP/2 client reset too many requests before their answer \
+                             (a rapid reset); connection closed"
+                        ),
+                    }
                     return;
                 }
                 _ = stopping.changed() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
-                }
-                () = cancels.exceeded() => {
-                    // Closed at once: a graceful close (`GOAWAY`) goes on taking streams until
-                    // the client answers a `PING`, which this client need never do.
-                    tracing::info!(
-                        %addr,
-                        "an HTTP/2 client reset too many requests before their answer \
-                         (a rapid reset); connection closed"
-                    );
-                    return;
                 }
             };
             if let Err(error) = result {
