@@ -102,9 +102,10 @@ pin_project! {
     impl PinnedDrop for Watched {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            // Asked only of a reset request: nothing more for one answered, nor over HTTP/1.1.
-            if let Some(pending) = this.pending.take() {
-                if !this.answer.as_ref().get_ref().at_backend() {
+            // Asked only of a reset request: a check, not a store, for one answered, or over
+            // HTTP/1.1.
+            if this.pending.is_some() && !this.answer.as_ref().get_ref().at_backend() {
+                if let Some(pending) = this.pending.take() {
                     pending.not_forwarded();
                 }
             }
@@ -124,8 +125,11 @@ impl Future for Watched {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let answer = ready!(this.answer.poll(cx));
-        if let Some(pending) = this.pending.take() {
-            pending.answered();
+        // A check, not a store, over HTTP/1.1.
+        if this.pending.is_some() {
+            if let Some(pending) = this.pending.take() {
+                pending.answered();
+            }
         }
         Poll::Ready(answer)
     }
