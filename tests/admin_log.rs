@@ -65,3 +65,52 @@ async fn actions_are_logged_with_who_asked_and_what_came_of_them() {
     );
     assert!(!logs.text().contains(TOKEN), "the token is never logged");
 }
+
+/// Anyone who reaches the admin port can ask without the token, as often as they like: the
+/// first refusal is at warn, the flood after it at debug (at most one warn line a minute), so
+/// that it cannot fill the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_actions_is_one_warning() {
+    let logs = logs(tracing::Level::INFO);
+    let monitor = Arc::new(MinMonitor::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    tokio::spawn(tower_monitor::admin::serve(listener, monitor, TOKEN));
+    for _ in 0..20 {
+        let (status, _) = post(admin, "/services/flooded-app/stop", "wrong").await;
+        assert!(status.contains(" 401 "), "{status}");
+    }
+    let warned = logs.lines_with(&["admin action refused", "flooded-app"]);
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(warned[0].contains("WARN"), "{}", warned[0]);
+    assert!(warned[0].contains("refused_quietly=0"), "{}", warned[0]);
+}
+
+/// An action asked of a service without the trigger for it (409) has its outcome logged, as
+/// every asked action does: one line, with the client, after the "asked" one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_without_its_trigger_is_logged_as_refused() {
+    let logs = logs(tracing::Level::INFO);
+    let monitor = Arc::new(MinMonitor::new());
+    let service = MonitoredService::new(url_for(refused_addr().await), Duration::ZERO);
+    monitor.add("triggerless-app", service).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    tokio::spawn(tower_monitor::admin::serve(listener, monitor, TOKEN));
+    for (action, trigger) in [("start", "on_down"), ("stop", "on_idle")] {
+        let path = format!("/services/triggerless-app/{action}");
+        let (status, from) = post(admin, &path, TOKEN).await;
+        assert!(status.contains(" 409 "), "{status}");
+        let lines = logs.lines_with(&["admin action", &from]);
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(lines[0].contains("admin action asked"), "{}", lines[0]);
+        let outcome = &lines[1];
+        assert!(outcome.contains("admin action refused"), "{outcome}");
+        assert!(outcome.contains(&format!("no {trigger}")), "{outcome}");
+        assert!(outcome.contains("service=triggerless-app"), "{outcome}");
+        assert!(
+            outcome.contains(&format!(r#"action="{action}""#)),
+            "{outcome}"
+        );
+    }
+}

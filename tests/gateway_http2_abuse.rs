@@ -302,3 +302,72 @@ async fn a_client_that_cancels_requests_it_waited_for_keeps_its_connection() {
     let head = client.next(HEADERS).await;
     assert_eq!(head.expect("the connection was closed").stream, stream);
 }
+
+/// A gRPC call (`POST`, `content-type: application/grpc`) on stream `stream`, with no body.
+fn grpc_call(stream: u32) -> Vec<u8> {
+    let path = b"/pkg.Service/Call";
+    // `:method POST`, `:scheme http`, then `:path`, `:authority` and `content-type` as
+    // literals with their names from the static table (index 31, past a 4-bit prefix).
+    let mut block = vec![0x83, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x01, 3]);
+    block.extend_from_slice(b"app");
+    block.extend_from_slice(&[0x0f, 31 - 15, 16]);
+    block.extend_from_slice(b"application/grpc");
+    frame(HEADERS, END_STREAM_AND_HEADERS, stream, &block)
+}
+
+/// A gRPC client that multiplexes calls with short deadlines on one connection resets every
+/// call held for a cold start, each well within a second: none reached a backend, and its
+/// connection is kept (closing it would end its calls to other services too). 300 resets, past
+/// the 256 that close a connection whose resets reached the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_resets_requests_held_for_a_cold_start_keeps_its_connection() {
+    // A backend that never comes up: `on_down` succeeds, its address refuses connections.
+    let backend = common::refused_addr().await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "services": {{ "app": {{ "hold": {{ "max_wait": "60s" }} }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s",
+                                      "start_timeout": "120s", "on_down": {{ "type": "count" }} }} }} }}"#
+    );
+    let registry = common::counting_registry(common::counter());
+    let gateway = common::start_gateway(&config, &registry).await;
+    let held = || {
+        let services = gateway.monitor.snapshot();
+        services.iter().map(|s| s.requests_held).sum::<usize>()
+    };
+    let mut client = Client::connect(gateway.addr).await;
+    for round in 0..3 {
+        let streams: Vec<u32> = (0..100).map(|n| 1 + 2 * (100 * round + n)).collect();
+        let sent = tokio::time::Instant::now();
+        let calls: Vec<u8> = streams.iter().flat_map(|&s| grpc_call(s)).collect();
+        client.write.write_all(&calls).await.unwrap();
+        common::until(WAIT, "held", held, |&n| n == 100).await;
+        let resets: Vec<u8> = streams.iter().flat_map(|&s| reset(s)).collect();
+        client.write.write_all(&resets).await.unwrap();
+        // Each reset seen through: its request dropped, its place freed.
+        common::until(WAIT, "let go", held, |&n| n == 0).await;
+        assert!(
+            sent.elapsed() < Duration::from_millis(900),
+            "round {round} took {:?}: its resets were not premature",
+            sent.elapsed()
+        );
+    }
+    // A PING's answer comes after anything the gateway sent before it: no GOAWAY came.
+    client
+        .write
+        .write_all(&frame(0x6, 0, 0, &[7; 8]))
+        .await
+        .unwrap();
+    let ping = tokio::time::timeout(WAIT, async {
+        while let Some(frame) = client.frames.recv().await {
+            assert_ne!(frame.kind, GOAWAY, "the connection was closed");
+            if frame.kind == 0x6 {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(ping.await.expect("no answer"), "the connection was closed");
+}

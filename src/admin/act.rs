@@ -16,12 +16,15 @@ impl Admin {
         };
         let peer = Peer(self.peer);
         tracing::info!(service = %name, action, %peer, "admin action asked");
+        let mut asked = Asked {
+            name,
+            action,
+            peer: &peer,
+            open: true,
+        };
         let outcome = if action == "start" {
             if registered.service.on_down.is_none() {
-                return text(
-                    StatusCode::CONFLICT,
-                    "the service has no on_down to start it\n",
-                );
+                return asked.refused("the service has no on_down to start it\n");
             }
             // `start` does nothing to an Up service: say so, as a stop of a down one does,
             // rather than claim a start that never ran.
@@ -32,13 +35,11 @@ impl Admin {
             }
         } else {
             if registered.service.on_idle.is_none() {
-                return text(
-                    StatusCode::CONFLICT,
-                    "the service has no on_idle to stop it\n",
-                );
+                return asked.refused("the service has no on_idle to stop it\n");
             }
             self.monitor.stop(name).await
         };
+        asked.open = false;
         let state = registered.state().as_str();
         match &outcome {
             Ok(acted) => {
@@ -74,6 +75,43 @@ impl Admin {
                 StatusCode::BAD_GATEWAY,
                 "the trigger failed; the log says why\n",
             ),
+        }
+    }
+}
+
+/// An action asked, until its outcome is logged: every "asked" line has one outcome line
+/// (done, failed, refused), or, should its client go away while it runs (the answer's future
+/// dropped), one saying so.
+struct Asked<'a> {
+    name: &'a str,
+    action: &'a str,
+    peer: &'a Peer,
+    /// No outcome logged yet.
+    open: bool,
+}
+
+impl Asked<'_> {
+    /// Refused with 409: the service has no trigger for it.
+    fn refused(mut self, why: &'static str) -> Response<AdminBody> {
+        self.open = false;
+        let Self { name, action, .. } = self;
+        let peer = self.peer;
+        tracing::info!(service = %name, action, %peer, "admin action refused: {}", why.trim_end());
+        text(StatusCode::CONFLICT, why)
+    }
+}
+
+impl Drop for Asked<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let Self { name, action, .. } = self;
+            let peer = self.peer;
+            tracing::info!(
+                service = %name,
+                action,
+                %peer,
+                "admin action left: its client went away before its outcome"
+            );
         }
     }
 }

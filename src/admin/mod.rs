@@ -19,7 +19,9 @@
 //! info with the service, the action and the client's address (`peer`, `-` when the service is
 //! mounted in another server), when asked and when done (`acted`, the `state` it left); a
 //! failed one at warn with the error; one refused for want of the token at warn, with the name
-//! as sent. The token is never logged. The reads need no token: serve the admin service on a loopback address (the
+//! as sent, at most once a minute (the others at debug, and counted in the next warning's
+//! `refused_quietly`: anyone reaching the port could otherwise fill the log); one with
+//! nothing to do for want of a trigger (409) at info. The token is never logged. The reads need no token: serve the admin service on a loopback address (the
 //! gateway's default), or put it behind your own authentication. It answers only requests
 //! naming an IP address, `localhost`, or a host listed with [`Admin::allow_hosts`] (403
 //! otherwise), so that a web page cannot read it through DNS rebinding.
@@ -91,7 +93,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tower_service::Service;
 
 use crate::MinMonitor;
-use auth::Token;
+use auth::{Refusals, Token};
 use host::Hosts;
 #[cfg(feature = "gateway")]
 pub(crate) use host::without_port;
@@ -125,6 +127,8 @@ pub struct Admin {
     /// The client's address, for the log of actions: known when served by [`serve`], which
     /// clones the service for each connection.
     peer: Option<SocketAddr>,
+    /// The actions refused for want of the token, shared by the clones: their warnings bounded.
+    refusals: Arc<Refusals>,
 }
 
 /// The admin service's response body.
@@ -147,6 +151,7 @@ impl Admin {
             hosts: Hosts::default(),
             families: None,
             peer: None,
+            refusals: Arc::default(),
         }
     }
 
@@ -230,15 +235,8 @@ impl Admin {
             (Method::GET | Method::HEAD, ["metrics"]) => self.metrics(),
             (Method::POST, ["services", name, action @ ("start" | "stop")]) => {
                 if let Err(why) = authorized {
-                    // At warn: someone without the token tried to start or stop a backend.
-                    // The name as sent (Debug: escaped), since it names no service yet.
-                    tracing::warn!(
-                        peer = %act::Peer(self.peer),
-                        service = ?name,
-                        action,
-                        "admin action refused: {}",
-                        why.trim_end()
-                    );
+                    // Someone without the token tried to start or stop a backend.
+                    self.refusals.log(&act::Peer(self.peer), name, action, why);
                     let mut response = text(StatusCode::UNAUTHORIZED, why);
                     response
                         .headers_mut()

@@ -15,14 +15,24 @@
 //! waited for (a long poll timing out, a page left while a cold start holds its requests) is
 //! not counted at all: the balance is never taken back otherwise, and a connection lives for
 //! hours.
+//!
+//! Only requests that reached the backend count ([`Watched`]): one the layer held for a cold
+//! start, or that the router or the proxy answered itself, costs the backend nothing, and a
+//! gRPC client multiplexing calls with short deadlines resets hundreds of held ones while a
+//! backend starts; its connection, and its calls to other services, would be closed for it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::in_flight::{Closing, InFlight};
+use super::router::RouterFuture;
 use super::serve::MAX_CONCURRENT_STREAMS;
 
 /// How many more requests than it had answered a client may reset before their answer: twice
@@ -78,6 +88,57 @@ impl Pending {
                         });
             }
         }
+    }
+}
+
+pin_project! {
+    /// A router's answer to come, and over HTTP/2 its request's [`Pending`]: answered with its
+    /// head; dropped before it, counted as reset only if the request had reached the backend.
+    pub(super) struct Watched {
+        #[pin]
+        answer: RouterFuture,
+        pending: Option<Pending>,
+    }
+    impl PinnedDrop for Watched {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Asked only of a reset request: a check, not a store, for one answered, or over
+            // HTTP/1.1.
+            if this.pending.is_some() && !this.answer.as_ref().get_ref().at_backend() {
+                if let Some(pending) = this.pending.take() {
+                    pending.not_forwarded();
+                }
+            }
+        }
+    }
+}
+
+impl Watched {
+    pub(super) fn new(answer: RouterFuture, pending: Option<Pending>) -> Self {
+        Self { answer, pending }
+    }
+}
+
+impl Future for Watched {
+    type Output = <RouterFuture as Future>::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = ready!(this.answer.poll(cx));
+        // A check, not a store, over HTTP/1.1.
+        if this.pending.is_some() {
+            if let Some(pending) = this.pending.take() {
+                pending.answered();
+            }
+        }
+        Poll::Ready(answer)
+    }
+}
+
+impl Pending {
+    /// The request is dropped before it reached the backend: not counted.
+    fn not_forwarded(mut self) {
+        self.0 = None;
     }
 }
 

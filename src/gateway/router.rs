@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use crate::MonitorService;
 use crate::admin::without_port;
-use crate::layer::{FallbackBody, MonitorBody, ResponseFuture, grpc_status, is_grpc};
+use crate::layer::{AtBackend, FallbackBody, MonitorBody, ResponseFuture, grpc_status, is_grpc};
 use crate::proxy::{ALLOWED, Proxy};
 
 use super::answered::{Block, CLIENT_GONE, Requests};
@@ -377,6 +377,17 @@ fn without_body(mut response: Response<GatewayBody>) -> Response<GatewayBody> {
             .or_insert(length.into());
     }
     response.map(GatewayBody::emptied)
+}
+
+impl RouterFuture {
+    /// Whether its request has reached the backend (see [`AtBackend`]): never one the router
+    /// answered itself.
+    pub(super) fn at_backend(&self) -> bool {
+        match &self.state {
+            State::Forwarding { future, .. } => future.at_backend(),
+            State::Answered { .. } => false,
+        }
+    }
 }
 
 impl fmt::Debug for RouterFuture {

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Router;
-use super::cancels::Cancels;
+use super::cancels::{Cancels, Watched};
 use super::in_flight::{Closing, Counted, InFlight};
 use super::send_timeout::SendTimeout;
 use super::stalled::{Answer, Stalled};
@@ -131,12 +131,9 @@ pub(super) async fn serve(
                     let http2 = request.version() == http::Version::HTTP_2;
                     let watched = http2.then(|| Arc::clone(&watched));
                     let pending = http2.then(|| cancels.begin());
-                    let answer = router.clone().answer(request);
+                    let answer = Watched::new(router.clone().answer(request), pending);
                     async move {
                         let response = answer.await?;
-                        if let Some(pending) = pending {
-                            pending.answered();
-                        }
                         Ok::<_, Infallible>(response.map(|body| {
                             let body = Counted::new(body, counted);
                             match watched {

@@ -306,6 +306,36 @@ where
     Settled::Answer(response.map(|body| MonitorBody::fallback_in_flight(body, in_flight.take())))
 }
 
+/// Whether a request has reached its backend: its layer forwarded it, and the inner service
+/// did not answer it itself. An HTTP/2 client's reset of a request counts toward the gateway's
+/// rapid-reset bound only then: a request held for a cold start, or refused, costs the backend
+/// nothing, and a client with short deadlines resets many of those.
+///
+/// Asked only of a request reset before its answer: nothing is kept for it beside the states
+/// the futures have anyway.
+#[cfg(feature = "gateway")]
+pub(crate) trait AtBackend {
+    fn at_backend(&self) -> bool;
+}
+
+#[cfg(feature = "gateway")]
+impl<S, ReqBody> AtBackend for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+    S::Future: AtBackend,
+{
+    fn at_backend(&self) -> bool {
+        match &self.state {
+            State::Counting { future, .. } | State::Forwarding { future } => future.at_backend(),
+            State::Rare { rare } => match rare.as_ref().map(|(step, _)| &**step) {
+                Some(Step::Forwarding { future, .. }) => future.at_backend(),
+                // Held, or waiting for the backend's status; or answered already.
+                Some(Step::Deciding { .. } | Step::Done) | None => false,
+            },
+        }
+    }
+}
+
 /// Tells the client its request waited for a cold start, and for how long.
 pub(crate) fn mark_cold_start<B>(response: &mut Response<B>, held: Duration) {
     let millis = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
@@ -361,6 +391,11 @@ impl<T> OutOfLine<T> {
     #[inline]
     pub(crate) fn as_mut(&mut self) -> Option<&mut T> {
         self.0.as_mut()
+    }
+
+    #[cfg(feature = "gateway")]
+    fn as_ref(&self) -> Option<&T> {
+        self.0.as_ref()
     }
 
     #[inline(never)]

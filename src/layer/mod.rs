@@ -159,6 +159,8 @@ mod waiting_page;
 
 pub use body::{FallbackBody, MonitorBody};
 pub use fallback::{DEFAULT_RETRY_AFTER, FallbackReason, default_response};
+#[cfg(feature = "gateway")]
+pub(crate) use future::AtBackend;
 pub use future::ResponseFuture;
 #[cfg(feature = "proxy")]
 pub(crate) use future::mark_cold_start;

@@ -69,6 +69,20 @@ impl<B> ResponseFuture<B> {
     }
 }
 
+/// Sent on a connection, or on its way to one; not when the proxy answered itself. A request
+/// that waits inside the boxed state before it goes (its turn under a limit, or the backend's
+/// return after a refused connection) counts as sent too: telling those apart would take a
+/// flag shared with the boxed future, an allocation per request.
+#[cfg(feature = "gateway")]
+impl<B> crate::layer::AtBackend for ResponseFuture<B> {
+    fn at_backend(&self) -> bool {
+        match self.state {
+            State::Waiting { .. } | State::Boxed(_) => true,
+            State::Ready(_) => false,
+        }
+    }
+}
+
 impl<B> fmt::Debug for ResponseFuture<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
