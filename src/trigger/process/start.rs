@@ -203,24 +203,32 @@ mod tests {
     async fn the_last_stop_waited_for_ending_with_the_lock_taken_starts_the_program() {
         let dir = std::env::temp_dir().join(format!("tower-monitor-start-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let lock = dir.join("app.lock");
-        // Deaf to SIGTERM: its holder's stop holds the lock until the SIGKILL.
+        let (lock, deaf) = (dir.join("app.lock"), dir.join("deaf"));
+        // Deaf to SIGTERM once it says so: its holder's stop holds the lock until the SIGKILL.
+        let script = format!(
+            "trap '' TERM; : > {:?}; while :; do sleep 0.05; done",
+            deaf.display().to_string()
+        );
         let gateway = || {
             Process::builder("sh")
-                .args(["-c", "trap '' TERM; while :; do sleep 0.05; done"])
+                .args(["-c", &script])
                 .lock_file(&lock)
                 .stop_grace(Duration::from_secs(4))
                 .build()
         };
         let (holder, other) = (gateway(), gateway());
         holder.start().unwrap();
+        let deadline = std::time::Instant::now() + WITHIN;
+        while !deaf.exists() {
+            assert!(std::time::Instant::now() < deadline, "it never said so");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let stopping = tokio::spawn({
             let holder = holder.clone();
             async move { holder.stop().await }
         });
         let says_stopping =
             || std::fs::read_to_string(&lock).is_ok_and(|text| text.contains("\nstopping_until "));
-        let deadline = std::time::Instant::now() + WITHIN;
         while !says_stopping() {
             let ended = stopping.is_finished();
             assert!(
