@@ -4,6 +4,7 @@ mod builder;
 mod error;
 mod leftover;
 mod lock;
+mod remains;
 mod run;
 mod spawner;
 mod start;
