@@ -4,6 +4,7 @@ mod builder;
 mod error;
 mod leftover;
 mod lock;
+mod remains;
 mod run;
 mod spawner;
 mod start;
@@ -47,8 +48,11 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// - **Stopped with its group.** The program runs in a process group of its own.
 ///   [`stop`](Self::stop) sends SIGTERM to the group and waits up to the stop grace (default
 ///   [`DEFAULT_STOP_GRACE`]) for the program and what it started to exit, then sends SIGKILL to
-///   whatever is left, and reaps the program. [`stopper`](Self::stopper) is the same as a
-///   trigger, for `on_idle`.
+///   whatever is left, reaps the program, and waits for the rest of its group to die. Once the
+///   program has exited, what it left in its group is stopped so even if the stop's caller
+///   gives up on it (an idle stop cut short by the monitor's `trigger_timeout`): until then a
+///   trigger waits, and [`start`](Self::start) fails. [`stopper`](Self::stopper) is the same as
+///   a trigger, for `on_idle`.
 /// - **Never orphaned.** When the last handle to it is dropped, or the runtime reaping it shuts
 ///   down, the group is killed (SIGKILL). A [`Supervisor`] stops all of its processes gracefully,
 ///   for a program's orderly exit. Should this process die without either (`kill -9`, the OOM
@@ -169,7 +173,8 @@ impl Process {
     /// that, as it cannot wait for that to stop: the process as a trigger, or a
     /// [`stop`](Self::stop), stops that first; and while a stop holds the lock file (this
     /// supervisor's, what the program left in its group not gone yet, or another supervisor's
-    /// whose record says it stops the program), which the process as a trigger waits for.
+    /// whose record says it stops the program), or, without one, while this supervisor stops
+    /// what the program left in its group, which the process as a trigger waits for.
     ///
     /// ```
     /// # #[tokio::main] async fn main() {
@@ -185,8 +190,11 @@ impl Process {
     }
 
     /// Stops the program: SIGTERM to its group, SIGKILL to what is left after the stop grace.
-    /// Resolves, with the program's exit status, once it has exited and been reaped; `Ok(None)`
-    /// if it was not running here, after stopping what a supervisor that died left of it, if
+    /// Resolves, with the program's exit status, once it has exited and been reaped, and what
+    /// it left in its group is gone; `Ok(None)` if it was not running here, after what it left
+    /// in its group is gone (a stop given up on still stops that: this one waits for it, and
+    /// kills it by its own deadline at the latest), and after stopping what a supervisor that
+    /// died left of it, if
     /// its [`lock_file`](ProcessBuilder::lock_file) shows any (a gateway's shutdown stops
     /// that too). A stop while another runs (an idle stop and a shutdown) sends no
     /// second SIGTERM: it waits for the exit, and sends the SIGKILL at its own deadline or the

@@ -16,6 +16,8 @@ mod leftover_races;
 mod lifecycle;
 mod overlapping_stops;
 #[cfg(target_os = "linux")]
+mod remains;
+#[cfg(target_os = "linux")]
 mod start_during_stop;
 
 use std::net::SocketAddr;

@@ -124,8 +124,9 @@ impl ProcessBuilder {
     /// holds an advisory lock (`flock`) on the file, and writes the program's id in it. A start
     /// that finds the lock held by another supervisor is `Ok` and starts nothing (the program
     /// runs, elsewhere; the monitor's probe sees it). The lock is released when the program
-    /// and what it left in its group have exited or been stopped, and by the kernel when the
-    /// holder exits, however it exits. A stop (of the program, or of what a supervisor that
+    /// has exited, and, if it exited under a stop, once what it left in its group has too (a
+    /// stop given up on by its caller still kills that at its deadline, and holds the lock
+    /// until it is gone); and by the kernel when the holder exits, however it exits. A stop (of the program, or of what a supervisor that
     /// died left) writes `stopping_until`, when it kills what is left at the latest, in
     /// milliseconds since the Unix epoch, into the record: the process as a trigger, finding
     /// the lock so held, waits for it (until then, and the few seconds a SIGKILL may take),

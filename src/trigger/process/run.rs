@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::lock::{self, Claim, Record, RunLock};
+use super::remains::RemainsStop;
 use super::stop::Stops;
 use super::{ProcessError, Shared};
 use super::{leftover, spawner};
@@ -100,6 +101,9 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), ProcessError> {
         .unwrap_or(std::path::Path::new(""));
     let path = path.display().to_string();
     let why = match blocked {
+        Blocked::OwnStop if shared.spec.lock_file.is_none() => {
+            "what its last run left in its process group is being stopped here".to_string()
+        }
         Blocked::OwnStop => {
             format!("it is being stopped here, and that stop holds its lock file {path:?}")
         }
@@ -146,6 +150,12 @@ pub(super) fn try_start(
     // it counts itself ended, so a lock held then is another's, unless read so here.
     let own_stop = state.stops.as_ref().is_some_and(|s| s.under_way());
     let spec = &shared.spec;
+    // Its last run has exited, what it left in its group not yet (`remains`): started now,
+    // it would run beside that, which may hold its port. A lock file's lock, held by that
+    // stop, tells so below.
+    if own_stop && spec.lock_file.is_none() {
+        return Ok(Some(Blocked::OwnStop));
+    }
     let lock = match &spec.lock_file {
         None => None,
         Some(path) => match taken.map_or_else(|| lock::claim(path), |lock| Ok(Claim::Ours(lock))) {
@@ -258,7 +268,7 @@ pub(super) fn try_start(
         output::forward(err, source, Stream::Stderr, None);
     }
     let (exit_tx, exit) = watch::channel(Exit::Running);
-    let stops = Arc::<Stops>::default();
+    let stops = Arc::new(Stops::new(pid));
     state.latest = Some(exit.clone());
     state.stops = Some(Arc::clone(&stops));
     state.running = Some(Running {
@@ -291,10 +301,16 @@ async fn watch_exit(
 ) {
     let status = child.wait().await.ok();
     guard.disarm();
+    let mut remains = None;
     if let Some(shared) = shared.upgrade() {
         let mut state = shared.lock();
         let ours = state.running.as_ref().filter(|r| r.pid == pid);
         let stopping = ours.is_some_and(|r| r.stops.begun());
+        // Stopped here, not by the stops: they may be given up on (see `remains`).
+        remains = ours.filter(|_| stopping).map(|running| {
+            let stop = RemainsStop::begin(running);
+            (stop, Arc::clone(&shared.program), service.clone())
+        });
         if ours.is_some() {
             state.running = None;
         }
@@ -320,6 +336,9 @@ async fn watch_exit(
         }
     }
     exit_tx.send_replace(Exit::Exited(status));
+    if let Some((stop, program, service)) = remains {
+        stop.run(program, service).await;
+    }
 }
 
 /// Kills the group if the watcher is dropped (its runtime shut down) before the program exited:

@@ -41,7 +41,7 @@ impl Trigger for Process {
             return async move { started }.boxed();
         }
         let process = self.clone();
-        async move { Ok(process.start_after_stops().await?) }.boxed()
+        async move { Ok(process.start_after_stops(ROUNDS).await?) }.boxed()
     }
 
     /// When the program the last start started, or found running, exits. `None` when it runs
@@ -73,10 +73,12 @@ impl Trigger for Process {
 }
 
 impl Process {
-    async fn start_after_stops(&self) -> Result<(), ProcessError> {
+    /// Starts the program once the stops found in the way, at most `rounds` of them in a row,
+    /// have ended.
+    async fn start_after_stops(&self, rounds: usize) -> Result<(), ProcessError> {
         let shared = &self.shared;
         let mut taken = None;
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             self.own_stops_ended().await?;
             let Some(path) = shared.spec.lock_file.as_deref() else {
                 return self.start();
@@ -95,8 +97,16 @@ impl Process {
             drop(one);
             taken = self.holders_stop_ended(path, left).await?;
         }
+        // The last stop waited for ended with the lock taken by this start: dropped, it would
+        // fail a start that may run the program now.
+        if taken.is_some() {
+            let _one = shared.reclaiming.lock().await;
+            if run::try_start(shared, taken)?.is_none() {
+                return Ok(());
+            }
+        }
         Err(self.not_started(format!(
-            "a stop held its lock file each of the {ROUNDS} times this start looked"
+            "a stop held its lock file each of the {rounds} times this start looked"
         )))
     }
 
@@ -177,5 +187,67 @@ impl Process {
             program: self.shared.program.to_string(),
             source: std::io::Error::other(why),
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::Process;
+
+    /// Ample for a stop of a couple of seconds, SIGKILL included, on a loaded machine.
+    const WITHIN: Duration = Duration::from_secs(15);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_last_stop_waited_for_ending_with_the_lock_taken_starts_the_program() {
+        let dir = std::env::temp_dir().join(format!("tower-monitor-start-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (lock, deaf) = (dir.join("app.lock"), dir.join("deaf"));
+        // Deaf to SIGTERM once it says so: its holder's stop holds the lock until the SIGKILL.
+        let script = format!(
+            "trap '' TERM; : > {:?}; while :; do sleep 0.05; done",
+            deaf.display().to_string()
+        );
+        let gateway = || {
+            Process::builder("sh")
+                .args(["-c", &script])
+                .lock_file(&lock)
+                .stop_grace(Duration::from_secs(4))
+                .build()
+        };
+        let (holder, other) = (gateway(), gateway());
+        holder.start().unwrap();
+        let deadline = std::time::Instant::now() + WITHIN;
+        while !deaf.exists() {
+            assert!(std::time::Instant::now() < deadline, "it never said so");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopping = tokio::spawn({
+            let holder = holder.clone();
+            async move { holder.stop().await }
+        });
+        let says_stopping =
+            || std::fs::read_to_string(&lock).is_ok_and(|text| text.contains("\nstopping_until "));
+        while !says_stopping() {
+            let ended = stopping.is_finished();
+            assert!(
+                std::time::Instant::now() < deadline && !ended,
+                "the stop never said so (ended: {ended})"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // One round: the holder's stop is the last one waited for, and it ends with the lock
+        // free, taken by this start.
+        tokio::time::timeout(WITHIN, other.start_after_stops(1))
+            .await
+            .expect("the start waits for the holder's stop, which its record bounds")
+            .unwrap();
+
+        assert!(other.is_running(), "the lock taken was dropped");
+        assert!(stopping.await.unwrap().unwrap().is_some(), "it was running");
+        other.stop_with(Duration::ZERO).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,6 +10,7 @@ use futures::future::{BoxFuture, FutureExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::remains::Remains;
 use super::run::{Exit, Running};
 use super::{Process, ProcessError, Shared};
 use crate::BoxError;
@@ -90,7 +91,8 @@ impl Process {
     /// nothing left to stop: its backend is down, which the monitor's probe will find.
     pub(super) fn not_running(&self) -> Option<ProcessError> {
         let state = self.shared.lock();
-        if state.running.is_some() {
+        let remains = state.stops.as_ref().is_some_and(|s| s.remains_under_way());
+        if state.running.is_some() || remains {
             return None;
         }
         // Each says what the operator can do: nothing here will stop what answers.
@@ -125,8 +127,10 @@ impl Process {
 /// What the stops of one run share, so that stops that overlap (an idle stop and the
 /// gateway's shutdown, an operator's stop and a second signal) signal the program once each
 /// way: one SIGTERM, one SIGKILL, one line each.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Stops {
+    /// The program's id, its group's.
+    pid: u32,
     /// When what is left of the program is killed: the earliest deadline of the stops so far;
     /// `None` until the first stop.
     kill_at: Mutex<Option<Instant>>,
@@ -139,9 +143,22 @@ pub(super) struct Stops {
     /// under way and not once none is, however they begin and end (one after another given
     /// up, two given up at once on two threads).
     said: Mutex<usize>,
+    /// Where the stop of what the program left in its group stands (see `remains`).
+    remains: watch::Sender<Remains>,
 }
 
 impl Stops {
+    pub(super) fn new(pid: u32) -> Self {
+        Self {
+            pid,
+            kill_at: Mutex::default(),
+            killed: AtomicBool::default(),
+            under_way: watch::Sender::default(),
+            said: Mutex::default(),
+            remains: watch::Sender::new(Remains::NotBegun),
+        }
+    }
+
     /// Whether a stop has begun, so that the exit is not reported as a crash.
     pub(super) fn begun(&self) -> bool {
         self.kill_at().is_some()
@@ -159,7 +176,7 @@ impl Stops {
         (first, at)
     }
 
-    fn kill_at(&self) -> Option<Instant> {
+    pub(super) fn kill_at(&self) -> Option<Instant> {
         *self.kill_at.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -186,21 +203,52 @@ impl Stops {
     }
 
     /// Whether this caller is the one to send the SIGKILL: the first to ask.
-    fn claim_kill(&self) -> bool {
+    pub(super) fn claim_kill(&self) -> bool {
         !self.killed.swap(true, Ordering::SeqCst)
+    }
+
+    /// Whether what the program left in its group is being stopped (it has exited).
+    pub(super) fn remains_under_way(&self) -> bool {
+        matches!(*self.remains.borrow(), Remains::Stopping)
+    }
+
+    pub(super) fn set_remains(&self, remains: Remains) {
+        self.remains.send_replace(remains);
+    }
+
+    /// Resolves once what the program left in its group is stopped (at once if that stop has
+    /// not begun: the program has not exited under a stop), or why it may not be: it could
+    /// not be killed, or it outlasted its bound.
+    async fn remains_stopped(&self) -> Result<(), String> {
+        let kill_at = self.kill_at().unwrap_or_else(Instant::now);
+        let bound = crate::deadline::saturating_after(kill_at, AFTER_KILL + STOP_SLACK);
+        let mut remains = self.remains.subscribe();
+        let over = remains.wait_for(|remains| !matches!(remains, Remains::Stopping));
+        match tokio::time::timeout_at(bound, over).await {
+            Ok(Ok(remains)) => match &*remains {
+                Remains::Stopped(Some(failure)) => Err(failure.clone()),
+                _ => Ok(()),
+            },
+            // The sender is ours: it cannot be gone while we borrow it.
+            Ok(Err(_)) => Ok(()),
+            Err(_) => Err(format!(
+                "what it left in its process group still runs {:?} after its SIGKILL was due",
+                bound.saturating_duration_since(kill_at)
+            )),
+        }
     }
 }
 
 /// One stop under way, holding its run (and so the lock file's lock) until it ends, however it
 /// ends (its future dropped too): the lock is released before the count says it has ended.
-struct UnderWay {
+pub(super) struct UnderWay {
     running: Option<Running>,
     /// Whether it counts among the stops that said so in the record ([`Stops::said`]).
     said: bool,
 }
 
 impl UnderWay {
-    fn new(running: Running) -> Self {
+    pub(super) fn new(running: Running) -> Self {
         running.stops.under_way.send_modify(|n| *n += 1);
         Self {
             running: Some(running),
@@ -211,7 +259,7 @@ impl UnderWay {
     /// Says in the lock file's record that the program is being stopped and killed by
     /// `deadline`, unless a stop under way has: every stop, not the first only, as the
     /// record was taken back if the stops before it were given up on.
-    fn say(&mut self, deadline: Instant) {
+    pub(super) fn say(&mut self, deadline: Instant) {
         let running = self.running.as_ref().expect("held until dropped");
         let mut said = running
             .stops
@@ -267,16 +315,37 @@ pub(super) async fn stop(
     shared: &Shared,
     grace: Duration,
 ) -> Result<Option<ExitStatus>, ProcessError> {
-    let (mut running, first, deadline) = {
+    let joined = {
         // Joined under the state lock, as the exit's watcher reads whether a stop began.
         let state = shared.lock();
+        let own = crate::deadline::saturating_after(Instant::now(), grace);
         match state.running.as_ref() {
-            None => return Ok(None),
-            Some(running) => {
-                let own = crate::deadline::saturating_after(Instant::now(), grace);
-                let (first, deadline) = running.stops.join(own);
-                (UnderWay::new(running.clone()), first, deadline)
+            // The program has exited, and what it left in its group may be being stopped
+            // still: this stop kills that by its own deadline at the latest (a shutdown's,
+            // with no grace at the third signal), and waits for it.
+            None => {
+                let remains = state.stops.clone().filter(|s| s.remains_under_way());
+                if let Some(stops) = &remains {
+                    stops.join(own);
+                }
+                Err(remains)
             }
+            Some(running) => {
+                let (first, deadline) = running.stops.join(own);
+                Ok((UnderWay::new(running.clone()), first, deadline))
+            }
+        }
+    };
+    let (mut running, first, deadline) = match joined {
+        Ok(joined) => joined,
+        Err(None) => return Ok(None),
+        Err(Some(stops)) => {
+            let failed = |reason| ProcessError::Stop {
+                program: shared.program.to_string(),
+                pid: stops.pid,
+                reason,
+            };
+            return stops.remains_stopped().await.map_err(failed).map(|()| None);
         }
     };
     // Written before the program goes down: another supervisor that finds it down then waits
@@ -315,13 +384,7 @@ pub(super) async fn stop(
             "the backend program is being stopped already: waiting for its exit");
     }
     let status = match tokio::time::timeout_at(deadline, running.exited()).await {
-        Ok(status) => {
-            // The program is gone; give what it started the rest of the grace.
-            while Instant::now() < deadline && has_live_members(pid).await {
-                tokio::time::sleep(GROUP_POLL).await;
-            }
-            status
-        }
+        Ok(status) => status,
         Err(_) => {
             kill("the backend program did not stop within its grace").await?;
             tokio::time::timeout(AFTER_KILL, running.exited())
@@ -329,8 +392,8 @@ pub(super) async fn stop(
                 .map_err(|_| failed(format!("still running {AFTER_KILL:?} after SIGKILL")))?
         }
     };
-    if has_live_members(pid).await {
-        kill("processes the program left in its group did not stop within the grace").await?;
-    }
+    // What it left in its group is stopped by its exit's watcher, which goes on should this
+    // stop be given up on.
+    running.stops.remains_stopped().await.map_err(failed)?;
     Ok(status)
 }
