@@ -331,8 +331,8 @@ fn durations_past_the_maximum_are_rejected_with_the_field_and_the_limit() {
 fn missing_fields_are_named_even_at_the_top() {
     let err = error("{}");
     assert_eq!(err.path(), "services", "{err}");
-    let err = error(r#"{"services": {"app": {"url": "http://127.0.0.1:1/"}}}"#);
-    assert_eq!(err.path(), "services.app.grace_period", "{err}");
+    let err = error(r#"{"services": {"app": {"grace_period": "30s"}}}"#);
+    assert_eq!(err.path(), "services.app.url", "{err}");
     let err = error(&app(r#", "on_idle": { "after": "1s" }"#));
     assert_eq!(err.path(), "services.app.on_idle.trigger", "{err}");
 }
