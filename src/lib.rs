@@ -14,7 +14,8 @@
 //!   the service: install a subscriber to see it.
 //! - **In front of backends, with no code**: the `tower-monitor-gateway` program (feature
 //!   `gateway`; `--help` says how to run it), configured by a JSON file that the `gateway`
-//!   module describes (every field, with its default: CONFIG.md in the crate's source).
+//!   module describes (how the program behaves: GATEWAY.md, and every field with its default:
+//!   CONFIG.md, both in the crate's source).
 //! - **Your own proxy**: `proxy` (feature `proxy`), the gateway's reverse proxy as a Tower
 //!   service, behind the layer.
 //! - **From a configuration file**: [`config`] (a whole monitor from JSON).

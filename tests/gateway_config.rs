@@ -100,15 +100,18 @@ async fn hold_mode_from_the_file_holds_the_first_request_until_the_backend_is_up
 }
 
 #[test]
-fn every_gateway_configuration_in_the_readme_loads() {
-    let readme = include_str!("../README.md");
-    let blocks: Vec<&str> = readme
+fn every_gateway_configuration_in_the_readme_and_the_gateway_page_loads() {
+    let docs = concat!(include_str!("../README.md"), include_str!("../GATEWAY.md"));
+    let blocks: Vec<&str> = docs
         .split("```json\n")
         .skip(1)
         .filter_map(|block| block.split("```").next())
         .filter(|block| block.contains("\"gateway\""))
         .collect();
-    assert!(blocks.len() >= 2, "the README shows gateway configurations");
+    assert!(
+        blocks.len() >= 3,
+        "the README and GATEWAY.md show gateway configurations"
+    );
     for block in blocks {
         if let Err(error) = Gateway::from_config(block, &TriggerRegistry::new()) {
             panic!("{error}\n{block}");

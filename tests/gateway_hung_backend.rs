@@ -1,5 +1,5 @@
 //! A backend program that hangs once up (stopped with SIGSTOP: its port still accepts), behind
-//! the `tower-monitor-gateway` program, as the README's Failures section says it goes: each
+//! the `tower-monitor-gateway` program, as GATEWAY.md's Failures section says it goes: each
 //! request gets its 504 at `response_timeout`, an `http` probe finds the backend down once the
 //! grace period has passed, and the program is stopped (SIGKILL past its `stop_grace`, as a
 //! stopped process takes no SIGTERM) and started afresh.

@@ -1,12 +1,14 @@
-//! The README's JSON documents are real: each loads (the gateway's after its own section).
+//! The README's and GATEWAY.md's JSON documents are real: each loads (the gateway's after its
+//! own section).
 
 use tower_monitor::MinMonitor;
 use tower_monitor::config::TriggerRegistry;
 
+/// The README and GATEWAY.md, the gateway program's page, which goes on from it.
+const DOCS: &str = concat!(include_str!("../README.md"), include_str!("../GATEWAY.md"));
+
 fn json_blocks() -> Vec<String> {
-    let readme = include_str!("../README.md");
-    readme
-        .split("```json\n")
+    DOCS.split("```json\n")
         .skip(1)
         .map(|block| block.split("```").next().unwrap_or_default().to_string())
         .collect()
@@ -15,7 +17,10 @@ fn json_blocks() -> Vec<String> {
 #[test]
 fn every_json_block_in_the_readme_is_a_loadable_configuration() {
     let blocks = json_blocks();
-    assert!(blocks.len() >= 2, "the README shows configurations");
+    assert!(
+        blocks.len() >= 3,
+        "the README and GATEWAY.md show configurations"
+    );
     for block in blocks {
         let mut document: serde_json::Value = serde_json::from_str(&block).unwrap();
         // The gateway's own sections; the gateway tests load those.
@@ -69,15 +74,14 @@ fn the_readme_names_every_built_in_trigger_type() {
 
 #[cfg(feature = "gateway")]
 #[test]
-fn the_readme_gateway_error_example_is_what_the_gateway_says() {
+fn the_gateway_page_error_example_is_what_the_gateway_says() {
     use tower_monitor::gateway::Gateway;
 
-    let readme = include_str!("../README.md");
-    let shown: String = readme
+    let shown: String = include_str!("../GATEWAY.md")
         .split("Errors are one sentence naming the field (`")
         .nth(1)
         .and_then(|rest| rest.split('`').next())
-        .expect("the Command line item quotes an error")
+        .expect("the Command line section quotes an error")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
