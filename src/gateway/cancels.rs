@@ -175,16 +175,7 @@ mod tests {
         // Each answered request takes one reset back.
         cancels.begin().answered();
         drop(cancels.begin());
-        assert!(
-            connection.closed().now_or_never().is_none(),
-            "closed too soon"
-        );
-        drop(cancels.begin());
-        assert_eq!(
-            connection.closed().now_or_never(),
-            Some(Closing::Resets),
-            "not closed"
-        );
+        one_more_reset_closes(&connection, &cancels);
     }
 
     #[tokio::test(start_paused = true)]
@@ -198,6 +189,11 @@ mod tests {
         for _ in 0..MAX_CANCELLED {
             drop(cancels.begin());
         }
+        one_more_reset_closes(&connection, &cancels);
+    }
+
+    /// The connection is still open, and one more reset closes it.
+    fn one_more_reset_closes(connection: &InFlight, cancels: &Arc<Cancels>) {
         assert!(
             connection.closed().now_or_never().is_none(),
             "closed too soon"
