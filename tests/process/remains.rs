@@ -174,3 +174,26 @@ async fn a_stop_that_kills_what_the_program_left_ends_once_it_is_gone() {
         "{running:?} ran still as the stop ended"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_handle_dropped_while_what_the_program_left_is_stopped_kills_it() {
+    const SERVICE: &str = "remains-dropped";
+    record_logs();
+    let pids = scratch(SERVICE).join("children");
+    // Its stop would wait 30 s before its SIGKILL; nothing waits for that stop once the
+    // process is dropped (a supervisor's shutdown no longer sees it).
+    let process = leaving_children(SERVICE, 1, &pids)
+        .stop_grace(Duration::from_secs(30))
+        .build();
+    process.trigger().await.unwrap();
+    let children = deaf_children(&pids, 1).await;
+    stop_given_up_once_it_exited(&process).await;
+
+    drop(process);
+
+    eventually(
+        "what the program left is killed with its last handle",
+        || !runs(children[0]),
+    )
+    .await;
+}
