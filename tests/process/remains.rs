@@ -10,7 +10,7 @@ use tower_monitor::trigger::{Process, ProcessBuilder, Supervisor};
 
 use crate::process_support::{alive, eventually, record_logs, scratch};
 
-/// Ample for a stop of a second, SIGKILL included, on a loaded machine.
+/// Ample for a stop of a few seconds, SIGKILL included, on a loaded machine.
 const WITHIN: Duration = Duration::from_secs(15);
 
 /// A program whose leader SIGTERM ends, leaving `children` processes deaf to it in its group
@@ -76,7 +76,9 @@ async fn stop_given_up_once_it_exited(process: &Process) {
 async fn given_up_then_started(service: &str, lock: Option<PathBuf>) {
     record_logs();
     let pids = scratch(service).join("children");
-    let mut builder = leaving_children(service, 1, &pids);
+    // What it checks between the program's exit and the SIGKILL must fit in the grace, on
+    // a loaded machine too.
+    let mut builder = leaving_children(service, 1, &pids).stop_grace(Duration::from_secs(3));
     if let Some(lock) = &lock {
         builder = builder.lock_file(lock);
     }
