@@ -343,6 +343,9 @@ impl Drop for Shared {
             tracing::info!(service = self.service().map(tracing::field::display), program = %self.program, pid = running.pid(),
                 "the last handle is gone: killing the program's group");
             let _ = group::signal(running.pid(), group::SIGKILL);
+        } else if state.stops.as_deref().is_some_and(remains::kill_now) {
+            tracing::info!(service = self.service().map(tracing::field::display), program = %self.program,
+                "the last handle is gone: killing what the program left in its group");
         }
     }
 }

@@ -10,7 +10,7 @@ use tower_monitor::trigger::{Process, ProcessBuilder, Supervisor};
 
 use crate::process_support::{alive, eventually, record_logs, scratch};
 
-/// Ample for a stop of a second, SIGKILL included, on a loaded machine.
+/// Ample for a stop of a few seconds, SIGKILL included, on a loaded machine.
 const WITHIN: Duration = Duration::from_secs(15);
 
 /// A program whose leader SIGTERM ends, leaving `children` processes deaf to it in its group
@@ -76,7 +76,9 @@ async fn stop_given_up_once_it_exited(process: &Process) {
 async fn given_up_then_started(service: &str, lock: Option<PathBuf>) {
     record_logs();
     let pids = scratch(service).join("children");
-    let mut builder = leaving_children(service, 1, &pids);
+    // What it checks between the program's exit and the SIGKILL must fit in the grace, on
+    // a loaded machine too.
+    let mut builder = leaving_children(service, 1, &pids).stop_grace(Duration::from_secs(3));
     if let Some(lock) = &lock {
         builder = builder.lock_file(lock);
     }
@@ -173,4 +175,27 @@ async fn a_stop_that_kills_what_the_program_left_ends_once_it_is_gone() {
         running.is_empty(),
         "{running:?} ran still as the stop ended"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_handle_dropped_while_what_the_program_left_is_stopped_kills_it() {
+    const SERVICE: &str = "remains-dropped";
+    record_logs();
+    let pids = scratch(SERVICE).join("children");
+    // Its stop would wait 30 s before its SIGKILL; nothing waits for that stop once the
+    // process is dropped (a supervisor's shutdown no longer sees it).
+    let process = leaving_children(SERVICE, 1, &pids)
+        .stop_grace(Duration::from_secs(30))
+        .build();
+    process.trigger().await.unwrap();
+    let children = deaf_children(&pids, 1).await;
+    stop_given_up_once_it_exited(&process).await;
+
+    drop(process);
+
+    eventually(
+        "what the program left is killed with its last handle",
+        || !runs(children[0]),
+    )
+    .await;
 }

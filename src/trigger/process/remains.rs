@@ -66,6 +66,18 @@ impl RemainsStop {
     }
 }
 
+/// Kills what the program left in its group now, if that is being stopped: the last handle to
+/// the process is gone, which kills its group (as it does the program, running), and with it
+/// whatever waited for that stop (a supervisor's shutdown no longer sees the process). Its
+/// exit's watcher goes on, to wait for it to die and release the lock file.
+pub(super) fn kill_now(stops: &super::stop::Stops) -> bool {
+    if !stops.remains_under_way() || !stops.claim_kill() {
+        return false;
+    }
+    let _ = group::signal(stops.pid, group::SIGKILL);
+    true
+}
+
 /// Sends SIGKILL to the group `pid`, unless a stop did (the program did not exit within the
 /// grace), and waits for its members to die: a start right after would find them still
 /// holding the port.

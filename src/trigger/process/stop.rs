@@ -130,7 +130,7 @@ impl Process {
 #[derive(Debug)]
 pub(super) struct Stops {
     /// The program's id, its group's.
-    pid: u32,
+    pub(super) pid: u32,
     /// When what is left of the program is killed: the earliest deadline of the stops so far;
     /// `None` until the first stop.
     kill_at: Mutex<Option<Instant>>,
