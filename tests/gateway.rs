@@ -12,35 +12,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-/// The gateway example's executable, built once per test run as `cargo run --example gateway`
-/// would build it (`cargo test --all-targets` builds examples only as test harnesses).
+/// The gateway example's executable, built once per test run.
 fn gateway_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let test_exe = std::env::current_exe().unwrap();
-            let profile_dir = test_exe
-                .parent()
-                .and_then(|deps| deps.parent())
-                .unwrap()
-                .to_path_buf();
-            let release = profile_dir
-                .file_name()
-                .is_some_and(|name| name == "release");
-            let mut cargo = std::process::Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "--quiet", "--example", "gateway"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if release {
-                cargo.arg("--release");
-            }
-            let status = cargo.status().expect("cargo runs");
-            assert!(status.success(), "building the gateway example failed");
-            let binary = profile_dir.join("examples").join("gateway");
-            assert!(binary.is_file(), "{} was not built", binary.display());
-            binary
-        })
-        .clone()
+    BUILT.get_or_init(|| example_binary("gateway")).clone()
 }
 
 /// Runs the gateway on `config`, its stdout piped; killed when dropped.

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: real listeners on 127.0.0.1, port 0.
 #![allow(dead_code)]
 
+mod example;
 mod gateway;
 mod gone;
 mod logs;
@@ -10,6 +11,8 @@ mod recording;
 mod tls;
 mod websocket;
 #[allow(unused_imports)] // each test binary uses its own subset
+pub use example::*;
+#[allow(unused_imports)]
 pub use gateway::*;
 #[allow(unused_imports)]
 pub use gone::*;
