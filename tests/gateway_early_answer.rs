@@ -109,14 +109,7 @@ async fn upload(gateway: SocketAddr) -> String {
 
 /// The same upload from an HTTP/2 client: its answer's status, once its head has come.
 async fn upload_over_http2(gateway: SocketAddr) -> http::StatusCode {
-    let stream = TcpStream::connect(gateway).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = common::http2_connection(gateway).await;
     let chunk = Bytes::from(vec![b'z'; 64 << 10]);
     let chunks = std::iter::repeat_n(chunk, UPLOAD / (64 << 10))
         .map(|chunk| Ok::<_, std::convert::Infallible>(Frame::data(chunk)));

@@ -70,14 +70,7 @@ async fn a_get_body_of_unknown_length_reaches_the_backend() {
     .await;
     assert!(reply.ends_with("GET /search body=hello world"), "{reply}");
 
-    let stream = TcpStream::connect(gateway.addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = common::http2_connection(gateway.addr).await;
     let chunks = ["hel", "lo"].map(|c| Ok::<_, Infallible>(Frame::data(Bytes::from(c))));
     let request = http::Request::get("http://app/search")
         .body(StreamBody::new(futures::stream::iter(chunks)))

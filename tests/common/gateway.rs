@@ -303,12 +303,16 @@ pub async fn read_head(
 }
 
 /// An HTTP/2 (prior knowledge) connection to `addr`: its sender, and the task driving it.
-pub async fn http2_connection(
+pub async fn http2_connection<B>(
     addr: SocketAddr,
 ) -> (
-    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    hyper::client::conn::http2::SendRequest<B>,
     JoinHandle<hyper::Result<()>>,
-) {
+)
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = TcpStream::connect(addr).await.unwrap();
     let (sender, connection) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
