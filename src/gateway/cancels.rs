@@ -89,6 +89,11 @@ impl Pending {
             }
         }
     }
+
+    /// The request is dropped before it reached the backend: not counted.
+    fn not_forwarded(mut self) {
+        self.0 = None;
+    }
 }
 
 pin_project! {
@@ -132,13 +137,6 @@ impl Future for Watched {
             }
         }
         Poll::Ready(answer)
-    }
-}
-
-impl Pending {
-    /// The request is dropped before it reached the backend: not counted.
-    fn not_forwarded(mut self) {
-        self.0 = None;
     }
 }
 
