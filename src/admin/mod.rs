@@ -19,8 +19,9 @@
 //! info with the service, the action and the client's address (`peer`, `-` when the service is
 //! mounted in another server), when asked and when done (`acted`, the `state` it left); a
 //! failed one at warn with the error; one refused for want of the token at warn, with the name
-//! as sent, at most once a minute (the others at debug, and counted in the next warning's
-//! `refused_quietly`: anyone reaching the port could otherwise fill the log); one with
+//! as sent, at most once a minute (the others at debug, and counted at warn in
+//! `refused_quietly` when their minute ends: anyone reaching the port could otherwise fill the
+//! log); one with
 //! nothing to do for want of a trigger (409) at info. The token is never logged. The reads need no token: serve the admin service on a loopback address (the
 //! gateway's default), or put it behind your own authentication. It answers only requests
 //! naming an IP address, `localhost`, or a host listed with [`Admin::allow_hosts`] (403
