@@ -72,7 +72,7 @@ pub struct ProxyBuilder {
     keep_awake: Option<(Arc<MinMonitor>, Arc<str>)>,
     limit: Option<InFlightLimit>,
     /// The monitored service a refused request waits for (`hold_when_gone`), and where.
-    gone_hold: Option<(Arc<MinMonitor>, Arc<str>, crate::layer::Hold)>,
+    gone_hold: Option<(hold_when_gone::GoneService, crate::layer::Hold)>,
 }
 
 impl ProxyBuilder {

@@ -8,6 +8,16 @@ use super::ProxyBuilder;
 use crate::MinMonitor;
 use crate::layer::Hold;
 
+/// The service a request refused by a gone backend waits for.
+#[derive(Clone)]
+pub(super) enum GoneService {
+    /// Named with the option ([`ProxyBuilder::hold_when_gone`]).
+    Named(Arc<MinMonitor>, Arc<str>),
+    /// The builder's own ([`ProxyBuilder::hold_when_gone_for_service`]): the one it keeps
+    /// awake, known when it is built, whichever option was set first.
+    Kept,
+}
+
 impl ProxyBuilder {
     /// When the backend refuses the connection (it is gone: crashed, or stopped behind the
     /// monitor's back, while the service `name` of `monitor` was cached up), hold the request,
@@ -26,6 +36,8 @@ impl ProxyBuilder {
     ///
     /// Meant beside the layer's [`hold`](crate::MonitorLayer::hold), which holds requests
     /// that find the backend down; this one holds those that found it cached up but gone.
+    /// A builder from [`Proxy::for_service`](crate::proxy::Proxy::for_service) names the
+    /// service once with [`hold_when_gone_for_service`](Self::hold_when_gone_for_service).
     ///
     /// ```
     /// # use std::{sync::Arc, time::Duration};
@@ -43,6 +55,39 @@ impl ProxyBuilder {
         self.hold_when_gone_in(monitor, name, Hold::new(max_wait))
     }
 
+    /// [`hold_when_gone`](Self::hold_when_gone) for the service this builder is for: the one
+    /// [`Proxy::for_service`](crate::proxy::Proxy::for_service) named (or
+    /// [`keep_awake`](Self::keep_awake) did), so that it is named once. [`build`](Self::build)
+    /// fails if the builder has no such service (one from
+    /// [`Proxy::builder`](crate::proxy::Proxy::builder) without `keep_awake`).
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// use tower_monitor::{MinMonitor, MonitoredService, Url, proxy::Proxy};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = Arc::new(MinMonitor::new());
+    /// let url = Url::parse("http://127.0.0.1:8081/")?;
+    /// monitor.add("app", MonitoredService::new(url.clone(), Duration::from_secs(30)))?;
+    /// let proxy = Proxy::for_service(&monitor, "app")?
+    ///     .hold_when_gone_for_service(Duration::from_secs(30))
+    ///     .build::<hyper::body::Incoming>()?;
+    /// # let _ = proxy;
+    ///
+    /// // A builder made from a URL is for no service: nothing to hold for.
+    /// let error = Proxy::builder(url)
+    ///     .hold_when_gone_for_service(Duration::from_secs(30))
+    ///     .build::<hyper::body::Incoming>()
+    ///     .unwrap_err();
+    /// assert!(error.to_string().contains("Proxy::for_service"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn hold_when_gone_for_service(mut self, max_wait: Duration) -> Self {
+        self.gone_hold = Some((GoneService::Kept, Hold::new(max_wait)));
+        self
+    }
+
     /// [`hold_when_gone`](Self::hold_when_gone), holding in `hold`: given a layer's, the
     /// gateway's proxies (one per worker) and the service's layer share one `max_held`.
     pub(crate) fn hold_when_gone_in(
@@ -54,7 +99,21 @@ impl ProxyBuilder {
         if self.service.is_none() {
             self.service = Some(Arc::from(name));
         }
-        self.gone_hold = Some((monitor, Arc::from(name), hold));
+        self.gone_hold = Some((GoneService::Named(monitor, Arc::from(name)), hold));
         self
+    }
+}
+
+impl GoneService {
+    /// The monitor and name of the service, `kept` being the builder's
+    /// [`keep_awake`](ProxyBuilder::keep_awake); `None` for its own when it keeps none awake.
+    pub(super) fn resolve(
+        self,
+        kept: Option<&(Arc<MinMonitor>, Arc<str>)>,
+    ) -> Option<(Arc<MinMonitor>, Arc<str>)> {
+        match self {
+            Self::Named(monitor, name) => Some((monitor, name)),
+            Self::Kept => kept.cloned(),
+        }
     }
 }
