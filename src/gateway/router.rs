@@ -162,9 +162,7 @@ impl Router {
         }
         let route = &self.table.routes[index];
         // Begun now: dropped with this future if the client goes away first, it still logs.
-        let entry = self
-            .access_log
-            .then(|| Entry::begin(&request, Arc::clone(&route.name), self.client));
+        let entry = self.access_log.then(|| route.entry(&request, self.client));
         let mut service = route.service.clone();
         if let Some(client) = self.client {
             service.get_mut().for_client(client);
@@ -226,11 +224,11 @@ impl Router {
             .count(row, response.status().as_u16(), Duration::ZERO);
         let response = response.map(MonitorBody::fallback);
         let response = if self.access_log {
-            let service = route.map_or_else(
-                || Arc::from("-"),
-                |index| Arc::clone(&table.routes[index].name),
-            );
-            GatewayBody::logged(response, Entry::begin(&request, service, self.client))
+            let entry = match route {
+                Some(index) => table.routes[index].entry(&request, self.client),
+                None => Entry::begin(&request, Arc::from("-"), self.client, None),
+            };
+            GatewayBody::logged(response, entry)
         } else {
             response.map(GatewayBody::plain)
         };

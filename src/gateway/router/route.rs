@@ -1,10 +1,16 @@
 //! [`Route`]: one route of the gateway, the requests it takes (host and path prefix) and the
 //! service it takes them to.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::admin::without_port;
+use http::Request;
+use hyper::body::Incoming;
 
+use crate::admin::without_port;
+use crate::proxy::ForwardedHeaders;
+
+use super::super::access::Entry;
 use super::super::route_path::routing_path;
 use super::Routed;
 
@@ -15,6 +21,8 @@ pub(in crate::gateway) struct Route {
     /// As requests' paths are compared: decoded, slashes merged (see `route_path`).
     pub(super) path_prefix: Box<[u8]>,
     pub(super) name: Arc<str>,
+    /// The forwarded headers the service trusts, which name the client in the access log.
+    trusted: Option<ForwardedHeaders>,
     pub(super) service: Routed,
 }
 
@@ -29,6 +37,7 @@ impl Route {
             host: host.map(|h| without_port(h).trim_end_matches('.').to_ascii_lowercase()),
             path_prefix: routing_path(&path_prefix).into(),
             name: Arc::from(name),
+            trusted: service.get_ref().trusted_forwarded(),
             service,
         }
     }
@@ -49,5 +58,10 @@ impl Route {
                 .host
                 .as_deref()
                 .is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
+    }
+
+    /// The access-log entry of `request` to this route's service, from `client`.
+    pub(super) fn entry(&self, request: &Request<Incoming>, client: Option<IpAddr>) -> Box<Entry> {
+        Entry::begin(request, Arc::clone(&self.name), client, self.trusted)
     }
 }
