@@ -68,7 +68,7 @@ async fn main() -> Result<(), BoxError> {
         .max_in_flight(NonZeroUsize::new(8).unwrap(), Duration::from_secs(30))
         // A request that finds the backend gone while cached up (it crashed) is held until
         // it is started again, then sent, rather than answered 502.
-        .hold_when_gone(monitor.clone(), "app", Duration::from_secs(10))
+        .hold_when_gone_for_service(Duration::from_secs(10))
         .build::<Body>()?;
     // Hold requests while the backend boots, instead of answering 503.
     let guarded = monitor

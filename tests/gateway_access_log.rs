@@ -160,3 +160,93 @@ async fn bodies_sent_to_their_end_are_logged_complete_and_a_request_given_up_is_
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Behind a trusted proxy (`trust_forwarded`), `client` is the address that proxy named last
+/// in the header the service reads (`X-Forwarded-For`, or `Forwarded` with `"forwarded":
+/// "forwarded"`), what its client claimed before it ignored, and `peer` the connection's; a
+/// name that is not an address is quoted, escaped and cut short. Untrusted, or reading no
+/// header (`"forwarded": "none"`), `client` is the connection's and there is no `peer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_client_is_the_one_it_names_and_the_proxy_the_peer() {
+    let logs = common::logs(tracing::Level::INFO);
+
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "access_log": true,
+                           "routes": [ {{ "host": "lb", "service": "lb" }},
+                                       {{ "host": "rfc", "service": "rfc" }},
+                                       {{ "host": "direct", "service": "direct" }},
+                                       {{ "host": "unread", "service": "unread" }} ],
+                           "services": {{ "lb": {{ "trust_forwarded": true }},
+                                          "rfc": {{ "trust_forwarded": true,
+                                                    "forwarded": "forwarded" }},
+                                          "unread": {{ "trust_forwarded": true,
+                                                       "forwarded": "none" }} }} }},
+             "services": {{ "lb": {{ "url": "http://{never}/", "grace_period": "30s" }},
+                            "rfc": {{ "url": "http://{never}/", "grace_period": "30s" }},
+                            "direct": {{ "url": "http://{never}/", "grace_period": "30s" }},
+                            "unread": {{ "url": "http://{never}/", "grace_period": "30s" }} }} }}"#,
+        never = common::refused_addr().await
+    );
+    let gateway = common::start_gateway(&config, &TriggerRegistry::new()).await;
+    let long = "a".repeat(300);
+    let requests = [
+        (
+            "lb",
+            "/forged",
+            "x-forwarded-for: 6.6.6.6, 203.0.113.7".to_owned(),
+        ),
+        ("lb", "/unnamed", "x-other: 1".to_owned()),
+        // A tab, a quote and a byte past ASCII, in a name that is no address.
+        (
+            "lb",
+            "/evil",
+            "x-forwarded-for: 1.2.3.4, x\" peer=6.6.6.6\tb\u{e9}".to_owned(),
+        ),
+        ("lb", "/long", format!("x-forwarded-for: {long}")),
+        (
+            "rfc",
+            "/rfc",
+            "forwarded: for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https".to_owned(),
+        ),
+        ("direct", "/direct", "x-forwarded-for: 6.6.6.6".to_owned()),
+        ("unread", "/unread", "x-forwarded-for: 6.6.6.6".to_owned()),
+    ];
+    for (host, path, header) in &requests {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n{header}\r\nconnection: close\r\n\r\n");
+        let reply = common::exchange(gateway.addr, &request).await;
+        assert!(reply.starts_with("HTTP/1.1 503"), "{path}: {reply}");
+    }
+
+    let line = |path: &str| {
+        logs.text()
+            .lines()
+            .find(|l| l.contains("tower_monitor::access") && l.contains(&format!("path={path} ")))
+            .map(str::to_owned)
+    };
+    common::until(
+        Duration::from_secs(5),
+        "an access line for each request",
+        || requests.iter().all(|(_, path, _)| line(path).is_some()),
+        |&all| all,
+    )
+    .await;
+    let cut = format!(" client=\"{}…\" peer=127.0.0.1 ", "a".repeat(64));
+    let expected = [
+        ("/forged", " client=203.0.113.7 peer=127.0.0.1 "),
+        ("/unnamed", " client=127.0.0.1 peer=127.0.0.1 "),
+        ("/evil", r#" client="x\" peer=6.6.6.6\tbé" peer=127.0.0.1 "#),
+        ("/long", &cut),
+        ("/rfc", " client=2001:db8::7 peer=127.0.0.1 "),
+        ("/direct", " client=127.0.0.1 method="),
+        ("/unread", " client=127.0.0.1 method="),
+    ];
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter_map(|(path, fields)| {
+            let logged = line(path).expect("a line");
+            (!logged.contains(fields)).then(|| format!("{path}: want {fields:?} in {logged}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

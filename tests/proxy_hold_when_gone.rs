@@ -120,6 +120,46 @@ async fn a_request_that_finds_its_cached_up_backend_gone_is_held_and_sent_again_
     }
 }
 
+/// `hold_when_gone_for_service` holds for the service the builder is for, named once: that of
+/// `Proxy::for_service`, or of `keep_awake` set after it; a builder for no service fails to
+/// build, naming the option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_for_a_service_holds_for_it_with_the_name_given_once() {
+    let addr = common::refused_addr().await;
+    let starts = Arc::new(AtomicUsize::new(0));
+    let monitor = gone_backend(addr, &starts);
+    let proxy = Proxy::for_service(&monitor, "app")
+        .unwrap()
+        .hold_when_gone_for_service(Duration::from_secs(10));
+    // No hold of the layer's: only the proxy's turns the refusal into a late answer.
+    let service = monitor
+        .layer("app")
+        .unwrap()
+        .backend_gone_when(BackendGone::in_response)
+        .layer(proxy.build::<Full<Bytes>>().unwrap());
+    let answer = tokio::time::timeout(Duration::from_secs(15), service.oneshot(echo("held")))
+        .await
+        .expect("the hold is bounded")
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{:?}", answer.headers());
+    assert!(answer.headers().contains_key("x-cold-start"));
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"held");
+    assert_eq!(starts.load(Ordering::SeqCst), 1, "started once");
+
+    Proxy::builder(common::url_for(addr))
+        .hold_when_gone_for_service(Duration::from_secs(10))
+        .keep_awake(Arc::clone(&monitor), "app")
+        .build::<Full<Bytes>>()
+        .expect("the service kept awake is the one held for, whichever is set first");
+    let error = Proxy::builder(common::url_for(addr))
+        .hold_when_gone_for_service(Duration::from_secs(10))
+        .build::<Full<Bytes>>()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("hold_when_gone_for_service"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_it_the_request_is_answered_the_fallback_and_the_backend_woken() {
     let addr = common::refused_addr().await;

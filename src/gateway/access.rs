@@ -15,7 +15,11 @@ use pin_project_lite::pin_project;
 
 use super::answered::CLIENT_GONE;
 use crate::layer::{FallbackReason, MonitorBody};
-use crate::proxy::ProxyBody;
+use crate::proxy::{ForwardedHeaders, ProxyBody};
+
+mod client;
+
+use client::Forwarded;
 
 pin_project! {
     /// The body of every gateway response: the layer's body (the backend's, or the fallback),
@@ -131,6 +135,8 @@ pub(super) struct Entry {
     service: Arc<str>,
     /// The address of the connection's client, when the gateway serves the connection.
     client: Option<IpAddr>,
+    /// Where the forwarded headers name the client, when the service trusts them.
+    forwarded: Option<Forwarded>,
     user_agent: Option<HeaderValue>,
     /// `None` until the answer's head.
     status: Option<u16>,
@@ -144,10 +150,13 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// The entry of `request` to `service`, from `client`; `trusted` is which forwarded
+    /// headers the service keeps from its clients, if it trusts them (they name the client).
     pub(super) fn begin<B>(
         request: &http::Request<B>,
         service: Arc<str>,
         client: Option<IpAddr>,
+        trusted: Option<ForwardedHeaders>,
     ) -> Box<Self> {
         Box::new(Self {
             method: request.method().clone(),
@@ -155,6 +164,7 @@ impl Entry {
             started: Instant::now(),
             service,
             client,
+            forwarded: trusted.map(|which| Forwarded::of(request.headers(), which)),
             user_agent: request.headers().get(http::header::USER_AGENT).cloned(),
             status: None,
             cold_start: None,
@@ -176,10 +186,15 @@ impl Drop for Entry {
             .user_agent
             .as_ref()
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        // Behind a trusted proxy, the client it names, and the proxy as the `peer`.
+        let peer = Client(self.client);
+        let named = self.forwarded.as_ref().and_then(Forwarded::client);
+        let client: &dyn fmt::Display = named.as_ref().map_or(&peer, |named| named);
         tracing::info!(
             target: "tower_monitor::access",
             service = %self.service,
-            client = %Client(self.client),
+            client = %client,
+            peer = self.forwarded.is_some().then_some(tracing::field::display(&peer)),
             method = %self.method,
             path = %self.uri.path(),
             status = self.status.unwrap_or(CLIENT_GONE),

@@ -30,48 +30,9 @@ pub(super) type Routed = MonitorService<Proxy<Incoming>>;
 use super::access::Entry;
 pub use super::access::GatewayBody;
 
-pub(super) struct Route {
-    /// Lower case, without a port or a final dot.
-    host: Option<String>,
-    /// As requests' paths are compared: decoded, slashes merged (see `route_path`).
-    path_prefix: Box<[u8]>,
-    name: Arc<str>,
-    service: Routed,
-}
+mod route;
 
-impl Route {
-    pub(super) fn new(
-        host: Option<&str>,
-        path_prefix: String,
-        name: &str,
-        service: Routed,
-    ) -> Self {
-        Self {
-            host: host.map(|h| without_port(h).trim_end_matches('.').to_ascii_lowercase()),
-            path_prefix: routing_path(&path_prefix).into(),
-            name: Arc::from(name),
-            service,
-        }
-    }
-
-    /// Whether this route matches every request that `later` matches, so that `later`, tried
-    /// after it, is never reached.
-    pub(super) fn shadows(&self, later: &Route) -> bool {
-        later.path_prefix.starts_with(&self.path_prefix)
-            && self
-                .host
-                .as_ref()
-                .is_none_or(|host| later.host.as_ref() == Some(host))
-    }
-
-    fn matches(&self, host: Option<&str>, path: &[u8]) -> bool {
-        path.starts_with(&self.path_prefix)
-            && self
-                .host
-                .as_deref()
-                .is_none_or(|want| host.is_some_and(|h| h.eq_ignore_ascii_case(want)))
-    }
-}
+pub(super) use route::Route;
 
 /// The gateway as one Tower service: each request goes to the first route whose host (if it
 /// has one) and path prefix match, or is answered 404 (400 if an HTTP/1.1 request names no
@@ -201,9 +162,7 @@ impl Router {
         }
         let route = &self.table.routes[index];
         // Begun now: dropped with this future if the client goes away first, it still logs.
-        let entry = self
-            .access_log
-            .then(|| Entry::begin(&request, Arc::clone(&route.name), self.client));
+        let entry = self.access_log.then(|| route.entry(&request, self.client));
         let mut service = route.service.clone();
         if let Some(client) = self.client {
             service.get_mut().for_client(client);
@@ -265,11 +224,11 @@ impl Router {
             .count(row, response.status().as_u16(), Duration::ZERO);
         let response = response.map(MonitorBody::fallback);
         let response = if self.access_log {
-            let service = route.map_or_else(
-                || Arc::from("-"),
-                |index| Arc::clone(&table.routes[index].name),
-            );
-            GatewayBody::logged(response, Entry::begin(&request, service, self.client))
+            let entry = match route {
+                Some(index) => table.routes[index].entry(&request, self.client),
+                None => Entry::begin(&request, Arc::from("-"), self.client, None),
+            };
+            GatewayBody::logged(response, entry)
         } else {
             response.map(GatewayBody::plain)
         };

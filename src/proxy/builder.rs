@@ -11,6 +11,7 @@ use crate::{MinMonitor, Url};
 mod build;
 mod defaults;
 mod for_service;
+mod hold_when_gone;
 
 pub use defaults::*;
 
@@ -71,7 +72,7 @@ pub struct ProxyBuilder {
     keep_awake: Option<(Arc<MinMonitor>, Arc<str>)>,
     limit: Option<InFlightLimit>,
     /// The monitored service a refused request waits for (`hold_when_gone`), and where.
-    gone_hold: Option<(Arc<MinMonitor>, Arc<str>, crate::layer::Hold)>,
+    gone_hold: Option<(hold_when_gone::GoneService, crate::layer::Hold)>,
 }
 
 impl ProxyBuilder {
@@ -342,55 +343,6 @@ impl ProxyBuilder {
             self.service = Some(Arc::from(name));
         }
         self.keep_awake = Some((monitor, Arc::from(name)));
-        self
-    }
-
-    /// When the backend refuses the connection (it is gone: crashed, or stopped behind the
-    /// monitor's back, while the service `name` of `monitor` was cached up), hold the request,
-    /// none of which has left, until the service is up again (its `on_down` started, as a
-    /// request to a down backend would), then send it: the client gets its answer late, with
-    /// `x-cold-start: <ms>`, instead of a 502. At most `max_wait` from the refusal; then the
-    /// 502, whose [`BackendGone`](crate::layer::BackendGone) tells a layer in front. A request
-    /// that broke off after it was sent is never sent twice: the backend may have seen it (but
-    /// for the idempotent one a backend's idle close crossed, see the [module docs](super)).
-    /// Sent again once only: refused again, it gets the 502. A held request keeps no turn of
-    /// a [`limit`](Self::limit). A backend being stopped (`on_idle`) is not marked down: the
-    /// request waits for the stop to end, then for the start. At most
-    /// [`DEFAULT_MAX_HELD`](crate::layer::DEFAULT_MAX_HELD) requests are held at once by this
-    /// proxy and its clones (the others get the 502). Also sets the
-    /// [`service_name`](Self::service_name) if none is set.
-    ///
-    /// Meant beside the layer's [`hold`](crate::MonitorLayer::hold), which holds requests
-    /// that find the backend down; this one holds those that found it cached up but gone.
-    ///
-    /// ```
-    /// # use std::{sync::Arc, time::Duration};
-    /// # use tower_monitor::{MinMonitor, MonitoredService, Url, proxy::Proxy};
-    /// let monitor = Arc::new(MinMonitor::new());
-    /// let url = Url::parse("http://127.0.0.1:8081/").unwrap();
-    /// monitor.add("app", MonitoredService::new(url.clone(), Duration::from_secs(30))).unwrap();
-    /// let proxy = Proxy::builder(url)
-    ///     .hold_when_gone(monitor, "app", Duration::from_secs(30))
-    ///     .build::<hyper::body::Incoming>()
-    ///     .unwrap();
-    /// # let _ = proxy;
-    /// ```
-    pub fn hold_when_gone(self, monitor: Arc<MinMonitor>, name: &str, max_wait: Duration) -> Self {
-        self.hold_when_gone_in(monitor, name, crate::layer::Hold::new(max_wait))
-    }
-
-    /// [`hold_when_gone`](Self::hold_when_gone), holding in `hold`: given a layer's, the
-    /// gateway's proxies (one per worker) and the service's layer share one `max_held`.
-    pub(crate) fn hold_when_gone_in(
-        mut self,
-        monitor: Arc<MinMonitor>,
-        name: &str,
-        hold: crate::layer::Hold,
-    ) -> Self {
-        if self.service.is_none() {
-            self.service = Some(Arc::from(name));
-        }
-        self.gone_hold = Some((monitor, Arc::from(name), hold));
         self
     }
 }

@@ -53,6 +53,18 @@ pub enum ForwardedHeaders {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+#[cfg(feature = "gateway")]
+impl<B> super::Proxy<B> {
+    /// Which forwarded headers this proxy keeps from its clients, trusted: `None` unless it
+    /// [trusts](super::ProxyBuilder::trust_forwarded) them and adds some of its own (with
+    /// [`ForwardedHeaders::None`] it reads none).
+    pub(crate) fn trusted_forwarded(&self) -> Option<ForwardedHeaders> {
+        let shared = &self.shared;
+        (shared.trust_forwarded && shared.forwarded != ForwardedHeaders::None)
+            .then_some(shared.forwarded)
+    }
+}
+
 /// What the forwarded headers say about one request.
 pub(crate) struct Origin<'a> {
     pub(crate) client: Option<IpAddr>,

@@ -21,7 +21,9 @@ impl ProxyBuilder {
     /// in (`hyper::body::Incoming` under hyper, `axum::body::Body` in axum, tonic's
     /// `tonic::body::Body` in a tonic server). Fails if the target URL cannot be proxied to,
     /// or if [`keep_awake`](Self::keep_awake) or [`hold_when_gone`](Self::hold_when_gone)
-    /// names a service the monitor does not have (here, never per request).
+    /// names a service the monitor does not have (here, never per request), or if
+    /// [`hold_when_gone_for_service`](Self::hold_when_gone_for_service) has no service to hold
+    /// for.
     ///
     /// ```
     /// # use std::sync::Arc;
@@ -56,13 +58,20 @@ impl ProxyBuilder {
         }
         let keep_awake = self
             .keep_awake
-            .map(|(monitor, name)| self::registered(&self.target, &monitor, &name, "keep_awake"))
+            .as_ref()
+            .map(|(monitor, name)| self::registered(&self.target, monitor, name, "keep_awake"))
             .transpose()?;
         let gone_hold = self
             .gone_hold
-            .map(|(monitor, name, hold)| {
+            .map(|(service, hold)| {
+                let Some((monitor, name)) = service.resolve(self.keep_awake.as_ref()) else {
+                    let reason = "`hold_when_gone_for_service` needs the service the builder is \
+                                  for: make it with `Proxy::for_service`, or name the service \
+                                  with `hold_when_gone`";
+                    return Err(InvalidTarget::new(&self.target, reason.into()));
+                };
                 let registered = self::registered(&self.target, &monitor, &name, "hold_when_gone")?;
-                Ok::<_, InvalidTarget>(GoneHold::new(registered, hold))
+                Ok(GoneHold::new(registered, hold))
             })
             .transpose()?;
         let mut connector = HttpConnector::new();
