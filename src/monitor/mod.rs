@@ -310,6 +310,46 @@ impl MinMonitor {
         services.keys().cloned().collect()
     }
 
+    /// Takes `registered`, a service of another monitor, under `name` as it is: its state,
+    /// its programs and its counters go on. Its dependencies must be here already, as the
+    /// very ones it holds (a reload adopts an unchanged service with its unchanged
+    /// dependencies).
+    pub(crate) fn adopt(
+        &self,
+        name: String,
+        registered: Arc<Registered>,
+    ) -> Result<(), MonitorError> {
+        let mut services = self
+            .services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match services.entry(name) {
+            Entry::Occupied(taken) => Err(MonitorError::DuplicateServiceRegistration(
+                taken.key().clone(),
+            )),
+            Entry::Vacant(slot) => {
+                slot.insert(registered);
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts the services of `from` in place of this monitor's, at once (a reload's commit),
+    /// and answers those it had.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn replace_services(&self, from: &MinMonitor) -> HashMap<String, Arc<Registered>> {
+        let new = from
+            .services
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut services = self
+            .services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut *services, new)
+    }
+
     /// Whether another service [`depends_on`](MonitoredService::depends_on) the service `name`.
     #[cfg(feature = "gateway")]
     pub(crate) fn is_needed(&self, name: &str) -> bool {
