@@ -92,6 +92,9 @@ pub(super) async fn serve(
     let mut reloadable = true;
     loop {
         let (stream, addr) = tokio::select! {
+            // A connection that comes after a reload takes its routes, even when both woke
+            // this task at once.
+            biased;
             () = &mut shutdown => break,
             changed = live.changed(), if reloadable => {
                 if changed.is_err() {
