@@ -77,6 +77,30 @@ fn config(script: &str, routes: &[(&str, &str)], services: &[Service<'_>]) -> St
     )
 }
 
+/// `config` with an admin listener on `admin`.
+fn with_admin(config: &str, admin: SocketAddr) -> String {
+    config.replacen(
+        '{',
+        &format!(r#"{{ "admin": {{ "listen": "{admin}", "token": "t" }},"#),
+        1,
+    )
+}
+
+/// The admin's `/status` entry of the service `name`, if it has one.
+async fn status_of(admin: SocketAddr, name: &str) -> Option<String> {
+    let reply = common::exchange(
+        admin,
+        "GET /status HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let at = reply.find(&format!(r#"{{"name":"{name}""#))?;
+    let entry = &reply[at..];
+    // Up to its counters' end.
+    let end = entry.find("}}").map_or(entry.len(), |end| end + 2);
+    Some(entry[..end].to_string())
+}
+
 /// A gateway program on a configuration file, and its log line by line.
 struct Gateway {
     program: tokio::process::Child,
@@ -200,11 +224,16 @@ async fn a_route_added_serves_and_a_route_removed_answers_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_service_keeps_its_running_program() {
-    let backend = common::refused_addr().await;
-    let v1 = |script: &str| config(script, &[("/a/", "app")], &[Service("app", backend, "one")]);
+    let (backend, admin) = (common::refused_addr().await, common::refused_addr().await);
+    let v1 = |script: &str| {
+        let text = config(script, &[("/a/", "app")], &[Service("app", backend, "one")]);
+        with_admin(&text, admin)
+    };
     let mut gateway = Gateway::start("reload-kept", v1).await;
     let (status, before) = get(gateway.addr, "/a/").await;
     assert_eq!(status, 200, "{before}");
+    let entry = status_of(admin, "app").await.expect("app in /status");
+    assert!(entry.contains(r#""state":"up""#), "{entry}");
 
     // A route more, the service as it was.
     let v2 = config(
@@ -212,8 +241,10 @@ async fn an_unchanged_service_keeps_its_running_program() {
         &[("/a/", "app"), ("/b/", "app")],
         &[Service("app", backend, "one")],
     );
-    gateway.reload(&v2).await;
-    // Up still: answered at once by the same program, no second start.
+    gateway.reload(&with_admin(&v2, admin)).await;
+    // Up still, since the same time, its probes and counters its own: no probe since.
+    assert_eq!(status_of(admin, "app").await.as_ref(), Some(&entry));
+    // Answered by the same program, with no second start.
     assert_eq!(get(gateway.addr, "/b/").await, (200, before.clone()));
     assert_eq!(get(gateway.addr, "/a/").await, (200, before));
     let log = gateway.stop().await;
@@ -260,12 +291,14 @@ fn pid_in(line: &str) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_service_is_stopped_once_its_download_in_flight_is_whole() {
     let (one, two) = (common::refused_addr().await, common::refused_addr().await);
+    let admin = common::refused_addr().await;
     let v1 = |script: &str| {
-        config(
+        let text = config(
             script,
             &[("/a/", "a"), ("/b/", "b")],
             &[Service("a", one, "one"), Service("b", two, "two")],
-        )
+        );
+        with_admin(&text, admin)
     };
     let mut gateway = Gateway::start("reload-removed", v1).await;
     assert_eq!(get(gateway.addr, "/a/").await.0, 200);
@@ -276,8 +309,9 @@ async fn a_removed_service_is_stopped_once_its_download_in_flight_is_whole() {
         &[("/b/", "b")],
         &[Service("b", two, "two")],
     );
-    let line = gateway.reload(&v2).await;
+    let line = gateway.reload(&with_admin(&v2, admin)).await;
     assert!(line.contains("removed: a;"), "{line}");
+    assert_eq!(status_of(admin, "a").await, None);
     // Its route is gone at once; its download goes on to its end.
     assert_eq!(get(gateway.addr, "/a/").await.0, 404);
     finish_download(client, body).await;
