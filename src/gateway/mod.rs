@@ -145,6 +145,11 @@
 //! backend) is held instead until the backend is up again, then sent again, once. Every field
 //! is checked before anything starts; an error names the field's path.
 //!
+//! A serving gateway reloads its configuration file without a restart through its
+//! [`Reloader`] ([`Gateway::reloader`]; the program does it on SIGHUP): all of it applies but
+//! `gateway.listen`, `admin` and `fleet`; unchanged services keep their state and programs,
+//! and a file with an error changes nothing.
+//!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;
 //! use tower_monitor::gateway::{Gateway, shutdown_signal};
