@@ -101,6 +101,14 @@ async fn status_of(admin: SocketAddr, name: &str) -> Option<String> {
     Some(entry[..end].to_string())
 }
 
+/// The admin's `/metrics`.
+async fn metrics(admin: SocketAddr) -> String {
+    let request = "GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+    let reply = common::exchange(admin, request).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    reply
+}
+
 /// A gateway program on a configuration file, and its log line by line.
 struct Gateway {
     program: tokio::process::Child,
@@ -302,6 +310,7 @@ async fn a_removed_service_is_stopped_once_its_download_in_flight_is_whole() {
     };
     let mut gateway = Gateway::start("reload-removed", v1).await;
     assert_eq!(get(gateway.addr, "/a/").await.0, 200);
+    assert!(metrics(admin).await.contains(r#"service="a""#));
     let (client, body) = slow_download(gateway.addr, "/a/").await;
 
     let v2 = config(
@@ -312,6 +321,8 @@ async fn a_removed_service_is_stopped_once_its_download_in_flight_is_whole() {
     let line = gateway.reload(&with_admin(&v2, admin)).await;
     assert!(line.contains("removed: a;"), "{line}");
     assert_eq!(status_of(admin, "a").await, None);
+    let scrape = metrics(admin).await;
+    assert!(!scrape.contains(r#"service="a""#), "{scrape}");
     // Its route is gone at once; its download goes on to its end.
     assert_eq!(get(gateway.addr, "/a/").await.0, 404);
     finish_download(client, body).await;

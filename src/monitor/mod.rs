@@ -41,6 +41,10 @@ pub struct MinMonitor {
     /// Fleet hook: the fleet this monitor joined, if any.
     #[cfg(feature = "fleet")]
     fleet: std::sync::OnceLock<Arc<crate::fleet::Shared>>,
+    /// The names of the services a reload removed (and none added back since): their series
+    /// stay in the process's metrics recorder, and `/metrics` leaves them out.
+    #[cfg(feature = "gateway")]
+    removed: RwLock<std::collections::BTreeSet<String>>,
 }
 
 impl MinMonitor {
@@ -347,7 +351,24 @@ impl MinMonitor {
             .services
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *services, new)
+        let old = std::mem::replace(&mut *services, new);
+        let mut removed = self.removed.write().unwrap_or_else(PoisonError::into_inner);
+        removed.extend(
+            old.keys()
+                .filter(|name| !services.contains_key(*name))
+                .cloned(),
+        );
+        removed.retain(|name| !services.contains_key(name));
+        old
+    }
+
+    /// The names of the services a reload removed, none of them added back since.
+    #[cfg(all(feature = "gateway", feature = "admin"))]
+    pub(crate) fn removed(&self) -> std::collections::BTreeSet<String> {
+        self.removed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether another service [`depends_on`](MonitoredService::depends_on) the service `name`.
