@@ -455,3 +455,39 @@ async fn an_idle_kept_alive_connection_is_closed_at_a_reload_and_the_gateway_ser
     assert_eq!(get(gateway.addr, "/b/").await.0, 200);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_service_s_first_start_waits_for_the_old_program_s_stop() {
+    let (one, two) = (common::refused_addr().await, common::refused_addr().await);
+    let v1 = |script: &str| config(script, &[("/a/", "app")], &[Service("app", one, "one")]);
+    let mut gateway = Gateway::start("reload-gated", v1).await;
+    assert_eq!(get(gateway.addr, "/a/").await.0, 200);
+    let (client, body) = slow_download(gateway.addr, "/a/").await;
+
+    // Moved to another port: the new definition finds its backend down at once, and its
+    // start (a request held for it) waits for the old program, still busy, to be stopped.
+    let v2 = config(
+        gateway.script(),
+        &[("/a/", "app")],
+        &[Service("app", two, "two")],
+    );
+    let line = gateway.reload(&v2).await;
+    assert!(line.contains("changed: app;"), "{line}");
+    let addr = gateway.addr;
+    let held = tokio::spawn(async move { get(addr, "/a/").await });
+    gateway
+        .until(|l| l.contains("start waits for the programs"))
+        .await;
+    finish_download(client, body).await;
+    let (status, after) = tokio::time::timeout(Duration::from_secs(15), held)
+        .await
+        .expect("answered once the new program is up")
+        .unwrap();
+    assert!(status == 200 && after.starts_with("two "), "{after}");
+    let log = gateway.stop().await;
+    let stopped = log
+        .find("backend program stopped")
+        .expect("the old program stopped");
+    let started = log.rfind("started the backend program").unwrap();
+    assert!(stopped < started, "{log}");
+}

@@ -69,9 +69,12 @@ impl Trigger for AfterStop {
         );
         Box::pin(async move {
             if !*gate.0.borrow() {
-                tracing::info!(service = %name, "{name} changed at a reload: its start waits for the previous program's stop");
+                tracing::info!(service = %name, "{name}'s start waits for the programs of the services a reload removed or changed to stop");
                 if !gate.opened_within(super::plan::START_WAIT_BOUND).await {
-                    return Err(format!("{name}: the previous program did not stop in time").into());
+                    return Err(format!(
+                        "{name}: the programs a reload retired did not stop in time"
+                    )
+                    .into());
                 }
             }
             if retired.load(Ordering::SeqCst) {

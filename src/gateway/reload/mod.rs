@@ -284,6 +284,22 @@ impl Shared {
         for (name, retired) in retired_flags {
             state.gates.insert(name, (gate.clone(), retired));
         }
+        #[cfg(unix)]
+        let programs: Vec<_> = (programs.into_iter())
+            .filter(|(name, _)| retiring.contains(name))
+            .collect();
+        #[cfg(unix)]
+        let nothing_to_stop = programs.is_empty() && earlier.is_empty();
+        #[cfg(not(unix))]
+        let nothing_to_stop = true;
+        // No program to wait for: the new definitions may start at once.
+        let opener = match nothing_to_stop {
+            true => {
+                opener.open();
+                None
+            }
+            false => Some(opener),
+        };
         let (served, all_served) = live::served();
         let grace = built.timeouts.grace;
         self.publish.send_replace(Arc::new(Settings {
@@ -298,18 +314,14 @@ impl Shared {
                 .filter_map(|name| previous.get(name).cloned())
                 .collect(),
             #[cfg(unix)]
-            programs: (programs.into_iter())
-                .filter(|(name, _)| retiring.contains(name))
-                .collect(),
+            programs,
             earlier,
             opener,
         };
         state.sections = built.sections;
         self.requests.reloaded(built.routed);
-        if retiring.is_empty() {
-            // Nothing to wait for: the connections open are asked to close all the same.
-            retired.opener.open();
-        } else {
+        // Nothing retired: the connections open are asked to close all the same.
+        if !retiring.is_empty() {
             tokio::spawn(retired.run());
         }
         Ok(Reloaded {

@@ -22,8 +22,9 @@ pub(super) struct Retired {
     pub(super) programs: Vec<(String, crate::trigger::Process)>,
     /// The gates of earlier reloads that these definitions' own starts waited behind.
     pub(super) earlier: Vec<Gate>,
-    /// Opened at the end: the new definitions may start.
-    pub(super) opener: Opener,
+    /// Opened at the end: the new definitions may start (`None`: opened already, as there
+    /// was no program to stop).
+    pub(super) opener: Option<Opener>,
 }
 
 /// How long before the grace ends the removed services' held requests are answered, as at a
@@ -66,6 +67,8 @@ impl Retired {
             });
             futures::future::join_all(stops).await;
         }
-        self.opener.open();
+        if let Some(opener) = self.opener {
+            opener.open();
+        }
     }
 }
