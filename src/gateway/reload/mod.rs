@@ -36,7 +36,9 @@ mod retire;
 ///   first starts wait for that stop, so that two programs never run at once on one port;
 /// - the connections open are closed once their requests in flight are answered (HTTP/1.1:
 ///   after the answer, at once if idle; HTTP/2: `GOAWAY`); an upgraded connection (a
-///   WebSocket) stays open to its service.
+///   WebSocket) stays open to its service. The removed services' programs are stopped once
+///   every connection open before the reload has closed, or at most `shutdown_grace` after
+///   the reload.
 ///
 /// A file that is not valid, or that changes `gateway.listen`, the `admin` section or the
 /// `fleet` section (or, with a `fleet` section, the `services`), changes nothing: the error
@@ -244,7 +246,10 @@ impl Shared {
         #[cfg(unix)]
         let programs: Vec<_> = (state.sections.services.keys())
             .flat_map(|name| {
-                let processes = supervisor.processes_of(name);
+                // A `process` knows its service by its name as the configuration's paths
+                // write it (quoted if it has a dot, say).
+                let written = crate::config::registry::field_name(name);
+                let processes = supervisor.processes_of(&written);
                 processes.into_iter().map(|p| (name.clone(), p))
             })
             .collect();
