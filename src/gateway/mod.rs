@@ -187,6 +187,7 @@ mod router;
 mod run;
 mod send_timeout;
 mod serve;
+mod signals;
 mod stalled;
 mod streams;
 mod workers;
@@ -195,7 +196,7 @@ pub use admin::DEFAULT_ADMIN_LISTEN;
 pub use config::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
 pub use reload::{Reloaded, Reloader};
 pub use router::{GatewayBody, Router, RouterFuture};
-pub use serve::shutdown_signal;
+pub use signals::shutdown_signal;
 pub use workers::default_workers;
 
 use std::net::SocketAddr;

@@ -252,7 +252,7 @@ fn run(
         let (second, force) = tokio::sync::oneshot::channel();
         let (third, kill) = tokio::sync::oneshot::channel();
         let reloader = config.is_some().then(|| gateway.reloader());
-        tokio::spawn(super::serve::signals([first, second, third], reloader));
+        tokio::spawn(super::signals::signals([first, second, third], reloader));
         // Said once the admin listener is bound too (see `serve_on_workers_then`).
         let ready = move |admin: Option<SocketAddr>| {
             say(format_args!("gateway: listening on http://{local}"));
