@@ -491,3 +491,29 @@ async fn a_changed_service_s_first_start_waits_for_the_old_program_s_stop() {
     let started = log.rfind("started the backend program").unwrap();
     assert!(stopped < started, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_gets_a_goaway_at_a_reload() {
+    let backend = common::refused_addr().await;
+    let v1 = |script: &str| config(script, &[("/a/", "app")], &[Service("app", backend, "one")]);
+    let mut gateway = Gateway::start("reload-h2", v1).await;
+    let (mut sender, connection) =
+        common::http2_connection::<http_body_util::Empty<bytes::Bytes>>(gateway.addr).await;
+    let request = http::Request::get(format!("http://{}/a/", gateway.addr))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let v2 = config(
+        gateway.script(),
+        &[("/b/", "app")],
+        &[Service("app", backend, "one")],
+    );
+    gateway.reload(&v2).await;
+    // Told to go (GOAWAY), with no stream open: the connection ends, cleanly.
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    ended.expect("the connection ends").unwrap().unwrap();
+    assert_eq!(get(gateway.addr, "/b/").await.0, 200);
+    gateway.stop().await;
+}
