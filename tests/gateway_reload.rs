@@ -517,3 +517,36 @@ async fn an_http2_connection_gets_a_goaway_at_a_reload() {
     assert_eq!(get(gateway.addr, "/b/").await.0, 200);
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_service_s_limit_counts_its_requests_in_flight_across_a_reload() {
+    let backend = common::refused_addr().await;
+    let limited = |text: String| {
+        text.replace(
+            r#""hold": { "max_wait": "15s" }"#,
+            r#""hold": { "max_wait": "15s" }, "limit": { "max_in_flight": 1, "max_wait": "0s" }"#,
+        )
+    };
+    let v1 = |script: &str| {
+        limited(config(
+            script,
+            &[("/a/", "app")],
+            &[Service("app", backend, "one")],
+        ))
+    };
+    let mut gateway = Gateway::start("reload-limit", v1).await;
+    assert_eq!(get(gateway.addr, "/a/").await.0, 200);
+    let (client, body) = slow_download(gateway.addr, "/a/").await;
+
+    let v2 = config(
+        gateway.script(),
+        &[("/a/", "app"), ("/b/", "app")],
+        &[Service("app", backend, "one")],
+    );
+    gateway.reload(&limited(v2)).await;
+    // The download holds the one turn: a request through the new routes finds it taken.
+    assert_eq!(get(gateway.addr, "/b/").await.0, 503);
+    finish_download(client, body).await;
+    assert_eq!(get(gateway.addr, "/b/").await.0, 200);
+    gateway.stop().await;
+}

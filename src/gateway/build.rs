@@ -1,6 +1,7 @@
 //! Reading a whole configuration into what a gateway serves with: at startup, and at each
 //! reload, which checks every field as the startup does before anything is applied.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use super::config::{self, GatewaySpec};
 use super::{Router, admin, answered, fleet, own_address, serve, workers};
 use crate::MinMonitor;
 use crate::config::{ConfigError, Reused, TriggerRegistry};
+use crate::proxy::InFlightLimit;
 use crate::service::MonitoredService;
 
 /// A configuration read and checked, not yet serving.
@@ -27,6 +29,8 @@ pub(super) struct Built {
     pub(super) routes: usize,
     /// The services the routes name.
     pub(super) routed: std::collections::BTreeSet<Arc<str>>,
+    /// The limits of requests in flight, by service.
+    pub(super) limits: BTreeMap<String, InFlightLimit>,
     pub(super) sections: Sections,
 }
 
@@ -37,6 +41,8 @@ pub(super) struct Sections {
     pub(super) admin: Option<Value>,
     pub(super) fleet: Option<Value>,
     pub(super) services: serde_json::Map<String, Value>,
+    /// Each `gateway.services.NAME.limit`.
+    pub(super) limits: BTreeMap<String, Value>,
 }
 
 /// What a reload asks of the build: a look at the sections before any service is built (a
@@ -44,6 +50,9 @@ pub(super) struct Sections {
 /// checked, whether to take the one in use instead.
 pub(super) trait Reuse {
     fn sections(&mut self, sections: &Sections) -> Result<(), ConfigError>;
+    /// The limits of requests in flight to take as they are (a kept service's, its `limit`
+    /// unchanged: its requests in flight count against the same limit across the reload).
+    fn limits(&mut self, sections: &Sections) -> BTreeMap<String, InFlightLimit>;
     fn service(
         &mut self,
         name: &str,
@@ -85,6 +94,13 @@ pub(super) fn build(
         fleet: document.get("fleet").cloned(),
         services: (document.get("services").and_then(Value::as_object).cloned())
             .unwrap_or_default(),
+        limits: (document
+            .pointer("/gateway/services")
+            .and_then(Value::as_object))
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, settings)| Some((name.clone(), settings.get("limit")?.clone())))
+        .collect(),
         ..Sections::default()
     };
     let spec = GatewaySpec::take(&mut document)?;
@@ -100,8 +116,10 @@ pub(super) fn build(
         send: spec.send_timeout()?,
     };
     sections.listen.clone_from(&spec.listen);
+    let mut shared = config::Shared::default();
     if let Some(reuse) = reuse.as_deref_mut() {
         reuse.sections(&sections)?;
+        shared.limits = reuse.limits(&sections);
     }
     // The triggers' relative paths count from the file's folder, as the waiting page's do.
     let mut in_dir;
@@ -120,8 +138,8 @@ pub(super) fn build(
     };
     let monitor = Arc::new(monitor);
     own_address::check(&monitor, listen, "gateway.listen")?;
-    let mut shared = config::Shared::default();
     let routes = spec.routes(&monitor, base_dir, &mut shared)?;
+    let limits = shared.limits.clone();
     // Valid (the admin may start and stop it, another service may need it), but most
     // likely a route forgotten.
     let unreached = |name: &&String| !spec.routes_to(name) && !monitor.is_needed(name);
@@ -140,6 +158,7 @@ pub(super) fn build(
         router,
         routes: count,
         routed,
+        limits,
         monitor,
         sections,
     })

@@ -285,10 +285,11 @@ impl Gateway {
             routers,
             routes: _,
             routed: _,
+            limits,
             sections,
         } = build::build(json, registry, base_dir, &requests, None)?;
         let reload = reload::Shared::new(
-            &monitor, routers, timeouts, sections, registry, base_dir, file, &requests,
+            &monitor, routers, timeouts, sections, limits, registry, base_dir, file, &requests,
         );
         Ok(Self {
             listen,

@@ -121,6 +121,8 @@ struct State {
     sections: Sections,
     /// Tells when the connections of the configuration in use have all closed.
     served: Option<AllServed>,
+    /// The limits of requests in flight in use, by service: a kept service keeps its own.
+    limits: BTreeMap<String, crate::proxy::InFlightLimit>,
     /// The gate each service's definition waits behind, if a reload made it, by name.
     gates: BTreeMap<String, (gate::Gate, Arc<std::sync::atomic::AtomicBool>)>,
 }
@@ -143,6 +145,7 @@ impl Shared {
         routers: super::workers::Routers,
         timeouts: super::serve::Timeouts,
         sections: Sections,
+        limits: BTreeMap<String, crate::proxy::InFlightLimit>,
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
         file: Option<&Path>,
@@ -164,6 +167,7 @@ impl Shared {
             file: file.map(Path::to_path_buf),
             state: tokio::sync::Mutex::new(State {
                 sections,
+                limits,
                 served: Some(all_served),
                 gates: BTreeMap::new(),
             }),
@@ -254,7 +258,7 @@ impl Shared {
             })
             .collect();
         let (opener, gate) = gate::gate();
-        let mut plan = plan::Plan::new(&state.sections, &self.monitor, &gate);
+        let mut plan = plan::Plan::new(&state.sections, &state.limits, &self.monitor, &gate);
         let built = build::build(
             json,
             &self.registry,
@@ -324,6 +328,7 @@ impl Shared {
             opener,
         };
         state.sections = built.sections;
+        state.limits = built.limits;
         self.requests.reloaded(built.routed);
         // Nothing retired: the connections open are asked to close all the same.
         if !retiring.is_empty() {

@@ -28,14 +28,22 @@ pub(super) struct Plan<'a> {
     /// New services to probe once committed (their `probe_on_add`, held back until then so
     /// that a reload refused later probes nothing).
     pub(super) probe_now: Vec<String>,
+    /// The limits of requests in flight of the configuration in use, by service.
+    pub(super) limits: &'a BTreeMap<String, crate::proxy::InFlightLimit>,
     /// The stop flag of each new definition's start (see [`AfterStop`]), by name.
     pub(super) retired_flags: BTreeMap<String, Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<'a> Plan<'a> {
-    pub(super) fn new(old: &'a Sections, monitor: &'a MinMonitor, gate: &'a Gate) -> Self {
+    pub(super) fn new(
+        old: &'a Sections,
+        limits: &'a BTreeMap<String, crate::proxy::InFlightLimit>,
+        monitor: &'a MinMonitor,
+        gate: &'a Gate,
+    ) -> Self {
         Self {
             old,
+            limits,
             monitor,
             gate,
             added: Vec::new(),
@@ -129,6 +137,15 @@ impl Reuse for Plan<'_> {
             ));
         }
         Ok(())
+    }
+
+    fn limits(&mut self, new: &Sections) -> BTreeMap<String, crate::proxy::InFlightLimit> {
+        (self.limits.iter())
+            .filter(|(name, _)| {
+                self.kept.contains(*name) && self.old.limits.get(*name) == new.limits.get(*name)
+            })
+            .map(|(name, limit)| (name.clone(), limit.clone()))
+            .collect()
     }
 
     fn service(
