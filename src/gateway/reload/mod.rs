@@ -29,7 +29,7 @@ mod retire;
 ///   `send_timeout`, are the new file's;
 /// - a service whose definition (its `services.NAME` section, and those of the services it
 ///   `depends_on`) is unchanged goes on as it was: its state, its running program, its idle
-///   watch and its counters;
+///   watch and its counters (and, its `limit` unchanged, its limit of requests in flight);
 /// - a service added is added; one removed, or changed (a removal and an addition under the
 ///   same name), has its requests in flight finish, then its held requests answered and the
 ///   program its definition started stopped, as a shutdown stops it; the new definitions'
