@@ -264,6 +264,11 @@ impl Admin {
         let _ = self.monitor.snapshot();
         handle.run_upkeep();
         let mut text = handle.render();
+        // A service a reload removed leaves the scrape, though the recorder keeps its series.
+        #[cfg(feature = "gateway")]
+        {
+            text = prometheus::without_services(text, &self.monitor.removed());
+        }
         if let Some(families) = &self.families {
             families.render(&mut text);
         }

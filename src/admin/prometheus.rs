@@ -53,3 +53,55 @@ pub(crate) fn handle() -> Option<PrometheusHandle> {
         })
         .clone()
 }
+
+#[cfg(feature = "gateway")]
+/// `text` (the Prometheus text format) without the samples labelled with a service of
+/// `removed`; their `# HELP` and `# TYPE` lines stay, as other services may share them.
+pub(crate) fn without_services(
+    text: String,
+    removed: &std::collections::BTreeSet<String>,
+) -> String {
+    if removed.is_empty() {
+        return text;
+    }
+    let labels: Vec<String> = (removed.iter())
+        .map(|name| {
+            let escaped = name
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("service=\"{escaped}\"")
+        })
+        .collect();
+    let removed_sample = |line: &str| {
+        !line.starts_with('#')
+            && labels.iter().any(|label| {
+                line.match_indices(label.as_str()).any(|(at, _)| {
+                    let before = line[..at].ends_with(['{', ',']);
+                    let after = line[at + label.len()..].starts_with([',', '}']);
+                    before && after
+                })
+            })
+    };
+    let mut kept = String::with_capacity(text.len());
+    for line in text
+        .split_inclusive('\n')
+        .filter(|line| !removed_sample(line))
+    {
+        kept.push_str(line);
+    }
+    kept
+}
+
+#[cfg(all(test, feature = "gateway"))]
+mod tests {
+    #[test]
+    fn the_samples_of_removed_services_are_left_out() {
+        let text = "# TYPE up gauge\nup{service=\"a\"} 1\nup{service=\"ab\"} 1\nx{code=\"1\",service=\"a\"} 2\n";
+        let removed = ["a".to_string()].into_iter().collect();
+        assert_eq!(
+            super::without_services(text.to_string(), &removed),
+            "# TYPE up gauge\nup{service=\"ab\"} 1\n"
+        );
+    }
+}

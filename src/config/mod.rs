@@ -275,6 +275,18 @@ impl MinMonitor {
         document: Value,
         registry: &TriggerRegistry,
     ) -> Result<Self, ConfigError> {
+        Self::from_config_value_reusing(document, registry, &mut |_, service| Ok(service))
+    }
+
+    /// [`from_config_value_with`](Self::from_config_value_with), each service, once built and
+    /// checked, given to `reuse` before it is added (in dependency order, after every service
+    /// was built and checked): it answers the service to add, or one already registered
+    /// elsewhere to take as it is (a reload keeps an unchanged service's lifecycle so).
+    pub(crate) fn from_config_value_reusing(
+        document: Value,
+        registry: &TriggerRegistry,
+        reuse: &mut dyn FnMut(&str, MonitoredService) -> Result<MonitoredService, Reused>,
+    ) -> Result<Self, ConfigError> {
         if !document.is_object() {
             return Err(ConfigError::new(
                 "",
@@ -300,13 +312,20 @@ impl MinMonitor {
         let services = depends::order(services)?;
         let monitor = MinMonitor::new();
         for (name, path, service) in services {
-            monitor
-                .add(name, service)
-                .map_err(|e| ConfigError::new(path, e.to_string()))?;
+            match reuse(&name, service) {
+                Ok(service) => monitor.add(name, service),
+                Err(Reused(registered)) => monitor.adopt(name, registered),
+            }
+            .map_err(|e| ConfigError::new(path, e.to_string()))?;
         }
         Ok(monitor)
     }
 }
+
+/// A service already registered, to take in a new monitor as it is (see
+/// [`MinMonitor::from_config_value_reusing`]).
+#[cfg_attr(not(feature = "gateway"), allow(dead_code))]
+pub(crate) struct Reused(pub(crate) std::sync::Arc<crate::registered::Registered>);
 
 /// An `on_idle` written as the trigger itself (`{"type": "command", …}`), the likely slip of a
 /// reader of `on_down`, said as such rather than as its first field unknown.

@@ -10,7 +10,7 @@
 //! Not through the `metrics` facade: a facade call builds its key (the service name a label:
 //! an allocation) and the recorder looks it up (hashing, a shared lock) on every request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -92,6 +92,9 @@ impl Block {
 #[derive(Default)]
 pub(super) struct Requests {
     blocks: Mutex<Vec<Arc<Block>>>,
+    /// After a reload, the services its routes name: a service it removed is no more in the
+    /// scrape.
+    routed: Mutex<Option<BTreeSet<Arc<str>>>>,
 }
 
 impl Requests {
@@ -110,17 +113,69 @@ impl Requests {
         block
     }
 
+    /// At a reload whose routes name `routed`: the services it removed leave the scrape, and
+    /// the blocks of the routers no worker uses any more are summed into one, so that
+    /// reloads add no memory (the counts of the services kept go on).
+    pub(super) fn reloaded(&self, routed: BTreeSet<Arc<str>>) {
+        let mut blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        let (unused, used): (Vec<_>, Vec<_>) =
+            (blocks.drain(..)).partition(|block| Arc::strong_count(block) == 1);
+        let shown = |name: &Arc<str>| &**name == NO_ROUTE || routed.contains(name);
+        let names: BTreeSet<Arc<str>> = (unused.iter())
+            .flat_map(|block| block.names.iter().filter(|name| shown(name)).cloned())
+            .collect();
+        let names: Box<[Arc<str>]> = names.into_iter().collect();
+        let sum = Block {
+            rows: names.iter().map(|_| Row::new()).collect(),
+            names,
+        };
+        for block in &unused {
+            for (name, row) in block.names.iter().zip(&block.rows) {
+                let Ok(at) = sum.names.binary_search(name) else {
+                    continue;
+                };
+                let into = &sum.rows[at];
+                let pairs = (row.codes.iter().zip(&into.codes))
+                    .chain(row.buckets.iter().zip(&into.buckets))
+                    .chain(std::iter::once((&row.micros, &into.micros)));
+                for (from, to) in pairs {
+                    to.fetch_add(from.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            }
+        }
+        *blocks = used;
+        if !sum.names.is_empty() {
+            blocks.push(Arc::new(sum));
+        }
+        drop(blocks);
+        *self.routed.lock().unwrap_or_else(PoisonError::into_inner) = Some(routed);
+    }
+
+    /// The blocks, each with whether the scrape shows each of its rows.
+    fn shown_blocks(&self) -> Vec<(Arc<Block>, Vec<bool>)> {
+        let routed = self.routed.lock().unwrap_or_else(PoisonError::into_inner);
+        let blocks = self.blocks.lock().unwrap_or_else(PoisonError::into_inner);
+        (blocks.iter())
+            .map(|block| {
+                let shown = (block.names.iter())
+                    .map(|name| {
+                        &**name == NO_ROUTE || routed.as_ref().is_none_or(|r| r.contains(name))
+                    })
+                    .collect();
+                (Arc::clone(block), shown)
+            })
+            .collect()
+    }
+
     /// The counts summed over the blocks, by service and code (1000 for `other`); only those
     /// above zero.
     fn totals(&self) -> BTreeMap<(Arc<str>, u16), u64> {
-        let blocks = self
-            .blocks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let blocks = self.shown_blocks();
         let mut totals = BTreeMap::new();
-        for block in &blocks {
-            for (name, row) in block.names.iter().zip(&block.rows) {
+        for (block, shown) in &blocks {
+            for ((name, row), _) in
+                (block.names.iter().zip(&block.rows).zip(shown)).filter(|(_, s)| **s)
+            {
                 for (slot, counter) in row.codes.iter().enumerate() {
                     let count = counter.load(Ordering::Relaxed);
                     if count > 0 {
@@ -140,14 +195,12 @@ impl Requests {
     /// The duration buckets (not cumulative) and the sum in microseconds, summed over the
     /// blocks, by service; only services with a request.
     fn durations(&self) -> BTreeMap<Arc<str>, ([u64; BUCKETS], u64)> {
-        let blocks = self
-            .blocks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let blocks = self.shown_blocks();
         let mut durations: BTreeMap<Arc<str>, ([u64; BUCKETS], u64)> = BTreeMap::new();
-        for block in &blocks {
-            for (name, row) in block.names.iter().zip(&block.rows) {
+        for (block, shown) in &blocks {
+            for ((name, row), _) in
+                (block.names.iter().zip(&block.rows).zip(shown)).filter(|(_, s)| **s)
+            {
                 let counts = row.buckets.each_ref().map(|c| c.load(Ordering::Relaxed));
                 if counts.iter().all(|&n| n == 0) {
                     continue;

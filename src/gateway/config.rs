@@ -168,6 +168,14 @@ impl GatewaySpec {
         })
     }
 
+    /// The services the routes send requests to.
+    pub(super) fn routed(&self) -> std::collections::BTreeSet<Arc<str>> {
+        self.routes
+            .iter()
+            .map(|r| Arc::from(r.service.as_str()))
+            .collect()
+    }
+
     /// Whether a route sends requests to the service `name`.
     pub(super) fn routes_to(&self, name: &str) -> bool {
         self.routes.iter().any(|route| route.service == name)

@@ -145,6 +145,11 @@
 //! backend) is held instead until the backend is up again, then sent again, once. Every field
 //! is checked before anything starts; an error names the field's path.
 //!
+//! A serving gateway reloads its configuration file without a restart through its
+//! [`Reloader`] ([`Gateway::reloader`]; the program does it on SIGHUP): all of it applies but
+//! `gateway.listen`, `admin` and `fleet`; unchanged services keep their state and programs,
+//! and a file with an error changes nothing.
+//!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;
 //! use tower_monitor::gateway::{Gateway, shutdown_signal};
@@ -166,27 +171,32 @@
 mod access;
 mod admin;
 mod answered;
+mod build;
 mod cancels;
 pub mod cli;
 mod config;
 mod demo;
 mod fleet;
 mod in_flight;
+mod live;
 mod own_address;
+mod reload;
 mod route_host;
 mod route_path;
 mod router;
 mod run;
 mod send_timeout;
 mod serve;
+mod signals;
 mod stalled;
 mod streams;
 mod workers;
 
 pub use admin::DEFAULT_ADMIN_LISTEN;
 pub use config::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SEND_TIMEOUT, DEFAULT_SHUTDOWN_GRACE};
+pub use reload::{Reloaded, Reloader};
 pub use router::{GatewayBody, Router, RouterFuture};
-pub use serve::shutdown_signal;
+pub use signals::shutdown_signal;
 pub use workers::default_workers;
 
 use std::net::SocketAddr;
@@ -194,29 +204,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::MinMonitor;
 use crate::config::{ConfigError, TriggerRegistry};
-use config::GatewaySpec;
 
 /// A configured gateway, ready to serve: its monitor, its routes, where it listens.
 #[derive(Debug)]
 pub struct Gateway {
     monitor: Arc<MinMonitor>,
     router: Router,
-    routers: workers::Routers,
     /// The counts of the requests answered, every router's, for the admin's `/metrics`.
     requests: Arc<answered::Requests>,
     listen: SocketAddr,
-    shutdown_grace: Duration,
-    header_read_timeout: Duration,
-    send_timeout: Duration,
     /// The admin listener, when the configuration has an `admin` section.
     admin: Option<admin::AdminSettings>,
     /// The fleet to join when serving, when the configuration has a `fleet` section.
     #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     fleet: Option<fleet::FleetSettings>,
+    /// The configuration in use, which the serving loops read and a reload replaces.
+    reload: Arc<reload::Shared>,
     /// The programs the configuration's `process` triggers start: stopped on the way out.
     #[cfg(unix)]
     supervisor: crate::trigger::Supervisor,
@@ -242,13 +247,14 @@ impl Gateway {
     /// assert_eq!(err.path(), "gateway.routes");
     /// ```
     pub fn from_config(json: &str, registry: &TriggerRegistry) -> Result<Self, ConfigError> {
-        Self::from_config_in(json, registry, None)
+        Self::from_config_in(json, registry, None, None)
     }
 
     /// Like [`from_config`](Self::from_config), for the file at `path`: relative paths in it
     /// (a `waiting_page`; a `command`'s or `process`'s `command`, `current_dir` and
     /// `lock_file`, see [`TriggerRegistry::relative_to`]) are taken from the file's folder,
-    /// and an unreadable file is an error.
+    /// and an unreadable file is an error. Its [`reloader`](Self::reloader) reads the file
+    /// again.
     ///
     /// ```
     /// use tower_monitor::config::TriggerRegistry;
@@ -258,78 +264,41 @@ impl Gateway {
     /// assert!(err.to_string().contains("no/such/file.json"));
     /// ```
     pub fn from_config_file(path: &Path, registry: &TriggerRegistry) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-        // Notepad and other Windows editors begin a UTF-8 file with a byte order mark, which
-        // JSON does not allow and a reader cannot see ("expected value at line 1 column 1").
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        Self::from_config_in(text, registry, path.parent())
+        let text = read_config_file(path)?;
+        Self::from_config_in(&text, registry, path.parent(), Some(path))
     }
 
     fn from_config_in(
         json: &str,
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
+        file: Option<&Path>,
     ) -> Result<Self, ConfigError> {
-        if json.trim().is_empty() {
-            return Err(ConfigError::new("", "the configuration is empty"));
-        }
-        crate::config::duplicates::check(json)?;
-        let mut document: Value = serde_json::from_str(json)
-            .map_err(|e| ConfigError::new("", format!("not valid JSON: {e}")))?;
-        // Before the sections are taken, so that a misspelt one (`gatway`) is said to be that,
-        // not the section missing; the monitor would name only `services` as known.
-        const SECTIONS: [&str; 4] = ["gateway", "admin", "fleet", "services"];
-        if let Some(unknown) = document
-            .as_object()
-            .and_then(|doc| doc.keys().find(|key| !SECTIONS.contains(&key.as_str())))
-        {
-            return Err(ConfigError::new(
-                crate::config::registry::field_name(unknown),
-                crate::config::error::plain_words(format!(
-                    "unknown field `{unknown}`, expected one of `gateway`, `admin`, `fleet`, `services`"
-                )),
-            ));
-        }
-        let spec = GatewaySpec::take(&mut document)?;
-        let admin = admin::AdminSettings::take(&mut document)?;
-        let fleet = fleet::take(&mut document)?;
-        let listen = spec.listen_addr("gateway.listen", &spec.listen)?;
-        if let Some(admin) = &admin {
-            admin.check_beside(listen)?;
-        }
-        // The triggers' relative paths count from the file's folder, as the waiting page's do.
-        let mut in_dir;
-        let registry = match base_dir {
-            Some(dir) => {
-                in_dir = registry.clone();
-                &*in_dir.relative_to(dir)
-            }
-            None => registry,
-        };
-        let monitor = Arc::new(MinMonitor::from_config_value_with(document, registry)?);
-        own_address::check(&monitor, listen, "gateway.listen")?;
-        let mut shared = config::Shared::default();
-        let routes = spec.routes(&monitor, base_dir, &mut shared)?;
-        // Valid (the admin may start and stop it, another service may need it), but most
-        // likely a route forgotten.
-        let unreached = |name: &&String| !spec.routes_to(name) && !monitor.is_needed(name);
-        for name in monitor.names().iter().filter(unreached) {
-            tracing::warn!(service = %name, "no route in gateway.routes names {name:?}: no request reaches it");
-        }
         let requests = Arc::new(answered::Requests::default());
-        let router = Router::new(routes, spec.access_log, &requests);
+        let build::Built {
+            listen,
+            timeouts,
+            admin,
+            fleet,
+            monitor,
+            router,
+            routers,
+            routes: _,
+            routed: _,
+            limits,
+            sections,
+        } = build::build(json, registry, base_dir, &requests, None)?;
+        let reload = reload::Shared::new(
+            &monitor, routers, timeouts, sections, limits, registry, base_dir, file, &requests,
+        );
         Ok(Self {
             listen,
-            shutdown_grace: spec.shutdown_grace(),
-            header_read_timeout: spec.header_read_timeout()?,
-            send_timeout: spec.send_timeout()?,
-            routers: worker_routers(spec, &monitor, base_dir, &router, shared, &requests),
             router,
             requests,
             monitor,
             admin,
             fleet,
+            reload,
             #[cfg(unix)]
             supervisor: registry.supervisor().clone(),
         })
@@ -340,17 +309,10 @@ impl Gateway {
         self.listen
     }
 
-    /// How long [`serve`](Self::serve) waits for requests in flight once asked to stop.
+    /// How long [`serve`](Self::serve) waits for requests in flight once asked to stop (as
+    /// the configuration in use says: a reload may change it).
     pub fn shutdown_grace(&self) -> Duration {
-        self.shutdown_grace
-    }
-
-    fn timeouts(&self) -> serve::Timeouts {
-        serve::Timeouts {
-            grace: self.shutdown_grace,
-            header_read: self.header_read_timeout,
-            send: self.send_timeout,
-        }
+        self.reload.grace()
     }
 
     /// The monitor of the gateway's services.
@@ -371,26 +333,15 @@ impl Gateway {
     }
 }
 
-/// Rebuilds the routes for each worker, so that each has its own upstream connection pools;
-/// the layers and limits (`shared`, as the first build made them) are shared. The configuration was
-/// checked when `router` was built; should building fail anyway, the worker shares `router`.
-fn worker_routers(
-    spec: GatewaySpec,
-    monitor: &Arc<MinMonitor>,
-    base_dir: Option<&Path>,
-    router: &Router,
-    shared: config::Shared,
-    requests: &Arc<answered::Requests>,
-) -> workers::Routers {
-    let (monitor, base_dir, first, requests) = (
-        Arc::clone(monitor),
-        base_dir.map(Path::to_path_buf),
-        router.clone(),
-        Arc::clone(requests),
-    );
-    workers::Routers(Box::new(move || {
-        spec.routes(&monitor, base_dir.as_deref(), &mut shared.clone())
-            .map(|routes| Router::new(routes, spec.access_log, &requests))
-            .unwrap_or_else(|_| first.clone())
-    }))
+/// The text of the configuration file at `path`, without the byte order mark some editors
+/// begin it with.
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+    // Notepad and other Windows editors begin a UTF-8 file with a byte order mark, which
+    // JSON does not allow and a reader cannot see ("expected value at line 1 column 1").
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }

@@ -29,9 +29,10 @@ impl Gateway {
             return false;
         };
         let admin = admin.map(|(task, _)| task);
+        let live = self.reload.live();
         let (shutdown, release) =
-            serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
-        let serving = serve::serve(listener, router, shutdown, self.timeouts());
+            serve::announced(shutdown, live.clone(), Arc::clone(&self.monitor));
+        let serving = serve::serve(listener, router, live, shutdown);
         let drained = serve::with_release(serving, release).await;
         serve::drained(drained);
         if let Some(admin) = admin {
@@ -88,10 +89,10 @@ impl Gateway {
         };
         ready(admin.as_ref().map(|(_, addr)| *addr));
         let admin = admin.map(|(task, _)| task);
+        let live = self.reload.live();
         let (shutdown, release) =
-            serve::announced(shutdown, self.shutdown_grace, Arc::clone(&self.monitor));
-        let serving =
-            workers::serve_workers(listener, &self.routers, workers, shutdown, self.timeouts());
+            serve::announced(shutdown, live.clone(), Arc::clone(&self.monitor));
+        let serving = workers::serve_workers(listener, &live, workers, shutdown);
         let (served, runtimes) = serve::with_release(serving, release).await;
         if let Some(admin) = admin {
             admin.abort();

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::Router;
 use super::cancels::{Cancels, Watched};
 use super::in_flight::{Closing, Counted, InFlight};
+use super::live::Live;
 use super::send_timeout::SendTimeout;
 use super::stalled::{Answer, Stalled};
 use super::streams::Streams;
@@ -70,24 +71,44 @@ pub(super) struct Timeouts {
 /// (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`), and waits up to the grace for that and for
 /// the upgraded connections (WebSockets) to close.
 /// Returns whether every connection closed within the grace.
+///
+/// The settings (timeouts, grace) are `live`'s; when a reload changes them, the connections
+/// accepted from then on take its router (built here: this runtime's pools), and those open
+/// are asked to close as at a shutdown, so none serves the old routes past its requests in
+/// flight.
 pub(super) async fn serve(
     listener: TcpListener,
-    router: Router,
+    mut router: Router,
+    mut live: Live,
     shutdown: impl Future<Output = ()>,
-    timeouts: Timeouts,
 ) -> bool {
-    let Timeouts {
-        grace,
-        header_read,
-        send,
-    } = timeouts;
-    let (stop, stopping) = watch::channel(false);
+    let mut settings = Arc::clone(&live.borrow_and_update());
+    // Told at a reload and at the shutdown: each connection then closes once its requests
+    // in flight are answered.
+    let (stop, mut stopping) = watch::channel(());
     // Each connection task holds a sender; `recv` answers `None` once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut reloadable = true;
     loop {
         let (stream, addr) = tokio::select! {
+            // A connection that comes after a reload takes its routes, even when both woke
+            // this task at once.
+            biased;
             () = &mut shutdown => break,
+            changed = live.changed(), if reloadable => {
+                if changed.is_err() {
+                    // No reload can come any more: serve on as is.
+                    reloadable = false;
+                    continue;
+                }
+                settings = Arc::clone(&live.borrow_and_update());
+                router = (settings.routers.0)();
+                stop.send_replace(());
+                // The connections accepted from now on have not seen this one.
+                stopping.mark_unchanged();
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -98,6 +119,10 @@ pub(super) async fn serve(
                 }
             },
         };
+        let Timeouts {
+            header_read, send, ..
+        } = settings.timeouts;
+        let served = settings.served.clone();
         let _ = stream.set_nodelay(true);
         // A client that vanished without closing (a laptop shut, a network gone) would keep
         // what its connection holds for ever: an upgraded socket relayed to the backend (the
@@ -108,7 +133,8 @@ pub(super) async fn serve(
         let mut stopping = stopping.clone();
         let open = open.clone();
         tokio::spawn(async move {
-            let upgrades = open.clone();
+            // An upgraded connection holds both: the drain and the reload wait for it.
+            let upgrades = (open.clone(), served);
             let _open = open;
             let in_flight = Arc::new(InFlight::default());
             let requests = Arc::clone(&in_flight);
@@ -193,7 +219,14 @@ pub(super) async fn serve(
                 }
                 _ = stopping.changed() => {
                     connection.as_mut().graceful_shutdown();
-                    connection.await
+                    // Still bounded as before: after a reload the connection is no shutdown's
+                    // to end, and an HTTP/2 client that never answers the GOAWAY's `PING`
+                    // would keep it (and the old routes) open.
+                    tokio::select! {
+                        biased;
+                        result = connection.as_mut() => result,
+                        _ = in_flight.closed() => return,
+                    }
                 }
             };
             if let Err(error) = result {
@@ -203,7 +236,10 @@ pub(super) async fn serve(
     }
     drop(listener);
     drop(open);
-    let _ = stop.send(true);
+    stop.send_replace(());
+    // The grace of the configuration in use now.
+    let grace = live.borrow().timeouts.grace;
+    drop(settings);
     tracing::debug!(grace = ?grace, "no new connections; waiting for requests in flight");
     let closed = tokio::time::timeout(grace, all_closed.recv()).await.is_ok();
     if !closed {
@@ -232,92 +268,28 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Completes on the first SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = int.recv() => tracing::info!("SIGINT received"),
-                }
-            }
-            _ => {
-                tracing::warn!("cannot listen for signals; Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Listens for SIGTERM, SIGINT (Ctrl-C) and SIGHUP from this call on (within a Tokio runtime),
-/// and returns what tells each of `tells` in turn, one per signal: the drain, then giving up
-/// on the connections, then killing the backend programs. Listening before the program says
-/// it serves means a signal sent as soon as it does is not missed (it would otherwise end the
-/// process at once, leaving the backend programs it started running: SIGHUP's default too, as
-/// when its terminal closes); the same listeners wait for every signal, so a quick next one is
-/// not missed either.
-pub(crate) fn signals<const N: usize>(tells: [oneshot::Sender<()>; N]) -> impl Future<Output = ()> {
-    #[cfg(unix)]
-    let listeners = {
-        use tokio::signal::unix::{SignalKind, signal};
-        (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        )
-    };
-    async move {
-        #[cfg(unix)]
-        if let (Ok(mut term), Ok(mut int), Ok(mut hup)) = listeners {
-            for tell in tells {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = int.recv() => tracing::info!("SIGINT received"),
-                    _ = hup.recv() => tracing::info!("SIGHUP received"),
-                }
-                let _ = tell.send(());
-            }
-            return;
-        } else {
-            tracing::warn!("cannot listen for signals; Ctrl-C only");
-        }
-        for tell in tells {
-            let _ = tokio::signal::ctrl_c().await;
-            let _ = tell.send(());
-        }
-    }
-}
-
 /// `shutdown`, announcing the drain when it completes (once per gateway, however many
 /// workers); and beside it the release of the requests still held, shortly before the grace
 /// ends, which only [`with_release`] runs: so it ends with the serving, and a monitor still
 /// in use after `Gateway::serve` returned early is not released later by a timer left behind.
 pub(super) fn announced(
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    live: Live,
     monitor: Arc<crate::MinMonitor>,
 ) -> (impl Future<Output = ()>, impl Future<Output = Infallible>) {
-    let (began, begun) = oneshot::channel::<()>();
+    let (began, begun) = oneshot::channel::<Duration>();
     let shutdown = async move {
         shutdown.await;
+        // The grace of the configuration in use at the shutdown (a reload may have changed it).
+        let grace = live.borrow().timeouts.grace;
+        let _ = began.send(grace);
         tracing::info!(grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
-        let _ = began.send(());
     };
     // Held requests wait for a backend that may still come up within the grace; before the
     // grace ends, each is answered 503 rather than have its connection closed unanswered.
     let release = async move {
         // Serving that ends without a shutdown (it could not start) releases nothing.
-        if begun.await.is_ok() {
+        if let Ok(grace) = begun.await {
             let answer_time = HELD_ANSWER_TIME.min(grace / 2);
             tokio::time::sleep(grace - answer_time).await;
             monitor.release_held();

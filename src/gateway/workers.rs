@@ -11,10 +11,12 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
+use super::live::Live;
 use super::{Router, serve};
 
 /// Builds a router for one worker: its own upstream connection pools, the layers shared.
@@ -46,12 +48,12 @@ struct Worker {
 /// runtimes, for the caller to end once it has stopped the backends.
 pub(super) async fn serve_workers(
     listener: std::net::TcpListener,
-    routers: &Routers,
+    live: &Live,
     workers: NonZeroUsize,
     shutdown: impl Future<Output = ()>,
-    timeouts: serve::Timeouts,
 ) -> (io::Result<bool>, Released) {
     let (stop, stopping) = watch::channel(false);
+    let routers = Arc::clone(&live.borrow().routers);
     // Not allocated from the count: a huge one is a thread that fails to start, not an abort.
     let mut started = Vec::new();
     let mut failed = listener.set_nonblocking(true).err();
@@ -60,7 +62,13 @@ pub(super) async fn serve_workers(
             break;
         }
         let worker = listener.try_clone().and_then(|listener| {
-            start_worker(index, listener, (routers.0)(), stopping.clone(), timeouts)
+            start_worker(
+                index,
+                listener,
+                (routers.0)(),
+                live.clone(),
+                stopping.clone(),
+            )
         });
         match worker {
             Ok(worker) => started.push(worker),
@@ -87,8 +95,8 @@ fn start_worker(
     index: usize,
     listener: std::net::TcpListener,
     router: Router,
+    live: Live,
     mut stopping: watch::Receiver<bool>,
-    timeouts: serve::Timeouts,
 ) -> io::Result<Worker> {
     let (drained_tx, drained) = oneshot::channel();
     let (release, released) = oneshot::channel::<()>();
@@ -110,7 +118,7 @@ fn start_worker(
                 let stopped = async move {
                     let _ = stopping.wait_for(|stop| *stop).await;
                 };
-                let _ = drained_tx.send(serve::serve(listener, router, stopped, timeouts).await);
+                let _ = drained_tx.send(serve::serve(listener, router, live, stopped).await);
                 let _ = released.await;
             });
             // Tasks still running (a relayed WebSocket past the grace) must not hold the exit.

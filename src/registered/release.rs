@@ -55,7 +55,7 @@ impl Registered {
         if !self.release.released.swap(true, Ordering::SeqCst) {
             let held = self.held();
             if held > 0 {
-                tracing::info!(service = %self.name, held, "shutting down: answering the requests held for {} 503", self.name);
+                tracing::info!(service = %self.name, held, "shutting down, or removed by a reload: answering the requests held for {} 503", self.name);
             }
         }
         self.changed.notify_waiters();

@@ -37,9 +37,11 @@ Options:
 A value follows its option or an = sign: --config FILE or --config=FILE.
 
 Logs go to stderr; RUST_LOG sets their level (default: info).
-Stops on SIGTERM, SIGINT or SIGHUP, letting requests in flight finish
-(gateway.shutdown_grace); a second signal stops waiting for them, and still stops the backend
-programs it started, each within its stop_grace; a third kills them at once.
+Stops on SIGTERM or SIGINT, letting requests in flight finish (gateway.shutdown_grace); a
+second signal stops waiting for them, and still stops the backend programs it started, each
+within its stop_grace; a third kills them at once. On SIGHUP, reads the --config file again
+and applies it (routes, gateway.services, services...; gateway.listen, admin and fleet need
+a restart); a file with an error changes nothing.
 Exit codes: 0 done; 1 bad configuration, cannot listen or serve, or a shutdown that left
 connections open past the grace or a backend program running; 2 bad command line.
 ";
@@ -249,7 +251,8 @@ fn run(
         let (first, drain) = tokio::sync::oneshot::channel();
         let (second, force) = tokio::sync::oneshot::channel();
         let (third, kill) = tokio::sync::oneshot::channel();
-        tokio::spawn(super::serve::signals([first, second, third]));
+        let reloader = config.is_some().then(|| gateway.reloader());
+        tokio::spawn(super::signals::signals([first, second, third], reloader));
         // Said once the admin listener is bound too (see `serve_on_workers_then`).
         let ready = move |admin: Option<SocketAddr>| {
             say(format_args!("gateway: listening on http://{local}"));

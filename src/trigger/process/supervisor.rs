@@ -104,6 +104,15 @@ impl Supervisor {
             .collect()
     }
 
+    /// Its processes that are the backend of the service `name` (given at build time, or
+    /// learned from the first start), running or not.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn processes_of(&self, name: &str) -> Vec<Process> {
+        let mut processes = self.inner.processes();
+        processes.retain(|process| process.shared.service() == Some(name));
+        processes
+    }
+
     /// Whether [`shutdown`](Self::shutdown) has been called.
     ///
     /// ```

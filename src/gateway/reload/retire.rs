@@ -1,0 +1,74 @@
+//! The end of what a reload removed: once the connections open before it have closed (at
+//! most the grace), the held requests of the services it removed are answered, and the
+//! programs their definitions started are stopped as a shutdown stops them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::gate::{Gate, Opener};
+use crate::gateway::live::AllServed;
+use crate::registered::Registered;
+
+/// What one reload retires.
+pub(super) struct Retired {
+    /// The connections of the configuration it replaced.
+    pub(super) served: Option<AllServed>,
+    pub(super) grace: Duration,
+    /// The definitions removed or changed.
+    pub(super) services: Vec<Arc<Registered>>,
+    /// Their programs (strong handles: a program whose last handle goes is killed at once,
+    /// not stopped).
+    #[cfg(unix)]
+    pub(super) programs: Vec<(String, crate::trigger::Process)>,
+    /// The gates of earlier reloads that these definitions' own starts waited behind.
+    pub(super) earlier: Vec<Gate>,
+    /// Opened at the end: the new definitions may start (`None`: opened already, as there
+    /// was no program to stop).
+    pub(super) opener: Option<Opener>,
+}
+
+/// How long before the grace ends the removed services' held requests are answered, as at a
+/// shutdown.
+const HELD_ANSWER_TIME: Duration = Duration::from_secs(1);
+
+impl Retired {
+    pub(super) async fn run(self) {
+        if let Some(served) = self.served {
+            let answer_time = HELD_ANSWER_TIME.min(self.grace / 2);
+            let mut waiting = std::pin::pin!(served.wait());
+            if tokio::time::timeout(self.grace - answer_time, waiting.as_mut())
+                .await
+                .is_err()
+            {
+                for service in &self.services {
+                    service.release_held();
+                }
+                if tokio::time::timeout(answer_time, waiting).await.is_err() {
+                    tracing::warn!(grace = ?self.grace, "reload: connections opened before it still open after the grace; stopping the removed services' programs all the same");
+                }
+            }
+        }
+        // From now on no request starts them.
+        for service in &self.services {
+            service.release_held();
+        }
+        for gate in self.earlier {
+            gate.opened_within(super::plan::START_WAIT_BOUND).await;
+        }
+        #[cfg(unix)]
+        {
+            let stops = self.programs.iter().map(|(name, program)| async move {
+                if program.is_running() {
+                    tracing::info!(service = %name, pid = program.pid(), "reload: stopping the program of {name}'s previous definition");
+                }
+                if let Err(error) = program.stop().await {
+                    tracing::error!(service = %name, %error, "reload: could not stop the program of {name}'s previous definition");
+                }
+            });
+            futures::future::join_all(stops).await;
+        }
+        if let Some(opener) = self.opener {
+            opener.open();
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `Gateway::reloader` in this process: what a reload finds changed (the services that
+//! depend on a changed one too), what it refuses, and a gateway with no file to read.
+
+mod common;
+
+use tower_monitor::config::TriggerRegistry;
+use tower_monitor::gateway::Gateway;
+
+/// A configuration whose `db` is on `db_port`, `app` depending on it, `other` on its own.
+fn three_services(db_port: u16, fleet: &str) -> String {
+    format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
+                           "routes": [ {{ "path_prefix": "/a/", "service": "app" }}, {{ "service": "other" }} ] }},{fleet}
+             "services": {{
+                 "db": {{ "url": "http://127.0.0.1:{db_port}/", "grace_period": "1s" }},
+                 "app": {{ "url": "http://127.0.0.1:9002/", "grace_period": "1s", "depends_on": ["db"] }},
+                 "other": {{ "url": "http://127.0.0.1:9003/", "grace_period": "1s" }} }} }}"#
+    )
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_depends_on_a_changed_one_is_changed_too() {
+    let config = common::TempFile::new("reload-api-deps", &three_services(9001, ""));
+    let gateway =
+        Gateway::from_config_file(config.path().as_ref(), &TriggerRegistry::new()).unwrap();
+    let reloader = gateway.reloader();
+    std::fs::write(config.path(), three_services(9004, "")).unwrap();
+    let reloaded = reloader.reload().await.unwrap();
+    assert_eq!(sorted(reloaded.changed.clone()), ["app", "db"]);
+    assert_eq!(reloaded.kept, ["other"]);
+    assert!(reloaded.added.is_empty() && reloaded.removed.is_empty());
+    assert_eq!(reloaded.routes, 2);
+    let url = gateway.monitor().url("db").unwrap();
+    assert_eq!(url.port(), Some(9004));
+}
+
+#[cfg(feature = "fleet")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_fleet_a_reload_may_change_the_routes_not_the_services() {
+    // Never served: no Redis is reached.
+    let fleet = r#" "fleet": { "redis": "redis://127.0.0.1:1/", "prefix": "reload" },"#;
+    let config = common::TempFile::new("reload-api-fleet", &three_services(9001, fleet));
+    let gateway =
+        Gateway::from_config_file(config.path().as_ref(), &TriggerRegistry::new()).unwrap();
+    let reloader = gateway.reloader();
+
+    let error = reloader
+        .reload_from(&three_services(9004, fleet))
+        .await
+        .unwrap_err();
+    assert_eq!(error.path(), "services");
+    assert!(error.message().contains("restart"), "{error}");
+    assert_eq!(gateway.monitor().url("db").unwrap().port(), Some(9001));
+
+    let routes_only = three_services(9001, fleet).replace("/a/", "/app/");
+    let reloaded = reloader.reload_from(&routes_only).await.unwrap();
+    assert_eq!(reloaded.kept.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_made_from_text_reloads_text_only() {
+    let gateway = Gateway::from_config(&three_services(9001, ""), &TriggerRegistry::new()).unwrap();
+    let reloader = gateway.reloader();
+    assert!(reloader.file().is_none());
+    let error = reloader.reload().await.unwrap_err();
+    assert!(error.to_string().contains("nothing to reload"), "{error}");
+    let reloaded = reloader
+        .reload_from(&three_services(9001, ""))
+        .await
+        .unwrap();
+    assert_eq!(reloaded.kept.len(), 3);
+    let error = reloader.reload_from("{").await.unwrap_err();
+    assert!(error.to_string().contains("not valid JSON"), "{error}");
+}
