@@ -67,7 +67,8 @@
 //!   forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
 //!   than its timeout; 502 otherwise, with [`BackendGone`] in the response's extensions when
-//!   the backend refused or dropped the connection, so a [`MonitorLayer`](crate::MonitorLayer)
+//!   the backend refused or dropped the connection (a kept one: only if it then refuses a new
+//!   one, see below), so a [`MonitorLayer`](crate::MonitorLayer)
 //!   in front learns the backend is gone (not when it answered before it read the whole
 //!   upload, a 413, and closed: the client gets that answer, the rest of its upload read and
 //!   dropped until the close is read, 8 MiB at most); 400 when the request's own body breaks
@@ -83,7 +84,10 @@
 //!   another connection, and a sent one without a body whose method is idempotent (`GET`,
 //!   `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been idle 100 ms, goes again
 //!   once, on a new connection (RFC 9112 section 9.3.1; nginx's `proxy_next_upstream error`).
-//!   Any other request is answered as dropped: the backend may have acted on it.
+//!   Any other request is not sent again (the backend may have acted on it): it is answered
+//!   502, as nginx answers it, and the backend is taken for gone only if it refuses the new
+//!   connection the proxy then makes to tell (kept for the next request if it is taken): a
+//!   backend that closed an idle connection is there, one that crashed under the request is not.
 //! - A request to an HTTP/2 backend whose header list (counted as RFC 9113 counts it: each
 //!   field's name, value and 32 octets, pseudo-header fields included, as the request would
 //!   go) reaches [`ProxyBuilder::http2_max_header_list_size`] (16 KiB by default, the limit of
@@ -371,6 +375,30 @@ where
                 .await;
             crate::layer::mark_cold_start(&mut response, held);
             response
+        })
+    }
+
+    /// The answer to a request whose kept connection failed under it, once a new connection
+    /// has told whether the backend is there ([`Pool::kept_closed`](pool::Pool::kept_closed)),
+    /// within the request's deadline.
+    pub(super) fn kept_closed(
+        self: Arc<Self>,
+        error: upstream::UpstreamError,
+        sent: Sent,
+    ) -> BoxFuture<'static, Response<ProxyBody>> {
+        Box::pin(async move {
+            let error = match &self.upstream {
+                upstream::Upstream::Http1(pool) => {
+                    // Past the deadline: no answer in time, as for any request.
+                    let told = tokio::time::timeout_at(sent.deadline, pool.kept_closed(error));
+                    match told.await {
+                        Ok(error) => error,
+                        Err(_elapsed) => return self.failed(&sent, None),
+                    }
+                }
+                upstream::Upstream::Http2(_) => error,
+            };
+            self.failed(&sent, Some(&error))
         })
     }
 

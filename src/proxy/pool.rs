@@ -153,7 +153,7 @@ where
                 Err(mut error) => match (error.take_message(), replay) {
                     // Reused: the backend had closed it while it was idle.
                     (Some(unsent), Some(_)) => request = unsent,
-                    (None, Some(Some(replay))) => {
+                    (None, Some(replay)) => {
                         let error = UpstreamError::Request(error.into_error());
                         if Failure::of(&error) != Failure::Gone {
                             return Err(Failed {
@@ -161,7 +161,17 @@ where
                                 unsent: None,
                             });
                         }
-                        request = replay.again(&self.shared.service, &error);
+                        match replay {
+                            Some(replay) => {
+                                request = replay.again(&self.shared.service, &error);
+                            }
+                            None => {
+                                return Err(Failed {
+                                    error: self.kept_closed(error).await,
+                                    unsent: None,
+                                });
+                            }
+                        }
                     }
                     (unsent, _) => {
                         return Err(Failed {
@@ -171,6 +181,26 @@ where
                     }
                 },
             }
+        }
+    }
+
+    /// What `error`, a kept connection closed or reset under a request that may not go again,
+    /// says of the backend. A backend that closes idle connections (Node's after 5 s, Python's
+    /// on its socket timeout) closes one under a request that crosses the close, and is there:
+    /// it takes a new connection, kept for the next request, and the error is
+    /// [`KeptClosed`](UpstreamError::KeptClosed). One that refuses the new connection is gone,
+    /// and the error stays what it was.
+    pub(crate) async fn kept_closed(&self, error: UpstreamError) -> UpstreamError {
+        let UpstreamError::Request(error) = error else {
+            return error;
+        };
+        match self.shared.connect().await {
+            Ok(connection) => {
+                // Kept once its task is ready for a request.
+                Arc::clone(&self.shared).put(connection);
+                UpstreamError::KeptClosed(error)
+            }
+            Err(_) => UpstreamError::Request(error),
         }
     }
 
@@ -252,8 +282,8 @@ where
         Ok(Conn::new(connection, switched))
     }
 
-    /// Puts a connection whose response was read back on the stack, once it can take the
-    /// next request (at once, unless the request body is still being sent).
+    /// Puts a connection whose response was read back (or a new one) on the stack, once it
+    /// can take the next request (at once, unless the request body is still being sent).
     fn put(self: Arc<Self>, mut connection: Box<Conn<B>>) {
         if connection.send.is_ready() {
             self.push(connection);

@@ -104,6 +104,9 @@ pub(crate) enum Outcome<B> {
     /// was sent and may go again ([`Replay`]), on another connection.
     Unsent(Request<B>),
     Failed(UpstreamError),
+    /// Closed or reset under a request that may not go again: the backend may have closed
+    /// the idle connection as the request went, or be gone ([`Pool::kept_closed`] tells).
+    KeptClosed(UpstreamError),
     /// No response head by the deadline.
     TimedOut,
 }
@@ -131,11 +134,13 @@ where
                 None => {
                     let error = UpstreamError::Request(error.into_error());
                     match connection.replay.take() {
-                        Some(replay) if Failure::of(&error) == Failure::Gone => {
+                        _ if Failure::of(&error) != Failure::Gone => Outcome::Failed(error),
+                        Some(replay) => {
                             let service = connection.pool.as_ref().map_or("-", |p| &p.service);
                             Outcome::Unsent(replay.again(service, &error))
                         }
-                        _ => Outcome::Failed(error),
+                        // Whether the backend is gone, a new connection tells.
+                        None => Outcome::KeptClosed(error),
                     }
                 }
             },
