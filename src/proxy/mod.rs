@@ -79,15 +79,21 @@
 //!   service's name. A gRPC request gets the status gRPC maps these to instead (UNAVAILABLE
 //!   for a 502 or 504), in a trailers-only answer: a text body would read to a gRPC client as
 //!   a protocol error.
-//! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
-//!   backend's idle close crossing the request) is no failure: a request not yet sent goes on
-//!   another connection, and a sent one without a body whose method is idempotent (`GET`,
-//!   `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been idle 100 ms, goes again
-//!   once, on a new connection (RFC 9112 section 9.3.1; nginx's `proxy_next_upstream error`).
-//!   Any other request is not sent again (the backend may have acted on it): it is answered
-//!   502, as nginx answers it, and the backend is taken for gone only if it refuses the new
-//!   connection the proxy then makes to tell (kept for the next request if it is taken): a
-//!   backend that closed an idle connection is there, one that crashed under the request is not.
+//! - Kept HTTP/1.1 connections that backends close when idle (Node's after 5 s, gunicorn's
+//!   after 2 s, Python's `http.server` on its socket timeout) fail no request the backend did
+//!   not read. Before a request is handed to a kept connection, its socket is looked at (a
+//!   peek, on Unix): one whose close the kernel has, though the connection's task has not
+//!   read it yet (its runtime busy elsewhere), is not used, and the request goes on another,
+//!   whatever its method: none of it left. A close that crosses the request after that look
+//!   fails it: a request not yet written (hyper gives it back) goes on another connection;
+//!   a written one without a body whose method is idempotent (`GET`, `HEAD`, `OPTIONS`,
+//!   `PUT`, `DELETE`), once the connection had been idle 100 ms (the copy it needs is not
+//!   made on the busy path), goes again once, on a new connection (RFC 9112 section 9.3.1;
+//!   nginx's `proxy_next_upstream error`). Any other request is not sent again (the backend
+//!   may have acted on it): it is answered 502, as nginx answers it, and the backend is taken
+//!   for gone only if it refuses the new connection the proxy then makes to tell (kept for the
+//!   next request if it is taken): a backend that closed an idle connection is there, one
+//!   that crashed under the request is not.
 //! - A request to an HTTP/2 backend whose header list (counted as RFC 9113 counts it: each
 //!   field's name, value and 32 octets, pseudo-header fields included, as the request would
 //!   go) reaches [`ProxyBuilder::http2_max_header_list_size`] (16 KiB by default, the limit of

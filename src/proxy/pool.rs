@@ -28,7 +28,7 @@ use tower_service::Service;
 use conn::{Conn, lend};
 pub(crate) use conn::{Exchange, Kept, Outcome};
 use replay::Replay;
-use socket::Socket;
+use socket::{Socket, Watch};
 
 use super::failure::Failure;
 use super::upstream::{Failed, UpstreamBody, UpstreamError};
@@ -243,16 +243,26 @@ where
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently used connection that can take a request, if any.
+    /// The most recently used connection that can take a request, if any: not one the
+    /// backend has closed, even if its task has not seen the close yet ([`Watch`]).
     fn take_idle(&self) -> Option<Box<Conn<B>>> {
-        let mut idle = self.lock();
-        while let Some(connection) = idle.connections.pop_back() {
-            // Only ready connections are put back: one that is not any more was closed.
-            if connection.send.is_ready() {
+        loop {
+            let connection = {
+                let mut idle = self.lock();
+                loop {
+                    let connection = idle.connections.pop_back()?;
+                    // Only ready connections are put back: one that is not any more was closed.
+                    if connection.send.is_ready() {
+                        break connection;
+                    }
+                }
+            };
+            // Looked at with the lock released: it is a system call.
+            if !connection.closed() {
                 return Some(connection);
             }
+            tracing::debug!(service = %self.service, "the backend had closed a kept connection; not sending on it");
         }
-        None
     }
 
     async fn connect(&self) -> Result<Box<Conn<B>>, UpstreamError> {
@@ -266,7 +276,9 @@ where
         if let Some(max) = self.max_headers {
             builder.max_headers(max);
         }
+        let watch = Watch::of(io.inner());
         let (socket, switched) = Socket::new(io, Arc::clone(&self.service));
+        let socket = socket.watched(watch.clone());
         let (connection, driver) = builder
             .handshake(socket)
             .await
@@ -279,7 +291,7 @@ where
             }
             ended.notify_one();
         });
-        Ok(Conn::new(connection, switched))
+        Ok(Conn::new(connection, switched, Some(watch)))
     }
 
     /// Puts a connection whose response was read back (or a new one) on the stack, once it

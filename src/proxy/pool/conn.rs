@@ -15,7 +15,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
 use super::replay::Replay;
-use super::socket::Switched;
+use super::socket::{Switched, Watch};
 use super::{Lease, Pool, Shared};
 use crate::BoxError;
 use crate::proxy::failure::Failure;
@@ -180,14 +180,17 @@ pub(super) struct Conn<B> {
     pub(super) pool: Option<Arc<Shared<B>>>,
     /// Tells its socket when it switched protocols.
     switched: Switched,
+    /// Whether the backend has closed it (none: not known).
+    watch: Option<Watch>,
 }
 
 impl<B> Conn<B> {
     /// A connection whose task runs on the current runtime.
-    pub(super) fn new(send: SendRequest<B>, switched: Switched) -> Box<Self> {
+    pub(super) fn new(send: SendRequest<B>, switched: Switched, watch: Option<Watch>) -> Box<Self> {
         Box::new(Self {
             send,
             switched,
+            watch,
             // A timer belongs to the runtime it is made on, and polling it once that runtime
             // has shut down panics. Made here, on the connection's own runtime, it cannot
             // outlive the connection's task; made by a request, on a runtime of its own (a
@@ -204,6 +207,11 @@ impl<B> Conn<B> {
     /// ([`Replay`]).
     pub(super) fn stale(&self, now: Instant) -> bool {
         now >= self.idle_since + Replay::AFTER_IDLE
+    }
+
+    /// Whether the backend has closed it, though its task may not have read the close yet.
+    pub(super) fn closed(&self) -> bool {
+        self.watch.as_ref().is_some_and(Watch::closed)
     }
 
     /// Sets the timer for a request's answer, due at `deadline`.

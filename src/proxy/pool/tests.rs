@@ -329,4 +329,5 @@ async fn a_request_dropped_on_a_stale_connection_goes_again_once_on_a_new_one() 
     assert_eq!(pool.shared.lock().connections.len(), 2, "the others kept");
 }
 
+mod closed;
 mod runtimes;
