@@ -80,15 +80,15 @@
 //!   for a 502 or 504), in a trailers-only answer: a text body would read to a gRPC client as
 //!   a protocol error.
 //! - Kept HTTP/1.1 connections that backends close when idle (Node's after 5 s, gunicorn's
-//!   after 2 s, Python's `http.server` on its socket timeout) fail no request the backend did
-//!   not read. Before a request is handed to a kept connection, its socket is looked at (a
-//!   peek, on Unix): one whose close the kernel has, though the connection's task has not
-//!   read it yet (its runtime busy elsewhere), is not used, and the request goes on another,
-//!   whatever its method: none of it left. A close that crosses the request after that look
-//!   fails it: a request not yet written (hyper gives it back) goes on another connection;
-//!   a written one without a body whose method is idempotent (`GET`, `HEAD`, `OPTIONS`,
-//!   `PUT`, `DELETE`), once the connection had been idle 100 ms (the copy it needs is not
-//!   made on the busy path), goes again once, on a new connection (RFC 9112 section 9.3.1;
+//!   after 2 s, Python's `http.server` on its socket timeout): before a request is handed to
+//!   a kept connection, its socket is looked at (a peek, on Unix); one whose close the kernel
+//!   has, though the connection's task has not read it yet (its runtime busy elsewhere), is
+//!   not used, and the request goes on another, whatever its method: none of it left. A close
+//!   that crosses the request after that look fails it: a request not yet written (hyper
+//!   gives it back) goes on another connection; a written one without a body whose method is
+//!   idempotent (`GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been
+//!   idle 100 ms (the copy it needs is not made for a connection in constant use), goes
+//!   again once, on a new connection (RFC 9112 section 9.3.1;
 //!   nginx's `proxy_next_upstream error`). Any other request is not sent again (the backend
 //!   may have acted on it): it is answered 502, as nginx answers it, and the backend is taken
 //!   for gone only if it refuses the new connection the proxy then makes to tell (kept for the
