@@ -81,9 +81,10 @@
 //!   a protocol error.
 //! - Kept HTTP/1.1 connections that backends close when idle (Node's after 5 s, gunicorn's
 //!   after 2 s, Python's `http.server` on its socket timeout): before a request is handed to
-//!   a kept connection, its socket is looked at (a peek, on Unix); one whose close the kernel
-//!   has, though the connection's task has not read it yet (its runtime busy elsewhere), is
-//!   not used, and the request goes on another, whatever its method: none of it left. A close
+//!   a kept connection idle 1 ms or more, its socket is looked at (a peek, on Unix); one whose
+//!   close the kernel has, though the connection's task has not read it yet (its runtime busy
+//!   elsewhere), is not used, and the request goes on another, whatever its method: none of
+//!   it left. A close
 //!   that crosses the request after that look fails it: a request not yet written (hyper
 //!   gives it back) goes on another connection; a written one without a body whose method is
 //!   idempotent (`GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been
@@ -337,7 +338,7 @@ where
         };
         // Nested, not a let chain: those need Rust 1.88, above the crate's rust-version.
         if client_upgrade.is_none() && this.limit.is_none() {
-            if let Some(kept) = this.upstream.kept() {
+            if let Some(kept) = this.upstream.kept(now) {
                 let exchange = kept.send(request, now, sent.deadline);
                 return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
             }

@@ -126,7 +126,7 @@ where
             let idle = if Replay::is_replay(&request) {
                 None
             } else {
-                self.shared.take_idle()
+                self.shared.take_idle(Instant::now())
             };
             let (mut connection, replay) = match idle {
                 Some(connection) => {
@@ -204,9 +204,10 @@ where
         }
     }
 
-    /// The busy path: an idle connection to send a request on at once, if there is one.
-    pub(crate) fn kept(&self) -> Option<Kept<'_, B>> {
-        let connection = self.shared.take_idle()?;
+    /// The busy path: an idle connection to send a request on at once (it is `now`), if there
+    /// is one.
+    pub(crate) fn kept(&self, now: Instant) -> Option<Kept<'_, B>> {
+        let connection = self.shared.take_idle(now)?;
         Some(Kept {
             pool: self,
             connection,
@@ -243,9 +244,10 @@ where
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently used connection that can take a request, if any: not one the
-    /// backend has closed, even if its task has not seen the close yet ([`Watch`]).
-    fn take_idle(&self) -> Option<Box<Conn<B>>> {
+    /// The most recently used connection that can take a request (at `now`), if any: not one
+    /// the backend has closed, even if its task has not seen the close yet ([`Watch`]; looked
+    /// at once the connection has been idle [`Conn::LOOK_AFTER_IDLE`]).
+    fn take_idle(&self, now: Instant) -> Option<Box<Conn<B>>> {
         loop {
             let connection = {
                 let mut idle = self.lock();
@@ -258,7 +260,7 @@ where
                 }
             };
             // Looked at with the lock released: it is a system call.
-            if !connection.closed() {
+            if !connection.closed(now) {
                 return Some(connection);
             }
             tracing::debug!(service = %self.service, "the backend had closed a kept connection; not sending on it");

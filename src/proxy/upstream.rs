@@ -49,10 +49,10 @@ where
     }
 
     /// The busy path, HTTP/1.1: an idle connection to send a request on at once, if there is
-    /// one; otherwise [`request`](Self::request) it is.
-    pub(crate) fn kept(&self) -> Option<Kept<'_, B>> {
+    /// one (it is `now`); otherwise [`request`](Self::request) it is.
+    pub(crate) fn kept(&self, now: Instant) -> Option<Kept<'_, B>> {
         match self {
-            Self::Http1(pool) => pool.kept(),
+            Self::Http1(pool) => pool.kept(now),
             Self::Http2(_) => None,
         }
     }

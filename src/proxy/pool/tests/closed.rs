@@ -107,7 +107,9 @@ async fn a_post_is_not_handed_to_a_kept_connection_the_backend_closed() {
         .recv_timeout(BOUND)
         .expect("the backend did not close");
     let give_up = std::time::Instant::now() + BOUND;
-    while !pool.shared.lock().connections[0].closed() {
+    // Idle long enough to be looked at: the wait is the scenario, the runtime kept blocked.
+    std::thread::sleep(Conn::<Full<Bytes>>::LOOK_AFTER_IDLE);
+    while !pool.shared.lock().connections[0].closed(Instant::now()) {
         assert!(std::time::Instant::now() < give_up, "the close never came");
         std::thread::yield_now();
     }
