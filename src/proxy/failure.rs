@@ -19,6 +19,10 @@ pub(crate) const ALLOWED: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 pub(crate) enum Failure {
     /// Refused, reset or closed before an answer: the backend is not there (502, `BackendGone`).
     Gone,
+    /// A kept connection closed or reset under the request, before any answer, by a backend
+    /// that took a new connection right after: its close of an idle connection crossed the
+    /// request (502, no `BackendGone`: the backend is there).
+    KeptClosed,
     /// No connection or no response head within its time (504).
     Timeout,
     /// An answer whose head is more than the proxy reads: too many header lines, or too many
@@ -52,6 +56,9 @@ pub(crate) enum Failure {
 
 impl Failure {
     pub(crate) fn of(error: &UpstreamError) -> Self {
+        if let UpstreamError::KeptClosed(_) = error {
+            return Self::KeptClosed;
+        }
         if source_of::<BodyReadTimedOut>(error).is_some() {
             return Self::ClientSlow;
         }
@@ -94,7 +101,7 @@ impl Failure {
     pub(crate) fn response(self, request_headers: &http::HeaderMap) -> Response<ProxyBody> {
         let (status, text) = match self {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
-            Self::Gone | Self::HeadTooLarge | Self::Other => {
+            Self::Gone | Self::KeptClosed | Self::HeadTooLarge | Self::Other => {
                 (StatusCode::BAD_GATEWAY, "bad gateway\n")
             }
             Self::NotForwarded => (StatusCode::NOT_IMPLEMENTED, "not implemented\n"),
@@ -150,6 +157,7 @@ impl Failure {
     fn grpc_response(self, message: &'static str) -> Response<ProxyBody> {
         let code: u16 = match self {
             Self::Gone | Self::Timeout | Self::Other | Self::Busy => 14, // UNAVAILABLE
+            Self::KeptClosed => 14,                                      // UNAVAILABLE
             Self::HeadTooLarge => 14,                                    // UNAVAILABLE
             Self::NotForwarded | Self::NotAllowed => 12,                 // UNIMPLEMENTED
             Self::ClientBody | Self::BadPath | Self::BadHost => 13,      // INTERNAL
@@ -163,6 +171,7 @@ impl Failure {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Gone => "unreachable",
+            Self::KeptClosed => "kept_closed",
             Self::Timeout => "timeout",
             Self::HeadTooLarge => "head_too_large",
             Self::Other => "failed",
@@ -180,6 +189,7 @@ impl Failure {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Gone => "backend unreachable",
+            Self::KeptClosed => "the backend closed a kept connection under the request",
             Self::Timeout => "backend timed out",
             Self::HeadTooLarge => "backend answer's head too large",
             Self::Other => "backend request failed",

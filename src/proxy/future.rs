@@ -126,6 +126,7 @@ where
                     let sent = sent.take();
                     Arc::clone(shared).finish(request, None, sent, true)
                 }
+                Outcome::KeptClosed(error) => Arc::clone(shared).kept_closed(error, sent.take()),
             },
             State::Boxed(future) => return future.as_mut().poll(cx).map(Ok),
             State::Ready(response) => {

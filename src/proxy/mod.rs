@@ -67,7 +67,8 @@
 //!   forwarded: the backend would resolve it out of the base path.
 //! - Failures are answers, never errors: 504 when connecting or the response head takes longer
 //!   than its timeout; 502 otherwise, with [`BackendGone`] in the response's extensions when
-//!   the backend refused or dropped the connection, so a [`MonitorLayer`](crate::MonitorLayer)
+//!   the backend refused or dropped the connection (a kept one: only if it then refuses a new
+//!   one, see below), so a [`MonitorLayer`](crate::MonitorLayer)
 //!   in front learns the backend is gone (not when it answered before it read the whole
 //!   upload, a 413, and closed: the client gets that answer, the rest of its upload read and
 //!   dropped until the close is read, 8 MiB at most); 400 when the request's own body breaks
@@ -78,12 +79,22 @@
 //!   service's name. A gRPC request gets the status gRPC maps these to instead (UNAVAILABLE
 //!   for a 502 or 504), in a trailers-only answer: a text body would read to a gRPC client as
 //!   a protocol error.
-//! - A kept HTTP/1.1 connection that the backend closes as a request goes out on it (a
-//!   backend's idle close crossing the request) is no failure: a request not yet sent goes on
-//!   another connection, and a sent one without a body whose method is idempotent (`GET`,
-//!   `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been idle 100 ms, goes again
-//!   once, on a new connection (RFC 9112 section 9.3.1; nginx's `proxy_next_upstream error`).
-//!   Any other request is answered as dropped: the backend may have acted on it.
+//! - Kept HTTP/1.1 connections that backends close when idle (Node's after 5 s, gunicorn's
+//!   after 2 s, Python's `http.server` on its socket timeout): before a request is handed to
+//!   a kept connection idle 1 ms or more, its socket is looked at (a peek, on Unix); one whose
+//!   close the kernel has, though the connection's task has not read it yet (its runtime busy
+//!   elsewhere), is not used, and the request goes on another, whatever its method: none of
+//!   it left. A close
+//!   that crosses the request after that look fails it: a request not yet written (hyper
+//!   gives it back) goes on another connection; a written one without a body whose method is
+//!   idempotent (`GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been
+//!   idle 100 ms (the copy it needs is not made for a connection in constant use), goes
+//!   again once, on a new connection (RFC 9112 section 9.3.1;
+//!   nginx's `proxy_next_upstream error`). Any other request is not sent again (the backend
+//!   may have acted on it): it is answered 502, as nginx answers it, and the backend is taken
+//!   for gone only if it refuses the new connection the proxy then makes to tell (kept for the
+//!   next request if it is taken): a backend that closed an idle connection is there, one
+//!   that crashed under the request is not.
 //! - A request to an HTTP/2 backend whose header list (counted as RFC 9113 counts it: each
 //!   field's name, value and 32 octets, pseudo-header fields included, as the request would
 //!   go) reaches [`ProxyBuilder::http2_max_header_list_size`] (16 KiB by default, the limit of
@@ -327,7 +338,7 @@ where
         };
         // Nested, not a let chain: those need Rust 1.88, above the crate's rust-version.
         if client_upgrade.is_none() && this.limit.is_none() {
-            if let Some(kept) = this.upstream.kept() {
+            if let Some(kept) = this.upstream.kept(now) {
                 let exchange = kept.send(request, now, sent.deadline);
                 return ResponseFuture::waiting(Arc::clone(this), exchange, sent);
             }
@@ -371,6 +382,30 @@ where
                 .await;
             crate::layer::mark_cold_start(&mut response, held);
             response
+        })
+    }
+
+    /// The answer to a request whose kept connection failed under it, once a new connection
+    /// has told whether the backend is there ([`Pool::kept_closed`](pool::Pool::kept_closed)),
+    /// within the request's deadline.
+    pub(super) fn kept_closed(
+        self: Arc<Self>,
+        error: upstream::UpstreamError,
+        sent: Sent,
+    ) -> BoxFuture<'static, Response<ProxyBody>> {
+        Box::pin(async move {
+            let error = match &self.upstream {
+                upstream::Upstream::Http1(pool) => {
+                    // Past the deadline: no answer in time, as for any request.
+                    let told = tokio::time::timeout_at(sent.deadline, pool.kept_closed(error));
+                    match told.await {
+                        Ok(error) => error,
+                        Err(_elapsed) => return self.failed(&sent, None),
+                    }
+                }
+                upstream::Upstream::Http2(_) => error,
+            };
+            self.failed(&sent, Some(&error))
         })
     }
 

@@ -28,7 +28,7 @@ use tower_service::Service;
 use conn::{Conn, lend};
 pub(crate) use conn::{Exchange, Kept, Outcome};
 use replay::Replay;
-use socket::Socket;
+use socket::{Socket, Watch};
 
 use super::failure::Failure;
 use super::upstream::{Failed, UpstreamBody, UpstreamError};
@@ -126,7 +126,7 @@ where
             let idle = if Replay::is_replay(&request) {
                 None
             } else {
-                self.shared.take_idle()
+                self.shared.take_idle(Instant::now())
             };
             let (mut connection, replay) = match idle {
                 Some(connection) => {
@@ -153,7 +153,7 @@ where
                 Err(mut error) => match (error.take_message(), replay) {
                     // Reused: the backend had closed it while it was idle.
                     (Some(unsent), Some(_)) => request = unsent,
-                    (None, Some(Some(replay))) => {
+                    (None, Some(replay)) => {
                         let error = UpstreamError::Request(error.into_error());
                         if Failure::of(&error) != Failure::Gone {
                             return Err(Failed {
@@ -161,7 +161,17 @@ where
                                 unsent: None,
                             });
                         }
-                        request = replay.again(&self.shared.service, &error);
+                        match replay {
+                            Some(replay) => {
+                                request = replay.again(&self.shared.service, &error);
+                            }
+                            None => {
+                                return Err(Failed {
+                                    error: self.kept_closed(error).await,
+                                    unsent: None,
+                                });
+                            }
+                        }
                     }
                     (unsent, _) => {
                         return Err(Failed {
@@ -174,9 +184,30 @@ where
         }
     }
 
-    /// The busy path: an idle connection to send a request on at once, if there is one.
-    pub(crate) fn kept(&self) -> Option<Kept<'_, B>> {
-        let connection = self.shared.take_idle()?;
+    /// What `error`, a kept connection closed or reset under a request that may not go again,
+    /// says of the backend. A backend that closes idle connections (Node's after 5 s, Python's
+    /// on its socket timeout) closes one under a request that crosses the close, and is there:
+    /// it takes a new connection, kept for the next request, and the error is
+    /// [`KeptClosed`](UpstreamError::KeptClosed). One that refuses the new connection is gone,
+    /// and the error stays what it was.
+    pub(crate) async fn kept_closed(&self, error: UpstreamError) -> UpstreamError {
+        let UpstreamError::Request(error) = error else {
+            return error;
+        };
+        match self.shared.connect().await {
+            Ok(connection) => {
+                // Kept once its task is ready for a request.
+                Arc::clone(&self.shared).put(connection);
+                UpstreamError::KeptClosed(error)
+            }
+            Err(_) => UpstreamError::Request(error),
+        }
+    }
+
+    /// The busy path: an idle connection to send a request on at once (it is `now`), if there
+    /// is one.
+    pub(crate) fn kept(&self, now: Instant) -> Option<Kept<'_, B>> {
+        let connection = self.shared.take_idle(now)?;
         Some(Kept {
             pool: self,
             connection,
@@ -213,16 +244,27 @@ where
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently used connection that can take a request, if any.
-    fn take_idle(&self) -> Option<Box<Conn<B>>> {
-        let mut idle = self.lock();
-        while let Some(connection) = idle.connections.pop_back() {
-            // Only ready connections are put back: one that is not any more was closed.
-            if connection.send.is_ready() {
+    /// The most recently used connection that can take a request (at `now`), if any: not one
+    /// the backend has closed, even if its task has not seen the close yet ([`Watch`]; looked
+    /// at once the connection has been idle [`Conn::LOOK_AFTER_IDLE`]).
+    fn take_idle(&self, now: Instant) -> Option<Box<Conn<B>>> {
+        loop {
+            let connection = {
+                let mut idle = self.lock();
+                loop {
+                    let connection = idle.connections.pop_back()?;
+                    // Only ready connections are put back: one that is not any more was closed.
+                    if connection.send.is_ready() {
+                        break connection;
+                    }
+                }
+            };
+            // Looked at with the lock released: it is a system call.
+            if !connection.closed(now) {
                 return Some(connection);
             }
+            tracing::debug!(service = %self.service, "the backend had closed a kept connection; not sending on it");
         }
-        None
     }
 
     async fn connect(&self) -> Result<Box<Conn<B>>, UpstreamError> {
@@ -236,7 +278,9 @@ where
         if let Some(max) = self.max_headers {
             builder.max_headers(max);
         }
+        let watch = Watch::of(io.inner());
         let (socket, switched) = Socket::new(io, Arc::clone(&self.service));
+        let socket = socket.watched(watch.clone());
         let (connection, driver) = builder
             .handshake(socket)
             .await
@@ -249,11 +293,11 @@ where
             }
             ended.notify_one();
         });
-        Ok(Conn::new(connection, switched))
+        Ok(Conn::new(connection, switched, Some(watch)))
     }
 
-    /// Puts a connection whose response was read back on the stack, once it can take the
-    /// next request (at once, unless the request body is still being sent).
+    /// Puts a connection whose response was read back (or a new one) on the stack, once it
+    /// can take the next request (at once, unless the request body is still being sent).
     fn put(self: Arc<Self>, mut connection: Box<Conn<B>>) {
         if connection.send.is_ready() {
             self.push(connection);

@@ -49,10 +49,10 @@ where
     }
 
     /// The busy path, HTTP/1.1: an idle connection to send a request on at once, if there is
-    /// one; otherwise [`request`](Self::request) it is.
-    pub(crate) fn kept(&self) -> Option<Kept<'_, B>> {
+    /// one (it is `now`); otherwise [`request`](Self::request) it is.
+    pub(crate) fn kept(&self, now: Instant) -> Option<Kept<'_, B>> {
         match self {
-            Self::Http1(pool) => pool.kept(),
+            Self::Http1(pool) => pool.kept(now),
             Self::Http2(_) => None,
         }
     }
@@ -82,6 +82,10 @@ pub(crate) enum UpstreamError {
     Connect(BoxError),
     /// The connection failed while the request was sent or its answer awaited.
     Request(hyper::Error),
+    /// A kept connection failed under the request as a backend's close of an idle connection
+    /// fails it (closed or reset before any answer), while a new connection to the backend
+    /// could be made: the backend is there, and is not taken for gone.
+    KeptClosed(hyper::Error),
 }
 
 impl UpstreamError {
@@ -89,7 +93,7 @@ impl UpstreamError {
     pub(crate) fn is_connect(&self) -> bool {
         match self {
             Self::Connect(_) => true,
-            Self::Request(_) => false,
+            Self::Request(_) | Self::KeptClosed(_) => false,
         }
     }
 }
@@ -99,6 +103,9 @@ impl fmt::Display for UpstreamError {
         match self {
             Self::Connect(_) => f.write_str("cannot connect to the backend"),
             Self::Request(_) => f.write_str("the backend connection failed"),
+            Self::KeptClosed(_) => {
+                f.write_str("the backend closed a kept connection under the request")
+            }
         }
     }
 }
@@ -107,7 +114,7 @@ impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Connect(error) => Some(error.as_ref()),
-            Self::Request(error) => Some(error),
+            Self::Request(error) | Self::KeptClosed(error) => Some(error),
         }
     }
 }

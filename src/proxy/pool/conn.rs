@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body;
@@ -15,7 +16,7 @@ use hyper::client::conn::http1::SendRequest;
 use tokio::time::{Instant, Sleep};
 
 use super::replay::Replay;
-use super::socket::Switched;
+use super::socket::{Switched, Watch};
 use super::{Lease, Pool, Shared};
 use crate::BoxError;
 use crate::proxy::failure::Failure;
@@ -104,6 +105,9 @@ pub(crate) enum Outcome<B> {
     /// was sent and may go again ([`Replay`]), on another connection.
     Unsent(Request<B>),
     Failed(UpstreamError),
+    /// Closed or reset under a request that may not go again: the backend may have closed
+    /// the idle connection as the request went, or be gone ([`Pool::kept_closed`] tells).
+    KeptClosed(UpstreamError),
     /// No response head by the deadline.
     TimedOut,
 }
@@ -131,11 +135,13 @@ where
                 None => {
                     let error = UpstreamError::Request(error.into_error());
                     match connection.replay.take() {
-                        Some(replay) if Failure::of(&error) == Failure::Gone => {
+                        _ if Failure::of(&error) != Failure::Gone => Outcome::Failed(error),
+                        Some(replay) => {
                             let service = connection.pool.as_ref().map_or("-", |p| &p.service);
                             Outcome::Unsent(replay.again(service, &error))
                         }
-                        _ => Outcome::Failed(error),
+                        // Whether the backend is gone, a new connection tells.
+                        None => Outcome::KeptClosed(error),
                     }
                 }
             },
@@ -175,14 +181,17 @@ pub(super) struct Conn<B> {
     pub(super) pool: Option<Arc<Shared<B>>>,
     /// Tells its socket when it switched protocols.
     switched: Switched,
+    /// Whether the backend has closed it (none: not known).
+    watch: Option<Watch>,
 }
 
 impl<B> Conn<B> {
     /// A connection whose task runs on the current runtime.
-    pub(super) fn new(send: SendRequest<B>, switched: Switched) -> Box<Self> {
+    pub(super) fn new(send: SendRequest<B>, switched: Switched, watch: Option<Watch>) -> Box<Self> {
         Box::new(Self {
             send,
             switched,
+            watch,
             // A timer belongs to the runtime it is made on, and polling it once that runtime
             // has shut down panics. Made here, on the connection's own runtime, it cannot
             // outlive the connection's task; made by a request, on a runtime of its own (a
@@ -199,6 +208,21 @@ impl<B> Conn<B> {
     /// ([`Replay`]).
     pub(super) fn stale(&self, now: Instant) -> bool {
         now >= self.idle_since + Replay::AFTER_IDLE
+    }
+
+    /// How long a connection must have been idle before its socket is looked at when it is
+    /// taken ([`closed`](Self::closed)). A backend's idle close comes after seconds; a busy
+    /// connection is taken again within microseconds of its last answer, and so does not pay
+    /// for the look (a system call, with a lock: about 200 instructions of the gateway's own
+    /// per request). A close within it that crosses a request fails the request as one after
+    /// the look does.
+    pub(super) const LOOK_AFTER_IDLE: Duration = Duration::from_millis(1);
+
+    /// Whether the backend has closed it, though its task may not have read the close yet
+    /// (looked at only if, at `now`, it has been idle [`LOOK_AFTER_IDLE`](Self::LOOK_AFTER_IDLE)).
+    pub(super) fn closed(&self, now: Instant) -> bool {
+        now >= self.idle_since + Self::LOOK_AFTER_IDLE
+            && self.watch.as_ref().is_some_and(Watch::closed)
     }
 
     /// Sets the timer for a request's answer, due at `deadline`.

@@ -2,11 +2,13 @@
 //! connection it was sent on turn out closed by the backend before any answer.
 //!
 //! Backends close connections idle for a while (Node's and uvicorn's after 5 s, gunicorn's
-//! after 2 s); the pool keeps them 15 s and its connection tasks notice such a close, but a
-//! request sent in the moment between the backend's close and its notice is lost on the way.
-//! Without a second try its client would get a 502 and the backend be marked gone, woken and
-//! its waiting page shown, for a backend that is up. RFC 9112 section 9.3.1 lets an idempotent
-//! request be sent again then, and nginx does so (`proxy_next_upstream error`).
+//! after 2 s); the pool keeps them 15 s, and its connection tasks notice such a close, or else
+//! the pool's look at the socket before a request goes out on it (`socket::Watch`); but a
+//! close that crosses the request on its way (the backend closes as the request arrives,
+//! unread) fails the request. Without a second try its client would get a 502 (and, unless
+//! the backend took a new connection then, the backend would be marked gone). RFC 9112
+//! section 9.3.1 lets an idempotent request be sent again then, and nginx does so
+//! (`proxy_next_upstream error`).
 //!
 //! Once, and on a new connection: the other idle connections may have gone idle with the one
 //! that failed and be closing as well, and a request that itself makes the backend drop its

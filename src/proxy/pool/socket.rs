@@ -3,8 +3,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -34,6 +34,8 @@ pub(super) struct Socket<T> {
     switched: Switched,
     /// The service its log names.
     service: Arc<str>,
+    /// Told when the socket is closed, if something looks at it from outside.
+    watch: Option<Watch>,
 }
 
 /// Bytes written to a [`Socket`] that are dropped at most, once its backend closed: many
@@ -57,8 +59,15 @@ impl<T> Socket<T> {
             unwritable: None,
             switched: switched.clone(),
             service,
+            watch: None,
         };
         (socket, switched)
+    }
+
+    /// This socket, told to `watch` when it is closed.
+    pub(super) fn watched(mut self, watch: Watch) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     /// `result` of a write of `len` bytes, or, if it failed for the connection's end (the
@@ -108,6 +117,78 @@ pub(super) struct Switched(Arc<AtomicBool>);
 impl Switched {
     pub(super) fn set(&self) {
         self.0.store(true, Ordering::Release);
+    }
+}
+
+impl<T> Drop for Socket<T> {
+    fn drop(&mut self) {
+        if let Some(watch) = &self.watch {
+            watch.close();
+        }
+    }
+}
+
+/// A look at a kept connection's socket from outside the connection's task, which owns it:
+/// whether the backend has closed it ([`closed`](Self::closed)).
+///
+/// The task reads a backend's close only once its runtime's reactor has passed the news on,
+/// which on a busy runtime may be a while after the kernel has it. A request handed to the
+/// connection meanwhile goes out into a closed connection and fails, though the backend never
+/// read it. A look at the socket itself before the request is handed over tells: a close the
+/// kernel has is one that came before any of the request, which can then go on another
+/// connection whatever its method.
+#[derive(Clone)]
+pub(super) struct Watch(Arc<Watched>);
+
+struct Watched {
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
+    /// False once the socket is closed (its descriptor may then be another socket's): looks
+    /// and the close exclude each other.
+    open: Mutex<bool>,
+}
+
+impl Watch {
+    /// A watch on `stream`, to be given to its [`Socket`].
+    pub(super) fn of(stream: &tokio::net::TcpStream) -> Self {
+        Self(Arc::new(Watched {
+            #[cfg(unix)]
+            fd: std::os::fd::AsRawFd::as_raw_fd(stream),
+            open: Mutex::new(true),
+        }))
+    }
+
+    fn close(&self) {
+        *self.0.open.lock().unwrap_or_else(PoisonError::into_inner) = false;
+    }
+
+    /// Whether the backend has closed or reset the connection (or it is closed): its end is
+    /// what the kernel would read next. Bytes to read (which an idle HTTP/1.1 connection should not
+    /// have) are left for the connection's task, which fails on them.
+    pub(super) fn closed(&self) -> bool {
+        let open = self.0.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*open {
+            return true;
+        }
+        #[cfg(unix)]
+        {
+            // SAFETY: the descriptor is the socket's as long as `open` is true: its `Socket`,
+            // which owns the stream, sets it false before the stream is dropped and closes the
+            // descriptor, and cannot while this holds the lock.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0.fd) };
+            let mut byte = [std::mem::MaybeUninit::uninit()];
+            // The socket does not block (tokio's): nothing to read is `WouldBlock`. A reset
+            // is a close too.
+            match socket2::SockRef::from(&fd).peek(&mut byte) {
+                Ok(read) => read == 0,
+                Err(error) => !matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ),
+            }
+        }
+        #[cfg(not(unix))]
+        false
     }
 }
 

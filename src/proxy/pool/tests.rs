@@ -252,7 +252,7 @@ async fn exchange(
     timeout: Duration,
 ) -> (Outcome<Full<Bytes>>, Duration) {
     let started = Instant::now();
-    let kept = pool.kept().expect("no kept connection");
+    let kept = pool.kept(started).expect("no kept connection");
     let mut exchange = kept.send(get(backend, path), started, started + timeout);
     let outcome = tokio::time::timeout(BOUND, poll_fn(|cx| exchange.poll_outcome(cx)))
         .await
@@ -267,7 +267,10 @@ async fn exchange(
 async fn a_kept_connections_timer_fires_at_each_requests_own_deadline() {
     let backend = backend(Mode::KeepAlive).await;
     let pool = pool(&backend, Duration::from_secs(15));
-    assert!(pool.kept().is_none(), "no connection is kept yet");
+    assert!(
+        pool.kept(Instant::now()).is_none(),
+        "no connection is kept yet"
+    );
     assert_eq!(hello(&pool, &backend).await, "hello");
 
     for (first, late) in [(200, 600), (BOUND.as_millis() as u64, 300)] {
@@ -329,4 +332,5 @@ async fn a_request_dropped_on_a_stale_connection_goes_again_once_on_a_new_one() 
     assert_eq!(pool.shared.lock().connections.len(), 2, "the others kept");
 }
 
+mod closed;
 mod runtimes;

@@ -110,7 +110,10 @@ fn idle_connections_are_closed_after_the_runtime_of_the_idle_timer_ended() {
 #[test]
 fn a_connection_put_back_outside_any_runtime_is_not_kept_and_blocks_nothing() {
     let (serving, _backend, pool) = one_kept_connection();
-    let connection = pool.shared.take_idle().expect("the connection is kept");
+    let connection = pool
+        .shared
+        .take_idle(Instant::now())
+        .expect("the connection is kept");
     // The stack is empty: the put back must start a timer.
     pool.shared.lock().timer = false;
     let (done, put) = std::sync::mpsc::channel();
