@@ -83,8 +83,9 @@
 //!   after 2 s, Python's `http.server` on its socket timeout): before a request is handed to
 //!   a kept connection idle 1 ms or more, its socket is looked at (a peek, on Unix); one whose
 //!   close the kernel has, though the connection's task has not read it yet (its runtime busy
-//!   elsewhere), is not used, and the request goes on another, whatever its method: none of
-//!   it left. A close
+//!   elsewhere), or that has bytes no request asked for (the `408` some servers send before
+//!   they close an idle connection, which would read as the request's answer), is not used,
+//!   and the request goes on another, whatever its method: none of it left. A close
 //!   that crosses the request after that look fails it: a request not yet written (hyper
 //!   gives it back) goes on another connection; a written one without a body whose method is
 //!   idempotent (`GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`), once the connection had been

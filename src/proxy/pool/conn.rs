@@ -182,7 +182,7 @@ pub(super) struct Conn<B> {
     /// Tells its socket when it switched protocols.
     switched: Switched,
     /// Whether the backend has closed it (none: not known).
-    watch: Option<Watch>,
+    pub(super) watch: Option<Watch>,
 }
 
 impl<B> Conn<B> {

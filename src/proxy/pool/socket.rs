@@ -151,6 +151,8 @@ struct Watched {
 impl Watch {
     /// A watch on `stream`, to be given to its [`Socket`].
     pub(super) fn of(stream: &tokio::net::TcpStream) -> Self {
+        #[cfg(not(unix))]
+        let _ = stream;
         Self(Arc::new(Watched {
             #[cfg(unix)]
             fd: std::os::fd::AsRawFd::as_raw_fd(stream),
@@ -162,13 +164,31 @@ impl Watch {
         *self.0.open.lock().unwrap_or_else(PoisonError::into_inner) = false;
     }
 
-    /// Whether the backend has closed or reset the connection (or it is closed): its end is
-    /// what the kernel would read next. Bytes to read (which an idle HTTP/1.1 connection should not
-    /// have) are left for the connection's task, which fails on them.
+    /// Whether the connection can take no request: the backend has closed or reset it, or
+    /// sent bytes no request asked for (a `408` some servers send before they close an idle
+    /// connection), which hyper would read as the next request's answer; or it is closed.
+    /// nginx takes a kept connection so too. The bytes are left where they are: the
+    /// connection is dropped, unused.
     pub(super) fn closed(&self) -> bool {
+        let mut byte = [std::mem::MaybeUninit::uninit()];
+        match self.peek(&mut byte) {
+            None => true,
+            // The socket does not block (tokio's): nothing to read is `WouldBlock`. Anything
+            // else (the end, a byte, a reset) makes the connection unusable.
+            Some(Err(error)) => !matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+            Some(Ok(_)) => true,
+        }
+    }
+
+    /// What a read would give, left to read (none once the socket is closed; on other
+    /// platforms than Unix, nothing to read).
+    pub(super) fn peek(&self, buf: &mut [std::mem::MaybeUninit<u8>]) -> Option<io::Result<usize>> {
         let open = self.0.open.lock().unwrap_or_else(PoisonError::into_inner);
         if !*open {
-            return true;
+            return None;
         }
         #[cfg(unix)]
         {
@@ -176,19 +196,13 @@ impl Watch {
             // which owns the stream, sets it false before the stream is dropped and closes the
             // descriptor, and cannot while this holds the lock.
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0.fd) };
-            let mut byte = [std::mem::MaybeUninit::uninit()];
-            // The socket does not block (tokio's): nothing to read is `WouldBlock`. A reset
-            // is a close too.
-            match socket2::SockRef::from(&fd).peek(&mut byte) {
-                Ok(read) => read == 0,
-                Err(error) => !matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ),
-            }
+            Some(socket2::SockRef::from(&fd).peek(buf))
         }
         #[cfg(not(unix))]
-        false
+        {
+            let _ = buf;
+            Some(Err(io::ErrorKind::WouldBlock.into()))
+        }
     }
 }
 

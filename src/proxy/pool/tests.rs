@@ -332,5 +332,7 @@ async fn a_request_dropped_on_a_stale_connection_goes_again_once_on_a_new_one() 
     assert_eq!(pool.shared.lock().connections.len(), 2, "the others kept");
 }
 
+// The look at a kept connection's socket is Unix's.
+#[cfg(unix)]
 mod closed;
 mod runtimes;
