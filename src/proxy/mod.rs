@@ -95,7 +95,9 @@
 //!   may have acted on it): it is answered 502, as nginx answers it, and the backend is taken
 //!   for gone only if it refuses the new connection the proxy then makes to tell (kept for the
 //!   next request if it is taken): a backend that closed an idle connection is there, one
-//!   that crashed under the request is not.
+//!   that crashed under the request is not. Should that connection not be made within the
+//!   connect timeout (a busy backend's full queue), the answer is the 504 of a connect timeout,
+//!   the backend not taken for gone; within the response timeout in any case.
 //! - A request to an HTTP/2 backend whose header list (counted as RFC 9113 counts it: each
 //!   field's name, value and 32 octets, pseudo-header fields included, as the request would
 //!   go) reaches [`ProxyBuilder::http2_max_header_list_size`] (16 KiB by default, the limit of

@@ -189,7 +189,9 @@ where
     /// on its socket timeout) closes one under a request that crosses the close, and is there:
     /// it takes a new connection, kept for the next request, and the error is
     /// [`KeptClosed`](UpstreamError::KeptClosed). One that refuses the new connection is gone,
-    /// and the error stays what it was.
+    /// and the error stays what it was. One that does not take it within the connect timeout
+    /// (its queue full) is not known gone: the error is that timeout, a 504, as a request on
+    /// a new connection would get.
     pub(crate) async fn kept_closed(&self, error: UpstreamError) -> UpstreamError {
         let UpstreamError::Request(error) = error else {
             return error;
@@ -200,6 +202,7 @@ where
                 Arc::clone(&self.shared).put(connection);
                 UpstreamError::KeptClosed(error)
             }
+            Err(connect) if Failure::of(&connect) == Failure::Timeout => connect,
             Err(_) => UpstreamError::Request(error),
         }
     }

@@ -335,4 +335,7 @@ async fn a_request_dropped_on_a_stale_connection_goes_again_once_on_a_new_one() 
 // The look at a kept connection's socket is Unix's.
 #[cfg(unix)]
 mod closed;
+// A full accept queue drops connection attempts on Linux.
+#[cfg(target_os = "linux")]
+mod kept_closed;
 mod runtimes;
