@@ -126,11 +126,15 @@ where
             let idle = if Replay::is_replay(&request) {
                 None
             } else {
-                self.shared.take_idle(Instant::now())
+                // One clock read for the look and the staleness both.
+                let now = Instant::now();
+                self.shared
+                    .take_idle(now)
+                    .map(|connection| (connection, now))
             };
             let (mut connection, replay) = match idle {
-                Some(connection) => {
-                    let stale = connection.stale(Instant::now());
+                Some((connection, now)) => {
+                    let stale = connection.stale(now);
                     (
                         connection,
                         Some(stale.then(|| Replay::of(&request)).flatten()),
