@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 /// Long enough idle for a backend's idle close to be expected (the gateway keeps a request to
 /// send again only on a connection idle at least 100 ms).
@@ -34,20 +35,20 @@ async fn closing_backend(dies: bool) -> (SocketAddr, Seen) {
     let recorded = seen.clone();
     let connections = Arc::new(AtomicUsize::new(0));
     let closed_one = Arc::new(AtomicBool::new(false));
-    let died = Arc::new(tokio::sync::Notify::new());
-    let death = died.clone();
+    // A connection that dies asks the listener's task to close the listener first, and waits
+    // for it: a crash closes the port before the gateway's next connection tries it.
+    let (die, mut dying) = tokio::sync::mpsc::unbounded_channel::<oneshot::Sender<()>>();
     tokio::spawn(async move {
-        loop {
+        let listener_closed = loop {
             let (mut stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(_) => return,
                 },
-                // The listener goes with the task: new connections are refused.
-                () = death.notified() => return,
+                told = dying.recv() => break told,
             };
             let number = connections.fetch_add(1, Ordering::SeqCst);
-            let (recorded, closed_one, died) = (recorded.clone(), closed_one.clone(), died.clone());
+            let (recorded, closed_one, die) = (recorded.clone(), closed_one.clone(), die.clone());
             tokio::spawn(async move {
                 let mut pending = Vec::new();
                 let mut on_this = 0;
@@ -57,7 +58,10 @@ async fn closing_backend(dies: bool) -> (SocketAddr, Seen) {
                     on_this += 1;
                     if on_this == 2 && !closed_one.swap(true, Ordering::SeqCst) {
                         if dies {
-                            died.notify_one();
+                            let (closed, listener_closed) = oneshot::channel();
+                            if die.send(closed).is_ok() {
+                                let _ = listener_closed.await;
+                            }
                         }
                         return;
                     }
@@ -67,6 +71,11 @@ async fn closing_backend(dies: bool) -> (SocketAddr, Seen) {
                     }
                 }
             });
+        };
+        // New connections are refused from here.
+        drop(listener);
+        if let Some(listener_closed) = listener_closed {
+            let _ = listener_closed.send(());
         }
     });
     (addr, seen)
