@@ -218,8 +218,9 @@ impl<B> Conn<B> {
     /// the look does.
     pub(super) const LOOK_AFTER_IDLE: Duration = Duration::from_millis(1);
 
-    /// Whether the backend has closed it, though its task may not have read the close yet
-    /// (looked at only if, at `now`, it has been idle [`LOOK_AFTER_IDLE`](Self::LOOK_AFTER_IDLE)).
+    /// Whether the backend has closed it (or sent on it what no request asked for), though its
+    /// task may not have read that yet (looked at only if, at `now`, it has been idle
+    /// [`LOOK_AFTER_IDLE`](Self::LOOK_AFTER_IDLE)).
     pub(super) fn closed(&self, now: Instant) -> bool {
         now >= self.idle_since + Self::LOOK_AFTER_IDLE
             && self.watch.as_ref().is_some_and(Watch::closed)

@@ -129,7 +129,8 @@ impl<T> Drop for Socket<T> {
 }
 
 /// A look at a kept connection's socket from outside the connection's task, which owns it:
-/// whether the backend has closed it ([`closed`](Self::closed)).
+/// whether the backend has closed it, or sent what no request asked for
+/// ([`closed`](Self::closed)).
 ///
 /// The task reads a backend's close only once its runtime's reactor has passed the news on,
 /// which on a busy runtime may be a while after the kernel has it. A request handed to the
