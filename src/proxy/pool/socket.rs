@@ -195,7 +195,9 @@ impl Watch {
         {
             // SAFETY: the descriptor is the socket's as long as `open` is true: its `Socket`,
             // which owns the stream, sets it false before the stream is dropped and closes the
-            // descriptor, and cannot while this holds the lock.
+            // descriptor, and cannot while this holds the lock. Nothing else closes it: the
+            // stream cannot be moved out of a `Socket` (it implements `Drop`), which an upgrade
+            // takes whole, and a shutdown leaves the descriptor open.
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0.fd) };
             Some(socket2::SockRef::from(&fd).peek(buf))
         }
