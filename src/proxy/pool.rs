@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
@@ -27,6 +27,7 @@ use tower_service::Service;
 
 use conn::{Conn, lend};
 pub(crate) use conn::{Exchange, Kept, Outcome};
+use idle_timer::{IdleTimer, close_idle};
 use replay::Replay;
 use socket::{Socket, Watch};
 
@@ -344,72 +345,6 @@ where
     }
 }
 
-/// The idle timer task's hold on its pool's `timer` flag: should the task be dropped before
-/// it ends (its runtime shut down, while the pool goes on serving another runtime's requests),
-/// the flag is cleared, so that the next connection put back starts another timer. Made before
-/// the task is spawned: a task dropped before its first poll clears it too.
-struct IdleTimer<B> {
-    pool: Weak<Shared<B>>,
-    /// False once the task has cleared the flag itself (with the stack empty, under its lock).
-    running: bool,
-}
-
-impl<B> IdleTimer<B> {
-    fn new(pool: &Arc<Shared<B>>) -> Self {
-        Self {
-            pool: Arc::downgrade(pool),
-            running: true,
-        }
-    }
-}
-
-impl<B> Drop for IdleTimer<B> {
-    fn drop(&mut self) {
-        if !self.running {
-            return;
-        }
-        if let Some(pool) = self.pool.upgrade() {
-            pool.idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .timer = false;
-        }
-    }
-}
-
-/// Closes the connections idle for longer than the pool's timeout, until none is idle (or
-/// the pool is gone).
-async fn close_idle<B: Send + 'static>(mut timer: IdleTimer<B>) {
-    let pool = &timer.pool;
-    let Some(mut deadline) = pool
-        .upgrade()
-        .map(|pool| Instant::now() + pool.idle_timeout)
-    else {
-        return;
-    };
-    loop {
-        tokio::time::sleep_until(deadline).await;
-        let Some(pool) = pool.upgrade() else { return };
-        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let fresh = idle
-            .connections
-            .iter()
-            .position(|connection| now.duration_since(connection.idle_since) < pool.idle_timeout)
-            .unwrap_or(idle.connections.len());
-        // Dropping a sender ends its connection's task, which closes the socket.
-        idle.connections.drain(..fresh);
-        match idle.connections.front() {
-            Some(connection) => deadline = connection.idle_since + pool.idle_timeout,
-            None => {
-                idle.timer = false;
-                timer.running = false;
-                return;
-            }
-        }
-    }
-}
-
 /// hyper's HTTP/1.1 connection writes the URI as given: the backend wants the path only.
 /// (`CONNECT`: the authority only).
 fn origin_form(method: &Method, uri: &mut Uri) {
@@ -452,6 +387,7 @@ fn spawn(task: impl Future<Output = ()> + Send + 'static) -> bool {
 }
 
 mod conn;
+mod idle_timer;
 mod replay;
 mod socket;
 #[cfg(test)]
