@@ -77,3 +77,37 @@ async fn a_gateway_made_from_text_reloads_text_only() {
     let error = reloader.reload_from("{").await.unwrap_err();
     assert!(error.to_string().contains("not valid JSON"), "{error}");
 }
+
+/// `GET path` from the gateway at `addr`: the status code.
+async fn status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n");
+    let reply = common::exchange(addr, &request).await;
+    reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_made_before_serving_is_what_the_gateway_serves() {
+    let backend = common::refused_addr().await;
+    let text = |prefix: &str| {
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
+                               "routes": [ {{ "path_prefix": "{prefix}", "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "1s" }} }} }}"#
+        )
+    };
+    let gateway = Gateway::from_config(&text("/a/"), &TriggerRegistry::new()).unwrap();
+    let reloaded = gateway.reloader().reload_from(&text("/b/")).await.unwrap();
+    assert_eq!(reloaded.kept, ["app"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    // `/b/` reaches `app` (down, with nothing to start it: 503), `/a/` no route.
+    let (b, a) = (status(addr, "/b/").await, status(addr, "/a/").await);
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), serving).await;
+    assert!(ended.expect("the gateway stops").unwrap());
+    assert_eq!((b, a), (503, 404));
+}

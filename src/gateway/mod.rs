@@ -322,7 +322,9 @@ impl Gateway {
 
     /// The routes as one Tower service (`Request<hyper::body::Incoming>` in), to serve your
     /// own way; put a [`ClientAddr`](crate::proxy::ClientAddr) in each request's extensions
-    /// for the forwarded headers.
+    /// for the forwarded headers. These are the routes of the configuration the gateway was
+    /// made with: a [reload](Self::reloader) changes what [`serve`](Self::serve) serves, not
+    /// this router.
     pub fn router(&self) -> Router {
         self.router.clone()
     }
