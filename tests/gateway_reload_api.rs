@@ -111,3 +111,66 @@ async fn a_reload_made_before_serving_is_what_the_gateway_serves() {
     assert!(ended.expect("the gateway stops").unwrap());
     assert_eq!((b, a), (503, 404));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_under_way_when_a_reload_removes_its_service_runs_no_on_down() {
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::Notify;
+    use tower_monitor::{BoxError, trigger};
+
+    let (db, app) = (common::refused_addr().await, common::refused_addr().await);
+    // `db`'s start begins, then waits for `go` before it listens; `app` counts its starts.
+    let (asked, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let listening = Arc::new(Mutex::new(None::<std::net::TcpListener>));
+    let app_runs = common::counter();
+    let mut registry = TriggerRegistry::new();
+    let (a, g, l) = (asked.clone(), go.clone(), listening.clone());
+    registry.register("gated", move |_| {
+        let (asked, go, listening) = (a.clone(), g.clone(), l.clone());
+        Ok(Arc::new(trigger::from_fn(move || {
+            let (asked, go, listening) = (asked.clone(), go.clone(), listening.clone());
+            async move {
+                asked.notify_one();
+                go.notified().await;
+                *listening.lock().unwrap() = Some(std::net::TcpListener::bind(db)?);
+                Ok::<(), BoxError>(())
+            }
+        })))
+    });
+    let runs = app_runs.clone();
+    registry.register("counted", move |_| {
+        Ok(Arc::new(common::counting_trigger(runs.clone(), false)))
+    });
+    let text = |routed: &str, app_section: &str| {
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "{routed}" }} ] }},
+                 "services": {{
+                     "db": {{ "url": "http://{db}/", "grace_period": "30s", "on_down": {{ "type": "gated" }} }}{app_section} }} }}"#
+        )
+    };
+    let app_section = format!(
+        r#", "app": {{ "url": "http://{app}/", "grace_period": "30s", "depends_on": ["db"],
+                      "on_down": {{ "type": "counted" }} }}"#
+    );
+    let gateway = Gateway::from_config(&text("app", &app_section), &registry).unwrap();
+    let monitor = Arc::clone(gateway.monitor());
+    let start = tokio::spawn(async move { monitor.start("app").await });
+    // `app`'s start waits for `db`, whose start has begun.
+    tokio::time::timeout(std::time::Duration::from_secs(5), asked.notified())
+        .await
+        .expect("db's start begins");
+
+    let reloaded = gateway.reloader().reload_from(&text("db", "")).await;
+    assert_eq!(reloaded.unwrap().removed, ["app"]);
+    go.notify_one();
+    // `db` comes up: the removed `app`'s start must not start its program now that the
+    // reload has retired it (no stop would come for it).
+    let started = tokio::time::timeout(std::time::Duration::from_secs(10), start).await;
+    let started = started.expect("app's start ends").unwrap();
+    assert_eq!(
+        common::count(&app_runs),
+        0,
+        "app's on_down ran: {started:?}"
+    );
+    assert!(started.is_err());
+}

@@ -275,6 +275,7 @@ impl Gateway {
         file: Option<&Path>,
     ) -> Result<Self, ConfigError> {
         let requests = Arc::new(answered::Requests::default());
+        let mut startup = reload::Startup::new();
         let build::Built {
             listen,
             timeouts,
@@ -287,9 +288,10 @@ impl Gateway {
             routed: _,
             limits,
             sections,
-        } = build::build(json, registry, base_dir, &requests, None)?;
+        } = build::build(json, registry, base_dir, &requests, &mut startup)?;
         let reload = reload::Shared::new(
-            &monitor, routers, timeouts, sections, limits, registry, base_dir, file, &requests,
+            &monitor, routers, timeouts, sections, limits, startup, registry, base_dir, file,
+            &requests,
         );
         Ok(Self {
             listen,

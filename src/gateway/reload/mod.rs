@@ -17,6 +17,8 @@ mod gate;
 mod plan;
 mod retire;
 
+pub(super) use plan::Startup;
+
 /// Reloads a [`Gateway`]'s configuration while it serves, as nginx does on SIGHUP; the
 /// `tower-monitor-gateway` program calls it on SIGHUP. Cheap to clone; reloads through clones
 /// are applied one after the other.
@@ -138,7 +140,7 @@ impl fmt::Debug for Shared {
 impl Shared {
     /// The reload state of a gateway built from `file` (if any; relative paths from
     /// `base_dir`) with `registry`: its `monitor`, and the `routers`, `timeouts` and
-    /// `sections` of its configuration.
+    /// `sections` of its configuration, and the gates of its definitions (`startup`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         monitor: &Arc<MinMonitor>,
@@ -146,6 +148,7 @@ impl Shared {
         timeouts: super::serve::Timeouts,
         sections: Sections,
         limits: BTreeMap<String, crate::proxy::InFlightLimit>,
+        startup: Startup,
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
         file: Option<&Path>,
@@ -169,7 +172,7 @@ impl Shared {
                 sections,
                 limits,
                 served: Some(all_served),
-                gates: BTreeMap::new(),
+                gates: startup.into_gates(),
             }),
         })
     }
@@ -264,7 +267,7 @@ impl Shared {
             &self.registry,
             self.base_dir.as_deref(),
             &self.requests,
-            Some(&mut plan),
+            &mut plan,
         )?;
         // Committed: from here on nothing fails.
         let plan::Plan {
@@ -287,7 +290,10 @@ impl Shared {
         for name in &retiring {
             if let Some((gate, retired)) = state.gates.remove(name) {
                 retired.store(true, std::sync::atomic::Ordering::SeqCst);
-                earlier.push(gate);
+                // Open (the startup's, say): nothing for the new definitions to wait for.
+                if !gate.is_open() {
+                    earlier.push(gate);
+                }
             }
         }
         for (name, retired) in retired_flags {
