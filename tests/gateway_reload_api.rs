@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use tower_monitor::config::TriggerRegistry;
 use tower_monitor::gateway::Gateway;
 
@@ -114,7 +116,7 @@ async fn a_reload_made_before_serving_is_what_the_gateway_serves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_under_way_when_a_reload_removes_its_service_runs_no_on_down() {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
     use tokio::sync::Notify;
     use tower_monitor::{BoxError, trigger};
 
@@ -173,4 +175,73 @@ async fn a_start_under_way_when_a_reload_removes_its_service_runs_no_on_down() {
         "app's on_down ran: {started:?}"
     );
     assert!(started.is_err());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_put_back_starts_once_the_program_an_earlier_reload_removed_has_stopped() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    let (a, b) = (common::refused_addr().await, common::refused_addr().await);
+    // `a`'s program never listens: its start lasts, a request held for it.
+    let text = |with_a: bool| {
+        let (route, settings, service) = match with_a {
+            true => (
+                r#"{ "path_prefix": "/a/", "service": "a" }, "#,
+                r#", "services": { "a": { "hold": { "max_wait": "15s" } } }"#,
+                format!(
+                    r#", "a": {{ "url": "http://{a}/", "grace_period": "30s",
+                         "on_down": {{ "type": "process", "command": "sleep", "args": ["30"],
+                                       "stop_grace": "1s" }} }}"#
+                ),
+            ),
+            false => ("", "", String::new()),
+        };
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "shutdown_grace": "2s",
+                               "routes": [ {route}{{ "service": "b" }} ]{settings} }},
+                 "services": {{ "b": {{ "url": "http://{b}/", "grace_period": "1s" }}{service} }} }}"#
+        )
+    };
+    let registry = TriggerRegistry::new();
+    let supervisor = registry.supervisor().clone();
+    let gateway = Gateway::from_config(&text(true), &registry).unwrap();
+    let (monitor, reloader) = (Arc::clone(gateway.monitor()), gateway.reloader());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    // Open before the reloads, held for `a`: its program's stop waits for it (at most the grace).
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /a/ HTTP/1.1\r\nhost: app\r\n\r\n";
+    held.write_all(request).await.unwrap();
+    let within = Duration::from_secs(5);
+    common::until(
+        within,
+        "a's program runs",
+        || supervisor.running(),
+        |r| r.len() == 1,
+    )
+    .await;
+    let old = supervisor.running();
+
+    let removed = reloader.reload_from(&text(false)).await.unwrap();
+    assert_eq!(removed.removed, ["a"]);
+    let put_back = reloader.reload_from(&text(true)).await.unwrap();
+    assert_eq!(put_back.added, ["a"]);
+    // Its start waits for the old program's stop: one program on its port at a time.
+    let started = tokio::time::timeout(Duration::from_secs(10), monitor.start("a")).await;
+    started.expect("a's start ends").unwrap();
+    let running = supervisor.running();
+    assert!(
+        running.len() == 1 && running != old,
+        "{old:?} then {running:?}"
+    );
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    ended.expect("the gateway stops").unwrap();
+    drop(held);
 }

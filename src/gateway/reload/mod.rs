@@ -35,7 +35,8 @@ pub(super) use plan::Startup;
 /// - a service added is added; one removed, or changed (a removal and an addition under the
 ///   same name), has its requests in flight finish, then its held requests answered and the
 ///   program its definition started stopped, as a shutdown stops it; the new definitions'
-///   first starts wait for that stop, so that two programs never run at once on one port;
+///   first starts wait for that stop (and for the stops of earlier reloads still to come), so
+///   that two programs never run at once on one port;
 /// - the connections open are closed once their requests in flight are answered (HTTP/1.1:
 ///   after the answer, at once if idle; HTTP/2: `GOAWAY`); an upgraded connection (a
 ///   WebSocket) stays open to its service. The removed services' programs are stopped once
@@ -127,6 +128,8 @@ struct State {
     limits: BTreeMap<String, crate::proxy::InFlightLimit>,
     /// The gate each service's definition waits behind, if a reload made it, by name.
     gates: BTreeMap<String, (gate::Gate, Arc<std::sync::atomic::AtomicBool>)>,
+    /// The gates of the reloads whose retired programs may not all be stopped yet.
+    pending: Vec<gate::Gate>,
 }
 
 impl fmt::Debug for Shared {
@@ -173,6 +176,7 @@ impl Shared {
                 limits,
                 served: Some(all_served),
                 gates: startup.into_gates(),
+                pending: Vec::new(),
             }),
         })
     }
@@ -286,16 +290,16 @@ impl Shared {
             }
         }
         let retiring: Vec<String> = removed.iter().chain(&changed).cloned().collect();
-        let mut earlier = Vec::new();
         for name in &retiring {
-            if let Some((gate, retired)) = state.gates.remove(name) {
+            if let Some((_, retired)) = state.gates.remove(name) {
                 retired.store(true, std::sync::atomic::Ordering::SeqCst);
-                // Open (the startup's, say): nothing for the new definitions to wait for.
-                if !gate.is_open() {
-                    earlier.push(gate);
-                }
             }
         }
+        // Every earlier reload's stops still to come, not only those of the services retired
+        // now: a service added may take the port of one an earlier reload removed (or be that
+        // one, put back).
+        state.pending.retain(|gate| !gate.is_open());
+        let earlier = state.pending.clone();
         for (name, retired) in retired_flags {
             state.gates.insert(name, (gate.clone(), retired));
         }
@@ -313,7 +317,10 @@ impl Shared {
                 opener.open();
                 None
             }
-            false => Some(opener),
+            false => {
+                state.pending.push(gate.clone());
+                Some(opener)
+            }
         };
         let (served, all_served) = live::served();
         let grace = built.timeouts.grace;
@@ -336,8 +343,9 @@ impl Shared {
         state.sections = built.sections;
         state.limits = built.limits;
         self.requests.reloaded(built.routed);
-        // Nothing retired: the connections open are asked to close all the same.
-        if !retiring.is_empty() {
+        // Nothing retired: the connections open are asked to close all the same (and the
+        // new definitions may wait for an earlier reload's stops).
+        if !retiring.is_empty() || retired.opener.is_some() {
             tokio::spawn(retired.run());
         }
         Ok(Reloaded {

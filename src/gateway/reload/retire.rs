@@ -20,7 +20,8 @@ pub(super) struct Retired {
     /// not stopped).
     #[cfg(unix)]
     pub(super) programs: Vec<(String, crate::trigger::Process)>,
-    /// The gates of earlier reloads that these definitions' own starts waited behind.
+    /// The gates of the earlier reloads whose programs may not all be stopped yet: the new
+    /// definitions wait for those stops too.
     pub(super) earlier: Vec<Gate>,
     /// Opened at the end: the new definitions may start (`None`: opened already, as there
     /// was no program to stop).
@@ -33,7 +34,9 @@ const HELD_ANSWER_TIME: Duration = Duration::from_secs(1);
 
 impl Retired {
     pub(super) async fn run(self) {
-        if let Some(served) = self.served {
+        // Nothing of its own to retire: only the earlier reloads' stops to wait for.
+        let served = self.served.filter(|_| !self.services.is_empty());
+        if let Some(served) = served {
             let answer_time = HELD_ANSWER_TIME.min(self.grace / 2);
             let mut waiting = std::pin::pin!(served.wait());
             if tokio::time::timeout(self.grace - answer_time, waiting.as_mut())
