@@ -245,3 +245,66 @@ async fn a_service_put_back_starts_once_the_program_an_earlier_reload_removed_ha
     ended.expect("the gateway stops").unwrap();
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_dependency_of_a_changed_service_idles_once_the_old_definition_is_retired() {
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tower_monitor::{BoxError, trigger};
+
+    let (db, app) = (common::refused_addr().await, common::refused_addr().await);
+    // Each start listens on its service's port (a probe finds it up); `db`'s idle stop counts.
+    let listening = Arc::new(Mutex::new(Vec::<std::net::TcpListener>::new()));
+    let mut registry = TriggerRegistry::new();
+    let l = Arc::clone(&listening);
+    registry.register("listen", move |spec| {
+        let port: u16 = spec.parse::<serde_json::Value>()?["port"]
+            .as_u64()
+            .and_then(|p| p.try_into().ok())
+            .ok_or_else(|| spec.error("port", "a port"))?;
+        let listening = Arc::clone(&l);
+        Ok(Arc::new(trigger::from_fn(move || {
+            let listening = Arc::clone(&listening);
+            async move {
+                let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+                listening.lock().unwrap().push(listener);
+                Ok::<(), BoxError>(())
+            }
+        })))
+    });
+    let idle_stops = common::counter();
+    let stops = Arc::clone(&idle_stops);
+    registry.register("counted", move |_| {
+        Ok(Arc::new(common::counting_trigger(
+            Arc::clone(&stops),
+            false,
+        )))
+    });
+    let text = |app_grace: &str| {
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ] }},
+                 "services": {{
+                     "db": {{ "url": "http://{db}/", "grace_period": "30s",
+                              "on_down": {{ "type": "listen", "port": {} }},
+                              "on_idle": {{ "after": "300ms", "trigger": {{ "type": "counted" }} }} }},
+                     "app": {{ "url": "http://{app}/", "grace_period": "{app_grace}", "depends_on": ["db"],
+                               "on_down": {{ "type": "listen", "port": {} }} }} }} }}"#,
+            db.port(),
+            app.port()
+        )
+    };
+    let gateway = Gateway::from_config(&text("30s"), &registry).unwrap();
+    let monitor = Arc::clone(gateway.monitor());
+    let within = Duration::from_secs(5);
+    tokio::time::timeout(within, monitor.start("app"))
+        .await
+        .unwrap()
+        .unwrap();
+    common::wait_for_state(&monitor, "app", tower_monitor::ServiceState::Up, within).await;
+    // Up, `app` holds `db` from its idle stop.
+    let reloaded = gateway.reloader().reload_from(&text("31s")).await.unwrap();
+    assert_eq!(reloaded.changed, ["app"]);
+    // The new `app` is not up: nothing holds `db` any more, which stops once idle.
+    let stopped = || common::count(&idle_stops);
+    common::until(within, "db idle-stopped", stopped, |n| *n == 1).await;
+}

@@ -70,6 +70,12 @@ impl Retired {
             });
             futures::future::join_all(stops).await;
         }
+        // Its program stopped, each old definition is down: one still counted up would hold
+        // its dependencies (kept, the very ones in use) from their idle stop for as long as
+        // anything keeps it (a router made before the reload, an upgraded connection).
+        for service in &self.services {
+            service.set_status_down();
+        }
         if let Some(opener) = self.opener {
             opener.open();
         }
