@@ -1,5 +1,7 @@
 //! `Gateway::reloader` in this process: what a reload finds changed (the services that
-//! depend on a changed one too), what it refuses, and a gateway with no file to read.
+//! depend on a changed one too), what it refuses, a gateway with no file to read, and a
+//! reload beside what is under way (serving yet to begin, a start, an earlier reload's stop,
+//! a dependency held).
 
 mod common;
 
