@@ -47,7 +47,9 @@ impl Retired {
                     service.release_held();
                 }
                 if tokio::time::timeout(answer_time, waiting).await.is_err() {
-                    tracing::warn!(grace = ?self.grace, "reload: connections opened before it still open after the grace; stopping the removed services' programs all the same");
+                    let names: Vec<&str> = self.services.iter().map(|s| &*s.name).collect();
+                    let names = names.join(", ");
+                    tracing::warn!(grace = ?self.grace, services = %names, "reload: connections opened before it still open after the grace; stopping the programs of {names} all the same");
                 }
             }
         }
