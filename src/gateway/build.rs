@@ -61,13 +61,13 @@ pub(super) trait Reuse {
 }
 
 /// Reads `json` (its relative paths from `base_dir`), counting its routers' answers in
-/// `requests`.
+/// `requests`, each service given to `reuse` (the startup's, or a reload's plan).
 pub(super) fn build(
     json: &str,
     registry: &TriggerRegistry,
     base_dir: Option<&Path>,
     requests: &Arc<answered::Requests>,
-    mut reuse: Option<&mut dyn Reuse>,
+    reuse: &mut dyn Reuse,
 ) -> Result<Built, ConfigError> {
     if json.trim().is_empty() {
         return Err(ConfigError::new("", "the configuration is empty"));
@@ -117,10 +117,8 @@ pub(super) fn build(
     };
     sections.listen.clone_from(&spec.listen);
     let mut shared = config::Shared::default();
-    if let Some(reuse) = reuse.as_deref_mut() {
-        reuse.sections(&sections)?;
-        shared.limits = reuse.limits(&sections);
-    }
+    reuse.sections(&sections)?;
+    shared.limits = reuse.limits(&sections);
     // The triggers' relative paths count from the file's folder, as the waiting page's do.
     let mut in_dir;
     let registry = match base_dir {
@@ -130,12 +128,8 @@ pub(super) fn build(
         }
         None => registry,
     };
-    let monitor = match reuse {
-        None => MinMonitor::from_config_value_with(document, registry)?,
-        Some(reuse) => MinMonitor::from_config_value_reusing(document, registry, &mut |n, s| {
-            reuse.service(n, s)
-        })?,
-    };
+    let monitor =
+        MinMonitor::from_config_value_reusing(document, registry, &mut |n, s| reuse.service(n, s))?;
     let monitor = Arc::new(monitor);
     own_address::check(&monitor, listen, "gateway.listen")?;
     let routes = spec.routes(&monitor, base_dir, &mut shared)?;

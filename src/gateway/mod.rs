@@ -275,6 +275,7 @@ impl Gateway {
         file: Option<&Path>,
     ) -> Result<Self, ConfigError> {
         let requests = Arc::new(answered::Requests::default());
+        let mut startup = reload::Startup::new();
         let build::Built {
             listen,
             timeouts,
@@ -287,9 +288,10 @@ impl Gateway {
             routed: _,
             limits,
             sections,
-        } = build::build(json, registry, base_dir, &requests, None)?;
+        } = build::build(json, registry, base_dir, &requests, &mut startup)?;
         let reload = reload::Shared::new(
-            &monitor, routers, timeouts, sections, limits, registry, base_dir, file, &requests,
+            &monitor, routers, timeouts, sections, limits, startup, registry, base_dir, file,
+            &requests,
         );
         Ok(Self {
             listen,
@@ -322,7 +324,9 @@ impl Gateway {
 
     /// The routes as one Tower service (`Request<hyper::body::Incoming>` in), to serve your
     /// own way; put a [`ClientAddr`](crate::proxy::ClientAddr) in each request's extensions
-    /// for the forwarded headers.
+    /// for the forwarded headers. These are the routes of the configuration the gateway was
+    /// made with: a [reload](Self::reloader) changes what [`serve`](Self::serve) serves, not
+    /// this router.
     pub fn router(&self) -> Router {
         self.router.clone()
     }

@@ -24,7 +24,6 @@ impl Gateway {
     /// released ([`MinMonitor::release_held`]), so a [`router`](Self::router) kept and served on
     /// after this holds no request and starts no backend for one.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
-        let router = self.router.clone();
         let Some(admin) = self.begin().await else {
             return false;
         };
@@ -32,7 +31,7 @@ impl Gateway {
         let live = self.reload.live();
         let (shutdown, release) =
             serve::announced(shutdown, live.clone(), Arc::clone(&self.monitor));
-        let serving = serve::serve(listener, router, live, shutdown);
+        let serving = serve::serve(listener, live, shutdown);
         let drained = serve::with_release(serving, release).await;
         serve::drained(drained);
         if let Some(admin) = admin {

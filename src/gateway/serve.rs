@@ -66,23 +66,26 @@ pub(super) struct Timeouts {
     pub(super) send: Duration,
 }
 
-/// Accepts connections on `listener` and serves `router` on each until `shutdown` completes;
+/// Accepts connections on `listener` and serves the routes of `live` on each until `shutdown`
+/// completes;
 /// then stops accepting, asks every connection to close once its requests are answered
 /// (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`), and waits up to the grace for that and for
 /// the upgraded connections (WebSockets) to close.
 /// Returns whether every connection closed within the grace.
 ///
-/// The settings (timeouts, grace) are `live`'s; when a reload changes them, the connections
-/// accepted from then on take its router (built here: this runtime's pools), and those open
-/// are asked to close as at a shutdown, so none serves the old routes past its requests in
-/// flight.
+/// The settings (routes, timeouts, grace) are `live`'s; when a reload changes them, the
+/// connections accepted from then on take its router (built here: this runtime's pools), and
+/// those open are asked to close as at a shutdown, so none serves the old routes past its
+/// requests in flight.
 pub(super) async fn serve(
     listener: TcpListener,
-    mut router: Router,
     mut live: Live,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let mut settings = Arc::clone(&live.borrow_and_update());
+    // From the settings just marked seen: a router made before (the gateway's own, or one
+    // built before this worker began) may be of a configuration a reload has replaced.
+    let mut router: Router = (settings.routers.0)();
     // Told at a reload and at the shutdown: each connection then closes once its requests
     // in flight are answered.
     let (stop, mut stopping) = watch::channel(());

@@ -11,7 +11,6 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -53,7 +52,6 @@ pub(super) async fn serve_workers(
     shutdown: impl Future<Output = ()>,
 ) -> (io::Result<bool>, Released) {
     let (stop, stopping) = watch::channel(false);
-    let routers = Arc::clone(&live.borrow().routers);
     // Not allocated from the count: a huge one is a thread that fails to start, not an abort.
     let mut started = Vec::new();
     let mut failed = listener.set_nonblocking(true).err();
@@ -61,15 +59,9 @@ pub(super) async fn serve_workers(
         if failed.is_some() {
             break;
         }
-        let worker = listener.try_clone().and_then(|listener| {
-            start_worker(
-                index,
-                listener,
-                (routers.0)(),
-                live.clone(),
-                stopping.clone(),
-            )
-        });
+        let worker = listener
+            .try_clone()
+            .and_then(|listener| start_worker(index, listener, live.clone(), stopping.clone()));
         match worker {
             Ok(worker) => started.push(worker),
             Err(error) => failed = Some(error),
@@ -89,12 +81,11 @@ pub(super) async fn serve_workers(
     (failed.map_or(Ok(all_drained), Err), released)
 }
 
-/// One worker: a thread running a single-threaded runtime that serves `listener` with
-/// `router` until `stopping` turns true, then waits to be released.
+/// One worker: a thread running a single-threaded runtime that serves `listener` with the
+/// routes of `live` until `stopping` turns true, then waits to be released.
 fn start_worker(
     index: usize,
     listener: std::net::TcpListener,
-    router: Router,
     live: Live,
     mut stopping: watch::Receiver<bool>,
 ) -> io::Result<Worker> {
@@ -118,7 +109,7 @@ fn start_worker(
                 let stopped = async move {
                     let _ = stopping.wait_for(|stop| *stop).await;
                 };
-                let _ = drained_tx.send(serve::serve(listener, router, live, stopped).await);
+                let _ = drained_tx.send(serve::serve(listener, live, stopped).await);
                 let _ = released.await;
             });
             // Tasks still running (a relayed WebSocket past the grace) must not hold the exit.

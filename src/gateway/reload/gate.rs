@@ -29,6 +29,11 @@ pub(super) fn gate() -> (Opener, Gate) {
 }
 
 impl Gate {
+    /// Whether it is open already: nothing to wait for.
+    pub(super) fn is_open(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Completes once open, or after `bound`: whether it opened.
     pub(super) async fn opened_within(mut self, bound: std::time::Duration) -> bool {
         let open = self.0.wait_for(|open| *open);
@@ -68,7 +73,7 @@ impl Trigger for AfterStop {
             Arc::clone(&self.name),
         );
         Box::pin(async move {
-            if !*gate.0.borrow() {
+            if !gate.is_open() {
                 tracing::info!(service = %name, "{name}'s start waits for the programs of the services a reload removed or changed to stop");
                 if !gate.opened_within(super::plan::START_WAIT_BOUND).await {
                     return Err(format!(

@@ -17,6 +17,8 @@ mod gate;
 mod plan;
 mod retire;
 
+pub(super) use plan::Startup;
+
 /// Reloads a [`Gateway`]'s configuration while it serves, as nginx does on SIGHUP; the
 /// `tower-monitor-gateway` program calls it on SIGHUP. Cheap to clone; reloads through clones
 /// are applied one after the other.
@@ -33,7 +35,8 @@ mod retire;
 /// - a service added is added; one removed, or changed (a removal and an addition under the
 ///   same name), has its requests in flight finish, then its held requests answered and the
 ///   program its definition started stopped, as a shutdown stops it; the new definitions'
-///   first starts wait for that stop, so that two programs never run at once on one port;
+///   first starts wait for that stop (and for the stops of earlier reloads still to come), so
+///   that two programs never run at once on one port;
 /// - the connections open are closed once their requests in flight are answered (HTTP/1.1:
 ///   after the answer, at once if idle; HTTP/2: `GOAWAY`); an upgraded connection (a
 ///   WebSocket) stays open to its service. The removed services' programs are stopped once
@@ -125,6 +128,8 @@ struct State {
     limits: BTreeMap<String, crate::proxy::InFlightLimit>,
     /// The gate each service's definition waits behind, if a reload made it, by name.
     gates: BTreeMap<String, (gate::Gate, Arc<std::sync::atomic::AtomicBool>)>,
+    /// The gates of the reloads whose retired programs may not all be stopped yet.
+    pending: Vec<gate::Gate>,
 }
 
 impl fmt::Debug for Shared {
@@ -138,7 +143,7 @@ impl fmt::Debug for Shared {
 impl Shared {
     /// The reload state of a gateway built from `file` (if any; relative paths from
     /// `base_dir`) with `registry`: its `monitor`, and the `routers`, `timeouts` and
-    /// `sections` of its configuration.
+    /// `sections` of its configuration, and the gates of its definitions (`startup`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         monitor: &Arc<MinMonitor>,
@@ -146,6 +151,7 @@ impl Shared {
         timeouts: super::serve::Timeouts,
         sections: Sections,
         limits: BTreeMap<String, crate::proxy::InFlightLimit>,
+        startup: Startup,
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
         file: Option<&Path>,
@@ -169,7 +175,8 @@ impl Shared {
                 sections,
                 limits,
                 served: Some(all_served),
-                gates: BTreeMap::new(),
+                gates: startup.into_gates(),
+                pending: Vec::new(),
             }),
         })
     }
@@ -264,7 +271,7 @@ impl Shared {
             &self.registry,
             self.base_dir.as_deref(),
             &self.requests,
-            Some(&mut plan),
+            &mut plan,
         )?;
         // Committed: from here on nothing fails.
         let plan::Plan {
@@ -283,13 +290,16 @@ impl Shared {
             }
         }
         let retiring: Vec<String> = removed.iter().chain(&changed).cloned().collect();
-        let mut earlier = Vec::new();
         for name in &retiring {
-            if let Some((gate, retired)) = state.gates.remove(name) {
+            if let Some((_, retired)) = state.gates.remove(name) {
                 retired.store(true, std::sync::atomic::Ordering::SeqCst);
-                earlier.push(gate);
             }
         }
+        // Every earlier reload's stops still to come, not only those of the services retired
+        // now: a service added may take the port of one an earlier reload removed (or be that
+        // one, put back).
+        state.pending.retain(|gate| !gate.is_open());
+        let earlier = state.pending.clone();
         for (name, retired) in retired_flags {
             state.gates.insert(name, (gate.clone(), retired));
         }
@@ -307,7 +317,10 @@ impl Shared {
                 opener.open();
                 None
             }
-            false => Some(opener),
+            false => {
+                state.pending.push(gate.clone());
+                Some(opener)
+            }
         };
         let (served, all_served) = live::served();
         let grace = built.timeouts.grace;
@@ -330,8 +343,9 @@ impl Shared {
         state.sections = built.sections;
         state.limits = built.limits;
         self.requests.reloaded(built.routed);
-        // Nothing retired: the connections open are asked to close all the same.
-        if !retiring.is_empty() {
+        // Nothing retired: the connections open are asked to close all the same (and the
+        // new definitions may wait for an earlier reload's stops).
+        if !retiring.is_empty() || retired.opener.is_some() {
             tokio::spawn(retired.run());
         }
         Ok(Reloaded {

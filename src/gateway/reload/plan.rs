@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,7 +32,7 @@ pub(super) struct Plan<'a> {
     /// The limits of requests in flight of the configuration in use, by service.
     pub(super) limits: &'a BTreeMap<String, crate::proxy::InFlightLimit>,
     /// The stop flag of each new definition's start (see [`AfterStop`]), by name.
-    pub(super) retired_flags: BTreeMap<String, Arc<std::sync::atomic::AtomicBool>>,
+    pub(super) retired_flags: BTreeMap<String, Arc<AtomicBool>>,
 }
 
 impl<'a> Plan<'a> {
@@ -161,12 +162,69 @@ impl Reuse for Plan<'_> {
         if std::mem::take(&mut service.probe_on_add) {
             self.probe_now.push(name.to_string());
         }
-        if let Some(on_down) = service.on_down.take() {
-            let (after_stop, retired) = AfterStop::new(self.gate.clone(), on_down, name);
-            self.retired_flags.insert(name.to_string(), retired);
-            service.on_down = Some(Arc::new(after_stop));
+        Ok(behind(self.gate, name, service, &mut self.retired_flags))
+    }
+}
+
+/// `service` (named `name`) with its `on_down` behind `gate`, its stop flag put in `flags`.
+fn behind(
+    gate: &Gate,
+    name: &str,
+    mut service: MonitoredService,
+    flags: &mut BTreeMap<String, Arc<AtomicBool>>,
+) -> MonitoredService {
+    if let Some(on_down) = service.on_down.take() {
+        let (after_stop, retired) = AfterStop::new(gate.clone(), on_down, name);
+        flags.insert(name.to_string(), retired);
+        service.on_down = Some(Arc::new(after_stop));
+    }
+    service
+}
+
+/// The startup's build: each definition's `on_down` behind a gate open from the start, with
+/// the stop flag that a reload retiring it sets, as a reload's own definitions have. Without
+/// it, a start under way when a reload retires the definition (one waiting for its
+/// dependencies, or for a backend found gone) would run `on_down` after the retirement's
+/// stop: a program no one stops, beside the new definition's on one port.
+pub(in crate::gateway) struct Startup {
+    gate: Gate,
+    retired_flags: BTreeMap<String, Arc<AtomicBool>>,
+}
+
+impl Startup {
+    pub(in crate::gateway) fn new() -> Self {
+        let (opener, gate) = super::gate::gate();
+        opener.open();
+        Self {
+            gate,
+            retired_flags: BTreeMap::new(),
         }
-        Ok(service)
+    }
+
+    /// The gate and stop flag of each definition, by name.
+    pub(super) fn into_gates(self) -> BTreeMap<String, (Gate, Arc<AtomicBool>)> {
+        let gate = self.gate;
+        (self.retired_flags.into_iter())
+            .map(|(name, retired)| (name, (gate.clone(), retired)))
+            .collect()
+    }
+}
+
+impl Reuse for Startup {
+    fn sections(&mut self, _: &Sections) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    fn limits(&mut self, _: &Sections) -> BTreeMap<String, crate::proxy::InFlightLimit> {
+        BTreeMap::new()
+    }
+
+    fn service(
+        &mut self,
+        name: &str,
+        service: MonitoredService,
+    ) -> Result<MonitoredService, Reused> {
+        Ok(behind(&self.gate, name, service, &mut self.retired_flags))
     }
 }
 

@@ -20,7 +20,8 @@ pub(super) struct Retired {
     /// not stopped).
     #[cfg(unix)]
     pub(super) programs: Vec<(String, crate::trigger::Process)>,
-    /// The gates of earlier reloads that these definitions' own starts waited behind.
+    /// The gates of the earlier reloads whose programs may not all be stopped yet: the new
+    /// definitions wait for those stops too.
     pub(super) earlier: Vec<Gate>,
     /// Opened at the end: the new definitions may start (`None`: opened already, as there
     /// was no program to stop).
@@ -33,7 +34,9 @@ const HELD_ANSWER_TIME: Duration = Duration::from_secs(1);
 
 impl Retired {
     pub(super) async fn run(self) {
-        if let Some(served) = self.served {
+        // Nothing of its own to retire: only the earlier reloads' stops to wait for.
+        let served = self.served.filter(|_| !self.services.is_empty());
+        if let Some(served) = served {
             let answer_time = HELD_ANSWER_TIME.min(self.grace / 2);
             let mut waiting = std::pin::pin!(served.wait());
             if tokio::time::timeout(self.grace - answer_time, waiting.as_mut())
@@ -44,7 +47,9 @@ impl Retired {
                     service.release_held();
                 }
                 if tokio::time::timeout(answer_time, waiting).await.is_err() {
-                    tracing::warn!(grace = ?self.grace, "reload: connections opened before it still open after the grace; stopping the removed services' programs all the same");
+                    let names: Vec<&str> = self.services.iter().map(|s| &*s.name).collect();
+                    let names = names.join(", ");
+                    tracing::warn!(grace = ?self.grace, services = %names, "reload: connections opened before it still open after the grace; stopping the programs of {names} all the same");
                 }
             }
         }
@@ -66,6 +71,12 @@ impl Retired {
                 }
             });
             futures::future::join_all(stops).await;
+        }
+        // Its program stopped, each old definition is down: one still counted up would hold
+        // its dependencies (kept, the very ones in use) from their idle stop for as long as
+        // anything keeps it (a router made before the reload, an upgraded connection).
+        for service in &self.services {
+            service.set_status_down();
         }
         if let Some(opener) = self.opener {
             opener.open();
