@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,13 +23,21 @@ use pin_project_lite::pin_project;
 #[derive(Default)]
 pub(super) struct InFlight {
     count: AtomicUsize,
-    /// Whether a request began or ended since the idle watch's last look.
-    active: AtomicBool,
+    /// Whether a request began or ended since the idle watch's last look ([`ACTIVE`]), or
+    /// not ([`QUIET`]), or none ever began ([`NEVER`]).
+    active: AtomicU8,
     /// Set (to a [`Closing`]) when the connection is to be closed; the connection's task is
     /// woken through `close_waker`.
     closing: AtomicU8,
     close_waker: AtomicWaker,
 }
+
+/// No request has begun on the connection yet.
+const NEVER: u8 = 0;
+/// No request began or ended since the idle watch's last look.
+const QUIET: u8 = 1;
+/// A request began or ended since the idle watch's last look.
+const ACTIVE: u8 = 2;
 
 /// Why a connection is closed by [`InFlight::close`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +53,14 @@ impl InFlight {
     /// answer's body, or an upgraded connection).
     pub(super) fn begin(self: &Arc<Self>) -> Guard {
         self.count.fetch_add(1, Ordering::AcqRel);
-        self.active.store(true, Ordering::Release);
+        self.active.store(ACTIVE, Ordering::Release);
         Guard(Arc::clone(self))
+    }
+
+    /// Whether a request has begun on the connection (only then has hyper read what tells
+    /// HTTP/1.1 from HTTP/2, and a graceful close lets it answer what it read).
+    pub(super) fn began(&self) -> bool {
+        self.active.load(Ordering::Acquire) != NEVER
     }
 
     /// Completes once the connection has had no request in flight, and none begin or end, for
@@ -57,9 +71,14 @@ impl InFlight {
     /// every wake-up of the connection, several times per request.
     pub(super) async fn idle_for(&self, bound: Duration) {
         loop {
-            self.active.store(false, Ordering::Release);
+            // Quiet since now, unless none ever began: that stays known.
+            let _ =
+                self.active
+                    .compare_exchange(ACTIVE, QUIET, Ordering::AcqRel, Ordering::Acquire);
             tokio::time::sleep(bound).await;
-            if !self.active.load(Ordering::Acquire) && self.count.load(Ordering::Acquire) == 0 {
+            if self.active.load(Ordering::Acquire) != ACTIVE
+                && self.count.load(Ordering::Acquire) == 0
+            {
                 self.close(Closing::Idle);
                 return;
             }
@@ -104,7 +123,7 @@ pub(super) struct Guard(Arc<InFlight>);
 impl Drop for Guard {
     fn drop(&mut self) {
         // Marked before the count falls: a look that sees zero also sees the activity.
-        self.0.active.store(true, Ordering::Release);
+        self.0.active.store(ACTIVE, Ordering::Release);
         self.0.count.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -86,9 +87,9 @@ pub(super) async fn serve(
     // From the settings just marked seen: a router made before (the gateway's own, or one
     // built before this worker began) may be of a configuration a reload has replaced.
     let mut router: Router = (settings.routers.0)();
-    // Told at a reload and at the shutdown: each connection then closes once its requests
-    // in flight are answered.
-    let (stop, mut stopping) = watch::channel(());
+    // Told at a reload (`false`) and at the shutdown (`true`): each connection then closes
+    // once its requests in flight are answered.
+    let (stop, mut stopping) = watch::channel(false);
     // Each connection task holds a sender; `recv` answers `None` once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -107,7 +108,7 @@ pub(super) async fn serve(
                 }
                 settings = Arc::clone(&live.borrow_and_update());
                 router = (settings.routers.0)();
-                stop.send_replace(());
+                stop.send_replace(false);
                 // The connections accepted from now on have not seen this one.
                 stopping.mark_unchanged();
                 continue;
@@ -220,7 +221,27 @@ pub(super) async fn serve(
                     }
                     return;
                 }
-                _ = stopping.changed() => {
+                _ = stopping.changed() => 'closing: {
+                    // At a reload, a connection on which no request has begun yet is closed
+                    // after its first: hyper may not have read its first bytes yet, and would
+                    // close it then without an answer (a client that connected as the reload
+                    // came, or a browser's preconnection). The shutdown closes it at once.
+                    if !*stopping.borrow_and_update() && !in_flight.began() {
+                        let first = std::future::poll_fn(|cx| match connection.as_mut().poll(cx) {
+                            Poll::Ready(result) => Poll::Ready(Some(result)),
+                            // The request began within that poll: hyper has it.
+                            Poll::Pending if in_flight.began() => Poll::Ready(None),
+                            Poll::Pending => Poll::Pending,
+                        });
+                        tokio::select! {
+                            biased;
+                            ended = first => if let Some(result) = ended {
+                                break 'closing result;
+                            },
+                            _ = in_flight.closed() => return,
+                            _ = stopping.changed() => {}
+                        }
+                    }
                     connection.as_mut().graceful_shutdown();
                     // Still bounded as before: after a reload the connection is no shutdown's
                     // to end, and an HTTP/2 client that never answers the GOAWAY's `PING`
@@ -239,7 +260,7 @@ pub(super) async fn serve(
     }
     drop(listener);
     drop(open);
-    stop.send_replace(());
+    stop.send_replace(true);
     // The grace of the configuration in use now.
     let grace = live.borrow().timeouts.grace;
     drop(settings);

@@ -38,7 +38,8 @@ pub(super) use plan::Startup;
 ///   first starts wait for that stop (and for the stops of earlier reloads still to come), so
 ///   that two programs never run at once on one port;
 /// - the connections open are closed once their requests in flight are answered (HTTP/1.1:
-///   after the answer, at once if idle; HTTP/2: `GOAWAY`); an upgraded connection (a
+///   after the answer, at once if idle between requests, after its first answer if none has
+///   come yet; HTTP/2: `GOAWAY`); an upgraded connection (a
 ///   WebSocket) stays open to its service. The removed services' programs are stopped once
 ///   every connection open before the reload has closed, or at most `shutdown_grace` after
 ///   the reload.
