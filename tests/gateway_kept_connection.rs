@@ -92,6 +92,22 @@ async fn ask(gateway: SocketAddr, method: &str, path: &str) -> String {
     .await
 }
 
+/// A gateway with `settings` to a backend that closes idle connections ([`closing_backend`]),
+/// its connection to the backend kept after a first `GET /first` and idle as long as an idle
+/// close needs.
+async fn kept_and_idle(settings: &str) -> (common::InProcessGateway, Seen) {
+    let (backend, seen) = closing_backend(false).await;
+    let gateway = common::gateway_to_app(&format!("http://{backend}/"), settings).await;
+    assert!(
+        ask(gateway.addr, "GET", "/first")
+            .await
+            .starts_with("HTTP/1.1 200 ")
+    );
+    // The scenario itself: the backend's idle close comes after this long.
+    tokio::time::sleep(IDLE).await;
+    (gateway, seen)
+}
+
 /// The request that found its kept connection closed goes again on a new one: the client
 /// gets the backend's answer, and the backend is not taken for gone (no fallback, still up).
 /// Before, the client got the 503 of a backend marked gone, and `on_down` ran for a backend
@@ -99,16 +115,7 @@ async fn ask(gateway: SocketAddr, method: &str, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_on_a_kept_connection_closed_under_it_goes_again_on_a_new_one() {
     for settings in ["{}", r#"{ "limit": { "max_in_flight": 4 } }"#] {
-        let (backend, seen) = closing_backend(false).await;
-        let gateway = common::gateway_to_app(&format!("http://{backend}/"), settings).await;
-
-        assert!(
-            ask(gateway.addr, "GET", "/first")
-                .await
-                .starts_with("HTTP/1.1 200 ")
-        );
-        // The connection to the backend is kept, and idle as long as an idle close needs.
-        tokio::time::sleep(IDLE).await;
+        let (gateway, seen) = kept_and_idle(settings).await;
         let reply = ask(gateway.addr, "GET", "/second").await;
         assert!(reply.starts_with("HTTP/1.1 200 "), "{settings}: {reply}");
         assert!(reply.ends_with("ok"), "{reply}");
@@ -143,15 +150,7 @@ async fn a_get_on_a_kept_connection_closed_under_it_goes_again_on_a_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_on_a_kept_connection_closed_under_it_is_not_sent_again() {
     for settings in ["{}", r#"{ "limit": { "max_in_flight": 4 } }"#] {
-        let (backend, seen) = closing_backend(false).await;
-        let gateway = common::gateway_to_app(&format!("http://{backend}/"), settings).await;
-
-        assert!(
-            ask(gateway.addr, "GET", "/first")
-                .await
-                .starts_with("HTTP/1.1 200 ")
-        );
-        tokio::time::sleep(IDLE).await;
+        let (gateway, seen) = kept_and_idle(settings).await;
         let reply = ask(gateway.addr, "POST", "/order").await;
         assert!(reply.starts_with("HTTP/1.1 502 "), "{settings}: {reply}");
         let service = &gateway.monitor.snapshot()[0];

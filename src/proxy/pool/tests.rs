@@ -119,6 +119,25 @@ fn pool(backend: &Backend, idle_timeout: Duration) -> Pool<Full<Bytes>> {
     )
 }
 
+/// A pool to the backend at `addr` through `connector`, with one connection kept: the answer
+/// to a first `GET /first`, read to its end.
+async fn pool_with_one_kept(connector: HttpConnector, addr: SocketAddr) -> Pool<Full<Bytes>> {
+    let uri = format!("http://{addr}/").parse().unwrap();
+    let pool = Pool::new(
+        connector,
+        uri,
+        Duration::from_secs(15),
+        None,
+        Arc::from("app"),
+    );
+    let get = Request::get(format!("http://{addr}/first"))
+        .body(Full::default())
+        .unwrap();
+    let response = pool.request(get).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    pool
+}
+
 fn get(backend: &Backend, path: &str) -> Request<Full<Bytes>> {
     Request::get(format!("http://{}{path}", backend.addr))
         .body(Full::default())

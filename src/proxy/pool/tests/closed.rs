@@ -86,19 +86,7 @@ fn post_after_a_close(goodbye: &'static [u8]) -> (StatusCode, Vec<(usize, String
         .unwrap();
     runtime.block_on(async {
         let (addr, seen, close, closed) = backend(goodbye);
-        let uri = format!("http://{addr}/").parse().unwrap();
-        let pool = Pool::new(
-            HttpConnector::new(),
-            uri,
-            Duration::from_secs(15),
-            None,
-            Arc::from("app"),
-        );
-        let get = Request::get(format!("http://{addr}/first"))
-            .body(Full::default())
-            .unwrap();
-        let response = pool.request(get).await.unwrap();
-        response.into_body().collect().await.unwrap();
+        let pool = pool_with_one_kept(HttpConnector::new(), addr).await;
         assert_eq!(
             pool.shared.lock().connections.len(),
             1,

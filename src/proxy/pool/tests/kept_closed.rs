@@ -59,19 +59,7 @@ async fn a_new_connection_that_times_out_does_not_make_the_backend_gone() {
     let (addr, done) = backend();
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_millis(300)));
-    let uri = format!("http://{addr}/").parse().unwrap();
-    let pool = Pool::new(
-        connector,
-        uri,
-        Duration::from_secs(15),
-        None,
-        Arc::from("app"),
-    );
-    let get = Request::get(format!("http://{addr}/first"))
-        .body(Full::default())
-        .unwrap();
-    let response = pool.request(get).await.unwrap();
-    response.into_body().collect().await.unwrap();
+    let pool = pool_with_one_kept(connector, addr).await;
 
     // The queue filled: one connection waits in it, the next attempt is not answered.
     let mut waiting = Vec::new();
