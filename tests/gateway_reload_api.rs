@@ -1,7 +1,7 @@
 //! `Gateway::reloader` in this process: what a reload finds changed (the services that
 //! depend on a changed one too), what it refuses, a gateway with no file to read, and a
-//! reload beside what is under way (serving yet to begin, a start, an earlier reload's stop,
-//! a dependency held).
+//! reload beside what is under way (serving yet to begin, a connection yet to send its
+//! first request, a start, an earlier reload's stop, a dependency held).
 
 mod common;
 
@@ -114,6 +114,57 @@ async fn a_reload_made_before_serving_is_what_the_gateway_serves() {
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), serving).await;
     assert!(ended.expect("the gateway stops").unwrap());
     assert_eq!((b, a), (503, 404));
+}
+
+/// A connection on which no request has come yet at a reload is answered before it closes,
+/// however many reloads come meanwhile: only the shutdown closes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_request_yet_is_answered_across_two_reloads() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = common::refused_addr().await;
+    let text = |prefix: &str| {
+        format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
+                               "routes": [ {{ "path_prefix": "{prefix}", "service": "app" }} ] }},
+                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "1s" }} }} }}"#
+        )
+    };
+    let gateway = Gateway::from_config(&text("/a/"), &TriggerRegistry::new()).unwrap();
+    let reloader = gateway.reloader();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let mut early = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Accepted in order: once a later connection is answered, the gateway has this one.
+    assert_eq!(status(addr, "/a/").await, 503);
+    // Each reload seen by the gateway once a later connection has its routes.
+    for prefix in ["/b/", "/c/"] {
+        reloader.reload_from(&text(prefix)).await.unwrap();
+        assert_eq!(status(addr, prefix).await, 503, "{prefix}");
+    }
+    // A close would come within milliseconds of the second reload.
+    let mut byte = [0; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(1), early.read(&mut byte));
+    let closed = read.await;
+    assert!(closed.is_err(), "closed without an answer: {closed:?}");
+    early
+        .write_all(b"GET /a/ HTTP/1.1\r\nhost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = early.read_to_end(&mut answer);
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+    read.expect("closed after its answer").unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    // Accepted before the reloads: the routes of then.
+    assert!(answer.starts_with("http/1.1 503"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), serving).await;
+    assert!(ended.expect("the gateway stops").unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,4 +203,28 @@ mod tests {
         short.await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(20));
     }
+
+    /// A connection that never had a request is closed at the first look, as one idle after
+    /// its requests is; what tells a reload that no request has begun survives the looks.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_request_is_closed_at_the_first_look() {
+        let in_flight = Arc::new(InFlight::default());
+        let start = Instant::now();
+        in_flight.idle_for(Duration::from_secs(10)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(in_flight.closing(), Some(Closing::Idle));
+        assert!(!in_flight.began());
+
+        let in_flight = Arc::new(InFlight::default());
+        let looks = {
+            let in_flight = Arc::clone(&in_flight);
+            tokio::spawn(async move { in_flight.idle_for(Duration::from_secs(10)).await })
+        };
+        drop(in_flight.begin());
+        looks.await.unwrap();
+        // Ended before the watch began: marked quiet then, closed at its first look, and
+        // begun all the same.
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
+        assert!(in_flight.began());
+    }
 }

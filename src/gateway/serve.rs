@@ -225,8 +225,10 @@ pub(super) async fn serve(
                     // At a reload, a connection on which no request has begun yet is closed
                     // after its first: hyper may not have read its first bytes yet, and would
                     // close it then without an answer (a client that connected as the reload
-                    // came, or a browser's preconnection). The shutdown closes it at once.
-                    if !*stopping.borrow_and_update() && !in_flight.began() {
+                    // came, or a browser's preconnection). The shutdown closes it at once; a
+                    // second reload changes nothing to that.
+                    let mut at_shutdown = *stopping.borrow_and_update();
+                    while !at_shutdown && !in_flight.began() {
                         let first = std::future::poll_fn(|cx| match connection.as_mut().poll(cx) {
                             Poll::Ready(result) => Poll::Ready(Some(result)),
                             // The request began within that poll: hyper has it.
@@ -235,11 +237,15 @@ pub(super) async fn serve(
                         });
                         tokio::select! {
                             biased;
-                            ended = first => if let Some(result) = ended {
-                                break 'closing result;
+                            ended = first => match ended {
+                                Some(result) => break 'closing result,
+                                None => break,
                             },
                             _ = in_flight.closed() => return,
-                            _ = stopping.changed() => {}
+                            // An error: `serve` has returned, its grace over.
+                            changed = stopping.changed() => {
+                                at_shutdown = changed.is_err() || *stopping.borrow_and_update();
+                            }
                         }
                     }
                     connection.as_mut().graceful_shutdown();
