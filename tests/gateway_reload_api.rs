@@ -82,6 +82,34 @@ async fn a_gateway_made_from_text_reloads_text_only() {
     assert!(error.to_string().contains("not valid JSON"), "{error}");
 }
 
+/// One route, of `prefix`, to `app` at `backend` (down, with nothing to start it: its
+/// requests get the fallback's 503).
+fn one_route(backend: std::net::SocketAddr, prefix: &str) -> String {
+    format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
+                           "routes": [ {{ "path_prefix": "{prefix}", "service": "app" }} ] }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "1s" }} }} }}"#
+    )
+}
+
+/// `gateway` served on a port of its own until told to stop: its address, the word that
+/// stops it, and the serving task (whether it drained).
+async fn serve(
+    gateway: Gateway,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<bool>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    (addr, stop, serving)
+}
+
 /// `GET path` from the gateway at `addr`: the status code.
 async fn status(addr: std::net::SocketAddr, path: &str) -> u16 {
     let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n");
@@ -92,22 +120,11 @@ async fn status(addr: std::net::SocketAddr, path: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_made_before_serving_is_what_the_gateway_serves() {
     let backend = common::refused_addr().await;
-    let text = |prefix: &str| {
-        format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
-                               "routes": [ {{ "path_prefix": "{prefix}", "service": "app" }} ] }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "1s" }} }} }}"#
-        )
-    };
+    let text = |prefix: &str| one_route(backend, prefix);
     let gateway = Gateway::from_config(&text("/a/"), &TriggerRegistry::new()).unwrap();
     let reloaded = gateway.reloader().reload_from(&text("/b/")).await.unwrap();
     assert_eq!(reloaded.kept, ["app"]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, serving) = serve(gateway).await;
     // `/b/` reaches `app` (down, with nothing to start it: 503), `/a/` no route.
     let (b, a) = (status(addr, "/b/").await, status(addr, "/a/").await);
     let _ = stop.send(());
@@ -122,21 +139,10 @@ async fn a_reload_made_before_serving_is_what_the_gateway_serves() {
 async fn a_connection_without_a_request_yet_is_answered_across_two_reloads() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let backend = common::refused_addr().await;
-    let text = |prefix: &str| {
-        format!(
-            r#"{{ "gateway": {{ "listen": "127.0.0.1:0",
-                               "routes": [ {{ "path_prefix": "{prefix}", "service": "app" }} ] }},
-                 "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "1s" }} }} }}"#
-        )
-    };
+    let text = |prefix: &str| one_route(backend, prefix);
     let gateway = Gateway::from_config(&text("/a/"), &TriggerRegistry::new()).unwrap();
     let reloader = gateway.reloader();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, serving) = serve(gateway).await;
     let mut early = tokio::net::TcpStream::connect(addr).await.unwrap();
     // Accepted in order: once a later connection is answered, the gateway has this one.
     assert_eq!(status(addr, "/a/").await, 503);
@@ -261,12 +267,7 @@ async fn a_service_put_back_starts_once_the_program_an_earlier_reload_removed_ha
     let supervisor = registry.supervisor().clone();
     let gateway = Gateway::from_config(&text(true), &registry).unwrap();
     let (monitor, reloader) = (Arc::clone(gateway.monitor()), gateway.reloader());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let (addr, stop, serving) = serve(gateway).await;
     // Open before the reloads, held for `a`: its program's stop waits for it (at most the grace).
     let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = b"GET /a/ HTTP/1.1\r\nhost: app\r\n\r\n";
