@@ -137,7 +137,6 @@ async fn a_reload_made_before_serving_is_what_the_gateway_serves() {
 /// however many reloads come meanwhile: only the shutdown closes it at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_without_a_request_yet_is_answered_across_two_reloads() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let backend = common::refused_addr().await;
     let text = |prefix: &str| one_route(backend, prefix);
     let gateway = Gateway::from_config(&text("/a/"), &TriggerRegistry::new()).unwrap();
@@ -151,20 +150,7 @@ async fn a_connection_without_a_request_yet_is_answered_across_two_reloads() {
         reloader.reload_from(&text(prefix)).await.unwrap();
         assert_eq!(status(addr, prefix).await, 503, "{prefix}");
     }
-    // A close would come within milliseconds of the second reload.
-    let mut byte = [0; 1];
-    let read = tokio::time::timeout(std::time::Duration::from_secs(1), early.read(&mut byte));
-    let closed = read.await;
-    assert!(closed.is_err(), "closed without an answer: {closed:?}");
-    early
-        .write_all(b"GET /a/ HTTP/1.1\r\nhost: app\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let read = early.read_to_end(&mut answer);
-    let read = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
-    read.expect("closed after its answer").unwrap();
-    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    let answer = common::first_request_once_kept_open(&mut early, "/a/").await;
     // Accepted before the reloads: the routes of then.
     assert!(answer.starts_with("http/1.1 503"), "{answer}");
     assert!(answer.contains("connection: close"), "{answer}");

@@ -368,3 +368,20 @@ pub fn with_gateway(gateway: &str) -> String {
              "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "1s" }} }} }}"#
     )
 }
+
+/// Sends `GET path` on `early`, a connection to a gateway that has sent nothing yet, once it has
+/// stayed open for a second (a close without an answer would come within milliseconds: that it
+/// stays open can only be seen for a while), and answers what the gateway sent, lowercased, up
+/// to its close of the connection (bounded waits).
+pub async fn first_request_once_kept_open(early: &mut TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut byte = [0; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(1), early.read(&mut byte)).await;
+    assert!(closed.is_err(), "closed without an answer: {closed:?}");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: app\r\n\r\n");
+    early.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), early.read_to_end(&mut answer)).await;
+    read.expect("closed after its answer").unwrap();
+    String::from_utf8_lossy(&answer).to_ascii_lowercase()
+}
