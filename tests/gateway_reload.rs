@@ -151,13 +151,7 @@ impl Gateway {
     /// line (applied or refused).
     async fn reload(&mut self, text: &str) -> String {
         std::fs::write(self.config.path(), text).unwrap();
-        let pid = self.program.id().expect("still running").to_string();
-        let sent = tokio::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(sent.success());
+        common::signal(&self.program, "HUP").await;
         self.until(|line| {
             line.contains("configuration reloaded") || line.contains("reload refused")
         })

@@ -136,13 +136,7 @@ async fn sighup_to_the_demo_says_there_is_nothing_to_reload_and_serves_on() {
         .unwrap();
     let addr = common::listening_addr(&mut gateway).await;
     let mut log = tokio::io::BufReader::new(gateway.stderr.take().unwrap()).lines();
-    let pid = gateway.id().unwrap().to_string();
-    let sent = tokio::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(sent.success());
+    common::signal(&gateway, "HUP").await;
     let said = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let line = log.next_line().await.unwrap().expect("the gateway logs");

@@ -169,13 +169,19 @@ pub async fn get_once(addr: std::net::SocketAddr) -> String {
 
 /// Sends SIGTERM to `program`, a child of the test that is still running.
 pub async fn sigterm(program: &tokio::process::Child) {
+    signal(program, "TERM").await;
+}
+
+/// Sends the signal `name` (`TERM`, `HUP`…) to `program`, a child of the test that is still
+/// running.
+pub async fn signal(program: &tokio::process::Child, name: &str) {
     let pid = program.id().expect("still running").to_string();
     let sent = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([&format!("-{name}"), &pid])
         .status()
         .await
         .unwrap();
-    assert!(sent.success(), "kill -TERM {pid}");
+    assert!(sent.success(), "kill -{name} {pid}");
 }
 
 /// Sends SIGTERM to the gateway program and waits (bounded) for it to exit 0.
