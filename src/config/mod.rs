@@ -112,6 +112,7 @@ mod probe;
 #[cfg(unix)]
 mod process;
 pub(crate) mod registry;
+mod service_spec;
 mod shared_backend;
 mod values;
 
@@ -127,45 +128,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{MinMonitor, MonitoredService};
+use service_spec::{ServiceSpec, build_service};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     services: BTreeMap<String, ServiceSpec>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an object such as {\"url\": \"http://127.0.0.1:8081/\", \"grace_period\": \"30s\"}"
-)]
-struct ServiceSpec {
-    url: UrlValue,
-    grace_period: Option<DurationValue>,
-    probe_timeout: Option<DurationValue>,
-    #[serde(default)]
-    probe_on_add: bool,
-    probe: Option<Value>,
-    ready_after: Option<DurationValue>,
-    start_timeout: Option<DurationValue>,
-    stop_timeout: Option<DurationValue>,
-    trigger_timeout: Option<DurationValue>,
-    on_down: Option<Value>,
-    on_up: Option<Value>,
-    always: Option<Value>,
-    on_idle: Option<IdleSpec>,
-    #[serde(default)]
-    depends_on: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "an object such as {\"after\": \"15m\", \"trigger\": {\"type\": \"process_stop\"}}"
-)]
-struct IdleSpec {
-    after: DurationValue,
-    trigger: Value,
 }
 
 /// A service's `grace_period` when its configuration gives none: 10 s.
@@ -345,68 +313,4 @@ fn idle_given_as_trigger(document: &Value) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-fn build_service(
-    path: &str,
-    spec: ServiceSpec,
-    registry: &TriggerRegistry,
-) -> Result<MonitoredService, ConfigError> {
-    let grace_period = spec
-        .grace_period
-        .map_or(DEFAULT_GRACE_PERIOD, |grace| grace.0);
-    let mut service =
-        MonitoredService::new(spec.url.0, grace_period).probe_on_add(spec.probe_on_add);
-    if let Some(probe) = spec.probe {
-        service = service.probe(probe::build(&format!("{path}.probe"), probe)?);
-    }
-    if let Some(delay) = spec.ready_after {
-        service = service.ready_after(delay.0);
-    }
-    service.probe.validate_url(&service.url).map_err(|reason| {
-        ConfigError::new(
-            format!("{path}.url"),
-            format!(
-                "URL {:?} cannot be probed: {reason}",
-                crate::redact::url(&service.url)
-            ),
-        )
-    })?;
-    if let Some(timeout) = spec.probe_timeout {
-        service = service.probe_timeout(timeout.positive(format!("{path}.probe_timeout"))?);
-    }
-    if let Some(timeout) = spec.start_timeout {
-        service = service.start_timeout(timeout.positive(format!("{path}.start_timeout"))?);
-    }
-    if let Some(timeout) = spec.stop_timeout {
-        service = service.stop_timeout(timeout.positive(format!("{path}.stop_timeout"))?);
-    }
-    if let Some(timeout) = spec.trigger_timeout {
-        service = service.trigger_timeout(timeout.positive(format!("{path}.trigger_timeout"))?);
-    }
-    if let Some(trigger) = spec.on_down {
-        service = service.on_down(registry.build_at(&format!("{path}.on_down"), &trigger)?);
-    }
-    if let Some(trigger) = spec.on_up {
-        service = service.on_up(registry.build_at(&format!("{path}.on_up"), &trigger)?);
-    }
-    if let Some(trigger) = spec.always {
-        service = service.always(registry.build_at(&format!("{path}.always"), &trigger)?);
-    }
-    if let Some(idle) = spec.on_idle {
-        if idle.after.0.is_zero() {
-            // Read by some as "never": it stops the backend after every request instead.
-            return Err(ConfigError::new(
-                format!("{path}.on_idle.after"),
-                "must be more than \"0s\": zero stops the backend as soon as no request is in \
-                 flight, so every request starts it again; to never stop it, leave on_idle out",
-            ));
-        }
-        let trigger = registry.build_at(&format!("{path}.on_idle.trigger"), &idle.trigger)?;
-        service = service.on_idle(idle.after.0, trigger);
-    }
-    for dependency in spec.depends_on {
-        service = service.depends_on(dependency);
-    }
-    Ok(service)
 }
