@@ -12,7 +12,7 @@
 //! | `tower_monitor_cold_start_seconds` | histogram | `service` | Starting → Up: how long the start lasted |
 //! | `tower_monitor_wakes_total` | counter | `service` | `on_down` runs (once per cold start) |
 //! | `tower_monitor_idle_stops_total` | counter | `service` | `on_idle` runs |
-//! | `tower_monitor_failed_starts_total` | counter | `service` | a start ends without the backend up (`on_down` failed, the start timeout passed, the program ended first), or the backend is down again soon after it came up: the starts the backoff counts |
+//! | `tower_monitor_failed_starts_total` | counter | `service` | a start ends without the backend up (`on_down` failed, the start timeout passed, the program ended first), or the backend is down again soon after it came up: the starts the backoff counts (in fleet mode, a start is counted by the replica that led it) |
 //! | `tower_monitor_holds_total` | counter | `service` | a request is held until the backend is up (hold mode, `hold_when_gone`), once per hold, whatever its end: a request held for a start, then held again by `hold_when_gone` as its backend was gone, counts twice |
 //! | `tower_monitor_trigger_failures_total` | counter | `service`, `trigger` (`on_down`, `on_idle`, `on_up`, `always`) | a trigger fails, times out or panics |
 //! | `tower_monitor_fallbacks_total` | counter | `service`, `reason` (`not_ready`, `error`, `timeout`, `start_failed`) | a request is answered by the fallback |

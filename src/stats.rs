@@ -59,7 +59,8 @@ pub struct Counters {
     /// Cold starts that ended up (Starting → Up).
     pub cold_starts: u64,
     /// Starts that failed: Starting → Down (`on_down` failed, the start timeout passed, the
-    /// backend ended first), or down again soon after it came up.
+    /// backend ended first), or down again soon after it came up. In a fleet, a start another
+    /// replica led is counted there, not here.
     pub failed_starts: u64,
     /// Requests held until the backend was up (or the hold gave up), each counted once.
     pub holds: u64,

@@ -157,6 +157,52 @@ async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
     );
 }
 
+/// A start one replica leads, and that fails, is one failed start for the fleet: counted by
+/// the replica that led it, not again by each replica that followed it (which still goes down
+/// and backs off), so that a sum over the replicas counts each start once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_start_is_counted_by_the_replica_that_led_it_only() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let opened = Arc::clone(&gate);
+    let failing =
+        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+            let opened = Arc::clone(&opened);
+            async move {
+                opened.notified().await;
+                Err::<(), BoxError>("boot failed".into())
+            }
+        }));
+    let a = replica(fleet(&redis.url(), "t", "a"), failing);
+    let b = replica(
+        fleet(&redis.url(), "t", "b"),
+        service(&backend, Duration::from_secs(60), GRACE),
+    );
+    redis.wait_for_listeners("t", 2).await;
+
+    let a_request = Arc::clone(&a);
+    let first = tokio::spawn(async move { request(&a_request, None, 1).await });
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await,
+        "b never heard a's start"
+    );
+    gate.notify_one();
+    assert_eq!(first.await.unwrap(), 500, "a's on_down failed");
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b) == ServiceState::Down).await,
+        "b never heard that a's start failed"
+    );
+    let failed = |monitor: &tower_monitor::MinMonitor| monitor.snapshot()[0].counters.failed_starts;
+    assert_eq!(failed(&a), 1, "the replica that led the start");
+    assert_eq!(failed(&b), 0, "b counted a start it did not lead");
+    assert_eq!(backend.starts(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_that_finds_the_lease_freed_and_the_backend_up_does_not_start_it_again() {
     let Some(redis) = RedisServer::start().await else {

@@ -55,7 +55,7 @@ impl Member {
                     // A start led elsewhere failed: down here too, so the next request may
                     // wake it again (unless this replica waits to start it after a stop).
                     ServiceState::Starting if !was_stopping && !self.holds_lease() => {
-                        registered.apply(Event::WakeFailed);
+                        registered.heard_start_failed(from);
                     }
                     _ => {}
                 }

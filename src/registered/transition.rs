@@ -14,9 +14,13 @@ impl Registered {
     }
 
     /// Counts a failed start: how many in a row now, and when the next may begin, in words.
-    fn start_failed(&self) -> (u32, String) {
+    /// `led_here`: whether it is this monitor's to count in `failed_starts` (not a start
+    /// another replica led, which that replica counts).
+    fn start_failed(&self, led_here: bool) -> (u32, String) {
         let (failed, pause) = self.backoff.failed();
-        self.stats.failed_start(&self.name);
+        if led_here {
+            self.stats.failed_start(&self.name);
+        }
         let next = if pause.is_zero() {
             "it may be started again at once".to_string()
         } else {
@@ -32,6 +36,21 @@ impl Registered {
 
     /// [`after`](Self::after), saying `why` a start ended without the backend up.
     pub(super) fn after_because(&self, transition: Transition, why: &str) {
+        self.after_start_led(transition, why, true);
+    }
+
+    /// A start another replica led ended without the backend up (its "down"): down here too,
+    /// and this replica's backoff counts it, but `failed_starts` counts it only where it was
+    /// led, so that the fleet's sum counts each start once.
+    #[cfg(feature = "fleet")]
+    pub(crate) fn heard_start_failed(&self, from: &str) {
+        if let Some(transition) = self.lifecycle.apply(Event::WakeFailed) {
+            let why = format!("the start replica {from} led failed");
+            self.after_start_led(transition, &why, false);
+        }
+    }
+
+    fn after_start_led(&self, transition: Transition, why: &str, led_here: bool) {
         let Transition {
             from, to, lasted, ..
         } = transition;
@@ -50,7 +69,7 @@ impl Registered {
                 );
             }
             (ServiceState::Starting, ServiceState::Down) => {
-                let (failed, next) = self.start_failed();
+                let (failed, next) = self.start_failed(led_here);
                 tracing::warn!(
                     service = %name,
                     failed_in_a_row = failed,
@@ -63,7 +82,7 @@ impl Registered {
             (ServiceState::Up, ServiceState::Down)
                 if lasted < backoff::STABLE && self.service.on_down.is_some() =>
             {
-                let (failed, next) = self.start_failed();
+                let (failed, next) = self.start_failed(true);
                 tracing::warn!(
                     service = %name,
                     failed_in_a_row = failed,
