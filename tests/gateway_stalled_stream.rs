@@ -1,7 +1,9 @@
 //! An HTTP/2 client that stops taking one answer, by granting its stream no window, holds
-//! neither the backend connection behind it nor the backend awake past `send_timeout`; one that
-//! takes it slowly but steadily gets it whole. Real clients and servers on 127.0.0.1.
+//! neither the backend connection behind it nor the backend awake past `send_timeout`, even
+//! while it goes on uploading (a gRPC bidi stream); one that takes it slowly but steadily
+//! gets it whole. Real clients and servers on 127.0.0.1.
 
+mod bidi_support;
 mod common;
 
 use std::time::Duration;
@@ -213,4 +215,152 @@ async fn gateway_and_client(
             .unwrap();
     tokio::spawn(connection);
     (gateway, client)
+}
+
+/// A bidi stream whose client takes none of its answer but goes on uploading (a few bytes
+/// every 100 ms) is reset past `send_timeout` all the same, on both sides: the client reads
+/// the reset, the backend sees its answer let go and its upload broken off, and the stream's
+/// turn of the service's limit is free. Found when it was checked: to an HTTP/2 backend the
+/// stream was reset only when the client ended its upload (one of 6 s: reset at 6.0 s, where
+/// an HTTP/1.1 backend's was at 1.5 s), which it need never do: hyper sends a request's body
+/// on, once the answer's head has come, for as long as the client sends it, which held the
+/// stream on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_still_uploading_to_an_http2_backend_is_reset_after_the_send_timeout() {
+    stalled_while_uploading(true).await;
+}
+
+/// The same to an HTTP/1.1 backend (a chunked upload beside a chunked answer), whose
+/// connection is closed when the answer is let go: reset after the bound already before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_still_uploading_to_an_http1_backend_is_reset_after_the_send_timeout() {
+    stalled_while_uploading(false).await;
+}
+
+async fn stalled_while_uploading(http2: bool) {
+    use bidi_support::{BidiBackend, Seen, Uploaded};
+    use tokio::time::Instant;
+    let mut backend = BidiBackend::start(http2).await;
+    let gateway = gateway_with_limit_of_one(backend.addr, http2).await;
+    let (mut client, _connection) = bidi_support::h2_client(gateway.addr, 0).await;
+    let request = http::Request::post("http://app/endless").body(()).unwrap();
+    let (answer, upload) = client.send_request(request, false).unwrap();
+    // On past the bound below: a reset within it is not the upload's end.
+    let stop = tokio::time::sleep(Duration::from_secs(30));
+    let uploading = tokio::spawn(bidi_support::upload(upload, stop));
+    let answer = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("no answer head")
+        .unwrap();
+    let head = Instant::now();
+    assert_eq!(answer.status(), 200);
+    // Reset within 1.5 × the 1 s bound; 8 s leaves room for a loaded machine.
+    let uploaded = tokio::time::timeout(Duration::from_secs(8), uploading)
+        .await
+        .expect("the stream was not reset while its client uploaded")
+        .unwrap();
+    let Ok(Uploaded::Reset(reason, reset)) = uploaded else {
+        panic!("not reset: {uploaded:?}");
+    };
+    assert_eq!(reason, h2::Reason::CANCEL);
+    assert!(
+        reset - head >= Duration::from_millis(900),
+        "reset {:?} after the head, before the bound",
+        reset - head
+    );
+    let mut seen = [
+        backend.next(Duration::from_secs(5)).await,
+        backend.next(Duration::from_secs(5)).await,
+    ];
+    seen.sort_by_key(|seen| format!("{seen:?}"));
+    assert_eq!(
+        seen,
+        [Some(Seen::AnswerDropped), Some(Seen::UploadFailed)],
+        "the backend's stream goes on"
+    );
+    // The limit lets one request in at once, and a request waits 300 ms for its turn.
+    let mut client = client.ready().await.unwrap();
+    let next = http::Request::get("http://app/ok").body(()).unwrap();
+    let (next, _) = client.send_request(next, true).unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("no answer head")
+        .unwrap();
+    assert_eq!(
+        next.status(),
+        200,
+        "the stalled stream's turn was not given back"
+    );
+}
+
+/// A bidi stream whose client takes its answer slowly but steadily (16 KiB every 100 ms)
+/// while it uploads gets the whole answer, and its upload, which goes on after the answer's
+/// end, reaches the backend whole: only an answer let go before its end ends the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_bidi_stream_read_slowly_gets_its_whole_answer_and_sends_its_whole_upload() {
+    use bidi_support::{BidiBackend, CHUNK, Seen, Uploaded};
+    const CHUNKS: usize = 16;
+    let mut backend = BidiBackend::start(true).await;
+    let gateway = gateway_with_limit_of_one(backend.addr, true).await;
+    let (mut client, _connection) = bidi_support::h2_client(gateway.addr, CHUNK as u32).await;
+    let request = http::Request::post(format!("http://app/chunks/{CHUNKS}"))
+        .body(())
+        .unwrap();
+    let (answer, upload) = client.send_request(request, false).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let uploading = tokio::spawn(bidi_support::upload(upload, async move {
+        let _ = stopped.await;
+    }));
+    let answer = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("no answer head")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    let mut taken = 0;
+    let end = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match body.data().await {
+                Some(Ok(data)) => {
+                    taken += data.len();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    body.flow_control().release_capacity(data.len()).unwrap();
+                }
+                end => return end,
+            }
+        }
+    })
+    .await
+    .expect("the answer ends");
+    assert!(end.is_none(), "ended after {taken} bytes: {end:?}");
+    assert_eq!(taken, CHUNKS * CHUNK);
+    // A few more bytes of upload after the answer's end, then the end of the upload.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop.send(());
+    let uploaded = tokio::time::timeout(Duration::from_secs(10), uploading)
+        .await
+        .expect("the upload ends")
+        .unwrap();
+    assert_eq!(uploaded.unwrap(), Uploaded::Whole);
+    assert_eq!(
+        backend.next(Duration::from_secs(10)).await,
+        Some(Seen::UploadEnded)
+    );
+}
+
+/// A gateway to `backend` (HTTP/2 if `http2`) with a `send_timeout` of 1 s, and a limit of
+/// one request at once, waited for 300 ms at most.
+async fn gateway_with_limit_of_one(
+    backend: std::net::SocketAddr,
+    http2: bool,
+) -> common::InProcessGateway {
+    let protocol = if http2 { r#""protocol": "http2","# } else { "" };
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "send_timeout": "1s",
+                           "services": {{ "app": {{ {protocol}
+                             "limit": {{ "max_in_flight": 1, "max_wait": "300ms" }} }} }} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    );
+    common::start_gateway(&config, &TriggerRegistry::new()).await
 }

@@ -117,8 +117,9 @@
 //!   connection, so a client that stops reading holds neither its request nor the backend
 //!   connection behind it for ever. Over HTTP/2, where a client can stop taking one answer by
 //!   granting its stream no window, that answer alone is ended (its stream reset, its backend
-//!   connection let go) once it has taken nothing for the bound (within one and a half times
-//!   it); the connection's other streams go on, as with nginx.
+//!   connection let go, or its stream to an HTTP/2 backend reset, even while the client still
+//!   uploads, as in a gRPC bidi stream) once it has taken nothing for the bound (within one
+//!   and a half times it); the connection's other streams go on, as with nginx.
 //! - `access_log` (default off): one info line per request (target `tower_monitor::access`),
 //!   written once its response has been sent: service, method, path, status, milliseconds from
 //!   arrival to the body's end, body bytes sent, whether the body was sent to its end

@@ -6,9 +6,10 @@
 //! backend connection (and wakefulness) behind that body is held for ever; up to the stream
 //! limit of them per client connection. As nginx does with its `send_timeout` over HTTP/2, the
 //! answer alone is ended: once its stream has taken nothing for the bound, its body is dropped
-//! (which lets go of the backend), and its stream is reset (`CANCEL`) at once, through the
-//! stream's task ([`streams`]), without waiting for the client to grant window again. The
-//! client's other streams go on.
+//! (which lets go of the backend, and ends the request's upload to an HTTP/2 backend, which
+//! hyper would otherwise send on for as long as the client sends it: a gRPC bidi stream), and
+//! its stream is reset (`CANCEL`) at once, through the stream's task ([`streams`]), without
+//! waiting for the client to grant window again. The client's other streams go on.
 //!
 //! [`SendTimeout`]: super::send_timeout::SendTimeout
 //! [`streams`]: super::streams

@@ -25,7 +25,12 @@
 //!
 //! What it does:
 //!
-//! - Bodies stream both ways, frame by frame; nothing is buffered.
+//! - Bodies stream both ways, frame by frame; nothing is buffered. An HTTP/2 backend's answer
+//!   let go before its end (its client gone, or one that stopped taking it) ends the request's
+//!   upload with it, and the backend's stream is reset (`CANCEL`): hyper's client would send
+//!   the rest of the upload, after the answer's head, for as long as the client sends it (a
+//!   gRPC bidi stream), holding the stream on both sides. An answer read to its end leaves
+//!   the upload to go on.
 //! - Upstream HTTP/1.1 by default, or HTTP/2 cleartext with prior knowledge
 //!   ([`ProxyBuilder::http2`], for gRPC backends: one connection, each request a stream of
 //!   it, whatever `Host` the clients name). Requests that came over HTTP/2 go to an HTTP/1.1
@@ -125,6 +130,7 @@ mod pool;
 mod request;
 mod resend;
 mod target;
+mod tied;
 mod upgrade;
 mod upload;
 mod upstream;

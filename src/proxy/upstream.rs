@@ -17,6 +17,7 @@ use tokio::time::{Instant, Sleep};
 use super::limit::Turn;
 use super::multiplexed::Multiplexed;
 use super::pool::{Kept, Lease, Pool};
+use super::tied::Tied;
 use crate::BoxError;
 
 /// The way to the backend. HTTP/1.1, the default and the busy path, goes through a pool of
@@ -24,7 +25,7 @@ use crate::BoxError;
 /// needs no pool.
 pub(crate) enum Upstream<B> {
     Http1(Pool<B>),
-    Http2(Multiplexed<B>),
+    Http2(Multiplexed<Tied<B>>),
 }
 
 impl<B> Upstream<B>
@@ -41,10 +42,19 @@ where
     ) -> Result<Response<UpstreamBody>, Failed<B>> {
         match self {
             Self::Http1(pool) => pool.request(request).await,
-            Self::Http2(connection) => connection
-                .request(request)
-                .await
-                .map(|response| response.map(|body| UpstreamBody::new(body, None))),
+            Self::Http2(connection) => {
+                let (parts, body) = request.into_parts();
+                let (body, cut) = Tied::new(body);
+                match connection.request(Request::from_parts(parts, body)).await {
+                    Ok(response) => Ok(response.map(|body| UpstreamBody::new(body, cut))),
+                    Err(Failed { error, unsent }) => Err(Failed {
+                        error,
+                        unsent: unsent.map(|request| {
+                            request.map(|body| body.into_inner().unwrap_or_default())
+                        }),
+                    }),
+                }
+            }
         }
     }
 
@@ -122,7 +132,8 @@ impl std::error::Error for UpstreamError {
 /// The body of a backend's answer. Over HTTP/1.1 it holds the connection it arrived on, and
 /// gives it back to the pool when dropped: the connection takes the next request once hyper
 /// has read this answer to its end (a body dropped early leaves a connection hyper closes,
-/// unless its last bytes had arrived).
+/// unless its last bytes had arrived). Over HTTP/2 it holds the request's upload, if it has
+/// one ([`Tied`]): dropped before its end, it ends the upload, and the backend's stream.
 ///
 /// With a [`stall bound`](Self::bound_stalls), a read that waits longer than it for the
 /// backend's next bytes fails with [`ResponseBodyTimedOut`]: hyper's server then ends the
