@@ -274,4 +274,26 @@ mod tests {
             "no failure counted before"
         );
     }
+
+    // A reload retires a definition whose program had just come up: marked down as its program
+    // is stopped, it was warned of as down "after it came up" and counted a failed start.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_service_released_then_marked_down_soon_after_it_came_up_has_no_failed_start() {
+        use crate::{BoxError, MonitoredService, Url, probe, trigger};
+
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let service = MonitoredService::new(url, Duration::from_secs(60))
+            .probe(probe::from_fn(|_| async { Ok::<bool, BoxError>(false) }))
+            .on_down(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }));
+        let registered = super::super::Registered::new("app".into(), service);
+        registered.set_status_up();
+        registered.release_held();
+        registered.set_status_down();
+        assert_eq!(registered.stats.counters().failed_starts, 0);
+        assert_eq!(
+            registered.backoff.failed().0,
+            1,
+            "no failure counted before"
+        );
+    }
 }

@@ -76,6 +76,14 @@ impl Registered {
                     "{name} did not come up: {why} after {secs:.2} s starting; {next}"
                 );
             }
+            // Stopped by the shutdown, or its definition retired by a reload: what stopped it
+            // is the gateway's own doing, not a crash, however soon after it came up.
+            (ServiceState::Up, ServiceState::Down) if self.is_released() => {
+                tracing::info!(
+                    service = %name,
+                    "{name} is down after {secs:.2} s up (shutting down, or removed by a reload)"
+                );
+            }
             // Down soon after it came up (it crashed at its first request, say): as failed a
             // start as one that never came up, or each request would start it again. Without
             // an `on_down` nothing here starts it, so there is no start to pause or warn of.
