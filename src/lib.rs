@@ -110,8 +110,10 @@ pub mod gateway;
 mod idle;
 pub mod layer;
 mod lifecycle;
+mod local_resources;
 pub mod metrics;
 mod monitor;
+mod once_a_minute;
 pub mod probe;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
