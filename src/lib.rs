@@ -95,6 +95,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod activity;
+// The gateway's feature includes the admin service's.
+#[cfg(feature = "admin")]
+mod accept_failed;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
