@@ -95,6 +95,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod activity;
+// The gateway's feature includes the admin service's.
+#[cfg(feature = "admin")]
+mod accept_failed;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
@@ -110,8 +113,10 @@ pub mod gateway;
 mod idle;
 pub mod layer;
 mod lifecycle;
+mod local_resources;
 pub mod metrics;
 mod monitor;
+mod once_a_minute;
 pub mod probe;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]

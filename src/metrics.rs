@@ -5,7 +5,7 @@
 //!
 //! | name | type | labels | moves when |
 //! |------|------|--------|------------|
-//! | `tower_monitor_probes_total` | counter | `service`, `result` (`up`, `down`, `error`) | a probe finishes |
+//! | `tower_monitor_probes_total` | counter | `service`, `result` (`up`, `down`, `error`, `local_resources`: the probe could not be made for want of this process's own file descriptors, local ports or memory, and the state was left as it was) | a probe finishes |
 //! | `tower_monitor_probe_duration_seconds` | histogram | `service`, `result` | a probe finishes: how long it took |
 //! | `tower_monitor_transitions_total` | counter | `service`, `from`, `to` (states: `down`, `starting`, `up`, `stopping`) | the service changes state |
 //! | `tower_monitor_state` | gauge | `service`, `state` | 1 for the state the service is in, 0 for the others; set at each transition and sampled |
@@ -18,7 +18,7 @@
 //! | `tower_monitor_fallbacks_total` | counter | `service`, `reason` (`not_ready`, `error`, `timeout`, `start_failed`) | a request is answered by the fallback |
 //! | `tower_monitor_requests_held` | gauge | `service` | sampled: requests held now (hold mode) |
 //! | `tower_monitor_requests_in_flight` | gauge | `service` | sampled: requests in flight now (services with `on_idle`) |
-//! | `tower_monitor_proxy_failures_total` | counter | `service`, `reason` (`unreachable`, `kept_closed`, `timeout`, `head_too_large`, `failed`, `busy`, `client_body`, `client_slow`, `bad_path`, `bad_host`, `not_forwarded`, `not_allowed`, `request_head_too_large`, `body_timeout`) | the [proxy](crate::proxy) answers itself: the backend did not (502, 504), was at its limit of requests in flight for too long (503), or the request was refused (400, 405, 408, 431, 501); or it cut an answer whose body the backend stopped sending (`body_timeout`); counted even when a [`MonitorLayer`](crate::MonitorLayer) in front answers in its place (a gone backend's fallback) |
+//! | `tower_monitor_proxy_failures_total` | counter | `service`, `reason` (`unreachable`, `local_resources`, `kept_closed`, `timeout`, `head_too_large`, `failed`, `busy`, `client_body`, `client_slow`, `bad_path`, `bad_host`, `not_forwarded`, `not_allowed`, `request_head_too_large`, `body_timeout`) | the [proxy](crate::proxy) answers itself: the backend did not (502, 504), was at its limit of requests in flight for too long (503), could not be reached for want of this process's own file descriptors, local ports or memory (`local_resources`, 503: the backend is not marked down), or the request was refused (400, 405, 408, 431, 501); or it cut an answer whose body the backend stopped sending (`body_timeout`); counted even when a [`MonitorLayer`](crate::MonitorLayer) in front answers in its place (a gone backend's fallback) |
 //!
 //! Durations are in seconds. Every event metric is recorded where the event happens, never once
 //! per request that finds the backend cached up: on that path the layer makes no facade call

@@ -25,10 +25,15 @@ pub enum ProbeResult {
     Down,
     /// The probe itself failed (or panicked).
     Error,
+    /// The probe could not be made for want of this process's own resources (file
+    /// descriptors, local ports, memory): it says nothing of the backend, whose state is left
+    /// as it was.
+    #[serde(rename = "local_resources")]
+    LocalResources,
 }
 
 impl ProbeResult {
-    /// The `result` label: `up`, `down` or `error`.
+    /// The `result` label: `up`, `down`, `error` or `local_resources`.
     ///
     /// ```
     /// assert_eq!(tower_monitor::ProbeResult::Down.as_str(), "down");
@@ -38,6 +43,7 @@ impl ProbeResult {
             Self::Up => "up",
             Self::Down => "down",
             Self::Error => "error",
+            Self::LocalResources => "local_resources",
         }
     }
 }

@@ -78,7 +78,6 @@ async fn a_connection_with_no_request_in_flight_is_closed_after_the_header_read_
 /// descriptors are back, as the proxy's listener does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_listener_outlives_running_out_of_file_descriptors() {
-    use tokio::io::AsyncBufReadExt;
     let admin = common::refused_addr().await;
     let config = common::TempFile::new(
         "fd-exhaustion",
@@ -89,62 +88,34 @@ async fn the_admin_listener_outlives_running_out_of_file_descriptors() {
                  "services": {{ "app": {{ "url": "http://127.0.0.1:9/", "grace_period": "30s" }} }} }}"#
         ),
     );
-    let mut gateway = tokio::process::Command::new("sh")
-        .args([
-            "-c",
-            r#"ulimit -n 64 && exec "$0" --config "$1" --workers 1"#,
-        ])
-        .args([env!("CARGO_BIN_EXE_tower-monitor-gateway"), config.path()])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr = common::listening_addr(&mut gateway).await;
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    let mut stderr = tokio::io::BufReader::new(gateway.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let mut logged = async |wanted: &dyn Fn(&str) -> bool, what: &str| {
-        let found = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.recv().await {
-                if wanted(&line) {
-                    return;
-                }
-            }
-            panic!("the gateway's log ended");
-        })
-        .await;
-        assert!(found.is_ok(), "the gateway never logged {what}");
-    };
+    let mut gateway = common::gateway_with_nofile(&config, 64).await;
 
     // More connections than the gateway has descriptors: the kernel queues the rest.
     let mut clients = Vec::new();
     for _ in 0..100 {
-        clients.push(TcpStream::connect(addr).await.unwrap());
+        clients.push(TcpStream::connect(gateway.addr).await.unwrap());
     }
-    logged(
-        &|line| line.contains("accept failed") && !line.contains("admin"),
-        "running out",
-    )
-    .await;
+    gateway
+        .logged(
+            |line| line.contains("accept failed") && !line.contains("admin"),
+            "running out",
+        )
+        .await;
     // Reset at once if the admin listener is gone: the answer below says so.
     let request = TcpStream::connect(admin).await;
     let mut request = request.expect("the admin listener reset the connection: it ended");
     let _ = request
         .write_all(b"GET /status HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         .await;
-    logged(
-        &|line| {
-            line.contains("admin") && (line.contains("accept failed") || line.contains("stopped"))
-        },
-        "the admin listener's failed accept",
-    )
-    .await;
+    gateway
+        .logged(
+            |line| {
+                line.contains("admin")
+                    && (line.contains("accept failed") || line.contains("stopped"))
+            },
+            "the admin listener's failed accept",
+        )
+        .await;
     drop(clients);
 
     let mut reply = String::new();
@@ -153,6 +124,105 @@ async fn the_admin_listener_outlives_running_out_of_file_descriptors() {
     assert!(
         reply.starts_with("HTTP/1.1 200"),
         "the admin listener did not answer: {read:?} {reply:?}"
+    );
+}
+
+/// A gateway out of file descriptors (a flood of client connections against `ulimit -n`)
+/// can neither connect to its backend nor probe it: its own shortage, which says nothing of
+/// the backend. Each request gets a 503 with `Retry-After` (not the waiting page), an error
+/// names the service and the cause, and the backend stays up: not marked down, `on_down` not
+/// run; once descriptors are back, requests reach it again. The failed connect used to be
+/// taken for a gone backend: marked down, `on_down` run, the waiting page served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_out_of_file_descriptors_leaves_its_backend_up() {
+    // Each answer closes its connection: each request needs a new one to the backend.
+    let backend = common::serve(
+        axum::Router::new().fallback(|| async { ([(http::header::CONNECTION, "close")], "hello") }),
+    )
+    .await;
+    let admin = common::refused_addr().await;
+    let config = common::TempFile::new(
+        "fd-backend",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                               "header_read_timeout": "120s" }},
+                 "admin": {{ "listen": "{admin}", "token": "s3cret" }},
+                 "services": {{ "app": {{ "url": "http://{}/", "grace_period": "1s",
+                                         "on_down": {{ "type": "command", "command": "true" }} }} }} }}"#,
+            backend.addr
+        ),
+    );
+    let mut gateway = common::gateway_with_nofile(&config, 64).await;
+    // One connection, kept open from before the descriptors run out to the end: no request
+    // frees one that the next could take.
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    let mut pending = Vec::new();
+    let mut ask = async || common::get_kept_alive(&mut client, &mut pending).await;
+    let reply = ask().await;
+    assert!(reply.starts_with("http/1.1 200"), "{reply}");
+    let up_until = tokio::time::Instant::now() + Duration::from_secs(1);
+
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(TcpStream::connect(gateway.addr).await.unwrap());
+    }
+    let out = |line: &str| line.contains("accept failed") && !line.contains("admin");
+    gateway.logged(out, "running out").await;
+    // The first most likely within the grace period (the forward fails), the second past it
+    // (the request's own probe fails first).
+    let reply = ask().await;
+    tokio::time::sleep_until(up_until + Duration::from_millis(100)).await;
+    let probed = ask().await;
+    for reply in [reply, probed] {
+        assert!(reply.starts_with("http/1.1 503"), "{reply}");
+        assert!(reply.contains("retry-after: 1\r\n"), "{reply}");
+        assert!(
+            reply.ends_with("service unavailable; try again\n"),
+            "{reply}"
+        );
+    }
+    let error = gateway
+        .logged(
+            |line| line.contains("probe could not be made"),
+            "the probe's shortage",
+        )
+        .await;
+    assert!(
+        error.contains("ERROR") && error.contains("service=app"),
+        "{error}"
+    );
+    drop(clients);
+
+    let status = common::exchange(
+        admin,
+        "GET /status HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let body = status.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let status: serde_json::Value = serde_json::from_str(body).expect(&status);
+    assert_eq!(status[0]["state"], "up", "{status}");
+    assert_eq!(status[0]["counters"]["wakes"], 0, "on_down ran: {status}");
+    assert_eq!(
+        status[0]["last_probe"]["result"], "local_resources",
+        "{status}"
+    );
+    let reply = common::get_once(gateway.addr).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "not back: {reply}");
+    let _ = gateway.child.kill().await;
+    let forward = gateway
+        .log
+        .iter()
+        .find(|line| line.contains("cannot reach the backend"));
+    let forward = forward.expect("the failed forward is logged");
+    assert!(
+        forward.contains("ERROR") && forward.contains("Too many open files"),
+        "{forward}"
+    );
+    assert!(
+        !gateway
+            .log
+            .iter()
+            .any(|line| line.contains("marking it down"))
     );
 }
 

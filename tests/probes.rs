@@ -334,3 +334,57 @@ async fn expect_silence_is_down_at_the_timeout() {
         "down only once the timeout ran out"
     );
 }
+
+/// A probe that fails because this process is out of a resource of its own (here its local
+/// ports, `EADDRNOTAVAIL`; out of file descriptors, `EMFILE`, alike) says nothing of the
+/// backend: a service up stays up, its requests still go to it (the proxy answers for itself
+/// if it cannot reach it either), and nothing starts it. It used to be marked down, and its
+/// requests answered 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_out_of_local_resources_leaves_a_backend_up_and_forwarded_to() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tower_monitor::{BoxError, ProbeResult, ServiceState, probe};
+
+    let short = Arc::new(AtomicBool::new(false));
+    let shortage = Arc::clone(&short);
+    let probe = probe::from_fn(move |_url| {
+        let short = shortage.load(Ordering::SeqCst);
+        async move {
+            if short {
+                let error = std::io::Error::from(std::io::ErrorKind::AddrNotAvailable);
+                return Err::<bool, BoxError>(error.into());
+            }
+            Ok(true)
+        }
+    });
+    let wakes = counter();
+    let monitor = Arc::new(MinMonitor::new());
+    let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    let service = MonitoredService::new(url, Duration::ZERO)
+        .probe(probe)
+        .on_down(counting_trigger(Arc::clone(&wakes), false));
+    monitor.add("app", service).unwrap();
+    assert!(monitor.status("app").await.unwrap());
+
+    short.store(true, Ordering::SeqCst);
+    let error = monitor.reprobe("app").await.unwrap_err();
+    assert!(matches!(error, MonitorError::Probe { .. }), "{error}");
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+    let last = monitor.snapshot()[0].last_probe.unwrap();
+    assert_eq!(last.result, ProbeResult::LocalResources);
+
+    // No grace period: the request's own probe fails so too.
+    let layer = monitor.layer("app").unwrap();
+    let server = serve(
+        Router::new()
+            .route("/", route_get(|| async { "app" }))
+            .layer(layer),
+    )
+    .await;
+    let reply = get(server.addr, "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, "app");
+    assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
+    assert_eq!(count(&wakes), 0, "on_down ran");
+}

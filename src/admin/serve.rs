@@ -20,7 +20,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves [`Admin`] for `monitor` on `listener` (HTTP/1.1), with `token` for the actions,
 /// until the returned future is dropped. Each connection is served on its own task; a
 /// connection that fails is logged at debug and does not stop the others, nor does a failed
-/// accept (out of file descriptors: logged at warn, tried again 50 ms later). A client has 10 s
+/// accept (out of file descriptors: logged at error at most once a minute, tried again 50 ms
+/// later). A client has 10 s
 /// to send each request head.
 ///
 /// The Prometheus recorder is installed by this call, not when the future is first polled,
@@ -71,14 +72,15 @@ impl Admin {
 }
 
 async fn accept(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
+    let said = Arc::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors, as clients of the proxy beside it can make it: pause
                 // rather than spin, and go on once they are back, not end the admin service.
-                tracing::warn!(%error, "admin: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                crate::accept_failed::log(&listener, &error, &said, "admin: ");
+                tokio::time::sleep(crate::accept_failed::PAUSE).await;
                 continue;
             }
         };

@@ -94,6 +94,7 @@ pub(super) async fn serve(
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut reloadable = true;
+    let accept_said = Arc::default();
     loop {
         let (stream, addr) = tokio::select! {
             // A connection that comes after a reload takes its routes, even when both woke
@@ -116,9 +117,10 @@ pub(super) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: pause rather than spin, and take
+                    // the connections waiting in the kernel's queue once some are back.
+                    crate::accept_failed::log(&listener, &error, &accept_said, "");
+                    tokio::time::sleep(crate::accept_failed::PAUSE).await;
                     continue;
                 }
             },

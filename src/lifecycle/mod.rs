@@ -14,7 +14,8 @@
 //!    │                    ▼                              │ idle stop
 //!    │   probed down / stop timeout                      ▼
 //!    └──────────────────────────────────────────────── Stopping
-//!        (Up → Down too, when a probe fails or the backend is marked down;
+//!        (Up → Down too, when a probe fails or the backend is marked down, but not for a
+//!         probe that could not be made for want of the process's own resources;
 //!         Stopping → Up when on_idle fails, or when marked up once it has returned)
 //! ```
 

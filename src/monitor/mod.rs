@@ -137,7 +137,9 @@ impl MinMonitor {
     /// succeeded within the grace period, otherwise the result of a probe run now.
     ///
     /// Probing needs a Tokio runtime. An unreachable service is `Ok(false)`; a probe that fails
-    /// for another reason is [`MonitorError::Probe`].
+    /// for another reason is [`MonitorError::Probe`] (one that failed because this process is
+    /// out of file descriptors, local ports or memory leaves the state as it was: see
+    /// [`probe`](crate::probe)).
     ///
     /// ```
     /// # use std::time::Duration;

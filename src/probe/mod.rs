@@ -5,6 +5,18 @@
 //! failed for another reason. The monitor bounds every probe by the service's
 //! [probe timeout](crate::MonitoredService::probe_timeout); a probe that runs out of time
 //! counts as down.
+//!
+//! A probe that fails because this process ran out of a resource of its own (an
+//! [`std::io::Error`] in the error's chain that is `EMFILE` or `ENFILE`, out of file
+//! descriptors; `EADDRNOTAVAIL`, out of local ports; `ENOBUFS` or `ENOMEM`) says nothing of the
+//! service: the monitor leaves its state as it was (an Up service is neither marked down nor
+//! started again, a Starting or Stopping one waits on for its probe or its timeout), counts the
+//! probe as `local_resources`, logs it at error at most once a minute, and gives the error to
+//! whoever asked for the status. A request behind the layer is then forwarded if the service
+//! was last up (the proxy may still reach it on a kept connection, and answers 503 for itself
+//! if not), and answered 500 otherwise, nothing started. The built-in probes report these
+//! errors so; a [`from_fn`] probe does by returning the `io::Error` (or an error whose
+//! `source` chain holds it).
 
 mod expect;
 mod from_fn;

@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 use url::{Host, Url};
 
 use super::Probe;
-use crate::BoxError;
+use crate::{BoxError, local_resources};
 
 /// The default probe: up when a TCP connection to the URL's host and port succeeds.
 ///
@@ -42,29 +42,50 @@ impl Probe for Tcp {
 }
 
 /// Connects to `host:port`, trying each resolved address in turn. `Ok(None)` when the service
-/// cannot be reached (the probe's "down"); `Err` only for other failures.
+/// cannot be reached (the probe's "down"); `Err` for other failures, among them this process
+/// running out of its own file descriptors, local ports or memory (`EMFILE`,
+/// `EADDRNOTAVAIL`…), which says nothing of the service: unless another address told that the
+/// service is not there (refused, unreachable), the probe then fails with that error.
 pub(crate) async fn connect(host: Host<String>, port: u16) -> Result<Option<TcpStream>, BoxError> {
     let addrs: Vec<SocketAddr> = match host {
         Host::Ipv4(ip) => vec![(ip, port).into()],
         Host::Ipv6(ip) => vec![(ip, port).into()],
         Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
             Ok(addrs) => addrs.collect(),
+            // The resolver fails so too when it cannot open `/etc/hosts` or a socket.
+            Err(err) if local_resources::ran_out(&err) => return Err(err.into()),
             Err(err) => {
                 tracing::debug!(%name, error = %err, "probe: name does not resolve");
                 return Ok(None);
             }
         },
     };
+    let mut local = None;
+    let mut unreachable = false;
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(Some(stream)),
+            // Another address may still answer, as with an address of a family the host has
+            // none of (IPv6 turned off).
+            Err(err) if local_resources::ran_out(&err) => {
+                tracing::debug!(
+                    %addr,
+                    error = %err,
+                    "probe: could not connect for want of this process's own resources"
+                );
+                local.get_or_insert(err);
+            }
             Err(err) if means_unreachable(&err) => {
                 tracing::debug!(%addr, error = %err, "probe: connect failed");
+                unreachable = true;
             }
             Err(err) => return Err(err.into()),
         }
     }
-    Ok(None)
+    match local {
+        Some(err) if !unreachable => Err(err.into()),
+        _ => Ok(None),
+    }
 }
 
 pub(crate) fn target(url: &Url) -> Result<(Host<String>, u16), String> {
@@ -91,7 +112,6 @@ pub(crate) fn means_unreachable(err: &io::Error) -> bool {
             | HostUnreachable
             | NetworkUnreachable
             | NetworkDown
-            | AddrNotAvailable
     )
 }
 

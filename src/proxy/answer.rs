@@ -2,6 +2,8 @@
 //! own answers when the backend gave none (busy, failed, timed out), each logged with the
 //! service.
 
+use std::sync::Arc;
+
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body::Body;
 
@@ -66,6 +68,7 @@ impl<B> Shared<B> {
         match error {
             // hyper's "message head is too large" names neither the limit nor the setting
             // that raises it.
+            Some(error) if failure == Failure::Local => self.local(sent, error),
             Some(_) if failure == Failure::HeadTooLarge => tracing::warn!(
                 service = %service,
                 %method,
@@ -91,6 +94,48 @@ impl<B> Shared<B> {
             ),
         }
         self.failure_response(failure, sent)
+    }
+
+    /// Logs a failure for want of this process's own resources (`EMFILE` under a flood of
+    /// clients): at error, as nginx logs them, but at most once a minute, the others at debug
+    /// and counted.
+    fn local(&self, sent: &Sent, error: &upstream::UpstreamError) {
+        let service = self.service();
+        let (method, path) = (&sent.method, sent.path.path());
+        let chain = error_chain(error);
+        let owned = self.service.clone().unwrap_or_else(|| Arc::from("-"));
+        self.local_said.say(
+            |quietly| {
+                tracing::error!(
+                    service = %service,
+                    %method,
+                    path = %path,
+                    error = %chain,
+                    local_quietly = quietly,
+                    "{} (logged at error at most once a minute; local_quietly: those logged at \
+                     debug since the last one)",
+                    Failure::Local.as_str()
+                );
+            },
+            || {
+                tracing::debug!(
+                    service = %service,
+                    %method,
+                    path = %path,
+                    error = %chain,
+                    "{}",
+                    Failure::Local.as_str()
+                );
+            },
+            move |quietly| {
+                tracing::error!(
+                    service = %owned,
+                    local_quietly = quietly,
+                    "requests answered 503 in the last minute for want of this process's own \
+                     file descriptors, local ports or memory, logged at debug: {quietly}"
+                );
+            },
+        );
     }
 
     /// `failure`'s answer, in the client's format (gRPC, JSON, text).

@@ -19,6 +19,10 @@ pub(crate) const ALLOWED: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 pub(crate) enum Failure {
     /// Refused, reset or closed before an answer: the backend is not there (502, `BackendGone`).
     Gone,
+    /// The proxy ran out of a resource of its own (file descriptors, local ports, memory) to
+    /// reach the backend with: the backend is not to blame, and not taken for gone (503,
+    /// `Retry-After: 1`, no `BackendGone`).
+    Local,
     /// A kept connection closed or reset under the request, before any answer, by a backend
     /// that took a new connection right after: its close of an idle connection crossed the
     /// request (502, no `BackendGone`: the backend is there).
@@ -71,6 +75,11 @@ impl Failure {
         {
             return Self::ClientBody;
         }
+        // Before the timeout, the connect and the close: `EMFILE` fails a connect as a refusal
+        // does, yet says nothing of the backend.
+        if crate::local_resources::cause(error).is_some() {
+            return Self::Local;
+        }
         let io_kind = io_kind(error);
         if io_kind == Some(io::ErrorKind::TimedOut) {
             return Self::Timeout;
@@ -111,6 +120,10 @@ impl Failure {
             }
             Self::ClientSlow => (StatusCode::REQUEST_TIMEOUT, "request timeout\n"),
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "backend busy; try again\n"),
+            Self::Local => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service unavailable; try again\n",
+            ),
             Self::HeaderListTooLarge => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "request header fields too large\n",
@@ -137,7 +150,7 @@ impl Failure {
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
         }
-        if self == Self::Busy {
+        if matches!(self, Self::Busy | Self::Local) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -157,6 +170,7 @@ impl Failure {
     fn grpc_response(self, message: &'static str) -> Response<ProxyBody> {
         let code: u16 = match self {
             Self::Gone | Self::Timeout | Self::Other | Self::Busy => 14, // UNAVAILABLE
+            Self::Local => 14,                                           // UNAVAILABLE
             Self::KeptClosed => 14,                                      // UNAVAILABLE
             Self::HeadTooLarge => 14,                                    // UNAVAILABLE
             Self::NotForwarded | Self::NotAllowed => 12,                 // UNIMPLEMENTED
@@ -171,6 +185,7 @@ impl Failure {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Self::Gone => "unreachable",
+            Self::Local => "local_resources",
             Self::KeptClosed => "kept_closed",
             Self::Timeout => "timeout",
             Self::HeadTooLarge => "head_too_large",
@@ -189,6 +204,10 @@ impl Failure {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Gone => "backend unreachable",
+            Self::Local => {
+                "cannot reach the backend: this process is out of file descriptors, local ports \
+                 or memory (its own, not the backend's); the backend is not marked down"
+            }
             Self::KeptClosed => "the backend closed a kept connection under the request",
             Self::Timeout => "backend timed out",
             Self::HeadTooLarge => "backend answer's head too large",
@@ -243,5 +262,45 @@ mod tests {
         let late = Failure::Timeout.response(&http::HeaderMap::new());
         assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(late.extensions().get::<BackendGone>().is_none());
+    }
+
+    /// `err` as hyper-util's connector gives it: its own error, the `io::Error` its cause.
+    fn connect_error(err: io::Error) -> UpstreamError {
+        #[derive(Debug)]
+        struct ConnectError(io::Error);
+        impl std::fmt::Display for ConnectError {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("tcp open error")
+            }
+        }
+        impl std::error::Error for ConnectError {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        UpstreamError::Connect(Box::new(ConnectError(err)))
+    }
+
+    #[test]
+    fn a_connect_the_process_own_shortage_failed_is_not_a_gone_backend() {
+        let kinds = [io::ErrorKind::AddrNotAvailable, io::ErrorKind::OutOfMemory];
+        // EMFILE, ENFILE, ENOBUFS: no `ErrorKind` of their own.
+        #[cfg(target_os = "linux")]
+        let codes = [24, 23, 105].map(io::Error::from_raw_os_error);
+        #[cfg(not(target_os = "linux"))]
+        let codes: [io::Error; 0] = [];
+        for err in kinds.map(io::Error::from).into_iter().chain(codes) {
+            let text = err.to_string();
+            let failure = Failure::of(&connect_error(err));
+            assert_eq!(failure, Failure::Local, "{text}");
+            let answer = failure.response(&http::HeaderMap::new());
+            assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "{text}");
+            assert_eq!(answer.headers()[header::RETRY_AFTER], "1");
+            assert!(answer.extensions().get::<BackendGone>().is_none(), "{text}");
+        }
+        let refused = connect_error(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(Failure::of(&refused), Failure::Gone);
+        let late = connect_error(io::Error::from(io::ErrorKind::TimedOut));
+        assert_eq!(Failure::of(&late), Failure::Timeout);
     }
 }

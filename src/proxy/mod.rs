@@ -77,7 +77,11 @@
 //!   in front learns the backend is gone (not when it answered before it read the whole
 //!   upload, a 413, and closed: the client gets that answer, the rest of its upload read and
 //!   dropped until the close is read, 8 MiB at most); 400 when the request's own body breaks
-//!   off (a client gone in the middle of an upload), which is not the backend's doing.
+//!   off (a client gone in the middle of an upload), which is not the backend's doing; 503
+//!   with `Retry-After: 1`, without [`BackendGone`], when this process could not reach the
+//!   backend for want of its own file descriptors, local ports or memory (`EMFILE` under a
+//!   flood of clients, `EADDRNOTAVAIL`): its own shortage, which says nothing of the backend
+//!   (logged at error at most once a minute, the others at debug and counted).
 //!   An answer whose body the backend stops sending is cut short once no byte of it has come
 //!   for [`ProxyBuilder::response_body_timeout`] (60 s by default, nginx's
 //!   `proxy_read_timeout`), its backend connection closed. Each is logged at warn with the
@@ -216,6 +220,9 @@ struct Shared<B> {
     limit: Option<InFlightLimit>,
     /// Where a request whose connection was refused waits for the backend, if it does.
     gone_hold: Option<resend::GoneHold>,
+    /// The log of the failures for want of this process's own resources, which a flood of
+    /// clients can make come thousands of times a second.
+    local_said: Arc<crate::once_a_minute::OnceAMinute>,
 }
 
 impl Proxy {

@@ -196,7 +196,8 @@ where
     /// [`KeptClosed`](UpstreamError::KeptClosed). One that refuses the new connection is gone,
     /// and the error stays what it was. One that does not take it within the connect timeout
     /// (its queue full) is not known gone: the error is that timeout, a 504, as a request on
-    /// a new connection would get.
+    /// a new connection would get; nor is one this process could not connect to for want of
+    /// its own resources (`EMFILE`): the error is that one, a 503.
     pub(crate) async fn kept_closed(&self, error: UpstreamError) -> UpstreamError {
         let UpstreamError::Request(error) = error else {
             return error;
@@ -207,7 +208,9 @@ where
                 Arc::clone(&self.shared).put(connection);
                 UpstreamError::KeptClosed(error)
             }
-            Err(connect) if Failure::of(&connect) == Failure::Timeout => connect,
+            Err(connect) if matches!(Failure::of(&connect), Failure::Timeout | Failure::Local) => {
+                connect
+            }
             Err(_) => UpstreamError::Request(error),
         }
     }

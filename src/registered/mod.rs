@@ -83,6 +83,9 @@ pub(crate) struct Registered {
     said_held_timed_out: AtomicBool,
     /// When probes started succeeding again after a down, while `ready_after` has not passed.
     settling_since: Mutex<Option<Instant>>,
+    /// The log of the probes that failed for want of this process's own resources (see
+    /// `probe.rs`).
+    local_said: Arc<crate::once_a_minute::OnceAMinute>,
     /// The services it needs up first, and its hold on them while it is not down.
     dependencies: dependencies::Dependencies,
     /// Its looks at them while it is up (see `recheck.rs`).
@@ -135,6 +138,7 @@ impl Registered {
             said_nothing_to_stop: AtomicBool::new(false),
             said_held_timed_out: AtomicBool::new(false),
             settling_since: Mutex::new(None),
+            local_said: Arc::default(),
             rechecks: recheck::Rechecks::new(dependencies.len()),
             times_up: AtomicU64::new(0),
             dependencies: dependencies::Dependencies::new(dependencies),

@@ -104,6 +104,12 @@ impl Registered {
                 }
             };
             let elapsed = started.elapsed();
+            if let Err(error) = &result {
+                if crate::local_resources::cause(error.as_ref()).is_some() {
+                    me.ran_out(error.as_ref(), elapsed);
+                    return result.map_err(SharedError::from);
+                }
+            }
             let came_back = me.seen.swap(true, Ordering::SeqCst) && me.state() != ServiceState::Up;
             let result = me.settle(result, came_back);
             // Fleet hook: an up is not believed while another replica is stopping the backend,
@@ -154,6 +160,51 @@ impl Registered {
             }
             result.map_err(SharedError::from)
         }
+    }
+
+    /// A probe that failed for want of this process's own resources (`EMFILE` under a flood
+    /// of clients, `EADDRNOTAVAIL` with the local ports all taken): it says nothing of the
+    /// backend, so nothing changes: the state stays what it was (an Up backend is neither
+    /// marked down nor started again, a Starting one goes on until it answers or its start
+    /// timeout passes), the cached up stays until it expires, and the callers get the error
+    /// (the layer forwards to a backend last known up: a kept connection may still reach it).
+    /// Logged at error at most once a minute, as it can come with every request.
+    fn ran_out(&self, error: &(dyn std::error::Error + 'static), elapsed: std::time::Duration) {
+        self.stats
+            .probe(&self.name, ProbeResult::LocalResources, elapsed);
+        let state = self.state();
+        let name = Arc::clone(&self.name);
+        self.local_said.say(
+            |quietly| {
+                tracing::error!(
+                    service = %self.name,
+                    %error,
+                    %state,
+                    local_quietly = quietly,
+                    "probe could not be made: this process is out of file descriptors, local \
+                     ports or memory (its own, not the backend's); the state is left as it was \
+                     (logged at error at most once a minute; local_quietly: those logged at \
+                     debug since the last one)"
+                );
+            },
+            || {
+                tracing::debug!(
+                    service = %self.name,
+                    %error,
+                    %state,
+                    "probe could not be made for want of this process's own resources"
+                );
+            },
+            move |quietly| {
+                tracing::error!(
+                    service = %name,
+                    local_quietly = quietly,
+                    "probes that could not be made in the last minute for want of this \
+                     process's own file descriptors, local ports or memory, logged at debug: \
+                     {quietly}"
+                );
+            },
+        );
     }
 
     /// Holds back an up that follows a down until `ready_after` has passed since the first one.

@@ -5,6 +5,7 @@ mod example;
 mod gateway;
 mod gone;
 mod logs;
+mod nofile;
 mod ports;
 mod promtool;
 mod recording;
@@ -18,6 +19,8 @@ pub use gateway::*;
 pub use gone::*;
 #[allow(unused_imports)]
 pub use logs::*;
+#[allow(unused_imports)]
+pub use nofile::*;
 #[allow(unused_imports)]
 pub use ports::*;
 #[allow(unused_imports)]

@@ -119,6 +119,7 @@ impl ProxyBuilder {
                 keep_awake,
                 limit: self.limit,
                 gone_hold,
+                local_said: Arc::default(),
             }),
             client: None,
         })

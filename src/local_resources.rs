@@ -1,0 +1,141 @@
+//! Errors that say this process ran out of a resource of its own (file descriptors, local
+//! ports, memory), not that the peer it tried to reach is missing.
+//!
+//! A connect that fails with `EMFILE` never reached the backend: a flood of client connections
+//! against `ulimit -n` made it fail, and the backend may be perfectly well. Taken for a dead
+//! backend, it would be marked down and started again (`on_down`), and every client would get
+//! the waiting page, for the proxy's own trouble. So the proxy and the probes look for such a
+//! cause first (see `proxy::failure` and `registered::probe`).
+
+use std::error::Error;
+use std::io;
+
+use crate::SharedError;
+
+/// Whether `error` is this process running out of a resource of its own: file descriptors
+/// (`EMFILE`, or `ENFILE` for the whole system's), local ports (`EADDRNOTAVAIL`, which is what
+/// a connect gets once the ephemeral ports towards that address are all in use; also an
+/// address family the host has no address of, such as IPv6 turned off, which is no more the
+/// backend's doing), buffer space (`ENOBUFS`) or memory (`ENOMEM`).
+pub(crate) fn ran_out(error: &io::Error) -> bool {
+    if matches!(
+        error.kind(),
+        io::ErrorKind::AddrNotAvailable | io::ErrorKind::OutOfMemory
+    ) {
+        return true;
+    }
+    // No `ErrorKind` names these (they are `Uncategorized`): their numbers, on Linux.
+    #[cfg(target_os = "linux")]
+    {
+        const ENFILE: i32 = 23;
+        const EMFILE: i32 = 24;
+        const ENOBUFS: i32 = 105;
+        if matches!(error.raw_os_error(), Some(ENFILE | EMFILE | ENOBUFS)) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The first I/O error in `error`'s chain, itself included, that says this process ran out of
+/// a resource of its own ([`ran_out`]), if there is one.
+pub(crate) fn cause<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a io::Error> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<io::Error>() {
+            if ran_out(io) {
+                return Some(io);
+            }
+        }
+        // A probe's error shared by the callers of one probe: the `Arc` hides the error it
+        // holds from the chain (its `source` is that error's source), so it is looked into.
+        next = match error.downcast_ref::<SharedError>() {
+            Some(shared) => Some(&**shared as &(dyn Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn out_of_ports_or_memory_is_the_process_own_shortage() {
+        for kind in [io::ErrorKind::AddrNotAvailable, io::ErrorKind::OutOfMemory] {
+            assert!(ran_out(&io::Error::from(kind)), "{kind:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn out_of_descriptors_or_buffers_on_linux_is_the_process_own_shortage() {
+        // EMFILE, ENFILE, ENOBUFS, and EADDRNOTAVAIL and ENOMEM by their numbers.
+        for code in [24, 23, 105, 99, 12] {
+            let error = io::Error::from_raw_os_error(code);
+            assert!(ran_out(&error), "{code}: {error}");
+        }
+    }
+
+    #[test]
+    fn what_the_backend_or_the_network_says_is_not() {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::HostUnreachable,
+            io::ErrorKind::NetworkUnreachable,
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::Other,
+        ] {
+            assert!(!ran_out(&io::Error::from(kind)), "{kind:?}");
+        }
+        #[cfg(target_os = "linux")]
+        for code in [111, 104, 110, 113, 101] {
+            assert!(!ran_out(&io::Error::from_raw_os_error(code)), "{code}");
+        }
+    }
+
+    /// An error wrapping another, as hyper-util's connect error wraps the `io::Error`.
+    #[derive(Debug)]
+    struct Wrapped(io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("tcp open error")
+        }
+    }
+
+    impl Error for Wrapped {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn the_cause_is_found_down_the_chain_and_through_a_shared_error() {
+        let out = || io::Error::from(io::ErrorKind::AddrNotAvailable);
+        let wrapped = Wrapped(out());
+        assert!(cause(&wrapped).is_some());
+        let shared: SharedError = Arc::new(Wrapped(out()));
+        let monitor = crate::MonitorError::Probe {
+            service: "app".into(),
+            source: shared,
+        };
+        assert!(cause(&monitor).is_some());
+        let refused = Wrapped(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(cause(&refused).is_none());
+        let boxed: crate::BoxError = Box::new(out());
+        let shared: SharedError = Arc::from(boxed);
+        assert!(
+            cause(&crate::MonitorError::Probe {
+                service: "app".into(),
+                source: shared,
+            })
+            .is_some()
+        );
+    }
+}
