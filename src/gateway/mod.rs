@@ -175,6 +175,7 @@ mod build;
 mod cancels;
 pub mod cli;
 mod config;
+mod connection;
 mod demo;
 mod fleet;
 mod in_flight;
