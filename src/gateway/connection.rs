@@ -1,7 +1,7 @@
 //! One client connection of the gateway's listener, served until it closes: HTTP/1.1 and
-//! HTTP/2 with their bounds (send timeout, idle watch, stalled-stream watch), the count of its
-//! requests in flight and upgraded connections, and its close at a shutdown or a reload; one
-//! code path, generic over the transport.
+//! HTTP/2 over TCP, or over TLS on TCP, each with the same bounds (send timeout, idle watch,
+//! stalled-stream watch), the same count of its requests in flight and upgraded connections,
+//! and the same close at a shutdown or a reload: one code path, generic over the transport.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,9 +15,11 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use super::Router;
 use super::cancels::{Cancels, Watched};
+use super::handshake;
 use super::in_flight::{Closing, Counted, InFlight};
 use super::live::Served;
 use super::send_timeout::SendTimeout;
@@ -46,6 +48,25 @@ impl Connection {
     pub(super) async fn serve_tcp(self, stream: TcpStream) {
         let io = SendTimeout::new(stream, self.send);
         self.serve(io).await;
+    }
+
+    /// Makes the TLS handshake of `stream` with `acceptor` (here, in the connection's task:
+    /// the accept loop never waits for a client), then serves it. A client that has not
+    /// completed it within the header read timeout is closed, and so is one the shutdown
+    /// finds still in it; one that is in it at a reload completes it, then is closed after
+    /// its first answer, as a connection with no request yet is.
+    pub(super) async fn serve_tls(self, stream: TcpStream, acceptor: TlsAcceptor) {
+        // A clone: the reload this one would mark seen is still to be seen by `serve`.
+        let mut shutdown = self.stopping.clone();
+        let handshake =
+            handshake::accept(&acceptor, stream, self.addr, self.header_read, self.send);
+        let io = tokio::select! {
+            io = handshake => io,
+            _ = shutdown.wait_for(|stop| *stop) => None,
+        };
+        if let Some(io) = io {
+            self.serve(io).await;
+        }
     }
 
     /// Serves HTTP/1.1 or HTTP/2 on `io` until the connection closes.

@@ -1,4 +1,5 @@
-//! Serving the gateway: HTTP/1.1 and HTTP/2 on one listener, and a graceful shutdown.
+//! Serving the gateway: HTTP/1.1 and HTTP/2 on one listener (cleartext, or TLS), and a
+//! graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -124,7 +125,7 @@ pub(super) async fn serve(
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
         let connection = Connection {
             // The client's address goes with the router, not in each request's extensions.
-            router: router.for_client(addr),
+            router: router.for_client(addr, settings.tls.is_some()),
             addr,
             header_read,
             send,
@@ -132,7 +133,12 @@ pub(super) async fn serve(
             open: open.clone(),
             stopping: stopping.clone(),
         };
-        tokio::spawn(connection.serve_tcp(stream));
+        // Spawned as two futures, not one: a cleartext connection's task holds no room for
+        // a TLS session.
+        match &settings.tls {
+            None => tokio::spawn(connection.serve_tcp(stream)),
+            Some(tls) => tokio::spawn(connection.serve_tls(stream, tls.clone())),
+        };
     }
     drop(listener);
     drop(open);

@@ -120,7 +120,7 @@ impl ProxyBuilder {
                 limit: self.limit,
                 gone_hold,
             }),
-            client: None,
+            peer: super::super::forwarded::Peer::default(),
         })
     }
 }
