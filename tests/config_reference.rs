@@ -40,6 +40,14 @@ fn document() -> Value {
     document
 }
 
+/// [`document`] with a `gateway.tls` section (whose files are not there: the parser refuses an
+/// unknown field before it reads them).
+fn with_tls() -> Value {
+    let mut document = document();
+    document["gateway"]["tls"] = json!({ "cert": "cert.pem", "key": "key.pem" });
+    document
+}
+
 /// The smallest valid object of each trigger type (`process_stop` is put in `on_idle`).
 fn trigger_example(kind: &str) -> Value {
     let command = json!({ "type": "command", "command": "true" });
@@ -201,7 +209,9 @@ fn sections() -> Vec<Section> {
                 "services.app.on_idle",
                 "on_idle.",
             ),
-        Section::new("## `gateway`").object(doc(), "/gateway", "gateway", ""),
+        Section::new("## `gateway`")
+            .object(doc(), "/gateway", "gateway", "")
+            .object(with_tls(), "/gateway/tls", "gateway.tls", "tls."),
         Section::new("## `gateway.routes[]`").object(
             doc(),
             "/gateway/routes/0",
@@ -374,8 +384,16 @@ fn every_json_example_loads_as_the_gateway_loads_a_file() {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        // The complete example's waiting page, beside the file as it says.
+        // The complete example's waiting page and TLS files, beside the file as it says.
         std::fs::write(dir.join("waiting.html"), "<p>{service} is starting</p>").unwrap();
+        let certificate =
+            rcgen::generate_simple_self_signed(vec!["app.example.com".into()]).unwrap();
+        std::fs::write(dir.join("fullchain.pem"), certificate.cert.pem()).unwrap();
+        std::fs::write(
+            dir.join("privkey.pem"),
+            certificate.signing_key.serialize_pem(),
+        )
+        .unwrap();
         let file = dir.join("gateway.json");
         std::fs::write(&file, document.to_string()).unwrap();
         let loaded = Gateway::from_config_file(&file, &TriggerRegistry::new());

@@ -14,6 +14,20 @@ pub(crate) fn resolve(base: Option<&Path>, path: &str) -> PathBuf {
     }
 }
 
+/// A file a configuration names (`written`, relative to `base`, the configuration file's
+/// folder, if there is one), and the words an error names it with: as written, and where it
+/// was looked for when that differs, as the file's folder may not be where the operator looks.
+#[cfg(feature = "gateway")]
+pub(crate) fn locate(base: Option<&Path>, written: &str) -> (PathBuf, String) {
+    let base = base.map(absolute);
+    let path = resolve(base.as_deref(), written);
+    let shown = match path == Path::new(written) {
+        true => format!("{written:?}"),
+        false => format!("{written:?} (at {:?})", path.display().to_string()),
+    };
+    (path, shown)
+}
+
 /// `base` made absolute (from the current folder; `""`, a file name's parent, is that folder),
 /// so that a path resolved from it stays right for a program started in another folder, and
 /// reads well in an error (`/etc/gw`, not `/home/me/../../etc/gw`).

@@ -19,6 +19,8 @@ use crate::service::MonitoredService;
 pub(super) struct Built {
     pub(super) listen: SocketAddr,
     pub(super) timeouts: serve::Timeouts,
+    /// The certificate and key the listener serves HTTPS with, read from their files now.
+    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(super) admin: Option<admin::AdminSettings>,
     pub(super) fleet: Option<fleet::FleetSettings>,
     /// Its services; at a reload, a monitor of its own, whose services (the unchanged ones
@@ -38,6 +40,8 @@ pub(super) struct Built {
 #[derive(Clone, Default)]
 pub(super) struct Sections {
     pub(super) listen: String,
+    /// Whether the listener speaks TLS (not which files: those a reload reads again anyway).
+    pub(super) tls: bool,
     pub(super) admin: Option<Value>,
     pub(super) fleet: Option<Value>,
     pub(super) services: serde_json::Map<String, Value>,
@@ -115,7 +119,9 @@ pub(super) fn build(
         header_read: spec.header_read_timeout()?,
         send: spec.send_timeout()?,
     };
+    let tls = spec.tls_acceptor(base_dir)?;
     sections.listen.clone_from(&spec.listen);
+    sections.tls = tls.is_some();
     let mut shared = config::Shared::default();
     reuse.sections(&sections)?;
     shared.limits = reuse.limits(&sections);
@@ -146,6 +152,7 @@ pub(super) fn build(
     Ok(Built {
         listen,
         timeouts,
+        tls,
         admin,
         fleet,
         routers: worker_routers(spec, &monitor, base_dir, &router, shared, requests),

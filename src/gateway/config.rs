@@ -19,6 +19,9 @@ use super::router::{Route, Routed};
 
 mod layer;
 mod proxy;
+mod tls;
+
+pub(super) use tls::TlsSpec;
 
 /// How long shutdown waits for requests in flight unless `gateway.shutdown_grace` says.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -47,6 +50,7 @@ pub(super) struct GatewaySpec {
     send_timeout: Option<DurationValue>,
     #[serde(default)]
     pub(super) access_log: bool,
+    pub(super) tls: Option<TlsSpec>,
 }
 
 /// What the routers built for several workers share per service: its layer (and so its hold
@@ -190,6 +194,18 @@ impl GatewaySpec {
             Some(timeout) => timeout.positive("gateway.header_read_timeout"),
             None => Ok(DEFAULT_HEADER_READ_TIMEOUT),
         }
+    }
+
+    /// The TLS acceptor of `tls`, its files read now (relative to `base_dir`), if the
+    /// listener speaks TLS.
+    pub(super) fn tls_acceptor(
+        &self,
+        base_dir: Option<&Path>,
+    ) -> Result<Option<tokio_rustls::TlsAcceptor>, ConfigError> {
+        self.tls
+            .as_ref()
+            .map(|tls| tls.acceptor(base_dir))
+            .transpose()
     }
 
     pub(super) fn send_timeout(&self) -> Result<Duration, ConfigError> {

@@ -12,6 +12,9 @@ pub(super) struct Settings {
     /// Builds the router of a worker (its own upstream pools, the layers shared).
     pub(super) routers: Arc<Routers>,
     pub(super) timeouts: Timeouts,
+    /// The certificate and key of an HTTPS listener, as read at the startup or the reload
+    /// that made these settings; `None` for cleartext.
+    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
     /// Held by every connection accepted under these settings, and by its upgraded
     /// connections: once all are closed, nothing reaches the services a reload removed.
     pub(super) served: Served,

@@ -41,6 +41,12 @@
 //! ```
 //!
 //! - `listen` (required): an IP address and port.
+//! - `tls` (optional): `{ "cert": "fullchain.pem", "key": "privkey.pem" }`, PEM files (relative
+//!   to the configuration file's folder, as the waiting page is) of the certificate chain (the
+//!   server's own certificate first) and its private key (PKCS#8, PKCS#1 or SEC1, not
+//!   encrypted): the listener then speaks HTTPS, HTTP/2 and HTTP/1.1 offered by ALPN, and
+//!   the forwarded headers say `https`. Without it, cleartext (HTTP/2 by prior knowledge).
+//!   See [HTTPS](#https).
 //! - `routes` (required, at least one): tried in order; a route matches when its `host` (if
 //!   given; compared without port or final dot, case-insensitively, with the request's `Host` or HTTP/2
 //!   `:authority`; a name in Unicode is taken in its ASCII form, `xn--…`, which clients send;
@@ -148,8 +154,38 @@
 //!
 //! A serving gateway reloads its configuration file without a restart through its
 //! [`Reloader`] ([`Gateway::reloader`]; the program does it on SIGHUP): all of it applies but
-//! `gateway.listen`, `admin` and `fleet`; unchanged services keep their state and programs,
-//! and a file with an error changes nothing.
+//! `gateway.listen`, turning `gateway.tls` on or off, `admin` and `fleet`; the TLS certificate
+//! and key are read again from their files; unchanged services keep their state and
+//! programs, and a file with an error changes nothing.
+//!
+//! # HTTPS
+//!
+//! With `gateway.tls` the listener terminates TLS itself (rustls, with the `ring` provider;
+//! the `gateway` feature turns on the `rustls` one): TLS 1.2 and 1.3, ALPN `h2` then
+//! `http/1.1`. Each handshake is made in its connection's own task, never by the accept loop,
+//! within `header_read_timeout` (a client that has not completed it by then is closed);
+//! a failed handshake is logged at debug (scanners fail them all day), and a plain HTTP
+//! request on the port is answered 400, saying to use `https://`. Everything else (the
+//! timeouts, the idle and stalled-stream watches, upgrades, the close at a shutdown or a
+//! reload) is as over cleartext. The files are read when the configuration is: a missing
+//! file, one with no certificate or no key, or a key that does not match the certificate is
+//! an error naming the field and the file. A reload reads them again, changed or not, and
+//! the connections accepted from then on get what they hold (certbot renews, then `kill
+//! -HUP`); a connection open before goes on with its session until it closes, as connections
+//! do at a reload.
+//!
+//! ```
+//! use tower_monitor::config::TriggerRegistry;
+//! use tower_monitor::gateway::Gateway;
+//!
+//! let err = Gateway::from_config(r#"{
+//!     "gateway": { "listen": "127.0.0.1:8443", "routes": [ { "service": "app" } ],
+//!                  "tls": { "cert": "/no/such/fullchain.pem", "key": "/no/such/privkey.pem" } },
+//!     "services": { "app": { "url": "http://127.0.0.1:8081/", "grace_period": "10s" } }
+//! }"#, &TriggerRegistry::new()).unwrap_err();
+//! assert_eq!(err.path(), "gateway.tls.cert");
+//! assert!(err.to_string().contains("cannot read \"/no/such/fullchain.pem\""));
+//! ```
 //!
 //! ```no_run
 //! use tower_monitor::config::TriggerRegistry;
@@ -176,8 +212,10 @@ mod build;
 mod cancels;
 pub mod cli;
 mod config;
+mod connection;
 mod demo;
 mod fleet;
+mod handshake;
 mod in_flight;
 mod live;
 mod own_address;
@@ -252,8 +290,9 @@ impl Gateway {
     }
 
     /// Like [`from_config`](Self::from_config), for the file at `path`: relative paths in it
-    /// (a `waiting_page`; a `command`'s or `process`'s `command`, `current_dir` and
-    /// `lock_file`, see [`TriggerRegistry::relative_to`]) are taken from the file's folder,
+    /// (a `waiting_page`; `gateway.tls`'s `cert` and `key`; a `command`'s or `process`'s
+    /// `command`, `current_dir` and `lock_file`, see [`TriggerRegistry::relative_to`]) are
+    /// taken from the file's folder,
     /// and an unreadable file is an error. Its [`reloader`](Self::reloader) reads the file
     /// again.
     ///
@@ -280,6 +319,7 @@ impl Gateway {
         let build::Built {
             listen,
             timeouts,
+            tls,
             admin,
             fleet,
             monitor,
@@ -291,7 +331,7 @@ impl Gateway {
             sections,
         } = build::build(json, registry, base_dir, &requests, &mut startup)?;
         let reload = reload::Shared::new(
-            &monitor, routers, timeouts, sections, limits, startup, registry, base_dir, file,
+            &monitor, routers, timeouts, tls, sections, limits, startup, registry, base_dir, file,
             &requests,
         );
         Ok(Self {
@@ -330,6 +370,11 @@ impl Gateway {
     /// this router.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The scheme of the listener's URLs: `https` with `gateway.tls`, `http` without.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.reload.tls() { "https" } else { "http" }
     }
 
     /// Where the admin service listens, if the configuration has one.

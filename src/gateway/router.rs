@@ -46,6 +46,8 @@ pub struct Router {
     access_log: bool,
     /// The client of the connection this router serves, if it serves one.
     client: Option<IpAddr>,
+    /// Whether that connection is TLS: the forwarded headers say `https`.
+    tls: bool,
 }
 
 /// The routes, and the counts of their answers (this router's own, so that each worker
@@ -66,14 +68,17 @@ impl Router {
             }),
             access_log,
             client: None,
+            tls: false,
         }
     }
 
     /// This router, for the requests of one connection from `client`: the address the
-    /// forwarded headers report (unless a request has a `ClientAddr` of its own).
-    pub(super) fn for_client(&self, client: SocketAddr) -> Self {
+    /// forwarded headers report (unless a request has a `ClientAddr` of its own), and their
+    /// protocol, `https` if the connection is `tls`.
+    pub(super) fn for_client(&self, client: SocketAddr, tls: bool) -> Self {
         Self {
             client: Some(client.ip()),
+            tls,
             ..self.clone()
         }
     }
@@ -165,7 +170,7 @@ impl Router {
         let entry = self.access_log.then(|| route.entry(&request, self.client));
         let mut service = route.service.clone();
         if let Some(client) = self.client {
-            service.get_mut().for_client(client);
+            service.get_mut().for_client(client, self.tls);
         }
         let head = request.method() == Method::HEAD;
         // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.

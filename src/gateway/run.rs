@@ -13,7 +13,8 @@ use super::{Gateway, serve, workers};
 use {super::default_workers, super::shutdown_signal, crate::MinMonitor};
 
 impl Gateway {
-    /// Serves HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on `listener` until `shutdown`
+    /// Serves HTTP/1.1 and HTTP/2 on `listener` (over TLS with `gateway.tls`, ALPN choosing
+    /// the version; else cleartext, HTTP/2 by prior knowledge) until `shutdown`
     /// completes (e.g. [`shutdown_signal`]); then stops accepting, lets requests in flight
     /// finish within the [`shutdown_grace`](Self::shutdown_grace), stops the backend programs
     /// that the configuration's `process` triggers started (SIGTERM, then SIGKILL after each

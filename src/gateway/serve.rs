@@ -1,25 +1,17 @@
-//! Serving the gateway: HTTP/1.1 and HTTP/2 on one listener, and a graceful shutdown.
+//! Serving the gateway: HTTP/1.1 and HTTP/2 on one listener (cleartext, or TLS), and a
+//! graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Router;
-use super::cancels::{Cancels, Watched};
-use super::in_flight::{Closing, Counted, InFlight};
+use super::connection::Connection;
 use super::live::Live;
-use super::send_timeout::SendTimeout;
-use super::stalled::{Answer, Stalled};
-use super::streams::Streams;
-use crate::proxy::UpgradeGuard;
 
 /// The most a client's request head may hold, over either HTTP version: 64 KiB (Envoy's
 /// default is 60 KiB, nginx's 32). Past it, the request is answered 431, never forwarded.
@@ -128,143 +120,27 @@ pub(super) async fn serve(
         let Timeouts {
             header_read, send, ..
         } = settings.timeouts;
-        let served = settings.served.clone();
         let _ = stream.set_nodelay(true);
         // A client that vanished without closing (a laptop shut, a network gone) would keep
         // what its connection holds for ever: an upgraded socket relayed to the backend (the
         // backend counted busy, a turn of its limit) reads and writes nothing to time out.
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
-        // The client's address goes with the router, not in each request's extensions.
-        let router = router.for_client(addr);
-        let mut stopping = stopping.clone();
-        let open = open.clone();
-        tokio::spawn(async move {
-            // An upgraded connection holds both: the drain and the reload wait for it.
-            let upgrades = (open.clone(), served);
-            let _open = open;
-            let in_flight = Arc::new(InFlight::default());
-            let requests = Arc::clone(&in_flight);
-            let stalled = Arc::new(Stalled::default());
-            let watched = Arc::clone(&stalled);
-            let cancels = Arc::new(Cancels::new(Arc::clone(&in_flight)));
-            let service =
-                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                    let counted = requests.begin();
-                    let upgrade = request.headers().contains_key(http::header::UPGRADE)
-                        || request.method() == http::Method::CONNECT;
-                    if upgrade {
-                        // An upgraded connection outlives this task: shutdown waits for it too,
-                        // and over HTTP/2 it is a request in flight on this connection.
-                        let guard = UpgradeGuard::new((upgrades.clone(), requests.begin()));
-                        request.extensions_mut().insert(guard);
-                    }
-                    // Over HTTP/1.1, the socket's send timeout bounds a client that stops
-                    // taking an answer; over HTTP/2 each answer is watched.
-                    let http2 = request.version() == http::Version::HTTP_2;
-                    let watched = http2.then(|| Arc::clone(&watched));
-                    let pending = http2.then(|| cancels.begin());
-                    let answer = Watched::new(router.clone().answer(request), pending);
-                    async move {
-                        let response = answer.await?;
-                        Ok::<_, Infallible>(response.map(|body| {
-                            let body = Counted::new(body, counted);
-                            match watched {
-                                Some(watched) => Answer::Watched {
-                                    body: watched.watch(body),
-                                },
-                                None => Answer::Plain { body },
-                            }
-                        }))
-                    }
-                });
-            // Each HTTP/2 stream's task endable by the stall watch.
-            let mut builder = auto::Builder::new(Streams);
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_read)
-                .max_buf_size(MAX_REQUEST_HEAD);
-            builder
-                .http2()
-                // WebSockets over HTTP/2 (RFC 8441).
-                .enable_connect_protocol()
-                .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-                .max_header_list_size(MAX_REQUEST_HEAD as u32);
-            let stream = TokioIo::new(SendTimeout::new(stream, send));
-            let connection = builder.serve_connection_with_upgrades(stream, service);
-            let mut connection = std::pin::pin!(connection);
-            let _watch = AbortOnDrop(tokio::spawn({
-                let in_flight = Arc::clone(&in_flight);
-                async move {
-                    tokio::select! {
-                        () = in_flight.idle_for(header_read) => {}
-                        () = stalled.watch_every(send) => {}
-                    }
-                }
-            }));
-            let result = tokio::select! {
-                // Polled in order, all of them at each wake-up until one is ready: no random
-                // pick of the first one, which only matters between futures that compete.
-                biased;
-                result = connection.as_mut() => result,
-                why = in_flight.closed() => {
-                    match why {
-                        Closing::Idle => tracing::debug!(
-                            %addr,
-                            "no request for the header read timeout; closed"
-                        ),
-                        // Closed at once: a graceful close (`GOAWAY`) goes on taking streams
-                        // until the client answers a `PING`, which this client need never do.
-                        Closing::Resets => tracing::info!(
-                            %addr,
-                            "an HTTP/2 client reset too many requests before their answer \
-                             (a rapid reset); connection closed"
-                        ),
-                    }
-                    return;
-                }
-                _ = stopping.changed() => 'closing: {
-                    // At a reload, a connection on which no request has begun yet is closed
-                    // after its first: hyper may not have read its first bytes yet, and would
-                    // close it then without an answer (a client that connected as the reload
-                    // came, or a browser's preconnection). The shutdown closes it at once; a
-                    // second reload changes nothing to that.
-                    let mut at_shutdown = *stopping.borrow_and_update();
-                    while !at_shutdown && !in_flight.began() {
-                        let first = std::future::poll_fn(|cx| match connection.as_mut().poll(cx) {
-                            Poll::Ready(result) => Poll::Ready(Some(result)),
-                            // The request began within that poll: hyper has it.
-                            Poll::Pending if in_flight.began() => Poll::Ready(None),
-                            Poll::Pending => Poll::Pending,
-                        });
-                        tokio::select! {
-                            biased;
-                            ended = first => match ended {
-                                Some(result) => break 'closing result,
-                                None => break,
-                            },
-                            _ = in_flight.closed() => return,
-                            // An error: `serve` has returned, its grace over.
-                            changed = stopping.changed() => {
-                                at_shutdown = changed.is_err() || *stopping.borrow_and_update();
-                            }
-                        }
-                    }
-                    connection.as_mut().graceful_shutdown();
-                    // Still bounded as before: after a reload the connection is no shutdown's
-                    // to end, and an HTTP/2 client that never answers the GOAWAY's `PING`
-                    // would keep it (and the old routes) open.
-                    tokio::select! {
-                        biased;
-                        result = connection.as_mut() => result,
-                        _ = in_flight.closed() => return,
-                    }
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, %addr, "connection ended with an error");
-            }
-        });
+        let connection = Connection {
+            // The client's address goes with the router, not in each request's extensions.
+            router: router.for_client(addr, settings.tls.is_some()),
+            addr,
+            header_read,
+            send,
+            served: settings.served.clone(),
+            open: open.clone(),
+            stopping: stopping.clone(),
+        };
+        // Spawned as two futures, not one: a cleartext connection's task holds no room for
+        // a TLS session.
+        match &settings.tls {
+            None => tokio::spawn(connection.serve_tcp(stream)),
+            Some(tls) => tokio::spawn(connection.serve_tls(stream, tls.clone())),
+        };
     }
     drop(listener);
     drop(open);
@@ -289,15 +165,6 @@ fn keepalive() -> socket2::TcpKeepalive {
     #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
     let _ = KEEPALIVE_INTERVAL;
     keepalive
-}
-
-/// A task aborted when this is dropped: the idle watch ends with its connection.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// `shutdown`, announcing the drain when it completes (once per gateway, however many

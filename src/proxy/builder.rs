@@ -148,8 +148,9 @@ impl ProxyBuilder {
         self
     }
 
-    /// For a server that speaks cleartext only: the forwarded protocol is `http` whatever
-    /// scheme a client names.
+    /// For a server that tells each connection's protocol itself (the gateway's: `https` for
+    /// a TLS connection, see `Proxy::for_client`): otherwise `http`, whatever scheme a client
+    /// names.
     #[cfg(feature = "gateway")]
     pub(crate) fn cleartext_clients(mut self) -> Self {
         self.cleartext = true;

@@ -53,6 +53,15 @@ pub enum ForwardedHeaders {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// What a server knows of the connection a request came on, told once per connection
+/// (`Proxy::for_client`) rather than put in each request: the client's address, and whether
+/// the connection is TLS, which the forwarded headers report as the protocol `https`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Peer {
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) tls: bool,
+}
+
 #[cfg(feature = "gateway")]
 impl<B> super::Proxy<B> {
     /// Which forwarded headers this proxy keeps from its clients, trusted: `None` unless it

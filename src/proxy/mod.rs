@@ -156,7 +156,6 @@ pub use upgrade::UpgradeGuard;
 
 use std::convert::Infallible;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -186,10 +185,10 @@ use upload::Upload;
 /// axum's `Body`.
 pub struct Proxy<B = hyper::body::Incoming> {
     shared: Arc<Shared<B>>,
-    /// The client of requests without a [`ClientAddr`]: set by a server that makes a proxy
-    /// per connection ([`for_client`](Self::for_client)), which saves putting it in each
-    /// request's extensions (three allocations).
-    client: Option<IpAddr>,
+    /// The client of requests without a [`ClientAddr`], and whether its connection is TLS:
+    /// set by a server that makes a proxy per connection ([`for_client`](Self::for_client)),
+    /// which saves putting it in each request's extensions (three allocations).
+    peer: forwarded::Peer,
 }
 
 struct Shared<B> {
@@ -243,10 +242,14 @@ impl Proxy {
 
 impl<B> Proxy<B> {
     /// This proxy, for the requests of one connection from `client`: the address reported in
-    /// the forwarded headers of those without a [`ClientAddr`] in their extensions.
+    /// the forwarded headers of those without a [`ClientAddr`] in their extensions, and their
+    /// protocol, `https` if the connection is `tls`.
     #[cfg(feature = "gateway")]
-    pub(crate) fn for_client(&mut self, client: IpAddr) {
-        self.client = Some(client);
+    pub(crate) fn for_client(&mut self, client: std::net::IpAddr, tls: bool) {
+        self.peer = forwarded::Peer {
+            ip: Some(client),
+            tls,
+        };
     }
 }
 
@@ -254,7 +257,7 @@ impl<B> Clone for Proxy<B> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
-            client: self.client,
+            peer: self.peer,
         }
     }
 }
@@ -284,7 +287,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        Shared::start(&self.shared, request, self.client)
+        Shared::start(&self.shared, request, self.peer)
     }
 }
 
@@ -298,7 +301,7 @@ where
     fn start(
         this: &Arc<Self>,
         mut request: Request<B>,
-        client: Option<IpAddr>,
+        peer: forwarded::Peer,
     ) -> ResponseFuture<B> {
         let version = request.version();
         if request.method() == http::Method::TRACE && !this.allow_trace {
@@ -324,7 +327,7 @@ where
             Err(why) => return this.refuse(Failure::BadHost, why, &request),
         };
         let upgrade = client_upgrade.as_ref().is_some_and(ClientUpgrade::is_http1);
-        if let Coding::Other = this.prepare(&mut request, upgrade, client, host) {
+        if let Coding::Other = this.prepare(&mut request, upgrade, peer, host) {
             return this.refuse(
                 Failure::NotForwarded,
                 "a transfer coding besides chunked",

@@ -1,12 +1,10 @@
 //! The request as it goes on to the backend: its URI, version and headers.
 
-use std::net::IpAddr;
-
 use http::uri::Authority;
 use http::{HeaderValue, Request, Uri, Version, header};
 use http_body::Body;
 
-use super::forwarded::{self, Origin};
+use super::forwarded::{self, Origin, Peer};
 use super::headers::{self, Coding};
 use super::{ClientAddr, Shared};
 use crate::BoxError;
@@ -23,25 +21,22 @@ where
         &self,
         request: &mut Request<B>,
         upgrade: bool,
-        client: Option<IpAddr>,
+        peer: Peer,
         host: Option<HeaderValue>,
     ) -> Coding {
         // The scheme a request names is the client's word: an absolute-form target's is a
         // forward proxy's business, and HTTP/2's `:scheme` is believed only from a server that
-        // may be speaking TLS (the gateway speaks cleartext alone).
-        let proto = if !self.cleartext
-            && request.version() == Version::HTTP_2
-            && request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
-        {
-            "https"
-        } else {
-            "http"
-        };
+        // may be speaking TLS and does not say (the gateway says, for each connection).
+        let https = peer.tls
+            || (!self.cleartext
+                && request.version() == Version::HTTP_2
+                && request.uri().scheme() == Some(&http::uri::Scheme::HTTPS));
+        let proto = if https { "https" } else { "http" };
         let client = request
             .extensions()
             .get::<ClientAddr>()
             .map(|addr| addr.0.ip())
-            .or(client);
+            .or(peer.ip);
         // Over HTTP/2 the URI's authority is sent as `:authority`: the client's, unless
         // rewritten (the connection goes to the backend either way).
         let authority = (self.http2 && !self.rewrite_host)

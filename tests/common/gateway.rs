@@ -68,7 +68,9 @@ pub async fn listening_addr(gateway: &mut tokio::process::Child) -> SocketAddr {
             .expect("the gateway starts")
             .unwrap()
             .expect("the gateway prints its address");
-        if let Some(addr) = line.strip_prefix("gateway: listening on http://") {
+        let addr = (line.strip_prefix("gateway: listening on http://"))
+            .or_else(|| line.strip_prefix("gateway: listening on https://"));
+        if let Some(addr) = addr {
             break addr.parse().unwrap();
         }
     };
@@ -114,6 +116,20 @@ pub async fn start_gateway(
 ) -> InProcessGateway {
     let gateway = tower_monitor::gateway::Gateway::from_config(config, registry)
         .expect("a valid configuration");
+    serve_in_process(gateway).await
+}
+
+/// Serves the gateway of the configuration file `path` (its relative paths from its folder)
+/// on 127.0.0.1:0 in this process.
+pub async fn start_gateway_from_file(path: &std::path::Path) -> InProcessGateway {
+    let registry = tower_monitor::config::TriggerRegistry::new();
+    let gateway = tower_monitor::gateway::Gateway::from_config_file(path, &registry)
+        .expect("a valid configuration");
+    serve_in_process(gateway).await
+}
+
+/// Serves `gateway` on 127.0.0.1:0 in this process.
+async fn serve_in_process(gateway: tower_monitor::gateway::Gateway) -> InProcessGateway {
     let monitor = gateway.monitor().clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,4 +1,5 @@
-//! TLS for test servers on 127.0.0.1: a fresh self-signed certificate for "localhost".
+//! TLS on 127.0.0.1: fresh self-signed certificates (for test servers, and as PEM files for the
+//! gateway's listener), and clients that trust them.
 
 use std::sync::Arc;
 
@@ -20,4 +21,105 @@ pub fn self_signed_localhost() -> (TlsAcceptor, String) {
         .with_single_cert(vec![cert.cert.der().clone()], key)
         .unwrap();
     (TlsAcceptor::from(Arc::new(config)), pem)
+}
+
+/// A fresh self-signed certificate for 127.0.0.1 and "localhost", as PEM files hold it: the
+/// certificate, and its private key (PKCS#8).
+pub struct SelfSigned {
+    pub cert: String,
+    pub key: String,
+}
+
+impl SelfSigned {
+    pub fn new() -> Self {
+        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        let made = rcgen::generate_simple_self_signed(names).unwrap();
+        Self {
+            cert: made.cert.pem(),
+            key: made.signing_key.serialize_pem(),
+        }
+    }
+}
+
+/// A TLS connection to `addr` (named 127.0.0.1), trusting only the certificate `trusted` (PEM)
+/// and offering `alpn`; the handshake's error if it fails (bounded wait).
+pub async fn tls_connect(
+    addr: std::net::SocketAddr,
+    trusted: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(trusted.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::IpAddress(addr.ip().into());
+    let connect = async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        connector.connect(name, stream).await
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), connect)
+        .await
+        .expect("the handshake ends in time")
+}
+
+/// A folder of its own for a configuration file and the PEM files it names (`cert.pem`,
+/// `key.pem`); removed when dropped.
+pub struct Folder(std::path::PathBuf);
+
+impl Folder {
+    pub fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("tower-monitor-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.0.join(name), text).unwrap();
+    }
+
+    pub fn certificate(&self, certificate: &SelfSigned) {
+        self.write("cert.pem", &certificate.cert);
+        self.write("key.pem", &certificate.key);
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `GET /` for host `app` over a TLS connection to `addr` trusting `trusted` (HTTP/1.1,
+/// `connection: close`): the whole reply as text.
+pub async fn https_get(addr: std::net::SocketAddr, trusted: &str) -> String {
+    let mut tls = tls_connect(addr, trusted, &[b"http/1.1"])
+        .await
+        .expect("the handshake succeeds");
+    let request = b"GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut reply),
+    )
+    .await;
+    read.expect("a reply in time")
+        .expect("closed with close_notify");
+    String::from_utf8_lossy(&reply).into_owned()
 }

@@ -36,12 +36,15 @@ Options:
   -V, --version   print the version
 A value follows its option or an = sign: --config FILE or --config=FILE.
 
+Clients speak HTTP/1.1 or HTTP/2; with gateway.tls (a certificate chain and a private key,
+PEM files) over TLS (HTTPS, ALPN h2 and http/1.1), else cleartext.
 Logs go to stderr; RUST_LOG sets their level (default: info).
 Stops on SIGTERM or SIGINT, letting requests in flight finish (gateway.shutdown_grace); a
 second signal stops waiting for them, and still stops the backend programs it started, each
 within its stop_grace; a third kills them at once. On SIGHUP, reads the --config file again
-and applies it (routes, gateway.services, services...; gateway.listen, admin and fleet need
-a restart); a file with an error changes nothing.
+and applies it (routes, gateway.services, services, the gateway.tls certificate and key
+files read again...; gateway.listen, turning gateway.tls on or off, admin and fleet need a
+restart); a file with an error changes nothing.
 Exit codes: 0 done; 1 bad configuration, cannot listen or serve, or a shutdown that left
 connections open past the grace or a backend program running; 2 bad command line.
 ";
@@ -254,8 +257,9 @@ fn run(
         let reloader = config.is_some().then(|| gateway.reloader());
         tokio::spawn(super::signals::signals([first, second, third], reloader));
         // Said once the admin listener is bound too (see `serve_on_workers_then`).
+        let scheme = gateway.scheme();
         let ready = move |admin: Option<SocketAddr>| {
-            say(format_args!("gateway: listening on http://{local}"));
+            say(format_args!("gateway: listening on {scheme}://{local}"));
             if let Some(admin) = admin {
                 say(format_args!("gateway: admin on http://{admin}/"));
             }

@@ -42,15 +42,9 @@ pub(super) fn layer(
         layer = layer.retry_after(retry_after.0);
     }
     if let Some(file) = &settings.waiting_page {
-        // Named where it was looked for, as a relative `command` is: the file's folder may not
-        // be where the operator looks.
-        let base = base_dir.map(crate::config::paths::absolute);
-        let path = crate::config::paths::resolve(base.as_deref(), file);
+        // Named where it was looked for, as a relative `command` is.
+        let (path, shown) = crate::config::paths::locate(base_dir, file);
         let page = std::fs::read_to_string(&path).map_err(|e| {
-            let shown = match path == Path::new(file) {
-                true => format!("{file:?}"),
-                false => format!("{file:?} (at {:?})", path.display().to_string()),
-            };
             ConfigError::new(
                 format!("{at}.waiting_page"),
                 format!("cannot read {shown}: {e}"),

@@ -27,8 +27,9 @@ pub(super) use plan::Startup;
 /// all at once:
 ///
 /// - the routes, every `gateway.services.*` setting (the waiting page read again), the
-///   `access_log`, the `shutdown_grace`, and for new connections `header_read_timeout` and
-///   `send_timeout`, are the new file's;
+///   `access_log`, the `shutdown_grace`, and for new connections `header_read_timeout`,
+///   `send_timeout` and the TLS certificate and key (`gateway.tls`'s files read again,
+///   changed or not, so that a renewed certificate is served), are the new file's;
 /// - a service whose definition (its `services.NAME` section, and those of the services it
 ///   `depends_on`) is unchanged goes on as it was: its state, its running program, its idle
 ///   watch and its counters (and, its `limit` unchanged, its limit of requests in flight);
@@ -44,9 +45,10 @@ pub(super) use plan::Startup;
 ///   every connection open before the reload has closed, or at most `shutdown_grace` after
 ///   the reload.
 ///
-/// A file that is not valid, or that changes `gateway.listen`, the `admin` section or the
-/// `fleet` section (or, with a `fleet` section, the `services`), changes nothing: the error
-/// names the field. Each reload is logged: at info with what changed, or at error.
+/// A file that is not valid (a TLS file that cannot be used too: the certificate in use
+/// stays), or that changes `gateway.listen`, turns `gateway.tls` on or off, or changes the
+/// `admin` section or the `fleet` section (or, with a `fleet` section, the `services`),
+/// changes nothing: the error names the field. Each reload is logged: at info with what changed, or at error.
 ///
 /// ```no_run
 /// use tower_monitor::config::TriggerRegistry;
@@ -88,6 +90,9 @@ pub struct Reloaded {
     pub kept: Vec<String>,
     /// How many routes there are now.
     pub routes: usize,
+    /// Whether the listener speaks TLS: then its certificate and key were read again from
+    /// their files (changed or not), and the connections accepted from now on get them.
+    pub tls: bool,
 }
 
 impl fmt::Display for Reloaded {
@@ -104,7 +109,11 @@ impl fmt::Display for Reloaded {
             list(&self.changed),
             list(&self.kept),
             self.routes
-        )
+        )?;
+        if self.tls {
+            f.write_str("; TLS certificate and key read again")?;
+        }
+        Ok(())
     }
 }
 
@@ -150,6 +159,7 @@ impl Shared {
         monitor: &Arc<MinMonitor>,
         routers: super::workers::Routers,
         timeouts: super::serve::Timeouts,
+        tls: Option<tokio_rustls::TlsAcceptor>,
         sections: Sections,
         limits: BTreeMap<String, crate::proxy::InFlightLimit>,
         startup: Startup,
@@ -162,6 +172,7 @@ impl Shared {
         let settings = Settings {
             routers: Arc::new(routers),
             timeouts,
+            tls,
             served,
         };
         let (publish, _) = tokio::sync::watch::channel(Arc::new(settings));
@@ -190,6 +201,11 @@ impl Shared {
     /// The shutdown grace of the configuration in use.
     pub(super) fn grace(&self) -> Duration {
         self.publish.borrow().timeouts.grace
+    }
+
+    /// Whether the listener speaks TLS (which no reload changes).
+    pub(super) fn tls(&self) -> bool {
+        self.publish.borrow().tls.is_some()
     }
 }
 
@@ -325,9 +341,11 @@ impl Shared {
         };
         let (served, all_served) = live::served();
         let grace = built.timeouts.grace;
+        let tls = built.tls.is_some();
         self.publish.send_replace(Arc::new(Settings {
             routers: Arc::new(built.routers),
             timeouts: built.timeouts,
+            tls: built.tls,
             served,
         }));
         let retired = retire::Retired {
@@ -355,6 +373,7 @@ impl Shared {
             changed,
             kept: kept.into_iter().collect(),
             routes: built.routes,
+            tls,
         })
     }
 }

@@ -88,6 +88,21 @@ impl Reuse for Plan<'_> {
             );
             return Err(needs_restart("gateway.listen", &what));
         }
+        if old.tls != new.tls {
+            // The listener's scheme, which clients name in their URLs, as they name its
+            // address.
+            let (turning, now) = match new.tls {
+                true => ("on", "cleartext HTTP"),
+                false => ("off", "HTTPS"),
+            };
+            return Err(ConfigError::new(
+                "gateway.tls",
+                format!(
+                    "turning TLS {turning} needs a restart (the listener speaks {now} now): put \
+                     it back as it was, or restart the gateway"
+                ),
+            ));
+        }
         if old.admin != new.admin {
             return Err(needs_restart("admin", "the admin section"));
         }

@@ -121,7 +121,7 @@ impl ProxyBuilder {
                 gone_hold,
                 local_said: Arc::default(),
             }),
-            client: None,
+            peer: super::super::forwarded::Peer::default(),
         })
     }
 }

@@ -1,0 +1,377 @@
+//! The gateway's HTTPS listener (`gateway.tls`), on 127.0.0.1 with certificates made here:
+//! curl over HTTP/2 (ALPN) and HTTP/1.1, the backend told `https`, a WebSocket over TLS, a
+//! client that never completes its handshake, a plain HTTP request on the port, the
+//! certificate rotated by a reload (SIGHUP), and the errors of each bad field.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Folder, SelfSigned, https_get};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tower_monitor::config::TriggerRegistry;
+use tower_monitor::gateway::Gateway;
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
+
+/// The folder with `certificate` in `cert.pem` and `key.pem`, and a configuration of one
+/// service, "app" on `backend`, whose `gateway` section has `fields` (each with a leading
+/// comma) besides `"tls": { "cert": "cert.pem", "key": "key.pem" }`.
+fn folder(tag: &str, certificate: &SelfSigned, backend: SocketAddr, fields: &str) -> Folder {
+    let folder = Folder::new(tag);
+    folder.certificate(certificate);
+    folder.write("gateway.json", &config(backend, TLS, fields));
+    folder
+}
+
+const TLS: &str = r#", "tls": { "cert": "cert.pem", "key": "key.pem" }"#;
+
+/// A configuration of one service, "app" on `backend` (told both kinds of forwarded
+/// headers), with `fields` in its `gateway` section.
+fn config(backend: SocketAddr, tls: &str, fields: &str) -> String {
+    format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "services": {{ "app": {{ "forwarded": "both" }} }}{tls}{fields} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    )
+}
+
+/// A backend that answers the forwarded headers it got: `X-Forwarded-Proto`, then `Forwarded`.
+async fn forwarded_echo() -> common::Server {
+    common::serve(
+        axum::Router::new().fallback(|headers: http::HeaderMap| async move {
+            let header = |name: &str| {
+                let value = headers.get(name).map(|v| v.to_str().unwrap().to_string());
+                value.unwrap_or_else(|| "-".into())
+            };
+            format!("{} {}", header("x-forwarded-proto"), header("forwarded"))
+        }),
+    )
+    .await
+}
+
+/// The gateway program on the configuration in `folder`, with `--workers 2`: the program, the
+/// address it listens on (it must say `https://`), and its log, line by line.
+async fn program(
+    folder: &Folder,
+) -> (
+    tokio::process::Child,
+    SocketAddr,
+    mpsc::UnboundedReceiver<String>,
+) {
+    let mut program = tokio::process::Command::new(PROGRAM)
+        .arg("--config")
+        .arg(folder.path("gateway.json"))
+        .args(["--workers", "2"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(program.stdout.take().unwrap()).lines();
+    let said = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await;
+    let said = said
+        .expect("the gateway starts")
+        .unwrap()
+        .expect("it says where it listens");
+    let addr = said
+        .strip_prefix("gateway: listening on https://")
+        .unwrap_or_else(|| panic!("not an https:// address: {said}"))
+        .parse()
+        .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    let (lines, log) = mpsc::unbounded_channel();
+    let mut stderr = BufReader::new(program.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let _ = lines.send(line);
+        }
+    });
+    (program, addr, log)
+}
+
+/// The next line of `log` that contains `wanted` (bounded wait).
+async fn logged(log: &mut mpsc::UnboundedReceiver<String>, wanted: &str) -> String {
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = log.recv().await {
+            if line.contains(wanted) {
+                return line;
+            }
+        }
+        panic!("the log ended before {wanted:?}");
+    });
+    found
+        .await
+        .unwrap_or_else(|_| panic!("never logged {wanted:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_gets_http2_and_http11_over_tls_and_the_backend_is_told_https() {
+    let backend = forwarded_echo().await;
+    let certificate = SelfSigned::new();
+    let folder = folder("curl", &certificate, backend.addr, "");
+    let (mut gateway, addr, _log) = program(&folder).await;
+    let url = format!("https://127.0.0.1:{}/", addr.port());
+    let cacert = folder.path("cert.pem");
+    let cacert = cacert.to_str().unwrap();
+    let told = format!(
+        r#"https for=127.0.0.1;host="127.0.0.1:{}";proto=https"#,
+        addr.port()
+    );
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let said = common::curl(&["--cacert", cacert, flag, "-w", " %{http_version}", &url]).await;
+        assert_eq!(said, format!("{told} {version}"), "curl {flag}");
+    }
+    common::sigterm_then_exits_0(&mut gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_tls_echoes_and_holds_the_shutdown() {
+    let (backend, server) = common::websocket_echo_backend().await;
+    let certificate = SelfSigned::new();
+    let folder = folder(
+        "websocket",
+        &certificate,
+        backend,
+        r#", "shutdown_grace": "10s""#,
+    );
+    let mut gateway = common::start_gateway_from_file(&folder.path("gateway.json")).await;
+    let tls = common::tls_connect(gateway.addr, &certificate.cert, &[b"http/1.1"])
+        .await
+        .unwrap();
+    let url = format!("wss://127.0.0.1:{}/chat", gateway.addr.port());
+    let (socket, response) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    assert_eq!(response.status(), 101);
+    common::shutdown_waits_for(&mut gateway, socket).await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_complete_its_handshake_holds_no_one_up_and_is_closed() {
+    let backend = forwarded_echo().await;
+    let certificate = SelfSigned::new();
+    let fields = r#", "header_read_timeout": "1s""#;
+    let folder = folder("handshake", &certificate, backend.addr, fields);
+    let gateway = common::start_gateway_from_file(&folder.path("gateway.json")).await;
+    let began = tokio::time::Instant::now();
+    let mut silent = TcpStream::connect(gateway.addr).await.unwrap();
+    // A TLS record's header, announcing a handshake message that never comes.
+    let mut halfway = TcpStream::connect(gateway.addr).await.unwrap();
+    halfway.write_all(&[22, 3, 1, 0, 200]).await.unwrap();
+    // Answered meanwhile: the accept loop does not wait for a handshake.
+    let reply = https_get(gateway.addr, &certificate.cert).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.ends_with("https for=127.0.0.1;host=\"app\";proto=https"),
+        "{reply}"
+    );
+    let mut byte = [0u8; 1];
+    let open = silent.try_read(&mut byte);
+    assert!(
+        matches!(&open, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{open:?}"
+    );
+    // Once through its handshake, a client that asks nothing is closed by the idle watch, as
+    // a cleartext one is (within twice the bound).
+    let mut quiet = common::tls_connect(gateway.addr, &certificate.cert, &[b"h2"])
+        .await
+        .unwrap();
+    common::closed_without_answer(&mut silent, Duration::from_secs(5)).await;
+    common::closed_without_answer(&mut halfway, Duration::from_secs(5)).await;
+    assert!(
+        began.elapsed() >= Duration::from_millis(900),
+        "closed before the bound"
+    );
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), quiet.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the idle connection stayed open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_closes_a_connection_still_in_its_handshake() {
+    let backend = forwarded_echo().await;
+    let certificate = SelfSigned::new();
+    let fields = r#", "header_read_timeout": "30s", "shutdown_grace": "10s""#;
+    let folder = folder("shutdown", &certificate, backend.addr, fields);
+    let mut gateway = common::start_gateway_from_file(&folder.path("gateway.json")).await;
+    let mut silent = TcpStream::connect(gateway.addr).await.unwrap();
+    // Accepted after the silent one: that one is in its handshake.
+    let reply = https_get(gateway.addr, &certificate.cert).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    gateway.shut_down();
+    let ended = gateway.ended_within(Duration::from_secs(3)).await;
+    assert_eq!(ended, Some(true), "the shutdown waited for the handshake");
+    common::closed_without_answer(&mut silent, Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_request_on_the_tls_port_is_answered_400_and_https_goes_on() {
+    let backend = forwarded_echo().await;
+    let certificate = SelfSigned::new();
+    let folder = folder("plain", &certificate, backend.addr, "");
+    let gateway = common::start_gateway_from_file(&folder.path("gateway.json")).await;
+    let request = "GET / HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    let reply = common::exchange(gateway.addr, request).await;
+    assert!(reply.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{reply}");
+    assert!(
+        reply.ends_with("use https:// instead of http://\n"),
+        "{reply}"
+    );
+    let reply = https_get(gateway.addr, &certificate.cert).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_rotates_the_certificate_and_a_bad_one_is_refused() {
+    let (backend, server) = common::websocket_echo_backend().await;
+    let (old, new) = (SelfSigned::new(), SelfSigned::new());
+    let folder = folder("rotate", &old, backend, "");
+    let (mut gateway, addr, mut log) = program(&folder).await;
+    let tls = common::tls_connect(addr, &old.cert, &[b"http/1.1"])
+        .await
+        .unwrap();
+    let url = format!("wss://127.0.0.1:{}/chat", addr.port());
+    let (mut socket, _) = tokio_tungstenite::client_async(&url, tls).await.unwrap();
+    common::echoes(&mut socket, "before").await;
+
+    // Renewed as certbot renews: the same files, new contents, then SIGHUP.
+    folder.certificate(&new);
+    common::signal(&gateway, "HUP").await;
+    let line = logged(&mut log, "configuration reloaded").await;
+    assert!(
+        line.contains("TLS certificate and key read again"),
+        "{line}"
+    );
+    let refused = common::tls_connect(addr, &old.cert, &[b"http/1.1"]).await;
+    assert!(
+        refused.is_err(),
+        "a new connection still gets the old certificate"
+    );
+    common::tls_connect(addr, &new.cert, &[b"http/1.1"])
+        .await
+        .expect("the new certificate");
+    // The socket opened before goes on, on its session of the old certificate.
+    common::echoes(&mut socket, "after").await;
+
+    // A key that does not match: the whole file is refused, the new certificate stays.
+    folder.write("key.pem", &old.key);
+    common::signal(&gateway, "HUP").await;
+    let line = logged(&mut log, "reload refused").await;
+    assert!(
+        line.contains("gateway.tls.key: the private key in \"key.pem\""),
+        "{line}"
+    );
+    assert!(
+        line.contains("does not match the certificate in \"cert.pem\""),
+        "{line}"
+    );
+    common::tls_connect(addr, &new.cert, &[b"http/1.1"])
+        .await
+        .expect("the certificate in use");
+
+    // Turning TLS off needs a restart.
+    folder.write("gateway.json", &config(backend, "", ""));
+    common::signal(&gateway, "HUP").await;
+    let line = logged(&mut log, "reload refused").await;
+    assert!(
+        line.contains("gateway.tls: turning TLS off needs a restart"),
+        "{line}"
+    );
+    common::echoes(&mut socket, "still").await;
+    drop(socket);
+    common::sigterm_then_exits_0(&mut gateway).await;
+    server.abort();
+}
+
+/// The error of the configuration in `folder` (its `gateway.json` as made by [`Folder::with`]).
+fn error_of(folder: &Folder) -> String {
+    let loaded = Gateway::from_config_file(&folder.path("gateway.json"), &TriggerRegistry::new());
+    loaded
+        .expect_err("a bad gateway.tls is refused")
+        .to_string()
+}
+
+#[test]
+fn each_bad_file_is_named_with_its_field_and_what_is_wrong() {
+    let backend: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (one, other) = (SelfSigned::new(), SelfSigned::new());
+    let folder = folder("errors", &one, backend, "");
+    let at = |name: &str| format!("(at {:?})", folder.path(name).display().to_string());
+    let cases: [(&str, &str, &str, String); 6] = [
+        (
+            "cert.pem",
+            "",
+            "gateway.tls.cert",
+            format!("cannot read \"cert.pem\" {}", at("cert.pem")),
+        ),
+        (
+            "key.pem",
+            "",
+            "gateway.tls.key",
+            format!("cannot read \"key.pem\" {}", at("key.pem")),
+        ),
+        (
+            "cert.pem",
+            &one.key,
+            "gateway.tls.cert",
+            "are `cert` and `key` swapped?".into(),
+        ),
+        (
+            "key.pem",
+            &one.cert,
+            "gateway.tls.key",
+            "it holds a certificate".into(),
+        ),
+        (
+            "key.pem",
+            &other.key,
+            "gateway.tls.key",
+            "does not match the certificate".into(),
+        ),
+        (
+            "cert.pem",
+            "-----BEGIN CERTIFICATE-----\n!!\n",
+            "gateway.tls.cert",
+            "not valid PEM".into(),
+        ),
+    ];
+    for (file, text, field, said) in cases {
+        folder.certificate(&one);
+        if text.is_empty() {
+            std::fs::remove_file(folder.path(file)).unwrap();
+        } else {
+            folder.write(file, text);
+        }
+        let error = error_of(&folder);
+        assert!(error.starts_with(&format!("{field}: ")), "{file}: {error}");
+        assert!(error.contains(&said), "{file}: {error}");
+    }
+    folder.certificate(&one);
+    let unknown = r#", "tls": { "cert": "cert.pem", "certificate": "cert.pem" }"#;
+    folder.write("gateway.json", &config(backend, unknown, ""));
+    assert!(error_of(&folder).starts_with("gateway.tls.certificate: unknown field"));
+
+    // `--check` reads the files as the startup does.
+    folder.write("gateway.json", &config(backend, TLS, ""));
+    let check = |folder: &Folder| {
+        std::process::Command::new(PROGRAM)
+            .arg("--config")
+            .arg(folder.path("gateway.json"))
+            .arg("--check")
+            .output()
+            .unwrap()
+    };
+    assert!(check(&folder).status.success());
+    folder.write("key.pem", &other.key);
+    let checked = check(&folder);
+    assert_eq!(checked.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        said.contains("configuration error: gateway.tls.key: the private key in"),
+        "{said}"
+    );
+}
