@@ -122,9 +122,15 @@ struct Gateway {
 
 impl Gateway {
     async fn start(tag: &str, text: impl Fn(&str) -> String) -> Self {
+        Self::start_with(tag, text, &[]).await
+    }
+
+    /// [`start`](Self::start) with more command-line arguments.
+    async fn start_with(tag: &str, text: impl Fn(&str) -> String, args: &[&str]) -> Self {
         let script = common::TempFile::new(&format!("{tag}-backend"), BACKEND);
         let config = common::TempFile::new(tag, &text(script.path()));
-        let (mut program, addr) = common::spawn_gateway_program(PROGRAM, config.path(), true).await;
+        let (mut program, addr) =
+            common::spawn_gateway_program_with(PROGRAM, config.path(), true, args).await;
         let mut lines = tokio::io::BufReader::new(program.stderr.take().unwrap()).lines();
         let (tx, log) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -413,6 +419,45 @@ async fn an_invalid_file_or_a_new_listen_address_changes_nothing() {
     // The configuration in use serves as before: /a/, not /b/, and the same program.
     assert_eq!(get(gateway.addr, "/a/").await, (200, before));
     assert_eq!(get(gateway.addr, "/b/").await.0, 404);
+    gateway.stop().await;
+}
+
+/// With `--listen`, the file's `gateway.listen` is not where the gateway listens: a reload may
+/// change it, and checks the services against the address `--listen` gave (a service there
+/// would be the gateway itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_listen_given_a_reload_checks_the_services_against_it_not_the_file() {
+    let (backend, flag) = (common::refused_addr().await, common::refused_addr().await);
+    let v1 = |script: &str| config(script, &[("/a/", "app")], &[Service("app", backend, "one")]);
+    let args = ["--listen", &flag.to_string()];
+    let mut gateway = Gateway::start_with("reload-listen-flag", v1, &args).await;
+    assert_eq!(gateway.addr, flag);
+
+    let moved = config(
+        gateway.script(),
+        &[("/b/", "app")],
+        &[Service("app", backend, "one")],
+    )
+    .replace("127.0.0.1:0", "127.0.0.1:1");
+    let line = gateway.reload(&moved).await;
+    assert!(line.contains("configuration reloaded"), "{line}");
+    assert_eq!(get(flag, "/b/").await.0, 200);
+
+    let looped = config(
+        gateway.script(),
+        &[("/a/", "app")],
+        &[Service("app", flag, "one")],
+    );
+    let line = gateway.reload(&looped).await;
+    assert!(
+        line.contains("reload refused") && line.contains("--listen"),
+        "{line}"
+    );
+    assert_eq!(
+        get(flag, "/b/").await.0,
+        200,
+        "the configuration in use goes on"
+    );
     gateway.stop().await;
 }
 

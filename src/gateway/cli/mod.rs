@@ -229,6 +229,7 @@ fn run(
                 eprintln!("{NAME}: configuration error: {error}");
                 return ExitCode::FAILURE;
             }
+            gateway.reload.listen_flag(listen);
         }
         if check {
             // Said with what was checked: a bare `--check` checks the demo, not a file.

@@ -125,6 +125,9 @@ pub(super) struct Shared {
     registry: TriggerRegistry,
     base_dir: Option<PathBuf>,
     file: Option<PathBuf>,
+    /// The address `--listen` gave in place of `gateway.listen`, if it did: a reload checks
+    /// the services against it, and the file's `listen`, unused, may change.
+    listen_flag: std::sync::OnceLock<std::net::SocketAddr>,
     /// Held through a reload: reloads are applied one after the other.
     state: tokio::sync::Mutex<State>,
 }
@@ -183,6 +186,7 @@ impl Shared {
             registry: registry.clone(),
             base_dir: base_dir.map(Path::to_path_buf),
             file: file.map(Path::to_path_buf),
+            listen_flag: std::sync::OnceLock::new(),
             state: tokio::sync::Mutex::new(State {
                 sections,
                 limits,
@@ -262,6 +266,11 @@ impl Reloader {
 }
 
 impl Shared {
+    /// Tells the reloads that the gateway listens on `listen`, given by `--listen`.
+    pub(in crate::gateway) fn listen_flag(&self, listen: std::net::SocketAddr) {
+        let _ = self.listen_flag.set(listen);
+    }
+
     async fn apply(&self, json: &str) -> Result<Reloaded, ConfigError> {
         let mut state = self.state.lock().await;
         #[cfg(unix)]
@@ -283,6 +292,7 @@ impl Shared {
             .collect();
         let (opener, gate) = gate::gate();
         let mut plan = plan::Plan::new(&state.sections, &state.limits, &self.monitor, &gate);
+        plan.listen_flag = self.listen_flag.get().copied();
         let built = build::build(
             json,
             &self.registry,
@@ -290,6 +300,9 @@ impl Shared {
             &self.requests,
             &mut plan,
         )?;
+        if let Some(&listen) = self.listen_flag.get() {
+            crate::gateway::own_address::check(&built.monitor, listen, "--listen")?;
+        }
         // Committed: from here on nothing fails.
         let plan::Plan {
             added,

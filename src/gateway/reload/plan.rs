@@ -33,6 +33,8 @@ pub(super) struct Plan<'a> {
     pub(super) limits: &'a BTreeMap<String, crate::proxy::InFlightLimit>,
     /// The stop flag of each new definition's start (see [`AfterStop`]), by name.
     pub(super) retired_flags: BTreeMap<String, Arc<AtomicBool>>,
+    /// Where the gateway listens if `--listen` said so: then the file's `listen` is not used.
+    pub(super) listen_flag: Option<std::net::SocketAddr>,
 }
 
 impl<'a> Plan<'a> {
@@ -53,6 +55,7 @@ impl<'a> Plan<'a> {
             kept: BTreeSet::new(),
             probe_now: Vec::new(),
             retired_flags: BTreeMap::new(),
+            listen_flag: None,
         }
     }
 }
@@ -81,7 +84,10 @@ fn dependencies(service: &Value) -> impl Iterator<Item = &str> {
 impl Reuse for Plan<'_> {
     fn sections(&mut self, new: &Sections) -> Result<(), ConfigError> {
         let (old, new_listen) = (self.old, new.listen.parse::<std::net::SocketAddr>().ok());
-        if old.listen.parse::<std::net::SocketAddr>().ok() != new_listen {
+        // With `--listen`, the file's address is not where the gateway listens: it may change.
+        if self.listen_flag.is_none()
+            && old.listen.parse::<std::net::SocketAddr>().ok() != new_listen
+        {
             let what = format!(
                 "the listening address ({} in use, {} now)",
                 old.listen, new.listen
