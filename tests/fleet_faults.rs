@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_support::*;
-use tower_monitor::{BoxError, MonitoredService, ServiceState, trigger};
+use tower_monitor::{BoxError, MinMonitor, MonitoredService, ServiceState, trigger};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_mid_run_serves_on_local_state_and_stops_nothing_until_it_is_back() {
@@ -89,16 +89,19 @@ async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_ex
     assert_eq!(backend.starts(), 1, "one takeover");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let backend = Backend::new(Duration::ZERO).await;
+/// Replicas a and b of one service, and a request to a that has begun a's start: a's
+/// `on_down` waits for the gate answered, then fails; b's would start `backend`.
+async fn a_failing_start(
+    redis: &RedisServer,
+    backend: &Arc<Backend>,
+) -> (
+    Arc<tokio::sync::Notify>,
+    Arc<MinMonitor>,
+    Arc<MinMonitor>,
+    tokio::task::JoinHandle<u16>,
+) {
     let gate = Arc::new(tokio::sync::Notify::new());
     let opened = Arc::clone(&gate);
-    // a's on_down waits for the test, then fails: a's start ends (Starting → Down) and it tries
-    // to free its lease and announce "down".
     let failing =
         MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
             let opened = Arc::clone(&opened);
@@ -110,12 +113,23 @@ async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
     let a = replica(fleet(&redis.url(), "t", "a"), failing);
     let b = replica(
         fleet(&redis.url(), "t", "b"),
-        service(&backend, Duration::from_secs(60), GRACE),
+        service(backend, Duration::from_secs(60), GRACE),
     );
     redis.wait_for_listeners("t", 2).await;
-
     let a_request = Arc::clone(&a);
     let first = tokio::spawn(async move { request(&a_request, None, 1).await });
+    (gate, a, b, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    // a's on_down waits for the test, then fails: a's start ends (Starting → Down) and it tries
+    // to free its lease and announce "down".
+    let (gate, a, b, first) = a_failing_start(&redis, &backend).await;
     let lease = ["GET", "t:svc:app:lease"];
     let mine =
         |reply: &Option<String>| reply.as_deref().is_some_and(|r| r.contains("starting:1:a"));
@@ -166,25 +180,7 @@ async fn a_failed_start_is_counted_by_the_replica_that_led_it_only() {
         return;
     };
     let backend = Backend::new(Duration::ZERO).await;
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let opened = Arc::clone(&gate);
-    let failing =
-        MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
-            let opened = Arc::clone(&opened);
-            async move {
-                opened.notified().await;
-                Err::<(), BoxError>("boot failed".into())
-            }
-        }));
-    let a = replica(fleet(&redis.url(), "t", "a"), failing);
-    let b = replica(
-        fleet(&redis.url(), "t", "b"),
-        service(&backend, Duration::from_secs(60), GRACE),
-    );
-    redis.wait_for_listeners("t", 2).await;
-
-    let a_request = Arc::clone(&a);
-    let first = tokio::spawn(async move { request(&a_request, None, 1).await });
+    let (gate, a, b, first) = a_failing_start(&redis, &backend).await;
     assert!(
         eventually(Duration::from_secs(5), || state(&b)
             == ServiceState::Starting)
@@ -197,7 +193,7 @@ async fn a_failed_start_is_counted_by_the_replica_that_led_it_only() {
         eventually(Duration::from_secs(5), || state(&b) == ServiceState::Down).await,
         "b never heard that a's start failed"
     );
-    let failed = |monitor: &tower_monitor::MinMonitor| monitor.snapshot()[0].counters.failed_starts;
+    let failed = |monitor: &MinMonitor| monitor.snapshot()[0].counters.failed_starts;
     assert_eq!(failed(&a), 1, "the replica that led the start");
     assert_eq!(failed(&b), 0, "b counted a start it did not lead");
     assert_eq!(backend.starts(), 0);
