@@ -13,8 +13,8 @@ pub(crate) const EVERY: Duration = Duration::from_secs(60);
 /// One kind of line's window: the first of them at its level, and then the first after each
 /// [`EVERY`], with how many were said at debug since the last; the others at debug. Those said
 /// at debug are counted out at its level when their minute ends, so a flood that stops is
-/// reported within a minute, not only with the next line. As the admin service's refusals are
-/// logged.
+/// reported within a minute, not only with the next line. The admin service's refusals are
+/// logged so too.
 #[derive(Debug, Default)]
 pub(crate) struct OnceAMinute(Mutex<Window>);
 
@@ -111,10 +111,43 @@ mod tests {
         let at = |secs| start + Duration::from_secs(secs);
         let quiet = |first| Said::Quiet { first_since: first };
         assert_eq!(window.said(at(0)), Said::Loud(0));
-        assert_eq!(window.said(at(0)), quiet(Some(at(0))));
-        assert_eq!(window.said(at(59)), quiet(None));
-        assert_eq!(window.said(at(60)), Said::Loud(2));
-        assert_eq!(window.said(at(3600)), Said::Loud(0));
+        assert_eq!(
+            window.said(at(0)),
+            quiet(Some(at(0))),
+            "the first quiet one"
+        );
+        for secs in [1, 59] {
+            assert_eq!(window.said(at(secs)), quiet(None), "at {secs} s");
+        }
+        assert_eq!(window.said(at(60)), Said::Loud(3));
+        assert_eq!(window.said(at(61)), quiet(Some(at(60))));
+        // Long after: loud at once, with the one said quietly meanwhile.
+        assert_eq!(window.said(at(3600)), Said::Loud(1));
+        assert_eq!(window.said(at(3660)), Said::Loud(0));
+    }
+
+    #[test]
+    fn the_count_at_a_minutes_end_is_of_that_minute_only() {
+        let window = OnceAMinute::default();
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        window.said(at(0));
+        window.said(at(1));
+        window.said(at(2));
+        assert_eq!(window.count_out(at(0), at(60)), Some(2));
+        assert_eq!(window.count_out(at(0), at(60)), None, "counted once");
+        // The count began a minute: the next line within it is quiet.
+        assert_eq!(
+            window.said(at(61)),
+            Said::Quiet {
+                first_since: Some(at(60))
+            }
+        );
+        // A loud line reported it first: a count of the older minute says nothing.
+        assert_eq!(window.said(at(120)), Said::Loud(1));
+        window.said(at(121));
+        assert_eq!(window.count_out(at(60), at(121)), None);
+        assert_eq!(window.count_out(at(120), at(180)), Some(1));
     }
 
     /// A flood that stops is counted out when its minute ends, without a next line.

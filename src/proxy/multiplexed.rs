@@ -6,7 +6,6 @@
 //! client. A proxy has one backend, so it keeps one connection, every request a stream of it:
 //! made on the first request, made again once the backend has closed it.
 
-use std::io;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::upstream::{Failed, UpstreamError};
-use crate::BoxError;
+use crate::{BoxError, SharedError};
 
 /// One HTTP/2 connection to one backend, shared by every request of a proxy.
 pub(crate) struct Multiplexed<B> {
@@ -38,8 +37,10 @@ struct Slot<B> {
     generation: u64,
     /// When the last request was sent.
     used: Instant,
-    /// When the last try to connect failed, and how.
-    failed: Option<(Instant, io::ErrorKind)>,
+    /// When the last try to connect failed, and its error: the answer of the requests that
+    /// waited for it, the same error (a timeout, a refusal, or this process out of file
+    /// descriptors, which must not read as a refusal).
+    failed: Option<(Instant, SharedError)>,
 }
 
 impl<B> Multiplexed<B>
@@ -115,9 +116,8 @@ where
         }
         // A connection tried while this request waited for it failed: that is its answer too,
         // not one more try after it (one after another, each up to the connect timeout).
-        if let Some((_, kind)) = slot.failed.filter(|&(failed, _)| failed >= asked) {
-            let error = io::Error::new(kind, "the connection being made to the backend failed");
-            return Err(UpstreamError::Connect(error.into()));
+        if let Some((_, error)) = slot.failed.as_ref().filter(|(failed, _)| *failed >= asked) {
+            return Err(UpstreamError::Connect(Box::new(Arc::clone(error))));
         }
         let connected = async {
             let stream = self.connector.clone().call(self.backend.clone()).await?;
@@ -130,8 +130,9 @@ where
         let (sender, connection) = match connected.await {
             Ok(connected) => connected,
             Err(error) => {
-                slot.failed = Some((Instant::now(), io_kind(&*error)));
-                return Err(UpstreamError::Connect(error));
+                let error = SharedError::from(error);
+                slot.failed = Some((Instant::now(), Arc::clone(&error)));
+                return Err(UpstreamError::Connect(Box::new(error)));
             }
         };
         tokio::spawn(async move {
@@ -148,18 +149,6 @@ where
         );
         Ok(sender)
     }
-}
-
-/// The kind of the first I/O error in `error`'s chain (a timeout, a refusal), or `Other`.
-fn io_kind(error: &(dyn std::error::Error + 'static)) -> io::ErrorKind {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(io) = error.downcast_ref::<io::Error>() {
-            return io.kind();
-        }
-        next = error.source();
-    }
-    io::ErrorKind::Other
 }
 
 /// Drops connection `generation` from `slot` once no request has been sent on it for
@@ -191,6 +180,7 @@ fn let_go_when_idle<B: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::failure::Failure;
     use super::*;
     use bytes::Bytes;
     use http_body_util::{Empty, Full};
@@ -255,15 +245,43 @@ mod tests {
                 })
             })
             .collect();
+        let mut chains = Vec::new();
         for request in waiting {
             let failed = request.await.unwrap().unwrap_err();
             assert!(failed.unsent.is_some(), "no connection: nothing of it left");
             let error = failed.error;
-            assert_eq!(io_kind(&error), io::ErrorKind::TimedOut, "{error}");
+            assert_eq!(Failure::of(&error), Failure::Timeout, "{}", chain(&error));
+            chains.push(chain(&error));
         }
         // One connect timeout, not five one after another.
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // Each gets the connect's own error, not a stand-in that tells less of it.
+        assert!(chains.windows(2).all(|two| two[0] == two[1]), "{chains:#?}");
         drop((listener, fillers));
+    }
+
+    /// A connect that failed for want of this process's own file descriptors was given to the
+    /// requests that waited for it as an error of its kind alone, which has no number for
+    /// `EMFILE`: they read it as a refusal, a gone backend (502, marked down, `on_down` run)
+    /// where the first request got its 503.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_shared_connect_failure_for_want_of_file_descriptors_is_the_process_own() {
+        const EMFILE: i32 = 24;
+        let error: BoxError = Box::new(std::io::Error::from_raw_os_error(EMFILE));
+        let shared = UpstreamError::Connect(Box::new(SharedError::from(error)));
+        assert_eq!(Failure::of(&shared), Failure::Local, "{}", chain(&shared));
+    }
+
+    /// `error` and its causes, as the proxy's log line gives them.
+    fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+        let mut text = error.to_string();
+        let mut next = error.source();
+        while let Some(cause) = next {
+            text = format!("{text}: {cause}");
+            next = cause.source();
+        }
+        text
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

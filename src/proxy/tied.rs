@@ -11,6 +11,12 @@
 //! its end ([`Cut`], the answer's lease): the request's body is dropped at once, which lets go
 //! of the client's stream, and hyper's task, woken, resets the backend's (`CANCEL`). An answer
 //! read to its end leaves the upload to go on.
+//!
+//! Not when the backend has stopped reading the upload, its window for it used up: hyper's
+//! task then holds a frame it took from the body and waits for window before it looks at the
+//! body again, and nothing outside it can reset the stream (h2 resets one only once nothing
+//! holds it, and the task holds its sending half). The backend's stream stays until the
+//! backend reads on or the connection ends; the client's is reset all the same.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
