@@ -14,15 +14,23 @@ use crate::SharedError;
 
 /// Whether `error` is this process running out of a resource of its own: file descriptors
 /// (`EMFILE`, or `ENFILE` for the whole system's), local ports (`EADDRNOTAVAIL`, which is what
-/// a connect gets once the ephemeral ports towards that address are all in use; also an
-/// address family the host has no address of, such as IPv6 turned off, which is no more the
-/// backend's doing), buffer space (`ENOBUFS`) or memory (`ENOMEM`).
+/// a connect gets once the ephemeral ports towards that address are all in use), buffer space
+/// (`ENOBUFS`) or memory (`ENOMEM`).
+///
+/// `EADDRNOTAVAIL` is also what a connect to `::1` gets on a host with IPv6 turned off
+/// (Docker's default), where a service at `localhost` resolves to `127.0.0.1` and `::1`: a
+/// backend that crashed is refused on the first, and the error is the second's. On such a host
+/// it is not taken for a shortage: the backend is then gone, as it is.
 pub(crate) fn ran_out(error: &io::Error) -> bool {
-    if matches!(
-        error.kind(),
-        io::ErrorKind::AddrNotAvailable | io::ErrorKind::OutOfMemory
-    ) {
-        return true;
+    ran_out_on(error, ipv6_usable())
+}
+
+/// [`ran_out`] on a host where IPv6 is usable or not.
+fn ran_out_on(error: &io::Error, ipv6_usable: bool) -> bool {
+    match error.kind() {
+        io::ErrorKind::OutOfMemory => return true,
+        io::ErrorKind::AddrNotAvailable => return ipv6_usable,
+        _ => {}
     }
     // No `ErrorKind` names these (they are `Uncategorized`): their numbers, on Linux.
     #[cfg(target_os = "linux")]
@@ -35,6 +43,13 @@ pub(crate) fn ran_out(error: &io::Error) -> bool {
         }
     }
     false
+}
+
+/// Whether this host can use IPv6's loopback address, looked at once (a socket bound and
+/// dropped): a host with IPv6 turned off cannot.
+fn ipv6_usable() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *USABLE.get_or_init(|| std::net::UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok())
 }
 
 /// The first I/O error in `error`'s chain, itself included, that says this process ran out of
@@ -66,7 +81,7 @@ mod tests {
     #[test]
     fn out_of_ports_or_memory_is_the_process_own_shortage() {
         for kind in [io::ErrorKind::AddrNotAvailable, io::ErrorKind::OutOfMemory] {
-            assert!(ran_out(&io::Error::from(kind)), "{kind:?}");
+            assert!(ran_out_on(&io::Error::from(kind), true), "{kind:?}");
         }
     }
 
@@ -76,8 +91,22 @@ mod tests {
         // EMFILE, ENFILE, ENOBUFS, and EADDRNOTAVAIL and ENOMEM by their numbers.
         for code in [24, 23, 105, 99, 12] {
             let error = io::Error::from_raw_os_error(code);
-            assert!(ran_out(&error), "{code}: {error}");
+            assert!(ran_out_on(&error, true), "{code}: {error}");
         }
+    }
+
+    #[test]
+    fn out_of_ports_on_a_host_without_ipv6_is_not_a_shortage() {
+        let error = io::Error::from(io::ErrorKind::AddrNotAvailable);
+        assert!(ran_out_on(&error, true));
+        assert!(!ran_out_on(&error, false), "what ::1 gets with IPv6 off");
+        let out_of_memory = io::Error::from(io::ErrorKind::OutOfMemory);
+        assert!(ran_out_on(&out_of_memory, false));
+        #[cfg(target_os = "linux")]
+        assert!(
+            ran_out_on(&io::Error::from_raw_os_error(24), false),
+            "EMFILE"
+        );
     }
 
     #[test]
@@ -117,7 +146,7 @@ mod tests {
 
     #[test]
     fn the_cause_is_found_down_the_chain_and_through_a_shared_error() {
-        let out = || io::Error::from(io::ErrorKind::AddrNotAvailable);
+        let out = || io::Error::from(io::ErrorKind::OutOfMemory);
         let wrapped = Wrapped(out());
         assert!(cause(&wrapped).is_some());
         let shared: SharedError = Arc::new(Wrapped(out()));

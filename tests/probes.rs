@@ -335,8 +335,8 @@ async fn expect_silence_is_down_at_the_timeout() {
     );
 }
 
-/// A probe that fails because this process is out of a resource of its own (here its local
-/// ports, `EADDRNOTAVAIL`; out of file descriptors, `EMFILE`, alike) says nothing of the
+/// A probe that fails because this process is out of a resource of its own (here its memory,
+/// `ENOMEM`; out of file descriptors, `EMFILE`, or local ports, alike) says nothing of the
 /// backend: a service up stays up, its requests still go to it (the proxy answers for itself
 /// if it cannot reach it either), and nothing starts it. It used to be marked down, and its
 /// requests answered 500.
@@ -352,7 +352,7 @@ async fn a_probe_out_of_local_resources_leaves_a_backend_up_and_forwarded_to() {
         let short = shortage.load(Ordering::SeqCst);
         async move {
             if short {
-                let error = std::io::Error::from(std::io::ErrorKind::AddrNotAvailable);
+                let error = std::io::Error::from(std::io::ErrorKind::OutOfMemory);
                 return Err::<bool, BoxError>(error.into());
             }
             Ok(true)
