@@ -68,8 +68,10 @@ impl Member {
                         // not be here yet: look before starting the backend a second time. If
                         // it answers, the lease is kept and this replica's poller ends Starting
                         // (after `ready_after`, if set), which frees it announcing the state.
-                        if registered.answers_now().await {
-                            tracing::debug!(service = %me.name, "fleet: the lease was free and the backend answers; not starting it again");
+                        // So too if the look could not be made (this process out of file
+                        // descriptors): the backend may be up, and the start timeout bounds it.
+                        if registered.answers_now().await != Some(false) {
+                            tracing::debug!(service = %me.name, "fleet: the lease was free and the backend answers (or could not be looked at); not starting it again");
                             registered.ensure_polling();
                             return;
                         }
@@ -121,7 +123,7 @@ impl Member {
         if registered.state() != ServiceState::Starting {
             return;
         }
-        if registered.answers_now().await {
+        if registered.answers_now().await != Some(false) {
             registered.ensure_polling();
             return;
         }

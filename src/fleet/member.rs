@@ -166,7 +166,7 @@ impl Member {
                 // since without a lease (by hand, or by a replica that could not reach Redis),
                 // and no replica would stop it again while the mark lasts, if ever (they go
                 // Down at their stop timeout, and nothing idles once all are down).
-                if registered.answers_now().await {
+                if registered.answers_now().await == Some(true) {
                     tracing::info!(service = %me.name, "fleet: {} answers although the fleet stopped it and no lease was taken since; stopping it if the fleet is idle", me.name);
                     attempt = me
                         .try_lease_past(Kind::Stopping, idle_check, Some(mark))

@@ -64,16 +64,19 @@ impl Registered {
     /// Whether the backend answers right now: one probe of its own (not joined to one that
     /// began earlier, not held back by `ready_after`), bounded by the probe timeout, its
     /// result applied to nothing. For a fleet replica about to start a backend that another
-    /// replica may have started already.
+    /// replica may have started already, or to stop one it finds running. `None` when this
+    /// process could not make the probe for want of its own resources (`EMFILE`): that says
+    /// nothing of the backend, which is then neither started nor stopped on its word.
     #[cfg(feature = "fleet")]
-    pub(crate) async fn answers_now(&self) -> bool {
+    pub(crate) async fn answers_now(&self) -> Option<bool> {
         // The call inside the future: a probe that panics before it returns one is caught too.
         let probe = AssertUnwindSafe(async { self.service.probe.probe(&self.service.url).await })
             .catch_unwind();
-        matches!(
-            tokio::time::timeout(self.service.probe_timeout, probe).await,
-            Ok(Ok(Ok(true)))
-        )
+        match tokio::time::timeout(self.service.probe_timeout, probe).await {
+            Ok(Ok(Ok(answers))) => Some(answers),
+            Ok(Ok(Err(error))) if crate::local_resources::cause(&*error).is_some() => None,
+            _ => Some(false),
+        }
     }
 
     fn probe_job(&self) -> impl Future<Output = Result<bool, SharedError>> + Send + 'static {
