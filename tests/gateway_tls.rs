@@ -1,7 +1,8 @@
 //! The gateway's HTTPS listener (`gateway.tls`), on 127.0.0.1 with certificates made here:
 //! curl over HTTP/2 (ALPN) and HTTP/1.1, the backend told `https`, a WebSocket over TLS, a
-//! client that never completes its handshake, a plain HTTP request on the port, the
-//! certificate rotated by a reload (SIGHUP), and the errors of each bad field.
+//! client that never completes its handshake, a plain HTTP request on the port, a client that
+//! breaks the protocol (not warned of), the certificate rotated by a reload (SIGHUP), and the
+//! errors of each bad field.
 
 mod common;
 
@@ -223,6 +224,48 @@ async fn a_plain_http_request_on_the_tls_port_is_answered_400_and_https_goes_on(
     );
     let reply = https_get(gateway.addr, &certificate.cert).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_breaks_the_tls_protocol_is_not_warned_of() {
+    let backend = forwarded_echo().await;
+    let certificate = SelfSigned::new();
+    let fields = r#", "access_log": true"#;
+    let folder = folder("quiet", &certificate, backend.addr, fields);
+    let (mut gateway, addr, mut log) = program(&folder).await;
+    // What a scanner may send first: application data, a ChangeCipherSpec, a warning alert.
+    let records: [&[u8]; 3] = [
+        &[23, 3, 3, 0, 1, 0],
+        &[20, 3, 3, 0, 1, 1],
+        &[21, 3, 3, 0, 2, 1, 0],
+    ];
+    for record in records {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(record).await.unwrap();
+        // Its end too: the warning alert alone would leave the handshake waiting.
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest));
+        assert!(read.await.is_ok(), "{record:?}: the connection stayed open");
+    }
+    // Logged after whatever those were: the log is written as it happens.
+    let reply = https_get(addr, &certificate.cert).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let mut before = Vec::new();
+    let request = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = log.recv().await {
+            if line.contains("path=/") {
+                return;
+            }
+            before.push(line);
+        }
+    });
+    assert!(request.await.is_ok(), "no access log line: {before:#?}");
+    assert!(
+        !before.iter().any(|line| line.contains("WARN")),
+        "{before:#?}"
+    );
+    common::sigterm_then_exits_0(&mut gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
