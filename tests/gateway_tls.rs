@@ -124,7 +124,9 @@ async fn curl_gets_http2_and_http11_over_tls_and_the_backend_is_told_https() {
         r#"https for=127.0.0.1;host="127.0.0.1:{}";proto=https"#,
         addr.port()
     );
-    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+    // ALPN offering h2 and http/1.1, http/1.1 alone, nothing (curl then speaks HTTP/1.1).
+    let cases = [("--http2", "2"), ("--http1.1", "1.1"), ("--no-alpn", "1.1")];
+    for (flag, version) in cases {
         let said = common::curl(&["--cacert", cacert, flag, "-w", " %{http_version}", &url]).await;
         assert_eq!(said, format!("{told} {version}"), "curl {flag}");
     }
