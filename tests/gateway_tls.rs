@@ -1,7 +1,9 @@
 //! The gateway's HTTPS listener (`gateway.tls`), on 127.0.0.1 with certificates made here:
 //! curl over HTTP/2 (ALPN) and HTTP/1.1, the backend told `https`, a WebSocket over TLS, a
-//! client that never completes its handshake, a plain HTTP request on the port, the
-//! certificate rotated by a reload (SIGHUP), and the errors of each bad field.
+//! client that never completes its handshake, a plain HTTP request on the port, a client that
+//! breaks the protocol (not warned of), the certificate rotated by a reload (SIGHUP), the
+//! errors of each bad field, and headless Chromium loading a page over HTTP/2 whose WebSocket
+//! echoes.
 
 mod common;
 
@@ -122,7 +124,9 @@ async fn curl_gets_http2_and_http11_over_tls_and_the_backend_is_told_https() {
         r#"https for=127.0.0.1;host="127.0.0.1:{}";proto=https"#,
         addr.port()
     );
-    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+    // ALPN offering h2 and http/1.1, http/1.1 alone, nothing (curl then speaks HTTP/1.1).
+    let cases = [("--http2", "2"), ("--http1.1", "1.1"), ("--no-alpn", "1.1")];
+    for (flag, version) in cases {
         let said = common::curl(&["--cacert", cacert, flag, "-w", " %{http_version}", &url]).await;
         assert_eq!(said, format!("{told} {version}"), "curl {flag}");
     }
@@ -223,6 +227,48 @@ async fn a_plain_http_request_on_the_tls_port_is_answered_400_and_https_goes_on(
     );
     let reply = https_get(gateway.addr, &certificate.cert).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_breaks_the_tls_protocol_is_not_warned_of() {
+    let backend = forwarded_echo().await;
+    let certificate = SelfSigned::new();
+    let fields = r#", "access_log": true"#;
+    let folder = folder("quiet", &certificate, backend.addr, fields);
+    let (mut gateway, addr, mut log) = program(&folder).await;
+    // What a scanner may send first: application data, a ChangeCipherSpec, a warning alert.
+    let records: [&[u8]; 3] = [
+        &[23, 3, 3, 0, 1, 0],
+        &[20, 3, 3, 0, 1, 1],
+        &[21, 3, 3, 0, 2, 1, 0],
+    ];
+    for record in records {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(record).await.unwrap();
+        // Its end too: the warning alert alone would leave the handshake waiting.
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest));
+        assert!(read.await.is_ok(), "{record:?}: the connection stayed open");
+    }
+    // Logged after whatever those were: the log is written as it happens.
+    let reply = https_get(addr, &certificate.cert).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let mut before = Vec::new();
+    let request = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = log.recv().await {
+            if line.contains("path=/") {
+                return;
+            }
+            before.push(line);
+        }
+    });
+    assert!(request.await.is_ok(), "no access log line: {before:#?}");
+    assert!(
+        !before.iter().any(|line| line.contains("WARN")),
+        "{before:#?}"
+    );
+    common::sigterm_then_exits_0(&mut gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,4 +420,81 @@ fn each_bad_file_is_named_with_its_field_and_what_is_wrong() {
         said.contains("configuration error: gateway.tls.key: the private key in"),
         "{said}"
     );
+}
+
+/// The page the browser loads: it opens a WebSocket to `/chat` on its own origin, and reports
+/// to `/report` the protocol its own load used and the echo of what it sent (or the error).
+const PAGE: &str = r#"<!doctype html><title>over TLS</title>
+<script>
+const [navigation] = performance.getEntriesByType("navigation");
+const report = (what) => fetch("/report?" + new URLSearchParams({
+    protocol: navigation.nextHopProtocol, ...what }));
+const socket = new WebSocket("wss://" + location.host + "/chat");
+socket.onopen = () => socket.send("hello over TLS");
+socket.onmessage = (message) => report({ echoed: message.data });
+socket.onerror = () => report({ echoed: "(a WebSocket error)" });
+</script>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_loads_a_page_over_http2_and_its_websocket_echoes() {
+    let Some(browser) = common::chromium_or_skip() else {
+        return;
+    };
+    let (reports, mut reported) = mpsc::unbounded_channel();
+    let page = axum::Router::new()
+        .route(
+            "/report",
+            axum::routing::get(move |query: axum::extract::RawQuery| {
+                let _ = reports.send(query.0.unwrap_or_default());
+                async { http::StatusCode::NO_CONTENT }
+            }),
+        )
+        .fallback(|| async { axum::response::Html(PAGE) });
+    let page = common::serve(page).await;
+    let (sockets, server) = common::websocket_echo_backend().await;
+    let certificate = SelfSigned::new();
+    let folder = Folder::new("chromium");
+    folder.certificate(&certificate);
+    folder.write(
+        "gateway.json",
+        &format!(
+            r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "access_log": true{TLS},
+                               "routes": [ {{ "path_prefix": "/chat", "service": "chat" }},
+                                           {{ "service": "page" }} ] }},
+                 "services": {{
+                     "page": {{ "url": "http://{}/", "grace_period": "30s" }},
+                     "chat": {{ "url": "http://{sockets}/", "grace_period": "30s" }} }} }}"#,
+            page.addr
+        ),
+    );
+    let (mut gateway, addr, mut log) = program(&folder).await;
+    // Trusted by its public key: Chromium on Linux takes an authority from an NSS database
+    // only, which no tool at hand writes; this trusts that one key, not any certificate.
+    let trust = format!(
+        "--ignore-certificate-errors-spki-list={}",
+        certificate.spki_sha256
+    );
+    let url = format!("https://127.0.0.1:{}/", addr.port());
+    let profile = Folder::new("chromium-profile");
+    // Left open until the page has reported: a DOM dumped at its load would not wait for
+    // the WebSocket.
+    let mut chromium = common::chromium_command(&browser, &profile.path(""), &[&trust], &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(30), reported.recv()).await;
+    // Stopped as a user closes it, so that it stops its own processes.
+    common::sigterm(&chromium).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), chromium.wait()).await;
+    if stopped.is_err() {
+        chromium.kill().await.unwrap();
+    }
+    let report = report.expect("the page reports").unwrap();
+    assert_eq!(report, "protocol=h2&echoed=hello+over+TLS");
+    // Over the page's HTTP/2 connection (RFC 8441), not an HTTP/1.1 one of its own.
+    let socket = logged(&mut log, "path=/chat").await;
+    assert!(socket.contains("method=CONNECT"), "{socket}");
+    common::sigterm_then_exits_0(&mut gateway).await;
+    server.abort();
 }

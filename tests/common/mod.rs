@@ -310,16 +310,16 @@ pub fn chromium_or_skip() -> Option<std::path::PathBuf> {
     found
 }
 
-/// Runs headless Chromium (`browser`) on `url` with `args`, in a profile of its own that is
-/// removed afterwards and with its background traffic off; bounded to 50 s.
-pub async fn run_chromium(browser: &std::path::Path, args: &[&str], url: &str) -> Output {
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
-    let profile = std::env::temp_dir().join(format!(
-        "tower-monitor-chromium-{}-{}",
-        std::process::id(),
-        RUNS.fetch_add(1, Ordering::SeqCst)
-    ));
-    let run = tokio::process::Command::new(browser)
+/// Headless Chromium (`browser`) on `url` with `args`, in the profile folder `profile`, with
+/// its background traffic off; killed when dropped.
+pub fn chromium_command(
+    browser: &std::path::Path,
+    profile: &std::path::Path,
+    args: &[&str],
+    url: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(browser);
+    command
         .args([
             "--headless",
             "--no-sandbox",
@@ -335,8 +335,20 @@ pub async fn run_chromium(browser: &std::path::Path, args: &[&str], url: &str) -
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .arg(url)
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs headless Chromium (`browser`) on `url` with `args`, in a profile of its own that is
+/// removed afterwards and with its background traffic off; bounded to 50 s.
+pub async fn run_chromium(browser: &std::path::Path, args: &[&str], url: &str) -> Output {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let profile = std::env::temp_dir().join(format!(
+        "tower-monitor-chromium-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::SeqCst)
+    ));
+    let run = chromium_command(browser, &profile, args, url).output();
     let output = tokio::time::timeout(Duration::from_secs(50), run)
         .await
         .expect("the browser run is bounded")

@@ -24,21 +24,47 @@ pub fn self_signed_localhost() -> (TlsAcceptor, String) {
 }
 
 /// A fresh self-signed certificate for 127.0.0.1 and "localhost", as PEM files hold it: the
-/// certificate, and its private key (PKCS#8).
+/// certificate, and its private key (PKCS#8); and the SHA-256 of its public key (its
+/// SubjectPublicKeyInfo), in base64, as Chromium's `--ignore-certificate-errors-spki-list`
+/// takes it to trust this one certificate.
 pub struct SelfSigned {
     pub cert: String,
     pub key: String,
+    pub spki_sha256: String,
 }
 
 impl SelfSigned {
     pub fn new() -> Self {
         let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
         let made = rcgen::generate_simple_self_signed(names).unwrap();
+        use rcgen::PublicKeyData;
+        let spki = made.signing_key.subject_public_key_info();
+        let suite = tokio_rustls::rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+        let sha256 = suite.tls13().unwrap().common.hash_provider.hash(&spki);
         Self {
             cert: made.cert.pem(),
             key: made.signing_key.serialize_pem(),
+            spki_sha256: base64(sha256.as_ref()),
         }
     }
+}
+
+/// `bytes` in standard base64, padded.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::new();
+    for chunk in bytes.chunks(3) {
+        let word = chunk.iter().enumerate().fold(0u32, |word, (i, &byte)| {
+            word | u32::from(byte) << (16 - 8 * i)
+        });
+        for i in 0..4 {
+            text.push(match i <= chunk.len() {
+                true => char::from(ALPHABET[(word >> (18 - 6 * i) & 63) as usize]),
+                false => '=',
+            });
+        }
+    }
+    text
 }
 
 /// A TLS connection to `addr` (named 127.0.0.1), trusting only the certificate `trusted` (PEM)
