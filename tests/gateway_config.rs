@@ -1,6 +1,6 @@
 //! The gateway's configuration: the per-service settings (hold mode, `Retry-After`, the waiting
-//! page, the wake policy) shape the answers; the admin listener comes from the file. Its errors
-//! are in `gateway_config_errors.rs`.
+//! page, the wake policy) shape the answers; the admin listener comes from the file; each bad
+//! file `gateway.tls` names is said so. Its other errors are in `gateway_config_errors.rs`.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::with_gateway;
+use common::{Folder, SelfSigned, tls_config, tls_folder, with_gateway};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower_monitor::config::TriggerRegistry;
@@ -256,4 +256,93 @@ async fn the_admin_listener_from_the_file_serves_status_and_guards_the_actions()
     assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
     assert!(rebound.contains("attacker.example"), "{rebound}");
     assert!(!rebound.contains(r#""app""#), "{rebound}");
+}
+
+/// The error of the configuration in `folder` (its `gateway.json` as [`tls_folder`] made it).
+fn error_of(folder: &Folder) -> String {
+    let loaded = Gateway::from_config_file(&folder.path("gateway.json"), &TriggerRegistry::new());
+    loaded
+        .expect_err("a bad gateway.tls is refused")
+        .to_string()
+}
+
+#[test]
+fn each_bad_file_is_named_with_its_field_and_what_is_wrong() {
+    let backend: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (one, other) = (SelfSigned::new(), SelfSigned::new());
+    let folder = tls_folder("errors", &one, backend, "");
+    let at = |name: &str| format!("(at {:?})", folder.path(name).display().to_string());
+    let cases: [(&str, &str, &str, String); 6] = [
+        (
+            "cert.pem",
+            "",
+            "gateway.tls.cert",
+            format!("cannot read \"cert.pem\" {}", at("cert.pem")),
+        ),
+        (
+            "key.pem",
+            "",
+            "gateway.tls.key",
+            format!("cannot read \"key.pem\" {}", at("key.pem")),
+        ),
+        (
+            "cert.pem",
+            &one.key,
+            "gateway.tls.cert",
+            "are `cert` and `key` swapped?".into(),
+        ),
+        (
+            "key.pem",
+            &one.cert,
+            "gateway.tls.key",
+            "it holds a certificate".into(),
+        ),
+        (
+            "key.pem",
+            &other.key,
+            "gateway.tls.key",
+            "does not match the certificate".into(),
+        ),
+        (
+            "cert.pem",
+            "-----BEGIN CERTIFICATE-----\n!!\n",
+            "gateway.tls.cert",
+            "not valid PEM".into(),
+        ),
+    ];
+    for (file, text, field, said) in cases {
+        folder.certificate(&one);
+        if text.is_empty() {
+            std::fs::remove_file(folder.path(file)).unwrap();
+        } else {
+            folder.write(file, text);
+        }
+        let error = error_of(&folder);
+        assert!(error.starts_with(&format!("{field}: ")), "{file}: {error}");
+        assert!(error.contains(&said), "{file}: {error}");
+    }
+    folder.certificate(&one);
+    let unknown = r#", "tls": { "cert": "cert.pem", "certificate": "cert.pem" }"#;
+    folder.write("gateway.json", &tls_config(backend, unknown, ""));
+    assert!(error_of(&folder).starts_with("gateway.tls.certificate: unknown field"));
+
+    // `--check` reads the files as the startup does.
+    folder.write("gateway.json", &tls_config(backend, common::TLS, ""));
+    let check = |folder: &Folder| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tower-monitor-gateway"))
+            .arg("--config")
+            .arg(folder.path("gateway.json"))
+            .arg("--check")
+            .output()
+            .unwrap()
+    };
+    assert!(check(&folder).status.success());
+    folder.write("key.pem", &other.key);
+    let checked = check(&folder);
+    assert_eq!(checked.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        said.contains("configuration error: gateway.tls.key: the private key in"),
+        "{said}"
+    );
 }

@@ -1,45 +1,21 @@
 //! The gateway's HTTPS listener (`gateway.tls`), on 127.0.0.1 with certificates made here:
 //! curl over HTTP/2 (ALPN) and HTTP/1.1, the backend told `https`, a WebSocket over TLS, a
 //! client that never completes its handshake, a plain HTTP request on the port, a client that
-//! breaks the protocol (not warned of), the certificate rotated by a reload (SIGHUP), the
-//! errors of each bad field, and headless Chromium loading a page over HTTP/2 whose WebSocket
-//! echoes.
+//! breaks the protocol (not warned of), the certificate rotated by a reload (SIGHUP), and
+//! headless Chromium loading a page over HTTP/2 whose WebSocket echoes. The errors of each bad
+//! file are in `gateway_config.rs`.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Folder, SelfSigned, https_get};
+use common::{Folder, SelfSigned, TLS, https_get, tls_config as config, tls_folder as folder};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tower_monitor::config::TriggerRegistry;
-use tower_monitor::gateway::Gateway;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
-
-/// The folder with `certificate` in `cert.pem` and `key.pem`, and a configuration of one
-/// service, "app" on `backend`, whose `gateway` section has `fields` (each with a leading
-/// comma) besides `"tls": { "cert": "cert.pem", "key": "key.pem" }`.
-fn folder(tag: &str, certificate: &SelfSigned, backend: SocketAddr, fields: &str) -> Folder {
-    let folder = Folder::new(tag);
-    folder.certificate(certificate);
-    folder.write("gateway.json", &config(backend, TLS, fields));
-    folder
-}
-
-const TLS: &str = r#", "tls": { "cert": "cert.pem", "key": "key.pem" }"#;
-
-/// A configuration of one service, "app" on `backend` (told both kinds of forwarded
-/// headers), with `fields` in its `gateway` section.
-fn config(backend: SocketAddr, tls: &str, fields: &str) -> String {
-    format!(
-        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
-                           "services": {{ "app": {{ "forwarded": "both" }} }}{tls}{fields} }},
-             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
-    )
-}
 
 /// A backend that answers the forwarded headers it got: `X-Forwarded-Proto`, then `Forwarded`.
 async fn forwarded_echo() -> common::Server {
@@ -331,95 +307,6 @@ async fn a_reload_rotates_the_certificate_and_a_bad_one_is_refused() {
     drop(socket);
     common::sigterm_then_exits_0(&mut gateway).await;
     server.abort();
-}
-
-/// The error of the configuration in `folder` (its `gateway.json` as made by [`Folder::with`]).
-fn error_of(folder: &Folder) -> String {
-    let loaded = Gateway::from_config_file(&folder.path("gateway.json"), &TriggerRegistry::new());
-    loaded
-        .expect_err("a bad gateway.tls is refused")
-        .to_string()
-}
-
-#[test]
-fn each_bad_file_is_named_with_its_field_and_what_is_wrong() {
-    let backend: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let (one, other) = (SelfSigned::new(), SelfSigned::new());
-    let folder = folder("errors", &one, backend, "");
-    let at = |name: &str| format!("(at {:?})", folder.path(name).display().to_string());
-    let cases: [(&str, &str, &str, String); 6] = [
-        (
-            "cert.pem",
-            "",
-            "gateway.tls.cert",
-            format!("cannot read \"cert.pem\" {}", at("cert.pem")),
-        ),
-        (
-            "key.pem",
-            "",
-            "gateway.tls.key",
-            format!("cannot read \"key.pem\" {}", at("key.pem")),
-        ),
-        (
-            "cert.pem",
-            &one.key,
-            "gateway.tls.cert",
-            "are `cert` and `key` swapped?".into(),
-        ),
-        (
-            "key.pem",
-            &one.cert,
-            "gateway.tls.key",
-            "it holds a certificate".into(),
-        ),
-        (
-            "key.pem",
-            &other.key,
-            "gateway.tls.key",
-            "does not match the certificate".into(),
-        ),
-        (
-            "cert.pem",
-            "-----BEGIN CERTIFICATE-----\n!!\n",
-            "gateway.tls.cert",
-            "not valid PEM".into(),
-        ),
-    ];
-    for (file, text, field, said) in cases {
-        folder.certificate(&one);
-        if text.is_empty() {
-            std::fs::remove_file(folder.path(file)).unwrap();
-        } else {
-            folder.write(file, text);
-        }
-        let error = error_of(&folder);
-        assert!(error.starts_with(&format!("{field}: ")), "{file}: {error}");
-        assert!(error.contains(&said), "{file}: {error}");
-    }
-    folder.certificate(&one);
-    let unknown = r#", "tls": { "cert": "cert.pem", "certificate": "cert.pem" }"#;
-    folder.write("gateway.json", &config(backend, unknown, ""));
-    assert!(error_of(&folder).starts_with("gateway.tls.certificate: unknown field"));
-
-    // `--check` reads the files as the startup does.
-    folder.write("gateway.json", &config(backend, TLS, ""));
-    let check = |folder: &Folder| {
-        std::process::Command::new(PROGRAM)
-            .arg("--config")
-            .arg(folder.path("gateway.json"))
-            .arg("--check")
-            .output()
-            .unwrap()
-    };
-    assert!(check(&folder).status.success());
-    folder.write("key.pem", &other.key);
-    let checked = check(&folder);
-    assert_eq!(checked.status.code(), Some(1));
-    let said = String::from_utf8_lossy(&checked.stderr);
-    assert!(
-        said.contains("configuration error: gateway.tls.key: the private key in"),
-        "{said}"
-    );
 }
 
 /// The page the browser loads: it opens a WebSocket to `/chat` on its own origin, and reports

@@ -130,6 +130,33 @@ impl Drop for Folder {
     }
 }
 
+/// The folder with `certificate` in `cert.pem` and `key.pem`, and a configuration of one
+/// service, "app" on `backend`, whose `gateway` section has `fields` (each with a leading
+/// comma) besides `"tls": { "cert": "cert.pem", "key": "key.pem" }`.
+pub fn tls_folder(
+    tag: &str,
+    certificate: &SelfSigned,
+    backend: std::net::SocketAddr,
+    fields: &str,
+) -> Folder {
+    let folder = Folder::new(tag);
+    folder.certificate(certificate);
+    folder.write("gateway.json", &tls_config(backend, TLS, fields));
+    folder
+}
+
+pub const TLS: &str = r#", "tls": { "cert": "cert.pem", "key": "key.pem" }"#;
+
+/// A configuration of one service, "app" on `backend` (told both kinds of forwarded
+/// headers), with `fields` in its `gateway` section.
+pub fn tls_config(backend: std::net::SocketAddr, tls: &str, fields: &str) -> String {
+    format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [ {{ "service": "app" }} ],
+                           "services": {{ "app": {{ "forwarded": "both" }} }}{tls}{fields} }},
+             "services": {{ "app": {{ "url": "http://{backend}/", "grace_period": "30s" }} }} }}"#
+    )
+}
+
 /// `GET /` for host `app` over a TLS connection to `addr` trusting `trusted` (HTTP/1.1,
 /// `connection: close`): the whole reply as text.
 pub async fn https_get(addr: std::net::SocketAddr, trusted: &str) -> String {
