@@ -388,3 +388,50 @@ async fn a_probe_out_of_local_resources_leaves_a_backend_up_and_forwarded_to() {
     assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
     assert_eq!(count(&wakes), 0, "on_down ran");
 }
+
+/// A start whose probes can no longer be made (this process out of its own resources) ends at
+/// its start timeout saying so, rather than blaming the backend for being down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_times_out_with_no_probe_made_says_so() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tower_monitor::{BoxError, ServiceState, probe, trigger};
+
+    let logs = common::logs(tracing::Level::INFO);
+    let short = Arc::new(AtomicBool::new(false));
+    let shortage = Arc::clone(&short);
+    let probe = probe::from_fn(move |_url| {
+        let short = shortage.load(Ordering::SeqCst);
+        async move {
+            match short {
+                true => Err(std::io::Error::from(std::io::ErrorKind::OutOfMemory).into()),
+                false => Ok::<bool, BoxError>(false),
+            }
+        }
+    });
+    let monitor = Arc::new(MinMonitor::new());
+    let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    let service = MonitoredService::new(url, Duration::from_secs(1))
+        .probe(probe)
+        .on_down(trigger::from_fn(|| async { Ok::<(), BoxError>(()) }))
+        .start_timeout(Duration::from_secs(1));
+    monitor.add("unprobed", service).unwrap();
+    let starting = Arc::clone(&monitor);
+    let _start = tokio::spawn(async move { starting.start("unprobed").await });
+    let state = |monitor: &MinMonitor| monitor.state("unprobed").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state(&monitor) != ServiceState::Starting {
+        assert!(Instant::now() < deadline, "never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    short.store(true, Ordering::SeqCst);
+    while state(&monitor) != ServiceState::Down {
+        assert!(Instant::now() < deadline, "the start never timed out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let line = logs.line_with(&["unprobed did not come up"]);
+    assert!(
+        line.contains("not probed: this process is out of"),
+        "{line}"
+    );
+}

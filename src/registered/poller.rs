@@ -47,7 +47,12 @@ impl Registered {
                         // Where it was looked for: a URL whose port is not the one the
                         // backend listens on is the likely mistake.
                         let url = crate::redact::url(me.service.url());
-                        let why = format!("its start timeout passed with {url} still down");
+                        let why = match me.looked_at_last() {
+                            true => format!("its start timeout passed with {url} still down"),
+                            false => format!(
+                                "its start timeout passed with {url} not probed: {LOCAL}"
+                            ),
+                        };
                         me.after_because(down, &why);
                         me.abandon_start();
                     }
@@ -57,7 +62,10 @@ impl Registered {
                     && lasted >= me.service.stop_timeout
                     && !me.stop_running()
                 {
-                    tracing::warn!(service = %me.name, "{} still answers {:?} after on_idle", me.name, lasted);
+                    match me.looked_at_last() {
+                        true => tracing::warn!(service = %me.name, "{} still answers {:?} after on_idle", me.name, lasted),
+                        false => tracing::warn!(service = %me.name, "{} not probed {:?} after on_idle: {LOCAL}", me.name, lasted),
+                    }
                     me.apply(Event::StopTimedOut);
                     continue;
                 }
@@ -135,5 +143,17 @@ impl Drop for PollerFlag {
         if !self.finished {
             self.me.polling.store(false, Ordering::SeqCst);
         }
+    }
+}
+
+/// Why a probe could not be made: said where a timeout would otherwise blame the backend.
+const LOCAL: &str = "this process is out of file descriptors, local ports or memory";
+
+impl Registered {
+    /// Whether the last probe looked at the backend: not one that could not be made for want
+    /// of this process's own resources.
+    fn looked_at_last(&self) -> bool {
+        let last = self.stats.last_probe().map(|probe| probe.result);
+        last != Some(crate::ProbeResult::LocalResources)
     }
 }
