@@ -199,6 +199,50 @@ async fn a_failed_start_is_counted_by_the_replica_that_led_it_only() {
     assert_eq!(backend.starts(), 0);
 }
 
+/// A follower whose own start timeout passes while another replica still leads the start
+/// goes down and backs off, but does not count a failed start: the start is the leader's,
+/// which may yet come up, and is counted there if it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followers_own_start_timeout_is_not_counted_a_failed_start() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let opened = Arc::clone(&gate);
+    let slow = MonitoredService::new(backend.url(), GRACE).on_down(trigger::from_fn(move || {
+        let opened = Arc::clone(&opened);
+        async move {
+            opened.notified().await;
+            Err::<(), BoxError>("boot failed".into())
+        }
+    }));
+    let a = replica(fleet(&redis.url(), "t", "a"), slow);
+    let impatient =
+        service(&backend, Duration::from_secs(60), GRACE).start_timeout(Duration::from_millis(500));
+    let b = replica(fleet(&redis.url(), "t", "b"), impatient);
+    redis.wait_for_listeners("t", 2).await;
+    let a_request = Arc::clone(&a);
+    let first = tokio::spawn(async move { request(&a_request, None, 1).await });
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await,
+        "b never heard a's start"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b) == ServiceState::Down).await,
+        "b's start timeout never passed"
+    );
+    assert_eq!(state(&a), ServiceState::Starting, "a's start goes on");
+    let failed = |monitor: &MinMonitor| monitor.snapshot()[0].counters.failed_starts;
+    assert_eq!(failed(&b), 0, "b counted a start a still leads");
+    gate.notify_one();
+    assert_eq!(first.await.unwrap(), 500, "a's on_down failed");
+    assert_eq!(failed(&a), 1, "the replica that led the start");
+    assert_eq!(failed(&b), 0, "b counted a start it did not lead");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_that_finds_the_lease_freed_and_the_backend_up_does_not_start_it_again() {
     let Some(redis) = RedisServer::start().await else {

@@ -48,7 +48,9 @@ impl Registered {
                         // backend listens on is the likely mistake.
                         let url = crate::redact::url(me.service.url());
                         let why = format!("its start timeout passed with {url} still down");
-                        me.after_because(down, &why);
+                        // A start another replica leads is counted there (see
+                        // `leads_its_start`), whatever this replica's own timeout says.
+                        me.after_start_led(down, &why, me.leads_its_start());
                         me.abandon_start();
                     }
                     continue;
