@@ -22,14 +22,14 @@ use crate::SharedError;
 /// backend that crashed is refused on the first, and the error is the second's. On such a host
 /// it is not taken for a shortage: the backend is then gone, as it is.
 pub(crate) fn ran_out(error: &io::Error) -> bool {
-    ran_out_on(error, ipv6_usable())
+    ran_out_on(error, ipv6_usable)
 }
 
-/// [`ran_out`] on a host where IPv6 is usable or not.
-fn ran_out_on(error: &io::Error, ipv6_usable: bool) -> bool {
+/// [`ran_out`] on a host where IPv6 is usable or not, asked only of an `EADDRNOTAVAIL`.
+fn ran_out_on(error: &io::Error, ipv6_usable: impl FnOnce() -> bool) -> bool {
     match error.kind() {
         io::ErrorKind::OutOfMemory => return true,
-        io::ErrorKind::AddrNotAvailable => return ipv6_usable,
+        io::ErrorKind::AddrNotAvailable => return ipv6_usable(),
         _ => {}
     }
     // No `ErrorKind` names these (they are `Uncategorized`): their numbers, on Linux.
@@ -46,10 +46,32 @@ fn ran_out_on(error: &io::Error, ipv6_usable: bool) -> bool {
 }
 
 /// Whether this host can use IPv6's loopback address, looked at once (a socket bound and
-/// dropped): a host with IPv6 turned off cannot.
+/// dropped): a host with IPv6 turned off cannot. A look that fails for want of this process's
+/// own descriptors or memory (the very shortage that brings the first errors here) says
+/// nothing of the host: it is not kept, and meanwhile the `EADDRNOTAVAIL` is taken for a
+/// shortage too, as the process is short of resources then.
 fn ipv6_usable() -> bool {
     static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USABLE.get_or_init(|| std::net::UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_ok())
+    if let Some(&usable) = USABLE.get() {
+        return usable;
+    }
+    match looked(std::net::UdpSocket::bind((
+        std::net::Ipv6Addr::LOCALHOST,
+        0,
+    ))) {
+        Some(usable) => *USABLE.get_or_init(|| usable),
+        None => true,
+    }
+}
+
+/// What a bind to IPv6's loopback address says of the host: `None` if it failed for want of
+/// this process's own resources.
+fn looked<T>(bound: io::Result<T>) -> Option<bool> {
+    match bound {
+        Ok(_) => Some(true),
+        Err(error) if ran_out_on(&error, || false) => None,
+        Err(_) => Some(false),
+    }
 }
 
 /// The first I/O error in `error`'s chain, itself included, that says this process ran out of
@@ -81,7 +103,7 @@ mod tests {
     #[test]
     fn out_of_ports_or_memory_is_the_process_own_shortage() {
         for kind in [io::ErrorKind::AddrNotAvailable, io::ErrorKind::OutOfMemory] {
-            assert!(ran_out_on(&io::Error::from(kind), true), "{kind:?}");
+            assert!(ran_out_on(&io::Error::from(kind), || true), "{kind:?}");
         }
     }
 
@@ -91,22 +113,38 @@ mod tests {
         // EMFILE, ENFILE, ENOBUFS, and EADDRNOTAVAIL and ENOMEM by their numbers.
         for code in [24, 23, 105, 99, 12] {
             let error = io::Error::from_raw_os_error(code);
-            assert!(ran_out_on(&error, true), "{code}: {error}");
+            assert!(ran_out_on(&error, || true), "{code}: {error}");
         }
     }
 
     #[test]
     fn out_of_ports_on_a_host_without_ipv6_is_not_a_shortage() {
         let error = io::Error::from(io::ErrorKind::AddrNotAvailable);
-        assert!(ran_out_on(&error, true));
-        assert!(!ran_out_on(&error, false), "what ::1 gets with IPv6 off");
+        assert!(ran_out_on(&error, || true));
+        assert!(!ran_out_on(&error, || false), "what ::1 gets with IPv6 off");
         let out_of_memory = io::Error::from(io::ErrorKind::OutOfMemory);
-        assert!(ran_out_on(&out_of_memory, false));
+        assert!(ran_out_on(&out_of_memory, || false));
         #[cfg(target_os = "linux")]
         assert!(
-            ran_out_on(&io::Error::from_raw_os_error(24), false),
+            ran_out_on(&io::Error::from_raw_os_error(24), || false),
             "EMFILE"
         );
+    }
+
+    // The first error looked at is often the shortage itself: a bind that failed for want of
+    // descriptors was kept as "IPv6 off" for the process's life, and the local ports running
+    // out later were taken for a dead backend.
+    #[test]
+    fn a_look_at_ipv6_made_without_descriptors_says_nothing_of_the_host() {
+        #[cfg(target_os = "linux")]
+        assert_eq!(looked::<()>(Err(io::Error::from_raw_os_error(24))), None);
+        let no_memory = io::Error::from(io::ErrorKind::OutOfMemory);
+        assert_eq!(looked::<()>(Err(no_memory)), None);
+        let ipv6_off = io::Error::from(io::ErrorKind::AddrNotAvailable);
+        assert_eq!(looked::<()>(Err(ipv6_off)), Some(false));
+        let no_ipv6 = io::Error::from(io::ErrorKind::Unsupported);
+        assert_eq!(looked::<()>(Err(no_ipv6)), Some(false));
+        assert_eq!(looked(Ok(())), Some(true));
     }
 
     #[test]

@@ -90,10 +90,11 @@ async fn a_replica_gone_while_holding_the_lease_is_taken_over_after_the_lease_ex
 }
 
 /// Replicas a and b of one service, and a request to a that has begun a's start: a's
-/// `on_down` waits for the gate answered, then fails; b's would start `backend`.
+/// `on_down` waits for the gate answered, then fails; b's is `b` (see [`service`]).
 async fn a_failing_start(
     redis: &RedisServer,
     backend: &Arc<Backend>,
+    b: MonitoredService,
 ) -> (
     Arc<tokio::sync::Notify>,
     Arc<MinMonitor>,
@@ -111,10 +112,7 @@ async fn a_failing_start(
             }
         }));
     let a = replica(fleet(&redis.url(), "t", "a"), failing);
-    let b = replica(
-        fleet(&redis.url(), "t", "b"),
-        service(backend, Duration::from_secs(60), GRACE),
-    );
+    let b = replica(fleet(&redis.url(), "t", "b"), b);
     redis.wait_for_listeners("t", 2).await;
     let a_request = Arc::clone(&a);
     let first = tokio::spawn(async move { request(&a_request, None, 1).await });
@@ -129,7 +127,12 @@ async fn a_late_lease_holder_can_neither_free_the_lease_nor_announce() {
     let backend = Backend::new(Duration::ZERO).await;
     // a's on_down waits for the test, then fails: a's start ends (Starting → Down) and it tries
     // to free its lease and announce "down".
-    let (gate, a, b, first) = a_failing_start(&redis, &backend).await;
+    let (gate, a, b, first) = a_failing_start(
+        &redis,
+        &backend,
+        service(&backend, Duration::from_secs(60), GRACE),
+    )
+    .await;
     let lease = ["GET", "t:svc:app:lease"];
     let mine =
         |reply: &Option<String>| reply.as_deref().is_some_and(|r| r.contains("starting:1:a"));
@@ -180,7 +183,12 @@ async fn a_failed_start_is_counted_by_the_replica_that_led_it_only() {
         return;
     };
     let backend = Backend::new(Duration::ZERO).await;
-    let (gate, a, b, first) = a_failing_start(&redis, &backend).await;
+    let (gate, a, b, first) = a_failing_start(
+        &redis,
+        &backend,
+        service(&backend, Duration::from_secs(60), GRACE),
+    )
+    .await;
     assert!(
         eventually(Duration::from_secs(5), || state(&b)
             == ServiceState::Starting)
@@ -197,6 +205,37 @@ async fn a_failed_start_is_counted_by_the_replica_that_led_it_only() {
     assert_eq!(failed(&a), 1, "the replica that led the start");
     assert_eq!(failed(&b), 0, "b counted a start it did not lead");
     assert_eq!(backend.starts(), 0);
+}
+
+/// A follower whose own start timeout passes while another replica still leads the start
+/// goes down and backs off, but does not count a failed start: the start is the leader's,
+/// which may yet come up, and is counted there if it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followers_own_start_timeout_is_not_counted_a_failed_start() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let backend = Backend::new(Duration::ZERO).await;
+    let impatient =
+        service(&backend, Duration::from_secs(60), GRACE).start_timeout(Duration::from_millis(500));
+    let (gate, a, b, first) = a_failing_start(&redis, &backend, impatient).await;
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b)
+            == ServiceState::Starting)
+        .await,
+        "b never heard a's start"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || state(&b) == ServiceState::Down).await,
+        "b's start timeout never passed"
+    );
+    assert_eq!(state(&a), ServiceState::Starting, "a's start goes on");
+    let failed = |monitor: &MinMonitor| monitor.snapshot()[0].counters.failed_starts;
+    assert_eq!(failed(&b), 0, "b counted a start a still leads");
+    gate.notify_one();
+    assert_eq!(first.await.unwrap(), 500, "a's on_down failed");
+    assert_eq!(failed(&a), 1, "the replica that led the start");
+    assert_eq!(failed(&b), 0, "b counted a start it did not lead");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

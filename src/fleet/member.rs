@@ -328,6 +328,13 @@ impl Member {
         usual
     }
 
+    /// Whether this replica only follows a start another replica leads: it watches the
+    /// lease, holding none itself (not after it took the start over, nor while it runs
+    /// `on_down` without Redis).
+    pub(crate) fn follows_a_start(&self) -> bool {
+        self.following.load(Ordering::SeqCst) && !self.holds_lease()
+    }
+
     pub(super) fn holds_lease(&self) -> bool {
         self.lease
             .lock()

@@ -53,7 +53,9 @@ impl Registered {
                                 "its start timeout passed with {url} not probed: {LOCAL}"
                             ),
                         };
-                        me.after_because(down, &why);
+                        // A start another replica leads is counted there (see
+                        // `leads_its_start`), whatever this replica's own timeout says.
+                        me.after_start_led(down, &why, me.leads_its_start());
                         me.abandon_start();
                     }
                     continue;

@@ -29,6 +29,17 @@ impl Registered {
         (failed, next)
     }
 
+    /// Whether the start under way is this monitor's to count if it fails: not while it only
+    /// follows a start another replica of its fleet leads (holding no lease for it), whose
+    /// failure that replica counts; its own start timeout may well pass first.
+    pub(super) fn leads_its_start(&self) -> bool {
+        #[cfg(feature = "fleet")]
+        if let Some(member) = self.fleet.get() {
+            return !member.follows_a_start();
+        }
+        true
+    }
+
     /// What every transition sets off.
     pub(super) fn after(&self, transition: Transition) {
         self.after_because(transition, "down again");
@@ -50,7 +61,9 @@ impl Registered {
         }
     }
 
-    fn after_start_led(&self, transition: Transition, why: &str, led_here: bool) {
+    /// [`after_because`](Self::after_because), counting a failed start in `failed_starts`
+    /// only if `led_here`.
+    pub(super) fn after_start_led(&self, transition: Transition, why: &str, led_here: bool) {
         let Transition {
             from, to, lasted, ..
         } = transition;
