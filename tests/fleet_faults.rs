@@ -1,5 +1,6 @@
 //! Fleet mode when things go wrong, with a real Redis: Redis killed, frozen or gone; a replica
-//! gone while it holds the lease; a late lease holder; a follower that finds the lease freed.
+//! gone while it holds the lease; a late lease holder; a failed start, counted once. The
+//! follower that finds the lease freed is in `fleet_takeover_ended.rs`.
 #![cfg(feature = "fleet")]
 
 mod fleet_support;
@@ -236,118 +237,6 @@ async fn a_followers_own_start_timeout_is_not_counted_a_failed_start() {
     assert_eq!(first.await.unwrap(), 500, "a's on_down failed");
     assert_eq!(failed(&a), 1, "the replica that led the start");
     assert_eq!(failed(&b), 0, "b counted a start it did not lead");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_follower_that_finds_the_lease_freed_and_the_backend_up_does_not_start_it_again() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let backend = Backend::new(Duration::ZERO).await;
-    // ready_after holds the follower's own polls back: its take-over must not rely on them.
-    let f = replica(
-        fleet(&redis.url(), "t", "f"),
-        service(&backend, Duration::from_secs(60), GRACE).ready_after(Duration::from_secs(3)),
-    );
-    redis.wait_for_listeners("t", 1).await;
-    // Replica x (not in this test) leads a start: it holds the lease for 1.5 s more.
-    redis
-        .command(&["SET", "t:svc:app:fence", "1"])
-        .await
-        .unwrap();
-    redis
-        .command(&["SET", "t:svc:app:lease", "starting:1:x", "PX", "1500"])
-        .await
-        .unwrap();
-    let held = tokio::spawn({
-        let f = Arc::clone(&f);
-        async move { request(&f, HOLD, 1).await }
-    });
-    assert!(
-        eventually(Duration::from_secs(5), || state(&f)
-            == ServiceState::Starting)
-        .await
-    );
-    // x's start succeeds, and its lease ends with no "up" heard here (x crashed, say).
-    backend.start_now().await;
-
-    assert_eq!(held.await.unwrap(), 200, "the held request is forwarded");
-    assert_eq!(backend.starts(), 0, "f started a backend x had started");
-    assert_eq!(state(&f), ServiceState::Up);
-    // f's up ended the lease it took over.
-    redis
-        .until_gone(
-            "t:svc:app:lease",
-            Duration::from_secs(5),
-            "the lease was never freed",
-        )
-        .await;
-}
-
-/// A follower that takes a freed lease over looks at the backend before starting it: if it
-/// cannot look (this process out of file descriptors, memory), the backend may well be up,
-/// and it is not started a second time on that; the start timeout bounds the wait.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_follower_that_cannot_look_at_the_backend_does_not_start_it() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let backend = Backend::new(Duration::ZERO).await;
-    // Down at first (the request wakes it), then no probe can be made.
-    let short = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let shortage = Arc::clone(&short);
-    let probe = tower_monitor::probe::from_fn(move |_| {
-        let short = shortage.load(std::sync::atomic::Ordering::SeqCst);
-        async move {
-            match short {
-                true => Err(std::io::Error::from(std::io::ErrorKind::OutOfMemory).into()),
-                false => Ok::<bool, BoxError>(false),
-            }
-        }
-    });
-    let f = replica(
-        fleet(&redis.url(), "t", "f"),
-        service(&backend, Duration::from_secs(60), GRACE).probe(probe),
-    );
-    redis.wait_for_listeners("t", 1).await;
-    // Replica x (not in this test) leads a start: its lease ends with no word from it.
-    redis
-        .command(&["SET", "t:svc:app:fence", "1"])
-        .await
-        .unwrap();
-    redis
-        .command(&["SET", "t:svc:app:lease", "starting:1:x", "PX", "500"])
-        .await
-        .unwrap();
-    let _held = tokio::spawn({
-        let f = Arc::clone(&f);
-        async move { request(&f, HOLD, 1).await }
-    });
-    assert!(
-        eventually(Duration::from_secs(5), || state(&f)
-            == ServiceState::Starting)
-        .await,
-        "f follows x's start"
-    );
-    short.store(true, std::sync::atomic::Ordering::SeqCst);
-    let lease = ["GET", "t:svc:app:lease"];
-    let taken = |reply: &Option<String>| reply.as_deref().is_some_and(|r| r.contains(":f"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !taken(&redis.command(&lease).await) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "f never took the lease over"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // Its on_down would run at once after its look.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        backend.starts(),
-        0,
-        "f started a backend it could not look at"
-    );
-    assert_eq!(state(&f), ServiceState::Starting);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
