@@ -106,25 +106,8 @@ async fn a_follower_that_finds_the_lease_freed_and_the_backend_up_does_not_start
         fleet(&redis.url(), "t", "f"),
         service(&backend, Duration::from_secs(60), GRACE).ready_after(Duration::from_secs(3)),
     );
-    redis.wait_for_listeners("t", 1).await;
     // Replica x (not in this test) leads a start: it holds the lease for 1.5 s more.
-    redis
-        .command(&["SET", "t:svc:app:fence", "1"])
-        .await
-        .unwrap();
-    redis
-        .command(&["SET", "t:svc:app:lease", "starting:1:x", "PX", "1500"])
-        .await
-        .unwrap();
-    let held = tokio::spawn({
-        let f = Arc::clone(&f);
-        async move { request(&f, HOLD, 1).await }
-    });
-    assert!(
-        eventually(Duration::from_secs(5), || state(&f)
-            == ServiceState::Starting)
-        .await
-    );
+    let held = following_x(&redis, &f, "1500").await;
     // x's start succeeds, and its lease ends with no "up" heard here (x crashed, say).
     backend.start_now().await;
 
@@ -166,26 +149,8 @@ async fn a_follower_that_cannot_look_at_the_backend_does_not_start_it() {
         fleet(&redis.url(), "t", "f"),
         service(&backend, Duration::from_secs(60), GRACE).probe(probe),
     );
-    redis.wait_for_listeners("t", 1).await;
     // Replica x (not in this test) leads a start: its lease ends with no word from it.
-    redis
-        .command(&["SET", "t:svc:app:fence", "1"])
-        .await
-        .unwrap();
-    redis
-        .command(&["SET", "t:svc:app:lease", "starting:1:x", "PX", "500"])
-        .await
-        .unwrap();
-    let _held = tokio::spawn({
-        let f = Arc::clone(&f);
-        async move { request(&f, HOLD, 1).await }
-    });
-    assert!(
-        eventually(Duration::from_secs(5), || state(&f)
-            == ServiceState::Starting)
-        .await,
-        "f follows x's start"
-    );
+    let _held = following_x(&redis, &f, "500").await;
     short.store(true, std::sync::atomic::Ordering::SeqCst);
     let lease = ["GET", "t:svc:app:lease"];
     let taken = |reply: &Option<String>| reply.as_deref().is_some_and(|r| r.contains(":f"));
@@ -205,4 +170,33 @@ async fn a_follower_that_cannot_look_at_the_backend_does_not_start_it() {
         "f started a backend it could not look at"
     );
     assert_eq!(state(&f), ServiceState::Starting);
+}
+
+/// Replica f held by a request while replica x (not in the test) leads the start, its lease
+/// for `ms` milliseconds more: f's request, once f is Starting.
+async fn following_x(
+    redis: &RedisServer,
+    f: &Arc<tower_monitor::MinMonitor>,
+    ms: &str,
+) -> tokio::task::JoinHandle<u16> {
+    redis.wait_for_listeners("t", 1).await;
+    redis
+        .command(&["SET", "t:svc:app:fence", "1"])
+        .await
+        .unwrap();
+    redis
+        .command(&["SET", "t:svc:app:lease", "starting:1:x", "PX", ms])
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let f = Arc::clone(f);
+        async move { request(&f, HOLD, 1).await }
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || state(f)
+            == ServiceState::Starting)
+        .await,
+        "f follows x's start"
+    );
+    held
 }
