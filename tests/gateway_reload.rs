@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
@@ -131,13 +131,7 @@ impl Gateway {
         let config = common::TempFile::new(tag, &text(script.path()));
         let (mut program, addr) =
             common::spawn_gateway_program_with(PROGRAM, config.path(), true, args).await;
-        let mut lines = tokio::io::BufReader::new(program.stderr.take().unwrap()).lines();
-        let (tx, log) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = tx.send(line);
-            }
-        });
+        let log = common::stderr_lines(&mut program);
         Self {
             program,
             addr,

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Folder, SelfSigned, TLS, https_get, tls_config as config, tls_folder as folder};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -32,7 +32,7 @@ async fn forwarded_echo() -> common::Server {
 }
 
 /// The gateway program on the configuration in `folder`, with `--workers 2`: the program, the
-/// address it listens on (it must say `https://`), and its log, line by line.
+/// address it listens on, and its log, line by line.
 async fn program(
     folder: &Folder,
 ) -> (
@@ -40,35 +40,14 @@ async fn program(
     SocketAddr,
     mpsc::UnboundedReceiver<String>,
 ) {
-    let mut program = tokio::process::Command::new(PROGRAM)
-        .arg("--config")
-        .arg(folder.path("gateway.json"))
-        .args(["--workers", "2"])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(program.stdout.take().unwrap()).lines();
-    let said = tokio::time::timeout(Duration::from_secs(20), stdout.next_line()).await;
-    let said = said
-        .expect("the gateway starts")
-        .unwrap()
-        .expect("it says where it listens");
-    let addr = said
-        .strip_prefix("gateway: listening on https://")
-        .unwrap_or_else(|| panic!("not an https:// address: {said}"))
-        .parse()
-        .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-    let (lines, log) = mpsc::unbounded_channel();
-    let mut stderr = BufReader::new(program.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            let _ = lines.send(line);
-        }
-    });
+    let (mut program, addr) = common::spawn_gateway_program_with(
+        PROGRAM,
+        folder.path("gateway.json"),
+        true,
+        &["--workers", "2"],
+    )
+    .await;
+    let log = common::stderr_lines(&mut program);
     (program, addr, log)
 }
 

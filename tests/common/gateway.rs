@@ -78,6 +78,21 @@ pub async fn listening_addr(gateway: &mut tokio::process::Child) -> SocketAddr {
     addr
 }
 
+/// The standard error of `program` (spawned with it piped), line by line as it comes.
+pub fn stderr_lines(
+    program: &mut tokio::process::Child,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut lines = BufReader::new(program.stderr.take().unwrap()).lines();
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = sender.send(line);
+        }
+    });
+    receiver
+}
+
 /// A gateway served in the test's process until dropped.
 pub struct InProcessGateway {
     pub addr: SocketAddr,

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -35,13 +35,7 @@ pub async fn gateway_with_nofile(config: &TempFile, nofile: u32) -> LowNofile {
         .spawn()
         .unwrap();
     let addr = listening_addr(&mut child).await;
-    let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            let _ = sender.send(line);
-        }
-    });
+    let lines = super::stderr_lines(&mut child);
     LowNofile {
         child,
         addr,
