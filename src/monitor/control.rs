@@ -1,5 +1,5 @@
-//! An operator's controls of a monitor: start and stop a service now, and release the
-//! requests held for a shutdown.
+//! An operator's controls of a monitor: start and stop a service now, mark it up or down,
+//! and release the requests held for a shutdown.
 
 use std::sync::PoisonError;
 
@@ -7,6 +7,54 @@ use super::MinMonitor;
 use crate::error::MonitorError;
 
 impl MinMonitor {
+    /// Marks the service up as of now, cached for its grace period like a successful probe.
+    ///
+    /// A stop under way is not undone by it: while the service's `on_idle` runs (or an
+    /// operator's stop waits for a running `on_down` to end before it, see
+    /// [`stop`](Self::stop)), the service stays Stopping and this does nothing but say so at
+    /// info, naming the service. It is not applied later either: the stop's end decides the
+    /// state (a failed `on_idle` leaves the service Up, a done one Stopping until a probe
+    /// finds it down), and the next request's probe finds the backend as it is. Once `on_idle`
+    /// has returned, it marks a Stopping service up as it does any other.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/")?;
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30)))?;
+    /// monitor.set_status_up("app")?;
+    /// assert!(monitor.status("app").await?); // cached: no probe ran
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_status_up(&self, name: &str) -> Result<(), MonitorError> {
+        self.lookup(name)?.set_status_up();
+        Ok(())
+    }
+
+    /// Forgets any cached up of the service, as a failed probe would: the next status request
+    /// probes. For callers that learn first that the backend is gone, such as a proxy whose
+    /// connection was refused. As after a failed probe, a service whose `on_idle` still runs
+    /// stays Stopping (a backend being stopped is expected to refuse): it is Down once a probe
+    /// finds it so after `on_idle` has returned, and no request starts it before.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tower_monitor::{MinMonitor, MonitoredService, Url};
+    /// let monitor = MinMonitor::new();
+    /// # let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    /// monitor.add("app", MonitoredService::new(url, Duration::from_secs(30))).unwrap();
+    /// monitor.set_status_up("app").unwrap();
+    /// monitor.set_status_down("app").unwrap();
+    /// ```
+    pub fn set_status_down(&self, name: &str) -> Result<(), MonitorError> {
+        self.lookup(name)?.set_status_down();
+        Ok(())
+    }
+
     /// Starts the service now, as the first request to a down service would: runs `on_down`
     /// if the service is Down (or joins the run in flight), and does nothing if it is Starting
     /// or Up; a Stopping service is started once it is down. Unlike a request, it does not wait
