@@ -13,11 +13,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower_monitor::config::TriggerRegistry;
 
-/// A connection that sends nothing, half of HTTP/2's preface, the preface and no request, or
-/// one HTTP/2 request and then nothing, is closed once `header_read_timeout` has passed with no
-/// request in flight, as an HTTP/1.1 one is: otherwise a client could hold any number of
-/// connections (file descriptors, tasks) for ever at the cost of a connect each. A request that
-/// takes longer than that is answered.
+/// A connection that sends nothing, half of HTTP/2's preface, the preface and no request, one
+/// HTTP/2 request and then nothing, half an HTTP/1.1 request head, or a head a byte at a time
+/// (slowloris), is closed once `header_read_timeout` has passed with no request in flight:
+/// otherwise a client could hold any number of connections (file descriptors, tasks) for ever
+/// at the cost of a connect each. A request that takes longer than that is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_with_no_request_in_flight_is_closed_after_the_header_read_timeout() {
     let backend = common::serve(axum::Router::new().fallback(|| async {
@@ -38,6 +38,10 @@ async fn a_connection_with_no_request_in_flight_is_closed_after_the_header_read_
         ("nothing", &b""[..]),
         ("half the HTTP/2 preface", &preface[..16]),
         ("the HTTP/2 preface", preface),
+        (
+            "half an HTTP/1.1 request head",
+            b"GET / HTTP/1.1\r\nhost: app\r\n",
+        ),
     ] {
         let mut client = TcpStream::connect(gateway.addr).await.unwrap();
         client.write_all(sent).await.unwrap();
@@ -49,6 +53,30 @@ async fn a_connection_with_no_request_in_flight_is_closed_after_the_header_read_
         .await;
         assert!(ended.is_ok(), "a client that sent {what} was never closed");
     }
+    // A head that never ends, a byte every 100 ms: each byte is progress, but no request.
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nx-slow: ")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 64];
+        loop {
+            tokio::select! {
+                read = client.read(&mut buffer) => if let Ok(0) | Err(_) = read { break },
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if client.write_all(b"a").await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a head sent a byte at a time was never closed"
+    );
 
     let (mut sender, connection) = common::http2_connection(gateway.addr).await;
     let request = http::Request::get("http://app/")

@@ -125,7 +125,9 @@ impl Connection {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_read)
+            // The idle watch below bounds a slow or half-sent head as it bounds an idle
+            // connection (nothing in flight): hyper's own bound would arm a timer per request.
+            .header_read_timeout(None)
             .max_buf_size(MAX_REQUEST_HEAD);
         builder
             .http2()

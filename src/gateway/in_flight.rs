@@ -1,8 +1,9 @@
 //! [`InFlight`]: the requests in flight on one client connection, so that a connection with
-//! none is closed after a bound. hyper bounds an HTTP/1.1 client's wait for its next request
-//! (the header read timeout), but not the bytes that tell HTTP/1.1 from HTTP/2, nor anything on
-//! an HTTP/2 connection: a client that connected and sent nothing, or one request and then
-//! nothing, would keep its connection and task for ever.
+//! none is closed after a bound: a client that connected and sent nothing, one request and
+//! then nothing, or half a request head (an HTTP/1.1 head is a request only once whole) would
+//! otherwise keep its connection and task for ever. It is the gateway's only such bound:
+//! hyper's own header read timeout, which would bound the HTTP/1.1 cases alone, arms and drops
+//! a timer for every request head (about 4% of the gateway's instructions per request).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -111,13 +111,14 @@
 //!   is answered 431, over HTTP/2 on its own stream, the connection going on (unless the block
 //!   trips h2's guards against `CONTINUATION` floods and decompression bombs, such as more than
 //!   seven frames of 16 KiB, which end the connection). Not a setting.
-//! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a client
-//!   has to send a request head over HTTP/1.1, counted from the end of the previous answer, so
-//!   also how long a kept-alive connection may stay idle. A half-sent head is closed then, so
-//!   it neither stays open nor holds a shutdown; so is a connection of either version (a new
-//!   one, or an HTTP/2 one) that has had no request in flight for that long (looked at once per
-//!   bound: closed within twice it). Keep it above the idle timeout of a load balancer in front
-//!   (60 s for many), or it may send a request on a connection being closed.
+//! - `header_read_timeout` (default 75 s, as nginx's `keepalive_timeout`): how long a
+//!   connection of either version may have no request in flight: a new one, a kept-alive one
+//!   between requests, an HTTP/2 one, and so one whose client sends half a request head, or
+//!   sends it a byte at a time (a head is not a request until it is whole). Counted from the
+//!   end of the last answer and looked at once per bound, so such a connection is closed
+//!   between the bound and twice it: it neither stays open nor holds a shutdown. Keep it above
+//!   the idle timeout of a load balancer in front (60 s for many), or it may send a request on
+//!   a connection being closed.
 //! - `send_timeout` (default 60 s, as nginx's): how long the gateway waits for a client to
 //!   take a byte of what it sends (an answer, or a WebSocket's messages) before it closes the
 //!   connection, so a client that stops reading holds neither its request nor the backend

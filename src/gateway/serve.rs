@@ -48,11 +48,11 @@ pub(super) const MAX_CONCURRENT_STREAMS: u32 = 128;
 pub(super) struct Timeouts {
     /// How long a shutdown waits for requests in flight and upgraded connections.
     pub(super) grace: Duration,
-    /// How long a client has to send a request head (HTTP/1.1), counted from the end of the
-    /// previous answer: so also how long a kept-alive connection may stay idle. Without it, a
-    /// client that sends half a head and waits keeps its connection for ever, and holds a
-    /// shutdown for the whole grace. Also how long a connection of either version may have no
-    /// request in flight: a new one, or an HTTP/2 one, which hyper does not bound.
+    /// How long a connection of either version may have no request in flight (closed between
+    /// it and twice it, see [`InFlight`](super::in_flight::InFlight)): a new one, a kept-alive
+    /// one, an HTTP/2 one, and one whose client sends half a request head and waits, which
+    /// would otherwise keep its connection for ever and hold a shutdown for the whole grace.
+    /// Also the bound on a TLS handshake.
     pub(super) header_read: Duration,
     /// How long a write to a client may wait for it to take a byte; over HTTP/2, how long an
     /// answer may wait for its client to take the next frame.
