@@ -56,7 +56,7 @@ impl MonitorLayer {
         Ok(Self {
             guard: Arc::new(Guard {
                 cache: Arc::clone(&registered.cache),
-                idle: registered.idle.clone(),
+                requests: Arc::clone(&registered.requests),
                 plain: cached_up_forwards && registered.idle.is_none(),
                 registered,
                 fallback: Fallback::default(),

@@ -10,15 +10,30 @@ use tokio::net::TcpStream;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_tower-monitor-gateway");
 
-/// A backend program: answers `TAG PID` on any path, and on `…/slow` 64 KiB in 16 pieces
-/// 100 ms apart. Ends itself after 60 s, should a failing test leave it.
+/// A backend program: answers `TAG PID` on any path, on `…/slow` 64 KiB in 16 pieces
+/// 100 ms apart, and a WebSocket handshake with a `101`, after which it sends back what it
+/// reads. Ends itself after 60 s, should a failing test leave it.
 pub const BACKEND: &str = r#"
-import os, sys, threading, time, http.server
+import base64, hashlib, os, sys, threading, time, http.server
 threading.Timer(60, os._exit, [0]).start()
 port, tag = int(sys.argv[1]), sys.argv[2]
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            key = self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", base64.b64encode(hashlib.sha1(key.encode()).digest()).decode())
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            while True:
+                data = self.connection.recv(4096)
+                if not data:
+                    return
+                self.connection.sendall(data)
         slow = self.path.endswith("/slow")
         body = bytes(range(256)) * 256 if slow else ("%s %d" % (tag, os.getpid())).encode()
         self.send_response(200)
@@ -230,4 +245,38 @@ pub async fn finish_download(mut client: TcpStream, mut body: Vec<u8>) {
 pub fn pid_in(line: &str) -> &str {
     let pid = line.split_whitespace().find_map(|f| f.strip_prefix("pid="));
     pid.unwrap_or_else(|| panic!("no pid in {line}"))
+}
+
+/// `config` with `shutdown_grace` `grace` in place of 10 s.
+pub fn with_grace(config: &str, grace: &str) -> String {
+    config.replace(
+        r#""shutdown_grace": "10s""#,
+        &format!(r#""shutdown_grace": "{grace}""#),
+    )
+}
+
+/// Opens a WebSocket to `{prefix}ws` through the gateway at `addr`: the connection once its
+/// `101` has come (the backend then sends back what it reads, see [`echoed`]).
+pub async fn websocket(addr: SocketAddr, prefix: &str) -> TcpStream {
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {prefix}ws HTTP/1.1\r\nhost: app\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut pending = Vec::new();
+    let head = super::read_head(&mut client, &mut pending).await;
+    let head = head.expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(pending.is_empty(), "{pending:?}");
+    client
+}
+
+/// Sends `bytes` on an open [`websocket`] and reads them back (bounded wait).
+pub async fn echoed(socket: &mut TcpStream, bytes: &[u8]) {
+    socket.write_all(bytes).await.unwrap();
+    let mut back = vec![0; bytes.len()];
+    let read = tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut back)).await;
+    read.expect("sent back").expect("sent back");
+    assert_eq!(back, bytes);
 }

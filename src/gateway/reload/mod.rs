@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::build::{self, Sections};
-use super::live::{self, AllServed, Live, Publish, Settings};
+use super::live::{Live, Publish, Settings};
 use super::{Gateway, answered};
 use crate::MinMonitor;
 use crate::config::{ConfigError, TriggerRegistry};
@@ -41,9 +41,10 @@ pub(super) use plan::Startup;
 /// - the connections open are closed once their requests in flight are answered (HTTP/1.1:
 ///   after the answer, at once if idle between requests, after its first answer if none has
 ///   come yet; HTTP/2: `GOAWAY`); an upgraded connection (a
-///   WebSocket) stays open to its service. The removed services' programs are stopped once
-///   every connection open before the reload has closed, or at most `shutdown_grace` after
-///   the reload.
+///   WebSocket) stays open to its service. The program of a service removed or changed is
+///   stopped once that service's own requests in flight (held ones, and its open upgraded
+///   connections, count) have ended, at most `shutdown_grace` after the reload, whatever the
+///   connections to other services do.
 ///
 /// A file that is not valid (a TLS file that cannot be used too: the certificate in use
 /// stays), or that changes `gateway.listen`, turns `gateway.tls` on or off, or changes the
@@ -135,8 +136,6 @@ pub(super) struct Shared {
 /// The configuration in use, as far as the next reload needs it.
 struct State {
     sections: Sections,
-    /// Tells when the connections of the configuration in use have all closed.
-    served: Option<AllServed>,
     /// The limits of requests in flight in use, by service: a kept service keeps its own.
     limits: BTreeMap<String, crate::proxy::InFlightLimit>,
     /// The gate each service's definition waits behind, if a reload made it, by name.
@@ -171,12 +170,10 @@ impl Shared {
         file: Option<&Path>,
         requests: &Arc<answered::Requests>,
     ) -> Arc<Self> {
-        let (served, all_served) = live::served();
         let settings = Settings {
             routers: Arc::new(routers),
             timeouts,
             tls,
-            served,
         };
         let (publish, _) = tokio::sync::watch::channel(Arc::new(settings));
         Arc::new(Self {
@@ -190,7 +187,6 @@ impl Shared {
             state: tokio::sync::Mutex::new(State {
                 sections,
                 limits,
-                served: Some(all_served),
                 gates: startup.into_gates(),
                 pending: Vec::new(),
             }),
@@ -352,17 +348,14 @@ impl Shared {
                 Some(opener)
             }
         };
-        let (served, all_served) = live::served();
         let grace = built.timeouts.grace;
         let tls = built.tls.is_some();
         self.publish.send_replace(Arc::new(Settings {
             routers: Arc::new(built.routers),
             timeouts: built.timeouts,
             tls: built.tls,
-            served,
         }));
         let retired = retire::Retired {
-            served: state.served.replace(all_served),
             grace,
             services: (retiring.iter())
                 .filter_map(|name| previous.get(name).cloned())
