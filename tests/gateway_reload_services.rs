@@ -203,3 +203,51 @@ async fn a_kept_service_s_limit_counts_its_requests_in_flight_across_a_reload() 
     assert_eq!(get(gateway.addr, "/b/").await.0, 200);
     gateway.stop().await;
 }
+
+/// A kept service's held requests count against its `max_held` across a reload: one that
+/// comes in the middle of a cold start does not let as many more be held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_service_s_held_requests_count_against_its_max_held_across_a_reload() {
+    let backend = common::refused_addr().await;
+    // One request held at most; the program is up 2 s after it is started.
+    let one_held_slow_start = |text: String| {
+        text.replace(
+            r#""hold": { "max_wait": "15s" }"#,
+            r#""hold": { "max_wait": "15s", "max_held": 1 }"#,
+        )
+        .replace(r#""command": "python3""#, r#""command": "sh""#)
+        .replace(
+            r#""args": ["#,
+            r#""args": ["-c", "sleep 2 && exec python3 \"$0\" \"$@\"", "#,
+        )
+    };
+    let v1 = |script: &str| {
+        one_held_slow_start(config(
+            script,
+            &[("/a/", "app")],
+            &[Service("app", backend, "one")],
+        ))
+    };
+    let mut gateway = Gateway::start("reload-held", v1).await;
+    let addr = gateway.addr;
+    let first = tokio::spawn(async move { get(addr, "/a/").await });
+    gateway
+        .until(|l| l.contains("started the backend program"))
+        .await;
+
+    let v2 = config(
+        gateway.script(),
+        &[("/a/", "app"), ("/b/", "app")],
+        &[Service("app", backend, "one")],
+    );
+    let line = gateway.reload(&one_held_slow_start(v2)).await;
+    assert!(line.contains("kept: app;"), "{line}");
+    // The first request holds the one place: the next, through the new routes, is refused
+    // at once rather than held beside it.
+    let (status, body) = get(addr, "/b/").await;
+    assert_eq!(status, 503, "{body}");
+    let first = tokio::time::timeout(Duration::from_secs(15), first).await;
+    let (status, body) = first.expect("answered once up").unwrap();
+    assert!(status == 200 && body.starts_with("one "), "{body}");
+    gateway.stop().await;
+}

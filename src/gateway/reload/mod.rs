@@ -32,7 +32,8 @@ pub(super) use plan::Startup;
 ///   changed or not, so that a renewed certificate is served), are the new file's;
 /// - a service whose definition (its `services.NAME` section, and those of the services it
 ///   `depends_on`) is unchanged goes on as it was: its state, its running program, its idle
-///   watch and its counters (and, its `limit` unchanged, its limit of requests in flight);
+///   watch, its counters, its count of held requests (counted against its `max_held`, the
+///   new one) and, its `limit` unchanged, its limit of requests in flight;
 /// - a service added is added; one removed, or changed (a removal and an addition under the
 ///   same name), has its requests in flight finish, then its held requests answered and the
 ///   program its definition started stopped, as a shutdown stops it; the new definitions'
@@ -138,6 +139,8 @@ struct State {
     sections: Sections,
     /// The limits of requests in flight in use, by service: a kept service keeps its own.
     limits: BTreeMap<String, crate::proxy::InFlightLimit>,
+    /// The counts of held requests in use, by service: a kept service keeps its own.
+    held: BTreeMap<String, crate::layer::HeldCount>,
     /// The gate each service's definition waits behind, if a reload made it, by name.
     gates: BTreeMap<String, (gate::Gate, Arc<std::sync::atomic::AtomicBool>)>,
     /// The gates of the reloads whose retired programs may not all be stopped yet.
@@ -163,7 +166,10 @@ impl Shared {
         timeouts: super::serve::Timeouts,
         tls: Option<tokio_rustls::TlsAcceptor>,
         sections: Sections,
-        limits: BTreeMap<String, crate::proxy::InFlightLimit>,
+        (limits, held): (
+            BTreeMap<String, crate::proxy::InFlightLimit>,
+            BTreeMap<String, crate::layer::HeldCount>,
+        ),
         startup: Startup,
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
@@ -187,6 +193,7 @@ impl Shared {
             state: tokio::sync::Mutex::new(State {
                 sections,
                 limits,
+                held,
                 gates: startup.into_gates(),
                 pending: Vec::new(),
             }),
@@ -287,7 +294,13 @@ impl Shared {
             })
             .collect();
         let (opener, gate) = gate::gate();
-        let mut plan = plan::Plan::new(&state.sections, &state.limits, &self.monitor, &gate);
+        let mut plan = plan::Plan::new(
+            &state.sections,
+            &state.limits,
+            &state.held,
+            &self.monitor,
+            &gate,
+        );
         plan.listen_flag = self.listen_flag.get().copied();
         let built = build::build(
             json,
@@ -367,6 +380,7 @@ impl Shared {
         };
         state.sections = built.sections;
         state.limits = built.limits;
+        state.held = built.held;
         self.requests.reloaded(built.routed);
         // Nothing retired: the connections open are asked to close all the same (and the
         // new definitions may wait for an earlier reload's stops).
