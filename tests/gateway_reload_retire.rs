@@ -147,3 +147,69 @@ async fn a_websocket_open_to_a_removed_service_holds_its_stop_no_longer_than_the
     drop(socket);
     gateway.stop().await;
 }
+
+/// A changed service whose idle stop still runs when the reload retires its definition: the
+/// new definition's first start waits for that stop's end, as it waits for the old program's
+/// (a start beside a stop of the same backend, a `docker start` beside its `docker stop`,
+/// could leave it stopped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_service_s_first_start_waits_for_the_old_definition_s_stop_under_way() {
+    let backend = common::refused_addr().await;
+    let events = common::TempFile::new("reload-retire-stopping-events", "");
+    let path = events.path().to_string();
+    // Each start and each idle stop written down in order; the stop lasts 2 s.
+    let logged = move |text: String| {
+        let on_idle = format!(
+            r#""on_idle": {{ "after": "1s", "trigger": {{ "type": "command", "command": "sh",
+                 "args": ["-c", "echo stop-begin >> {path}; sleep 2; echo stop-end >> {path}"] }} }},"#
+        );
+        text.replace(r#""command": "python3""#, r#""command": "sh""#)
+            .replace(
+                r#""args": ["#,
+                &format!(
+                    r#""args": ["-c", "echo start-$2 >> {path} && exec python3 \"$0\" \"$@\"", "#
+                ),
+            )
+            .replace(
+                r#""grace_period": "30s","#,
+                &format!(r#""grace_period": "30s", {on_idle}"#),
+            )
+    };
+    let v1 = {
+        let logged = logged.clone();
+        move |script: &str| {
+            logged(config(
+                script,
+                &[("/a/", "app")],
+                &[Service("app", backend, "one")],
+            ))
+        }
+    };
+    let mut gateway = Gateway::start("reload-retire-stopping", v1).await;
+    assert_eq!(get(gateway.addr, "/a/").await.0, 200);
+    gateway.until(|l| l.contains("running on_idle")).await;
+
+    let v2 = config(
+        gateway.script(),
+        &[("/a/", "app")],
+        &[Service("app", backend, "two")],
+    );
+    let line = gateway.reload(&logged(v2)).await;
+    assert!(line.contains("changed: app;"), "{line}");
+    // Held (or answered 503: until the old program has stopped, the new definition's probe
+    // may find it answering, see GATEWAY.md), then served by the new program.
+    let _ = get(gateway.addr, "/a/").await;
+    gateway
+        .until(|l| l.contains("started the backend program"))
+        .await;
+    let (status, body) = get(gateway.addr, "/a/").await;
+    assert!(status == 200 && body.starts_with("two "), "{status} {body}");
+    let written = std::fs::read_to_string(events.path()).unwrap();
+    let order: Vec<&str> = written.lines().take(4).collect();
+    assert_eq!(
+        order,
+        ["start-one", "stop-begin", "stop-end", "start-two"],
+        "{written}"
+    );
+    gateway.stop().await;
+}

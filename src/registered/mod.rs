@@ -192,6 +192,11 @@ impl Registered {
         crate::Activity(self.requests.enter())
     }
 
+    /// Waits until no run of `on_idle` is left, at most `bound`: whether none is.
+    pub(crate) async fn stops_ended_within(&self, bound: std::time::Duration) -> bool {
+        self.stop_runs.none_within(bound).await
+    }
+
     /// Requests in flight now (see [`requests`](Self::requests)).
     pub(crate) fn in_flight(&self) -> usize {
         self.requests.in_flight()

@@ -81,6 +81,19 @@ impl Retired {
             });
             futures::future::join_all(stops).await;
         }
+        // An old definition's idle stop still under way (`on_idle`, which may stop the
+        // backend by other means than its program) ends before a new definition starts: a
+        // start beside a stop of one backend could leave it stopped. Bounded by the stop's
+        // own trigger timeout.
+        for service in &self.services {
+            if !service
+                .stops_ended_within(service.service.trigger_timeout)
+                .await
+            {
+                let name = &*service.name;
+                tracing::warn!(service = %name, "reload: the idle stop of {name}'s previous definition still runs after its trigger timeout; its new definition may start beside it");
+            }
+        }
         // Its program stopped, each old definition is down: one still counted up would hold
         // its dependencies (kept, the very ones in use) from their idle stop for as long as
         // anything keeps it (a router made before the reload, an upgraded connection).
