@@ -34,8 +34,9 @@ pub(crate) use shards::{InFlight, Shards};
 const MIN_LOOK_EVERY: Duration = Duration::from_millis(1);
 
 pub(crate) struct IdleWatch {
-    /// Requests in flight, and whether one ended since the last look.
-    shards: Shards,
+    /// Requests in flight, and whether one ended since the last look: the service's own count
+    /// (see `Registered::requests`).
+    shards: Arc<Shards>,
     /// The next look: armed while the service is up.
     look: Deadline,
     /// What the looks know.
@@ -56,9 +57,14 @@ struct Seen {
 }
 
 impl IdleWatch {
-    pub(crate) fn new(after: Duration, service: Weak<Registered>) -> Arc<Self> {
+    /// A watch that stops `service` once `shards` have counted nothing in flight for `after`.
+    pub(crate) fn new(
+        after: Duration,
+        shards: Arc<Shards>,
+        service: Weak<Registered>,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
-            shards: Shards::new(),
+            shards,
             look: Deadline::new(),
             seen: Mutex::new(Seen::default()),
             after,
@@ -66,12 +72,6 @@ impl IdleWatch {
             service,
             me: me.clone(),
         })
-    }
-
-    /// A request starts; it stays counted until the returned guard drops.
-    #[inline]
-    pub(crate) fn enter(&self) -> InFlight {
-        self.shards.enter()
     }
 
     /// Starts the idle time now, unless a request is in flight (its end will start it), and

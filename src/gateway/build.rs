@@ -12,6 +12,7 @@ use super::config::{self, GatewaySpec};
 use super::{Router, admin, answered, fleet, own_address, serve, workers};
 use crate::MinMonitor;
 use crate::config::{ConfigError, Reused, TriggerRegistry};
+use crate::layer::HeldCount;
 use crate::proxy::InFlightLimit;
 use crate::service::MonitoredService;
 
@@ -33,6 +34,8 @@ pub(super) struct Built {
     pub(super) routed: std::collections::BTreeSet<Arc<str>>,
     /// The limits of requests in flight, by service.
     pub(super) limits: BTreeMap<String, InFlightLimit>,
+    /// The counts of held requests, by service.
+    pub(super) held: BTreeMap<String, HeldCount>,
     pub(super) sections: Sections,
 }
 
@@ -57,6 +60,9 @@ pub(super) trait Reuse {
     /// The limits of requests in flight to take as they are (a kept service's, its `limit`
     /// unchanged: its requests in flight count against the same limit across the reload).
     fn limits(&mut self, sections: &Sections) -> BTreeMap<String, InFlightLimit>;
+    /// The counts of held requests to take as they are (a kept service's: the requests held
+    /// before the reload count against its `max_held` after it).
+    fn held(&mut self) -> BTreeMap<String, HeldCount>;
     fn service(
         &mut self,
         name: &str,
@@ -125,6 +131,7 @@ pub(super) fn build(
     let mut shared = config::Shared::default();
     reuse.sections(&sections)?;
     shared.limits = reuse.limits(&sections);
+    shared.held = reuse.held();
     // The triggers' relative paths count from the file's folder, as the waiting page's do.
     let mut in_dir;
     let registry = match base_dir {
@@ -140,6 +147,7 @@ pub(super) fn build(
     own_address::check(&monitor, listen, "gateway.listen")?;
     let routes = spec.routes(&monitor, base_dir, &mut shared)?;
     let limits = shared.limits.clone();
+    let held = shared.held.clone();
     // Valid (the admin may start and stop it, another service may need it), but most
     // likely a route forgotten.
     let unreached = |name: &&String| !spec.routes_to(name) && !monitor.is_needed(name);
@@ -160,6 +168,7 @@ pub(super) fn build(
         routes: count,
         routed,
         limits,
+        held,
         monitor,
         sections,
     })

@@ -59,6 +59,8 @@ pub(super) struct GatewaySpec {
 pub(super) struct Shared {
     pub(super) layers: BTreeMap<String, MonitorLayer>,
     pub(super) limits: BTreeMap<String, InFlightLimit>,
+    /// Each layer's count of held requests; before the first build, those a reload keeps.
+    pub(super) held: BTreeMap<String, crate::layer::HeldCount>,
 }
 
 #[derive(Deserialize)]
@@ -325,7 +327,13 @@ fn build(
     let layer = match shared.layers.get(name) {
         Some(layer) => layer.clone(),
         None => {
-            let layer = layer::layer(monitor, name, settings, &at, base_dir)?;
+            let mut layer = layer::layer(monitor, name, settings, &at, base_dir)?;
+            if let Some(count) = shared.held.get(name) {
+                layer = layer.count_held_in(count);
+            }
+            if let Some(count) = layer.held_count() {
+                shared.held.insert(name.to_string(), count);
+            }
             shared.layers.insert(name.to_string(), layer.clone());
             layer
         }

@@ -21,7 +21,6 @@ use super::Router;
 use super::cancels::{Cancels, Watched};
 use super::handshake;
 use super::in_flight::{Closing, Counted, InFlight};
-use super::live::Served;
 use super::send_timeout::SendTimeout;
 use super::serve::{MAX_CONCURRENT_STREAMS, MAX_REQUEST_HEAD};
 use super::stalled::{Answer, Stalled};
@@ -35,8 +34,6 @@ pub(super) struct Connection {
     pub(super) addr: SocketAddr,
     pub(super) header_read: Duration,
     pub(super) send: Duration,
-    /// The token of the settings it was accepted under (see [`Served`]).
-    pub(super) served: Served,
     /// Held until the connection and its upgraded connections have closed: the drain waits.
     pub(super) open: mpsc::Sender<()>,
     /// Told at a reload (`false`) and at the shutdown (`true`).
@@ -79,12 +76,11 @@ impl Connection {
             addr,
             header_read,
             send,
-            served,
             open,
             mut stopping,
         } = self;
-        // An upgraded connection holds both: the drain and the reload wait for it.
-        let upgrades = (open.clone(), served);
+        // An upgraded connection holds it: the drain waits for it.
+        let upgrades = open.clone();
         let _open = open;
         let in_flight = Arc::new(InFlight::default());
         let requests = Arc::clone(&in_flight);

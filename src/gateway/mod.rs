@@ -329,10 +329,20 @@ impl Gateway {
             routes: _,
             routed: _,
             limits,
+            held,
             sections,
         } = build::build(json, registry, base_dir, &requests, &mut startup)?;
         let reload = reload::Shared::new(
-            &monitor, routers, timeouts, tls, sections, limits, startup, registry, base_dir, file,
+            &monitor,
+            routers,
+            timeouts,
+            tls,
+            sections,
+            (limits, held),
+            startup,
+            registry,
+            base_dir,
+            file,
             &requests,
         );
         Ok(Self {

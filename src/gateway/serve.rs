@@ -131,7 +131,6 @@ pub(super) async fn serve(
             addr,
             header_read,
             send,
-            served: settings.served.clone(),
             open: open.clone(),
             stopping: stopping.clone(),
         };

@@ -85,6 +85,19 @@ impl Hold {
         }
     }
 
+    /// The count of the requests it holds, to share with another layer's (see
+    /// [`HeldCount`]).
+    #[cfg(feature = "gateway")]
+    pub(crate) fn held_count(&self) -> HeldCount {
+        HeldCount(Arc::clone(&self.places))
+    }
+
+    /// Counts its held requests in `count`, against its own `max_held`.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn count_in(&mut self, count: &HeldCount) {
+        self.places = Arc::clone(&count.0);
+    }
+
     /// A place, or whether this is the first request refused since there were free places.
     fn take_place(&self) -> Result<Place, bool> {
         let places = &self.places;
@@ -196,6 +209,13 @@ struct Places {
     held: AtomicUsize,
     refusing: AtomicBool,
 }
+
+/// A layer's count of the requests it holds, which a gateway's reload hands to the new layer
+/// of a service it keeps: the requests held before the reload (a cold start under way) and
+/// those held after it count against one `max_held`.
+#[cfg(feature = "gateway")]
+#[derive(Clone)]
+pub(crate) struct HeldCount(Arc<Places>);
 
 /// One held request; frees its place when dropped.
 struct Place(Arc<Places>);

@@ -56,7 +56,7 @@ impl MonitorLayer {
         Ok(Self {
             guard: Arc::new(Guard {
                 cache: Arc::clone(&registered.cache),
-                idle: registered.idle.clone(),
+                requests: Arc::clone(&registered.requests),
                 plain: cached_up_forwards && registered.idle.is_none(),
                 registered,
                 fallback: Fallback::default(),
@@ -258,6 +258,22 @@ impl MonitorLayer {
     #[cfg(feature = "gateway")]
     pub(crate) fn hold_state(&self) -> Option<Hold> {
         self.guard.hold.clone()
+    }
+
+    /// The layer's count of held requests, if it holds.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn held_count(&self) -> Option<super::hold::HeldCount> {
+        self.guard.hold.as_ref().map(Hold::held_count)
+    }
+
+    /// Counts the requests it holds in `count` (the layer's that a reload replaced), against
+    /// its own `max_held`; nothing if it does not hold.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn count_held_in(mut self, count: &super::hold::HeldCount) -> Self {
+        if let Some(hold) = Arc::make_mut(&mut self.guard).hold.as_mut() {
+            hold.count_in(count);
+        }
+        self
     }
 }
 

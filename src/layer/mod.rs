@@ -166,6 +166,8 @@ pub use future::ResponseFuture;
 pub(crate) use future::mark_cold_start;
 pub use gone::BackendGone;
 pub use hold::DEFAULT_MAX_HELD;
+#[cfg(feature = "gateway")]
+pub(crate) use hold::HeldCount;
 #[cfg(feature = "proxy")]
 pub(crate) use hold::Hold;
 pub use layer::MonitorLayer;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::idle::IdleWatch;
+use crate::idle::{IdleWatch, Shards};
 use crate::lifecycle::{Event, Lifecycle, ServiceState, StopRuns};
 use crate::service::MonitoredService;
 use crate::single_flight::SingleFlight;
@@ -40,7 +40,11 @@ pub(crate) struct Registered {
     pub(crate) lifecycle: Lifecycle,
     /// Counts and last events, for snapshots and metrics.
     pub(crate) stats: Stats,
-    /// Requests in flight through the layer, when the service has `on_idle`.
+    /// Requests in flight through its layers (but the plainest, see `MonitorLayer::new`) and
+    /// its activities (open upgraded connections): what the idle watch counts, and what a
+    /// gateway's reload waits for before it stops the program of a definition it retired.
+    pub(crate) requests: Arc<Shards>,
+    /// Its idle watch, when the service has `on_idle`.
     pub(crate) idle: Option<Arc<IdleWatch>>,
     me: Weak<Registered>,
     probing: SingleFlight<bool>,
@@ -110,6 +114,7 @@ impl Registered {
         service: MonitoredService,
         dependencies: Vec<Arc<Registered>>,
     ) -> Arc<Self> {
+        let requests = Arc::new(Shards::new());
         Arc::new_cyclic(|me: &Weak<Self>| Self {
             name: name.into(),
             cache: StatusCache::new(service.grace_period),
@@ -118,7 +123,8 @@ impl Registered {
             idle: service
                 .on_idle
                 .as_ref()
-                .map(|(after, _)| IdleWatch::new(*after, me.clone())),
+                .map(|(after, _)| IdleWatch::new(*after, Arc::clone(&requests), me.clone())),
+            requests,
             service,
             me: me.clone(),
             probing: SingleFlight::default(),
@@ -181,9 +187,19 @@ impl Registered {
         marked.map(drop)
     }
 
-    /// Counts as a request in flight for `on_idle` until dropped (see [`crate::Activity`]).
+    /// Counts as a request in flight until dropped (see [`crate::Activity`]).
     pub(crate) fn activity(&self) -> crate::Activity {
-        crate::Activity(self.idle.as_ref().map(|idle| idle.enter()))
+        crate::Activity(self.requests.enter())
+    }
+
+    /// Waits until no run of `on_idle` is left, at most `bound`: whether none is.
+    pub(crate) async fn stops_ended_within(&self, bound: std::time::Duration) -> bool {
+        self.stop_runs.none_within(bound).await
+    }
+
+    /// Requests in flight now (see [`requests`](Self::requests)).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.requests.in_flight()
     }
 
     pub(crate) fn set_status_down(&self) {
@@ -301,10 +317,9 @@ mod tests {
             );
         let registered = Registered::new("app".into(), service);
         registered.set_status_up();
-        let idle = registered.idle.clone().unwrap();
 
         // In flight as the stop begins: the stop is called off, the up cached again.
-        let request = idle.enter();
+        let request = registered.requests.enter();
         assert!(!registered.stop().await.unwrap());
         assert_eq!(registered.state(), ServiceState::Up);
         assert!(registered.cache.is_up());
@@ -315,7 +330,7 @@ mod tests {
         assert_eq!(stops.load(Ordering::SeqCst), 0);
 
         // An operator's stop is not an idle stop: it runs whatever is in flight.
-        let _request = idle.enter();
+        let _request = registered.requests.enter();
         assert!(registered.stop_requested().await.unwrap());
         assert_eq!(registered.state(), ServiceState::Stopping);
         assert_eq!(stops.load(Ordering::SeqCst), 1);

@@ -9,6 +9,8 @@ mod nofile;
 mod ports;
 mod promtool;
 mod recording;
+/// The gateway program reloading its configuration (`reload::Gateway`), for the reload tests.
+pub mod reload;
 mod tls;
 mod websocket;
 #[allow(unused_imports)] // each test binary uses its own subset

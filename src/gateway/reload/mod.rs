@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::build::{self, Sections};
-use super::live::{self, AllServed, Live, Publish, Settings};
+use super::live::{Live, Publish, Settings};
 use super::{Gateway, answered};
 use crate::MinMonitor;
 use crate::config::{ConfigError, TriggerRegistry};
@@ -32,7 +32,8 @@ pub(super) use plan::Startup;
 ///   changed or not, so that a renewed certificate is served), are the new file's;
 /// - a service whose definition (its `services.NAME` section, and those of the services it
 ///   `depends_on`) is unchanged goes on as it was: its state, its running program, its idle
-///   watch and its counters (and, its `limit` unchanged, its limit of requests in flight);
+///   watch, its counters, its count of held requests (counted against its `max_held`, the
+///   new one) and, its `limit` unchanged, its limit of requests in flight;
 /// - a service added is added; one removed, or changed (a removal and an addition under the
 ///   same name), has its requests in flight finish, then its held requests answered and the
 ///   program its definition started stopped, as a shutdown stops it; the new definitions'
@@ -41,9 +42,10 @@ pub(super) use plan::Startup;
 /// - the connections open are closed once their requests in flight are answered (HTTP/1.1:
 ///   after the answer, at once if idle between requests, after its first answer if none has
 ///   come yet; HTTP/2: `GOAWAY`); an upgraded connection (a
-///   WebSocket) stays open to its service. The removed services' programs are stopped once
-///   every connection open before the reload has closed, or at most `shutdown_grace` after
-///   the reload.
+///   WebSocket) stays open to its service. The program of a service removed or changed is
+///   stopped once that service's own requests in flight (held ones, and its open upgraded
+///   connections, count) have ended, at most `shutdown_grace` after the reload, whatever the
+///   connections to other services do.
 ///
 /// A file that is not valid (a TLS file that cannot be used too: the certificate in use
 /// stays), or that changes `gateway.listen`, turns `gateway.tls` on or off, or changes the
@@ -135,10 +137,10 @@ pub(super) struct Shared {
 /// The configuration in use, as far as the next reload needs it.
 struct State {
     sections: Sections,
-    /// Tells when the connections of the configuration in use have all closed.
-    served: Option<AllServed>,
     /// The limits of requests in flight in use, by service: a kept service keeps its own.
     limits: BTreeMap<String, crate::proxy::InFlightLimit>,
+    /// The counts of held requests in use, by service: a kept service keeps its own.
+    held: BTreeMap<String, crate::layer::HeldCount>,
     /// The gate each service's definition waits behind, if a reload made it, by name.
     gates: BTreeMap<String, (gate::Gate, Arc<std::sync::atomic::AtomicBool>)>,
     /// The gates of the reloads whose retired programs may not all be stopped yet.
@@ -164,19 +166,20 @@ impl Shared {
         timeouts: super::serve::Timeouts,
         tls: Option<tokio_rustls::TlsAcceptor>,
         sections: Sections,
-        limits: BTreeMap<String, crate::proxy::InFlightLimit>,
+        (limits, held): (
+            BTreeMap<String, crate::proxy::InFlightLimit>,
+            BTreeMap<String, crate::layer::HeldCount>,
+        ),
         startup: Startup,
         registry: &TriggerRegistry,
         base_dir: Option<&Path>,
         file: Option<&Path>,
         requests: &Arc<answered::Requests>,
     ) -> Arc<Self> {
-        let (served, all_served) = live::served();
         let settings = Settings {
             routers: Arc::new(routers),
             timeouts,
             tls,
-            served,
         };
         let (publish, _) = tokio::sync::watch::channel(Arc::new(settings));
         Arc::new(Self {
@@ -190,7 +193,7 @@ impl Shared {
             state: tokio::sync::Mutex::new(State {
                 sections,
                 limits,
-                served: Some(all_served),
+                held,
                 gates: startup.into_gates(),
                 pending: Vec::new(),
             }),
@@ -291,7 +294,13 @@ impl Shared {
             })
             .collect();
         let (opener, gate) = gate::gate();
-        let mut plan = plan::Plan::new(&state.sections, &state.limits, &self.monitor, &gate);
+        let mut plan = plan::Plan::new(
+            &state.sections,
+            &state.limits,
+            &state.held,
+            &self.monitor,
+            &gate,
+        );
         plan.listen_flag = self.listen_flag.get().copied();
         let built = build::build(
             json,
@@ -352,17 +361,14 @@ impl Shared {
                 Some(opener)
             }
         };
-        let (served, all_served) = live::served();
         let grace = built.timeouts.grace;
         let tls = built.tls.is_some();
         self.publish.send_replace(Arc::new(Settings {
             routers: Arc::new(built.routers),
             timeouts: built.timeouts,
             tls: built.tls,
-            served,
         }));
         let retired = retire::Retired {
-            served: state.served.replace(all_served),
             grace,
             services: (retiring.iter())
                 .filter_map(|name| previous.get(name).cloned())
@@ -374,6 +380,7 @@ impl Shared {
         };
         state.sections = built.sections;
         state.limits = built.limits;
+        state.held = built.held;
         self.requests.reloaded(built.routed);
         // Nothing retired: the connections open are asked to close all the same (and the
         // new definitions may wait for an earlier reload's stops).

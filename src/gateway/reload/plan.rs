@@ -12,6 +12,7 @@ use super::gate::{AfterStop, Gate};
 use crate::MinMonitor;
 use crate::config::{ConfigError, Reused};
 use crate::gateway::build::{Reuse, Sections};
+use crate::layer::HeldCount;
 use crate::service::MonitoredService;
 
 /// The reload's plan, filled in as the build goes.
@@ -31,6 +32,8 @@ pub(super) struct Plan<'a> {
     pub(super) probe_now: Vec<String>,
     /// The limits of requests in flight of the configuration in use, by service.
     pub(super) limits: &'a BTreeMap<String, crate::proxy::InFlightLimit>,
+    /// The counts of held requests of the configuration in use, by service.
+    pub(super) held: &'a BTreeMap<String, HeldCount>,
     /// The stop flag of each new definition's start (see [`AfterStop`]), by name.
     pub(super) retired_flags: BTreeMap<String, Arc<AtomicBool>>,
     /// Where the gateway listens if `--listen` said so: then the file's `listen` is not used.
@@ -41,12 +44,14 @@ impl<'a> Plan<'a> {
     pub(super) fn new(
         old: &'a Sections,
         limits: &'a BTreeMap<String, crate::proxy::InFlightLimit>,
+        held: &'a BTreeMap<String, HeldCount>,
         monitor: &'a MinMonitor,
         gate: &'a Gate,
     ) -> Self {
         Self {
             old,
             limits,
+            held,
             monitor,
             gate,
             added: Vec::new(),
@@ -170,6 +175,15 @@ impl Reuse for Plan<'_> {
             .collect()
     }
 
+    fn held(&mut self) -> BTreeMap<String, HeldCount> {
+        // A kept service is the very one in use, held requests and all: whatever its hold
+        // settings now, they count against its `max_held`.
+        (self.held.iter())
+            .filter(|(name, _)| self.kept.contains(*name))
+            .map(|(name, count)| (name.clone(), count.clone()))
+            .collect()
+    }
+
     fn service(
         &mut self,
         name: &str,
@@ -237,6 +251,10 @@ impl Reuse for Startup {
     }
 
     fn limits(&mut self, _: &Sections) -> BTreeMap<String, crate::proxy::InFlightLimit> {
+        BTreeMap::new()
+    }
+
+    fn held(&mut self) -> BTreeMap<String, HeldCount> {
         BTreeMap::new()
     }
 

@@ -1,18 +1,16 @@
-//! The end of what a reload removed: once the connections open before it have closed (at
-//! most the grace), the held requests of the services it removed are answered, and the
-//! programs their definitions started are stopped as a shutdown stops them.
+//! The end of what a reload removed: once the requests in flight to the services it removed
+//! have ended (their open upgraded connections too; at most the grace), their held requests
+//! are answered, and the programs their definitions started are stopped as a shutdown stops
+//! them. Other services' connections, kept alive or busy, hold nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::gate::{Gate, Opener};
-use crate::gateway::live::AllServed;
 use crate::registered::Registered;
 
 /// What one reload retires.
 pub(super) struct Retired {
-    /// The connections of the configuration it replaced.
-    pub(super) served: Option<AllServed>,
     pub(super) grace: Duration,
     /// The definitions removed or changed.
     pub(super) services: Vec<Arc<Registered>>,
@@ -32,13 +30,24 @@ pub(super) struct Retired {
 /// shutdown.
 const HELD_ANSWER_TIME: Duration = Duration::from_secs(1);
 
+/// How often the removed services' requests in flight are counted while some are left: they
+/// tell no one when they end (a request pays two atomic operations, no more).
+const DRAIN_LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// Completes once none of `services` has a request in flight (held ones, and open upgraded
+/// connections, count).
+async fn drained(services: &[Arc<Registered>]) {
+    while services.iter().any(|service| service.in_flight() > 0) {
+        tokio::time::sleep(DRAIN_LOOK_EVERY).await;
+    }
+}
+
 impl Retired {
     pub(super) async fn run(self) {
         // Nothing of its own to retire: only the earlier reloads' stops to wait for.
-        let served = self.served.filter(|_| !self.services.is_empty());
-        if let Some(served) = served {
+        if !self.services.is_empty() {
             let answer_time = HELD_ANSWER_TIME.min(self.grace / 2);
-            let mut waiting = std::pin::pin!(served.wait());
+            let mut waiting = std::pin::pin!(drained(&self.services));
             if tokio::time::timeout(self.grace - answer_time, waiting.as_mut())
                 .await
                 .is_err()
@@ -49,7 +58,7 @@ impl Retired {
                 if tokio::time::timeout(answer_time, waiting).await.is_err() {
                     let names: Vec<&str> = self.services.iter().map(|s| &*s.name).collect();
                     let names = names.join(", ");
-                    tracing::warn!(grace = ?self.grace, services = %names, "reload: connections opened before it still open after the grace; stopping the programs of {names} all the same");
+                    tracing::warn!(grace = ?self.grace, services = %names, "reload: requests to {names} still in flight (or upgraded connections open) after the grace; stopping their programs all the same");
                 }
             }
         }
@@ -71,6 +80,19 @@ impl Retired {
                 }
             });
             futures::future::join_all(stops).await;
+        }
+        // An old definition's idle stop still under way (`on_idle`, which may stop the
+        // backend by other means than its program) ends before a new definition starts: a
+        // start beside a stop of one backend could leave it stopped. Bounded by the stop's
+        // own trigger timeout.
+        for service in &self.services {
+            if !service
+                .stops_ended_within(service.service.trigger_timeout)
+                .await
+            {
+                let name = &*service.name;
+                tracing::warn!(service = %name, "reload: the idle stop of {name}'s previous definition still runs after its trigger timeout; its new definition may start beside it");
+            }
         }
         // Its program stopped, each old definition is down: one still counted up would hold
         // its dependencies (kept, the very ones in use) from their idle stop for as long as
