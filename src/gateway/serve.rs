@@ -110,9 +110,9 @@ pub(super) async fn serve(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: pause rather than spin, and take
-                    // the connections waiting in the kernel's queue once some are back.
-                    crate::accept_failed::log(&listener, &error, &accept_said, "");
-                    tokio::time::sleep(crate::accept_failed::PAUSE).await;
+                    // the connections waiting in the kernel's queue once some are back. One
+                    // connection's own error (reset before it was accepted) goes on at once.
+                    crate::accept_failed::after(&listener, &error, &accept_said, "").await;
                     continue;
                 }
             },
