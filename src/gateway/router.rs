@@ -112,6 +112,14 @@ impl Router {
     }
 }
 
+#[cfg(test)]
+impl Router {
+    /// Each route's service name and proxy.
+    pub(super) fn proxies(&self) -> impl Iterator<Item = (&str, &Proxy<Incoming>)> {
+        (self.table.routes.iter()).map(|route| (&*route.name, route.service.get_ref()))
+    }
+}
+
 /// Whether an HTTP/2 request has more header fields than an HTTP/1.1 head may have lines
 /// ([`MAX_REQUEST_HEADERS`]). HTTP/2 may send a `Cookie` as one field per cookie (RFC 9113
 /// section 8.2.3), which HTTP/1.1 sends as one line: those count as one. Counted only past the

@@ -253,6 +253,14 @@ impl<B> Proxy<B> {
     }
 }
 
+#[cfg(all(test, feature = "gateway"))]
+impl<B> Proxy<B> {
+    /// Its log of the failures for want of this process's own resources.
+    pub(crate) fn local_said(&self) -> &Arc<crate::once_a_minute::OnceAMinute> {
+        &self.shared.local_said
+    }
+}
+
 impl<B> Clone for Proxy<B> {
     fn clone(&self) -> Self {
         Self {
