@@ -15,7 +15,7 @@
 //! | `tower_monitor_failed_starts_total` | counter | `service` | a start ends without the backend up (`on_down` failed, the start timeout passed, the program ended first), or the backend is down again soon after it came up: the starts the backoff counts (in fleet mode, a start is counted by the replica that led it) |
 //! | `tower_monitor_holds_total` | counter | `service` | a request is held until the backend is up (hold mode, `hold_when_gone`), once per hold, whatever its end: a request held for a start, then held again by `hold_when_gone` as its backend was gone, counts twice |
 //! | `tower_monitor_trigger_failures_total` | counter | `service`, `trigger` (`on_down`, `on_idle`, `on_up`, `always`) | a trigger fails, times out or panics |
-//! | `tower_monitor_fallbacks_total` | counter | `service`, `reason` (`not_ready`, `error`, `timeout`, `start_failed`) | a request is answered by the fallback |
+//! | `tower_monitor_fallbacks_total` | counter | `service`, `reason` (`not_ready`, `error`, `timeout`, `start_failed`, `local_resources`: its status could not be known for want of this process's own file descriptors, local ports or memory, the backend not last up) | a request is answered by the fallback |
 //! | `tower_monitor_requests_held` | gauge | `service` | sampled: requests held now (hold mode) |
 //! | `tower_monitor_requests_in_flight` | gauge | `service` | sampled: requests in flight now (services with `on_idle`) |
 //! | `tower_monitor_proxy_failures_total` | counter | `service`, `reason` (`unreachable`, `local_resources`, `kept_closed`, `timeout`, `head_too_large`, `failed`, `busy`, `client_body`, `client_slow`, `bad_path`, `bad_host`, `not_forwarded`, `not_allowed`, `request_head_too_large`, `body_timeout`) | the [proxy](crate::proxy) answers itself: the backend did not (502, 504), was at its limit of requests in flight for too long (503), could not be reached for want of this process's own file descriptors, local ports or memory (`local_resources`, 503: the backend is not marked down), or the request was refused (400, 405, 408, 431, 501); or it cut an answer whose body the backend stopped sending (`body_timeout`); counted even when a [`MonitorLayer`](crate::MonitorLayer) in front answers in its place (a gone backend's fallback) |
@@ -86,7 +86,13 @@ const STATES: [&str; 4] = ["down", "starting", "up", "stopping"];
 
 /// The fallback's reasons, as the `reason` label spells them.
 #[cfg(feature = "metrics")]
-const FALLBACK_REASONS: [&str; 4] = ["not_ready", "error", "timeout", "start_failed"];
+const FALLBACK_REASONS: [&str; 5] = [
+    "not_ready",
+    "error",
+    "timeout",
+    "start_failed",
+    "local_resources",
+];
 
 /// Registers every metric's description and unit with the recorder installed now. Call it
 /// once, after installing the recorder (the admin service does).

@@ -1,5 +1,6 @@
 //! The gateway example's whole cycle, end to end over real sockets: start on demand, 503, 200
-//! through the proxy, idle stop, and start again. Bounded in time.
+//! through the proxy, idle stop, and start again; and the gateway's router served by a user's
+//! own TLS server. Bounded in time.
 
 mod common;
 
@@ -297,4 +298,82 @@ async fn the_backend_gets_the_host_the_request_was_routed_by() {
         .unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.ends_with("a host=a.localhost:8080\n"), "{reply}");
+}
+
+/// A library user serves [`Gateway::router`] behind a TLS listener of their own: told so
+/// (`over_tls`), the router's forwarded headers say `https`, as the gateway's own HTTPS
+/// listener's do; not told, `http` (the router cannot see the user's TLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_served_behind_the_users_own_tls_tells_the_backend_https() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::Service;
+    use tower_monitor::gateway::{Gateway, Router};
+    use tower_monitor::proxy::ClientAddr;
+
+    let backend = common::serve(axum::Router::new().fallback(
+        |headers: http::HeaderMap| async move {
+            let header = |name| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+            };
+            format!("[{} {}]", header("x-forwarded-proto"), header("forwarded"))
+        },
+    ))
+    .await;
+    let config = format!(
+        r#"{{ "gateway": {{ "listen": "127.0.0.1:0", "routes": [{{ "service": "app" }}],
+               "services": {{ "app": {{ "forwarded": "both" }} }} }},
+             "services": {{ "app": {{ "url": "http://{}/", "grace_period": "30s" }} }} }}"#,
+        backend.addr
+    );
+    let gateway =
+        Gateway::from_config(&config, &tower_monitor::config::TriggerRegistry::new()).unwrap();
+    let certificate = common::SelfSigned::new();
+    let (acceptor, trusted) = (certificate.acceptor(), certificate.cert);
+    // The user's server: TLS, then hyper, with the client's address put in each request.
+    let serve = |router: Router| {
+        let acceptor = acceptor.clone();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let accepting = tokio::spawn(async move {
+                loop {
+                    let (stream, client) = listener.accept().await.unwrap();
+                    let (acceptor, router) = (acceptor.clone(), router.clone());
+                    tokio::spawn(async move {
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        let service = hyper::service::service_fn(
+                            move |mut request: http::Request<hyper::body::Incoming>| {
+                                request.extensions_mut().insert(ClientAddr(client));
+                                router.clone().call(request)
+                            },
+                        );
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+            (addr, accepting)
+        }
+    };
+    let (over_tls, accepting) = serve(gateway.router().over_tls()).await;
+    let reply = common::https_get(over_tls, &trusted).await;
+    accepting.abort();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.ends_with("[https for=127.0.0.1;host=\"app\";proto=https]"),
+        "{reply}"
+    );
+    let (not_told, accepting) = serve(gateway.router()).await;
+    let reply = common::https_get(not_told, &trusted).await;
+    accepting.abort();
+    assert!(
+        reply.ends_with("[http for=127.0.0.1;host=\"app\";proto=http]"),
+        "{reply}"
+    );
 }

@@ -339,7 +339,9 @@ async fn expect_silence_is_down_at_the_timeout() {
 /// `ENOMEM`; out of file descriptors, `EMFILE`, or local ports, alike) says nothing of the
 /// backend: a service up stays up, its requests still go to it (the proxy answers for itself
 /// if it cannot reach it either), and nothing starts it. It used to be marked down, and its
-/// requests answered 500.
+/// requests answered 500. A service not last up is answered as the proxy answers for the same
+/// cause, a 503 to retry in a second (it was a 500), and not started; a probe's error of
+/// another kind is still a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_out_of_local_resources_leaves_a_backend_up_and_forwarded_to() {
     use std::sync::Arc;
@@ -387,6 +389,71 @@ async fn a_probe_out_of_local_resources_leaves_a_backend_up_and_forwarded_to() {
     assert_eq!(reply.body, "app");
     assert_eq!(monitor.state("app").unwrap(), ServiceState::Up);
     assert_eq!(count(&wakes), 0, "on_down ran");
+
+    // Never up: its status cannot be known, and it is not started for that.
+    let failing = |kind: std::io::ErrorKind| {
+        probe::from_fn(move |_url| async move {
+            Err::<bool, BoxError>(std::io::Error::from(kind).into())
+        })
+    };
+    let url = Url::parse("http://127.0.0.1:9/").unwrap();
+    let service = MonitoredService::new(url.clone(), Duration::ZERO)
+        .probe(failing(std::io::ErrorKind::OutOfMemory))
+        .on_down(counting_trigger(Arc::clone(&wakes), false));
+    monitor.add("cold", service).unwrap();
+    let service = MonitoredService::new(url, Duration::ZERO)
+        .probe(failing(std::io::ErrorKind::Other))
+        .on_down(counting_trigger(Arc::clone(&wakes), false));
+    monitor.add("broken", service).unwrap();
+    let behind = |name| {
+        let layer = monitor.layer(name).unwrap();
+        serve(
+            Router::new()
+                .route("/", route_get(|| async { "app" }))
+                .layer(layer),
+        )
+    };
+    let (cold, broken) = (behind("cold").await, behind("broken").await);
+    let reply = get(cold.addr, "/", &[]).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.headers["retry-after"], "1");
+    assert_eq!(
+        reply.headers["cache-control"], "no-store",
+        "{:?}",
+        reply.headers
+    );
+    let grpc = get(cold.addr, "/", &[("content-type", "application/grpc")]).await;
+    assert_eq!(grpc.status, StatusCode::OK);
+    assert_eq!(grpc.headers["grpc-status"], "14", "UNAVAILABLE");
+    let json = get(cold.addr, "/", &[("accept", "application/json")]).await;
+    assert_eq!(json.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(json.body.contains(r#""status":503"#), "{}", json.body);
+    let fallbacks = monitor
+        .snapshot()
+        .into_iter()
+        .find(|service| &*service.name == "cold")
+        .unwrap()
+        .counters
+        .fallbacks;
+    assert_eq!(fallbacks, 3);
+    assert_eq!(
+        count(&wakes),
+        0,
+        "on_down ran for want of the process's resources"
+    );
+    let reply = get(broken.addr, "/", &[]).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get("retry-after").is_none());
 }
 
 /// A start whose probes can no longer be made (this process out of its own resources) ends at

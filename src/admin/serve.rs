@@ -79,8 +79,8 @@ async fn accept(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
             Err(error) => {
                 // Out of file descriptors, as clients of the proxy beside it can make it: pause
                 // rather than spin, and go on once they are back, not end the admin service.
-                crate::accept_failed::log(&listener, &error, &said, "admin: ");
-                tokio::time::sleep(crate::accept_failed::PAUSE).await;
+                // One connection's own error (reset before it was accepted) goes on at once.
+                crate::accept_failed::after(&listener, &error, &said, "admin: ").await;
                 continue;
             }
         };

@@ -197,3 +197,47 @@ fn worker_routers(
             .unwrap_or_else(|_| first.clone())
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each worker builds its own proxies (its own connection pools); their failures for want
+    /// of the process's own resources, which come with the same cause on every worker at once,
+    /// go through one log per service, so that the gateway says so once a minute, not once for
+    /// each worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_workers_proxies_of_a_service_share_one_log_of_local_failures() {
+        let json = r#"{
+          "gateway": {
+            "listen": "127.0.0.1:0",
+            "routes": [
+              { "path_prefix": "/a/", "service": "app" },
+              { "path_prefix": "/b/", "service": "app" },
+              { "path_prefix": "/", "service": "other" }
+            ]
+          },
+          "services": {
+            "app": { "url": "http://127.0.0.1:9/" },
+            "other": { "url": "http://127.0.0.1:9/" }
+          }
+        }"#;
+        let requests = Arc::new(answered::Requests::default());
+        let mut startup = super::super::reload::Startup::new();
+        let built = build(json, &TriggerRegistry::new(), None, &requests, &mut startup).unwrap();
+        let workers = [(built.routers.0)(), (built.routers.0)()];
+        let saids = |name: &str| -> Vec<_> {
+            std::iter::once(&built.router)
+                .chain(&workers)
+                .flat_map(Router::proxies)
+                .filter(|(service, _)| *service == name)
+                .map(|(_, proxy)| Arc::clone(proxy.local_said()))
+                .collect()
+        };
+        let (app, other) = (saids("app"), saids("other"));
+        assert_eq!((app.len(), other.len()), (6, 3), "routes of three routers");
+        assert!(app.iter().all(|said| Arc::ptr_eq(said, &app[0])));
+        assert!(other.iter().all(|said| Arc::ptr_eq(said, &other[0])));
+        assert!(!Arc::ptr_eq(&app[0], &other[0]), "one for each service");
+    }
+}

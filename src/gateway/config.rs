@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ConfigError, DurationValue, registry::parse_at};
+use crate::once_a_minute::OnceAMinute;
 use crate::proxy::{DEFAULT_LIMIT_WAIT, ForwardedHeaders, InFlightLimit};
 use crate::{MinMonitor, MonitorLayer};
 
@@ -54,13 +55,16 @@ pub(super) struct GatewaySpec {
 }
 
 /// What the routers built for several workers share per service: its layer (and so its hold
-/// mode's count: `max_held` is for the whole gateway) and its limit of requests in flight.
+/// mode's count: `max_held` is for the whole gateway), its limit of requests in flight, and
+/// its proxies' log of the failures for want of the process's own resources (at error once a
+/// minute for the gateway, not once for each worker).
 #[derive(Clone, Default)]
 pub(super) struct Shared {
     pub(super) layers: BTreeMap<String, MonitorLayer>,
     pub(super) limits: BTreeMap<String, InFlightLimit>,
     /// Each layer's count of held requests; before the first build, those a reload keeps.
     pub(super) held: BTreeMap<String, crate::layer::HeldCount>,
+    pub(super) said: BTreeMap<String, Arc<OnceAMinute>>,
 }
 
 #[derive(Deserialize)]
@@ -361,7 +365,9 @@ fn build(
         };
         proxy = proxy.limit(limit);
     }
+    let said = shared.said.entry(name.to_string()).or_default();
     let proxy = proxy
+        .local_said(Arc::clone(said))
         .build()
         .map_err(|e| ConfigError::new(format!("services.{name}.url"), e.to_string()))?;
     Ok(tower_layer::Layer::layer(&layer, proxy))

@@ -376,7 +376,8 @@ impl Gateway {
 
     /// The routes as one Tower service (`Request<hyper::body::Incoming>` in), to serve your
     /// own way; put a [`ClientAddr`](crate::proxy::ClientAddr) in each request's extensions
-    /// for the forwarded headers. These are the routes of the configuration the gateway was
+    /// for the forwarded headers, and serve [`Router::over_tls`] behind a TLS listener of your
+    /// own, for them to say `https`. These are the routes of the configuration the gateway was
     /// made with: a [reload](Self::reloader) changes what [`serve`](Self::serve) serves, not
     /// this router.
     pub fn router(&self) -> Router {

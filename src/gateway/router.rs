@@ -30,6 +30,7 @@ pub(super) type Routed = MonitorService<Proxy<Incoming>>;
 use super::access::Entry;
 pub use super::access::GatewayBody;
 
+mod over_tls;
 mod route;
 
 pub(super) use route::Route;
@@ -46,7 +47,8 @@ pub struct Router {
     access_log: bool,
     /// The client of the connection this router serves, if it serves one.
     client: Option<IpAddr>,
-    /// Whether that connection is TLS: the forwarded headers say `https`.
+    /// Whether that connection is TLS, or every one is ([`over_tls`](Self::over_tls)): the
+    /// forwarded headers say `https`.
     tls: bool,
 }
 
@@ -112,6 +114,14 @@ impl Router {
     }
 }
 
+#[cfg(test)]
+impl Router {
+    /// Each route's service name and proxy.
+    pub(super) fn proxies(&self) -> impl Iterator<Item = (&str, &Proxy<Incoming>)> {
+        (self.table.routes.iter()).map(|route| (&*route.name, route.service.get_ref()))
+    }
+}
+
 /// Whether an HTTP/2 request has more header fields than an HTTP/1.1 head may have lines
 /// ([`MAX_REQUEST_HEADERS`]). HTTP/2 may send a `Cookie` as one field per cookie (RFC 9113
 /// section 8.2.3), which HTTP/1.1 sends as one line: those count as one. Counted only past the
@@ -169,8 +179,8 @@ impl Router {
         // Begun now: dropped with this future if the client goes away first, it still logs.
         let entry = self.access_log.then(|| route.entry(&request, self.client));
         let mut service = route.service.clone();
-        if let Some(client) = self.client {
-            service.get_mut().for_client(client, self.tls);
+        if self.client.is_some() || self.tls {
+            service.get_mut().for_client(self.client, self.tls);
         }
         let head = request.method() == Method::HEAD;
         // A `Proxy` is always ready, and so is the layer over it: calling at once is sound.

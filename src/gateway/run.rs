@@ -32,7 +32,7 @@ impl Gateway {
         let live = self.reload.live();
         let (shutdown, release) =
             serve::announced(shutdown, live.clone(), Arc::clone(&self.monitor));
-        let serving = serve::serve(listener, live, shutdown);
+        let serving = serve::serve(listener, live, shutdown, Arc::default());
         let drained = serve::with_release(serving, release).await;
         serve::drained(drained);
         if let Some(admin) = admin {

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::Router;
 use super::connection::Connection;
 use super::live::Live;
+use crate::once_a_minute::OnceAMinute;
 
 /// The most a client's request head may hold, over either HTTP version: 64 KiB (Envoy's
 /// default is 60 KiB, nginx's 32). Past it, the request is answered 431, never forwarded.
@@ -64,7 +65,8 @@ pub(super) struct Timeouts {
 /// then stops accepting, asks every connection to close once its requests are answered
 /// (HTTP/2 `GOAWAY`, HTTP/1.1 `Connection: close`), and waits up to the grace for that and for
 /// the upgraded connections (WebSockets) to close.
-/// Returns whether every connection closed within the grace.
+/// Returns whether every connection closed within the grace. Its failed accepts are logged
+/// through `accept_said`, which the workers serving copies of one listener share.
 ///
 /// The settings (routes, timeouts, grace) are `live`'s; when a reload changes them, the
 /// connections accepted from then on take its router (built here: this runtime's pools), and
@@ -74,6 +76,7 @@ pub(super) async fn serve(
     listener: TcpListener,
     mut live: Live,
     shutdown: impl Future<Output = ()>,
+    accept_said: Arc<OnceAMinute>,
 ) -> bool {
     let mut settings = Arc::clone(&live.borrow_and_update());
     // From the settings just marked seen: a router made before (the gateway's own, or one
@@ -86,7 +89,6 @@ pub(super) async fn serve(
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut reloadable = true;
-    let accept_said = Arc::default();
     loop {
         let (stream, addr) = tokio::select! {
             // A connection that comes after a reload takes its routes, even when both woke
@@ -110,9 +112,9 @@ pub(super) async fn serve(
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: pause rather than spin, and take
-                    // the connections waiting in the kernel's queue once some are back.
-                    crate::accept_failed::log(&listener, &error, &accept_said, "");
-                    tokio::time::sleep(crate::accept_failed::PAUSE).await;
+                    // the connections waiting in the kernel's queue once some are back. One
+                    // connection's own error (reset before it was accepted) goes on at once.
+                    crate::accept_failed::after(&listener, &error, &accept_said, "").await;
                     continue;
                 }
             },

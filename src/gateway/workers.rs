@@ -11,12 +11,14 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
 use super::live::Live;
 use super::{Router, serve};
+use crate::once_a_minute::OnceAMinute;
 
 /// Builds a router for one worker: its own upstream connection pools, the layers shared.
 pub(super) struct Routers(pub(super) Box<dyn Fn() -> Router + Send + Sync>);
@@ -52,6 +54,9 @@ pub(super) async fn serve_workers(
     shutdown: impl Future<Output = ()>,
 ) -> (io::Result<bool>, Released) {
     let (stop, stopping) = watch::channel(false);
+    // One for the listener, whichever worker's copy fails: at error once a minute for the
+    // process, not once for each worker.
+    let accept_said = Arc::<OnceAMinute>::default();
     // Not allocated from the count: a huge one is a thread that fails to start, not an abort.
     let mut started = Vec::new();
     let mut failed = listener.set_nonblocking(true).err();
@@ -59,9 +64,10 @@ pub(super) async fn serve_workers(
         if failed.is_some() {
             break;
         }
-        let worker = listener
-            .try_clone()
-            .and_then(|listener| start_worker(index, listener, live.clone(), stopping.clone()));
+        let worker = listener.try_clone().and_then(|listener| {
+            let said = Arc::clone(&accept_said);
+            start_worker(index, listener, live.clone(), stopping.clone(), said)
+        });
         match worker {
             Ok(worker) => started.push(worker),
             Err(error) => failed = Some(error),
@@ -88,6 +94,7 @@ fn start_worker(
     listener: std::net::TcpListener,
     live: Live,
     mut stopping: watch::Receiver<bool>,
+    accept_said: Arc<OnceAMinute>,
 ) -> io::Result<Worker> {
     let (drained_tx, drained) = oneshot::channel();
     let (release, released) = oneshot::channel::<()>();
@@ -109,7 +116,8 @@ fn start_worker(
                 let stopped = async move {
                     let _ = stopping.wait_for(|stop| *stop).await;
                 };
-                let _ = drained_tx.send(serve::serve(listener, live, stopped).await);
+                let drained = serve::serve(listener, live, stopped, accept_said).await;
+                let _ = drained_tx.send(drained);
                 let _ = released.await;
             });
             // Tasks still running (a relayed WebSocket past the grace) must not hold the exit.

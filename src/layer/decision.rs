@@ -66,13 +66,14 @@ pub(crate) fn decide(
             // The probe could not be made for want of this process's own resources (`EMFILE`
             // under a flood of clients): the backend's last known state stands. One last
             // known up is forwarded to (the proxy may still reach it on a kept connection, and
-            // answers for itself if not); any other is answered 500, not woken (the probe has
-            // logged it, at most once a minute: not once a request).
+            // answers for itself if not); any other is answered 503 with `Retry-After: 1`, as
+            // the proxy answers for the same cause, not woken (the probe has logged it, at most
+            // once a minute: not once a request).
             Err(error) if crate::local_resources::cause(&error).is_some() => {
                 let name = &registered.name;
                 if registered.state() != ServiceState::Up {
-                    tracing::debug!(service = %name, %error, "status unknown; answering 500");
-                    return Decision::Fallback(FallbackReason::Error);
+                    tracing::debug!(service = %name, %error, "status unknown; answering 503");
+                    return Decision::Fallback(FallbackReason::LocalResources);
                 }
                 tracing::debug!(
                     service = %name,

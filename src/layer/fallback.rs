@@ -1,5 +1,6 @@
-//! The answers given instead of the inner service's: 503 while the backend is not ready, 500
-//! when its status or a trigger failed.
+//! The answers given instead of the inner service's: 503 while the backend is not ready (or
+//! its status cannot be known for want of this process's own resources), 500 when its status
+//! or a trigger failed.
 //!
 //! They never carry the backend's address or an error's text (those go to `tracing`), and they
 //! are never cached by clients or proxies (`Cache-Control: no-store`). A custom fallback that
@@ -43,6 +44,12 @@ pub enum FallbackReason {
     /// `on_down` failed (or timed out, or panicked): 500 Internal Server Error, with a waiting
     /// page that says so and reloads (trying again) after `Retry-After`.
     StartFailed,
+    /// The status could not be determined for want of this process's own resources (file
+    /// descriptors, local ports, memory: a probe that could not be made) and the backend was
+    /// not last known up: 503 Service Unavailable with `Retry-After: 1`, as the proxy answers
+    /// for the same cause, since the shortage passes as soon as connections close; nothing is
+    /// started.
+    LocalResources,
 }
 
 impl FallbackReason {
@@ -56,13 +63,14 @@ impl FallbackReason {
     /// ```
     pub fn status_code(self) -> StatusCode {
         match self {
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::LocalResources => StatusCode::SERVICE_UNAVAILABLE,
             Self::Error | Self::StartFailed => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
-    /// The reason's label in metrics and JSON: `not_ready`, `error`, `timeout`, `start_failed`.
+    /// The reason's label in metrics and JSON: `not_ready`, `error`, `timeout`, `start_failed`,
+    /// `local_resources`.
     ///
     /// ```
     /// use tower_monitor::layer::FallbackReason;
@@ -75,6 +83,7 @@ impl FallbackReason {
             Self::Error => "error",
             Self::Timeout => "timeout",
             Self::StartFailed => "start_failed",
+            Self::LocalResources => "local_resources",
         }
     }
 
@@ -82,7 +91,7 @@ impl FallbackReason {
     fn grpc_code(self) -> u16 {
         match self {
             // UNAVAILABLE: the client may retry. A held request that timed out is still that.
-            Self::NotReady | Self::Timeout => 14,
+            Self::NotReady | Self::Timeout | Self::LocalResources => 14,
             Self::Error | Self::StartFailed => 13, // INTERNAL
         }
     }
@@ -172,7 +181,7 @@ impl Situation {
             Phase::Unknown | Phase::Idle => None,
         };
         Some(match reason {
-            FallbackReason::Error => return None,
+            FallbackReason::Error | FallbackReason::LocalResources => return None,
             FallbackReason::StartFailed => Case::StartFailed,
             FallbackReason::Timeout => Case::TimedOut(starting_for),
             FallbackReason::NotReady => match self.phase {
@@ -298,6 +307,12 @@ fn answer(
     page: &str,
     situation: Situation,
 ) -> Response<FallbackBody> {
+    // The process's own shortage passes as soon as connections close: retried at once, as the
+    // proxy's own answer for it says, whatever the layer's `retry_after` (meant for a start).
+    let retry_after = match reason {
+        FallbackReason::LocalResources => LOCAL_RETRY_AFTER,
+        _ => retry_after,
+    };
     let retry_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let mut response = if is_grpc(&parts.headers) {
         grpc_response(reason)
@@ -306,6 +321,7 @@ fn answer(
     } else {
         let body = match situation.case(reason) {
             Some(case) => render(page, service, case, retry_secs),
+            None if reason == FallbackReason::LocalResources => UNAVAILABLE_PAGE.to_string(),
             None => ERROR_PAGE.to_string(),
         };
         with_content_type(body, "text/html; charset=utf-8")
@@ -336,6 +352,7 @@ fn grpc_response(reason: FallbackReason) -> Response<FallbackBody> {
         FallbackReason::Timeout => "service still starting",
         FallbackReason::Error => "internal error",
         FallbackReason::StartFailed => "service failed to start",
+        FallbackReason::LocalResources => "service unavailable; try again",
     };
     super::negotiate::grpc_status(FallbackBody::empty(), reason.grpc_code(), message)
 }
@@ -352,49 +369,21 @@ fn json_body(reason: FallbackReason, retry_secs: u64) -> String {
             format!(r#"{{"error":"service_start_failed","status":500,"retry_after":{retry_secs}}}"#)
         }
         FallbackReason::Error => r#"{"error":"internal_error","status":500}"#.to_string(),
+        FallbackReason::LocalResources => {
+            format!(r#"{{"error":"service_unavailable","status":503,"retry_after":{retry_secs}}}"#)
+        }
     }
 }
+
+/// The `Retry-After` of a [`FallbackReason::LocalResources`] answer: the proxy's for the same
+/// cause.
+const LOCAL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+const UNAVAILABLE_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Service Unavailable</title></head>\
+<body><main><h1>Service Unavailable</h1><p>The service cannot be reached just now. Try again in a moment.</p></main></body></html>\n";
 
 const ERROR_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Internal Server Error</title></head>\
 <body><main><h1>Internal Server Error</h1><p>Something went wrong while reaching the service.</p></main></body></html>\n";
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_waiting_page_escapes_the_service_name() {
-        let (parts, ()) = http::Request::new(()).into_parts();
-        let response = Fallback::default().respond_in(
-            &parts,
-            FallbackReason::NotReady,
-            "<b>\"a&b\"</b>",
-            Situation::UNKNOWN,
-        );
-        let body = futures::FutureExt::now_or_never(http_body_util::BodyExt::collect(
-            response.into_body(),
-        ))
-        .expect("a full body is ready at once")
-        .expect("infallible")
-        .to_bytes();
-        let page = String::from_utf8_lossy(&body);
-        assert!(
-            page.contains("&lt;b&gt;&quot;a&amp;b&quot;&lt;/b&gt; is starting"),
-            "{page}"
-        );
-        assert!(page.contains(r#"content="5""#));
-    }
-
-    #[test]
-    fn retry_after_is_rounded_up_to_whole_seconds() {
-        let (parts, ()) = http::Request::new(()).into_parts();
-        let response = default_response(
-            &parts,
-            FallbackReason::NotReady,
-            Duration::from_millis(1500),
-        );
-        assert_eq!(response.headers()[RETRY_AFTER], "2");
-        let response = default_response(&parts, FallbackReason::Error, Duration::from_secs(1));
-        assert!(response.headers().get(RETRY_AFTER).is_none());
-    }
-}
+mod tests;

@@ -14,9 +14,11 @@
 //! probe as `local_resources`, logs it at error at most once a minute, and gives the error to
 //! whoever asked for the status. A request behind the layer is then forwarded if the service
 //! was last up (the proxy may still reach it on a kept connection, and answers 503 for itself
-//! if not), and answered 500 otherwise, nothing started. The built-in probes report these
-//! errors so; a [`from_fn`] probe does by returning the `io::Error` (or an error whose
-//! `source` chain holds it).
+//! if not), and answered 503 with `Retry-After: 1` otherwise, nothing started. The built-in
+//! probes report these errors so, also for a name with several addresses of which one was
+//! refused and another could not be tried so (unless one connects: the service may listen on
+//! the one not tried); a [`from_fn`] probe does by returning the `io::Error` (or an error
+//! whose `source` chain holds it).
 
 mod expect;
 mod from_fn;

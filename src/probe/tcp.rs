@@ -44,8 +44,8 @@ impl Probe for Tcp {
 /// Connects to `host:port`, trying each resolved address in turn. `Ok(None)` when the service
 /// cannot be reached (the probe's "down"); `Err` for other failures, among them this process
 /// running out of its own file descriptors, local ports or memory (`EMFILE`,
-/// `EADDRNOTAVAIL`…), which says nothing of the service: unless another address told that the
-/// service is not there (refused, unreachable), the probe then fails with that error.
+/// `EADDRNOTAVAIL`…), which says nothing of the service: unless another address connects, the
+/// probe then fails with that error, even when another was refused (see [`first_connected`]).
 pub(crate) async fn connect(host: Host<String>, port: u16) -> Result<Option<TcpStream>, BoxError> {
     let addrs: Vec<SocketAddr> = match host {
         Host::Ipv4(ip) => vec![(ip, port).into()],
@@ -60,10 +60,26 @@ pub(crate) async fn connect(host: Host<String>, port: u16) -> Result<Option<TcpS
             }
         },
     };
+    first_connected(addrs, TcpStream::connect).await
+}
+
+/// The first of `addrs` that `connect` reaches, tried in turn; `Ok(None)` if each said the
+/// service is not there. One that could not be tried for want of this process's own
+/// resources makes the whole an error (that one) unless another connects: a name with several
+/// addresses (`localhost`: `::1` and `127.0.0.1`) whose service listens on the one not tried
+/// is refused on the other, so a refusal beside it cannot tell the service is down, and a
+/// backend taken for down would be started again for the process's own shortage.
+async fn first_connected<S, F, Fut>(
+    addrs: Vec<SocketAddr>,
+    mut connect: F,
+) -> Result<Option<S>, BoxError>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = io::Result<S>>,
+{
     let mut local = None;
-    let mut unreachable = false;
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        match connect(addr).await {
             Ok(stream) => return Ok(Some(stream)),
             // Another address may still answer, as with an address of a family the host has
             // none of (IPv6 turned off).
@@ -77,14 +93,13 @@ pub(crate) async fn connect(host: Host<String>, port: u16) -> Result<Option<TcpS
             }
             Err(err) if means_unreachable(&err) => {
                 tracing::debug!(%addr, error = %err, "probe: connect failed");
-                unreachable = true;
             }
             Err(err) => return Err(err.into()),
         }
     }
     match local {
-        Some(err) if !unreachable => Err(err.into()),
-        _ => Ok(None),
+        Some(err) => Err(err.into()),
+        None => Ok(None),
     }
 }
 
@@ -118,6 +133,49 @@ pub(crate) fn means_unreachable(err: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One address of a name (`localhost`: `::1`, `127.0.0.1`) refused and the other not tried
+    /// for want of this process's own resources: the service may listen on that one, so the
+    /// probe cannot tell it is down. It was taken for down, and the backend started again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusal_beside_an_address_not_tried_for_want_of_resources_is_not_a_down() {
+        let addrs: Vec<SocketAddr> = vec![
+            "[::1]:8080".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+        ];
+        let fails = |local: SocketAddr| {
+            move |addr: SocketAddr| async move {
+                Err::<(), _>(io::Error::from(match addr == local {
+                    true => io::ErrorKind::OutOfMemory,
+                    false => io::ErrorKind::ConnectionRefused,
+                }))
+            }
+        };
+        for local in addrs.clone() {
+            let error = first_connected(addrs.clone(), fails(local))
+                .await
+                .expect_err("the shortage, not a down");
+            assert!(
+                local_resources::cause(&*error).is_some(),
+                "{local}: {error}"
+            );
+        }
+        // Both refused: down. One that connects: up, whatever the other said.
+        let refused = |_| async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionRefused)) };
+        assert!(
+            first_connected(addrs.clone(), refused)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let second = |addr: SocketAddr| async move {
+            match addr.is_ipv4() {
+                true => Ok(()),
+                false => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
+            }
+        };
+        assert!(first_connected(addrs, second).await.unwrap().is_some());
+    }
 
     #[test]
     fn default_ports_come_from_the_scheme() {

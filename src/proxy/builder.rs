@@ -73,6 +73,9 @@ pub struct ProxyBuilder {
     limit: Option<InFlightLimit>,
     /// The monitored service a refused request waits for (`hold_when_gone`), and where.
     gone_hold: Option<(hold_when_gone::GoneService, crate::layer::Hold)>,
+    /// The log of the failures for want of this process's own resources, if shared with
+    /// other proxies (see [`local_said`](Self::local_said)); else the proxy's own.
+    local_said: Option<Arc<crate::once_a_minute::OnceAMinute>>,
 }
 
 impl ProxyBuilder {
@@ -95,6 +98,7 @@ impl ProxyBuilder {
             keep_awake: None,
             limit: None,
             gone_hold: None,
+            local_said: None,
         }
     }
 
@@ -154,6 +158,15 @@ impl ProxyBuilder {
     #[cfg(feature = "gateway")]
     pub(crate) fn cleartext_clients(mut self) -> Self {
         self.cleartext = true;
+        self
+    }
+
+    /// Logs the failures for want of this process's own resources through `said`, which
+    /// other proxies of the same service share (the gateway's workers each build theirs): at
+    /// error at most once a minute for the process, not once a minute for each.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn local_said(mut self, said: Arc<crate::once_a_minute::OnceAMinute>) -> Self {
+        self.local_said = Some(said);
         self
     }
 

@@ -242,14 +242,19 @@ impl Proxy {
 
 impl<B> Proxy<B> {
     /// This proxy, for the requests of one connection from `client`: the address reported in
-    /// the forwarded headers of those without a [`ClientAddr`] in their extensions, and their
-    /// protocol, `https` if the connection is `tls`.
+    /// the forwarded headers of those without a [`ClientAddr`] in their extensions (if not
+    /// known here, theirs alone), and their protocol, `https` if the connection is `tls`.
     #[cfg(feature = "gateway")]
-    pub(crate) fn for_client(&mut self, client: std::net::IpAddr, tls: bool) {
-        self.peer = forwarded::Peer {
-            ip: Some(client),
-            tls,
-        };
+    pub(crate) fn for_client(&mut self, client: Option<std::net::IpAddr>, tls: bool) {
+        self.peer = forwarded::Peer { ip: client, tls };
+    }
+}
+
+#[cfg(all(test, feature = "gateway"))]
+impl<B> Proxy<B> {
+    /// Its log of the failures for want of this process's own resources.
+    pub(crate) fn local_said(&self) -> &Arc<crate::once_a_minute::OnceAMinute> {
+        &self.shared.local_said
     }
 }
 

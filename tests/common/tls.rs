@@ -49,6 +49,24 @@ impl SelfSigned {
     }
 }
 
+impl SelfSigned {
+    /// An acceptor that serves this certificate, for a test's own TLS server.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        use tokio_rustls::rustls::pki_types::CertificateDer;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        let cert = CertificateDer::from_pem_slice(self.cert.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(self.key.as_bytes()).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        TlsAcceptor::from(Arc::new(config))
+    }
+}
+
 /// `bytes` in standard base64, padded.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -119,7 +119,7 @@ impl ProxyBuilder {
                 keep_awake,
                 limit: self.limit,
                 gone_hold,
-                local_said: Arc::default(),
+                local_said: self.local_said.unwrap_or_default(),
             }),
             peer: super::super::forwarded::Peer::default(),
         })
