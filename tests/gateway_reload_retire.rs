@@ -259,3 +259,40 @@ async fn a_changed_dependency_s_program_stops_at_once_though_its_dependent_was_u
     assert!(status == 200 && body.starts_with("one "), "{status} {body}");
     gateway.stop().await;
 }
+
+/// A connection opened before a reload whose first request comes after it (a browser's
+/// preconnection) takes the reload's routes: its request to a service the reload changed is
+/// the new definition's, not the old one's, whose program may have stopped already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_s_first_request_after_a_reload_takes_the_new_routes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = common::refused_addr().await;
+    let text = move |script: &str, tag: &str| {
+        let text = config(script, &[("/a/", "app")], &[Service("app", backend, tag)]);
+        with_grace(&text, "30s")
+    };
+    let mut gateway = Gateway::start("reload-retire-preconnect", |s| text(s, "one")).await;
+    let mut early = TcpStream::connect(gateway.addr).await.unwrap();
+    // Accepted in turn: once a later connection is answered, this one has been accepted.
+    let (status, body) = get(gateway.addr, "/a/").await;
+    assert!(status == 200 && body.starts_with("one "), "{status} {body}");
+
+    let line = gateway.reload(&text(gateway.script(), "two")).await;
+    assert!(line.contains("changed: app;"), "{line}");
+    // The old definition's program stops at once: nothing of its own is in flight.
+    let stopped = gateway
+        .until(|l| l.contains("backend program stopped"))
+        .await;
+    assert!(stopped.contains("service=app"), "{stopped}");
+
+    let request = "GET /a/ HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    early.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), early.read_to_string(&mut reply));
+    read.await.expect("an answer in time").unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.contains("\r\n\r\ntwo "),
+        "{reply}"
+    );
+    gateway.stop().await;
+}
