@@ -45,6 +45,14 @@ fn failed(error: &io::Error) -> Failed {
     if local_resources::ran_out(error) {
         return Failed::Shortage;
     }
+    // `EACCES` is `PermissionDenied` as `EPERM` is, but no connection's: a security module
+    // (SELinux, AppArmor) refuses the accept itself, before a connection is taken from the
+    // queue, so the next accept fails at once again, as long as the policy stands. Going on
+    // at once, the listener would spin, logged at debug only.
+    #[cfg(target_os = "linux")]
+    if error.raw_os_error() == Some(13) {
+        return Failed::Other;
+    }
     if matches!(
         error.kind(),
         ConnectionAborted
@@ -178,8 +186,9 @@ mod tests {
             Failed::Shortage
         );
         #[cfg(target_os = "linux")]
-        for code in [9, 22, 88] {
-            // EBADF, EINVAL (not listening), ENOTSOCK.
+        for code in [9, 22, 88, 13] {
+            // EBADF, EINVAL (not listening), ENOTSOCK, EACCES (a security module's refusal,
+            // before any connection is taken from the queue: it would spin).
             let error = io::Error::from_raw_os_error(code);
             assert_eq!(failed(&error), Failed::Other, "{code}: {error}");
         }

@@ -160,8 +160,9 @@ async fn a_connection_without_a_request_yet_at_a_reload_is_answered_then_closed(
         &[Service("app", backend, "one")],
     );
     gateway.reload(&v2).await;
-    let answer = common::first_request_once_kept_open(&mut early, "/a/").await;
-    // Accepted before the reload, it was served by the routes of then.
+    let answer = common::first_request_once_kept_open(&mut early, "/b/").await;
+    // Accepted before the reload, its request after it takes the reload's routes, as a new
+    // connection's does (the old ones' services may be stopped already).
     assert!(answer.starts_with("http/1.1 200"), "{answer}");
     assert!(answer.contains("connection: close"), "{answer}");
     assert_eq!(get(gateway.addr, "/b/").await.0, 200);

@@ -134,7 +134,8 @@ async fn a_reload_made_before_serving_is_what_the_gateway_serves() {
 }
 
 /// A connection on which no request has come yet at a reload is answered before it closes,
-/// however many reloads come meanwhile: only the shutdown closes it at once.
+/// by the routes of the last reload, however many reloads come meanwhile: only the shutdown
+/// closes it at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_without_a_request_yet_is_answered_across_two_reloads() {
     let backend = common::refused_addr().await;
@@ -150,8 +151,9 @@ async fn a_connection_without_a_request_yet_is_answered_across_two_reloads() {
         reloader.reload_from(&text(prefix)).await.unwrap();
         assert_eq!(status(addr, prefix).await, 503, "{prefix}");
     }
-    let answer = common::first_request_once_kept_open(&mut early, "/a/").await;
-    // Accepted before the reloads: the routes of then.
+    let answer = common::first_request_once_kept_open(&mut early, "/c/").await;
+    // Accepted before the reloads, its request after them takes the last one's routes, as a
+    // new connection's does: `/c/` reaches `app` (no route in those it was accepted under).
     assert!(answer.starts_with("http/1.1 503"), "{answer}");
     assert!(answer.contains("connection: close"), "{answer}");
     let _ = stop.send(());

@@ -213,3 +213,86 @@ async fn a_changed_service_s_first_start_waits_for_the_old_definition_s_stop_und
     );
     gateway.stop().await;
 }
+
+/// A service its dependent keeps awake (`depends_on`), both changed by a reload: the
+/// dependent's hold on it, which lasts until the dependent's own program is stopped, is no
+/// request of its own, so their programs stop at once, not after the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_dependency_s_program_stops_at_once_though_its_dependent_was_up() {
+    let (app, db) = (common::refused_addr().await, common::refused_addr().await);
+    let text = move |script: &str, db_tag: &str| {
+        let text = config(
+            script,
+            &[("/a/", "app")],
+            &[Service("app", app, "one"), Service("db", db, db_tag)],
+        );
+        let text = text.replace(
+            r#""app": { "url""#,
+            r#""app": { "depends_on": ["db"], "url""#,
+        );
+        with_grace(&text, "30s")
+    };
+    let mut gateway = Gateway::start("reload-retire-dependency", |s| text(s, "one")).await;
+    let (status, body) = get(gateway.addr, "/a/").await;
+    assert!(status == 200 && body.starts_with("one "), "{status} {body}");
+
+    // db changed, and so app, which depends on it.
+    let line = gateway.reload(&text(gateway.script(), "two")).await;
+    assert!(line.contains("changed: app, db;"), "{line}");
+    let reloaded = Instant::now();
+    let mut stopped = Vec::new();
+    while stopped.len() < 2 {
+        let line = gateway
+            .until(|l| l.contains("backend program stopped"))
+            .await;
+        stopped.push(line);
+    }
+    let after = reloaded.elapsed();
+    assert!(after < Duration::from_secs(10), "stopped {after:?} after");
+    assert!(
+        !(gateway.seen.iter()).any(|l| l.contains("after the grace")),
+        "{:?}",
+        gateway.seen
+    );
+    // Then the new definitions serve: db's new program started for app's.
+    let (status, body) = get(gateway.addr, "/a/").await;
+    assert!(status == 200 && body.starts_with("one "), "{status} {body}");
+    gateway.stop().await;
+}
+
+/// A connection opened before a reload whose first request comes after it (a browser's
+/// preconnection) takes the reload's routes: its request to a service the reload changed is
+/// the new definition's, not the old one's, whose program may have stopped already.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_s_first_request_after_a_reload_takes_the_new_routes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = common::refused_addr().await;
+    let text = move |script: &str, tag: &str| {
+        let text = config(script, &[("/a/", "app")], &[Service("app", backend, tag)]);
+        with_grace(&text, "30s")
+    };
+    let mut gateway = Gateway::start("reload-retire-preconnect", |s| text(s, "one")).await;
+    let mut early = TcpStream::connect(gateway.addr).await.unwrap();
+    // Accepted in turn: once a later connection is answered, this one has been accepted.
+    let (status, body) = get(gateway.addr, "/a/").await;
+    assert!(status == 200 && body.starts_with("one "), "{status} {body}");
+
+    let line = gateway.reload(&text(gateway.script(), "two")).await;
+    assert!(line.contains("changed: app;"), "{line}");
+    // The old definition's program stops at once: nothing of its own is in flight.
+    let stopped = gateway
+        .until(|l| l.contains("backend program stopped"))
+        .await;
+    assert!(stopped.contains("service=app"), "{stopped}");
+
+    let request = "GET /a/ HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n";
+    early.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), early.read_to_string(&mut reply));
+    read.await.expect("an answer in time").unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.contains("\r\n\r\ntwo "),
+        "{reply}"
+    );
+    gateway.stop().await;
+}

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Router;
 use super::cancels::{Cancels, Watched};
+use super::current_router::CurrentRouter;
 use super::handshake;
 use super::in_flight::{Closing, Counted, InFlight};
 use super::send_timeout::SendTimeout;
@@ -38,6 +39,9 @@ pub(super) struct Connection {
     pub(super) open: mpsc::Sender<()>,
     /// Told at a reload (`false`) and at the shutdown (`true`).
     pub(super) stopping: watch::Receiver<bool>,
+    /// The listener's router, changed before `stopping` is told of a reload: the requests
+    /// that begin after the reload take it (see [`CurrentRouter`]).
+    pub(super) routers: watch::Receiver<Router>,
 }
 
 impl Connection {
@@ -78,7 +82,11 @@ impl Connection {
             send,
             open,
             mut stopping,
+            routers,
         } = self;
+        let router = Arc::new(CurrentRouter::new(router));
+        let reloaded = Arc::clone(&router);
+        let reloaded = move || reloaded.replace(&routers.borrow());
         // An upgraded connection holds it: the drain waits for it.
         let upgrades = open.clone();
         let _open = open;
@@ -102,7 +110,7 @@ impl Connection {
             let http2 = request.version() == http::Version::HTTP_2;
             let watched = http2.then(|| Arc::clone(&watched));
             let pending = http2.then(|| cancels.begin());
-            let answer = Watched::new(router.clone().answer(request), pending);
+            let answer = Watched::new(router.get().answer(request), pending);
             async move {
                 let response = answer.await?;
                 Ok::<_, Infallible>(response.map(|body| {
@@ -170,6 +178,7 @@ impl Connection {
                 // came, or a browser's preconnection). The shutdown closes it at once; a
                 // second reload changes nothing to that.
                 let mut at_shutdown = *stopping.borrow_and_update();
+                reloaded();
                 while !at_shutdown && !in_flight.began() {
                     let first = std::future::poll_fn(|cx| match connection.as_mut().poll(cx) {
                         Poll::Ready(result) => Poll::Ready(Some(result)),
@@ -187,6 +196,7 @@ impl Connection {
                         // An error: `serve` has returned, its grace over.
                         changed = stopping.changed() => {
                             at_shutdown = changed.is_err() || *stopping.borrow_and_update();
+                            reloaded();
                         }
                     }
                 }

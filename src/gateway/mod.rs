@@ -214,6 +214,7 @@ mod cancels;
 pub mod cli;
 mod config;
 mod connection;
+mod current_router;
 mod demo;
 mod fleet;
 mod handshake;

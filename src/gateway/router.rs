@@ -85,6 +85,15 @@ impl Router {
         }
     }
 
+    /// This router, for the client `other` serves (see [`for_client`](Self::for_client)).
+    pub(super) fn for_client_of(&self, other: &Self) -> Self {
+        Self {
+            client: other.client,
+            tls: other.tls,
+            ..self.clone()
+        }
+    }
+
     /// The index of the route `request` takes, or the status of the router's own answer: 404
     /// for no route; 400 for an HTTP/1.1 request that names no host (RFC 9112 section 3.2,
     /// as nginx answers it), which a library user's request made in code may, not a client's;

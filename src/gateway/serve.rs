@@ -85,6 +85,9 @@ pub(super) async fn serve(
     // Told at a reload (`false`) and at the shutdown (`true`): each connection then closes
     // once its requests in flight are answered.
     let (stop, mut stopping) = watch::channel(false);
+    // The router of the settings in use, for the connections accepted before a reload: their
+    // requests that begin after it take the reload's routes.
+    let (routers, current) = watch::channel(router.clone());
     // Each connection task holds a sender; `recv` answers `None` once all have ended.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -103,6 +106,7 @@ pub(super) async fn serve(
                 }
                 settings = Arc::clone(&live.borrow_and_update());
                 router = (settings.routers.0)();
+                routers.send_replace(router.clone());
                 stop.send_replace(false);
                 // The connections accepted from now on have not seen this one.
                 stopping.mark_unchanged();
@@ -135,6 +139,7 @@ pub(super) async fn serve(
             send,
             open: open.clone(),
             stopping: stopping.clone(),
+            routers: current.clone(),
         };
         // Spawned as two futures, not one: a cleartext connection's task holds no room for
         // a TLS session.

@@ -198,6 +198,30 @@ impl Registered {
         })
     }
 
+    /// Its requests in flight (see [`Registered::in_flight`]), but for the activities that
+    /// those of `dependents` that are not down hold on it: no request of its own, and held
+    /// until their own stop. A gateway's reload that retires a dependency and its dependents
+    /// (changed with it) waits for this, not for a hold that only its stop of the dependent
+    /// would end.
+    pub(crate) fn in_flight_but_held_by(&self, dependents: &[Arc<Registered>]) -> usize {
+        // Their holds locked while the count is read: none is taken or dropped between the
+        // count and what it discounts, so a request of its own is never discounted.
+        let holds: Vec<_> = (dependents.iter())
+            .filter_map(|dependent| {
+                let of = &dependent.dependencies.of;
+                let times = of.iter().filter(|d| std::ptr::eq(&***d, self)).count();
+                (times > 0).then(|| (lock(&dependent.dependencies.held), times))
+            })
+            .collect();
+        let held: usize = (holds.iter())
+            .filter(|(held, _)| !held.is_empty())
+            .map(|(_, times)| times)
+            .sum();
+        let in_flight = self.in_flight();
+        drop(holds);
+        in_flight.saturating_sub(held)
+    }
+
     /// The longest a start of this service may wait for its dependencies: the longest of
     /// theirs, each its own such wait, trigger and start timeouts, and the longest its stop
     /// may last (in case it was stopping).

@@ -41,7 +41,8 @@ pub(super) use plan::Startup;
 ///   that two programs never run at once on one port;
 /// - the connections open are closed once their requests in flight are answered (HTTP/1.1:
 ///   after the answer, at once if idle between requests, after its first answer if none has
-///   come yet; HTTP/2: `GOAWAY`); an upgraded connection (a
+///   come yet; HTTP/2: `GOAWAY`), and a request that begins on them after the reload takes
+///   the new routes; an upgraded connection (a
 ///   WebSocket) stays open to its service. The program of a service removed or changed is
 ///   stopped once that service's own requests in flight (held ones, and its open upgraded
 ///   connections, count) have ended, at most `shutdown_grace` after the reload, whatever the

@@ -35,9 +35,10 @@ const HELD_ANSWER_TIME: Duration = Duration::from_secs(1);
 const DRAIN_LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// Completes once none of `services` has a request in flight (held ones, and open upgraded
-/// connections, count).
+/// connections, count). The hold of a dependent among them on its dependency does not count:
+/// it lasts until the dependent is stopped, after this.
 async fn drained(services: &[Arc<Registered>]) {
-    while services.iter().any(|service| service.in_flight() > 0) {
+    while (services.iter()).any(|service| service.in_flight_but_held_by(services) > 0) {
         tokio::time::sleep(DRAIN_LOOK_EVERY).await;
     }
 }
