@@ -157,6 +157,36 @@ async fn a_request_naming_no_single_valid_host_is_refused() {
     }
 }
 
+/// A host whose port is not digits, or with more than one (`app:abc`, `app:1:2`, `[::1]x`), is
+/// no `host[:port]` (RFC 9110 section 7.2: 400), whether in `Host` or in an absolute-form target.
+/// nginx lets them through; here the routes took `app:1:2` as host `app:1` (all before the
+/// last `:`), and a backend that takes all before the first read `app`, a host the request
+/// was not routed by. An empty port (`app:`) is one (RFC 3986) and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_port_is_not_one_number_is_refused() {
+    let (backend, heads) = raw_backend().await;
+    let gateway = gateway(backend).await;
+
+    for request in [
+        "GET /a HTTP/1.1\r\nhost: app:abc\r\nconnection: close\r\n\r\n",
+        "GET /a HTTP/1.1\r\nhost: app:1:2\r\nconnection: close\r\n\r\n",
+        "GET /a HTTP/1.1\r\nhost: [::1]x\r\nconnection: close\r\n\r\n",
+        "GET /a HTTP/1.1\r\nhost: a]b\r\nconnection: close\r\n\r\n",
+        "GET http://app:abc/a HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+    ] {
+        let reply = common::exchange(gateway.addr, request).await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{request:?}: {reply}");
+    }
+    assert!(heads.lock().unwrap().is_empty(), "{:?}", heads.lock());
+
+    for host in ["app:", "[::1]:8080", "[::1]"] {
+        let request = format!("GET /b HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+        let reply = common::exchange(gateway.addr, &request).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{host}: {reply}");
+    }
+    assert_eq!(heads.lock().unwrap().len(), 3);
+}
+
 /// An HTTP/1.0 client that asks for keep-alive (`ab -k`) keeps its connection: the answer says
 /// `Connection: keep-alive` and the next request goes on the same connection. The proxy made
 /// the answer HTTP/1.0 itself, and hyper then closed every such connection after one answer.

@@ -57,7 +57,8 @@
 //!   whose answer came as HTTP/1.0 is closed after it (on it, hyper would send a later chunked
 //!   upload as HTTP/1.0, without its body); a `GET` or `HEAD` whose body has no length goes
 //!   to an HTTP/1.1 backend chunked (hyper's client would drop the body); a request with two
-//!   `Host`s or one that is not `host[:port]` (userinfo, a path, a port alone) is answered
+//!   `Host`s or one that is not `host[:port]` (userinfo, a path, a port alone, a port that
+//!   is not one number) is answered
 //!   400, over HTTP/1.x with `Connection: close`, which has hyper's server close the
 //!   connection after it (as nginx does). An HTTP/1.0 client that asks for keep-alive keeps
 //!   its connection.
