@@ -25,7 +25,7 @@ pub(crate) fn grpc_status<B>(body: B, code: u16, message: &'static str) -> Respo
 
 /// Whether `Accept` asks for an event stream above HTML and JSON, as a browser's `EventSource`
 /// does (`Accept: text/event-stream`, and nothing else).
-pub(super) fn prefers_event_stream(headers: &HeaderMap) -> bool {
+pub(crate) fn prefers_event_stream(headers: &HeaderMap) -> bool {
     let (mut events, mut others) = (0.0f32, 0.0f32);
     for (media, q) in media_ranges(headers) {
         match media.as_str() {
@@ -67,7 +67,7 @@ fn media_ranges(headers: &HeaderMap) -> impl Iterator<Item = (String, f32)> + '_
 /// `reason`, then the time, in milliseconds, after which the client is to connect again. A
 /// browser's `EventSource` fails for good on any status but 200, and on any type but an event
 /// stream; on this one, which ends at once, it waits that long and connects again.
-pub(super) fn event_stream_body(reason: &str, retry_secs: u64) -> String {
+pub(crate) fn event_stream_body(reason: &str, retry_secs: u64) -> String {
     format!(": {reason}\nretry: {}\n\n", retry_secs * 1000)
 }
 
