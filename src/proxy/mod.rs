@@ -79,7 +79,8 @@
 //!   upload, a 413, and closed: the client gets that answer, the rest of its upload read and
 //!   dropped until the close is read, 8 MiB at most); 400 when the request's own body breaks
 //!   off (a client gone in the middle of an upload), which is not the backend's doing; 503
-//!   with `Retry-After: 1`, without [`BackendGone`], when this process could not reach the
+//!   with `Retry-After: 1` (to an `EventSource`, a 200 event stream of `retry: 1000`, on
+//!   which it comes back), without [`BackendGone`], when this process could not reach the
 //!   backend for want of its own file descriptors, local ports or memory (`EMFILE` under a
 //!   flood of clients, `EADDRNOTAVAIL`): its own shortage, which says nothing of the backend
 //!   (logged at error at most once a minute, the others at debug and counted).
