@@ -146,6 +146,16 @@ async fn a_request_that_waits_past_max_wait_gets_a_503_and_never_reaches_the_bac
     // A gRPC client reads it as a status it retries.
     let grpc = common::get(addr, "/", &[("content-type", "application/grpc")]).await;
     assert_eq!(grpc.headers["grpc-status"], "14", "{:?}", grpc.headers);
+    // A browser's `EventSource`, which gives up for good on any status but 200, is told in
+    // its own format when to come back.
+    let events = common::get(addr, "/", &[("accept", "text/event-stream")]).await;
+    assert_eq!(events.status, 200, "{}", events.body);
+    assert_eq!(events.headers["content-type"], "text/event-stream");
+    assert!(
+        events.body.ends_with("\nretry: 1000\n\n"),
+        "{}",
+        events.body
+    );
     backend.answers.add_permits(1);
     assert_eq!(first.await.unwrap().status, 200);
     backend.answers.add_permits(1);

@@ -1,7 +1,7 @@
 //! HTTP/1.x rules a reverse proxy keeps, as nginx does, found by a field test with real clients
 //! (curl, ab, raw sockets): how a body is framed when a message has both a length and chunks or
-//! a transfer coding besides `chunked`, which host a request may name, and an HTTP/1.0 client's
-//! keep-alive. A gateway served in the test's process, in front of a raw backend on 127.0.0.1
+//! a transfer coding besides `chunked`, which host a request may name, the path an
+//! absolute-form target without one asks for, and an HTTP/1.0 client's keep-alive. A gateway served in the test's process, in front of a raw backend on 127.0.0.1
 //! that records each request head and answers as the path says.
 
 mod common;
@@ -157,6 +157,36 @@ async fn a_request_naming_no_single_valid_host_is_refused() {
     }
 }
 
+/// A host whose port is not digits, or with more than one (`app:abc`, `app:1:2`, `[::1]x`), is
+/// no `host[:port]` (RFC 9110 section 7.2: 400), whether in `Host` or in an absolute-form target.
+/// nginx lets them through; here the routes took `app:1:2` as host `app:1` (all before the
+/// last `:`), and a backend that takes all before the first read `app`, a host the request
+/// was not routed by. An empty port (`app:`) is one (RFC 3986) and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_port_is_not_one_number_is_refused() {
+    let (backend, heads) = raw_backend().await;
+    let gateway = gateway(backend).await;
+
+    for request in [
+        "GET /a HTTP/1.1\r\nhost: app:abc\r\nconnection: close\r\n\r\n",
+        "GET /a HTTP/1.1\r\nhost: app:1:2\r\nconnection: close\r\n\r\n",
+        "GET /a HTTP/1.1\r\nhost: [::1]x\r\nconnection: close\r\n\r\n",
+        "GET /a HTTP/1.1\r\nhost: a]b\r\nconnection: close\r\n\r\n",
+        "GET http://app:abc/a HTTP/1.1\r\nhost: app\r\nconnection: close\r\n\r\n",
+    ] {
+        let reply = common::exchange(gateway.addr, request).await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{request:?}: {reply}");
+    }
+    assert!(heads.lock().unwrap().is_empty(), "{:?}", heads.lock());
+
+    for host in ["app:", "[::1]:8080", "[::1]"] {
+        let request = format!("GET /b HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+        let reply = common::exchange(gateway.addr, &request).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{host}: {reply}");
+    }
+    assert_eq!(heads.lock().unwrap().len(), 3);
+}
+
 /// An HTTP/1.0 client that asks for keep-alive (`ab -k`) keeps its connection: the answer says
 /// `Connection: keep-alive` and the next request goes on the same connection. The proxy made
 /// the answer HTTP/1.0 itself, and hyper then closed every such connection after one answer.
@@ -211,4 +241,25 @@ async fn an_http10_client_asking_for_keep_alive_keeps_its_connection() {
     pending.extend_from_slice(&rest);
     assert_eq!(pending, b"ok");
     assert_eq!(heads.lock().unwrap().len(), 3);
+}
+
+/// An absolute-form target with no path before its query (`GET http://app?x=1`) asks for `/`
+/// (RFC 9110 section 4.2.3), as nginx takes it: behind a base path the backend got
+/// `/base?x=1`, another resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_target_without_a_path_asks_for_the_root() {
+    let (backend, heads) = raw_backend().await;
+    let gateway = common::gateway_to_app(&format!("http://{backend}/base/"), "{}").await;
+    for (target, forwarded) in [
+        ("http://app?x=1", "/base/?x=1"),
+        ("http://app", "/base/"),
+        ("http://app/?x=1", "/base/?x=1"),
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nconnection: close\r\n\r\n");
+        let reply = common::exchange(gateway.addr, &request).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{target}: {reply}");
+        let head = heads.lock().unwrap().pop().expect("forwarded");
+        let line = format!("GET {forwarded} HTTP/1.1\r\n");
+        assert!(head.starts_with(&line), "{target}: {head}");
+    }
 }

@@ -1,6 +1,6 @@
 //! The answers given instead of the inner service's: 503 while the backend is not ready (or
 //! its status cannot be known for want of this process's own resources), 500 when its status
-//! or a trigger failed.
+//! or a trigger failed (to an `EventSource`, a 200 that tells it when to connect again).
 //!
 //! They never carry the backend's address or an error's text (those go to `tracing`), and they
 //! are never cached by clients or proxies (`Cache-Control: no-store`). A custom fallback that
@@ -16,7 +16,7 @@ use http::{Method, Response, StatusCode, request::Parts};
 use http_body::Body as _;
 
 use super::FallbackBody;
-use super::negotiate::{is_grpc, prefers_json};
+use super::negotiate::{event_stream_body, is_grpc, prefers_event_stream, prefers_json};
 use super::waiting_page::{Case, DEFAULT_WAITING_PAGE, render};
 use crate::lifecycle::ServiceState;
 use crate::registered::Registered;
@@ -254,8 +254,10 @@ impl Fallback {
 }
 
 /// The built-in fallback: a small HTML page, JSON when the client's `Accept` prefers
-/// `application/json`, or a trailers-only gRPC status (`UNAVAILABLE` or `INTERNAL`) for gRPC
-/// requests. A 503 carries `Retry-After` and, for a browser, refreshes itself after that long.
+/// `application/json`, a trailers-only gRPC status (`UNAVAILABLE` or `INTERNAL`) for gRPC
+/// requests, or for an `EventSource` (`Accept: text/event-stream`) a 200 event stream of one
+/// `retry:`, after which it connects again (on any other status it gives up for good). A 503
+/// carries `Retry-After` and, for a browser, refreshes itself after that long.
 ///
 /// A custom fallback can call it for the cases it does not handle itself. It knows neither the
 /// service nor the layer's settings: its page names "The service", in the words of the default
@@ -314,8 +316,13 @@ fn answer(
         _ => retry_after,
     };
     let retry_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    let mut response = if is_grpc(&parts.headers) {
+    let grpc = is_grpc(&parts.headers);
+    let events = !grpc && prefers_event_stream(&parts.headers);
+    let mut response = if grpc {
         grpc_response(reason)
+    } else if events {
+        let body = event_stream_body(reason.as_str(), retry_secs);
+        with_content_type(body, "text/event-stream")
     } else if prefers_json(&parts.headers) {
         with_content_type(json_body(reason, retry_secs), "application/json")
     } else {
@@ -326,7 +333,7 @@ fn answer(
         };
         with_content_type(body, "text/html; charset=utf-8")
     };
-    if !is_grpc(&parts.headers) {
+    if !grpc && !events {
         *response.status_mut() = reason.status_code();
     }
     let headers = response.headers_mut();

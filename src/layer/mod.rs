@@ -172,7 +172,7 @@ pub(crate) use hold::HeldCount;
 pub(crate) use hold::Hold;
 pub use layer::MonitorLayer;
 #[cfg(feature = "proxy")]
-pub(crate) use negotiate::{grpc_status, is_grpc};
+pub(crate) use negotiate::{event_stream_body, grpc_status, is_grpc, prefers_event_stream};
 pub use service::MonitorService;
 pub use waiting_page::DEFAULT_WAITING_PAGE;
 #[cfg(feature = "admin")]

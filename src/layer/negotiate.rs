@@ -1,4 +1,5 @@
-//! What answer format a request asks for: gRPC by its content type, JSON or HTML by `Accept`.
+//! What answer format a request asks for: gRPC by its content type, JSON, HTML or an event
+//! stream by `Accept`.
 
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Response};
@@ -22,6 +23,54 @@ pub(crate) fn grpc_status<B>(body: B, code: u16, message: &'static str) -> Respo
     response
 }
 
+/// Whether `Accept` asks for an event stream above HTML and JSON, as a browser's `EventSource`
+/// does (`Accept: text/event-stream`, and nothing else).
+pub(crate) fn prefers_event_stream(headers: &HeaderMap) -> bool {
+    let (mut events, mut others) = (0.0f32, 0.0f32);
+    for (media, q) in media_ranges(headers) {
+        match media.as_str() {
+            "text/event-stream" => events = events.max(q),
+            "text/html"
+            | "application/xhtml+xml"
+            | "application/json"
+            | "text/*"
+            | "application/*"
+            | "*/*" => others = others.max(q),
+            other if other.starts_with("application/") && other.ends_with("+json") => {
+                others = others.max(q);
+            }
+            _ => {}
+        }
+    }
+    events > 0.0 && events >= others
+}
+
+/// Each media range of `Accept`, in lower case, with its quality.
+fn media_ranges(headers: &HeaderMap) -> impl Iterator<Item = (String, f32)> + '_ {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|range| {
+            let mut params = range.split(';');
+            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (media, q)
+        })
+}
+
+/// The body of the answer to an event stream the backend cannot serve yet: a comment naming
+/// `reason`, then the time, in milliseconds, after which the client is to connect again. A
+/// browser's `EventSource` fails for good on any status but 200, and on any type but an event
+/// stream; on this one, which ends at once, it waits that long and connects again.
+pub(crate) fn event_stream_body(reason: &str, retry_secs: u64) -> String {
+    format!(": {reason}\nretry: {}\n\n", retry_secs * 1000)
+}
+
 /// Whether `Accept` ranks JSON above HTML: by quality, then by how specific the range that
 /// names it is, as a more specific range overrides a wildcard (RFC 9110, 12.5.1). So
 /// `application/json, text/plain, */*` (axios and Angular send it) asks for JSON, though
@@ -30,29 +79,20 @@ pub(crate) fn grpc_status<B>(body: B, code: u16, message: &'static str) -> Respo
 pub(super) fn prefers_json(headers: &HeaderMap) -> bool {
     let mut json = Preference::default();
     let mut html = Preference::default();
-    for value in headers.get_all(ACCEPT) {
-        let Ok(value) = value.to_str() else { continue };
-        for range in value.split(',') {
-            let mut params = range.split(';');
-            let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = params
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            match media.as_str() {
-                "application/json" => json.named(Specificity::Exact, q),
-                "text/html" | "application/xhtml+xml" => html.named(Specificity::Exact, q),
-                "application/*" => json.named(Specificity::Type, q),
-                "text/*" => html.named(Specificity::Type, q),
-                "*/*" => {
-                    json.named(Specificity::Any, q);
-                    html.named(Specificity::Any, q);
-                }
-                other if other.starts_with("application/") && other.ends_with("+json") => {
-                    json.named(Specificity::Exact, q);
-                }
-                _ => {}
+    for (media, q) in media_ranges(headers) {
+        match media.as_str() {
+            "application/json" => json.named(Specificity::Exact, q),
+            "text/html" | "application/xhtml+xml" => html.named(Specificity::Exact, q),
+            "application/*" => json.named(Specificity::Type, q),
+            "text/*" => html.named(Specificity::Type, q),
+            "*/*" => {
+                json.named(Specificity::Any, q);
+                html.named(Specificity::Any, q);
             }
+            other if other.starts_with("application/") && other.ends_with("+json") => {
+                json.named(Specificity::Exact, q);
+            }
+            _ => {}
         }
     }
     json.rank() > html.rank()
@@ -130,6 +170,27 @@ mod tests {
             "*/*, text/*;q=0.5, application/json;q=0.4"
         )));
         assert!(!prefers_json(&accept("text/plain")));
+    }
+
+    #[test]
+    fn an_event_stream_only_when_asked_for_above_html_and_json() {
+        assert!(prefers_event_stream(&accept("text/event-stream")));
+        assert!(prefers_event_stream(&accept(
+            "text/event-stream, */*;q=0.1"
+        )));
+        assert!(!prefers_event_stream(&accept("text/event-stream;q=0, */*")));
+        assert!(!prefers_event_stream(&accept(
+            "text/html, text/event-stream;q=0.5"
+        )));
+        assert!(!prefers_event_stream(&accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        )));
+        assert!(!prefers_event_stream(&accept("*/*")));
+        assert!(!prefers_event_stream(&HeaderMap::new()));
+        assert_eq!(
+            event_stream_body("not_ready", 3),
+            ": not_ready\nretry: 3000\n\n"
+        );
     }
 
     #[test]

@@ -52,6 +52,15 @@ impl ProxyBody {
     }
 }
 
+impl ProxyBody {
+    /// A body the proxy writes itself, made at the time.
+    pub(crate) fn local(text: String) -> Self {
+        Self {
+            kind: Kind::Local(Full::new(Bytes::from(text))),
+        }
+    }
+}
+
 impl Default for ProxyBody {
     fn default() -> Self {
         Self::from_static("")

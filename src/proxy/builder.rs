@@ -294,7 +294,9 @@ impl ProxyBuilder {
     /// At most `max` requests in flight to the backend at once (as Knative's
     /// `containerConcurrency` or nginx's `max_conns`): the others wait their turn, first come
     /// first served, for `max_wait` at most ([`DEFAULT_LIMIT_WAIT`](super::DEFAULT_LIMIT_WAIT)
-    /// is a sensible one), then get a 503 with `Retry-After: 1` (gRPC: `UNAVAILABLE`). A
+    /// is a sensible one), then get a 503 with `Retry-After: 1` (gRPC: `UNAVAILABLE`; a
+    /// browser's `EventSource`: a 200 event stream of `retry: 1000`, as it gives up for good
+    /// on any other status). A
     /// request counts from its turn until its answer's body has been read or dropped, or, for
     /// an upgrade (WebSocket), until the upgraded connection closes. The backend's
     /// `response_timeout` counts from the turn. Without it, there is no limit.

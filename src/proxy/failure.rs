@@ -7,7 +7,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use super::ProxyBody;
 use super::upload::BodyReadTimedOut;
 use super::upstream::UpstreamError;
-use crate::layer::{BackendGone, grpc_status, is_grpc};
+use crate::layer::{BackendGone, event_stream_body, grpc_status, is_grpc, prefers_event_stream};
 
 /// The `Allow` of a 405 to a `TRACE` (RFC 9110 §15.5.6 requires one): the standard methods the
 /// proxy forwards. It cannot know the backend's own, and it forwards other methods too
@@ -131,8 +131,19 @@ impl Failure {
         };
         // A gRPC client reads a text body as a malformed message ("protocol error"): it gets
         // the status gRPC maps the HTTP one to, in the headers, as the layer's fallback does.
+        // A browser's `EventSource` gives up for good on any status but 200: told to try
+        // again, it gets an event stream that says when, as from the layer's fallback.
+        let retry = matches!(self, Self::Busy | Self::Local);
         let mut response = if is_grpc(request_headers) {
             self.grpc_response(text.trim_end())
+        } else if retry && prefers_event_stream(request_headers) {
+            let body = event_stream_body(text.trim_end(), 1);
+            let mut response = Response::new(ProxyBody::local(body));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            response
         } else {
             let mut response = Response::new(ProxyBody::from_static(text));
             *response.status_mut() = status;
@@ -150,7 +161,7 @@ impl Failure {
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
         }
-        if matches!(self, Self::Busy | Self::Local) {
+        if retry {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

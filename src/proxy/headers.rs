@@ -229,6 +229,30 @@ fn is_host(host: &[u8]) -> bool {
         && host
             .iter()
             .fold(true, |valid, &byte| valid & HOST_BYTES[usize::from(byte)])
+        && has_one_port_of_digits(host)
+}
+
+/// Whether `host` (of [`is_host`]'s bytes) is one name, or one bracketed literal, then at most
+/// `:` and a port of digits (RFC 3986's `port = *DIGIT`). The routes take the host as all
+/// before the last `:`, and many backends as all before the first: with `app:1:2` they would
+/// differ (nginx lets it through, and `app:abc`), so that the backend read a host that the
+/// request was not routed by.
+fn has_one_port_of_digits(host: &[u8]) -> bool {
+    let name_end = match host.first() {
+        Some(b'[') => match host.iter().position(|&byte| byte == b']') {
+            Some(end) => end + 1,
+            None => return false,
+        },
+        _ => host
+            .iter()
+            .position(|&byte| matches!(byte, b':' | b'[' | b']'))
+            .unwrap_or(host.len()),
+    };
+    match &host[name_end..] {
+        [] => true,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
 }
 
 /// The bytes [`is_host`] allows, one load each: unreserved, sub-delims, `%`, `:`, brackets.

@@ -57,7 +57,8 @@
 //!   whose answer came as HTTP/1.0 is closed after it (on it, hyper would send a later chunked
 //!   upload as HTTP/1.0, without its body); a `GET` or `HEAD` whose body has no length goes
 //!   to an HTTP/1.1 backend chunked (hyper's client would drop the body); a request with two
-//!   `Host`s or one that is not `host[:port]` (userinfo, a path, a port alone) is answered
+//!   `Host`s or one that is not `host[:port]` (userinfo, a path, a port alone, a port that
+//!   is not one number) is answered
 //!   400, over HTTP/1.x with `Connection: close`, which has hyper's server close the
 //!   connection after it (as nginx does). An HTTP/1.0 client that asks for keep-alive keeps
 //!   its connection.
@@ -78,7 +79,8 @@
 //!   upload, a 413, and closed: the client gets that answer, the rest of its upload read and
 //!   dropped until the close is read, 8 MiB at most); 400 when the request's own body breaks
 //!   off (a client gone in the middle of an upload), which is not the backend's doing; 503
-//!   with `Retry-After: 1`, without [`BackendGone`], when this process could not reach the
+//!   with `Retry-After: 1` (to an `EventSource`, a 200 event stream of `retry: 1000`, on
+//!   which it comes back), without [`BackendGone`], when this process could not reach the
 //!   backend for want of its own file descriptors, local ports or memory (`EMFILE` under a
 //!   flood of clients, `EADDRNOTAVAIL`): its own shortage, which says nothing of the backend
 //!   (logged at error at most once a minute, the others at debug and counted).

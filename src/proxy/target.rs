@@ -104,15 +104,20 @@ impl Target {
     /// The path and query for a request to `original`: the base path, then the request's.
     /// (An HTTP/1.1 backend's request URI, in origin form.)
     pub(crate) fn path_for(&self, original: &Uri) -> PathAndQuery {
-        if self.base.is_empty() {
+        let path = original.path_and_query().map_or("/", PathAndQuery::as_str);
+        // An absolute-form target with an empty path and a query (`http://app?x=1`, kept as
+        // `?x=1`) asks for `/` (RFC 9110 section 4.2.3): without the slash the base path would
+        // name another resource (`/base?x=1`).
+        let slash = if path.starts_with('?') { "/" } else { "" };
+        if self.base.is_empty() && slash.is_empty() {
             return original
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/"));
         }
-        let path = original.path_and_query().map_or("/", PathAndQuery::as_str);
-        let mut joined = String::with_capacity(self.base.len() + path.len());
+        let mut joined = String::with_capacity(self.base.len() + slash.len() + path.len());
         joined.push_str(&self.base);
+        joined.push_str(slash);
         joined.push_str(path);
         PathAndQuery::try_from(joined).unwrap_or_else(|_| PathAndQuery::from_static("/"))
     }
@@ -177,6 +182,25 @@ mod tests {
         assert_eq!(
             t.uri_for(&"/".parse().unwrap(), None).to_string(),
             "http://127.0.0.1:8092/base/"
+        );
+    }
+
+    #[test]
+    fn an_empty_path_before_a_query_is_the_root() {
+        let absolute: Uri = "http://app.example?x=1".parse().unwrap();
+        assert_eq!(
+            target("http://127.0.0.1:8092/base/").path_for(&absolute),
+            "/base/?x=1"
+        );
+        assert_eq!(
+            target("http://127.0.0.1:8092/").path_for(&absolute),
+            "/?x=1"
+        );
+        assert_eq!(
+            target("http://127.0.0.1:8092/")
+                .uri_for(&absolute, None)
+                .to_string(),
+            "http://127.0.0.1:8092/?x=1"
         );
     }
 

@@ -123,8 +123,10 @@ fn a_host_is_one_host_and_port_or_none_at_all() {
     for good in [
         "app",
         "app:8080",
+        "app:",
         "127.0.0.1",
         "[::1]:80",
+        "[::1]",
         "xn--bcher-kva.example",
         "",
     ] {
@@ -132,7 +134,8 @@ fn a_host_is_one_host_and_port_or_none_at_all() {
         assert_eq!(found, Ok(Some(HeaderValue::from_static(good))), "{good}");
     }
     for bad in [
-        "app@evil", "app/x", "a b", "app\\x", "app?x", "app#x", ":80", ":",
+        "app@evil", "app/x", "a b", "app\\x", "app?x", "app#x", ":80", ":", "app:abc", "app:1:2",
+        "app:80:", "[::1]x", "[::1]:8x", "[::1", "::1", "a]b", "a[b]", "[::1]]",
     ] {
         assert!(host(&[bad], &origin).is_err(), "{bad}");
     }
