@@ -67,17 +67,7 @@ async fn the_waiting_page_turns_into_the_app_by_itself() {
         );
     let server = serve(router).await;
 
-    // Lets the page's own refreshes run, then prints the DOM the browser ends on. Under a
-    // virtual time budget the refresh timer runs on virtual time, so the page refreshes far
-    // more often than once a second of real time; the mechanism is the same.
-    let url = format!("http://{}/", server.addr);
-    let output = run_chromium(
-        &browser,
-        &["--virtual-time-budget=60000", "--dump-dom"],
-        &url,
-    )
-    .await;
-    let dom = String::from_utf8_lossy(&output.stdout);
+    let dom = dom_after_a_minute(&browser, server.addr).await;
     assert!(
         dom.contains("Hello from the app"),
         "the browser ended on: {dom}"
@@ -92,6 +82,21 @@ async fn the_waiting_page_turns_into_the_app_by_itself() {
         1,
         "the app was served once, at the end, and the refreshing stopped"
     );
+}
+
+/// Opens the page at `addr`, lets its own timers run (a refresh, an `EventSource`'s
+/// reconnection) and returns the DOM the browser ends on. Under a virtual time budget those
+/// timers run on virtual time, so the page acts far more often than once a second of real
+/// time; the mechanism is the same.
+async fn dom_after_a_minute(browser: &std::path::Path, addr: std::net::SocketAddr) -> String {
+    let url = format!("http://{addr}/");
+    let output = run_chromium(
+        browser,
+        &["--virtual-time-budget=60000", "--dump-dom"],
+        &url,
+    )
+    .await;
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The layer of a monitor with one service, "demo", whose backend comes up as soon as its
@@ -153,14 +158,7 @@ async fn an_event_source_opened_while_the_backend_sleeps_gets_its_events() {
         .merge(events);
     let server = serve(router).await;
 
-    let url = format!("http://{}/", server.addr);
-    let output = run_chromium(
-        &browser,
-        &["--virtual-time-budget=60000", "--dump-dom"],
-        &url,
-    )
-    .await;
-    let dom = String::from_utf8_lossy(&output.stdout);
+    let dom = dom_after_a_minute(&browser, server.addr).await;
     assert!(
         dom.contains("hello from the stream"),
         "the page ended on: {dom}"
