@@ -203,6 +203,7 @@ impl Registered {
     /// until their own stop. A gateway's reload that retires a dependency and its dependents
     /// (changed with it) waits for this, not for a hold that only its stop of the dependent
     /// would end.
+    #[cfg(feature = "gateway")]
     pub(crate) fn in_flight_but_held_by(&self, dependents: &[Arc<Registered>]) -> usize {
         // Their holds locked while the count is read: none is taken or dropped between the
         // count and what it discounts, so a request of its own is never discounted.

@@ -193,11 +193,13 @@ impl Registered {
     }
 
     /// Waits until no run of `on_idle` is left, at most `bound`: whether none is.
+    #[cfg(feature = "gateway")]
     pub(crate) async fn stops_ended_within(&self, bound: std::time::Duration) -> bool {
         self.stop_runs.none_within(bound).await
     }
 
     /// Requests in flight now (see [`requests`](Self::requests)).
+    #[cfg(feature = "gateway")]
     pub(crate) fn in_flight(&self) -> usize {
         self.requests.in_flight()
     }
