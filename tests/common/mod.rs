@@ -8,6 +8,7 @@ mod logs;
 mod nofile;
 mod ports;
 mod promtool;
+mod raw_h2;
 mod recording;
 /// The gateway program reloading its configuration (`reload::Gateway`), for the reload tests.
 pub mod reload;
@@ -27,6 +28,8 @@ pub use nofile::*;
 pub use ports::*;
 #[allow(unused_imports)]
 pub use promtool::*;
+#[allow(unused_imports)]
+pub use raw_h2::*;
 #[allow(unused_imports)]
 pub use recording::*;
 #[allow(unused_imports)]
