@@ -156,6 +156,18 @@ async fn a_request_that_waits_past_max_wait_gets_a_503_and_never_reaches_the_bac
         "{}",
         events.body
     );
+    // Only a `GET` is one: a `POST` that asks for an event stream (a fetch-based stream, an
+    // MCP client) told 200 would take its request for taken.
+    let accept = [("accept", "application/json, text/event-stream")];
+    let post = common::send(http::Method::POST, addr, "/", &accept).await;
+    assert_eq!(post.status, 503, "{:?}: {}", post.headers, post.body);
+    let head = common::send(
+        http::Method::HEAD,
+        addr,
+        "/",
+        &[("accept", "text/event-stream")],
+    );
+    assert_eq!(head.await.status, 503);
     backend.answers.add_permits(1);
     assert_eq!(first.await.unwrap().status, 200);
     backend.answers.add_permits(1);

@@ -161,6 +161,40 @@ async fn a_connection_without_a_request_yet_is_answered_across_two_reloads() {
     assert!(ended.expect("the gateway stops").unwrap());
 }
 
+/// An HTTP/2 connection that had a request before a reload is sent a `GOAWAY`, yet takes the
+/// streams its client opens until it has read it (for ever, if it never answers the `PING`
+/// that follows): those take the routes of the last reload, however many come meanwhile, not
+/// those of the first, whose services a later reload may have retired and stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_opened_after_two_reloads_takes_the_last_one_s_routes() {
+    let backend = common::serve(axum::Router::new().fallback(|| async { "ok" })).await;
+    let text = |prefix: &str| one_route(backend.addr, prefix);
+    let gateway = Gateway::from_config(&text("/a/"), &TriggerRegistry::new()).unwrap();
+    let reloader = gateway.reloader();
+    let (addr, stop, serving) = serve(gateway).await;
+    let mut client = common::H2Client::connect(addr).await;
+    client.send(&common::h2_get(1, "/a/")).await;
+    let answer = client.next(common::H2_HEADERS, 1).await.expect("an answer");
+    assert_eq!(answer.static_status(), Some(200));
+    reloader.reload_from(&text("/b/")).await.unwrap();
+    let goaway = client.next(common::H2_GOAWAY, 0).await;
+    assert!(
+        goaway.is_some(),
+        "the reload closes the connection gracefully"
+    );
+    reloader.reload_from(&text("/c/")).await.unwrap();
+    // Seen by the gateway once a later connection has its routes.
+    assert_eq!(status(addr, "/c/").await, 200);
+    client.send(&common::h2_get(3, "/c/")).await;
+    let answer = client.next(common::H2_HEADERS, 3).await.expect("an answer");
+    // 404 with the routes of the first reload, which has no `/c/`.
+    assert_eq!(answer.static_status(), Some(200), "{:x?}", answer.payload);
+    drop(client);
+    let _ = stop.send(());
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), serving).await;
+    assert!(ended.expect("the gateway stops").unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_under_way_when_a_reload_removes_its_service_runs_no_on_down() {
     use std::sync::Mutex;

@@ -181,6 +181,30 @@ async fn without_it_the_request_is_answered_the_fallback_and_the_backend_woken()
     assert_eq!(starts.load(Ordering::SeqCst), 1);
 }
 
+/// Without it, the fallback answers in the request's format: a browser's `EventSource` (a
+/// `GET`) a 200 event stream that tells it when to come back; a `POST` that asks for one (a
+/// fetch-based stream, an MCP client) the 503, as it is no `EventSource`: told 200, its client
+/// would take the request it sent for taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_it_only_a_get_found_gone_is_answered_as_an_event_source() {
+    let addr = common::refused_addr().await;
+    let starts = Arc::new(AtomicUsize::new(0));
+    // Never started: each request below finds it gone.
+    let closed = Arc::new(tokio::sync::Semaphore::new(0));
+    let monitor = common::cached_up_but_gone(addr, &starts, &closed, common::serve_echo);
+    let service = guarded(&monitor, addr, None, None);
+    let accept = "application/json, text/event-stream";
+    for (method, status) in [("POST", 503), ("GET", 200)] {
+        monitor.set_status_up("app").unwrap();
+        let request = http::Request::builder().method(method).uri("/echo");
+        let request = request.header("accept", accept).body(Full::default());
+        let answer = service.clone().oneshot(request.unwrap()).await.unwrap();
+        assert_eq!(answer.status(), status, "{method}: {:?}", answer.headers());
+        let events = answer.headers()["content-type"] == "text/event-stream";
+        assert_eq!(events, method == "GET", "{method}: {:?}", answer.headers());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gone_backend_that_does_not_come_back_within_max_wait_is_answered_the_fallback() {
     let addr = common::refused_addr().await;

@@ -201,13 +201,25 @@ impl Connection {
                     }
                 }
                 connection.as_mut().graceful_shutdown();
-                // Still bounded as before: after a reload the connection is no shutdown's
-                // to end, and an HTTP/2 client that never answers the GOAWAY's `PING`
-                // would keep it (and the old routes) open.
-                tokio::select! {
-                    biased;
-                    result = connection.as_mut() => result,
-                    _ = in_flight.closed() => return,
+                // Over HTTP/2 the client may still open streams (until it has read the
+                // `GOAWAY`; for ever if it never answers its `PING`): a later reload is still
+                // seen, first at each wake-up, so that they take its routes, not those of a
+                // reload that has retired since.
+                let mut reloads = !at_shutdown;
+                loop {
+                    // Still bounded as before: after a reload the connection is no shutdown's
+                    // to end, and an HTTP/2 client that never answers the GOAWAY's `PING`
+                    // would keep it open.
+                    tokio::select! {
+                        biased;
+                        changed = stopping.changed(), if reloads => {
+                            // An error: `serve` has returned, its grace over.
+                            reloads = changed.is_ok() && !*stopping.borrow_and_update();
+                            reloaded();
+                        }
+                        result = connection.as_mut() => break result,
+                        _ = in_flight.closed() => return,
+                    }
                 }
             }
         };

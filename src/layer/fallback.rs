@@ -255,8 +255,9 @@ impl Fallback {
 
 /// The built-in fallback: a small HTML page, JSON when the client's `Accept` prefers
 /// `application/json`, a trailers-only gRPC status (`UNAVAILABLE` or `INTERNAL`) for gRPC
-/// requests, or for an `EventSource` (`Accept: text/event-stream`) a 200 event stream of one
-/// `retry:`, after which it connects again (on any other status it gives up for good). A 503
+/// requests, or for an `EventSource` (a `GET` with `Accept: text/event-stream`) a 200 event
+/// stream of one `retry:`, after which it connects again (on any other status it gives up for
+/// good; any other method gets the 503 or 500). A 503
 /// carries `Retry-After` and, for a browser, refreshes itself after that long.
 ///
 /// A custom fallback can call it for the cases it does not handle itself. It knows neither the
@@ -317,7 +318,7 @@ fn answer(
     };
     let retry_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let grpc = is_grpc(&parts.headers);
-    let events = !grpc && prefers_event_stream(&parts.headers);
+    let events = !grpc && prefers_event_stream(&parts.method, &parts.headers);
     let mut response = if grpc {
         grpc_response(reason)
     } else if events {

@@ -36,6 +36,8 @@ pub struct BackendGone {
     request_headers: HeaderMap,
     /// When the request was sent, if known (see [`sent_at`](Self::sent_at)).
     sent_at: Option<Instant>,
+    /// The request's method, if known: only a `GET` may be an `EventSource`, answered 200.
+    method: Option<Method>,
 }
 
 impl PartialEq for BackendGone {
@@ -78,7 +80,16 @@ impl BackendGone {
         Self {
             request_headers,
             sent_at: None,
+            method: None,
         }
+    }
+
+    /// This marker, for a request with `method`: the fallback answers in its format (a `POST`
+    /// that asks for an event stream is no `EventSource`, to be told 200). Without it the
+    /// fallback takes the request for a `GET`.
+    pub(crate) fn for_method(mut self, method: Method) -> Self {
+        self.method = Some(method);
+        self
     }
 
     /// This marker, for a request sent at `sent_at`: a backend that has come up since (a
@@ -172,6 +183,9 @@ pub(super) fn if_gone<B>(
                 parts.headers.insert(ACCEPT, format.clone());
             }
         }
+    }
+    if let Some(method) = marker.and_then(|marker| marker.method.clone()) {
+        parts.method = method;
     }
     if head {
         // Over HTTP/2 a body after HEAD is a protocol error (hyper sends what it is given).

@@ -2,7 +2,7 @@
 //! stream by `Accept`.
 
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderMap, HeaderValue, Method, Response};
 
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
@@ -23,9 +23,15 @@ pub(crate) fn grpc_status<B>(body: B, code: u16, message: &'static str) -> Respo
     response
 }
 
-/// Whether `Accept` asks for an event stream above HTML and JSON, as a browser's `EventSource`
-/// does (`Accept: text/event-stream`, and nothing else).
-pub(crate) fn prefers_event_stream(headers: &HeaderMap) -> bool {
+/// Whether the request is a `GET` whose `Accept` asks for an event stream above HTML and JSON,
+/// as a browser's `EventSource` does (`Accept: text/event-stream`, and nothing else). Only a
+/// `GET`: an `EventSource` sends nothing else, and a 200 to a `POST` (a fetch-based stream, an
+/// MCP client's `application/json, text/event-stream`) would tell its client that the request
+/// it sent was taken, a 200 to a `HEAD` that the service is up.
+pub(crate) fn prefers_event_stream(method: &Method, headers: &HeaderMap) -> bool {
+    if method != Method::GET {
+        return false;
+    }
     let (mut events, mut others) = (0.0f32, 0.0f32);
     for (media, q) in media_ranges(headers) {
         match media.as_str() {
@@ -174,19 +180,20 @@ mod tests {
 
     #[test]
     fn an_event_stream_only_when_asked_for_above_html_and_json() {
-        assert!(prefers_event_stream(&accept("text/event-stream")));
-        assert!(prefers_event_stream(&accept(
-            "text/event-stream, */*;q=0.1"
-        )));
-        assert!(!prefers_event_stream(&accept("text/event-stream;q=0, */*")));
-        assert!(!prefers_event_stream(&accept(
-            "text/html, text/event-stream;q=0.5"
-        )));
-        assert!(!prefers_event_stream(&accept(
+        let events = |value| prefers_event_stream(&Method::GET, &accept(value));
+        assert!(events("text/event-stream"));
+        assert!(events("text/event-stream, */*;q=0.1"));
+        assert!(!events("text/event-stream;q=0, */*"));
+        assert!(!events("text/html, text/event-stream;q=0.5"));
+        assert!(!events(
             "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-        )));
-        assert!(!prefers_event_stream(&accept("*/*")));
-        assert!(!prefers_event_stream(&HeaderMap::new()));
+        ));
+        assert!(!events("*/*"));
+        assert!(!prefers_event_stream(&Method::GET, &HeaderMap::new()));
+        // Never but a `GET`, which is all an `EventSource` sends.
+        for method in [Method::POST, Method::HEAD, Method::PUT] {
+            assert!(!prefers_event_stream(&method, &accept("text/event-stream")));
+        }
         assert_eq!(
             event_stream_body("not_ready", 3),
             ": not_ready\nretry: 3000\n\n"

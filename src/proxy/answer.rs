@@ -29,7 +29,7 @@ impl<B> Shared<B> {
         let path = request.uri().path();
         tracing::debug!(service = %self.service(), path, "request refused: {why}");
         crate::metrics::proxy_failure(self.service(), failure.label());
-        let mut response = failure.response(&http::HeaderMap::new());
+        let mut response = failure.response(request.method(), &http::HeaderMap::new());
         if failure == Failure::BadHost && request.version() <= Version::HTTP_11 {
             // As nginx does: a client whose host no server could have is not one to trust
             // with the rest of its connection, whatever it sent after (RFC 9112 section 9.6
@@ -146,7 +146,7 @@ impl<B> Shared<B> {
             .zip(sent.format.iter())
             .filter_map(|(name, value)| Some((name, value.clone()?)))
             .collect();
-        let mut response = failure.response(&format);
+        let mut response = failure.response(&sent.method, &format);
         if let Some(gone) = response.extensions_mut().get_mut::<BackendGone>() {
             *gone = std::mem::take(gone).sent_at(sent.sent_at(self.response_timeout));
         }
@@ -184,7 +184,7 @@ impl<B> Shared<B> {
             (Verdict::Refuse(why), _) => {
                 tracing::warn!(service = %self.service(), status = %parts.status, "{why}");
                 crate::metrics::proxy_failure(self.service(), Failure::Other.label());
-                Failure::Other.response(&http::HeaderMap::new())
+                Failure::Other.response(&sent.method, &http::HeaderMap::new())
             }
             (Verdict::Pass | Verdict::Relay, _) => {
                 match headers::remove_hop_by_hop(&mut parts.headers, false) {
@@ -208,7 +208,7 @@ impl<B> Shared<B> {
                         );
                         crate::metrics::proxy_failure(self.service(), Failure::Other.label());
                         // Its body unread, the connection is closed, not pooled.
-                        return Failure::Other.response(&http::HeaderMap::new());
+                        return Failure::Other.response(&sent.method, &http::HeaderMap::new());
                     }
                 }
                 if sent.handed.as_ref().is_some_and(|handed| !handed.whole()) && !self.http2 {

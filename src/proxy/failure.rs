@@ -2,7 +2,7 @@
 
 use std::io;
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use super::ProxyBody;
 use super::upload::BodyReadTimedOut;
@@ -106,8 +106,13 @@ impl Failure {
         }
     }
 
-    /// The answer to the client: a short text, never the backend's address or the error.
-    pub(crate) fn response(self, request_headers: &http::HeaderMap) -> Response<ProxyBody> {
+    /// The answer to the client: a short text, never the backend's address or the error, in
+    /// the format the request (its `method`, `Accept` and `Content-Type`) asks for.
+    pub(crate) fn response(
+        self,
+        method: &Method,
+        request_headers: &http::HeaderMap,
+    ) -> Response<ProxyBody> {
         let (status, text) = match self {
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"),
             Self::Gone | Self::KeptClosed | Self::HeadTooLarge | Self::Other => {
@@ -136,7 +141,7 @@ impl Failure {
         let retry = matches!(self, Self::Busy | Self::Local);
         let mut response = if is_grpc(request_headers) {
             self.grpc_response(text.trim_end())
-        } else if retry && prefers_event_stream(request_headers) {
+        } else if retry && prefers_event_stream(method, request_headers) {
             let body = event_stream_body(text.trim_end(), 1);
             let mut response = Response::new(ProxyBody::local(body));
             response.headers_mut().insert(
@@ -167,9 +172,8 @@ impl Failure {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self == Self::Gone {
-            response
-                .extensions_mut()
-                .insert(BackendGone::for_request(request_headers));
+            let gone = BackendGone::for_request(request_headers).for_method(method.clone());
+            response.extensions_mut().insert(gone);
         }
         response
     }
@@ -267,10 +271,10 @@ mod tests {
 
     #[test]
     fn a_gone_backend_is_a_502_with_the_marker_and_a_timeout_a_504_without() {
-        let gone = Failure::Gone.response(&http::HeaderMap::new());
+        let gone = Failure::Gone.response(&Method::GET, &http::HeaderMap::new());
         assert_eq!(gone.status(), StatusCode::BAD_GATEWAY);
         assert!(gone.extensions().get::<BackendGone>().is_some());
-        let late = Failure::Timeout.response(&http::HeaderMap::new());
+        let late = Failure::Timeout.response(&Method::GET, &http::HeaderMap::new());
         assert_eq!(late.status(), StatusCode::GATEWAY_TIMEOUT);
         assert!(late.extensions().get::<BackendGone>().is_none());
     }
@@ -305,7 +309,7 @@ mod tests {
             let text = err.to_string();
             let failure = Failure::of(&connect_error(err));
             assert_eq!(failure, Failure::Local, "{text}");
-            let answer = failure.response(&http::HeaderMap::new());
+            let answer = failure.response(&Method::GET, &http::HeaderMap::new());
             assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "{text}");
             assert_eq!(answer.headers()[header::RETRY_AFTER], "1");
             assert!(answer.extensions().get::<BackendGone>().is_none(), "{text}");

@@ -8,6 +8,7 @@ mod logs;
 mod nofile;
 mod ports;
 mod promtool;
+mod raw_h2;
 mod recording;
 /// The gateway program reloading its configuration (`reload::Gateway`), for the reload tests.
 pub mod reload;
@@ -27,6 +28,8 @@ pub use nofile::*;
 pub use ports::*;
 #[allow(unused_imports)]
 pub use promtool::*;
+#[allow(unused_imports)]
+pub use raw_h2::*;
 #[allow(unused_imports)]
 pub use recording::*;
 #[allow(unused_imports)]
@@ -199,13 +202,25 @@ pub struct Reply {
 
 /// Sends a GET with the given headers and reads the whole answer.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    send(http::Method::GET, addr, path, headers).await
+}
+
+/// Sends a request with `method`, the given headers and no body, and reads the whole answer.
+pub async fn send(
+    method: http::Method,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     use http_body_util::BodyExt;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
     let client: Client<_, http_body_util::Empty<bytes::Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let mut request = http::Request::get(format!("http://{addr}{path}"));
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

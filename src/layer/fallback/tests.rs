@@ -53,3 +53,29 @@ fn a_local_shortage_is_a_503_to_retry_in_a_second() {
     assert_eq!(response.headers()[RETRY_AFTER], "1");
     assert_eq!(reason.as_str(), "local_resources");
 }
+
+/// An `EventSource` (a `GET` that asks for an event stream) is told when to come back in a 200
+/// event stream, as it gives up for good on any other status; any other method asking for one
+/// (a fetch-based stream's `POST`, an MCP client's) gets the 503, which a 200 would hide: its
+/// client would take its request for taken.
+#[test]
+fn only_a_get_asking_for_an_event_stream_gets_the_200_retry() {
+    let accept = "application/json, text/event-stream";
+    for (method, status) in [
+        (Method::GET, StatusCode::OK),
+        (Method::POST, StatusCode::SERVICE_UNAVAILABLE),
+        (Method::HEAD, StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let request = http::Request::builder().method(method.clone());
+        let (parts, ()) = request
+            .header("accept", accept)
+            .body(())
+            .unwrap()
+            .into_parts();
+        let response = default_response(&parts, FallbackReason::NotReady, Duration::from_secs(3));
+        assert_eq!(response.status(), status, "{method}");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store", "{method}");
+        let events = response.headers()[CONTENT_TYPE] == "text/event-stream";
+        assert_eq!(events, method == Method::GET, "{method}");
+    }
+}

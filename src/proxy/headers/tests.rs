@@ -148,3 +148,30 @@ fn a_host_is_one_host_and_port_or_none_at_all() {
     let userinfo = http::Uri::from_static("http://user:pw@app/x");
     assert!(host(&["app"], &userinfo).is_err());
 }
+
+/// Hosts spelled in the other ways RFC 3986 allows pass as they are (the routes take each in
+/// its own way: without a final dot, in any case): an IPv6 literal with a zone, a final dot,
+/// upper case, a port with leading zeros; and a URI's authority (HTTP/2's `:authority`) is held
+/// to the same rule as the `Host` header, the port of digits included.
+#[test]
+fn a_host_in_any_spelling_rfc_3986_allows_passes_and_an_authority_is_held_to_the_same_rule() {
+    let origin = http::Uri::from_static("/x");
+    for good in [
+        "[fe80::1%25eth0]:80",
+        "[fe80::1%25eth0]",
+        "app.example.",
+        "app.example.:8080",
+        "APP.Example",
+        "app:0080",
+    ] {
+        let headers = map(&[("host", good)]);
+        let found = original_host(&headers, &origin);
+        assert_eq!(found, Ok(Some(HeaderValue::from_static(good))), "{good}");
+    }
+    let absolute = http::Uri::from_static("http://[fe80::1%25eth0]:80/x");
+    assert!(original_host(&HeaderMap::new(), &absolute).is_ok());
+    for bad in ["http://app:abc/x", "http://app:8x/x"] {
+        let uri = http::Uri::from_static(bad);
+        assert!(original_host(&HeaderMap::new(), &uri).is_err(), "{bad}");
+    }
+}
