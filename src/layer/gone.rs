@@ -86,8 +86,17 @@ impl BackendGone {
 
     /// This marker, for a request with `method`: the fallback answers in its format (a `POST`
     /// that asks for an event stream is no `EventSource`, to be told 200). Without it the
-    /// fallback takes the request for a `GET`.
-    pub(crate) fn for_method(mut self, method: Method) -> Self {
+    /// fallback takes the request for a `GET` (a `HEAD` is known to the layer either way).
+    /// [`Proxy`](crate::proxy::Proxy) sets it.
+    ///
+    /// ```
+    /// use tower_monitor::layer::BackendGone;
+    ///
+    /// let headers = http::HeaderMap::new();
+    /// let gone = BackendGone::for_request(&headers).for_method(http::Method::POST);
+    /// # let _ = gone;
+    /// ```
+    pub fn for_method(mut self, method: Method) -> Self {
         self.method = Some(method);
         self
     }
