@@ -172,7 +172,7 @@ async fn a_start_that_times_out_with_no_probe_made_says_so() {
         assert!(Instant::now() < deadline, "the start never timed out");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let line = logs.line_with(&["unprobed did not come up"]);
+    let line = (logs.line_within(&["unprobed did not come up"], Duration::from_secs(10))).await;
     assert!(
         line.contains("not probed: this process is out of"),
         "{line}"

@@ -48,6 +48,8 @@ pub fn logs(level: tracing::Level) -> Captured {
 pub struct Captured {
     text: Arc<Mutex<Vec<u8>>>,
     events: Arc<Mutex<Vec<Logged>>>,
+    /// Told at each line written, for a test that awaits one.
+    written: Arc<tokio::sync::Notify>,
 }
 
 impl Captured {
@@ -75,6 +77,23 @@ impl Captured {
             .unwrap_or_else(|| panic!("no line with {parts:?} in:\n{}", self.text()))
     }
 
+    /// The first line that contains each of `parts`, once written: a line logged just after
+    /// what the test saw happen (a transition is logged once it is made). A panic showing the
+    /// whole log if none comes within `bound`.
+    pub async fn line_within(&self, parts: &[&str], bound: std::time::Duration) -> String {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            // Asked for before the look, so that a line written between the two is not missed.
+            let written = self.written.notified();
+            if let Some(line) = self.lines_with(parts).into_iter().next() {
+                return line;
+            }
+            if tokio::time::timeout_at(deadline, written).await.is_err() {
+                return self.line_with(parts);
+            }
+        }
+    }
+
     /// The events logged so far whose field `name` is `value`.
     pub fn events_with(&self, name: &str, value: &str) -> Vec<Logged> {
         self.events
@@ -93,6 +112,7 @@ impl std::io::Write for Captured {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend_from_slice(buf);
+        self.written.notify_waiters();
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
