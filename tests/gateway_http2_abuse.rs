@@ -9,9 +9,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::{H2Client, h2_frame, h2_get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 const HEADERS: u8 = 0x1;
@@ -24,95 +24,8 @@ const CANCEL: u32 = 0x8;
 /// Each frame's wait, and each backend request's: long, for a loaded machine.
 const WAIT: Duration = Duration::from_secs(10);
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
-    let mut frame = vec![length[1], length[2], length[3], kind, flags];
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame
-}
-
-/// A `GET` of `path` from `app`, on stream `stream`, with no body.
-fn get(stream: u32, path: &str) -> Vec<u8> {
-    // HPACK: `:method GET` and `:scheme http` from the static table, then `:path` and
-    // `:authority` as literals with their names from it (neither indexed).
-    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
-    block.extend_from_slice(path.as_bytes());
-    block.extend_from_slice(&[0x01, 3]);
-    block.extend_from_slice(b"app");
-    frame(HEADERS, END_STREAM_AND_HEADERS, stream, &block)
-}
-
 fn reset(stream: u32) -> Vec<u8> {
-    frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes())
-}
-
-/// A frame the gateway sent: its type, stream and payload.
-struct Frame {
-    kind: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-/// An HTTP/2 client connection, past its preface; the gateway's frames come on `frames`, which
-/// ends when the gateway closes the connection.
-struct Client {
-    write: OwnedWriteHalf,
-    frames: mpsc::UnboundedReceiver<Frame>,
-}
-
-impl Client {
-    async fn connect(gateway: SocketAddr) -> Self {
-        let (mut read, mut write) = TcpStream::connect(gateway).await.unwrap().into_split();
-        let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        preface.extend(frame(0x4, 0, 0, &[]));
-        write.write_all(&preface).await.unwrap();
-        let (sender, frames) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut pending = Vec::new();
-            let mut buffer = vec![0u8; 64 * 1024];
-            while let Ok(n @ 1..) = read.read(&mut buffer).await {
-                pending.extend_from_slice(&buffer[..n]);
-                while pending.len() >= 9 {
-                    let length = u32::from_be_bytes([0, pending[0], pending[1], pending[2]]);
-                    let end = 9 + length as usize;
-                    if pending.len() < end {
-                        break;
-                    }
-                    let stream = u32::from_be_bytes(pending[5..9].try_into().unwrap());
-                    let frame = Frame {
-                        kind: pending[3],
-                        stream: stream & 0x7fff_ffff,
-                        payload: pending[9..end].to_vec(),
-                    };
-                    pending.drain(..end);
-                    if sender.send(frame).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Self { write, frames }
-    }
-
-    /// Completes once the gateway has closed the connection, whatever it sent before.
-    async fn closed(&mut self) {
-        while self.frames.recv().await.is_some() {}
-    }
-
-    /// The next frame of type `kind` the gateway sends, or `None` if it closes first.
-    async fn next(&mut self, kind: u8) -> Option<Frame> {
-        tokio::time::timeout(WAIT, async {
-            while let Some(frame) = self.frames.recv().await {
-                if frame.kind == kind {
-                    return Some(frame);
-                }
-            }
-            None
-        })
-        .await
-        .expect("the gateway sent nothing more")
-    }
+    h2_frame(RST_STREAM, 0, stream, &CANCEL.to_be_bytes())
 }
 
 /// A backend that tells each request's path on the channel, answers `/ok` at once and holds
@@ -169,11 +82,11 @@ async fn gateway(backend: SocketAddr) -> common::InProcessGateway {
 async fn a_client_connection_has_at_most_128_requests_at_once_at_the_backend() {
     let (backend, mut paths) = backend().await;
     let gateway = gateway(backend).await;
-    let mut client = Client::connect(gateway.addr).await;
-    let streams: Vec<u8> = (0..200).flat_map(|n| get(1 + 2 * n, "/held")).collect();
+    let mut client = H2Client::connect(gateway.addr).await;
+    let streams: Vec<u8> = (0..200).flat_map(|n| h2_get(1 + 2 * n, "/held")).collect();
     client.write.write_all(&streams).await.unwrap();
     for refused in 128..200 {
-        let reset = client.next(RST_STREAM).await.expect("a refused stream");
+        let reset = client.next_of(RST_STREAM).await.expect("a refused stream");
         assert_eq!(reset.stream, 1 + 2 * refused, "refused in order");
         assert_eq!(reset.payload, REFUSED_STREAM.to_be_bytes());
     }
@@ -195,12 +108,17 @@ async fn a_client_connection_has_at_most_128_requests_at_once_at_the_backend() {
 async fn a_client_that_resets_each_request_once_forwarded_has_its_connection_closed() {
     let (backend, mut paths) = backend().await;
     let gateway = gateway(backend).await;
-    let mut client = Client::connect(gateway.addr).await;
+    let mut client = H2Client::connect(gateway.addr).await;
     let mut forwarded = 0;
     let mut closed = false;
     for n in 0..1000 {
         let stream = 1 + 2 * n;
-        if client.write.write_all(&get(stream, "/held")).await.is_err() {
+        if client
+            .write
+            .write_all(&h2_get(stream, "/held"))
+            .await
+            .is_err()
+        {
             closed = true;
             break;
         }
@@ -230,15 +148,19 @@ async fn a_client_that_resets_each_request_once_forwarded_has_its_connection_clo
 async fn a_client_that_cancels_some_requests_keeps_its_connection() {
     let (backend, mut paths) = backend().await;
     let gateway = gateway(backend).await;
-    let mut client = Client::connect(gateway.addr).await;
+    let mut client = H2Client::connect(gateway.addr).await;
     for n in 0..300 {
         let (answered, cancelled) = (1 + 4 * n, 3 + 4 * n);
-        client.write.write_all(&get(answered, "/ok")).await.unwrap();
-        let head = client.next(HEADERS).await.expect("an answer");
+        client
+            .write
+            .write_all(&h2_get(answered, "/ok"))
+            .await
+            .unwrap();
+        let head = client.next_of(HEADERS).await.expect("an answer");
         assert_eq!(head.stream, answered);
         client
             .write
-            .write_all(&get(cancelled, "/held"))
+            .write_all(&h2_get(cancelled, "/held"))
             .await
             .unwrap();
         let path = tokio::time::timeout(WAIT, async {
@@ -256,7 +178,7 @@ async fn a_client_that_cancels_some_requests_keeps_its_connection() {
     // A PING's answer comes after anything the gateway sent before it: no GOAWAY came.
     client
         .write
-        .write_all(&frame(0x6, 0, 0, &[7; 8]))
+        .write_all(&h2_frame(0x6, 0, 0, &[7; 8]))
         .await
         .unwrap();
     while let Some(frame) = client.frames.recv().await {
@@ -277,10 +199,10 @@ async fn a_client_that_cancels_some_requests_keeps_its_connection() {
 async fn a_client_that_cancels_requests_it_waited_for_keeps_its_connection() {
     let (backend, mut paths, mut closes) = backend_telling_closes().await;
     let gateway = gateway(backend).await;
-    let mut client = Client::connect(gateway.addr).await;
+    let mut client = H2Client::connect(gateway.addr).await;
     for round in 0..3 {
         let streams: Vec<u32> = (0..128).map(|n| 1 + 2 * (128 * round + n)).collect();
-        let requests: Vec<u8> = streams.iter().flat_map(|&s| get(s, "/held")).collect();
+        let requests: Vec<u8> = streams.iter().flat_map(|&s| h2_get(s, "/held")).collect();
         client.write.write_all(&requests).await.unwrap();
         for _ in 0..128 {
             let path = tokio::time::timeout(WAIT, paths.recv()).await;
@@ -298,8 +220,8 @@ async fn a_client_that_cancels_requests_it_waited_for_keeps_its_connection() {
     }
     // A request after them all is answered: the connection is still open.
     let stream = 1 + 2 * 3 * 128;
-    let _ = client.write.write_all(&get(stream, "/ok")).await;
-    let head = client.next(HEADERS).await;
+    let _ = client.write.write_all(&h2_get(stream, "/ok")).await;
+    let head = client.next_of(HEADERS).await;
     assert_eq!(head.expect("the connection was closed").stream, stream);
 }
 
@@ -314,7 +236,7 @@ fn grpc_call(stream: u32) -> Vec<u8> {
     block.extend_from_slice(b"app");
     block.extend_from_slice(&[0x0f, 31 - 15, 16]);
     block.extend_from_slice(b"application/grpc");
-    frame(HEADERS, END_STREAM_AND_HEADERS, stream, &block)
+    h2_frame(HEADERS, END_STREAM_AND_HEADERS, stream, &block)
 }
 
 /// A gRPC client that multiplexes calls with short deadlines on one connection resets every
@@ -337,7 +259,7 @@ async fn a_client_that_resets_requests_held_for_a_cold_start_keeps_its_connectio
         let services = gateway.monitor.snapshot();
         services.iter().map(|s| s.requests_held).sum::<usize>()
     };
-    let mut client = Client::connect(gateway.addr).await;
+    let mut client = H2Client::connect(gateway.addr).await;
     for round in 0..3 {
         let streams: Vec<u32> = (0..100).map(|n| 1 + 2 * (100 * round + n)).collect();
         let sent = tokio::time::Instant::now();
@@ -357,7 +279,7 @@ async fn a_client_that_resets_requests_held_for_a_cold_start_keeps_its_connectio
     // A PING's answer comes after anything the gateway sent before it: no GOAWAY came.
     client
         .write
-        .write_all(&frame(0x6, 0, 0, &[7; 8]))
+        .write_all(&h2_frame(0x6, 0, 0, &[7; 8]))
         .await
         .unwrap();
     let ping = tokio::time::timeout(WAIT, async {

@@ -54,8 +54,9 @@ impl H2Frame {
 /// An HTTP/2 client connection, past its preface (its `SETTINGS` sent, the server's never
 /// acknowledged, nor any `PING`); the server's frames come on `frames`.
 pub struct H2Client {
-    write: OwnedWriteHalf,
-    frames: mpsc::UnboundedReceiver<H2Frame>,
+    pub write: OwnedWriteHalf,
+    /// The server's frames; ends when it closes the connection.
+    pub frames: mpsc::UnboundedReceiver<H2Frame>,
 }
 
 impl H2Client {
@@ -99,9 +100,20 @@ impl H2Client {
     /// The next frame of type `kind` on `stream` the server sends (10 s at most), or `None`
     /// if it closes the connection first.
     pub async fn next(&mut self, kind: u8, stream: u32) -> Option<H2Frame> {
+        self.next_where(|frame| frame.kind == kind && frame.stream == stream)
+            .await
+    }
+
+    /// The next frame of type `kind` the server sends, on any stream (10 s at most), or `None`
+    /// if it closes the connection first.
+    pub async fn next_of(&mut self, kind: u8) -> Option<H2Frame> {
+        self.next_where(|frame| frame.kind == kind).await
+    }
+
+    async fn next_where(&mut self, wanted: impl Fn(&H2Frame) -> bool) -> Option<H2Frame> {
         tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(frame) = self.frames.recv().await {
-                if frame.kind == kind && frame.stream == stream {
+                if wanted(&frame) {
                     return Some(frame);
                 }
             }
@@ -109,5 +121,10 @@ impl H2Client {
         })
         .await
         .expect("the server sent nothing more")
+    }
+
+    /// Completes once the server has closed the connection, whatever it sent before.
+    pub async fn closed(&mut self) {
+        while self.frames.recv().await.is_some() {}
     }
 }
