@@ -79,6 +79,42 @@ async fn a_clients_trailer_reaches_the_backend() {
     );
 }
 
+/// A client's forwarded headers sent as trailers do not reach the backend, as those it sends as
+/// headers do not (the gateway replaces them with its own): a backend that reads trailers
+/// would take them for the gateway's word. Before, an announced `X-Forwarded-For` trailer went
+/// through whole. Its other trailers still go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_forwarded_headers_in_its_trailers_do_not_reach_the_backend() {
+    let (backend, uploads) = upload_backend().await;
+    let gateway = common::gateway_to_app(&format!("http://{backend}/"), "{}").await;
+
+    let reply = common::exchange(
+        gateway.addr,
+        "POST / HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\
+         trailer: x-sum, x-forwarded-for, forwarded\r\nconnection: close\r\n\r\n\
+         5\r\nhello\r\n0\r\nx-sum: 42\r\nx-forwarded-for: 6.6.6.6\r\n\
+         forwarded: for=6.6.6.6\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    let uploads = uploads.lock().unwrap();
+    let upload = uploads.first().expect("the backend got the upload");
+    let (head, body) = upload.split_once("\r\n\r\n").expect("a head");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\nx-forwarded-for: 127.0.0.1"),
+        "the gateway's own: {head:?}"
+    );
+    assert!(
+        body.contains("x-sum: 42\r\n"),
+        "the other trailer: {body:?}"
+    );
+    assert!(
+        !upload.contains("6.6.6.6"),
+        "the client's claim: {upload:?}"
+    );
+}
+
 /// A raw HTTP/1.1 backend that answers a request without a body at once (the gateway's probe
 /// is a TCP connect; nothing else comes without one here) and records each chunked upload,
 /// head and body, up to its last chunk's end, then answers `200`.

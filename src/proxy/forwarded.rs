@@ -74,6 +74,19 @@ impl<B> super::Proxy<B> {
     }
 }
 
+/// Removes the forwarded headers from `fields`: a client's trailer fields, which a backend
+/// could read as the claims [`add_forwarded`] removed from its header fields.
+pub(crate) fn remove_claims(fields: &mut HeaderMap) {
+    for name in [
+        FORWARDED,
+        X_FORWARDED_FOR,
+        X_FORWARDED_HOST,
+        X_FORWARDED_PROTO,
+    ] {
+        fields.remove(name);
+    }
+}
+
 /// What the forwarded headers say about one request.
 pub(crate) struct Origin<'a> {
     pub(crate) client: Option<IpAddr>,

@@ -347,8 +347,11 @@ where
         } else {
             length::of_request(request.headers())
         };
-        let request =
-            request.map(|body| Upload::new(body, this.body_read_timeout).with_length(length));
+        // A client's forwarded headers in its trailers go as those in its headers went.
+        let untrusted = !this.trust_forwarded && this.forwarded != ForwardedHeaders::None;
+        let request = request.map(|body| {
+            (Upload::new(body, this.body_read_timeout).with_length(length)).untrusted(untrusted)
+        });
         let now = Instant::now();
         let sent = Sent {
             method: request.method().clone(),

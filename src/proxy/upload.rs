@@ -37,6 +37,8 @@ pin_project! {
         // Bytes still to hand on, for a body of known length: hyper sends that many and asks
         // no more (no end of stream, no `None`), so their count is what tells the end.
         left: Option<u64>,
+        // Whether the forwarded headers are removed from the trailers, as from the headers.
+        untrusted: bool,
     }
 }
 
@@ -50,7 +52,15 @@ impl<B: Body> Upload<B> {
             stalled: None,
             whole,
             left,
+            untrusted: false,
         }
+    }
+
+    /// Removes the forwarded headers from the body's trailer fields, as the proxy removes a
+    /// client's from its header fields (an untrusted client's, when it adds its own).
+    pub(crate) fn untrusted(mut self, untrusted: bool) -> Self {
+        self.untrusted = untrusted;
+        self
     }
 
     /// The body's length, as its `Content-Length` header says (which hyper sends by, rather
@@ -82,6 +92,17 @@ impl Handed {
     }
 }
 
+/// `frame`, trailers, without the forwarded headers (see [`Upload::untrusted`]).
+fn without_claims<D>(frame: Frame<D>) -> Frame<D> {
+    match frame.into_trailers() {
+        Ok(mut trailers) => {
+            super::forwarded::remove_claims(&mut trailers);
+            Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    }
+}
+
 /// No body at all.
 impl<B> Default for Upload<B> {
     fn default() -> Self {
@@ -91,6 +112,7 @@ impl<B> Default for Upload<B> {
             stalled: None,
             whole: None,
             left: None,
+            untrusted: false,
         }
     }
 }
@@ -127,6 +149,12 @@ where
                 }
                 Some(Err(_)) => {}
             }
+            let frame = match frame {
+                Some(Ok(frame)) if *this.untrusted && frame.is_trailers() => {
+                    Some(Ok(without_claims(frame)))
+                }
+                frame => frame,
+            };
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
         let Some(timeout) = *this.timeout else {
