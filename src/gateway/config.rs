@@ -331,7 +331,8 @@ fn build(
     let layer = match shared.layers.get(name) {
         Some(layer) => layer.clone(),
         None => {
-            let mut layer = layer::layer(monitor, name, settings, &at, base_dir)?;
+            let mut layer =
+                layer::layer(monitor, name, settings, &at, base_dir)?.counting_requests();
             if let Some(count) = shared.held.get(name) {
                 layer = layer.count_held_in(count);
             }

@@ -56,7 +56,8 @@ impl MonitorLayer {
         Ok(Self {
             guard: Arc::new(Guard {
                 cache: Arc::clone(&registered.cache),
-                requests: Arc::clone(&registered.requests),
+                // Counted for the idle watch; a gateway's layer counts for its reload too.
+                requests: (registered.idle.as_ref()).map(|_| Arc::clone(&registered.requests)),
                 plain: cached_up_forwards && registered.idle.is_none(),
                 registered,
                 fallback: Fallback::default(),
@@ -258,6 +259,16 @@ impl MonitorLayer {
     #[cfg(feature = "gateway")]
     pub(crate) fn hold_state(&self) -> Option<Hold> {
         self.guard.hold.clone()
+    }
+
+    /// Counts each request in the service's requests in flight, `on_idle` or not: a gateway's
+    /// reload stops a removed service's program once none is left.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn counting_requests(mut self) -> Self {
+        let guard = Arc::make_mut(&mut self.guard);
+        guard.requests = Some(Arc::clone(&guard.registered.requests));
+        guard.plain = false;
+        self
     }
 
     /// The layer's count of held requests, if it holds.

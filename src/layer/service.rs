@@ -25,18 +25,17 @@ pub(crate) type GonePredicate =
 /// What every clone of a [`MonitorService`] shares: the guarded backend and the fallback.
 #[derive(Clone)]
 pub(crate) struct Guard {
-    /// Copies of `registered.cache` and `registered.requests`: `call` reads both on every
-    /// request, and from here they are one pointer away instead of two.
+    /// Copies of `registered.cache` and, if requests are counted (`on_idle`, a gateway's
+    /// layer), `registered.requests`: `call` reads both on every request, and from here they
+    /// are one pointer away instead of two.
     pub(crate) cache: Arc<StatusCache>,
-    pub(crate) requests: Arc<Shards>,
+    pub(crate) requests: Option<Arc<Shards>>,
     pub(crate) registered: Arc<Registered>,
     pub(crate) fallback: Fallback,
     /// Cached up and no `always` / `on_up` to run: the request can go straight through.
     pub(crate) cached_up_forwards: bool,
     /// `cached_up_forwards`, and nothing to count (`on_idle`) or check (`backend_gone_when`)
     /// either: `call`'s first test, so that the plainest layer pays one flag for all three.
-    /// Its requests are not counted in `registered.requests`: only the idle watch and a
-    /// gateway's reload read that, and a gateway's layers check `backend_gone_when`.
     pub(crate) plain: bool,
     pub(crate) hold: Option<Hold>,
     pub(crate) wake_policy: Option<Arc<WakePolicy>>,
@@ -200,7 +199,7 @@ where
             return self.call_rare(request, None);
         }
         // Counted from here, held or not, until the response body ends.
-        let in_flight = Some(guard.requests.enter());
+        let in_flight = guard.requests.as_ref().map(|requests| requests.enter());
         // A HEAD checked for a gone backend takes the rare path, which remembers it is a HEAD
         // (its fallback must have no body); the cached-up future stays as small as it is.
         if guard.cached_up_forwards
